@@ -6,7 +6,6 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
 venv="${PARVIS_VENV:-$HOME/.cache/parvis-conformance-venv}"
 req="$here/requirements.txt"
 export PARVIS_BIN="${PARVIS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/parvis-target}/debug/parvis}"
@@ -22,9 +21,13 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-cd "$repo"
+# Run the whole suite unless test paths were given (relative to the caller's directory).
+targets=("$here")
+for arg in "$@"; do
+  case "$arg" in -*) ;; *) if [ -e "${arg%%::*}" ]; then targets=(); break; fi ;; esac
+done
 set +e
-"$venv/bin/python" -m pytest conformance/ -q -p no:cacheprovider "$@"
+"$venv/bin/python" -m pytest "${targets[@]}" -q -p no:cacheprovider "$@"
 rc=$?
 set -e
 exit "$rc"
