@@ -501,3 +501,28 @@ async def wait_for(coro_fn: Callable[[], Any], timeout_s: float = WAIT_S, interv
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value {last!r}")
+
+
+def creators_privileged(room_version: str) -> bool:
+    """Room versions 12+ (MSC4289): creators have infinite power and are not listed in power_levels.users."""
+    try:
+        return int(room_version) >= 12
+    except ValueError:
+        return False
+
+
+async def power_of(user: "User", room_id: str, target: str) -> float:
+    """Effective power level of target in room_id, as seen by user (creators of v12+ rooms: infinity)."""
+    create_r = await user.get_state(room_id, "m.room.create")
+    assert create_r.status == 200, create_r
+    create = create_r.body
+    if creators_privileged(create.get("room_version", "1")):
+        creators = {create.get("creator")} | set(create.get("additional_creators", []))
+        state = await user.ok("GET", f"{CS}/rooms/{q(room_id)}/state")
+        for ev in state:
+            if ev["type"] == "m.room.create":
+                creators.add(ev["sender"])
+        if target in creators:
+            return float("inf")
+    pl = await user.state_content(room_id, "m.room.power_levels")
+    return pl.get("users", {}).get(target, pl.get("users_default", 0))
