@@ -95,6 +95,7 @@ async def test_TestRoomsInvite_uninvited_cannot_join(alice, bob):
 
 async def test_TestRoomsInvite_reject(alice, bob):
     """Complement: TestRoomsInvite/Invited user can reject invite
+    Complement: TestLeaveEventInviteRejection
     sytest: Invited user can reject invite"""
     room = await alice.create_room(preset="private_chat", invite=[bob.user_id])
     body, _ = await bob.sync_until(lambda b: invited(b, room), what="invite")
