@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json as jsonlib
 import os
 import shutil
@@ -103,6 +104,7 @@ class Server:
             start_new_session=True,
         )
         log.close()
+        _live.append(self)
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -169,6 +171,16 @@ class Server:
         except OSError:
             return "(no log)"
         return "\n".join(data.splitlines()[-lines:])
+
+
+_live: list[Server] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Never leave a server behind, even if pytest is interrupted before fixture teardown."""
+    for srv in _live:
+        srv.kill()
 
 
 # --------------------------------------------------------------------------------------------
