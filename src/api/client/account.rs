@@ -1,0 +1,240 @@
+//! Registration, login, logout, whoami, password change and deactivation.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::{
+    OwnedUserId, UserId,
+    api::client::{
+        account::{change_password, deactivate, get_username_availability, register, whoami},
+        session::{get_login_types, login, logout, logout_all},
+    },
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::{Error, Result},
+    services::Services,
+};
+
+type Res<T> = Result<RumaResponse<T>>;
+
+/// Checks a requested localpart: lowercase, the spec's characters, and the length limit.
+pub fn validate_localpart(s: &Services, localpart: &str) -> Result<OwnedUserId> {
+    let valid = !localpart.is_empty()
+        && localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
+    if !valid {
+        return Err(Error::invalid_username("User ID may only contain a-z, 0-9, and .=_-/+"));
+    }
+    let user = UserId::parse(format!("@{localpart}:{}", s.globals.server_name()))
+        .map_err(|_| Error::invalid_username("Invalid user ID"))?;
+    if user.as_str().len() > 255 {
+        return Err(Error::invalid_username("User ID is too long"));
+    }
+    Ok(user)
+}
+
+/// Resolves the `identifier`/`user` of a login or UIA body to a local user id.
+pub fn user_of_identifier(s: &Services, body: &Value) -> Option<OwnedUserId> {
+    let id = body
+        .get("identifier")
+        .filter(|i| i.get("type").and_then(Value::as_str).is_none_or(|t| t == "m.id.user"))
+        .and_then(|i| i.get("user"))
+        .or_else(|| body.get("user"))
+        .and_then(Value::as_str)?;
+    if id.starts_with('@') {
+        UserId::parse(id.to_lowercase()).ok()
+    } else {
+        UserId::parse(format!("@{}:{}", id.to_lowercase(), s.globals.server_name())).ok()
+    }
+}
+
+/// User-interactive auth for an authenticated user: the password stage.
+pub fn uia_password(s: &Services, user: &UserId, auth: Option<&Value>) -> Result<()> {
+    s.uia.check(auth, &[vec!["m.login.password"]], json!({}), |_, auth| {
+        let claimed = user_of_identifier(s, auth);
+        if claimed.is_some_and(|c| c != user) {
+            return Ok(false);
+        }
+        let password = auth.get("password").and_then(Value::as_str).unwrap_or_default();
+        s.users.check_password(user, password)
+    })
+}
+
+fn auth_of(json: &Option<Value>) -> Option<Value> {
+    json.as_ref().and_then(|j| j.get("auth")).cloned()
+}
+
+pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> Res<register::v3::Response> {
+    let auth = auth_of(&req.json);
+    let body = req.body;
+    services
+        .run(move |s| {
+            let config = &s.config().registration;
+            if !config.enabled {
+                return Err(Error::forbidden("Registration is disabled"));
+            }
+            if body.kind == ruma::api::client::account::register::RegistrationKind::Guest {
+                return Err(Error::new(http::StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled"));
+            }
+            let user = match &body.username {
+                Some(name) => validate_localpart(s, &name.to_lowercase())?,
+                None => loop {
+                    let candidate = validate_localpart(s, &crate::util::random_string(10).to_lowercase())?;
+                    if !s.users.exists(&candidate)? {
+                        break candidate;
+                    }
+                },
+            };
+            if s.users.exists(&user)? {
+                return Err(Error::user_in_use());
+            }
+            if let Some(password) = &body.password
+                && password.len() < config.min_password_length
+            {
+                return Err(Error::weak_password("Password is too short"));
+            }
+            let flows = if config.tokens.is_empty() {
+                vec![vec!["m.login.dummy"]]
+            } else {
+                vec![vec!["m.login.registration_token"]]
+            };
+            s.uia.check(auth.as_ref(), &flows, json!({}), |stage, auth| match stage {
+                "m.login.dummy" => Ok(true),
+                "m.login.registration_token" => {
+                    let token = auth.get("token").and_then(Value::as_str).unwrap_or_default();
+                    Ok(config.tokens.iter().any(|t| t == token))
+                }
+                _ => Ok(false),
+            })?;
+            // Another request may have taken the name while this one authenticated.
+            if s.users.exists(&user)? {
+                return Err(Error::user_in_use());
+            }
+            s.users.create(&user, body.password.as_deref())?;
+            let mut response = register::v3::Response::new(user.clone());
+            if !body.inhibit_login {
+                let (device, token) =
+                    s.users.login_device(&user, body.device_id.clone(), body.initial_device_display_name.clone())?;
+                response.device_id = Some(device);
+                response.access_token = Some(token);
+            }
+            Ok(response.into())
+        })
+        .await
+}
+
+pub async fn username_available(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_username_availability::v3::Request>,
+) -> Res<get_username_availability::v3::Response> {
+    services
+        .run(move |s| {
+            let user = validate_localpart(s, &req.body.username.to_lowercase())?;
+            if s.users.exists(&user)? {
+                return Err(Error::user_in_use());
+            }
+            Ok(get_username_availability::v3::Response::new(true).into())
+        })
+        .await
+}
+
+pub async fn login_types(_: Ruma<get_login_types::v3::Request>) -> Res<get_login_types::v3::Response> {
+    use ruma::api::client::session::get_login_types::v3::{LoginType, PasswordLoginType};
+    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::default())]).into())
+}
+
+pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::Request>) -> Res<login::v3::Response> {
+    let json = req.json.unwrap_or_default();
+    let device_id = req.body.device_id.clone();
+    let display_name = req.body.initial_device_display_name.clone();
+    services
+        .run(move |s| {
+            s.rate_limiter.check(&format!("login:{}", json.get("identifier").map(|i| i.to_string()).unwrap_or_default()))?;
+            if json.get("type").and_then(Value::as_str) != Some("m.login.password") {
+                return Err(Error::unknown("Unsupported login type"));
+            }
+            let user = user_of_identifier(s, &json).ok_or_else(|| Error::forbidden("Invalid username or password"))?;
+            let password = json.get("password").and_then(Value::as_str).unwrap_or_default();
+            if let Some(account) = s.users.account(&user)?
+                && account.deactivated
+            {
+                return Err(Error::user_deactivated());
+            }
+            if !s.users.check_password(&user, password)? {
+                return Err(Error::forbidden("Invalid username or password"));
+            }
+            let (device, token) = s.users.login_device(&user, device_id, display_name)?;
+            let response = login::v3::Response::new(user, token, device);
+            Ok(response.into())
+        })
+        .await
+}
+
+pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3::Request>) -> Res<logout::v3::Response> {
+    let (user, device) = (req.user().clone(), req.device().clone());
+    services
+        .run(move |s| {
+            s.users.remove_devices(&user, &[device.as_str()])?;
+            Ok(logout::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn logout_all(State(services): State<Arc<Services>>, req: Ruma<logout_all::v3::Request>) -> Res<logout_all::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let devices = s.users.devices(&user)?;
+            let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+            s.users.remove_devices(&user, &ids)?;
+            Ok(logout_all::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn whoami(req: Ruma<whoami::v3::Request>) -> Res<whoami::v3::Response> {
+    let mut response = whoami::v3::Response::new(req.user().clone(), false);
+    response.device_id = req.device.clone();
+    Ok(response.into())
+}
+
+pub async fn change_password(
+    State(services): State<Arc<Services>>,
+    req: Ruma<change_password::v3::Request>,
+) -> Res<change_password::v3::Response> {
+    let auth = auth_of(&req.json);
+    let (user, device) = (req.user().clone(), req.device().clone());
+    let body = req.body;
+    services
+        .run(move |s| {
+            uia_password(s, &user, auth.as_ref())?;
+            if body.new_password.len() < s.config().registration.min_password_length {
+                return Err(Error::weak_password("Password is too short"));
+            }
+            let logout = body.logout_devices.then_some(Some(device.as_str()));
+            s.users.set_password(&user, &body.new_password, logout)?;
+            Ok(change_password::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactivate::v3::Request>) -> Res<deactivate::v3::Response> {
+    let auth = auth_of(&req.json);
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            uia_password(s, &user, auth.as_ref())?;
+            // Leave every room first, so other members see the departure.
+            for room in s.membership.rooms_of(&user)? {
+                use crate::services::rooms::membership::Membership;
+                if matches!(room.membership, Membership::Join | Membership::Invite | Membership::Knock) {
+                    let _ = crate::services::rooms::set_membership(s, &room.room_id, &user, &user, "leave", None, None);
+                }
+            }
+            s.users.deactivate(&user)?;
+            Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport).into())
+        })
+        .await
+}

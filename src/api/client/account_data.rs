@@ -1,0 +1,191 @@
+//! Account data (global and per room), room tags and filters: each user may touch only their own.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::{
+    RoomId, UserId,
+    api::client::{
+        config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+        filter::{create_filter, get_filter},
+        tag::{create_tag, delete_tag, get_tags},
+    },
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::{Error, Result},
+    services::{Services, timeline::pdu::raw},
+};
+
+type Res<T> = Result<RumaResponse<T>>;
+
+pub fn own(caller: &UserId, target: &UserId) -> Result<()> {
+    if caller != target {
+        return Err(Error::forbidden("You may only access your own data"));
+    }
+    Ok(())
+}
+
+fn object<T>(data: &ruma::serde::Raw<T>) -> Result<Value> {
+    match serde_json::from_str::<Value>(data.json().get()) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(Error::bad_json("Account data must be a JSON object")),
+    }
+}
+
+/// Server-managed types that clients may not set through account data.
+fn check_settable(kind: &str) -> Result<()> {
+    if kind == "m.fully_read" || kind == "m.push_rules" {
+        return Err(Error::bad_json(format!("Cannot set {kind} through this API")));
+    }
+    Ok(())
+}
+
+pub async fn get_global(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_global_account_data::v3::Request>,
+) -> Res<get_global_account_data::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            let data = s
+                .account_data
+                .get(&caller, None, &req.body.event_type.to_string())?
+                .ok_or_else(|| Error::not_found("Account data not found"))?;
+            Ok(get_global_account_data::v3::Response::new(raw(&data)).into())
+        })
+        .await
+}
+
+pub async fn set_global(
+    State(services): State<Arc<Services>>,
+    req: Ruma<set_global_account_data::v3::Request>,
+) -> Res<set_global_account_data::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            let kind = req.body.event_type.to_string();
+            check_settable(&kind)?;
+            s.account_data.set(&s.globals, &caller, None, &kind, &object(&req.body.data)?)?;
+            Ok(set_global_account_data::v3::Response::new().into())
+        })
+        .await
+}
+
+fn check_room(s: &Services, room_id: &RoomId) -> Result<()> {
+    if !s.timeline.room_exists(room_id)? {
+        return Err(Error::not_found("Unknown room"));
+    }
+    Ok(())
+}
+
+pub async fn get_room(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_room_account_data::v3::Request>,
+) -> Res<get_room_account_data::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            let data = s
+                .account_data
+                .get(&caller, Some(&req.body.room_id), &req.body.event_type.to_string())?
+                .ok_or_else(|| Error::not_found("Account data not found"))?;
+            Ok(get_room_account_data::v3::Response::new(raw(&data)).into())
+        })
+        .await
+}
+
+pub async fn set_room(
+    State(services): State<Arc<Services>>,
+    req: Ruma<set_room_account_data::v3::Request>,
+) -> Res<set_room_account_data::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            check_room(s, &req.body.room_id)?;
+            let kind = req.body.event_type.to_string();
+            check_settable(&kind)?;
+            s.account_data.set(&s.globals, &caller, Some(&req.body.room_id), &kind, &object(&req.body.data)?)?;
+            Ok(set_room_account_data::v3::Response::new().into())
+        })
+        .await
+}
+
+fn tags_of(s: &Services, user: &UserId, room_id: &RoomId) -> Result<Value> {
+    Ok(s.account_data.get(user, Some(room_id), "m.tag")?.unwrap_or_else(|| json!({ "tags": {} })))
+}
+
+pub async fn get_tags(State(services): State<Arc<Services>>, req: Ruma<get_tags::v3::Request>) -> Res<get_tags::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            let content = tags_of(s, &caller, &req.body.room_id)?;
+            let tags = serde_json::from_value(content.get("tags").cloned().unwrap_or(json!({})))
+                .map_err(|e| Error::internal(e.to_string()))?;
+            Ok(get_tags::v3::Response::new(tags).into())
+        })
+        .await
+}
+
+pub async fn put_tag(State(services): State<Arc<Services>>, req: Ruma<create_tag::v3::Request>) -> Res<create_tag::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            check_room(s, &req.body.room_id)?;
+            let mut content = tags_of(s, &caller, &req.body.room_id)?;
+            content["tags"][&req.body.tag] = serde_json::to_value(&req.body.tag_info).map_err(|e| Error::internal(e.to_string()))?;
+            s.account_data.set(&s.globals, &caller, Some(&req.body.room_id), "m.tag", &content)?;
+            Ok(create_tag::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn delete_tag(State(services): State<Arc<Services>>, req: Ruma<delete_tag::v3::Request>) -> Res<delete_tag::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            let mut content = tags_of(s, &caller, &req.body.room_id)?;
+            if let Some(tags) = content.get_mut("tags").and_then(Value::as_object_mut) {
+                tags.remove(&req.body.tag);
+            }
+            s.account_data.set(&s.globals, &caller, Some(&req.body.room_id), "m.tag", &content)?;
+            Ok(delete_tag::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn create_filter(
+    State(services): State<Arc<Services>>,
+    req: Ruma<create_filter::v3::Request>,
+) -> Res<create_filter::v3::Response> {
+    let caller = req.user().clone();
+    let json = req.json.clone().unwrap_or(json!({}));
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            let id = s.filters.create(&caller, &json)?;
+            Ok(create_filter::v3::Response::new(id).into())
+        })
+        .await
+}
+
+pub async fn get_filter(State(services): State<Arc<Services>>, req: Ruma<get_filter::v3::Request>) -> Res<get_filter::v3::Response> {
+    let caller = req.user().clone();
+    services
+        .run(move |s| {
+            own(&caller, &req.body.user_id)?;
+            let value = s.filters.get(&caller, &req.body.filter_id)?.ok_or_else(|| Error::not_found("Unknown filter"))?;
+            let filter = serde_json::from_value(value).map_err(|e| Error::internal(e.to_string()))?;
+            Ok(get_filter::v3::Response::new(filter).into())
+        })
+        .await
+}

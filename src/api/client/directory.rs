@@ -1,0 +1,257 @@
+//! Aliases, the public room directory and the user directory.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::{
+    OwnedRoomId, UInt,
+    api::client::{
+        alias::{create_alias, delete_alias, get_alias},
+        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+        room::{Visibility, aliases},
+        user_directory::search_users,
+    },
+    directory::PublicRoomsChunk,
+    events::StateEventType,
+};
+use serde_json::Value;
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::{Error, Result},
+    services::{
+        Services,
+        rooms::{self, membership::Membership},
+        timeline::visibility::may_read_room,
+    },
+};
+
+type Res<T> = Result<RumaResponse<T>>;
+
+pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_alias::v3::Request>) -> Res<create_alias::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let alias = &req.body.room_alias;
+            if alias.server_name() != s.globals.server_name() {
+                return Err(Error::invalid_param("Alias must be on this server"));
+            }
+            if !s.timeline.room_exists(&req.body.room_id)? {
+                return Err(Error::not_found("Unknown room"));
+            }
+            s.directory.set_alias(alias, &req.body.room_id, &user)?;
+            Ok(create_alias::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn resolve(State(services): State<Arc<Services>>, req: Ruma<get_alias::v3::Request>) -> Res<get_alias::v3::Response> {
+    services
+        .run(move |s| {
+            let record = s.directory.resolve(&req.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+            Ok(get_alias::v3::Response::new(record.room_id, vec![s.globals.server_name().clone()]).into())
+        })
+        .await
+}
+
+pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_alias::v3::Request>) -> Res<delete_alias::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let record = s.directory.resolve(&req.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+            if record.creator != user && !can_send_state(s, &record.room_id, &user, "m.room.canonical_alias")? {
+                return Err(Error::forbidden("You may not delete this alias"));
+            }
+            s.directory.remove_alias(&req.body.room_alias)?;
+            Ok(delete_alias::v3::Response::new().into())
+        })
+        .await
+}
+
+/// Whether `user`'s power level allows sending a state event of `kind` in the room.
+fn can_send_state(s: &Services, room_id: &ruma::RoomId, user: &ruma::UserId, kind: &str) -> Result<bool> {
+    let Some(pl) = rooms::state_content(s, room_id, &StateEventType::RoomPowerLevels, "")? else { return Ok(false) };
+    let num = |v: Option<&Value>| v.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    let level = num(pl.get("users").and_then(|u| u.get(user.as_str()))).or(num(pl.get("users_default"))).unwrap_or(0);
+    let needed = num(pl.get("events").and_then(|e| e.get(kind))).or(num(pl.get("state_default"))).unwrap_or(50);
+    Ok(level >= needed)
+}
+
+pub async fn list(State(services): State<Arc<Services>>, req: Ruma<aliases::v3::Request>) -> Res<aliases::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let short = rooms::short_room(s, &req.body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            if !may_read_room(s, &user, short)? {
+                return Err(Error::forbidden("You are not a member of this room"));
+            }
+            Ok(aliases::v3::Response::new(s.directory.aliases_of(&req.body.room_id)?).into())
+        })
+        .await
+}
+
+pub async fn get_visibility(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_room_visibility::v3::Request>,
+) -> Res<get_room_visibility::v3::Response> {
+    services
+        .run(move |s| {
+            if !s.timeline.room_exists(&req.body.room_id)? {
+                return Err(Error::not_found("Unknown room"));
+            }
+            let public = s.directory.is_public(&req.body.room_id)?;
+            Ok(get_room_visibility::v3::Response::new(if public { Visibility::Public } else { Visibility::Private }).into())
+        })
+        .await
+}
+
+pub async fn set_visibility(
+    State(services): State<Arc<Services>>,
+    req: Ruma<set_room_visibility::v3::Request>,
+) -> Res<set_room_visibility::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            if !s.timeline.room_exists(&req.body.room_id)? {
+                return Err(Error::not_found("Unknown room"));
+            }
+            if !can_send_state(s, &req.body.room_id, &user, "m.room.canonical_alias")? {
+                return Err(Error::forbidden("You may not change this room's visibility"));
+            }
+            let public = req.body.visibility == Visibility::Public;
+            if public && !s.config().rooms.allow_publish {
+                return Err(Error::forbidden("Publishing rooms is disabled"));
+            }
+            s.directory.set_public(&req.body.room_id, public)?;
+            Ok(set_room_visibility::v3::Response::new().into())
+        })
+        .await
+}
+
+fn chunk_of(s: &Services, room_id: &OwnedRoomId) -> Result<PublicRoomsChunk> {
+    let short = rooms::short_room(s, room_id)?;
+    let joined = s.membership.members(short, Membership::Join)?.len() as u64;
+    let mut chunk: PublicRoomsChunk = ruma::directory::PublicRoomsChunkInit {
+        num_joined_members: UInt::new(joined).unwrap_or_default(),
+        room_id: room_id.clone(),
+        world_readable: false,
+        guest_can_join: false,
+    }
+    .into();
+    let text = |kind: StateEventType, field: &str| -> Result<Option<String>> {
+        Ok(rooms::state_content(s, room_id, &kind, "")?.and_then(|c| c.get(field).and_then(Value::as_str).map(str::to_owned)))
+    };
+    chunk.name = text(StateEventType::RoomName, "name")?;
+    chunk.topic = text(StateEventType::RoomTopic, "topic")?;
+    chunk.canonical_alias = text(StateEventType::RoomCanonicalAlias, "alias")?.and_then(|a| a.try_into().ok());
+    chunk.avatar_url = text(StateEventType::RoomAvatar, "url")?.map(Into::into);
+    chunk.world_readable = text(StateEventType::RoomHistoryVisibility, "history_visibility")?.as_deref() == Some("world_readable");
+    chunk.guest_can_join = text(StateEventType::RoomGuestAccess, "guest_access")?.as_deref() == Some("can_join");
+    if let Some(rule) = text(StateEventType::RoomJoinRules, "join_rule")? {
+        chunk.join_rule = rule.as_str().into();
+    }
+    Ok(chunk)
+}
+
+/// The directory, largest rooms first, filtered by a search term, paginated by offset tokens.
+fn public_rooms(s: &Services, limit: Option<UInt>, since: Option<&str>, term: Option<&str>) -> Result<get_public_rooms::v3::Response> {
+    let mut chunks = Vec::new();
+    for room_id in s.directory.public_rooms()? {
+        let chunk = chunk_of(s, &room_id)?;
+        if let Some(term) = term.map(str::to_lowercase).filter(|t| !t.is_empty()) {
+            let hay = [chunk.name.as_deref(), chunk.topic.as_deref(), chunk.canonical_alias.as_ref().map(|a| a.as_str())];
+            if !hay.iter().flatten().any(|h| h.to_lowercase().contains(&term)) {
+                continue;
+            }
+        }
+        chunks.push(chunk);
+    }
+    chunks.sort_by(|a, b| b.num_joined_members.cmp(&a.num_joined_members).then_with(|| a.room_id.cmp(&b.room_id)));
+    let total = chunks.len();
+    let offset: usize = match since {
+        Some(token) => token.strip_prefix('n').or(token.strip_prefix('p')).and_then(|n| n.parse().ok()).ok_or_else(|| Error::invalid_param("Invalid since token"))?,
+        None => 0,
+    };
+    let limit = limit.map_or(total, |l| u64::from(l) as usize).max(1);
+    let mut response = get_public_rooms::v3::Response::new(chunks.into_iter().skip(offset).take(limit).collect());
+    if offset + limit < total {
+        response.next_batch = Some(format!("n{}", offset + limit));
+    }
+    if offset > 0 {
+        response.prev_batch = Some(format!("p{}", offset.saturating_sub(limit)));
+    }
+    response.total_room_count_estimate = UInt::new(total as u64);
+    Ok(response)
+}
+
+pub async fn public_rooms_get(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_public_rooms::v3::Request>,
+) -> Res<get_public_rooms::v3::Response> {
+    services.run(move |s| Ok(public_rooms(s, req.body.limit, req.body.since.as_deref(), None)?.into())).await
+}
+
+pub async fn public_rooms_post(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Res<get_public_rooms_filtered::v3::Response> {
+    services
+        .run(move |s| {
+            let r = public_rooms(s, req.body.limit, req.body.since.as_deref(), req.body.filter.generic_search_term.as_deref())?;
+            let mut response = get_public_rooms_filtered::v3::Response::new();
+            response.chunk = r.chunk;
+            response.next_batch = r.next_batch;
+            response.prev_batch = r.prev_batch;
+            response.total_room_count_estimate = r.total_room_count_estimate;
+            Ok(response.into())
+        })
+        .await
+}
+
+/// Users who share a room with the searcher or are in a public room, matching the term.
+pub async fn search_users(
+    State(services): State<Arc<Services>>,
+    req: Ruma<search_users::v3::Request>,
+) -> Res<search_users::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let term = req.body.search_term.to_lowercase();
+            let limit = u64::from(req.body.limit).clamp(1, 1000) as usize;
+            let mut visible_rooms: Vec<u64> = Vec::new();
+            for room in s.membership.rooms_of(&user)? {
+                if room.membership == Membership::Join {
+                    visible_rooms.push(rooms::short_room(s, &room.room_id)?);
+                }
+            }
+            for room_id in s.directory.public_rooms()? {
+                visible_rooms.push(rooms::short_room(s, &room_id)?);
+            }
+            let mut results = Vec::new();
+            let mut limited = false;
+            for (candidate, account) in s.users.all()? {
+                if account.deactivated {
+                    continue;
+                }
+                let name = account.displayname.clone().unwrap_or_default();
+                if !candidate.as_str().to_lowercase().contains(&term) && !name.to_lowercase().contains(&term) {
+                    continue;
+                }
+                let shares = candidate == user || visible_rooms.iter().any(|r| s.membership.is_joined(*r, &candidate).unwrap_or(false));
+                if !shares {
+                    continue;
+                }
+                if results.len() == limit {
+                    limited = true;
+                    break;
+                }
+                let mut entry = search_users::v3::User::new(candidate);
+                entry.display_name = account.displayname;
+                entry.avatar_url = account.avatar_url.map(Into::into);
+                results.push(entry);
+            }
+            let response = search_users::v3::Response::new(results, limited);
+            Ok(response.into())
+        })
+        .await
+}

@@ -1,0 +1,55 @@
+//! /versions, /.well-known and /capabilities.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use axum::{Json, extract::State};
+use ruma::api::client::discovery::{
+    get_capabilities::{
+        self,
+        v3::{Capabilities, RoomVersionStability, RoomVersionsCapability},
+    },
+    get_supported_versions,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::Result,
+    services::{Services, rooms::version},
+};
+
+pub const SPEC_VERSIONS: &[&str] = &[
+    "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+    "v1.11", "v1.12",
+];
+
+pub async fn versions(_: Ruma<get_supported_versions::Request>) -> Result<RumaResponse<get_supported_versions::Response>> {
+    let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| v.to_string()).collect());
+    response.unstable_features = BTreeMap::from([("org.matrix.msc3827.stable".to_owned(), true)]);
+    Ok(response.into())
+}
+
+/// `/.well-known/matrix/client`: where clients find the client-server API.
+pub async fn well_known_client(State(services): State<Arc<Services>>) -> Json<Value> {
+    Json(json!({ "m.homeserver": { "base_url": base_url(&services) } }))
+}
+
+/// `/.well-known/matrix/server`: the delegated federation address.
+pub async fn well_known_server(State(services): State<Arc<Services>>) -> Json<Value> {
+    Json(json!({ "m.server": services.globals.server_name().as_str() }))
+}
+
+fn base_url(s: &Services) -> String {
+    format!("http://{}", s.globals.server_name())
+}
+
+pub async fn capabilities(
+    State(services): State<Arc<Services>>,
+    _: Ruma<get_capabilities::v3::Request>,
+) -> Result<RumaResponse<get_capabilities::v3::Response>> {
+    let default = services.config().rooms.default_version.clone();
+    let available = version::SUPPORTED.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
+    let mut capabilities = Capabilities::new();
+    capabilities.room_versions = RoomVersionsCapability::new(default, available);
+    Ok(get_capabilities::v3::Response::new(capabilities).into())
+}

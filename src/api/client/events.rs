@@ -1,0 +1,428 @@
+//! Sending and reading room events: send, state, redact, /messages, /context, /event, /state.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::{
+    OwnedEventId, RoomId, UInt, UserId,
+    api::{
+        Direction as ApiDirection,
+        client::{
+            context::get_context,
+            filter::RoomEventFilter,
+            message::{get_message_events, send_message_event},
+            redact::redact_event,
+            room::get_room_event,
+            state::{get_state_event_for_key, get_state_events, send_state_event},
+        },
+    },
+    events::{StateEventType, TimelineEventType},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::{Error, Result},
+    services::{
+        Services,
+        rooms::{self, event_by_id, event_by_short},
+        sync::{SyncToken, filter::room_event_matches},
+        timeline::{
+            StoredEvent,
+            append::{NewEvent, Target, Txn, append_local},
+            pdu::{ClientFormat, raw},
+            visibility::{may_read_room, user_can_see},
+        },
+    },
+    storage::Direction,
+};
+
+type Res<T> = Result<RumaResponse<T>>;
+
+fn content_of<T>(body: &ruma::serde::Raw<T>) -> Result<Value> {
+    match serde_json::from_str::<Value>(body.json().get()) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(Error::bad_json("Event content must be a JSON object")),
+    }
+}
+
+/// Sends with transaction-id idempotency per device.
+fn send_with_txn(s: &Services, room_id: &RoomId, user: &UserId, device: &str, txn_id: &str, event: NewEvent) -> Result<OwnedEventId> {
+    if let Some(event_id) = s.timeline.txn_event(user.as_str(), device, txn_id)? {
+        return Ok(event_id);
+    }
+    let txn = Txn { device: device.to_owned(), txn_id: txn_id.to_owned() };
+    Ok(append_local(s, Target::Room(room_id), user, event, Some(txn))?.0)
+}
+
+fn require_joined(s: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
+    let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+    if !s.membership.is_joined(short, user)? {
+        return Err(Error::forbidden("You are not joined to this room"));
+    }
+    Ok(short)
+}
+
+pub async fn send_message(
+    State(services): State<Arc<Services>>,
+    req: Ruma<send_message_event::v3::Request>,
+) -> Res<send_message_event::v3::Response> {
+    let (user, device) = (req.user().clone(), req.device().clone());
+    services
+        .run(move |s| {
+            let body = req.body;
+            let content = content_of(&body.body)?;
+            require_joined(s, &body.room_id, &user)?;
+            let kind = TimelineEventType::from(body.event_type.to_string());
+            if kind == TimelineEventType::RoomRedaction {
+                return Err(Error::bad_json("Use the /redact endpoint to redact events"));
+            }
+            let event = NewEvent::message(kind, content);
+            let event_id = send_with_txn(s, &body.room_id, &user, device.as_str(), body.txn_id.as_str(), event)?;
+            Ok(send_message_event::v3::Response::new(event_id).into())
+        })
+        .await
+}
+
+pub async fn send_state(
+    State(services): State<Arc<Services>>,
+    req: Ruma<send_state_event::v3::Request>,
+) -> Res<send_state_event::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let body = req.body;
+            let content = content_of(&body.body)?;
+            require_joined(s, &body.room_id, &user)?;
+            check_state_content(s, &body.room_id, &body.event_type, &content)?;
+            let event = NewEvent::state(body.event_type.clone(), body.state_key.clone(), content);
+            let event_id = rooms::send(s, &body.room_id, &user, event)?;
+            Ok(send_state_event::v3::Response::new(event_id).into())
+        })
+        .await
+}
+
+/// Checks the client-server rules for some state events before they are built.
+fn check_state_content(s: &Services, room_id: &RoomId, kind: &StateEventType, content: &Value) -> Result<()> {
+    match kind {
+        StateEventType::RoomCanonicalAlias => {
+            let aliases = content.get("alias").into_iter().chain(content.get("alt_aliases").and_then(Value::as_array).into_iter().flatten());
+            for alias in aliases {
+                let alias = alias
+                    .as_str()
+                    .and_then(|a| ruma::OwnedRoomAliasId::try_from(a).ok())
+                    .ok_or_else(|| Error::invalid_param("Invalid alias"))?;
+                match s.directory.resolve(&alias)? {
+                    Some(record) if record.room_id == room_id => {}
+                    _ => return Err(Error::new(http::StatusCode::BAD_REQUEST, "M_BAD_ALIAS", "Alias does not point to this room")),
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub async fn get_state_event(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_state_event_for_key::v3::Request>,
+) -> Res<get_state_event_for_key::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let body = req.body;
+            let short = rooms::short_room(s, &body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let event = match s.membership.user_room(&user, &body.room_id)? {
+                Some(r) if r.membership == crate::services::rooms::membership::Membership::Join => {
+                    rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?
+                }
+                Some(r) if matches!(r.membership, crate::services::rooms::membership::Membership::Leave | crate::services::rooms::membership::Membership::Ban) => {
+                    let meta = s.timeline.meta(r.short_event)?.ok_or_else(|| Error::internal("missing event"))?;
+                    let state = s.state.load(meta.state_after)?;
+                    match s.short.statekey(&body.event_type, &body.state_key)?.and_then(|k| state.get(&k).copied()) {
+                        Some(e) => event_by_short(s, e, &body.room_id)?,
+                        None => None,
+                    }
+                }
+                _ if may_read_room(s, &user, short)? => rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?,
+                _ => return Err(Error::forbidden("You are not a member of this room")),
+            };
+            let event = event.ok_or_else(|| Error::not_found("State event not found"))?;
+            let full = matches!(body.format, ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat::Event);
+            let value = if full { event.to_client(&s.timeline, ClientFormat::Room, None)? } else { event.pdu.content_value() };
+            let raw = serde_json::value::to_raw_value(&value).map_err(|e| Error::internal(e.to_string()))?;
+            Ok(get_state_event_for_key::v3::Response::new(raw).into())
+        })
+        .await
+}
+
+pub async fn get_state(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_state_events::v3::Request>,
+) -> Res<get_state_events::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let room_id = &req.body.room_id;
+            let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let state = match s.membership.user_room(&user, room_id)? {
+                Some(r) if matches!(r.membership, crate::services::rooms::membership::Membership::Leave | crate::services::rooms::membership::Membership::Ban) => {
+                    let meta = s.timeline.meta(r.short_event)?.ok_or_else(|| Error::internal("missing event"))?;
+                    s.state.load(meta.state_after)?
+                }
+                _ if may_read_room(s, &user, short)? => s.state.current_state(short)?,
+                _ => return Err(Error::forbidden("You are not a member of this room")),
+            };
+            let mut events = Vec::with_capacity(state.len());
+            for short_event in state.values() {
+                if let Some(event) = event_by_short(s, *short_event, room_id)? {
+                    events.push(raw(&event.to_client(&s.timeline, ClientFormat::Room, None)?));
+                }
+            }
+            Ok(get_state_events::v3::Response::new(events).into())
+        })
+        .await
+}
+
+pub async fn redact(State(services): State<Arc<Services>>, req: Ruma<redact_event::v3::Request>) -> Res<redact_event::v3::Response> {
+    let (user, device) = (req.user().clone(), req.device().clone());
+    services
+        .run(move |s| {
+            let body = req.body;
+            require_joined(s, &body.room_id, &user)?;
+            if let Some(event_id) = s.timeline.txn_event(user.as_str(), device.as_str(), body.txn_id.as_str())? {
+                return Ok(redact_event::v3::Response::new(event_id).into());
+            }
+            let target = event_by_id(s, &body.event_id)?
+                .filter(|e| e.pdu.room_id == body.room_id)
+                .ok_or_else(|| Error::not_found("Event not found"))?;
+            if target.pdu.sender != user && !has_redact_power(s, &body.room_id, &user)? {
+                return Err(Error::forbidden("You may not redact other users' events"));
+            }
+            let version = s.timeline.room_version(&body.room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            let rules = crate::services::rooms::version::rules(&version)?;
+            let mut content = json!({});
+            if let Some(reason) = &body.reason {
+                content["reason"] = json!(reason);
+            }
+            if rules.redaction.content_field_redacts {
+                content["redacts"] = json!(body.event_id);
+            }
+            let event = NewEvent {
+                kind: TimelineEventType::RoomRedaction,
+                content,
+                state_key: None,
+                redacts: Some(body.event_id.clone()),
+            };
+            let event_id = send_with_txn(s, &body.room_id, &user, device.as_str(), body.txn_id.as_str(), event)?;
+            Ok(redact_event::v3::Response::new(event_id).into())
+        })
+        .await
+}
+
+fn has_redact_power(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
+    let Some(pl) = rooms::state_content(s, room_id, &StateEventType::RoomPowerLevels, "")? else { return Ok(false) };
+    let level = |v: Option<&Value>| v.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    let user_level = level(pl.get("users").and_then(|u| u.get(user.as_str()))).or(level(pl.get("users_default"))).unwrap_or(0);
+    let redact = level(pl.get("redact")).unwrap_or(50);
+    Ok(user_level >= redact || is_creator(s, room_id, user)?)
+}
+
+fn is_creator(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
+    let Some(create) = rooms::state_event(s, room_id, &StateEventType::RoomCreate, "")? else { return Ok(false) };
+    let version = s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    let rules = crate::services::rooms::version::rules(&version)?;
+    if !rules.authorization.explicitly_privilege_room_creators {
+        return Ok(false);
+    }
+    let additional = create.pdu.content_field("additional_creators").and_then(|v| v.as_array().cloned()).unwrap_or_default();
+    Ok(create.pdu.sender == user || additional.iter().any(|c| c.as_str() == Some(user.as_str())))
+}
+
+/// Walks a room's timeline from a position, keeping events the user may see that match the filter.
+fn paginate(
+    s: &Services,
+    user: &UserId,
+    device: &str,
+    room_id: &RoomId,
+    short_room: u64,
+    from: u64,
+    direction: Direction,
+    limit: usize,
+    stop: Option<u64>,
+    filter: &RoomEventFilter,
+) -> Result<(Vec<StoredEvent>, u64, bool)> {
+    let mut out = Vec::new();
+    let mut cursor = from;
+    let mut exhausted = false;
+    'outer: while out.len() < limit {
+        let batch = s.timeline.scan(short_room, cursor, direction, 64)?;
+        if batch.is_empty() {
+            exhausted = true;
+            break;
+        }
+        for (pos, short) in &batch {
+            if let Some(stop) = stop
+                && match direction {
+                    Direction::Backward => *pos <= stop,
+                    Direction::Forward => *pos > stop,
+                }
+            {
+                exhausted = true;
+                break 'outer;
+            }
+            cursor = match direction {
+                Direction::Backward => pos.saturating_sub(1),
+                Direction::Forward => *pos,
+            };
+            let Some(event) = event_by_short(s, *short, room_id)? else { continue };
+            if !room_event_matches(filter, &event.pdu.kind.to_string(), Some(&event.pdu.sender), None)
+                || !user_can_see(s, user, &event)?
+            {
+                continue;
+            }
+            out.push(event);
+            if out.len() == limit {
+                break 'outer;
+            }
+        }
+        if batch.len() < 64 {
+            exhausted = true;
+            break;
+        }
+        if direction == Direction::Backward && cursor == 0 {
+            exhausted = true;
+            break;
+        }
+    }
+    let _ = device;
+    Ok((out, cursor, exhausted))
+}
+
+fn lazy_member_state(s: &Services, room_id: &RoomId, events: &[StoredEvent], filter: &RoomEventFilter) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStateEvent>>> {
+    if !crate::services::sync::filter::lazy_members(filter) {
+        return Ok(Vec::new());
+    }
+    let senders: std::collections::BTreeSet<_> = events.iter().map(|e| e.pdu.sender.clone()).collect();
+    let mut out = Vec::new();
+    for sender in senders {
+        if let Some(member) = rooms::state_event(s, room_id, &StateEventType::RoomMember, sender.as_str())? {
+            out.push(raw(&member.to_client(&s.timeline, ClientFormat::Room, None)?));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn messages(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_message_events::v3::Request>,
+) -> Res<get_message_events::v3::Response> {
+    let (user, device) = (req.user().clone(), req.device().clone());
+    services
+        .run(move |s| {
+            let body = req.body;
+            let room_id = &body.room_id;
+            let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let membership = s.membership.user_room(&user, room_id)?;
+            if membership.is_none() && !may_read_room(s, &user, short)? {
+                return Err(Error::forbidden("You are not a member of this room"));
+            }
+            let direction = match body.dir {
+                ApiDirection::Backward => Direction::Backward,
+                ApiDirection::Forward => Direction::Forward,
+            };
+            let from = match &body.from {
+                Some(token) => SyncToken::parse(token)?.pos,
+                None => match direction {
+                    Direction::Backward => s.globals.current_pos(),
+                    Direction::Forward => 0,
+                },
+            };
+            let stop = body.to.as_deref().map(SyncToken::parse).transpose()?.map(|t| t.pos);
+            let limit = u64::from(body.limit).clamp(1, 1000) as usize;
+            let (events, cursor, exhausted) =
+                paginate(s, &user, device.as_str(), room_id, short, from, direction, limit, stop, &body.filter)?;
+            let mut response = get_message_events::v3::Response::new();
+            response.start = SyncToken { pos: from, typing: 0 }.encode();
+            if !exhausted || !events.is_empty() && !exhausted {
+                response.end = Some(SyncToken { pos: cursor, typing: 0 }.encode());
+            } else if !events.is_empty() && direction == Direction::Forward {
+                response.end = Some(SyncToken { pos: cursor, typing: 0 }.encode());
+            }
+            response.state = lazy_member_state(s, room_id, &events, &body.filter)?;
+            response.chunk = events
+                .iter()
+                .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)))
+                .collect::<Result<_>>()?;
+            Ok(response.into())
+        })
+        .await
+}
+
+pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_context::v3::Request>) -> Res<get_context::v3::Response> {
+    let (user, device) = (req.user().clone(), req.device().clone());
+    services
+        .run(move |s| {
+            let body = req.body;
+            let room_id = &body.room_id;
+            let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let event = event_by_id(s, &body.event_id)?
+                .filter(|e| e.pdu.room_id == *room_id)
+                .ok_or_else(|| Error::not_found("Event not found"))?;
+            if !user_can_see(s, &user, &event)? {
+                return Err(Error::forbidden("You may not see this event"));
+            }
+            let limit = u64::from(body.limit).min(100) as usize;
+            let before_limit = limit / 2;
+            let after_limit = limit - before_limit;
+            let pos = event.meta.pos;
+            let (before, before_cursor, _) =
+                paginate(s, &user, device.as_str(), room_id, short, pos.saturating_sub(1), Direction::Backward, before_limit.max(0), None, &body.filter)?;
+            let (after, after_cursor, _) =
+                paginate(s, &user, device.as_str(), room_id, short, pos, Direction::Forward, after_limit, None, &body.filter)?;
+            let format = |e: &StoredEvent| -> Result<_> { Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)) };
+            let mut response = get_context::v3::Response::new();
+            response.start = Some(SyncToken { pos: if before.is_empty() { pos.saturating_sub(1) } else { before_cursor }, typing: 0 }.encode());
+            response.end = Some(SyncToken { pos: if after.is_empty() { pos } else { after_cursor }, typing: 0 }.encode());
+            response.event = Some(format(&event)?);
+            response.events_before = before.iter().map(format).collect::<Result<_>>()?;
+            response.events_after = after.iter().map(format).collect::<Result<_>>()?;
+            let state = s.state.load(event.meta.state_after)?;
+            let lazy = crate::services::sync::filter::lazy_members(&body.filter);
+            let senders: std::collections::BTreeSet<String> =
+                before.iter().chain(after.iter()).chain(std::iter::once(&event)).map(|e| e.pdu.sender.to_string()).collect();
+            for (key, short_event) in state.iter() {
+                if lazy {
+                    let (kind, state_key) = s.short.statekey_of(*key)?;
+                    if kind == StateEventType::RoomMember && !senders.contains(&state_key) {
+                        continue;
+                    }
+                }
+                if let Some(e) = event_by_short(s, *short_event, room_id)? {
+                    response.state.push(raw(&e.to_client(&s.timeline, ClientFormat::Room, None)?));
+                }
+            }
+            Ok(response.into())
+        })
+        .await
+}
+
+pub async fn get_event(State(services): State<Arc<Services>>, req: Ruma<get_room_event::v3::Request>) -> Res<get_room_event::v3::Response> {
+    let (user, device) = (req.user().clone(), req.device().clone());
+    services
+        .run(move |s| {
+            let event = event_by_id(s, &req.body.event_id)?
+                .filter(|e| e.pdu.room_id == req.body.room_id)
+                .ok_or_else(|| Error::not_found("Event not found"))?;
+            if !user_can_see(s, &user, &event)? {
+                return Err(Error::not_found("Event not found"));
+            }
+            let value = event.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?;
+            Ok(get_room_event::v3::Response::new(raw(&value)).into())
+        })
+        .await
+}
+
+pub fn limit_of(limit: Option<UInt>, default: u64) -> usize {
+    limit.map_or(default, u64::from) as usize
+}

@@ -1,0 +1,113 @@
+//! The client-server API routes.
+
+pub mod account;
+pub mod account_data;
+pub mod devices;
+pub mod directory;
+pub mod discovery;
+pub mod ephemeral;
+pub mod events;
+pub mod profile;
+pub mod rooms;
+pub mod sync;
+
+use axum::routing::get;
+use ruma::api::client::{
+    account::{change_password, deactivate, get_username_availability, register, whoami},
+    alias::{create_alias, delete_alias, get_alias},
+    config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+    context::get_context,
+    device::{delete_device, delete_devices, get_device, get_devices, update_device},
+    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+    discovery::{get_capabilities, get_supported_versions},
+    filter::{create_filter, get_filter},
+    membership::{
+        ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members,
+        joined_rooms, kick_user, leave_room, unban_user,
+    },
+    message::{get_message_events, send_message_event},
+    presence::{get_presence, set_presence},
+    profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field},
+    read_marker::set_read_marker,
+    receipt::create_receipt,
+    redact::redact_event,
+    room::{aliases, create_room, get_room_event},
+    session::{get_login_types, login, logout, logout_all},
+    state::{get_state_event_for_key, get_state_events, send_state_event},
+    sync::sync_events,
+    tag::{create_tag, delete_tag, get_tags},
+    typing::create_typing_event,
+    user_directory::search_users,
+};
+
+use super::{AppRouter, RumaRoute};
+
+pub fn routes(router: AppRouter) -> AppRouter {
+    router
+        .route("/.well-known/matrix/client", get(discovery::well_known_client))
+        .route("/.well-known/matrix/server", get(discovery::well_known_server))
+        .ruma::<get_supported_versions::Request, _, _>(discovery::versions)
+        .ruma::<get_capabilities::v3::Request, _, _>(discovery::capabilities)
+        .ruma::<register::v3::Request, _, _>(account::register)
+        .ruma::<get_username_availability::v3::Request, _, _>(account::username_available)
+        .ruma::<get_login_types::v3::Request, _, _>(account::login_types)
+        .ruma::<login::v3::Request, _, _>(account::login)
+        .ruma::<logout::v3::Request, _, _>(account::logout)
+        .ruma::<logout_all::v3::Request, _, _>(account::logout_all)
+        .ruma::<whoami::v3::Request, _, _>(account::whoami)
+        .ruma::<change_password::v3::Request, _, _>(account::change_password)
+        .ruma::<deactivate::v3::Request, _, _>(account::deactivate)
+        .ruma::<get_devices::v3::Request, _, _>(devices::list)
+        .ruma::<get_device::v3::Request, _, _>(devices::get)
+        .ruma::<update_device::v3::Request, _, _>(devices::update)
+        .ruma::<delete_device::v3::Request, _, _>(devices::delete)
+        .ruma::<delete_devices::v3::Request, _, _>(devices::delete_many)
+        .ruma::<get_profile::v3::Request, _, _>(profile::get)
+        .ruma::<get_profile_field::v3::Request, _, _>(profile::get_field)
+        .ruma::<set_profile_field::v3::Request, _, _>(profile::set_field)
+        .ruma::<delete_profile_field::v3::Request, _, _>(profile::delete_field)
+        .ruma::<create_room::v3::Request, _, _>(rooms::create)
+        .ruma::<joined_rooms::v3::Request, _, _>(rooms::joined)
+        .ruma::<join_room_by_id::v3::Request, _, _>(rooms::join_by_id)
+        .ruma::<join_room_by_id_or_alias::v3::Request, _, _>(rooms::join_by_id_or_alias)
+        .ruma::<invite_user::v3::Request, _, _>(rooms::invite)
+        .ruma::<leave_room::v3::Request, _, _>(rooms::leave)
+        .ruma::<forget_room::v3::Request, _, _>(rooms::forget)
+        .ruma::<kick_user::v3::Request, _, _>(rooms::kick)
+        .ruma::<ban_user::v3::Request, _, _>(rooms::ban)
+        .ruma::<unban_user::v3::Request, _, _>(rooms::unban)
+        .ruma::<get_member_events::v3::Request, _, _>(rooms::members)
+        .ruma::<joined_members::v3::Request, _, _>(rooms::joined_members)
+        .ruma::<send_message_event::v3::Request, _, _>(events::send_message)
+        .ruma::<send_state_event::v3::Request, _, _>(events::send_state)
+        .ruma::<get_state_event_for_key::v3::Request, _, _>(events::get_state_event)
+        .ruma::<get_state_events::v3::Request, _, _>(events::get_state)
+        .ruma::<redact_event::v3::Request, _, _>(events::redact)
+        .ruma::<get_message_events::v3::Request, _, _>(events::messages)
+        .ruma::<get_context::v3::Request, _, _>(events::context)
+        .ruma::<get_room_event::v3::Request, _, _>(events::get_event)
+        .ruma::<sync_events::v3::Request, _, _>(sync::sync)
+        .ruma::<create_alias::v3::Request, _, _>(directory::create)
+        .ruma::<get_alias::v3::Request, _, _>(directory::resolve)
+        .ruma::<delete_alias::v3::Request, _, _>(directory::delete)
+        .ruma::<aliases::v3::Request, _, _>(directory::list)
+        .ruma::<get_room_visibility::v3::Request, _, _>(directory::get_visibility)
+        .ruma::<set_room_visibility::v3::Request, _, _>(directory::set_visibility)
+        .ruma::<get_public_rooms::v3::Request, _, _>(directory::public_rooms_get)
+        .ruma::<get_public_rooms_filtered::v3::Request, _, _>(directory::public_rooms_post)
+        .ruma::<search_users::v3::Request, _, _>(directory::search_users)
+        .ruma::<get_global_account_data::v3::Request, _, _>(account_data::get_global)
+        .ruma::<set_global_account_data::v3::Request, _, _>(account_data::set_global)
+        .ruma::<get_room_account_data::v3::Request, _, _>(account_data::get_room)
+        .ruma::<set_room_account_data::v3::Request, _, _>(account_data::set_room)
+        .ruma::<get_tags::v3::Request, _, _>(account_data::get_tags)
+        .ruma::<create_tag::v3::Request, _, _>(account_data::put_tag)
+        .ruma::<delete_tag::v3::Request, _, _>(account_data::delete_tag)
+        .ruma::<create_filter::v3::Request, _, _>(account_data::create_filter)
+        .ruma::<get_filter::v3::Request, _, _>(account_data::get_filter)
+        .ruma::<create_typing_event::v3::Request, _, _>(ephemeral::typing)
+        .ruma::<create_receipt::v3::Request, _, _>(ephemeral::create_receipt)
+        .ruma::<set_read_marker::v3::Request, _, _>(ephemeral::read_markers)
+        .ruma::<set_presence::v3::Request, _, _>(ephemeral::set)
+        .ruma::<get_presence::v3::Request, _, _>(ephemeral::get)
+}

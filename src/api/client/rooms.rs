@@ -1,0 +1,323 @@
+//! Room creation and memberships: join, invite, leave, forget, kick, ban, unban, members.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use axum::extract::State;
+use ruma::{
+    OwnedRoomId, RoomId, UserId,
+    api::client::{
+        membership::{
+            ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+            joined_members, joined_rooms, kick_user, leave_room, unban_user,
+        },
+        room::{Visibility, create_room},
+    },
+    events::StateEventType,
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::{Error, Result},
+    services::{
+        Services,
+        rooms::{
+            self,
+            create::{CreateRoom, Preset},
+            membership::Membership,
+            set_membership,
+        },
+        timeline::{pdu::{ClientFormat, raw}, visibility::may_read_room},
+    },
+};
+
+type Res<T> = Result<RumaResponse<T>>;
+
+fn object_of<T>(raw: &ruma::serde::Raw<T>, what: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(raw.json().get()) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::bad_json(format!("{what} must be an object"))),
+    }
+}
+
+pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_room::v3::Request>) -> Res<create_room::v3::Response> {
+    let user = req.user().clone();
+    let body = req.body;
+    services
+        .run(move |s| {
+            let public = body.visibility == Visibility::Public;
+            if public && !s.config().rooms.allow_publish {
+                return Err(Error::forbidden("Publishing rooms is disabled"));
+            }
+            let mut initial_state = Vec::new();
+            for event in &body.initial_state {
+                let event = object_of(event, "initial_state event")?;
+                let kind = event.get("type").and_then(Value::as_str).ok_or_else(|| Error::bad_json("initial_state event needs a type"))?;
+                let state_key = event.get("state_key").and_then(Value::as_str).unwrap_or_default();
+                let content = event.get("content").cloned().filter(Value::is_object).ok_or_else(|| Error::bad_json("initial_state event needs content"))?;
+                initial_state.push((kind.to_owned(), state_key.to_owned(), content));
+            }
+            let preset = body.preset.as_ref().map(|p| match p.as_str() {
+                "public_chat" => Ok(Preset::PublicChat),
+                "trusted_private_chat" => Ok(Preset::TrustedPrivateChat),
+                "private_chat" => Ok(Preset::PrivateChat),
+                other => Err(Error::bad_json(format!("unknown preset {other}"))),
+            });
+            let request = CreateRoom {
+                version: body.room_version.clone(),
+                preset: preset.transpose()?,
+                public,
+                creation_content: body.creation_content.as_ref().map(|c| object_of(c, "creation_content")).transpose()?,
+                power_level_override: body
+                    .power_level_content_override
+                    .as_ref()
+                    .map(|c| object_of(c, "power_level_content_override"))
+                    .transpose()?,
+                initial_state,
+                name: body.name.clone(),
+                topic: body.topic.clone(),
+                alias_localpart: body.room_alias_name.clone(),
+                invite: body.invite.clone(),
+                is_direct: body.is_direct,
+            };
+            if let Some(local) = &request.alias_localpart
+                && (local.is_empty() || local.contains(':') || local.contains(char::is_whitespace))
+            {
+                return Err(Error::invalid_param("Invalid room_alias_name"));
+            }
+            let room_id = rooms::create::create_room(s, &user, request)?;
+            Ok(create_room::v3::Response::new(room_id).into())
+        })
+        .await
+}
+
+pub async fn joined(State(services): State<Arc<Services>>, req: Ruma<joined_rooms::v3::Request>) -> Res<joined_rooms::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let rooms = s
+                .membership
+                .rooms_of(&user)?
+                .into_iter()
+                .filter(|r| r.membership == Membership::Join)
+                .map(|r| r.room_id)
+                .collect();
+            Ok(joined_rooms::v3::Response::new(rooms).into())
+        })
+        .await
+}
+
+/// Joins a room this server knows (federated joins come with the federation API).
+fn join(s: &Services, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<OwnedRoomId> {
+    if !s.timeline.room_exists(room_id)? {
+        return Err(Error::not_found("No known servers for this room"));
+    }
+    let short = rooms::short_room(s, room_id)?;
+    if s.membership.is_joined(short, user)? {
+        return Ok(room_id.to_owned());
+    }
+    set_membership(s, room_id, user, user, "join", reason, None)?;
+    Ok(room_id.to_owned())
+}
+
+pub async fn join_by_id(State(services): State<Arc<Services>>, req: Ruma<join_room_by_id::v3::Request>) -> Res<join_room_by_id::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| Ok(join_room_by_id::v3::Response::new(join(s, &user, &req.body.room_id, req.body.reason.as_deref())?).into()))
+        .await
+}
+
+pub async fn join_by_id_or_alias(
+    State(services): State<Arc<Services>>,
+    req: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Res<join_room_by_id_or_alias::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let room_id = match OwnedRoomId::try_from(req.body.room_id_or_alias.as_str()) {
+                Ok(room_id) => room_id,
+                Err(_) => {
+                    let alias = ruma::OwnedRoomAliasId::try_from(req.body.room_id_or_alias.as_str())
+                        .map_err(|_| Error::invalid_param("Invalid room id or alias"))?;
+                    s.directory.resolve(&alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?.room_id
+                }
+            };
+            Ok(join_room_by_id_or_alias::v3::Response::new(join(s, &user, &room_id, req.body.reason.as_deref())?).into())
+        })
+        .await
+}
+
+pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user::v3::Request>) -> Res<invite_user::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient else {
+                return Err(Error::forbidden("Third-party invites are not supported"));
+            };
+            let user_id = &invitee.user_id;
+            if user_id.server_name() != s.globals.server_name() {
+                return Err(Error::forbidden("Inviting users of other servers needs federation, which is not enabled yet"));
+            }
+            if !s.users.is_active(user_id)? {
+                return Err(Error::not_found("Unknown user"));
+            }
+            let short = rooms::short_room(s, &req.body.room_id)?;
+            if !s.membership.is_joined(short, &user)? {
+                return Err(Error::forbidden("You are not in this room"));
+            }
+            set_membership(s, &req.body.room_id, &user, user_id, "invite", invitee.reason.as_deref(), None)?;
+            Ok(invite_user::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn leave(State(services): State<Arc<Services>>, req: Ruma<leave_room::v3::Request>) -> Res<leave_room::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let short = rooms::short_room(s, &req.body.room_id)?;
+            match s.membership.membership(short, &user)? {
+                Some(Membership::Join | Membership::Invite | Membership::Knock) => {
+                    set_membership(s, &req.body.room_id, &user, &user, "leave", req.body.reason.as_deref(), None)?;
+                }
+                Some(Membership::Leave | Membership::Ban) => {}
+                None => return Err(Error::forbidden("You are not in this room")),
+            }
+            Ok(leave_room::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn forget(State(services): State<Arc<Services>>, req: Ruma<forget_room::v3::Request>) -> Res<forget_room::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let short = rooms::short_room(s, &req.body.room_id)?;
+            match s.membership.membership(short, &user)? {
+                Some(Membership::Leave | Membership::Ban) => s.membership.forget(&user, &req.body.room_id)?,
+                Some(_) => return Err(Error::bad_json("You must leave the room before forgetting it").with("errcode", "M_UNKNOWN".into())),
+                None => return Err(Error::not_found("You have never been in this room")),
+            }
+            Ok(forget_room::v3::Response::new().into())
+        })
+        .await
+}
+
+/// Kick, ban and unban: another user's membership, as the authorization rules allow.
+fn moderate(s: &Services, sender: &UserId, room_id: &RoomId, target: &UserId, membership: &str, reason: Option<&str>) -> Result<()> {
+    let short = rooms::short_room(s, room_id)?;
+    let current = s.membership.membership(short, target)?;
+    match membership {
+        "leave" if current.is_none() => return Err(Error::forbidden("The user is not in this room")),
+        _ => {}
+    }
+    set_membership(s, room_id, sender, target, membership, reason, None)?;
+    Ok(())
+}
+
+pub async fn kick(State(services): State<Arc<Services>>, req: Ruma<kick_user::v3::Request>) -> Res<kick_user::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            moderate(s, &user, &req.body.room_id, &req.body.user_id, "leave", req.body.reason.as_deref())?;
+            Ok(kick_user::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn ban(State(services): State<Arc<Services>>, req: Ruma<ban_user::v3::Request>) -> Res<ban_user::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            moderate(s, &user, &req.body.room_id, &req.body.user_id, "ban", req.body.reason.as_deref())?;
+            Ok(ban_user::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn unban(State(services): State<Arc<Services>>, req: Ruma<unban_user::v3::Request>) -> Res<unban_user::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let short = rooms::short_room(s, &req.body.room_id)?;
+            if s.membership.membership(short, &req.body.user_id)? != Some(Membership::Ban) {
+                return Err(Error::forbidden("The user is not banned"));
+            }
+            moderate(s, &user, &req.body.room_id, &req.body.user_id, "leave", req.body.reason.as_deref())?;
+            Ok(unban_user::v3::Response::new().into())
+        })
+        .await
+}
+
+pub async fn members(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_member_events::v3::Request>,
+) -> Res<get_member_events::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let room_id = &req.body.room_id;
+            let short = rooms::short_room(s, room_id)?;
+            let state = match s.membership.user_room(&user, room_id)? {
+                Some(r) if r.membership == Membership::Join => match &req.body.at {
+                    Some(at) => {
+                        let token = crate::services::sync::SyncToken::parse(at)?;
+                        let last = s.timeline.scan(short, token.pos, crate::storage::Direction::Backward, 1)?;
+                        let snapshot = last.first().and_then(|(_, e)| s.timeline.meta(*e).ok().flatten()).map_or(0, |m| m.state_after);
+                        s.state.load(snapshot)?
+                    }
+                    None => s.state.current_state(short)?,
+                },
+                // Former members see the members as they were when they left.
+                Some(r) if matches!(r.membership, Membership::Leave | Membership::Ban) => {
+                    let meta = s.timeline.meta(r.short_event)?.ok_or_else(|| Error::internal("missing event"))?;
+                    s.state.load(meta.state_after)?
+                }
+                _ if may_read_room(s, &user, short)? => s.state.current_state(short)?,
+                _ => return Err(Error::forbidden("You are not a member of this room")),
+            };
+            let mut chunk = Vec::new();
+            for (key, short_event) in state.iter() {
+                let (kind, _) = s.short.statekey_of(*key)?;
+                if kind != StateEventType::RoomMember {
+                    continue;
+                }
+                let Some(event) = rooms::event_by_short(s, *short_event, room_id)? else { continue };
+                let membership = event.pdu.membership().unwrap_or_default();
+                if req.body.membership.as_ref().is_some_and(|m| m.as_str() != membership)
+                    || req.body.not_membership.as_ref().is_some_and(|m| m.as_str() == membership)
+                {
+                    continue;
+                }
+                chunk.push(raw(&event.to_client(&s.timeline, ClientFormat::Room, None)?));
+            }
+            Ok(get_member_events::v3::Response::new(chunk).into())
+        })
+        .await
+}
+
+pub async fn joined_members(
+    State(services): State<Arc<Services>>,
+    req: Ruma<joined_members::v3::Request>,
+) -> Res<joined_members::v3::Response> {
+    let user = req.user().clone();
+    services
+        .run(move |s| {
+            let room_id = &req.body.room_id;
+            let short = rooms::short_room(s, room_id)?;
+            if !may_read_room(s, &user, short)? {
+                return Err(Error::forbidden("You are not a member of this room"));
+            }
+            let mut joined = BTreeMap::new();
+            for member in s.membership.members(short, Membership::Join)? {
+                let content = rooms::state_content(s, room_id, &StateEventType::RoomMember, member.as_str())?.unwrap_or_default();
+                let mut entry = joined_members::v3::RoomMember::new();
+                entry.display_name = content.get("displayname").and_then(Value::as_str).map(str::to_owned);
+                entry.avatar_url = content.get("avatar_url").and_then(Value::as_str).map(Into::into);
+                joined.insert(member, entry);
+            }
+            Ok(joined_members::v3::Response::new(joined).into())
+        })
+        .await
+}
+

@@ -1,0 +1,75 @@
+//! /sync: computes changes off the async workers and long-polls on the stream position.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::extract::State;
+use ruma::{
+    api::client::{
+        filter::FilterDefinition,
+        sync::sync_events::{self, v3::Filter},
+    },
+    presence::PresenceState,
+};
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::{Error, Result},
+    services::{
+        Services,
+        sync::{SyncRequest, SyncToken, compute},
+    },
+};
+
+pub async fn sync(
+    State(services): State<Arc<Services>>,
+    req: Ruma<sync_events::v3::Request>,
+) -> Result<RumaResponse<sync_events::v3::Response>> {
+    let (user, device) = (req.user().clone(), req.device().clone());
+    let body = req.body;
+    let since = body.since.as_deref().map(SyncToken::parse).transpose()?;
+    let filter = match body.filter {
+        None => FilterDefinition::default(),
+        Some(Filter::FilterDefinition(def)) => def,
+        Some(Filter::FilterId(id)) => {
+            let user = user.clone();
+            services
+                .run(move |s| {
+                    let value = s.filters.get(&user, &id)?.ok_or_else(|| Error::not_found("Unknown filter"))?;
+                    serde_json::from_value::<FilterDefinition>(value).map_err(|e| Error::bad_json(e.to_string()))
+                })
+                .await?
+        }
+        Some(_) => FilterDefinition::default(),
+    };
+    let presence = match body.set_presence {
+        PresenceState::Offline => None,
+        PresenceState::Unavailable => Some("unavailable"),
+        _ => Some("online"),
+    };
+    if let Some(presence) = presence {
+        let user = user.clone();
+        services.run(move |s| s.presence.set(&s.globals, &user, presence, None)).await?;
+    }
+
+    let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
+    let timeout = body.timeout.unwrap_or_default().min(max);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let request = Arc::new(SyncRequest { user, device: device.to_string(), since, full_state: body.full_state, filter });
+    let mut wake = services.globals.subscribe();
+    loop {
+        wake.mark_unchanged();
+        let req = request.clone();
+        let (response, changed) = services.run(move |s| compute(s, &req)).await?;
+        let now = tokio::time::Instant::now();
+        if changed || since.is_none() || now >= deadline || since.is_some_and(|t| SyncToken::parse(&response.next_batch).is_ok_and(|n| n.pos < t.pos)) {
+            return Ok(response.into());
+        }
+        // Wake on a new stream position, a typing change or the end of someone's typing.
+        let typing_expiry = services.typing.next_expiry().map(tokio::time::Instant::from_std);
+        let until = typing_expiry.map_or(deadline, |t| t.min(deadline).max(now + Duration::from_millis(5)));
+        tokio::select! {
+            result = wake.changed() => { if result.is_err() { return Ok(response.into()); } }
+            _ = tokio::time::sleep_until(until) => {}
+        }
+    }
+}

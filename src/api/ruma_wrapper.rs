@@ -1,0 +1,217 @@
+//! Glue between axum and ruma: `Ruma<T>` parses a ruma request type (authenticating the caller
+//! as its metadata says), `RumaResponse<T>` serialises a ruma response.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{FromRequest, RawPathParams, Request},
+    response::{IntoResponse, Response},
+};
+use bytes::BytesMut;
+use http::StatusCode;
+use ruma::{
+    OwnedDeviceId, OwnedUserId,
+    api::{
+        IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponseExt,
+        auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication},
+    },
+};
+use serde_json::Value;
+
+use crate::{
+    error::{Error, Result},
+    services::Services,
+};
+
+/// How an endpoint wants to be authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthNeed {
+    Required,
+    Optional,
+    None,
+}
+
+pub trait AuthKind {
+    const NEED: AuthNeed;
+}
+impl AuthKind for AccessToken {
+    const NEED: AuthNeed = AuthNeed::Required;
+}
+impl AuthKind for AccessTokenOptional {
+    const NEED: AuthNeed = AuthNeed::Optional;
+}
+impl AuthKind for AppserviceToken {
+    const NEED: AuthNeed = AuthNeed::Required;
+}
+impl AuthKind for AppserviceTokenOptional {
+    const NEED: AuthNeed = AuthNeed::Optional;
+}
+impl AuthKind for NoAuthentication {
+    const NEED: AuthNeed = AuthNeed::None;
+}
+impl AuthKind for NoAccessToken {
+    const NEED: AuthNeed = AuthNeed::None;
+}
+
+/// A parsed request with the authenticated caller.
+pub struct Ruma<T> {
+    pub body: T,
+    pub user: Option<OwnedUserId>,
+    pub device: Option<OwnedDeviceId>,
+    /// The request body as JSON, when it is JSON (for fields ruma does not keep, such as UIA `auth`).
+    pub json: Option<Value>,
+}
+
+impl<T> Ruma<T> {
+    /// The authenticated user; only call on endpoints that require authentication.
+    pub fn user(&self) -> &OwnedUserId {
+        self.user.as_ref().expect("endpoint requires authentication")
+    }
+
+    pub fn device(&self) -> &OwnedDeviceId {
+        self.device.as_ref().expect("endpoint requires authentication")
+    }
+}
+
+fn access_token(parts: &http::request::Parts) -> Result<Option<String>> {
+    if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
+        let value = header.to_str().map_err(|_| Error::missing_token())?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| Error::missing_token().with("error", "Invalid Authorization header".into()))?;
+        return Ok(Some(token.trim().to_owned()));
+    }
+    Ok(parts.uri.query().and_then(|q| {
+        form_urlencoded_pairs(q).find(|(k, _)| k == "access_token").map(|(_, v)| v)
+    }))
+}
+
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        Some((decode(k), decode(v)))
+    })
+}
+
+/// Identifies the caller, as the endpoint requires.
+pub async fn authenticate(
+    services: &Arc<Services>,
+    parts: &http::request::Parts,
+    need: AuthNeed,
+) -> Result<(Option<OwnedUserId>, Option<OwnedDeviceId>)> {
+    if need == AuthNeed::None {
+        return Ok((None, None));
+    }
+    match access_token(parts)? {
+        None if need == AuthNeed::Required => Err(Error::missing_token()),
+        None => Ok((None, None)),
+        Some(token) => {
+            let found = services.run(move |s| s.users.find_token(&token)).await?;
+            match found {
+                Some((user, device)) => Ok((Some(user), Some(device))),
+                None => Err(Error::unknown_token()),
+            }
+        }
+    }
+}
+
+impl<T> FromRequest<Arc<Services>> for Ruma<T>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: AuthKind,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let path_params = {
+            use axum::extract::FromRequestParts;
+            RawPathParams::from_request_parts(&mut parts, services)
+                .await
+                .map_err(|_| Error::invalid_param("Invalid path parameter"))?
+        };
+        let path_args: Vec<String> = path_params.iter().map(|(_, v)| v.to_owned()).collect();
+        let limit = services.config().limits.max_request_bytes;
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| Error::too_large("Request body is too large"))?;
+
+        let (user, device) = authenticate(services, &parts, <T::Authentication as AuthKind>::NEED).await?;
+        if T::RATE_LIMITED {
+            let who = user.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "anonymous".to_owned());
+            services.rate_limiter.check(&who)?;
+        }
+
+        let json = if bytes.is_empty() {
+            None
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => Some(v),
+                Err(_) if parts.method == http::Method::GET => None,
+                Err(e) => {
+                    if is_json_content(&parts) || bytes.first().is_some_and(|b| matches!(b, b'{' | b'[')) {
+                        return Err(Error::not_json(format!("Body is not valid JSON: {e}")));
+                    }
+                    None
+                }
+            }
+        };
+        // Requests whose body is a JSON object must get one: `[]` or `"x"` is malformed.
+        if let Some(v) = &json
+            && !v.is_object()
+            && is_json_content(&parts)
+        {
+            return Err(Error::bad_json("Body must be a JSON object"));
+        }
+
+        let http_req = http::Request::from_parts(parts, bytes.as_ref());
+        let args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+        let body = T::try_from_http_request(http_req, &args).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("missing field") {
+                Error::bad_json(message)
+            } else {
+                Error::bad_json(message)
+            }
+        })?;
+        Ok(Ruma { body, user, device, json })
+    }
+}
+
+fn is_json_content(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("application/json"))
+}
+
+/// A ruma response, serialised as the endpoint defines.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: ruma::api::OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(res) => res.map(|body| Body::from(body.freeze())),
+            Err(e) => Error::internal(format!("response serialisation: {e}")).into_response(),
+        }
+    }
+}
+
+impl<T> From<T> for RumaResponse<T> {
+    fn from(value: T) -> Self {
+        Self(value)
+    }
+}
+
+/// Paths of a ruma endpoint, for the router.
+pub fn paths_of<T: Metadata>() -> Vec<&'static str> {
+    use ruma::api::path_builder::PathBuilder;
+    T::PATH_BUILDER.all_paths().collect()
+}
+
+pub fn status_only(status: StatusCode) -> Response {
+    status.into_response()
+}

@@ -1,0 +1,45 @@
+use std::path::PathBuf;
+
+use parvis::{config::Config, server};
+
+const USAGE: &str = "usage: parvis [serve] [--config FILE]\n\
+Runs the Parvis homeserver. Without --config it uses the embedded defaults\n\
+(server name localhost:8008, client API on 127.0.0.1:8008, data in ./parvis-data).\n\
+Environment variables PARVIS_<KEY> (PARVIS_SECTION__KEY for nested keys) override the file.";
+
+fn main() {
+    let mut config_path: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "serve" => {}
+            "--config" | "-c" => match args.next() {
+                Some(path) => config_path = Some(path.into()),
+                None => fail("--config needs a file"),
+            },
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => fail(&format!("unknown argument `{other}`")),
+        }
+    }
+    let config = match Config::load(config_path.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => fail(&e.to_string()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(64)
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = runtime.block_on(server::run(config)) {
+        eprintln!("parvis: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("parvis: {message}\n{USAGE}");
+    std::process::exit(2);
+}

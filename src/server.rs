@@ -1,0 +1,71 @@
+//! Starting and stopping a server: open the database, bind the listener, serve until a signal.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::net::TcpListener;
+
+use crate::{api, config::Config, error::Result, services::Services};
+
+/// A running server (used by `main` and by tests, which run several in one process).
+pub struct RunningServer {
+    pub services: Arc<Services>,
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+        let services = self.services.clone();
+        let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
+    }
+}
+
+/// Opens the database and starts serving on the configured address (port 0 picks a free one).
+pub async fn start(config: Config) -> Result<RunningServer> {
+    let addr = config.listen.client;
+    let services = tokio::task::spawn_blocking(move || Services::open(config))
+        .await
+        .map_err(|e| crate::error::Error::internal(e.to_string()))??;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::error::Error::internal(format!("cannot listen on {addr}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    let app = api::router(services.clone());
+    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            });
+        if let Err(e) = serve.await {
+            tracing::error!("server error: {e}");
+        }
+    });
+    Ok(RunningServer { services, addr, shutdown, task })
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let server_name = config.server_name.clone();
+    let server = start(config).await?;
+    tracing::info!("Parvis {} serving {} on http://{}", env!("CARGO_PKG_VERSION"), server_name, server.addr);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,88 @@
+//! Per-user account data (global and per room), with a stream for /sync.
+
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde_json::Value;
+
+use crate::{
+    error::{Error, Result},
+    services::globals::Globals,
+    storage::{
+        Db, Direction, Map,
+        keys::{Key, KeyReader, u64_from},
+    },
+};
+
+/// user, room ("" for global), type → position, JSON content.
+pub const ACCOUNT_DATA: Map = Map("account_data");
+/// user, position → room, type.
+pub const ACCOUNT_DATA_STREAM: Map = Map("account_data_stream");
+pub const MAPS: &[Map] = &[ACCOUNT_DATA, ACCOUNT_DATA_STREAM];
+
+pub struct AccountData {
+    db: Db,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub room: Option<OwnedRoomId>,
+    pub kind: String,
+    pub content: Value,
+}
+
+fn data_key(user: &UserId, room: Option<&RoomId>, kind: &str) -> Vec<u8> {
+    Key::new().str(user.as_str()).str(room.map_or("", |r| r.as_str())).str(kind).build()
+}
+
+impl AccountData {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Option<Value>> {
+        let Some(bytes) = self.db.get(ACCOUNT_DATA, &data_key(user, room, kind))? else { return Ok(None) };
+        let value: Value = serde_json::from_slice(bytes.get(8..).unwrap_or_default())
+            .map_err(|_| Error::internal("corrupt account data"))?;
+        // An empty object marks deleted data.
+        Ok((value != Value::Object(Default::default())).then_some(value))
+    }
+
+    /// Sets (or, with an empty object, deletes) account data; one batch with its stream entry.
+    pub fn set(&self, globals: &Globals, user: &UserId, room: Option<&RoomId>, kind: &str, content: &Value) -> Result<u64> {
+        let key = data_key(user, room, kind);
+        let (_, pos) = globals.commit(|c| {
+            if let Some(old) = self.db.get(ACCOUNT_DATA, &key)?
+                && let Some(old_pos) = u64_from(&old)
+            {
+                c.batch.delete(ACCOUNT_DATA_STREAM, Key::new().str(user.as_str()).u64(old_pos).build());
+            }
+            let pos = c.next_pos();
+            let mut value = pos.to_be_bytes().to_vec();
+            value.extend_from_slice(&serde_json::to_vec(content).expect("JSON serializes"));
+            c.batch.put(ACCOUNT_DATA, key.clone(), value);
+            c.batch.put(
+                ACCOUNT_DATA_STREAM,
+                Key::new().str(user.as_str()).u64(pos).build(),
+                Key::new().str(room.map_or("", |r| r.as_str())).str(kind).build(),
+            );
+            Ok(())
+        })?;
+        Ok(pos)
+    }
+
+    /// Account data changed after `since` (everything when `since` is 0).
+    pub fn changes_since(&self, user: &UserId, since: u64) -> Result<Vec<Entry>> {
+        let prefix = Key::new().str(user.as_str()).build();
+        let from = Key::new().str(user.as_str()).u64(since + 1).build();
+        let mut out = Vec::new();
+        for entry in self.db.scan_from(ACCOUNT_DATA_STREAM, &prefix, &from, Direction::Forward) {
+            let (_, value) = entry?;
+            let mut reader = KeyReader::new(&value);
+            let (Some(room), Some(kind)) = (reader.str(), reader.str()) else { continue };
+            let room = (!room.is_empty()).then(|| OwnedRoomId::try_from(room).ok()).flatten();
+            if let Some(content) = self.get(user, room.as_deref(), kind)? {
+                out.push(Entry { room, kind: kind.to_owned(), content });
+            }
+        }
+        Ok(out)
+    }
+}

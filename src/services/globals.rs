@@ -1,0 +1,157 @@
+//! Server-wide state: configuration, the signing key, and the commit path that hands out stream
+//! positions and short ids.
+//!
+//! Every write that clients observe through /sync goes through [`Globals::commit`]: positions are
+//! allocated and the batch written under one lock, so that a reader that sees position `p` also
+//! sees every change at a position `<= p`.
+
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use ruma::{OwnedServerName, signatures::Ed25519KeyPair};
+use tokio::sync::watch;
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    storage::{Batch, Db, Map, keys::u64_from},
+};
+
+pub const GLOBAL: Map = Map("global");
+pub const MAPS: &[Map] = &[GLOBAL];
+
+const KEY_POS: &[u8] = b"stream_pos";
+const KEY_SHORT: &[u8] = b"next_short_id";
+const KEY_SIGNING: &[u8] = b"signing_key";
+
+pub struct Globals {
+    pub config: Config,
+    pub keypair: Ed25519KeyPair,
+    pub db: Db,
+    commit_lock: Mutex<()>,
+    pos: AtomicU64,
+    next_short: AtomicU64,
+    notify: watch::Sender<u64>,
+}
+
+/// One atomic change under the commit lock.
+pub struct Commit {
+    pub batch: Batch,
+    pos: u64,
+    pos_allocated: bool,
+    next_short: u64,
+    short_allocated: bool,
+}
+
+impl Commit {
+    /// Allocates the next stream position.
+    pub fn next_pos(&mut self) -> u64 {
+        self.pos += 1;
+        self.pos_allocated = true;
+        self.pos
+    }
+
+    /// Allocates a new short id (for events, rooms, state keys and state snapshots).
+    pub fn short_id(&mut self) -> u64 {
+        let id = self.next_short;
+        self.next_short += 1;
+        self.short_allocated = true;
+        id
+    }
+}
+
+impl Globals {
+    pub fn open(config: Config, db: Db) -> Result<Self> {
+        let keypair = load_or_generate_key(&db)?;
+        let pos = db.get_u64(GLOBAL, KEY_POS)?.unwrap_or(0);
+        let next_short = db.get_u64(GLOBAL, KEY_SHORT)?.unwrap_or(1);
+        let (notify, _) = watch::channel(pos);
+        Ok(Self {
+            config,
+            keypair,
+            db,
+            commit_lock: Mutex::new(()),
+            pos: AtomicU64::new(pos),
+            next_short: AtomicU64::new(next_short),
+            notify,
+        })
+    }
+
+    pub fn server_name(&self) -> &OwnedServerName {
+        &self.config.server_name
+    }
+
+    /// The last committed stream position.
+    pub fn current_pos(&self) -> u64 {
+        self.pos.load(Ordering::Acquire)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// Runs `f` under the commit lock and writes its batch atomically, together with the
+    /// counters it advanced. Keep `f` short: it serialises every writer.
+    pub fn commit<R>(&self, f: impl FnOnce(&mut Commit) -> Result<R>) -> Result<(R, u64)> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = Commit {
+            batch: Batch::new(),
+            pos: self.pos.load(Ordering::Acquire),
+            pos_allocated: false,
+            next_short: self.next_short.load(Ordering::Acquire),
+            short_allocated: false,
+        };
+        let result = f(&mut c)?;
+        if c.pos_allocated {
+            c.batch.put(GLOBAL, KEY_POS, c.pos.to_be_bytes());
+        }
+        if c.short_allocated {
+            c.batch.put(GLOBAL, KEY_SHORT, c.next_short.to_be_bytes());
+        }
+        self.db.write(c.batch)?;
+        self.next_short.store(c.next_short, Ordering::Release);
+        if c.pos_allocated {
+            self.pos.store(c.pos, Ordering::Release);
+            self.notify.send_replace(c.pos);
+        }
+        Ok((result, c.pos))
+    }
+
+    /// Wakes the long-polling syncs without a new position (typing notifications).
+    pub fn wake(&self) {
+        let pos = self.current_pos();
+        self.notify.send_replace(pos);
+    }
+}
+
+fn load_or_generate_key(db: &Db) -> Result<Ed25519KeyPair> {
+    if let Some(stored) = db.get(GLOBAL, KEY_SIGNING)? {
+        let (version, der) = split_key_record(&stored)
+            .ok_or_else(|| Error::internal("corrupt signing key record"))?;
+        return Ed25519KeyPair::from_der(der, version.to_owned())
+            .map_err(|e| Error::internal(format!("bad signing key: {e}")));
+    }
+    let der = Ed25519KeyPair::generate();
+    let version: String = {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        (0..6).map(|_| rng.sample(rand::distributions::Alphanumeric) as char).collect()
+    };
+    let mut record = version.as_bytes().to_vec();
+    record.push(0xFF);
+    record.extend_from_slice(&der);
+    db.put(GLOBAL, KEY_SIGNING, record)?;
+    Ed25519KeyPair::from_der(&der, version).map_err(|e| Error::internal(format!("bad signing key: {e}")))
+}
+
+fn split_key_record(record: &[u8]) -> Option<(&str, &[u8])> {
+    let sep = record.iter().position(|b| *b == 0xFF)?;
+    Some((std::str::from_utf8(&record[..sep]).ok()?, &record[sep + 1..]))
+}
+
+/// Reads a big-endian u64 value, for maps whose values are counters or short ids.
+pub fn read_u64(bytes: &[u8]) -> Result<u64> {
+    u64_from(bytes).ok_or_else(|| Error::internal("corrupt numeric value"))
+}

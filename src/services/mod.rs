@@ -1,0 +1,118 @@
+//! Services: each owns its maps and in-memory state. Cross-service operations are functions that
+//! take `&Services`; nothing is global, so several servers can run in one process.
+
+pub mod account_data;
+pub mod directory;
+pub mod ephemeral;
+pub mod filters;
+pub mod globals;
+pub mod ratelimit;
+pub mod receipts;
+pub mod rooms;
+pub mod short;
+pub mod state;
+pub mod sync;
+pub mod timeline;
+pub mod uia;
+pub mod users;
+
+use std::sync::Arc;
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    storage::{Db, Map, rocks::RocksEngine},
+};
+
+pub struct Services {
+    pub globals: globals::Globals,
+    pub short: short::ShortIds,
+    pub state: state::StateService,
+    pub timeline: timeline::Timeline,
+    pub membership: rooms::membership::MembershipIndex,
+    pub users: users::Users,
+    pub uia: uia::Uia,
+    pub directory: directory::Directory,
+    pub account_data: account_data::AccountData,
+    pub receipts: receipts::Receipts,
+    pub typing: ephemeral::Typing,
+    pub presence: ephemeral::Presence,
+    pub filters: filters::Filters,
+    pub rate_limiter: ratelimit::RateLimiter,
+}
+
+/// Every column family of the database, service by service.
+pub fn all_maps() -> Vec<Map> {
+    [
+        globals::MAPS,
+        short::MAPS,
+        state::MAPS,
+        timeline::MAPS,
+        rooms::membership::MAPS,
+        users::MAPS,
+        directory::MAPS,
+        account_data::MAPS,
+        receipts::MAPS,
+        ephemeral::MAPS,
+        filters::MAPS,
+    ]
+    .concat()
+}
+
+impl Services {
+    /// Opens the database named by `config` and builds every service.
+    pub fn open(config: Config) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.storage.path)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", config.storage.path.display())))?;
+        let engine = RocksEngine::open(
+            &config.storage.path,
+            &all_maps(),
+            config.storage.cache_mb,
+            config.storage.sync_writes,
+        )?;
+        let db = Db::new(engine);
+        Self::with_db(config, db)
+    }
+
+    pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
+        let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
+        Ok(Arc::new(Self {
+            globals: globals::Globals::open(config, db.clone())?,
+            short: short::ShortIds::new(db.clone()),
+            state: state::StateService::new(db.clone()),
+            timeline: timeline::Timeline::new(db.clone()),
+            membership: rooms::membership::MembershipIndex::new(db.clone()),
+            users: users::Users::new(db.clone()),
+            uia: uia::Uia::default(),
+            directory: directory::Directory::new(db.clone()),
+            account_data: account_data::AccountData::new(db.clone()),
+            receipts: receipts::Receipts::new(db.clone()),
+            typing: ephemeral::Typing::default(),
+            presence: ephemeral::Presence::new(db.clone()),
+            filters: filters::Filters::new(db),
+            rate_limiter,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.globals.config
+    }
+
+    /// Runs blocking service work (RocksDB calls) on the blocking pool, off the async workers.
+    pub async fn run<R, F>(self: &Arc<Self>, f: F) -> Result<R>
+    where
+        F: FnOnce(&Services) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| Error::internal(format!("worker failed: {e}")))?
+    }
+
+    pub fn shutdown(&self) {
+        if let Err(e) = self.globals.db.flush() {
+            tracing::warn!("flush on shutdown: {e}");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Membership indexes derived from `m.room.member` events: the rooms of each user and the members
+//! of each room, with the stream position of the last change (what /sync reads).
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+
+use crate::{
+    error::Result,
+    services::globals::Commit,
+    storage::{
+        Db, Map,
+        keys::{Key, KeyReader, u64_from},
+    },
+};
+
+/// user, room → membership byte, position, short event id.
+pub const USER_ROOMS: Map = Map("user_rooms");
+/// short room, user → membership byte.
+pub const ROOM_MEMBERS: Map = Map("room_members");
+pub const MAPS: &[Map] = &[USER_ROOMS, ROOM_MEMBERS];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Join,
+    Invite,
+    Leave,
+    Ban,
+    Knock,
+}
+
+impl Membership {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "join" => Self::Join,
+            "invite" => Self::Invite,
+            "leave" => Self::Leave,
+            "ban" => Self::Ban,
+            "knock" => Self::Knock,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Invite => "invite",
+            Self::Leave => "leave",
+            Self::Ban => "ban",
+            Self::Knock => "knock",
+        }
+    }
+
+    fn byte(self) -> u8 {
+        self as u8
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        [Self::Join, Self::Invite, Self::Leave, Self::Ban, Self::Knock].get(b as usize).copied()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRoom {
+    pub room_id: OwnedRoomId,
+    pub membership: Membership,
+    /// Stream position of the membership event.
+    pub pos: u64,
+    pub short_event: u64,
+    /// The user chose to forget this room (hidden from /sync's leave section).
+    pub forgotten: bool,
+}
+
+pub struct MembershipIndex {
+    db: Db,
+}
+
+impl MembershipIndex {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Records a membership change in `commit`.
+    pub fn record(
+        &self,
+        commit: &mut Commit,
+        user: &UserId,
+        room: &RoomId,
+        short_room: u64,
+        membership: Membership,
+        pos: u64,
+        short_event: u64,
+    ) {
+        let mut value = vec![membership.byte()];
+        value.extend_from_slice(&pos.to_be_bytes());
+        value.extend_from_slice(&short_event.to_be_bytes());
+        commit.batch.put(USER_ROOMS, Key::new().str(user.as_str()).str(room.as_str()).build(), value);
+        commit.batch.put(
+            ROOM_MEMBERS,
+            Key::new().u64(short_room).str(user.as_str()).build(),
+            vec![membership.byte()],
+        );
+    }
+
+    /// Hides a left room from the user's /sync.
+    pub fn forget(&self, user: &UserId, room: &RoomId) -> Result<()> {
+        let key = Key::new().str(user.as_str()).str(room.as_str()).build();
+        if let Some(mut value) = self.db.get(USER_ROOMS, &key)? {
+            value.truncate(17);
+            value.push(1);
+            self.db.put(USER_ROOMS, key, value)?;
+        }
+        Ok(())
+    }
+
+    pub fn rooms_of(&self, user: &UserId) -> Result<Vec<UserRoom>> {
+        let prefix = Key::new().str(user.as_str()).build();
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(USER_ROOMS, &prefix) {
+            let (key, value) = entry?;
+            let mut reader = KeyReader::new(&key[prefix.len()..]);
+            let (Some(room), Some(membership)) =
+                (reader.str(), value.first().copied().and_then(Membership::from_byte))
+            else {
+                continue;
+            };
+            let Ok(room_id) = OwnedRoomId::try_from(room) else { continue };
+            out.push(UserRoom {
+                room_id,
+                membership,
+                pos: value.get(1..9).and_then(u64_from).unwrap_or(0),
+                short_event: value.get(9..17).and_then(u64_from).unwrap_or(0),
+                forgotten: value.get(17) == Some(&1),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn user_room(&self, user: &UserId, room: &RoomId) -> Result<Option<UserRoom>> {
+        let key = Key::new().str(user.as_str()).str(room.as_str()).build();
+        Ok(self.db.get(USER_ROOMS, &key)?.and_then(|value| {
+            Some(UserRoom {
+                room_id: room.to_owned(),
+                membership: Membership::from_byte(*value.first()?)?,
+                pos: value.get(1..9).and_then(u64_from).unwrap_or(0),
+                short_event: value.get(9..17).and_then(u64_from).unwrap_or(0),
+                forgotten: value.get(17) == Some(&1),
+            })
+        }))
+    }
+
+    pub fn membership(&self, short_room: u64, user: &UserId) -> Result<Option<Membership>> {
+        let key = Key::new().u64(short_room).str(user.as_str()).build();
+        Ok(self.db.get(ROOM_MEMBERS, &key)?.and_then(|v| v.first().copied().and_then(Membership::from_byte)))
+    }
+
+    pub fn is_joined(&self, short_room: u64, user: &UserId) -> Result<bool> {
+        Ok(self.membership(short_room, user)? == Some(Membership::Join))
+    }
+
+    /// Members of a room with the given membership.
+    pub fn members(&self, short_room: u64, wanted: Membership) -> Result<Vec<OwnedUserId>> {
+        let prefix = Key::new().u64(short_room).build();
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(ROOM_MEMBERS, &prefix) {
+            let (key, value) = entry?;
+            if value.first().copied().and_then(Membership::from_byte) != Some(wanted) {
+                continue;
+            }
+            if let Some(user) = KeyReader::new(&key[8..]).str().and_then(|u| OwnedUserId::try_from(u).ok()) {
+                out.push(user);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,103 @@
+//! Rooms: reading state, creating rooms and changing memberships.
+
+pub mod create;
+pub mod membership;
+pub mod version;
+
+use ruma::{EventId, RoomId, UserId, events::StateEventType};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    services::{
+        Services,
+        timeline::{
+            StoredEvent,
+            append::{NewEvent, Target, append_local},
+        },
+    },
+};
+
+/// Loads an event by id (with its room).
+pub fn event_by_id(s: &Services, event_id: &EventId) -> Result<Option<StoredEvent>> {
+    let Some(short) = s.short.event(event_id)? else { return Ok(None) };
+    let Some(meta) = s.timeline.meta(short)? else { return Ok(None) };
+    let room_id = s.short.room_id(meta.short_room)?;
+    s.timeline.load(short, event_id, &room_id)
+}
+
+/// Loads the event of short id `short` in `room_id`.
+pub fn event_by_short(s: &Services, short: u64, room_id: &RoomId) -> Result<Option<StoredEvent>> {
+    let event_id = s.short.event_id(short)?;
+    s.timeline.load(short, &event_id, room_id)
+}
+
+/// The current state event `(kind, state_key)` of a room.
+pub fn state_event(
+    s: &Services,
+    room_id: &RoomId,
+    kind: &StateEventType,
+    state_key: &str,
+) -> Result<Option<StoredEvent>> {
+    let Some(short_room) = s.short.room(room_id)? else { return Ok(None) };
+    let state = s.state.current_state(short_room)?;
+    let Some(key) = s.short.statekey(kind, state_key)? else { return Ok(None) };
+    let Some(short) = state.get(&key) else { return Ok(None) };
+    event_by_short(s, *short, room_id)
+}
+
+/// The content of a current state event, as JSON.
+pub fn state_content(s: &Services, room_id: &RoomId, kind: &StateEventType, state_key: &str) -> Result<Option<Value>> {
+    Ok(state_event(s, room_id, kind, state_key)?.map(|e| e.pdu.content_value()))
+}
+
+pub fn is_world_readable(s: &Services, short_room: u64) -> Result<bool> {
+    let room_id = s.short.room_id(short_room)?;
+    Ok(state_content(s, &room_id, &StateEventType::RoomHistoryVisibility, "")?
+        .and_then(|c| c.get("history_visibility").and_then(Value::as_str).map(|v| v == "world_readable"))
+        .unwrap_or(false))
+}
+
+pub fn short_room(s: &Services, room_id: &RoomId) -> Result<u64> {
+    s.short.room(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))
+}
+
+/// Sends a state or message event in an existing room.
+pub fn send(s: &Services, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<ruma::OwnedEventId> {
+    Ok(append_local(s, Target::Room(room_id), sender, event, None)?.0)
+}
+
+/// Changes `target`'s membership, keeping their profile in join events.
+pub fn set_membership(
+    s: &Services,
+    room_id: &RoomId,
+    sender: &UserId,
+    target: &UserId,
+    membership: &str,
+    reason: Option<&str>,
+    extra: Option<serde_json::Map<String, Value>>,
+) -> Result<ruma::OwnedEventId> {
+    if !s.timeline.room_exists(room_id)? {
+        return Err(Error::not_found("Unknown room"));
+    }
+    let mut content = json!({ "membership": membership });
+    if membership == "join" || membership == "invite" {
+        if let Some(profile) = s.users.profile(target)? {
+            if let Some(name) = profile.displayname {
+                content["displayname"] = json!(name);
+            }
+            if let Some(avatar) = profile.avatar_url {
+                content["avatar_url"] = json!(avatar);
+            }
+        }
+    }
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    if let Some(extra) = extra {
+        for (k, v) in extra {
+            content[k] = v;
+        }
+    }
+    send(s, room_id, sender, NewEvent::state(StateEventType::RoomMember, target.as_str(), content))
+}

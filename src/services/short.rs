@@ -1,0 +1,150 @@
+//! Short numeric ids for event ids, room ids and `(type, state_key)` pairs, so that timeline,
+//! state and index keys are 8 bytes instead of long strings.
+
+use std::{collections::HashMap, sync::RwLock};
+
+use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, events::StateEventType};
+
+use crate::{
+    error::{Error, Result},
+    services::globals::{Commit, read_u64},
+    storage::{Db, Map, keys::Key},
+};
+
+pub const EVENT_TO_SHORT: Map = Map("event_to_short");
+pub const SHORT_TO_EVENT: Map = Map("short_to_event");
+pub const ROOM_TO_SHORT: Map = Map("room_to_short");
+pub const SHORT_TO_ROOM: Map = Map("short_to_room");
+pub const STATEKEY_TO_SHORT: Map = Map("statekey_to_short");
+pub const SHORT_TO_STATEKEY: Map = Map("short_to_statekey");
+pub const MAPS: &[Map] =
+    &[EVENT_TO_SHORT, SHORT_TO_EVENT, ROOM_TO_SHORT, SHORT_TO_ROOM, STATEKEY_TO_SHORT, SHORT_TO_STATEKEY];
+
+pub struct ShortIds {
+    db: Db,
+    statekeys: RwLock<HashMap<(StateEventType, String), u64>>,
+    statekeys_rev: RwLock<HashMap<u64, (StateEventType, String)>>,
+    rooms: RwLock<HashMap<OwnedRoomId, u64>>,
+}
+
+fn statekey_bytes(kind: &StateEventType, state_key: &str) -> Vec<u8> {
+    Key::new().str(&kind.to_string()).str(state_key).build()
+}
+
+impl ShortIds {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            statekeys: Default::default(),
+            statekeys_rev: Default::default(),
+            rooms: Default::default(),
+        }
+    }
+
+    pub fn event(&self, event_id: &EventId) -> Result<Option<u64>> {
+        Ok(self.db.get_u64(EVENT_TO_SHORT, event_id.as_bytes())?)
+    }
+
+    pub fn event_id(&self, short: u64) -> Result<OwnedEventId> {
+        let bytes = self
+            .db
+            .get(SHORT_TO_EVENT, &short.to_be_bytes())?
+            .ok_or_else(|| Error::internal(format!("unknown short event id {short}")))?;
+        OwnedEventId::try_from(String::from_utf8_lossy(&bytes).as_ref())
+            .map_err(|_| Error::internal("corrupt event id"))
+    }
+
+    /// Assigns a short id to a new event in `commit`.
+    pub fn create_event(&self, commit: &mut Commit, event_id: &EventId) -> u64 {
+        let short = commit.short_id();
+        commit.batch.put(EVENT_TO_SHORT, event_id.as_bytes(), short.to_be_bytes());
+        commit.batch.put(SHORT_TO_EVENT, short.to_be_bytes(), event_id.as_bytes());
+        short
+    }
+
+    pub fn room(&self, room_id: &RoomId) -> Result<Option<u64>> {
+        if let Some(s) = self.rooms.read().unwrap().get(room_id) {
+            return Ok(Some(*s));
+        }
+        let short = self.db.get_u64(ROOM_TO_SHORT, room_id.as_bytes())?;
+        if let Some(s) = short {
+            self.rooms.write().unwrap().insert(room_id.to_owned(), s);
+        }
+        Ok(short)
+    }
+
+    pub fn room_id(&self, short: u64) -> Result<OwnedRoomId> {
+        let bytes = self
+            .db
+            .get(SHORT_TO_ROOM, &short.to_be_bytes())?
+            .ok_or_else(|| Error::internal(format!("unknown short room id {short}")))?;
+        OwnedRoomId::try_from(String::from_utf8_lossy(&bytes).as_ref())
+            .map_err(|_| Error::internal("corrupt room id"))
+    }
+
+    pub fn create_room(&self, commit: &mut Commit, room_id: &RoomId) -> u64 {
+        let short = commit.short_id();
+        commit.batch.put(ROOM_TO_SHORT, room_id.as_bytes(), short.to_be_bytes());
+        commit.batch.put(SHORT_TO_ROOM, short.to_be_bytes(), room_id.as_bytes());
+        self.rooms.write().unwrap().insert(room_id.to_owned(), short);
+        short
+    }
+
+    pub fn statekey(&self, kind: &StateEventType, state_key: &str) -> Result<Option<u64>> {
+        let cache_key = (kind.clone(), state_key.to_owned());
+        if let Some(s) = self.statekeys.read().unwrap().get(&cache_key) {
+            return Ok(Some(*s));
+        }
+        let short = self.db.get_u64(STATEKEY_TO_SHORT, &statekey_bytes(kind, state_key))?;
+        if let Some(s) = short {
+            self.remember_statekey(cache_key, s);
+        }
+        Ok(short)
+    }
+
+    /// The short id of `(kind, state_key)`, created in `commit` when new.
+    pub fn get_or_create_statekey(
+        &self,
+        commit: &mut Commit,
+        kind: &StateEventType,
+        state_key: &str,
+    ) -> Result<u64> {
+        if let Some(s) = self.statekey(kind, state_key)? {
+            return Ok(s);
+        }
+        let short = commit.short_id();
+        let key = statekey_bytes(kind, state_key);
+        commit.batch.put(STATEKEY_TO_SHORT, key.clone(), short.to_be_bytes());
+        commit.batch.put(SHORT_TO_STATEKEY, short.to_be_bytes(), key);
+        self.remember_statekey((kind.clone(), state_key.to_owned()), short);
+        Ok(short)
+    }
+
+    pub fn statekey_of(&self, short: u64) -> Result<(StateEventType, String)> {
+        if let Some(pair) = self.statekeys_rev.read().unwrap().get(&short) {
+            return Ok(pair.clone());
+        }
+        let bytes = self
+            .db
+            .get(SHORT_TO_STATEKEY, &short.to_be_bytes())?
+            .ok_or_else(|| Error::internal(format!("unknown short state key {short}")))?;
+        let mut reader = crate::storage::keys::KeyReader::new(&bytes);
+        let (kind, state_key) = reader
+            .str()
+            .zip(reader.str())
+            .ok_or_else(|| Error::internal("corrupt state key"))?;
+        let pair = (StateEventType::from(kind), state_key.to_owned());
+        self.remember_statekey(pair.clone(), short);
+        Ok(pair)
+    }
+
+    fn remember_statekey(&self, pair: (StateEventType, String), short: u64) {
+        self.statekeys_rev.write().unwrap().insert(short, pair.clone());
+        self.statekeys.write().unwrap().insert(pair, short);
+    }
+}
+
+/// Reads a short id stored as a value.
+pub fn short_from(bytes: &[u8]) -> Result<u64> {
+    read_u64(bytes)
+}

@@ -1,0 +1,180 @@
+//! Room state: compressed snapshots (a diff against a parent, with a full snapshot every few
+//! levels), the current state of every room, and the state before and after each event.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
+
+use crate::{
+    error::{Error, Result},
+    services::globals::Commit,
+    storage::{Db, Map},
+};
+
+/// Short state key → short event id.
+pub type StateMap = BTreeMap<u64, u64>;
+
+pub const SNAPSHOTS: Map = Map("state_snapshots");
+pub const ROOM_STATE: Map = Map("room_current_state");
+pub const MAPS: &[Map] = &[SNAPSHOTS, ROOM_STATE];
+
+/// A chain deeper than this is cut by writing a full snapshot.
+const MAX_CHAIN: u64 = 24;
+const CACHE_ENTRIES: usize = 4096;
+
+pub struct StateService {
+    db: Db,
+    cache: Mutex<HashMap<u64, Arc<StateMap>>>,
+}
+
+struct Snapshot {
+    parent: u64,
+    depth: u64,
+    /// Short state key → short event id; 0 removes the key.
+    changes: Vec<(u64, u64)>,
+}
+
+fn encode(s: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + s.changes.len() * 16);
+    out.extend_from_slice(&s.parent.to_be_bytes());
+    out.extend_from_slice(&s.depth.to_be_bytes());
+    for (k, v) in &s.changes {
+        out.extend_from_slice(&k.to_be_bytes());
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8]) -> Result<Snapshot> {
+    if bytes.len() < 16 || (bytes.len() - 16) % 16 != 0 {
+        return Err(Error::internal("corrupt state snapshot"));
+    }
+    let num = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    let changes = (16..bytes.len()).step_by(16).map(|i| (num(i), num(i + 8))).collect();
+    Ok(Snapshot { parent: num(0), depth: num(8), changes })
+}
+
+impl StateService {
+    pub fn new(db: Db) -> Self {
+        Self { db, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The full state of a snapshot (0 is the empty state).
+    pub fn load(&self, id: u64) -> Result<Arc<StateMap>> {
+        if id == 0 {
+            return Ok(Arc::new(StateMap::new()));
+        }
+        if let Some(map) = self.cache.lock().unwrap().get(&id) {
+            return Ok(map.clone());
+        }
+        let bytes = self
+            .db
+            .get(SNAPSHOTS, &id.to_be_bytes())?
+            .ok_or_else(|| Error::internal(format!("missing state snapshot {id}")))?;
+        let snapshot = decode(&bytes)?;
+        let mut map = if snapshot.parent == 0 { StateMap::new() } else { (*self.load(snapshot.parent)?).clone() };
+        apply(&mut map, &snapshot.changes);
+        let map = Arc::new(map);
+        self.remember(id, map.clone());
+        Ok(map)
+    }
+
+    fn remember(&self, id: u64, map: Arc<StateMap>) {
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() >= CACHE_ENTRIES {
+            let victim = cache.keys().next().copied();
+            if let Some(v) = victim {
+                cache.remove(&v);
+            }
+        }
+        cache.insert(id, map);
+    }
+
+    fn depth(&self, id: u64) -> Result<u64> {
+        if id == 0 {
+            return Ok(0);
+        }
+        let bytes = self
+            .db
+            .get(SNAPSHOTS, &id.to_be_bytes())?
+            .ok_or_else(|| Error::internal(format!("missing state snapshot {id}")))?;
+        Ok(decode(&bytes)?.depth)
+    }
+
+    /// Writes a snapshot that is `parent` with `changes` applied; returns its id and full state.
+    pub fn create(
+        &self,
+        commit: &mut Commit,
+        parent: u64,
+        changes: &[(u64, u64)],
+    ) -> Result<(u64, Arc<StateMap>)> {
+        let parent_map = self.load(parent)?;
+        let mut map = (*parent_map).clone();
+        apply(&mut map, changes);
+        let parent_depth = self.depth(parent)?;
+        let snapshot = if parent == 0 || parent_depth + 1 >= MAX_CHAIN {
+            Snapshot { parent: 0, depth: 0, changes: map.iter().map(|(k, v)| (*k, *v)).collect() }
+        } else {
+            Snapshot { parent, depth: parent_depth + 1, changes: changes.to_vec() }
+        };
+        let id = commit.short_id();
+        commit.batch.put(SNAPSHOTS, id.to_be_bytes(), encode(&snapshot));
+        let map = Arc::new(map);
+        self.remember(id, map.clone());
+        Ok((id, map))
+    }
+
+    /// The snapshot id of a room's current state (0 before its create event).
+    pub fn current_snapshot(&self, short_room: u64) -> Result<u64> {
+        Ok(self.db.get_u64(ROOM_STATE, &short_room.to_be_bytes())?.unwrap_or(0))
+    }
+
+    pub fn set_current(&self, commit: &mut Commit, short_room: u64, snapshot: u64) {
+        commit.batch.put(ROOM_STATE, short_room.to_be_bytes(), snapshot.to_be_bytes());
+    }
+
+    pub fn current_state(&self, short_room: u64) -> Result<Arc<StateMap>> {
+        self.load(self.current_snapshot(short_room)?)
+    }
+}
+
+fn apply(map: &mut StateMap, changes: &[(u64, u64)]) {
+    for (k, v) in changes {
+        if *v == 0 {
+            map.remove(k);
+        } else {
+            map.insert(*k, *v);
+        }
+    }
+}
+
+/// The keys whose value differs between two states: (key, value in `new`, or 0 if gone).
+pub fn diff(old: &StateMap, new: &StateMap) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> =
+        new.iter().filter(|(k, v)| old.get(k) != Some(v)).map(|(k, v)| (*k, *v)).collect();
+    out.extend(old.keys().filter(|k| !new.contains_key(k)).map(|k| (*k, 0)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_encoding_round_trips() {
+        let s = Snapshot { parent: 7, depth: 3, changes: vec![(1, 2), (3, 0)] };
+        let d = decode(&encode(&s)).unwrap();
+        assert_eq!((d.parent, d.depth, d.changes), (7, 3, vec![(1, 2), (3, 0)]));
+        assert!(decode(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn diff_lists_changed_and_removed_keys() {
+        let old: StateMap = [(1, 10), (2, 20), (3, 30)].into();
+        let new: StateMap = [(1, 10), (2, 21), (4, 40)].into();
+        let mut d = diff(&old, &new);
+        d.sort();
+        assert_eq!(d, vec![(2, 21), (3, 0), (4, 40)]);
+    }
+}

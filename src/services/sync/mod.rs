@@ -1,0 +1,137 @@
+//! /sync: what changed for a user since a token, computed from the stream positions of every
+//! change (timeline, memberships, account data, receipts, presence) and the typing counter.
+
+pub mod filter;
+mod rooms;
+
+use ruma::{
+    OwnedUserId, UserId,
+    api::client::{filter::FilterDefinition, sync::sync_events::v3 as sync},
+    events::presence::PresenceEvent,
+    serde::Raw,
+};
+use serde_json::json;
+
+use crate::{
+    error::{Error, Result},
+    services::{Services, rooms::membership::Membership, timeline::pdu::raw},
+};
+
+/// A /sync position: the stream position and the typing counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncToken {
+    pub pos: u64,
+    pub typing: u64,
+}
+
+impl SyncToken {
+    pub fn parse(token: &str) -> Result<Self> {
+        let body = token.strip_prefix('s').unwrap_or(token);
+        let (pos, typing) = body.split_once('_').unwrap_or((body, "0"));
+        match (pos.parse(), typing.parse()) {
+            (Ok(pos), Ok(typing)) => Ok(Self { pos, typing }),
+            _ => Err(Error::invalid_param("Invalid sync token")),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        format!("s{}_{}", self.pos, self.typing)
+    }
+}
+
+pub struct SyncRequest {
+    pub user: OwnedUserId,
+    pub device: String,
+    pub since: Option<SyncToken>,
+    pub full_state: bool,
+    pub filter: FilterDefinition,
+}
+
+/// Computes one /sync answer at the current position; `None` means nothing changed.
+pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)> {
+    let now = SyncToken { pos: s.globals.current_pos(), typing: s.typing.counter() };
+    let since = req.since;
+    let since_pos = since.map_or(0, |t| t.pos);
+    let mut response = sync::Response::new(now.encode());
+    let mut changed = false;
+    let account_data = s.account_data.changes_since(&req.user, since_pos)?;
+
+    let room_filter = &req.filter.room;
+    for room in s.membership.rooms_of(&req.user)? {
+        if room_filter.not_rooms.contains(&room.room_id)
+            || room_filter.rooms.as_ref().is_some_and(|r| !r.contains(&room.room_id))
+        {
+            continue;
+        }
+        match room.membership {
+            Membership::Join => {
+                if let Some(joined) = rooms::joined(s, req, &room, since, now, &account_data)? {
+                    response.rooms.join.insert(room.room_id.clone(), joined);
+                    changed = true;
+                }
+            }
+            Membership::Invite if room.pos > since_pos => {
+                let mut invited = sync::InvitedRoom::new();
+                invited.invite_state.events = rooms::stripped_state(s, &room)?;
+                response.rooms.invite.insert(room.room_id.clone(), invited);
+                changed = true;
+            }
+            Membership::Knock if room.pos > since_pos => {
+                let mut knocked = sync::KnockedRoom::new();
+                knocked.knock_state.events = rooms::stripped_state(s, &room)?;
+                response.rooms.knock.insert(room.room_id.clone(), knocked);
+                changed = true;
+            }
+            Membership::Leave | Membership::Ban
+                if !room.forgotten
+                    && room.pos <= now.pos
+                    && (since.is_some() && room.pos > since_pos || since.is_none() && room_filter.include_leave) =>
+            {
+                let left = rooms::left(s, req, &room, since)?;
+                response.rooms.leave.insert(room.room_id.clone(), left);
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+
+    for entry in account_data {
+        if entry.room.is_some() || !filter::event_matches(&req.filter.account_data, &entry.kind, None) {
+            continue;
+        }
+        response.account_data.events.push(raw(&json!({ "type": entry.kind, "content": entry.content })));
+        changed = true;
+    }
+
+    for (user, record) in s.presence.changed_since(since_pos)? {
+        if (user != req.user && !shares_room(s, &req.user, &user)?) || !filter::event_matches(&req.filter.presence, "m.presence", Some(&user)) {
+            continue;
+        }
+        let mut content = json!({
+            "presence": record.presence,
+            "last_active_ago": crate::util::now_ms().saturating_sub(record.last_active_ts),
+            "currently_active": record.presence == "online",
+        });
+        if let Some(msg) = record.status_msg {
+            content["status_msg"] = json!(msg);
+        }
+        let event: Raw<PresenceEvent> = raw(&json!({ "type": "m.presence", "sender": user, "content": content }));
+        response.presence.events.push(event);
+        changed = true;
+    }
+
+    Ok((response, changed))
+}
+
+/// Users who share a joined room with `user` (for presence).
+pub fn shares_room(s: &Services, user: &UserId, other: &UserId) -> Result<bool> {
+    for room in s.membership.rooms_of(user)? {
+        if room.membership == Membership::Join
+            && let Some(short) = s.short.room(&room.room_id)?
+            && s.membership.is_joined(short, other)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,271 @@
+//! The per-room sections of /sync: joined, left, invited and knocked rooms.
+
+use std::collections::BTreeSet;
+
+use ruma::{
+    OwnedUserId, UInt,
+    api::client::sync::sync_events::v3 as sync,
+    events::{AnyStrippedStateEvent, StateEventType, TimelineEventType},
+    serde::Raw,
+};
+use serde_json::{Map, Value, json};
+
+use super::{SyncRequest, SyncToken, filter};
+use crate::{
+    error::Result,
+    services::{
+        Services,
+        rooms::{event_by_short, membership::{Membership, UserRoom}},
+        state::{StateMap, diff},
+        timeline::{StoredEvent, pdu::{ClientFormat, raw}, visibility::user_can_see},
+    },
+    storage::Direction,
+};
+
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+const MAX_TIMELINE_LIMIT: usize = 200;
+
+/// Up to `limit` visible events of a room with positions in `(after, upto]`, oldest first, and
+/// whether more were left out.
+pub fn recent_events(
+    s: &Services,
+    req: &SyncRequest,
+    room: &UserRoom,
+    short_room: u64,
+    after: u64,
+    upto: u64,
+    limit: usize,
+) -> Result<(Vec<StoredEvent>, bool)> {
+    let filter = &req.filter.room.timeline;
+    let mut events = Vec::new();
+    let mut cursor = upto;
+    let mut limited = false;
+    'scan: loop {
+        let batch = s.timeline.scan(short_room, cursor, Direction::Backward, 64)?;
+        for (pos, short) in &batch {
+            if *pos <= after {
+                break 'scan;
+            }
+            let Some(event) = event_by_short(s, *short, &room.room_id)? else { continue };
+            if !filter::room_event_matches(filter, &event.pdu.kind.to_string(), Some(&event.pdu.sender), None)
+                || !user_can_see(s, &req.user, &event)?
+            {
+                continue;
+            }
+            if events.len() == limit {
+                limited = true;
+                break 'scan;
+            }
+            events.push(event);
+        }
+        match batch.last() {
+            Some((pos, _)) if batch.len() == 64 && *pos > 1 => cursor = pos - 1,
+            _ => break,
+        }
+    }
+    events.reverse();
+    Ok((events, limited))
+}
+
+/// The state after the room's last event at or before `pos`.
+fn state_at_pos(s: &Services, short_room: u64, pos: u64) -> Result<std::sync::Arc<StateMap>> {
+    let Some((_, short)) = s.timeline.scan(short_room, pos, Direction::Backward, 1)?.into_iter().next() else {
+        return Ok(Default::default());
+    };
+    let meta = s.timeline.meta(short)?.map_or(0, |m| m.state_after);
+    s.state.load(meta)
+}
+
+fn state_events(
+    s: &Services,
+    req: &SyncRequest,
+    room: &UserRoom,
+    entries: impl IntoIterator<Item = (u64, u64)>,
+    lazy_senders: Option<&BTreeSet<OwnedUserId>>,
+) -> Result<Vec<Raw<ruma::events::AnySyncStateEvent>>> {
+    let filter = &req.filter.room.state;
+    let mut out = Vec::new();
+    for (key, short) in entries {
+        if short == 0 {
+            continue;
+        }
+        let (kind, state_key) = s.short.statekey_of(key)?;
+        if let Some(senders) = lazy_senders
+            && kind == StateEventType::RoomMember
+            && !senders.iter().any(|u| u.as_str() == state_key)
+        {
+            continue;
+        }
+        if !filter::room_event_matches(filter, &kind.to_string(), None, None) {
+            continue;
+        }
+        if let Some(event) = event_by_short(s, short, &room.room_id)? {
+            out.push(raw(&event.to_client(&s.timeline, ClientFormat::Sync, None)?));
+        }
+    }
+    Ok(out)
+}
+
+fn timeline_json(s: &Services, req: &SyncRequest, events: &[StoredEvent]) -> Result<Vec<Raw<ruma::events::AnySyncTimelineEvent>>> {
+    events
+        .iter()
+        .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Sync, Some((&req.user, &req.device)))?)))
+        .collect()
+}
+
+pub fn joined(
+    s: &Services,
+    req: &SyncRequest,
+    room: &UserRoom,
+    since: Option<SyncToken>,
+    now: SyncToken,
+    account_data: &[crate::services::account_data::Entry],
+) -> Result<Option<sync::JoinedRoom>> {
+    let Some(short_room) = s.short.room(&room.room_id)? else { return Ok(None) };
+    let since_pos = since.map_or(0, |t| t.pos);
+    let newly_joined = since.is_none() || room.pos > since_pos;
+    let after = if newly_joined { 0 } else { since_pos };
+    let limit = req.filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize).min(MAX_TIMELINE_LIMIT);
+
+    let (events, limited) = recent_events(s, req, room, short_room, after, now.pos, limit)?;
+
+    let mut joined = sync::JoinedRoom::new();
+    // Ephemeral: typing and receipts.
+    let typing_since = since.map_or(0, |t| t.typing);
+    if let Some(users) = s.typing.typing_since(&room.room_id, typing_since)
+        && (since.is_some() || !users.is_empty())
+    {
+        joined.ephemeral.events.push(raw(&json!({ "type": "m.typing", "content": { "user_ids": users } })));
+    }
+    let mut receipts: Map<String, Value> = Map::new();
+    for (kind, user, receipt) in s.receipts.changed_since(short_room, if newly_joined { 0 } else { since_pos })? {
+        if receipt.pos > now.pos || (kind == "m.read.private" && user != req.user) {
+            continue;
+        }
+        let mut entry = json!({ "ts": receipt.ts });
+        if let Some(thread) = &receipt.thread_id {
+            entry["thread_id"] = json!(thread);
+        }
+        let by_event = receipts.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
+        by_event[&kind][user.as_str()] = entry;
+    }
+    if !receipts.is_empty() {
+        joined.ephemeral.events.push(raw(&json!({ "type": "m.receipt", "content": receipts })));
+    }
+    for entry in account_data.iter().filter(|e| e.room.as_deref() == Some(&*room.room_id)) {
+        joined.account_data.events.push(raw(&json!({ "type": entry.kind, "content": entry.content })));
+    }
+
+    if !newly_joined
+        && !req.full_state
+        && events.is_empty()
+        && joined.ephemeral.events.is_empty()
+        && joined.account_data.events.is_empty()
+    {
+        return Ok(None);
+    }
+
+    // State between `since` and the start of the timeline.
+    let start_state = match events.first() {
+        Some(first) => s.state.load(first.meta.state_before)?,
+        None => state_at_pos(s, short_room, now.pos)?,
+    };
+    let lazy = filter::lazy_members(&req.filter.room.state).then(|| {
+        let mut senders: BTreeSet<OwnedUserId> = events.iter().map(|e| e.pdu.sender.clone()).collect();
+        senders.insert(req.user.clone());
+        senders
+    });
+    let state = if newly_joined || req.full_state {
+        state_events(s, req, room, start_state.iter().map(|(k, v)| (*k, *v)), lazy.as_ref())?
+    } else if limited {
+        let before = state_at_pos(s, short_room, since_pos)?;
+        state_events(s, req, room, diff(&before, &start_state), lazy.as_ref())?
+    } else {
+        Vec::new()
+    };
+    joined.state = sync::State::Before(sync::StateEvents::with_events(state));
+
+    joined.timeline.limited = limited || (newly_joined && events.first().is_some_and(|e| e.meta.pos > 1) && limited);
+    joined.timeline.prev_batch = Some(
+        SyncToken { pos: events.first().map_or(now.pos, |e| e.meta.pos - 1), typing: 0 }.encode(),
+    );
+    joined.timeline.events = timeline_json(s, req, &events)?;
+
+    let joined_count = s.membership.members(short_room, Membership::Join)?;
+    let invited_count = s.membership.members(short_room, Membership::Invite)?;
+    joined.summary.joined_member_count = UInt::new(joined_count.len() as u64);
+    joined.summary.invited_member_count = UInt::new(invited_count.len() as u64);
+    let has_name = s.short.statekey(&StateEventType::RoomName, "")?.is_some_and(|k| start_state.contains_key(&k));
+    if !has_name {
+        joined.summary.heroes =
+            joined_count.iter().chain(invited_count.iter()).filter(|u| **u != req.user).take(5).cloned().collect();
+    }
+    Ok(Some(joined))
+}
+
+pub fn left(s: &Services, req: &SyncRequest, room: &UserRoom, since: Option<SyncToken>) -> Result<sync::LeftRoom> {
+    let mut left = sync::LeftRoom::new();
+    let Some(short_room) = s.short.room(&room.room_id)? else { return Ok(left) };
+    let since_pos = since.map_or(0, |t| t.pos);
+    let limit = req.filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize).min(MAX_TIMELINE_LIMIT);
+    let (events, limited) = recent_events(s, req, room, short_room, since_pos, room.pos, limit)?;
+    left.timeline.limited = limited;
+    left.timeline.prev_batch =
+        Some(SyncToken { pos: events.first().map_or(room.pos, |e| e.meta.pos - 1), typing: 0 }.encode());
+    left.timeline.events = timeline_json(s, req, &events)?;
+    if since.is_none() {
+        let start = match events.first() {
+            Some(first) => s.state.load(first.meta.state_before)?,
+            None => state_at_pos(s, short_room, room.pos)?,
+        };
+        left.state = sync::State::Before(sync::StateEvents::with_events(state_events(
+            s,
+            req,
+            room,
+            start.iter().map(|(k, v)| (*k, *v)),
+            None,
+        )?));
+    }
+    Ok(left)
+}
+
+/// Stripped state shown to invitees and knockers, with their own membership event.
+pub fn stripped_state(s: &Services, room: &UserRoom) -> Result<Vec<Raw<AnyStrippedStateEvent>>> {
+    let mut out = Vec::new();
+    let mut push = |event: &StoredEvent| {
+        out.push(raw(&json!({
+            "type": event.pdu.kind.to_string(),
+            "state_key": event.pdu.state_key,
+            "sender": event.pdu.sender,
+            "content": event.pdu.content_value(),
+        })));
+    };
+    let Some(short_room) = s.short.room(&room.room_id)? else { return Ok(out) };
+    let Some(meta) = s.timeline.meta(room.short_event)? else { return Ok(out) };
+    let state = s.state.load(meta.state_after)?;
+    for kind in [
+        StateEventType::RoomCreate,
+        StateEventType::RoomJoinRules,
+        StateEventType::RoomName,
+        StateEventType::RoomAvatar,
+        StateEventType::RoomCanonicalAlias,
+        StateEventType::RoomEncryption,
+        StateEventType::RoomTopic,
+    ] {
+        if let Some(key) = s.short.statekey(&kind, "")?
+            && let Some(short) = state.get(&key)
+            && let Some(event) = event_by_short(s, *short, &room.room_id)?
+        {
+            push(&event);
+        }
+    }
+    let _ = short_room;
+    if let Some(event) = event_by_short(s, room.short_event, &room.room_id)?
+        && event.pdu.kind == TimelineEventType::RoomMember
+    {
+        let mut full = event.to_client(&s.timeline, ClientFormat::Sync, None)?;
+        full.as_object_mut().map(|o| o.remove("unsigned"));
+        out.push(raw(&full));
+    }
+    Ok(out)
+}

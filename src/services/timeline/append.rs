@@ -1,0 +1,334 @@
+//! Building, signing, authorising and appending events created by local users.
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
+    RoomId, RoomVersionId, UserId,
+    canonical_json::{RedactedBecause, redact},
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::{EventIdFormatVersion, RoomVersionRules},
+    signatures::{hash_and_sign_event, reference_hash},
+    state_res,
+};
+use serde_json::{Value, json};
+
+use super::{EXTREMITIES, EventMeta, PDUS, ROOMS, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, txn_key};
+use crate::{
+    error::{Error, Result},
+    services::{
+        Services,
+        globals::Commit,
+        rooms::{membership::Membership, version},
+        state::StateMap,
+    },
+    storage::keys::Key,
+};
+
+/// The largest PDU the spec allows, in bytes of canonical JSON.
+pub const MAX_PDU_BYTES: usize = 65_536;
+
+/// What a client asks to send.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: TimelineEventType,
+    pub content: Value,
+    pub state_key: Option<String>,
+    pub redacts: Option<OwnedEventId>,
+}
+
+impl NewEvent {
+    pub fn state(kind: StateEventType, state_key: impl Into<String>, content: Value) -> Self {
+        Self { kind: kind.to_string().into(), content, state_key: Some(state_key.into()), redacts: None }
+    }
+
+    pub fn message(kind: TimelineEventType, content: Value) -> Self {
+        Self { kind, content, state_key: None, redacts: None }
+    }
+}
+
+/// The client transaction that produced an event (for idempotency and `unsigned.transaction_id`).
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub device: String,
+    pub txn_id: String,
+}
+
+/// Where to append: an existing room, or a new room that this create event starts.
+pub enum Target<'a> {
+    Room(&'a RoomId),
+    NewRoom { version: RoomVersionId, room_id: Option<OwnedRoomId> },
+}
+
+/// Builds, signs and authorises an event from `sender`, then appends it: one atomic batch.
+pub fn append_local(
+    s: &Services,
+    target: Target<'_>,
+    sender: &UserId,
+    new: NewEvent,
+    txn: Option<Txn>,
+) -> Result<(OwnedEventId, OwnedRoomId)> {
+    let (version, existing_room) = match &target {
+        Target::Room(room_id) => {
+            let version =
+                s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            (version, Some(*room_id))
+        }
+        Target::NewRoom { version, .. } => (version.clone(), None),
+    };
+    let rules = version::rules(&version)?;
+    let lock = existing_room.map(|r| s.timeline.room_lock(r));
+    let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+
+    // An identical transaction was already processed while we waited for the lock.
+    if let Some(txn) = &txn
+        && let Some(event_id) = s.timeline.txn_event(sender.as_str(), &txn.device, &txn.txn_id)?
+    {
+        let room = existing_room.map(ToOwned::to_owned).ok_or_else(|| Error::internal("txn on new room"))?;
+        return Ok((event_id, room));
+    }
+
+    let short_room = match existing_room {
+        Some(room_id) => s.short.room(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?,
+        None => 0,
+    };
+    let before = if short_room == 0 { 0 } else { s.state.current_snapshot(short_room)? };
+    let state = s.state.load(before)?;
+
+    let content_raw = serde_json::value::to_raw_value(&new.content)
+        .map_err(|e| Error::bad_json(e.to_string()))?;
+    let mut object = CanonicalJsonObject::new();
+
+    // prev_events and depth.
+    let mut prev = Vec::new();
+    let mut depth = 0u64;
+    if short_room != 0 {
+        for short in s.timeline.extremities(short_room)?.into_iter().take(20) {
+            let json = s.timeline.json(short)?.ok_or_else(|| Error::internal("missing extremity"))?;
+            let event_id = s.short.event_id(short)?;
+            depth = depth.max(json.get("depth").and_then(|d| d.as_integer()).map_or(0, |d| i64::from(d) as u64));
+            prev.push((short, event_id, json));
+        }
+    }
+    depth += 1;
+
+    // auth_events, selected from the current state.
+    let auth_types = state_res::auth_types_for_event(
+        &new.kind,
+        sender,
+        new.state_key.as_deref(),
+        &content_raw,
+        &rules.authorization,
+    )
+    .map_err(Error::bad_json)?;
+    let mut auth = Vec::new();
+    for (kind, state_key) in auth_types {
+        if let Some(short) = lookup(s, &state, &kind, &state_key)? {
+            let event_id = s.short.event_id(short)?;
+            let json = s.timeline.json(short)?.ok_or_else(|| Error::internal("missing auth event"))?;
+            auth.push((short, event_id, json));
+        }
+    }
+
+    let room_id_field = match (&target, existing_room) {
+        (_, Some(room)) => Some(room.to_owned()),
+        (Target::NewRoom { room_id, .. }, None) => room_id.clone(),
+        _ => None,
+    };
+    let refs = |events: &[(u64, OwnedEventId, CanonicalJsonObject)]| -> CanonicalJsonValue {
+        CanonicalJsonValue::Array(
+            events
+                .iter()
+                .map(|(_, id, json)| event_reference(&rules, id, json))
+                .collect(),
+        )
+    };
+    object.insert("auth_events".into(), refs(&auth));
+    object.insert("prev_events".into(), refs(&prev));
+    object.insert("content".into(), to_canonical(&new.content)?);
+    object.insert("depth".into(), CanonicalJsonValue::Integer((depth as i64).try_into().unwrap_or_default()));
+    object.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().get().into()),
+    );
+    object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+    object.insert("type".into(), CanonicalJsonValue::String(new.kind.to_string()));
+    if let Some(state_key) = &new.state_key {
+        object.insert("state_key".into(), CanonicalJsonValue::String(state_key.clone()));
+    }
+    if let Some(redacts) = &new.redacts
+        && !rules.redaction.content_field_redacts
+    {
+        object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+    }
+    if let Some(room_id) = &room_id_field {
+        object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+    }
+    let server_name = s.globals.server_name();
+    if matches!(rules.event_id_format, EventIdFormatVersion::V1) {
+        let local: String = crate::util::random_string(18);
+        object.insert("event_id".into(), CanonicalJsonValue::String(format!("${local}:{server_name}")));
+        object.insert("origin".into(), CanonicalJsonValue::String(server_name.to_string()));
+    }
+
+    hash_and_sign_event(server_name.as_str(), &s.globals.keypair, &mut object, &rules.redaction)
+        .map_err(|e| match e {
+            ruma::signatures::JsonError::PduTooLarge => Error::too_large("Event is too large"),
+            other => Error::bad_json(other.to_string()),
+        })?;
+    let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
+    if event_bytes.len() > MAX_PDU_BYTES {
+        return Err(Error::too_large("Event is larger than 65536 bytes"));
+    }
+    let event_id: OwnedEventId = match object.get("event_id").and_then(|v| v.as_str()) {
+        Some(id) => id.try_into().map_err(|_| Error::internal("bad event id"))?,
+        None => {
+            let hash = reference_hash(&object, &rules).map_err(|e| Error::too_large(e.to_string()))?;
+            format!("${hash}").try_into().map_err(|_| Error::internal("bad event id"))?
+        }
+    };
+    let room_id: OwnedRoomId = match room_id_field {
+        Some(r) => r,
+        None => format!("!{}", &event_id.as_str()[1..]).try_into().map_err(|_| Error::internal("bad room id"))?,
+    };
+
+    let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
+    authorise(s, &rules, &pdu, &state)?;
+
+    let redaction_target = if pdu.kind == TimelineEventType::RoomRedaction {
+        pdu.redacted_event().map(|target| redaction_of(s, &target, &room_id)).transpose()?.flatten()
+    } else {
+        None
+    };
+
+    let membership_change = if pdu.kind == TimelineEventType::RoomMember {
+        let target = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok());
+        let membership = pdu.membership().as_deref().and_then(Membership::parse);
+        target.zip(membership)
+    } else {
+        None
+    };
+
+    s.globals.commit(|c| {
+        let short_room = if short_room == 0 {
+            c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
+            s.short.create_room(c, &room_id)
+        } else {
+            short_room
+        };
+        let short_event = s.short.create_event(c, &event_id);
+        let pos = c.next_pos();
+        let after = match &new.state_key {
+            Some(state_key) => {
+                let kind = StateEventType::from(new.kind.to_string());
+                let key = s.short.get_or_create_statekey(c, &kind, state_key)?;
+                s.state.create(c, before, &[(key, short_event)])?.0
+            }
+            None => before,
+        };
+        s.state.set_current(c, short_room, after);
+        let meta = EventMeta { short_room, pos, state_before: before, state_after: after };
+        c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes.clone());
+        c.batch.put(super::EVENT_META, short_event.to_be_bytes(), encode_meta(&meta));
+        c.batch.put(TIMELINE, Key::new().u64(short_room).u64(pos).build(), short_event.to_be_bytes());
+        for (short, _, _) in &prev {
+            c.batch.delete(EXTREMITIES, Key::new().u64(short_room).u64(*short).build());
+        }
+        c.batch.put(EXTREMITIES, Key::new().u64(short_room).u64(short_event).build(), Vec::new());
+        if let Some(txn) = &txn {
+            c.batch.put(TXN_IDS, txn_key(sender.as_str(), &txn.device, &txn.txn_id), event_id.as_bytes());
+            c.batch.put(super::EVENT_TXN, short_event.to_be_bytes(), Key::new().str(&txn.device).str(&txn.txn_id).build());
+        }
+        if let Some((user, membership)) = &membership_change {
+            s.membership.record(c, user, &room_id, short_room, *membership, pos, short_event);
+        }
+        if let Some((target_short, redacted)) = &redaction_target {
+            redact_stored(c, *target_short, redacted.clone(), &object, &rules)?;
+        }
+        Ok(())
+    })?;
+    if let Target::NewRoom { .. } = target {
+        s.timeline.remember_version(&room_id, &version);
+    }
+    Ok((event_id, room_id))
+}
+
+fn lookup(s: &Services, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<u64>> {
+    Ok(s.short.statekey(kind, state_key)?.and_then(|k| state.get(&k).copied()))
+}
+
+/// Applies the authorization rules against `state` (the state before the event).
+fn authorise(s: &Services, rules: &RoomVersionRules, pdu: &Pdu, state: &StateMap) -> Result<()> {
+    if pdu.kind == TimelineEventType::RoomCreate {
+        return state_res::check_state_independent_auth_rules::<Pdu>(&rules.authorization, pdu, |_| None)
+            .map_err(|e| Error::bad_json(format!("invalid create event: {e}")));
+    }
+    let fetch = |kind: &StateEventType, state_key: &str| -> Option<Pdu> {
+        let short = lookup(s, state, kind, state_key).ok()??;
+        let event_id = s.short.event_id(short).ok()?;
+        let json = s.timeline.json(short).ok()??;
+        Pdu::from_canonical(&json, &event_id, &pdu.room_id).ok()
+    };
+    state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch)
+        .map_err(|e| Error::forbidden(format!("Event is not authorised: {e}")))
+}
+
+/// The reference to an event in `prev_events`/`auth_events`, by room version.
+fn event_reference(rules: &RoomVersionRules, id: &OwnedEventId, json: &CanonicalJsonObject) -> CanonicalJsonValue {
+    if matches!(rules.event_id_format, EventIdFormatVersion::V1) {
+        let hashes = json.get("hashes").cloned().unwrap_or(CanonicalJsonValue::Object(Default::default()));
+        CanonicalJsonValue::Array(vec![CanonicalJsonValue::String(id.to_string()), hashes])
+    } else {
+        CanonicalJsonValue::String(id.to_string())
+    }
+}
+
+fn to_canonical(value: &Value) -> Result<CanonicalJsonValue> {
+    CanonicalJsonValue::try_from(value.clone()).map_err(|e| Error::bad_json(format!("content is not canonical JSON: {e}")))
+}
+
+/// The stored target of a redaction, if it is in the same room.
+fn redaction_of(
+    s: &Services,
+    target: &OwnedEventId,
+    room_id: &RoomId,
+) -> Result<Option<(u64, CanonicalJsonObject)>> {
+    let Some(short) = s.short.event(target)? else { return Ok(None) };
+    let Some(json) = s.timeline.json(short)? else { return Ok(None) };
+    let same_room = json.get("room_id").and_then(|v| v.as_str()).is_none_or(|r| r == room_id.as_str());
+    Ok(same_room.then_some((short, json)))
+}
+
+/// Replaces a stored event by its redacted form, in the same batch as the redaction.
+fn redact_stored(
+    c: &mut Commit,
+    short: u64,
+    json: CanonicalJsonObject,
+    redaction: &CanonicalJsonObject,
+    rules: &RoomVersionRules,
+) -> Result<()> {
+    let because = RedactedBecause::from_json(redaction.clone());
+    let redacted = redact(json, &rules.redaction, Some(because)).map_err(|e| Error::internal(e.to_string()))?;
+    let bytes = serde_json::to_vec(&redacted).map_err(|e| Error::internal(e.to_string()))?;
+    c.batch.put(PDUS, short.to_be_bytes(), bytes);
+    Ok(())
+}
+
+/// `unsigned` for a client: age, transaction id for the sending device, redacted_because.
+pub fn unsigned_for(
+    json: &CanonicalJsonObject,
+    txn_id: Option<&str>,
+) -> serde_json::Map<String, Value> {
+    let mut unsigned = serde_json::Map::new();
+    if let Some(CanonicalJsonValue::Object(stored)) = json.get("unsigned") {
+        for (k, v) in stored {
+            unsigned.insert(k.clone(), super::pdu::canonical_to_value(v));
+        }
+    }
+    if let Some(ts) = json.get("origin_server_ts").and_then(|v| v.as_integer()) {
+        let age = MilliSecondsSinceUnixEpoch::now().get().saturating_sub(ruma::UInt::try_from(i64::from(ts)).unwrap_or_default());
+        unsigned.insert("age".into(), json!(u64::from(age)));
+    }
+    if let Some(txn) = txn_id {
+        unsigned.insert("transaction_id".into(), json!(txn));
+    }
+    unsigned
+}

@@ -1,0 +1,215 @@
+//! The timeline: stored PDUs, their metadata, each room's events in stream order, forward
+//! extremities and transaction ids.
+
+pub mod append;
+pub mod pdu;
+pub mod visibility;
+#[cfg(test)]
+mod vectors;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+};
+
+use ruma::{CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId};
+
+use self::pdu::Pdu;
+use crate::{
+    error::{Error, Result},
+    storage::{
+        Db, Direction, Map,
+        keys::{Key, KeyReader, u64_from},
+    },
+};
+
+/// short event → the signed PDU as canonical JSON.
+pub const PDUS: Map = Map("pdus");
+/// short event → short room, position, state snapshot before, after.
+pub const EVENT_META: Map = Map("event_meta");
+/// short room, position → short event.
+pub const TIMELINE: Map = Map("timeline");
+/// short room, short event → (): the room's forward extremities.
+pub const EXTREMITIES: Map = Map("forward_extremities");
+/// user, device, transaction id → event id.
+pub const TXN_IDS: Map = Map("txn_ids");
+/// room id → room version.
+pub const ROOMS: Map = Map("rooms");
+/// short event → device, transaction id of the local send that created it.
+pub const EVENT_TXN: Map = Map("event_txn");
+pub const MAPS: &[Map] = &[PDUS, EVENT_META, TIMELINE, EXTREMITIES, TXN_IDS, ROOMS, EVENT_TXN];
+
+#[derive(Debug, Clone, Copy)]
+pub struct EventMeta {
+    pub short_room: u64,
+    pub pos: u64,
+    pub state_before: u64,
+    pub state_after: u64,
+}
+
+impl EventMeta {
+    fn encode(&self) -> Vec<u8> {
+        [self.short_room, self.pos, self.state_before, self.state_after]
+            .iter()
+            .flat_map(|n| n.to_be_bytes())
+            .collect()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let n = |i: usize| bytes.get(i * 8..i * 8 + 8).and_then(u64_from);
+        Ok(Self {
+            short_room: n(0).ok_or_else(|| Error::internal("corrupt event meta"))?,
+            pos: n(1).unwrap_or(0),
+            state_before: n(2).unwrap_or(0),
+            state_after: n(3).unwrap_or(0),
+        })
+    }
+}
+
+/// A stored event with everything needed to serve it.
+#[derive(Clone)]
+pub struct StoredEvent {
+    pub short: u64,
+    pub meta: EventMeta,
+    pub pdu: Pdu,
+    pub json: CanonicalJsonObject,
+}
+
+pub struct Timeline {
+    db: Db,
+    room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
+    versions: RwLock<HashMap<OwnedRoomId, RoomVersionId>>,
+}
+
+impl Timeline {
+    pub fn new(db: Db) -> Self {
+        Self { db, room_locks: Default::default(), versions: Default::default() }
+    }
+
+    /// Serialises the building of events in one room.
+    pub fn room_lock(&self, room_id: &RoomId) -> Arc<Mutex<()>> {
+        self.room_locks.lock().unwrap().entry(room_id.to_owned()).or_default().clone()
+    }
+
+    pub fn room_version(&self, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
+        if let Some(v) = self.versions.read().unwrap().get(room_id) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(bytes) = self.db.get(ROOMS, room_id.as_bytes())? else { return Ok(None) };
+        let version = RoomVersionId::try_from(String::from_utf8_lossy(&bytes).as_ref())
+            .map_err(|_| Error::internal("corrupt room version"))?;
+        self.versions.write().unwrap().insert(room_id.to_owned(), version.clone());
+        Ok(Some(version))
+    }
+
+    pub fn room_exists(&self, room_id: &RoomId) -> Result<bool> {
+        Ok(self.room_version(room_id)?.is_some())
+    }
+
+    pub(crate) fn remember_version(&self, room_id: &RoomId, version: &RoomVersionId) {
+        self.versions.write().unwrap().insert(room_id.to_owned(), version.clone());
+    }
+
+    pub fn meta(&self, short: u64) -> Result<Option<EventMeta>> {
+        self.db.get(EVENT_META, &short.to_be_bytes())?.map(|b| EventMeta::decode(&b)).transpose()
+    }
+
+    pub fn json(&self, short: u64) -> Result<Option<CanonicalJsonObject>> {
+        let Some(bytes) = self.db.get(PDUS, &short.to_be_bytes())? else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|_| Error::internal("corrupt stored PDU"))
+    }
+
+    /// Loads an event by its short id, with its event id and room id.
+    pub fn load(&self, short: u64, event_id: &EventId, room_id: &RoomId) -> Result<Option<StoredEvent>> {
+        let (Some(meta), Some(json)) = (self.meta(short)?, self.json(short)?) else { return Ok(None) };
+        let pdu = Pdu::from_canonical(&json, event_id, room_id)?;
+        Ok(Some(StoredEvent { short, meta, pdu, json }))
+    }
+
+    /// Short ids of a room's events after position `after` (exclusive), in stream order, or
+    /// before position `before` (inclusive) in reverse order.
+    pub fn scan(
+        &self,
+        short_room: u64,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>> {
+        let prefix = Key::new().u64(short_room).build();
+        let start = match direction {
+            Direction::Forward => from.saturating_add(1),
+            Direction::Backward => from,
+        };
+        let from_key = Key::new().u64(short_room).u64(start).build();
+        let mut out = Vec::new();
+        for entry in self.db.scan_from(TIMELINE, &prefix, &from_key, direction).take(limit) {
+            let (key, value) = entry?;
+            let mut reader = KeyReader::new(&key[8..]);
+            let pos = reader.u64().ok_or_else(|| Error::internal("corrupt timeline key"))?;
+            out.push((pos, u64_from(&value).ok_or_else(|| Error::internal("corrupt timeline value"))?));
+        }
+        Ok(out)
+    }
+
+    /// Position of the room's newest event.
+    pub fn last_pos(&self, short_room: u64) -> Result<u64> {
+        Ok(self.scan(short_room, u64::MAX, Direction::Backward, 1)?.first().map_or(0, |(p, _)| *p))
+    }
+
+    pub fn extremities(&self, short_room: u64) -> Result<Vec<u64>> {
+        let prefix = Key::new().u64(short_room).build();
+        self.db
+            .scan_prefix(EXTREMITIES, &prefix)
+            .map(|e| {
+                let (key, _) = e?;
+                u64_from(&key[8..]).ok_or_else(|| Error::internal("corrupt extremity"))
+            })
+            .collect()
+    }
+
+    pub fn txn_event(&self, user: &str, device: &str, txn: &str) -> Result<Option<OwnedEventId>> {
+        let key = Key::new().str(user).str(device).str(txn).build();
+        Ok(self
+            .db
+            .get(TXN_IDS, &key)?
+            .and_then(|b| OwnedEventId::try_from(String::from_utf8_lossy(&b).as_ref()).ok()))
+    }
+}
+
+impl Timeline {
+    /// The (device, transaction id) that created a local event.
+    pub fn event_txn(&self, short: u64) -> Result<Option<(String, String)>> {
+        Ok(self.db.get(EVENT_TXN, &short.to_be_bytes())?.and_then(|b| {
+            let mut r = KeyReader::new(&b);
+            Some((r.str()?.to_owned(), r.str()?.to_owned()))
+        }))
+    }
+}
+
+pub fn txn_key(user: &str, device: &str, txn: &str) -> Vec<u8> {
+    Key::new().str(user).str(device).str(txn).build()
+}
+
+pub(crate) fn encode_meta(meta: &EventMeta) -> Vec<u8> {
+    meta.encode()
+}
+
+impl StoredEvent {
+    /// The event as a client sees it; `viewer` gets `transaction_id` on events their device sent.
+    pub fn to_client(
+        &self,
+        timeline: &Timeline,
+        format: pdu::ClientFormat,
+        viewer: Option<(&ruma::UserId, &str)>,
+    ) -> Result<serde_json::Value> {
+        let txn = match viewer {
+            Some((user, device)) if user == self.pdu.sender => timeline
+                .event_txn(self.short)?
+                .filter(|(d, _)| d == device)
+                .map(|(_, txn)| txn),
+            _ => None,
+        };
+        let unsigned = append::unsigned_for(&self.json, txn.as_deref());
+        Ok(pdu::client_event(&self.json, &self.pdu.event_id, &self.pdu.room_id, format, unsigned))
+    }
+}

@@ -1,0 +1,72 @@
+//! History visibility: may a user see an event? Applied on every read path.
+
+use ruma::{UserId, events::StateEventType};
+
+use super::{EventMeta, StoredEvent};
+use crate::{
+    error::Result,
+    services::{Services, rooms::membership::Membership},
+};
+
+/// The room's `history_visibility` and the user's membership in the state before `meta`.
+fn visibility_at(s: &Services, meta: &EventMeta, user: &UserId) -> Result<(String, Option<String>)> {
+    let state = s.state.load(meta.state_before)?;
+    let read = |kind: StateEventType, key: &str, field: &str| -> Result<Option<String>> {
+        let Some(sk) = s.short.statekey(&kind, key)? else { return Ok(None) };
+        let Some(short) = state.get(&sk) else { return Ok(None) };
+        let Some(json) = s.timeline.json(*short)? else { return Ok(None) };
+        Ok(json
+            .get("content")
+            .and_then(|c| c.as_object())
+            .and_then(|c| c.get(field))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned))
+    };
+    let visibility = read(StateEventType::RoomHistoryVisibility, "", "history_visibility")?
+        .unwrap_or_else(|| "shared".to_owned());
+    let membership = read(StateEventType::RoomMember, user.as_str(), "membership")?;
+    Ok((visibility, membership))
+}
+
+/// The spec's rules: world_readable; joined at the time; shared and joined since; invited and
+/// visibility `invited`. An event that changes the user's own membership is always visible to them.
+pub fn user_can_see(s: &Services, user: &UserId, event: &StoredEvent) -> Result<bool> {
+    if event.pdu.state_key.as_deref() == Some(user.as_str()) {
+        return Ok(true);
+    }
+    let (visibility, membership) = visibility_at(s, &event.meta, user)?;
+    if visibility == "world_readable" || membership.as_deref() == Some("join") {
+        return Ok(true);
+    }
+    if visibility == "invited" && membership.as_deref() == Some("invite") {
+        return Ok(true);
+    }
+    if visibility == "shared" {
+        // Joined at any point after the event: currently joined, or left/banned later on.
+        if let Some(current) = s.membership.user_room(user, &event.pdu.room_id)? {
+            return Ok(match current.membership {
+                Membership::Join => true,
+                Membership::Leave | Membership::Ban => current.pos > event.meta.pos && was_joined_before_leaving(s, user, &current),
+                Membership::Invite | Membership::Knock => false,
+            });
+        }
+    }
+    Ok(false)
+}
+
+fn was_joined_before_leaving(
+    s: &Services,
+    user: &UserId,
+    current: &crate::services::rooms::membership::UserRoom,
+) -> bool {
+    let Ok(Some(meta)) = s.timeline.meta(current.short_event) else { return false };
+    visibility_at(s, &meta, user).map(|(_, m)| m.as_deref() == Some("join")).unwrap_or(false)
+}
+
+/// Whether a user may read the room's current state and timeline at all (/state, /members).
+pub fn may_read_room(s: &Services, user: &UserId, short_room: u64) -> Result<bool> {
+    if s.membership.is_joined(short_room, user)? {
+        return Ok(true);
+    }
+    crate::services::rooms::is_world_readable(s, short_room)
+}

@@ -1,0 +1,276 @@
+//! Accounts, devices, access tokens and profiles of local users.
+
+use std::{collections::HashMap, sync::RwLock};
+
+use argon2::{
+    Argon2,
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
+};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    storage::{
+        Batch, Db, Map,
+        db::{decode_json, encode_json},
+        keys::{Key, KeyReader},
+    },
+    util::random_string,
+};
+
+/// user id → [`Account`].
+pub const ACCOUNTS: Map = Map("accounts");
+/// user, device → [`Device`].
+pub const DEVICES: Map = Map("devices");
+/// access token → user, device.
+pub const TOKENS: Map = Map("access_tokens");
+pub const MAPS: &[Map] = &[ACCOUNTS, DEVICES, TOKENS];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Account {
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub deactivated: bool,
+    pub created_ts: u64,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Device {
+    pub device_id: OwnedDeviceId,
+    pub display_name: Option<String>,
+    pub access_token: String,
+    pub last_seen_ts: Option<u64>,
+    pub last_seen_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+pub struct Users {
+    db: Db,
+    tokens: RwLock<HashMap<String, (OwnedUserId, OwnedDeviceId)>>,
+}
+
+fn device_key(user: &UserId, device: &str) -> Vec<u8> {
+    Key::new().str(user.as_str()).str(device).build()
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal(format!("password hashing: {e}")))
+}
+
+impl Users {
+    pub fn new(db: Db) -> Self {
+        Self { db, tokens: Default::default() }
+    }
+
+    pub fn account(&self, user: &UserId) -> Result<Option<Account>> {
+        Ok(self.db.get_json(ACCOUNTS, user.as_bytes())?)
+    }
+
+    pub fn exists(&self, user: &UserId) -> Result<bool> {
+        Ok(self.db.contains(ACCOUNTS, user.as_bytes())?)
+    }
+
+    pub fn is_active(&self, user: &UserId) -> Result<bool> {
+        Ok(self.account(user)?.is_some_and(|a| !a.deactivated))
+    }
+
+    fn save(&self, batch: &mut Batch, user: &UserId, account: &Account) {
+        batch.put(ACCOUNTS, user.as_bytes(), encode_json(account));
+    }
+
+    /// Creates an account (the caller checked the name is free) and, if wanted, a first device.
+    pub fn create(&self, user: &UserId, password: Option<&str>) -> Result<()> {
+        let account = Account {
+            password_hash: password.map(hash_password).transpose()?,
+            deactivated: false,
+            created_ts: MilliSecondsSinceUnixEpoch::now().get().into(),
+            displayname: Some(user.localpart().to_owned()),
+            avatar_url: None,
+        };
+        let mut batch = Batch::new();
+        self.save(&mut batch, user, &account);
+        Ok(self.db.write(batch)?)
+    }
+
+    pub fn check_password(&self, user: &UserId, password: &str) -> Result<bool> {
+        let Some(account) = self.account(user)? else { return Ok(false) };
+        if account.deactivated {
+            return Ok(false);
+        }
+        let Some(hash) = account.password_hash else { return Ok(false) };
+        let parsed = PasswordHash::new(&hash).map_err(|_| Error::internal("corrupt password hash"))?;
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    }
+
+    /// Sets a new password; with `logout_except`, every other device is logged out in the same batch.
+    pub fn set_password(&self, user: &UserId, password: &str, logout_others: Option<Option<&str>>) -> Result<()> {
+        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        account.password_hash = Some(hash_password(password)?);
+        let mut batch = Batch::new();
+        self.save(&mut batch, user, &account);
+        let mut dropped = Vec::new();
+        if let Some(keep) = logout_others {
+            for device in self.devices(user)? {
+                if Some(device.device_id.as_str()) != keep {
+                    self.remove_device_ops(&mut batch, user, &device);
+                    dropped.push(device.access_token);
+                }
+            }
+        }
+        self.db.write(batch)?;
+        self.forget_tokens(&dropped);
+        Ok(())
+    }
+
+    pub fn deactivate(&self, user: &UserId) -> Result<()> {
+        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        account.deactivated = true;
+        account.password_hash = None;
+        account.displayname = None;
+        account.avatar_url = None;
+        let mut batch = Batch::new();
+        self.save(&mut batch, user, &account);
+        let devices = self.devices(user)?;
+        for device in &devices {
+            self.remove_device_ops(&mut batch, user, device);
+        }
+        self.db.write(batch)?;
+        self.forget_tokens(&devices.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// Creates (or replaces the token of) a device; returns its id and a new access token.
+    pub fn login_device(
+        &self,
+        user: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+    ) -> Result<(OwnedDeviceId, String)> {
+        let device_id = device_id.unwrap_or_else(|| random_string(10).to_uppercase().into());
+        let token = random_string(32);
+        let mut batch = Batch::new();
+        let previous = self.device(user, device_id.as_str())?;
+        if let Some(old) = &previous {
+            batch.delete(TOKENS, old.access_token.as_bytes());
+        }
+        let device = Device {
+            device_id: device_id.clone(),
+            display_name: display_name.or(previous.as_ref().and_then(|d| d.display_name.clone())),
+            access_token: token.clone(),
+            last_seen_ts: Some(MilliSecondsSinceUnixEpoch::now().get().into()),
+            last_seen_ip: None,
+        };
+        batch.put(DEVICES, device_key(user, device_id.as_str()), encode_json(&device));
+        batch.put(TOKENS, token.as_bytes(), device_key(user, device_id.as_str()));
+        self.db.write(batch)?;
+        if let Some(old) = previous {
+            self.forget_tokens(&[old.access_token]);
+        }
+        Ok((device_id, token))
+    }
+
+    /// The user and device of an access token.
+    pub fn find_token(&self, token: &str) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
+        if let Some(found) = self.tokens.read().unwrap().get(token) {
+            return Ok(Some(found.clone()));
+        }
+        let Some(value) = self.db.get(TOKENS, token.as_bytes())? else { return Ok(None) };
+        let mut reader = KeyReader::new(&value);
+        let found = reader
+            .str()
+            .zip(reader.str())
+            .and_then(|(u, d)| Some((OwnedUserId::try_from(u).ok()?, OwnedDeviceId::from(d))));
+        if let Some(found) = &found {
+            self.tokens.write().unwrap().insert(token.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+
+    fn forget_tokens(&self, tokens: &[String]) {
+        let mut cache = self.tokens.write().unwrap();
+        for t in tokens {
+            cache.remove(t);
+        }
+    }
+
+    pub fn device(&self, user: &UserId, device_id: &str) -> Result<Option<Device>> {
+        Ok(self.db.get_json(DEVICES, &device_key(user, device_id))?)
+    }
+
+    pub fn devices(&self, user: &UserId) -> Result<Vec<Device>> {
+        let prefix = Key::new().str(user.as_str()).build();
+        self.db
+            .scan_prefix(DEVICES, &prefix)
+            .map(|e| {
+                let (_, v) = e?;
+                Ok(decode_json(DEVICES, &v)?)
+            })
+            .collect()
+    }
+
+    pub fn set_device_name(&self, user: &UserId, device_id: &str, name: Option<String>) -> Result<()> {
+        let mut device = self.device(user, device_id)?.ok_or_else(|| Error::not_found("Unknown device"))?;
+        device.display_name = name;
+        Ok(self.db.put(DEVICES, device_key(user, device_id), encode_json(&device))?)
+    }
+
+    fn remove_device_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) {
+        batch.delete(DEVICES, device_key(user, device.device_id.as_str()));
+        batch.delete(TOKENS, device.access_token.as_bytes());
+    }
+
+    /// Removes devices (and their tokens) in one batch.
+    pub fn remove_devices(&self, user: &UserId, device_ids: &[&str]) -> Result<()> {
+        let mut batch = Batch::new();
+        let mut tokens = Vec::new();
+        for id in device_ids {
+            if let Some(device) = self.device(user, id)? {
+                self.remove_device_ops(&mut batch, user, &device);
+                tokens.push(device.access_token);
+            }
+        }
+        self.db.write(batch)?;
+        self.forget_tokens(&tokens);
+        Ok(())
+    }
+
+    pub fn profile(&self, user: &UserId) -> Result<Option<Profile>> {
+        Ok(self.account(user)?.filter(|a| !a.deactivated).map(|a| Profile {
+            displayname: a.displayname,
+            avatar_url: a.avatar_url,
+        }))
+    }
+
+    pub fn set_profile(&self, user: &UserId, update: impl FnOnce(&mut Account)) -> Result<()> {
+        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        update(&mut account);
+        let mut batch = Batch::new();
+        self.save(&mut batch, user, &account);
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Every local account (for the user directory).
+    pub fn all(&self) -> Result<Vec<(OwnedUserId, Account)>> {
+        self.db
+            .scan_prefix(ACCOUNTS, &[])
+            .map(|e| {
+                let (k, v) = e?;
+                let user = OwnedUserId::try_from(String::from_utf8_lossy(&k).as_ref())
+                    .map_err(|_| Error::internal("corrupt account key"))?;
+                Ok((user, decode_json(ACCOUNTS, &v)?))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,96 @@
+//! Typed helpers over an [`Engine`].
+
+use std::sync::Arc;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Batch, Direction, Engine, Map, Result, StorageError, engine::KvPair};
+
+#[derive(Clone)]
+pub struct Db {
+    engine: Arc<dyn Engine>,
+}
+
+impl Db {
+    pub fn new(engine: Arc<dyn Engine>) -> Self {
+        Self { engine }
+    }
+
+    pub fn get(&self, map: Map, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.engine.get(map, key)
+    }
+
+    pub fn multi_get(&self, map: Map, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.engine.multi_get(map, keys)
+    }
+
+    pub fn contains(&self, map: Map, key: &[u8]) -> Result<bool> {
+        Ok(self.engine.get(map, key)?.is_some())
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, map: Map, key: &[u8]) -> Result<Option<T>> {
+        self.engine.get(map, key)?.map(|bytes| decode_json(map, &bytes)).transpose()
+    }
+
+    pub fn get_u64(&self, map: Map, key: &[u8]) -> Result<Option<u64>> {
+        self.engine.get(map, key)?.map(|bytes| decode_u64(map, &bytes)).transpose()
+    }
+
+    pub fn write(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.engine.write(batch)
+    }
+
+    /// A one-key write.
+    pub fn put(&self, map: Map, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put(map, key, value);
+        self.write(batch)
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<'a>(
+        &'a self,
+        map: Map,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Result<KvPair>> + 'a {
+        self.engine
+            .iter(map, prefix, Direction::Forward)
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+    }
+
+    /// Entries with keys starting with `prefix`, from `from` (inclusive) in `direction`.
+    pub fn scan_from<'a>(
+        &'a self,
+        map: Map,
+        prefix: &'a [u8],
+        from: &[u8],
+        direction: Direction,
+    ) -> impl Iterator<Item = Result<KvPair>> + 'a {
+        self.engine
+            .iter(map, from, direction)
+            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.engine.flush()
+    }
+}
+
+pub fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("in-memory values serialize")
+}
+
+pub fn decode_json<T: DeserializeOwned>(map: Map, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt { map: map.0, why: e.to_string() })
+}
+
+pub fn decode_u64(map: Map, bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StorageError::Corrupt { map: map.0, why: "expected 8 bytes".into() })?;
+    Ok(u64::from_be_bytes(array))
+}

@@ -1,0 +1,66 @@
+//! The interface every storage engine implements.
+
+use super::Result;
+
+/// A named map (a RocksDB column family). Services declare their maps as constants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Map(pub &'static str);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// One write operation of a batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Map, Vec<u8>, Vec<u8>),
+    Delete(Map, Vec<u8>),
+}
+
+/// A set of writes applied atomically: all or none survive a crash.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(&mut self, map: Map, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(map, key.into(), value.into()));
+    }
+
+    pub fn delete(&mut self, map: Map, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(map, key.into()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+pub type KvPair = (Box<[u8]>, Box<[u8]>);
+pub type KvIter<'a> = Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>;
+
+/// A key-value engine with ordered keys. Calls block: callers run them off the async workers.
+pub trait Engine: Send + Sync + 'static {
+    fn get(&self, map: Map, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    fn multi_get(&self, map: Map, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(map, k)).collect()
+    }
+
+    /// Applies every operation of `batch` atomically.
+    fn write(&self, batch: Batch) -> Result<()>;
+
+    /// Entries from `from` (inclusive) in key order (`Forward`) or reverse order (`Backward`,
+    /// starting at the last key `<= from`).
+    fn iter(&self, map: Map, from: &[u8], direction: Direction) -> KvIter<'_>;
+
+    /// Flushes memory tables to disk (used on clean shutdown).
+    fn flush(&self) -> Result<()>;
+}

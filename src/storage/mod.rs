@@ -1,0 +1,20 @@
+//! Storage: a narrow key-value interface (named maps, get, ordered scans, atomic batches) and its
+//! RocksDB engine. Services reach the database only through [`Db`].
+
+pub mod db;
+pub mod engine;
+pub mod keys;
+pub mod rocks;
+
+pub use db::Db;
+pub use engine::{Batch, Direction, Engine, Map};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Engine(String),
+    #[error("corrupt value in {map}: {why}")]
+    Corrupt { map: &'static str, why: String },
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,106 @@
+//! The RocksDB engine: one column family per [`Map`].
+
+use std::{path::Path, sync::Arc};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options,
+    WriteBatch, WriteOptions,
+};
+
+use super::{
+    Result, StorageError,
+    engine::{Batch, Direction, Engine, KvIter, Map, Op},
+};
+
+pub struct RocksEngine {
+    db: DB,
+    sync_writes: bool,
+}
+
+fn err(e: rocksdb::Error) -> StorageError {
+    StorageError::Engine(e.into_string())
+}
+
+impl RocksEngine {
+    /// Opens (creating if needed) the database at `path` with a column family for each map.
+    pub fn open(path: &Path, maps: &[Map], cache_mb: usize, sync_writes: bool) -> Result<Arc<Self>> {
+        let cache = Cache::new_lru_cache(cache_mb.max(8) << 20);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+
+        let mut cf_opts = Options::default();
+        cf_opts.set_block_based_table_factory(&table);
+        cf_opts.set_compression_type(DBCompressionType::Lz4);
+        cf_opts.set_write_buffer_size(8 << 20);
+
+        let mut db_opts = cf_opts.clone();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(2);
+        db_opts.set_max_total_wal_size(64 << 20);
+
+        let mut names: Vec<&str> = maps.iter().map(|m| m.0).collect();
+        // Keep column families that exist on disk but that this build no longer names.
+        if let Ok(existing) = DB::list_cf(&db_opts, path) {
+            for name in existing {
+                if !names.contains(&name.as_str()) && name != "default" {
+                    names.push(Box::leak(name.into_boxed_str()));
+                }
+            }
+        }
+        let descriptors =
+            names.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts.clone()));
+        let db = DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(err)?;
+        Ok(Arc::new(Self { db, sync_writes }))
+    }
+
+    fn cf(&self, map: Map) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(map.0).unwrap_or_else(|| panic!("column family {} is not declared", map.0))
+    }
+}
+
+impl Engine for RocksEngine {
+    fn get(&self, map: Map, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(map), key).map_err(err)
+    }
+
+    fn multi_get(&self, map: Map, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.cf(map);
+        self.db
+            .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+            .into_iter()
+            .map(|r| r.map_err(err))
+            .collect()
+    }
+
+    fn write(&self, batch: Batch) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                Op::Put(map, key, value) => wb.put_cf(self.cf(map), key, value),
+                Op::Delete(map, key) => wb.delete_cf(self.cf(map), key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync_writes);
+        self.db.write_opt(wb, &options).map_err(err)
+    }
+
+    fn iter(&self, map: Map, from: &[u8], direction: Direction) -> KvIter<'_> {
+        let direction = match direction {
+            Direction::Forward => rocksdb::Direction::Forward,
+            Direction::Backward => rocksdb::Direction::Reverse,
+        };
+        Box::new(
+            self.db.iterator_cf(self.cf(map), IteratorMode::From(from, direction)).map(|r| r.map_err(err)),
+        )
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(err)?;
+        self.db.flush().map_err(err)
+    }
+}

@@ -1,0 +1,193 @@
+//! End-to-end flows of the client-server API against an in-process server.
+
+mod common;
+
+use common::{TestServer, enc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn two_users_chat_and_history_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_alice, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+
+    let room = server.create_room(&alice, json!({ "name": "Project", "preset": "private_chat" })).await;
+    assert!(room.starts_with('!'), "{room}");
+    server.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &alice, json!({ "user_id": bob_id })).await;
+
+    let sync = server.get("/_matrix/client/v3/sync", &bob).await;
+    assert!(sync["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap().len() >= 2, "{sync}");
+    let since = sync["next_batch"].as_str().unwrap().to_owned();
+
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server.send_text(&alice, &room, "t1", "hello bob").await;
+    server.send_text(&bob, &room, "t1", "hello alice").await;
+
+    let sync = server.get(&format!("/_matrix/client/v3/sync?since={since}"), &bob).await;
+    assert_eq!(timeline_bodies(&sync, &room), vec!["hello bob", "hello alice"], "{sync}");
+
+    // Idempotent transaction ids.
+    let first = server.send_text(&alice, &room, "same", "once").await;
+    let again = server.send_text(&alice, &room, "same", "once").await;
+    assert_eq!(first, again);
+
+    let messages = server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10", enc(&room)), &alice).await;
+    let bodies: Vec<&str> = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["once", "hello alice", "hello bob"]);
+
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let sync = server.get("/_matrix/client/v3/sync", &bob).await;
+    let bodies = timeline_bodies(&sync, &room);
+    assert!(bodies.ends_with(&["hello bob".to_owned(), "hello alice".to_owned(), "once".to_owned()]), "{sync}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_new_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let room = server.create_room(&alice, json!({})).await;
+    let since = server.get("/_matrix/client/v3/sync", &alice).await["next_batch"].as_str().unwrap().to_owned();
+
+    let poll = {
+        let http = server.http.clone();
+        let url = format!("{}/_matrix/client/v3/sync?since={since}&timeout=20000", server.base);
+        let token = alice.clone();
+        tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    server.send_text(&alice, &room, "w", "wake up").await;
+    let sync = tokio::time::timeout(std::time::Duration::from_secs(10), poll).await.expect("woke before timeout").unwrap();
+    assert_eq!(timeline_bodies(&sync, &room), vec!["wake up"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn errors_follow_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice_id, alice) = server.register("alice").await;
+    let (_, bob) = server.register("bob").await;
+
+    let (status, body) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", None, None).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::UNAUTHORIZED, Some("M_MISSING_TOKEN")));
+    let (status, body) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", Some("nope"), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::UNAUTHORIZED, Some("M_UNKNOWN_TOKEN")));
+    let (status, body) = server.call(Method::GET, "/_matrix/client/v3/no/such/endpoint", Some(&alice), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED")));
+
+    let res = server
+        .http
+        .post(format!("{}/_matrix/client/v3/createRoom", server.base))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_NOT_JSON");
+
+    let (status, body) = server
+        .call(Method::POST, "/_matrix/client/v3/createRoom", Some(&alice), Some(json!({ "preset": 5 })))
+        .await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")), "{body}");
+
+    let room = server.create_room(&alice, json!({})).await;
+    let big = "x".repeat(70_000);
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/big", enc(&room)),
+            Some(&alice),
+            Some(json!({ "msgtype": "m.text", "body": big })),
+        )
+        .await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE")), "{body}");
+
+    // Bob may not change Alice's display name; nothing changes.
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice_id)),
+            Some(&bob),
+            Some(json!({ "displayname": "Mallory" })),
+        )
+        .await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
+    let profile = server.get(&format!("/_matrix/client/v3/profile/{}", enc(&alice_id)), &alice).await;
+    assert_eq!(profile["displayname"], "alice");
+
+    // Bob is not in the room: he may not send to it.
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/x", enc(&room)),
+            Some(&bob),
+            Some(json!({ "msgtype": "m.text", "body": "hi" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, body) = server
+        .call(Method::POST, "/_matrix/client/v3/register", None, Some(json!({ "username": "alice", "password": "x" })))
+        .await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_USER_IN_USE")));
+    let (status, body) = server
+        .call(Method::POST, "/_matrix/client/v3/register", None, Some(json!({ "username": "bad name!", "password": "x" })))
+        .await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_USERNAME")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_supported_room_version_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    for version in 1..=12 {
+        let room = server
+            .create_room(&alice, json!({ "room_version": version.to_string(), "preset": "public_chat", "name": format!("v{version}") }))
+            .await;
+        server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+        let event = server.send_text(&bob, &room, &format!("v{version}"), "hi").await;
+        let fetched = server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&event)), &alice).await;
+        assert_eq!(fetched["content"]["body"], "hi", "room version {version}");
+        let redaction = server
+            .put(
+                &format!("/_matrix/client/v3/rooms/{}/redact/{}/r{version}", enc(&room), enc(&event)),
+                &alice,
+                json!({ "reason": "test" }),
+            )
+            .await;
+        assert!(redaction["event_id"].is_string());
+        let fetched = server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&event)), &alice).await;
+        assert_eq!(fetched["content"], json!({}), "room version {version}: {fetched}");
+        let _ = bob_id.as_str();
+    }
+    server.stop().await;
+}

@@ -1,0 +1,100 @@
+//! Starts real servers on ephemeral ports with temporary databases, and talks to them over HTTP.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use parvis::{config::Config, server::RunningServer};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub fn config(data: &Path) -> Config {
+    let mut config = Config::load(None, Vec::<(String, String)>::new()).unwrap();
+    config.server_name = "test.local".try_into().unwrap();
+    config.listen.client = "127.0.0.1:0".parse().unwrap();
+    config.storage.path = data.to_owned();
+    config.rate_limits.enabled = false;
+    config
+}
+
+impl TestServer {
+    pub async fn start(data: &Path) -> Self {
+        Self::start_with(config(data)).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let server = parvis::server::start(config).await.expect("server starts");
+        let base = format!("http://{}", server.addr);
+        Self { server: Some(server), base, http: reqwest::Client::new() }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (Null when the body is not JSON).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Value {
+        let (status, body) = self.call(Method::GET, path, Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Value {
+        let (status, body) = self.call(Method::POST, path, Some(token), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "POST {path}: {body}");
+        body
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Value {
+        let (status, body) = self.call(Method::PUT, path, Some(token), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "PUT {path}: {body}");
+        body
+    }
+
+    /// Registers `localpart` with the dummy flow; returns (user id, access token).
+    pub async fn register(&self, localpart: &str) -> (String, String) {
+        let body = json!({ "username": localpart, "password": "secret-password" });
+        let (status, first) = self.call(Method::POST, "/_matrix/client/v3/register", None, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
+        let session = first["session"].as_str().unwrap().to_owned();
+        let mut body = body;
+        body["auth"] = json!({ "type": "m.login.dummy", "session": session });
+        let (status, done) = self.call(Method::POST, "/_matrix/client/v3/register", None, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        (done["user_id"].as_str().unwrap().to_owned(), done["access_token"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn create_room(&self, token: &str, body: Value) -> String {
+        self.post("/_matrix/client/v3/createRoom", token, body).await["room_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send_text(&self, token: &str, room: &str, txn: &str, text: &str) -> String {
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room));
+        self.put(&path, token, json!({ "msgtype": "m.text", "body": text })).await["event_id"].as_str().unwrap().to_owned()
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
