@@ -178,6 +178,10 @@ impl Config {
     }
 }
 
+/// The top-level keys of [`Config`]; environment variables naming others are ignored.
+const TOP_LEVEL_KEYS: &[&str] =
+    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "log"];
+
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
@@ -188,6 +192,10 @@ fn apply_env(
             continue;
         }
         let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        // Other tools' PARVIS_* variables (PARVIS_BIN, PARVIS_PROFILE, …) are not configuration.
+        if !TOP_LEVEL_KEYS.contains(&keys[0].as_str()) {
+            continue;
+        }
         let mut node = &mut *table;
         for key in &keys[..keys.len() - 1] {
             let entry = node.entry(key.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
@@ -245,8 +253,10 @@ mod tests {
     fn bad_values_name_the_key() {
         let err = Config::load(None, env(&[("PARVIS_LISTEN__CLIENT", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("client"), "{err}");
-        let err = Config::load(None, env(&[("PARVIS_NO_SUCH_KEY", "1")])).unwrap_err();
+        let err = Config::load(None, env(&[("PARVIS_LISTEN__NO_SUCH_KEY", "1")])).unwrap_err();
         assert!(err.to_string().contains("no_such_key"), "{err}");
+        // Variables of other tools are not configuration.
+        Config::load(None, env(&[("PARVIS_BIN", "/x/parvis")])).unwrap();
         let err = Config::load(None, env(&[("PARVIS_ROOMS__DEFAULT_VERSION", "999")])).unwrap_err();
         assert!(err.to_string().contains("default_version"), "{err}");
     }

@@ -30,6 +30,11 @@ impl RumaRoute for AppRouter {
         let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
         for path in ruma_wrapper::paths_of::<T>() {
             self = self.route(path, on(filter, handler.clone()));
+            // An empty state key: `/state/{event_type}/` and `/state/{event_type}`.
+            if let Some(base) = path.strip_suffix("/{state_key}") {
+                self = self.route(&format!("{base}/"), on(filter, handler.clone()));
+                self = self.route(base, on(filter, handler.clone()));
+            }
         }
         self
     }

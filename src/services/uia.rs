@@ -53,8 +53,18 @@ impl Uia {
             sessions.insert(session.clone(), (Vec::new(), now));
             return Err(body(&session, &[], None));
         };
-        let session = auth.get("session").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| random_string(24));
-        let completed = sessions.entry(session.clone()).or_insert_with(|| (Vec::new(), now)).0.clone();
+        // Every stage after the first request names the session it continues.
+        let Some(session) = auth.get("session").and_then(Value::as_str).map(str::to_owned) else {
+            let session = random_string(24);
+            sessions.insert(session.clone(), (Vec::new(), now));
+            return Err(body(&session, &[], None));
+        };
+        // A session this server did not hand out (or that expired) starts over.
+        let Some((completed, _)) = sessions.get(&session).cloned() else {
+            let session = random_string(24);
+            sessions.insert(session.clone(), (Vec::new(), now));
+            return Err(body(&session, &[], None));
+        };
         let Some(stage) = auth.get("type").and_then(Value::as_str) else {
             return Err(body(&session, &completed, None));
         };
@@ -64,7 +74,7 @@ impl Uia {
         match verify(stage, auth) {
             Ok(true) => {}
             Ok(false) => return Err(body(&session, &completed, Some(("M_FORBIDDEN", "Invalid credentials")))),
-            Err(e) if e.status.as_u16() == 401 || e.status.as_u16() == 403 => {
+            Err(e) if e.status.as_u16() == 401 => {
                 return Err(body(&session, &completed, Some((e.errcode, &e.message))));
             }
             Err(e) => return Err(e),
@@ -100,11 +110,13 @@ mod tests {
     fn wrong_password_keeps_session_and_says_forbidden() {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.password"]];
-        let auth = json!({"type": "m.login.password", "session": "s1", "password": "x"});
+        let first = uia.check(None, &flows, json!({}), |_, _| Ok(true)).unwrap_err().to_json();
+        let session = first["session"].as_str().unwrap();
+        let auth = json!({"type": "m.login.password", "session": session, "password": "x"});
         let err = uia.check(Some(&auth), &flows, json!({}), |_, _| Ok(false)).unwrap_err();
         let body = err.to_json();
         assert_eq!(body["errcode"], "M_FORBIDDEN");
-        assert_eq!(body["session"], "s1");
+        assert_eq!(body["session"], session);
         assert_eq!(err.status.as_u16(), 401);
     }
 }

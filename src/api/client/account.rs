@@ -55,7 +55,7 @@ pub fn uia_password(s: &Services, user: &UserId, auth: Option<&Value>) -> Result
     s.uia.check(auth, &[vec!["m.login.password"]], json!({}), |_, auth| {
         let claimed = user_of_identifier(s, auth);
         if claimed.is_some_and(|c| c != user) {
-            return Ok(false);
+            return Err(Error::forbidden("The identifier does not match the authenticated user"));
         }
         let password = auth.get("password").and_then(Value::as_str).unwrap_or_default();
         s.users.check_password(user, password)
@@ -66,7 +66,9 @@ fn auth_of(json: &Option<Value>) -> Option<Value> {
     json.as_ref().and_then(|j| j.get("auth")).cloned()
 }
 
-pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> Res<register::v3::Response> {
+/// Answers with a plain JSON body: ruma's response type writes `"device_id": null` when
+/// `inhibit_login` leaves it out.
+pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> Result<axum::Json<Value>> {
     let auth = auth_of(&req.json);
     let body = req.body;
     services
@@ -113,14 +115,14 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
                 return Err(Error::user_in_use());
             }
             s.users.create(&user, body.password.as_deref())?;
-            let mut response = register::v3::Response::new(user.clone());
+            let mut response = json!({ "user_id": user });
             if !body.inhibit_login {
                 let (device, token) =
                     s.users.login_device(&user, body.device_id.clone(), body.initial_device_display_name.clone())?;
-                response.device_id = Some(device);
-                response.access_token = Some(token);
+                response["device_id"] = json!(device);
+                response["access_token"] = json!(token);
             }
-            Ok(response.into())
+            Ok(axum::Json(response))
         })
         .await
 }
@@ -173,7 +175,7 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
 }
 
 pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3::Request>) -> Res<logout::v3::Response> {
-    let (user, device) = (req.user().clone(), req.device().clone());
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
             s.users.remove_devices(&user, &[device.as_str()])?;
@@ -183,7 +185,7 @@ pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3:
 }
 
 pub async fn logout_all(State(services): State<Arc<Services>>, req: Ruma<logout_all::v3::Request>) -> Res<logout_all::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let devices = s.users.devices(&user)?;
@@ -195,7 +197,7 @@ pub async fn logout_all(State(services): State<Arc<Services>>, req: Ruma<logout_
 }
 
 pub async fn whoami(req: Ruma<whoami::v3::Request>) -> Res<whoami::v3::Response> {
-    let mut response = whoami::v3::Response::new(req.user().clone(), false);
+    let mut response = whoami::v3::Response::new(req.user()?.clone(), false);
     response.device_id = req.device.clone();
     Ok(response.into())
 }
@@ -205,7 +207,7 @@ pub async fn change_password(
     req: Ruma<change_password::v3::Request>,
 ) -> Res<change_password::v3::Response> {
     let auth = auth_of(&req.json);
-    let (user, device) = (req.user().clone(), req.device().clone());
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
     services
         .run(move |s| {
@@ -222,7 +224,7 @@ pub async fn change_password(
 
 pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactivate::v3::Request>) -> Res<deactivate::v3::Response> {
     let auth = auth_of(&req.json);
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             uia_password(s, &user, auth.as_ref())?;

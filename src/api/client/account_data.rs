@@ -38,7 +38,7 @@ fn object<T>(data: &ruma::serde::Raw<T>) -> Result<Value> {
 /// Server-managed types that clients may not set through account data.
 fn check_settable(kind: &str) -> Result<()> {
     if kind == "m.fully_read" || kind == "m.push_rules" {
-        return Err(Error::bad_json(format!("Cannot set {kind} through this API")));
+        return Err(Error::new(http::StatusCode::METHOD_NOT_ALLOWED, "M_BAD_JSON", format!("Cannot set {kind} through this API")));
     }
     Ok(())
 }
@@ -47,7 +47,7 @@ pub async fn get_global(
     State(services): State<Arc<Services>>,
     req: Ruma<get_global_account_data::v3::Request>,
 ) -> Res<get_global_account_data::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -64,7 +64,7 @@ pub async fn set_global(
     State(services): State<Arc<Services>>,
     req: Ruma<set_global_account_data::v3::Request>,
 ) -> Res<set_global_account_data::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -87,7 +87,7 @@ pub async fn get_room(
     State(services): State<Arc<Services>>,
     req: Ruma<get_room_account_data::v3::Request>,
 ) -> Res<get_room_account_data::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -104,7 +104,7 @@ pub async fn set_room(
     State(services): State<Arc<Services>>,
     req: Ruma<set_room_account_data::v3::Request>,
 ) -> Res<set_room_account_data::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -122,7 +122,7 @@ fn tags_of(s: &Services, user: &UserId, room_id: &RoomId) -> Result<Value> {
 }
 
 pub async fn get_tags(State(services): State<Arc<Services>>, req: Ruma<get_tags::v3::Request>) -> Res<get_tags::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -135,7 +135,7 @@ pub async fn get_tags(State(services): State<Arc<Services>>, req: Ruma<get_tags:
 }
 
 pub async fn put_tag(State(services): State<Arc<Services>>, req: Ruma<create_tag::v3::Request>) -> Res<create_tag::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -149,7 +149,7 @@ pub async fn put_tag(State(services): State<Arc<Services>>, req: Ruma<create_tag
 }
 
 pub async fn delete_tag(State(services): State<Arc<Services>>, req: Ruma<delete_tag::v3::Request>) -> Res<delete_tag::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -167,19 +167,35 @@ pub async fn create_filter(
     State(services): State<Arc<Services>>,
     req: Ruma<create_filter::v3::Request>,
 ) -> Res<create_filter::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     let json = req.json.clone().unwrap_or(json!({}));
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
+            check_filter(&json)?;
             let id = s.filters.create(&caller, &json)?;
             Ok(create_filter::v3::Response::new(id).into())
         })
         .await
 }
 
+/// The spec's constraints that ruma's lenient types accept.
+fn check_filter(filter: &Value) -> Result<()> {
+    if let Some(format) = filter.get("event_format")
+        && format.as_str().is_none_or(|f| f != "client" && f != "federation")
+    {
+        return Err(Error::bad_json("event_format must be client or federation"));
+    }
+    if let Some(fields) = filter.get("event_fields")
+        && !fields.as_array().is_some_and(|f| f.iter().all(Value::is_string))
+    {
+        return Err(Error::bad_json("event_fields must be a list of strings"));
+    }
+    Ok(())
+}
+
 pub async fn get_filter(State(services): State<Arc<Services>>, req: Ruma<get_filter::v3::Request>) -> Res<get_filter::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;

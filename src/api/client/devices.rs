@@ -27,14 +27,14 @@ fn to_api(d: users::Device) -> device::Device {
 }
 
 pub async fn list(State(services): State<Arc<Services>>, req: Ruma<get_devices::v3::Request>) -> Res<get_devices::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| Ok(get_devices::v3::Response::new(s.users.devices(&user)?.into_iter().map(to_api).collect()).into()))
         .await
 }
 
 pub async fn get(State(services): State<Arc<Services>>, req: Ruma<get_device::v3::Request>) -> Res<get_device::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let device = s.users.device(&user, req.body.device_id.as_str())?.ok_or_else(|| Error::not_found("Unknown device"))?;
@@ -44,7 +44,7 @@ pub async fn get(State(services): State<Arc<Services>>, req: Ruma<get_device::v3
 }
 
 pub async fn update(State(services): State<Arc<Services>>, req: Ruma<update_device::v3::Request>) -> Res<update_device::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             s.users.set_device_name(&user, req.body.device_id.as_str(), req.body.display_name)?;
@@ -58,7 +58,7 @@ fn auth_of(json: &Option<Value>) -> Option<Value> {
 }
 
 pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_device::v3::Request>) -> Res<delete_device::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     let auth = auth_of(&req.json);
     services
         .run(move |s| {
@@ -76,7 +76,7 @@ pub async fn delete_many(
     State(services): State<Arc<Services>>,
     req: Ruma<delete_devices::v3::Request>,
 ) -> Res<delete_devices::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     let auth = auth_of(&req.json);
     services
         .run(move |s| {

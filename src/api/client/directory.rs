@@ -21,7 +21,7 @@ use crate::{
     error::{Error, Result},
     services::{
         Services,
-        rooms::{self, membership::Membership},
+        rooms::{self, membership::Membership, power},
         timeline::visibility::may_read_room,
     },
 };
@@ -29,7 +29,7 @@ use crate::{
 type Res<T> = Result<RumaResponse<T>>;
 
 pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_alias::v3::Request>) -> Res<create_alias::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let alias = &req.body.room_alias;
@@ -55,11 +55,11 @@ pub async fn resolve(State(services): State<Arc<Services>>, req: Ruma<get_alias:
 }
 
 pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_alias::v3::Request>) -> Res<delete_alias::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let record = s.directory.resolve(&req.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
-            if record.creator != user && !can_send_state(s, &record.room_id, &user, "m.room.canonical_alias")? {
+            if record.creator != user && !power::can_send_state(s, &record.room_id, &user, "m.room.canonical_alias")? {
                 return Err(Error::forbidden("You may not delete this alias"));
             }
             s.directory.remove_alias(&req.body.room_alias)?;
@@ -68,17 +68,8 @@ pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_alia
         .await
 }
 
-/// Whether `user`'s power level allows sending a state event of `kind` in the room.
-fn can_send_state(s: &Services, room_id: &ruma::RoomId, user: &ruma::UserId, kind: &str) -> Result<bool> {
-    let Some(pl) = rooms::state_content(s, room_id, &StateEventType::RoomPowerLevels, "")? else { return Ok(false) };
-    let num = |v: Option<&Value>| v.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
-    let level = num(pl.get("users").and_then(|u| u.get(user.as_str()))).or(num(pl.get("users_default"))).unwrap_or(0);
-    let needed = num(pl.get("events").and_then(|e| e.get(kind))).or(num(pl.get("state_default"))).unwrap_or(50);
-    Ok(level >= needed)
-}
-
 pub async fn list(State(services): State<Arc<Services>>, req: Ruma<aliases::v3::Request>) -> Res<aliases::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let short = rooms::short_room(s, &req.body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
@@ -109,13 +100,13 @@ pub async fn set_visibility(
     State(services): State<Arc<Services>>,
     req: Ruma<set_room_visibility::v3::Request>,
 ) -> Res<set_room_visibility::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             if !s.timeline.room_exists(&req.body.room_id)? {
                 return Err(Error::not_found("Unknown room"));
             }
-            if !can_send_state(s, &req.body.room_id, &user, "m.room.canonical_alias")? {
+            if !power::can_send_state(s, &req.body.room_id, &user, "m.room.canonical_alias")? {
                 return Err(Error::forbidden("You may not change this room's visibility"));
             }
             let public = req.body.visibility == Visibility::Public;
@@ -213,7 +204,7 @@ pub async fn search_users(
     State(services): State<Arc<Services>>,
     req: Ruma<search_users::v3::Request>,
 ) -> Res<search_users::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let term = req.body.search_term.to_lowercase();

@@ -28,7 +28,7 @@ pub async fn typing(
     State(services): State<Arc<Services>>,
     req: Ruma<create_typing_event::v3::Request>,
 ) -> Res<create_typing_event::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -66,7 +66,7 @@ pub async fn create_receipt(
     State(services): State<Arc<Services>>,
     req: Ruma<create_receipt::v3::Request>,
 ) -> Res<create_receipt::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             let kind = match &req.body.receipt_type {
@@ -91,7 +91,7 @@ pub async fn read_markers(
     State(services): State<Arc<Services>>,
     req: Ruma<set_read_marker::v3::Request>,
 ) -> Res<set_read_marker::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             let room_id = &req.body.room_id;
@@ -110,7 +110,7 @@ pub async fn read_markers(
 }
 
 pub async fn set(State(services): State<Arc<Services>>, req: Ruma<set_presence::v3::Request>) -> Res<set_presence::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
@@ -130,7 +130,7 @@ pub async fn set(State(services): State<Arc<Services>>, req: Ruma<set_presence::
 }
 
 pub async fn get(State(services): State<Arc<Services>>, req: Ruma<get_presence::v3::Request>) -> Res<get_presence::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             let target = &req.body.user_id;

@@ -48,7 +48,7 @@ fn content_of<T>(body: &ruma::serde::Raw<T>) -> Result<Value> {
 
 /// Sends with transaction-id idempotency per device.
 fn send_with_txn(s: &Services, room_id: &RoomId, user: &UserId, device: &str, txn_id: &str, event: NewEvent) -> Result<OwnedEventId> {
-    if let Some(event_id) = s.timeline.txn_event(user.as_str(), device, txn_id)? {
+    if let Some(event_id) = s.timeline.txn_event(user.as_str(), device, room_id, txn_id)? {
         return Ok(event_id);
     }
     let txn = Txn { device: device.to_owned(), txn_id: txn_id.to_owned() };
@@ -67,7 +67,7 @@ pub async fn send_message(
     State(services): State<Arc<Services>>,
     req: Ruma<send_message_event::v3::Request>,
 ) -> Res<send_message_event::v3::Response> {
-    let (user, device) = (req.user().clone(), req.device().clone());
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
             let body = req.body;
@@ -88,13 +88,20 @@ pub async fn send_state(
     State(services): State<Arc<Services>>,
     req: Ruma<send_state_event::v3::Request>,
 ) -> Res<send_state_event::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let body = req.body;
             let content = content_of(&body.body)?;
             require_joined(s, &body.room_id, &user)?;
             check_state_content(s, &body.room_id, &body.event_type, &content)?;
+            // Re-sending the current state unchanged is a no-op that returns the existing event.
+            if let Some(current) = rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?
+                && current.pdu.sender == user
+                && current.pdu.content_value() == content
+            {
+                return Ok(send_state_event::v3::Response::new(current.pdu.event_id).into());
+            }
             let event = NewEvent::state(body.event_type.clone(), body.state_key.clone(), content);
             let event_id = rooms::send(s, &body.room_id, &user, event)?;
             Ok(send_state_event::v3::Response::new(event_id).into())
@@ -127,7 +134,7 @@ pub async fn get_state_event(
     State(services): State<Arc<Services>>,
     req: Ruma<get_state_event_for_key::v3::Request>,
 ) -> Res<get_state_event_for_key::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let body = req.body;
@@ -160,7 +167,7 @@ pub async fn get_state(
     State(services): State<Arc<Services>>,
     req: Ruma<get_state_events::v3::Request>,
 ) -> Res<get_state_events::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let room_id = &req.body.room_id;
@@ -185,18 +192,18 @@ pub async fn get_state(
 }
 
 pub async fn redact(State(services): State<Arc<Services>>, req: Ruma<redact_event::v3::Request>) -> Res<redact_event::v3::Response> {
-    let (user, device) = (req.user().clone(), req.device().clone());
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
             let body = req.body;
             require_joined(s, &body.room_id, &user)?;
-            if let Some(event_id) = s.timeline.txn_event(user.as_str(), device.as_str(), body.txn_id.as_str())? {
+            if let Some(event_id) = s.timeline.txn_event(user.as_str(), device.as_str(), &body.room_id, body.txn_id.as_str())? {
                 return Ok(redact_event::v3::Response::new(event_id).into());
             }
             let target = event_by_id(s, &body.event_id)?
                 .filter(|e| e.pdu.room_id == body.room_id)
                 .ok_or_else(|| Error::not_found("Event not found"))?;
-            if target.pdu.sender != user && !has_redact_power(s, &body.room_id, &user)? {
+            if target.pdu.sender != user && !crate::services::rooms::power::can(s, &body.room_id, &user, "redact")? {
                 return Err(Error::forbidden("You may not redact other users' events"));
             }
             let version = s.timeline.room_version(&body.room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
@@ -218,25 +225,6 @@ pub async fn redact(State(services): State<Arc<Services>>, req: Ruma<redact_even
             Ok(redact_event::v3::Response::new(event_id).into())
         })
         .await
-}
-
-fn has_redact_power(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
-    let Some(pl) = rooms::state_content(s, room_id, &StateEventType::RoomPowerLevels, "")? else { return Ok(false) };
-    let level = |v: Option<&Value>| v.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
-    let user_level = level(pl.get("users").and_then(|u| u.get(user.as_str()))).or(level(pl.get("users_default"))).unwrap_or(0);
-    let redact = level(pl.get("redact")).unwrap_or(50);
-    Ok(user_level >= redact || is_creator(s, room_id, user)?)
-}
-
-fn is_creator(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
-    let Some(create) = rooms::state_event(s, room_id, &StateEventType::RoomCreate, "")? else { return Ok(false) };
-    let version = s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
-    let rules = crate::services::rooms::version::rules(&version)?;
-    if !rules.authorization.explicitly_privilege_room_creators {
-        return Ok(false);
-    }
-    let additional = create.pdu.content_field("additional_creators").and_then(|v| v.as_array().cloned()).unwrap_or_default();
-    Ok(create.pdu.sender == user || additional.iter().any(|c| c.as_str() == Some(user.as_str())))
 }
 
 /// Walks a room's timeline from a position, keeping events the user may see that match the filter.
@@ -317,13 +305,13 @@ pub async fn messages(
     State(services): State<Arc<Services>>,
     req: Ruma<get_message_events::v3::Request>,
 ) -> Res<get_message_events::v3::Response> {
-    let (user, device) = (req.user().clone(), req.device().clone());
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
             let body = req.body;
             let room_id = &body.room_id;
             let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
-            let membership = s.membership.user_room(&user, room_id)?;
+            let membership = s.membership.user_room(&user, room_id)?.filter(|m| !m.forgotten);
             if membership.is_none() && !may_read_room(s, &user, short)? {
                 return Err(Error::forbidden("You are not a member of this room"));
             }
@@ -360,7 +348,7 @@ pub async fn messages(
 }
 
 pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_context::v3::Request>) -> Res<get_context::v3::Response> {
-    let (user, device) = (req.user().clone(), req.device().clone());
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
             let body = req.body;
@@ -408,7 +396,7 @@ pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_contex
 }
 
 pub async fn get_event(State(services): State<Arc<Services>>, req: Ruma<get_room_event::v3::Request>) -> Res<get_room_event::v3::Response> {
-    let (user, device) = (req.user().clone(), req.device().clone());
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
             let event = event_by_id(s, &req.body.event_id)?

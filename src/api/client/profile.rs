@@ -101,7 +101,7 @@ pub async fn set_field(
     State(services): State<Arc<Services>>,
     req: Ruma<set_profile_field::v3::Request>,
 ) -> Res<set_profile_field::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own_profile(&caller, &req.body.user_id)?;
@@ -120,7 +120,7 @@ pub async fn delete_field(
     State(services): State<Arc<Services>>,
     req: Ruma<delete_profile_field::v3::Request>,
 ) -> Res<delete_profile_field::v3::Response> {
-    let caller = req.user().clone();
+    let caller = req.user()?.clone();
     services
         .run(move |s| {
             own_profile(&caller, &req.body.user_id)?;

@@ -41,7 +41,7 @@ fn object_of<T>(raw: &ruma::serde::Raw<T>, what: &str) -> Result<Map<String, Val
 }
 
 pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_room::v3::Request>) -> Res<create_room::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     let body = req.body;
     services
         .run(move |s| {
@@ -92,7 +92,7 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_room
 }
 
 pub async fn joined(State(services): State<Arc<Services>>, req: Ruma<joined_rooms::v3::Request>) -> Res<joined_rooms::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let rooms = s
@@ -121,7 +121,7 @@ fn join(s: &Services, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> 
 }
 
 pub async fn join_by_id(State(services): State<Arc<Services>>, req: Ruma<join_room_by_id::v3::Request>) -> Res<join_room_by_id::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| Ok(join_room_by_id::v3::Response::new(join(s, &user, &req.body.room_id, req.body.reason.as_deref())?).into()))
         .await
@@ -131,7 +131,7 @@ pub async fn join_by_id_or_alias(
     State(services): State<Arc<Services>>,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Res<join_room_by_id_or_alias::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let room_id = match OwnedRoomId::try_from(req.body.room_id_or_alias.as_str()) {
@@ -148,7 +148,7 @@ pub async fn join_by_id_or_alias(
 }
 
 pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user::v3::Request>) -> Res<invite_user::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient else {
@@ -172,7 +172,7 @@ pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user
 }
 
 pub async fn leave(State(services): State<Arc<Services>>, req: Ruma<leave_room::v3::Request>) -> Res<leave_room::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let short = rooms::short_room(s, &req.body.room_id)?;
@@ -189,13 +189,13 @@ pub async fn leave(State(services): State<Arc<Services>>, req: Ruma<leave_room::
 }
 
 pub async fn forget(State(services): State<Arc<Services>>, req: Ruma<forget_room::v3::Request>) -> Res<forget_room::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let short = rooms::short_room(s, &req.body.room_id)?;
             match s.membership.membership(short, &user)? {
                 Some(Membership::Leave | Membership::Ban) => s.membership.forget(&user, &req.body.room_id)?,
-                Some(_) => return Err(Error::bad_json("You must leave the room before forgetting it").with("errcode", "M_UNKNOWN".into())),
+                Some(_) => return Err(Error::unknown("You must leave the room before forgetting it")),
                 None => return Err(Error::not_found("You have never been in this room")),
             }
             Ok(forget_room::v3::Response::new().into())
@@ -207,16 +207,21 @@ pub async fn forget(State(services): State<Arc<Services>>, req: Ruma<forget_room
 fn moderate(s: &Services, sender: &UserId, room_id: &RoomId, target: &UserId, membership: &str, reason: Option<&str>) -> Result<()> {
     let short = rooms::short_room(s, room_id)?;
     let current = s.membership.membership(short, target)?;
-    match membership {
-        "leave" if current.is_none() => return Err(Error::forbidden("The user is not in this room")),
-        _ => {}
+    // A kick needs a member to remove: joined, invited or knocking.
+    if membership == "leave"
+        && !matches!(current, Some(Membership::Join | Membership::Invite | Membership::Knock | Membership::Ban))
+    {
+        return Err(Error::forbidden("The user is not in this room"));
+    }
+    if !s.membership.is_joined(short, sender)? {
+        return Err(Error::forbidden("You are not in this room"));
     }
     set_membership(s, room_id, sender, target, membership, reason, None)?;
     Ok(())
 }
 
 pub async fn kick(State(services): State<Arc<Services>>, req: Ruma<kick_user::v3::Request>) -> Res<kick_user::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             moderate(s, &user, &req.body.room_id, &req.body.user_id, "leave", req.body.reason.as_deref())?;
@@ -226,7 +231,7 @@ pub async fn kick(State(services): State<Arc<Services>>, req: Ruma<kick_user::v3
 }
 
 pub async fn ban(State(services): State<Arc<Services>>, req: Ruma<ban_user::v3::Request>) -> Res<ban_user::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             moderate(s, &user, &req.body.room_id, &req.body.user_id, "ban", req.body.reason.as_deref())?;
@@ -236,7 +241,7 @@ pub async fn ban(State(services): State<Arc<Services>>, req: Ruma<ban_user::v3::
 }
 
 pub async fn unban(State(services): State<Arc<Services>>, req: Ruma<unban_user::v3::Request>) -> Res<unban_user::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let short = rooms::short_room(s, &req.body.room_id)?;
@@ -253,7 +258,7 @@ pub async fn members(
     State(services): State<Arc<Services>>,
     req: Ruma<get_member_events::v3::Request>,
 ) -> Res<get_member_events::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let room_id = &req.body.room_id;
@@ -300,7 +305,7 @@ pub async fn joined_members(
     State(services): State<Arc<Services>>,
     req: Ruma<joined_members::v3::Request>,
 ) -> Res<joined_members::v3::Response> {
-    let user = req.user().clone();
+    let user = req.user()?.clone();
     services
         .run(move |s| {
             let room_id = &req.body.room_id;

@@ -2,7 +2,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::State;
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use ruma::api::OutgoingResponseExt;
+use serde_json::{Value, json};
 use ruma::{
     api::client::{
         filter::FilterDefinition,
@@ -12,7 +17,7 @@ use ruma::{
 };
 
 use crate::{
-    api::ruma_wrapper::{Ruma, RumaResponse},
+    api::ruma_wrapper::Ruma,
     error::{Error, Result},
     services::{
         Services,
@@ -20,11 +25,38 @@ use crate::{
     },
 };
 
-pub async fn sync(
-    State(services): State<Arc<Services>>,
+pub async fn sync(State(services): State<Arc<Services>>, req: Ruma<sync_events::v3::Request>) -> Result<Response> {
+    Ok(complete_rooms(compute_sync(services, req).await?))
+}
+
+/// Every joined and left room carries a `state` object, empty or not, as clients expect (ruma
+/// leaves an empty one out).
+fn complete_rooms(response: sync_events::v3::Response) -> Response {
+    let http = match response.try_into_http_response::<Vec<u8>>() {
+        Ok(http) => http,
+        Err(e) => return Error::internal(e.to_string()).into_response(),
+    };
+    let Ok(mut body) = serde_json::from_slice::<Value>(http.body()) else {
+        return Error::internal("sync response is not JSON").into_response();
+    };
+    for section in ["join", "leave"] {
+        if let Some(rooms) = body.get_mut("rooms").and_then(|r| r.get_mut(section)).and_then(Value::as_object_mut) {
+            for room in rooms.values_mut() {
+                if let Some(room) = room.as_object_mut() {
+                    room.entry("state").or_insert_with(|| json!({ "events": [] }));
+                    room.entry("timeline").or_insert_with(|| json!({ "events": [], "limited": false }));
+                }
+            }
+        }
+    }
+    axum::Json(body).into_response()
+}
+
+async fn compute_sync(
+    services: Arc<Services>,
     req: Ruma<sync_events::v3::Request>,
-) -> Result<RumaResponse<sync_events::v3::Response>> {
-    let (user, device) = (req.user().clone(), req.device().clone());
+) -> Result<sync_events::v3::Response> {
+    let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
     let since = body.since.as_deref().map(SyncToken::parse).transpose()?;
     let filter = match body.filter {
@@ -62,13 +94,13 @@ pub async fn sync(
         let (response, changed) = services.run(move |s| compute(s, &req)).await?;
         let now = tokio::time::Instant::now();
         if changed || since.is_none() || now >= deadline || since.is_some_and(|t| SyncToken::parse(&response.next_batch).is_ok_and(|n| n.pos < t.pos)) {
-            return Ok(response.into());
+            return Ok(response);
         }
         // Wake on a new stream position, a typing change or the end of someone's typing.
         let typing_expiry = services.typing.next_expiry().map(tokio::time::Instant::from_std);
         let until = typing_expiry.map_or(deadline, |t| t.min(deadline).max(now + Duration::from_millis(5)));
         tokio::select! {
-            result = wake.changed() => { if result.is_err() { return Ok(response.into()); } }
+            result = wake.changed() => { if result.is_err() { return Ok(response); } }
             _ = tokio::time::sleep_until(until) => {}
         }
     }

@@ -62,6 +62,17 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
     // 1. m.room.create
     let mut create = req.creation_content.clone().unwrap_or_default();
     create.insert("room_version".into(), json!(version.as_str()));
+    let invitees_are_creators =
+        preset == Preset::TrustedPrivateChat && rules.authorization.additional_room_creators && !req.invite.is_empty();
+    if invitees_are_creators {
+        let mut creators: Vec<Value> = create.get("additional_creators").and_then(Value::as_array).cloned().unwrap_or_default();
+        for invitee in &req.invite {
+            if !creators.iter().any(|c| c.as_str() == Some(invitee.as_str())) {
+                creators.push(json!(invitee));
+            }
+        }
+        create.insert("additional_creators".into(), Value::Array(creators));
+    }
     if !rules.authorization.use_room_create_sender {
         create.insert("creator".into(), json!(creator));
     } else {
@@ -87,7 +98,7 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
     if !rules.authorization.explicitly_privilege_room_creators {
         users.insert(creator.to_string(), json!(100));
     }
-    if preset == Preset::TrustedPrivateChat {
+    if preset == Preset::TrustedPrivateChat && !invitees_are_creators {
         for invitee in &req.invite {
             users.insert(invitee.to_string(), json!(100));
         }

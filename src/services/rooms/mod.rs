@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod membership;
+pub mod power;
 pub mod version;
 
 use ruma::{EventId, RoomId, UserId, events::StateEventType};

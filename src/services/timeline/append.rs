@@ -79,11 +79,10 @@ pub fn append_local(
     let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
 
     // An identical transaction was already processed while we waited for the lock.
-    if let Some(txn) = &txn
-        && let Some(event_id) = s.timeline.txn_event(sender.as_str(), &txn.device, &txn.txn_id)?
+    if let (Some(txn), Some(room)) = (&txn, existing_room)
+        && let Some(event_id) = s.timeline.txn_event(sender.as_str(), &txn.device, room, &txn.txn_id)?
     {
-        let room = existing_room.map(ToOwned::to_owned).ok_or_else(|| Error::internal("txn on new room"))?;
-        return Ok((event_id, room));
+        return Ok((event_id, room.to_owned()));
     }
 
     let short_room = match existing_room {
@@ -234,14 +233,15 @@ pub fn append_local(
         }
         c.batch.put(EXTREMITIES, Key::new().u64(short_room).u64(short_event).build(), Vec::new());
         if let Some(txn) = &txn {
-            c.batch.put(TXN_IDS, txn_key(sender.as_str(), &txn.device, &txn.txn_id), event_id.as_bytes());
+            c.batch.put(TXN_IDS, txn_key(sender.as_str(), &txn.device, &room_id, &txn.txn_id), event_id.as_bytes());
             c.batch.put(super::EVENT_TXN, short_event.to_be_bytes(), Key::new().str(&txn.device).str(&txn.txn_id).build());
         }
         if let Some((user, membership)) = &membership_change {
             s.membership.record(c, user, &room_id, short_room, *membership, pos, short_event);
         }
         if let Some((target_short, redacted)) = &redaction_target {
-            redact_stored(c, *target_short, redacted.clone(), &object, &rules)?;
+            let because = super::pdu::client_event(&object, &event_id, &room_id, super::pdu::ClientFormat::Room, Default::default());
+            redact_stored(c, *target_short, redacted.clone(), because, &rules)?;
         }
         Ok(())
     })?;
@@ -302,10 +302,14 @@ fn redact_stored(
     c: &mut Commit,
     short: u64,
     json: CanonicalJsonObject,
-    redaction: &CanonicalJsonObject,
+    redaction: Value,
     rules: &RoomVersionRules,
 ) -> Result<()> {
-    let because = RedactedBecause::from_json(redaction.clone());
+    let redaction = match CanonicalJsonValue::try_from(redaction) {
+        Ok(CanonicalJsonValue::Object(o)) => o,
+        _ => return Err(Error::internal("redaction is not an object")),
+    };
+    let because = RedactedBecause::from_json(redaction);
     let redacted = redact(json, &rules.redaction, Some(because)).map_err(|e| Error::internal(e.to_string()))?;
     let bytes = serde_json::to_vec(&redacted).map_err(|e| Error::internal(e.to_string()))?;
     c.batch.put(PDUS, short.to_be_bytes(), bytes);

@@ -31,7 +31,7 @@ pub const EVENT_META: Map = Map("event_meta");
 pub const TIMELINE: Map = Map("timeline");
 /// short room, short event → (): the room's forward extremities.
 pub const EXTREMITIES: Map = Map("forward_extremities");
-/// user, device, transaction id → event id.
+/// user, device, room, transaction id → event id (a transaction is scoped to a device and room).
 pub const TXN_IDS: Map = Map("txn_ids");
 /// room id → room version.
 pub const ROOMS: Map = Map("rooms");
@@ -167,8 +167,8 @@ impl Timeline {
             .collect()
     }
 
-    pub fn txn_event(&self, user: &str, device: &str, txn: &str) -> Result<Option<OwnedEventId>> {
-        let key = Key::new().str(user).str(device).str(txn).build();
+    pub fn txn_event(&self, user: &str, device: &str, room: &RoomId, txn: &str) -> Result<Option<OwnedEventId>> {
+        let key = txn_key(user, device, room, txn);
         Ok(self
             .db
             .get(TXN_IDS, &key)?
@@ -186,8 +186,8 @@ impl Timeline {
     }
 }
 
-pub fn txn_key(user: &str, device: &str, txn: &str) -> Vec<u8> {
-    Key::new().str(user).str(device).str(txn).build()
+pub fn txn_key(user: &str, device: &str, room: &RoomId, txn: &str) -> Vec<u8> {
+    Key::new().str(user).str(device).str(room.as_str()).str(txn).build()
 }
 
 pub(crate) fn encode_meta(meta: &EventMeta) -> Vec<u8> {
