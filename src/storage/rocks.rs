@@ -33,7 +33,7 @@ impl RocksEngine {
         let mut cf_opts = Options::default();
         cf_opts.set_block_based_table_factory(&table);
         cf_opts.set_compression_type(DBCompressionType::Lz4);
-        cf_opts.set_write_buffer_size(8 << 20);
+        cf_opts.set_write_buffer_size(4 << 20);
 
         let mut db_opts = cf_opts.clone();
         db_opts.create_if_missing(true);
@@ -41,6 +41,8 @@ impl RocksEngine {
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(2);
         db_opts.set_max_total_wal_size(64 << 20);
+        // One budget for the memtables of every column family, so memory stays small with many maps.
+        db_opts.set_db_write_buffer_size(32 << 20);
 
         let mut names: Vec<&str> = maps.iter().map(|m| m.0).collect();
         // Keep column families that exist on disk but that this build no longer names.
