@@ -1,0 +1,674 @@
+//! `cargo bench --bench versus`: the same workloads against Synapse and Parvis on loopback.
+//!
+//! See bench/README.md. Options after `--` (or as `VERSUS_*` environment variables), `--help` lists them.
+
+#[path = "versus/client.rs"]
+mod client;
+#[path = "versus/server.rs"]
+mod server;
+#[path = "versus/workloads.rs"]
+mod workloads;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use client::Api;
+use server::{Kind, ServerProc};
+use workloads::Names;
+
+// ---------------------------------------------------------------------------------------------------
+// Errors
+
+/// A plain error message; anything `Display` converts into it with `?`.
+pub struct Error(pub String);
+
+impl<E: std::fmt::Display> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error(e.to_string())
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Res<T> = Result<T, Error>;
+
+#[macro_export]
+macro_rules! err {
+    ($($t:tt)*) => { $crate::Error(format!($($t)*)) };
+}
+
+#[macro_export]
+macro_rules! bail {
+    ($($t:tt)*) => { return Err($crate::err!($($t)*)) };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Options
+
+const USAGE: &str = "\
+usage: cargo bench --bench versus -- [OPTIONS]
+
+Every option can also be given as an environment variable VERSUS_<NAME> (e.g. VERSUS_ONLY=synapse,
+VERSUS_SEQ_PARVIS=5000); command-line options win.
+
+  --only parvis|synapse      run one server only
+  --parvis-bin PATH          Parvis binary (default: the one cargo built for this bench)
+  --parvis-env KEY=VALUE     extra environment variable for Parvis (repeatable)
+  --synapse-venv PATH        virtualenv for Synapse (default $HOME/.cache/parvis-bench-synapse-venv)
+  --seq-parvis N             sequential sends against Parvis            (default 2000)
+  --seq-synapse N            sequential sends against Synapse           (default 500)
+  --seq-warmup N             unmeasured sends before them               (default 20)
+  --conc-users N             concurrent senders                         (default 50)
+  --conc-secs S              how long they send                         (default 10)
+  --conc-max N               at most this many sends per sender         (default 100000)
+  --wake-parvis N            long-poll wake-ups measured on Parvis      (default 200)
+  --wake-synapse N           long-poll wake-ups measured on Synapse     (default 50)
+  --wake-settle-ms MS        pause between issuing the long-poll and the send (default 50)
+  --sync-rooms N             rooms of the initial-sync user             (default 100)
+  --sync-msgs N              messages per such room                     (default 3)
+  --sync-reps N              initial syncs timed                        (default 5)
+  --idle-secs S              idle time before the memory readings       (default 2)
+  --workload-timeout S       bound on each workload                     (default 900)
+  --out PATH                 Markdown results file (default bench/results.md; 'none' to skip)
+";
+
+struct Opts {
+    only: Option<Kind>,
+    parvis_bin: PathBuf,
+    parvis_env: Vec<(String, String)>,
+    synapse_venv: PathBuf,
+    seq_parvis: usize,
+    seq_synapse: usize,
+    seq_warmup: usize,
+    conc_users: usize,
+    conc_secs: f64,
+    conc_max: usize,
+    wake_parvis: usize,
+    wake_synapse: usize,
+    wake_settle_ms: u64,
+    sync_rooms: usize,
+    sync_msgs: usize,
+    sync_reps: usize,
+    idle_secs: f64,
+    workload_timeout: f64,
+    out: Option<PathBuf>,
+}
+
+fn parse_opts() -> Res<Opts> {
+    // Gather `name -> value` pairs: environment first, then the command line.
+    let mut kv: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in std::env::vars() {
+        if let Some(name) = k.strip_prefix("VERSUS_") {
+            kv.entry(name.to_ascii_lowercase().replace('_', "-")).or_default().push(v);
+        }
+    }
+    let mut args = std::env::args().skip(1);
+    let mut from_cli: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            // cargo bench appends --bench; libtest-style filters are not used.
+            "--bench" | "--nocapture" => continue,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => {}
+        }
+        let Some(name) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}\n\n{USAGE}") };
+        let (name, value) = match name.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (name.to_string(), args.next().ok_or_else(|| err!("--{name} needs a value"))?),
+        };
+        from_cli.entry(name).or_default().push(value);
+    }
+    for (k, v) in from_cli {
+        kv.insert(k, v);
+    }
+    let known = [
+        "only", "parvis-bin", "parvis-env", "synapse-venv", "seq-parvis", "seq-synapse", "seq-warmup",
+        "conc-users", "conc-secs", "conc-max", "wake-parvis", "wake-synapse", "wake-settle-ms", "sync-rooms",
+        "sync-msgs", "sync-reps", "idle-secs", "workload-timeout", "out",
+    ];
+    if let Some(k) = kv.keys().find(|k| !known.contains(&k.as_str())) {
+        bail!("unknown option --{k}\n\n{USAGE}");
+    }
+    let last = |k: &str| kv.get(k).and_then(|v| v.last().cloned());
+    fn num<T: std::str::FromStr>(v: Option<String>, k: &str, d: T) -> Res<T> {
+        match v {
+            None => Ok(d),
+            Some(s) => s.parse().map_err(|_| err!("--{k}: cannot parse {s:?}")),
+        }
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let only = match last("only").as_deref() {
+        None | Some("") | Some("both") => None,
+        Some("parvis") => Some(Kind::Parvis),
+        Some("synapse") => Some(Kind::Synapse),
+        Some(o) => bail!("--only: expected parvis or synapse, got {o:?}"),
+    };
+    let mut parvis_env = Vec::new();
+    for pair in kv.get("parvis-env").into_iter().flatten() {
+        let (k, v) = pair.split_once('=').ok_or_else(|| err!("--parvis-env: expected KEY=VALUE, got {pair:?}"))?;
+        parvis_env.push((k.to_string(), v.to_string()));
+    }
+    let out = match last("out").as_deref() {
+        None => Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results.md")),
+        Some("none") | Some("") => None,
+        Some(p) => Some(PathBuf::from(p)),
+    };
+    Ok(Opts {
+        only,
+        parvis_bin: last("parvis-bin").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_parvis")), PathBuf::from),
+        parvis_env,
+        synapse_venv: last("synapse-venv")
+            .map_or_else(|| PathBuf::from(&home).join(".cache/parvis-bench-synapse-venv"), PathBuf::from),
+        seq_parvis: num(last("seq-parvis"), "seq-parvis", 2000)?,
+        seq_synapse: num(last("seq-synapse"), "seq-synapse", 500)?,
+        seq_warmup: num(last("seq-warmup"), "seq-warmup", 20)?,
+        conc_users: num(last("conc-users"), "conc-users", 50)?,
+        conc_secs: num(last("conc-secs"), "conc-secs", 10.0)?,
+        conc_max: num(last("conc-max"), "conc-max", 100_000)?,
+        wake_parvis: num(last("wake-parvis"), "wake-parvis", 200)?,
+        wake_synapse: num(last("wake-synapse"), "wake-synapse", 50)?,
+        wake_settle_ms: num(last("wake-settle-ms"), "wake-settle-ms", 50)?,
+        sync_rooms: num(last("sync-rooms"), "sync-rooms", 100)?,
+        sync_msgs: num(last("sync-msgs"), "sync-msgs", 3)?,
+        sync_reps: num(last("sync-reps"), "sync-reps", 5)?,
+        idle_secs: num(last("idle-secs"), "idle-secs", 2.0)?,
+        workload_timeout: num(last("workload-timeout"), "workload-timeout", 900.0)?,
+        out,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Figures
+
+#[derive(Clone, Copy, PartialEq)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+struct Fig {
+    key: &'static str,
+    label: &'static str,
+    better: Better,
+    decimals: usize,
+}
+
+const FIGS: &[Fig] = &[
+    Fig { key: "startup", label: "start → first /versions (ms)", better: Better::Lower, decimals: 0 },
+    Fig { key: "rss_idle", label: "resident memory, idle after start (MiB)", better: Better::Lower, decimals: 1 },
+    Fig { key: "seq_rate", label: "sequential sends (messages/s)", better: Better::Higher, decimals: 1 },
+    Fig { key: "seq_p50", label: "sequential send latency p50 (ms)", better: Better::Lower, decimals: 2 },
+    Fig { key: "seq_p99", label: "sequential send latency p99 (ms)", better: Better::Lower, decimals: 2 },
+    Fig { key: "conc_rate", label: "concurrent senders, total (events/s)", better: Better::Higher, decimals: 1 },
+    Fig { key: "conc_p50", label: "concurrent send latency p50 (ms)", better: Better::Lower, decimals: 1 },
+    Fig { key: "conc_p99", label: "concurrent send latency p99 (ms)", better: Better::Lower, decimals: 1 },
+    Fig { key: "conc_cpu", label: "server CPU per concurrent send (µs)", better: Better::Lower, decimals: 0 },
+    Fig { key: "wake_p50", label: "long-poll wake-up latency p50 (ms)", better: Better::Lower, decimals: 2 },
+    Fig { key: "wake_p99", label: "long-poll wake-up latency p99 (ms)", better: Better::Lower, decimals: 2 },
+    Fig { key: "isync_first", label: "initial sync, N rooms, first (ms)", better: Better::Lower, decimals: 1 },
+    Fig { key: "isync_median", label: "initial sync, N rooms, median (ms)", better: Better::Lower, decimals: 1 },
+    Fig { key: "rss_after", label: "resident memory after the load (MiB)", better: Better::Lower, decimals: 1 },
+    Fig { key: "rss_peak", label: "peak resident memory (MiB)", better: Better::Lower, decimals: 1 },
+];
+
+#[derive(Default)]
+struct Results {
+    values: BTreeMap<&'static str, f64>,
+    notes: Vec<String>,
+}
+
+impl Results {
+    fn set(&mut self, key: &'static str, v: f64) {
+        debug_assert!(FIGS.iter().any(|f| f.key == key), "unknown figure {key}");
+        if v.is_finite() {
+            self.values.insert(key, v);
+        }
+    }
+    fn note(&mut self, who: Kind, s: impl Into<String>) {
+        let s = s.into();
+        eprintln!("[versus] {}: {s}", who.name());
+        self.notes.push(format!("{}: {s}", who.name()));
+    }
+}
+
+fn label(f: &Fig, o: &Opts) -> String {
+    f.label.replace("N rooms", &format!("{} rooms", o.sync_rooms)).replace(
+        "concurrent senders,",
+        &format!("{} concurrent senders,", o.conc_users),
+    )
+}
+
+fn ratio(f: &Fig, s: Option<f64>, p: Option<f64>) -> Option<f64> {
+    let (s, p) = (s?, p?);
+    let r = match f.better {
+        Better::Higher => p / s,
+        Better::Lower => s / p,
+    };
+    r.is_finite().then_some(r)
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        None => "—".into(),
+        Some(r) if r >= 100.0 => format!("{r:.0}×"),
+        Some(r) if r >= 10.0 => format!("{r:.1}×"),
+        Some(r) => format!("{r:.2}×"),
+    }
+}
+
+fn fmt_val(f: &Fig, v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{v:.*}", f.decimals))
+}
+
+fn rows(o: &Opts, s: &Results, p: &Results) -> Vec<[String; 4]> {
+    FIGS.iter()
+        .filter(|f| s.values.contains_key(f.key) || p.values.contains_key(f.key))
+        .map(|f| {
+            let (sv, pv) = (s.values.get(f.key).copied(), p.values.get(f.key).copied());
+            [label(f, o), fmt_val(f, sv), fmt_val(f, pv), fmt_ratio(ratio(f, sv, pv))]
+        })
+        .collect()
+}
+
+const HEADER: [&str; 4] = ["figure", "Synapse", "Parvis", "Parvis vs Synapse"];
+const RATIO_NOTE: &str =
+    "Ratio: Parvis relative to Synapse, oriented so that > 1 means Parvis is better (more throughput, \
+     or less time or memory); < 1 means Synapse is better.";
+
+fn text_table(rows: &[[String; 4]]) -> String {
+    let mut w = HEADER.map(|h| h.chars().count());
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let pad = |s: &str, n: usize, right: bool| {
+        let fill = " ".repeat(n - s.chars().count());
+        if right { format!("{fill}{s}") } else { format!("{s}{fill}") }
+    };
+    let mut out = String::new();
+    let line = |cells: [&str; 4]| {
+        format!(
+            "{}  {}  {}  {}\n",
+            pad(cells[0], w[0], false),
+            pad(cells[1], w[1], true),
+            pad(cells[2], w[2], true),
+            pad(cells[3], w[3], true)
+        )
+    };
+    out += &line(HEADER);
+    out += &format!("{}\n", "-".repeat(w.iter().sum::<usize>() + 6));
+    for r in rows {
+        out += &line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+    out
+}
+
+fn markdown_table(rows: &[[String; 4]]) -> String {
+    let mut out = format!("| {} | {} | {} | {} |\n|---|---:|---:|---:|\n", HEADER[0], HEADER[1], HEADER[2], HEADER[3]);
+    for r in rows {
+        let _ = writeln!(out, "| {} | {} | {} | {} |", r[0], r[1], r[2], r[3]);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Machine information
+
+fn utc_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+fn machine_info() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU".to_string(), |(_, v)| v.trim().to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .map_or("? GiB".into(), |k| format!("{:.1} GiB", k / 1024.0 / 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} CPUs available, {mem} RAM, Linux {}", kernel.trim())
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Running one server
+
+async fn wait_ready(api: &Api, proc: &mut ServerProc, t0: Instant) -> Res<Duration> {
+    let limit = Duration::from_secs(120);
+    loop {
+        if api.versions_ok().await {
+            return Ok(t0.elapsed());
+        }
+        if let Some(status) = proc.exit_status() {
+            bail!("exited during start-up ({status}); log:\n{}", proc.log_tail(40));
+        }
+        if t0.elapsed() > limit {
+            bail!("no answer to /versions within {limit:?}; log:\n{}", proc.log_tail(40));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn bounded<T>(o: &Opts, what: &str, fut: impl std::future::Future<Output = Res<T>>) -> Res<T> {
+    let limit = Duration::from_secs_f64(o.workload_timeout);
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| err!("{what}: {}", e.0)),
+        Err(_) => bail!("{what}: not finished within {limit:?}"),
+    }
+}
+
+async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
+    let mut res = Results::default();
+    let prepared = match kind {
+        Kind::Synapse if !synapse_venv_ok => {
+            res.note(kind, "not run: Synapse could not be installed");
+            return res;
+        }
+        Kind::Synapse => server::prepare_synapse(&o.synapse_venv),
+        Kind::Parvis => server::prepare_parvis(&o.parvis_bin, &o.parvis_env),
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            res.note(kind, format!("not run: {}", e.0));
+            return res;
+        }
+    };
+    let api = match Api::new(prepared.base_url()) {
+        Ok(a) => a,
+        Err(e) => {
+            res.note(kind, format!("HTTP client: {}", e.0));
+            return res;
+        }
+    };
+    eprintln!("[versus] {}: starting on {}", kind.name(), prepared.base_url());
+    let t0 = Instant::now();
+    let mut proc = match prepared.spawn() {
+        Ok(p) => p,
+        Err(e) => {
+            res.note(kind, e.0);
+            return res;
+        }
+    };
+    match wait_ready(&api, &mut proc, t0).await {
+        Ok(d) => res.set("startup", d.as_secs_f64() * 1000.0),
+        Err(e) => {
+            res.note(kind, format!("start-up failed: {}", e.0));
+            return res;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_secs)).await;
+    if let Some(m) = proc.rss_mib() {
+        res.set("rss_idle", m);
+    }
+
+    let names = Names { tag: format!("v{}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())) };
+    let (seq_n, wake_n) = match kind {
+        Kind::Synapse => (o.seq_synapse, o.wake_synapse),
+        Kind::Parvis => (o.seq_parvis, o.wake_parvis),
+    };
+
+    // Each workload: run it, record its figures or the error, and stop if the server has died.
+    macro_rules! workload {
+        ($name:expr, $fut:expr, |$r:ident| $record:block) => {{
+            eprintln!("[versus] {}: {}", kind.name(), $name);
+            let t = Instant::now();
+            match bounded(o, $name, $fut).await {
+                Ok($r) => {
+                    $record;
+                    eprintln!("[versus] {}: {} done in {:.1} s", kind.name(), $name, t.elapsed().as_secs_f64());
+                }
+                Err(e) => res.note(kind, e.0),
+            }
+            if let Some(status) = proc.exit_status() {
+                res.note(kind, format!("server exited ({status}); log:\n{}", proc.log_tail(40)));
+                return res;
+            }
+        }};
+    }
+
+    if seq_n > 0 {
+        workload!("sequential sends", workloads::sequential(&api, &names, seq_n, o.seq_warmup), |r| {
+            res.set("seq_rate", r.per_sec);
+            res.set("seq_p50", r.p50_ms);
+            res.set("seq_p99", r.p99_ms);
+            eprintln!("[versus]   {} sends: {:.1}/s, p50 {:.2} ms, p99 {:.2} ms", r.n, r.per_sec, r.p50_ms, r.p99_ms);
+        });
+    }
+    if o.conc_users > 0 && o.conc_secs > 0.0 {
+        let dur = Duration::from_secs_f64(o.conc_secs);
+        workload!(
+            "concurrent senders",
+            workloads::concurrent(&api, &names, proc.pid, o.conc_users, dur, o.conc_max),
+            |r| {
+                res.set("conc_rate", r.per_sec);
+                res.set("conc_p50", r.p50_ms);
+                res.set("conc_p99", r.p99_ms);
+                if let Some(c) = r.server_cpu_us_per_event {
+                    res.set("conc_cpu", c);
+                }
+                let cores = |c: Option<f64>| c.map_or("?".into(), |c| format!("{c:.2}"));
+                eprintln!(
+                    "[versus]   {} users: {} sent in {:.1} s = {:.1}/s; CPU cores used: server {}, load client {}",
+                    r.users,
+                    r.sent,
+                    r.secs,
+                    r.per_sec,
+                    cores(r.server_cores),
+                    cores(r.client_cores)
+                );
+                res.notes.push(format!(
+                    "{}: concurrent senders: {} sends in {:.1} s; CPU cores busy: server {}, load client {}",
+                    kind.name(),
+                    r.sent,
+                    r.secs,
+                    cores(r.server_cores),
+                    cores(r.client_cores)
+                ));
+                if r.errors > 0 {
+                    res.note(
+                        kind,
+                        format!("concurrent senders: {} failed sends, first: {}", r.errors, r.first_error.unwrap_or_default()),
+                    );
+                }
+            }
+        );
+    }
+    if wake_n > 0 {
+        let settle = Duration::from_millis(o.wake_settle_ms);
+        workload!("long-poll wake-up", workloads::wakeup(&api, &names, wake_n, 3, settle), |r| {
+            res.set("wake_p50", r.p50_ms);
+            res.set("wake_p99", r.p99_ms);
+            eprintln!("[versus]   {} wake-ups: p50 {:.2} ms, p99 {:.2} ms", r.n, r.p50_ms, r.p99_ms);
+            if r.early_wakeups > 0 {
+                res.note(
+                    kind,
+                    format!("long-poll: {} early returns without the message (re-polled, time kept running)", r.early_wakeups),
+                );
+            }
+        });
+    }
+    if o.sync_rooms > 0 {
+        workload!(
+            "initial sync",
+            workloads::initial_sync(&api, &names, o.sync_rooms, o.sync_msgs, o.sync_reps),
+            |r| {
+                res.set("isync_first", r.first_ms);
+                res.set("isync_median", r.median_ms);
+                eprintln!(
+                    "[versus]   {} rooms: first {:.1} ms, median {:.1} ms, {} KiB",
+                    r.rooms,
+                    r.first_ms,
+                    r.median_ms,
+                    r.bytes / 1024
+                );
+                res.notes.push(format!("{}: initial sync response: {} KiB", kind.name(), r.bytes / 1024));
+            }
+        );
+    }
+
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_secs)).await;
+    if let Some(m) = proc.rss_mib() {
+        res.set("rss_after", m);
+    }
+    if let Some(m) = proc.peak_rss_mib() {
+        res.set("rss_peak", m);
+    }
+    eprintln!("[versus] {}: stopping", kind.name());
+    proc.stop();
+    res
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+async fn run(o: Opts) -> Res<()> {
+    let want = |k: Kind| o.only.is_none_or(|x| x == k);
+    let mut synapse_version = None;
+    let mut python_version = String::new();
+    if want(Kind::Synapse) {
+        match server::ensure_synapse(&o.synapse_venv) {
+            Ok((v, p)) => {
+                synapse_version = Some(v);
+                python_version = p;
+            }
+            Err(e) => eprintln!("[versus] Synapse: {}", e.0),
+        }
+    }
+    let mut synapse = Results::default();
+    let mut parvis = Results::default();
+    if want(Kind::Synapse) {
+        synapse = bench_server(Kind::Synapse, &o, synapse_version.is_some()).await;
+    }
+    if want(Kind::Parvis) {
+        parvis = bench_server(Kind::Parvis, &o, false).await;
+    }
+
+    let rows = rows(&o, &synapse, &parvis);
+    let profile = if cfg!(debug_assertions) { "debug build (figures not representative)" } else { "release build" };
+    println!();
+    print!("{}", text_table(&rows));
+    println!("{RATIO_NOTE}");
+    let mut notes: Vec<String> = synapse.notes.iter().chain(parvis.notes.iter()).cloned().collect();
+    if o.only.is_some() {
+        notes.push(format!("Only {} was run (--only).", o.only.map_or("", |k| k.name())));
+    }
+    if cfg!(debug_assertions) {
+        notes.push("The bench and Parvis were built in debug mode: figures are not representative.".into());
+    }
+    if !notes.is_empty() {
+        println!("\nNotes:");
+        for n in &notes {
+            println!("- {}", n.replace('\n', "\n    "));
+        }
+    }
+
+    if let Some(path) = &o.out {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Parvis vs Synapse\n");
+        let _ = writeln!(md, "Measured {} by `cargo bench --bench versus` (see bench/README.md).\n", utc_now());
+        let _ = writeln!(md, "- Machine: {}", machine_info());
+        let _ = writeln!(
+            md,
+            "- Parvis: {} ({profile}), RocksDB, rate limits off",
+            git_commit().map_or("commit unknown".into(), |c| format!("commit {c}"))
+        );
+        if want(Kind::Synapse) {
+            let _ = writeln!(
+                md,
+                "- Synapse: {} on SQLite, {}, rate limits raised, logging at WARNING",
+                synapse_version.as_deref().unwrap_or("not installed"),
+                python_version
+            );
+        }
+        let _ = writeln!(
+            md,
+            "- Workloads: sequential sends N = {} (Synapse) / {} (Parvis); {} concurrent senders for {} s; \
+             long-poll wake-ups {} (Synapse) / {} (Parvis); initial sync of a user in {} rooms × {} messages, \
+             {} times; all over HTTP/1.1 keep-alive on 127.0.0.1, one machine\n",
+            o.seq_synapse, o.seq_parvis, o.conc_users, o.conc_secs, o.wake_synapse, o.wake_parvis, o.sync_rooms,
+            o.sync_msgs, o.sync_reps
+        );
+        md += &markdown_table(&rows);
+        let _ = writeln!(md, "\n{RATIO_NOTE}");
+        let short: Vec<String> = notes.iter().map(|n| n.lines().next().unwrap_or_default().to_string()).collect();
+        if !short.is_empty() {
+            let _ = writeln!(md, "\nNotes:\n");
+            for n in short {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(path, md).map_err(|e| err!("writing {}: {e}", path.display()))?;
+        println!("\nWrote {}", path.display());
+    }
+    if (want(Kind::Synapse) && synapse.values.is_empty()) || (want(Kind::Parvis) && parvis.values.is_empty()) {
+        bail!("a server produced no figures (see the notes above)");
+    }
+    Ok(())
+}
+
+/// Runs the bench; on Ctrl-C or SIGTERM the `run` future is dropped, and with it the server guards, which
+/// stop the servers.
+async fn run_until_signal(opts: Opts) -> Res<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = run(opts) => r,
+        _ = tokio::signal::ctrl_c() => Err(err!("interrupted")),
+        _ = term.recv() => Err(err!("terminated")),
+    }
+}
+
+fn main() {
+    let opts = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("versus: {}", e.0);
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(run_until_signal(opts));
+    drop(rt);
+    if let Err(e) = result {
+        eprintln!("versus: {}", e.0);
+        std::process::exit(1);
+    }
+}

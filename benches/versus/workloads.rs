@@ -1,0 +1,310 @@
+//! The workloads. Each one sets up its own users and rooms (untimed), then measures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use tokio::sync::Barrier;
+
+use crate::client::{Api, User, next_batch, timeline_has_body};
+use crate::{Res, bail, err};
+
+/// Nearest-rank percentile of an ascending slice.
+pub fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    pct(&s, 0.5)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A per-run prefix for user names, so runs never collide.
+pub struct Names {
+    pub tag: String,
+}
+
+impl Names {
+    pub fn user(&self, what: &str) -> String {
+        format!("{}_{what}", self.tag)
+    }
+}
+
+pub const PASSWORD: &str = "versus-bench-password-1";
+
+/// Runs `f(i)` for `i in 0..n` with at most `limit` in flight; fails on the first error.
+pub async fn limited<T, F, Fut>(n: usize, limit: usize, f: F) -> Res<Vec<T>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Res<T>>,
+{
+    let results: Vec<(usize, Res<T>)> =
+        stream::iter(0..n).map(|i| { let fut = f(i); async move { (i, fut.await) } }).buffer_unordered(limit.max(1)).collect().await;
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for (i, r) in results {
+        out[i] = Some(r?);
+    }
+    Ok(out.into_iter().map(|o| o.expect("every index ran")).collect())
+}
+
+pub async fn register_many(api: &Api, names: &Names, prefix: &str, n: usize) -> Res<Vec<User>> {
+    limited(n, 4, |i| {
+        let api = api.clone();
+        let name = names.user(&format!("{prefix}{i:03}"));
+        async move { api.register(&name, PASSWORD).await }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+pub struct SeqResult {
+    pub n: usize,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// One user, one room, `n` sends one after another (after `warmup` unmeasured ones).
+pub async fn sequential(api: &Api, names: &Names, n: usize, warmup: usize) -> Res<SeqResult> {
+    let u = api.register(&names.user("seq"), PASSWORD).await?;
+    let room = api.create_room(&u, "sequential").await?;
+    for i in 0..warmup {
+        api.send_text(&u, &room, &format!("seqw{i}"), &format!("warm-up {i}")).await?;
+    }
+    let mut lat = Vec::with_capacity(n);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        api.send_text(&u, &room, &format!("seq{i}"), &format!("sequential message {i}")).await?;
+        lat.push(ms(t.elapsed()));
+    }
+    let total = t0.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(SeqResult { n, per_sec: n as f64 / total, p50_ms: pct(&lat, 0.5), p99_ms: pct(&lat, 0.99) })
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+pub struct ConcResult {
+    pub users: usize,
+    pub sent: usize,
+    pub errors: usize,
+    pub first_error: Option<String>,
+    pub secs: f64,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Server CPU time per successful send, in microseconds.
+    pub server_cpu_us_per_event: Option<f64>,
+    /// Server and load-client CPU use during the run, as a share of one core.
+    pub server_cores: Option<f64>,
+    pub client_cores: Option<f64>,
+}
+
+/// `users` users joined to one public room, each sending in a loop for `duration` (or `max_each`
+/// messages), all at once.
+pub async fn concurrent(
+    api: &Api,
+    names: &Names,
+    server_pid: u32,
+    users: usize,
+    duration: Duration,
+    max_each: usize,
+) -> Res<ConcResult> {
+    if users == 0 {
+        bail!("need at least one concurrent user");
+    }
+    let us = register_many(api, names, "conc", users).await?;
+    let room = api.create_room(&us[0], "concurrent").await?;
+    limited(users - 1, 4, |i| {
+        let (api, u, room) = (api.clone(), us[i + 1].clone(), room.clone());
+        async move { api.join(&u, &room).await }
+    })
+    .await?;
+    // One unmeasured message each: opens the keep-alive connections and warms up.
+    limited(users, users, |i| {
+        let (api, u, room) = (api.clone(), us[i].clone(), room.clone());
+        async move { api.send_text(&u, &room, &format!("cw{i}"), "warm-up").await.map(|_| ()) }
+    })
+    .await?;
+
+    let barrier = Arc::new(Barrier::new(users + 1));
+    let mut tasks = Vec::with_capacity(users);
+    for (i, u) in us.iter().enumerate() {
+        let (api, u, room, barrier) = (api.clone(), u.clone(), room.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let start = Instant::now();
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let mut first_error = None;
+            let mut k = 0usize;
+            while k < max_each && start.elapsed() < duration {
+                let t = Instant::now();
+                match api.send_text(&u, &room, &format!("c{i}-{k}"), &format!("user {i} message {k}")).await {
+                    Ok(_) => lat.push(ms(t.elapsed())),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e.0);
+                        if errors > 100 {
+                            break;
+                        }
+                    }
+                }
+                k += 1;
+            }
+            (lat, errors, first_error)
+        }));
+    }
+    let cpu0 = (crate::server::cpu_secs(&server_pid.to_string()), crate::server::cpu_secs("self"));
+    barrier.wait().await;
+    let t0 = Instant::now();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for t in tasks {
+        let (l, e, fe) = t.await.map_err(|e| err!("sender task: {e}"))?;
+        lat.extend(l);
+        errors += e;
+        if first_error.is_none() {
+            first_error = fe;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu1 = (crate::server::cpu_secs(&server_pid.to_string()), crate::server::cpu_secs("self"));
+    lat.sort_by(f64::total_cmp);
+    let sent = lat.len();
+    let server_cpu = cpu0.0.zip(cpu1.0).map(|(a, b)| b - a);
+    let client_cpu = cpu0.1.zip(cpu1.1).map(|(a, b)| b - a);
+    Ok(ConcResult {
+        users,
+        sent,
+        errors,
+        first_error,
+        secs,
+        per_sec: sent as f64 / secs,
+        p50_ms: pct(&lat, 0.5),
+        p99_ms: pct(&lat, 0.99),
+        server_cpu_us_per_event: server_cpu.filter(|_| sent > 0).map(|c| c * 1e6 / sent as f64),
+        server_cores: server_cpu.map(|c| c / secs),
+        client_cores: client_cpu.map(|c| c / secs),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+pub struct WakeResult {
+    pub n: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Long-polls that returned before the message was there (woken by something else) and were re-issued.
+    pub early_wakeups: usize,
+}
+
+/// User B long-polls `/sync?since=…&timeout=30000`; user A sends a message. Latency: from just before
+/// the send is issued until B holds a sync response with that message (re-polling if B is woken by
+/// something else first).
+pub async fn wakeup(api: &Api, names: &Names, n: usize, warmup: usize, settle: Duration) -> Res<WakeResult> {
+    let a = api.register(&names.user("wake_a"), PASSWORD).await?;
+    let b = api.register(&names.user("wake_b"), PASSWORD).await?;
+    let room = api.create_room(&a, "wake-up").await?;
+    api.join(&b, &room).await?;
+    let (v, _) = api.sync(&b, None, 0).await?;
+    let mut since = next_batch(&v);
+    let mut lat = Vec::with_capacity(n);
+    let mut early = 0usize;
+    for i in 0..(warmup + n) {
+        let marker = format!("wake-{}-{i}", names.tag);
+        let poll = |since: String| {
+            let (api, b) = (api.clone(), b.clone());
+            tokio::spawn(async move { api.sync(&b, Some(&since), 30_000).await })
+        };
+        // Start the long-poll and give it time to park on the server.
+        let mut h = poll(since.clone());
+        tokio::time::sleep(settle).await;
+        let mut spurious = 0;
+        while h.is_finished() {
+            let (v, _) = (&mut h).await.map_err(|e| err!("sync task: {e}"))??;
+            since = next_batch(&v);
+            spurious += 1;
+            if spurious > 20 {
+                bail!("the long-poll /sync keeps returning at once (since={since})");
+            }
+            h = poll(since.clone());
+            tokio::time::sleep(settle).await;
+        }
+        let t0 = Instant::now();
+        let send = {
+            let (api, a, room, marker) = (api.clone(), a.clone(), room.clone(), marker.clone());
+            tokio::spawn(async move { api.send_text(&a, &room, &format!("wake{i}"), &marker).await })
+        };
+        let deadline = tokio::time::Instant::from_std(t0 + Duration::from_secs(20));
+        let elapsed = loop {
+            let (v, _) = tokio::time::timeout_at(deadline, &mut h)
+                .await
+                .map_err(|_| err!("message {i} did not reach the long-polling user within 20 s"))?
+                .map_err(|e| err!("sync task: {e}"))??;
+            let got = timeline_has_body(&v, &room, &marker);
+            since = next_batch(&v);
+            if got {
+                break t0.elapsed();
+            }
+            early += 1;
+            h = poll(since.clone());
+        };
+        send.await.map_err(|e| err!("send task: {e}"))??;
+        if i >= warmup {
+            lat.push(ms(elapsed));
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(WakeResult { n, p50_ms: pct(&lat, 0.5), p99_ms: pct(&lat, 0.99), early_wakeups: early })
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+pub struct InitialSyncResult {
+    pub rooms: usize,
+    pub first_ms: f64,
+    pub median_ms: f64,
+    pub bytes: usize,
+}
+
+/// A user in `rooms` rooms with `msgs` messages each; `GET /sync` without `since`, `reps` times.
+pub async fn initial_sync(api: &Api, names: &Names, rooms: usize, msgs: usize, reps: usize) -> Res<InitialSyncResult> {
+    let u = api.register(&names.user("isync"), PASSWORD).await?;
+    limited(rooms, 4, |r| {
+        let (api, u) = (api.clone(), u.clone());
+        async move {
+            let room = api.create_room(&u, &format!("room {r}")).await?;
+            for m in 0..msgs {
+                api.send_text(&u, &room, &format!("is{r}-{m}"), &format!("message {m} in room {r}")).await?;
+            }
+            Res::<()>::Ok(())
+        }
+    })
+    .await?;
+    let mut times = Vec::with_capacity(reps);
+    let mut bytes = 0;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let (v, len) = api.sync(&u, None, 0).await?;
+        times.push(ms(t.elapsed()));
+        bytes = len;
+        let joined = v["rooms"]["join"].as_object().map_or(0, |m| m.len());
+        if joined < rooms {
+            bail!("initial sync lists {joined} joined rooms, expected {rooms}");
+        }
+    }
+    Ok(InitialSyncResult { rooms, first_ms: times[0], median_ms: median(&times), bytes })
+}
