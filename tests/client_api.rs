@@ -191,3 +191,74 @@ async fn every_supported_room_version_works() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn knocking_shows_in_sync_and_invite_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "initial_state": [{ "type": "m.room.join_rules", "content": { "join_rule": "knock" } }] }))
+        .await;
+    let (status, _) =
+        server.call(Method::POST, &format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    server.post(&format!("/_matrix/client/v3/knock/{}", enc(&room)), &bob, json!({ "reason": "let me in" })).await;
+    let sync = server.get("/_matrix/client/v3/sync", &bob).await;
+    assert!(sync["rooms"]["knock"][&room]["knock_state"]["events"].is_array(), "{sync}");
+    let members = server.get(&format!("/_matrix/client/v3/rooms/{}/members?membership=knock", enc(&room)), &alice).await;
+    assert_eq!(members["chunk"][0]["state_key"], bob_id);
+    server.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &alice, json!({ "user_id": bob_id })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_answer_limit_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.rate_limits.enabled = true;
+    config.rate_limits.per_second = 0.5;
+    config.rate_limits.burst = 3.0;
+    let server = TestServer::start_with(config).await;
+    let mut limited = None;
+    for i in 0..10 {
+        let (status, body) = server
+            .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({ "type": "m.login.password", "user": format!("nobody{i}"), "password": "x" })))
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(body);
+            break;
+        }
+    }
+    let body = limited.expect("the burst of 3 is exhausted within 10 requests");
+    assert_eq!(body["errcode"], "M_LIMIT_EXCEEDED");
+    assert!(body["retry_after_ms"].as_u64().unwrap() > 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_visibility_joined_hides_earlier_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let (_, bob) = server.register("bob").await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "initial_state": [{ "type": "m.room.history_visibility", "content": { "history_visibility": "joined" } }] }),
+        )
+        .await;
+    let secret = server.send_text(&alice, &room, "s", "before bob").await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server.send_text(&alice, &room, "p", "after bob").await;
+    let messages = server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&room)), &bob).await;
+    let bodies: Vec<&str> = messages["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(bodies, vec!["after bob"]);
+    let (status, _) = server
+        .call(Method::GET, &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&secret)), Some(&bob), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}

@@ -21,6 +21,7 @@ use ruma::api::client::{
     directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
     discovery::{get_capabilities, get_supported_versions},
     filter::{create_filter, get_filter},
+    knock::knock_room,
     membership::{
         ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members,
         joined_rooms, kick_user, leave_room, unban_user,
@@ -71,6 +72,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<join_room_by_id::v3::Request, _, _>(rooms::join_by_id)
         .ruma::<join_room_by_id_or_alias::v3::Request, _, _>(rooms::join_by_id_or_alias)
         .ruma::<invite_user::v3::Request, _, _>(rooms::invite)
+        .ruma::<knock_room::v3::Request, _, _>(rooms::knock)
         .ruma::<leave_room::v3::Request, _, _>(rooms::leave)
         .ruma::<forget_room::v3::Request, _, _>(rooms::forget)
         .ruma::<kick_user::v3::Request, _, _>(rooms::kick)

@@ -6,6 +6,7 @@ use axum::extract::State;
 use ruma::{
     OwnedRoomId, RoomId, UserId,
     api::client::{
+        knock::knock_room,
         membership::{
             ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
             joined_members, joined_rooms, kick_user, leave_room, unban_user,
@@ -134,17 +135,33 @@ pub async fn join_by_id_or_alias(
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            let room_id = match OwnedRoomId::try_from(req.body.room_id_or_alias.as_str()) {
-                Ok(room_id) => room_id,
-                Err(_) => {
-                    let alias = ruma::OwnedRoomAliasId::try_from(req.body.room_id_or_alias.as_str())
-                        .map_err(|_| Error::invalid_param("Invalid room id or alias"))?;
-                    s.directory.resolve(&alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?.room_id
-                }
-            };
+            let room_id = resolve_room(s, req.body.room_id_or_alias.as_str())?;
             Ok(join_room_by_id_or_alias::v3::Response::new(join(s, &user, &room_id, req.body.reason.as_deref())?).into())
         })
         .await
+}
+
+pub async fn knock(State(services): State<Arc<Services>>, req: Ruma<knock_room::v3::Request>) -> Res<knock_room::v3::Response> {
+    let user = req.user()?.clone();
+    services
+        .run(move |s| {
+            let room_id = resolve_room(s, req.body.room_id_or_alias.as_str())?;
+            if !s.timeline.room_exists(&room_id)? {
+                return Err(Error::not_found("No known servers for this room"));
+            }
+            set_membership(s, &room_id, &user, &user, "knock", req.body.reason.as_deref(), None)?;
+            Ok(knock_room::v3::Response::new(room_id).into())
+        })
+        .await
+}
+
+/// A room id, or the room an alias of this server points to.
+fn resolve_room(s: &Services, id_or_alias: &str) -> Result<OwnedRoomId> {
+    if let Ok(room_id) = OwnedRoomId::try_from(id_or_alias) {
+        return Ok(room_id);
+    }
+    let alias = ruma::OwnedRoomAliasId::try_from(id_or_alias).map_err(|_| Error::invalid_param("Invalid room id or alias"))?;
+    Ok(s.directory.resolve(&alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?.room_id)
 }
 
 pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user::v3::Request>) -> Res<invite_user::v3::Response> {
