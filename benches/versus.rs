@@ -105,7 +105,9 @@ fn parse_opts() -> Res<Opts> {
     let mut kv: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in std::env::vars() {
         if let Some(name) = k.strip_prefix("VERSUS_") {
-            kv.entry(name.to_ascii_lowercase().replace('_', "-")).or_default().push(v);
+            kv.entry(name.to_ascii_lowercase().replace('_', "-"))
+                .or_default()
+                .push(v);
         }
     }
     let mut args = std::env::args().skip(1);
@@ -120,10 +122,15 @@ fn parse_opts() -> Res<Opts> {
             }
             _ => {}
         }
-        let Some(name) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}\n\n{USAGE}") };
+        let Some(name) = a.strip_prefix("--") else {
+            bail!("unexpected argument {a:?}\n\n{USAGE}")
+        };
         let (name, value) = match name.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
-            None => (name.to_string(), args.next().ok_or_else(|| err!("--{name} needs a value"))?),
+            None => (
+                name.to_string(),
+                args.next().ok_or_else(|| err!("--{name} needs a value"))?,
+            ),
         };
         from_cli.entry(name).or_default().push(value);
     }
@@ -131,9 +138,25 @@ fn parse_opts() -> Res<Opts> {
         kv.insert(k, v);
     }
     let known = [
-        "only", "parvis-bin", "parvis-env", "synapse-venv", "seq-parvis", "seq-synapse", "seq-warmup",
-        "conc-users", "conc-secs", "conc-max", "wake-parvis", "wake-synapse", "wake-settle-ms", "sync-rooms",
-        "sync-msgs", "sync-reps", "idle-secs", "workload-timeout", "out",
+        "only",
+        "parvis-bin",
+        "parvis-env",
+        "synapse-venv",
+        "seq-parvis",
+        "seq-synapse",
+        "seq-warmup",
+        "conc-users",
+        "conc-secs",
+        "conc-max",
+        "wake-parvis",
+        "wake-synapse",
+        "wake-settle-ms",
+        "sync-rooms",
+        "sync-msgs",
+        "sync-reps",
+        "idle-secs",
+        "workload-timeout",
+        "out",
     ];
     if let Some(k) = kv.keys().find(|k| !known.contains(&k.as_str())) {
         bail!("unknown option --{k}\n\n{USAGE}");
@@ -154,7 +177,9 @@ fn parse_opts() -> Res<Opts> {
     };
     let mut parvis_env = Vec::new();
     for pair in kv.get("parvis-env").into_iter().flatten() {
-        let (k, v) = pair.split_once('=').ok_or_else(|| err!("--parvis-env: expected KEY=VALUE, got {pair:?}"))?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| err!("--parvis-env: expected KEY=VALUE, got {pair:?}"))?;
         parvis_env.push((k.to_string(), v.to_string()));
     }
     let out = match last("out").as_deref() {
@@ -164,10 +189,15 @@ fn parse_opts() -> Res<Opts> {
     };
     Ok(Opts {
         only,
-        parvis_bin: last("parvis-bin").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_parvis")), PathBuf::from),
+        parvis_bin: last("parvis-bin").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_parvis")),
+            PathBuf::from,
+        ),
         parvis_env,
-        synapse_venv: last("synapse-venv")
-            .map_or_else(|| PathBuf::from(&home).join(".cache/parvis-bench-synapse-venv"), PathBuf::from),
+        synapse_venv: last("synapse-venv").map_or_else(
+            || PathBuf::from(&home).join(".cache/parvis-bench-synapse-venv"),
+            PathBuf::from,
+        ),
         seq_parvis: num(last("seq-parvis"), "seq-parvis", 2000)?,
         seq_synapse: num(last("seq-synapse"), "seq-synapse", 500)?,
         seq_warmup: num(last("seq-warmup"), "seq-warmup", 20)?,
@@ -203,21 +233,96 @@ struct Fig {
 }
 
 const FIGS: &[Fig] = &[
-    Fig { key: "startup", label: "start → first /versions (ms)", better: Better::Lower, decimals: 0 },
-    Fig { key: "rss_idle", label: "resident memory, idle after start (MiB)", better: Better::Lower, decimals: 1 },
-    Fig { key: "seq_rate", label: "sequential sends (messages/s)", better: Better::Higher, decimals: 1 },
-    Fig { key: "seq_p50", label: "sequential send latency p50 (ms)", better: Better::Lower, decimals: 2 },
-    Fig { key: "seq_p99", label: "sequential send latency p99 (ms)", better: Better::Lower, decimals: 2 },
-    Fig { key: "conc_rate", label: "concurrent senders, total (events/s)", better: Better::Higher, decimals: 1 },
-    Fig { key: "conc_p50", label: "concurrent send latency p50 (ms)", better: Better::Lower, decimals: 1 },
-    Fig { key: "conc_p99", label: "concurrent send latency p99 (ms)", better: Better::Lower, decimals: 1 },
-    Fig { key: "conc_cpu", label: "server CPU per concurrent send (µs)", better: Better::Lower, decimals: 0 },
-    Fig { key: "wake_p50", label: "long-poll wake-up latency p50 (ms)", better: Better::Lower, decimals: 2 },
-    Fig { key: "wake_p99", label: "long-poll wake-up latency p99 (ms)", better: Better::Lower, decimals: 2 },
-    Fig { key: "isync_first", label: "initial sync, N rooms, first (ms)", better: Better::Lower, decimals: 1 },
-    Fig { key: "isync_median", label: "initial sync, N rooms, median (ms)", better: Better::Lower, decimals: 1 },
-    Fig { key: "rss_after", label: "resident memory after the load (MiB)", better: Better::Lower, decimals: 1 },
-    Fig { key: "rss_peak", label: "peak resident memory (MiB)", better: Better::Lower, decimals: 1 },
+    Fig {
+        key: "startup",
+        label: "start → first /versions (ms)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "rss_idle",
+        label: "resident memory, idle after start (MiB)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "seq_rate",
+        label: "sequential sends (messages/s)",
+        better: Better::Higher,
+        decimals: 1,
+    },
+    Fig {
+        key: "seq_p50",
+        label: "sequential send latency p50 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "seq_p99",
+        label: "sequential send latency p99 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "conc_rate",
+        label: "concurrent senders, total (events/s)",
+        better: Better::Higher,
+        decimals: 1,
+    },
+    Fig {
+        key: "conc_p50",
+        label: "concurrent send latency p50 (ms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "conc_p99",
+        label: "concurrent send latency p99 (ms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "conc_cpu",
+        label: "server CPU per concurrent send (µs)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "wake_p50",
+        label: "long-poll wake-up latency p50 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "wake_p99",
+        label: "long-poll wake-up latency p99 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "isync_first",
+        label: "initial sync, N rooms, first (ms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "isync_median",
+        label: "initial sync, N rooms, median (ms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "rss_after",
+        label: "resident memory after the load (MiB)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "rss_peak",
+        label: "peak resident memory (MiB)",
+        better: Better::Lower,
+        decimals: 1,
+    },
 ];
 
 #[derive(Default)]
@@ -241,10 +346,12 @@ impl Results {
 }
 
 fn label(f: &Fig, o: &Opts) -> String {
-    f.label.replace("N rooms", &format!("{} rooms", o.sync_rooms)).replace(
-        "concurrent senders,",
-        &format!("{} concurrent senders,", o.conc_users),
-    )
+    f.label
+        .replace("N rooms", &format!("{} rooms", o.sync_rooms))
+        .replace(
+            "concurrent senders,",
+            &format!("{} concurrent senders,", o.conc_users),
+        )
 }
 
 fn ratio(f: &Fig, s: Option<f64>, p: Option<f64>) -> Option<f64> {
@@ -274,14 +381,18 @@ fn rows(o: &Opts, s: &Results, p: &Results) -> Vec<[String; 4]> {
         .filter(|f| s.values.contains_key(f.key) || p.values.contains_key(f.key))
         .map(|f| {
             let (sv, pv) = (s.values.get(f.key).copied(), p.values.get(f.key).copied());
-            [label(f, o), fmt_val(f, sv), fmt_val(f, pv), fmt_ratio(ratio(f, sv, pv))]
+            [
+                label(f, o),
+                fmt_val(f, sv),
+                fmt_val(f, pv),
+                fmt_ratio(ratio(f, sv, pv)),
+            ]
         })
         .collect()
 }
 
 const HEADER: [&str; 4] = ["figure", "Synapse", "Parvis", "Parvis vs Synapse"];
-const RATIO_NOTE: &str =
-    "Ratio: Parvis relative to Synapse, oriented so that > 1 means Parvis is better (more throughput, \
+const RATIO_NOTE: &str = "Ratio: Parvis relative to Synapse, oriented so that > 1 means Parvis is better (more throughput, \
      or less time or memory); < 1 means Synapse is better.";
 
 fn text_table(rows: &[[String; 4]]) -> String {
@@ -293,7 +404,11 @@ fn text_table(rows: &[[String; 4]]) -> String {
     }
     let pad = |s: &str, n: usize, right: bool| {
         let fill = " ".repeat(n - s.chars().count());
-        if right { format!("{fill}{s}") } else { format!("{s}{fill}") }
+        if right {
+            format!("{fill}{s}")
+        } else {
+            format!("{s}{fill}")
+        }
     };
     let mut out = String::new();
     let line = |cells: [&str; 4]| {
@@ -314,7 +429,10 @@ fn text_table(rows: &[[String; 4]]) -> String {
 }
 
 fn markdown_table(rows: &[[String; 4]]) -> String {
-    let mut out = format!("| {} | {} | {} | {} |\n|---|---:|---:|---:|\n", HEADER[0], HEADER[1], HEADER[2], HEADER[3]);
+    let mut out = format!(
+        "| {} | {} | {} | {} |\n|---|---:|---:|---:|\n",
+        HEADER[0], HEADER[1], HEADER[2], HEADER[3]
+    );
     for r in rows {
         let _ = writeln!(out, "| {} | {} | {} | {} |", r[0], r[1], r[2], r[3]);
     }
@@ -325,7 +443,9 @@ fn markdown_table(rows: &[[String; 4]]) -> String {
 // Machine information
 
 fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days + 719_468;
@@ -337,7 +457,11 @@ fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 fn machine_info() -> String {
@@ -350,19 +474,45 @@ fn machine_info() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
-        .map_or("? GiB".into(), |k| format!("{:.1} GiB", k / 1024.0 / 1024.0));
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or("? GiB".into(), |k| {
+            format!("{:.1} GiB", k / 1024.0 / 1024.0)
+        });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} CPUs available, {mem} RAM, Linux {}", kernel.trim())
+    format!(
+        "{cpu}, {cores} CPUs available, {mem} RAM, Linux {}",
+        kernel.trim()
+    )
+}
+
+/// The 1-minute load average: anything well above 0 means the machine was not idle.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn git_commit() -> Option<String> {
     let out = std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+        ])
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -375,16 +525,26 @@ async fn wait_ready(api: &Api, proc: &mut ServerProc, t0: Instant) -> Res<Durati
             return Ok(t0.elapsed());
         }
         if let Some(status) = proc.exit_status() {
-            bail!("exited during start-up ({status}); log:\n{}", proc.log_tail(40));
+            bail!(
+                "exited during start-up ({status}); log:\n{}",
+                proc.log_tail(40)
+            );
         }
         if t0.elapsed() > limit {
-            bail!("no answer to /versions within {limit:?}; log:\n{}", proc.log_tail(40));
+            bail!(
+                "no answer to /versions within {limit:?}; log:\n{}",
+                proc.log_tail(40)
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-async fn bounded<T>(o: &Opts, what: &str, fut: impl std::future::Future<Output = Res<T>>) -> Res<T> {
+async fn bounded<T>(
+    o: &Opts,
+    what: &str,
+    fut: impl std::future::Future<Output = Res<T>>,
+) -> Res<T> {
     let limit = Duration::from_secs_f64(o.workload_timeout);
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.map_err(|e| err!("{what}: {}", e.0)),
@@ -416,7 +576,11 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             return res;
         }
     };
-    eprintln!("[versus] {}: starting on {}", kind.name(), prepared.base_url());
+    eprintln!(
+        "[versus] {}: starting on {}",
+        kind.name(),
+        prepared.base_url()
+    );
     let t0 = Instant::now();
     let mut proc = match prepared.spawn() {
         Ok(p) => p,
@@ -437,7 +601,14 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
         res.set("rss_idle", m);
     }
 
-    let names = Names { tag: format!("v{}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())) };
+    let names = Names {
+        tag: format!(
+            "v{}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        ),
+    };
     let (seq_n, wake_n) = match kind {
         Kind::Synapse => (o.seq_synapse, o.wake_synapse),
         Kind::Parvis => (o.seq_parvis, o.wake_parvis),
@@ -451,24 +622,39 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             match bounded(o, $name, $fut).await {
                 Ok($r) => {
                     $record;
-                    eprintln!("[versus] {}: {} done in {:.1} s", kind.name(), $name, t.elapsed().as_secs_f64());
+                    eprintln!(
+                        "[versus] {}: {} done in {:.1} s",
+                        kind.name(),
+                        $name,
+                        t.elapsed().as_secs_f64()
+                    );
                 }
                 Err(e) => res.note(kind, e.0),
             }
             if let Some(status) = proc.exit_status() {
-                res.note(kind, format!("server exited ({status}); log:\n{}", proc.log_tail(40)));
+                res.note(
+                    kind,
+                    format!("server exited ({status}); log:\n{}", proc.log_tail(40)),
+                );
                 return res;
             }
         }};
     }
 
     if seq_n > 0 {
-        workload!("sequential sends", workloads::sequential(&api, &names, seq_n, o.seq_warmup), |r| {
-            res.set("seq_rate", r.per_sec);
-            res.set("seq_p50", r.p50_ms);
-            res.set("seq_p99", r.p99_ms);
-            eprintln!("[versus]   {} sends: {:.1}/s, p50 {:.2} ms, p99 {:.2} ms", r.n, r.per_sec, r.p50_ms, r.p99_ms);
-        });
+        workload!(
+            "sequential sends",
+            workloads::sequential(&api, &names, seq_n, o.seq_warmup),
+            |r| {
+                res.set("seq_rate", r.per_sec);
+                res.set("seq_p50", r.p50_ms);
+                res.set("seq_p99", r.p99_ms);
+                eprintln!(
+                    "[versus]   {} sends: {:.1}/s, p50 {:.2} ms, p99 {:.2} ms",
+                    r.n, r.per_sec, r.p50_ms, r.p99_ms
+                );
+            }
+        );
     }
     if o.conc_users > 0 && o.conc_secs > 0.0 {
         let dur = Duration::from_secs_f64(o.conc_secs);
@@ -503,7 +689,11 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
                 if r.errors > 0 {
                     res.note(
                         kind,
-                        format!("concurrent senders: {} failed sends, first: {}", r.errors, r.first_error.unwrap_or_default()),
+                        format!(
+                            "concurrent senders: {} failed sends, first: {}",
+                            r.errors,
+                            r.first_error.unwrap_or_default()
+                        ),
                     );
                 }
             }
@@ -511,17 +701,24 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
     }
     if wake_n > 0 {
         let settle = Duration::from_millis(o.wake_settle_ms);
-        workload!("long-poll wake-up", workloads::wakeup(&api, &names, wake_n, 3, settle), |r| {
-            res.set("wake_p50", r.p50_ms);
-            res.set("wake_p99", r.p99_ms);
-            eprintln!("[versus]   {} wake-ups: p50 {:.2} ms, p99 {:.2} ms", r.n, r.p50_ms, r.p99_ms);
-            if r.early_wakeups > 0 {
-                res.note(
+        workload!(
+            "long-poll wake-up",
+            workloads::wakeup(&api, &names, wake_n, 3, settle),
+            |r| {
+                res.set("wake_p50", r.p50_ms);
+                res.set("wake_p99", r.p99_ms);
+                eprintln!(
+                    "[versus]   {} wake-ups: p50 {:.2} ms, p99 {:.2} ms",
+                    r.n, r.p50_ms, r.p99_ms
+                );
+                if r.early_wakeups > 0 {
+                    res.note(
                     kind,
                     format!("long-poll: {} early returns without the message (re-polled, time kept running)", r.early_wakeups),
                 );
+                }
             }
-        });
+        );
     }
     if o.sync_rooms > 0 {
         workload!(
@@ -537,7 +734,11 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
                     r.median_ms,
                     r.bytes / 1024
                 );
-                res.notes.push(format!("{}: initial sync response: {} KiB", kind.name(), r.bytes / 1024));
+                res.notes.push(format!(
+                    "{}: initial sync response: {} KiB",
+                    kind.name(),
+                    r.bytes / 1024
+                ));
             }
         );
     }
@@ -558,6 +759,13 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
 
 async fn run(o: Opts) -> Res<()> {
     let want = |k: Kind| o.only.is_none_or(|x| x == k);
+    let load_before = load_average();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if load_before.parse::<f64>().is_ok_and(|l| l > 0.5 * cores) {
+        eprintln!(
+            "[versus] warning: load average {load_before} on {cores} CPUs: the machine is busy, figures will be noisy"
+        );
+    }
     let mut synapse_version = None;
     let mut python_version = String::new();
     if want(Kind::Synapse) {
@@ -579,16 +787,34 @@ async fn run(o: Opts) -> Res<()> {
     }
 
     let rows = rows(&o, &synapse, &parvis);
-    let profile = if cfg!(debug_assertions) { "debug build (figures not representative)" } else { "release build" };
+    let default_bin = o.parvis_bin == PathBuf::from(env!("CARGO_BIN_EXE_parvis"));
+    let profile = match (default_bin, cfg!(debug_assertions)) {
+        (true, true) => "debug build: figures not representative".to_string(),
+        (true, false) => "release build".to_string(),
+        (false, _) => format!("binary {}", o.parvis_bin.display()),
+    };
     println!();
     print!("{}", text_table(&rows));
     println!("{RATIO_NOTE}");
-    let mut notes: Vec<String> = synapse.notes.iter().chain(parvis.notes.iter()).cloned().collect();
+    let mut notes: Vec<String> = synapse
+        .notes
+        .iter()
+        .chain(parvis.notes.iter())
+        .cloned()
+        .collect();
     if o.only.is_some() {
-        notes.push(format!("Only {} was run (--only).", o.only.map_or("", |k| k.name())));
+        notes.push(format!(
+            "Only {} was run (--only).",
+            o.only.map_or("", |k| k.name())
+        ));
     }
     if cfg!(debug_assertions) {
-        notes.push("The bench and Parvis were built in debug mode: figures are not representative.".into());
+        notes.push(if default_bin && want(Kind::Parvis) {
+            "The bench and Parvis were built in debug mode: figures are not representative.".into()
+        } else {
+            "The load client was built in debug mode: it may be slower than the servers it drives."
+                .into()
+        });
     }
     if !notes.is_empty() {
         println!("\nNotes:");
@@ -600,8 +826,16 @@ async fn run(o: Opts) -> Res<()> {
     if let Some(path) = &o.out {
         let mut md = String::new();
         let _ = writeln!(md, "# Parvis vs Synapse\n");
-        let _ = writeln!(md, "Measured {} by `cargo bench --bench versus` (see bench/README.md).\n", utc_now());
-        let _ = writeln!(md, "- Machine: {}", machine_info());
+        let _ = writeln!(
+            md,
+            "Measured {} by `cargo bench --bench versus` (see bench/README.md).\n",
+            utc_now()
+        );
+        let _ = writeln!(
+            md,
+            "- Machine: {}; load average before the run: {load_before}",
+            machine_info()
+        );
         let _ = writeln!(
             md,
             "- Parvis: {} ({profile}), RocksDB, rate limits off",
@@ -620,12 +854,22 @@ async fn run(o: Opts) -> Res<()> {
             "- Workloads: sequential sends N = {} (Synapse) / {} (Parvis); {} concurrent senders for {} s; \
              long-poll wake-ups {} (Synapse) / {} (Parvis); initial sync of a user in {} rooms × {} messages, \
              {} times; all over HTTP/1.1 keep-alive on 127.0.0.1, one machine\n",
-            o.seq_synapse, o.seq_parvis, o.conc_users, o.conc_secs, o.wake_synapse, o.wake_parvis, o.sync_rooms,
-            o.sync_msgs, o.sync_reps
+            o.seq_synapse,
+            o.seq_parvis,
+            o.conc_users,
+            o.conc_secs,
+            o.wake_synapse,
+            o.wake_parvis,
+            o.sync_rooms,
+            o.sync_msgs,
+            o.sync_reps
         );
         md += &markdown_table(&rows);
         let _ = writeln!(md, "\n{RATIO_NOTE}");
-        let short: Vec<String> = notes.iter().map(|n| n.lines().next().unwrap_or_default().to_string()).collect();
+        let short: Vec<String> = notes
+            .iter()
+            .map(|n| n.lines().next().unwrap_or_default().to_string())
+            .collect();
         if !short.is_empty() {
             let _ = writeln!(md, "\nNotes:\n");
             for n in short {
@@ -638,7 +882,9 @@ async fn run(o: Opts) -> Res<()> {
         std::fs::write(path, md).map_err(|e| err!("writing {}: {e}", path.display()))?;
         println!("\nWrote {}", path.display());
     }
-    if (want(Kind::Synapse) && synapse.values.is_empty()) || (want(Kind::Parvis) && parvis.values.is_empty()) {
+    if (want(Kind::Synapse) && synapse.values.is_empty())
+        || (want(Kind::Parvis) && parvis.values.is_empty())
+    {
         bail!("a server produced no figures (see the notes above)");
     }
     Ok(())
@@ -664,7 +910,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = rt.block_on(run_until_signal(opts));
     drop(rt);
     if let Err(e) = result {

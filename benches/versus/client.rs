@@ -42,7 +42,11 @@ pub fn enc(s: &str) -> String {
 fn snippet(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
     let s = s.trim();
-    if s.chars().count() > 300 { format!("{}…", s.chars().take(300).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 impl Api {
@@ -76,7 +80,10 @@ impl Api {
         }
         let resp = rb.send().await.map_err(|e| err!("{method} {path}: {e}"))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| err!("{method} {path}: reading body: {e}"))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| err!("{method} {path}: reading body: {e}"))?;
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status, value, bytes.to_vec()))
     }
@@ -90,7 +97,9 @@ impl Api {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Res<Value> {
-        let (status, value, bytes) = self.call_raw(method.clone(), path, token, body, timeout).await?;
+        let (status, value, bytes) = self
+            .call_raw(method.clone(), path, token, body, timeout)
+            .await?;
         if !status.is_success() {
             bail!("{method} {path}: HTTP {status}: {}", snippet(&bytes));
         }
@@ -100,7 +109,13 @@ impl Api {
     /// `GET /_matrix/client/versions` answered with 200 and a JSON body listing versions.
     pub async fn versions_ok(&self) -> bool {
         match self
-            .call_raw(Method::GET, "/_matrix/client/versions", None, None, Duration::from_secs(2))
+            .call_raw(
+                Method::GET,
+                "/_matrix/client/versions",
+                None,
+                None,
+                Duration::from_secs(2),
+            )
             .await
         {
             Ok((s, v, _)) => s == StatusCode::OK && v.get("versions").is_some(),
@@ -116,15 +131,23 @@ impl Api {
             "password": password,
             "initial_device_display_name": "versus bench",
         });
-        let (status, v, bytes) = self.call_raw(Method::POST, path, None, Some(&body), REQUEST_TIMEOUT).await?;
+        let (status, v, bytes) = self
+            .call_raw(Method::POST, path, None, Some(&body), REQUEST_TIMEOUT)
+            .await?;
         let v = if status == StatusCode::UNAUTHORIZED {
             let session = v
                 .get("session")
                 .and_then(Value::as_str)
-                .ok_or_else(|| err!("register {username}: 401 without a UIA session: {}", snippet(&bytes)))?
+                .ok_or_else(|| {
+                    err!(
+                        "register {username}: 401 without a UIA session: {}",
+                        snippet(&bytes)
+                    )
+                })?
                 .to_string();
             body["auth"] = json!({ "type": "m.login.dummy", "session": session });
-            self.call(Method::POST, path, None, Some(&body), REQUEST_TIMEOUT).await?
+            self.call(Method::POST, path, None, Some(&body), REQUEST_TIMEOUT)
+                .await?
         } else if status.is_success() {
             v
         } else {
@@ -133,7 +156,10 @@ impl Api {
         let user_id = v.get("user_id").and_then(Value::as_str);
         let token = v.get("access_token").and_then(Value::as_str);
         match (user_id, token) {
-            (Some(u), Some(t)) => Ok(User { user_id: u.to_string(), token: t.to_string() }),
+            (Some(u), Some(t)) => Ok(User {
+                user_id: u.to_string(),
+                token: t.to_string(),
+            }),
             _ => bail!("register {username}: no user_id/access_token in {v}"),
         }
     }
@@ -142,7 +168,13 @@ impl Api {
     pub async fn create_room(&self, u: &User, name: &str) -> Res<String> {
         let body = json!({ "preset": "public_chat", "name": name });
         let v = self
-            .call(Method::POST, "/_matrix/client/v3/createRoom", Some(&u.token), Some(&body), REQUEST_TIMEOUT)
+            .call(
+                Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(&u.token),
+                Some(&body),
+                REQUEST_TIMEOUT,
+            )
             .await?;
         v.get("room_id")
             .and_then(Value::as_str)
@@ -152,15 +184,34 @@ impl Api {
 
     pub async fn join(&self, u: &User, room_id: &str) -> Res<()> {
         let path = format!("/_matrix/client/v3/join/{}", enc(room_id));
-        self.call(Method::POST, &path, Some(&u.token), Some(&json!({})), REQUEST_TIMEOUT).await?;
+        self.call(
+            Method::POST,
+            &path,
+            Some(&u.token),
+            Some(&json!({})),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         Ok(())
     }
 
     /// Sends an `m.room.message` (`m.text`) and returns the event ID.
     pub async fn send_text(&self, u: &User, room_id: &str, txn: &str, text: &str) -> Res<String> {
-        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{}", enc(room_id), enc(txn));
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            enc(room_id),
+            enc(txn)
+        );
         let body = json!({ "msgtype": "m.text", "body": text });
-        let v = self.call(Method::PUT, &path, Some(&u.token), Some(&body), REQUEST_TIMEOUT).await?;
+        let v = self
+            .call(
+                Method::PUT,
+                &path,
+                Some(&u.token),
+                Some(&body),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
         v.get("event_id")
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -168,13 +219,23 @@ impl Api {
     }
 
     /// `GET /sync`; returns the parsed body and its size in bytes.
-    pub async fn sync(&self, u: &User, since: Option<&str>, timeout_ms: u64) -> Res<(Value, usize)> {
+    pub async fn sync(
+        &self,
+        u: &User,
+        since: Option<&str>,
+        timeout_ms: u64,
+    ) -> Res<(Value, usize)> {
         let path = match since {
-            Some(s) => format!("/_matrix/client/v3/sync?since={}&timeout={timeout_ms}", enc(s)),
+            Some(s) => format!(
+                "/_matrix/client/v3/sync?since={}&timeout={timeout_ms}",
+                enc(s)
+            ),
             None => format!("/_matrix/client/v3/sync?timeout={timeout_ms}"),
         };
         let timeout = Duration::from_millis(timeout_ms) + REQUEST_TIMEOUT;
-        let (status, v, bytes) = self.call_raw(Method::GET, &path, Some(&u.token), None, timeout).await?;
+        let (status, v, bytes) = self
+            .call_raw(Method::GET, &path, Some(&u.token), None, timeout)
+            .await?;
         if !status.is_success() {
             bail!("GET /sync: HTTP {status}: {}", snippet(&bytes));
         }
@@ -193,5 +254,8 @@ pub fn next_batch(v: &Value) -> String {
 pub fn timeline_has_body(v: &Value, room_id: &str, marker: &str) -> bool {
     v["rooms"]["join"][room_id]["timeline"]["events"]
         .as_array()
-        .is_some_and(|evs| evs.iter().any(|e| e["content"]["body"].as_str() == Some(marker)))
+        .is_some_and(|evs| {
+            evs.iter()
+                .any(|e| e["content"]["body"].as_str() == Some(marker))
+        })
 }

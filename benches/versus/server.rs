@@ -51,7 +51,10 @@ pub fn free_port() -> Res<u16> {
 }
 
 fn run_quiet(cmd: &mut Command, what: &str) -> Res<String> {
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| err!("{what}: {e}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| err!("{what}: {e}"))?;
     if !out.status.success() {
         bail!(
             "{what}: {}\n{}\n{}",
@@ -74,14 +77,21 @@ pub fn ensure_synapse(venv: &Path) -> Res<(String, String)> {
             .stderr(Stdio::null())
             .output()
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     if probe(&py).as_deref() != Some(SYNAPSE_VERSION) {
         if !py.exists() {
             eprintln!("[versus] creating virtualenv {}", venv.display());
-            run_quiet(Command::new("python3").arg("-m").arg("venv").arg(venv), "python3 -m venv")?;
+            run_quiet(
+                Command::new("python3").arg("-m").arg("venv").arg(venv),
+                "python3 -m venv",
+            )?;
         }
-        eprintln!("[versus] installing matrix-synapse=={SYNAPSE_VERSION} from PyPI (about a minute)");
+        eprintln!(
+            "[versus] installing matrix-synapse=={SYNAPSE_VERSION} from PyPI (about a minute)"
+        );
         run_quiet(
             Command::new(venv.join("bin/pip")).args([
                 "install",
@@ -93,8 +103,10 @@ pub fn ensure_synapse(venv: &Path) -> Res<(String, String)> {
             "pip install matrix-synapse",
         )?;
     }
-    let version = probe(&py).ok_or_else(|| err!("synapse is not importable from {}", py.display()))?;
-    let python = run_quiet(Command::new(&py).arg("--version"), "python --version").unwrap_or_default();
+    let version =
+        probe(&py).ok_or_else(|| err!("synapse is not importable from {}", py.display()))?;
+    let python =
+        run_quiet(Command::new(&py).arg("--version"), "python --version").unwrap_or_default();
     Ok((version, python))
 }
 
@@ -208,7 +220,9 @@ fn log_files(dir: &Path) -> Res<(PathBuf, File, File)> {
 
 /// Writes a fresh Synapse config and signing key (not part of the timed start).
 pub fn prepare_synapse(venv: &Path) -> Res<Prepared> {
-    let dir = tempfile::Builder::new().prefix("versus-synapse-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("versus-synapse-")
+        .tempdir()?;
     let port = free_port()?;
     let cfg = dir.path().join("homeserver.yaml");
     fs::write(&cfg, synapse_config(dir.path(), port))?;
@@ -231,14 +245,25 @@ pub fn prepare_synapse(venv: &Path) -> Res<Prepared> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(errf);
-    Ok(Prepared { kind: Kind::Synapse, cmd, dir, log_path, port })
+    Ok(Prepared {
+        kind: Kind::Synapse,
+        cmd,
+        dir,
+        log_path,
+        port,
+    })
 }
 
 pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepared> {
     if !bin.exists() {
-        bail!("Parvis binary {} does not exist (build it, or pass --parvis-bin)", bin.display());
+        bail!(
+            "Parvis binary {} does not exist (build it, or pass --parvis-bin)",
+            bin.display()
+        );
     }
-    let dir = tempfile::Builder::new().prefix("versus-parvis-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("versus-parvis-")
+        .tempdir()?;
     let port = free_port()?;
     let data = dir.path().join("data");
     fs::create_dir_all(&data)?;
@@ -258,7 +283,13 @@ pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepare
         cmd.env(k, v);
     }
     cmd.stdin(Stdio::null()).stdout(out).stderr(errf);
-    Ok(Prepared { kind: Kind::Parvis, cmd, dir, log_path, port })
+    Ok(Prepared {
+        kind: Kind::Parvis,
+        cmd,
+        dir,
+        log_path,
+        port,
+    })
 }
 
 impl Prepared {
@@ -267,7 +298,10 @@ impl Prepared {
     }
 
     pub fn spawn(mut self) -> Res<ServerProc> {
-        let child = self.cmd.spawn().map_err(|e| err!("starting {}: {e}", self.kind.name()))?;
+        let child = self
+            .cmd
+            .spawn()
+            .map_err(|e| err!("starting {}: {e}", self.kind.name()))?;
         let pid = child.id();
         Ok(ServerProc {
             child,
