@@ -100,7 +100,7 @@ pub async fn send_state(
                 && current.pdu.sender == user
                 && current.pdu.content_value() == content
             {
-                return Ok(send_state_event::v3::Response::new(current.pdu.event_id).into());
+                return Ok(send_state_event::v3::Response::new(current.pdu.event_id.clone()).into());
             }
             let event = NewEvent::state(body.event_type.clone(), body.state_key.clone(), content);
             let event_id = rooms::send(s, &body.room_id, &user, event)?;
@@ -239,7 +239,7 @@ fn paginate(
     limit: usize,
     stop: Option<u64>,
     filter: &RoomEventFilter,
-) -> Result<(Vec<StoredEvent>, u64, bool)> {
+) -> Result<(Vec<Arc<StoredEvent>>, u64, bool)> {
     let mut out = Vec::new();
     let mut cursor = from;
     let mut exhausted = false;
@@ -287,7 +287,7 @@ fn paginate(
     Ok((out, cursor, exhausted))
 }
 
-fn lazy_member_state(s: &Services, room_id: &RoomId, events: &[StoredEvent], filter: &RoomEventFilter) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStateEvent>>> {
+fn lazy_member_state(s: &Services, room_id: &RoomId, events: &[Arc<StoredEvent>], filter: &RoomEventFilter) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStateEvent>>> {
     if !crate::services::sync::filter::lazy_members(filter) {
         return Ok(Vec::new());
     }
@@ -368,7 +368,7 @@ pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_contex
                 paginate(s, &user, device.as_str(), room_id, short, pos.saturating_sub(1), Direction::Backward, before_limit.max(0), None, &body.filter)?;
             let (after, after_cursor, _) =
                 paginate(s, &user, device.as_str(), room_id, short, pos, Direction::Forward, after_limit, None, &body.filter)?;
-            let format = |e: &StoredEvent| -> Result<_> { Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)) };
+            let format = |e: &Arc<StoredEvent>| -> Result<_> { Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)) };
             let mut response = get_context::v3::Response::new();
             response.start = Some(SyncToken { pos: if before.is_empty() { pos.saturating_sub(1) } else { before_cursor }, typing: 0 }.encode());
             response.end = Some(SyncToken { pos: if after.is_empty() { pos } else { after_cursor }, typing: 0 }.encode());

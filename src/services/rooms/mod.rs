@@ -5,6 +5,8 @@ pub mod membership;
 pub mod power;
 pub mod version;
 
+use std::sync::Arc;
+
 use ruma::{EventId, RoomId, UserId, events::StateEventType};
 use serde_json::{Value, json};
 
@@ -20,7 +22,7 @@ use crate::{
 };
 
 /// Loads an event by id (with its room).
-pub fn event_by_id(s: &Services, event_id: &EventId) -> Result<Option<StoredEvent>> {
+pub fn event_by_id(s: &Services, event_id: &EventId) -> Result<Option<Arc<StoredEvent>>> {
     let Some(short) = s.short.event(event_id)? else { return Ok(None) };
     let Some(meta) = s.timeline.meta(short)? else { return Ok(None) };
     let room_id = s.short.room_id(meta.short_room)?;
@@ -28,7 +30,7 @@ pub fn event_by_id(s: &Services, event_id: &EventId) -> Result<Option<StoredEven
 }
 
 /// Loads the event of short id `short` in `room_id`.
-pub fn event_by_short(s: &Services, short: u64, room_id: &RoomId) -> Result<Option<StoredEvent>> {
+pub fn event_by_short(s: &Services, short: u64, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
     let event_id = s.short.event_id(short)?;
     s.timeline.load(short, &event_id, room_id)
 }
@@ -39,7 +41,7 @@ pub fn state_event(
     room_id: &RoomId,
     kind: &StateEventType,
     state_key: &str,
-) -> Result<Option<StoredEvent>> {
+) -> Result<Option<Arc<StoredEvent>>> {
     let Some(short_room) = s.short.room(room_id)? else { return Ok(None) };
     let state = s.state.current_state(short_room)?;
     let Some(key) = s.short.statekey(kind, state_key)? else { return Ok(None) };

@@ -1,6 +1,6 @@
 //! The per-room sections of /sync: joined, left, invited and knocked rooms.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use ruma::{
     OwnedUserId, UInt,
@@ -35,7 +35,7 @@ pub fn recent_events(
     after: u64,
     upto: u64,
     limit: usize,
-) -> Result<(Vec<StoredEvent>, bool)> {
+) -> Result<(Vec<Arc<StoredEvent>>, bool)> {
     let filter = &req.filter.room.timeline;
     let mut events = Vec::new();
     let mut cursor = upto;
@@ -106,7 +106,7 @@ fn state_events(
     Ok(out)
 }
 
-fn timeline_json(s: &Services, req: &SyncRequest, events: &[StoredEvent]) -> Result<Vec<Raw<ruma::events::AnySyncTimelineEvent>>> {
+fn timeline_json(s: &Services, req: &SyncRequest, events: &[Arc<StoredEvent>]) -> Result<Vec<Raw<ruma::events::AnySyncTimelineEvent>>> {
     events
         .iter()
         .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Sync, Some((&req.user, &req.device)))?)))

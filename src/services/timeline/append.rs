@@ -11,13 +11,15 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::{EXTREMITIES, EventMeta, PDUS, ROOMS, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, txn_key};
+use std::sync::Arc;
+
+use super::{EXTREMITIES, EventMeta, PDUS, ROOMS, StoredEvent, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, txn_key};
 use crate::{
     error::{Error, Result},
     services::{
         Services,
         globals::Commit,
-        rooms::{membership::Membership, version},
+        rooms::{event_by_short, membership::Membership, version},
         state::StateMap,
     },
     storage::keys::Key,
@@ -99,12 +101,11 @@ pub fn append_local(
     // prev_events and depth.
     let mut prev = Vec::new();
     let mut depth = 0u64;
-    if short_room != 0 {
+    if let Some(room_id) = existing_room {
         for short in s.timeline.extremities(short_room)?.into_iter().take(20) {
-            let json = s.timeline.json(short)?.ok_or_else(|| Error::internal("missing extremity"))?;
-            let event_id = s.short.event_id(short)?;
-            depth = depth.max(json.get("depth").and_then(|d| d.as_integer()).map_or(0, |d| i64::from(d) as u64));
-            prev.push((short, event_id, json));
+            let event = event_by_short(s, short, room_id)?.ok_or_else(|| Error::internal("missing extremity"))?;
+            depth = depth.max(u64::from(event.pdu.depth));
+            prev.push(event);
         }
     }
     depth += 1;
@@ -119,11 +120,11 @@ pub fn append_local(
     )
     .map_err(Error::bad_json)?;
     let mut auth = Vec::new();
-    for (kind, state_key) in auth_types {
-        if let Some(short) = lookup(s, &state, &kind, &state_key)? {
-            let event_id = s.short.event_id(short)?;
-            let json = s.timeline.json(short)?.ok_or_else(|| Error::internal("missing auth event"))?;
-            auth.push((short, event_id, json));
+    if let Some(room_id) = existing_room {
+        for (kind, state_key) in auth_types {
+            if let Some(short) = lookup(s, &state, &kind, &state_key)? {
+                auth.push(event_by_short(s, short, room_id)?.ok_or_else(|| Error::internal("missing auth event"))?);
+            }
         }
     }
 
@@ -132,13 +133,8 @@ pub fn append_local(
         (Target::NewRoom { room_id, .. }, None) => room_id.clone(),
         _ => None,
     };
-    let refs = |events: &[(u64, OwnedEventId, CanonicalJsonObject)]| -> CanonicalJsonValue {
-        CanonicalJsonValue::Array(
-            events
-                .iter()
-                .map(|(_, id, json)| event_reference(&rules, id, json))
-                .collect(),
-        )
+    let refs = |events: &[Arc<StoredEvent>]| -> CanonicalJsonValue {
+        CanonicalJsonValue::Array(events.iter().map(|e| event_reference(&rules, &e.pdu.event_id, &e.json)).collect())
     };
     object.insert("auth_events".into(), refs(&auth));
     object.insert("prev_events".into(), refs(&prev));
@@ -228,8 +224,8 @@ pub fn append_local(
         c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes.clone());
         c.batch.put(super::EVENT_META, short_event.to_be_bytes(), encode_meta(&meta));
         c.batch.put(TIMELINE, Key::new().u64(short_room).u64(pos).build(), short_event.to_be_bytes());
-        for (short, _, _) in &prev {
-            c.batch.delete(EXTREMITIES, Key::new().u64(short_room).u64(*short).build());
+        for event in &prev {
+            c.batch.delete(EXTREMITIES, Key::new().u64(short_room).u64(event.short).build());
         }
         c.batch.put(EXTREMITIES, Key::new().u64(short_room).u64(short_event).build(), Vec::new());
         if let Some(txn) = &txn {
@@ -245,6 +241,9 @@ pub fn append_local(
         }
         Ok(())
     })?;
+    if let Some((target_short, _)) = &redaction_target {
+        s.timeline.forget_cached(*target_short);
+    }
     if let Target::NewRoom { .. } = target {
         s.timeline.remember_version(&room_id, &version);
     }
@@ -261,11 +260,9 @@ fn authorise(s: &Services, rules: &RoomVersionRules, pdu: &Pdu, state: &StateMap
         return state_res::check_state_independent_auth_rules::<Pdu>(&rules.authorization, pdu, |_| None)
             .map_err(|e| Error::bad_json(format!("invalid create event: {e}")));
     }
-    let fetch = |kind: &StateEventType, state_key: &str| -> Option<Pdu> {
+    let fetch = |kind: &StateEventType, state_key: &str| -> Option<Arc<StoredEvent>> {
         let short = lookup(s, state, kind, state_key).ok()??;
-        let event_id = s.short.event_id(short).ok()?;
-        let json = s.timeline.json(short).ok()??;
-        Pdu::from_canonical(&json, &event_id, &pdu.room_id).ok()
+        event_by_short(s, short, &pdu.room_id).ok()?
     };
     state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch)
         .map_err(|e| Error::forbidden(format!("Event is not authorised: {e}")))

@@ -75,15 +75,20 @@ pub struct StoredEvent {
     pub json: CanonicalJsonObject,
 }
 
+/// Recently read events, parsed: the state events that every authorization check reads, and the
+/// recent messages that /sync serves. Bounded; cleared when full.
+const EVENT_CACHE_ENTRIES: usize = 4096;
+
 pub struct Timeline {
     db: Db,
+    events: Mutex<HashMap<u64, Arc<StoredEvent>>>,
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
     versions: RwLock<HashMap<OwnedRoomId, RoomVersionId>>,
 }
 
 impl Timeline {
     pub fn new(db: Db) -> Self {
-        Self { db, room_locks: Default::default(), versions: Default::default() }
+        Self { db, events: Default::default(), room_locks: Default::default(), versions: Default::default() }
     }
 
     /// Serialises the building of events in one room.
@@ -120,10 +125,24 @@ impl Timeline {
     }
 
     /// Loads an event by its short id, with its event id and room id.
-    pub fn load(&self, short: u64, event_id: &EventId, room_id: &RoomId) -> Result<Option<StoredEvent>> {
+    pub fn load(&self, short: u64, event_id: &EventId, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
+        if let Some(event) = self.events.lock().unwrap().get(&short) {
+            return Ok(Some(event.clone()));
+        }
         let (Some(meta), Some(json)) = (self.meta(short)?, self.json(short)?) else { return Ok(None) };
         let pdu = Pdu::from_canonical(&json, event_id, room_id)?;
-        Ok(Some(StoredEvent { short, meta, pdu, json }))
+        let event = Arc::new(StoredEvent { short, meta, pdu, json });
+        let mut cache = self.events.lock().unwrap();
+        if cache.len() >= EVENT_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(short, event.clone());
+        Ok(Some(event))
+    }
+
+    /// Drops a cached event whose stored form changed (redaction).
+    pub(crate) fn forget_cached(&self, short: u64) {
+        self.events.lock().unwrap().remove(&short);
     }
 
     /// Short ids of a room's events after position `after` (exclusive), in stream order, or
@@ -192,6 +211,45 @@ pub fn txn_key(user: &str, device: &str, room: &RoomId, txn: &str) -> Vec<u8> {
 
 pub(crate) fn encode_meta(meta: &EventMeta) -> Vec<u8> {
     meta.encode()
+}
+
+/// A stored event is authorised and resolved as its PDU.
+impl ruma::state_res::Event for StoredEvent {
+    type Id = OwnedEventId;
+
+    fn event_id(&self) -> &Self::Id {
+        ruma::state_res::Event::event_id(&self.pdu)
+    }
+    fn room_id(&self) -> Option<&RoomId> {
+        ruma::state_res::Event::room_id(&self.pdu)
+    }
+    fn sender(&self) -> &ruma::UserId {
+        ruma::state_res::Event::sender(&self.pdu)
+    }
+    fn origin_server_ts(&self) -> ruma::MilliSecondsSinceUnixEpoch {
+        self.pdu.origin_server_ts
+    }
+    fn event_type(&self) -> &ruma::events::TimelineEventType {
+        &self.pdu.kind
+    }
+    fn content(&self) -> &serde_json::value::RawValue {
+        &self.pdu.content
+    }
+    fn state_key(&self) -> Option<&str> {
+        self.pdu.state_key.as_deref()
+    }
+    fn prev_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.pdu.prev_events.iter())
+    }
+    fn auth_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.pdu.auth_events.iter())
+    }
+    fn redacts(&self) -> Option<&Self::Id> {
+        self.pdu.redacts.as_ref()
+    }
+    fn rejected(&self) -> bool {
+        false
+    }
 }
 
 impl StoredEvent {
