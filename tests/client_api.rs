@@ -262,3 +262,22 @@ async fn history_visibility_joined_hides_earlier_events() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_room_creation_by_one_user_gives_distinct_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = std::sync::Arc::new(TestServer::start(dir.path()).await);
+    let (_, alice) = server.register("alice").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (server, alice) = (server.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move { server.create_room(&alice, json!({})).await }));
+    }
+    let mut rooms = std::collections::BTreeSet::new();
+    for task in tasks {
+        rooms.insert(task.await.unwrap());
+    }
+    assert_eq!(rooms.len(), 8);
+    let joined = server.get("/_matrix/client/v3/joined_rooms", &alice).await;
+    assert_eq!(joined["joined_rooms"].as_array().unwrap().len(), 8);
+}

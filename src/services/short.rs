@@ -25,6 +25,7 @@ pub struct ShortIds {
     statekeys: RwLock<HashMap<(StateEventType, String), u64>>,
     statekeys_rev: RwLock<HashMap<u64, (StateEventType, String)>>,
     rooms: RwLock<HashMap<OwnedRoomId, u64>>,
+    rooms_rev: RwLock<HashMap<u64, OwnedRoomId>>,
 }
 
 fn statekey_bytes(kind: &StateEventType, state_key: &str) -> Vec<u8> {
@@ -38,6 +39,7 @@ impl ShortIds {
             statekeys: Default::default(),
             statekeys_rev: Default::default(),
             rooms: Default::default(),
+            rooms_rev: Default::default(),
         }
     }
 
@@ -74,12 +76,17 @@ impl ShortIds {
     }
 
     pub fn room_id(&self, short: u64) -> Result<OwnedRoomId> {
+        if let Some(room_id) = self.rooms_rev.read().unwrap().get(&short) {
+            return Ok(room_id.clone());
+        }
         let bytes = self
             .db
             .get(SHORT_TO_ROOM, &short.to_be_bytes())?
             .ok_or_else(|| Error::internal(format!("unknown short room id {short}")))?;
-        OwnedRoomId::try_from(String::from_utf8_lossy(&bytes).as_ref())
-            .map_err(|_| Error::internal("corrupt room id"))
+        let room_id = OwnedRoomId::try_from(String::from_utf8_lossy(&bytes).as_ref())
+            .map_err(|_| Error::internal("corrupt room id"))?;
+        self.rooms_rev.write().unwrap().insert(short, room_id.clone());
+        Ok(room_id)
     }
 
     pub fn create_room(&self, commit: &mut Commit, room_id: &RoomId) -> u64 {

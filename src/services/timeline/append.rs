@@ -140,10 +140,13 @@ pub fn append_local(
     object.insert("prev_events".into(), refs(&prev));
     object.insert("content".into(), to_canonical(&new.content)?);
     object.insert("depth".into(), CanonicalJsonValue::Integer((depth as i64).try_into().unwrap_or_default()));
-    object.insert(
-        "origin_server_ts".into(),
-        CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().get().into()),
-    );
+    // A v12 room id is the hash of its create event: two create events of the same user in the same
+    // millisecond must differ, so create events get strictly increasing timestamps.
+    let ts = match &target {
+        Target::NewRoom { .. } => s.timeline.unique_create_ts(),
+        Target::Room(_) => crate::util::now_ms(),
+    };
+    object.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::try_from(ts).unwrap_or_default()));
     object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
     object.insert("type".into(), CanonicalJsonValue::String(new.kind.to_string()));
     if let Some(state_key) = &new.state_key {

@@ -84,11 +84,18 @@ pub struct Timeline {
     events: Mutex<HashMap<u64, Arc<StoredEvent>>>,
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
     versions: RwLock<HashMap<OwnedRoomId, RoomVersionId>>,
+    last_create_ts: std::sync::atomic::AtomicU64,
 }
 
 impl Timeline {
     pub fn new(db: Db) -> Self {
-        Self { db, events: Default::default(), room_locks: Default::default(), versions: Default::default() }
+        Self {
+            db,
+            events: Default::default(),
+            room_locks: Default::default(),
+            versions: Default::default(),
+            last_create_ts: Default::default(),
+        }
     }
 
     /// Serialises the building of events in one room.
@@ -138,6 +145,17 @@ impl Timeline {
         }
         cache.insert(short, event.clone());
         Ok(Some(event))
+    }
+
+    /// A timestamp for a create event: now, or one more than the last one handed out.
+    pub fn unique_create_ts(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let now = crate::util::now_ms();
+        let previous = self
+            .last_create_ts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(now.max(last + 1)))
+            .unwrap_or(now);
+        now.max(previous + 1)
     }
 
     /// Drops a cached event whose stored form changed (redaction).

@@ -11,16 +11,12 @@ use crate::{
 /// The room's `history_visibility` and the user's membership in the state before `meta`.
 fn visibility_at(s: &Services, meta: &EventMeta, user: &UserId) -> Result<(String, Option<String>)> {
     let state = s.state.load(meta.state_before)?;
+    let room_id = s.short.room_id(meta.short_room)?;
     let read = |kind: StateEventType, key: &str, field: &str| -> Result<Option<String>> {
         let Some(sk) = s.short.statekey(&kind, key)? else { return Ok(None) };
         let Some(short) = state.get(&sk) else { return Ok(None) };
-        let Some(json) = s.timeline.json(*short)? else { return Ok(None) };
-        Ok(json
-            .get("content")
-            .and_then(|c| c.as_object())
-            .and_then(|c| c.get(field))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned))
+        let Some(event) = crate::services::rooms::event_by_short(s, *short, &room_id)? else { return Ok(None) };
+        Ok(event.pdu.content_field(field).and_then(|v| v.as_str().map(str::to_owned)))
     };
     let visibility = read(StateEventType::RoomHistoryVisibility, "", "history_visibility")?
         .unwrap_or_else(|| "shared".to_owned());
