@@ -2,6 +2,9 @@ use std::path::PathBuf;
 
 use parvis::{config::Config, server};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: parvis [serve] [--config FILE]\n\
 Runs the Parvis homeserver. Without --config it uses the embedded defaults\n\
 (server name localhost:8008, client API on 127.0.0.1:8008, data in ./parvis-data).\n\
@@ -30,7 +33,7 @@ fn main() {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(64)
+        .max_blocking_threads(16)
         .build()
         .expect("tokio runtime");
     if let Err(e) = runtime.block_on(server::run(config)) {
