@@ -43,6 +43,25 @@ fn check_settable(kind: &str) -> Result<()> {
     Ok(())
 }
 
+/// Reads the caller's own account data (global with `room` None).
+fn read(s: &Services, caller: &UserId, target: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Value> {
+    own(caller, target)?;
+    s.account_data.get(caller, room, kind)?.ok_or_else(|| Error::not_found("Account data not found"))
+}
+
+/// Writes the caller's own account data, refusing server-managed types and unknown rooms.
+fn write<T>(s: &Services, caller: &UserId, target: &UserId, room: Option<&RoomId>, kind: &str, data: &ruma::serde::Raw<T>) -> Result<()> {
+    own(caller, target)?;
+    if let Some(room_id) = room
+        && !s.timeline.room_exists(room_id)?
+    {
+        return Err(Error::not_found("Unknown room"));
+    }
+    check_settable(kind)?;
+    s.account_data.set(&s.globals, caller, room, kind, &object(data)?)?;
+    Ok(())
+}
+
 pub async fn get_global(
     State(services): State<Arc<Services>>,
     req: Ruma<get_global_account_data::v3::Request>,
@@ -50,11 +69,7 @@ pub async fn get_global(
     let caller = req.user()?.clone();
     services
         .run(move |s| {
-            own(&caller, &req.body.user_id)?;
-            let data = s
-                .account_data
-                .get(&caller, None, &req.body.event_type.to_string())?
-                .ok_or_else(|| Error::not_found("Account data not found"))?;
+            let data = read(s, &caller, &req.body.user_id, None, &req.body.event_type.to_string())?;
             Ok(get_global_account_data::v3::Response::new(raw(&data)).into())
         })
         .await
@@ -67,20 +82,10 @@ pub async fn set_global(
     let caller = req.user()?.clone();
     services
         .run(move |s| {
-            own(&caller, &req.body.user_id)?;
-            let kind = req.body.event_type.to_string();
-            check_settable(&kind)?;
-            s.account_data.set(&s.globals, &caller, None, &kind, &object(&req.body.data)?)?;
+            write(s, &caller, &req.body.user_id, None, &req.body.event_type.to_string(), &req.body.data)?;
             Ok(set_global_account_data::v3::Response::new().into())
         })
         .await
-}
-
-fn check_room(s: &Services, room_id: &RoomId) -> Result<()> {
-    if !s.timeline.room_exists(room_id)? {
-        return Err(Error::not_found("Unknown room"));
-    }
-    Ok(())
 }
 
 pub async fn get_room(
@@ -90,11 +95,7 @@ pub async fn get_room(
     let caller = req.user()?.clone();
     services
         .run(move |s| {
-            own(&caller, &req.body.user_id)?;
-            let data = s
-                .account_data
-                .get(&caller, Some(&req.body.room_id), &req.body.event_type.to_string())?
-                .ok_or_else(|| Error::not_found("Account data not found"))?;
+            let data = read(s, &caller, &req.body.user_id, Some(&req.body.room_id), &req.body.event_type.to_string())?;
             Ok(get_room_account_data::v3::Response::new(raw(&data)).into())
         })
         .await
@@ -107,11 +108,8 @@ pub async fn set_room(
     let caller = req.user()?.clone();
     services
         .run(move |s| {
-            own(&caller, &req.body.user_id)?;
-            check_room(s, &req.body.room_id)?;
             let kind = req.body.event_type.to_string();
-            check_settable(&kind)?;
-            s.account_data.set(&s.globals, &caller, Some(&req.body.room_id), &kind, &object(&req.body.data)?)?;
+            write(s, &caller, &req.body.user_id, Some(&req.body.room_id), &kind, &req.body.data)?;
             Ok(set_room_account_data::v3::Response::new().into())
         })
         .await
@@ -139,7 +137,9 @@ pub async fn put_tag(State(services): State<Arc<Services>>, req: Ruma<create_tag
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
-            check_room(s, &req.body.room_id)?;
+            if !s.timeline.room_exists(&req.body.room_id)? {
+                return Err(Error::not_found("Unknown room"));
+            }
             let mut content = tags_of(s, &caller, &req.body.room_id)?;
             content["tags"][&req.body.tag] = serde_json::to_value(&req.body.tag_info).map_err(|e| Error::internal(e.to_string()))?;
             s.account_data.set(&s.globals, &caller, Some(&req.body.room_id), "m.tag", &content)?;
