@@ -97,10 +97,13 @@ def pair(request):
     """A module-wide pair of servers; tests of one module share it (and must not stop it, except
     modules that use it on purpose, such as the catch-up scenarios)."""
     kind_a, kind_b = request.param
+    error = None
     try:
         p = _start_pair(kind_a, kind_b)
-    except Exception as e:  # noqa: BLE001
-        pytest.fail(f"could not start the {kind_a}-{kind_b} pair: {e}", pytrace=False)
+    except Exception as e:  # noqa: BLE001 - reported as the fixture's failure, without the chained traceback
+        error = f"could not start the {kind_a}-{kind_b} pair: {e}"
+    if error:
+        pytest.fail(error, pytrace=False)
     yield p
     for hs in p:
         hs.cleanup()
@@ -198,7 +201,8 @@ def _record_endpoints(request):
             continue
         text = _read_from(hs.log_path, start[hs.label])
         for m in _ACCESS.finditer(text):
-            origin = names.get(m["origin"], m["origin"] or "-")
+            origin = m["origin"]
+            origin = names.get(origin, "unauthenticated" if origin in ("", "None") else origin)
             key = f"{origin} -> {hs.label}"
             calls.setdefault(key, set()).add(f'{m["method"]} {normalize_path(m["path"])} {m["status"]}')
         for m in _OUTBOUND.finditer(text):

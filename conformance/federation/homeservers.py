@@ -38,6 +38,7 @@ SYNAPSE_VERSION = "1.163.2"
 SYNAPSE_VENV = os.environ.get("PARVIS_SYNAPSE_VENV", os.path.expanduser("~/.cache/parvis-synapse-venv"))
 READY_TIMEOUT_S = float(os.environ.get("FEDERATION_READY_TIMEOUT", "90"))  # 2 busy cores: be generous
 READY_POLL_S = 0.05
+FED_READY_AFTER_CLIENT_S = float(os.environ.get("FEDERATION_LISTENER_TIMEOUT", "20"))
 STOP_GRACE_S = 10.0
 INSTALL_TIMEOUT_S = 900
 
@@ -255,6 +256,10 @@ class Homeserver:
             return e
 
     def wait_ready(self) -> None:
+        """Ready when the client port answers /versions and then the federation port (TLS) serves its keys.
+
+        Once the client API is up, the federation listener gets FED_READY_AFTER_CLIENT_S more: a server
+        without federation fails in seconds instead of the whole READY_TIMEOUT_S."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         checks = [
             (f"{self.base_url}/_matrix/client/versions", None),
@@ -271,12 +276,14 @@ class Homeserver:
             last = self._probe(url, ctx)
             if last is None:
                 checks.pop(0)
+                if checks:
+                    deadline = min(deadline, time.monotonic() + FED_READY_AFTER_CLIENT_S)
                 continue
             time.sleep(READY_POLL_S)
         if checks:
             self.kill()
             raise RuntimeError(
-                f"{self!r} did not answer GET {checks[0][0]} within {READY_TIMEOUT_S}s "
+                f"{self!r} did not answer GET {checks[0][0]} in time "
                 f"(last error: {last!r})\n--- {self.log_path} ---\n{self.log_tail()}"
             )
 
