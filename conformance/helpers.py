@@ -85,6 +85,8 @@ class Server:
                 "PARVIS_LISTEN__CLIENT": f"127.0.0.1:{self.port}",
                 "PARVIS_STORAGE__PATH": self.data_dir,
                 "PARVIS_RATE_LIMITS__ENABLED": "false",
+                # Several servers run at once: the federation listener takes any free port.
+                "PARVIS_FEDERATION__LISTEN": "127.0.0.1:0",
             }
         )
         return env

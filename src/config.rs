@@ -19,6 +19,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub rate_limits: RateLimitConfig,
     pub limits: LimitsConfig,
+    pub federation: FederationConfig,
     pub log: String,
 }
 
@@ -79,6 +80,47 @@ pub struct LimitsConfig {
     pub max_sync_timeout_ms: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Whether this server talks to other servers (the TLS listener and outgoing requests).
+    pub enabled: bool,
+    /// Address of the TLS federation listener (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// PEM certificate chain of the federation listener. Without it (and `tls_private_key`), a
+    /// self-signed certificate is generated in the data folder, for development.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
+    /// Verify the certificates of other servers. Turn off only in test setups.
+    pub verify_certificates: bool,
+    /// PEM files of extra certificate authorities trusted for outgoing federation.
+    pub ca_files: Vec<PathBuf>,
+    /// Lifetime of our published signing keys (`valid_until_ts` = now + this), in hours.
+    pub key_validity_hours: u64,
+    /// Time limit of one outgoing federation request (connect, TLS, answer), in seconds.
+    pub request_timeout_secs: u64,
+    /// What `/.well-known/matrix/server` answers (`host:port`). Default: the host of the server
+    /// name with the port of the federation listener.
+    pub well_known_server: Option<String>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8448".parse().expect("valid default address"),
+            tls_certificate: None,
+            tls_private_key: None,
+            verify_certificates: true,
+            ca_files: Vec::new(),
+            key_validity_hours: 24 * 7,
+            request_timeout_secs: 30,
+            well_known_server: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -89,6 +131,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             rate_limits: RateLimitConfig::default(),
             limits: LimitsConfig::default(),
+            federation: FederationConfig::default(),
             log: "info".to_owned(),
         }
     }
@@ -174,13 +217,47 @@ impl Config {
         if self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path", "must not be empty");
         }
+        self.validate_federation()
+    }
+
+    fn validate_federation(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, why: String| Err(ConfigError::Invalid(format!("`federation.{key}`: {why}")));
+        let f = &self.federation;
+        match (&f.tls_certificate, &f.tls_private_key) {
+            (Some(_), None) => return invalid("tls_private_key", "must be set with tls_certificate".into()),
+            (None, Some(_)) => return invalid("tls_certificate", "must be set with tls_private_key".into()),
+            _ => {}
+        }
+        for (key, path) in [("tls_certificate", &f.tls_certificate), ("tls_private_key", &f.tls_private_key)] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return invalid(key, format!("{} is not a readable file", path.display()));
+            }
+        }
+        for path in &f.ca_files {
+            if !path.is_file() {
+                return invalid("ca_files", format!("{} is not a readable file", path.display()));
+            }
+        }
+        if f.key_validity_hours == 0 || f.key_validity_hours > 24 * 365 {
+            return invalid("key_validity_hours", "must be between 1 and 8760".into());
+        }
+        if f.request_timeout_secs == 0 {
+            return invalid("request_timeout_secs", "must be at least 1".into());
+        }
+        if let Some(delegated) = &f.well_known_server
+            && (delegated.is_empty() || <&ruma::ServerName>::try_from(delegated.as_str()).is_err())
+        {
+            return invalid("well_known_server", format!("`{delegated}` is not a host[:port]"));
+        }
         Ok(())
     }
 }
 
 /// The top-level keys of [`Config`]; environment variables naming others are ignored.
 const TOP_LEVEL_KEYS: &[&str] =
-    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "log"];
+    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "federation", "log"];
 
 fn apply_env(
     table: &mut toml::Table,
@@ -259,5 +336,54 @@ mod tests {
         Config::load(None, env(&[("PARVIS_BIN", "/x/parvis")])).unwrap();
         let err = Config::load(None, env(&[("PARVIS_ROOMS__DEFAULT_VERSION", "999")])).unwrap_err();
         assert!(err.to_string().contains("default_version"), "{err}");
+    }
+
+    #[test]
+    fn federation_defaults_and_overrides() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(config.federation.enabled);
+        assert_eq!(config.federation.listen.port(), 8448);
+        assert!(config.federation.verify_certificates);
+        assert_eq!(config.federation.key_validity_hours, 168);
+        let config = Config::load(
+            None,
+            env(&[
+                ("PARVIS_FEDERATION__LISTEN", "127.0.0.1:0"),
+                ("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "false"),
+                ("PARVIS_FEDERATION__KEY_VALIDITY_HOURS", "2"),
+                ("PARVIS_FEDERATION__WELL_KNOWN_SERVER", "fed.example.org:443"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.federation.listen.port(), 0);
+        assert!(!config.federation.verify_certificates);
+        assert_eq!(config.federation.key_validity_hours, 2);
+        assert_eq!(config.federation.well_known_server.as_deref(), Some("fed.example.org:443"));
+    }
+
+    #[test]
+    fn bad_federation_values_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("PARVIS_FEDERATION__LISTEN", "nowhere", "listen"),
+            ("PARVIS_FEDERATION__KEY_VALIDITY_HOURS", "0", "federation.key_validity_hours"),
+            ("PARVIS_FEDERATION__TLS_CERTIFICATE", "/no/such/cert.pem", "federation.tls_private_key"),
+            ("PARVIS_FEDERATION__CA_FILES", "[\"/no/such/ca.pem\"]", "federation.ca_files"),
+            ("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "maybe", "verify_certificates"),
+            ("PARVIS_FEDERATION__REQUEST_TIMEOUT_SECS", "0", "federation.request_timeout_secs"),
+            ("PARVIS_FEDERATION__WELL_KNOWN_SERVER", "not a host", "federation.well_known_server"),
+        ];
+        for (name, value, key) in cases {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{name}={value}: {err}");
+        }
+        let both = Config::load(
+            None,
+            env(&[
+                ("PARVIS_FEDERATION__TLS_CERTIFICATE", "/no/such/cert.pem"),
+                ("PARVIS_FEDERATION__TLS_PRIVATE_KEY", "/no/such/key.pem"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(both.to_string().contains("federation.tls_certificate"), "{both}");
     }
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod federation;
 pub mod server;
 pub mod services;
 pub mod storage;

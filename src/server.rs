@@ -10,6 +10,9 @@ use crate::{api, config::Config, error::Result, services::Services};
 pub struct RunningServer {
     pub services: Arc<Services>,
     pub addr: SocketAddr,
+    /// The address of the TLS federation listener (None when federation is disabled).
+    pub federation_addr: Option<SocketAddr>,
+    federation: Option<crate::federation::listener::FederationListener>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -18,6 +21,9 @@ impl RunningServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
+        if let Some(federation) = self.federation {
+            federation.stop().await;
+        }
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     }
@@ -33,6 +39,8 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .await
         .map_err(|e| crate::error::Error::internal(format!("cannot listen on {addr}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    let federation = crate::federation::listener::FederationListener::start(&services).await?;
+    let federation_addr = federation.as_ref().map(|f| f.addr);
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -44,7 +52,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             tracing::error!("server error: {e}");
         }
     });
-    Ok(RunningServer { services, addr, shutdown, task })
+    Ok(RunningServer { services, addr, federation_addr, federation, shutdown, task })
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -55,6 +63,9 @@ pub async fn run(config: Config) -> Result<()> {
     let server_name = config.server_name.clone();
     let server = start(config).await?;
     tracing::info!("Parvis {} serving {} on http://{}", env!("CARGO_PKG_VERSION"), server_name, server.addr);
+    if let Some(federation) = server.federation_addr {
+        tracing::info!("federation on https://{federation}");
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.stop().await;

@@ -1,6 +1,7 @@
 //! HTTP routing. Handlers are thin: parse (via ruma), call services off the async workers, answer.
 
 pub mod client;
+pub mod federation;
 pub mod ruma_wrapper;
 
 use std::sync::Arc;

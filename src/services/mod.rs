@@ -39,6 +39,7 @@ pub struct Services {
     pub presence: ephemeral::Presence,
     pub filters: filters::Filters,
     pub rate_limiter: ratelimit::RateLimiter,
+    pub federation: crate::federation::Federation,
 }
 
 /// Every column family of the database, service by service.
@@ -55,6 +56,7 @@ pub fn all_maps() -> Vec<Map> {
         receipts::MAPS,
         ephemeral::MAPS,
         filters::MAPS,
+        crate::federation::MAPS,
     ]
     .concat()
 }
@@ -76,6 +78,7 @@ impl Services {
 
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
+        let federation = crate::federation::Federation::new(&config, db.clone())?;
         Ok(Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
@@ -91,6 +94,7 @@ impl Services {
             presence: ephemeral::Presence::new(db.clone()),
             filters: filters::Filters::new(db),
             rate_limiter,
+            federation,
         }))
     }
 

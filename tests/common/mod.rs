@@ -19,6 +19,8 @@ pub fn config(data: &Path) -> Config {
     config.listen.client = "127.0.0.1:0".parse().unwrap();
     config.storage.path = data.to_owned();
     config.rate_limits.enabled = false;
+    // Several servers run at once: the TLS federation listener takes any free port.
+    config.federation.listen = "127.0.0.1:0".parse().unwrap();
     config
 }
 

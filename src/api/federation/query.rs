@@ -1,0 +1,38 @@
+//! `/_matrix/federation/v1/query/*`: information about local users and rooms for other servers.
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State};
+use ruma::api::federation::query::get_profile_information;
+use serde_json::{Map, Value};
+
+use super::auth::Federated;
+use crate::{error::{Error, Result}, services::Services};
+
+/// `GET /_matrix/federation/v1/query/profile?user_id=…[&field=…]`.
+pub async fn profile(
+    State(services): State<Arc<Services>>,
+    request: Federated<get_profile_information::v1::Request>,
+) -> Result<Json<Value>> {
+    let user = request.body.user_id;
+    if user.server_name() != services.globals.server_name() {
+        return Err(Error::invalid_param("User is not local to this server"));
+    }
+    let field = request.body.field.map(|f| f.to_string());
+    let lookup = user.clone();
+    let profile = services
+        .run(move |s| s.users.profile(&lookup))
+        .await?
+        .ok_or_else(|| Error::not_found("Profile not found"))?;
+    let mut body = Map::new();
+    if let Some(name) = profile.displayname {
+        body.insert("displayname".into(), Value::String(name));
+    }
+    if let Some(url) = profile.avatar_url {
+        body.insert("avatar_url".into(), Value::String(url.to_string()));
+    }
+    if let Some(field) = field {
+        body.retain(|k, _| *k == field);
+    }
+    Ok(Json(Value::Object(body)))
+}

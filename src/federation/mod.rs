@@ -1,0 +1,103 @@
+//! Federation, part 1: identity and transport. Our signing keys and the notary
+//! (`own_keys`, `remote_keys`), X-Matrix request signatures (`xmatrix`), server discovery
+//! (`discovery`, `resolve`), the TLS client (`client`, `tls`) and listener (`listener`).
+//! HTTP routes live in `api/federation`; this is the service side, reached as `services.federation`.
+
+pub mod client;
+pub mod discovery;
+pub mod listener;
+pub mod own_keys;
+pub mod remote_keys;
+pub mod request;
+pub mod resolve;
+pub mod signing;
+pub mod tls;
+pub mod xmatrix;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Mutex, OnceLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use http::StatusCode;
+use ruma::OwnedServerName;
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    storage::{Db, Map},
+};
+
+/// Other servers' keys: server str ‖ key id str → [`signing::KeyRecord`] JSON.
+pub const SERVER_KEYS: Map = Map("server_keys");
+/// The newest key document of each server, as it signed it: server name → JSON
+/// `{fetched_ts, document}` (served again, co-signed, by the notary).
+pub const SERVER_KEY_DOCUMENTS: Map = Map("server_key_documents");
+/// Our retired signing keys: key id → [`signing::OldKey`] JSON.
+pub const OLD_SIGNING_KEYS: Map = Map("old_signing_keys");
+pub const MAPS: &[Map] = &[SERVER_KEYS, SERVER_KEY_DOCUMENTS, OLD_SIGNING_KEYS];
+
+/// How long a failed key fetch from a server keeps us from asking it again.
+const KEY_FETCH_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a resolved destination is reused.
+const RESOLVE_CACHE: Duration = Duration::from_secs(3600);
+
+pub struct Federation {
+    pub(crate) db: Db,
+    pub transport: client::Transport,
+    /// The bound address of the federation listener, once it listens.
+    local_addr: OnceLock<SocketAddr>,
+    resolved: Mutex<HashMap<OwnedServerName, (discovery::Destination, Instant)>>,
+    key_fetch_failures: Mutex<HashMap<OwnedServerName, Instant>>,
+}
+
+impl Federation {
+    pub fn new(config: &Config, db: Db) -> Result<Self> {
+        let tls = tls::client_config(config).map_err(Error::internal)?;
+        let timeout = Duration::from_secs(config.federation.request_timeout_secs);
+        Ok(Self {
+            db,
+            transport: client::Transport::new(tls, timeout),
+            local_addr: OnceLock::new(),
+            resolved: Mutex::new(HashMap::new()),
+            key_fetch_failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Records the address the federation listener is bound to (set once, by the server).
+    pub fn set_local_addr(&self, addr: SocketAddr) {
+        let _ = self.local_addr.set(addr);
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr.get().copied()
+    }
+
+    /// What `/.well-known/matrix/server` answers: `federation.well_known_server`, or the host of
+    /// the server name with the federation listener's port.
+    pub fn well_known_server(&self, config: &Config) -> String {
+        if let Some(delegated) = &config.federation.well_known_server {
+            return delegated.clone();
+        }
+        let name = config.server_name.as_str();
+        let host = discovery::split_host_port(name).map_or(name, |(h, _)| h);
+        let port = self.local_addr().map_or(config.federation.listen.port(), |a| a.port());
+        if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// 401 M_UNAUTHORIZED: the answer to every failed X-Matrix check.
+pub fn unauthorized(message: impl Into<String>) -> Error {
+    Error::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", message)
+}
+
+/// A failure to talk to another server.
+pub fn unreachable(message: impl Into<String>) -> Error {
+    Error::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", message)
+}
