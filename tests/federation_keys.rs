@@ -138,61 +138,125 @@ async fn servers_fetch_keys_act_as_notary_and_check_request_signatures() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn bad_x_matrix_requests_are_rejected_with_401() {
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, a_name) = start(dir_a.path()).await;
-    let (b, b_name) = start(dir_b.path()).await;
-    let sa = services(&a).clone();
-    let (alice, _) = b.register("alice").await;
-    let uri = format!("/_matrix/federation/v1/query/profile?user_id={}", enc(&alice));
-    let key_id = own_keys::current_key_id(&sa.globals.keypair);
-    let with_header = |value: String| {
-        let mut request = get(&uri);
-        request.headers_mut().insert(http::header::AUTHORIZATION, value.parse().unwrap());
-        request
-    };
+/// Two servers, a user on B and the URI of an authenticated route on B.
+struct Pair {
+    a: TestServer,
+    a_name: OwnedServerName,
+    b: TestServer,
+    b_name: OwnedServerName,
+    uri: String,
+    key_id: String,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
 
-    // No header at all.
-    assert_unauthorized(send_as_is(&a, &b_name, get(&uri)).await, "missing X-Matrix");
-    // Malformed header: no signature.
+impl Pair {
+    async fn start() -> Self {
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, a_name) = start(dir_a.path()).await;
+        let (b, b_name) = start(dir_b.path()).await;
+        let (alice, _) = b.register("alice").await;
+        let uri = format!("/_matrix/federation/v1/query/profile?user_id={}", enc(&alice));
+        let key_id = own_keys::current_key_id(&services(&a).globals.keypair);
+        Self { a, a_name, b, b_name, uri, key_id, _dirs: (dir_a, dir_b) }
+    }
+
+    /// The profile request from A to B with this Authorization header.
+    async fn send_with_header(&self, value: String) -> (StatusCode, Value) {
+        let mut request = get(&self.uri);
+        request.headers_mut().insert(http::header::AUTHORIZATION, value.parse().unwrap());
+        send_as_is(&self.a, &self.b_name, request).await
+    }
+
+    /// Checks that the correctly signed request still passes, then stops both servers.
+    async fn finish(self) {
+        let (status, body) = send_as_is(&self.a, &self.b_name, signed_get(&self.a, &self.b_name, &self.uri)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        self.a.stop().await;
+        self.b.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn request_without_x_matrix_is_rejected() {
+    let p = Pair::start().await;
+    assert_unauthorized(send_as_is(&p.a, &p.b_name, get(&p.uri)).await, "missing X-Matrix");
+    assert_unauthorized(p.send_with_header("Bearer abc".into()).await, "malformed X-Matrix");
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn malformed_x_matrix_header_is_rejected() {
+    let p = Pair::start().await;
+    let (a_name, key_id) = (&p.a_name, &p.key_id);
+    assert_unauthorized(p.send_with_header(format!(r#"X-Matrix origin="{a_name}",key="{key_id}""#)).await, "malformed X-Matrix");
     assert_unauthorized(
-        send_as_is(&a, &b_name, with_header(format!(r#"X-Matrix origin="{a_name}",key="{key_id}""#))).await,
+        p.send_with_header(format!(r#"X-Matrix origin="{a_name}",key="{key_id}",sig="***""#)).await,
         "malformed X-Matrix",
     );
-    // Wrong destination: signed correctly, but for another server.
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn x_matrix_for_another_destination_is_rejected() {
+    let p = Pair::start().await;
     let other: OwnedServerName = "127.0.0.1:1".try_into().unwrap();
-    assert_unauthorized(send_as_is(&a, &b_name, signed_get(&a, &other, &uri)).await, "not for this server");
-    // Bad signature: a well-formed signature that is not A's over this request.
+    assert_unauthorized(send_as_is(&p.a, &p.b_name, signed_get(&p.a, &other, &p.uri)).await, "not for this server");
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn bad_x_matrix_signature_is_rejected() {
+    let p = Pair::start().await;
+    let (a_name, b_name, key_id) = (&p.a_name, &p.b_name, &p.key_id);
     let bogus = encode_key(&[0u8; 64]);
     assert_unauthorized(
-        send_as_is(
-            &a,
-            &b_name,
-            with_header(format!(r#"X-Matrix origin="{a_name}",destination="{b_name}",key="{key_id}",sig="{bogus}""#)),
-        )
-        .await,
+        p.send_with_header(format!(r#"X-Matrix origin="{a_name}",destination="{b_name}",key="{key_id}",sig="{bogus}""#)).await,
         "bad X-Matrix signature",
     );
-    // Unknown key id of a known server.
-    let mut request = signed_get(&a, &b_name, &uri);
-    let header = request.headers()[http::header::AUTHORIZATION].to_str().unwrap().replace(&key_id, "ed25519:nope");
+    // A signature of A over another request.
+    let other = signed_get(&p.a, &p.b_name, "/_matrix/federation/v1/query/profile?user_id=%40bob%3Ax");
+    let header = other.headers()[http::header::AUTHORIZATION].to_str().unwrap().to_owned();
+    assert_unauthorized(p.send_with_header(header).await, "bad X-Matrix signature");
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn x_matrix_with_an_unknown_key_is_rejected() {
+    let p = Pair::start().await;
+    let mut request = signed_get(&p.a, &p.b_name, &p.uri);
+    let header = request.headers()[http::header::AUTHORIZATION].to_str().unwrap().replace(&p.key_id, "ed25519:nope");
     request.headers_mut().insert(http::header::AUTHORIZATION, header.parse().unwrap());
-    assert_unauthorized(send_as_is(&a, &b_name, request).await, "unknown key ed25519:nope");
-    // An origin that cannot be reached for its keys.
+    assert_unauthorized(send_as_is(&p.a, &p.b_name, request).await, "unknown key ed25519:nope");
+    // An origin whose keys cannot be fetched.
+    let (b_name, key_id) = (&p.b_name, &p.key_id);
+    let bogus = encode_key(&[0u8; 64]);
     assert_unauthorized(
-        send_as_is(
-            &a,
-            &b_name,
-            with_header(format!(r#"X-Matrix origin="127.0.0.1:1",destination="{b_name}",key="{key_id}",sig="{bogus}""#)),
-        )
-        .await,
+        p.send_with_header(format!(r#"X-Matrix origin="127.0.0.1:1",destination="{b_name}",key="{key_id}",sig="{bogus}""#)).await,
         "unknown key",
     );
-    // The well-formed request still passes: none of the above poisoned anything.
-    let (status, body) = send_as_is(&a, &b_name, signed_get(&a, &b_name, &uri)).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn certificates_are_verified_against_the_configured_ca_files() {
+    let (dir_a, dir_b, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (b, b_name) = start(dir_b.path()).await;
+    // A trusts B's generated certificate; C verifies with the default roots only.
+    let with_verification = |data: &Path, ca_files: Vec<std::path::PathBuf>| {
+        let mut config = common::config(data);
+        config.federation.verify_certificates = true;
+        config.federation.ca_files = ca_files;
+        config
+    };
+    let a = TestServer::start_with(with_verification(dir_a.path(), vec![dir_b.path().join("federation-tls/cert.pem")])).await;
+    let c = TestServer::start_with(with_verification(dir_c.path(), vec![])).await;
+
+    let response = send_raw(services(&a), &b_name, get("/_matrix/key/v2/server"), false).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let err = send_raw(services(&c), &b_name, get("/_matrix/key/v2/server"), false).await.unwrap_err();
+    assert!(err.message.contains("TLS"), "{err}");
 
     a.stop().await;
     b.stop().await;
+    c.stop().await;
 }
