@@ -26,10 +26,17 @@ struct RoomTyping {
 }
 
 /// Who is typing where. Positions of this counter appear in sync tokens after the stream position.
-#[derive(Default)]
 pub struct Typing {
     rooms: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
     counter: AtomicU64,
+}
+
+impl Default for Typing {
+    /// The counter starts at the clock, so that it keeps growing across restarts and a client's
+    /// token from before a restart does not hide new typing notifications.
+    fn default() -> Self {
+        Self { rooms: Default::default(), counter: AtomicU64::new(now_ms()) }
+    }
 }
 
 impl Typing {
