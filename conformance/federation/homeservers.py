@@ -49,18 +49,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_handed_out: set[int] = set()
+
+
 def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all held open while choosing, so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n distinct free loopback ports, never one handed out before in this process (servers started
+    later must not get a port of a stopped server that is about to restart)."""
+    ports: list[int] = []
+    for _ in range(50 * n):
+        if len(ports) == n:
+            break
+        p = free_port()
+        if p not in _handed_out:
+            _handed_out.add(p)
+            ports.append(p)
+    if len(ports) != n:
+        raise RuntimeError("could not find free loopback ports")
+    return ports
 
 
 # --------------------------------------------------------------------------------------------
