@@ -106,3 +106,45 @@ impl Engine for RocksEngine {
         self.db.flush().map_err(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Db;
+
+    const A: Map = Map("a");
+    const B: Map = Map("b");
+
+    #[test]
+    fn batches_scans_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, false).unwrap());
+            let mut batch = Batch::new();
+            for i in [1u64, 2, 3, 10] {
+                batch.put(A, i.to_be_bytes(), format!("v{i}"));
+            }
+            batch.put(B, b"x".to_vec(), b"y".to_vec());
+            db.write(batch).unwrap();
+            let forward: Vec<u64> = db
+                .scan_from(A, &[], &2u64.to_be_bytes(), Direction::Forward)
+                .map(|e| u64::from_be_bytes(e.unwrap().0[..8].try_into().unwrap()))
+                .collect();
+            assert_eq!(forward, vec![2, 3, 10]);
+            let backward: Vec<u64> = db
+                .scan_from(A, &[], &5u64.to_be_bytes(), Direction::Backward)
+                .map(|e| u64::from_be_bytes(e.unwrap().0[..8].try_into().unwrap()))
+                .collect();
+            assert_eq!(backward, vec![3, 2, 1]);
+            let mut delete = Batch::new();
+            delete.delete(A, 1u64.to_be_bytes());
+            db.write(delete).unwrap();
+        }
+        // Everything acknowledged is there after reopening.
+        let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, false).unwrap());
+        assert_eq!(db.get(A, &1u64.to_be_bytes()).unwrap(), None);
+        assert_eq!(db.get(A, &10u64.to_be_bytes()).unwrap().as_deref(), Some(&b"v10"[..]));
+        assert_eq!(db.get(B, b"x").unwrap().as_deref(), Some(&b"y"[..]));
+        assert_eq!(db.multi_get(A, &[2u64.to_be_bytes().to_vec(), 7u64.to_be_bytes().to_vec()]).unwrap().iter().filter(|v| v.is_some()).count(), 1);
+    }
+}
