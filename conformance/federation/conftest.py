@@ -152,6 +152,10 @@ _OUTBOUND = re.compile(
     r"synapse\.http\.matrixfederationclient .*?Completed request: (?P<status>\d{3}) .*? - "
     r"(?P<method>[A-Z]+) matrix-federation://(?P<dest>[^/\s]+)(?P<path>/\S*)"
 )
+_OUTBOUND_FAILED = re.compile(
+    r"synapse\.http\.matrixfederationclient .*?Request failed: (?P<method>[A-Z]+) "
+    r"matrix-federation://(?P<dest>[^/\s]+)(?P<path>/\S*?): (?P<err>[^\n]*)"
+)
 _KEEP_SECOND = {"query", "user", "publicRooms", "hierarchy", "openid", "media"}
 
 
@@ -217,6 +221,12 @@ def _record_endpoints(request):
             dest = names.get(m["dest"], m["dest"])
             key = f"{hs.label} -> {dest} (outbound)"
             calls.setdefault(key, set()).add(f'{m["method"]} {normalize_path(m["path"])} {m["status"]}')
+        for m in _OUTBOUND_FAILED.finditer(text):
+            dest = names.get(m["dest"], m["dest"])
+            key = f"{hs.label} -> {dest} (outbound)"
+            code = re.match(r"\w+\('(\d{3})", m["err"])
+            status = code.group(1) if code else "failed: " + m["err"].split("(")[0]
+            calls.setdefault(key, set()).add(f'{m["method"]} {normalize_path(m["path"])} {status}')
     ENDPOINTS[request.node.nodeid] = {k: sorted(v) for k, v in sorted(calls.items())}
 
 
