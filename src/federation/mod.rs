@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod discovery;
+pub mod dns;
 pub mod listener;
 pub mod own_keys;
 pub mod remote_keys;

@@ -1,8 +1,6 @@
 //! Running the discovery rules of [`super::discovery`] against the network: `.well-known`
-//! (HTTPS on port 443), then SRV, then port 8448. Results are cached for an hour.
-//!
-//! TODO(federation): SRV records (`_matrix-fed._tcp`, then `_matrix._tcp`) are not looked up yet:
-//! a host name without `.well-known` delegation goes straight to port 8448 (spec/federation.md).
+//! (HTTPS on port 443), then SRV (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then
+//! port 8448. Results are cached for an hour.
 
 use std::time::Instant;
 
@@ -12,7 +10,11 @@ use super::{
     RESOLVE_CACHE,
     client::{Transport, TransportError},
     discovery::{self, Destination, Plan},
+    dns,
 };
+
+/// Time limit of one SRV query to one nameserver.
+const SRV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::services::Services;
 
 /// Where to send requests for `name`.
@@ -60,7 +62,11 @@ async fn well_known(transport: &Transport, hostname: &str) -> Option<String> {
 }
 
 async fn srv_or_default(hostname: &str) -> Destination {
-    // TODO(federation): SRV lookup (`_matrix-fed._tcp.{hostname}`, then `_matrix._tcp.{hostname}`)
-    // with `discovery::srv_destination`.
+    for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
+        let records = dns::lookup_srv(&format!("{service}.{hostname}"), SRV_TIMEOUT).await;
+        if let Some((target, port)) = dns::pick(&records) {
+            return discovery::srv_destination(hostname, &target, port);
+        }
+    }
     discovery::default_destination(hostname)
 }
