@@ -274,7 +274,8 @@ pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepare
         .env("PARVIS_SERVER_NAME", format!("127.0.0.1:{port}"))
         .env("PARVIS_LISTEN__CLIENT", format!("127.0.0.1:{port}"))
         .env("PARVIS_STORAGE__PATH", &data)
-        .env("PARVIS_RATE_LIMITS__ENABLED", "false");
+        .env("PARVIS_RATE_LIMITS__ENABLED", "false")
+        .env("PARVIS_FEDERATION__LISTEN", "127.0.0.1:0");
     if std::env::var_os("RUST_LOG").is_none() {
         // Same treatment as Synapse: warnings only.
         cmd.env("RUST_LOG", "warn");

@@ -36,7 +36,7 @@ pub async fn well_known_client(State(services): State<Arc<Services>>) -> Json<Va
 
 /// `/.well-known/matrix/server`: the delegated federation address.
 pub async fn well_known_server(State(services): State<Arc<Services>>) -> Json<Value> {
-    Json(json!({ "m.server": services.globals.server_name().as_str() }))
+    Json(json!({ "m.server": services.federation.well_known_server(services.config()) }))
 }
 
 fn base_url(s: &Services) -> String {
