@@ -5,17 +5,19 @@ use parvis::{config::Config, server};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: parvis [serve] [--config FILE]\n\
+const USAGE: &str = "usage: parvis [serve | rotate-key] [--config FILE]\n\
 Runs the Parvis homeserver. Without --config it uses the embedded defaults\n\
 (server name localhost:8008, client API on 127.0.0.1:8008, data in ./parvis-data).\n\
 Environment variables PARVIS_<KEY> (PARVIS_SECTION__KEY for nested keys) override the file.";
 
 fn main() {
     let mut config_path: Option<PathBuf> = None;
+    let mut rotate = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "serve" => {}
+            "rotate-key" => rotate = true,
             "--config" | "-c" => match args.next() {
                 Some(path) => config_path = Some(path.into()),
                 None => fail("--config needs a file"),
@@ -31,6 +33,10 @@ fn main() {
         Ok(config) => config,
         Err(e) => fail(&e.to_string()),
     };
+    if rotate {
+        rotate_key(config);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(16)
@@ -39,6 +45,20 @@ fn main() {
     if let Err(e) = runtime.block_on(server::run(config)) {
         eprintln!("parvis: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Retires the signing key (kept as an old verify key, bytes unchanged) and makes a new one. Run
+/// it while the server is stopped.
+fn rotate_key(config: Config) {
+    let result = parvis::services::Services::open(config).and_then(|services| {
+        let rotated = parvis::federation::own_keys::rotate_signing_key(&services.globals.db, parvis::util::now_ms());
+        services.shutdown();
+        rotated
+    });
+    match result {
+        Ok((old, new)) => println!("retired signing key {old}; new signing key {new}"),
+        Err(e) => fail(&format!("cannot rotate the signing key: {e}")),
     }
 }
 
