@@ -39,6 +39,8 @@ pub struct StorageConfig {
     pub sync_writes: bool,
     /// RocksDB block cache size in MiB.
     pub cache_mb: usize,
+    /// Memory for RocksDB's write buffers (memtables) of all column families together, in MiB.
+    pub write_buffer_mb: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +147,7 @@ impl Default for ListenConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("./parvis-data"), sync_writes: false, cache_mb: 64 }
+        Self { path: PathBuf::from("./parvis-data"), sync_writes: false, cache_mb: 16, write_buffer_mb: 16 }
     }
 }
 

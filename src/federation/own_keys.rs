@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(keys.keys.len(), 1);
         drop(services);
 
-        let engine = RocksEngine::open(dir.path(), &all_maps(), 8, false).unwrap();
+        let engine = RocksEngine::open(dir.path(), &all_maps(), 8, 8, false).unwrap();
         let (old_id, new_id) = rotate_signing_key(&Db::new(engine), 5_000).unwrap();
         assert_eq!(old_id, first_id);
         assert_ne!(new_id, first_id);

@@ -70,6 +70,7 @@ impl Services {
             &config.storage.path,
             &all_maps(),
             config.storage.cache_mb,
+            config.storage.write_buffer_mb,
             config.storage.sync_writes,
         )?;
         let db = Db::new(engine);

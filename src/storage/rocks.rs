@@ -23,7 +23,7 @@ fn err(e: rocksdb::Error) -> StorageError {
 
 impl RocksEngine {
     /// Opens (creating if needed) the database at `path` with a column family for each map.
-    pub fn open(path: &Path, maps: &[Map], cache_mb: usize, sync_writes: bool) -> Result<Arc<Self>> {
+    pub fn open(path: &Path, maps: &[Map], cache_mb: usize, write_buffer_mb: usize, sync_writes: bool) -> Result<Arc<Self>> {
         let cache = Cache::new_lru_cache(cache_mb.max(8) << 20);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -33,7 +33,7 @@ impl RocksEngine {
         let mut cf_opts = Options::default();
         cf_opts.set_block_based_table_factory(&table);
         cf_opts.set_compression_type(DBCompressionType::Lz4);
-        cf_opts.set_write_buffer_size(4 << 20);
+        cf_opts.set_write_buffer_size((write_buffer_mb.max(4) << 20) / 4);
 
         let mut db_opts = cf_opts.clone();
         db_opts.create_if_missing(true);
@@ -42,7 +42,7 @@ impl RocksEngine {
         db_opts.set_keep_log_file_num(2);
         db_opts.set_max_total_wal_size(64 << 20);
         // One budget for the memtables of every column family, so memory stays small with many maps.
-        db_opts.set_db_write_buffer_size(32 << 20);
+        db_opts.set_db_write_buffer_size(write_buffer_mb.max(4) << 20);
 
         let mut names: Vec<&str> = maps.iter().map(|m| m.0).collect();
         // Keep column families that exist on disk but that this build no longer names.
@@ -119,7 +119,7 @@ mod tests {
     fn batches_scans_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, false).unwrap());
+            let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, 8, false).unwrap());
             let mut batch = Batch::new();
             for i in [1u64, 2, 3, 10] {
                 batch.put(A, i.to_be_bytes(), format!("v{i}"));
@@ -141,7 +141,7 @@ mod tests {
             db.write(delete).unwrap();
         }
         // Everything acknowledged is there after reopening.
-        let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, false).unwrap());
+        let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, 8, false).unwrap());
         assert_eq!(db.get(A, &1u64.to_be_bytes()).unwrap(), None);
         assert_eq!(db.get(A, &10u64.to_be_bytes()).unwrap().as_deref(), Some(&b"v10"[..]));
         assert_eq!(db.get(B, b"x").unwrap().as_deref(), Some(&b"y"[..]));
