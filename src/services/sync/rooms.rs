@@ -177,15 +177,25 @@ pub fn joined(
     });
     let state = if newly_joined || req.full_state {
         state_events(s, req, room, start_state.iter().map(|(k, v)| (*k, *v)), lazy.as_ref())?
-    } else if limited {
-        let before = state_at_pos(s, short_room, since_pos)?;
-        state_events(s, req, room, diff(&before, &start_state), lazy.as_ref())?
+    } else if limited || lazy.is_some() {
+        let mut entries = if limited { diff(&*state_at_pos(s, short_room, since_pos)?, &start_state) } else { Vec::new() };
+        // With lazy-loaded members, the member events of the timeline's senders come along even when
+        // they did not change, since the client may never have received them.
+        for sender in lazy.iter().flatten() {
+            if let Some(key) = s.short.statekey(&StateEventType::RoomMember, sender.as_str())?
+                && let Some(event) = start_state.get(&key)
+                && !entries.iter().any(|(k, _)| *k == key)
+            {
+                entries.push((key, *event));
+            }
+        }
+        state_events(s, req, room, entries, lazy.as_ref())?
     } else {
         Vec::new()
     };
     joined.state = sync::State::Before(sync::StateEvents::with_events(state));
 
-    joined.timeline.limited = limited || (newly_joined && events.first().is_some_and(|e| e.meta.pos > 1) && limited);
+    joined.timeline.limited = limited;
     joined.timeline.prev_batch = Some(
         SyncToken { pos: events.first().map_or(now.pos, |e| e.meta.pos - 1), typing: 0 }.encode(),
     );
