@@ -13,6 +13,7 @@ pub struct RunningServer {
     /// The address of the TLS federation listener (None when federation is disabled).
     pub federation_addr: Option<SocketAddr>,
     federation: Option<crate::federation::listener::FederationListener>,
+    sender: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -23,6 +24,10 @@ impl RunningServer {
         let _ = self.task.await;
         if let Some(federation) = self.federation {
             federation.stop().await;
+        }
+        if let Some((stop, task)) = self.sender {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
@@ -41,6 +46,15 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let addr = listener.local_addr().map_err(|e| crate::error::Error::internal(e.to_string()))?;
     let federation = crate::federation::listener::FederationListener::start(&services).await?;
     let federation_addr = federation.as_ref().map(|f| f.addr);
+    // The federation sending workers (queued items of every destination survive restarts).
+    let sender = match (services.config().federation.enabled, services.federation.sender.take_receiver()) {
+        (true, Some(rx)) => {
+            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(crate::federation::sender::worker::supervise(services.clone(), rx, stop_rx));
+            Some((stop, task))
+        }
+        _ => None,
+    };
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -52,7 +66,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             tracing::error!("server error: {e}");
         }
     });
-    Ok(RunningServer { services, addr, federation_addr, federation, shutdown, task })
+    Ok(RunningServer { services, addr, federation_addr, federation, sender, shutdown, task })
 }
 
 /// Runs until SIGINT or SIGTERM.

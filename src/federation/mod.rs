@@ -6,11 +6,17 @@
 pub mod client;
 pub mod discovery;
 pub mod dns;
+pub mod incoming;
+pub mod invite;
+pub mod join;
 pub mod listener;
 pub mod own_keys;
+pub mod profile;
 pub mod remote_keys;
 pub mod request;
+pub mod read;
 pub mod resolve;
+pub mod sender;
 pub mod signing;
 pub mod tls;
 pub mod xmatrix;
@@ -18,7 +24,7 @@ pub mod xmatrix;
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Mutex, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -38,7 +44,13 @@ pub const SERVER_KEYS: Map = Map("server_keys");
 pub const SERVER_KEY_DOCUMENTS: Map = Map("server_key_documents");
 /// Our retired signing keys: key id → [`signing::OldKey`] JSON.
 pub const OLD_SIGNING_KEYS: Map = Map("old_signing_keys");
-pub const MAPS: &[Map] = &[SERVER_KEYS, SERVER_KEY_DOCUMENTS, OLD_SIGNING_KEYS];
+pub const MAPS: &[Map] = &[
+    SERVER_KEYS,
+    SERVER_KEY_DOCUMENTS,
+    OLD_SIGNING_KEYS,
+    sender::queue::QUEUE,
+    incoming::transaction::TXNS,
+];
 
 /// How long a failed key fetch from a server keeps us from asking it again.
 const KEY_FETCH_BACKOFF: Duration = Duration::from_secs(30);
@@ -52,6 +64,10 @@ pub struct Federation {
     local_addr: OnceLock<SocketAddr>,
     resolved: Mutex<HashMap<OwnedServerName, (discovery::Destination, Instant)>>,
     key_fetch_failures: Mutex<HashMap<OwnedServerName, Instant>>,
+    /// The outgoing queue and its workers' wake-up channel.
+    pub sender: sender::Sender,
+    /// One transaction at a time per origin.
+    origin_locks: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Federation {
@@ -59,12 +75,19 @@ impl Federation {
         let tls = tls::client_config(config).map_err(Error::internal)?;
         let timeout = Duration::from_secs(config.federation.request_timeout_secs);
         Ok(Self {
-            db,
+            db: db.clone(),
             transport: client::Transport::new(tls, timeout),
             local_addr: OnceLock::new(),
             resolved: Mutex::new(HashMap::new()),
             key_fetch_failures: Mutex::new(HashMap::new()),
+            sender: sender::Sender::new(db.clone()),
+            origin_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The lock that serialises the transactions of `origin`.
+    pub fn origin_lock(&self, origin: &ruma::ServerName) -> Arc<tokio::sync::Mutex<()>> {
+        self.origin_locks.lock().unwrap().entry(origin.to_owned()).or_default().clone()
     }
 
     /// Records the address the federation listener is bound to (set once, by the server).

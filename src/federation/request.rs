@@ -70,3 +70,54 @@ where
     T::IncomingResponse::try_from_http_response(http::Response::from_parts(parts, body.as_ref()))
         .map_err(|e| unreachable(format!("{destination} answered {status}: {e}")))
 }
+
+/// Sends a signed JSON request (path with its query, already percent-encoded) and returns the
+/// status and the JSON answer (`null` when the answer is not JSON).
+pub async fn send_json(
+    services: &Services,
+    destination: &ServerName,
+    method: http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(http::StatusCode, serde_json::Value)> {
+    let bytes = match body {
+        Some(b) => serde_json::to_vec(b).map_err(|e| Error::internal(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let mut builder = http::Request::builder().method(method).uri(format!("https://{destination}{path}"));
+    if body.is_some() {
+        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let request = builder.body(bytes).map_err(|e| Error::internal(e.to_string()))?;
+    let response = send_raw(services, destination, request, true).await?;
+    let status = response.status();
+    let value = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
+    Ok((status, value))
+}
+
+/// `send_json` that expects 200 and turns other answers into errors carrying the remote errcode.
+pub async fn call(
+    services: &Services,
+    destination: &ServerName,
+    method: http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let (status, value) = send_json(services, destination, method, path, body).await?;
+    if status.is_success() {
+        return Ok(value);
+    }
+    let errcode = match value.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN") {
+        "M_FORBIDDEN" => "M_FORBIDDEN",
+        "M_NOT_FOUND" => "M_NOT_FOUND",
+        "M_INCOMPATIBLE_ROOM_VERSION" => "M_INCOMPATIBLE_ROOM_VERSION",
+        "M_UNSUPPORTED_ROOM_VERSION" => "M_UNSUPPORTED_ROOM_VERSION",
+        "M_BAD_JSON" => "M_BAD_JSON",
+        "M_INVALID_PARAM" => "M_INVALID_PARAM",
+        "M_LIMIT_EXCEEDED" => "M_LIMIT_EXCEEDED",
+        _ => "M_UNKNOWN",
+    };
+    let error = value.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let status = if status.is_server_error() { http::StatusCode::BAD_GATEWAY } else { status };
+    Err(Error::new(status, errcode, format!("{destination}: {error}")))
+}

@@ -36,10 +36,17 @@ pub async fn typing(
             if !s.membership.is_joined(short, &caller)? {
                 return Err(Error::forbidden("You are not in this room"));
             }
-            match req.body.state {
-                Typing::Yes(info) => s.typing.set(&s.globals, &req.body.room_id, &caller, true, info.timeout),
-                _ => s.typing.set(&s.globals, &req.body.room_id, &caller, false, Duration::ZERO),
-            }
+            let on = match req.body.state {
+                Typing::Yes(info) => {
+                    s.typing.set(&s.globals, &req.body.room_id, &caller, true, info.timeout);
+                    true
+                }
+                _ => {
+                    s.typing.set(&s.globals, &req.body.room_id, &caller, false, Duration::ZERO);
+                    false
+                }
+            };
+            crate::federation::sender::edus::typing(s, short, &req.body.room_id, &caller, on)?;
             Ok(create_typing_event::v3::Response::new().into())
         })
         .await
@@ -59,7 +66,8 @@ fn receipt(s: &Services, user: &ruma::UserId, room_id: &ruma::RoomId, kind: &str
         s.account_data.set(&s.globals, user, Some(room_id), "m.fully_read", &json!({ "event_id": event_id }))?;
         return Ok(());
     }
-    s.receipts.set(&s.globals, short, kind, user, event_id, thread)
+    s.receipts.set(&s.globals, short, kind, user, event_id, thread.clone())?;
+    crate::federation::sender::edus::receipt(s, short, room_id, kind, user, event_id, thread.as_deref())
 }
 
 pub async fn create_receipt(

@@ -33,6 +33,14 @@ fn field_value(s: &Services, user: &UserId, field: &ProfileFieldName) -> Result<
 }
 
 pub async fn get(State(services): State<Arc<Services>>, req: Ruma<get_profile::v3::Request>) -> Res<get_profile::v3::Response> {
+    if req.body.user_id.server_name() != services.globals.server_name() {
+        let remote = crate::federation::profile::remote_profile(&services, &req.body.user_id, None).await?;
+        let mut response = get_profile::v3::Response::new();
+        for (k, v) in remote {
+            response.data.set(k, v);
+        }
+        return Ok(response.into());
+    }
     services
         .run(move |s| {
             let profile = s.users.profile(&req.body.user_id)?.ok_or_else(|| Error::not_found("Profile not found"))?;
@@ -52,6 +60,13 @@ pub async fn get_field(
     State(services): State<Arc<Services>>,
     req: Ruma<get_profile_field::v3::Request>,
 ) -> Res<get_profile_field::v3::Response> {
+    if req.body.user_id.server_name() != services.globals.server_name() {
+        let field = req.body.field.as_str().to_owned();
+        let mut remote = crate::federation::profile::remote_profile(&services, &req.body.user_id, Some(&field)).await?;
+        let value = remote.remove(&field).ok_or_else(|| Error::not_found("Profile field not set"))?;
+        let value = ProfileFieldValue::new(&field, value).map_err(|e| Error::internal(e.to_string()))?;
+        return Ok(get_profile_field::v3::Response::new(value).into());
+    }
     services
         .run(move |s| {
             let value = field_value(s, &req.body.user_id, &req.body.field)?

@@ -166,6 +166,19 @@ fn resolve_room(s: &Services, id_or_alias: &str) -> Result<OwnedRoomId> {
 
 pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user::v3::Request>) -> Res<invite_user::v3::Response> {
     let user = req.user()?.clone();
+    if let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient
+        && invitee.user_id.server_name() != services.globals.server_name()
+    {
+        crate::federation::invite::invite_remote(
+            &services,
+            req.body.room_id.clone(),
+            user,
+            invitee.user_id.clone(),
+            invitee.reason.clone(),
+        )
+        .await?;
+        return Ok(invite_user::v3::Response::new().into());
+    }
     services
         .run(move |s| {
             let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient else {

@@ -39,20 +39,56 @@ where
             .await
             .map_err(|_| Error::too_large("Request body is too large"))?;
 
-        let our_name = services.globals.server_name().clone();
-        let header = xmatrix::parse_header(&parts.headers, &our_name).map_err(|e| unauthorized(e.to_string()))?;
-        let now = now_ms();
-        let key_id = header.key.to_string();
-        let keys = remote_keys::keys_for(services, &header.origin, now, Some(&key_id)).await?;
-        let request = http::Request::from_parts(parts, bytes);
-        let origin = xmatrix::verify_request(&header, &request, &our_name, &keys, now)
-            .map_err(|e| unauthorized(e.to_string()))?;
-
+        let (request, origin) = authenticate(services, http::Request::from_parts(parts, bytes)).await?;
         let (parts, bytes) = request.into_parts();
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
         let body = T::try_from_http_request(http_req, &arg_refs).map_err(parse_error)?;
         Ok(Federated { origin, body })
+    }
+}
+
+/// Checks the X-Matrix signature of a request; tells the sender the origin is reachable.
+async fn authenticate(
+    services: &Arc<Services>,
+    request: http::Request<bytes::Bytes>,
+) -> Result<(http::Request<bytes::Bytes>, OwnedServerName)> {
+    let our_name = services.globals.server_name().clone();
+    let header = xmatrix::parse_header(request.headers(), &our_name).map_err(|e| unauthorized(e.to_string()))?;
+    let now = now_ms();
+    let key_id = header.key.to_string();
+    let keys = remote_keys::keys_for(services, &header.origin, now, Some(&key_id)).await?;
+    let origin = xmatrix::verify_request(&header, &request, &our_name, &keys, now)
+        .map_err(|e| unauthorized(e.to_string()))?;
+    // A server that reaches us is up: retry what is queued for it now.
+    services.federation.sender.peer_back(&origin);
+    Ok((request, origin))
+}
+
+/// A federation request from an authenticated server, with its body as JSON (`null` when empty).
+/// Path and query are read by axum's own extractors placed before it.
+pub struct FederatedJson {
+    pub origin: OwnedServerName,
+    pub body: serde_json::Value,
+}
+
+impl FromRequest<Arc<Services>> for FederatedJson {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let limit = services.config().limits.max_request_bytes;
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| Error::too_large("Request body is too large"))?;
+        let (request, origin) = authenticate(services, http::Request::from_parts(parts, bytes)).await?;
+        let bytes = request.into_body();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| Error::not_json("Body is not JSON"))?
+        };
+        Ok(FederatedJson { origin, body })
     }
 }
 

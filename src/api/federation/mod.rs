@@ -4,12 +4,13 @@
 pub mod auth;
 pub mod keys;
 pub mod query;
+pub mod rooms;
 
 use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    routing::{get, post},
+    routing::{get, post, put},
 };
 use serde_json::{Value, json};
 
@@ -24,6 +25,20 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/key/v2/query", post(keys::query_batch))
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
+        .route("/_matrix/federation/v1/query/directory", get(query::directory))
+        .route("/_matrix/federation/v1/send/{txn_id}", put(rooms::send_transaction))
+        .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(rooms::make_join))
+        .route("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", get(rooms::make_leave))
+        .route("/_matrix/federation/v1/send_join/{room_id}/{event_id}", put(rooms::send_join_v1))
+        .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(rooms::send_join_v2))
+        .route("/_matrix/federation/v1/send_leave/{room_id}/{event_id}", put(rooms::send_leave_v1))
+        .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(rooms::send_leave_v2))
+        .route("/_matrix/federation/v1/state_ids/{room_id}", get(rooms::state_ids))
+        .route("/_matrix/federation/v1/state/{room_id}", get(rooms::state))
+        .route("/_matrix/federation/v1/event/{event_id}", get(rooms::event))
+        .route("/_matrix/federation/v1/event_auth/{room_id}/{event_id}", get(rooms::event_auth))
+        .route("/_matrix/federation/v1/backfill/{room_id}", get(rooms::backfill))
+        .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(rooms::get_missing_events))
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })
         .with_state(services)

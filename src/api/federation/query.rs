@@ -36,3 +36,16 @@ pub async fn profile(
     }
     Ok(Json(Value::Object(body)))
 }
+
+/// `GET /_matrix/federation/v1/query/directory?room_alias=…`.
+pub async fn directory(
+    State(services): State<Arc<Services>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    _request: super::auth::FederatedJson,
+) -> Result<Json<Value>> {
+    let alias = query
+        .get("room_alias")
+        .and_then(|a| ruma::OwnedRoomAliasId::try_from(a.as_str()).ok())
+        .ok_or_else(|| Error::invalid_param("Invalid room_alias"))?;
+    Ok(Json(services.run(move |s| crate::federation::read::directory(s, &alias)).await?))
+}

@@ -87,6 +87,84 @@ pub fn append_local(
         return Ok((event_id, room.to_owned()));
     }
 
+    let Built { object, prev, short_room, before, room_id_field } =
+        build_fields(s, &target, &rules, existing_room, sender, &new)?;
+    let (object, event_id, room_id) = sign_built(s, &rules, object, room_id_field)?;
+
+    let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
+    persist(
+        s,
+        Persist {
+            room_id: room_id.clone(),
+            version: version.clone(),
+            short_room,
+            object,
+            event_id: event_id.clone(),
+            pdu,
+            state_before: before,
+            replaces: prev.iter().map(|e| e.short).collect(),
+            current: Current::After,
+            txn: txn.map(|t| (sender.to_owned(), t)),
+            soft_failed: false,
+            forward: Forward::AllExcept(None),
+        },
+    )?;
+    Ok((event_id, room_id))
+}
+
+/// Hashes and signs built fields with our key; returns the event, its id and its room id.
+pub fn sign_built(
+    s: &Services,
+    rules: &RoomVersionRules,
+    mut object: CanonicalJsonObject,
+    room_id_field: Option<OwnedRoomId>,
+) -> Result<(CanonicalJsonObject, OwnedEventId, OwnedRoomId)> {
+    let server_name = s.globals.server_name();
+    hash_and_sign_event(server_name.as_str(), &s.globals.keypair, &mut object, &rules.redaction)
+        .map_err(|e| match e {
+            ruma::signatures::JsonError::PduTooLarge => Error::too_large("Event is too large"),
+            other => Error::bad_json(other.to_string()),
+        })?;
+    let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
+    if event_bytes.len() > MAX_PDU_BYTES {
+        return Err(Error::too_large("Event is larger than 65536 bytes"));
+    }
+    let event_id: OwnedEventId = match object.get("event_id").and_then(|v| v.as_str()) {
+        Some(id) => id.try_into().map_err(|_| Error::internal("bad event id"))?,
+        None => {
+            let hash = reference_hash(&object, rules).map_err(|e| Error::too_large(e.to_string()))?;
+            format!("${hash}").try_into().map_err(|_| Error::internal("bad event id"))?
+        }
+    };
+    let room_id: OwnedRoomId = match room_id_field {
+        Some(r) => r,
+        None => format!("!{}", &event_id.as_str()[1..]).try_into().map_err(|_| Error::internal("bad room id"))?,
+    };
+    Ok((object, event_id, room_id))
+}
+
+/// An event's fields before hashing and signing.
+pub struct Built {
+    pub object: CanonicalJsonObject,
+    /// The forward extremities it references.
+    pub prev: Vec<Arc<StoredEvent>>,
+    pub short_room: u64,
+    /// Snapshot of the state it is built on (the room's current state).
+    pub before: u64,
+    pub room_id_field: Option<OwnedRoomId>,
+}
+
+/// Fills in an event's fields: prev_events and depth from the forward extremities, auth_events
+/// from the current state, timestamps, ids by room version. Used for local events and for the
+/// templates of `make_join`/`make_leave`.
+pub fn build_fields(
+    s: &Services,
+    target: &Target<'_>,
+    rules: &RoomVersionRules,
+    existing_room: Option<&RoomId>,
+    sender: &UserId,
+    new: &NewEvent,
+) -> Result<Built> {
     let short_room = match existing_room {
         Some(room_id) => s.short.room(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?,
         None => 0,
@@ -128,7 +206,7 @@ pub fn append_local(
         }
     }
 
-    let room_id_field = match (&target, existing_room) {
+    let room_id_field = match (target, existing_room) {
         (_, Some(room)) => Some(room.to_owned()),
         (Target::NewRoom { room_id, .. }, None) => room_id.clone(),
         _ => None,
@@ -142,7 +220,7 @@ pub fn append_local(
     object.insert("depth".into(), CanonicalJsonValue::Integer((depth as i64).try_into().unwrap_or_default()));
     // A v12 room id is the hash of its create event: two create events of the same user in the same
     // millisecond must differ, so create events get strictly increasing timestamps.
-    let ts = match &target {
+    let ts = match target {
         Target::NewRoom { .. } => s.timeline.unique_create_ts(),
         Target::Room(_) => crate::util::now_ms(),
     };
@@ -160,78 +238,119 @@ pub fn append_local(
     if let Some(room_id) = &room_id_field {
         object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
     }
-    let server_name = s.globals.server_name();
+    let server_name = sender.server_name();
     if matches!(rules.event_id_format, EventIdFormatVersion::V1) {
         let local: String = crate::util::random_string(18);
         object.insert("event_id".into(), CanonicalJsonValue::String(format!("${local}:{server_name}")));
         object.insert("origin".into(), CanonicalJsonValue::String(server_name.to_string()));
     }
+    Ok(Built { object, prev, short_room, before, room_id_field })
+}
 
-    hash_and_sign_event(server_name.as_str(), &s.globals.keypair, &mut object, &rules.redaction)
-        .map_err(|e| match e {
-            ruma::signatures::JsonError::PduTooLarge => Error::too_large("Event is too large"),
-            other => Error::bad_json(other.to_string()),
-        })?;
+/// How the room's current state changes with a persisted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Current {
+    /// The state after the event becomes the current state (it extends every forward extremity).
+    After,
+    /// The current state is left as it is (the caller resolves it afterwards).
+    Keep,
+}
+
+/// To which servers a persisted event is queued.
+#[derive(Debug, Clone)]
+pub enum Forward {
+    /// None (received over `/send`: its origin sends it to everyone).
+    None,
+    /// Every other server in the room, except this one (the server that gave us the event).
+    AllExcept(Option<ruma::OwnedServerName>),
+}
+
+/// A signed PDU, local or remote, ready to be authorised and appended.
+pub struct Persist {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    /// 0 for the create event of a new room.
+    pub short_room: u64,
+    pub object: CanonicalJsonObject,
+    pub event_id: OwnedEventId,
+    pub pdu: Pdu,
+    /// Snapshot of the state before the event.
+    pub state_before: u64,
+    /// Short ids of the forward extremities the event replaces.
+    pub replaces: Vec<u64>,
+    pub current: Current,
+    pub txn: Option<(ruma::OwnedUserId, Txn)>,
+    /// Stored, but kept out of the timeline, the extremities and the current state.
+    pub soft_failed: bool,
+    pub forward: Forward,
+}
+
+/// Authorises a PDU against the state before it and appends it, in one atomic batch: the PDU, its
+/// metadata, the timeline entry, the state snapshot, the extremities, the transaction id, the
+/// membership index, the redaction of its target and the federation queue entries. The path of
+/// both local and remote events. Returns the short event id and the stream position.
+pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
+    let rules = version::rules(&p.version)?;
+    let state = s.state.load(p.state_before)?;
+    authorise(s, &rules, &p.pdu, &state)?;
+    let Persist { room_id, version, short_room, object, event_id, pdu, state_before: before, replaces, current, txn, soft_failed, forward } = p;
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
-    if event_bytes.len() > MAX_PDU_BYTES {
-        return Err(Error::too_large("Event is larger than 65536 bytes"));
-    }
-    let event_id: OwnedEventId = match object.get("event_id").and_then(|v| v.as_str()) {
-        Some(id) => id.try_into().map_err(|_| Error::internal("bad event id"))?,
-        None => {
-            let hash = reference_hash(&object, &rules).map_err(|e| Error::too_large(e.to_string()))?;
-            format!("${hash}").try_into().map_err(|_| Error::internal("bad event id"))?
-        }
-    };
-    let room_id: OwnedRoomId = match room_id_field {
-        Some(r) => r,
-        None => format!("!{}", &event_id.as_str()[1..]).try_into().map_err(|_| Error::internal("bad room id"))?,
-    };
 
-    let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
-    authorise(s, &rules, &pdu, &state)?;
-
-    let redaction_target = if pdu.kind == TimelineEventType::RoomRedaction {
+    let redaction_target = if pdu.kind == TimelineEventType::RoomRedaction && !soft_failed {
         pdu.redacted_event().map(|target| redaction_of(s, &target, &room_id)).transpose()?.flatten()
     } else {
         None
     };
 
-    let membership_change = if pdu.kind == TimelineEventType::RoomMember {
+    let membership_change = if pdu.kind == TimelineEventType::RoomMember && !soft_failed {
         let target = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok());
         let membership = pdu.membership().as_deref().and_then(Membership::parse);
         target.zip(membership)
     } else {
         None
     };
+    let destinations = match (&forward, soft_failed, short_room) {
+        (Forward::AllExcept(except), false, short) if short != 0 => {
+            crate::federation::sender::destinations_for(s, short, &pdu, except.as_deref())?
+        }
+        _ => Vec::new(),
+    };
 
-    s.globals.commit(|c| {
+    let (short_event, pos) = s.globals.commit(|c| {
         let short_room = if short_room == 0 {
             c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
             s.short.create_room(c, &room_id)
         } else {
             short_room
         };
-        let short_event = s.short.create_event(c, &event_id);
-        let pos = c.next_pos();
-        let after = match &new.state_key {
+        let short_event = match s.short.event(&event_id)? {
+            Some(short) => short,
+            None => s.short.create_event(c, &event_id),
+        };
+        let pos = if soft_failed { 0 } else { c.next_pos() };
+        let after = match &pdu.state_key {
             Some(state_key) => {
-                let kind = StateEventType::from(new.kind.to_string());
+                let kind = StateEventType::from(pdu.kind.to_string());
                 let key = s.short.get_or_create_statekey(c, &kind, state_key)?;
                 s.state.create(c, before, &[(key, short_event)])?.0
             }
             None => before,
         };
-        s.state.set_current(c, short_room, after);
         let meta = EventMeta { short_room, pos, state_before: before, state_after: after };
         c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes.clone());
         c.batch.put(super::EVENT_META, short_event.to_be_bytes(), encode_meta(&meta));
+        if soft_failed {
+            return Ok((short_event, pos));
+        }
+        if current == Current::After {
+            s.state.set_current(c, short_room, after);
+        }
         c.batch.put(TIMELINE, Key::new().u64(short_room).u64(pos).build(), short_event.to_be_bytes());
-        for event in &prev {
-            c.batch.delete(EXTREMITIES, Key::new().u64(short_room).u64(event.short).build());
+        for short in &replaces {
+            c.batch.delete(EXTREMITIES, Key::new().u64(short_room).u64(*short).build());
         }
         c.batch.put(EXTREMITIES, Key::new().u64(short_room).u64(short_event).build(), Vec::new());
-        if let Some(txn) = &txn {
+        if let Some((sender, txn)) = &txn {
             c.batch.put(TXN_IDS, txn_key(sender.as_str(), &txn.device, &room_id, &txn.txn_id), event_id.as_bytes());
             c.batch.put(super::EVENT_TXN, short_event.to_be_bytes(), Key::new().str(&txn.device).str(&txn.txn_id).build());
         }
@@ -242,15 +361,21 @@ pub fn append_local(
             let because = super::pdu::client_event(&object, &event_id, &room_id, super::pdu::ClientFormat::Room, Default::default());
             redact_stored(c, *target_short, redacted.clone(), because, &rules)?;
         }
-        Ok(())
-    })?;
+        for destination in &destinations {
+            s.federation.sender.queue_pdu(c, destination, &event_id);
+        }
+        Ok((short_event, pos))
+    })?
+    .0;
     if let Some((target_short, _)) = &redaction_target {
         s.timeline.forget_cached(*target_short);
     }
-    if let Target::NewRoom { .. } = target {
-        s.timeline.remember_version(&room_id, &version);
+    s.timeline.forget_cached(short_event);
+    s.timeline.remember_version(&room_id, &version);
+    for destination in &destinations {
+        s.federation.sender.wake(destination);
     }
-    Ok((event_id, room_id))
+    Ok((short_event, pos))
 }
 
 fn lookup(s: &Services, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<u64>> {
@@ -258,7 +383,7 @@ fn lookup(s: &Services, state: &StateMap, kind: &StateEventType, state_key: &str
 }
 
 /// Applies the authorization rules against `state` (the state before the event).
-fn authorise(s: &Services, rules: &RoomVersionRules, pdu: &Pdu, state: &StateMap) -> Result<()> {
+pub fn authorise(s: &Services, rules: &RoomVersionRules, pdu: &Pdu, state: &StateMap) -> Result<()> {
     if pdu.kind == TimelineEventType::RoomCreate {
         return state_res::check_state_independent_auth_rules::<Pdu>(&rules.authorization, pdu, |_| None)
             .map_err(|e| Error::bad_json(format!("invalid create event: {e}")));

@@ -1,0 +1,204 @@
+//! Membership over federation (resident side): make_join, send_join, make_leave, send_leave.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json,
+    extract::{Path, RawQuery, State},
+};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use serde_json::{Value, json};
+
+use super::auth::FederatedJson;
+use crate::{
+    error::{Error, Result},
+    federation::join::resident,
+    services::Services,
+};
+
+fn room_event(room: &str, event: &str) -> Result<(OwnedRoomId, OwnedEventId)> {
+    Ok((
+        OwnedRoomId::try_from(room).map_err(|_| Error::invalid_param("Invalid room id"))?,
+        OwnedEventId::try_from(event).map_err(|_| Error::invalid_param("Invalid event id"))?,
+    ))
+}
+
+/// The `ver` parameters of a query string (repeated).
+pub fn versions(query: Option<&str>) -> Vec<String> {
+    let Some(query) = query else { return Vec::new() };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "ver")
+        .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        .collect()
+}
+
+/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}?ver=…`.
+pub async fn make_join(
+    State(services): State<Arc<Services>>,
+    Path((room, user)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let supported = versions(query.as_deref());
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "join", Some(&supported))).await?))
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`.
+pub async fn make_leave(
+    State(services): State<Arc<Services>>,
+    Path((room, user)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "leave", None)).await?))
+}
+
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}` (`omit_members` is accepted; the
+/// whole state is always answered).
+pub async fn send_join_v2(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
+    Ok(Json(services.run(move |s| resident::join_answer(s, &room_id, &id)).await?))
+}
+
+/// `PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}`: the same, as `[200, {…}]`.
+pub async fn send_join_v1(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
+    let answer = services.run(move |s| resident::join_answer(s, &room_id, &id)).await?;
+    Ok(Json(json!([200, answer])))
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`.
+pub async fn send_leave_v2(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "leave").await?;
+    Ok(Json(json!({})))
+}
+
+/// `PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}`.
+pub async fn send_leave_v1(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "leave").await?;
+    Ok(Json(json!([200, {}])))
+}
+
+/// `PUT /_matrix/federation/v1/send/{txnId}`.
+pub async fn send_transaction(
+    State(services): State<Arc<Services>>,
+    Path(txn_id): Path<String>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let answer = crate::federation::incoming::transaction::handle(&services, &request.origin, &txn_id, &request.body).await?;
+    Ok(Json(answer))
+}
+
+/// `GET /_matrix/federation/v1/state_ids/{roomId}?event_id=…`.
+pub async fn state_ids(
+    State(services): State<Arc<Services>>,
+    Path(room): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, query.get("event_id").map_or("", String::as_str))?;
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| crate::federation::read::state_ids(s, &origin, &room_id, &event_id)).await?))
+}
+
+/// `GET /_matrix/federation/v1/state/{roomId}?event_id=…`.
+pub async fn state(
+    State(services): State<Arc<Services>>,
+    Path(room): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, query.get("event_id").map_or("", String::as_str))?;
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| crate::federation::read::state(s, &origin, &room_id, &event_id)).await?))
+}
+
+/// `GET /_matrix/federation/v1/event/{eventId}`.
+pub async fn event(State(services): State<Arc<Services>>, Path(event): Path<String>, request: FederatedJson) -> Result<Json<Value>> {
+    let event_id = OwnedEventId::try_from(event.as_str()).map_err(|_| Error::invalid_param("Invalid event id"))?;
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| crate::federation::read::event(s, &origin, &event_id)).await?))
+}
+
+/// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
+pub async fn event_auth(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| crate::federation::read::event_auth(s, &origin, &room_id, &event_id)).await?))
+}
+
+/// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`.
+pub async fn backfill(
+    State(services): State<Arc<Services>>,
+    Path(room): Path<String>,
+    RawQuery(query): RawQuery,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let mut from = Vec::new();
+    let mut limit = 10usize;
+    for (k, v) in query.as_deref().unwrap_or("").split('&').filter_map(|p| p.split_once('=')) {
+        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+        match k {
+            "v" => from.push(OwnedEventId::try_from(v).map_err(|_| Error::invalid_param("Invalid event id"))?),
+            "limit" => limit = v.parse().map_err(|_| Error::invalid_param("Invalid limit"))?,
+            _ => {}
+        }
+    }
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| crate::federation::read::backfill(s, &origin, &room_id, from, limit)).await?))
+}
+
+/// `POST /_matrix/federation/v1/get_missing_events/{roomId}`.
+pub async fn get_missing_events(
+    State(services): State<Arc<Services>>,
+    Path(room): Path<String>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let ids = |field: &str| -> Vec<OwnedEventId> {
+        request.body.get(field).and_then(Value::as_array).into_iter().flatten()
+            .filter_map(|v| v.as_str().and_then(|s| OwnedEventId::try_from(s).ok()))
+            .collect()
+    };
+    let (earliest, latest) = (ids("earliest_events"), ids("latest_events"));
+    let limit = request.body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
+    let min_depth = request.body.get("min_depth").and_then(Value::as_u64).unwrap_or(0);
+    let origin = request.origin;
+    Ok(Json(
+        services
+            .run(move |s| crate::federation::read::missing_events(s, &origin, &room_id, earliest, latest, limit, min_depth))
+            .await?,
+    ))
+}

@@ -1,0 +1,101 @@
+//! EDUs received in a transaction: typing, receipts, presence. Each names users, who must belong
+//! to the origin (no server speaks for another's users) and, for room EDUs, be joined to the room.
+//! Device list and other EDUs are ignored for now.
+
+use std::time::Duration;
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, ServerName};
+use serde_json::Value;
+
+use crate::{
+    error::{Error, Result},
+    services::Services,
+};
+
+/// Applies one EDU from `origin`. An EDU that impersonates another server is refused.
+pub fn apply(s: &Services, origin: &ServerName, edu: &Value) -> Result<()> {
+    let content = edu.get("content").cloned().unwrap_or(Value::Null);
+    match edu.get("edu_type").and_then(Value::as_str) {
+        Some("m.typing") => typing(s, origin, &content),
+        Some("m.receipt") => receipts(s, origin, &content),
+        Some("m.presence") => presence(s, origin, &content),
+        _ => Ok(()),
+    }
+}
+
+fn user_of(origin: &ServerName, value: Option<&Value>) -> Result<OwnedUserId> {
+    let user = value
+        .and_then(Value::as_str)
+        .and_then(|u| OwnedUserId::try_from(u).ok())
+        .ok_or_else(|| Error::bad_json("EDU without a valid user_id"))?;
+    if user.server_name() != origin {
+        return Err(Error::forbidden(format!("{origin} cannot speak for {user}")));
+    }
+    Ok(user)
+}
+
+fn joined_room(s: &Services, room: Option<&str>, user: &OwnedUserId) -> Result<Option<(OwnedRoomId, u64)>> {
+    let Some(room_id) = room.and_then(|r| OwnedRoomId::try_from(r).ok()) else { return Ok(None) };
+    let Some(short) = s.short.room(&room_id)? else { return Ok(None) };
+    Ok(s.membership.is_joined(short, user)?.then_some((room_id, short)))
+}
+
+fn typing(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
+    let user = user_of(origin, content.get("user_id"))?;
+    let Some((room_id, _)) = joined_room(s, content.get("room_id").and_then(Value::as_str), &user)? else { return Ok(()) };
+    let on = content.get("typing").and_then(Value::as_bool).unwrap_or(false);
+    s.typing.set(&s.globals, &room_id, &user, on, Duration::from_secs(30));
+    Ok(())
+}
+
+fn receipts(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
+    let Some(rooms) = content.as_object() else { return Ok(()) };
+    // Check every user first: one impersonation refuses the whole EDU.
+    for kinds in rooms.values() {
+        for users in kinds.as_object().into_iter().flat_map(|k| k.values()) {
+            for user in users.as_object().into_iter().flat_map(|u| u.keys()) {
+                user_of(origin, Some(&Value::String(user.clone())))?;
+            }
+        }
+    }
+    for (room, kinds) in rooms {
+        for (kind, users) in kinds.as_object().into_iter().flatten() {
+            if kind != "m.read" && kind != "m.read.private" {
+                continue;
+            }
+            for (user, receipt) in users.as_object().into_iter().flatten() {
+                let user = user_of(origin, Some(&Value::String(user.clone())))?;
+                let Some((_, short)) = joined_room(s, Some(room), &user)? else { continue };
+                let Some(event_id) = receipt
+                    .get("event_ids")
+                    .and_then(Value::as_array)
+                    .and_then(|ids| ids.last())
+                    .and_then(Value::as_str)
+                    .and_then(|id| OwnedEventId::try_from(id).ok())
+                else {
+                    continue;
+                };
+                let thread = receipt.pointer("/data/thread_id").and_then(Value::as_str).map(str::to_owned);
+                s.receipts.set(&s.globals, short, kind, &user, &event_id, thread)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn presence(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
+    let updates = content.get("push").and_then(Value::as_array).cloned().unwrap_or_default();
+    for update in &updates {
+        user_of(origin, update.get("user_id"))?;
+    }
+    for update in updates {
+        let user = user_of(origin, update.get("user_id"))?;
+        let presence = match update.get("presence").and_then(Value::as_str) {
+            Some(p @ ("online" | "offline" | "unavailable")) => p,
+            _ => continue,
+        };
+        let status = update.get("status_msg").map(|m| m.as_str().map(str::to_owned));
+        s.presence.set(&s.globals, &user, presence, status)?;
+    }
+    Ok(())
+}

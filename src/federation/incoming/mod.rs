@@ -1,0 +1,8 @@
+//! Receiving room events and EDUs from other servers.
+
+pub mod edus;
+pub mod missing;
+pub mod pdu_checks;
+pub mod persist;
+pub mod state_at;
+pub mod transaction;

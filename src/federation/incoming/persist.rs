@@ -1,0 +1,97 @@
+//! Appending a checked remote PDU through the timeline's one persist path: authorised against
+//! its auth events and against the state before it (the state after its prev events, resolved
+//! across several), soft-failed against the current state, forward extremities updated.
+
+use ruma::OwnedEventId;
+
+use super::{pdu_checks::{CheckedPdu, check_auth_events}, state_at};
+use crate::{
+    error::{Error, Result},
+    services::{
+        Services,
+        rooms::version,
+        timeline::append::{Current, Forward, Persist, authorise, persist},
+    },
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Appended,
+    /// Already stored.
+    Duplicate,
+    /// Stored, but not allowed by the current state: kept out of the timeline and the state.
+    SoftFailed,
+}
+
+/// The prev events of `pdu` this server does not have.
+pub fn missing_prev_events(s: &Services, prev_events: &[OwnedEventId]) -> Result<Vec<OwnedEventId>> {
+    let mut out = Vec::new();
+    for id in prev_events {
+        let known = match s.short.event(id)? {
+            Some(short) => s.timeline.meta(short)?.is_some(),
+            None => false,
+        };
+        if !known {
+            out.push(id.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Appends a remote event whose prev events are all stored. `strict` (send_join, send_leave):
+/// an event the current state does not allow is refused instead of soft-failed.
+pub fn append_remote(s: &Services, checked: CheckedPdu, forward: Forward, strict: bool) -> Result<Outcome> {
+    let CheckedPdu { event_id, room_id, version, object, pdu } = checked;
+    let lock = s.timeline.room_lock(&room_id);
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(short) = s.short.event(&event_id)?
+        && s.timeline.meta(short)?.is_some()
+    {
+        return Ok(Outcome::Duplicate);
+    }
+    let rules = version::rules(&version)?;
+    let short_room = s.short.room(&room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    check_auth_events(s, &pdu, &rules)?;
+    if !missing_prev_events(s, &pdu.prev_events)?.is_empty() {
+        return Err(Error::not_found("prev events are missing"));
+    }
+    let before = state_at::state_before(s, &room_id, &rules, &pdu.prev_events)?;
+    let current = s.state.current_state(short_room)?;
+    let soft_failed = authorise(s, &rules, &pdu, &current).is_err();
+    if soft_failed && strict {
+        return Err(Error::forbidden("The event is not allowed by the room's current state"));
+    }
+    let extremities = s.timeline.extremities(short_room)?;
+    let mut prev_shorts = Vec::new();
+    for id in &pdu.prev_events {
+        if let Some(short) = s.short.event(id)? {
+            prev_shorts.push(short);
+        }
+    }
+    let replaces: Vec<u64> = extremities.iter().copied().filter(|e| prev_shorts.contains(e)).collect();
+    let linear = extremities.iter().all(|e| prev_shorts.contains(e));
+    persist(
+        s,
+        Persist {
+            room_id: room_id.clone(),
+            version,
+            short_room,
+            object,
+            event_id,
+            pdu,
+            state_before: before,
+            replaces,
+            current: if linear { Current::After } else { Current::Keep },
+            txn: None,
+            soft_failed,
+            forward,
+        },
+    )?;
+    if soft_failed {
+        return Ok(Outcome::SoftFailed);
+    }
+    if !linear {
+        state_at::update_current(s, &room_id, &rules, short_room)?;
+    }
+    Ok(Outcome::Appended)
+}

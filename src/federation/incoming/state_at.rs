@@ -1,0 +1,174 @@
+//! The state before a remote event (the state after its prev events, resolved when they differ)
+//! and the room's current state across several forward extremities: state resolution v2 (and
+//! v2.1 for room 12) by `ruma::state_res::resolve`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use ruma::{
+    EventId, OwnedEventId, RoomId,
+    room_version_rules::{RoomVersionRules, StateResolutionVersion},
+    state_res::{self, utils::event_id_set::EventIdSet},
+};
+
+use crate::{
+    error::{Error, Result},
+    services::{
+        Services,
+        rooms::event_by_id,
+        state::{StateMap, diff},
+        timeline::StoredEvent,
+    },
+};
+
+/// Resolves several states (short maps) into one; identical states need no resolution.
+pub fn resolve_states(s: &Services, _room_id: &RoomId, rules: &RoomVersionRules, states: &[Arc<StateMap>]) -> Result<StateMap> {
+    let Some(first) = states.first() else { return Ok(StateMap::new()) };
+    if states.iter().all(|m| m == first) {
+        return Ok((**first).clone());
+    }
+    let StateResolutionVersion::V2(res_rules) = &rules.state_res else {
+        return Err(Error::internal("state resolution v1 is not supported"));
+    };
+    let mut maps = Vec::new();
+    let mut auth_chains = Vec::new();
+    for state in states {
+        let mut map = state_res::StateMap::new();
+        let mut ids = Vec::new();
+        for (key, short) in state.iter() {
+            let (kind, state_key) = s.short.statekey_of(*key)?;
+            let event_id = s.short.event_id(*short)?;
+            ids.push(event_id.clone());
+            map.insert((kind, state_key), event_id);
+        }
+        maps.push(map);
+        auth_chains.push(auth_chain(s, ids)?.into_iter().collect::<EventIdSet<OwnedEventId>>());
+    }
+    let fetch = |id: &EventId| -> Option<Arc<StoredEvent>> { event_by_id(s, id).ok().flatten() };
+    let subgraph = |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| -> Option<EventIdSet<OwnedEventId>> {
+        conflicted_subgraph(s, conflicted.values().flatten().cloned().collect()).ok()
+    };
+    let resolved = state_res::resolve(&rules.authorization, res_rules, maps.iter(), auth_chains, fetch, subgraph)
+        .map_err(|e| Error::internal(format!("state resolution failed: {e}")))?;
+    let mut out = StateMap::new();
+    for ((kind, state_key), event_id) in resolved {
+        if let (Some(key), Some(short)) = (s.short.statekey(&kind, &state_key)?, s.short.event(&event_id)?) {
+            out.insert(key, short);
+        }
+    }
+    Ok(out)
+}
+
+/// Every event reachable from `start` through `auth_events` (the start events included).
+pub fn auth_chain(s: &Services, start: Vec<OwnedEventId>) -> Result<HashSet<OwnedEventId>> {
+    let mut seen: HashSet<OwnedEventId> = HashSet::new();
+    let mut todo = start;
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if let Some(event) = event_by_id(s, &id)? {
+            todo.extend(event.pdu.auth_events.iter().filter(|a| !seen.contains(*a)).cloned());
+        }
+    }
+    Ok(seen)
+}
+
+/// The conflicted state subgraph (room version 12): the events on an `auth_events` path from
+/// one conflicted event to another, the conflicted events included.
+fn conflicted_subgraph(s: &Services, conflicted: HashSet<OwnedEventId>) -> Result<EventIdSet<OwnedEventId>> {
+    // reaches[x]: x leads (through auth events) to a conflicted event.
+    let mut reaches: HashMap<OwnedEventId, bool> = HashMap::new();
+    fn visit(s: &Services, id: &OwnedEventId, conflicted: &HashSet<OwnedEventId>, reaches: &mut HashMap<OwnedEventId, bool>) -> Result<bool> {
+        if let Some(r) = reaches.get(id) {
+            return Ok(*r);
+        }
+        reaches.insert(id.clone(), false);
+        let mut r = false;
+        if let Some(event) = event_by_id(s, id)? {
+            for parent in &event.pdu.auth_events {
+                if conflicted.contains(parent) | visit(s, parent, conflicted, reaches)? {
+                    r = true;
+                }
+            }
+        }
+        reaches.insert(id.clone(), r);
+        Ok(r)
+    }
+    let mut out: EventIdSet<OwnedEventId> = conflicted.iter().cloned().collect();
+    for id in &conflicted {
+        visit(s, id, &conflicted, &mut reaches)?;
+    }
+    // Events reachable from a conflicted event that themselves reach one.
+    let mut todo: Vec<OwnedEventId> = conflicted.iter().cloned().collect();
+    let mut seen = HashSet::new();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if let Some(event) = event_by_id(s, &id)? {
+            for parent in &event.pdu.auth_events {
+                if reaches.get(parent).copied().unwrap_or(false) || conflicted.contains(parent) {
+                    out.insert(parent.clone());
+                    todo.push(parent.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The state before an event whose prev events are all stored: the state after the single prev
+/// event, or the resolution of the states after each. Returns a snapshot id (a new snapshot is
+/// written when resolution produced a state no event has).
+pub fn state_before(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, prev_events: &[OwnedEventId]) -> Result<u64> {
+    let mut snapshots = Vec::new();
+    for prev in prev_events {
+        let short = s.short.event(prev)?.ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
+        let meta = s.timeline.meta(short)?.ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
+        if !snapshots.contains(&meta.state_after) {
+            snapshots.push(meta.state_after);
+        }
+    }
+    snapshot_of(s, room_id, rules, &snapshots)
+}
+
+/// One snapshot for the resolution of several.
+pub fn snapshot_of(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, snapshots: &[u64]) -> Result<u64> {
+    match snapshots {
+        [] => Ok(0),
+        [one] => Ok(*one),
+        several => {
+            let states = several.iter().map(|id| s.state.load(*id)).collect::<Result<Vec<_>>>()?;
+            let resolved = resolve_states(s, room_id, rules, &states)?;
+            if let Some(i) = states.iter().position(|st| **st == resolved) {
+                return Ok(several[i]);
+            }
+            let base = several[0];
+            let changes = diff(&states[0], &resolved);
+            Ok(s.globals.commit(|c| Ok(s.state.create(c, base, &changes)?.0))?.0)
+        }
+    }
+}
+
+/// Sets the room's current state to the resolution of the states after its forward extremities.
+pub fn update_current(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, short_room: u64) -> Result<()> {
+    let mut snapshots = Vec::new();
+    for short in s.timeline.extremities(short_room)? {
+        if let Some(meta) = s.timeline.meta(short)?
+            && !snapshots.contains(&meta.state_after)
+        {
+            snapshots.push(meta.state_after);
+        }
+    }
+    let snapshot = snapshot_of(s, room_id, rules, &snapshots)?;
+    if snapshot != s.state.current_snapshot(short_room)? {
+        s.globals.commit(|c| {
+            s.state.set_current(c, short_room, snapshot);
+            Ok(())
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Inviting a user of another server: the invite event is built and signed here, sent with
+//! `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}` to the invitee's server, and the copy it
+//! returns (with its signature) is appended through the remote-event path.
+
+use std::sync::Arc;
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, events::StateEventType};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    federation::{incoming::{missing::encode, pdu_checks, persist}, request::call},
+    services::{
+        Services,
+        rooms::{self, event_by_short, membership::Membership, version},
+        timeline::append::{Forward, NewEvent, Target, authorise, build_fields, sign_built},
+    },
+};
+
+/// The state shown to an invitee: create, join rules, name, avatar, canonical alias, encryption,
+/// topic and the inviter's membership, as full PDUs (a superset of the stripped form).
+pub fn invite_room_state(s: &Services, room_id: &RoomId, inviter: &UserId) -> Result<Vec<Value>> {
+    let short = rooms::short_room(s, room_id)?;
+    let state = s.state.current_state(short)?;
+    let wanted = [
+        (StateEventType::RoomCreate, String::new()),
+        (StateEventType::RoomJoinRules, String::new()),
+        (StateEventType::RoomName, String::new()),
+        (StateEventType::RoomAvatar, String::new()),
+        (StateEventType::RoomCanonicalAlias, String::new()),
+        (StateEventType::RoomEncryption, String::new()),
+        (StateEventType::RoomTopic, String::new()),
+        (StateEventType::RoomMember, inviter.to_string()),
+    ];
+    let mut out = Vec::new();
+    for (kind, key) in wanted {
+        let Some(k) = s.short.statekey(&kind, &key)? else { continue };
+        let Some(short_event) = state.get(&k) else { continue };
+        if let Some(e) = event_by_short(s, *short_event, room_id)? {
+            let mut v = serde_json::to_value(&e.json).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("signatures");
+                o.remove("hashes");
+                o.insert("event_id".into(), json!(e.pdu.event_id));
+            }
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Invites `invitee` (of another server) to `room_id` on behalf of `sender`.
+pub async fn invite_remote(
+    services: &Arc<Services>,
+    room_id: OwnedRoomId,
+    sender: OwnedUserId,
+    invitee: OwnedUserId,
+    reason: Option<String>,
+) -> Result<()> {
+    let (room, inv) = (room_id.clone(), invitee.clone());
+    let (object, event_id, version, stripped) = services
+        .run(move |s| {
+            let short = rooms::short_room(s, &room)?;
+            if !s.membership.is_joined(short, &sender)? {
+                return Err(Error::forbidden("You are not in this room"));
+            }
+            if s.membership.membership(short, &inv)? == Some(Membership::Join) {
+                return Err(Error::forbidden("The user is already in the room"));
+            }
+            let version = s.timeline.room_version(&room)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            let rules = version::rules(&version)?;
+            let mut content = json!({ "membership": "invite" });
+            if let Some(reason) = reason {
+                content["reason"] = json!(reason);
+            }
+            let new = NewEvent::state(StateEventType::RoomMember, inv.as_str(), content);
+            let lock = s.timeline.room_lock(&room);
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let built = build_fields(s, &Target::Room(&room), &rules, Some(&room), &sender, &new)?;
+            let before = built.before;
+            let (object, event_id, room_id) = sign_built(s, &rules, built.object, built.room_id_field)?;
+            let pdu = crate::services::timeline::pdu::Pdu::from_canonical(&object, &event_id, &room_id)?;
+            authorise(s, &rules, &pdu, &*s.state.load(before)?)?;
+            let stripped = invite_room_state(s, &room, &sender)?;
+            Ok((object, event_id, version, stripped))
+        })
+        .await?;
+    let body = json!({ "event": object, "room_version": version.as_str(), "invite_room_state": stripped });
+    let path = format!("/_matrix/federation/v2/invite/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let answer = call(services, invitee.server_name(), http::Method::PUT, &path, Some(&body)).await?;
+    let signed: ruma::CanonicalJsonObject = answer
+        .get("event")
+        .cloned()
+        .and_then(|e| serde_json::from_value(e).ok())
+        .ok_or_else(|| Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The invitee's server answered no event"))?;
+    let checked = pdu_checks::check_pdu(services, signed, room_id, version).await?;
+    if checked.event_id != event_id {
+        return Err(Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The invitee's server changed the invite"));
+    }
+    // The invitee's server must have signed it too.
+    let invitee_server = invitee.server_name().to_owned();
+    let signed_by_invitee = checked
+        .object
+        .get("signatures")
+        .and_then(|s| match s {
+            ruma::CanonicalJsonValue::Object(o) => Some(o.contains_key(invitee_server.as_str())),
+            _ => None,
+        })
+        .unwrap_or(false);
+    if !signed_by_invitee {
+        return Err(Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The invitee's server did not sign the invite"));
+    }
+    services.run(move |s| persist::append_remote(s, checked, Forward::AllExcept(None), true)).await?;
+    Ok(())
+}

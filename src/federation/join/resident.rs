@@ -1,0 +1,146 @@
+//! The resident server's side of joins and leaves: `make_join`/`make_leave` answer an unsigned
+//! template built on the current state; `send_join`/`send_leave` check the signed event, append
+//! it through the timeline's persist path (forwarded to the other servers of the room) and, for
+//! joins, answer the state before the event with its auth chain.
+
+use std::sync::Arc;
+
+use ruma::{
+    CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, ServerName,
+    events::StateEventType,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    federation::incoming::{pdu_checks, persist, state_at},
+    services::{
+        Services,
+        rooms::{event_by_id, event_by_short, membership::Membership, version},
+        timeline::{
+            append::{Forward, NewEvent, Target, authorise, build_fields},
+            pdu::Pdu,
+        },
+    },
+};
+
+/// 400 M_INCOMPATIBLE_ROOM_VERSION, naming the room's version.
+pub fn incompatible(version: &RoomVersionId) -> Error {
+    Error::new(http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room's version")
+        .with("room_version", json!(version.as_str()))
+}
+
+/// `make_join` / `make_leave`: the template of `user`'s membership event.
+pub fn make_membership(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    user: &OwnedUserId,
+    membership: &str,
+    supported: Option<&[String]>,
+) -> Result<Value> {
+    let version = s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    if let Some(supported) = supported {
+        // Without `ver` the joining server supports version 1 only.
+        let ok = if supported.is_empty() { version.as_str() == "1" } else { supported.iter().any(|v| v == version.as_str()) };
+        if !ok {
+            return Err(incompatible(&version));
+        }
+    }
+    if user.server_name() != origin {
+        return Err(Error::forbidden("The user does not belong to the requesting server"));
+    }
+    let short_room = crate::services::rooms::short_room(s, room_id)?;
+    if s.membership.members(short_room, Membership::Join)?.iter().all(|u| u.server_name() != s.globals.server_name()) {
+        return Err(Error::not_found("This server is not in the room"));
+    }
+    let rules = version::rules(&version)?;
+    let lock = s.timeline.room_lock(room_id);
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let new = NewEvent::state(StateEventType::RoomMember, user.as_str(), json!({ "membership": membership }));
+    let built = build_fields(s, &Target::Room(room_id), &rules, Some(room_id), user, &new)?;
+    let placeholder = EventId::parse("$template").map_err(|_| Error::internal("bad id"))?;
+    let pdu = Pdu::from_canonical(&built.object, &placeholder, room_id)?;
+    let state = s.state.load(built.before)?;
+    authorise(s, &rules, &pdu, &state)?;
+    Ok(json!({ "event": built.object, "room_version": version.as_str() }))
+}
+
+/// `send_join` / `send_leave`: checks and appends the signed membership event. Returns its id.
+pub async fn send_membership(
+    services: &Arc<Services>,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    event_id: &OwnedEventId,
+    raw: &Value,
+    membership: &str,
+) -> Result<OwnedEventId> {
+    let object: CanonicalJsonObject =
+        serde_json::from_value(raw.clone()).map_err(|_| Error::bad_json("The event is not a JSON object"))?;
+    let room = room_id.clone();
+    let version = services
+        .run(move |s| s.timeline.room_version(&room))
+        .await?
+        .ok_or_else(|| Error::not_found("Unknown room"))?;
+    if pdu_checks::room_id_of(&object)? != *room_id {
+        return Err(Error::bad_json("The event is for another room"));
+    }
+    let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version).await?;
+    if checked.event_id != *event_id {
+        return Err(Error::bad_json("The event id does not match the event"));
+    }
+    let pdu = &checked.pdu;
+    if pdu.kind != ruma::events::TimelineEventType::RoomMember
+        || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
+        || pdu.membership().as_deref() != Some(membership)
+    {
+        return Err(Error::bad_json(format!("Not a {membership} event of its sender")));
+    }
+    if pdu.sender.server_name() != origin {
+        return Err(Error::forbidden("The sender does not belong to the requesting server"));
+    }
+    let id = checked.event_id.clone();
+    let except = origin.to_owned();
+    services.run(move |s| persist::append_remote(s, checked, Forward::AllExcept(Some(except)), true)).await?;
+    Ok(id)
+}
+
+/// The answer of `send_join`: the state before the join event and the auth chain of it and of
+/// the join event, as PDUs.
+pub fn join_answer(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+    let event = event_by_id(s, event_id)?.ok_or_else(|| Error::internal("join event not stored"))?;
+    let state = s.state.load(event.meta.state_before)?;
+    let mut state_pdus = Vec::new();
+    let mut state_ids = Vec::new();
+    for short in state.values() {
+        if let Some(e) = event_by_short(s, *short, room_id)? {
+            state_ids.push(e.pdu.event_id.clone());
+            state_pdus.push(serde_json::to_value(&e.json).unwrap_or(Value::Null));
+        }
+    }
+    let mut start = state_ids.clone();
+    start.extend(event.pdu.auth_events.iter().cloned());
+    let chain = state_at::auth_chain(s, start)?;
+    let auth_chain = pdus_of(s, chain.iter().filter(|id| !state_ids.contains(id)))?;
+    let servers = crate::federation::sender::servers_in_room(s, event.meta.short_room)?;
+    let mut servers: Vec<String> = servers.iter().map(|n| n.to_string()).collect();
+    servers.push(s.globals.server_name().to_string());
+    Ok(json!({
+        "state": state_pdus,
+        "auth_chain": auth_chain,
+        "event": event.json,
+        "members_omitted": false,
+        "servers_in_room": servers,
+    }))
+}
+
+/// The stored PDUs of some events (those we have).
+pub fn pdus_of<'a>(s: &Services, ids: impl Iterator<Item = &'a OwnedEventId>) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(e) = event_by_id(s, id)? {
+            out.push(serde_json::to_value(&e.json).unwrap_or(Value::Null));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,152 @@
+//! Reading rooms over federation, for servers in the room: `state_ids`, `state`, `event`,
+//! `event_auth`, `backfill`, `get_missing_events`; and `query/directory` for our aliases.
+
+use std::collections::{BTreeSet, HashSet};
+
+use ruma::{EventId, OwnedEventId, OwnedRoomAliasId, RoomId, ServerName};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    federation::{incoming::state_at::auth_chain, join::resident::pdus_of},
+    services::{
+        Services,
+        rooms::{event_by_id, event_by_short, membership::Membership, short_room},
+        timeline::StoredEvent,
+    },
+};
+
+/// Refuses servers without a joined member in the room.
+pub fn require_in_room(s: &Services, origin: &ServerName, room_id: &RoomId) -> Result<u64> {
+    let short = short_room(s, room_id).map_err(|_| Error::not_found("Unknown room"))?;
+    if !s.membership.members(short, Membership::Join)?.iter().any(|u| u.server_name() == origin) {
+        return Err(Error::forbidden(format!("{origin} is not in the room")));
+    }
+    Ok(short)
+}
+
+fn event_in_room(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<std::sync::Arc<StoredEvent>> {
+    match event_by_id(s, event_id)? {
+        Some(e) if e.pdu.room_id == room_id => Ok(e),
+        _ => Err(Error::not_found("Unknown event")),
+    }
+}
+
+/// The ids of the state before `event_id` and of its auth chain.
+fn state_at(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+    let event = event_in_room(s, room_id, event_id)?;
+    let state = s.state.load(event.meta.state_before)?;
+    let mut ids = Vec::new();
+    for short in state.values() {
+        ids.push(s.short.event_id(*short)?);
+    }
+    let chain = auth_chain(s, ids.clone())?;
+    let state_set: HashSet<&OwnedEventId> = ids.iter().collect();
+    let chain: Vec<OwnedEventId> = chain.into_iter().filter(|id| !state_set.contains(id)).collect();
+    Ok((ids, chain))
+}
+
+pub fn state_ids(s: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+    require_in_room(s, origin, room_id)?;
+    let (state, chain) = state_at(s, room_id, event_id)?;
+    Ok(json!({ "pdu_ids": state, "auth_chain_ids": chain }))
+}
+
+pub fn state(s: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+    require_in_room(s, origin, room_id)?;
+    let (state, chain) = state_at(s, room_id, event_id)?;
+    Ok(json!({ "pdus": pdus_of(s, state.iter())?, "auth_chain": pdus_of(s, chain.iter())? }))
+}
+
+fn envelope(s: &Services, pdus: Vec<Value>) -> Value {
+    json!({ "origin": s.globals.server_name().as_str(), "origin_server_ts": crate::util::now_ms(), "pdus": pdus })
+}
+
+pub fn event(s: &Services, origin: &ServerName, event_id: &EventId) -> Result<Value> {
+    let event = event_by_id(s, event_id)?.ok_or_else(|| Error::not_found("Unknown event"))?;
+    require_in_room(s, origin, &event.pdu.room_id).map_err(|_| Error::not_found("Unknown event"))?;
+    Ok(envelope(s, vec![serde_json::to_value(&event.json).unwrap_or(Value::Null)]))
+}
+
+pub fn event_auth(s: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+    require_in_room(s, origin, room_id)?;
+    let event = event_in_room(s, room_id, event_id)?;
+    let chain = auth_chain(s, event.pdu.auth_events.clone())?;
+    Ok(json!({ "auth_chain": pdus_of(s, chain.iter())? }))
+}
+
+/// Walks `prev_events` backwards from `from`, newest (deepest) first, skipping `stop`; at most `limit`.
+fn walk_back(s: &Services, room_id: &RoomId, from: Vec<OwnedEventId>, stop: &HashSet<OwnedEventId>, limit: usize) -> Result<Vec<std::sync::Arc<StoredEvent>>> {
+    let mut queue: BTreeSet<(u64, OwnedEventId)> = BTreeSet::new();
+    let mut seen: HashSet<OwnedEventId> = HashSet::new();
+    for id in from {
+        if let Some(e) = event_by_id(s, &id)?
+            && e.pdu.room_id == room_id
+            && seen.insert(id.clone())
+        {
+            queue.insert((u64::from(e.pdu.depth), id));
+        }
+    }
+    let mut out = Vec::new();
+    while let Some((_, id)) = queue.pop_last() {
+        if out.len() >= limit {
+            break;
+        }
+        let Some(event) = event_by_id(s, &id)? else { continue };
+        if stop.contains(&id) {
+            continue;
+        }
+        for prev in &event.pdu.prev_events {
+            if seen.insert(prev.clone())
+                && let Some(p) = event_by_id(s, prev)?
+            {
+                queue.insert((u64::from(p.pdu.depth), prev.clone()));
+            }
+        }
+        out.push(event);
+    }
+    Ok(out)
+}
+
+pub fn backfill(s: &Services, origin: &ServerName, room_id: &RoomId, from: Vec<OwnedEventId>, limit: usize) -> Result<Value> {
+    require_in_room(s, origin, room_id)?;
+    let events = walk_back(s, room_id, from, &HashSet::new(), limit.min(100))?;
+    Ok(envelope(s, events.iter().map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null)).collect()))
+}
+
+pub fn missing_events(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    earliest: Vec<OwnedEventId>,
+    latest: Vec<OwnedEventId>,
+    limit: usize,
+    min_depth: u64,
+) -> Result<Value> {
+    require_in_room(s, origin, room_id)?;
+    let mut start = Vec::new();
+    for id in &latest {
+        if let Some(e) = event_by_id(s, id)? {
+            start.extend(e.pdu.prev_events.iter().cloned());
+        }
+    }
+    let stop: HashSet<OwnedEventId> = earliest.into_iter().chain(latest).collect();
+    let mut events = walk_back(s, room_id, start, &stop, limit.min(100))?;
+    events.retain(|e| u64::from(e.pdu.depth) >= min_depth);
+    events.reverse();
+    Ok(json!({ "events": events.iter().map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null)).collect::<Vec<_>>() }))
+}
+
+/// `query/directory`: the room of one of our aliases and the servers in it.
+pub fn directory(s: &Services, alias: &OwnedRoomAliasId) -> Result<Value> {
+    if alias.server_name() != s.globals.server_name() {
+        return Err(Error::not_found("Room alias not found"));
+    }
+    let entry = s.directory.resolve(alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+    let mut servers = vec![s.globals.server_name().to_string()];
+    if let Some(short) = s.short.room(&entry.room_id)? {
+        servers.extend(crate::federation::sender::servers_in_room(s, short)?.iter().map(|n| n.to_string()));
+    }
+    let _ = event_by_short;
+    Ok(json!({ "room_id": entry.room_id, "servers": servers }))
+}

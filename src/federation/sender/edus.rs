@@ -1,0 +1,39 @@
+//! EDUs about local users, queued for the other servers of the room: typing and read receipts.
+
+use ruma::{EventId, RoomId, UserId};
+use serde_json::json;
+
+use super::{queue::queue_edu, servers_in_room};
+use crate::{error::Result, services::Services};
+
+/// `m.typing` for a local user's typing change.
+pub fn typing(s: &Services, short_room: u64, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()> {
+    let servers = servers_in_room(s, short_room)?;
+    let edu = json!({ "edu_type": "m.typing", "content": { "room_id": room_id, "user_id": user, "typing": typing } });
+    queue_edu(s, &servers, edu)
+}
+
+/// `m.receipt` for a local user's public read receipt (private receipts stay here).
+pub fn receipt(
+    s: &Services,
+    short_room: u64,
+    room_id: &RoomId,
+    kind: &str,
+    user: &UserId,
+    event_id: &EventId,
+    thread: Option<&str>,
+) -> Result<()> {
+    if kind != "m.read" {
+        return Ok(());
+    }
+    let servers = servers_in_room(s, short_room)?;
+    let mut data = json!({ "ts": crate::util::now_ms() });
+    if let Some(thread) = thread {
+        data["thread_id"] = json!(thread);
+    }
+    let edu = json!({
+        "edu_type": "m.receipt",
+        "content": { room_id.as_str(): { kind: { user.as_str(): { "event_ids": [event_id], "data": data } } } },
+    });
+    queue_edu(s, &servers, edu)
+}

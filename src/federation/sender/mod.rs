@@ -1,0 +1,91 @@
+//! Sending to other servers: a persisted per-destination queue of PDUs and EDUs (`queue`), and
+//! one worker per destination that sends it as transactions, with backoff (`worker`).
+
+pub mod edus;
+pub mod queue;
+pub mod worker;
+
+use std::{collections::BTreeSet, sync::Mutex};
+
+use ruma::{OwnedServerName, ServerName, UserId};
+use tokio::sync::mpsc;
+
+use crate::{
+    error::Result,
+    services::{
+        Services,
+        rooms::membership::Membership,
+        timeline::pdu::Pdu,
+    },
+    storage::Db,
+};
+
+/// What the workers are told.
+#[derive(Debug, Clone)]
+pub enum Wake {
+    /// Something was queued for this destination.
+    Queued(OwnedServerName),
+    /// The destination contacted us: retry now, backoff reset.
+    PeerBack(OwnedServerName),
+}
+
+pub struct Sender {
+    pub(crate) db: Db,
+    tx: mpsc::UnboundedSender<Wake>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
+}
+
+impl Sender {
+    pub fn new(db: Db) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self { db, tx, rx: Mutex::new(Some(rx)) }
+    }
+
+    /// Tells the worker of `destination` that something was queued.
+    pub fn wake(&self, destination: &ServerName) {
+        let _ = self.tx.send(Wake::Queued(destination.to_owned()));
+    }
+
+    /// `origin` reached us: its worker retries now.
+    pub fn peer_back(&self, origin: &ServerName) {
+        let _ = self.tx.send(Wake::PeerBack(origin.to_owned()));
+    }
+
+    /// The receiving end, taken once by the server's worker supervisor.
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::UnboundedReceiver<Wake>> {
+        self.rx.lock().unwrap().take()
+    }
+}
+
+/// The other servers with joined members in a room (before `pdu`), plus the server of the target
+/// of a membership event, without us and without `except`.
+pub fn destinations_for(
+    s: &Services,
+    short_room: u64,
+    pdu: &Pdu,
+    except: Option<&ServerName>,
+) -> Result<Vec<OwnedServerName>> {
+    let ours = s.globals.server_name();
+    let mut servers: BTreeSet<OwnedServerName> =
+        s.membership.members(short_room, Membership::Join)?.iter().map(|u| u.server_name().to_owned()).collect();
+    if let Some(target) = pdu.state_key.as_deref().filter(|_| pdu.kind == ruma::events::TimelineEventType::RoomMember)
+        && let Ok(user) = UserId::parse(target)
+        // An invite reaches a server not yet in the room through `/invite`, not through `/send`.
+        && pdu.membership().as_deref() != Some("invite")
+    {
+        servers.insert(user.server_name().to_owned());
+    }
+    servers.remove(ours);
+    if let Some(except) = except {
+        servers.remove(except);
+    }
+    Ok(servers.into_iter().collect())
+}
+
+/// The other servers with joined members in a room.
+pub fn servers_in_room(s: &Services, short_room: u64) -> Result<Vec<OwnedServerName>> {
+    let ours = s.globals.server_name();
+    let servers: BTreeSet<OwnedServerName> =
+        s.membership.members(short_room, Membership::Join)?.iter().map(|u| u.server_name().to_owned()).collect();
+    Ok(servers.into_iter().filter(|n| n != ours).collect())
+}

@@ -1,0 +1,104 @@
+//! The persisted outgoing queue: destination ‖ sequence → one PDU (by event id) or one EDU.
+//! Entries are deleted only once the destination acknowledged the transaction that carried them.
+
+use ruma::{OwnedEventId, OwnedServerName, ServerName};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Sender;
+use crate::{
+    error::{Error, Result},
+    services::{Services, globals::Commit},
+    storage::{
+        Batch, Map,
+        keys::{Key, KeyReader},
+    },
+};
+
+/// destination str ‖ sequence u64 → [`Item`] JSON.
+pub const QUEUE: Map = Map("federation_queue");
+
+/// At most this many PDUs and EDUs per transaction (the spec's limits).
+pub const MAX_PDUS: usize = 50;
+pub const MAX_EDUS: usize = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Item {
+    Pdu(OwnedEventId),
+    Edu(Value),
+}
+
+fn key(destination: &ServerName, seq: u64) -> Vec<u8> {
+    Key::new().str(destination.as_str()).u64(seq).build()
+}
+
+impl Sender {
+    /// Queues a PDU for `destination` in the batch of `c` (the batch that stores the event).
+    pub fn queue_pdu(&self, c: &mut Commit, destination: &ServerName, event_id: &OwnedEventId) {
+        let seq = c.short_id();
+        c.batch.put(QUEUE, key(destination, seq), serde_json::to_vec(&Item::Pdu(event_id.clone())).unwrap_or_default());
+    }
+
+    /// The oldest queued items of `destination`: (sequence, item), at most 50 PDUs and 100 EDUs.
+    pub fn next_batch(&self, destination: &ServerName) -> Result<Vec<(u64, Item)>> {
+        let prefix = Key::new().str(destination.as_str()).build();
+        let (mut pdus, mut edus) = (0, 0);
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(QUEUE, &prefix) {
+            let (k, v) = entry?;
+            let seq = KeyReader::new(&k[prefix.len()..]).u64().ok_or_else(|| Error::internal("corrupt queue key"))?;
+            let Ok(item) = serde_json::from_slice::<Item>(&v) else { continue };
+            match item {
+                Item::Pdu(_) if pdus < MAX_PDUS => pdus += 1,
+                Item::Edu(_) if edus < MAX_EDUS => edus += 1,
+                _ if pdus >= MAX_PDUS && edus >= MAX_EDUS => break,
+                _ => continue,
+            }
+            out.push((seq, item));
+        }
+        Ok(out)
+    }
+
+    /// Removes acknowledged items, in one batch.
+    pub fn acknowledge(&self, destination: &ServerName, seqs: &[u64]) -> Result<()> {
+        let mut batch = Batch::new();
+        for seq in seqs {
+            batch.delete(QUEUE, key(destination, *seq));
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Destinations with something queued (workers to start after a restart).
+    pub fn pending_destinations(&self) -> Result<Vec<OwnedServerName>> {
+        let mut out: Vec<OwnedServerName> = Vec::new();
+        for entry in self.db.scan_prefix(QUEUE, &[]) {
+            let (k, _) = entry?;
+            if let Some(name) = KeyReader::new(&k).str().and_then(|n| OwnedServerName::try_from(n).ok())
+                && out.last() != Some(&name)
+            {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Queues an EDU for each destination (its own batch) and wakes their workers.
+pub fn queue_edu(s: &Services, destinations: &[OwnedServerName], edu: Value) -> Result<()> {
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let bytes = serde_json::to_vec(&Item::Edu(edu)).map_err(|e| Error::internal(e.to_string()))?;
+    s.globals.commit(|c| {
+        for destination in destinations {
+            let seq = c.short_id();
+            c.batch.put(QUEUE, key(destination, seq), bytes.clone());
+        }
+        Ok(())
+    })?;
+    for destination in destinations {
+        s.federation.sender.wake(destination);
+    }
+    Ok(())
+}
