@@ -113,3 +113,75 @@ pub async fn invite_remote(
     services.run(move |s| persist::append_remote(s, checked, Forward::AllExcept(None), true)).await?;
     Ok(())
 }
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: checks the invite of one of our users,
+/// signs it, stores it (with the stripped state, shown by /sync) and answers the signed event.
+pub async fn receive_invite(
+    services: &Arc<Services>,
+    origin: &ruma::ServerName,
+    room_id: &OwnedRoomId,
+    event_id: &ruma::OwnedEventId,
+    body: &Value,
+) -> Result<Value> {
+    let version = body
+        .get("room_version")
+        .and_then(Value::as_str)
+        .and_then(|v| ruma::RoomVersionId::try_from(v).ok())
+        .ok_or_else(|| Error::bad_json("room_version is missing"))?;
+    if !version::is_supported(&version) {
+        return Err(crate::federation::join::resident::incompatible(&version));
+    }
+    let rules = version::rules(&version)?;
+    let mut object: ruma::CanonicalJsonObject = body
+        .get("event")
+        .cloned()
+        .and_then(|e| serde_json::from_value(e).ok())
+        .ok_or_else(|| Error::bad_json("event is missing"))?;
+    let stripped = body.get("invite_room_state").cloned().unwrap_or(json!([]));
+    object.remove("unsigned");
+    if pdu_checks::room_id_of(&object)? != *room_id {
+        return Err(Error::bad_json("The event is for another room"));
+    }
+    let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await?;
+    if checked.event_id != *event_id {
+        return Err(Error::bad_json("The event id does not match the event"));
+    }
+    let pdu = &checked.pdu;
+    let invitee = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok()).ok_or_else(|| Error::bad_json("Not an invite"))?;
+    if pdu.kind != ruma::events::TimelineEventType::RoomMember || pdu.membership().as_deref() != Some("invite") {
+        return Err(Error::bad_json("Not an invite"));
+    }
+    if pdu.sender.server_name() != origin {
+        return Err(Error::forbidden("The inviter does not belong to the requesting server"));
+    }
+    if invitee.server_name() != services.globals.server_name() {
+        return Err(Error::bad_json("The invitee is not a user of this server"));
+    }
+    let mut checked = checked;
+    let invitee_owned = invitee.clone();
+    let signed = services
+        .run(move |s| {
+            if !s.users.is_active(&invitee_owned)? {
+                return Err(Error::not_found("Unknown user"));
+            }
+            let server = s.globals.server_name().to_string();
+            ruma::signatures::sign_event(&server, &s.globals.keypair, &mut checked.object, &rules.redaction)
+                .map_err(|e| Error::internal(e.to_string()))?;
+            let signed = checked.object.clone();
+            if s.timeline.room_exists(&checked.room_id)? {
+                // We are in the room: the invite is a timeline event like any other.
+                persist::append_remote(s, checked, Forward::None, true)?;
+            } else {
+                let mut stored = checked;
+                let mut unsigned = ruma::CanonicalJsonObject::new();
+                if let Ok(v) = ruma::CanonicalJsonValue::try_from(stripped) {
+                    unsigned.insert("invite_room_state".into(), v);
+                }
+                stored.object.insert("unsigned".into(), ruma::CanonicalJsonValue::Object(unsigned));
+                crate::federation::join::outliers::store_membership(s, &stored)?;
+            }
+            Ok(signed)
+        })
+        .await?;
+    Ok(json!({ "event": signed }))
+}

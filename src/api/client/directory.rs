@@ -46,6 +46,10 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_alia
 }
 
 pub async fn resolve(State(services): State<Arc<Services>>, req: Ruma<get_alias::v3::Request>) -> Res<get_alias::v3::Response> {
+    if req.body.room_alias.server_name() != services.globals.server_name() {
+        let (room_id, servers) = crate::federation::join::remote::resolve_remote_alias(&services, &req.body.room_alias).await?;
+        return Ok(get_alias::v3::Response::new(room_id, servers).into());
+    }
     services
         .run(move |s| {
             let record = s.directory.resolve(&req.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;

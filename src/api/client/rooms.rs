@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use axum::extract::State;
 use ruma::{
-    OwnedRoomId, RoomId, UserId,
+    OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId,
     api::client::{
         knock::knock_room,
         membership::{
@@ -121,11 +121,53 @@ fn join(s: &Services, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> 
     Ok(room_id.to_owned())
 }
 
+/// Servers that may let `user` join a room this server is not in: those given, the server of
+/// the user's pending invite, the server in an old-style room id.
+fn join_servers(s: &Services, user: &UserId, room_id: &RoomId, given: &[OwnedServerName]) -> Result<Vec<OwnedServerName>> {
+    let mut servers: Vec<OwnedServerName> = given.to_vec();
+    if let Some(r) = s.membership.user_room(user, room_id)?
+        && r.membership == Membership::Invite
+        && let Some(invite) = rooms::event_by_short(s, r.short_event, room_id)?
+    {
+        servers.push(invite.pdu.sender.server_name().to_owned());
+    }
+    if let Some(server) = room_id.server_name() {
+        servers.push(server.to_owned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    servers.retain(|n| n != s.globals.server_name() && seen.insert(n.clone()));
+    Ok(servers)
+}
+
+/// Joins a local room, or a room of other servers over federation.
+async fn join_any(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId, via: Vec<OwnedServerName>, reason: Option<String>) -> Result<OwnedRoomId> {
+    let (u, r) = (user.clone(), room_id.clone());
+    let remote = services
+        .run(move |s| {
+            if s.timeline.room_exists(&r)? {
+                let short = rooms::short_room(s, &r)?;
+                // A room we are in, or one we were in and can rejoin locally.
+                if s.membership.members(short, Membership::Join)?.iter().any(|m| m.server_name() == s.globals.server_name()) {
+                    join(s, &u, &r, reason.as_deref())?;
+                    return Ok(None);
+                }
+            }
+            Ok(Some(join_servers(s, &u, &r, &via)?))
+        })
+        .await?;
+    if let Some(servers) = remote {
+        if servers.is_empty() {
+            return Err(Error::not_found("No known servers for this room"));
+        }
+        crate::federation::join::remote::join_remote(services, user, room_id.clone(), servers).await?;
+    }
+    Ok(room_id)
+}
+
 pub async fn join_by_id(State(services): State<Arc<Services>>, req: Ruma<join_room_by_id::v3::Request>) -> Res<join_room_by_id::v3::Response> {
     let user = req.user()?.clone();
-    services
-        .run(move |s| Ok(join_room_by_id::v3::Response::new(join(s, &user, &req.body.room_id, req.body.reason.as_deref())?).into()))
-        .await
+    let room_id = join_any(&services, user, req.body.room_id.clone(), Vec::new(), req.body.reason.clone()).await?;
+    Ok(join_room_by_id::v3::Response::new(room_id).into())
 }
 
 pub async fn join_by_id_or_alias(
@@ -133,12 +175,18 @@ pub async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Res<join_room_by_id_or_alias::v3::Response> {
     let user = req.user()?.clone();
-    services
-        .run(move |s| {
-            let room_id = resolve_room(s, req.body.room_id_or_alias.as_str())?;
-            Ok(join_room_by_id_or_alias::v3::Response::new(join(s, &user, &room_id, req.body.reason.as_deref())?).into())
-        })
-        .await
+    let mut via = req.body.via.clone();
+    let target = req.body.room_id_or_alias.as_str().to_owned();
+    let room_id = match ruma::OwnedRoomAliasId::try_from(target.as_str()) {
+        Ok(alias) if alias.server_name() != services.globals.server_name() => {
+            let (room_id, servers) = crate::federation::join::remote::resolve_remote_alias(&services, &alias).await?;
+            via.extend(servers);
+            room_id
+        }
+        _ => services.run(move |s| resolve_room(s, &target)).await?,
+    };
+    let room_id = join_any(&services, user, room_id, via, req.body.reason.clone()).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 
 pub async fn knock(State(services): State<Arc<Services>>, req: Ruma<knock_room::v3::Request>) -> Res<knock_room::v3::Response> {
@@ -203,6 +251,23 @@ pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user
 
 pub async fn leave(State(services): State<Arc<Services>>, req: Ruma<leave_room::v3::Request>) -> Res<leave_room::v3::Response> {
     let user = req.user()?.clone();
+    // Rejecting an invite to a room this server is not in goes through a resident server.
+    let (u, r) = (user.clone(), req.body.room_id.clone());
+    let remote = services
+        .run(move |s| {
+            if s.timeline.room_exists(&r)? {
+                return Ok(None);
+            }
+            match s.membership.user_room(&u, &r)? {
+                Some(ur) if matches!(ur.membership, Membership::Invite | Membership::Knock) => Ok(Some(join_servers(s, &u, &r, &[])?)),
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    if let Some(servers) = remote {
+        crate::federation::join::remote::leave_remote(&services, user, req.body.room_id.clone(), servers).await?;
+        return Ok(leave_room::v3::Response::new().into());
+    }
     services
         .run(move |s| {
             let short = rooms::short_room(s, &req.body.room_id)?;

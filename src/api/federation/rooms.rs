@@ -202,3 +202,13 @@ pub async fn get_missing_events(
             .await?,
     ))
 }
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`.
+pub async fn invite_v2(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    Ok(Json(crate::federation::invite::receive_invite(&services, &request.origin, &room_id, &event_id, &request.body).await?))
+}

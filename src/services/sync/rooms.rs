@@ -253,6 +253,24 @@ pub fn stripped_state(s: &Services, room: &UserRoom) -> Result<Vec<Raw<AnyStripp
     let Some(short_room) = s.short.room(&room.room_id)? else { return Ok(out) };
     let Some(meta) = s.timeline.meta(room.short_event)? else { return Ok(out) };
     let state = s.state.load(meta.state_after)?;
+    // An invite over federation to a room this server is not in: the state the inviting server sent.
+    let mut sent_state = Vec::new();
+    if meta.state_after == 0
+        && let Some(json) = s.timeline.json(room.short_event)?
+        && let Some(ruma::CanonicalJsonValue::Object(unsigned)) = json.get("unsigned")
+        && let Some(ruma::CanonicalJsonValue::Array(events)) = unsigned.get("invite_room_state")
+    {
+        for e in events {
+            let v = serde_json::to_value(e).unwrap_or_default();
+            let (Some(kind), Some(content)) = (v.get("type"), v.get("content")) else { continue };
+            sent_state.push(raw(&json!({
+                "type": kind,
+                "state_key": v.get("state_key").cloned().unwrap_or(json!("")),
+                "sender": v.get("sender").cloned().unwrap_or_default(),
+                "content": content,
+            })));
+        }
+    }
     for kind in [
         StateEventType::RoomCreate,
         StateEventType::RoomJoinRules,
@@ -269,6 +287,7 @@ pub fn stripped_state(s: &Services, room: &UserRoom) -> Result<Vec<Raw<AnyStripp
             push(&event);
         }
     }
+    out.extend(sent_state);
     let _ = short_room;
     if let Some(event) = event_by_short(s, room.short_event, &room.room_id)?
         && event.pdu.kind == TimelineEventType::RoomMember

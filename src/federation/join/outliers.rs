@@ -1,0 +1,65 @@
+//! Events we hold outside a room's timeline (outliers): the state and auth chain a resident
+//! server answered to our join, invites to rooms we are not in, our rejections of them. An
+//! outlier has `event_meta` with position 0 and no state snapshots.
+
+use ruma::{UserId, events::{StateEventType, TimelineEventType}};
+
+use crate::{
+    error::Result,
+    federation::incoming::pdu_checks::CheckedPdu,
+    services::{
+        globals::Commit,
+        Services,
+        rooms::membership::Membership,
+        timeline::{EVENT_META, EventMeta, PDUS, encode_meta},
+    },
+};
+
+/// The short id of a room, created (without its version: the room is not joined) when needed.
+pub fn room_short(s: &Services, c: &mut Commit, room_id: &ruma::RoomId) -> Result<u64> {
+    Ok(match s.short.room(room_id)? {
+        Some(short) => short,
+        None => s.short.create_room(c, room_id),
+    })
+}
+
+/// Writes one outlier into `c`; returns its short id.
+pub fn store(s: &Services, c: &mut Commit, short_room: u64, event: &CheckedPdu) -> Result<u64> {
+    let short = match s.short.event(&event.event_id)? {
+        Some(short) => {
+            if s.timeline.meta(short)?.is_some() {
+                return Ok(short);
+            }
+            short
+        }
+        None => s.short.create_event(c, &event.event_id),
+    };
+    let bytes = serde_json::to_vec(&event.object).map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    c.batch.put(PDUS, short.to_be_bytes(), bytes);
+    let meta = EventMeta { short_room, pos: 0, state_before: 0, state_after: 0 };
+    c.batch.put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
+    Ok(short)
+}
+
+/// Stores a membership event of a room we are not in (an invite, our rejection) and records it
+/// for the local user it concerns, so that /sync shows it: one batch.
+pub fn store_membership(s: &Services, event: &CheckedPdu) -> Result<()> {
+    let Some(user) = event.pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok()) else { return Ok(()) };
+    let Some(membership) = event.pdu.membership().as_deref().and_then(Membership::parse) else { return Ok(()) };
+    if event.pdu.kind != TimelineEventType::RoomMember {
+        return Ok(());
+    }
+    s.globals.commit(|c| {
+        let short_room = room_short(s, c, &event.room_id)?;
+        let short = store(s, c, short_room, event)?;
+        let pos = c.next_pos();
+        s.membership.record(c, &user, &event.room_id, short_room, membership, pos, short);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The state key of a state event, for snapshots.
+pub fn state_key_of(event: &CheckedPdu) -> Option<(StateEventType, String)> {
+    event.pdu.state_key.clone().map(|k| (StateEventType::from(event.pdu.kind.to_string()), k))
+}

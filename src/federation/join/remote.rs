@@ -1,0 +1,241 @@
+//! Joining (and leaving) a room of another server: `make_join` on a resident server, our join
+//! event signed, `send_join`, then the returned state and auth chain checked and stored as
+//! outliers, the room's state set from them, and the join appended through the timeline's persist
+//! path. Leaving a room we are not in (rejecting an invite): `make_leave`/`send_leave`.
+
+use std::sync::Arc;
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomVersionId,
+};
+use serde_json::{Value, json};
+
+use super::outliers;
+use crate::{
+    error::{Error, Result},
+    federation::{
+        incoming::{missing::encode, pdu_checks::{self, CheckedPdu}},
+        request::call,
+    },
+    services::{
+        Services,
+        rooms::{membership::Membership, version},
+        timeline::{
+            ROOMS,
+            append::{Current, Forward, Persist, persist, sign_built},
+        },
+    },
+};
+
+/// The `ver=` query of every room version we support.
+fn ver_query() -> String {
+    version::SUPPORTED.iter().map(|v| format!("ver={}", encode(v.as_str()))).collect::<Vec<_>>().join("&")
+}
+
+/// Asks `servers` in turn for a membership template; returns it with the version and the server.
+async fn make_membership(
+    services: &Arc<Services>,
+    servers: &[OwnedServerName],
+    room_id: &OwnedRoomId,
+    user: &OwnedUserId,
+    membership: &str,
+) -> Result<(CanonicalJsonObject, RoomVersionId, OwnedServerName)> {
+    let mut last = Error::not_found("No server could be reached to join this room");
+    for server in servers {
+        if server == services.globals.server_name() {
+            continue;
+        }
+        let mut path = format!("/_matrix/federation/v1/make_{membership}/{}/{}", encode(room_id.as_str()), encode(user.as_str()));
+        if membership == "join" {
+            path = format!("{path}?{}", ver_query());
+        }
+        match call(services, server, http::Method::GET, &path, None).await {
+            Ok(answer) => {
+                let version = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
+                let version = RoomVersionId::try_from(version).map_err(|_| Error::bad_json("bad room version"))?;
+                version::rules(&version)?;
+                let event = answer
+                    .get("event")
+                    .cloned()
+                    .and_then(|e| serde_json::from_value::<CanonicalJsonObject>(e).ok())
+                    .ok_or_else(|| Error::bad_json("make_join answered no event"))?;
+                return Ok((event, version, server.clone()));
+            }
+            Err(e) => {
+                tracing::info!("make_{membership} on {server}: {}", e.message);
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Signs a template: our timestamp, our content additions, our hashes and signature.
+fn sign_template(
+    s: &Services,
+    mut event: CanonicalJsonObject,
+    version: &RoomVersionId,
+    room_id: &OwnedRoomId,
+    user: &OwnedUserId,
+    membership: &str,
+) -> Result<(CanonicalJsonObject, ruma::OwnedEventId)> {
+    let rules = version::rules(version)?;
+    for field in ["signatures", "hashes", "unsigned", "event_id"] {
+        event.remove(field);
+    }
+    event.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::try_from(crate::util::now_ms()).unwrap_or_default()));
+    let mut content = json!({ "membership": membership });
+    if membership == "join"
+        && let Some(profile) = s.users.profile(user)?
+    {
+        if let Some(name) = profile.displayname {
+            content["displayname"] = json!(name);
+        }
+        if let Some(avatar) = profile.avatar_url {
+            content["avatar_url"] = json!(avatar);
+        }
+    }
+    event.insert("content".into(), CanonicalJsonValue::try_from(content).map_err(|e| Error::internal(e.to_string()))?);
+    if matches!(rules.event_id_format, ruma::room_version_rules::EventIdFormatVersion::V1) {
+        let id = format!("${}:{}", crate::util::random_string(18), s.globals.server_name());
+        event.insert("event_id".into(), CanonicalJsonValue::String(id));
+        event.insert("origin".into(), CanonicalJsonValue::String(s.globals.server_name().to_string()));
+    }
+    let (object, event_id, _) = sign_built(s, &rules, event, Some(room_id.clone()))?;
+    Ok((object, event_id))
+}
+
+/// Checks the events of a send_join answer; events that fail are left out.
+async fn check_all(services: &Arc<Services>, events: &[Value], room_id: &OwnedRoomId, version: &RoomVersionId) -> Vec<CheckedPdu> {
+    let mut out = Vec::new();
+    for raw in events {
+        let Ok(object) = serde_json::from_value::<CanonicalJsonObject>(raw.clone()) else { continue };
+        match pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await {
+            Ok(c) => out.push(c),
+            Err(e) => tracing::info!("event of the joined room's state refused: {}", e.message),
+        }
+    }
+    out
+}
+
+/// Joins `user` to a room of another server, through the first of `servers` that answers.
+pub async fn join_remote(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId, servers: Vec<OwnedServerName>) -> Result<()> {
+    let (template, version, resident) = make_membership(services, &servers, &room_id, &user, "join").await?;
+    let (v, r, u) = (version.clone(), room_id.clone(), user.clone());
+    let (object, event_id) = services.run(move |s| sign_template(s, template, &v, &r, &u, "join")).await?;
+    let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
+    let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
+    let list = |field: &str| answer.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut auth_chain = check_all(services, &list("auth_chain"), &room_id, &version).await;
+    let state = check_all(services, &list("state"), &room_id, &version).await;
+    // A resident server may have co-signed our event (restricted joins): take its copy.
+    let join_object = match answer.get("event").and_then(|e| serde_json::from_value::<CanonicalJsonObject>(e.clone()).ok()) {
+        Some(theirs) => theirs,
+        None => object,
+    };
+    let join = pdu_checks::check_pdu(services, join_object, room_id.clone(), version.clone()).await?;
+    if join.event_id != event_id {
+        return Err(Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The resident server changed our join event"));
+    }
+    auth_chain.sort_by_key(|e| u64::from(e.pdu.depth));
+    services.run(move |s| store_joined_room(s, &room_id, &version, auth_chain, state, join)).await
+}
+
+/// Stores the joined room: its version, the outliers, the state before our join (one snapshot),
+/// the membership index of its members; then appends our join on that state.
+fn store_joined_room(
+    s: &Services,
+    room_id: &OwnedRoomId,
+    version: &RoomVersionId,
+    auth_chain: Vec<CheckedPdu>,
+    state: Vec<CheckedPdu>,
+    join: CheckedPdu,
+) -> Result<()> {
+    let lock = s.timeline.room_lock(room_id);
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if s.timeline.room_exists(room_id)? {
+        // Joined meanwhile (a second local user, or a retry): append like any remote event.
+        drop(_guard);
+        crate::federation::incoming::persist::append_remote(s, join, Forward::None, true)?;
+        return Ok(());
+    }
+    let ((short_room, snapshot), _) = s.globals.commit(|c| {
+        c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
+        let short_room = outliers::room_short(s, c, room_id)?;
+        for event in &auth_chain {
+            outliers::store(s, c, short_room, event)?;
+        }
+        let mut changes = Vec::new();
+        let pos = c.next_pos();
+        for event in &state {
+            let short = outliers::store(s, c, short_room, event)?;
+            let Some((kind, state_key)) = outliers::state_key_of(event) else { continue };
+            let key = s.short.get_or_create_statekey(c, &kind, &state_key)?;
+            changes.push((key, short));
+            if kind == ruma::events::StateEventType::RoomMember
+                && let Ok(member) = ruma::UserId::parse(&state_key)
+                && let Some(m) = event.pdu.membership().as_deref().and_then(Membership::parse)
+            {
+                s.membership.record(c, &member, room_id, short_room, m, pos, short);
+            }
+        }
+        let (snapshot, _) = s.state.create(c, 0, &changes)?;
+        s.state.set_current(c, short_room, snapshot);
+        Ok((short_room, snapshot))
+    })?;
+    s.timeline.remember_version(room_id, version);
+    let CheckedPdu { event_id, room_id, version, object, pdu } = join;
+    persist(
+        s,
+        Persist {
+            room_id,
+            version,
+            short_room,
+            object,
+            event_id,
+            pdu,
+            state_before: snapshot,
+            replaces: Vec::new(),
+            current: Current::After,
+            txn: None,
+            soft_failed: false,
+            forward: Forward::None,
+        },
+    )?;
+    Ok(())
+}
+
+/// Leaves a room this server is not in (rejects an invite), through one of `servers`.
+pub async fn leave_remote(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId, servers: Vec<OwnedServerName>) -> Result<()> {
+    let (template, version, resident) = make_membership(services, &servers, &room_id, &user, "leave").await?;
+    let (v, r, u) = (version.clone(), room_id.clone(), user.clone());
+    let (object, event_id) = services.run(move |s| sign_template(s, template, &v, &r, &u, "leave")).await?;
+    let path = format!("/_matrix/federation/v2/send_leave/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
+    call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
+    let checked = pdu_checks::check_pdu(services, object, room_id, version).await?;
+    services.run(move |s| outliers::store_membership(s, &checked)).await
+}
+
+/// Resolves an alias of another server with `query/directory`: the room and servers to join by.
+pub async fn resolve_remote_alias(services: &Arc<Services>, alias: &OwnedRoomAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    let path = format!("/_matrix/federation/v1/query/directory?room_alias={}", encode(alias.as_str()));
+    let answer = call(services, alias.server_name(), http::Method::GET, &path, None).await?;
+    let room_id = answer
+        .get("room_id")
+        .and_then(Value::as_str)
+        .and_then(|r| OwnedRoomId::try_from(r).ok())
+        .ok_or_else(|| Error::not_found("Room alias not found"))?;
+    let mut servers: Vec<OwnedServerName> = answer
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().and_then(|s| OwnedServerName::try_from(s).ok()))
+        .collect();
+    if !servers.iter().any(|s| s == alias.server_name()) {
+        servers.insert(0, alias.server_name().to_owned());
+    }
+    Ok((room_id, servers))
+}
