@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use super::{EXTREMITIES, EventMeta, PDUS, ROOMS, StoredEvent, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, txn_key};
+use super::{EventMeta, PDUS, ROOMS, StoredEvent, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, txn_key};
 use crate::{
     error::{Error, Result},
     services::{
@@ -346,10 +346,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             s.state.set_current(c, short_room, after);
         }
         c.batch.put(TIMELINE, Key::new().u64(short_room).u64(pos).build(), short_event.to_be_bytes());
-        for short in &replaces {
-            c.batch.delete(EXTREMITIES, Key::new().u64(short_room).u64(*short).build());
-        }
-        c.batch.put(EXTREMITIES, Key::new().u64(short_room).u64(short_event).build(), Vec::new());
+        s.timeline.replace_extremities(c, short_room, &replaces, short_event)?;
         if let Some((sender, txn)) = &txn {
             c.batch.put(TXN_IDS, txn_key(sender.as_str(), &txn.device, &room_id, &txn.txn_id), event_id.as_bytes());
             c.batch.put(super::EVENT_TXN, short_event.to_be_bytes(), Key::new().str(&txn.device).str(&txn.txn_id).build());

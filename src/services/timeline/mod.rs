@@ -29,7 +29,8 @@ pub const PDUS: Map = Map("pdus");
 pub const EVENT_META: Map = Map("event_meta");
 /// short room, position → short event.
 pub const TIMELINE: Map = Map("timeline");
-/// short room, short event → (): the room's forward extremities.
+/// short room → the room's forward extremities, as concatenated u64 short event ids. One value
+/// per room, overwritten: a key per extremity would leave a tombstone per event to skip on every scan.
 pub const EXTREMITIES: Map = Map("forward_extremities");
 /// user, device, room, transaction id → event id (a transaction is scoped to a device and room).
 pub const TXN_IDS: Map = Map("txn_ids");
@@ -194,14 +195,27 @@ impl Timeline {
     }
 
     pub fn extremities(&self, short_room: u64) -> Result<Vec<u64>> {
-        let prefix = Key::new().u64(short_room).build();
-        self.db
-            .scan_prefix(EXTREMITIES, &prefix)
-            .map(|e| {
-                let (key, _) = e?;
-                u64_from(&key[8..]).ok_or_else(|| Error::internal("corrupt extremity"))
-            })
-            .collect()
+        let Some(value) = self.db.get(EXTREMITIES, &short_room.to_be_bytes())? else { return Ok(Vec::new()) };
+        if value.len() % 8 != 0 {
+            return Err(Error::internal("corrupt forward extremities"));
+        }
+        Ok(value.chunks_exact(8).filter_map(u64_from).collect())
+    }
+
+    /// Writes the room's extremities in `commit`: `added` replaces the extremities in `replaced`.
+    pub(crate) fn replace_extremities(
+        &self,
+        commit: &mut crate::services::globals::Commit,
+        short_room: u64,
+        replaced: &[u64],
+        added: u64,
+    ) -> Result<()> {
+        let mut extremities = self.extremities(short_room)?;
+        extremities.retain(|e| !replaced.contains(e) && *e != added);
+        extremities.push(added);
+        let value: Vec<u8> = extremities.iter().flat_map(|e| e.to_be_bytes()).collect();
+        commit.batch.put(EXTREMITIES, short_room.to_be_bytes(), value);
+        Ok(())
     }
 
     pub fn txn_event(&self, user: &str, device: &str, room: &RoomId, txn: &str) -> Result<Option<OwnedEventId>> {
