@@ -21,7 +21,7 @@ pub const MAPS: &[Map] = &[SNAPSHOTS, ROOM_STATE];
 
 /// A chain deeper than this is cut by writing a full snapshot.
 const MAX_CHAIN: u64 = 24;
-const CACHE_ENTRIES: usize = 4096;
+const CACHE_ENTRIES: usize = 1024;
 
 pub struct StateService {
     db: Db,

@@ -78,7 +78,7 @@ pub struct StoredEvent {
 
 /// Recently read events, parsed: the state events that every authorization check reads, and the
 /// recent messages that /sync serves. Bounded; cleared when full.
-const EVENT_CACHE_ENTRIES: usize = 4096;
+const EVENT_CACHE_ENTRIES: usize = 2048;
 
 pub struct Timeline {
     db: Db,
