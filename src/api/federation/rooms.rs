@@ -212,3 +212,12 @@ pub async fn invite_v2(
     let (room_id, event_id) = room_event(&room, &event)?;
     Ok(Json(crate::federation::invite::receive_invite(&services, &request.origin, &room_id, &event_id, &request.body).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repeated_ver_parameters_are_all_read() {
+        assert_eq!(super::versions(Some("ver=10&ver=11&x=1&ver=org.example%2Fv")), vec!["10", "11", "org.example/v"]);
+        assert!(super::versions(None).is_empty());
+    }
+}

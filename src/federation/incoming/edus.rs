@@ -99,3 +99,17 @@ fn presence(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_of_the_origin_only() {
+        let origin: ruma::OwnedServerName = "a.example".try_into().unwrap();
+        assert!(user_of(&origin, Some(&Value::String("@u:a.example".into()))).is_ok());
+        assert_eq!(user_of(&origin, Some(&Value::String("@u:b.example".into()))).unwrap_err().errcode, "M_FORBIDDEN");
+        assert_eq!(user_of(&origin, Some(&Value::String("not a user".into()))).unwrap_err().errcode, "M_BAD_JSON");
+        assert!(user_of(&origin, None).is_err());
+    }
+}

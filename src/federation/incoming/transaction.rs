@@ -115,3 +115,34 @@ async fn handle_pdu(
         .map_err(|e| (Some(id.clone()), e))?;
     Ok(Some(event_id.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> ruma::OwnedServerName {
+        "a.example".try_into().unwrap()
+    }
+
+    #[test]
+    fn envelope_of_the_signing_server_passes() {
+        let (pdus, edus) = check_envelope(&origin(), &json!({ "origin": "a.example", "pdus": [{}], "edus": [] })).unwrap();
+        assert_eq!((pdus.len(), edus.len()), (1, 0));
+    }
+
+    #[test]
+    fn envelope_of_another_origin_is_forbidden() {
+        let e = check_envelope(&origin(), &json!({ "origin": "b.example", "pdus": [] })).unwrap_err();
+        assert_eq!(e.errcode, "M_FORBIDDEN");
+    }
+
+    #[test]
+    fn too_many_pdus_or_edus_are_refused() {
+        let pdus: Vec<Value> = (0..51).map(|_| json!({})).collect();
+        assert_eq!(check_envelope(&origin(), &json!({ "pdus": pdus })).unwrap_err().errcode, "M_BAD_JSON");
+        let edus: Vec<Value> = (0..101).map(|_| json!({})).collect();
+        assert_eq!(check_envelope(&origin(), &json!({ "edus": edus })).unwrap_err().errcode, "M_BAD_JSON");
+        let pdus: Vec<Value> = (0..50).map(|_| json!({})).collect();
+        assert!(check_envelope(&origin(), &json!({ "pdus": pdus })).is_ok());
+    }
+}

@@ -142,3 +142,16 @@ async fn send_transaction(services: &Arc<Services>, dest: &ServerName, batch: &[
         Err(Error::internal(format!("{dest} answered {status}: {answer}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retried_batch_keeps_its_transaction_id() {
+        let batch = vec![(7, Item::Edu(json!({}))), (9, Item::Edu(json!({})))];
+        assert_eq!(transaction_id(&batch), "7-9-2");
+        assert_eq!(transaction_id(&batch.clone()), transaction_id(&batch));
+        assert_ne!(transaction_id(&batch[..1]), transaction_id(&batch));
+    }
+}
