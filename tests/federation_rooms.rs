@@ -337,3 +337,49 @@ async fn make_join_refuses_a_server_without_the_rooms_version() {
     let (status, _) = send_json(&sa, &p.a_name, http::Method::GET, &ok, None).await.unwrap();
     assert_eq!(status, http::StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_restarted_server_fills_a_gap_with_missing_events_and_state_ids() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let port = free_port();
+    let mut b_config = common::config(dir_b.path());
+    let b_name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
+    b_config.server_name = b_name.clone();
+    b_config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    b_config.federation.verify_certificates = false;
+    let b = TestServer::start_with(b_config.clone()).await;
+    let (_, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = shared_room(&a, &a_name, &alice_token, &b, (&bob, &bob_token), "12").await;
+    a.send_text(&alice_token, &room, "t0", "before").await;
+    wait_message(&b, &bob_token, &room, "before").await;
+
+    // B is down while A sends 30 messages, and A forgets to send them (its queue is emptied).
+    b.stop().await;
+    for i in 0..30 {
+        a.send_text(&alice_token, &room, &format!("gap{i}"), &format!("gap {i}")).await;
+    }
+    let sa = services(&a);
+    loop {
+        let name = b_name.clone();
+        let batch = sa.federation.sender.next_batch(&name).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        sa.federation.sender.acknowledge(&name, &batch.iter().map(|(s, _)| *s).collect::<Vec<_>>()).unwrap();
+    }
+
+    // B is back; A's next message has 30 unknown events before it: B fetches 20 with
+    // get_missing_events, then takes the state from state_ids and appends it.
+    let b = TestServer::start_with(b_config).await;
+    a.send_text(&alice_token, &room, "t1", "after the gap").await;
+    wait_message(&b, &bob_token, &room, "after the gap").await;
+    let seen = bodies(&b, &bob_token, &room).await;
+    assert!(seen.iter().any(|m| m == "gap 29") && seen.iter().any(|m| m == "gap 11"), "the 20 newest missing events are fetched: {seen:?}");
+    assert!(!seen.iter().any(|m| m == "gap 9"), "older ones are not (the state came from state_ids): {seen:?}");
+    b.send_text(&bob_token, &room, "t2", "bob is back").await;
+    wait_message(&a, &alice_token, &room, "bob is back").await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -57,7 +57,21 @@ pub async fn fetch_missing(
             }
         };
         let id = checked.event_id.clone();
-        if let Err(e) = services.run(move |s| persist::append_remote(s, checked, Forward::None, false)).await {
+        // The oldest event of the window usually follows events we still lack: its state comes
+        // from the origin's state_ids; the others then follow it.
+        let prevs = checked.pdu.prev_events.clone();
+        let given = if services.run(move |s| persist::missing_prev_events(s, &prevs)).await?.is_empty() {
+            None
+        } else {
+            match state_from_origin(services, origin, room_id, version, &id).await {
+                Ok(before) => Some(before),
+                Err(e) => {
+                    tracing::info!("state_ids for {id} from {origin}: {}", e.message);
+                    continue;
+                }
+            }
+        };
+        if let Err(e) = services.run(move |s| persist::append_remote_at(s, checked, Forward::None, false, given)).await {
             tracing::info!("missing event {id} from {origin} not appended: {}", e.message);
         }
     }
@@ -67,4 +81,83 @@ pub async fn fetch_missing(
 /// Percent-encodes a path segment.
 pub fn encode(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The state before `event_id` from `origin` (`state_ids`): the events we lack are fetched with
+/// `/event` and stored as outliers; returns the snapshot of that state.
+pub async fn state_from_origin(
+    services: &Arc<Services>,
+    origin: &ServerName,
+    room_id: &OwnedRoomId,
+    version: &RoomVersionId,
+    event_id: &OwnedEventId,
+) -> Result<u64> {
+    let path = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let answer = call(services, origin, http::Method::GET, &path, None).await?;
+    let ids = |field: &str| -> Vec<OwnedEventId> {
+        answer.get(field).and_then(Value::as_array).into_iter().flatten()
+            .filter_map(|v| v.as_str().and_then(|s| OwnedEventId::try_from(s).ok()))
+            .collect()
+    };
+    let (state_ids, chain_ids) = (ids("pdu_ids"), ids("auth_chain_ids"));
+    let wanted: Vec<OwnedEventId> = chain_ids.iter().chain(state_ids.iter()).cloned().collect();
+    let unknown = services
+        .run(move |s| {
+            let mut out = Vec::new();
+            for id in wanted {
+                let known = match s.short.event(&id)? {
+                    Some(short) => s.timeline.meta(short)?.is_some(),
+                    None => false,
+                };
+                if !known {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    let mut fetched = Vec::new();
+    for id in unknown {
+        let path = format!("/_matrix/federation/v1/event/{}", encode(id.as_str()));
+        let answer = call(services, origin, http::Method::GET, &path, None).await?;
+        let Some(object) = answer
+            .get("pdus")
+            .and_then(Value::as_array)
+            .and_then(|p| p.first())
+            .and_then(|p| serde_json::from_value::<ruma::CanonicalJsonObject>(p.clone()).ok())
+        else {
+            continue;
+        };
+        let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await?;
+        if checked.event_id != id {
+            return Err(crate::error::Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "a peer answered another event"));
+        }
+        fetched.push(checked);
+    }
+    let room = room_id.clone();
+    services
+        .run(move |s| {
+            let ((), _) = s.globals.commit(|c| {
+                let short_room = crate::federation::join::outliers::room_short(s, c, &room)?;
+                for event in &fetched {
+                    crate::federation::join::outliers::store(s, c, short_room, event)?;
+                }
+                Ok(())
+            })?;
+            let mut pairs = Vec::new();
+            for id in &state_ids {
+                let Some(event) = crate::services::rooms::event_by_id(s, id)? else { continue };
+                let Some(state_key) = event.pdu.state_key.clone() else { continue };
+                pairs.push((ruma::events::StateEventType::from(event.pdu.kind.to_string()), state_key, event.short));
+            }
+            let (snapshot, _) = s.globals.commit(|c| {
+                let mut changes = Vec::new();
+                for (kind, state_key, short) in &pairs {
+                    changes.push((s.short.get_or_create_statekey(c, kind, state_key)?, *short));
+                }
+                Ok(s.state.create(c, 0, &changes)?.0)
+            })?;
+            Ok(snapshot)
+        })
+        .await
 }

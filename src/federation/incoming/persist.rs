@@ -23,12 +23,13 @@ pub enum Outcome {
     SoftFailed,
 }
 
-/// The prev events of `pdu` this server does not have.
+/// The prev events of `pdu` whose state this server does not know: events it does not have, and
+/// outliers (position 0, no snapshots).
 pub fn missing_prev_events(s: &Services, prev_events: &[OwnedEventId]) -> Result<Vec<OwnedEventId>> {
     let mut out = Vec::new();
     for id in prev_events {
         let known = match s.short.event(id)? {
-            Some(short) => s.timeline.meta(short)?.is_some(),
+            Some(short) => s.timeline.meta(short)?.is_some_and(|m| m.pos != 0 || m.state_after != 0 || m.state_before != 0),
             None => false,
         };
         if !known {
@@ -41,6 +42,12 @@ pub fn missing_prev_events(s: &Services, prev_events: &[OwnedEventId]) -> Result
 /// Appends a remote event whose prev events are all stored. `strict` (send_join, send_leave):
 /// an event the current state does not allow is refused instead of soft-failed.
 pub fn append_remote(s: &Services, checked: CheckedPdu, forward: Forward, strict: bool) -> Result<Outcome> {
+    append_remote_at(s, checked, forward, strict, None)
+}
+
+/// `append_remote` with the state before the event given (from `state_ids`) when its prev events
+/// are not all known.
+pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, strict: bool, given_before: Option<u64>) -> Result<Outcome> {
     let CheckedPdu { event_id, room_id, version, object, pdu } = checked;
     let lock = s.timeline.room_lock(&room_id);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -52,10 +59,15 @@ pub fn append_remote(s: &Services, checked: CheckedPdu, forward: Forward, strict
     let rules = version::rules(&version)?;
     let short_room = s.short.room(&room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
     check_auth_events(s, &pdu, &rules)?;
-    if !missing_prev_events(s, &pdu.prev_events)?.is_empty() {
-        return Err(Error::not_found("prev events are missing"));
-    }
-    let before = state_at::state_before(s, &room_id, &rules, &pdu.prev_events)?;
+    let before = match given_before {
+        Some(before) => before,
+        None => {
+            if !missing_prev_events(s, &pdu.prev_events)?.is_empty() {
+                return Err(Error::not_found("prev events are missing"));
+            }
+            state_at::state_before(s, &room_id, &rules, &pdu.prev_events)?
+        }
+    };
     let current = s.state.current_state(short_room)?;
     let soft_failed = authorise(s, &rules, &pdu, &current).is_err();
     if soft_failed && strict {

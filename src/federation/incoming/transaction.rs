@@ -104,13 +104,23 @@ async fn handle_pdu(
         .run(move |s| persist::missing_prev_events(s, &prevs))
         .await
         .map_err(|e| (Some(id.clone()), e))?;
+    let mut given_before = None;
     if !missing.is_empty() {
         if let Err(e) = missing::fetch_missing(services, origin, &room_id, &version, &checked.event_id).await {
             tracing::info!("get_missing_events from {origin}: {}", e.message);
         }
+        let prevs = checked.pdu.prev_events.clone();
+        let still = services.run(move |s| persist::missing_prev_events(s, &prevs)).await.map_err(|e| (Some(id.clone()), e))?;
+        if !still.is_empty() {
+            // The gap stays: take the state before the event from the origin.
+            let before = missing::state_from_origin(services, origin, &room_id, &version, &checked.event_id)
+                .await
+                .map_err(|e| (Some(id.clone()), e))?;
+            given_before = Some(before);
+        }
     }
     services
-        .run(move |s| persist::append_remote(s, checked, Forward::None, false))
+        .run(move |s| persist::append_remote_at(s, checked, Forward::None, false, given_before))
         .await
         .map_err(|e| (Some(id.clone()), e))?;
     Ok(Some(event_id.to_string()))
