@@ -383,3 +383,93 @@ async fn a_restarted_server_fills_a_gap_with_missing_events_and_state_ids() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A config with a fixed federation port (the server name carries it), to restart a server.
+fn fixed_config(dir: &std::path::Path) -> (parvis::config::Config, OwnedServerName) {
+    let port = free_port();
+    let mut config = common::config(dir);
+    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
+    config.server_name = name.clone();
+    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.federation.verify_certificates = false;
+    (config, name)
+}
+
+#[tokio::test]
+async fn queued_events_survive_a_restart_of_the_sender() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_config, a_name) = fixed_config(dir_a.path());
+    let (b_config, b_name) = fixed_config(dir_b.path());
+    let a = TestServer::start_with(a_config.clone()).await;
+    let b = TestServer::start_with(b_config.clone()).await;
+    let (_, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = shared_room(&a, &a_name, &alice_token, &b, (&bob, &bob_token), "12").await;
+
+    // B is down: A's message waits in A's queue, and A restarts.
+    b.stop().await;
+    a.send_text(&alice_token, &room, "q1", "queued across a restart").await;
+    assert!(!services(&a).federation.sender.next_batch(&b_name).unwrap().is_empty());
+    a.stop().await;
+    let a = TestServer::start_with(a_config).await;
+    let b = TestServer::start_with(b_config).await;
+    wait_message(&b, &bob_token, &room, "queued across a restart").await;
+    // Acknowledged: the queue is empty.
+    eventually("A's queue for B to empty", || async {
+        services(&a).federation.sender.next_batch(&b_name).unwrap().is_empty().then_some(())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn typing_receipts_profiles_and_aliases_cross_servers() {
+    let p = pair().await;
+    // The pair's alice and bob are in the room: log them in again for tokens.
+    let alice_token = login(&p.a, &p.alice).await;
+    let bob_token = login(&p.b, &p.bob).await;
+    let room = p.room.to_string();
+
+    // Typing of alice (A) reaches bob's /sync on B.
+    let path = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&p.alice));
+    p.a.put(&path, &alice_token, json!({ "typing": true, "timeout": 30000 })).await;
+    eventually("alice typing on B", || async {
+        let (_, body) = p.b.call(Method::GET, "/_matrix/client/v3/sync", Some(&bob_token), None).await;
+        let events = body["rooms"]["join"][&room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+        events.iter().any(|e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(p.alice)))).then_some(())
+    })
+    .await;
+
+    // A read receipt of bob (B) reaches alice's /sync on A.
+    let event = p.a.send_text(&alice_token, &room, "r1", "read me").await;
+    wait_message(&p.b, &bob_token, &room, "read me").await;
+    p.b.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&event)), &bob_token, json!({})).await;
+    eventually("bob's receipt on A", || async {
+        let (_, body) = p.a.call(Method::GET, "/_matrix/client/v3/sync", Some(&alice_token), None).await;
+        let events = body["rooms"]["join"][&room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+        events.iter().any(|e| e["type"] == "m.receipt" && !e["content"][&event]["m.read"][&p.bob].is_null()).then_some(())
+    })
+    .await;
+
+    // Profiles and aliases of A, read on B.
+    p.a.put(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&p.alice)), &alice_token, json!({ "displayname": "Alice A" })).await;
+    let profile = p.b.get(&format!("/_matrix/client/v3/profile/{}", enc(&p.alice)), &bob_token).await;
+    assert_eq!(profile["displayname"], "Alice A", "{profile}");
+    let alias = format!("#shared:{}", p.a_name);
+    p.a.put(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)), &alice_token, json!({ "room_id": room })).await;
+    let resolved = p.b.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)), &bob_token).await;
+    assert_eq!(resolved["room_id"], room.as_str(), "{resolved}");
+    assert!(resolved["servers"].as_array().unwrap().contains(&json!(p.a_name)), "{resolved}");
+    let missing = format!("#nothing:{}", p.a_name);
+    let (status, body) = p.b.call(Method::GET, &format!("/_matrix/client/v3/directory/room/{}", enc(&missing)), Some(&bob_token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["errcode"], "M_NOT_FOUND");
+}
+
+async fn login(server: &TestServer, user: &str) -> String {
+    let body = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user }, "password": "secret-password" });
+    let (status, answer) = server.call(Method::POST, "/_matrix/client/v3/login", None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["access_token"].as_str().unwrap().to_owned()
+}

@@ -17,7 +17,7 @@ use crate::{
     error::{Error, Result},
     services::{
         Services,
-        rooms::event_by_id,
+        rooms::{event_by_id, event_by_short, membership::Membership},
         state::{StateMap, diff},
         timeline::StoredEvent,
     },
@@ -164,11 +164,31 @@ pub fn update_current(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, 
         }
     }
     let snapshot = snapshot_of(s, room_id, rules, &snapshots)?;
-    if snapshot != s.state.current_snapshot(short_room)? {
-        s.globals.commit(|c| {
-            s.state.set_current(c, short_room, snapshot);
-            Ok(())
-        })?;
+    let old = s.state.current_snapshot(short_room)?;
+    if snapshot == old {
+        return Ok(());
     }
+    // Memberships the resolution changed are recorded with the new current state.
+    let mut members = Vec::new();
+    for (key, short) in diff(&*s.state.load(old)?, &*s.state.load(snapshot)?) {
+        let (kind, state_key) = s.short.statekey_of(key)?;
+        if kind != ruma::events::StateEventType::RoomMember || short == 0 {
+            continue;
+        }
+        let (Ok(user), Some(event)) = (ruma::UserId::parse(&state_key), event_by_short(s, short, room_id)?) else { continue };
+        if let Some(m) = event.pdu.membership().as_deref().and_then(Membership::parse) {
+            members.push((user, m, short));
+        }
+    }
+    s.globals.commit(|c| {
+        s.state.set_current(c, short_room, snapshot);
+        if !members.is_empty() {
+            let pos = c.next_pos();
+            for (user, m, short) in &members {
+                s.membership.record(c, user, room_id, short_room, *m, pos, *short);
+            }
+        }
+        Ok(())
+    })?;
     Ok(())
 }
