@@ -54,6 +54,9 @@ pub struct Profile {
 
 pub struct Users {
     db: Db,
+    /// Password hashing holds several MiB for its duration: one at a time keeps a registration or
+    /// login burst from growing the heap.
+    password_work: std::sync::Mutex<()>,
     tokens: RwLock<HashMap<String, (OwnedUserId, OwnedDeviceId)>>,
 }
 
@@ -61,9 +64,16 @@ fn device_key(user: &UserId, device: &str) -> Vec<u8> {
     Key::new().str(user.as_str()).str(device).build()
 }
 
+/// Argon2id with 7 MiB and 5 passes (one of OWASP's recommended settings): a hash costs tens of
+/// milliseconds, and its memory is small enough to run a few at once.
+fn argon2() -> Argon2<'static> {
+    let params = argon2::Params::new(7 * 1024, 5, 1, None).expect("valid Argon2 parameters");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
 pub fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| Error::internal(format!("password hashing: {e}")))
@@ -71,7 +81,12 @@ pub fn hash_password(password: &str) -> Result<String> {
 
 impl Users {
     pub fn new(db: Db) -> Self {
-        Self { db, tokens: Default::default() }
+        Self { db, password_work: Default::default(), tokens: Default::default() }
+    }
+
+    fn hash(&self, password: &str) -> Result<String> {
+        let _one_at_a_time = self.password_work.lock().unwrap_or_else(|e| e.into_inner());
+        hash_password(password)
     }
 
     pub fn account(&self, user: &UserId) -> Result<Option<Account>> {
@@ -93,7 +108,7 @@ impl Users {
     /// Creates an account (the caller checked the name is free) and, if wanted, a first device.
     pub fn create(&self, user: &UserId, password: Option<&str>) -> Result<()> {
         let account = Account {
-            password_hash: password.map(hash_password).transpose()?,
+            password_hash: password.map(|p| self.hash(p)).transpose()?,
             deactivated: false,
             created_ts: MilliSecondsSinceUnixEpoch::now().get().into(),
             displayname: Some(user.localpart().to_owned()),
@@ -111,13 +126,15 @@ impl Users {
         }
         let Some(hash) = account.password_hash else { return Ok(false) };
         let parsed = PasswordHash::new(&hash).map_err(|_| Error::internal("corrupt password hash"))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        let _one_at_a_time = self.password_work.lock().unwrap_or_else(|e| e.into_inner());
+        // The hash names its own parameters; verification follows them.
+        Ok(argon2().verify_password(password.as_bytes(), &parsed).is_ok())
     }
 
     /// Sets a new password; with `logout_except`, every other device is logged out in the same batch.
     pub fn set_password(&self, user: &UserId, password: &str, logout_others: Option<Option<&str>>) -> Result<()> {
         let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
-        account.password_hash = Some(hash_password(password)?);
+        account.password_hash = Some(self.hash(password)?);
         let mut batch = Batch::new();
         self.save(&mut batch, user, &account);
         let mut dropped = Vec::new();
