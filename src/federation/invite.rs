@@ -99,17 +99,11 @@ pub async fn invite_remote(
     }
     // The invitee's server must have signed it too.
     let invitee_server = invitee.server_name().to_owned();
-    let signed_by_invitee = checked
-        .object
-        .get("signatures")
-        .and_then(|s| match s {
-            ruma::CanonicalJsonValue::Object(o) => Some(o.contains_key(invitee_server.as_str())),
-            _ => None,
-        })
-        .unwrap_or(false);
-    if !signed_by_invitee {
-        return Err(Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The invitee's server did not sign the invite"));
-    }
+    let servers = [invitee_server.clone()].into_iter().collect();
+    let keys = pdu_checks::keys_for_servers(services, &servers, crate::util::now_ms()).await?;
+    let rules = version::rules(&checked.version)?;
+    pdu_checks::verify_server_signature(&checked.object, invitee_server.as_str(), &keys, &rules)
+        .map_err(|e| Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", e.message))?;
     services.run(move |s| persist::append_remote(s, checked, Forward::AllExcept(None), true)).await?;
     Ok(())
 }

@@ -78,6 +78,21 @@ pub fn verify(object: CanonicalJsonObject, keys: &PublicKeyMap, rules: &RoomVers
     }
 }
 
+/// Checks that `server` signed the event (over its redacted form), whatever the room version
+/// requires: a co-signature, such as the invitee server's on an invite (pure).
+pub fn verify_server_signature(object: &CanonicalJsonObject, server: &str, keys: &PublicKeyMap, rules: &RoomVersionRules) -> Result<()> {
+    let mut redacted = redact(object.clone(), &rules.redaction, None).map_err(|e| Error::bad_json(e.to_string()))?;
+    let theirs = match object.get("signatures") {
+        Some(CanonicalJsonValue::Object(all)) => all.get(server).cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::forbidden(format!("the event is not signed by {server}")))?;
+    let mut only = CanonicalJsonObject::new();
+    only.insert(server.to_owned(), theirs);
+    redacted.insert("signatures".into(), CanonicalJsonValue::Object(only));
+    ruma::signatures::verify_json(keys, &redacted).map_err(|e| Error::forbidden(format!("bad signature of {server}: {e}")))
+}
+
 /// The public keys of `servers` valid at `ts`, fetched when not cached.
 pub async fn keys_for_servers(services: &Arc<Services>, servers: &BTreeSet<OwnedServerName>, ts: u64) -> Result<PublicKeyMap> {
     let mut map = PublicKeyMap::new();
@@ -184,6 +199,16 @@ mod tests {
         let mut tampered = object.clone();
         tampered.insert("sender".into(), CanonicalJsonValue::String("@other:a.example".into()));
         assert_eq!(verify(tampered, &keys, &rules).unwrap_err().errcode, "M_FORBIDDEN");
+    }
+
+    #[test]
+    fn a_co_signature_is_checked_alone() {
+        let rules = RoomVersionRules::V12;
+        let (mut object, keys) = signed_event(&rules);
+        assert!(verify_server_signature(&object, "a.example", &keys, &rules).is_ok());
+        assert_eq!(verify_server_signature(&object, "b.example", &keys, &rules).unwrap_err().errcode, "M_FORBIDDEN");
+        object.insert("depth".into(), CanonicalJsonValue::Integer(4u32.into()));
+        assert!(verify_server_signature(&object, "a.example", &keys, &rules).is_err());
     }
 
     #[test]

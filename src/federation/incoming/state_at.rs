@@ -190,5 +190,6 @@ pub fn update_current(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, 
         }
         Ok(())
     })?;
+    s.federation.sender.membership_changed(short_room);
     Ok(())
 }

@@ -49,13 +49,14 @@ pub fn store_membership(s: &Services, event: &CheckedPdu) -> Result<()> {
     if event.pdu.kind != TimelineEventType::RoomMember {
         return Ok(());
     }
-    s.globals.commit(|c| {
+    let (short_room, _) = s.globals.commit(|c| {
         let short_room = room_short(s, c, &event.room_id)?;
         let short = store(s, c, short_room, event)?;
         let pos = c.next_pos();
         s.membership.record(c, &user, &event.room_id, short_room, membership, pos, short);
-        Ok(())
+        Ok(short_room)
     })?;
+    s.federation.sender.membership_changed(short_room);
     Ok(())
 }
 

@@ -185,6 +185,7 @@ fn store_joined_room(
         Ok((short_room, snapshot))
     })?;
     s.timeline.remember_version(room_id, version);
+    s.federation.sender.membership_changed(short_room);
     let CheckedPdu { event_id, room_id, version, object, pdu } = join;
     persist(
         s,

@@ -5,7 +5,10 @@ pub mod edus;
 pub mod queue;
 pub mod worker;
 
-use std::{collections::BTreeSet, sync::Mutex};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+};
 
 use ruma::{OwnedServerName, ServerName, UserId};
 use tokio::sync::mpsc;
@@ -33,12 +36,19 @@ pub struct Sender {
     pub(crate) db: Db,
     tx: mpsc::UnboundedSender<Wake>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
+    /// Short room → the other servers with joined members (every local event reads it).
+    servers: Mutex<HashMap<u64, Arc<Vec<OwnedServerName>>>>,
 }
 
 impl Sender {
     pub fn new(db: Db) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Self { db, tx, rx: Mutex::new(Some(rx)) }
+        Self { db, tx, rx: Mutex::new(Some(rx)), servers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Forgets the servers of a room after a membership change was written.
+    pub fn membership_changed(&self, short_room: u64) {
+        self.servers.lock().unwrap().remove(&short_room);
     }
 
     /// Tells the worker of `destination` that something was queued.
@@ -65,9 +75,7 @@ pub fn destinations_for(
     pdu: &Pdu,
     except: Option<&ServerName>,
 ) -> Result<Vec<OwnedServerName>> {
-    let ours = s.globals.server_name();
-    let mut servers: BTreeSet<OwnedServerName> =
-        s.membership.members(short_room, Membership::Join)?.iter().map(|u| u.server_name().to_owned()).collect();
+    let mut servers: BTreeSet<OwnedServerName> = servers_in_room(s, short_room)?.iter().cloned().collect();
     if let Some(target) = pdu.state_key.as_deref().filter(|_| pdu.kind == ruma::events::TimelineEventType::RoomMember)
         && let Ok(user) = UserId::parse(target)
         // An invite reaches a server not yet in the room through `/invite`, not through `/send`.
@@ -75,17 +83,22 @@ pub fn destinations_for(
     {
         servers.insert(user.server_name().to_owned());
     }
-    servers.remove(ours);
+    servers.remove(s.globals.server_name());
     if let Some(except) = except {
         servers.remove(except);
     }
     Ok(servers.into_iter().collect())
 }
 
-/// The other servers with joined members in a room.
-pub fn servers_in_room(s: &Services, short_room: u64) -> Result<Vec<OwnedServerName>> {
+/// The other servers with joined members in a room (cached until a membership change).
+pub fn servers_in_room(s: &Services, short_room: u64) -> Result<Arc<Vec<OwnedServerName>>> {
+    if let Some(servers) = s.federation.sender.servers.lock().unwrap().get(&short_room) {
+        return Ok(servers.clone());
+    }
     let ours = s.globals.server_name();
     let servers: BTreeSet<OwnedServerName> =
         s.membership.members(short_room, Membership::Join)?.iter().map(|u| u.server_name().to_owned()).collect();
-    Ok(servers.into_iter().filter(|n| n != ours).collect())
+    let servers: Arc<Vec<OwnedServerName>> = Arc::new(servers.into_iter().filter(|n| n != ours).collect());
+    s.federation.sender.servers.lock().unwrap().insert(short_room, servers.clone());
+    Ok(servers)
 }

@@ -369,6 +369,9 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     }
     s.timeline.forget_cached(short_event);
     s.timeline.remember_version(&room_id, &version);
+    if membership_change.is_some() {
+        s.federation.sender.membership_changed(s.short.room(&room_id)?.unwrap_or(short_room));
+    }
     for destination in &destinations {
         s.federation.sender.wake(destination);
     }
