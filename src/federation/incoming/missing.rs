@@ -135,8 +135,10 @@ pub async fn state_from_origin(
         fetched.push(checked);
     }
     let room = room_id.clone();
+    let rules = crate::services::rooms::version::rules(version)?;
     services
         .run(move |s| {
+            let fetched = pdu_checks::authorised_subset(s, fetched, &rules);
             let ((), _) = s.globals.commit(|c| {
                 let short_room = crate::federation::join::outliers::room_short(s, c, &room)?;
                 for event in &fetched {

@@ -19,7 +19,7 @@ use ruma::{
 use crate::{
     error::{Error, Result},
     federation::remote_keys,
-    services::{Services, rooms::event_by_id, timeline::{StoredEvent, append::MAX_PDU_BYTES, pdu::Pdu}},
+    services::{Services, rooms::event_by_id, timeline::{append::MAX_PDU_BYTES, pdu::Pdu}},
 };
 
 /// A PDU that passed the checks that need no room state.
@@ -132,16 +132,29 @@ pub async fn check_pdu(
 
 /// Authorises an event against its own `auth_events` (which must be stored, in the same room).
 pub fn check_auth_events(s: &Services, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
-    let mut by_key: BTreeMap<(StateEventType, String), Arc<StoredEvent>> = BTreeMap::new();
+    check_auth_events_with(pdu, rules, |id| Ok(event_by_id(s, id)?.map(|e| e.pdu.clone())))
+}
+
+/// Authorises an event against its own `auth_events`, found by `lookup` (pure given `lookup`).
+pub fn check_auth_events_with(
+    pdu: &Pdu,
+    rules: &RoomVersionRules,
+    lookup: impl Fn(&ruma::EventId) -> Result<Option<Pdu>>,
+) -> Result<()> {
+    if pdu.kind == ruma::events::TimelineEventType::RoomCreate {
+        return state_res::check_state_independent_auth_rules::<Pdu>(&rules.authorization, pdu, |_| None)
+            .map_err(|e| Error::forbidden(format!("invalid create event: {e}")));
+    }
+    let mut by_key: BTreeMap<(StateEventType, String), Pdu> = BTreeMap::new();
     for id in &pdu.auth_events {
-        let event = event_by_id(s, id)?.ok_or_else(|| Error::forbidden(format!("unknown auth event {id}")))?;
-        if event.pdu.room_id != pdu.room_id {
+        let event = lookup(id)?.ok_or_else(|| Error::forbidden(format!("unknown auth event {id}")))?;
+        if event.room_id != pdu.room_id {
             return Err(Error::forbidden("auth event of another room"));
         }
-        let Some(state_key) = event.pdu.state_key.clone() else {
+        let Some(state_key) = event.state_key.clone() else {
             return Err(Error::forbidden("auth event is not a state event"));
         };
-        let key = (StateEventType::from(event.pdu.kind.to_string()), state_key);
+        let key = (StateEventType::from(event.kind.to_string()), state_key);
         if by_key.insert(key, event).is_some() {
             return Err(Error::forbidden("duplicate auth event"));
         }
@@ -150,15 +163,43 @@ pub fn check_auth_events(s: &Services, pdu: &Pdu, rules: &RoomVersionRules) -> R
     if rules.authorization.room_create_event_id_as_room_id {
         let create_id = OwnedEventId::try_from(format!("${}", &pdu.room_id.as_str()[1..]))
             .map_err(|_| Error::bad_json("bad room id"))?;
-        let create = event_by_id(s, &create_id)?.ok_or_else(|| Error::forbidden("unknown create event"))?;
+        let create = lookup(&create_id)?.ok_or_else(|| Error::forbidden("unknown create event"))?;
         by_key.entry((StateEventType::RoomCreate, String::new())).or_insert(create);
     }
-    let fetch_id = |id: &OwnedEventId| by_key.values().find(|e| e.pdu.event_id == *id).cloned();
+    let fetch_id = |id: &OwnedEventId| by_key.values().find(|e| e.event_id == *id).cloned();
     state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| fetch_id(&id.to_owned()))
         .map_err(|e| Error::forbidden(format!("event rejected by its auth events: {e}")))?;
     let fetch = |kind: &StateEventType, state_key: &str| by_key.get(&(kind.clone(), state_key.to_owned())).cloned();
     state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch)
         .map_err(|e| Error::forbidden(format!("event rejected by its auth events: {e}")))
+}
+
+/// Keeps the events (state and auth chain answered by a peer) that pass the authorization rules
+/// against their own auth events, checked in depth order among themselves and the stored events.
+pub fn authorised_subset(s: &Services, events: Vec<CheckedPdu>, rules: &RoomVersionRules) -> Vec<CheckedPdu> {
+    let mut events = events;
+    events.sort_by_key(|e| u64::from(e.pdu.depth));
+    let mut accepted: std::collections::HashMap<OwnedEventId, Pdu> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for event in events {
+        if accepted.contains_key(&event.event_id) {
+            continue;
+        }
+        let lookup = |id: &ruma::EventId| -> Result<Option<Pdu>> {
+            if let Some(p) = accepted.get(id) {
+                return Ok(Some(p.clone()));
+            }
+            Ok(event_by_id(s, id)?.map(|e| e.pdu.clone()))
+        };
+        match check_auth_events_with(&event.pdu, rules, lookup) {
+            Ok(()) => {
+                accepted.insert(event.event_id.clone(), event.pdu.clone());
+                out.push(event);
+            }
+            Err(e) => tracing::info!("event {} of a peer's state rejected: {}", event.event_id, e.message),
+        }
+    }
+    out
 }
 
 /// The JSON object of a raw PDU.
@@ -209,6 +250,37 @@ mod tests {
         assert_eq!(verify_server_signature(&object, "b.example", &keys, &rules).unwrap_err().errcode, "M_FORBIDDEN");
         object.insert("depth".into(), CanonicalJsonValue::Integer(4u32.into()));
         assert!(verify_server_signature(&object, "a.example", &keys, &rules).is_err());
+    }
+
+    fn pdu(value: serde_json::Value, id: &str) -> Pdu {
+        let object: CanonicalJsonObject = serde_json::from_value(value).unwrap();
+        Pdu::from_canonical(&object, &OwnedEventId::try_from(id).unwrap(), &OwnedRoomId::try_from("!r:a.example").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn auth_against_own_auth_events() {
+        let rules = RoomVersionRules::V11;
+        let create = pdu(
+            serde_json::json!({ "room_id": "!r:a.example", "sender": "@u:a.example", "type": "m.room.create", "state_key": "",
+                "content": { "room_version": "11" }, "origin_server_ts": 1, "depth": 1, "prev_events": [], "auth_events": [] }),
+            "$create",
+        );
+        assert!(check_auth_events_with(&create, &rules, |_| Ok(None)).is_ok());
+        // A message of someone who is not a member, citing only the create event: rejected.
+        let message = pdu(
+            serde_json::json!({ "room_id": "!r:a.example", "sender": "@x:b.example", "type": "m.room.message",
+                "content": { "body": "hi" }, "origin_server_ts": 2, "depth": 2, "prev_events": ["$create"], "auth_events": ["$create"] }),
+            "$m",
+        );
+        let lookup = |id: &ruma::EventId| Ok((id == "$create").then(|| create.clone()));
+        assert_eq!(check_auth_events_with(&message, &rules, lookup).unwrap_err().errcode, "M_FORBIDDEN");
+        // An auth event nobody has: rejected.
+        let orphan = pdu(
+            serde_json::json!({ "room_id": "!r:a.example", "sender": "@u:a.example", "type": "m.room.message",
+                "content": {}, "origin_server_ts": 2, "depth": 2, "prev_events": [], "auth_events": ["$nowhere"] }),
+            "$o",
+        );
+        assert!(check_auth_events_with(&orphan, &rules, |_| Ok(None)).unwrap_err().message.contains("unknown auth event"));
     }
 
     #[test]

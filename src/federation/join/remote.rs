@@ -152,6 +152,13 @@ fn store_joined_room(
     state: Vec<CheckedPdu>,
     join: CheckedPdu,
 ) -> Result<()> {
+    // Only events the authorization rules allow (against their own auth events) are kept.
+    let rules = version::rules(version)?;
+    let state_ids: std::collections::HashSet<ruma::OwnedEventId> = state.iter().map(|e| e.event_id.clone()).collect();
+    let (state, auth_chain): (Vec<CheckedPdu>, Vec<CheckedPdu>) =
+        pdu_checks::authorised_subset(s, auth_chain.into_iter().chain(state).collect(), &rules)
+            .into_iter()
+            .partition(|e| state_ids.contains(&e.event_id));
     let lock = s.timeline.room_lock(room_id);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
     if s.timeline.room_exists(room_id)? {
