@@ -138,6 +138,11 @@ async fn send_transaction(services: &Arc<Services>, dest: &ServerName, batch: &[
     let (status, answer) = send_json(services, dest, http::Method::PUT, &path, Some(&body)).await?;
     if status.is_success() {
         Ok(())
+    } else if status == http::StatusCode::BAD_REQUEST || status == http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The destination will never take this transaction: dropped, so that it does not block
+        // everything queued after it.
+        tracing::warn!("{dest} refused transaction {} for good ({status}: {answer}); dropped", transaction_id(batch));
+        Ok(())
     } else {
         Err(Error::internal(format!("{dest} answered {status}: {answer}")))
     }
