@@ -473,3 +473,34 @@ async fn login(server: &TestServer, user: &str) -> String {
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer["access_token"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test]
+async fn a_server_denied_by_the_rooms_acl_is_refused() {
+    let p = pair().await;
+    let (sa, sb) = (services(&p.a), services(&p.b));
+    let alice_token = login(&p.a, &p.alice).await;
+    let bob_token = login(&p.b, &p.bob).await;
+    let room = p.room.to_string();
+    // Both test servers are on 127.0.0.1: deny that host (A's own events are not checked by A).
+    let acl = json!({ "allow": ["*"], "deny": ["127.0.0.1"], "allow_ip_literals": true });
+    p.a.put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.server_acl/", enc(&room)), &alice_token, acl).await;
+    eventually("the ACL on B", || async {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.server_acl/", enc(&room));
+        let (status, _) = p.b.call(Method::GET, &path, Some(&bob_token), None).await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    // B's event is refused by A, whatever way it comes.
+    let (object, id) = message(&sa, &sb, &p.room, &p.bob, "denied");
+    let (status, answer) = send_txn(&sb, &p.a_name, "acl", txn_body(&p.b_name, vec![serde_json::to_value(&object).unwrap()], vec![])).await;
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert!(answer["pdus"][id.as_str()]["error"].as_str().unwrap().contains("ACL"), "{answer}");
+    assert!(!stored(&sa, &id));
+    // And B may not read the room from A.
+    let event_id = sa.short.event_id(sa.timeline.extremities(sa.short.room(&p.room).unwrap().unwrap()).unwrap()[0]).unwrap();
+    let path = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", enc(&room), enc(event_id.as_str()));
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, &path, None).await.unwrap();
+    assert_eq!(status, http::StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["errcode"], "M_FORBIDDEN");
+}

@@ -158,6 +158,9 @@ pub async fn receive_invite(
             if !s.users.is_active(&invitee_owned)? {
                 return Err(Error::not_found("Unknown user"));
             }
+            if s.timeline.room_exists(&checked.room_id)? {
+                crate::federation::acl::check(s, &checked.room_id, checked.pdu.sender.server_name())?;
+            }
             let server = s.globals.server_name().to_string();
             ruma::signatures::sign_event(&server, &s.globals.keypair, &mut checked.object, &rules.redaction)
                 .map_err(|e| Error::internal(e.to_string()))?;

@@ -3,6 +3,7 @@
 //! (`discovery`, `resolve`), the TLS client (`client`, `tls`) and listener (`listener`).
 //! HTTP routes live in `api/federation`; this is the service side, reached as `services.federation`.
 
+pub mod acl;
 pub mod client;
 pub mod discovery;
 pub mod dns;

@@ -19,6 +19,7 @@ use crate::{
 /// Refuses servers without a joined member in the room.
 pub fn require_in_room(s: &Services, origin: &ServerName, room_id: &RoomId) -> Result<u64> {
     let short = short_room(s, room_id).map_err(|_| Error::not_found("Unknown room"))?;
+    crate::federation::acl::check(s, room_id, origin)?;
     if !s.membership.members(short, Membership::Join)?.iter().any(|u| u.server_name() == origin) {
         return Err(Error::forbidden(format!("{origin} is not in the room")));
     }

@@ -37,6 +37,9 @@ fn user_of(origin: &ServerName, value: Option<&Value>) -> Result<OwnedUserId> {
 fn joined_room(s: &Services, room: Option<&str>, user: &OwnedUserId) -> Result<Option<(OwnedRoomId, u64)>> {
     let Some(room_id) = room.and_then(|r| OwnedRoomId::try_from(r).ok()) else { return Ok(None) };
     let Some(short) = s.short.room(&room_id)? else { return Ok(None) };
+    if !crate::federation::acl::allowed(s, &room_id, user.server_name())? {
+        return Ok(None);
+    }
     Ok(s.membership.is_joined(short, user)?.then_some((room_id, short)))
 }
 

@@ -86,7 +86,8 @@ async fn handle_pdu(
         .run(move |s| {
             let Some(version) = s.timeline.room_version(&room)? else { return Ok((None, false)) };
             let short = crate::services::rooms::short_room(s, &room)?;
-            let in_room = s.membership.members(short, Membership::Join)?.iter().any(|u| u.server_name() == origin_owned);
+            let in_room = s.membership.members(short, Membership::Join)?.iter().any(|u| u.server_name() == origin_owned)
+                && crate::federation::acl::allowed(s, &room, &origin_owned)?;
             Ok((Some(version), in_room))
         })
         .await
@@ -96,7 +97,7 @@ async fn handle_pdu(
     let event_id = pdu_checks::event_id_of(&object, &rules).map_err(|e| (None, e))?;
     let id = event_id.to_string();
     if !origin_in_room {
-        return Err((Some(id), Error::forbidden(format!("{origin} is not in room {room_id}"))));
+        return Err((Some(id), Error::forbidden(format!("{origin} is not in room {room_id} (or denied by its server ACL)"))));
     }
     let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await.map_err(|e| (Some(id.clone()), e))?;
     let prevs = checked.pdu.prev_events.clone();

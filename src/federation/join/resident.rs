@@ -50,6 +50,7 @@ pub fn make_membership(
     if user.server_name() != origin {
         return Err(Error::forbidden("The user does not belong to the requesting server"));
     }
+    crate::federation::acl::check(s, room_id, origin)?;
     let short_room = crate::services::rooms::short_room(s, room_id)?;
     if s.membership.members(short_room, Membership::Join)?.iter().all(|u| u.server_name() != s.globals.server_name()) {
         return Err(Error::not_found("This server is not in the room"));
@@ -77,11 +78,14 @@ pub async fn send_membership(
 ) -> Result<OwnedEventId> {
     let object: CanonicalJsonObject =
         serde_json::from_value(raw.clone()).map_err(|_| Error::bad_json("The event is not a JSON object"))?;
-    let room = room_id.clone();
+    let (room, o) = (room_id.clone(), origin.to_owned());
     let version = services
-        .run(move |s| s.timeline.room_version(&room))
-        .await?
-        .ok_or_else(|| Error::not_found("Unknown room"))?;
+        .run(move |s| {
+            let version = s.timeline.room_version(&room)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            crate::federation::acl::check(s, &room, &o)?;
+            Ok(version)
+        })
+        .await?;
     if pdu_checks::room_id_of(&object)? != *room_id {
         return Err(Error::bad_json("The event is for another room"));
     }
