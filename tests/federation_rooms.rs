@@ -504,3 +504,34 @@ async fn a_server_denied_by_the_rooms_acl_is_refused() {
     assert_eq!(status, http::StatusCode::FORBIDDEN, "{answer}");
     assert_eq!(answer["errcode"], "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn knocking_on_a_room_of_another_server() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let (b, _) = start(dir_b.path()).await;
+    let (_, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = a
+        .create_room(&alice_token, json!({
+            "room_version": "12", "preset": "private_chat", "name": "knock here",
+            "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }],
+        }))
+        .await;
+    let path = format!("/_matrix/client/v3/knock/{}?server_name={}", enc(&room), enc(a_name.as_str()));
+    b.post(&path, &bob_token, json!({ "reason": "let me in" })).await;
+    wait_membership(&a, &alice_token, &room, &bob, "knock").await;
+    let knocked = eventually("the knock in B's /sync", || async {
+        let (_, body) = b.call(Method::GET, "/_matrix/client/v3/sync", Some(&bob_token), None).await;
+        body["rooms"]["knock"].get(&room).cloned()
+    })
+    .await;
+    let state = knocked["knock_state"]["events"].as_array().unwrap();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "knock here"), "{knocked}");
+
+    // Alice lets bob in: an invite, then bob joins.
+    a.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &alice_token, json!({ "user_id": bob })).await;
+    wait_invite(&b, &bob_token, &room).await;
+    b.post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a_name.as_str())), &bob_token, json!({})).await;
+    wait_membership(&a, &alice_token, &room, &bob, "join").await;
+}

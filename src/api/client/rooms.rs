@@ -191,6 +191,41 @@ pub async fn join_by_id_or_alias(
 
 pub async fn knock(State(services): State<Arc<Services>>, req: Ruma<knock_room::v3::Request>) -> Res<knock_room::v3::Response> {
     let user = req.user()?.clone();
+    // A room this server has no member in: knock through a resident server.
+    let mut via = req.body.via.clone();
+    let target = req.body.room_id_or_alias.as_str().to_owned();
+    let room_id = match ruma::OwnedRoomAliasId::try_from(target.as_str()) {
+        Ok(alias) if alias.server_name() != services.globals.server_name() => {
+            let (room_id, servers) = crate::federation::join::remote::resolve_remote_alias(&services, &alias).await?;
+            via.extend(servers);
+            Some(room_id)
+        }
+        _ => None,
+    };
+    let (u, t, r) = (user.clone(), target.clone(), room_id.clone());
+    let remote = services
+        .run(move |s| {
+            let room_id = match r {
+                Some(r) => r,
+                None => resolve_room(s, &t)?,
+            };
+            if s.timeline.room_exists(&room_id)? {
+                let short = rooms::short_room(s, &room_id)?;
+                if s.membership.members(short, Membership::Join)?.iter().any(|m| m.server_name() == s.globals.server_name()) {
+                    return Ok(None);
+                }
+            }
+            let servers = join_servers(s, &u, &room_id, &via)?;
+            Ok(Some((room_id, servers)))
+        })
+        .await?;
+    if let Some((room_id, servers)) = remote {
+        if servers.is_empty() {
+            return Err(Error::not_found("No known servers for this room"));
+        }
+        crate::federation::join::remote::knock_remote(&services, user, room_id.clone(), servers, req.body.reason.clone()).await?;
+        return Ok(knock_room::v3::Response::new(room_id).into());
+    }
     services
         .run(move |s| {
             let room_id = resolve_room(s, req.body.room_id_or_alias.as_str())?;

@@ -34,6 +34,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/federation/v1/send_leave/{room_id}/{event_id}", put(rooms::send_leave_v1))
         .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(rooms::send_leave_v2))
         .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(rooms::invite_v2))
+        .route("/_matrix/federation/v1/make_knock/{room_id}/{user_id}", get(rooms::make_knock))
+        .route("/_matrix/federation/v1/send_knock/{room_id}/{event_id}", put(rooms::send_knock))
         .route("/_matrix/federation/v1/state_ids/{room_id}", get(rooms::state_ids))
         .route("/_matrix/federation/v1/state/{room_id}", get(rooms::state))
         .route("/_matrix/federation/v1/event/{event_id}", get(rooms::event))

@@ -203,6 +203,31 @@ pub async fn get_missing_events(
     ))
 }
 
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}?ver=…`.
+pub async fn make_knock(
+    State(services): State<Arc<Services>>,
+    Path((room, user)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let supported = versions(query.as_deref());
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "knock", Some(&supported))).await?))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`.
+pub async fn send_knock(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "knock").await?;
+    Ok(Json(services.run(move |s| resident::knock_answer(s, &room_id, &id)).await?))
+}
+
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`.
 pub async fn invite_v2(
     State(services): State<Arc<Services>>,

@@ -46,7 +46,7 @@ async fn make_membership(
             continue;
         }
         let mut path = format!("/_matrix/federation/v1/make_{membership}/{}/{}", encode(room_id.as_str()), encode(user.as_str()));
-        if membership == "join" {
+        if membership == "join" || membership == "knock" {
             path = format!("{path}?{}", ver_query());
         }
         match call(services, server, http::Method::GET, &path, None).await {
@@ -246,4 +246,39 @@ pub async fn resolve_remote_alias(services: &Arc<Services>, alias: &OwnedRoomAli
         servers.insert(0, alias.server_name().to_owned());
     }
     Ok((room_id, servers))
+}
+
+/// Knocks on a room this server is not in, through one of `servers`: `make_knock`, our knock
+/// signed, `send_knock`; the knock is stored with the room state the resident server answered.
+pub async fn knock_remote(
+    services: &Arc<Services>,
+    user: OwnedUserId,
+    room_id: OwnedRoomId,
+    servers: Vec<OwnedServerName>,
+    reason: Option<String>,
+) -> Result<()> {
+    let (template, version, resident) = make_membership(services, &servers, &room_id, &user, "knock").await?;
+    let (v, r, u) = (version.clone(), room_id.clone(), user.clone());
+    let (object, event_id) = services
+        .run(move |s| {
+            let mut template = template;
+            if let Some(reason) = reason
+                && let Some(CanonicalJsonValue::Object(content)) = template.get_mut("content")
+            {
+                content.insert("reason".into(), CanonicalJsonValue::String(reason));
+            }
+            sign_template(s, template, &v, &r, &u, "knock")
+        })
+        .await?;
+    let path = format!("/_matrix/federation/v1/send_knock/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
+    let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
+    let mut checked = pdu_checks::check_pdu(services, object, room_id, version).await?;
+    // Kept where /sync reads the stripped state of rooms we are not in.
+    let mut unsigned = CanonicalJsonObject::new();
+    if let Some(state) = answer.get("knock_room_state").cloned().and_then(|v| CanonicalJsonValue::try_from(v).ok()) {
+        unsigned.insert("invite_room_state".into(), state);
+    }
+    checked.object.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
+    services.run(move |s| outliers::store_membership(s, &checked)).await
 }

@@ -148,3 +148,15 @@ pub fn pdus_of<'a>(s: &Services, ids: impl Iterator<Item = &'a OwnedEventId>) ->
     }
     Ok(out)
 }
+
+/// The answer of `send_knock`: the stripped state of the room for the knocking user.
+pub fn knock_answer(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+    let event = event_by_id(s, event_id)?.ok_or_else(|| Error::internal("knock event not stored"))?;
+    let mut state = crate::federation::invite::invite_room_state(s, room_id, &event.pdu.sender)?;
+    for e in &mut state {
+        if let Some(o) = e.as_object_mut() {
+            o.retain(|k, _| matches!(k.as_str(), "type" | "state_key" | "sender" | "content"));
+        }
+    }
+    Ok(json!({ "knock_room_state": state }))
+}
