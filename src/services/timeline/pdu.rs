@@ -68,9 +68,10 @@ impl Pdu {
         event_id: &EventId,
         room_id: &RoomId,
     ) -> Result<Self> {
-        let value = serde_json::to_value(object).map_err(|e| Error::bad_json(e.to_string()))?;
+        // Through text: the content is kept as raw JSON, which a `Value` would have to re-serialize.
+        let text = serde_json::to_string(object).map_err(|e| Error::bad_json(e.to_string()))?;
         let mut pdu: Pdu =
-            serde_json::from_value(value).map_err(|e| Error::bad_json(format!("invalid event: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| Error::bad_json(format!("invalid event: {e}")))?;
         pdu.event_id = event_id.to_owned();
         pdu.room_id_in_json = object.contains_key("room_id");
         pdu.room_id = room_id.to_owned();
