@@ -535,3 +535,32 @@ async fn knocking_on_a_room_of_another_server() {
     b.post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a_name.as_str())), &bob_token, json!({})).await;
     wait_membership(&a, &alice_token, &room, &bob, "join").await;
 }
+
+#[tokio::test]
+async fn timestamps_devices_and_public_rooms_for_peers() {
+    let p = pair().await;
+    let sb = services(&p.b);
+    let alice_token = login(&p.a, &p.alice).await;
+    let event = p.a.send_text(&alice_token, p.room.as_str(), "ts1", "at a time").await;
+    let now = parvis::util::now_ms();
+    let path = format!("/_matrix/federation/v1/timestamp_to_event/{}?ts={now}&dir=b", enc(p.room.as_str()));
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, &path, None).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert_eq!(answer["event_id"], event.as_str(), "{answer}");
+    let path = format!("/_matrix/federation/v1/timestamp_to_event/{}?ts={}&dir=f", enc(p.room.as_str()), now + 60_000);
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, &path, None).await.unwrap();
+    assert_eq!(status, http::StatusCode::NOT_FOUND, "{answer}");
+
+    let path = format!("/_matrix/federation/v1/user/devices/{}", enc(&p.alice));
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, &path, None).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert!(answer["devices"].as_array().unwrap().len() >= 2, "{answer}");
+
+    let public = p.a.create_room(&alice_token, json!({ "preset": "public_chat", "visibility": "public", "name": "lobby" })).await;
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, "/_matrix/federation/v1/publicRooms?limit=10", None).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert!(answer["chunk"].as_array().unwrap().iter().any(|c| c["room_id"] == public.as_str()), "{answer}");
+    let body = json!({ "filter": { "generic_search_term": "nothing like it" } });
+    let (_, answer) = send_json(&sb, &p.a_name, http::Method::POST, "/_matrix/federation/v1/publicRooms", Some(&body)).await.unwrap();
+    assert_eq!(answer["chunk"], json!([]), "{answer}");
+}

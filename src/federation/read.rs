@@ -148,6 +148,63 @@ pub fn directory(s: &Services, alias: &OwnedRoomAliasId) -> Result<Value> {
     if let Some(short) = s.short.room(&entry.room_id)? {
         servers.extend(crate::federation::sender::servers_in_room(s, short)?.iter().map(|n| n.to_string()));
     }
-    let _ = event_by_short;
     Ok(json!({ "room_id": entry.room_id, "servers": servers }))
+}
+
+/// `timestamp_to_event`: the event of the room closest to `ts` in direction `dir` (`f`: the first
+/// at or after it, `b`: the last at or before it), among the events of our timeline.
+pub fn timestamp_to_event(s: &Services, origin: &ServerName, room_id: &RoomId, ts: u64, forward: bool) -> Result<Value> {
+    let short = require_in_room(s, origin, room_id)?;
+    let (start, direction) = if forward { (0, crate::storage::Direction::Forward) } else { (u64::MAX, crate::storage::Direction::Backward) };
+    let mut from = start;
+    loop {
+        let page = s.timeline.scan(short, from, direction, 200)?;
+        let Some(last) = page.last().map(|(pos, _)| *pos) else { break };
+        for (_, short_event) in &page {
+            let Some(event) = event_by_short(s, *short_event, room_id)? else { continue };
+            let event_ts = u64::from(event.pdu.origin_server_ts.get());
+            if (forward && event_ts >= ts) || (!forward && event_ts <= ts) {
+                return Ok(json!({ "event_id": event.pdu.event_id, "origin_server_ts": event_ts }));
+            }
+        }
+        from = if forward { last } else { last.saturating_sub(1) };
+        if !forward && last == 0 {
+            break;
+        }
+    }
+    Err(Error::not_found("No event found"))
+}
+
+/// `user/devices/{userId}`: a local user's devices (no end-to-end keys yet).
+pub fn user_devices(s: &Services, user: &ruma::UserId) -> Result<Value> {
+    if user.server_name() != s.globals.server_name() {
+        return Err(Error::invalid_param("User is not local to this server"));
+    }
+    let devices: Vec<Value> = s
+        .users
+        .devices(user)?
+        .into_iter()
+        .map(|d| {
+            let mut v = json!({ "device_id": d.device_id, "keys": {} });
+            if let Some(name) = d.display_name {
+                v["device_display_name"] = json!(name);
+            }
+            v
+        })
+        .collect();
+    Ok(json!({ "user_id": user, "stream_id": 0, "devices": devices }))
+}
+
+/// `publicRooms`: our room directory, for other servers.
+pub fn public_rooms(s: &Services, limit: Option<u64>, since: Option<&str>, term: Option<&str>) -> Result<Value> {
+    let limit = limit.and_then(|l| ruma::UInt::new(l));
+    let r = crate::api::client::directory::public_rooms(s, limit, since, term)?;
+    let mut out = json!({ "chunk": r.chunk, "total_room_count_estimate": r.total_room_count_estimate });
+    if let Some(next) = r.next_batch {
+        out["next_batch"] = json!(next);
+    }
+    if let Some(prev) = r.prev_batch {
+        out["prev_batch"] = json!(prev);
+    }
+    Ok(out)
 }

@@ -149,7 +149,7 @@ fn chunk_of(s: &Services, room_id: &OwnedRoomId) -> Result<PublicRoomsChunk> {
 }
 
 /// The directory, largest rooms first, filtered by a search term, paginated by offset tokens.
-fn public_rooms(s: &Services, limit: Option<UInt>, since: Option<&str>, term: Option<&str>) -> Result<get_public_rooms::v3::Response> {
+pub(crate) fn public_rooms(s: &Services, limit: Option<UInt>, since: Option<&str>, term: Option<&str>) -> Result<get_public_rooms::v3::Response> {
     let mut chunks = Vec::new();
     for room_id in s.directory.public_rooms()? {
         let chunk = chunk_of(s, &room_id)?;

@@ -246,3 +246,47 @@ mod tests {
         assert!(super::versions(None).is_empty());
     }
 }
+
+/// `GET /_matrix/federation/v1/timestamp_to_event/{roomId}?ts=…&dir=f|b`.
+pub async fn timestamp_to_event(
+    State(services): State<Arc<Services>>,
+    Path(room): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let ts: u64 = query.get("ts").and_then(|t| t.parse().ok()).ok_or_else(|| Error::invalid_param("Invalid ts"))?;
+    let forward = match query.get("dir").map(String::as_str) {
+        Some("f") => true,
+        Some("b") => false,
+        _ => return Err(Error::invalid_param("dir must be f or b")),
+    };
+    let origin = request.origin;
+    Ok(Json(services.run(move |s| crate::federation::read::timestamp_to_event(s, &origin, &room_id, ts, forward)).await?))
+}
+
+/// `GET /_matrix/federation/v1/user/devices/{userId}`.
+pub async fn user_devices(State(services): State<Arc<Services>>, Path(user): Path<String>, _request: FederatedJson) -> Result<Json<Value>> {
+    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    Ok(Json(services.run(move |s| crate::federation::read::user_devices(s, &user)).await?))
+}
+
+/// `GET /_matrix/federation/v1/publicRooms?limit=…&since=…`.
+pub async fn public_rooms_get(
+    State(services): State<Arc<Services>>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    _request: FederatedJson,
+) -> Result<Json<Value>> {
+    let limit = query.get("limit").and_then(|l| l.parse().ok());
+    let since = query.get("since").cloned();
+    Ok(Json(services.run(move |s| crate::federation::read::public_rooms(s, limit, since.as_deref(), None)).await?))
+}
+
+/// `POST /_matrix/federation/v1/publicRooms` (`limit`, `since`, `filter.generic_search_term`).
+pub async fn public_rooms_post(State(services): State<Arc<Services>>, request: FederatedJson) -> Result<Json<Value>> {
+    let body = request.body;
+    let limit = body.get("limit").and_then(Value::as_u64);
+    let since = body.get("since").and_then(Value::as_str).map(str::to_owned);
+    let term = body.pointer("/filter/generic_search_term").and_then(Value::as_str).map(str::to_owned);
+    Ok(Json(services.run(move |s| crate::federation::read::public_rooms(s, limit, since.as_deref(), term.as_deref())).await?))
+}
