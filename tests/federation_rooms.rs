@@ -182,10 +182,28 @@ async fn pair() -> Pair {
 /// A message event of `sender` in `room`, on the current state of `on` (a server in the room),
 /// signed by `signer` (its key and name).
 fn message(on: &Services, signer: &Services, room: &OwnedRoomId, sender: &str, body: &str) -> (CanonicalJsonObject, OwnedEventId) {
+    let (prev, state) = now_at(on, room);
+    message_on(on, signer, room, sender, body, prev, state)
+}
+
+/// The forward extremities and current state of `room` on `on`.
+fn now_at(on: &Services, room: &OwnedRoomId) -> (Vec<String>, Arc<parvis::services::state::StateMap>) {
     let short = on.short.room(room).unwrap().unwrap();
     let extremities = on.timeline.extremities(short).unwrap();
     let prev: Vec<String> = extremities.iter().map(|e| on.short.event_id(*e).unwrap().to_string()).collect();
-    let state = on.state.current_state(short).unwrap();
+    (prev, on.state.current_state(short).unwrap())
+}
+
+/// A message on given prev events and state.
+fn message_on(
+    on: &Services,
+    signer: &Services,
+    room: &OwnedRoomId,
+    sender: &str,
+    body: &str,
+    prev: Vec<String>,
+    state: Arc<parvis::services::state::StateMap>,
+) -> (CanonicalJsonObject, OwnedEventId) {
     let mut auth = Vec::new();
     for (kind, key) in [("m.room.power_levels", ""), ("m.room.member", sender)] {
         if let Some(k) = on.short.statekey(&kind.into(), key).unwrap()
@@ -563,4 +581,33 @@ async fn timestamps_devices_and_public_rooms_for_peers() {
     let body = json!({ "filter": { "generic_search_term": "nothing like it" } });
     let (_, answer) = send_json(&sb, &p.a_name, http::Method::POST, "/_matrix/federation/v1/publicRooms", Some(&body)).await.unwrap();
     assert_eq!(answer["chunk"], json!([]), "{answer}");
+}
+
+#[tokio::test]
+async fn an_event_allowed_before_a_ban_but_not_after_is_soft_failed() {
+    let p = pair().await;
+    let (sa, sb) = (services(&p.a), services(&p.b));
+    let alice_token = login(&p.a, &p.alice).await;
+    // Carol keeps B in the room after bob's ban.
+    let (carol, carol_token) = p.b.register("carol").await;
+    p.a.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(p.room.as_str())), &alice_token, json!({ "user_id": carol })).await;
+    wait_invite(&p.b, &carol_token, p.room.as_str()).await;
+    let join = format!("/_matrix/client/v3/join/{}?server_name={}", enc(p.room.as_str()), enc(p.a_name.as_str()));
+    p.b.post(&join, &carol_token, json!({})).await;
+    wait_membership(&p.a, &alice_token, p.room.as_str(), &carol, "join").await;
+    let (old_prev, old_state) = now_at(&sa, &p.room);
+    p.a.post(&format!("/_matrix/client/v3/rooms/{}/ban", enc(p.room.as_str())), &alice_token, json!({ "user_id": p.bob })).await;
+
+    // Bob's message on the state before the ban passes the checks against the state before it,
+    // fails against the current state: stored, kept out of the timeline and the extremities.
+    let (object, id) = message_on(&sa, &sb, &p.room, &p.bob, "sneaky", old_prev, old_state);
+    let (status, answer) = send_txn(&sb, &p.a_name, "soft", txn_body(&p.b_name, vec![serde_json::to_value(&object).unwrap()], vec![])).await;
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert_eq!(answer["pdus"][id.as_str()], json!({}), "{answer}");
+    assert!(stored(&sa, &id));
+    let short = sa.short.event(&id).unwrap().unwrap();
+    assert_eq!(sa.timeline.meta(short).unwrap().unwrap().pos, 0);
+    let short_room = sa.short.room(&p.room).unwrap().unwrap();
+    assert!(!sa.timeline.extremities(short_room).unwrap().contains(&short));
+    assert!(!bodies(&p.a, &alice_token, p.room.as_str()).await.iter().any(|b| b == "sneaky"));
 }
