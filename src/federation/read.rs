@@ -11,7 +11,7 @@ use crate::{
     federation::{incoming::state_at::auth_chain, join::resident::pdus_of},
     services::{
         Services,
-        rooms::{event_by_id, event_by_short, membership::Membership, short_room},
+        rooms::{event_by_id, event_by_short, short_room},
         timeline::StoredEvent,
     },
 };
@@ -20,7 +20,7 @@ use crate::{
 pub fn require_in_room(s: &Services, origin: &ServerName, room_id: &RoomId) -> Result<u64> {
     let short = short_room(s, room_id).map_err(|_| Error::not_found("Unknown room"))?;
     crate::federation::acl::check(s, room_id, origin)?;
-    if !s.membership.members(short, Membership::Join)?.iter().any(|u| u.server_name() == origin) {
+    if !crate::federation::sender::servers_in_room(s, short)?.iter().any(|n| n == origin) {
         return Err(Error::forbidden(format!("{origin} is not in the room")));
     }
     Ok(short)

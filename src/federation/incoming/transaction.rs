@@ -10,7 +10,7 @@ use super::{edus, missing, pdu_checks, persist};
 use crate::{
     error::{Error, Result},
     federation::sender::queue::{MAX_EDUS, MAX_PDUS},
-    services::{Services, rooms::membership::Membership, timeline::append::Forward},
+    services::{Services, timeline::append::Forward},
     storage::{Map as DbMap, keys::Key},
 };
 
@@ -86,7 +86,7 @@ async fn handle_pdu(
         .run(move |s| {
             let Some(version) = s.timeline.room_version(&room)? else { return Ok((None, false)) };
             let short = crate::services::rooms::short_room(s, &room)?;
-            let in_room = s.membership.members(short, Membership::Join)?.iter().any(|u| u.server_name() == origin_owned)
+            let in_room = crate::federation::sender::servers_in_room(s, short)?.contains(&origin_owned)
                 && crate::federation::acl::allowed(s, &room, &origin_owned)?;
             Ok((Some(version), in_room))
         })
