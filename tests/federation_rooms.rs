@@ -470,6 +470,16 @@ async fn typing_receipts_profiles_and_aliases_cross_servers() {
     })
     .await;
 
+    // An explicit presence change of alice reaches B.
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&p.alice));
+    p.a.put(&path, &alice_token, json!({ "presence": "unavailable", "status_msg": "away" })).await;
+    let sb = services(&p.b);
+    let alice_id = ruma::OwnedUserId::try_from(p.alice.as_str()).unwrap();
+    eventually("alice's presence on B", || async {
+        sb.presence.get(&alice_id).unwrap().filter(|r| r.presence == "unavailable" && r.status_msg.as_deref() == Some("away")).map(|_| ())
+    })
+    .await;
+
     // Profiles and aliases of A, read on B.
     p.a.put(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&p.alice)), &alice_token, json!({ "displayname": "Alice A" })).await;
     let profile = p.b.get(&format!("/_matrix/client/v3/profile/{}", enc(&p.alice)), &bob_token).await;

@@ -132,6 +132,7 @@ pub async fn set(State(services): State<Arc<Services>>, req: Ruma<set_presence::
                 return Err(Error::too_large("Status message is too long"));
             }
             s.presence.set(&s.globals, &caller, presence, Some(req.body.status_msg.clone()))?;
+            crate::federation::sender::edus::presence(s, &caller, presence, req.body.status_msg.as_deref())?;
             Ok(set_presence::v3::Response::new().into())
         })
         .await

@@ -37,3 +37,23 @@ pub fn receipt(
     });
     queue_edu(s, &servers, edu)
 }
+
+/// `m.presence` for a local user's explicit presence change, to every server sharing a joined
+/// room with them.
+pub fn presence(s: &Services, user: &UserId, presence: &str, status_msg: Option<&str>) -> Result<()> {
+    let mut servers = std::collections::BTreeSet::new();
+    for room in s.membership.rooms_of(user)? {
+        if room.membership != crate::services::rooms::membership::Membership::Join {
+            continue;
+        }
+        if let Some(short) = s.short.room(&room.room_id)? {
+            servers.extend(servers_in_room(s, short)?.iter().cloned());
+        }
+    }
+    let servers: Vec<_> = servers.into_iter().collect();
+    let mut update = json!({ "user_id": user, "presence": presence, "last_active_ago": 0, "currently_active": presence == "online" });
+    if let Some(msg) = status_msg {
+        update["status_msg"] = json!(msg);
+    }
+    queue_edu(s, &servers, json!({ "edu_type": "m.presence", "content": { "push": [update] } }))
+}
