@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: unit and integration tests (cargo test), then the black-box conformance suite
-# (matrix-nio against a live server). Installs what the build needs first.
+# Runs every test: unit and integration tests (cargo test), the black-box conformance suite
+# (matrix-nio against a live server) and the federation interop suite (Parvis and Synapse on loopback,
+# both directions). Installs what the build needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh
@@ -11,11 +12,14 @@ cargo test --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/parvis-cargo-test.log"
 cargo_status=${PIPESTATUS[0]}
 
 conformance_status=0
-if [ -f conformance/run.sh ]; then
-  PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/run.sh || conformance_status=$?
-fi
+PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/run.sh || conformance_status=$?
 
-if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ]; then
-  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status" >&2
+# Federation interop with a real Synapse 1.163.2 (installed from PyPI on first use), both directions.
+federation_status=0
+FEDERATION_PAIRS="${FEDERATION_PAIRS:-synapse-parvis,parvis-synapse}" PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" \
+  bash conformance/federation/run.sh || federation_status=$?
+
+if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ] || [ "$federation_status" -ne 0 ]; then
+  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status, federation exit $federation_status" >&2
   exit 1
 fi
