@@ -621,3 +621,92 @@ async fn an_event_allowed_before_a_ban_but_not_after_is_soft_failed() {
     assert!(!sa.timeline.extremities(short_room).unwrap().contains(&short));
     assert!(!bodies(&p.a, &alice_token, p.room.as_str()).await.iter().any(|b| b == "sneaky"));
 }
+
+/// make_join then send_join v2 on A for `user` (of B), the join event signed by B; the answer.
+async fn join_by_hand(sb: &Services, a_name: &OwnedServerName, room: &str, user: &str, query: &str) -> (http::StatusCode, Value) {
+    let path = format!("/_matrix/federation/v1/make_join/{}/{}?ver=12", enc(room), enc(user));
+    let (status, answer) = send_json(sb, a_name, http::Method::GET, &path, None).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    let mut object: CanonicalJsonObject = serde_json::from_value(answer["event"].clone()).unwrap();
+    object.insert("origin_server_ts".into(), CanonicalJsonValue::Integer((parvis::util::now_ms() as i64).try_into().unwrap()));
+    let rules = ruma::RoomVersionId::V12.rules().unwrap();
+    hash_and_sign_event(sb.globals.server_name().as_str(), &sb.globals.keypair, &mut object, &rules.redaction).unwrap();
+    let id = format!("${}", ruma::signatures::reference_hash(&object, &rules).unwrap());
+    let path = format!("/_matrix/federation/v2/send_join/{}/{}{query}", enc(room), enc(&id));
+    let body = serde_json::to_value(&object).unwrap();
+    send_json(sb, a_name, http::Method::PUT, &path, Some(&body)).await.unwrap()
+}
+
+fn members_in(events: &Value) -> Vec<String> {
+    let mut out: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| e["state_key"].as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn send_join_with_omit_members_leaves_out_member_events_but_the_heroes_and_the_auth_chain() {
+    let p = pair().await;
+    let sb = services(&p.b);
+    let alice_token = login(&p.a, &p.alice).await;
+    let (dave, dave_token) = p.a.register("dave").await;
+    // A public room without a name: alice and dave are its heroes.
+    let room = p.a.create_room(&alice_token, json!({ "preset": "public_chat", "room_version": "12" })).await;
+    p.a.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &dave_token, json!({})).await;
+
+    let carol = format!("@carol:{}", p.b_name);
+    let (status, answer) = join_by_hand(&sb, &p.a_name, &room, &carol, "?omit_members=true").await;
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert_eq!(answer["members_omitted"], true, "{answer}");
+    let mut heroes = vec![p.alice.clone(), dave.clone()];
+    heroes.sort();
+    assert_eq!(members_in(&answer["state"]), heroes, "{answer}");
+    assert!(answer["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"), "{answer}");
+    assert_eq!(answer["servers_in_room"], json!([p.a_name.as_str()]), "{answer}");
+
+    // With a name, no member event is in `state`; the auth chain keeps those the answered
+    // events need (alice's join, the sender of the create's power levels), nothing answered in
+    // `state` is repeated there.
+    p.a.put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)), &alice_token, json!({ "name": "named" })).await;
+    let erin = format!("@erin:{}", p.b_name);
+    let (status, answer) = join_by_hand(&sb, &p.a_name, &room, &erin, "?omit_members=true").await;
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert_eq!(answer["members_omitted"], true, "{answer}");
+    assert_eq!(members_in(&answer["state"]), Vec::<String>::new(), "{answer}");
+    assert!(members_in(&answer["auth_chain"]).contains(&p.alice), "{answer}");
+    let rules = ruma::RoomVersionId::V12.rules().unwrap();
+    let ids = |events: &Value| -> Vec<String> {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let object: CanonicalJsonObject = serde_json::from_value(e.clone()).unwrap();
+                ruma::signatures::reference_hash(&object, &rules).unwrap()
+            })
+            .collect()
+    };
+    let (state, chain) = (ids(&answer["state"]), ids(&answer["auth_chain"]));
+    assert!(chain.iter().all(|id| !state.contains(id)), "{answer}");
+    let mut servers: Vec<&str> = answer["servers_in_room"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    servers.sort();
+    let mut want = vec![p.a_name.as_str(), p.b_name.as_str()];
+    want.sort();
+    assert_eq!(servers, want, "{answer}");
+
+    // Without omit_members: every member event, `members_omitted` false.
+    let frank = format!("@frank:{}", p.b_name);
+    let (status, answer) = join_by_hand(&sb, &p.a_name, &room, &frank, "").await;
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert_eq!(answer["members_omitted"], false, "{answer}");
+    let mut all = vec![p.alice.clone(), dave, carol, erin];
+    all.sort();
+    assert_eq!(members_in(&answer["state"]), all, "{answer}");
+    let (status, _) = join_by_hand(&sb, &p.a_name, &room, &format!("@gina:{}", p.b_name), "?omit_members=maybe").await;
+    assert_eq!(status, http::StatusCode::BAD_REQUEST);
+}

@@ -60,16 +60,33 @@ pub async fn make_leave(
     Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "leave", None)).await?))
 }
 
-/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}` (`omit_members` is accepted; the
-/// whole state is always answered).
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}?omit_members=…` (with
+/// `omit_members=true`, member events are left out as `resident::join_answer` says).
 pub async fn send_join_v2(
     State(services): State<Arc<Services>>,
     Path((room, event)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
+    let omit_members = omit_members(query.as_deref())?;
     let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
-    Ok(Json(services.run(move |s| resident::join_answer(s, &room_id, &id)).await?))
+    Ok(Json(services.run(move |s| resident::join_answer(s, &room_id, &id, omit_members)).await?))
+}
+
+/// The `omit_members` query parameter of `send_join` v2 (`true` or `false`, default false).
+pub fn omit_members(query: Option<&str>) -> Result<bool> {
+    let mut omit = false;
+    for (key, value) in query.unwrap_or_default().split('&').filter_map(|pair| pair.split_once('=')) {
+        if key == "omit_members" {
+            omit = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(Error::invalid_param("omit_members must be true or false")),
+            };
+        }
+    }
+    Ok(omit)
 }
 
 /// `PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}`: the same, as `[200, {…}]`.
@@ -80,7 +97,7 @@ pub async fn send_join_v1(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
     let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
-    let answer = services.run(move |s| resident::join_answer(s, &room_id, &id)).await?;
+    let answer = services.run(move |s| resident::join_answer(s, &room_id, &id, false)).await?;
     Ok(Json(json!([200, answer])))
 }
 

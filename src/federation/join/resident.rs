@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ruma::{
     CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, ServerName,
-    events::StateEventType,
+    events::{StateEventType, TimelineEventType},
 };
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ use crate::{
         rooms::{event_by_id, event_by_short, membership::Membership, version},
         timeline::{
             append::{Forward, NewEvent, Target, authorise, build_fields},
+            StoredEvent,
             pdu::Pdu,
         },
     },
@@ -110,32 +111,72 @@ pub async fn send_membership(
 }
 
 /// The answer of `send_join`: the state before the join event and the auth chain of it and of
-/// the join event, as PDUs.
-pub fn join_answer(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+/// the state answered, as PDUs. With `omit_members` (v2), the `m.room.member` events are left out
+/// of `state` except those of the room's heroes when it has neither `m.room.name` nor
+/// `m.room.canonical_alias` (the first five joined, then invited, members other than the joining
+/// user, as our `/sync` summary picks them), and the events answered in `state` are not repeated
+/// in `auth_chain`; member events the auth chain needs stay in it. `servers_in_room`: the servers
+/// with joined members in the state before the join.
+pub fn join_answer(s: &Services, room_id: &RoomId, event_id: &EventId, omit_members: bool) -> Result<Value> {
     let event = event_by_id(s, event_id)?.ok_or_else(|| Error::internal("join event not stored"))?;
     let state = s.state.load(event.meta.state_before)?;
-    let mut state_pdus = Vec::new();
-    let mut state_ids = Vec::new();
+    let mut others = Vec::new();
+    let mut members = Vec::new();
     for short in state.values() {
         if let Some(e) = event_by_short(s, *short, room_id)? {
-            state_ids.push(e.pdu.event_id.clone());
-            state_pdus.push(serde_json::to_value(&e.json).unwrap_or(Value::Null));
+            if e.pdu.kind == TimelineEventType::RoomMember {
+                members.push(e);
+            } else {
+                others.push(e);
+            }
         }
     }
-    let mut start = state_ids.clone();
+    let mut servers = std::collections::BTreeSet::new();
+    for m in &members {
+        if m.pdu.membership().as_deref() == Some("join")
+            && let Some(user) = m.pdu.state_key.as_deref().and_then(|k| <&ruma::UserId>::try_from(k).ok())
+        {
+            servers.insert(user.server_name().to_string());
+        }
+    }
+    servers.insert(s.globals.server_name().to_string());
+    let kept_members = if omit_members {
+        let named = others.iter().any(|e| matches!(e.pdu.kind, TimelineEventType::RoomName | TimelineEventType::RoomCanonicalAlias));
+        if named { Vec::new() } else { heroes(&members, &event.pdu.sender) }
+    } else {
+        members
+    };
+    let answered: Vec<_> = others.into_iter().chain(kept_members).collect();
+    let state_ids: std::collections::HashSet<OwnedEventId> = answered.iter().map(|e| e.pdu.event_id.clone()).collect();
+    let state_pdus: Vec<Value> = answered.iter().map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null)).collect();
+    let mut start: Vec<OwnedEventId> = state_ids.iter().cloned().collect();
     start.extend(event.pdu.auth_events.iter().cloned());
-    let chain = state_at::auth_chain(s, start)?;
-    let auth_chain = pdus_of(s, chain.iter().filter(|id| !state_ids.contains(id)))?;
-    let servers = crate::federation::sender::servers_in_room(s, event.meta.short_room)?;
-    let mut servers: Vec<String> = servers.iter().map(|n| n.to_string()).collect();
-    servers.push(s.globals.server_name().to_string());
+    let mut chain: Vec<OwnedEventId> = state_at::auth_chain(s, start)?.into_iter().filter(|id| !state_ids.contains(id)).collect();
+    chain.sort();
+    let auth_chain = pdus_of(s, chain.iter())?;
     Ok(json!({
         "state": state_pdus,
         "auth_chain": auth_chain,
         "event": event.json,
-        "members_omitted": false,
-        "servers_in_room": servers,
+        "members_omitted": omit_members,
+        "servers_in_room": servers.into_iter().collect::<Vec<_>>(),
     }))
+}
+
+/// The member events of the heroes among `members`: up to five joined, then invited, users other
+/// than `joining`, by user id.
+fn heroes(members: &[Arc<StoredEvent>], joining: &ruma::UserId) -> Vec<Arc<StoredEvent>> {
+    let mut picked = Vec::new();
+    for wanted in ["join", "invite"] {
+        let mut of_kind: Vec<&Arc<StoredEvent>> = members
+            .iter()
+            .filter(|m| m.pdu.membership().as_deref() == Some(wanted) && m.pdu.state_key.as_deref() != Some(joining.as_str()))
+            .collect();
+        of_kind.sort_by(|a, b| a.pdu.state_key.cmp(&b.pdu.state_key));
+        picked.extend(of_kind.into_iter().cloned());
+    }
+    picked.truncate(5);
+    picked
 }
 
 /// The stored PDUs of some events (those we have).
