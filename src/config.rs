@@ -105,6 +105,9 @@ pub struct FederationConfig {
     /// What `/.well-known/matrix/server` answers (`host:port`). Default: the host of the server
     /// name with the port of the federation listener.
     pub well_known_server: Option<String>,
+    /// Whether other servers may read our public room directory (`publicRooms`); when false they
+    /// get 403 `M_FORBIDDEN`.
+    pub public_rooms_over_federation: bool,
 }
 
 impl Default for FederationConfig {
@@ -119,6 +122,7 @@ impl Default for FederationConfig {
             key_validity_hours: 24 * 7,
             request_timeout_secs: 30,
             well_known_server: None,
+            public_rooms_over_federation: true,
         }
     }
 }
@@ -347,6 +351,7 @@ mod tests {
         assert_eq!(config.federation.listen.port(), 8448);
         assert!(config.federation.verify_certificates);
         assert_eq!(config.federation.key_validity_hours, 168);
+        assert!(config.federation.public_rooms_over_federation);
         let config = Config::load(
             None,
             env(&[
@@ -354,6 +359,7 @@ mod tests {
                 ("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "false"),
                 ("PARVIS_FEDERATION__KEY_VALIDITY_HOURS", "2"),
                 ("PARVIS_FEDERATION__WELL_KNOWN_SERVER", "fed.example.org:443"),
+                ("PARVIS_FEDERATION__PUBLIC_ROOMS_OVER_FEDERATION", "false"),
             ]),
         )
         .unwrap();
@@ -361,6 +367,7 @@ mod tests {
         assert!(!config.federation.verify_certificates);
         assert_eq!(config.federation.key_validity_hours, 2);
         assert_eq!(config.federation.well_known_server.as_deref(), Some("fed.example.org:443"));
+        assert!(!config.federation.public_rooms_over_federation);
     }
 
     #[test]

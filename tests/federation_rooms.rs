@@ -20,12 +20,18 @@ fn free_port() -> u16 {
 }
 
 async fn start(data: &std::path::Path) -> (TestServer, OwnedServerName) {
+    start_configured(data, |_| ()).await
+}
+
+/// `start` with a change to the configuration.
+async fn start_configured(data: &std::path::Path, change: impl FnOnce(&mut parvis::config::Config)) -> (TestServer, OwnedServerName) {
     let port = free_port();
     let mut config = common::config(data);
     let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
     config.server_name = name.clone();
     config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
     config.federation.verify_certificates = false;
+    change(&mut config);
     (TestServer::start_with(config).await, name)
 }
 
@@ -709,4 +715,24 @@ async fn send_join_with_omit_members_leaves_out_member_events_but_the_heroes_and
     assert_eq!(members_in(&answer["state"]), all, "{answer}");
     let (status, _) = join_by_hand(&sb, &p.a_name, &room, &format!("@gina:{}", p.b_name), "?omit_members=maybe").await;
     assert_eq!(status, http::StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn public_rooms_can_be_kept_from_other_servers() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start_configured(dir_a.path(), |c| c.federation.public_rooms_over_federation = false).await;
+    let (b, _) = start(dir_b.path()).await;
+    let (_, alice_token) = a.register("alice").await;
+    let public = a.create_room(&alice_token, json!({ "preset": "public_chat", "visibility": "public", "name": "lobby" })).await;
+    let sb = services(&b);
+    let (status, answer) = send_json(&sb, &a_name, http::Method::GET, "/_matrix/federation/v1/publicRooms?limit=10", None).await.unwrap();
+    assert_eq!(status, http::StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["errcode"], "M_FORBIDDEN");
+    let body = json!({ "limit": 10 });
+    let (status, answer) = send_json(&sb, &a_name, http::Method::POST, "/_matrix/federation/v1/publicRooms", Some(&body)).await.unwrap();
+    assert_eq!(status, http::StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["errcode"], "M_FORBIDDEN");
+    // Local clients still see the directory.
+    let local = a.get("/_matrix/client/v3/publicRooms", &alice_token).await;
+    assert!(local["chunk"].as_array().unwrap().iter().any(|c| c["room_id"] == public.as_str()), "{local}");
 }

@@ -195,8 +195,12 @@ pub fn user_devices(s: &Services, user: &ruma::UserId) -> Result<Value> {
     Ok(json!({ "user_id": user, "stream_id": 0, "devices": devices }))
 }
 
-/// `publicRooms`: our room directory, for other servers.
+/// `publicRooms`: our room directory, for other servers (403 when
+/// `federation.public_rooms_over_federation` is off).
 pub fn public_rooms(s: &Services, limit: Option<u64>, since: Option<&str>, term: Option<&str>) -> Result<Value> {
+    if !s.config().federation.public_rooms_over_federation {
+        return Err(Error::forbidden("This server does not share its room directory over federation"));
+    }
     let limit = limit.and_then(|l| ruma::UInt::new(l));
     let r = crate::api::client::directory::public_rooms(s, limit, since, term)?;
     let mut out = json!({ "chunk": r.chunk, "total_room_count_estimate": r.total_room_count_estimate });
