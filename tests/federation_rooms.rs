@@ -736,3 +736,40 @@ async fn public_rooms_can_be_kept_from_other_servers() {
     let local = a.get("/_matrix/client/v3/publicRooms", &alice_token).await;
     assert!(local["chunk"].as_array().unwrap().iter().any(|c| c["room_id"] == public.as_str()), "{local}");
 }
+
+#[tokio::test]
+async fn openid_tokens_are_checked_by_other_servers() {
+    let p = pair().await;
+    let (sa, sb) = (services(&p.a), services(&p.b));
+    let alice_token = login(&p.a, &p.alice).await;
+    let path = format!("/_matrix/client/v3/user/{}/openid/request_token", enc(&p.alice));
+    let answer = p.a.post(&path, &alice_token, json!({})).await;
+    assert_eq!(answer["token_type"], "Bearer", "{answer}");
+    assert_eq!(answer["matrix_server_name"], p.a_name.as_str(), "{answer}");
+    assert_eq!(answer["expires_in"], 3600, "{answer}");
+    let token = answer["access_token"].as_str().unwrap().to_owned();
+    // Only for oneself.
+    let path = format!("/_matrix/client/v3/user/{}/openid/request_token", enc(&p.bob));
+    let (status, _) = p.a.call(Method::POST, &path, Some(&alice_token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let userinfo = |token: &str| format!("/_matrix/federation/v1/openid/userinfo?access_token={}", enc(token));
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, &userinfo(&token), None).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert_eq!(answer["sub"], p.alice.as_str(), "{answer}");
+
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, &userinfo("not-a-token"), None).await.unwrap();
+    assert_eq!(status, http::StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["errcode"], "M_UNKNOWN_TOKEN");
+    // A token issued two hours ago has expired (after one hour).
+    let alice: ruma::OwnedUserId = p.alice.clone().try_into().unwrap();
+    let old = sa.users.create_openid_token(&alice, parvis::util::now_ms() - 2 * 3_600_000).unwrap();
+    let (status, answer) = send_json(&sb, &p.a_name, http::Method::GET, &userinfo(&old), None).await.unwrap();
+    assert_eq!(status, http::StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["errcode"], "M_UNKNOWN_TOKEN");
+    // The token of alice is not an access token, nor the other way round.
+    let (status, _) = send_json(&sb, &p.a_name, http::Method::GET, &userinfo(&alice_token), None).await.unwrap();
+    assert_eq!(status, http::StatusCode::UNAUTHORIZED);
+    let (status, _) = p.a.call(Method::GET, "/_matrix/client/v3/account/whoami", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

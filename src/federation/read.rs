@@ -212,3 +212,12 @@ pub fn public_rooms(s: &Services, limit: Option<u64>, since: Option<&str>, term:
     }
     Ok(out)
 }
+
+/// `openid/userinfo`: the user an OpenID token of ours names (401 `M_UNKNOWN_TOKEN` when the token
+/// is unknown or expired).
+pub fn openid_userinfo(s: &Services, token: &str) -> Result<Value> {
+    match s.users.openid_user(token, crate::util::now_ms())? {
+        Some(user) => Ok(json!({ "sub": user })),
+        None => Err(Error::unknown_token()),
+    }
+}

@@ -25,7 +25,19 @@ pub const ACCOUNTS: Map = Map("accounts");
 pub const DEVICES: Map = Map("devices");
 /// access token → user, device.
 pub const TOKENS: Map = Map("access_tokens");
-pub const MAPS: &[Map] = &[ACCOUNTS, DEVICES, TOKENS];
+/// OpenID token → [`OpenIdToken`].
+pub const OPENID_TOKENS: Map = Map("openid_tokens");
+pub const MAPS: &[Map] = &[ACCOUNTS, DEVICES, TOKENS, OPENID_TOKENS];
+
+/// Lifetime of an OpenID token (`request_token`), in milliseconds.
+pub const OPENID_TOKEN_LIFETIME_MS: u64 = 3_600_000;
+
+/// An OpenID token: whom it names, until when (ms since the epoch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenIdToken {
+    pub user_id: OwnedUserId,
+    pub expires_ts: u64,
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Account {
@@ -82,6 +94,27 @@ pub fn hash_password(password: &str) -> Result<String> {
 impl Users {
     pub fn new(db: Db) -> Self {
         Self { db, password_work: Default::default(), tokens: Default::default() }
+    }
+
+    /// A new OpenID token for `user`, valid [`OPENID_TOKEN_LIFETIME_MS`] from `now`.
+    pub fn create_openid_token(&self, user: &UserId, now: u64) -> Result<String> {
+        let token = random_string(32);
+        let value = OpenIdToken { user_id: user.to_owned(), expires_ts: now + OPENID_TOKEN_LIFETIME_MS };
+        self.db.put(OPENID_TOKENS, token.as_bytes(), encode_json(&value))?;
+        Ok(token)
+    }
+
+    /// The user an OpenID token names, if it exists and has not expired at `now` (an expired token
+    /// found is deleted).
+    pub fn openid_user(&self, token: &str, now: u64) -> Result<Option<OwnedUserId>> {
+        let Some(found) = self.db.get_json::<OpenIdToken>(OPENID_TOKENS, token.as_bytes())? else { return Ok(None) };
+        if found.expires_ts <= now {
+            let mut batch = Batch::new();
+            batch.delete(OPENID_TOKENS, token.as_bytes());
+            self.db.write(batch)?;
+            return Ok(None);
+        }
+        Ok(Some(found.user_id))
     }
 
     fn hash(&self, password: &str) -> Result<String> {

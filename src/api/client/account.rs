@@ -1,4 +1,4 @@
-//! Registration, login, logout, whoami, password change and deactivation.
+//! Registration, login, logout, whoami, password change, deactivation and OpenID tokens.
 
 use std::sync::Arc;
 
@@ -6,7 +6,7 @@ use axum::extract::State;
 use ruma::{
     OwnedUserId, UserId,
     api::client::{
-        account::{change_password, deactivate, get_username_availability, register, whoami},
+        account::{change_password, deactivate, get_username_availability, register, request_openid_token, whoami},
         session::{get_login_types, login, logout, logout_all},
     },
 };
@@ -237,6 +237,30 @@ pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactiv
             }
             s.users.deactivate(&user)?;
             Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport).into())
+        })
+        .await
+}
+
+/// `POST /_matrix/client/v3/user/{userId}/openid/request_token`: a token another server can check
+/// with our federation `openid/userinfo` (only for oneself: 403 otherwise).
+pub async fn request_openid_token(
+    State(services): State<Arc<Services>>,
+    req: Ruma<request_openid_token::v3::Request>,
+) -> Res<request_openid_token::v3::Response> {
+    let caller = req.user()?.clone();
+    if caller != req.body.user_id {
+        return Err(Error::forbidden("You may only request tokens for yourself"));
+    }
+    services
+        .run(move |s| {
+            let token = s.users.create_openid_token(&caller, crate::util::now_ms())?;
+            Ok(request_openid_token::v3::Response::new(
+                token,
+                ruma::authentication::TokenType::Bearer,
+                s.globals.server_name().to_owned(),
+                std::time::Duration::from_millis(crate::services::users::OPENID_TOKEN_LIFETIME_MS),
+            )
+            .into())
         })
         .await
 }

@@ -13,7 +13,7 @@ pub mod sync;
 
 use axum::routing::get;
 use ruma::api::client::{
-    account::{change_password, deactivate, get_username_availability, register, whoami},
+    account::{change_password, deactivate, get_username_availability, register, request_openid_token, whoami},
     alias::{create_alias, delete_alias, get_alias},
     config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
     context::get_context,
@@ -56,6 +56,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<logout::v3::Request, _, _>(account::logout)
         .ruma::<logout_all::v3::Request, _, _>(account::logout_all)
         .ruma::<whoami::v3::Request, _, _>(account::whoami)
+        .ruma::<request_openid_token::v3::Request, _, _>(account::request_openid_token)
         .ruma::<change_password::v3::Request, _, _>(account::change_password)
         .ruma::<deactivate::v3::Request, _, _>(account::deactivate)
         .ruma::<get_devices::v3::Request, _, _>(devices::list)

@@ -26,6 +26,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
         .route("/_matrix/federation/v1/query/directory", get(query::directory))
+        .route("/_matrix/federation/v1/openid/userinfo", get(query::openid_userinfo))
         .route("/_matrix/federation/v1/send/{txn_id}", put(rooms::send_transaction))
         .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(rooms::make_join))
         .route("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", get(rooms::make_leave))

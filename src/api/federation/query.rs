@@ -49,3 +49,13 @@ pub async fn directory(
         .ok_or_else(|| Error::invalid_param("Invalid room_alias"))?;
     Ok(Json(services.run(move |s| crate::federation::read::directory(s, &alias)).await?))
 }
+
+/// `GET /_matrix/federation/v1/openid/userinfo?access_token=…` (no X-Matrix: the token is the
+/// authentication).
+pub async fn openid_userinfo(
+    State(services): State<Arc<Services>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    let token = query.get("access_token").cloned().ok_or_else(Error::unknown_token)?;
+    Ok(Json(services.run(move |s| crate::federation::read::openid_userinfo(s, &token)).await?))
+}
