@@ -773,3 +773,28 @@ async fn openid_tokens_are_checked_by_other_servers() {
     let (status, _) = p.a.call(Method::GET, "/_matrix/client/v3/account/whoami", Some(&token), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn presence_set_by_sync_reaches_the_other_server() {
+    let p = pair().await;
+    let sb = services(&p.b);
+    let alice_token = login(&p.a, &p.alice).await;
+    let alice_id = ruma::OwnedUserId::try_from(p.alice.as_str()).unwrap();
+    let on_b = |presence: &'static str, status: Option<&'static str>| {
+        let (sb, alice_id) = (sb.clone(), alice_id.clone());
+        async move {
+            eventually(&format!("alice {presence} on B"), || async {
+                sb.presence.get(&alice_id).unwrap().filter(|r| r.presence == presence && r.status_msg.as_deref() == status).map(|_| ())
+            })
+            .await
+        }
+    };
+    p.a.put(&format!("/_matrix/client/v3/presence/{}/status", enc(&p.alice)), &alice_token, json!({ "presence": "online", "status_msg": "busy" })).await;
+    on_b("online", Some("busy")).await;
+    // /sync's set_presence goes out too, with the status message alice set.
+    p.a.get("/_matrix/client/v3/sync?timeout=0&set_presence=unavailable", &alice_token).await;
+    on_b("unavailable", Some("busy")).await;
+    // A /sync without set_presence means online.
+    p.a.get("/_matrix/client/v3/sync?timeout=0", &alice_token).await;
+    on_b("online", Some("busy")).await;
+}

@@ -105,8 +105,9 @@ impl Presence {
         Ok(self.db.get_json(PRESENCE, user.as_bytes())?)
     }
 
-    /// Stores a presence change (skipped when nothing changes but activity).
-    pub fn set(&self, globals: &Globals, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<()> {
+    /// Stores a presence change (skipped when nothing changes but activity); the new record when
+    /// something changed.
+    pub fn set(&self, globals: &Globals, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<Option<PresenceRecord>> {
         let old = self.get(user)?;
         let status_msg = match status_msg {
             Some(msg) => msg,
@@ -116,9 +117,9 @@ impl Presence {
             && o.presence == presence
             && o.status_msg == status_msg
         {
-            return Ok(());
+            return Ok(None);
         }
-        globals.commit(|c| {
+        let (record, _) = globals.commit(|c| {
             if let Some(o) = &old {
                 c.batch.delete(PRESENCE_STREAM, o.pos.to_be_bytes());
             }
@@ -126,9 +127,9 @@ impl Presence {
             let record = PresenceRecord { presence: presence.to_owned(), status_msg, last_active_ts: now_ms(), pos };
             c.batch.put(PRESENCE, user.as_bytes(), encode_json(&record));
             c.batch.put(PRESENCE_STREAM, pos.to_be_bytes(), user.as_bytes());
-            Ok(())
+            Ok(record)
         })?;
-        Ok(())
+        Ok(Some(record))
     }
 
     /// Users whose presence changed after `since`.

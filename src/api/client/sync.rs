@@ -80,7 +80,7 @@ async fn compute_sync(
     };
     if let Some(presence) = presence {
         let user = user.clone();
-        services.run(move |s| s.presence.set(&s.globals, &user, presence, None)).await?;
+        services.run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence)).await?;
     }
 
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);

@@ -1,4 +1,5 @@
-//! EDUs about local users, queued for the other servers of the room: typing and read receipts.
+//! EDUs about local users, queued for the other servers of the room: typing, read receipts and
+//! presence.
 
 use ruma::{EventId, RoomId, UserId};
 use serde_json::json;
@@ -56,4 +57,13 @@ pub fn presence(s: &Services, user: &UserId, presence: &str, status_msg: Option<
         update["status_msg"] = json!(msg);
     }
     queue_edu(s, &servers, json!({ "edu_type": "m.presence", "content": { "push": [update] } }))
+}
+
+/// `/sync?set_presence=…`: stores the presence and, when it changed, sends it as `m.presence` like
+/// an explicit change (the stored status message kept).
+pub fn presence_from_sync(s: &Services, user: &UserId, presence: &str) -> Result<()> {
+    if let Some(record) = s.presence.set(&s.globals, user, presence, None)? {
+        self::presence(s, user, &record.presence, record.status_msg.as_deref())?;
+    }
+    Ok(())
 }
