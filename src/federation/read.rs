@@ -202,8 +202,8 @@ pub fn public_rooms(s: &Services, limit: Option<u64>, since: Option<&str>, term:
         return Err(Error::forbidden("This server does not share its room directory over federation"));
     }
     let limit = limit.and_then(|l| ruma::UInt::new(l));
-    let r = crate::api::client::directory::public_rooms(s, limit, since, term)?;
-    let mut out = json!({ "chunk": r.chunk, "total_room_count_estimate": r.total_room_count_estimate });
+    let r = crate::services::directory_listing::public_rooms(s, limit, since, term)?;
+    let mut out = json!({ "chunk": r.chunk, "total_room_count_estimate": r.total });
     if let Some(next) = r.next_batch {
         out["next_batch"] = json!(next);
     }

@@ -3,6 +3,7 @@
 
 pub mod account_data;
 pub mod directory;
+pub mod directory_listing;
 pub mod ephemeral;
 pub mod filters;
 pub mod globals;

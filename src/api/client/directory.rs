@@ -4,23 +4,20 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::{
-    OwnedRoomId, UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
         directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
         room::{Visibility, aliases},
         user_directory::search_users,
     },
-    directory::PublicRoomsChunk,
-    events::StateEventType,
 };
-use serde_json::Value;
 
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
     services::{
         Services,
+        directory_listing::public_rooms,
         rooms::{self, membership::Membership, power},
         timeline::visibility::may_read_room,
     },
@@ -123,67 +120,20 @@ pub async fn set_visibility(
         .await
 }
 
-fn chunk_of(s: &Services, room_id: &OwnedRoomId) -> Result<PublicRoomsChunk> {
-    let short = rooms::short_room(s, room_id)?;
-    let joined = s.membership.members(short, Membership::Join)?.len() as u64;
-    let mut chunk: PublicRoomsChunk = ruma::directory::PublicRoomsChunkInit {
-        num_joined_members: UInt::new(joined).unwrap_or_default(),
-        room_id: room_id.clone(),
-        world_readable: false,
-        guest_can_join: false,
-    }
-    .into();
-    let text = |kind: StateEventType, field: &str| -> Result<Option<String>> {
-        Ok(rooms::state_content(s, room_id, &kind, "")?.and_then(|c| c.get(field).and_then(Value::as_str).map(str::to_owned)))
-    };
-    chunk.name = text(StateEventType::RoomName, "name")?;
-    chunk.topic = text(StateEventType::RoomTopic, "topic")?;
-    chunk.canonical_alias = text(StateEventType::RoomCanonicalAlias, "alias")?.and_then(|a| a.try_into().ok());
-    chunk.avatar_url = text(StateEventType::RoomAvatar, "url")?.map(Into::into);
-    chunk.world_readable = text(StateEventType::RoomHistoryVisibility, "history_visibility")?.as_deref() == Some("world_readable");
-    chunk.guest_can_join = text(StateEventType::RoomGuestAccess, "guest_access")?.as_deref() == Some("can_join");
-    if let Some(rule) = text(StateEventType::RoomJoinRules, "join_rule")? {
-        chunk.join_rule = rule.as_str().into();
-    }
-    Ok(chunk)
-}
-
-/// The directory, largest rooms first, filtered by a search term, paginated by offset tokens.
-pub(crate) fn public_rooms(s: &Services, limit: Option<UInt>, since: Option<&str>, term: Option<&str>) -> Result<get_public_rooms::v3::Response> {
-    let mut chunks = Vec::new();
-    for room_id in s.directory.public_rooms()? {
-        let chunk = chunk_of(s, &room_id)?;
-        if let Some(term) = term.map(str::to_lowercase).filter(|t| !t.is_empty()) {
-            let hay = [chunk.name.as_deref(), chunk.topic.as_deref(), chunk.canonical_alias.as_ref().map(|a| a.as_str())];
-            if !hay.iter().flatten().any(|h| h.to_lowercase().contains(&term)) {
-                continue;
-            }
-        }
-        chunks.push(chunk);
-    }
-    chunks.sort_by(|a, b| b.num_joined_members.cmp(&a.num_joined_members).then_with(|| a.room_id.cmp(&b.room_id)));
-    let total = chunks.len();
-    let offset: usize = match since {
-        Some(token) => token.strip_prefix('n').or(token.strip_prefix('p')).and_then(|n| n.parse().ok()).ok_or_else(|| Error::invalid_param("Invalid since token"))?,
-        None => 0,
-    };
-    let limit = limit.map_or(total, |l| u64::from(l) as usize).max(1);
-    let mut response = get_public_rooms::v3::Response::new(chunks.into_iter().skip(offset).take(limit).collect());
-    if offset + limit < total {
-        response.next_batch = Some(format!("n{}", offset + limit));
-    }
-    if offset > 0 {
-        response.prev_batch = Some(format!("p{}", offset.saturating_sub(limit)));
-    }
-    response.total_room_count_estimate = UInt::new(total as u64);
-    Ok(response)
-}
-
 pub async fn public_rooms_get(
     State(services): State<Arc<Services>>,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Res<get_public_rooms::v3::Response> {
-    services.run(move |s| Ok(public_rooms(s, req.body.limit, req.body.since.as_deref(), None)?.into())).await
+    services
+        .run(move |s| {
+            let page = public_rooms(s, req.body.limit, req.body.since.as_deref(), None)?;
+            let mut response = get_public_rooms::v3::Response::new(page.chunk);
+            response.next_batch = page.next_batch;
+            response.prev_batch = page.prev_batch;
+            response.total_room_count_estimate = page.total;
+            Ok(response.into())
+        })
+        .await
 }
 
 pub async fn public_rooms_post(
@@ -197,7 +147,7 @@ pub async fn public_rooms_post(
             response.chunk = r.chunk;
             response.next_batch = r.next_batch;
             response.prev_batch = r.prev_batch;
-            response.total_room_count_estimate = r.total_room_count_estimate;
+            response.total_room_count_estimate = r.total;
             Ok(response.into())
         })
         .await

@@ -23,6 +23,13 @@ fn room_event(room: &str, event: &str) -> Result<(OwnedRoomId, OwnedEventId)> {
     ))
 }
 
+fn room_user(room: &str, user: &str) -> Result<(OwnedRoomId, OwnedUserId)> {
+    Ok((
+        OwnedRoomId::try_from(room).map_err(|_| Error::invalid_param("Invalid room id"))?,
+        OwnedUserId::try_from(user).map_err(|_| Error::invalid_param("Invalid user id"))?,
+    ))
+}
+
 /// The `ver` parameters of a query string (repeated).
 pub fn versions(query: Option<&str>) -> Vec<String> {
     let Some(query) = query else { return Vec::new() };
@@ -41,8 +48,7 @@ pub async fn make_join(
     RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let (room_id, user) = room_user(&room, &user)?;
     let supported = versions(query.as_deref());
     let origin = request.origin;
     Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "join", Some(&supported))).await?))
@@ -54,8 +60,7 @@ pub async fn make_leave(
     Path((room, user)): Path<(String, String)>,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let (room_id, user) = room_user(&room, &user)?;
     let origin = request.origin;
     Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "leave", None)).await?))
 }
@@ -227,8 +232,7 @@ pub async fn make_knock(
     RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
+    let (room_id, user) = room_user(&room, &user)?;
     let supported = versions(query.as_deref());
     let origin = request.origin;
     Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "knock", Some(&supported))).await?))
