@@ -41,6 +41,23 @@ pub fn versions(query: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The `make_join`/`make_leave`/`make_knock` template for `user` (with the versions the origin supports).
+async fn make(
+    services: Arc<Services>,
+    room: &str,
+    user: &str,
+    request: FederatedJson,
+    membership: &'static str,
+    supported: Option<Vec<String>>,
+) -> Result<Json<Value>> {
+    let (room_id, user) = room_user(room, user)?;
+    let origin = request.origin;
+    let template = services
+        .run(move |s| resident::make_membership(s, &origin, &room_id, &user, membership, supported.as_deref()))
+        .await?;
+    Ok(Json(template))
+}
+
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}?ver=…`.
 pub async fn make_join(
     State(services): State<Arc<Services>>,
@@ -48,10 +65,7 @@ pub async fn make_join(
     RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let (room_id, user) = room_user(&room, &user)?;
-    let supported = versions(query.as_deref());
-    let origin = request.origin;
-    Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "join", Some(&supported))).await?))
+    make(services, &room, &user, request, "join", Some(versions(query.as_deref()))).await
 }
 
 /// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`.
@@ -60,9 +74,7 @@ pub async fn make_leave(
     Path((room, user)): Path<(String, String)>,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let (room_id, user) = room_user(&room, &user)?;
-    let origin = request.origin;
-    Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "leave", None)).await?))
+    make(services, &room, &user, request, "leave", None).await
 }
 
 /// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}?omit_members=…` (with
@@ -232,10 +244,7 @@ pub async fn make_knock(
     RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let (room_id, user) = room_user(&room, &user)?;
-    let supported = versions(query.as_deref());
-    let origin = request.origin;
-    Ok(Json(services.run(move |s| resident::make_membership(s, &origin, &room_id, &user, "knock", Some(&supported))).await?))
+    make(services, &room, &user, request, "knock", Some(versions(query.as_deref()))).await
 }
 
 /// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`.
