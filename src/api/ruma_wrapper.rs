@@ -9,7 +9,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::BytesMut;
-use http::StatusCode;
 use ruma::{
     OwnedDeviceId, OwnedUserId,
     api::{
@@ -234,8 +233,4 @@ impl<T> From<T> for RumaResponse<T> {
 pub fn paths_of<T: Metadata>() -> Vec<&'static str> {
     use ruma::api::path_builder::PathBuilder;
     T::PATH_BUILDER.all_paths().collect()
-}
-
-pub fn status_only(status: StatusCode) -> Response {
-    status.into_response()
 }

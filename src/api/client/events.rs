@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::{
-    OwnedEventId, RoomId, UInt, UserId,
+    OwnedEventId, RoomId, UserId,
     api::{
         Direction as ApiDirection,
         client::{
@@ -409,8 +409,4 @@ pub async fn get_event(State(services): State<Arc<Services>>, req: Ruma<get_room
             Ok(get_room_event::v3::Response::new(raw(&value)).into())
         })
         .await
-}
-
-pub fn limit_of(limit: Option<UInt>, default: u64) -> usize {
-    limit.map_or(default, u64::from) as usize
 }
