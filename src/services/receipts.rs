@@ -84,18 +84,5 @@ impl Receipts {
         }
         Ok(out)
     }
-
-    /// The newest receipt position of a room (for skipping rooms without changes).
-    pub fn last_pos(&self, short_room: u64) -> Result<u64> {
-        let prefix = Key::new().u64(short_room).build();
-        let from = Key::new().u64(short_room).u64(u64::MAX).build();
-        Ok(self
-            .db
-            .scan_from(RECEIPT_STREAM, &prefix, &from, Direction::Backward)
-            .next()
-            .transpose()?
-            .and_then(|(k, _)| crate::storage::keys::u64_from(&k[8..]))
-            .unwrap_or(0))
-    }
 }
 

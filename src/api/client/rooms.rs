@@ -396,10 +396,7 @@ pub async fn members(
             let state = match s.membership.user_room(&user, room_id)? {
                 Some(r) if r.membership == Membership::Join => match &req.body.at {
                     Some(at) => {
-                        let token = crate::services::sync::SyncToken::parse(at)?;
-                        let last = s.timeline.scan(short, token.pos, crate::storage::Direction::Backward, 1)?;
-                        let snapshot = last.first().and_then(|(_, e)| s.timeline.meta(*e).ok().flatten()).map_or(0, |m| m.state_after);
-                        s.state.load(snapshot)?
+                        rooms::state_at_pos(s, short, crate::services::sync::SyncToken::parse(at)?.pos)?
                     }
                     None => s.state.current_state(short)?,
                 },

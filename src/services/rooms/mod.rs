@@ -54,6 +54,15 @@ pub fn state_content(s: &Services, room_id: &RoomId, kind: &StateEventType, stat
     Ok(state_event(s, room_id, kind, state_key)?.map(|e| e.pdu.content_value()))
 }
 
+/// The state after the room's last event at or before stream position `pos`.
+pub fn state_at_pos(s: &Services, short_room: u64, pos: u64) -> Result<Arc<crate::services::state::StateMap>> {
+    let Some((_, short)) = s.timeline.scan(short_room, pos, crate::storage::Direction::Backward, 1)?.into_iter().next() else {
+        return Ok(Default::default());
+    };
+    let snapshot = s.timeline.meta(short)?.map_or(0, |m| m.state_after);
+    s.state.load(snapshot)
+}
+
 pub fn is_world_readable(s: &Services, short_room: u64) -> Result<bool> {
     let room_id = s.short.room_id(short_room)?;
     Ok(state_content(s, &room_id, &StateEventType::RoomHistoryVisibility, "")?

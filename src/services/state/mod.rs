@@ -25,7 +25,8 @@ const CACHE_ENTRIES: usize = 1024;
 
 pub struct StateService {
     db: Db,
-    cache: Mutex<HashMap<u64, Arc<StateMap>>>,
+    /// Snapshot id → its full state and its depth in the diff chain.
+    cache: Mutex<HashMap<u64, (Arc<StateMap>, u64)>>,
 }
 
 struct Snapshot {
@@ -65,7 +66,7 @@ impl StateService {
         if id == 0 {
             return Ok(Arc::new(StateMap::new()));
         }
-        if let Some(map) = self.cache.lock().unwrap().get(&id) {
+        if let Some((map, _)) = self.cache.lock().unwrap().get(&id) {
             return Ok(map.clone());
         }
         let bytes = self
@@ -76,11 +77,11 @@ impl StateService {
         let mut map = if snapshot.parent == 0 { StateMap::new() } else { (*self.load(snapshot.parent)?).clone() };
         apply(&mut map, &snapshot.changes);
         let map = Arc::new(map);
-        self.remember(id, map.clone());
+        self.remember(id, map.clone(), snapshot.depth);
         Ok(map)
     }
 
-    fn remember(&self, id: u64, map: Arc<StateMap>) {
+    fn remember(&self, id: u64, map: Arc<StateMap>, depth: u64) {
         let mut cache = self.cache.lock().unwrap();
         if cache.len() >= CACHE_ENTRIES {
             let victim = cache.keys().next().copied();
@@ -88,12 +89,15 @@ impl StateService {
                 cache.remove(&v);
             }
         }
-        cache.insert(id, map);
+        cache.insert(id, (map, depth));
     }
 
     fn depth(&self, id: u64) -> Result<u64> {
         if id == 0 {
             return Ok(0);
+        }
+        if let Some((_, depth)) = self.cache.lock().unwrap().get(&id) {
+            return Ok(*depth);
         }
         let bytes = self
             .db
@@ -121,7 +125,7 @@ impl StateService {
         let id = commit.short_id();
         commit.batch.put(SNAPSHOTS, id.to_be_bytes(), encode(&snapshot));
         let map = Arc::new(map);
-        self.remember(id, map.clone());
+        self.remember(id, map.clone(), snapshot.depth);
         Ok((id, map))
     }
 

@@ -16,7 +16,7 @@ use crate::{
     services::{
         Services,
         rooms::{event_by_short, membership::{Membership, UserRoom}},
-        state::{StateMap, diff},
+        state::diff,
         timeline::{StoredEvent, pdu::{ClientFormat, raw}, visibility::user_can_see},
     },
     storage::Direction,
@@ -65,15 +65,6 @@ pub fn recent_events(
     }
     events.reverse();
     Ok((events, limited))
-}
-
-/// The state after the room's last event at or before `pos`.
-fn state_at_pos(s: &Services, short_room: u64, pos: u64) -> Result<std::sync::Arc<StateMap>> {
-    let Some((_, short)) = s.timeline.scan(short_room, pos, Direction::Backward, 1)?.into_iter().next() else {
-        return Ok(Default::default());
-    };
-    let meta = s.timeline.meta(short)?.map_or(0, |m| m.state_after);
-    s.state.load(meta)
 }
 
 fn state_events(
@@ -168,7 +159,7 @@ pub fn joined(
     // State between `since` and the start of the timeline.
     let start_state = match events.first() {
         Some(first) => s.state.load(first.meta.state_before)?,
-        None => state_at_pos(s, short_room, now.pos)?,
+        None => crate::services::rooms::state_at_pos(s, short_room, now.pos)?,
     };
     let lazy = filter::lazy_members(&req.filter.room.state).then(|| {
         let mut senders: BTreeSet<OwnedUserId> = events.iter().map(|e| e.pdu.sender.clone()).collect();
@@ -178,7 +169,7 @@ pub fn joined(
     let state = if newly_joined || req.full_state {
         state_events(s, req, room, start_state.iter().map(|(k, v)| (*k, *v)), lazy.as_ref())?
     } else if limited || lazy.is_some() {
-        let mut entries = if limited { diff(&*state_at_pos(s, short_room, since_pos)?, &start_state) } else { Vec::new() };
+        let mut entries = if limited { diff(&*crate::services::rooms::state_at_pos(s, short_room, since_pos)?, &start_state) } else { Vec::new() };
         // With lazy-loaded members, the member events of the timeline's senders come along even when
         // they did not change, since the client may never have received them.
         for sender in lazy.iter().flatten() {
@@ -226,7 +217,7 @@ pub fn left(s: &Services, req: &SyncRequest, room: &UserRoom, since: Option<Sync
     if since.is_none() {
         let start = match events.first() {
             Some(first) => s.state.load(first.meta.state_before)?,
-            None => state_at_pos(s, short_room, room.pos)?,
+            None => crate::services::rooms::state_at_pos(s, short_room, room.pos)?,
         };
         left.state = sync::State::Before(sync::StateEvents::with_events(state_events(
             s,

@@ -189,11 +189,6 @@ impl Timeline {
         Ok(out)
     }
 
-    /// Position of the room's newest event.
-    pub fn last_pos(&self, short_room: u64) -> Result<u64> {
-        Ok(self.scan(short_room, u64::MAX, Direction::Backward, 1)?.first().map_or(0, |(p, _)| *p))
-    }
-
     pub fn extremities(&self, short_room: u64) -> Result<Vec<u64>> {
         let Some(value) = self.db.get(EXTREMITIES, &short_room.to_be_bytes())? else { return Ok(Vec::new()) };
         if value.len() % 8 != 0 {
