@@ -37,15 +37,35 @@ pub struct Globals {
 }
 
 /// One atomic change under the commit lock.
-pub struct Commit {
+pub struct Commit<'a> {
     pub batch: Batch,
     pos: u64,
     pos_allocated: bool,
     next_short: u64,
     short_allocated: bool,
+    /// In-memory caches updated only once the batch is written, so that a failed commit leaves no
+    /// cache entry for an id that was never persisted (and will be handed out again).
+    after_write: Vec<Box<dyn FnOnce() + 'a>>,
+    /// Short ids created in this commit, by the key they were created for (a second request for the
+    /// same key in the same commit must get the same id: the caches only learn it after the write).
+    created: std::collections::HashMap<Vec<u8>, u64>,
 }
 
-impl Commit {
+impl<'a> Commit<'a> {
+    /// The short id this commit already created for `key`, if any.
+    pub fn created_id(&self, key: &[u8]) -> Option<u64> {
+        self.created.get(key).copied()
+    }
+
+    pub fn note_created(&mut self, key: Vec<u8>, id: u64) {
+        self.created.insert(key, id);
+    }
+
+    /// Runs `update` after the batch is written, and not at all if the commit fails.
+    pub fn after_write(&mut self, update: impl FnOnce() + 'a) {
+        self.after_write.push(Box::new(update));
+    }
+
     /// Allocates the next stream position.
     pub fn next_pos(&mut self) -> u64 {
         self.pos += 1;
@@ -94,7 +114,7 @@ impl Globals {
 
     /// Runs `f` under the commit lock and writes its batch atomically, together with the
     /// counters it advanced. Keep `f` short: it serialises every writer.
-    pub fn commit<R>(&self, f: impl FnOnce(&mut Commit) -> Result<R>) -> Result<(R, u64)> {
+    pub fn commit<'a, R>(&self, f: impl FnOnce(&mut Commit<'a>) -> Result<R>) -> Result<(R, u64)> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut c = Commit {
             batch: Batch::new(),
@@ -102,6 +122,8 @@ impl Globals {
             pos_allocated: false,
             next_short: self.next_short.load(Ordering::Acquire),
             short_allocated: false,
+            after_write: Vec::new(),
+            created: Default::default(),
         };
         let result = f(&mut c)?;
         if c.pos_allocated {
@@ -111,6 +133,9 @@ impl Globals {
             c.batch.put(GLOBAL, KEY_SHORT, c.next_short.to_be_bytes());
         }
         self.db.write(c.batch)?;
+        for update in c.after_write {
+            update();
+        }
         self.next_short.store(c.next_short, Ordering::Release);
         if c.pos_allocated {
             self.pos.store(c.pos, Ordering::Release);

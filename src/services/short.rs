@@ -89,11 +89,14 @@ impl ShortIds {
         Ok(room_id)
     }
 
-    pub fn create_room(&self, commit: &mut Commit, room_id: &RoomId) -> u64 {
+    pub fn create_room<'a>(&'a self, commit: &mut Commit<'a>, room_id: &RoomId) -> u64 {
         let short = commit.short_id();
         commit.batch.put(ROOM_TO_SHORT, room_id.as_bytes(), short.to_be_bytes());
         commit.batch.put(SHORT_TO_ROOM, short.to_be_bytes(), room_id.as_bytes());
-        self.rooms.write().unwrap().insert(room_id.to_owned(), short);
+        let room_id = room_id.to_owned();
+        commit.after_write(move || {
+            self.rooms.write().unwrap().insert(room_id, short);
+        });
         short
     }
 
@@ -110,20 +113,25 @@ impl ShortIds {
     }
 
     /// The short id of `(kind, state_key)`, created in `commit` when new.
-    pub fn get_or_create_statekey(
-        &self,
-        commit: &mut Commit,
+    pub fn get_or_create_statekey<'a>(
+        &'a self,
+        commit: &mut Commit<'a>,
         kind: &StateEventType,
         state_key: &str,
     ) -> Result<u64> {
         if let Some(s) = self.statekey(kind, state_key)? {
             return Ok(s);
         }
-        let short = commit.short_id();
         let key = statekey_bytes(kind, state_key);
+        if let Some(short) = commit.created_id(&key) {
+            return Ok(short);
+        }
+        let short = commit.short_id();
+        commit.note_created(key.clone(), short);
         commit.batch.put(STATEKEY_TO_SHORT, key.clone(), short.to_be_bytes());
         commit.batch.put(SHORT_TO_STATEKEY, short.to_be_bytes(), key);
-        self.remember_statekey((kind.clone(), state_key.to_owned()), short);
+        let pair = (kind.clone(), state_key.to_owned());
+        commit.after_write(move || self.remember_statekey(pair, short));
         Ok(short)
     }
 
@@ -154,4 +162,36 @@ impl ShortIds {
 /// Reads a short id stored as a value.
 pub fn short_from(bytes: &[u8]) -> Result<u64> {
     read_u64(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Config, services::globals::Globals, storage::rocks::RocksEngine};
+
+    #[test]
+    fn state_key_ids_reach_the_cache_only_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let maps: Vec<Map> = [crate::services::globals::MAPS, MAPS].concat();
+        let db = Db::new(RocksEngine::open(dir.path(), &maps, 8, 8, false).unwrap());
+        let globals = Globals::open(Config::default(), db.clone()).unwrap();
+        let short = ShortIds::new(db);
+        let kind = StateEventType::RoomTopic;
+
+        // A failed commit leaves nothing behind, in the database or in the cache.
+        let failed = globals.commit(|c| {
+            short.get_or_create_statekey(c, &kind, "")?;
+            Err::<(), _>(Error::internal("abandoned"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(short.statekey(&kind, "").unwrap(), None);
+
+        // The same key twice in one commit gets one id, known afterwards.
+        let ((a, b), _) = globals
+            .commit(|c| Ok((short.get_or_create_statekey(c, &kind, "")?, short.get_or_create_statekey(c, &kind, "")?)))
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(short.statekey(&kind, "").unwrap(), Some(a));
+        assert_eq!(short.statekey_of(a).unwrap(), (kind, String::new()));
+    }
 }

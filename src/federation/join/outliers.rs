@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The short id of a room, created (without its version: the room is not joined) when needed.
-pub fn room_short(s: &Services, c: &mut Commit, room_id: &ruma::RoomId) -> Result<u64> {
+pub fn room_short<'a>(s: &'a Services, c: &mut Commit<'a>, room_id: &ruma::RoomId) -> Result<u64> {
     Ok(match s.short.room(room_id)? {
         Some(short) => short,
         None => s.short.create_room(c, room_id),

@@ -107,9 +107,9 @@ impl StateService {
     }
 
     /// Writes a snapshot that is `parent` with `changes` applied; returns its id and full state.
-    pub fn create(
-        &self,
-        commit: &mut Commit,
+    pub fn create<'a>(
+        &'a self,
+        commit: &mut Commit<'a>,
         parent: u64,
         changes: &[(u64, u64)],
     ) -> Result<(u64, Arc<StateMap>)> {
@@ -125,7 +125,8 @@ impl StateService {
         let id = commit.short_id();
         commit.batch.put(SNAPSHOTS, id.to_be_bytes(), encode(&snapshot));
         let map = Arc::new(map);
-        self.remember(id, map.clone(), snapshot.depth);
+        let (cached, depth) = (map.clone(), snapshot.depth);
+        commit.after_write(move || self.remember(id, cached, depth));
         Ok((id, map))
     }
 
