@@ -14,6 +14,7 @@ pub struct RunningServer {
     pub federation_addr: Option<SocketAddr>,
     federation: Option<crate::federation::listener::FederationListener>,
     sender: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    push: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -29,6 +30,8 @@ impl RunningServer {
             let _ = stop.send(true);
             let _ = task.await;
         }
+        let _ = self.push.0.send(true);
+        let _ = self.push.1.await;
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     }
@@ -55,6 +58,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         }
         _ => None,
     };
+    // Push rule evaluation and gateway delivery (pending work survives restarts).
+    let push = {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        (stop, crate::services::push::worker::spawn(services.clone(), stop_rx))
+    };
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -70,7 +78,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             tracing::error!("server error: {e}");
         }
     });
-    Ok(RunningServer { services, addr, federation_addr, federation, sender, shutdown, task })
+    Ok(RunningServer { services, addr, federation_addr, federation, sender, push, shutdown, task })
 }
 
 /// Runs until SIGINT or SIGTERM.

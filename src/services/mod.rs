@@ -7,6 +7,7 @@ pub mod directory_listing;
 pub mod ephemeral;
 pub mod filters;
 pub mod globals;
+pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod rooms;
@@ -39,6 +40,7 @@ pub struct Services {
     pub typing: ephemeral::Typing,
     pub presence: ephemeral::Presence,
     pub filters: filters::Filters,
+    pub push: push::Push,
     pub rate_limiter: ratelimit::RateLimiter,
     pub federation: crate::federation::Federation,
 }
@@ -57,6 +59,7 @@ pub fn all_maps() -> Vec<Map> {
         receipts::MAPS,
         ephemeral::MAPS,
         filters::MAPS,
+        push::MAPS,
         crate::federation::MAPS,
     ]
     .concat()
@@ -94,6 +97,7 @@ impl Services {
             receipts: receipts::Receipts::new(db.clone()),
             typing: ephemeral::Typing::default(),
             presence: ephemeral::Presence::new(db.clone()),
+            push: push::Push::new(db.clone()),
             filters: filters::Filters::new(db),
             rate_limiter,
             federation,

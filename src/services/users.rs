@@ -174,7 +174,7 @@ impl Users {
         if let Some(keep) = logout_others {
             for device in self.devices(user)? {
                 if Some(device.device_id.as_str()) != keep {
-                    self.remove_device_ops(&mut batch, user, &device);
+                    self.remove_device_ops(&mut batch, user, &device)?;
                     dropped.push(device.access_token);
                 }
             }
@@ -194,7 +194,7 @@ impl Users {
         self.save(&mut batch, user, &account);
         let devices = self.devices(user)?;
         for device in &devices {
-            self.remove_device_ops(&mut batch, user, device);
+            self.remove_device_ops(&mut batch, user, device)?;
         }
         self.db.write(batch)?;
         self.forget_tokens(&devices.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
@@ -276,9 +276,11 @@ impl Users {
         Ok(self.db.put(DEVICES, device_key(user, device_id), encode_json(&device))?)
     }
 
-    fn remove_device_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) {
+    /// The deletion of a device, its access token and the pushers it created.
+    fn remove_device_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) -> Result<()> {
         batch.delete(DEVICES, device_key(user, device.device_id.as_str()));
         batch.delete(TOKENS, device.access_token.as_bytes());
+        crate::services::push::pushers::delete_for_device(&self.db, batch, user, device.device_id.as_str())
     }
 
     /// Removes devices (and their tokens) in one batch.
@@ -287,7 +289,7 @@ impl Users {
         let mut tokens = Vec::new();
         for id in device_ids {
             if let Some(device) = self.device(user, id)? {
-                self.remove_device_ops(&mut batch, user, &device);
+                self.remove_device_ops(&mut batch, user, &device)?;
                 tokens.push(device.access_token);
             }
         }

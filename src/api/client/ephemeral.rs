@@ -67,6 +67,7 @@ fn receipt(s: &Services, user: &ruma::UserId, room_id: &ruma::RoomId, kind: &str
         return Ok(());
     }
     s.receipts.set(&s.globals, short, kind, user, event_id, thread.clone())?;
+    crate::services::push::read::receipt(s, user, short, event_id, thread.as_deref())?;
     crate::federation::sender::edus::receipt(s, short, room_id, kind, user, event_id, thread.as_deref())
 }
 

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod ephemeral;
 pub mod events;
 pub mod profile;
+pub mod push;
 pub mod rooms;
 pub mod sync;
 
@@ -44,7 +45,7 @@ use ruma::api::client::{
 use super::{AppRouter, RumaRoute};
 
 pub fn routes(router: AppRouter) -> AppRouter {
-    router
+    push::routes(router)
         .route("/.well-known/matrix/client", get(discovery::well_known_client))
         .route("/.well-known/matrix/server", get(discovery::well_known_server))
         .ruma::<get_supported_versions::Request, _, _>(discovery::versions)

@@ -2,6 +2,7 @@
 //! change (timeline, memberships, account data, receipts, presence) and the typing counter.
 
 pub mod filter;
+mod notifications;
 mod rooms;
 
 use ruma::{
@@ -54,7 +55,10 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
     let since_pos = since.map_or(0, |t| t.pos);
     let mut response = sync::Response::new(now.encode());
     let mut changed = false;
-    let account_data = s.account_data.changes_since(&req.user, since_pos)?;
+    let mut account_data = s.account_data.changes_since(&req.user, since_pos)?;
+    if since.is_none() {
+        notifications::add_default_push_rules(s, &req.user, &mut account_data)?;
+    }
 
     let room_filter = &req.filter.room;
     for room in s.membership.rooms_of(&req.user)? {

@@ -147,8 +147,10 @@ pub fn joined(
         joined.account_data.events.push(raw(&json!({ "type": entry.kind, "content": entry.content })));
     }
 
+    let counts_changed = super::notifications::unread_counts(s, req, short_room, &mut joined)? > since_pos;
     if !newly_joined
         && !req.full_state
+        && !counts_changed
         && events.is_empty()
         && joined.ephemeral.events.is_empty()
         && joined.account_data.events.is_empty()

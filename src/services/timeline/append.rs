@@ -361,9 +361,13 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         for destination in &destinations {
             s.federation.sender.queue_pdu(c, destination, &event_id);
         }
+        s.push.event_committed(c, pos, short_event);
         Ok((short_event, pos))
     })?
     .0;
+    if pos != 0 {
+        s.push.wake();
+    }
     if let Some((target_short, _)) = &redaction_target {
         s.timeline.forget_cached(*target_short);
     }

@@ -1,0 +1,239 @@
+//! Evaluation of committed events (runs on the blocking pool, woken after each commit): for every
+//! local member of the room other than the sender, ruma's `Ruleset::get_actions` with the room's
+//! context (member count, the user's display name, power levels). A notifying event gets, in one
+//! batch: the user's notification, unread entry and counts, the delivery queue items for the
+//! user's http pushers, and the deletion of its `push_pending` entry.
+
+use std::{collections::BTreeSet, future::Future, pin::pin, sync::Arc, task::{Context, Poll, Waker}};
+
+use ruma::{
+    OwnedUserId, UInt, UserId,
+    events::{
+        StateEventType, TimelineEventType,
+        room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
+    },
+    push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx},
+    serde::Raw,
+};
+use serde_json::Value;
+
+use super::{
+    PUSH_COUNTS, PUSH_NOTIFICATIONS, PUSH_PENDING, PUSH_UNREAD,
+    counts::{Entry, RoomCounts},
+    notifications::Notification,
+    queue, rules,
+};
+use crate::{
+    error::{Error, Result},
+    services::{
+        Services,
+        rooms::{event_by_short, membership::Membership, version},
+        state::StateMap,
+        timeline::{StoredEvent, pdu::{ClientFormat, raw}},
+    },
+    storage::{
+        db::{decode_json, encode_json},
+        keys::{Key, u64_from},
+    },
+};
+
+/// Events evaluated per call (the evaluator calls again while there are more).
+pub const BATCH: usize = 64;
+
+/// Evaluates up to [`BATCH`] pending events, oldest first; returns how many it took.
+pub fn process_pending(s: &Services) -> Result<usize> {
+    let pending: Vec<(u64, u64)> = s
+        .push
+        .db
+        .scan_prefix(PUSH_PENDING, &[])
+        .take(BATCH)
+        .map(|entry| {
+            let (key, value) = entry?;
+            Ok((u64_from(&key).unwrap_or(0), u64_from(&value).unwrap_or(0)))
+        })
+        .collect::<Result<_>>()?;
+    for (pos, short_event) in &pending {
+        let outcome = evaluate(s, *short_event).and_then(|notified| record(s, *pos, notified));
+        if let Err(e) = outcome {
+            // An event that cannot be evaluated must not block the ones after it.
+            tracing::warn!("push evaluation of event {short_event} failed: {e}");
+            s.globals.commit(|c| {
+                c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
+                Ok(())
+            })?;
+        }
+    }
+    Ok(pending.len())
+}
+
+/// A user an event notifies, with the actions of the rule that matched.
+pub struct Notified {
+    pub user: OwnedUserId,
+    pub actions: Vec<Action>,
+}
+
+/// The event and what it does for each local user.
+pub struct Evaluated {
+    pub event: Arc<StoredEvent>,
+    pub notified: Vec<Notified>,
+}
+
+/// Runs the push rules of every local member (and the local invitee of an invite) but the sender.
+pub fn evaluate(s: &Services, short_event: u64) -> Result<Option<Evaluated>> {
+    let Some(meta) = s.timeline.meta(short_event)? else { return Ok(None) };
+    if meta.pos == 0 {
+        return Ok(None);
+    }
+    let room_id = s.short.room_id(meta.short_room)?;
+    let Some(event) = event_by_short(s, short_event, &room_id)? else { return Ok(None) };
+    let ours = s.globals.server_name();
+    let joined = s.membership.members(meta.short_room, Membership::Join)?;
+    let mut users: BTreeSet<OwnedUserId> =
+        joined.iter().filter(|u| u.server_name() == ours && **u != event.pdu.sender).cloned().collect();
+    if event.pdu.kind == TimelineEventType::RoomMember
+        && event.pdu.membership().as_deref() == Some("invite")
+        && let Some(target) = event.pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
+        && target.server_name() == ours
+        && target != event.pdu.sender
+    {
+        users.insert(target);
+    }
+    if users.is_empty() {
+        return Ok(Some(Evaluated { event, notified: Vec::new() }));
+    }
+
+    let state = s.state.load(meta.state_before)?;
+    let power_levels = power_levels(s, &room_id, &state)?;
+    let json = event.to_client(&s.timeline, ClientFormat::Room, None)?;
+    let raw_event: Raw<Value> = raw(&json);
+    let member_count = UInt::new(joined.len() as u64).unwrap_or_default();
+    let mut notified = Vec::new();
+    for user in users {
+        let ruleset = rules::ruleset(s, &user)?;
+        let mut ctx = PushConditionRoomCtx::new(room_id.clone(), member_count, user.clone(), display_name(s, &room_id, &state, &user)?);
+        if let Some(pl) = &power_levels {
+            ctx = ctx.with_power_levels(pl.clone());
+        }
+        let Some(actions) = now_or_never(ruleset.get_actions(&raw_event, &ctx)) else {
+            return Err(Error::internal("push rule evaluation did not complete"));
+        };
+        if actions.iter().any(Action::should_notify) {
+            notified.push(Notified { user, actions: actions.to_vec() });
+        }
+    }
+    Ok(Some(Evaluated { event, notified }))
+}
+
+/// Polls a future that never waits (ruma's rule matching awaits nothing without MSC4306).
+fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
+fn state_event(s: &Services, room_id: &ruma::RoomId, state: &StateMap, kind: &StateEventType, key: &str) -> Result<Option<Arc<StoredEvent>>> {
+    let Some(short_key) = s.short.statekey(kind, key)? else { return Ok(None) };
+    let Some(short) = state.get(&short_key) else { return Ok(None) };
+    event_by_short(s, *short, room_id)
+}
+
+/// The user's display name in the room (their member event), or their localpart.
+fn display_name(s: &Services, room_id: &ruma::RoomId, state: &StateMap, user: &UserId) -> Result<String> {
+    let member = state_event(s, room_id, state, &StateEventType::RoomMember, user.as_str())?;
+    Ok(member
+        .and_then(|m| m.pdu.content_field("displayname"))
+        .and_then(|d| d.as_str().map(str::to_owned))
+        .unwrap_or_else(|| user.localpart().to_owned()))
+}
+
+/// The room's power levels as the push conditions read them (creators of v12 rooms included).
+fn power_levels(s: &Services, room_id: &ruma::RoomId, state: &StateMap) -> Result<Option<PushConditionPowerLevelsCtx>> {
+    let Some(version) = s.timeline.room_version(room_id)? else { return Ok(None) };
+    let rules = version::rules(&version)?;
+    let create = state_event(s, room_id, state, &StateEventType::RoomCreate, "")?;
+    let mut creators: Vec<OwnedUserId> = Vec::new();
+    if rules.authorization.explicitly_privilege_room_creators
+        && let Some(create) = &create
+    {
+        creators.push(create.pdu.sender.clone());
+        for extra in create.pdu.content_field("additional_creators").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+            if let Some(user) = extra.as_str().and_then(|u| OwnedUserId::try_from(u).ok()) {
+                creators.push(user);
+            }
+        }
+    }
+    let source = match state_event(s, room_id, state, &StateEventType::RoomPowerLevels, "")? {
+        Some(event) => match serde_json::from_str::<RoomPowerLevelsEventContent>(event.pdu.content.get()) {
+            Ok(content) => RoomPowerLevelsSource::Original(content),
+            Err(_) => return Ok(None),
+        },
+        None => {
+            // Without power levels the creator has 100 (before v12, where creators are privileged).
+            if !rules.authorization.explicitly_privilege_room_creators
+                && let Some(create) = &create
+            {
+                creators.push(create.pdu.sender.clone());
+            }
+            RoomPowerLevelsSource::None
+        }
+    };
+    let levels = RoomPowerLevels::new(source, &rules.authorization, creators);
+    Ok(Some(levels.into()))
+}
+
+/// The thread of an event: the root of its `m.thread` relation.
+pub fn thread_of(event: &StoredEvent) -> Option<String> {
+    let relates = event.pdu.content_field("m.relates_to")?;
+    (relates.get("rel_type")?.as_str()? == "m.thread").then(|| relates.get("event_id")?.as_str().map(str::to_owned))?
+}
+
+/// Writes what an evaluated event does, and deletes its pending entry: one batch.
+fn record(s: &Services, pos: u64, evaluated: Option<Evaluated>) -> Result<()> {
+    let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut queued = false;
+    s.globals.commit(|c| {
+        c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
+        let Some(Evaluated { event, notified }) = evaluated else { return Ok(()) };
+        if notified.is_empty() {
+            return Ok(());
+        }
+        let short_room = event.meta.short_room;
+        let thread = thread_of(&event);
+        let change_pos = c.next_pos();
+        let ts = crate::util::now_ms();
+        for Notified { user, actions } in notified {
+            let highlight = actions.iter().any(Action::is_highlight);
+            let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
+            let counts_key = Key::new().str(user.as_str()).u64(short_room).build();
+            let mut counts: RoomCounts = match s.push.db.get(PUSH_COUNTS, &counts_key)? {
+                Some(bytes) => decode_json(PUSH_COUNTS, &bytes)?,
+                None => RoomCounts::default(),
+            };
+            let unread = counts.add(event.meta.pos, &entry);
+            if unread {
+                counts.pos = change_pos;
+                c.batch.put(PUSH_COUNTS, counts_key, encode_json(&counts));
+                c.batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event.meta.pos).build(), entry.encode());
+            }
+            let notification = Notification {
+                room_id: event.pdu.room_id.clone(),
+                event_id: event.pdu.event_id.clone(),
+                actions: actions.clone(),
+                ts,
+            };
+            c.batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event.meta.pos).build(), encode_json(&notification));
+            if unread {
+                // The badge: every unread notification of the user, this one included.
+                let totals = super::read::totals(s, &user, Some((short_room, &counts)))?;
+                queued |= queue::enqueue(s, c, &user, &event, &actions, totals)?;
+            }
+        }
+        Ok(())
+    })?;
+    if queued {
+        s.push.deliver_wake.notify_one();
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Read receipts reset unread counts: the receipt moves the user's read marker in the room (all,
+//! main timeline or one thread) and the room's remaining unread entries are counted again.
+
+use ruma::{EventId, UserId};
+
+use super::{
+    PUSH_COUNTS, PUSH_UNREAD,
+    counts::{Count, Entry, ReadScope, RoomCounts},
+};
+use crate::{
+    error::Result,
+    services::Services,
+    storage::{
+        db::{decode_json, encode_json},
+        keys::{Key, KeyReader},
+    },
+};
+
+/// The counts of a user in a room (zero when nothing was ever counted).
+pub fn room_counts(s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
+    let key = Key::new().str(user.as_str()).u64(short_room).build();
+    Ok(match s.push.db.get(PUSH_COUNTS, &key)? {
+        Some(bytes) => decode_json(PUSH_COUNTS, &bytes)?,
+        None => RoomCounts::default(),
+    })
+}
+
+/// The unread notifications of a user over every room; `replacing` gives the new counts of one
+/// room not yet written.
+pub fn totals(s: &Services, user: &UserId, replacing: Option<(u64, &RoomCounts)>) -> Result<Count> {
+    let prefix = Key::new().str(user.as_str()).build();
+    let mut total = replacing.map(|(_, c)| c.total()).unwrap_or_default();
+    for entry in s.push.db.scan_prefix(PUSH_COUNTS, &prefix) {
+        let (key, value) = entry?;
+        let short_room = KeyReader::new(&key[prefix.len()..]).u64();
+        if replacing.is_some_and(|(r, _)| Some(r) == short_room) {
+            continue;
+        }
+        let counts: RoomCounts = decode_json(PUSH_COUNTS, &value)?;
+        let room = counts.total();
+        total.notify += room.notify;
+        total.highlight += room.highlight;
+        total.calls += room.calls;
+    }
+    Ok(total)
+}
+
+/// A read receipt (`m.read` or `m.read.private`) of a local user for `event_id`, with its
+/// `thread_id`: resets the counts it covers. Nothing changes for an event before the marker.
+pub fn receipt(s: &Services, user: &UserId, short_room: u64, event_id: &EventId, thread_id: Option<&str>) -> Result<()> {
+    let Some(short_event) = s.short.event(event_id)? else { return Ok(()) };
+    let Some(meta) = s.timeline.meta(short_event)? else { return Ok(()) };
+    if meta.pos == 0 || meta.short_room != short_room {
+        return Ok(());
+    }
+    let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut counts = room_counts(s, user, short_room)?;
+    if !counts.mark_read(&ReadScope::of_receipt(thread_id), meta.pos) {
+        return Ok(());
+    }
+    let prefix = Key::new().str(user.as_str()).u64(short_room).build();
+    let mut entries = Vec::new();
+    for entry in s.push.db.scan_prefix(PUSH_UNREAD, &prefix) {
+        let (key, value) = entry?;
+        let Some(pos) = KeyReader::new(&key[prefix.len()..]).u64() else { continue };
+        if let Some(entry) = Entry::decode(&value) {
+            entries.push((pos, entry));
+        }
+    }
+    let before = (counts.main, counts.threads.clone());
+    let read = counts.recount(entries.iter().map(|(p, e)| (*p, e)));
+    let changed = before != (counts.main, counts.threads.clone());
+    s.globals.commit(|c| {
+        if changed {
+            counts.pos = c.next_pos();
+        }
+        for pos in &read {
+            c.batch.delete(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(*pos).build());
+        }
+        c.batch.put(PUSH_COUNTS, prefix.clone(), encode_json(&counts));
+        Ok(())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Each user's push rules: ruma's server-default ruleset, changed through the push rules API and
+//! stored as the user's `m.push_rules` global account data (`{"global": ruleset}`), so that clients
+//! also see them in /sync.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use ruma::{
+    UserId,
+    push::{Action, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, Ruleset},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    error::{Error, Result},
+    services::Services,
+};
+
+pub const ACCOUNT_DATA_TYPE: &str = "m.push_rules";
+
+/// The stored ruleset, with the current server-default rules merged in (their `enabled` and
+/// `actions` as the user set them), or the server defaults for a user who never changed a rule.
+pub fn parse_stored(user: &UserId, content: Option<&Value>) -> Ruleset {
+    let stored = content
+        .and_then(|c| c.get("global"))
+        .and_then(|g| serde_json::from_value::<Ruleset>(g.clone()).ok());
+    match stored {
+        Some(mut ruleset) => {
+            ruleset.update_with_server_default(Ruleset::server_default(user));
+            ruleset
+        }
+        None => Ruleset::server_default(user),
+    }
+}
+
+/// The account data content of a ruleset.
+pub fn content_of(ruleset: &Ruleset) -> Value {
+    json!({ "global": ruleset })
+}
+
+/// The user's ruleset (cached until the user changes it).
+pub fn ruleset(s: &Services, user: &UserId) -> Result<Arc<Ruleset>> {
+    if let Some(cached) = s.push.rules_cache.lock().unwrap().get(user) {
+        return Ok(cached.clone());
+    }
+    let content = s.account_data.get(user, None, ACCOUNT_DATA_TYPE)?;
+    let ruleset = Arc::new(parse_stored(user, content.as_ref()));
+    let mut cache = s.push.rules_cache.lock().unwrap();
+    if cache.len() >= 4096 {
+        cache.clear();
+    }
+    cache.insert(user.to_owned(), ruleset.clone());
+    Ok(ruleset)
+}
+
+/// Applies `change` to the user's ruleset and stores the result (one account data write, which
+/// /sync shows). Nothing is written when `change` fails.
+pub fn update<R>(s: &Services, user: &UserId, change: impl FnOnce(&mut Ruleset) -> Result<R>) -> Result<R> {
+    let _guard = s.push.rules_write.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ruleset = (*ruleset(s, user)?).clone();
+    let result = change(&mut ruleset)?;
+    s.account_data.set(&s.globals, user, None, ACCOUNT_DATA_TYPE, &content_of(&ruleset))?;
+    s.push.rules_cache.lock().unwrap().insert(user.to_owned(), Arc::new(ruleset));
+    Ok(result)
+}
+
+/// The error of an unknown rule.
+pub fn not_found() -> Error {
+    Error::not_found("The push rule was not found.")
+}
+
+/// Only the five kinds of the spec are known.
+pub fn check_kind(kind: &RuleKind) -> Result<()> {
+    match kind {
+        RuleKind::Override | RuleKind::Underride | RuleKind::Sender | RuleKind::Room | RuleKind::Content => Ok(()),
+        _ => Err(Error::invalid_param(format!("Unknown push rule kind {kind}"))),
+    }
+}
+
+/// Inserts or replaces a user rule, placed by `before`/`after`.
+pub fn insert(ruleset: &mut Ruleset, rule: NewPushRule, before: Option<&str>, after: Option<&str>) -> Result<()> {
+    // A rule placed relative to itself is not placed at all.
+    let id = rule.rule_id().to_owned();
+    let kind = rule.kind();
+    let before = before.filter(|b| *b != id);
+    let after = after.filter(|a| *a != id);
+    let mut changed = ruleset.clone();
+    // A rule that moves is taken out first (ruma's move lands one place too far when a rule moves
+    // down), keeping whether it was enabled.
+    let enabled = changed.get(kind.clone(), &id).filter(|r| !r.is_server_default()).map(|r| r.enabled());
+    if enabled.is_some() && (before.is_some() || after.is_some()) {
+        let _ = changed.remove(kind.clone(), &id);
+    }
+    changed.insert(rule, after, before).map_err(|e| match e {
+        InsertPushRuleError::ServerDefaultRuleId => {
+            Error::invalid_param("Rule ids starting with a dot are reserved for server-default rules")
+        }
+        InsertPushRuleError::InvalidRuleId => Error::invalid_param("Invalid rule id"),
+        InsertPushRuleError::RelativeToServerDefaultRule => {
+            Error::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "A rule cannot be placed relative to a server-default rule")
+        }
+        InsertPushRuleError::UnknownRuleId => Error::new(
+            StatusCode::BAD_REQUEST,
+            "M_UNKNOWN",
+            format!("before/after rule not found: {}", before.or(after).unwrap_or_default()),
+        ),
+        InsertPushRuleError::BeforeHigherThanAfter => {
+            Error::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "before has a higher priority than after")
+        }
+        other => Error::invalid_param(other.to_string()),
+    })?;
+    if let Some(enabled) = enabled {
+        let _ = changed.set_enabled(kind, &id, enabled);
+    }
+    *ruleset = changed;
+    Ok(())
+}
+
+pub fn remove(ruleset: &mut Ruleset, kind: RuleKind, rule_id: &str) -> Result<()> {
+    ruleset.remove(kind, rule_id).map_err(|e| match e {
+        RemovePushRuleError::ServerDefault => Error::invalid_param("Server-default rules cannot be deleted"),
+        RemovePushRuleError::NotFound => not_found(),
+        other => Error::invalid_param(other.to_string()),
+    })
+}
+
+pub fn set_enabled(ruleset: &mut Ruleset, kind: RuleKind, rule_id: &str, enabled: bool) -> Result<()> {
+    ruleset.set_enabled(kind, rule_id, enabled).map_err(|_| not_found())
+}
+
+pub fn set_actions(ruleset: &mut Ruleset, kind: RuleKind, rule_id: &str, actions: Vec<Action>) -> Result<()> {
+    ruleset.set_actions(kind, rule_id, actions).map_err(|_| not_found())
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{
+        owned_room_id, owned_user_id,
+        push::{NewConditionalPushRule, NewSimplePushRule, PushCondition},
+    };
+
+    use super::*;
+
+    fn ids(ruleset: &Ruleset, kind: RuleKind) -> Vec<String> {
+        ruleset
+            .iter()
+            .filter(|r| match kind {
+                RuleKind::Override => matches!(r, ruma::push::AnyPushRuleRef::Override(_)),
+                RuleKind::Room => matches!(r, ruma::push::AnyPushRuleRef::Room(_)),
+                _ => false,
+            })
+            .map(|r| r.rule_id().to_owned())
+            .collect()
+    }
+
+    fn override_rule(id: &str) -> NewPushRule {
+        NewPushRule::Override(NewConditionalPushRule::new(
+            id.into(),
+            vec![serde_json::from_value::<PushCondition>(json!({ "kind": "event_match", "key": "type", "pattern": "m.x" })).unwrap()],
+            vec![],
+        ))
+    }
+
+    #[test]
+    fn new_override_rules_go_after_master_and_move_with_before_and_after() {
+        let user = owned_user_id!("@a:x");
+        let mut rs = Ruleset::server_default(&user);
+        insert(&mut rs, override_rule("one"), None, None).unwrap();
+        insert(&mut rs, override_rule("two"), None, None).unwrap();
+        let order = ids(&rs, RuleKind::Override);
+        assert_eq!(&order[..3], [".m.rule.master", "two", "one"]);
+        insert(&mut rs, override_rule("two"), None, Some("one")).unwrap();
+        assert_eq!(&ids(&rs, RuleKind::Override)[..3], [".m.rule.master", "one", "two"]);
+        insert(&mut rs, override_rule("three"), Some("one"), None).unwrap();
+        assert_eq!(&ids(&rs, RuleKind::Override)[..4], [".m.rule.master", "three", "one", "two"]);
+    }
+
+    #[test]
+    fn bad_ids_and_positions_are_refused_without_change() {
+        let user = owned_user_id!("@a:x");
+        let mut rs = Ruleset::server_default(&user);
+        let before = rs.clone();
+        let err = insert(&mut rs, override_rule(".m.rule.mine"), None, None).unwrap_err();
+        assert_eq!(err.errcode, "M_INVALID_PARAM");
+        let err = insert(&mut rs, override_rule("x"), Some("nope"), None).unwrap_err();
+        assert_eq!(err.errcode, "M_UNKNOWN");
+        let err = insert(&mut rs, override_rule("x"), Some(".m.rule.master"), None).unwrap_err();
+        assert_eq!(err.errcode, "M_UNKNOWN");
+        assert_eq!(content_of(&rs), content_of(&before));
+        assert_eq!(remove(&mut rs, RuleKind::Override, ".m.rule.master").unwrap_err().errcode, "M_INVALID_PARAM");
+        assert_eq!(remove(&mut rs, RuleKind::Override, "nope").unwrap_err().errcode, "M_NOT_FOUND");
+        assert_eq!(set_enabled(&mut rs, RuleKind::Room, "nope", false).unwrap_err().errcode, "M_NOT_FOUND");
+    }
+
+    #[test]
+    fn stored_rules_keep_user_changes_and_current_defaults() {
+        let user = owned_user_id!("@a:x");
+        let room = owned_room_id!("!r:x");
+        let mut rs = Ruleset::server_default(&user);
+        insert(&mut rs, NewPushRule::Room(NewSimplePushRule::new(room.clone(), vec![])), None, None).unwrap();
+        set_enabled(&mut rs, RuleKind::Override, ".m.rule.suppress_notices", false).unwrap();
+        let parsed = parse_stored(&user, Some(&content_of(&rs)));
+        assert!(parsed.get(RuleKind::Room, room.as_str()).is_some());
+        assert!(!parsed.get(RuleKind::Override, ".m.rule.suppress_notices").unwrap().enabled());
+        assert_eq!(content_of(&parsed), content_of(&rs));
+        assert_eq!(content_of(&parse_stored(&user, None)), content_of(&Ruleset::server_default(&user)));
+    }
+}
