@@ -1,0 +1,417 @@
+//! Push notifications end to end: push rules, evaluation, unread counts in /sync, /notifications,
+//! pushers and delivery to a push gateway that runs in the test process.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Json, extract::State, http::StatusCode as AxumStatus, routing::post};
+use common::{TestServer, enc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A push gateway: records the `notify` bodies it accepts; answers 503 to the first `fail_first`.
+struct Gateway {
+    url: String,
+    received: Arc<Mutex<Vec<Value>>>,
+    attempts: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct GatewayState {
+    received: Arc<Mutex<Vec<Value>>>,
+    attempts: Arc<AtomicUsize>,
+    fail_first: usize,
+}
+
+async fn notify(State(state): State<GatewayState>, Json(body): Json<Value>) -> (AxumStatus, Json<Value>) {
+    let attempt = state.attempts.fetch_add(1, Ordering::SeqCst);
+    if attempt < state.fail_first {
+        return (AxumStatus::SERVICE_UNAVAILABLE, Json(json!({})));
+    }
+    state.received.lock().unwrap().push(body);
+    (AxumStatus::OK, Json(json!({ "rejected": [] })))
+}
+
+impl Gateway {
+    async fn start(fail_first: usize) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = GatewayState { received: Default::default(), attempts: Default::default(), fail_first };
+        let (received, attempts) = (state.received.clone(), state.attempts.clone());
+        let app = axum::Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url: format!("http://{addr}/_matrix/push/v1/notify"), received, attempts, task }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until a notification for `event_id` arrived.
+    async fn wait_for(&self, event_id: &str) -> Value {
+        for _ in 0..200 {
+            if let Some(n) = self.received().into_iter().find(|n| n["notification"]["event_id"] == event_id) {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no notification for {event_id}; received {:?}", self.received());
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn pusher(url: &str, pushkey: &str) -> Value {
+    json!({
+        "kind": "http", "app_id": "org.example.app", "pushkey": pushkey,
+        "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+        "data": { "url": url },
+    })
+}
+
+/// A public room of A that B joined; returns (server, A's token, B's id, B's token, room).
+async fn two_users(dir: &std::path::Path) -> (TestServer, String, String, String, String) {
+    let server = TestServer::start(dir).await;
+    let (_a, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    (server, alice, bob_id, bob, room)
+}
+
+async fn send_mention(server: &TestServer, token: &str, room: &str, txn: &str, user: &str) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room));
+    let body = json!({ "msgtype": "m.text", "body": format!("hello {user}"), "m.mentions": { "user_ids": [user] } });
+    server.put(&path, token, body).await["event_id"].as_str().unwrap().to_owned()
+}
+
+fn unread(sync: &Value, room: &str) -> (u64, u64) {
+    let counts = &sync["rooms"]["join"][room]["unread_notifications"];
+    (counts["notification_count"].as_u64().unwrap_or(0), counts["highlight_count"].as_u64().unwrap_or(0))
+}
+
+/// Syncs (incrementally from `since` when given) until the room's counts are `want`.
+async fn sync_until_counts(server: &TestServer, token: &str, room: &str, want: (u64, u64)) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = server.get("/_matrix/client/v3/sync", token).await;
+        if unread(&last, room) == want {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("counts never became {want:?}: {}", last["rooms"]["join"][room]);
+}
+
+#[tokio::test]
+async fn a_mention_is_pushed_with_counts_listed_and_reset_by_a_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(0).await;
+    let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+
+    let plain = server.send_text(&alice, &room, "t1", "no mention").await;
+    let mention = send_mention(&server, &alice, &room, "t2", &bob_id).await;
+
+    let pushed = gateway.wait_for(&mention).await;
+    let n = &pushed["notification"];
+    assert_eq!(n["room_id"], room.as_str());
+    assert_eq!(n["counts"]["unread"], 2, "{pushed}");
+    assert_eq!(n["prio"], "high");
+    assert_eq!(n["type"], "m.room.message");
+    assert_eq!(n["content"]["body"], format!("hello {bob_id}"));
+    assert_eq!(n["devices"][0]["pushkey"], "bob-key");
+    assert_eq!(n["devices"][0]["app_id"], "org.example.app");
+    assert_eq!(n["devices"][0]["tweaks"]["highlight"], true);
+    assert!(n["devices"][0]["data"].get("url").is_none(), "{pushed}");
+    // The plain message of a two-member room notifies too (`.m.rule.room_one_to_one`), not highlighted.
+    let first = gateway.wait_for(&plain).await;
+    assert_eq!(first["notification"]["prio"], "low");
+    assert_eq!(first["notification"]["counts"]["unread"], 1);
+
+    sync_until_counts(&server, &bob, &room, (2, 1)).await;
+    // The sender's own events never count for them.
+    let alice_sync = server.get("/_matrix/client/v3/sync", &alice).await;
+    assert_eq!(unread(&alice_sync, &room), (0, 0));
+
+    let listed = server.get("/_matrix/client/v3/notifications", &bob).await;
+    let ids: Vec<&str> = listed["notifications"].as_array().unwrap().iter().map(|n| n["event"]["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![mention.as_str(), plain.as_str()], "{listed}");
+    assert_eq!(listed["notifications"][0]["read"], false);
+    assert_eq!(listed["notifications"][0]["room_id"], room.as_str());
+    assert!(listed["notifications"][0]["actions"].as_array().unwrap().iter().any(|a| a == "notify"));
+    let highlights = server.get("/_matrix/client/v3/notifications?only=highlight", &bob).await;
+    assert_eq!(highlights["notifications"].as_array().unwrap().len(), 1);
+    let page = server.get("/_matrix/client/v3/notifications?limit=1", &bob).await;
+    assert_eq!(page["notifications"].as_array().unwrap().len(), 1);
+    let next = page["next_token"].as_str().expect("a next page").to_owned();
+    let page2 = server.get(&format!("/_matrix/client/v3/notifications?limit=1&from={next}"), &bob).await;
+    assert_eq!(page2["notifications"][0]["event"]["event_id"], plain.as_str());
+
+    // A read receipt for the first event leaves the mention; one for the mention resets both.
+    let since = server.get("/_matrix/client/v3/sync", &bob).await["next_batch"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&plain)), &bob, json!({})).await;
+    sync_until_counts(&server, &bob, &room, (1, 1)).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read.private/{}", enc(&room), enc(&mention)), &bob, json!({})).await;
+    sync_until_counts(&server, &bob, &room, (0, 0)).await;
+    // An incremental sync carries the room with its new counts.
+    let incremental = server.get(&format!("/_matrix/client/v3/sync?since={since}"), &bob).await;
+    assert_eq!(unread(&incremental, &room), (0, 0), "{incremental}");
+    assert!(incremental["rooms"]["join"][&room]["unread_notifications"].is_object(), "{incremental}");
+    let listed = server.get("/_matrix/client/v3/notifications", &bob).await;
+    assert!(listed["notifications"].as_array().unwrap().iter().all(|n| n["read"] == true), "{listed}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_muted_room_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(0).await;
+    let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
+    let mut rooms = Vec::new();
+    for _ in 0..2 {
+        let other = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+        server.post(&format!("/_matrix/client/v3/join/{}", enc(&other)), &bob, json!({})).await;
+        rooms.push(other);
+    }
+    let (silenced, other) = (rooms[0].clone(), rooms[1].clone());
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+    // A room rule without actions mutes the room's messages.
+    server.put(&format!("/_matrix/client/v3/pushrules/global/room/{}", enc(&room)), &bob, json!({ "actions": [] })).await;
+    // An override rule (`dont_notify`) silences even mentions.
+    let condition = json!([{ "kind": "event_match", "key": "room_id", "pattern": silenced }]);
+    server
+        .put("/_matrix/client/v3/pushrules/global/override/silence", &bob, json!({ "actions": ["dont_notify"], "conditions": condition }))
+        .await;
+
+    server.send_text(&alice, &room, "m1", "muted").await;
+    server.send_text(&alice, &room, "m2", "muted again").await;
+    send_mention(&server, &alice, &silenced, "m3", &bob_id).await;
+    // An event in the other room, sent after: once it is pushed, the muted rooms' were evaluated.
+    let marker = server.send_text(&alice, &other, "m4", "not muted").await;
+    gateway.wait_for(&marker).await;
+    let pushed = gateway.received();
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(pushed[0]["notification"]["counts"]["unread"], 1);
+    let sync = sync_until_counts(&server, &bob, &other, (1, 0)).await;
+    assert_eq!(unread(&sync, &room), (0, 0));
+    assert_eq!(unread(&sync, &silenced), (0, 0));
+    let listed = server.get("/_matrix/client/v3/notifications", &bob).await;
+    assert_eq!(listed["notifications"].as_array().unwrap().len(), 1, "{listed}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_is_retried_after_the_gateway_was_down_and_counts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(2).await;
+    let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+    let event = server.send_text(&alice, &room, "r1", "are you there").await;
+    let started = std::time::Instant::now();
+    let pushed = gateway.wait_for(&event).await;
+    assert_eq!(gateway.attempts.load(Ordering::SeqCst), 3, "two refused attempts, then the delivery");
+    // Backoff: 1 s, then 2 s.
+    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert_eq!(pushed["notification"]["counts"]["unread"], 1);
+    sync_until_counts(&server, &bob, &room, (1, 0)).await;
+
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let (status, login) = server
+        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({
+            "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": "secret-password",
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let bob2 = login["access_token"].as_str().unwrap().to_owned();
+    sync_until_counts(&server, &bob2, &room, (1, 0)).await;
+    // Nothing is delivered twice after the restart.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gateway.received().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn thread_counts_are_separate_when_the_filter_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
+    let root = server.send_text(&alice, &room, "t1", "root").await;
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t2", enc(&room));
+    let reply = server
+        .put(&path, &alice, json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": { "rel_type": "m.thread", "event_id": root } }))
+        .await["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sync_until_counts(&server, &bob, &room, (2, 0)).await;
+    let filter = enc(&json!({ "room": { "timeline": { "unread_thread_notifications": true } } }).to_string());
+    let sync = server.get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob).await;
+    assert_eq!(unread(&sync, &room), (1, 0), "{sync}");
+    assert_eq!(sync["rooms"]["join"][&room]["unread_thread_notifications"][&root]["notification_count"], 1, "{sync}");
+    // A receipt in the thread resets only the thread.
+    server
+        .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&reply)), &bob, json!({ "thread_id": root }))
+        .await;
+    sync_until_counts(&server, &bob, &room, (1, 0)).await;
+    let sync = server.get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob).await;
+    assert!(sync["rooms"]["join"][&room]["unread_thread_notifications"].get(&root).is_none(), "{sync}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pushers_are_set_listed_replaced_deleted_and_dropped_at_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_bob_id, bob) = server.register("bob").await;
+    let url = "http://127.0.0.1:9/_matrix/push/v1/notify";
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(url, "k1")).await;
+    let mut second = pusher(url, "k2");
+    second["data"]["format"] = json!("event_id_only");
+    server.post("/_matrix/client/v3/pushers/set", &bob, second).await;
+    let listed = server.get("/_matrix/client/v3/pushers", &bob).await;
+    let keys: Vec<&str> = listed["pushers"].as_array().unwrap().iter().map(|p| p["pushkey"].as_str().unwrap()).collect();
+    assert_eq!(keys, vec!["k1", "k2"], "{listed}");
+    assert_eq!(listed["pushers"][1]["data"]["format"], "event_id_only");
+    assert_eq!(listed["pushers"][0]["kind"], "http");
+
+    // Errors: missing fields, a URL that is not a gateway's, an unknown kind.
+    let mut missing = pusher(url, "k3");
+    missing.as_object_mut().unwrap().remove("app_id");
+    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(missing)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM")), "{body}");
+    let mut no_url = pusher(url, "k3");
+    no_url["data"] = json!({});
+    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(no_url)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM")), "{body}");
+    let bad_url = pusher("http://127.0.0.1:9/notify", "k3");
+    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(bad_url)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+    let mut bad_kind = pusher(url, "k3");
+    bad_kind["kind"] = json!("pigeon");
+    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(bad_kind)).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+    assert_eq!(server.get("/_matrix/client/v3/pushers", &bob).await["pushers"].as_array().unwrap().len(), 2);
+
+    // kind null deletes.
+    server.post("/_matrix/client/v3/pushers/set", &bob, json!({ "kind": null, "app_id": "org.example.app", "pushkey": "k2" })).await;
+    let listed = server.get("/_matrix/client/v3/pushers", &bob).await;
+    assert_eq!(listed["pushers"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Another user taking the same pushkey without `append` takes it away from bob.
+    let (_carol_id, carol) = server.register("carol").await;
+    server.post("/_matrix/client/v3/pushers/set", &carol, pusher(url, "k1")).await;
+    assert!(server.get("/_matrix/client/v3/pushers", &bob).await["pushers"].as_array().unwrap().is_empty());
+    let mut appended = pusher(url, "k1");
+    appended["append"] = json!(true);
+    server.post("/_matrix/client/v3/pushers/set", &bob, appended).await;
+    assert_eq!(server.get("/_matrix/client/v3/pushers", &carol).await["pushers"].as_array().unwrap().len(), 1);
+    assert_eq!(server.get("/_matrix/client/v3/pushers", &bob).await["pushers"].as_array().unwrap().len(), 1);
+
+    // Logging out deletes the pushers of that access token.
+    server.post("/_matrix/client/v3/logout", &carol, json!({})).await;
+    let (status, login) = server
+        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({
+            "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "carol" }, "password": "secret-password",
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let carol = login["access_token"].as_str().unwrap().to_owned();
+    assert!(server.get("/_matrix/client/v3/pushers", &carol).await["pushers"].as_array().unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn push_rules_are_created_ordered_changed_and_deleted_with_spec_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_bob_id, bob) = server.register("bob").await;
+    let rules = "/_matrix/client/v3/pushrules";
+
+    let all = server.get(&format!("{rules}/"), &bob).await;
+    assert_eq!(all["global"]["override"][0]["rule_id"], ".m.rule.master", "{all}");
+    let global = server.get(&format!("{rules}/global/"), &bob).await;
+    assert_eq!(global["underride"], all["global"]["underride"]);
+    // The initial sync shows the rules in the global account data.
+    let sync = server.get("/_matrix/client/v3/sync", &bob).await;
+    let pushed_rules = sync["account_data"]["events"].as_array().unwrap().iter().find(|e| e["type"] == "m.push_rules").cloned();
+    assert_eq!(pushed_rules.expect("m.push_rules in sync")["content"]["global"]["override"][0]["rule_id"], ".m.rule.master");
+
+    let rule = json!({ "actions": ["notify"], "conditions": [{ "kind": "event_match", "key": "content.body", "pattern": "lunch" }] });
+    server.put(&format!("{rules}/global/override/one"), &bob, rule.clone()).await;
+    server.put(&format!("{rules}/global/override/two"), &bob, rule.clone()).await;
+    server.put(&format!("{rules}/global/override/three?after=one"), &bob, rule.clone()).await;
+    let ids = |all: &Value| -> Vec<String> {
+        all["global"]["override"].as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap().to_owned()).collect()
+    };
+    let all = server.get(&format!("{rules}/"), &bob).await;
+    assert_eq!(&ids(&all)[..4], [".m.rule.master", "two", "one", "three"]);
+    server.put(&format!("{rules}/global/override/three?before=two"), &bob, rule.clone()).await;
+    let all = server.get(&format!("{rules}/"), &bob).await;
+    assert_eq!(&ids(&all)[..4], [".m.rule.master", "three", "two", "one"]);
+    let one = server.get(&format!("{rules}/global/override/one"), &bob).await;
+    assert_eq!(one["conditions"][0]["pattern"], "lunch");
+    assert_eq!(one["default"], false);
+
+    // enabled and actions, on user and server-default rules.
+    server.put(&format!("{rules}/global/override/one/enabled"), &bob, json!({ "enabled": false })).await;
+    assert_eq!(server.get(&format!("{rules}/global/override/one/enabled"), &bob).await["enabled"], false);
+    server.put(&format!("{rules}/global/underride/.m.rule.message/actions"), &bob, json!({ "actions": [] })).await;
+    let actions = server.get(&format!("{rules}/global/underride/.m.rule.message/actions"), &bob).await;
+    assert_eq!(actions["actions"], json!([]));
+    // A content rule.
+    server.put(&format!("{rules}/global/content/cake"), &bob, json!({ "actions": ["notify"], "pattern": "cake" })).await;
+    assert_eq!(server.get(&format!("{rules}/global/content/cake"), &bob).await["pattern"], "cake");
+
+    let error = |status: StatusCode, body: &Value| (status, body["errcode"].as_str().unwrap_or_default().to_owned());
+    let (s, b) = server.call(Method::GET, &format!("{rules}/global/override/nope"), Some(&bob), None).await;
+    assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    let (s, b) = server.call(Method::PUT, &format!("{rules}/global/override/.m.rule.mine"), Some(&bob), Some(rule.clone())).await;
+    assert_eq!(error(s, &b), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM".into()));
+    let (s, b) = server.call(Method::PUT, &format!("{rules}/global/override/four?before=nope"), Some(&bob), Some(rule.clone())).await;
+    assert_eq!(error(s, &b), (StatusCode::BAD_REQUEST, "M_UNKNOWN".into()));
+    let (s, b) = server.call(Method::DELETE, &format!("{rules}/global/override/.m.rule.master"), Some(&bob), None).await;
+    assert_eq!(error(s, &b), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM".into()));
+    let (s, b) = server.call(Method::PUT, &format!("{rules}/global/room/nope/enabled"), Some(&bob), Some(json!({ "enabled": true }))).await;
+    assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    let (s, b) = server.call(Method::GET, &format!("{rules}/global/override/nope/actions"), Some(&bob), None).await;
+    assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    // The failed requests changed nothing.
+    let after_errors = server.get(&format!("{rules}/"), &bob).await;
+    assert!(!ids(&after_errors).contains(&"four".to_owned()));
+
+    server.call(Method::DELETE, &format!("{rules}/global/override/two"), Some(&bob), None).await;
+    let (s, b) = server.call(Method::DELETE, &format!("{rules}/global/override/two"), Some(&bob), None).await;
+    assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
+    let all = server.get(&format!("{rules}/"), &bob).await;
+    assert_eq!(&ids(&all)[..3], [".m.rule.master", "three", "one"]);
+
+    // Rules survive a restart.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let (status, login) = server
+        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({
+            "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": "secret-password",
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let bob = login["access_token"].as_str().unwrap().to_owned();
+    let all = server.get(&format!("{rules}/"), &bob).await;
+    assert_eq!(&ids(&all)[..3], [".m.rule.master", "three", "one"]);
+    assert_eq!(server.get(&format!("{rules}/global/override/one/enabled"), &bob).await["enabled"], false);
+    server.stop().await;
+}
