@@ -66,8 +66,9 @@ fn receipt(s: &Services, user: &ruma::UserId, room_id: &ruma::RoomId, kind: &str
         s.account_data.set(&s.globals, user, Some(room_id), "m.fully_read", &json!({ "event_id": event_id }))?;
         return Ok(());
     }
-    s.receipts.set(&s.globals, short, kind, user, event_id, thread.clone())?;
+    // The counts first: an acknowledged receipt has always reset them, even across a crash.
     crate::services::push::read::receipt(s, user, short, event_id, thread.as_deref())?;
+    s.receipts.set(&s.globals, short, kind, user, event_id, thread.clone())?;
     crate::federation::sender::edus::receipt(s, short, room_id, kind, user, event_id, thread.as_deref())
 }
 
