@@ -4,7 +4,7 @@
 //! batch: the user's notification, unread entry and counts, the delivery queue items for the
 //! user's http pushers, and the deletion of its `push_pending` entry.
 
-use std::{collections::BTreeSet, future::Future, pin::pin, sync::Arc, task::{Context, Poll, Waker}};
+use std::{collections::{BTreeSet, HashMap}, future::Future, pin::pin, sync::Arc, task::{Context, Poll, Waker}};
 
 use ruma::{
     OwnedUserId, UInt, UserId,
@@ -21,7 +21,9 @@ use super::{
     PUSH_COUNTS, PUSH_NOTIFICATIONS, PUSH_PENDING, PUSH_UNREAD,
     counts::{Entry, RoomCounts},
     notifications::Notification,
-    queue, rules,
+    queue,
+    read::{room_counts, totals},
+    rules,
 };
 use crate::{
     error::{Error, Result},
@@ -32,7 +34,7 @@ use crate::{
         timeline::{StoredEvent, pdu::{ClientFormat, raw}},
     },
     storage::{
-        db::{decode_json, encode_json},
+        db::encode_json,
         keys::{Key, u64_from},
     },
 };
@@ -40,7 +42,8 @@ use crate::{
 /// Events evaluated per call (the evaluator calls again while there are more).
 pub const BATCH: usize = 64;
 
-/// Evaluates up to [`BATCH`] pending events, oldest first; returns how many it took.
+/// Evaluates up to [`BATCH`] pending events, oldest first, and records them in one batch;
+/// returns how many it took.
 pub fn process_pending(s: &Services) -> Result<usize> {
     let pending: Vec<(u64, u64)> = s
         .push
@@ -52,17 +55,18 @@ pub fn process_pending(s: &Services) -> Result<usize> {
             Ok((u64_from(&key).unwrap_or(0), u64_from(&value).unwrap_or(0)))
         })
         .collect::<Result<_>>()?;
+    let mut evaluated = Vec::with_capacity(pending.len());
     for (pos, short_event) in &pending {
-        let outcome = evaluate(s, *short_event).and_then(|notified| record(s, *pos, notified));
-        if let Err(e) = outcome {
-            // An event that cannot be evaluated must not block the ones after it.
-            tracing::warn!("push evaluation of event {short_event} failed: {e}");
-            s.globals.commit(|c| {
-                c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
-                Ok(())
-            })?;
+        match evaluate(s, *short_event) {
+            Ok(outcome) => evaluated.push((*pos, outcome)),
+            Err(e) => {
+                // An event that cannot be evaluated must not block the ones after it.
+                tracing::warn!("push evaluation of event {short_event} failed: {e}");
+                evaluated.push((*pos, None));
+            }
         }
     }
+    record(s, evaluated)?;
     Ok(pending.len())
 }
 
@@ -189,45 +193,56 @@ pub fn thread_of(event: &StoredEvent) -> Option<String> {
     (relates.get("rel_type")?.as_str()? == "m.thread").then(|| relates.get("event_id")?.as_str().map(str::to_owned))?
 }
 
-/// Writes what an evaluated event does, and deletes its pending entry: one batch.
-fn record(s: &Services, pos: u64, evaluated: Option<Evaluated>) -> Result<()> {
+/// Writes what evaluated events do and deletes their pending entries: one batch. Counts changed
+/// by an earlier event of the batch are read from `overlay`, not from the database.
+fn record(s: &Services, evaluated: Vec<(u64, Option<Evaluated>)>) -> Result<()> {
     let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
     let mut queued = false;
     s.globals.commit(|c| {
-        c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
-        let Some(Evaluated { event, notified }) = evaluated else { return Ok(()) };
-        if notified.is_empty() {
-            return Ok(());
-        }
-        let short_room = event.meta.short_room;
-        let thread = thread_of(&event);
-        let change_pos = c.next_pos();
+        let mut overlay: HashMap<OwnedUserId, HashMap<u64, RoomCounts>> = HashMap::new();
+        let mut change_pos = None;
         let ts = crate::util::now_ms();
-        for Notified { user, actions } in notified {
-            let highlight = actions.iter().any(Action::is_highlight);
-            let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
-            let counts_key = Key::new().str(user.as_str()).u64(short_room).build();
-            let mut counts: RoomCounts = match s.push.db.get(PUSH_COUNTS, &counts_key)? {
-                Some(bytes) => decode_json(PUSH_COUNTS, &bytes)?,
-                None => RoomCounts::default(),
-            };
-            let unread = counts.add(event.meta.pos, &entry);
-            if unread {
-                counts.pos = change_pos;
-                c.batch.put(PUSH_COUNTS, counts_key, encode_json(&counts));
-                c.batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event.meta.pos).build(), entry.encode());
+        for (pos, outcome) in evaluated {
+            c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
+            let Some(Evaluated { event, notified }) = outcome else { continue };
+            if notified.is_empty() {
+                continue;
             }
-            let notification = Notification {
-                room_id: event.pdu.room_id.clone(),
-                event_id: event.pdu.event_id.clone(),
-                actions: actions.clone(),
-                ts,
-            };
-            c.batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event.meta.pos).build(), encode_json(&notification));
-            if unread {
-                // The badge: every unread notification of the user, this one included.
-                let totals = super::read::totals(s, &user, Some((short_room, &counts)))?;
-                queued |= queue::enqueue(s, c, &user, &event, &actions, totals)?;
+            let change_pos = *change_pos.get_or_insert_with(|| c.next_pos());
+            let short_room = event.meta.short_room;
+            let thread = thread_of(&event);
+            for Notified { user, actions } in notified {
+                let highlight = actions.iter().any(Action::is_highlight);
+                let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
+                let rooms = overlay.entry(user.clone()).or_default();
+                let counts = match rooms.entry(short_room) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(room_counts(s, &user, short_room)?),
+                };
+                let unread = counts.add(event.meta.pos, &entry);
+                if unread {
+                    counts.pos = change_pos;
+                    c.batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event.meta.pos).build(), entry.encode());
+                }
+                let notification = Notification {
+                    room_id: event.pdu.room_id.clone(),
+                    event_id: event.pdu.event_id.clone(),
+                    actions: actions.clone(),
+                    ts,
+                };
+                c.batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event.meta.pos).build(), encode_json(&notification));
+                if unread {
+                    // The badge: every unread notification of the user, this one included.
+                    let totals = totals(s, &user, rooms)?;
+                    queued |= queue::enqueue(s, c, &user, &event, &actions, totals)?;
+                }
+            }
+        }
+        for (user, rooms) in overlay {
+            for (short_room, counts) in rooms {
+                if Some(counts.pos) == change_pos {
+                    c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(short_room).build(), encode_json(&counts));
+                }
             }
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! Read receipts reset unread counts: the receipt moves the user's read marker in the room (all,
 //! main timeline or one thread) and the room's remaining unread entries are counted again.
 
+use std::collections::HashMap;
+
 use ruma::{EventId, UserId};
 
 use super::{
@@ -25,22 +27,26 @@ pub fn room_counts(s: &Services, user: &UserId, short_room: u64) -> Result<RoomC
     })
 }
 
-/// The unread notifications of a user over every room; `replacing` gives the new counts of one
-/// room not yet written.
-pub fn totals(s: &Services, user: &UserId, replacing: Option<(u64, &RoomCounts)>) -> Result<Count> {
+/// The unread notifications of a user over every room; `newer` holds counts of rooms not yet
+/// written (by short room), which replace the stored ones.
+pub fn totals(s: &Services, user: &UserId, newer: &HashMap<u64, RoomCounts>) -> Result<Count> {
     let prefix = Key::new().str(user.as_str()).build();
-    let mut total = replacing.map(|(_, c)| c.total()).unwrap_or_default();
-    for entry in s.push.db.scan_prefix(PUSH_COUNTS, &prefix) {
-        let (key, value) = entry?;
-        let short_room = KeyReader::new(&key[prefix.len()..]).u64();
-        if replacing.is_some_and(|(r, _)| Some(r) == short_room) {
-            continue;
-        }
-        let counts: RoomCounts = decode_json(PUSH_COUNTS, &value)?;
-        let room = counts.total();
+    let mut total = Count::default();
+    let mut add = |room: Count| {
         total.notify += room.notify;
         total.highlight += room.highlight;
         total.calls += room.calls;
+    };
+    for counts in newer.values() {
+        add(counts.total());
+    }
+    for entry in s.push.db.scan_prefix(PUSH_COUNTS, &prefix) {
+        let (key, value) = entry?;
+        if KeyReader::new(&key[prefix.len()..]).u64().is_some_and(|r| newer.contains_key(&r)) {
+            continue;
+        }
+        let counts: RoomCounts = decode_json(PUSH_COUNTS, &value)?;
+        add(counts.total());
     }
     Ok(total)
 }
