@@ -415,3 +415,40 @@ async fn push_rules_are_created_ordered_changed_and_deleted_with_spec_errors() {
     assert_eq!(server.get(&format!("{rules}/global/override/one/enabled"), &bob).await["enabled"], false);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_event_committed_while_no_evaluator_runs_is_evaluated_after_the_restart() {
+    use parvis::services::{
+        Services,
+        timeline::append::{NewEvent, Target, append_local},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _alice, bob_id, bob, room) = two_users(dir.path()).await;
+    sync_until_counts(&server, &bob, &room, (0, 0)).await;
+    server.stop().await;
+
+    // The services alone (no server, so no push tasks): the event is committed with its pending
+    // entry, and nothing evaluates it before the services close, as after a crash.
+    let config = common::config(dir.path());
+    let room_id: ruma::OwnedRoomId = room.as_str().try_into().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let services = Services::open(config).unwrap();
+        let alice: ruma::OwnedUserId = "@alice:test.local".try_into().unwrap();
+        let content = json!({ "msgtype": "m.text", "body": format!("sent while down {bob_id}"), "m.mentions": { "user_ids": [bob_id] } });
+        append_local(&services, Target::Room(&room_id), &alice, NewEvent::message("m.room.message".into(), content), None).unwrap();
+        services.shutdown();
+    })
+    .await
+    .unwrap();
+
+    let server = TestServer::start(dir.path()).await;
+    let (status, login) = server
+        .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({
+            "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": "secret-password",
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let bob = login["access_token"].as_str().unwrap().to_owned();
+    sync_until_counts(&server, &bob, &room, (1, 1)).await;
+    server.stop().await;
+}
