@@ -29,6 +29,8 @@ struct GatewayState {
     received: Arc<Mutex<Vec<Value>>>,
     attempts: Arc<AtomicUsize>,
     fail_first: usize,
+    /// Pushkeys answered as `rejected`.
+    reject: Vec<String>,
 }
 
 async fn notify(State(state): State<GatewayState>, Json(body): Json<Value>) -> (AxumStatus, Json<Value>) {
@@ -36,15 +38,21 @@ async fn notify(State(state): State<GatewayState>, Json(body): Json<Value>) -> (
     if attempt < state.fail_first {
         return (AxumStatus::SERVICE_UNAVAILABLE, Json(json!({})));
     }
+    let pushkey = body["notification"]["devices"][0]["pushkey"].as_str().unwrap_or_default().to_owned();
     state.received.lock().unwrap().push(body);
-    (AxumStatus::OK, Json(json!({ "rejected": [] })))
+    let rejected: Vec<&String> = state.reject.iter().filter(|k| **k == pushkey).collect();
+    (AxumStatus::OK, Json(json!({ "rejected": rejected })))
 }
 
 impl Gateway {
     async fn start(fail_first: usize) -> Self {
+        Self::start_with(fail_first, Vec::new()).await
+    }
+
+    async fn start_with(fail_first: usize, reject: Vec<String>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = GatewayState { received: Default::default(), attempts: Default::default(), fail_first };
+        let state = GatewayState { received: Default::default(), attempts: Default::default(), fail_first, reject };
         let (received, attempts) = (state.received.clone(), state.attempts.clone());
         let app = axum::Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(state);
         let task = tokio::spawn(async move {
@@ -450,5 +458,47 @@ async fn an_event_committed_while_no_evaluator_runs_is_evaluated_after_the_resta
     assert_eq!(status, StatusCode::OK, "{login}");
     let bob = login["access_token"].as_str().unwrap().to_owned();
     sync_until_counts(&server, &bob, &room, (1, 1)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn event_id_only_pushers_get_no_content_and_rejected_pushkeys_lose_their_pusher() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start_with(0, vec!["gone-key".to_owned()]).await;
+    let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
+    let mut short = pusher(&gateway.url, "short-key");
+    short["data"]["format"] = json!("event_id_only");
+    short["data"]["custom"] = json!("kept");
+    server.post("/_matrix/client/v3/pushers/set", &bob, short).await;
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "gone-key")).await;
+
+    let event = server.send_text(&alice, &room, "e1", "secret content").await;
+    gateway.wait_for(&event).await;
+    for _ in 0..100 {
+        if gateway.received().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = gateway.received();
+    let short = received.iter().find(|n| n["notification"]["devices"][0]["pushkey"] == "short-key").expect("short-key pushed");
+    let n = &short["notification"];
+    assert_eq!(n["event_id"], event.as_str());
+    assert_eq!(n["room_id"], room.as_str());
+    assert_eq!(n["counts"]["unread"], 1);
+    assert!(n.get("content").is_none() && n.get("sender").is_none() && n.get("type").is_none(), "{short}");
+    assert_eq!(n["devices"][0]["data"], json!({ "format": "event_id_only", "custom": "kept" }));
+
+    // The gateway rejected gone-key: that pusher is deleted, the other stays.
+    let mut keys = Vec::new();
+    for _ in 0..100 {
+        let listed = server.get("/_matrix/client/v3/pushers", &bob).await;
+        keys = listed["pushers"].as_array().unwrap().iter().map(|p| p["pushkey"].as_str().unwrap().to_owned()).collect();
+        if keys == ["short-key"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(keys, ["short-key"]);
     server.stop().await;
 }

@@ -34,6 +34,7 @@ use crate::{
         timeline::{StoredEvent, pdu::{ClientFormat, raw}},
     },
     storage::{
+        Batch,
         db::encode_json,
         keys::{Key, u64_from},
     },
@@ -193,61 +194,61 @@ pub fn thread_of(event: &StoredEvent) -> Option<String> {
     (relates.get("rel_type")?.as_str()? == "m.thread").then(|| relates.get("event_id")?.as_str().map(str::to_owned))?
 }
 
-/// Writes what evaluated events do and deletes their pending entries: one batch. Counts changed
+/// Writes what evaluated events do and deletes their pending entries: one batch. Everything is
+/// read before the commit (under the counts lock, so no count changes meanwhile); counts changed
 /// by an earlier event of the batch are read from `overlay`, not from the database.
 fn record(s: &Services, evaluated: Vec<(u64, Option<Evaluated>)>) -> Result<()> {
     let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let mut queued = false;
+    let mut batch = Batch::new();
+    let mut overlay: HashMap<OwnedUserId, HashMap<u64, RoomCounts>> = HashMap::new();
+    let mut changed: BTreeSet<(OwnedUserId, u64)> = BTreeSet::new();
+    let mut items = Vec::new();
+    let ts = crate::util::now_ms();
+    for (pos, outcome) in evaluated {
+        batch.delete(PUSH_PENDING, pos.to_be_bytes());
+        let Some(Evaluated { event, notified }) = outcome else { continue };
+        let short_room = event.meta.short_room;
+        let thread = thread_of(&event);
+        for Notified { user, actions } in notified {
+            let highlight = actions.iter().any(Action::is_highlight);
+            let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
+            let rooms = overlay.entry(user.clone()).or_default();
+            let counts = match rooms.entry(short_room) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(room_counts(s, &user, short_room)?),
+            };
+            let notification = Notification {
+                room_id: event.pdu.room_id.clone(),
+                event_id: event.pdu.event_id.clone(),
+                actions: actions.clone(),
+                ts,
+            };
+            batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event.meta.pos).build(), encode_json(&notification));
+            if counts.add(event.meta.pos, &entry) {
+                changed.insert((user.clone(), short_room));
+                batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event.meta.pos).build(), entry.encode());
+                // The badge: every unread notification of the user, this one included.
+                let totals = totals(s, &user, rooms)?;
+                items.extend(queue::items_for(s, &user, &event, &actions, totals)?);
+            }
+        }
+    }
     s.globals.commit(|c| {
-        let mut overlay: HashMap<OwnedUserId, HashMap<u64, RoomCounts>> = HashMap::new();
-        let mut change_pos = None;
-        let ts = crate::util::now_ms();
-        for (pos, outcome) in evaluated {
-            c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
-            let Some(Evaluated { event, notified }) = outcome else { continue };
-            if notified.is_empty() {
-                continue;
-            }
-            let change_pos = *change_pos.get_or_insert_with(|| c.next_pos());
-            let short_room = event.meta.short_room;
-            let thread = thread_of(&event);
-            for Notified { user, actions } in notified {
-                let highlight = actions.iter().any(Action::is_highlight);
-                let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
-                let rooms = overlay.entry(user.clone()).or_default();
-                let counts = match rooms.entry(short_room) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => v.insert(room_counts(s, &user, short_room)?),
-                };
-                let unread = counts.add(event.meta.pos, &entry);
-                if unread {
-                    counts.pos = change_pos;
-                    c.batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event.meta.pos).build(), entry.encode());
-                }
-                let notification = Notification {
-                    room_id: event.pdu.room_id.clone(),
-                    event_id: event.pdu.event_id.clone(),
-                    actions: actions.clone(),
-                    ts,
-                };
-                c.batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event.meta.pos).build(), encode_json(&notification));
-                if unread {
-                    // The badge: every unread notification of the user, this one included.
-                    let totals = totals(s, &user, rooms)?;
-                    queued |= queue::enqueue(s, c, &user, &event, &actions, totals)?;
+        c.batch.ops.append(&mut batch.ops);
+        if !changed.is_empty() {
+            // A new position: /sync shows the rooms whose counts changed.
+            let pos = c.next_pos();
+            for (user, short_room) in &changed {
+                if let Some(counts) = overlay.get_mut(user).and_then(|rooms| rooms.get_mut(short_room)) {
+                    counts.pos = pos;
+                    c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(*short_room).build(), encode_json(counts));
                 }
             }
         }
-        for (user, rooms) in overlay {
-            for (short_room, counts) in rooms {
-                if Some(counts.pos) == change_pos {
-                    c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(short_room).build(), encode_json(&counts));
-                }
-            }
-        }
+        queue::enqueue(c, &items);
         Ok(())
     })?;
-    if queued {
+    if !items.is_empty() {
         s.push.deliver_wake.notify_one();
     }
     Ok(())

@@ -56,15 +56,14 @@ pub fn tweaks_of(actions: &[Action]) -> Map<String, Value> {
     tweaks
 }
 
-/// Queues the notification for each of the user's http pushers, in the commit `c`; true when
-/// something was queued.
-pub fn enqueue(s: &Services, c: &mut Commit, user: &UserId, event: &StoredEvent, actions: &[Action], totals: Count) -> Result<bool> {
-    let mut queued = false;
-    for pusher in s.push.pushers().list(user)? {
-        if pusher.http().is_none() {
-            continue;
-        }
-        let item = Item {
+/// The queue items of a notification: one per http pusher of the user.
+pub fn items_for(s: &Services, user: &UserId, event: &StoredEvent, actions: &[Action], totals: Count) -> Result<Vec<Item>> {
+    Ok(s.push
+        .pushers()
+        .list(user)?
+        .into_iter()
+        .filter(|pusher| pusher.http().is_some())
+        .map(|pusher| Item {
             user: user.to_owned(),
             app_id: pusher.pusher.ids.app_id.clone(),
             pushkey: pusher.pusher.ids.pushkey.clone(),
@@ -76,12 +75,16 @@ pub fn enqueue(s: &Services, c: &mut Commit, user: &UserId, event: &StoredEvent,
             tweaks: tweaks_of(actions),
             attempts: 0,
             next_ts: 0,
-        };
+        })
+        .collect())
+}
+
+/// Writes queue items in the commit `c` (each gets a new sequence number).
+pub fn enqueue(c: &mut Commit, items: &[Item]) {
+    for item in items {
         let seq = c.short_id();
-        c.batch.put(PUSH_QUEUE, seq.to_be_bytes(), encode_json(&item));
-        queued = true;
+        c.batch.put(PUSH_QUEUE, seq.to_be_bytes(), encode_json(item));
     }
-    Ok(queued)
 }
 
 /// Items due at `now` (at most `max`), and the earliest time of the others.
