@@ -61,6 +61,24 @@ impl Gateway {
         Self { url: format!("http://{addr}/_matrix/push/v1/notify"), received, attempts, task }
     }
 
+    /// The same gateway behind TLS (a self-signed certificate for 127.0.0.1, made in `dir`).
+    async fn start_tls(dir: &std::path::Path) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = common::config(dir);
+        config.server_name = "127.0.0.1".try_into().unwrap();
+        let tls = parvis::federation::tls::server_config(&config).unwrap();
+        let state = GatewayState { received: Default::default(), attempts: Default::default(), fail_first: 0, reject: Vec::new() };
+        let (received, attempts) = (state.received.clone(), state.attempts.clone());
+        let app = axum::Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(state);
+        let (_stop, stop_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _keep = _stop;
+            parvis::federation::listener::serve(listener, tls, app, stop_rx).await;
+        });
+        Self { url: format!("https://{addr}/_matrix/push/v1/notify"), received, attempts, task }
+    }
+
     fn received(&self) -> Vec<Value> {
         self.received.lock().unwrap().clone()
     }
@@ -500,5 +518,26 @@ async fn event_id_only_pushers_get_no_content_and_rejected_pushkeys_lose_their_p
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(keys, ["short-key"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn https_gateways_are_reached_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start_tls(gateway_dir.path()).await;
+    // The gateway's certificate is self-signed: this server accepts it (`federation.verify_certificates`).
+    let mut config = common::config(dir.path());
+    config.federation.verify_certificates = false;
+    let server = TestServer::start_with(config).await;
+    let (_a, alice) = server.register("alice").await;
+    let (_b, bob) = server.register("bob").await;
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "tls-key")).await;
+    let event = server.send_text(&alice, &room, "s1", "over tls").await;
+    let pushed = gateway.wait_for(&event).await;
+    assert_eq!(pushed["notification"]["content"]["body"], "over tls");
+    assert_eq!(pushed["notification"]["devices"][0]["pushkey"], "tls-key");
     server.stop().await;
 }
