@@ -541,3 +541,22 @@ async fn https_gateways_are_reached_over_tls() {
     assert_eq!(pushed["notification"]["devices"][0]["pushkey"], "tls-key");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_badge_counts_only_joined_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(0).await;
+    let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
+    let other = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&other)), &bob, json!({})).await;
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+    let first = server.send_text(&alice, &room, "b1", "one").await;
+    assert_eq!(gateway.wait_for(&first).await["notification"]["counts"]["unread"], 1);
+    let second = server.send_text(&alice, &other, "b2", "two").await;
+    assert_eq!(gateway.wait_for(&second).await["notification"]["counts"]["unread"], 2);
+    // Bob leaves the first room with its notification unread: it no longer counts.
+    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &bob, json!({})).await;
+    let third = server.send_text(&alice, &other, "b3", "three").await;
+    assert_eq!(gateway.wait_for(&third).await["notification"]["counts"]["unread"], 2);
+    server.stop().await;
+}

@@ -27,8 +27,9 @@ pub fn room_counts(s: &Services, user: &UserId, short_room: u64) -> Result<RoomC
     })
 }
 
-/// The unread notifications of a user over every room; `newer` holds counts of rooms not yet
-/// written (by short room), which replace the stored ones.
+/// The unread notifications of a user over the rooms they are joined to (the push gateway's
+/// badge); `newer` holds counts of rooms not yet written (by short room), which replace the stored
+/// ones and count whatever the membership (an invite's own room).
 pub fn totals(s: &Services, user: &UserId, newer: &HashMap<u64, RoomCounts>) -> Result<Count> {
     let prefix = Key::new().str(user.as_str()).build();
     let mut total = Count::default();
@@ -42,7 +43,8 @@ pub fn totals(s: &Services, user: &UserId, newer: &HashMap<u64, RoomCounts>) -> 
     }
     for entry in s.push.db.scan_prefix(PUSH_COUNTS, &prefix) {
         let (key, value) = entry?;
-        if KeyReader::new(&key[prefix.len()..]).u64().is_some_and(|r| newer.contains_key(&r)) {
+        let Some(short_room) = KeyReader::new(&key[prefix.len()..]).u64() else { continue };
+        if newer.contains_key(&short_room) || !s.membership.is_joined(short_room, user)? {
             continue;
         }
         let counts: RoomCounts = decode_json(PUSH_COUNTS, &value)?;
