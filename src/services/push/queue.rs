@@ -87,8 +87,11 @@ pub fn enqueue(c: &mut Commit, items: &[Item]) {
     }
 }
 
+/// Items due (with their sequence numbers) and the earliest time of the others.
+pub type Due = (Vec<(u64, Item)>, Option<u64>);
+
 /// Items due at `now` (at most `max`), and the earliest time of the others.
-pub fn due(s: &Services, now: u64, max: usize) -> Result<(Vec<(u64, Item)>, Option<u64>)> {
+pub fn due(s: &Services, now: u64, max: usize) -> Result<Due> {
     let mut ready = Vec::new();
     let mut next: Option<u64> = None;
     for entry in s.push.db.scan_prefix(PUSH_QUEUE, &[]) {
