@@ -1,5 +1,5 @@
 """Push rules, unread notification counts in /sync, /notifications and pushers.
-Complement: TestPushRuleCacheHealth, TestPushSync, TestChangePasswordPushers."""
+Complement: TestPushRuleCacheHealth, TestPushSync, TestChangePasswordPushers, TestThreadedReceipts."""
 
 from nio import (
     DeletePushRuleResponse,
@@ -241,3 +241,42 @@ async def test_TestChangePasswordPushers(make_user):
                    json={"new_password": "new-password-2", "auth": pw_auth(alice, "old-password-1", session)})
     listed = await alice.ok("GET", f"{CS}/pushers")
     assert [p["pushkey"] for p in listed["pushers"]] == ["this-device"]
+
+
+async def test_TestThreadedReceipts(alice, bob):
+    """Complement: TestThreadedReceipts
+    sytest: Unread thread notification counts (unread_thread_notifications) reset by threaded receipts
+    Messages in the main timeline and in a thread; threaded, main and unthreaded receipts reset what they cover."""
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    await alice.send_text(room, "first")
+    root = await alice.send_text(room, "thread root")
+    t1 = await alice.send(room, "m.room.message", {"msgtype": "m.text", "body": "in thread",
+                                                    "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    await alice.send(room, "m.room.message", {"msgtype": "m.text", "body": f"in thread {bob.user_id}",
+                                              "m.mentions": {"user_ids": [bob.user_id]},
+                                              "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    m2 = await alice.send_text(room, "last")
+    threaded = '{"room": {"timeline": {"unread_thread_notifications": true}}}'
+
+    async def counts(filtered=True):
+        body = await bob.sync(filter=threaded) if filtered else await bob.sync()
+        r = body["rooms"]["join"].get(room, {})
+        main = r.get("unread_notifications", {})
+        threads = {k: (v.get("notification_count", 0), v.get("highlight_count", 0))
+                   for k, v in r.get("unread_thread_notifications", {}).items()}
+        return (main.get("notification_count", 0), main.get("highlight_count", 0)), threads
+
+    async def counts_are(main, threads, filtered=True):
+        got = await counts(filtered)
+        return got == (main, threads)
+
+    await wait_for(lambda: counts_are((3, 0), {root: (2, 1)}), what="main 3, thread 2 with a highlight")
+    assert await counts(filtered=False) == ((5, 1), {})
+
+    await bob.ok("POST", f"{CS}/rooms/{q(room)}/receipt/m.read/{q(t1)}", json={"thread_id": root})
+    await wait_for(lambda: counts_are((3, 0), {root: (1, 1)}), what="the thread receipt resets its first event")
+    await bob.ok("POST", f"{CS}/rooms/{q(room)}/receipt/m.read/{q(root)}", json={"thread_id": "main"})
+    await wait_for(lambda: counts_are((1, 0), {root: (1, 1)}), what="the main receipt resets the main timeline up to the root")
+    await bob.ok("POST", f"{CS}/rooms/{q(room)}/receipt/m.read/{q(m2)}", json={})
+    await wait_for(lambda: counts_are((0, 0), {}), what="the unthreaded receipt resets everything")
