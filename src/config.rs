@@ -20,6 +20,7 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub limits: LimitsConfig,
     pub federation: FederationConfig,
+    pub media: crate::services::media::config::MediaConfig,
     pub log: String,
 }
 
@@ -138,6 +139,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             limits: LimitsConfig::default(),
             federation: FederationConfig::default(),
+            media: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -223,6 +225,7 @@ impl Config {
         if self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path", "must not be empty");
         }
+        self.media.validate().map_err(ConfigError::Invalid)?;
         self.validate_federation()
     }
 
@@ -263,7 +266,7 @@ impl Config {
 
 /// The top-level keys of [`Config`]; environment variables naming others are ignored.
 const TOP_LEVEL_KEYS: &[&str] =
-    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "federation", "log"];
+    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "federation", "media", "log"];
 
 fn apply_env(
     table: &mut toml::Table,

@@ -7,6 +7,7 @@ pub mod directory_listing;
 pub mod ephemeral;
 pub mod filters;
 pub mod globals;
+pub mod media;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
@@ -43,6 +44,7 @@ pub struct Services {
     pub push: push::Push,
     pub rate_limiter: ratelimit::RateLimiter,
     pub federation: crate::federation::Federation,
+    pub media: media::Media,
 }
 
 /// Every column family of the database, service by service.
@@ -61,6 +63,7 @@ pub fn all_maps() -> Vec<Map> {
         filters::MAPS,
         push::MAPS,
         crate::federation::MAPS,
+        media::MAPS,
     ]
     .concat()
 }
@@ -84,6 +87,7 @@ impl Services {
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
         let federation = crate::federation::Federation::new(&config, db.clone())?;
+        let media = media::Media::open(&config, db.clone())?;
         Ok(Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
@@ -101,6 +105,7 @@ impl Services {
             filters: filters::Filters::new(db),
             rate_limiter,
             federation,
+            media,
         }))
     }
 

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod discovery;
 pub mod ephemeral;
 pub mod events;
+pub mod media;
 pub mod profile;
 pub mod push;
 pub mod rooms;
@@ -45,7 +46,7 @@ use ruma::api::client::{
 use super::{AppRouter, RumaRoute};
 
 pub fn routes(router: AppRouter) -> AppRouter {
-    push::routes(router)
+    media::routes(push::routes(router))
         .route("/.well-known/matrix/client", get(discovery::well_known_client))
         .route("/.well-known/matrix/server", get(discovery::well_known_server))
         .ruma::<get_supported_versions::Request, _, _>(discovery::versions)

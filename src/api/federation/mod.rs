@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod keys;
+pub mod media;
 pub mod query;
 pub mod rooms;
 
@@ -45,6 +46,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(rooms::get_missing_events))
         .route("/_matrix/federation/v1/timestamp_to_event/{room_id}", get(rooms::timestamp_to_event))
         .route("/_matrix/federation/v1/user/devices/{user_id}", get(rooms::user_devices))
+        .route("/_matrix/federation/v1/media/download/{media_id}", get(media::download))
+        .route("/_matrix/federation/v1/media/thumbnail/{media_id}", get(media::thumbnail))
         .route("/_matrix/federation/v1/publicRooms", get(rooms::public_rooms_get).post(rooms::public_rooms_post))
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })

@@ -1,0 +1,56 @@
+//! The `[media]` section of the configuration.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Largest file a user may upload, in bytes (larger: 413 `M_TOO_LARGE`, nothing stored).
+    pub max_upload_bytes: u64,
+    /// Freeze the unauthenticated `/_matrix/media/v3/download|thumbnail` endpoints: media created
+    /// (uploaded or fetched from another server) while this is on is served only on the
+    /// authenticated endpoints; media created before stays readable on both.
+    pub freeze_legacy: bool,
+    /// How many `mxc://` URIs a user may hold created but not yet uploaded (`/media/v1/create`).
+    pub max_pending_uploads: usize,
+    /// How long a created `mxc://` URI waits for its upload (`unused_expires_at`), in seconds.
+    pub unused_expiry_secs: u64,
+    /// Largest `timeout_ms` honoured while waiting for an upload that has not happened yet.
+    pub max_download_wait_ms: u64,
+    /// Largest image (width × height) that is thumbnailed; larger: 413 `M_TOO_LARGE`.
+    pub max_thumbnail_pixels: u64,
+    /// Whether media of other servers is fetched over federation (and cached).
+    pub fetch_remote: bool,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 << 20,
+            freeze_legacy: true,
+            max_pending_uploads: 50,
+            unused_expiry_secs: 24 * 3600,
+            max_download_wait_ms: 60_000,
+            max_thumbnail_pixels: 32 << 20,
+            fetch_remote: true,
+        }
+    }
+}
+
+impl MediaConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_upload_bytes == 0 {
+            return Err("`media.max_upload_bytes`: must be at least 1".into());
+        }
+        if self.max_pending_uploads == 0 {
+            return Err("`media.max_pending_uploads`: must be at least 1".into());
+        }
+        if self.unused_expiry_secs == 0 {
+            return Err("`media.unused_expiry_secs`: must be at least 1".into());
+        }
+        if self.max_thumbnail_pixels == 0 {
+            return Err("`media.max_thumbnail_pixels`: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
