@@ -77,7 +77,8 @@ async fn upload_download_byte_identical_on_both_endpoint_families() {
     config.media.freeze_legacy = false;
     let server = TestServer::start_with(config).await;
     let (_, token) = server.register("alice").await;
-    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    // Larger than the 1 MiB limit of other requests and axum's default 2 MiB.
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let uri = upload(&server, &token, "application/octet-stream", "data.bin", bytes.clone()).await;
     assert!(uri.starts_with("mxc://test.local/"), "{uri}");
 

@@ -85,12 +85,8 @@ pub async fn find(
         let (server_owned, id) = (server.to_owned(), media_id.to_owned());
         let record = services.run(move |s| Ok(records::get(s.media.db(), &server_owned, &id)?)).await?;
         match record {
-            Some(record) if record.sha256.is_some() => {
-                if access == Access::Legacy && record.authenticated {
-                    return Err(media_not_found());
-                }
-                return Ok(record);
-            }
+            Some(record) if access == Access::Legacy && record.authenticated => return Err(media_not_found()),
+            Some(record) if record.sha256.is_some() => return Ok(record),
             Some(record) => {
                 if record.unused_expires_at.is_some_and(|t| t <= now_ms()) {
                     return Err(media_not_found());

@@ -215,6 +215,33 @@ mod tests {
         assert_eq!((cropped.width, cropped.height), (96, 96));
     }
 
+    fn encoded(w: u32, h: u32, format: ImageFormat) -> Vec<u8> {
+        let img = image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([(x % 256) as u8, (y % 256) as u8, 7, 200]));
+        let mut out = Vec::new();
+        let img = if format == ImageFormat::Jpeg { DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(img).to_rgb8()) } else { DynamicImage::ImageRgba8(img) };
+        img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_supported_format_is_thumbnailed() {
+        for (format, content_type) in [
+            (ImageFormat::Png, "image/png"),
+            (ImageFormat::Jpeg, "image/jpeg"),
+            (ImageFormat::Gif, "image/png"),
+            (ImageFormat::WebP, "image/png"),
+        ] {
+            let rendered = render(&encoded(200, 100, format), 96, 96, Method::Crop, 1 << 20).unwrap();
+            assert_eq!((rendered.width, rendered.height, rendered.content_type), (96, 96, content_type), "{format:?}");
+            let decoded = image::load_from_memory(&rendered.bytes).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (96, 96));
+            // Transparency survives in PNG thumbnails.
+            if content_type == "image/png" {
+                assert!(decoded.color().has_alpha(), "{format:?}");
+            }
+        }
+    }
+
     #[test]
     fn refuses_what_is_not_an_image_or_too_large() {
         assert_eq!(render(b"plain text", 32, 32, Method::Crop, 1 << 20).unwrap_err(), ThumbnailError::NotAnImage);
