@@ -128,20 +128,27 @@ async fn remote_thumbnail(
     if let Some(thumbnail) = stored(services, server, media_id, key).await? {
         return Ok(Some(thumbnail));
     }
+    let _guard = media.work_locks.lock(format!("remote thumbnail {server}/{media_id}/{}x{}/{}", key.0, key.1, key.2.as_str())).await;
+    if let Some(thumbnail) = stored(services, server, media_id, key).await? {
+        return Ok(Some(thumbnail));
+    }
     let wait = timeout.min(Duration::from_millis(media.config.max_download_wait_ms));
     match remote::fetch_thumbnail(services, server, media_id, key, wanted.animated, wait).await {
-        Ok(fetched) if !fetched.content_type.as_deref().is_some_and(|ct| ct.starts_with("image/") && super::headers::is_inline(Some(ct))) => {
-            tracing::debug!("{server} gave a thumbnail of type {:?} for {media_id}: thumbnailing the original", fetched.content_type);
-            Ok(None)
-        }
         Ok(fetched) => {
-            let content_type = fetched.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned());
-            let (server_owned, id) = (server.to_owned(), media_id.to_owned());
-            let bytes = fetched.bytes;
-            let thumbnail_bytes = bytes.clone();
-            let ct = content_type.clone();
-            services.run(move |s| store(s, &server_owned, &id, key, &bytes, &ct, (key.0, key.1))).await?;
-            Ok(Some(Thumbnail { bytes: thumbnail_bytes, content_type }))
+            // Thumbnails are served inline: only image types we would show inline are kept.
+            let Some(content_type) = fetched.content_type.filter(|ct| ct.starts_with("image/") && super::headers::is_inline(Some(ct)))
+            else {
+                tracing::debug!("{server} gave a thumbnail of another type for {media_id}: thumbnailing the original");
+                return Ok(None);
+            };
+            let (server_owned, id, ct) = (server.to_owned(), media_id.to_owned(), content_type.clone());
+            let bytes = services
+                .run(move |s| {
+                    store(s, &server_owned, &id, key, &fetched.bytes, &ct, (key.0, key.1))?;
+                    Ok(fetched.bytes)
+                })
+                .await?;
+            Ok(Some(Thumbnail { bytes, content_type }))
         }
         Err(e) if e.status == StatusCode::NOT_FOUND || e.errcode == "M_NOT_YET_UPLOADED" => Err(e),
         Err(e) => {
