@@ -356,3 +356,71 @@ async fn remote_media_is_fetched_over_federation_and_cached() {
     // Other servers' media is not served over federation by B (only its own).
     b.stop().await;
 }
+
+/// A peer of an older kind, on TLS: no federation media endpoints (404 `M_UNRECOGNIZED`), the legacy
+/// ones instead; one media id whose federation answer is a `Location` to follow.
+async fn start_old_peer(data: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    use axum::{
+        extract::{Path as UrlPath, RawQuery},
+        response::IntoResponse,
+        routing::get,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let mut config = common::config(data);
+    config.server_name = name.clone().try_into().unwrap();
+    let tls = parvis::federation::tls::server_config(&config).unwrap();
+    let unrecognized = || (StatusCode::NOT_FOUND, axum::Json(json!({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})));
+    let location_target = format!("https://{name}/files/located");
+    let app = axum::Router::new()
+        .route(
+            "/_matrix/federation/v1/media/download/{id}",
+            get(move |UrlPath(id): UrlPath<String>| async move {
+                if id != "located" {
+                    return unrecognized().into_response();
+                }
+                let body = format!("--xyz\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--xyz\r\nLocation: {location_target}\r\n\r\n\r\n--xyz--");
+                ([(header::CONTENT_TYPE, "multipart/mixed; boundary=xyz")], body).into_response()
+            }),
+        )
+        .route("/_matrix/federation/v1/media/thumbnail/{id}", get(move || async move { unrecognized() }))
+        .route(
+            "/_matrix/media/v3/download/{server}/{id}",
+            get(|RawQuery(query): RawQuery| async move {
+                assert!(query.unwrap_or_default().contains("allow_remote=false"));
+                ([(header::CONTENT_TYPE, "text/plain"), (header::CONTENT_DISPOSITION, "attachment; filename=old.txt")], "from the legacy endpoint")
+            }),
+        )
+        .route(
+            "/_matrix/media/v3/thumbnail/{server}/{id}",
+            get(|| async { ([(header::CONTENT_TYPE, "image/png")], image_bytes(32, 32, ImageFormat::Png)) }),
+        )
+        .route("/files/located", get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "from the location") }));
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(parvis::federation::listener::serve(listener, tls, app, stopped));
+    (name, stop)
+}
+
+#[tokio::test]
+async fn remote_media_falls_back_to_legacy_endpoints_and_follows_locations() {
+    let (dir_peer, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (peer, stop_peer) = start_old_peer(dir_peer.path()).await;
+    let b = start_federating(dir_b.path()).await;
+    let (_, bob) = b.register("bob").await;
+
+    let (status, headers, body) = download(&b, &bob, &format!("mxc://{peer}/oldmedia")).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"from the legacy endpoint"[..]), "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers[header::CONTENT_DISPOSITION], "inline; filename=old.txt");
+    let (status, _, body) = download(&b, &bob, &format!("mxc://{peer}/located")).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"from the location"[..]), "{}", String::from_utf8_lossy(&body));
+    let (status, headers, body) = thumbnail(&b, &bob, &format!("mxc://{peer}/otherimage"), "width=32&height=32&method=crop").await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers[header::CONTENT_TYPE], "image/png");
+    assert_eq!(dimensions(&body), (32, 32));
+
+    // Cached: the peer is gone, the media is still served.
+    let _ = stop_peer.send(());
+    let (status, _, body) = download(&b, &bob, &format!("mxc://{peer}/oldmedia")).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"from the legacy endpoint"[..]));
+    b.stop().await;
+}
