@@ -10,6 +10,7 @@ pub mod dns;
 pub mod incoming;
 pub mod invite;
 pub mod join;
+pub mod keys_client;
 pub mod listener;
 pub mod own_keys;
 pub mod profile;

@@ -175,24 +175,13 @@ pub fn timestamp_to_event(s: &Services, origin: &ServerName, room_id: &RoomId, t
     Err(Error::not_found("No event found"))
 }
 
-/// `user/devices/{userId}`: a local user's devices (no end-to-end keys yet).
+/// `user/devices/{userId}`: a local user's devices with their keys, the stream id of the last
+/// `m.device_list_update` sent for them, and the master and self-signing keys.
 pub fn user_devices(s: &Services, user: &ruma::UserId) -> Result<Value> {
     if user.server_name() != s.globals.server_name() {
         return Err(Error::invalid_param("User is not local to this server"));
     }
-    let devices: Vec<Value> = s
-        .users
-        .devices(user)?
-        .into_iter()
-        .map(|d| {
-            let mut v = json!({ "device_id": d.device_id, "keys": {} });
-            if let Some(name) = d.display_name {
-                v["device_display_name"] = json!(name);
-            }
-            v
-        })
-        .collect();
-    Ok(json!({ "user_id": user, "stream_id": 0, "devices": devices }))
+    crate::services::keys::query::user_devices_answer(s, user)
 }
 
 /// `publicRooms`: our room directory, for other servers (403 when

@@ -7,6 +7,8 @@ pub mod directory_listing;
 pub mod ephemeral;
 pub mod filters;
 pub mod globals;
+pub mod key_backup;
+pub mod keys;
 pub mod media;
 pub mod push;
 pub mod ratelimit;
@@ -16,6 +18,7 @@ pub mod short;
 pub mod state;
 pub mod sync;
 pub mod timeline;
+pub mod to_device;
 pub mod uia;
 pub mod users;
 
@@ -62,6 +65,9 @@ pub fn all_maps() -> Vec<Map> {
         ephemeral::MAPS,
         filters::MAPS,
         push::MAPS,
+        keys::MAPS,
+        to_device::MAPS,
+        key_backup::MAPS,
         crate::federation::MAPS,
         media::MAPS,
     ]

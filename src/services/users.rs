@@ -276,11 +276,13 @@ impl Users {
         Ok(self.db.put(DEVICES, device_key(user, device_id), encode_json(&device))?)
     }
 
-    /// The deletion of a device, its access token and the pushers it created.
+    /// The deletion of a device, its access token, the pushers it created and its end-to-end keys.
     fn remove_device_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) -> Result<()> {
         batch.delete(DEVICES, device_key(user, device.device_id.as_str()));
         batch.delete(TOKENS, device.access_token.as_bytes());
-        crate::services::push::pushers::delete_for_device(&self.db, batch, user, device.device_id.as_str())
+        crate::services::push::pushers::delete_for_device(&self.db, batch, user, device.device_id.as_str())?;
+        // Its end-to-end keys and undelivered to-device messages go with it.
+        crate::services::keys::device_removed_ops(&self.db, batch, user.as_str(), device.device_id.as_str())
     }
 
     /// Removes devices (and their tokens) in one batch.

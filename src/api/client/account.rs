@@ -12,6 +12,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+use crate::services::keys::device_keys as e2ee;
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
@@ -119,6 +120,7 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
             if !body.inhibit_login {
                 let (device, token) =
                     s.users.login_device(&user, body.device_id.clone(), body.initial_device_display_name.clone())?;
+                e2ee::device_changed(s, &user, &device, false)?;
                 response["device_id"] = json!(device);
                 response["access_token"] = json!(token);
             }
@@ -168,6 +170,7 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
                 return Err(Error::forbidden("Invalid username or password"));
             }
             let (device, token) = s.users.login_device(&user, device_id, display_name)?;
+            e2ee::device_changed(s, &user, &device, false)?;
             let response = login::v3::Response::new(user, token, device);
             Ok(response.into())
         })
@@ -179,6 +182,7 @@ pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3:
     services
         .run(move |s| {
             s.users.remove_devices(&user, &[device.as_str()])?;
+            e2ee::device_changed(s, &user, &device, true)?;
             Ok(logout::v3::Response::new().into())
         })
         .await
@@ -191,6 +195,7 @@ pub async fn logout_all(State(services): State<Arc<Services>>, req: Ruma<logout_
             let devices = s.users.devices(&user)?;
             let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
             s.users.remove_devices(&user, &ids)?;
+            e2ee::removed_since(s, &user, &devices.into_iter().map(|d| d.device_id).collect::<Vec<_>>())?;
             Ok(logout_all::v3::Response::new().into())
         })
         .await
@@ -216,7 +221,9 @@ pub async fn change_password(
                 return Err(Error::weak_password("Password is too short"));
             }
             let logout = body.logout_devices.then_some(Some(device.as_str()));
+            let before = e2ee::device_ids(s, &user)?;
             s.users.set_password(&user, &body.new_password, logout)?;
+            e2ee::removed_since(s, &user, &before)?;
             Ok(change_password::v3::Response::new().into())
         })
         .await
@@ -235,7 +242,9 @@ pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactiv
                     let _ = crate::services::rooms::set_membership(s, &room.room_id, &user, &user, "leave", None, None);
                 }
             }
+            let before = e2ee::device_ids(s, &user)?;
             s.users.deactivate(&user)?;
+            e2ee::removed_since(s, &user, &before)?;
             Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport).into())
         })
         .await

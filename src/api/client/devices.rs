@@ -10,6 +10,7 @@ use ruma::{
 use serde_json::Value;
 
 use super::account::uia_password;
+use crate::services::keys::device_keys as e2ee;
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
@@ -48,6 +49,7 @@ pub async fn update(State(services): State<Arc<Services>>, req: Ruma<update_devi
     services
         .run(move |s| {
             s.users.set_device_name(&user, req.body.device_id.as_str(), req.body.display_name)?;
+            e2ee::device_changed(s, &user, &req.body.device_id, false)?;
             Ok(update_device::v3::Response::new().into())
         })
         .await
@@ -67,6 +69,7 @@ pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_devi
             }
             uia_password(s, &user, auth.as_ref())?;
             s.users.remove_devices(&user, &[req.body.device_id.as_str()])?;
+            e2ee::device_changed(s, &user, &req.body.device_id, true)?;
             Ok(delete_device::v3::Response::new().into())
         })
         .await
@@ -82,7 +85,9 @@ pub async fn delete_many(
         .run(move |s| {
             uia_password(s, &user, auth.as_ref())?;
             let ids: Vec<&str> = req.body.devices.iter().map(|d| d.as_str()).collect();
+            let before = e2ee::device_ids(s, &user)?;
             s.users.remove_devices(&user, &ids)?;
+            e2ee::removed_since(s, &user, &before)?;
             Ok(delete_devices::v3::Response::new().into())
         })
         .await

@@ -7,11 +7,14 @@ pub mod directory;
 pub mod discovery;
 pub mod ephemeral;
 pub mod events;
+pub mod key_backup;
+pub mod keys;
 pub mod media;
 pub mod profile;
 pub mod push;
 pub mod rooms;
 pub mod sync;
+pub mod to_device;
 
 use axum::routing::get;
 use ruma::api::client::{
@@ -46,7 +49,7 @@ use ruma::api::client::{
 use super::{AppRouter, RumaRoute};
 
 pub fn routes(router: AppRouter) -> AppRouter {
-    media::routes(push::routes(router))
+    e2ee_routes(media::routes(push::routes(router)))
         .route("/.well-known/matrix/client", get(discovery::well_known_client))
         .route("/.well-known/matrix/server", get(discovery::well_known_server))
         .ruma::<get_supported_versions::Request, _, _>(discovery::versions)
@@ -115,4 +118,31 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<set_read_marker::v3::Request, _, _>(ephemeral::read_markers)
         .ruma::<set_presence::v3::Request, _, _>(ephemeral::set)
         .ruma::<get_presence::v3::Request, _, _>(ephemeral::get)
+}
+
+/// End-to-end encryption: keys, cross-signing, to-device messages, key backup.
+fn e2ee_routes(router: AppRouter) -> AppRouter {
+    use ruma::api::client::{backup as b, keys as k, to_device::send_event_to_device};
+    router
+        .ruma::<k::upload_keys::v3::Request, _, _>(keys::upload)
+        .ruma::<k::get_keys::v3::Request, _, _>(keys::query)
+        .ruma::<k::claim_keys::v3::Request, _, _>(keys::claim)
+        .ruma::<k::get_key_changes::v3::Request, _, _>(keys::changes)
+        .ruma::<k::upload_signing_keys::v3::Request, _, _>(keys::upload_signing)
+        .ruma::<k::upload_signatures::v3::Request, _, _>(keys::upload_signatures)
+        .ruma::<send_event_to_device::v3::Request, _, _>(to_device::send)
+        .ruma::<b::create_backup_version::v3::Request, _, _>(key_backup::create_version)
+        .ruma::<b::get_latest_backup_info::v3::Request, _, _>(key_backup::latest_version)
+        .ruma::<b::get_backup_info::v3::Request, _, _>(key_backup::get_version)
+        .ruma::<b::update_backup_version::v3::Request, _, _>(key_backup::update_version)
+        .ruma::<b::delete_backup_version::v3::Request, _, _>(key_backup::delete_version)
+        .ruma::<b::add_backup_keys::v3::Request, _, _>(key_backup::put_all)
+        .ruma::<b::add_backup_keys_for_room::v3::Request, _, _>(key_backup::put_room)
+        .ruma::<b::add_backup_keys_for_session::v3::Request, _, _>(key_backup::put_session)
+        .ruma::<b::get_backup_keys::v3::Request, _, _>(key_backup::get_all)
+        .ruma::<b::get_backup_keys_for_room::v3::Request, _, _>(key_backup::get_room)
+        .ruma::<b::get_backup_keys_for_session::v3::Request, _, _>(key_backup::get_session)
+        .ruma::<b::delete_backup_keys::v3::Request, _, _>(key_backup::delete_all)
+        .ruma::<b::delete_backup_keys_for_room::v3::Request, _, _>(key_backup::delete_room)
+        .ruma::<b::delete_backup_keys_for_session::v3::Request, _, _>(key_backup::delete_session)
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod keys;
 pub mod media;
+pub mod keys_user;
 pub mod query;
 pub mod rooms;
 
@@ -48,6 +49,8 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/federation/v1/user/devices/{user_id}", get(rooms::user_devices))
         .route("/_matrix/federation/v1/media/download/{media_id}", get(media::download))
         .route("/_matrix/federation/v1/media/thumbnail/{media_id}", get(media::thumbnail))
+        .route("/_matrix/federation/v1/user/keys/query", post(keys_user::query_keys))
+        .route("/_matrix/federation/v1/user/keys/claim", post(keys_user::claim_keys))
         .route("/_matrix/federation/v1/publicRooms", get(rooms::public_rooms_get).post(rooms::public_rooms_post))
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })

@@ -1,6 +1,6 @@
 //! EDUs received in a transaction: typing, receipts, presence. Each names users, who must belong
 //! to the origin (no server speaks for another's users) and, for room EDUs, be joined to the room.
-//! Device list and other EDUs are ignored for now.
+//! End-to-end EDUs (to-device, device lists, signing keys) are in `e2ee_edus`; others are ignored.
 
 use std::time::Duration;
 
@@ -15,6 +15,9 @@ use crate::{
 /// Applies one EDU from `origin`. An EDU that impersonates another server is refused.
 pub fn apply(s: &Services, origin: &ServerName, edu: &Value) -> Result<()> {
     let content = edu.get("content").cloned().unwrap_or(Value::Null);
+    if let Some(result) = super::e2ee_edus::apply(s, origin, edu.get("edu_type").and_then(Value::as_str).unwrap_or(""), &content) {
+        return result;
+    }
     match edu.get("edu_type").and_then(Value::as_str) {
         Some("m.typing") => typing(s, origin, &content),
         Some("m.receipt") => receipts(s, origin, &content),

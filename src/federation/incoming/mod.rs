@@ -1,5 +1,6 @@
 //! Receiving room events and EDUs from other servers.
 
+pub mod e2ee_edus;
 pub mod edus;
 pub mod missing;
 pub mod pdu_checks;

@@ -102,3 +102,11 @@ pub fn queue_edu(s: &Services, destinations: &[OwnedServerName], edu: Value) -> 
     }
     Ok(())
 }
+
+/// Queues an EDU for `destination` in the batch of `c` (wake the worker after the commit).
+pub fn put_edu(c: &mut Commit, destination: &ServerName, edu: &Value) -> Result<()> {
+    let bytes = serde_json::to_vec(&Item::Edu(edu.clone())).map_err(|e| Error::internal(e.to_string()))?;
+    let seq = c.short_id();
+    c.batch.put(QUEUE, key(destination, seq), bytes);
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! /sync: what changed for a user since a token, computed from the stream positions of every
 //! change (timeline, memberships, account data, receipts, presence) and the typing counter.
 
+pub mod e2ee;
 pub mod filter;
 mod notifications;
 mod rooms;
@@ -124,6 +125,7 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
         changed = true;
     }
 
+    changed |= e2ee::add(s, req, since.map(|t| t.pos), now.pos, &mut response)?;
     Ok((response, changed))
 }
 

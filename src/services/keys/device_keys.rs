@@ -1,0 +1,153 @@
+//! `POST /keys/upload`: device keys (checked: the caller's user and device, signed by the device's
+//! own ed25519 key), one-time keys and fallback keys, written in one batch.
+
+use std::collections::BTreeMap;
+
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, DeviceId, OneTimeKeyAlgorithm, UInt, UserId};
+use serde_json::Value;
+
+use super::{DEVICE_KEYS, FALLBACK_KEYS, ONE_TIME_KEYS, changes, device_prefix, one_time, signatures};
+use crate::{
+    error::{Error, Result},
+    services::Services,
+    storage::{db::encode_json, keys::Key},
+};
+
+/// What a client uploads, as JSON objects.
+#[derive(Default)]
+pub struct Upload {
+    pub device_keys: Option<CanonicalJsonObject>,
+    pub one_time_keys: BTreeMap<String, Value>,
+    pub fallback_keys: BTreeMap<String, Value>,
+}
+
+/// Checks uploaded device keys: they name the caller's user and device and carry a valid signature
+/// by the device's own ed25519 key.
+pub fn check_device_keys(keys: &CanonicalJsonObject, user: &UserId, device: &DeviceId) -> Result<()> {
+    let field = |name: &str| match keys.get(name) {
+        Some(CanonicalJsonValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    if field("user_id") != Some(user.as_str()) || field("device_id") != Some(device.as_str()) {
+        return Err(Error::invalid_param("device_keys must name the user and device of the access token"));
+    }
+    let key_id = format!("ed25519:{device}");
+    let public = signatures::public_key(keys, &key_id)
+        .ok_or_else(|| Error::invalid_param("device_keys has no ed25519 key for the device"))?;
+    if !signatures::verify(keys, user.as_str(), &key_id, public) {
+        return Err(Error::invalid_param("device_keys is not signed by the device's ed25519 key"));
+    }
+    Ok(())
+}
+
+/// The algorithm of a key id (`signed_curve25519:AAAAHQ` → `signed_curve25519`).
+pub fn algorithm_of(key_id: &str) -> Result<&str> {
+    match key_id.split_once(':') {
+        Some((alg, name)) if !alg.is_empty() && !name.is_empty() => Ok(alg),
+        _ => Err(Error::invalid_param(format!("invalid key id {key_id}"))),
+    }
+}
+
+/// Stores an upload in one batch; returns the device's one-time key counts. A changed device key
+/// marks the user's device list changed (and goes to the servers sharing a room).
+pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
+    let db = &s.globals.db;
+    if let Some(keys) = &upload.device_keys {
+        check_device_keys(keys, user, device)?;
+    }
+    for id in upload.one_time_keys.keys().chain(upload.fallback_keys.keys()) {
+        algorithm_of(id)?;
+    }
+    let prefix = device_prefix(user.as_str(), device.as_str());
+    let device_keys_changed = s.globals.commit(|c| {
+        let mut changed = false;
+        if let Some(mut keys) = upload.device_keys.clone() {
+            let old: Option<CanonicalJsonObject> = db.get_json(DEVICE_KEYS, &prefix)?;
+            // Signatures others added (cross-signing) stay.
+            if let Some(old) = &old {
+                let mut merged = old.clone();
+                signatures::merge_signatures(&mut merged, &keys);
+                let mut stripped_old = old.clone();
+                stripped_old.remove("signatures");
+                let mut stripped_new = keys.clone();
+                stripped_new.remove("signatures");
+                if stripped_old == stripped_new {
+                    keys = merged;
+                }
+            }
+            keys.remove("unsigned");
+            if old.as_ref() != Some(&keys) {
+                c.batch.put(DEVICE_KEYS, prefix.clone(), encode_json(&keys));
+                changes::mark_changed(db, c, user)?;
+                changed = true;
+            }
+        }
+        for (id, key) in &upload.one_time_keys {
+            let alg = algorithm_of(id)?;
+            let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).str(id).build();
+            match db.get(ONE_TIME_KEYS, &k)? {
+                Some(existing) if serde_json::from_slice::<Value>(&existing).ok().as_ref() != Some(key) => {
+                    return Err(Error::invalid_param(format!("one-time key {id} already exists with another value")));
+                }
+                Some(_) => {}
+                None => c.batch.put(ONE_TIME_KEYS, k, encode_json(key)),
+            }
+        }
+        for (id, key) in &upload.fallback_keys {
+            let alg = algorithm_of(id)?;
+            let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).build();
+            let record = one_time::FallbackKey { key_id: id.clone(), key: key.clone(), used: false };
+            let keep = db.get_json::<one_time::FallbackKey>(FALLBACK_KEYS, &k)?.is_some_and(|old| old.key_id == record.key_id && old.key == record.key);
+            if !keep {
+                c.batch.put(FALLBACK_KEYS, k, encode_json(&record));
+            }
+        }
+        Ok(changed)
+    })?
+    .0;
+    if device_keys_changed {
+        crate::federation::sender::e2ee::device_list_update(s, user, device, false)?;
+    }
+    one_time::counts(db, user, device)
+}
+
+/// The stored device keys of one device.
+pub fn get(s: &Services, user: &UserId, device: &str) -> Result<Option<CanonicalJsonObject>> {
+    Ok(s.globals.db.get_json(DEVICE_KEYS, &device_prefix(user.as_str(), device))?)
+}
+
+/// Records a device change that is not a key upload (new, renamed or removed device): the user's
+/// device list changed, and the servers sharing a room are told.
+pub fn device_changed(s: &Services, user: &UserId, device: &DeviceId, deleted: bool) -> Result<()> {
+    let db = s.globals.db.clone();
+    s.globals.commit(|c| changes::mark_changed(&db, c, user))?;
+    crate::federation::sender::e2ee::device_list_update(s, user, device, deleted)
+}
+
+/// The ids of a user's devices (taken before an operation that may remove some).
+pub fn device_ids(s: &Services, user: &UserId) -> Result<Vec<ruma::OwnedDeviceId>> {
+    Ok(s.users.devices(user)?.into_iter().map(|d| d.device_id).collect())
+}
+
+/// Records the removal of every device of `before` that no longer exists.
+pub fn removed_since(s: &Services, user: &UserId, before: &[ruma::OwnedDeviceId]) -> Result<()> {
+    for device in before {
+        if s.users.device(user, device.as_str())?.is_none() {
+            device_changed(s, user, device, true)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_id_algorithms() {
+        assert_eq!(algorithm_of("signed_curve25519:AAAAHQ").unwrap(), "signed_curve25519");
+        assert!(algorithm_of("nocolon").is_err());
+        assert!(algorithm_of(":x").is_err());
+        assert!(algorithm_of("alg:").is_err());
+    }
+}
