@@ -1,0 +1,518 @@
+//! End-to-end encryption support, through the client API of real servers: key upload, query,
+//! claim and changes; /sync counts and device lists; to-device messages delivered exactly once
+//! (across a restart); cross-signing; key backup; and the same between two servers over
+//! federation (query and claim of a remote user, to-device, a device list update after a new
+//! device). Test names follow sytest/Complement where they match.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{TestServer, enc};
+use reqwest::{Method, StatusCode};
+use ruma::{
+    CanonicalJsonObject, OwnedServerName,
+    signatures::{Ed25519KeyPair, sign_json},
+};
+use serde_json::{Value, json};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+/// An ed25519 key pair whose key id is `ed25519:{name}`.
+fn keypair(name: &str) -> Ed25519KeyPair {
+    Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), name.to_owned()).unwrap()
+}
+
+/// A key pair for a cross-signing key: its key id is its own public key.
+fn cross_keypair() -> Ed25519KeyPair {
+    let der = Ed25519KeyPair::generate();
+    let public = b64(&Ed25519KeyPair::from_der(&der, "x".into()).unwrap().public_key());
+    Ed25519KeyPair::from_der(&der, public).unwrap()
+}
+
+fn signed(signer: &str, kp: &Ed25519KeyPair, value: Value) -> Value {
+    let mut object: CanonicalJsonObject = serde_json::from_value(value).unwrap();
+    sign_json(signer, kp, &mut object).unwrap();
+    serde_json::to_value(object).unwrap()
+}
+
+/// Device keys of `device`, signed by its own key `kp`.
+fn device_keys(user: &str, device: &str, kp: &Ed25519KeyPair) -> Value {
+    signed(
+        user,
+        kp,
+        json!({
+            "user_id": user,
+            "device_id": device,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": { format!("curve25519:{device}"): b64(device.as_bytes()), format!("ed25519:{device}"): b64(&kp.public_key()) },
+        }),
+    )
+}
+
+fn one_time_keys(user: &str, kp: &Ed25519KeyPair, names: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for name in names {
+        out.insert(format!("signed_curve25519:{name}"), signed(user, kp, json!({ "key": b64(name.as_bytes()) })));
+    }
+    Value::Object(out)
+}
+
+fn fallback_key(user: &str, kp: &Ed25519KeyPair, name: &str) -> Value {
+    json!({ format!("signed_curve25519:{name}"): signed(user, kp, json!({ "key": b64(name.as_bytes()), "fallback": true })) })
+}
+
+async fn whoami(server: &TestServer, token: &str) -> String {
+    server.get("/_matrix/client/v3/account/whoami", token).await["device_id"].as_str().unwrap().to_owned()
+}
+
+async fn login(server: &TestServer, user: &str, device: &str) -> String {
+    let body = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user }, "password": "secret-password", "device_id": device, "initial_device_display_name": format!("{device} phone") });
+    server.post_anon("/_matrix/client/v3/login", body).await["access_token"].as_str().unwrap().to_owned()
+}
+
+trait Anon {
+    async fn post_anon(&self, path: &str, body: Value) -> Value;
+}
+
+impl Anon for TestServer {
+    async fn post_anon(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.call(Method::POST, path, None, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer
+    }
+}
+
+async fn sync(server: &TestServer, token: &str, since: Option<&str>) -> Value {
+    let path = match since {
+        Some(since) => format!("/_matrix/client/v3/sync?timeout=0&since={}", enc(since)),
+        None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+    };
+    server.get(&path, token).await
+}
+
+async fn query(server: &TestServer, token: &str, user: &str) -> Value {
+    server.post("/_matrix/client/v3/keys/query", token, json!({ "device_keys": { user: [] } })).await
+}
+
+/// Polls `check` until it gives a value (15 s at most).
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn can_upload_query_and_claim_device_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, alice_token) = server.register("alice").await;
+    let (_bob, bob_token) = server.register("bob").await;
+    let device = whoami(&server, &alice_token).await;
+    let kp = keypair(&device);
+
+    // Keys that claim another user or device, or are not self-signed, are refused (400) and change nothing.
+    let other = device_keys("@mallory:test.local", &device, &kp);
+    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/keys/upload", Some(&alice_token), Some(json!({ "device_keys": other }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let wrong_device = device_keys(&alice, "OTHERDEVICE", &keypair("OTHERDEVICE"));
+    let (status, _) = server.call(Method::POST, "/_matrix/client/v3/keys/upload", Some(&alice_token), Some(json!({ "device_keys": wrong_device }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut forged = device_keys(&alice, &device, &kp);
+    forged["algorithms"] = json!(["m.olm.v1.curve25519-aes-sha2"]);
+    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/keys/upload", Some(&alice_token), Some(json!({ "device_keys": forged }))).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+    assert_eq!(query(&server, &bob_token, &alice).await["device_keys"][&alice], json!({}));
+
+    // Upload: device keys, three one-time keys, a fallback key.
+    let upload = json!({
+        "device_keys": device_keys(&alice, &device, &kp),
+        "one_time_keys": one_time_keys(&alice, &kp, &["AAAA", "AAAB", "AAAC"]),
+        "fallback_keys": fallback_key(&alice, &kp, "FFFF"),
+    });
+    let answer = server.post("/_matrix/client/v3/keys/upload", &alice_token, upload.clone()).await;
+    assert_eq!(answer["one_time_key_counts"]["signed_curve25519"], 3, "{answer}");
+    // The same upload again changes nothing; a known key id with another key is refused.
+    assert_eq!(server.post("/_matrix/client/v3/keys/upload", &alice_token, upload).await["one_time_key_counts"]["signed_curve25519"], 3);
+    let clash = json!({ "one_time_keys": { "signed_curve25519:AAAA": signed(&alice, &kp, json!({ "key": "other" })) } });
+    let (status, _) = server.call(Method::POST, "/_matrix/client/v3/keys/upload", Some(&alice_token), Some(clash)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let first = sync(&server, &alice_token, None).await;
+    assert_eq!(first["device_one_time_keys_count"]["signed_curve25519"], 3, "{first}");
+    assert_eq!(first["device_unused_fallback_key_types"], json!(["signed_curve25519"]), "{first}");
+
+    // Query: the keys as uploaded, with the display name in `unsigned`.
+    let answer = query(&server, &bob_token, &alice).await;
+    let keys = &answer["device_keys"][&alice][&device];
+    assert_eq!(keys["keys"][format!("ed25519:{device}")], b64(&kp.public_key()), "{answer}");
+    assert!(keys["signatures"][&alice][format!("ed25519:{device}")].is_string(), "{answer}");
+
+    // Claim: one key per claim, each only once, then the fallback key (marked used, given again).
+    let claim = json!({ "one_time_keys": { &alice: { &device: "signed_curve25519" } } });
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let answer = server.post("/_matrix/client/v3/keys/claim", &bob_token, claim.clone()).await;
+        let keys = answer["one_time_keys"][&alice][&device].as_object().unwrap().clone();
+        assert_eq!(keys.len(), 1, "{answer}");
+        assert!(seen.insert(keys.keys().next().unwrap().clone()), "a key was handed out twice: {answer}");
+    }
+    assert_eq!(seen.len(), 3);
+    for _ in 0..2 {
+        let answer = server.post("/_matrix/client/v3/keys/claim", &bob_token, claim.clone()).await;
+        let key = &answer["one_time_keys"][&alice][&device]["signed_curve25519:FFFF"];
+        assert_eq!(key["fallback"], true, "{answer}");
+    }
+    let after = sync(&server, &alice_token, first["next_batch"].as_str()).await;
+    assert_eq!(after["device_one_time_keys_count"]["signed_curve25519"], 0, "{after}");
+    assert_eq!(after["device_unused_fallback_key_types"], json!([]), "{after}");
+    // A device without keys is left out of the claim answer.
+    let none = server.post("/_matrix/client/v3/keys/claim", &bob_token, json!({ "one_time_keys": { &alice: { "NODEVICE": "signed_curve25519" } } })).await;
+    assert_eq!(none["one_time_keys"], json!({}), "{none}");
+
+    // A deleted device takes its keys with it.
+    let second = login(&server, &alice, "SECOND").await;
+    let kp2 = keypair("SECOND");
+    server.post("/_matrix/client/v3/keys/upload", &second, json!({ "device_keys": device_keys(&alice, "SECOND", &kp2) })).await;
+    assert!(query(&server, &bob_token, &alice).await["device_keys"][&alice]["SECOND"].is_object());
+    server.post("/_matrix/client/v3/logout", &second, json!({})).await;
+    assert!(query(&server, &bob_token, &alice).await["device_keys"][&alice].get("SECOND").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn device_list_changes_in_sync_and_keys_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, alice_token) = server.register("alice").await;
+    let (bob, bob_token) = server.register("bob").await;
+    let (carol, carol_token) = server.register("carol").await;
+    let room = server.create_room(&alice_token, json!({ "preset": "public_chat" })).await;
+    let start = sync(&server, &bob_token, None).await["next_batch"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob_token, json!({})).await;
+
+    // Bob newly shares a room with alice: she is in `changed`.
+    let joined = sync(&server, &bob_token, Some(&start)).await;
+    assert!(joined["device_lists"]["changed"].as_array().unwrap().contains(&json!(alice)), "{joined}");
+    let token = joined["next_batch"].as_str().unwrap().to_owned();
+
+    // Alice adds a device with keys: bob sees her in `changed`, carol (no shared room) does not.
+    let carol_start = sync(&server, &carol_token, None).await["next_batch"].as_str().unwrap().to_owned();
+    let phone = login(&server, &alice, "PHONE").await;
+    server.post("/_matrix/client/v3/keys/upload", &phone, json!({ "device_keys": device_keys(&alice, "PHONE", &keypair("PHONE")) })).await;
+    let changed = sync(&server, &bob_token, Some(&token)).await;
+    assert_eq!(changed["device_lists"]["changed"], json!([alice]), "{changed}");
+    let carol_sync = sync(&server, &carol_token, Some(&carol_start)).await;
+    assert!(carol_sync.get("device_lists").is_none_or(|d| d["changed"].as_array().is_none_or(|c| !c.contains(&json!(alice)))), "{carol_sync}");
+    let next = changed["next_batch"].as_str().unwrap().to_owned();
+    let answer = server.get(&format!("/_matrix/client/v3/keys/changes?from={}&to={}", enc(&token), enc(&next)), &bob_token).await;
+    assert_eq!(answer["changed"], json!([alice]), "{answer}");
+    assert_eq!(answer["left"], json!([]), "{answer}");
+
+    // Bob leaves: alice is in `left`.
+    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &bob_token, json!({})).await;
+    let left = sync(&server, &bob_token, Some(&next)).await;
+    assert_eq!(left["device_lists"]["left"], json!([alice]), "{left}");
+    let _ = bob;
+    let _ = carol;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn can_recv_device_messages_until_they_are_acknowledged_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_alice, alice_token) = server.register("alice").await;
+    let (bob, bob_token) = server.register("bob").await;
+    let bob_device = whoami(&server, &bob_token).await;
+    let bob_phone = login(&server, &bob, "PHONE").await;
+    let initial = sync(&server, &bob_token, None).await;
+    let t0 = initial["next_batch"].as_str().unwrap().to_owned();
+
+    // The same transaction twice delivers once; `*` reaches every device.
+    let path = "/_matrix/client/v3/sendToDevice/m.test/txn1";
+    let body = json!({ "messages": { &bob: { &bob_device: { "n": 1 } } } });
+    server.put(path, &alice_token, body.clone()).await;
+    server.put(path, &alice_token, body).await;
+    server.put("/_matrix/client/v3/sendToDevice/m.test/txn2", &alice_token, json!({ "messages": { &bob: { "*": { "n": 2 } } } })).await;
+
+    let s1 = sync(&server, &bob_token, Some(&t0)).await;
+    let events = s1["to_device"]["events"].as_array().unwrap().clone();
+    assert_eq!(events.iter().map(|e| e["content"]["n"].clone()).collect::<Vec<_>>(), vec![json!(1), json!(2)], "{s1}");
+    assert_eq!(events[0]["type"], "m.test");
+    assert_eq!(events[0]["sender"], "@alice:test.local");
+    // Not acknowledged yet: the same `since` gives them again.
+    assert_eq!(sync(&server, &bob_token, Some(&t0)).await["to_device"]["events"].as_array().unwrap().len(), 2);
+    let phone = sync(&server, &bob_phone, Some(&t0)).await;
+    assert_eq!(phone["to_device"]["events"].as_array().unwrap().len(), 1, "{phone}");
+
+    // A restart keeps unacknowledged messages.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(sync(&server, &bob_token, Some(&t0)).await["to_device"]["events"].as_array().unwrap().len(), 2);
+    // A sync past them acknowledges (deletes) them: never again, even with the old token.
+    let t1 = s1["next_batch"].as_str().unwrap();
+    let s2 = sync(&server, &bob_token, Some(t1)).await;
+    assert!(s2.get("to_device").is_none_or(|t| t["events"].as_array().is_none_or(Vec::is_empty)), "{s2}");
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let again = sync(&server, &bob_token, Some(&t0)).await;
+    assert!(again.get("to_device").is_none_or(|t| t["events"].as_array().is_none_or(Vec::is_empty)), "{again}");
+    // The phone's message is still there.
+    assert_eq!(sync(&server, &bob_phone, Some(&t0)).await["to_device"]["events"].as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cross_signing_keys_and_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, alice_token) = server.register("alice").await;
+    let (bob, bob_token) = server.register("bob").await;
+    let device = whoami(&server, &alice_token).await;
+    let kp = keypair(&device);
+    server.post("/_matrix/client/v3/keys/upload", &alice_token, json!({ "device_keys": device_keys(&alice, &device, &kp) })).await;
+
+    let (master, ssk, usk) = (cross_keypair(), cross_keypair(), cross_keypair());
+    let cross_key = |kp: &Ed25519KeyPair, usage: &str| {
+        let public = b64(&kp.public_key());
+        json!({ "user_id": alice, "usage": [usage], "keys": { format!("ed25519:{public}"): public } })
+    };
+    let master_key = cross_key(&master, "master");
+    let ssk_key = signed(&alice, &master, cross_key(&ssk, "self_signing"));
+    let usk_key = signed(&alice, &master, cross_key(&usk, "user_signing"));
+
+    // A self-signing key not signed by the master key is refused.
+    let bad = json!({ "master_key": master_key, "self_signing_key": cross_key(&ssk, "self_signing") });
+    let (status, _) = server.call(Method::POST, "/_matrix/client/v3/keys/device_signing/upload", Some(&alice_token), Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The first upload needs no authentication.
+    let upload = json!({ "master_key": master_key, "self_signing_key": ssk_key, "user_signing_key": usk_key });
+    server.post("/_matrix/client/v3/keys/device_signing/upload", &alice_token, upload).await;
+
+    let to_bob = query(&server, &bob_token, &alice).await;
+    assert_eq!(to_bob["master_keys"][&alice]["usage"], json!(["master"]), "{to_bob}");
+    assert_eq!(to_bob["self_signing_keys"][&alice]["usage"], json!(["self_signing"]), "{to_bob}");
+    assert!(to_bob["user_signing_keys"].get(&alice).is_none(), "{to_bob}");
+    let to_alice = query(&server, &alice_token, &alice).await;
+    assert_eq!(to_alice["user_signing_keys"][&alice]["usage"], json!(["user_signing"]), "{to_alice}");
+
+    // Replacing them needs the password.
+    let other = cross_keypair();
+    let replace = json!({ "master_key": cross_key(&other, "master") });
+    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/keys/device_signing/upload", Some(&alice_token), Some(replace.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["flows"].is_array(), "{body}");
+
+    // The self-signing key signs the device; a bad signature is a failure.
+    let ssk_id = format!("ed25519:{}", b64(&ssk.public_key()));
+    let mut device_copy: CanonicalJsonObject = serde_json::from_value(device_keys(&alice, &device, &kp)).unwrap();
+    device_copy.remove("signatures");
+    sign_json(&alice, &ssk, &mut device_copy).unwrap();
+    let signed_device = serde_json::to_value(&device_copy).unwrap();
+    let answer = server.post("/_matrix/client/v3/keys/signatures/upload", &alice_token, json!({ &alice: { &device: signed_device } })).await;
+    assert!(answer["failures"].as_object().is_none_or(|f| f.is_empty()), "{answer}");
+    let after = query(&server, &bob_token, &alice).await;
+    assert!(after["device_keys"][&alice][&device]["signatures"][&alice][&ssk_id].is_string(), "{after}");
+    let mut forged = device_copy.clone();
+    forged.insert("signatures".into(), serde_json::from_value(json!({ &alice: { &ssk_id: b64(&[7u8; 64]) } })).unwrap());
+    let answer = server.post("/_matrix/client/v3/keys/signatures/upload", &alice_token, json!({ &alice: { &device: forged } })).await;
+    assert_eq!(answer["failures"][&alice][&device]["errcode"], "M_INVALID_SIGNATURE", "{answer}");
+
+    // With the password, the master key is replaced.
+    let session = body["session"].as_str().unwrap();
+    let mut replace = replace;
+    replace["auth"] = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": alice }, "password": "secret-password", "session": session });
+    server.post("/_matrix/client/v3/keys/device_signing/upload", &alice_token, replace).await;
+    let after = query(&server, &bob_token, &alice).await;
+    assert_eq!(after["master_keys"][&alice]["keys"][format!("ed25519:{}", b64(&other.public_key()))], b64(&other.public_key()), "{after}");
+    let _ = bob;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn key_backup_versions_and_replacement_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_alice, token) = server.register("alice").await;
+    let (status, body) = server.call(Method::GET, "/_matrix/client/v3/room_keys/version", Some(&token), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
+
+    let algorithm = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "abcdefg", "signatures": {} } });
+    let v1 = server.post("/_matrix/client/v3/room_keys/version", &token, algorithm.clone()).await["version"].as_str().unwrap().to_owned();
+    let info = server.get("/_matrix/client/v3/room_keys/version", &token).await;
+    assert_eq!((info["version"].as_str(), info["count"].as_u64()), (Some(v1.as_str()), Some(0)), "{info}");
+
+    let key = |index: u64, forwarded: u64, verified: bool, tag: &str| {
+        json!({ "first_message_index": index, "forwarded_count": forwarded, "is_verified": verified, "session_data": { "ephemeral": tag, "ciphertext": tag, "mac": tag } })
+    };
+    let session_path = |v: &str| format!("/_matrix/client/v3/room_keys/keys/{}/sess1?version={v}", enc("!room:test.local"));
+    let put = server.put(&session_path(&v1), &token, key(5, 1, false, "first")).await;
+    assert_eq!(put["count"], 1, "{put}");
+    let etag1 = put["etag"].as_str().unwrap().to_owned();
+    // A worse key (higher index) is ignored; the etag stays.
+    let put = server.put(&session_path(&v1), &token, key(6, 0, false, "worse")).await;
+    assert_eq!(put["etag"], etag1.as_str());
+    assert_eq!(server.get(&session_path(&v1), &token).await["session_data"]["ciphertext"], "first");
+    // A lower index wins; then a verified key wins whatever its index.
+    let put = server.put(&session_path(&v1), &token, key(2, 3, false, "better")).await;
+    assert_ne!(put["etag"], etag1.as_str());
+    assert_eq!(server.get(&session_path(&v1), &token).await["session_data"]["ciphertext"], "better");
+    server.put(&session_path(&v1), &token, key(9, 9, true, "verified")).await;
+    assert_eq!(server.get(&session_path(&v1), &token).await["session_data"]["ciphertext"], "verified");
+    server.put(&session_path(&v1), &token, key(0, 0, false, "unverified")).await;
+    assert_eq!(server.get(&session_path(&v1), &token).await["session_data"]["ciphertext"], "verified");
+    // Same verification and index: the lower forwarded count wins.
+    server.put(&session_path(&v1), &token, key(9, 1, true, "fewer-forwards")).await;
+    assert_eq!(server.get(&session_path(&v1), &token).await["session_data"]["ciphertext"], "fewer-forwards");
+
+    // All keys, by room.
+    let all = server.get(&format!("/_matrix/client/v3/room_keys/keys?version={v1}"), &token).await;
+    assert!(all["rooms"]["!room:test.local"]["sessions"]["sess1"].is_object(), "{all}");
+
+    // A newer version: keys for the old one are refused with the current version.
+    let v2 = server.post("/_matrix/client/v3/room_keys/version", &token, algorithm.clone()).await["version"].as_str().unwrap().to_owned();
+    let (status, body) = server.call(Method::PUT, &session_path(&v1), Some(&token), Some(key(0, 0, true, "old"))).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_WRONG_ROOM_KEYS_VERSION")), "{body}");
+    assert_eq!(body["current_version"], v2.as_str());
+    let (status, _) = server.call(Method::GET, &session_path(&v2), Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Update: the auth data changes; the algorithm cannot.
+    let mut update = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "new", "signatures": {} }, "version": v2 });
+    server.put(&format!("/_matrix/client/v3/room_keys/version/{v2}"), &token, update.clone()).await;
+    assert_eq!(server.get(&format!("/_matrix/client/v3/room_keys/version/{v2}"), &token).await["auth_data"]["public_key"], "new");
+    update["algorithm"] = json!("m.other");
+    let (status, _) = server.call(Method::PUT, &format!("/_matrix/client/v3/room_keys/version/{v2}"), Some(&token), Some(update)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Deleting keys, then the version.
+    let deleted = server.call(Method::DELETE, &format!("/_matrix/client/v3/room_keys/keys?version={v1}"), Some(&token), None).await.1;
+    assert_eq!(deleted["count"], 0, "{deleted}");
+    server.call(Method::DELETE, &format!("/_matrix/client/v3/room_keys/version/{v2}"), Some(&token), None).await;
+    assert_eq!(server.get("/_matrix/client/v3/room_keys/version", &token).await["version"], v1.as_str());
+    let (status, _) = server.call(Method::GET, &format!("/_matrix/client/v3/room_keys/version/{v2}"), Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+// ---- Over federation -------------------------------------------------------------------------
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_named(data: &std::path::Path) -> (TestServer, OwnedServerName) {
+    let port = free_port();
+    let mut config = common::config(data);
+    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
+    config.server_name = name.clone();
+    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.federation.verify_certificates = false;
+    (TestServer::start_with(config).await, name)
+}
+
+async fn membership(server: &TestServer, token: &str, room: &str, user: &str) -> Option<String> {
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), enc(user));
+    let (status, body) = server.call(Method::GET, &path, Some(token), None).await;
+    (status == StatusCode::OK).then(|| body["membership"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn keys_to_device_and_device_lists_over_federation() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start_named(dir_a.path()).await;
+    let (b, _) = start_named(dir_b.path()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let alice_device = whoami(&a, &alice_token).await;
+    let bob_device = whoami(&b, &bob_token).await;
+    let alice_kp = keypair(&alice_device);
+    a.post(
+        "/_matrix/client/v3/keys/upload",
+        &alice_token,
+        json!({ "device_keys": device_keys(&alice, &alice_device, &alice_kp), "one_time_keys": one_time_keys(&alice, &alice_kp, &["K1", "K2"]) }),
+    )
+    .await;
+
+    // Before sharing a room: a remote query goes to A directly.
+    let answer = query(&b, &bob_token, &alice).await;
+    assert_eq!(answer["device_keys"][&alice][&alice_device]["keys"][format!("ed25519:{alice_device}")], b64(&alice_kp.public_key()), "{answer}");
+
+    // An encrypted room shared by both.
+    let room = a.create_room(&alice_token, json!({ "preset": "public_chat", "initial_state": [{ "type": "m.room.encryption", "state_key": "", "content": { "algorithm": "m.megolm.v1.aes-sha2" } }] })).await;
+    b.post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a_name.as_str())), &bob_token, json!({})).await;
+    eventually("bob joined on A", || async { (membership(&a, &alice_token, &room, &bob).await.as_deref() == Some("join")).then_some(()) }).await;
+
+    // Query (now through the cached device list) and claim of a remote user.
+    let answer = query(&b, &bob_token, &alice).await;
+    assert!(answer["device_keys"][&alice][&alice_device].is_object(), "{answer}");
+    let claim = b.post("/_matrix/client/v3/keys/claim", &bob_token, json!({ "one_time_keys": { &alice: { &alice_device: "signed_curve25519" } } })).await;
+    let claimed = claim["one_time_keys"][&alice][&alice_device].as_object().unwrap();
+    assert_eq!(claimed.len(), 1, "{claim}");
+    assert!(claimed.keys().next().unwrap().starts_with("signed_curve25519:K"), "{claim}");
+    let counts = sync(&a, &alice_token, None).await;
+    assert_eq!(counts["device_one_time_keys_count"]["signed_curve25519"], 1, "{counts}");
+
+    // To-device from B to A (m.direct_to_device), delivered once.
+    let alice_start = counts["next_batch"].as_str().unwrap().to_owned();
+    b.put("/_matrix/client/v3/sendToDevice/m.room_key_request/t1", &bob_token, json!({ "messages": { &alice: { &alice_device: { "hello": "alice" } } } })).await;
+    let got = eventually("the to-device message on A", || async {
+        let s = sync(&a, &alice_token, Some(&alice_start)).await;
+        let events = s["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        (!events.is_empty()).then_some((events, s["next_batch"].as_str().unwrap().to_owned()))
+    })
+    .await;
+    assert_eq!(got.0.len(), 1);
+    assert_eq!(got.0[0]["sender"], bob.as_str());
+    assert_eq!(got.0[0]["content"]["hello"], "alice");
+    let later = sync(&a, &alice_token, Some(&got.1)).await;
+    assert!(later.get("to_device").is_none_or(|t| t["events"].as_array().is_none_or(Vec::is_empty)), "{later}");
+
+    // And from A to B, to all of bob's devices.
+    let bob_start = sync(&b, &bob_token, None).await["next_batch"].as_str().unwrap().to_owned();
+    a.put("/_matrix/client/v3/sendToDevice/m.test/t2", &alice_token, json!({ "messages": { &bob: { "*": { "hi": "bob" } } } })).await;
+    eventually("the to-device message on B", || async {
+        let s = sync(&b, &bob_token, Some(&bob_start)).await;
+        s["to_device"]["events"].as_array().is_some_and(|e| e.iter().any(|e| e["content"]["hi"] == "bob")).then_some(())
+    })
+    .await;
+    let _ = bob_device;
+
+    // Alice adds a device: B hears of it (m.device_list_update), bob sees her in `changed` and a
+    // query shows the new device.
+    let bob_token_pos = sync(&b, &bob_token, None).await["next_batch"].as_str().unwrap().to_owned();
+    let laptop = login(&a, &alice, "LAPTOP").await;
+    a.post("/_matrix/client/v3/keys/upload", &laptop, json!({ "device_keys": device_keys(&alice, "LAPTOP", &keypair("LAPTOP")) })).await;
+    eventually("alice in bob's device_lists.changed", || async {
+        let s = sync(&b, &bob_token, Some(&bob_token_pos)).await;
+        s["device_lists"]["changed"].as_array().is_some_and(|c| c.contains(&json!(alice))).then_some(())
+    })
+    .await;
+    let answer = eventually("alice's new device in bob's query", || async {
+        let answer = query(&b, &bob_token, &alice).await;
+        answer["device_keys"][&alice]["LAPTOP"].is_object().then_some(answer)
+    })
+    .await;
+    assert!(answer["device_keys"][&alice][&alice_device].is_object(), "{answer}");
+
+    // An unreachable server is named in `failures`.
+    let answer = b
+        .post("/_matrix/client/v3/keys/query", &bob_token, json!({ "device_keys": { format!("@x:127.0.0.1:{}", free_port()): [] }, "timeout": 2000 }))
+        .await;
+    assert_eq!(answer["failures"].as_object().map(|f| f.len()), Some(1), "{answer}");
+    a.stop().await;
+    b.stop().await;
+}
