@@ -2,7 +2,9 @@
 //! claim and changes; /sync counts and device lists; to-device messages delivered exactly once
 //! (across a restart); cross-signing; key backup; and the same between two servers over
 //! federation (query and claim of a remote user, to-device, a device list update after a new
-//! device). Test names follow sytest/Complement where they match.
+//! device). Test names follow Complement where they match: TestUploadKey and TestKeyClaimOrdering,
+//! TestDeviceListUpdates, TestToDeviceMessages, TestMSC3967, TestE2EKeyBackupReplaceRoomKeyRules,
+//! TestToDeviceMessagesOverFederation and TestDeviceListsUpdateOverFederation.
 
 mod common;
 
@@ -115,7 +117,7 @@ where
 }
 
 #[tokio::test]
-async fn can_upload_query_and_claim_device_keys() {
+async fn upload_key_query_and_claim_in_upload_order() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let (alice, alice_token) = server.register("alice").await;
@@ -150,8 +152,12 @@ async fn can_upload_query_and_claim_device_keys() {
     let (status, _) = server.call(Method::POST, "/_matrix/client/v3/keys/upload", Some(&alice_token), Some(clash)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // A later upload is claimed after the earlier ones, whatever its key id (MSC4225).
+    let later = json!({ "one_time_keys": one_time_keys(&alice, &kp, &["0000"]) });
+    assert_eq!(server.post("/_matrix/client/v3/keys/upload", &alice_token, later).await["one_time_key_counts"]["signed_curve25519"], 4);
+
     let first = sync(&server, &alice_token, None).await;
-    assert_eq!(first["device_one_time_keys_count"]["signed_curve25519"], 3, "{first}");
+    assert_eq!(first["device_one_time_keys_count"]["signed_curve25519"], 4, "{first}");
     assert_eq!(first["device_unused_fallback_key_types"], json!(["signed_curve25519"]), "{first}");
 
     // Query: the keys as uploaded, with the display name in `unsigned`.
@@ -160,16 +166,18 @@ async fn can_upload_query_and_claim_device_keys() {
     assert_eq!(keys["keys"][format!("ed25519:{device}")], b64(&kp.public_key()), "{answer}");
     assert!(keys["signatures"][&alice][format!("ed25519:{device}")].is_string(), "{answer}");
 
-    // Claim: one key per claim, each only once, then the fallback key (marked used, given again).
+    // Claim: one key per claim, each only once and in upload order, then the fallback key (marked
+    // used, given again).
     let claim = json!({ "one_time_keys": { &alice: { &device: "signed_curve25519" } } });
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..3 {
+    let mut seen = Vec::new();
+    for _ in 0..4 {
         let answer = server.post("/_matrix/client/v3/keys/claim", &bob_token, claim.clone()).await;
         let keys = answer["one_time_keys"][&alice][&device].as_object().unwrap().clone();
         assert_eq!(keys.len(), 1, "{answer}");
-        assert!(seen.insert(keys.keys().next().unwrap().clone()), "a key was handed out twice: {answer}");
+        seen.push(keys.keys().next().unwrap().clone());
     }
-    assert_eq!(seen.len(), 3);
+    let expected: Vec<String> = ["AAAA", "AAAB", "AAAC", "0000"].iter().map(|n| format!("signed_curve25519:{n}")).collect();
+    assert_eq!(seen, expected);
     for _ in 0..2 {
         let answer = server.post("/_matrix/client/v3/keys/claim", &bob_token, claim.clone()).await;
         let key = &answer["one_time_keys"][&alice][&device]["signed_curve25519:FFFF"];
@@ -193,7 +201,7 @@ async fn can_upload_query_and_claim_device_keys() {
 }
 
 #[tokio::test]
-async fn device_list_changes_in_sync_and_keys_changes() {
+async fn device_list_updates_in_sync_and_keys_changes() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let (alice, alice_token) = server.register("alice").await;
@@ -231,7 +239,7 @@ async fn device_list_changes_in_sync_and_keys_changes() {
 }
 
 #[tokio::test]
-async fn can_recv_device_messages_until_they_are_acknowledged_across_a_restart() {
+async fn to_device_messages_until_acknowledged_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let (_alice, alice_token) = server.register("alice").await;
@@ -276,7 +284,7 @@ async fn can_recv_device_messages_until_they_are_acknowledged_across_a_restart()
 }
 
 #[tokio::test]
-async fn cross_signing_keys_and_signatures() {
+async fn msc3967_cross_signing_keys_and_signatures() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let (alice, alice_token) = server.register("alice").await;
@@ -343,7 +351,7 @@ async fn cross_signing_keys_and_signatures() {
 }
 
 #[tokio::test]
-async fn key_backup_versions_and_replacement_rules() {
+async fn e2e_key_backup_replace_room_key_rules() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let (_alice, token) = server.register("alice").await;
@@ -431,7 +439,7 @@ async fn membership(server: &TestServer, token: &str, room: &str, user: &str) ->
 }
 
 #[tokio::test]
-async fn keys_to_device_and_device_lists_over_federation() {
+async fn keys_to_device_messages_and_device_lists_update_over_federation() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, a_name) = start_named(dir_a.path()).await;
     let (b, _) = start_named(dir_b.path()).await;

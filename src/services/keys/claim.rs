@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
 
-use super::{FALLBACK_KEYS, ONE_TIME_KEYS, one_time::FallbackKey};
+use super::{FALLBACK_KEYS, ONE_TIME_KEYS, one_time::{FallbackKey, OneTimeKey}};
 use crate::{
     error::Result,
     services::Services,
     storage::{
-        db::encode_json,
-        keys::{Key, KeyReader},
+        db::{decode_json, encode_json},
+        keys::Key,
     },
 };
 
@@ -27,7 +27,7 @@ pub enum Choice {
     Nothing,
 }
 
-/// The claim rule: the first one-time key (in key order) if any, else the fallback key (used or
+/// The claim rule: the first one-time key (in upload order) if any, else the fallback key (used or
 /// not), else nothing.
 pub fn choose(first_one_time: Option<(String, Value)>, fallback: Option<FallbackKey>) -> Choice {
     match (first_one_time, fallback) {
@@ -49,8 +49,8 @@ pub fn claim_local(s: &Services, wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDe
                 let prefix = Key::new().str(user.as_str()).str(device.as_str()).str(algorithm).build();
                 let first = match db.scan_prefix(ONE_TIME_KEYS, &prefix).next().transpose()? {
                     Some((k, v)) => {
-                        let id = KeyReader::new(&k[prefix.len()..]).str().unwrap_or_default().to_owned();
-                        Some((id, serde_json::from_slice(&v).unwrap_or(Value::Null), k))
+                        let stored: OneTimeKey = decode_json(ONE_TIME_KEYS, &v)?;
+                        Some((stored.id, stored.key, k))
                     }
                     None => None,
                 };

@@ -82,15 +82,19 @@ pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) ->
                 changed = true;
             }
         }
+        // Keys are handed out in upload order (MSC4225): stored under a sequence number.
+        let known = one_time::known_ids(db, user, device)?;
         for (id, key) in &upload.one_time_keys {
             let alg = algorithm_of(id)?;
-            let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).str(id).build();
-            match db.get(ONE_TIME_KEYS, &k)? {
-                Some(existing) if serde_json::from_slice::<Value>(&existing).ok().as_ref() != Some(key) => {
+            match known.get(id) {
+                Some(existing) if existing != key => {
                     return Err(Error::invalid_param(format!("one-time key {id} already exists with another value")));
                 }
                 Some(_) => {}
-                None => c.batch.put(ONE_TIME_KEYS, k, encode_json(key)),
+                None => {
+                    let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).u64(c.short_id()).build();
+                    c.batch.put(ONE_TIME_KEYS, k, encode_json(&one_time::OneTimeKey { id: id.clone(), key: key.clone() }));
+                }
             }
         }
         for (id, key) in &upload.fallback_keys {

@@ -16,7 +16,7 @@ use crate::storage::{Batch, Db, Map, keys::Key};
 
 /// user, device → the device keys as uploaded (signatures added later are merged in).
 pub const DEVICE_KEYS: Map = Map("device_keys");
-/// user, device, algorithm, key id → one-time key JSON.
+/// user, device, algorithm, upload sequence u64 → `{id, key}` (claimed in upload order).
 pub const ONE_TIME_KEYS: Map = Map("one_time_keys");
 /// user, device, algorithm → `{key_id, key, used}`.
 pub const FALLBACK_KEYS: Map = Map("fallback_keys");

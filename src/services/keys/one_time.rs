@@ -21,6 +21,25 @@ pub struct FallbackKey {
     pub used: bool,
 }
 
+/// A stored one-time key: its id and the key object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OneTimeKey {
+    pub id: String,
+    pub key: Value,
+}
+
+/// The one-time keys a device still has, by key id.
+pub fn known_ids(db: &Db, user: &UserId, device: &DeviceId) -> Result<std::collections::HashMap<String, Value>> {
+    let prefix = device_prefix(user.as_str(), device.as_str());
+    let mut out = std::collections::HashMap::new();
+    for entry in db.scan_prefix(ONE_TIME_KEYS, &prefix) {
+        let (_, v) = entry?;
+        let key: OneTimeKey = decode_json(ONE_TIME_KEYS, &v)?;
+        out.insert(key.id, key.key);
+    }
+    Ok(out)
+}
+
 /// How many one-time keys the device has left, per algorithm.
 pub fn counts(db: &Db, user: &UserId, device: &DeviceId) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
     let prefix = device_prefix(user.as_str(), device.as_str());
