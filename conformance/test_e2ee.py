@@ -19,7 +19,8 @@ async def _encrypted_room(alice, bob) -> str:
 
 
 async def test_encrypted_messages_between_two_devices_and_a_third_added_later(server, make_user):
-    """sytest: Can upload device keys
+    """Complement: TestUploadKey
+    sytest: Can upload device keys
     sytest: Can query remote device keys using POST after notification
     sytest: Can claim one time key using POST
     sytest: Can send a to-device message to a single device
@@ -56,8 +57,9 @@ async def test_encrypted_messages_between_two_devices_and_a_third_added_later(se
                 await c.close()
 
 
-async def test_to_device_messages_are_delivered_once(server, make_user):
-    """sytest: Can send a message directly to a device using PUT /sendToDevice
+async def test_TestToDeviceMessages(server, make_user):
+    """Complement: TestToDeviceMessages
+    sytest: Can send a message directly to a device using PUT /sendToDevice
     sytest: Can recv device messages until they are acknowledged
     sytest: Device messages with the same txn_id are deduplicated
     A to-device message stays in /sync until a later /sync acknowledges it; the same txn id sends once."""

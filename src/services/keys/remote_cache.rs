@@ -66,6 +66,13 @@ pub fn apply_update(list: &mut RemoteDeviceList, update: &DeviceListUpdate) {
     list.stream_id = update.stream_id;
 }
 
+/// A user joined a room: a cached list of theirs may have missed updates sent while we shared no
+/// room (their server sends updates only to servers sharing one), so it is dropped and fetched
+/// again when asked for.
+pub fn forget_on_join(c: &mut crate::services::globals::Commit, user: &UserId) {
+    c.batch.delete(REMOTE_DEVICE_LISTS, user.as_bytes());
+}
+
 pub fn get(s: &Services, user: &UserId) -> Result<Option<RemoteDeviceList>> {
     Ok(s.globals.db.get_json(REMOTE_DEVICE_LISTS, user.as_bytes())?)
 }

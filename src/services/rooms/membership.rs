@@ -98,6 +98,9 @@ impl MembershipIndex {
             Key::new().u64(short_room).str(user.as_str()).build(),
             vec![membership.byte()],
         );
+        if membership == Membership::Join {
+            crate::services::keys::remote_cache::forget_on_join(commit, user);
+        }
     }
 
     /// Hides a left room from the user's /sync.
