@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use ruma::{DeviceId, OwnedUserId, api::client::sync::sync_events::v3 as sync};
 
 use super::{SyncRequest, shares_room};
+use crate::storage::Direction;
 use crate::{
     error::Result,
     services::{Services, keys, rooms::membership::Membership, timeline::pdu::raw, to_device},
@@ -49,6 +50,12 @@ pub fn device_lists(s: &Services, me: &OwnedUserId, since: u64, now: u64) -> Res
     let mut left = BTreeSet::new();
     for room in s.membership.rooms_of(me)? {
         let Some(short) = s.short.room(&room.room_id)? else { continue };
+        // Membership changes are timeline events: a room without events since the token has none.
+        let quiet = room.pos <= since
+            && s.timeline.scan(short, since, Direction::Forward, 1)?.first().is_none_or(|(pos, _)| *pos > now);
+        if quiet {
+            continue;
+        }
         if room.membership == Membership::Join {
             let i_joined_since = room.pos > since && room.pos <= now;
             for member in s.membership.members(short, Membership::Join)? {
