@@ -4,7 +4,8 @@
 //! federation (query and claim of a remote user, to-device, a device list update after a new
 //! device). Test names follow Complement where they match: TestUploadKey and TestKeyClaimOrdering,
 //! TestDeviceListUpdates, TestToDeviceMessages, TestMSC3967, TestE2EKeyBackupReplaceRoomKeyRules,
-//! TestToDeviceMessagesOverFederation and TestDeviceListsUpdateOverFederation.
+//! TestToDeviceMessagesOverFederation and TestDeviceListsUpdateOverFederation; dehydrated devices
+//! (MSC3814).
 
 mod common;
 
@@ -523,4 +524,70 @@ async fn keys_to_device_messages_and_device_lists_update_over_federation() {
     assert_eq!(answer["failures"].as_object().map(|f| f.len()), Some(1), "{answer}");
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn msc3814_dehydrated_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, alice_token) = server.register("alice").await;
+    let (_bob, bob_token) = server.register("bob").await;
+    let base = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+    let (status, body) = server.call(Method::GET, base, Some(&alice_token), None).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
+
+    let put = |device: &str, kp: &Ed25519KeyPair| {
+        let mut keys = device_keys(&alice, device, kp);
+        keys["dehydrated"] = json!(true);
+        let mut object: CanonicalJsonObject = serde_json::from_value(keys).unwrap();
+        object.remove("signatures");
+        sign_json(&alice, kp, &mut object).unwrap();
+        json!({
+            "device_id": device,
+            "initial_device_display_name": "dehydrated",
+            "device_data": { "algorithm": "org.matrix.msc3814.v1.olm", "device_pickle": format!("pickle of {device}") },
+            "device_keys": object,
+            "one_time_keys": one_time_keys(&alice, kp, &["D1"]),
+        })
+    };
+    // Keys not signed by the named device are refused.
+    let (status, _) = server.call(Method::PUT, base, Some(&alice_token), Some(put("DEHYD1", &keypair("OTHER")))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let kp1 = keypair("DEHYD1");
+    assert_eq!(server.put(base, &alice_token, put("DEHYD1", &kp1)).await["device_id"], "DEHYD1");
+    let got = server.get(base, &alice_token).await;
+    assert_eq!(got["device_id"], "DEHYD1");
+    assert_eq!(got["device_data"]["device_pickle"], "pickle of DEHYD1");
+    let keys = query(&server, &bob_token, &alice).await;
+    assert_eq!(keys["device_keys"][&alice]["DEHYD1"]["dehydrated"], true, "{keys}");
+
+    // Messages to it are read in batches, each acknowledging the previous one.
+    for n in 0..3 {
+        server.put(&format!("/_matrix/client/v3/sendToDevice/m.test/d{n}"), &bob_token, json!({ "messages": { &alice: { "DEHYD1": { "n": n } } } })).await;
+    }
+    let events_path = format!("{base}/DEHYD1/events");
+    let first = server.post(&events_path, &alice_token, json!({})).await;
+    assert_eq!(first["events"].as_array().unwrap().len(), 3, "{first}");
+    let token = first["next_batch"].as_str().unwrap().to_owned();
+    let again = server.post(&events_path, &alice_token, json!({})).await;
+    assert_eq!(again["events"].as_array().unwrap().len(), 3, "not acknowledged yet");
+    let rest = server.post(&events_path, &alice_token, json!({ "next_batch": token })).await;
+    assert_eq!(rest["events"], json!([]), "{rest}");
+    let after = server.post(&events_path, &alice_token, json!({})).await;
+    assert_eq!(after["events"], json!([]), "acknowledged messages are deleted: {after}");
+    let (status, _) = server.call(Method::POST, &format!("{base}/NOTIT/events"), Some(&alice_token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A new dehydrated device replaces the old one.
+    server.put(base, &alice_token, put("DEHYD2", &keypair("DEHYD2"))).await;
+    assert_eq!(server.get(base, &alice_token).await["device_id"], "DEHYD2");
+    let keys = query(&server, &bob_token, &alice).await;
+    assert!(keys["device_keys"][&alice].get("DEHYD1").is_none() && keys["device_keys"][&alice]["DEHYD2"].is_object(), "{keys}");
+
+    let (status, body) = server.call(Method::DELETE, base, Some(&alice_token), None).await;
+    assert_eq!((status, body["device_id"].as_str()), (StatusCode::OK, Some("DEHYD2")));
+    let (status, _) = server.call(Method::GET, base, Some(&alice_token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(query(&server, &bob_token, &alice).await["device_keys"][&alice].get("DEHYD2").is_none());
+    server.stop().await;
 }

@@ -2,6 +2,7 @@
 //! take `&Services`; nothing is global, so several servers can run in one process.
 
 pub mod account_data;
+pub mod dehydrated_devices;
 pub mod directory;
 pub mod directory_listing;
 pub mod ephemeral;
@@ -68,6 +69,7 @@ pub fn all_maps() -> Vec<Map> {
         keys::MAPS,
         to_device::MAPS,
         key_backup::MAPS,
+        dehydrated_devices::MAPS,
         crate::federation::MAPS,
         media::MAPS,
     ]

@@ -72,7 +72,7 @@ pub struct Users {
     tokens: RwLock<HashMap<String, (OwnedUserId, OwnedDeviceId)>>,
 }
 
-fn device_key(user: &UserId, device: &str) -> Vec<u8> {
+pub(crate) fn device_key(user: &UserId, device: &str) -> Vec<u8> {
     Key::new().str(user.as_str()).str(device).build()
 }
 

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod account_data;
+pub mod dehydrated;
 pub mod devices;
 pub mod directory;
 pub mod discovery;
@@ -120,10 +121,14 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<get_presence::v3::Request, _, _>(ephemeral::get)
 }
 
-/// End-to-end encryption: keys, cross-signing, to-device messages, key backup.
+/// End-to-end encryption: keys, cross-signing, to-device messages, key backup, dehydrated devices.
 fn e2ee_routes(router: AppRouter) -> AppRouter {
-    use ruma::api::client::{backup as b, keys as k, to_device::send_event_to_device};
+    use ruma::api::client::{backup as b, dehydrated_device as d, keys as k, to_device::send_event_to_device};
     router
+        .ruma::<d::put_dehydrated_device::unstable::Request, _, _>(dehydrated::put)
+        .ruma::<d::get_dehydrated_device::unstable::Request, _, _>(dehydrated::get)
+        .ruma::<d::delete_dehydrated_device::unstable::Request, _, _>(dehydrated::delete)
+        .ruma::<d::get_events::unstable::Request, _, _>(dehydrated::events)
         .ruma::<k::upload_keys::v3::Request, _, _>(keys::upload)
         .ruma::<k::get_keys::v3::Request, _, _>(keys::query)
         .ruma::<k::claim_keys::v3::Request, _, _>(keys::claim)

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::{DEVICE_KEYS, FALLBACK_KEYS, ONE_TIME_KEYS, changes, device_prefix, one_time, signatures};
 use crate::{
     error::{Error, Result},
-    services::Services,
-    storage::{db::encode_json, keys::Key},
+    services::{Services, globals::Commit},
+    storage::{Db, db::encode_json, keys::Key},
 };
 
 /// What a client uploads, as JSON objects.
@@ -48,67 +48,76 @@ pub fn algorithm_of(key_id: &str) -> Result<&str> {
     }
 }
 
-/// Stores an upload in one batch; returns the device's one-time key counts. A changed device key
-/// marks the user's device list changed (and goes to the servers sharing a room).
-pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
-    let db = &s.globals.db;
+/// Checks an upload before anything is written.
+pub fn check(upload: &Upload, user: &UserId, device: &DeviceId) -> Result<()> {
     if let Some(keys) = &upload.device_keys {
         check_device_keys(keys, user, device)?;
     }
     for id in upload.one_time_keys.keys().chain(upload.fallback_keys.keys()) {
         algorithm_of(id)?;
     }
+    Ok(())
+}
+
+/// Writes a checked upload in the batch of `c`; whether the device keys changed (the user's
+/// devices are then marked changed in the same batch).
+pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: &Upload) -> Result<bool> {
     let prefix = device_prefix(user.as_str(), device.as_str());
-    let device_keys_changed = s.globals.commit(|c| {
-        let mut changed = false;
-        if let Some(mut keys) = upload.device_keys.clone() {
-            let old: Option<CanonicalJsonObject> = db.get_json(DEVICE_KEYS, &prefix)?;
-            // Signatures others added (cross-signing) stay.
-            if let Some(old) = &old {
-                let mut merged = old.clone();
-                signatures::merge_signatures(&mut merged, &keys);
-                let mut stripped_old = old.clone();
-                stripped_old.remove("signatures");
-                let mut stripped_new = keys.clone();
-                stripped_new.remove("signatures");
-                if stripped_old == stripped_new {
-                    keys = merged;
-                }
-            }
-            keys.remove("unsigned");
-            if old.as_ref() != Some(&keys) {
-                c.batch.put(DEVICE_KEYS, prefix.clone(), encode_json(&keys));
-                changes::mark_changed(db, c, user)?;
-                changed = true;
+    let mut changed = false;
+    if let Some(mut keys) = upload.device_keys.clone() {
+        let old: Option<CanonicalJsonObject> = db.get_json(DEVICE_KEYS, &prefix)?;
+        // Signatures others added (cross-signing) stay.
+        if let Some(old) = &old {
+            let mut merged = old.clone();
+            signatures::merge_signatures(&mut merged, &keys);
+            let mut stripped_old = old.clone();
+            stripped_old.remove("signatures");
+            let mut stripped_new = keys.clone();
+            stripped_new.remove("signatures");
+            if stripped_old == stripped_new {
+                keys = merged;
             }
         }
-        // Keys are handed out in upload order (MSC4225): stored under a sequence number.
-        let known = one_time::known_ids(db, user, device)?;
-        for (id, key) in &upload.one_time_keys {
-            let alg = algorithm_of(id)?;
-            match known.get(id) {
-                Some(existing) if existing != key => {
-                    return Err(Error::invalid_param(format!("one-time key {id} already exists with another value")));
-                }
-                Some(_) => {}
-                None => {
-                    let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).u64(c.short_id()).build();
-                    c.batch.put(ONE_TIME_KEYS, k, encode_json(&one_time::OneTimeKey { id: id.clone(), key: key.clone() }));
-                }
+        keys.remove("unsigned");
+        if old.as_ref() != Some(&keys) {
+            c.batch.put(DEVICE_KEYS, prefix.clone(), encode_json(&keys));
+            changes::mark_changed(db, c, user)?;
+            changed = true;
+        }
+    }
+    // Keys are handed out in upload order (MSC4225): stored under a sequence number.
+    let known = one_time::known_ids(db, user, device)?;
+    for (id, key) in &upload.one_time_keys {
+        let alg = algorithm_of(id)?;
+        match known.get(id) {
+            Some(existing) if existing != key => {
+                return Err(Error::invalid_param(format!("one-time key {id} already exists with another value")));
+            }
+            Some(_) => {}
+            None => {
+                let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).u64(c.short_id()).build();
+                c.batch.put(ONE_TIME_KEYS, k, encode_json(&one_time::OneTimeKey { id: id.clone(), key: key.clone() }));
             }
         }
-        for (id, key) in &upload.fallback_keys {
-            let alg = algorithm_of(id)?;
-            let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).build();
-            let record = one_time::FallbackKey { key_id: id.clone(), key: key.clone(), used: false };
-            let keep = db.get_json::<one_time::FallbackKey>(FALLBACK_KEYS, &k)?.is_some_and(|old| old.key_id == record.key_id && old.key == record.key);
-            if !keep {
-                c.batch.put(FALLBACK_KEYS, k, encode_json(&record));
-            }
+    }
+    for (id, key) in &upload.fallback_keys {
+        let alg = algorithm_of(id)?;
+        let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).build();
+        let record = one_time::FallbackKey { key_id: id.clone(), key: key.clone(), used: false };
+        let keep = db.get_json::<one_time::FallbackKey>(FALLBACK_KEYS, &k)?.is_some_and(|old| old.key_id == record.key_id && old.key == record.key);
+        if !keep {
+            c.batch.put(FALLBACK_KEYS, k, encode_json(&record));
         }
-        Ok(changed)
-    })?
-    .0;
+    }
+    Ok(changed)
+}
+
+/// Stores an upload in one batch; returns the device's one-time key counts. A changed device key
+/// marks the user's device list changed (and goes to the servers sharing a room).
+pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
+    check(&upload, user, device)?;
+    let db = &s.globals.db;
+    let (device_keys_changed, _) = s.globals.commit(|c| stage(db, c, user, device, &upload))?;
     if device_keys_changed {
         crate::federation::sender::e2ee::device_list_update(s, user, device, false)?;
     }
