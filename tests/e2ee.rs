@@ -591,3 +591,67 @@ async fn msc3814_dehydrated_device() {
     assert!(query(&server, &bob_token, &alice).await["device_keys"][&alice].get("DEHYD2").is_none());
     server.stop().await;
 }
+
+/// A transaction from `from` to `to` carrying `edus`.
+async fn send_edus(from: &TestServer, from_name: &OwnedServerName, to: &OwnedServerName, txn: &str, edus: Vec<Value>) {
+    let services = from.server.as_ref().unwrap().services.clone();
+    let body = json!({ "origin": from_name, "origin_server_ts": parvis::util::now_ms(), "pdus": [], "edus": edus });
+    let (status, answer) =
+        parvis::federation::request::send_json(&services, to, http::Method::PUT, &format!("/_matrix/federation/v1/send/{txn}"), Some(&body)).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn received_e2ee_edus_are_checked_and_deduplicated_and_signing_keys_travel() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start_named(dir_a.path()).await;
+    let (b, b_name) = start_named(dir_b.path()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let bob_device = whoami(&b, &bob_token).await;
+    let start = sync(&b, &bob_token, None).await["next_batch"].as_str().unwrap().to_owned();
+
+    // A to-device EDU twice with the same message_id: delivered once. One whose sender is not of
+    // the origin, or the same message id from another sender of the origin: the first ignored, the
+    // second delivered.
+    let edu = |sender: &str, id: &str, n: u64| {
+        json!({ "edu_type": "m.direct_to_device", "content": { "sender": sender, "type": "m.test", "message_id": id, "messages": { &bob: { &bob_device: { "n": n } } } } })
+    };
+    send_edus(&a, &a_name, &b_name, "t1", vec![edu(&alice, "m1", 1)]).await;
+    send_edus(&a, &a_name, &b_name, "t2", vec![edu(&alice, "m1", 1), edu(&bob, "m2", 2), edu(&format!("@carol:{a_name}"), "m1", 3)]).await;
+    let got = sync(&b, &bob_token, Some(&start)).await;
+    let ns: Vec<Value> = got["to_device"]["events"].as_array().unwrap().iter().map(|e| e["content"]["n"].clone()).collect();
+    assert_eq!(ns, vec![json!(1), json!(3)], "{got}");
+
+    // A device list update about B's own user from A is ignored.
+    let fake = json!({ "edu_type": "m.device_list_update", "content": { "user_id": bob, "device_id": "FAKE", "stream_id": 99, "prev_id": [], "deleted": false } });
+    let next = got["next_batch"].as_str().unwrap().to_owned();
+    send_edus(&a, &a_name, &b_name, "t3", vec![fake]).await;
+    let after = sync(&b, &bob_token, Some(&next)).await;
+    assert!(after.get("device_lists").is_none_or(|d| d["changed"].as_array().is_none_or(Vec::is_empty)), "{after}");
+
+    // Sharing a room: alice's new cross-signing keys reach B (m.signing_key_update) and B's queries.
+    let room = a.create_room(&alice_token, json!({ "preset": "public_chat" })).await;
+    b.post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a_name.as_str())), &bob_token, json!({})).await;
+    eventually("bob joined on A", || async { (membership(&a, &alice_token, &room, &bob).await.as_deref() == Some("join")).then_some(()) }).await;
+    let device = whoami(&a, &alice_token).await;
+    a.post("/_matrix/client/v3/keys/upload", &alice_token, json!({ "device_keys": device_keys(&alice, &device, &keypair(&device)) })).await;
+    // B caches alice's device list (user/devices) before the keys change.
+    let cached = eventually("alice's device on B", || async {
+        let answer = query(&b, &bob_token, &alice).await;
+        answer["device_keys"][&alice][&device].is_object().then_some(answer)
+    })
+    .await;
+    assert!(cached["master_keys"].get(&alice).is_none(), "{cached}");
+    let master = cross_keypair();
+    let public = b64(&master.public_key());
+    let master_key = json!({ "user_id": alice, "usage": ["master"], "keys": { format!("ed25519:{public}"): public } });
+    a.post("/_matrix/client/v3/keys/device_signing/upload", &alice_token, json!({ "master_key": master_key })).await;
+    eventually("alice's master key on B", || async {
+        let answer = query(&b, &bob_token, &alice).await;
+        (answer["master_keys"][&alice]["keys"][format!("ed25519:{public}")] == public.as_str()).then_some(())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
