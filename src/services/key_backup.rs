@@ -29,6 +29,9 @@ pub struct BackupVersion {
     pub algorithm: String,
     pub auth_data: Value,
     pub etag: u64,
+    /// The number of keys stored in the version (kept with every change, under the commit lock).
+    #[serde(default)]
+    pub count: u64,
 }
 
 /// The fields of stored key data that decide which of two keys is kept.
@@ -86,23 +89,12 @@ pub fn get_version(s: &Services, user: &UserId, version: &str) -> Result<(u64, B
     Ok((n, record))
 }
 
-/// The number of keys stored in a version.
-pub fn count(s: &Services, user: &UserId, version: u64) -> Result<u64> {
-    let prefix = version_key(user, version);
-    let mut n = 0;
-    for entry in s.globals.db.scan_prefix(BACKUP_KEYS, &prefix) {
-        entry?;
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// The version info answer (`GET /room_keys/version[/{version}]`).
-pub fn info(s: &Services, user: &UserId, version: u64, record: &BackupVersion) -> Result<Value> {
+pub fn info(version: u64, record: &BackupVersion) -> Result<Value> {
     Ok(json!({
         "algorithm": record.algorithm,
         "auth_data": record.auth_data,
-        "count": count(s, user, version)?,
+        "count": record.count,
         "etag": record.etag.to_string(),
         "version": version.to_string(),
     }))
@@ -119,7 +111,7 @@ pub fn create(s: &Services, user: &UserId, body: &Value) -> Result<u64> {
     let (algorithm, auth_data) = algorithm_of(body)?;
     let (version, _) = s.globals.commit(|c| {
         let version = c.short_id();
-        c.batch.put(BACKUP_VERSIONS, version_key(user, version), encode_json(&BackupVersion { algorithm, auth_data, etag: 0 }));
+        c.batch.put(BACKUP_VERSIONS, version_key(user, version), encode_json(&BackupVersion { algorithm, auth_data, etag: 0, count: 0 }));
         Ok(version)
     })?;
     Ok(version)
@@ -127,16 +119,21 @@ pub fn create(s: &Services, user: &UserId, body: &Value) -> Result<u64> {
 
 /// Updates the auth data of a version (the algorithm cannot change).
 pub fn update(s: &Services, user: &UserId, version: &str, body: &Value) -> Result<()> {
-    let (n, mut record) = get_version(s, user, version)?;
     let (algorithm, auth_data) = algorithm_of(body)?;
     if body.get("version").and_then(Value::as_str).is_some_and(|v| v != version) {
         return Err(Error::invalid_param("The version in the body does not match the path"));
     }
-    if algorithm != record.algorithm {
-        return Err(Error::invalid_param("The algorithm of a backup version cannot change"));
-    }
-    record.auth_data = auth_data;
-    Ok(s.globals.db.put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record))?)
+    // Under the commit lock: the etag and count a concurrent key upload writes are kept.
+    s.globals.commit(|c| {
+        let (n, mut record) = get_version(s, user, version)?;
+        if algorithm != record.algorithm {
+            return Err(Error::invalid_param("The algorithm of a backup version cannot change"));
+        }
+        record.auth_data = auth_data;
+        c.batch.put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Deletes a version and its keys, in one batch.
@@ -179,7 +176,10 @@ pub fn put_keys(s: &Services, user: &UserId, version: &str, keys: &RoomKeys) -> 
                 let k = Key::new().str(user.as_str()).u64(n).str(room).str(session).build();
                 let keep = match db.get(BACKUP_KEYS, &k)? {
                     Some(old) => serde_json::from_slice::<Value>(&old).is_ok_and(|old| !should_replace(KeyRank::of(&old), KeyRank::of(data))),
-                    None => false,
+                    None => {
+                        record.count += 1;
+                        false
+                    }
                 };
                 if !keep {
                     c.batch.put(BACKUP_KEYS, k, encode_json(data));
@@ -198,7 +198,7 @@ pub fn put_keys(s: &Services, user: &UserId, version: &str, keys: &RoomKeys) -> 
 
 fn etag_and_count(s: &Services, user: &UserId, n: u64) -> Result<(String, u64)> {
     let record: BackupVersion = s.globals.db.get_json(BACKUP_VERSIONS, &version_key(user, n))?.ok_or_else(|| Error::not_found("Unknown backup version"))?;
-    Ok((record.etag.to_string(), count(s, user, n)?))
+    Ok((record.etag.to_string(), record.count))
 }
 
 fn scope_prefix(user: &UserId, n: u64, room: Option<&str>, session: Option<&str>) -> Vec<u8> {
@@ -233,14 +233,15 @@ pub fn delete_keys(s: &Services, user: &UserId, version: &str, room: Option<&str
     let db = &s.globals.db;
     let prefix = scope_prefix(user, n, room, session);
     s.globals.commit(|c| {
-        let mut changed = false;
+        let mut deleted = 0;
         for entry in db.scan_prefix(BACKUP_KEYS, &prefix) {
             let (k, _) = entry?;
             c.batch.delete(BACKUP_KEYS, k.to_vec());
-            changed = true;
+            deleted += 1;
         }
-        if changed && let Some(mut record) = db.get_json::<BackupVersion>(BACKUP_VERSIONS, &version_key(user, n))? {
+        if deleted > 0 && let Some(mut record) = db.get_json::<BackupVersion>(BACKUP_VERSIONS, &version_key(user, n))? {
             record.etag += 1;
+            record.count = record.count.saturating_sub(deleted);
             c.batch.put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
         }
         Ok(())

@@ -38,7 +38,7 @@ pub async fn latest_version(State(services): State<Arc<Services>>, req: Ruma<get
     services
         .run(move |s| {
             let (n, record) = key_backup::latest(s, &user)?.ok_or_else(|| Error::not_found("No current backup version"))?;
-            Ok(Json(key_backup::info(s, &user, n, &record)?))
+            Ok(Json(key_backup::info(n, &record)?))
         })
         .await
 }
@@ -48,7 +48,7 @@ pub async fn get_version(State(services): State<Arc<Services>>, req: Ruma<get_ba
     services
         .run(move |s| {
             let (n, record) = key_backup::get_version(s, &user, &version)?;
-            Ok(Json(key_backup::info(s, &user, n, &record)?))
+            Ok(Json(key_backup::info(n, &record)?))
         })
         .await
 }
