@@ -340,6 +340,15 @@ async fn msc3967_cross_signing_keys_and_signatures() {
     let answer = server.post("/_matrix/client/v3/keys/signatures/upload", &alice_token, json!({ &alice: { &device: forged } })).await;
     assert_eq!(answer["failures"][&alice][&device]["errcode"], "M_INVALID_SIGNATURE", "{answer}");
 
+    // The device signs the master key (key id: the master public key).
+    let master_public = b64(&master.public_key());
+    let mut master_copy: CanonicalJsonObject = serde_json::from_value(master_key.clone()).unwrap();
+    sign_json(&alice, &kp, &mut master_copy).unwrap();
+    let answer = server.post("/_matrix/client/v3/keys/signatures/upload", &alice_token, json!({ &alice: { &master_public: master_copy } })).await;
+    assert!(answer["failures"].as_object().is_none_or(|f| f.is_empty()), "{answer}");
+    let after = query(&server, &bob_token, &alice).await;
+    assert!(after["master_keys"][&alice]["signatures"][&alice][format!("ed25519:{device}")].is_string(), "{after}");
+
     // With the password, the master key is replaced.
     let session = body["session"].as_str().unwrap();
     let mut replace = replace;

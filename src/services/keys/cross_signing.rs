@@ -172,39 +172,50 @@ pub fn upload_signatures(
                 fail(&mut failures, &user, &id, "M_NOT_FOUND", "Unknown key");
                 continue;
             };
-            // The signatures are checked against the stored object, not the uploaded copy.
-            let mut candidate = stored.clone();
-            let mut only_new = CanonicalJsonObject::new();
-            if let Some(CanonicalJsonValue::Object(by_signer)) = uploaded.get("signatures")
-                && let Some(mine) = by_signer.get(signer.as_str())
-            {
-                let mut m = CanonicalJsonObject::new();
-                m.insert(signer.to_string(), mine.clone());
-                only_new.insert("signatures".into(), CanonicalJsonValue::Object(m));
+            // Each new signature of the caller by an allowed key is checked against the stored
+            // object (not the uploaded copy); only valid ones are kept.
+            let mut kept = CanonicalJsonObject::new();
+            for (kid, public) in &candidates {
+                let Some(signature) = signatures::signature_of(&uploaded, signer.as_str(), kid) else { continue };
+                let mut one = CanonicalJsonObject::new();
+                one.insert(kid.clone(), CanonicalJsonValue::String(signature.to_owned()));
+                let mut by_signer = CanonicalJsonObject::new();
+                by_signer.insert(signer.to_string(), CanonicalJsonValue::Object(one.clone()));
+                let mut candidate = stored.clone();
+                candidate.remove("signatures");
+                candidate.insert("signatures".into(), CanonicalJsonValue::Object(by_signer));
+                if signatures::verify(&candidate, signer.as_str(), kid, public) {
+                    kept.extend(one);
+                }
             }
-            signatures::merge_signatures(&mut candidate, &only_new);
-            let valid = candidates.iter().any(|(kid, public)| {
-                signatures::signature_of(&only_new, signer.as_str(), kid).is_some() && signatures::verify(&candidate, signer.as_str(), kid, public)
-            });
-            if !valid {
+            if kept.is_empty() {
                 fail(&mut failures, &user, &id, "M_INVALID_SIGNATURE", "Invalid signature");
                 continue;
             }
+            let mut by_signer = CanonicalJsonObject::new();
+            by_signer.insert(signer.to_string(), CanonicalJsonValue::Object(kept));
+            let mut only_new = CanonicalJsonObject::new();
+            only_new.insert("signatures".into(), CanonicalJsonValue::Object(by_signer));
             if let Target::Device(_) = &target {
                 own_devices_changed.push(id.clone());
             }
-            updates.push((target, candidate, user.clone()));
+            updates.push((target, only_new, user.clone()));
         }
     }
     if !updates.is_empty() {
         let db = s.globals.db.clone();
         s.globals.commit(|c| {
             let mut users = std::collections::BTreeSet::new();
-            for (target, object, user) in &updates {
-                match target {
-                    Target::Device(key) => c.batch.put(DEVICE_KEYS, key.clone(), encode_json(object)),
-                    Target::Master(u) => c.batch.put(CROSS_SIGNING_KEYS, kind_key(u, MASTER), encode_json(object)),
-                }
+            // The signatures are merged into the objects as stored now (under the commit lock), so
+            // that a concurrent change of the same keys is not lost.
+            for (target, new_signatures, user) in &updates {
+                let (map, key) = match target {
+                    Target::Device(key) => (DEVICE_KEYS, key.clone()),
+                    Target::Master(u) => (CROSS_SIGNING_KEYS, kind_key(u, MASTER)),
+                };
+                let Some(mut object) = db.get_json::<CanonicalJsonObject>(map, &key)? else { continue };
+                signatures::merge_signatures(&mut object, new_signatures);
+                c.batch.put(map, key, encode_json(&object));
                 users.insert(user.clone());
             }
             for user in users {
