@@ -54,7 +54,7 @@ pub async fn events(State(services): State<Arc<Services>>, req: Ruma<get_events:
     services
         .run(move |s| {
             let (events, next) = dehydrated_devices::events(s, &user, &device, next_batch.as_deref())?;
-            let mut response = get_events::unstable::Response::new(events.iter().map(|e| raw::<ruma::events::AnyToDeviceEvent>(e)).collect());
+            let mut response = get_events::unstable::Response::new(events.iter().map(raw::<ruma::events::AnyToDeviceEvent>).collect());
             response.next_batch = next;
             Ok(response.into())
         })
