@@ -3,8 +3,8 @@
 
 pub mod auth;
 pub mod keys;
-pub mod media;
 pub mod keys_user;
+pub mod media;
 pub mod query;
 pub mod rooms;
 
