@@ -7,6 +7,7 @@ pub mod acl;
 pub mod client;
 pub mod discovery;
 pub mod dns;
+pub mod hierarchy;
 pub mod incoming;
 pub mod invite;
 pub mod join;

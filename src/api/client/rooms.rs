@@ -117,7 +117,16 @@ fn join(s: &Services, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> 
     if s.membership.is_joined(short, user)? {
         return Ok(room_id.to_owned());
     }
-    set_membership(s, room_id, user, user, "join", reason, None)?;
+    // A restricted room: the join names a member of ours able to invite.
+    let extra = match rooms::restricted::grant(s, room_id, user) {
+        Ok(rooms::restricted::JoinGrant::Via(authoriser)) => {
+            Some(serde_json::Map::from_iter([("join_authorised_via_users_server".to_owned(), serde_json::json!(authoriser))]))
+        }
+        Ok(rooms::restricted::JoinGrant::NotNeeded) => None,
+        Err(e) if e.errcode == "M_UNABLE_TO_GRANT_JOIN" => return Err(Error::forbidden(e.message)),
+        Err(e) => return Err(e),
+    };
+    set_membership(s, room_id, user, user, "join", reason, extra)?;
     Ok(room_id.to_owned())
 }
 
