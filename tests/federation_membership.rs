@@ -261,6 +261,16 @@ async fn test_restricted_rooms_remote_join_falls_back_to_other_servers() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let event = wait_joined(&a, &alice_token, &room, &carol).await;
     assert_eq!(event["content"]["join_authorised_via_users_server"], bob.as_str(), "{event}");
+
+    // A user of A, where nobody may authorise the join, joins through B (a server of the room).
+    let (erin, erin_token) = a.register("erin").await;
+    a.post(&format!("/_matrix/client/v3/join/{}", enc(&allowed)), &erin_token, json!({})).await;
+    wait_joined(&b, &bob_token, &allowed, &erin).await;
+    let (status, body) = join(&a, &erin_token, &room, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let event = wait_joined(&b, &bob_token, &room, &erin).await;
+    assert_eq!(event["content"]["join_authorised_via_users_server"], bob.as_str(), "{event}");
+    a.send_text(&erin_token, &room, "e1", "erin is in").await;
     a.stop().await;
     b.stop().await;
     c.stop().await;
