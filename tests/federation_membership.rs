@@ -430,3 +430,164 @@ async fn test_client_spaces_summary_over_federation() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A tiny identity server over TLS: `hash_details`, `lookup` (one bound address), `store-invite`
+/// (bearer token `secret`; one token per invite, signed later with `key`).
+struct FakeIdentityServer {
+    name: String,
+    key: ruma::signatures::Ed25519KeyPair,
+    stored: Arc<std::sync::Mutex<Vec<Value>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fake_identity_server(bound: (&str, &str)) -> FakeIdentityServer {
+    use axum::{Json, routing::{get, post}};
+    let doc = ruma::signatures::Ed25519KeyPair::generate();
+    let key = ruma::signatures::Ed25519KeyPair::from_der(&doc, "0".into()).unwrap();
+    let public_key = ruma::serde::Base64::<ruma::serde::base64::Standard, _>::new(key.public_key().to_vec()).encode();
+    let stored: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let (address, mxid) = (bound.0.to_owned(), bound.1.to_owned());
+    let hashed = parvis::federation::identity::lookup_key("sha256", &address, "email", "pepper").unwrap();
+    let store = stored.clone();
+    let app = axum::Router::new()
+        .route("/_matrix/identity/v2/hash_details", get(|| async { Json(json!({ "algorithms": ["sha256"], "lookup_pepper": "pepper" })) }))
+        .route(
+            "/_matrix/identity/v2/lookup",
+            post(move |Json(body): Json<Value>| async move {
+                let found = body["addresses"].as_array().unwrap().iter().any(|a| a == &json!(hashed));
+                Json(if found { json!({ "mappings": { hashed.clone(): mxid } }) } else { json!({ "mappings": {} }) })
+            }),
+        )
+        .route(
+            "/_matrix/identity/v2/store-invite",
+            post(move |headers: http::HeaderMap, Json(body): Json<Value>| async move {
+                if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some("Bearer secret") {
+                    return (http::StatusCode::UNAUTHORIZED, Json(json!({ "errcode": "M_UNAUTHORIZED" })));
+                }
+                let mut stored = store.lock().unwrap();
+                stored.push(body);
+                let token = format!("tok{}", stored.len());
+                let answer = json!({
+                    "token": token,
+                    "public_keys": [{ "public_key": public_key, "key_validity_url": "https://id.example/isvalid" }],
+                    "display_name": "b...@e...",
+                });
+                (http::StatusCode::OK, Json(answer))
+            }),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let tls = parvis::federation::tls::server_config(&common::config(dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(parvis::federation::listener::serve(listener, tls, app, stopped));
+    FakeIdentityServer { name, key, stored, _stop: stop, _dir: dir }
+}
+
+impl FakeIdentityServer {
+    /// The `signed` block the identity server gives when `mxid` binds the address of `token`.
+    fn signed(&self, mxid: &str, token: &str, key: Option<&ruma::signatures::Ed25519KeyPair>) -> Value {
+        let mut object: ruma::CanonicalJsonObject = serde_json::from_value(json!({ "mxid": mxid, "token": token })).unwrap();
+        ruma::signatures::sign_json(&self.name, key.unwrap_or(&self.key), &mut object).unwrap();
+        serde_json::to_value(object).unwrap()
+    }
+}
+
+/// `PUT /3pid/onbind` on `to`, unsigned, as an identity server sends it.
+async fn on_bind(from: &Services, to: &OwnedServerName, body: Value) -> http::StatusCode {
+    let request = http::Request::builder()
+        .method(http::Method::PUT)
+        .uri(format!("https://{to}/_matrix/federation/v1/3pid/onbind"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    parvis::federation::request::send_raw(from, to, request, false).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn test_third_party_invite_exchange() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let (b, b_name) = start(dir_b.path()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let (carol, carol_token) = b.register("carol").await;
+    let (dave, dave_token) = b.register("dave").await;
+    let sa = services(&a);
+    let is = fake_identity_server(("carol@example.org", &carol)).await;
+    let room = a.create_room(&alice_token, json!({ "preset": "private_chat", "name": "3pid" })).await;
+    let invite_path = format!("/_matrix/client/v3/rooms/{}/invite", enc(&room));
+    let third_party = |address: &str, token: &str| {
+        json!({ "id_server": is.name, "id_access_token": token, "medium": "email", "address": address })
+    };
+
+    // A wrong identity-server token: the identity server refuses, nothing is stored.
+    let (status, _) = a.call(Method::POST, &invite_path, Some(&alice_token), Some(third_party("bob@example.org", "wrong"))).await;
+    assert!(!status.is_success());
+    assert!(is.stored.lock().unwrap().is_empty());
+
+    // An address bound already (carol's): a plain invite of carol.
+    a.post(&invite_path, &alice_token, third_party("carol@example.org", "secret")).await;
+    eventually("carol's invite", || async {
+        let (_, body) = b.call(Method::GET, "/_matrix/client/v3/sync", Some(&carol_token), None).await;
+        body["rooms"]["invite"].get(&room).cloned()
+    })
+    .await;
+
+    // An unbound address: stored on the identity server, m.room.third_party_invite in the room.
+    a.post(&invite_path, &alice_token, third_party("bob@example.org", "secret")).await;
+    let stored = is.stored.lock().unwrap().clone();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!((stored[0]["address"].as_str(), stored[0]["room_id"].as_str(), stored[0]["sender"].as_str()), (Some("bob@example.org"), Some(room.as_str()), Some(alice.as_str())));
+    assert_eq!(stored[0]["room_name"], "3pid");
+    let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.third_party_invite/tok1", enc(&room));
+    let invite = a.get(&path, &alice_token).await;
+    assert_eq!(invite["display_name"], "b...@e...", "{invite}");
+    assert_eq!(invite["public_keys"][0]["key_validity_url"], "https://id.example/isvalid", "{invite}");
+
+    // The binding signed with another key: B's exchange is refused by A, no invite.
+    let other_doc = ruma::signatures::Ed25519KeyPair::generate();
+    let other = ruma::signatures::Ed25519KeyPair::from_der(&other_doc, "0".into()).unwrap();
+    let bad = json!({ "medium": "email", "address": "bob@example.org", "mxid": dave, "invites": [{
+        "medium": "email", "address": "bob@example.org", "mxid": dave, "room_id": room, "sender": alice,
+        "signed": is.signed(&dave, "tok1", Some(&other)),
+    }] });
+    assert_eq!(on_bind(&sa, &b_name, bad).await, http::StatusCode::FORBIDDEN);
+    let (_, sync) = b.call(Method::GET, "/_matrix/client/v3/sync", Some(&dave_token), None).await;
+    assert!(sync["rooms"]["invite"].get(&room).is_none(), "{sync}");
+
+    // Bob binds the address: the identity server tells B, B asks A, A invites bob.
+    let body = json!({ "medium": "email", "address": "bob@example.org", "mxid": bob, "invites": [{
+        "medium": "email", "address": "bob@example.org", "mxid": bob, "room_id": room, "sender": alice,
+        "signed": is.signed(&bob, "tok1", None),
+    }] });
+    assert_eq!(on_bind(&sa, &b_name, body).await, http::StatusCode::OK);
+    eventually("bob's invite", || async {
+        let (_, body) = b.call(Method::GET, "/_matrix/client/v3/sync", Some(&bob_token), None).await;
+        body["rooms"]["invite"].get(&room).cloned()
+    })
+    .await;
+    let event = member_event(&a, &alice_token, &room, &bob).await.unwrap();
+    assert_eq!(event["content"]["membership"], "invite", "{event}");
+    assert_eq!(event["content"]["third_party_invite"]["display_name"], "b...@e...", "{event}");
+    assert_eq!(event["content"]["third_party_invite"]["signed"]["token"], "tok1", "{event}");
+    let (status, body) = join(&b, &bob_token, &room, &[&a_name]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_joined(&a, &alice_token, &room, &bob).await;
+
+    // A local invitee: A does the exchange itself.
+    let (erin, erin_token) = a.register("erin").await;
+    a.post(&invite_path, &alice_token, third_party("erin@example.org", "secret")).await;
+    let body = json!({ "medium": "email", "address": "erin@example.org", "mxid": erin, "invites": [{
+        "medium": "email", "address": "erin@example.org", "mxid": erin, "room_id": room, "sender": alice,
+        "signed": is.signed(&erin, "tok2", None),
+    }] });
+    assert_eq!(on_bind(&services(&b), &a_name, body).await, http::StatusCode::OK);
+    let event = member_event(&a, &alice_token, &room, &erin).await.unwrap();
+    assert_eq!(event["content"]["membership"], "invite", "{event}");
+    assert_eq!(event["content"]["third_party_invite"]["signed"]["token"], "tok2", "{event}");
+    a.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &erin_token, json!({})).await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -57,6 +57,22 @@ pub async fn invite_remote(
     invitee: OwnedUserId,
     reason: Option<String>,
 ) -> Result<()> {
+    let mut content = json!({ "membership": "invite" });
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    invite_remote_with(services, room_id, sender, invitee, content).await
+}
+
+/// Invites `invitee` (of another server) with the member event content given (a membership of
+/// `invite`, and a reason or a third-party invite).
+pub async fn invite_remote_with(
+    services: &Arc<Services>,
+    room_id: OwnedRoomId,
+    sender: OwnedUserId,
+    invitee: OwnedUserId,
+    content: Value,
+) -> Result<()> {
     let (room, inv) = (room_id.clone(), invitee.clone());
     let (object, event_id, version, stripped) = services
         .run(move |s| {
@@ -69,10 +85,6 @@ pub async fn invite_remote(
             }
             let version = s.timeline.room_version(&room)?.ok_or_else(|| Error::not_found("Unknown room"))?;
             let rules = version::rules(&version)?;
-            let mut content = json!({ "membership": "invite" });
-            if let Some(reason) = reason {
-                content["reason"] = json!(reason);
-            }
             let new = NewEvent::state(StateEventType::RoomMember, inv.as_str(), content);
             let lock = s.timeline.room_lock(&room);
             let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,6 +8,7 @@ pub mod client;
 pub mod discovery;
 pub mod dns;
 pub mod hierarchy;
+pub mod identity;
 pub mod incoming;
 pub mod invite;
 pub mod join;
@@ -20,6 +21,7 @@ pub mod read;
 pub mod resolve;
 pub mod sender;
 pub mod signing;
+pub mod third_party_invite;
 pub mod tls;
 pub mod xmatrix;
 

@@ -284,6 +284,12 @@ pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user
         .await?;
         return Ok(invite_user::v3::Response::new().into());
     }
+    if let invite_user::v3::InvitationRecipient::ThirdPartyId(third_party) = &req.body.recipient {
+        let t = third_party;
+        crate::federation::identity::invite(&services, req.body.room_id.clone(), user, &t.id_server, &t.id_access_token, &t.medium, &t.address)
+            .await?;
+        return Ok(invite_user::v3::Response::new().into());
+    }
     services
         .run(move |s| {
             let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient else {
