@@ -223,7 +223,7 @@ async fn test_restricted_rooms_remote_join() {
 }
 
 #[tokio::test]
-async fn test_restricted_rooms_remote_join_falls_back_to_other_servers() {
+async fn test_restricted_rooms_remote_join_fail_over_and_local_user() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, a_name) = start(dirs.0.path()).await;
     let (b, b_name) = start(dirs.1.path()).await;
@@ -343,7 +343,7 @@ async fn add_child(server: &TestServer, token: &str, space: &str, child: &str, v
 }
 
 #[tokio::test]
-async fn test_client_spaces_summary_over_federation() {
+async fn test_federated_client_spaces() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, a_name) = start(dir_a.path()).await;
     let (b, b_name) = start(dir_b.path()).await;
@@ -588,6 +588,46 @@ async fn test_third_party_invite_exchange() {
     assert_eq!(event["content"]["membership"], "invite", "{event}");
     assert_eq!(event["content"]["third_party_invite"]["signed"]["token"], "tok2", "{event}");
     a.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &erin_token, json!({})).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn test_restricted_rooms_spaces_summary_federation() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let (b, b_name) = start(dir_b.path()).await;
+    let (_alice, alice_token) = a.register("alice").await;
+    let (dave, dave_token) = a.register("dave").await;
+    let (_eve, eve_token) = a.register("eve").await;
+    let (_bob, bob_token) = b.register("bob").await;
+
+    // A public space of A; a room of B restricted to the space's members (B follows the space).
+    let space = a
+        .create_room(&alice_token, json!({ "preset": "public_chat", "creation_content": { "type": "m.space" } }))
+        .await;
+    let (status, body) = join(&b, &bob_token, &space, &[&a_name]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let room = restricted_room(&b, &bob_token, "restricted", &[&space], json!({})).await;
+    add_child(&a, &alice_token, &space, &room, &b_name, json!({})).await;
+    let (status, body) = join(&a, &dave_token, &space, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_joined(&b, &bob_token, &space, &dave).await;
+
+    // Dave, in the space, sees the restricted room (A asked B, which knows A is in the space).
+    let (status, page) = hierarchy(&a, &dave_token, &space, "").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), vec![space.clone(), room.clone()], "{page}");
+    let summary = &page["rooms"][1];
+    assert_eq!(summary["join_rule"], "restricted", "{page}");
+    assert_eq!(summary["allowed_room_ids"], json!([space]), "{page}");
+    // Eve is not in the space: the space is public, the restricted room is not hers to see.
+    let (status, page) = hierarchy(&a, &eve_token, &space, "").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), vec![space.clone()], "{page}");
+    // And dave may join it through B.
+    let (status, body) = join(&a, &dave_token, &room, &[&b_name]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     a.stop().await;
     b.stop().await;
 }
