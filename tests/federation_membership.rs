@@ -427,8 +427,12 @@ async fn test_federated_client_spaces() {
     let path = format!("/_matrix/federation/v1/hierarchy/{}", enc(&private));
     let (status, answer) = send_json(&sb, &a_name, http::Method::GET, &path, None).await.unwrap();
     assert_eq!((status, answer["errcode"].as_str()), (http::StatusCode::NOT_FOUND, Some("M_NOT_FOUND")), "{answer}");
-    a.stop().await;
+
+    // B's answer is reused for a while: with B stopped, b1 is still listed.
     b.stop().await;
+    let (_, page) = hierarchy(&a, &dave_token, &space, "").await;
+    assert_eq!(ids(&page), vec![space.clone(), b1.clone(), a1.clone()], "{page}");
+    a.stop().await;
 }
 
 /// A tiny identity server over TLS: `hash_details`, `lookup` (one bound address), `store-invite`

@@ -3,7 +3,11 @@
 //! requesting server may see, the ids of those it may not), and asking another server for a
 //! room we are not in.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, api::federation::space::get_hierarchy};
 
@@ -43,7 +47,37 @@ pub fn answer(s: &Services, origin: &ServerName, room_id: &RoomId, suggested_onl
     Ok(response)
 }
 
+/// How long another server's answer is reused, and how many answers are kept.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+const CACHE_ENTRIES: usize = 1024;
+
+/// Other servers' recent answers, by room and `suggested_only` (the spec asks requesting servers
+/// to cache them; a client paginating a space asks again for every page).
+#[derive(Default)]
+pub struct AnswerCache {
+    answers: Mutex<HashMap<(OwnedRoomId, bool), (Instant, Arc<RemoteAnswer>)>>,
+}
+
+impl AnswerCache {
+    fn get(&self, room_id: &RoomId, suggested_only: bool) -> Option<Arc<RemoteAnswer>> {
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.get(&(room_id.to_owned(), suggested_only)).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, a)| a.clone())
+    }
+
+    fn put(&self, room_id: &RoomId, suggested_only: bool, answer: Arc<RemoteAnswer>) {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= CACHE_ENTRIES {
+            answers.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+            if answers.len() >= CACHE_ENTRIES {
+                answers.clear();
+            }
+        }
+        answers.insert((room_id.to_owned(), suggested_only), (Instant::now(), answer));
+    }
+}
+
 /// What another server told us about a space or room we are not in.
+#[derive(Debug, Clone)]
 pub struct RemoteAnswer {
     pub room: SpaceSummary,
     /// Summaries of its children (without their own children).
@@ -51,13 +85,22 @@ pub struct RemoteAnswer {
     pub inaccessible: Vec<OwnedRoomId>,
 }
 
-/// Asks `via` in turn for the hierarchy of `room_id`; `None` when none answers.
-pub async fn ask(services: &Arc<Services>, room_id: &RoomId, via: &[OwnedServerName], suggested_only: bool) -> Option<RemoteAnswer> {
+/// Asks `via` in turn for the hierarchy of `room_id` (a recent answer is reused); `None` when none
+/// answers.
+pub async fn ask(services: &Arc<Services>, room_id: &RoomId, via: &[OwnedServerName], suggested_only: bool) -> Option<Arc<RemoteAnswer>> {
+    let cache = &services.federation.hierarchy_cache;
+    if let Some(answer) = cache.get(room_id, suggested_only) {
+        return Some(answer);
+    }
     for server in via.iter().filter(|s| *s != services.globals.server_name()) {
         let mut request = get_hierarchy::v1::Request::new(room_id.to_owned());
         request.suggested_only = suggested_only;
         match send(services, server, request).await {
-            Ok(response) if response.room.summary.room_id == room_id => return Some(remote_answer(response)),
+            Ok(response) if response.room.summary.room_id == room_id => {
+                let answer = Arc::new(remote_answer(response));
+                cache.put(room_id, suggested_only, answer.clone());
+                return Some(answer);
+            }
             Ok(_) => tracing::info!("hierarchy of {room_id} from {server}: another room answered"),
             Err(e) => tracing::info!("hierarchy of {room_id} from {server}: {} {}", e.errcode, e.message),
         }

@@ -72,6 +72,8 @@ pub struct Federation {
     pub sender: sender::Sender,
     /// One transaction at a time per origin.
     origin_locks: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Other servers' recent `hierarchy` answers.
+    pub hierarchy_cache: hierarchy::AnswerCache,
 }
 
 impl Federation {
@@ -86,6 +88,7 @@ impl Federation {
             key_fetch_failures: Mutex::new(HashMap::new()),
             sender: sender::Sender::new(db.clone()),
             origin_locks: Mutex::new(HashMap::new()),
+            hierarchy_cache: hierarchy::AnswerCache::default(),
         })
     }
 

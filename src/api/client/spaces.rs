@@ -128,11 +128,11 @@ async fn walk(
                     Some(summary) if summary.room_type != Some(RoomType::Space) || depth >= max_depth => Some(bare(summary)),
                     _ => match ask(services, &room_id, &via, suggested_only).await {
                         Some(answer) => {
-                            for child in answer.children {
-                                learnt.insert(child.room_id.clone(), child);
+                            for child in &answer.children {
+                                learnt.insert(child.room_id.clone(), child.clone());
                             }
-                            inaccessible.extend(answer.inaccessible);
-                            Some(answer.room)
+                            inaccessible.extend(answer.inaccessible.iter().cloned());
+                            Some(answer.room.clone())
                         }
                         None => learnt.get(&room_id).map(bare),
                     },
