@@ -122,3 +122,38 @@ async def test_TestClientSpacesSummary(pair, make_user):
         return ids == [space, b_child, a_child] and body
 
     await poll(bobs_view, FED_WAIT_S, "the space's hierarchy as B's user sees it")
+
+
+async def test_TestRestrictedRoomsRemoteJoinLocalUser(pair, make_user):
+    """Complement: TestRestrictedRoomsRemoteJoinLocalUser
+    A is in a restricted room but none of its users may invite any more (alice stepped down; bob of B
+    may): a user of A, in the allowed room, joins through B, which authorises the join."""
+    alice = await make_user(pair.a)
+    erin = await make_user(pair.a)
+    bob = await make_user(pair.b)
+    allowed = await alice.create_room(room_version=VERSION, preset="public_chat")
+    await join_remote(bob, allowed, pair.a.server_name)
+    room = await alice.create_room(
+        room_version=VERSION,
+        preset="private_chat",
+        initial_state=[join_rules("restricted", [allowed])],
+        power_level_content_override={"invite": 50, "users": {alice.user_id: 100, bob.user_id: 100}},
+    )
+    await join_remote(bob, room, pair.a.server_name)
+    levels = await alice.state_content(room, "m.room.power_levels")
+    levels["users"][alice.user_id] = 0
+    b_since = await since_now(bob)
+    await alice.put_state(room, "m.room.power_levels", levels)
+
+    def demoted(ev):
+        return ev.get("type") == "m.room.power_levels" and ev["content"]["users"].get(alice.user_id) == 0
+
+    await wait_timeline(bob, room, demoted, b_since, "alice's step down on B")
+    b_since = await since_now(bob)
+    await erin.join(allowed)
+    await wait_timeline(bob, allowed, is_member(erin.user_id, "join"), b_since, "erin's join of the allowed room on B")
+    b_since = await since_now(bob)
+    r = await erin.req("POST", f"{CS}/join/{q(room)}", params={"server_name": pair.b.server_name}, json={})
+    assert r.status == 200, r
+    authorised = is_member(erin.user_id, "join", join_authorised_via_users_server=bob.user_id)
+    await wait_timeline(bob, room, authorised, b_since, "erin's join on B, authorised by bob")
