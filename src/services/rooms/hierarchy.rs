@@ -88,12 +88,10 @@ pub fn sort_children(children: &mut [ChildLink]) {
     });
 }
 
-/// The summary of a room this server is in, from its current state (`None`: not in it).
+/// The summary of a room this server is in (has a joined member in), from its current state
+/// (`None`: not in it; a room all our users left has a state we no longer follow).
 pub fn local_summary(s: &Services, room_id: &RoomId) -> Result<Option<SpaceSummary>> {
-    if !s.timeline.room_exists(room_id)? {
-        return Ok(None);
-    }
-    let short = rooms::short_room(s, room_id)?;
+    let Some(short) = restricted::follows(s, room_id)? else { return Ok(None) };
     let state = s.state.current_state(short)?;
     if state.is_empty() {
         return Ok(None);
@@ -165,16 +163,24 @@ pub fn may_see(s: &Services, summary: &RoomSummary, viewer: Viewer<'_>) -> Resul
     {
         return Ok(true);
     }
-    if let Some(short) = s.short.room(&summary.room_id)?
-        && s.timeline.room_exists(&summary.room_id)?
+    // Our users' memberships are always known (invites to rooms we are not in too); other
+    // servers' only in rooms we follow.
+    let known = |room: &RoomId| -> Result<Option<u64>> {
+        match viewer {
+            Viewer::User(_) => s.short.room(room),
+            Viewer::Server(_) => restricted::follows(s, room),
+        }
+    };
+    if let Some(short) = known(&summary.room_id)?
         && has_member(s, short, viewer, &[Membership::Join, Membership::Invite])?
     {
         return Ok(true);
     }
     if let Some(allowed) = allowed_of(summary) {
         for room in allowed {
-            let Some(short) = s.short.room(room)? else { continue };
-            if s.timeline.room_exists(room)? && has_member(s, short, viewer, &[Membership::Join])? {
+            if let Some(short) = known(room)?
+                && has_member(s, short, viewer, &[Membership::Join])?
+            {
                 return Ok(true);
             }
         }

@@ -54,8 +54,8 @@ pub fn allowed_rooms(rule: &JoinRule, rules: &AuthorizationRules) -> Option<Vec<
     )
 }
 
-/// Whether this server follows a room's memberships: it has the room and a joined member in it.
-fn follows(s: &Services, room_id: &RoomId) -> Result<Option<u64>> {
+/// Whether this server follows a room: it has the room and a joined member in it (its short id).
+pub fn follows(s: &Services, room_id: &RoomId) -> Result<Option<u64>> {
     if !s.timeline.room_exists(room_id)? {
         return Ok(None);
     }
