@@ -125,6 +125,16 @@ async fn test_restricted_rooms_local_join() {
     let (status, _) = join(&a, &bob_token, &room, &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
+    // Room version 12 (creators have unlimited power, so alice may authorise).
+    let (_frank, frank_token) = a.register("frank").await;
+    let body = json!({ "room_version": "12", "preset": "private_chat", "initial_state": [join_rules("restricted", &[&allowed])] });
+    let v12 = a.create_room(&alice_token, body).await;
+    let (status, _) = join(&a, &frank_token, &v12, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    a.post(&format!("/_matrix/client/v3/join/{}", enc(&allowed)), &frank_token, json!({})).await;
+    let (status, body) = join(&a, &frank_token, &v12, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     // In room version 7 a restricted rule lets nobody in.
     let body = json!({ "room_version": "7", "preset": "private_chat", "initial_state": [join_rules("restricted", &[&allowed])] });
     let old = a.create_room(&alice_token, body).await;
