@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
-    federation::{incoming::{missing::encode, pdu_checks, persist}, request::call},
+    federation::{incoming::{missing::encode, pdu_checks, persist}, request::{answer_error, call, send_json}},
     services::{
         Services,
         rooms::{self, event_by_short, membership::Membership, version},
@@ -57,6 +57,22 @@ pub async fn invite_remote(
     invitee: OwnedUserId,
     reason: Option<String>,
 ) -> Result<()> {
+    let mut content = json!({ "membership": "invite" });
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    invite_remote_with(services, room_id, sender, invitee, content).await
+}
+
+/// Invites `invitee` (of another server) with the member event content given (a membership of
+/// `invite`, and a reason or a third-party invite).
+pub async fn invite_remote_with(
+    services: &Arc<Services>,
+    room_id: OwnedRoomId,
+    sender: OwnedUserId,
+    invitee: OwnedUserId,
+    content: Value,
+) -> Result<()> {
     let (room, inv) = (room_id.clone(), invitee.clone());
     let (object, event_id, version, stripped) = services
         .run(move |s| {
@@ -69,10 +85,6 @@ pub async fn invite_remote(
             }
             let version = s.timeline.room_version(&room)?.ok_or_else(|| Error::not_found("Unknown room"))?;
             let rules = version::rules(&version)?;
-            let mut content = json!({ "membership": "invite" });
-            if let Some(reason) = reason {
-                content["reason"] = json!(reason);
-            }
             let new = NewEvent::state(StateEventType::RoomMember, inv.as_str(), content);
             let lock = s.timeline.room_lock(&room);
             let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,9 +97,7 @@ pub async fn invite_remote(
             Ok((object, event_id, version, stripped))
         })
         .await?;
-    let body = json!({ "event": object, "room_version": version.as_str(), "invite_room_state": stripped });
-    let path = format!("/_matrix/federation/v2/invite/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
-    let answer = call(services, invitee.server_name(), http::Method::PUT, &path, Some(&body)).await?;
+    let answer = send_invite(services, &invitee, &room_id, &event_id, &version, &object, stripped).await?;
     let signed: ruma::CanonicalJsonObject = answer
         .get("event")
         .cloned()
@@ -108,6 +118,55 @@ pub async fn invite_remote(
     Ok(())
 }
 
+/// Whether an answer to a v2 invite means the invitee's server is older and the v1 API should be
+/// tried: a 400 or 404 for a room of version 1 or 2, as the spec says (pure).
+pub fn falls_back_to_v1(status: http::StatusCode, version: &ruma::RoomVersionId) -> bool {
+    matches!(status, http::StatusCode::BAD_REQUEST | http::StatusCode::NOT_FOUND)
+        && matches!(version, ruma::RoomVersionId::V1 | ruma::RoomVersionId::V2)
+}
+
+/// Sends the invite with `v2/invite`, or with `v1/invite` when the peer does not take v2 (see
+/// `falls_back_to_v1`); returns the answer's object (with `event`).
+async fn send_invite(
+    services: &Arc<Services>,
+    invitee: &UserId,
+    room_id: &RoomId,
+    event_id: &ruma::EventId,
+    version: &ruma::RoomVersionId,
+    object: &ruma::CanonicalJsonObject,
+    stripped: Vec<Value>,
+) -> Result<Value> {
+    let body = json!({ "event": object, "room_version": version.as_str(), "invite_room_state": stripped });
+    let path = format!("/_matrix/federation/v2/invite/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let destination = invitee.server_name();
+    let (status, answer) = send_json(services, destination, http::Method::PUT, &path, Some(&body)).await?;
+    if !falls_back_to_v1(status, version) {
+        if status.is_success() {
+            return Ok(answer);
+        }
+        return Err(answer_error(destination, status, &answer));
+    }
+    let mut event = serde_json::to_value(object).map_err(|e| Error::internal(e.to_string()))?;
+    event["unsigned"] = json!({ "invite_room_state": stripped_form(stripped) });
+    let path = format!("/_matrix/federation/v1/invite/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let answer = call(services, destination, http::Method::PUT, &path, Some(&event)).await?;
+    // The v1 answer is `[200, {"event": …}]`.
+    Ok(answer.get(1).cloned().unwrap_or(answer))
+}
+
+/// Stripped state events (type, state_key, sender, content) of full ones.
+pub fn stripped_form(events: Vec<Value>) -> Vec<Value> {
+    events
+        .into_iter()
+        .map(|mut e| {
+            if let Some(o) = e.as_object_mut() {
+                o.retain(|k, _| matches!(k.as_str(), "type" | "state_key" | "sender" | "content"));
+            }
+            e
+        })
+        .collect()
+}
+
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: checks the invite of one of our users,
 /// signs it, stores it (with the stripped state, shown by /sync) and answers the signed event.
 pub async fn receive_invite(
@@ -122,16 +181,48 @@ pub async fn receive_invite(
         .and_then(Value::as_str)
         .and_then(|v| ruma::RoomVersionId::try_from(v).ok())
         .ok_or_else(|| Error::bad_json("room_version is missing"))?;
+    let object: ruma::CanonicalJsonObject =
+        body.get("event").cloned().and_then(|e| serde_json::from_value(e).ok()).ok_or_else(|| Error::bad_json("event is missing"))?;
+    let stripped = body.get("invite_room_state").cloned().unwrap_or(json!([]));
+    let signed = receive_invite_event(services, origin, room_id, event_id, version, object, stripped).await?;
+    Ok(json!({ "event": signed }))
+}
+
+/// `PUT /_matrix/federation/v1/invite/{roomId}/{eventId}`: the body is the invite event itself,
+/// its stripped state in `unsigned.invite_room_state`; the room version is not given, so it is
+/// the version of the room when we are in it, else "1" (the spec: v1 invites are for rooms of
+/// version 1 or 2, which have the same event format). Answers `[200, {"event": …}]`.
+pub async fn receive_invite_v1(
+    services: &Arc<Services>,
+    origin: &ruma::ServerName,
+    room_id: &OwnedRoomId,
+    event_id: &ruma::OwnedEventId,
+    body: &Value,
+) -> Result<Value> {
+    let object: ruma::CanonicalJsonObject =
+        serde_json::from_value(body.clone()).map_err(|_| Error::bad_json("The invite is not a JSON object"))?;
+    let stripped = body.pointer("/unsigned/invite_room_state").cloned().unwrap_or(json!([]));
+    let room = room_id.clone();
+    let known = services.run(move |s| s.timeline.room_version(&room)).await?;
+    let version = known.unwrap_or(ruma::RoomVersionId::V1);
+    let signed = receive_invite_event(services, origin, room_id, event_id, version, object, stripped).await?;
+    Ok(json!([200, { "event": signed }]))
+}
+
+/// Checks, signs and stores an invite of one of our users; returns the event with our signature.
+async fn receive_invite_event(
+    services: &Arc<Services>,
+    origin: &ruma::ServerName,
+    room_id: &OwnedRoomId,
+    event_id: &ruma::OwnedEventId,
+    version: ruma::RoomVersionId,
+    mut object: ruma::CanonicalJsonObject,
+    stripped: Value,
+) -> Result<ruma::CanonicalJsonObject> {
     if !version::is_supported(&version) {
         return Err(crate::federation::join::resident::incompatible(&version));
     }
     let rules = version::rules(&version)?;
-    let mut object: ruma::CanonicalJsonObject = body
-        .get("event")
-        .cloned()
-        .and_then(|e| serde_json::from_value(e).ok())
-        .ok_or_else(|| Error::bad_json("event is missing"))?;
-    let stripped = body.get("invite_room_state").cloned().unwrap_or(json!([]));
     object.remove("unsigned");
     if pdu_checks::room_id_of(&object)? != *room_id {
         return Err(Error::bad_json("The event is for another room"));
@@ -153,7 +244,7 @@ pub async fn receive_invite(
     }
     let mut checked = checked;
     let invitee_owned = invitee.clone();
-    let signed = services
+    services
         .run(move |s| {
             if !s.users.is_active(&invitee_owned)? {
                 return Err(Error::not_found("Unknown user"));
@@ -179,6 +270,22 @@ pub async fn receive_invite(
             }
             Ok(signed)
         })
-        .await?;
-    Ok(json!({ "event": signed }))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::RoomVersionId;
+
+    use super::falls_back_to_v1;
+
+    #[test]
+    fn v1_invites_are_tried_after_a_400_or_404_for_rooms_of_version_1_or_2_only() {
+        use http::StatusCode as S;
+        assert!(falls_back_to_v1(S::NOT_FOUND, &RoomVersionId::V1));
+        assert!(falls_back_to_v1(S::BAD_REQUEST, &RoomVersionId::V2));
+        assert!(!falls_back_to_v1(S::NOT_FOUND, &RoomVersionId::V3));
+        assert!(!falls_back_to_v1(S::FORBIDDEN, &RoomVersionId::V1));
+        assert!(!falls_back_to_v1(S::OK, &RoomVersionId::V1));
+    }
 }

@@ -7,6 +7,8 @@ pub mod acl;
 pub mod client;
 pub mod discovery;
 pub mod dns;
+pub mod hierarchy;
+pub mod identity;
 pub mod incoming;
 pub mod invite;
 pub mod join;
@@ -20,6 +22,7 @@ pub mod read;
 pub mod resolve;
 pub mod sender;
 pub mod signing;
+pub mod third_party_invite;
 pub mod tls;
 pub mod xmatrix;
 
@@ -70,6 +73,8 @@ pub struct Federation {
     pub sender: sender::Sender,
     /// One transaction at a time per origin.
     origin_locks: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Other servers' recent `hierarchy` answers.
+    pub hierarchy_cache: hierarchy::AnswerCache,
 }
 
 impl Federation {
@@ -84,6 +89,7 @@ impl Federation {
             key_fetch_failures: Mutex::new(HashMap::new()),
             sender: sender::Sender::new(db.clone()),
             origin_locks: Mutex::new(HashMap::new()),
+            hierarchy_cache: hierarchy::AnswerCache::default(),
         })
     }
 

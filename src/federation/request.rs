@@ -107,6 +107,11 @@ pub async fn call(
     if status.is_success() {
         return Ok(value);
     }
+    Err(answer_error(destination, status, &value))
+}
+
+/// The error a peer answered (its errcode when we know it, else M_UNKNOWN; 5xx become 502).
+pub fn answer_error(destination: &ServerName, status: http::StatusCode, value: &serde_json::Value) -> Error {
     let errcode = match value.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN") {
         "M_FORBIDDEN" => "M_FORBIDDEN",
         "M_NOT_FOUND" => "M_NOT_FOUND",
@@ -115,9 +120,12 @@ pub async fn call(
         "M_BAD_JSON" => "M_BAD_JSON",
         "M_INVALID_PARAM" => "M_INVALID_PARAM",
         "M_LIMIT_EXCEEDED" => "M_LIMIT_EXCEEDED",
+        "M_UNRECOGNIZED" => "M_UNRECOGNIZED",
+        "M_UNABLE_TO_AUTHORISE_JOIN" => "M_UNABLE_TO_AUTHORISE_JOIN",
+        "M_UNABLE_TO_GRANT_JOIN" => "M_UNABLE_TO_GRANT_JOIN",
         _ => "M_UNKNOWN",
     };
     let error = value.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned();
     let status = if status.is_server_error() { http::StatusCode::BAD_GATEWAY } else { status };
-    Err(Error::new(status, errcode, format!("{destination}: {error}")))
+    Error::new(status, errcode, format!("{destination}: {error}"))
 }

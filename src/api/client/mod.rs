@@ -14,6 +14,7 @@ pub mod media;
 pub mod profile;
 pub mod push;
 pub mod rooms;
+pub mod spaces;
 pub mod sync;
 pub mod to_device;
 
@@ -40,6 +41,7 @@ use ruma::api::client::{
     redact::redact_event,
     room::{aliases, create_room, get_room_event},
     session::{get_login_types, login, logout, logout_all},
+    space::get_hierarchy,
     state::{get_state_event_for_key, get_state_events, send_state_event},
     sync::sync_events,
     tag::{create_tag, delete_tag, get_tags},
@@ -86,6 +88,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<ban_user::v3::Request, _, _>(rooms::ban)
         .ruma::<unban_user::v3::Request, _, _>(rooms::unban)
         .ruma::<get_member_events::v3::Request, _, _>(rooms::members)
+        .ruma::<get_hierarchy::v1::Request, _, _>(spaces::hierarchy)
         .ruma::<joined_members::v3::Request, _, _>(rooms::joined_members)
         .ruma::<send_message_event::v3::Request, _, _>(events::send_message)
         .ruma::<send_state_event::v3::Request, _, _>(events::send_state)

@@ -117,7 +117,15 @@ fn join(s: &Services, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> 
     if s.membership.is_joined(short, user)? {
         return Ok(room_id.to_owned());
     }
-    set_membership(s, room_id, user, user, "join", reason, None)?;
+    // A restricted room: the join names a member of ours able to invite.
+    let extra = match rooms::restricted::grant(s, room_id, user) {
+        Ok(rooms::restricted::JoinGrant::Via(authoriser)) => {
+            Some(serde_json::Map::from_iter([("join_authorised_via_users_server".to_owned(), serde_json::json!(authoriser))]))
+        }
+        Ok(rooms::restricted::JoinGrant::NotNeeded) => None,
+        Err(e) => return Err(e),
+    };
+    set_membership(s, room_id, user, user, "join", reason, extra)?;
     Ok(room_id.to_owned())
 }
 
@@ -148,8 +156,22 @@ async fn join_any(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoo
                 let short = rooms::short_room(s, &r)?;
                 // A room we are in, or one we were in and can rejoin locally.
                 if s.membership.members(short, Membership::Join)?.iter().any(|m| m.server_name() == s.globals.server_name()) {
-                    join(s, &u, &r, reason.as_deref())?;
-                    return Ok(None);
+                    match join(s, &u, &r, reason.as_deref()) {
+                        Ok(_) => return Ok(None),
+                        // A restricted room none of our members may authorise a join to: another
+                        // server of the room may.
+                        Err(e) if e.errcode == "M_UNABLE_TO_GRANT_JOIN" => {
+                            let mut servers = join_servers(s, &u, &r, &via)?;
+                            servers.extend(crate::federation::sender::servers_in_room(s, short)?.iter().cloned());
+                            let mut seen = std::collections::HashSet::new();
+                            servers.retain(|n| n != s.globals.server_name() && seen.insert(n.clone()));
+                            if servers.is_empty() {
+                                return Err(Error::forbidden(e.message));
+                            }
+                            return Ok(Some(servers));
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(Some(join_servers(s, &u, &r, &via)?))
@@ -260,6 +282,12 @@ pub async fn invite(State(services): State<Arc<Services>>, req: Ruma<invite_user
             invitee.reason.clone(),
         )
         .await?;
+        return Ok(invite_user::v3::Response::new().into());
+    }
+    if let invite_user::v3::InvitationRecipient::ThirdPartyId(third_party) = &req.body.recipient {
+        let t = third_party;
+        crate::federation::identity::invite(&services, req.body.room_id.clone(), user, &t.id_server, &t.id_access_token, &t.medium, &t.address)
+            .await?;
         return Ok(invite_user::v3::Response::new().into());
     }
     services

@@ -7,6 +7,8 @@ pub mod keys_user;
 pub mod media;
 pub mod query;
 pub mod rooms;
+pub mod spaces;
+pub mod third_party;
 
 use std::sync::Arc;
 
@@ -37,6 +39,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/federation/v1/send_leave/{room_id}/{event_id}", put(rooms::send_leave_v1))
         .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(rooms::send_leave_v2))
         .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(rooms::invite_v2))
+        .route("/_matrix/federation/v1/invite/{room_id}/{event_id}", put(rooms::invite_v1))
+        .route("/_matrix/federation/v1/hierarchy/{room_id}", get(spaces::hierarchy))
+        .route("/_matrix/federation/v1/exchange_third_party_invite/{room_id}", put(third_party::exchange))
+        .route("/_matrix/federation/v1/3pid/onbind", put(third_party::on_bind))
         .route("/_matrix/federation/v1/make_knock/{room_id}/{user_id}", get(rooms::make_knock))
         .route("/_matrix/federation/v1/send_knock/{room_id}/{event_id}", put(rooms::send_knock))
         .route("/_matrix/federation/v1/state_ids/{room_id}", get(rooms::state_ids))

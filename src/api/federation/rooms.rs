@@ -268,6 +268,16 @@ pub async fn invite_v2(
     Ok(Json(crate::federation::invite::receive_invite(&services, &request.origin, &room_id, &event_id, &request.body).await?))
 }
 
+/// `PUT /_matrix/federation/v1/invite/{roomId}/{eventId}` (the body is the event; `[200, {event}]`).
+pub async fn invite_v1(
+    State(services): State<Arc<Services>>,
+    Path((room, event)): Path<(String, String)>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let (room_id, event_id) = room_event(&room, &event)?;
+    Ok(Json(crate::federation::invite::receive_invite_v1(&services, &request.origin, &room_id, &event_id, &request.body).await?))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -85,6 +85,12 @@ fn sign_template(
     }
     event.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::try_from(crate::util::now_ms()).unwrap_or_default()));
     let mut content = json!({ "membership": membership });
+    // A restricted join keeps the resident's member who authorises it.
+    if let Some(CanonicalJsonValue::Object(template)) = event.get("content")
+        && let Some(CanonicalJsonValue::String(via)) = template.get("join_authorised_via_users_server")
+    {
+        content["join_authorised_via_users_server"] = json!(via);
+    }
     if membership == "join"
         && let Some(profile) = s.users.profile(user)?
     {
@@ -118,9 +124,27 @@ async fn check_all(services: &Arc<Services>, events: &[Value], room_id: &OwnedRo
     out
 }
 
-/// Joins `user` to a room of another server, through the first of `servers` that answers.
+/// Joins `user` to a room of another server, through the first of `servers` that lets it: a
+/// server answering `M_UNABLE_TO_GRANT_JOIN` (it cannot authorise a restricted join), or failing
+/// otherwise, is followed by the next one.
 pub async fn join_remote(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId, servers: Vec<OwnedServerName>) -> Result<()> {
-    let (template, version, resident) = make_membership(services, &servers, &room_id, &user, "join").await?;
+    let mut last = Error::not_found("No server could be reached to join this room");
+    for server in servers.iter().filter(|s| *s != services.globals.server_name()) {
+        match join_through(services, &user, &room_id, server).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::info!("joining {room_id} through {server}: {} {}", e.errcode, e.message);
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// `make_join` and `send_join` on one resident server, then the joined room stored.
+async fn join_through(services: &Arc<Services>, user: &OwnedUserId, room_id: &OwnedRoomId, server: &OwnedServerName) -> Result<()> {
+    let (user, room_id) = (user.clone(), room_id.clone());
+    let (template, version, resident) = make_membership(services, std::slice::from_ref(server), &room_id, &user, "join").await?;
     let (v, r, u) = (version.clone(), room_id.clone(), user.clone());
     let (object, event_id) = services.run(move |s| sign_template(s, template, &v, &r, &u, "join")).await?;
     let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));

@@ -16,7 +16,7 @@ use crate::{
     federation::incoming::{pdu_checks, persist, state_at},
     services::{
         Services,
-        rooms::{event_by_id, event_by_short, membership::Membership, version},
+        rooms::{event_by_id, event_by_short, membership::Membership, restricted, version},
         timeline::{
             append::{Forward, NewEvent, Target, authorise, build_fields},
             StoredEvent,
@@ -59,7 +59,13 @@ pub fn make_membership(
     let rules = version::rules(&version)?;
     let lock = s.timeline.room_lock(room_id);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-    let new = NewEvent::state(StateEventType::RoomMember, user.as_str(), json!({ "membership": membership }));
+    let mut content = json!({ "membership": membership });
+    if membership == "join"
+        && let restricted::JoinGrant::Via(authoriser) = restricted::grant(s, room_id, user)?
+    {
+        content["join_authorised_via_users_server"] = json!(authoriser);
+    }
+    let new = NewEvent::state(StateEventType::RoomMember, user.as_str(), content);
     let built = build_fields(s, &Target::Room(room_id), &rules, Some(room_id), user, &new)?;
     let placeholder = EventId::parse("$template").map_err(|_| Error::internal("bad id"))?;
     let pdu = Pdu::from_canonical(&built.object, &placeholder, room_id)?;
@@ -90,6 +96,7 @@ pub async fn send_membership(
     if pdu_checks::room_id_of(&object)? != *room_id {
         return Err(Error::bad_json("The event is for another room"));
     }
+    let object = if membership == "join" { co_sign_restricted_join(services, room_id, &version, object).await? } else { object };
     let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version).await?;
     if checked.event_id != *event_id {
         return Err(Error::bad_json("The event id does not match the event"));
@@ -108,6 +115,41 @@ pub async fn send_membership(
     let except = origin.to_owned();
     services.run(move |s| persist::append_remote(s, checked, Forward::AllExcept(Some(except)), true)).await?;
     Ok(id)
+}
+
+/// A join naming one of our users in `join_authorised_via_users_server` (a restricted join we
+/// vouch for): checked (the sender may join through that user) and signed by this server, as the
+/// authorization rules require; other joins are left as they are.
+async fn co_sign_restricted_join(
+    services: &Arc<Services>,
+    room_id: &OwnedRoomId,
+    version: &RoomVersionId,
+    mut object: CanonicalJsonObject,
+) -> Result<CanonicalJsonObject> {
+    let content = match object.get("content") {
+        Some(ruma::CanonicalJsonValue::Object(c)) => c,
+        _ => return Ok(object),
+    };
+    let Some(authoriser) = content.get("join_authorised_via_users_server").and_then(|v| v.as_str()) else { return Ok(object) };
+    let authoriser = OwnedUserId::try_from(authoriser).map_err(|_| Error::bad_json("Invalid join_authorised_via_users_server"))?;
+    if authoriser.server_name() != services.globals.server_name() {
+        return Ok(object);
+    }
+    let sender = object
+        .get("state_key")
+        .and_then(|v| v.as_str())
+        .and_then(|u| OwnedUserId::try_from(u).ok())
+        .ok_or_else(|| Error::bad_json("The join has no valid state_key"))?;
+    let (room, version) = (room_id.clone(), version.clone());
+    services
+        .run(move |s| {
+            restricted::check_authoriser(s, &room, &sender, &authoriser)?;
+            let rules = version::rules(&version)?;
+            ruma::signatures::sign_event(s.globals.server_name().as_str(), &s.globals.keypair, &mut object, &rules.redaction)
+                .map_err(|e| Error::bad_json(format!("cannot sign the join: {e}")))?;
+            Ok(object)
+        })
+        .await
 }
 
 /// The answer of `send_join`: the state before the join event and the auth chain of it and of

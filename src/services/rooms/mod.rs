@@ -2,7 +2,9 @@
 
 pub mod create;
 pub mod membership;
+pub mod hierarchy;
 pub mod power;
+pub mod restricted;
 pub mod version;
 
 use std::sync::Arc;
