@@ -4,6 +4,7 @@
 //! HTTP routes live in `api/federation`; this is the service side, reached as `services.federation`.
 
 pub mod acl;
+pub mod backfill;
 pub mod client;
 pub mod discovery;
 pub mod dns;
@@ -75,6 +76,8 @@ pub struct Federation {
     origin_locks: Mutex<HashMap<OwnedServerName, Arc<tokio::sync::Mutex<()>>>>,
     /// Other servers' recent `hierarchy` answers.
     pub hierarchy_cache: hierarchy::AnswerCache,
+    /// Fills of rooms' older history in progress, and rooms whose servers were unreachable.
+    pub backfill: backfill::Backfill,
 }
 
 impl Federation {
@@ -90,6 +93,7 @@ impl Federation {
             sender: sender::Sender::new(db.clone()),
             origin_locks: Mutex::new(HashMap::new()),
             hierarchy_cache: hierarchy::AnswerCache::default(),
+            backfill: Default::default(),
         })
     }
 

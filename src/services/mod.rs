@@ -58,6 +58,7 @@ pub fn all_maps() -> Vec<Map> {
         short::MAPS,
         state::MAPS,
         timeline::MAPS,
+        timeline::backfilled::MAPS,
         rooms::membership::MAPS,
         users::MAPS,
         directory::MAPS,

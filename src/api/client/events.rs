@@ -26,9 +26,10 @@ use crate::{
     services::{
         Services,
         rooms::{self, event_by_id, event_by_short},
-        sync::{SyncToken, filter::room_event_matches},
+        sync::filter::room_event_matches,
         timeline::{
             StoredEvent,
+            order::{Place, Walker, beyond},
             append::{NewEvent, Target, Txn, append_local},
             pdu::{ClientFormat, raw},
             visibility::{may_read_room, user_can_see},
@@ -227,65 +228,72 @@ pub async fn redact(State(services): State<Arc<Services>>, req: Ruma<redact_even
         .await
 }
 
-/// Walks a room's timeline from a position, keeping events the user may see that match the filter.
+/// What a walk found: the events, the gap past the last event looked at, whether the walk ended
+/// (at `to` or at an end of the room's order) and whether it ended at the oldest end.
+struct Page {
+    events: Vec<Arc<StoredEvent>>,
+    cursor: Place,
+    exhausted: bool,
+    at_oldest: bool,
+}
+
+/// Walks a room's order (backfilled events, then the timeline) from a gap, keeping events the user
+/// may see that match the filter.
 fn paginate(
     s: &Services,
     user: &UserId,
-    device: &str,
     room_id: &RoomId,
     short_room: u64,
-    from: u64,
+    from: Place,
     direction: Direction,
     limit: usize,
-    stop: Option<u64>,
+    stop: Option<Place>,
     filter: &RoomEventFilter,
-) -> Result<(Vec<Arc<StoredEvent>>, u64, bool)> {
-    let mut out = Vec::new();
-    let mut cursor = from;
-    let mut exhausted = false;
-    'outer: while out.len() < limit {
-        let batch = s.timeline.scan(short_room, cursor, direction, 64)?;
+) -> Result<Page> {
+    let mut page = Page { events: Vec::new(), cursor: from, exhausted: false, at_oldest: false };
+    let mut walker = Walker::new(short_room, from, direction);
+    'outer: while page.events.len() < limit {
+        let batch = walker.next_batch(&s.timeline, 64)?;
         if batch.is_empty() {
-            exhausted = true;
+            page.exhausted = true;
+            page.at_oldest = direction == Direction::Backward;
             break;
         }
-        for (pos, short) in &batch {
+        for step in &batch {
             if let Some(stop) = stop
-                && match direction {
-                    Direction::Backward => *pos <= stop,
-                    Direction::Forward => *pos > stop,
-                }
+                && beyond(step.rank, stop, direction)
             {
-                exhausted = true;
+                page.exhausted = true;
                 break 'outer;
             }
-            cursor = match direction {
-                Direction::Backward => pos.saturating_sub(1),
-                Direction::Forward => *pos,
-            };
-            let Some(event) = event_by_short(s, *short, room_id)? else { continue };
+            page.cursor = step.after;
+            let Some(event) = event_by_short(s, step.short, room_id)? else { continue };
             if !room_event_matches(filter, &event.pdu.kind.to_string(), Some(&event.pdu.sender), None)
                 || !user_can_see(s, user, &event)?
             {
                 continue;
             }
-            out.push(event);
-            if out.len() == limit {
+            page.events.push(event);
+            if page.events.len() == limit {
                 break 'outer;
             }
         }
-        if batch.len() < 64 {
-            exhausted = true;
-            break;
-        }
-        if direction == Direction::Backward && cursor == 0 {
-            exhausted = true;
-            break;
-        }
     }
-    let _ = device;
-    Ok((out, cursor, exhausted))
+    Ok(page)
 }
+
+/// The gaps just before and just after an event in its room's order.
+fn place_of(s: &Services, event: &StoredEvent) -> Result<(Place, Place)> {
+    if event.meta.pos == 0
+        && let Some((_, seq)) = s.timeline.backfilled_seq(event.short)?
+    {
+        return Ok((Place::Back(seq), Place::Back(seq - 1)));
+    }
+    Ok((Place::Main(event.meta.pos.saturating_sub(1)), Place::Main(event.meta.pos)))
+}
+
+/// Backfill rounds one /messages request may wait for.
+const BACKFILL_ROUNDS: usize = 3;
 
 fn lazy_member_state(s: &Services, room_id: &RoomId, events: &[Arc<StoredEvent>], filter: &RoomEventFilter) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStateEvent>>> {
     if !crate::services::sync::filter::lazy_members(filter) {
@@ -306,45 +314,68 @@ pub async fn messages(
     req: Ruma<get_message_events::v3::Request>,
 ) -> Res<get_message_events::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
-    services
+    let body = Arc::new(req.body);
+    let (check_user, check_body) = (user.clone(), body.clone());
+    let (short, from, stop) = services
         .run(move |s| {
-            let body = req.body;
-            let room_id = &body.room_id;
-            let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
-            let membership = s.membership.user_room(&user, room_id)?.filter(|m| !m.forgotten);
-            if membership.is_none() && !may_read_room(s, &user, short)? {
+            let (user, body) = (&check_user, &check_body);
+            let short = rooms::short_room(s, &body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let membership = s.membership.user_room(user, &body.room_id)?.filter(|m| !m.forgotten);
+            if membership.is_none() && !may_read_room(s, user, short)? {
                 return Err(Error::forbidden("You are not a member of this room"));
             }
-            let direction = match body.dir {
-                ApiDirection::Backward => Direction::Backward,
-                ApiDirection::Forward => Direction::Forward,
-            };
             let from = match &body.from {
-                Some(token) => SyncToken::parse(token)?.pos,
-                None => match direction {
-                    Direction::Backward => s.globals.current_pos(),
-                    Direction::Forward => 0,
+                Some(token) => Place::parse(token)?,
+                None => match body.dir {
+                    ApiDirection::Backward => Place::Main(s.globals.current_pos()),
+                    ApiDirection::Forward => Place::Back(u64::MAX),
                 },
             };
-            let stop = body.to.as_deref().map(SyncToken::parse).transpose()?.map(|t| t.pos);
-            let limit = u64::from(body.limit).clamp(1, 1000) as usize;
-            let (events, cursor, exhausted) =
-                paginate(s, &user, device.as_str(), room_id, short, from, direction, limit, stop, &body.filter)?;
-            let mut response = get_message_events::v3::Response::new();
-            response.start = SyncToken { pos: from, typing: 0 }.encode();
-            if !exhausted || !events.is_empty() && !exhausted {
-                response.end = Some(SyncToken { pos: cursor, typing: 0 }.encode());
-            } else if !events.is_empty() && direction == Direction::Forward {
-                response.end = Some(SyncToken { pos: cursor, typing: 0 }.encode());
-            }
-            response.state = lazy_member_state(s, room_id, &events, &body.filter)?;
-            response.chunk = events
-                .iter()
-                .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)))
-                .collect::<Result<_>>()?;
-            Ok(response.into())
+            let stop = body.to.as_deref().map(Place::parse).transpose()?;
+            Ok((short, from, stop))
         })
-        .await
+        .await?;
+    let direction = match body.dir {
+        ApiDirection::Backward => Direction::Backward,
+        ApiDirection::Forward => Direction::Forward,
+    };
+    let limit = u64::from(body.limit).clamp(1, 1000) as usize;
+    let mut rounds = 0;
+    loop {
+        let (walk_user, walk_body) = (user.clone(), body.clone());
+        let page = services
+            .run(move |s| paginate(s, &walk_user, &walk_body.room_id, short, from, direction, limit, stop, &walk_body.filter))
+            .await?;
+        // Our history ends before the client's wish: older events may be on other servers.
+        if page.at_oldest
+            && page.events.len() < limit
+            && rounds < BACKFILL_ROUNDS
+            && crate::federation::backfill::fill(&services, &body.room_id).await.unwrap_or_else(|e| {
+                tracing::info!("backfill of {}: {}", body.room_id, e.message);
+                false
+            })
+        {
+            rounds += 1;
+            continue;
+        }
+        let (user, device, body) = (user.clone(), device.clone(), body.clone());
+        return services
+            .run(move |s| {
+                let mut response = get_message_events::v3::Response::new();
+                response.start = from.encode();
+                if !page.exhausted || !page.events.is_empty() && direction == Direction::Forward {
+                    response.end = Some(page.cursor.encode());
+                }
+                response.state = lazy_member_state(s, &body.room_id, &page.events, &body.filter)?;
+                response.chunk = page
+                    .events
+                    .iter()
+                    .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)))
+                    .collect::<Result<_>>()?;
+                Ok(response.into())
+            })
+            .await;
+    }
 }
 
 pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_context::v3::Request>) -> Res<get_context::v3::Response> {
@@ -363,15 +394,14 @@ pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_contex
             let limit = u64::from(body.limit).min(100) as usize;
             let before_limit = limit / 2;
             let after_limit = limit - before_limit;
-            let pos = event.meta.pos;
-            let (before, before_cursor, _) =
-                paginate(s, &user, device.as_str(), room_id, short, pos.saturating_sub(1), Direction::Backward, before_limit.max(0), None, &body.filter)?;
-            let (after, after_cursor, _) =
-                paginate(s, &user, device.as_str(), room_id, short, pos, Direction::Forward, after_limit, None, &body.filter)?;
+            let (gap_before, gap_after) = place_of(s, &event)?;
+            let before = paginate(s, &user, room_id, short, gap_before, Direction::Backward, before_limit, None, &body.filter)?;
+            let after = paginate(s, &user, room_id, short, gap_after, Direction::Forward, after_limit, None, &body.filter)?;
             let format = |e: &Arc<StoredEvent>| -> Result<_> { Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)) };
             let mut response = get_context::v3::Response::new();
-            response.start = Some(SyncToken { pos: if before.is_empty() { pos.saturating_sub(1) } else { before_cursor }, typing: 0 }.encode());
-            response.end = Some(SyncToken { pos: if after.is_empty() { pos } else { after_cursor }, typing: 0 }.encode());
+            response.start = Some(if before.events.is_empty() { gap_before } else { before.cursor }.encode());
+            response.end = Some(if after.events.is_empty() { gap_after } else { after.cursor }.encode());
+            let (before, after) = (before.events, after.events);
             response.event = Some(format(&event)?);
             response.events_before = before.iter().map(format).collect::<Result<_>>()?;
             response.events_after = after.iter().map(format).collect::<Result<_>>()?;

@@ -2,6 +2,8 @@
 //! extremities and transaction ids.
 
 pub mod append;
+pub mod backfilled;
+pub mod order;
 pub mod pdu;
 pub mod visibility;
 #[cfg(test)]

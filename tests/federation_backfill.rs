@@ -1,0 +1,275 @@
+//! /messages backfills from other servers: a user of B joins a room of A that already has
+//! history; paginating backwards on B fetches it over federation (`/backfill`), in order, with
+//! stable tokens, never in /sync; /context and /event serve backfilled events; history visibility
+//! applies at each backfilled event; with A down, /messages answers from what B has.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{TestServer, enc};
+use parvis::services::Services;
+use reqwest::{Method, StatusCode};
+use ruma::{OwnedRoomId, OwnedServerName};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn config_for(dir: &std::path::Path) -> (parvis::config::Config, OwnedServerName) {
+    let port = free_port();
+    let mut config = common::config(dir);
+    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
+    config.server_name = name.clone();
+    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.federation.verify_certificates = false;
+    config.federation.request_timeout_secs = 5;
+    (config, name)
+}
+
+fn services(server: &TestServer) -> Arc<Services> {
+    server.server.as_ref().unwrap().services.clone()
+}
+
+/// A public room of A with `history_visibility` `visibility` and `count` messages, then joined by
+/// `bob` of B. Returns the room id.
+async fn room_with_history(a: &TestServer, a_name: &OwnedServerName, alice: &str, b: &TestServer, bob: &str, visibility: &str, count: usize) -> String {
+    let room = a
+        .create_room(
+            alice,
+            json!({
+                "preset": "public_chat",
+                "room_version": "12",
+                "initial_state": [{ "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": visibility } }],
+            }),
+        )
+        .await;
+    for i in 0..count {
+        a.send_text(alice, &room, &format!("t{i}"), &format!("m{i}")).await;
+    }
+    let path = format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a_name.as_str()));
+    b.post(&path, bob, json!({})).await;
+    room
+}
+
+async fn messages(server: &TestServer, token: &str, room: &str, query: &str) -> Value {
+    server.get(&format!("/_matrix/client/v3/rooms/{}/messages?{query}", enc(room)), token).await
+}
+
+fn chunk(page: &Value) -> Vec<Value> {
+    page["chunk"].as_array().cloned().unwrap_or_default()
+}
+
+fn body_of(event: &Value) -> Option<&str> {
+    event["content"]["body"].as_str()
+}
+
+/// Pages backwards with `limit` from the newest event until `end` is gone; checks each page's
+/// `start` is the token asked with. Returns the events (newest first) and the `end` of each page.
+async fn page_back(server: &TestServer, token: &str, room: &str, limit: usize) -> (Vec<Value>, Vec<String>) {
+    let (mut events, mut tokens) = (Vec::new(), Vec::new());
+    let mut from: Option<String> = None;
+    for _ in 0..100 {
+        let query = match &from {
+            Some(f) => format!("dir=b&limit={limit}&from={}", enc(f)),
+            None => format!("dir=b&limit={limit}"),
+        };
+        let page = messages(server, token, room, &query).await;
+        if let Some(f) = &from {
+            assert_eq!(page["start"].as_str(), Some(f.as_str()), "start is the token asked with: {page}");
+        }
+        events.extend(chunk(&page));
+        match page["end"].as_str() {
+            Some(end) => {
+                assert!(chunk(&page).len() <= limit);
+                tokens.push(end.to_owned());
+                from = Some(end.to_owned());
+            }
+            None => return (events, tokens),
+        }
+    }
+    panic!("pagination did not end");
+}
+
+fn ids(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn short_room(s: &Services, room: &str) -> u64 {
+    let room: OwnedRoomId = room.try_into().unwrap();
+    s.short.room(&room).unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn test_messages_over_federation_backfills_history_before_the_join() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_config, a_name) = config_for(dir_a.path());
+    let (b_config, _) = config_for(dir_b.path());
+    let a = TestServer::start_with(a_config).await;
+    let b = TestServer::start_with(b_config).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = room_with_history(&a, &a_name, &alice_token, &b, &bob_token, "shared", 60).await;
+
+    // B's initial sync, before any pagination: its timeline starts at the join.
+    let first_sync = b.get("/_matrix/client/v3/sync", &bob_token).await;
+    let since = first_sync["next_batch"].as_str().unwrap().to_owned();
+    let synced = first_sync["rooms"]["join"][&room]["timeline"]["events"].to_string();
+    assert!(!synced.contains("\"m59\""), "history is not in the initial sync: {synced}");
+
+    // Backwards, 7 at a time: bob's join, the 60 messages newest first, then the creation events.
+    let (events, tokens) = page_back(&b, &bob_token, &room, 7).await;
+    assert_eq!(events[0]["type"], "m.room.member");
+    assert_eq!(events[0]["state_key"], bob.as_str());
+    let bodies: Vec<&str> = events.iter().filter_map(body_of).collect();
+    let expected: Vec<String> = (0..60).rev().map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected, "all 60 messages, newest first");
+    let oldest = events.last().unwrap();
+    assert_eq!(oldest["type"], "m.room.create", "the room's creation ends the history: {oldest}");
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for kind in ["m.room.power_levels", "m.room.join_rules", "m.room.history_visibility"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    assert!(events.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == alice.as_str()));
+    let distinct: std::collections::HashSet<String> = ids(&events).into_iter().collect();
+    assert_eq!(distinct.len(), events.len(), "no event twice");
+    let mut unique_tokens = tokens.clone();
+    unique_tokens.dedup();
+    assert_eq!(unique_tokens.len(), tokens.len(), "every page moves on");
+
+    // The history is fetched once: the frontier is empty, and A is asked no more.
+    let sb = services(&b);
+    assert_eq!(sb.timeline.backfill_frontier(short_room(&sb, &room)).unwrap(), Some(Vec::new()));
+
+    // Tokens stay valid: paging again gives the same events, and forwards from a token in the
+    // backfilled part gives back, oldest first, what lay before it (across into the timeline).
+    let (again, again_tokens) = page_back(&b, &bob_token, &room, 7).await;
+    assert_eq!(ids(&again), ids(&events));
+    assert_eq!(again_tokens, tokens);
+    let middle = &tokens[4]; // after 35 events: among the backfilled ones
+    let forward = messages(&b, &bob_token, &room, &format!("dir=f&limit=100&from={}", enc(middle))).await;
+    let newer: Vec<Value> = events[..35].iter().rev().cloned().collect();
+    assert_eq!(ids(&chunk(&forward)), ids(&newer), "forward from the middle: the 35 newer events, oldest first, ending with the join");
+    // And the whole room forwards from its start.
+    let all_forward = messages(&b, &bob_token, &room, "dir=f&limit=200").await;
+    let oldest_first: Vec<Value> = events.iter().rev().cloned().collect();
+    assert_eq!(ids(&chunk(&all_forward)), ids(&oldest_first));
+    // `to` bounds a page in the backfilled part.
+    let bounded = messages(&b, &bob_token, &room, &format!("dir=b&limit=100&from={}&to={}", enc(&tokens[1]), enc(&tokens[3]))).await;
+    assert_eq!(ids(&chunk(&bounded)), ids(&events[14..28]));
+
+    // /event and /context serve backfilled events.
+    let m30 = events.iter().find(|e| body_of(e) == Some("m30")).unwrap()["event_id"].as_str().unwrap().to_owned();
+    let event = b.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&m30)), &bob_token).await;
+    assert_eq!(body_of(&event), Some("m30"));
+    let context = b.get(&format!("/_matrix/client/v3/rooms/{}/context/{}?limit=4", enc(&room), enc(&m30)), &bob_token).await;
+    let before: Vec<&str> = context["events_before"].as_array().unwrap().iter().filter_map(body_of).collect();
+    let after: Vec<&str> = context["events_after"].as_array().unwrap().iter().filter_map(body_of).collect();
+    assert_eq!((before, after), (vec!["m29", "m28"], vec!["m31", "m32"]));
+    let from_context = messages(&b, &bob_token, &room, &format!("dir=b&limit=2&from={}", enc(context["start"].as_str().unwrap()))).await;
+    assert_eq!(chunk(&from_context).iter().filter_map(body_of).collect::<Vec<_>>(), vec!["m27", "m26"]);
+
+    // An incremental /sync after the backfill has A's new message and none of the history.
+    a.send_text(&alice_token, &room, "late", "after the backfill").await;
+    let mut seen = String::new();
+    for _ in 0..50 {
+        let sync = b.get(&format!("/_matrix/client/v3/sync?since={}&timeout=2000", enc(&since)), &bob_token).await;
+        seen.push_str(&sync["rooms"].to_string());
+        if seen.contains("after the backfill") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains("after the backfill"), "{seen}");
+    for i in 0..60 {
+        assert!(!seen.contains(&format!("\"m{i}\"")), "m{i} came down /sync: {seen}");
+    }
+    // Nor did the current state change: bob is joined, the extremity is A's new message.
+    let members = b.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), &bob_token).await;
+    assert!(members["joined"].get(bob.as_str()).is_some() && members["joined"].get(alice.as_str()).is_some());
+
+    // With A stopped, B still answers from what it holds.
+    a.stop().await;
+    let started = std::time::Instant::now();
+    let (offline, _) = page_back(&b, &bob_token, &room, 50).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "no waiting for a stopped peer");
+    assert_eq!(offline.len(), events.len() + 1);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn messages_answer_local_events_when_the_rooms_servers_are_down_and_fill_in_later() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_config, a_name) = config_for(dir_a.path());
+    let (b_config, _) = config_for(dir_b.path());
+    let a = TestServer::start_with(a_config.clone()).await;
+    let b = TestServer::start_with(b_config).await;
+    let (_, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = room_with_history(&a, &a_name, &alice_token, &b, &bob_token, "shared", 5).await;
+
+    // A goes down before B paginated: B answers its own events (the join), nothing is lost.
+    a.stop().await;
+    let (path, query) = (format!("/_matrix/client/v3/rooms/{}/messages", enc(&room)), "?dir=b&limit=20");
+    let (status, page) = b.call(Method::GET, &format!("{path}{query}"), Some(&bob_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let events = chunk(&page);
+    assert_eq!(events.len(), 1, "{page}");
+    assert_eq!(events[0]["state_key"], bob.as_str());
+    let sb = services(&b);
+    assert_ne!(sb.timeline.backfill_frontier(short_room(&sb, &room)).unwrap(), Some(Vec::new()), "the gap is still to fill");
+
+    // A is back: once the retry pause is over, the history comes.
+    let a = TestServer::start_with(a_config).await;
+    tokio::time::sleep(parvis::federation::backfill::RETRY_AFTER).await;
+    let (events, _) = page_back(&b, &bob_token, &room, 20).await;
+    let bodies: Vec<&str> = events.iter().filter_map(body_of).collect();
+    assert_eq!(bodies, vec!["m4", "m3", "m2", "m1", "m0"]);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn backfilled_events_follow_the_history_visibility_at_each_event() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_config, a_name) = config_for(dir_a.path());
+    let (b_config, _) = config_for(dir_b.path());
+    let a = TestServer::start_with(a_config).await;
+    let b = TestServer::start_with(b_config).await;
+    let (_, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    // `joined`: bob may not see what was said before he joined, though B stores it.
+    let room = room_with_history(&a, &a_name, &alice_token, &b, &bob_token, "joined", 3).await;
+    // Then the room opens its history (shared) and says more; a second user of B joins later.
+    let state_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.history_visibility/", enc(&room));
+    a.put(&state_path, &alice_token, json!({ "history_visibility": "shared" })).await;
+    a.send_text(&alice_token, &room, "s0", "shared 0").await;
+
+    let (events, _) = page_back(&b, &bob_token, &room, 10).await;
+    let bodies: Vec<&str> = events.iter().filter_map(body_of).collect();
+    assert!(bodies.is_empty() || bodies == vec!["shared 0"], "nothing from before the join: {bodies:?}");
+    assert_eq!(events.iter().filter(|e| e["state_key"] == bob.as_str()).count(), 1);
+
+    // The earlier messages are stored (backfilled), just not shown to bob.
+    let sb = services(&b);
+    let short = short_room(&sb, &room);
+    assert!(sb.timeline.oldest_backfilled_seq(short).unwrap() >= 3);
+    let m1 = sb
+        .timeline
+        .scan_backfilled(short, 1, parvis::storage::Direction::Forward, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| sb.short.event_id(e).unwrap())
+        .find(|id| {
+            let event = parvis::services::rooms::event_by_id(&sb, id).unwrap().unwrap();
+            event.pdu.content_field("body").and_then(|b| b.as_str().map(str::to_owned)).as_deref() == Some("m1")
+        })
+        .expect("m1 is backfilled");
+    let (status, _) = b
+        .call(Method::GET, &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(m1.as_str())), Some(&bob_token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    a.stop().await;
+    b.stop().await;
+}
