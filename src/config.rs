@@ -109,6 +109,9 @@ pub struct FederationConfig {
     /// Whether other servers may read our public room directory (`publicRooms`); when false they
     /// get 403 `M_FORBIDDEN`.
     pub public_rooms_over_federation: bool,
+    /// Items (PDUs and EDUs) kept queued for a destination that does not answer; beyond it the
+    /// oldest EDUs are dropped (PDUs are kept).
+    pub max_queued_per_destination: usize,
 }
 
 impl Default for FederationConfig {
@@ -124,6 +127,7 @@ impl Default for FederationConfig {
             request_timeout_secs: 30,
             well_known_server: None,
             public_rooms_over_federation: true,
+            max_queued_per_destination: 10_000,
         }
     }
 }
@@ -255,6 +259,9 @@ impl Config {
         if f.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1".into());
         }
+        if f.max_queued_per_destination == 0 {
+            return invalid("max_queued_per_destination", "must be at least 1".into());
+        }
         if let Some(delegated) = &f.well_known_server
             && (delegated.is_empty() || <&ruma::ServerName>::try_from(delegated.as_str()).is_err())
         {
@@ -382,6 +389,7 @@ mod tests {
             ("PARVIS_FEDERATION__CA_FILES", "[\"/no/such/ca.pem\"]", "federation.ca_files"),
             ("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "maybe", "verify_certificates"),
             ("PARVIS_FEDERATION__REQUEST_TIMEOUT_SECS", "0", "federation.request_timeout_secs"),
+            ("PARVIS_FEDERATION__MAX_QUEUED_PER_DESTINATION", "0", "federation.max_queued_per_destination"),
             ("PARVIS_FEDERATION__WELL_KNOWN_SERVER", "not a host", "federation.well_known_server"),
         ];
         for (name, value, key) in cases {

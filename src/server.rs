@@ -53,7 +53,12 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let sender = match (services.config().federation.enabled, services.federation.sender.take_receiver()) {
         (true, Some(rx)) => {
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(crate::federation::sender::worker::supervise(services.clone(), rx, stop_rx));
+            let prune = tokio::spawn(crate::federation::incoming::txn_expiry::prune_periodically(services.clone(), stop_rx.clone()));
+            let supervise = crate::federation::sender::worker::supervise(services.clone(), rx, stop_rx);
+            let task = tokio::spawn(async move {
+                supervise.await;
+                let _ = prune.await;
+            });
             Some((stop, task))
         }
         _ => None,

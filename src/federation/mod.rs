@@ -56,6 +56,7 @@ pub const MAPS: &[Map] = &[
     OLD_SIGNING_KEYS,
     sender::queue::QUEUE,
     incoming::transaction::TXNS,
+    incoming::txn_expiry::TXN_TIMES,
 ];
 
 /// How long a failed key fetch from a server keeps us from asking it again.

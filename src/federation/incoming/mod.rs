@@ -7,3 +7,4 @@ pub mod pdu_checks;
 pub mod persist;
 pub mod state_at;
 pub mod transaction;
+pub mod txn_expiry;

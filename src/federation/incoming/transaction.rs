@@ -14,7 +14,7 @@ use crate::{
     storage::{Map as DbMap, keys::Key},
 };
 
-/// origin str ‖ txn id str → the answer JSON.
+/// origin str ‖ txn id str → the answer JSON (pruned after a day: `txn_expiry`).
 pub const TXNS: DbMap = DbMap("federation_txns");
 
 /// Checks the envelope of a transaction (pure): origin, sizes.
@@ -69,7 +69,7 @@ pub async fn handle(services: &Arc<Services>, origin: &ServerName, txn_id: &str,
         .await?;
     let answer = json!({ "pdus": results });
     let bytes = serde_json::to_vec(&answer).unwrap_or_default();
-    services.run(move |s| Ok(s.globals.db.put(TXNS, key, bytes)?)).await?;
+    services.run(move |s| super::txn_expiry::record(s, key, bytes, crate::util::now_ms())).await?;
     Ok(answer)
 }
 

@@ -1,6 +1,7 @@
 //! Sending to other servers: a persisted per-destination queue of PDUs and EDUs (`queue`), and
 //! one worker per destination that sends it as transactions, with backoff (`worker`).
 
+pub mod cap;
 pub mod e2ee;
 pub mod edus;
 pub mod queue;

@@ -83,6 +83,10 @@ async fn destination_worker(services: Arc<Services>, dest: OwnedServerName, mut 
             }
             Err(e) => {
                 tracing::info!("transaction to {dest} failed ({e}); retrying in {backoff:?}");
+                let (name, cap) = (dest.clone(), services.config().federation.max_queued_per_destination);
+                if let Err(e) = services.run(move |s| s.federation.sender.trim(&name, cap)).await {
+                    tracing::warn!("federation queue for {dest}: {e}");
+                }
                 let sleep = tokio::time::sleep(backoff);
                 tokio::pin!(sleep);
                 loop {

@@ -1,0 +1,111 @@
+//! Federation limits: the queue of a destination that does not answer is capped (oldest EDUs
+//! dropped, PDUs kept); stored answers to incoming transactions are pruned after a day; outgoing
+//! requests to one destination reuse their TLS connections.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::TestServer;
+use parvis::{
+    federation::{
+        incoming::{transaction::TXNS, txn_expiry},
+        request::send_json,
+        sender::queue::{Item, queue_edu},
+    },
+    services::Services,
+    storage::keys::Key,
+};
+use ruma::{OwnedEventId, OwnedServerName};
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start(dir: &std::path::Path, change: impl FnOnce(&mut parvis::config::Config)) -> (TestServer, OwnedServerName) {
+    let port = free_port();
+    let mut config = common::config(dir);
+    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
+    config.server_name = name.clone();
+    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.federation.verify_certificates = false;
+    change(&mut config);
+    (TestServer::start_with(config).await, name)
+}
+
+fn services(server: &TestServer) -> Arc<Services> {
+    server.server.as_ref().unwrap().services.clone()
+}
+
+#[tokio::test]
+async fn a_dead_destinations_queue_drops_its_oldest_edus_and_keeps_its_pdus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = start(dir.path(), |c| c.federation.max_queued_per_destination = 5).await;
+    let sa = services(&a);
+    // Nothing listens there: every transaction fails.
+    let dead: OwnedServerName = format!("127.0.0.1:{}", free_port()).try_into().unwrap();
+    let pdus: Vec<OwnedEventId> = (0..3).map(|i| OwnedEventId::try_from(format!("$pdu{i}")).unwrap()).collect();
+    sa.globals
+        .commit(|c| {
+            for id in &pdus {
+                sa.federation.sender.queue_pdu(c, &dead, id);
+            }
+            Ok(())
+        })
+        .unwrap();
+    for i in 0..20 {
+        queue_edu(&sa, std::slice::from_ref(&dead), json!({ "edu_type": "m.typing", "content": { "n": i } })).unwrap();
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let queued = loop {
+        let queued = sa.federation.sender.next_batch(&dead).unwrap();
+        if queued.len() <= 5 {
+            break queued;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the queue was never trimmed: {} items", queued.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let kept_pdus: Vec<OwnedEventId> =
+        queued.iter().filter_map(|(_, item)| if let Item::Pdu(id) = item { Some(id.clone()) } else { None }).collect();
+    let kept_edus: Vec<i64> = queued
+        .iter()
+        .filter_map(|(_, item)| if let Item::Edu(edu) = item { edu["content"]["n"].as_i64() } else { None })
+        .collect();
+    assert_eq!(kept_pdus, pdus, "every PDU stays");
+    assert_eq!(kept_edus, vec![18, 19], "the newest EDUs stay");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn stored_transaction_answers_are_pruned_after_a_day() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path(), |_| ()).await;
+    let (b, b_name) = start(dir_b.path(), |_| ()).await;
+    let (sa, sb) = (services(&a), services(&b));
+
+    // B sends A a transaction: A keeps its answer, with its time.
+    let body = json!({ "origin": b_name, "origin_server_ts": parvis::util::now_ms(), "pdus": [], "edus": [] });
+    let (status, answer) =
+        send_json(&sb, &a_name, http::Method::PUT, "/_matrix/federation/v1/send/txn-1", Some(&body)).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    let key = Key::new().str(b_name.as_str()).str("txn-1").build();
+    assert!(sa.globals.db.get(TXNS, &key).unwrap().is_some());
+    // An answer given two days ago.
+    let old_key = Key::new().str(b_name.as_str()).str("txn-0").build();
+    let two_days_ago = parvis::util::now_ms() - 2 * 24 * 3600 * 1000;
+    txn_expiry::record(&sa, old_key.clone(), br#"{"pdus":{}}"#.to_vec(), two_days_ago).unwrap();
+
+    // Pruning now removes only the old answer; a day later, the new one too.
+    assert_eq!(txn_expiry::prune(&sa, parvis::util::now_ms()).unwrap(), 1);
+    assert!(sa.globals.db.get(TXNS, &old_key).unwrap().is_none());
+    assert!(sa.globals.db.get(TXNS, &key).unwrap().is_some());
+    assert_eq!(txn_expiry::prune(&sa, parvis::util::now_ms()).unwrap(), 0);
+    let tomorrow = parvis::util::now_ms() + txn_expiry::KEEP.as_millis() as u64 + 1000;
+    assert_eq!(txn_expiry::prune(&sa, tomorrow).unwrap(), 1);
+    assert!(sa.globals.db.get(TXNS, &key).unwrap().is_none());
+    assert!(sa.globals.db.scan_prefix(txn_expiry::TXN_TIMES, &[]).next().is_none(), "the time index is emptied too");
+    a.stop().await;
+    b.stop().await;
+}
