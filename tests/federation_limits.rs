@@ -109,3 +109,44 @@ async fn stored_transaction_answers_are_pruned_after_a_day() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn requests_to_one_destination_reuse_their_tls_connection() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, _) = start(dir_a.path(), |_| ()).await;
+    let port = free_port();
+    let mut b_config = common::config(dir_b.path());
+    let b_name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
+    b_config.server_name = b_name.clone();
+    b_config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    b_config.federation.verify_certificates = false;
+    let b = TestServer::start_with(b_config.clone()).await;
+    let sa = services(&a);
+    let transport = &sa.federation.transport;
+
+    let version = async || {
+        let (status, body) = send_json(&sa, &b_name, http::Method::GET, "/_matrix/federation/v1/version", None).await.unwrap();
+        assert_eq!(status, http::StatusCode::OK, "{body}");
+        assert_eq!(body["server"]["name"], "Parvis");
+    };
+    let before = transport.connections_opened();
+    for _ in 0..5 {
+        version().await;
+    }
+    assert_eq!(transport.connections_opened(), before + 1, "five requests, one connection");
+
+    // Two at once need two connections; both are kept and reused.
+    tokio::join!(version(), version());
+    let after_parallel = transport.connections_opened();
+    assert!(after_parallel <= before + 2);
+    tokio::join!(version(), version());
+    assert_eq!(transport.connections_opened(), after_parallel);
+
+    // B restarts: the kept connections are dead; the next request opens a new one and succeeds.
+    b.stop().await;
+    let b = TestServer::start_with(b_config).await;
+    version().await;
+    assert_eq!(transport.connections_opened(), after_parallel + 1);
+    a.stop().await;
+    b.stop().await;
+}

@@ -16,6 +16,7 @@ pub mod join;
 pub mod keys_client;
 pub mod listener;
 pub mod own_keys;
+pub mod pool;
 pub mod profile;
 pub mod remote_keys;
 pub mod request;
