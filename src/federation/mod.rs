@@ -23,6 +23,7 @@ pub mod request;
 pub mod read;
 pub mod resolve;
 pub mod sender;
+pub mod server_visibility;
 pub mod signing;
 pub mod third_party_invite;
 pub mod tls;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
-    federation::{incoming::state_at::auth_chain, join::resident::pdus_of},
+    federation::{incoming::state_at::auth_chain, join::resident::pdus_of, server_visibility::ServerView},
     services::{
         Services,
         rooms::{event_by_id, event_by_short, short_room},
@@ -66,7 +66,7 @@ fn envelope(s: &Services, pdus: Vec<Value>) -> Value {
 pub fn event(s: &Services, origin: &ServerName, event_id: &EventId) -> Result<Value> {
     let event = event_by_id(s, event_id)?.ok_or_else(|| Error::not_found("Unknown event"))?;
     require_in_room(s, origin, &event.pdu.room_id).map_err(|_| Error::not_found("Unknown event"))?;
-    Ok(envelope(s, vec![serde_json::to_value(&event.json).unwrap_or(Value::Null)]))
+    Ok(envelope(s, vec![ServerView::new(s, origin).json(&event)?]))
 }
 
 pub fn event_auth(s: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
@@ -112,7 +112,8 @@ fn walk_back(s: &Services, room_id: &RoomId, from: Vec<OwnedEventId>, stop: &Has
 pub fn backfill(s: &Services, origin: &ServerName, room_id: &RoomId, from: Vec<OwnedEventId>, limit: usize) -> Result<Value> {
     require_in_room(s, origin, room_id)?;
     let events = walk_back(s, room_id, from, &HashSet::new(), limit.min(100))?;
-    Ok(envelope(s, events.iter().map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null)).collect()))
+    let mut view = ServerView::new(s, origin);
+    Ok(envelope(s, events.iter().map(|e| view.json(e)).collect::<Result<_>>()?))
 }
 
 pub fn missing_events(
@@ -135,7 +136,8 @@ pub fn missing_events(
     let mut events = walk_back(s, room_id, start, &stop, limit.min(100))?;
     events.retain(|e| u64::from(e.pdu.depth) >= min_depth);
     events.reverse();
-    Ok(json!({ "events": events.iter().map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null)).collect::<Vec<_>>() }))
+    let mut view = ServerView::new(s, origin);
+    Ok(json!({ "events": events.iter().map(|e| view.json(e)).collect::<Result<Vec<_>>>()? }))
 }
 
 /// `query/directory`: the room of one of our aliases and the servers in it.
