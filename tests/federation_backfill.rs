@@ -159,6 +159,17 @@ async fn test_messages_over_federation_backfills_history_before_the_join() {
     let bounded = messages(&b, &bob_token, &room, &format!("dir=b&limit=100&from={}&to={}", enc(&tokens[1]), enc(&tokens[3]))).await;
     assert_eq!(ids(&chunk(&bounded)), ids(&events[14..28]));
 
+    // /members at a token among backfilled events: the members then (alice alone).
+    let then = b.get(&format!("/_matrix/client/v3/rooms/{}/members?at={}", enc(&room), enc(middle)), &bob_token).await;
+    let joined: Vec<&str> = then["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["content"]["membership"] == "join")
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, vec![alice.as_str()]);
+
     // /event and /context serve backfilled events.
     let m30 = events.iter().find(|e| body_of(e) == Some("m30")).unwrap()["event_id"].as_str().unwrap().to_owned();
     let event = b.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&m30)), &bob_token).await;

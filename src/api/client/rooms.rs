@@ -424,7 +424,8 @@ pub async fn members(
             let state = match s.membership.user_room(&user, room_id)? {
                 Some(r) if r.membership == Membership::Join => match &req.body.at {
                     Some(at) => {
-                        rooms::state_at_pos(s, short, crate::services::sync::SyncToken::parse(at)?.pos)?
+                        use crate::services::timeline::order;
+                        order::state_at(s, short, order::Place::parse(at)?)?
                     }
                     None => s.state.current_state(short)?,
                 },

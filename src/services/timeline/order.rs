@@ -113,6 +113,14 @@ impl Walker {
     }
 }
 
+/// The state after the last event before a gap (`/members?at=`), backfilled events included.
+pub fn state_at(s: &crate::services::Services, short_room: u64, place: Place) -> Result<std::sync::Arc<crate::services::state::StateMap>> {
+    let mut walker = Walker::new(short_room, place, Direction::Backward);
+    let Some(step) = walker.next_batch(&s.timeline, 1)?.into_iter().next() else { return Ok(Default::default()) };
+    let snapshot = s.timeline.meta(step.short)?.map_or(0, |m| m.state_after);
+    s.state.load(snapshot)
+}
+
 /// Whether an event of rank `rank` lies beyond the gap `stop` in `direction`.
 pub fn beyond(rank: i128, stop: Place, direction: Direction) -> bool {
     match direction {
