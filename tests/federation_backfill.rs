@@ -118,6 +118,11 @@ async fn test_messages_over_federation_backfills_history_before_the_join() {
     let synced = first_sync["rooms"]["join"][&room]["timeline"]["events"].to_string();
     assert!(!synced.contains("\"m59\""), "history is not in the initial sync: {synced}");
 
+    let sb = services(&b);
+    let short = short_room(&sb, &room);
+    let (extremities, current) = (sb.timeline.extremities(short).unwrap(), sb.state.current_snapshot(short).unwrap());
+    let position = sb.globals.current_pos();
+
     // Backwards, 7 at a time: bob's join, the 60 messages newest first, then the creation events.
     let (events, tokens) = page_back(&b, &bob_token, &room, 7).await;
     assert_eq!(events[0]["type"], "m.room.member");
@@ -139,8 +144,11 @@ async fn test_messages_over_federation_backfills_history_before_the_join() {
     assert_eq!(unique_tokens.len(), tokens.len(), "every page moves on");
 
     // The history is fetched once: the frontier is empty, and A is asked no more.
-    let sb = services(&b);
-    assert_eq!(sb.timeline.backfill_frontier(short_room(&sb, &room)).unwrap(), Some(Vec::new()));
+    assert_eq!(sb.timeline.backfill_frontier(short).unwrap(), Some(Vec::new()));
+    // Backfilling changed neither the forward extremities, nor the current state, nor the stream.
+    assert_eq!(sb.timeline.extremities(short).unwrap(), extremities);
+    assert_eq!(sb.state.current_snapshot(short).unwrap(), current);
+    assert_eq!(sb.globals.current_pos(), position);
 
     // Tokens stay valid: paging again gives the same events, and forwards from a token in the
     // backfilled part gives back, oldest first, what lay before it (across into the timeline).
