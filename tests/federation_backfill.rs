@@ -293,3 +293,35 @@ async fn backfilled_events_follow_the_history_visibility_at_each_event() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_history_comes_in_several_backfills_each_with_its_state() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_config, a_name) = config_for(dir_a.path());
+    let (b_config, _) = config_for(dir_b.path());
+    let a = TestServer::start_with(a_config).await;
+    let b = TestServer::start_with(b_config).await;
+    let (_, alice_token) = a.register("alice").await;
+    let (_, bob_token) = b.register("bob").await;
+    // More than one /backfill answer holds (100): the oldest event of the first answer follows
+    // events B lacks, so its state comes from A's state_ids.
+    let room = room_with_history(&a, &a_name, &alice_token, &b, &bob_token, "shared", 150).await;
+    let (events, _) = page_back(&b, &bob_token, &room, 40).await;
+    let bodies: Vec<&str> = events.iter().filter_map(body_of).collect();
+    let expected: Vec<String> = (0..150).rev().map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    assert_eq!(events.last().unwrap()["type"], "m.room.create");
+    // Every backfilled event has the state before it: the messages were sent with alice joined.
+    let sb = services(&b);
+    let short = short_room(&sb, &room);
+    let alice_key = sb.short.statekey(&ruma::events::StateEventType::RoomMember, &format!("@alice:{a_name}")).unwrap().unwrap();
+    for (_, short_event) in sb.timeline.scan_backfilled(short, 1, parvis::storage::Direction::Forward, 1000).unwrap() {
+        let event = parvis::services::rooms::event_by_id(&sb, &sb.short.event_id(short_event).unwrap()).unwrap().unwrap();
+        if event.pdu.kind.to_string() == "m.room.message" {
+            let before = sb.state.load(event.meta.state_before).unwrap();
+            assert!(before.contains_key(&alice_key), "state before {} lacks alice", event.pdu.event_id);
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}
