@@ -325,3 +325,54 @@ async fn a_long_history_comes_in_several_backfills_each_with_its_state() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn an_auth_event_the_joiner_lost_comes_back_with_the_state_of_the_first_backfilled_event() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_config, a_name) = config_for(dir_a.path());
+    let (b_config, _) = config_for(dir_b.path());
+    let a = TestServer::start_with(a_config).await;
+    let b = TestServer::start_with(b_config.clone()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    // 110 messages authorised by alice's first join, then alice renames herself (a new member event).
+    let room = a.create_room(&alice_token, json!({ "preset": "public_chat" })).await;
+    for i in 0..110 {
+        a.send_text(&alice_token, &room, &format!("t{i}"), &format!("m{i}")).await;
+    }
+    a.put(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice)), &alice_token, json!({ "displayname": "Alice" })).await;
+    let first = messages(&a, &alice_token, &room, "dir=f&limit=100").await;
+    let first_join = chunk(&first)
+        .into_iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == alice.as_str())
+        .unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A user of B joins now; B then loses alice's first join (as if it had been given a partial
+    // auth chain) and restarts. The first /backfill answer (100 events) does not reach back to it,
+    // and its messages need it: B takes the state before the oldest of them from A's state_ids
+    // and fetches the events of it that it lacks (/event), alice's first join among them.
+    let (_, carol_token) = b.register("carol").await;
+    let path = format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a_name.as_str()));
+    b.post(&path, &carol_token, json!({})).await;
+    let sb = services(&b);
+    let id: ruma::OwnedEventId = first_join.as_str().try_into().unwrap();
+    let short = sb.short.event(&id).unwrap().expect("B holds alice's first join");
+    let mut batch = parvis::storage::Batch::new();
+    batch.delete(parvis::services::timeline::PDUS, short.to_be_bytes());
+    batch.delete(parvis::services::timeline::EVENT_META, short.to_be_bytes());
+    sb.globals.db.write(batch).unwrap();
+    drop(sb);
+    b.stop().await;
+    let b = TestServer::start_with(b_config).await;
+    assert!(parvis::services::rooms::event_by_id(&services(&b), &id).unwrap().is_none());
+
+    let (events, _) = page_back(&b, &carol_token, &room, 50).await;
+    let bodies: Vec<&str> = events.iter().filter_map(body_of).collect();
+    let expected: Vec<String> = (0..110).rev().map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    assert!(parvis::services::rooms::event_by_id(&services(&b), &id).unwrap().is_some(), "alice's first join is back");
+    a.stop().await;
+    b.stop().await;
+}
