@@ -110,7 +110,7 @@ pub struct FederationConfig {
     /// get 403 `M_FORBIDDEN`.
     pub public_rooms_over_federation: bool,
     /// Items (PDUs and EDUs) kept queued for a destination that does not answer; beyond it the
-    /// oldest EDUs are dropped (PDUs are kept).
+    /// oldest typing, receipt and presence EDUs are dropped (PDUs and other EDUs are kept).
     pub max_queued_per_destination: usize,
 }
 

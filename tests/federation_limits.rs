@@ -39,7 +39,7 @@ fn services(server: &TestServer) -> Arc<Services> {
 }
 
 #[tokio::test]
-async fn a_dead_destinations_queue_drops_its_oldest_edus_and_keeps_its_pdus() {
+async fn a_dead_destinations_queue_drops_its_oldest_typing_edus_and_keeps_pdus_and_to_device() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = start(dir.path(), |c| c.federation.max_queued_per_destination = 5).await;
     let sa = services(&a);
@@ -54,6 +54,8 @@ async fn a_dead_destinations_queue_drops_its_oldest_edus_and_keeps_its_pdus() {
             Ok(())
         })
         .unwrap();
+    // A to-device message must arrive: it is never dropped.
+    queue_edu(&sa, std::slice::from_ref(&dead), json!({ "edu_type": "m.direct_to_device", "content": { "n": -1 } })).unwrap();
     for i in 0..20 {
         queue_edu(&sa, std::slice::from_ref(&dead), json!({ "edu_type": "m.typing", "content": { "n": i } })).unwrap();
     }
@@ -74,7 +76,7 @@ async fn a_dead_destinations_queue_drops_its_oldest_edus_and_keeps_its_pdus() {
         .filter_map(|(_, item)| if let Item::Edu(edu) = item { edu["content"]["n"].as_i64() } else { None })
         .collect();
     assert_eq!(kept_pdus, pdus, "every PDU stays");
-    assert_eq!(kept_edus, vec![18, 19], "the newest EDUs stay");
+    assert_eq!(kept_edus, vec![-1, 19], "the to-device message and the newest typing EDU stay");
     a.stop().await;
 }
 
