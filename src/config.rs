@@ -29,6 +29,10 @@ pub struct Config {
 pub struct ListenConfig {
     /// Address of the client-server (and admin) HTTP listener.
     pub client: SocketAddr,
+    /// The URL clients use to reach the client-server API (behind a TLS proxy, usually
+    /// `https://matrix.example.org`), announced in `/.well-known/matrix/client`. Unset:
+    /// `http://<server_name>`.
+    pub public_base_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,7 +155,7 @@ impl Default for Config {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { client: "127.0.0.1:8008".parse().expect("valid default address") }
+        Self { client: "127.0.0.1:8008".parse().expect("valid default address"), public_base_url: None }
     }
 }
 
@@ -225,6 +229,11 @@ impl Config {
         }
         if self.limits.max_request_bytes < 65_536 {
             return invalid("limits.max_request_bytes", "must be at least 65536 (one event)");
+        }
+        if let Some(url) = &self.listen.public_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return invalid("listen.public_base_url", "must start with https:// or http://");
         }
         if self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path", "must not be empty");
@@ -378,6 +387,15 @@ mod tests {
         assert_eq!(config.federation.key_validity_hours, 2);
         assert_eq!(config.federation.well_known_server.as_deref(), Some("fed.example.org:443"));
         assert!(!config.federation.public_rooms_over_federation);
+    }
+
+    #[test]
+    fn public_base_url_from_the_environment_and_checked() {
+        let config =
+            Config::load(None, env(&[("PARVIS_LISTEN__PUBLIC_BASE_URL", "https://matrix.example.org")])).unwrap();
+        assert_eq!(config.listen.public_base_url.as_deref(), Some("https://matrix.example.org"));
+        let err = Config::load(None, env(&[("PARVIS_LISTEN__PUBLIC_BASE_URL", "matrix.example.org")])).unwrap_err();
+        assert!(err.to_string().contains("listen.public_base_url"), "{err}");
     }
 
     #[test]

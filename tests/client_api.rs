@@ -281,3 +281,20 @@ async fn concurrent_room_creation_by_one_user_gives_distinct_rooms() {
     let joined = server.get("/_matrix/client/v3/joined_rooms", &alice).await;
     assert_eq!(joined["joined_rooms"].as_array().unwrap().len(), 8);
 }
+
+#[tokio::test]
+async fn well_known_client_announces_the_public_base_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (status, body) = server.call(Method::GET, "/.well-known/matrix/client", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["m.homeserver"]["base_url"], "http://test.local");
+    server.stop().await;
+
+    let mut config = common::config(dir.path());
+    config.listen.public_base_url = Some("https://matrix.example.org/".to_owned());
+    let server = TestServer::start_with(config).await;
+    let (_, body) = server.call(Method::GET, "/.well-known/matrix/client", None, None).await;
+    assert_eq!(body["m.homeserver"]["base_url"], "https://matrix.example.org");
+    server.stop().await;
+}

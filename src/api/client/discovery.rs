@@ -40,7 +40,10 @@ pub async fn well_known_server(State(services): State<Arc<Services>>) -> Json<Va
 }
 
 fn base_url(s: &Services) -> String {
-    format!("http://{}", s.globals.server_name())
+    match &s.config().listen.public_base_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", s.globals.server_name()),
+    }
 }
 
 pub async fn capabilities(
