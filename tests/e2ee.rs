@@ -9,10 +9,10 @@
 
 mod common;
 
-use std::time::Duration;
 
 use base64::Engine as _;
 use common::{TestServer, enc};
+use common::federation::{eventually, free_port, start as start_named};
 use reqwest::{Method, StatusCode};
 use ruma::{
     CanonicalJsonObject, OwnedServerName,
@@ -99,22 +99,6 @@ async fn sync(server: &TestServer, token: &str, since: Option<&str>) -> Value {
 
 async fn query(server: &TestServer, token: &str, user: &str) -> Value {
     server.post("/_matrix/client/v3/keys/query", token, json!({ "device_keys": { user: [] } })).await
-}
-
-/// Polls `check` until it gives a value (15 s at most).
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -427,20 +411,6 @@ async fn e2e_key_backup_replace_room_key_rules() {
 }
 
 // ---- Over federation -------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_named(data: &std::path::Path) -> (TestServer, OwnedServerName) {
-    let port = free_port();
-    let mut config = common::config(data);
-    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
-    config.server_name = name.clone();
-    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.federation.verify_certificates = false;
-    (TestServer::start_with(config).await, name)
-}
 
 async fn membership(server: &TestServer, token: &str, room: &str, user: &str) -> Option<String> {
     let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), enc(user));

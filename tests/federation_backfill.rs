@@ -5,33 +5,20 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use common::{TestServer, enc};
+use common::federation::{fixed_config, services};
 use parvis::services::Services;
 use reqwest::{Method, StatusCode};
 use ruma::{OwnedRoomId, OwnedServerName};
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn config_for(dir: &std::path::Path) -> (parvis::config::Config, OwnedServerName) {
-    let port = free_port();
-    let mut config = common::config(dir);
-    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
-    config.server_name = name.clone();
-    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.federation.verify_certificates = false;
+    let (mut config, name) = fixed_config(dir);
     config.federation.request_timeout_secs = 5;
     (config, name)
 }
-
-fn services(server: &TestServer) -> Arc<Services> {
-    server.server.as_ref().unwrap().services.clone()
-}
-
 /// A public room of A with `history_visibility` `visibility` and `count` messages, then joined by
 /// `bob` of B. Returns the room id.
 async fn room_with_history(a: &TestServer, a_name: &OwnedServerName, alice: &str, b: &TestServer, bob: &str, visibility: &str, count: usize) -> String {

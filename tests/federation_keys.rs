@@ -16,20 +16,8 @@ use parvis::{
 use ruma::{CanonicalJsonObject, OwnedServerName, ServerName, signatures::to_canonical_json_string_for_signing};
 use serde_json::{Value, json};
 
-/// A free loopback port for a server whose name must carry its federation port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn start(data: &Path) -> (TestServer, OwnedServerName) {
-    let port = free_port();
-    let mut config = common::config(data);
-    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
-    config.server_name = name.clone();
-    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.federation.verify_certificates = false;
-    let server = TestServer::start_with(config).await;
-    (server, name)
+    common::federation::start(data).await
 }
 
 fn services(server: &TestServer) -> &Arc<Services> {

@@ -4,39 +4,20 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use common::TestServer;
+use common::federation::{free_port, services, start_configured as start};
 use parvis::{
     federation::{
         incoming::{transaction::TXNS, txn_expiry},
         request::send_json,
         sender::queue::{Item, queue_edu},
     },
-    services::Services,
     storage::keys::Key,
 };
 use ruma::{OwnedEventId, OwnedServerName};
 use serde_json::json;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start(dir: &std::path::Path, change: impl FnOnce(&mut parvis::config::Config)) -> (TestServer, OwnedServerName) {
-    let port = free_port();
-    let mut config = common::config(dir);
-    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
-    config.server_name = name.clone();
-    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.federation.verify_certificates = false;
-    change(&mut config);
-    (TestServer::start_with(config).await, name)
-}
-
-fn services(server: &TestServer) -> Arc<Services> {
-    server.server.as_ref().unwrap().services.clone()
-}
 
 #[tokio::test]
 async fn a_dead_destinations_queue_drops_its_oldest_typing_edus_and_keeps_pdus_and_to_device() {

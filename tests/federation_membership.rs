@@ -4,9 +4,10 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use common::{TestServer, enc};
+use common::federation::{eventually, services, start};
 use parvis::{
     federation::request::send_json,
     services::{
@@ -18,48 +19,6 @@ use parvis::{
 use reqwest::{Method, StatusCode};
 use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, events::StateEventType};
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A server named after its federation port; another port is tried when the one picked was taken
-/// meanwhile (tests run in parallel).
-async fn start(data: &std::path::Path) -> (TestServer, OwnedServerName) {
-    for _ in 0..5 {
-        let port = free_port();
-        let mut config = common::config(data);
-        let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
-        config.server_name = name.clone();
-        config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        config.federation.verify_certificates = false;
-        if let Ok(server) = parvis::server::start(config).await {
-            let base = format!("http://{}", server.addr);
-            return (TestServer { server: Some(server), base, http: reqwest::Client::new() }, name);
-        }
-    }
-    panic!("no server could start");
-}
-
-fn services(server: &TestServer) -> Arc<Services> {
-    server.server.as_ref().unwrap().services.clone()
-}
-
-/// Polls `check` until it gives a value (15 s at most).
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn member_event(server: &TestServer, token: &str, room: &str, user: &str) -> Option<Value> {
     let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}?format=event", enc(room), enc(user));

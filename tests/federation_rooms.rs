@@ -4,9 +4,10 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use common::{TestServer, enc};
+use common::federation::{eventually, fixed_config, free_port, services, start, start_configured};
 use parvis::{federation::request::send_json, services::Services};
 use reqwest::{Method, StatusCode};
 use ruma::{
@@ -14,46 +15,6 @@ use ruma::{
     signatures::hash_and_sign_event,
 };
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start(data: &std::path::Path) -> (TestServer, OwnedServerName) {
-    start_configured(data, |_| ()).await
-}
-
-/// `start` with a change to the configuration.
-async fn start_configured(data: &std::path::Path, change: impl FnOnce(&mut parvis::config::Config)) -> (TestServer, OwnedServerName) {
-    let port = free_port();
-    let mut config = common::config(data);
-    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
-    config.server_name = name.clone();
-    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.federation.verify_certificates = false;
-    change(&mut config);
-    (TestServer::start_with(config).await, name)
-}
-
-fn services(server: &TestServer) -> Arc<Services> {
-    server.server.as_ref().unwrap().services.clone()
-}
-
-/// Polls `check` until it gives a value (15 s at most).
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn membership(server: &TestServer, token: &str, room: &str, user: &str) -> Option<String> {
     let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), enc(user));
@@ -406,17 +367,6 @@ async fn a_restarted_server_fills_a_gap_with_missing_events_and_state_ids() {
     wait_message(&a, &alice_token, &room, "bob is back").await;
     a.stop().await;
     b.stop().await;
-}
-
-/// A config with a fixed federation port (the server name carries it), to restart a server.
-fn fixed_config(dir: &std::path::Path) -> (parvis::config::Config, OwnedServerName) {
-    let port = free_port();
-    let mut config = common::config(dir);
-    let name: OwnedServerName = format!("127.0.0.1:{port}").try_into().unwrap();
-    config.server_name = name.clone();
-    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.federation.verify_certificates = false;
-    (config, name)
 }
 
 #[tokio::test]

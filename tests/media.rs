@@ -7,6 +7,10 @@ mod common;
 use std::{io::Cursor, path::Path, time::Duration};
 
 use common::TestServer;
+
+async fn start_federating(data: &Path) -> TestServer {
+    common::federation::start(data).await.0
+}
 use image::{DynamicImage, ImageFormat};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -302,19 +306,6 @@ async fn downloads_carry_safe_headers() {
         assert_eq!(headers["cross-origin-resource-policy"], "cross-origin");
     }
     server.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_federating(data: &Path) -> TestServer {
-    let port = free_port();
-    let mut config = common::config(data);
-    config.server_name = format!("127.0.0.1:{port}").try_into().unwrap();
-    config.federation.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    config.federation.verify_certificates = false;
-    TestServer::start_with(config).await
 }
 
 #[tokio::test]

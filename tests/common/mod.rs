@@ -1,6 +1,8 @@
 //! Starts real servers on ephemeral ports with temporary databases, and talks to them over HTTP.
 #![allow(dead_code)]
 
+pub mod federation;
+
 use std::path::Path;
 
 use parvis::{config::Config, server::RunningServer};
