@@ -116,6 +116,22 @@ pub async fn authenticate(
     }
 }
 
+/// The values of the path's parameters, in order (what ruma's `try_from_http_request` takes).
+pub async fn path_args(parts: &mut http::request::Parts, services: &Arc<Services>) -> Result<Vec<String>> {
+    use axum::extract::FromRequestParts;
+    let params = RawPathParams::from_request_parts(parts, services)
+        .await
+        .map_err(|_| Error::invalid_param("Invalid path parameter"))?;
+    Ok(params.iter().map(|(_, v)| v.to_owned()).collect())
+}
+
+/// The request body, at most `limits.max_request_bytes` long (larger: 413 `M_TOO_LARGE`).
+pub async fn limited_body(body: Body, services: &Arc<Services>) -> Result<bytes::Bytes> {
+    axum::body::to_bytes(body, services.config().limits.max_request_bytes)
+        .await
+        .map_err(|_| Error::too_large("Request body is too large"))
+}
+
 impl<T> FromRequest<Arc<Services>> for Ruma<T>
 where
     T: IncomingRequest + Send + 'static,
@@ -125,17 +141,8 @@ where
 
     async fn from_request(req: Request, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
-        let path_params = {
-            use axum::extract::FromRequestParts;
-            RawPathParams::from_request_parts(&mut parts, services)
-                .await
-                .map_err(|_| Error::invalid_param("Invalid path parameter"))?
-        };
-        let path_args: Vec<String> = path_params.iter().map(|(_, v)| v.to_owned()).collect();
-        let limit = services.config().limits.max_request_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| Error::too_large("Request body is too large"))?;
+        let path_args = path_args(&mut parts, services).await?;
+        let bytes = limited_body(body, services).await?;
 
         let (user, device) = authenticate(services, &parts, <T::Authentication as AuthKind>::NEED).await?;
         if T::RATE_LIMITED {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::{
     body::Body,
-    extract::{FromRequest, FromRequestParts, RawPathParams, Request, State},
+    extract::{FromRequest, Request, State},
     response::Response,
 };
 use ruma::{
@@ -31,7 +31,7 @@ use ruma::{
 };
 
 use crate::{
-    api::ruma_wrapper::{AuthNeed, Ruma, RumaResponse, authenticate},
+    api::ruma_wrapper::{AuthNeed, Ruma, RumaResponse, authenticate, path_args},
     error::{Error, Result},
     services::{
         Services,
@@ -60,10 +60,7 @@ where
 
     async fn from_request(req: Request, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
-        let path_params = RawPathParams::from_request_parts(&mut parts, services)
-            .await
-            .map_err(|_| Error::invalid_param("Invalid path parameter"))?;
-        let args: Vec<String> = path_params.iter().map(|(_, v)| v.to_owned()).collect();
+        let args = path_args(&mut parts, services).await?;
         let (user, _) = authenticate(services, &parts, AuthNeed::Required).await?;
         let user = user.ok_or_else(Error::missing_token)?;
         if T::RATE_LIMITED {

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, Request};
 use ruma::{
     OwnedServerName,
     api::{IncomingRequest, IncomingRequestExt},
 };
 
 use crate::{
+    api::ruma_wrapper::{limited_body, path_args},
     error::{Error, Result},
     federation::{now_ms, remote_keys, unauthorized, xmatrix},
     services::Services,
@@ -30,14 +31,8 @@ where
 
     async fn from_request(req: Request, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
-        let path_params = RawPathParams::from_request_parts(&mut parts, services)
-            .await
-            .map_err(|_| Error::invalid_param("Invalid path parameter"))?;
-        let args: Vec<String> = path_params.iter().map(|(_, v)| v.to_owned()).collect();
-        let limit = services.config().limits.max_request_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| Error::too_large("Request body is too large"))?;
+        let args = path_args(&mut parts, services).await?;
+        let bytes = limited_body(body, services).await?;
 
         let (request, origin) = authenticate(services, http::Request::from_parts(parts, bytes)).await?;
         let (parts, bytes) = request.into_parts();
