@@ -53,8 +53,9 @@ pub async fn send_raw(
     services.federation.transport.send(&dest, request).await.map_err(|e| unreachable(e.to_string()))
 }
 
-/// Sends a ruma federation request to `destination` (signed when the endpoint requires it).
-pub async fn send<T>(services: &Services, destination: &ServerName, request: T) -> Result<T::IncomingResponse>
+/// Sends a ruma federation request (signed when the endpoint requires it) and returns the answer
+/// as it came, whatever its status.
+pub async fn send_unparsed<T>(services: &Services, destination: &ServerName, request: T) -> Result<http::Response<Bytes>>
 where
     T: OutgoingRequest<PathBuilder = SinglePath>,
     T::Authentication: FederationAuth,
@@ -64,7 +65,16 @@ where
     let http_request = request
         .try_into_http_request::<Vec<u8>>(&format!("https://{destination}"), input, ())
         .map_err(|e| Error::internal(format!("building a federation request: {e}")))?;
-    let response = send_raw(services, destination, http_request, false).await?;
+    send_raw(services, destination, http_request, false).await
+}
+
+/// Sends a ruma federation request to `destination` (signed when the endpoint requires it).
+pub async fn send<T>(services: &Services, destination: &ServerName, request: T) -> Result<T::IncomingResponse>
+where
+    T: OutgoingRequest<PathBuilder = SinglePath>,
+    T::Authentication: FederationAuth,
+{
+    let response = send_unparsed(services, destination, request).await?;
     let (parts, body) = response.into_parts();
     let status = parts.status;
     T::IncomingResponse::try_from_http_response(http::Response::from_parts(parts, body.as_ref()))

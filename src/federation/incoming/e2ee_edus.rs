@@ -10,16 +10,9 @@ use crate::{
     services::{Services, keys::remote_cache, to_device},
 };
 
+/// The EDU's `user_id`, which must be a user of the origin.
 fn user_of_origin(origin: &ServerName, content: &Value) -> Result<OwnedUserId> {
-    let user = content
-        .get("user_id")
-        .and_then(Value::as_str)
-        .and_then(|u| OwnedUserId::try_from(u).ok())
-        .ok_or_else(|| Error::bad_json("EDU without a valid user_id"))?;
-    if user.server_name() != origin {
-        return Err(Error::forbidden(format!("{origin} cannot speak for {user}")));
-    }
-    Ok(user)
+    super::edus::user_of(origin, content.get("user_id"))
 }
 
 /// Applies an end-to-end EDU; `None` when the type is not one of them.

@@ -26,7 +26,7 @@ pub fn apply(s: &Services, origin: &ServerName, edu: &Value) -> Result<()> {
     }
 }
 
-fn user_of(origin: &ServerName, value: Option<&Value>) -> Result<OwnedUserId> {
+pub(super) fn user_of(origin: &ServerName, value: Option<&Value>) -> Result<OwnedUserId> {
     let user = value
         .and_then(Value::as_str)
         .and_then(|u| OwnedUserId::try_from(u).ok())

@@ -11,9 +11,8 @@ use http::StatusCode;
 use ruma::{
     ServerName, UInt,
     api::{
-        IncomingResponse, IncomingResponseExt, OutgoingRequest, OutgoingRequestExt,
+        IncomingResponse, IncomingResponseExt,
         federation::authenticated_media::{FileOrLocation, get_content, get_content_thumbnail},
-        path_builder::SinglePath,
     },
     http_headers::ContentDisposition,
 };
@@ -23,7 +22,7 @@ use crate::{
     error::{Error, Result},
     federation::{
         discovery::Destination,
-        request::{FederationAuth, send_raw},
+        request::{send_raw, send_unparsed},
         unreachable,
     },
     services::Services,
@@ -131,20 +130,6 @@ pub fn read_plain_answer(origin: &str, response: http::Response<Bytes>) -> Resul
     Ok(Fetched { bytes: response.into_body().to_vec(), content_type, filename })
 }
 
-/// Sends a signed ruma federation request and returns the raw answer.
-async fn send_signed<T>(services: &Services, destination: &ServerName, request: T) -> Result<http::Response<Bytes>>
-where
-    T: OutgoingRequest<PathBuilder = SinglePath>,
-    T::Authentication: FederationAuth,
-{
-    let origin = services.globals.server_name();
-    let input = <T::Authentication as FederationAuth>::input(origin, destination, &services.globals.keypair);
-    let http_request = request
-        .try_into_http_request::<Vec<u8>>(&format!("https://{destination}"), input, ())
-        .map_err(|e| Error::internal(format!("building a media request: {e}")))?;
-    send_raw(services, destination, http_request, false).await
-}
-
 /// An unsigned GET of `path_and_query` on `destination`'s federation address.
 async fn get_unsigned(services: &Services, destination: &ServerName, path_and_query: &str) -> Result<http::Response<Bytes>> {
     let request = http::Request::get(format!("https://{destination}{path_and_query}"))
@@ -202,7 +187,7 @@ async fn resolve_answer(
 pub async fn fetch_content(services: &Services, server: &ServerName, media_id: &str, timeout: Duration) -> Result<Fetched> {
     let mut request = get_content::v1::Request::new(media_id.to_owned());
     request.timeout_ms = timeout;
-    let response = send_signed(services, server, request).await?;
+    let response = send_unparsed(services, server, request).await?;
     let answer = read_federation_answer::<get_content::v1::Response>(server, response);
     resolve_answer(services, server, answer, || {
         format!(
@@ -228,7 +213,7 @@ pub async fn fetch_thumbnail(
     request.method = Some(method.to_ruma());
     request.animated = animated;
     request.timeout_ms = timeout;
-    let response = send_signed(services, server, request).await?;
+    let response = send_unparsed(services, server, request).await?;
     let answer = read_federation_answer::<get_content_thumbnail::v1::Response>(server, response);
     resolve_answer(services, server, answer, || {
         format!(
