@@ -43,7 +43,7 @@ async fn versions_advertise_simplified_sliding_sync() {
     server.stop().await;
 }
 
-/// Complement: TestSlidingSync/list ranges and ordering by recency.
+/// List ranges and ordering by recency.
 #[tokio::test]
 async fn lists_are_sorted_by_recency_and_cut_by_ranges() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,7 +80,7 @@ async fn lists_are_sorted_by_recency_and_cut_by_ranges() {
     server.stop().await;
 }
 
-/// Complement: TestSlidingSync/room subscription with required_state and lazy-loaded members.
+/// Room subscription with required_state and lazy-loaded members.
 #[tokio::test]
 async fn room_subscription_with_required_state_and_lazy_members() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,7 +137,7 @@ async fn room_subscription_with_required_state_and_lazy_members() {
     server.stop().await;
 }
 
-/// Complement: TestSlidingSync/incremental sync with pos, waking a long poll.
+/// Incremental sync with pos, waking a long poll.
 #[tokio::test]
 async fn incremental_answers_and_long_poll_wake_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +176,7 @@ async fn incremental_answers_and_long_poll_wake_up() {
     server.stop().await;
 }
 
-/// Complement: TestSlidingSync/M_UNKNOWN_POS.
+/// M_UNKNOWN_POS.
 #[tokio::test]
 async fn unknown_pos_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,7 +195,7 @@ async fn unknown_pos_is_rejected() {
     server.stop().await;
 }
 
-/// Complement: TestSlidingSync/invites with invite_state and the is_invite filter.
+/// Invites with invite_state and the is_invite filter.
 #[tokio::test]
 async fn invites_carry_invite_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,7 +221,7 @@ async fn invites_carry_invite_state() {
     server.stop().await;
 }
 
-/// Complement: TestSlidingSync/to_device and e2ee extensions.
+/// To_device and e2ee extensions.
 #[tokio::test]
 async fn to_device_and_e2ee_extensions() {
     let dir = tempfile::tempdir().unwrap();
@@ -264,7 +264,7 @@ async fn to_device_and_e2ee_extensions() {
     server.stop().await;
 }
 
-/// Complement: TestSlidingSync/history visibility: "joined" hides what came before the join.
+/// History visibility: "joined" hides what came before the join.
 #[tokio::test]
 async fn history_visibility_hides_events_before_the_join() {
     let dir = tempfile::tempdir().unwrap();
