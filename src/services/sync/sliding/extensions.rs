@@ -136,29 +136,26 @@ fn e2ee_ext(s: &Services, ctx: &Context<'_>, out: &mut response::E2EE) -> Result
 
 fn account_data_ext(s: &Services, ctx: &Context<'_>, rooms: &BTreeSet<OwnedRoomId>, out: &mut response::AccountData) -> Result<bool> {
     let since = ctx.since.map_or(0, |(p, _)| p);
-    let mut entries = s.account_data.changes_since(ctx.user, since)?;
+    let mut global = s.account_data.changes_since(ctx.user, since)?;
     if ctx.since.is_none() {
-        add_default_push_rules(s, ctx.user, &mut entries)?;
+        add_default_push_rules(s, ctx.user, &mut global)?;
     }
-    // Rooms sent for the first time get all of their account data.
-    let new_rooms: BTreeSet<_> = rooms.iter().filter(|r| since > 0 && (ctx.room_since)(r).is_none()).collect();
-    if !new_rooms.is_empty() {
-        for entry in s.account_data.changes_since(ctx.user, 0)? {
-            if entry.room.as_ref().is_some_and(|r| new_rooms.contains(r)) {
-                entries.push(entry);
+    for entry in global.into_iter().filter(|e| e.room.is_none()) {
+        out.global.push(raw(&json!({ "type": entry.kind, "content": entry.content })));
+    }
+    // Each room's account data since the room was last sent on this connection (all of it for a
+    // room sent for the first time): rooms grouped by that position, one read of the stream each.
+    let mut by_since: BTreeMap<u64, BTreeSet<&OwnedRoomId>> = BTreeMap::new();
+    for room in rooms {
+        by_since.entry((ctx.room_since)(room).unwrap_or(0)).or_default().insert(room);
+    }
+    for (room_since, wanted) in by_since {
+        for entry in s.account_data.changes_since(ctx.user, room_since)? {
+            if let Some(room) = entry.room
+                && wanted.contains(&room)
+            {
+                out.rooms.entry(room).or_default().push(raw(&json!({ "type": entry.kind, "content": entry.content })));
             }
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for entry in entries {
-        if !seen.insert((entry.room.clone(), entry.kind.clone())) {
-            continue;
-        }
-        let event = json!({ "type": entry.kind, "content": entry.content });
-        match entry.room {
-            None => out.global.push(raw(&event)),
-            Some(room) if rooms.contains(&room) => out.rooms.entry(room).or_default().push(raw(&event)),
-            Some(_) => {}
         }
     }
     Ok(!out.is_empty())
