@@ -289,3 +289,52 @@ async fn history_visibility_hides_events_before_the_join() {
     assert!(sub["rooms"].get(&private).is_none(), "{sub}");
     server.stop().await;
 }
+
+/// Account data extension: global data and push rules on a new connection, room account data
+/// (tags) of rooms in range, and the tag set on a room while it was out of range once it comes in.
+#[tokio::test]
+async fn account_data_extension_follows_the_rooms_in_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice_id, alice) = server.register("alice").await;
+    let old = server.create_room(&alice, json!({})).await;
+    let new = server.create_room(&alice, json!({})).await;
+    server.send_text(&alice, &new, "1", "newer").await;
+    let body = json!({
+        "lists": { "top": { "ranges": [[0, 0]], "timeline_limit": 1 } },
+        "extensions": { "account_data": { "enabled": true } },
+    });
+    let first = sliding(&server, &alice, None, body.clone()).await;
+    let global = first["extensions"]["account_data"]["global"].as_array().unwrap();
+    assert!(global.iter().any(|e| e["type"] == "m.push_rules"), "{first}");
+    assert!(first["rooms"].get(&new).is_some() && first["rooms"].get(&old).is_none(), "{first}");
+
+    // A tag on the room out of range is not sent yet…
+    let tag_path = format!("/_matrix/client/v3/user/{}/rooms/{}/tags/u.work", enc(&alice_id), enc(&old));
+    server.put(&tag_path, &alice, json!({ "order": 0.5 })).await;
+    server.put(&format!("/_matrix/client/v3/user/{}/account_data/org.example.x", enc(&alice_id)), &alice, json!({ "a": 1 })).await;
+    let second = sliding(&server, &alice, Some(&pos(&first)), body.clone()).await;
+    let ext = &second["extensions"]["account_data"];
+    assert_eq!(ext["global"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["org.example.x"], "{second}");
+    assert!(ext.get("rooms").is_none_or(|r| r.get(&old).is_none()), "{second}");
+
+    // …and comes with the room when a message brings it into range.
+    server.send_text(&alice, &old, "2", "back on top").await;
+    let third = sliding(&server, &alice, Some(&pos(&second)), body.clone()).await;
+    assert!(third["rooms"].get(&old).is_some(), "{third}");
+    let tags = &third["extensions"]["account_data"]["rooms"][&old];
+    assert!(tags.as_array().unwrap().iter().any(|e| e["type"] == "m.tag" && e["content"]["tags"]["u.work"].is_object()), "{third}");
+    assert!(third["extensions"]["account_data"].get("global").is_none(), "{third}");
+
+    // A room already sent, then out of range when it was tagged: the tag comes when it is back.
+    let tag_path = format!("/_matrix/client/v3/user/{}/rooms/{}/tags/u.later", enc(&alice_id), enc(&new));
+    server.put(&tag_path, &alice, json!({})).await;
+    let fourth = sliding(&server, &alice, Some(&pos(&third)), body.clone()).await;
+    assert!(fourth["extensions"]["account_data"].get("rooms").is_none_or(|r| r.get(&new).is_none()), "{fourth}");
+    server.send_text(&alice, &new, "3", "new again").await;
+    let fifth = sliding(&server, &alice, Some(&pos(&fourth)), body).await;
+    assert_eq!(bodies(&fifth["rooms"][&new]), ["new again"], "{fifth}");
+    let tags = &fifth["extensions"]["account_data"]["rooms"][&new];
+    assert!(tags.as_array().unwrap().iter().any(|e| e["type"] == "m.tag" && e["content"]["tags"]["u.later"].is_object()), "{fifth}");
+    server.stop().await;
+}
