@@ -218,6 +218,20 @@ async fn invites_carry_invite_state() {
     assert!(state.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob_id.as_str()));
     assert!(invite.get("timeline").is_none());
     assert!(answer["rooms"][&joined].is_object());
+
+    // Rejecting the invite: the room comes once more, with bob's leave, and leaves the lists.
+    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &bob, json!({})).await;
+    let body = json!({ "lists": { "invites": { "ranges": [[0, 9]], "timeline_limit": 1, "filters": { "is_invite": true } } } });
+    let next = sliding(&server, &bob, Some(&pos(&answer)), body.clone()).await;
+    assert_eq!(next["lists"]["invites"]["count"], 0, "{next}");
+    let left = &next["rooms"][&room];
+    let events: Vec<&Value> = left["timeline"].as_array().into_iter().flatten().chain(left["required_state"].as_array().into_iter().flatten()).collect();
+    assert!(
+        events.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob_id.as_str() && e["content"]["membership"] == "leave"),
+        "{next}"
+    );
+    let after = sliding(&server, &bob, Some(&pos(&next)), body).await;
+    assert!(after["rooms"].get(&room).is_none(), "the leave comes once: {after}");
     server.stop().await;
 }
 

@@ -31,7 +31,8 @@ use crate::{
     error::Result,
     services::{
         Services,
-        rooms::membership::{Membership, UserRoom},
+        rooms::{event_by_short, membership::{Membership, UserRoom}},
+        timeline::pdu::{ClientFormat, raw},
         rooms::state_content,
         timeline::visibility::may_read_room,
     },
@@ -167,9 +168,17 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
             }
             let config = RoomConfig { required_state: RequiredState::default(), timeline_limit: 1 };
             let input = RoomInput { user_room, config: &config, since: Some(*since), now, bump: user_room.pos, is_dm: direct.contains(room_id) };
-            if let Some(data) = room::build(s, &sync_req, input)? {
-                response.rooms.insert(room_id.clone(), data);
+            let mut data = room::build(s, &sync_req, input)?.unwrap_or_default();
+            // The leave itself, even when the timeline does not show it (a rejected invite to a
+            // room of another server has no timeline here).
+            if let Some(leave) = event_by_short(s, user_room.short_event, room_id)? {
+                let in_timeline =
+                    data.timeline.iter().any(|e| e.get_field::<String>("event_id").ok().flatten().as_deref() == Some(leave.pdu.event_id.as_str()));
+                if !in_timeline {
+                    data.required_state.push(raw(&leave.to_client(&s.timeline, ClientFormat::Sync, None)?));
+                }
             }
+            response.rooms.insert(room_id.clone(), data);
             sent.rooms.remove(room_id);
         }
     }
