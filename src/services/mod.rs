@@ -49,6 +49,7 @@ pub struct Services {
     pub rate_limiter: ratelimit::RateLimiter,
     pub federation: crate::federation::Federation,
     pub media: media::Media,
+    pub sliding_sync: sync::sliding::connection::Connections,
 }
 
 /// Every column family of the database, service by service.
@@ -115,6 +116,7 @@ impl Services {
             rate_limiter,
             federation,
             media,
+            sliding_sync: Default::default(),
         }))
     }
 

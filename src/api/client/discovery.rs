@@ -25,7 +25,10 @@ pub const SPEC_VERSIONS: &[&str] = &[
 
 pub async fn versions(_: Ruma<get_supported_versions::Request>) -> Result<RumaResponse<get_supported_versions::Response>> {
     let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| v.to_string()).collect());
-    response.unstable_features = BTreeMap::from([("org.matrix.msc3827.stable".to_owned(), true)]);
+    response.unstable_features = BTreeMap::from([
+        ("org.matrix.msc3827.stable".to_owned(), true),
+        ("org.matrix.simplified_msc3575".to_owned(), true),
+    ]);
     Ok(response.into())
 }
 

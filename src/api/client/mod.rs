@@ -15,6 +15,7 @@ pub mod profile;
 pub mod push;
 pub mod rooms;
 pub mod spaces;
+pub mod sliding_sync;
 pub mod sync;
 pub mod to_device;
 
@@ -99,6 +100,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<get_context::v3::Request, _, _>(events::context)
         .ruma::<get_room_event::v3::Request, _, _>(events::get_event)
         .ruma::<sync_events::v3::Request, _, _>(sync::sync)
+        .ruma::<sync_events::v5::Request, _, _>(sliding_sync::sync)
         .ruma::<create_alias::v3::Request, _, _>(directory::create)
         .ruma::<get_alias::v3::Request, _, _>(directory::resolve)
         .ruma::<delete_alias::v3::Request, _, _>(directory::delete)

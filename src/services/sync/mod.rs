@@ -3,8 +3,9 @@
 
 pub mod e2ee;
 pub mod filter;
-mod notifications;
-mod rooms;
+pub(crate) mod notifications;
+pub(crate) mod rooms;
+pub mod sliding;
 
 use ruma::{
     OwnedUserId, UserId,
