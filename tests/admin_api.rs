@@ -235,7 +235,7 @@ async fn rooms_list_details_join_and_delete() {
     assert_eq!(ids(&rest).len(), 1);
     assert_eq!(rest["prev_batch"], json!(0));
     let found = server.get(&format!("{ADMIN}/v1/rooms?search_term=secr"), &root).await;
-    assert_eq!(ids(&found), [secret.clone()]);
+    assert_eq!(ids(&found), [secret.as_str()]);
     let reversed = server.get(&format!("{ADMIN}/v1/rooms?dir=b"), &root).await;
     assert_eq!(ids(&reversed), [unnamed.clone(), secret.clone(), lobby.clone()]);
     let (status, _) = call(&server, Method::GET, "/v1/rooms?order_by=colour", &root, None).await;
