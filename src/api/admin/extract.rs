@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    api::ruma_wrapper::{AuthNeed, authenticate},
+    api::ruma_wrapper::{AuthNeed, authenticate, limited_body},
     error::{Error, Result},
     services::Services,
 };
@@ -108,10 +108,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<Services>> for Body<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, services: &Arc<Services>) -> Result<Self> {
-        let limit = services.config().limits.max_request_bytes;
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| Error::too_large("Request body is too large"))?;
+        let bytes = limited_body(req.into_body(), services).await?;
         let value: Value = if bytes.is_empty() {
             Value::Object(Default::default())
         } else {
