@@ -5,7 +5,7 @@ use parvis::{config::Config, server};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: parvis [serve | rotate-key] [--config FILE]\n\
+const USAGE: &str = "usage: parvis [serve | rotate-key | make-admin @user:server] [--config FILE]\n\
 Runs the Parvis homeserver. Without --config it uses the embedded defaults\n\
 (server name localhost:8008, client API on 127.0.0.1:8008, data in ./parvis-data).\n\
 Environment variables PARVIS_<KEY> (PARVIS_SECTION__KEY for nested keys) override the file.";
@@ -14,11 +14,16 @@ fn main() {
     tune_allocator();
     let mut config_path: Option<PathBuf> = None;
     let mut rotate = false;
+    let mut make_admin: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "serve" => {}
             "rotate-key" => rotate = true,
+            "make-admin" => match args.next() {
+                Some(user) => make_admin = Some(user),
+                None => fail("make-admin needs a user id"),
+            },
             "--config" | "-c" => match args.next() {
                 Some(path) => config_path = Some(path.into()),
                 None => fail("--config needs a file"),
@@ -36,6 +41,13 @@ fn main() {
     };
     if rotate {
         rotate_key(config);
+        return;
+    }
+    if let Some(user) = make_admin {
+        match parvis::services::admin::make_admin::make_admin(config, &user) {
+            Ok(user) => println!("{user} is now a server admin"),
+            Err(e) => fail(&format!("cannot make {user} an admin: {}", e.message)),
+        }
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,6 @@
 //! HTTP routing. Handlers are thin: parse (via ruma), call services off the async workers, answer.
 
+pub mod admin;
 pub mod client;
 pub mod federation;
 pub mod ruma_wrapper;
@@ -42,7 +43,7 @@ impl RumaRoute for AppRouter {
 }
 
 pub fn router(services: Arc<Services>) -> Router {
-    let router = client::routes(Router::new());
+    let router = admin::routes(client::routes(Router::new()));
     router
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })

@@ -2,6 +2,7 @@
 //! take `&Services`; nothing is global, so several servers can run in one process.
 
 pub mod account_data;
+pub mod admin;
 pub mod dehydrated_devices;
 pub mod directory;
 pub mod directory_listing;
@@ -74,6 +75,7 @@ pub fn all_maps() -> Vec<Map> {
         dehydrated_devices::MAPS,
         crate::federation::MAPS,
         media::MAPS,
+        admin::MAPS,
     ]
     .concat()
 }

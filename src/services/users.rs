@@ -47,6 +47,9 @@ pub struct Account {
     pub created_ts: u64,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
+    /// A server admin (the admin API, `src/api/admin/`); set by `parvis make-admin` or the API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,13 +143,20 @@ impl Users {
 
     /// Creates an account (the caller checked the name is free) and, if wanted, a first device.
     pub fn create(&self, user: &UserId, password: Option<&str>) -> Result<()> {
-        let account = Account {
+        self.create_with(user, password, |_| {})
+    }
+
+    /// Creates an account as [`Users::create`] does, with `fill` applied before the one write.
+    pub fn create_with(&self, user: &UserId, password: Option<&str>, fill: impl FnOnce(&mut Account)) -> Result<()> {
+        let mut account = Account {
             password_hash: password.map(|p| self.hash(p)).transpose()?,
             deactivated: false,
             created_ts: MilliSecondsSinceUnixEpoch::now().get().into(),
             displayname: Some(user.localpart().to_owned()),
             avatar_url: None,
+            admin: false,
         };
+        fill(&mut account);
         let mut batch = Batch::new();
         self.save(&mut batch, user, &account);
         Ok(self.db.write(batch)?)
@@ -177,6 +187,28 @@ impl Users {
                     self.remove_device_ops(&mut batch, user, &device)?;
                     dropped.push(device.access_token);
                 }
+            }
+        }
+        self.db.write(batch)?;
+        self.forget_tokens(&dropped);
+        Ok(())
+    }
+
+    /// Changes an account in one batch: a new password (with `logout_all`, every device and its
+    /// token go in the same batch) and whatever `update` sets.
+    pub fn modify(&self, user: &UserId, password: Option<&str>, logout_all: bool, update: impl FnOnce(&mut Account)) -> Result<()> {
+        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        if let Some(password) = password {
+            account.password_hash = Some(self.hash(password)?);
+        }
+        update(&mut account);
+        let mut batch = Batch::new();
+        self.save(&mut batch, user, &account);
+        let mut dropped = Vec::new();
+        if password.is_some() && logout_all {
+            for device in self.devices(user)? {
+                self.remove_device_ops(&mut batch, user, &device)?;
+                dropped.push(device.access_token);
             }
         }
         self.db.write(batch)?;

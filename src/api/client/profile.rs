@@ -78,7 +78,7 @@ pub async fn get_field(
 }
 
 /// Stores a profile change and propagates display name and avatar to joined rooms.
-fn update_profile(s: &Services, user: &UserId, field: &ProfileFieldName, value: Option<String>) -> Result<()> {
+pub(crate) fn update_profile(s: &Services, user: &UserId, field: &ProfileFieldName, value: Option<String>) -> Result<()> {
     match field {
         ProfileFieldName::DisplayName => s.users.set_profile(user, |a| a.displayname = value)?,
         ProfileFieldName::AvatarUrl => s.users.set_profile(user, |a| a.avatar_url = value)?,

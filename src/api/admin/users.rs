@@ -1,0 +1,354 @@
+//! User routes of the admin API: list, query, create or modify, deactivate, reset password, the
+//! admin flag, whois, devices and joined rooms.
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State, response::IntoResponse};
+use http::StatusCode;
+use ruma::{OwnedDeviceId, OwnedUserId, UserId, profile::ProfileFieldName};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Admin, Args, Body, Params};
+use crate::{
+    api::client::{account::validate_localpart, profile::update_profile},
+    error::{Error, Result},
+    services::{
+        Services,
+        admin::{
+            deactivation,
+            paging::{Dir, parse_limit, parse_offset},
+            user_list::{self, UserOrder, UserQuery},
+        },
+        keys::device_keys as e2ee,
+        rooms::membership::Membership,
+        users::Device,
+    },
+};
+
+type Answer = Result<Json<Value>>;
+
+/// The longest password accepted (as the client API's registration).
+const MAX_PASSWORD_LENGTH: usize = 512;
+
+fn local(s: &Services, user: &UserId) -> Result<()> {
+    if user.server_name() != s.globals.server_name() {
+        return Err(Error::invalid_param("This endpoint can only be used with local users"));
+    }
+    Ok(())
+}
+
+fn check_password(password: &str) -> Result<()> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LENGTH {
+        return Err(Error::invalid_param(format!("The password must be 1 to {MAX_PASSWORD_LENGTH} bytes long")));
+    }
+    Ok(())
+}
+
+fn not_found() -> Error {
+    Error::not_found("User not found")
+}
+
+pub async fn server_version(_: Admin) -> Answer {
+    Ok(Json(json!({ "server_version": concat!("Parvis ", env!("CARGO_PKG_VERSION")) })))
+}
+
+pub async fn list(State(services): State<Arc<Services>>, _: Admin, params: Params) -> Answer {
+    let q = UserQuery {
+        from: parse_offset(params.get("from"), "from")?.unwrap_or(0),
+        limit: parse_limit(params.get("limit"))?,
+        name: params.get("name").map(str::to_owned),
+        user_id: params.get("user_id").map(str::to_owned),
+        deactivated: params.bool("deactivated")?.unwrap_or(false),
+        admins: params.bool("admins")?,
+        order_by: UserOrder::parse(params.get("order_by"))?,
+        dir: Dir::parse(params.get("dir"))?,
+    };
+    // Parvis has no guest accounts: `guests` is checked and changes nothing.
+    params.bool("guests")?;
+    services
+        .run(move |s| {
+            let page = user_list::list(s.users.all()?, &q);
+            let users: Vec<Value> = page.items.iter().map(|(u, a)| user_list::user_json(u, a)).collect();
+            let mut body = json!({ "users": users, "total": page.total });
+            if let Some(next) = page.next {
+                body["next_token"] = json!(next.to_string());
+            }
+            Ok(Json(body))
+        })
+        .await
+}
+
+pub async fn get_user(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            local(s, &user)?;
+            let account = s.users.account(&user)?.ok_or_else(not_found)?;
+            Ok(Json(user_list::user_json(&user, &account)))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct PutUser {
+    password: Option<String>,
+    #[serde(default = "yes")]
+    logout_devices: bool,
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+    admin: Option<bool>,
+    deactivated: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Creates (201) or modifies (200) a local account; answers with the account.
+pub async fn put_user(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<PutUser>) -> Result<impl IntoResponse> {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            local(s, &user)?;
+            if let Some(password) = &body.password {
+                check_password(password)?;
+            }
+            let status = match s.users.account(&user)? {
+                None => {
+                    if validate_localpart(s, user.localpart())? != user {
+                        return Err(Error::invalid_username("User ID may only contain a-z, 0-9, and .=_-/+"));
+                    }
+                    let deactivated = body.deactivated.unwrap_or(false);
+                    let password = body.password.as_deref().filter(|_| !deactivated);
+                    s.users.create_with(&user, password, |a| {
+                        if let Some(name) = body.displayname.clone() {
+                            a.displayname = Some(name);
+                        }
+                        a.avatar_url = body.avatar_url.clone();
+                        a.admin = body.admin.unwrap_or(false);
+                        a.deactivated = deactivated;
+                    })?;
+                    StatusCode::CREATED
+                }
+                Some(account) => {
+                    let deactivate = body.deactivated == Some(true) && !account.deactivated;
+                    let reactivate = body.deactivated == Some(false) && account.deactivated;
+                    if reactivate && body.password.is_none() {
+                        return Err(Error::missing_param("Must provide a password to re-activate an account"));
+                    }
+                    let password = body.password.as_deref().filter(|_| !deactivate);
+                    let before = e2ee::device_ids(s, &user)?;
+                    s.users.modify(&user, password, body.logout_devices, |a| {
+                        if let Some(name) = body.displayname.clone() {
+                            a.displayname = Some(name);
+                        }
+                        if let Some(url) = body.avatar_url.clone() {
+                            a.avatar_url = Some(url);
+                        }
+                        if let Some(admin) = body.admin {
+                            a.admin = admin;
+                        }
+                        if reactivate {
+                            a.deactivated = false;
+                        }
+                    })?;
+                    e2ee::removed_since(s, &user, &before)?;
+                    if deactivate {
+                        deactivation::deactivate(s, &user)?;
+                    } else {
+                        // A new display name or avatar goes into the user's member events, as
+                        // the client API's profile change does.
+                        if let Some(name) = body.displayname.clone() {
+                            update_profile(s, &user, &ProfileFieldName::DisplayName, Some(name))?;
+                        }
+                        if let Some(url) = body.avatar_url.clone() {
+                            update_profile(s, &user, &ProfileFieldName::AvatarUrl, Some(url))?;
+                        }
+                    }
+                    StatusCode::OK
+                }
+            };
+            let account = s.users.account(&user)?.ok_or_else(not_found)?;
+            Ok((status, Json(user_list::user_json(&user, &account))))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct Deactivate {
+    #[serde(default)]
+    erase: bool,
+}
+
+pub async fn deactivate(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<Deactivate>) -> Answer {
+    let user = args.user(0)?;
+    if body.erase {
+        return Err(Error::invalid_param("erase is not supported: the user's events are kept"));
+    }
+    services
+        .run(move |s| {
+            local(s, &user)?;
+            deactivation::deactivate(s, &user)?;
+            Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct ResetPassword {
+    new_password: String,
+    #[serde(default = "yes")]
+    logout_devices: bool,
+}
+
+pub async fn reset_password(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<ResetPassword>) -> Answer {
+    let user = args.user(0)?;
+    check_password(&body.new_password)?;
+    services
+        .run(move |s| {
+            local(s, &user)?;
+            if !s.users.is_active(&user)? {
+                return Err(not_found());
+            }
+            let before = e2ee::device_ids(s, &user)?;
+            s.users.modify(&user, Some(&body.new_password), body.logout_devices, |_| {})?;
+            e2ee::removed_since(s, &user, &before)?;
+            Ok(Json(json!({})))
+        })
+        .await
+}
+
+pub async fn get_admin(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            local(s, &user)?;
+            let account = s.users.account(&user)?.ok_or_else(not_found)?;
+            Ok(Json(json!({ "admin": account.admin })))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct SetAdmin {
+    admin: bool,
+}
+
+pub async fn set_admin(State(services): State<Arc<Services>>, Admin(me): Admin, args: Args, Body(body): Body<SetAdmin>) -> Answer {
+    let user = args.user(0)?;
+    if user == me && !body.admin {
+        return Err(Error::unknown("You may not demote yourself"));
+    }
+    services
+        .run(move |s| {
+            local(s, &user)?;
+            if !s.users.exists(&user)? {
+                return Err(not_found());
+            }
+            s.users.set_profile(&user, |a| a.admin = body.admin)?;
+            Ok(Json(json!({})))
+        })
+        .await
+}
+
+fn device_json(user: &UserId, d: &Device) -> Value {
+    json!({
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "last_seen_ip": d.last_seen_ip,
+        "last_seen_ts": d.last_seen_ts,
+        "last_seen_user_agent": null,
+        "user_id": user,
+    })
+}
+
+/// Devices of an existing local user (404 for an unknown one).
+fn devices_of(s: &Services, user: &UserId) -> Result<Vec<Device>> {
+    local(s, user)?;
+    if !s.users.exists(user)? {
+        return Err(not_found());
+    }
+    s.users.devices(user)
+}
+
+pub async fn whois(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            let connections: Vec<Value> = devices_of(s, &user)?
+                .iter()
+                .map(|d| json!({ "device_id": d.device_id, "ip": d.last_seen_ip, "last_seen": d.last_seen_ts, "user_agent": null }))
+                .collect();
+            Ok(Json(json!({ "user_id": user, "devices": { "": { "sessions": [{ "connections": connections }] } } })))
+        })
+        .await
+}
+
+pub async fn devices(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            let devices: Vec<Value> = devices_of(s, &user)?.iter().map(|d| device_json(&user, d)).collect();
+            Ok(Json(json!({ "total": devices.len(), "devices": devices })))
+        })
+        .await
+}
+
+pub async fn device(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let (user, device) = (args.user(0)?, args.string(1)?);
+    services
+        .run(move |s| {
+            devices_of(s, &user)?;
+            let found = s.users.device(&user, &device)?.ok_or_else(|| Error::not_found("Device not found"))?;
+            Ok(Json(device_json(&user, &found)))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct RenameDevice {
+    display_name: Option<String>,
+}
+
+pub async fn rename_device(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<RenameDevice>) -> Answer {
+    let (user, device) = (args.user(0)?, args.string(1)?);
+    services
+        .run(move |s| {
+            devices_of(s, &user)?;
+            s.users.set_device_name(&user, &device, body.display_name).map_err(|_| Error::not_found("Device not found"))?;
+            Ok(Json(json!({})))
+        })
+        .await
+}
+
+/// Deletes a device with its token and keys; an unknown device is already gone (200).
+pub async fn delete_device(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let (user, device) = (args.user(0)?, args.string(1)?);
+    services
+        .run(move |s| {
+            devices_of(s, &user)?;
+            if s.users.device(&user, &device)?.is_some() {
+                s.users.remove_devices(&user, &[device.as_str()])?;
+                e2ee::device_changed(s, &user, &OwnedDeviceId::from(device.as_str()), true)?;
+            }
+            Ok(Json(json!({})))
+        })
+        .await
+}
+
+pub async fn joined_rooms(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user: OwnedUserId = args.user(0)?;
+    services
+        .run(move |s| {
+            let rooms: Vec<_> = s
+                .membership
+                .rooms_of(&user)?
+                .into_iter()
+                .filter(|r| r.membership == Membership::Join)
+                .map(|r| r.room_id)
+                .collect();
+            Ok(Json(json!({ "total": rooms.len(), "joined_rooms": rooms })))
+        })
+        .await
+}

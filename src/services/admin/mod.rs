@@ -1,0 +1,14 @@
+//! The work behind the admin API (`src/api/admin/`): listing users and rooms, deactivating
+//! accounts, joining users to rooms, and deleting rooms.
+
+pub mod admin_join;
+pub mod deactivation;
+pub mod make_admin;
+pub mod paging;
+pub mod room_deletion;
+pub mod room_list;
+pub mod user_list;
+
+use crate::storage::Map;
+
+pub const MAPS: &[Map] = &[room_deletion::ROOM_DELETIONS];

@@ -1,0 +1,100 @@
+//! `DELETE /_synapse/admin/v2/rooms/{roomId}`: every local member leaves (one leave event each,
+//! sent as themselves), then the room's local aliases and its directory listing go, with the
+//! record of the deletion, in one batch. The room's events stay (no purge).
+
+use ruma::{OwnedRoomAliasId, OwnedUserId, RoomId};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    services::{
+        Services,
+        directory::{ALIASES, PUBLIC_ROOMS, ROOM_ALIASES},
+        rooms::{self, membership::Membership},
+    },
+    storage::{
+        Batch, Map,
+        db::{decode_json, encode_json},
+        keys::Key,
+    },
+    util::random_string,
+};
+
+/// delete id → [`Deletion`].
+pub const ROOM_DELETIONS: Map = Map("admin_room_deletions");
+
+/// What a deletion did (answered by `delete_status`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deletion {
+    pub delete_id: String,
+    pub room_id: ruma::OwnedRoomId,
+    /// `complete`, or `failed` when a member could not be made to leave.
+    pub status: String,
+    pub error: Option<String>,
+    pub shutdown_room: ShutdownResult,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShutdownResult {
+    pub kicked_users: Vec<OwnedUserId>,
+    pub failed_to_kick_users: Vec<OwnedUserId>,
+    pub local_aliases: Vec<OwnedRoomAliasId>,
+    pub new_room_id: Option<String>,
+}
+
+/// Deletes a room as the module says; returns the record (also stored).
+pub fn delete_room(s: &Services, room_id: &RoomId) -> Result<Deletion> {
+    let Some(short) = s.short.room(room_id)? else { return Err(Error::not_found("Room not found")) };
+    let server = s.globals.server_name();
+    let mut result = ShutdownResult::default();
+    let mut errors = Vec::new();
+    for wanted in [Membership::Join, Membership::Invite, Membership::Knock] {
+        for user in s.membership.members(short, wanted)? {
+            if user.server_name() != server {
+                continue;
+            }
+            match rooms::set_membership(s, room_id, &user, &user, "leave", Some("This room has been shut down"), None) {
+                Ok(_) => result.kicked_users.push(user),
+                Err(e) => {
+                    errors.push(format!("{user}: {}", e.message));
+                    result.failed_to_kick_users.push(user);
+                }
+            }
+        }
+    }
+    let mut batch = Batch::new();
+    for alias in s.directory.aliases_of(room_id)? {
+        batch.delete(ALIASES, alias.as_bytes());
+        batch.delete(ROOM_ALIASES, Key::new().str(room_id.as_str()).str(alias.as_str()).build());
+        result.local_aliases.push(alias);
+    }
+    batch.delete(PUBLIC_ROOMS, room_id.as_bytes());
+    let deletion = Deletion {
+        delete_id: random_string(16),
+        room_id: room_id.to_owned(),
+        status: if errors.is_empty() { "complete" } else { "failed" }.to_owned(),
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        shutdown_room: result,
+    };
+    batch.put(ROOM_DELETIONS, deletion.delete_id.as_bytes(), encode_json(&deletion));
+    s.globals.db.write(batch)?;
+    Ok(deletion)
+}
+
+/// Every recorded deletion of `room_id`.
+pub fn deletions_of(s: &Services, room_id: &RoomId) -> Result<Vec<Deletion>> {
+    let mut out = Vec::new();
+    for entry in s.globals.db.scan_prefix(ROOM_DELETIONS, &[]) {
+        let (_, value) = entry?;
+        let deletion: Deletion = decode_json(ROOM_DELETIONS, &value)?;
+        if deletion.room_id == room_id {
+            out.push(deletion);
+        }
+    }
+    Ok(out)
+}
+
+/// The deletion of that id.
+pub fn deletion(s: &Services, delete_id: &str) -> Result<Option<Deletion>> {
+    Ok(s.globals.db.get_json(ROOM_DELETIONS, delete_id.as_bytes())?)
+}
