@@ -634,3 +634,71 @@ async fn received_e2ee_edus_are_checked_and_deduplicated_and_signing_keys_travel
     a.stop().await;
     b.stop().await;
 }
+
+/// Writes of the user's entry in `key_changes`, by position (all of them, to count duplicates).
+fn key_change_entries(s: &parvis::services::Services, user: &str) -> usize {
+    s.globals
+        .db
+        .scan_prefix(parvis::services::keys::KEY_CHANGES, &[])
+        .filter(|e| e.as_ref().is_ok_and(|(_, v)| &v[..] == user.as_bytes()))
+        .count()
+}
+
+fn device_list_id(s: &parvis::services::Services, user: &str) -> Option<u64> {
+    s.globals.db.get_u64(parvis::services::keys::DEVICE_LIST_IDS, user.as_bytes()).unwrap()
+}
+
+/// A device change (login, rename, key upload, removal of several devices) is one batch with the
+/// user's device list change and the `m.device_list_update` stream id: a crash after the first
+/// write cannot leave a device change /sync and other servers never hear of.
+#[tokio::test]
+async fn device_changes_and_their_device_list_updates_are_one_batch() {
+    use parvis::services::keys::{KEY_CHANGE_POS, device_keys, device_list};
+    let dir = tempfile::tempdir().unwrap();
+    let (s, engine) = common::crash_engine::services(dir.path());
+    let alice = ruma::UserId::parse("@alice:test.local").unwrap();
+    s.users.create(&alice, None).unwrap();
+    let change_pos = |s: &parvis::services::Services| s.globals.db.get_u64(KEY_CHANGE_POS, alice.as_bytes()).unwrap();
+
+    // Login: one write holds the device, the change and the update.
+    engine.allow_writes(1);
+    device_list::login(&s, &alice, Some("PHONE".into()), Some("Phone".into())).unwrap();
+    engine.allow_writes(0);
+    assert!(s.users.device(&alice, "PHONE").unwrap().is_some());
+    let after_login = change_pos(&s).expect("the login is a device list change");
+    let id_after_login = device_list_id(&s, alice.as_str()).expect("an m.device_list_update stream id");
+
+    // A crash before the write: nothing at all.
+    assert!(device_list::rename(&s, &alice, "PHONE", Some("Old phone".into())).is_err());
+    assert_eq!(s.users.device(&alice, "PHONE").unwrap().unwrap().display_name.as_deref(), Some("Phone"));
+    assert_eq!(change_pos(&s), Some(after_login));
+
+    engine.allow_writes(1);
+    device_list::rename(&s, &alice, "PHONE", Some("Old phone".into())).unwrap();
+    assert_eq!(s.users.device(&alice, "PHONE").unwrap().unwrap().display_name.as_deref(), Some("Old phone"));
+    let after_rename = change_pos(&s).unwrap();
+    assert!(after_rename > after_login);
+    let id_after_rename = device_list_id(&s, alice.as_str()).unwrap();
+    assert!(id_after_rename > id_after_login);
+
+    // A key upload with device keys.
+    engine.allow_writes(1);
+    let keys = device_keys(alice.as_str(), "PHONE", &keypair("PHONE"));
+    let upload = device_keys::Upload { device_keys: Some(serde_json::from_value(keys).unwrap()), ..Default::default() };
+    device_keys::upload(&s, &alice, "PHONE".into(), upload).unwrap();
+    assert!(device_keys::get(&s, &alice, "PHONE").unwrap().is_some());
+    assert!(change_pos(&s).unwrap() > after_rename);
+    let id_after_upload = device_list_id(&s, alice.as_str()).unwrap();
+    assert!(id_after_upload > id_after_rename);
+
+    // Two devices removed at once: one write, one key change entry, two chained updates.
+    engine.allow_writes(-1);
+    device_list::login(&s, &alice, Some("LAPTOP".into()), None).unwrap();
+    let id_before_removal = device_list_id(&s, alice.as_str()).unwrap();
+    engine.allow_writes(1);
+    device_list::remove(&s, &alice, &["PHONE", "LAPTOP"]).unwrap();
+    assert!(s.users.devices(&alice).unwrap().is_empty());
+    assert!(device_keys::get(&s, &alice, "PHONE").unwrap().is_none());
+    assert_eq!(key_change_entries(&s, alice.as_str()), 1, "one key_changes entry per user");
+    assert!(device_list_id(&s, alice.as_str()).unwrap() > id_before_removal + 1, "one update per removed device");
+}

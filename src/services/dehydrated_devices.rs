@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use crate::{
     error::{Error, Result},
+    federation::sender::e2ee::DeviceUpdate,
     services::{
         Services,
-        keys::device_keys,
+        keys::{device_keys, device_list},
         to_device, users,
     },
     storage::{Map, db::encode_json},
@@ -38,7 +39,8 @@ pub fn get(s: &Services, user: &UserId) -> Result<Option<Dehydrated>> {
 }
 
 /// `PUT …/dehydrated_device`: the new device, its record and its keys in one batch (the keys checked
-/// first: self-signed by the new device); then the previous dehydrated device (another id) is removed.
+/// first: self-signed by the new device), the removal of the previous dehydrated device (another
+/// id), the device list change and its `m.device_list_update`s.
 pub fn put(
     s: &Services,
     user: &UserId,
@@ -65,30 +67,37 @@ pub fn put(
         last_seen_ip: None,
     };
     let record = Dehydrated { device_id: device_id.to_owned(), device_data };
-    s.globals.commit(|c| {
+    device_list::commit_change(s, user, |c| {
         c.batch.put(users::DEVICES, users::device_key(user, device_id.as_str()), encode_json(&device));
         c.batch.put(DEHYDRATED_DEVICES, user.as_bytes(), encode_json(&record));
-        device_keys::stage(db, c, user, device_id, &upload)?;
-        Ok(())
-    })?;
-    device_keys::device_changed(s, user, device_id, false)?;
-    if let Some(previous) = previous
-        && previous.device_id != device_id
-    {
-        s.users.remove_devices(user, &[previous.device_id.as_str()])?;
-        device_keys::device_changed(s, user, &previous.device_id, true)?;
-    }
-    Ok(())
+        let keys = match device_keys::stage(db, c, user, device_id, &upload)? {
+            Some(keys) => Some(keys),
+            None => device_keys::get(s, user, device_id.as_str())?,
+        };
+        let mut updates = vec![DeviceUpdate {
+            device: device_id.to_owned(),
+            deleted: false,
+            display_name: device.display_name.clone(),
+            keys,
+        }];
+        if let Some(previous) = &previous
+            && previous.device_id != device_id
+        {
+            let removed = s.users.remove_devices_ops(&mut c.batch, user, &[previous.device_id.as_str()])?;
+            updates.extend(removed.into_iter().map(|d| DeviceUpdate::removed(d.device_id)));
+        }
+        Ok(((), updates))
+    })
 }
 
 /// `DELETE …/dehydrated_device`: removes the device (and its keys and messages); its id.
 pub fn delete(s: &Services, user: &UserId) -> Result<OwnedDeviceId> {
     let record = get(s, user)?.ok_or_else(|| Error::not_found("No dehydrated device"))?;
-    s.users.remove_devices(user, &[record.device_id.as_str()])?;
-    let mut batch = crate::storage::Batch::new();
-    batch.delete(DEHYDRATED_DEVICES, user.as_bytes());
-    s.globals.db.write(batch)?;
-    device_keys::device_changed(s, user, &record.device_id, true)?;
+    device_list::commit_change(s, user, |c| {
+        let removed = s.users.remove_devices_ops(&mut c.batch, user, &[record.device_id.as_str()])?;
+        c.batch.delete(DEHYDRATED_DEVICES, user.as_bytes());
+        Ok(((), removed.into_iter().map(|d| DeviceUpdate::removed(d.device_id)).collect()))
+    })?;
     Ok(record.device_id)
 }
 

@@ -120,7 +120,7 @@ impl Users {
         Ok(Some(found.user_id))
     }
 
-    fn hash(&self, password: &str) -> Result<String> {
+    pub(crate) fn hash(&self, password: &str) -> Result<String> {
         let _one_at_a_time = self.password_work.lock().unwrap_or_else(|e| e.into_inner());
         hash_password(password)
     }
@@ -176,22 +176,35 @@ impl Users {
 
     /// Sets a new password; with `logout_except`, every other device is logged out in the same batch.
     pub fn set_password(&self, user: &UserId, password: &str, logout_others: Option<Option<&str>>) -> Result<()> {
-        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
-        account.password_hash = Some(self.hash(password)?);
+        let hash = self.hash(password)?;
         let mut batch = Batch::new();
-        self.save(&mut batch, user, &account);
+        let dropped = self.set_password_ops(&mut batch, user, hash, logout_others)?;
+        self.db.write(batch)?;
+        self.forget_tokens(&dropped.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// [`Self::set_password`] in `batch` (with a hash made by [`Self::hash`]); the devices logged out.
+    pub fn set_password_ops(
+        &self,
+        batch: &mut Batch,
+        user: &UserId,
+        password_hash: String,
+        logout_others: Option<Option<&str>>,
+    ) -> Result<Vec<Device>> {
+        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        account.password_hash = Some(password_hash);
+        self.save(batch, user, &account);
         let mut dropped = Vec::new();
         if let Some(keep) = logout_others {
             for device in self.devices(user)? {
                 if Some(device.device_id.as_str()) != keep {
-                    self.remove_device_ops(&mut batch, user, &device)?;
-                    dropped.push(device.access_token);
+                    self.remove_device_ops(batch, user, &device)?;
+                    dropped.push(device);
                 }
             }
         }
-        self.db.write(batch)?;
-        self.forget_tokens(&dropped);
-        Ok(())
+        Ok(dropped)
     }
 
     /// Changes an account in one batch: a new password (with `logout_all`, every device and its
@@ -217,20 +230,26 @@ impl Users {
     }
 
     pub fn deactivate(&self, user: &UserId) -> Result<()> {
+        let mut batch = Batch::new();
+        let devices = self.deactivate_ops(&mut batch, user)?;
+        self.db.write(batch)?;
+        self.forget_tokens(&devices.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// [`Self::deactivate`] in `batch`; the devices removed.
+    pub fn deactivate_ops(&self, batch: &mut Batch, user: &UserId) -> Result<Vec<Device>> {
         let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
         account.deactivated = true;
         account.password_hash = None;
         account.displayname = None;
         account.avatar_url = None;
-        let mut batch = Batch::new();
-        self.save(&mut batch, user, &account);
+        self.save(batch, user, &account);
         let devices = self.devices(user)?;
         for device in &devices {
-            self.remove_device_ops(&mut batch, user, device)?;
+            self.remove_device_ops(batch, user, device)?;
         }
-        self.db.write(batch)?;
-        self.forget_tokens(&devices.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
-        Ok(())
+        Ok(devices)
     }
 
     /// Creates (or replaces the token of) a device; returns its id and a new access token.
@@ -240,9 +259,25 @@ impl Users {
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
     ) -> Result<(OwnedDeviceId, String)> {
+        let mut batch = Batch::new();
+        let (device, replaced) = self.login_device_ops(&mut batch, user, device_id, display_name)?;
+        self.db.write(batch)?;
+        if let Some(old) = replaced {
+            self.forget_tokens(&[old]);
+        }
+        Ok((device.device_id, device.access_token))
+    }
+
+    /// [`Self::login_device`] in `batch`: the device, and the access token it replaces (to forget).
+    pub fn login_device_ops(
+        &self,
+        batch: &mut Batch,
+        user: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+    ) -> Result<(Device, Option<String>)> {
         let device_id = device_id.unwrap_or_else(|| random_string(10).to_uppercase().into());
         let token = random_string(32);
-        let mut batch = Batch::new();
         let previous = self.device(user, device_id.as_str())?;
         if let Some(old) = &previous {
             batch.delete(TOKENS, old.access_token.as_bytes());
@@ -256,11 +291,7 @@ impl Users {
         };
         batch.put(DEVICES, device_key(user, device_id.as_str()), encode_json(&device));
         batch.put(TOKENS, token.as_bytes(), device_key(user, device_id.as_str()));
-        self.db.write(batch)?;
-        if let Some(old) = previous {
-            self.forget_tokens(&[old.access_token]);
-        }
-        Ok((device_id, token))
+        Ok((device, previous.map(|d| d.access_token)))
     }
 
     /// The user and device of an access token.
@@ -280,7 +311,7 @@ impl Users {
         Ok(found)
     }
 
-    fn forget_tokens(&self, tokens: &[String]) {
+    pub(crate) fn forget_tokens(&self, tokens: &[String]) {
         let mut cache = self.tokens.write().unwrap();
         for t in tokens {
             cache.remove(t);
@@ -303,9 +334,17 @@ impl Users {
     }
 
     pub fn set_device_name(&self, user: &UserId, device_id: &str, name: Option<String>) -> Result<()> {
+        let mut batch = Batch::new();
+        self.set_device_name_ops(&mut batch, user, device_id, name)?;
+        Ok(self.db.write(batch)?)
+    }
+
+    /// [`Self::set_device_name`] in `batch`; the renamed device.
+    pub fn set_device_name_ops(&self, batch: &mut Batch, user: &UserId, device_id: &str, name: Option<String>) -> Result<Device> {
         let mut device = self.device(user, device_id)?.ok_or_else(|| Error::not_found("Unknown device"))?;
         device.display_name = name;
-        Ok(self.db.put(DEVICES, device_key(user, device_id), encode_json(&device))?)
+        batch.put(DEVICES, device_key(user, device_id), encode_json(&device));
+        Ok(device)
     }
 
     /// The deletion of a device, its access token, the pushers it created and its end-to-end keys.
@@ -320,16 +359,22 @@ impl Users {
     /// Removes devices (and their tokens) in one batch.
     pub fn remove_devices(&self, user: &UserId, device_ids: &[&str]) -> Result<()> {
         let mut batch = Batch::new();
-        let mut tokens = Vec::new();
+        let removed = self.remove_devices_ops(&mut batch, user, device_ids)?;
+        self.db.write(batch)?;
+        self.forget_tokens(&removed.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// [`Self::remove_devices`] in `batch`; the devices that existed (their tokens to forget).
+    pub fn remove_devices_ops(&self, batch: &mut Batch, user: &UserId, device_ids: &[&str]) -> Result<Vec<Device>> {
+        let mut removed = Vec::new();
         for id in device_ids {
             if let Some(device) = self.device(user, id)? {
-                self.remove_device_ops(&mut batch, user, &device)?;
-                tokens.push(device.access_token);
+                self.remove_device_ops(batch, user, &device)?;
+                removed.push(device);
             }
         }
-        self.db.write(batch)?;
-        self.forget_tokens(&tokens);
-        Ok(())
+        Ok(removed)
     }
 
     pub fn profile(&self, user: &UserId) -> Result<Option<Profile>> {

@@ -1,6 +1,7 @@
 //! Starts real servers on ephemeral ports with temporary databases, and talks to them over HTTP.
 #![allow(dead_code)]
 
+pub mod crash_engine;
 pub mod federation;
 
 use std::path::Path;

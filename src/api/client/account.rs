@@ -12,7 +12,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use crate::services::keys::device_keys as e2ee;
+use crate::services::keys::device_list;
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
@@ -119,8 +119,7 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
             let mut response = json!({ "user_id": user });
             if !body.inhibit_login {
                 let (device, token) =
-                    s.users.login_device(&user, body.device_id.clone(), body.initial_device_display_name.clone())?;
-                e2ee::device_changed(s, &user, &device, false)?;
+                    device_list::login(s, &user, body.device_id.clone(), body.initial_device_display_name.clone())?;
                 response["device_id"] = json!(device);
                 response["access_token"] = json!(token);
             }
@@ -169,8 +168,7 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
             if !s.users.check_password(&user, password)? {
                 return Err(Error::forbidden("Invalid username or password"));
             }
-            let (device, token) = s.users.login_device(&user, device_id, display_name)?;
-            e2ee::device_changed(s, &user, &device, false)?;
+            let (device, token) = device_list::login(s, &user, device_id, display_name)?;
             let response = login::v3::Response::new(user, token, device);
             Ok(response.into())
         })
@@ -181,8 +179,7 @@ pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3:
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
-            s.users.remove_devices(&user, &[device.as_str()])?;
-            e2ee::device_changed(s, &user, &device, true)?;
+            device_list::remove(s, &user, &[device.as_str()])?;
             Ok(logout::v3::Response::new().into())
         })
         .await
@@ -194,8 +191,7 @@ pub async fn logout_all(State(services): State<Arc<Services>>, req: Ruma<logout_
         .run(move |s| {
             let devices = s.users.devices(&user)?;
             let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
-            s.users.remove_devices(&user, &ids)?;
-            e2ee::removed_since(s, &user, &devices.into_iter().map(|d| d.device_id).collect::<Vec<_>>())?;
+            device_list::remove(s, &user, &ids)?;
             Ok(logout_all::v3::Response::new().into())
         })
         .await
@@ -221,9 +217,7 @@ pub async fn change_password(
                 return Err(Error::weak_password("Password is too short"));
             }
             let logout = body.logout_devices.then_some(Some(device.as_str()));
-            let before = e2ee::device_ids(s, &user)?;
-            s.users.set_password(&user, &body.new_password, logout)?;
-            e2ee::removed_since(s, &user, &before)?;
+            device_list::set_password(s, &user, &body.new_password, logout)?;
             Ok(change_password::v3::Response::new().into())
         })
         .await
@@ -242,9 +236,7 @@ pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactiv
                     let _ = crate::services::rooms::set_membership(s, &room.room_id, &user, &user, "leave", None, None);
                 }
             }
-            let before = e2ee::device_ids(s, &user)?;
-            s.users.deactivate(&user)?;
-            e2ee::removed_since(s, &user, &before)?;
+            device_list::deactivate(s, &user)?;
             Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport).into())
         })
         .await

@@ -10,7 +10,7 @@ use ruma::{
 use serde_json::Value;
 
 use super::account::uia_password;
-use crate::services::keys::device_keys as e2ee;
+use crate::services::keys::device_list;
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
@@ -48,8 +48,7 @@ pub async fn update(State(services): State<Arc<Services>>, req: Ruma<update_devi
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            s.users.set_device_name(&user, req.body.device_id.as_str(), req.body.display_name)?;
-            e2ee::device_changed(s, &user, &req.body.device_id, false)?;
+            device_list::rename(s, &user, req.body.device_id.as_str(), req.body.display_name)?;
             Ok(update_device::v3::Response::new().into())
         })
         .await
@@ -68,8 +67,7 @@ pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_devi
                 return Err(Error::not_found("Unknown device"));
             }
             uia_password(s, &user, auth.as_ref())?;
-            s.users.remove_devices(&user, &[req.body.device_id.as_str()])?;
-            e2ee::device_changed(s, &user, &req.body.device_id, true)?;
+            device_list::remove(s, &user, &[req.body.device_id.as_str()])?;
             Ok(delete_device::v3::Response::new().into())
         })
         .await
@@ -85,9 +83,7 @@ pub async fn delete_many(
         .run(move |s| {
             uia_password(s, &user, auth.as_ref())?;
             let ids: Vec<&str> = req.body.devices.iter().map(|d| d.as_str()).collect();
-            let before = e2ee::device_ids(s, &user)?;
-            s.users.remove_devices(&user, &ids)?;
-            e2ee::removed_since(s, &user, &before)?;
+            device_list::remove(s, &user, &ids)?;
             Ok(delete_devices::v3::Response::new().into())
         })
         .await

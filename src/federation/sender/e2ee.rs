@@ -36,33 +36,75 @@ pub fn device_list_stream_id(s: &Services, user: &UserId) -> Result<u64> {
     Ok(s.globals.db.get_u64(DEVICE_LIST_IDS, user.as_bytes())?.unwrap_or(0))
 }
 
-/// `m.device_list_update` for one device of a local user.
-pub fn device_list_update(s: &Services, user: &UserId, device: &DeviceId, deleted: bool) -> Result<()> {
-    let servers = servers_sharing_a_room(s, user)?;
-    let mut content = json!({ "user_id": user, "device_id": device, "deleted": deleted });
-    if !deleted {
-        if let Some(d) = s.users.device(user, device.as_str())?
-            && let Some(name) = d.display_name
-        {
-            content["device_display_name"] = json!(name);
-        }
-        if let Some(keys) = device_keys::get(s, user, device.as_str())? {
-            content["keys"] = serde_json::to_value(keys).unwrap_or(Value::Null);
-        }
+/// One device change of a local user, as an `m.device_list_update` tells it.
+pub struct DeviceUpdate {
+    pub device: ruma::OwnedDeviceId,
+    pub deleted: bool,
+    pub display_name: Option<String>,
+    pub keys: Option<ruma::CanonicalJsonObject>,
+}
+
+impl DeviceUpdate {
+    /// A device that is removed.
+    pub fn removed(device: ruma::OwnedDeviceId) -> Self {
+        Self { device, deleted: true, display_name: None, keys: None }
     }
-    let db = s.globals.db.clone();
-    s.globals.commit(|c| {
-        let prev = db.get_u64(DEVICE_LIST_IDS, user.as_bytes())?;
+
+    /// A device as stored now, with `display_name` (a new or renamed device).
+    pub fn stored(s: &Services, user: &UserId, device: &DeviceId, display_name: Option<String>) -> Result<Self> {
+        let keys = device_keys::get(s, user, device.as_str())?;
+        Ok(Self { device: device.to_owned(), deleted: false, display_name, keys })
+    }
+}
+
+/// Writes in `c` one `m.device_list_update` per update for each of `servers`, chained by
+/// `stream_id`/`prev_id` (also within one commit).
+pub fn stage_device_list_updates(
+    s: &Services,
+    c: &mut crate::services::globals::Commit,
+    user: &UserId,
+    servers: &[OwnedServerName],
+    updates: &[DeviceUpdate],
+) -> Result<()> {
+    let memo = [b"device_list_id\xFF".as_slice(), user.as_bytes()].concat();
+    for update in updates {
+        let mut content = json!({ "user_id": user, "device_id": update.device, "deleted": update.deleted });
+        if !update.deleted {
+            if let Some(name) = &update.display_name {
+                content["device_display_name"] = json!(name);
+            }
+            if let Some(keys) = &update.keys {
+                content["keys"] = serde_json::to_value(keys).unwrap_or(Value::Null);
+            }
+        }
+        let prev = match c.created_id(&memo) {
+            Some(id) => Some(id),
+            None => s.globals.db.get_u64(DEVICE_LIST_IDS, user.as_bytes())?,
+        };
         let stream_id = c.short_id();
+        c.note_created(memo.clone(), stream_id);
         c.batch.put(DEVICE_LIST_IDS, user.as_bytes(), stream_id.to_be_bytes());
         content["stream_id"] = json!(stream_id);
         content["prev_id"] = json!(prev.into_iter().collect::<Vec<_>>());
         let edu = json!({ "edu_type": "m.device_list_update", "content": content });
-        for server in &servers {
+        for server in servers {
             put_edu(c, server, &edu)?;
         }
-        Ok(())
-    })?;
+    }
+    Ok(())
+}
+
+/// `m.device_list_update` for one device of a local user, in a batch of its own (the device's
+/// current name and keys).
+pub fn device_list_update(s: &Services, user: &UserId, device: &DeviceId, deleted: bool) -> Result<()> {
+    let servers = servers_sharing_a_room(s, user)?;
+    let update = if deleted {
+        DeviceUpdate::removed(device.to_owned())
+    } else {
+        let name = s.users.device(user, device.as_str())?.and_then(|d| d.display_name);
+        DeviceUpdate::stored(s, user, device, name)?
+    };
+    s.globals.commit(|c| stage_device_list_updates(s, c, user, &servers, &[update]))?;
     for server in &servers {
         s.federation.sender.wake(server);
     }

@@ -12,13 +12,20 @@ use crate::{
 };
 
 /// Records in `c` that `user`'s devices or keys changed (at a new position).
+/// A second call for the same user in the same commit keeps the first entry (a second one would
+/// leave the first behind: the stored position is only updated by the write).
 pub fn mark_changed(db: &Db, c: &mut Commit, user: &UserId) -> Result<u64> {
+    let memo = [b"key_change\xFF".as_slice(), user.as_bytes()].concat();
+    if let Some(pos) = c.created_id(&memo) {
+        return Ok(pos);
+    }
     if let Some(old) = db.get_u64(KEY_CHANGE_POS, user.as_bytes())? {
         c.batch.delete(KEY_CHANGES, old.to_be_bytes());
     }
     let pos = c.next_pos();
     c.batch.put(KEY_CHANGES, pos.to_be_bytes(), user.as_bytes());
     c.batch.put(KEY_CHANGE_POS, user.as_bytes(), pos.to_be_bytes());
+    c.note_created(memo, pos);
     Ok(pos)
 }
 

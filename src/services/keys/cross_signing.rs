@@ -203,9 +203,12 @@ pub fn upload_signatures(
         }
     }
     if !updates.is_empty() {
+        use crate::federation::sender::e2ee::{DeviceUpdate, servers_sharing_a_room, stage_device_list_updates};
         let db = s.globals.db.clone();
+        let servers = if own_devices_changed.is_empty() { Vec::new() } else { servers_sharing_a_room(s, signer)? };
         s.globals.commit(|c| {
             let mut users = std::collections::BTreeSet::new();
+            let mut device_updates = Vec::new();
             // The signatures are merged into the objects as stored now (under the commit lock), so
             // that a concurrent change of the same keys is not lost.
             for (target, new_signatures, user) in &updates {
@@ -217,14 +220,22 @@ pub fn upload_signatures(
                 signatures::merge_signatures(&mut object, new_signatures);
                 c.batch.put(map, key, encode_json(&object));
                 users.insert(user.clone());
+                // The signer's own devices, newly signed: their servers learn it in this batch.
+                if let Target::Device(_) = target
+                    && let Some(CanonicalJsonValue::String(device)) = object.get("device_id")
+                {
+                    let device: ruma::OwnedDeviceId = device.as_str().into();
+                    let display_name = s.users.device(signer, device.as_str())?.and_then(|d| d.display_name);
+                    device_updates.push(DeviceUpdate { device, deleted: false, display_name, keys: Some(object) });
+                }
             }
             for user in users {
                 changes::mark_changed(&db, c, &user)?;
             }
-            Ok(())
+            stage_device_list_updates(s, c, signer, &servers, &device_updates)
         })?;
-        for device in own_devices_changed {
-            crate::federation::sender::e2ee::device_list_update(s, signer, device.as_str().into(), false)?;
+        for server in &servers {
+            s.federation.sender.wake(server);
         }
         if updates.iter().any(|(t, _, u)| matches!(t, Target::Master(_)) && u == signer) {
             crate::federation::sender::e2ee::signing_key_update(s, signer)?;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{DEVICE_KEYS, FALLBACK_KEYS, ONE_TIME_KEYS, changes, device_prefix, one_time, signatures};
 use crate::{
     error::{Error, Result},
+    federation::sender::e2ee::DeviceUpdate,
     services::{Services, globals::Commit},
     storage::{Db, db::encode_json, keys::Key},
 };
@@ -59,11 +60,11 @@ pub fn check(upload: &Upload, user: &UserId, device: &DeviceId) -> Result<()> {
     Ok(())
 }
 
-/// Writes a checked upload in the batch of `c`; whether the device keys changed (the user's
+/// Writes a checked upload in the batch of `c`; the new device keys when they changed (the user's
 /// devices are then marked changed in the same batch).
-pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: &Upload) -> Result<bool> {
+pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: &Upload) -> Result<Option<CanonicalJsonObject>> {
     let prefix = device_prefix(user.as_str(), device.as_str());
-    let mut changed = false;
+    let mut changed = None;
     if let Some(mut keys) = upload.device_keys.clone() {
         let old: Option<CanonicalJsonObject> = db.get_json(DEVICE_KEYS, &prefix)?;
         // Signatures others added (cross-signing) stay.
@@ -82,7 +83,7 @@ pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: 
         if old.as_ref() != Some(&keys) {
             c.batch.put(DEVICE_KEYS, prefix.clone(), encode_json(&keys));
             changes::mark_changed(db, c, user)?;
-            changed = true;
+            changed = Some(keys);
         }
     }
     // Keys are handed out in upload order (MSC4225): stored under a sequence number.
@@ -113,13 +114,24 @@ pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: 
 }
 
 /// Stores an upload in one batch; returns the device's one-time key counts. A changed device key
-/// marks the user's device list changed (and goes to the servers sharing a room).
+/// marks the user's device list changed and goes to the servers sharing a room, in the same batch.
 pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
     check(&upload, user, device)?;
     let db = &s.globals.db;
-    let (device_keys_changed, _) = s.globals.commit(|c| stage(db, c, user, device, &upload))?;
-    if device_keys_changed {
-        crate::federation::sender::e2ee::device_list_update(s, user, device, false)?;
+    if upload.device_keys.is_none() {
+        // One-time and fallback keys only: nothing to tell anyone.
+        s.globals.commit(|c| stage(db, c, user, device, &upload))?;
+    } else {
+        super::device_list::commit_change(s, user, |c| {
+            let updates = match stage(db, c, user, device, &upload)? {
+                Some(keys) => {
+                    let display_name = s.users.device(user, device.as_str())?.and_then(|d| d.display_name);
+                    vec![DeviceUpdate { device: device.to_owned(), deleted: false, display_name, keys: Some(keys) }]
+                }
+                None => Vec::new(),
+            };
+            Ok(((), updates))
+        })?;
     }
     one_time::counts(db, user, device)
 }
@@ -127,29 +139,6 @@ pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) ->
 /// The stored device keys of one device.
 pub fn get(s: &Services, user: &UserId, device: &str) -> Result<Option<CanonicalJsonObject>> {
     Ok(s.globals.db.get_json(DEVICE_KEYS, &device_prefix(user.as_str(), device))?)
-}
-
-/// Records a device change that is not a key upload (new, renamed or removed device): the user's
-/// device list changed, and the servers sharing a room are told.
-pub fn device_changed(s: &Services, user: &UserId, device: &DeviceId, deleted: bool) -> Result<()> {
-    let db = s.globals.db.clone();
-    s.globals.commit(|c| changes::mark_changed(&db, c, user))?;
-    crate::federation::sender::e2ee::device_list_update(s, user, device, deleted)
-}
-
-/// The ids of a user's devices (taken before an operation that may remove some).
-pub fn device_ids(s: &Services, user: &UserId) -> Result<Vec<ruma::OwnedDeviceId>> {
-    Ok(s.users.devices(user)?.into_iter().map(|d| d.device_id).collect())
-}
-
-/// Records the removal of every device of `before` that no longer exists.
-pub fn removed_since(s: &Services, user: &UserId, before: &[ruma::OwnedDeviceId]) -> Result<()> {
-    for device in before {
-        if s.users.device(user, device.as_str())?.is_none() {
-            device_changed(s, user, device, true)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

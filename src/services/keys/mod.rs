@@ -7,6 +7,7 @@ pub mod changes;
 pub mod claim;
 pub mod cross_signing;
 pub mod device_keys;
+pub mod device_list;
 pub mod one_time;
 pub mod query;
 pub mod remote_cache;
