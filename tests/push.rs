@@ -560,3 +560,34 @@ async fn the_badge_counts_only_joined_rooms() {
     assert_eq!(gateway.wait_for(&third).await["notification"]["counts"]["unread"], 2);
     server.stop().await;
 }
+
+/// A read receipt and the counts it resets are one batch: a crash before it keeps both (the
+/// client sends the receipt again), a completed write has both.
+#[tokio::test]
+async fn a_read_receipt_and_the_counts_it_resets_are_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
+    let event = send_mention(&server, &alice, &room, "m1", &bob_id).await;
+    sync_until_counts(&server, &bob, &room, (1, 1)).await;
+    server.stop().await;
+
+    let (s, engine) = common::crash_engine::services(dir.path());
+    let bob_id = ruma::UserId::parse(bob_id).unwrap();
+    let room_id = ruma::RoomId::parse(room).unwrap();
+    let event_id = ruma::EventId::parse(event).unwrap();
+    let short = s.short.room(&room_id).unwrap().unwrap();
+    let state = |s: &parvis::services::Services| {
+        let receipt = s.receipts.get(short, "m.read", &bob_id).unwrap().map(|r| r.event_id);
+        let counts = parvis::services::push::read::room_counts(s, &bob_id, short).unwrap().total();
+        (receipt, counts.notify, counts.highlight)
+    };
+    assert_eq!(state(&s), (None, 1, 1));
+
+    engine.allow_writes(0);
+    assert!(parvis::services::push::read::receipt(&s, &bob_id, short, "m.read", &event_id, None).is_err());
+    assert_eq!(state(&s), (None, 1, 1), "a failed write changes nothing");
+
+    engine.allow_writes(1);
+    parvis::services::push::read::receipt(&s, &bob_id, short, "m.read", &event_id, None).unwrap();
+    assert_eq!(state(&s), (Some(event_id.clone()), 0, 0), "the receipt and its reset in one write");
+}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Result,
-    services::globals::Globals,
+    services::globals::{Commit, Globals},
     storage::{
         Db, Direction, Map,
         db::{decode_json, encode_json},
@@ -45,22 +45,33 @@ impl Receipts {
         event_id: &ruma::EventId,
         thread_id: Option<String>,
     ) -> Result<()> {
+        globals.commit(|c| self.stage(c, short_room, kind, user, event_id, thread_id))?;
+        Ok(())
+    }
+
+    /// [`Self::set`] in the batch of `c` (with the counts the receipt resets).
+    pub fn stage(
+        &self,
+        c: &mut Commit,
+        short_room: u64,
+        kind: &str,
+        user: &UserId,
+        event_id: &ruma::EventId,
+        thread_id: Option<String>,
+    ) -> Result<()> {
         let key = Key::new().u64(short_room).str(kind).str(user.as_str()).build();
-        globals.commit(|c| {
-            if let Some(old) = self.db.get(RECEIPTS, &key)? {
-                let old: Receipt = decode_json(RECEIPTS, &old)?;
-                c.batch.delete(RECEIPT_STREAM, Key::new().u64(short_room).u64(old.pos).build());
-            }
-            let pos = c.next_pos();
-            let receipt = Receipt { event_id: event_id.to_owned(), ts: crate::util::now_ms(), thread_id, pos };
-            c.batch.put(RECEIPTS, key.clone(), encode_json(&receipt));
-            c.batch.put(
-                RECEIPT_STREAM,
-                Key::new().u64(short_room).u64(pos).build(),
-                Key::new().str(kind).str(user.as_str()).build(),
-            );
-            Ok(())
-        })?;
+        if let Some(old) = self.db.get(RECEIPTS, &key)? {
+            let old: Receipt = decode_json(RECEIPTS, &old)?;
+            c.batch.delete(RECEIPT_STREAM, Key::new().u64(short_room).u64(old.pos).build());
+        }
+        let pos = c.next_pos();
+        let receipt = Receipt { event_id: event_id.to_owned(), ts: crate::util::now_ms(), thread_id, pos };
+        c.batch.put(RECEIPTS, key.clone(), encode_json(&receipt));
+        c.batch.put(
+            RECEIPT_STREAM,
+            Key::new().u64(short_room).u64(pos).build(),
+            Key::new().str(kind).str(user.as_str()).build(),
+        );
         Ok(())
     }
 

@@ -66,9 +66,8 @@ fn receipt(s: &Services, user: &ruma::UserId, room_id: &ruma::RoomId, kind: &str
         s.account_data.set(&s.globals, user, Some(room_id), "m.fully_read", &json!({ "event_id": event_id }))?;
         return Ok(());
     }
-    // The counts first: an acknowledged receipt has always reset them, even across a crash.
-    crate::services::push::read::receipt(s, user, short, event_id, thread.as_deref())?;
-    s.receipts.set(&s.globals, short, kind, user, event_id, thread.clone())?;
+    // The receipt and the counts it resets: one batch.
+    crate::services::push::read::receipt(s, user, short, kind, event_id, thread.as_deref())?;
     crate::federation::sender::edus::receipt(s, short, room_id, kind, user, event_id, thread.as_deref())
 }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     error::Result,
-    services::Services,
+    services::{Services, globals::Commit},
     storage::{
         db::{decode_json, encode_json},
         keys::{Key, KeyReader},
@@ -54,17 +54,57 @@ pub fn totals(s: &Services, user: &UserId, newer: &HashMap<u64, RoomCounts>) -> 
 }
 
 /// A read receipt (`m.read` or `m.read.private`) of a local user for `event_id`, with its
-/// `thread_id`: resets the counts it covers. Nothing changes for an event before the marker.
-pub fn receipt(s: &Services, user: &UserId, short_room: u64, event_id: &EventId, thread_id: Option<&str>) -> Result<()> {
-    let Some(short_event) = s.short.event(event_id)? else { return Ok(()) };
-    let Some(meta) = s.timeline.meta(short_event)? else { return Ok(()) };
-    if meta.pos == 0 || meta.short_room != short_room {
-        return Ok(());
-    }
+/// `thread_id` (`kind` is its type): stores it and resets the counts it covers, in one batch (a
+/// crash keeps both or neither). The counts do not change for an event before the marker.
+pub fn receipt(
+    s: &Services,
+    user: &UserId,
+    short_room: u64,
+    kind: &str,
+    event_id: &EventId,
+    thread_id: Option<&str>,
+) -> Result<()> {
+    let store_receipt = |c: &mut Commit| s.receipts.stage(c, short_room, kind, user, event_id, thread_id.map(str::to_owned));
     let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    match counts_reset(s, user, short_room, event_id, thread_id)? {
+        None => s.globals.commit(|c| store_receipt(c))?,
+        Some(reset) => s.globals.commit(|c| {
+            reset.stage(c, user, short_room);
+            store_receipt(c)
+        })?,
+    };
+    Ok(())
+}
+
+/// The counts a receipt leaves and the unread entries it reads.
+struct Reset {
+    counts: RoomCounts,
+    read: Vec<u64>,
+    changed: bool,
+}
+
+impl Reset {
+    fn stage(mut self, c: &mut Commit, user: &UserId, short_room: u64) {
+        if self.changed {
+            self.counts.pos = c.next_pos();
+        }
+        for pos in &self.read {
+            c.batch.delete(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(*pos).build());
+        }
+        c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(short_room).build(), encode_json(&self.counts));
+    }
+}
+
+/// What a receipt changes in the counts (under the counts lock); `None`: nothing.
+fn counts_reset(s: &Services, user: &UserId, short_room: u64, event_id: &EventId, thread_id: Option<&str>) -> Result<Option<Reset>> {
+    let Some(short_event) = s.short.event(event_id)? else { return Ok(None) };
+    let Some(meta) = s.timeline.meta(short_event)? else { return Ok(None) };
+    if meta.pos == 0 || meta.short_room != short_room {
+        return Ok(None);
+    }
     let mut counts = room_counts(s, user, short_room)?;
     if !counts.mark_read(&ReadScope::of_receipt(thread_id), meta.pos) {
-        return Ok(());
+        return Ok(None);
     }
     let prefix = Key::new().str(user.as_str()).u64(short_room).build();
     let mut entries = Vec::new();
@@ -78,15 +118,5 @@ pub fn receipt(s: &Services, user: &UserId, short_room: u64, event_id: &EventId,
     let before = (counts.main, counts.threads.clone());
     let read = counts.recount(entries.iter().map(|(p, e)| (*p, e)));
     let changed = before != (counts.main, counts.threads.clone());
-    s.globals.commit(|c| {
-        if changed {
-            counts.pos = c.next_pos();
-        }
-        for pos in &read {
-            c.batch.delete(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(*pos).build());
-        }
-        c.batch.put(PUSH_COUNTS, prefix.clone(), encode_json(&counts));
-        Ok(())
-    })?;
-    Ok(())
+    Ok(Some(Reset { counts, read, changed }))
 }
