@@ -702,3 +702,47 @@ async fn device_changes_and_their_device_list_updates_are_one_batch() {
     assert_eq!(key_change_entries(&s, alice.as_str()), 1, "one key_changes entry per user");
     assert!(device_list_id(&s, alice.as_str()).unwrap() > id_before_removal + 1, "one update per removed device");
 }
+
+/// More than 100 pending to-device messages: each /sync gives 100 (sytest's "Can recv device
+/// messages until they are acknowledged" in batches); the token says which were given, a repeated
+/// `since` gives the same batch again, and only what a later token acknowledges is deleted.
+#[tokio::test]
+async fn to_device_messages_come_100_per_sync_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_alice, alice_token) = server.register("alice").await;
+    let (bob, bob_token) = server.register("bob").await;
+    let bob_device = whoami(&server, &bob_token).await;
+    let t0 = sync(&server, &bob_token, None).await["next_batch"].as_str().unwrap().to_owned();
+    for n in 0..250 {
+        let body = json!({ "messages": { &bob: { &bob_device: { "n": n } } } });
+        server.put(&format!("/_matrix/client/v3/sendToDevice/m.test/t{n}"), &alice_token, body).await;
+    }
+    let numbers = |answer: &Value| -> Vec<u64> {
+        answer["to_device"]["events"].as_array().map_or(Vec::new(), |e| e.iter().map(|e| e["content"]["n"].as_u64().unwrap()).collect())
+    };
+
+    let s1 = sync(&server, &bob_token, Some(&t0)).await;
+    assert_eq!(numbers(&s1), (0..100).collect::<Vec<_>>());
+    let t1 = s1["next_batch"].as_str().unwrap().to_owned();
+    // The answer was lost: the same token gives the same messages.
+    assert_eq!(numbers(&sync(&server, &bob_token, Some(&t0)).await), (0..100).collect::<Vec<_>>());
+    // The next token gives the next ones, at once (a long poll does not wait for them).
+    let (status, s2) = server.call(Method::GET, &format!("/_matrix/client/v3/sync?timeout=10000&since={}", enc(&t1)), Some(&bob_token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(numbers(&s2), (100..200).collect::<Vec<_>>());
+    let t2 = s2["next_batch"].as_str().unwrap().to_owned();
+    // A restart between two batches loses nothing.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    assert_eq!(numbers(&sync(&server, &bob_token, Some(&t1)).await), (100..200).collect::<Vec<_>>());
+    let s3 = sync(&server, &bob_token, Some(&t2)).await;
+    assert_eq!(numbers(&s3), (200..250).collect::<Vec<_>>());
+    // Every message given: the token is an ordinary one again, and nothing is left.
+    let t3 = s3["next_batch"].as_str().unwrap().to_owned();
+    assert_eq!(t3.matches('_').count(), 1, "{t3}");
+    assert!(numbers(&sync(&server, &bob_token, Some(&t3)).await).is_empty());
+    // Acknowledged messages are gone, even for an older token.
+    assert!(numbers(&sync(&server, &bob_token, Some(&t1)).await).is_empty());
+    server.stop().await;
+}

@@ -116,8 +116,7 @@ pub fn events(s: &Services, user: &UserId, device_id: &DeviceId, next_batch: Opt
     if after > 0 {
         to_device::acknowledge(db, user, device_id.as_str(), after)?;
     }
-    let pending = to_device::pending(db, user, device_id.as_str(), s.globals.current_pos())?;
-    let batch: Vec<(u64, Value)> = pending.into_iter().filter(|(pos, _)| *pos > after).take(EVENTS_LIMIT).collect();
+    let batch = to_device::pending(db, user, device_id.as_str(), after, s.globals.current_pos(), EVENTS_LIMIT)?;
     let next = batch.last().map(|(pos, _)| pos.to_string()).or_else(|| next_batch.map(str::to_owned));
     Ok((batch.into_iter().map(|(_, e)| e).collect(), next))
 }

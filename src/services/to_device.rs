@@ -1,6 +1,7 @@
 //! Send-to-device messages: kept per device (`to_device`: user, device, stream position → event)
-//! until the device's next `/sync` with a `since` past them (then deleted in one batch), so each is
-//! delivered exactly once, across restarts. `PUT /sendToDevice` is idempotent per device and
+//! until the device's next `/sync` with a `since` token that acknowledges them (then deleted in one
+//! batch), so each is delivered exactly once, across restarts. A /sync gives at most
+//! [`SYNC_LIMIT`] of them; the rest come with the next /sync (`sync/e2ee.rs`). `PUT /sendToDevice` is idempotent per device and
 //! transaction id, and messages received over federation per sender and `message_id`
 //! (`to_device_txns`). Messages for other servers' users go out as `m.direct_to_device` EDUs
 //! through the persisted federation queue, in the same batch as the transaction id.
@@ -27,6 +28,9 @@ pub const TO_DEVICE: Map = Map("to_device");
 /// sender user, sender device (empty for federation), transaction or message id → empty.
 pub const TO_DEVICE_TXNS: Map = Map("to_device_txns");
 pub const MAPS: &[Map] = &[TO_DEVICE, TO_DEVICE_TXNS];
+
+/// At most this many to-device messages per /sync answer (the spec's guidance).
+pub const SYNC_LIMIT: usize = 100;
 
 /// The target devices of one user: `*` or device ids, each with its content.
 pub type Messages = BTreeMap<OwnedUserId, BTreeMap<String, Value>>;
@@ -134,11 +138,16 @@ pub fn receive(s: &Services, origin: &ServerName, content: &Value) -> Result<()>
     Ok(())
 }
 
-/// The messages of a device stored at or before `up_to`: (position, event).
-pub fn pending(db: &Db, user: &UserId, device: &str, up_to: u64) -> Result<Vec<(u64, Value)>> {
+/// The first `limit` messages of a device stored after `after` and at or before `up_to`:
+/// (position, event), in position order.
+pub fn pending(db: &Db, user: &UserId, device: &str, after: u64, up_to: u64, limit: usize) -> Result<Vec<(u64, Value)>> {
     let prefix = Key::new().str(user.as_str()).str(device).build();
+    let from = Key::new().str(user.as_str()).str(device).u64(after.saturating_add(1)).build();
     let mut out = Vec::new();
-    for entry in db.scan_prefix(TO_DEVICE, &prefix) {
+    for entry in db.scan_from(TO_DEVICE, &prefix, &from, crate::storage::Direction::Forward) {
+        if out.len() >= limit {
+            break;
+        }
         let (k, v) = entry?;
         let Some(pos) = KeyReader::new(&k[prefix.len()..]).u64() else { continue };
         if pos > up_to {
@@ -149,7 +158,8 @@ pub fn pending(db: &Db, user: &UserId, device: &str, up_to: u64) -> Result<Vec<(
     Ok(out)
 }
 
-/// The device synced with `since`: every message at or before it was delivered; deleted in one batch.
+/// The device acknowledged every message at or before `since` (it synced with a token that says
+/// so): they are deleted in one batch.
 pub fn acknowledge(db: &Db, user: &UserId, device: &str, since: u64) -> Result<()> {
     let prefix = Key::new().str(user.as_str()).str(device).build();
     let mut batch = Batch::new();

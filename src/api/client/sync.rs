@@ -59,6 +59,7 @@ async fn compute_sync(
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
     let since = body.since.as_deref().map(SyncToken::parse).transpose()?;
+    let to_device_since = body.since.as_deref().map(crate::services::sync::e2ee::to_device_mark).transpose()?.flatten();
     let filter = match body.filter {
         None => FilterDefinition::default(),
         Some(Filter::FilterDefinition(def)) => def,
@@ -86,7 +87,7 @@ async fn compute_sync(
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
     let timeout = body.timeout.unwrap_or_default().min(max);
     let deadline = tokio::time::Instant::now() + timeout;
-    let request = Arc::new(SyncRequest { user, device: device.to_string(), since, full_state: body.full_state, filter });
+    let request = Arc::new(SyncRequest { user, device: device.to_string(), since, to_device_since, full_state: body.full_state, filter });
     let mut wake = services.globals.subscribe();
     loop {
         wake.mark_unchanged();

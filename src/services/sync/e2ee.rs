@@ -1,6 +1,6 @@
 //! The end-to-end encryption parts of /sync: one-time key counts and unused fallback key types of
-//! the device, its to-device messages (those at or before the `since` token are acknowledged and
-//! deleted first), and `device_lists`: users sharing a room with us whose devices or keys changed
+//! the device, its to-device messages (those the `since` token acknowledges are deleted first; at
+//! most `to_device::SYNC_LIMIT` per answer, the next ones in the next answer), and `device_lists`: users sharing a room with us whose devices or keys changed
 //! (or who newly share a room), and users we no longer share a room with.
 
 use std::collections::BTreeSet;
@@ -10,7 +10,7 @@ use ruma::{DeviceId, OwnedUserId, api::client::sync::sync_events::v3 as sync};
 use super::{SyncRequest, shares_room};
 use crate::storage::Direction;
 use crate::{
-    error::Result,
+    error::{Error, Result},
     services::{Services, keys, rooms::membership::Membership, timeline::pdu::raw, to_device},
 };
 
@@ -18,15 +18,25 @@ use crate::{
 pub fn add(s: &Services, req: &SyncRequest, since: Option<u64>, now: u64, response: &mut sync::Response) -> Result<bool> {
     let db = &s.globals.db;
     let device: &DeviceId = req.device.as_str().into();
-    if let Some(since) = since {
-        to_device::acknowledge(db, &req.user, device.as_str(), since)?;
+    // The messages the client received: up to the token's to-device mark (a token without one
+    // acknowledges everything up to its position).
+    let acknowledged = since.map(|pos| req.to_device_since.map_or(pos, |mark| mark.min(pos)));
+    if let Some(acknowledged) = acknowledged {
+        to_device::acknowledge(db, &req.user, device.as_str(), acknowledged)?;
     }
     response.device_one_time_keys_count = keys::one_time::counts(db, &req.user, device)?;
     response.device_unused_fallback_key_types = Some(keys::one_time::unused_fallback_types(db, &req.user, device)?);
 
     let mut changed = false;
-    for (pos, event) in to_device::pending(db, &req.user, device.as_str(), now)? {
-        changed |= since.is_none_or(|since| pos > since);
+    let mut messages = to_device::pending(db, &req.user, device.as_str(), acknowledged.unwrap_or(0), now, to_device::SYNC_LIMIT + 1)?;
+    if messages.len() > to_device::SYNC_LIMIT {
+        // More than one answer holds: the token says which were given.
+        messages.truncate(to_device::SYNC_LIMIT);
+        let mark = messages.last().map_or(0, |(pos, _)| *pos);
+        response.next_batch = with_to_device_mark(&response.next_batch, mark);
+    }
+    for (_, event) in messages {
+        changed = true;
         response.to_device.events.push(raw(&event));
     }
 
@@ -37,6 +47,22 @@ pub fn add(s: &Services, req: &SyncRequest, since: Option<u64>, now: u64, respon
         response.device_lists.left = left;
     }
     Ok(changed)
+}
+
+/// The to-device mark of a /sync token `s<pos>_<typing>_<mark>`: the position of the last
+/// to-device message the answer gave (more were pending). `None` when the token has none (every
+/// message at or before `pos` was given).
+pub fn to_device_mark(token: &str) -> Result<Option<u64>> {
+    let body = token.strip_prefix('s').unwrap_or(token);
+    match body.splitn(3, '_').nth(2) {
+        None => Ok(None),
+        Some(mark) => mark.parse().map(Some).map_err(|_| Error::invalid_param("Invalid sync token")),
+    }
+}
+
+/// `next_batch` with a to-device mark.
+fn with_to_device_mark(token: &str, mark: u64) -> String {
+    format!("{token}_{mark}")
 }
 
 /// `device_lists.changed` and `left` between `since` and `now`.
@@ -85,4 +111,23 @@ pub fn device_lists(s: &Services, me: &OwnedUserId, since: u64, now: u64) -> Res
     }
     let changed: Vec<_> = changed.into_iter().filter(|u| !left.contains(u)).collect();
     Ok((changed, left.into_iter().collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::sync::SyncToken;
+
+    #[test]
+    fn to_device_mark_in_sync_tokens() {
+        let marked = with_to_device_mark("s42_3", 17);
+        assert_eq!(marked, "s42_3_17");
+        assert_eq!(to_device_mark(&marked).unwrap(), Some(17));
+        let parsed = SyncToken::parse(&marked).unwrap();
+        assert_eq!((parsed.pos, parsed.typing), (42, 3));
+        // Old tokens: no mark.
+        assert_eq!(to_device_mark("s42_3").unwrap(), None);
+        assert_eq!(to_device_mark("s42").unwrap(), None);
+        assert!(to_device_mark("s42_3_x").is_err());
+    }
 }

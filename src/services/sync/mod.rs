@@ -20,7 +20,8 @@ use crate::{
     services::{Services, rooms::membership::Membership, timeline::pdu::raw},
 };
 
-/// A /sync position: the stream position and the typing counter.
+/// A /sync position: the stream position and the typing counter (`s<pos>_<typing>`; a third
+/// component, the to-device mark, is read by `e2ee::to_device_mark`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SyncToken {
     pub pos: u64,
@@ -30,7 +31,8 @@ pub struct SyncToken {
 impl SyncToken {
     pub fn parse(token: &str) -> Result<Self> {
         let body = token.strip_prefix('s').unwrap_or(token);
-        let (pos, typing) = body.split_once('_').unwrap_or((body, "0"));
+        let (pos, rest) = body.split_once('_').unwrap_or((body, "0"));
+        let typing = rest.split('_').next().unwrap_or(rest);
         match (pos.parse(), typing.parse()) {
             (Ok(pos), Ok(typing)) => Ok(Self { pos, typing }),
             _ => Err(Error::invalid_param("Invalid sync token")),
@@ -46,6 +48,8 @@ pub struct SyncRequest {
     pub user: OwnedUserId,
     pub device: String,
     pub since: Option<SyncToken>,
+    /// The to-device mark of `since` (`e2ee::to_device_mark`).
+    pub to_device_since: Option<u64>,
     pub full_state: bool,
     pub filter: FilterDefinition,
 }
