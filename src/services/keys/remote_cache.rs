@@ -68,9 +68,14 @@ pub fn apply_update(list: &mut RemoteDeviceList, update: &DeviceListUpdate) {
 
 /// A user joined a room: a cached list of theirs may have missed updates sent while we shared no
 /// room (their server sends updates only to servers sharing one), so it is dropped and fetched
-/// again when asked for.
-pub fn forget_on_join(c: &mut crate::services::globals::Commit, user: &UserId) {
-    c.batch.delete(REMOTE_DEVICE_LISTS, user.as_bytes());
+/// again when asked for. Only a list that exists is deleted: a join of a room with many members
+/// (most never cached, local users never) leaves no tombstone per member. Runs under the commit
+/// lock, as every write of the cache does, so a list stored meanwhile cannot be missed.
+pub fn forget_on_join(db: &crate::storage::Db, c: &mut crate::services::globals::Commit, user: &UserId) {
+    // On a read error, delete anyway (a needless tombstone is harmless, a stale list is not).
+    if db.get(REMOTE_DEVICE_LISTS, user.as_bytes()).map_or(true, |v| v.is_some()) {
+        c.batch.delete(REMOTE_DEVICE_LISTS, user.as_bytes());
+    }
 }
 
 pub fn get(s: &Services, user: &UserId) -> Result<Option<RemoteDeviceList>> {
@@ -152,5 +157,34 @@ mod tests {
         assert!(!list.devices.contains_key("A"));
         apply_update(&mut list, &update("B", 9, &[8], false)); // 8 was missed
         assert!(list.stale && !list.devices.contains_key("B"));
+    }
+
+    #[test]
+    fn a_join_deletes_only_a_cached_list() {
+        use crate::{
+            services::globals::Globals,
+            storage::{Db, rocks::RocksEngine},
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(dir.path(), &crate::services::all_maps(), 8, 8, false).unwrap();
+        let db = Db::new(engine);
+        let config = crate::config::Config::load(None, Vec::<(String, String)>::new()).unwrap();
+        let globals = Globals::open(config, db.clone()).unwrap();
+        let cached: ruma::OwnedUserId = "@cached:remote.example".try_into().unwrap();
+        db.put(REMOTE_DEVICE_LISTS, cached.as_bytes(), encode_json(&RemoteDeviceList::default())).unwrap();
+        let members: Vec<ruma::OwnedUserId> =
+            (0..1000).map(|i| format!("@m{i}:remote.example").try_into().unwrap()).collect();
+        globals
+            .commit(|c| {
+                for member in &members {
+                    forget_on_join(&db, c, member);
+                }
+                assert!(c.batch.is_empty(), "no tombstone for members without a cached list");
+                forget_on_join(&db, c, &cached);
+                assert_eq!(c.batch.ops.len(), 1);
+                Ok(())
+            })
+            .unwrap();
+        assert!(db.get(REMOTE_DEVICE_LISTS, cached.as_bytes()).unwrap().is_none());
     }
 }

@@ -99,7 +99,7 @@ impl MembershipIndex {
             vec![membership.byte()],
         );
         if membership == Membership::Join {
-            crate::services::keys::remote_cache::forget_on_join(commit, user);
+            crate::services::keys::remote_cache::forget_on_join(&self.db, commit, user);
         }
     }
 
