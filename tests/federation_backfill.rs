@@ -363,3 +363,46 @@ async fn an_auth_event_the_joiner_lost_comes_back_with_the_state_of_the_first_ba
     a.stop().await;
     b.stop().await;
 }
+
+/// A backfilled `m.room.redaction` redacts its stored target in its own batch. A gives what it
+/// stores (already redacted), so the test hands B an answer as a server that kept the original
+/// would: the target unredacted, then the redaction.
+#[tokio::test]
+async fn a_backfilled_redaction_redacts_its_stored_target() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_config, a_name) = config_for(dir_a.path());
+    let (b_config, _) = config_for(dir_b.path());
+    let a = TestServer::start_with(a_config).await;
+    let b = TestServer::start_with(b_config).await;
+    let (_, alice_token) = a.register("alice").await;
+    let (_, bob_token) = b.register("bob").await;
+    let room = a.create_room(&alice_token, json!({ "preset": "public_chat", "room_version": "12" })).await;
+    let target = a.send_text(&alice_token, &room, "t0", "secret").await;
+    let sa = services(&a);
+    let stored = |s: &Services, id: &str| {
+        let short = s.short.event(&ruma::EventId::parse(id).unwrap()).unwrap()?;
+        s.timeline.json(short).unwrap()
+    };
+    let original = stored(&sa, &target).unwrap();
+    let path = format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", enc(&room), enc(&target));
+    let redaction = a.put(&path, &alice_token, json!({ "reason": "oops" })).await["event_id"].as_str().unwrap().to_owned();
+    let redaction_json = stored(&sa, &redaction).unwrap();
+    a.send_text(&alice_token, &room, "t1", "after").await;
+    b.post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a_name.as_str())), &bob_token, json!({})).await;
+
+    let sb = services(&b);
+    let room_id: OwnedRoomId = room.as_str().try_into().unwrap();
+    let version = ruma::RoomVersionId::V12;
+    let pdus = [&original, &redaction_json].map(|o| serde_json::value::to_raw_value(o).unwrap()).to_vec();
+    let outcome = parvis::federation::backfill::store::store_answer(&sb, &a_name, &room_id, &version, short_room(&sb, &room), pdus)
+        .await
+        .unwrap();
+    assert_eq!(outcome.stored.len(), 2, "{outcome:?}");
+    let on_b = stored(&sb, &target).expect("the target is stored");
+    assert!(on_b["content"].as_object().is_some_and(|c| !c.contains_key("body")), "the target is redacted: {on_b:?}");
+    // /event on B shows it redacted too (no stale cached copy).
+    let event = b.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&target)), &bob_token).await;
+    assert_eq!(event["content"], json!({}), "{event}");
+    a.stop().await;
+    b.stop().await;
+}

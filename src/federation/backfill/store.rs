@@ -1,9 +1,10 @@
 //! Storing a `/backfill` answer: every PDU checked (format, event id, signatures and hashes, auth
 //! against its own auth events and against the state before it), oldest first; the state before
 //! an event is the state after its prev events, or the answering server's `state_ids` when we
-//! lack them. Each event is one batch: PDU, metadata (position 0, its state snapshots) and its
-//! place in the backfilled order. Current state, forward extremities and memberships are not
-//! touched.
+//! lack them. Each event is one batch: PDU, metadata (position 0, its state snapshots), its
+//! place in the backfilled order and, for an `m.room.redaction` whose target we store (backfilled
+//! or in the timeline), the target replaced by its redacted form (as the timeline does for live
+//! events). Current state, forward extremities and memberships are not touched.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -22,7 +23,12 @@ use crate::{
     services::{
         Services,
         rooms::version,
-        timeline::{EVENT_META, EventMeta, PDUS, append::authorise, encode_meta},
+        timeline::{
+            EVENT_META, EventMeta, PDUS,
+            append::{authorise, redact_stored, redaction_of},
+            encode_meta,
+            pdu::{ClientFormat, client_event},
+        },
     },
 };
 
@@ -137,6 +143,13 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
     };
     let bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
     let state_key = pdu.state_key.clone().map(|k| (StateEventType::from(pdu.kind.to_string()), k));
+    // A redaction redacts its stored target in its own batch (an outlier redaction, already stored,
+    // did not: it does now).
+    let redaction_target = if pdu.kind == TimelineEventType::RoomRedaction {
+        pdu.redacted_event().map(|target| redaction_of(s, &target, &room_id)).transpose()?.flatten()
+    } else {
+        None
+    };
     let (short, _) = s.globals.commit(|c| {
         let short = match existing {
             Some(short) => short,
@@ -156,8 +169,15 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
         let meta = EventMeta { short_room, pos: 0, state_before: before, state_after: after };
         c.batch.put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
         s.timeline.put_backfilled(c, short_room, seq, short);
+        if let Some((target, json)) = &redaction_target {
+            let because = client_event(&object, &event_id, &room_id, ClientFormat::Room, Default::default());
+            redact_stored(c, *target, json.clone(), because, &rules)?;
+        }
         Ok(short)
     })?;
+    if let Some((target, _)) = &redaction_target {
+        s.timeline.forget_cached(*target);
+    }
     s.timeline.forget_cached(short);
     Ok(())
 }

@@ -415,7 +415,7 @@ fn to_canonical(value: &Value) -> Result<CanonicalJsonValue> {
 }
 
 /// The stored target of a redaction, if it is in the same room.
-fn redaction_of(
+pub(crate) fn redaction_of(
     s: &Services,
     target: &OwnedEventId,
     room_id: &RoomId,
@@ -427,7 +427,7 @@ fn redaction_of(
 }
 
 /// Replaces a stored event by its redacted form, in the same batch as the redaction.
-fn redact_stored(
+pub(crate) fn redact_stored(
     c: &mut Commit,
     short: u64,
     json: CanonicalJsonObject,
