@@ -415,3 +415,110 @@ async fn remote_media_falls_back_to_legacy_endpoints_and_follows_locations() {
     assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"from the legacy endpoint"[..]));
     b.stop().await;
 }
+
+/// Sizes of the files in `media/tmp` (uploads being received).
+fn temp_files(data: &Path) -> Vec<u64> {
+    std::fs::read_dir(data.join("media").join("tmp"))
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).collect())
+        .unwrap_or_default()
+}
+
+/// Starts a chunked (no `Content-Length`) upload over a raw connection and sends `first`
+/// (blocking: run off the runtime).
+fn start_chunked_upload(addr: &str, token: &str, first: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /_matrix/media/v3/upload?filename=big.bin HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    send_chunk(&mut stream, first);
+    stream
+}
+
+fn send_chunk(stream: &mut std::net::TcpStream, bytes: &[u8]) {
+    use std::io::Write;
+    // The server may answer (and close) before everything is sent: errors are for the answer to tell.
+    let _ = stream.write_all(format!("{:x}\r\n", bytes.len()).as_bytes());
+    let _ = stream.write_all(bytes);
+    let _ = stream.write_all(b"\r\n");
+}
+
+/// Ends the upload (when `last`) and reads the answer: (status, body).
+fn finish_chunked_upload(mut stream: std::net::TcpStream, last: bool) -> (u16, Value) {
+    use std::io::{Read, Write};
+    if last {
+        let _ = stream.write_all(b"0\r\n\r\n");
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // A chunked answer: the JSON is between the chunk size lines.
+    let json = body.find('{').and_then(|start| body.rfind('}').map(|end| &body[start..=end])).unwrap_or("");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+async fn off_runtime<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// An upload is written to a temporary file while it is received (never whole in memory), then
+/// moved into place; a chunked upload past the limit is refused with `M_TOO_LARGE` and leaves no
+/// file at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_streamed_to_a_temporary_file_within_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.media.max_upload_bytes = 2 * 1024 * 1024;
+    let server = TestServer::start_with(config).await;
+    let (_, token) = server.register("alice").await;
+    let content: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let addr = server.base.strip_prefix("http://").unwrap().to_owned();
+
+    // The first 600 KB are on disk before the rest is sent.
+    let (a, t, first) = (addr.clone(), token.clone(), content[..600_000].to_vec());
+    let mut stream = off_runtime(move || start_chunked_upload(&a, &t, &first)).await;
+    let mut on_disk = 0;
+    for _ in 0..100 {
+        on_disk = temp_files(dir.path()).into_iter().max().unwrap_or(0);
+        if on_disk >= 256 * 1024 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(on_disk >= 256 * 1024, "the upload is written while it is received ({on_disk} bytes on disk)");
+    let rest = content[600_000..].to_vec();
+    let (status, answer) = off_runtime(move || {
+        send_chunk(&mut stream, &rest);
+        finish_chunked_upload(stream, true)
+    })
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let uri = answer["content_uri"].as_str().unwrap().to_owned();
+    let (status, _, downloaded) = download(&server, &token, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(downloaded == content, "byte-identical");
+    assert_eq!(stored_files(dir.path()), 1);
+    assert!(temp_files(dir.path()).is_empty(), "the temporary file was moved into place");
+
+    // Past the limit, without a Content-Length: refused while it is received, nothing kept.
+    let (a, t, all) = (addr.clone(), token.clone(), content.clone());
+    let (status, answer) = off_runtime(move || {
+        let mut stream = start_chunked_upload(&a, &t, &all);
+        send_chunk(&mut stream, &all);
+        finish_chunked_upload(stream, false)
+    })
+    .await;
+    assert_eq!((status, answer["errcode"].as_str()), (413, Some("M_TOO_LARGE")), "{answer}");
+    assert_eq!(stored_files(dir.path()), 1);
+    for _ in 0..50 {
+        if temp_files(dir.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(temp_files(dir.path()).is_empty(), "no temporary file is left");
+    server.stop().await;
+}

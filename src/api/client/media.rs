@@ -41,15 +41,18 @@ use crate::{
             render::Method,
             thumbnail::{self, Wanted},
             upload::{self, Upload},
+            files::{ReceiveError, Receiver, Staged},
         },
     },
 };
 
-/// An upload request: like `Ruma<T>`, but its body may be as large as `media.max_upload_bytes`
-/// (larger: 413 `M_TOO_LARGE` before anything is stored).
+/// An upload request: like `Ruma<T>` (parsed without its body), with the body written to a file
+/// of the media store's `tmp/` as it arrives; up to `media.max_upload_bytes` (larger: 413
+/// `M_TOO_LARGE`, the file removed, nothing stored).
 pub struct MediaUpload<T> {
     pub body: T,
     pub user: OwnedUserId,
+    pub file: crate::services::media::files::Staged,
 }
 
 impl<T> FromRequest<Arc<Services>> for MediaUpload<T>
@@ -76,9 +79,9 @@ where
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await.map_err(|_| too_large())?;
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let body = T::try_from_http_request(http::Request::from_parts(parts, bytes.as_ref()), &arg_refs).map_err(|e| {
+        // The path, query and headers first (the content is not part of what ruma checks).
+        let request = T::try_from_http_request(http::Request::from_parts(parts, &[] as &[u8]), &arg_refs).map_err(|e| {
             use ruma::api::error::{DeserializationError, FromHttpRequestError};
             match e {
                 FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => Error::invalid_param(e.to_string()),
@@ -86,8 +89,24 @@ where
                 other => Error::bad_json(other.to_string()),
             }
         })?;
-        Ok(MediaUpload { body, user })
+        let file = receive(services, body, limit).await.map_err(|e| match e {
+            ReceiveError::TooLarge => too_large(),
+            ReceiveError::Io(e) => Error::internal(format!("receiving an upload: {e}")),
+        })?;
+        Ok(MediaUpload { body: request, user, file })
     }
+}
+
+/// Writes an upload's body to a new file of `tmp/` as it arrives, at most `limit` bytes.
+async fn receive(services: &Services, body: axum::body::Body, limit: u64) -> Result<Staged, ReceiveError> {
+    use futures_util::StreamExt;
+    let mut receiver = Receiver::create(services.media.files.temp_path(), limit).await.map_err(ReceiveError::Io)?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ReceiveError::Io(std::io::Error::other(e.to_string())))?;
+        receiver.write(&chunk).await?;
+    }
+    receiver.finish().await.map_err(ReceiveError::Io)
 }
 
 fn nonempty(s: Option<String>) -> Option<String> {
@@ -99,8 +118,8 @@ pub async fn upload(
     State(services): State<Arc<Services>>,
     req: MediaUpload<create_content::v3::Request>,
 ) -> Result<RumaResponse<create_content::v3::Response>> {
-    let MediaUpload { body, user } = req;
-    let new = Upload { bytes: body.file, content_type: nonempty(body.content_type), filename: nonempty(body.filename) };
+    let MediaUpload { body, user, file } = req;
+    let new = Upload { file, content_type: nonempty(body.content_type), filename: nonempty(body.filename) };
     let uri = services.run(move |s| upload::upload(s, &user, new)).await?;
     Ok(create_content::v3::Response::new(uri).into())
 }
@@ -122,9 +141,9 @@ pub async fn upload_created(
     State(services): State<Arc<Services>>,
     req: MediaUpload<create_content_async::v3::Request>,
 ) -> Result<axum::Json<serde_json::Value>> {
-    let MediaUpload { body, user } = req;
+    let MediaUpload { body, user, file } = req;
     let (server, media_id) = (body.server_name, body.media_id);
-    let new = Upload { bytes: body.file, content_type: nonempty(body.content_type), filename: nonempty(body.filename) };
+    let new = Upload { file, content_type: nonempty(body.content_type), filename: nonempty(body.filename) };
     services.run(move |s| upload::upload_created(s, &user, &server, &media_id, new)).await?;
     // ruma's `create_content_async::v3::Response` has no constructor: its body is `{}`.
     Ok(axum::Json(serde_json::json!({})))

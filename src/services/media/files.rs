@@ -65,8 +65,122 @@ impl FileStore {
         written.map(|()| sha256)
     }
 
+    /// A new path in `tmp/` for an upload received piece by piece (see [`Staged`]).
+    pub fn temp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(format!("upload.{}", crate::util::random_string(16)))
+    }
+
+    /// Moves a received and fsync'ed upload into place (or drops it when the same content is
+    /// stored already), then fsyncs its folder; its sha256.
+    pub fn store_staged(&self, staged: &Staged) -> io::Result<String> {
+        let path = self.path_of(&staged.sha256)?;
+        if path.is_file() && fs::metadata(&path)?.len() == staged.size {
+            return Ok(staged.sha256.clone());
+        }
+        let dir = path.parent().expect("a file path has a parent");
+        fs::create_dir_all(dir)?;
+        fs::rename(&staged.path, &path)?;
+        sync_dir(dir)?;
+        Ok(staged.sha256.clone())
+    }
+
     pub fn read(&self, sha256: &str) -> io::Result<Vec<u8>> {
         fs::read(self.path_of(sha256)?)
+    }
+}
+
+/// An upload written to a file of `tmp/` as it was received (its sha256 and size computed on the
+/// way) and fsync'ed; removed when dropped unless [`FileStore::store_staged`] moved it into place.
+#[derive(Debug)]
+pub struct Staged {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Receives an upload into a file of `tmp/`: the bytes are hashed and counted as they arrive and
+/// written in pieces of at most [`WRITE_PIECE`] bytes on the blocking pool; more than `limit` bytes
+/// is an error (the file is removed).
+pub struct Receiver {
+    path: PathBuf,
+    file: Option<File>,
+    buffer: Vec<u8>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+/// What is held in memory at most before it is written.
+pub const WRITE_PIECE: usize = 256 * 1024;
+
+/// What can stop a [`Receiver`].
+#[derive(Debug)]
+pub enum ReceiveError {
+    TooLarge,
+    Io(io::Error),
+}
+
+impl Receiver {
+    pub async fn create(path: PathBuf, limit: u64) -> io::Result<Self> {
+        let file = blocking({
+            let path = path.clone();
+            move || File::create(path)
+        })
+        .await?;
+        Ok(Self { path, file: Some(file), buffer: Vec::new(), hasher: Sha256::new(), size: 0, limit })
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), ReceiveError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(ReceiveError::TooLarge);
+        }
+        self.hasher.update(chunk);
+        self.buffer.extend_from_slice(chunk);
+        if self.buffer.len() >= WRITE_PIECE {
+            self.write_buffer().await.map_err(ReceiveError::Io)?;
+        }
+        Ok(())
+    }
+
+    async fn write_buffer(&mut self) -> io::Result<()> {
+        let mut file = self.file.take().ok_or_else(|| io::Error::other("closed"))?;
+        let piece = std::mem::take(&mut self.buffer);
+        let (file, written) = blocking(move || {
+            let written = file.write_all(&piece);
+            Ok((file, written))
+        })
+        .await?;
+        self.file = Some(file);
+        written
+    }
+
+    /// Writes what is left and fsyncs the file: the upload, ready for [`FileStore::store_staged`].
+    pub async fn finish(mut self) -> io::Result<Staged> {
+        self.write_buffer().await?;
+        let file = self.file.take().ok_or_else(|| io::Error::other("closed"))?;
+        blocking(move || file.sync_all()).await?;
+        let sha256 = std::mem::take(&mut self.hasher).finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Staged { path: std::mem::take(&mut self.path), sha256, size: self.size })
+    }
+}
+
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> io::Result<R> + Send + 'static) -> io::Result<R> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // An upload not finished (refused, too large, interrupted) leaves nothing behind.
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Uploads: `POST /media/v3/upload` (file and URI at once), `POST /media/v1/create` (a URI whose
 //! content comes later) and `PUT /media/v3/upload/{serverName}/{mediaId}` (that content: only its
-//! creator, once, before it expires). The file is durable before its record is committed.
+//! creator, once, before it expires). The content arrives as a file of `tmp/` written while it was
+//! received (`files::Receiver`, never whole in memory); it is moved into place, durable, before
+//! its record is committed.
 //! Blocking: run through `Services::run`.
 
 use ruma::{OwnedMxcUri, ServerName, UserId};
@@ -21,7 +23,7 @@ const MEDIA_ID_LEN: usize = 24;
 
 /// The content of an upload.
 pub struct Upload {
-    pub bytes: Vec<u8>,
+    pub file: super::files::Staged,
     pub content_type: Option<String>,
     pub filename: Option<String>,
 }
@@ -31,30 +33,30 @@ fn mxc(server: &ServerName, media_id: &str) -> OwnedMxcUri {
 }
 
 impl Media {
-    fn check_size(&self, len: usize) -> Result<()> {
-        if len as u64 > self.config.max_upload_bytes {
+    fn check_size(&self, len: u64) -> Result<()> {
+        if len > self.config.max_upload_bytes {
             return Err(Error::too_large(format!("Uploads are limited to {} bytes", self.config.max_upload_bytes)));
         }
         Ok(())
     }
 
-    fn store_file(&self, bytes: &[u8]) -> Result<String> {
-        self.files.store(bytes).map_err(|e| Error::internal(format!("storing media: {e}")))
+    fn store_file(&self, file: &super::files::Staged) -> Result<String> {
+        self.files.store_staged(file).map_err(|e| Error::internal(format!("storing media: {e}")))
     }
 }
 
 /// Stores an upload under a new `mxc://` URI of ours.
 pub fn upload(s: &Services, user: &UserId, upload: Upload) -> Result<OwnedMxcUri> {
     let media = &s.media;
-    media.check_size(upload.bytes.len())?;
-    let sha256 = media.store_file(&upload.bytes)?;
+    media.check_size(upload.file.size)?;
+    let sha256 = media.store_file(&upload.file)?;
     let media_id = random_string(MEDIA_ID_LEN);
     let server = s.globals.server_name();
     let record = MediaRecord {
         sha256: Some(sha256),
         content_type: upload.content_type,
         filename: upload.filename,
-        size: upload.bytes.len() as u64,
+        size: upload.file.size,
         uploader: Some(user.to_owned()),
         created_ts: now_ms(),
         unused_expires_at: None,
@@ -121,15 +123,15 @@ pub fn upload_created(s: &Services, user: &UserId, server: &ServerName, media_id
     };
     // Refuse early (before writing the file), then again under the lock.
     check(records::get(media.db(), server, media_id)?)?;
-    media.check_size(upload.bytes.len())?;
-    let sha256 = media.store_file(&upload.bytes)?;
+    media.check_size(upload.file.size)?;
+    let sha256 = media.store_file(&upload.file)?;
     let _guard = media.upload_lock.lock().unwrap_or_else(|e| e.into_inner());
     let record = check(records::get(media.db(), server, media_id)?)?;
     let record = MediaRecord {
         sha256: Some(sha256),
         content_type: upload.content_type,
         filename: upload.filename,
-        size: upload.bytes.len() as u64,
+        size: upload.file.size,
         unused_expires_at: None,
         ..record
     };
