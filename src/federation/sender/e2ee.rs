@@ -1,6 +1,7 @@
 //! End-to-end encryption EDUs about local users, for the servers sharing a room with them:
 //! `m.device_list_update` (a device added, renamed, removed, or its keys changed; `stream_id` and
-//! `prev_id` let the receiver notice a missed update) and `m.signing_key_update`.
+//! `prev_id` let the receiver notice a missed update; written in the batch of the change by
+//! `services/keys/device_list.rs`) and `m.signing_key_update`.
 
 use std::collections::BTreeSet;
 
@@ -90,23 +91,6 @@ pub fn stage_device_list_updates(
         for server in servers {
             put_edu(c, server, &edu)?;
         }
-    }
-    Ok(())
-}
-
-/// `m.device_list_update` for one device of a local user, in a batch of its own (the device's
-/// current name and keys).
-pub fn device_list_update(s: &Services, user: &UserId, device: &DeviceId, deleted: bool) -> Result<()> {
-    let servers = servers_sharing_a_room(s, user)?;
-    let update = if deleted {
-        DeviceUpdate::removed(device.to_owned())
-    } else {
-        let name = s.users.device(user, device.as_str())?.and_then(|d| d.display_name);
-        DeviceUpdate::stored(s, user, device, name)?
-    };
-    s.globals.commit(|c| stage_device_list_updates(s, c, user, &servers, &[update]))?;
-    for server in &servers {
-        s.federation.sender.wake(server);
     }
     Ok(())
 }
