@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State, response::IntoResponse};
 use http::StatusCode;
-use ruma::{OwnedDeviceId, OwnedUserId, UserId, profile::ProfileFieldName};
+use ruma::{OwnedUserId, UserId, profile::ProfileFieldName};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -329,8 +329,7 @@ pub async fn delete_device(State(services): State<Arc<Services>>, _: Admin, args
         .run(move |s| {
             devices_of(s, &user)?;
             if s.users.device(&user, &device)?.is_some() {
-                s.users.remove_devices(&user, &[device.as_str()])?;
-                e2ee::device_changed(s, &user, &OwnedDeviceId::from(device.as_str()), true)?;
+                crate::services::keys::device_list::remove(s, &user, &[device.as_str()])?;
             }
             Ok(Json(json!({})))
         })

@@ -5,7 +5,7 @@ use ruma::UserId;
 
 use crate::{
     error::{Error, Result},
-    services::{Services, keys::device_keys as e2ee, rooms::membership::Membership},
+    services::{Services, rooms::membership::Membership},
 };
 
 pub fn deactivate(s: &Services, user: &UserId) -> Result<()> {
@@ -18,7 +18,6 @@ pub fn deactivate(s: &Services, user: &UserId) -> Result<()> {
             crate::services::rooms::set_membership(s, &room.room_id, user, user, "leave", None, None)?;
         }
     }
-    let before = e2ee::device_ids(s, user)?;
-    s.users.deactivate(user)?;
-    e2ee::removed_since(s, user, &before)
+    // The account, its devices and their device list updates: one batch.
+    crate::services::keys::device_list::deactivate(s, user)
 }

@@ -141,6 +141,39 @@ pub fn get(s: &Services, user: &UserId, device: &str) -> Result<Option<Canonical
     Ok(s.globals.db.get_json(DEVICE_KEYS, &device_prefix(user.as_str(), device))?)
 }
 
+/// Records a device change made in a batch of its own (the admin API's account changes, which
+/// write the device changes through `Users::modify`): the user's device list changed and the
+/// servers sharing a room are told, in a second batch. Device changes of the client API are one
+/// batch (`device_list`).
+pub fn device_changed(s: &Services, user: &UserId, device: &DeviceId, deleted: bool) -> Result<()> {
+    let update = if deleted {
+        DeviceUpdate::removed(device.to_owned())
+    } else {
+        let name = s.users.device(user, device.as_str())?.and_then(|d| d.display_name);
+        DeviceUpdate::stored(s, user, device, name)?
+    };
+    super::device_list::commit_change(s, user, |_| Ok(((), vec![update])))
+}
+
+/// The ids of a user's devices (taken before an operation that may remove some).
+pub fn device_ids(s: &Services, user: &UserId) -> Result<Vec<ruma::OwnedDeviceId>> {
+    Ok(s.users.devices(user)?.into_iter().map(|d| d.device_id).collect())
+}
+
+/// Records, in one batch, the removal of every device of `before` that no longer exists.
+pub fn removed_since(s: &Services, user: &UserId, before: &[ruma::OwnedDeviceId]) -> Result<()> {
+    let mut updates = Vec::new();
+    for device in before {
+        if s.users.device(user, device.as_str())?.is_none() {
+            updates.push(DeviceUpdate::removed(device.clone()));
+        }
+    }
+    if updates.is_empty() {
+        return Ok(());
+    }
+    super::device_list::commit_change(s, user, |_| Ok(((), updates)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,7 +103,8 @@ fn to_device_ext(s: &Services, ctx: &Context<'_>, req: &request::ToDevice, out: 
         to_device::acknowledge(db, ctx.user, ctx.device, since)?;
     }
     let limit = req.limit.map_or(DEFAULT_TO_DEVICE_LIMIT, |l| u64::from(l) as usize).max(1);
-    let pending = to_device::pending(db, ctx.user, ctx.device, ctx.now)?;
+    // One more than the limit tells whether there are more.
+    let pending = to_device::pending(db, ctx.user, ctx.device, since.unwrap_or(0), ctx.now, limit.saturating_add(1))?;
     let limited = pending.len() > limit;
     let mut next_batch = since.unwrap_or(0).max(if limited { 0 } else { ctx.now });
     let mut ext = response::ToDevice::default();

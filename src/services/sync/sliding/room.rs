@@ -202,5 +202,5 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
 
 /// The /sync request whose helpers (timeline, visibility) a sliding sync room uses.
 pub fn sync_request(user: &ruma::UserId, device: &str) -> SyncRequest {
-    SyncRequest { user: user.to_owned(), device: device.to_owned(), since: None, full_state: false, filter: FilterDefinition::default() }
+    SyncRequest { user: user.to_owned(), device: device.to_owned(), since: None, to_device_since: None, full_state: false, filter: FilterDefinition::default() }
 }
