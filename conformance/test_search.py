@@ -75,8 +75,9 @@ async def test_TestSearch_can_back_paginate_search_results(alice):
 @pytest.mark.parametrize("ordering", ["rank", "recent"])
 async def test_TestSearch_search_results_do_not_include_redacted_events(alice, ordering):
     """Complement: TestSearch/parallel/Search_results_with_$ordering_type_ordering_do_not_include_redacted_events
-    sytest: Search results with rank ordering do not include redacted events;
-    Search results with recent ordering do not include redacted events (nio.AsyncClient.room_redact)"""
+    sytest: Search results with rank ordering do not include redacted events
+    sytest: Search results with recent ordering do not include redacted events
+    (redacted with nio.AsyncClient.room_redact)"""
     room = await alice.create_room(preset="private_chat")
     redacted = await alice.send_text(room, "This message will be redacted")
     kept = await alice.send_text(room, "This message will not be redacted")
