@@ -176,6 +176,7 @@ ENDPOINTS = [
     ("PUT", "/directory/list/room/{room}", True),
     ("POST", "/publicRooms", True),
     ("POST", "/user_directory/search", True),
+    ("POST", "/search", True),
     ("POST", "/account/password", True),
     ("POST", "/account/deactivate", True),
     ("PUT", "/devices/{device}", True),

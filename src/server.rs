@@ -15,6 +15,7 @@ pub struct RunningServer {
     federation: Option<crate::federation::listener::FederationListener>,
     sender: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     push: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    search_rebuild: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -32,6 +33,8 @@ impl RunningServer {
         }
         let _ = self.push.0.send(true);
         let _ = self.push.1.await;
+        let _ = self.search_rebuild.0.send(true);
+        let _ = self.search_rebuild.1.await;
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     }
@@ -68,6 +71,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         (stop, crate::services::push::worker::spawn(services.clone(), stop_rx))
     };
+    // Indexing for search of events stored before the index existed (resumable, in the background).
+    let search_rebuild = {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        (stop, crate::services::search::rebuild::spawn(services.clone(), stop_rx))
+    };
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -83,7 +91,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             tracing::error!("server error: {e}");
         }
     });
-    Ok(RunningServer { services, addr, federation_addr, federation, sender, push, shutdown, task })
+    Ok(RunningServer { services, addr, federation_addr, federation, sender, push, search_rebuild, shutdown, task })
 }
 
 /// Runs until SIGINT or SIGTERM.

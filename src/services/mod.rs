@@ -16,6 +16,7 @@ pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod rooms;
+pub mod search;
 pub mod short;
 pub mod state;
 pub mod sync;
@@ -76,6 +77,7 @@ pub fn all_maps() -> Vec<Map> {
         crate::federation::MAPS,
         media::MAPS,
         admin::MAPS,
+        search::MAPS,
     ]
     .concat()
 }

@@ -14,6 +14,7 @@ pub mod media;
 pub mod profile;
 pub mod push;
 pub mod rooms;
+pub mod search;
 pub mod spaces;
 pub mod sliding_sync;
 pub mod sync;
@@ -41,6 +42,7 @@ use ruma::api::client::{
     receipt::create_receipt,
     redact::redact_event,
     room::{aliases, create_room, get_room_event},
+    search::search_events,
     session::{get_login_types, login, logout, logout_all},
     space::get_hierarchy,
     state::{get_state_event_for_key, get_state_events, send_state_event},
@@ -98,6 +100,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<redact_event::v3::Request, _, _>(events::redact)
         .ruma::<get_message_events::v3::Request, _, _>(events::messages)
         .ruma::<get_context::v3::Request, _, _>(events::context)
+        .ruma::<search_events::v3::Request, _, _>(search::search)
         .ruma::<get_room_event::v3::Request, _, _>(events::get_event)
         .ruma::<sync_events::v3::Request, _, _>(sync::sync)
         .ruma::<sync_events::v5::Request, _, _>(sliding_sync::sync)

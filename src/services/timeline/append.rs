@@ -356,12 +356,14 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         }
         if let Some((target_short, redacted)) = &redaction_target {
             let because = super::pdu::client_event(&object, &event_id, &room_id, super::pdu::ClientFormat::Room, Default::default());
+            crate::services::search::event_redacted(s, c, *target_short, redacted)?;
             redact_stored(c, *target_short, redacted.clone(), because, &rules)?;
         }
         for destination in &destinations {
             s.federation.sender.queue_pdu(c, destination, &event_id);
         }
         s.push.event_committed(c, pos, short_event);
+        crate::services::search::event_committed(c, short_room, pos, short_event, &object);
         Ok((short_event, pos))
     })?
     .0;
