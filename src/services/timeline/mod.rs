@@ -85,6 +85,9 @@ const EVENT_CACHE_ENTRIES: usize = 2048;
 pub struct Timeline {
     db: Db,
     events: Mutex<HashMap<u64, Arc<StoredEvent>>>,
+    /// Counts `forget_cached` calls: a reader that read an event from the database before a
+    /// redaction was written must not put that old form in the cache after the redaction forgot it.
+    forgotten: std::sync::atomic::AtomicU64,
     room_locks: Mutex<HashMap<OwnedRoomId, Arc<Mutex<()>>>>,
     versions: RwLock<HashMap<OwnedRoomId, RoomVersionId>>,
     last_create_ts: std::sync::atomic::AtomicU64,
@@ -95,6 +98,7 @@ impl Timeline {
         Self {
             db,
             events: Default::default(),
+            forgotten: Default::default(),
             room_locks: Default::default(),
             versions: Default::default(),
             last_create_ts: Default::default(),
@@ -136,13 +140,22 @@ impl Timeline {
 
     /// Loads an event by its short id, with its event id and room id.
     pub fn load(&self, short: u64, event_id: &EventId, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
-        if let Some(event) = self.events.lock().unwrap().get(&short) {
-            return Ok(Some(event.clone()));
-        }
+        use std::sync::atomic::Ordering;
+        let epoch = {
+            let cache = self.events.lock().unwrap();
+            if let Some(event) = cache.get(&short) {
+                return Ok(Some(event.clone()));
+            }
+            self.forgotten.load(Ordering::Acquire)
+        };
         let (Some(meta), Some(json)) = (self.meta(short)?, self.json(short)?) else { return Ok(None) };
         let pdu = Pdu::from_canonical(&json, event_id, room_id)?;
         let event = Arc::new(StoredEvent { short, meta, pdu, json });
         let mut cache = self.events.lock().unwrap();
+        if self.forgotten.load(Ordering::Acquire) != epoch {
+            // A redaction was written meanwhile: what was read may be the old form.
+            return Ok(Some(event));
+        }
         if cache.len() >= EVENT_CACHE_ENTRIES {
             cache.clear();
         }
@@ -163,7 +176,9 @@ impl Timeline {
 
     /// Drops a cached event whose stored form changed (redaction).
     pub(crate) fn forget_cached(&self, short: u64) {
-        self.events.lock().unwrap().remove(&short);
+        let mut cache = self.events.lock().unwrap();
+        self.forgotten.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        cache.remove(&short);
     }
 
     /// Short ids of a room's events after position `after` (exclusive), in stream order, or
