@@ -21,7 +21,6 @@ use crate::{
             user_list::{self, UserOrder, UserQuery},
         },
         keys::device_keys as e2ee,
-        rooms::membership::Membership,
         users::Device,
     },
 };
@@ -340,13 +339,7 @@ pub async fn joined_rooms(State(services): State<Arc<Services>>, _: Admin, args:
     let user: OwnedUserId = args.user(0)?;
     services
         .run(move |s| {
-            let rooms: Vec<_> = s
-                .membership
-                .rooms_of(&user)?
-                .into_iter()
-                .filter(|r| r.membership == Membership::Join)
-                .map(|r| r.room_id)
-                .collect();
+            let rooms = s.membership.joined_room_ids(&user)?;
             Ok(Json(json!({ "total": rooms.len(), "joined_rooms": rooms })))
         })
         .await

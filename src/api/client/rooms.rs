@@ -96,13 +96,7 @@ pub async fn joined(State(services): State<Arc<Services>>, req: Ruma<joined_room
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            let rooms = s
-                .membership
-                .rooms_of(&user)?
-                .into_iter()
-                .filter(|r| r.membership == Membership::Join)
-                .map(|r| r.room_id)
-                .collect();
+            let rooms = s.membership.joined_room_ids(&user)?;
             Ok(joined_rooms::v3::Response::new(rooms).into())
         })
         .await

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::extract::State;
 use http::StatusCode;
-use ruma::{api::client::sync::sync_events::v5, presence::PresenceState};
+use ruma::api::client::sync::sync_events::v5;
 
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
@@ -32,15 +32,7 @@ pub async fn sync(State(services): State<Arc<Services>>, req: Ruma<v5::Request>)
                 .ok_or_else(|| Error::new(StatusCode::BAD_REQUEST, "M_UNKNOWN_POS", "Unknown or expired pos"))?,
         ),
     };
-    let presence = match body.set_presence {
-        PresenceState::Offline => None,
-        PresenceState::Unavailable => Some("unavailable"),
-        _ => Some("online"),
-    };
-    if let Some(presence) = presence {
-        let user = user.clone();
-        services.run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence)).await?;
-    }
+    super::sync::set_presence_from_sync(&services, &user, &body.set_presence).await?;
 
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
     let timeout = body.timeout.unwrap_or_default().min(max);

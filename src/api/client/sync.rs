@@ -9,6 +9,7 @@ use axum::{
 use ruma::api::OutgoingResponseExt;
 use serde_json::{Value, json};
 use ruma::{
+    OwnedUserId,
     api::client::{
         filter::FilterDefinition,
         sync::sync_events::{self, v3::Filter},
@@ -74,15 +75,7 @@ async fn compute_sync(
         }
         Some(_) => FilterDefinition::default(),
     };
-    let presence = match body.set_presence {
-        PresenceState::Offline => None,
-        PresenceState::Unavailable => Some("unavailable"),
-        _ => Some("online"),
-    };
-    if let Some(presence) = presence {
-        let user = user.clone();
-        services.run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence)).await?;
-    }
+    set_presence_from_sync(&services, &user, &body.set_presence).await?;
 
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
     let timeout = body.timeout.unwrap_or_default().min(max);
@@ -105,4 +98,15 @@ async fn compute_sync(
             _ = tokio::time::sleep_until(until) => {}
         }
     }
+}
+
+/// Applies a sync request's `set_presence` (offline: nothing; unavailable; anything else: online).
+pub(crate) async fn set_presence_from_sync(services: &Arc<Services>, user: &OwnedUserId, state: &PresenceState) -> Result<()> {
+    let presence = match state {
+        PresenceState::Offline => return Ok(()),
+        PresenceState::Unavailable => "unavailable",
+        _ => "online",
+    };
+    let user = user.clone();
+    services.run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence)).await
 }

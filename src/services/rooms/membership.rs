@@ -114,6 +114,11 @@ impl MembershipIndex {
         Ok(())
     }
 
+    /// The rooms `user` is joined to.
+    pub fn joined_room_ids(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+        Ok(self.rooms_of(user)?.into_iter().filter(|r| r.membership == Membership::Join).map(|r| r.room_id).collect())
+    }
+
     pub fn rooms_of(&self, user: &UserId) -> Result<Vec<UserRoom>> {
         let prefix = Key::new().str(user.as_str()).build();
         let mut out = Vec::new();
