@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use ruma::{OwnedRoomId, OwnedUserId, events::StateEventType, thirdparty::Medium};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, events::StateEventType, thirdparty::Medium};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -151,6 +151,18 @@ pub async fn invite(
         .await
 }
 
+/// A local user can be invited: an active account, not already joined.
+pub(crate) fn check_local_invitee(s: &Services, room_id: &RoomId, invitee: &UserId) -> Result<()> {
+    if !s.users.is_active(invitee)? {
+        return Err(Error::not_found("Unknown user"));
+    }
+    let short = rooms::short_room(s, room_id)?;
+    if s.membership.membership(short, invitee)? == Some(Membership::Join) {
+        return Err(Error::forbidden("The user is already in the room"));
+    }
+    Ok(())
+}
+
 /// The invite of a user the identifier is bound to (local or of another server).
 async fn invite_user(services: &Arc<Services>, room_id: OwnedRoomId, sender: OwnedUserId, invitee: OwnedUserId) -> Result<()> {
     if invitee.server_name() != services.globals.server_name() {
@@ -158,13 +170,7 @@ async fn invite_user(services: &Arc<Services>, room_id: OwnedRoomId, sender: Own
     }
     services
         .run(move |s| {
-            if !s.users.is_active(&invitee)? {
-                return Err(Error::not_found("Unknown user"));
-            }
-            let short = rooms::short_room(s, &room_id)?;
-            if s.membership.membership(short, &invitee)? == Some(Membership::Join) {
-                return Err(Error::forbidden("The user is already in the room"));
-            }
+            check_local_invitee(s, &room_id, &invitee)?;
             set_membership(s, &room_id, &sender, &invitee, "invite", None, None).map(|_| ())
         })
         .await

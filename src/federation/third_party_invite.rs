@@ -15,7 +15,7 @@ use crate::{
     federation::{incoming::missing::encode, request::call},
     services::{
         Services,
-        rooms::{self, membership::Membership},
+        rooms,
         timeline::append::NewEvent,
     },
 };
@@ -63,13 +63,7 @@ pub async fn exchange(
     }
     services
         .run(move |s| {
-            if !s.users.is_active(&invitee)? {
-                return Err(Error::not_found("Unknown user"));
-            }
-            let short = rooms::short_room(s, &room_id)?;
-            if s.membership.membership(short, &invitee)? == Some(Membership::Join) {
-                return Err(Error::forbidden("The user is already in the room"));
-            }
+            super::identity::check_local_invitee(s, &room_id, &invitee)?;
             rooms::send(s, &room_id, &sender, NewEvent::state(StateEventType::RoomMember, invitee.as_str(), content))?;
             Ok(())
         })
