@@ -10,7 +10,7 @@ use axum::{
 use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
     api::client::push::{
-        PushRule, delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions,
+        delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions,
         get_pushrule_enabled, get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule,
         set_pushrule_actions, set_pushrule_enabled,
     },
@@ -65,10 +65,8 @@ pub async fn get_rule(State(services): State<Arc<Services>>, req: Ruma<get_pushr
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            rules::check_kind(&req.body.kind)?;
-            let ruleset = rules::ruleset(s, &user)?;
-            let rule = ruleset.get(req.body.kind.clone(), &req.body.rule_id).ok_or_else(rules::not_found)?;
-            Ok(get_pushrule::v3::Response::new(PushRule::from(rule)).into())
+            let rule = rules::rule(s, &user, &req.body.kind, &req.body.rule_id)?;
+            Ok(get_pushrule::v3::Response::new(rule).into())
         })
         .await
 }
@@ -105,10 +103,8 @@ pub async fn get_enabled(
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            rules::check_kind(&req.body.kind)?;
-            let ruleset = rules::ruleset(s, &user)?;
-            let rule = ruleset.get(req.body.kind.clone(), &req.body.rule_id).ok_or_else(rules::not_found)?;
-            Ok(get_pushrule_enabled::v3::Response::new(rule.enabled()).into())
+            let rule = rules::rule(s, &user, &req.body.kind, &req.body.rule_id)?;
+            Ok(get_pushrule_enabled::v3::Response::new(rule.enabled).into())
         })
         .await
 }
@@ -135,10 +131,8 @@ pub async fn get_actions(
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            rules::check_kind(&req.body.kind)?;
-            let ruleset = rules::ruleset(s, &user)?;
-            let rule = ruleset.get(req.body.kind.clone(), &req.body.rule_id).ok_or_else(rules::not_found)?;
-            Ok(get_pushrule_actions::v3::Response::new(rule.actions().to_vec()).into())
+            let rule = rules::rule(s, &user, &req.body.kind, &req.body.rule_id)?;
+            Ok(get_pushrule_actions::v3::Response::new(rule.actions).into())
         })
         .await
 }

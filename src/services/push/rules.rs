@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use ruma::{
     UserId,
+    api::client::push::PushRule,
     push::{Action, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, Ruleset},
 };
 use serde_json::{Value, json};
@@ -67,6 +68,13 @@ pub fn update<R>(s: &Services, user: &UserId, change: impl FnOnce(&mut Ruleset) 
 /// The error of an unknown rule.
 pub fn not_found() -> Error {
     Error::not_found("The push rule was not found.")
+}
+
+/// One rule of the user's rules (kind checked first; unknown: 404 `M_NOT_FOUND`).
+pub fn rule(s: &Services, user: &UserId, kind: &RuleKind, rule_id: &str) -> Result<PushRule> {
+    check_kind(kind)?;
+    let ruleset = ruleset(s, user)?;
+    ruleset.get(kind.clone(), rule_id).map(PushRule::from).ok_or_else(not_found)
 }
 
 /// Only the five kinds of the spec are known.
