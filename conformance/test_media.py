@@ -4,26 +4,13 @@ TestLocalPngThumbnail, TestAsyncUpload, TestRoomImageRoundtrip."""
 
 import io
 import struct
-import zlib
 
 from nio import DownloadResponse, ThumbnailResponse, UploadResponse
 
+from media_files import png
 from helpers import CS, assert_status, q
 
 MEDIA_V1 = "/_matrix/client/v1/media"
-
-
-def png(width: int, height: int) -> bytes:
-    """A real RGB PNG (a gradient), made without an imaging library."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = b"".join(
-        b"\x00" + bytes(v for x in range(width) for v in ((x * 7) % 256, (y * 3) % 256, 128)) for y in range(height)
-    )
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def png_size(data: bytes) -> tuple[int, int]:
