@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod client;
 pub mod federation;
+pub mod panic_guard;
 pub mod ruma_wrapper;
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })
         .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn(panic_guard::catch_panic))
         .with_state(services)
 }
 

@@ -60,6 +60,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/federation/v1/publicRooms", get(rooms::public_rooms_get).post(rooms::public_rooms_post))
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })
+        .layer(axum::middleware::from_fn(crate::api::panic_guard::catch_panic))
         .with_state(services)
 }
 
