@@ -62,6 +62,7 @@ pub fn all_maps() -> Vec<Map> {
         state::MAPS,
         timeline::MAPS,
         timeline::backfilled::MAPS,
+        timeline::redaction::MAPS,
         rooms::membership::MAPS,
         users::MAPS,
         directory::MAPS,

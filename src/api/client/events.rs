@@ -95,6 +95,10 @@ pub async fn send_state(
             let body = req.body;
             let content = content_of(&body.body)?;
             require_joined(s, &body.room_id, &user)?;
+            // A redaction is never a state event: sent this way it would dodge the redaction rules.
+            if body.event_type.to_string() == TimelineEventType::RoomRedaction.to_string() {
+                return Err(Error::bad_json("Use the /redact endpoint to redact events"));
+            }
             check_state_content(s, &body.room_id, &body.event_type, &content)?;
             // Re-sending the current state unchanged is a no-op that returns the existing event.
             if let Some(current) = rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?

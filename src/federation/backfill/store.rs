@@ -18,6 +18,7 @@ use crate::{
         missing::state_from_origin,
         pdu_checks::{CheckedPdu, check_auth_events, check_pdu, event_id_of, parse_object},
         persist::missing_prev_events,
+        same_room::{ensure_in_room, ensure_references_in_room},
         state_at,
     },
     services::{
@@ -25,9 +26,8 @@ use crate::{
         rooms::version,
         timeline::{
             EVENT_META, EventMeta, PDUS,
-            append::{authorise, redact_stored, redaction_of},
-            encode_meta,
-            pdu::{ClientFormat, client_event},
+            append::authorise,
+            encode_meta, redaction,
         },
     },
 };
@@ -63,8 +63,7 @@ pub async fn store_answer(
             continue;
         }
         match check_pdu(services, object, room_id.clone(), version.clone()).await {
-            Ok(event) if is_of_room(&event, room_id) => checked.push(event),
-            Ok(_) => outcome.refused.push(event_id),
+            Ok(event) => checked.push(event),
             Err(e) => {
                 tracing::info!("backfilled event {event_id} from {origin} refused: {}", e.message);
                 outcome.refused.push(event_id);
@@ -112,14 +111,6 @@ pub async fn store_answer(
     Ok(outcome)
 }
 
-/// A room 12 create event carries no room id: it must be the one the room id names.
-fn is_of_room(event: &CheckedPdu, room_id: &OwnedRoomId) -> bool {
-    if event.pdu.kind != TimelineEventType::RoomCreate || event.object.contains_key("room_id") {
-        return true;
-    }
-    event.event_id.as_str().get(1..) == room_id.as_str().get(1..)
-}
-
 /// Authorises one event against its auth events and the state before it, and writes it with its
 /// place `seq` in one batch.
 fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_before: Option<u64>) -> Result<()> {
@@ -130,27 +121,31 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
     if known(s, &event_id) {
         return Ok(());
     }
+    ensure_references_in_room(s, short_room, &pdu)?;
     check_auth_events(s, &pdu, &rules)?;
     let before = match given_before {
         Some(before) => before,
         None => state_at::state_before(s, &room_id, &rules, &pdu.prev_events)?,
     };
-    authorise(s, &rules, &pdu, &*s.state.load(before)?)?;
+    let state_before = s.state.load(before)?;
+    authorise(s, &rules, &pdu, &state_before)?;
     let existing = s.short.event(&event_id)?;
+    // An outlier of another room is not placed in this one.
+    ensure_in_room(s, short_room, [&*event_id], "backfilled event")?;
     let has_pdu = match existing {
         Some(short) => s.timeline.json(short)?.is_some(),
         None => false,
     };
     let bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
     let state_key = pdu.state_key.clone().map(|k| (StateEventType::from(pdu.kind.to_string()), k));
-    // A redaction redacts its stored target in its own batch (an outlier redaction, already stored,
-    // did not: it does now).
-    let redaction_target = if pdu.kind == TimelineEventType::RoomRedaction {
-        pdu.redacted_event().map(|target| redaction_of(s, &target, &room_id)).transpose()?.flatten()
+    // A redaction redacts its stored target in its own batch when the redaction rules allow it
+    // (an outlier redaction, already stored, did not: it does now).
+    let redaction_effect = if pdu.kind == TimelineEventType::RoomRedaction {
+        redaction::effect(s, &rules, short_room, &pdu, &state_before)?
     } else {
-        None
+        redaction::Effect::None
     };
-    let (short, _) = s.globals.commit(|c| {
+    let ((short, redacted_target), _) = s.globals.commit(|c| {
         let short = match existing {
             Some(short) => short,
             None => s.short.create_event(c, &event_id),
@@ -169,14 +164,18 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
         let meta = EventMeta { short_room, pos: 0, state_before: before, state_after: after };
         c.batch.put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
         s.timeline.put_backfilled(c, short_room, seq, short);
-        if let Some((target, json)) = &redaction_target {
-            let because = client_event(&object, &event_id, &room_id, ClientFormat::Room, Default::default());
-            redact_stored(c, *target, json.clone(), because, &rules)?;
+        // Redactions that came before it apply to it now, when allowed.
+        if !has_pdu {
+            let stored = redaction::on_arrival(s, c, &rules, short_room, &event_id, &pdu.sender, object.clone())?;
+            if stored != object {
+                c.batch.put(PDUS, short.to_be_bytes(), serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))?);
+            }
         }
-        Ok(short)
+        let redacted_target = redaction::write_effect(s, c, redaction_effect, short, (&object, &event_id, &room_id), &rules)?;
+        Ok((short, redacted_target))
     })?;
-    if let Some((target, _)) = &redaction_target {
-        s.timeline.forget_cached(*target);
+    if let Some(target) = redacted_target {
+        s.timeline.forget_cached(target);
     }
     s.timeline.forget_cached(short);
     Ok(())

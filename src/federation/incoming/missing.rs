@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ruma::{OwnedEventId, OwnedRoomId, RoomVersionId, ServerName};
 use serde_json::{Value, json};
 
-use super::{pdu_checks, persist};
+use super::{pdu_checks, persist, same_room};
 use crate::{
     error::Result,
     federation::request::call,
@@ -101,8 +101,12 @@ pub async fn state_from_origin(
     };
     let (state_ids, chain_ids) = (ids("pdu_ids"), ids("auth_chain_ids"));
     let wanted: Vec<OwnedEventId> = chain_ids.iter().chain(state_ids.iter()).cloned().collect();
+    let room = room_id.clone();
     let unknown = services
         .run(move |s| {
+            // A state or auth chain naming another room's events is refused whole.
+            let short_room = crate::services::rooms::short_room(s, &room)?;
+            same_room::ensure_in_room(s, short_room, wanted.iter().map(|e| &**e), "state event")?;
             let mut out = Vec::new();
             for id in wanted {
                 let known = match s.short.event(&id)? {
@@ -146,9 +150,13 @@ pub async fn state_from_origin(
                 }
                 Ok(())
             })?;
+            let short_room = crate::services::rooms::short_room(s, &room)?;
             let mut pairs = Vec::new();
             for id in &state_ids {
                 let Some(event) = crate::services::rooms::event_by_id(s, id)? else { continue };
+                if event.meta.short_room != short_room {
+                    return Err(crate::error::Error::forbidden(format!("state event {id} is an event of another room")));
+                }
                 let Some(state_key) = event.pdu.state_key.clone() else { continue };
                 pairs.push((ruma::events::StateEventType::from(event.pdu.kind.to_string()), state_key, event.short));
             }

@@ -5,6 +5,7 @@ pub mod edus;
 pub mod missing;
 pub mod pdu_checks;
 pub mod persist;
+pub mod same_room;
 pub mod state_at;
 pub mod transaction;
 pub mod txn_expiry;

@@ -19,7 +19,7 @@ use ruma::{
 use crate::{
     error::{Error, Result},
     federation::remote_keys,
-    services::{Services, rooms::event_by_id, timeline::{append::MAX_PDU_BYTES, pdu::Pdu}},
+    services::{Services, rooms::event_by_id, timeline::{append::MAX_PDU_BYTES, pdu::{Pdu, json_in_room}}},
 };
 
 /// A PDU that passed the checks that need no room state.
@@ -109,7 +109,8 @@ pub async fn keys_for_servers(services: &Arc<Services>, servers: &BTreeSet<Owned
     Ok(map)
 }
 
-/// Parses, checks the format and the signatures of a PDU of a room of version `version`.
+/// Parses, checks the format and the signatures of a PDU of a room of version `version`; a PDU
+/// of another room than `room_id` is refused.
 pub async fn check_pdu(
     services: &Arc<Services>,
     mut object: CanonicalJsonObject,
@@ -120,6 +121,9 @@ pub async fn check_pdu(
     object.remove("unsigned");
     check_format(&object, &rules)?;
     let event_id = event_id_of(&object, &rules)?;
+    if !json_in_room(&object, &event_id, &room_id) {
+        return Err(Error::forbidden(format!("event {event_id} is not an event of room {room_id}")));
+    }
     let servers = required_servers(&object, &rules)?;
     let ts = object.get("origin_server_ts").and_then(|v| v.as_integer()).map_or(0, |t| i64::from(t).max(0) as u64);
     // Keys are checked for validity at the event's time only where the room version requires it.

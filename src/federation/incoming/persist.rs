@@ -4,7 +4,7 @@
 
 use ruma::OwnedEventId;
 
-use super::{pdu_checks::{CheckedPdu, check_auth_events}, state_at};
+use super::{pdu_checks::{CheckedPdu, check_auth_events}, same_room::ensure_references_in_room, state_at};
 use crate::{
     error::{Error, Result},
     services::{
@@ -56,8 +56,13 @@ pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, str
     {
         return Ok(Outcome::Duplicate);
     }
+    // Checked with the version we stored for the room, never one a peer named.
+    if s.timeline.room_version(&room_id)?.is_some_and(|stored| stored != version) {
+        return Err(Error::new(http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", "The room has another version"));
+    }
     let rules = version::rules(&version)?;
     let short_room = s.short.room(&room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    ensure_references_in_room(s, short_room, &pdu)?;
     check_auth_events(s, &pdu, &rules)?;
     let before = match given_before {
         Some(before) => before,

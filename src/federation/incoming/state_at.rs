@@ -124,10 +124,14 @@ fn conflicted_subgraph(s: &Services, conflicted: HashSet<OwnedEventId>) -> Resul
 /// event, or the resolution of the states after each. Returns a snapshot id (a new snapshot is
 /// written when resolution produced a state no event has).
 pub fn state_before(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, prev_events: &[OwnedEventId]) -> Result<u64> {
+    let short_room = s.short.room(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
     let mut snapshots = Vec::new();
     for prev in prev_events {
         let short = s.short.event(prev)?.ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
         let meta = s.timeline.meta(short)?.ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
+        if meta.short_room != short_room {
+            return Err(Error::forbidden(format!("prev event {prev} is an event of another room")));
+        }
         if !snapshots.contains(&meta.state_after) {
             snapshots.push(meta.state_after);
         }

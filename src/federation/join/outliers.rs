@@ -23,11 +23,14 @@ pub fn room_short<'a>(s: &'a Services, c: &mut Commit<'a>, room_id: &ruma::RoomI
     })
 }
 
-/// Writes one outlier into `c`; returns its short id.
+/// Writes one outlier into `c`; returns its short id. An event stored in another room is refused.
 pub fn store(s: &Services, c: &mut Commit, short_room: u64, event: &CheckedPdu) -> Result<u64> {
     let short = match s.short.event(&event.event_id)? {
         Some(short) => {
-            if s.timeline.meta(short)?.is_some() {
+            if let Some(meta) = s.timeline.meta(short)? {
+                if meta.short_room != short_room {
+                    return Err(crate::error::Error::forbidden(format!("{} is an event of another room", event.event_id)));
+                }
                 return Ok(short);
             }
             short

@@ -3,7 +3,6 @@
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
     RoomId, RoomVersionId, UserId,
-    canonical_json::{RedactedBecause, redact},
     events::{StateEventType, TimelineEventType},
     room_version_rules::{EventIdFormatVersion, RoomVersionRules},
     signatures::{hash_and_sign_event, reference_hash},
@@ -13,12 +12,11 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use super::{EventMeta, PDUS, ROOMS, StoredEvent, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, txn_key};
+use super::{EventMeta, PDUS, ROOMS, StoredEvent, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, redaction, txn_key};
 use crate::{
     error::{Error, Result},
     services::{
         Services,
-        globals::Commit,
         rooms::{event_by_short, membership::Membership, version},
         state::StateMap,
     },
@@ -296,10 +294,10 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     let Persist { room_id, version, short_room, object, event_id, pdu, state_before: before, replaces, current, txn, soft_failed, forward } = p;
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
 
-    let redaction_target = if pdu.kind == TimelineEventType::RoomRedaction && !soft_failed {
-        pdu.redacted_event().map(|target| redaction_of(s, &target, &room_id)).transpose()?.flatten()
+    let redaction_effect = if pdu.kind == TimelineEventType::RoomRedaction && !soft_failed && short_room != 0 {
+        redaction::effect(s, &rules, short_room, &pdu, &state)?
     } else {
-        None
+        redaction::Effect::None
     };
 
     let membership_change = if pdu.kind == TimelineEventType::RoomMember && !soft_failed {
@@ -316,7 +314,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         _ => Vec::new(),
     };
 
-    let (short_event, pos) = s.globals.commit(|c| {
+    let (short_event, pos, redacted_target) = s.globals.commit(|c| {
         let short_room = if short_room == 0 {
             c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
             s.short.create_room(c, &room_id)
@@ -337,10 +335,18 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             None => before,
         };
         let meta = EventMeta { short_room, pos, state_before: before, state_after: after };
-        c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes.clone());
+        // Redactions that came before the event apply to it now, when allowed.
+        // (A local event is new: nothing can have named it before.)
+        let stored = if pdu.sender.server_name() == s.globals.server_name() {
+            object.clone()
+        } else {
+            redaction::on_arrival(s, c, &rules, short_room, &event_id, &pdu.sender, object.clone())?
+        };
+        let event_bytes = if stored == object { event_bytes.clone() } else { serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))? };
+        c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes);
         c.batch.put(super::EVENT_META, short_event.to_be_bytes(), encode_meta(&meta));
         if soft_failed {
-            return Ok((short_event, pos));
+            return Ok((short_event, pos, None));
         }
         if current == Current::After {
             s.state.set_current(c, short_room, after);
@@ -354,27 +360,26 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         if let Some((user, membership)) = &membership_change {
             s.membership.record(c, user, &room_id, short_room, *membership, pos, short_event);
         }
-        if let Some((target_short, redacted)) = &redaction_target {
-            let because = super::pdu::client_event(&object, &event_id, &room_id, super::pdu::ClientFormat::Room, Default::default());
-            crate::services::search::event_redacted(s, c, *target_short, redacted)?;
-            redact_stored(c, *target_short, redacted.clone(), because, &rules)?;
-        }
+        let redacted_target = redaction::write_effect(s, c, redaction_effect, short_event, (&object, &event_id, &room_id), &rules)?;
         for destination in &destinations {
             s.federation.sender.queue_pdu(c, destination, &event_id);
         }
         s.push.event_committed(c, pos, short_event);
-        crate::services::search::event_committed(c, short_room, pos, short_event, &object);
-        Ok((short_event, pos))
+        crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
+        Ok((short_event, pos, redacted_target))
     })?
     .0;
     if pos != 0 {
         s.push.wake();
     }
-    if let Some((target_short, _)) = &redaction_target {
-        s.timeline.forget_cached(*target_short);
+    if let Some(target_short) = redacted_target {
+        s.timeline.forget_cached(target_short);
     }
     s.timeline.forget_cached(short_event);
-    s.timeline.remember_version(&room_id, &version);
+    if short_room == 0 {
+        // A new room's version; nothing else ever changes a stored one.
+        s.timeline.remember_version(&room_id, &version);
+    }
     if membership_change.is_some() {
         s.federation.sender.membership_changed(s.short.room(&room_id)?.unwrap_or(short_room));
     }
@@ -414,37 +419,6 @@ fn event_reference(rules: &RoomVersionRules, id: &OwnedEventId, json: &Canonical
 
 fn to_canonical(value: &Value) -> Result<CanonicalJsonValue> {
     CanonicalJsonValue::try_from(value.clone()).map_err(|e| Error::bad_json(format!("content is not canonical JSON: {e}")))
-}
-
-/// The stored target of a redaction, if it is in the same room.
-pub(crate) fn redaction_of(
-    s: &Services,
-    target: &OwnedEventId,
-    room_id: &RoomId,
-) -> Result<Option<(u64, CanonicalJsonObject)>> {
-    let Some(short) = s.short.event(target)? else { return Ok(None) };
-    let Some(json) = s.timeline.json(short)? else { return Ok(None) };
-    let same_room = json.get("room_id").and_then(|v| v.as_str()).is_none_or(|r| r == room_id.as_str());
-    Ok(same_room.then_some((short, json)))
-}
-
-/// Replaces a stored event by its redacted form, in the same batch as the redaction.
-pub(crate) fn redact_stored(
-    c: &mut Commit,
-    short: u64,
-    json: CanonicalJsonObject,
-    redaction: Value,
-    rules: &RoomVersionRules,
-) -> Result<()> {
-    let redaction = match CanonicalJsonValue::try_from(redaction) {
-        Ok(CanonicalJsonValue::Object(o)) => o,
-        _ => return Err(Error::internal("redaction is not an object")),
-    };
-    let because = RedactedBecause::from_json(redaction);
-    let redacted = redact(json, &rules.redaction, Some(because)).map_err(|e| Error::internal(e.to_string()))?;
-    let bytes = serde_json::to_vec(&redacted).map_err(|e| Error::internal(e.to_string()))?;
-    c.batch.put(PDUS, short.to_be_bytes(), bytes);
-    Ok(())
 }
 
 /// `unsigned` for a client: age, transaction id for the sending device, redacted_because.

@@ -5,6 +5,7 @@ pub mod append;
 pub mod backfilled;
 pub mod order;
 pub mod pdu;
+pub mod redaction;
 pub mod visibility;
 #[cfg(test)]
 mod vectors;
@@ -133,22 +134,32 @@ impl Timeline {
         self.db.get(EVENT_META, &short.to_be_bytes())?.map(|b| EventMeta::decode(&b)).transpose()
     }
 
+    /// The short room of a stored event (outliers included).
+    pub fn room_of(&self, short: u64) -> Result<Option<u64>> {
+        Ok(self.meta(short)?.map(|m| m.short_room))
+    }
+
     pub fn json(&self, short: u64) -> Result<Option<CanonicalJsonObject>> {
         let Some(bytes) = self.db.get(PDUS, &short.to_be_bytes())? else { return Ok(None) };
         serde_json::from_slice(&bytes).map(Some).map_err(|_| Error::internal("corrupt stored PDU"))
     }
 
-    /// Loads an event by its short id, with its event id and room id.
+    /// Loads an event by its short id, with its event id and room id; `None` when the stored event
+    /// is of another room (an event is never relabelled).
     pub fn load(&self, short: u64, event_id: &EventId, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
         use std::sync::atomic::Ordering;
         let epoch = {
             let cache = self.events.lock().unwrap();
             if let Some(event) = cache.get(&short) {
-                return Ok(Some(event.clone()));
+                // Never served under another room than its own.
+                return Ok((event.pdu.room_id == room_id).then(|| event.clone()));
             }
             self.forgotten.load(Ordering::Acquire)
         };
         let (Some(meta), Some(json)) = (self.meta(short)?, self.json(short)?) else { return Ok(None) };
+        if !pdu::json_in_room(&json, event_id, room_id) {
+            return Ok(None);
+        }
         let pdu = Pdu::from_canonical(&json, event_id, room_id)?;
         let event = Arc::new(StoredEvent { short, meta, pdu, json });
         let mut cache = self.events.lock().unwrap();

@@ -61,6 +61,17 @@ fn event_refs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OwnedEventId>, D::E
         .collect())
 }
 
+/// Whether an event's JSON belongs to `room_id`: its `room_id` field, or for a room 12 create
+/// event (which has none) the hash its event id and the room id share. Nothing a peer sends is
+/// read as an event of another room than the one it names (pure).
+pub fn json_in_room(object: &CanonicalJsonObject, event_id: &EventId, room_id: &RoomId) -> bool {
+    match object.get("room_id") {
+        Some(CanonicalJsonValue::String(r)) => r == room_id.as_str(),
+        Some(_) => false,
+        None => event_id.as_str().get(1..).is_some_and(|hash| room_id.as_str().get(1..) == Some(hash)),
+    }
+}
+
 impl Pdu {
     /// Parses a stored or received PDU; `event_id` and `room_id` are given where the JSON lacks them.
     pub fn from_canonical(
