@@ -101,6 +101,18 @@ pub fn own_key_document(
 /// Adds `server_name`'s signature to `doc`, keeping the signatures already there (a notary
 /// co-signs the origin's document).
 pub fn add_signature(doc: &mut CanonicalJsonObject, server_name: &ServerName, keypair: &Ed25519KeyPair) {
+    // A peer's document (a notary co-signs it) may carry anything under our name: it is replaced.
+    match doc.get_mut("signatures") {
+        Some(CanonicalJsonValue::Object(all)) => {
+            if all.get(server_name.as_str()).is_some_and(|ours| !matches!(ours, CanonicalJsonValue::Object(_))) {
+                all.remove(server_name.as_str());
+            }
+        }
+        Some(_) => {
+            doc.remove("signatures");
+        }
+        None => {}
+    }
     sign_json(server_name.as_str(), keypair, doc).expect("a JSON object with an object `signatures` can be signed");
 }
 
