@@ -6,12 +6,14 @@
 pub mod acl;
 pub mod backfill;
 pub mod client;
+pub mod connector;
 pub mod discovery;
 pub mod dns;
 pub mod hierarchy;
 pub mod identity;
 pub mod incoming;
 pub mod invite;
+pub mod ip_ranges;
 pub mod join;
 pub mod keys_client;
 pub mod listener;
@@ -87,9 +89,10 @@ impl Federation {
     pub fn new(config: &Config, db: Db) -> Result<Self> {
         let tls = tls::client_config(config).map_err(Error::internal)?;
         let timeout = Duration::from_secs(config.federation.request_timeout_secs);
+        let policy = ip_ranges::AddressPolicy::from_config(&config.network).map_err(Error::internal)?;
         Ok(Self {
             db: db.clone(),
-            transport: client::Transport::new(tls, timeout),
+            transport: client::Transport::new(tls, timeout, connector::Connector::new(policy)),
             local_addr: OnceLock::new(),
             resolved: Mutex::new(HashMap::new()),
             key_fetch_failures: Mutex::new(HashMap::new()),
