@@ -1,7 +1,7 @@
 //! Outgoing connections and `[network]`: a server with the default `deny_ranges` (and no
 //! `allow_ranges`) never connects to loopback, whether the destination is an IP literal, a name
-//! that resolves to it or an IPv4-mapped IPv6 literal: federation requests, remote media and push
-//! gateways. Clients get a generic error, without the transport's details.
+//! that resolves to it or an IPv4-mapped IPv6 literal: federation requests, remote media, identity
+//! servers and push gateways. Clients get a generic error, without the transport's details.
 
 mod common;
 
@@ -87,6 +87,12 @@ async fn federation_and_media_requests_to_denied_addresses_are_refused_without_c
     let user = enc(&format!("@bob:localhost:{port}"));
     let (status, _) = server.call(Method::GET, &format!("/_matrix/client/v3/profile/{user}"), Some(&token), None).await;
     assert!(status.is_client_error() || status.is_server_error(), "{status}");
+
+    // A third-party invite naming an identity server on loopback.
+    let room = server.create_room(&token, json!({})).await;
+    let invite = json!({ "id_server": format!("127.0.0.1:{port}"), "id_access_token": "t", "medium": "email", "address": "x@example.org" });
+    let (status, body) = server.call(Method::POST, &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), Some(&token), Some(invite)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
 
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "a denied address was connected to");
 
