@@ -2,7 +2,9 @@
 //! its keys meanwhile wait for that fetch and take its result), and after a fetch, success or
 //! failure, none for `federation.key_fetch_interval_secs`: a request or event naming an unknown
 //! key id, a notary query or `minimum_valid_until_ts` cannot make us ask a server again and again.
-//! The per-server records are bounded ([`MAX_SERVERS`]).
+//! The per-server records are bounded ([`MAX_SERVERS`]), and at most
+//! [`MAX_CONCURRENT_FETCHES`] fetches run at once, whatever the number of server names peers
+//! make us ask (others wait for a turn).
 
 use std::{
     collections::HashMap,
@@ -19,6 +21,8 @@ use ruma::{OwnedServerName, ServerName};
 /// Servers whose last fetch is remembered; beyond, records not in use are dropped (the oldest
 /// first).
 pub const MAX_SERVERS: usize = 10_000;
+/// Fetches (of different servers) running at once.
+pub const MAX_CONCURRENT_FETCHES: usize = 32;
 
 /// What happened to a request for a fetch.
 #[derive(Debug)]
@@ -44,11 +48,17 @@ pub struct KeyFetchGate {
     interval: Duration,
     slots: Mutex<HashMap<OwnedServerName, Arc<Slot>>>,
     started: AtomicU64,
+    running: tokio::sync::Semaphore,
 }
 
 impl KeyFetchGate {
     pub fn new(interval: Duration) -> Self {
-        Self { interval, slots: Mutex::new(HashMap::new()), started: AtomicU64::new(0) }
+        Self {
+            interval,
+            slots: Mutex::new(HashMap::new()),
+            started: AtomicU64::new(0),
+            running: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
+        }
     }
 
     /// How many fetches have been started (for tests and metrics).
@@ -105,6 +115,7 @@ impl KeyFetchGate {
         {
             return Gated::Skipped { ok };
         }
+        let _turn = self.running.acquire().await.ok();
         self.started.fetch_add(1, Ordering::Relaxed);
         let result = fetch().await;
         let now = Instant::now();
@@ -170,6 +181,32 @@ mod tests {
         let gate = KeyFetchGate::new(Duration::from_secs(3600));
         assert!(matches!(gate.run(&server, || async { Err::<(), _>("down") }).await, Gated::Ran(Err(_))));
         assert!(matches!(gate.run(&server, || async { Ok::<_, ()>(()) }).await, Gated::Skipped { ok: false }));
+    }
+
+    #[tokio::test]
+    async fn fetches_of_many_servers_run_a_bounded_number_at_once() {
+        let gate = Arc::new(KeyFetchGate::new(Duration::from_secs(3600)));
+        let (running, most) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let fetches: Vec<_> = (0..MAX_CONCURRENT_FETCHES + 20)
+            .map(|i| {
+                let (gate, running, most) = (gate.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    gate.run(&name(i), || async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, ()>(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for fetch in fetches {
+            assert!(matches!(fetch.await.unwrap(), Gated::Ran(Ok(()))));
+        }
+        assert!(most.load(Ordering::SeqCst) <= MAX_CONCURRENT_FETCHES as u64, "{most:?}");
+        assert_eq!(gate.fetches_started(), (MAX_CONCURRENT_FETCHES + 20) as u64);
     }
 
     #[tokio::test]
