@@ -85,6 +85,8 @@ class Server:
                 "PARVIS_LISTEN__CLIENT": f"127.0.0.1:{self.port}",
                 "PARVIS_STORAGE__PATH": self.data_dir,
                 "PARVIS_RATE_LIMITS__ENABLED": "false",
+                # Peers and push gateways of the tests listen on loopback (denied by default).
+                "PARVIS_NETWORK__ALLOW_RANGES": '["127.0.0.0/8", "::1/128"]',
                 # Several servers run at once: the federation listener takes any free port.
                 "PARVIS_FEDERATION__LISTEN": "127.0.0.1:0",
             }

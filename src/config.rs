@@ -20,8 +20,33 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub limits: LimitsConfig,
     pub federation: FederationConfig,
+    pub network: NetworkConfig,
     pub media: crate::services::media::config::MediaConfig,
     pub log: String,
+}
+
+/// Which addresses outgoing connections (federation, `.well-known`, SRV targets, media
+/// `Location`s, push gateways, identity servers) may reach. Checked on the resolved addresses of
+/// every connection, so a name that resolves to a denied address is refused too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Address ranges (CIDR, or single addresses) never connected to. Default: loopback, RFC 1918,
+    /// link-local, CGNAT, unique local, multicast, unspecified, documentation and other reserved
+    /// ranges (as Synapse's `ip_range_blacklist`); IPv4-mapped IPv6 forms are matched as IPv4.
+    pub deny_ranges: Vec<String>,
+    /// Ranges allowed even when `deny_ranges` lists them (for example `127.0.0.1/32` for servers
+    /// federating on loopback). Empty by default.
+    pub allow_ranges: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            deny_ranges: crate::federation::ip_ranges::DEFAULT_DENY_RANGES.iter().map(|r| (*r).to_owned()).collect(),
+            allow_ranges: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +141,13 @@ pub struct FederationConfig {
     /// Items (PDUs and EDUs) kept queued for a destination that does not answer; beyond it the
     /// oldest typing, receipt and presence EDUs are dropped (PDUs and other EDUs are kept).
     pub max_queued_per_destination: usize,
+    /// Largest accepted request body on the federation listener, in bytes (a `/send` of 50 PDUs
+    /// of 64 KiB and 100 EDUs must fit).
+    pub max_request_bytes: usize,
+    /// Shortest time between two fetches of one server's keys (`/_matrix/key/v2/server`), in
+    /// seconds: an unknown key id or a notary query asks the server again only after it. A failed
+    /// fetch is remembered for as long.
+    pub key_fetch_interval_secs: u64,
 }
 
 impl Default for FederationConfig {
@@ -132,6 +164,8 @@ impl Default for FederationConfig {
             well_known_server: None,
             public_rooms_over_federation: true,
             max_queued_per_destination: 10_000,
+            max_request_bytes: 8 << 20,
+            key_fetch_interval_secs: 30,
         }
     }
 }
@@ -147,6 +181,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             limits: LimitsConfig::default(),
             federation: FederationConfig::default(),
+            network: NetworkConfig::default(),
             media: Default::default(),
             log: "info".to_owned(),
         }
@@ -239,6 +274,7 @@ impl Config {
             return invalid("storage.path", "must not be empty");
         }
         self.media.validate().map_err(ConfigError::Invalid)?;
+        crate::federation::ip_ranges::AddressPolicy::from_config(&self.network).map_err(ConfigError::Invalid)?;
         self.validate_federation()
     }
 
@@ -271,6 +307,9 @@ impl Config {
         if f.max_queued_per_destination == 0 {
             return invalid("max_queued_per_destination", "must be at least 1".into());
         }
+        if f.max_request_bytes < 4 << 20 {
+            return invalid("max_request_bytes", "must be at least 4194304 (a transaction of 50 PDUs of 64 KiB)".into());
+        }
         if let Some(delegated) = &f.well_known_server
             && (delegated.is_empty() || <&ruma::ServerName>::try_from(delegated.as_str()).is_err())
         {
@@ -282,7 +321,7 @@ impl Config {
 
 /// The top-level keys of [`Config`]; environment variables naming others are ignored.
 const TOP_LEVEL_KEYS: &[&str] =
-    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "federation", "media", "log"];
+    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "federation", "network", "media", "log"];
 
 fn apply_env(
     table: &mut toml::Table,
@@ -390,6 +429,16 @@ mod tests {
     }
 
     #[test]
+    fn network_ranges_from_the_environment() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(config.network.deny_ranges.iter().any(|r| r == "127.0.0.0/8"));
+        assert!(config.network.allow_ranges.is_empty());
+        let config =
+            Config::load(None, env(&[("PARVIS_NETWORK__ALLOW_RANGES", "[\"127.0.0.0/8\", \"::1/128\"]")])).unwrap();
+        assert_eq!(config.network.allow_ranges, vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()]);
+    }
+
+    #[test]
     fn public_base_url_from_the_environment_and_checked() {
         let config =
             Config::load(None, env(&[("PARVIS_LISTEN__PUBLIC_BASE_URL", "https://matrix.example.org")])).unwrap();
@@ -409,6 +458,9 @@ mod tests {
             ("PARVIS_FEDERATION__REQUEST_TIMEOUT_SECS", "0", "federation.request_timeout_secs"),
             ("PARVIS_FEDERATION__MAX_QUEUED_PER_DESTINATION", "0", "federation.max_queued_per_destination"),
             ("PARVIS_FEDERATION__WELL_KNOWN_SERVER", "not a host", "federation.well_known_server"),
+            ("PARVIS_FEDERATION__MAX_REQUEST_BYTES", "1048576", "federation.max_request_bytes"),
+            ("PARVIS_NETWORK__DENY_RANGES", "[\"10.0.0.0/33\"]", "network.deny_ranges"),
+            ("PARVIS_NETWORK__ALLOW_RANGES", "[\"not an address\"]", "network.allow_ranges"),
         ];
         for (name, value, key) in cases {
             let err = Config::load(None, env(&[(name, value)])).unwrap_err();

@@ -1,6 +1,7 @@
 //! Federation limits: the queue of a destination that does not answer is capped (oldest EDUs
 //! dropped, PDUs kept); stored answers to incoming transactions are pruned after a day; outgoing
-//! requests to one destination reuse their TLS connections.
+//! requests to one destination reuse their TLS connections; the federation listener's body limit
+//! fits a transaction of 50 PDUs of 64 KiB.
 
 mod common;
 
@@ -130,6 +131,42 @@ async fn requests_to_one_destination_reuse_their_tls_connection() {
     let b = TestServer::start_with(b_config).await;
     version().await;
     assert_eq!(transport.connections_opened(), after_parallel + 1);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A `/send` body of `pdus` PDUs whose content holds `filler` bytes each (for a room A does not
+/// know: A skips them, the point is the size of the body).
+fn big_transaction(origin: &OwnedServerName, pdus: usize, filler: usize) -> serde_json::Value {
+    let pdu = |i: usize| {
+        json!({
+            "room_id": "!unknown:elsewhere.example", "sender": format!("@u:{origin}"), "type": "m.room.message",
+            "origin_server_ts": 1, "depth": 1, "prev_events": [], "auth_events": [], "hashes": { "sha256": "x" },
+            "signatures": {}, "content": { "msgtype": "m.text", "body": format!("{i}{}", "a".repeat(filler)) },
+        })
+    };
+    json!({ "origin": origin, "origin_server_ts": parvis::util::now_ms(), "pdus": (0..pdus).map(pdu).collect::<Vec<_>>(), "edus": [] })
+}
+
+#[tokio::test]
+async fn a_transaction_of_fifty_pdus_near_64_kib_is_accepted_and_larger_bodies_are_413() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path(), |_| ()).await;
+    let (b, b_name) = start(dir_b.path(), |_| ()).await;
+    let sb = services(&b);
+
+    // 50 PDUs of about 63 KiB: more than the client API's 1 MiB, within the spec's maxima.
+    let body = big_transaction(&b_name, 50, 63 * 1024);
+    assert!(serde_json::to_vec(&body).unwrap().len() > 3 << 20);
+    let (status, answer) =
+        send_json(&sb, &a_name, http::Method::PUT, "/_matrix/federation/v1/send/big-1", Some(&body)).await.unwrap();
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+
+    // Beyond federation.max_request_bytes (8 MiB): 413 M_TOO_LARGE.
+    let body = big_transaction(&b_name, 50, 200 * 1024);
+    let (status, answer) =
+        send_json(&sb, &a_name, http::Method::PUT, "/_matrix/federation/v1/send/big-2", Some(&body)).await.unwrap();
+    assert_eq!((status, answer["errcode"].as_str()), (http::StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE")), "{answer}");
     a.stop().await;
     b.stop().await;
 }

@@ -363,14 +363,18 @@ async fn start_old_peer(data: &Path) -> (String, tokio::sync::oneshot::Sender<()
     let tls = parvis::federation::tls::server_config(&config).unwrap();
     let unrecognized = || (StatusCode::NOT_FOUND, axum::Json(json!({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})));
     let location_target = format!("https://{name}/files/located");
+    // The same file on another host name of the same address: not followed.
+    let elsewhere_target = format!("https://localhost:{}/files/located", name.rsplit_once(':').unwrap().1);
     let app = axum::Router::new()
         .route(
             "/_matrix/federation/v1/media/download/{id}",
             get(move |UrlPath(id): UrlPath<String>| async move {
-                if id != "located" {
-                    return unrecognized().into_response();
-                }
-                let body = format!("--xyz\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--xyz\r\nLocation: {location_target}\r\n\r\n\r\n--xyz--");
+                let target = match id.as_str() {
+                    "located" => &location_target,
+                    "elsewhere" => &elsewhere_target,
+                    _ => return unrecognized().into_response(),
+                };
+                let body = format!("--xyz\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--xyz\r\nLocation: {target}\r\n\r\n\r\n--xyz--");
                 ([(header::CONTENT_TYPE, "multipart/mixed; boundary=xyz")], body).into_response()
             }),
         )
@@ -404,6 +408,10 @@ async fn remote_media_falls_back_to_legacy_endpoints_and_follows_locations() {
     assert_eq!(headers[header::CONTENT_DISPOSITION], "inline; filename=old.txt");
     let (status, _, body) = download(&b, &bob, &format!("mxc://{peer}/located")).await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"from the location"[..]), "{}", String::from_utf8_lossy(&body));
+    // A Location on another host is not followed (502), and the client is not told why.
+    let (status, _, body) = download(&b, &bob, &format!("mxc://{peer}/elsewhere")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{}", String::from_utf8_lossy(&body));
+    assert!(!String::from_utf8_lossy(&body).contains("localhost"), "{}", String::from_utf8_lossy(&body));
     let (status, headers, body) = thumbnail(&b, &bob, &format!("mxc://{peer}/otherimage"), "width=32&height=32&method=crop").await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers[header::CONTENT_TYPE], "image/png");

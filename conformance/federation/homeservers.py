@@ -507,6 +507,8 @@ class ParvisServer(Homeserver):
                 "PARVIS_LISTEN__CLIENT": f"127.0.0.1:{self.client_port}",
                 "PARVIS_STORAGE__PATH": self.data_dir,
                 "PARVIS_RATE_LIMITS__ENABLED": "false",
+                # Peers and push gateways of the tests listen on loopback (denied by default).
+                "PARVIS_NETWORK__ALLOW_RANGES": '["127.0.0.0/8", "::1/128"]',
                 "PARVIS_FEDERATION__LISTEN": f"127.0.0.1:{self.fed_port}",
                 "PARVIS_FEDERATION__TLS_CERTIFICATE": self.tls_cert,
                 "PARVIS_FEDERATION__TLS_PRIVATE_KEY": self.tls_key,

@@ -1,6 +1,7 @@
 //! The HTTPS transport of outgoing federation requests: HTTP/1.1 over TLS, connections kept for
 //! reuse per destination (`pool`), a time limit on the whole exchange and a size limit on the
-//! answer. No proxies, no redirects: requests go only to the resolved destination.
+//! answer. No proxies, no redirects: requests go only to the resolved destination, and only to
+//! addresses `[network]` permits (`connector`).
 
 use std::{
     sync::{
@@ -14,10 +15,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName as TlsServerName;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::{
+    connector::{ConnectError, Connector},
     discovery::Destination,
     pool::{Connection, Pool},
 };
@@ -31,6 +32,8 @@ pub enum TransportError {
     Resolve(String),
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
+    #[error("{0} is in a denied address range")]
+    Denied(String),
     #[error("TLS with {0}: {1}")]
     Tls(String, String),
     #[error("HTTP with {0}: {1}")]
@@ -39,8 +42,19 @@ pub enum TransportError {
     Timeout(String),
 }
 
+impl From<ConnectError> for TransportError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Resolve(what) => TransportError::Resolve(what),
+            ConnectError::Denied(what) => TransportError::Denied(what),
+            ConnectError::Connect(what, why) => TransportError::Connect(what, why),
+        }
+    }
+}
+
 pub struct Transport {
     tls: TlsConnector,
+    connector: Connector,
     timeout: Duration,
     pool: Pool,
     /// TLS connections opened so far (reused ones are not counted again).
@@ -48,8 +62,13 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(tls: rustls::ClientConfig, timeout: Duration) -> Self {
-        Self { tls: TlsConnector::from(Arc::new(tls)), timeout, pool: Pool::default(), opened: AtomicU64::new(0) }
+    pub fn new(tls: rustls::ClientConfig, timeout: Duration, connector: Connector) -> Self {
+        Self { tls: TlsConnector::from(Arc::new(tls)), connector, timeout, pool: Pool::default(), opened: AtomicU64::new(0) }
+    }
+
+    /// Opens checked TCP connections (for the plain HTTP of push gateways too).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
     /// How many TLS connections this transport has opened.
@@ -112,9 +131,7 @@ impl Transport {
     }
 
     async fn connect(&self, dest: &Destination, what: &str) -> Result<Connection, TransportError> {
-        let tcp = TcpStream::connect((dest.host.as_str(), dest.port))
-            .await
-            .map_err(|e| TransportError::Connect(what.to_owned(), e.to_string()))?;
+        let tcp = self.connector.connect(&dest.host, dest.port).await?;
         let _ = tcp.set_nodelay(true);
         let name = TlsServerName::try_from(dest.tls_name.clone())
             .map_err(|_| TransportError::Resolve(dest.tls_name.clone()))?;

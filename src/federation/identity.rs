@@ -48,11 +48,16 @@ async fn request(services: &Services, id_server: &str, token: &str, method: http
         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
     }
     let request = builder.body(bytes).map_err(|e| Error::invalid_param(format!("Invalid id_server: {e}")))?;
-    let answer = services.federation.transport.send(&dest, request).await.map_err(unreachable)?;
+    let answer = services.federation.transport.send(&dest, request).await.map_err(|e| {
+        tracing::info!("identity server {id_server}: {e}");
+        unreachable("could not be reached")
+    })?;
     let status = answer.status();
     let value: Value = serde_json::from_slice(answer.body()).unwrap_or(Value::Null);
     if !status.is_success() {
-        return Err(unreachable(format!("{path} answered {status}: {value}")));
+        // The answer's body stays in the log: echoing it would let a client read any server.
+        tracing::info!("identity server {id_server}: {path} answered {status}: {value}");
+        return Err(unreachable(format!("{path} answered {status}")));
     }
     Ok(value)
 }

@@ -6,13 +6,16 @@
 pub mod acl;
 pub mod backfill;
 pub mod client;
+pub mod connector;
 pub mod discovery;
 pub mod dns;
 pub mod hierarchy;
 pub mod identity;
 pub mod incoming;
 pub mod invite;
+pub mod ip_ranges;
 pub mod join;
+pub mod key_fetch_gate;
 pub mod keys_client;
 pub mod listener;
 pub mod own_keys;
@@ -26,6 +29,7 @@ pub mod sender;
 pub mod server_visibility;
 pub mod signing;
 pub mod third_party_invite;
+pub mod timed_cache;
 pub mod tls;
 pub mod xmatrix;
 
@@ -33,7 +37,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex, OnceLock},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use http::StatusCode;
@@ -61,18 +65,21 @@ pub const MAPS: &[Map] = &[
     incoming::txn_expiry::TXN_TIMES,
 ];
 
-/// How long a failed key fetch from a server keeps us from asking it again.
-const KEY_FETCH_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a resolved destination is reused.
 const RESOLVE_CACHE: Duration = Duration::from_secs(3600);
+/// Resolved destinations kept (server names come from peers and clients: bounded).
+const RESOLVE_CACHE_ENTRIES: usize = 10_000;
+/// Origins whose transaction lock is kept while unused; beyond, unused locks are dropped.
+const ORIGIN_LOCKS_KEPT: usize = 1_000;
 
 pub struct Federation {
     pub(crate) db: Db,
     pub transport: client::Transport,
     /// The bound address of the federation listener, once it listens.
     local_addr: OnceLock<SocketAddr>,
-    resolved: Mutex<HashMap<OwnedServerName, (discovery::Destination, Instant)>>,
-    key_fetch_failures: Mutex<HashMap<OwnedServerName, Instant>>,
+    resolved: Mutex<timed_cache::TimedCache<OwnedServerName, discovery::Destination>>,
+    /// Fetches of other servers' keys: one at a time per server, one per interval.
+    pub key_fetches: key_fetch_gate::KeyFetchGate,
     /// The outgoing queue and its workers' wake-up channel.
     pub sender: sender::Sender,
     /// One transaction at a time per origin.
@@ -87,12 +94,13 @@ impl Federation {
     pub fn new(config: &Config, db: Db) -> Result<Self> {
         let tls = tls::client_config(config).map_err(Error::internal)?;
         let timeout = Duration::from_secs(config.federation.request_timeout_secs);
+        let policy = ip_ranges::AddressPolicy::from_config(&config.network).map_err(Error::internal)?;
         Ok(Self {
             db: db.clone(),
-            transport: client::Transport::new(tls, timeout),
+            transport: client::Transport::new(tls, timeout, connector::Connector::new(policy)),
             local_addr: OnceLock::new(),
-            resolved: Mutex::new(HashMap::new()),
-            key_fetch_failures: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(timed_cache::TimedCache::new(RESOLVE_CACHE, RESOLVE_CACHE_ENTRIES)),
+            key_fetches: key_fetch_gate::KeyFetchGate::new(Duration::from_secs(config.federation.key_fetch_interval_secs)),
             sender: sender::Sender::new(db.clone()),
             origin_locks: Mutex::new(HashMap::new()),
             hierarchy_cache: hierarchy::AnswerCache::default(),
@@ -102,7 +110,12 @@ impl Federation {
 
     /// The lock that serialises the transactions of `origin`.
     pub fn origin_lock(&self, origin: &ruma::ServerName) -> Arc<tokio::sync::Mutex<()>> {
-        self.origin_locks.lock().unwrap().entry(origin.to_owned()).or_default().clone()
+        let mut locks = self.origin_locks.lock().unwrap_or_else(|e| e.into_inner());
+        if locks.len() >= ORIGIN_LOCKS_KEPT && !locks.contains_key(origin) {
+            // Only locks nobody holds or waits for are dropped.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        locks.entry(origin.to_owned()).or_default().clone()
     }
 
     /// Records the address the federation listener is bound to (set once, by the server).

@@ -1,13 +1,24 @@
 //! Other servers' signing keys: fetched from `/_matrix/key/v2/server`, checked (server name,
 //! self-signature), cached in RocksDB with their `valid_until_ts`, and served again by our notary.
+//! Fetches are rate-limited per server (`key_fetch_gate`) and a notary request may cause at most
+//! [`MAX_NOTARY_FETCHES`] of them.
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
-use ruma::{CanonicalJsonObject, ServerName};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedServerName, ServerName,
+    serde::Base64,
+    signatures::PublicKeyMap,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Federation, KEY_FETCH_BACKOFF, SERVER_KEY_DOCUMENTS, SERVER_KEYS, now_ms, own_keys,
+    Federation, SERVER_KEY_DOCUMENTS, SERVER_KEYS,
+    key_fetch_gate::Gated,
+    now_ms, own_keys,
     request::send_raw,
     signing::{KeyRecord, VerifiedKeys, add_signature, verify_key_document},
     unreachable,
@@ -93,33 +104,32 @@ impl Federation {
         batch.put(SERVER_KEY_DOCUMENTS, server.as_str().as_bytes(), encode_json(&stored));
         Ok(self.db.write(batch)?)
     }
-
-    fn in_backoff(&self, server: &ServerName) -> bool {
-        let failures = self.key_fetch_failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.get(server).is_some_and(|at| at.elapsed() < KEY_FETCH_BACKOFF)
-    }
-
-    fn record_fetch(&self, server: &ServerName, ok: bool) {
-        let mut failures = self.key_fetch_failures.lock().unwrap_or_else(|e| e.into_inner());
-        if ok {
-            failures.remove(server);
-        } else {
-            failures.insert(server.to_owned(), Instant::now());
-        }
-    }
 }
 
-/// Fetches `server`'s keys from the server itself, checks and caches them.
+/// How many servers one notary request may make us fetch keys from; the others are answered
+/// from the cache.
+pub const MAX_NOTARY_FETCHES: usize = 10;
+
+/// Fetches `server`'s keys from the server itself, checks and caches them, unless a fetch of it
+/// ran within `federation.key_fetch_interval_secs` or finished while we waited for it
+/// (`key_fetch_gate`): then its outcome is used (the cached document, or the failure).
 pub async fn fetch_from_origin(services: &Arc<Services>, server: &ServerName) -> Result<StoredDocument> {
-    if services.federation.in_backoff(server) {
-        return Err(unreachable(format!("{server} failed recently; not asking again yet")));
+    match services.federation.key_fetches.run(server, || fetch_and_store(services, server)).await {
+        Gated::Ran(result) => {
+            if let Err(e) = &result {
+                tracing::info!("federation: keys of {server}: {e}");
+            }
+            result
+        }
+        Gated::Skipped { ok: true } => {
+            let owned = server.to_owned();
+            services
+                .run(move |s| s.federation.cached_document(&owned))
+                .await?
+                .ok_or_else(|| unreachable(format!("no keys of {server}")))
+        }
+        Gated::Skipped { ok: false } => Err(unreachable(format!("{server} failed recently; not asking again yet"))),
     }
-    let result = fetch_and_store(services, server).await;
-    services.federation.record_fetch(server, result.is_ok());
-    if let Err(e) = &result {
-        tracing::info!("federation: keys of {server}: {e}");
-    }
-    result
 }
 
 async fn fetch_and_store(services: &Arc<Services>, server: &ServerName) -> Result<StoredDocument> {
@@ -142,12 +152,26 @@ async fn fetch_and_store(services: &Arc<Services>, server: &ServerName) -> Resul
 }
 
 /// The keys of `server` that verify signatures made at `at_ts` (ms), current and old; when the
-/// cache has none (or lacks `wanted`), they are fetched from the server first.
+/// cache has none (or lacks `wanted`), they are fetched from the server first (at most once per
+/// interval, see [`fetch_from_origin`]).
 pub async fn keys_for(
     services: &Arc<Services>,
     server: &ServerName,
     at_ts: u64,
     wanted: Option<&str>,
+) -> Result<BTreeMap<String, KeyRecord>> {
+    let wanted: Vec<String> = wanted.into_iter().map(str::to_owned).collect();
+    keys_with_ids(services, server, at_ts, &wanted).await
+}
+
+/// The keys of `server` usable at `at_ts`; fetched first when the cache has none usable or lacks
+/// one of `wanted` (key ids named by a request or an event's signatures: a rotated key is fetched
+/// even while older ones are cached).
+pub async fn keys_with_ids(
+    services: &Arc<Services>,
+    server: &ServerName,
+    at_ts: u64,
+    wanted: &[String],
 ) -> Result<BTreeMap<String, KeyRecord>> {
     let usable = |keys: BTreeMap<String, KeyRecord>| -> BTreeMap<String, KeyRecord> {
         keys.into_iter().filter(|(_, r)| r.usable_at(at_ts)).collect()
@@ -157,10 +181,7 @@ pub async fn keys_for(
     }
     let owned = server.to_owned();
     let cached = usable(services.run(move |s| s.federation.cached_keys(&owned)).await?);
-    let complete = match wanted {
-        Some(id) => cached.contains_key(id),
-        None => !cached.is_empty(),
-    };
+    let complete = if wanted.is_empty() { !cached.is_empty() } else { wanted.iter().all(|id| cached.contains_key(id)) };
     if complete {
         return Ok(cached);
     }
@@ -176,13 +197,45 @@ pub async fn verify_keys_for(services: &Arc<Services>, server: &ServerName, at_t
     keys_for(services, server, at_ts, None).await
 }
 
+/// The key ids of `server`'s signatures on an event (pure).
+pub fn signature_key_ids(object: &CanonicalJsonObject, server: &str) -> Vec<String> {
+    match object.get("signatures") {
+        Some(CanonicalJsonValue::Object(all)) => match all.get(server) {
+            Some(CanonicalJsonValue::Object(sigs)) => sigs.keys().filter(|id| id.starts_with("ed25519:")).cloned().collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// The public keys of `servers` to check an event's signatures, valid at `ts`: a key id named
+/// in the event's signatures that is not cached is fetched (rate-limited as [`fetch_from_origin`]).
+pub async fn keys_for_event(
+    services: &Arc<Services>,
+    object: &CanonicalJsonObject,
+    servers: &BTreeSet<OwnedServerName>,
+    ts: u64,
+) -> Result<PublicKeyMap> {
+    let mut map = PublicKeyMap::new();
+    for server in servers {
+        let wanted = signature_key_ids(object, server.as_str());
+        let keys = keys_with_ids(services, server, ts, &wanted).await?;
+        let set = keys.into_iter().filter_map(|(id, record)| Base64::parse(&record.key).ok().map(|key| (id, key))).collect();
+        map.insert(server.to_string(), set);
+    }
+    Ok(map)
+}
+
 /// The notary's answer for `server`: its newest key document (fetched again when it does not last
 /// until `min_valid_until_ts` or is past half its life; the cached one when the server is
 /// unreachable), co-signed by us. Empty when we have nothing.
+/// `fetch_budget` is how many more servers this notary request may fetch from (decremented when
+/// this one needs a fetch; at 0 the cache answers alone).
 pub async fn notary_documents(
     services: &Arc<Services>,
     server: &ServerName,
     min_valid_until_ts: u64,
+    fetch_budget: &mut usize,
 ) -> Result<Vec<CanonicalJsonObject>> {
     let now = now_ms();
     if server == services.globals.server_name() {
@@ -190,10 +243,11 @@ pub async fn notary_documents(
     }
     let owned = server.to_owned();
     let mut cached = services.run(move |s| s.federation.cached_document(&owned)).await?;
-    if cached.as_ref().is_none_or(|doc| doc.needs_refresh(now, min_valid_until_ts))
-        && let Ok(fresh) = fetch_from_origin(services, server).await
-    {
-        cached = Some(fresh);
+    if cached.as_ref().is_none_or(|doc| doc.needs_refresh(now, min_valid_until_ts)) && *fetch_budget > 0 {
+        *fetch_budget -= 1;
+        if let Ok(fresh) = fetch_from_origin(services, server).await {
+            cached = Some(fresh);
+        }
     }
     Ok(cached
         .map(|stored| {

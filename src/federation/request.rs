@@ -49,8 +49,16 @@ pub async fn send_raw(
         xmatrix::sign_request(&mut request, origin, destination, &services.globals.keypair)
             .map_err(|e| Error::internal(format!("signing a request: {e}")))?;
     }
-    let dest = resolve(services, destination).await.map_err(|e| unreachable(e.to_string()))?;
-    services.federation.transport.send(&dest, request).await.map_err(|e| unreachable(e.to_string()))
+    let dest = resolve(services, destination).await.map_err(|e| transport_failure(destination.as_str(), &e))?;
+    services.federation.transport.send(&dest, request).await.map_err(|e| transport_failure(destination.as_str(), &e))
+}
+
+/// The error a client sees when another server (or an identity server, a media location) cannot
+/// be reached: a generic message naming only what was asked. The transport's details (addresses,
+/// TLS and connection errors) go to the log, never to clients.
+pub fn transport_failure(what: &str, error: &super::client::TransportError) -> Error {
+    tracing::info!("federation: {what}: {error}");
+    unreachable(format!("{what} could not be reached"))
 }
 
 /// Sends a ruma federation request (signed when the endpoint requires it) and returns the answer

@@ -1,13 +1,10 @@
 //! Running the discovery rules of [`super::discovery`] against the network: `.well-known`
 //! (HTTPS on port 443), then SRV (`_matrix-fed._tcp`, then the deprecated `_matrix._tcp`), then
-//! port 8448. Results are cached for an hour.
-
-use std::time::Instant;
+//! port 8448. Results are cached for an hour (at most `RESOLVE_CACHE_ENTRIES` names).
 
 use ruma::ServerName;
 
 use super::{
-    RESOLVE_CACHE,
     client::{Transport, TransportError},
     discovery::{self, Destination, Plan},
     dns,
@@ -25,17 +22,15 @@ pub async fn resolve(services: &Services, name: &ServerName) -> Result<Destinati
         Plan::Direct(dest) => return Ok(dest),
         Plan::WellKnown { hostname } | Plan::Srv { hostname } => hostname,
     };
-    if let Some((dest, at)) = fed.resolved.lock().unwrap_or_else(|e| e.into_inner()).get(name)
-        && at.elapsed() < RESOLVE_CACHE
-    {
-        return Ok(dest.clone());
+    if let Some(dest) = fed.resolved.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+        return Ok(dest);
     }
     let dest = match well_known(&fed.transport, &hostname).await.as_deref().and_then(discovery::plan_for_delegated) {
         Some(Plan::Direct(dest)) => dest,
         Some(Plan::Srv { hostname: delegated }) => srv_or_default(&delegated).await,
         _ => srv_or_default(&hostname).await,
     };
-    fed.resolved.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), (dest.clone(), Instant::now()));
+    fed.resolved.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), dest.clone());
     Ok(dest)
 }
 

@@ -25,6 +25,9 @@ pub fn config(data: &Path) -> Config {
     config.rate_limits.enabled = false;
     // Several servers run at once: the TLS federation listener takes any free port.
     config.federation.listen = "127.0.0.1:0".parse().unwrap();
+    // Peers, push gateways and identity servers of the tests listen on loopback, which
+    // `network.deny_ranges` refuses by default.
+    config.network.allow_ranges = vec!["127.0.0.0/8".into(), "::1/128".into()];
     config
 }
 

@@ -25,12 +25,14 @@ pub async fn query(
     request: Ruma<get_remote_server_keys::v2::Request>,
 ) -> Result<Json<Value>> {
     let min_valid = u64::from(request.body.minimum_valid_until_ts.get());
-    let documents = remote_keys::notary_documents(&services, &request.body.server_name, min_valid).await?;
+    let mut budget = 1;
+    let documents = remote_keys::notary_documents(&services, &request.body.server_name, min_valid, &mut budget).await?;
     Ok(Json(json!({ "server_keys": documents.into_iter().map(to_value).collect::<Vec<_>>() })))
 }
 
 /// `POST /_matrix/key/v2/query`: the same for several servers (each once, whatever key ids are
-/// asked: the whole document of each server is returned).
+/// asked: the whole document of each server is returned). At most
+/// [`remote_keys::MAX_NOTARY_FETCHES`] servers are asked again; the others come from the cache.
 pub async fn query_batch(
     State(services): State<Arc<Services>>,
     request: Ruma<get_remote_server_keys_batch::v2::Request>,
@@ -38,6 +40,7 @@ pub async fn query_batch(
     let now = now_ms();
     let mut server_keys = Vec::new();
     let servers: BTreeSet<_> = request.body.server_keys.keys().cloned().collect();
+    let mut budget = remote_keys::MAX_NOTARY_FETCHES;
     for server in servers {
         let criteria = &request.body.server_keys[&server];
         let min_valid = criteria
@@ -45,7 +48,8 @@ pub async fn query_batch(
             .filter_map(|c| c.minimum_valid_until_ts.map(|t| u64::from(t.get())))
             .max()
             .unwrap_or(now);
-        server_keys.extend(remote_keys::notary_documents(&services, &server, min_valid).await?.into_iter().map(to_value));
+        let documents = remote_keys::notary_documents(&services, &server, min_valid, &mut budget).await?;
+        server_keys.extend(documents.into_iter().map(to_value));
     }
     Ok(Json(json!({ "server_keys": server_keys })))
 }

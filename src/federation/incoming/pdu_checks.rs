@@ -128,7 +128,7 @@ pub async fn check_pdu(
     let ts = object.get("origin_server_ts").and_then(|v| v.as_integer()).map_or(0, |t| i64::from(t).max(0) as u64);
     // Keys are checked for validity at the event's time only where the room version requires it.
     let at = if rules.enforce_key_validity { ts } else { 0 };
-    let keys = keys_for_servers(services, &servers, at).await?;
+    let keys = remote_keys::keys_for_event(services, &object, &servers, at).await?;
     let object = verify(object, &keys, &rules)?;
     let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
     Ok(CheckedPdu { event_id, room_id, version, object, pdu })

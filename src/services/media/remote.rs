@@ -21,8 +21,9 @@ use super::render::Method;
 use crate::{
     error::{Error, Result},
     federation::{
-        discovery::Destination,
-        request::{send_raw, send_unparsed},
+        discovery::{Destination, split_host_port},
+        request::{send_raw, send_unparsed, transport_failure},
+        resolve::resolve,
         unreachable,
     },
     services::Services,
@@ -138,13 +139,30 @@ async fn get_unsigned(services: &Services, destination: &ServerName, path_and_qu
     send_raw(services, destination, request, false).await
 }
 
-/// Follows a `Location` of a federation media answer (HTTPS only).
-async fn follow(services: &Services, url: &str) -> Result<Fetched> {
-    let uri: http::Uri = url.parse().map_err(|_| unreachable(format!("bad media location {url}")))?;
+/// Whether a `Location` on `location_host` may be followed for media of `server`: only on the
+/// host of the server name or of the address its requests go to (a peer cannot send us to
+/// another host, such as a service of our own network) (pure).
+pub fn location_host_allowed(location_host: &str, server: &ServerName, destination_host: &str) -> bool {
+    let location_host = location_host.trim_start_matches('[').trim_end_matches(']');
+    let server_host = split_host_port(server.as_str()).map_or(server.as_str(), |(host, _)| host);
+    [server_host, destination_host].iter().any(|host| host.eq_ignore_ascii_case(location_host))
+}
+
+/// Follows a `Location` of a federation media answer (HTTPS only, same host only).
+async fn follow(services: &Services, server: &ServerName, url: &str) -> Result<Fetched> {
+    let refused = |why: &str| {
+        tracing::info!("media of {server}: location {url} not followed: {why}");
+        unreachable(format!("{server} answered a media location that is not followed"))
+    };
+    let uri: http::Uri = url.parse().map_err(|_| refused("not a URL"))?;
     let (Some("https"), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return Err(unreachable(format!("media location {url} is not an https URL")));
+        return Err(refused("not an https URL"));
     };
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let server_destination = resolve(services, server).await.map_err(|e| transport_failure(server.as_str(), &e))?;
+    if !location_host_allowed(&host, server, &server_destination.host) {
+        return Err(refused("another host"));
+    }
     let destination = Destination {
         host: host.clone(),
         port: authority.port_u16().unwrap_or(443),
@@ -158,7 +176,7 @@ async fn follow(services: &Services, url: &str) -> Result<Fetched> {
         .transport
         .send(&destination, request)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| transport_failure(server.as_str(), &e))?;
     read_plain_answer(authority.as_str(), response)
 }
 
@@ -174,7 +192,7 @@ async fn resolve_answer(
 ) -> Result<Fetched> {
     match answer {
         Answer::File(fetched) => Ok(fetched),
-        Answer::Location(url) => follow(services, &url).await,
+        Answer::Location(url) => follow(services, server, &url).await,
         Answer::Unsupported => {
             let response = get_unsigned(services, server, &legacy_path()).await?;
             read_plain_answer(server.as_str(), response)
@@ -259,6 +277,20 @@ mod tests {
         let body = b"--b\r\nContent-Type: application/json\r\n\r\n{}\r\n--b\r\nLocation: https://cdn.example/m/1\r\n\r\n\r\n--b--";
         let answer = read_federation_answer::<get_content_thumbnail::v1::Response>(origin(), response(200, "multipart/mixed; boundary=b", body));
         assert!(matches!(answer, Answer::Location(ref url) if url == "https://cdn.example/m/1"), "{answer:?}");
+    }
+
+    #[test]
+    fn locations_are_followed_only_on_the_servers_own_host() {
+        let server = <&ServerName>::try_from("remote.example:8448").unwrap();
+        assert!(location_host_allowed("remote.example", server, "fed.remote.example"));
+        assert!(location_host_allowed("REMOTE.example", server, "fed.remote.example"));
+        assert!(location_host_allowed("fed.remote.example", server, "fed.remote.example"));
+        assert!(!location_host_allowed("cdn.example", server, "fed.remote.example"));
+        assert!(!location_host_allowed("127.0.0.1", server, "fed.remote.example"));
+        assert!(!location_host_allowed("169.254.169.254", server, "fed.remote.example"));
+        let literal = <&ServerName>::try_from("[::1]:8448").unwrap();
+        assert!(location_host_allowed("[::1]", literal, "::1"));
+        assert!(!location_host_allowed("localhost", literal, "::1"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The push gateway API (`POST /_matrix/push/v1/notify`): the body of a notification and a small
 //! HTTP/1.1 client for `http` gateway URLs (`https` ones go through the federation transport's
-//! TLS, `federation::client::Transport`).
+//! TLS, `federation::client::Transport`). Both open their connections with the transport's
+//! connector, so a gateway in a denied address range (`[network]`) is never reached.
 
 use std::time::Duration;
 
@@ -9,12 +10,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use ruma::events::StateEventType;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 
 use super::{pushers::StoredPusher, queue::Item};
 use crate::{
     error::{Error, Result},
-    federation::discovery::Destination,
+    federation::{client::TransportError, discovery::Destination},
     services::{Services, rooms, timeline::StoredEvent},
 };
 
@@ -102,15 +102,21 @@ pub async fn post(s: &Services, url: &str, body: &Value) -> Outcome {
     };
     let answer = if https {
         let dest = Destination { host: host.clone(), port, host_header: authority, tls_name: host };
-        s.federation.transport.send(&dest, request).await.map_err(|e| e.to_string())
+        s.federation.transport.send(&dest, request).await
     } else {
-        match tokio::time::timeout(TIMEOUT, plain_http(&host, port, &authority, request)).await {
+        match tokio::time::timeout(TIMEOUT, plain_http(s, &host, port, &authority, request)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer from {authority} in time")),
+            Err(_) => Err(TransportError::Timeout(authority)),
         }
     };
     match answer {
-        Err(e) => Outcome::Retry(e),
+        // A gateway in a denied address range (`[network]`) is never reached: trying again will
+        // not help.
+        Err(e @ TransportError::Denied(_)) => {
+            tracing::warn!("push gateway {url}: {e}");
+            Outcome::Refused(http::StatusCode::FORBIDDEN)
+        }
+        Err(e) => Outcome::Retry(e.to_string()),
         Ok(response) => classify(response.status(), response.body()),
     }
 }
@@ -136,23 +142,30 @@ fn classify(status: http::StatusCode, body: &[u8]) -> Outcome {
 }
 
 /// One plain HTTP/1.1 exchange.
-async fn plain_http(host: &str, port: u16, authority: &str, request: http::Request<Vec<u8>>) -> Result<http::Response<Bytes>, String> {
-    let tcp = TcpStream::connect((host, port)).await.map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+async fn plain_http(
+    s: &Services,
+    host: &str,
+    port: u16,
+    authority: &str,
+    request: http::Request<Vec<u8>>,
+) -> Result<http::Response<Bytes>, TransportError> {
+    let tcp = s.federation.transport.connector().connect(host, port).await?;
     let _ = tcp.set_nodelay(true);
+    let failed = |e: String| TransportError::Http(authority.to_owned(), e);
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| failed(e.to_string()))?;
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
     let (mut parts, body) = request.into_parts();
-    let host_header = http::HeaderValue::from_str(authority).map_err(|e| e.to_string())?;
+    let host_header = http::HeaderValue::from_str(authority).map_err(|e| failed(e.to_string()))?;
     parts.headers.insert(http::header::HOST, host_header);
     parts.headers.insert(http::header::USER_AGENT, http::HeaderValue::from_static(concat!("Parvis/", env!("CARGO_PKG_VERSION"))));
     let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
     let result = async {
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| failed(e.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map_err(|e| failed(e.to_string()))?.to_bytes();
         Ok(http::Response::from_parts(parts, body))
     }
     .await;
