@@ -21,7 +21,26 @@ use ruma::api::Metadata;
 
 use crate::{error::Error, services::Services};
 
-pub type AppRouter = Router<Arc<Services>>;
+/// The client router under construction, with the method and path of every route registered on it
+/// (`route_list`: the access-control test in tests/route_access.rs checks that each one has an entry).
+pub struct AppRouter {
+    router: Router<Arc<Services>>,
+    routes: Vec<(Method, String)>,
+}
+
+impl AppRouter {
+    fn new() -> Self {
+        Self { router: Router::new(), routes: Vec::new() }
+    }
+
+    /// Registers `handler` for `method` on `path`.
+    pub fn route<H: Handler<X, Arc<Services>> + Clone, X: 'static>(mut self, method: Method, path: &str, handler: H) -> Self {
+        let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
+        self.router = self.router.route(path, on(filter, handler));
+        self.routes.push((method, path.to_owned()));
+        self
+    }
+}
 
 /// Registers a handler on every path (stable, legacy and unstable) of a ruma endpoint.
 pub trait RumaRoute {
@@ -30,22 +49,31 @@ pub trait RumaRoute {
 
 impl RumaRoute for AppRouter {
     fn ruma<T: Metadata, H: Handler<X, Arc<Services>> + Clone, X: 'static>(mut self, handler: H) -> Self {
-        let filter = MethodFilter::try_from(T::METHOD).expect("ruma endpoints use standard methods");
         for path in ruma_wrapper::paths_of::<T>() {
-            self = self.route(path, on(filter, handler.clone()));
+            self = self.route(T::METHOD, path, handler.clone());
             // An empty state key: `/state/{event_type}/` and `/state/{event_type}`.
             if let Some(base) = path.strip_suffix("/{state_key}") {
-                self = self.route(&format!("{base}/"), on(filter, handler.clone()));
-                self = self.route(base, on(filter, handler.clone()));
+                self = self.route(T::METHOD, &format!("{base}/"), handler.clone());
+                self = self.route(T::METHOD, base, handler.clone());
             }
         }
         self
     }
 }
 
+fn client_routes() -> AppRouter {
+    admin::routes(client::routes(AppRouter::new()))
+}
+
+/// The method and path of every route of the client listener, as registered (path parameters in
+/// braces), without starting a server.
+pub fn route_list() -> Vec<(Method, String)> {
+    client_routes().routes
+}
+
 pub fn router(services: Arc<Services>) -> Router {
-    let router = admin::routes(client::routes(Router::new()));
-    router
+    client_routes()
+        .router
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })
         .layer(middleware::from_fn(cors))

@@ -20,7 +20,7 @@ pub mod sliding_sync;
 pub mod sync;
 pub mod to_device;
 
-use axum::routing::get;
+use http::Method;
 use ruma::api::client::{
     account::{change_password, deactivate, get_username_availability, register, request_openid_token, whoami},
     alias::{create_alias, delete_alias, get_alias},
@@ -56,8 +56,8 @@ use super::{AppRouter, RumaRoute};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     e2ee_routes(media::routes(push::routes(router)))
-        .route("/.well-known/matrix/client", get(discovery::well_known_client))
-        .route("/.well-known/matrix/server", get(discovery::well_known_server))
+        .route(Method::GET, "/.well-known/matrix/client", discovery::well_known_client)
+        .route(Method::GET, "/.well-known/matrix/server", discovery::well_known_server)
         .ruma::<get_supported_versions::Request, _, _>(discovery::versions)
         .ruma::<get_capabilities::v3::Request, _, _>(discovery::capabilities)
         .ruma::<register::v3::Request, _, _>(account::register)

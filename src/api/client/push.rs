@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::{
     extract::{Request, State},
     response::{IntoResponse, Response},
-    routing::post,
 };
 use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
@@ -32,7 +31,7 @@ type Res<T> = Result<RumaResponse<T>>;
 
 pub fn routes(mut router: AppRouter) -> AppRouter {
     for path in paths_of::<set_pusher::v3::Request>() {
-        router = router.route(path, post(set_pusher));
+        router = router.route(http::Method::POST, path, set_pusher);
     }
     router
         .ruma::<get_pushrules_all::v3::Request, _, _>(all)
