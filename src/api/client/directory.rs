@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::{
+    RoomId, UserId,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
         directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
@@ -36,10 +37,24 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_alia
             if !s.timeline.room_exists(&req.body.room_id)? {
                 return Err(Error::not_found("Unknown room"));
             }
+            if !is_joined(s, &req.body.room_id, &user)? {
+                return Err(Error::forbidden("You must be in the room to create an alias for it"));
+            }
             s.directory.set_alias(alias, &req.body.room_id, &user)?;
             Ok(create_alias::v3::Response::new().into())
         })
         .await
+}
+
+fn is_joined(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
+    let short = rooms::short_room(s, room_id).map_err(|_| Error::not_found("Unknown room"))?;
+    s.membership.is_joined(short, user)
+}
+
+/// A room's aliases and directory listing are edited by its joined members with the power to send
+/// `m.room.canonical_alias` (a power level alone, kept after leaving, is not enough).
+fn may_edit_listing(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
+    Ok(is_joined(s, room_id, user)? && power::can_send_state(s, room_id, user, "m.room.canonical_alias")?)
 }
 
 pub async fn resolve(State(services): State<Arc<Services>>, req: Ruma<get_alias::v3::Request>) -> Res<get_alias::v3::Response> {
@@ -60,7 +75,7 @@ pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_alia
     services
         .run(move |s| {
             let record = s.directory.resolve(&req.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
-            if record.creator != user && !power::can_send_state(s, &record.room_id, &user, "m.room.canonical_alias")? {
+            if record.creator != user && !may_edit_listing(s, &record.room_id, &user)? {
                 return Err(Error::forbidden("You may not delete this alias"));
             }
             s.directory.remove_alias(&req.body.room_alias)?;
@@ -107,7 +122,7 @@ pub async fn set_visibility(
             if !s.timeline.room_exists(&req.body.room_id)? {
                 return Err(Error::not_found("Unknown room"));
             }
-            if !power::can_send_state(s, &req.body.room_id, &user, "m.room.canonical_alias")? {
+            if !may_edit_listing(s, &req.body.room_id, &user)? {
                 return Err(Error::forbidden("You may not change this room's visibility"));
             }
             let public = req.body.visibility == Visibility::Public;
