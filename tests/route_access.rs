@@ -163,7 +163,9 @@ fn table() -> Vec<Entry> {
         e("GET", "client/rooms/{room_id}/context/{event_id}", Event, FORBIDDEN),
         e("GET", "client/rooms/{room_id}/event/{event_id}", Event, NOT_FOUND),
         e("PUT", "client/rooms/{room_id}/redact/{event_id}/{txn_id}", Event, FORBIDDEN).body(json!({ "reason": "mallory" })),
-        e("POST", "client/search", Own, OK).body(json!({ "search_categories": { "room_events": { "search_term": "s3cr3t" } } })),
+        e("POST", "client/search", Own, OK).body(json!({ "search_categories": { "room_events": {
+            "search_term": "s3cr3t", "filter": { "rooms": ["{room_id}"] }, "event_context": { "before_limit": 5, "after_limit": 5 }
+        } } })),
         // Ephemeral: typing (as mallory herself), receipts, read markers.
         e("PUT", "client/rooms/{room_id}/typing/{user_id}", RoomMember, FORBIDDEN)
             .with(&[("user_id", "mallory")])
@@ -523,6 +525,13 @@ async fn a_stranger_gets_the_specs_error_on_every_route_and_changes_nothing() {
             url = format!("{url}?{}", fx.fill(entry.query, entry.with, fresh_name, true));
         }
         let body = entry.body.as_ref().map(|b| fx.fill(&b.to_string(), entry.with, fresh_name, false));
+        // Every route but the public ones wants an access token.
+        if entry.need != Need::Public {
+            let (status, text) = send(s, &method, &url, None, body.clone()).await;
+            if status != 401 || !text.contains("M_MISSING_TOKEN") {
+                failures.push(format!("{method} {path} without a token: expected 401 M_MISSING_TOKEN, got {status}: {text}"));
+            }
+        }
         let (mut status, mut text) = send(s, &method, &url, token, body.clone()).await;
         // User-interactive auth: the password stage, sent again in the session the first answer opened.
         if status == 401
@@ -577,4 +586,62 @@ async fn a_stranger_gets_the_specs_error_on_every_route_and_changes_nothing() {
         failures.push(format!("mallory became an admin: GET /_synapse/admin/v2/users answered {status}"));
     }
     assert!(failures.is_empty(), "{} access-control failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A former member reads the room up to her leave and nothing after; an event named under another
+/// room (one the caller is in) is not found there.
+#[tokio::test]
+async fn a_former_member_sees_nothing_after_her_leave_and_events_stay_in_their_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let (_, alice) = s.register("alice").await;
+    let (mallory_id, mallory) = s.register("mallory").await;
+    let room = s.create_room(&alice, json!({ "preset": "private_chat", "topic": "open topic" })).await;
+    let r = enc(&room);
+    s.post(&format!("/_matrix/client/v3/rooms/{r}/invite"), &alice, json!({ "user_id": mallory_id })).await;
+    s.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &mallory, json!({})).await;
+    let before = s.send_text(&alice, &room, "t1", "hello while mallory is here").await;
+    s.post(&format!("/_matrix/client/v3/rooms/{r}/leave"), &mallory, json!({})).await;
+    let after = s.send_text(&alice, &room, "t2", "s3cr3t after the leave").await;
+    s.put(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"), &alice, json!({ "topic": "s3cr3t topic" })).await;
+    let own = s.create_room(&mallory, json!({ "preset": "private_chat" })).await;
+    let o = enc(&own);
+    let (b, a) = (enc(&before), enc(&after));
+
+    let checks: Vec<(&str, String, Option<Value>, u16)> = vec![
+        // Up to the leave: readable.
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/event/{b}"), None, 200),
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/messages?dir=b"), None, 200),
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/state"), None, 200),
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"), None, 200),
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/members"), None, 200),
+        ("GET", "/_matrix/client/v3/sync?timeout=0".to_owned(), None, 200),
+        ("POST", "/_matrix/client/v3/search".to_owned(), Some(json!({ "search_categories": { "room_events": { "search_term": "s3cr3t" } } })), 200),
+        // After the leave: hidden.
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/event/{a}"), None, 404),
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/context/{a}"), None, 403),
+        ("GET", format!("/_matrix/client/v3/rooms/{r}/joined_members"), None, 403),
+        ("PUT", format!("/_matrix/client/v3/rooms/{r}/typing/{}", enc(&mallory_id)), Some(json!({ "typing": true, "timeout": 1000 })), 403),
+        ("POST", format!("/_matrix/client/v3/rooms/{r}/receipt/m.read/{b}"), Some(json!({})), 403),
+        // Alice's event named under mallory's own room.
+        ("GET", format!("/_matrix/client/v3/rooms/{o}/event/{b}"), None, 404),
+        ("GET", format!("/_matrix/client/v3/rooms/{o}/context/{a}"), None, 404),
+        ("PUT", format!("/_matrix/client/v3/rooms/{o}/redact/{a}/t1"), Some(json!({})), 404),
+        ("POST", format!("/_matrix/client/v3/rooms/{o}/receipt/m.read/{a}"), Some(json!({})), 404),
+        ("POST", format!("/_matrix/client/v3/rooms/{o}/read_markers"), Some(json!({ "m.fully_read": after, "m.read": after })), 404),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in checks {
+        let (status, text) = send(&s, method, &path, Some(&mallory), body.map(|b| b.to_string())).await;
+        if status != expected {
+            failures.push(format!("{method} {path}: expected {expected}, got {status}: {text}"));
+        }
+        if (200..300).contains(&status) && text.contains("s3cr3t") {
+            failures.push(format!("{method} {path}: the answer shows what alice sent after mallory left: {text}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Alice's message was not redacted by the call under mallory's room.
+    let event = s.get(&format!("/_matrix/client/v3/rooms/{r}/event/{a}"), &alice).await;
+    assert_eq!(event["content"]["body"], "s3cr3t after the leave", "{event}");
 }
