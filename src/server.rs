@@ -91,7 +91,24 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             tracing::error!("server error: {e}");
         }
     });
-    Ok(RunningServer { services, addr, federation_addr, federation, sender, push, search_rebuild, shutdown, task })
+    Ok(RunningServer {
+        services,
+        addr,
+        federation_addr,
+        federation,
+        sender,
+        push,
+        search_rebuild,
+        shutdown,
+        task,
+    })
+}
+
+/// The tokio runtime the server runs on: database work (`Services::run`) shares a blocking pool of
+/// 8 threads; password hashing has its own threads (`services::password_pool`). Tests that
+/// measure behaviour under load build the same runtime.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(8).build()
 }
 
 /// Runs until SIGINT or SIGTERM.

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod client_address;
 pub mod federation;
 pub mod ruma_wrapper;
 
