@@ -100,6 +100,8 @@ pub struct LimitsConfig {
     /// Password jobs that may wait for those threads; beyond, logins, registrations and
     /// password checks are answered 429 `M_LIMIT_EXCEEDED`.
     pub password_hash_queue: usize,
+    /// To-device messages kept for one device until it syncs; beyond, new ones for it are dropped.
+    pub max_pending_to_device: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +217,7 @@ impl Default for LimitsConfig {
             max_sync_timeout_ms: 60_000,
             password_hash_threads: 2,
             password_hash_queue: 16,
+            max_pending_to_device: 10_000,
         }
     }
 }
@@ -262,6 +265,9 @@ impl Config {
         }
         if self.limits.password_hash_queue > 10_000 {
             return invalid("limits.password_hash_queue", "must be at most 10000");
+        }
+        if self.limits.max_pending_to_device == 0 {
+            return invalid("limits.max_pending_to_device", "must be at least 1");
         }
         if let Some(header) = &self.listen.client_ip_header
             && http::HeaderName::from_bytes(header.as_bytes()).is_err()
