@@ -64,6 +64,8 @@ VERSUS_SEQ_PARVIS=5000); command-line options win.
   --seq-parvis N             sequential sends against Parvis            (default 2000)
   --seq-synapse N            sequential sends against Synapse           (default 500)
   --seq-warmup N             unmeasured sends before them               (default 20)
+  --flood-sends N            sends measured during a login flood        (default 200; 0 to skip)
+  --flood-tasks N            tasks sending wrong-password logins        (default 50)
   --conc-users N             concurrent senders                         (default 50)
   --conc-secs S              how long they send                         (default 10)
   --conc-max N               at most this many sends per sender         (default 100000)
@@ -86,6 +88,8 @@ struct Opts {
     seq_parvis: usize,
     seq_synapse: usize,
     seq_warmup: usize,
+    flood_sends: usize,
+    flood_tasks: usize,
     conc_users: usize,
     conc_secs: f64,
     conc_max: usize,
@@ -201,6 +205,8 @@ fn parse_opts() -> Res<Opts> {
         seq_parvis: num(last("seq-parvis"), "seq-parvis", 2000)?,
         seq_synapse: num(last("seq-synapse"), "seq-synapse", 500)?,
         seq_warmup: num(last("seq-warmup"), "seq-warmup", 20)?,
+        flood_sends: num(last("flood-sends"), "flood-sends", 200)?,
+        flood_tasks: num(last("flood-tasks"), "flood-tasks", 50)?,
         conc_users: num(last("conc-users"), "conc-users", 50)?,
         conc_secs: num(last("conc-secs"), "conc-secs", 10.0)?,
         conc_max: num(last("conc-max"), "conc-max", 100_000)?,
@@ -260,6 +266,18 @@ const FIGS: &[Fig] = &[
     Fig {
         key: "seq_p99",
         label: "sequential send latency p99 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "flood_p50",
+        label: "send latency during a login flood p50 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "flood_p99",
+        label: "send latency during a login flood p99 (ms)",
         better: Better::Lower,
         decimals: 2,
     },
@@ -653,6 +671,27 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
                     "[versus]   {} sends: {:.1}/s, p50 {:.2} ms, p99 {:.2} ms",
                     r.n, r.per_sec, r.p50_ms, r.p99_ms
                 );
+            }
+        );
+    }
+    if o.flood_sends > 0 {
+        workload!(
+            "sends during a login flood",
+            workloads::sends_during_login_flood(&api, &names, o.flood_sends, o.flood_tasks),
+            |r| {
+                res.set("flood_p50", r.p50_ms);
+                res.set("flood_p99", r.p99_ms);
+                let (verified, refused, other) = r.logins;
+                eprintln!(
+                    "[versus]   {} sends: p50 {:.2} ms, p99 {:.2} ms; logins meanwhile: {verified} verified (403), {refused} refused (429), {other} other",
+                    r.n, r.p50_ms, r.p99_ms
+                );
+                res.notes.push(format!(
+                    "{}: login flood ({} tasks): during {} sends, {verified} wrong-password logins answered 403, {refused} answered 429, {other} other",
+                    kind.name(),
+                    o.flood_tasks,
+                    r.n
+                ));
             }
         );
     }

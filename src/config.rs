@@ -58,6 +58,10 @@ pub struct ListenConfig {
     /// `https://matrix.example.org`), announced in `/.well-known/matrix/client`. Unset:
     /// `http://<server_name>`.
     pub public_base_url: Option<String>,
+    /// The header a reverse proxy in front of the client listener sets to the client's address
+    /// (e.g. `X-Forwarded-For`; its last entry is used). Unset: the address of the TCP peer.
+    /// Rate limits of unauthenticated requests are kept per client address.
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +105,11 @@ pub struct RateLimitConfig {
     pub per_second: f64,
     /// Requests allowed in a burst above the sustained rate.
     pub burst: f64,
+    /// Failed logins of one account before each further attempt must wait (0: no delay).
+    pub login_failures_before_delay: u32,
+    /// The first wait after those failures, in milliseconds; it doubles with every further
+    /// failure (at most 15 minutes). A successful login starts over.
+    pub login_failure_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +119,14 @@ pub struct LimitsConfig {
     pub max_request_bytes: usize,
     /// Largest accepted `timeout` of a long-polling /sync, in milliseconds.
     pub max_sync_timeout_ms: u64,
+    /// Threads that hash and verify passwords (Argon2id, 7 MiB each), apart from the pool
+    /// database calls run on.
+    pub password_hash_threads: usize,
+    /// Password jobs that may wait for those threads; beyond, logins, registrations and
+    /// password checks are answered 429 `M_LIMIT_EXCEEDED`.
+    pub password_hash_queue: usize,
+    /// To-device messages kept for one device until it syncs; beyond, new ones for it are dropped.
+    pub max_pending_to_device: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,7 +207,11 @@ impl Default for Config {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { client: "127.0.0.1:8008".parse().expect("valid default address"), public_base_url: None }
+        Self {
+            client: "127.0.0.1:8008".parse().expect("valid default address"),
+            public_base_url: None,
+            client_ip_header: None,
+        }
     }
 }
 
@@ -214,13 +235,25 @@ impl Default for RoomsConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { enabled: true, per_second: 200.0, burst: 1000.0 }
+        Self {
+            enabled: true,
+            per_second: 200.0,
+            burst: 1000.0,
+            login_failures_before_delay: 3,
+            login_failure_delay_ms: 1000,
+        }
     }
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_request_bytes: 1 << 20, max_sync_timeout_ms: 60_000 }
+        Self {
+            max_request_bytes: 1 << 20,
+            max_sync_timeout_ms: 60_000,
+            password_hash_threads: 2,
+            password_hash_queue: 16,
+            max_pending_to_device: 10_000,
+        }
     }
 }
 
@@ -261,6 +294,20 @@ impl Config {
         }
         if self.rate_limits.enabled && (self.rate_limits.per_second <= 0.0 || self.rate_limits.burst < 1.0) {
             return invalid("rate_limits", "per_second must be > 0 and burst >= 1");
+        }
+        if self.limits.password_hash_threads == 0 || self.limits.password_hash_threads > 64 {
+            return invalid("limits.password_hash_threads", "must be between 1 and 64");
+        }
+        if self.limits.password_hash_queue > 10_000 {
+            return invalid("limits.password_hash_queue", "must be at most 10000");
+        }
+        if self.limits.max_pending_to_device == 0 {
+            return invalid("limits.max_pending_to_device", "must be at least 1");
+        }
+        if let Some(header) = &self.listen.client_ip_header
+            && http::HeaderName::from_bytes(header.as_bytes()).is_err()
+        {
+            return invalid("listen.client_ip_header", "must be a valid header name");
         }
         if self.limits.max_request_bytes < 65_536 {
             return invalid("limits.max_request_bytes", "must be at least 65536 (one event)");

@@ -50,11 +50,7 @@ fn main() {
         }
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(8)
-        .build()
-        .expect("tokio runtime");
+    let runtime = server::runtime().expect("tokio runtime");
     if let Err(e) = runtime.block_on(server::run(config)) {
         eprintln!("parvis: {e}");
         std::process::exit(1);

@@ -16,6 +16,7 @@ pub struct RunningServer {
     sender: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     push: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     search_rebuild: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    to_device_prune: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -35,6 +36,8 @@ impl RunningServer {
         let _ = self.push.1.await;
         let _ = self.search_rebuild.0.send(true);
         let _ = self.search_rebuild.1.await;
+        let _ = self.to_device_prune.0.send(true);
+        let _ = self.to_device_prune.1.await;
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     }
@@ -76,6 +79,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         (stop, crate::services::search::rebuild::spawn(services.clone(), stop_rx))
     };
+    // Forgetting to-device transaction ids older than a day (at start and hourly).
+    let to_device_prune = {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        (stop, tokio::spawn(crate::services::to_device::prune_periodically(services.clone(), stop_rx)))
+    };
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -91,7 +99,25 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             tracing::error!("server error: {e}");
         }
     });
-    Ok(RunningServer { services, addr, federation_addr, federation, sender, push, search_rebuild, shutdown, task })
+    Ok(RunningServer {
+        services,
+        addr,
+        federation_addr,
+        federation,
+        sender,
+        push,
+        search_rebuild,
+        to_device_prune,
+        shutdown,
+        task,
+    })
+}
+
+/// The tokio runtime the server runs on: database work (`Services::run`) shares a blocking pool of
+/// 8 threads; password hashing has its own threads (`services::password_pool`). Tests that
+/// measure behaviour under load build the same runtime.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(8).build()
 }
 
 /// Runs until SIGINT or SIGTERM.

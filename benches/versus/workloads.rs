@@ -116,6 +116,105 @@ pub async fn sequential(api: &Api, names: &Names, n: usize, warmup: usize) -> Re
 
 // ---------------------------------------------------------------------------------------------------
 
+pub struct FloodResult {
+    pub n: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Login attempts answered during the measurement: 403 (verified), 429 (refused), other.
+    pub logins: (usize, usize, usize),
+}
+
+/// `flooders` tasks send wrong-password logins for one account in a loop while one other user
+/// sends `n` messages one after another: the latency of those sends (compare with `sequential`).
+pub async fn sends_during_login_flood(
+    api: &Api,
+    names: &Names,
+    n: usize,
+    flooders: usize,
+) -> Res<FloodResult> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let victim = api.register(&names.user("floodvictim"), PASSWORD).await?;
+    let u = api.register(&names.user("floodsender"), PASSWORD).await?;
+    let room = api.create_room(&u, "flood").await?;
+    api.send_text(&u, &room, "floodw", "warm-up").await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new([
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    ]);
+    let body = serde_json::json!({
+        "type": "m.login.password",
+        "identifier": { "type": "m.id.user", "user": victim.user_id },
+        "password": "wrong password",
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..flooders {
+        let (api, stop, counts, body) = (api.clone(), stop.clone(), counts.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let answer = api
+                    .call_raw(
+                        reqwest::Method::POST,
+                        "/_matrix/client/v3/login",
+                        None,
+                        Some(&body),
+                        Duration::from_secs(30),
+                    )
+                    .await;
+                let slot = match answer.map(|a| a.0.as_u16()) {
+                    Ok(403) => 0,
+                    Ok(429) => 1,
+                    _ => 2,
+                };
+                counts[slot].fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    // The flood fills the server's queues first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let mut lat = Vec::with_capacity(n);
+    let mut failed = None;
+    for i in 0..n {
+        let t = Instant::now();
+        if let Err(e) = api
+            .send_text(
+                &u,
+                &room,
+                &format!("flood{i}"),
+                &format!("message during a flood {i}"),
+            )
+            .await
+        {
+            failed = Some(e);
+            break;
+        }
+        lat.push(ms(t.elapsed()));
+    }
+    let after: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(FloodResult {
+        n,
+        p50_ms: pct(&lat, 0.5),
+        p99_ms: pct(&lat, 0.99),
+        logins: (
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2],
+        ),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
+
 pub struct ConcResult {
     pub users: usize,
     pub sent: usize,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod client_address;
 pub mod federation;
 pub mod panic_guard;
 pub mod ruma_wrapper;

@@ -146,7 +146,15 @@ where
 
         let (user, device) = authenticate(services, &parts, <T::Authentication as AuthKind>::NEED).await?;
         if T::RATE_LIMITED {
-            let who = user.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "anonymous".to_owned());
+            // Without a user, per client address: one anonymous client cannot use up the
+            // budget of all others.
+            let who = match &user {
+                Some(user) => user.to_string(),
+                None => {
+                    let header = services.config().listen.client_ip_header.as_deref();
+                    super::client_address::bucket(super::client_address::of(&parts, header))
+                }
+            };
             services.rate_limiter.check(&who)?;
         }
 

@@ -11,7 +11,9 @@ pub mod filters;
 pub mod globals;
 pub mod key_backup;
 pub mod keys;
+pub mod login_failures;
 pub mod media;
+pub mod password_pool;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
@@ -49,6 +51,8 @@ pub struct Services {
     pub filters: filters::Filters,
     pub push: push::Push,
     pub rate_limiter: ratelimit::RateLimiter,
+    /// The growing delay after failed logins, per account.
+    pub login_failures: login_failures::LoginFailures,
     pub federation: crate::federation::Federation,
     pub media: media::Media,
     pub sliding_sync: sync::sliding::connection::Connections,
@@ -101,6 +105,8 @@ impl Services {
 
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
+        let login_failures = login_failures::LoginFailures::new(&config.rate_limits);
+        let passwords = password_pool::PasswordPool::new(config.limits.password_hash_threads, config.limits.password_hash_queue);
         let federation = crate::federation::Federation::new(&config, db.clone())?;
         let media = media::Media::open(&config, db.clone())?;
         Ok(Arc::new(Self {
@@ -109,7 +115,7 @@ impl Services {
             state: state::StateService::new(db.clone()),
             timeline: timeline::Timeline::new(db.clone()),
             membership: rooms::membership::MembershipIndex::new(db.clone()),
-            users: users::Users::new(db.clone()),
+            users: users::Users::new(db.clone(), passwords),
             uia: uia::Uia::default(),
             directory: directory::Directory::new(db.clone()),
             account_data: account_data::AccountData::new(db.clone()),
@@ -119,6 +125,7 @@ impl Services {
             push: push::Push::new(db.clone()),
             filters: filters::Filters::new(db),
             rate_limiter,
+            login_failures,
             federation,
             media,
             sliding_sync: Default::default(),

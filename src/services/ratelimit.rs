@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_limits() {
-        let limiter = RateLimiter::new(&RateLimitConfig { enabled: true, per_second: 1.0, burst: 3.0 });
+        let limiter = RateLimiter::new(&RateLimitConfig { enabled: true, per_second: 1.0, burst: 3.0, ..Default::default() });
         for _ in 0..3 {
             limiter.check("a").unwrap();
         }

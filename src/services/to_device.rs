@@ -5,6 +5,12 @@
 //! transaction id, and messages received over federation per sender and `message_id`
 //! (`to_device_txns`). Messages for other servers' users go out as `m.direct_to_device` EDUs
 //! through the persisted federation queue, in the same batch as the transaction id.
+//!
+//! Limits: a device keeps at most `limits.max_pending_to_device` undelivered messages; beyond, new
+//! messages for it are dropped (the sender is not told: the spec has no error for it, and a
+//! device that does not sync for so long must re-establish its sessions anyway). Transaction and
+//! message ids are kept a day ([`TXN_KEEP`]), through a time index (`to_device_txn_times`),
+//! pruned at start and hourly ([`prune_periodically`]).
 
 use std::collections::BTreeMap;
 
@@ -25,9 +31,19 @@ use crate::{
 
 /// user, device, position u64 → `{type, sender, content}`.
 pub const TO_DEVICE: Map = Map("to_device");
-/// sender user, sender device (empty for federation), transaction or message id → empty.
+/// sender user, sender device (empty for federation), transaction or message id → received ms
+/// (u64; empty for ids stored before the time index existed).
 pub const TO_DEVICE_TXNS: Map = Map("to_device_txns");
-pub const MAPS: &[Map] = &[TO_DEVICE, TO_DEVICE_TXNS];
+/// received ms u64 ‖ `to_device_txns` key → empty.
+pub const TO_DEVICE_TXN_TIMES: Map = Map("to_device_txn_times");
+pub const MAPS: &[Map] = &[TO_DEVICE, TO_DEVICE_TXNS, TO_DEVICE_TXN_TIMES];
+
+/// How long a transaction or message id is remembered (retries come within minutes).
+pub const TXN_KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How often they are pruned.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Ids deleted per batch.
+const PRUNE_PER_BATCH: usize = 1000;
 
 /// At most this many to-device messages per /sync answer (the spec's guidance).
 pub const SYNC_LIMIT: usize = 100;
@@ -39,8 +55,10 @@ fn message_key(user: &str, device: &str, pos: u64) -> Vec<u8> {
     Key::new().str(user).str(device).u64(pos).build()
 }
 
-/// Stores one message for each target local device (`*`: every device of the user) in `c`.
-fn deliver_local(s: &Services, c: &mut Commit, sender: &UserId, event_type: &str, user: &UserId, targets: &BTreeMap<String, Value>) -> Result<()> {
+/// The local devices that get a message (`*`: every device of the user), each with its content;
+/// devices holding `limits.max_pending_to_device` undelivered messages are left out. Read before
+/// the commit lock is taken.
+fn local_deliveries<'m>(s: &Services, user: &UserId, targets: &'m BTreeMap<String, Value>) -> Result<Vec<(String, &'m Value)>> {
     let all: Vec<String> = if targets.contains_key("*") {
         s.users.devices(user)?.into_iter().map(|d| d.device_id.to_string()).collect()
     } else {
@@ -54,12 +72,48 @@ fn deliver_local(s: &Services, c: &mut Commit, sender: &UserId, event_type: &str
             deliveries.push((device.clone(), content));
         }
     }
+    let cap = s.config().limits.max_pending_to_device;
+    let mut kept = Vec::with_capacity(deliveries.len());
     for (device, content) in deliveries {
-        let pos = c.next_pos();
-        let event = json!({ "type": event_type, "sender": sender, "content": content });
-        c.batch.put(TO_DEVICE, message_key(user.as_str(), &device, pos), encode_json(&event));
+        let prefix = Key::new().str(user.as_str()).str(&device).build();
+        if s.globals.db.scan_prefix(TO_DEVICE, &prefix).take(cap).count() >= cap {
+            tracing::debug!("to-device message for {user} {device} dropped: {cap} pending");
+            continue;
+        }
+        kept.push((device, content));
     }
-    Ok(())
+    Ok(kept)
+}
+
+/// Stores the planned messages of one sender in `c`.
+fn deliver_local(c: &mut Commit, sender: &UserId, event_type: &str, planned: &[(&UserId, Vec<(String, &Value)>)]) {
+    for (user, deliveries) in planned {
+        for (device, content) in deliveries {
+            let pos = c.next_pos();
+            let event = json!({ "type": event_type, "sender": sender, "content": content });
+            c.batch.put(TO_DEVICE, message_key(user.as_str(), device, pos), encode_json(&event));
+        }
+    }
+}
+
+/// Records a transaction or message id with its time (for [`prune_txns`]) in `c`.
+fn remember_txn(c: &mut Commit, txn_key: &[u8], now_ms: u64) {
+    c.batch.put(TO_DEVICE_TXNS, txn_key.to_vec(), now_ms.to_be_bytes().to_vec());
+    let mut index = now_ms.to_be_bytes().to_vec();
+    index.extend_from_slice(txn_key);
+    c.batch.put(TO_DEVICE_TXN_TIMES, index, Vec::new());
+}
+
+/// The deliveries to local users of `messages`, planned before the commit.
+fn plan<'m>(s: &Services, messages: &'m Messages) -> Result<Vec<(&'m UserId, Vec<(String, &'m Value)>)>> {
+    let ours = s.globals.server_name();
+    let mut planned = Vec::new();
+    for (user, targets) in messages {
+        if user.server_name() == ours {
+            planned.push((user.as_ref(), local_deliveries(s, user, targets)?));
+        }
+    }
+    Ok(planned)
 }
 
 /// `PUT /sendToDevice/{type}/{txnId}` from a local device.
@@ -73,16 +127,17 @@ pub fn send(s: &Services, sender: &UserId, sender_device: &str, event_type: &str
             remote.entry(user.server_name().to_owned()).or_default().insert(user.clone(), targets.clone());
         }
     }
+    if db.contains(TO_DEVICE_TXNS, &txn_key)? {
+        return Ok(());
+    }
+    let planned = plan(s, messages)?;
+    let now = crate::util::now_ms();
     let (queued, _) = s.globals.commit(|c| {
         if db.contains(TO_DEVICE_TXNS, &txn_key)? {
             return Ok(Vec::new());
         }
-        c.batch.put(TO_DEVICE_TXNS, txn_key.clone(), Vec::new());
-        for (user, targets) in messages {
-            if user.server_name() == ours {
-                deliver_local(s, c, sender, event_type, user, targets)?;
-            }
-        }
+        remember_txn(c, &txn_key, now);
+        deliver_local(c, sender, event_type, &planned);
         let mut queued = Vec::new();
         for (server, messages) in &remote {
             let edu = json!({
@@ -122,20 +177,81 @@ pub fn receive(s: &Services, origin: &ServerName, content: &Value) -> Result<()>
         .unwrap_or_default();
     let db = &s.globals.db;
     let dedup = Key::new().str(sender.as_str()).str("").str(message_id).build();
-    let ours = s.globals.server_name().clone();
+    if db.contains(TO_DEVICE_TXNS, &dedup)? {
+        return Ok(());
+    }
+    let planned = plan(s, &messages)?;
+    let now = crate::util::now_ms();
     s.globals.commit(|c| {
         if db.contains(TO_DEVICE_TXNS, &dedup)? {
             return Ok(());
         }
-        c.batch.put(TO_DEVICE_TXNS, dedup.clone(), Vec::new());
-        for (user, targets) in &messages {
-            if user.server_name() == ours {
-                deliver_local(s, c, &sender, event_type, user, targets)?;
-            }
-        }
+        remember_txn(c, &dedup, now);
+        deliver_local(c, &sender, event_type, &planned);
         Ok(())
     })?;
     Ok(())
+}
+
+/// Deletes the transaction and message ids received before `now_ms - TXN_KEEP`, and ids stored
+/// before the time index existed (empty values; only with `legacy`, a full scan); returns how
+/// many.
+pub fn prune_txns(db: &Db, now_ms: u64, legacy: bool) -> Result<usize> {
+    use crate::storage::Direction;
+    let cutoff = now_ms.saturating_sub(TXN_KEEP.as_millis() as u64);
+    let mut pruned = 0;
+    loop {
+        let mut batch = Batch::new();
+        let mut count = 0;
+        for entry in db.scan_from(TO_DEVICE_TXN_TIMES, &[], &Key::new().u64(0).build(), Direction::Forward).take(PRUNE_PER_BATCH) {
+            let (index, _) = entry?;
+            let Some(at) = index.get(..8).and_then(crate::storage::keys::u64_from) else { continue };
+            if at >= cutoff {
+                break;
+            }
+            batch.delete(TO_DEVICE_TXNS, index[8..].to_vec());
+            batch.delete(TO_DEVICE_TXN_TIMES, index.to_vec());
+            count += 1;
+        }
+        if count == 0 {
+            break;
+        }
+        db.write(batch)?;
+        pruned += count;
+    }
+    if legacy {
+        let mut batch = Batch::new();
+        for entry in db.scan_prefix(TO_DEVICE_TXNS, &[]) {
+            let (key, value) = entry?;
+            if value.is_empty() {
+                batch.delete(TO_DEVICE_TXNS, key.to_vec());
+                pruned += 1;
+            }
+            if batch.ops.len() >= PRUNE_PER_BATCH {
+                db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        db.write(batch)?;
+    }
+    Ok(pruned)
+}
+
+/// Prunes at start (with the ids from before the time index) and every [`PRUNE_EVERY`] until
+/// `stop` changes.
+pub async fn prune_periodically(services: std::sync::Arc<Services>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut legacy = true;
+    loop {
+        match services.run(move |s| prune_txns(&s.globals.db, crate::util::now_ms(), legacy)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{n} to-device transaction ids pruned"),
+            Err(e) => tracing::warn!("pruning to-device transaction ids: {}", e.message),
+        }
+        legacy = false;
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// The first `limit` messages of a device stored after `after` and at or before `up_to`:

@@ -1,16 +1,16 @@
 //! Accounts, devices, access tokens and profiles of local users.
 
-use std::{collections::HashMap, sync::RwLock};
-
-use argon2::{
-    Argon2,
-    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
 };
+
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
+    services::password_pool::PasswordPool,
     storage::{
         Batch, Db, Map,
         db::{decode_json, encode_json},
@@ -69,34 +69,39 @@ pub struct Profile {
 
 pub struct Users {
     db: Db,
-    /// Password hashing holds several MiB for its duration: one at a time keeps a registration or
-    /// login burst from growing the heap.
-    password_work: std::sync::Mutex<()>,
-    tokens: RwLock<HashMap<String, (OwnedUserId, OwnedDeviceId)>>,
+    /// Password hashing and verification: a few dedicated threads with a bounded queue
+    /// (`limits.password_hash_threads`, `limits.password_hash_queue`).
+    passwords: Arc<PasswordPool>,
+    /// Held across "is the name free?" and the account's write: two registrations of one name
+    /// cannot both succeed.
+    creating: Mutex<()>,
+    tokens: RwLock<TokenCache>,
 }
+
+/// Access tokens found in the database. `generation` grows on every forget: a lookup that read
+/// the database before a forget does not put what it read into the cache after it (the token
+/// may have been deleted in between).
+#[derive(Default)]
+struct TokenCache {
+    found: HashMap<String, (OwnedUserId, OwnedDeviceId)>,
+    generation: u64,
+}
+
+/// Entries of the token cache; beyond it, it starts over (a lookup is one RocksDB read).
+const TOKEN_CACHE_CAP: usize = 100_000;
 
 pub(crate) fn device_key(user: &UserId, device: &str) -> Vec<u8> {
     Key::new().str(user.as_str()).str(device).build()
 }
 
-/// Argon2id with 7 MiB and 5 passes (one of OWASP's recommended settings): a hash costs tens of
-/// milliseconds, and its memory is small enough to run a few at once.
-fn argon2() -> Argon2<'static> {
-    let params = argon2::Params::new(7 * 1024, 5, 1, None).expect("valid Argon2 parameters");
-    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-}
-
-pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::internal(format!("password hashing: {e}")))
-}
-
 impl Users {
-    pub fn new(db: Db) -> Self {
-        Self { db, password_work: Default::default(), tokens: Default::default() }
+    pub fn new(db: Db, passwords: PasswordPool) -> Self {
+        Self { db, passwords: Arc::new(passwords), creating: Mutex::new(()), tokens: Default::default() }
+    }
+
+    /// The password pool (async hashing and verification, off tokio's blocking pool).
+    pub fn passwords(&self) -> Arc<PasswordPool> {
+        self.passwords.clone()
     }
 
     /// A new OpenID token for `user`, valid [`OPENID_TOKEN_LIFETIME_MS`] from `now`.
@@ -120,9 +125,10 @@ impl Users {
         Ok(Some(found.user_id))
     }
 
+    /// Hashes on the password pool, blocking the calling thread: for the admin API only (client
+    /// paths hash with [`PasswordPool::hash`] before they run on the blocking pool).
     pub(crate) fn hash(&self, password: &str) -> Result<String> {
-        let _one_at_a_time = self.password_work.lock().unwrap_or_else(|e| e.into_inner());
-        hash_password(password)
+        self.passwords.hash_blocking(password)
     }
 
     pub fn account(&self, user: &UserId) -> Result<Option<Account>> {
@@ -148,8 +154,19 @@ impl Users {
 
     /// Creates an account as [`Users::create`] does, with `fill` applied before the one write.
     pub fn create_with(&self, user: &UserId, password: Option<&str>, fill: impl FnOnce(&mut Account)) -> Result<()> {
+        let hash = password.map(|p| self.hash(p)).transpose()?;
+        self.create_hashed(user, hash, fill)
+    }
+
+    /// Creates an account with a password hash made beforehand; 400 `M_USER_IN_USE` if the name
+    /// is taken (checked and written under one lock: of concurrent registrations, one wins).
+    pub fn create_hashed(&self, user: &UserId, password_hash: Option<String>, fill: impl FnOnce(&mut Account)) -> Result<()> {
+        let _one_at_a_time = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        if self.exists(user)? {
+            return Err(Error::user_in_use());
+        }
         let mut account = Account {
-            password_hash: password.map(|p| self.hash(p)).transpose()?,
+            password_hash,
             deactivated: false,
             created_ts: MilliSecondsSinceUnixEpoch::now().get().into(),
             displayname: Some(user.localpart().to_owned()),
@@ -160,18 +177,6 @@ impl Users {
         let mut batch = Batch::new();
         self.save(&mut batch, user, &account);
         Ok(self.db.write(batch)?)
-    }
-
-    pub fn check_password(&self, user: &UserId, password: &str) -> Result<bool> {
-        let Some(account) = self.account(user)? else { return Ok(false) };
-        if account.deactivated {
-            return Ok(false);
-        }
-        let Some(hash) = account.password_hash else { return Ok(false) };
-        let parsed = PasswordHash::new(&hash).map_err(|_| Error::internal("corrupt password hash"))?;
-        let _one_at_a_time = self.password_work.lock().unwrap_or_else(|e| e.into_inner());
-        // The hash names its own parameters; verification follows them.
-        Ok(argon2().verify_password(password.as_bytes(), &parsed).is_ok())
     }
 
     /// Sets a new password; with `logout_except`, every other device is logged out in the same batch.
@@ -296,25 +301,48 @@ impl Users {
 
     /// The user and device of an access token.
     pub fn find_token(&self, token: &str) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
-        if let Some(found) = self.tokens.read().unwrap().get(token) {
-            return Ok(Some(found.clone()));
-        }
-        let Some(value) = self.db.get(TOKENS, token.as_bytes())? else { return Ok(None) };
-        let mut reader = KeyReader::new(&value);
-        let found = reader
-            .str()
-            .zip(reader.str())
-            .and_then(|(u, d)| Some((OwnedUserId::try_from(u).ok()?, OwnedDeviceId::from(d))));
-        if let Some(found) = &found {
-            self.tokens.write().unwrap().insert(token.to_owned(), found.clone());
-        }
+        let generation = {
+            let cache = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(found) = cache.found.get(token) {
+                return Ok(Some(found.clone()));
+            }
+            cache.generation
+        };
+        let found = self.stored_token(token)?;
+        self.cache_token(token, &found, generation);
         Ok(found)
     }
 
+    /// The user and device of an access token in the database.
+    fn stored_token(&self, token: &str) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
+        let Some(value) = self.db.get(TOKENS, token.as_bytes())? else { return Ok(None) };
+        let mut reader = KeyReader::new(&value);
+        Ok(reader
+            .str()
+            .zip(reader.str())
+            .and_then(|(u, d)| Some((OwnedUserId::try_from(u).ok()?, OwnedDeviceId::from(d)))))
+    }
+
+    /// Caches what [`Self::stored_token`] read, unless a token was forgotten since `generation`
+    /// (the read may predate a logout's delete, whose forget already ran).
+    fn cache_token(&self, token: &str, found: &Option<(OwnedUserId, OwnedDeviceId)>, generation: u64) {
+        let Some(found) = found else { return };
+        let mut cache = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        if cache.generation != generation {
+            return;
+        }
+        if cache.found.len() >= TOKEN_CACHE_CAP {
+            cache.found.clear();
+        }
+        cache.found.insert(token.to_owned(), found.clone());
+    }
+
+    /// Drops tokens from the cache; called after the write that deleted them.
     pub(crate) fn forget_tokens(&self, tokens: &[String]) {
-        let mut cache = self.tokens.write().unwrap();
+        let mut cache = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        cache.generation += 1;
         for t in tokens {
-            cache.remove(t);
+            cache.found.remove(t);
         }
     }
 
@@ -403,5 +431,48 @@ impl Users {
                 Ok((user, decode_json(ACCOUNTS, &v)?))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::rocks::RocksEngine;
+
+    fn users() -> (tempfile::TempDir, Users) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RocksEngine::open(dir.path(), &crate::services::all_maps(), 8, 8, false).unwrap();
+        (dir, Users::new(Db::new(engine), PasswordPool::new(1, 1)))
+    }
+
+    /// A token lookup reads the database, a logout deletes the token and forgets it, then the
+    /// lookup fills the cache with what it read: the token must not stay valid.
+    #[test]
+    fn a_lookup_that_read_before_a_logout_does_not_cache_the_token() {
+        let (_dir, users) = users();
+        let user: OwnedUserId = "@alice:example.org".try_into().unwrap();
+        users.create_hashed(&user, None, |_| {}).unwrap();
+        let (device, token) = users.login_device(&user, None, None).unwrap();
+
+        let generation = users.tokens.read().unwrap().generation;
+        let read = users.stored_token(&token).unwrap();
+        assert!(read.is_some());
+        users.remove_devices(&user, &[device.as_str()]).unwrap();
+        users.cache_token(&token, &read, generation);
+
+        assert_eq!(users.find_token(&token).unwrap(), None);
+        // Without a logout in between, the token is cached and found.
+        let (_, other) = users.login_device(&user, None, None).unwrap();
+        assert!(users.find_token(&other).unwrap().is_some());
+        assert!(users.tokens.read().unwrap().found.contains_key(&other));
+    }
+
+    #[test]
+    fn a_taken_name_is_refused() {
+        let (_dir, users) = users();
+        let user: OwnedUserId = "@alice:example.org".try_into().unwrap();
+        users.create_hashed(&user, Some("first".into()), |_| {}).unwrap();
+        assert_eq!(users.create_hashed(&user, Some("second".into()), |_| {}).unwrap_err().errcode, "M_USER_IN_USE");
+        assert_eq!(users.account(&user).unwrap().unwrap().password_hash.as_deref(), Some("first"));
     }
 }

@@ -12,7 +12,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use crate::services::keys::device_list;
+use crate::services::{keys::device_list, password_pool};
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
@@ -51,16 +51,59 @@ pub fn user_of_identifier(s: &Services, body: &Value) -> Option<OwnedUserId> {
     }
 }
 
-/// User-interactive auth for an authenticated user: the password stage.
-pub fn uia_password(s: &Services, user: &UserId, auth: Option<&Value>) -> Result<()> {
-    s.uia.check(auth, &[vec!["m.login.password"]], json!({}), |_, auth| {
-        let claimed = user_of_identifier(s, auth);
-        if claimed.is_some_and(|c| c != user) {
-            return Err(Error::forbidden("The identifier does not match the authenticated user"));
+/// User-interactive auth for an authenticated user: the password stage. The password is verified
+/// on the password pool (never on the blocking pool, never under the UIA lock), after the login
+/// failure delay of the account allows it; then the session is checked.
+pub async fn uia_password(services: &Arc<Services>, user: &UserId, auth: Option<Value>) -> Result<()> {
+    let attempt = auth
+        .as_ref()
+        .filter(|a| a.get("type").and_then(Value::as_str) == Some("m.login.password") && a.get("session").is_some());
+    let verified: Result<bool> = match attempt {
+        None => Ok(false),
+        Some(a) if user_of_identifier(services, a).is_some_and(|c| c != user) => {
+            Err(Error::forbidden("The identifier does not match the authenticated user"))
         }
-        let password = auth.get("password").and_then(Value::as_str).unwrap_or_default();
-        s.users.check_password(user, password)
-    })
+        Some(a) => {
+            services.login_failures.check(user)?;
+            let password = a.get("password").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let valid = password_check(services, user, password).await? == PasswordCheck::Valid;
+            if valid {
+                services.login_failures.succeeded(user);
+            } else {
+                services.login_failures.failed(user);
+            }
+            Ok(valid)
+        }
+    };
+    services
+        .run(move |s| s.uia.check(auth.as_ref(), &[vec!["m.login.password"]], json!({}), |_, _| verified))
+        .await
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum PasswordCheck {
+    Valid,
+    Invalid,
+    Deactivated,
+}
+
+/// Checks `password` against the account `user`, all on the password pool (the account read
+/// too: a flood of logins touches neither the blocking pool nor the async workers; 429 when the
+/// pool is full).
+async fn password_check(services: &Arc<Services>, user: &UserId, password: String) -> Result<PasswordCheck> {
+    let (this, user) = (services.clone(), user.to_owned());
+    services
+        .users
+        .passwords()
+        .run(move || {
+            let Some(account) = this.users.account(&user)? else { return Ok(PasswordCheck::Invalid) };
+            if account.deactivated {
+                return Ok(PasswordCheck::Deactivated);
+            }
+            let Some(hash) = account.password_hash else { return Ok(PasswordCheck::Invalid) };
+            Ok(if password_pool::verify_now(&password, &hash)? { PasswordCheck::Valid } else { PasswordCheck::Invalid })
+        })?
+        .await?
 }
 
 fn auth_of(json: &Option<Value>) -> Option<Value> {
@@ -68,11 +111,16 @@ fn auth_of(json: &Option<Value>) -> Option<Value> {
 }
 
 /// Answers with a plain JSON body: ruma's response type writes `"device_id": null` when
-/// `inhibit_login` leaves it out.
+/// `inhibit_login` leaves it out. The checks and UIA run first, then the password is hashed on
+/// the password pool, then the account is created (400 `M_USER_IN_USE` if another registration
+/// of the name won meanwhile: the check and the write are atomic in `Users::create_hashed`).
 pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> Result<axum::Json<Value>> {
     let auth = auth_of(&req.json);
     let body = req.body;
-    services
+    let password = body.password.clone();
+    let (device_id, display_name, inhibit_login) =
+        (body.device_id.clone(), body.initial_device_display_name.clone(), body.inhibit_login);
+    let user = services
         .run(move |s| {
             let config = &s.config().registration;
             if !config.enabled {
@@ -111,15 +159,19 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
                 }
                 _ => Ok(false),
             })?;
-            // Another request may have taken the name while this one authenticated.
-            if s.users.exists(&user)? {
-                return Err(Error::user_in_use());
-            }
-            s.users.create(&user, body.password.as_deref())?;
+            Ok(user)
+        })
+        .await?;
+    let hash = match password {
+        Some(password) => Some(services.users.passwords().hash(password).await?),
+        None => None,
+    };
+    services
+        .run(move |s| {
+            s.users.create_hashed(&user, hash, |_| {})?;
             let mut response = json!({ "user_id": user });
-            if !body.inhibit_login {
-                let (device, token) =
-                    device_list::login(s, &user, body.device_id.clone(), body.initial_device_display_name.clone())?;
+            if !inhibit_login {
+                let (device, token) = device_list::login(s, &user, device_id, display_name)?;
                 response["device_id"] = json!(device);
                 response["access_token"] = json!(token);
             }
@@ -148,29 +200,33 @@ pub async fn login_types(_: Ruma<get_login_types::v3::Request>) -> Res<get_login
     Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::default())]).into())
 }
 
+/// `POST /login`: limited per resolved account (`login:<user id>`, whatever the identifier's
+/// spelling) and delayed after failures (`services::login_failures`); the password is verified
+/// on the password pool, off the blocking pool.
 pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::Request>) -> Res<login::v3::Response> {
     let json = req.json.unwrap_or_default();
     let device_id = req.body.device_id.clone();
     let display_name = req.body.initial_device_display_name.clone();
+    if json.get("type").and_then(Value::as_str) != Some("m.login.password") {
+        return Err(Error::unknown("Unsupported login type"));
+    }
+    let user = user_of_identifier(&services, &json).ok_or_else(|| Error::forbidden("Invalid username or password"))?;
+    services.rate_limiter.check(&format!("login:{user}"))?;
+    services.login_failures.check(&user)?;
+    let password = json.get("password").and_then(Value::as_str).unwrap_or_default().to_owned();
+    match password_check(&services, &user, password).await? {
+        PasswordCheck::Valid => {}
+        PasswordCheck::Deactivated => return Err(Error::user_deactivated()),
+        PasswordCheck::Invalid => {
+            services.login_failures.failed(&user);
+            return Err(Error::forbidden("Invalid username or password"));
+        }
+    }
+    services.login_failures.succeeded(&user);
     services
         .run(move |s| {
-            s.rate_limiter.check(&format!("login:{}", json.get("identifier").map(|i| i.to_string()).unwrap_or_default()))?;
-            if json.get("type").and_then(Value::as_str) != Some("m.login.password") {
-                return Err(Error::unknown("Unsupported login type"));
-            }
-            let user = user_of_identifier(s, &json).ok_or_else(|| Error::forbidden("Invalid username or password"))?;
-            let password = json.get("password").and_then(Value::as_str).unwrap_or_default();
-            if let Some(account) = s.users.account(&user)?
-                && account.deactivated
-            {
-                return Err(Error::user_deactivated());
-            }
-            if !s.users.check_password(&user, password)? {
-                return Err(Error::forbidden("Invalid username or password"));
-            }
             let (device, token) = device_list::login(s, &user, device_id, display_name)?;
-            let response = login::v3::Response::new(user, token, device);
-            Ok(response.into())
+            Ok(login::v3::Response::new(user, token, device).into())
         })
         .await
 }
@@ -210,14 +266,17 @@ pub async fn change_password(
     let auth = auth_of(&req.json);
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
+    uia_password(&services, &user, auth).await?;
+    if body.new_password.len() < services.config().registration.min_password_length {
+        return Err(Error::weak_password("Password is too short"));
+    }
+    // Hashing is slow: on the password pool, never under the commit lock.
+    let hash = services.users.passwords().hash(body.new_password).await?;
+    let logout_devices = body.logout_devices;
     services
         .run(move |s| {
-            uia_password(s, &user, auth.as_ref())?;
-            if body.new_password.len() < s.config().registration.min_password_length {
-                return Err(Error::weak_password("Password is too short"));
-            }
-            let logout = body.logout_devices.then_some(Some(device.as_str()));
-            device_list::set_password(s, &user, &body.new_password, logout)?;
+            let logout = logout_devices.then_some(Some(device.as_str()));
+            device_list::set_password(s, &user, hash, logout)?;
             Ok(change_password::v3::Response::new().into())
         })
         .await
@@ -226,9 +285,9 @@ pub async fn change_password(
 pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactivate::v3::Request>) -> Res<deactivate::v3::Response> {
     let auth = auth_of(&req.json);
     let user = req.user()?.clone();
+    uia_password(&services, &user, auth).await?;
     services
         .run(move |s| {
-            uia_password(s, &user, auth.as_ref())?;
             // Leave every room first, so other members see the departure.
             for room in s.membership.rooms_of(&user)? {
                 use crate::services::rooms::membership::Membership;

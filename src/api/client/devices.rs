@@ -61,12 +61,14 @@ fn auth_of(json: &Option<Value>) -> Option<Value> {
 pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_device::v3::Request>) -> Res<delete_device::v3::Response> {
     let user = req.user()?.clone();
     let auth = auth_of(&req.json);
+    let (owner, device) = (user.clone(), req.body.device_id.clone());
+    let exists = services.run(move |s| Ok(s.users.device(&owner, device.as_str())?.is_some())).await?;
+    if !exists {
+        return Err(Error::not_found("Unknown device"));
+    }
+    uia_password(&services, &user, auth).await?;
     services
         .run(move |s| {
-            if s.users.device(&user, req.body.device_id.as_str())?.is_none() {
-                return Err(Error::not_found("Unknown device"));
-            }
-            uia_password(s, &user, auth.as_ref())?;
             device_list::remove(s, &user, &[req.body.device_id.as_str()])?;
             Ok(delete_device::v3::Response::new().into())
         })
@@ -79,9 +81,9 @@ pub async fn delete_many(
 ) -> Res<delete_devices::v3::Response> {
     let user = req.user()?.clone();
     let auth = auth_of(&req.json);
+    uia_password(&services, &user, auth).await?;
     services
         .run(move |s| {
-            uia_password(s, &user, auth.as_ref())?;
             let ids: Vec<&str> = req.body.devices.iter().map(|d| d.as_str()).collect();
             device_list::remove(s, &user, &ids)?;
             Ok(delete_devices::v3::Response::new().into())

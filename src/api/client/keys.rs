@@ -116,20 +116,25 @@ pub async fn upload_signing(
     let master = body.master_key.as_ref().map(json_of).transpose()?;
     let self_signing = body.self_signing_key.as_ref().map(json_of).transpose()?;
     let user_signing = body.user_signing_key.as_ref().map(json_of).transpose()?;
+    // Replacing an existing master key needs the password (UIA), verified off the blocking pool.
+    let (owner, uploaded) = (user.clone(), [master.clone(), self_signing.clone(), user_signing.clone()]);
+    let needs_auth = services
+        .run(move |s| {
+            let uploaded: Vec<(&str, &ruma::CanonicalJsonObject)> =
+                [cross_signing::MASTER, cross_signing::SELF_SIGNING, cross_signing::USER_SIGNING]
+                    .into_iter()
+                    .zip(uploaded.iter())
+                    .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+                    .collect();
+            let has_master = cross_signing::get(s, &owner, cross_signing::MASTER)?.is_some();
+            Ok(has_master && !cross_signing::is_repeat(s, &owner, &uploaded)?)
+        })
+        .await?;
+    if needs_auth {
+        uia_password(&services, &user, auth).await?;
+    }
     services
         .run(move |s| {
-            let uploaded: Vec<(&str, &ruma::CanonicalJsonObject)> = [
-                (cross_signing::MASTER, master.as_ref()),
-                (cross_signing::SELF_SIGNING, self_signing.as_ref()),
-                (cross_signing::USER_SIGNING, user_signing.as_ref()),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .collect();
-            let has_master = cross_signing::get(s, &user, cross_signing::MASTER)?.is_some();
-            if has_master && !cross_signing::is_repeat(s, &user, &uploaded)? {
-                uia_password(s, &user, auth.as_ref())?;
-            }
             cross_signing::upload_keys(s, &user, master, self_signing, user_signing)?;
             Ok(upload_signing_keys::v3::Response::new().into())
         })

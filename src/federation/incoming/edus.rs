@@ -89,6 +89,8 @@ fn receipts(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Presence of remote users: only of users who share a joined room with a local user (nobody
+/// here could see the others'; storing it would let any server fill the presence map).
 fn presence(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     let updates = content.get("push").and_then(Value::as_array).cloned().unwrap_or_default();
     for update in &updates {
@@ -96,6 +98,9 @@ fn presence(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     }
     for update in updates {
         let user = user_of(origin, update.get("user_id"))?;
+        if !shares_room_with_local_user(s, &user)? {
+            continue;
+        }
         let presence = match update.get("presence").and_then(Value::as_str) {
             Some(p @ ("online" | "offline" | "unavailable")) => p,
             _ => continue,
@@ -104,6 +109,19 @@ fn presence(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
         s.presence.set(&s.globals, &user, presence, status)?;
     }
     Ok(())
+}
+
+/// Whether `user` is joined to a room a local user is joined to.
+fn shares_room_with_local_user(s: &Services, user: &OwnedUserId) -> Result<bool> {
+    let ours = s.globals.server_name();
+    for room in s.membership.joined_room_ids(user)? {
+        if let Some(short) = s.short.room(&room)?
+            && s.membership.has_joined_member_of(short, ours)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -89,10 +89,9 @@ pub fn remove(s: &Services, user: &UserId, device_ids: &[&str]) -> Result<()> {
     })
 }
 
-/// A password change; with `logout_others`, every other device is removed in the same batch.
-pub fn set_password(s: &Services, user: &UserId, password: &str, logout_others: Option<Option<&str>>) -> Result<()> {
-    // Hashing is slow: never under the commit lock.
-    let hash = s.users.hash(password)?;
+/// A password change (the hash made beforehand on the password pool, never under the commit
+/// lock); with `logout_others`, every other device is removed in the same batch.
+pub fn set_password(s: &Services, user: &UserId, hash: String, logout_others: Option<Option<&str>>) -> Result<()> {
     commit_change(s, user, |c| {
         let removed = s.users.set_password_ops(&mut c.batch, user, hash, logout_others)?;
         Ok(((), forget_after_write(s, c, &removed)))

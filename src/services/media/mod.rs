@@ -42,7 +42,13 @@ pub struct Media {
     upload_lock: Mutex<()>,
     /// One remote fetch or thumbnail generation per key at a time.
     work_locks: KeyedLocks,
+    /// Thumbnail renderings at once ([`MAX_CONCURRENT_THUMBNAILS`]): decoding and scaling run on
+    /// the blocking pool, which database calls share; more requests wait (asynchronously).
+    thumbnail_slots: tokio::sync::Semaphore,
 }
+
+/// Thumbnails rendered at once on the blocking pool.
+pub const MAX_CONCURRENT_THUMBNAILS: usize = 2;
 
 impl Media {
     pub fn open(config: &Config, db: Db) -> Result<Self> {
@@ -56,6 +62,7 @@ impl Media {
             uploaded: tokio::sync::watch::channel(0).0,
             upload_lock: Mutex::new(()),
             work_locks: KeyedLocks::default(),
+            thumbnail_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_THUMBNAILS),
         })
     }
 

@@ -90,6 +90,8 @@ pub async fn thumbnail(
     }
     let sha256 = record.sha256.clone().ok_or_else(super::not_yet_uploaded)?;
     let (server_owned, id) = (server.to_owned(), media_id.to_owned());
+    // Rendering is CPU work on the blocking pool: a few at once leave it to database calls.
+    let _slot = services.media.thumbnail_slots.acquire().await.map_err(|_| Error::internal("thumbnailing stopped"))?;
     let rendered = services
         .run(move |s| {
             let source = s.media.files.read(&sha256).map_err(|e| Error::internal(format!("reading media: {e}")))?;

@@ -164,6 +164,21 @@ impl MembershipIndex {
         Ok(self.membership(short_room, user)? == Some(Membership::Join))
     }
 
+    /// Whether a user of `server` is joined to the room (stops at the first one).
+    pub fn has_joined_member_of(&self, short_room: u64, server: &ruma::ServerName) -> Result<bool> {
+        let prefix = Key::new().u64(short_room).build();
+        for entry in self.db.scan_prefix(ROOM_MEMBERS, &prefix) {
+            let (key, value) = entry?;
+            if value.first().copied().and_then(Membership::from_byte) == Some(Membership::Join)
+                && let Some(user) = KeyReader::new(&key[8..]).str().and_then(|u| <&UserId>::try_from(u).ok())
+                && user.server_name() == server
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Members of a room with the given membership.
     pub fn members(&self, short_room: u64, wanted: Membership) -> Result<Vec<OwnedUserId>> {
         let prefix = Key::new().u64(short_room).build();
