@@ -62,7 +62,8 @@ pub fn store_membership(s: &Services, event: &CheckedPdu) -> Result<()> {
 
 /// Records `user`'s membership from the state of a joined room, unless the index already holds
 /// that event (a stale copy of a room we rejoin, an invite we stored): the user's rooms in /sync
-/// do not move for a membership that did not change.
+/// do not move for a membership that did not change. A joined user's cached device list is
+/// dropped either way (we shared no room meanwhile, so it may have missed updates).
 #[allow(clippy::too_many_arguments)]
 pub fn record_changed_membership(
     s: &Services,
@@ -79,6 +80,9 @@ pub fn record_changed_membership(
         && known.short_event == short_event
         && s.membership.membership(short_room, user)? == Some(membership)
     {
+        if membership == Membership::Join {
+            crate::services::keys::remote_cache::forget_on_join(&s.globals.db, c, user);
+        }
         return Ok(());
     }
     s.membership.record(c, user, room_id, short_room, membership, pos, short_event);
