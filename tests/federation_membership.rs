@@ -675,10 +675,39 @@ async fn check_rejoined(a: &TestServer, alice: (&str, &str), b: &TestServer, bob
 async fn test_rejoin_remote_room_after_the_last_local_member_left() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, a_name) = start(dir_a.path()).await;
-    let (b, _) = start(dir_b.path()).await;
+    let (b, b_name) = start(dir_b.path()).await;
     let (alice, alice_token) = a.register("alice").await;
     let (bob, bob_token) = b.register("bob").await;
     let room = room_left_by_b(&a, &a_name, (&alice, &alice_token), &b, (&bob, &bob_token)).await;
+
+    // B, with no member left, is no resident: a send_join built on its stale copy is refused.
+    let (sa, sb) = (services(&a), services(&b));
+    let room_id: OwnedRoomId = room.clone().try_into().unwrap();
+    let (_, _dave_token) = a.register("dave").await;
+    let dave = format!("@dave:{a_name}");
+    let (object, event_id) = {
+        let short = sb.short.room(&room_id).unwrap().unwrap();
+        let state = sb.state.current_state(short).unwrap();
+        let mut auth = Vec::new();
+        for (kind, key) in [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", "")] {
+            let k = sb.short.statekey(&kind.into(), key).unwrap().unwrap();
+            auth.push(sb.short.event_id(state[&k]).unwrap().to_string());
+        }
+        let prev: Vec<String> = sb.timeline.extremities(short).unwrap().iter().map(|e| sb.short.event_id(*e).unwrap().to_string()).collect();
+        let mut object: ruma::CanonicalJsonObject = serde_json::from_value(json!({
+            "room_id": room, "sender": dave, "state_key": dave, "type": "m.room.member", "content": { "membership": "join" },
+            "origin_server_ts": parvis::util::now_ms(), "depth": 100, "prev_events": prev, "auth_events": auth,
+        }))
+        .unwrap();
+        let rules = ruma::RoomVersionId::V10.rules().unwrap();
+        ruma::signatures::hash_and_sign_event(a_name.as_str(), &sa.globals.keypair, &mut object, &rules.redaction).unwrap();
+        let hash = ruma::signatures::reference_hash(&object, &rules).unwrap();
+        (object, format!("${hash}"))
+    };
+    let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(&room), enc(&event_id));
+    let (status, answer) = send_json(&sa, &b_name, http::Method::PUT, &path, Some(&serde_json::to_value(&object).unwrap())).await.unwrap();
+    assert_eq!((status, answer["errcode"].as_str()), (http::StatusCode::NOT_FOUND, Some("M_NOT_FOUND")), "{answer}");
+    assert!(member_event(&b, &bob_token, &room, &dave).await.is_none_or(|e| e["content"]["membership"] != "join"));
 
     // Bob rejoins through A: a fresh join on A's current state.
     let (status, body) = join(&b, &bob_token, &room, &[&a_name]).await;
