@@ -1,6 +1,7 @@
 //! Restricted joins (locally, and over federation through a resident server's signature, with the
 //! next `via` server tried when the first cannot authorise), v1 invites received, and space
-//! hierarchies across two servers (client and federation endpoints).
+//! hierarchies across two servers (client and federation endpoints); rejoining, and being invited
+//! again to, a room of another server after the last local member left it.
 
 mod common;
 
@@ -600,6 +601,205 @@ async fn test_restricted_rooms_spaces_summary_federation() {
     assert_eq!(ids(&page), vec![space.clone()], "{page}");
     // And dave may join it through B.
     let (status, body) = join(&a, &dave_token, &room, &[&b_name]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn bodies(server: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(room));
+    let (_, body) = server.call(Method::GET, &path, Some(token), None).await;
+    body["chunk"].as_array().into_iter().flatten().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
+}
+
+async fn wait_message(server: &TestServer, token: &str, room: &str, text: &str) {
+    eventually(&format!("{text:?} in {room}"), || async { bodies(server, token, room).await.iter().any(|b| b == text).then_some(()) }).await
+}
+
+async fn wait_membership(server: &TestServer, token: &str, room: &str, user: &str, wanted: &str) {
+    eventually(&format!("{user} {wanted} in {room}"), || async {
+        member_event(server, token, room, user).await.filter(|e| e["content"]["membership"] == wanted)
+    })
+    .await;
+}
+
+/// A public room of A that bob (of B) joined, said hello in both ways, and left: B keeps its copy
+/// of the room with no member of its own. Then A goes on without B: messages and a new name.
+async fn room_left_by_b(a: &TestServer, a_name: &OwnedServerName, alice: (&str, &str), b: &TestServer, bob: (&str, &str)) -> String {
+    let room = a.create_room(alice.1, json!({ "preset": "public_chat", "room_version": "10", "name": "before" })).await;
+    let (status, body) = join(b, bob.1, &room, &[a_name]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_joined(a, alice.1, &room, bob.0).await;
+    a.send_text(alice.1, &room, "h1", "hello bob").await;
+    wait_message(b, bob.1, &room, "hello bob").await;
+    b.send_text(bob.1, &room, "h1", "hello alice").await;
+    wait_message(a, alice.1, &room, "hello alice").await;
+    b.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), bob.1, json!({})).await;
+    wait_membership(a, alice.1, &room, bob.0, "leave").await;
+    // While B is away: messages and a state change B never receives.
+    for i in 0..3 {
+        a.send_text(alice.1, &room, &format!("away{i}"), &format!("while bob was away {i}")).await;
+    }
+    a.put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room)), alice.1, json!({ "name": "after" })).await;
+    room
+}
+
+/// After a rejoin: messages both ways, B's state is the resident's, B's /sync has the room joined
+/// with the new message, and B's stale extremities are gone (one extremity: the last event).
+async fn check_rejoined(a: &TestServer, alice: (&str, &str), b: &TestServer, bob: (&str, &str), room: &str) {
+    wait_joined(a, alice.1, room, bob.0).await;
+    let sb = services(b);
+    let room_id: OwnedRoomId = room.try_into().unwrap();
+    let short = sb.short.room(&room_id).unwrap().unwrap();
+    let extremities = || -> Vec<String> {
+        sb.timeline.extremities(short).unwrap().iter().map(|e| sb.short.event_id(*e).unwrap().to_string()).collect()
+    };
+    // Our join is B's one forward extremity: none of the stale copy's is left.
+    let join = wait_joined(b, bob.1, room, bob.0).await;
+    assert_eq!(extremities(), vec![join["event_id"].as_str().unwrap().to_owned()], "B's forward extremities after the join");
+    a.send_text(alice.1, room, "back1", "welcome back").await;
+    wait_message(b, bob.1, room, "welcome back").await;
+    let bob_text = b.send_text(bob.1, room, "back1", "glad to be back").await;
+    wait_message(a, alice.1, room, "glad to be back").await;
+    let name = b.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(room)), bob.1).await;
+    assert_eq!(name["name"], "after", "{name}");
+    let (_, sync) = b.call(Method::GET, "/_matrix/client/v3/sync", Some(bob.1), None).await;
+    let joined = &sync["rooms"]["join"][room];
+    let texts: Vec<&str> = joined["timeline"]["events"].as_array().into_iter().flatten().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert!(texts.contains(&"welcome back") && texts.contains(&"glad to be back"), "{sync}");
+    assert!(sync["rooms"]["leave"].get(room).is_none(), "{sync}");
+    assert_eq!(extremities(), vec![bob_text], "B's forward extremities");
+}
+
+#[tokio::test]
+async fn test_rejoin_remote_room_after_the_last_local_member_left() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let (b, b_name) = start(dir_b.path()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = room_left_by_b(&a, &a_name, (&alice, &alice_token), &b, (&bob, &bob_token)).await;
+
+    // B, with no member left, is no resident: a send_join built on its stale copy is refused.
+    let (sa, sb) = (services(&a), services(&b));
+    let room_id: OwnedRoomId = room.clone().try_into().unwrap();
+    let (_, _dave_token) = a.register("dave").await;
+    let dave = format!("@dave:{a_name}");
+    let (object, event_id) = {
+        let short = sb.short.room(&room_id).unwrap().unwrap();
+        let state = sb.state.current_state(short).unwrap();
+        let mut auth = Vec::new();
+        for (kind, key) in [("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", "")] {
+            let k = sb.short.statekey(&kind.into(), key).unwrap().unwrap();
+            auth.push(sb.short.event_id(state[&k]).unwrap().to_string());
+        }
+        let prev: Vec<String> = sb.timeline.extremities(short).unwrap().iter().map(|e| sb.short.event_id(*e).unwrap().to_string()).collect();
+        let mut object: ruma::CanonicalJsonObject = serde_json::from_value(json!({
+            "room_id": room, "sender": dave, "state_key": dave, "type": "m.room.member", "content": { "membership": "join" },
+            "origin_server_ts": parvis::util::now_ms(), "depth": 100, "prev_events": prev, "auth_events": auth,
+        }))
+        .unwrap();
+        let rules = ruma::RoomVersionId::V10.rules().unwrap();
+        ruma::signatures::hash_and_sign_event(a_name.as_str(), &sa.globals.keypair, &mut object, &rules.redaction).unwrap();
+        let hash = ruma::signatures::reference_hash(&object, &rules).unwrap();
+        (object, format!("${hash}"))
+    };
+    let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(&room), enc(&event_id));
+    let (status, answer) = send_json(&sa, &b_name, http::Method::PUT, &path, Some(&serde_json::to_value(&object).unwrap())).await.unwrap();
+    assert_eq!((status, answer["errcode"].as_str()), (http::StatusCode::NOT_FOUND, Some("M_NOT_FOUND")), "{answer}");
+    assert!(member_event(&b, &bob_token, &room, &dave).await.is_none_or(|e| e["content"]["membership"] != "join"));
+
+    // Bob rejoins through A: a fresh join on A's current state.
+    let (status, body) = join(&b, &bob_token, &room, &[&a_name]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    check_rejoined(&a, (&alice, &alice_token), &b, (&bob, &bob_token), &room).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn test_reinvite_to_remote_room_after_the_last_local_member_left() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let (b, _) = start(dir_b.path()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = room_left_by_b(&a, &a_name, (&alice, &alice_token), &b, (&bob, &bob_token)).await;
+    let wait_invite = || async {
+        eventually("the invite in B's /sync", || async {
+            let (_, body) = b.call(Method::GET, "/_matrix/client/v3/sync", Some(&bob_token), None).await;
+            body["rooms"]["invite"].get(&room).cloned()
+        })
+        .await
+    };
+    let invite = || async {
+        let (status, body) =
+            a.call(Method::POST, &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), Some(&alice_token), Some(json!({ "user_id": bob }))).await;
+        assert_eq!(status, StatusCode::OK, "the invite: {body}");
+    };
+
+    // A re-invite B's copy of the room cannot place: stored like an invite to an unknown room.
+    invite().await;
+    let invited = wait_invite().await;
+    let state = invited["invite_state"]["events"].as_array().unwrap();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "after"), "{invited}");
+    // Rejected (through A), then invited again and accepted.
+    b.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &bob_token, json!({})).await;
+    wait_membership(&a, &alice_token, &room, &bob, "leave").await;
+    invite().await;
+    wait_invite().await;
+    let (status, body) = join(&b, &bob_token, &room, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    check_rejoined(&a, (&alice, &alice_token), &b, (&bob, &bob_token), &room).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A resident server that lies about the room's version in `make_join` (version 11 for a room B
+/// holds as version 10); it records every path asked.
+async fn lying_resident() -> (String, Arc<std::sync::Mutex<Vec<String>>>, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+    let asked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let record = asked.clone();
+    let app = axum::Router::new().fallback(move |uri: http::Uri| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(uri.path().to_owned());
+            if !uri.path().contains("/make_join/") {
+                return (http::StatusCode::NOT_FOUND, axum::Json(json!({ "errcode": "M_UNRECOGNIZED" })));
+            }
+            let event = json!({ "type": "m.room.member", "content": { "membership": "join" }, "prev_events": [], "auth_events": [], "depth": 5 });
+            (http::StatusCode::OK, axum::Json(json!({ "room_version": "11", "event": event })))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tls = parvis::federation::tls::server_config(&common::config(dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(parvis::federation::listener::serve(listener, tls, app, stopped));
+    (name, asked, stop, dir)
+}
+
+#[tokio::test]
+async fn test_rejoin_refuses_a_resident_that_changes_the_rooms_version() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let (b, _) = start(dir_b.path()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = room_left_by_b(&a, &a_name, (&alice, &alice_token), &b, (&bob, &bob_token)).await;
+    let (liar, asked, _stop, _dir) = lying_resident().await;
+    let sb = services(&b);
+    let room_id: OwnedRoomId = room.clone().try_into().unwrap();
+    let bob_id: OwnedUserId = bob.clone().try_into().unwrap();
+    let liar: OwnedServerName = liar.try_into().unwrap();
+    let e = parvis::federation::join::remote::join_remote(&sb, bob_id, room_id.clone(), vec![liar]).await.unwrap_err();
+    assert_eq!((e.status, e.errcode), (http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"), "{}", e.message);
+    let asked = asked.lock().unwrap().clone();
+    assert!(asked.iter().all(|p| !p.contains("send_join")), "{asked:?}");
+    assert_eq!(sb.timeline.room_version(&room_id).unwrap(), Some(ruma::RoomVersionId::V10));
+    // The real resident still lets bob back in.
+    let (status, body) = join(&b, &bob_token, &room, &[&a_name]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     a.stop().await;
     b.stop().await;

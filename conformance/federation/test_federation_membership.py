@@ -6,8 +6,19 @@ tests, one per line (as in ../README.md).
 
 from __future__ import annotations
 
-from fedhelpers import FED_WAIT_S, is_member, join_remote, poll, send_and_see, since_now, tag, wait_timeline
-from helpers import CS, q
+from fedhelpers import (
+    FED_WAIT_S,
+    is_member,
+    is_text,
+    join_remote,
+    poll,
+    send_and_see,
+    since_now,
+    tag,
+    wait_invite,
+    wait_timeline,
+)
+from helpers import CS, User, q
 
 VERSION = "10"
 
@@ -157,3 +168,74 @@ async def test_TestRestrictedRoomsRemoteJoinLocalUser(pair, make_user):
     assert r.status == 200, r
     authorised = is_member(erin.user_id, "join", join_authorised_via_users_server=bob.user_id)
     await wait_timeline(bob, room, authorised, b_since, "erin's join on B, authorised by bob")
+
+
+async def left_room_moving_on(pair, alice: User, bob: User) -> str:
+    """A public room of A that bob (of B, its only user there) joined and left; then A goes on without B:
+    messages and a new name that B never receives."""
+    room = await alice.create_room(room_version=VERSION, preset="public_chat", name="before")
+    await join_remote(bob, room, pair.a.server_name)
+    await send_and_see(alice, bob, room)
+    await send_and_see(bob, alice, room)
+    a_since = await since_now(alice)
+    b_since = await since_now(bob)
+    await bob.leave(room)
+    await wait_timeline(alice, room, is_member(bob.user_id, "leave"), a_since, "bob's leave on A")
+    await wait_timeline(bob, room, is_member(bob.user_id, "leave"), b_since, "bob's leave on B", section="leave")
+    for _ in range(3):
+        await alice.send_text(room, tag("while-away"))
+    await alice.put_state(room, "m.room.name", {"name": "after"})
+    return room
+
+
+async def check_back_in(pair, alice: User, bob: User, room: str, a_since: str, b_since: str) -> None:
+    """bob's join seen on both sides, B's state is A's, messages both ways in both /syncs."""
+    await wait_timeline(alice, room, is_member(bob.user_id, "join"), a_since, "bob's rejoin on A")
+    await wait_timeline(bob, room, is_member(bob.user_id, "join"), b_since, "bob's rejoin in B's /sync (join section)")
+    name = await bob.state_content(room, "m.room.name")
+    assert name.get("name") == "after", name
+    await send_and_see(alice, bob, room)
+    await send_and_see(bob, alice, room)
+    body = tag("back")
+    await alice.send_text(room, body)
+    await wait_timeline(bob, room, is_text(body, alice.user_id), b_since, "A's message in B's /sync since before the rejoin")
+
+
+async def test_remote_rejoin_after_last_local_member_left(pair, make_user):
+    """Complement: TestCumulativeJoinLeaveJoinSync (over federation: join, leave, join again)
+    A user of B, the only one of B in A's room, leaves; A goes on (messages, a new name); the user joins
+    again through A: B takes A's current state (a fresh join, not an append to its stale copy), messages
+    flow both ways and B's /sync shows the room joined."""
+    alice = await make_user(pair.a)
+    bob = await make_user(pair.b)
+    room = await left_room_moving_on(pair, alice, bob)
+    a_since = await since_now(alice)
+    b_since = await since_now(bob)
+    await join_remote(bob, room, pair.a.server_name)
+    await check_back_in(pair, alice, bob, room, a_since, b_since)
+
+
+async def test_remote_reinvite_after_last_local_member_left(pair, make_user):
+    """Complement: TestTentativeEventualJoiningAfterRejecting (over federation, in a room B has left)
+    A user of B, the only one of B in A's room, leaves; A goes on; A invites the user again: B shows the
+    invite (with A's current name), the user rejects it (through A), is invited once more and joins;
+    messages flow both ways."""
+    alice = await make_user(pair.a)
+    bob = await make_user(pair.b)
+    room = await left_room_moving_on(pair, alice, bob)
+
+    b_since = await since_now(bob)
+    await alice.invite(room, bob.user_id)
+    state = await wait_invite(bob, room, since=b_since)
+    assert any(e.get("type") == "m.room.name" and e.get("content", {}).get("name") == "after" for e in state), state
+    a_since = await since_now(alice)
+    await bob.leave(room)
+    await wait_timeline(alice, room, is_member(bob.user_id, "leave"), a_since, "bob's rejection on A")
+
+    b_since = await since_now(bob)
+    await alice.invite(room, bob.user_id)
+    await wait_invite(bob, room, since=b_since)
+    a_since = await since_now(alice)
+    b_since = await since_now(bob)
+    await join_remote(bob, room, pair.a.server_name)
+    await check_back_in(pair, alice, bob, room, a_since, b_since)

@@ -268,8 +268,9 @@ async fn receive_invite_event(
             ruma::signatures::sign_event(&server, &s.globals.keypair, &mut checked.object, &rules.redaction)
                 .map_err(|e| Error::internal(e.to_string()))?;
             let signed = checked.object.clone();
-            if s.timeline.room_exists(&checked.room_id)? {
-                // We are in the room: the invite is a timeline event like any other.
+            if crate::federation::join::remote::has_local_member(s, &checked.room_id)? {
+                // We are in the room: the invite is a timeline event like any other (a room we
+                // left is a stale copy: the invite is kept as for a room we do not know).
                 persist::append_remote(s, checked, Forward::None, true)?;
             } else {
                 let mut stored = checked;

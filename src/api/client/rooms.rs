@@ -168,7 +168,14 @@ async fn join_any(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoo
                     }
                 }
             }
-            Ok(Some(join_servers(s, &u, &r, &via)?))
+            let mut servers = join_servers(s, &u, &r, &via)?;
+            // A room we left: the servers that were in it when we last knew come after the others.
+            if let Some(short) = s.short.room(&r)? {
+                servers.extend(crate::federation::sender::servers_in_room(s, short)?.iter().cloned());
+                let mut seen = std::collections::HashSet::new();
+                servers.retain(|n| n != s.globals.server_name() && seen.insert(n.clone()));
+            }
+            Ok(Some(servers))
         })
         .await?;
     if let Some(servers) = remote {
@@ -312,7 +319,9 @@ pub async fn leave(State(services): State<Arc<Services>>, req: Ruma<leave_room::
     let (u, r) = (user.clone(), req.body.room_id.clone());
     let remote = services
         .run(move |s| {
-            if s.timeline.room_exists(&r)? {
+            // A room we hold with a member of ours; a room we left is a stale copy, its invite an
+            // outlier: rejected through a resident server like an invite to a room we do not know.
+            if crate::federation::join::remote::has_local_member(s, &r)? {
                 return Ok(None);
             }
             match s.membership.user_room(&u, &r)? {

@@ -63,6 +63,35 @@ pub fn store_membership(s: &Services, event: &CheckedPdu) -> Result<()> {
     Ok(())
 }
 
+/// Records `user`'s membership from the state of a joined room, unless the index already holds
+/// that event (a stale copy of a room we rejoin, an invite we stored): the user's rooms in /sync
+/// do not move for a membership that did not change. A joined user's cached device list is
+/// dropped either way (we shared no room meanwhile, so it may have missed updates).
+#[allow(clippy::too_many_arguments)]
+pub fn record_changed_membership(
+    s: &Services,
+    c: &mut Commit,
+    user: &UserId,
+    room_id: &ruma::RoomId,
+    short_room: u64,
+    membership: Membership,
+    pos: u64,
+    short_event: u64,
+) -> Result<()> {
+    if let Some(known) = s.membership.user_room(user, room_id)?
+        && known.membership == membership
+        && known.short_event == short_event
+        && s.membership.membership(short_room, user)? == Some(membership)
+    {
+        if membership == Membership::Join {
+            crate::services::keys::remote_cache::forget_on_join(&s.globals.db, c, user);
+        }
+        return Ok(());
+    }
+    s.membership.record(c, user, room_id, short_room, membership, pos, short_event);
+    Ok(())
+}
+
 /// The state key of a state event, for snapshots.
 pub fn state_key_of(event: &CheckedPdu) -> Option<(StateEventType, String)> {
     event.pdu.state_key.clone().map(|k| (StateEventType::from(event.pdu.kind.to_string()), k))

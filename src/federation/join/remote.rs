@@ -40,6 +40,8 @@ async fn make_membership(
     user: &OwnedUserId,
     membership: &str,
 ) -> Result<(CanonicalJsonObject, RoomVersionId, OwnedServerName)> {
+    let r = room_id.clone();
+    let stored = services.run(move |s| s.timeline.room_version(&r)).await?;
     let mut last = Error::not_found("No server could be reached to join this room");
     for server in servers {
         if server == services.globals.server_name() {
@@ -54,6 +56,11 @@ async fn make_membership(
                 let version = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
                 let version = RoomVersionId::try_from(version).map_err(|_| Error::bad_json("bad room version"))?;
                 version::rules(&version)?;
+                if let Err(e) = same_version(stored.as_ref(), &version) {
+                    tracing::info!("make_{membership} on {server}: {}", e.message);
+                    last = e;
+                    continue;
+                }
                 let event = answer
                     .get("event")
                     .cloned()
@@ -68,6 +75,28 @@ async fn make_membership(
         }
     }
     Err(last)
+}
+
+/// A peer never changes the version of a room we hold: an answer naming another version than the
+/// stored one is refused (400 `M_INCOMPATIBLE_ROOM_VERSION`, with the stored version) (pure).
+pub fn same_version(stored: Option<&RoomVersionId>, answered: &RoomVersionId) -> Result<()> {
+    match stored {
+        Some(stored) if stored != answered => Err(Error::new(
+            http::StatusCode::BAD_REQUEST,
+            "M_INCOMPATIBLE_ROOM_VERSION",
+            format!("The room is of version {stored}, the resident server answered {answered}"),
+        )
+        .with("room_version", json!(stored.as_str()))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a user of this server is joined to the room. A room we hold without one is a stale
+/// copy: nobody sends us its events, so joining it again is a fresh join, and an invite to it is
+/// kept like an invite to a room we do not know.
+pub fn has_local_member(s: &Services, room_id: &ruma::RoomId) -> Result<bool> {
+    let Some(short) = s.short.room(room_id)? else { return Ok(false) };
+    Ok(s.membership.members(short, Membership::Join)?.iter().any(|m| m.server_name() == s.globals.server_name()))
 }
 
 /// Signs a template: our timestamp, our content additions, our hashes and signature.
@@ -167,7 +196,10 @@ async fn join_through(services: &Arc<Services>, user: &OwnedUserId, room_id: &Ow
 }
 
 /// Stores the joined room: its version, the outliers, the state before our join (one snapshot),
-/// the membership index of its members; then appends our join on that state.
+/// the membership index of its members; then appends our join on that state. A room we hold
+/// without a joined member of ours (we left it) is joined the same way: our copy is stale, its
+/// current state is replaced by the answered one, and our join (whose prev events are the
+/// resident's extremities) replaces every old forward extremity.
 fn store_joined_room(
     s: &Services,
     room_id: &OwnedRoomId,
@@ -185,12 +217,18 @@ fn store_joined_room(
             .partition(|e| state_ids.contains(&e.event_id));
     let lock = s.timeline.room_lock(room_id);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-    if s.timeline.room_exists(room_id)? {
+    if has_local_member(s, room_id)? {
         // Joined meanwhile (a second local user, or a retry): append like any remote event.
         drop(_guard);
         crate::federation::incoming::persist::append_remote(s, join, Forward::None, true)?;
         return Ok(());
     }
+    same_version(s.timeline.room_version(room_id)?.as_ref(), version)?;
+    // The extremities of a stale copy, all replaced by our join.
+    let stale = match s.short.room(room_id)? {
+        Some(short) => s.timeline.extremities(short)?,
+        None => Vec::new(),
+    };
     let ((short_room, snapshot), _) = s.globals.commit(|c| {
         c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
         let short_room = outliers::room_short(s, c, room_id)?;
@@ -208,7 +246,7 @@ fn store_joined_room(
                 && let Ok(member) = ruma::UserId::parse(&state_key)
                 && let Some(m) = event.pdu.membership().as_deref().and_then(Membership::parse)
             {
-                s.membership.record(c, &member, room_id, short_room, m, pos, short);
+                outliers::record_changed_membership(s, c, &member, room_id, short_room, m, pos, short)?;
             }
         }
         let (snapshot, _) = s.state.create(c, 0, &changes)?;
@@ -228,7 +266,7 @@ fn store_joined_room(
             event_id,
             pdu,
             state_before: snapshot,
-            replaces: Vec::new(),
+            replaces: stale,
             current: Current::After,
             txn: None,
             soft_failed: false,
@@ -305,4 +343,20 @@ pub async fn knock_remote(
     }
     checked.object.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
     services.run(move |s| outliers::store_membership(s, &checked)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::RoomVersionId;
+
+    use super::same_version;
+
+    #[test]
+    fn a_peer_never_changes_the_version_of_a_room_we_hold() {
+        assert!(same_version(None, &RoomVersionId::V11).is_ok());
+        assert!(same_version(Some(&RoomVersionId::V10), &RoomVersionId::V10).is_ok());
+        let e = same_version(Some(&RoomVersionId::V10), &RoomVersionId::V11).unwrap_err();
+        assert_eq!((e.status, e.errcode), (http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"));
+        assert_eq!(e.extra.get("room_version"), Some(&serde_json::json!("10")));
+    }
 }

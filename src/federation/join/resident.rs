@@ -90,6 +90,10 @@ pub async fn send_membership(
         .run(move |s| {
             let version = s.timeline.room_version(&room)?.ok_or_else(|| Error::not_found("Unknown room"))?;
             crate::federation::acl::check(s, &room, &o)?;
+            // A room we left is a stale copy: we are no resident of it (as `make_membership`).
+            if !crate::federation::join::remote::has_local_member(s, &room)? {
+                return Err(Error::not_found("This server is not in the room"));
+            }
             Ok(version)
         })
         .await?;
