@@ -1,10 +1,8 @@
-//! Evaluation of room events for push: for every local member of the room other than the sender,
-//! ruma's `Ruleset::get_actions` with the room's context (member count, the user's display name,
-//! power levels). A new event is evaluated before its commit (`timeline::append::persist`), and
-//! what it does is written in the event's own batch, at the event's own stream position: the
-//! users' notifications, unread entries and counts, and the delivery queue items for their http
-//! pushers. A reader never sees a message without its counts. Events committed by an older
-//! version with a `push_pending` entry are evaluated once after start-up (`process_pending`).
+//! Evaluation of committed events (runs on the blocking pool, woken after each commit): for every
+//! local member of the room other than the sender, ruma's `Ruleset::get_actions` with the room's
+//! context (member count, the user's display name, power levels). A notifying event gets, in one
+//! batch: the user's notification, unread entry and counts, the delivery queue items for the
+//! user's http pushers, and the deletion of its `push_pending` entry.
 
 use std::{collections::{BTreeSet, HashMap}, future::Future, pin::pin, sync::Arc, task::{Context, Poll, Waker}};
 
@@ -31,12 +29,12 @@ use crate::{
     error::{Error, Result},
     services::{
         Services,
-        globals::Commit,
         rooms::{event_by_short, membership::Membership, version},
         state::StateMap,
         timeline::{StoredEvent, pdu::{ClientFormat, raw}},
     },
     storage::{
+        Batch,
         db::encode_json,
         keys::{Key, u64_from},
     },
@@ -45,8 +43,8 @@ use crate::{
 /// Events evaluated per call (the evaluator calls again while there are more).
 pub const BATCH: usize = 64;
 
-/// Evaluates up to [`BATCH`] pending events (left by an older version), oldest first, each in
-/// one batch with the deletion of its entry; returns how many it took.
+/// Evaluates up to [`BATCH`] pending events, oldest first, and records them in one batch;
+/// returns how many it took.
 pub fn process_pending(s: &Services) -> Result<usize> {
     let pending: Vec<(u64, u64)> = s
         .push
@@ -58,33 +56,18 @@ pub fn process_pending(s: &Services) -> Result<usize> {
             Ok((u64_from(&key).unwrap_or(0), u64_from(&value).unwrap_or(0)))
         })
         .collect::<Result<_>>()?;
+    let mut evaluated = Vec::with_capacity(pending.len());
     for (pos, short_event) in &pending {
-        let evaluated = evaluate(s, *short_event).unwrap_or_else(|e| {
-            // An event that cannot be evaluated must not block the ones after it.
-            tracing::warn!("push evaluation of event {short_event} failed: {e}");
-            None
-        });
-        let staged = match &evaluated {
-            Some(evaluated) => Some(stage(s, evaluated)?),
-            None => None,
-        };
-        let queued = s.globals.commit(|c| {
-            c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
-            Ok(match &staged {
-                // The counts change at a new position, so /sync shows them.
-                Some(staged) if staged.changes_counts() => {
-                    let counts_pos = c.next_pos();
-                    staged.write(c, *pos, counts_pos)
-                }
-                Some(staged) => staged.write(c, *pos, *pos),
-                None => false,
-            })
-        })?
-        .0;
-        if queued {
-            s.push.deliver_wake.notify_one();
+        match evaluate(s, *short_event) {
+            Ok(outcome) => evaluated.push((*pos, outcome)),
+            Err(e) => {
+                // An event that cannot be evaluated must not block the ones after it.
+                tracing::warn!("push evaluation of event {short_event} failed: {e}");
+                evaluated.push((*pos, None));
+            }
         }
     }
+    record(s, evaluated)?;
     Ok(pending.len())
 }
 
@@ -100,7 +83,7 @@ pub struct Evaluated {
     pub notified: Vec<Notified>,
 }
 
-/// Evaluates a stored event (see `evaluate_event`).
+/// Runs the push rules of every local member (and the local invitee of an invite) but the sender.
 pub fn evaluate(s: &Services, short_event: u64) -> Result<Option<Evaluated>> {
     let Some(meta) = s.timeline.meta(short_event)? else { return Ok(None) };
     if meta.pos == 0 {
@@ -108,14 +91,6 @@ pub fn evaluate(s: &Services, short_event: u64) -> Result<Option<Evaluated>> {
     }
     let room_id = s.short.room_id(meta.short_room)?;
     let Some(event) = event_by_short(s, short_event, &room_id)? else { return Ok(None) };
-    evaluate_event(s, event).map(Some)
-}
-
-/// Runs the push rules of every local member (and the local invitee of an invite) but the sender
-/// for `event` (its `meta` gives the room and the state before it; its position is not read).
-pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated> {
-    let meta = event.meta;
-    let room_id = event.pdu.room_id.clone();
     let ours = s.globals.server_name();
     let joined = s.membership.members(meta.short_room, Membership::Join)?;
     let mut users: BTreeSet<OwnedUserId> =
@@ -129,7 +104,7 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
         users.insert(target);
     }
     if users.is_empty() {
-        return Ok(Evaluated { event, notified: Vec::new() });
+        return Ok(Some(Evaluated { event, notified: Vec::new() }));
     }
 
     let state = s.state.load(meta.state_before)?;
@@ -151,7 +126,7 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
             notified.push(Notified { user, actions: actions.to_vec() });
         }
     }
-    Ok(Evaluated { event, notified })
+    Ok(Some(Evaluated { event, notified }))
 }
 
 /// Polls a future that never waits (ruma's rule matching awaits nothing without MSC4306).
@@ -219,76 +194,62 @@ pub fn thread_of(event: &StoredEvent) -> Option<String> {
     (relates.get("rel_type")?.as_str()? == "m.thread").then(|| relates.get("event_id")?.as_str().map(str::to_owned))?
 }
 
-/// What an evaluated event writes, read under the counts lock, which it holds until it is
-/// written (no count changes meanwhile): each notified user's counts with the event counted, and
-/// the delivery queue items (with the badge: every unread notification of the user).
-pub struct Staged<'a> {
-    event: Arc<StoredEvent>,
-    users: Vec<StagedUser>,
-    items: Vec<queue::Item>,
-    _counts: std::sync::MutexGuard<'a, ()>,
-}
-
-struct StagedUser {
-    user: OwnedUserId,
-    actions: Vec<Action>,
-    entry: Entry,
-    /// The counts with the event counted (`None`: the event was already read).
-    counts: Option<RoomCounts>,
-}
-
-/// Reads what `evaluated` changes, under the counts lock (kept in the result).
-pub fn stage<'a>(s: &'a Services, evaluated: &Evaluated) -> Result<Staged<'a>> {
-    let guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let event = evaluated.event.clone();
-    let short_room = event.meta.short_room;
-    let thread = thread_of(&event);
-    // A new event has no position yet: it comes after every read marker.
-    let event_pos = if event.meta.pos == 0 { u64::MAX } else { event.meta.pos };
-    let mut users = Vec::new();
+/// Writes what evaluated events do and deletes their pending entries: one batch. Everything is
+/// read before the commit (under the counts lock, so no count changes meanwhile); counts changed
+/// by an earlier event of the batch are read from `overlay`, not from the database.
+fn record(s: &Services, evaluated: Vec<(u64, Option<Evaluated>)>) -> Result<()> {
+    let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut batch = Batch::new();
+    let mut overlay: HashMap<OwnedUserId, HashMap<u64, RoomCounts>> = HashMap::new();
+    let mut changed: BTreeSet<(OwnedUserId, u64)> = BTreeSet::new();
     let mut items = Vec::new();
-    for Notified { user, actions } in &evaluated.notified {
-        let highlight = actions.iter().any(Action::is_highlight);
-        let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
-        let mut counts = room_counts(s, user, short_room)?;
-        let counted = counts.add(event_pos, &entry);
-        if counted {
-            let totals = totals(s, user, &HashMap::from([(short_room, counts.clone())]))?;
-            items.extend(queue::items_for(s, user, &event, actions, totals)?);
-        }
-        users.push(StagedUser { user: user.clone(), actions: actions.clone(), entry, counts: counted.then_some(counts) });
-    }
-    Ok(Staged { event, users, items, _counts: guard })
-}
-
-impl Staged<'_> {
-    /// Whether writing changes a user's counts.
-    pub fn changes_counts(&self) -> bool {
-        self.users.iter().any(|u| u.counts.is_some())
-    }
-
-    /// Writes into `c` the notifications and unread entries of the event at `event_pos`, the
-    /// counts marked changed at `counts_pos`, and the queue items; true when items were queued
-    /// (the delivery worker is to be woken after the commit).
-    pub fn write(&self, c: &mut Commit, event_pos: u64, counts_pos: u64) -> bool {
-        let ts = crate::util::now_ms();
-        let short_room = self.event.meta.short_room;
-        for StagedUser { user, actions, entry, counts } in &self.users {
+    let ts = crate::util::now_ms();
+    for (pos, outcome) in evaluated {
+        batch.delete(PUSH_PENDING, pos.to_be_bytes());
+        let Some(Evaluated { event, notified }) = outcome else { continue };
+        let short_room = event.meta.short_room;
+        let thread = thread_of(&event);
+        for Notified { user, actions } in notified {
+            let highlight = actions.iter().any(Action::is_highlight);
+            let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
+            let rooms = overlay.entry(user.clone()).or_default();
+            let counts = match rooms.entry(short_room) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(room_counts(s, &user, short_room)?),
+            };
             let notification = Notification {
-                room_id: self.event.pdu.room_id.clone(),
-                event_id: self.event.pdu.event_id.clone(),
+                room_id: event.pdu.room_id.clone(),
+                event_id: event.pdu.event_id.clone(),
                 actions: actions.clone(),
                 ts,
             };
-            c.batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event_pos).build(), encode_json(&notification));
-            if let Some(counts) = counts {
-                c.batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event_pos).build(), entry.encode());
-                let mut counts = counts.clone();
-                counts.pos = counts_pos;
-                c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(short_room).build(), encode_json(&counts));
+            batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event.meta.pos).build(), encode_json(&notification));
+            if counts.add(event.meta.pos, &entry) {
+                changed.insert((user.clone(), short_room));
+                batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event.meta.pos).build(), entry.encode());
+                // The badge: every unread notification of the user, this one included.
+                let totals = totals(s, &user, rooms)?;
+                items.extend(queue::items_for(s, &user, &event, &actions, totals)?);
             }
         }
-        queue::enqueue(c, &self.items);
-        !self.items.is_empty()
     }
+    s.globals.commit(|c| {
+        c.batch.ops.append(&mut batch.ops);
+        if !changed.is_empty() {
+            // A new position: /sync shows the rooms whose counts changed.
+            let pos = c.next_pos();
+            for (user, short_room) in &changed {
+                if let Some(counts) = overlay.get_mut(user).and_then(|rooms| rooms.get_mut(short_room)) {
+                    counts.pos = pos;
+                    c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(*short_room).build(), encode_json(counts));
+                }
+            }
+        }
+        queue::enqueue(c, &items);
+        Ok(())
+    })?;
+    if !items.is_empty() {
+        s.push.deliver_wake.notify_one();
+    }
+    Ok(())
 }
