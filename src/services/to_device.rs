@@ -98,10 +98,7 @@ fn deliver_local(c: &mut Commit, sender: &UserId, event_type: &str, planned: &[(
 
 /// Records a transaction or message id with its time (for [`prune_txns`]) in `c`.
 fn remember_txn(c: &mut Commit, txn_key: &[u8], now_ms: u64) {
-    c.batch.put(TO_DEVICE_TXNS, txn_key.to_vec(), now_ms.to_be_bytes().to_vec());
-    let mut index = now_ms.to_be_bytes().to_vec();
-    index.extend_from_slice(txn_key);
-    c.batch.put(TO_DEVICE_TXN_TIMES, index, Vec::new());
+    crate::storage::time_index::put_timed(&mut c.batch, TO_DEVICE_TXNS, TO_DEVICE_TXN_TIMES, txn_key, now_ms.to_be_bytes().to_vec(), now_ms);
 }
 
 /// The deliveries to local users of `messages`, planned before the commit.
@@ -197,28 +194,8 @@ pub fn receive(s: &Services, origin: &ServerName, content: &Value) -> Result<()>
 /// before the time index existed (empty values; only with `legacy`, a full scan); returns how
 /// many.
 pub fn prune_txns(db: &Db, now_ms: u64, legacy: bool) -> Result<usize> {
-    use crate::storage::Direction;
     let cutoff = now_ms.saturating_sub(TXN_KEEP.as_millis() as u64);
-    let mut pruned = 0;
-    loop {
-        let mut batch = Batch::new();
-        let mut count = 0;
-        for entry in db.scan_from(TO_DEVICE_TXN_TIMES, &[], &Key::new().u64(0).build(), Direction::Forward).take(PRUNE_PER_BATCH) {
-            let (index, _) = entry?;
-            let Some(at) = index.get(..8).and_then(crate::storage::keys::u64_from) else { continue };
-            if at >= cutoff {
-                break;
-            }
-            batch.delete(TO_DEVICE_TXNS, index[8..].to_vec());
-            batch.delete(TO_DEVICE_TXN_TIMES, index.to_vec());
-            count += 1;
-        }
-        if count == 0 {
-            break;
-        }
-        db.write(batch)?;
-        pruned += count;
-    }
+    let mut pruned = crate::storage::time_index::prune_before(db, TO_DEVICE_TXNS, TO_DEVICE_TXN_TIMES, cutoff, PRUNE_PER_BATCH)?;
     if legacy {
         let mut batch = Batch::new();
         for entry in db.scan_prefix(TO_DEVICE_TXNS, &[]) {

@@ -5,6 +5,7 @@ pub mod db;
 pub mod engine;
 pub mod keys;
 pub mod rocks;
+pub mod time_index;
 
 pub use db::Db;
 pub use engine::{Batch, Direction, Engine, Map};

@@ -11,7 +11,7 @@ use super::transaction::TXNS;
 use crate::{
     error::Result,
     services::Services,
-    storage::{Batch, Direction, Map, keys::Key},
+    storage::{Batch, Map, time_index},
 };
 
 /// received ms u64 ‖ origin str ‖ txn id str → empty.
@@ -26,36 +26,14 @@ const PER_BATCH: usize = 1000;
 /// Stores the answer to a transaction (`key`: origin ‖ txn id) with its time, in one batch.
 pub fn record(s: &Services, key: Vec<u8>, answer: Vec<u8>, now_ms: u64) -> Result<()> {
     let mut batch = Batch::new();
-    let mut index = now_ms.to_be_bytes().to_vec();
-    index.extend_from_slice(&key);
-    batch.put(TXN_TIMES, index, Vec::new());
-    batch.put(TXNS, key, answer);
+    time_index::put_timed(&mut batch, TXNS, TXN_TIMES, &key, answer, now_ms);
     Ok(s.globals.db.write(batch)?)
 }
 
 /// Deletes the answers given before `now_ms - KEEP`; returns how many.
 pub fn prune(s: &Services, now_ms: u64) -> Result<usize> {
     let cutoff = now_ms.saturating_sub(KEEP.as_millis() as u64);
-    let mut pruned = 0;
-    loop {
-        let mut batch = Batch::new();
-        let mut count = 0;
-        for entry in s.globals.db.scan_from(TXN_TIMES, &[], &Key::new().u64(0).build(), Direction::Forward).take(PER_BATCH) {
-            let (index, _) = entry?;
-            let Some(at) = index.get(..8).and_then(crate::storage::keys::u64_from) else { continue };
-            if at >= cutoff {
-                break;
-            }
-            batch.delete(TXNS, index[8..].to_vec());
-            batch.delete(TXN_TIMES, index.to_vec());
-            count += 1;
-        }
-        if count == 0 {
-            return Ok(pruned);
-        }
-        s.globals.db.write(batch)?;
-        pruned += count;
-    }
+    Ok(time_index::prune_before(&s.globals.db, TXNS, TXN_TIMES, cutoff, PER_BATCH)?)
 }
 
 /// Prunes at start and every [`EVERY`] until `stop` changes.
