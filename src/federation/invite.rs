@@ -224,16 +224,8 @@ async fn receive_invite_event(
     }
     // A room we know keeps the version we stored: a peer never changes it.
     let room = room_id.clone();
-    if let Some(stored) = services.run(move |s| s.timeline.room_version(&room)).await?
-        && stored != version
-    {
-        return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            "M_INCOMPATIBLE_ROOM_VERSION",
-            format!("Room {room_id} is of version {stored}, not {version}"),
-        )
-        .with("room_version", serde_json::json!(stored.as_str())));
-    }
+    let stored = services.run(move |s| s.timeline.room_version(&room)).await?;
+    crate::federation::join::remote::same_version(stored.as_ref(), &version)?;
     let rules = version::rules(&version)?;
     object.remove("unsigned");
     if pdu_checks::room_id_of(&object)? != *room_id {

@@ -57,9 +57,7 @@ pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, str
         return Ok(Outcome::Duplicate);
     }
     // Checked with the version we stored for the room, never one a peer named.
-    if s.timeline.room_version(&room_id)?.is_some_and(|stored| stored != version) {
-        return Err(Error::new(http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", "The room has another version"));
-    }
+    crate::federation::join::remote::same_version(s.timeline.room_version(&room_id)?.as_ref(), &version)?;
     let rules = version::rules(&version)?;
     let short_room = s.short.room(&room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
     ensure_references_in_room(s, short_room, &pdu)?;

@@ -77,14 +77,14 @@ async fn make_membership(
     Err(last)
 }
 
-/// A peer never changes the version of a room we hold: an answer naming another version than the
-/// stored one is refused (400 `M_INCOMPATIBLE_ROOM_VERSION`, with the stored version) (pure).
+/// A peer never changes the version of a room we hold: an answer, invite or event naming another
+/// version than the stored one is refused (400 `M_INCOMPATIBLE_ROOM_VERSION`, with the stored version) (pure).
 pub fn same_version(stored: Option<&RoomVersionId>, answered: &RoomVersionId) -> Result<()> {
     match stored {
         Some(stored) if stored != answered => Err(Error::new(
             http::StatusCode::BAD_REQUEST,
             "M_INCOMPATIBLE_ROOM_VERSION",
-            format!("The room is of version {stored}, the resident server answered {answered}"),
+            format!("The room is of version {stored}, not {answered}"),
         )
         .with("room_version", json!(stored.as_str()))),
         _ => Ok(()),
