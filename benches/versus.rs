@@ -149,6 +149,8 @@ fn parse_opts() -> Res<Opts> {
         "seq-parvis",
         "seq-synapse",
         "seq-warmup",
+        "flood-sends",
+        "flood-tasks",
         "conc-users",
         "conc-secs",
         "conc-max",
@@ -302,6 +304,18 @@ const FIGS: &[Fig] = &[
     Fig {
         key: "conc_cpu",
         label: "server CPU per concurrent send (µs)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "conc_notified_rate",
+        label: "concurrent sends with their notifications counted (events/s)",
+        better: Better::Higher,
+        decimals: 1,
+    },
+    Fig {
+        key: "conc_notified_cpu",
+        label: "server CPU per concurrent send, notifications included (µs)",
         better: Better::Lower,
         decimals: 0,
     },
@@ -706,6 +720,13 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
                 res.set("conc_p99", r.p99_ms);
                 if let Some(c) = r.server_cpu_us_per_event {
                     res.set("conc_cpu", c);
+                }
+                if let Some(t) = r.notified_secs {
+                    res.set("conc_notified_rate", (r.sent + 1) as f64 / t);
+                    eprintln!("[versus]   every notification counted {t:.1} s after the start");
+                }
+                if let Some(c) = r.server_cpu_us_notified {
+                    res.set("conc_notified_cpu", c);
                 }
                 let cores = |c: Option<f64>| c.map_or("?".into(), |c| format!("{c:.2}"));
                 eprintln!(

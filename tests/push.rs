@@ -443,7 +443,7 @@ async fn push_rules_are_created_ordered_changed_and_deleted_with_spec_errors() {
 }
 
 #[tokio::test]
-async fn an_event_committed_while_no_evaluator_runs_is_evaluated_after_the_restart() {
+async fn an_event_committed_while_no_push_task_runs_has_its_counts_after_the_restart() {
     use parvis::services::{
         Services,
         timeline::append::{NewEvent, Target, append_local},
@@ -453,8 +453,8 @@ async fn an_event_committed_while_no_evaluator_runs_is_evaluated_after_the_resta
     sync_until_counts(&server, &bob, &room, (0, 0)).await;
     server.stop().await;
 
-    // The services alone (no server, so no push tasks): the event is committed with its pending
-    // entry, and nothing evaluates it before the services close, as after a crash.
+    // The services alone (no server, so no push tasks): the event is committed with its counts in
+    // its own batch, and the services close at once, as after a crash.
     let config = common::config(dir.path());
     let room_id: ruma::OwnedRoomId = room.as_str().try_into().unwrap();
     tokio::task::spawn_blocking(move || {
@@ -590,4 +590,61 @@ async fn a_read_receipt_and_the_counts_it_resets_are_one_batch() {
     engine.allow_writes(1);
     parvis::services::push::read::receipt(&s, &bob_id, short, "m.read", &event_id, None).unwrap();
     assert_eq!(state(&s), (Some(event_id.clone()), 0, 0), "the receipt and its reset in one write");
+}
+
+/// The counts of a message are written in the message's own batch: the first /sync answer that
+/// carries the message (a long poll woken by its commit) already counts it, every time.
+#[tokio::test]
+async fn a_sync_that_shows_a_message_shows_its_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
+    let mut since = sync_until_counts(&server, &bob, &room, (0, 0)).await["next_batch"].as_str().unwrap().to_owned();
+    for i in 0..10u64 {
+        let server_ref = &server;
+        let (bob_ref, since_ref) = (&bob, since.clone());
+        let poll = async move {
+            server_ref.get(&format!("/_matrix/client/v3/sync?timeout=5000&since={since_ref}"), bob_ref).await
+        };
+        let send = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            send_mention(&server, &alice, &room, &format!("race{i}"), &bob_id).await
+        };
+        let (answer, event_id) = tokio::join!(poll, send);
+        let events = answer["rooms"]["join"][&room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+        assert!(events.iter().any(|e| e["event_id"] == event_id.as_str()), "the long poll wakes with the message: {answer}");
+        assert_eq!(unread(&answer, &room), (i + 1, i + 1), "and with its count: {}", answer["rooms"]["join"][&room]);
+        since = answer["next_batch"].as_str().unwrap().to_owned();
+    }
+    server.stop().await;
+}
+
+/// The per-user memories of the push path (the counts last written, whether a user has an http
+/// pusher) never hide a change: a pusher set after messages were evaluated gets the next one, and
+/// counts reset by a receipt count again from zero.
+#[tokio::test]
+async fn a_pusher_set_after_messages_gets_the_next_and_counts_follow_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(0).await;
+    let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
+    // Evaluated while bob has no pusher.
+    let first = send_mention(&server, &alice, &room, "c1", &bob_id).await;
+    sync_until_counts(&server, &bob, &room, (1, 1)).await;
+    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "late-key")).await;
+    let second = send_mention(&server, &alice, &room, "c2", &bob_id).await;
+    let pushed = gateway.wait_for(&second).await;
+    assert_eq!(pushed["notification"]["counts"]["unread"], 2, "{pushed}");
+    assert_eq!(pushed["notification"]["devices"][0]["pushkey"], "late-key");
+    sync_until_counts(&server, &bob, &room, (2, 2)).await;
+
+    // A receipt resets the counts; the next message counts from there, not from the counts the
+    // push path last wrote.
+    server.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&second)), &bob, json!({})).await;
+    sync_until_counts(&server, &bob, &room, (0, 0)).await;
+    let third = send_mention(&server, &alice, &room, "c3", &bob_id).await;
+    let pushed = gateway.wait_for(&third).await;
+    assert_eq!(pushed["notification"]["counts"]["unread"], 1, "{pushed}");
+    let sync = sync_until_counts(&server, &bob, &room, (1, 1)).await;
+    assert_ne!(first, third);
+    assert!(sync["next_batch"].is_string());
+    server.stop().await;
 }

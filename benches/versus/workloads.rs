@@ -229,6 +229,12 @@ pub struct ConcResult {
     /// Server and load-client CPU use during the run, as a share of one core.
     pub server_cores: Option<f64>,
     pub client_cores: Option<f64>,
+    /// From the start until a member's `/notifications` lists the message sent after the last
+    /// sender finished: the sends with all the push work they cause (a server that evaluates push
+    /// rules after answering the send still has it to do when the senders stop).
+    pub notified_secs: Option<f64>,
+    /// Server CPU time per send until then, in microseconds.
+    pub server_cpu_us_notified: Option<f64>,
 }
 
 /// `users` users joined to one public room, each sending in a loop for `duration` (or `max_each`
@@ -320,6 +326,22 @@ pub async fn concurrent(
         crate::server::cpu_secs(&server_pid.to_string()),
         crate::server::cpu_secs("self"),
     );
+    // One more message, then wait until another member's notifications list it: every message
+    // before it has been through the push rules by then.
+    let last = api.send_text(&us[0], &room, "c-last", "last message").await?;
+    let watcher = &us[users.min(2) - 1];
+    let mut notified_secs = None;
+    while t0.elapsed() < duration * 30 + Duration::from_secs(60) {
+        let v = api
+            .call(reqwest::Method::GET, "/_matrix/client/v3/notifications?limit=1", Some(&watcher.token), None, Duration::from_secs(30))
+            .await?;
+        if v["notifications"][0]["event"]["event_id"].as_str() == Some(last.as_str()) {
+            notified_secs = Some(t0.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cpu2 = crate::server::cpu_secs(&server_pid.to_string());
     lat.sort_by(f64::total_cmp);
     let sent = lat.len();
     let server_cpu = cpu0.0.zip(cpu1.0).map(|(a, b)| b - a);
@@ -338,6 +360,8 @@ pub async fn concurrent(
             .map(|c| c * 1e6 / sent as f64),
         server_cores: server_cpu.map(|c| c / secs),
         client_cores: client_cpu.map(|c| c / secs),
+        notified_secs: if users > 1 { notified_secs } else { None },
+        server_cpu_us_notified: cpu0.0.zip(cpu2).filter(|_| users > 1 && notified_secs.is_some()).map(|(a, b)| (b - a) * 1e6 / (sent + 1) as f64),
     })
 }
 

@@ -7,9 +7,47 @@
 //! marker and recounts the room's remaining entries, deleting the ones now read, so a recount
 //! reads only what was unread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use ruma::{OwnedUserId, UserId};
 use serde::{Deserialize, Serialize};
+
+use crate::{error::Result, services::Services};
+
+/// Counts cached per (user, short room), equal to what `push_counts` holds: kept under the counts
+/// lock, filled on a read and updated only after a commit that wrote them succeeded.
+#[derive(Default)]
+pub struct CountsCache {
+    map: HashMap<(OwnedUserId, u64), RoomCounts>,
+}
+
+/// Entries kept before the cache starts again empty.
+const CACHED_COUNTS: usize = 65_536;
+
+impl CountsCache {
+    /// The counts of `user` in the room (read from the database on a miss).
+    pub fn get(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
+        if let Some(counts) = self.map.get(&(user.to_owned(), short_room)) {
+            return Ok(counts.clone());
+        }
+        let counts = super::read::room_counts(s, user, short_room)?;
+        self.put(user, short_room, counts.clone());
+        Ok(counts)
+    }
+
+    /// Records counts that a successful commit wrote.
+    pub fn put(&mut self, user: &UserId, short_room: u64, counts: RoomCounts) {
+        if self.map.len() >= CACHED_COUNTS {
+            self.map.clear();
+        }
+        self.map.insert((user.to_owned(), short_room), counts);
+    }
+
+    /// Forgets the counts of a user in a room (written by a commit that is not followed here).
+    pub fn forget(&mut self, user: &UserId, short_room: u64) {
+        self.map.remove(&(user.to_owned(), short_room));
+    }
+}
 
 /// The thread of an event: the main timeline (unthreaded events and thread roots) or a thread,
 /// by its root event id.

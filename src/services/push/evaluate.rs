@@ -1,8 +1,10 @@
-//! Evaluation of committed events (runs on the blocking pool, woken after each commit): for every
-//! local member of the room other than the sender, ruma's `Ruleset::get_actions` with the room's
-//! context (member count, the user's display name, power levels). A notifying event gets, in one
-//! batch: the user's notification, unread entry and counts, the delivery queue items for the
-//! user's http pushers, and the deletion of its `push_pending` entry.
+//! Evaluation of room events for push: for every local member of the room other than the sender,
+//! ruma's `Ruleset::get_actions` with the room's context (member count, the user's display name,
+//! power levels). A new event is evaluated before its commit (`timeline::append::persist`), and
+//! what it does is written in the event's own batch, at the event's own stream position: the
+//! users' notifications, unread entries and counts, and the delivery queue items for their http
+//! pushers. A reader never sees a message without its counts. Events committed by an older
+//! version with a `push_pending` entry are evaluated once after start-up (`process_pending`).
 
 use std::{collections::{BTreeSet, HashMap}, future::Future, pin::pin, sync::Arc, task::{Context, Poll, Waker}};
 
@@ -12,29 +14,28 @@ use ruma::{
         StateEventType, TimelineEventType,
         room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource},
     },
-    push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx},
-    serde::Raw,
+    push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset},
 };
 use serde_json::Value;
 
 use super::{
     PUSH_COUNTS, PUSH_NOTIFICATIONS, PUSH_PENDING, PUSH_UNREAD,
-    counts::{Entry, RoomCounts},
+    counts::{CountsCache, Entry, RoomCounts},
     notifications::Notification,
     queue,
-    read::{room_counts, totals},
+    read::totals,
     rules,
 };
 use crate::{
     error::{Error, Result},
     services::{
         Services,
+        globals::Commit,
         rooms::{event_by_short, membership::Membership, version},
         state::StateMap,
         timeline::{StoredEvent, pdu::{ClientFormat, raw}},
     },
     storage::{
-        Batch,
         db::encode_json,
         keys::{Key, u64_from},
     },
@@ -43,8 +44,8 @@ use crate::{
 /// Events evaluated per call (the evaluator calls again while there are more).
 pub const BATCH: usize = 64;
 
-/// Evaluates up to [`BATCH`] pending events, oldest first, and records them in one batch;
-/// returns how many it took.
+/// Evaluates up to [`BATCH`] pending events (left by an older version), oldest first, each in
+/// one batch with the deletion of its entry; returns how many it took.
 pub fn process_pending(s: &Services) -> Result<usize> {
     let pending: Vec<(u64, u64)> = s
         .push
@@ -56,18 +57,36 @@ pub fn process_pending(s: &Services) -> Result<usize> {
             Ok((u64_from(&key).unwrap_or(0), u64_from(&value).unwrap_or(0)))
         })
         .collect::<Result<_>>()?;
-    let mut evaluated = Vec::with_capacity(pending.len());
     for (pos, short_event) in &pending {
-        match evaluate(s, *short_event) {
-            Ok(outcome) => evaluated.push((*pos, outcome)),
-            Err(e) => {
-                // An event that cannot be evaluated must not block the ones after it.
-                tracing::warn!("push evaluation of event {short_event} failed: {e}");
-                evaluated.push((*pos, None));
-            }
+        let evaluated = evaluate(s, *short_event).unwrap_or_else(|e| {
+            // An event that cannot be evaluated must not block the ones after it.
+            tracing::warn!("push evaluation of event {short_event} failed: {e}");
+            None
+        });
+        let staged = match &evaluated {
+            Some(evaluated) => Some(stage(s, evaluated)?),
+            None => None,
+        };
+        let queued = s.globals.commit(|c| {
+            c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
+            Ok(match &staged {
+                // The counts change at a new position, so /sync shows them.
+                Some(staged) if staged.changes_counts() => {
+                    let counts_pos = c.next_pos();
+                    staged.write(c, *pos, counts_pos)
+                }
+                Some(staged) => staged.write(c, *pos, *pos),
+                None => false,
+            })
+        })?
+        .0;
+        if let Some(staged) = staged {
+            staged.committed();
+        }
+        if queued {
+            s.push.deliver_wake.notify_one();
         }
     }
-    record(s, evaluated)?;
     Ok(pending.len())
 }
 
@@ -83,7 +102,7 @@ pub struct Evaluated {
     pub notified: Vec<Notified>,
 }
 
-/// Runs the push rules of every local member (and the local invitee of an invite) but the sender.
+/// Evaluates a stored event (see `evaluate_event`).
 pub fn evaluate(s: &Services, short_event: u64) -> Result<Option<Evaluated>> {
     let Some(meta) = s.timeline.meta(short_event)? else { return Ok(None) };
     if meta.pos == 0 {
@@ -91,6 +110,14 @@ pub fn evaluate(s: &Services, short_event: u64) -> Result<Option<Evaluated>> {
     }
     let room_id = s.short.room_id(meta.short_room)?;
     let Some(event) = event_by_short(s, short_event, &room_id)? else { return Ok(None) };
+    evaluate_event(s, event).map(Some)
+}
+
+/// Runs the push rules of every local member (and the local invitee of an invite) but the sender
+/// for `event` (its `meta` gives the room and the state before it; its position is not read).
+pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated> {
+    let meta = event.meta;
+    let room_id = event.pdu.room_id.clone();
     let ours = s.globals.server_name();
     let joined = s.membership.members(meta.short_room, Membership::Join)?;
     let mut users: BTreeSet<OwnedUserId> =
@@ -104,29 +131,48 @@ pub fn evaluate(s: &Services, short_event: u64) -> Result<Option<Evaluated>> {
         users.insert(target);
     }
     if users.is_empty() {
-        return Ok(Some(Evaluated { event, notified: Vec::new() }));
+        return Ok(Evaluated { event, notified: Vec::new() });
     }
 
     let state = s.state.load(meta.state_before)?;
     let power_levels = power_levels(s, &room_id, &state)?;
     let json = event.to_client(&s.timeline, ClientFormat::Room, None)?;
-    let raw_event: Raw<Value> = raw(&json);
+    // The event is flattened once for all its users (ruma's `get_actions` would flatten it for each).
+    let flat = FlattenedJson::from_raw(&raw::<Value>(&json));
+    let has_body = flat.get_str("content.body").is_some();
     let member_count = UInt::new(joined.len() as u64).unwrap_or_default();
     let mut notified = Vec::new();
     for user in users {
         let ruleset = rules::ruleset(s, &user)?;
-        let mut ctx = PushConditionRoomCtx::new(room_id.clone(), member_count, user.clone(), display_name(s, &room_id, &state, &user)?);
+        // Only `contains_display_name` reads the display name, and only in a body.
+        let name = if has_body { display_name(s, &room_id, &state, &user)? } else { String::new() };
+        let mut ctx = PushConditionRoomCtx::new(room_id.clone(), member_count, user, name);
         if let Some(pl) = &power_levels {
             ctx = ctx.with_power_levels(pl.clone());
         }
-        let Some(actions) = now_or_never(ruleset.get_actions(&raw_event, &ctx)) else {
-            return Err(Error::internal("push rule evaluation did not complete"));
-        };
-        if actions.iter().any(Action::should_notify) {
-            notified.push(Notified { user, actions: actions.to_vec() });
+        if let Some(actions) = first_match(&ruleset, &flat, &ctx)?
+            && actions.iter().any(Action::should_notify)
+        {
+            notified.push(Notified { user: ctx.user_id, actions: actions.to_vec() });
         }
     }
-    Ok(Some(Evaluated { event, notified }))
+    Ok(Evaluated { event, notified })
+}
+
+/// The actions of the first rule of `ruleset` that applies to `event` (as `Ruleset::get_actions`,
+/// on an event flattened once).
+fn first_match<'r>(ruleset: &'r Ruleset, event: &FlattenedJson, ctx: &PushConditionRoomCtx) -> Result<Option<&'r [Action]>> {
+    if event.get_str("sender").is_some_and(|sender| sender == ctx.user_id) {
+        return Ok(None);
+    }
+    for rule in ruleset {
+        match now_or_never(rule.applies(event, ctx)) {
+            Some(true) => return Ok(Some(rule.actions())),
+            Some(false) => {}
+            None => return Err(Error::internal("push rule evaluation did not complete")),
+        }
+    }
+    Ok(None)
 }
 
 /// Polls a future that never waits (ruma's rule matching awaits nothing without MSC4306).
@@ -194,62 +240,92 @@ pub fn thread_of(event: &StoredEvent) -> Option<String> {
     (relates.get("rel_type")?.as_str()? == "m.thread").then(|| relates.get("event_id")?.as_str().map(str::to_owned))?
 }
 
-/// Writes what evaluated events do and deletes their pending entries: one batch. Everything is
-/// read before the commit (under the counts lock, so no count changes meanwhile); counts changed
-/// by an earlier event of the batch are read from `overlay`, not from the database.
-fn record(s: &Services, evaluated: Vec<(u64, Option<Evaluated>)>) -> Result<()> {
-    let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let mut batch = Batch::new();
-    let mut overlay: HashMap<OwnedUserId, HashMap<u64, RoomCounts>> = HashMap::new();
-    let mut changed: BTreeSet<(OwnedUserId, u64)> = BTreeSet::new();
+/// What an evaluated event writes, read under the counts lock, which it holds until it is
+/// written (no count changes meanwhile): each notified user's counts with the event counted, and
+/// the delivery queue items (with the badge: every unread notification of the user).
+pub struct Staged<'a> {
+    event: Arc<StoredEvent>,
+    users: Vec<StagedUser>,
+    items: Vec<queue::Item>,
+    cache: std::sync::MutexGuard<'a, CountsCache>,
+    /// The position the counts were written at (`write`).
+    counts_pos: std::cell::Cell<u64>,
+}
+
+struct StagedUser {
+    user: OwnedUserId,
+    actions: Vec<Action>,
+    entry: Entry,
+    /// The counts with the event counted (`None`: the event was already read).
+    counts: Option<RoomCounts>,
+}
+
+/// Reads what `evaluated` changes, under the counts lock (kept in the result).
+pub fn stage<'a>(s: &'a Services, evaluated: &Evaluated) -> Result<Staged<'a>> {
+    let mut cache = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let event = evaluated.event.clone();
+    let short_room = event.meta.short_room;
+    let thread = thread_of(&event);
+    // A new event has no position yet: it comes after every read marker.
+    let event_pos = if event.meta.pos == 0 { u64::MAX } else { event.meta.pos };
+    let mut users = Vec::new();
     let mut items = Vec::new();
-    let ts = crate::util::now_ms();
-    for (pos, outcome) in evaluated {
-        batch.delete(PUSH_PENDING, pos.to_be_bytes());
-        let Some(Evaluated { event, notified }) = outcome else { continue };
-        let short_room = event.meta.short_room;
-        let thread = thread_of(&event);
-        for Notified { user, actions } in notified {
-            let highlight = actions.iter().any(Action::is_highlight);
-            let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
-            let rooms = overlay.entry(user.clone()).or_default();
-            let counts = match rooms.entry(short_room) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(room_counts(s, &user, short_room)?),
-            };
+    for Notified { user, actions } in &evaluated.notified {
+        let highlight = actions.iter().any(Action::is_highlight);
+        let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
+        let mut counts = cache.get(s, user, short_room)?;
+        let counted = counts.add(event_pos, &entry);
+        if counted {
+            items.extend(queue::items_for(s, user, &event, actions, || {
+                totals(s, user, &HashMap::from([(short_room, counts.clone())]))
+            })?);
+        }
+        users.push(StagedUser { user: user.clone(), actions: actions.clone(), entry, counts: counted.then_some(counts) });
+    }
+    Ok(Staged { event, users, items, cache, counts_pos: Default::default() })
+}
+
+impl Staged<'_> {
+    /// Whether writing changes a user's counts.
+    pub fn changes_counts(&self) -> bool {
+        self.users.iter().any(|u| u.counts.is_some())
+    }
+
+    /// Writes into `c` the notifications and unread entries of the event at `event_pos`, the
+    /// counts marked changed at `counts_pos`, and the queue items; true when items were queued
+    /// (the delivery worker is to be woken after the commit).
+    pub fn write(&self, c: &mut Commit, event_pos: u64, counts_pos: u64) -> bool {
+        self.counts_pos.set(counts_pos);
+        let ts = crate::util::now_ms();
+        let short_room = self.event.meta.short_room;
+        for StagedUser { user, actions, entry, counts } in &self.users {
             let notification = Notification {
-                room_id: event.pdu.room_id.clone(),
-                event_id: event.pdu.event_id.clone(),
+                room_id: self.event.pdu.room_id.clone(),
+                event_id: self.event.pdu.event_id.clone(),
                 actions: actions.clone(),
                 ts,
             };
-            batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event.meta.pos).build(), encode_json(&notification));
-            if counts.add(event.meta.pos, &entry) {
-                changed.insert((user.clone(), short_room));
-                batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event.meta.pos).build(), entry.encode());
-                // The badge: every unread notification of the user, this one included.
-                let totals = totals(s, &user, rooms)?;
-                items.extend(queue::items_for(s, &user, &event, &actions, totals)?);
+            c.batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event_pos).build(), encode_json(&notification));
+            if let Some(counts) = counts {
+                c.batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event_pos).build(), entry.encode());
+                let mut counts = counts.clone();
+                counts.pos = counts_pos;
+                c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(short_room).build(), encode_json(&counts));
+            }
+        }
+        queue::enqueue(c, &self.items);
+        !self.items.is_empty()
+    }
+
+    /// After the commit that `write` filled succeeded: the counts it wrote become the cached ones.
+    pub fn committed(mut self) {
+        let short_room = self.event.meta.short_room;
+        let pos = self.counts_pos.get();
+        for StagedUser { user, counts, .. } in std::mem::take(&mut self.users) {
+            if let Some(mut counts) = counts {
+                counts.pos = pos;
+                self.cache.put(&user, short_room, counts);
             }
         }
     }
-    s.globals.commit(|c| {
-        c.batch.ops.append(&mut batch.ops);
-        if !changed.is_empty() {
-            // A new position: /sync shows the rooms whose counts changed.
-            let pos = c.next_pos();
-            for (user, short_room) in &changed {
-                if let Some(counts) = overlay.get_mut(user).and_then(|rooms| rooms.get_mut(short_room)) {
-                    counts.pos = pos;
-                    c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(*short_room).build(), encode_json(counts));
-                }
-            }
-        }
-        queue::enqueue(c, &items);
-        Ok(())
-    })?;
-    if !items.is_empty() {
-        s.push.deliver_wake.notify_one();
-    }
-    Ok(())
 }

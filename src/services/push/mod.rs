@@ -1,12 +1,12 @@
 //! Push notifications: each user's push rules (`rules`), the evaluation of every new room event for
-//! the room's local members (`evaluate`, on the blocking pool, after the event is committed), the
+//! the room's local members (`evaluate`, before the event's commit, written in its batch), the
 //! unread counts it keeps and read receipts reset (`counts`, `read`), the notifications list
 //! (`notifications`), pushers (`pushers`) and the delivery to push gateways from a persisted queue
 //! (`queue`, `gateway`, `worker`).
 //!
-//! The commit of an event writes a `push_pending` entry in the event's own batch, so an event
-//! committed before a crash is still evaluated after the restart; the evaluator deletes the entry
-//! in the batch that records the event's notifications.
+//! An event's notifications, unread entries and counts are written in the event's own batch, at
+//! its position: a crash keeps both or neither, and a reader never sees the event without its
+//! counts. `push_pending` entries left by older versions are evaluated once at start-up.
 
 pub mod counts;
 pub mod evaluate;
@@ -26,12 +26,9 @@ use std::{
 use ruma::{OwnedUserId, push::Ruleset};
 use tokio::sync::Notify;
 
-use crate::{
-    services::globals::Commit,
-    storage::{Db, Map},
-};
+use crate::storage::{Db, Map};
 
-/// event position u64 → short event u64: committed events not evaluated yet.
+/// event position u64 → short event u64: events committed by an older version, not evaluated yet.
 pub const PUSH_PENDING: Map = Map("push_pending");
 /// user ‖ short room → [`counts::RoomCounts`] JSON.
 pub const PUSH_COUNTS: Map = Map("push_counts");
@@ -52,12 +49,12 @@ pub struct Push {
     pub(crate) rules_cache: Mutex<HashMap<OwnedUserId, Arc<Ruleset>>>,
     /// Serialises read-modify-writes of push rules.
     pub(crate) rules_write: Mutex<()>,
-    /// Serialises changes of counts (a new notification, a read receipt).
-    pub(crate) counts_lock: Mutex<()>,
-    /// Wakes the evaluator (an event was committed).
-    pub(crate) evaluate_wake: Arc<Notify>,
+    /// Serialises changes of counts (a new notification, a read receipt), and holds the counts
+    /// last written (a notification in a busy room reads the same users' counts again and again).
+    pub(crate) counts_lock: Mutex<counts::CountsCache>,
     /// Wakes the delivery worker (something was queued).
     pub(crate) deliver_wake: Arc<Notify>,
+    pub(crate) http_pusher_users: Mutex<pushers::HttpPusherUsers>,
 }
 
 impl Push {
@@ -67,22 +64,12 @@ impl Push {
             rules_cache: Default::default(),
             rules_write: Default::default(),
             counts_lock: Default::default(),
-            evaluate_wake: Default::default(),
             deliver_wake: Default::default(),
+            http_pusher_users: Default::default(),
         }
     }
 
-    /// In the commit of a new timeline event: the event is evaluated once the batch is written.
-    pub fn event_committed(&self, c: &mut Commit, pos: u64, short_event: u64) {
-        c.batch.put(PUSH_PENDING, pos.to_be_bytes(), short_event.to_be_bytes());
-    }
-
-    /// After the commit: wakes the evaluator (never waits for it).
-    pub fn wake(&self) {
-        self.evaluate_wake.notify_one();
-    }
-
     pub fn pushers(&self) -> pushers::Pushers<'_> {
-        pushers::Pushers { db: &self.db }
+        pushers::Pushers { db: &self.db, known: &self.http_pusher_users }
     }
 }

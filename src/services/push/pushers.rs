@@ -116,18 +116,45 @@ pub fn check_url(url: &str) -> Result<http::Uri> {
 
 pub struct Pushers<'a> {
     pub db: &'a Db,
+    pub known: &'a std::sync::Mutex<HttpPusherUsers>,
 }
 
+/// Whether users have an http pusher, as last read (a room event asks it for every member). A
+/// new pusher empties it after its write; a deleted one only makes a `true` stale, which costs a
+/// read of the list.
+#[derive(Default)]
+pub struct HttpPusherUsers {
+    generation: u64,
+    users: std::collections::HashMap<ruma::OwnedUserId, bool>,
+}
+
+/// Users remembered before the map starts again empty.
+const KNOWN_USERS: usize = 65_536;
+
 impl Pushers<'_> {
+    /// Whether `user` has a pusher of kind http.
+    pub fn has_http(&self, user: &UserId) -> Result<bool> {
+        let generation = {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(has) = known.users.get(user) {
+                return Ok(*has);
+            }
+            known.generation
+        };
+        let has = self.list(user)?.iter().any(|p| p.http().is_some());
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        // A pusher added meanwhile bumped the generation: what was read may miss it.
+        if known.generation == generation {
+            if known.users.len() >= KNOWN_USERS {
+                known.users.clear();
+            }
+            known.users.insert(user.to_owned(), has);
+        }
+        Ok(has)
+    }
+
     pub fn list(&self, user: &UserId) -> Result<Vec<StoredPusher>> {
-        let prefix = Key::new().str(user.as_str()).build();
-        self.db
-            .scan_prefix(PUSHERS, &prefix)
-            .map(|entry| {
-                let (_, value) = entry?;
-                Ok(decode_json(PUSHERS, &value)?)
-            })
-            .collect()
+        list(self.db, user)
     }
 
     pub fn get(&self, user: &UserId, app_id: &str, pushkey: &str) -> Result<Option<StoredPusher>> {
@@ -155,7 +182,11 @@ impl Pushers<'_> {
         let stored = StoredPusher { pusher, device_id: device_id.to_owned(), pushkey_ts };
         batch.put(PUSHERS, pusher_key(user.as_str(), &app_id, &pushkey), encode_json(&stored));
         batch.put(PUSHKEYS, pushkey_key(&app_id, &pushkey, user.as_str()), Vec::new());
-        Ok(self.db.write(batch)?)
+        self.db.write(batch)?;
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.generation += 1;
+        known.users.clear();
+        Ok(())
     }
 
     /// Deletes a pusher (nothing happens when there is none).
@@ -166,6 +197,17 @@ impl Pushers<'_> {
     }
 }
 
+/// The pushers of `user`.
+fn list(db: &Db, user: &UserId) -> Result<Vec<StoredPusher>> {
+    let prefix = Key::new().str(user.as_str()).build();
+    db.scan_prefix(PUSHERS, &prefix)
+        .map(|entry| {
+            let (_, value) = entry?;
+            Ok(decode_json(PUSHERS, &value)?)
+        })
+        .collect()
+}
+
 pub fn delete_ops(batch: &mut Batch, user: &str, app_id: &str, pushkey: &str) {
     batch.delete(PUSHERS, pusher_key(user, app_id, pushkey));
     batch.delete(PUSHKEYS, pushkey_key(app_id, pushkey, user));
@@ -173,7 +215,7 @@ pub fn delete_ops(batch: &mut Batch, user: &str, app_id: &str, pushkey: &str) {
 
 /// Adds to `batch` the deletion of the pushers created by `device_id` (its logout or deletion).
 pub fn delete_for_device(db: &Db, batch: &mut Batch, user: &UserId, device_id: &str) -> Result<()> {
-    for pusher in (Pushers { db }).list(user)? {
+    for pusher in list(db, user)? {
         if pusher.device_id == device_id {
             delete_ops(batch, user.as_str(), &pusher.pusher.ids.app_id, &pusher.pusher.ids.pushkey);
         }

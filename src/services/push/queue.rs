@@ -57,12 +57,24 @@ pub fn tweaks_of(actions: &[Action]) -> Map<String, Value> {
 }
 
 /// The queue items of a notification: one per http pusher of the user.
-pub fn items_for(s: &Services, user: &UserId, event: &StoredEvent, actions: &[Action], totals: Count) -> Result<Vec<Item>> {
-    Ok(s.push
-        .pushers()
-        .list(user)?
+/// `totals` (the badge) is only computed for a user with an http pusher.
+pub fn items_for(
+    s: &Services,
+    user: &UserId,
+    event: &StoredEvent,
+    actions: &[Action],
+    totals: impl FnOnce() -> Result<Count>,
+) -> Result<Vec<Item>> {
+    if !s.push.pushers().has_http(user)? {
+        return Ok(Vec::new());
+    }
+    let pushers: Vec<_> = s.push.pushers().list(user)?.into_iter().filter(|pusher| pusher.http().is_some()).collect();
+    if pushers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let totals = totals()?;
+    Ok(pushers
         .into_iter()
-        .filter(|pusher| pusher.http().is_some())
         .map(|pusher| Item {
             user: user.to_owned(),
             app_id: pusher.pusher.ids.app_id.clone(),

@@ -65,13 +65,17 @@ pub fn receipt(
     thread_id: Option<&str>,
 ) -> Result<()> {
     let store_receipt = |c: &mut Commit| s.receipts.stage(c, short_room, kind, user, event_id, thread_id.map(str::to_owned));
-    let _guard = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cache = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
     match counts_reset(s, user, short_room, event_id, thread_id)? {
         None => s.globals.commit(|c| store_receipt(c))?,
-        Some(reset) => s.globals.commit(|c| {
-            reset.stage(c, user, short_room);
-            store_receipt(c)
-        })?,
+        Some(reset) => {
+            // Whatever the outcome of the commit, the cached counts are read again next time.
+            cache.forget(user, short_room);
+            s.globals.commit(|c| {
+                reset.stage(c, user, short_room);
+                store_receipt(c)
+            })?
+        }
     };
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! The two push tasks started with the server: the evaluator (woken after each committed event,
-//! it evaluates pending events on the blocking pool) and the delivery worker (sends due queue
-//! items to the gateways, several at once, and sleeps until the next retry or a wake-up).
+//! The two push tasks started with the server: the evaluator of the pending events an older
+//! version left (once, at start-up) and the delivery worker (sends due queue items to the
+//! gateways, several at once, and sleeps until the next retry or a wake-up).
 //! Neither is ever awaited by a request.
 
 use std::{sync::Arc, time::Duration};
@@ -28,23 +28,17 @@ pub fn spawn(services: Arc<Services>, stop: watch::Receiver<bool>) -> tokio::tas
     })
 }
 
-async fn evaluate_loop(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
-    let wake = services.push.evaluate_wake.clone();
+/// Evaluates the `push_pending` entries an older version left (new events are evaluated in
+/// their own commit).
+async fn evaluate_loop(services: Arc<Services>, _stop: watch::Receiver<bool>) {
     loop {
-        // Pending entries left by a previous run are evaluated at once.
-        loop {
-            match services.run(evaluate::process_pending).await {
-                Ok(n) if n == evaluate::BATCH => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!("push evaluation: {e}");
-                    break;
-                }
+        match services.run(evaluate::process_pending).await {
+            Ok(n) if n == evaluate::BATCH => continue,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!("push evaluation: {e}");
+                break;
             }
-        }
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = stop.changed() => return,
         }
     }
 }

@@ -33,6 +33,9 @@ pub fn event_by_id(s: &Services, event_id: &EventId) -> Result<Option<Arc<Stored
 
 /// Loads the event of short id `short` in `room_id`.
 pub fn event_by_short(s: &Services, short: u64, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
+    if let Some(cached) = s.timeline.cached(short, room_id) {
+        return Ok(cached);
+    }
     let event_id = s.short.event_id(short)?;
     s.timeline.load(short, &event_id, room_id)
 }

@@ -307,6 +307,22 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     } else {
         None
     };
+    // Push rules run before the commit; what they change is written in the event's batch, at its
+    // position (an event that cannot be evaluated is still sent).
+    let push_staged = if soft_failed || short_room == 0 {
+        None
+    } else {
+        let meta = EventMeta { short_room, pos: 0, state_before: before, state_after: before };
+        let event = Arc::new(StoredEvent { short: 0, meta, pdu: pdu.clone(), json: object.clone() });
+        match crate::services::push::evaluate::evaluate_event(s, event) {
+            Ok(evaluated) if !evaluated.notified.is_empty() => Some(crate::services::push::evaluate::stage(s, &evaluated)?),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("push evaluation of {event_id} failed: {e}");
+                None
+            }
+        }
+    };
     let destinations = match (&forward, soft_failed, short_room) {
         (Forward::AllExcept(except), false, short) if short != 0 => {
             crate::federation::sender::destinations_for(s, short, &pdu, except.as_deref())?
@@ -314,7 +330,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         _ => Vec::new(),
     };
 
-    let (short_event, pos, redacted_target) = s.globals.commit(|c| {
+    let (short_event, pos, redacted_target, push_queued) = s.globals.commit(|c| {
         let short_room = if short_room == 0 {
             c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
             s.short.create_room(c, &room_id)
@@ -346,7 +362,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes);
         c.batch.put(super::EVENT_META, short_event.to_be_bytes(), encode_meta(&meta));
         if soft_failed {
-            return Ok((short_event, pos, None));
+            return Ok((short_event, pos, None, false));
         }
         if current == Current::After {
             s.state.set_current(c, short_room, after);
@@ -364,13 +380,16 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         for destination in &destinations {
             s.federation.sender.queue_pdu(c, destination, &event_id);
         }
-        s.push.event_committed(c, pos, short_event);
+        let push_queued = push_staged.as_ref().is_some_and(|p| p.write(c, pos, pos));
         crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
-        Ok((short_event, pos, redacted_target))
+        Ok((short_event, pos, redacted_target, push_queued))
     })?
     .0;
-    if pos != 0 {
-        s.push.wake();
+    if let Some(staged) = push_staged {
+        staged.committed();
+    }
+    if push_queued {
+        s.push.deliver_wake.notify_one();
     }
     if let Some(target_short) = redacted_target {
         s.timeline.forget_cached(target_short);

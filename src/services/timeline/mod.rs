@@ -144,6 +144,13 @@ impl Timeline {
         serde_json::from_slice(&bytes).map(Some).map_err(|_| Error::internal("corrupt stored PDU"))
     }
 
+    /// The cached event of a short id (`Some(None)`: cached, but of another room); `None` when it
+    /// is not cached.
+    pub fn cached(&self, short: u64, room_id: &RoomId) -> Option<Option<Arc<StoredEvent>>> {
+        let cache = self.events.lock().unwrap();
+        cache.get(&short).map(|event| (event.pdu.room_id == room_id).then(|| event.clone()))
+    }
+
     /// Loads an event by its short id, with its event id and room id; `None` when the stored event
     /// is of another room (an event is never relabelled).
     pub fn load(&self, short: u64, event_id: &EventId, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
