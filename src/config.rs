@@ -127,6 +127,9 @@ pub struct LimitsConfig {
     pub password_hash_queue: usize,
     /// To-device messages kept for one device until it syncs; beyond, new ones for it are dropped.
     pub max_pending_to_device: usize,
+    /// State resolutions and auth-chain walks (work other servers cause) that run at once; the
+    /// others wait.
+    pub heavy_work_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,6 +256,7 @@ impl Default for LimitsConfig {
             password_hash_threads: 2,
             password_hash_queue: 16,
             max_pending_to_device: 10_000,
+            heavy_work_threads: 1,
         }
     }
 }
@@ -300,6 +304,9 @@ impl Config {
         }
         if self.limits.password_hash_queue > 10_000 {
             return invalid("limits.password_hash_queue", "must be at most 10000");
+        }
+        if self.limits.heavy_work_threads == 0 || self.limits.heavy_work_threads > 64 {
+            return invalid("limits.heavy_work_threads", "must be between 1 and 64");
         }
         if self.limits.max_pending_to_device == 0 {
             return invalid("limits.max_pending_to_device", "must be at least 1");

@@ -186,3 +186,35 @@ async fn a_backfilled_redaction_removes_its_target_from_search() {
     p.a.stop().await;
     p.b.stop().await;
 }
+
+/// A server with no user left in a room keeps no more of it: a peer's `/send` PDU for it is
+/// ignored (not stored, not listed in the answer), as for a room it never knew; the rejoin takes
+/// the room's state from the join.
+#[tokio::test]
+async fn a_pdu_for_a_room_none_of_our_users_is_joined_to_is_ignored() {
+    let p = pair().await;
+    let (sa, sb) = (services(&p.a), services(&p.b));
+    p.b.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(p.room.as_str())), &p.bob_token, json!({})).await;
+    wait_membership(&p.a, &p.alice_token, p.room.as_str(), &p.bob, "leave").await;
+
+    // A (or anyone in the room) pushes a message into B's stale copy anyway.
+    let (object, id) = message(&sa, &sa, &p.room, &p.alice, "after bob left");
+    let extremities = now_at(&sb, &p.room).0;
+    let (status, answer) = send_txn(&sa, &p.b_name, "stale-copy", txn(&object, &p, true)).await;
+    assert_eq!(status, http::StatusCode::OK, "{answer}");
+    assert!(answer["pdus"].get(id.as_str()).is_none(), "{answer}");
+    assert!(!stored(&sb, &id), "the event is not stored on B");
+    assert_eq!(now_at(&sb, &p.room).0, extremities, "B's copy is unchanged");
+
+    // While bob is joined, the same kind of PDU is taken.
+    let room = p.room.as_str();
+    let (status, body) = p.b.call(Method::POST, &format!("/_matrix/client/v3/join/{}?server_name={}", enc(room), enc(p.a_name.as_str())), Some(&p.bob_token), Some(json!({}))).await;
+    assert_eq!(status, http::StatusCode::OK, "{body}");
+    wait_membership(&p.a, &p.alice_token, room, &p.bob, "join").await;
+    let (object, id) = message(&sa, &sa, &p.room, &p.alice, "bob is back");
+    let (_, answer) = send_txn(&sa, &p.b_name, "joined-again", txn(&object, &p, true)).await;
+    assert_eq!(answer["pdus"][id.as_str()], json!({}), "{answer}");
+    assert!(stored(&sb, &id));
+    p.a.stop().await;
+    p.b.stop().await;
+}

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
 use ruma::{
     OneTimeKeyAlgorithm, OwnedDeviceId, OwnedServerName, OwnedUserId,
     api::federation::{
@@ -128,6 +128,9 @@ async fn query_server(
     Ok(answer)
 }
 
+/// Servers one `/keys/query` or `/keys/claim` asks at once (each within the call's timeout).
+const SERVERS_AT_ONCE: usize = 16;
+
 /// Queries other servers' users; the merged answer and the failures by server.
 pub async fn query(
     services: &Arc<Services>,
@@ -145,7 +148,7 @@ pub async fn query(
     });
     let mut answer = KeysAnswer::default();
     let mut failures = BTreeMap::new();
-    for (server, result) in join_all(calls).await {
+    for (server, result) in stream::iter(calls).buffer_unordered(SERVERS_AT_ONCE).collect::<Vec<_>>().await {
         match result {
             Ok(part) => {
                 answer.device_keys.extend(part.device_keys);
@@ -178,7 +181,7 @@ pub async fn claim(
     });
     let mut claimed: Claimed = BTreeMap::new();
     let mut failures = BTreeMap::new();
-    for (server, result) in join_all(calls).await {
+    for (server, result) in stream::iter(calls).buffer_unordered(SERVERS_AT_ONCE).collect::<Vec<_>>().await {
         match result {
             Ok(response) => {
                 for (user, devices) in response.one_time_keys.into_iter().filter(|(u, _)| u.server_name() == server) {

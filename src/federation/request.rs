@@ -129,6 +129,9 @@ pub async fn call(
 }
 
 /// The error a peer answered (its errcode when we know it, else M_UNKNOWN; 5xx become 502).
+/// Characters of a peer's `error` text passed on to a client.
+const MAX_PEER_ERROR_CHARS: usize = 200;
+
 pub fn answer_error(destination: &ServerName, status: http::StatusCode, value: &serde_json::Value) -> Error {
     let errcode = match value.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN") {
         "M_FORBIDDEN" => "M_FORBIDDEN",
@@ -143,7 +146,8 @@ pub fn answer_error(destination: &ServerName, status: http::StatusCode, value: &
         "M_UNABLE_TO_GRANT_JOIN" => "M_UNABLE_TO_GRANT_JOIN",
         _ => "M_UNKNOWN",
     };
-    let error = value.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    // The peer's text reaches our client: bounded, without control characters.
+    let error: String = value.get("error").and_then(|v| v.as_str()).unwrap_or("").chars().filter(|c| !c.is_control()).take(MAX_PEER_ERROR_CHARS).collect();
     let status = if status.is_server_error() { http::StatusCode::BAD_GATEWAY } else { status };
     Error::new(status, errcode, format!("{destination}: {error}"))
 }

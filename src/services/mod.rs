@@ -13,6 +13,7 @@ pub mod key_backup;
 pub mod keys;
 pub mod login_failures;
 pub mod media;
+pub mod heavy_work;
 pub mod password_pool;
 pub mod push;
 pub mod ratelimit;
@@ -56,6 +57,8 @@ pub struct Services {
     pub federation: crate::federation::Federation,
     pub media: media::Media,
     pub sliding_sync: sync::sliding::connection::Connections,
+    /// The bound on state resolution and auth-chain walks.
+    pub heavy_work: heavy_work::HeavyWork,
 }
 
 /// Every column family of the database, service by service.
@@ -129,6 +132,7 @@ impl Services {
             federation,
             media,
             sliding_sync: Default::default(),
+            heavy_work: heavy_work::HeavyWork::new(config.limits.heavy_work_threads),
         }))
     }
 
@@ -146,6 +150,18 @@ impl Services {
         tokio::task::spawn_blocking(move || f(&this))
             .await
             .map_err(|e| Error::internal(format!("worker failed: {e}")))?
+    }
+
+    /// Like `run`, for work that may resolve state or walk auth chains on behalf of another server:
+    /// it first waits (asynchronously, holding no thread) for one of the `limits.heavy_work_threads`
+    /// admissions, so such work never fills the blocking pool that every database call needs.
+    pub async fn run_heavy<R, F>(self: &Arc<Self>, f: F) -> Result<R>
+    where
+        F: FnOnce(&Services) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let _admitted = self.heavy_work.admit().await;
+        self.run(f).await
     }
 
     pub fn shutdown(&self) {

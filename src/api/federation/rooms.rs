@@ -88,7 +88,7 @@ pub async fn send_join_v2(
     let (room_id, event_id) = room_event(&room, &event)?;
     let omit_members = omit_members(query.as_deref())?;
     let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
-    Ok(Json(services.run(move |s| resident::join_answer(s, &room_id, &id, omit_members)).await?))
+    Ok(Json(services.run_heavy(move |s| resident::join_answer(s, &room_id, &id, omit_members)).await?))
 }
 
 /// The `omit_members` query parameter of `send_join` v2 (`true` or `false`, default false).
@@ -114,7 +114,7 @@ pub async fn send_join_v1(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
     let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
-    let answer = services.run(move |s| resident::join_answer(s, &room_id, &id, false)).await?;
+    let answer = services.run_heavy(move |s| resident::join_answer(s, &room_id, &id, false)).await?;
     Ok(Json(json!([200, answer])))
 }
 
@@ -159,7 +159,7 @@ pub async fn state_ids(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, query.get("event_id").map_or("", String::as_str))?;
     let origin = request.origin;
-    Ok(Json(services.run(move |s| crate::federation::read::state_ids(s, &origin, &room_id, &event_id)).await?))
+    Ok(Json(services.run_heavy(move |s| crate::federation::read::state_ids(s, &origin, &room_id, &event_id)).await?))
 }
 
 /// `GET /_matrix/federation/v1/state/{roomId}?event_id=…`.
@@ -171,7 +171,7 @@ pub async fn state(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, query.get("event_id").map_or("", String::as_str))?;
     let origin = request.origin;
-    Ok(Json(services.run(move |s| crate::federation::read::state(s, &origin, &room_id, &event_id)).await?))
+    Ok(Json(services.run_heavy(move |s| crate::federation::read::state(s, &origin, &room_id, &event_id)).await?))
 }
 
 /// `GET /_matrix/federation/v1/event/{eventId}`.
@@ -189,7 +189,7 @@ pub async fn event_auth(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
     let origin = request.origin;
-    Ok(Json(services.run(move |s| crate::federation::read::event_auth(s, &origin, &room_id, &event_id)).await?))
+    Ok(Json(services.run_heavy(move |s| crate::federation::read::event_auth(s, &origin, &room_id, &event_id)).await?))
 }
 
 /// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`.

@@ -71,7 +71,7 @@ pub async fn fetch_missing(
                 }
             }
         };
-        if let Err(e) = services.run(move |s| persist::append_remote_at(s, checked, Forward::None, false, given)).await {
+        if let Err(e) = services.run_heavy(move |s| persist::append_remote_at(s, checked, Forward::None, false, given)).await {
             tracing::info!("missing event {id} from {origin} not appended: {}", e.message);
         }
     }
@@ -141,7 +141,7 @@ pub async fn state_from_origin(
     let room = room_id.clone();
     let rules = crate::services::rooms::version::rules(version)?;
     services
-        .run(move |s| {
+        .run_heavy(move |s| {
             let fetched = pdu_checks::authorised_subset(s, fetched, &rules);
             let ((), _) = s.globals.commit(|c| {
                 let short_room = crate::federation::join::outliers::room_short(s, c, &room)?;

@@ -32,6 +32,7 @@ pub fn resolve_states(s: &Services, _room_id: &RoomId, rules: &RoomVersionRules,
     let StateResolutionVersion::V2(res_rules) = &rules.state_res else {
         return Err(Error::internal("state resolution v1 is not supported"));
     };
+    let _permit = s.heavy_work.enter();
     let mut maps = Vec::new();
     let mut auth_chains = Vec::new();
     for state in states {
@@ -63,6 +64,7 @@ pub fn resolve_states(s: &Services, _room_id: &RoomId, rules: &RoomVersionRules,
 
 /// Every event reachable from `start` through `auth_events` (the start events included).
 pub fn auth_chain(s: &Services, start: Vec<OwnedEventId>) -> Result<HashSet<OwnedEventId>> {
+    let _permit = s.heavy_work.enter();
     let mut seen: HashSet<OwnedEventId> = HashSet::new();
     let mut todo = start;
     while let Some(id) = todo.pop() {

@@ -73,7 +73,8 @@ pub async fn handle(services: &Arc<Services>, origin: &ServerName, txn_id: &str,
     Ok(answer)
 }
 
-/// Checks and appends one PDU; returns its event id (None when it names no room we know).
+/// Checks and appends one PDU; returns its event id (None when it names no room we know or none
+/// of our users is joined to).
 async fn handle_pdu(
     services: &Arc<Services>,
     origin: &ServerName,
@@ -86,6 +87,11 @@ async fn handle_pdu(
         .run(move |s| {
             let Some(version) = s.timeline.room_version(&room)? else { return Ok((None, false)) };
             let short = crate::services::rooms::short_room(s, &room)?;
+            // A room none of our users is joined to (left, or only invited): its events are not
+            // ours to keep; a rejoin takes the room's state from the join.
+            if !crate::federation::sender::joined_here(s, short)? {
+                return Ok((None, false));
+            }
             let in_room = crate::federation::sender::servers_in_room(s, short)?.contains(&origin_owned)
                 && crate::federation::acl::allowed(s, &room, &origin_owned)?;
             Ok((Some(version), in_room))
@@ -121,7 +127,7 @@ async fn handle_pdu(
         }
     }
     services
-        .run(move |s| persist::append_remote_at(s, checked, Forward::None, false, given_before))
+        .run_heavy(move |s| persist::append_remote_at(s, checked, Forward::None, false, given_before))
         .await
         .map_err(|e| (Some(id.clone()), e))?;
     Ok(Some(event_id.to_string()))

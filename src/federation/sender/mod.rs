@@ -39,7 +39,8 @@ pub struct Sender {
     tx: mpsc::UnboundedSender<Wake>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Wake>>>,
     /// Short room → the other servers with joined members (every local event reads it).
-    servers: Mutex<HashMap<u64, Arc<Vec<OwnedServerName>>>>,
+    /// Per room: the other servers with joined members, and whether one of ours is joined.
+    servers: Mutex<HashMap<u64, (Arc<Vec<OwnedServerName>>, bool)>>,
 }
 
 impl Sender {
@@ -94,13 +95,23 @@ pub fn destinations_for(
 
 /// The other servers with joined members in a room (cached until a membership change).
 pub fn servers_in_room(s: &Services, short_room: u64) -> Result<Arc<Vec<OwnedServerName>>> {
+    Ok(room_servers(s, short_room)?.0)
+}
+
+/// Whether a user of ours is joined to the room (cached with `servers_in_room`).
+pub fn joined_here(s: &Services, short_room: u64) -> Result<bool> {
+    Ok(room_servers(s, short_room)?.1)
+}
+
+fn room_servers(s: &Services, short_room: u64) -> Result<(Arc<Vec<OwnedServerName>>, bool)> {
     if let Some(servers) = s.federation.sender.servers.lock().unwrap().get(&short_room) {
         return Ok(servers.clone());
     }
     let ours = s.globals.server_name();
     let servers: BTreeSet<OwnedServerName> =
         s.membership.members(short_room, Membership::Join)?.iter().map(|u| u.server_name().to_owned()).collect();
+    let here = servers.contains(ours);
     let servers: Arc<Vec<OwnedServerName>> = Arc::new(servers.into_iter().filter(|n| n != ours).collect());
-    s.federation.sender.servers.lock().unwrap().insert(short_room, servers.clone());
-    Ok(servers)
+    s.federation.sender.servers.lock().unwrap().insert(short_room, (servers.clone(), here));
+    Ok((servers, here))
 }
