@@ -109,6 +109,7 @@ impl Services {
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
         let login_failures = login_failures::LoginFailures::new(&config.rate_limits);
+        let heavy_work = heavy_work::HeavyWork::new(config.limits.heavy_work_threads);
         let passwords = password_pool::PasswordPool::new(config.limits.password_hash_threads, config.limits.password_hash_queue);
         let federation = crate::federation::Federation::new(&config, db.clone())?;
         let media = media::Media::open(&config, db.clone())?;
@@ -132,7 +133,7 @@ impl Services {
             federation,
             media,
             sliding_sync: Default::default(),
-            heavy_work: heavy_work::HeavyWork::new(config.limits.heavy_work_threads),
+            heavy_work,
         }))
     }
 
