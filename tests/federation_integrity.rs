@@ -208,6 +208,8 @@ async fn a_pdu_for_a_room_none_of_our_users_is_joined_to_is_ignored() {
 
     // While bob is joined, the same kind of PDU is taken.
     let room = p.room.as_str();
+    p.a.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(room)), &p.alice_token, json!({ "user_id": p.bob })).await;
+    wait_invite(&p.b, &p.bob_token, room).await;
     let (status, body) = p.b.call(Method::POST, &format!("/_matrix/client/v3/join/{}?server_name={}", enc(room), enc(p.a_name.as_str())), Some(&p.bob_token), Some(json!({}))).await;
     assert_eq!(status, http::StatusCode::OK, "{body}");
     wait_membership(&p.a, &p.alice_token, room, &p.bob, "join").await;
