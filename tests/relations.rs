@@ -342,3 +342,28 @@ async fn duplicate_annotations_and_cross_room_relations_are_refused() {
     assert_eq!(ids(&relations["chunk"]).len(), 2);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn relations_received_over_federation_aggregate_the_same_way() {
+    let p = common::peer::pair().await;
+    let room = p.room.to_string();
+    let original = p.b.send_text(&p.bob_token, &room, "o", "helo from b").await;
+    let edit = json!({ "msgtype": "m.text", "body": "* hello", "m.new_content": { "msgtype": "m.text", "body": "hello from b" }, "m.relates_to": { "rel_type": "m.replace", "event_id": original } });
+    let edit_id = send_ok(&p.b, &p.bob_token, &room, "m.room.message", "e", edit).await;
+    let reply_id = send_ok(&p.b, &p.bob_token, &room, "m.room.message", "r", reply(&original, "in thread")).await;
+    // On A, the remote edit and thread reply aggregate on the remote original.
+    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&original));
+    let relations = common::federation::eventually("the relations on A", || async {
+        let (status, event) = p.a.call(Method::GET, &path, Some(&p.alice_token), None).await;
+        let relations = event["unsigned"]["m.relations"].clone();
+        (status == StatusCode::OK && relations["m.thread"]["count"] == json!(1) && relations.get("m.replace").is_some()).then_some(relations)
+    })
+    .await;
+    assert_eq!(relations["m.replace"]["event_id"], json!(edit_id));
+    assert_eq!(relations["m.thread"]["latest_event"]["event_id"], json!(reply_id));
+    assert_eq!(relations["m.thread"]["current_user_participated"], json!(false));
+    let threads = p.a.get(&format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)), &p.alice_token).await;
+    assert_eq!(ids(&threads["chunk"]), vec![original.clone()]);
+    let listed = p.a.get(&relations_path(&room, &original, "/m.replace"), &p.alice_token).await;
+    assert_eq!(ids(&listed["chunk"]), vec![edit_id]);
+}
