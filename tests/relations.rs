@@ -237,6 +237,12 @@ async fn threads_are_listed_by_latest_activity_with_aggregations() {
     let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
     let root = timeline.iter().find(|e| e["event_id"] == json!(a)).expect("root in the initial sync");
     assert_eq!(root["unsigned"]["m.relations"]["m.thread"]["count"], json!(2));
+    // And /search results.
+    let criteria = json!({ "search_term": "thread", "filter": { "rooms": [room] } });
+    let found = server.post("/_matrix/client/v3/search", &alice, json!({ "search_categories": { "room_events": criteria } })).await;
+    let results = found["search_categories"]["room_events"]["results"].as_array().unwrap();
+    let root = results.iter().find(|r| r["result"]["event_id"] == json!(a)).expect("root found by search");
+    assert_eq!(root["result"]["unsigned"]["m.relations"]["m.thread"]["count"], json!(2));
     server.stop().await;
 }
 
