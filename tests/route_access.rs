@@ -162,6 +162,10 @@ fn table() -> Vec<Entry> {
         e("GET", "client/rooms/{room_id}/messages", RoomMember, FORBIDDEN).q("dir=b"),
         e("GET", "client/rooms/{room_id}/context/{event_id}", Event, FORBIDDEN),
         e("GET", "client/rooms/{room_id}/event/{event_id}", Event, NOT_FOUND),
+        e("GET", "client/rooms/{room_id}/relations/{event_id}", Event, NOT_FOUND),
+        e("GET", "client/rooms/{room_id}/relations/{event_id}/{rel_type}", Event, NOT_FOUND).with(&[("rel_type", "event_type")]),
+        e("GET", "client/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", Event, NOT_FOUND).with(&[("rel_type", "event_type")]),
+        e("GET", "client/rooms/{room_id}/threads", RoomMember, FORBIDDEN),
         e("PUT", "client/rooms/{room_id}/redact/{event_id}/{txn_id}", Event, FORBIDDEN).body(json!({ "reason": "mallory" })),
         e("POST", "client/search", Own, OK).body(json!({ "search_categories": { "room_events": {
             "search_term": "s3cr3t", "filter": { "rooms": ["{room_id}"] }, "event_context": { "before_limit": 5, "after_limit": 5 }

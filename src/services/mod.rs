@@ -18,6 +18,7 @@ pub mod password_pool;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
+pub mod relations;
 pub mod rooms;
 pub mod search;
 pub mod short;
@@ -86,6 +87,7 @@ pub fn all_maps() -> Vec<Map> {
         media::MAPS,
         admin::MAPS,
         search::MAPS,
+        relations::MAPS,
     ]
     .concat()
 }

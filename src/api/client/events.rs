@@ -374,7 +374,7 @@ pub async fn messages(
                 response.chunk = page
                     .events
                     .iter()
-                    .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)))
+                    .map(|e| Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Room, &user, Some(device.as_str()))?)))
                     .collect::<Result<_>>()?;
                 Ok(response.into())
             })
@@ -401,7 +401,7 @@ pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_contex
             let (gap_before, gap_after) = place_of(s, &event)?;
             let before = paginate(s, &user, room_id, short, gap_before, Direction::Backward, before_limit, None, &body.filter)?;
             let after = paginate(s, &user, room_id, short, gap_after, Direction::Forward, after_limit, None, &body.filter)?;
-            let format = |e: &Arc<StoredEvent>| -> Result<_> { Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?)) };
+            let format = |e: &Arc<StoredEvent>| -> Result<_> { Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Room, &user, Some(device.as_str()))?)) };
             let mut response = get_context::v3::Response::new();
             response.start = Some(if before.events.is_empty() { gap_before } else { before.cursor }.encode());
             response.end = Some(if after.events.is_empty() { gap_after } else { after.cursor }.encode());
@@ -439,7 +439,7 @@ pub async fn get_event(State(services): State<Arc<Services>>, req: Ruma<get_room
             if !user_can_see(s, &user, &event)? {
                 return Err(Error::not_found("Event not found"));
             }
-            let value = event.to_client(&s.timeline, ClientFormat::Room, Some((&user, device.as_str())))?;
+            let value = crate::services::relations::bundle::to_client(s, &event, ClientFormat::Room, &user, Some(device.as_str()))?;
             Ok(get_room_event::v3::Response::new(raw(&value)).into())
         })
         .await

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod media;
 pub mod profile;
 pub mod push;
+pub mod relations;
 pub mod rooms;
 pub mod search;
 pub mod spaces;
@@ -102,6 +103,10 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<get_context::v3::Request, _, _>(events::context)
         .ruma::<search_events::v3::Request, _, _>(search::search)
         .ruma::<get_room_event::v3::Request, _, _>(events::get_event)
+        .ruma::<ruma::api::client::relations::get_relating_events::v1::Request, _, _>(relations::get_relations)
+        .ruma::<ruma::api::client::relations::get_relating_events_with_rel_type::v1::Request, _, _>(relations::get_relations_with_rel_type)
+        .ruma::<ruma::api::client::relations::get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(relations::get_relations_with_rel_type_and_event_type)
+        .ruma::<ruma::api::client::threads::get_threads::v1::Request, _, _>(relations::get_thread_roots)
         .ruma::<sync_events::v3::Request, _, _>(sync::sync)
         .ruma::<sync_events::v5::Request, _, _>(sliding_sync::sync)
         .ruma::<create_alias::v3::Request, _, _>(directory::create)

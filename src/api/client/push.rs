@@ -217,7 +217,7 @@ pub async fn notifications(
             for item in listed {
                 let n = item.notification;
                 let Some(event) = crate::services::rooms::event_by_id(s, &n.event_id)? else { continue };
-                let json = event.to_client(&s.timeline, ClientFormat::Room, Some((&user, "")))?;
+                let json = crate::services::relations::bundle::to_client(s, &event, ClientFormat::Room, &user, Some(""))?;
                 let ts = MilliSecondsSinceUnixEpoch(UInt::new_saturating(n.ts));
                 out.push(get_notifications::v3::Notification::new(n.actions, raw(&json), item.read, n.room_id, ts));
             }

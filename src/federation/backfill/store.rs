@@ -170,6 +170,7 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
             if stored != object {
                 c.batch.put(PDUS, short.to_be_bytes(), serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))?);
             }
+            crate::services::relations::event_committed(s, c, short_room, crate::services::relations::ord::back(seq), short, &stored)?;
         }
         let redacted_target = redaction::write_effect(s, c, redaction_effect, short, (&object, &event_id, &room_id), &rules)?;
         Ok((short, redacted_target))

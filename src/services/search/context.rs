@@ -76,7 +76,7 @@ pub fn around(
     let room_id = &event.pdu.room_id;
     let before = neighbours(s, user, room_id, event, Direction::Backward, before_limit.min(MAX_CONTEXT))?;
     let after = neighbours(s, user, room_id, event, Direction::Forward, after_limit.min(MAX_CONTEXT))?;
-    let format = |e: &Arc<StoredEvent>| -> Result<_> { Ok(raw(&e.to_client(&s.timeline, ClientFormat::Room, Some((user, device)))?)) };
+    let format = |e: &Arc<StoredEvent>| -> Result<_> { Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Room, user, Some(device))?)) };
     let mut context = EventContextResult::new();
     let start = before.last().map_or(event.meta.pos, |e| e.meta.pos).saturating_sub(1);
     let end = after.last().map_or(event.meta.pos, |e| e.meta.pos);

@@ -181,7 +181,7 @@ pub fn search(s: &Services, req: &Search<'_>) -> Result<ResultRoomEvents> {
         highlights.extend(candidate.matched.iter().cloned());
         let mut result = SearchResult::new();
         result.rank = Some(candidate.key.rank as f64);
-        result.result = Some(raw(&event.to_client(&s.timeline, ClientFormat::Room, Some((req.user, req.device)))?));
+        result.result = Some(raw(&crate::services::relations::bundle::to_client(s, &event, ClientFormat::Room, req.user, Some(req.device))?));
         if req.with_context {
             let ec = &criteria.event_context;
             result.context = context::around(

@@ -100,7 +100,7 @@ fn state_events(
 fn timeline_json(s: &Services, req: &SyncRequest, events: &[Arc<StoredEvent>]) -> Result<Vec<Raw<ruma::events::AnySyncTimelineEvent>>> {
     events
         .iter()
-        .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Sync, Some((&req.user, &req.device)))?)))
+        .map(|e| Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Sync, &req.user, Some(req.device.as_str()))?)))
         .collect()
 }
 

@@ -84,6 +84,7 @@ pub fn append_local(
     {
         return Ok((event_id, room.to_owned()));
     }
+    if let Some(room) = existing_room { crate::services::relations::validate::check_local(s, room, sender, new.kind.to_string().as_str(), &new.content)?; }
 
     let Built { object, prev, short_room, before, room_id_field } =
         build_fields(s, &target, &rules, existing_room, sender, &new)?;
@@ -382,6 +383,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         }
         let push_queued = push_staged.as_ref().is_some_and(|p| p.write(c, pos, pos));
         crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
+        crate::services::relations::event_committed(s, c, short_room, crate::services::relations::ord::main(pos), short_event, &stored)?;
         Ok((short_event, pos, redacted_target, push_queued))
     })?
     .0;

@@ -82,6 +82,7 @@ pub fn write_effect(
             let (object, event_id, room_id) = redaction;
             let because = client_event(object, event_id, room_id, ClientFormat::Room, Default::default());
             crate::services::search::event_redacted(s, c, target, &json)?;
+            crate::services::relations::event_redacted(s, c, target)?;
             redact_stored(c, target, json, because, rules)?;
             Ok(Some(target))
         }

@@ -195,7 +195,7 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
     room.prev_batch = Some(SyncToken { pos: events.first().map_or(upto, |e| e.meta.pos - 1), typing: 0 }.encode());
     room.timeline = events
         .iter()
-        .map(|e| Ok(raw(&e.to_client(&s.timeline, ClientFormat::Sync, Some((&sync_req.user, &sync_req.device)))?)))
+        .map(|e| Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Sync, &sync_req.user, Some(sync_req.device.as_str()))?)))
         .collect::<Result<Vec<Raw<_>>>>()?;
     Ok(Some(room))
 }
