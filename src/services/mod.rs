@@ -17,11 +17,13 @@ pub mod password_pool;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
+pub mod reports;
 pub mod rooms;
 pub mod search;
 pub mod short;
 pub mod state;
 pub mod sync;
+pub mod time_index;
 pub mod timeline;
 pub mod to_device;
 pub mod uia;
@@ -56,6 +58,8 @@ pub struct Services {
     pub federation: crate::federation::Federation,
     pub media: media::Media,
     pub sliding_sync: sync::sliding::connection::Connections,
+    /// Users' reports of abusive events, rooms and users, for the admins.
+    pub reports: reports::Reports,
 }
 
 /// Every column family of the database, service by service.
@@ -83,6 +87,8 @@ pub fn all_maps() -> Vec<Map> {
         media::MAPS,
         admin::MAPS,
         search::MAPS,
+        reports::MAPS,
+        time_index::MAPS,
     ]
     .concat()
 }
@@ -123,6 +129,7 @@ impl Services {
             typing: ephemeral::Typing::default(),
             presence: ephemeral::Presence::new(db.clone()),
             push: push::Push::new(db.clone()),
+            reports: reports::Reports::new(db.clone()),
             filters: filters::Filters::new(db),
             rate_limiter,
             login_failures,

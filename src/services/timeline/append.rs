@@ -366,6 +366,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         }
         s.push.event_committed(c, pos, short_event);
         crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
+        crate::services::time_index::event_committed(c, short_room, short_event, pdu.origin_server_ts);
         Ok((short_event, pos, redacted_target))
     })?
     .0;
