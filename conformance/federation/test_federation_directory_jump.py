@@ -62,12 +62,13 @@ async def test_TestJumpToDateEndpoint_federation_looks_for_event_after_joining_r
     await join_remote(bob, room_id, pair.a.server_name)
 
     path = f"/_matrix/client/v1/rooms/{q(room_id)}/timestamp_to_event"
-    forward = await bob.req("GET", path, params={"ts": ts1, "dir": "f"})
-    assert_status(forward, 200)
-    assert forward.body["event_id"] == first, (forward.body, first, second)
+    # Backwards first: B has no event at or before ts2 at all (the room's state came as outliers).
     backward = await bob.req("GET", path, params={"ts": ts2, "dir": "b"})
     assert_status(backward, 200)
     assert backward.body["event_id"] == second, (backward.body, first, second)
+    forward = await bob.req("GET", path, params={"ts": ts1, "dir": "f"})
+    assert_status(forward, 200)
+    assert forward.body["event_id"] == first, (forward.body, first, second)
 
 
 async def test_room_summary_of_a_room_on_another_server(pair, make_user):
