@@ -16,6 +16,7 @@ pub struct RunningServer {
     sender: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     push: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     search_rebuild: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    time_index_rebuild: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     to_device_prune: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -36,6 +37,8 @@ impl RunningServer {
         let _ = self.push.1.await;
         let _ = self.search_rebuild.0.send(true);
         let _ = self.search_rebuild.1.await;
+        let _ = self.time_index_rebuild.0.send(true);
+        let _ = self.time_index_rebuild.1.await;
         let _ = self.to_device_prune.0.send(true);
         let _ = self.to_device_prune.1.await;
         let services = self.services.clone();
@@ -79,6 +82,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         (stop, crate::services::search::rebuild::spawn(services.clone(), stop_rx))
     };
+    // Indexing by time (jump to date) of events stored before the index existed.
+    let time_index_rebuild = {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        (stop, crate::services::time_index::rebuild::spawn(services.clone(), stop_rx))
+    };
     // Forgetting to-device transaction ids older than a day (at start and hourly).
     let to_device_prune = {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -107,6 +115,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         sender,
         push,
         search_rebuild,
+        time_index_rebuild,
         to_device_prune,
         shutdown,
         task,

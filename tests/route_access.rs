@@ -170,6 +170,19 @@ fn table() -> Vec<Entry> {
         e("POST", "client/search", Own, OK).body(json!({ "search_categories": { "room_events": {
             "search_term": "s3cr3t", "filter": { "rooms": ["{room_id}"] }, "event_context": { "before_limit": 5, "after_limit": 5 }
         } } })),
+        // Jump to date, room previews.
+        e("GET", "client/rooms/{room_id}/timestamp_to_event", RoomMember, FORBIDDEN).q("ts=0&dir=f"),
+        // The room summary needs no token (an invite-only room: 404, as an unknown one).
+        e("GET", "client/room_summary/{room_id_or_alias}", Public, NOT_FOUND),
+        e("GET", "client/rooms/{room_id_or_alias}/summary", Public, NOT_FOUND),
+        e("GET", "client/summary/{room_id_or_alias}", Public, NOT_FOUND),
+        // Mutual rooms: the caller's own rooms only (mallory shares none with alice).
+        e("GET", "client/mutual_rooms", Own, OK).q("user_id={user_id}"),
+        e("GET", "client/user/mutual_rooms", Own, OK).q("user_id={user_id}"),
+        // Reporting: an event only by a member who sees it; any room or user by anyone.
+        e("POST", "client/rooms/{room_id}/report/{event_id}", Event, NOT_FOUND).body(json!({ "reason": "mallory" })),
+        e("POST", "client/rooms/{room_id}/report", AnyUser, OK).body(json!({ "reason": "mallory" })),
+        e("POST", "client/users/{user_id}/report", AnyUser, OK).body(json!({ "reason": "mallory" })),
         // Ephemeral: typing (as mallory herself), receipts, read markers.
         e("PUT", "client/rooms/{room_id}/typing/{user_id}", RoomMember, FORBIDDEN)
             .with(&[("user_id", "mallory")])
@@ -281,6 +294,9 @@ fn table() -> Vec<Entry> {
         e("DELETE", "/_synapse/admin/v2/rooms/{room_id}", Admin, FORBIDDEN).body(json!({})),
         e("GET", "/_synapse/admin/v2/rooms/{room_id}/delete_status", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v2/rooms/delete_status/{delete_id}", Admin, FORBIDDEN),
+        e("GET", "/_synapse/admin/v1/event_reports", Admin, FORBIDDEN),
+        e("GET", "/_synapse/admin/v1/event_reports/{report_id}", Admin, FORBIDDEN),
+        e("DELETE", "/_synapse/admin/v1/event_reports/{report_id}", Admin, FORBIDDEN),
     ]
 }
 
@@ -408,6 +424,7 @@ impl Fixture {
             ("version", version),
             ("session_id", "session1".to_owned()),
             ("delete_id", "unknown".to_owned()),
+            ("report_id", "1".to_owned()),
             ("since", since),
         ]);
         Fixture { server, alice, mallory, values }

@@ -1,6 +1,7 @@
 //! HTTP routing. Handlers are thin: parse (via ruma), call services off the async workers, answer.
 
 pub mod admin;
+pub mod always_sent;
 pub mod client;
 pub mod client_address;
 pub mod federation;

@@ -21,6 +21,7 @@ pub mod listener;
 pub mod own_keys;
 pub mod pool;
 pub mod profile;
+pub mod public_rooms;
 pub mod remote_keys;
 pub mod request;
 pub mod read;
@@ -30,6 +31,7 @@ pub mod server_visibility;
 pub mod signing;
 pub mod third_party_invite;
 pub mod timed_cache;
+pub mod timestamp;
 pub mod tls;
 pub mod xmatrix;
 

@@ -11,7 +11,7 @@ use crate::{
     federation::{incoming::state_at::auth_chain, join::resident::pdus_of, server_visibility::ServerView},
     services::{
         Services,
-        rooms::{event_by_id, event_by_short, short_room},
+        rooms::{event_by_id, short_room},
         timeline::StoredEvent,
     },
 };
@@ -154,27 +154,13 @@ pub fn directory(s: &Services, alias: &OwnedRoomAliasId) -> Result<Value> {
 }
 
 /// `timestamp_to_event`: the event of the room closest to `ts` in direction `dir` (`f`: the first
-/// at or after it, `b`: the last at or before it), among the events of our timeline.
+/// at or after it, `b`: the last at or before it), among the events of our timeline (the time index).
 pub fn timestamp_to_event(s: &Services, origin: &ServerName, room_id: &RoomId, ts: u64, forward: bool) -> Result<Value> {
     let short = require_in_room(s, origin, room_id)?;
-    let (start, direction) = if forward { (0, crate::storage::Direction::Forward) } else { (u64::MAX, crate::storage::Direction::Backward) };
-    let mut from = start;
-    loop {
-        let page = s.timeline.scan(short, from, direction, 200)?;
-        let Some(last) = page.last().map(|(pos, _)| *pos) else { break };
-        for (_, short_event) in &page {
-            let Some(event) = event_by_short(s, *short_event, room_id)? else { continue };
-            let event_ts = u64::from(event.pdu.origin_server_ts.get());
-            if (forward && event_ts >= ts) || (!forward && event_ts <= ts) {
-                return Ok(json!({ "event_id": event.pdu.event_id, "origin_server_ts": event_ts }));
-            }
-        }
-        from = if forward { last } else { last.saturating_sub(1) };
-        if !forward && last == 0 {
-            break;
-        }
+    match crate::services::time_index::lookup::closest(s, short, room_id, ts, forward)? {
+        Some(found) => Ok(json!({ "event_id": found.event_id, "origin_server_ts": found.origin_server_ts })),
+        None => Err(Error::not_found("No event found")),
     }
-    Err(Error::not_found("No event found"))
 }
 
 /// `user/devices/{userId}`: a local user's devices with their keys, the stream id of the last

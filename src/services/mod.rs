@@ -19,11 +19,13 @@ pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod search;
 pub mod short;
 pub mod state;
 pub mod sync;
+pub mod time_index;
 pub mod timeline;
 pub mod to_device;
 pub mod uia;
@@ -60,6 +62,8 @@ pub struct Services {
     pub sliding_sync: sync::sliding::connection::Connections,
     /// The bound on state resolution and auth-chain walks.
     pub heavy_work: heavy_work::HeavyWork,
+    /// Users' reports of abusive events, rooms and users, for the admins.
+    pub reports: reports::Reports,
 }
 
 /// Every column family of the database, service by service.
@@ -88,6 +92,8 @@ pub fn all_maps() -> Vec<Map> {
         admin::MAPS,
         search::MAPS,
         relations::MAPS,
+        reports::MAPS,
+        time_index::MAPS,
     ]
     .concat()
 }
@@ -129,6 +135,7 @@ impl Services {
             typing: ephemeral::Typing::default(),
             presence: ephemeral::Presence::new(db.clone()),
             push: push::Push::new(db.clone()),
+            reports: reports::Reports::new(db.clone()),
             filters: filters::Filters::new(db),
             rate_limiter,
             login_failures,

@@ -3,6 +3,7 @@
 //! Handlers are thin: the work is in `services::admin`.
 
 pub mod extract;
+pub mod reports;
 pub mod rooms;
 pub mod users;
 
@@ -36,4 +37,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .route(Method::DELETE, &format!("{V2}/rooms/{{room_id}}"), rooms::delete)
         .route(Method::GET, &format!("{V2}/rooms/{{room_id}}/delete_status"), rooms::delete_status_of_room)
         .route(Method::GET, &format!("{V2}/rooms/delete_status/{{delete_id}}"), rooms::delete_status)
+        .route(Method::GET, &format!("{V1}/event_reports"), reports::list)
+        .route(Method::GET, &format!("{V1}/event_reports/{{report_id}}"), reports::details)
+        .route(Method::DELETE, &format!("{V1}/event_reports/{{report_id}}"), reports::delete)
 }

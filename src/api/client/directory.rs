@@ -135,10 +135,50 @@ pub async fn set_visibility(
         .await
 }
 
+/// The server a `?server=` asks for, when it is another one (our own name: our list).
+fn remote_server(services: &Services, server: Option<ruma::OwnedServerName>) -> Option<ruma::OwnedServerName> {
+    server.filter(|s| s != services.globals.server_name())
+}
+
+/// The user of the request's access token (header or `access_token` query parameter): the
+/// `GET /publicRooms` route needs none, but asking another server on a user's behalf does (as
+/// Synapse): none 401 `M_MISSING_TOKEN`, an unknown one 401 `M_UNKNOWN_TOKEN`.
+async fn require_user(services: &Arc<Services>, headers: &http::HeaderMap, query: Option<&str>) -> Result<()> {
+    let from_header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let from_query = query.and_then(|q| {
+        q.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(|t| {
+            percent_encoding::percent_decode_str(t).decode_utf8_lossy().into_owned()
+        })
+    });
+    let token = from_header.or(from_query).ok_or_else(Error::missing_token)?;
+    match services.run(move |s| s.users.find_token(&token)).await? {
+        Some(_) => Ok(()),
+        None => Err(Error::unknown_token()),
+    }
+}
+
 pub async fn public_rooms_get(
     State(services): State<Arc<Services>>,
+    headers: http::HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Res<get_public_rooms::v3::Response> {
+    if let Some(server) = remote_server(&services, req.body.server.clone()) {
+        require_user(&services, &headers, query.as_deref()).await?;
+        let mut request = ruma::api::federation::directory::get_public_rooms::v1::Request::new();
+        request.limit = req.body.limit;
+        request.since = req.body.since.clone();
+        let r = crate::federation::public_rooms::get(&services, &server, request).await?;
+        let mut response = get_public_rooms::v3::Response::new(r.chunk);
+        response.next_batch = r.next_batch;
+        response.prev_batch = r.prev_batch;
+        response.total_room_count_estimate = r.total_room_count_estimate;
+        return Ok(response.into());
+    }
     services
         .run(move |s| {
             let page = public_rooms(s, req.body.limit, req.body.since.as_deref(), None)?;
@@ -155,6 +195,20 @@ pub async fn public_rooms_post(
     State(services): State<Arc<Services>>,
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Res<get_public_rooms_filtered::v3::Response> {
+    if let Some(server) = remote_server(&services, req.body.server.clone()) {
+        let mut request = ruma::api::federation::directory::get_public_rooms_filtered::v1::Request::new();
+        request.limit = req.body.limit;
+        request.since = req.body.since.clone();
+        request.filter = req.body.filter.clone();
+        request.room_network = req.body.room_network.clone();
+        let r = crate::federation::public_rooms::post(&services, &server, request).await?;
+        let mut response = get_public_rooms_filtered::v3::Response::new();
+        response.chunk = r.chunk;
+        response.next_batch = r.next_batch;
+        response.prev_batch = r.prev_batch;
+        response.total_room_count_estimate = r.total_room_count_estimate;
+        return Ok(response.into());
+    }
     services
         .run(move |s| {
             let r = public_rooms(s, req.body.limit, req.body.since.as_deref(), req.body.filter.generic_search_term.as_deref())?;

@@ -382,7 +382,10 @@ pub async fn messages(
     }
 }
 
-pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_context::v3::Request>) -> Res<get_context::v3::Response> {
+pub async fn context(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_context::v3::Request>,
+) -> Result<crate::api::always_sent::Filled<get_context::v3::Response>> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
@@ -424,7 +427,7 @@ pub async fn context(State(services): State<Arc<Services>>, req: Ruma<get_contex
                     response.state.push(raw(&e.to_client(&s.timeline, ClientFormat::Room, None)?));
                 }
             }
-            Ok(response.into())
+            Ok(crate::api::always_sent::Filled::new(response, crate::api::always_sent::context))
         })
         .await
 }

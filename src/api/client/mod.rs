@@ -11,14 +11,18 @@ pub mod events;
 pub mod key_backup;
 pub mod keys;
 pub mod media;
+pub mod mutual_rooms;
 pub mod profile;
 pub mod push;
 pub mod relations;
+pub mod reporting;
+pub mod room_summary;
 pub mod rooms;
 pub mod search;
 pub mod spaces;
 pub mod sliding_sync;
 pub mod sync;
+pub mod timestamp;
 pub mod to_device;
 
 use http::Method;
@@ -131,6 +135,15 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<create_receipt::v3::Request, _, _>(ephemeral::create_receipt)
         .ruma::<set_read_marker::v3::Request, _, _>(ephemeral::read_markers)
         .ruma::<set_presence::v3::Request, _, _>(ephemeral::set)
+        .ruma::<ruma::api::client::room::report_content::v3::Request, _, _>(reporting::report_event)
+        .ruma::<ruma::api::client::room::report_room::v3::Request, _, _>(reporting::report_room)
+        .ruma::<ruma::api::client::reporting::report_user::v3::Request, _, _>(reporting::report_user)
+        .ruma::<ruma::api::client::room::get_event_by_timestamp::v1::Request, _, _>(timestamp::timestamp_to_event)
+        .ruma::<ruma::api::client::room::get_summary::v1::Request, _, _>(room_summary::summary)
+        .ruma::<ruma::api::client::membership::get_mutual_rooms::v1::Request, _, _>(mutual_rooms::stable)
+        .ruma::<ruma::api::client::membership::get_mutual_rooms::unstable::Request, _, _>(mutual_rooms::unstable)
+        // The other unstable path of MSC3266 that Synapse serves.
+        .route(Method::GET, "/_matrix/client/unstable/im.nheko.summary/summary/{room_id_or_alias}", room_summary::summary)
         .ruma::<get_presence::v3::Request, _, _>(ephemeral::get)
 }
 

@@ -18,7 +18,10 @@ use serde_json::Value;
 
 use super::super::{AppRouter, RumaRoute};
 use crate::{
-    api::ruma_wrapper::{AuthNeed, Ruma, RumaResponse, authenticate, paths_of},
+    api::{
+        always_sent::{self, Filled},
+        ruma_wrapper::{AuthNeed, Ruma, RumaResponse, authenticate, paths_of},
+    },
     error::{Error, Result},
     services::{
         Services,
@@ -47,17 +50,22 @@ pub fn routes(mut router: AppRouter) -> AppRouter {
         .ruma::<get_notifications::v3::Request, _, _>(notifications)
 }
 
-pub async fn all(State(services): State<Arc<Services>>, req: Ruma<get_pushrules_all::v3::Request>) -> Res<get_pushrules_all::v3::Response> {
+pub async fn all(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_pushrules_all::v3::Request>,
+) -> Result<Filled<get_pushrules_all::v3::Response>> {
     let user = req.user()?.clone();
-    services.run(move |s| Ok(get_pushrules_all::v3::Response::new((*rules::ruleset(s, &user)?).clone()).into())).await
+    let ruleset = services.run(move |s| Ok((*rules::ruleset(s, &user)?).clone())).await?;
+    Ok(Filled::new(get_pushrules_all::v3::Response::new(ruleset), always_sent::all_rulesets))
 }
 
 pub async fn global(
     State(services): State<Arc<Services>>,
     req: Ruma<get_pushrules_global_scope::v3::Request>,
-) -> Res<get_pushrules_global_scope::v3::Response> {
+) -> Result<Filled<get_pushrules_global_scope::v3::Response>> {
     let user = req.user()?.clone();
-    services.run(move |s| Ok(get_pushrules_global_scope::v3::Response::new((*rules::ruleset(s, &user)?).clone()).into())).await
+    let ruleset = services.run(move |s| Ok((*rules::ruleset(s, &user)?).clone())).await?;
+    Ok(Filled::new(get_pushrules_global_scope::v3::Response::new(ruleset), always_sent::ruleset))
 }
 
 pub async fn get_rule(State(services): State<Arc<Services>>, req: Ruma<get_pushrule::v3::Request>) -> Res<get_pushrule::v3::Response> {

@@ -6,7 +6,10 @@ use axum::extract::State;
 use ruma::api::client::search::search_events;
 
 use crate::{
-    api::ruma_wrapper::{Ruma, RumaResponse},
+    api::{
+        always_sent::{self, Filled},
+        ruma_wrapper::Ruma,
+    },
     error::{Error, Result},
     services::{Services, search::results},
 };
@@ -14,7 +17,7 @@ use crate::{
 pub async fn search(
     State(services): State<Arc<Services>>,
     req: Ruma<search_events::v3::Request>,
-) -> Result<RumaResponse<search_events::v3::Response>> {
+) -> Result<Filled<search_events::v3::Response>> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     // ruma fills in a default `event_context`: the raw body tells whether the client asked for one.
     let with_context = req
@@ -39,7 +42,7 @@ pub async fn search(
             let room_events = results::search(s, &request)?;
             let mut categories = search_events::v3::ResultCategories::new();
             categories.room_events = room_events;
-            Ok(search_events::v3::Response::new(categories).into())
+            Ok(Filled::new(search_events::v3::Response::new(categories), always_sent::search))
         })
         .await
 }

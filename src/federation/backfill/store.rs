@@ -164,6 +164,7 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
         let meta = EventMeta { short_room, pos: 0, state_before: before, state_after: after };
         c.batch.put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
         s.timeline.put_backfilled(c, short_room, seq, short);
+        crate::services::time_index::event_committed(c, short_room, short, pdu.origin_server_ts);
         // Redactions that came before it apply to it now, when allowed.
         if !has_pdu {
             let stored = redaction::on_arrival(s, c, &rules, short_room, &event_id, &pdu.sender, object.clone())?;

@@ -384,6 +384,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         let push_queued = push_staged.as_ref().is_some_and(|p| p.write(c, pos, pos));
         crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
         crate::services::relations::event_committed(s, c, short_room, crate::services::relations::ord::main(pos), short_event, &stored)?;
+        crate::services::time_index::event_committed(c, short_room, short_event, pdu.origin_server_ts);
         Ok((short_event, pos, redacted_target, push_queued))
     })?
     .0;
