@@ -11,7 +11,7 @@ use ruma::{
             ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
             joined_members, joined_rooms, kick_user, leave_room, unban_user,
         },
-        room::{Visibility, create_room},
+        room::{Visibility, create_room, upgrade_room},
     },
     events::StateEventType,
 };
@@ -80,6 +80,7 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_room
                 alias_localpart: body.room_alias_name.clone(),
                 invite: body.invite.clone(),
                 is_direct: body.is_direct,
+                ..Default::default()
             };
             if let Some(local) = &request.alias_localpart
                 && (local.is_empty() || local.contains(':') || local.contains(char::is_whitespace))
@@ -90,6 +91,14 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_room
             Ok(create_room::v3::Response::new(room_id).into())
         })
         .await
+}
+
+pub async fn upgrade(State(services): State<Arc<Services>>, req: Ruma<upgrade_room::v3::Request>) -> Res<upgrade_room::v3::Response> {
+    let user = req.user()?.clone();
+    let body = req.body;
+    let new_room =
+        rooms::upgrade::upgrade_room(&services, user, body.room_id, body.new_version, body.additional_creators).await?;
+    Ok(upgrade_room::v3::Response::new(new_room).into())
 }
 
 pub async fn joined(State(services): State<Arc<Services>>, req: Ruma<joined_rooms::v3::Request>) -> Res<joined_rooms::v3::Response> {

@@ -5,6 +5,8 @@ pub mod membership;
 pub mod hierarchy;
 pub mod power;
 pub mod restricted;
+pub mod upgrade;
+pub mod upgrade_levels;
 pub mod version;
 
 use std::sync::Arc;
