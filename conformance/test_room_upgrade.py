@@ -195,27 +195,28 @@ async def test_TestMSC4289PrivilegedRoomCreators_Upgrades(alice, bob, charlie):
     """Complement: TestMSC4289PrivilegedRoomCreators_Upgrades
     Non-creator admins upgrade v11 and v12 rooms to v12, with and without additional creators;
     creators are left out of the new room's power levels."""
+    a, b, c = alice.user_id, bob.user_id, charlie.user_id
     cases = [
         # (initial version, user levels, upgrader, additional creators, wanted creators, wanted users)
-        ("11", {bob: 100}, bob, None, [], {}),
-        ("11", {bob: 100, charlie: 100}, bob, None, [], {charlie: 100}),
-        ("12", {bob: 150}, bob, [charlie], [charlie], {}),
-        ("12", {bob: 150, charlie: 50}, bob, [charlie], [charlie], {}),
-        ("11", {alice: 100, bob: 100}, alice, [bob], [bob], {}),
-        ("11", {alice: 100, bob: 100, charlie: 50}, alice, [bob], [bob], {charlie: 50}),
+        ("11", {b: 100}, bob, None, [], {}),
+        ("11", {b: 100, c: 100}, bob, None, [], {c: 100}),
+        ("12", {b: 150}, bob, [c], [c], {}),
+        ("12", {b: 150, c: 50}, bob, [c], [c], {}),
+        ("11", {a: 100, b: 100}, alice, [b], [b], {}),
+        ("11", {a: 100, b: 100, c: 50}, alice, [b], [b], {c: 50}),
     ]
     for version, levels, upgrader, extra, want_creators, want_users in cases:
         room = await alice.create_room(room_version=version, preset="public_chat")
         await bob.join(room)
         await charlie.join(room)
-        await alice.put_state(room, "m.room.power_levels", {"users": {u.user_id: pl for u, pl in levels.items()}})
-        body = {} if extra is None else {"additional_creators": [u.user_id for u in extra]}
+        await alice.put_state(room, "m.room.power_levels", {"users": levels})
+        body = {} if extra is None else {"additional_creators": extra}
         new = await upgraded(upgrader, room, "12", **body)
         create = await upgrader.state_content(new, "m.room.create")
         assert create["room_version"] == "12"
-        assert create.get("additional_creators", []) == [u.user_id for u in want_creators], create
+        assert create.get("additional_creators", []) == want_creators, create
         pl = await upgrader.state_content(new, "m.room.power_levels")
-        assert pl.get("users", {}) == {u.user_id: v for u, v in want_users.items()}, (version, pl)
+        assert pl.get("users", {}) == want_users, (version, levels, pl)
 
 
 async def test_TestRoomUpgrade_invites_members_of_a_private_room(alice, bob, charlie):
