@@ -262,3 +262,33 @@ async def test_TestRoomUpgrade_member_follows_the_tombstone(alice, bob):
     assert "followed" in [e["content"].get("body") for e in timeline(body, new)]
     await bob.leave(room)
     assert (await bob.ok("GET", f"{CS}/joined_rooms"))["joined_rooms"] == [new]
+
+
+async def test_TestRoomUpgrade_copies_push_rules(alice):
+    """sytest: /upgrade copies push rules to the new room"""
+    room = await alice.create_room()
+    await alice.ok("PUT", f"{CS}/pushrules/global/room/{q(room)}", json={"actions": ["notify"]})
+    new = await upgraded(alice, room)
+    rules = await alice.ok("GET", f"{CS}/pushrules/")
+    assert new in [r["rule_id"] for r in rules["global"]["room"]], rules
+
+
+async def test_TestRoomUpgrade_preserves_direct_room_state(alice):
+    """sytest: /upgrade preserves direct room state"""
+    room = await alice.create_room()
+    path = f"{CS}/user/{q(alice.user_id)}/account_data/m.direct"
+    await alice.ok("PUT", path, json={alice.user_id: [room]})
+    new = await upgraded(alice, room)
+    assert new in (await alice.ok("GET", path))[alice.user_id]
+
+
+async def test_TestPushRuleRoomUpgrade(alice, bob):
+    """Complement: TestPushRuleRoomUpgrade
+    A local member's push rules for the old room are copied when they join the upgraded room."""
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    await bob.ok("PUT", f"{CS}/pushrules/global/room/{q(room)}", json={"actions": ["dont_notify"]})
+    new = await upgraded(alice, room)
+    await bob.join(new)
+    rule = await bob.ok("GET", f"{CS}/pushrules/global/room/{q(new)}")
+    assert rule["actions"] == ["dont_notify"], rule

@@ -34,6 +34,10 @@ async fn membership(server: &TestServer, token: &str, room: &str, user: &str) ->
     (status == StatusCode::OK).then(|| body["membership"].as_str().unwrap().to_owned())
 }
 
+async fn room_rule(server: &TestServer, token: &str, room: &str) -> (StatusCode, Value) {
+    server.call(Method::GET, &format!("/_matrix/client/v3/pushrules/global/room/{}", enc(room)), Some(token), None).await
+}
+
 async fn joined_rooms(server: &TestServer, token: &str) -> Vec<String> {
     let body = server.get("/_matrix/client/v3/joined_rooms", token).await;
     body["joined_rooms"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect()
@@ -257,5 +261,40 @@ async fn upgrade_errors_change_nothing() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(joined_rooms(&server, &alice).await, [room.clone()]);
     assert_eq!(state(&server, &alice, &room, "m.room.power_levels", "").await["events_default"], 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn push_rules_tags_and_direct_follow_the_upgrader_and_members_who_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice_id, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let old = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&old)), &bob, json!({})).await;
+    for token in [&alice, &bob] {
+        server.put(&format!("/_matrix/client/v3/pushrules/global/room/{}", enc(&old)), token, json!({ "actions": ["dont_notify"] })).await;
+    }
+    let rule = json!({ "actions": [], "conditions": [{ "kind": "event_match", "key": "room_id", "pattern": old }] });
+    server.put("/_matrix/client/v3/pushrules/global/override/mute-it", &bob, rule).await;
+    let tag_path = |user: &str, room: &str| format!("/_matrix/client/v3/user/{}/rooms/{}/tags/u.work", enc(user), enc(room));
+    server.put(&tag_path(&alice_id, &old), &alice, json!({ "order": 0.5 })).await;
+    let direct = format!("/_matrix/client/v3/user/{}/account_data/m.direct", enc(&alice_id));
+    server.put(&direct, &alice, json!({ bob_id.clone(): [old] })).await;
+
+    let new = upgrade(&server, &alice, &old, json!({ "new_version": "12" })).await.1["replacement_room"].as_str().unwrap().to_owned();
+    let (status, body) = room_rule(&server, &alice, &new).await;
+    assert_eq!((status, body["actions"].clone()), (StatusCode::OK, json!(["dont_notify"])), "{body}");
+    let tags = server.get(&format!("/_matrix/client/v3/user/{}/rooms/{}/tags", enc(&alice_id), enc(&new)), &alice).await;
+    assert_eq!(tags["tags"]["u.work"]["order"], 0.5);
+    assert_eq!(server.get(&direct, &alice).await, json!({ bob_id.clone(): [old, new] }));
+
+    // Bob's rules follow when he joins the new room, not before.
+    assert_eq!(room_rule(&server, &bob, &new).await.0, StatusCode::NOT_FOUND);
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&new)), &bob, json!({})).await;
+    assert_eq!(room_rule(&server, &bob, &new).await.0, StatusCode::OK);
+    let copied = format!("/_matrix/client/v3/pushrules/global/override/{}", enc(&format!("mute-it-{new}")));
+    let rule = server.get(&copied, &bob).await;
+    assert_eq!(rule["conditions"][0]["pattern"], new.as_str(), "{rule}");
     server.stop().await;
 }

@@ -196,9 +196,19 @@ async fn join_any(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoo
     Ok(room_id)
 }
 
+/// A room that replaces another: the user's push rules, tags and `m.direct` entry of the old room
+/// follow (best effort: the join is done whatever happens here).
+async fn after_join(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId) {
+    let r = room_id.clone();
+    if let Err(e) = services.run(move |s| rooms::upgrade_user_state::on_join(s, &user, &r)).await {
+        tracing::warn!("settings of the predecessor of {room_id}: {}", e.message);
+    }
+}
+
 pub async fn join_by_id(State(services): State<Arc<Services>>, req: Ruma<join_room_by_id::v3::Request>) -> Res<join_room_by_id::v3::Response> {
     let user = req.user()?.clone();
-    let room_id = join_any(&services, user, req.body.room_id.clone(), Vec::new(), req.body.reason.clone()).await?;
+    let room_id = join_any(&services, user.clone(), req.body.room_id.clone(), Vec::new(), req.body.reason.clone()).await?;
+    after_join(&services, user, room_id.clone()).await;
     Ok(join_room_by_id::v3::Response::new(room_id).into())
 }
 
@@ -217,7 +227,8 @@ pub async fn join_by_id_or_alias(
         }
         _ => services.run(move |s| resolve_room(s, &target)).await?,
     };
-    let room_id = join_any(&services, user, room_id, via, req.body.reason.clone()).await?;
+    let room_id = join_any(&services, user.clone(), room_id, via, req.body.reason.clone()).await?;
+    after_join(&services, user, room_id.clone()).await;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 

@@ -7,6 +7,7 @@ pub mod power;
 pub mod restricted;
 pub mod upgrade;
 pub mod upgrade_levels;
+pub mod upgrade_user_state;
 pub mod version;
 
 use std::sync::Arc;

@@ -18,7 +18,7 @@ use crate::{
             self, power,
             create::{self, CreateRoom, Preset},
             membership::Membership,
-            send, set_membership, upgrade_levels, version,
+            send, set_membership, upgrade_levels, upgrade_user_state, version,
         },
         timeline::append::NewEvent,
     },
@@ -268,9 +268,12 @@ fn move_aliases(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
     Ok(())
 }
 
-/// The new room gets the old room's levels (the upgrader's temporary power ends) and the old
-/// room's levels stop ordinary messages and invites.
+/// The upgrader's settings follow the room, the new room gets the old room's levels (the
+/// upgrader's temporary power ends) and the old room's levels stop ordinary messages and invites.
 fn finish(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
+    if let Err(e) = upgrade_user_state::copy(s, &plan.user, &plan.old_room, new_room) {
+        tracing::warn!("room upgrade of {}: the upgrader's settings: {}", plan.old_room, e.message);
+    }
     if let Some(levels) = &plan.levels {
         send(s, new_room, &plan.user, NewEvent::state(StateEventType::RoomPowerLevels, "", Value::Object(levels.clone())))?;
     }
