@@ -145,6 +145,7 @@ fn join_servers(s: &Services, user: &UserId, room_id: &RoomId, given: &[OwnedSer
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }
+    servers.extend(rooms::upgrade::tombstone_servers(s, user, room_id)?);
     let mut seen = std::collections::HashSet::new();
     servers.retain(|n| n != s.globals.server_name() && seen.insert(n.clone()));
     Ok(servers)

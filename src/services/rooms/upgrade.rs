@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId, events::StateEventType};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId, events::StateEventType};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -285,4 +285,19 @@ fn finish(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Servers that may let `user` into `room`, a replacement room: the senders' servers of the
+/// tombstones pointing to it in the rooms the user is in (a v12 room id names no server, and a
+/// client following a tombstone may give none).
+pub fn tombstone_servers(s: &Services, user: &UserId, room: &RoomId) -> Result<Vec<OwnedServerName>> {
+    let mut servers = Vec::new();
+    for joined in s.membership.joined_room_ids(user)? {
+        if let Some(tombstone) = rooms::state_event(s, &joined, &StateEventType::RoomTombstone, "")?
+            && tombstone.pdu.content_field("replacement_room").and_then(|r| r.as_str().map(str::to_owned)).as_deref() == Some(room.as_str())
+        {
+            servers.push(tombstone.pdu.sender.server_name().to_owned());
+        }
+    }
+    Ok(servers)
 }
