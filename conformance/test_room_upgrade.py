@@ -292,3 +292,11 @@ async def test_TestPushRuleRoomUpgrade(alice, bob):
     await bob.join(new)
     rule = await bob.ok("GET", f"{CS}/pushrules/global/room/{q(new)}")
     assert rule["actions"] == ["dont_notify"], rule
+
+
+async def test_TestRoomUpgrade_tombstone_cannot_point_to_the_same_room(alice):
+    """sytest: Cannot send tombstone event that points to the same room"""
+    room = await alice.create_room()
+    r = await alice.req("PUT", f"{CS}/rooms/{q(room)}/state/m.room.tombstone/", json={"replacement_room": room, "body": "x"})
+    assert_status(r, 400)
+    assert (await alice.get_state(room, "m.room.tombstone")).status == 404
