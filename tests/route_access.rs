@@ -150,6 +150,7 @@ fn table() -> Vec<Entry> {
         e("GET", "client/rooms/{room_id}/members", RoomMember, FORBIDDEN),
         e("GET", "client/rooms/{room_id}/joined_members", RoomMember, FORBIDDEN),
         e("GET", "client/rooms/{room_id}/hierarchy", RoomMember, FORBIDDEN),
+        e("POST", "client/rooms/{room_id}/upgrade", RoomMember, FORBIDDEN).body(json!({ "new_version": "11" })),
         // Room events and state.
         e("PUT", "client/rooms/{room_id}/send/{event_type}/{txn_id}", RoomMember, FORBIDDEN).body(json!({ "body": "mallory" })),
         e("PUT", "client/rooms/{room_id}/state/{event_type}/{state_key}", RoomMember, FORBIDDEN).body(json!({ "v": "mallory" })),

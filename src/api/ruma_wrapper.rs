@@ -213,6 +213,11 @@ fn request_error(e: ruma::api::error::FromHttpRequestError) -> Error {
         {
             Error::invalid_param(e.to_string())
         }
+        // A string that cannot be a room version (`/upgrade`'s `new_version`, `createRoom`'s
+        // `room_version`) names a version this server does not support.
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) if e.to_string().contains("room version ID") => {
+            Error::unsupported_room_version(e.to_string())
+        }
         FromHttpRequestError::MethodMismatch { .. } => Error::method_not_allowed(),
         other => Error::bad_json(other.to_string()),
     }

@@ -70,6 +70,26 @@ impl Directory {
         Ok(out)
     }
 
+    /// A room upgrade: every alias of `from` points to `to`, and `to` takes `from`'s place in the
+    /// published directory; one batch. Returns the aliases moved.
+    pub fn move_room(&self, from: &RoomId, to: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        let aliases = self.aliases_of(from)?;
+        let mut batch = Batch::new();
+        for alias in &aliases {
+            let Some(mut record) = self.resolve(alias)? else { continue };
+            record.room_id = to.to_owned();
+            batch.put(ALIASES, alias.as_bytes(), encode_json(&record));
+            batch.delete(ROOM_ALIASES, Key::new().str(from.as_str()).str(alias.as_str()).build());
+            batch.put(ROOM_ALIASES, Key::new().str(to.as_str()).str(alias.as_str()).build(), Vec::new());
+        }
+        if self.is_public(from)? {
+            batch.delete(PUBLIC_ROOMS, from.as_bytes());
+            batch.put(PUBLIC_ROOMS, to.as_bytes(), Vec::new());
+        }
+        self.db.write(batch)?;
+        Ok(aliases)
+    }
+
     pub fn set_public(&self, room_id: &RoomId, public: bool) -> Result<()> {
         if public {
             self.db.put(PUBLIC_ROOMS, room_id.as_bytes(), Vec::new())?;

@@ -130,6 +130,13 @@ fn check_state_content(s: &Services, room_id: &RoomId, kind: &StateEventType, co
                 }
             }
         }
+        // A tombstone sends clients to another room (sytest: "Cannot send tombstone event that
+        // points to the same room").
+        StateEventType::RoomTombstone => {
+            if content.get("replacement_room").and_then(Value::as_str) == Some(room_id.as_str()) {
+                return Err(Error::bad_json("A tombstone cannot point to its own room"));
+            }
+        }
         _ => {}
     }
     Ok(())

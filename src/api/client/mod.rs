@@ -46,7 +46,7 @@ use ruma::api::client::{
     read_marker::set_read_marker,
     receipt::create_receipt,
     redact::redact_event,
-    room::{aliases, create_room, get_room_event},
+    room::{aliases, create_room, get_room_event, upgrade_room},
     search::search_events,
     session::{get_login_types, login, logout, logout_all},
     space::get_hierarchy,
@@ -85,6 +85,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<set_profile_field::v3::Request, _, _>(profile::set_field)
         .ruma::<delete_profile_field::v3::Request, _, _>(profile::delete_field)
         .ruma::<create_room::v3::Request, _, _>(rooms::create)
+        .ruma::<upgrade_room::v3::Request, _, _>(rooms::upgrade)
         .ruma::<joined_rooms::v3::Request, _, _>(rooms::joined)
         .ruma::<join_room_by_id::v3::Request, _, _>(rooms::join_by_id)
         .ruma::<join_room_by_id_or_alias::v3::Request, _, _>(rooms::join_by_id_or_alias)

@@ -11,7 +11,7 @@ use ruma::{
             ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
             joined_members, joined_rooms, kick_user, leave_room, unban_user,
         },
-        room::{Visibility, create_room},
+        room::{Visibility, create_room, upgrade_room},
     },
     events::StateEventType,
 };
@@ -80,6 +80,7 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_room
                 alias_localpart: body.room_alias_name.clone(),
                 invite: body.invite.clone(),
                 is_direct: body.is_direct,
+                ..Default::default()
             };
             if let Some(local) = &request.alias_localpart
                 && (local.is_empty() || local.contains(':') || local.contains(char::is_whitespace))
@@ -90,6 +91,14 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_room
             Ok(create_room::v3::Response::new(room_id).into())
         })
         .await
+}
+
+pub async fn upgrade(State(services): State<Arc<Services>>, req: Ruma<upgrade_room::v3::Request>) -> Res<upgrade_room::v3::Response> {
+    let user = req.user()?.clone();
+    let body = req.body;
+    let new_room =
+        rooms::upgrade::upgrade_room(&services, user, body.room_id, body.new_version, body.additional_creators).await?;
+    Ok(upgrade_room::v3::Response::new(new_room).into())
 }
 
 pub async fn joined(State(services): State<Arc<Services>>, req: Ruma<joined_rooms::v3::Request>) -> Res<joined_rooms::v3::Response> {
@@ -136,6 +145,7 @@ fn join_servers(s: &Services, user: &UserId, room_id: &RoomId, given: &[OwnedSer
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }
+    servers.extend(rooms::upgrade::tombstone_servers(s, user, room_id)?);
     let mut seen = std::collections::HashSet::new();
     servers.retain(|n| n != s.globals.server_name() && seen.insert(n.clone()));
     Ok(servers)
@@ -187,9 +197,19 @@ async fn join_any(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoo
     Ok(room_id)
 }
 
+/// A room that replaces another: the user's push rules, tags and `m.direct` entry of the old room
+/// follow (best effort: the join is done whatever happens here).
+async fn after_join(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId) {
+    let r = room_id.clone();
+    if let Err(e) = services.run(move |s| rooms::upgrade_user_state::on_join(s, &user, &r)).await {
+        tracing::warn!("settings of the predecessor of {room_id}: {}", e.message);
+    }
+}
+
 pub async fn join_by_id(State(services): State<Arc<Services>>, req: Ruma<join_room_by_id::v3::Request>) -> Res<join_room_by_id::v3::Response> {
     let user = req.user()?.clone();
-    let room_id = join_any(&services, user, req.body.room_id.clone(), Vec::new(), req.body.reason.clone()).await?;
+    let room_id = join_any(&services, user.clone(), req.body.room_id.clone(), Vec::new(), req.body.reason.clone()).await?;
+    after_join(&services, user, room_id.clone()).await;
     Ok(join_room_by_id::v3::Response::new(room_id).into())
 }
 
@@ -208,7 +228,8 @@ pub async fn join_by_id_or_alias(
         }
         _ => services.run(move |s| resolve_room(s, &target)).await?,
     };
-    let room_id = join_any(&services, user, room_id, via, req.body.reason.clone()).await?;
+    let room_id = join_any(&services, user.clone(), room_id, via, req.body.reason.clone()).await?;
+    after_join(&services, user, room_id.clone()).await;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 

@@ -35,6 +35,17 @@ pub struct CreateRoom {
     pub alias_localpart: Option<String>,
     pub invite: Vec<OwnedUserId>,
     pub is_direct: bool,
+    /// The room id, chosen beforehand (room versions whose ids are not the create event's hash;
+    /// a room upgrade names the new room in its tombstone first). Ignored by other versions.
+    pub room_id: Option<OwnedRoomId>,
+    /// The whole first power levels content, instead of the defaults and the preset's (a room
+    /// upgrade copies the old room's).
+    pub power_levels: Option<Map<String, Value>>,
+}
+
+/// A random room id of this server (room versions whose ids are not the create event's hash).
+pub fn random_room_id(s: &Services) -> OwnedRoomId {
+    OwnedRoomId::try_from(format!("!{}:{}", crate::util::random_string(18), s.globals.server_name())).expect("valid room id")
 }
 
 pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<OwnedRoomId> {
@@ -78,10 +89,8 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
     } else {
         create.remove("creator");
     }
-    let room_id_for_old = (!rules.authorization.room_create_event_id_as_room_id).then(|| {
-        OwnedRoomId::try_from(format!("!{}:{}", crate::util::random_string(18), s.globals.server_name()))
-            .expect("valid room id")
-    });
+    let room_id_for_old = (!rules.authorization.room_create_event_id_as_room_id)
+        .then(|| req.room_id.clone().unwrap_or_else(|| random_room_id(s)));
     let (_, room_id) = append_local(
         s,
         Target::NewRoom { version: version.clone(), room_id: room_id_for_old },
@@ -128,6 +137,9 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
         for (k, v) in over {
             power_levels[k] = v.clone();
         }
+    }
+    if let Some(levels) = &req.power_levels {
+        power_levels = Value::Object(levels.clone());
     }
     send(s, &room_id, creator, NewEvent::state(StateEventType::RoomPowerLevels, "", power_levels))?;
 

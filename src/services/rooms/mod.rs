@@ -5,6 +5,9 @@ pub mod membership;
 pub mod hierarchy;
 pub mod power;
 pub mod restricted;
+pub mod upgrade;
+pub mod upgrade_levels;
+pub mod upgrade_user_state;
 pub mod version;
 
 use std::sync::Arc;
