@@ -257,9 +257,26 @@ async fn upgrade_errors_change_nothing() {
     let (status, body) = upgrade(&server, &alice, &room, json!({})).await;
     assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")), "{body}");
 
-    let (status, _) = server.call(Method::GET, &room_path(&room, "state/m.room.tombstone/"), Some(&alice), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(joined_rooms(&server, &alice).await, [room.clone()]);
+    // A join rule the new version lacks: refused before anything is sent.
+    let restricted = server
+        .create_room(
+            &alice,
+            json!({ "room_version": "10", "initial_state": [{ "type": "m.room.join_rules", "content": {
+                "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": room }] } }] }),
+        )
+        .await;
+    let (status, body) = upgrade(&server, &alice, &restricted, json!({ "new_version": "7" })).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_UNSUPPORTED_ROOM_VERSION")), "{body}");
+
+    for room in [&room, &restricted] {
+        let (status, _) = server.call(Method::GET, &room_path(room, "state/m.room.tombstone/"), Some(&alice), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let mut rooms = joined_rooms(&server, &alice).await;
+    rooms.sort();
+    let mut before = vec![room.clone(), restricted.clone()];
+    before.sort();
+    assert_eq!(rooms, before);
     assert_eq!(state(&server, &alice, &room, "m.room.power_levels", "").await["events_default"], 0);
     server.stop().await;
 }
@@ -296,5 +313,27 @@ async fn push_rules_tags_and_direct_follow_the_upgrader_and_members_who_join() {
     let copied = format!("/_matrix/client/v3/pushrules/global/override/{}", enc(&format!("mute-it-{new}")));
     let rule = server.get(&copied, &bob).await;
     assert_eq!(rule["conditions"][0]["pattern"], new.as_str(), "{rule}");
+    server.stop().await;
+}
+
+/// A room 12 created here needs 150 for the tombstone (the spec's createRoom: above the other
+/// admin levels), so an admin of level 100 may not upgrade it; its creator may.
+#[tokio::test]
+async fn a_v12_room_needs_150_for_the_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let room = server.create_room(&alice, json!({ "room_version": "12", "preset": "public_chat" })).await;
+    let levels = state(&server, &alice, &room, "m.room.power_levels", "").await;
+    assert_eq!(levels["events"]["m.room.tombstone"], 150, "{levels}");
+    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    let mut raised = levels.clone();
+    raised["users"][&bob_id] = json!(100);
+    server.put(&room_path(&room, "state/m.room.power_levels/"), &alice, raised).await;
+    let (status, body) = upgrade(&server, &bob, &room, json!({ "new_version": "12" })).await;
+    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
+    let (status, body) = upgrade(&server, &alice, &room, json!({ "new_version": "12" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     server.stop().await;
 }

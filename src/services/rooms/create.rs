@@ -133,6 +133,12 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
         "invite": if preset == Preset::PublicChat { 0 } else { 50 },
         "notifications": { "room": 50 },
     });
+    // From room version 12 the tombstone (an upgrade) needs a level explicitly above the other
+    // admin-only state (the spec's createRoom: 150 rather than 100); creators, whose power is
+    // infinite, can always send it.
+    if rules.authorization.explicitly_privilege_room_creators {
+        power_levels["events"]["m.room.tombstone"] = json!(150);
+    }
     if let Some(over) = &req.power_level_override {
         for (k, v) in over {
             power_levels[k] = v.clone();

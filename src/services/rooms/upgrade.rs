@@ -156,7 +156,18 @@ fn plan(
                 continue;
             }
             if kind == "m.room.join_rules" {
-                public_join_rule = content.get("join_rule").and_then(Value::as_str) == Some("public");
+                let rule = content.get("join_rule").and_then(Value::as_str).unwrap_or_default();
+                public_join_rule = rule == "public";
+                // Found now, not half-way through the upgrade: a join rule the new version lacks.
+                let supported = match rule {
+                    "knock" => rules.authorization.knocking,
+                    "restricted" => rules.authorization.restricted_join_rule,
+                    "knock_restricted" => rules.authorization.knock_restricted_join_rule,
+                    _ => true,
+                };
+                if !supported {
+                    return Err(Error::unsupported_room_version(format!("room version {version} has no {rule} join rule")));
+                }
             }
             state.push((kind, state_key, content));
         }
