@@ -75,6 +75,9 @@ VERSUS_SEQ_PARVIS=5000); command-line options win.
   --sync-rooms N             rooms of the initial-sync user             (default 100)
   --sync-msgs N              messages per such room                     (default 3)
   --sync-reps N              initial syncs timed                        (default 5)
+  --threads-parvis N         events of the thread-list room on Parvis   (default 100000; 0 to skip)
+  --threads-synapse N        events of the thread-list room on Synapse  (default 2000; 0 to skip)
+  --threads-reps N           thread lists timed                         (default 20)
   --idle-secs S              idle time before the memory readings       (default 2)
   --workload-timeout S       bound on each workload                     (default 900)
   --out PATH                 Markdown results file (default bench/results.md; 'none' to skip)
@@ -99,6 +102,9 @@ struct Opts {
     sync_rooms: usize,
     sync_msgs: usize,
     sync_reps: usize,
+    threads_parvis: usize,
+    threads_synapse: usize,
+    threads_reps: usize,
     idle_secs: f64,
     workload_timeout: f64,
     out: Option<PathBuf>,
@@ -160,6 +166,9 @@ fn parse_opts() -> Res<Opts> {
         "sync-rooms",
         "sync-msgs",
         "sync-reps",
+        "threads-parvis",
+        "threads-synapse",
+        "threads-reps",
         "idle-secs",
         "workload-timeout",
         "out",
@@ -218,6 +227,9 @@ fn parse_opts() -> Res<Opts> {
         sync_rooms: num(last("sync-rooms"), "sync-rooms", 100)?,
         sync_msgs: num(last("sync-msgs"), "sync-msgs", 3)?,
         sync_reps: num(last("sync-reps"), "sync-reps", 5)?,
+        threads_parvis: num(last("threads-parvis"), "threads-parvis", 100_000)?,
+        threads_synapse: num(last("threads-synapse"), "threads-synapse", 2000)?,
+        threads_reps: num(last("threads-reps"), "threads-reps", 20)?,
         idle_secs: num(last("idle-secs"), "idle-secs", 2.0)?,
         workload_timeout: num(last("workload-timeout"), "workload-timeout", 900.0)?,
         out,
@@ -344,6 +356,18 @@ const FIGS: &[Fig] = &[
         decimals: 1,
     },
     Fig {
+        key: "threads_median",
+        label: "thread list, first 20 threads of a room of N events, median (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "threads_p99",
+        label: "thread list, first 20 threads of a room of N events, p99 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
         key: "rss_after",
         label: "resident memory after the load (MiB)",
         better: Better::Lower,
@@ -380,6 +404,7 @@ impl Results {
 fn label(f: &Fig, o: &Opts) -> String {
     f.label
         .replace("N rooms", &format!("{} rooms", o.sync_rooms))
+        .replace("N events", &format!("{} (Synapse) / {} (Parvis) events", o.threads_synapse, o.threads_parvis))
         .replace(
             "concurrent senders,",
             &format!("{} concurrent senders,", o.conc_users),
@@ -799,6 +824,25 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
                     kind.name(),
                     r.bytes / 1024
                 ));
+            }
+        );
+    }
+
+    let thread_events = match kind {
+        Kind::Parvis => o.threads_parvis,
+        Kind::Synapse => o.threads_synapse,
+    };
+    if thread_events > 0 {
+        workload!(
+            "thread list",
+            workloads::thread_list(&api, &names, thread_events, o.threads_reps),
+            |r| {
+                res.set("threads_median", r.median_ms);
+                res.set("threads_p99", r.p99_ms);
+                eprintln!(
+                    "[versus]   {} events, {} threads: first page median {:.2} ms, p99 {:.2} ms",
+                    r.events, r.threads, r.median_ms, r.p99_ms
+                );
             }
         );
     }

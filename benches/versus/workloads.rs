@@ -503,3 +503,58 @@ pub async fn initial_sync(
         bytes,
     })
 }
+
+// ---------------------------------------------------------------------------------------------------
+
+pub struct ThreadListResult {
+    pub events: usize,
+    pub threads: usize,
+    pub median_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// One room of `events` messages, one in 50 a thread root and the others replies spread over the
+/// roots (8 senders at once, untimed); then `GET /rooms/{roomId}/threads?limit=20`, `reps` times:
+/// the first page of the thread list, latest activity first.
+pub async fn thread_list(api: &Api, names: &Names, events: usize, reps: usize) -> Res<ThreadListResult> {
+    let us = register_many(api, names, "thr", 8).await?;
+    let room = api.create_room(&us[0], "threads").await?;
+    limited(us.len() - 1, 4, |i| {
+        let (api, u, room) = (api.clone(), us[i + 1].clone(), room.clone());
+        async move { api.join(&u, &room).await }
+    })
+    .await?;
+    let threads = (events / 50).max(1);
+    let roots = limited(threads, 8, |i| {
+        let (api, u, room) = (api.clone(), us[i % us.len()].clone(), room.clone());
+        async move { api.send_text(&u, &room, &format!("root{i}"), &format!("thread {i}")).await }
+    })
+    .await?;
+    let replies = events.saturating_sub(threads);
+    limited(replies, 8, |k| {
+        let (api, u, room) = (api.clone(), us[k % us.len()].clone(), room.clone());
+        let root = roots[(k * 7919) % roots.len()].clone();
+        async move {
+            let body = serde_json::json!({
+                "msgtype": "m.text", "body": format!("reply {k}"),
+                "m.relates_to": { "rel_type": "m.thread", "event_id": root, "is_falling_back": true },
+            });
+            let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/reply{k}", crate::client::enc(&room));
+            api.call(reqwest::Method::PUT, &path, Some(&u.token), Some(&body), Duration::from_secs(60)).await.map(|_| ())
+        }
+    })
+    .await?;
+    let path = format!("/_matrix/client/v1/rooms/{}/threads?limit=20", crate::client::enc(&room));
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let v = api.call(reqwest::Method::GET, &path, Some(&us[0].token), None, Duration::from_secs(60)).await?;
+        times.push(ms(t.elapsed()));
+        let listed = v["chunk"].as_array().map_or(0, Vec::len);
+        if listed != 20.min(threads) {
+            bail!("the thread list has {listed} threads, expected {}", 20.min(threads));
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(ThreadListResult { events, threads, median_ms: median(&times), p99_ms: pct(&times, 0.99) })
+}
