@@ -9,3 +9,12 @@ pub fn random_string(len: usize) -> String {
 pub fn now_ms() -> u64 {
     ruma::MilliSecondsSinceUnixEpoch::now().get().into()
 }
+
+/// Where a start-up walk over short event ids resumes after a step that read up to `last`
+/// (`u64::MAX`: the walk is complete, nothing was left to read).
+pub fn walk_resume_at(last: Option<u64>) -> u64 {
+    match last {
+        Some(short) if short < u64::MAX - 1 => short + 1,
+        _ => u64::MAX,
+    }
+}

@@ -49,10 +49,7 @@ pub fn step(s: &Services) -> Result<bool> {
                 );
             }
         }
-        let marker = match last {
-            Some(short) if short < u64::MAX - 1 => short + 1,
-            _ => u64::MAX,
-        };
+        let marker = crate::util::walk_resume_at(last);
         c.batch.put(SEARCH_META, KEY_NEXT, marker.to_be_bytes());
         Ok(marker == u64::MAX)
     })?;

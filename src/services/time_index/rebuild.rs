@@ -44,10 +44,7 @@ pub fn step(s: &Services) -> Result<bool> {
             };
             c.batch.put(EVENTS_BY_TIME, super::key(meta.short_room, ts, short), Vec::new());
         }
-        let marker = match last {
-            Some(short) if short < u64::MAX - 1 => short + 1,
-            _ => u64::MAX,
-        };
+        let marker = crate::util::walk_resume_at(last);
         c.batch.put(TIME_INDEX_META, KEY_NEXT, marker.to_be_bytes());
         Ok(marker == u64::MAX)
     })?;
