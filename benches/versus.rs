@@ -404,7 +404,13 @@ impl Results {
 fn label(f: &Fig, o: &Opts) -> String {
     f.label
         .replace("N rooms", &format!("{} rooms", o.sync_rooms))
-        .replace("N events", &format!("{} (Synapse) / {} (Parvis) events", o.threads_synapse, o.threads_parvis))
+        .replace(
+            "N events",
+            &format!(
+                "{} (Synapse) / {} (Parvis) events",
+                o.threads_synapse, o.threads_parvis
+            ),
+        )
         .replace(
             "concurrent senders,",
             &format!("{} concurrent senders,", o.conc_users),

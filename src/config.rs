@@ -43,7 +43,10 @@ pub struct NetworkConfig {
 impl Default for NetworkConfig {
     fn default() -> Self {
         Self {
-            deny_ranges: crate::federation::ip_ranges::DEFAULT_DENY_RANGES.iter().map(|r| (*r).to_owned()).collect(),
+            deny_ranges: crate::federation::ip_ranges::DEFAULT_DENY_RANGES
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
             allow_ranges: Vec::new(),
         }
     }
@@ -193,7 +196,9 @@ impl Default for FederationConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            server_name: "localhost:8008".try_into().expect("valid default server name"),
+            server_name: "localhost:8008"
+                .try_into()
+                .expect("valid default server name"),
             listen: ListenConfig::default(),
             storage: StorageConfig::default(),
             registration: RegistrationConfig::default(),
@@ -220,19 +225,31 @@ impl Default for ListenConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("./parvis-data"), sync_writes: false, cache_mb: 16, write_buffer_mb: 16 }
+        Self {
+            path: PathBuf::from("./parvis-data"),
+            sync_writes: false,
+            cache_mb: 16,
+            write_buffer_mb: 16,
+        }
     }
 }
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        Self { enabled: true, tokens: Vec::new(), min_password_length: 1 }
+        Self {
+            enabled: true,
+            tokens: Vec::new(),
+            min_password_length: 1,
+        }
     }
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        Self { default_version: RoomVersionId::V12, allow_publish: true }
+        Self {
+            default_version: RoomVersionId::V12,
+            allow_publish: true,
+        }
     }
 }
 
@@ -264,7 +281,10 @@ impl Default for LimitsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -277,9 +297,12 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid(e.to_string()))?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
             }
             None => toml::Table::new(),
         };
@@ -296,7 +319,9 @@ impl Config {
         if !crate::services::rooms::version::is_supported(&self.rooms.default_version) {
             return invalid("rooms.default_version", "unsupported room version");
         }
-        if self.rate_limits.enabled && (self.rate_limits.per_second <= 0.0 || self.rate_limits.burst < 1.0) {
+        if self.rate_limits.enabled
+            && (self.rate_limits.per_second <= 0.0 || self.rate_limits.burst < 1.0)
+        {
             return invalid("rate_limits", "per_second must be > 0 and burst >= 1");
         }
         if self.limits.password_hash_threads == 0 || self.limits.password_hash_threads > 64 {
@@ -317,30 +342,46 @@ impl Config {
             return invalid("listen.client_ip_header", "must be a valid header name");
         }
         if self.limits.max_request_bytes < 65_536 {
-            return invalid("limits.max_request_bytes", "must be at least 65536 (one event)");
+            return invalid(
+                "limits.max_request_bytes",
+                "must be at least 65536 (one event)",
+            );
         }
         if let Some(url) = &self.listen.public_base_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
-            return invalid("listen.public_base_url", "must start with https:// or http://");
+            return invalid(
+                "listen.public_base_url",
+                "must start with https:// or http://",
+            );
         }
         if self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path", "must not be empty");
         }
         self.media.validate().map_err(ConfigError::Invalid)?;
-        crate::federation::ip_ranges::AddressPolicy::from_config(&self.network).map_err(ConfigError::Invalid)?;
+        crate::federation::ip_ranges::AddressPolicy::from_config(&self.network)
+            .map_err(ConfigError::Invalid)?;
         self.validate_federation()
     }
 
     fn validate_federation(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, why: String| Err(ConfigError::Invalid(format!("`federation.{key}`: {why}")));
+        let invalid = |key: &str, why: String| {
+            Err(ConfigError::Invalid(format!("`federation.{key}`: {why}")))
+        };
         let f = &self.federation;
         match (&f.tls_certificate, &f.tls_private_key) {
-            (Some(_), None) => return invalid("tls_private_key", "must be set with tls_certificate".into()),
-            (None, Some(_)) => return invalid("tls_certificate", "must be set with tls_private_key".into()),
+            (Some(_), None) => {
+                return invalid("tls_private_key", "must be set with tls_certificate".into());
+            }
+            (None, Some(_)) => {
+                return invalid("tls_certificate", "must be set with tls_private_key".into());
+            }
             _ => {}
         }
-        for (key, path) in [("tls_certificate", &f.tls_certificate), ("tls_private_key", &f.tls_private_key)] {
+        for (key, path) in [
+            ("tls_certificate", &f.tls_certificate),
+            ("tls_private_key", &f.tls_private_key),
+        ] {
             if let Some(path) = path
                 && !path.is_file()
             {
@@ -349,7 +390,10 @@ impl Config {
         }
         for path in &f.ca_files {
             if !path.is_file() {
-                return invalid("ca_files", format!("{} is not a readable file", path.display()));
+                return invalid(
+                    "ca_files",
+                    format!("{} is not a readable file", path.display()),
+                );
             }
         }
         if f.key_validity_hours == 0 || f.key_validity_hours > 24 * 365 {
@@ -362,27 +406,46 @@ impl Config {
             return invalid("max_queued_per_destination", "must be at least 1".into());
         }
         if f.max_request_bytes < 4 << 20 {
-            return invalid("max_request_bytes", "must be at least 4194304 (a transaction of 50 PDUs of 64 KiB)".into());
+            return invalid(
+                "max_request_bytes",
+                "must be at least 4194304 (a transaction of 50 PDUs of 64 KiB)".into(),
+            );
         }
         if let Some(delegated) = &f.well_known_server
             && (delegated.is_empty() || <&ruma::ServerName>::try_from(delegated.as_str()).is_err())
         {
-            return invalid("well_known_server", format!("`{delegated}` is not a host[:port]"));
+            return invalid(
+                "well_known_server",
+                format!("`{delegated}` is not a host[:port]"),
+            );
         }
         Ok(())
     }
 }
 
 /// The top-level keys of [`Config`]; environment variables naming others are ignored.
-const TOP_LEVEL_KEYS: &[&str] =
-    &["server_name", "listen", "storage", "registration", "rooms", "rate_limits", "limits", "federation", "network", "media", "log"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server_name",
+    "listen",
+    "storage",
+    "registration",
+    "rooms",
+    "rate_limits",
+    "limits",
+    "federation",
+    "network",
+    "media",
+    "log",
+];
 
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     for (name, value) in env {
-        let Some(path) = name.strip_prefix("PARVIS_") else { continue };
+        let Some(path) = name.strip_prefix("PARVIS_") else {
+            continue;
+        };
         if path.is_empty() {
             continue;
         }
@@ -393,7 +456,9 @@ fn apply_env(
         }
         let mut node = &mut *table;
         for key in &keys[..keys.len() - 1] {
-            let entry = node.entry(key.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+            let entry = node
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
             node = entry.as_table_mut().ok_or_else(|| {
                 ConfigError::Invalid(format!("`{name}`: `{key}` is not a section"))
             })?;
@@ -416,7 +481,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -470,7 +538,10 @@ mod tests {
                 ("PARVIS_FEDERATION__LISTEN", "127.0.0.1:0"),
                 ("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "false"),
                 ("PARVIS_FEDERATION__KEY_VALIDITY_HOURS", "2"),
-                ("PARVIS_FEDERATION__WELL_KNOWN_SERVER", "fed.example.org:443"),
+                (
+                    "PARVIS_FEDERATION__WELL_KNOWN_SERVER",
+                    "fed.example.org:443",
+                ),
                 ("PARVIS_FEDERATION__PUBLIC_ROOMS_OVER_FEDERATION", "false"),
             ]),
         )
@@ -478,26 +549,57 @@ mod tests {
         assert_eq!(config.federation.listen.port(), 0);
         assert!(!config.federation.verify_certificates);
         assert_eq!(config.federation.key_validity_hours, 2);
-        assert_eq!(config.federation.well_known_server.as_deref(), Some("fed.example.org:443"));
+        assert_eq!(
+            config.federation.well_known_server.as_deref(),
+            Some("fed.example.org:443")
+        );
         assert!(!config.federation.public_rooms_over_federation);
     }
 
     #[test]
     fn network_ranges_from_the_environment() {
         let config = Config::load(None, env(&[])).unwrap();
-        assert!(config.network.deny_ranges.iter().any(|r| r == "127.0.0.0/8"));
+        assert!(
+            config
+                .network
+                .deny_ranges
+                .iter()
+                .any(|r| r == "127.0.0.0/8")
+        );
         assert!(config.network.allow_ranges.is_empty());
-        let config =
-            Config::load(None, env(&[("PARVIS_NETWORK__ALLOW_RANGES", "[\"127.0.0.0/8\", \"::1/128\"]")])).unwrap();
-        assert_eq!(config.network.allow_ranges, vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()]);
+        let config = Config::load(
+            None,
+            env(&[(
+                "PARVIS_NETWORK__ALLOW_RANGES",
+                "[\"127.0.0.0/8\", \"::1/128\"]",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.network.allow_ranges,
+            vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()]
+        );
     }
 
     #[test]
     fn public_base_url_from_the_environment_and_checked() {
-        let config =
-            Config::load(None, env(&[("PARVIS_LISTEN__PUBLIC_BASE_URL", "https://matrix.example.org")])).unwrap();
-        assert_eq!(config.listen.public_base_url.as_deref(), Some("https://matrix.example.org"));
-        let err = Config::load(None, env(&[("PARVIS_LISTEN__PUBLIC_BASE_URL", "matrix.example.org")])).unwrap_err();
+        let config = Config::load(
+            None,
+            env(&[(
+                "PARVIS_LISTEN__PUBLIC_BASE_URL",
+                "https://matrix.example.org",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.listen.public_base_url.as_deref(),
+            Some("https://matrix.example.org")
+        );
+        let err = Config::load(
+            None,
+            env(&[("PARVIS_LISTEN__PUBLIC_BASE_URL", "matrix.example.org")]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("listen.public_base_url"), "{err}");
     }
 
@@ -505,16 +607,56 @@ mod tests {
     fn bad_federation_values_name_the_key() {
         let cases: &[(&str, &str, &str)] = &[
             ("PARVIS_FEDERATION__LISTEN", "nowhere", "listen"),
-            ("PARVIS_FEDERATION__KEY_VALIDITY_HOURS", "0", "federation.key_validity_hours"),
-            ("PARVIS_FEDERATION__TLS_CERTIFICATE", "/no/such/cert.pem", "federation.tls_private_key"),
-            ("PARVIS_FEDERATION__CA_FILES", "[\"/no/such/ca.pem\"]", "federation.ca_files"),
-            ("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "maybe", "verify_certificates"),
-            ("PARVIS_FEDERATION__REQUEST_TIMEOUT_SECS", "0", "federation.request_timeout_secs"),
-            ("PARVIS_FEDERATION__MAX_QUEUED_PER_DESTINATION", "0", "federation.max_queued_per_destination"),
-            ("PARVIS_FEDERATION__WELL_KNOWN_SERVER", "not a host", "federation.well_known_server"),
-            ("PARVIS_FEDERATION__MAX_REQUEST_BYTES", "1048576", "federation.max_request_bytes"),
-            ("PARVIS_NETWORK__DENY_RANGES", "[\"10.0.0.0/33\"]", "network.deny_ranges"),
-            ("PARVIS_NETWORK__ALLOW_RANGES", "[\"not an address\"]", "network.allow_ranges"),
+            (
+                "PARVIS_FEDERATION__KEY_VALIDITY_HOURS",
+                "0",
+                "federation.key_validity_hours",
+            ),
+            (
+                "PARVIS_FEDERATION__TLS_CERTIFICATE",
+                "/no/such/cert.pem",
+                "federation.tls_private_key",
+            ),
+            (
+                "PARVIS_FEDERATION__CA_FILES",
+                "[\"/no/such/ca.pem\"]",
+                "federation.ca_files",
+            ),
+            (
+                "PARVIS_FEDERATION__VERIFY_CERTIFICATES",
+                "maybe",
+                "verify_certificates",
+            ),
+            (
+                "PARVIS_FEDERATION__REQUEST_TIMEOUT_SECS",
+                "0",
+                "federation.request_timeout_secs",
+            ),
+            (
+                "PARVIS_FEDERATION__MAX_QUEUED_PER_DESTINATION",
+                "0",
+                "federation.max_queued_per_destination",
+            ),
+            (
+                "PARVIS_FEDERATION__WELL_KNOWN_SERVER",
+                "not a host",
+                "federation.well_known_server",
+            ),
+            (
+                "PARVIS_FEDERATION__MAX_REQUEST_BYTES",
+                "1048576",
+                "federation.max_request_bytes",
+            ),
+            (
+                "PARVIS_NETWORK__DENY_RANGES",
+                "[\"10.0.0.0/33\"]",
+                "network.deny_ranges",
+            ),
+            (
+                "PARVIS_NETWORK__ALLOW_RANGES",
+                "[\"not an address\"]",
+                "network.allow_ranges",
+            ),
         ];
         for (name, value, key) in cases {
             let err = Config::load(None, env(&[(name, value)])).unwrap_err();
@@ -528,6 +670,9 @@ mod tests {
             ]),
         )
         .unwrap_err();
-        assert!(both.to_string().contains("federation.tls_certificate"), "{both}");
+        assert!(
+            both.to_string().contains("federation.tls_certificate"),
+            "{both}"
+        );
     }
 }

@@ -21,7 +21,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(status: StatusCode, errcode: &'static str, message: impl Into<String>) -> Self {
-        Self { status, errcode, message: message.into(), extra: Map::new(), body: None }
+        Self {
+            status,
+            errcode,
+            message: message.into(),
+            extra: Map::new(),
+            body: None,
+        }
     }
 
     pub fn with(mut self, key: &str, value: Value) -> Self {
@@ -48,14 +54,26 @@ impl Error {
         Self::new(StatusCode::BAD_REQUEST, "M_MISSING_PARAM", message)
     }
     pub fn missing_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing access token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "M_MISSING_TOKEN",
+            "Missing access token",
+        )
     }
     pub fn unknown_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN", "Unknown access token")
-            .with("soft_logout", Value::Bool(false))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "M_UNKNOWN_TOKEN",
+            "Unknown access token",
+        )
+        .with("soft_logout", Value::Bool(false))
     }
     pub fn user_in_use() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "M_USER_IN_USE", "User ID already taken")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "M_USER_IN_USE",
+            "User ID already taken",
+        )
     }
     pub fn invalid_username(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "M_INVALID_USERNAME", message)
@@ -70,17 +88,29 @@ impl Error {
         Self::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", message)
     }
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED", "Method not allowed on this endpoint")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "M_UNRECOGNIZED",
+            "Method not allowed on this endpoint",
+        )
     }
     pub fn limit_exceeded(retry_after_ms: u64) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", "Too many requests")
-            .with("retry_after_ms", json!(retry_after_ms))
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "M_LIMIT_EXCEEDED",
+            "Too many requests",
+        )
+        .with("retry_after_ms", json!(retry_after_ms))
     }
     pub fn room_in_use(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "M_ROOM_IN_USE", message)
     }
     pub fn unsupported_room_version(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "M_UNSUPPORTED_ROOM_VERSION",
+            message,
+        )
     }
     pub fn invalid_room_state(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "M_INVALID_ROOM_STATE", message)
@@ -89,7 +119,11 @@ impl Error {
         Self::new(StatusCode::BAD_REQUEST, "M_WEAK_PASSWORD", message)
     }
     pub fn user_deactivated() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "M_USER_DEACTIVATED", "This account has been deactivated")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "M_USER_DEACTIVATED",
+            "This account has been deactivated",
+        )
     }
     pub fn unknown(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", message)
@@ -117,7 +151,13 @@ impl Error {
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.errcode, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.errcode,
+            self.message
+        )
     }
 }
 
@@ -138,7 +178,9 @@ impl IntoResponse for Error {
         let mut response = (self.status, axum::Json(self.to_json())).into_response();
         if let Some(retry) = self.extra.get("retry_after_ms").and_then(Value::as_u64) {
             let secs = retry.div_ceil(1000).max(1);
-            response.headers_mut().insert(http::header::RETRY_AFTER, secs.into());
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, secs.into());
         }
         response
     }

@@ -61,7 +61,10 @@ fn main() {
 /// it while the server is stopped.
 fn rotate_key(config: Config) {
     let result = parvis::services::Services::open(config).and_then(|services| {
-        let rotated = parvis::federation::own_keys::rotate_signing_key(&services.globals.db, parvis::util::now_ms());
+        let rotated = parvis::federation::own_keys::rotate_signing_key(
+            &services.globals.db,
+            parvis::util::now_ms(),
+        );
         services.shutdown();
         rotated
     });
@@ -77,11 +80,16 @@ fn rotate_key(config: Config) {
 /// them and start again (a few milliseconds, once).
 fn tune_allocator() {
     use std::os::unix::process::CommandExt;
-    const SETTINGS: [(&str, &str); 2] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", "0")];
+    const SETTINGS: [(&str, &str); 2] = [
+        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+        ("MIMALLOC_PURGE_DELAY", "0"),
+    ];
     if SETTINGS.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
         return;
     }
-    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     let mut command = std::process::Command::new(exe);
     command.args(std::env::args_os().skip(1));
     for (key, value) in SETTINGS {

@@ -13,11 +13,26 @@ pub struct RunningServer {
     /// The address of the TLS federation listener (None when federation is disabled).
     pub federation_addr: Option<SocketAddr>,
     federation: Option<crate::federation::listener::FederationListener>,
-    sender: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
-    push: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
-    search_rebuild: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
-    time_index_rebuild: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
-    to_device_prune: (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>),
+    sender: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    push: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
+    search_rebuild: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
+    time_index_rebuild: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
+    to_device_prune: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -55,15 +70,24 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| crate::error::Error::internal(format!("cannot listen on {addr}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| crate::error::Error::internal(e.to_string()))?;
     let federation = crate::federation::listener::FederationListener::start(&services).await?;
     let federation_addr = federation.as_ref().map(|f| f.addr);
     // The federation sending workers (queued items of every destination survive restarts).
-    let sender = match (services.config().federation.enabled, services.federation.sender.take_receiver()) {
+    let sender = match (
+        services.config().federation.enabled,
+        services.federation.sender.take_receiver(),
+    ) {
         (true, Some(rx)) => {
             let (stop, stop_rx) = tokio::sync::watch::channel(false);
-            let prune = tokio::spawn(crate::federation::incoming::txn_expiry::prune_periodically(services.clone(), stop_rx.clone()));
-            let supervise = crate::federation::sender::worker::supervise(services.clone(), rx, stop_rx);
+            let prune = tokio::spawn(crate::federation::incoming::txn_expiry::prune_periodically(
+                services.clone(),
+                stop_rx.clone(),
+            ));
+            let supervise =
+                crate::federation::sender::worker::supervise(services.clone(), rx, stop_rx);
             let task = tokio::spawn(async move {
                 supervise.await;
                 let _ = prune.await;
@@ -75,34 +99,53 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     // Push rule evaluation and gateway delivery (pending work survives restarts).
     let push = {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (stop, crate::services::push::worker::spawn(services.clone(), stop_rx))
+        (
+            stop,
+            crate::services::push::worker::spawn(services.clone(), stop_rx),
+        )
     };
     // Indexing for search of events stored before the index existed (resumable, in the background).
     let search_rebuild = {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (stop, crate::services::search::rebuild::spawn(services.clone(), stop_rx))
+        (
+            stop,
+            crate::services::search::rebuild::spawn(services.clone(), stop_rx),
+        )
     };
     // Indexing by time (jump to date) of events stored before the index existed.
     let time_index_rebuild = {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (stop, crate::services::time_index::rebuild::spawn(services.clone(), stop_rx))
+        (
+            stop,
+            crate::services::time_index::rebuild::spawn(services.clone(), stop_rx),
+        )
     };
     // Forgetting to-device transaction ids older than a day (at start and hourly).
     let to_device_prune = {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (stop, tokio::spawn(crate::services::to_device::prune_periodically(services.clone(), stop_rx)))
+        (
+            stop,
+            tokio::spawn(crate::services::to_device::prune_periodically(
+                services.clone(),
+                stop_rx,
+            )),
+        )
     };
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // Answers are small and latency matters (long-polls): no Nagle delay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-            let _ = stream.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+                let _ = stream.set_nodelay(true);
             });
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        });
         if let Err(e) = serve.await {
             tracing::error!("server error: {e}");
         }
@@ -126,7 +169,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 /// 8 threads; password hashing has its own threads (`services::password_pool`). Tests that
 /// measure behaviour under load build the same runtime.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(8).build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -136,7 +182,12 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     let server_name = config.server_name.clone();
     let server = start(config).await?;
-    tracing::info!("Parvis {} serving {} on http://{}", env!("CARGO_PKG_VERSION"), server_name, server.addr);
+    tracing::info!(
+        "Parvis {} serving {} on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        server_name,
+        server.addr
+    );
     if let Some(federation) = server.federation_addr {
         tracing::info!("federation on https://{federation}");
     }

@@ -15,23 +15,53 @@ async fn admin_server() -> (TempDir, TestServer, String) {
     let server = TestServer::start(dir.path()).await;
     server.register("root").await;
     // The database of a running server is locked: make-admin refuses.
-    assert!(parvis::services::admin::make_admin::make_admin(common::config(dir.path()), "@root:test.local").is_err());
+    assert!(
+        parvis::services::admin::make_admin::make_admin(
+            common::config(dir.path()),
+            "@root:test.local"
+        )
+        .is_err()
+    );
     server.stop().await;
-    let made = parvis::services::admin::make_admin::make_admin(common::config(dir.path()), "@root:test.local").unwrap();
+    let made = parvis::services::admin::make_admin::make_admin(
+        common::config(dir.path()),
+        "@root:test.local",
+    )
+    .unwrap();
     assert_eq!(made.as_str(), "@root:test.local");
     let server = TestServer::start(dir.path()).await;
-    let token = login(&server, "root", "secret-password").await.expect("root logs in");
+    let token = login(&server, "root", "secret-password")
+        .await
+        .expect("root logs in");
     (dir, server, token)
 }
 
-async fn login(server: &TestServer, user: &str, password: &str) -> Result<String, (StatusCode, Value)> {
+async fn login(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+) -> Result<String, (StatusCode, Value)> {
     let body = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user }, "password": password });
-    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/login", None, Some(body)).await;
-    if status == StatusCode::OK { Ok(body["access_token"].as_str().unwrap().to_owned()) } else { Err((status, body)) }
+    let (status, body) = server
+        .call(Method::POST, "/_matrix/client/v3/login", None, Some(body))
+        .await;
+    if status == StatusCode::OK {
+        Ok(body["access_token"].as_str().unwrap().to_owned())
+    } else {
+        Err((status, body))
+    }
 }
 
-async fn call(server: &TestServer, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-    server.call(method, &format!("{ADMIN}{path}"), Some(token), body).await
+async fn call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    server
+        .call(method, &format!("{ADMIN}{path}"), Some(token), body)
+        .await
 }
 
 fn errcode(body: &Value) -> &str {
@@ -43,83 +73,254 @@ async fn only_admins_pass_and_make_admin_grants_it() {
     let (_dir, server, root) = admin_server().await;
     let (_, bob) = server.register("bob").await;
 
-    let (status, body) = server.call(Method::GET, &format!("{ADMIN}/v2/users"), None, None).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"));
+    let (status, body) = server
+        .call(Method::GET, &format!("{ADMIN}/v2/users"), None, None)
+        .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN")
+    );
     let (status, body) = call(&server, Method::GET, "/v2/users", "nonsense", None).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
-    for path in ["/v2/users", "/v1/server_version", "/v1/rooms", "/v1/users/@root:test.local/admin"] {
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN")
+    );
+    for path in [
+        "/v2/users",
+        "/v1/server_version",
+        "/v1/rooms",
+        "/v1/users/@root:test.local/admin",
+    ] {
         let (status, body) = call(&server, Method::GET, path, &bob, None).await;
-        assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"), "{path}");
+        assert_eq!(
+            (status, errcode(&body)),
+            (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
+            "{path}"
+        );
     }
-    let (status, body) = call(&server, Method::PUT, "/v1/users/@bob:test.local/admin", &bob, Some(json!({"admin": true}))).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"));
+    let (status, body) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/@bob:test.local/admin",
+        &bob,
+        Some(json!({"admin": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::FORBIDDEN, "M_FORBIDDEN")
+    );
 
-    let version = server.get(&format!("{ADMIN}/v1/server_version"), &root).await;
-    assert!(version["server_version"].as_str().unwrap().starts_with("Parvis "));
-    assert_eq!(server.get(&format!("{ADMIN}/v1/users/@root:test.local/admin"), &root).await["admin"], json!(true));
-    assert_eq!(server.get(&format!("{ADMIN}/v1/users/@bob:test.local/admin"), &root).await["admin"], json!(false));
+    let version = server
+        .get(&format!("{ADMIN}/v1/server_version"), &root)
+        .await;
+    assert!(
+        version["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("Parvis ")
+    );
+    assert_eq!(
+        server
+            .get(&format!("{ADMIN}/v1/users/@root:test.local/admin"), &root)
+            .await["admin"],
+        json!(true)
+    );
+    assert_eq!(
+        server
+            .get(&format!("{ADMIN}/v1/users/@bob:test.local/admin"), &root)
+            .await["admin"],
+        json!(false)
+    );
 
     // The API makes and unmakes admins; nobody demotes themselves.
-    server.put(&format!("{ADMIN}/v1/users/@bob:test.local/admin"), &root, json!({"admin": true})).await;
-    assert_eq!(server.get(&format!("{ADMIN}/v1/users/@bob:test.local/admin"), &bob).await["admin"], json!(true));
-    let (status, _) = call(&server, Method::PUT, "/v1/users/@root:test.local/admin", &root, Some(json!({"admin": false}))).await;
+    server
+        .put(
+            &format!("{ADMIN}/v1/users/@bob:test.local/admin"),
+            &root,
+            json!({"admin": true}),
+        )
+        .await;
+    assert_eq!(
+        server
+            .get(&format!("{ADMIN}/v1/users/@bob:test.local/admin"), &bob)
+            .await["admin"],
+        json!(true)
+    );
+    let (status, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/users/@root:test.local/admin",
+        &root,
+        Some(json!({"admin": false})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    server.put(&format!("{ADMIN}/v1/users/@bob:test.local/admin"), &root, json!({"admin": false})).await;
+    server
+        .put(
+            &format!("{ADMIN}/v1/users/@bob:test.local/admin"),
+            &root,
+            json!({"admin": false}),
+        )
+        .await;
     let (status, _) = call(&server, Method::GET, "/v2/users", &bob, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Remote and unknown users; malformed ids.
-    let (status, _) = call(&server, Method::GET, "/v1/users/@x:elsewhere.org/admin", &root, None).await;
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/v1/users/@x:elsewhere.org/admin",
+        &root,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, body) = call(&server, Method::GET, "/v1/users/@ghost:test.local/admin", &root, None).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        "/v1/users/@ghost:test.local/admin",
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::NOT_FOUND, "M_NOT_FOUND")
+    );
     let (status, body) = call(&server, Method::GET, "/v2/users/not-a-user", &root, None).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"));
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::BAD_REQUEST, "M_INVALID_PARAM")
+    );
 
     // The client API is unchanged for admins.
     let me = server.get("/_matrix/client/v3/account/whoami", &root).await;
     assert_eq!(me["user_id"], "@root:test.local");
     // make-admin refuses unknown users and other servers' users.
     server.stop().await;
-    assert!(parvis::services::admin::make_admin::make_admin(common::config(_dir.path()), "@ghost:test.local").is_err());
-    assert!(parvis::services::admin::make_admin::make_admin(common::config(_dir.path()), "@bob:elsewhere.org").is_err());
+    assert!(
+        parvis::services::admin::make_admin::make_admin(
+            common::config(_dir.path()),
+            "@ghost:test.local"
+        )
+        .is_err()
+    );
+    assert!(
+        parvis::services::admin::make_admin::make_admin(
+            common::config(_dir.path()),
+            "@bob:elsewhere.org"
+        )
+        .is_err()
+    );
 }
 
 #[tokio::test]
 async fn user_list_pages_filters_and_sorts() {
     let (_dir, server, root) = admin_server().await;
-    for (name, display) in [("anna", "Zoe"), ("bert", "Yann"), ("cleo", "Xavier"), ("dan", "Walter")] {
-        let (status, body) =
-            call(&server, Method::PUT, &format!("/v2/users/@{name}:test.local"), &root, Some(json!({"password": "pw-123456", "displayname": display}))).await;
+    for (name, display) in [
+        ("anna", "Zoe"),
+        ("bert", "Yann"),
+        ("cleo", "Xavier"),
+        ("dan", "Walter"),
+    ] {
+        let (status, body) = call(
+            &server,
+            Method::PUT,
+            &format!("/v2/users/@{name}:test.local"),
+            &root,
+            Some(json!({"password": "pw-123456", "displayname": display})),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    server.post(&format!("{ADMIN}/v1/deactivate/@dan:test.local"), &root, json!({})).await;
+    server
+        .post(
+            &format!("{ADMIN}/v1/deactivate/@dan:test.local"),
+            &root,
+            json!({}),
+        )
+        .await;
 
-    let names = |body: &Value| -> Vec<String> { body["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_owned()).collect() };
-    let first = server.get(&format!("{ADMIN}/v2/users?limit=2"), &root).await;
+    let names = |body: &Value| -> Vec<String> {
+        body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = server
+        .get(&format!("{ADMIN}/v2/users?limit=2"), &root)
+        .await;
     assert_eq!(names(&first), ["@anna:test.local", "@bert:test.local"]);
-    assert_eq!((first["total"].clone(), first["next_token"].clone()), (json!(4), json!("2")));
-    let second = server.get(&format!("{ADMIN}/v2/users?limit=2&from=2"), &root).await;
+    assert_eq!(
+        (first["total"].clone(), first["next_token"].clone()),
+        (json!(4), json!("2"))
+    );
+    let second = server
+        .get(&format!("{ADMIN}/v2/users?limit=2&from=2"), &root)
+        .await;
     assert_eq!(names(&second), ["@cleo:test.local", "@root:test.local"]);
     assert!(second.get("next_token").is_none());
 
-    let all = server.get(&format!("{ADMIN}/v2/users?deactivated=true"), &root).await;
+    let all = server
+        .get(&format!("{ADMIN}/v2/users?deactivated=true"), &root)
+        .await;
     assert_eq!(all["total"], json!(5));
-    let dan = all["users"].as_array().unwrap().iter().find(|u| u["name"] == "@dan:test.local").unwrap().clone();
+    let dan = all["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "@dan:test.local")
+        .unwrap()
+        .clone();
     assert_eq!(dan["deactivated"], json!(true));
 
-    let by_name = server.get(&format!("{ADMIN}/v2/users?name=xav"), &root).await;
+    let by_name = server
+        .get(&format!("{ADMIN}/v2/users?name=xav"), &root)
+        .await;
     assert_eq!(names(&by_name), ["@cleo:test.local"]);
-    let by_name = server.get(&format!("{ADMIN}/v2/users?name=ANNA"), &root).await;
+    let by_name = server
+        .get(&format!("{ADMIN}/v2/users?name=ANNA"), &root)
+        .await;
     assert_eq!(names(&by_name), ["@anna:test.local"]);
-    let sorted = server.get(&format!("{ADMIN}/v2/users?order_by=displayname&dir=b&limit=3"), &root).await;
-    assert_eq!(names(&sorted), ["@anna:test.local", "@bert:test.local", "@cleo:test.local"]);
-    let admins = server.get(&format!("{ADMIN}/v2/users?admins=true"), &root).await;
+    let sorted = server
+        .get(
+            &format!("{ADMIN}/v2/users?order_by=displayname&dir=b&limit=3"),
+            &root,
+        )
+        .await;
+    assert_eq!(
+        names(&sorted),
+        ["@anna:test.local", "@bert:test.local", "@cleo:test.local"]
+    );
+    let admins = server
+        .get(&format!("{ADMIN}/v2/users?admins=true"), &root)
+        .await;
     assert_eq!(names(&admins), ["@root:test.local"]);
 
-    for bad in ["limit=0", "limit=-1", "from=x", "order_by=nope", "dir=sideways", "deactivated=maybe"] {
-        let (status, body) = call(&server, Method::GET, &format!("/v2/users?{bad}"), &root, None).await;
-        assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"), "{bad}");
+    for bad in [
+        "limit=0",
+        "limit=-1",
+        "from=x",
+        "order_by=nope",
+        "dir=sideways",
+        "deactivated=maybe",
+    ] {
+        let (status, body) = call(
+            &server,
+            Method::GET,
+            &format!("/v2/users?{bad}"),
+            &root,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, errcode(&body)),
+            (StatusCode::BAD_REQUEST, "M_INVALID_PARAM"),
+            "{bad}"
+        );
     }
 }
 
@@ -127,87 +328,280 @@ async fn user_list_pages_filters_and_sorts() {
 async fn create_modify_and_deactivate_users() {
     let (_dir, server, root) = admin_server().await;
     let path = format!("{ADMIN}/v2/users/@erin:test.local");
-    let (status, created) =
-        server.call(Method::PUT, &path, Some(&root), Some(json!({"password": "first-pass", "displayname": "Erin", "admin": true}))).await;
+    let (status, created) = server
+        .call(
+            Method::PUT,
+            &path,
+            Some(&root),
+            Some(json!({"password": "first-pass", "displayname": "Erin", "admin": true})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!((created["displayname"].clone(), created["admin"].clone()), (json!("Erin"), json!(true)));
+    assert_eq!(
+        (created["displayname"].clone(), created["admin"].clone()),
+        (json!("Erin"), json!(true))
+    );
     let shown = server.get(&path, &root).await;
-    assert_eq!((shown["name"].clone(), shown["deactivated"].clone()), (json!("@erin:test.local"), json!(false)));
+    assert_eq!(
+        (shown["name"].clone(), shown["deactivated"].clone()),
+        (json!("@erin:test.local"), json!(false))
+    );
     assert!(shown["creation_ts"].as_u64().unwrap() > 1_600_000_000_000);
-    let (status, body) = call(&server, Method::GET, "/v2/users/@nobody:test.local", &root, None).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
-    let (status, _) = call(&server, Method::GET, "/v2/users/@erin:elsewhere.org", &root, None).await;
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        "/v2/users/@nobody:test.local",
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::NOT_FOUND, "M_NOT_FOUND")
+    );
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/v2/users/@erin:elsewhere.org",
+        &root,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = call(&server, Method::PUT, "/v2/users/@erin:elsewhere.org", &root, Some(json!({"password": "x"}))).await;
+    let (status, _) = call(
+        &server,
+        Method::PUT,
+        "/v2/users/@erin:elsewhere.org",
+        &root,
+        Some(json!({"password": "x"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, body) = call(&server, Method::PUT, "/v2/users/@Bad Name:test.local", &root, Some(json!({}))).await;
+    let (status, body) = call(
+        &server,
+        Method::PUT,
+        "/v2/users/@Bad Name:test.local",
+        &root,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = call(&server, Method::PUT, "/v2/users/@erin:test.local", &root, Some(json!({"admin": "yes"}))).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"));
+    let (status, body) = call(
+        &server,
+        Method::PUT,
+        "/v2/users/@erin:test.local",
+        &root,
+        Some(json!({"admin": "yes"})),
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::BAD_REQUEST, "M_BAD_JSON")
+    );
 
     // Two sessions; a password change with logout_devices (the default) ends both.
     let first = login(&server, "erin", "first-pass").await.unwrap();
     let second = login(&server, "erin", "first-pass").await.unwrap();
     let devices = server.get(&format!("{path}/devices"), &root).await;
     assert_eq!(devices["total"], json!(2));
-    let (status, modified) = server.call(Method::PUT, &path, Some(&root), Some(json!({"password": "second-pass", "displayname": "Erin B", "admin": false}))).await;
+    let (status, modified) = server
+        .call(
+            Method::PUT,
+            &path,
+            Some(&root),
+            Some(json!({"password": "second-pass", "displayname": "Erin B", "admin": false})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{modified}");
-    assert_eq!((modified["displayname"].clone(), modified["admin"].clone()), (json!("Erin B"), json!(false)));
+    assert_eq!(
+        (modified["displayname"].clone(), modified["admin"].clone()),
+        (json!("Erin B"), json!(false))
+    );
     for token in [&first, &second] {
-        let (status, body) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", Some(token), None).await;
-        assert_eq!((status, errcode(&body)), (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"));
+        let (status, body) = server
+            .call(
+                Method::GET,
+                "/_matrix/client/v3/account/whoami",
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, errcode(&body)),
+            (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN")
+        );
     }
-    assert_eq!(server.get(&format!("{path}/devices"), &root).await["total"], json!(0));
-    assert_eq!(login(&server, "erin", "first-pass").await.unwrap_err().0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.get(&format!("{path}/devices"), &root).await["total"],
+        json!(0)
+    );
+    assert_eq!(
+        login(&server, "erin", "first-pass").await.unwrap_err().0,
+        StatusCode::FORBIDDEN
+    );
 
     // With logout_devices false the session stays; reset_password logs out by default.
     let kept = login(&server, "erin", "second-pass").await.unwrap();
-    server.put(&path, &root, json!({"password": "third-pass", "logout_devices": false})).await;
+    server
+        .put(
+            &path,
+            &root,
+            json!({"password": "third-pass", "logout_devices": false}),
+        )
+        .await;
     server.get("/_matrix/client/v3/account/whoami", &kept).await;
-    server.post(&format!("{ADMIN}/v1/reset_password/@erin:test.local"), &root, json!({"new_password": "fourth-pass"})).await;
-    let (status, _) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", Some(&kept), None).await;
+    server
+        .post(
+            &format!("{ADMIN}/v1/reset_password/@erin:test.local"),
+            &root,
+            json!({"new_password": "fourth-pass"}),
+        )
+        .await;
+    let (status, _) = server
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some(&kept),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = call(&server, Method::POST, "/v1/reset_password/@erin:test.local", &root, Some(json!({}))).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_BAD_JSON"));
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        "/v1/reset_password/@erin:test.local",
+        &root,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::BAD_REQUEST, "M_BAD_JSON")
+    );
 
     // Devices: whois, one device, rename, delete.
     let token = login(&server, "erin", "fourth-pass").await.unwrap();
-    let me = server.get("/_matrix/client/v3/account/whoami", &token).await;
+    let me = server
+        .get("/_matrix/client/v3/account/whoami", &token)
+        .await;
     let device = me["device_id"].as_str().unwrap().to_owned();
-    let whois = server.get(&format!("{ADMIN}/v1/whois/@erin:test.local"), &root).await;
+    let whois = server
+        .get(&format!("{ADMIN}/v1/whois/@erin:test.local"), &root)
+        .await;
     let connections = &whois["devices"][""]["sessions"][0]["connections"];
     assert_eq!(connections.as_array().unwrap().len(), 1);
     assert!(connections[0]["last_seen"].as_u64().is_some());
     let one = server.get(&format!("{path}/devices/{device}"), &root).await;
-    assert_eq!((one["device_id"].clone(), one["user_id"].clone()), (json!(device), json!("@erin:test.local")));
-    server.put(&format!("{path}/devices/{device}"), &root, json!({"display_name": "laptop"})).await;
-    assert_eq!(server.get(&format!("{path}/devices/{device}"), &root).await["display_name"], json!("laptop"));
-    let (status, _) = call(&server, Method::GET, "/v2/users/@erin:test.local/devices/NOPE", &root, None).await;
+    assert_eq!(
+        (one["device_id"].clone(), one["user_id"].clone()),
+        (json!(device), json!("@erin:test.local"))
+    );
+    server
+        .put(
+            &format!("{path}/devices/{device}"),
+            &root,
+            json!({"display_name": "laptop"}),
+        )
+        .await;
+    assert_eq!(
+        server.get(&format!("{path}/devices/{device}"), &root).await["display_name"],
+        json!("laptop")
+    );
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/v2/users/@erin:test.local/devices/NOPE",
+        &root,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = server.call(Method::DELETE, &format!("{path}/devices/{device}"), Some(&root), None).await;
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("{path}/devices/{device}"),
+            Some(&root),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", Some(&token), None).await;
+    let (status, _) = server
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Deactivation: erase is refused (and changes nothing); afterwards no login.
     let token = login(&server, "erin", "fourth-pass").await.unwrap();
-    let (status, _) = call(&server, Method::POST, "/v1/deactivate/@erin:test.local", &root, Some(json!({"erase": true}))).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/deactivate/@erin:test.local",
+        &root,
+        Some(json!({"erase": true})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    server.get("/_matrix/client/v3/account/whoami", &token).await;
-    let done = server.post(&format!("{ADMIN}/v1/deactivate/@erin:test.local"), &root, json!({})).await;
+    server
+        .get("/_matrix/client/v3/account/whoami", &token)
+        .await;
+    let done = server
+        .post(
+            &format!("{ADMIN}/v1/deactivate/@erin:test.local"),
+            &root,
+            json!({}),
+        )
+        .await;
     assert_eq!(done["id_server_unbind_result"], "no-support");
     let (status, body) = login(&server, "erin", "fourth-pass").await.unwrap_err();
-    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"));
-    let (status, _) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", Some(&token), None).await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED")
+    );
+    let (status, _) = server
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(server.get(&path, &root).await["deactivated"], json!(true));
-    let (status, _) = call(&server, Method::POST, "/v1/deactivate/@ghost:test.local", &root, Some(json!({}))).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/deactivate/@ghost:test.local",
+        &root,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Reactivation needs a password.
-    let (status, body) = call(&server, Method::PUT, "/v2/users/@erin:test.local", &root, Some(json!({"deactivated": false}))).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::BAD_REQUEST, "M_MISSING_PARAM"));
-    server.put(&path, &root, json!({"deactivated": false, "password": "fifth-pass"})).await;
+    let (status, body) = call(
+        &server,
+        Method::PUT,
+        "/v2/users/@erin:test.local",
+        &root,
+        Some(json!({"deactivated": false})),
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::BAD_REQUEST, "M_MISSING_PARAM")
+    );
+    server
+        .put(
+            &path,
+            &root,
+            json!({"deactivated": false, "password": "fifth-pass"}),
+        )
+        .await;
     login(&server, "erin", "fifth-pass").await.unwrap();
 }
 
@@ -219,103 +613,324 @@ async fn rooms_list_details_join_and_delete() {
     let lobby = server
         .create_room(&bob, json!({"preset": "public_chat", "name": "Lobby", "room_alias_name": "lobby", "visibility": "public"}))
         .await;
-    let secret = server.create_room(&bob, json!({"preset": "private_chat", "name": "Secret"})).await;
+    let secret = server
+        .create_room(&bob, json!({"preset": "private_chat", "name": "Secret"}))
+        .await;
     let unnamed = server.create_room(&root, json!({})).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&lobby)), &carol, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&lobby)),
+            &carol,
+            json!({}),
+        )
+        .await;
 
-    let ids = |body: &Value| -> Vec<String> { body["rooms"].as_array().unwrap().iter().map(|r| r["room_id"].as_str().unwrap().to_owned()).collect() };
+    let ids = |body: &Value| -> Vec<String> {
+        body["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["room_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
     let all = server.get(&format!("{ADMIN}/v1/rooms"), &root).await;
     assert_eq!(ids(&all), [lobby.clone(), secret.clone(), unnamed.clone()]);
-    assert_eq!((all["total_rooms"].clone(), all["offset"].clone()), (json!(3), json!(0)));
+    assert_eq!(
+        (all["total_rooms"].clone(), all["offset"].clone()),
+        (json!(3), json!(0))
+    );
     assert!(all.get("next_batch").is_none());
-    let page = server.get(&format!("{ADMIN}/v1/rooms?limit=2&order_by=joined_members"), &root).await;
+    let page = server
+        .get(
+            &format!("{ADMIN}/v1/rooms?limit=2&order_by=joined_members"),
+            &root,
+        )
+        .await;
     assert_eq!(ids(&page)[0], lobby);
     assert_eq!(page["next_batch"], json!(2));
-    let rest = server.get(&format!("{ADMIN}/v1/rooms?limit=2&from=2&order_by=joined_members"), &root).await;
+    let rest = server
+        .get(
+            &format!("{ADMIN}/v1/rooms?limit=2&from=2&order_by=joined_members"),
+            &root,
+        )
+        .await;
     assert_eq!(ids(&rest).len(), 1);
     assert_eq!(rest["prev_batch"], json!(0));
-    let found = server.get(&format!("{ADMIN}/v1/rooms?search_term=secr"), &root).await;
+    let found = server
+        .get(&format!("{ADMIN}/v1/rooms?search_term=secr"), &root)
+        .await;
     assert_eq!(ids(&found), [secret.as_str()]);
     let reversed = server.get(&format!("{ADMIN}/v1/rooms?dir=b"), &root).await;
-    assert_eq!(ids(&reversed), [unnamed.clone(), secret.clone(), lobby.clone()]);
-    let (status, _) = call(&server, Method::GET, "/v1/rooms?order_by=colour", &root, None).await;
+    assert_eq!(
+        ids(&reversed),
+        [unnamed.clone(), secret.clone(), lobby.clone()]
+    );
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/v1/rooms?order_by=colour",
+        &root,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let details = server.get(&format!("{ADMIN}/v1/rooms/{}", enc(&lobby)), &root).await;
+    let details = server
+        .get(&format!("{ADMIN}/v1/rooms/{}", enc(&lobby)), &root)
+        .await;
     assert_eq!(details["name"], "Lobby");
     assert_eq!(details["canonical_alias"], "#lobby:test.local");
-    assert_eq!((details["joined_members"].clone(), details["joined_local_members"].clone()), (json!(2), json!(2)));
-    assert_eq!((details["public"].clone(), details["join_rules"].clone()), (json!(true), json!("public")));
+    assert_eq!(
+        (
+            details["joined_members"].clone(),
+            details["joined_local_members"].clone()
+        ),
+        (json!(2), json!(2))
+    );
+    assert_eq!(
+        (details["public"].clone(), details["join_rules"].clone()),
+        (json!(true), json!("public"))
+    );
     assert_eq!(details["creator"], json!(bob_id));
     assert!(details["state_events"].as_u64().unwrap() >= 6);
-    let (status, body) = call(&server, Method::GET, "/v1/rooms/!missing:test.local", &root, None).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        "/v1/rooms/!missing:test.local",
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::NOT_FOUND, "M_NOT_FOUND")
+    );
     let (status, _) = call(&server, Method::GET, "/v1/rooms/not-a-room", &root, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let members = server.get(&format!("{ADMIN}/v1/rooms/{}/members", enc(&lobby)), &root).await;
-    let mut listed: Vec<&str> = members["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    let members = server
+        .get(&format!("{ADMIN}/v1/rooms/{}/members", enc(&lobby)), &root)
+        .await;
+    let mut listed: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
     listed.sort();
     assert_eq!(listed, [bob_id.as_str(), carol_id.as_str()]);
     assert_eq!(members["total"], json!(2));
-    let state = server.get(&format!("{ADMIN}/v1/rooms/{}/state", enc(&lobby)), &root).await;
+    let state = server
+        .get(&format!("{ADMIN}/v1/rooms/{}/state", enc(&lobby)), &root)
+        .await;
     let state = state["state"].as_array().unwrap();
-    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Lobby"));
-    assert!(state.iter().any(|e| e["type"] == "m.room.create" && e["room_id"] == json!(lobby)));
-    let joined = server.get(&format!("{ADMIN}/v1/users/{}/joined_rooms", enc(&bob_id)), &root).await;
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Lobby")
+    );
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.create" && e["room_id"] == json!(lobby))
+    );
+    let joined = server
+        .get(
+            &format!("{ADMIN}/v1/users/{}/joined_rooms", enc(&bob_id)),
+            &root,
+        )
+        .await;
     assert_eq!(joined["total"], json!(2));
     // A display name set through the admin API reaches the member events.
-    server.put(&format!("{ADMIN}/v2/users/{}", enc(&bob_id)), &root, json!({"displayname": "Bobby"})).await;
-    let state = server.get(&format!("{ADMIN}/v1/rooms/{}/state", enc(&lobby)), &root).await;
-    let member = state["state"].as_array().unwrap().iter().find(|e| e["type"] == "m.room.member" && e["state_key"] == json!(bob_id)).unwrap().clone();
+    server
+        .put(
+            &format!("{ADMIN}/v2/users/{}", enc(&bob_id)),
+            &root,
+            json!({"displayname": "Bobby"}),
+        )
+        .await;
+    let state = server
+        .get(&format!("{ADMIN}/v1/rooms/{}/state", enc(&lobby)), &root)
+        .await;
+    let member = state["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == json!(bob_id))
+        .unwrap()
+        .clone();
     assert_eq!(member["content"]["displayname"], "Bobby");
 
     // Admin join: a public room directly, by alias; a private room only through an admin in it.
     let (dave_id, _dave) = server.register("dave").await;
-    let joined = server.post(&format!("{ADMIN}/v1/join/{}", enc("#lobby:test.local")), &root, json!({"user_id": dave_id})).await;
+    let joined = server
+        .post(
+            &format!("{ADMIN}/v1/join/{}", enc("#lobby:test.local")),
+            &root,
+            json!({"user_id": dave_id}),
+        )
+        .await;
     assert_eq!(joined["room_id"], json!(lobby));
-    let (status, body) = call(&server, Method::POST, &format!("/v1/join/{}", enc(&secret)), &root, Some(json!({"user_id": dave_id}))).await;
-    assert_eq!((status, errcode(&body)), (StatusCode::FORBIDDEN, "M_FORBIDDEN"));
-    let (status, _) = call(&server, Method::POST, &format!("/v1/join/{}", enc(&lobby)), &root, Some(json!({"user_id": "@x:elsewhere.org"}))).await;
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/join/{}", enc(&secret)),
+        &root,
+        Some(json!({"user_id": dave_id})),
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::FORBIDDEN, "M_FORBIDDEN")
+    );
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/join/{}", enc(&lobby)),
+        &root,
+        Some(json!({"user_id": "@x:elsewhere.org"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    server.post(&format!("{ADMIN}/v1/join/{}", enc(&unnamed)), &root, json!({"user_id": dave_id})).await;
-    let details = server.get(&format!("{ADMIN}/v1/rooms/{}", enc(&unnamed)), &root).await;
+    server
+        .post(
+            &format!("{ADMIN}/v1/join/{}", enc(&unnamed)),
+            &root,
+            json!({"user_id": dave_id}),
+        )
+        .await;
+    let details = server
+        .get(&format!("{ADMIN}/v1/rooms/{}", enc(&unnamed)), &root)
+        .await;
     assert_eq!(details["joined_members"], json!(2));
 
     // Deleting the lobby: purge is refused and changes nothing; then every local member leaves
     // and it leaves the directory and its aliases.
-    let (status, _) = call(&server, Method::DELETE, &format!("/v2/rooms/{}", enc(&lobby)), &root, Some(json!({"purge": true}))).await;
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v2/rooms/{}", enc(&lobby)),
+        &root,
+        Some(json!({"purge": true})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(server.get(&format!("{ADMIN}/v1/rooms/{}", enc(&lobby)), &root).await["joined_members"], json!(3));
-    let (status, body) = call(&server, Method::GET, &format!("/v2/rooms/{}/delete_status", enc(&lobby)), &root, None).await;
+    assert_eq!(
+        server
+            .get(&format!("{ADMIN}/v1/rooms/{}", enc(&lobby)), &root)
+            .await["joined_members"],
+        json!(3)
+    );
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        &format!("/v2/rooms/{}/delete_status", enc(&lobby)),
+        &root,
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, deleted) = call(&server, Method::DELETE, &format!("/v2/rooms/{}", enc(&lobby)), &root, Some(json!({"purge": false}))).await;
+    let (status, deleted) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v2/rooms/{}", enc(&lobby)),
+        &root,
+        Some(json!({"purge": false})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{deleted}");
     let delete_id = deleted["delete_id"].as_str().unwrap().to_owned();
-    let status = server.get(&format!("{ADMIN}/v2/rooms/{}/delete_status", enc(&lobby)), &root).await;
+    let status = server
+        .get(
+            &format!("{ADMIN}/v2/rooms/{}/delete_status", enc(&lobby)),
+            &root,
+        )
+        .await;
     let result = &status["results"][0];
-    assert_eq!((result["delete_id"].clone(), result["status"].clone()), (json!(delete_id), json!("complete")));
-    let mut kicked: Vec<&str> = result["shutdown_room"]["kicked_users"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    assert_eq!(
+        (result["delete_id"].clone(), result["status"].clone()),
+        (json!(delete_id), json!("complete"))
+    );
+    let mut kicked: Vec<&str> = result["shutdown_room"]["kicked_users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
     kicked.sort();
-    assert_eq!(kicked, [bob_id.as_str(), carol_id.as_str(), dave_id.as_str()]);
-    assert_eq!(result["shutdown_room"]["local_aliases"], json!(["#lobby:test.local"]));
-    let by_id = server.get(&format!("{ADMIN}/v2/rooms/delete_status/{delete_id}"), &root).await;
+    assert_eq!(
+        kicked,
+        [bob_id.as_str(), carol_id.as_str(), dave_id.as_str()]
+    );
+    assert_eq!(
+        result["shutdown_room"]["local_aliases"],
+        json!(["#lobby:test.local"])
+    );
+    let by_id = server
+        .get(
+            &format!("{ADMIN}/v2/rooms/delete_status/{delete_id}"),
+            &root,
+        )
+        .await;
     assert_eq!(by_id["room_id"], json!(lobby));
 
-    let details = server.get(&format!("{ADMIN}/v1/rooms/{}", enc(&lobby)), &root).await;
-    assert_eq!((details["joined_members"].clone(), details["public"].clone()), (json!(0), json!(false)));
+    let details = server
+        .get(&format!("{ADMIN}/v1/rooms/{}", enc(&lobby)), &root)
+        .await;
+    assert_eq!(
+        (details["joined_members"].clone(), details["public"].clone()),
+        (json!(0), json!(false))
+    );
     let joined = server.get("/_matrix/client/v3/joined_rooms", &carol).await;
-    assert!(!joined["joined_rooms"].as_array().unwrap().contains(&json!(lobby)));
-    let (status, _) = server.call(Method::GET, "/_matrix/client/v3/directory/room/%23lobby:test.local", Some(&bob), None).await;
+    assert!(
+        !joined["joined_rooms"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(lobby))
+    );
+    let (status, _) = server
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/directory/room/%23lobby:test.local",
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let public = server.get("/_matrix/client/v3/publicRooms", &bob).await;
-    assert!(public["chunk"].as_array().unwrap().iter().all(|r| r["room_id"] != json!(lobby)));
+    assert!(
+        public["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["room_id"] != json!(lobby))
+    );
     // Each member's leave is an event of the room the other members see.
-    let state = server.get(&format!("{ADMIN}/v1/rooms/{}/state", enc(&lobby)), &root).await;
+    let state = server
+        .get(&format!("{ADMIN}/v1/rooms/{}/state", enc(&lobby)), &root)
+        .await;
     for user in [&bob_id, &carol_id, &dave_id] {
-        let member = state["state"].as_array().unwrap().iter().find(|e| e["type"] == "m.room.member" && e["state_key"] == json!(user)).unwrap();
-        assert_eq!((member["content"]["membership"].clone(), member["sender"].clone()), (json!("leave"), json!(user)));
+        let member = state["state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "m.room.member" && e["state_key"] == json!(user))
+            .unwrap();
+        assert_eq!(
+            (
+                member["content"]["membership"].clone(),
+                member["sender"].clone()
+            ),
+            (json!("leave"), json!(user))
+        );
     }
-    let (status, _) = call(&server, Method::DELETE, "/v2/rooms/!missing:test.local", &root, Some(json!({}))).await;
+    let (status, _) = call(
+        &server,
+        Method::DELETE,
+        "/v2/rooms/!missing:test.local",
+        &root,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -26,27 +26,65 @@ async fn two_users_chat_and_history_survives_restart() {
     let (_alice, alice) = server.register("alice").await;
     let (bob_id, bob) = server.register("bob").await;
 
-    let room = server.create_room(&alice, json!({ "name": "Project", "preset": "private_chat" })).await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({ "name": "Project", "preset": "private_chat" }),
+        )
+        .await;
     assert!(room.starts_with('!'), "{room}");
-    server.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &alice, json!({ "user_id": bob_id })).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &alice,
+            json!({ "user_id": bob_id }),
+        )
+        .await;
 
     let sync = server.get("/_matrix/client/v3/sync", &bob).await;
-    assert!(sync["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap().len() >= 2, "{sync}");
+    assert!(
+        sync["rooms"]["invite"][&room]["invite_state"]["events"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2,
+        "{sync}"
+    );
     let since = sync["next_batch"].as_str().unwrap().to_owned();
 
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     server.send_text(&alice, &room, "t1", "hello bob").await;
     server.send_text(&bob, &room, "t1", "hello alice").await;
 
-    let sync = server.get(&format!("/_matrix/client/v3/sync?since={since}"), &bob).await;
-    assert_eq!(timeline_bodies(&sync, &room), vec!["hello bob", "hello alice"], "{sync}");
+    let sync = server
+        .get(&format!("/_matrix/client/v3/sync?since={since}"), &bob)
+        .await;
+    assert_eq!(
+        timeline_bodies(&sync, &room),
+        vec!["hello bob", "hello alice"],
+        "{sync}"
+    );
 
     // Idempotent transaction ids.
     let first = server.send_text(&alice, &room, "same", "once").await;
     let again = server.send_text(&alice, &room, "same", "once").await;
     assert_eq!(first, again);
 
-    let messages = server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10", enc(&room)), &alice).await;
+    let messages = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10",
+                enc(&room)
+            ),
+            &alice,
+        )
+        .await;
     let bodies: Vec<&str> = messages["chunk"]
         .as_array()
         .unwrap()
@@ -60,7 +98,14 @@ async fn two_users_chat_and_history_survives_restart() {
     let server = TestServer::start(dir.path()).await;
     let sync = server.get("/_matrix/client/v3/sync", &bob).await;
     let bodies = timeline_bodies(&sync, &room);
-    assert!(bodies.ends_with(&["hello bob".to_owned(), "hello alice".to_owned(), "once".to_owned()]), "{sync}");
+    assert!(
+        bodies.ends_with(&[
+            "hello bob".to_owned(),
+            "hello alice".to_owned(),
+            "once".to_owned()
+        ]),
+        "{sync}"
+    );
     server.stop().await;
 }
 
@@ -70,17 +115,35 @@ async fn long_poll_wakes_on_new_event() {
     let server = TestServer::start(dir.path()).await;
     let (_, alice) = server.register("alice").await;
     let room = server.create_room(&alice, json!({})).await;
-    let since = server.get("/_matrix/client/v3/sync", &alice).await["next_batch"].as_str().unwrap().to_owned();
+    let since = server.get("/_matrix/client/v3/sync", &alice).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let poll = {
         let http = server.http.clone();
-        let url = format!("{}/_matrix/client/v3/sync?since={since}&timeout=20000", server.base);
+        let url = format!(
+            "{}/_matrix/client/v3/sync?since={since}&timeout=20000",
+            server.base
+        );
         let token = alice.clone();
-        tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() })
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     server.send_text(&alice, &room, "w", "wake up").await;
-    let sync = tokio::time::timeout(std::time::Duration::from_secs(10), poll).await.expect("woke before timeout").unwrap();
+    let sync = tokio::time::timeout(std::time::Duration::from_secs(10), poll)
+        .await
+        .expect("woke before timeout")
+        .unwrap();
     assert_eq!(timeline_bodies(&sync, &room), vec!["wake up"]);
     server.stop().await;
 }
@@ -92,12 +155,37 @@ async fn errors_follow_the_spec() {
     let (alice_id, alice) = server.register("alice").await;
     let (_, bob) = server.register("bob").await;
 
-    let (status, body) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", None, None).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::UNAUTHORIZED, Some("M_MISSING_TOKEN")));
-    let (status, body) = server.call(Method::GET, "/_matrix/client/v3/account/whoami", Some("nope"), None).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::UNAUTHORIZED, Some("M_UNKNOWN_TOKEN")));
-    let (status, body) = server.call(Method::GET, "/_matrix/client/v3/no/such/endpoint", Some(&alice), None).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED")));
+    let (status, body) = server
+        .call(Method::GET, "/_matrix/client/v3/account/whoami", None, None)
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_MISSING_TOKEN"))
+    );
+    let (status, body) = server
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some("nope"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_UNKNOWN_TOKEN"))
+    );
+    let (status, body) = server
+        .call(
+            Method::GET,
+            "/_matrix/client/v3/no/such/endpoint",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED"))
+    );
 
     let res = server
         .http
@@ -112,21 +200,37 @@ async fn errors_follow_the_spec() {
     assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_NOT_JSON");
 
     let (status, body) = server
-        .call(Method::POST, "/_matrix/client/v3/createRoom", Some(&alice), Some(json!({ "preset": 5 })))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            Some(json!({ "preset": 5 })),
+        )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")),
+        "{body}"
+    );
 
     let room = server.create_room(&alice, json!({})).await;
     let big = "x".repeat(70_000);
     let (status, body) = server
         .call(
             Method::PUT,
-            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/big", enc(&room)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/big",
+                enc(&room)
+            ),
             Some(&alice),
             Some(json!({ "msgtype": "m.text", "body": big })),
         )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE")),
+        "{body}"
+    );
 
     // Bob may not change Alice's display name; nothing changes.
     let (status, body) = server
@@ -137,15 +241,27 @@ async fn errors_follow_the_spec() {
             Some(json!({ "displayname": "Mallory" })),
         )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")), "{body}");
-    let profile = server.get(&format!("/_matrix/client/v3/profile/{}", enc(&alice_id)), &alice).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")),
+        "{body}"
+    );
+    let profile = server
+        .get(
+            &format!("/_matrix/client/v3/profile/{}", enc(&alice_id)),
+            &alice,
+        )
+        .await;
     assert_eq!(profile["displayname"], "alice");
 
     // Bob is not in the room: he may not send to it.
     let (status, _) = server
         .call(
             Method::PUT,
-            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/x", enc(&room)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/x",
+                enc(&room)
+            ),
             Some(&bob),
             Some(json!({ "msgtype": "m.text", "body": "hi" })),
         )
@@ -153,13 +269,29 @@ async fn errors_follow_the_spec() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     let (status, body) = server
-        .call(Method::POST, "/_matrix/client/v3/register", None, Some(json!({ "username": "alice", "password": "x" })))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/register",
+            None,
+            Some(json!({ "username": "alice", "password": "x" })),
+        )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_USER_IN_USE")));
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_USER_IN_USE"))
+    );
     let (status, body) = server
-        .call(Method::POST, "/_matrix/client/v3/register", None, Some(json!({ "username": "bad name!", "password": "x" })))
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/register",
+            None,
+            Some(json!({ "username": "bad name!", "password": "x" })),
+        )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_USERNAME")));
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_USERNAME"))
+    );
     server.stop().await;
 }
 
@@ -173,20 +305,54 @@ async fn every_supported_room_version_works() {
         let room = server
             .create_room(&alice, json!({ "room_version": version.to_string(), "preset": "public_chat", "name": format!("v{version}") }))
             .await;
-        server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
-        let event = server.send_text(&bob, &room, &format!("v{version}"), "hi").await;
-        let fetched = server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&event)), &alice).await;
+        server
+            .post(
+                &format!("/_matrix/client/v3/join/{}", enc(&room)),
+                &bob,
+                json!({}),
+            )
+            .await;
+        let event = server
+            .send_text(&bob, &room, &format!("v{version}"), "hi")
+            .await;
+        let fetched = server
+            .get(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/event/{}",
+                    enc(&room),
+                    enc(&event)
+                ),
+                &alice,
+            )
+            .await;
         assert_eq!(fetched["content"]["body"], "hi", "room version {version}");
         let redaction = server
             .put(
-                &format!("/_matrix/client/v3/rooms/{}/redact/{}/r{version}", enc(&room), enc(&event)),
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/redact/{}/r{version}",
+                    enc(&room),
+                    enc(&event)
+                ),
                 &alice,
                 json!({ "reason": "test" }),
             )
             .await;
         assert!(redaction["event_id"].is_string());
-        let fetched = server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&event)), &alice).await;
-        assert_eq!(fetched["content"], json!({}), "room version {version}: {fetched}");
+        let fetched = server
+            .get(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/event/{}",
+                    enc(&room),
+                    enc(&event)
+                ),
+                &alice,
+            )
+            .await;
+        assert_eq!(
+            fetched["content"],
+            json!({}),
+            "room version {version}: {fetched}"
+        );
         let _ = bob_id.as_str();
     }
     server.stop().await;
@@ -201,16 +367,51 @@ async fn knocking_shows_in_sync_and_invite_admits() {
     let room = server
         .create_room(&alice, json!({ "initial_state": [{ "type": "m.room.join_rules", "content": { "join_rule": "knock" } }] }))
         .await;
-    let (status, _) =
-        server.call(Method::POST, &format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob), Some(json!({}))).await;
+    let (status, _) = server
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(&bob),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    server.post(&format!("/_matrix/client/v3/knock/{}", enc(&room)), &bob, json!({ "reason": "let me in" })).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/knock/{}", enc(&room)),
+            &bob,
+            json!({ "reason": "let me in" }),
+        )
+        .await;
     let sync = server.get("/_matrix/client/v3/sync", &bob).await;
-    assert!(sync["rooms"]["knock"][&room]["knock_state"]["events"].is_array(), "{sync}");
-    let members = server.get(&format!("/_matrix/client/v3/rooms/{}/members?membership=knock", enc(&room)), &alice).await;
+    assert!(
+        sync["rooms"]["knock"][&room]["knock_state"]["events"].is_array(),
+        "{sync}"
+    );
+    let members = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/members?membership=knock",
+                enc(&room)
+            ),
+            &alice,
+        )
+        .await;
     assert_eq!(members["chunk"][0]["state_key"], bob_id);
-    server.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &alice, json!({ "user_id": bob_id })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &alice,
+            json!({ "user_id": bob_id }),
+        )
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     server.stop().await;
 }
 
@@ -251,13 +452,41 @@ async fn history_visibility_joined_hides_earlier_events() {
         )
         .await;
     let secret = server.send_text(&alice, &room, "s", "before bob").await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     server.send_text(&alice, &room, "p", "after bob").await;
-    let messages = server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&room)), &bob).await;
-    let bodies: Vec<&str> = messages["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let messages = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+                enc(&room)
+            ),
+            &bob,
+        )
+        .await;
+    let bodies: Vec<&str> = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
     assert_eq!(bodies, vec!["after bob"]);
     let (status, _) = server
-        .call(Method::GET, &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&secret)), Some(&bob), None)
+        .call(
+            Method::GET,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&secret)
+            ),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
@@ -271,7 +500,9 @@ async fn concurrent_room_creation_by_one_user_gives_distinct_rooms() {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (server, alice) = (server.clone(), alice.clone());
-        tasks.push(tokio::spawn(async move { server.create_room(&alice, json!({})).await }));
+        tasks.push(tokio::spawn(async move {
+            server.create_room(&alice, json!({})).await
+        }));
     }
     let mut rooms = std::collections::BTreeSet::new();
     for task in tasks {
@@ -286,7 +517,9 @@ async fn concurrent_room_creation_by_one_user_gives_distinct_rooms() {
 async fn well_known_client_announces_the_public_base_url() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let (status, body) = server.call(Method::GET, "/.well-known/matrix/client", None, None).await;
+    let (status, body) = server
+        .call(Method::GET, "/.well-known/matrix/client", None, None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["m.homeserver"]["base_url"], "http://test.local");
     server.stop().await;
@@ -294,7 +527,12 @@ async fn well_known_client_announces_the_public_base_url() {
     let mut config = common::config(dir.path());
     config.listen.public_base_url = Some("https://matrix.example.org/".to_owned());
     let server = TestServer::start_with(config).await;
-    let (_, body) = server.call(Method::GET, "/.well-known/matrix/client", None, None).await;
-    assert_eq!(body["m.homeserver"]["base_url"], "https://matrix.example.org");
+    let (_, body) = server
+        .call(Method::GET, "/.well-known/matrix/client", None, None)
+        .await;
+    assert_eq!(
+        body["m.homeserver"]["base_url"],
+        "https://matrix.example.org"
+    );
     server.stop().await;
 }

@@ -27,7 +27,9 @@ async fn a_dead_destinations_queue_drops_its_oldest_typing_edus_and_keeps_pdus_a
     let sa = services(&a);
     // Nothing listens there: every transaction fails.
     let dead: OwnedServerName = format!("127.0.0.1:{}", free_port()).try_into().unwrap();
-    let pdus: Vec<OwnedEventId> = (0..3).map(|i| OwnedEventId::try_from(format!("$pdu{i}")).unwrap()).collect();
+    let pdus: Vec<OwnedEventId> = (0..3)
+        .map(|i| OwnedEventId::try_from(format!("$pdu{i}")).unwrap())
+        .collect();
     sa.globals
         .commit(|c| {
             for id in &pdus {
@@ -37,9 +39,19 @@ async fn a_dead_destinations_queue_drops_its_oldest_typing_edus_and_keeps_pdus_a
         })
         .unwrap();
     // A to-device message must arrive: it is never dropped.
-    queue_edu(&sa, std::slice::from_ref(&dead), json!({ "edu_type": "m.direct_to_device", "content": { "n": -1 } })).unwrap();
+    queue_edu(
+        &sa,
+        std::slice::from_ref(&dead),
+        json!({ "edu_type": "m.direct_to_device", "content": { "n": -1 } }),
+    )
+    .unwrap();
     for i in 0..20 {
-        queue_edu(&sa, std::slice::from_ref(&dead), json!({ "edu_type": "m.typing", "content": { "n": i } })).unwrap();
+        queue_edu(
+            &sa,
+            std::slice::from_ref(&dead),
+            json!({ "edu_type": "m.typing", "content": { "n": i } }),
+        )
+        .unwrap();
     }
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -48,17 +60,39 @@ async fn a_dead_destinations_queue_drops_its_oldest_typing_edus_and_keeps_pdus_a
         if queued.len() <= 5 {
             break queued;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the queue was never trimmed: {} items", queued.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue was never trimmed: {} items",
+            queued.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let kept_pdus: Vec<OwnedEventId> =
-        queued.iter().filter_map(|(_, item)| if let Item::Pdu(id) = item { Some(id.clone()) } else { None }).collect();
+    let kept_pdus: Vec<OwnedEventId> = queued
+        .iter()
+        .filter_map(|(_, item)| {
+            if let Item::Pdu(id) = item {
+                Some(id.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
     let kept_edus: Vec<i64> = queued
         .iter()
-        .filter_map(|(_, item)| if let Item::Edu(edu) = item { edu["content"]["n"].as_i64() } else { None })
+        .filter_map(|(_, item)| {
+            if let Item::Edu(edu) = item {
+                edu["content"]["n"].as_i64()
+            } else {
+                None
+            }
+        })
         .collect();
     assert_eq!(kept_pdus, pdus, "every PDU stays");
-    assert_eq!(kept_edus, vec![-1, 19], "the to-device message and the newest typing EDU stay");
+    assert_eq!(
+        kept_edus,
+        vec![-1, 19],
+        "the to-device message and the newest typing EDU stay"
+    );
     a.stop().await;
 }
 
@@ -71,15 +105,28 @@ async fn stored_transaction_answers_are_pruned_after_a_day() {
 
     // B sends A a transaction: A keeps its answer, with its time.
     let body = json!({ "origin": b_name, "origin_server_ts": parvis::util::now_ms(), "pdus": [], "edus": [] });
-    let (status, answer) =
-        send_json(&sb, &a_name, http::Method::PUT, "/_matrix/federation/v1/send/txn-1", Some(&body)).await.unwrap();
+    let (status, answer) = send_json(
+        &sb,
+        &a_name,
+        http::Method::PUT,
+        "/_matrix/federation/v1/send/txn-1",
+        Some(&body),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, http::StatusCode::OK, "{answer}");
     let key = Key::new().str(b_name.as_str()).str("txn-1").build();
     assert!(sa.globals.db.get(TXNS, &key).unwrap().is_some());
     // An answer given two days ago.
     let old_key = Key::new().str(b_name.as_str()).str("txn-0").build();
     let two_days_ago = parvis::util::now_ms() - 2 * 24 * 3600 * 1000;
-    txn_expiry::record(&sa, old_key.clone(), br#"{"pdus":{}}"#.to_vec(), two_days_ago).unwrap();
+    txn_expiry::record(
+        &sa,
+        old_key.clone(),
+        br#"{"pdus":{}}"#.to_vec(),
+        two_days_ago,
+    )
+    .unwrap();
 
     // Pruning now removes only the old answer; a day later, the new one too.
     assert_eq!(txn_expiry::prune(&sa, parvis::util::now_ms()).unwrap(), 1);
@@ -89,7 +136,14 @@ async fn stored_transaction_answers_are_pruned_after_a_day() {
     let tomorrow = parvis::util::now_ms() + txn_expiry::KEEP.as_millis() as u64 + 1000;
     assert_eq!(txn_expiry::prune(&sa, tomorrow).unwrap(), 1);
     assert!(sa.globals.db.get(TXNS, &key).unwrap().is_none());
-    assert!(sa.globals.db.scan_prefix(txn_expiry::TXN_TIMES, &[]).next().is_none(), "the time index is emptied too");
+    assert!(
+        sa.globals
+            .db
+            .scan_prefix(txn_expiry::TXN_TIMES, &[])
+            .next()
+            .is_none(),
+        "the time index is emptied too"
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -109,7 +163,15 @@ async fn requests_to_one_destination_reuse_their_tls_connection() {
     let transport = &sa.federation.transport;
 
     let version = async || {
-        let (status, body) = send_json(&sa, &b_name, http::Method::GET, "/_matrix/federation/v1/version", None).await.unwrap();
+        let (status, body) = send_json(
+            &sa,
+            &b_name,
+            http::Method::GET,
+            "/_matrix/federation/v1/version",
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(status, http::StatusCode::OK, "{body}");
         assert_eq!(body["server"]["name"], "Parvis");
     };
@@ -117,7 +179,11 @@ async fn requests_to_one_destination_reuse_their_tls_connection() {
     for _ in 0..5 {
         version().await;
     }
-    assert_eq!(transport.connections_opened(), before + 1, "five requests, one connection");
+    assert_eq!(
+        transport.connections_opened(),
+        before + 1,
+        "five requests, one connection"
+    );
 
     // Two at once need two connections; both are kept and reused.
     tokio::join!(version(), version());
@@ -158,15 +224,33 @@ async fn a_transaction_of_fifty_pdus_near_64_kib_is_accepted_and_larger_bodies_a
     // 50 PDUs of about 63 KiB: more than the client API's 1 MiB, within the spec's maxima.
     let body = big_transaction(&b_name, 50, 63 * 1024);
     assert!(serde_json::to_vec(&body).unwrap().len() > 3 << 20);
-    let (status, answer) =
-        send_json(&sb, &a_name, http::Method::PUT, "/_matrix/federation/v1/send/big-1", Some(&body)).await.unwrap();
+    let (status, answer) = send_json(
+        &sb,
+        &a_name,
+        http::Method::PUT,
+        "/_matrix/federation/v1/send/big-1",
+        Some(&body),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, http::StatusCode::OK, "{answer}");
 
     // Beyond federation.max_request_bytes (8 MiB): 413 M_TOO_LARGE.
     let body = big_transaction(&b_name, 50, 200 * 1024);
-    let (status, answer) =
-        send_json(&sb, &a_name, http::Method::PUT, "/_matrix/federation/v1/send/big-2", Some(&body)).await.unwrap();
-    assert_eq!((status, answer["errcode"].as_str()), (http::StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE")), "{answer}");
+    let (status, answer) = send_json(
+        &sb,
+        &a_name,
+        http::Method::PUT,
+        "/_matrix/federation/v1/send/big-2",
+        Some(&body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, answer["errcode"].as_str()),
+        (http::StatusCode::PAYLOAD_TOO_LARGE, Some("M_TOO_LARGE")),
+        "{answer}"
+    );
     a.stop().await;
     b.stop().await;
 }

@@ -15,9 +15,9 @@ use std::{
     time::Duration,
 };
 
-use common::{TestServer, enc};
 use common::federation::{eventually, free_port};
 use common::peer::{wait_invite, wait_membership};
+use common::{TestServer, enc};
 use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -36,7 +36,13 @@ struct Proc {
 
 impl Proc {
     fn new(dir: &Path) -> Self {
-        Self { child: None, dir: dir.to_owned(), client_port: free_port(), fed_port: free_port(), starts: 0 }
+        Self {
+            child: None,
+            dir: dir.to_owned(),
+            client_port: free_port(),
+            fed_port: free_port(),
+            starts: 0,
+        }
     }
 
     fn name(&self) -> String {
@@ -44,7 +50,11 @@ impl Proc {
     }
 
     fn server(&self) -> TestServer {
-        TestServer { server: None, base: format!("http://127.0.0.1:{}", self.client_port), http: reqwest::Client::new() }
+        TestServer {
+            server: None,
+            base: format!("http://127.0.0.1:{}", self.client_port),
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn start(&mut self) {
@@ -52,11 +62,20 @@ impl Proc {
         let log = std::fs::File::create(self.dir.join(format!("log-{}.txt", self.starts))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_parvis"))
             .env("PARVIS_SERVER_NAME", self.name())
-            .env("PARVIS_LISTEN__CLIENT", format!("127.0.0.1:{}", self.client_port))
+            .env(
+                "PARVIS_LISTEN__CLIENT",
+                format!("127.0.0.1:{}", self.client_port),
+            )
             .env("PARVIS_STORAGE__PATH", self.dir.join("data"))
             .env("PARVIS_RATE_LIMITS__ENABLED", "false")
-            .env("PARVIS_NETWORK__ALLOW_RANGES", r#"["127.0.0.0/8", "::1/128"]"#)
-            .env("PARVIS_FEDERATION__LISTEN", format!("127.0.0.1:{}", self.fed_port))
+            .env(
+                "PARVIS_NETWORK__ALLOW_RANGES",
+                r#"["127.0.0.0/8", "::1/128"]"#,
+            )
+            .env(
+                "PARVIS_FEDERATION__LISTEN",
+                format!("127.0.0.1:{}", self.fed_port),
+            )
             .env("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "false")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -66,7 +85,11 @@ impl Proc {
         self.child = Some(child);
         let server = self.server();
         eventually("the server answers", || async {
-            let res = server.http.get(format!("{}/_matrix/client/versions", server.base)).send().await;
+            let res = server
+                .http
+                .get(format!("{}/_matrix/client/versions", server.base))
+                .send()
+                .await;
             res.is_ok_and(|r| r.status().is_success()).then_some(())
         })
         .await;
@@ -88,19 +111,41 @@ impl Drop for Proc {
 
 /// Sends `count` messages with transaction ids `{prefix}{n}`, retrying each (same id) until it is
 /// acknowledged; records (body → event id). A retry must give the event id acknowledged before.
-async fn client(base: String, token: String, room: String, prefix: String, stop: Arc<Mutex<bool>>, acked: Arc<Mutex<HashMap<String, String>>>) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+async fn client(
+    base: String,
+    token: String,
+    room: String,
+    prefix: String,
+    stop: Arc<Mutex<bool>>,
+    acked: Arc<Mutex<HashMap<String, String>>>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut n = 0;
     while !*stop.lock().unwrap() {
         let txn = format!("{prefix}{n}");
         let body = format!("message {txn}");
-        let path = format!("{base}/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(&room));
+        let path = format!(
+            "{base}/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+            enc(&room)
+        );
         let mut first: Option<String> = None;
         for _attempt in 0..200 {
-            let res = http.put(&path).bearer_auth(&token).json(&json!({ "msgtype": "m.text", "body": body })).send().await;
+            let res = http
+                .put(&path)
+                .bearer_auth(&token)
+                .json(&json!({ "msgtype": "m.text", "body": body }))
+                .send()
+                .await;
             match res {
                 Ok(r) if r.status() == StatusCode::OK => {
-                    let id = r.json::<Value>().await.ok().and_then(|v| v["event_id"].as_str().map(str::to_owned));
+                    let id = r
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["event_id"].as_str().map(str::to_owned));
                     let Some(id) = id else { continue };
                     if let Some(before) = &first {
                         assert_eq!(before, &id, "a retried transaction gives the same event");
@@ -126,13 +171,20 @@ async fn all_bodies(server: &TestServer, token: &str, room: &str) -> Vec<String>
     let mut out = Vec::new();
     let mut from: Option<String> = None;
     loop {
-        let mut path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=500", enc(room));
+        let mut path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=500",
+            enc(room)
+        );
         if let Some(from) = &from {
             path = format!("{path}&from={}", enc(from));
         }
         let page = server.get(&path, token).await;
         let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
-        out.extend(chunk.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)));
+        out.extend(
+            chunk
+                .iter()
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)),
+        );
         match page["end"].as_str() {
             Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
             _ => return out,
@@ -149,10 +201,26 @@ async fn every_acknowledged_event_survives_twenty_kills_under_load() {
     let (sa, sb) = (a.server(), b.server());
     let (_, alice) = sa.register("alice").await;
     let (bob_id, bob) = sb.register("bob").await;
-    let room = sa.create_room(&alice, json!({ "preset": "private_chat" })).await;
-    sa.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &alice, json!({ "user_id": bob_id })).await;
+    let room = sa
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    sa.post(
+        &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+        &alice,
+        json!({ "user_id": bob_id }),
+    )
+    .await;
     wait_invite(&sb, &bob, &room).await;
-    sb.post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&a.name())), &bob, json!({})).await;
+    sb.post(
+        &format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(&a.name())
+        ),
+        &bob,
+        json!({}),
+    )
+    .await;
     wait_membership(&sa, &alice, &room, &bob_id, "join").await;
 
     let stop = Arc::new(Mutex::new(false));
@@ -160,15 +228,34 @@ async fn every_acknowledged_event_survives_twenty_kills_under_load() {
     let acked_b = Arc::new(Mutex::new(HashMap::new()));
     let mut tasks = Vec::new();
     for i in 0..CLIENTS {
-        tasks.push(tokio::spawn(client(sa.base.clone(), alice.clone(), room.clone(), format!("a{i}-"), stop.clone(), acked_a.clone())));
+        tasks.push(tokio::spawn(client(
+            sa.base.clone(),
+            alice.clone(),
+            room.clone(),
+            format!("a{i}-"),
+            stop.clone(),
+            acked_a.clone(),
+        )));
     }
-    tasks.push(tokio::spawn(client(sb.base.clone(), bob.clone(), room.clone(), "b-".into(), stop.clone(), acked_b.clone())));
+    tasks.push(tokio::spawn(client(
+        sb.base.clone(),
+        bob.clone(),
+        room.clone(),
+        "b-".into(),
+        stop.clone(),
+        acked_b.clone(),
+    )));
 
     let mut tokens = Vec::new();
     for _ in 0..KILLS {
         let wait = rand::thread_rng().gen_range(100..500);
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        if let Ok(sync) = tokio::time::timeout(Duration::from_secs(2), sa.get("/_matrix/client/v3/sync?timeout=0", &alice)).await {
+        if let Ok(sync) = tokio::time::timeout(
+            Duration::from_secs(2),
+            sa.get("/_matrix/client/v3/sync?timeout=0", &alice),
+        )
+        .await
+        {
             tokens.push(sync["next_batch"].as_str().unwrap().to_owned());
         }
         a.kill();
@@ -182,7 +269,11 @@ async fn every_acknowledged_event_survives_twenty_kills_under_load() {
 
     let acked_a = acked_a.lock().unwrap().clone();
     let acked_b = acked_b.lock().unwrap().clone();
-    assert!(acked_a.len() > CLIENTS * KILLS / 2, "the load went on through the kills: {} sends", acked_a.len());
+    assert!(
+        acked_a.len() > CLIENTS * KILLS / 2,
+        "the load went on through the kills: {} sends",
+        acked_a.len()
+    );
     // Every acknowledged event is there, once.
     let bodies = all_bodies(&sa, &alice, &room).await;
     let mut seen = HashSet::new();
@@ -190,13 +281,28 @@ async fn every_acknowledged_event_survives_twenty_kills_under_load() {
         assert!(seen.insert(body.clone()), "{body} is in the room twice");
     }
     for (body, id) in &acked_a {
-        assert!(seen.contains(body), "{body} ({id}) was acknowledged and is lost");
-        let event = sa.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(id)), &alice).await;
+        assert!(
+            seen.contains(body),
+            "{body} ({id}) was acknowledged and is lost"
+        );
+        let event = sa
+            .get(
+                &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(id)),
+                &alice,
+            )
+            .await;
         assert_eq!(event["content"]["body"], body.as_str());
     }
     // Tokens handed out before a kill still work.
     for token in &tokens {
-        let (status, answer) = sa.call(Method::GET, &format!("/_matrix/client/v3/sync?timeout=0&since={token}"), Some(&alice), None).await;
+        let (status, answer) = sa
+            .call(
+                Method::GET,
+                &format!("/_matrix/client/v3/sync?timeout=0&since={token}"),
+                Some(&alice),
+                None,
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "since={token}: {answer}");
     }
     // The federation queues resumed both ways.

@@ -22,7 +22,12 @@ fn wrong_login(user: &str) -> Value {
 }
 
 /// Sends a request with an `X-Forwarded-For` header.
-async fn call_from(server: &TestServer, from: &str, path: &str, body: Value) -> (StatusCode, Value) {
+async fn call_from(
+    server: &TestServer,
+    from: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let res = server
         .http
         .post(format!("{}{}", server.base, path))
@@ -38,7 +43,8 @@ async fn call_from(server: &TestServer, from: &str, path: &str, body: Value) -> 
 /// Registers `name` (dummy flow) from the address `from`.
 async fn register_from(server: &TestServer, from: &str, name: &str) {
     let body = json!({ "username": name, "password": "secret-password" });
-    let (status, first) = call_from(server, from, "/_matrix/client/v3/register", body.clone()).await;
+    let (status, first) =
+        call_from(server, from, "/_matrix/client/v3/register", body.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
     let mut body = body;
     body["auth"] = json!({ "type": "m.login.dummy", "session": first["session"] });
@@ -57,18 +63,31 @@ fn a_login_flood_does_not_stall_other_users() {
         server.register("victim").await;
         let (_, token) = server.register("sender").await;
         let room = server.create_room(&token, json!({})).await;
-        let (_, first) = server.call(Method::GET, "/_matrix/client/v3/sync", Some(&token), None).await;
+        let (_, first) = server
+            .call(Method::GET, "/_matrix/client/v3/sync", Some(&token), None)
+            .await;
         let mut since = first["next_batch"].as_str().unwrap().to_owned();
 
         let stop = Arc::new(AtomicBool::new(false));
         let (refused, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut flood = Vec::new();
         for _ in 0..200 {
-            let (server, stop, refused, errors) = (server.clone(), stop.clone(), refused.clone(), errors.clone());
+            let (server, stop, refused, errors) = (
+                server.clone(),
+                stop.clone(),
+                refused.clone(),
+                errors.clone(),
+            );
             flood.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let (status, body) =
-                        server.call(Method::POST, "/_matrix/client/v3/login", None, Some(wrong_login("victim"))).await;
+                    let (status, body) = server
+                        .call(
+                            Method::POST,
+                            "/_matrix/client/v3/login",
+                            None,
+                            Some(wrong_login("victim")),
+                        )
+                        .await;
                     match status {
                         StatusCode::FORBIDDEN => {}
                         StatusCode::TOO_MANY_REQUESTS => {
@@ -89,9 +108,18 @@ fn a_login_flood_does_not_stall_other_users() {
         let mut slowest = Duration::ZERO;
         for i in 0..10 {
             let started = Instant::now();
-            let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/flood-{i}", enc(&room));
-            let (status, body) =
-                server.call(Method::PUT, &path, Some(&token), Some(json!({ "msgtype": "m.text", "body": format!("m{i}") }))).await;
+            let path = format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/flood-{i}",
+                enc(&room)
+            );
+            let (status, body) = server
+                .call(
+                    Method::PUT,
+                    &path,
+                    Some(&token),
+                    Some(json!({ "msgtype": "m.text", "body": format!("m{i}") })),
+                )
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             slowest = slowest.max(started.elapsed());
 
@@ -106,9 +134,19 @@ fn a_login_flood_does_not_stall_other_users() {
         for task in flood {
             task.await.unwrap();
         }
-        assert!(slowest < bound, "a send or /sync took {slowest:?} during the login flood");
-        assert_eq!(errors.load(Ordering::Relaxed), 0, "the flood got answers other than 403 and 429");
-        assert!(refused.load(Ordering::Relaxed) > 0, "the password pool never refused work");
+        assert!(
+            slowest < bound,
+            "a send or /sync took {slowest:?} during the login flood"
+        );
+        assert_eq!(
+            errors.load(Ordering::Relaxed),
+            0,
+            "the flood got answers other than 403 and 429"
+        );
+        assert!(
+            refused.load(Ordering::Relaxed) > 0,
+            "the password pool never refused work"
+        );
         Arc::try_unwrap(server).ok().unwrap().stop().await;
     });
 }
@@ -135,7 +173,13 @@ async fn two_spellings_of_one_account_share_a_login_bucket() {
     other_spelling["identifier"]["x"] = json!(1);
     let (status, body) = call_from(&server, "10.0.0.2", login, other_spelling.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, body) = call_from(&server, "10.0.0.3", login, json!({ "type": "m.login.password", "user": "alice", "password": "x" })).await;
+    let (status, body) = call_from(
+        &server,
+        "10.0.0.3",
+        login,
+        json!({ "type": "m.login.password", "user": "alice", "password": "x" }),
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["errcode"], "M_LIMIT_EXCEEDED");
     // Another account is not limited by alice's attempts.
@@ -156,28 +200,41 @@ async fn failed_logins_delay_the_next_attempts_of_the_account() {
     let server = TestServer::start_with(config).await;
     server.register("carol").await;
     let login = "/_matrix/client/v3/login";
-    let right = json!({ "type": "m.login.password", "user": "carol", "password": "secret-password" });
+    let right =
+        json!({ "type": "m.login.password", "user": "carol", "password": "secret-password" });
     for _ in 0..3 {
-        let (status, body) = server.call(Method::POST, login, None, Some(wrong_login("carol"))).await;
+        let (status, body) = server
+            .call(Method::POST, login, None, Some(wrong_login("carol")))
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
-    let (status, body) = server.call(Method::POST, login, None, Some(right.clone())).await;
+    let (status, body) = server
+        .call(Method::POST, login, None, Some(right.clone()))
+        .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     let first_wait = body["retry_after_ms"].as_u64().unwrap();
     assert!(first_wait > 0 && first_wait <= 300, "{body}");
     tokio::time::sleep(Duration::from_millis(first_wait + 50)).await;
-    let (status, body) = server.call(Method::POST, login, None, Some(wrong_login("CAROL"))).await;
+    let (status, body) = server
+        .call(Method::POST, login, None, Some(wrong_login("CAROL")))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, body) = server.call(Method::POST, login, None, Some(right.clone())).await;
+    let (status, body) = server
+        .call(Method::POST, login, None, Some(right.clone()))
+        .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     let second_wait = body["retry_after_ms"].as_u64().unwrap();
     assert!(second_wait > 300, "the delay grows: {body}");
     tokio::time::sleep(Duration::from_millis(second_wait + 50)).await;
-    let (status, body) = server.call(Method::POST, login, None, Some(right.clone())).await;
+    let (status, body) = server
+        .call(Method::POST, login, None, Some(right.clone()))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // A success starts over: three failures again before any wait.
     for _ in 0..3 {
-        let (status, body) = server.call(Method::POST, login, None, Some(wrong_login("carol"))).await;
+        let (status, body) = server
+            .call(Method::POST, login, None, Some(wrong_login("carol")))
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
     server.stop().await;
@@ -198,16 +255,22 @@ async fn anonymous_clients_are_limited_per_address() {
         config.rate_limits.burst = 2.0;
         let server = TestServer::start_with(config).await;
         for _ in 0..2 {
-            let (status, answer) = call_from(&server, "192.0.2.1, 10.0.0.1", register, body.clone()).await;
+            let (status, answer) =
+                call_from(&server, "192.0.2.1, 10.0.0.1", register, body.clone()).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
         }
         let (status, answer) = call_from(&server, "10.0.0.1", register, body.clone()).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
         // The client cannot pick its bucket with the entries it writes itself.
-        let (status, answer) = call_from(&server, "10.0.0.2, 10.0.0.1", register, body.clone()).await;
+        let (status, answer) =
+            call_from(&server, "10.0.0.2, 10.0.0.1", register, body.clone()).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
         let (status, answer) = call_from(&server, "10.0.0.2", register, body.clone()).await;
-        let expected = if trusted { StatusCode::UNAUTHORIZED } else { StatusCode::TOO_MANY_REQUESTS };
+        let expected = if trusted {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
         assert_eq!(status, expected, "trusted header: {trusted}: {answer}");
         server.stop().await;
     }

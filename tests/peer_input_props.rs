@@ -12,7 +12,8 @@ use parvis::{
 };
 use proptest::prelude::*;
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName, RoomVersionId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName,
+    RoomVersionId,
     api::federation::authenticated_media::get_content,
     room_version_rules::RoomVersionRules,
     signatures::{Ed25519KeyPair, PublicKeyMap, hash_and_sign_event},
@@ -20,11 +21,47 @@ use ruma::{
 use serde_json::{Value, json};
 
 const KEYS: &[&str] = &[
-    "room_id", "sender", "type", "content", "state_key", "prev_events", "auth_events", "depth", "hashes",
-    "signatures", "origin_server_ts", "redacts", "event_id", "unsigned", "membership", "origin", "pdus", "edus",
-    "edu_type", "user_id", "typing", "m.read", "event_ids", "data", "push", "presence", "messages", "message_id",
-    "device_id", "stream_id", "prev_id", "keys", "server_name", "verify_keys", "old_verify_keys", "valid_until_ts",
-    "key", "m.server", "sha256", "ed25519:k1", "x",
+    "room_id",
+    "sender",
+    "type",
+    "content",
+    "state_key",
+    "prev_events",
+    "auth_events",
+    "depth",
+    "hashes",
+    "signatures",
+    "origin_server_ts",
+    "redacts",
+    "event_id",
+    "unsigned",
+    "membership",
+    "origin",
+    "pdus",
+    "edus",
+    "edu_type",
+    "user_id",
+    "typing",
+    "m.read",
+    "event_ids",
+    "data",
+    "push",
+    "presence",
+    "messages",
+    "message_id",
+    "device_id",
+    "stream_id",
+    "prev_id",
+    "keys",
+    "server_name",
+    "verify_keys",
+    "old_verify_keys",
+    "valid_until_ts",
+    "key",
+    "m.server",
+    "sha256",
+    "ed25519:k1",
+    "x",
 ];
 
 fn arb_string() -> impl Strategy<Value = String> {
@@ -49,8 +86,11 @@ fn arb_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(KEYS).prop_map(str::to_owned), inner), 0..8)
-                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            prop::collection::vec(
+                (prop::sample::select(KEYS).prop_map(str::to_owned), inner),
+                0..8
+            )
+            .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
         ]
     })
 }
@@ -63,10 +103,17 @@ fn arb_object() -> impl Strategy<Value = CanonicalJsonObject> {
 }
 
 fn all_rules() -> Vec<RoomVersionRules> {
-    [RoomVersionId::V1, RoomVersionId::V3, RoomVersionId::V6, RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12]
-        .iter()
-        .map(|v| v.rules().unwrap())
-        .collect()
+    [
+        RoomVersionId::V1,
+        RoomVersionId::V3,
+        RoomVersionId::V6,
+        RoomVersionId::V10,
+        RoomVersionId::V11,
+        RoomVersionId::V12,
+    ]
+    .iter()
+    .map(|v| v.rules().unwrap())
+    .collect()
 }
 
 /// Every check a received PDU goes through that needs no room state; none may panic.
@@ -75,7 +122,8 @@ fn check_pdu_object(object: &CanonicalJsonObject, keys: &PublicKeyMap) {
     for rules in all_rules() {
         let _ = incoming::pdu_checks::check_format(object, &rules);
         let _ = incoming::pdu_checks::required_servers(object, &rules);
-        let id = incoming::pdu_checks::event_id_of(object, &rules).unwrap_or_else(|_| OwnedEventId::try_from("$x").unwrap());
+        let id = incoming::pdu_checks::event_id_of(object, &rules)
+            .unwrap_or_else(|_| OwnedEventId::try_from("$x").unwrap());
         let _ = incoming::pdu_checks::room_id_of(object);
         let _ = parvis::services::timeline::pdu::json_in_room(object, &id, &room);
         if let Ok(verified) = incoming::pdu_checks::verify(object.clone(), keys, &rules)
@@ -95,15 +143,30 @@ fn signed_pdu() -> (CanonicalJsonObject, PublicKeyMap) {
         "prev_events": ["$p"], "auth_events": ["$a"],
     }))
     .unwrap();
-    hash_and_sign_event("a.example", &key, &mut object, &RoomVersionId::V12.rules().unwrap().redaction).unwrap();
+    hash_and_sign_event(
+        "a.example",
+        &key,
+        &mut object,
+        &RoomVersionId::V12.rules().unwrap().redaction,
+    )
+    .unwrap();
     let mut keys = PublicKeyMap::new();
-    keys.insert("a.example".into(), [("ed25519:k1".to_owned(), ruma::serde::Base64::new(key.public_key().to_vec()))].into());
+    keys.insert(
+        "a.example".into(),
+        [(
+            "ed25519:k1".to_owned(),
+            ruma::serde::Base64::new(key.public_key().to_vec()),
+        )]
+        .into(),
+    );
     (object, keys)
 }
 
 /// Replaces (or removes, with `None`) the value at a path of keys, creating nothing.
 fn mutate(value: &mut CanonicalJsonValue, path: &[String], new: Option<CanonicalJsonValue>) {
-    let CanonicalJsonValue::Object(map) = value else { return };
+    let CanonicalJsonValue::Object(map) = value else {
+        return;
+    };
     match path {
         [] => {}
         [last] => match new {

@@ -33,12 +33,18 @@ struct GatewayState {
     reject: Vec<String>,
 }
 
-async fn notify(State(state): State<GatewayState>, Json(body): Json<Value>) -> (AxumStatus, Json<Value>) {
+async fn notify(
+    State(state): State<GatewayState>,
+    Json(body): Json<Value>,
+) -> (AxumStatus, Json<Value>) {
     let attempt = state.attempts.fetch_add(1, Ordering::SeqCst);
     if attempt < state.fail_first {
         return (AxumStatus::SERVICE_UNAVAILABLE, Json(json!({})));
     }
-    let pushkey = body["notification"]["devices"][0]["pushkey"].as_str().unwrap_or_default().to_owned();
+    let pushkey = body["notification"]["devices"][0]["pushkey"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     state.received.lock().unwrap().push(body);
     let rejected: Vec<&String> = state.reject.iter().filter(|k| **k == pushkey).collect();
     (AxumStatus::OK, Json(json!({ "rejected": rejected })))
@@ -52,13 +58,25 @@ impl Gateway {
     async fn start_with(fail_first: usize, reject: Vec<String>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = GatewayState { received: Default::default(), attempts: Default::default(), fail_first, reject };
+        let state = GatewayState {
+            received: Default::default(),
+            attempts: Default::default(),
+            fail_first,
+            reject,
+        };
         let (received, attempts) = (state.received.clone(), state.attempts.clone());
-        let app = axum::Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(state);
+        let app = axum::Router::new()
+            .route("/_matrix/push/v1/notify", post(notify))
+            .with_state(state);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url: format!("http://{addr}/_matrix/push/v1/notify"), received, attempts, task }
+        Self {
+            url: format!("http://{addr}/_matrix/push/v1/notify"),
+            received,
+            attempts,
+            task,
+        }
     }
 
     /// The same gateway behind TLS (a self-signed certificate for 127.0.0.1, made in `dir`).
@@ -68,15 +86,27 @@ impl Gateway {
         let mut config = common::config(dir);
         config.server_name = "127.0.0.1".try_into().unwrap();
         let tls = parvis::federation::tls::server_config(&config).unwrap();
-        let state = GatewayState { received: Default::default(), attempts: Default::default(), fail_first: 0, reject: Vec::new() };
+        let state = GatewayState {
+            received: Default::default(),
+            attempts: Default::default(),
+            fail_first: 0,
+            reject: Vec::new(),
+        };
         let (received, attempts) = (state.received.clone(), state.attempts.clone());
-        let app = axum::Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(state);
+        let app = axum::Router::new()
+            .route("/_matrix/push/v1/notify", post(notify))
+            .with_state(state);
         let (_stop, stop_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let _keep = _stop;
             parvis::federation::listener::serve(listener, tls, app, stop_rx).await;
         });
-        Self { url: format!("https://{addr}/_matrix/push/v1/notify"), received, attempts, task }
+        Self {
+            url: format!("https://{addr}/_matrix/push/v1/notify"),
+            received,
+            attempts,
+            task,
+        }
     }
 
     fn received(&self) -> Vec<Value> {
@@ -86,12 +116,19 @@ impl Gateway {
     /// Waits until a notification for `event_id` arrived.
     async fn wait_for(&self, event_id: &str) -> Value {
         for _ in 0..200 {
-            if let Some(n) = self.received().into_iter().find(|n| n["notification"]["event_id"] == event_id) {
+            if let Some(n) = self
+                .received()
+                .into_iter()
+                .find(|n| n["notification"]["event_id"] == event_id)
+            {
                 return n;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no notification for {event_id}; received {:?}", self.received());
+        panic!(
+            "no notification for {event_id}; received {:?}",
+            self.received()
+        );
     }
 }
 
@@ -114,24 +151,52 @@ async fn two_users(dir: &std::path::Path) -> (TestServer, String, String, String
     let server = TestServer::start(dir).await;
     let (_a, alice) = server.register("alice").await;
     let (bob_id, bob) = server.register("bob").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     (server, alice, bob_id, bob, room)
 }
 
-async fn send_mention(server: &TestServer, token: &str, room: &str, txn: &str, user: &str) -> String {
-    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room));
+async fn send_mention(
+    server: &TestServer,
+    token: &str,
+    room: &str,
+    txn: &str,
+    user: &str,
+) -> String {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+        enc(room)
+    );
     let body = json!({ "msgtype": "m.text", "body": format!("hello {user}"), "m.mentions": { "user_ids": [user] } });
-    server.put(&path, token, body).await["event_id"].as_str().unwrap().to_owned()
+    server.put(&path, token, body).await["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn unread(sync: &Value, room: &str) -> (u64, u64) {
     let counts = &sync["rooms"]["join"][room]["unread_notifications"];
-    (counts["notification_count"].as_u64().unwrap_or(0), counts["highlight_count"].as_u64().unwrap_or(0))
+    (
+        counts["notification_count"].as_u64().unwrap_or(0),
+        counts["highlight_count"].as_u64().unwrap_or(0),
+    )
 }
 
 /// Syncs (incrementally from `since` when given) until the room's counts are `want`.
-async fn sync_until_counts(server: &TestServer, token: &str, room: &str, want: (u64, u64)) -> Value {
+async fn sync_until_counts(
+    server: &TestServer,
+    token: &str,
+    room: &str,
+    want: (u64, u64),
+) -> Value {
     let mut last = Value::Null;
     for _ in 0..100 {
         last = server.get("/_matrix/client/v3/sync", token).await;
@@ -140,7 +205,10 @@ async fn sync_until_counts(server: &TestServer, token: &str, room: &str, want: (
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("counts never became {want:?}: {}", last["rooms"]["join"][room]);
+    panic!(
+        "counts never became {want:?}: {}",
+        last["rooms"]["join"][room]
+    );
 }
 
 #[tokio::test]
@@ -148,7 +216,13 @@ async fn a_mention_is_pushed_with_counts_listed_and_reset_by_a_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = Gateway::start(0).await;
     let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "bob-key"),
+        )
+        .await;
 
     let plain = server.send_text(&alice, &room, "t1", "no mention").await;
     let mention = send_mention(&server, &alice, &room, "t2", &bob_id).await;
@@ -175,31 +249,89 @@ async fn a_mention_is_pushed_with_counts_listed_and_reset_by_a_receipt() {
     assert_eq!(unread(&alice_sync, &room), (0, 0));
 
     let listed = server.get("/_matrix/client/v3/notifications", &bob).await;
-    let ids: Vec<&str> = listed["notifications"].as_array().unwrap().iter().map(|n| n["event"]["event_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event"]["event_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![mention.as_str(), plain.as_str()], "{listed}");
     assert_eq!(listed["notifications"][0]["read"], false);
     assert_eq!(listed["notifications"][0]["room_id"], room.as_str());
-    assert!(listed["notifications"][0]["actions"].as_array().unwrap().iter().any(|a| a == "notify"));
-    let highlights = server.get("/_matrix/client/v3/notifications?only=highlight", &bob).await;
+    assert!(
+        listed["notifications"][0]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "notify")
+    );
+    let highlights = server
+        .get("/_matrix/client/v3/notifications?only=highlight", &bob)
+        .await;
     assert_eq!(highlights["notifications"].as_array().unwrap().len(), 1);
-    let page = server.get("/_matrix/client/v3/notifications?limit=1", &bob).await;
+    let page = server
+        .get("/_matrix/client/v3/notifications?limit=1", &bob)
+        .await;
     assert_eq!(page["notifications"].as_array().unwrap().len(), 1);
     let next = page["next_token"].as_str().expect("a next page").to_owned();
-    let page2 = server.get(&format!("/_matrix/client/v3/notifications?limit=1&from={next}"), &bob).await;
-    assert_eq!(page2["notifications"][0]["event"]["event_id"], plain.as_str());
+    let page2 = server
+        .get(
+            &format!("/_matrix/client/v3/notifications?limit=1&from={next}"),
+            &bob,
+        )
+        .await;
+    assert_eq!(
+        page2["notifications"][0]["event"]["event_id"],
+        plain.as_str()
+    );
 
     // A read receipt for the first event leaves the mention; one for the mention resets both.
-    let since = server.get("/_matrix/client/v3/sync", &bob).await["next_batch"].as_str().unwrap().to_owned();
-    server.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&plain)), &bob, json!({})).await;
+    let since = server.get("/_matrix/client/v3/sync", &bob).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&plain)
+            ),
+            &bob,
+            json!({}),
+        )
+        .await;
     sync_until_counts(&server, &bob, &room, (1, 1)).await;
-    server.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read.private/{}", enc(&room), enc(&mention)), &bob, json!({})).await;
+    server
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read.private/{}",
+                enc(&room),
+                enc(&mention)
+            ),
+            &bob,
+            json!({}),
+        )
+        .await;
     sync_until_counts(&server, &bob, &room, (0, 0)).await;
     // An incremental sync carries the room with its new counts.
-    let incremental = server.get(&format!("/_matrix/client/v3/sync?since={since}"), &bob).await;
+    let incremental = server
+        .get(&format!("/_matrix/client/v3/sync?since={since}"), &bob)
+        .await;
     assert_eq!(unread(&incremental, &room), (0, 0), "{incremental}");
-    assert!(incremental["rooms"]["join"][&room]["unread_notifications"].is_object(), "{incremental}");
+    assert!(
+        incremental["rooms"]["join"][&room]["unread_notifications"].is_object(),
+        "{incremental}"
+    );
     let listed = server.get("/_matrix/client/v3/notifications", &bob).await;
-    assert!(listed["notifications"].as_array().unwrap().iter().all(|n| n["read"] == true), "{listed}");
+    assert!(
+        listed["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["read"] == true),
+        "{listed}"
+    );
     server.stop().await;
 }
 
@@ -210,18 +342,42 @@ async fn a_muted_room_sends_nothing() {
     let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
     let mut rooms = Vec::new();
     for _ in 0..2 {
-        let other = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-        server.post(&format!("/_matrix/client/v3/join/{}", enc(&other)), &bob, json!({})).await;
+        let other = server
+            .create_room(&alice, json!({ "preset": "public_chat" }))
+            .await;
+        server
+            .post(
+                &format!("/_matrix/client/v3/join/{}", enc(&other)),
+                &bob,
+                json!({}),
+            )
+            .await;
         rooms.push(other);
     }
     let (silenced, other) = (rooms[0].clone(), rooms[1].clone());
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "bob-key"),
+        )
+        .await;
     // A room rule without actions mutes the room's messages.
-    server.put(&format!("/_matrix/client/v3/pushrules/global/room/{}", enc(&room)), &bob, json!({ "actions": [] })).await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/pushrules/global/room/{}", enc(&room)),
+            &bob,
+            json!({ "actions": [] }),
+        )
+        .await;
     // An override rule (`dont_notify`) silences even mentions.
     let condition = json!([{ "kind": "event_match", "key": "room_id", "pattern": silenced }]);
     server
-        .put("/_matrix/client/v3/pushrules/global/override/silence", &bob, json!({ "actions": ["dont_notify"], "conditions": condition }))
+        .put(
+            "/_matrix/client/v3/pushrules/global/override/silence",
+            &bob,
+            json!({ "actions": ["dont_notify"], "conditions": condition }),
+        )
         .await;
 
     server.send_text(&alice, &room, "m1", "muted").await;
@@ -237,7 +393,11 @@ async fn a_muted_room_sends_nothing() {
     assert_eq!(unread(&sync, &room), (0, 0));
     assert_eq!(unread(&sync, &silenced), (0, 0));
     let listed = server.get("/_matrix/client/v3/notifications", &bob).await;
-    assert_eq!(listed["notifications"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(
+        listed["notifications"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
     server.stop().await;
 }
 
@@ -246,13 +406,27 @@ async fn delivery_is_retried_after_the_gateway_was_down_and_counts_survive_a_res
     let dir = tempfile::tempdir().unwrap();
     let gateway = Gateway::start(2).await;
     let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "bob-key"),
+        )
+        .await;
     let event = server.send_text(&alice, &room, "r1", "are you there").await;
     let started = std::time::Instant::now();
     let pushed = gateway.wait_for(&event).await;
-    assert_eq!(gateway.attempts.load(Ordering::SeqCst), 3, "two refused attempts, then the delivery");
+    assert_eq!(
+        gateway.attempts.load(Ordering::SeqCst),
+        3,
+        "two refused attempts, then the delivery"
+    );
     // Backoff: 1 s, then 2 s.
-    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(pushed["notification"]["counts"]["unread"], 1);
     sync_until_counts(&server, &bob, &room, (1, 0)).await;
 
@@ -277,7 +451,10 @@ async fn thread_counts_are_separate_when_the_filter_asks() {
     let dir = tempfile::tempdir().unwrap();
     let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
     let root = server.send_text(&alice, &room, "t1", "root").await;
-    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t2", enc(&room));
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/t2",
+        enc(&room)
+    );
     let reply = server
         .put(&path, &alice, json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": { "rel_type": "m.thread", "event_id": root } }))
         .await["event_id"]
@@ -285,17 +462,104 @@ async fn thread_counts_are_separate_when_the_filter_asks() {
         .unwrap()
         .to_owned();
     sync_until_counts(&server, &bob, &room, (2, 0)).await;
-    let filter = enc(&json!({ "room": { "timeline": { "unread_thread_notifications": true } } }).to_string());
-    let sync = server.get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob).await;
+    let filter = enc(
+        &json!({ "room": { "timeline": { "unread_thread_notifications": true } } }).to_string(),
+    );
+    let sync = server
+        .get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob)
+        .await;
     assert_eq!(unread(&sync, &room), (1, 0), "{sync}");
-    assert_eq!(sync["rooms"]["join"][&room]["unread_thread_notifications"][&root]["notification_count"], 1, "{sync}");
+    assert_eq!(
+        sync["rooms"]["join"][&room]["unread_thread_notifications"][&root]["notification_count"], 1,
+        "{sync}"
+    );
     // A receipt in the thread resets only the thread.
     server
-        .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&reply)), &bob, json!({ "thread_id": root }))
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&reply)
+            ),
+            &bob,
+            json!({ "thread_id": root }),
+        )
         .await;
     sync_until_counts(&server, &bob, &room, (1, 0)).await;
-    let sync = server.get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob).await;
-    assert!(sync["rooms"]["join"][&room]["unread_thread_notifications"].get(&root).is_none(), "{sync}");
+    let sync = server
+        .get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob)
+        .await;
+    assert!(
+        sync["rooms"]["join"][&room]["unread_thread_notifications"]
+            .get(&root)
+            .is_none(),
+        "{sync}"
+    );
+
+    // A second thread, and a new reply in the first: each thread is counted on its own.
+    let in_thread = |txn: &'static str, root: String| {
+        let server = &server;
+        let alice = &alice;
+        let room = &room;
+        async move {
+            let path = format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+                enc(room)
+            );
+            let content = json!({ "msgtype": "m.text", "body": txn, "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
+            server.put(&path, alice, content).await["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let root2 = server.send_text(&alice, &room, "t3", "second root").await;
+    in_thread("t4", root2.clone()).await;
+    let last = in_thread("t5", root.clone()).await;
+    sync_until_counts(&server, &bob, &room, (4, 0)).await;
+    let sync = server
+        .get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob)
+        .await;
+    assert_eq!(unread(&sync, &room), (2, 0), "{sync}");
+    let threads = &sync["rooms"]["join"][&room]["unread_thread_notifications"];
+    assert_eq!(
+        (
+            threads[&root]["notification_count"].as_u64(),
+            threads[&root2]["notification_count"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{sync}"
+    );
+    // An unthreaded receipt reads everything up to its event, threads included.
+    server
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&root2)
+            ),
+            &bob,
+            json!({}),
+        )
+        .await;
+    sync_until_counts(&server, &bob, &room, (2, 0)).await;
+    server
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&last)
+            ),
+            &bob,
+            json!({}),
+        )
+        .await;
+    sync_until_counts(&server, &bob, &room, (0, 0)).await;
+    let sync = server
+        .get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob)
+        .await;
+    let threads = &sync["rooms"]["join"][&room]["unread_thread_notifications"];
+    assert!(threads.as_object().is_none_or(|t| t.is_empty()), "{sync}");
     server.stop().await;
 }
 
@@ -305,12 +569,21 @@ async fn pushers_are_set_listed_replaced_deleted_and_dropped_at_logout() {
     let server = TestServer::start(dir.path()).await;
     let (_bob_id, bob) = server.register("bob").await;
     let url = "http://127.0.0.1:9/_matrix/push/v1/notify";
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(url, "k1")).await;
+    server
+        .post("/_matrix/client/v3/pushers/set", &bob, pusher(url, "k1"))
+        .await;
     let mut second = pusher(url, "k2");
     second["data"]["format"] = json!("event_id_only");
-    server.post("/_matrix/client/v3/pushers/set", &bob, second).await;
+    server
+        .post("/_matrix/client/v3/pushers/set", &bob, second)
+        .await;
     let listed = server.get("/_matrix/client/v3/pushers", &bob).await;
-    let keys: Vec<&str> = listed["pushers"].as_array().unwrap().iter().map(|p| p["pushkey"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = listed["pushers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pushkey"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, vec!["k1", "k2"], "{listed}");
     assert_eq!(listed["pushers"][1]["data"]["format"], "event_id_only");
     assert_eq!(listed["pushers"][0]["kind"], "http");
@@ -318,38 +591,117 @@ async fn pushers_are_set_listed_replaced_deleted_and_dropped_at_logout() {
     // Errors: missing fields, a URL that is not a gateway's, an unknown kind.
     let mut missing = pusher(url, "k3");
     missing.as_object_mut().unwrap().remove("app_id");
-    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(missing)).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM")), "{body}");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/pushers/set",
+            Some(&bob),
+            Some(missing),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM")),
+        "{body}"
+    );
     let mut no_url = pusher(url, "k3");
     no_url["data"] = json!({});
-    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(no_url)).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM")), "{body}");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/pushers/set",
+            Some(&bob),
+            Some(no_url),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM")),
+        "{body}"
+    );
     let bad_url = pusher("http://127.0.0.1:9/notify", "k3");
-    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(bad_url)).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/pushers/set",
+            Some(&bob),
+            Some(bad_url),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")),
+        "{body}"
+    );
     let mut bad_kind = pusher(url, "k3");
     bad_kind["kind"] = json!("pigeon");
-    let (status, body) = server.call(Method::POST, "/_matrix/client/v3/pushers/set", Some(&bob), Some(bad_kind)).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")), "{body}");
-    assert_eq!(server.get("/_matrix/client/v3/pushers", &bob).await["pushers"].as_array().unwrap().len(), 2);
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/pushers/set",
+            Some(&bob),
+            Some(bad_kind),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")),
+        "{body}"
+    );
+    assert_eq!(
+        server.get("/_matrix/client/v3/pushers", &bob).await["pushers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // kind null deletes.
-    server.post("/_matrix/client/v3/pushers/set", &bob, json!({ "kind": null, "app_id": "org.example.app", "pushkey": "k2" })).await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            json!({ "kind": null, "app_id": "org.example.app", "pushkey": "k2" }),
+        )
+        .await;
     let listed = server.get("/_matrix/client/v3/pushers", &bob).await;
     assert_eq!(listed["pushers"].as_array().unwrap().len(), 1, "{listed}");
 
     // Another user taking the same pushkey without `append` takes it away from bob.
     let (_carol_id, carol) = server.register("carol").await;
-    server.post("/_matrix/client/v3/pushers/set", &carol, pusher(url, "k1")).await;
-    assert!(server.get("/_matrix/client/v3/pushers", &bob).await["pushers"].as_array().unwrap().is_empty());
+    server
+        .post("/_matrix/client/v3/pushers/set", &carol, pusher(url, "k1"))
+        .await;
+    assert!(
+        server.get("/_matrix/client/v3/pushers", &bob).await["pushers"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let mut appended = pusher(url, "k1");
     appended["append"] = json!(true);
-    server.post("/_matrix/client/v3/pushers/set", &bob, appended).await;
-    assert_eq!(server.get("/_matrix/client/v3/pushers", &carol).await["pushers"].as_array().unwrap().len(), 1);
-    assert_eq!(server.get("/_matrix/client/v3/pushers", &bob).await["pushers"].as_array().unwrap().len(), 1);
+    server
+        .post("/_matrix/client/v3/pushers/set", &bob, appended)
+        .await;
+    assert_eq!(
+        server.get("/_matrix/client/v3/pushers", &carol).await["pushers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        server.get("/_matrix/client/v3/pushers", &bob).await["pushers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Logging out deletes the pushers of that access token.
-    server.post("/_matrix/client/v3/logout", &carol, json!({})).await;
+    server
+        .post("/_matrix/client/v3/logout", &carol, json!({}))
+        .await;
     let (status, login) = server
         .call(Method::POST, "/_matrix/client/v3/login", None, Some(json!({
             "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "carol" }, "password": "secret-password",
@@ -357,7 +709,12 @@ async fn pushers_are_set_listed_replaced_deleted_and_dropped_at_logout() {
         .await;
     assert_eq!(status, StatusCode::OK, "{login}");
     let carol = login["access_token"].as_str().unwrap().to_owned();
-    assert!(server.get("/_matrix/client/v3/pushers", &carol).await["pushers"].as_array().unwrap().is_empty());
+    assert!(
+        server.get("/_matrix/client/v3/pushers", &carol).await["pushers"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     server.stop().await;
 }
 
@@ -369,59 +726,193 @@ async fn push_rules_are_created_ordered_changed_and_deleted_with_spec_errors() {
     let rules = "/_matrix/client/v3/pushrules";
 
     let all = server.get(&format!("{rules}/"), &bob).await;
-    assert_eq!(all["global"]["override"][0]["rule_id"], ".m.rule.master", "{all}");
+    assert_eq!(
+        all["global"]["override"][0]["rule_id"], ".m.rule.master",
+        "{all}"
+    );
     let global = server.get(&format!("{rules}/global/"), &bob).await;
     assert_eq!(global["underride"], all["global"]["underride"]);
     // The initial sync shows the rules in the global account data.
     let sync = server.get("/_matrix/client/v3/sync", &bob).await;
-    let pushed_rules = sync["account_data"]["events"].as_array().unwrap().iter().find(|e| e["type"] == "m.push_rules").cloned();
-    assert_eq!(pushed_rules.expect("m.push_rules in sync")["content"]["global"]["override"][0]["rule_id"], ".m.rule.master");
+    let pushed_rules = sync["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.push_rules")
+        .cloned();
+    assert_eq!(
+        pushed_rules.expect("m.push_rules in sync")["content"]["global"]["override"][0]["rule_id"],
+        ".m.rule.master"
+    );
 
     let rule = json!({ "actions": ["notify"], "conditions": [{ "kind": "event_match", "key": "content.body", "pattern": "lunch" }] });
-    server.put(&format!("{rules}/global/override/one"), &bob, rule.clone()).await;
-    server.put(&format!("{rules}/global/override/two"), &bob, rule.clone()).await;
-    server.put(&format!("{rules}/global/override/three?after=one"), &bob, rule.clone()).await;
+    server
+        .put(&format!("{rules}/global/override/one"), &bob, rule.clone())
+        .await;
+    server
+        .put(&format!("{rules}/global/override/two"), &bob, rule.clone())
+        .await;
+    server
+        .put(
+            &format!("{rules}/global/override/three?after=one"),
+            &bob,
+            rule.clone(),
+        )
+        .await;
     let ids = |all: &Value| -> Vec<String> {
-        all["global"]["override"].as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap().to_owned()).collect()
+        all["global"]["override"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule_id"].as_str().unwrap().to_owned())
+            .collect()
     };
     let all = server.get(&format!("{rules}/"), &bob).await;
     assert_eq!(&ids(&all)[..4], [".m.rule.master", "two", "one", "three"]);
-    server.put(&format!("{rules}/global/override/three?before=two"), &bob, rule.clone()).await;
+    server
+        .put(
+            &format!("{rules}/global/override/three?before=two"),
+            &bob,
+            rule.clone(),
+        )
+        .await;
     let all = server.get(&format!("{rules}/"), &bob).await;
     assert_eq!(&ids(&all)[..4], [".m.rule.master", "three", "two", "one"]);
-    let one = server.get(&format!("{rules}/global/override/one"), &bob).await;
+    let one = server
+        .get(&format!("{rules}/global/override/one"), &bob)
+        .await;
     assert_eq!(one["conditions"][0]["pattern"], "lunch");
     assert_eq!(one["default"], false);
 
     // enabled and actions, on user and server-default rules.
-    server.put(&format!("{rules}/global/override/one/enabled"), &bob, json!({ "enabled": false })).await;
-    assert_eq!(server.get(&format!("{rules}/global/override/one/enabled"), &bob).await["enabled"], false);
-    server.put(&format!("{rules}/global/underride/.m.rule.message/actions"), &bob, json!({ "actions": [] })).await;
-    let actions = server.get(&format!("{rules}/global/underride/.m.rule.message/actions"), &bob).await;
+    server
+        .put(
+            &format!("{rules}/global/override/one/enabled"),
+            &bob,
+            json!({ "enabled": false }),
+        )
+        .await;
+    assert_eq!(
+        server
+            .get(&format!("{rules}/global/override/one/enabled"), &bob)
+            .await["enabled"],
+        false
+    );
+    server
+        .put(
+            &format!("{rules}/global/underride/.m.rule.message/actions"),
+            &bob,
+            json!({ "actions": [] }),
+        )
+        .await;
+    let actions = server
+        .get(
+            &format!("{rules}/global/underride/.m.rule.message/actions"),
+            &bob,
+        )
+        .await;
     assert_eq!(actions["actions"], json!([]));
     // A content rule.
-    server.put(&format!("{rules}/global/content/cake"), &bob, json!({ "actions": ["notify"], "pattern": "cake" })).await;
-    assert_eq!(server.get(&format!("{rules}/global/content/cake"), &bob).await["pattern"], "cake");
+    server
+        .put(
+            &format!("{rules}/global/content/cake"),
+            &bob,
+            json!({ "actions": ["notify"], "pattern": "cake" }),
+        )
+        .await;
+    assert_eq!(
+        server
+            .get(&format!("{rules}/global/content/cake"), &bob)
+            .await["pattern"],
+        "cake"
+    );
 
-    let error = |status: StatusCode, body: &Value| (status, body["errcode"].as_str().unwrap_or_default().to_owned());
-    let (s, b) = server.call(Method::GET, &format!("{rules}/global/override/nope"), Some(&bob), None).await;
+    let error = |status: StatusCode, body: &Value| {
+        (
+            status,
+            body["errcode"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let (s, b) = server
+        .call(
+            Method::GET,
+            &format!("{rules}/global/override/nope"),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
-    let (s, b) = server.call(Method::PUT, &format!("{rules}/global/override/.m.rule.mine"), Some(&bob), Some(rule.clone())).await;
-    assert_eq!(error(s, &b), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM".into()));
-    let (s, b) = server.call(Method::PUT, &format!("{rules}/global/override/four?before=nope"), Some(&bob), Some(rule.clone())).await;
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            &format!("{rules}/global/override/.m.rule.mine"),
+            Some(&bob),
+            Some(rule.clone()),
+        )
+        .await;
+    assert_eq!(
+        error(s, &b),
+        (StatusCode::BAD_REQUEST, "M_INVALID_PARAM".into())
+    );
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            &format!("{rules}/global/override/four?before=nope"),
+            Some(&bob),
+            Some(rule.clone()),
+        )
+        .await;
     assert_eq!(error(s, &b), (StatusCode::BAD_REQUEST, "M_UNKNOWN".into()));
-    let (s, b) = server.call(Method::DELETE, &format!("{rules}/global/override/.m.rule.master"), Some(&bob), None).await;
-    assert_eq!(error(s, &b), (StatusCode::BAD_REQUEST, "M_INVALID_PARAM".into()));
-    let (s, b) = server.call(Method::PUT, &format!("{rules}/global/room/nope/enabled"), Some(&bob), Some(json!({ "enabled": true }))).await;
+    let (s, b) = server
+        .call(
+            Method::DELETE,
+            &format!("{rules}/global/override/.m.rule.master"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(
+        error(s, &b),
+        (StatusCode::BAD_REQUEST, "M_INVALID_PARAM".into())
+    );
+    let (s, b) = server
+        .call(
+            Method::PUT,
+            &format!("{rules}/global/room/nope/enabled"),
+            Some(&bob),
+            Some(json!({ "enabled": true })),
+        )
+        .await;
     assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
-    let (s, b) = server.call(Method::GET, &format!("{rules}/global/override/nope/actions"), Some(&bob), None).await;
+    let (s, b) = server
+        .call(
+            Method::GET,
+            &format!("{rules}/global/override/nope/actions"),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
     // The failed requests changed nothing.
     let after_errors = server.get(&format!("{rules}/"), &bob).await;
     assert!(!ids(&after_errors).contains(&"four".to_owned()));
 
-    server.call(Method::DELETE, &format!("{rules}/global/override/two"), Some(&bob), None).await;
-    let (s, b) = server.call(Method::DELETE, &format!("{rules}/global/override/two"), Some(&bob), None).await;
+    server
+        .call(
+            Method::DELETE,
+            &format!("{rules}/global/override/two"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    let (s, b) = server
+        .call(
+            Method::DELETE,
+            &format!("{rules}/global/override/two"),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(error(s, &b), (StatusCode::NOT_FOUND, "M_NOT_FOUND".into()));
     let all = server.get(&format!("{rules}/"), &bob).await;
     assert_eq!(&ids(&all)[..3], [".m.rule.master", "three", "one"]);
@@ -438,7 +929,12 @@ async fn push_rules_are_created_ordered_changed_and_deleted_with_spec_errors() {
     let bob = login["access_token"].as_str().unwrap().to_owned();
     let all = server.get(&format!("{rules}/"), &bob).await;
     assert_eq!(&ids(&all)[..3], [".m.rule.master", "three", "one"]);
-    assert_eq!(server.get(&format!("{rules}/global/override/one/enabled"), &bob).await["enabled"], false);
+    assert_eq!(
+        server
+            .get(&format!("{rules}/global/override/one/enabled"), &bob)
+            .await["enabled"],
+        false
+    );
     server.stop().await;
 }
 
@@ -487,10 +983,20 @@ async fn event_id_only_pushers_get_no_content_and_rejected_pushkeys_lose_their_p
     let mut short = pusher(&gateway.url, "short-key");
     short["data"]["format"] = json!("event_id_only");
     short["data"]["custom"] = json!("kept");
-    server.post("/_matrix/client/v3/pushers/set", &bob, short).await;
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "gone-key")).await;
+    server
+        .post("/_matrix/client/v3/pushers/set", &bob, short)
+        .await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "gone-key"),
+        )
+        .await;
 
-    let event = server.send_text(&alice, &room, "e1", "secret content").await;
+    let event = server
+        .send_text(&alice, &room, "e1", "secret content")
+        .await;
     gateway.wait_for(&event).await;
     for _ in 0..100 {
         if gateway.received().len() == 2 {
@@ -499,19 +1005,33 @@ async fn event_id_only_pushers_get_no_content_and_rejected_pushkeys_lose_their_p
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let received = gateway.received();
-    let short = received.iter().find(|n| n["notification"]["devices"][0]["pushkey"] == "short-key").expect("short-key pushed");
+    let short = received
+        .iter()
+        .find(|n| n["notification"]["devices"][0]["pushkey"] == "short-key")
+        .expect("short-key pushed");
     let n = &short["notification"];
     assert_eq!(n["event_id"], event.as_str());
     assert_eq!(n["room_id"], room.as_str());
     assert_eq!(n["counts"]["unread"], 1);
-    assert!(n.get("content").is_none() && n.get("sender").is_none() && n.get("type").is_none(), "{short}");
-    assert_eq!(n["devices"][0]["data"], json!({ "format": "event_id_only", "custom": "kept" }));
+    assert!(
+        n.get("content").is_none() && n.get("sender").is_none() && n.get("type").is_none(),
+        "{short}"
+    );
+    assert_eq!(
+        n["devices"][0]["data"],
+        json!({ "format": "event_id_only", "custom": "kept" })
+    );
 
     // The gateway rejected gone-key: that pusher is deleted, the other stays.
     let mut keys = Vec::new();
     for _ in 0..100 {
         let listed = server.get("/_matrix/client/v3/pushers", &bob).await;
-        keys = listed["pushers"].as_array().unwrap().iter().map(|p| p["pushkey"].as_str().unwrap().to_owned()).collect();
+        keys = listed["pushers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pushkey"].as_str().unwrap().to_owned())
+            .collect();
         if keys == ["short-key"] {
             break;
         }
@@ -532,9 +1052,23 @@ async fn https_gateways_are_reached_over_tls() {
     let server = TestServer::start_with(config).await;
     let (_a, alice) = server.register("alice").await;
     let (_b, bob) = server.register("bob").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "tls-key")).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "tls-key"),
+        )
+        .await;
     let event = server.send_text(&alice, &room, "s1", "over tls").await;
     let pushed = gateway.wait_for(&event).await;
     assert_eq!(pushed["notification"]["content"]["body"], "over tls");
@@ -547,17 +1081,46 @@ async fn the_badge_counts_only_joined_rooms() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = Gateway::start(0).await;
     let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
-    let other = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&other)), &bob, json!({})).await;
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "bob-key")).await;
+    let other = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&other)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "bob-key"),
+        )
+        .await;
     let first = server.send_text(&alice, &room, "b1", "one").await;
-    assert_eq!(gateway.wait_for(&first).await["notification"]["counts"]["unread"], 1);
+    assert_eq!(
+        gateway.wait_for(&first).await["notification"]["counts"]["unread"],
+        1
+    );
     let second = server.send_text(&alice, &other, "b2", "two").await;
-    assert_eq!(gateway.wait_for(&second).await["notification"]["counts"]["unread"], 2);
+    assert_eq!(
+        gateway.wait_for(&second).await["notification"]["counts"]["unread"],
+        2
+    );
     // Bob leaves the first room with its notification unread: it no longer counts.
-    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     let third = server.send_text(&alice, &other, "b3", "three").await;
-    assert_eq!(gateway.wait_for(&third).await["notification"]["counts"]["unread"], 2);
+    assert_eq!(
+        gateway.wait_for(&third).await["notification"]["counts"]["unread"],
+        2
+    );
     server.stop().await;
 }
 
@@ -577,19 +1140,32 @@ async fn a_read_receipt_and_the_counts_it_resets_are_one_batch() {
     let event_id = ruma::EventId::parse(event).unwrap();
     let short = s.short.room(&room_id).unwrap().unwrap();
     let state = |s: &parvis::services::Services| {
-        let receipt = s.receipts.get(short, "m.read", &bob_id).unwrap().map(|r| r.event_id);
-        let counts = parvis::services::push::read::room_counts(s, &bob_id, short).unwrap().total();
+        let receipt = s
+            .receipts
+            .get(short, "m.read", &bob_id)
+            .unwrap()
+            .map(|r| r.event_id);
+        let counts = parvis::services::push::counts_store::room_counts(s, &bob_id, short)
+            .unwrap()
+            .total();
         (receipt, counts.notify, counts.highlight)
     };
     assert_eq!(state(&s), (None, 1, 1));
 
     engine.allow_writes(0);
-    assert!(parvis::services::push::read::receipt(&s, &bob_id, short, "m.read", &event_id, None).is_err());
+    assert!(
+        parvis::services::push::read::receipt(&s, &bob_id, short, "m.read", &event_id, None)
+            .is_err()
+    );
     assert_eq!(state(&s), (None, 1, 1), "a failed write changes nothing");
 
     engine.allow_writes(1);
     parvis::services::push::read::receipt(&s, &bob_id, short, "m.read", &event_id, None).unwrap();
-    assert_eq!(state(&s), (Some(event_id.clone()), 0, 0), "the receipt and its reset in one write");
+    assert_eq!(
+        state(&s),
+        (Some(event_id.clone()), 0, 0),
+        "the receipt and its reset in one write"
+    );
 }
 
 /// The counts of a message are written in the message's own batch: the first /sync answer that
@@ -598,21 +1174,40 @@ async fn a_read_receipt_and_the_counts_it_resets_are_one_batch() {
 async fn a_sync_that_shows_a_message_shows_its_count() {
     let dir = tempfile::tempdir().unwrap();
     let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
-    let mut since = sync_until_counts(&server, &bob, &room, (0, 0)).await["next_batch"].as_str().unwrap().to_owned();
+    let mut since = sync_until_counts(&server, &bob, &room, (0, 0)).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for i in 0..10u64 {
         let server_ref = &server;
         let (bob_ref, since_ref) = (&bob, since.clone());
         let poll = async move {
-            server_ref.get(&format!("/_matrix/client/v3/sync?timeout=5000&since={since_ref}"), bob_ref).await
+            server_ref
+                .get(
+                    &format!("/_matrix/client/v3/sync?timeout=5000&since={since_ref}"),
+                    bob_ref,
+                )
+                .await
         };
         let send = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             send_mention(&server, &alice, &room, &format!("race{i}"), &bob_id).await
         };
         let (answer, event_id) = tokio::join!(poll, send);
-        let events = answer["rooms"]["join"][&room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
-        assert!(events.iter().any(|e| e["event_id"] == event_id.as_str()), "the long poll wakes with the message: {answer}");
-        assert_eq!(unread(&answer, &room), (i + 1, i + 1), "and with its count: {}", answer["rooms"]["join"][&room]);
+        let events = answer["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            events.iter().any(|e| e["event_id"] == event_id.as_str()),
+            "the long poll wakes with the message: {answer}"
+        );
+        assert_eq!(
+            unread(&answer, &room),
+            (i + 1, i + 1),
+            "and with its count: {}",
+            answer["rooms"]["join"][&room]
+        );
         since = answer["next_batch"].as_str().unwrap().to_owned();
     }
     server.stop().await;
@@ -629,7 +1224,13 @@ async fn a_pusher_set_after_messages_gets_the_next_and_counts_follow_receipts() 
     // Evaluated while bob has no pusher.
     let first = send_mention(&server, &alice, &room, "c1", &bob_id).await;
     sync_until_counts(&server, &bob, &room, (1, 1)).await;
-    server.post("/_matrix/client/v3/pushers/set", &bob, pusher(&gateway.url, "late-key")).await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "late-key"),
+        )
+        .await;
     let second = send_mention(&server, &alice, &room, "c2", &bob_id).await;
     let pushed = gateway.wait_for(&second).await;
     assert_eq!(pushed["notification"]["counts"]["unread"], 2, "{pushed}");
@@ -638,7 +1239,17 @@ async fn a_pusher_set_after_messages_gets_the_next_and_counts_follow_receipts() 
 
     // A receipt resets the counts; the next message counts from there, not from the counts the
     // push path last wrote.
-    server.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&second)), &bob, json!({})).await;
+    server
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&second)
+            ),
+            &bob,
+            json!({}),
+        )
+        .await;
     sync_until_counts(&server, &bob, &room, (0, 0)).await;
     let third = send_mention(&server, &alice, &room, "c3", &bob_id).await;
     let pushed = gateway.wait_for(&third).await;

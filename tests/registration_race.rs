@@ -19,7 +19,9 @@ async fn concurrent_registrations_of_one_name_one_wins() {
     let mut bodies = Vec::new();
     for i in 0..N {
         let body = json!({ "username": "taken", "password": format!("password-{i}") });
-        let (status, first) = server.call(Method::POST, register, None, Some(body.clone())).await;
+        let (status, first) = server
+            .call(Method::POST, register, None, Some(body.clone()))
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
         let mut body = body;
         body["auth"] = json!({ "type": "m.login.dummy", "session": first["session"] });
@@ -41,12 +43,26 @@ async fn concurrent_registrations_of_one_name_one_wins() {
             other => panic!("registration {i}: {other} {answer}"),
         }
     }
-    assert_eq!(winners.len(), 1, "registrations that succeeded: {winners:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "registrations that succeeded: {winners:?}"
+    );
     for i in 0..N {
         let body = json!({ "type": "m.login.password", "user": "taken", "password": format!("password-{i}") });
-        let (status, answer) = server.call(Method::POST, "/_matrix/client/v3/login", None, Some(body)).await;
-        let expected = if i == winners[0] { StatusCode::OK } else { StatusCode::FORBIDDEN };
+        let (status, answer) = server
+            .call(Method::POST, "/_matrix/client/v3/login", None, Some(body))
+            .await;
+        let expected = if i == winners[0] {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
         assert_eq!(status, expected, "password {i}: {answer}");
     }
-    std::sync::Arc::try_unwrap(server).ok().unwrap().stop().await;
+    std::sync::Arc::try_unwrap(server)
+        .ok()
+        .unwrap()
+        .stop()
+        .await;
 }

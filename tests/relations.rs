@@ -10,12 +10,28 @@ use common::{TestServer, enc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn send(server: &TestServer, token: &str, room: &str, kind: &str, txn: &str, content: Value) -> (StatusCode, Value) {
+async fn send(
+    server: &TestServer,
+    token: &str,
+    room: &str,
+    kind: &str,
+    txn: &str,
+    content: Value,
+) -> (StatusCode, Value) {
     let path = format!("/_matrix/client/v3/rooms/{}/send/{kind}/{txn}", enc(room));
-    server.call(Method::PUT, &path, Some(token), Some(content)).await
+    server
+        .call(Method::PUT, &path, Some(token), Some(content))
+        .await
 }
 
-async fn send_ok(server: &TestServer, token: &str, room: &str, kind: &str, txn: &str, content: Value) -> String {
+async fn send_ok(
+    server: &TestServer,
+    token: &str,
+    room: &str,
+    kind: &str,
+    txn: &str,
+    content: Value,
+) -> String {
     let (status, body) = send(server, token, room, kind, txn, content).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["event_id"].as_str().unwrap().to_owned()
@@ -26,11 +42,20 @@ fn reply(root: &str, body: &str) -> Value {
 }
 
 fn ids(chunk: &Value) -> Vec<String> {
-    chunk.as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect()
+    chunk
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn relations_path(room: &str, event: &str, rest: &str) -> String {
-    format!("/_matrix/client/v1/rooms/{}/relations/{}{rest}", enc(room), enc(event))
+    format!(
+        "/_matrix/client/v1/rooms/{}/relations/{}{rest}",
+        enc(room),
+        enc(event)
+    )
 }
 
 #[tokio::test]
@@ -42,14 +67,34 @@ async fn relations_are_listed_filtered_and_paginated_both_ways() {
     let root = server.send_text(&alice, &room, "t0", "root").await;
     let mut thread = Vec::new();
     for i in 0..5 {
-        thread.push(send_ok(&server, &alice, &room, "m.room.message", &format!("r{i}"), reply(&root, &format!("reply {i}"))).await);
+        thread.push(
+            send_ok(
+                &server,
+                &alice,
+                &room,
+                "m.room.message",
+                &format!("r{i}"),
+                reply(&root, &format!("reply {i}")),
+            )
+            .await,
+        );
     }
-    let reaction = send_ok(&server, &alice, &room, "m.reaction", "a1", json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": root, "key": "👍" } })).await;
+    let reaction = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.reaction",
+        "a1",
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": root, "key": "👍" } }),
+    )
+    .await;
     // A reply (m.in_reply_to only) is not a relation.
     send_ok(&server, &alice, &room, "m.room.message", "plain", json!({ "msgtype": "m.text", "body": "x", "m.relates_to": { "m.in_reply_to": { "event_id": root } } })).await;
 
     // Everything, newest first.
-    let all = server.get(&relations_path(&room, &root, "?limit=50"), &alice).await;
+    let all = server
+        .get(&relations_path(&room, &root, "?limit=50"), &alice)
+        .await;
     let mut expected: Vec<String> = thread.iter().cloned().chain([reaction.clone()]).collect();
     expected.reverse();
     assert_eq!(ids(&all["chunk"]), expected);
@@ -57,11 +102,26 @@ async fn relations_are_listed_filtered_and_paginated_both_ways() {
     assert!(all.get("recursion_depth").is_none());
 
     // By relation type, and by relation type and event type.
-    let threads = server.get(&relations_path(&room, &root, "/m.thread?limit=50"), &alice).await;
-    assert_eq!(ids(&threads["chunk"]), thread.iter().rev().cloned().collect::<Vec<_>>());
-    let reactions = server.get(&relations_path(&room, &root, "/m.annotation/m.reaction"), &alice).await;
+    let threads = server
+        .get(&relations_path(&room, &root, "/m.thread?limit=50"), &alice)
+        .await;
+    assert_eq!(
+        ids(&threads["chunk"]),
+        thread.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    let reactions = server
+        .get(
+            &relations_path(&room, &root, "/m.annotation/m.reaction"),
+            &alice,
+        )
+        .await;
     assert_eq!(ids(&reactions["chunk"]), vec![reaction.clone()]);
-    let none = server.get(&relations_path(&room, &root, "/m.annotation/m.room.message"), &alice).await;
+    let none = server
+        .get(
+            &relations_path(&room, &root, "/m.annotation/m.room.message"),
+            &alice,
+        )
+        .await;
     assert_eq!(ids(&none["chunk"]), Vec::<String>::new());
 
     // Backwards, two at a time: 4 3 | 2 1 | 0.
@@ -99,22 +159,69 @@ async fn relations_are_listed_filtered_and_paginated_both_ways() {
     assert_eq!(seen, thread);
 
     // `to` stops at a previous page's token: from the start back to the first page's end.
-    let first = server.get(&relations_path(&room, &root, "/m.thread?limit=2"), &alice).await;
+    let first = server
+        .get(&relations_path(&room, &root, "/m.thread?limit=2"), &alice)
+        .await;
     let to = first["next_batch"].as_str().unwrap();
-    let bounded = server.get(&relations_path(&room, &root, &format!("/m.thread?limit=50&to={}", enc(to))), &alice).await;
-    assert_eq!(ids(&bounded["chunk"]), thread[3..].iter().rev().cloned().collect::<Vec<_>>());
+    let bounded = server
+        .get(
+            &relations_path(&room, &root, &format!("/m.thread?limit=50&to={}", enc(to))),
+            &alice,
+        )
+        .await;
+    assert_eq!(
+        ids(&bounded["chunk"]),
+        thread[3..].iter().rev().cloned().collect::<Vec<_>>()
+    );
 
     // A /messages token works as `from`.
-    let messages = server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1", enc(&room)), &alice).await;
+    let messages = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1",
+                enc(&room)
+            ),
+            &alice,
+        )
+        .await;
     let end = messages["end"].as_str().unwrap();
-    let page = server.get(&relations_path(&room, &root, &format!("/m.thread?limit=50&from={}", enc(end))), &alice).await;
-    assert_eq!(ids(&page["chunk"]), thread.iter().rev().cloned().collect::<Vec<_>>());
+    let page = server
+        .get(
+            &relations_path(
+                &room,
+                &root,
+                &format!("/m.thread?limit=50&from={}", enc(end)),
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(
+        ids(&page["chunk"]),
+        thread.iter().rev().cloned().collect::<Vec<_>>()
+    );
 
     // Unknown event, event of another room: 404.
-    let (status, body) = server.call(Method::GET, &relations_path(&room, "$nope:x", ""), Some(&alice), None).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::NOT_FOUND, Some("M_NOT_FOUND")));
+    let (status, body) = server
+        .call(
+            Method::GET,
+            &relations_path(&room, "$nope:x", ""),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_NOT_FOUND"))
+    );
     let other = server.create_room(&alice, json!({})).await;
-    let (status, _) = server.call(Method::GET, &relations_path(&other, &root, ""), Some(&alice), None).await;
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &relations_path(&other, &root, ""),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
@@ -126,17 +233,43 @@ async fn recurse_follows_relations_of_relations() {
     let (_, alice) = server.register("alice").await;
     let room = server.create_room(&alice, json!({})).await;
     let root = server.send_text(&alice, &room, "t0", "root").await;
-    let child = send_ok(&server, &alice, &room, "m.room.message", "c", reply(&root, "in thread")).await;
-    let grandchild = send_ok(&server, &alice, &room, "m.reaction", "g", json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": child, "key": "x" } })).await;
+    let child = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "c",
+        reply(&root, "in thread"),
+    )
+    .await;
+    let grandchild = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.reaction",
+        "g",
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": child, "key": "x" } }),
+    )
+    .await;
     let great = send_ok(&server, &alice, &room, "m.room.message", "gg", json!({ "msgtype": "m.text", "body": "ref", "m.relates_to": { "rel_type": "m.reference", "event_id": grandchild } })).await;
 
     let direct = server.get(&relations_path(&room, &root, ""), &alice).await;
     assert_eq!(ids(&direct["chunk"]), vec![child.clone()]);
-    let deep = server.get(&relations_path(&room, &root, "?recurse=true"), &alice).await;
-    assert_eq!(ids(&deep["chunk"]), vec![great.clone(), grandchild.clone(), child.clone()]);
+    let deep = server
+        .get(&relations_path(&room, &root, "?recurse=true"), &alice)
+        .await;
+    assert_eq!(
+        ids(&deep["chunk"]),
+        vec![great.clone(), grandchild.clone(), child.clone()]
+    );
     assert_eq!(deep["recursion_depth"], json!(3));
     // The relation type filter applies to every event returned.
-    let annotations = server.get(&relations_path(&room, &root, "/m.annotation?recurse=true"), &alice).await;
+    let annotations = server
+        .get(
+            &relations_path(&room, &root, "/m.annotation?recurse=true"),
+            &alice,
+        )
+        .await;
     assert_eq!(ids(&annotations["chunk"]), vec![grandchild]);
     server.stop().await;
 }
@@ -151,25 +284,81 @@ async fn relations_respect_history_visibility() {
         { "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "joined" } }
     ] })).await;
     let root = server.send_text(&alice, &room, "t0", "root").await;
-    let early = send_ok(&server, &alice, &room, "m.room.message", "r0", reply(&root, "before bob")).await;
+    let early = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "r0",
+        reply(&root, "before bob"),
+    )
+    .await;
     // Bob, not in the room: the parent is not visible to him.
-    let (status, _) = server.call(Method::GET, &relations_path(&room, &root, ""), Some(&bob), None).await;
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &relations_path(&room, &root, ""),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
-    let late = send_ok(&server, &alice, &room, "m.room.message", "r1", reply(&root, "after bob")).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    let late = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "r1",
+        reply(&root, "after bob"),
+    )
+    .await;
     let new_root = server.send_text(&alice, &room, "t1", "new root").await;
-    let new_reply = send_ok(&server, &alice, &room, "m.room.message", "r2", reply(&new_root, "x")).await;
+    let new_reply = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "r2",
+        reply(&new_root, "x"),
+    )
+    .await;
     // Bob joined after the root: still not visible to him under `joined`.
-    let (status, _) = server.call(Method::GET, &relations_path(&room, &root, ""), Some(&bob), None).await;
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &relations_path(&room, &root, ""),
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let page = server.get(&relations_path(&room, &new_root, ""), &bob).await;
+    let page = server
+        .get(&relations_path(&room, &new_root, ""), &bob)
+        .await;
     assert_eq!(ids(&page["chunk"]), vec![new_reply]);
     // Alice sees both replies of the first thread; the thread list shows bob only what he may see.
     let page = server.get(&relations_path(&room, &root, ""), &alice).await;
     assert_eq!(ids(&page["chunk"]), vec![late, early]);
-    let listed = server.get(&format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)), &bob).await;
+    let listed = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)),
+            &bob,
+        )
+        .await;
     assert_eq!(ids(&listed["chunk"]), vec![new_root.clone()]);
-    let listed = server.get(&format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)), &alice).await;
+    let listed = server
+        .get(
+            &format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)),
+            &alice,
+        )
+        .await;
     assert_eq!(ids(&listed["chunk"]), vec![new_root, root]);
     server.stop().await;
 }
@@ -180,15 +369,55 @@ async fn threads_are_listed_by_latest_activity_with_aggregations() {
     let server = TestServer::start(dir.path()).await;
     let (alice_id, alice) = server.register("alice").await;
     let (_, bob) = server.register("bob").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     let a = server.send_text(&alice, &room, "a", "thread a").await;
     let b = server.send_text(&bob, &room, "b", "thread b").await;
     let c = server.send_text(&bob, &room, "c", "thread c").await;
-    send_ok(&server, &bob, &room, "m.room.message", "ra", reply(&a, "a1")).await;
-    send_ok(&server, &bob, &room, "m.room.message", "rb", reply(&b, "b1")).await;
-    send_ok(&server, &bob, &room, "m.room.message", "rc", reply(&c, "c1")).await;
-    let latest_a = send_ok(&server, &alice, &room, "m.room.message", "ra2", reply(&a, "a2")).await;
+    send_ok(
+        &server,
+        &bob,
+        &room,
+        "m.room.message",
+        "ra",
+        reply(&a, "a1"),
+    )
+    .await;
+    send_ok(
+        &server,
+        &bob,
+        &room,
+        "m.room.message",
+        "rb",
+        reply(&b, "b1"),
+    )
+    .await;
+    send_ok(
+        &server,
+        &bob,
+        &room,
+        "m.room.message",
+        "rc",
+        reply(&c, "c1"),
+    )
+    .await;
+    let latest_a = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "ra2",
+        reply(&a, "a2"),
+    )
+    .await;
     let threads = format!("/_matrix/client/v1/rooms/{}/threads", enc(&room));
 
     let all = server.get(&format!("{threads}?limit=10"), &alice).await;
@@ -199,12 +428,19 @@ async fn threads_are_listed_by_latest_activity_with_aggregations() {
     assert_eq!(summary["latest_event"]["sender"], json!(alice_id));
     assert_eq!(summary["current_user_participated"], json!(true));
     // Bob replied to b and c and sent them; alice only took part in a.
-    let mine = server.get(&format!("{threads}?include=participated"), &alice).await;
+    let mine = server
+        .get(&format!("{threads}?include=participated"), &alice)
+        .await;
     assert_eq!(ids(&mine["chunk"]), vec![a.clone()]);
-    let bobs = server.get(&format!("{threads}?include=participated&limit=10"), &bob).await;
+    let bobs = server
+        .get(&format!("{threads}?include=participated&limit=10"), &bob)
+        .await;
     assert_eq!(ids(&bobs["chunk"]), vec![a.clone(), c.clone(), b.clone()]);
     let in_c = server.get(&format!("{threads}?limit=10"), &alice).await;
-    assert_eq!(in_c["chunk"][1]["unsigned"]["m.relations"]["m.thread"]["current_user_participated"], json!(false));
+    assert_eq!(
+        in_c["chunk"][1]["unsigned"]["m.relations"]["m.thread"]["current_user_participated"],
+        json!(false)
+    );
 
     // Pagination: one at a time.
     let mut seen = Vec::new();
@@ -222,27 +458,95 @@ async fn threads_are_listed_by_latest_activity_with_aggregations() {
         }
     }
     assert_eq!(seen, vec![a.clone(), c.clone(), b.clone()]);
-    let (status, body) = server.call(Method::GET, &format!("{threads}?from=nonsense"), Some(&alice), None).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")));
+    let (status, body) = server
+        .call(
+            Method::GET,
+            &format!("{threads}?from=nonsense"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
 
     // The root served by /event, /messages, /context and /sync carries the same summary.
-    let event = server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&a)), &alice).await;
-    assert_eq!(event["unsigned"]["m.relations"]["m.thread"]["count"], json!(2));
-    let messages = server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", enc(&room)), &alice).await;
-    let root = messages["chunk"].as_array().unwrap().iter().find(|e| e["event_id"] == json!(a)).unwrap();
-    assert_eq!(root["unsigned"]["m.relations"]["m.thread"]["latest_event"]["event_id"], json!(latest_a));
-    let context = server.get(&format!("/_matrix/client/v3/rooms/{}/context/{}", enc(&room), enc(&b)), &alice).await;
-    assert_eq!(context["event"]["unsigned"]["m.relations"]["m.thread"]["count"], json!(1));
+    let event = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&a)),
+            &alice,
+        )
+        .await;
+    assert_eq!(
+        event["unsigned"]["m.relations"]["m.thread"]["count"],
+        json!(2)
+    );
+    let messages = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+                enc(&room)
+            ),
+            &alice,
+        )
+        .await;
+    let root = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_id"] == json!(a))
+        .unwrap();
+    assert_eq!(
+        root["unsigned"]["m.relations"]["m.thread"]["latest_event"]["event_id"],
+        json!(latest_a)
+    );
+    let context = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/context/{}",
+                enc(&room),
+                enc(&b)
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(
+        context["event"]["unsigned"]["m.relations"]["m.thread"]["count"],
+        json!(1)
+    );
     let sync = server.get("/_matrix/client/v3/sync", &alice).await;
-    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
-    let root = timeline.iter().find(|e| e["event_id"] == json!(a)).expect("root in the initial sync");
-    assert_eq!(root["unsigned"]["m.relations"]["m.thread"]["count"], json!(2));
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap();
+    let root = timeline
+        .iter()
+        .find(|e| e["event_id"] == json!(a))
+        .expect("root in the initial sync");
+    assert_eq!(
+        root["unsigned"]["m.relations"]["m.thread"]["count"],
+        json!(2)
+    );
     // And /search results.
     let criteria = json!({ "search_term": "thread", "filter": { "rooms": [room] } });
-    let found = server.post("/_matrix/client/v3/search", &alice, json!({ "search_categories": { "room_events": criteria } })).await;
-    let results = found["search_categories"]["room_events"]["results"].as_array().unwrap();
-    let root = results.iter().find(|r| r["result"]["event_id"] == json!(a)).expect("root found by search");
-    assert_eq!(root["result"]["unsigned"]["m.relations"]["m.thread"]["count"], json!(2));
+    let found = server
+        .post(
+            "/_matrix/client/v3/search",
+            &alice,
+            json!({ "search_categories": { "room_events": criteria } }),
+        )
+        .await;
+    let results = found["search_categories"]["room_events"]["results"]
+        .as_array()
+        .unwrap();
+    let root = results
+        .iter()
+        .find(|r| r["result"]["event_id"] == json!(a))
+        .expect("root found by search");
+    assert_eq!(
+        root["result"]["unsigned"]["m.relations"]["m.thread"]["count"],
+        json!(2)
+    );
     server.stop().await;
 }
 
@@ -252,42 +556,95 @@ async fn edits_references_and_redactions_aggregate_as_the_spec_says() {
     let server = TestServer::start(dir.path()).await;
     let (_, alice) = server.register("alice").await;
     let (_, bob) = server.register("bob").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     let original = server.send_text(&alice, &room, "o", "helo").await;
     let edit = |body: &str| json!({ "msgtype": "m.text", "body": format!("* {body}"), "m.new_content": { "msgtype": "m.text", "body": body }, "m.relates_to": { "rel_type": "m.replace", "event_id": original } });
-    let first = send_ok(&server, &alice, &room, "m.room.message", "e1", edit("hello")).await;
-    let second = send_ok(&server, &alice, &room, "m.room.message", "e2", edit("hello!")).await;
+    let first = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "e1",
+        edit("hello"),
+    )
+    .await;
+    let second = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "e2",
+        edit("hello!"),
+    )
+    .await;
     // Not valid: another sender, no m.new_content.
     send_ok(&server, &bob, &room, "m.room.message", "e3", edit("bob's")).await;
     send_ok(&server, &alice, &room, "m.room.message", "e4", json!({ "msgtype": "m.text", "body": "x", "m.relates_to": { "rel_type": "m.replace", "event_id": original } })).await;
     let reference = send_ok(&server, &bob, &room, "m.room.message", "ref", json!({ "msgtype": "m.text", "body": "see", "m.relates_to": { "rel_type": "m.reference", "event_id": original } })).await;
-    let event_path = format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&original));
+    let event_path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        enc(&room),
+        enc(&original)
+    );
 
     let served = server.get(&event_path, &alice).await;
     let relations = &served["unsigned"]["m.relations"];
-    assert_eq!(relations["m.replace"]["event_id"], json!(second), "{served}");
-    assert_eq!(relations["m.replace"]["content"]["m.new_content"]["body"], json!("hello!"));
+    assert_eq!(
+        relations["m.replace"]["event_id"],
+        json!(second),
+        "{served}"
+    );
+    assert_eq!(
+        relations["m.replace"]["content"]["m.new_content"]["body"],
+        json!("hello!")
+    );
     // The original content is served as it is (spec v1.7+).
     assert_eq!(served["content"]["body"], json!("helo"));
-    assert_eq!(relations["m.reference"]["chunk"], json!([{ "event_id": reference }]));
+    assert_eq!(
+        relations["m.reference"]["chunk"],
+        json!([{ "event_id": reference }])
+    );
 
     // Redacting the latest edit: the one before applies.
     let redact = |event: String, txn: &'static str| {
-        let path = format!("/_matrix/client/v3/rooms/{}/redact/{}/{txn}", enc(&room), enc(&event));
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/{txn}",
+            enc(&room),
+            enc(&event)
+        );
         let server = &server;
         let alice = alice.clone();
         async move { server.put(&path, &alice, json!({})).await }
     };
     redact(second.clone(), "x1").await;
     let served = server.get(&event_path, &alice).await;
-    assert_eq!(served["unsigned"]["m.relations"]["m.replace"]["event_id"], json!(first));
-    let edits = server.get(&relations_path(&room, &original, "/m.replace?limit=50"), &alice).await;
+    assert_eq!(
+        served["unsigned"]["m.relations"]["m.replace"]["event_id"],
+        json!(first)
+    );
+    let edits = server
+        .get(
+            &relations_path(&room, &original, "/m.replace?limit=50"),
+            &alice,
+        )
+        .await;
     assert!(!ids(&edits["chunk"]).contains(&second));
     // Redacting the original hides its edits.
     redact(original.clone(), "x2").await;
     let served = server.get(&event_path, &alice).await;
-    assert!(served["unsigned"]["m.relations"].get("m.replace").is_none(), "{served}");
+    assert!(
+        served["unsigned"]["m.relations"].get("m.replace").is_none(),
+        "{served}"
+    );
     server.stop().await;
 }
 
@@ -298,22 +655,82 @@ async fn thread_summary_follows_redactions_of_replies() {
     let (_, alice) = server.register("alice").await;
     let room = server.create_room(&alice, json!({})).await;
     let root = server.send_text(&alice, &room, "t0", "root").await;
-    let r1 = send_ok(&server, &alice, &room, "m.room.message", "r1", reply(&root, "one")).await;
-    let r2 = send_ok(&server, &alice, &room, "m.room.message", "r2", reply(&root, "two")).await;
+    let r1 = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "r1",
+        reply(&root, "one"),
+    )
+    .await;
+    let r2 = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "r2",
+        reply(&root, "two"),
+    )
+    .await;
     let other = server.send_text(&alice, &room, "t1", "other root").await;
-    send_ok(&server, &alice, &room, "m.room.message", "o1", reply(&other, "x")).await;
+    send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "o1",
+        reply(&other, "x"),
+    )
+    .await;
     let threads = format!("/_matrix/client/v1/rooms/{}/threads", enc(&room));
-    assert_eq!(ids(&server.get(&threads, &alice).await["chunk"]), vec![other.clone(), root.clone()]);
+    assert_eq!(
+        ids(&server.get(&threads, &alice).await["chunk"]),
+        vec![other.clone(), root.clone()]
+    );
 
-    let redact = |event: &str, txn: &str| format!("/_matrix/client/v3/rooms/{}/redact/{}/{txn}", enc(&room), enc(event));
+    let redact = |event: &str, txn: &str| {
+        format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/{txn}",
+            enc(&room),
+            enc(event)
+        )
+    };
     server.put(&redact(&r2, "x1"), &alice, json!({})).await;
-    let event = server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&root)), &alice).await;
+    let event = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&root)
+            ),
+            &alice,
+        )
+        .await;
     let summary = &event["unsigned"]["m.relations"]["m.thread"];
-    assert_eq!((summary["count"].clone(), summary["latest_event"]["event_id"].clone()), (json!(1), json!(r1)));
+    assert_eq!(
+        (
+            summary["count"].clone(),
+            summary["latest_event"]["event_id"].clone()
+        ),
+        (json!(1), json!(r1))
+    );
     // The last reply redacted: no thread any more.
     server.put(&redact(&r1, "x2"), &alice, json!({})).await;
-    assert_eq!(ids(&server.get(&threads, &alice).await["chunk"]), vec![other]);
-    let event = server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&root)), &alice).await;
+    assert_eq!(
+        ids(&server.get(&threads, &alice).await["chunk"]),
+        vec![other]
+    );
+    let event = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&root)
+            ),
+            &alice,
+        )
+        .await;
     assert!(event["unsigned"].get("m.relations").is_none(), "{event}");
     server.stop().await;
 }
@@ -326,25 +743,58 @@ async fn duplicate_annotations_and_cross_room_relations_are_refused() {
     let room = server.create_room(&alice, json!({})).await;
     let other = server.create_room(&alice, json!({})).await;
     let target = server.send_text(&alice, &room, "t0", "hi").await;
-    let like = json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": "👍" } });
+    let like =
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": "👍" } });
     let first = send_ok(&server, &alice, &room, "m.reaction", "l1", like.clone()).await;
     let (status, body) = send(&server, &alice, &room, "m.reaction", "l2", like.clone()).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_DUPLICATE_ANNOTATION")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_DUPLICATE_ANNOTATION")),
+        "{body}"
+    );
     // Another key is fine; once the first is redacted the same key is accepted again.
-    send_ok(&server, &alice, &room, "m.reaction", "l3", json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": "🎉" } })).await;
-    server.put(&format!("/_matrix/client/v3/rooms/{}/redact/{}/x", enc(&room), enc(&first)), &alice, json!({})).await;
+    send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.reaction",
+        "l3",
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": "🎉" } }),
+    )
+    .await;
+    server
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/x",
+                enc(&room),
+                enc(&first)
+            ),
+            &alice,
+            json!({}),
+        )
+        .await;
     send_ok(&server, &alice, &room, "m.reaction", "l4", like).await;
 
     // Annotating, editing or threading an event of another room.
     for (txn, kind, content) in [
-        ("c1", "m.reaction", json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": "x" } })),
-        ("c2", "m.room.message", json!({ "msgtype": "m.text", "body": "*", "m.new_content": { "msgtype": "m.text", "body": "y" }, "m.relates_to": { "rel_type": "m.replace", "event_id": target } })),
+        (
+            "c1",
+            "m.reaction",
+            json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": target, "key": "x" } }),
+        ),
+        (
+            "c2",
+            "m.room.message",
+            json!({ "msgtype": "m.text", "body": "*", "m.new_content": { "msgtype": "m.text", "body": "y" }, "m.relates_to": { "rel_type": "m.replace", "event_id": target } }),
+        ),
         ("c3", "m.room.message", reply(&target, "x")),
     ] {
         let (status, body) = send(&server, &alice, &other, kind, txn, content).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
-    let relations = server.get(&relations_path(&room, &target, "?limit=50"), &alice).await;
+    let relations = server
+        .get(&relations_path(&room, &target, "?limit=50"), &alice)
+        .await;
     assert_eq!(ids(&relations["chunk"]).len(), 2);
     server.stop().await;
 }
@@ -356,20 +806,53 @@ async fn relations_received_over_federation_aggregate_the_same_way() {
     let original = p.b.send_text(&p.bob_token, &room, "o", "helo from b").await;
     let edit = json!({ "msgtype": "m.text", "body": "* hello", "m.new_content": { "msgtype": "m.text", "body": "hello from b" }, "m.relates_to": { "rel_type": "m.replace", "event_id": original } });
     let edit_id = send_ok(&p.b, &p.bob_token, &room, "m.room.message", "e", edit).await;
-    let reply_id = send_ok(&p.b, &p.bob_token, &room, "m.room.message", "r", reply(&original, "in thread")).await;
+    let reply_id = send_ok(
+        &p.b,
+        &p.bob_token,
+        &room,
+        "m.room.message",
+        "r",
+        reply(&original, "in thread"),
+    )
+    .await;
     // On A, the remote edit and thread reply aggregate on the remote original.
-    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&original));
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        enc(&room),
+        enc(&original)
+    );
     let relations = common::federation::eventually("the relations on A", || async {
-        let (status, event) = p.a.call(Method::GET, &path, Some(&p.alice_token), None).await;
+        let (status, event) =
+            p.a.call(Method::GET, &path, Some(&p.alice_token), None)
+                .await;
         let relations = event["unsigned"]["m.relations"].clone();
-        (status == StatusCode::OK && relations["m.thread"]["count"] == json!(1) && relations.get("m.replace").is_some()).then_some(relations)
+        (status == StatusCode::OK
+            && relations["m.thread"]["count"] == json!(1)
+            && relations.get("m.replace").is_some())
+        .then_some(relations)
     })
     .await;
     assert_eq!(relations["m.replace"]["event_id"], json!(edit_id));
-    assert_eq!(relations["m.thread"]["latest_event"]["event_id"], json!(reply_id));
-    assert_eq!(relations["m.thread"]["current_user_participated"], json!(false));
-    let threads = p.a.get(&format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)), &p.alice_token).await;
+    assert_eq!(
+        relations["m.thread"]["latest_event"]["event_id"],
+        json!(reply_id)
+    );
+    assert_eq!(
+        relations["m.thread"]["current_user_participated"],
+        json!(false)
+    );
+    let threads =
+        p.a.get(
+            &format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)),
+            &p.alice_token,
+        )
+        .await;
     assert_eq!(ids(&threads["chunk"]), vec![original.clone()]);
-    let listed = p.a.get(&relations_path(&room, &original, "/m.replace"), &p.alice_token).await;
+    let listed =
+        p.a.get(
+            &relations_path(&room, &original, "/m.replace"),
+            &p.alice_token,
+        )
+        .await;
     assert_eq!(ids(&listed["chunk"]), vec![edit_id]);
 }

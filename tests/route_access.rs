@@ -76,7 +76,17 @@ const FORBIDDEN: Answer = (403, Some("M_FORBIDDEN"));
 const NOT_FOUND: Answer = (404, Some("M_NOT_FOUND"));
 
 fn e(method: &'static str, template: &'static str, need: Need, (status, errcode): Answer) -> Entry {
-    Entry { method, template, need, status, errcode, query: "", body: None, with: &[], names_room: false }
+    Entry {
+        method,
+        template,
+        need,
+        status,
+        errcode,
+        query: "",
+        body: None,
+        with: &[],
+        names_room: false,
+    }
 }
 
 /// The password-check UIA stage for the user `{who}` (a placeholder).
@@ -310,12 +320,22 @@ fn backup_key(marker: &str) -> Value {
 /// `/_matrix/client/unstable/x` and `/_matrix/client/unstable/<namespace.with.dots>/x` become
 /// `client/x` (`media/x` for `/_matrix/media/...`); other paths stay as they are.
 fn template(path: &str) -> String {
-    for (prefix, short) in [("/_matrix/client/", "client/"), ("/_matrix/media/", "media/")] {
-        let Some(rest) = path.strip_prefix(prefix) else { continue };
-        let Some((version, rest)) = rest.split_once('/') else { return format!("{short}{rest}") };
+    for (prefix, short) in [
+        ("/_matrix/client/", "client/"),
+        ("/_matrix/media/", "media/"),
+    ] {
+        let Some(rest) = path.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((version, rest)) = rest.split_once('/') else {
+            return format!("{short}{rest}");
+        };
         let rest = match version {
             "r0" | "v1" | "v3" => rest,
-            "unstable" => rest.split_once('/').filter(|(ns, _)| ns.contains('.')).map_or(rest, |(_, r)| r),
+            "unstable" => rest
+                .split_once('/')
+                .filter(|(ns, _)| ns.contains('.'))
+                .map_or(rest, |(_, r)| r),
             _ => return format!("{short}{version}/{rest}"),
         };
         return format!("{short}{rest}");
@@ -328,20 +348,53 @@ fn every_route_has_an_entry() {
     let table = table();
     let mut keys = BTreeSet::new();
     for entry in &table {
-        assert!(keys.insert((entry.method, entry.template)), "two entries for {} {}", entry.method, entry.template);
-        if matches!(entry.need, Need::RoomMember | Need::Event | Need::OtherUser | Need::Admin) {
-            assert!(entry.status >= 400, "{} {}: refused routes expect an error", entry.method, entry.template);
+        assert!(
+            keys.insert((entry.method, entry.template)),
+            "two entries for {} {}",
+            entry.method,
+            entry.template
+        );
+        if matches!(
+            entry.need,
+            Need::RoomMember | Need::Event | Need::OtherUser | Need::Admin
+        ) {
+            assert!(
+                entry.status >= 400,
+                "{} {}: refused routes expect an error",
+                entry.method,
+                entry.template
+            );
         }
         if entry.need == Need::Admin {
-            assert_eq!((entry.status, entry.errcode), FORBIDDEN, "{} {}", entry.method, entry.template);
+            assert_eq!(
+                (entry.status, entry.errcode),
+                FORBIDDEN,
+                "{} {}",
+                entry.method,
+                entry.template
+            );
         }
     }
-    let routes: BTreeSet<(String, String)> =
-        parvis::api::route_list().into_iter().map(|(method, path)| (method.to_string(), template(&path))).collect();
-    let missing: Vec<_> = routes.iter().filter(|(m, t)| !keys.contains(&(m.as_str(), t.as_str()))).collect();
-    assert!(missing.is_empty(), "routes without an entry in tests/route_access.rs `table`: {missing:#?}");
-    let stale: Vec<_> = keys.iter().filter(|(m, t)| !routes.contains(&(m.to_string(), t.to_string()))).collect();
-    assert!(stale.is_empty(), "entries for routes the router does not serve: {stale:#?}");
+    let routes: BTreeSet<(String, String)> = parvis::api::route_list()
+        .into_iter()
+        .map(|(method, path)| (method.to_string(), template(&path)))
+        .collect();
+    let missing: Vec<_> = routes
+        .iter()
+        .filter(|(m, t)| !keys.contains(&(m.as_str(), t.as_str())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes without an entry in tests/route_access.rs `table`: {missing:#?}"
+    );
+    let stale: Vec<_> = keys
+        .iter()
+        .filter(|(m, t)| !routes.contains(&(m.to_string(), t.to_string())))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "entries for routes the router does not serve: {stale:#?}"
+    );
 }
 
 /// Alice's private data, made before mallory calls anything. Every private value carries the marker
@@ -367,35 +420,114 @@ impl Fixture {
             )
             .await;
         let r = enc(&room);
-        let event = server.send_text(&alice, &room, "t1", "s3cr3t message").await;
+        let event = server
+            .send_text(&alice, &room, "t1", "s3cr3t message")
+            .await;
         for key in ["", "k"] {
-            server.put(&format!("/_matrix/client/v3/rooms/{r}/state/org.example.secret/{key}"), &alice, json!({ "v": "s3cr3t state" })).await;
+            server
+                .put(
+                    &format!("/_matrix/client/v3/rooms/{r}/state/org.example.secret/{key}"),
+                    &alice,
+                    json!({ "v": "s3cr3t state" }),
+                )
+                .await;
         }
         let u = enc(&alice_id);
-        let filter = server.post(&format!("/_matrix/client/v3/user/{u}/filter"), &alice, json!({ "room": { "not_types": ["s3cr3t.type"] } })).await;
-        server.put(&format!("/_matrix/client/v3/user/{u}/account_data/org.example.secret"), &alice, json!({ "v": "s3cr3t global" })).await;
-        server
-            .put(&format!("/_matrix/client/v3/user/{u}/rooms/{r}/account_data/org.example.secret"), &alice, json!({ "v": "s3cr3t room" }))
+        let filter = server
+            .post(
+                &format!("/_matrix/client/v3/user/{u}/filter"),
+                &alice,
+                json!({ "room": { "not_types": ["s3cr3t.type"] } }),
+            )
             .await;
-        server.put(&format!("/_matrix/client/v3/user/{u}/rooms/{r}/tags/u.s3cr3t"), &alice, json!({ "order": 0.5 })).await;
-        let device = server.get("/_matrix/client/v3/account/whoami", &alice).await["device_id"].as_str().unwrap().to_owned();
-        server.put(&format!("/_matrix/client/v3/devices/{}", enc(&device)), &alice, json!({ "display_name": "s3cr3t phone" })).await;
-        server.put("/_matrix/client/v3/directory/room/%23alice-room:test.local", &alice, json!({ "room_id": room })).await;
-        server.put(&format!("/_matrix/client/v3/presence/{u}/status"), &alice, json!({ "presence": "online", "status_msg": "s3cr3t status" })).await;
         server
-            .put("/_matrix/client/v3/pushrules/global/content/alice_rule", &alice, json!({ "pattern": "s3cr3t pattern", "actions": ["notify"] }))
+            .put(
+                &format!("/_matrix/client/v3/user/{u}/account_data/org.example.secret"),
+                &alice,
+                json!({ "v": "s3cr3t global" }),
+            )
+            .await;
+        server
+            .put(
+                &format!("/_matrix/client/v3/user/{u}/rooms/{r}/account_data/org.example.secret"),
+                &alice,
+                json!({ "v": "s3cr3t room" }),
+            )
+            .await;
+        server
+            .put(
+                &format!("/_matrix/client/v3/user/{u}/rooms/{r}/tags/u.s3cr3t"),
+                &alice,
+                json!({ "order": 0.5 }),
+            )
+            .await;
+        let device = server
+            .get("/_matrix/client/v3/account/whoami", &alice)
+            .await["device_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        server
+            .put(
+                &format!("/_matrix/client/v3/devices/{}", enc(&device)),
+                &alice,
+                json!({ "display_name": "s3cr3t phone" }),
+            )
+            .await;
+        server
+            .put(
+                "/_matrix/client/v3/directory/room/%23alice-room:test.local",
+                &alice,
+                json!({ "room_id": room }),
+            )
+            .await;
+        server
+            .put(
+                &format!("/_matrix/client/v3/presence/{u}/status"),
+                &alice,
+                json!({ "presence": "online", "status_msg": "s3cr3t status" }),
+            )
+            .await;
+        server
+            .put(
+                "/_matrix/client/v3/pushrules/global/content/alice_rule",
+                &alice,
+                json!({ "pattern": "s3cr3t pattern", "actions": ["notify"] }),
+            )
             .await;
         let backup = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "s3cr3t key" } });
-        let version = server.post("/_matrix/client/v3/room_keys/version", &alice, backup).await["version"].as_str().unwrap().to_owned();
+        let version = server
+            .post("/_matrix/client/v3/room_keys/version", &alice, backup)
+            .await["version"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         server
-            .put(&format!("/_matrix/client/v3/room_keys/keys/{r}/session1?version={version}"), &alice, backup_key("s3cr3t session"))
+            .put(
+                &format!("/_matrix/client/v3/room_keys/keys/{r}/session1?version={version}"),
+                &alice,
+                backup_key("s3cr3t session"),
+            )
             .await;
         // Mallory's own backup, so that a version number of hers exists too.
-        let backup = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {} });
-        server.post("/_matrix/client/v3/room_keys/version", &mallory, backup).await;
+        let backup =
+            json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {} });
+        server
+            .post("/_matrix/client/v3/room_keys/version", &mallory, backup)
+            .await;
         let media = upload(&server, &alice).await;
-        let pending = server.post("/_matrix/media/v1/create", &alice, json!({})).await["content_uri"].as_str().unwrap().to_owned();
-        let since = server.get("/_matrix/client/v3/sync?timeout=0", &mallory).await["next_batch"].as_str().unwrap().to_owned();
+        let pending = server
+            .post("/_matrix/media/v1/create", &alice, json!({}))
+            .await["content_uri"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let since = server
+            .get("/_matrix/client/v3/sync?timeout=0", &mallory)
+            .await["next_batch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
 
         let media_id = |mxc: &str| mxc.rsplit('/').next().unwrap().to_owned();
         let values = BTreeMap::from([
@@ -406,7 +538,10 @@ impl Fixture {
             ("user_id", alice_id),
             ("mallory", mallory_id),
             ("device_id", device),
-            ("filter_id", filter["filter_id"].as_str().unwrap().to_owned()),
+            (
+                "filter_id",
+                filter["filter_id"].as_str().unwrap().to_owned(),
+            ),
             ("event_type", "org.example.secret".to_owned()),
             ("state_key", "k".to_owned()),
             ("txn_id", "mallory-txn".to_owned()),
@@ -428,7 +563,12 @@ impl Fixture {
             ("report_id", "1".to_owned()),
             ("since", since),
         ]);
-        Fixture { server, alice, mallory, values }
+        Fixture {
+            server,
+            alice,
+            mallory,
+            values,
+        }
     }
 
     /// `text` with every `{placeholder}` replaced, the entry's own choices first; `encode` for paths.
@@ -454,7 +594,11 @@ impl Fixture {
     /// What alice sees of her own data: must be the same before and after mallory's calls.
     async fn alice_view(&self) -> Value {
         let s = &self.server;
-        let (u, r, a) = (enc(&self.values["user_id"]), enc(&self.values["room_id"]), &self.alice);
+        let (u, r, a) = (
+            enc(&self.values["user_id"]),
+            enc(&self.values["room_id"]),
+            &self.alice,
+        );
         let version = &self.values["version"];
         json!({
             "account_data": s.get(&format!("/_matrix/client/v3/user/{u}/account_data/org.example.secret"), a).await,
@@ -491,7 +635,10 @@ fn sorted_events(events: Value) -> Value {
 async fn upload(server: &TestServer, token: &str) -> String {
     let res = server
         .http
-        .post(format!("{}/_matrix/media/v3/upload?filename=f.txt", server.base))
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename=f.txt",
+            server.base
+        ))
         .bearer_auth(token)
         .header("content-type", "text/plain")
         .body("hello")
@@ -499,12 +646,24 @@ async fn upload(server: &TestServer, token: &str) -> String {
         .await
         .unwrap();
     assert!(res.status().is_success());
-    res.json::<Value>().await.unwrap()["content_uri"].as_str().unwrap().to_owned()
+    res.json::<Value>().await.unwrap()["content_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Sends a request; returns the status and the body as text.
-async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, String) {
-    let mut req = server.http.request(Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{}", server.base, path));
+async fn send(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (u16, String) {
+    let mut req = server.http.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{}{}", server.base, path),
+    );
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
@@ -520,16 +679,22 @@ async fn a_stranger_gets_the_specs_error_on_every_route_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new(TestServer::start(dir.path()).await).await;
     let s = &fx.server;
-    let alice_since = s.get("/_matrix/client/v3/sync?timeout=0", &fx.alice).await["next_batch"].as_str().unwrap().to_owned();
+    let alice_since = s.get("/_matrix/client/v3/sync?timeout=0", &fx.alice).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let before = fx.alice_view().await;
 
     let table = table();
-    let by_key: BTreeMap<(&str, &str), &Entry> = table.iter().map(|e| ((e.method, e.template), e)).collect();
+    let by_key: BTreeMap<(&str, &str), &Entry> =
+        table.iter().map(|e| ((e.method, e.template), e)).collect();
     let mut failures = Vec::new();
     let mut fresh_users = 0;
     for (method, path) in parvis::api::route_list() {
         let (method, key) = (method.to_string(), template(&path));
-        let Some(entry) = by_key.get(&(method.as_str(), key.as_str())) else { continue };
+        let Some(entry) = by_key.get(&(method.as_str(), key.as_str())) else {
+            continue;
+        };
         let fresh = if entry.need == Need::Session {
             fresh_users += 1;
             Some(s.register(&format!("eve{fresh_users}")).await)
@@ -544,9 +709,15 @@ async fn a_stranger_gets_the_specs_error_on_every_route_and_changes_nothing() {
         };
         let mut url = fx.fill(&path, entry.with, fresh_name, true);
         if !entry.query.is_empty() {
-            url = format!("{url}?{}", fx.fill(entry.query, entry.with, fresh_name, true));
+            url = format!(
+                "{url}?{}",
+                fx.fill(entry.query, entry.with, fresh_name, true)
+            );
         }
-        let body = entry.body.as_ref().map(|b| fx.fill(&b.to_string(), entry.with, fresh_name, false));
+        let body = entry
+            .body
+            .as_ref()
+            .map(|b| fx.fill(&b.to_string(), entry.with, fresh_name, false));
         // Every route but the public ones wants an access token.
         if entry.need != Need::Public {
             let (status, text) = send(s, &method, &url, None, body.clone()).await;
@@ -558,13 +729,17 @@ async fn a_stranger_gets_the_specs_error_on_every_route_and_changes_nothing() {
         // User-interactive auth: the password stage, sent again in the session the first answer opened.
         if status == 401
             && let Some(mut body) = body.and_then(|b| serde_json::from_str::<Value>(&b).ok())
-            && let Some(session) = serde_json::from_str::<Value>(&text).ok().and_then(|a| a["session"].as_str().map(str::to_owned))
+            && let Some(session) = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|a| a["session"].as_str().map(str::to_owned))
             && body.get("auth").is_some()
         {
             body["auth"]["session"] = json!(session);
             (status, text) = send(s, &method, &url, token, Some(body.to_string())).await;
         }
-        let errcode = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["errcode"].as_str().map(str::to_owned));
+        let errcode = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["errcode"].as_str().map(str::to_owned));
         let expected_code = entry.errcode.map(str::to_owned);
         if status != entry.status || (entry.errcode.is_some() && errcode != expected_code) {
             failures.push(format!(
@@ -577,9 +752,13 @@ async fn a_stranger_gets_the_specs_error_on_every_route_and_changes_nothing() {
         }
         let leaks = (200..300).contains(&status)
             && entry.need != Need::Session
-            && (text.contains("s3cr3t") || (!entry.names_room && text.contains(fx.values["room_id"].as_str())));
+            && (text.contains("s3cr3t")
+                || (!entry.names_room && text.contains(fx.values["room_id"].as_str())));
         if leaks {
-            failures.push(format!("{method} {path}: the answer shows alice's private data: {}", text.chars().take(300).collect::<String>()));
+            failures.push(format!(
+                "{method} {path}: the answer shows alice's private data: {}",
+                text.chars().take(300).collect::<String>()
+            ));
         }
     }
 
@@ -587,27 +766,60 @@ async fn a_stranger_gets_the_specs_error_on_every_route_and_changes_nothing() {
     let after = fx.alice_view().await;
     for (field, value) in before.as_object().unwrap() {
         if after[field] != *value {
-            failures.push(format!("alice's {field} changed: before {value}, after {}", after[field]));
+            failures.push(format!(
+                "alice's {field} changed: before {value}, after {}",
+                after[field]
+            ));
         }
     }
-    let sync = s.get(&format!("/_matrix/client/v3/sync?timeout=0&since={}", enc(&alice_since)), &fx.alice).await;
+    let sync = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?timeout=0&since={}",
+                enc(&alice_since)
+            ),
+            &fx.alice,
+        )
+        .await;
     if let Some(room) = sync["rooms"]["join"].get(&fx.values["room_id"]) {
         for section in ["timeline", "state", "ephemeral", "account_data"] {
-            let events = room[section]["events"].as_array().cloned().unwrap_or_default();
+            let events = room[section]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if !events.is_empty() {
-                failures.push(format!("alice's room shows new {section} events: {events:?}"));
+                failures.push(format!(
+                    "alice's room shows new {section} events: {events:?}"
+                ));
             }
         }
     }
-    let global = sync["account_data"]["events"].as_array().cloned().unwrap_or_default();
+    let global = sync["account_data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !global.is_empty() {
         failures.push(format!("alice's account data changed: {global:?}"));
     }
-    let (status, _) = send(s, "GET", "/_synapse/admin/v2/users", Some(&fx.mallory), None).await;
+    let (status, _) = send(
+        s,
+        "GET",
+        "/_synapse/admin/v2/users",
+        Some(&fx.mallory),
+        None,
+    )
+    .await;
     if status != 403 {
-        failures.push(format!("mallory became an admin: GET /_synapse/admin/v2/users answered {status}"));
+        failures.push(format!(
+            "mallory became an admin: GET /_synapse/admin/v2/users answered {status}"
+        ));
     }
-    assert!(failures.is_empty(), "{} access-control failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} access-control failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// A former member reads the room up to her leave and nothing after; an event named under another
@@ -618,52 +830,184 @@ async fn a_former_member_sees_nothing_after_her_leave_and_events_stay_in_their_r
     let s = TestServer::start(dir.path()).await;
     let (_, alice) = s.register("alice").await;
     let (mallory_id, mallory) = s.register("mallory").await;
-    let room = s.create_room(&alice, json!({ "preset": "private_chat", "topic": "open topic" })).await;
+    let room = s
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "topic": "open topic" }),
+        )
+        .await;
     let r = enc(&room);
-    s.post(&format!("/_matrix/client/v3/rooms/{r}/invite"), &alice, json!({ "user_id": mallory_id })).await;
-    s.post(&format!("/_matrix/client/v3/rooms/{r}/join"), &mallory, json!({})).await;
-    let before = s.send_text(&alice, &room, "t1", "hello while mallory is here").await;
-    s.post(&format!("/_matrix/client/v3/rooms/{r}/leave"), &mallory, json!({})).await;
-    let after = s.send_text(&alice, &room, "t2", "s3cr3t after the leave").await;
-    s.put(&format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"), &alice, json!({ "topic": "s3cr3t topic" })).await;
-    let own = s.create_room(&mallory, json!({ "preset": "private_chat" })).await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{r}/invite"),
+        &alice,
+        json!({ "user_id": mallory_id }),
+    )
+    .await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{r}/join"),
+        &mallory,
+        json!({}),
+    )
+    .await;
+    let before = s
+        .send_text(&alice, &room, "t1", "hello while mallory is here")
+        .await;
+    s.post(
+        &format!("/_matrix/client/v3/rooms/{r}/leave"),
+        &mallory,
+        json!({}),
+    )
+    .await;
+    let after = s
+        .send_text(&alice, &room, "t2", "s3cr3t after the leave")
+        .await;
+    s.put(
+        &format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"),
+        &alice,
+        json!({ "topic": "s3cr3t topic" }),
+    )
+    .await;
+    let own = s
+        .create_room(&mallory, json!({ "preset": "private_chat" }))
+        .await;
     let o = enc(&own);
     let (b, a) = (enc(&before), enc(&after));
 
     let checks: Vec<(&str, String, Option<Value>, u16)> = vec![
         // Up to the leave: readable.
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/event/{b}"), None, 200),
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/messages?dir=b"), None, 200),
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/state"), None, 200),
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"), None, 200),
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/members"), None, 200),
-        ("GET", "/_matrix/client/v3/sync?timeout=0".to_owned(), None, 200),
-        ("POST", "/_matrix/client/v3/search".to_owned(), Some(json!({ "search_categories": { "room_events": { "search_term": "s3cr3t" } } })), 200),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/event/{b}"),
+            None,
+            200,
+        ),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/messages?dir=b"),
+            None,
+            200,
+        ),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/state"),
+            None,
+            200,
+        ),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/state/m.room.topic/"),
+            None,
+            200,
+        ),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/members"),
+            None,
+            200,
+        ),
+        (
+            "GET",
+            "/_matrix/client/v3/sync?timeout=0".to_owned(),
+            None,
+            200,
+        ),
+        (
+            "POST",
+            "/_matrix/client/v3/search".to_owned(),
+            Some(json!({ "search_categories": { "room_events": { "search_term": "s3cr3t" } } })),
+            200,
+        ),
         // After the leave: hidden.
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/event/{a}"), None, 404),
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/context/{a}"), None, 403),
-        ("GET", format!("/_matrix/client/v3/rooms/{r}/joined_members"), None, 403),
-        ("PUT", format!("/_matrix/client/v3/rooms/{r}/typing/{}", enc(&mallory_id)), Some(json!({ "typing": true, "timeout": 1000 })), 403),
-        ("POST", format!("/_matrix/client/v3/rooms/{r}/receipt/m.read/{b}"), Some(json!({})), 403),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/event/{a}"),
+            None,
+            404,
+        ),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/context/{a}"),
+            None,
+            403,
+        ),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{r}/joined_members"),
+            None,
+            403,
+        ),
+        (
+            "PUT",
+            format!("/_matrix/client/v3/rooms/{r}/typing/{}", enc(&mallory_id)),
+            Some(json!({ "typing": true, "timeout": 1000 })),
+            403,
+        ),
+        (
+            "POST",
+            format!("/_matrix/client/v3/rooms/{r}/receipt/m.read/{b}"),
+            Some(json!({})),
+            403,
+        ),
         // Alice's event named under mallory's own room.
-        ("GET", format!("/_matrix/client/v3/rooms/{o}/event/{b}"), None, 404),
-        ("GET", format!("/_matrix/client/v3/rooms/{o}/context/{a}"), None, 404),
-        ("PUT", format!("/_matrix/client/v3/rooms/{o}/redact/{a}/t1"), Some(json!({})), 404),
-        ("POST", format!("/_matrix/client/v3/rooms/{o}/receipt/m.read/{a}"), Some(json!({})), 404),
-        ("POST", format!("/_matrix/client/v3/rooms/{o}/read_markers"), Some(json!({ "m.fully_read": after, "m.read": after })), 404),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{o}/event/{b}"),
+            None,
+            404,
+        ),
+        (
+            "GET",
+            format!("/_matrix/client/v3/rooms/{o}/context/{a}"),
+            None,
+            404,
+        ),
+        (
+            "PUT",
+            format!("/_matrix/client/v3/rooms/{o}/redact/{a}/t1"),
+            Some(json!({})),
+            404,
+        ),
+        (
+            "POST",
+            format!("/_matrix/client/v3/rooms/{o}/receipt/m.read/{a}"),
+            Some(json!({})),
+            404,
+        ),
+        (
+            "POST",
+            format!("/_matrix/client/v3/rooms/{o}/read_markers"),
+            Some(json!({ "m.fully_read": after, "m.read": after })),
+            404,
+        ),
     ];
     let mut failures = Vec::new();
     for (method, path, body, expected) in checks {
-        let (status, text) = send(&s, method, &path, Some(&mallory), body.map(|b| b.to_string())).await;
+        let (status, text) = send(
+            &s,
+            method,
+            &path,
+            Some(&mallory),
+            body.map(|b| b.to_string()),
+        )
+        .await;
         if status != expected {
-            failures.push(format!("{method} {path}: expected {expected}, got {status}: {text}"));
+            failures.push(format!(
+                "{method} {path}: expected {expected}, got {status}: {text}"
+            ));
         }
         if (200..300).contains(&status) && text.contains("s3cr3t") {
-            failures.push(format!("{method} {path}: the answer shows what alice sent after mallory left: {text}"));
+            failures.push(format!(
+                "{method} {path}: the answer shows what alice sent after mallory left: {text}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Alice's message was not redacted by the call under mallory's room.
-    let event = s.get(&format!("/_matrix/client/v3/rooms/{r}/event/{a}"), &alice).await;
-    assert_eq!(event["content"]["body"], "s3cr3t after the leave", "{event}");
+    let event = s
+        .get(&format!("/_matrix/client/v3/rooms/{r}/event/{a}"), &alice)
+        .await;
+    assert_eq!(
+        event["content"]["body"], "s3cr3t after the leave",
+        "{event}"
+    );
 }

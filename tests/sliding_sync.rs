@@ -26,7 +26,12 @@ fn all_rooms(range_end: u64, timeline_limit: u64) -> Value {
 }
 
 fn bodies(room: &Value) -> Vec<String> {
-    room["timeline"].as_array().into_iter().flatten().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
+    room["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
 }
 
 fn pos(answer: &Value) -> String {
@@ -39,7 +44,10 @@ async fn versions_advertise_simplified_sliding_sync() {
     let server = TestServer::start(dir.path()).await;
     let (_, alice) = server.register("alice").await;
     let versions = server.get("/_matrix/client/versions", &alice).await;
-    assert_eq!(versions["unstable_features"]["org.matrix.simplified_msc3575"], true, "{versions}");
+    assert_eq!(
+        versions["unstable_features"]["org.matrix.simplified_msc3575"], true,
+        "{versions}"
+    );
     server.stop().await;
 }
 
@@ -59,7 +67,10 @@ async fn lists_are_sorted_by_recency_and_cut_by_ranges() {
     assert_eq!(first["lists"]["all"]["count"], 3, "{first}");
     let rooms = first["rooms"].as_object().unwrap();
     assert_eq!(rooms.len(), 2, "{first}");
-    assert!(rooms.contains_key(&c) && rooms.contains_key(&a) && !rooms.contains_key(&b), "{first}");
+    assert!(
+        rooms.contains_key(&c) && rooms.contains_key(&a) && !rooms.contains_key(&b),
+        "{first}"
+    );
     assert!(rooms[&c]["bump_stamp"].as_u64().unwrap() > rooms[&a]["bump_stamp"].as_u64().unwrap());
     assert_eq!(rooms[&c]["initial"], true);
     assert_eq!(rooms[&c]["name"], "C");
@@ -88,9 +99,17 @@ async fn room_subscription_with_required_state_and_lazy_members() {
     let (alice_id, alice) = server.register("alice").await;
     let (bob_id, bob) = server.register("bob").await;
     let (carol_id, carol) = server.register("carol").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat", "topic": "t" })).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat", "topic": "t" }))
+        .await;
     for token in [&bob, &carol] {
-        server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), token, json!({})).await;
+        server
+            .post(
+                &format!("/_matrix/client/v3/join/{}", enc(&room)),
+                token,
+                json!({}),
+            )
+            .await;
     }
     server.send_text(&carol, &room, "1", "from carol").await;
     server.send_text(&bob, &room, "2", "from bob").await;
@@ -105,7 +124,12 @@ async fn room_subscription_with_required_state_and_lazy_members() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["type"].as_str().unwrap().to_owned(), e["state_key"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["state_key"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     state.sort();
     let mut want = vec![
@@ -118,12 +142,32 @@ async fn room_subscription_with_required_state_and_lazy_members() {
     assert!(!state.iter().any(|(_, k)| *k == carol_id));
     assert_eq!(data["joined_count"], 3);
     // No name: heroes stand in for it.
-    let heroes: Vec<&str> = data["heroes"].as_array().unwrap().iter().map(|h| h["user_id"].as_str().unwrap()).collect();
-    assert!(heroes.contains(&bob_id.as_str()) && heroes.contains(&carol_id.as_str()) && !heroes.contains(&alice_id.as_str()));
+    let heroes: Vec<&str> = data["heroes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["user_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        heroes.contains(&bob_id.as_str())
+            && heroes.contains(&carol_id.as_str())
+            && !heroes.contains(&alice_id.as_str())
+    );
     // prev_batch is a /messages token: the earlier message is behind it.
     let prev = data["prev_batch"].as_str().unwrap();
-    let messages = server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&from={prev}&limit=1", enc(&room)), &alice).await;
-    assert_eq!(messages["chunk"][0]["content"]["body"], "from carol", "{messages}");
+    let messages = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&from={prev}&limit=1",
+                enc(&room)
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(
+        messages["chunk"][0]["content"]["body"], "from carol",
+        "{messages}"
+    );
 
     // Later, carol speaks: her member event comes along with the new timeline.
     server.send_text(&carol, &room, "3", "carol again").await;
@@ -132,7 +176,12 @@ async fn room_subscription_with_required_state_and_lazy_members() {
     assert_eq!(bodies(data), ["carol again"], "{next}");
     assert_eq!(data["num_live"], 1);
     assert!(data.get("initial").is_none());
-    let keys: Vec<&str> = data["required_state"].as_array().unwrap().iter().map(|e| e["state_key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = data["required_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, [carol_id.as_str()], "{next}");
     server.stop().await;
 }
@@ -153,22 +202,47 @@ async fn incremental_answers_and_long_poll_wake_up() {
     let started = std::time::Instant::now();
     let quiet = server.post(&path, &alice, all_rooms(9, 5)).await;
     assert!(started.elapsed() >= Duration::from_millis(250));
-    assert!(quiet.get("rooms").is_none_or(|r| r.as_object().unwrap().is_empty()), "{quiet}");
+    assert!(
+        quiet
+            .get("rooms")
+            .is_none_or(|r| r.as_object().unwrap().is_empty()),
+        "{quiet}"
+    );
 
     let poll = {
         let http = server.http.clone();
-        let url = format!("{}{PATH}?pos={}&timeout=20000", server.base, enc(&pos(&quiet)));
+        let url = format!(
+            "{}{PATH}?pos={}&timeout=20000",
+            server.base,
+            enc(&pos(&quiet))
+        );
         let token = alice.clone();
         tokio::spawn(async move {
-            http.post(url).bearer_auth(token).json(&all_rooms(9, 5)).send().await.unwrap().json::<Value>().await.unwrap()
+            http.post(url)
+                .bearer_auth(token)
+                .json(&all_rooms(9, 5))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.send_text(&alice, &room, "2", "wake up").await;
-    let woke = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("woke before the timeout").unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("woke before the timeout")
+        .unwrap();
     assert_eq!(bodies(&woke["rooms"][&room]), ["wake up"], "{woke}");
     // `limited: false` is left out.
-    assert!(woke["rooms"][&room].get("limited").is_none_or(|l| l == false), "{woke}");
+    assert!(
+        woke["rooms"][&room]
+            .get("limited")
+            .is_none_or(|l| l == false),
+        "{woke}"
+    );
 
     // The same pos can be used again (a retried request) and gives the same room.
     let again = sliding(&server, &alice, Some(&pos(&quiet)), all_rooms(9, 5)).await;
@@ -182,15 +256,37 @@ async fn unknown_pos_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let (_, alice) = server.register("alice").await;
-    let (status, body) = server.call(Method::POST, &format!("{PATH}?pos=12345_6"), Some(&alice), Some(json!({}))).await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("{PATH}?pos=12345_6"),
+            Some(&alice),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errcode"], "M_UNKNOWN_POS");
     // A pos of another connection is unknown on this one.
     let first = sliding(&server, &alice, None, json!({ "conn_id": "one" })).await;
-    let (status, body) =
-        server.call(Method::POST, &format!("{PATH}?pos={}", enc(&pos(&first))), Some(&alice), Some(json!({ "conn_id": "two" }))).await;
-    assert_eq!((status, body["errcode"].as_str()), (StatusCode::BAD_REQUEST, Some("M_UNKNOWN_POS")));
-    let ok = sliding(&server, &alice, Some(&pos(&first)), json!({ "conn_id": "one" })).await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("{PATH}?pos={}", enc(&pos(&first))),
+            Some(&alice),
+            Some(json!({ "conn_id": "two" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_UNKNOWN_POS"))
+    );
+    let ok = sliding(
+        &server,
+        &alice,
+        Some(&pos(&first)),
+        json!({ "conn_id": "one" }),
+    )
+    .await;
     assert!(ok["pos"].is_string());
     server.stop().await;
 }
@@ -204,7 +300,13 @@ async fn invites_carry_invite_state() {
     let (bob_id, bob) = server.register("bob").await;
     let joined = server.create_room(&bob, json!({})).await;
     let room = server.create_room(&alice, json!({ "name": "Party" })).await;
-    server.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &alice, json!({ "user_id": bob_id })).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &alice,
+            json!({ "user_id": bob_id }),
+        )
+        .await;
     let body = json!({ "lists": {
         "invites": { "ranges": [[0, 9]], "timeline_limit": 1, "filters": { "is_invite": true } },
         "others": { "ranges": [[0, 9]], "timeline_limit": 1, "filters": { "is_invite": false } },
@@ -214,24 +316,49 @@ async fn invites_carry_invite_state() {
     assert_eq!(answer["lists"]["others"]["count"], 1, "{answer}");
     let invite = &answer["rooms"][&room];
     let state = invite["invite_state"].as_array().unwrap();
-    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Party"), "{answer}");
-    assert!(state.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob_id.as_str()));
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Party"),
+        "{answer}"
+    );
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == bob_id.as_str())
+    );
     assert!(invite.get("timeline").is_none());
     assert!(answer["rooms"][&joined].is_object());
 
     // Rejecting the invite: the room comes once more, with bob's leave, and leaves the lists.
-    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     let body = json!({ "lists": { "invites": { "ranges": [[0, 9]], "timeline_limit": 1, "filters": { "is_invite": true } } } });
     let next = sliding(&server, &bob, Some(&pos(&answer)), body.clone()).await;
     assert_eq!(next["lists"]["invites"]["count"], 0, "{next}");
     let left = &next["rooms"][&room];
-    let events: Vec<&Value> = left["timeline"].as_array().into_iter().flatten().chain(left["required_state"].as_array().into_iter().flatten()).collect();
+    let events: Vec<&Value> = left["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(left["required_state"].as_array().into_iter().flatten())
+        .collect();
     assert!(
-        events.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob_id.as_str() && e["content"]["membership"] == "leave"),
+        events.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == bob_id.as_str()
+            && e["content"]["membership"] == "leave"),
         "{next}"
     );
     let after = sliding(&server, &bob, Some(&pos(&next)), body).await;
-    assert!(after["rooms"].get(&room).is_none(), "the leave comes once: {after}");
+    assert!(
+        after["rooms"].get(&room).is_none(),
+        "the leave comes once: {after}"
+    );
     server.stop().await;
 }
 
@@ -243,7 +370,9 @@ async fn to_device_and_e2ee_extensions() {
     let (alice_id, alice) = server.register("alice").await;
     let (bob_id, bob) = server.register("bob").await;
     let (carol_id, carol) = server.register("carol").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
     server
         .post("/_matrix/client/v3/keys/upload", &alice, json!({ "one_time_keys": { "signed_curve25519:AAAA": { "key": "a2V5", "signatures": {} } } }))
         .await;
@@ -255,26 +384,64 @@ async fn to_device_and_e2ee_extensions() {
         json!({ "extensions": { "to_device": to_device, "e2ee": { "enabled": true } } })
     };
     let first = sliding(&server, &alice, None, body(None)).await;
-    assert_eq!(first["extensions"]["e2ee"]["device_one_time_keys_count"]["signed_curve25519"], 1, "{first}");
+    assert_eq!(
+        first["extensions"]["e2ee"]["device_one_time_keys_count"]["signed_curve25519"], 1,
+        "{first}"
+    );
     assert!(first["extensions"]["e2ee"]["device_unused_fallback_key_types"].is_array());
 
-    server.put("/_matrix/client/v3/sendToDevice/m.test/t1", &bob, json!({ "messages": { &alice_id: { "*": { "n": 1 } } } })).await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &carol, json!({})).await;
-    let since = first["extensions"]["to_device"]["next_batch"].as_str().unwrap().to_owned();
+    server
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.test/t1",
+            &bob,
+            json!({ "messages": { &alice_id: { "*": { "n": 1 } } } }),
+        )
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &carol,
+            json!({}),
+        )
+        .await;
+    let since = first["extensions"]["to_device"]["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let second = sliding(&server, &alice, Some(&pos(&first)), body(Some(&since))).await;
-    let events = second["extensions"]["to_device"]["events"].as_array().unwrap();
+    let events = second["extensions"]["to_device"]["events"]
+        .as_array()
+        .unwrap();
     assert_eq!(events.len(), 1, "{second}");
-    assert_eq!((events[0]["type"].as_str(), events[0]["sender"].as_str()), (Some("m.test"), Some(bob_id.as_str())));
+    assert_eq!(
+        (events[0]["type"].as_str(), events[0]["sender"].as_str()),
+        (Some("m.test"), Some(bob_id.as_str()))
+    );
     // carol newly shares a room with alice: her devices are to be fetched.
-    let changed = second["extensions"]["e2ee"]["device_lists"]["changed"].as_array().unwrap();
+    let changed = second["extensions"]["e2ee"]["device_lists"]["changed"]
+        .as_array()
+        .unwrap();
     assert!(changed.iter().any(|u| u == carol_id.as_str()), "{second}");
 
     // Acknowledged with the next since: deleted, never sent again.
-    let next = second["extensions"]["to_device"]["next_batch"].as_str().unwrap().to_owned();
+    let next = second["extensions"]["to_device"]["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let third = sliding(&server, &alice, Some(&pos(&second)), body(Some(&next))).await;
-    assert!(third["extensions"]["to_device"]["events"].as_array().is_none_or(|e| e.is_empty()), "{third}");
+    assert!(
+        third["extensions"]["to_device"]["events"]
+            .as_array()
+            .is_none_or(|e| e.is_empty()),
+        "{third}"
+    );
     let fresh = sliding(&server, &alice, None, body(None)).await;
-    assert!(fresh["extensions"]["to_device"]["events"].as_array().is_none_or(|e| e.is_empty()), "{fresh}");
+    assert!(
+        fresh["extensions"]["to_device"]["events"]
+            .as_array()
+            .is_none_or(|e| e.is_empty()),
+        "{fresh}"
+    );
     server.stop().await;
 }
 
@@ -292,14 +459,28 @@ async fn history_visibility_hides_events_before_the_join() {
         )
         .await;
     server.send_text(&alice, &room, "1", "before bob").await;
-    server.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
     server.send_text(&alice, &room, "2", "after bob").await;
     let answer = sliding(&server, &bob, None, all_rooms(9, 20)).await;
     let seen = bodies(&answer["rooms"][&room]);
     assert_eq!(seen, ["after bob"], "{answer}");
     // A room bob is not in and cannot read is not given by a subscription.
-    let private = server.create_room(&alice, json!({ "preset": "private_chat" })).await;
-    let sub = sliding(&server, &bob, None, json!({ "room_subscriptions": { &private: { "timeline_limit": 5 } } })).await;
+    let private = server
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    let sub = sliding(
+        &server,
+        &bob,
+        None,
+        json!({ "room_subscriptions": { &private: { "timeline_limit": 5 } } }),
+    )
+    .await;
     assert!(sub["rooms"].get(&private).is_none(), "{sub}");
     server.stop().await;
 }
@@ -319,36 +500,93 @@ async fn account_data_extension_follows_the_rooms_in_range() {
         "extensions": { "account_data": { "enabled": true } },
     });
     let first = sliding(&server, &alice, None, body.clone()).await;
-    let global = first["extensions"]["account_data"]["global"].as_array().unwrap();
-    assert!(global.iter().any(|e| e["type"] == "m.push_rules"), "{first}");
-    assert!(first["rooms"].get(&new).is_some() && first["rooms"].get(&old).is_none(), "{first}");
+    let global = first["extensions"]["account_data"]["global"]
+        .as_array()
+        .unwrap();
+    assert!(
+        global.iter().any(|e| e["type"] == "m.push_rules"),
+        "{first}"
+    );
+    assert!(
+        first["rooms"].get(&new).is_some() && first["rooms"].get(&old).is_none(),
+        "{first}"
+    );
 
     // A tag on the room out of range is not sent yet…
-    let tag_path = format!("/_matrix/client/v3/user/{}/rooms/{}/tags/u.work", enc(&alice_id), enc(&old));
+    let tag_path = format!(
+        "/_matrix/client/v3/user/{}/rooms/{}/tags/u.work",
+        enc(&alice_id),
+        enc(&old)
+    );
     server.put(&tag_path, &alice, json!({ "order": 0.5 })).await;
-    server.put(&format!("/_matrix/client/v3/user/{}/account_data/org.example.x", enc(&alice_id)), &alice, json!({ "a": 1 })).await;
+    server
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/account_data/org.example.x",
+                enc(&alice_id)
+            ),
+            &alice,
+            json!({ "a": 1 }),
+        )
+        .await;
     let second = sliding(&server, &alice, Some(&pos(&first)), body.clone()).await;
     let ext = &second["extensions"]["account_data"];
-    assert_eq!(ext["global"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["org.example.x"], "{second}");
-    assert!(ext.get("rooms").is_none_or(|r| r.get(&old).is_none()), "{second}");
+    assert_eq!(
+        ext["global"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["org.example.x"],
+        "{second}"
+    );
+    assert!(
+        ext.get("rooms").is_none_or(|r| r.get(&old).is_none()),
+        "{second}"
+    );
 
     // …and comes with the room when a message brings it into range.
     server.send_text(&alice, &old, "2", "back on top").await;
     let third = sliding(&server, &alice, Some(&pos(&second)), body.clone()).await;
     assert!(third["rooms"].get(&old).is_some(), "{third}");
     let tags = &third["extensions"]["account_data"]["rooms"][&old];
-    assert!(tags.as_array().unwrap().iter().any(|e| e["type"] == "m.tag" && e["content"]["tags"]["u.work"].is_object()), "{third}");
-    assert!(third["extensions"]["account_data"].get("global").is_none(), "{third}");
+    assert!(
+        tags.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.tag" && e["content"]["tags"]["u.work"].is_object()),
+        "{third}"
+    );
+    assert!(
+        third["extensions"]["account_data"].get("global").is_none(),
+        "{third}"
+    );
 
     // A room already sent, then out of range when it was tagged: the tag comes when it is back.
-    let tag_path = format!("/_matrix/client/v3/user/{}/rooms/{}/tags/u.later", enc(&alice_id), enc(&new));
+    let tag_path = format!(
+        "/_matrix/client/v3/user/{}/rooms/{}/tags/u.later",
+        enc(&alice_id),
+        enc(&new)
+    );
     server.put(&tag_path, &alice, json!({})).await;
     let fourth = sliding(&server, &alice, Some(&pos(&third)), body.clone()).await;
-    assert!(fourth["extensions"]["account_data"].get("rooms").is_none_or(|r| r.get(&new).is_none()), "{fourth}");
+    assert!(
+        fourth["extensions"]["account_data"]
+            .get("rooms")
+            .is_none_or(|r| r.get(&new).is_none()),
+        "{fourth}"
+    );
     server.send_text(&alice, &new, "3", "new again").await;
     let fifth = sliding(&server, &alice, Some(&pos(&fourth)), body).await;
     assert_eq!(bodies(&fifth["rooms"][&new]), ["new again"], "{fifth}");
     let tags = &fifth["extensions"]["account_data"]["rooms"][&new];
-    assert!(tags.as_array().unwrap().iter().any(|e| e["type"] == "m.tag" && e["content"]["tags"]["u.later"].is_object()), "{fifth}");
+    assert!(
+        tags.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.tag" && e["content"]["tags"]["u.later"].is_object()),
+        "{fifth}"
+    );
     server.stop().await;
 }

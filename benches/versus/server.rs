@@ -277,7 +277,10 @@ pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepare
         .env("PARVIS_RATE_LIMITS__ENABLED", "false")
         .env("PARVIS_FEDERATION__LISTEN", "127.0.0.1:0")
         // Loopback peers and push gateways (denied by default by `network.deny_ranges`).
-        .env("PARVIS_NETWORK__ALLOW_RANGES", r#"["127.0.0.0/8", "::1/128"]"#);
+        .env(
+            "PARVIS_NETWORK__ALLOW_RANGES",
+            r#"["127.0.0.0/8", "::1/128"]"#,
+        );
     if std::env::var_os("RUST_LOG").is_none() {
         // Same treatment as Synapse: warnings only.
         cmd.env("RUST_LOG", "warn");

@@ -328,12 +328,20 @@ pub async fn concurrent(
     );
     // One more message, then wait until another member's notifications list it: every message
     // before it has been through the push rules by then.
-    let last = api.send_text(&us[0], &room, "c-last", "last message").await?;
+    let last = api
+        .send_text(&us[0], &room, "c-last", "last message")
+        .await?;
     let watcher = &us[users.min(2) - 1];
     let mut notified_secs = None;
     while t0.elapsed() < duration * 30 + Duration::from_secs(60) {
         let v = api
-            .call(reqwest::Method::GET, "/_matrix/client/v3/notifications?limit=1", Some(&watcher.token), None, Duration::from_secs(30))
+            .call(
+                reqwest::Method::GET,
+                "/_matrix/client/v3/notifications?limit=1",
+                Some(&watcher.token),
+                None,
+                Duration::from_secs(30),
+            )
             .await?;
         if v["notifications"][0]["event"]["event_id"].as_str() == Some(last.as_str()) {
             notified_secs = Some(t0.elapsed().as_secs_f64());
@@ -361,7 +369,11 @@ pub async fn concurrent(
         server_cores: server_cpu.map(|c| c / secs),
         client_cores: client_cpu.map(|c| c / secs),
         notified_secs: if users > 1 { notified_secs } else { None },
-        server_cpu_us_notified: cpu0.0.zip(cpu2).filter(|_| users > 1 && notified_secs.is_some()).map(|(a, b)| (b - a) * 1e6 / (sent + 1) as f64),
+        server_cpu_us_notified: cpu0
+            .0
+            .zip(cpu2)
+            .filter(|_| users > 1 && notified_secs.is_some())
+            .map(|(a, b)| (b - a) * 1e6 / (sent + 1) as f64),
     })
 }
 
@@ -516,7 +528,12 @@ pub struct ThreadListResult {
 /// One room of `events` messages, one in 50 a thread root and the others replies spread over the
 /// roots (8 senders at once, untimed); then `GET /rooms/{roomId}/threads?limit=20`, `reps` times:
 /// the first page of the thread list, latest activity first.
-pub async fn thread_list(api: &Api, names: &Names, events: usize, reps: usize) -> Res<ThreadListResult> {
+pub async fn thread_list(
+    api: &Api,
+    names: &Names,
+    events: usize,
+    reps: usize,
+) -> Res<ThreadListResult> {
     let us = register_many(api, names, "thr", 8).await?;
     let room = api.create_room(&us[0], "threads").await?;
     limited(us.len() - 1, 4, |i| {
@@ -527,7 +544,10 @@ pub async fn thread_list(api: &Api, names: &Names, events: usize, reps: usize) -
     let threads = (events / 50).max(1);
     let roots = limited(threads, 8, |i| {
         let (api, u, room) = (api.clone(), us[i % us.len()].clone(), room.clone());
-        async move { api.send_text(&u, &room, &format!("root{i}"), &format!("thread {i}")).await }
+        async move {
+            api.send_text(&u, &room, &format!("root{i}"), &format!("thread {i}"))
+                .await
+        }
     })
     .await?;
     let replies = events.saturating_sub(threads);
@@ -544,17 +564,36 @@ pub async fn thread_list(api: &Api, names: &Names, events: usize, reps: usize) -
         }
     })
     .await?;
-    let path = format!("/_matrix/client/v1/rooms/{}/threads?limit=20", crate::client::enc(&room));
+    let path = format!(
+        "/_matrix/client/v1/rooms/{}/threads?limit=20",
+        crate::client::enc(&room)
+    );
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps.max(1) {
         let t = Instant::now();
-        let v = api.call(reqwest::Method::GET, &path, Some(&us[0].token), None, Duration::from_secs(60)).await?;
+        let v = api
+            .call(
+                reqwest::Method::GET,
+                &path,
+                Some(&us[0].token),
+                None,
+                Duration::from_secs(60),
+            )
+            .await?;
         times.push(ms(t.elapsed()));
         let listed = v["chunk"].as_array().map_or(0, Vec::len);
         if listed != 20.min(threads) {
-            bail!("the thread list has {listed} threads, expected {}", 20.min(threads));
+            bail!(
+                "the thread list has {listed} threads, expected {}",
+                20.min(threads)
+            );
         }
     }
     times.sort_by(f64::total_cmp);
-    Ok(ThreadListResult { events, threads, median_ms: median(&times), p99_ms: pct(&times, 0.99) })
+    Ok(ThreadListResult {
+        events,
+        threads,
+        median_ms: median(&times),
+        p99_ms: pct(&times, 0.99),
+    })
 }

@@ -26,7 +26,9 @@ impl<T: ruma::api::OutgoingResponse> IntoResponse for Filled<T> {
     fn into_response(self) -> Response {
         let res = match self.response.try_into_http_response::<BytesMut>() {
             Ok(res) => res,
-            Err(e) => return Error::internal(format!("response serialisation: {e}")).into_response(),
+            Err(e) => {
+                return Error::internal(format!("response serialisation: {e}")).into_response();
+            }
         };
         let (parts, body) = res.into_parts();
         let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
@@ -66,12 +68,19 @@ pub fn all_rulesets(value: &mut Value) {
 /// `POST /search`: `room_events` with `results`, `highlights` and `count` even when nothing matches.
 pub fn search(value: &mut Value) {
     ensure(value, "search_categories", json!({}));
-    let Some(categories) = value.get_mut("search_categories") else { return };
+    let Some(categories) = value.get_mut("search_categories") else {
+        return;
+    };
     ensure(categories, "room_events", json!({}));
-    let Some(room_events) = categories.get_mut("room_events") else { return };
+    let Some(room_events) = categories.get_mut("room_events") else {
+        return;
+    };
     ensure(room_events, "results", json!([]));
     ensure(room_events, "highlights", json!([]));
-    let count = room_events.get("results").and_then(Value::as_array).map_or(0, Vec::len);
+    let count = room_events
+        .get("results")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     ensure(room_events, "count", json!(count));
 }
 
@@ -95,7 +104,10 @@ mod tests {
     fn empty_search_gets_results_highlights_and_count() {
         let mut v = json!({ "search_categories": {} });
         super::search(&mut v);
-        assert_eq!(v, json!({ "search_categories": { "room_events": { "results": [], "highlights": [], "count": 0 } } }));
+        assert_eq!(
+            v,
+            json!({ "search_categories": { "room_events": { "results": [], "highlights": [], "count": 0 } } })
+        );
         let mut v = json!({ "search_categories": { "room_events": { "results": [{}, {}], "next_batch": "x" } } });
         super::search(&mut v);
         assert_eq!(v["search_categories"]["room_events"]["count"], 2);
@@ -119,6 +131,9 @@ mod tests {
     fn context_fields_are_filled_without_touching_others() {
         let mut v = json!({ "event": { "event_id": "$a" }, "events_after": [1] });
         super::context(&mut v);
-        assert_eq!(v, json!({ "event": { "event_id": "$a" }, "events_before": [], "events_after": [1], "state": [] }));
+        assert_eq!(
+            v,
+            json!({ "event": { "event_id": "$a" }, "events_before": [], "events_after": [1], "state": [] })
+        );
     }
 }

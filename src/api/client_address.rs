@@ -14,7 +14,12 @@ pub fn of(parts: &http::request::Parts, header: Option<&str>) -> Option<IpAddr> 
         let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
         parse(entry)
     });
-    from_header.or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+    from_header.or_else(|| {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+    })
 }
 
 /// An address as proxies write it: `1.2.3.4`, `2001:db8::1`, `[2001:db8::1]:443`, `1.2.3.4:80`.
@@ -32,7 +37,10 @@ pub fn bucket(address: Option<IpAddr>) -> String {
         Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
         Some(IpAddr::V6(v6)) => {
             let s = v6.segments();
-            format!("ip:{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            format!(
+                "ip:{}/64",
+                Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0)
+            )
         }
         None => "anonymous".to_owned(),
     }
@@ -48,18 +56,26 @@ mod tests {
             req = req.header(*k, *v);
         }
         let (mut parts, _) = req.body(()).unwrap().into_parts();
-        parts.extensions.insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        parts
+            .extensions
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
         parts
     }
 
     #[test]
     fn header_only_when_configured_and_its_last_entry() {
-        let p = parts(&[("X-Forwarded-For", "6.6.6.6, 10.0.0.7")], "127.0.0.1:5000");
+        let p = parts(
+            &[("X-Forwarded-For", "6.6.6.6, 10.0.0.7")],
+            "127.0.0.1:5000",
+        );
         assert_eq!(bucket(of(&p, None)), "ip:127.0.0.1");
         assert_eq!(bucket(of(&p, Some("X-Forwarded-For"))), "ip:10.0.0.7");
         let p = parts(&[("X-Real-IP", "garbage")], "127.0.0.1:5000");
         assert_eq!(bucket(of(&p, Some("X-Real-IP"))), "ip:127.0.0.1");
-        let p = parts(&[("X-Real-IP", "[2001:db8:1:2:3::4]:443")], "127.0.0.1:5000");
+        let p = parts(
+            &[("X-Real-IP", "[2001:db8:1:2:3::4]:443")],
+            "127.0.0.1:5000",
+        );
         assert_eq!(bucket(of(&p, Some("x-real-ip"))), "ip:2001:db8:1:2::/64");
         let p = parts(&[], "[::ffff:10.1.2.3]:5000");
         assert_eq!(bucket(of(&p, Some("X-Forwarded-For"))), "ip:10.1.2.3");

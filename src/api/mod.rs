@@ -32,11 +32,19 @@ pub struct AppRouter {
 
 impl AppRouter {
     fn new() -> Self {
-        Self { router: Router::new(), routes: Vec::new() }
+        Self {
+            router: Router::new(),
+            routes: Vec::new(),
+        }
     }
 
     /// Registers `handler` for `method` on `path`.
-    pub fn route<H: Handler<X, Arc<Services>> + Clone, X: 'static>(mut self, method: Method, path: &str, handler: H) -> Self {
+    pub fn route<H: Handler<X, Arc<Services>> + Clone, X: 'static>(
+        mut self,
+        method: Method,
+        path: &str,
+        handler: H,
+    ) -> Self {
         let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
         self.router = self.router.route(path, on(filter, handler));
         self.routes.push((method, path.to_owned()));
@@ -46,11 +54,17 @@ impl AppRouter {
 
 /// Registers a handler on every path (stable, legacy and unstable) of a ruma endpoint.
 pub trait RumaRoute {
-    fn ruma<T: Metadata, H: Handler<X, Arc<Services>> + Clone, X: 'static>(self, handler: H) -> Self;
+    fn ruma<T: Metadata, H: Handler<X, Arc<Services>> + Clone, X: 'static>(
+        self,
+        handler: H,
+    ) -> Self;
 }
 
 impl RumaRoute for AppRouter {
-    fn ruma<T: Metadata, H: Handler<X, Arc<Services>> + Clone, X: 'static>(mut self, handler: H) -> Self {
+    fn ruma<T: Metadata, H: Handler<X, Arc<Services>> + Clone, X: 'static>(
+        mut self,
+        handler: H,
+    ) -> Self {
         for path in ruma_wrapper::paths_of::<T>() {
             self = self.route(T::METHOD, path, handler.clone());
             // An empty state key: `/state/{event_type}/` and `/state/{event_type}`.
@@ -91,7 +105,10 @@ async fn cors(req: Request, next: Next) -> Response {
         next.run(req).await
     };
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),

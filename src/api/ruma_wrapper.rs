@@ -13,7 +13,10 @@ use ruma::{
     OwnedDeviceId, OwnedUserId,
     api::{
         IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponseExt,
-        auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication},
+        auth_scheme::{
+            AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional,
+            NoAccessToken, NoAuthentication,
+        },
     },
 };
 use serde_json::Value;
@@ -76,20 +79,26 @@ impl<T> Ruma<T> {
 fn access_token(parts: &http::request::Parts) -> Result<Option<String>> {
     if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
         let value = header.to_str().map_err(|_| Error::missing_token())?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| Error::missing_token().with("error", "Invalid Authorization header".into()))?;
+        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+            Error::missing_token().with("error", "Invalid Authorization header".into())
+        })?;
         return Ok(Some(token.trim().to_owned()));
     }
     Ok(parts.uri.query().and_then(|q| {
-        form_urlencoded_pairs(q).find(|(k, _)| k == "access_token").map(|(_, v)| v)
+        form_urlencoded_pairs(q)
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v)
     }))
 }
 
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         Some((decode(k), decode(v)))
     })
 }
@@ -117,7 +126,10 @@ pub async fn authenticate(
 }
 
 /// The values of the path's parameters, in order (what ruma's `try_from_http_request` takes).
-pub async fn path_args(parts: &mut http::request::Parts, services: &Arc<Services>) -> Result<Vec<String>> {
+pub async fn path_args(
+    parts: &mut http::request::Parts,
+    services: &Arc<Services>,
+) -> Result<Vec<String>> {
     use axum::extract::FromRequestParts;
     let params = RawPathParams::from_request_parts(parts, services)
         .await
@@ -144,7 +156,8 @@ where
         let path_args = path_args(&mut parts, services).await?;
         let bytes = limited_body(body, services).await?;
 
-        let (user, device) = authenticate(services, &parts, <T::Authentication as AuthKind>::NEED).await?;
+        let (user, device) =
+            authenticate(services, &parts, <T::Authentication as AuthKind>::NEED).await?;
         if T::RATE_LIMITED {
             // Without a user, per client address: one anonymous client cannot use up the
             // budget of all others.
@@ -165,7 +178,9 @@ where
                 Ok(v) => Some(v),
                 Err(_) if parts.method == http::Method::GET => None,
                 Err(e) => {
-                    if is_json_content(&parts) || bytes.first().is_some_and(|b| matches!(b, b'{' | b'[')) {
+                    if is_json_content(&parts)
+                        || bytes.first().is_some_and(|b| matches!(b, b'{' | b'['))
+                    {
                         return Err(Error::not_json(format!("Body is not valid JSON: {e}")));
                     }
                     None
@@ -183,21 +198,34 @@ where
         // Endpoints whose last path parameter may be empty (`/state/{type}/` with an empty state
         // key) are also routed without it: give ruma the empty argument back.
         let mut args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-        let expected = paths_of::<T>().first().map_or(0, |p| p.matches('{').count());
+        let expected = paths_of::<T>()
+            .first()
+            .map_or(0, |p| p.matches('{').count());
         while args.len() < expected {
             args.push("");
         }
         // Clients send no body at all where the body's fields are all optional.
-        let body_bytes: &[u8] = if bytes.is_empty() && parts.method != http::Method::GET { b"{}" } else { bytes.as_ref() };
+        let body_bytes: &[u8] = if bytes.is_empty() && parts.method != http::Method::GET {
+            b"{}"
+        } else {
+            bytes.as_ref()
+        };
         let http_req = http::Request::from_parts(parts, body_bytes);
         // Some of ruma's parsers panic on malformed input (a missing `type` in a login body):
         // such a request is bad JSON, not a reason to drop the connection.
-        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::try_from_http_request(http_req, &args)));
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            T::try_from_http_request(http_req, &args)
+        }));
         let body = match parsed {
             Ok(result) => result.map_err(request_error)?,
             Err(_) => return Err(Error::bad_json("Malformed request body")),
         };
-        Ok(Ruma { body, user, device, json })
+        Ok(Ruma {
+            body,
+            user,
+            device,
+            json,
+        })
     }
 }
 
@@ -206,8 +234,12 @@ where
 fn request_error(e: ruma::api::error::FromHttpRequestError) -> Error {
     use ruma::api::error::{DeserializationError, FromHttpRequestError};
     match e {
-        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => Error::invalid_param(e.to_string()),
-        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => Error::invalid_param(e.to_string()),
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+            Error::invalid_param(e.to_string())
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
+            Error::invalid_param(e.to_string())
+        }
         FromHttpRequestError::Deserialization(DeserializationError::Json(e))
             if e.to_string().contains("sigil") || e.to_string().contains("server name") =>
         {
@@ -215,7 +247,9 @@ fn request_error(e: ruma::api::error::FromHttpRequestError) -> Error {
         }
         // A string that cannot be a room version (`/upgrade`'s `new_version`, `createRoom`'s
         // `room_version`) names a version this server does not support.
-        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) if e.to_string().contains("room version ID") => {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e))
+            if e.to_string().contains("room version ID") =>
+        {
             Error::unsupported_room_version(e.to_string())
         }
         FromHttpRequestError::MethodMismatch { .. } => Error::method_not_allowed(),

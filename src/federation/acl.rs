@@ -1,7 +1,10 @@
 //! Room server ACLs (`m.room.server_acl`): a server the room's current ACL denies is refused on
 //! every federation path that names the room (its PDUs, its room EDUs, membership and reading).
 
-use ruma::{RoomId, ServerName, events::{StateEventType, room::server_acl::RoomServerAclEventContent}};
+use ruma::{
+    RoomId, ServerName,
+    events::{StateEventType, room::server_acl::RoomServerAclEventContent},
+};
 
 use crate::{
     error::{Error, Result},
@@ -13,11 +16,15 @@ pub fn allowed(s: &Services, room_id: &RoomId, server: &ServerName) -> Result<bo
     if server == s.globals.server_name() {
         return Ok(true);
     }
-    let Some(content) = state_content(s, room_id, &StateEventType::RoomServerAcl, "")? else { return Ok(true) };
-    Ok(match serde_json::from_value::<RoomServerAclEventContent>(content) {
-        Ok(acl) => acl.is_allowed(server),
-        Err(_) => true,
-    })
+    let Some(content) = state_content(s, room_id, &StateEventType::RoomServerAcl, "")? else {
+        return Ok(true);
+    };
+    Ok(
+        match serde_json::from_value::<RoomServerAclEventContent>(content) {
+            Ok(acl) => acl.is_allowed(server),
+            Err(_) => true,
+        },
+    )
 }
 
 /// 403 M_FORBIDDEN when the room's ACL denies `server`.
@@ -25,7 +32,9 @@ pub fn check(s: &Services, room_id: &RoomId, server: &ServerName) -> Result<()> 
     if allowed(s, room_id, server)? {
         Ok(())
     } else {
-        Err(Error::forbidden(format!("{server} is denied by the room's server ACL")))
+        Err(Error::forbidden(format!(
+            "{server} is denied by the room's server ACL"
+        )))
     }
 }
 

@@ -63,7 +63,13 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(tls: rustls::ClientConfig, timeout: Duration, connector: Connector) -> Self {
-        Self { tls: TlsConnector::from(Arc::new(tls)), connector, timeout, pool: Pool::default(), opened: AtomicU64::new(0) }
+        Self {
+            tls: TlsConnector::from(Arc::new(tls)),
+            connector,
+            timeout,
+            pool: Pool::default(),
+            opened: AtomicU64::new(0),
+        }
     }
 
     /// Opens checked TCP connections (for the plain HTTP of push gateways too).
@@ -108,7 +114,9 @@ impl Transport {
                     self.keep(dest, &response, connection);
                     return Ok(response);
                 }
-                Err(e) => tracing::debug!("a kept connection to {what} failed ({e}); opening a new one"),
+                Err(e) => {
+                    tracing::debug!("a kept connection to {what} failed ({e}); opening a new one")
+                }
             }
         }
         let connection = self.connect(dest, &what).await?;
@@ -135,7 +143,11 @@ impl Transport {
         let _ = tcp.set_nodelay(true);
         let name = TlsServerName::try_from(dest.tls_name.clone())
             .map_err(|_| TransportError::Resolve(dest.tls_name.clone()))?;
-        let tls = self.tls.connect(name, tcp).await.map_err(|e| TransportError::Tls(what.to_owned(), e.to_string()))?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| TransportError::Tls(what.to_owned(), e.to_string()))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| TransportError::Http(what.to_owned(), e.to_string()))?;
@@ -148,16 +160,33 @@ impl Transport {
 }
 
 /// The request as sent: origin-form URI (the path and query that were signed), `Host`, type, agent.
-fn prepare(dest: &Destination, request: http::Request<Vec<u8>>, what: &str) -> Result<http::Request<Bytes>, TransportError> {
+fn prepare(
+    dest: &Destination,
+    request: http::Request<Vec<u8>>,
+    what: &str,
+) -> Result<http::Request<Bytes>, TransportError> {
     let (mut parts, body) = request.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    parts.uri = path.parse().map_err(|e: http::uri::InvalidUri| TransportError::Http(what.to_owned(), e.to_string()))?;
-    let host = http::HeaderValue::from_str(&dest.host_header).map_err(|e| TransportError::Http(what.to_owned(), e.to_string()))?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    parts.uri = path
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| TransportError::Http(what.to_owned(), e.to_string()))?;
+    let host = http::HeaderValue::from_str(&dest.host_header)
+        .map_err(|e| TransportError::Http(what.to_owned(), e.to_string()))?;
     parts.headers.insert(http::header::HOST, host);
     if !body.is_empty() && !parts.headers.contains_key(http::header::CONTENT_TYPE) {
-        parts.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        parts.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
     }
-    parts.headers.insert(http::header::USER_AGENT, http::HeaderValue::from_static(concat!("Parvis/", env!("CARGO_PKG_VERSION"))));
+    parts.headers.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("Parvis/", env!("CARGO_PKG_VERSION"))),
+    );
     Ok(http::Request::from_parts(parts, Bytes::from(body)))
 }
 
@@ -177,7 +206,11 @@ async fn exchange_on(
 ) -> Result<(http::Response<Bytes>, Connection), TransportError> {
     let request = request.map(Full::new);
     let result = async {
-        let response = connection.sender.send_request(request).await.map_err(|e| TransportError::Http(what.to_owned(), e.to_string()))?;
+        let response = connection
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| TransportError::Http(what.to_owned(), e.to_string()))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()

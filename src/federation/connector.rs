@@ -14,7 +14,9 @@ use super::ip_ranges::AddressPolicy;
 pub enum ConnectError {
     #[error("cannot resolve {0}")]
     Resolve(String),
-    #[error("{0} resolves only to addresses outgoing connections may not reach (network.deny_ranges)")]
+    #[error(
+        "{0} resolves only to addresses outgoing connections may not reach (network.deny_ranges)"
+    )]
     Denied(String),
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
@@ -39,14 +41,23 @@ impl Connector {
         let what = format!("{host}:{port}");
         let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host, port)).await.map_err(|_| ConnectError::Resolve(what.clone()))?.collect(),
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|_| ConnectError::Resolve(what.clone()))?
+                .collect(),
         };
         if addresses.is_empty() {
             return Err(ConnectError::Resolve(what));
         }
-        let permitted: Vec<SocketAddr> = addresses.iter().copied().filter(|a| self.policy.permits(a.ip())).collect();
+        let permitted: Vec<SocketAddr> = addresses
+            .iter()
+            .copied()
+            .filter(|a| self.policy.permits(a.ip()))
+            .collect();
         if permitted.is_empty() {
-            tracing::warn!("outgoing connection to {what} refused: its addresses {addresses:?} are in network.deny_ranges");
+            tracing::warn!(
+                "outgoing connection to {what} refused: its addresses {addresses:?} are in network.deny_ranges"
+            );
             return Err(ConnectError::Denied(what));
         }
         let mut last_error = String::new();

@@ -77,7 +77,9 @@ pub fn plan_for_server_name(name: &ServerName) -> Plan {
             host_header: name.to_string(),
             tls_name: host.to_owned(),
         }),
-        None => Plan::WellKnown { hostname: host.to_owned() },
+        None => Plan::WellKnown {
+            hostname: host.to_owned(),
+        },
     }
 }
 
@@ -103,7 +105,9 @@ pub fn plan_for_delegated(delegated: &str) -> Option<Plan> {
             host_header: delegated.to_owned(),
             tls_name: host.to_owned(),
         }),
-        None => Plan::Srv { hostname: host.to_owned() },
+        None => Plan::Srv {
+            hostname: host.to_owned(),
+        },
     })
 }
 
@@ -144,42 +148,87 @@ mod tests {
     }
 
     fn dest(host: &str, port: u16, host_header: &str, tls_name: &str) -> Destination {
-        Destination { host: host.into(), port, host_header: host_header.into(), tls_name: tls_name.into() }
+        Destination {
+            host: host.into(),
+            port,
+            host_header: host_header.into(),
+            tls_name: tls_name.into(),
+        }
     }
 
     #[test]
     fn ip_literals_are_contacted_directly() {
-        assert_eq!(plan("127.0.0.1"), Plan::Direct(dest("127.0.0.1", 8448, "127.0.0.1", "127.0.0.1")));
-        assert_eq!(plan("127.0.0.1:8450"), Plan::Direct(dest("127.0.0.1", 8450, "127.0.0.1:8450", "127.0.0.1")));
-        assert_eq!(plan("[::1]:8450"), Plan::Direct(dest("::1", 8450, "[::1]:8450", "::1")));
-        assert_eq!(plan("[::1]"), Plan::Direct(dest("::1", 8448, "[::1]", "::1")));
+        assert_eq!(
+            plan("127.0.0.1"),
+            Plan::Direct(dest("127.0.0.1", 8448, "127.0.0.1", "127.0.0.1"))
+        );
+        assert_eq!(
+            plan("127.0.0.1:8450"),
+            Plan::Direct(dest("127.0.0.1", 8450, "127.0.0.1:8450", "127.0.0.1"))
+        );
+        assert_eq!(
+            plan("[::1]:8450"),
+            Plan::Direct(dest("::1", 8450, "[::1]:8450", "::1"))
+        );
+        assert_eq!(
+            plan("[::1]"),
+            Plan::Direct(dest("::1", 8448, "[::1]", "::1"))
+        );
     }
 
     #[test]
     fn explicit_ports_are_used_with_the_host_name() {
         assert_eq!(
             plan("matrix.example.org:8449"),
-            Plan::Direct(dest("matrix.example.org", 8449, "matrix.example.org:8449", "matrix.example.org"))
+            Plan::Direct(dest(
+                "matrix.example.org",
+                8449,
+                "matrix.example.org:8449",
+                "matrix.example.org"
+            ))
         );
     }
 
     #[test]
     fn host_names_without_port_ask_well_known() {
-        assert_eq!(plan("example.org"), Plan::WellKnown { hostname: "example.org".into() });
+        assert_eq!(
+            plan("example.org"),
+            Plan::WellKnown {
+                hostname: "example.org".into()
+            }
+        );
     }
 
     #[test]
     fn delegation_rules() {
         assert_eq!(
             plan_for_delegated("10.0.0.1:9000"),
-            Some(Plan::Direct(dest("10.0.0.1", 9000, "10.0.0.1:9000", "10.0.0.1")))
+            Some(Plan::Direct(dest(
+                "10.0.0.1",
+                9000,
+                "10.0.0.1:9000",
+                "10.0.0.1"
+            )))
         );
-        assert_eq!(plan_for_delegated("10.0.0.1"), Some(Plan::Direct(dest("10.0.0.1", 8448, "10.0.0.1", "10.0.0.1"))));
+        assert_eq!(
+            plan_for_delegated("10.0.0.1"),
+            Some(Plan::Direct(dest("10.0.0.1", 8448, "10.0.0.1", "10.0.0.1")))
+        );
         assert_eq!(
             plan_for_delegated("fed.example.org:443"),
-            Some(Plan::Direct(dest("fed.example.org", 443, "fed.example.org:443", "fed.example.org")))
+            Some(Plan::Direct(dest(
+                "fed.example.org",
+                443,
+                "fed.example.org:443",
+                "fed.example.org"
+            )))
         );
-        assert_eq!(plan_for_delegated("fed.example.org"), Some(Plan::Srv { hostname: "fed.example.org".into() }));
+        assert_eq!(
+            plan_for_delegated("fed.example.org"),
+            Some(Plan::Srv {
+                hostname: "fed.example.org".into()
+            })
+        );
         assert_eq!(plan_for_delegated("fed.example.org:x"), None);
         assert_eq!(plan_for_delegated(""), None);
     }
@@ -190,12 +239,18 @@ mod tests {
             srv_destination("example.org", "fed1.example.net.", 8443),
             dest("fed1.example.net", 8443, "example.org", "example.org")
         );
-        assert_eq!(default_destination("example.org"), dest("example.org", 8448, "example.org", "example.org"));
+        assert_eq!(
+            default_destination("example.org"),
+            dest("example.org", 8448, "example.org", "example.org")
+        );
     }
 
     #[test]
     fn well_known_answers() {
-        assert_eq!(parse_well_known(br#"{"m.server":"fed.example.org:443"}"#), Some("fed.example.org:443".into()));
+        assert_eq!(
+            parse_well_known(br#"{"m.server":"fed.example.org:443"}"#),
+            Some("fed.example.org:443".into())
+        );
         assert_eq!(parse_well_known(br#"{"m.server":"not a server"}"#), None);
         assert_eq!(parse_well_known(br#"{"m.server":5}"#), None);
         assert_eq!(parse_well_known(b"<html>"), None);

@@ -117,18 +117,32 @@ pub fn nameservers(resolv_conf: &str) -> Vec<SocketAddr> {
     resolv_conf
         .lines()
         .filter_map(|line| line.trim().strip_prefix("nameserver"))
-        .filter_map(|rest| rest.trim().split('%').next()?.parse::<std::net::IpAddr>().ok())
+        .filter_map(|rest| {
+            rest.trim()
+                .split('%')
+                .next()?
+                .parse::<std::net::IpAddr>()
+                .ok()
+        })
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
 }
 
 /// The SRV records of `name`, asked of each nameserver in turn; empty when none answers.
 pub async fn lookup_srv(name: &str, timeout: Duration) -> Vec<SrvRecord> {
-    let conf = tokio::fs::read_to_string("/etc/resolv.conf").await.unwrap_or_default();
+    let conf = tokio::fs::read_to_string("/etc/resolv.conf")
+        .await
+        .unwrap_or_default();
     for server in nameservers(&conf) {
         let id: u16 = rand::random();
-        let Some(query) = encode_srv_query(id, name) else { return Vec::new() };
-        let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
+        let Some(query) = encode_srv_query(id, name) else {
+            return Vec::new();
+        };
+        let bind: SocketAddr = if server.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
         let attempt = async {
             let socket = UdpSocket::bind(bind).await.ok()?;
             socket.connect(server).await.ok()?;
@@ -171,7 +185,10 @@ mod tests {
                 // `host.@`: "host" then a pointer to the question's name minus its first labels.
                 rdata.push(prefix.len() as u8);
                 rdata.extend_from_slice(prefix.as_bytes());
-                rdata.extend_from_slice(&[0xC0, 12 + 1 + "_matrix-fed".len() as u8 + 1 + "_tcp".len() as u8]);
+                rdata.extend_from_slice(&[
+                    0xC0,
+                    12 + 1 + "_matrix-fed".len() as u8 + 1 + "_tcp".len() as u8,
+                ]);
             } else {
                 for label in target.split('.').filter(|l| !l.is_empty()) {
                     rdata.push(label.len() as u8);
@@ -197,9 +214,20 @@ mod tests {
     #[test]
     fn answers_are_parsed_with_compression() {
         let q = encode_srv_query(7, "_matrix-fed._tcp.example.org").unwrap();
-        let msg = answer(&q, &[(10, 5, 8443, "fed1.example.net"), (5, 0, 443, "fed0.@")]);
+        let msg = answer(
+            &q,
+            &[(10, 5, 8443, "fed1.example.net"), (5, 0, 443, "fed0.@")],
+        );
         let records = parse_srv_response(7, &msg).unwrap();
-        assert_eq!(records[0], SrvRecord { priority: 10, weight: 5, port: 8443, target: "fed1.example.net".into() });
+        assert_eq!(
+            records[0],
+            SrvRecord {
+                priority: 10,
+                weight: 5,
+                port: 8443,
+                target: "fed1.example.net".into()
+            }
+        );
         assert_eq!(records[1].target, "fed0.example.org");
         assert_eq!(pick(&records), Some(("fed0.example.org".into(), 443)));
         // Another id, a query instead of a response, truncated data.
@@ -215,18 +243,42 @@ mod tests {
         let mut nx = answer(&q, &[]);
         nx[3] = 0x83; // NXDOMAIN
         assert_eq!(parse_srv_response(9, &nx), Some(vec![]));
-        assert_eq!(pick(&[SrvRecord { priority: 0, weight: 0, port: 0, target: "".into() }]), None);
+        assert_eq!(
+            pick(&[SrvRecord {
+                priority: 0,
+                weight: 0,
+                port: 0,
+                target: "".into()
+            }]),
+            None
+        );
     }
 
     #[test]
     fn pick_prefers_low_priority_then_high_weight() {
-        let r = |priority, weight, target: &str| SrvRecord { priority, weight, port: 1, target: target.into() };
-        assert_eq!(pick(&[r(2, 100, "c"), r(1, 1, "b"), r(1, 9, "a")]).unwrap().0, "a");
+        let r = |priority, weight, target: &str| SrvRecord {
+            priority,
+            weight,
+            port: 1,
+            target: target.into(),
+        };
+        assert_eq!(
+            pick(&[r(2, 100, "c"), r(1, 1, "b"), r(1, 9, "a")])
+                .unwrap()
+                .0,
+            "a"
+        );
     }
 
     #[test]
     fn resolv_conf() {
         let conf = "# comment\nsearch example.org\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver bogus\n";
-        assert_eq!(nameservers(conf), vec!["10.0.0.2:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
+        assert_eq!(
+            nameservers(conf),
+            vec![
+                "10.0.0.2:53".parse().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ]
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, api::federation::space::get_hierarchy};
+use ruma::{
+    OwnedRoomId, OwnedServerName, RoomId, ServerName, api::federation::space::get_hierarchy,
+};
 
 use crate::{
     error::{Error, Result},
@@ -21,8 +23,14 @@ use crate::{
 };
 
 /// The answer for `origin`: 404 `M_NOT_FOUND` when we are not in the room or `origin` may not see it.
-pub fn answer(s: &Services, origin: &ServerName, room_id: &RoomId, suggested_only: bool) -> Result<get_hierarchy::v1::Response> {
-    let not_found = || Error::not_found("The room is not known here, or may not be seen by your server");
+pub fn answer(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    suggested_only: bool,
+) -> Result<get_hierarchy::v1::Response> {
+    let not_found =
+        || Error::not_found("The room is not known here, or may not be seen by your server");
     let root = local_summary(s, room_id)?.ok_or_else(not_found)?;
     crate::federation::acl::check(s, room_id, origin)?;
     if !may_see(s, &root.summary, Viewer::Server(origin))? {
@@ -30,18 +38,26 @@ pub fn answer(s: &Services, origin: &ServerName, room_id: &RoomId, suggested_onl
     }
     let mut children = Vec::new();
     let mut inaccessible = Vec::new();
-    for link in root.children.iter().filter(|l| l.suggested || !suggested_only) {
-        let Some(child) = local_summary(s, &link.room_id)? else { continue };
+    for link in root
+        .children
+        .iter()
+        .filter(|l| l.suggested || !suggested_only)
+    {
+        let Some(child) = local_summary(s, &link.room_id)? else {
+            continue;
+        };
         if may_see(s, &child.summary, Viewer::Server(origin))? {
             children.push(child.summary);
         } else {
             inaccessible.push(link.room_id.clone());
         }
     }
-    let mut response = get_hierarchy::v1::Response::new(ruma::api::federation::space::SpaceHierarchyParentSummary::new(
-        root.summary,
-        root.children_state,
-    ));
+    let mut response = get_hierarchy::v1::Response::new(
+        ruma::api::federation::space::SpaceHierarchyParentSummary::new(
+            root.summary,
+            root.children_state,
+        ),
+    );
     response.children = children;
     response.inaccessible_children = inaccessible;
     Ok(response)
@@ -61,7 +77,10 @@ pub struct AnswerCache {
 impl AnswerCache {
     fn get(&self, room_id: &RoomId, suggested_only: bool) -> Option<Arc<RemoteAnswer>> {
         let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        answers.get(&(room_id.to_owned(), suggested_only)).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, a)| a.clone())
+        answers
+            .get(&(room_id.to_owned(), suggested_only))
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, a)| a.clone())
     }
 
     fn put(&self, room_id: &RoomId, suggested_only: bool, answer: Arc<RemoteAnswer>) {
@@ -72,7 +91,10 @@ impl AnswerCache {
                 answers.clear();
             }
         }
-        answers.insert((room_id.to_owned(), suggested_only), (Instant::now(), answer));
+        answers.insert(
+            (room_id.to_owned(), suggested_only),
+            (Instant::now(), answer),
+        );
     }
 }
 
@@ -87,7 +109,12 @@ pub struct RemoteAnswer {
 
 /// Asks `via` in turn for the hierarchy of `room_id` (a recent answer is reused); `None` when none
 /// answers.
-pub async fn ask(services: &Arc<Services>, room_id: &RoomId, via: &[OwnedServerName], suggested_only: bool) -> Option<Arc<RemoteAnswer>> {
+pub async fn ask(
+    services: &Arc<Services>,
+    room_id: &RoomId,
+    via: &[OwnedServerName],
+    suggested_only: bool,
+) -> Option<Arc<RemoteAnswer>> {
     let cache = &services.federation.hierarchy_cache;
     if let Some(answer) = cache.get(room_id, suggested_only) {
         return Some(answer);
@@ -102,7 +129,11 @@ pub async fn ask(services: &Arc<Services>, room_id: &RoomId, via: &[OwnedServerN
                 return Some(answer);
             }
             Ok(_) => tracing::info!("hierarchy of {room_id} from {server}: another room answered"),
-            Err(e) => tracing::info!("hierarchy of {room_id} from {server}: {} {}", e.errcode, e.message),
+            Err(e) => tracing::info!(
+                "hierarchy of {room_id} from {server}: {} {}",
+                e.errcode,
+                e.message
+            ),
         }
     }
     None
@@ -112,16 +143,32 @@ pub async fn ask(services: &Arc<Services>, room_id: &RoomId, via: &[OwnedServerN
 fn remote_answer(response: get_hierarchy::v1::Response) -> RemoteAnswer {
     let mut links = Vec::new();
     for raw in &response.room.children_state {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(raw.json().get()) else { continue };
-        let (Some(state_key), Some(content)) = (value.get("state_key").and_then(|v| v.as_str()), value.get("content")) else {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(raw.json().get()) else {
             continue;
         };
-        let ts = value.get("origin_server_ts").and_then(|v| v.as_u64()).unwrap_or(0);
+        let (Some(state_key), Some(content)) = (
+            value.get("state_key").and_then(|v| v.as_str()),
+            value.get("content"),
+        ) else {
+            continue;
+        };
+        let ts = value
+            .get("origin_server_ts")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
         if let Some(link) = crate::services::rooms::hierarchy::child_link(state_key, content, ts) {
             links.push(link);
         }
     }
     crate::services::rooms::hierarchy::sort_children(&mut links);
-    let room = SpaceSummary { summary: response.room.summary, children_state: response.room.children_state, children: links };
-    RemoteAnswer { room, children: response.children, inaccessible: response.inaccessible_children }
+    let room = SpaceSummary {
+        summary: response.room.summary,
+        children_state: response.room.children_state,
+        children: links,
+    };
+    RemoteAnswer {
+        room,
+        children: response.children,
+        inaccessible: response.inaccessible_children,
+    }
 }

@@ -25,21 +25,40 @@ use crate::{
 
 /// Where `id_server` (`host[:port]`) is reached.
 pub fn destination(id_server: &str) -> Result<Destination> {
-    let (host, port) = split_host_port(id_server).ok_or_else(|| Error::invalid_param("Invalid id_server"))?;
+    let (host, port) =
+        split_host_port(id_server).ok_or_else(|| Error::invalid_param("Invalid id_server"))?;
     if host.is_empty() || id_server.contains('/') {
         return Err(Error::invalid_param("Invalid id_server"));
     }
-    Ok(Destination { host: host.to_owned(), port: port.unwrap_or(443), host_header: id_server.to_owned(), tls_name: host.to_owned() })
+    Ok(Destination {
+        host: host.to_owned(),
+        port: port.unwrap_or(443),
+        host_header: id_server.to_owned(),
+        tls_name: host.to_owned(),
+    })
 }
 
 fn unreachable(what: impl std::fmt::Display) -> Error {
-    Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", format!("identity server: {what}"))
+    Error::new(
+        http::StatusCode::BAD_GATEWAY,
+        "M_UNKNOWN",
+        format!("identity server: {what}"),
+    )
 }
 
 /// One request to the identity server; its JSON answer.
-async fn request(services: &Services, id_server: &str, token: &str, method: http::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+async fn request(
+    services: &Services,
+    id_server: &str,
+    token: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value> {
     let dest = destination(id_server)?;
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap_or_default())
+        .unwrap_or_default();
     let mut builder = http::Request::builder()
         .method(method)
         .uri(format!("https://{id_server}{path}"))
@@ -47,11 +66,18 @@ async fn request(services: &Services, id_server: &str, token: &str, method: http
     if body.is_some() {
         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
     }
-    let request = builder.body(bytes).map_err(|e| Error::invalid_param(format!("Invalid id_server: {e}")))?;
-    let answer = services.federation.transport.send(&dest, request).await.map_err(|e| {
-        tracing::info!("identity server {id_server}: {e}");
-        unreachable("could not be reached")
-    })?;
+    let request = builder
+        .body(bytes)
+        .map_err(|e| Error::invalid_param(format!("Invalid id_server: {e}")))?;
+    let answer = services
+        .federation
+        .transport
+        .send(&dest, request)
+        .await
+        .map_err(|e| {
+            tracing::info!("identity server {id_server}: {e}");
+            unreachable("could not be reached")
+        })?;
     let status = answer.status();
     let value: Value = serde_json::from_slice(answer.body()).unwrap_or(Value::Null);
     if !status.is_success() {
@@ -76,15 +102,55 @@ pub fn lookup_key(algorithm: &str, address: &str, medium: &str, pepper: &str) ->
 }
 
 /// The user an identifier is bound to, if any.
-pub async fn lookup(services: &Services, id_server: &str, token: &str, medium: &str, address: &str) -> Result<Option<OwnedUserId>> {
-    let details = request(services, id_server, token, http::Method::GET, "/_matrix/identity/v2/hash_details", None).await?;
-    let pepper = details.get("lookup_pepper").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let algorithms: Vec<&str> = details.get("algorithms").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-    let algorithm = ["sha256", "none"].into_iter().find(|a| algorithms.contains(a)).ok_or_else(|| unreachable("no known lookup algorithm"))?;
-    let key = lookup_key(algorithm, address, medium, &pepper).ok_or_else(|| unreachable("no known lookup algorithm"))?;
+pub async fn lookup(
+    services: &Services,
+    id_server: &str,
+    token: &str,
+    medium: &str,
+    address: &str,
+) -> Result<Option<OwnedUserId>> {
+    let details = request(
+        services,
+        id_server,
+        token,
+        http::Method::GET,
+        "/_matrix/identity/v2/hash_details",
+        None,
+    )
+    .await?;
+    let pepper = details
+        .get("lookup_pepper")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let algorithms: Vec<&str> = details
+        .get("algorithms")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let algorithm = ["sha256", "none"]
+        .into_iter()
+        .find(|a| algorithms.contains(a))
+        .ok_or_else(|| unreachable("no known lookup algorithm"))?;
+    let key = lookup_key(algorithm, address, medium, &pepper)
+        .ok_or_else(|| unreachable("no known lookup algorithm"))?;
     let body = json!({ "addresses": [key], "algorithm": algorithm, "pepper": pepper });
-    let answer = request(services, id_server, token, http::Method::POST, "/_matrix/identity/v2/lookup", Some(&body)).await?;
-    Ok(answer.get("mappings").and_then(|m| m.get(&key)).and_then(Value::as_str).and_then(|m| OwnedUserId::try_from(m).ok()))
+    let answer = request(
+        services,
+        id_server,
+        token,
+        http::Method::POST,
+        "/_matrix/identity/v2/lookup",
+        Some(&body),
+    )
+    .await?;
+    Ok(answer
+        .get("mappings")
+        .and_then(|m| m.get(&key))
+        .and_then(Value::as_str)
+        .and_then(|m| OwnedUserId::try_from(m).ok()))
 }
 
 /// A third-party invite of `sender` to `room_id`.
@@ -114,7 +180,11 @@ pub async fn invite(
             for (key, kind, field) in [
                 ("room_name", StateEventType::RoomName, "name"),
                 ("room_avatar_url", StateEventType::RoomAvatar, "url"),
-                ("room_join_rules", StateEventType::RoomJoinRules, "join_rule"),
+                (
+                    "room_join_rules",
+                    StateEventType::RoomJoinRules,
+                    "join_rule",
+                ),
                 ("room_alias", StateEventType::RoomCanonicalAlias, "alias"),
                 ("room_type", StateEventType::RoomCreate, "type"),
             ] {
@@ -134,16 +204,42 @@ pub async fn invite(
         })
         .await?;
 
-    if let Some(bound) = lookup(services, id_server, id_access_token, medium.as_str(), address).await? {
+    if let Some(bound) = lookup(
+        services,
+        id_server,
+        id_access_token,
+        medium.as_str(),
+        address,
+    )
+    .await?
+    {
         return invite_user(services, room_id, sender, bound).await;
     }
     let mut body = store_body;
     body["medium"] = json!(medium.as_str());
     body["address"] = json!(address);
-    let stored = request(services, id_server, id_access_token, http::Method::POST, "/_matrix/identity/v2/store-invite", Some(&body)).await?;
-    let token = stored.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()).ok_or_else(|| unreachable("store-invite answered no token"))?;
-    let public_keys = stored.get("public_keys").and_then(Value::as_array).cloned().unwrap_or_default();
-    let first = public_keys.first().ok_or_else(|| unreachable("store-invite answered no public key"))?;
+    let stored = request(
+        services,
+        id_server,
+        id_access_token,
+        http::Method::POST,
+        "/_matrix/identity/v2/store-invite",
+        Some(&body),
+    )
+    .await?;
+    let token = stored
+        .get("token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unreachable("store-invite answered no token"))?;
+    let public_keys = stored
+        .get("public_keys")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let first = public_keys
+        .first()
+        .ok_or_else(|| unreachable("store-invite answered no public key"))?;
     let content = json!({
         "display_name": stored.get("display_name").cloned().unwrap_or(json!("")),
         "public_key": first.get("public_key").cloned().unwrap_or(Value::Null),
@@ -152,7 +248,15 @@ pub async fn invite(
     });
     let token = token.to_owned();
     services
-        .run(move |s| rooms::send(s, &room_id, &sender, NewEvent::state(StateEventType::RoomThirdPartyInvite, token, content)).map(|_| ()))
+        .run(move |s| {
+            rooms::send(
+                s,
+                &room_id,
+                &sender,
+                NewEvent::state(StateEventType::RoomThirdPartyInvite, token, content),
+            )
+            .map(|_| ())
+        })
         .await
 }
 
@@ -169,9 +273,15 @@ pub(crate) fn check_local_invitee(s: &Services, room_id: &RoomId, invitee: &User
 }
 
 /// The invite of a user the identifier is bound to (local or of another server).
-async fn invite_user(services: &Arc<Services>, room_id: OwnedRoomId, sender: OwnedUserId, invitee: OwnedUserId) -> Result<()> {
+async fn invite_user(
+    services: &Arc<Services>,
+    room_id: OwnedRoomId,
+    sender: OwnedUserId,
+    invitee: OwnedUserId,
+) -> Result<()> {
     if invitee.server_name() != services.globals.server_name() {
-        return crate::federation::invite::invite_remote(services, room_id, sender, invitee, None).await;
+        return crate::federation::invite::invite_remote(services, room_id, sender, invitee, None)
+            .await;
     }
     services
         .run(move |s| {
@@ -192,14 +302,20 @@ mod tests {
             lookup_key("sha256", "alice@example.com", "email", "matrixrocks").as_deref(),
             Some("4kenr7N9drpCJ4AfalmlGQVsOn3o2RHjkADUpXJWZUc")
         );
-        assert_eq!(lookup_key("none", "alice@example.com", "email", "x").as_deref(), Some("alice@example.com email"));
+        assert_eq!(
+            lookup_key("none", "alice@example.com", "email", "x").as_deref(),
+            Some("alice@example.com email")
+        );
         assert_eq!(lookup_key("md5", "a", "email", "x"), None);
     }
 
     #[test]
     fn identity_servers_are_a_host_and_an_optional_port() {
         let d = destination("id.example.org").unwrap();
-        assert_eq!((d.host.as_str(), d.port, d.host_header.as_str()), ("id.example.org", 443, "id.example.org"));
+        assert_eq!(
+            (d.host.as_str(), d.port, d.host_header.as_str()),
+            ("id.example.org", 443, "id.example.org")
+        );
         let d = destination("127.0.0.1:8090").unwrap();
         assert_eq!((d.host.as_str(), d.port), ("127.0.0.1", 8090));
         assert!(destination("https://id.example.org/x").is_err());

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
-    federation::{incoming::{missing::encode, pdu_checks, persist}, request::{answer_error, call, send_json}},
+    federation::{
+        incoming::{missing::encode, pdu_checks, persist},
+        request::{answer_error, call, send_json},
+    },
     services::{
         Services,
         rooms::{self, event_by_short, membership::Membership, version},
@@ -34,8 +37,12 @@ pub fn invite_room_state(s: &Services, room_id: &RoomId, inviter: &UserId) -> Re
     ];
     let mut out = Vec::new();
     for (kind, key) in wanted {
-        let Some(k) = s.short.statekey(&kind, &key)? else { continue };
-        let Some(short_event) = state.get(&k) else { continue };
+        let Some(k) = s.short.statekey(&kind, &key)? else {
+            continue;
+        };
+        let Some(short_event) = state.get(&k) else {
+            continue;
+        };
         if let Some(e) = event_by_short(s, *short_event, room_id)? {
             let mut v = serde_json::to_value(&e.json).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
@@ -83,29 +90,47 @@ pub async fn invite_remote_with(
             if s.membership.membership(short, &inv)? == Some(Membership::Join) {
                 return Err(Error::forbidden("The user is already in the room"));
             }
-            let version = s.timeline.room_version(&room)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            let version = s
+                .timeline
+                .room_version(&room)?
+                .ok_or_else(|| Error::not_found("Unknown room"))?;
             let rules = version::rules(&version)?;
             let new = NewEvent::state(StateEventType::RoomMember, inv.as_str(), content);
             let lock = s.timeline.room_lock(&room);
             let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             let built = build_fields(s, &Target::Room(&room), &rules, Some(&room), &sender, &new)?;
             let before = built.before;
-            let (object, event_id, room_id) = sign_built(s, &rules, built.object, built.room_id_field)?;
-            let pdu = crate::services::timeline::pdu::Pdu::from_canonical(&object, &event_id, &room_id)?;
+            let (object, event_id, room_id) =
+                sign_built(s, &rules, built.object, built.room_id_field)?;
+            let pdu =
+                crate::services::timeline::pdu::Pdu::from_canonical(&object, &event_id, &room_id)?;
             authorise(s, &rules, &pdu, &*s.state.load(before)?)?;
             let stripped = invite_room_state(s, &room, &sender)?;
             Ok((object, event_id, version, stripped))
         })
         .await?;
-    let answer = send_invite(services, &invitee, &room_id, &event_id, &version, &object, stripped).await?;
+    let answer = send_invite(
+        services, &invitee, &room_id, &event_id, &version, &object, stripped,
+    )
+    .await?;
     let signed: ruma::CanonicalJsonObject = answer
         .get("event")
         .cloned()
         .and_then(|e| serde_json::from_value(e).ok())
-        .ok_or_else(|| Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The invitee's server answered no event"))?;
+        .ok_or_else(|| {
+            Error::new(
+                http::StatusCode::BAD_GATEWAY,
+                "M_UNKNOWN",
+                "The invitee's server answered no event",
+            )
+        })?;
     let checked = pdu_checks::check_pdu(services, signed, room_id, version).await?;
     if checked.event_id != event_id {
-        return Err(Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The invitee's server changed the invite"));
+        return Err(Error::new(
+            http::StatusCode::BAD_GATEWAY,
+            "M_UNKNOWN",
+            "The invitee's server changed the invite",
+        ));
     }
     // The invitee's server must have signed it too.
     let invitee_server = invitee.server_name().to_owned();
@@ -114,15 +139,19 @@ pub async fn invite_remote_with(
     let rules = version::rules(&checked.version)?;
     pdu_checks::verify_server_signature(&checked.object, invitee_server.as_str(), &keys, &rules)
         .map_err(|e| Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", e.message))?;
-    services.run(move |s| persist::append_remote(s, checked, Forward::AllExcept(None), true)).await?;
+    services
+        .run(move |s| persist::append_remote(s, checked, Forward::AllExcept(None), true))
+        .await?;
     Ok(())
 }
 
 /// Whether an answer to a v2 invite means the invitee's server is older and the v1 API should be
 /// tried: a 400 or 404 for a room of version 1 or 2, as the spec says (pure).
 pub fn falls_back_to_v1(status: http::StatusCode, version: &ruma::RoomVersionId) -> bool {
-    matches!(status, http::StatusCode::BAD_REQUEST | http::StatusCode::NOT_FOUND)
-        && matches!(version, ruma::RoomVersionId::V1 | ruma::RoomVersionId::V2)
+    matches!(
+        status,
+        http::StatusCode::BAD_REQUEST | http::StatusCode::NOT_FOUND
+    ) && matches!(version, ruma::RoomVersionId::V1 | ruma::RoomVersionId::V2)
 }
 
 /// Sends the invite with `v2/invite`, or with `v1/invite` when the peer does not take v2 (see
@@ -136,10 +165,16 @@ async fn send_invite(
     object: &ruma::CanonicalJsonObject,
     stripped: Vec<Value>,
 ) -> Result<Value> {
-    let body = json!({ "event": object, "room_version": version.as_str(), "invite_room_state": stripped });
-    let path = format!("/_matrix/federation/v2/invite/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let body =
+        json!({ "event": object, "room_version": version.as_str(), "invite_room_state": stripped });
+    let path = format!(
+        "/_matrix/federation/v2/invite/{}/{}",
+        encode(room_id.as_str()),
+        encode(event_id.as_str())
+    );
     let destination = invitee.server_name();
-    let (status, answer) = send_json(services, destination, http::Method::PUT, &path, Some(&body)).await?;
+    let (status, answer) =
+        send_json(services, destination, http::Method::PUT, &path, Some(&body)).await?;
     if !falls_back_to_v1(status, version) {
         if status.is_success() {
             return Ok(answer);
@@ -148,8 +183,19 @@ async fn send_invite(
     }
     let mut event = serde_json::to_value(object).map_err(|e| Error::internal(e.to_string()))?;
     event["unsigned"] = json!({ "invite_room_state": stripped_form(stripped) });
-    let path = format!("/_matrix/federation/v1/invite/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
-    let answer = call(services, destination, http::Method::PUT, &path, Some(&event)).await?;
+    let path = format!(
+        "/_matrix/federation/v1/invite/{}/{}",
+        encode(room_id.as_str()),
+        encode(event_id.as_str())
+    );
+    let answer = call(
+        services,
+        destination,
+        http::Method::PUT,
+        &path,
+        Some(&event),
+    )
+    .await?;
     // The v1 answer is `[200, {"event": …}]`.
     Ok(answer.get(1).cloned().unwrap_or(answer))
 }
@@ -181,10 +227,16 @@ pub async fn receive_invite(
         .and_then(Value::as_str)
         .and_then(|v| ruma::RoomVersionId::try_from(v).ok())
         .ok_or_else(|| Error::bad_json("room_version is missing"))?;
-    let object: ruma::CanonicalJsonObject =
-        body.get("event").cloned().and_then(|e| serde_json::from_value(e).ok()).ok_or_else(|| Error::bad_json("event is missing"))?;
+    let object: ruma::CanonicalJsonObject = body
+        .get("event")
+        .cloned()
+        .and_then(|e| serde_json::from_value(e).ok())
+        .ok_or_else(|| Error::bad_json("event is missing"))?;
     let stripped = body.get("invite_room_state").cloned().unwrap_or(json!([]));
-    let signed = receive_invite_event(services, origin, room_id, event_id, version, object, stripped).await?;
+    let signed = receive_invite_event(
+        services, origin, room_id, event_id, version, object, stripped,
+    )
+    .await?;
     Ok(json!({ "event": signed }))
 }
 
@@ -199,13 +251,21 @@ pub async fn receive_invite_v1(
     event_id: &ruma::OwnedEventId,
     body: &Value,
 ) -> Result<Value> {
-    let object: ruma::CanonicalJsonObject =
-        serde_json::from_value(body.clone()).map_err(|_| Error::bad_json("The invite is not a JSON object"))?;
-    let stripped = body.pointer("/unsigned/invite_room_state").cloned().unwrap_or(json!([]));
+    let object: ruma::CanonicalJsonObject = serde_json::from_value(body.clone())
+        .map_err(|_| Error::bad_json("The invite is not a JSON object"))?;
+    let stripped = body
+        .pointer("/unsigned/invite_room_state")
+        .cloned()
+        .unwrap_or(json!([]));
     let room = room_id.clone();
-    let known = services.run(move |s| s.timeline.room_version(&room)).await?;
+    let known = services
+        .run(move |s| s.timeline.room_version(&room))
+        .await?;
     let version = known.unwrap_or(ruma::RoomVersionId::V1);
-    let signed = receive_invite_event(services, origin, room_id, event_id, version, object, stripped).await?;
+    let signed = receive_invite_event(
+        services, origin, room_id, event_id, version, object, stripped,
+    )
+    .await?;
     Ok(json!([200, { "event": signed }]))
 }
 
@@ -224,7 +284,9 @@ async fn receive_invite_event(
     }
     // A room we know keeps the version we stored: a peer never changes it.
     let room = room_id.clone();
-    let stored = services.run(move |s| s.timeline.room_version(&room)).await?;
+    let stored = services
+        .run(move |s| s.timeline.room_version(&room))
+        .await?;
     crate::federation::join::remote::same_version(stored.as_ref(), &version)?;
     let rules = version::rules(&version)?;
     object.remove("unsigned");
@@ -236,12 +298,20 @@ async fn receive_invite_event(
         return Err(Error::bad_json("The event id does not match the event"));
     }
     let pdu = &checked.pdu;
-    let invitee = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok()).ok_or_else(|| Error::bad_json("Not an invite"))?;
-    if pdu.kind != ruma::events::TimelineEventType::RoomMember || pdu.membership().as_deref() != Some("invite") {
+    let invitee = pdu
+        .state_key
+        .as_deref()
+        .and_then(|k| UserId::parse(k).ok())
+        .ok_or_else(|| Error::bad_json("Not an invite"))?;
+    if pdu.kind != ruma::events::TimelineEventType::RoomMember
+        || pdu.membership().as_deref() != Some("invite")
+    {
         return Err(Error::bad_json("Not an invite"));
     }
     if pdu.sender.server_name() != origin {
-        return Err(Error::forbidden("The inviter does not belong to the requesting server"));
+        return Err(Error::forbidden(
+            "The inviter does not belong to the requesting server",
+        ));
     }
     if invitee.server_name() != services.globals.server_name() {
         return Err(Error::bad_json("The invitee is not a user of this server"));
@@ -254,11 +324,20 @@ async fn receive_invite_event(
                 return Err(Error::not_found("Unknown user"));
             }
             if s.timeline.room_exists(&checked.room_id)? {
-                crate::federation::acl::check(s, &checked.room_id, checked.pdu.sender.server_name())?;
+                crate::federation::acl::check(
+                    s,
+                    &checked.room_id,
+                    checked.pdu.sender.server_name(),
+                )?;
             }
             let server = s.globals.server_name().to_string();
-            ruma::signatures::sign_event(&server, &s.globals.keypair, &mut checked.object, &rules.redaction)
-                .map_err(|e| Error::internal(e.to_string()))?;
+            ruma::signatures::sign_event(
+                &server,
+                &s.globals.keypair,
+                &mut checked.object,
+                &rules.redaction,
+            )
+            .map_err(|e| Error::internal(e.to_string()))?;
             let signed = checked.object.clone();
             if crate::federation::join::remote::has_local_member(s, &checked.room_id)? {
                 // We are in the room: the invite is a timeline event like any other (a room we
@@ -270,7 +349,10 @@ async fn receive_invite_event(
                 if let Ok(v) = ruma::CanonicalJsonValue::try_from(stripped) {
                     unsigned.insert("invite_room_state".into(), v);
                 }
-                stored.object.insert("unsigned".into(), ruma::CanonicalJsonValue::Object(unsigned));
+                stored.object.insert(
+                    "unsigned".into(),
+                    ruma::CanonicalJsonValue::Object(unsigned),
+                );
                 crate::federation::join::outliers::store_membership(s, &stored)?;
             }
             Ok(signed)

@@ -73,8 +73,12 @@ impl IpRange {
     /// Whether `ip` (of the same family) is in the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(u32::from(net).into(), u32::from(ip).into(), 32, self.prefix),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => same_prefix(u128::from(net), u128::from(ip), 128, self.prefix),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                same_prefix(u32::from(net).into(), u32::from(ip).into(), 32, self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                same_prefix(u128::from(net), u128::from(ip), 128, self.prefix)
+            }
             _ => false,
         }
     }
@@ -94,7 +98,10 @@ fn same_prefix(a: u128, b: u128, bits: u32, prefix: u8) -> bool {
 /// IPv6 address.
 fn forms(ip: IpAddr) -> impl Iterator<Item = IpAddr> {
     let inner: Option<Ipv4Addr> = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().or_else(|| compatible_v4(v6)).or_else(|| nat64_v4(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .or_else(|| compatible_v4(v6))
+            .or_else(|| nat64_v4(v6)),
         IpAddr::V4(_) => None,
     };
     std::iter::once(ip).chain(inner.map(IpAddr::V4))
@@ -126,15 +133,21 @@ impl AddressPolicy {
 
     pub fn from_config(config: &NetworkConfig) -> Result<Self, String> {
         let parse = |key: &str, list: &[String]| -> Result<Vec<IpRange>, String> {
-            list.iter().map(|r| r.parse().map_err(|e| format!("`network.{key}`: {e}"))).collect()
+            list.iter()
+                .map(|r| r.parse().map_err(|e| format!("`network.{key}`: {e}")))
+                .collect()
         };
-        Ok(Self { deny: parse("deny_ranges", &config.deny_ranges)?, allow: parse("allow_ranges", &config.allow_ranges)? })
+        Ok(Self {
+            deny: parse("deny_ranges", &config.deny_ranges)?,
+            allow: parse("allow_ranges", &config.allow_ranges)?,
+        })
     }
 
     /// Whether an outgoing connection may go to `ip`: allowed when an allow range holds it (in
     /// any of its forms), else when no deny range holds it (in any of its forms).
     pub fn permits(&self, ip: IpAddr) -> bool {
-        let holds = |ranges: &[IpRange]| forms(ip).any(|form| ranges.iter().any(|r| r.contains(form)));
+        let holds =
+            |ranges: &[IpRange]| forms(ip).any(|form| ranges.iter().any(|r| r.contains(form)));
         holds(&self.allow) || !holds(&self.deny)
     }
 }
@@ -144,7 +157,10 @@ mod tests {
     use super::*;
 
     fn default_policy(allow: &[&str]) -> AddressPolicy {
-        let deny = DEFAULT_DENY_RANGES.iter().map(|r| r.parse().unwrap()).collect();
+        let deny = DEFAULT_DENY_RANGES
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
         AddressPolicy::new(deny, allow.iter().map(|r| r.parse().unwrap()).collect())
     }
 
@@ -158,14 +174,24 @@ mod tests {
         assert!(range.contains(ip("172.16.0.1")));
         assert!(range.contains(ip("172.31.255.255")));
         assert!(!range.contains(ip("172.32.0.0")));
-        assert!(!range.contains(ip("::ffff:172.16.0.1")), "families are matched separately");
+        assert!(
+            !range.contains(ip("::ffff:172.16.0.1")),
+            "families are matched separately"
+        );
         let one: IpRange = "192.0.2.7".parse().unwrap();
         assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
         let all: IpRange = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("8.8.8.8")));
         let ula: IpRange = "fc00::/7".parse().unwrap();
         assert!(ula.contains(ip("fd12:3456::1")) && !ula.contains(ip("fe00::1")));
-        for bad in ["10.0.0.0/33", "::/129", "nope", "10.0.0/8", "10.0.0.0/x", ""] {
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "nope",
+            "10.0.0/8",
+            "10.0.0.0/x",
+            "",
+        ] {
             assert!(bad.parse::<IpRange>().is_err(), "{bad}");
         }
     }
@@ -174,12 +200,31 @@ mod tests {
     fn the_default_deny_list_refuses_private_addresses() {
         let policy = default_policy(&[]);
         for denied in [
-            "127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "ff02::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
         ] {
             assert!(!policy.permits(ip(denied)), "{denied}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2001:4860:4860::8888", "2a00:1450::1"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2001:4860:4860::8888",
+            "2a00:1450::1",
+        ] {
             assert!(policy.permits(ip(public)), "{public}");
         }
     }
@@ -187,9 +232,14 @@ mod tests {
     #[test]
     fn ipv4_mapped_and_compatible_forms_are_matched_as_ipv4() {
         let policy = default_policy(&[]);
-        for denied in
-            ["::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1", "::ffff:0.0.0.0", "64:ff9b::10.0.0.1"]
-        {
+        for denied in [
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "::ffff:0.0.0.0",
+            "64:ff9b::10.0.0.1",
+        ] {
             assert!(!policy.permits(ip(denied)), "{denied}");
         }
         assert!(policy.permits(ip("::ffff:8.8.8.8")));
@@ -214,9 +264,19 @@ mod tests {
 
     #[test]
     fn configured_lists_are_checked() {
-        let config = NetworkConfig { deny_ranges: vec!["10.0.0.0/8".into()], allow_ranges: vec!["bad".into()] };
-        assert!(AddressPolicy::from_config(&config).unwrap_err().contains("network.allow_ranges"));
-        let config = NetworkConfig { deny_ranges: vec!["10.0.0.0/8".into()], allow_ranges: vec![] };
+        let config = NetworkConfig {
+            deny_ranges: vec!["10.0.0.0/8".into()],
+            allow_ranges: vec!["bad".into()],
+        };
+        assert!(
+            AddressPolicy::from_config(&config)
+                .unwrap_err()
+                .contains("network.allow_ranges")
+        );
+        let config = NetworkConfig {
+            deny_ranges: vec!["10.0.0.0/8".into()],
+            allow_ranges: vec![],
+        };
         let policy = AddressPolicy::from_config(&config).unwrap();
         assert!(!policy.permits(ip("10.0.0.1")) && policy.permits(ip("127.0.0.1")));
     }

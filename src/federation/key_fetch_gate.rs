@@ -86,7 +86,10 @@ impl KeyFetchGate {
     /// down to 7/8 of the cap.
     fn evict(&self, slots: &mut HashMap<OwnedServerName, Arc<Slot>>) {
         let last_at = |slot: &Slot| *slot.last_at.lock().unwrap_or_else(|e| e.into_inner());
-        slots.retain(|_, slot| Arc::strong_count(slot) > 1 || last_at(slot).is_some_and(|at| at.elapsed() < self.interval));
+        slots.retain(|_, slot| {
+            Arc::strong_count(slot) > 1
+                || last_at(slot).is_some_and(|at| at.elapsed() < self.interval)
+        });
         let target = MAX_SERVERS - MAX_SERVERS / 8;
         if slots.len() > target {
             let mut idle: Vec<(Option<Instant>, OwnedServerName)> = slots
@@ -103,7 +106,11 @@ impl KeyFetchGate {
 
     /// Runs `fetch` for `server` unless a fetch of it finished less than the interval ago or
     /// while this caller waited for a running one.
-    pub async fn run<T, E, Fut>(&self, server: &ServerName, fetch: impl FnOnce() -> Fut) -> Gated<Result<T, E>>
+    pub async fn run<T, E, Fut>(
+        &self,
+        server: &ServerName,
+        fetch: impl FnOnce() -> Fut,
+    ) -> Gated<Result<T, E>>
     where
         Fut: Future<Output = Result<T, E>>,
     {
@@ -165,9 +172,15 @@ mod tests {
         assert_eq!(ran, 1);
         assert_eq!(gate.fetches_started(), 1);
         // Later, within the interval: nothing fetched.
-        assert!(matches!(gate.run(&server, || async { Ok::<_, ()>(8) }).await, Gated::Skipped { ok: true }));
+        assert!(matches!(
+            gate.run(&server, || async { Ok::<_, ()>(8) }).await,
+            Gated::Skipped { ok: true }
+        ));
         // Another server has its own record.
-        assert!(matches!(gate.run(&name(1), || async { Ok::<_, ()>(9) }).await, Gated::Ran(Ok(9))));
+        assert!(matches!(
+            gate.run(&name(1), || async { Ok::<_, ()>(9) }).await,
+            Gated::Ran(Ok(9))
+        ));
         assert_eq!(gate.fetches_started(), 2);
     }
 
@@ -175,12 +188,24 @@ mod tests {
     async fn failures_are_remembered_and_the_interval_ends() {
         let gate = KeyFetchGate::new(Duration::from_millis(0));
         let server = name(0);
-        assert!(matches!(gate.run(&server, || async { Err::<(), _>("down") }).await, Gated::Ran(Err("down"))));
+        assert!(matches!(
+            gate.run(&server, || async { Err::<(), _>("down") }).await,
+            Gated::Ran(Err("down"))
+        ));
         // With no interval, the next caller fetches again.
-        assert!(matches!(gate.run(&server, || async { Ok::<_, ()>(()) }).await, Gated::Ran(Ok(()))));
+        assert!(matches!(
+            gate.run(&server, || async { Ok::<_, ()>(()) }).await,
+            Gated::Ran(Ok(()))
+        ));
         let gate = KeyFetchGate::new(Duration::from_secs(3600));
-        assert!(matches!(gate.run(&server, || async { Err::<(), _>("down") }).await, Gated::Ran(Err(_))));
-        assert!(matches!(gate.run(&server, || async { Ok::<_, ()>(()) }).await, Gated::Skipped { ok: false }));
+        assert!(matches!(
+            gate.run(&server, || async { Err::<(), _>("down") }).await,
+            Gated::Ran(Err(_))
+        ));
+        assert!(matches!(
+            gate.run(&server, || async { Ok::<_, ()>(()) }).await,
+            Gated::Skipped { ok: false }
+        ));
     }
 
     #[tokio::test]
@@ -205,7 +230,10 @@ mod tests {
         for fetch in fetches {
             assert!(matches!(fetch.await.unwrap(), Gated::Ran(Ok(()))));
         }
-        assert!(most.load(Ordering::SeqCst) <= MAX_CONCURRENT_FETCHES as u64, "{most:?}");
+        assert!(
+            most.load(Ordering::SeqCst) <= MAX_CONCURRENT_FETCHES as u64,
+            "{most:?}"
+        );
         assert_eq!(gate.fetches_started(), (MAX_CONCURRENT_FETCHES + 20) as u64);
     }
 
@@ -215,8 +243,16 @@ mod tests {
         for i in 0..MAX_SERVERS + 100 {
             let _ = gate.run(&name(i), || async { Ok::<_, ()>(()) }).await;
         }
-        assert!(gate.servers_remembered() <= MAX_SERVERS, "{}", gate.servers_remembered());
+        assert!(
+            gate.servers_remembered() <= MAX_SERVERS,
+            "{}",
+            gate.servers_remembered()
+        );
         // The newest records are kept.
-        assert!(matches!(gate.run(&name(MAX_SERVERS + 99), || async { Ok::<_, ()>(()) }).await, Gated::Skipped { .. }));
+        assert!(matches!(
+            gate.run(&name(MAX_SERVERS + 99), || async { Ok::<_, ()>(()) })
+                .await,
+            Gated::Skipped { .. }
+        ));
     }
 }

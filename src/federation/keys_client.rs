@@ -35,7 +35,12 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// Adds a cached list to an answer (only the devices asked for, all when none).
-fn answer_from_list(answer: &mut KeysAnswer, user: &OwnedUserId, devices: &[String], list: &RemoteDeviceList) {
+fn answer_from_list(
+    answer: &mut KeysAnswer,
+    user: &OwnedUserId,
+    devices: &[String],
+    list: &RemoteDeviceList,
+) {
     let keys = answer.device_keys.entry(user.clone()).or_default();
     for (id, device) in &list.devices {
         if (devices.is_empty() || devices.contains(id))
@@ -53,8 +58,16 @@ fn answer_from_list(answer: &mut KeysAnswer, user: &OwnedUserId, devices: &[Stri
 }
 
 /// Fetches a user's device list with `user/devices` and caches it.
-pub async fn fetch_device_list(services: &Arc<Services>, user: &OwnedUserId) -> Result<RemoteDeviceList> {
-    let response = send(services, user.server_name(), get_devices::v1::Request::new(user.clone())).await?;
+pub async fn fetch_device_list(
+    services: &Arc<Services>,
+    user: &OwnedUserId,
+) -> Result<RemoteDeviceList> {
+    let response = send(
+        services,
+        user.server_name(),
+        get_devices::v1::Request::new(user.clone()),
+    )
+    .await?;
     let list = RemoteDeviceList {
         stream_id: response.stream_id.into(),
         stale: false,
@@ -64,14 +77,22 @@ pub async fn fetch_device_list(services: &Arc<Services>, user: &OwnedUserId) -> 
             .map(|d| {
                 // A device that uploaded no keys comes with an empty object.
                 let keys = Some(to_value(&d.keys)).filter(|k| k.get("keys").is_some());
-                (d.device_id.to_string(), RemoteDevice { keys, display_name: d.device_display_name.clone() })
+                (
+                    d.device_id.to_string(),
+                    RemoteDevice {
+                        keys,
+                        display_name: d.device_display_name.clone(),
+                    },
+                )
             })
             .collect(),
         master_key: response.master_key.as_ref().map(to_value),
         self_signing_key: response.self_signing_key.as_ref().map(to_value),
     };
     let (user, stored) = (user.clone(), list.clone());
-    services.run(move |s| remote_cache::store(s, &user, &stored)).await?;
+    services
+        .run(move |s| remote_cache::store(s, &user, &stored))
+        .await?;
     Ok(list)
 }
 
@@ -88,7 +109,13 @@ async fn query_server(
         .run(move |s| {
             wanted
                 .keys()
-                .map(|u| Ok((u.clone(), shares_room(s, &req, u)?, remote_cache::get(s, u)?)))
+                .map(|u| {
+                    Ok((
+                        u.clone(),
+                        shares_room(s, &req, u)?,
+                        remote_cache::get(s, u)?,
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()
         })
         .await?;
@@ -96,13 +123,21 @@ async fn query_server(
     for (user, shared, list) in cached {
         let devices = &users[&user];
         match (shared, list) {
-            (true, Some(list)) if !list.stale => answer_from_list(&mut answer, &user, devices, &list),
+            (true, Some(list)) if !list.stale => {
+                answer_from_list(&mut answer, &user, devices, &list)
+            }
             (true, _) => {
                 let list = fetch_device_list(services, &user).await?;
                 answer_from_list(&mut answer, &user, devices, &list);
             }
             (false, _) => {
-                ask.insert(user, devices.iter().map(|d| OwnedDeviceId::from(d.as_str())).collect());
+                ask.insert(
+                    user,
+                    devices
+                        .iter()
+                        .map(|d| OwnedDeviceId::from(d.as_str()))
+                        .collect(),
+                );
             }
         }
     }
@@ -118,10 +153,18 @@ async fn query_server(
                 entry.insert(id.to_string(), to_value(&keys));
             }
         }
-        for (user, key) in response.master_keys.into_iter().filter(|(u, _)| u.server_name() == server) {
+        for (user, key) in response
+            .master_keys
+            .into_iter()
+            .filter(|(u, _)| u.server_name() == server)
+        {
             answer.master_keys.insert(user, to_value(&key));
         }
-        for (user, key) in response.self_signing_keys.into_iter().filter(|(u, _)| u.server_name() == server) {
+        for (user, key) in response
+            .self_signing_keys
+            .into_iter()
+            .filter(|(u, _)| u.server_name() == server)
+        {
             answer.self_signing_keys.insert(user, to_value(&key));
         }
     }
@@ -138,17 +181,31 @@ pub async fn query(
     wanted: BTreeMap<OwnedUserId, Vec<String>>,
     timeout: Duration,
 ) -> (KeysAnswer, BTreeMap<String, Value>) {
-    let mut by_server: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<String>>> = BTreeMap::new();
+    let mut by_server: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<String>>> =
+        BTreeMap::new();
     for (user, devices) in wanted {
-        by_server.entry(user.server_name().to_owned()).or_default().insert(user, devices);
+        by_server
+            .entry(user.server_name().to_owned())
+            .or_default()
+            .insert(user, devices);
     }
     let calls = by_server.into_iter().map(|(server, users)| async move {
-        let result = tokio::time::timeout(timeout, query_server(services, requester, &server, users)).await;
-        (server, result.map_err(|_| Error::internal("timed out")).and_then(|r| r))
+        let result =
+            tokio::time::timeout(timeout, query_server(services, requester, &server, users)).await;
+        (
+            server,
+            result
+                .map_err(|_| Error::internal("timed out"))
+                .and_then(|r| r),
+        )
     });
     let mut answer = KeysAnswer::default();
     let mut failures = BTreeMap::new();
-    for (server, result) in stream::iter(calls).buffer_unordered(SERVERS_AT_ONCE).collect::<Vec<_>>().await {
+    for (server, result) in stream::iter(calls)
+        .buffer_unordered(SERVERS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+    {
         match result {
             Ok(part) => {
                 answer.device_keys.extend(part.device_keys);
@@ -157,7 +214,10 @@ pub async fn query(
             }
             Err(e) => {
                 tracing::info!("keys/query to {server} failed: {e}");
-                failures.insert(server.to_string(), json!({ "errcode": e.errcode, "error": e.message }));
+                failures.insert(
+                    server.to_string(),
+                    json!({ "errcode": e.errcode, "error": e.message }),
+                );
             }
         }
     }
@@ -170,33 +230,64 @@ pub async fn claim(
     wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     timeout: Duration,
 ) -> (Claimed, BTreeMap<String, Value>) {
-    let mut by_server: BTreeMap<OwnedServerName, claim_keys::v1::OneTimeKeyClaims> = BTreeMap::new();
+    let mut by_server: BTreeMap<OwnedServerName, claim_keys::v1::OneTimeKeyClaims> =
+        BTreeMap::new();
     for (user, devices) in wanted {
-        let devices = devices.into_iter().map(|(d, alg)| (d, OneTimeKeyAlgorithm::from(alg.as_str()))).collect();
-        by_server.entry(user.server_name().to_owned()).or_default().insert(user, devices);
+        let devices = devices
+            .into_iter()
+            .map(|(d, alg)| (d, OneTimeKeyAlgorithm::from(alg.as_str())))
+            .collect();
+        by_server
+            .entry(user.server_name().to_owned())
+            .or_default()
+            .insert(user, devices);
     }
     let calls = by_server.into_iter().map(|(server, claims)| async move {
-        let result = tokio::time::timeout(timeout, send(services, &server, claim_keys::v1::Request::new(claims))).await;
-        (server, result.map_err(|_| Error::internal("timed out")).and_then(|r| r))
+        let result = tokio::time::timeout(
+            timeout,
+            send(services, &server, claim_keys::v1::Request::new(claims)),
+        )
+        .await;
+        (
+            server,
+            result
+                .map_err(|_| Error::internal("timed out"))
+                .and_then(|r| r),
+        )
     });
     let mut claimed: Claimed = BTreeMap::new();
     let mut failures = BTreeMap::new();
-    for (server, result) in stream::iter(calls).buffer_unordered(SERVERS_AT_ONCE).collect::<Vec<_>>().await {
+    for (server, result) in stream::iter(calls)
+        .buffer_unordered(SERVERS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+    {
         match result {
             Ok(response) => {
-                for (user, devices) in response.one_time_keys.into_iter().filter(|(u, _)| u.server_name() == server) {
+                for (user, devices) in response
+                    .one_time_keys
+                    .into_iter()
+                    .filter(|(u, _)| u.server_name() == server)
+                {
                     let entry = claimed.entry(user).or_default();
                     for (device, keys) in devices {
-                        entry.insert(device, keys.into_iter().map(|(id, k)| (id.to_string(), to_value(&k))).collect());
+                        entry.insert(
+                            device,
+                            keys.into_iter()
+                                .map(|(id, k)| (id.to_string(), to_value(&k)))
+                                .collect(),
+                        );
                     }
                 }
             }
             Err(e) => {
                 tracing::info!("keys/claim to {server} failed: {e}");
-                failures.insert(server.to_string(), json!({ "errcode": e.errcode, "error": e.message }));
+                failures.insert(
+                    server.to_string(),
+                    json!({ "errcode": e.errcode, "error": e.message }),
+                );
             }
         }
     }
     (claimed, failures)
 }
-

@@ -11,7 +11,12 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` over TLS on `listener` until `shutdown` fires; then drops open connections.
-pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, app: Router, mut shutdown: oneshot::Receiver<()>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    app: Router,
+    mut shutdown: oneshot::Receiver<()>,
+) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let mut connections = JoinSet::new();
     loop {
@@ -34,7 +39,12 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, app: Router
     connections.abort_all();
 }
 
-async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, peer: SocketAddr, app: Router) {
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+) {
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
@@ -66,7 +76,9 @@ pub struct FederationListener {
 impl FederationListener {
     /// Binds `federation.listen` (port 0 picks a free port) with the configured or generated
     /// certificate, and serves the federation routes. None when federation is disabled.
-    pub async fn start(services: &Arc<crate::services::Services>) -> crate::error::Result<Option<Self>> {
+    pub async fn start(
+        services: &Arc<crate::services::Services>,
+    ) -> crate::error::Result<Option<Self>> {
         use crate::error::Error;
         let config = services.config();
         if !config.federation.enabled {
@@ -80,15 +92,23 @@ impl FederationListener {
                 .map_err(Error::internal)?
         };
         let listen = config.federation.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| Error::internal(format!("cannot listen on {listen} (federation.listen): {e}")))?;
-        let addr = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+        let listener = TcpListener::bind(listen).await.map_err(|e| {
+            Error::internal(format!(
+                "cannot listen on {listen} (federation.listen): {e}"
+            ))
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::internal(e.to_string()))?;
         services.federation.set_local_addr(addr);
         let app = crate::api::federation::router(services.clone());
         let (shutdown, rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, tls_config, app, rx));
-        Ok(Some(Self { addr, shutdown, task }))
+        Ok(Some(Self {
+            addr,
+            shutdown,
+            task,
+        }))
     }
 
     pub async fn stop(self) {

@@ -22,9 +22,9 @@ pub mod own_keys;
 pub mod pool;
 pub mod profile;
 pub mod public_rooms;
+pub mod read;
 pub mod remote_keys;
 pub mod request;
-pub mod read;
 pub mod resolve;
 pub mod sender;
 pub mod server_visibility;
@@ -96,13 +96,19 @@ impl Federation {
     pub fn new(config: &Config, db: Db) -> Result<Self> {
         let tls = tls::client_config(config).map_err(Error::internal)?;
         let timeout = Duration::from_secs(config.federation.request_timeout_secs);
-        let policy = ip_ranges::AddressPolicy::from_config(&config.network).map_err(Error::internal)?;
+        let policy =
+            ip_ranges::AddressPolicy::from_config(&config.network).map_err(Error::internal)?;
         Ok(Self {
             db: db.clone(),
             transport: client::Transport::new(tls, timeout, connector::Connector::new(policy)),
             local_addr: OnceLock::new(),
-            resolved: Mutex::new(timed_cache::TimedCache::new(RESOLVE_CACHE, RESOLVE_CACHE_ENTRIES)),
-            key_fetches: key_fetch_gate::KeyFetchGate::new(Duration::from_secs(config.federation.key_fetch_interval_secs)),
+            resolved: Mutex::new(timed_cache::TimedCache::new(
+                RESOLVE_CACHE,
+                RESOLVE_CACHE_ENTRIES,
+            )),
+            key_fetches: key_fetch_gate::KeyFetchGate::new(Duration::from_secs(
+                config.federation.key_fetch_interval_secs,
+            )),
             sender: sender::Sender::new(db.clone()),
             origin_locks: Mutex::new(HashMap::new()),
             hierarchy_cache: hierarchy::AnswerCache::default(),
@@ -137,13 +143,21 @@ impl Federation {
         }
         let name = config.server_name.as_str();
         let host = discovery::split_host_port(name).map_or(name, |(h, _)| h);
-        let port = self.local_addr().map_or(config.federation.listen.port(), |a| a.port());
-        if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+        let port = self
+            .local_addr()
+            .map_or(config.federation.listen.port(), |a| a.port());
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
     }
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// 401 M_UNAUTHORIZED: the answer to every failed X-Matrix check.

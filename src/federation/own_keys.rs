@@ -40,7 +40,12 @@ pub fn current_key_id(keypair: &Ed25519KeyPair) -> String {
 pub fn own_document(services: &Services, now: u64) -> Result<CanonicalJsonObject> {
     let valid_until = now + services.config().federation.key_validity_hours * 3_600_000;
     let old = services.federation.old_signing_keys()?;
-    Ok(signing::own_key_document(services.globals.server_name(), &services.globals.keypair, &old, valid_until))
+    Ok(signing::own_key_document(
+        services.globals.server_name(),
+        &services.globals.keypair,
+        &old,
+        valid_until,
+    ))
 }
 
 /// Our keys as verification records (for requests and events we signed ourselves).
@@ -50,12 +55,25 @@ pub fn own_key_records(services: &Services, now: u64) -> Result<BTreeMap<String,
         .federation
         .old_signing_keys()?
         .into_iter()
-        .map(|(id, old)| (id, KeyRecord { key: old.key, valid_until_ts: old.expired_ts, expired_ts: Some(old.expired_ts) }))
+        .map(|(id, old)| {
+            (
+                id,
+                KeyRecord {
+                    key: old.key,
+                    valid_until_ts: old.expired_ts,
+                    expired_ts: Some(old.expired_ts),
+                },
+            )
+        })
         .collect();
     let keypair = &services.globals.keypair;
     keys.insert(
         current_key_id(keypair),
-        KeyRecord { key: encode_key(&keypair.public_key()), valid_until_ts: valid_until, expired_ts: None },
+        KeyRecord {
+            key: encode_key(&keypair.public_key()),
+            valid_until_ts: valid_until,
+            expired_ts: None,
+        },
     );
     Ok(keys)
 }
@@ -64,18 +82,28 @@ pub fn own_key_records(services: &Services, now: u64) -> Result<BTreeMap<String,
 /// `old_verify_keys` (expired now). One atomic batch. Run it while the server is stopped: the
 /// new key is loaded at the next start. Returns (old key id, new key id).
 pub fn rotate_signing_key(db: &Db, now: u64) -> Result<(String, String)> {
-    let record = db.get(GLOBAL, KEY_SIGNING)?.ok_or_else(|| Error::internal("no signing key to rotate"))?;
-    let sep = record.iter().position(|b| *b == 0xFF).ok_or_else(|| Error::internal("corrupt signing key record"))?;
-    let version = std::str::from_utf8(&record[..sep]).map_err(|_| Error::internal("corrupt signing key record"))?;
+    let record = db
+        .get(GLOBAL, KEY_SIGNING)?
+        .ok_or_else(|| Error::internal("no signing key to rotate"))?;
+    let sep = record
+        .iter()
+        .position(|b| *b == 0xFF)
+        .ok_or_else(|| Error::internal("corrupt signing key record"))?;
+    let version = std::str::from_utf8(&record[..sep])
+        .map_err(|_| Error::internal("corrupt signing key record"))?;
     let old = Ed25519KeyPair::from_der(&record[sep + 1..], version.to_owned())
         .map_err(|e| Error::internal(format!("bad signing key: {e}")))?;
     let old_id = current_key_id(&old);
-    let taken = |v: &str| -> Result<bool> { Ok(v == version || db.contains(OLD_SIGNING_KEYS, format!("ed25519:{v}").as_bytes())?) };
+    let taken = |v: &str| -> Result<bool> {
+        Ok(v == version || db.contains(OLD_SIGNING_KEYS, format!("ed25519:{v}").as_bytes())?)
+    };
     let new_version = loop {
         let candidate: String = {
             use rand::Rng;
             let mut rng = rand::thread_rng();
-            (0..6).map(|_| rng.sample(rand::distributions::Alphanumeric) as char).collect()
+            (0..6)
+                .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+                .collect()
         };
         if !taken(&candidate)? {
             break candidate;
@@ -90,7 +118,10 @@ pub fn rotate_signing_key(db: &Db, now: u64) -> Result<(String, String)> {
     batch.put(
         OLD_SIGNING_KEYS,
         old_id.as_bytes(),
-        encode_json(&OldKey { key: encode_key(&old.public_key()), expired_ts: now }),
+        encode_json(&OldKey {
+            key: encode_key(&old.public_key()),
+            expired_ts: now,
+        }),
     );
     batch.put(GLOBAL, KEY_SIGNING, new_record);
     db.write(batch)?;
@@ -101,9 +132,7 @@ pub fn rotate_signing_key(db: &Db, now: u64) -> Result<(String, String)> {
 mod tests {
     use super::*;
     use crate::{
-        config::Config,
-        federation::signing::verify_key_document,
-        services::all_maps,
+        config::Config, federation::signing::verify_key_document, services::all_maps,
         storage::rocks::RocksEngine,
     };
 
@@ -134,7 +163,14 @@ mod tests {
         let keys = verify_key_document(&doc, services.globals.server_name()).unwrap();
         assert_eq!(keys.keys[&new_id].expired_ts, None);
         // The old key keeps its bytes under its id, now with its expiry.
-        assert_eq!(keys.keys[&first_id], KeyRecord { key: first_key, valid_until_ts: keys.valid_until_ts, expired_ts: Some(5_000) });
+        assert_eq!(
+            keys.keys[&first_id],
+            KeyRecord {
+                key: first_key,
+                valid_until_ts: keys.valid_until_ts,
+                expired_ts: Some(5_000)
+            }
+        );
         let records = own_key_records(&services, 6_000).unwrap();
         assert!(records[&first_id].usable_at(5_000) && !records[&first_id].usable_at(5_001));
     }

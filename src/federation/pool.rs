@@ -64,7 +64,10 @@ impl Pool {
                 }
                 entry
             };
-            if since.elapsed() >= IDLE_FOR || connection.sender.is_closed() || connection.sender.ready().await.is_err() {
+            if since.elapsed() >= IDLE_FOR
+                || connection.sender.is_closed()
+                || connection.sender.ready().await.is_err()
+            {
                 connection.close();
                 continue;
             }
@@ -107,7 +110,10 @@ fn trim<C: Closable>(idle: &mut HashMap<Key, Vec<(C, Instant)>>, keep: usize) {
     if total <= keep {
         return;
     }
-    let mut ages: Vec<(Instant, Key)> = idle.iter().flat_map(|(k, list)| list.iter().map(move |(_, at)| (*at, k.clone()))).collect();
+    let mut ages: Vec<(Instant, Key)> = idle
+        .iter()
+        .flat_map(|(k, list)| list.iter().map(move |(_, at)| (*at, k.clone())))
+        .collect();
     ages.sort_by_key(|(at, _)| *at);
     for (_, key) in ages.into_iter().take(total - keep) {
         if let Some(list) = idle.get_mut(&key) {
@@ -147,7 +153,9 @@ mod tests {
         let start = Instant::now();
         for i in 0..100u16 {
             let key = (format!("host{i}"), 8448, format!("host{i}"));
-            idle.entry(key).or_default().push((Fake, start + Duration::from_millis(u64::from(i))));
+            idle.entry(key)
+                .or_default()
+                .push((Fake, start + Duration::from_millis(u64::from(i))));
         }
         trim(&mut idle, 10);
         assert_eq!(idle.values().map(Vec::len).sum::<usize>(), 10);

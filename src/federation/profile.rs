@@ -12,8 +12,15 @@ use crate::{
 };
 
 /// The profile of a remote user (`field` restricts it to one field).
-pub async fn remote_profile(services: &Arc<Services>, user: &UserId, field: Option<&str>) -> Result<Map<String, Value>> {
-    let mut path = format!("/_matrix/federation/v1/query/profile?user_id={}", encode(user.as_str()));
+pub async fn remote_profile(
+    services: &Arc<Services>,
+    user: &UserId,
+    field: Option<&str>,
+) -> Result<Map<String, Value>> {
+    let mut path = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        encode(user.as_str())
+    );
     if let Some(field) = field {
         path.push_str(&format!("&field={}", encode(field)));
     }

@@ -35,10 +35,18 @@ where
     }
     let (parts, body) = response.into_parts();
     T::IncomingResponse::try_from_http_response(http::Response::from_parts(parts, body.as_ref()))
-        .map_err(|e| unreachable(format!("{server} answered an unreadable room directory: {e}")))
+        .map_err(|e| {
+            unreachable(format!(
+                "{server} answered an unreadable room directory: {e}"
+            ))
+        })
 }
 
-pub async fn get(services: &Services, server: &ServerName, request: get_public_rooms::v1::Request) -> Result<get_public_rooms::v1::Response> {
+pub async fn get(
+    services: &Services,
+    server: &ServerName,
+    request: get_public_rooms::v1::Request,
+) -> Result<get_public_rooms::v1::Response> {
     ask(services, server, request).await
 }
 

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
-    federation::{incoming::state_at::auth_chain, join::resident::pdus_of, server_visibility::ServerView},
+    federation::{
+        incoming::state_at::auth_chain, join::resident::pdus_of, server_visibility::ServerView,
+    },
     services::{
         Services,
         rooms::{event_by_id, short_room},
@@ -20,13 +22,20 @@ use crate::{
 pub fn require_in_room(s: &Services, origin: &ServerName, room_id: &RoomId) -> Result<u64> {
     let short = short_room(s, room_id).map_err(|_| Error::not_found("Unknown room"))?;
     crate::federation::acl::check(s, room_id, origin)?;
-    if !crate::federation::sender::servers_in_room(s, short)?.iter().any(|n| n == origin) {
+    if !crate::federation::sender::servers_in_room(s, short)?
+        .iter()
+        .any(|n| n == origin)
+    {
         return Err(Error::forbidden(format!("{origin} is not in the room")));
     }
     Ok(short)
 }
 
-fn event_in_room(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<std::sync::Arc<StoredEvent>> {
+fn event_in_room(
+    s: &Services,
+    room_id: &RoomId,
+    event_id: &EventId,
+) -> Result<std::sync::Arc<StoredEvent>> {
     match event_by_id(s, event_id)? {
         Some(e) if e.pdu.room_id == room_id => Ok(e),
         _ => Err(Error::not_found("Unknown event")),
@@ -34,7 +43,11 @@ fn event_in_room(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<s
 }
 
 /// The ids of the state before `event_id` and of its auth chain.
-fn state_at(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+fn state_at(
+    s: &Services,
+    room_id: &RoomId,
+    event_id: &EventId,
+) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
     let event = event_in_room(s, room_id, event_id)?;
     let state = s.state.load(event.meta.state_before)?;
     let mut ids = Vec::new();
@@ -43,17 +56,30 @@ fn state_at(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<(Vec<O
     }
     let chain = auth_chain(s, ids.clone())?;
     let state_set: HashSet<&OwnedEventId> = ids.iter().collect();
-    let chain: Vec<OwnedEventId> = chain.into_iter().filter(|id| !state_set.contains(id)).collect();
+    let chain: Vec<OwnedEventId> = chain
+        .into_iter()
+        .filter(|id| !state_set.contains(id))
+        .collect();
     Ok((ids, chain))
 }
 
-pub fn state_ids(s: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+pub fn state_ids(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+) -> Result<Value> {
     require_in_room(s, origin, room_id)?;
     let (state, chain) = state_at(s, room_id, event_id)?;
     Ok(json!({ "pdu_ids": state, "auth_chain_ids": chain }))
 }
 
-pub fn state(s: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+pub fn state(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+) -> Result<Value> {
     require_in_room(s, origin, room_id)?;
     let (state, chain) = state_at(s, room_id, event_id)?;
     Ok(json!({ "pdus": pdus_of(s, state.iter())?, "auth_chain": pdus_of(s, chain.iter())? }))
@@ -65,11 +91,17 @@ fn envelope(s: &Services, pdus: Vec<Value>) -> Value {
 
 pub fn event(s: &Services, origin: &ServerName, event_id: &EventId) -> Result<Value> {
     let event = event_by_id(s, event_id)?.ok_or_else(|| Error::not_found("Unknown event"))?;
-    require_in_room(s, origin, &event.pdu.room_id).map_err(|_| Error::not_found("Unknown event"))?;
+    require_in_room(s, origin, &event.pdu.room_id)
+        .map_err(|_| Error::not_found("Unknown event"))?;
     Ok(envelope(s, vec![ServerView::new(s, origin).json(&event)?]))
 }
 
-pub fn event_auth(s: &Services, origin: &ServerName, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
+pub fn event_auth(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    event_id: &EventId,
+) -> Result<Value> {
     require_in_room(s, origin, room_id)?;
     let event = event_in_room(s, room_id, event_id)?;
     let chain = auth_chain(s, event.pdu.auth_events.clone())?;
@@ -77,7 +109,13 @@ pub fn event_auth(s: &Services, origin: &ServerName, room_id: &RoomId, event_id:
 }
 
 /// Walks `prev_events` backwards from `from`, newest (deepest) first, skipping `stop`; at most `limit`.
-fn walk_back(s: &Services, room_id: &RoomId, from: Vec<OwnedEventId>, stop: &HashSet<OwnedEventId>, limit: usize) -> Result<Vec<std::sync::Arc<StoredEvent>>> {
+fn walk_back(
+    s: &Services,
+    room_id: &RoomId,
+    from: Vec<OwnedEventId>,
+    stop: &HashSet<OwnedEventId>,
+    limit: usize,
+) -> Result<Vec<std::sync::Arc<StoredEvent>>> {
     let mut queue: BTreeSet<(u64, OwnedEventId)> = BTreeSet::new();
     let mut seen: HashSet<OwnedEventId> = HashSet::new();
     for id in from {
@@ -93,7 +131,9 @@ fn walk_back(s: &Services, room_id: &RoomId, from: Vec<OwnedEventId>, stop: &Has
         if out.len() >= limit {
             break;
         }
-        let Some(event) = event_by_id(s, &id)? else { continue };
+        let Some(event) = event_by_id(s, &id)? else {
+            continue;
+        };
         if stop.contains(&id) {
             continue;
         }
@@ -109,11 +149,20 @@ fn walk_back(s: &Services, room_id: &RoomId, from: Vec<OwnedEventId>, stop: &Has
     Ok(out)
 }
 
-pub fn backfill(s: &Services, origin: &ServerName, room_id: &RoomId, from: Vec<OwnedEventId>, limit: usize) -> Result<Value> {
+pub fn backfill(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    from: Vec<OwnedEventId>,
+    limit: usize,
+) -> Result<Value> {
     require_in_room(s, origin, room_id)?;
     let events = walk_back(s, room_id, from, &HashSet::new(), limit.min(100))?;
     let mut view = ServerView::new(s, origin);
-    Ok(envelope(s, events.iter().map(|e| view.json(e)).collect::<Result<_>>()?))
+    Ok(envelope(
+        s,
+        events.iter().map(|e| view.json(e)).collect::<Result<_>>()?,
+    ))
 }
 
 pub fn missing_events(
@@ -145,20 +194,35 @@ pub fn directory(s: &Services, alias: &OwnedRoomAliasId) -> Result<Value> {
     if alias.server_name() != s.globals.server_name() {
         return Err(Error::not_found("Room alias not found"));
     }
-    let entry = s.directory.resolve(alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+    let entry = s
+        .directory
+        .resolve(alias)?
+        .ok_or_else(|| Error::not_found("Room alias not found"))?;
     let mut servers = vec![s.globals.server_name().to_string()];
     if let Some(short) = s.short.room(&entry.room_id)? {
-        servers.extend(crate::federation::sender::servers_in_room(s, short)?.iter().map(|n| n.to_string()));
+        servers.extend(
+            crate::federation::sender::servers_in_room(s, short)?
+                .iter()
+                .map(|n| n.to_string()),
+        );
     }
     Ok(json!({ "room_id": entry.room_id, "servers": servers }))
 }
 
 /// `timestamp_to_event`: the event of the room closest to `ts` in direction `dir` (`f`: the first
 /// at or after it, `b`: the last at or before it), among the events of our timeline (the time index).
-pub fn timestamp_to_event(s: &Services, origin: &ServerName, room_id: &RoomId, ts: u64, forward: bool) -> Result<Value> {
+pub fn timestamp_to_event(
+    s: &Services,
+    origin: &ServerName,
+    room_id: &RoomId,
+    ts: u64,
+    forward: bool,
+) -> Result<Value> {
     let short = require_in_room(s, origin, room_id)?;
     match crate::services::time_index::lookup::closest(s, short, room_id, ts, forward)? {
-        Some(found) => Ok(json!({ "event_id": found.event_id, "origin_server_ts": found.origin_server_ts })),
+        Some(found) => {
+            Ok(json!({ "event_id": found.event_id, "origin_server_ts": found.origin_server_ts }))
+        }
         None => Err(Error::not_found("No event found")),
     }
 }
@@ -174,9 +238,16 @@ pub fn user_devices(s: &Services, user: &ruma::UserId) -> Result<Value> {
 
 /// `publicRooms`: our room directory, for other servers (403 when
 /// `federation.public_rooms_over_federation` is off).
-pub fn public_rooms(s: &Services, limit: Option<u64>, since: Option<&str>, term: Option<&str>) -> Result<Value> {
+pub fn public_rooms(
+    s: &Services,
+    limit: Option<u64>,
+    since: Option<&str>,
+    term: Option<&str>,
+) -> Result<Value> {
     if !s.config().federation.public_rooms_over_federation {
-        return Err(Error::forbidden("This server does not share its room directory over federation"));
+        return Err(Error::forbidden(
+            "This server does not share its room directory over federation",
+        ));
     }
     let limit = limit.and_then(|l| ruma::UInt::new(l));
     let r = crate::services::directory_listing::public_rooms(s, limit, since, term)?;

@@ -9,8 +9,7 @@ use std::{
 };
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedServerName, ServerName,
-    serde::Base64,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedServerName, ServerName, serde::Base64,
     signatures::PublicKeyMap,
 };
 use serde::{Deserialize, Serialize};
@@ -69,20 +68,30 @@ impl Federation {
         for item in self.db.scan_prefix(SERVER_KEYS, &prefix) {
             let (k, v) = item?;
             let mut reader = KeyReader::new(&k);
-            let (Some(_), Some(id)) = (reader.str(), reader.str()) else { continue };
+            let (Some(_), Some(id)) = (reader.str(), reader.str()) else {
+                continue;
+            };
             keys.insert(id.to_owned(), decode_json(SERVER_KEYS, &v)?);
         }
         Ok(keys)
     }
 
     pub fn cached_document(&self, server: &ServerName) -> Result<Option<StoredDocument>> {
-        Ok(self.db.get_json(SERVER_KEY_DOCUMENTS, server.as_str().as_bytes())?)
+        Ok(self
+            .db
+            .get_json(SERVER_KEY_DOCUMENTS, server.as_str().as_bytes())?)
     }
 
     /// Stores a checked document and merges its keys into the cache, in one batch. A key keeps
     /// the latest `valid_until_ts` it was published with; keys no longer listed stay cached (they
     /// still verify what they signed while valid).
-    pub fn store_keys(&self, server: &ServerName, document: &CanonicalJsonObject, verified: &VerifiedKeys, now: u64) -> Result<()> {
+    pub fn store_keys(
+        &self,
+        server: &ServerName,
+        document: &CanonicalJsonObject,
+        verified: &VerifiedKeys,
+        now: u64,
+    ) -> Result<()> {
         let cached = self.cached_keys(server)?;
         let cap = now + MAX_KEY_LIFETIME_MS;
         let mut batch = Batch::new();
@@ -97,11 +106,22 @@ impl Federation {
                 }
             }
             if cached.get(id) != Some(&record) {
-                batch.put(SERVER_KEYS, Key::new().str(server.as_str()).str(id).build(), encode_json(&record));
+                batch.put(
+                    SERVER_KEYS,
+                    Key::new().str(server.as_str()).str(id).build(),
+                    encode_json(&record),
+                );
             }
         }
-        let stored = StoredDocument { fetched_ts: now, document: document.clone() };
-        batch.put(SERVER_KEY_DOCUMENTS, server.as_str().as_bytes(), encode_json(&stored));
+        let stored = StoredDocument {
+            fetched_ts: now,
+            document: document.clone(),
+        };
+        batch.put(
+            SERVER_KEY_DOCUMENTS,
+            server.as_str().as_bytes(),
+            encode_json(&stored),
+        );
         Ok(self.db.write(batch)?)
     }
 }
@@ -113,8 +133,16 @@ pub const MAX_NOTARY_FETCHES: usize = 10;
 /// Fetches `server`'s keys from the server itself, checks and caches them, unless a fetch of it
 /// ran within `federation.key_fetch_interval_secs` or finished while we waited for it
 /// (`key_fetch_gate`): then its outcome is used (the cached document, or the failure).
-pub async fn fetch_from_origin(services: &Arc<Services>, server: &ServerName) -> Result<StoredDocument> {
-    match services.federation.key_fetches.run(server, || fetch_and_store(services, server)).await {
+pub async fn fetch_from_origin(
+    services: &Arc<Services>,
+    server: &ServerName,
+) -> Result<StoredDocument> {
+    match services
+        .federation
+        .key_fetches
+        .run(server, || fetch_and_store(services, server))
+        .await
+    {
         Gated::Ran(result) => {
             if let Err(e) = &result {
                 tracing::info!("federation: keys of {server}: {e}");
@@ -128,25 +156,39 @@ pub async fn fetch_from_origin(services: &Arc<Services>, server: &ServerName) ->
                 .await?
                 .ok_or_else(|| unreachable(format!("no keys of {server}")))
         }
-        Gated::Skipped { ok: false } => Err(unreachable(format!("{server} failed recently; not asking again yet"))),
+        Gated::Skipped { ok: false } => Err(unreachable(format!(
+            "{server} failed recently; not asking again yet"
+        ))),
     }
 }
 
 async fn fetch_and_store(services: &Arc<Services>, server: &ServerName) -> Result<StoredDocument> {
-    let request = http::Request::get("/_matrix/key/v2/server").body(Vec::new()).expect("static request");
+    let request = http::Request::get("/_matrix/key/v2/server")
+        .body(Vec::new())
+        .expect("static request");
     let response = send_raw(services, server, request, false).await?;
     if !response.status().is_success() {
-        return Err(unreachable(format!("{server} answered {} for its keys", response.status())));
+        return Err(unreachable(format!(
+            "{server} answered {} for its keys",
+            response.status()
+        )));
     }
     let document: CanonicalJsonObject = serde_json::from_slice(response.body())
         .map_err(|e| unreachable(format!("{server}: key document is not canonical JSON: {e}")))?;
-    let verified = verify_key_document(&document, server).map_err(|e| unreachable(format!("{server}: {e}")))?;
+    let verified = verify_key_document(&document, server)
+        .map_err(|e| unreachable(format!("{server}: {e}")))?;
     let now = now_ms();
     let server_owned = server.to_owned();
-    let stored = StoredDocument { fetched_ts: now, document };
+    let stored = StoredDocument {
+        fetched_ts: now,
+        document,
+    };
     let to_store = stored.clone();
     services
-        .run(move |s| s.federation.store_keys(&server_owned, &to_store.document, &verified, now))
+        .run(move |s| {
+            s.federation
+                .store_keys(&server_owned, &to_store.document, &verified, now)
+        })
         .await?;
     Ok(stored)
 }
@@ -174,14 +216,27 @@ pub async fn keys_with_ids(
     wanted: &[String],
 ) -> Result<BTreeMap<String, KeyRecord>> {
     let usable = |keys: BTreeMap<String, KeyRecord>| -> BTreeMap<String, KeyRecord> {
-        keys.into_iter().filter(|(_, r)| r.usable_at(at_ts)).collect()
+        keys.into_iter()
+            .filter(|(_, r)| r.usable_at(at_ts))
+            .collect()
     };
     if server == services.globals.server_name() {
-        return services.run(move |s| own_keys::own_key_records(s, now_ms())).await.map(usable);
+        return services
+            .run(move |s| own_keys::own_key_records(s, now_ms()))
+            .await
+            .map(usable);
     }
     let owned = server.to_owned();
-    let cached = usable(services.run(move |s| s.federation.cached_keys(&owned)).await?);
-    let complete = if wanted.is_empty() { !cached.is_empty() } else { wanted.iter().all(|id| cached.contains_key(id)) };
+    let cached = usable(
+        services
+            .run(move |s| s.federation.cached_keys(&owned))
+            .await?,
+    );
+    let complete = if wanted.is_empty() {
+        !cached.is_empty()
+    } else {
+        wanted.iter().all(|id| cached.contains_key(id))
+    };
     if complete {
         return Ok(cached);
     }
@@ -189,11 +244,19 @@ pub async fn keys_with_ids(
         return Ok(cached);
     }
     let owned = server.to_owned();
-    Ok(usable(services.run(move |s| s.federation.cached_keys(&owned)).await?))
+    Ok(usable(
+        services
+            .run(move |s| s.federation.cached_keys(&owned))
+            .await?,
+    ))
 }
 
 /// The keys of `server` valid at `at_ts`: for checking event and request signatures.
-pub async fn verify_keys_for(services: &Arc<Services>, server: &ServerName, at_ts: u64) -> Result<BTreeMap<String, KeyRecord>> {
+pub async fn verify_keys_for(
+    services: &Arc<Services>,
+    server: &ServerName,
+    at_ts: u64,
+) -> Result<BTreeMap<String, KeyRecord>> {
     keys_for(services, server, at_ts, None).await
 }
 
@@ -201,7 +264,11 @@ pub async fn verify_keys_for(services: &Arc<Services>, server: &ServerName, at_t
 pub fn signature_key_ids(object: &CanonicalJsonObject, server: &str) -> Vec<String> {
     match object.get("signatures") {
         Some(CanonicalJsonValue::Object(all)) => match all.get(server) {
-            Some(CanonicalJsonValue::Object(sigs)) => sigs.keys().filter(|id| id.starts_with("ed25519:")).cloned().collect(),
+            Some(CanonicalJsonValue::Object(sigs)) => sigs
+                .keys()
+                .filter(|id| id.starts_with("ed25519:"))
+                .cloned()
+                .collect(),
             _ => Vec::new(),
         },
         _ => Vec::new(),
@@ -220,7 +287,10 @@ pub async fn keys_for_event(
     for server in servers {
         let wanted = signature_key_ids(object, server.as_str());
         let keys = keys_with_ids(services, server, ts, &wanted).await?;
-        let set = keys.into_iter().filter_map(|(id, record)| Base64::parse(&record.key).ok().map(|key| (id, key))).collect();
+        let set = keys
+            .into_iter()
+            .filter_map(|(id, record)| Base64::parse(&record.key).ok().map(|key| (id, key)))
+            .collect();
         map.insert(server.to_string(), set);
     }
     Ok(map)
@@ -239,11 +309,21 @@ pub async fn notary_documents(
 ) -> Result<Vec<CanonicalJsonObject>> {
     let now = now_ms();
     if server == services.globals.server_name() {
-        return Ok(vec![services.run(move |s| own_keys::own_document(s, now)).await?]);
+        return Ok(vec![
+            services
+                .run(move |s| own_keys::own_document(s, now))
+                .await?,
+        ]);
     }
     let owned = server.to_owned();
-    let mut cached = services.run(move |s| s.federation.cached_document(&owned)).await?;
-    if cached.as_ref().is_none_or(|doc| doc.needs_refresh(now, min_valid_until_ts)) && *fetch_budget > 0 {
+    let mut cached = services
+        .run(move |s| s.federation.cached_document(&owned))
+        .await?;
+    if cached
+        .as_ref()
+        .is_none_or(|doc| doc.needs_refresh(now, min_valid_until_ts))
+        && *fetch_budget > 0
+    {
         *fetch_budget -= 1;
         if let Ok(fresh) = fetch_from_origin(services, server).await {
             cached = Some(fresh);
@@ -252,7 +332,11 @@ pub async fn notary_documents(
     Ok(cached
         .map(|stored| {
             let mut document = stored.document;
-            add_signature(&mut document, services.globals.server_name(), &services.globals.keypair);
+            add_signature(
+                &mut document,
+                services.globals.server_name(),
+                &services.globals.keypair,
+            );
             document
         })
         .into_iter()

@@ -20,7 +20,11 @@ use crate::{
 
 /// The authentication of a ruma federation endpoint, as we send it.
 pub trait FederationAuth: AuthScheme {
-    fn input<'a>(origin: &ServerName, destination: &ServerName, keypair: &'a Ed25519KeyPair) -> Self::Input<'a>;
+    fn input<'a>(
+        origin: &ServerName,
+        destination: &ServerName,
+        keypair: &'a Ed25519KeyPair,
+    ) -> Self::Input<'a>;
 }
 
 impl FederationAuth for NoAuthentication {
@@ -28,7 +32,11 @@ impl FederationAuth for NoAuthentication {
 }
 
 impl FederationAuth for ServerSignatures {
-    fn input<'a>(origin: &ServerName, destination: &ServerName, keypair: &'a Ed25519KeyPair) -> Self::Input<'a> {
+    fn input<'a>(
+        origin: &ServerName,
+        destination: &ServerName,
+        keypair: &'a Ed25519KeyPair,
+    ) -> Self::Input<'a> {
         XMatrixSigningInput::new(origin.to_owned(), destination.to_owned(), keypair)
     }
 }
@@ -49,8 +57,15 @@ pub async fn send_raw(
         xmatrix::sign_request(&mut request, origin, destination, &services.globals.keypair)
             .map_err(|e| Error::internal(format!("signing a request: {e}")))?;
     }
-    let dest = resolve(services, destination).await.map_err(|e| transport_failure(destination.as_str(), &e))?;
-    services.federation.transport.send(&dest, request).await.map_err(|e| transport_failure(destination.as_str(), &e))
+    let dest = resolve(services, destination)
+        .await
+        .map_err(|e| transport_failure(destination.as_str(), &e))?;
+    services
+        .federation
+        .transport
+        .send(&dest, request)
+        .await
+        .map_err(|e| transport_failure(destination.as_str(), &e))
 }
 
 /// The error a client sees when another server (or an identity server, a media location) cannot
@@ -63,13 +78,21 @@ pub fn transport_failure(what: &str, error: &super::client::TransportError) -> E
 
 /// Sends a ruma federation request (signed when the endpoint requires it) and returns the answer
 /// as it came, whatever its status.
-pub async fn send_unparsed<T>(services: &Services, destination: &ServerName, request: T) -> Result<http::Response<Bytes>>
+pub async fn send_unparsed<T>(
+    services: &Services,
+    destination: &ServerName,
+    request: T,
+) -> Result<http::Response<Bytes>>
 where
     T: OutgoingRequest<PathBuilder = SinglePath>,
     T::Authentication: FederationAuth,
 {
     let origin = services.globals.server_name();
-    let input = <T::Authentication as FederationAuth>::input(origin, destination, &services.globals.keypair);
+    let input = <T::Authentication as FederationAuth>::input(
+        origin,
+        destination,
+        &services.globals.keypair,
+    );
     let http_request = request
         .try_into_http_request::<Vec<u8>>(&format!("https://{destination}"), input, ())
         .map_err(|e| Error::internal(format!("building a federation request: {e}")))?;
@@ -77,7 +100,11 @@ where
 }
 
 /// Sends a ruma federation request to `destination` (signed when the endpoint requires it).
-pub async fn send<T>(services: &Services, destination: &ServerName, request: T) -> Result<T::IncomingResponse>
+pub async fn send<T>(
+    services: &Services,
+    destination: &ServerName,
+    request: T,
+) -> Result<T::IncomingResponse>
 where
     T: OutgoingRequest<PathBuilder = SinglePath>,
     T::Authentication: FederationAuth,
@@ -102,11 +129,15 @@ pub async fn send_json(
         Some(b) => serde_json::to_vec(b).map_err(|e| Error::internal(e.to_string()))?,
         None => Vec::new(),
     };
-    let mut builder = http::Request::builder().method(method).uri(format!("https://{destination}{path}"));
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(format!("https://{destination}{path}"));
     if body.is_some() {
         builder = builder.header(http::header::CONTENT_TYPE, "application/json");
     }
-    let request = builder.body(bytes).map_err(|e| Error::internal(e.to_string()))?;
+    let request = builder
+        .body(bytes)
+        .map_err(|e| Error::internal(e.to_string()))?;
     let response = send_raw(services, destination, request, true).await?;
     let status = response.status();
     let value = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
@@ -132,8 +163,16 @@ pub async fn call(
 /// Characters of a peer's `error` text passed on to a client.
 const MAX_PEER_ERROR_CHARS: usize = 200;
 
-pub fn answer_error(destination: &ServerName, status: http::StatusCode, value: &serde_json::Value) -> Error {
-    let errcode = match value.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN") {
+pub fn answer_error(
+    destination: &ServerName,
+    status: http::StatusCode,
+    value: &serde_json::Value,
+) -> Error {
+    let errcode = match value
+        .get("errcode")
+        .and_then(|v| v.as_str())
+        .unwrap_or("M_UNKNOWN")
+    {
         "M_FORBIDDEN" => "M_FORBIDDEN",
         "M_NOT_FOUND" => "M_NOT_FOUND",
         "M_INCOMPATIBLE_ROOM_VERSION" => "M_INCOMPATIBLE_ROOM_VERSION",
@@ -147,7 +186,18 @@ pub fn answer_error(destination: &ServerName, status: http::StatusCode, value: &
         _ => "M_UNKNOWN",
     };
     // The peer's text reaches our client: bounded, without control characters.
-    let error: String = value.get("error").and_then(|v| v.as_str()).unwrap_or("").chars().filter(|c| !c.is_control()).take(MAX_PEER_ERROR_CHARS).collect();
-    let status = if status.is_server_error() { http::StatusCode::BAD_GATEWAY } else { status };
+    let error: String = value
+        .get("error")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_PEER_ERROR_CHARS)
+        .collect();
+    let status = if status.is_server_error() {
+        http::StatusCode::BAD_GATEWAY
+    } else {
+        status
+    };
     Error::new(status, errcode, format!("{destination}: {error}"))
 }

@@ -15,22 +15,39 @@ const SRV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::services::Services;
 
 /// Where to send requests for `name`.
-pub async fn resolve(services: &Services, name: &ServerName) -> Result<Destination, TransportError> {
+pub async fn resolve(
+    services: &Services,
+    name: &ServerName,
+) -> Result<Destination, TransportError> {
     let fed = &services.federation;
     let plan = discovery::plan_for_server_name(name);
     let hostname = match plan {
         Plan::Direct(dest) => return Ok(dest),
         Plan::WellKnown { hostname } | Plan::Srv { hostname } => hostname,
     };
-    if let Some(dest) = fed.resolved.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+    if let Some(dest) = fed
+        .resolved
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+    {
         return Ok(dest);
     }
-    let dest = match well_known(&fed.transport, &hostname).await.as_deref().and_then(discovery::plan_for_delegated) {
+    let dest = match well_known(&fed.transport, &hostname)
+        .await
+        .as_deref()
+        .and_then(discovery::plan_for_delegated)
+    {
         Some(Plan::Direct(dest)) => dest,
-        Some(Plan::Srv { hostname: delegated }) => srv_or_default(&delegated).await,
+        Some(Plan::Srv {
+            hostname: delegated,
+        }) => srv_or_default(&delegated).await,
         _ => srv_or_default(&hostname).await,
     };
-    fed.resolved.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), dest.clone());
+    fed.resolved
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_owned(), dest.clone());
     Ok(dest)
 }
 
@@ -42,11 +59,18 @@ async fn well_known(transport: &Transport, hostname: &str) -> Option<String> {
         host_header: hostname.to_owned(),
         tls_name: hostname.to_owned(),
     };
-    let request = http::Request::get("/.well-known/matrix/server").body(Vec::new()).ok()?;
+    let request = http::Request::get("/.well-known/matrix/server")
+        .body(Vec::new())
+        .ok()?;
     match transport.send(&dest, request).await {
-        Ok(response) if response.status().is_success() => discovery::parse_well_known(response.body()),
+        Ok(response) if response.status().is_success() => {
+            discovery::parse_well_known(response.body())
+        }
         Ok(response) => {
-            tracing::debug!("federation: .well-known of {hostname}: {}", response.status());
+            tracing::debug!(
+                "federation: .well-known of {hostname}: {}",
+                response.status()
+            );
             None
         }
         Err(e) => {

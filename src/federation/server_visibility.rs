@@ -30,7 +30,11 @@ enum Visibility {
 
 impl<'a> ServerView<'a> {
     pub fn new(s: &'a Services, server: &'a ServerName) -> Self {
-        Self { s, server, by_snapshot: HashMap::new() }
+        Self {
+            s,
+            server,
+            by_snapshot: HashMap::new(),
+        }
     }
 
     /// Whether the server may see the event.
@@ -63,9 +67,14 @@ impl<'a> ServerView<'a> {
         let object = if self.can_see(event)? {
             event.json.clone()
         } else {
-            let version = self.s.timeline.room_version(&event.pdu.room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            let version = self
+                .s
+                .timeline
+                .room_version(&event.pdu.room_id)?
+                .ok_or_else(|| Error::not_found("Unknown room"))?;
             let rules = crate::services::rooms::version::rules(&version)?;
-            redact(event.json.clone(), &rules.redaction, None).map_err(|e| Error::internal(e.to_string()))?
+            redact(event.json.clone(), &rules.redaction, None)
+                .map_err(|e| Error::internal(e.to_string()))?
         };
         serde_json::to_value(object).map_err(|e| Error::internal(e.to_string()))
     }
@@ -74,7 +83,11 @@ impl<'a> ServerView<'a> {
         let s = self.s;
         let state = s.state.load(snapshot)?;
         let room_id = &event.pdu.room_id;
-        let history = match s.short.statekey(&StateEventType::RoomHistoryVisibility, "")?.and_then(|k| state.get(&k).copied()) {
+        let history = match s
+            .short
+            .statekey(&StateEventType::RoomHistoryVisibility, "")?
+            .and_then(|k| state.get(&k).copied())
+        {
             Some(short) => event_by_short(s, short, room_id)?
                 .and_then(|e| e.pdu.content_field("history_visibility"))
                 .and_then(|v| v.as_str().map(str::to_owned)),
@@ -88,15 +101,25 @@ impl<'a> ServerView<'a> {
         let mut seen = false;
         for (key, short) in state.iter() {
             let (kind, state_key) = s.short.statekey_of(*key)?;
-            if kind != StateEventType::RoomMember || !UserId::parse(&state_key).is_ok_and(|u| u.server_name() == self.server) {
+            if kind != StateEventType::RoomMember
+                || !UserId::parse(&state_key).is_ok_and(|u| u.server_name() == self.server)
+            {
                 continue;
             }
             let membership = event_by_short(s, *short, room_id)?.and_then(|e| e.pdu.membership());
-            if membership.as_deref() == Some("join") || invited_counts && membership.as_deref() == Some("invite") {
+            if membership.as_deref() == Some("join")
+                || invited_counts && membership.as_deref() == Some("invite")
+            {
                 seen = true;
                 break;
             }
         }
-        Ok(if invited_counts { Visibility::Invited { joined_or_invited: seen } } else { Visibility::Joined { joined: seen } })
+        Ok(if invited_counts {
+            Visibility::Invited {
+                joined_or_invited: seen,
+            }
+        } else {
+            Visibility::Joined { joined: seen }
+        })
     }
 }

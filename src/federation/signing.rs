@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, ServerName,
     serde::Base64,
-    signatures::{Ed25519KeyPair, SigningKeyAlgorithm, sign_json, to_canonical_json_string_for_signing, verify_canonical_json_bytes},
+    signatures::{
+        Ed25519KeyPair, SigningKeyAlgorithm, sign_json, to_canonical_json_string_for_signing,
+        verify_canonical_json_bytes,
+    },
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,17 +85,35 @@ pub fn own_key_document(
         .iter()
         .map(|(id, old)| {
             let entry = CanonicalJsonObject::from([
-                ("key".to_owned(), CanonicalJsonValue::String(old.key.clone())),
-                ("expired_ts".to_owned(), CanonicalJsonValue::Integer(js_int(old.expired_ts))),
+                (
+                    "key".to_owned(),
+                    CanonicalJsonValue::String(old.key.clone()),
+                ),
+                (
+                    "expired_ts".to_owned(),
+                    CanonicalJsonValue::Integer(js_int(old.expired_ts)),
+                ),
             ]);
             (id.clone(), CanonicalJsonValue::Object(entry))
         })
         .collect();
     let mut doc = CanonicalJsonObject::from([
-        ("server_name".to_owned(), CanonicalJsonValue::String(server_name.to_string())),
-        ("verify_keys".to_owned(), CanonicalJsonValue::Object(verify_keys)),
-        ("old_verify_keys".to_owned(), CanonicalJsonValue::Object(old_verify_keys)),
-        ("valid_until_ts".to_owned(), CanonicalJsonValue::Integer(js_int(valid_until_ts))),
+        (
+            "server_name".to_owned(),
+            CanonicalJsonValue::String(server_name.to_string()),
+        ),
+        (
+            "verify_keys".to_owned(),
+            CanonicalJsonValue::Object(verify_keys),
+        ),
+        (
+            "old_verify_keys".to_owned(),
+            CanonicalJsonValue::Object(old_verify_keys),
+        ),
+        (
+            "valid_until_ts".to_owned(),
+            CanonicalJsonValue::Integer(js_int(valid_until_ts)),
+        ),
     ]);
     add_signature(&mut doc, server_name, keypair);
     doc
@@ -100,11 +121,18 @@ pub fn own_key_document(
 
 /// Adds `server_name`'s signature to `doc`, keeping the signatures already there (a notary
 /// co-signs the origin's document).
-pub fn add_signature(doc: &mut CanonicalJsonObject, server_name: &ServerName, keypair: &Ed25519KeyPair) {
+pub fn add_signature(
+    doc: &mut CanonicalJsonObject,
+    server_name: &ServerName,
+    keypair: &Ed25519KeyPair,
+) {
     // A peer's document (a notary co-signs it) may carry anything under our name: it is replaced.
     match doc.get_mut("signatures") {
         Some(CanonicalJsonValue::Object(all)) => {
-            if all.get(server_name.as_str()).is_some_and(|ours| !matches!(ours, CanonicalJsonValue::Object(_))) {
+            if all
+                .get(server_name.as_str())
+                .is_some_and(|ours| !matches!(ours, CanonicalJsonValue::Object(_)))
+            {
                 all.remove(server_name.as_str());
             }
         }
@@ -113,23 +141,32 @@ pub fn add_signature(doc: &mut CanonicalJsonObject, server_name: &ServerName, ke
         }
         None => {}
     }
-    sign_json(server_name.as_str(), keypair, doc).expect("a JSON object with an object `signatures` can be signed");
+    sign_json(server_name.as_str(), keypair, doc)
+        .expect("a JSON object with an object `signatures` can be signed");
 }
 
 /// Checks a document fetched from `expected` (directly or through a notary): its `server_name`,
 /// and that it is signed by at least one of its `verify_keys`, every such signature being valid.
 /// Signatures by other servers (a notary's) are ignored here.
-pub fn verify_key_document(doc: &CanonicalJsonObject, expected: &ServerName) -> Result<VerifiedKeys, KeyDocError> {
+pub fn verify_key_document(
+    doc: &CanonicalJsonObject,
+    expected: &ServerName,
+) -> Result<VerifiedKeys, KeyDocError> {
     let malformed = |what: &str| KeyDocError::Malformed(what.to_owned());
     let server = match doc.get("server_name") {
         Some(CanonicalJsonValue::String(s)) => s,
         _ => return Err(malformed("missing server_name")),
     };
     if server != expected.as_str() {
-        return Err(KeyDocError::WrongServer { expected: expected.to_string(), found: server.clone() });
+        return Err(KeyDocError::WrongServer {
+            expected: expected.to_string(),
+            found: server.clone(),
+        });
     }
     let valid_until_ts = match doc.get("valid_until_ts") {
-        Some(CanonicalJsonValue::Integer(n)) => u64::try_from(i64::from(*n)).map_err(|_| malformed("negative valid_until_ts"))?,
+        Some(CanonicalJsonValue::Integer(n)) => {
+            u64::try_from(i64::from(*n)).map_err(|_| malformed("negative valid_until_ts"))?
+        }
         _ => return Err(malformed("missing valid_until_ts")),
     };
     let mut keys = BTreeMap::new();
@@ -138,21 +175,37 @@ pub fn verify_key_document(doc: &CanonicalJsonObject, expected: &ServerName) -> 
     };
     for (id, entry) in verify_keys {
         let key = key_field(entry).ok_or_else(|| malformed("verify_keys entry without a key"))?;
-        keys.insert(id.clone(), KeyRecord { key, valid_until_ts, expired_ts: None });
+        keys.insert(
+            id.clone(),
+            KeyRecord {
+                key,
+                valid_until_ts,
+                expired_ts: None,
+            },
+        );
     }
     if let Some(old) = doc.get("old_verify_keys") {
-        let CanonicalJsonValue::Object(old) = old else { return Err(malformed("old_verify_keys is not an object")) };
+        let CanonicalJsonValue::Object(old) = old else {
+            return Err(malformed("old_verify_keys is not an object"));
+        };
         for (id, entry) in old {
-            let key = key_field(entry).ok_or_else(|| malformed("old_verify_keys entry without a key"))?;
+            let key =
+                key_field(entry).ok_or_else(|| malformed("old_verify_keys entry without a key"))?;
             let expired_ts = match entry {
                 CanonicalJsonValue::Object(o) => match o.get("expired_ts") {
-                    Some(CanonicalJsonValue::Integer(n)) => u64::try_from(i64::from(*n)).unwrap_or(0),
+                    Some(CanonicalJsonValue::Integer(n)) => {
+                        u64::try_from(i64::from(*n)).unwrap_or(0)
+                    }
                     _ => return Err(malformed("old_verify_keys entry without expired_ts")),
                 },
                 _ => unreachable!("key_field checked the entry is an object"),
             };
             // A key cannot be both current and old: the current listing wins.
-            keys.entry(id.clone()).or_insert(KeyRecord { key, valid_until_ts, expired_ts: Some(expired_ts) });
+            keys.entry(id.clone()).or_insert(KeyRecord {
+                key,
+                valid_until_ts,
+                expired_ts: Some(expired_ts),
+            });
         }
     }
     let Some(CanonicalJsonValue::Object(signatures)) = doc.get("signatures") else {
@@ -161,11 +214,16 @@ pub fn verify_key_document(doc: &CanonicalJsonObject, expected: &ServerName) -> 
     let Some(CanonicalJsonValue::Object(own)) = signatures.get(expected.as_str()) else {
         return Err(KeyDocError::NotSelfSigned);
     };
-    let canonical = to_canonical_json_string_for_signing(doc).map_err(|e| KeyDocError::Malformed(e.to_string()))?;
+    let canonical = to_canonical_json_string_for_signing(doc)
+        .map_err(|e| KeyDocError::Malformed(e.to_string()))?;
     let mut verified = 0;
     for (key_id, sig) in own {
-        let Some(record) = keys.get(key_id).filter(|r| r.expired_ts.is_none()) else { continue };
-        let CanonicalJsonValue::String(sig) = sig else { return Err(KeyDocError::BadSignature(key_id.clone())) };
+        let Some(record) = keys.get(key_id).filter(|r| r.expired_ts.is_none()) else {
+            continue;
+        };
+        let CanonicalJsonValue::String(sig) = sig else {
+            return Err(KeyDocError::BadSignature(key_id.clone()));
+        };
         if !signature_valid(&record.key, sig, canonical.as_bytes()) {
             return Err(KeyDocError::BadSignature(key_id.clone()));
         }
@@ -174,15 +232,27 @@ pub fn verify_key_document(doc: &CanonicalJsonObject, expected: &ServerName) -> 
     if verified == 0 {
         return Err(KeyDocError::NotSelfSigned);
     }
-    Ok(VerifiedKeys { valid_until_ts, keys })
+    Ok(VerifiedKeys {
+        valid_until_ts,
+        keys,
+    })
 }
 
 /// Whether `signature` (base64) by `public_key` (base64) is valid over `canonical`.
 pub fn signature_valid(public_key: &str, signature: &str, canonical: &[u8]) -> bool {
-    let (Ok(key), Ok(sig)) = (Base64::<ruma::serde::base64::Standard>::parse(public_key), Base64::<ruma::serde::base64::Standard>::parse(signature)) else {
+    let (Ok(key), Ok(sig)) = (
+        Base64::<ruma::serde::base64::Standard>::parse(public_key),
+        Base64::<ruma::serde::base64::Standard>::parse(signature),
+    ) else {
         return false;
     };
-    verify_canonical_json_bytes(&SigningKeyAlgorithm::Ed25519, key.as_bytes(), sig.as_bytes(), canonical).is_ok()
+    verify_canonical_json_bytes(
+        &SigningKeyAlgorithm::Ed25519,
+        key.as_bytes(),
+        sig.as_bytes(),
+        canonical,
+    )
+    .is_ok()
 }
 
 fn key_field(entry: &CanonicalJsonValue) -> Option<String> {
@@ -214,11 +284,20 @@ mod tests {
     #[test]
     fn own_document_is_self_signed_and_lists_old_keys() {
         let kp = keypair("new");
-        let old = BTreeMap::from([("ed25519:old".to_owned(), OldKey { key: encode_key(&[7; 32]), expired_ts: 1000 })]);
+        let old = BTreeMap::from([(
+            "ed25519:old".to_owned(),
+            OldKey {
+                key: encode_key(&[7; 32]),
+                expired_ts: 1000,
+            },
+        )]);
         let doc = own_key_document(name("a.test"), &kp, &old, 5_000);
         let verified = verify_key_document(&doc, name("a.test")).unwrap();
         assert_eq!(verified.valid_until_ts, 5_000);
-        assert_eq!(verified.keys["ed25519:new"].key, encode_key(&kp.public_key()));
+        assert_eq!(
+            verified.keys["ed25519:new"].key,
+            encode_key(&kp.public_key())
+        );
         assert_eq!(verified.keys["ed25519:new"].expired_ts, None);
         assert_eq!(verified.keys["ed25519:old"].expired_ts, Some(1000));
         assert!(verified.keys["ed25519:old"].usable_at(999));
@@ -230,14 +309,23 @@ mod tests {
     #[test]
     fn document_for_another_server_is_rejected() {
         let doc = own_key_document(name("a.test"), &keypair("k"), &BTreeMap::new(), 5_000);
-        assert!(matches!(verify_key_document(&doc, name("b.test")), Err(KeyDocError::WrongServer { .. })));
+        assert!(matches!(
+            verify_key_document(&doc, name("b.test")),
+            Err(KeyDocError::WrongServer { .. })
+        ));
     }
 
     #[test]
     fn tampered_document_is_rejected() {
         let mut doc = own_key_document(name("a.test"), &keypair("k"), &BTreeMap::new(), 5_000);
-        doc.insert("valid_until_ts".into(), CanonicalJsonValue::Integer(ruma::Int::from(9_999_999u32)));
-        assert_eq!(verify_key_document(&doc, name("a.test")), Err(KeyDocError::BadSignature("ed25519:k".into())));
+        doc.insert(
+            "valid_until_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::from(9_999_999u32)),
+        );
+        assert_eq!(
+            verify_key_document(&doc, name("a.test")),
+            Err(KeyDocError::BadSignature("ed25519:k".into()))
+        );
     }
 
     #[test]
@@ -247,9 +335,15 @@ mod tests {
         let mut doc = own_key_document(name("a.test"), &listed, &BTreeMap::new(), 5_000);
         doc.remove("signatures");
         add_signature(&mut doc, name("a.test"), &keypair("other"));
-        assert_eq!(verify_key_document(&doc, name("a.test")), Err(KeyDocError::NotSelfSigned));
+        assert_eq!(
+            verify_key_document(&doc, name("a.test")),
+            Err(KeyDocError::NotSelfSigned)
+        );
         doc.remove("signatures");
-        assert_eq!(verify_key_document(&doc, name("a.test")), Err(KeyDocError::NotSelfSigned));
+        assert_eq!(
+            verify_key_document(&doc, name("a.test")),
+            Err(KeyDocError::NotSelfSigned)
+        );
     }
 
     #[test]
@@ -258,19 +352,37 @@ mod tests {
         let notary = keypair("n");
         add_signature(&mut doc, name("notary.test"), &notary);
         verify_key_document(&doc, name("a.test")).unwrap();
-        let CanonicalJsonValue::Object(sigs) = &doc["signatures"] else { panic!() };
-        let CanonicalJsonValue::Object(by_notary) = &sigs["notary.test"] else { panic!() };
-        let CanonicalJsonValue::String(sig) = &by_notary["ed25519:n"] else { panic!() };
+        let CanonicalJsonValue::Object(sigs) = &doc["signatures"] else {
+            panic!()
+        };
+        let CanonicalJsonValue::Object(by_notary) = &sigs["notary.test"] else {
+            panic!()
+        };
+        let CanonicalJsonValue::String(sig) = &by_notary["ed25519:n"] else {
+            panic!()
+        };
         let canonical = to_canonical_json_string_for_signing(&doc).unwrap();
-        assert!(signature_valid(&encode_key(&notary.public_key()), sig, canonical.as_bytes()));
+        assert!(signature_valid(
+            &encode_key(&notary.public_key()),
+            sig,
+            canonical.as_bytes()
+        ));
     }
 
     #[test]
     fn malformed_documents_are_rejected() {
         let doc: CanonicalJsonObject = serde_json::from_str(r#"{"server_name":"a.test"}"#).unwrap();
-        assert!(matches!(verify_key_document(&doc, name("a.test")), Err(KeyDocError::Malformed(_))));
-        let doc: CanonicalJsonObject =
-            serde_json::from_str(r#"{"server_name":"a.test","valid_until_ts":1,"verify_keys":{"ed25519:x":{}}}"#).unwrap();
-        assert!(matches!(verify_key_document(&doc, name("a.test")), Err(KeyDocError::Malformed(_))));
+        assert!(matches!(
+            verify_key_document(&doc, name("a.test")),
+            Err(KeyDocError::Malformed(_))
+        ));
+        let doc: CanonicalJsonObject = serde_json::from_str(
+            r#"{"server_name":"a.test","valid_until_ts":1,"verify_keys":{"ed25519:x":{}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_key_document(&doc, name("a.test")),
+            Err(KeyDocError::Malformed(_))
+        ));
     }
 }

@@ -13,11 +13,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     federation::{incoming::missing::encode, request::call},
-    services::{
-        Services,
-        rooms,
-        timeline::append::NewEvent,
-    },
+    services::{Services, rooms, timeline::append::NewEvent},
 };
 
 /// The resident (inviting) server's side: checks the partial member event and invites the user.
@@ -36,12 +32,19 @@ pub async fn exchange(
     if content.get("membership").and_then(Value::as_str) != Some("invite") {
         return Err(Error::bad_json("The member event must be an invite"));
     }
-    let signed = content.pointer("/third_party_invite/signed").filter(|v| v.is_object()).cloned();
+    let signed = content
+        .pointer("/third_party_invite/signed")
+        .filter(|v| v.is_object())
+        .cloned();
     let signed = signed.ok_or_else(|| Error::bad_json("third_party_invite.signed is missing"))?;
     if signed.get("mxid").and_then(Value::as_str) != Some(invitee.as_str()) {
         return Err(Error::bad_json("The signed mxid is not the invitee"));
     }
-    let token = signed.get("token").and_then(Value::as_str).ok_or_else(|| Error::bad_json("The signed block has no token"))?.to_owned();
+    let token = signed
+        .get("token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_json("The signed block has no token"))?
+        .to_owned();
     let (room, s_user) = (room_id.clone(), sender.clone());
     let display_name = services
         .run(move |s| {
@@ -49,8 +52,11 @@ pub async fn exchange(
             if !s.membership.is_joined(short, &s_user)? {
                 return Err(Error::forbidden("The inviter is not in the room"));
             }
-            let invite = rooms::state_content(s, &room, &StateEventType::RoomThirdPartyInvite, &token)?
-                .ok_or_else(|| Error::forbidden("No third-party invite of this room has this token"))?;
+            let invite =
+                rooms::state_content(s, &room, &StateEventType::RoomThirdPartyInvite, &token)?
+                    .ok_or_else(|| {
+                        Error::forbidden("No third-party invite of this room has this token")
+                    })?;
             Ok(invite.get("display_name").cloned().unwrap_or(json!("")))
         })
         .await?;
@@ -59,12 +65,20 @@ pub async fn exchange(
         "third_party_invite": { "display_name": display_name, "signed": signed },
     });
     if invitee.server_name() != services.globals.server_name() {
-        return crate::federation::invite::invite_remote_with(services, room_id, sender, invitee, content).await;
+        return crate::federation::invite::invite_remote_with(
+            services, room_id, sender, invitee, content,
+        )
+        .await;
     }
     services
         .run(move |s| {
             super::identity::check_local_invitee(s, &room_id, &invitee)?;
-            rooms::send(s, &room_id, &sender, NewEvent::state(StateEventType::RoomMember, invitee.as_str(), content))?;
+            rooms::send(
+                s,
+                &room_id,
+                &sender,
+                NewEvent::state(StateEventType::RoomMember, invitee.as_str(), content),
+            )?;
             Ok(())
         })
         .await
@@ -90,10 +104,13 @@ pub async fn on_bind(services: &Arc<Services>, body: &Value) -> Result<()> {
         .and_then(|m| OwnedUserId::try_from(m).ok())
         .ok_or_else(|| Error::bad_json("mxid is missing or invalid"))?;
     if mxid.server_name() != services.globals.server_name() {
-        return Err(Error::invalid_param("The user is not a user of this server"));
+        return Err(Error::invalid_param(
+            "The user is not a user of this server",
+        ));
     }
-    let invites: Vec<BoundInvite> = serde_json::from_value(body.get("invites").cloned().unwrap_or(json!([])))
-        .map_err(|e| Error::bad_json(format!("invalid invites: {e}")))?;
+    let invites: Vec<BoundInvite> =
+        serde_json::from_value(body.get("invites").cloned().unwrap_or(json!([])))
+            .map_err(|e| Error::bad_json(format!("invalid invites: {e}")))?;
     let mut first_error = None;
     for invite in invites.into_iter().filter(|i| i.mxid == mxid) {
         let content = json!({
@@ -102,7 +119,14 @@ pub async fn on_bind(services: &Arc<Services>, body: &Value) -> Result<()> {
             "third_party_invite": { "display_name": "", "signed": invite.signed },
         });
         let result = if invite.sender.server_name() == services.globals.server_name() {
-            exchange(services, invite.room_id.clone(), invite.sender.clone(), mxid.clone(), content).await
+            exchange(
+                services,
+                invite.room_id.clone(),
+                invite.sender.clone(),
+                mxid.clone(),
+                content,
+            )
+            .await
         } else {
             let body = json!({
                 "type": "m.room.member",
@@ -111,11 +135,27 @@ pub async fn on_bind(services: &Arc<Services>, body: &Value) -> Result<()> {
                 "state_key": mxid,
                 "content": content,
             });
-            let path = format!("/_matrix/federation/v1/exchange_third_party_invite/{}", encode(invite.room_id.as_str()));
-            call(services, invite.sender.server_name(), http::Method::PUT, &path, Some(&body)).await.map(|_| ())
+            let path = format!(
+                "/_matrix/federation/v1/exchange_third_party_invite/{}",
+                encode(invite.room_id.as_str())
+            );
+            call(
+                services,
+                invite.sender.server_name(),
+                http::Method::PUT,
+                &path,
+                Some(&body),
+            )
+            .await
+            .map(|_| ())
         };
         if let Err(e) = result {
-            tracing::info!("third-party invite of {mxid} to {}: {} {}", invite.room_id, e.errcode, e.message);
+            tracing::info!(
+                "third-party invite of {mxid} to {}: {} {}",
+                invite.room_id,
+                e.errcode,
+                e.message
+            );
             first_error.get_or_insert(e);
         }
     }

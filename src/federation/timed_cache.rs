@@ -16,7 +16,11 @@ pub struct TimedCache<K, V> {
 
 impl<K: Eq + Hash + Clone, V: Clone> TimedCache<K, V> {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { entries: HashMap::new(), ttl, capacity: capacity.max(1) }
+        Self {
+            entries: HashMap::new(),
+            ttl,
+            capacity: capacity.max(1),
+        }
     }
 
     /// The entry of `key` when it has not expired.
@@ -25,7 +29,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TimedCache<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
-        self.entries.get(key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
+        self.entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(v, _)| v.clone())
     }
 
     pub fn insert(&mut self, key: K, value: V) {
@@ -34,7 +41,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TimedCache<K, V> {
             self.entries.retain(|_, (_, at)| at.elapsed() < ttl);
             // Still full: drop the oldest eighth (at least one).
             if self.entries.len() >= self.capacity {
-                let mut by_age: Vec<(Instant, K)> = self.entries.iter().map(|(k, (_, at))| (*at, k.clone())).collect();
+                let mut by_age: Vec<(Instant, K)> = self
+                    .entries
+                    .iter()
+                    .map(|(k, (_, at))| (*at, k.clone()))
+                    .collect();
                 by_age.sort_by_key(|(at, _)| *at);
                 let drop = (self.capacity / 8).max(1);
                 for (_, k) in by_age.into_iter().take(drop) {
@@ -79,7 +90,10 @@ mod tests {
         cache.insert("a", 1);
         assert_eq!(cache.get("a"), None);
         // Expired entries make room first.
-        for (i, k) in ["b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"].into_iter().enumerate() {
+        for (i, k) in ["b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"]
+            .into_iter()
+            .enumerate()
+        {
             cache.insert(k, i);
         }
         assert!(cache.len() <= 10);

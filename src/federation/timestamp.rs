@@ -22,27 +22,56 @@ pub struct RemoteFound {
 }
 
 /// Asks `servers` in turn; the first answer wins (`None`: none had one).
-pub async fn ask(services: &Arc<Services>, room_id: &OwnedRoomId, ts: u64, forward: bool, servers: &[OwnedServerName]) -> Option<RemoteFound> {
-    let dir = if forward { Direction::Forward } else { Direction::Backward };
+pub async fn ask(
+    services: &Arc<Services>,
+    room_id: &OwnedRoomId,
+    ts: u64,
+    forward: bool,
+    servers: &[OwnedServerName],
+) -> Option<RemoteFound> {
+    let dir = if forward {
+        Direction::Forward
+    } else {
+        Direction::Backward
+    };
     let ts_ms = MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(ts));
-    for server in servers.iter().filter(|s| *s != services.globals.server_name()) {
+    for server in servers
+        .iter()
+        .filter(|s| *s != services.globals.server_name())
+    {
         let request = get_event_by_timestamp::v1::Request::new(room_id.clone(), ts_ms, dir);
         match send(services, server, request).await {
             Ok(answer) => {
-                return Some(RemoteFound { event_id: answer.event_id, origin_server_ts: answer.origin_server_ts.get().into() });
+                return Some(RemoteFound {
+                    event_id: answer.event_id,
+                    origin_server_ts: answer.origin_server_ts.get().into(),
+                });
             }
-            Err(e) => tracing::info!("timestamp_to_event of {room_id} from {server}: {} {}", e.errcode, e.message),
+            Err(e) => tracing::info!(
+                "timestamp_to_event of {room_id} from {server}: {} {}",
+                e.errcode,
+                e.message
+            ),
         }
     }
     None
 }
 
 /// Backfills the room (a few rounds) until `event_id` is part of our history; returns whether it is.
-pub async fn fetch_into_history(services: &Arc<Services>, room_id: &OwnedRoomId, event_id: &OwnedEventId) -> bool {
+pub async fn fetch_into_history(
+    services: &Arc<Services>,
+    room_id: &OwnedRoomId,
+    event_id: &OwnedEventId,
+) -> bool {
     let known = |services: &Arc<Services>| {
         let id = event_id.clone();
         let services = services.clone();
-        async move { services.run(move |s| Ok(crate::federation::backfill::frontier::known(s, &id))).await.unwrap_or(false) }
+        async move {
+            services
+                .run(move |s| Ok(crate::federation::backfill::frontier::known(s, &id)))
+                .await
+                .unwrap_or(false)
+        }
     };
     for _ in 0..BACKFILL_ROUNDS {
         if known(services).await {

@@ -8,7 +8,9 @@ use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature},
-    pki_types::{CertificateDer, PrivateKeyDer, ServerName as TlsServerName, UnixTime, pem::PemObject},
+    pki_types::{
+        CertificateDer, PrivateKeyDer, ServerName as TlsServerName, UnixTime, pem::PemObject,
+    },
 };
 
 use crate::config::Config;
@@ -23,9 +25,13 @@ pub fn server_config(config: &Config) -> Result<ServerConfig, String> {
     let (certs, key) = match (&f.tls_certificate, &f.tls_private_key) {
         (Some(cert), Some(key)) => (
             read_certs(cert).map_err(|e| format!("federation.tls_certificate: {e}"))?,
-            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("federation.tls_private_key: {}: {e}", key.display()))?,
+            PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("federation.tls_private_key: {}: {e}", key.display()))?,
         ),
-        _ => self_signed_in(&config.storage.path.join("federation-tls"), config.server_name.as_str())?,
+        _ => self_signed_in(
+            &config.storage.path.join("federation-tls"),
+            config.server_name.as_str(),
+        )?,
     };
     let mut server = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -48,7 +54,10 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// The development certificate: generated on first start, then read back from `dir`.
-fn self_signed_in(dir: &Path, server_name: &str) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+fn self_signed_in(
+    dir: &Path,
+    server_name: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if !cert_path.exists() || !key_path.exists() {
@@ -56,10 +65,14 @@ fn self_signed_in(dir: &Path, server_name: &str) -> Result<(Vec<CertificateDer<'
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         std::fs::write(&key_path, key).map_err(|e| format!("{}: {e}", key_path.display()))?;
         std::fs::write(&cert_path, cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-        tracing::warn!("federation: generated a self-signed certificate in {} (for development)", dir.display());
+        tracing::warn!(
+            "federation: generated a self-signed certificate in {} (for development)",
+            dir.display()
+        );
     }
     let certs = read_certs(&cert_path)?;
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("{}: {e}", key_path.display()))?;
     Ok((certs, key))
 }
 
@@ -73,7 +86,8 @@ pub fn self_signed(server_name: &str) -> Result<(String, String), String> {
             names.push(extra.to_owned());
         }
     }
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| format!("self-signed certificate: {e}"))?;
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("self-signed certificate: {e}"))?;
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
@@ -84,10 +98,14 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let mut client = if f.verify_certificates {
-        let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
         for path in &f.ca_files {
             for cert in read_certs(path).map_err(|e| format!("federation.ca_files: {e}"))? {
-                roots.add(cert).map_err(|e| format!("federation.ca_files: {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("federation.ca_files: {}: {e}", path.display()))?;
             }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
@@ -124,7 +142,12 @@ impl ServerCertVerifier for NoCertificateVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -133,7 +156,12 @@ impl ServerCertVerifier for NoCertificateVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

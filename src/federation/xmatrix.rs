@@ -38,13 +38,20 @@ pub fn sign_request(
 ) -> Result<(), String> {
     let input = XMatrixSigningInput::new(origin.to_owned(), destination.to_owned(), keypair);
     let header = XMatrix::sign_http_request(request, input).map_err(|e| e.to_string())?;
-    request.headers_mut().insert(http::header::AUTHORIZATION, HeaderValue::from(&header));
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, HeaderValue::from(&header));
     Ok(())
 }
 
 /// Parses the `Authorization` header and checks its destination (when given) is us.
-pub fn parse_header(headers: &http::HeaderMap, our_name: &ServerName) -> Result<XMatrix, AuthError> {
-    let value = headers.get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
+pub fn parse_header(
+    headers: &http::HeaderMap,
+    our_name: &ServerName,
+) -> Result<XMatrix, AuthError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
     let xmatrix = XMatrix::try_from(value).map_err(|e| AuthError::Malformed(e.to_string()))?;
     if let Some(destination) = &xmatrix.destination
         && destination != our_name
@@ -64,11 +71,22 @@ pub fn verify_request<T: AsRef<[u8]>>(
     now: u64,
 ) -> Result<OwnedServerName, AuthError> {
     let key_id = xmatrix.key.to_string();
-    let unknown = || AuthError::UnknownKey { origin: xmatrix.origin.to_string(), key: key_id.clone() };
-    let record = origin_keys.get(&key_id).filter(|r| r.usable_at(now)).ok_or_else(unknown)?;
+    let unknown = || AuthError::UnknownKey {
+        origin: xmatrix.origin.to_string(),
+        key: key_id.clone(),
+    };
+    let record = origin_keys
+        .get(&key_id)
+        .filter(|r| r.usable_at(now))
+        .ok_or_else(unknown)?;
     let public = Base64::parse(&record.key).map_err(|_| unknown())?;
-    let keys = BTreeMap::from([(xmatrix.origin.to_string(), BTreeMap::from([(key_id.clone(), public)]))]);
-    xmatrix.verify_http_request(request, our_name, &keys).map_err(|_| AuthError::BadSignature)?;
+    let keys = BTreeMap::from([(
+        xmatrix.origin.to_string(),
+        BTreeMap::from([(key_id.clone(), public)]),
+    )]);
+    xmatrix
+        .verify_http_request(request, our_name, &keys)
+        .map_err(|_| AuthError::BadSignature)?;
     Ok(xmatrix.origin.clone())
 }
 
@@ -88,12 +106,20 @@ mod tests {
     fn keys_of(kp: &Ed25519KeyPair) -> BTreeMap<String, KeyRecord> {
         BTreeMap::from([(
             "ed25519:k1".to_owned(),
-            KeyRecord { key: encode_key(&kp.public_key()), valid_until_ts: 10_000, expired_ts: None },
+            KeyRecord {
+                key: encode_key(&kp.public_key()),
+                valid_until_ts: 10_000,
+                expired_ts: None,
+            },
         )])
     }
 
     fn signed(kp: &Ed25519KeyPair, uri: &str, body: &str) -> http::Request<Vec<u8>> {
-        let mut req = http::Request::builder().method("PUT").uri(uri).body(body.as_bytes().to_vec()).unwrap();
+        let mut req = http::Request::builder()
+            .method("PUT")
+            .uri(uri)
+            .body(body.as_bytes().to_vec())
+            .unwrap();
         sign_request(&mut req, name("a.test"), name("b.test"), kp).unwrap();
         req
     }
@@ -101,12 +127,27 @@ mod tests {
     #[test]
     fn signed_request_verifies() {
         let kp = keypair();
-        let req = signed(&kp, "/_matrix/federation/v1/send/1?x=%20y", r#"{"pdus":[]}"#);
-        let header = req.headers()[http::header::AUTHORIZATION].to_str().unwrap().to_owned();
+        let req = signed(
+            &kp,
+            "/_matrix/federation/v1/send/1?x=%20y",
+            r#"{"pdus":[]}"#,
+        );
+        let header = req.headers()[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(header.starts_with("X-Matrix "), "{header}");
-        assert!(header.contains("origin=a.test") && header.contains("destination=b.test"), "{header}");
+        assert!(
+            header.contains("origin=a.test") && header.contains("destination=b.test"),
+            "{header}"
+        );
         let x = parse_header(req.headers(), name("b.test")).unwrap();
-        assert_eq!(verify_request(&x, &req, name("b.test"), &keys_of(&kp), 5).unwrap().as_str(), "a.test");
+        assert_eq!(
+            verify_request(&x, &req, name("b.test"), &keys_of(&kp), 5)
+                .unwrap()
+                .as_str(),
+            "a.test"
+        );
     }
 
     #[test]
@@ -127,7 +168,10 @@ mod tests {
     #[test]
     fn missing_or_malformed_header_is_rejected() {
         let headers = http::HeaderMap::new();
-        assert_eq!(parse_header(&headers, name("b.test")).unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            parse_header(&headers, name("b.test")).unwrap_err(),
+            AuthError::Missing
+        );
         for bad in [
             "Bearer abc",
             "X-Matrix origin=a.test",
@@ -136,8 +180,17 @@ mod tests {
             r#"X-Matrix origin="a.test",key="ed25519:k1",sig="***""#,
         ] {
             let mut headers = http::HeaderMap::new();
-            headers.insert(http::header::AUTHORIZATION, HeaderValue::from_str(bad).unwrap());
-            assert!(matches!(parse_header(&headers, name("b.test")), Err(AuthError::Malformed(_))), "{bad}");
+            headers.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(bad).unwrap(),
+            );
+            assert!(
+                matches!(
+                    parse_header(&headers, name("b.test")),
+                    Err(AuthError::Malformed(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
@@ -159,16 +212,28 @@ mod tests {
         // Another body, another URI, another method: each breaks the signature.
         let (parts, _) = req.clone().into_parts();
         let other_body = http::Request::from_parts(parts, br#"{"pdus":[1]}"#.to_vec());
-        assert_eq!(verify_request(&x, &other_body, name("b.test"), &keys, 5).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(
+            verify_request(&x, &other_body, name("b.test"), &keys, 5).unwrap_err(),
+            AuthError::BadSignature
+        );
         let mut other_uri = req.clone();
         *other_uri.uri_mut() = "/_matrix/federation/v1/send/2".parse().unwrap();
-        assert_eq!(verify_request(&x, &other_uri, name("b.test"), &keys, 5).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(
+            verify_request(&x, &other_uri, name("b.test"), &keys, 5).unwrap_err(),
+            AuthError::BadSignature
+        );
         let mut other_method = req.clone();
         *other_method.method_mut() = http::Method::POST;
-        assert_eq!(verify_request(&x, &other_method, name("b.test"), &keys, 5).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(
+            verify_request(&x, &other_method, name("b.test"), &keys, 5).unwrap_err(),
+            AuthError::BadSignature
+        );
         // Signed by a key of the same id but other bytes.
         let impostor = keys_of(&keypair());
-        assert_eq!(verify_request(&x, &req, name("b.test"), &impostor, 5).unwrap_err(), AuthError::BadSignature);
+        assert_eq!(
+            verify_request(&x, &req, name("b.test"), &impostor, 5).unwrap_err(),
+            AuthError::BadSignature
+        );
     }
 
     #[test]

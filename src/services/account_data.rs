@@ -30,7 +30,11 @@ pub struct Entry {
 }
 
 fn data_key(user: &UserId, room: Option<&RoomId>, kind: &str) -> Vec<u8> {
-    Key::new().str(user.as_str()).str(room.map_or("", |r| r.as_str())).str(kind).build()
+    Key::new()
+        .str(user.as_str())
+        .str(room.map_or("", |r| r.as_str()))
+        .str(kind)
+        .build()
 }
 
 impl AccountData {
@@ -39,7 +43,9 @@ impl AccountData {
     }
 
     pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Option<Value>> {
-        let Some(bytes) = self.db.get(ACCOUNT_DATA, &data_key(user, room, kind))? else { return Ok(None) };
+        let Some(bytes) = self.db.get(ACCOUNT_DATA, &data_key(user, room, kind))? else {
+            return Ok(None);
+        };
         let value: Value = serde_json::from_slice(bytes.get(8..).unwrap_or_default())
             .map_err(|_| Error::internal("corrupt account data"))?;
         // An empty object marks deleted data.
@@ -47,13 +53,23 @@ impl AccountData {
     }
 
     /// Sets (or, with an empty object, deletes) account data; one batch with its stream entry.
-    pub fn set(&self, globals: &Globals, user: &UserId, room: Option<&RoomId>, kind: &str, content: &Value) -> Result<u64> {
+    pub fn set(
+        &self,
+        globals: &Globals,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: &Value,
+    ) -> Result<u64> {
         let key = data_key(user, room, kind);
         let (_, pos) = globals.commit(|c| {
             if let Some(old) = self.db.get(ACCOUNT_DATA, &key)?
                 && let Some(old_pos) = u64_from(&old)
             {
-                c.batch.delete(ACCOUNT_DATA_STREAM, Key::new().str(user.as_str()).u64(old_pos).build());
+                c.batch.delete(
+                    ACCOUNT_DATA_STREAM,
+                    Key::new().str(user.as_str()).u64(old_pos).build(),
+                );
             }
             let pos = c.next_pos();
             let mut value = pos.to_be_bytes().to_vec();
@@ -62,7 +78,10 @@ impl AccountData {
             c.batch.put(
                 ACCOUNT_DATA_STREAM,
                 Key::new().str(user.as_str()).u64(pos).build(),
-                Key::new().str(room.map_or("", |r| r.as_str())).str(kind).build(),
+                Key::new()
+                    .str(room.map_or("", |r| r.as_str()))
+                    .str(kind)
+                    .build(),
             );
             Ok(())
         })?;
@@ -74,13 +93,24 @@ impl AccountData {
         let prefix = Key::new().str(user.as_str()).build();
         let from = Key::new().str(user.as_str()).u64(since + 1).build();
         let mut out = Vec::new();
-        for entry in self.db.scan_from(ACCOUNT_DATA_STREAM, &prefix, &from, Direction::Forward) {
+        for entry in self
+            .db
+            .scan_from(ACCOUNT_DATA_STREAM, &prefix, &from, Direction::Forward)
+        {
             let (_, value) = entry?;
             let mut reader = KeyReader::new(&value);
-            let (Some(room), Some(kind)) = (reader.str(), reader.str()) else { continue };
-            let room = (!room.is_empty()).then(|| OwnedRoomId::try_from(room).ok()).flatten();
+            let (Some(room), Some(kind)) = (reader.str(), reader.str()) else {
+                continue;
+            };
+            let room = (!room.is_empty())
+                .then(|| OwnedRoomId::try_from(room).ok())
+                .flatten();
             if let Some(content) = self.get(user, room.as_deref(), kind)? {
-                out.push(Entry { room, kind: kind.to_owned(), content });
+                out.push(Entry {
+                    room,
+                    kind: kind.to_owned(),
+                    content,
+                });
             }
         }
         Ok(out)

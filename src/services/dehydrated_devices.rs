@@ -34,8 +34,17 @@ pub struct Dehydrated {
 
 /// The user's dehydrated device, if it still exists.
 pub fn get(s: &Services, user: &UserId) -> Result<Option<Dehydrated>> {
-    let Some(record) = s.globals.db.get_json::<Dehydrated>(DEHYDRATED_DEVICES, user.as_bytes())? else { return Ok(None) };
-    Ok(s.users.device(user, record.device_id.as_str())?.is_some().then_some(record))
+    let Some(record) = s
+        .globals
+        .db
+        .get_json::<Dehydrated>(DEHYDRATED_DEVICES, user.as_bytes())?
+    else {
+        return Ok(None);
+    };
+    Ok(s.users
+        .device(user, record.device_id.as_str())?
+        .is_some()
+        .then_some(record))
 }
 
 /// `PUT …/dehydrated_device`: the new device, its record and its keys in one batch (the keys checked
@@ -54,7 +63,9 @@ pub fn put(
     }
     device_keys::check(&upload, user, device_id)?;
     let previous = get(s, user)?;
-    if s.users.device(user, device_id.as_str())?.is_some() && previous.as_ref().is_none_or(|p| p.device_id != device_id) {
+    if s.users.device(user, device_id.as_str())?.is_some()
+        && previous.as_ref().is_none_or(|p| p.device_id != device_id)
+    {
         return Err(Error::invalid_param("A device with this id already exists"));
     }
     let db = &s.globals.db;
@@ -66,10 +77,18 @@ pub fn put(
         last_seen_ts: Some(now_ms()),
         last_seen_ip: None,
     };
-    let record = Dehydrated { device_id: device_id.to_owned(), device_data };
+    let record = Dehydrated {
+        device_id: device_id.to_owned(),
+        device_data,
+    };
     device_list::commit_change(s, user, |c| {
-        c.batch.put(users::DEVICES, users::device_key(user, device_id.as_str()), encode_json(&device));
-        c.batch.put(DEHYDRATED_DEVICES, user.as_bytes(), encode_json(&record));
+        c.batch.put(
+            users::DEVICES,
+            users::device_key(user, device_id.as_str()),
+            encode_json(&device),
+        );
+        c.batch
+            .put(DEHYDRATED_DEVICES, user.as_bytes(), encode_json(&record));
         let keys = match device_keys::stage(db, c, user, device_id, &upload)? {
             Some(keys) => Some(keys),
             None => device_keys::get(s, user, device_id.as_str())?,
@@ -83,8 +102,14 @@ pub fn put(
         if let Some(previous) = &previous
             && previous.device_id != device_id
         {
-            let removed = s.users.remove_devices_ops(&mut c.batch, user, &[previous.device_id.as_str()])?;
-            updates.extend(removed.into_iter().map(|d| DeviceUpdate::removed(d.device_id)));
+            let removed =
+                s.users
+                    .remove_devices_ops(&mut c.batch, user, &[previous.device_id.as_str()])?;
+            updates.extend(
+                removed
+                    .into_iter()
+                    .map(|d| DeviceUpdate::removed(d.device_id)),
+            );
         }
         Ok(((), updates))
     })
@@ -94,29 +119,54 @@ pub fn put(
 pub fn delete(s: &Services, user: &UserId) -> Result<OwnedDeviceId> {
     let record = get(s, user)?.ok_or_else(|| Error::not_found("No dehydrated device"))?;
     device_list::commit_change(s, user, |c| {
-        let removed = s.users.remove_devices_ops(&mut c.batch, user, &[record.device_id.as_str()])?;
+        let removed =
+            s.users
+                .remove_devices_ops(&mut c.batch, user, &[record.device_id.as_str()])?;
         c.batch.delete(DEHYDRATED_DEVICES, user.as_bytes());
-        Ok(((), removed.into_iter().map(|d| DeviceUpdate::removed(d.device_id)).collect()))
+        Ok((
+            (),
+            removed
+                .into_iter()
+                .map(|d| DeviceUpdate::removed(d.device_id))
+                .collect(),
+        ))
     })?;
     Ok(record.device_id)
 }
 
 /// `POST …/dehydrated_device/{deviceId}/events`: messages after `next_batch` (those up to it are
 /// acknowledged and deleted), at most [`EVENTS_LIMIT`]; the token of the last one given.
-pub fn events(s: &Services, user: &UserId, device_id: &DeviceId, next_batch: Option<&str>) -> Result<(Vec<Value>, Option<String>)> {
+pub fn events(
+    s: &Services,
+    user: &UserId,
+    device_id: &DeviceId,
+    next_batch: Option<&str>,
+) -> Result<(Vec<Value>, Option<String>)> {
     let record = get(s, user)?.ok_or_else(|| Error::not_found("No dehydrated device"))?;
     if record.device_id != device_id {
         return Err(Error::forbidden("Not the user's dehydrated device"));
     }
     let after = match next_batch {
-        Some(token) => token.parse::<u64>().map_err(|_| Error::invalid_param("Invalid next_batch"))?,
+        Some(token) => token
+            .parse::<u64>()
+            .map_err(|_| Error::invalid_param("Invalid next_batch"))?,
         None => 0,
     };
     let db = &s.globals.db;
     if after > 0 {
         to_device::acknowledge(db, user, device_id.as_str(), after)?;
     }
-    let batch = to_device::pending(db, user, device_id.as_str(), after, s.globals.current_pos(), EVENTS_LIMIT)?;
-    let next = batch.last().map(|(pos, _)| pos.to_string()).or_else(|| next_batch.map(str::to_owned));
+    let batch = to_device::pending(
+        db,
+        user,
+        device_id.as_str(),
+        after,
+        s.globals.current_pos(),
+        EVENTS_LIMIT,
+    )?;
+    let next = batch
+        .last()
+        .map(|(pos, _)| pos.to_string())
+        .or_else(|| next_batch.map(str::to_owned));
     Ok((batch.into_iter().map(|(_, e)| e).collect(), next))
 }

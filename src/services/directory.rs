@@ -41,20 +41,39 @@ impl Directory {
 
     pub fn set_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> Result<()> {
         if self.resolve(alias)?.is_some() {
-            return Err(Error::new(http::StatusCode::CONFLICT, "M_UNKNOWN", "Room alias already exists"));
+            return Err(Error::new(
+                http::StatusCode::CONFLICT,
+                "M_UNKNOWN",
+                "Room alias already exists",
+            ));
         }
         let mut batch = Batch::new();
-        let record = AliasRecord { room_id: room_id.to_owned(), creator: creator.to_owned() };
+        let record = AliasRecord {
+            room_id: room_id.to_owned(),
+            creator: creator.to_owned(),
+        };
         batch.put(ALIASES, alias.as_bytes(), encode_json(&record));
-        batch.put(ROOM_ALIASES, Key::new().str(room_id.as_str()).str(alias.as_str()).build(), Vec::new());
+        batch.put(
+            ROOM_ALIASES,
+            Key::new().str(room_id.as_str()).str(alias.as_str()).build(),
+            Vec::new(),
+        );
         Ok(self.db.write(batch)?)
     }
 
     pub fn remove_alias(&self, alias: &RoomAliasId) -> Result<()> {
-        let record = self.resolve(alias)?.ok_or_else(|| Error::not_found("Unknown alias"))?;
+        let record = self
+            .resolve(alias)?
+            .ok_or_else(|| Error::not_found("Unknown alias"))?;
         let mut batch = Batch::new();
         batch.delete(ALIASES, alias.as_bytes());
-        batch.delete(ROOM_ALIASES, Key::new().str(record.room_id.as_str()).str(alias.as_str()).build());
+        batch.delete(
+            ROOM_ALIASES,
+            Key::new()
+                .str(record.room_id.as_str())
+                .str(alias.as_str())
+                .build(),
+        );
         Ok(self.db.write(batch)?)
     }
 
@@ -63,7 +82,10 @@ impl Directory {
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(ROOM_ALIASES, &prefix) {
             let (key, _) = entry?;
-            if let Some(alias) = KeyReader::new(&key[prefix.len()..]).str().and_then(|a| OwnedRoomAliasId::try_from(a).ok()) {
+            if let Some(alias) = KeyReader::new(&key[prefix.len()..])
+                .str()
+                .and_then(|a| OwnedRoomAliasId::try_from(a).ok())
+            {
                 out.push(alias);
             }
         }
@@ -76,11 +98,20 @@ impl Directory {
         let aliases = self.aliases_of(from)?;
         let mut batch = Batch::new();
         for alias in &aliases {
-            let Some(mut record) = self.resolve(alias)? else { continue };
+            let Some(mut record) = self.resolve(alias)? else {
+                continue;
+            };
             record.room_id = to.to_owned();
             batch.put(ALIASES, alias.as_bytes(), encode_json(&record));
-            batch.delete(ROOM_ALIASES, Key::new().str(from.as_str()).str(alias.as_str()).build());
-            batch.put(ROOM_ALIASES, Key::new().str(to.as_str()).str(alias.as_str()).build(), Vec::new());
+            batch.delete(
+                ROOM_ALIASES,
+                Key::new().str(from.as_str()).str(alias.as_str()).build(),
+            );
+            batch.put(
+                ROOM_ALIASES,
+                Key::new().str(to.as_str()).str(alias.as_str()).build(),
+                Vec::new(),
+            );
         }
         if self.is_public(from)? {
             batch.delete(PUBLIC_ROOMS, from.as_bytes());
@@ -110,7 +141,8 @@ impl Directory {
             .scan_prefix(PUBLIC_ROOMS, &[])
             .map(|e| {
                 let (k, _) = e?;
-                OwnedRoomId::try_from(String::from_utf8_lossy(&k).as_ref()).map_err(|_| Error::internal("corrupt room id"))
+                OwnedRoomId::try_from(String::from_utf8_lossy(&k).as_ref())
+                    .map_err(|_| Error::internal("corrupt room id"))
             })
             .collect()
     }

@@ -31,14 +31,19 @@ fn chunk_of(s: &Services, room_id: &OwnedRoomId) -> Result<PublicRoomsChunk> {
     }
     .into();
     let text = |kind: StateEventType, field: &str| -> Result<Option<String>> {
-        Ok(rooms::state_content(s, room_id, &kind, "")?.and_then(|c| c.get(field).and_then(Value::as_str).map(str::to_owned)))
+        Ok(rooms::state_content(s, room_id, &kind, "")?
+            .and_then(|c| c.get(field).and_then(Value::as_str).map(str::to_owned)))
     };
     chunk.name = text(StateEventType::RoomName, "name")?;
     chunk.topic = text(StateEventType::RoomTopic, "topic")?;
-    chunk.canonical_alias = text(StateEventType::RoomCanonicalAlias, "alias")?.and_then(|a| a.try_into().ok());
+    chunk.canonical_alias =
+        text(StateEventType::RoomCanonicalAlias, "alias")?.and_then(|a| a.try_into().ok());
     chunk.avatar_url = text(StateEventType::RoomAvatar, "url")?.map(Into::into);
-    chunk.world_readable = text(StateEventType::RoomHistoryVisibility, "history_visibility")?.as_deref() == Some("world_readable");
-    chunk.guest_can_join = text(StateEventType::RoomGuestAccess, "guest_access")?.as_deref() == Some("can_join");
+    chunk.world_readable = text(StateEventType::RoomHistoryVisibility, "history_visibility")?
+        .as_deref()
+        == Some("world_readable");
+    chunk.guest_can_join =
+        text(StateEventType::RoomGuestAccess, "guest_access")?.as_deref() == Some("can_join");
     if let Some(rule) = text(StateEventType::RoomJoinRules, "join_rule")? {
         chunk.join_rule = rule.as_str().into();
     }
@@ -46,22 +51,43 @@ fn chunk_of(s: &Services, room_id: &OwnedRoomId) -> Result<PublicRoomsChunk> {
 }
 
 /// The directory, largest rooms first, filtered by a search term, paginated by offset tokens.
-pub fn public_rooms(s: &Services, limit: Option<UInt>, since: Option<&str>, term: Option<&str>) -> Result<PublicRoomsPage> {
+pub fn public_rooms(
+    s: &Services,
+    limit: Option<UInt>,
+    since: Option<&str>,
+    term: Option<&str>,
+) -> Result<PublicRoomsPage> {
     let mut chunks = Vec::new();
     for room_id in s.directory.public_rooms()? {
         let chunk = chunk_of(s, &room_id)?;
         if let Some(term) = term.map(str::to_lowercase).filter(|t| !t.is_empty()) {
-            let hay = [chunk.name.as_deref(), chunk.topic.as_deref(), chunk.canonical_alias.as_ref().map(|a| a.as_str())];
-            if !hay.iter().flatten().any(|h| h.to_lowercase().contains(&term)) {
+            let hay = [
+                chunk.name.as_deref(),
+                chunk.topic.as_deref(),
+                chunk.canonical_alias.as_ref().map(|a| a.as_str()),
+            ];
+            if !hay
+                .iter()
+                .flatten()
+                .any(|h| h.to_lowercase().contains(&term))
+            {
                 continue;
             }
         }
         chunks.push(chunk);
     }
-    chunks.sort_by(|a, b| b.num_joined_members.cmp(&a.num_joined_members).then_with(|| a.room_id.cmp(&b.room_id)));
+    chunks.sort_by(|a, b| {
+        b.num_joined_members
+            .cmp(&a.num_joined_members)
+            .then_with(|| a.room_id.cmp(&b.room_id))
+    });
     let total = chunks.len();
     let offset: usize = match since {
-        Some(token) => token.strip_prefix('n').or(token.strip_prefix('p')).and_then(|n| n.parse().ok()).ok_or_else(|| Error::invalid_param("Invalid since token"))?,
+        Some(token) => token
+            .strip_prefix('n')
+            .or(token.strip_prefix('p'))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::invalid_param("Invalid since token"))?,
         None => 0,
     };
     let limit = limit.map_or(total, |l| u64::from(l) as usize).max(1);
@@ -72,4 +98,3 @@ pub fn public_rooms(s: &Services, limit: Option<UInt>, since: Option<&str>, term
         total: UInt::new(total as u64),
     })
 }
-

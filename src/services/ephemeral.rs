@@ -35,16 +35,32 @@ impl Default for Typing {
     /// The counter starts at the clock, so that it keeps growing across restarts and a client's
     /// token from before a restart does not hide new typing notifications.
     fn default() -> Self {
-        Self { rooms: Default::default(), counter: AtomicU64::new(now_ms()) }
+        Self {
+            rooms: Default::default(),
+            counter: AtomicU64::new(now_ms()),
+        }
     }
 }
 
 impl Typing {
-    pub fn set(&self, globals: &Globals, room: &RoomId, user: &UserId, typing: bool, timeout: Duration) {
+    pub fn set(
+        &self,
+        globals: &Globals,
+        room: &RoomId,
+        user: &UserId,
+        typing: bool,
+        timeout: Duration,
+    ) {
         let mut rooms = self.rooms.lock().unwrap();
         let entry = rooms.entry(room.to_owned()).or_default();
         let changed = if typing {
-            entry.users.insert(user.to_owned(), Instant::now() + timeout.min(Duration::from_secs(120))).is_none()
+            entry
+                .users
+                .insert(
+                    user.to_owned(),
+                    Instant::now() + timeout.min(Duration::from_secs(120)),
+                )
+                .is_none()
         } else {
             entry.users.remove(user).is_some()
         };
@@ -74,7 +90,12 @@ impl Typing {
 
     /// The earliest expiry, so that a long-poll can wake up when someone stops typing.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.rooms.lock().unwrap().values().flat_map(|r| r.users.values().copied()).min()
+        self.rooms
+            .lock()
+            .unwrap()
+            .values()
+            .flat_map(|r| r.users.values().copied())
+            .min()
     }
 }
 
@@ -107,7 +128,13 @@ impl Presence {
 
     /// Stores a presence change (skipped when nothing changes but activity); the new record when
     /// something changed.
-    pub fn set(&self, globals: &Globals, user: &UserId, presence: &str, status_msg: Option<Option<String>>) -> Result<Option<PresenceRecord>> {
+    pub fn set(
+        &self,
+        globals: &Globals,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<Option<String>>,
+    ) -> Result<Option<PresenceRecord>> {
         let old = self.get(user)?;
         let status_msg = match status_msg {
             Some(msg) => msg,
@@ -124,9 +151,15 @@ impl Presence {
                 c.batch.delete(PRESENCE_STREAM, o.pos.to_be_bytes());
             }
             let pos = c.next_pos();
-            let record = PresenceRecord { presence: presence.to_owned(), status_msg, last_active_ts: now_ms(), pos };
+            let record = PresenceRecord {
+                presence: presence.to_owned(),
+                status_msg,
+                last_active_ts: now_ms(),
+                pos,
+            };
             c.batch.put(PRESENCE, user.as_bytes(), encode_json(&record));
-            c.batch.put(PRESENCE_STREAM, pos.to_be_bytes(), user.as_bytes());
+            c.batch
+                .put(PRESENCE_STREAM, pos.to_be_bytes(), user.as_bytes());
             Ok(record)
         })?;
         Ok(Some(record))
@@ -136,9 +169,14 @@ impl Presence {
     pub fn changed_since(&self, since: u64) -> Result<Vec<(OwnedUserId, PresenceRecord)>> {
         let mut out = Vec::new();
         let from = Key::new().u64(since + 1).build();
-        for entry in self.db.scan_from(PRESENCE_STREAM, &[], &from, Direction::Forward) {
+        for entry in self
+            .db
+            .scan_from(PRESENCE_STREAM, &[], &from, Direction::Forward)
+        {
             let (_, user) = entry?;
-            let Ok(user) = OwnedUserId::try_from(String::from_utf8_lossy(&user).as_ref()) else { continue };
+            let Ok(user) = OwnedUserId::try_from(String::from_utf8_lossy(&user).as_ref()) else {
+                continue;
+            };
             if let Some(record) = self.get(&user)? {
                 out.push((user, record));
             }

@@ -24,11 +24,17 @@ impl Filters {
 
     pub fn create(&self, user: &UserId, filter: &Value) -> Result<String> {
         let id = random_string(12);
-        self.db.put(FILTERS, Key::new().str(user.as_str()).str(&id).build(), serde_json::to_vec(filter).expect("JSON"))?;
+        self.db.put(
+            FILTERS,
+            Key::new().str(user.as_str()).str(&id).build(),
+            serde_json::to_vec(filter).expect("JSON"),
+        )?;
         Ok(id)
     }
 
     pub fn get(&self, user: &UserId, id: &str) -> Result<Option<Value>> {
-        Ok(self.db.get_json(FILTERS, &Key::new().str(user.as_str()).str(id).build())?)
+        Ok(self
+            .db
+            .get_json(FILTERS, &Key::new().str(user.as_str()).str(id).build())?)
     }
 }

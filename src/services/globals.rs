@@ -162,18 +162,24 @@ fn load_or_generate_key(db: &Db) -> Result<Ed25519KeyPair> {
     let version: String = {
         use rand::Rng;
         let mut rng = rand::thread_rng();
-        (0..6).map(|_| rng.sample(rand::distributions::Alphanumeric) as char).collect()
+        (0..6)
+            .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+            .collect()
     };
     let mut record = version.as_bytes().to_vec();
     record.push(0xFF);
     record.extend_from_slice(&der);
     db.put(GLOBAL, KEY_SIGNING, record)?;
-    Ed25519KeyPair::from_der(&der, version).map_err(|e| Error::internal(format!("bad signing key: {e}")))
+    Ed25519KeyPair::from_der(&der, version)
+        .map_err(|e| Error::internal(format!("bad signing key: {e}")))
 }
 
 fn split_key_record(record: &[u8]) -> Option<(&str, &[u8])> {
     let sep = record.iter().position(|b| *b == 0xFF)?;
-    Some((std::str::from_utf8(&record[..sep]).ok()?, &record[sep + 1..]))
+    Some((
+        std::str::from_utf8(&record[..sep]).ok()?,
+        &record[sep + 1..],
+    ))
 }
 
 /// Reads a big-endian u64 value, for maps whose values are counters or short ids.

@@ -35,7 +35,12 @@ pub struct Permit<'a> {
 impl HeavyWork {
     pub fn new(max: usize) -> Self {
         let max = max.max(1);
-        Self { admissions: tokio::sync::Semaphore::new(max), running: Mutex::new(0), freed: Condvar::new(), max }
+        Self {
+            admissions: tokio::sync::Semaphore::new(max),
+            running: Mutex::new(0),
+            freed: Condvar::new(),
+            max,
+        }
     }
 
     /// Waits, without holding a thread, until fewer than `max` admitted jobs run.
@@ -47,7 +52,10 @@ impl HeavyWork {
     pub fn enter(&self) -> Permit<'_> {
         if HELD.get() > 0 {
             HELD.set(HELD.get() + 1);
-            return Permit { gate: self, took: false };
+            return Permit {
+                gate: self,
+                took: false,
+            };
         }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         while *running >= self.max {
@@ -55,7 +63,10 @@ impl HeavyWork {
         }
         *running += 1;
         HELD.set(1);
-        Permit { gate: self, took: true }
+        Permit {
+            gate: self,
+            took: true,
+        }
     }
 
     /// Heavy jobs running now.

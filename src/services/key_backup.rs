@@ -45,9 +45,18 @@ pub struct KeyRank {
 impl KeyRank {
     pub fn of(data: &Value) -> Self {
         Self {
-            is_verified: data.get("is_verified").and_then(Value::as_bool).unwrap_or(false),
-            first_message_index: data.get("first_message_index").and_then(Value::as_u64).unwrap_or(u64::MAX),
-            forwarded_count: data.get("forwarded_count").and_then(Value::as_u64).unwrap_or(u64::MAX),
+            is_verified: data
+                .get("is_verified")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            first_message_index: data
+                .get("first_message_index")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX),
+            forwarded_count: data
+                .get("forwarded_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX),
         }
     }
 }
@@ -77,15 +86,29 @@ pub fn latest(s: &Services, user: &UserId) -> Result<Option<(u64, BackupVersion)
     let prefix = Key::new().str(user.as_str()).build();
     let from = Key::new().str(user.as_str()).u64(u64::MAX).build();
     let db = &s.globals.db;
-    let Some(entry) = db.scan_from(BACKUP_VERSIONS, &prefix, &from, Direction::Backward).next() else { return Ok(None) };
+    let Some(entry) = db
+        .scan_from(BACKUP_VERSIONS, &prefix, &from, Direction::Backward)
+        .next()
+    else {
+        return Ok(None);
+    };
     let (k, v) = entry?;
-    let version = KeyReader::new(&k[prefix.len()..]).u64().ok_or_else(|| Error::internal("corrupt backup version key"))?;
-    Ok(Some((version, crate::storage::db::decode_json(BACKUP_VERSIONS, &v)?)))
+    let version = KeyReader::new(&k[prefix.len()..])
+        .u64()
+        .ok_or_else(|| Error::internal("corrupt backup version key"))?;
+    Ok(Some((
+        version,
+        crate::storage::db::decode_json(BACKUP_VERSIONS, &v)?,
+    )))
 }
 
 pub fn get_version(s: &Services, user: &UserId, version: &str) -> Result<(u64, BackupVersion)> {
     let n = parse_version(version).ok_or_else(|| Error::not_found("Unknown backup version"))?;
-    let record = s.globals.db.get_json(BACKUP_VERSIONS, &version_key(user, n))?.ok_or_else(|| Error::not_found("Unknown backup version"))?;
+    let record = s
+        .globals
+        .db
+        .get_json(BACKUP_VERSIONS, &version_key(user, n))?
+        .ok_or_else(|| Error::not_found("Unknown backup version"))?;
     Ok((n, record))
 }
 
@@ -101,8 +124,15 @@ pub fn info(version: u64, record: &BackupVersion) -> Result<Value> {
 }
 
 fn algorithm_of(body: &Value) -> Result<(String, Value)> {
-    let algorithm = body.get("algorithm").and_then(Value::as_str).ok_or_else(|| Error::bad_json("Missing algorithm"))?;
-    let auth_data = body.get("auth_data").cloned().filter(Value::is_object).ok_or_else(|| Error::bad_json("Missing auth_data"))?;
+    let algorithm = body
+        .get("algorithm")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_json("Missing algorithm"))?;
+    let auth_data = body
+        .get("auth_data")
+        .cloned()
+        .filter(Value::is_object)
+        .ok_or_else(|| Error::bad_json("Missing auth_data"))?;
     Ok((algorithm.to_owned(), auth_data))
 }
 
@@ -111,7 +141,16 @@ pub fn create(s: &Services, user: &UserId, body: &Value) -> Result<u64> {
     let (algorithm, auth_data) = algorithm_of(body)?;
     let (version, _) = s.globals.commit(|c| {
         let version = c.short_id();
-        c.batch.put(BACKUP_VERSIONS, version_key(user, version), encode_json(&BackupVersion { algorithm, auth_data, etag: 0, count: 0 }));
+        c.batch.put(
+            BACKUP_VERSIONS,
+            version_key(user, version),
+            encode_json(&BackupVersion {
+                algorithm,
+                auth_data,
+                etag: 0,
+                count: 0,
+            }),
+        );
         Ok(version)
     })?;
     Ok(version)
@@ -120,17 +159,26 @@ pub fn create(s: &Services, user: &UserId, body: &Value) -> Result<u64> {
 /// Updates the auth data of a version (the algorithm cannot change).
 pub fn update(s: &Services, user: &UserId, version: &str, body: &Value) -> Result<()> {
     let (algorithm, auth_data) = algorithm_of(body)?;
-    if body.get("version").and_then(Value::as_str).is_some_and(|v| v != version) {
-        return Err(Error::invalid_param("The version in the body does not match the path"));
+    if body
+        .get("version")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v != version)
+    {
+        return Err(Error::invalid_param(
+            "The version in the body does not match the path",
+        ));
     }
     // Under the commit lock: the etag and count a concurrent key upload writes are kept.
     s.globals.commit(|c| {
         let (n, mut record) = get_version(s, user, version)?;
         if algorithm != record.algorithm {
-            return Err(Error::invalid_param("The algorithm of a backup version cannot change"));
+            return Err(Error::invalid_param(
+                "The algorithm of a backup version cannot change",
+            ));
         }
         record.auth_data = auth_data;
-        c.batch.put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
+        c.batch
+            .put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
         Ok(())
     })?;
     Ok(())
@@ -157,15 +205,25 @@ pub type RoomKeys = BTreeMap<String, BTreeMap<String, Value>>;
 
 /// Adds keys to the current version (403 `M_WRONG_ROOM_KEYS_VERSION` for another one); returns the
 /// etag and count afterwards.
-pub fn put_keys(s: &Services, user: &UserId, version: &str, keys: &RoomKeys) -> Result<(String, u64)> {
+pub fn put_keys(
+    s: &Services,
+    user: &UserId,
+    version: &str,
+    keys: &RoomKeys,
+) -> Result<(String, u64)> {
     let (n, _) = get_version(s, user, version)?;
     let db = &s.globals.db;
     s.globals.commit(|c| {
         // Checked under the commit lock: no version is created in between.
-        let (current, mut record) = latest(s, user)?.ok_or_else(|| Error::not_found("Unknown backup version"))?;
+        let (current, mut record) =
+            latest(s, user)?.ok_or_else(|| Error::not_found("Unknown backup version"))?;
         if current != n {
-            return Err(Error::new(StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION", "Wrong backup version")
-                .with("current_version", json!(current.to_string())));
+            return Err(Error::new(
+                StatusCode::FORBIDDEN,
+                "M_WRONG_ROOM_KEYS_VERSION",
+                "Wrong backup version",
+            )
+            .with("current_version", json!(current.to_string())));
         }
         let mut changed = false;
         for (room, sessions) in keys {
@@ -173,9 +231,15 @@ pub fn put_keys(s: &Services, user: &UserId, version: &str, keys: &RoomKeys) -> 
                 if !data.is_object() || data.get("session_data").is_none() {
                     return Err(Error::bad_json("Invalid key data"));
                 }
-                let k = Key::new().str(user.as_str()).u64(n).str(room).str(session).build();
+                let k = Key::new()
+                    .str(user.as_str())
+                    .u64(n)
+                    .str(room)
+                    .str(session)
+                    .build();
                 let keep = match db.get(BACKUP_KEYS, &k)? {
-                    Some(old) => serde_json::from_slice::<Value>(&old).is_ok_and(|old| !should_replace(KeyRank::of(&old), KeyRank::of(data))),
+                    Some(old) => serde_json::from_slice::<Value>(&old)
+                        .is_ok_and(|old| !should_replace(KeyRank::of(&old), KeyRank::of(data))),
                     None => {
                         record.count += 1;
                         false
@@ -189,7 +253,8 @@ pub fn put_keys(s: &Services, user: &UserId, version: &str, keys: &RoomKeys) -> 
         }
         if changed {
             record.etag += 1;
-            c.batch.put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
+            c.batch
+                .put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
         }
         Ok(())
     })?;
@@ -197,7 +262,11 @@ pub fn put_keys(s: &Services, user: &UserId, version: &str, keys: &RoomKeys) -> 
 }
 
 fn etag_and_count(s: &Services, user: &UserId, n: u64) -> Result<(String, u64)> {
-    let record: BackupVersion = s.globals.db.get_json(BACKUP_VERSIONS, &version_key(user, n))?.ok_or_else(|| Error::not_found("Unknown backup version"))?;
+    let record: BackupVersion = s
+        .globals
+        .db
+        .get_json(BACKUP_VERSIONS, &version_key(user, n))?
+        .ok_or_else(|| Error::not_found("Unknown backup version"))?;
     Ok((record.etag.to_string(), record.count))
 }
 
@@ -213,7 +282,13 @@ fn scope_prefix(user: &UserId, n: u64, room: Option<&str>, session: Option<&str>
 }
 
 /// Keys of a version: all, of a room, or one session.
-pub fn get_keys(s: &Services, user: &UserId, version: &str, room: Option<&str>, session: Option<&str>) -> Result<RoomKeys> {
+pub fn get_keys(
+    s: &Services,
+    user: &UserId,
+    version: &str,
+    room: Option<&str>,
+    session: Option<&str>,
+) -> Result<RoomKeys> {
     let (n, _) = get_version(s, user, version)?;
     let base = version_key(user, n);
     let prefix = scope_prefix(user, n, room, session);
@@ -221,14 +296,25 @@ pub fn get_keys(s: &Services, user: &UserId, version: &str, room: Option<&str>, 
     for entry in s.globals.db.scan_prefix(BACKUP_KEYS, &prefix) {
         let (k, v) = entry?;
         let mut reader = KeyReader::new(&k[base.len()..]);
-        let (Some(r), Some(sess)) = (reader.str(), reader.str()) else { continue };
-        out.entry(r.to_owned()).or_default().insert(sess.to_owned(), serde_json::from_slice(&v).unwrap_or(Value::Null));
+        let (Some(r), Some(sess)) = (reader.str(), reader.str()) else {
+            continue;
+        };
+        out.entry(r.to_owned()).or_default().insert(
+            sess.to_owned(),
+            serde_json::from_slice(&v).unwrap_or(Value::Null),
+        );
     }
     Ok(out)
 }
 
 /// Deletes keys of a version (all, of a room, or one session); returns the etag and count.
-pub fn delete_keys(s: &Services, user: &UserId, version: &str, room: Option<&str>, session: Option<&str>) -> Result<(String, u64)> {
+pub fn delete_keys(
+    s: &Services,
+    user: &UserId,
+    version: &str,
+    room: Option<&str>,
+    session: Option<&str>,
+) -> Result<(String, u64)> {
     let (n, _) = get_version(s, user, version)?;
     let db = &s.globals.db;
     let prefix = scope_prefix(user, n, room, session);
@@ -239,10 +325,14 @@ pub fn delete_keys(s: &Services, user: &UserId, version: &str, room: Option<&str
             c.batch.delete(BACKUP_KEYS, k.to_vec());
             deleted += 1;
         }
-        if deleted > 0 && let Some(mut record) = db.get_json::<BackupVersion>(BACKUP_VERSIONS, &version_key(user, n))? {
+        if deleted > 0
+            && let Some(mut record) =
+                db.get_json::<BackupVersion>(BACKUP_VERSIONS, &version_key(user, n))?
+        {
             record.etag += 1;
             record.count = record.count.saturating_sub(deleted);
-            c.batch.put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
+            c.batch
+                .put(BACKUP_VERSIONS, version_key(user, n), encode_json(&record));
         }
         Ok(())
     })?;
@@ -254,7 +344,11 @@ mod tests {
     use super::*;
 
     fn rank(is_verified: bool, first_message_index: u64, forwarded_count: u64) -> KeyRank {
-        KeyRank { is_verified, first_message_index, forwarded_count }
+        KeyRank {
+            is_verified,
+            first_message_index,
+            forwarded_count,
+        }
     }
 
     #[test]

@@ -60,13 +60,17 @@ impl LoginFailures {
             return Ok(());
         }
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(&(count, last)) = failures.get(user) else { return Ok(()) };
+        let Some(&(count, last)) = failures.get(user) else {
+            return Ok(());
+        };
         let since = now.saturating_duration_since(last);
         let wait = self.delay(count);
         if since >= WINDOW || since >= wait {
             return Ok(());
         }
-        Err(Error::limit_exceeded((wait - since).as_millis().max(1) as u64))
+        Err(Error::limit_exceeded(
+            (wait - since).as_millis().max(1) as u64
+        ))
     }
 
     /// Records a failed attempt of `user`.
@@ -82,7 +86,10 @@ impl LoginFailures {
         if failures.len() >= CAP && !failures.contains_key(user) {
             failures.retain(|_, (_, last)| now.saturating_duration_since(*last) < WINDOW);
             if failures.len() >= CAP
-                && let Some(oldest) = failures.iter().min_by_key(|(_, (_, last))| *last).map(|(u, _)| u.clone())
+                && let Some(oldest) = failures
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(u, _)| u.clone())
             {
                 failures.remove(&oldest);
             }
@@ -98,7 +105,10 @@ impl LoginFailures {
     /// A successful login of `user` starts over.
     pub fn succeeded(&self, user: &UserId) {
         if self.enabled {
-            self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+            self.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(user);
         }
     }
 }
@@ -131,7 +141,10 @@ mod tests {
         let later = last + Duration::from_millis(1000);
         guard.check_at(&user, later).unwrap();
         guard.failed_at(&user, later);
-        assert_eq!(guard.check_at(&user, later).unwrap_err().extra["retry_after_ms"].as_u64(), Some(2000));
+        assert_eq!(
+            guard.check_at(&user, later).unwrap_err().extra["retry_after_ms"].as_u64(),
+            Some(2000)
+        );
         // Other accounts are not affected; a success starts over.
         let bob: OwnedUserId = "@bob:example.org".try_into().unwrap();
         guard.check_at(&bob, later).unwrap();

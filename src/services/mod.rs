@@ -9,11 +9,11 @@ pub mod directory_listing;
 pub mod ephemeral;
 pub mod filters;
 pub mod globals;
+pub mod heavy_work;
 pub mod key_backup;
 pub mod keys;
 pub mod login_failures;
 pub mod media;
-pub mod heavy_work;
 pub mod password_pool;
 pub mod push;
 pub mod ratelimit;
@@ -101,8 +101,12 @@ pub fn all_maps() -> Vec<Map> {
 impl Services {
     /// Opens the database named by `config` and builds every service.
     pub fn open(config: Config) -> Result<Arc<Self>> {
-        std::fs::create_dir_all(&config.storage.path)
-            .map_err(|e| Error::internal(format!("cannot create {}: {e}", config.storage.path.display())))?;
+        std::fs::create_dir_all(&config.storage.path).map_err(|e| {
+            Error::internal(format!(
+                "cannot create {}: {e}",
+                config.storage.path.display()
+            ))
+        })?;
         let engine = RocksEngine::open(
             &config.storage.path,
             &all_maps(),
@@ -118,7 +122,10 @@ impl Services {
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
         let login_failures = login_failures::LoginFailures::new(&config.rate_limits);
         let heavy_work = heavy_work::HeavyWork::new(config.limits.heavy_work_threads);
-        let passwords = password_pool::PasswordPool::new(config.limits.password_hash_threads, config.limits.password_hash_queue);
+        let passwords = password_pool::PasswordPool::new(
+            config.limits.password_hash_threads,
+            config.limits.password_hash_queue,
+        );
         let federation = crate::federation::Federation::new(&config, db.clone())?;
         let media = media::Media::open(&config, db.clone())?;
         Ok(Arc::new(Self {
@@ -134,7 +141,7 @@ impl Services {
             receipts: receipts::Receipts::new(db.clone()),
             typing: ephemeral::Typing::default(),
             presence: ephemeral::Presence::new(db.clone()),
-            push: push::Push::new(db.clone()),
+            push: push::Push::open(db.clone())?,
             reports: reports::Reports::new(db.clone()),
             filters: filters::Filters::new(db),
             rate_limiter,

@@ -49,7 +49,9 @@ pub fn hash_now(password: &str) -> Result<String> {
 /// Verifies on the calling thread; the hash names its own parameters.
 pub fn verify_now(password: &str, hash: &str) -> Result<bool> {
     let parsed = PasswordHash::new(hash).map_err(|_| Error::internal("corrupt password hash"))?;
-    Ok(argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+    Ok(argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
 }
 
 impl PasswordPool {
@@ -67,7 +69,12 @@ impl PasswordPool {
                 .spawn(move || work(&receiver))
                 .expect("password hashing thread");
         }
-        Self { jobs, slots: threads + queue, threads, average_ms }
+        Self {
+            jobs,
+            slots: threads + queue,
+            threads,
+            average_ms,
+        }
     }
 
     /// Queues `f` for a pool thread (429 when full); the future waits for it without holding any
@@ -78,7 +85,10 @@ impl PasswordPool {
     ) -> Result<impl Future<Output = Result<R>> + Send + 'static> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(f, tx)?;
-        Ok(async move { rx.await.map_err(|_| Error::internal("password hashing failed")) })
+        Ok(async move {
+            rx.await
+                .map_err(|_| Error::internal("password hashing failed"))
+        })
     }
 
     /// Runs `f` on a pool thread and blocks the calling (blocking-pool) thread until it is done:
@@ -86,7 +96,8 @@ impl PasswordPool {
     fn run_blocking<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(f, tx)?;
-        rx.blocking_recv().map_err(|_| Error::internal("password hashing failed"))
+        rx.blocking_recv()
+            .map_err(|_| Error::internal("password hashing failed"))
     }
 
     fn submit<R: Send + 'static>(

@@ -1,10 +1,6 @@
 //! Token-bucket rate limits per user (or per client address before login).
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 use crate::{config::RateLimitConfig, error::Error};
 
@@ -36,7 +32,8 @@ impl RateLimiter {
             buckets.retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
         }
         let (tokens, at) = buckets.entry(who.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -54,7 +51,12 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_limits() {
-        let limiter = RateLimiter::new(&RateLimitConfig { enabled: true, per_second: 1.0, burst: 3.0, ..Default::default() });
+        let limiter = RateLimiter::new(&RateLimitConfig {
+            enabled: true,
+            per_second: 1.0,
+            burst: 3.0,
+            ..Default::default()
+        });
         for _ in 0..3 {
             limiter.check("a").unwrap();
         }

@@ -59,13 +59,25 @@ impl Receipts {
         event_id: &ruma::EventId,
         thread_id: Option<String>,
     ) -> Result<()> {
-        let key = Key::new().u64(short_room).str(kind).str(user.as_str()).build();
+        let key = Key::new()
+            .u64(short_room)
+            .str(kind)
+            .str(user.as_str())
+            .build();
         if let Some(old) = self.db.get(RECEIPTS, &key)? {
             let old: Receipt = decode_json(RECEIPTS, &old)?;
-            c.batch.delete(RECEIPT_STREAM, Key::new().u64(short_room).u64(old.pos).build());
+            c.batch.delete(
+                RECEIPT_STREAM,
+                Key::new().u64(short_room).u64(old.pos).build(),
+            );
         }
         let pos = c.next_pos();
-        let receipt = Receipt { event_id: event_id.to_owned(), ts: crate::util::now_ms(), thread_id, pos };
+        let receipt = Receipt {
+            event_id: event_id.to_owned(),
+            ts: crate::util::now_ms(),
+            thread_id,
+            pos,
+        };
         c.batch.put(RECEIPTS, key.clone(), encode_json(&receipt));
         c.batch.put(
             RECEIPT_STREAM,
@@ -76,19 +88,37 @@ impl Receipts {
     }
 
     pub fn get(&self, short_room: u64, kind: &str, user: &UserId) -> Result<Option<Receipt>> {
-        Ok(self.db.get_json(RECEIPTS, &Key::new().u64(short_room).str(kind).str(user.as_str()).build())?)
+        Ok(self.db.get_json(
+            RECEIPTS,
+            &Key::new()
+                .u64(short_room)
+                .str(kind)
+                .str(user.as_str())
+                .build(),
+        )?)
     }
 
     /// Receipts in a room changed after `since`, as (type, user, receipt).
-    pub fn changed_since(&self, short_room: u64, since: u64) -> Result<Vec<(String, OwnedUserId, Receipt)>> {
+    pub fn changed_since(
+        &self,
+        short_room: u64,
+        since: u64,
+    ) -> Result<Vec<(String, OwnedUserId, Receipt)>> {
         let prefix = Key::new().u64(short_room).build();
         let from = Key::new().u64(short_room).u64(since + 1).build();
         let mut out = Vec::new();
-        for entry in self.db.scan_from(RECEIPT_STREAM, &prefix, &from, Direction::Forward) {
+        for entry in self
+            .db
+            .scan_from(RECEIPT_STREAM, &prefix, &from, Direction::Forward)
+        {
             let (_, value) = entry?;
             let mut reader = KeyReader::new(&value);
-            let (Some(kind), Some(user)) = (reader.str(), reader.str()) else { continue };
-            let Ok(user) = OwnedUserId::try_from(user) else { continue };
+            let (Some(kind), Some(user)) = (reader.str(), reader.str()) else {
+                continue;
+            };
+            let Ok(user) = OwnedUserId::try_from(user) else {
+                continue;
+            };
             if let Some(receipt) = self.get(short_room, kind, &user)? {
                 out.push((kind.to_owned(), user, receipt));
             }
@@ -96,4 +126,3 @@ impl Receipts {
         Ok(out)
     }
 }
-

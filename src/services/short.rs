@@ -17,8 +17,14 @@ pub const ROOM_TO_SHORT: Map = Map("room_to_short");
 pub const SHORT_TO_ROOM: Map = Map("short_to_room");
 pub const STATEKEY_TO_SHORT: Map = Map("statekey_to_short");
 pub const SHORT_TO_STATEKEY: Map = Map("short_to_statekey");
-pub const MAPS: &[Map] =
-    &[EVENT_TO_SHORT, SHORT_TO_EVENT, ROOM_TO_SHORT, SHORT_TO_ROOM, STATEKEY_TO_SHORT, SHORT_TO_STATEKEY];
+pub const MAPS: &[Map] = &[
+    EVENT_TO_SHORT,
+    SHORT_TO_EVENT,
+    ROOM_TO_SHORT,
+    SHORT_TO_ROOM,
+    STATEKEY_TO_SHORT,
+    SHORT_TO_STATEKEY,
+];
 
 pub struct ShortIds {
     db: Db,
@@ -59,8 +65,12 @@ impl ShortIds {
     /// Assigns a short id to a new event in `commit`.
     pub fn create_event(&self, commit: &mut Commit, event_id: &EventId) -> u64 {
         let short = commit.short_id();
-        commit.batch.put(EVENT_TO_SHORT, event_id.as_bytes(), short.to_be_bytes());
-        commit.batch.put(SHORT_TO_EVENT, short.to_be_bytes(), event_id.as_bytes());
+        commit
+            .batch
+            .put(EVENT_TO_SHORT, event_id.as_bytes(), short.to_be_bytes());
+        commit
+            .batch
+            .put(SHORT_TO_EVENT, short.to_be_bytes(), event_id.as_bytes());
         short
     }
 
@@ -85,14 +95,21 @@ impl ShortIds {
             .ok_or_else(|| Error::internal(format!("unknown short room id {short}")))?;
         let room_id = OwnedRoomId::try_from(String::from_utf8_lossy(&bytes).as_ref())
             .map_err(|_| Error::internal("corrupt room id"))?;
-        self.rooms_rev.write().unwrap().insert(short, room_id.clone());
+        self.rooms_rev
+            .write()
+            .unwrap()
+            .insert(short, room_id.clone());
         Ok(room_id)
     }
 
     pub fn create_room<'a>(&'a self, commit: &mut Commit<'a>, room_id: &RoomId) -> u64 {
         let short = commit.short_id();
-        commit.batch.put(ROOM_TO_SHORT, room_id.as_bytes(), short.to_be_bytes());
-        commit.batch.put(SHORT_TO_ROOM, short.to_be_bytes(), room_id.as_bytes());
+        commit
+            .batch
+            .put(ROOM_TO_SHORT, room_id.as_bytes(), short.to_be_bytes());
+        commit
+            .batch
+            .put(SHORT_TO_ROOM, short.to_be_bytes(), room_id.as_bytes());
         let room_id = room_id.to_owned();
         commit.after_write(move || {
             self.rooms.write().unwrap().insert(room_id, short);
@@ -105,7 +122,9 @@ impl ShortIds {
         if let Some(s) = self.statekeys.read().unwrap().get(&cache_key) {
             return Ok(Some(*s));
         }
-        let short = self.db.get_u64(STATEKEY_TO_SHORT, &statekey_bytes(kind, state_key))?;
+        let short = self
+            .db
+            .get_u64(STATEKEY_TO_SHORT, &statekey_bytes(kind, state_key))?;
         if let Some(s) = short {
             self.remember_statekey(cache_key, s);
         }
@@ -128,8 +147,12 @@ impl ShortIds {
         }
         let short = commit.short_id();
         commit.note_created(key.clone(), short);
-        commit.batch.put(STATEKEY_TO_SHORT, key.clone(), short.to_be_bytes());
-        commit.batch.put(SHORT_TO_STATEKEY, short.to_be_bytes(), key);
+        commit
+            .batch
+            .put(STATEKEY_TO_SHORT, key.clone(), short.to_be_bytes());
+        commit
+            .batch
+            .put(SHORT_TO_STATEKEY, short.to_be_bytes(), key);
         let pair = (kind.clone(), state_key.to_owned());
         commit.after_write(move || self.remember_statekey(pair, short));
         Ok(short)
@@ -154,7 +177,10 @@ impl ShortIds {
     }
 
     fn remember_statekey(&self, pair: (StateEventType, String), short: u64) {
-        self.statekeys_rev.write().unwrap().insert(short, pair.clone());
+        self.statekeys_rev
+            .write()
+            .unwrap()
+            .insert(short, pair.clone());
         self.statekeys.write().unwrap().insert(pair, short);
     }
 }
@@ -188,7 +214,12 @@ mod tests {
 
         // The same key twice in one commit gets one id, known afterwards.
         let ((a, b), _) = globals
-            .commit(|c| Ok((short.get_or_create_statekey(c, &kind, "")?, short.get_or_create_statekey(c, &kind, "")?)))
+            .commit(|c| {
+                Ok((
+                    short.get_or_create_statekey(c, &kind, "")?,
+                    short.get_or_create_statekey(c, &kind, "")?,
+                ))
+            })
             .unwrap();
         assert_eq!(a, b);
         assert_eq!(short.statekey(&kind, "").unwrap(), Some(a));

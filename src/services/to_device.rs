@@ -58,9 +58,17 @@ fn message_key(user: &str, device: &str, pos: u64) -> Vec<u8> {
 /// The local devices that get a message (`*`: every device of the user), each with its content;
 /// devices holding `limits.max_pending_to_device` undelivered messages are left out. Read before
 /// the commit lock is taken.
-fn local_deliveries<'m>(s: &Services, user: &UserId, targets: &'m BTreeMap<String, Value>) -> Result<Vec<(String, &'m Value)>> {
+fn local_deliveries<'m>(
+    s: &Services,
+    user: &UserId,
+    targets: &'m BTreeMap<String, Value>,
+) -> Result<Vec<(String, &'m Value)>> {
     let all: Vec<String> = if targets.contains_key("*") {
-        s.users.devices(user)?.into_iter().map(|d| d.device_id.to_string()).collect()
+        s.users
+            .devices(user)?
+            .into_iter()
+            .map(|d| d.device_id.to_string())
+            .collect()
     } else {
         Vec::new()
     };
@@ -76,7 +84,13 @@ fn local_deliveries<'m>(s: &Services, user: &UserId, targets: &'m BTreeMap<Strin
     let mut kept = Vec::with_capacity(deliveries.len());
     for (device, content) in deliveries {
         let prefix = Key::new().str(user.as_str()).str(&device).build();
-        if s.globals.db.scan_prefix(TO_DEVICE, &prefix).take(cap).count() >= cap {
+        if s.globals
+            .db
+            .scan_prefix(TO_DEVICE, &prefix)
+            .take(cap)
+            .count()
+            >= cap
+        {
             tracing::debug!("to-device message for {user} {device} dropped: {cap} pending");
             continue;
         }
@@ -86,23 +100,42 @@ fn local_deliveries<'m>(s: &Services, user: &UserId, targets: &'m BTreeMap<Strin
 }
 
 /// Stores the planned messages of one sender in `c`.
-fn deliver_local(c: &mut Commit, sender: &UserId, event_type: &str, planned: &[(&UserId, Vec<(String, &Value)>)]) {
+fn deliver_local(
+    c: &mut Commit,
+    sender: &UserId,
+    event_type: &str,
+    planned: &[(&UserId, Vec<(String, &Value)>)],
+) {
     for (user, deliveries) in planned {
         for (device, content) in deliveries {
             let pos = c.next_pos();
             let event = json!({ "type": event_type, "sender": sender, "content": content });
-            c.batch.put(TO_DEVICE, message_key(user.as_str(), device, pos), encode_json(&event));
+            c.batch.put(
+                TO_DEVICE,
+                message_key(user.as_str(), device, pos),
+                encode_json(&event),
+            );
         }
     }
 }
 
 /// Records a transaction or message id with its time (for [`prune_txns`]) in `c`.
 fn remember_txn(c: &mut Commit, txn_key: &[u8], now_ms: u64) {
-    crate::storage::time_index::put_timed(&mut c.batch, TO_DEVICE_TXNS, TO_DEVICE_TXN_TIMES, txn_key, now_ms.to_be_bytes().to_vec(), now_ms);
+    crate::storage::time_index::put_timed(
+        &mut c.batch,
+        TO_DEVICE_TXNS,
+        TO_DEVICE_TXN_TIMES,
+        txn_key,
+        now_ms.to_be_bytes().to_vec(),
+        now_ms,
+    );
 }
 
 /// The deliveries to local users of `messages`, planned before the commit.
-fn plan<'m>(s: &Services, messages: &'m Messages) -> Result<Vec<(&'m UserId, Vec<(String, &'m Value)>)>> {
+fn plan<'m>(
+    s: &Services,
+    messages: &'m Messages,
+) -> Result<Vec<(&'m UserId, Vec<(String, &'m Value)>)>> {
     let ours = s.globals.server_name();
     let mut planned = Vec::new();
     for (user, targets) in messages {
@@ -114,14 +147,28 @@ fn plan<'m>(s: &Services, messages: &'m Messages) -> Result<Vec<(&'m UserId, Vec
 }
 
 /// `PUT /sendToDevice/{type}/{txnId}` from a local device.
-pub fn send(s: &Services, sender: &UserId, sender_device: &str, event_type: &str, txn_id: &str, messages: &Messages) -> Result<()> {
+pub fn send(
+    s: &Services,
+    sender: &UserId,
+    sender_device: &str,
+    event_type: &str,
+    txn_id: &str,
+    messages: &Messages,
+) -> Result<()> {
     let db = &s.globals.db;
-    let txn_key = Key::new().str(sender.as_str()).str(sender_device).str(txn_id).build();
+    let txn_key = Key::new()
+        .str(sender.as_str())
+        .str(sender_device)
+        .str(txn_id)
+        .build();
     let ours = s.globals.server_name().clone();
     let mut remote: BTreeMap<OwnedServerName, Messages> = BTreeMap::new();
     for (user, targets) in messages {
         if user.server_name() != ours {
-            remote.entry(user.server_name().to_owned()).or_default().insert(user.clone(), targets.clone());
+            remote
+                .entry(user.server_name().to_owned())
+                .or_default()
+                .insert(user.clone(), targets.clone());
         }
     }
     if db.contains(TO_DEVICE_TXNS, &txn_key)? {
@@ -161,10 +208,18 @@ pub fn receive(s: &Services, origin: &ServerName, content: &Value) -> Result<()>
         .and_then(|u| OwnedUserId::try_from(u).ok())
         .ok_or_else(|| Error::bad_json("m.direct_to_device without a valid sender"))?;
     if sender.server_name() != origin {
-        return Err(Error::forbidden(format!("{origin} cannot send to-device messages for {sender}")));
+        return Err(Error::forbidden(format!(
+            "{origin} cannot send to-device messages for {sender}"
+        )));
     }
-    let event_type = content.get("type").and_then(Value::as_str).ok_or_else(|| Error::bad_json("m.direct_to_device without type"))?;
-    let message_id = content.get("message_id").and_then(Value::as_str).ok_or_else(|| Error::bad_json("m.direct_to_device without message_id"))?;
+    let event_type = content
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_json("m.direct_to_device without type"))?;
+    let message_id = content
+        .get("message_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_json("m.direct_to_device without message_id"))?;
     let messages: Messages = content
         .get("messages")
         .cloned()
@@ -173,7 +228,11 @@ pub fn receive(s: &Services, origin: &ServerName, content: &Value) -> Result<()>
         .map_err(|e| Error::bad_json(format!("m.direct_to_device messages: {e}")))?
         .unwrap_or_default();
     let db = &s.globals.db;
-    let dedup = Key::new().str(sender.as_str()).str("").str(message_id).build();
+    let dedup = Key::new()
+        .str(sender.as_str())
+        .str("")
+        .str(message_id)
+        .build();
     if db.contains(TO_DEVICE_TXNS, &dedup)? {
         return Ok(());
     }
@@ -195,7 +254,13 @@ pub fn receive(s: &Services, origin: &ServerName, content: &Value) -> Result<()>
 /// many.
 pub fn prune_txns(db: &Db, now_ms: u64, legacy: bool) -> Result<usize> {
     let cutoff = now_ms.saturating_sub(TXN_KEEP.as_millis() as u64);
-    let mut pruned = crate::storage::time_index::prune_before(db, TO_DEVICE_TXNS, TO_DEVICE_TXN_TIMES, cutoff, PRUNE_PER_BATCH)?;
+    let mut pruned = crate::storage::time_index::prune_before(
+        db,
+        TO_DEVICE_TXNS,
+        TO_DEVICE_TXN_TIMES,
+        cutoff,
+        PRUNE_PER_BATCH,
+    )?;
     if legacy {
         let mut batch = Batch::new();
         for entry in db.scan_prefix(TO_DEVICE_TXNS, &[]) {
@@ -215,10 +280,16 @@ pub fn prune_txns(db: &Db, now_ms: u64, legacy: bool) -> Result<usize> {
 
 /// Prunes at start (with the ids from before the time index) and every [`PRUNE_EVERY`] until
 /// `stop` changes.
-pub async fn prune_periodically(services: std::sync::Arc<Services>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn prune_periodically(
+    services: std::sync::Arc<Services>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut legacy = true;
     loop {
-        match services.run(move |s| prune_txns(&s.globals.db, crate::util::now_ms(), legacy)).await {
+        match services
+            .run(move |s| prune_txns(&s.globals.db, crate::util::now_ms(), legacy))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!("{n} to-device transaction ids pruned"),
             Err(e) => tracing::warn!("pruning to-device transaction ids: {}", e.message),
@@ -233,16 +304,34 @@ pub async fn prune_periodically(services: std::sync::Arc<Services>, mut stop: to
 
 /// The first `limit` messages of a device stored after `after` and at or before `up_to`:
 /// (position, event), in position order.
-pub fn pending(db: &Db, user: &UserId, device: &str, after: u64, up_to: u64, limit: usize) -> Result<Vec<(u64, Value)>> {
+pub fn pending(
+    db: &Db,
+    user: &UserId,
+    device: &str,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Value)>> {
     let prefix = Key::new().str(user.as_str()).str(device).build();
-    let from = Key::new().str(user.as_str()).str(device).u64(after.saturating_add(1)).build();
+    let from = Key::new()
+        .str(user.as_str())
+        .str(device)
+        .u64(after.saturating_add(1))
+        .build();
     let mut out = Vec::new();
-    for entry in db.scan_from(TO_DEVICE, &prefix, &from, crate::storage::Direction::Forward) {
+    for entry in db.scan_from(
+        TO_DEVICE,
+        &prefix,
+        &from,
+        crate::storage::Direction::Forward,
+    ) {
         if out.len() >= limit {
             break;
         }
         let (k, v) = entry?;
-        let Some(pos) = KeyReader::new(&k[prefix.len()..]).u64() else { continue };
+        let Some(pos) = KeyReader::new(&k[prefix.len()..]).u64() else {
+            continue;
+        };
         if pos > up_to {
             break;
         }
@@ -258,7 +347,10 @@ pub fn acknowledge(db: &Db, user: &UserId, device: &str, since: u64) -> Result<(
     let mut batch = Batch::new();
     for entry in db.scan_prefix(TO_DEVICE, &prefix) {
         let (k, _) = entry?;
-        if KeyReader::new(&k[prefix.len()..]).u64().is_none_or(|pos| pos > since) {
+        if KeyReader::new(&k[prefix.len()..])
+            .u64()
+            .is_none_or(|pos| pos > since)
+        {
             break;
         }
         batch.delete(TO_DEVICE, k.to_vec());

@@ -32,7 +32,10 @@ impl Uia {
             sessions.retain(|_, (_, created)| now.duration_since(*created) < SESSION_LIFETIME);
         }
         if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, (_, created))| *created).map(|(k, _)| k.clone())
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, (_, created))| *created)
+                .map(|(k, _)| k.clone())
         {
             sessions.remove(&oldest);
         }
@@ -56,7 +59,10 @@ impl Uia {
 
     /// How many sessions are kept.
     pub fn session_count(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Checks the `auth` object of a request against `flows`. `verify(stage, auth)` checks one
@@ -84,11 +90,16 @@ impl Uia {
             Error::uia(body)
         };
 
-        let Some(auth) = auth.filter(|a| a.get("type").is_some() || a.get("session").is_some()) else {
+        let Some(auth) = auth.filter(|a| a.get("type").is_some() || a.get("session").is_some())
+        else {
             return Err(body(&self.start(now), &[], None));
         };
         // Every stage after the first request names the session it continues.
-        let Some(session) = auth.get("session").and_then(Value::as_str).map(str::to_owned) else {
+        let Some(session) = auth
+            .get("session")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
             return Err(body(&self.start(now), &[], None));
         };
         // A session this server did not hand out (or that expired) starts over.
@@ -99,11 +110,21 @@ impl Uia {
             return Err(body(&session, &completed, None));
         };
         if !flows.iter().any(|f| f.contains(&stage)) {
-            return Err(body(&session, &completed, Some(("M_UNRECOGNIZED", "Unknown authentication stage"))));
+            return Err(body(
+                &session,
+                &completed,
+                Some(("M_UNRECOGNIZED", "Unknown authentication stage")),
+            ));
         }
         match verify(stage, auth) {
             Ok(true) => {}
-            Ok(false) => return Err(body(&session, &completed, Some(("M_FORBIDDEN", "Invalid credentials")))),
+            Ok(false) => {
+                return Err(body(
+                    &session,
+                    &completed,
+                    Some(("M_FORBIDDEN", "Invalid credentials")),
+                ));
+            }
             Err(e) if e.status.as_u16() == 401 => {
                 return Err(body(&session, &completed, Some((e.errcode, &e.message))));
             }
@@ -119,7 +140,10 @@ impl Uia {
             entry.0.push(stage.to_owned());
         }
         let completed = entry.0.clone();
-        if flows.iter().any(|f| f.iter().all(|s| completed.iter().any(|c| c == s))) {
+        if flows
+            .iter()
+            .any(|f| f.iter().all(|s| completed.iter().any(|c| c == s)))
+        {
             sessions.remove(&session);
             return Ok(());
         }
@@ -135,20 +159,32 @@ mod tests {
     fn dummy_flow_completes_with_session() {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.dummy"]];
-        let err = uia.check(None, &flows, json!({}), |_, _| Ok(true)).unwrap_err();
+        let err = uia
+            .check(None, &flows, json!({}), |_, _| Ok(true))
+            .unwrap_err();
         let session = err.to_json()["session"].as_str().unwrap().to_owned();
-        uia.check(Some(&json!({"type": "m.login.dummy", "session": session})), &flows, json!({}), |_, _| Ok(true))
-            .unwrap();
+        uia.check(
+            Some(&json!({"type": "m.login.dummy", "session": session})),
+            &flows,
+            json!({}),
+            |_, _| Ok(true),
+        )
+        .unwrap();
     }
 
     #[test]
     fn wrong_password_keeps_session_and_says_forbidden() {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.password"]];
-        let first = uia.check(None, &flows, json!({}), |_, _| Ok(true)).unwrap_err().to_json();
+        let first = uia
+            .check(None, &flows, json!({}), |_, _| Ok(true))
+            .unwrap_err()
+            .to_json();
         let session = first["session"].as_str().unwrap();
         let auth = json!({"type": "m.login.password", "session": session, "password": "x"});
-        let err = uia.check(Some(&auth), &flows, json!({}), |_, _| Ok(false)).unwrap_err();
+        let err = uia
+            .check(Some(&auth), &flows, json!({}), |_, _| Ok(false))
+            .unwrap_err();
         let body = err.to_json();
         assert_eq!(body["errcode"], "M_FORBIDDEN");
         assert_eq!(body["session"], session);
@@ -159,7 +195,10 @@ mod tests {
     fn sessions_are_bounded_and_the_oldest_goes() {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.dummy"]];
-        let first = uia.check(None, &flows, json!({}), |_, _| Ok(true)).unwrap_err().to_json();
+        let first = uia
+            .check(None, &flows, json!({}), |_, _| Ok(true))
+            .unwrap_err()
+            .to_json();
         let first = first["session"].as_str().unwrap().to_owned();
         for _ in 0..MAX_SESSIONS + 50 {
             let _ = uia.check(None, &flows, json!({}), |_, _| Ok(true));
@@ -167,7 +206,12 @@ mod tests {
         assert_eq!(uia.session_count(), MAX_SESSIONS);
         // The first session was evicted: continuing it starts over with a new one.
         let err = uia
-            .check(Some(&json!({"type": "m.login.dummy", "session": first})), &flows, json!({}), |_, _| Ok(true))
+            .check(
+                Some(&json!({"type": "m.login.dummy", "session": first})),
+                &flows,
+                json!({}),
+                |_, _| Ok(true),
+            )
             .unwrap_err()
             .to_json();
         assert_ne!(err["session"], first);
@@ -177,10 +221,20 @@ mod tests {
     fn sessions_expire() {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.dummy"]];
-        let old = Instant::now().checked_sub(SESSION_LIFETIME + Duration::from_secs(1)).unwrap();
-        uia.sessions.lock().unwrap().insert("old".into(), (Vec::new(), old));
+        let old = Instant::now()
+            .checked_sub(SESSION_LIFETIME + Duration::from_secs(1))
+            .unwrap();
+        uia.sessions
+            .lock()
+            .unwrap()
+            .insert("old".into(), (Vec::new(), old));
         let err = uia
-            .check(Some(&json!({"type": "m.login.dummy", "session": "old"})), &flows, json!({}), |_, _| Ok(true))
+            .check(
+                Some(&json!({"type": "m.login.dummy", "session": "old"})),
+                &flows,
+                json!({}),
+                |_, _| Ok(true),
+            )
             .unwrap_err()
             .to_json();
         assert_ne!(err["session"], "old");

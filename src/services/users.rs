@@ -96,7 +96,12 @@ pub(crate) fn device_key(user: &UserId, device: &str) -> Vec<u8> {
 
 impl Users {
     pub fn new(db: Db, passwords: PasswordPool) -> Self {
-        Self { db, passwords: Arc::new(passwords), creating: Mutex::new(()), tokens: Default::default() }
+        Self {
+            db,
+            passwords: Arc::new(passwords),
+            creating: Mutex::new(()),
+            tokens: Default::default(),
+        }
     }
 
     /// The password pool (async hashing and verification, off tokio's blocking pool).
@@ -107,15 +112,24 @@ impl Users {
     /// A new OpenID token for `user`, valid [`OPENID_TOKEN_LIFETIME_MS`] from `now`.
     pub fn create_openid_token(&self, user: &UserId, now: u64) -> Result<String> {
         let token = random_string(32);
-        let value = OpenIdToken { user_id: user.to_owned(), expires_ts: now + OPENID_TOKEN_LIFETIME_MS };
-        self.db.put(OPENID_TOKENS, token.as_bytes(), encode_json(&value))?;
+        let value = OpenIdToken {
+            user_id: user.to_owned(),
+            expires_ts: now + OPENID_TOKEN_LIFETIME_MS,
+        };
+        self.db
+            .put(OPENID_TOKENS, token.as_bytes(), encode_json(&value))?;
         Ok(token)
     }
 
     /// The user an OpenID token names, if it exists and has not expired at `now` (an expired token
     /// found is deleted).
     pub fn openid_user(&self, token: &str, now: u64) -> Result<Option<OwnedUserId>> {
-        let Some(found) = self.db.get_json::<OpenIdToken>(OPENID_TOKENS, token.as_bytes())? else { return Ok(None) };
+        let Some(found) = self
+            .db
+            .get_json::<OpenIdToken>(OPENID_TOKENS, token.as_bytes())?
+        else {
+            return Ok(None);
+        };
         if found.expires_ts <= now {
             let mut batch = Batch::new();
             batch.delete(OPENID_TOKENS, token.as_bytes());
@@ -153,14 +167,24 @@ impl Users {
     }
 
     /// Creates an account as [`Users::create`] does, with `fill` applied before the one write.
-    pub fn create_with(&self, user: &UserId, password: Option<&str>, fill: impl FnOnce(&mut Account)) -> Result<()> {
+    pub fn create_with(
+        &self,
+        user: &UserId,
+        password: Option<&str>,
+        fill: impl FnOnce(&mut Account),
+    ) -> Result<()> {
         let hash = password.map(|p| self.hash(p)).transpose()?;
         self.create_hashed(user, hash, fill)
     }
 
     /// Creates an account with a password hash made beforehand; 400 `M_USER_IN_USE` if the name
     /// is taken (checked and written under one lock: of concurrent registrations, one wins).
-    pub fn create_hashed(&self, user: &UserId, password_hash: Option<String>, fill: impl FnOnce(&mut Account)) -> Result<()> {
+    pub fn create_hashed(
+        &self,
+        user: &UserId,
+        password_hash: Option<String>,
+        fill: impl FnOnce(&mut Account),
+    ) -> Result<()> {
         let _one_at_a_time = self.creating.lock().unwrap_or_else(|e| e.into_inner());
         if self.exists(user)? {
             return Err(Error::user_in_use());
@@ -180,12 +204,22 @@ impl Users {
     }
 
     /// Sets a new password; with `logout_except`, every other device is logged out in the same batch.
-    pub fn set_password(&self, user: &UserId, password: &str, logout_others: Option<Option<&str>>) -> Result<()> {
+    pub fn set_password(
+        &self,
+        user: &UserId,
+        password: &str,
+        logout_others: Option<Option<&str>>,
+    ) -> Result<()> {
         let hash = self.hash(password)?;
         let mut batch = Batch::new();
         let dropped = self.set_password_ops(&mut batch, user, hash, logout_others)?;
         self.db.write(batch)?;
-        self.forget_tokens(&dropped.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
+        self.forget_tokens(
+            &dropped
+                .into_iter()
+                .map(|d| d.access_token)
+                .collect::<Vec<_>>(),
+        );
         Ok(())
     }
 
@@ -197,7 +231,9 @@ impl Users {
         password_hash: String,
         logout_others: Option<Option<&str>>,
     ) -> Result<Vec<Device>> {
-        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        let mut account = self
+            .account(user)?
+            .ok_or_else(|| Error::not_found("Unknown user"))?;
         account.password_hash = Some(password_hash);
         self.save(batch, user, &account);
         let mut dropped = Vec::new();
@@ -214,8 +250,16 @@ impl Users {
 
     /// Changes an account in one batch: a new password (with `logout_all`, every device and its
     /// token go in the same batch) and whatever `update` sets.
-    pub fn modify(&self, user: &UserId, password: Option<&str>, logout_all: bool, update: impl FnOnce(&mut Account)) -> Result<()> {
-        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+    pub fn modify(
+        &self,
+        user: &UserId,
+        password: Option<&str>,
+        logout_all: bool,
+        update: impl FnOnce(&mut Account),
+    ) -> Result<()> {
+        let mut account = self
+            .account(user)?
+            .ok_or_else(|| Error::not_found("Unknown user"))?;
         if let Some(password) = password {
             account.password_hash = Some(self.hash(password)?);
         }
@@ -238,13 +282,20 @@ impl Users {
         let mut batch = Batch::new();
         let devices = self.deactivate_ops(&mut batch, user)?;
         self.db.write(batch)?;
-        self.forget_tokens(&devices.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
+        self.forget_tokens(
+            &devices
+                .into_iter()
+                .map(|d| d.access_token)
+                .collect::<Vec<_>>(),
+        );
         Ok(())
     }
 
     /// [`Self::deactivate`] in `batch`; the devices removed.
     pub fn deactivate_ops(&self, batch: &mut Batch, user: &UserId) -> Result<Vec<Device>> {
-        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        let mut account = self
+            .account(user)?
+            .ok_or_else(|| Error::not_found("Unknown user"))?;
         account.deactivated = true;
         account.password_hash = None;
         account.displayname = None;
@@ -265,7 +316,8 @@ impl Users {
         display_name: Option<String>,
     ) -> Result<(OwnedDeviceId, String)> {
         let mut batch = Batch::new();
-        let (device, replaced) = self.login_device_ops(&mut batch, user, device_id, display_name)?;
+        let (device, replaced) =
+            self.login_device_ops(&mut batch, user, device_id, display_name)?;
         self.db.write(batch)?;
         if let Some(old) = replaced {
             self.forget_tokens(&[old]);
@@ -294,8 +346,16 @@ impl Users {
             last_seen_ts: Some(MilliSecondsSinceUnixEpoch::now().get().into()),
             last_seen_ip: None,
         };
-        batch.put(DEVICES, device_key(user, device_id.as_str()), encode_json(&device));
-        batch.put(TOKENS, token.as_bytes(), device_key(user, device_id.as_str()));
+        batch.put(
+            DEVICES,
+            device_key(user, device_id.as_str()),
+            encode_json(&device),
+        );
+        batch.put(
+            TOKENS,
+            token.as_bytes(),
+            device_key(user, device_id.as_str()),
+        );
         Ok((device, previous.map(|d| d.access_token)))
     }
 
@@ -315,7 +375,9 @@ impl Users {
 
     /// The user and device of an access token in the database.
     fn stored_token(&self, token: &str) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
-        let Some(value) = self.db.get(TOKENS, token.as_bytes())? else { return Ok(None) };
+        let Some(value) = self.db.get(TOKENS, token.as_bytes())? else {
+            return Ok(None);
+        };
         let mut reader = KeyReader::new(&value);
         Ok(reader
             .str()
@@ -325,7 +387,12 @@ impl Users {
 
     /// Caches what [`Self::stored_token`] read, unless a token was forgotten since `generation`
     /// (the read may predate a logout's delete, whose forget already ran).
-    fn cache_token(&self, token: &str, found: &Option<(OwnedUserId, OwnedDeviceId)>, generation: u64) {
+    fn cache_token(
+        &self,
+        token: &str,
+        found: &Option<(OwnedUserId, OwnedDeviceId)>,
+        generation: u64,
+    ) {
         let Some(found) = found else { return };
         let mut cache = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         if cache.generation != generation {
@@ -361,15 +428,28 @@ impl Users {
             .collect()
     }
 
-    pub fn set_device_name(&self, user: &UserId, device_id: &str, name: Option<String>) -> Result<()> {
+    pub fn set_device_name(
+        &self,
+        user: &UserId,
+        device_id: &str,
+        name: Option<String>,
+    ) -> Result<()> {
         let mut batch = Batch::new();
         self.set_device_name_ops(&mut batch, user, device_id, name)?;
         Ok(self.db.write(batch)?)
     }
 
     /// [`Self::set_device_name`] in `batch`; the renamed device.
-    pub fn set_device_name_ops(&self, batch: &mut Batch, user: &UserId, device_id: &str, name: Option<String>) -> Result<Device> {
-        let mut device = self.device(user, device_id)?.ok_or_else(|| Error::not_found("Unknown device"))?;
+    pub fn set_device_name_ops(
+        &self,
+        batch: &mut Batch,
+        user: &UserId,
+        device_id: &str,
+        name: Option<String>,
+    ) -> Result<Device> {
+        let mut device = self
+            .device(user, device_id)?
+            .ok_or_else(|| Error::not_found("Unknown device"))?;
         device.display_name = name;
         batch.put(DEVICES, device_key(user, device_id), encode_json(&device));
         Ok(device)
@@ -379,9 +459,19 @@ impl Users {
     fn remove_device_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) -> Result<()> {
         batch.delete(DEVICES, device_key(user, device.device_id.as_str()));
         batch.delete(TOKENS, device.access_token.as_bytes());
-        crate::services::push::pushers::delete_for_device(&self.db, batch, user, device.device_id.as_str())?;
+        crate::services::push::pushers::delete_for_device(
+            &self.db,
+            batch,
+            user,
+            device.device_id.as_str(),
+        )?;
         // Its end-to-end keys and undelivered to-device messages go with it.
-        crate::services::keys::device_removed_ops(&self.db, batch, user.as_str(), device.device_id.as_str())
+        crate::services::keys::device_removed_ops(
+            &self.db,
+            batch,
+            user.as_str(),
+            device.device_id.as_str(),
+        )
     }
 
     /// Removes devices (and their tokens) in one batch.
@@ -389,12 +479,22 @@ impl Users {
         let mut batch = Batch::new();
         let removed = self.remove_devices_ops(&mut batch, user, device_ids)?;
         self.db.write(batch)?;
-        self.forget_tokens(&removed.into_iter().map(|d| d.access_token).collect::<Vec<_>>());
+        self.forget_tokens(
+            &removed
+                .into_iter()
+                .map(|d| d.access_token)
+                .collect::<Vec<_>>(),
+        );
         Ok(())
     }
 
     /// [`Self::remove_devices`] in `batch`; the devices that existed (their tokens to forget).
-    pub fn remove_devices_ops(&self, batch: &mut Batch, user: &UserId, device_ids: &[&str]) -> Result<Vec<Device>> {
+    pub fn remove_devices_ops(
+        &self,
+        batch: &mut Batch,
+        user: &UserId,
+        device_ids: &[&str],
+    ) -> Result<Vec<Device>> {
         let mut removed = Vec::new();
         for id in device_ids {
             if let Some(device) = self.device(user, id)? {
@@ -406,14 +506,19 @@ impl Users {
     }
 
     pub fn profile(&self, user: &UserId) -> Result<Option<Profile>> {
-        Ok(self.account(user)?.filter(|a| !a.deactivated).map(|a| Profile {
-            displayname: a.displayname,
-            avatar_url: a.avatar_url,
-        }))
+        Ok(self
+            .account(user)?
+            .filter(|a| !a.deactivated)
+            .map(|a| Profile {
+                displayname: a.displayname,
+                avatar_url: a.avatar_url,
+            }))
     }
 
     pub fn set_profile(&self, user: &UserId, update: impl FnOnce(&mut Account)) -> Result<()> {
-        let mut account = self.account(user)?.ok_or_else(|| Error::not_found("Unknown user"))?;
+        let mut account = self
+            .account(user)?
+            .ok_or_else(|| Error::not_found("Unknown user"))?;
         update(&mut account);
         let mut batch = Batch::new();
         self.save(&mut batch, user, &account);
@@ -441,7 +546,8 @@ mod tests {
 
     fn users() -> (tempfile::TempDir, Users) {
         let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open(dir.path(), &crate::services::all_maps(), 8, 8, false).unwrap();
+        let engine =
+            RocksEngine::open(dir.path(), &crate::services::all_maps(), 8, 8, false).unwrap();
         (dir, Users::new(Db::new(engine), PasswordPool::new(1, 1)))
     }
 
@@ -471,8 +577,24 @@ mod tests {
     fn a_taken_name_is_refused() {
         let (_dir, users) = users();
         let user: OwnedUserId = "@alice:example.org".try_into().unwrap();
-        users.create_hashed(&user, Some("first".into()), |_| {}).unwrap();
-        assert_eq!(users.create_hashed(&user, Some("second".into()), |_| {}).unwrap_err().errcode, "M_USER_IN_USE");
-        assert_eq!(users.account(&user).unwrap().unwrap().password_hash.as_deref(), Some("first"));
+        users
+            .create_hashed(&user, Some("first".into()), |_| {})
+            .unwrap();
+        assert_eq!(
+            users
+                .create_hashed(&user, Some("second".into()), |_| {})
+                .unwrap_err()
+                .errcode,
+            "M_USER_IN_USE"
+        );
+        assert_eq!(
+            users
+                .account(&user)
+                .unwrap()
+                .unwrap()
+                .password_hash
+                .as_deref(),
+            Some("first")
+        );
     }
 }

@@ -29,11 +29,17 @@ impl Db {
     }
 
     pub fn get_json<T: DeserializeOwned>(&self, map: Map, key: &[u8]) -> Result<Option<T>> {
-        self.engine.get(map, key)?.map(|bytes| decode_json(map, &bytes)).transpose()
+        self.engine
+            .get(map, key)?
+            .map(|bytes| decode_json(map, &bytes))
+            .transpose()
     }
 
     pub fn get_u64(&self, map: Map, key: &[u8]) -> Result<Option<u64>> {
-        self.engine.get(map, key)?.map(|bytes| decode_u64(map, &bytes)).transpose()
+        self.engine
+            .get(map, key)?
+            .map(|bytes| decode_u64(map, &bytes))
+            .transpose()
     }
 
     pub fn write(&self, batch: Batch) -> Result<()> {
@@ -84,13 +90,19 @@ pub fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub fn decode_json<T: DeserializeOwned>(map: Map, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt { map: map.0, why: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+        map: map.0,
+        why: e.to_string(),
+    })
 }
 
 pub fn decode_u64(map: Map, bytes: &[u8]) -> Result<u64> {
     let array: [u8; 8] = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| StorageError::Corrupt { map: map.0, why: "expected 8 bytes".into() })?;
+        .ok_or_else(|| StorageError::Corrupt {
+            map: map.0,
+            why: "expected 8 bytes".into(),
+        })?;
     Ok(u64::from_be_bytes(array))
 }

@@ -23,7 +23,13 @@ fn err(e: rocksdb::Error) -> StorageError {
 
 impl RocksEngine {
     /// Opens (creating if needed) the database at `path` with a column family for each map.
-    pub fn open(path: &Path, maps: &[Map], cache_mb: usize, write_buffer_mb: usize, sync_writes: bool) -> Result<Arc<Self>> {
+    pub fn open(
+        path: &Path,
+        maps: &[Map],
+        cache_mb: usize,
+        write_buffer_mb: usize,
+        sync_writes: bool,
+    ) -> Result<Arc<Self>> {
         let cache = Cache::new_lru_cache(cache_mb.max(8) << 20);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -55,14 +61,17 @@ impl RocksEngine {
                 }
             }
         }
-        let descriptors =
-            names.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_opts.clone()));
+        let descriptors = names
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_opts.clone()));
         let db = DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(err)?;
         Ok(Arc::new(Self { db, sync_writes }))
     }
 
     fn cf(&self, map: Map) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(map.0).unwrap_or_else(|| panic!("column family {} is not declared", map.0))
+        self.db
+            .cf_handle(map.0)
+            .unwrap_or_else(|| panic!("column family {} is not declared", map.0))
     }
 }
 
@@ -99,7 +108,9 @@ impl Engine for RocksEngine {
             Direction::Backward => rocksdb::Direction::Reverse,
         };
         Box::new(
-            self.db.iterator_cf(self.cf(map), IteratorMode::From(from, direction)).map(|r| r.map_err(err)),
+            self.db
+                .iterator_cf(self.cf(map), IteratorMode::From(from, direction))
+                .map(|r| r.map_err(err)),
         )
     }
 
@@ -145,8 +156,21 @@ mod tests {
         // Everything acknowledged is there after reopening.
         let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, 8, false).unwrap());
         assert_eq!(db.get(A, &1u64.to_be_bytes()).unwrap(), None);
-        assert_eq!(db.get(A, &10u64.to_be_bytes()).unwrap().as_deref(), Some(&b"v10"[..]));
+        assert_eq!(
+            db.get(A, &10u64.to_be_bytes()).unwrap().as_deref(),
+            Some(&b"v10"[..])
+        );
         assert_eq!(db.get(B, b"x").unwrap().as_deref(), Some(&b"y"[..]));
-        assert_eq!(db.multi_get(A, &[2u64.to_be_bytes().to_vec(), 7u64.to_be_bytes().to_vec()]).unwrap().iter().filter(|v| v.is_some()).count(), 1);
+        assert_eq!(
+            db.multi_get(
+                A,
+                &[2u64.to_be_bytes().to_vec(), 7u64.to_be_bytes().to_vec()]
+            )
+            .unwrap()
+            .iter()
+            .filter(|v| v.is_some())
+            .count(),
+            1
+        );
     }
 }

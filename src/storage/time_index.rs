@@ -1,7 +1,10 @@
 //! Entries that expire: beside a map, a time index (`received ms u64 ‖ key` → empty) written in
 //! the entry's own batch, so that pruning reads only what expired, oldest first.
 
-use super::{Batch, Db, Direction, Map, Result, keys::{Key, u64_from}};
+use super::{
+    Batch, Db, Direction, Map, Result,
+    keys::{Key, u64_from},
+};
 
 /// Writes `key` → `value` into `map`, and its time into the index `times`, in `batch`.
 pub fn put_timed(batch: &mut Batch, map: Map, times: Map, key: &[u8], value: Vec<u8>, now_ms: u64) {
@@ -18,9 +21,14 @@ pub fn prune_before(db: &Db, map: Map, times: Map, cutoff: u64, per_batch: usize
     loop {
         let mut batch = Batch::new();
         let mut count = 0;
-        for entry in db.scan_from(times, &[], &Key::new().u64(0).build(), Direction::Forward).take(per_batch) {
+        for entry in db
+            .scan_from(times, &[], &Key::new().u64(0).build(), Direction::Forward)
+            .take(per_batch)
+        {
             let (index, _) = entry?;
-            let Some(at) = index.get(..8).and_then(u64_from) else { continue };
+            let Some(at) = index.get(..8).and_then(u64_from) else {
+                continue;
+            };
             if at >= cutoff {
                 break;
             }

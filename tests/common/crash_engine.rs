@@ -13,10 +13,7 @@ use std::{
 use parvis::{
     services::{Services, all_maps},
     storage::{
-        Batch, Db, Direction, Engine, Map,
-        engine::KvIter,
-        rocks::RocksEngine,
-        StorageError,
+        Batch, Db, Direction, Engine, Map, StorageError, engine::KvIter, rocks::RocksEngine,
     },
 };
 
@@ -38,7 +35,11 @@ impl Engine for CrashingEngine {
         self.inner.get(map, key)
     }
 
-    fn multi_get(&self, map: Map, keys: &[Vec<u8>]) -> parvis::storage::Result<Vec<Option<Vec<u8>>>> {
+    fn multi_get(
+        &self,
+        map: Map,
+        keys: &[Vec<u8>],
+    ) -> parvis::storage::Result<Vec<Option<Vec<u8>>>> {
         self.inner.multi_get(map, keys)
     }
 
@@ -67,7 +68,10 @@ pub fn services(data: &Path) -> (Arc<Services>, Arc<CrashingEngine>) {
     let config = super::config(data);
     std::fs::create_dir_all(data).unwrap();
     let inner = RocksEngine::open(data, &all_maps(), 8, 8, false).unwrap();
-    let engine = Arc::new(CrashingEngine { inner, writes_left: AtomicI64::new(-1) });
+    let engine = Arc::new(CrashingEngine {
+        inner,
+        writes_left: AtomicI64::new(-1),
+    });
     let services = Services::with_db(config, Db::new(engine.clone())).unwrap();
     (services, engine)
 }

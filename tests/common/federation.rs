@@ -9,7 +9,11 @@ use ruma::OwnedServerName;
 use super::TestServer;
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The configuration of a federating server on a fixed free port (kept across restarts).
@@ -30,13 +34,23 @@ pub async fn start(dir: &Path) -> (TestServer, OwnedServerName) {
 }
 
 /// `start` with a change to the configuration.
-pub async fn start_configured(dir: &Path, change: impl Fn(&mut Config)) -> (TestServer, OwnedServerName) {
+pub async fn start_configured(
+    dir: &Path,
+    change: impl Fn(&mut Config),
+) -> (TestServer, OwnedServerName) {
     for _ in 0..5 {
         let (mut config, name) = fixed_config(dir);
         change(&mut config);
         if let Ok(server) = parvis::server::start(config).await {
             let base = format!("http://{}", server.addr);
-            return (TestServer { server: Some(server), base, http: reqwest::Client::new() }, name);
+            return (
+                TestServer {
+                    server: Some(server),
+                    base,
+                    http: reqwest::Client::new(),
+                },
+                name,
+            );
         }
     }
     panic!("no server could start");
@@ -57,7 +71,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -39,7 +39,11 @@ impl TestServer {
     pub async fn start_with(config: Config) -> Self {
         let server = parvis::server::start(config).await.expect("server starts");
         let base = format!("http://{}", server.addr);
-        Self { server: Some(server), base, http: reqwest::Client::new() }
+        Self {
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -49,7 +53,13 @@ impl TestServer {
     }
 
     /// Sends a request; returns the status and the JSON body (Null when the body is not JSON).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -84,23 +94,51 @@ impl TestServer {
     /// Registers `localpart` with the dummy flow; returns (user id, access token).
     pub async fn register(&self, localpart: &str) -> (String, String) {
         let body = json!({ "username": localpart, "password": "secret-password" });
-        let (status, first) = self.call(Method::POST, "/_matrix/client/v3/register", None, Some(body.clone())).await;
+        let (status, first) = self
+            .call(
+                Method::POST,
+                "/_matrix/client/v3/register",
+                None,
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
         let session = first["session"].as_str().unwrap().to_owned();
         let mut body = body;
         body["auth"] = json!({ "type": "m.login.dummy", "session": session });
-        let (status, done) = self.call(Method::POST, "/_matrix/client/v3/register", None, Some(body)).await;
+        let (status, done) = self
+            .call(
+                Method::POST,
+                "/_matrix/client/v3/register",
+                None,
+                Some(body),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{done}");
-        (done["user_id"].as_str().unwrap().to_owned(), done["access_token"].as_str().unwrap().to_owned())
+        (
+            done["user_id"].as_str().unwrap().to_owned(),
+            done["access_token"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn create_room(&self, token: &str, body: Value) -> String {
-        self.post("/_matrix/client/v3/createRoom", token, body).await["room_id"].as_str().unwrap().to_owned()
+        self.post("/_matrix/client/v3/createRoom", token, body)
+            .await["room_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub async fn send_text(&self, token: &str, room: &str, txn: &str, text: &str) -> String {
-        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room));
-        self.put(&path, token, json!({ "msgtype": "m.text", "body": text })).await["event_id"].as_str().unwrap().to_owned()
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+            enc(room)
+        );
+        self.put(&path, token, json!({ "msgtype": "m.text", "body": text }))
+            .await["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }
 

@@ -26,7 +26,13 @@ impl FromRequestParts<Arc<Services>> for Admin {
         let (user, _) = authenticate(services, parts, AuthNeed::Required).await?;
         let user = user.ok_or_else(Error::missing_token)?;
         let who = user.clone();
-        let admin = services.run(move |s| Ok(s.users.account(&who)?.is_some_and(|a| a.admin && !a.deactivated))).await?;
+        let admin = services
+            .run(move |s| {
+                Ok(s.users
+                    .account(&who)?
+                    .is_some_and(|a| a.admin && !a.deactivated))
+            })
+            .await?;
         if !admin {
             return Err(Error::forbidden("You are not a server admin"));
         }
@@ -50,19 +56,24 @@ impl FromRequestParts<Arc<Services>> for Args {
 
 impl Args {
     fn arg(&self, i: usize) -> Result<&str> {
-        self.0.get(i).map(String::as_str).ok_or_else(|| Error::invalid_param("Missing path parameter"))
+        self.0
+            .get(i)
+            .map(String::as_str)
+            .ok_or_else(|| Error::invalid_param("Missing path parameter"))
     }
 
     /// Argument `i` as a user id (400 `M_INVALID_PARAM` when it is not one).
     pub fn user(&self, i: usize) -> Result<OwnedUserId> {
         let raw = self.arg(i)?;
-        OwnedUserId::try_from(raw).map_err(|_| Error::invalid_param(format!("{raw} is not a valid user id")))
+        OwnedUserId::try_from(raw)
+            .map_err(|_| Error::invalid_param(format!("{raw} is not a valid user id")))
     }
 
     /// Argument `i` as a room id (400 `M_INVALID_PARAM` when it is not one).
     pub fn room(&self, i: usize) -> Result<OwnedRoomId> {
         let raw = self.arg(i)?;
-        OwnedRoomId::try_from(raw).map_err(|_| Error::invalid_param(format!("{raw} is not a valid room id")))
+        OwnedRoomId::try_from(raw)
+            .map_err(|_| Error::invalid_param(format!("{raw} is not a valid room id")))
     }
 
     pub fn string(&self, i: usize) -> Result<String> {
@@ -95,7 +106,9 @@ impl Params {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
-            Some(other) => Err(Error::invalid_param(format!("{key} must be true or false, not {other}"))),
+            Some(other) => Err(Error::invalid_param(format!(
+                "{key} must be true or false, not {other}"
+            ))),
         }
     }
 }
@@ -112,11 +125,14 @@ impl<T: DeserializeOwned> FromRequest<Arc<Services>> for Body<T> {
         let value: Value = if bytes.is_empty() {
             Value::Object(Default::default())
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| Error::not_json(format!("Body is not valid JSON: {e}")))?
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Error::not_json(format!("Body is not valid JSON: {e}")))?
         };
         if !value.is_object() {
             return Err(Error::bad_json("Body must be a JSON object"));
         }
-        serde_json::from_value(value).map(Self).map_err(|e| Error::bad_json(e.to_string()))
+        serde_json::from_value(value)
+            .map(Self)
+            .map_err(|e| Error::bad_json(e.to_string()))
     }
 }

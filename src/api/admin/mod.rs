@@ -15,29 +15,113 @@ pub fn routes(router: AppRouter) -> AppRouter {
     const V1: &str = "/_synapse/admin/v1";
     const V2: &str = "/_synapse/admin/v2";
     router
-        .route(Method::GET, &format!("{V1}/server_version"), users::server_version)
+        .route(
+            Method::GET,
+            &format!("{V1}/server_version"),
+            users::server_version,
+        )
         .route(Method::GET, &format!("{V2}/users"), users::list)
-        .route(Method::GET, &format!("{V2}/users/{{user_id}}"), users::get_user)
-        .route(Method::PUT, &format!("{V2}/users/{{user_id}}"), users::put_user)
-        .route(Method::POST, &format!("{V1}/deactivate/{{user_id}}"), users::deactivate)
-        .route(Method::POST, &format!("{V1}/reset_password/{{user_id}}"), users::reset_password)
-        .route(Method::GET, &format!("{V1}/users/{{user_id}}/admin"), users::get_admin)
-        .route(Method::PUT, &format!("{V1}/users/{{user_id}}/admin"), users::set_admin)
-        .route(Method::GET, &format!("{V1}/whois/{{user_id}}"), users::whois)
-        .route(Method::GET, &format!("{V2}/users/{{user_id}}/devices"), users::devices)
-        .route(Method::GET, &format!("{V2}/users/{{user_id}}/devices/{{device_id}}"), users::device)
-        .route(Method::PUT, &format!("{V2}/users/{{user_id}}/devices/{{device_id}}"), users::rename_device)
-        .route(Method::DELETE, &format!("{V2}/users/{{user_id}}/devices/{{device_id}}"), users::delete_device)
-        .route(Method::GET, &format!("{V1}/users/{{user_id}}/joined_rooms"), users::joined_rooms)
+        .route(
+            Method::GET,
+            &format!("{V2}/users/{{user_id}}"),
+            users::get_user,
+        )
+        .route(
+            Method::PUT,
+            &format!("{V2}/users/{{user_id}}"),
+            users::put_user,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/deactivate/{{user_id}}"),
+            users::deactivate,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/reset_password/{{user_id}}"),
+            users::reset_password,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/users/{{user_id}}/admin"),
+            users::get_admin,
+        )
+        .route(
+            Method::PUT,
+            &format!("{V1}/users/{{user_id}}/admin"),
+            users::set_admin,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/whois/{{user_id}}"),
+            users::whois,
+        )
+        .route(
+            Method::GET,
+            &format!("{V2}/users/{{user_id}}/devices"),
+            users::devices,
+        )
+        .route(
+            Method::GET,
+            &format!("{V2}/users/{{user_id}}/devices/{{device_id}}"),
+            users::device,
+        )
+        .route(
+            Method::PUT,
+            &format!("{V2}/users/{{user_id}}/devices/{{device_id}}"),
+            users::rename_device,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V2}/users/{{user_id}}/devices/{{device_id}}"),
+            users::delete_device,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/users/{{user_id}}/joined_rooms"),
+            users::joined_rooms,
+        )
         .route(Method::GET, &format!("{V1}/rooms"), rooms::list)
-        .route(Method::GET, &format!("{V1}/rooms/{{room_id}}"), rooms::details)
-        .route(Method::GET, &format!("{V1}/rooms/{{room_id}}/members"), rooms::members)
-        .route(Method::GET, &format!("{V1}/rooms/{{room_id}}/state"), rooms::state)
+        .route(
+            Method::GET,
+            &format!("{V1}/rooms/{{room_id}}"),
+            rooms::details,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/rooms/{{room_id}}/members"),
+            rooms::members,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/rooms/{{room_id}}/state"),
+            rooms::state,
+        )
         .route(Method::POST, &format!("{V1}/join/{{room}}"), rooms::join)
-        .route(Method::DELETE, &format!("{V2}/rooms/{{room_id}}"), rooms::delete)
-        .route(Method::GET, &format!("{V2}/rooms/{{room_id}}/delete_status"), rooms::delete_status_of_room)
-        .route(Method::GET, &format!("{V2}/rooms/delete_status/{{delete_id}}"), rooms::delete_status)
+        .route(
+            Method::DELETE,
+            &format!("{V2}/rooms/{{room_id}}"),
+            rooms::delete,
+        )
+        .route(
+            Method::GET,
+            &format!("{V2}/rooms/{{room_id}}/delete_status"),
+            rooms::delete_status_of_room,
+        )
+        .route(
+            Method::GET,
+            &format!("{V2}/rooms/delete_status/{{delete_id}}"),
+            rooms::delete_status,
+        )
         .route(Method::GET, &format!("{V1}/event_reports"), reports::list)
-        .route(Method::GET, &format!("{V1}/event_reports/{{report_id}}"), reports::details)
-        .route(Method::DELETE, &format!("{V1}/event_reports/{{report_id}}"), reports::delete)
+        .route(
+            Method::GET,
+            &format!("{V1}/event_reports/{{report_id}}"),
+            reports::details,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V1}/event_reports/{{report_id}}"),
+            reports::delete,
+        )
 }

@@ -18,9 +18,11 @@ use crate::{
 type Answer = Result<Json<Value>>;
 
 fn report_id(args: &Args) -> Result<u64> {
-    args.string(0)?
-        .parse::<u64>()
-        .map_err(|_| Error::invalid_param("The report_id parameter must be a string representing a positive integer."))
+    args.string(0)?.parse::<u64>().map_err(|_| {
+        Error::invalid_param(
+            "The report_id parameter must be a string representing a positive integer.",
+        )
+    })
 }
 
 fn not_found() -> Error {
@@ -41,20 +43,26 @@ pub async fn list(State(services): State<Arc<Services>>, _: Admin, params: Param
         user_id: params.get("user_id").map(str::to_owned),
         event_sender_user_id: params.get("event_sender_user_id").map(str::to_owned),
     };
-    services.run(move |s| Ok(Json(admin_view::list(s, &q)?))).await
+    services
+        .run(move |s| Ok(Json(admin_view::list(s, &q)?)))
+        .await
 }
 
 pub async fn details(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
     let id = report_id(&args)?;
-    services.run(move |s| Ok(Json(admin_view::details(s, id)?.ok_or_else(not_found)?))).await
+    services
+        .run(move |s| Ok(Json(admin_view::details(s, id)?.ok_or_else(not_found)?)))
+        .await
 }
 
 pub async fn delete(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
     let id = report_id(&args)?;
     services
         .run(move |s| {
-            let is_event_report =
-                s.reports.get(id)?.is_some_and(|r| r.kind == crate::services::reports::ReportKind::Event);
+            let is_event_report = s
+                .reports
+                .get(id)?
+                .is_some_and(|r| r.kind == crate::services::reports::ReportKind::Event);
             if !is_event_report || !s.reports.delete(id)? {
                 return Err(not_found());
             }

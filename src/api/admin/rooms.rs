@@ -45,7 +45,8 @@ pub async fn list(State(services): State<Arc<Services>>, _: Admin, params: Param
                 rooms.extend(room_list::summary(s, &room_id)?);
             }
             let page = room_list::list(rooms, &q);
-            let mut body = json!({ "rooms": page.items, "offset": q.from, "total_rooms": page.total });
+            let mut body =
+                json!({ "rooms": page.items, "offset": q.from, "total_rooms": page.total });
             if let Some(next) = page.next {
                 body["next_batch"] = json!(next);
             }
@@ -62,7 +63,9 @@ pub async fn details(State(services): State<Arc<Services>>, _: Admin, args: Args
     services
         .run(move |s| {
             let summary = room_list::summary(s, &room_id)?.ok_or_else(room_not_found)?;
-            Ok(Json(serde_json::to_value(summary).map_err(|e| Error::internal(e.to_string()))?))
+            Ok(Json(
+                serde_json::to_value(summary).map_err(|e| Error::internal(e.to_string()))?,
+            ))
         })
         .await
 }
@@ -99,7 +102,12 @@ pub struct Join {
     user_id: OwnedUserId,
 }
 
-pub async fn join(State(services): State<Arc<Services>>, Admin(admin): Admin, args: Args, Body(body): Body<Join>) -> Answer {
+pub async fn join(
+    State(services): State<Arc<Services>>,
+    Admin(admin): Admin,
+    args: Args,
+    Body(body): Body<Join>,
+) -> Answer {
     let target = args.string(0)?;
     services
         .run(move |s| {
@@ -122,10 +130,17 @@ pub struct Delete {
 }
 
 /// Deletes a room (see `services::admin::room_deletion`); the work is done when the answer comes.
-pub async fn delete(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<Delete>) -> Answer {
+pub async fn delete(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+    Body(body): Body<Delete>,
+) -> Answer {
     let room_id = args.room(0)?;
     if body.purge || body.force_purge {
-        return Err(Error::invalid_param("purge is not supported: the room's events are kept"));
+        return Err(Error::invalid_param(
+            "purge is not supported: the room's events are kept",
+        ));
     }
     if body.block {
         return Err(Error::invalid_param("block is not supported"));
@@ -141,13 +156,19 @@ pub async fn delete(State(services): State<Arc<Services>>, _: Admin, args: Args,
         .await
 }
 
-pub async fn delete_status_of_room(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+pub async fn delete_status_of_room(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+) -> Answer {
     let room_id = args.room(0)?;
     services
         .run(move |s| {
             let results = room_deletion::deletions_of(s, &room_id)?;
             if results.is_empty() {
-                return Err(Error::not_found(format!("No delete task for room_id {room_id}")));
+                return Err(Error::not_found(format!(
+                    "No delete task for room_id {room_id}"
+                )));
             }
             Ok(Json(json!({ "results": results })))
         })
@@ -158,8 +179,11 @@ pub async fn delete_status(State(services): State<Arc<Services>>, _: Admin, args
     let delete_id = args.string(0)?;
     services
         .run(move |s| {
-            let deletion = room_deletion::deletion(s, &delete_id)?.ok_or_else(|| Error::not_found("delete id not found"))?;
-            Ok(Json(serde_json::to_value(deletion).map_err(|e| Error::internal(e.to_string()))?))
+            let deletion = room_deletion::deletion(s, &delete_id)?
+                .ok_or_else(|| Error::not_found("delete id not found"))?;
+            Ok(Json(
+                serde_json::to_value(deletion).map_err(|e| Error::internal(e.to_string()))?,
+            ))
         })
         .await
 }

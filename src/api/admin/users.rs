@@ -32,14 +32,18 @@ const MAX_PASSWORD_LENGTH: usize = 512;
 
 fn local(s: &Services, user: &UserId) -> Result<()> {
     if user.server_name() != s.globals.server_name() {
-        return Err(Error::invalid_param("This endpoint can only be used with local users"));
+        return Err(Error::invalid_param(
+            "This endpoint can only be used with local users",
+        ));
     }
     Ok(())
 }
 
 fn check_password(password: &str) -> Result<()> {
     if password.is_empty() || password.len() > MAX_PASSWORD_LENGTH {
-        return Err(Error::invalid_param(format!("The password must be 1 to {MAX_PASSWORD_LENGTH} bytes long")));
+        return Err(Error::invalid_param(format!(
+            "The password must be 1 to {MAX_PASSWORD_LENGTH} bytes long"
+        )));
     }
     Ok(())
 }
@@ -49,7 +53,9 @@ fn not_found() -> Error {
 }
 
 pub async fn server_version(_: Admin) -> Answer {
-    Ok(Json(json!({ "server_version": concat!("Parvis ", env!("CARGO_PKG_VERSION")) })))
+    Ok(Json(
+        json!({ "server_version": concat!("Parvis ", env!("CARGO_PKG_VERSION")) }),
+    ))
 }
 
 pub async fn list(State(services): State<Arc<Services>>, _: Admin, params: Params) -> Answer {
@@ -68,7 +74,11 @@ pub async fn list(State(services): State<Arc<Services>>, _: Admin, params: Param
     services
         .run(move |s| {
             let page = user_list::list(s.users.all()?, &q);
-            let users: Vec<Value> = page.items.iter().map(|(u, a)| user_list::user_json(u, a)).collect();
+            let users: Vec<Value> = page
+                .items
+                .iter()
+                .map(|(u, a)| user_list::user_json(u, a))
+                .collect();
             let mut body = json!({ "users": users, "total": page.total });
             if let Some(next) = page.next {
                 body["next_token"] = json!(next.to_string());
@@ -105,7 +115,12 @@ fn yes() -> bool {
 }
 
 /// Creates (201) or modifies (200) a local account; answers with the account.
-pub async fn put_user(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<PutUser>) -> Result<impl IntoResponse> {
+pub async fn put_user(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+    Body(body): Body<PutUser>,
+) -> Result<impl IntoResponse> {
     let user = args.user(0)?;
     services
         .run(move |s| {
@@ -116,7 +131,9 @@ pub async fn put_user(State(services): State<Arc<Services>>, _: Admin, args: Arg
             let status = match s.users.account(&user)? {
                 None => {
                     if validate_localpart(s, user.localpart())? != user {
-                        return Err(Error::invalid_username("User ID may only contain a-z, 0-9, and .=_-/+"));
+                        return Err(Error::invalid_username(
+                            "User ID may only contain a-z, 0-9, and .=_-/+",
+                        ));
                     }
                     let deactivated = body.deactivated.unwrap_or(false);
                     let password = body.password.as_deref().filter(|_| !deactivated);
@@ -134,7 +151,9 @@ pub async fn put_user(State(services): State<Arc<Services>>, _: Admin, args: Arg
                     let deactivate = body.deactivated == Some(true) && !account.deactivated;
                     let reactivate = body.deactivated == Some(false) && account.deactivated;
                     if reactivate && body.password.is_none() {
-                        return Err(Error::missing_param("Must provide a password to re-activate an account"));
+                        return Err(Error::missing_param(
+                            "Must provide a password to re-activate an account",
+                        ));
                     }
                     let password = body.password.as_deref().filter(|_| !deactivate);
                     let before = e2ee::device_ids(s, &user)?;
@@ -180,10 +199,17 @@ pub struct Deactivate {
     erase: bool,
 }
 
-pub async fn deactivate(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<Deactivate>) -> Answer {
+pub async fn deactivate(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+    Body(body): Body<Deactivate>,
+) -> Answer {
     let user = args.user(0)?;
     if body.erase {
-        return Err(Error::invalid_param("erase is not supported: the user's events are kept"));
+        return Err(Error::invalid_param(
+            "erase is not supported: the user's events are kept",
+        ));
     }
     services
         .run(move |s| {
@@ -201,7 +227,12 @@ pub struct ResetPassword {
     logout_devices: bool,
 }
 
-pub async fn reset_password(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<ResetPassword>) -> Answer {
+pub async fn reset_password(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+    Body(body): Body<ResetPassword>,
+) -> Answer {
     let user = args.user(0)?;
     check_password(&body.new_password)?;
     services
@@ -211,7 +242,8 @@ pub async fn reset_password(State(services): State<Arc<Services>>, _: Admin, arg
                 return Err(not_found());
             }
             let before = e2ee::device_ids(s, &user)?;
-            s.users.modify(&user, Some(&body.new_password), body.logout_devices, |_| {})?;
+            s.users
+                .modify(&user, Some(&body.new_password), body.logout_devices, |_| {})?;
             e2ee::removed_since(s, &user, &before)?;
             Ok(Json(json!({})))
         })
@@ -234,7 +266,12 @@ pub struct SetAdmin {
     admin: bool,
 }
 
-pub async fn set_admin(State(services): State<Arc<Services>>, Admin(me): Admin, args: Args, Body(body): Body<SetAdmin>) -> Answer {
+pub async fn set_admin(
+    State(services): State<Arc<Services>>,
+    Admin(me): Admin,
+    args: Args,
+    Body(body): Body<SetAdmin>,
+) -> Answer {
     let user = args.user(0)?;
     if user == me && !body.admin {
         return Err(Error::unknown("You may not demote yourself"));
@@ -288,7 +325,10 @@ pub async fn devices(State(services): State<Arc<Services>>, _: Admin, args: Args
     let user = args.user(0)?;
     services
         .run(move |s| {
-            let devices: Vec<Value> = devices_of(s, &user)?.iter().map(|d| device_json(&user, d)).collect();
+            let devices: Vec<Value> = devices_of(s, &user)?
+                .iter()
+                .map(|d| device_json(&user, d))
+                .collect();
             Ok(Json(json!({ "total": devices.len(), "devices": devices })))
         })
         .await
@@ -299,7 +339,10 @@ pub async fn device(State(services): State<Arc<Services>>, _: Admin, args: Args)
     services
         .run(move |s| {
             devices_of(s, &user)?;
-            let found = s.users.device(&user, &device)?.ok_or_else(|| Error::not_found("Device not found"))?;
+            let found = s
+                .users
+                .device(&user, &device)?
+                .ok_or_else(|| Error::not_found("Device not found"))?;
             Ok(Json(device_json(&user, &found)))
         })
         .await
@@ -310,12 +353,19 @@ pub struct RenameDevice {
     display_name: Option<String>,
 }
 
-pub async fn rename_device(State(services): State<Arc<Services>>, _: Admin, args: Args, Body(body): Body<RenameDevice>) -> Answer {
+pub async fn rename_device(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+    Body(body): Body<RenameDevice>,
+) -> Answer {
     let (user, device) = (args.user(0)?, args.string(1)?);
     services
         .run(move |s| {
             devices_of(s, &user)?;
-            s.users.set_device_name(&user, &device, body.display_name).map_err(|_| Error::not_found("Device not found"))?;
+            s.users
+                .set_device_name(&user, &device, body.display_name)
+                .map_err(|_| Error::not_found("Device not found"))?;
             Ok(Json(json!({})))
         })
         .await

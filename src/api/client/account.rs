@@ -6,7 +6,10 @@ use axum::extract::State;
 use ruma::{
     OwnedUserId, UserId,
     api::client::{
-        account::{change_password, deactivate, get_username_availability, register, request_openid_token, whoami},
+        account::{
+            change_password, deactivate, get_username_availability, register, request_openid_token,
+            whoami,
+        },
         session::{get_login_types, login, logout, logout_all},
     },
 };
@@ -24,9 +27,13 @@ type Res<T> = Result<RumaResponse<T>>;
 /// Checks a requested localpart: lowercase, the spec's characters, and the length limit.
 pub fn validate_localpart(s: &Services, localpart: &str) -> Result<OwnedUserId> {
     let valid = !localpart.is_empty()
-        && localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
+        && localpart.bytes().all(
+            |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'),
+        );
     if !valid {
-        return Err(Error::invalid_username("User ID may only contain a-z, 0-9, and .=_-/+"));
+        return Err(Error::invalid_username(
+            "User ID may only contain a-z, 0-9, and .=_-/+",
+        ));
     }
     let user = UserId::parse(format!("@{localpart}:{}", s.globals.server_name()))
         .map_err(|_| Error::invalid_username("Invalid user ID"))?;
@@ -40,32 +47,50 @@ pub fn validate_localpart(s: &Services, localpart: &str) -> Result<OwnedUserId> 
 pub fn user_of_identifier(s: &Services, body: &Value) -> Option<OwnedUserId> {
     let id = body
         .get("identifier")
-        .filter(|i| i.get("type").and_then(Value::as_str).is_none_or(|t| t == "m.id.user"))
+        .filter(|i| {
+            i.get("type")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t == "m.id.user")
+        })
         .and_then(|i| i.get("user"))
         .or_else(|| body.get("user"))
         .and_then(Value::as_str)?;
     if id.starts_with('@') {
         UserId::parse(id.to_lowercase()).ok()
     } else {
-        UserId::parse(format!("@{}:{}", id.to_lowercase(), s.globals.server_name())).ok()
+        UserId::parse(format!(
+            "@{}:{}",
+            id.to_lowercase(),
+            s.globals.server_name()
+        ))
+        .ok()
     }
 }
 
 /// User-interactive auth for an authenticated user: the password stage. The password is verified
 /// on the password pool (never on the blocking pool, never under the UIA lock), after the login
 /// failure delay of the account allows it; then the session is checked.
-pub async fn uia_password(services: &Arc<Services>, user: &UserId, auth: Option<Value>) -> Result<()> {
-    let attempt = auth
-        .as_ref()
-        .filter(|a| a.get("type").and_then(Value::as_str) == Some("m.login.password") && a.get("session").is_some());
+pub async fn uia_password(
+    services: &Arc<Services>,
+    user: &UserId,
+    auth: Option<Value>,
+) -> Result<()> {
+    let attempt = auth.as_ref().filter(|a| {
+        a.get("type").and_then(Value::as_str) == Some("m.login.password")
+            && a.get("session").is_some()
+    });
     let verified: Result<bool> = match attempt {
         None => Ok(false),
-        Some(a) if user_of_identifier(services, a).is_some_and(|c| c != user) => {
-            Err(Error::forbidden("The identifier does not match the authenticated user"))
-        }
+        Some(a) if user_of_identifier(services, a).is_some_and(|c| c != user) => Err(
+            Error::forbidden("The identifier does not match the authenticated user"),
+        ),
         Some(a) => {
             services.login_failures.check(user)?;
-            let password = a.get("password").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let password = a
+                .get("password")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let valid = password_check(services, user, password).await? == PasswordCheck::Valid;
             if valid {
                 services.login_failures.succeeded(user);
@@ -76,7 +101,14 @@ pub async fn uia_password(services: &Arc<Services>, user: &UserId, auth: Option<
         }
     };
     services
-        .run(move |s| s.uia.check(auth.as_ref(), &[vec!["m.login.password"]], json!({}), |_, _| verified))
+        .run(move |s| {
+            s.uia.check(
+                auth.as_ref(),
+                &[vec!["m.login.password"]],
+                json!({}),
+                |_, _| verified,
+            )
+        })
         .await
 }
 
@@ -90,18 +122,30 @@ enum PasswordCheck {
 /// Checks `password` against the account `user`, all on the password pool (the account read
 /// too: a flood of logins touches neither the blocking pool nor the async workers; 429 when the
 /// pool is full).
-async fn password_check(services: &Arc<Services>, user: &UserId, password: String) -> Result<PasswordCheck> {
+async fn password_check(
+    services: &Arc<Services>,
+    user: &UserId,
+    password: String,
+) -> Result<PasswordCheck> {
     let (this, user) = (services.clone(), user.to_owned());
     services
         .users
         .passwords()
         .run(move || {
-            let Some(account) = this.users.account(&user)? else { return Ok(PasswordCheck::Invalid) };
+            let Some(account) = this.users.account(&user)? else {
+                return Ok(PasswordCheck::Invalid);
+            };
             if account.deactivated {
                 return Ok(PasswordCheck::Deactivated);
             }
-            let Some(hash) = account.password_hash else { return Ok(PasswordCheck::Invalid) };
-            Ok(if password_pool::verify_now(&password, &hash)? { PasswordCheck::Valid } else { PasswordCheck::Invalid })
+            let Some(hash) = account.password_hash else {
+                return Ok(PasswordCheck::Invalid);
+            };
+            Ok(if password_pool::verify_now(&password, &hash)? {
+                PasswordCheck::Valid
+            } else {
+                PasswordCheck::Invalid
+            })
         })?
         .await?
 }
@@ -114,12 +158,18 @@ fn auth_of(json: &Option<Value>) -> Option<Value> {
 /// `inhibit_login` leaves it out. The checks and UIA run first, then the password is hashed on
 /// the password pool, then the account is created (400 `M_USER_IN_USE` if another registration
 /// of the name won meanwhile: the check and the write are atomic in `Users::create_hashed`).
-pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register::v3::Request>) -> Result<axum::Json<Value>> {
+pub async fn register(
+    State(services): State<Arc<Services>>,
+    req: Ruma<register::v3::Request>,
+) -> Result<axum::Json<Value>> {
     let auth = auth_of(&req.json);
     let body = req.body;
     let password = body.password.clone();
-    let (device_id, display_name, inhibit_login) =
-        (body.device_id.clone(), body.initial_device_display_name.clone(), body.inhibit_login);
+    let (device_id, display_name, inhibit_login) = (
+        body.device_id.clone(),
+        body.initial_device_display_name.clone(),
+        body.inhibit_login,
+    );
     let user = services
         .run(move |s| {
             let config = &s.config().registration;
@@ -127,12 +177,17 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
                 return Err(Error::forbidden("Registration is disabled"));
             }
             if body.kind == ruma::api::client::account::register::RegistrationKind::Guest {
-                return Err(Error::new(http::StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled"));
+                return Err(Error::new(
+                    http::StatusCode::FORBIDDEN,
+                    "M_GUEST_ACCESS_FORBIDDEN",
+                    "Guest access is disabled",
+                ));
             }
             let user = match &body.username {
                 Some(name) => validate_localpart(s, &name.to_lowercase())?,
                 None => loop {
-                    let candidate = validate_localpart(s, &crate::util::random_string(10).to_lowercase())?;
+                    let candidate =
+                        validate_localpart(s, &crate::util::random_string(10).to_lowercase())?;
                     if !s.users.exists(&candidate)? {
                         break candidate;
                     }
@@ -151,14 +206,22 @@ pub async fn register(State(services): State<Arc<Services>>, req: Ruma<register:
             } else {
                 vec![vec!["m.login.registration_token"]]
             };
-            s.uia.check(auth.as_ref(), &flows, json!({}), |stage, auth| match stage {
-                "m.login.dummy" => Ok(true),
-                "m.login.registration_token" => {
-                    let token = auth.get("token").and_then(Value::as_str).unwrap_or_default();
-                    Ok(config.tokens.iter().any(|t| t == token))
-                }
-                _ => Ok(false),
-            })?;
+            s.uia.check(
+                auth.as_ref(),
+                &flows,
+                json!({}),
+                |stage, auth| match stage {
+                    "m.login.dummy" => Ok(true),
+                    "m.login.registration_token" => {
+                        let token = auth
+                            .get("token")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        Ok(config.tokens.iter().any(|t| t == token))
+                    }
+                    _ => Ok(false),
+                },
+            )?;
             Ok(user)
         })
         .await?;
@@ -195,25 +258,38 @@ pub async fn username_available(
         .await
 }
 
-pub async fn login_types(_: Ruma<get_login_types::v3::Request>) -> Res<get_login_types::v3::Response> {
+pub async fn login_types(
+    _: Ruma<get_login_types::v3::Request>,
+) -> Res<get_login_types::v3::Response> {
     use ruma::api::client::session::get_login_types::v3::{LoginType, PasswordLoginType};
-    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::default())]).into())
+    Ok(
+        get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::default())])
+            .into(),
+    )
 }
 
 /// `POST /login`: limited per resolved account (`login:<user id>`, whatever the identifier's
 /// spelling) and delayed after failures (`services::login_failures`); the password is verified
 /// on the password pool, off the blocking pool.
-pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::Request>) -> Res<login::v3::Response> {
+pub async fn login(
+    State(services): State<Arc<Services>>,
+    req: Ruma<login::v3::Request>,
+) -> Res<login::v3::Response> {
     let json = req.json.unwrap_or_default();
     let device_id = req.body.device_id.clone();
     let display_name = req.body.initial_device_display_name.clone();
     if json.get("type").and_then(Value::as_str) != Some("m.login.password") {
         return Err(Error::unknown("Unsupported login type"));
     }
-    let user = user_of_identifier(&services, &json).ok_or_else(|| Error::forbidden("Invalid username or password"))?;
+    let user = user_of_identifier(&services, &json)
+        .ok_or_else(|| Error::forbidden("Invalid username or password"))?;
     services.rate_limiter.check(&format!("login:{user}"))?;
     services.login_failures.check(&user)?;
-    let password = json.get("password").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let password = json
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     match password_check(&services, &user, password).await? {
         PasswordCheck::Valid => {}
         PasswordCheck::Deactivated => return Err(Error::user_deactivated()),
@@ -231,7 +307,10 @@ pub async fn login(State(services): State<Arc<Services>>, req: Ruma<login::v3::R
         .await
 }
 
-pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3::Request>) -> Res<logout::v3::Response> {
+pub async fn logout(
+    State(services): State<Arc<Services>>,
+    req: Ruma<logout::v3::Request>,
+) -> Res<logout::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
@@ -241,7 +320,10 @@ pub async fn logout(State(services): State<Arc<Services>>, req: Ruma<logout::v3:
         .await
 }
 
-pub async fn logout_all(State(services): State<Arc<Services>>, req: Ruma<logout_all::v3::Request>) -> Res<logout_all::v3::Response> {
+pub async fn logout_all(
+    State(services): State<Arc<Services>>,
+    req: Ruma<logout_all::v3::Request>,
+) -> Res<logout_all::v3::Response> {
     let user = req.user()?.clone();
     services
         .run(move |s| {
@@ -282,7 +364,10 @@ pub async fn change_password(
         .await
 }
 
-pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactivate::v3::Request>) -> Res<deactivate::v3::Response> {
+pub async fn deactivate(
+    State(services): State<Arc<Services>>,
+    req: Ruma<deactivate::v3::Request>,
+) -> Res<deactivate::v3::Response> {
     let auth = auth_of(&req.json);
     let user = req.user()?.clone();
     uia_password(&services, &user, auth).await?;
@@ -291,12 +376,26 @@ pub async fn deactivate(State(services): State<Arc<Services>>, req: Ruma<deactiv
             // Leave every room first, so other members see the departure.
             for room in s.membership.rooms_of(&user)? {
                 use crate::services::rooms::membership::Membership;
-                if matches!(room.membership, Membership::Join | Membership::Invite | Membership::Knock) {
-                    let _ = crate::services::rooms::set_membership(s, &room.room_id, &user, &user, "leave", None, None);
+                if matches!(
+                    room.membership,
+                    Membership::Join | Membership::Invite | Membership::Knock
+                ) {
+                    let _ = crate::services::rooms::set_membership(
+                        s,
+                        &room.room_id,
+                        &user,
+                        &user,
+                        "leave",
+                        None,
+                        None,
+                    );
                 }
             }
             device_list::deactivate(s, &user)?;
-            Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport).into())
+            Ok(deactivate::v3::Response::new(
+                ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport,
+            )
+            .into())
         })
         .await
 }
@@ -313,7 +412,9 @@ pub async fn request_openid_token(
     }
     services
         .run(move |s| {
-            let token = s.users.create_openid_token(&caller, crate::util::now_ms())?;
+            let token = s
+                .users
+                .create_openid_token(&caller, crate::util::now_ms())?;
             Ok(request_openid_token::v3::Response::new(
                 token,
                 ruma::authentication::TokenType::Bearer,

@@ -7,7 +7,9 @@ use ruma::{
     RoomId, UserId,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
-        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+        directory::{
+            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+        },
         room::{Visibility, aliases},
         user_directory::search_users,
     },
@@ -26,7 +28,10 @@ use crate::{
 
 type Res<T> = Result<RumaResponse<T>>;
 
-pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_alias::v3::Request>) -> Res<create_alias::v3::Response> {
+pub async fn create(
+    State(services): State<Arc<Services>>,
+    req: Ruma<create_alias::v3::Request>,
+) -> Res<create_alias::v3::Response> {
     let user = req.user()?.clone();
     services
         .run(move |s| {
@@ -38,7 +43,9 @@ pub async fn create(State(services): State<Arc<Services>>, req: Ruma<create_alia
                 return Err(Error::not_found("Unknown room"));
             }
             if !is_joined(s, &req.body.room_id, &user)? {
-                return Err(Error::forbidden("You must be in the room to create an alias for it"));
+                return Err(Error::forbidden(
+                    "You must be in the room to create an alias for it",
+                ));
             }
             s.directory.set_alias(alias, &req.body.room_id, &user)?;
             Ok(create_alias::v3::Response::new().into())
@@ -54,27 +61,45 @@ fn is_joined(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
 /// A room's aliases and directory listing are edited by its joined members with the power to send
 /// `m.room.canonical_alias` (a power level alone, kept after leaving, is not enough).
 fn may_edit_listing(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
-    Ok(is_joined(s, room_id, user)? && power::can_send_state(s, room_id, user, "m.room.canonical_alias")?)
+    Ok(is_joined(s, room_id, user)?
+        && power::can_send_state(s, room_id, user, "m.room.canonical_alias")?)
 }
 
-pub async fn resolve(State(services): State<Arc<Services>>, req: Ruma<get_alias::v3::Request>) -> Res<get_alias::v3::Response> {
+pub async fn resolve(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_alias::v3::Request>,
+) -> Res<get_alias::v3::Response> {
     if req.body.room_alias.server_name() != services.globals.server_name() {
-        let (room_id, servers) = crate::federation::join::remote::resolve_remote_alias(&services, &req.body.room_alias).await?;
+        let (room_id, servers) =
+            crate::federation::join::remote::resolve_remote_alias(&services, &req.body.room_alias)
+                .await?;
         return Ok(get_alias::v3::Response::new(room_id, servers).into());
     }
     services
         .run(move |s| {
-            let record = s.directory.resolve(&req.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
-            Ok(get_alias::v3::Response::new(record.room_id, vec![s.globals.server_name().clone()]).into())
+            let record = s
+                .directory
+                .resolve(&req.body.room_alias)?
+                .ok_or_else(|| Error::not_found("Room alias not found"))?;
+            Ok(
+                get_alias::v3::Response::new(record.room_id, vec![s.globals.server_name().clone()])
+                    .into(),
+            )
         })
         .await
 }
 
-pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_alias::v3::Request>) -> Res<delete_alias::v3::Response> {
+pub async fn delete(
+    State(services): State<Arc<Services>>,
+    req: Ruma<delete_alias::v3::Request>,
+) -> Res<delete_alias::v3::Response> {
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            let record = s.directory.resolve(&req.body.room_alias)?.ok_or_else(|| Error::not_found("Room alias not found"))?;
+            let record = s
+                .directory
+                .resolve(&req.body.room_alias)?
+                .ok_or_else(|| Error::not_found("Room alias not found"))?;
             if record.creator != user && !may_edit_listing(s, &record.room_id, &user)? {
                 return Err(Error::forbidden("You may not delete this alias"));
             }
@@ -84,11 +109,15 @@ pub async fn delete(State(services): State<Arc<Services>>, req: Ruma<delete_alia
         .await
 }
 
-pub async fn list(State(services): State<Arc<Services>>, req: Ruma<aliases::v3::Request>) -> Res<aliases::v3::Response> {
+pub async fn list(
+    State(services): State<Arc<Services>>,
+    req: Ruma<aliases::v3::Request>,
+) -> Res<aliases::v3::Response> {
     let user = req.user()?.clone();
     services
         .run(move |s| {
-            let short = rooms::short_room(s, &req.body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let short = rooms::short_room(s, &req.body.room_id)
+                .map_err(|_| Error::forbidden("Unknown room"))?;
             if !may_read_room(s, &user, short)? {
                 return Err(Error::forbidden("You are not a member of this room"));
             }
@@ -107,7 +136,12 @@ pub async fn get_visibility(
                 return Err(Error::not_found("Unknown room"));
             }
             let public = s.directory.is_public(&req.body.room_id)?;
-            Ok(get_room_visibility::v3::Response::new(if public { Visibility::Public } else { Visibility::Private }).into())
+            Ok(get_room_visibility::v3::Response::new(if public {
+                Visibility::Public
+            } else {
+                Visibility::Private
+            })
+            .into())
         })
         .await
 }
@@ -123,7 +157,9 @@ pub async fn set_visibility(
                 return Err(Error::not_found("Unknown room"));
             }
             if !may_edit_listing(s, &req.body.room_id, &user)? {
-                return Err(Error::forbidden("You may not change this room's visibility"));
+                return Err(Error::forbidden(
+                    "You may not change this room's visibility",
+                ));
             }
             let public = req.body.visibility == Visibility::Public;
             if public && !s.config().rooms.allow_publish {
@@ -136,25 +172,38 @@ pub async fn set_visibility(
 }
 
 /// The server a `?server=` asks for, when it is another one (our own name: our list).
-fn remote_server(services: &Services, server: Option<ruma::OwnedServerName>) -> Option<ruma::OwnedServerName> {
+fn remote_server(
+    services: &Services,
+    server: Option<ruma::OwnedServerName>,
+) -> Option<ruma::OwnedServerName> {
     server.filter(|s| s != services.globals.server_name())
 }
 
 /// The user of the request's access token (header or `access_token` query parameter): the
 /// `GET /publicRooms` route needs none, but asking another server on a user's behalf does (as
 /// Synapse): none 401 `M_MISSING_TOKEN`, an unknown one 401 `M_UNKNOWN_TOKEN`.
-async fn require_user(services: &Arc<Services>, headers: &http::HeaderMap, query: Option<&str>) -> Result<()> {
+async fn require_user(
+    services: &Arc<Services>,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> Result<()> {
     let from_header = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
     let from_query = query.and_then(|q| {
-        q.split('&').find_map(|pair| pair.strip_prefix("access_token=")).map(|t| {
-            percent_encoding::percent_decode_str(t).decode_utf8_lossy().into_owned()
-        })
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("access_token="))
+            .map(|t| {
+                percent_encoding::percent_decode_str(t)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
     });
-    let token = from_header.or(from_query).ok_or_else(Error::missing_token)?;
+    let token = from_header
+        .or(from_query)
+        .ok_or_else(Error::missing_token)?;
     match services.run(move |s| s.users.find_token(&token)).await? {
         Some(_) => Ok(()),
         None => Err(Error::unknown_token()),
@@ -196,7 +245,8 @@ pub async fn public_rooms_post(
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Res<get_public_rooms_filtered::v3::Response> {
     if let Some(server) = remote_server(&services, req.body.server.clone()) {
-        let mut request = ruma::api::federation::directory::get_public_rooms_filtered::v1::Request::new();
+        let mut request =
+            ruma::api::federation::directory::get_public_rooms_filtered::v1::Request::new();
         request.limit = req.body.limit;
         request.since = req.body.since.clone();
         request.filter = req.body.filter.clone();
@@ -211,7 +261,12 @@ pub async fn public_rooms_post(
     }
     services
         .run(move |s| {
-            let r = public_rooms(s, req.body.limit, req.body.since.as_deref(), req.body.filter.generic_search_term.as_deref())?;
+            let r = public_rooms(
+                s,
+                req.body.limit,
+                req.body.since.as_deref(),
+                req.body.filter.generic_search_term.as_deref(),
+            )?;
             let mut response = get_public_rooms_filtered::v3::Response::new();
             response.chunk = r.chunk;
             response.next_batch = r.next_batch;
@@ -248,10 +303,15 @@ pub async fn search_users(
                     continue;
                 }
                 let name = account.displayname.clone().unwrap_or_default();
-                if !candidate.as_str().to_lowercase().contains(&term) && !name.to_lowercase().contains(&term) {
+                if !candidate.as_str().to_lowercase().contains(&term)
+                    && !name.to_lowercase().contains(&term)
+                {
                     continue;
                 }
-                let shares = candidate == user || visible_rooms.iter().any(|r| s.membership.is_joined(*r, &candidate).unwrap_or(false));
+                let shares = candidate == user
+                    || visible_rooms
+                        .iter()
+                        .any(|r| s.membership.is_joined(*r, &candidate).unwrap_or(false));
                 if !shares {
                     continue;
                 }

@@ -19,12 +19,16 @@ use crate::{
 };
 
 pub const SPEC_VERSIONS: &[&str] = &[
-    "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
-    "v1.11", "v1.12",
+    "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
+    "v1.9", "v1.10", "v1.11", "v1.12",
 ];
 
-pub async fn versions(_: Ruma<get_supported_versions::Request>) -> Result<RumaResponse<get_supported_versions::Response>> {
-    let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| v.to_string()).collect());
+pub async fn versions(
+    _: Ruma<get_supported_versions::Request>,
+) -> Result<RumaResponse<get_supported_versions::Response>> {
+    let mut response = get_supported_versions::Response::new(
+        SPEC_VERSIONS.iter().map(|v| v.to_string()).collect(),
+    );
     response.unstable_features = BTreeMap::from([
         ("org.matrix.msc3827.stable".to_owned(), true),
         ("org.matrix.simplified_msc3575".to_owned(), true),
@@ -54,7 +58,10 @@ pub async fn capabilities(
     _: Ruma<get_capabilities::v3::Request>,
 ) -> Result<RumaResponse<get_capabilities::v3::Response>> {
     let default = services.config().rooms.default_version.clone();
-    let available = version::SUPPORTED.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
+    let available = version::SUPPORTED
+        .iter()
+        .map(|v| (v.clone(), RoomVersionStability::Stable))
+        .collect();
     let mut capabilities = Capabilities::new();
     capabilities.room_versions = RoomVersionsCapability::new(default, available);
     Ok(get_capabilities::v3::Response::new(capabilities).into())

@@ -32,17 +32,25 @@ pub async fn typing(
     services
         .run(move |s| {
             own(&caller, &req.body.user_id)?;
-            let short = rooms::short_room(s, &req.body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let short = rooms::short_room(s, &req.body.room_id)
+                .map_err(|_| Error::forbidden("Unknown room"))?;
             if !s.membership.is_joined(short, &caller)? {
                 return Err(Error::forbidden("You are not in this room"));
             }
             let on = match req.body.state {
                 Typing::Yes(info) => {
-                    s.typing.set(&s.globals, &req.body.room_id, &caller, true, info.timeout);
+                    s.typing
+                        .set(&s.globals, &req.body.room_id, &caller, true, info.timeout);
                     true
                 }
                 _ => {
-                    s.typing.set(&s.globals, &req.body.room_id, &caller, false, Duration::ZERO);
+                    s.typing.set(
+                        &s.globals,
+                        &req.body.room_id,
+                        &caller,
+                        false,
+                        Duration::ZERO,
+                    );
                     false
                 }
             };
@@ -53,7 +61,14 @@ pub async fn typing(
 }
 
 /// Stores a receipt after checking the user is joined and the event is in the room.
-fn receipt(s: &Services, user: &ruma::UserId, room_id: &ruma::RoomId, kind: &str, event_id: &ruma::EventId, thread: Option<String>) -> Result<()> {
+fn receipt(
+    s: &Services,
+    user: &ruma::UserId,
+    room_id: &ruma::RoomId,
+    kind: &str,
+    event_id: &ruma::EventId,
+    thread: Option<String>,
+) -> Result<()> {
     let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
     if !s.membership.is_joined(short, user)? {
         return Err(Error::forbidden("You are not in this room"));
@@ -63,12 +78,26 @@ fn receipt(s: &Services, user: &ruma::UserId, room_id: &ruma::RoomId, kind: &str
         return Err(Error::not_found("Event not found"));
     }
     if kind == "m.fully_read" {
-        s.account_data.set(&s.globals, user, Some(room_id), "m.fully_read", &json!({ "event_id": event_id }))?;
+        s.account_data.set(
+            &s.globals,
+            user,
+            Some(room_id),
+            "m.fully_read",
+            &json!({ "event_id": event_id }),
+        )?;
         return Ok(());
     }
     // The receipt and the counts it resets: one batch.
     crate::services::push::read::receipt(s, user, short, kind, event_id, thread.as_deref())?;
-    crate::federation::sender::edus::receipt(s, short, room_id, kind, user, event_id, thread.as_deref())
+    crate::federation::sender::edus::receipt(
+        s,
+        short,
+        room_id,
+        kind,
+        user,
+        event_id,
+        thread.as_deref(),
+    )
 }
 
 pub async fn create_receipt(
@@ -90,7 +119,14 @@ pub async fn create_receipt(
                 ReceiptThread::Thread(id) => Some(id.to_string()),
                 _ => None,
             };
-            receipt(s, &caller, &req.body.room_id, kind, &req.body.event_id, thread)?;
+            receipt(
+                s,
+                &caller,
+                &req.body.room_id,
+                kind,
+                &req.body.event_id,
+                thread,
+            )?;
             Ok(create_receipt::v3::Response::new().into())
         })
         .await
@@ -118,7 +154,10 @@ pub async fn read_markers(
         .await
 }
 
-pub async fn set(State(services): State<Arc<Services>>, req: Ruma<set_presence::v3::Request>) -> Res<set_presence::v3::Response> {
+pub async fn set(
+    State(services): State<Arc<Services>>,
+    req: Ruma<set_presence::v3::Request>,
+) -> Res<set_presence::v3::Response> {
     let caller = req.user()?.clone();
     services
         .run(move |s| {
@@ -132,14 +171,27 @@ pub async fn set(State(services): State<Arc<Services>>, req: Ruma<set_presence::
             if req.body.status_msg.as_ref().is_some_and(|m| m.len() > 1024) {
                 return Err(Error::too_large("Status message is too long"));
             }
-            s.presence.set(&s.globals, &caller, presence, Some(req.body.status_msg.clone()))?;
-            crate::federation::sender::edus::presence(s, &caller, presence, req.body.status_msg.as_deref())?;
+            s.presence.set(
+                &s.globals,
+                &caller,
+                presence,
+                Some(req.body.status_msg.clone()),
+            )?;
+            crate::federation::sender::edus::presence(
+                s,
+                &caller,
+                presence,
+                req.body.status_msg.as_deref(),
+            )?;
             Ok(set_presence::v3::Response::new().into())
         })
         .await
 }
 
-pub async fn get(State(services): State<Arc<Services>>, req: Ruma<get_presence::v3::Request>) -> Res<get_presence::v3::Response> {
+pub async fn get(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_presence::v3::Request>,
+) -> Res<get_presence::v3::Response> {
     let caller = req.user()?.clone();
     services
         .run(move |s| {
@@ -159,7 +211,9 @@ pub async fn get(State(services): State<Arc<Services>>, req: Ruma<get_presence::
             let mut response = get_presence::v3::Response::new(state);
             if let Some(record) = record {
                 response.status_msg = record.status_msg;
-                response.last_active_ago = Some(Duration::from_millis(crate::util::now_ms().saturating_sub(record.last_active_ts)));
+                response.last_active_ago = Some(Duration::from_millis(
+                    crate::util::now_ms().saturating_sub(record.last_active_ts),
+                ));
                 response.currently_active = Some(record.presence == "online");
             }
             Ok(response.into())

@@ -29,8 +29,8 @@ use crate::{
         sync::filter::room_event_matches,
         timeline::{
             StoredEvent,
-            order::{Place, Walker, beyond},
             append::{NewEvent, Target, Txn, append_local},
+            order::{Place, Walker, beyond},
             pdu::{ClientFormat, raw},
             visibility::{may_read_room, user_can_see},
         },
@@ -48,11 +48,24 @@ fn content_of<T>(body: &ruma::serde::Raw<T>) -> Result<Value> {
 }
 
 /// Sends with transaction-id idempotency per device.
-fn send_with_txn(s: &Services, room_id: &RoomId, user: &UserId, device: &str, txn_id: &str, event: NewEvent) -> Result<OwnedEventId> {
-    if let Some(event_id) = s.timeline.txn_event(user.as_str(), device, room_id, txn_id)? {
+fn send_with_txn(
+    s: &Services,
+    room_id: &RoomId,
+    user: &UserId,
+    device: &str,
+    txn_id: &str,
+    event: NewEvent,
+) -> Result<OwnedEventId> {
+    if let Some(event_id) = s
+        .timeline
+        .txn_event(user.as_str(), device, room_id, txn_id)?
+    {
         return Ok(event_id);
     }
-    let txn = Txn { device: device.to_owned(), txn_id: txn_id.to_owned() };
+    let txn = Txn {
+        device: device.to_owned(),
+        txn_id: txn_id.to_owned(),
+    };
     Ok(append_local(s, Target::Room(room_id), user, event, Some(txn))?.0)
 }
 
@@ -79,7 +92,14 @@ pub async fn send_message(
                 return Err(Error::bad_json("Use the /redact endpoint to redact events"));
             }
             let event = NewEvent::message(kind, content);
-            let event_id = send_with_txn(s, &body.room_id, &user, device.as_str(), body.txn_id.as_str(), event)?;
+            let event_id = send_with_txn(
+                s,
+                &body.room_id,
+                &user,
+                device.as_str(),
+                body.txn_id.as_str(),
+                event,
+            )?;
             Ok(send_message_event::v3::Response::new(event_id).into())
         })
         .await
@@ -101,11 +121,14 @@ pub async fn send_state(
             }
             check_state_content(s, &body.room_id, &body.event_type, &content)?;
             // Re-sending the current state unchanged is a no-op that returns the existing event.
-            if let Some(current) = rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?
+            if let Some(current) =
+                rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?
                 && current.pdu.sender == user
                 && current.pdu.content_value() == content
             {
-                return Ok(send_state_event::v3::Response::new(current.pdu.event_id.clone()).into());
+                return Ok(
+                    send_state_event::v3::Response::new(current.pdu.event_id.clone()).into(),
+                );
             }
             let event = NewEvent::state(body.event_type.clone(), body.state_key.clone(), content);
             let event_id = rooms::send(s, &body.room_id, &user, event)?;
@@ -115,10 +138,21 @@ pub async fn send_state(
 }
 
 /// Checks the client-server rules for some state events before they are built.
-fn check_state_content(s: &Services, room_id: &RoomId, kind: &StateEventType, content: &Value) -> Result<()> {
+fn check_state_content(
+    s: &Services,
+    room_id: &RoomId,
+    kind: &StateEventType,
+    content: &Value,
+) -> Result<()> {
     match kind {
         StateEventType::RoomCanonicalAlias => {
-            let aliases = content.get("alias").into_iter().chain(content.get("alt_aliases").and_then(Value::as_array).into_iter().flatten());
+            let aliases = content.get("alias").into_iter().chain(
+                content
+                    .get("alt_aliases")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten(),
+            );
             for alias in aliases {
                 let alias = alias
                     .as_str()
@@ -126,7 +160,13 @@ fn check_state_content(s: &Services, room_id: &RoomId, kind: &StateEventType, co
                     .ok_or_else(|| Error::invalid_param("Invalid alias"))?;
                 match s.directory.resolve(&alias)? {
                     Some(record) if record.room_id == room_id => {}
-                    _ => return Err(Error::new(http::StatusCode::BAD_REQUEST, "M_BAD_ALIAS", "Alias does not point to this room")),
+                    _ => {
+                        return Err(Error::new(
+                            http::StatusCode::BAD_REQUEST,
+                            "M_BAD_ALIAS",
+                            "Alias does not point to this room",
+                        ));
+                    }
                 }
             }
         }
@@ -150,26 +190,50 @@ pub async fn get_state_event(
     services
         .run(move |s| {
             let body = req.body;
-            let short = rooms::short_room(s, &body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let short = rooms::short_room(s, &body.room_id)
+                .map_err(|_| Error::forbidden("Unknown room"))?;
             let event = match s.membership.user_room(&user, &body.room_id)? {
                 Some(r) if r.membership == crate::services::rooms::membership::Membership::Join => {
                     rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?
                 }
-                Some(r) if matches!(r.membership, crate::services::rooms::membership::Membership::Leave | crate::services::rooms::membership::Membership::Ban) => {
-                    let meta = s.timeline.meta(r.short_event)?.ok_or_else(|| Error::internal("missing event"))?;
+                Some(r)
+                    if matches!(
+                        r.membership,
+                        crate::services::rooms::membership::Membership::Leave
+                            | crate::services::rooms::membership::Membership::Ban
+                    ) =>
+                {
+                    let meta = s
+                        .timeline
+                        .meta(r.short_event)?
+                        .ok_or_else(|| Error::internal("missing event"))?;
                     let state = s.state.load(meta.state_after)?;
-                    match s.short.statekey(&body.event_type, &body.state_key)?.and_then(|k| state.get(&k).copied()) {
+                    match s
+                        .short
+                        .statekey(&body.event_type, &body.state_key)?
+                        .and_then(|k| state.get(&k).copied())
+                    {
                         Some(e) => event_by_short(s, e, &body.room_id)?,
                         None => None,
                     }
                 }
-                _ if may_read_room(s, &user, short)? => rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?,
+                _ if may_read_room(s, &user, short)? => {
+                    rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?
+                }
                 _ => return Err(Error::forbidden("You are not a member of this room")),
             };
             let event = event.ok_or_else(|| Error::not_found("State event not found"))?;
-            let full = matches!(body.format, ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat::Event);
-            let value = if full { event.to_client(&s.timeline, ClientFormat::Room, None)? } else { event.pdu.content_value() };
-            let raw = serde_json::value::to_raw_value(&value).map_err(|e| Error::internal(e.to_string()))?;
+            let full = matches!(
+                body.format,
+                ruma::api::client::state::get_state_event_for_key::v3::StateEventFormat::Event
+            );
+            let value = if full {
+                event.to_client(&s.timeline, ClientFormat::Room, None)?
+            } else {
+                event.pdu.content_value()
+            };
+            let raw = serde_json::value::to_raw_value(&value)
+                .map_err(|e| Error::internal(e.to_string()))?;
             Ok(get_state_event_for_key::v3::Response::new(raw).into())
         })
         .await
@@ -183,10 +247,20 @@ pub async fn get_state(
     services
         .run(move |s| {
             let room_id = &req.body.room_id;
-            let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let short =
+                rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
             let state = match s.membership.user_room(&user, room_id)? {
-                Some(r) if matches!(r.membership, crate::services::rooms::membership::Membership::Leave | crate::services::rooms::membership::Membership::Ban) => {
-                    let meta = s.timeline.meta(r.short_event)?.ok_or_else(|| Error::internal("missing event"))?;
+                Some(r)
+                    if matches!(
+                        r.membership,
+                        crate::services::rooms::membership::Membership::Leave
+                            | crate::services::rooms::membership::Membership::Ban
+                    ) =>
+                {
+                    let meta = s
+                        .timeline
+                        .meta(r.short_event)?
+                        .ok_or_else(|| Error::internal("missing event"))?;
                     s.state.load(meta.state_after)?
                 }
                 _ if may_read_room(s, &user, short)? => s.state.current_state(short)?,
@@ -195,7 +269,11 @@ pub async fn get_state(
             let mut events = Vec::with_capacity(state.len());
             for short_event in state.values() {
                 if let Some(event) = event_by_short(s, *short_event, room_id)? {
-                    events.push(raw(&event.to_client(&s.timeline, ClientFormat::Room, None)?));
+                    events.push(raw(&event.to_client(
+                        &s.timeline,
+                        ClientFormat::Room,
+                        None,
+                    )?));
                 }
             }
             Ok(get_state_events::v3::Response::new(events).into())
@@ -203,22 +281,35 @@ pub async fn get_state(
         .await
 }
 
-pub async fn redact(State(services): State<Arc<Services>>, req: Ruma<redact_event::v3::Request>) -> Res<redact_event::v3::Response> {
+pub async fn redact(
+    State(services): State<Arc<Services>>,
+    req: Ruma<redact_event::v3::Request>,
+) -> Res<redact_event::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
             let body = req.body;
             require_joined(s, &body.room_id, &user)?;
-            if let Some(event_id) = s.timeline.txn_event(user.as_str(), device.as_str(), &body.room_id, body.txn_id.as_str())? {
+            if let Some(event_id) = s.timeline.txn_event(
+                user.as_str(),
+                device.as_str(),
+                &body.room_id,
+                body.txn_id.as_str(),
+            )? {
                 return Ok(redact_event::v3::Response::new(event_id).into());
             }
             let target = event_by_id(s, &body.event_id)?
                 .filter(|e| e.pdu.room_id == body.room_id)
                 .ok_or_else(|| Error::not_found("Event not found"))?;
-            if target.pdu.sender != user && !crate::services::rooms::power::can(s, &body.room_id, &user, "redact")? {
+            if target.pdu.sender != user
+                && !crate::services::rooms::power::can(s, &body.room_id, &user, "redact")?
+            {
                 return Err(Error::forbidden("You may not redact other users' events"));
             }
-            let version = s.timeline.room_version(&body.room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            let version = s
+                .timeline
+                .room_version(&body.room_id)?
+                .ok_or_else(|| Error::not_found("Unknown room"))?;
             let rules = crate::services::rooms::version::rules(&version)?;
             let mut content = json!({});
             if let Some(reason) = &body.reason {
@@ -233,7 +324,14 @@ pub async fn redact(State(services): State<Arc<Services>>, req: Ruma<redact_even
                 state_key: None,
                 redacts: Some(body.event_id.clone()),
             };
-            let event_id = send_with_txn(s, &body.room_id, &user, device.as_str(), body.txn_id.as_str(), event)?;
+            let event_id = send_with_txn(
+                s,
+                &body.room_id,
+                &user,
+                device.as_str(),
+                body.txn_id.as_str(),
+                event,
+            )?;
             Ok(redact_event::v3::Response::new(event_id).into())
         })
         .await
@@ -261,7 +359,12 @@ fn paginate(
     stop: Option<Place>,
     filter: &RoomEventFilter,
 ) -> Result<Page> {
-    let mut page = Page { events: Vec::new(), cursor: from, exhausted: false, at_oldest: false };
+    let mut page = Page {
+        events: Vec::new(),
+        cursor: from,
+        exhausted: false,
+        at_oldest: false,
+    };
     let mut walker = Walker::new(short_room, from, direction);
     'outer: while page.events.len() < limit {
         let batch = walker.next_batch(&s.timeline, 64)?;
@@ -278,9 +381,15 @@ fn paginate(
                 break 'outer;
             }
             page.cursor = step.after;
-            let Some(event) = event_by_short(s, step.short, room_id)? else { continue };
-            if !room_event_matches(filter, &event.pdu.kind.to_string(), Some(&event.pdu.sender), None)
-                || !user_can_see(s, user, &event)?
+            let Some(event) = event_by_short(s, step.short, room_id)? else {
+                continue;
+            };
+            if !room_event_matches(
+                filter,
+                &event.pdu.kind.to_string(),
+                Some(&event.pdu.sender),
+                None,
+            ) || !user_can_see(s, user, &event)?
             {
                 continue;
             }
@@ -300,21 +409,36 @@ fn place_of(s: &Services, event: &StoredEvent) -> Result<(Place, Place)> {
     {
         return Ok((Place::Back(seq), Place::Back(seq - 1)));
     }
-    Ok((Place::Main(event.meta.pos.saturating_sub(1)), Place::Main(event.meta.pos)))
+    Ok((
+        Place::Main(event.meta.pos.saturating_sub(1)),
+        Place::Main(event.meta.pos),
+    ))
 }
 
 /// Backfill rounds one /messages request may wait for.
 const BACKFILL_ROUNDS: usize = 3;
 
-fn lazy_member_state(s: &Services, room_id: &RoomId, events: &[Arc<StoredEvent>], filter: &RoomEventFilter) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStateEvent>>> {
+fn lazy_member_state(
+    s: &Services,
+    room_id: &RoomId,
+    events: &[Arc<StoredEvent>],
+    filter: &RoomEventFilter,
+) -> Result<Vec<ruma::serde::Raw<ruma::events::AnyStateEvent>>> {
     if !crate::services::sync::filter::lazy_members(filter) {
         return Ok(Vec::new());
     }
-    let senders: std::collections::BTreeSet<_> = events.iter().map(|e| e.pdu.sender.clone()).collect();
+    let senders: std::collections::BTreeSet<_> =
+        events.iter().map(|e| e.pdu.sender.clone()).collect();
     let mut out = Vec::new();
     for sender in senders {
-        if let Some(member) = rooms::state_event(s, room_id, &StateEventType::RoomMember, sender.as_str())? {
-            out.push(raw(&member.to_client(&s.timeline, ClientFormat::Room, None)?));
+        if let Some(member) =
+            rooms::state_event(s, room_id, &StateEventType::RoomMember, sender.as_str())?
+        {
+            out.push(raw(&member.to_client(
+                &s.timeline,
+                ClientFormat::Room,
+                None,
+            )?));
         }
     }
     Ok(out)
@@ -330,8 +454,12 @@ pub async fn messages(
     let (short, from, stop) = services
         .run(move |s| {
             let (user, body) = (&check_user, &check_body);
-            let short = rooms::short_room(s, &body.room_id).map_err(|_| Error::forbidden("Unknown room"))?;
-            let membership = s.membership.user_room(user, &body.room_id)?.filter(|m| !m.forgotten);
+            let short = rooms::short_room(s, &body.room_id)
+                .map_err(|_| Error::forbidden("Unknown room"))?;
+            let membership = s
+                .membership
+                .user_room(user, &body.room_id)?
+                .filter(|m| !m.forgotten);
             if membership.is_none() && !may_read_room(s, user, short)? {
                 return Err(Error::forbidden("You are not a member of this room"));
             }
@@ -355,16 +483,30 @@ pub async fn messages(
     loop {
         let (walk_user, walk_body) = (user.clone(), body.clone());
         let page = services
-            .run(move |s| paginate(s, &walk_user, &walk_body.room_id, short, from, direction, limit, stop, &walk_body.filter))
+            .run(move |s| {
+                paginate(
+                    s,
+                    &walk_user,
+                    &walk_body.room_id,
+                    short,
+                    from,
+                    direction,
+                    limit,
+                    stop,
+                    &walk_body.filter,
+                )
+            })
             .await?;
         // Our history ends before the client's wish: older events may be on other servers.
         if page.at_oldest
             && page.events.len() < limit
             && rounds < BACKFILL_ROUNDS
-            && crate::federation::backfill::fill(&services, &body.room_id).await.unwrap_or_else(|e| {
-                tracing::info!("backfill of {}: {}", body.room_id, e.message);
-                false
-            })
+            && crate::federation::backfill::fill(&services, &body.room_id)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::info!("backfill of {}: {}", body.room_id, e.message);
+                    false
+                })
         {
             rounds += 1;
             continue;
@@ -381,7 +523,15 @@ pub async fn messages(
                 response.chunk = page
                     .events
                     .iter()
-                    .map(|e| Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Room, &user, Some(device.as_str()))?)))
+                    .map(|e| {
+                        Ok(raw(&crate::services::relations::bundle::to_client(
+                            s,
+                            e,
+                            ClientFormat::Room,
+                            &user,
+                            Some(device.as_str()),
+                        )?))
+                    })
                     .collect::<Result<_>>()?;
                 Ok(response.into())
             })
@@ -398,7 +548,8 @@ pub async fn context(
         .run(move |s| {
             let body = req.body;
             let room_id = &body.room_id;
-            let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
+            let short =
+                rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
             let event = event_by_id(s, &body.event_id)?
                 .filter(|e| e.pdu.room_id == *room_id)
                 .ok_or_else(|| Error::not_found("Event not found"))?;
@@ -409,20 +560,66 @@ pub async fn context(
             let before_limit = limit / 2;
             let after_limit = limit - before_limit;
             let (gap_before, gap_after) = place_of(s, &event)?;
-            let before = paginate(s, &user, room_id, short, gap_before, Direction::Backward, before_limit, None, &body.filter)?;
-            let after = paginate(s, &user, room_id, short, gap_after, Direction::Forward, after_limit, None, &body.filter)?;
-            let format = |e: &Arc<StoredEvent>| -> Result<_> { Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Room, &user, Some(device.as_str()))?)) };
+            let before = paginate(
+                s,
+                &user,
+                room_id,
+                short,
+                gap_before,
+                Direction::Backward,
+                before_limit,
+                None,
+                &body.filter,
+            )?;
+            let after = paginate(
+                s,
+                &user,
+                room_id,
+                short,
+                gap_after,
+                Direction::Forward,
+                after_limit,
+                None,
+                &body.filter,
+            )?;
+            let format = |e: &Arc<StoredEvent>| -> Result<_> {
+                Ok(raw(&crate::services::relations::bundle::to_client(
+                    s,
+                    e,
+                    ClientFormat::Room,
+                    &user,
+                    Some(device.as_str()),
+                )?))
+            };
             let mut response = get_context::v3::Response::new();
-            response.start = Some(if before.events.is_empty() { gap_before } else { before.cursor }.encode());
-            response.end = Some(if after.events.is_empty() { gap_after } else { after.cursor }.encode());
+            response.start = Some(
+                if before.events.is_empty() {
+                    gap_before
+                } else {
+                    before.cursor
+                }
+                .encode(),
+            );
+            response.end = Some(
+                if after.events.is_empty() {
+                    gap_after
+                } else {
+                    after.cursor
+                }
+                .encode(),
+            );
             let (before, after) = (before.events, after.events);
             response.event = Some(format(&event)?);
             response.events_before = before.iter().map(format).collect::<Result<_>>()?;
             response.events_after = after.iter().map(format).collect::<Result<_>>()?;
             let state = s.state.load(event.meta.state_after)?;
             let lazy = crate::services::sync::filter::lazy_members(&body.filter);
-            let senders: std::collections::BTreeSet<String> =
-                before.iter().chain(after.iter()).chain(std::iter::once(&event)).map(|e| e.pdu.sender.to_string()).collect();
+            let senders: std::collections::BTreeSet<String> = before
+                .iter()
+                .chain(after.iter())
+                .chain(std::iter::once(&event))
+                .map(|e| e.pdu.sender.to_string())
+                .collect();
             for (key, short_event) in state.iter() {
                 if lazy {
                     let (kind, state_key) = s.short.statekey_of(*key)?;
@@ -431,15 +628,25 @@ pub async fn context(
                     }
                 }
                 if let Some(e) = event_by_short(s, *short_event, room_id)? {
-                    response.state.push(raw(&e.to_client(&s.timeline, ClientFormat::Room, None)?));
+                    response.state.push(raw(&e.to_client(
+                        &s.timeline,
+                        ClientFormat::Room,
+                        None,
+                    )?));
                 }
             }
-            Ok(crate::api::always_sent::Filled::new(response, crate::api::always_sent::context))
+            Ok(crate::api::always_sent::Filled::new(
+                response,
+                crate::api::always_sent::context,
+            ))
         })
         .await
 }
 
-pub async fn get_event(State(services): State<Arc<Services>>, req: Ruma<get_room_event::v3::Request>) -> Res<get_room_event::v3::Response> {
+pub async fn get_event(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_room_event::v3::Request>,
+) -> Res<get_room_event::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     services
         .run(move |s| {
@@ -449,7 +656,13 @@ pub async fn get_event(State(services): State<Arc<Services>>, req: Ruma<get_room
             if !user_can_see(s, &user, &event)? {
                 return Err(Error::not_found("Event not found"));
             }
-            let value = crate::services::relations::bundle::to_client(s, &event, ClientFormat::Room, &user, Some(device.as_str()))?;
+            let value = crate::services::relations::bundle::to_client(
+                s,
+                &event,
+                ClientFormat::Room,
+                &user,
+                Some(device.as_str()),
+            )?;
             Ok(get_room_event::v3::Response::new(raw(&value)).into())
         })
         .await

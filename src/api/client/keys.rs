@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use axum::{Json, extract::State};
 use ruma::{
     OwnedDeviceId, OwnedUserId,
-    api::client::keys::{claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys},
+    api::client::keys::{
+        claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
+    },
     serde::Raw,
 };
 use serde::de::DeserializeOwned;
@@ -31,16 +33,32 @@ pub fn json_of<T: DeserializeOwned, X>(raw: &Raw<X>) -> Result<T> {
 }
 
 /// `POST /keys/upload`.
-pub async fn upload(State(services): State<Arc<Services>>, req: Ruma<upload_keys::v3::Request>) -> Result<RumaResponse<upload_keys::v3::Response>> {
+pub async fn upload(
+    State(services): State<Arc<Services>>,
+    req: Ruma<upload_keys::v3::Request>,
+) -> Result<RumaResponse<upload_keys::v3::Response>> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
     let upload = device_keys::Upload {
         device_keys: body.device_keys.as_ref().map(json_of).transpose()?,
-        one_time_keys: body.one_time_keys.iter().map(|(id, k)| Ok((id.to_string(), json_of(k)?))).collect::<Result<_>>()?,
-        fallback_keys: body.fallback_keys.iter().map(|(id, k)| Ok((id.to_string(), json_of(k)?))).collect::<Result<_>>()?,
+        one_time_keys: body
+            .one_time_keys
+            .iter()
+            .map(|(id, k)| Ok((id.to_string(), json_of(k)?)))
+            .collect::<Result<_>>()?,
+        fallback_keys: body
+            .fallback_keys
+            .iter()
+            .map(|(id, k)| Ok((id.to_string(), json_of(k)?)))
+            .collect::<Result<_>>()?,
     };
     services
-        .run(move |s| Ok(upload_keys::v3::Response::new(device_keys::upload(s, &user, &device, upload)?).into()))
+        .run(move |s| {
+            Ok(
+                upload_keys::v3::Response::new(device_keys::upload(s, &user, &device, upload)?)
+                    .into(),
+            )
+        })
         .await
 }
 
@@ -49,23 +67,39 @@ fn object(map: BTreeMap<OwnedUserId, Value>) -> Value {
 }
 
 /// `POST /keys/query`: local users from the database, others from their servers.
-pub async fn query(State(services): State<Arc<Services>>, req: Ruma<get_keys::v3::Request>) -> Result<Json<Value>> {
+pub async fn query(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_keys::v3::Request>,
+) -> Result<Json<Value>> {
     let user = req.user()?.clone();
     let timeout = req.body.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let ours = services.globals.server_name().clone();
     let (mut local, mut remote) = (BTreeMap::new(), BTreeMap::new());
     for (u, devices) in req.body.device_keys {
         let devices: Vec<String> = devices.into_iter().map(|d| d.to_string()).collect();
-        if u.server_name() == ours { local.insert(u, devices) } else { remote.insert(u, devices) };
+        if u.server_name() == ours {
+            local.insert(u, devices)
+        } else {
+            remote.insert(u, devices)
+        };
     }
     let requester = user.clone();
-    let mut answer = services.run(move |s| query::local(s, &local, Some(&requester))).await?;
-    let (far, failures) = if remote.is_empty() { Default::default() } else { keys_client::query(&services, &user, remote, timeout).await };
+    let mut answer = services
+        .run(move |s| query::local(s, &local, Some(&requester)))
+        .await?;
+    let (far, failures) = if remote.is_empty() {
+        Default::default()
+    } else {
+        keys_client::query(&services, &user, remote, timeout).await
+    };
     answer.device_keys.extend(far.device_keys);
     answer.master_keys.extend(far.master_keys);
     answer.self_signing_keys.extend(far.self_signing_keys);
-    let device_keys: Map<String, Value> =
-        answer.device_keys.into_iter().map(|(u, d)| (u.to_string(), Value::Object(d.into_iter().collect()))).collect();
+    let device_keys: Map<String, Value> = answer
+        .device_keys
+        .into_iter()
+        .map(|(u, d)| (u.to_string(), Value::Object(d.into_iter().collect())))
+        .collect();
     Ok(Json(json!({
         "device_keys": device_keys,
         "master_keys": object(answer.master_keys),
@@ -76,23 +110,43 @@ pub async fn query(State(services): State<Arc<Services>>, req: Ruma<get_keys::v3
 }
 
 /// `POST /keys/claim`.
-pub async fn claim(State(services): State<Arc<Services>>, req: Ruma<claim_keys::v3::Request>) -> Result<Json<Value>> {
+pub async fn claim(
+    State(services): State<Arc<Services>>,
+    req: Ruma<claim_keys::v3::Request>,
+) -> Result<Json<Value>> {
     req.user()?;
     let timeout = req.body.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let ours = services.globals.server_name().clone();
-    let (mut local, mut remote): (BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>, _) = (BTreeMap::new(), BTreeMap::new());
+    let (mut local, mut remote): (BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>, _) =
+        (BTreeMap::new(), BTreeMap::new());
     for (u, devices) in req.body.one_time_keys {
-        let devices = devices.into_iter().map(|(d, alg)| (d, alg.to_string())).collect();
-        if u.server_name() == ours { local.insert(u, devices) } else { remote.insert(u, devices) };
+        let devices = devices
+            .into_iter()
+            .map(|(d, alg)| (d, alg.to_string()))
+            .collect();
+        if u.server_name() == ours {
+            local.insert(u, devices)
+        } else {
+            remote.insert(u, devices)
+        };
     }
     let mut claimed = services.run(move |s| claim::claim_local(s, &local)).await?;
-    let (far, failures) = if remote.is_empty() { Default::default() } else { keys_client::claim(&services, remote, timeout).await };
+    let (far, failures) = if remote.is_empty() {
+        Default::default()
+    } else {
+        keys_client::claim(&services, remote, timeout).await
+    };
     claimed.extend(far);
-    Ok(Json(json!({ "one_time_keys": claimed, "failures": failures })))
+    Ok(Json(
+        json!({ "one_time_keys": claimed, "failures": failures }),
+    ))
 }
 
 /// `GET /keys/changes?from=…&to=…`.
-pub async fn changes(State(services): State<Arc<Services>>, req: Ruma<get_key_changes::v3::Request>) -> Result<RumaResponse<get_key_changes::v3::Response>> {
+pub async fn changes(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_key_changes::v3::Request>,
+) -> Result<RumaResponse<get_key_changes::v3::Response>> {
     let user = req.user()?.clone();
     let from = SyncToken::parse(&req.body.from)?.pos;
     let to = SyncToken::parse(&req.body.to)?.pos;
@@ -117,15 +171,21 @@ pub async fn upload_signing(
     let self_signing = body.self_signing_key.as_ref().map(json_of).transpose()?;
     let user_signing = body.user_signing_key.as_ref().map(json_of).transpose()?;
     // Replacing an existing master key needs the password (UIA), verified off the blocking pool.
-    let (owner, uploaded) = (user.clone(), [master.clone(), self_signing.clone(), user_signing.clone()]);
+    let (owner, uploaded) = (
+        user.clone(),
+        [master.clone(), self_signing.clone(), user_signing.clone()],
+    );
     let needs_auth = services
         .run(move |s| {
-            let uploaded: Vec<(&str, &ruma::CanonicalJsonObject)> =
-                [cross_signing::MASTER, cross_signing::SELF_SIGNING, cross_signing::USER_SIGNING]
-                    .into_iter()
-                    .zip(uploaded.iter())
-                    .filter_map(|(k, v)| Some((k, v.as_ref()?)))
-                    .collect();
+            let uploaded: Vec<(&str, &ruma::CanonicalJsonObject)> = [
+                cross_signing::MASTER,
+                cross_signing::SELF_SIGNING,
+                cross_signing::USER_SIGNING,
+            ]
+            .into_iter()
+            .zip(uploaded.iter())
+            .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+            .collect();
             let has_master = cross_signing::get(s, &owner, cross_signing::MASTER)?.is_some();
             Ok(has_master && !cross_signing::is_repeat(s, &owner, &uploaded)?)
         })
@@ -142,7 +202,10 @@ pub async fn upload_signing(
 }
 
 /// `POST /keys/signatures/upload`.
-pub async fn upload_signatures(State(services): State<Arc<Services>>, req: Ruma<upload_signatures::v3::Request>) -> Result<Json<Value>> {
+pub async fn upload_signatures(
+    State(services): State<Arc<Services>>,
+    req: Ruma<upload_signatures::v3::Request>,
+) -> Result<Json<Value>> {
     let user = req.user()?.clone();
     let signed: BTreeMap<OwnedUserId, BTreeMap<String, Value>> = req
         .json
@@ -151,6 +214,8 @@ pub async fn upload_signatures(State(services): State<Arc<Services>>, req: Ruma<
         .transpose()
         .map_err(|e| Error::bad_json(e.to_string()))?
         .unwrap_or_default();
-    let failures = services.run(move |s| cross_signing::upload_signatures(s, &user, signed)).await?;
+    let failures = services
+        .run(move |s| cross_signing::upload_signatures(s, &user, signed))
+        .await?;
     Ok(Json(json!({ "failures": failures })))
 }

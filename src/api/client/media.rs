@@ -18,12 +18,14 @@ use ruma::{
         IncomingRequest, IncomingRequestExt,
         client::{
             authenticated_media::{
-                get_content as auth_get_content, get_content_as_filename as auth_get_content_as_filename,
-                get_content_thumbnail as auth_get_content_thumbnail, get_media_config as auth_get_media_config,
+                get_content as auth_get_content,
+                get_content_as_filename as auth_get_content_as_filename,
+                get_content_thumbnail as auth_get_content_thumbnail,
+                get_media_config as auth_get_media_config,
             },
             media::{
-                create_content, create_content_async, create_mxc_uri, get_content, get_content_as_filename,
-                get_content_thumbnail, get_media_config,
+                create_content, create_content_async, create_mxc_uri, get_content,
+                get_content_as_filename, get_content_thumbnail, get_media_config,
             },
         },
     },
@@ -37,11 +39,11 @@ use crate::{
         Services,
         media::{
             download::{self, Access, Ask},
+            files::{ReceiveError, Receiver, Staged},
             headers,
             render::Method,
             thumbnail::{self, Wanted},
             upload::{self, Upload},
-            files::{ReceiveError, Receiver, Staged},
         },
     },
 };
@@ -81,26 +83,42 @@ where
         }
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         // The path, query and headers first (the content is not part of what ruma checks).
-        let request = T::try_from_http_request(http::Request::from_parts(parts, &[] as &[u8]), &arg_refs).map_err(|e| {
-            use ruma::api::error::{DeserializationError, FromHttpRequestError};
-            match e {
-                FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => Error::invalid_param(e.to_string()),
-                FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => Error::invalid_param(e.to_string()),
-                other => Error::bad_json(other.to_string()),
-            }
-        })?;
+        let request =
+            T::try_from_http_request(http::Request::from_parts(parts, &[] as &[u8]), &arg_refs)
+                .map_err(|e| {
+                    use ruma::api::error::{DeserializationError, FromHttpRequestError};
+                    match e {
+                        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+                            Error::invalid_param(e.to_string())
+                        }
+                        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
+                            Error::invalid_param(e.to_string())
+                        }
+                        other => Error::bad_json(other.to_string()),
+                    }
+                })?;
         let file = receive(services, body, limit).await.map_err(|e| match e {
             ReceiveError::TooLarge => too_large(),
             ReceiveError::Io(e) => Error::internal(format!("receiving an upload: {e}")),
         })?;
-        Ok(MediaUpload { body: request, user, file })
+        Ok(MediaUpload {
+            body: request,
+            user,
+            file,
+        })
     }
 }
 
 /// Writes an upload's body to a new file of `tmp/` as it arrives, at most `limit` bytes.
-async fn receive(services: &Services, body: axum::body::Body, limit: u64) -> Result<Staged, ReceiveError> {
+async fn receive(
+    services: &Services,
+    body: axum::body::Body,
+    limit: u64,
+) -> Result<Staged, ReceiveError> {
     use futures_util::StreamExt;
-    let mut receiver = Receiver::create(services.media.files.temp_path(), limit).await.map_err(ReceiveError::Io)?;
+    let mut receiver = Receiver::create(services.media.files.temp_path(), limit)
+        .await
+        .map_err(ReceiveError::Io)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ReceiveError::Io(std::io::Error::other(e.to_string())))?;
@@ -119,7 +137,11 @@ pub async fn upload(
     req: MediaUpload<create_content::v3::Request>,
 ) -> Result<RumaResponse<create_content::v3::Response>> {
     let MediaUpload { body, user, file } = req;
-    let new = Upload { file, content_type: nonempty(body.content_type), filename: nonempty(body.filename) };
+    let new = Upload {
+        file,
+        content_type: nonempty(body.content_type),
+        filename: nonempty(body.filename),
+    };
     let uri = services.run(move |s| upload::upload(s, &user, new)).await?;
     Ok(create_content::v3::Response::new(uri).into())
 }
@@ -143,17 +165,30 @@ pub async fn upload_created(
 ) -> Result<axum::Json<serde_json::Value>> {
     let MediaUpload { body, user, file } = req;
     let (server, media_id) = (body.server_name, body.media_id);
-    let new = Upload { file, content_type: nonempty(body.content_type), filename: nonempty(body.filename) };
-    services.run(move |s| upload::upload_created(s, &user, &server, &media_id, new)).await?;
+    let new = Upload {
+        file,
+        content_type: nonempty(body.content_type),
+        filename: nonempty(body.filename),
+    };
+    services
+        .run(move |s| upload::upload_created(s, &user, &server, &media_id, new))
+        .await?;
     // ruma's `create_content_async::v3::Response` has no constructor: its body is `{}`.
     Ok(axum::Json(serde_json::json!({})))
 }
 
 /// A download or thumbnail answer with the safe headers.
-pub fn media_response(bytes: Vec<u8>, content_type: Option<&str>, disposition: &ContentDisposition) -> Response {
+pub fn media_response(
+    bytes: Vec<u8>,
+    content_type: Option<&str>,
+    disposition: &ContentDisposition,
+) -> Response {
     let mut response = Response::new(Body::from(bytes));
     let h = response.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, headers::content_type_header(content_type));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        headers::content_type_header(content_type),
+    );
     if let Ok(value) = http::HeaderValue::from_str(&disposition.to_string()) {
         h.insert(http::header::CONTENT_DISPOSITION, value);
     }
@@ -173,21 +208,43 @@ async fn download(
     let (record, bytes) = download::content(services, server, media_id, ask).await?;
     let filename = nonempty(filename).or(record.filename);
     let disposition = headers::disposition(record.content_type.as_deref(), filename.as_deref());
-    Ok(media_response(bytes, record.content_type.as_deref(), &disposition))
+    Ok(media_response(
+        bytes,
+        record.content_type.as_deref(),
+        &disposition,
+    ))
 }
 
 fn authenticated(timeout: std::time::Duration) -> Ask {
-    Ask { access: Access::Authenticated, allow_remote: true, timeout }
+    Ask {
+        access: Access::Authenticated,
+        allow_remote: true,
+        timeout,
+    }
 }
 
 fn legacy(allow_remote: bool, timeout: std::time::Duration) -> Ask {
-    Ask { access: Access::Legacy, allow_remote, timeout }
+    Ask {
+        access: Access::Legacy,
+        allow_remote,
+        timeout,
+    }
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`.
-pub async fn get_content(State(services): State<Arc<Services>>, req: Ruma<auth_get_content::v1::Request>) -> Result<Response> {
+pub async fn get_content(
+    State(services): State<Arc<Services>>,
+    req: Ruma<auth_get_content::v1::Request>,
+) -> Result<Response> {
     let b = req.body;
-    download(&services, &b.server_name, &b.media_id, None, authenticated(b.timeout_ms)).await
+    download(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        None,
+        authenticated(b.timeout_ms),
+    )
+    .await
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`.
@@ -196,13 +253,30 @@ pub async fn get_content_as_filename(
     req: Ruma<auth_get_content_as_filename::v1::Request>,
 ) -> Result<Response> {
     let b = req.body;
-    download(&services, &b.server_name, &b.media_id, Some(b.filename), authenticated(b.timeout_ms)).await
+    download(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        Some(b.filename),
+        authenticated(b.timeout_ms),
+    )
+    .await
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (legacy, unauthenticated).
-pub async fn legacy_get_content(State(services): State<Arc<Services>>, req: Ruma<get_content::v3::Request>) -> Result<Response> {
+pub async fn legacy_get_content(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_content::v3::Request>,
+) -> Result<Response> {
     let b = req.body;
-    download(&services, &b.server_name, &b.media_id, None, legacy(b.allow_remote, b.timeout_ms)).await
+    download(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        None,
+        legacy(b.allow_remote, b.timeout_ms),
+    )
+    .await
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (legacy, unauthenticated).
@@ -211,21 +285,41 @@ pub async fn legacy_get_content_as_filename(
     req: Ruma<get_content_as_filename::v3::Request>,
 ) -> Result<Response> {
     let b = req.body;
-    download(&services, &b.server_name, &b.media_id, Some(b.filename), legacy(b.allow_remote, b.timeout_ms)).await
+    download(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        Some(b.filename),
+        legacy(b.allow_remote, b.timeout_ms),
+    )
+    .await
 }
 
 fn dimension(value: UInt) -> u32 {
     u32::try_from(u64::from(value)).unwrap_or(u32::MAX)
 }
 
-async fn thumbnail_response(services: &Arc<Services>, server: &ruma::ServerName, media_id: &str, wanted: Wanted, ask: Ask) -> Result<Response> {
+async fn thumbnail_response(
+    services: &Arc<Services>,
+    server: &ruma::ServerName,
+    media_id: &str,
+    wanted: Wanted,
+    ask: Ask,
+) -> Result<Response> {
     let thumbnail = thumbnail::thumbnail(services, server, media_id, wanted, ask).await?;
     let disposition = headers::thumbnail_disposition(&thumbnail.content_type);
-    Ok(media_response(thumbnail.bytes, Some(&thumbnail.content_type), &disposition))
+    Ok(media_response(
+        thumbnail.bytes,
+        Some(&thumbnail.content_type),
+        &disposition,
+    ))
 }
 
 /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`.
-pub async fn get_thumbnail(State(services): State<Arc<Services>>, req: Ruma<auth_get_content_thumbnail::v1::Request>) -> Result<Response> {
+pub async fn get_thumbnail(
+    State(services): State<Arc<Services>>,
+    req: Ruma<auth_get_content_thumbnail::v1::Request>,
+) -> Result<Response> {
     let b = req.body;
     let wanted = Wanted {
         width: dimension(b.width),
@@ -233,11 +327,21 @@ pub async fn get_thumbnail(State(services): State<Arc<Services>>, req: Ruma<auth
         method: Method::from_ruma(b.method.as_ref()),
         animated: b.animated,
     };
-    thumbnail_response(&services, &b.server_name, &b.media_id, wanted, authenticated(b.timeout_ms)).await
+    thumbnail_response(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        wanted,
+        authenticated(b.timeout_ms),
+    )
+    .await
 }
 
 /// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (legacy, unauthenticated).
-pub async fn legacy_get_thumbnail(State(services): State<Arc<Services>>, req: Ruma<get_content_thumbnail::v3::Request>) -> Result<Response> {
+pub async fn legacy_get_thumbnail(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_content_thumbnail::v3::Request>,
+) -> Result<Response> {
     let b = req.body;
     let wanted = Wanted {
         width: dimension(b.width),
@@ -245,7 +349,14 @@ pub async fn legacy_get_thumbnail(State(services): State<Arc<Services>>, req: Ru
         method: Method::from_ruma(b.method.as_ref()),
         animated: b.animated,
     };
-    thumbnail_response(&services, &b.server_name, &b.media_id, wanted, legacy(b.allow_remote, b.timeout_ms)).await
+    thumbnail_response(
+        &services,
+        &b.server_name,
+        &b.media_id,
+        wanted,
+        legacy(b.allow_remote, b.timeout_ms),
+    )
+    .await
 }
 
 fn upload_size(services: &Services) -> UInt {
@@ -253,12 +364,18 @@ fn upload_size(services: &Services) -> UInt {
 }
 
 /// `GET /_matrix/client/v1/media/config`.
-pub async fn config(State(services): State<Arc<Services>>, _req: Ruma<auth_get_media_config::v1::Request>) -> RumaResponse<auth_get_media_config::v1::Response> {
+pub async fn config(
+    State(services): State<Arc<Services>>,
+    _req: Ruma<auth_get_media_config::v1::Request>,
+) -> RumaResponse<auth_get_media_config::v1::Response> {
     auth_get_media_config::v1::Response::new(upload_size(&services)).into()
 }
 
 /// `GET /_matrix/media/v3/config`.
-pub async fn legacy_config(State(services): State<Arc<Services>>, _req: Ruma<get_media_config::v3::Request>) -> RumaResponse<get_media_config::v3::Response> {
+pub async fn legacy_config(
+    State(services): State<Arc<Services>>,
+    _req: Ruma<get_media_config::v3::Request>,
+) -> RumaResponse<get_media_config::v3::Response> {
     get_media_config::v3::Response::new(upload_size(&services)).into()
 }
 

@@ -19,26 +19,34 @@ pub mod reporting;
 pub mod room_summary;
 pub mod rooms;
 pub mod search;
-pub mod spaces;
 pub mod sliding_sync;
+pub mod spaces;
 pub mod sync;
 pub mod timestamp;
 pub mod to_device;
 
 use http::Method;
 use ruma::api::client::{
-    account::{change_password, deactivate, get_username_availability, register, request_openid_token, whoami},
+    account::{
+        change_password, deactivate, get_username_availability, register, request_openid_token,
+        whoami,
+    },
     alias::{create_alias, delete_alias, get_alias},
-    config::{get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data},
+    config::{
+        get_global_account_data, get_room_account_data, set_global_account_data,
+        set_room_account_data,
+    },
     context::get_context,
     device::{delete_device, delete_devices, get_device, get_devices, update_device},
-    directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
+    directory::{
+        get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+    },
     discovery::{get_capabilities, get_supported_versions},
     filter::{create_filter, get_filter},
     knock::knock_room,
     membership::{
-        ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members,
-        joined_rooms, kick_user, leave_room, unban_user,
+        ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
+        join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
     },
     message::{get_message_events, send_message_event},
     presence::{get_presence, set_presence},
@@ -150,7 +158,9 @@ pub fn routes(router: AppRouter) -> AppRouter {
 
 /// End-to-end encryption: keys, cross-signing, to-device messages, key backup, dehydrated devices.
 fn e2ee_routes(router: AppRouter) -> AppRouter {
-    use ruma::api::client::{backup as b, dehydrated_device as d, keys as k, to_device::send_event_to_device};
+    use ruma::api::client::{
+        backup as b, dehydrated_device as d, keys as k, to_device::send_event_to_device,
+    };
     router
         .ruma::<d::put_dehydrated_device::unstable::Request, _, _>(dehydrated::put)
         .ruma::<d::get_dehydrated_device::unstable::Request, _, _>(dehydrated::get)

@@ -16,7 +16,12 @@ use crate::{
 
 /// The rooms `user` and `other` are both joined to, sorted (400 when `from` is given, 422 when
 /// `other` is the caller, as Synapse).
-async fn mutual(services: &Arc<Services>, user: OwnedUserId, other: OwnedUserId, from: Option<String>) -> Result<Vec<OwnedRoomId>> {
+async fn mutual(
+    services: &Arc<Services>,
+    user: OwnedUserId,
+    other: OwnedUserId,
+    from: Option<String>,
+) -> Result<Vec<OwnedRoomId>> {
     if from.is_some() {
         return Err(Error::invalid_param("Unknown pagination token"));
     }
@@ -29,8 +34,10 @@ async fn mutual(services: &Arc<Services>, user: OwnedUserId, other: OwnedUserId,
     }
     services
         .run(move |s| {
-            let mine: BTreeSet<OwnedRoomId> = s.membership.joined_room_ids(&user)?.into_iter().collect();
-            let theirs: BTreeSet<OwnedRoomId> = s.membership.joined_room_ids(&other)?.into_iter().collect();
+            let mine: BTreeSet<OwnedRoomId> =
+                s.membership.joined_room_ids(&user)?.into_iter().collect();
+            let theirs: BTreeSet<OwnedRoomId> =
+                s.membership.joined_room_ids(&other)?.into_iter().collect();
             Ok(mine.intersection(&theirs).cloned().collect())
         })
         .await

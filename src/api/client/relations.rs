@@ -8,7 +8,10 @@ use ruma::{
     api::{
         Direction as ApiDirection,
         client::{
-            relations::{get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type},
+            relations::{
+                get_relating_events, get_relating_events_with_rel_type,
+                get_relating_events_with_rel_type_and_event_type,
+            },
             threads::get_threads::{self, v1::IncludeThreads},
         },
     },
@@ -22,7 +25,11 @@ use crate::{
         Services,
         relations::{bundle, ord, query, threads},
         rooms::{self, event_by_id},
-        timeline::{order::Place, pdu::{ClientFormat, raw}, visibility::user_can_see},
+        timeline::{
+            order::Place,
+            pdu::{ClientFormat, raw},
+            visibility::user_can_see,
+        },
     },
     storage::Direction,
 };
@@ -55,7 +62,11 @@ struct Answer {
 }
 
 fn limit_of(limit: Option<UInt>) -> usize {
-    limit.map_or(DEFAULT_LIMIT, |l| usize::try_from(u64::from(l)).unwrap_or(MAX_LIMIT)).clamp(1, MAX_LIMIT)
+    limit
+        .map_or(DEFAULT_LIMIT, |l| {
+            usize::try_from(u64::from(l)).unwrap_or(MAX_LIMIT)
+        })
+        .clamp(1, MAX_LIMIT)
 }
 
 fn gap(token: Option<&str>) -> Result<Option<u64>> {
@@ -63,7 +74,8 @@ fn gap(token: Option<&str>) -> Result<Option<u64>> {
 }
 
 fn relations(s: &Services, a: Asked) -> Result<Answer> {
-    let short_room = rooms::short_room(s, &a.room_id).map_err(|_| Error::not_found("Event not found"))?;
+    let short_room =
+        rooms::short_room(s, &a.room_id).map_err(|_| Error::not_found("Event not found"))?;
     let parent = event_by_id(s, &a.event_id)?
         .filter(|e| e.pdu.room_id == a.room_id)
         .ok_or_else(|| Error::not_found("Event not found"))?;
@@ -100,7 +112,10 @@ fn relations(s: &Services, a: Asked) -> Result<Answer> {
 
 macro_rules! relations_handler {
     ($name:ident, $module:ident, $rel:expr, $kind:expr) => {
-        pub async fn $name(State(services): State<Arc<Services>>, req: Ruma<$module::v1::Request>) -> Res<$module::v1::Response> {
+        pub async fn $name(
+            State(services): State<Arc<Services>>,
+            req: Ruma<$module::v1::Request>,
+        ) -> Res<$module::v1::Response> {
             let (user, device) = (req.user()?.clone(), req.device()?.clone());
             let body = req.body;
             let asked = Asked {
@@ -126,7 +141,12 @@ macro_rules! relations_handler {
     };
 }
 
-relations_handler!(get_relations, get_relating_events, |_: &get_relating_events::v1::Request| None, |_: &get_relating_events::v1::Request| None);
+relations_handler!(
+    get_relations,
+    get_relating_events,
+    |_: &get_relating_events::v1::Request| None,
+    |_: &get_relating_events::v1::Request| None
+);
 relations_handler!(
     get_relations_with_rel_type,
     get_relating_events_with_rel_type,
@@ -136,31 +156,57 @@ relations_handler!(
 relations_handler!(
     get_relations_with_rel_type_and_event_type,
     get_relating_events_with_rel_type_and_event_type,
-    |b: &get_relating_events_with_rel_type_and_event_type::v1::Request| Some(b.rel_type.to_string()),
-    |b: &get_relating_events_with_rel_type_and_event_type::v1::Request| Some(b.event_type.to_string())
+    |b: &get_relating_events_with_rel_type_and_event_type::v1::Request| Some(
+        b.rel_type.to_string()
+    ),
+    |b: &get_relating_events_with_rel_type_and_event_type::v1::Request| Some(
+        b.event_type.to_string()
+    )
 );
 
 /// `from`/`next_batch` of `/threads`: `t<ord>`, the threads whose latest activity is below it.
 fn parse_thread_token(token: &str) -> Result<u64> {
-    token.strip_prefix('t').and_then(|n| n.parse().ok()).ok_or_else(|| Error::invalid_param("Unknown pagination token"))
+    token
+        .strip_prefix('t')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| Error::invalid_param("Unknown pagination token"))
 }
 
-pub async fn get_thread_roots(State(services): State<Arc<Services>>, req: Ruma<get_threads::v1::Request>) -> Res<get_threads::v1::Response> {
+pub async fn get_thread_roots(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_threads::v1::Request>,
+) -> Res<get_threads::v1::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
     services
         .run(move |s| {
-            let short_room = rooms::short_room(s, &body.room_id).map_err(|_| Error::forbidden("You are not allowed to view this room"))?;
+            let short_room = rooms::short_room(s, &body.room_id)
+                .map_err(|_| Error::forbidden("You are not allowed to view this room"))?;
             let member = s.membership.user_room(&user, &body.room_id)?.is_some();
             if !member && !rooms::is_world_readable(s, short_room)? {
                 return Err(Error::forbidden("You are not allowed to view this room"));
             }
             let from = body.from.as_deref().map(parse_thread_token).transpose()?;
             let participated = matches!(body.include, IncludeThreads::Participated);
-            let (roots, next) = threads::list(s, short_room, &user, participated, from, limit_of(body.limit))?;
+            let (roots, next) = threads::list(
+                s,
+                short_room,
+                &user,
+                participated,
+                from,
+                limit_of(body.limit),
+            )?;
             let chunk = roots
                 .iter()
-                .map(|e| Ok(raw(&bundle::to_client(s, e, ClientFormat::Room, &user, Some(device.as_str()))?)))
+                .map(|e| {
+                    Ok(raw(&bundle::to_client(
+                        s,
+                        e,
+                        ClientFormat::Room,
+                        &user,
+                        Some(device.as_str()),
+                    )?))
+                })
                 .collect::<Result<_>>()?;
             let mut response = get_threads::v1::Response::new(chunk);
             response.next_batch = next.map(|ord| format!("t{ord}"));

@@ -17,7 +17,10 @@ use crate::{
 type Res<T> = Result<RumaResponse<T>>;
 
 /// `POST /rooms/{roomId}/report/{eventId}`: `reason` and (older spec versions, Synapse) `score`.
-pub async fn report_event(State(services): State<Arc<Services>>, req: Ruma<report_content::v3::Request>) -> Res<report_content::v3::Response> {
+pub async fn report_event(
+    State(services): State<Arc<Services>>,
+    req: Ruma<report_content::v3::Request>,
+) -> Res<report_content::v3::Response> {
     let user = req.user()?.clone();
     let score = submit::parse_score(req.json.as_ref())?;
     let body = req.body;
@@ -30,9 +33,17 @@ pub async fn report_event(State(services): State<Arc<Services>>, req: Ruma<repor
 }
 
 /// `POST /rooms/{roomId}/report`: `reason` is required (it may be empty).
-pub async fn report_room(State(services): State<Arc<Services>>, req: Ruma<report_room::v3::Request>) -> Res<report_room::v3::Response> {
+pub async fn report_room(
+    State(services): State<Arc<Services>>,
+    req: Ruma<report_room::v3::Request>,
+) -> Res<report_room::v3::Response> {
     let user = req.user()?.clone();
-    if !req.json.as_ref().and_then(|b| b.get("reason")).is_some_and(|r| r.is_string()) {
+    if !req
+        .json
+        .as_ref()
+        .and_then(|b| b.get("reason"))
+        .is_some_and(|r| r.is_string())
+    {
         return Err(Error::bad_json("reason is required and must be a string"));
     }
     let body = req.body;
@@ -45,7 +56,10 @@ pub async fn report_room(State(services): State<Arc<Services>>, req: Ruma<report
 }
 
 /// `POST /users/{userId}/report`: `reason` is required (it may be empty).
-pub async fn report_user(State(services): State<Arc<Services>>, req: Ruma<report_user::v3::Request>) -> Res<report_user::v3::Response> {
+pub async fn report_user(
+    State(services): State<Arc<Services>>,
+    req: Ruma<report_user::v3::Request>,
+) -> Res<report_user::v3::Response> {
     let user = req.user()?.clone();
     let body = req.body;
     services

@@ -39,21 +39,34 @@ fn not_found() -> Error {
 /// Whether anyone may see the summary (no token needed): world readable, public or knockable.
 fn open_to_all(summary: &RoomSummary) -> bool {
     summary.world_readable
-        || matches!(summary.join_rule, JoinRuleSummary::Public | JoinRuleSummary::Knock | JoinRuleSummary::KnockRestricted(_))
+        || matches!(
+            summary.join_rule,
+            JoinRuleSummary::Public | JoinRuleSummary::Knock | JoinRuleSummary::KnockRestricted(_)
+        )
 }
 
-pub async fn summary(State(services): State<Arc<Services>>, req: Ruma<get_summary::v1::Request>) -> Result<Filled<get_summary::v1::Response>> {
+pub async fn summary(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_summary::v1::Request>,
+) -> Result<Filled<get_summary::v1::Response>> {
     let user = req.user.clone();
     let mut via: Vec<OwnedServerName> = req.body.via.clone();
     let target = req.body.room_id_or_alias.as_str().to_owned();
     let room_id: OwnedRoomId = match OwnedRoomAliasId::try_from(target.as_str()) {
         Ok(alias) if alias.server_name() != services.globals.server_name() => {
-            let (room_id, servers) = resolve_remote_alias(&services, &alias).await.map_err(|_| not_found())?;
+            let (room_id, servers) = resolve_remote_alias(&services, &alias)
+                .await
+                .map_err(|_| not_found())?;
             via.extend(servers);
             room_id
         }
-        Ok(alias) => services.run(move |s| Ok(s.directory.resolve(&alias)?.ok_or_else(not_found)?.room_id)).await?,
-        Err(_) => OwnedRoomId::try_from(target.as_str()).map_err(|_| Error::invalid_param("Invalid room id or alias"))?,
+        Ok(alias) => {
+            services
+                .run(move |s| Ok(s.directory.resolve(&alias)?.ok_or_else(not_found)?.room_id))
+                .await?
+        }
+        Err(_) => OwnedRoomId::try_from(target.as_str())
+            .map_err(|_| Error::invalid_param("Invalid room id or alias"))?,
     };
     let (room, asker) = (room_id.clone(), user.clone());
     let (local, membership) = services
@@ -73,7 +86,9 @@ pub async fn summary(State(services): State<Arc<Services>>, req: Ruma<get_summar
                 via.push(server.to_owned());
             }
             via.dedup();
-            let answer = ask(&services, &room_id, &via, false).await.ok_or_else(not_found)?;
+            let answer = ask(&services, &room_id, &via, false)
+                .await
+                .ok_or_else(not_found)?;
             answer.room.summary.clone()
         }
     };
@@ -82,7 +97,9 @@ pub async fn summary(State(services): State<Arc<Services>>, req: Ruma<get_summar
         Some(user) => {
             let checked = summary.clone();
             membership == Some(Membership::Knock)
-                || services.run(move |s| may_see(s, &checked, Viewer::User(&user))).await?
+                || services
+                    .run(move |s| may_see(s, &checked, Viewer::User(&user)))
+                    .await?
         }
     };
     if !visible {
@@ -90,7 +107,9 @@ pub async fn summary(State(services): State<Arc<Services>>, req: Ruma<get_summar
     }
     let mut response = get_summary::v1::Response::new(summary);
     if user.is_some() {
-        response.membership = Some(MembershipState::from(membership.map_or("leave", Membership::as_str)));
+        response.membership = Some(MembershipState::from(
+            membership.map_or("leave", Membership::as_str),
+        ));
     }
     Ok(Filled::new(response, always_sent::room_summary))
 }

@@ -27,7 +27,9 @@ pub async fn search(
         .is_some_and(|v| !v.is_null());
     let body = req.body;
     let Some(criteria) = body.search_categories.room_events else {
-        return Err(Error::bad_json("search_categories has no known category (only room_events is supported)"));
+        return Err(Error::bad_json(
+            "search_categories has no known category (only room_events is supported)",
+        ));
     };
     let next_batch = body.next_batch;
     services
@@ -42,7 +44,10 @@ pub async fn search(
             let room_events = results::search(s, &request)?;
             let mut categories = search_events::v3::ResultCategories::new();
             categories.room_events = room_events;
-            Ok(Filled::new(search_events::v3::Response::new(categories), always_sent::search))
+            Ok(Filled::new(
+                search_events::v3::Response::new(categories),
+                always_sent::search,
+            ))
         })
         .await
 }

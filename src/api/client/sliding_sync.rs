@@ -16,7 +16,10 @@ use crate::{
     },
 };
 
-pub async fn sync(State(services): State<Arc<Services>>, req: Ruma<v5::Request>) -> Result<RumaResponse<v5::Response>> {
+pub async fn sync(
+    State(services): State<Arc<Services>>,
+    req: Ruma<v5::Request>,
+) -> Result<RumaResponse<v5::Response>> {
     let (user, device) = (req.user()?.clone(), req.device()?.to_string());
     let body = req.body;
     let conn_id = body.conn_id.clone().unwrap_or_default();
@@ -29,7 +32,13 @@ pub async fn sync(State(services): State<Arc<Services>>, req: Ruma<v5::Request>)
             services
                 .sliding_sync
                 .sent_at(&user, &device, &conn_id, pos)
-                .ok_or_else(|| Error::new(StatusCode::BAD_REQUEST, "M_UNKNOWN_POS", "Unknown or expired pos"))?,
+                .ok_or_else(|| {
+                    Error::new(
+                        StatusCode::BAD_REQUEST,
+                        "M_UNKNOWN_POS",
+                        "Unknown or expired pos",
+                    )
+                })?,
         ),
     };
     super::sync::set_presence_from_sync(&services, &user, &body.set_presence).await?;
@@ -37,20 +46,31 @@ pub async fn sync(State(services): State<Arc<Services>>, req: Ruma<v5::Request>)
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
     let timeout = body.timeout.unwrap_or_default().min(max);
     let deadline = tokio::time::Instant::now() + timeout;
-    let request = Arc::new(SlidingRequest { user: user.clone(), device: device.clone(), body });
+    let request = Arc::new(SlidingRequest {
+        user: user.clone(),
+        device: device.clone(),
+        body,
+    });
     let mut wake = services.globals.subscribe();
     loop {
         wake.mark_unchanged();
         let (req, prev_sent) = (request.clone(), prev.clone());
-        let (mut response, sent, changed) = services.run(move |s| compute(s, &req, prev_sent.as_deref())).await?;
+        let (mut response, sent, changed) = services
+            .run(move |s| compute(s, &req, prev_sent.as_deref()))
+            .await?;
         let now = tokio::time::Instant::now();
         if changed || prev.is_none() || now >= deadline {
             response.pos = services.sliding_sync.record(&user, &device, &conn_id, sent);
             return Ok(response.into());
         }
         // Wake on a new stream position, a typing change or the end of someone's typing.
-        let typing_expiry = services.typing.next_expiry().map(tokio::time::Instant::from_std);
-        let until = typing_expiry.map_or(deadline, |t| t.min(deadline).max(now + Duration::from_millis(5)));
+        let typing_expiry = services
+            .typing
+            .next_expiry()
+            .map(tokio::time::Instant::from_std);
+        let until = typing_expiry.map_or(deadline, |t| {
+            t.min(deadline).max(now + Duration::from_millis(5))
+        });
         tokio::select! {
             result = wake.changed() => {
                 if result.is_err() {

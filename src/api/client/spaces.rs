@@ -43,7 +43,9 @@ pub struct PageToken {
 
 impl PageToken {
     pub fn encode(&self) -> String {
-        let depth = self.max_depth.map_or_else(|| "-".to_owned(), |d| d.to_string());
+        let depth = self
+            .max_depth
+            .map_or_else(|| "-".to_owned(), |d| d.to_string());
         format!("h{}_{depth}_{}", self.skip, u8::from(self.suggested_only))
     }
 
@@ -59,11 +61,18 @@ impl PageToken {
             "1" => true,
             _ => return None,
         };
-        parts.next().is_none().then_some(Self { skip, max_depth, suggested_only })
+        parts.next().is_none().then_some(Self {
+            skip,
+            max_depth,
+            suggested_only,
+        })
     }
 }
 
-pub async fn hierarchy(State(services): State<Arc<Services>>, req: Ruma<get_hierarchy::v1::Request>) -> Res<get_hierarchy::v1::Response> {
+pub async fn hierarchy(
+    State(services): State<Arc<Services>>,
+    req: Ruma<get_hierarchy::v1::Request>,
+) -> Res<get_hierarchy::v1::Response> {
     let user = req.user()?.clone();
     let body = req.body;
     let limit = match body.limit.map(u64::from) {
@@ -76,20 +85,37 @@ pub async fn hierarchy(State(services): State<Arc<Services>>, req: Ruma<get_hier
     let skip = match &body.from {
         None => 0,
         Some(from) => {
-            let token = PageToken::parse(from).ok_or_else(|| Error::invalid_param("Unknown pagination token"))?;
+            let token = PageToken::parse(from)
+                .ok_or_else(|| Error::invalid_param("Unknown pagination token"))?;
             if token.max_depth != requested_depth || token.suggested_only != body.suggested_only {
-                return Err(Error::invalid_param("max_depth and suggested_only cannot change between pages"));
+                return Err(Error::invalid_param(
+                    "max_depth and suggested_only cannot change between pages",
+                ));
             }
             token.skip
         }
     };
-    let rooms = walk(&services, &user, &body.room_id, max_depth, body.suggested_only, skip + limit + 1).await?;
+    let rooms = walk(
+        &services,
+        &user,
+        &body.room_id,
+        max_depth,
+        body.suggested_only,
+        skip + limit + 1,
+    )
+    .await?;
     let more = rooms.len() > skip + limit;
     let mut response = get_hierarchy::v1::Response::new();
     response.rooms = rooms.into_iter().skip(skip).take(limit).collect();
     if more {
-        response.next_batch =
-            Some(PageToken { skip: skip + limit, max_depth: requested_depth, suggested_only: body.suggested_only }.encode());
+        response.next_batch = Some(
+            PageToken {
+                skip: skip + limit,
+                max_depth: requested_depth,
+                suggested_only: body.suggested_only,
+            }
+            .encode(),
+        );
     }
     Ok(response.into())
 }
@@ -108,7 +134,11 @@ async fn walk(
     // What remote servers told us: summaries of children, and children we may not see.
     let mut learnt: HashMap<OwnedRoomId, RoomSummary> = HashMap::new();
     let mut inaccessible: HashSet<OwnedRoomId> = HashSet::new();
-    let root_via: Vec<OwnedServerName> = root.server_name().map(ToOwned::to_owned).into_iter().collect();
+    let root_via: Vec<OwnedServerName> = root
+        .server_name()
+        .map(ToOwned::to_owned)
+        .into_iter()
+        .collect();
     let mut stack = vec![(root.clone(), 0usize, root_via)];
     while let Some((room_id, depth, via)) = stack.pop() {
         if out.len() >= want {
@@ -122,10 +152,18 @@ async fn walk(
         let space = match services.run(move |s| local_summary(s, &r)).await? {
             Some(space) => Some(space),
             None => {
-                let bare = |summary: &RoomSummary| SpaceSummary { summary: summary.clone(), children_state: Vec::new(), children: Vec::new() };
+                let bare = |summary: &RoomSummary| SpaceSummary {
+                    summary: summary.clone(),
+                    children_state: Vec::new(),
+                    children: Vec::new(),
+                };
                 match learnt.get(&room_id) {
                     // A room a remote answer summarised, with no children to follow.
-                    Some(summary) if summary.room_type != Some(RoomType::Space) || depth >= max_depth => Some(bare(summary)),
+                    Some(summary)
+                        if summary.room_type != Some(RoomType::Space) || depth >= max_depth =>
+                    {
+                        Some(bare(summary))
+                    }
                     _ => match ask(services, &room_id, &via, suggested_only).await {
                         Some(answer) => {
                             for child in &answer.children {
@@ -146,7 +184,10 @@ async fn walk(
             continue;
         };
         let (summary, u) = (space.summary.clone(), user.clone());
-        if !services.run(move |s| may_see(s, &summary, Viewer::User(&u))).await? {
+        if !services
+            .run(move |s| may_see(s, &summary, Viewer::User(&u)))
+            .await?
+        {
             if is_root {
                 return Err(Error::forbidden("You may not see this room"));
             }
@@ -154,11 +195,20 @@ async fn walk(
         }
         let is_space = space.is_space();
         let follow: Vec<_> = if is_space && depth < max_depth {
-            space.children.iter().filter(|l| l.suggested || !suggested_only).cloned().collect()
+            space
+                .children
+                .iter()
+                .filter(|l| l.suggested || !suggested_only)
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };
-        let children_state = if is_space { space.children_state } else { Vec::new() };
+        let children_state = if is_space {
+            space.children_state
+        } else {
+            Vec::new()
+        };
         out.push(SpaceHierarchyRoomsChunk::new(space.summary, children_state));
         for link in follow.into_iter().rev() {
             stack.push((link.room_id, depth + 1, link.via));
@@ -174,8 +224,16 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_refuse_garbage() {
         for token in [
-            PageToken { skip: 3, max_depth: Some(2), suggested_only: true },
-            PageToken { skip: 0, max_depth: None, suggested_only: false },
+            PageToken {
+                skip: 3,
+                max_depth: Some(2),
+                suggested_only: true,
+            },
+            PageToken {
+                skip: 0,
+                max_depth: None,
+                suggested_only: false,
+            },
         ] {
             assert_eq!(PageToken::parse(&token.encode()), Some(token));
         }

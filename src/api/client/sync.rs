@@ -7,7 +7,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use ruma::api::OutgoingResponseExt;
-use serde_json::{Value, json};
 use ruma::{
     OwnedUserId,
     api::client::{
@@ -16,6 +15,7 @@ use ruma::{
     },
     presence::PresenceState,
 };
+use serde_json::{Value, json};
 
 use crate::{
     api::ruma_wrapper::Ruma,
@@ -26,7 +26,10 @@ use crate::{
     },
 };
 
-pub async fn sync(State(services): State<Arc<Services>>, req: Ruma<sync_events::v3::Request>) -> Result<Response> {
+pub async fn sync(
+    State(services): State<Arc<Services>>,
+    req: Ruma<sync_events::v3::Request>,
+) -> Result<Response> {
     Ok(complete_rooms(compute_sync(services, req).await?))
 }
 
@@ -41,11 +44,17 @@ fn complete_rooms(response: sync_events::v3::Response) -> Response {
         return Error::internal("sync response is not JSON").into_response();
     };
     for section in ["join", "leave"] {
-        if let Some(rooms) = body.get_mut("rooms").and_then(|r| r.get_mut(section)).and_then(Value::as_object_mut) {
+        if let Some(rooms) = body
+            .get_mut("rooms")
+            .and_then(|r| r.get_mut(section))
+            .and_then(Value::as_object_mut)
+        {
             for room in rooms.values_mut() {
                 if let Some(room) = room.as_object_mut() {
-                    room.entry("state").or_insert_with(|| json!({ "events": [] }));
-                    room.entry("timeline").or_insert_with(|| json!({ "events": [], "limited": false }));
+                    room.entry("state")
+                        .or_insert_with(|| json!({ "events": [] }));
+                    room.entry("timeline")
+                        .or_insert_with(|| json!({ "events": [], "limited": false }));
                 }
             }
         }
@@ -60,7 +69,12 @@ async fn compute_sync(
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
     let since = body.since.as_deref().map(SyncToken::parse).transpose()?;
-    let to_device_since = body.since.as_deref().map(crate::services::sync::e2ee::to_device_mark).transpose()?.flatten();
+    let to_device_since = body
+        .since
+        .as_deref()
+        .map(crate::services::sync::e2ee::to_device_mark)
+        .transpose()?
+        .flatten();
     let filter = match body.filter {
         None => FilterDefinition::default(),
         Some(Filter::FilterDefinition(def)) => def,
@@ -68,8 +82,12 @@ async fn compute_sync(
             let user = user.clone();
             services
                 .run(move |s| {
-                    let value = s.filters.get(&user, &id)?.ok_or_else(|| Error::not_found("Unknown filter"))?;
-                    serde_json::from_value::<FilterDefinition>(value).map_err(|e| Error::bad_json(e.to_string()))
+                    let value = s
+                        .filters
+                        .get(&user, &id)?
+                        .ok_or_else(|| Error::not_found("Unknown filter"))?;
+                    serde_json::from_value::<FilterDefinition>(value)
+                        .map_err(|e| Error::bad_json(e.to_string()))
                 })
                 .await?
         }
@@ -80,19 +98,37 @@ async fn compute_sync(
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
     let timeout = body.timeout.unwrap_or_default().min(max);
     let deadline = tokio::time::Instant::now() + timeout;
-    let request = Arc::new(SyncRequest { user, device: device.to_string(), since, to_device_since, full_state: body.full_state, filter });
+    let request = Arc::new(SyncRequest {
+        user,
+        device: device.to_string(),
+        since,
+        to_device_since,
+        full_state: body.full_state,
+        filter,
+    });
     let mut wake = services.globals.subscribe();
     loop {
         wake.mark_unchanged();
         let req = request.clone();
         let (response, changed) = services.run(move |s| compute(s, &req)).await?;
         let now = tokio::time::Instant::now();
-        if changed || since.is_none() || now >= deadline || since.is_some_and(|t| SyncToken::parse(&response.next_batch).is_ok_and(|n| n.pos < t.pos)) {
+        if changed
+            || since.is_none()
+            || now >= deadline
+            || since.is_some_and(|t| {
+                SyncToken::parse(&response.next_batch).is_ok_and(|n| n.pos < t.pos)
+            })
+        {
             return Ok(response);
         }
         // Wake on a new stream position, a typing change or the end of someone's typing.
-        let typing_expiry = services.typing.next_expiry().map(tokio::time::Instant::from_std);
-        let until = typing_expiry.map_or(deadline, |t| t.min(deadline).max(now + Duration::from_millis(5)));
+        let typing_expiry = services
+            .typing
+            .next_expiry()
+            .map(tokio::time::Instant::from_std);
+        let until = typing_expiry.map_or(deadline, |t| {
+            t.min(deadline).max(now + Duration::from_millis(5))
+        });
         tokio::select! {
             result = wake.changed() => { if result.is_err() { return Ok(response); } }
             _ = tokio::time::sleep_until(until) => {}
@@ -101,12 +137,18 @@ async fn compute_sync(
 }
 
 /// Applies a sync request's `set_presence` (offline: nothing; unavailable; anything else: online).
-pub(crate) async fn set_presence_from_sync(services: &Arc<Services>, user: &OwnedUserId, state: &PresenceState) -> Result<()> {
+pub(crate) async fn set_presence_from_sync(
+    services: &Arc<Services>,
+    user: &OwnedUserId,
+    state: &PresenceState,
+) -> Result<()> {
     let presence = match state {
         PresenceState::Offline => return Ok(()),
         PresenceState::Unavailable => "unavailable",
         _ => "online",
     };
     let user = user.clone();
-    services.run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence)).await
+    services
+        .run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence))
+        .await
 }

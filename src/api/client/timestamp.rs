@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use ruma::{MilliSecondsSinceUnixEpoch, UInt, api::{Direction, client::room::get_event_by_timestamp}};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, UInt,
+    api::{Direction, client::room::get_event_by_timestamp},
+};
 
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
@@ -30,7 +33,8 @@ pub async fn timestamp_to_event(
     let room = room_id.clone();
     let (local, gap, servers) = services
         .run(move |s| {
-            let forbidden = || Error::forbidden("You are not in the room and it is not world readable");
+            let forbidden =
+                || Error::forbidden("You are not in the room and it is not world readable");
             let short = s.short.room(&room)?.ok_or_else(forbidden)?;
             if !may_read_room(s, &user, short)? {
                 return Err(forbidden());
@@ -43,13 +47,19 @@ pub async fn timestamp_to_event(
                 Some(found) if forward => next_to_backward_gap(s, found)?,
                 Some(_) => false,
             };
-            let servers = if gap { servers_in_room(s, short)?.iter().cloned().collect() } else { Vec::new() };
+            let servers = if gap {
+                servers_in_room(s, short)?.iter().cloned().collect()
+            } else {
+                Vec::new()
+            };
             Ok((local, gap, servers))
         })
         .await?;
     let distance = |event_ts: u64| event_ts.abs_diff(ts);
     if gap && let Some(remote) = timestamp::ask(&services, &room_id, ts, forward, &servers).await {
-        let closer = local.as_ref().is_none_or(|l| distance(remote.origin_server_ts) < distance(l.origin_server_ts));
+        let closer = local
+            .as_ref()
+            .is_none_or(|l| distance(remote.origin_server_ts) < distance(l.origin_server_ts));
         if closer {
             timestamp::fetch_into_history(&services, &room_id, &remote.event_id).await;
             let at = MilliSecondsSinceUnixEpoch(UInt::new_saturating(remote.origin_server_ts));
@@ -57,7 +67,10 @@ pub async fn timestamp_to_event(
         }
     }
     let found = local.ok_or_else(|| {
-        Error::not_found(format!("Unable to find event from {ts} in direction {}", if forward { "f" } else { "b" }))
+        Error::not_found(format!(
+            "Unable to find event from {ts} in direction {}",
+            if forward { "f" } else { "b" }
+        ))
     })?;
     let at = MilliSecondsSinceUnixEpoch(UInt::new_saturating(found.origin_server_ts));
     Ok(get_event_by_timestamp::v1::Response::new(found.event_id, at).into())

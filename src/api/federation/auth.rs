@@ -34,7 +34,8 @@ where
         let args = path_args(&mut parts, services).await?;
         let bytes = federation_body(body, services).await?;
 
-        let (request, origin) = authenticate(services, http::Request::from_parts(parts, bytes)).await?;
+        let (request, origin) =
+            authenticate(services, http::Request::from_parts(parts, bytes)).await?;
         let (parts, bytes) = request.into_parts();
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let http_req = http::Request::from_parts(parts, bytes.as_ref());
@@ -57,7 +58,8 @@ async fn authenticate(
     request: http::Request<bytes::Bytes>,
 ) -> Result<(http::Request<bytes::Bytes>, OwnedServerName)> {
     let our_name = services.globals.server_name().clone();
-    let header = xmatrix::parse_header(request.headers(), &our_name).map_err(|e| unauthorized(e.to_string()))?;
+    let header = xmatrix::parse_header(request.headers(), &our_name)
+        .map_err(|e| unauthorized(e.to_string()))?;
     let now = now_ms();
     let key_id = header.key.to_string();
     let keys = remote_keys::keys_for(services, &header.origin, now, Some(&key_id)).await?;
@@ -81,7 +83,8 @@ impl FromRequest<Arc<Services>> for FederatedJson {
     async fn from_request(req: Request, services: &Arc<Services>) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
         let bytes = federation_body(body, services).await?;
-        let (request, origin) = authenticate(services, http::Request::from_parts(parts, bytes)).await?;
+        let (request, origin) =
+            authenticate(services, http::Request::from_parts(parts, bytes)).await?;
         let bytes = request.into_body();
         let body = if bytes.is_empty() {
             serde_json::Value::Null
@@ -95,8 +98,12 @@ impl FromRequest<Arc<Services>> for FederatedJson {
 fn parse_error(e: ruma::api::error::FromHttpRequestError) -> Error {
     use ruma::api::error::{DeserializationError, FromHttpRequestError};
     match e {
-        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => Error::invalid_param(e.to_string()),
-        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => Error::invalid_param(e.to_string()),
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => {
+            Error::invalid_param(e.to_string())
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => {
+            Error::invalid_param(e.to_string())
+        }
         FromHttpRequestError::MethodMismatch { .. } => Error::method_not_allowed(),
         other => Error::bad_json(other.to_string()),
     }

@@ -3,7 +3,10 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use axum::{Json, extract::State};
-use ruma::{CanonicalJsonObject, api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch}};
+use ruma::{
+    CanonicalJsonObject,
+    api::federation::discovery::{get_remote_server_keys, get_remote_server_keys_batch},
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -15,7 +18,9 @@ use crate::{
 
 /// `GET /_matrix/key/v2/server` (and the deprecated `/{keyId}` form, which answers the same).
 pub async fn server_keys(State(services): State<Arc<Services>>) -> Result<Json<Value>> {
-    let document = services.run(|s| own_keys::own_document(s, now_ms())).await?;
+    let document = services
+        .run(|s| own_keys::own_document(s, now_ms()))
+        .await?;
     Ok(Json(to_value(document)))
 }
 
@@ -26,8 +31,12 @@ pub async fn query(
 ) -> Result<Json<Value>> {
     let min_valid = u64::from(request.body.minimum_valid_until_ts.get());
     let mut budget = 1;
-    let documents = remote_keys::notary_documents(&services, &request.body.server_name, min_valid, &mut budget).await?;
-    Ok(Json(json!({ "server_keys": documents.into_iter().map(to_value).collect::<Vec<_>>() })))
+    let documents =
+        remote_keys::notary_documents(&services, &request.body.server_name, min_valid, &mut budget)
+            .await?;
+    Ok(Json(
+        json!({ "server_keys": documents.into_iter().map(to_value).collect::<Vec<_>>() }),
+    ))
 }
 
 /// `POST /_matrix/key/v2/query`: the same for several servers (each once, whatever key ids are
@@ -48,7 +57,8 @@ pub async fn query_batch(
             .filter_map(|c| c.minimum_valid_until_ts.map(|t| u64::from(t.get())))
             .max()
             .unwrap_or(now);
-        let documents = remote_keys::notary_documents(&services, &server, min_valid, &mut budget).await?;
+        let documents =
+            remote_keys::notary_documents(&services, &server, min_valid, &mut budget).await?;
         server_keys.extend(documents.into_iter().map(to_value));
     }
     Ok(Json(json!({ "server_keys": server_keys })))

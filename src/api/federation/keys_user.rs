@@ -19,16 +19,24 @@ use crate::{
     },
 };
 
-pub async fn query_keys(State(services): State<Arc<Services>>, request: Federated<get_keys::v1::Request>) -> Result<Json<Value>> {
+pub async fn query_keys(
+    State(services): State<Arc<Services>>,
+    request: Federated<get_keys::v1::Request>,
+) -> Result<Json<Value>> {
     let wanted: BTreeMap<OwnedUserId, Vec<String>> = request
         .body
         .device_keys
         .into_iter()
         .map(|(u, devices)| (u, devices.into_iter().map(|d| d.to_string()).collect()))
         .collect();
-    let answer = services.run(move |s| query::local(s, &wanted, None)).await?;
-    let device_keys: Map<String, Value> =
-        answer.device_keys.into_iter().map(|(u, d)| (u.to_string(), Value::Object(d.into_iter().collect()))).collect();
+    let answer = services
+        .run(move |s| query::local(s, &wanted, None))
+        .await?;
+    let device_keys: Map<String, Value> = answer
+        .device_keys
+        .into_iter()
+        .map(|(u, d)| (u.to_string(), Value::Object(d.into_iter().collect())))
+        .collect();
     Ok(Json(json!({
         "device_keys": device_keys,
         "master_keys": answer.master_keys,
@@ -36,15 +44,28 @@ pub async fn query_keys(State(services): State<Arc<Services>>, request: Federate
     })))
 }
 
-pub async fn claim_keys(State(services): State<Arc<Services>>, request: Federated<claim_keys::v1::Request>) -> Result<Json<Value>> {
+pub async fn claim_keys(
+    State(services): State<Arc<Services>>,
+    request: Federated<claim_keys::v1::Request>,
+) -> Result<Json<Value>> {
     let ours = services.globals.server_name().clone();
     let wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>> = request
         .body
         .one_time_keys
         .into_iter()
         .filter(|(u, _)| u.server_name() == ours)
-        .map(|(u, devices)| (u, devices.into_iter().map(|(d, alg)| (d, alg.to_string())).collect()))
+        .map(|(u, devices)| {
+            (
+                u,
+                devices
+                    .into_iter()
+                    .map(|(d, alg)| (d, alg.to_string()))
+                    .collect(),
+            )
+        })
         .collect();
-    let claimed = services.run(move |s| claim::claim_local(s, &wanted)).await?;
+    let claimed = services
+        .run(move |s| claim::claim_local(s, &wanted))
+        .await?;
     Ok(Json(json!({ "one_time_keys": claimed })))
 }

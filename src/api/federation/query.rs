@@ -7,7 +7,10 @@ use ruma::api::federation::query::get_profile_information;
 use serde_json::{Map, Value};
 
 use super::auth::Federated;
-use crate::{error::{Error, Result}, services::Services};
+use crate::{
+    error::{Error, Result},
+    services::Services,
+};
 
 /// `GET /_matrix/federation/v1/query/profile?user_id=…[&field=…]`.
 pub async fn profile(
@@ -47,7 +50,11 @@ pub async fn directory(
         .get("room_alias")
         .and_then(|a| ruma::OwnedRoomAliasId::try_from(a.as_str()).ok())
         .ok_or_else(|| Error::invalid_param("Invalid room_alias"))?;
-    Ok(Json(services.run(move |s| crate::federation::read::directory(s, &alias)).await?))
+    Ok(Json(
+        services
+            .run(move |s| crate::federation::read::directory(s, &alias))
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/federation/v1/openid/userinfo?access_token=…` (no X-Matrix: the token is the
@@ -56,6 +63,13 @@ pub async fn openid_userinfo(
     State(services): State<Arc<Services>>,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<Value>> {
-    let token = query.get("access_token").cloned().ok_or_else(Error::unknown_token)?;
-    Ok(Json(services.run(move |s| crate::federation::read::openid_userinfo(s, &token)).await?))
+    let token = query
+        .get("access_token")
+        .cloned()
+        .ok_or_else(Error::unknown_token)?;
+    Ok(Json(
+        services
+            .run(move |s| crate::federation::read::openid_userinfo(s, &token))
+            .await?,
+    ))
 }

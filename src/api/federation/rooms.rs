@@ -32,12 +32,18 @@ fn room_user(room: &str, user: &str) -> Result<(OwnedRoomId, OwnedUserId)> {
 
 /// The `ver` parameters of a query string (repeated).
 pub fn versions(query: Option<&str>) -> Vec<String> {
-    let Some(query) = query else { return Vec::new() };
+    let Some(query) = query else {
+        return Vec::new();
+    };
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .filter(|(k, _)| *k == "ver")
-        .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -53,7 +59,16 @@ async fn make(
     let (room_id, user) = room_user(room, user)?;
     let origin = request.origin;
     let template = services
-        .run(move |s| resident::make_membership(s, &origin, &room_id, &user, membership, supported.as_deref()))
+        .run(move |s| {
+            resident::make_membership(
+                s,
+                &origin,
+                &room_id,
+                &user,
+                membership,
+                supported.as_deref(),
+            )
+        })
         .await?;
     Ok(Json(template))
 }
@@ -65,7 +80,15 @@ pub async fn make_join(
     RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    make(services, &room, &user, request, "join", Some(versions(query.as_deref()))).await
+    make(
+        services,
+        &room,
+        &user,
+        request,
+        "join",
+        Some(versions(query.as_deref())),
+    )
+    .await
 }
 
 /// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`.
@@ -87,14 +110,30 @@ pub async fn send_join_v2(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
     let omit_members = omit_members(query.as_deref())?;
-    let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
-    Ok(Json(services.run_heavy(move |s| resident::join_answer(s, &room_id, &id, omit_members)).await?))
+    let id = resident::send_membership(
+        &services,
+        &request.origin,
+        &room_id,
+        &event_id,
+        &request.body,
+        "join",
+    )
+    .await?;
+    Ok(Json(
+        services
+            .run_heavy(move |s| resident::join_answer(s, &room_id, &id, omit_members))
+            .await?,
+    ))
 }
 
 /// The `omit_members` query parameter of `send_join` v2 (`true` or `false`, default false).
 pub fn omit_members(query: Option<&str>) -> Result<bool> {
     let mut omit = false;
-    for (key, value) in query.unwrap_or_default().split('&').filter_map(|pair| pair.split_once('=')) {
+    for (key, value) in query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+    {
         if key == "omit_members" {
             omit = match value {
                 "true" => true,
@@ -113,8 +152,18 @@ pub async fn send_join_v1(
     request: FederatedJson,
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
-    let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "join").await?;
-    let answer = services.run_heavy(move |s| resident::join_answer(s, &room_id, &id, false)).await?;
+    let id = resident::send_membership(
+        &services,
+        &request.origin,
+        &room_id,
+        &event_id,
+        &request.body,
+        "join",
+    )
+    .await?;
+    let answer = services
+        .run_heavy(move |s| resident::join_answer(s, &room_id, &id, false))
+        .await?;
     Ok(Json(json!([200, answer])))
 }
 
@@ -125,7 +174,15 @@ pub async fn send_leave_v2(
     request: FederatedJson,
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
-    resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "leave").await?;
+    resident::send_membership(
+        &services,
+        &request.origin,
+        &room_id,
+        &event_id,
+        &request.body,
+        "leave",
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
@@ -136,7 +193,15 @@ pub async fn send_leave_v1(
     request: FederatedJson,
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
-    resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "leave").await?;
+    resident::send_membership(
+        &services,
+        &request.origin,
+        &room_id,
+        &event_id,
+        &request.body,
+        "leave",
+    )
+    .await?;
     Ok(Json(json!([200, {}])))
 }
 
@@ -146,7 +211,13 @@ pub async fn send_transaction(
     Path(txn_id): Path<String>,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let answer = crate::federation::incoming::transaction::handle(&services, &request.origin, &txn_id, &request.body).await?;
+    let answer = crate::federation::incoming::transaction::handle(
+        &services,
+        &request.origin,
+        &txn_id,
+        &request.body,
+    )
+    .await?;
     Ok(Json(answer))
 }
 
@@ -159,7 +230,11 @@ pub async fn state_ids(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, query.get("event_id").map_or("", String::as_str))?;
     let origin = request.origin;
-    Ok(Json(services.run_heavy(move |s| crate::federation::read::state_ids(s, &origin, &room_id, &event_id)).await?))
+    Ok(Json(
+        services
+            .run_heavy(move |s| crate::federation::read::state_ids(s, &origin, &room_id, &event_id))
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/federation/v1/state/{roomId}?event_id=…`.
@@ -171,14 +246,27 @@ pub async fn state(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, query.get("event_id").map_or("", String::as_str))?;
     let origin = request.origin;
-    Ok(Json(services.run_heavy(move |s| crate::federation::read::state(s, &origin, &room_id, &event_id)).await?))
+    Ok(Json(
+        services
+            .run_heavy(move |s| crate::federation::read::state(s, &origin, &room_id, &event_id))
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/federation/v1/event/{eventId}`.
-pub async fn event(State(services): State<Arc<Services>>, Path(event): Path<String>, request: FederatedJson) -> Result<Json<Value>> {
-    let event_id = OwnedEventId::try_from(event.as_str()).map_err(|_| Error::invalid_param("Invalid event id"))?;
+pub async fn event(
+    State(services): State<Arc<Services>>,
+    Path(event): Path<String>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
+    let event_id = OwnedEventId::try_from(event.as_str())
+        .map_err(|_| Error::invalid_param("Invalid event id"))?;
     let origin = request.origin;
-    Ok(Json(services.run(move |s| crate::federation::read::event(s, &origin, &event_id)).await?))
+    Ok(Json(
+        services
+            .run(move |s| crate::federation::read::event(s, &origin, &event_id))
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
@@ -189,7 +277,13 @@ pub async fn event_auth(
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
     let origin = request.origin;
-    Ok(Json(services.run_heavy(move |s| crate::federation::read::event_auth(s, &origin, &room_id, &event_id)).await?))
+    Ok(Json(
+        services
+            .run_heavy(move |s| {
+                crate::federation::read::event_auth(s, &origin, &room_id, &event_id)
+            })
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/federation/v1/backfill/{roomId}?v=…&limit=…`.
@@ -199,19 +293,37 @@ pub async fn backfill(
     RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let room_id = OwnedRoomId::try_from(room.as_str())
+        .map_err(|_| Error::invalid_param("Invalid room id"))?;
     let mut from = Vec::new();
     let mut limit = 10usize;
-    for (k, v) in query.as_deref().unwrap_or("").split('&').filter_map(|p| p.split_once('=')) {
-        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+    for (k, v) in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+    {
+        let v = percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned();
         match k {
-            "v" => from.push(OwnedEventId::try_from(v).map_err(|_| Error::invalid_param("Invalid event id"))?),
-            "limit" => limit = v.parse().map_err(|_| Error::invalid_param("Invalid limit"))?,
+            "v" => from.push(
+                OwnedEventId::try_from(v).map_err(|_| Error::invalid_param("Invalid event id"))?,
+            ),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| Error::invalid_param("Invalid limit"))?
+            }
             _ => {}
         }
     }
     let origin = request.origin;
-    Ok(Json(services.run(move |s| crate::federation::read::backfill(s, &origin, &room_id, from, limit)).await?))
+    Ok(Json(
+        services
+            .run(move |s| crate::federation::read::backfill(s, &origin, &room_id, from, limit))
+            .await?,
+    ))
 }
 
 /// `POST /_matrix/federation/v1/get_missing_events/{roomId}`.
@@ -220,19 +332,37 @@ pub async fn get_missing_events(
     Path(room): Path<String>,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let room_id = OwnedRoomId::try_from(room.as_str())
+        .map_err(|_| Error::invalid_param("Invalid room id"))?;
     let ids = |field: &str| -> Vec<OwnedEventId> {
-        request.body.get(field).and_then(Value::as_array).into_iter().flatten()
+        request
+            .body
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
             .filter_map(|v| v.as_str().and_then(|s| OwnedEventId::try_from(s).ok()))
             .collect()
     };
     let (earliest, latest) = (ids("earliest_events"), ids("latest_events"));
-    let limit = request.body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
-    let min_depth = request.body.get("min_depth").and_then(Value::as_u64).unwrap_or(0);
+    let limit = request
+        .body
+        .get("limit")
+        .and_then(Value::as_u64)
+        .unwrap_or(10) as usize;
+    let min_depth = request
+        .body
+        .get("min_depth")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     let origin = request.origin;
     Ok(Json(
         services
-            .run(move |s| crate::federation::read::missing_events(s, &origin, &room_id, earliest, latest, limit, min_depth))
+            .run(move |s| {
+                crate::federation::read::missing_events(
+                    s, &origin, &room_id, earliest, latest, limit, min_depth,
+                )
+            })
             .await?,
     ))
 }
@@ -244,7 +374,15 @@ pub async fn make_knock(
     RawQuery(query): RawQuery,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    make(services, &room, &user, request, "knock", Some(versions(query.as_deref()))).await
+    make(
+        services,
+        &room,
+        &user,
+        request,
+        "knock",
+        Some(versions(query.as_deref())),
+    )
+    .await
 }
 
 /// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`.
@@ -254,8 +392,20 @@ pub async fn send_knock(
     request: FederatedJson,
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
-    let id = resident::send_membership(&services, &request.origin, &room_id, &event_id, &request.body, "knock").await?;
-    Ok(Json(services.run(move |s| resident::knock_answer(s, &room_id, &id)).await?))
+    let id = resident::send_membership(
+        &services,
+        &request.origin,
+        &room_id,
+        &event_id,
+        &request.body,
+        "knock",
+    )
+    .await?;
+    Ok(Json(
+        services
+            .run(move |s| resident::knock_answer(s, &room_id, &id))
+            .await?,
+    ))
 }
 
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`.
@@ -265,7 +415,16 @@ pub async fn invite_v2(
     request: FederatedJson,
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
-    Ok(Json(crate::federation::invite::receive_invite(&services, &request.origin, &room_id, &event_id, &request.body).await?))
+    Ok(Json(
+        crate::federation::invite::receive_invite(
+            &services,
+            &request.origin,
+            &room_id,
+            &event_id,
+            &request.body,
+        )
+        .await?,
+    ))
 }
 
 /// `PUT /_matrix/federation/v1/invite/{roomId}/{eventId}` (the body is the event; `[200, {event}]`).
@@ -275,14 +434,26 @@ pub async fn invite_v1(
     request: FederatedJson,
 ) -> Result<Json<Value>> {
     let (room_id, event_id) = room_event(&room, &event)?;
-    Ok(Json(crate::federation::invite::receive_invite_v1(&services, &request.origin, &room_id, &event_id, &request.body).await?))
+    Ok(Json(
+        crate::federation::invite::receive_invite_v1(
+            &services,
+            &request.origin,
+            &room_id,
+            &event_id,
+            &request.body,
+        )
+        .await?,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn repeated_ver_parameters_are_all_read() {
-        assert_eq!(super::versions(Some("ver=10&ver=11&x=1&ver=org.example%2Fv")), vec!["10", "11", "org.example/v"]);
+        assert_eq!(
+            super::versions(Some("ver=10&ver=11&x=1&ver=org.example%2Fv")),
+            vec!["10", "11", "org.example/v"]
+        );
         assert!(super::versions(None).is_empty());
     }
 }
@@ -294,21 +465,40 @@ pub async fn timestamp_to_event(
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
     request: FederatedJson,
 ) -> Result<Json<Value>> {
-    let room_id = OwnedRoomId::try_from(room.as_str()).map_err(|_| Error::invalid_param("Invalid room id"))?;
-    let ts: u64 = query.get("ts").and_then(|t| t.parse().ok()).ok_or_else(|| Error::invalid_param("Invalid ts"))?;
+    let room_id = OwnedRoomId::try_from(room.as_str())
+        .map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let ts: u64 = query
+        .get("ts")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| Error::invalid_param("Invalid ts"))?;
     let forward = match query.get("dir").map(String::as_str) {
         Some("f") => true,
         Some("b") => false,
         _ => return Err(Error::invalid_param("dir must be f or b")),
     };
     let origin = request.origin;
-    Ok(Json(services.run(move |s| crate::federation::read::timestamp_to_event(s, &origin, &room_id, ts, forward)).await?))
+    Ok(Json(
+        services
+            .run(move |s| {
+                crate::federation::read::timestamp_to_event(s, &origin, &room_id, ts, forward)
+            })
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/federation/v1/user/devices/{userId}`.
-pub async fn user_devices(State(services): State<Arc<Services>>, Path(user): Path<String>, _request: FederatedJson) -> Result<Json<Value>> {
-    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| Error::invalid_param("Invalid user id"))?;
-    Ok(Json(services.run(move |s| crate::federation::read::user_devices(s, &user)).await?))
+pub async fn user_devices(
+    State(services): State<Arc<Services>>,
+    Path(user): Path<String>,
+    _request: FederatedJson,
+) -> Result<Json<Value>> {
+    let user = OwnedUserId::try_from(user.as_str())
+        .map_err(|_| Error::invalid_param("Invalid user id"))?;
+    Ok(Json(
+        services
+            .run(move |s| crate::federation::read::user_devices(s, &user))
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/federation/v1/publicRooms?limit=…&since=…`.
@@ -319,14 +509,30 @@ pub async fn public_rooms_get(
 ) -> Result<Json<Value>> {
     let limit = query.get("limit").and_then(|l| l.parse().ok());
     let since = query.get("since").cloned();
-    Ok(Json(services.run(move |s| crate::federation::read::public_rooms(s, limit, since.as_deref(), None)).await?))
+    Ok(Json(
+        services
+            .run(move |s| crate::federation::read::public_rooms(s, limit, since.as_deref(), None))
+            .await?,
+    ))
 }
 
 /// `POST /_matrix/federation/v1/publicRooms` (`limit`, `since`, `filter.generic_search_term`).
-pub async fn public_rooms_post(State(services): State<Arc<Services>>, request: FederatedJson) -> Result<Json<Value>> {
+pub async fn public_rooms_post(
+    State(services): State<Arc<Services>>,
+    request: FederatedJson,
+) -> Result<Json<Value>> {
     let body = request.body;
     let limit = body.get("limit").and_then(Value::as_u64);
     let since = body.get("since").and_then(Value::as_str).map(str::to_owned);
-    let term = body.pointer("/filter/generic_search_term").and_then(Value::as_str).map(str::to_owned);
-    Ok(Json(services.run(move |s| crate::federation::read::public_rooms(s, limit, since.as_deref(), term.as_deref())).await?))
+    let term = body
+        .pointer("/filter/generic_search_term")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(Json(
+        services
+            .run(move |s| {
+                crate::federation::read::public_rooms(s, limit, since.as_deref(), term.as_deref())
+            })
+            .await?,
+    ))
 }

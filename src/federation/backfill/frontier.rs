@@ -22,7 +22,9 @@ pub fn current(s: &Services, short_room: u64) -> Result<Vec<OwnedEventId>> {
     let mut out = Vec::new();
     for (_, short) in s.timeline.scan(short_room, 0, Direction::Forward, 1)? {
         let event_id = s.short.event_id(short)?;
-        let Some(event) = event_by_id(s, &event_id)? else { continue };
+        let Some(event) = event_by_id(s, &event_id)? else {
+            continue;
+        };
         for missing in missing_prev_events(s, &event.pdu.prev_events)? {
             if !out.contains(&missing) {
                 out.push(missing);
@@ -49,8 +51,12 @@ pub fn advance(
     let stored_ids: HashSet<&OwnedEventId> = stored.iter().map(|(id, _)| id).collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for id in frontier.iter().chain(stored.iter().flat_map(|(_, prevs)| prevs.iter())) {
-        if stored_ids.contains(id) || refused.contains(id) || !seen.insert(id.clone()) || known(id) {
+    for id in frontier
+        .iter()
+        .chain(stored.iter().flat_map(|(_, prevs)| prevs.iter()))
+    {
+        if stored_ids.contains(id) || refused.contains(id) || !seen.insert(id.clone()) || known(id)
+        {
             continue;
         }
         out.push(id.clone());

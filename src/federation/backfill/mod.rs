@@ -40,11 +40,20 @@ pub struct Backfill {
 
 impl Backfill {
     fn lock(&self, room_id: &OwnedRoomId) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock().unwrap().entry(room_id.clone()).or_default().clone()
+        self.locks
+            .lock()
+            .unwrap()
+            .entry(room_id.clone())
+            .or_default()
+            .clone()
     }
 
     fn recently_unreachable(&self, room_id: &OwnedRoomId) -> bool {
-        self.unreachable.lock().unwrap().get(room_id).is_some_and(|at| at.elapsed() < RETRY_AFTER)
+        self.unreachable
+            .lock()
+            .unwrap()
+            .get(room_id)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER)
     }
 }
 
@@ -69,7 +78,9 @@ pub async fn fill(services: &Arc<Services>, room_id: &OwnedRoomId) -> Result<boo
     if frontier.is_empty() || servers.is_empty() {
         return Ok(false);
     }
-    let Some(version) = services.timeline.room_version(room_id)? else { return Ok(false) };
+    let Some(version) = services.timeline.room_version(room_id)? else {
+        return Ok(false);
+    };
     let from: Vec<OwnedEventId> = frontier.iter().take(MAX_FROM).cloned().collect();
     let mut answered = false;
     for server in servers.iter() {
@@ -89,8 +100,11 @@ pub async fn fill(services: &Arc<Services>, room_id: &OwnedRoomId) -> Result<boo
         let frontier = frontier.clone();
         services
             .run(move |s| {
-                let next = frontier::advance(&frontier, &outcome.stored, &outcome.refused, |id| frontier::known(s, id));
-                s.globals.commit(|c| s.timeline.put_backfill_frontier(c, short, &next))?;
+                let next = frontier::advance(&frontier, &outcome.stored, &outcome.refused, |id| {
+                    frontier::known(s, id)
+                });
+                s.globals
+                    .commit(|c| s.timeline.put_backfill_frontier(c, short, &next))?;
                 Ok(())
             })
             .await?;
@@ -100,9 +114,18 @@ pub async fn fill(services: &Arc<Services>, room_id: &OwnedRoomId) -> Result<boo
     }
     if answered {
         // Every server that answered had nothing more: the history ends here.
-        services.run(move |s| Ok(s.globals.commit(|c| s.timeline.put_backfill_frontier(c, short, &[]))?)).await?;
+        services
+            .run(move |s| {
+                Ok(s.globals
+                    .commit(|c| s.timeline.put_backfill_frontier(c, short, &[]))?)
+            })
+            .await?;
     } else {
-        backfill.unreachable.lock().unwrap().insert(room_id.clone(), Instant::now());
+        backfill
+            .unreachable
+            .lock()
+            .unwrap()
+            .insert(room_id.clone(), Instant::now());
     }
     Ok(false)
 }

@@ -8,7 +8,10 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use ruma::{OwnedEventId, OwnedRoomId, RoomVersionId, ServerName, events::{StateEventType, TimelineEventType}};
+use ruma::{
+    OwnedEventId, OwnedRoomId, RoomVersionId, ServerName,
+    events::{StateEventType, TimelineEventType},
+};
 use serde_json::value::RawValue;
 
 use super::frontier::known;
@@ -24,11 +27,7 @@ use crate::{
     services::{
         Services,
         rooms::version,
-        timeline::{
-            EVENT_META, EventMeta, PDUS,
-            append::authorise,
-            encode_meta, redaction,
-        },
+        timeline::{EVENT_META, EventMeta, PDUS, append::authorise, encode_meta, redaction},
     },
 };
 
@@ -53,33 +52,50 @@ pub async fn store_answer(
     let mut checked: Vec<CheckedPdu> = Vec::new();
     let mut seen = HashSet::new();
     for raw in pdus {
-        let Ok(object) = parse_object(&raw) else { continue };
+        let Ok(object) = parse_object(&raw) else {
+            continue;
+        };
         // An event of another room is not ours to judge (room 12 create events have no room id).
-        if object.get("room_id").is_some_and(|r| r.as_str() != Some(room_id.as_str())) {
+        if object
+            .get("room_id")
+            .is_some_and(|r| r.as_str() != Some(room_id.as_str()))
+        {
             continue;
         }
-        let Ok(event_id) = event_id_of(&object, &rules) else { continue };
+        let Ok(event_id) = event_id_of(&object, &rules) else {
+            continue;
+        };
         if !seen.insert(event_id.clone()) {
             continue;
         }
         match check_pdu(services, object, room_id.clone(), version.clone()).await {
             Ok(event) => checked.push(event),
             Err(e) => {
-                tracing::info!("backfilled event {event_id} from {origin} refused: {}", e.message);
+                tracing::info!(
+                    "backfilled event {event_id} from {origin} refused: {}",
+                    e.message
+                );
                 outcome.refused.push(event_id);
             }
         }
     }
     let (mut todo, base) = services
         .run(move |s| {
-            let todo: Vec<CheckedPdu> = checked.into_iter().filter(|e| !known(s, &e.event_id)).collect();
+            let todo: Vec<CheckedPdu> = checked
+                .into_iter()
+                .filter(|e| !known(s, &e.event_id))
+                .collect();
             Ok((todo, s.timeline.oldest_backfilled_seq(short_room)?))
         })
         .await?;
     // Oldest first, so that prev and auth events are stored before the events that need them; the
     // oldest gets the largest sequence number.
     todo.sort_by(|a, b| {
-        (u64::from(a.pdu.depth), a.pdu.origin_server_ts, &a.event_id).cmp(&(u64::from(b.pdu.depth), b.pdu.origin_server_ts, &b.event_id))
+        (u64::from(a.pdu.depth), a.pdu.origin_server_ts, &a.event_id).cmp(&(
+            u64::from(b.pdu.depth),
+            b.pdu.origin_server_ts,
+            &b.event_id,
+        ))
     });
     let count = todo.len() as u64;
     for (i, event) in todo.into_iter().enumerate() {
@@ -87,7 +103,9 @@ pub async fn store_answer(
         let id = event.event_id.clone();
         let prevs = event.pdu.prev_events.clone();
         let lookup = prevs.clone();
-        let missing = services.run(move |s| missing_prev_events(s, &lookup)).await?;
+        let missing = services
+            .run(move |s| missing_prev_events(s, &lookup))
+            .await?;
         let given = if missing.is_empty() {
             None
         } else {
@@ -95,12 +113,18 @@ pub async fn store_answer(
                 Ok(before) => Some(before),
                 Err(e) => {
                     // Not refused: the event stays missing and may be asked again.
-                    tracing::info!("state before backfilled event {id} from {origin}: {}", e.message);
+                    tracing::info!(
+                        "state before backfilled event {id} from {origin}: {}",
+                        e.message
+                    );
                     continue;
                 }
             }
         };
-        match services.run(move |s| store_one(s, event, short_room, seq, given)).await {
+        match services
+            .run(move |s| store_one(s, event, short_room, seq, given))
+            .await
+        {
             Ok(()) => outcome.stored.push((id, prevs)),
             Err(e) => {
                 tracing::info!("backfilled event {id} from {origin} refused: {}", e.message);
@@ -113,8 +137,20 @@ pub async fn store_answer(
 
 /// Authorises one event against its auth events and the state before it, and writes it with its
 /// place `seq` in one batch.
-fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_before: Option<u64>) -> Result<()> {
-    let CheckedPdu { event_id, room_id, version, object, pdu } = event;
+fn store_one(
+    s: &Services,
+    event: CheckedPdu,
+    short_room: u64,
+    seq: u64,
+    given_before: Option<u64>,
+) -> Result<()> {
+    let CheckedPdu {
+        event_id,
+        room_id,
+        version,
+        object,
+        pdu,
+    } = event;
     let rules = version::rules(&version)?;
     let lock = s.timeline.room_lock(&room_id);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,7 +173,10 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
         None => false,
     };
     let bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
-    let state_key = pdu.state_key.clone().map(|k| (StateEventType::from(pdu.kind.to_string()), k));
+    let state_key = pdu
+        .state_key
+        .clone()
+        .map(|k| (StateEventType::from(pdu.kind.to_string()), k));
     // A redaction redacts its stored target in its own batch when the redaction rules allow it
     // (an outlier redaction, already stored, did not: it does now).
     let redaction_effect = if pdu.kind == TimelineEventType::RoomRedaction {
@@ -161,19 +200,51 @@ fn store_one(s: &Services, event: CheckedPdu, short_room: u64, seq: u64, given_b
             }
             None => before,
         };
-        let meta = EventMeta { short_room, pos: 0, state_before: before, state_after: after };
-        c.batch.put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
+        let meta = EventMeta {
+            short_room,
+            pos: 0,
+            state_before: before,
+            state_after: after,
+        };
+        c.batch
+            .put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
         s.timeline.put_backfilled(c, short_room, seq, short);
         crate::services::time_index::event_committed(c, short_room, short, pdu.origin_server_ts);
         // Redactions that came before it apply to it now, when allowed.
         if !has_pdu {
-            let stored = redaction::on_arrival(s, c, &rules, short_room, &event_id, &pdu.sender, object.clone())?;
+            let stored = redaction::on_arrival(
+                s,
+                c,
+                &rules,
+                short_room,
+                &event_id,
+                &pdu.sender,
+                object.clone(),
+            )?;
             if stored != object {
-                c.batch.put(PDUS, short.to_be_bytes(), serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))?);
+                c.batch.put(
+                    PDUS,
+                    short.to_be_bytes(),
+                    serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))?,
+                );
             }
-            crate::services::relations::event_committed(s, c, short_room, crate::services::relations::ord::back(seq), short, &stored)?;
+            crate::services::relations::event_committed(
+                s,
+                c,
+                short_room,
+                crate::services::relations::ord::back(seq),
+                short,
+                &stored,
+            )?;
         }
-        let redacted_target = redaction::write_effect(s, c, redaction_effect, short, (&object, &event_id, &room_id), &rules)?;
+        let redacted_target = redaction::write_effect(
+            s,
+            c,
+            redaction_effect,
+            short,
+            (&object, &event_id, &room_id),
+            &rules,
+        )?;
         Ok((short, redacted_target))
     })?;
     if let Some(target) = redacted_target {

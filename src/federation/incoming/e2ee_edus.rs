@@ -16,7 +16,12 @@ fn user_of_origin(origin: &ServerName, content: &Value) -> Result<OwnedUserId> {
 }
 
 /// Applies an end-to-end EDU; `None` when the type is not one of them.
-pub fn apply(s: &Services, origin: &ServerName, edu_type: &str, content: &Value) -> Option<Result<()>> {
+pub fn apply(
+    s: &Services,
+    origin: &ServerName,
+    edu_type: &str,
+    content: &Value,
+) -> Option<Result<()>> {
     Some(match edu_type {
         "m.direct_to_device" => to_device::receive(s, origin, content),
         "m.device_list_update" => device_list_update(s, origin, content),
@@ -27,14 +32,19 @@ pub fn apply(s: &Services, origin: &ServerName, edu_type: &str, content: &Value)
 
 fn device_list_update(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     let user = user_of_origin(origin, content)?;
-    let update: remote_cache::DeviceListUpdate =
-        serde_json::from_value(content.clone()).map_err(|e| Error::bad_json(format!("m.device_list_update: {e}")))?;
+    let update: remote_cache::DeviceListUpdate = serde_json::from_value(content.clone())
+        .map_err(|e| Error::bad_json(format!("m.device_list_update: {e}")))?;
     remote_cache::received_device_update(s, &user, &update)
 }
 
 fn signing_key_update(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     let user = user_of_origin(origin, content)?;
-    remote_cache::received_signing_update(s, &user, content.get("master_key").cloned(), content.get("self_signing_key").cloned())
+    remote_cache::received_signing_update(
+        s,
+        &user,
+        content.get("master_key").cloned(),
+        content.get("self_signing_key").cloned(),
+    )
 }
 
 #[cfg(test)]
@@ -46,7 +56,15 @@ mod tests {
     fn users_must_belong_to_the_origin() {
         let origin: ruma::OwnedServerName = "a.example".try_into().unwrap();
         assert!(user_of_origin(&origin, &json!({ "user_id": "@u:a.example" })).is_ok());
-        assert_eq!(user_of_origin(&origin, &json!({ "user_id": "@u:b.example" })).unwrap_err().errcode, "M_FORBIDDEN");
-        assert_eq!(user_of_origin(&origin, &json!({})).unwrap_err().errcode, "M_BAD_JSON");
+        assert_eq!(
+            user_of_origin(&origin, &json!({ "user_id": "@u:b.example" }))
+                .unwrap_err()
+                .errcode,
+            "M_FORBIDDEN"
+        );
+        assert_eq!(
+            user_of_origin(&origin, &json!({})).unwrap_err().errcode,
+            "M_BAD_JSON"
+        );
     }
 }

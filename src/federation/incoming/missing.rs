@@ -30,7 +30,11 @@ pub async fn fetch_missing(
     let earliest: Vec<OwnedEventId> = services
         .run(move |s| {
             let short = crate::services::rooms::short_room(s, &room)?;
-            s.timeline.extremities(short)?.into_iter().map(|e| s.short.event_id(e)).collect()
+            s.timeline
+                .extremities(short)?
+                .into_iter()
+                .map(|e| s.short.event_id(e))
+                .collect()
         })
         .await?;
     let body = json!({
@@ -39,28 +43,46 @@ pub async fn fetch_missing(
         "limit": MAX_MISSING,
         "min_depth": 0,
     });
-    let path = format!("/_matrix/federation/v1/get_missing_events/{}", encode(room_id.as_str()));
+    let path = format!(
+        "/_matrix/federation/v1/get_missing_events/{}",
+        encode(room_id.as_str())
+    );
     let answer = call(services, origin, http::Method::POST, &path, Some(&body)).await?;
     let mut events: Vec<(u64, ruma::CanonicalJsonObject)> = Vec::new();
-    for raw in answer.get("events").and_then(Value::as_array).into_iter().flatten() {
-        let Ok(object) = serde_json::from_value::<ruma::CanonicalJsonObject>(raw.clone()) else { continue };
-        let depth = object.get("depth").and_then(|d| d.as_integer()).map_or(0, |d| i64::from(d).max(0) as u64);
+    for raw in answer
+        .get("events")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Ok(object) = serde_json::from_value::<ruma::CanonicalJsonObject>(raw.clone()) else {
+            continue;
+        };
+        let depth = object
+            .get("depth")
+            .and_then(|d| d.as_integer())
+            .map_or(0, |d| i64::from(d).max(0) as u64);
         events.push((depth, object));
     }
     events.sort_by_key(|(d, _)| *d);
     for (_, object) in events {
-        let checked = match pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::info!("missing event from {origin} refused: {}", e.message);
-                continue;
-            }
-        };
+        let checked =
+            match pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!("missing event from {origin} refused: {}", e.message);
+                    continue;
+                }
+            };
         let id = checked.event_id.clone();
         // The oldest event of the window usually follows events we still lack: its state comes
         // from the origin's state_ids; the others then follow it.
         let prevs = checked.pdu.prev_events.clone();
-        let given = if services.run(move |s| persist::missing_prev_events(s, &prevs)).await?.is_empty() {
+        let given = if services
+            .run(move |s| persist::missing_prev_events(s, &prevs))
+            .await?
+            .is_empty()
+        {
             None
         } else {
             match state_from_origin(services, origin, room_id, version, &id).await {
@@ -71,8 +93,14 @@ pub async fn fetch_missing(
                 }
             }
         };
-        if let Err(e) = services.run_heavy(move |s| persist::append_remote_at(s, checked, Forward::None, false, given)).await {
-            tracing::info!("missing event {id} from {origin} not appended: {}", e.message);
+        if let Err(e) = services
+            .run_heavy(move |s| persist::append_remote_at(s, checked, Forward::None, false, given))
+            .await
+        {
+            tracing::info!(
+                "missing event {id} from {origin} not appended: {}",
+                e.message
+            );
         }
     }
     Ok(())
@@ -92,10 +120,18 @@ pub async fn state_from_origin(
     version: &RoomVersionId,
     event_id: &OwnedEventId,
 ) -> Result<u64> {
-    let path = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let path = format!(
+        "/_matrix/federation/v1/state_ids/{}?event_id={}",
+        encode(room_id.as_str()),
+        encode(event_id.as_str())
+    );
     let answer = call(services, origin, http::Method::GET, &path, None).await?;
     let ids = |field: &str| -> Vec<OwnedEventId> {
-        answer.get(field).and_then(Value::as_array).into_iter().flatten()
+        answer
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
             .filter_map(|v| v.as_str().and_then(|s| OwnedEventId::try_from(s).ok()))
             .collect()
     };
@@ -132,9 +168,14 @@ pub async fn state_from_origin(
         else {
             continue;
         };
-        let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await?;
+        let checked =
+            pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await?;
         if checked.event_id != id {
-            return Err(crate::error::Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "a peer answered another event"));
+            return Err(crate::error::Error::new(
+                http::StatusCode::BAD_GATEWAY,
+                "M_UNKNOWN",
+                "a peer answered another event",
+            ));
         }
         fetched.push(checked);
     }
@@ -153,12 +194,22 @@ pub async fn state_from_origin(
             let short_room = crate::services::rooms::short_room(s, &room)?;
             let mut pairs = Vec::new();
             for id in &state_ids {
-                let Some(event) = crate::services::rooms::event_by_id(s, id)? else { continue };
+                let Some(event) = crate::services::rooms::event_by_id(s, id)? else {
+                    continue;
+                };
                 if event.meta.short_room != short_room {
-                    return Err(crate::error::Error::forbidden(format!("state event {id} is an event of another room")));
+                    return Err(crate::error::Error::forbidden(format!(
+                        "state event {id} is an event of another room"
+                    )));
                 }
-                let Some(state_key) = event.pdu.state_key.clone() else { continue };
-                pairs.push((ruma::events::StateEventType::from(event.pdu.kind.to_string()), state_key, event.short));
+                let Some(state_key) = event.pdu.state_key.clone() else {
+                    continue;
+                };
+                pairs.push((
+                    ruma::events::StateEventType::from(event.pdu.kind.to_string()),
+                    state_key,
+                    event.short,
+                ));
             }
             let (snapshot, _) = s.globals.commit(|c| {
                 let mut changes = Vec::new();

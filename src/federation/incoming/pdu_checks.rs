@@ -4,22 +4,36 @@
 //! state before the event and the current state (soft fail) are done when it is appended
 //! (`incoming::persist`).
 
-use std::{collections::{BTreeMap, BTreeSet}, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName, RoomVersionId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedRoomId, OwnedServerName,
+    RoomVersionId,
     canonical_json::redact,
     events::StateEventType,
     room_version_rules::{EventIdFormatVersion, RoomVersionRules},
     serde::Base64,
-    signatures::{PublicKeyMap, Verified, reference_hash, required_server_signatures_to_verify_event, verify_event},
+    signatures::{
+        PublicKeyMap, Verified, reference_hash, required_server_signatures_to_verify_event,
+        verify_event,
+    },
     state_res,
 };
 
 use crate::{
     error::{Error, Result},
     federation::remote_keys,
-    services::{Services, rooms::event_by_id, timeline::{append::MAX_PDU_BYTES, pdu::{Pdu, json_in_room}}},
+    services::{
+        Services,
+        rooms::event_by_id,
+        timeline::{
+            append::MAX_PDU_BYTES,
+            pdu::{Pdu, json_in_room},
+        },
+    },
 };
 
 /// A PDU that passed the checks that need no room state.
@@ -57,31 +71,50 @@ pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Re
 
 /// Size and format for the room version (pure).
 pub fn check_format(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<()> {
-    let size = serde_json::to_vec(object).map_err(|e| Error::bad_json(e.to_string()))?.len();
+    let size = serde_json::to_vec(object)
+        .map_err(|e| Error::bad_json(e.to_string()))?
+        .len();
     if size > MAX_PDU_BYTES {
         return Err(Error::too_large("PDU is larger than 65536 bytes"));
     }
-    state_res::check_pdu_format(object, &rules.event_format).map_err(|e| Error::bad_json(format!("invalid PDU: {e}")))
+    state_res::check_pdu_format(object, &rules.event_format)
+        .map_err(|e| Error::bad_json(format!("invalid PDU: {e}")))
 }
 
 /// The servers whose signatures the event needs.
-pub fn required_servers(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<BTreeSet<OwnedServerName>> {
-    required_server_signatures_to_verify_event(object, &rules.signatures).map_err(|e| Error::bad_json(e.to_string()))
+pub fn required_servers(
+    object: &CanonicalJsonObject,
+    rules: &RoomVersionRules,
+) -> Result<BTreeSet<OwnedServerName>> {
+    required_server_signatures_to_verify_event(object, &rules.signatures)
+        .map_err(|e| Error::bad_json(e.to_string()))
 }
 
 /// Checks the signatures with `keys`; a content hash mismatch gives the redacted event (pure).
-pub fn verify(object: CanonicalJsonObject, keys: &PublicKeyMap, rules: &RoomVersionRules) -> Result<CanonicalJsonObject> {
+pub fn verify(
+    object: CanonicalJsonObject,
+    keys: &PublicKeyMap,
+    rules: &RoomVersionRules,
+) -> Result<CanonicalJsonObject> {
     match verify_event(keys, &object, rules) {
         Ok(Verified::All) => Ok(object),
-        Ok(Verified::Signatures) => redact(object, &rules.redaction, None).map_err(|e| Error::bad_json(e.to_string())),
+        Ok(Verified::Signatures) => {
+            redact(object, &rules.redaction, None).map_err(|e| Error::bad_json(e.to_string()))
+        }
         Err(e) => Err(Error::forbidden(format!("bad event signature: {e}"))),
     }
 }
 
 /// Checks that `server` signed the event (over its redacted form), whatever the room version
 /// requires: a co-signature, such as the invitee server's on an invite (pure).
-pub fn verify_server_signature(object: &CanonicalJsonObject, server: &str, keys: &PublicKeyMap, rules: &RoomVersionRules) -> Result<()> {
-    let mut redacted = redact(object.clone(), &rules.redaction, None).map_err(|e| Error::bad_json(e.to_string()))?;
+pub fn verify_server_signature(
+    object: &CanonicalJsonObject,
+    server: &str,
+    keys: &PublicKeyMap,
+    rules: &RoomVersionRules,
+) -> Result<()> {
+    let mut redacted = redact(object.clone(), &rules.redaction, None)
+        .map_err(|e| Error::bad_json(e.to_string()))?;
     let theirs = match object.get("signatures") {
         Some(CanonicalJsonValue::Object(all)) => all.get(server).cloned(),
         _ => None,
@@ -90,11 +123,16 @@ pub fn verify_server_signature(object: &CanonicalJsonObject, server: &str, keys:
     let mut only = CanonicalJsonObject::new();
     only.insert(server.to_owned(), theirs);
     redacted.insert("signatures".into(), CanonicalJsonValue::Object(only));
-    ruma::signatures::verify_json(keys, &redacted).map_err(|e| Error::forbidden(format!("bad signature of {server}: {e}")))
+    ruma::signatures::verify_json(keys, &redacted)
+        .map_err(|e| Error::forbidden(format!("bad signature of {server}: {e}")))
 }
 
 /// The public keys of `servers` valid at `ts`, fetched when not cached.
-pub async fn keys_for_servers(services: &Arc<Services>, servers: &BTreeSet<OwnedServerName>, ts: u64) -> Result<PublicKeyMap> {
+pub async fn keys_for_servers(
+    services: &Arc<Services>,
+    servers: &BTreeSet<OwnedServerName>,
+    ts: u64,
+) -> Result<PublicKeyMap> {
     let mut map = PublicKeyMap::new();
     for server in servers {
         let keys = remote_keys::verify_keys_for(services, server, ts).await?;
@@ -122,21 +160,34 @@ pub async fn check_pdu(
     check_format(&object, &rules)?;
     let event_id = event_id_of(&object, &rules)?;
     if !json_in_room(&object, &event_id, &room_id) {
-        return Err(Error::forbidden(format!("event {event_id} is not an event of room {room_id}")));
+        return Err(Error::forbidden(format!(
+            "event {event_id} is not an event of room {room_id}"
+        )));
     }
     let servers = required_servers(&object, &rules)?;
-    let ts = object.get("origin_server_ts").and_then(|v| v.as_integer()).map_or(0, |t| i64::from(t).max(0) as u64);
+    let ts = object
+        .get("origin_server_ts")
+        .and_then(|v| v.as_integer())
+        .map_or(0, |t| i64::from(t).max(0) as u64);
     // Keys are checked for validity at the event's time only where the room version requires it.
     let at = if rules.enforce_key_validity { ts } else { 0 };
     let keys = remote_keys::keys_for_event(services, &object, &servers, at).await?;
     let object = verify(object, &keys, &rules)?;
     let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
-    Ok(CheckedPdu { event_id, room_id, version, object, pdu })
+    Ok(CheckedPdu {
+        event_id,
+        room_id,
+        version,
+        object,
+        pdu,
+    })
 }
 
 /// Authorises an event against its own `auth_events` (which must be stored, in the same room).
 pub fn check_auth_events(s: &Services, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
-    check_auth_events_with(pdu, rules, |id| Ok(event_by_id(s, id)?.map(|e| e.pdu.clone())))
+    check_auth_events_with(pdu, rules, |id| {
+        Ok(event_by_id(s, id)?.map(|e| e.pdu.clone()))
+    })
 }
 
 /// Authorises an event against its own `auth_events`, found by `lookup` (pure given `lookup`).
@@ -146,12 +197,17 @@ pub fn check_auth_events_with(
     lookup: impl Fn(&ruma::EventId) -> Result<Option<Pdu>>,
 ) -> Result<()> {
     if pdu.kind == ruma::events::TimelineEventType::RoomCreate {
-        return state_res::check_state_independent_auth_rules::<Pdu>(&rules.authorization, pdu, |_| None)
-            .map_err(|e| Error::forbidden(format!("invalid create event: {e}")));
+        return state_res::check_state_independent_auth_rules::<Pdu>(
+            &rules.authorization,
+            pdu,
+            |_| None,
+        )
+        .map_err(|e| Error::forbidden(format!("invalid create event: {e}")));
     }
     let mut by_key: BTreeMap<(StateEventType, String), Pdu> = BTreeMap::new();
     for id in &pdu.auth_events {
-        let event = lookup(id)?.ok_or_else(|| Error::forbidden(format!("unknown auth event {id}")))?;
+        let event =
+            lookup(id)?.ok_or_else(|| Error::forbidden(format!("unknown auth event {id}")))?;
         if event.room_id != pdu.room_id {
             return Err(Error::forbidden("auth event of another room"));
         }
@@ -168,22 +224,33 @@ pub fn check_auth_events_with(
         let create_id = OwnedEventId::try_from(format!("${}", &pdu.room_id.as_str()[1..]))
             .map_err(|_| Error::bad_json("bad room id"))?;
         let create = lookup(&create_id)?.ok_or_else(|| Error::forbidden("unknown create event"))?;
-        by_key.entry((StateEventType::RoomCreate, String::new())).or_insert(create);
+        by_key
+            .entry((StateEventType::RoomCreate, String::new()))
+            .or_insert(create);
     }
     let fetch_id = |id: &OwnedEventId| by_key.values().find(|e| e.event_id == *id).cloned();
-    state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| fetch_id(&id.to_owned()))
-        .map_err(|e| Error::forbidden(format!("event rejected by its auth events: {e}")))?;
-    let fetch = |kind: &StateEventType, state_key: &str| by_key.get(&(kind.clone(), state_key.to_owned())).cloned();
+    state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
+        fetch_id(&id.to_owned())
+    })
+    .map_err(|e| Error::forbidden(format!("event rejected by its auth events: {e}")))?;
+    let fetch = |kind: &StateEventType, state_key: &str| {
+        by_key.get(&(kind.clone(), state_key.to_owned())).cloned()
+    };
     state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch)
         .map_err(|e| Error::forbidden(format!("event rejected by its auth events: {e}")))
 }
 
 /// Keeps the events (state and auth chain answered by a peer) that pass the authorization rules
 /// against their own auth events, checked in depth order among themselves and the stored events.
-pub fn authorised_subset(s: &Services, events: Vec<CheckedPdu>, rules: &RoomVersionRules) -> Vec<CheckedPdu> {
+pub fn authorised_subset(
+    s: &Services,
+    events: Vec<CheckedPdu>,
+    rules: &RoomVersionRules,
+) -> Vec<CheckedPdu> {
     let mut events = events;
     events.sort_by_key(|e| u64::from(e.pdu.depth));
-    let mut accepted: std::collections::HashMap<OwnedEventId, Pdu> = std::collections::HashMap::new();
+    let mut accepted: std::collections::HashMap<OwnedEventId, Pdu> =
+        std::collections::HashMap::new();
     let mut out = Vec::new();
     for event in events {
         if accepted.contains_key(&event.event_id) {
@@ -200,7 +267,11 @@ pub fn authorised_subset(s: &Services, events: Vec<CheckedPdu>, rules: &RoomVers
                 accepted.insert(event.event_id.clone(), event.pdu.clone());
                 out.push(event);
             }
-            Err(e) => tracing::info!("event {} of a peer's state rejected: {}", event.event_id, e.message),
+            Err(e) => tracing::info!(
+                "event {} of a peer's state rejected: {}",
+                event.event_id,
+                e.message
+            ),
         }
     }
     out
@@ -231,7 +302,10 @@ mod tests {
         hash_and_sign_event("a.example", &key, &mut object, &rules.redaction).unwrap();
         let mut keys = PublicKeyMap::new();
         let public = Base64::new(key.public_key().to_vec());
-        keys.insert("a.example".into(), [("ed25519:k1".to_owned(), public)].into());
+        keys.insert(
+            "a.example".into(),
+            [("ed25519:k1".to_owned(), public)].into(),
+        );
         (object, keys)
     }
 
@@ -242,8 +316,14 @@ mod tests {
         assert!(check_format(&object, &rules).is_ok());
         assert_eq!(verify(object.clone(), &keys, &rules).unwrap(), object);
         let mut tampered = object.clone();
-        tampered.insert("sender".into(), CanonicalJsonValue::String("@other:a.example".into()));
-        assert_eq!(verify(tampered, &keys, &rules).unwrap_err().errcode, "M_FORBIDDEN");
+        tampered.insert(
+            "sender".into(),
+            CanonicalJsonValue::String("@other:a.example".into()),
+        );
+        assert_eq!(
+            verify(tampered, &keys, &rules).unwrap_err().errcode,
+            "M_FORBIDDEN"
+        );
     }
 
     #[test]
@@ -251,14 +331,24 @@ mod tests {
         let rules = RoomVersionRules::V12;
         let (mut object, keys) = signed_event(&rules);
         assert!(verify_server_signature(&object, "a.example", &keys, &rules).is_ok());
-        assert_eq!(verify_server_signature(&object, "b.example", &keys, &rules).unwrap_err().errcode, "M_FORBIDDEN");
+        assert_eq!(
+            verify_server_signature(&object, "b.example", &keys, &rules)
+                .unwrap_err()
+                .errcode,
+            "M_FORBIDDEN"
+        );
         object.insert("depth".into(), CanonicalJsonValue::Integer(4u32.into()));
         assert!(verify_server_signature(&object, "a.example", &keys, &rules).is_err());
     }
 
     fn pdu(value: serde_json::Value, id: &str) -> Pdu {
         let object: CanonicalJsonObject = serde_json::from_value(value).unwrap();
-        Pdu::from_canonical(&object, &OwnedEventId::try_from(id).unwrap(), &OwnedRoomId::try_from("!r:a.example").unwrap()).unwrap()
+        Pdu::from_canonical(
+            &object,
+            &OwnedEventId::try_from(id).unwrap(),
+            &OwnedRoomId::try_from("!r:a.example").unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -277,23 +367,39 @@ mod tests {
             "$m",
         );
         let lookup = |id: &ruma::EventId| Ok((id == "$create").then(|| create.clone()));
-        assert_eq!(check_auth_events_with(&message, &rules, lookup).unwrap_err().errcode, "M_FORBIDDEN");
+        assert_eq!(
+            check_auth_events_with(&message, &rules, lookup)
+                .unwrap_err()
+                .errcode,
+            "M_FORBIDDEN"
+        );
         // An auth event nobody has: rejected.
         let orphan = pdu(
             serde_json::json!({ "room_id": "!r:a.example", "sender": "@u:a.example", "type": "m.room.message",
                 "content": {}, "origin_server_ts": 2, "depth": 2, "prev_events": [], "auth_events": ["$nowhere"] }),
             "$o",
         );
-        assert!(check_auth_events_with(&orphan, &rules, |_| Ok(None)).unwrap_err().message.contains("unknown auth event"));
+        assert!(
+            check_auth_events_with(&orphan, &rules, |_| Ok(None))
+                .unwrap_err()
+                .message
+                .contains("unknown auth event")
+        );
     }
 
     #[test]
     fn content_hash_mismatch_redacts() {
         let rules = RoomVersionRules::V12;
         let (mut object, keys) = signed_event(&rules);
-        object.insert("content".into(), serde_json::from_value(serde_json::json!({"body": "changed"})).unwrap());
+        object.insert(
+            "content".into(),
+            serde_json::from_value(serde_json::json!({"body": "changed"})).unwrap(),
+        );
         let verified = verify(object, &keys, &rules).unwrap();
-        assert_eq!(verified.get("content"), Some(&CanonicalJsonValue::Object(Default::default())));
+        assert_eq!(
+            verified.get("content"),
+            Some(&CanonicalJsonValue::Object(Default::default()))
+        );
     }
 
     #[test]
@@ -310,8 +416,14 @@ mod tests {
         object.remove("depth");
         assert!(check_format(&object, &rules).is_err());
         let (mut big, _) = signed_event(&rules);
-        big.insert("content".into(), CanonicalJsonValue::String("x".repeat(70_000)));
-        assert_eq!(check_format(&big, &rules).unwrap_err().errcode, "M_TOO_LARGE");
+        big.insert(
+            "content".into(),
+            CanonicalJsonValue::String("x".repeat(70_000)),
+        );
+        assert_eq!(
+            check_format(&big, &rules).unwrap_err().errcode,
+            "M_TOO_LARGE"
+        );
     }
 
     #[test]

@@ -4,7 +4,11 @@
 
 use ruma::OwnedEventId;
 
-use super::{pdu_checks::{CheckedPdu, check_auth_events}, same_room::ensure_references_in_room, state_at};
+use super::{
+    pdu_checks::{CheckedPdu, check_auth_events},
+    same_room::ensure_references_in_room,
+    state_at,
+};
 use crate::{
     error::{Error, Result},
     services::{
@@ -25,11 +29,17 @@ pub enum Outcome {
 
 /// The prev events of `pdu` whose state this server does not know: events it does not have, and
 /// outliers (position 0, no snapshots).
-pub fn missing_prev_events(s: &Services, prev_events: &[OwnedEventId]) -> Result<Vec<OwnedEventId>> {
+pub fn missing_prev_events(
+    s: &Services,
+    prev_events: &[OwnedEventId],
+) -> Result<Vec<OwnedEventId>> {
     let mut out = Vec::new();
     for id in prev_events {
         let known = match s.short.event(id)? {
-            Some(short) => s.timeline.meta(short)?.is_some_and(|m| m.pos != 0 || m.state_after != 0 || m.state_before != 0),
+            Some(short) => s
+                .timeline
+                .meta(short)?
+                .is_some_and(|m| m.pos != 0 || m.state_after != 0 || m.state_before != 0),
             None => false,
         };
         if !known {
@@ -41,14 +51,31 @@ pub fn missing_prev_events(s: &Services, prev_events: &[OwnedEventId]) -> Result
 
 /// Appends a remote event whose prev events are all stored. `strict` (send_join, send_leave):
 /// an event the current state does not allow is refused instead of soft-failed.
-pub fn append_remote(s: &Services, checked: CheckedPdu, forward: Forward, strict: bool) -> Result<Outcome> {
+pub fn append_remote(
+    s: &Services,
+    checked: CheckedPdu,
+    forward: Forward,
+    strict: bool,
+) -> Result<Outcome> {
     append_remote_at(s, checked, forward, strict, None)
 }
 
 /// `append_remote` with the state before the event given (from `state_ids`) when its prev events
 /// are not all known.
-pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, strict: bool, given_before: Option<u64>) -> Result<Outcome> {
-    let CheckedPdu { event_id, room_id, version, object, pdu } = checked;
+pub fn append_remote_at(
+    s: &Services,
+    checked: CheckedPdu,
+    forward: Forward,
+    strict: bool,
+    given_before: Option<u64>,
+) -> Result<Outcome> {
+    let CheckedPdu {
+        event_id,
+        room_id,
+        version,
+        object,
+        pdu,
+    } = checked;
     let lock = s.timeline.room_lock(&room_id);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(short) = s.short.event(&event_id)?
@@ -57,9 +84,15 @@ pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, str
         return Ok(Outcome::Duplicate);
     }
     // Checked with the version we stored for the room, never one a peer named.
-    crate::federation::join::remote::same_version(s.timeline.room_version(&room_id)?.as_ref(), &version)?;
+    crate::federation::join::remote::same_version(
+        s.timeline.room_version(&room_id)?.as_ref(),
+        &version,
+    )?;
     let rules = version::rules(&version)?;
-    let short_room = s.short.room(&room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    let short_room = s
+        .short
+        .room(&room_id)?
+        .ok_or_else(|| Error::not_found("Unknown room"))?;
     ensure_references_in_room(s, short_room, &pdu)?;
     check_auth_events(s, &pdu, &rules)?;
     let before = match given_before {
@@ -74,7 +107,9 @@ pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, str
     let current = s.state.current_state(short_room)?;
     let soft_failed = authorise(s, &rules, &pdu, &current).is_err();
     if soft_failed && strict {
-        return Err(Error::forbidden("The event is not allowed by the room's current state"));
+        return Err(Error::forbidden(
+            "The event is not allowed by the room's current state",
+        ));
     }
     let extremities = s.timeline.extremities(short_room)?;
     let mut prev_shorts = Vec::new();
@@ -83,7 +118,11 @@ pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, str
             prev_shorts.push(short);
         }
     }
-    let replaces: Vec<u64> = extremities.iter().copied().filter(|e| prev_shorts.contains(e)).collect();
+    let replaces: Vec<u64> = extremities
+        .iter()
+        .copied()
+        .filter(|e| prev_shorts.contains(e))
+        .collect();
     let linear = extremities.iter().all(|e| prev_shorts.contains(e));
     persist(
         s,
@@ -96,7 +135,11 @@ pub fn append_remote_at(s: &Services, checked: CheckedPdu, forward: Forward, str
             pdu,
             state_before: before,
             replaces,
-            current: if linear { Current::After } else { Current::Keep },
+            current: if linear {
+                Current::After
+            } else {
+                Current::Keep
+            },
             txn: None,
             soft_failed,
             forward,

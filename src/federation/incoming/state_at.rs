@@ -24,8 +24,15 @@ use crate::{
 };
 
 /// Resolves several states (short maps) into one; identical states need no resolution.
-pub fn resolve_states(s: &Services, _room_id: &RoomId, rules: &RoomVersionRules, states: &[Arc<StateMap>]) -> Result<StateMap> {
-    let Some(first) = states.first() else { return Ok(StateMap::new()) };
+pub fn resolve_states(
+    s: &Services,
+    _room_id: &RoomId,
+    rules: &RoomVersionRules,
+    states: &[Arc<StateMap>],
+) -> Result<StateMap> {
+    let Some(first) = states.first() else {
+        return Ok(StateMap::new());
+    };
     if states.iter().all(|m| m == first) {
         return Ok((**first).clone());
     }
@@ -45,17 +52,32 @@ pub fn resolve_states(s: &Services, _room_id: &RoomId, rules: &RoomVersionRules,
             map.insert((kind, state_key), event_id);
         }
         maps.push(map);
-        auth_chains.push(auth_chain(s, ids)?.into_iter().collect::<EventIdSet<OwnedEventId>>());
+        auth_chains.push(
+            auth_chain(s, ids)?
+                .into_iter()
+                .collect::<EventIdSet<OwnedEventId>>(),
+        );
     }
     let fetch = |id: &EventId| -> Option<Arc<StoredEvent>> { event_by_id(s, id).ok().flatten() };
-    let subgraph = |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| -> Option<EventIdSet<OwnedEventId>> {
-        conflicted_subgraph(s, conflicted.values().flatten().cloned().collect()).ok()
-    };
-    let resolved = state_res::resolve(&rules.authorization, res_rules, maps.iter(), auth_chains, fetch, subgraph)
-        .map_err(|e| Error::internal(format!("state resolution failed: {e}")))?;
+    let subgraph =
+        |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| -> Option<EventIdSet<OwnedEventId>> {
+            conflicted_subgraph(s, conflicted.values().flatten().cloned().collect()).ok()
+        };
+    let resolved = state_res::resolve(
+        &rules.authorization,
+        res_rules,
+        maps.iter(),
+        auth_chains,
+        fetch,
+        subgraph,
+    )
+    .map_err(|e| Error::internal(format!("state resolution failed: {e}")))?;
     let mut out = StateMap::new();
     for ((kind, state_key), event_id) in resolved {
-        if let (Some(key), Some(short)) = (s.short.statekey(&kind, &state_key)?, s.short.event(&event_id)?) {
+        if let (Some(key), Some(short)) = (
+            s.short.statekey(&kind, &state_key)?,
+            s.short.event(&event_id)?,
+        ) {
             out.insert(key, short);
         }
     }
@@ -72,7 +94,14 @@ pub fn auth_chain(s: &Services, start: Vec<OwnedEventId>) -> Result<HashSet<Owne
             continue;
         }
         if let Some(event) = event_by_id(s, &id)? {
-            todo.extend(event.pdu.auth_events.iter().filter(|a| !seen.contains(*a)).cloned());
+            todo.extend(
+                event
+                    .pdu
+                    .auth_events
+                    .iter()
+                    .filter(|a| !seen.contains(*a))
+                    .cloned(),
+            );
         }
     }
     Ok(seen)
@@ -80,10 +109,18 @@ pub fn auth_chain(s: &Services, start: Vec<OwnedEventId>) -> Result<HashSet<Owne
 
 /// The conflicted state subgraph (room version 12): the events on an `auth_events` path from
 /// one conflicted event to another, the conflicted events included.
-fn conflicted_subgraph(s: &Services, conflicted: HashSet<OwnedEventId>) -> Result<EventIdSet<OwnedEventId>> {
+fn conflicted_subgraph(
+    s: &Services,
+    conflicted: HashSet<OwnedEventId>,
+) -> Result<EventIdSet<OwnedEventId>> {
     // reaches[x]: x leads (through auth events) to a conflicted event.
     let mut reaches: HashMap<OwnedEventId, bool> = HashMap::new();
-    fn visit(s: &Services, id: &OwnedEventId, conflicted: &HashSet<OwnedEventId>, reaches: &mut HashMap<OwnedEventId, bool>) -> Result<bool> {
+    fn visit(
+        s: &Services,
+        id: &OwnedEventId,
+        conflicted: &HashSet<OwnedEventId>,
+        reaches: &mut HashMap<OwnedEventId, bool>,
+    ) -> Result<bool> {
         if let Some(r) = reaches.get(id) {
             return Ok(*r);
         }
@@ -125,14 +162,30 @@ fn conflicted_subgraph(s: &Services, conflicted: HashSet<OwnedEventId>) -> Resul
 /// The state before an event whose prev events are all stored: the state after the single prev
 /// event, or the resolution of the states after each. Returns a snapshot id (a new snapshot is
 /// written when resolution produced a state no event has).
-pub fn state_before(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, prev_events: &[OwnedEventId]) -> Result<u64> {
-    let short_room = s.short.room(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+pub fn state_before(
+    s: &Services,
+    room_id: &RoomId,
+    rules: &RoomVersionRules,
+    prev_events: &[OwnedEventId],
+) -> Result<u64> {
+    let short_room = s
+        .short
+        .room(room_id)?
+        .ok_or_else(|| Error::not_found("Unknown room"))?;
     let mut snapshots = Vec::new();
     for prev in prev_events {
-        let short = s.short.event(prev)?.ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
-        let meta = s.timeline.meta(short)?.ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
+        let short = s
+            .short
+            .event(prev)?
+            .ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
+        let meta = s
+            .timeline
+            .meta(short)?
+            .ok_or_else(|| Error::internal(format!("missing prev event {prev}")))?;
         if meta.short_room != short_room {
-            return Err(Error::forbidden(format!("prev event {prev} is an event of another room")));
+            return Err(Error::forbidden(format!(
+                "prev event {prev} is an event of another room"
+            )));
         }
         if !snapshots.contains(&meta.state_after) {
             snapshots.push(meta.state_after);
@@ -142,25 +195,40 @@ pub fn state_before(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, pr
 }
 
 /// One snapshot for the resolution of several.
-pub fn snapshot_of(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, snapshots: &[u64]) -> Result<u64> {
+pub fn snapshot_of(
+    s: &Services,
+    room_id: &RoomId,
+    rules: &RoomVersionRules,
+    snapshots: &[u64],
+) -> Result<u64> {
     match snapshots {
         [] => Ok(0),
         [one] => Ok(*one),
         several => {
-            let states = several.iter().map(|id| s.state.load(*id)).collect::<Result<Vec<_>>>()?;
+            let states = several
+                .iter()
+                .map(|id| s.state.load(*id))
+                .collect::<Result<Vec<_>>>()?;
             let resolved = resolve_states(s, room_id, rules, &states)?;
             if let Some(i) = states.iter().position(|st| **st == resolved) {
                 return Ok(several[i]);
             }
             let base = several[0];
             let changes = diff(&states[0], &resolved);
-            Ok(s.globals.commit(|c| Ok(s.state.create(c, base, &changes)?.0))?.0)
+            Ok(s.globals
+                .commit(|c| Ok(s.state.create(c, base, &changes)?.0))?
+                .0)
         }
     }
 }
 
 /// Sets the room's current state to the resolution of the states after its forward extremities.
-pub fn update_current(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, short_room: u64) -> Result<()> {
+pub fn update_current(
+    s: &Services,
+    room_id: &RoomId,
+    rules: &RoomVersionRules,
+    short_room: u64,
+) -> Result<()> {
     let mut snapshots = Vec::new();
     for short in s.timeline.extremities(short_room)? {
         if let Some(meta) = s.timeline.meta(short)?
@@ -181,8 +249,18 @@ pub fn update_current(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, 
         if kind != ruma::events::StateEventType::RoomMember || short == 0 {
             continue;
         }
-        let (Ok(user), Some(event)) = (ruma::UserId::parse(&state_key), event_by_short(s, short, room_id)?) else { continue };
-        if let Some(m) = event.pdu.membership().as_deref().and_then(Membership::parse) {
+        let (Ok(user), Some(event)) = (
+            ruma::UserId::parse(&state_key),
+            event_by_short(s, short, room_id)?,
+        ) else {
+            continue;
+        };
+        if let Some(m) = event
+            .pdu
+            .membership()
+            .as_deref()
+            .and_then(Membership::parse)
+        {
             members.push((user, m, short));
         }
     }
@@ -191,7 +269,8 @@ pub fn update_current(s: &Services, room_id: &RoomId, rules: &RoomVersionRules, 
         if !members.is_empty() {
             let pos = c.next_pos();
             for (user, m, short) in &members {
-                s.membership.record(c, user, room_id, short_room, *m, pos, *short);
+                s.membership
+                    .record(c, user, room_id, short_room, *m, pos, *short);
             }
         }
         Ok(())

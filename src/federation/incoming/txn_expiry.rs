@@ -33,7 +33,13 @@ pub fn record(s: &Services, key: Vec<u8>, answer: Vec<u8>, now_ms: u64) -> Resul
 /// Deletes the answers given before `now_ms - KEEP`; returns how many.
 pub fn prune(s: &Services, now_ms: u64) -> Result<usize> {
     let cutoff = now_ms.saturating_sub(KEEP.as_millis() as u64);
-    Ok(time_index::prune_before(&s.globals.db, TXNS, TXN_TIMES, cutoff, PER_BATCH)?)
+    Ok(time_index::prune_before(
+        &s.globals.db,
+        TXNS,
+        TXN_TIMES,
+        cutoff,
+        PER_BATCH,
+    )?)
 }
 
 /// Prunes at start and every [`EVERY`] until `stop` changes.

@@ -2,14 +2,17 @@
 //! server answered to our join, invites to rooms we are not in, our rejections of them. An
 //! outlier has `event_meta` with position 0 and no state snapshots.
 
-use ruma::{UserId, events::{StateEventType, TimelineEventType}};
+use ruma::{
+    UserId,
+    events::{StateEventType, TimelineEventType},
+};
 
 use crate::{
     error::Result,
     federation::incoming::pdu_checks::CheckedPdu,
     services::{
-        globals::Commit,
         Services,
+        globals::Commit,
         rooms::membership::Membership,
         timeline::{EVENT_META, EventMeta, PDUS, encode_meta},
     },
@@ -29,7 +32,10 @@ pub fn store(s: &Services, c: &mut Commit, short_room: u64, event: &CheckedPdu) 
         Some(short) => {
             if let Some(meta) = s.timeline.meta(short)? {
                 if meta.short_room != short_room {
-                    return Err(crate::error::Error::forbidden(format!("{} is an event of another room", event.event_id)));
+                    return Err(crate::error::Error::forbidden(format!(
+                        "{} is an event of another room",
+                        event.event_id
+                    )));
                 }
                 return Ok(short);
             }
@@ -37,18 +43,39 @@ pub fn store(s: &Services, c: &mut Commit, short_room: u64, event: &CheckedPdu) 
         }
         None => s.short.create_event(c, &event.event_id),
     };
-    let bytes = serde_json::to_vec(&event.object).map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    let bytes = serde_json::to_vec(&event.object)
+        .map_err(|e| crate::error::Error::internal(e.to_string()))?;
     c.batch.put(PDUS, short.to_be_bytes(), bytes);
-    let meta = EventMeta { short_room, pos: 0, state_before: 0, state_after: 0 };
-    c.batch.put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
+    let meta = EventMeta {
+        short_room,
+        pos: 0,
+        state_before: 0,
+        state_after: 0,
+    };
+    c.batch
+        .put(EVENT_META, short.to_be_bytes(), encode_meta(&meta));
     Ok(short)
 }
 
 /// Stores a membership event of a room we are not in (an invite, our rejection) and records it
 /// for the local user it concerns, so that /sync shows it: one batch.
 pub fn store_membership(s: &Services, event: &CheckedPdu) -> Result<()> {
-    let Some(user) = event.pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok()) else { return Ok(()) };
-    let Some(membership) = event.pdu.membership().as_deref().and_then(Membership::parse) else { return Ok(()) };
+    let Some(user) = event
+        .pdu
+        .state_key
+        .as_deref()
+        .and_then(|k| UserId::parse(k).ok())
+    else {
+        return Ok(());
+    };
+    let Some(membership) = event
+        .pdu
+        .membership()
+        .as_deref()
+        .and_then(Membership::parse)
+    else {
+        return Ok(());
+    };
     if event.pdu.kind != TimelineEventType::RoomMember {
         return Ok(());
     }
@@ -56,7 +83,8 @@ pub fn store_membership(s: &Services, event: &CheckedPdu) -> Result<()> {
         let short_room = room_short(s, c, &event.room_id)?;
         let short = store(s, c, short_room, event)?;
         let pos = c.next_pos();
-        s.membership.record(c, &user, &event.room_id, short_room, membership, pos, short);
+        s.membership
+            .record(c, &user, &event.room_id, short_room, membership, pos, short);
         Ok(short_room)
     })?;
     s.federation.sender.membership_changed(short_room);
@@ -88,11 +116,16 @@ pub fn record_changed_membership(
         }
         return Ok(());
     }
-    s.membership.record(c, user, room_id, short_room, membership, pos, short_event);
+    s.membership
+        .record(c, user, room_id, short_room, membership, pos, short_event);
     Ok(())
 }
 
 /// The state key of a state event, for snapshots.
 pub fn state_key_of(event: &CheckedPdu) -> Option<(StateEventType, String)> {
-    event.pdu.state_key.clone().map(|k| (StateEventType::from(event.pdu.kind.to_string()), k))
+    event
+        .pdu
+        .state_key
+        .clone()
+        .map(|k| (StateEventType::from(event.pdu.kind.to_string()), k))
 }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomVersionId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedRoomAliasId, OwnedRoomId, OwnedServerName,
+    OwnedUserId, RoomVersionId,
 };
 use serde_json::{Value, json};
 
@@ -14,7 +15,10 @@ use super::outliers;
 use crate::{
     error::{Error, Result},
     federation::{
-        incoming::{missing::encode, pdu_checks::{self, CheckedPdu}},
+        incoming::{
+            missing::encode,
+            pdu_checks::{self, CheckedPdu},
+        },
         request::call,
     },
     services::{
@@ -29,7 +33,11 @@ use crate::{
 
 /// The `ver=` query of every room version we support.
 fn ver_query() -> String {
-    version::SUPPORTED.iter().map(|v| format!("ver={}", encode(v.as_str()))).collect::<Vec<_>>().join("&")
+    version::SUPPORTED
+        .iter()
+        .map(|v| format!("ver={}", encode(v.as_str())))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Asks `servers` in turn for a membership template; returns it with the version and the server.
@@ -47,14 +55,22 @@ async fn make_membership(
         if server == services.globals.server_name() {
             continue;
         }
-        let mut path = format!("/_matrix/federation/v1/make_{membership}/{}/{}", encode(room_id.as_str()), encode(user.as_str()));
+        let mut path = format!(
+            "/_matrix/federation/v1/make_{membership}/{}/{}",
+            encode(room_id.as_str()),
+            encode(user.as_str())
+        );
         if membership == "join" || membership == "knock" {
             path = format!("{path}?{}", ver_query());
         }
         match call(services, server, http::Method::GET, &path, None).await {
             Ok(answer) => {
-                let version = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
-                let version = RoomVersionId::try_from(version).map_err(|_| Error::bad_json("bad room version"))?;
+                let version = answer
+                    .get("room_version")
+                    .and_then(Value::as_str)
+                    .unwrap_or("1");
+                let version = RoomVersionId::try_from(version)
+                    .map_err(|_| Error::bad_json("bad room version"))?;
                 version::rules(&version)?;
                 if let Err(e) = same_version(stored.as_ref(), &version) {
                     tracing::info!("make_{membership} on {server}: {}", e.message);
@@ -95,8 +111,13 @@ pub fn same_version(stored: Option<&RoomVersionId>, answered: &RoomVersionId) ->
 /// copy: nobody sends us its events, so joining it again is a fresh join, and an invite to it is
 /// kept like an invite to a room we do not know.
 pub fn has_local_member(s: &Services, room_id: &ruma::RoomId) -> Result<bool> {
-    let Some(short) = s.short.room(room_id)? else { return Ok(false) };
-    Ok(s.membership.members(short, Membership::Join)?.iter().any(|m| m.server_name() == s.globals.server_name()))
+    let Some(short) = s.short.room(room_id)? else {
+        return Ok(false);
+    };
+    Ok(s.membership
+        .members(short, Membership::Join)?
+        .iter()
+        .any(|m| m.server_name() == s.globals.server_name()))
 }
 
 /// Signs a template: our timestamp, our content additions, our hashes and signature.
@@ -112,11 +133,15 @@ fn sign_template(
     for field in ["signatures", "hashes", "unsigned", "event_id"] {
         event.remove(field);
     }
-    event.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::try_from(crate::util::now_ms()).unwrap_or_default()));
+    event.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::Integer(ruma::Int::try_from(crate::util::now_ms()).unwrap_or_default()),
+    );
     let mut content = json!({ "membership": membership });
     // A restricted join keeps the resident's member who authorises it.
     if let Some(CanonicalJsonValue::Object(template)) = event.get("content")
-        && let Some(CanonicalJsonValue::String(via)) = template.get("join_authorised_via_users_server")
+        && let Some(CanonicalJsonValue::String(via)) =
+            template.get("join_authorised_via_users_server")
     {
         content["join_authorised_via_users_server"] = json!(via);
     }
@@ -130,21 +155,41 @@ fn sign_template(
             content["avatar_url"] = json!(avatar);
         }
     }
-    event.insert("content".into(), CanonicalJsonValue::try_from(content).map_err(|e| Error::internal(e.to_string()))?);
-    if matches!(rules.event_id_format, ruma::room_version_rules::EventIdFormatVersion::V1) {
-        let id = format!("${}:{}", crate::util::random_string(18), s.globals.server_name());
+    event.insert(
+        "content".into(),
+        CanonicalJsonValue::try_from(content).map_err(|e| Error::internal(e.to_string()))?,
+    );
+    if matches!(
+        rules.event_id_format,
+        ruma::room_version_rules::EventIdFormatVersion::V1
+    ) {
+        let id = format!(
+            "${}:{}",
+            crate::util::random_string(18),
+            s.globals.server_name()
+        );
         event.insert("event_id".into(), CanonicalJsonValue::String(id));
-        event.insert("origin".into(), CanonicalJsonValue::String(s.globals.server_name().to_string()));
+        event.insert(
+            "origin".into(),
+            CanonicalJsonValue::String(s.globals.server_name().to_string()),
+        );
     }
     let (object, event_id, _) = sign_built(s, &rules, event, Some(room_id.clone()))?;
     Ok((object, event_id))
 }
 
 /// Checks the events of a send_join answer; events that fail are left out.
-async fn check_all(services: &Arc<Services>, events: &[Value], room_id: &OwnedRoomId, version: &RoomVersionId) -> Vec<CheckedPdu> {
+async fn check_all(
+    services: &Arc<Services>,
+    events: &[Value],
+    room_id: &OwnedRoomId,
+    version: &RoomVersionId,
+) -> Vec<CheckedPdu> {
     let mut out = Vec::new();
     for raw in events {
-        let Ok(object) = serde_json::from_value::<CanonicalJsonObject>(raw.clone()) else { continue };
+        let Ok(object) = serde_json::from_value::<CanonicalJsonObject>(raw.clone()) else {
+            continue;
+        };
         match pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await {
             Ok(c) => out.push(c),
             Err(e) => tracing::info!("event of the joined room's state refused: {}", e.message),
@@ -156,13 +201,25 @@ async fn check_all(services: &Arc<Services>, events: &[Value], room_id: &OwnedRo
 /// Joins `user` to a room of another server, through the first of `servers` that lets it: a
 /// server answering `M_UNABLE_TO_GRANT_JOIN` (it cannot authorise a restricted join), or failing
 /// otherwise, is followed by the next one.
-pub async fn join_remote(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId, servers: Vec<OwnedServerName>) -> Result<()> {
+pub async fn join_remote(
+    services: &Arc<Services>,
+    user: OwnedUserId,
+    room_id: OwnedRoomId,
+    servers: Vec<OwnedServerName>,
+) -> Result<()> {
     let mut last = Error::not_found("No server could be reached to join this room");
-    for server in servers.iter().filter(|s| *s != services.globals.server_name()) {
+    for server in servers
+        .iter()
+        .filter(|s| *s != services.globals.server_name())
+    {
         match join_through(services, &user, &room_id, server).await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                tracing::info!("joining {room_id} through {server}: {} {}", e.errcode, e.message);
+                tracing::info!(
+                    "joining {room_id} through {server}: {} {}",
+                    e.errcode,
+                    e.message
+                );
                 last = e;
             }
         }
@@ -171,28 +228,62 @@ pub async fn join_remote(services: &Arc<Services>, user: OwnedUserId, room_id: O
 }
 
 /// `make_join` and `send_join` on one resident server, then the joined room stored.
-async fn join_through(services: &Arc<Services>, user: &OwnedUserId, room_id: &OwnedRoomId, server: &OwnedServerName) -> Result<()> {
+async fn join_through(
+    services: &Arc<Services>,
+    user: &OwnedUserId,
+    room_id: &OwnedRoomId,
+    server: &OwnedServerName,
+) -> Result<()> {
     let (user, room_id) = (user.clone(), room_id.clone());
-    let (template, version, resident) = make_membership(services, std::slice::from_ref(server), &room_id, &user, "join").await?;
+    let (template, version, resident) = make_membership(
+        services,
+        std::slice::from_ref(server),
+        &room_id,
+        &user,
+        "join",
+    )
+    .await?;
     let (v, r, u) = (version.clone(), room_id.clone(), user.clone());
-    let (object, event_id) = services.run(move |s| sign_template(s, template, &v, &r, &u, "join")).await?;
-    let path = format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let (object, event_id) = services
+        .run(move |s| sign_template(s, template, &v, &r, &u, "join"))
+        .await?;
+    let path = format!(
+        "/_matrix/federation/v2/send_join/{}/{}",
+        encode(room_id.as_str()),
+        encode(event_id.as_str())
+    );
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
     let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
-    let list = |field: &str| answer.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |field: &str| {
+        answer
+            .get(field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let mut auth_chain = check_all(services, &list("auth_chain"), &room_id, &version).await;
     let state = check_all(services, &list("state"), &room_id, &version).await;
     // A resident server may have co-signed our event (restricted joins): take its copy.
-    let join_object = match answer.get("event").and_then(|e| serde_json::from_value::<CanonicalJsonObject>(e.clone()).ok()) {
+    let join_object = match answer
+        .get("event")
+        .and_then(|e| serde_json::from_value::<CanonicalJsonObject>(e.clone()).ok())
+    {
         Some(theirs) => theirs,
         None => object,
     };
-    let join = pdu_checks::check_pdu(services, join_object, room_id.clone(), version.clone()).await?;
+    let join =
+        pdu_checks::check_pdu(services, join_object, room_id.clone(), version.clone()).await?;
     if join.event_id != event_id {
-        return Err(Error::new(http::StatusCode::BAD_GATEWAY, "M_UNKNOWN", "The resident server changed our join event"));
+        return Err(Error::new(
+            http::StatusCode::BAD_GATEWAY,
+            "M_UNKNOWN",
+            "The resident server changed our join event",
+        ));
     }
     auth_chain.sort_by_key(|e| u64::from(e.pdu.depth));
-    services.run(move |s| store_joined_room(s, &room_id, &version, auth_chain, state, join)).await
+    services
+        .run(move |s| store_joined_room(s, &room_id, &version, auth_chain, state, join))
+        .await
 }
 
 /// Stores the joined room: its version, the outliers, the state before our join (one snapshot),
@@ -210,7 +301,8 @@ fn store_joined_room(
 ) -> Result<()> {
     // Only events the authorization rules allow (against their own auth events) are kept.
     let rules = version::rules(version)?;
-    let state_ids: std::collections::HashSet<ruma::OwnedEventId> = state.iter().map(|e| e.event_id.clone()).collect();
+    let state_ids: std::collections::HashSet<ruma::OwnedEventId> =
+        state.iter().map(|e| e.event_id.clone()).collect();
     let (state, auth_chain): (Vec<CheckedPdu>, Vec<CheckedPdu>) =
         pdu_checks::authorised_subset(s, auth_chain.into_iter().chain(state).collect(), &rules)
             .into_iter()
@@ -230,7 +322,8 @@ fn store_joined_room(
         None => Vec::new(),
     };
     let ((short_room, snapshot), _) = s.globals.commit(|c| {
-        c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
+        c.batch
+            .put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
         let short_room = outliers::room_short(s, c, room_id)?;
         for event in &auth_chain {
             outliers::store(s, c, short_room, event)?;
@@ -239,14 +332,22 @@ fn store_joined_room(
         let pos = c.next_pos();
         for event in &state {
             let short = outliers::store(s, c, short_room, event)?;
-            let Some((kind, state_key)) = outliers::state_key_of(event) else { continue };
+            let Some((kind, state_key)) = outliers::state_key_of(event) else {
+                continue;
+            };
             let key = s.short.get_or_create_statekey(c, &kind, &state_key)?;
             changes.push((key, short));
             if kind == ruma::events::StateEventType::RoomMember
                 && let Ok(member) = ruma::UserId::parse(&state_key)
-                && let Some(m) = event.pdu.membership().as_deref().and_then(Membership::parse)
+                && let Some(m) = event
+                    .pdu
+                    .membership()
+                    .as_deref()
+                    .and_then(Membership::parse)
             {
-                outliers::record_changed_membership(s, c, &member, room_id, short_room, m, pos, short)?;
+                outliers::record_changed_membership(
+                    s, c, &member, room_id, short_room, m, pos, short,
+                )?;
             }
         }
         let (snapshot, _) = s.state.create(c, 0, &changes)?;
@@ -255,7 +356,13 @@ fn store_joined_room(
     })?;
     s.timeline.remember_version(room_id, version);
     s.federation.sender.membership_changed(short_room);
-    let CheckedPdu { event_id, room_id, version, object, pdu } = join;
+    let CheckedPdu {
+        event_id,
+        room_id,
+        version,
+        object,
+        pdu,
+    } = join;
     persist(
         s,
         Persist {
@@ -277,21 +384,48 @@ fn store_joined_room(
 }
 
 /// Leaves a room this server is not in (rejects an invite), through one of `servers`.
-pub async fn leave_remote(services: &Arc<Services>, user: OwnedUserId, room_id: OwnedRoomId, servers: Vec<OwnedServerName>) -> Result<()> {
-    let (template, version, resident) = make_membership(services, &servers, &room_id, &user, "leave").await?;
+pub async fn leave_remote(
+    services: &Arc<Services>,
+    user: OwnedUserId,
+    room_id: OwnedRoomId,
+    servers: Vec<OwnedServerName>,
+) -> Result<()> {
+    let (template, version, resident) =
+        make_membership(services, &servers, &room_id, &user, "leave").await?;
     let (v, r, u) = (version.clone(), room_id.clone(), user.clone());
-    let (object, event_id) = services.run(move |s| sign_template(s, template, &v, &r, &u, "leave")).await?;
-    let path = format!("/_matrix/federation/v2/send_leave/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let (object, event_id) = services
+        .run(move |s| sign_template(s, template, &v, &r, &u, "leave"))
+        .await?;
+    let path = format!(
+        "/_matrix/federation/v2/send_leave/{}/{}",
+        encode(room_id.as_str()),
+        encode(event_id.as_str())
+    );
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
     call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
     let checked = pdu_checks::check_pdu(services, object, room_id, version).await?;
-    services.run(move |s| outliers::store_membership(s, &checked)).await
+    services
+        .run(move |s| outliers::store_membership(s, &checked))
+        .await
 }
 
 /// Resolves an alias of another server with `query/directory`: the room and servers to join by.
-pub async fn resolve_remote_alias(services: &Arc<Services>, alias: &OwnedRoomAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
-    let path = format!("/_matrix/federation/v1/query/directory?room_alias={}", encode(alias.as_str()));
-    let answer = call(services, alias.server_name(), http::Method::GET, &path, None).await?;
+pub async fn resolve_remote_alias(
+    services: &Arc<Services>,
+    alias: &OwnedRoomAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+    let path = format!(
+        "/_matrix/federation/v1/query/directory?room_alias={}",
+        encode(alias.as_str())
+    );
+    let answer = call(
+        services,
+        alias.server_name(),
+        http::Method::GET,
+        &path,
+        None,
+    )
+    .await?;
     let room_id = answer
         .get("room_id")
         .and_then(Value::as_str)
@@ -319,7 +453,8 @@ pub async fn knock_remote(
     servers: Vec<OwnedServerName>,
     reason: Option<String>,
 ) -> Result<()> {
-    let (template, version, resident) = make_membership(services, &servers, &room_id, &user, "knock").await?;
+    let (template, version, resident) =
+        make_membership(services, &servers, &room_id, &user, "knock").await?;
     let (v, r, u) = (version.clone(), room_id.clone(), user.clone());
     let (object, event_id) = services
         .run(move |s| {
@@ -332,17 +467,29 @@ pub async fn knock_remote(
             sign_template(s, template, &v, &r, &u, "knock")
         })
         .await?;
-    let path = format!("/_matrix/federation/v1/send_knock/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+    let path = format!(
+        "/_matrix/federation/v1/send_knock/{}/{}",
+        encode(room_id.as_str()),
+        encode(event_id.as_str())
+    );
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
     let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
     let mut checked = pdu_checks::check_pdu(services, object, room_id, version).await?;
     // Kept where /sync reads the stripped state of rooms we are not in.
     let mut unsigned = CanonicalJsonObject::new();
-    if let Some(state) = answer.get("knock_room_state").cloned().and_then(|v| CanonicalJsonValue::try_from(v).ok()) {
+    if let Some(state) = answer
+        .get("knock_room_state")
+        .cloned()
+        .and_then(|v| CanonicalJsonValue::try_from(v).ok())
+    {
         unsigned.insert("invite_room_state".into(), state);
     }
-    checked.object.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
-    services.run(move |s| outliers::store_membership(s, &checked)).await
+    checked
+        .object
+        .insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
+    services
+        .run(move |s| outliers::store_membership(s, &checked))
+        .await
 }
 
 #[cfg(test)]
@@ -356,7 +503,10 @@ mod tests {
         assert!(same_version(None, &RoomVersionId::V11).is_ok());
         assert!(same_version(Some(&RoomVersionId::V10), &RoomVersionId::V10).is_ok());
         let e = same_version(Some(&RoomVersionId::V10), &RoomVersionId::V11).unwrap_err();
-        assert_eq!((e.status, e.errcode), (http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"));
+        assert_eq!(
+            (e.status, e.errcode),
+            (http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION")
+        );
         assert_eq!(e.extra.get("room_version"), Some(&serde_json::json!("10")));
     }
 }

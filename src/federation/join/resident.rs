@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use ruma::{
-    CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, ServerName,
+    CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId,
+    ServerName,
     events::{StateEventType, TimelineEventType},
 };
 use serde_json::{Value, json};
@@ -18,8 +19,8 @@ use crate::{
         Services,
         rooms::{event_by_id, event_by_short, membership::Membership, restricted, version},
         timeline::{
-            append::{Forward, NewEvent, Target, authorise, build_fields},
             StoredEvent,
+            append::{Forward, NewEvent, Target, authorise, build_fields},
             pdu::Pdu,
         },
     },
@@ -27,8 +28,12 @@ use crate::{
 
 /// 400 M_INCOMPATIBLE_ROOM_VERSION, naming the room's version.
 pub fn incompatible(version: &RoomVersionId) -> Error {
-    Error::new(http::StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room's version")
-        .with("room_version", json!(version.as_str()))
+    Error::new(
+        http::StatusCode::BAD_REQUEST,
+        "M_INCOMPATIBLE_ROOM_VERSION",
+        "Your server does not support this room's version",
+    )
+    .with("room_version", json!(version.as_str()))
 }
 
 /// `make_join` / `make_leave`: the template of `user`'s membership event.
@@ -40,20 +45,33 @@ pub fn make_membership(
     membership: &str,
     supported: Option<&[String]>,
 ) -> Result<Value> {
-    let version = s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    let version = s
+        .timeline
+        .room_version(room_id)?
+        .ok_or_else(|| Error::not_found("Unknown room"))?;
     if let Some(supported) = supported {
         // Without `ver` the joining server supports version 1 only.
-        let ok = if supported.is_empty() { version.as_str() == "1" } else { supported.iter().any(|v| v == version.as_str()) };
+        let ok = if supported.is_empty() {
+            version.as_str() == "1"
+        } else {
+            supported.iter().any(|v| v == version.as_str())
+        };
         if !ok {
             return Err(incompatible(&version));
         }
     }
     if user.server_name() != origin {
-        return Err(Error::forbidden("The user does not belong to the requesting server"));
+        return Err(Error::forbidden(
+            "The user does not belong to the requesting server",
+        ));
     }
     crate::federation::acl::check(s, room_id, origin)?;
     let short_room = crate::services::rooms::short_room(s, room_id)?;
-    if s.membership.members(short_room, Membership::Join)?.iter().all(|u| u.server_name() != s.globals.server_name()) {
+    if s.membership
+        .members(short_room, Membership::Join)?
+        .iter()
+        .all(|u| u.server_name() != s.globals.server_name())
+    {
         return Err(Error::not_found("This server is not in the room"));
     }
     let rules = version::rules(&version)?;
@@ -83,12 +101,15 @@ pub async fn send_membership(
     raw: &Value,
     membership: &str,
 ) -> Result<OwnedEventId> {
-    let object: CanonicalJsonObject =
-        serde_json::from_value(raw.clone()).map_err(|_| Error::bad_json("The event is not a JSON object"))?;
+    let object: CanonicalJsonObject = serde_json::from_value(raw.clone())
+        .map_err(|_| Error::bad_json("The event is not a JSON object"))?;
     let (room, o) = (room_id.clone(), origin.to_owned());
     let version = services
         .run(move |s| {
-            let version = s.timeline.room_version(&room)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            let version = s
+                .timeline
+                .room_version(&room)?
+                .ok_or_else(|| Error::not_found("Unknown room"))?;
             crate::federation::acl::check(s, &room, &o)?;
             // A room we left is a stale copy: we are no resident of it (as `make_membership`).
             if !crate::federation::join::remote::has_local_member(s, &room)? {
@@ -100,7 +121,11 @@ pub async fn send_membership(
     if pdu_checks::room_id_of(&object)? != *room_id {
         return Err(Error::bad_json("The event is for another room"));
     }
-    let object = if membership == "join" { co_sign_restricted_join(services, room_id, &version, object).await? } else { object };
+    let object = if membership == "join" {
+        co_sign_restricted_join(services, room_id, &version, object).await?
+    } else {
+        object
+    };
     let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version).await?;
     if checked.event_id != *event_id {
         return Err(Error::bad_json("The event id does not match the event"));
@@ -110,14 +135,20 @@ pub async fn send_membership(
         || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
         || pdu.membership().as_deref() != Some(membership)
     {
-        return Err(Error::bad_json(format!("Not a {membership} event of its sender")));
+        return Err(Error::bad_json(format!(
+            "Not a {membership} event of its sender"
+        )));
     }
     if pdu.sender.server_name() != origin {
-        return Err(Error::forbidden("The sender does not belong to the requesting server"));
+        return Err(Error::forbidden(
+            "The sender does not belong to the requesting server",
+        ));
     }
     let id = checked.event_id.clone();
     let except = origin.to_owned();
-    services.run(move |s| persist::append_remote(s, checked, Forward::AllExcept(Some(except)), true)).await?;
+    services
+        .run(move |s| persist::append_remote(s, checked, Forward::AllExcept(Some(except)), true))
+        .await?;
     Ok(id)
 }
 
@@ -134,8 +165,14 @@ async fn co_sign_restricted_join(
         Some(ruma::CanonicalJsonValue::Object(c)) => c,
         _ => return Ok(object),
     };
-    let Some(authoriser) = content.get("join_authorised_via_users_server").and_then(|v| v.as_str()) else { return Ok(object) };
-    let authoriser = OwnedUserId::try_from(authoriser).map_err(|_| Error::bad_json("Invalid join_authorised_via_users_server"))?;
+    let Some(authoriser) = content
+        .get("join_authorised_via_users_server")
+        .and_then(|v| v.as_str())
+    else {
+        return Ok(object);
+    };
+    let authoriser = OwnedUserId::try_from(authoriser)
+        .map_err(|_| Error::bad_json("Invalid join_authorised_via_users_server"))?;
     if authoriser.server_name() != services.globals.server_name() {
         return Ok(object);
     }
@@ -149,8 +186,13 @@ async fn co_sign_restricted_join(
         .run(move |s| {
             restricted::check_authoriser(s, &room, &sender, &authoriser)?;
             let rules = version::rules(&version)?;
-            ruma::signatures::sign_event(s.globals.server_name().as_str(), &s.globals.keypair, &mut object, &rules.redaction)
-                .map_err(|e| Error::bad_json(format!("cannot sign the join: {e}")))?;
+            ruma::signatures::sign_event(
+                s.globals.server_name().as_str(),
+                &s.globals.keypair,
+                &mut object,
+                &rules.redaction,
+            )
+            .map_err(|e| Error::bad_json(format!("cannot sign the join: {e}")))?;
             Ok(object)
         })
         .await
@@ -163,8 +205,14 @@ async fn co_sign_restricted_join(
 /// user, as our `/sync` summary picks them), and the events answered in `state` are not repeated
 /// in `auth_chain`; member events the auth chain needs stay in it. `servers_in_room`: the servers
 /// with joined members in the state before the join.
-pub fn join_answer(s: &Services, room_id: &RoomId, event_id: &EventId, omit_members: bool) -> Result<Value> {
-    let event = event_by_id(s, event_id)?.ok_or_else(|| Error::internal("join event not stored"))?;
+pub fn join_answer(
+    s: &Services,
+    room_id: &RoomId,
+    event_id: &EventId,
+    omit_members: bool,
+) -> Result<Value> {
+    let event =
+        event_by_id(s, event_id)?.ok_or_else(|| Error::internal("join event not stored"))?;
     let state = s.state.load(event.meta.state_before)?;
     let mut others = Vec::new();
     let mut members = Vec::new();
@@ -180,24 +228,44 @@ pub fn join_answer(s: &Services, room_id: &RoomId, event_id: &EventId, omit_memb
     let mut servers = std::collections::BTreeSet::new();
     for m in &members {
         if m.pdu.membership().as_deref() == Some("join")
-            && let Some(user) = m.pdu.state_key.as_deref().and_then(|k| <&ruma::UserId>::try_from(k).ok())
+            && let Some(user) = m
+                .pdu
+                .state_key
+                .as_deref()
+                .and_then(|k| <&ruma::UserId>::try_from(k).ok())
         {
             servers.insert(user.server_name().to_string());
         }
     }
     servers.insert(s.globals.server_name().to_string());
     let kept_members = if omit_members {
-        let named = others.iter().any(|e| matches!(e.pdu.kind, TimelineEventType::RoomName | TimelineEventType::RoomCanonicalAlias));
-        if named { Vec::new() } else { heroes(&members, &event.pdu.sender) }
+        let named = others.iter().any(|e| {
+            matches!(
+                e.pdu.kind,
+                TimelineEventType::RoomName | TimelineEventType::RoomCanonicalAlias
+            )
+        });
+        if named {
+            Vec::new()
+        } else {
+            heroes(&members, &event.pdu.sender)
+        }
     } else {
         members
     };
     let answered: Vec<_> = others.into_iter().chain(kept_members).collect();
-    let state_ids: std::collections::HashSet<OwnedEventId> = answered.iter().map(|e| e.pdu.event_id.clone()).collect();
-    let state_pdus: Vec<Value> = answered.iter().map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null)).collect();
+    let state_ids: std::collections::HashSet<OwnedEventId> =
+        answered.iter().map(|e| e.pdu.event_id.clone()).collect();
+    let state_pdus: Vec<Value> = answered
+        .iter()
+        .map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null))
+        .collect();
     let mut start: Vec<OwnedEventId> = state_ids.iter().cloned().collect();
     start.extend(event.pdu.auth_events.iter().cloned());
-    let mut chain: Vec<OwnedEventId> = state_at::auth_chain(s, start)?.into_iter().filter(|id| !state_ids.contains(id)).collect();
+    let mut chain: Vec<OwnedEventId> = state_at::auth_chain(s, start)?
+        .into_iter()
+        .filter(|id| !state_ids.contains(id))
+        .collect();
     chain.sort();
     let auth_chain = pdus_of(s, chain.iter())?;
     Ok(json!({
@@ -216,7 +284,10 @@ fn heroes(members: &[Arc<StoredEvent>], joining: &ruma::UserId) -> Vec<Arc<Store
     for wanted in ["join", "invite"] {
         let mut of_kind: Vec<&Arc<StoredEvent>> = members
             .iter()
-            .filter(|m| m.pdu.membership().as_deref() == Some(wanted) && m.pdu.state_key.as_deref() != Some(joining.as_str()))
+            .filter(|m| {
+                m.pdu.membership().as_deref() == Some(wanted)
+                    && m.pdu.state_key.as_deref() != Some(joining.as_str())
+            })
             .collect();
         of_kind.sort_by(|a, b| a.pdu.state_key.cmp(&b.pdu.state_key));
         picked.extend(of_kind.into_iter().cloned());
@@ -226,7 +297,10 @@ fn heroes(members: &[Arc<StoredEvent>], joining: &ruma::UserId) -> Vec<Arc<Store
 }
 
 /// The stored PDUs of some events (those we have).
-pub fn pdus_of<'a>(s: &Services, ids: impl Iterator<Item = &'a OwnedEventId>) -> Result<Vec<Value>> {
+pub fn pdus_of<'a>(
+    s: &Services,
+    ids: impl Iterator<Item = &'a OwnedEventId>,
+) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for id in ids {
         if let Some(e) = event_by_id(s, id)? {
@@ -238,7 +312,8 @@ pub fn pdus_of<'a>(s: &Services, ids: impl Iterator<Item = &'a OwnedEventId>) ->
 
 /// The answer of `send_knock`: the stripped state of the room for the knocking user.
 pub fn knock_answer(s: &Services, room_id: &RoomId, event_id: &EventId) -> Result<Value> {
-    let event = event_by_id(s, event_id)?.ok_or_else(|| Error::internal("knock event not stored"))?;
+    let event =
+        event_by_id(s, event_id)?.ok_or_else(|| Error::internal("knock event not stored"))?;
     let mut state = crate::federation::invite::invite_room_state(s, room_id, &event.pdu.sender)?;
     for e in &mut state {
         if let Some(o) = e.as_object_mut() {

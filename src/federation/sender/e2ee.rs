@@ -34,7 +34,10 @@ pub fn servers_sharing_a_room(s: &Services, user: &UserId) -> Result<Vec<OwnedSe
 
 /// The `stream_id` of the last device list update of `user` (0 when none).
 pub fn device_list_stream_id(s: &Services, user: &UserId) -> Result<u64> {
-    Ok(s.globals.db.get_u64(DEVICE_LIST_IDS, user.as_bytes())?.unwrap_or(0))
+    Ok(s.globals
+        .db
+        .get_u64(DEVICE_LIST_IDS, user.as_bytes())?
+        .unwrap_or(0))
 }
 
 /// One device change of a local user, as an `m.device_list_update` tells it.
@@ -48,13 +51,28 @@ pub struct DeviceUpdate {
 impl DeviceUpdate {
     /// A device that is removed.
     pub fn removed(device: ruma::OwnedDeviceId) -> Self {
-        Self { device, deleted: true, display_name: None, keys: None }
+        Self {
+            device,
+            deleted: true,
+            display_name: None,
+            keys: None,
+        }
     }
 
     /// A device as stored now, with `display_name` (a new or renamed device).
-    pub fn stored(s: &Services, user: &UserId, device: &DeviceId, display_name: Option<String>) -> Result<Self> {
+    pub fn stored(
+        s: &Services,
+        user: &UserId,
+        device: &DeviceId,
+        display_name: Option<String>,
+    ) -> Result<Self> {
         let keys = device_keys::get(s, user, device.as_str())?;
-        Ok(Self { device: device.to_owned(), deleted: false, display_name, keys })
+        Ok(Self {
+            device: device.to_owned(),
+            deleted: false,
+            display_name,
+            keys,
+        })
     }
 }
 
@@ -69,7 +87,8 @@ pub fn stage_device_list_updates(
 ) -> Result<()> {
     let memo = [b"device_list_id\xFF".as_slice(), user.as_bytes()].concat();
     for update in updates {
-        let mut content = json!({ "user_id": user, "device_id": update.device, "deleted": update.deleted });
+        let mut content =
+            json!({ "user_id": user, "device_id": update.device, "deleted": update.deleted });
         if !update.deleted {
             if let Some(name) = &update.display_name {
                 content["device_display_name"] = json!(name);
@@ -84,7 +103,8 @@ pub fn stage_device_list_updates(
         };
         let stream_id = c.short_id();
         c.note_created(memo.clone(), stream_id);
-        c.batch.put(DEVICE_LIST_IDS, user.as_bytes(), stream_id.to_be_bytes());
+        c.batch
+            .put(DEVICE_LIST_IDS, user.as_bytes(), stream_id.to_be_bytes());
         content["stream_id"] = json!(stream_id);
         content["prev_id"] = json!(prev.into_iter().collect::<Vec<_>>());
         let edu = json!({ "edu_type": "m.device_list_update", "content": content });
@@ -108,5 +128,9 @@ pub fn signing_key_update(s: &Services, user: &UserId) -> Result<()> {
     if let Some(k) = cross_signing::get(s, user, cross_signing::SELF_SIGNING)? {
         content["self_signing_key"] = serde_json::to_value(k).unwrap_or(Value::Null);
     }
-    super::queue::queue_edu(s, &servers, json!({ "edu_type": "m.signing_key_update", "content": content }))
+    super::queue::queue_edu(
+        s,
+        &servers,
+        json!({ "edu_type": "m.signing_key_update", "content": content }),
+    )
 }

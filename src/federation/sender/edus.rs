@@ -8,7 +8,13 @@ use super::{queue::queue_edu, servers_in_room};
 use crate::{error::Result, services::Services};
 
 /// `m.typing` for a local user's typing change.
-pub fn typing(s: &Services, short_room: u64, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()> {
+pub fn typing(
+    s: &Services,
+    short_room: u64,
+    room_id: &RoomId,
+    user: &UserId,
+    typing: bool,
+) -> Result<()> {
     let servers = servers_in_room(s, short_room)?;
     let edu = json!({ "edu_type": "m.typing", "content": { "room_id": room_id, "user_id": user, "typing": typing } });
     queue_edu(s, &servers, edu)
@@ -41,7 +47,12 @@ pub fn receipt(
 
 /// `m.presence` for a local user's explicit presence change, to every server sharing a joined
 /// room with them.
-pub fn presence(s: &Services, user: &UserId, presence: &str, status_msg: Option<&str>) -> Result<()> {
+pub fn presence(
+    s: &Services,
+    user: &UserId,
+    presence: &str,
+    status_msg: Option<&str>,
+) -> Result<()> {
     let mut servers = std::collections::BTreeSet::new();
     for room in s.membership.rooms_of(user)? {
         if room.membership != crate::services::rooms::membership::Membership::Join {
@@ -56,7 +67,11 @@ pub fn presence(s: &Services, user: &UserId, presence: &str, status_msg: Option<
     if let Some(msg) = status_msg {
         update["status_msg"] = json!(msg);
     }
-    queue_edu(s, &servers, json!({ "edu_type": "m.presence", "content": { "push": [update] } }))
+    queue_edu(
+        s,
+        &servers,
+        json!({ "edu_type": "m.presence", "content": { "push": [update] } }),
+    )
 }
 
 /// `/sync?set_presence=…`: stores the presence and, when it changed, sends it as `m.presence` like

@@ -17,11 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     error::Result,
-    services::{
-        Services,
-        rooms::membership::Membership,
-        timeline::pdu::Pdu,
-    },
+    services::{Services, rooms::membership::Membership, timeline::pdu::Pdu},
     storage::Db,
 };
 
@@ -46,7 +42,12 @@ pub struct Sender {
 impl Sender {
     pub fn new(db: Db) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Self { db, tx, rx: Mutex::new(Some(rx)), servers: Mutex::new(HashMap::new()) }
+        Self {
+            db,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            servers: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Forgets the servers of a room after a membership change was written.
@@ -78,7 +79,8 @@ pub fn destinations_for(
     pdu: &Pdu,
     except: Option<&ServerName>,
 ) -> Result<Vec<OwnedServerName>> {
-    let mut servers: BTreeSet<OwnedServerName> = servers_in_room(s, short_room)?.iter().cloned().collect();
+    let mut servers: BTreeSet<OwnedServerName> =
+        servers_in_room(s, short_room)?.iter().cloned().collect();
     if let Some(target) = pdu.state_key.as_deref().filter(|_| pdu.kind == ruma::events::TimelineEventType::RoomMember)
         && let Ok(user) = UserId::parse(target)
         // An invite reaches a server not yet in the room through `/invite`, not through `/send`.
@@ -108,10 +110,20 @@ fn room_servers(s: &Services, short_room: u64) -> Result<(Arc<Vec<OwnedServerNam
         return Ok(servers.clone());
     }
     let ours = s.globals.server_name();
-    let servers: BTreeSet<OwnedServerName> =
-        s.membership.members(short_room, Membership::Join)?.iter().map(|u| u.server_name().to_owned()).collect();
+    let servers: BTreeSet<OwnedServerName> = s
+        .membership
+        .members(short_room, Membership::Join)?
+        .iter()
+        .map(|u| u.server_name().to_owned())
+        .collect();
     let here = servers.contains(ours);
-    let servers: Arc<Vec<OwnedServerName>> = Arc::new(servers.into_iter().filter(|n| n != ours).collect());
-    s.federation.sender.servers.lock().unwrap().insert(short_room, (servers.clone(), here));
+    let servers: Arc<Vec<OwnedServerName>> =
+        Arc::new(servers.into_iter().filter(|n| n != ours).collect());
+    s.federation
+        .sender
+        .servers
+        .lock()
+        .unwrap()
+        .insert(short_room, (servers.clone(), here));
     Ok((servers, here))
 }

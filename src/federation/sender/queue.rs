@@ -37,7 +37,11 @@ impl Sender {
     /// Queues a PDU for `destination` in the batch of `c` (the batch that stores the event).
     pub fn queue_pdu(&self, c: &mut Commit, destination: &ServerName, event_id: &OwnedEventId) {
         let seq = c.short_id();
-        c.batch.put(QUEUE, key(destination, seq), serde_json::to_vec(&Item::Pdu(event_id.clone())).unwrap_or_default());
+        c.batch.put(
+            QUEUE,
+            key(destination, seq),
+            serde_json::to_vec(&Item::Pdu(event_id.clone())).unwrap_or_default(),
+        );
     }
 
     /// The oldest queued items of `destination`: (sequence, item), at most 50 PDUs and 100 EDUs.
@@ -47,8 +51,12 @@ impl Sender {
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(QUEUE, &prefix) {
             let (k, v) = entry?;
-            let seq = KeyReader::new(&k[prefix.len()..]).u64().ok_or_else(|| Error::internal("corrupt queue key"))?;
-            let Ok(item) = serde_json::from_slice::<Item>(&v) else { continue };
+            let seq = KeyReader::new(&k[prefix.len()..])
+                .u64()
+                .ok_or_else(|| Error::internal("corrupt queue key"))?;
+            let Ok(item) = serde_json::from_slice::<Item>(&v) else {
+                continue;
+            };
             match item {
                 Item::Pdu(_) if pdus < MAX_PDUS => pdus += 1,
                 Item::Edu(_) if edus < MAX_EDUS => edus += 1,
@@ -74,7 +82,9 @@ impl Sender {
         let mut out: Vec<OwnedServerName> = Vec::new();
         for entry in self.db.scan_prefix(QUEUE, &[]) {
             let (k, _) = entry?;
-            if let Some(name) = KeyReader::new(&k).str().and_then(|n| OwnedServerName::try_from(n).ok())
+            if let Some(name) = KeyReader::new(&k)
+                .str()
+                .and_then(|n| OwnedServerName::try_from(n).ok())
                 && out.last() != Some(&name)
             {
                 out.push(name);
@@ -105,7 +115,8 @@ pub fn queue_edu(s: &Services, destinations: &[OwnedServerName], edu: Value) -> 
 
 /// Queues an EDU for `destination` in the batch of `c` (wake the worker after the commit).
 pub fn put_edu(c: &mut Commit, destination: &ServerName, edu: &Value) -> Result<()> {
-    let bytes = serde_json::to_vec(&Item::Edu(edu.clone())).map_err(|e| Error::internal(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(&Item::Edu(edu.clone())).map_err(|e| Error::internal(e.to_string()))?;
     let seq = c.short_id();
     c.batch.put(QUEUE, key(destination, seq), bytes);
     Ok(())

@@ -21,17 +21,30 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Runs until `stop` changes: starts a worker for every destination with queued items, and one
 /// for each destination woken later.
-pub async fn supervise(services: Arc<Services>, mut rx: mpsc::UnboundedReceiver<Wake>, mut stop: watch::Receiver<bool>) {
-    let mut workers: HashMap<OwnedServerName, (mpsc::UnboundedSender<bool>, tokio::task::JoinHandle<()>)> = HashMap::new();
-    let pending = services.run(|s| s.federation.sender.pending_destinations()).await.unwrap_or_default();
-    let start = |workers: &mut HashMap<_, (mpsc::UnboundedSender<bool>, tokio::task::JoinHandle<()>)>, dest: OwnedServerName, peer_back: bool| {
-        let entry = workers.entry(dest.clone()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(destination_worker(services.clone(), dest, rx));
-            (tx, task)
-        });
-        let _ = entry.0.send(peer_back);
-    };
+pub async fn supervise(
+    services: Arc<Services>,
+    mut rx: mpsc::UnboundedReceiver<Wake>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut workers: HashMap<
+        OwnedServerName,
+        (mpsc::UnboundedSender<bool>, tokio::task::JoinHandle<()>),
+    > = HashMap::new();
+    let pending = services
+        .run(|s| s.federation.sender.pending_destinations())
+        .await
+        .unwrap_or_default();
+    let start =
+        |workers: &mut HashMap<_, (mpsc::UnboundedSender<bool>, tokio::task::JoinHandle<()>)>,
+         dest: OwnedServerName,
+         peer_back: bool| {
+            let entry = workers.entry(dest.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(destination_worker(services.clone(), dest, rx));
+                (tx, task)
+            });
+            let _ = entry.0.send(peer_back);
+        };
     for dest in pending {
         start(&mut workers, dest, false);
     }
@@ -55,11 +68,18 @@ pub async fn supervise(services: Arc<Services>, mut rx: mpsc::UnboundedReceiver<
     }
 }
 
-async fn destination_worker(services: Arc<Services>, dest: OwnedServerName, mut wake: mpsc::UnboundedReceiver<bool>) {
+async fn destination_worker(
+    services: Arc<Services>,
+    dest: OwnedServerName,
+    mut wake: mpsc::UnboundedReceiver<bool>,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let name = dest.clone();
-        let batch = match services.run(move |s| s.federation.sender.next_batch(&name)).await {
+        let batch = match services
+            .run(move |s| s.federation.sender.next_batch(&name))
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("federation queue for {dest}: {e}");
@@ -77,14 +97,23 @@ async fn destination_worker(services: Arc<Services>, dest: OwnedServerName, mut 
                 backoff = MIN_BACKOFF;
                 let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
                 let name = dest.clone();
-                if let Err(e) = services.run(move |s| s.federation.sender.acknowledge(&name, &seqs)).await {
+                if let Err(e) = services
+                    .run(move |s| s.federation.sender.acknowledge(&name, &seqs))
+                    .await
+                {
                     tracing::warn!("federation queue for {dest}: {e}");
                 }
             }
             Err(e) => {
                 tracing::info!("transaction to {dest} failed ({e}); retrying in {backoff:?}");
-                let (name, cap) = (dest.clone(), services.config().federation.max_queued_per_destination);
-                if let Err(e) = services.run(move |s| s.federation.sender.trim(&name, cap)).await {
+                let (name, cap) = (
+                    dest.clone(),
+                    services.config().federation.max_queued_per_destination,
+                );
+                if let Err(e) = services
+                    .run(move |s| s.federation.sender.trim(&name, cap))
+                    .await
+                {
                     tracing::warn!("federation queue for {dest}: {e}");
                 }
                 let sleep = tokio::time::sleep(backoff);
@@ -112,7 +141,11 @@ pub fn transaction_id(batch: &[(u64, Item)]) -> String {
     format!("{first}-{last}-{}", batch.len())
 }
 
-async fn send_transaction(services: &Arc<Services>, dest: &ServerName, batch: &[(u64, Item)]) -> Result<()> {
+async fn send_transaction(
+    services: &Arc<Services>,
+    dest: &ServerName,
+    batch: &[(u64, Item)],
+) -> Result<()> {
     let items = batch.to_vec();
     let (pdus, edus) = services
         .run(move |s| {
@@ -121,7 +154,9 @@ async fn send_transaction(services: &Arc<Services>, dest: &ServerName, batch: &[
             for (_, item) in items {
                 match item {
                     Item::Pdu(event_id) => {
-                        let Some(short) = s.short.event(&event_id)? else { continue };
+                        let Some(short) = s.short.event(&event_id)? else {
+                            continue;
+                        };
                         if let Some(json) = s.timeline.json(short)? {
                             pdus.push(serde_json::to_value(json).unwrap_or(Value::Null));
                         }
@@ -142,13 +177,20 @@ async fn send_transaction(services: &Arc<Services>, dest: &ServerName, batch: &[
     let (status, answer) = send_json(services, dest, http::Method::PUT, &path, Some(&body)).await?;
     if status.is_success() {
         Ok(())
-    } else if status == http::StatusCode::BAD_REQUEST || status == http::StatusCode::PAYLOAD_TOO_LARGE {
+    } else if status == http::StatusCode::BAD_REQUEST
+        || status == http::StatusCode::PAYLOAD_TOO_LARGE
+    {
         // The destination will never take this transaction: dropped, so that it does not block
         // everything queued after it.
-        tracing::warn!("{dest} refused transaction {} for good ({status}: {answer}); dropped", transaction_id(batch));
+        tracing::warn!(
+            "{dest} refused transaction {} for good ({status}: {answer}); dropped",
+            transaction_id(batch)
+        );
         Ok(())
     } else {
-        Err(Error::internal(format!("{dest} answered {status}: {answer}")))
+        Err(Error::internal(format!(
+            "{dest} answered {status}: {answer}"
+        )))
     }
 }
 

@@ -14,34 +14,54 @@ use crate::{
 pub fn resolve(s: &Services, room_or_alias: &str) -> Result<OwnedRoomId> {
     if let Ok(alias) = ruma::OwnedRoomAliasId::try_from(room_or_alias) {
         if alias.server_name() != s.globals.server_name() {
-            return Err(Error::invalid_param("Only local aliases can be resolved here"));
+            return Err(Error::invalid_param(
+                "Only local aliases can be resolved here",
+            ));
         }
-        return s.directory.resolve(&alias)?.map(|r| r.room_id).ok_or_else(|| Error::not_found("Room alias not found"));
+        return s
+            .directory
+            .resolve(&alias)?
+            .map(|r| r.room_id)
+            .ok_or_else(|| Error::not_found("Room alias not found"));
     }
-    OwnedRoomId::try_from(room_or_alias).map_err(|_| Error::invalid_param(format!("{room_or_alias} is not a room id or alias")))
+    OwnedRoomId::try_from(room_or_alias)
+        .map_err(|_| Error::invalid_param(format!("{room_or_alias} is not a room id or alias")))
 }
 
 pub fn join(s: &Services, admin: &UserId, user: &UserId, room_id: &RoomId) -> Result<()> {
     if user.server_name() != s.globals.server_name() {
-        return Err(Error::invalid_param("This endpoint can only be used with local users"));
+        return Err(Error::invalid_param(
+            "This endpoint can only be used with local users",
+        ));
     }
     if !s.users.is_active(user)? {
         return Err(Error::not_found("User not found"));
     }
-    let Some(short) = s.short.room(room_id)? else { return Err(Error::not_found("Room not found")) };
+    let Some(short) = s.short.room(room_id)? else {
+        return Err(Error::not_found("Room not found"));
+    };
     let joined = s.membership.members(short, Membership::Join)?;
-    if !joined.iter().any(|m| m.server_name() == s.globals.server_name()) {
+    if !joined
+        .iter()
+        .any(|m| m.server_name() == s.globals.server_name())
+    {
         return Err(Error::not_found("No local user is in the room"));
     }
     if joined.iter().any(|m| m == user) {
         return Ok(());
     }
     let public = rooms::state_content(s, room_id, &StateEventType::RoomJoinRules, "")?
-        .and_then(|c| c.get("join_rule").and_then(Value::as_str).map(|r| r == "public"))
+        .and_then(|c| {
+            c.get("join_rule")
+                .and_then(Value::as_str)
+                .map(|r| r == "public")
+        })
         .unwrap_or(false);
     if !public {
         if !joined.iter().any(|m| m == admin) {
-            return Err(Error::forbidden("The room is not public: the admin must be in it to invite the user"));
+            return Err(Error::forbidden(
+                "The room is not public: the admin must be in it to invite the user",
+            ));
         }
         if s.membership.membership(short, user)? != Some(Membership::Invite) {
             rooms::set_membership(s, room_id, admin, user, "invite", None, None)?;

@@ -14,8 +14,19 @@ pub fn deactivate(s: &Services, user: &UserId) -> Result<()> {
     }
     // Leave every room first, so other members see the departure.
     for room in s.membership.rooms_of(user)? {
-        if matches!(room.membership, Membership::Join | Membership::Invite | Membership::Knock) {
-            crate::services::rooms::set_membership(s, &room.room_id, user, user, "leave", None, None)?;
+        if matches!(
+            room.membership,
+            Membership::Join | Membership::Invite | Membership::Knock
+        ) {
+            crate::services::rooms::set_membership(
+                s,
+                &room.room_id,
+                user,
+                user,
+                "leave",
+                None,
+                None,
+            )?;
         }
     }
     // The account, its devices and their device list updates: one batch.

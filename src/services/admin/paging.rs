@@ -37,7 +37,13 @@ pub struct Page<T> {
 
 /// Sorts `items` by `cmp` in `dir` (a stable sort: `cmp` should break ties itself) and cuts the
 /// page of at most `limit` entries starting at offset `from`.
-pub fn sorted_page<T>(mut items: Vec<T>, cmp: impl Fn(&T, &T) -> Ordering, dir: Dir, from: usize, limit: usize) -> Page<T> {
+pub fn sorted_page<T>(
+    mut items: Vec<T>,
+    cmp: impl Fn(&T, &T) -> Ordering,
+    dir: Dir,
+    from: usize,
+    limit: usize,
+) -> Page<T> {
     items.sort_by(|a, b| match dir {
         Dir::Forward => cmp(a, b),
         Dir::Backward => cmp(b, a),
@@ -57,7 +63,10 @@ pub fn sorted_page<T>(mut items: Vec<T>, cmp: impl Fn(&T, &T) -> Ordering, dir: 
 /// Parses an offset (`from`): a non-negative integer; else 400 `M_INVALID_PARAM`.
 pub fn parse_offset(value: Option<&str>, name: &str) -> Result<Option<usize>> {
     value
-        .map(|v| v.parse::<usize>().map_err(|_| Error::invalid_param(format!("{name} must be a non-negative integer"))))
+        .map(|v| {
+            v.parse::<usize>()
+                .map_err(|_| Error::invalid_param(format!("{name} must be a non-negative integer")))
+        })
         .transpose()
 }
 
@@ -112,15 +121,23 @@ mod tests {
         assert_eq!((p.total, p.next), (2, None));
     }
 
-
     #[test]
     fn dir_and_offsets_are_checked() {
         assert_eq!(Dir::parse(None).unwrap(), Dir::Forward);
         assert_eq!(Dir::parse(Some("b")).unwrap(), Dir::Backward);
-        assert_eq!(Dir::parse(Some("x")).unwrap_err().errcode, "M_INVALID_PARAM");
+        assert_eq!(
+            Dir::parse(Some("x")).unwrap_err().errcode,
+            "M_INVALID_PARAM"
+        );
         assert_eq!(parse_offset(Some("12"), "from").unwrap(), Some(12));
-        assert_eq!(parse_offset(Some("-1"), "from").unwrap_err().errcode, "M_INVALID_PARAM");
+        assert_eq!(
+            parse_offset(Some("-1"), "from").unwrap_err().errcode,
+            "M_INVALID_PARAM"
+        );
         assert_eq!(parse_limit(None).unwrap(), DEFAULT_LIMIT);
-        assert_eq!(parse_limit(Some("0")).unwrap_err().errcode, "M_INVALID_PARAM");
+        assert_eq!(
+            parse_limit(Some("0")).unwrap_err().errcode,
+            "M_INVALID_PARAM"
+        );
     }
 }

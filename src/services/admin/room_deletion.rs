@@ -44,7 +44,9 @@ pub struct ShutdownResult {
 
 /// Deletes a room as the module says; returns the record (also stored).
 pub fn delete_room(s: &Services, room_id: &RoomId) -> Result<Deletion> {
-    let Some(short) = s.short.room(room_id)? else { return Err(Error::not_found("Room not found")) };
+    let Some(short) = s.short.room(room_id)? else {
+        return Err(Error::not_found("Room not found"));
+    };
     let server = s.globals.server_name();
     let mut result = ShutdownResult::default();
     let mut errors = Vec::new();
@@ -53,7 +55,15 @@ pub fn delete_room(s: &Services, room_id: &RoomId) -> Result<Deletion> {
             if user.server_name() != server {
                 continue;
             }
-            match rooms::set_membership(s, room_id, &user, &user, "leave", Some("This room has been shut down"), None) {
+            match rooms::set_membership(
+                s,
+                room_id,
+                &user,
+                &user,
+                "leave",
+                Some("This room has been shut down"),
+                None,
+            ) {
                 Ok(_) => result.kicked_users.push(user),
                 Err(e) => {
                     errors.push(format!("{user}: {}", e.message));
@@ -65,18 +75,30 @@ pub fn delete_room(s: &Services, room_id: &RoomId) -> Result<Deletion> {
     let mut batch = Batch::new();
     for alias in s.directory.aliases_of(room_id)? {
         batch.delete(ALIASES, alias.as_bytes());
-        batch.delete(ROOM_ALIASES, Key::new().str(room_id.as_str()).str(alias.as_str()).build());
+        batch.delete(
+            ROOM_ALIASES,
+            Key::new().str(room_id.as_str()).str(alias.as_str()).build(),
+        );
         result.local_aliases.push(alias);
     }
     batch.delete(PUBLIC_ROOMS, room_id.as_bytes());
     let deletion = Deletion {
         delete_id: random_string(16),
         room_id: room_id.to_owned(),
-        status: if errors.is_empty() { "complete" } else { "failed" }.to_owned(),
+        status: if errors.is_empty() {
+            "complete"
+        } else {
+            "failed"
+        }
+        .to_owned(),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         shutdown_room: result,
     };
-    batch.put(ROOM_DELETIONS, deletion.delete_id.as_bytes(), encode_json(&deletion));
+    batch.put(
+        ROOM_DELETIONS,
+        deletion.delete_id.as_bytes(),
+        encode_json(&deletion),
+    );
     s.globals.db.write(batch)?;
     Ok(deletion)
 }
@@ -96,5 +118,7 @@ pub fn deletions_of(s: &Services, room_id: &RoomId) -> Result<Vec<Deletion>> {
 
 /// The deletion of that id.
 pub fn deletion(s: &Services, delete_id: &str) -> Result<Option<Deletion>> {
-    Ok(s.globals.db.get_json(ROOM_DELETIONS, delete_id.as_bytes())?)
+    Ok(s.globals
+        .db
+        .get_json(ROOM_DELETIONS, delete_id.as_bytes())?)
 }

@@ -66,7 +66,11 @@ impl RoomOrder {
             Some("state_events") => Self::StateEvents,
             Some("version") => Self::Version,
             Some("creator") => Self::Creator,
-            Some(other) => return Err(Error::invalid_param(format!("Unknown value for order_by: {other}"))),
+            Some(other) => {
+                return Err(Error::invalid_param(format!(
+                    "Unknown value for order_by: {other}"
+                )));
+            }
         })
     }
 }
@@ -106,10 +110,14 @@ fn compare(order: RoomOrder, a: &RoomSummary, b: &RoomSummary) -> Ordering {
 
 fn matches(term: &str, room: &RoomSummary) -> bool {
     let term = term.to_lowercase();
-    [room.name.as_deref(), room.canonical_alias.as_deref(), Some(room.room_id.as_str())]
-        .into_iter()
-        .flatten()
-        .any(|field| field.to_lowercase().contains(&term))
+    [
+        room.name.as_deref(),
+        room.canonical_alias.as_deref(),
+        Some(room.room_id.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|field| field.to_lowercase().contains(&term))
 }
 
 /// The page of `rooms` that `q` asks for.
@@ -118,7 +126,13 @@ pub fn list(rooms: Vec<RoomSummary>, q: &RoomQuery) -> Page<RoomSummary> {
         .into_iter()
         .filter(|r| q.search_term.as_deref().is_none_or(|t| matches(t, r)))
         .collect();
-    sorted_page(kept, |a, b| compare(q.order_by, a, b), q.dir, q.from, q.limit)
+    sorted_page(
+        kept,
+        |a, b| compare(q.order_by, a, b),
+        q.dir,
+        q.from,
+        q.limit,
+    )
 }
 
 /// Every room this server has a timeline of.
@@ -135,14 +149,19 @@ pub fn all_room_ids(s: &Services) -> Result<Vec<OwnedRoomId>> {
 
 /// The summary of a room from its current state; `None` for a room this server does not know.
 pub fn summary(s: &Services, room_id: &RoomId) -> Result<Option<RoomSummary>> {
-    let (Some(short), Some(version)) = (s.short.room(room_id)?, s.timeline.room_version(room_id)?) else {
+    let (Some(short), Some(version)) = (s.short.room(room_id)?, s.timeline.room_version(room_id)?)
+    else {
         return Ok(None);
     };
     let field = |kind: StateEventType, name: &str| -> Result<Option<String>> {
-        Ok(rooms::state_content(s, room_id, &kind, "")?.and_then(|c| c.get(name).and_then(Value::as_str).map(str::to_owned)))
+        Ok(rooms::state_content(s, room_id, &kind, "")?
+            .and_then(|c| c.get(name).and_then(Value::as_str).map(str::to_owned)))
     };
     let create = rooms::state_event(s, room_id, &StateEventType::RoomCreate, "")?;
-    let create_content = create.as_ref().map(|e| e.pdu.content_value()).unwrap_or_default();
+    let create_content = create
+        .as_ref()
+        .map(|e| e.pdu.content_value())
+        .unwrap_or_default();
     let joined = s.membership.members(short, Membership::Join)?;
     let server = s.globals.server_name();
     Ok(Some(RoomSummary {
@@ -156,13 +175,19 @@ pub fn summary(s: &Services, room_id: &RoomId) -> Result<Option<RoomSummary>> {
         version: version.to_string(),
         creator: create.as_ref().map(|e| e.pdu.sender.to_string()),
         encryption: field(StateEventType::RoomEncryption, "algorithm")?,
-        federatable: create_content.get("m.federate").and_then(Value::as_bool).unwrap_or(true),
+        federatable: create_content
+            .get("m.federate")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         public: s.directory.is_public(room_id)?,
         join_rules: field(StateEventType::RoomJoinRules, "join_rule")?,
         guest_access: field(StateEventType::RoomGuestAccess, "guest_access")?,
         history_visibility: field(StateEventType::RoomHistoryVisibility, "history_visibility")?,
         state_events: s.state.current_state(short)?.len(),
-        room_type: create_content.get("type").and_then(Value::as_str).map(str::to_owned),
+        room_type: create_content
+            .get("type")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     }))
 }
 
@@ -193,7 +218,12 @@ mod tests {
     }
 
     fn sample() -> Vec<RoomSummary> {
-        vec![room("!c:x", Some("beta"), 1), room("!a:x", None, 5), room("!b:x", Some("Alpha"), 3), room("!d:x", Some("gamma"), 3)]
+        vec![
+            room("!c:x", Some("beta"), 1),
+            room("!a:x", None, 5),
+            room("!b:x", Some("Alpha"), 3),
+            room("!d:x", Some("gamma"), 3),
+        ]
     }
 
     fn ids(p: &Page<RoomSummary>) -> Vec<&str> {
@@ -201,39 +231,77 @@ mod tests {
     }
 
     fn query() -> RoomQuery {
-        RoomQuery { limit: 100, ..Default::default() }
+        RoomQuery {
+            limit: 100,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn by_name_case_insensitive_unnamed_last() {
-        assert_eq!(ids(&list(sample(), &query())), ["!b:x", "!c:x", "!d:x", "!a:x"]);
-        let q = RoomQuery { dir: Dir::Backward, ..query() };
+        assert_eq!(
+            ids(&list(sample(), &query())),
+            ["!b:x", "!c:x", "!d:x", "!a:x"]
+        );
+        let q = RoomQuery {
+            dir: Dir::Backward,
+            ..query()
+        };
         assert_eq!(ids(&list(sample(), &q)), ["!a:x", "!d:x", "!c:x", "!b:x"]);
     }
 
     #[test]
     fn by_members_largest_first_ties_by_id() {
-        let q = RoomQuery { order_by: RoomOrder::JoinedMembers, ..query() };
+        let q = RoomQuery {
+            order_by: RoomOrder::JoinedMembers,
+            ..query()
+        };
         assert_eq!(ids(&list(sample(), &q)), ["!a:x", "!b:x", "!d:x", "!c:x"]);
-        assert_eq!(RoomOrder::parse(Some("size")).unwrap(), RoomOrder::JoinedMembers);
-        assert_eq!(RoomOrder::parse(Some("nope")).unwrap_err().errcode, "M_INVALID_PARAM");
+        assert_eq!(
+            RoomOrder::parse(Some("size")).unwrap(),
+            RoomOrder::JoinedMembers
+        );
+        assert_eq!(
+            RoomOrder::parse(Some("nope")).unwrap_err().errcode,
+            "M_INVALID_PARAM"
+        );
     }
 
     #[test]
     fn search_term_matches_name_or_id() {
-        let q = RoomQuery { search_term: Some("ALP".into()), ..query() };
+        let q = RoomQuery {
+            search_term: Some("ALP".into()),
+            ..query()
+        };
         assert_eq!(ids(&list(sample(), &q)), ["!b:x"]);
-        let q = RoomQuery { search_term: Some("!a:".into()), ..query() };
+        let q = RoomQuery {
+            search_term: Some("!a:".into()),
+            ..query()
+        };
         assert_eq!(ids(&list(sample(), &q)), ["!a:x"]);
     }
 
     #[test]
     fn pages_with_offsets() {
-        let q = RoomQuery { limit: 3, from: 0, ..query() };
+        let q = RoomQuery {
+            limit: 3,
+            from: 0,
+            ..query()
+        };
         let first = list(sample(), &q);
-        assert_eq!((first.items.len(), first.total, first.next), (3, 4, Some(3)));
-        let q = RoomQuery { limit: 3, from: 3, ..query() };
+        assert_eq!(
+            (first.items.len(), first.total, first.next),
+            (3, 4, Some(3))
+        );
+        let q = RoomQuery {
+            limit: 3,
+            from: 3,
+            ..query()
+        };
         let second = list(sample(), &q);
-        assert_eq!((ids(&second), second.next, second.prev), (vec!["!a:x"], None, Some(0)));
+        assert_eq!(
+            (ids(&second), second.next, second.prev),
+            (vec!["!a:x"], None, Some(0))
+        );
     }
 }

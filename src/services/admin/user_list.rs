@@ -32,7 +32,11 @@ impl UserOrder {
             Some("creation_ts") => Self::CreationTs,
             Some("admin") => Self::Admin,
             Some("deactivated") => Self::Deactivated,
-            Some(other) => return Err(Error::invalid_param(format!("Unknown value for order_by: {other}"))),
+            Some(other) => {
+                return Err(Error::invalid_param(format!(
+                    "Unknown value for order_by: {other}"
+                )));
+            }
         })
     }
 }
@@ -63,7 +67,11 @@ fn matches(q: &UserQuery, user: &UserId, account: &Account) -> bool {
     }
     if let Some(name) = &q.name {
         let name = name.to_lowercase();
-        let display = account.displayname.as_deref().unwrap_or_default().to_lowercase();
+        let display = account
+            .displayname
+            .as_deref()
+            .unwrap_or_default()
+            .to_lowercase();
         return user.localpart().to_lowercase().contains(&name) || display.contains(&name);
     }
     if let Some(id) = &q.user_id {
@@ -91,8 +99,17 @@ fn compare(order: UserOrder, a: &(OwnedUserId, Account), b: &(OwnedUserId, Accou
 
 /// The page of `accounts` that `q` asks for.
 pub fn list(accounts: Vec<(OwnedUserId, Account)>, q: &UserQuery) -> Page<(OwnedUserId, Account)> {
-    let kept: Vec<_> = accounts.into_iter().filter(|(u, a)| matches(q, u, a)).collect();
-    sorted_page(kept, |a, b| compare(q.order_by, a, b), q.dir, q.from, q.limit)
+    let kept: Vec<_> = accounts
+        .into_iter()
+        .filter(|(u, a)| matches(q, u, a))
+        .collect();
+    sorted_page(
+        kept,
+        |a, b| compare(q.order_by, a, b),
+        q.dir,
+        q.from,
+        q.limit,
+    )
 }
 
 /// A user in the list and in `GET /_synapse/admin/v2/users/{userId}` (`creation_ts` in ms).
@@ -120,15 +137,33 @@ mod tests {
     use super::*;
 
     fn account(name: &str, ts: u64, admin: bool, deactivated: bool) -> Account {
-        Account { displayname: Some(name.to_owned()), created_ts: ts, admin, deactivated, ..Default::default() }
+        Account {
+            displayname: Some(name.to_owned()),
+            created_ts: ts,
+            admin,
+            deactivated,
+            ..Default::default()
+        }
     }
 
     fn sample() -> Vec<(OwnedUserId, Account)> {
         vec![
-            (OwnedUserId::try_from("@carol:x").unwrap(), account("Zed", 3, false, false)),
-            (OwnedUserId::try_from("@alice:x").unwrap(), account("Mallory", 2, true, false)),
-            (OwnedUserId::try_from("@bob:x").unwrap(), account("Bobby", 1, false, true)),
-            (OwnedUserId::try_from("@dave:x").unwrap(), account("Alice's friend", 4, false, false)),
+            (
+                OwnedUserId::try_from("@carol:x").unwrap(),
+                account("Zed", 3, false, false),
+            ),
+            (
+                OwnedUserId::try_from("@alice:x").unwrap(),
+                account("Mallory", 2, true, false),
+            ),
+            (
+                OwnedUserId::try_from("@bob:x").unwrap(),
+                account("Bobby", 1, false, true),
+            ),
+            (
+                OwnedUserId::try_from("@dave:x").unwrap(),
+                account("Alice's friend", 4, false, false),
+            ),
         ]
     }
 
@@ -137,42 +172,76 @@ mod tests {
     }
 
     fn query() -> UserQuery {
-        UserQuery { limit: 100, ..Default::default() }
+        UserQuery {
+            limit: 100,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn deactivated_are_hidden_unless_asked() {
         assert_eq!(names(&list(sample(), &query())), ["alice", "carol", "dave"]);
-        let q = UserQuery { deactivated: true, ..query() };
-        assert_eq!(names(&list(sample(), &q)), ["alice", "bob", "carol", "dave"]);
+        let q = UserQuery {
+            deactivated: true,
+            ..query()
+        };
+        assert_eq!(
+            names(&list(sample(), &q)),
+            ["alice", "bob", "carol", "dave"]
+        );
     }
 
     #[test]
     fn name_matches_localpart_or_displayname() {
-        let q = UserQuery { name: Some("ALICE".into()), ..query() };
+        let q = UserQuery {
+            name: Some("ALICE".into()),
+            ..query()
+        };
         assert_eq!(names(&list(sample(), &q)), ["alice", "dave"]);
-        let q = UserQuery { user_id: Some("@car".into()), ..query() };
+        let q = UserQuery {
+            user_id: Some("@car".into()),
+            ..query()
+        };
         assert_eq!(names(&list(sample(), &q)), ["carol"]);
     }
 
     #[test]
     fn sorts_by_each_order_and_direction() {
-        let q = UserQuery { order_by: UserOrder::Displayname, ..query() };
+        let q = UserQuery {
+            order_by: UserOrder::Displayname,
+            ..query()
+        };
         assert_eq!(names(&list(sample(), &q)), ["dave", "alice", "carol"]);
         let mut lowercase = sample();
         lowercase[0].1.displayname = Some("zed".into());
         lowercase[1].1.displayname = Some("Zee".into());
         assert_eq!(names(&list(lowercase, &q)), ["dave", "carol", "alice"]);
-        let q = UserQuery { order_by: UserOrder::CreationTs, dir: Dir::Backward, ..query() };
+        let q = UserQuery {
+            order_by: UserOrder::CreationTs,
+            dir: Dir::Backward,
+            ..query()
+        };
         assert_eq!(names(&list(sample(), &q)), ["dave", "carol", "alice"]);
-        let q = UserQuery { order_by: UserOrder::Admin, dir: Dir::Backward, ..query() };
+        let q = UserQuery {
+            order_by: UserOrder::Admin,
+            dir: Dir::Backward,
+            ..query()
+        };
         assert_eq!(names(&list(sample(), &q))[0], "alice");
-        assert_eq!(UserOrder::parse(Some("bogus")).unwrap_err().errcode, "M_INVALID_PARAM");
+        assert_eq!(
+            UserOrder::parse(Some("bogus")).unwrap_err().errcode,
+            "M_INVALID_PARAM"
+        );
     }
 
     #[test]
     fn admins_filter_and_paging() {
-        let q = UserQuery { admins: Some(false), limit: 1, from: 1, ..query() };
+        let q = UserQuery {
+            admins: Some(false),
+            limit: 1,
+            from: 1,
+            ..query()
+        };
         let page = list(sample(), &q);
         assert_eq!(names(&page), ["dave"]);
         assert_eq!((page.total, page.next, page.prev), (2, None, Some(0)));

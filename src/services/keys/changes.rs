@@ -24,7 +24,8 @@ pub fn mark_changed(db: &Db, c: &mut Commit, user: &UserId) -> Result<u64> {
     }
     let pos = c.next_pos();
     c.batch.put(KEY_CHANGES, pos.to_be_bytes(), user.as_bytes());
-    c.batch.put(KEY_CHANGE_POS, user.as_bytes(), pos.to_be_bytes());
+    c.batch
+        .put(KEY_CHANGE_POS, user.as_bytes(), pos.to_be_bytes());
     c.note_created(memo, pos);
     Ok(pos)
 }

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
 
-use super::{FALLBACK_KEYS, ONE_TIME_KEYS, one_time::{FallbackKey, OneTimeKey}};
+use super::{
+    FALLBACK_KEYS, ONE_TIME_KEYS,
+    one_time::{FallbackKey, OneTimeKey},
+};
 use crate::{
     error::Result,
     services::Services,
@@ -40,13 +43,20 @@ pub fn choose(first_one_time: Option<(String, Value)>, fallback: Option<Fallback
 pub type Claimed = BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, BTreeMap<String, Value>>>;
 
 /// Claims keys of local devices; devices without a key are left out of the answer.
-pub fn claim_local(s: &Services, wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>) -> Result<Claimed> {
+pub fn claim_local(
+    s: &Services,
+    wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+) -> Result<Claimed> {
     let db = &s.globals.db;
     let (claimed, _) = s.globals.commit(|c| {
         let mut out: Claimed = BTreeMap::new();
         for (user, devices) in wanted {
             for (device, algorithm) in devices {
-                let prefix = Key::new().str(user.as_str()).str(device.as_str()).str(algorithm).build();
+                let prefix = Key::new()
+                    .str(user.as_str())
+                    .str(device.as_str())
+                    .str(algorithm)
+                    .build();
                 let first = match db.scan_prefix(ONE_TIME_KEYS, &prefix).next().transpose()? {
                     Some((k, v)) => {
                         let stored: OneTimeKey = decode_json(ONE_TIME_KEYS, &v)?;
@@ -64,13 +74,18 @@ pub fn claim_local(s: &Services, wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDe
                     Choice::Fallback(mut record) => {
                         if !record.used {
                             record.used = true;
-                            c.batch.put(FALLBACK_KEYS, prefix.clone(), encode_json(&record));
+                            c.batch
+                                .put(FALLBACK_KEYS, prefix.clone(), encode_json(&record));
                         }
                         (record.key_id, record.key)
                     }
                     Choice::Nothing => continue,
                 };
-                out.entry(user.clone()).or_default().entry(device.clone()).or_default().insert(id, key);
+                out.entry(user.clone())
+                    .or_default()
+                    .entry(device.clone())
+                    .or_default()
+                    .insert(id, key);
             }
         }
         Ok(out)
@@ -84,16 +99,29 @@ mod tests {
     use serde_json::json;
 
     fn fallback(used: bool) -> FallbackKey {
-        FallbackKey { key_id: "signed_curve25519:F".into(), key: json!({"key": "f"}), used }
+        FallbackKey {
+            key_id: "signed_curve25519:F".into(),
+            key: json!({"key": "f"}),
+            used,
+        }
     }
 
     #[test]
     fn one_time_key_first_then_fallback_then_nothing() {
         let otk = Some(("signed_curve25519:A".to_owned(), json!({"key": "a"})));
-        assert_eq!(choose(otk.clone(), Some(fallback(false))), Choice::OneTime("signed_curve25519:A".into(), json!({"key": "a"})));
-        assert_eq!(choose(None, Some(fallback(false))), Choice::Fallback(fallback(false)));
+        assert_eq!(
+            choose(otk.clone(), Some(fallback(false))),
+            Choice::OneTime("signed_curve25519:A".into(), json!({"key": "a"}))
+        );
+        assert_eq!(
+            choose(None, Some(fallback(false))),
+            Choice::Fallback(fallback(false))
+        );
         // A used fallback key is handed out again (the spec keeps it until replaced).
-        assert_eq!(choose(None, Some(fallback(true))), Choice::Fallback(fallback(true)));
+        assert_eq!(
+            choose(None, Some(fallback(true))),
+            Choice::Fallback(fallback(true))
+        );
         assert_eq!(choose(None, None), Choice::Nothing);
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, DeviceId, OneTimeKeyAlgorithm, UInt, UserId};
 use serde_json::Value;
 
-use super::{DEVICE_KEYS, FALLBACK_KEYS, ONE_TIME_KEYS, changes, device_prefix, one_time, signatures};
+use super::{
+    DEVICE_KEYS, FALLBACK_KEYS, ONE_TIME_KEYS, changes, device_prefix, one_time, signatures,
+};
 use crate::{
     error::{Error, Result},
     federation::sender::e2ee::DeviceUpdate,
@@ -24,19 +26,27 @@ pub struct Upload {
 
 /// Checks uploaded device keys: they name the caller's user and device and carry a valid signature
 /// by the device's own ed25519 key.
-pub fn check_device_keys(keys: &CanonicalJsonObject, user: &UserId, device: &DeviceId) -> Result<()> {
+pub fn check_device_keys(
+    keys: &CanonicalJsonObject,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<()> {
     let field = |name: &str| match keys.get(name) {
         Some(CanonicalJsonValue::String(s)) => Some(s.as_str()),
         _ => None,
     };
     if field("user_id") != Some(user.as_str()) || field("device_id") != Some(device.as_str()) {
-        return Err(Error::invalid_param("device_keys must name the user and device of the access token"));
+        return Err(Error::invalid_param(
+            "device_keys must name the user and device of the access token",
+        ));
     }
     let key_id = format!("ed25519:{device}");
     let public = signatures::public_key(keys, &key_id)
         .ok_or_else(|| Error::invalid_param("device_keys has no ed25519 key for the device"))?;
     if !signatures::verify(keys, user.as_str(), &key_id, public) {
-        return Err(Error::invalid_param("device_keys is not signed by the device's ed25519 key"));
+        return Err(Error::invalid_param(
+            "device_keys is not signed by the device's ed25519 key",
+        ));
     }
     Ok(())
 }
@@ -54,7 +64,11 @@ pub fn check(upload: &Upload, user: &UserId, device: &DeviceId) -> Result<()> {
     if let Some(keys) = &upload.device_keys {
         check_device_keys(keys, user, device)?;
     }
-    for id in upload.one_time_keys.keys().chain(upload.fallback_keys.keys()) {
+    for id in upload
+        .one_time_keys
+        .keys()
+        .chain(upload.fallback_keys.keys())
+    {
         algorithm_of(id)?;
     }
     Ok(())
@@ -62,7 +76,13 @@ pub fn check(upload: &Upload, user: &UserId, device: &DeviceId) -> Result<()> {
 
 /// Writes a checked upload in the batch of `c`; the new device keys when they changed (the user's
 /// devices are then marked changed in the same batch).
-pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: &Upload) -> Result<Option<CanonicalJsonObject>> {
+pub fn stage(
+    db: &Db,
+    c: &mut Commit,
+    user: &UserId,
+    device: &DeviceId,
+    upload: &Upload,
+) -> Result<Option<CanonicalJsonObject>> {
     let prefix = device_prefix(user.as_str(), device.as_str());
     let mut changed = None;
     if let Some(mut keys) = upload.device_keys.clone() {
@@ -92,20 +112,44 @@ pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: 
         let alg = algorithm_of(id)?;
         match known.get(id) {
             Some(existing) if existing != key => {
-                return Err(Error::invalid_param(format!("one-time key {id} already exists with another value")));
+                return Err(Error::invalid_param(format!(
+                    "one-time key {id} already exists with another value"
+                )));
             }
             Some(_) => {}
             None => {
-                let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).u64(c.short_id()).build();
-                c.batch.put(ONE_TIME_KEYS, k, encode_json(&one_time::OneTimeKey { id: id.clone(), key: key.clone() }));
+                let k = Key::new()
+                    .str(user.as_str())
+                    .str(device.as_str())
+                    .str(alg)
+                    .u64(c.short_id())
+                    .build();
+                c.batch.put(
+                    ONE_TIME_KEYS,
+                    k,
+                    encode_json(&one_time::OneTimeKey {
+                        id: id.clone(),
+                        key: key.clone(),
+                    }),
+                );
             }
         }
     }
     for (id, key) in &upload.fallback_keys {
         let alg = algorithm_of(id)?;
-        let k = Key::new().str(user.as_str()).str(device.as_str()).str(alg).build();
-        let record = one_time::FallbackKey { key_id: id.clone(), key: key.clone(), used: false };
-        let keep = db.get_json::<one_time::FallbackKey>(FALLBACK_KEYS, &k)?.is_some_and(|old| old.key_id == record.key_id && old.key == record.key);
+        let k = Key::new()
+            .str(user.as_str())
+            .str(device.as_str())
+            .str(alg)
+            .build();
+        let record = one_time::FallbackKey {
+            key_id: id.clone(),
+            key: key.clone(),
+            used: false,
+        };
+        let keep = db
+            .get_json::<one_time::FallbackKey>(FALLBACK_KEYS, &k)?
+            .is_some_and(|old| old.key_id == record.key_id && old.key == record.key);
         if !keep {
             c.batch.put(FALLBACK_KEYS, k, encode_json(&record));
         }
@@ -115,7 +159,12 @@ pub fn stage(db: &Db, c: &mut Commit, user: &UserId, device: &DeviceId, upload: 
 
 /// Stores an upload in one batch; returns the device's one-time key counts. A changed device key
 /// marks the user's device list changed and goes to the servers sharing a room, in the same batch.
-pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
+pub fn upload(
+    s: &Services,
+    user: &UserId,
+    device: &DeviceId,
+    upload: Upload,
+) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
     check(&upload, user, device)?;
     let db = &s.globals.db;
     if upload.device_keys.is_none() {
@@ -125,8 +174,16 @@ pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) ->
         super::device_list::commit_change(s, user, |c| {
             let updates = match stage(db, c, user, device, &upload)? {
                 Some(keys) => {
-                    let display_name = s.users.device(user, device.as_str())?.and_then(|d| d.display_name);
-                    vec![DeviceUpdate { device: device.to_owned(), deleted: false, display_name, keys: Some(keys) }]
+                    let display_name = s
+                        .users
+                        .device(user, device.as_str())?
+                        .and_then(|d| d.display_name);
+                    vec![DeviceUpdate {
+                        device: device.to_owned(),
+                        deleted: false,
+                        display_name,
+                        keys: Some(keys),
+                    }]
                 }
                 None => Vec::new(),
             };
@@ -138,7 +195,9 @@ pub fn upload(s: &Services, user: &UserId, device: &DeviceId, upload: Upload) ->
 
 /// The stored device keys of one device.
 pub fn get(s: &Services, user: &UserId, device: &str) -> Result<Option<CanonicalJsonObject>> {
-    Ok(s.globals.db.get_json(DEVICE_KEYS, &device_prefix(user.as_str(), device))?)
+    Ok(s.globals
+        .db
+        .get_json(DEVICE_KEYS, &device_prefix(user.as_str(), device))?)
 }
 
 /// Records a device change made in a batch of its own (the admin API's account changes, which
@@ -149,7 +208,10 @@ pub fn device_changed(s: &Services, user: &UserId, device: &DeviceId, deleted: b
     let update = if deleted {
         DeviceUpdate::removed(device.to_owned())
     } else {
-        let name = s.users.device(user, device.as_str())?.and_then(|d| d.display_name);
+        let name = s
+            .users
+            .device(user, device.as_str())?
+            .and_then(|d| d.display_name);
         DeviceUpdate::stored(s, user, device, name)?
     };
     super::device_list::commit_change(s, user, |_| Ok(((), vec![update])))
@@ -157,7 +219,11 @@ pub fn device_changed(s: &Services, user: &UserId, device: &DeviceId, deleted: b
 
 /// The ids of a user's devices (taken before an operation that may remove some).
 pub fn device_ids(s: &Services, user: &UserId) -> Result<Vec<ruma::OwnedDeviceId>> {
-    Ok(s.users.devices(user)?.into_iter().map(|d| d.device_id).collect())
+    Ok(s.users
+        .devices(user)?
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect())
 }
 
 /// Records, in one batch, the removal of every device of `before` that no longer exists.
@@ -180,7 +246,10 @@ mod tests {
 
     #[test]
     fn key_id_algorithms() {
-        assert_eq!(algorithm_of("signed_curve25519:AAAAHQ").unwrap(), "signed_curve25519");
+        assert_eq!(
+            algorithm_of("signed_curve25519:AAAAHQ").unwrap(),
+            "signed_curve25519"
+        );
         assert!(algorithm_of("nocolon").is_err());
         assert!(algorithm_of(":x").is_err());
         assert!(algorithm_of("alg:").is_err());

@@ -48,10 +48,17 @@ pub fn stage_updates(
     stage_device_list_updates(s, c, user, servers, updates)
 }
 
-fn forget_after_write<'s>(s: &'s Services, c: &mut Commit<'s>, devices: &[Device]) -> Vec<DeviceUpdate> {
+fn forget_after_write<'s>(
+    s: &'s Services,
+    c: &mut Commit<'s>,
+    devices: &[Device],
+) -> Vec<DeviceUpdate> {
     let tokens: Vec<String> = devices.iter().map(|d| d.access_token.clone()).collect();
     c.after_write(move || s.users.forget_tokens(&tokens));
-    devices.iter().map(|d| DeviceUpdate::removed(d.device_id.clone())).collect()
+    devices
+        .iter()
+        .map(|d| DeviceUpdate::removed(d.device_id.clone()))
+        .collect()
 }
 
 /// A login (or registration) creates or replaces a device: its id and new access token.
@@ -62,7 +69,9 @@ pub fn login(
     display_name: Option<String>,
 ) -> Result<(OwnedDeviceId, String)> {
     commit_change(s, user, |c| {
-        let (device, replaced) = s.users.login_device_ops(&mut c.batch, user, device_id, display_name)?;
+        let (device, replaced) =
+            s.users
+                .login_device_ops(&mut c.batch, user, device_id, display_name)?;
         if let Some(old) = replaced {
             c.after_write(move || s.users.forget_tokens(&[old]));
         }
@@ -74,7 +83,9 @@ pub fn login(
 /// `PUT /devices/{deviceId}`.
 pub fn rename(s: &Services, user: &UserId, device_id: &str, name: Option<String>) -> Result<()> {
     commit_change(s, user, |c| {
-        let device = s.users.set_device_name_ops(&mut c.batch, user, device_id, name)?;
+        let device = s
+            .users
+            .set_device_name_ops(&mut c.batch, user, device_id, name)?;
         let update = DeviceUpdate::stored(s, user, &device.device_id, device.display_name.clone())?;
         Ok(((), vec![update]))
     })
@@ -91,9 +102,16 @@ pub fn remove(s: &Services, user: &UserId, device_ids: &[&str]) -> Result<()> {
 
 /// A password change (the hash made beforehand on the password pool, never under the commit
 /// lock); with `logout_others`, every other device is removed in the same batch.
-pub fn set_password(s: &Services, user: &UserId, hash: String, logout_others: Option<Option<&str>>) -> Result<()> {
+pub fn set_password(
+    s: &Services,
+    user: &UserId,
+    hash: String,
+    logout_others: Option<Option<&str>>,
+) -> Result<()> {
     commit_change(s, user, |c| {
-        let removed = s.users.set_password_ops(&mut c.batch, user, hash, logout_others)?;
+        let removed = s
+            .users
+            .set_password_ops(&mut c.batch, user, hash, logout_others)?;
         Ok(((), forget_after_write(s, c, &removed)))
     })
 }

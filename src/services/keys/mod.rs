@@ -48,7 +48,12 @@ pub(crate) fn device_prefix(user: &str, device: &str) -> Vec<u8> {
 }
 
 /// Deletes every key of a removed device (device keys, one-time and fallback keys) in `batch`.
-pub fn device_removed_ops(db: &Db, batch: &mut Batch, user: &str, device: &str) -> crate::error::Result<()> {
+pub fn device_removed_ops(
+    db: &Db,
+    batch: &mut Batch,
+    user: &str,
+    device: &str,
+) -> crate::error::Result<()> {
     let prefix = device_prefix(user, device);
     batch.delete(DEVICE_KEYS, prefix.clone());
     for map in [ONE_TIME_KEYS, FALLBACK_KEYS] {

@@ -29,7 +29,11 @@ pub struct OneTimeKey {
 }
 
 /// The one-time keys a device still has, by key id.
-pub fn known_ids(db: &Db, user: &UserId, device: &DeviceId) -> Result<std::collections::HashMap<String, Value>> {
+pub fn known_ids(
+    db: &Db,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<std::collections::HashMap<String, Value>> {
     let prefix = device_prefix(user.as_str(), device.as_str());
     let mut out = std::collections::HashMap::new();
     for entry in db.scan_prefix(ONE_TIME_KEYS, &prefix) {
@@ -41,7 +45,11 @@ pub fn known_ids(db: &Db, user: &UserId, device: &DeviceId) -> Result<std::colle
 }
 
 /// How many one-time keys the device has left, per algorithm.
-pub fn counts(db: &Db, user: &UserId, device: &DeviceId) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
+pub fn counts(
+    db: &Db,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
     let prefix = device_prefix(user.as_str(), device.as_str());
     let mut out: BTreeMap<OneTimeKeyAlgorithm, UInt> = BTreeMap::new();
     for entry in db.scan_prefix(ONE_TIME_KEYS, &prefix) {
@@ -52,12 +60,17 @@ pub fn counts(db: &Db, user: &UserId, device: &DeviceId) -> Result<BTreeMap<OneT
         }
     }
     // Clients read a missing signed_curve25519 count as "unknown": say 0.
-    out.entry(OneTimeKeyAlgorithm::SignedCurve25519).or_default();
+    out.entry(OneTimeKeyAlgorithm::SignedCurve25519)
+        .or_default();
     Ok(out)
 }
 
 /// The algorithms for which the device has a fallback key not yet handed out.
-pub fn unused_fallback_types(db: &Db, user: &UserId, device: &DeviceId) -> Result<Vec<OneTimeKeyAlgorithm>> {
+pub fn unused_fallback_types(
+    db: &Db,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<Vec<OneTimeKeyAlgorithm>> {
     let prefix = device_prefix(user.as_str(), device.as_str());
     let mut out = Vec::new();
     for entry in db.scan_prefix(FALLBACK_KEYS, &prefix) {

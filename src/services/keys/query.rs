@@ -22,22 +22,41 @@ pub struct KeysAnswer {
 fn with_display_name(mut keys: CanonicalJsonObject, name: Option<String>) -> Value {
     if let Some(name) = name {
         let mut unsigned = CanonicalJsonObject::new();
-        unsigned.insert("device_display_name".into(), CanonicalJsonValue::String(name));
+        unsigned.insert(
+            "device_display_name".into(),
+            CanonicalJsonValue::String(name),
+        );
         keys.insert("unsigned".into(), CanonicalJsonValue::Object(unsigned));
     }
     serde_json::to_value(keys).unwrap_or(Value::Null)
 }
 
 /// The device keys of `user`'s devices (all when `devices` is empty), by device id.
-pub fn device_keys_of(s: &Services, user: &UserId, devices: &[String]) -> Result<BTreeMap<String, Value>> {
+pub fn device_keys_of(
+    s: &Services,
+    user: &UserId,
+    devices: &[String],
+) -> Result<BTreeMap<String, Value>> {
     let mut out = BTreeMap::new();
-    let names: BTreeMap<String, Option<String>> =
-        s.users.devices(user)?.into_iter().map(|d| (d.device_id.to_string(), d.display_name)).collect();
+    let names: BTreeMap<String, Option<String>> = s
+        .users
+        .devices(user)?
+        .into_iter()
+        .map(|d| (d.device_id.to_string(), d.display_name))
+        .collect();
     if devices.is_empty() {
-        for entry in s.globals.db.scan_prefix(DEVICE_KEYS, &Key::new().str(user.as_str()).build()) {
+        for entry in s
+            .globals
+            .db
+            .scan_prefix(DEVICE_KEYS, &Key::new().str(user.as_str()).build())
+        {
             let (_, v) = entry?;
-            let Ok(keys) = serde_json::from_slice::<CanonicalJsonObject>(&v) else { continue };
-            let Some(CanonicalJsonValue::String(id)) = keys.get("device_id").cloned() else { continue };
+            let Ok(keys) = serde_json::from_slice::<CanonicalJsonObject>(&v) else {
+                continue;
+            };
+            let Some(CanonicalJsonValue::String(id)) = keys.get("device_id").cloned() else {
+                continue;
+            };
             // Keys of a device that no longer exists are not answered.
             let Some(name) = names.get(&id) else { continue };
             out.insert(id, with_display_name(keys, name.clone()));
@@ -45,7 +64,11 @@ pub fn device_keys_of(s: &Services, user: &UserId, devices: &[String]) -> Result
     } else {
         for id in devices {
             let Some(name) = names.get(id) else { continue };
-            if let Some(keys) = s.globals.db.get_json::<CanonicalJsonObject>(DEVICE_KEYS, &device_prefix(user.as_str(), id))? {
+            if let Some(keys) = s
+                .globals
+                .db
+                .get_json::<CanonicalJsonObject>(DEVICE_KEYS, &device_prefix(user.as_str(), id))?
+            {
                 out.insert(id.clone(), with_display_name(keys, name.clone()));
             }
         }
@@ -54,13 +77,19 @@ pub fn device_keys_of(s: &Services, user: &UserId, devices: &[String]) -> Result
 }
 
 /// The answer for local users; `requester` sees their own user-signing key (`None`: a server).
-pub fn local(s: &Services, wanted: &BTreeMap<OwnedUserId, Vec<String>>, requester: Option<&UserId>) -> Result<KeysAnswer> {
+pub fn local(
+    s: &Services,
+    wanted: &BTreeMap<OwnedUserId, Vec<String>>,
+    requester: Option<&UserId>,
+) -> Result<KeysAnswer> {
     let mut answer = KeysAnswer::default();
     for (user, devices) in wanted {
         if user.server_name() != s.globals.server_name() || !s.users.exists(user)? {
             continue;
         }
-        answer.device_keys.insert(user.clone(), device_keys_of(s, user, devices)?);
+        answer
+            .device_keys
+            .insert(user.clone(), device_keys_of(s, user, devices)?);
         let json = |k: CanonicalJsonObject| serde_json::to_value(k).unwrap_or(Value::Null);
         if let Some(k) = cross_signing::get(s, user, cross_signing::MASTER)? {
             answer.master_keys.insert(user.clone(), json(k));
@@ -86,7 +115,10 @@ pub fn user_devices_answer(s: &Services, user: &UserId) -> Result<Value> {
         .into_iter()
         .map(|d| {
             // `keys` is required: a device that uploaded none has an empty object.
-            let device_keys = keys.get(d.device_id.as_str()).cloned().unwrap_or_else(|| serde_json::json!({}));
+            let device_keys = keys
+                .get(d.device_id.as_str())
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
             let mut v = serde_json::json!({ "device_id": d.device_id, "keys": device_keys });
             if let Some(name) = d.display_name {
                 v["device_display_name"] = serde_json::json!(name);
@@ -95,7 +127,8 @@ pub fn user_devices_answer(s: &Services, user: &UserId) -> Result<Value> {
         })
         .collect();
     let stream_id = crate::federation::sender::e2ee::device_list_stream_id(s, user)?;
-    let mut out = serde_json::json!({ "user_id": user, "stream_id": stream_id, "devices": devices });
+    let mut out =
+        serde_json::json!({ "user_id": user, "stream_id": stream_id, "devices": devices });
     if let Some(k) = cross_signing::get(s, user, cross_signing::MASTER)? {
         out["master_key"] = serde_json::to_value(k).unwrap_or(Value::Null);
     }

@@ -47,7 +47,9 @@ pub fn apply_update(list: &mut RemoteDeviceList, update: &DeviceListUpdate) {
     if update.stream_id <= list.stream_id && !list.stale {
         return; // an old or repeated update
     }
-    let in_order = !list.stale && update.prev_id.iter().all(|p| *p == list.stream_id) && (list.stream_id != 0 || update.prev_id.is_empty());
+    let in_order = !list.stale
+        && update.prev_id.iter().all(|p| *p == list.stream_id)
+        && (list.stream_id != 0 || update.prev_id.is_empty());
     if !in_order {
         list.stale = true;
         return;
@@ -71,15 +73,24 @@ pub fn apply_update(list: &mut RemoteDeviceList, update: &DeviceListUpdate) {
 /// again when asked for. Only a list that exists is deleted: a join of a room with many members
 /// (most never cached, local users never) leaves no tombstone per member. Runs under the commit
 /// lock, as every write of the cache does, so a list stored meanwhile cannot be missed.
-pub fn forget_on_join(db: &crate::storage::Db, c: &mut crate::services::globals::Commit, user: &UserId) {
+pub fn forget_on_join(
+    db: &crate::storage::Db,
+    c: &mut crate::services::globals::Commit,
+    user: &UserId,
+) {
     // On a read error, delete anyway (a needless tombstone is harmless, a stale list is not).
-    if db.get(REMOTE_DEVICE_LISTS, user.as_bytes()).map_or(true, |v| v.is_some()) {
+    if db
+        .get(REMOTE_DEVICE_LISTS, user.as_bytes())
+        .map_or(true, |v| v.is_some())
+    {
         c.batch.delete(REMOTE_DEVICE_LISTS, user.as_bytes());
     }
 }
 
 pub fn get(s: &Services, user: &UserId) -> Result<Option<RemoteDeviceList>> {
-    Ok(s.globals.db.get_json(REMOTE_DEVICE_LISTS, user.as_bytes())?)
+    Ok(s.globals
+        .db
+        .get_json(REMOTE_DEVICE_LISTS, user.as_bytes())?)
 }
 
 /// Stores a list fetched with `user/devices`; marks the user's devices changed when it differs.
@@ -87,8 +98,13 @@ pub fn store(s: &Services, user: &UserId, list: &RemoteDeviceList) -> Result<()>
     let old = get(s, user)?;
     let db = s.globals.db.clone();
     s.globals.commit(|c| {
-        c.batch.put(REMOTE_DEVICE_LISTS, user.as_bytes(), encode_json(list));
-        if old.as_ref().is_some_and(|o| o.devices != list.devices || o.master_key != list.master_key || o.self_signing_key != list.self_signing_key) {
+        c.batch
+            .put(REMOTE_DEVICE_LISTS, user.as_bytes(), encode_json(list));
+        if old.as_ref().is_some_and(|o| {
+            o.devices != list.devices
+                || o.master_key != list.master_key
+                || o.self_signing_key != list.self_signing_key
+        }) {
             changes::mark_changed(&db, c, user)?;
         }
         Ok(())
@@ -98,12 +114,19 @@ pub fn store(s: &Services, user: &UserId, list: &RemoteDeviceList) -> Result<()>
 
 /// A received `m.device_list_update` (the origin was checked): the cache follows it (or becomes
 /// stale) and local users see the user's devices changed.
-pub fn received_device_update(s: &Services, user: &UserId, update: &DeviceListUpdate) -> Result<()> {
+pub fn received_device_update(
+    s: &Services,
+    user: &UserId,
+    update: &DeviceListUpdate,
+) -> Result<()> {
     let db = s.globals.db.clone();
     s.globals.commit(|c| {
-        if let Some(mut list) = db.get_json::<RemoteDeviceList>(REMOTE_DEVICE_LISTS, user.as_bytes())? {
+        if let Some(mut list) =
+            db.get_json::<RemoteDeviceList>(REMOTE_DEVICE_LISTS, user.as_bytes())?
+        {
             apply_update(&mut list, update);
-            c.batch.put(REMOTE_DEVICE_LISTS, user.as_bytes(), encode_json(&list));
+            c.batch
+                .put(REMOTE_DEVICE_LISTS, user.as_bytes(), encode_json(&list));
         }
         changes::mark_changed(&db, c, user)?;
         Ok(())
@@ -112,17 +135,25 @@ pub fn received_device_update(s: &Services, user: &UserId, update: &DeviceListUp
 }
 
 /// A received `m.signing_key_update`.
-pub fn received_signing_update(s: &Services, user: &UserId, master: Option<Value>, self_signing: Option<Value>) -> Result<()> {
+pub fn received_signing_update(
+    s: &Services,
+    user: &UserId,
+    master: Option<Value>,
+    self_signing: Option<Value>,
+) -> Result<()> {
     let db = s.globals.db.clone();
     s.globals.commit(|c| {
-        if let Some(mut list) = db.get_json::<RemoteDeviceList>(REMOTE_DEVICE_LISTS, user.as_bytes())? {
+        if let Some(mut list) =
+            db.get_json::<RemoteDeviceList>(REMOTE_DEVICE_LISTS, user.as_bytes())?
+        {
             if master.is_some() {
                 list.master_key = master.clone();
             }
             if self_signing.is_some() {
                 list.self_signing_key = self_signing.clone();
             }
-            c.batch.put(REMOTE_DEVICE_LISTS, user.as_bytes(), encode_json(&list));
+            c.batch
+                .put(REMOTE_DEVICE_LISTS, user.as_bytes(), encode_json(&list));
         }
         changes::mark_changed(&db, c, user)?;
         Ok(())
@@ -148,7 +179,10 @@ mod tests {
 
     #[test]
     fn updates_in_order_apply_and_a_gap_makes_the_list_stale() {
-        let mut list = RemoteDeviceList { stream_id: 5, ..Default::default() };
+        let mut list = RemoteDeviceList {
+            stream_id: 5,
+            ..Default::default()
+        };
         apply_update(&mut list, &update("A", 6, &[5], false));
         assert!(list.devices.contains_key("A") && list.stream_id == 6 && !list.stale);
         apply_update(&mut list, &update("A", 6, &[5], false)); // repeated
@@ -166,25 +200,39 @@ mod tests {
             storage::{Db, rocks::RocksEngine},
         };
         let dir = tempfile::tempdir().unwrap();
-        let engine = RocksEngine::open(dir.path(), &crate::services::all_maps(), 8, 8, false).unwrap();
+        let engine =
+            RocksEngine::open(dir.path(), &crate::services::all_maps(), 8, 8, false).unwrap();
         let db = Db::new(engine);
         let config = crate::config::Config::load(None, Vec::<(String, String)>::new()).unwrap();
         let globals = Globals::open(config, db.clone()).unwrap();
         let cached: ruma::OwnedUserId = "@cached:remote.example".try_into().unwrap();
-        db.put(REMOTE_DEVICE_LISTS, cached.as_bytes(), encode_json(&RemoteDeviceList::default())).unwrap();
-        let members: Vec<ruma::OwnedUserId> =
-            (0..1000).map(|i| format!("@m{i}:remote.example").try_into().unwrap()).collect();
+        db.put(
+            REMOTE_DEVICE_LISTS,
+            cached.as_bytes(),
+            encode_json(&RemoteDeviceList::default()),
+        )
+        .unwrap();
+        let members: Vec<ruma::OwnedUserId> = (0..1000)
+            .map(|i| format!("@m{i}:remote.example").try_into().unwrap())
+            .collect();
         globals
             .commit(|c| {
                 for member in &members {
                     forget_on_join(&db, c, member);
                 }
-                assert!(c.batch.is_empty(), "no tombstone for members without a cached list");
+                assert!(
+                    c.batch.is_empty(),
+                    "no tombstone for members without a cached list"
+                );
                 forget_on_join(&db, c, &cached);
                 assert_eq!(c.batch.ops.len(), 1);
                 Ok(())
             })
             .unwrap();
-        assert!(db.get(REMOTE_DEVICE_LISTS, cached.as_bytes()).unwrap().is_none());
+        assert!(
+            db.get(REMOTE_DEVICE_LISTS, cached.as_bytes())
+                .unwrap()
+                .is_none()
+        );
     }
 }

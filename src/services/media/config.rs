@@ -60,7 +60,10 @@ mod tests {
     use crate::config::Config;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -70,16 +73,28 @@ mod tests {
         assert!(config.media.freeze_legacy);
         let config = Config::load(
             None,
-            env(&[("PARVIS_MEDIA__MAX_UPLOAD_BYTES", "1000"), ("PARVIS_MEDIA__FREEZE_LEGACY", "false")]),
+            env(&[
+                ("PARVIS_MEDIA__MAX_UPLOAD_BYTES", "1000"),
+                ("PARVIS_MEDIA__FREEZE_LEGACY", "false"),
+            ]),
         )
         .unwrap();
         assert_eq!(config.media.max_upload_bytes, 1000);
         assert!(!config.media.freeze_legacy);
         for (name, key) in [
             ("PARVIS_MEDIA__MAX_UPLOAD_BYTES", "media.max_upload_bytes"),
-            ("PARVIS_MEDIA__MAX_PENDING_UPLOADS", "media.max_pending_uploads"),
-            ("PARVIS_MEDIA__UNUSED_EXPIRY_SECS", "media.unused_expiry_secs"),
-            ("PARVIS_MEDIA__MAX_THUMBNAIL_PIXELS", "media.max_thumbnail_pixels"),
+            (
+                "PARVIS_MEDIA__MAX_PENDING_UPLOADS",
+                "media.max_pending_uploads",
+            ),
+            (
+                "PARVIS_MEDIA__UNUSED_EXPIRY_SECS",
+                "media.unused_expiry_secs",
+            ),
+            (
+                "PARVIS_MEDIA__MAX_THUMBNAIL_PIXELS",
+                "media.max_thumbnail_pixels",
+            ),
         ] {
             let err = Config::load(None, env(&[(name, "0")])).unwrap_err();
             assert!(err.to_string().contains(key), "{name}: {err}");
@@ -90,7 +105,8 @@ mod tests {
 
     #[test]
     fn the_example_configuration_shows_the_defaults() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/parvis.example.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/parvis.example.toml");
         let example = Config::load(Some(&path), env(&[])).unwrap().media;
         let default = Config::load(None, env(&[])).unwrap().media;
         assert_eq!(format!("{example:?}"), format!("{default:?}"));

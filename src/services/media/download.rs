@@ -43,7 +43,11 @@ pub struct Ask {
 
 /// A media id as the spec allows them (`[A-Za-z0-9_-]+`): anything else is not found.
 pub fn valid_media_id(media_id: &str) -> bool {
-    !media_id.is_empty() && media_id.len() <= 255 && media_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !media_id.is_empty()
+        && media_id.len() <= 255
+        && media_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The record and the bytes of `mxc://{server}/{media_id}`.
@@ -56,7 +60,12 @@ pub async fn content(
     let record = find(services, server, media_id, ask).await?;
     let sha256 = record.sha256.clone().ok_or_else(not_yet_uploaded)?;
     let bytes = services
-        .run(move |s| s.media.files.read(&sha256).map_err(|e| Error::internal(format!("reading media {sha256}: {e}"))))
+        .run(move |s| {
+            s.media
+                .files
+                .read(&sha256)
+                .map_err(|e| Error::internal(format!("reading media {sha256}: {e}")))
+        })
         .await?;
     Ok((record, bytes))
 }
@@ -68,7 +77,11 @@ pub async fn find(
     media_id: &str,
     ask: Ask,
 ) -> Result<MediaRecord> {
-    let Ask { access, allow_remote, timeout } = ask;
+    let Ask {
+        access,
+        allow_remote,
+        timeout,
+    } = ask;
     if !valid_media_id(media_id) {
         return Err(media_not_found());
     }
@@ -76,30 +89,42 @@ pub async fn find(
     if !local && access == Access::Federation {
         return Err(media_not_found());
     }
-    let wait = timeout.min(Duration::from_millis(services.media.config.max_download_wait_ms));
+    let wait = timeout.min(Duration::from_millis(
+        services.media.config.max_download_wait_ms,
+    ));
     let deadline = Instant::now() + wait;
     let mut uploads = services.media.uploaded.subscribe();
     loop {
         // Marked seen before reading, so an upload finishing after the read wakes the wait.
         uploads.borrow_and_update();
         let (server_owned, id) = (server.to_owned(), media_id.to_owned());
-        let record = services.run(move |s| Ok(records::get(s.media.db(), &server_owned, &id)?)).await?;
+        let record = services
+            .run(move |s| Ok(records::get(s.media.db(), &server_owned, &id)?))
+            .await?;
         match record {
-            Some(record) if access == Access::Legacy && record.authenticated => return Err(media_not_found()),
+            Some(record) if access == Access::Legacy && record.authenticated => {
+                return Err(media_not_found());
+            }
             Some(record) if record.sha256.is_some() => return Ok(record),
             Some(record) => {
                 if record.unused_expires_at.is_some_and(|t| t <= now_ms()) {
                     return Err(media_not_found());
                 }
                 // Created, not uploaded yet: wait for an upload (any), then look again.
-                if tokio::time::timeout_at(deadline, uploads.changed()).await.is_err() {
+                if tokio::time::timeout_at(deadline, uploads.changed())
+                    .await
+                    .is_err()
+                {
                     return Err(not_yet_uploaded());
                 }
             }
             None if local => return Err(media_not_found()),
             None => {
                 let media = &services.media;
-                if !allow_remote || !media.config.fetch_remote || (access == Access::Legacy && media.config.freeze_legacy) {
+                if !allow_remote
+                    || !media.config.fetch_remote
+                    || (access == Access::Legacy && media.config.freeze_legacy)
+                {
                     return Err(media_not_found());
                 }
                 return fetch_remote(services, server, media_id, wait).await;
@@ -109,23 +134,44 @@ pub async fn find(
 }
 
 /// Fetches another server's media once (concurrent requests wait for the first) and caches it.
-async fn fetch_remote(services: &Arc<Services>, server: &ServerName, media_id: &str, timeout: Duration) -> Result<MediaRecord> {
-    let _guard = services.media.work_locks.lock(format!("fetch {server}/{media_id}")).await;
+async fn fetch_remote(
+    services: &Arc<Services>,
+    server: &ServerName,
+    media_id: &str,
+    timeout: Duration,
+) -> Result<MediaRecord> {
+    let _guard = services
+        .media
+        .work_locks
+        .lock(format!("fetch {server}/{media_id}"))
+        .await;
     let (server_owned, id) = (server.to_owned(), media_id.to_owned());
-    if let Some(record) = services.run(move |s| Ok(records::get(s.media.db(), &server_owned, &id)?)).await?
+    if let Some(record) = services
+        .run(move |s| Ok(records::get(s.media.db(), &server_owned, &id)?))
+        .await?
         && record.sha256.is_some()
     {
         return Ok(record);
     }
     let fetched = remote::fetch_content(services, server, media_id, timeout).await?;
     let (server_owned, id) = (server.to_owned(), media_id.to_owned());
-    services.run(move |s| store_remote(s, &server_owned, &id, fetched)).await
+    services
+        .run(move |s| store_remote(s, &server_owned, &id, fetched))
+        .await
 }
 
 /// Caches another server's media (the file, then its record).
-pub fn store_remote(s: &Services, server: &ServerName, media_id: &str, fetched: Fetched) -> Result<MediaRecord> {
+pub fn store_remote(
+    s: &Services,
+    server: &ServerName,
+    media_id: &str,
+    fetched: Fetched,
+) -> Result<MediaRecord> {
     let media = &s.media;
-    let sha256 = media.files.store(&fetched.bytes).map_err(|e| Error::internal(format!("storing media: {e}")))?;
+    let sha256 = media
+        .files
+        .store(&fetched.bytes)
+        .map_err(|e| Error::internal(format!("storing media: {e}")))?;
     let record = MediaRecord {
         sha256: Some(sha256),
         content_type: fetched.content_type,

@@ -17,11 +17,16 @@ pub struct FileStore {
 
 /// The lowercase hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl FileStore {
@@ -39,7 +44,11 @@ impl FileStore {
         if !is_sha256_hex(sha256) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a sha256"));
         }
-        Ok(self.root.join(&sha256[0..2]).join(&sha256[2..4]).join(sha256))
+        Ok(self
+            .root
+            .join(&sha256[0..2])
+            .join(&sha256[2..4])
+            .join(sha256))
     }
 
     /// Stores `bytes` durably; returns their sha256.
@@ -51,7 +60,10 @@ impl FileStore {
         }
         let dir = path.parent().expect("a file path has a parent");
         fs::create_dir_all(dir)?;
-        let tmp = self.root.join("tmp").join(format!("{sha256}.{}", crate::util::random_string(8)));
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{sha256}.{}", crate::util::random_string(8)));
         let written = (|| {
             let mut file = File::create(&tmp)?;
             file.write_all(bytes)?;
@@ -67,7 +79,9 @@ impl FileStore {
 
     /// A new path in `tmp/` for an upload received piece by piece (see [`Staged`]).
     pub fn temp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(format!("upload.{}", crate::util::random_string(16)))
+        self.root
+            .join("tmp")
+            .join(format!("upload.{}", crate::util::random_string(16)))
     }
 
     /// Moves a received and fsync'ed upload into place (or drops it when the same content is
@@ -133,7 +147,14 @@ impl Receiver {
             move || File::create(path)
         })
         .await?;
-        Ok(Self { path, file: Some(file), buffer: Vec::new(), hasher: Sha256::new(), size: 0, limit })
+        Ok(Self {
+            path,
+            file: Some(file),
+            buffer: Vec::new(),
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        })
     }
 
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), ReceiveError> {
@@ -166,13 +187,25 @@ impl Receiver {
         self.write_buffer().await?;
         let file = self.file.take().ok_or_else(|| io::Error::other("closed"))?;
         blocking(move || file.sync_all()).await?;
-        let sha256 = std::mem::take(&mut self.hasher).finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Staged { path: std::mem::take(&mut self.path), sha256, size: self.size })
+        let sha256 = std::mem::take(&mut self.hasher)
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Staged {
+            path: std::mem::take(&mut self.path),
+            sha256,
+            size: self.size,
+        })
     }
 }
 
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> io::Result<R> + Send + 'static) -> io::Result<R> {
-    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> io::Result<R> + Send + 'static,
+) -> io::Result<R> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
 }
 
 impl Drop for Receiver {
@@ -197,12 +230,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::open(dir.path().join("media")).unwrap();
         let sha = store.store(b"hello").unwrap();
-        assert_eq!(sha, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            sha,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         let path = store.path_of(&sha).unwrap();
-        assert!(path.ends_with("2c/f2/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"));
+        assert!(
+            path.ends_with(
+                "2c/f2/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+            )
+        );
         assert_eq!(store.store(b"hello").unwrap(), sha);
         assert_eq!(store.read(&sha).unwrap(), b"hello");
-        assert!(fs::read_dir(dir.path().join("media/tmp")).unwrap().next().is_none());
+        assert!(
+            fs::read_dir(dir.path().join("media/tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
         assert!(store.path_of("../../etc/passwd").is_err());
     }
 }

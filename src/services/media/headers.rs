@@ -34,8 +34,7 @@ const INLINE_TYPES: &[&str] = &[
     "audio/x-flac",
 ];
 
-pub const CONTENT_SECURITY_POLICY: &str =
-    "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; object-src 'self';";
+pub const CONTENT_SECURITY_POLICY: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; object-src 'self';";
 
 /// Headers sent with every download and thumbnail.
 pub const SECURITY_HEADERS: &[(&str, &str)] = &[
@@ -46,7 +45,12 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
 
 /// The essence of a content type (`text/plain; charset=utf-8` → `text/plain`), lowercase.
 fn essence(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
 }
 
 pub fn is_inline(content_type: Option<&str>) -> bool {
@@ -55,15 +59,25 @@ pub fn is_inline(content_type: Option<&str>) -> bool {
 
 /// The `Content-Disposition` of a download.
 pub fn disposition(content_type: Option<&str>, filename: Option<&str>) -> ContentDisposition {
-    let kind = if is_inline(content_type) { ContentDispositionType::Inline } else { ContentDispositionType::Attachment };
-    ContentDisposition::new(kind).with_filename(filename.filter(|f| !f.is_empty()).map(str::to_owned))
+    let kind = if is_inline(content_type) {
+        ContentDispositionType::Inline
+    } else {
+        ContentDispositionType::Attachment
+    };
+    ContentDisposition::new(kind)
+        .with_filename(filename.filter(|f| !f.is_empty()).map(str::to_owned))
 }
 
 /// The `Content-Disposition` of a thumbnail: always inline (the spec requires it; thumbnails are
 /// images we made), named `thumbnail.png` or `thumbnail.jpeg`.
 pub fn thumbnail_disposition(content_type: &str) -> ContentDisposition {
-    let extension = essence(content_type).rsplit('/').next().unwrap_or("png").to_owned();
-    ContentDisposition::new(ContentDispositionType::Inline).with_filename(Some(format!("thumbnail.{extension}")))
+    let extension = essence(content_type)
+        .rsplit('/')
+        .next()
+        .unwrap_or("png")
+        .to_owned();
+    ContentDisposition::new(ContentDispositionType::Inline)
+        .with_filename(Some(format!("thumbnail.{extension}")))
 }
 
 /// The content type to send: a stored type of the form `type/subtype[; params]` in visible
@@ -76,9 +90,15 @@ pub fn content_type_header(content_type: Option<&str>) -> http::HeaderValue {
 }
 
 fn is_well_formed(content_type: &str) -> bool {
-    let token = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    let token = |x: &str| {
+        !x.is_empty()
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
     let essence = content_type.split(';').next().unwrap_or_default().trim();
-    essence.split_once('/').is_some_and(|(t, sub)| token(t) && token(sub))
+    essence
+        .split_once('/')
+        .is_some_and(|(t, sub)| token(t) && token(sub))
         && content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
@@ -99,21 +119,45 @@ mod tests {
 
     #[test]
     fn filenames_are_quoted_or_encoded() {
-        assert_eq!(disposition(Some("image/png"), Some("cat.png")).to_string(), "inline; filename=cat.png");
-        assert_eq!(disposition(Some("text/html"), Some("a b.html")).to_string(), "attachment; filename=\"a b.html\"");
-        assert_eq!(disposition(Some("text/plain"), Some("q\"uote.txt")).to_string(), "inline; filename=\"q\\\"uote.txt\"");
-        assert_eq!(disposition(Some("application/pdf"), Some("résumé.pdf")).to_string(), "attachment; filename*=utf-8''r%C3%A9sum%C3%A9.pdf");
+        assert_eq!(
+            disposition(Some("image/png"), Some("cat.png")).to_string(),
+            "inline; filename=cat.png"
+        );
+        assert_eq!(
+            disposition(Some("text/html"), Some("a b.html")).to_string(),
+            "attachment; filename=\"a b.html\""
+        );
+        assert_eq!(
+            disposition(Some("text/plain"), Some("q\"uote.txt")).to_string(),
+            "inline; filename=\"q\\\"uote.txt\""
+        );
+        assert_eq!(
+            disposition(Some("application/pdf"), Some("résumé.pdf")).to_string(),
+            "attachment; filename*=utf-8''r%C3%A9sum%C3%A9.pdf"
+        );
         assert_eq!(disposition(None, None).to_string(), "attachment");
         assert_eq!(disposition(None, Some("")).to_string(), "attachment");
-        assert_eq!(thumbnail_disposition("image/jpeg").to_string(), "inline; filename=thumbnail.jpeg");
+        assert_eq!(
+            thumbnail_disposition("image/jpeg").to_string(),
+            "inline; filename=thumbnail.jpeg"
+        );
     }
 
     #[test]
     fn bad_content_types_become_octet_stream() {
         assert_eq!(content_type_header(Some("image/png")), "image/png");
-        assert_eq!(content_type_header(Some("text/plain; charset=utf-8")), "text/plain; charset=utf-8");
-        assert_eq!(content_type_header(Some("nonsense")), "application/octet-stream");
-        assert_eq!(content_type_header(Some("text/html\r\nX-Evil: 1")), "application/octet-stream");
+        assert_eq!(
+            content_type_header(Some("text/plain; charset=utf-8")),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            content_type_header(Some("nonsense")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type_header(Some("text/html\r\nX-Evil: 1")),
+            "application/octet-stream"
+        );
         assert_eq!(content_type_header(None), "application/octet-stream");
     }
 }

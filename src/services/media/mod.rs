@@ -53,8 +53,12 @@ pub const MAX_CONCURRENT_THUMBNAILS: usize = 2;
 impl Media {
     pub fn open(config: &Config, db: Db) -> Result<Self> {
         let root = config.storage.path.join("media");
-        let files = files::FileStore::open(root.clone())
-            .map_err(|e| Error::internal(format!("cannot open the media store {}: {e}", root.display())))?;
+        let files = files::FileStore::open(root.clone()).map_err(|e| {
+            Error::internal(format!(
+                "cannot open the media store {}: {e}",
+                root.display()
+            ))
+        })?;
         Ok(Self {
             db,
             files,
@@ -100,11 +104,19 @@ impl KeyedLocks {
 }
 
 pub fn cannot_overwrite() -> Error {
-    Error::new(StatusCode::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
+    Error::new(
+        StatusCode::CONFLICT,
+        "M_CANNOT_OVERWRITE_MEDIA",
+        "Media already uploaded",
+    )
 }
 
 pub fn not_yet_uploaded() -> Error {
-    Error::new(StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED", "Content has not yet been uploaded")
+    Error::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "M_NOT_YET_UPLOADED",
+        "Content has not yet been uploaded",
+    )
 }
 
 pub fn media_not_found() -> Error {

@@ -54,7 +54,13 @@ pub fn pending_key(user: &UserId, media_id: &str) -> Vec<u8> {
     Key::new().str(user.as_str()).str(media_id).build()
 }
 
-pub fn thumbnail_key(server: &ServerName, media_id: &str, width: u32, height: u32, method: Method) -> Vec<u8> {
+pub fn thumbnail_key(
+    server: &ServerName,
+    media_id: &str,
+    width: u32,
+    height: u32,
+    method: Method,
+) -> Vec<u8> {
     Key::new()
         .str(server.as_str())
         .str(media_id)
@@ -72,8 +78,18 @@ pub fn put(batch: &mut Batch, server: &ServerName, media_id: &str, record: &Medi
     batch.put(MEDIA, media_key(server, media_id), encode_json(record));
 }
 
-pub fn thumbnail(db: &Db, server: &ServerName, media_id: &str, width: u32, height: u32, method: Method) -> Result<Option<ThumbnailRecord>> {
-    db.get_json(MEDIA_THUMBNAILS, &thumbnail_key(server, media_id, width, height, method))
+pub fn thumbnail(
+    db: &Db,
+    server: &ServerName,
+    media_id: &str,
+    width: u32,
+    height: u32,
+    method: Method,
+) -> Result<Option<ThumbnailRecord>> {
+    db.get_json(
+        MEDIA_THUMBNAILS,
+        &thumbnail_key(server, media_id, width, height, method),
+    )
 }
 
 /// `user`'s pending uploads at `now`: the `unused_expires_at` of those still open, and the media
@@ -84,7 +100,11 @@ pub fn pending(db: &Db, user: &UserId, now: u64) -> Result<(Vec<u64>, Vec<String
     for item in db.scan_prefix(MEDIA_PENDING, &prefix) {
         let (key, value) = item?;
         let mut reader = KeyReader::new(&key);
-        let media_id = reader.str().and_then(|_| reader.str()).unwrap_or_default().to_owned();
+        let media_id = reader
+            .str()
+            .and_then(|_| reader.str())
+            .unwrap_or_default()
+            .to_owned();
         match u64_from(&value) {
             Some(expires) if expires > now => live.push(expires),
             _ => expired.push(media_id),

@@ -65,7 +65,12 @@ pub fn scaled_dimensions(src_w: u32, src_h: u32, max_w: u32, max_h: u32) -> (u32
     if src_w <= max_w && src_h <= max_h {
         return (src_w.max(1), src_h.max(1));
     }
-    let (sw, sh, mw, mh) = (u64::from(src_w), u64::from(src_h), u64::from(max_w), u64::from(max_h));
+    let (sw, sh, mw, mh) = (
+        u64::from(src_w),
+        u64::from(src_h),
+        u64::from(max_w),
+        u64::from(max_h),
+    );
     // Compare src_w/src_h with max_w/max_h without floating point.
     if sw * mh >= sh * mw {
         // Width-bound.
@@ -80,7 +85,12 @@ pub fn scaled_dimensions(src_w: u32, src_h: u32, max_w: u32, max_h: u32) -> (u32
 /// `crop`: the centred region of the source (x, y, width, height) with the aspect ratio of
 /// `w` × `h`, as large as possible.
 pub fn crop_region(src_w: u32, src_h: u32, w: u32, h: u32) -> (u32, u32, u32, u32) {
-    let (sw, sh, tw, th) = (u64::from(src_w), u64::from(src_h), u64::from(w.max(1)), u64::from(h.max(1)));
+    let (sw, sh, tw, th) = (
+        u64::from(src_w),
+        u64::from(src_h),
+        u64::from(w.max(1)),
+        u64::from(h.max(1)),
+    );
     if sw * th >= sh * tw {
         // The source is wider: keep its height, cut the sides.
         let cw = ((sh * tw) / th).clamp(1, sw) as u32;
@@ -109,10 +119,20 @@ pub struct Rendered {
 }
 
 /// Renders a thumbnail of `source` at `width` × `height` with `method`. Blocking.
-pub fn render(source: &[u8], width: u32, height: u32, method: Method, max_pixels: u64) -> Result<Rendered, ThumbnailError> {
-    let reader = ImageReader::new(Cursor::new(source)).with_guessed_format().map_err(|_| ThumbnailError::NotAnImage)?;
+pub fn render(
+    source: &[u8],
+    width: u32,
+    height: u32,
+    method: Method,
+    max_pixels: u64,
+) -> Result<Rendered, ThumbnailError> {
+    let reader = ImageReader::new(Cursor::new(source))
+        .with_guessed_format()
+        .map_err(|_| ThumbnailError::NotAnImage)?;
     let format = match reader.format() {
-        Some(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP)) => f,
+        Some(f @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif | ImageFormat::WebP)) => {
+            f
+        }
         _ => return Err(ThumbnailError::NotAnImage),
     };
     let (src_w, src_h) = ImageReader::with_format(Cursor::new(source), format)
@@ -133,11 +153,19 @@ pub fn render(source: &[u8], width: u32, height: u32, method: Method, max_pixels
     let thumbnail = match method {
         Method::Scale => {
             let (w, h) = scaled_dimensions(src_w, src_h, width, height);
-            if (w, h) == (src_w, src_h) { image } else { image.resize_exact(w, h, FilterType::Triangle) }
+            if (w, h) == (src_w, src_h) {
+                image
+            } else {
+                image.resize_exact(w, h, FilterType::Triangle)
+            }
         }
         Method::Crop => {
             let (x, y, cw, ch) = crop_region(src_w, src_h, width, height);
-            image.crop_imm(x, y, cw, ch).resize_exact(width.max(1), height.max(1), FilterType::Triangle)
+            image.crop_imm(x, y, cw, ch).resize_exact(
+                width.max(1),
+                height.max(1),
+                FilterType::Triangle,
+            )
         }
     };
     encode(thumbnail, format)
@@ -148,7 +176,9 @@ fn encode(image: DynamicImage, source_format: ImageFormat) -> Result<Rendered, T
     let mut bytes = Vec::new();
     let content_type = if source_format == ImageFormat::Jpeg {
         let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85);
-        DynamicImage::ImageRgb8(image.to_rgb8()).write_with_encoder(encoder).map_err(|_| ThumbnailError::NotAnImage)?;
+        DynamicImage::ImageRgb8(image.to_rgb8())
+            .write_with_encoder(encoder)
+            .map_err(|_| ThumbnailError::NotAnImage)?;
         "image/jpeg"
     } else {
         let image = if image.color().has_alpha() {
@@ -156,10 +186,17 @@ fn encode(image: DynamicImage, source_format: ImageFormat) -> Result<Rendered, T
         } else {
             DynamicImage::ImageRgb8(image.to_rgb8())
         };
-        image.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png).map_err(|_| ThumbnailError::NotAnImage)?;
+        image
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .map_err(|_| ThumbnailError::NotAnImage)?;
         "image/png"
     };
-    Ok(Rendered { bytes, content_type, width, height })
+    Ok(Rendered {
+        bytes,
+        content_type,
+        width,
+        height,
+    })
 }
 
 #[cfg(test)]
@@ -198,9 +235,13 @@ mod tests {
     }
 
     fn png(w: u32, h: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+        });
         let mut out = Vec::new();
-        DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -208,7 +249,10 @@ mod tests {
     fn renders_scaled_and_cropped_thumbnails() {
         let source = png(400, 200);
         let scaled = render(&source, 320, 240, Method::Scale, 1 << 20).unwrap();
-        assert_eq!((scaled.width, scaled.height, scaled.content_type), (320, 160, "image/png"));
+        assert_eq!(
+            (scaled.width, scaled.height, scaled.content_type),
+            (320, 160, "image/png")
+        );
         let decoded = image::load_from_memory(&scaled.bytes).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (320, 160));
         let cropped = render(&source, 96, 96, Method::Crop, 1 << 20).unwrap();
@@ -216,9 +260,15 @@ mod tests {
     }
 
     fn encoded(w: u32, h: u32, format: ImageFormat) -> Vec<u8> {
-        let img = image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([(x % 256) as u8, (y % 256) as u8, 7, 200]));
+        let img = image::RgbaImage::from_fn(w, h, |x, y| {
+            image::Rgba([(x % 256) as u8, (y % 256) as u8, 7, 200])
+        });
         let mut out = Vec::new();
-        let img = if format == ImageFormat::Jpeg { DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(img).to_rgb8()) } else { DynamicImage::ImageRgba8(img) };
+        let img = if format == ImageFormat::Jpeg {
+            DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(img).to_rgb8())
+        } else {
+            DynamicImage::ImageRgba8(img)
+        };
         img.write_to(&mut Cursor::new(&mut out), format).unwrap();
         out
     }
@@ -231,8 +281,13 @@ mod tests {
             (ImageFormat::Gif, "image/png"),
             (ImageFormat::WebP, "image/png"),
         ] {
-            let rendered = render(&encoded(200, 100, format), 96, 96, Method::Crop, 1 << 20).unwrap();
-            assert_eq!((rendered.width, rendered.height, rendered.content_type), (96, 96, content_type), "{format:?}");
+            let rendered =
+                render(&encoded(200, 100, format), 96, 96, Method::Crop, 1 << 20).unwrap();
+            assert_eq!(
+                (rendered.width, rendered.height, rendered.content_type),
+                (96, 96, content_type),
+                "{format:?}"
+            );
             let decoded = image::load_from_memory(&rendered.bytes).unwrap();
             assert_eq!((decoded.width(), decoded.height()), (96, 96));
             // Transparency survives in PNG thumbnails.
@@ -244,10 +299,19 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_image_or_too_large() {
-        assert_eq!(render(b"plain text", 32, 32, Method::Crop, 1 << 20).unwrap_err(), ThumbnailError::NotAnImage);
-        assert_eq!(render(&png(100, 100), 32, 32, Method::Crop, 9_999).unwrap_err(), ThumbnailError::TooLarge);
+        assert_eq!(
+            render(b"plain text", 32, 32, Method::Crop, 1 << 20).unwrap_err(),
+            ThumbnailError::NotAnImage
+        );
+        assert_eq!(
+            render(&png(100, 100), 32, 32, Method::Crop, 9_999).unwrap_err(),
+            ThumbnailError::TooLarge
+        );
         let mut truncated = png(100, 100);
         truncated.truncate(60);
-        assert_eq!(render(&truncated, 32, 32, Method::Crop, 1 << 20).unwrap_err(), ThumbnailError::NotAnImage);
+        assert_eq!(
+            render(&truncated, 32, 32, Method::Crop, 1 << 20).unwrap_err(),
+            ThumbnailError::NotAnImage
+        );
     }
 }

@@ -35,13 +35,18 @@ fn mxc(server: &ServerName, media_id: &str) -> OwnedMxcUri {
 impl Media {
     fn check_size(&self, len: u64) -> Result<()> {
         if len > self.config.max_upload_bytes {
-            return Err(Error::too_large(format!("Uploads are limited to {} bytes", self.config.max_upload_bytes)));
+            return Err(Error::too_large(format!(
+                "Uploads are limited to {} bytes",
+                self.config.max_upload_bytes
+            )));
         }
         Ok(())
     }
 
     fn store_file(&self, file: &super::files::Staged) -> Result<String> {
-        self.files.store_staged(file).map_err(|e| Error::internal(format!("storing media: {e}")))
+        self.files
+            .store_staged(file)
+            .map_err(|e| Error::internal(format!("storing media: {e}")))
     }
 }
 
@@ -99,19 +104,33 @@ pub fn create(s: &Services, user: &UserId) -> Result<(OwnedMxcUri, u64)> {
         batch.delete(MEDIA, records::media_key(server, old));
     }
     records::put(&mut batch, server, &media_id, &record);
-    batch.put(MEDIA_PENDING, records::pending_key(user, &media_id), expires.to_be_bytes().to_vec());
+    batch.put(
+        MEDIA_PENDING,
+        records::pending_key(user, &media_id),
+        expires.to_be_bytes().to_vec(),
+    );
     media.db().write(batch)?;
     Ok((mxc(server, &media_id), expires))
 }
 
 /// Uploads the content of a URI made by [`create`]: `M_NOT_FOUND` for a URI we did not create
 /// or that expired, `M_FORBIDDEN` for another user, `M_CANNOT_OVERWRITE_MEDIA` the second time.
-pub fn upload_created(s: &Services, user: &UserId, server: &ServerName, media_id: &str, upload: Upload) -> Result<()> {
+pub fn upload_created(
+    s: &Services,
+    user: &UserId,
+    server: &ServerName,
+    media_id: &str,
+    upload: Upload,
+) -> Result<()> {
     let media = &s.media;
     let check = |record: Option<MediaRecord>| -> Result<MediaRecord> {
-        let record = record.filter(|_| server == s.globals.server_name()).ok_or_else(|| Error::not_found("Unknown media ID"))?;
+        let record = record
+            .filter(|_| server == s.globals.server_name())
+            .ok_or_else(|| Error::not_found("Unknown media ID"))?;
         if record.uploader.as_deref() != Some(user) {
-            return Err(Error::forbidden("This media ID was created by another user"));
+            return Err(Error::forbidden(
+                "This media ID was created by another user",
+            ));
         }
         if record.sha256.is_some() {
             return Err(cannot_overwrite());

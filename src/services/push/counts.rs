@@ -1,11 +1,13 @@
 //! Unread notification counts per user and room (and per thread), and the read markers that reset
-//! them. Pure logic here; the maps are written by `evaluate` (a new notification) and `read` (a
-//! read receipt).
+//! them. Pure logic here; the stored form is in `counts_store`, the maps are written by `evaluate`
+//! (a new notification) and `read` (a read receipt).
 //!
 //! Every unread notification has an entry in `push_unread` (user, room, event position); the
-//! counts in `push_counts` are the sum of those entries, kept per thread. A receipt moves a read
-//! marker and recounts the room's remaining entries, deleting the ones now read, so a recount
-//! reads only what was unread.
+//! counts are the sum of those entries: the main timeline's and the threads' sum in `push_counts`
+//! (one small value per user and room), each thread's in `push_thread_counts` (one per user, room
+//! and thread), so a notification in a room of thousands of threads rewrites two small values. A
+//! receipt moves a read marker and recounts the entries it covers, deleting the ones now read, so
+//! a recount reads only what was unread.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,38 +16,104 @@ use serde::{Deserialize, Serialize};
 
 use crate::{error::Result, services::Services};
 
-/// Counts cached per (user, short room), equal to what `push_counts` holds: kept under the counts
-/// lock, filled on a read and updated only after a commit that wrote them succeeded.
+/// Counts cached per (user, short room), equal to what is stored: kept under the counts lock,
+/// filled on a read and updated only after a commit that wrote them succeeded. A room's threads
+/// are cached as they are read.
 #[derive(Default)]
 pub struct CountsCache {
-    map: HashMap<(OwnedUserId, u64), RoomCounts>,
+    rooms: HashMap<(OwnedUserId, u64), CachedRoom>,
+    /// Rooms and threads held.
+    len: usize,
 }
 
-/// Entries kept before the cache starts again empty.
+struct CachedRoom {
+    counts: RoomCounts,
+    threads: HashMap<String, ThreadCounts>,
+}
+
+/// Entries (rooms and threads) kept before the cache starts again empty.
 const CACHED_COUNTS: usize = 65_536;
 
 impl CountsCache {
+    fn room(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<&mut CachedRoom> {
+        let key = (user.to_owned(), short_room);
+        if !self.rooms.contains_key(&key) {
+            let counts = super::counts_store::room_counts(s, user, short_room)?;
+            self.make_room();
+            self.rooms.insert(
+                key.clone(),
+                CachedRoom {
+                    counts,
+                    threads: HashMap::new(),
+                },
+            );
+        }
+        Ok(self.rooms.get_mut(&key).expect("inserted above"))
+    }
+
+    fn make_room(&mut self) {
+        if self.len >= CACHED_COUNTS {
+            self.rooms.clear();
+            self.len = 0;
+        }
+        self.len += 1;
+    }
+
     /// The counts of `user` in the room (read from the database on a miss).
     pub fn get(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
-        if let Some(counts) = self.map.get(&(user.to_owned(), short_room)) {
-            return Ok(counts.clone());
-        }
-        let counts = super::read::room_counts(s, user, short_room)?;
-        self.put(user, short_room, counts.clone());
-        Ok(counts)
+        Ok(self.room(s, user, short_room)?.counts)
     }
 
-    /// Records counts that a successful commit wrote.
-    pub fn put(&mut self, user: &UserId, short_room: u64, counts: RoomCounts) {
-        if self.map.len() >= CACHED_COUNTS {
-            self.map.clear();
+    /// The counts of `user` in one thread of the room (read from the database on a miss).
+    pub fn thread(
+        &mut self,
+        s: &Services,
+        user: &UserId,
+        short_room: u64,
+        root: &str,
+    ) -> Result<ThreadCounts> {
+        if let Some(thread) = self.room(s, user, short_room)?.threads.get(root) {
+            return Ok(*thread);
         }
-        self.map.insert((user.to_owned(), short_room), counts);
+        let thread = super::counts_store::thread_counts(s, user, short_room, root)?;
+        self.make_room();
+        self.room(s, user, short_room)?
+            .threads
+            .insert(root.to_owned(), thread);
+        Ok(thread)
     }
 
-    /// Forgets the counts of a user in a room (written by a commit that is not followed here).
+    /// Records counts that a successful commit wrote (with the thread's, when it changed).
+    pub fn put(
+        &mut self,
+        user: &UserId,
+        short_room: u64,
+        counts: RoomCounts,
+        thread: Option<(&str, ThreadCounts)>,
+    ) {
+        let key = (user.to_owned(), short_room);
+        if !self.rooms.contains_key(&key) {
+            self.make_room();
+        }
+        // Clearing (a full cache) may have dropped the room: start it again from what was written.
+        let room = self.rooms.entry(key).or_insert_with(|| CachedRoom {
+            counts,
+            threads: HashMap::new(),
+        });
+        room.counts = counts;
+        if let Some((root, thread)) = thread {
+            if room.threads.insert(root.to_owned(), thread).is_none() {
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Forgets the counts of a user in a room and its threads (written by a commit that is not
+    /// followed here).
     pub fn forget(&mut self, user: &UserId, short_room: u64) {
-        self.map.remove(&(user.to_owned(), short_room));
+        if let Some(room) = self.rooms.remove(&(user.to_owned(), short_room)) {
+            self.len = self.len.saturating_sub(1 + room.threads.len());
+        }
     }
 }
 
@@ -73,6 +141,14 @@ impl ReadScope {
             Some(root) => Self::Thread(root.to_owned()),
         }
     }
+
+    fn covers(&self, entry: &Entry) -> bool {
+        match self {
+            Self::All => true,
+            Self::Main => entry.thread.is_none(),
+            Self::Thread(root) => entry.thread.as_deref() == Some(root.as_str()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +165,22 @@ impl Count {
         self.notify += 1;
         self.highlight += u64::from(entry.highlight);
         self.calls += u64::from(entry.call);
+    }
+
+    pub fn plus(self, other: Count) -> Count {
+        Count {
+            notify: self.notify.saturating_add(other.notify),
+            highlight: self.highlight.saturating_add(other.highlight),
+            calls: self.calls.saturating_add(other.calls),
+        }
+    }
+
+    fn minus(self, other: Count) -> Count {
+        Count {
+            notify: self.notify.saturating_sub(other.notify),
+            highlight: self.highlight.saturating_sub(other.highlight),
+            calls: self.calls.saturating_sub(other.calls),
+        }
     }
 
     pub fn is_zero(&self) -> bool {
@@ -123,87 +215,153 @@ impl Entry {
     }
 }
 
-/// The counts and read markers of one user in one room (the value of a `push_counts` entry).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The counts and read markers of one user in one room (a `push_counts` value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoomCounts {
     /// Stream position of the last change: /sync shows the room again when it is after `since`.
     pub pos: u64,
+    /// The main timeline's unread notifications.
     pub main: Count,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub threads: BTreeMap<String, Count>,
-    /// Event positions read: by an unthreaded receipt, in the main timeline, per thread.
+    /// The sum of every thread's unread notifications (each thread's are in [`ThreadCounts`]).
+    pub threads: Count,
+    /// Event positions read: by an unthreaded receipt, in the main timeline.
     pub read_all: u64,
     pub read_main: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub read_threads: BTreeMap<String, u64>,
+}
+
+/// The counts and read marker of one user in one thread (a `push_thread_counts` value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadCounts {
+    pub count: Count,
+    /// The event position a receipt for the thread read.
+    pub read: u64,
+}
+
+impl ThreadCounts {
+    /// Whether the stored value says nothing more than no value: no unread notification, and a
+    /// marker the room's unthreaded one covers.
+    pub fn is_void(&self, read_all: u64) -> bool {
+        self.count == Count::default() && self.read <= read_all
+    }
 }
 
 impl RoomCounts {
-    /// Whether the event at `event_pos` in `thread` is already read.
-    pub fn is_read(&self, event_pos: u64, thread: Option<&str>) -> bool {
+    /// Whether the event at `event_pos` is already read; `thread`: the counts of its thread (none
+    /// for the main timeline).
+    pub fn is_read(&self, event_pos: u64, thread: Option<&ThreadCounts>) -> bool {
         if event_pos <= self.read_all {
             return true;
         }
         match thread {
             None => event_pos <= self.read_main,
-            Some(root) => self.read_threads.get(root).is_some_and(|p| event_pos <= *p),
+            Some(thread) => event_pos <= thread.read,
         }
     }
 
-    /// Counts a new notification; false (and nothing counted) when the event is already read.
-    pub fn add(&mut self, event_pos: u64, entry: &Entry) -> bool {
-        if self.is_read(event_pos, entry.thread.as_deref()) {
+    /// Counts a new notification (`thread`: the counts of the entry's thread, for a threaded
+    /// entry); false (and nothing counted) when the event is already read.
+    pub fn add(
+        &mut self,
+        event_pos: u64,
+        entry: &Entry,
+        thread: Option<&mut ThreadCounts>,
+    ) -> bool {
+        debug_assert_eq!(entry.thread.is_some(), thread.is_some());
+        if self.is_read(event_pos, thread.as_deref()) {
             return false;
         }
-        match &entry.thread {
+        match thread {
             None => self.main.add(entry),
-            Some(root) => self.threads.entry(root.clone()).or_default().add(entry),
-        }
-        true
-    }
-
-    /// Moves a read marker to `event_pos` (markers never move back); true when it moved.
-    pub fn mark_read(&mut self, scope: &ReadScope, event_pos: u64) -> bool {
-        let marker = match scope {
-            ReadScope::All => &mut self.read_all,
-            ReadScope::Main => &mut self.read_main,
-            ReadScope::Thread(root) => self.read_threads.entry(root.clone()).or_default(),
-        };
-        if *marker >= event_pos {
-            return false;
-        }
-        *marker = event_pos;
-        true
-    }
-
-    /// Recounts from the room's unread entries (position, entry); returns the positions of the
-    /// entries that are now read (to delete).
-    pub fn recount<'a>(&mut self, entries: impl IntoIterator<Item = (u64, &'a Entry)>) -> Vec<u64> {
-        self.main = Count::default();
-        self.threads.clear();
-        let mut read = Vec::new();
-        for (pos, entry) in entries {
-            if !self.add(pos, entry) {
-                read.push(pos);
+            Some(thread) => {
+                thread.count.add(entry);
+                self.threads.add(entry);
             }
         }
-        // Thread markers at or below the unthreaded marker say nothing more.
-        let all = self.read_all;
-        self.read_threads.retain(|_, p| *p > all);
-        read
+        true
     }
 
     /// Every notification of the room, threads included (a client that does not ask for
-    /// per-thread counts).
+    /// per-thread counts, the badge).
     pub fn total(&self) -> Count {
-        let mut total = self.main;
-        for c in self.threads.values() {
-            total.notify += c.notify;
-            total.highlight += c.highlight;
-            total.calls += c.calls;
-        }
-        total
+        self.main.plus(self.threads)
     }
+}
+
+/// What a receipt changed: the positions of the unread entries it read (to delete), and whether
+/// any count changed (the room comes back in /sync).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Receipted {
+    pub read: Vec<u64>,
+    pub changed: bool,
+}
+
+/// A read receipt at `event_pos`: moves the marker of `scope` (markers never move back; `None`
+/// when it did not move) and recounts the room's unread entries the scope covers. `threads` holds
+/// the stored counts of the threads the scope covers: every thread for an unthreaded receipt, its
+/// own for a threaded one, none for the main timeline; they are updated in place.
+pub fn apply_receipt<'a>(
+    counts: &mut RoomCounts,
+    threads: &mut BTreeMap<String, ThreadCounts>,
+    scope: &ReadScope,
+    event_pos: u64,
+    entries: impl IntoIterator<Item = (u64, &'a Entry)>,
+) -> Option<Receipted> {
+    let marker = match scope {
+        ReadScope::All => &mut counts.read_all,
+        ReadScope::Main => &mut counts.read_main,
+        ReadScope::Thread(root) => &mut threads.entry(root.clone()).or_default().read,
+    };
+    if *marker >= event_pos {
+        return None;
+    }
+    *marker = event_pos;
+
+    let before = (*counts, threads.clone());
+    let covered = |threads: &BTreeMap<String, ThreadCounts>| {
+        threads
+            .values()
+            .fold(Count::default(), |sum, t| sum.plus(t.count))
+    };
+    let threads_outside = counts.threads.minus(covered(threads));
+    if matches!(scope, ReadScope::All | ReadScope::Main) {
+        counts.main = Count::default();
+    }
+    threads
+        .values_mut()
+        .for_each(|t| t.count = Count::default());
+    counts.threads = Count::default();
+    let mut read = Vec::new();
+    for (pos, entry) in entries.into_iter().filter(|(_, e)| scope.covers(e)) {
+        let counted = match &entry.thread {
+            None => counts.add(pos, entry, None),
+            Some(root) => counts.add(pos, entry, Some(threads.entry(root.clone()).or_default())),
+        };
+        if !counted {
+            read.push(pos);
+        }
+    }
+    counts.threads = match scope {
+        // Every thread is covered: their sum is the threads' count.
+        ReadScope::All => counts.threads,
+        _ => threads_outside.plus(counts.threads),
+    };
+    if *scope == ReadScope::All {
+        // Thread markers at or below the unthreaded marker say nothing more.
+        let all = counts.read_all;
+        threads
+            .values_mut()
+            .filter(|t| t.read <= all)
+            .for_each(|t| t.read = 0);
+    }
+    let changed = (before.0.main, before.0.threads) != (counts.main, counts.threads)
+        || before
+            .1
+            .iter()
+            .any(|(root, t)| threads.get(root).map(|n| n.count) != Some(t.count))
+        || threads
+            .iter()
+            .any(|(root, t)| !before.1.contains_key(root) && t.count != Count::default());
+    Some(Receipted { read, changed })
 }
 
 #[cfg(test)]
@@ -211,62 +369,197 @@ mod tests {
     use super::*;
 
     fn entry(highlight: bool, thread: Option<&str>) -> Entry {
-        Entry { highlight, call: false, thread: thread.map(str::to_owned) }
+        Entry {
+            highlight,
+            call: false,
+            thread: thread.map(str::to_owned),
+        }
+    }
+
+    /// A room's counts with `entries` counted, as `evaluate` counts them.
+    fn counted(entries: &[(u64, Entry)]) -> (RoomCounts, BTreeMap<String, ThreadCounts>) {
+        let mut c = RoomCounts::default();
+        let mut threads = BTreeMap::new();
+        for (pos, e) in entries {
+            match &e.thread {
+                None => c.add(*pos, e, None),
+                Some(root) => c.add(*pos, e, Some(threads.entry(root.clone()).or_default())),
+            };
+        }
+        (c, threads)
+    }
+
+    fn pairs(entries: &[(u64, Entry)]) -> impl Iterator<Item = (u64, &Entry)> {
+        entries.iter().map(|(p, e)| (*p, e))
     }
 
     #[test]
     fn notifications_add_up_per_thread() {
-        let mut c = RoomCounts::default();
-        assert!(c.add(5, &entry(false, None)));
-        assert!(c.add(6, &entry(true, None)));
-        assert!(c.add(7, &entry(true, Some("$root"))));
-        assert_eq!(c.main, Count { notify: 2, highlight: 1, calls: 0 });
-        assert_eq!(c.threads["$root"], Count { notify: 1, highlight: 1, calls: 0 });
-        assert_eq!(c.total(), Count { notify: 3, highlight: 2, calls: 0 });
+        let entries = [
+            (5, entry(false, None)),
+            (6, entry(true, None)),
+            (7, entry(true, Some("$root"))),
+        ];
+        let (c, threads) = counted(&entries);
+        assert_eq!(
+            c.main,
+            Count {
+                notify: 2,
+                highlight: 1,
+                calls: 0
+            }
+        );
+        assert_eq!(
+            threads["$root"].count,
+            Count {
+                notify: 1,
+                highlight: 1,
+                calls: 0
+            }
+        );
+        assert_eq!(c.threads, threads["$root"].count);
+        assert_eq!(
+            c.total(),
+            Count {
+                notify: 3,
+                highlight: 2,
+                calls: 0
+            }
+        );
     }
 
     #[test]
     fn an_unthreaded_receipt_resets_everything_up_to_its_event() {
-        let entries = [(5, entry(false, None)), (7, entry(true, Some("$root"))), (9, entry(true, None))];
-        let mut c = RoomCounts::default();
-        for (pos, e) in &entries {
-            c.add(*pos, e);
-        }
-        assert!(c.mark_read(&ReadScope::All, 7));
-        let read = c.recount(entries.iter().map(|(p, e)| (*p, e)));
-        assert_eq!(read, vec![5, 7]);
-        assert_eq!(c.total(), Count { notify: 1, highlight: 1, calls: 0 });
-        assert!(c.threads.is_empty());
+        let entries = [
+            (5, entry(false, None)),
+            (7, entry(true, Some("$root"))),
+            (9, entry(true, None)),
+        ];
+        let (mut c, mut threads) = counted(&entries);
+        let receipted =
+            apply_receipt(&mut c, &mut threads, &ReadScope::All, 7, pairs(&entries)).unwrap();
+        assert_eq!(
+            receipted,
+            Receipted {
+                read: vec![5, 7],
+                changed: true
+            }
+        );
+        assert_eq!(
+            c.total(),
+            Count {
+                notify: 1,
+                highlight: 1,
+                calls: 0
+            }
+        );
+        assert!(threads.values().all(|t| t.is_void(c.read_all)));
         // A receipt for an older event changes nothing.
-        assert!(!c.mark_read(&ReadScope::All, 6));
+        assert_eq!(
+            apply_receipt(&mut c, &mut threads, &ReadScope::All, 6, pairs(&entries)),
+            None
+        );
         // A notification for an event already read is not counted.
-        assert!(!c.add(6, &entry(false, None)));
+        assert!(!c.add(6, &entry(false, None), None));
+        assert!(!c.add(
+            6,
+            &entry(false, Some("$other")),
+            Some(&mut ThreadCounts::default())
+        ));
     }
 
     #[test]
     fn a_threaded_receipt_resets_only_its_thread() {
-        let entries = [(5, entry(false, None)), (7, entry(false, Some("$a"))), (8, entry(false, Some("$b")))];
-        let mut c = RoomCounts::default();
-        for (pos, e) in &entries {
-            c.add(*pos, e);
-        }
-        c.mark_read(&ReadScope::Thread("$a".into()), 8);
-        let read = c.recount(entries.iter().map(|(p, e)| (*p, e)));
-        assert_eq!(read, vec![7]);
+        let entries = [
+            (5, entry(false, None)),
+            (7, entry(false, Some("$a"))),
+            (8, entry(false, Some("$b"))),
+        ];
+        let (mut c, all_threads) = counted(&entries);
+        // A threaded receipt is given its own thread only.
+        let mut a = BTreeMap::from([("$a".to_owned(), all_threads["$a"])]);
+        let receipted = apply_receipt(
+            &mut c,
+            &mut a,
+            &ReadScope::Thread("$a".into()),
+            8,
+            pairs(&entries),
+        )
+        .unwrap();
+        assert_eq!(
+            receipted,
+            Receipted {
+                read: vec![7],
+                changed: true
+            }
+        );
         assert_eq!(c.main.notify, 1);
-        assert!(!c.threads.contains_key("$a"));
-        assert_eq!(c.threads["$b"].notify, 1);
-        c.mark_read(&ReadScope::Main, 9);
+        assert_eq!(
+            a["$a"],
+            ThreadCounts {
+                count: Count::default(),
+                read: 8
+            }
+        );
+        assert_eq!(c.threads.notify, 1, "thread $b is still unread");
         let rest = [(5, entry(false, None)), (8, entry(false, Some("$b")))];
-        assert_eq!(c.recount(rest.iter().map(|(p, e)| (*p, e))), vec![5]);
+        let receipted = apply_receipt(
+            &mut c,
+            &mut BTreeMap::new(),
+            &ReadScope::Main,
+            9,
+            pairs(&rest),
+        )
+        .unwrap();
+        assert_eq!(
+            receipted,
+            Receipted {
+                read: vec![5],
+                changed: true
+            }
+        );
         assert_eq!(c.total().notify, 1);
+        // A thread read past the unthreaded marker keeps its marker; a new event of the thread
+        // below it is read.
+        assert!(c.is_read(8, Some(&a["$a"])));
+        assert!(!c.is_read(8, Some(&all_threads["$b"])));
         assert_eq!(ReadScope::of_receipt(Some("main")), ReadScope::Main);
         assert_eq!(ReadScope::of_receipt(None), ReadScope::All);
     }
 
     #[test]
+    fn a_receipt_that_reads_nothing_unread_changes_no_count() {
+        let entries = [(5, entry(false, Some("$a")))];
+        let (mut c, _) = counted(&entries);
+        let receipted = apply_receipt(
+            &mut c,
+            &mut BTreeMap::new(),
+            &ReadScope::Thread("$b".into()),
+            9,
+            pairs(&entries),
+        )
+        .unwrap();
+        assert_eq!(
+            receipted,
+            Receipted {
+                read: vec![],
+                changed: false
+            }
+        );
+        assert_eq!(c.threads.notify, 1);
+    }
+
+    #[test]
     fn entries_round_trip() {
-        for e in [entry(true, Some("$x:y")), entry(false, None), Entry { highlight: false, call: true, thread: None }] {
+        for e in [
+            entry(true, Some("$x:y")),
+            entry(false, None),
+            Entry {
+                highlight: false,
+                call: true,
+                thread: None,
+            },
+        ] {
             assert_eq!(Entry::decode(&e.encode()), Some(e));
         }
     }

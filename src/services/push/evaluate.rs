@@ -6,7 +6,13 @@
 //! pushers. A reader never sees a message without its counts. Events committed by an older
 //! version with a `push_pending` entry are evaluated once after start-up (`process_pending`).
 
-use std::{collections::{BTreeSet, HashMap}, future::Future, pin::pin, sync::Arc, task::{Context, Poll, Waker}};
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    pin::pin,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+};
 
 use ruma::{
     OwnedUserId, UInt, UserId,
@@ -19,8 +25,9 @@ use ruma::{
 use serde_json::Value;
 
 use super::{
-    PUSH_COUNTS, PUSH_NOTIFICATIONS, PUSH_PENDING, PUSH_UNREAD,
-    counts::{CountsCache, Entry, RoomCounts},
+    PUSH_NOTIFICATIONS, PUSH_PENDING, PUSH_UNREAD,
+    counts::{CountsCache, Entry, RoomCounts, ThreadCounts},
+    counts_store::{stage_room, stage_thread},
     notifications::Notification,
     queue,
     read::totals,
@@ -33,7 +40,10 @@ use crate::{
         globals::Commit,
         rooms::{event_by_short, membership::Membership, version},
         state::StateMap,
-        timeline::{StoredEvent, pdu::{ClientFormat, raw}},
+        timeline::{
+            StoredEvent,
+            pdu::{ClientFormat, raw},
+        },
     },
     storage::{
         db::encode_json,
@@ -67,19 +77,21 @@ pub fn process_pending(s: &Services) -> Result<usize> {
             Some(evaluated) => Some(stage(s, evaluated)?),
             None => None,
         };
-        let queued = s.globals.commit(|c| {
-            c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
-            Ok(match &staged {
-                // The counts change at a new position, so /sync shows them.
-                Some(staged) if staged.changes_counts() => {
-                    let counts_pos = c.next_pos();
-                    staged.write(c, *pos, counts_pos)
-                }
-                Some(staged) => staged.write(c, *pos, *pos),
-                None => false,
-            })
-        })?
-        .0;
+        let queued = s
+            .globals
+            .commit(|c| {
+                c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
+                Ok(match &staged {
+                    // The counts change at a new position, so /sync shows them.
+                    Some(staged) if staged.changes_counts() => {
+                        let counts_pos = c.next_pos();
+                        staged.write(c, *pos, counts_pos)
+                    }
+                    Some(staged) => staged.write(c, *pos, *pos),
+                    None => false,
+                })
+            })?
+            .0;
         if let Some(staged) = staged {
             staged.committed();
         }
@@ -104,12 +116,16 @@ pub struct Evaluated {
 
 /// Evaluates a stored event (see `evaluate_event`).
 pub fn evaluate(s: &Services, short_event: u64) -> Result<Option<Evaluated>> {
-    let Some(meta) = s.timeline.meta(short_event)? else { return Ok(None) };
+    let Some(meta) = s.timeline.meta(short_event)? else {
+        return Ok(None);
+    };
     if meta.pos == 0 {
         return Ok(None);
     }
     let room_id = s.short.room_id(meta.short_room)?;
-    let Some(event) = event_by_short(s, short_event, &room_id)? else { return Ok(None) };
+    let Some(event) = event_by_short(s, short_event, &room_id)? else {
+        return Ok(None);
+    };
     evaluate_event(s, event).map(Some)
 }
 
@@ -120,18 +136,28 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
     let room_id = event.pdu.room_id.clone();
     let ours = s.globals.server_name();
     let joined = s.membership.members(meta.short_room, Membership::Join)?;
-    let mut users: BTreeSet<OwnedUserId> =
-        joined.iter().filter(|u| u.server_name() == ours && **u != event.pdu.sender).cloned().collect();
+    let mut users: BTreeSet<OwnedUserId> = joined
+        .iter()
+        .filter(|u| u.server_name() == ours && **u != event.pdu.sender)
+        .cloned()
+        .collect();
     if event.pdu.kind == TimelineEventType::RoomMember
         && event.pdu.membership().as_deref() == Some("invite")
-        && let Some(target) = event.pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
+        && let Some(target) = event
+            .pdu
+            .state_key
+            .as_deref()
+            .and_then(|k| UserId::parse(k).ok())
         && target.server_name() == ours
         && target != event.pdu.sender
     {
         users.insert(target);
     }
     if users.is_empty() {
-        return Ok(Evaluated { event, notified: Vec::new() });
+        return Ok(Evaluated {
+            event,
+            notified: Vec::new(),
+        });
     }
 
     let state = s.state.load(meta.state_before)?;
@@ -145,7 +171,11 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
     for user in users {
         let ruleset = rules::ruleset(s, &user)?;
         // Only `contains_display_name` reads the display name, and only in a body.
-        let name = if has_body { display_name(s, &room_id, &state, &user)? } else { String::new() };
+        let name = if has_body {
+            display_name(s, &room_id, &state, &user)?
+        } else {
+            String::new()
+        };
         let mut ctx = PushConditionRoomCtx::new(room_id.clone(), member_count, user, name);
         if let Some(pl) = &power_levels {
             ctx = ctx.with_power_levels(pl.clone());
@@ -153,7 +183,10 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
         if let Some(actions) = first_match(&ruleset, &flat, &ctx)?
             && actions.iter().any(Action::should_notify)
         {
-            notified.push(Notified { user: ctx.user_id, actions: actions.to_vec() });
+            notified.push(Notified {
+                user: ctx.user_id,
+                actions: actions.to_vec(),
+            });
         }
     }
     Ok(Evaluated { event, notified })
@@ -161,8 +194,15 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
 
 /// The actions of the first rule of `ruleset` that applies to `event` (as `Ruleset::get_actions`,
 /// on an event flattened once).
-fn first_match<'r>(ruleset: &'r Ruleset, event: &FlattenedJson, ctx: &PushConditionRoomCtx) -> Result<Option<&'r [Action]>> {
-    if event.get_str("sender").is_some_and(|sender| sender == ctx.user_id) {
+fn first_match<'r>(
+    ruleset: &'r Ruleset,
+    event: &FlattenedJson,
+    ctx: &PushConditionRoomCtx,
+) -> Result<Option<&'r [Action]>> {
+    if event
+        .get_str("sender")
+        .is_some_and(|sender| sender == ctx.user_id)
+    {
         return Ok(None);
     }
     for rule in ruleset {
@@ -178,21 +218,45 @@ fn first_match<'r>(ruleset: &'r Ruleset, event: &FlattenedJson, ctx: &PushCondit
 /// Polls a future that never waits (ruma's rule matching awaits nothing without MSC4306).
 fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => Some(output),
         Poll::Pending => None,
     }
 }
 
-fn state_event(s: &Services, room_id: &ruma::RoomId, state: &StateMap, kind: &StateEventType, key: &str) -> Result<Option<Arc<StoredEvent>>> {
-    let Some(short_key) = s.short.statekey(kind, key)? else { return Ok(None) };
-    let Some(short) = state.get(&short_key) else { return Ok(None) };
+fn state_event(
+    s: &Services,
+    room_id: &ruma::RoomId,
+    state: &StateMap,
+    kind: &StateEventType,
+    key: &str,
+) -> Result<Option<Arc<StoredEvent>>> {
+    let Some(short_key) = s.short.statekey(kind, key)? else {
+        return Ok(None);
+    };
+    let Some(short) = state.get(&short_key) else {
+        return Ok(None);
+    };
     event_by_short(s, *short, room_id)
 }
 
 /// The user's display name in the room (their member event), or their localpart.
-fn display_name(s: &Services, room_id: &ruma::RoomId, state: &StateMap, user: &UserId) -> Result<String> {
-    let member = state_event(s, room_id, state, &StateEventType::RoomMember, user.as_str())?;
+fn display_name(
+    s: &Services,
+    room_id: &ruma::RoomId,
+    state: &StateMap,
+    user: &UserId,
+) -> Result<String> {
+    let member = state_event(
+        s,
+        room_id,
+        state,
+        &StateEventType::RoomMember,
+        user.as_str(),
+    )?;
     Ok(member
         .and_then(|m| m.pdu.content_field("displayname"))
         .and_then(|d| d.as_str().map(str::to_owned))
@@ -200,8 +264,14 @@ fn display_name(s: &Services, room_id: &ruma::RoomId, state: &StateMap, user: &U
 }
 
 /// The room's power levels as the push conditions read them (creators of v12 rooms included).
-fn power_levels(s: &Services, room_id: &ruma::RoomId, state: &StateMap) -> Result<Option<PushConditionPowerLevelsCtx>> {
-    let Some(version) = s.timeline.room_version(room_id)? else { return Ok(None) };
+fn power_levels(
+    s: &Services,
+    room_id: &ruma::RoomId,
+    state: &StateMap,
+) -> Result<Option<PushConditionPowerLevelsCtx>> {
+    let Some(version) = s.timeline.room_version(room_id)? else {
+        return Ok(None);
+    };
     let rules = version::rules(&version)?;
     let create = state_event(s, room_id, state, &StateEventType::RoomCreate, "")?;
     let mut creators: Vec<OwnedUserId> = Vec::new();
@@ -209,17 +279,24 @@ fn power_levels(s: &Services, room_id: &ruma::RoomId, state: &StateMap) -> Resul
         && let Some(create) = &create
     {
         creators.push(create.pdu.sender.clone());
-        for extra in create.pdu.content_field("additional_creators").and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+        for extra in create
+            .pdu
+            .content_field("additional_creators")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+        {
             if let Some(user) = extra.as_str().and_then(|u| OwnedUserId::try_from(u).ok()) {
                 creators.push(user);
             }
         }
     }
     let source = match state_event(s, room_id, state, &StateEventType::RoomPowerLevels, "")? {
-        Some(event) => match serde_json::from_str::<RoomPowerLevelsEventContent>(event.pdu.content.get()) {
-            Ok(content) => RoomPowerLevelsSource::Original(content),
-            Err(_) => return Ok(None),
-        },
+        Some(event) => {
+            match serde_json::from_str::<RoomPowerLevelsEventContent>(event.pdu.content.get()) {
+                Ok(content) => RoomPowerLevelsSource::Original(content),
+                Err(_) => return Ok(None),
+            }
+        }
         None => {
             // Without power levels the creator has 100 (before v12, where creators are privileged).
             if !rules.authorization.explicitly_privilege_room_creators
@@ -237,7 +314,8 @@ fn power_levels(s: &Services, room_id: &ruma::RoomId, state: &StateMap) -> Resul
 /// The thread of an event: the root of its `m.thread` relation.
 pub fn thread_of(event: &StoredEvent) -> Option<String> {
     let relates = event.pdu.content_field("m.relates_to")?;
-    (relates.get("rel_type")?.as_str()? == "m.thread").then(|| relates.get("event_id")?.as_str().map(str::to_owned))?
+    (relates.get("rel_type")?.as_str()? == "m.thread")
+        .then(|| relates.get("event_id")?.as_str().map(str::to_owned))?
 }
 
 /// What an evaluated event writes, read under the counts lock, which it holds until it is
@@ -256,8 +334,8 @@ struct StagedUser {
     user: OwnedUserId,
     actions: Vec<Action>,
     entry: Entry,
-    /// The counts with the event counted (`None`: the event was already read).
-    counts: Option<RoomCounts>,
+    /// The counts with the event counted (`None`: the event was already read), and its thread's.
+    counts: Option<(RoomCounts, Option<ThreadCounts>)>,
 }
 
 /// Reads what `evaluated` changes, under the counts lock (kept in the result).
@@ -267,22 +345,45 @@ pub fn stage<'a>(s: &'a Services, evaluated: &Evaluated) -> Result<Staged<'a>> {
     let short_room = event.meta.short_room;
     let thread = thread_of(&event);
     // A new event has no position yet: it comes after every read marker.
-    let event_pos = if event.meta.pos == 0 { u64::MAX } else { event.meta.pos };
+    let event_pos = if event.meta.pos == 0 {
+        u64::MAX
+    } else {
+        event.meta.pos
+    };
     let mut users = Vec::new();
     let mut items = Vec::new();
     for Notified { user, actions } in &evaluated.notified {
         let highlight = actions.iter().any(Action::is_highlight);
-        let entry = Entry { highlight, call: event.pdu.kind == TimelineEventType::CallInvite, thread: thread.clone() };
+        let entry = Entry {
+            highlight,
+            call: event.pdu.kind == TimelineEventType::CallInvite,
+            thread: thread.clone(),
+        };
         let mut counts = cache.get(s, user, short_room)?;
-        let counted = counts.add(event_pos, &entry);
+        let mut thread_counts = match &thread {
+            Some(root) => Some(cache.thread(s, user, short_room, root)?),
+            None => None,
+        };
+        let counted = counts.add(event_pos, &entry, thread_counts.as_mut());
         if counted {
             items.extend(queue::items_for(s, user, &event, actions, || {
-                totals(s, user, &HashMap::from([(short_room, counts.clone())]))
+                totals(s, user, &HashMap::from([(short_room, counts)]))
             })?);
         }
-        users.push(StagedUser { user: user.clone(), actions: actions.clone(), entry, counts: counted.then_some(counts) });
+        users.push(StagedUser {
+            user: user.clone(),
+            actions: actions.clone(),
+            entry,
+            counts: counted.then_some((counts, thread_counts)),
+        });
     }
-    Ok(Staged { event, users, items, cache, counts_pos: Default::default() })
+    Ok(Staged {
+        event,
+        users,
+        items,
+        cache,
+        counts_pos: Default::default(),
+    })
 }
 
 impl Staged<'_> {
@@ -298,19 +399,42 @@ impl Staged<'_> {
         self.counts_pos.set(counts_pos);
         let ts = crate::util::now_ms();
         let short_room = self.event.meta.short_room;
-        for StagedUser { user, actions, entry, counts } in &self.users {
+        for StagedUser {
+            user,
+            actions,
+            entry,
+            counts,
+        } in &self.users
+        {
             let notification = Notification {
                 room_id: self.event.pdu.room_id.clone(),
                 event_id: self.event.pdu.event_id.clone(),
                 actions: actions.clone(),
                 ts,
             };
-            c.batch.put(PUSH_NOTIFICATIONS, Key::new().str(user.as_str()).u64(event_pos).build(), encode_json(&notification));
-            if let Some(counts) = counts {
-                c.batch.put(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(event_pos).build(), entry.encode());
-                let mut counts = counts.clone();
-                counts.pos = counts_pos;
-                c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(short_room).build(), encode_json(&counts));
+            c.batch.put(
+                PUSH_NOTIFICATIONS,
+                Key::new().str(user.as_str()).u64(event_pos).build(),
+                encode_json(&notification),
+            );
+            if let Some((counts, thread)) = counts {
+                c.batch.put(
+                    PUSH_UNREAD,
+                    Key::new()
+                        .str(user.as_str())
+                        .u64(short_room)
+                        .u64(event_pos)
+                        .build(),
+                    entry.encode(),
+                );
+                let counts = RoomCounts {
+                    pos: counts_pos,
+                    ..*counts
+                };
+                stage_room(c, user, short_room, &counts);
+                if let (Some(root), Some(thread)) = (&entry.thread, thread) {
+                    stage_thread(c, user, short_room, root, thread, counts.read_all);
+                }
             }
         }
         queue::enqueue(c, &self.items);
@@ -321,10 +445,17 @@ impl Staged<'_> {
     pub fn committed(mut self) {
         let short_room = self.event.meta.short_room;
         let pos = self.counts_pos.get();
-        for StagedUser { user, counts, .. } in std::mem::take(&mut self.users) {
-            if let Some(mut counts) = counts {
-                counts.pos = pos;
-                self.cache.put(&user, short_room, counts);
+        for StagedUser {
+            user,
+            counts,
+            entry,
+            ..
+        } in std::mem::take(&mut self.users)
+        {
+            if let Some((counts, thread)) = counts {
+                let thread = entry.thread.as_deref().zip(thread);
+                self.cache
+                    .put(&user, short_room, RoomCounts { pos, ..counts }, thread);
             }
         }
     }

@@ -24,8 +24,15 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 /// The `notification` object for one pusher (`event_id_only` or the full event).
-pub fn notify_body(s: &Services, item: &Item, pusher: &StoredPusher, event: Option<&StoredEvent>) -> Result<Value> {
-    let http = pusher.http().ok_or_else(|| Error::internal("not an http pusher"))?;
+pub fn notify_body(
+    s: &Services,
+    item: &Item,
+    pusher: &StoredPusher,
+    event: Option<&StoredEvent>,
+) -> Result<Value> {
+    let http = pusher
+        .http()
+        .ok_or_else(|| Error::internal("not an http pusher"))?;
     let mut data = serde_json::to_value(http).unwrap_or_else(|_| json!({}));
     if let Some(obj) = data.as_object_mut() {
         obj.remove("url");
@@ -47,26 +54,39 @@ pub fn notify_body(s: &Services, item: &Item, pusher: &StoredPusher, event: Opti
             "tweaks": item.tweaks,
         }],
     });
-    let event_id_only = http.format.as_ref().is_some_and(|f| f.as_str() == "event_id_only");
+    let event_id_only = http
+        .format
+        .as_ref()
+        .is_some_and(|f| f.as_str() == "event_id_only");
     if let (false, Some(event)) = (event_id_only, event) {
         let n = notification.as_object_mut().expect("object");
         n.insert("type".into(), json!(event.pdu.kind.to_string()));
         n.insert("sender".into(), json!(event.pdu.sender));
         n.insert("content".into(), event.pdu.content_value());
         if let Some(state_key) = &event.pdu.state_key {
-            n.insert("user_is_target".into(), json!(state_key == item.user.as_str()));
+            n.insert(
+                "user_is_target".into(),
+                json!(state_key == item.user.as_str()),
+            );
         }
         let room = &item.room_id;
-        if let Some(name) = rooms::state_content(s, room, &StateEventType::RoomName, "")?.and_then(|c| c.get("name").cloned()) {
+        if let Some(name) = rooms::state_content(s, room, &StateEventType::RoomName, "")?
+            .and_then(|c| c.get("name").cloned())
+        {
             n.insert("room_name".into(), name);
         }
-        if let Some(alias) =
-            rooms::state_content(s, room, &StateEventType::RoomCanonicalAlias, "")?.and_then(|c| c.get("alias").cloned())
+        if let Some(alias) = rooms::state_content(s, room, &StateEventType::RoomCanonicalAlias, "")?
+            .and_then(|c| c.get("alias").cloned())
         {
             n.insert("room_alias".into(), alias);
         }
-        if let Some(name) = rooms::state_content(s, room, &StateEventType::RoomMember, event.pdu.sender.as_str())?
-            .and_then(|c| c.get("displayname").cloned())
+        if let Some(name) = rooms::state_content(
+            s,
+            room,
+            &StateEventType::RoomMember,
+            event.pdu.sender.as_str(),
+        )?
+        .and_then(|c| c.get("displayname").cloned())
         {
             n.insert("sender_display_name".into(), name);
         }
@@ -93,15 +113,31 @@ pub async fn post(s: &Services, url: &str, body: &Value) -> Outcome {
     };
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let https = uri.scheme_str() == Some("https");
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_else(|| host.clone());
-    let request = match http::Request::post(uri.path()).header(http::header::CONTENT_TYPE, "application/json").body(bytes) {
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_else(|| host.clone());
+    let request = match http::Request::post(uri.path())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(bytes)
+    {
         Ok(r) => r,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
     let answer = if https {
-        let dest = Destination { host: host.clone(), port, host_header: authority, tls_name: host };
+        let dest = Destination {
+            host: host.clone(),
+            port,
+            host_header: authority,
+            tls_name: host,
+        };
         s.federation.transport.send(&dest, request).await
     } else {
         match tokio::time::timeout(TIMEOUT, plain_http(s, &host, port, &authority, request)).await {
@@ -149,23 +185,39 @@ async fn plain_http(
     authority: &str,
     request: http::Request<Vec<u8>>,
 ) -> Result<http::Response<Bytes>, TransportError> {
-    let tcp = s.federation.transport.connector().connect(host, port).await?;
+    let tcp = s
+        .federation
+        .transport
+        .connector()
+        .connect(host, port)
+        .await?;
     let _ = tcp.set_nodelay(true);
     let failed = |e: String| TransportError::Http(authority.to_owned(), e);
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| failed(e.to_string()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
     let (mut parts, body) = request.into_parts();
     let host_header = http::HeaderValue::from_str(authority).map_err(|e| failed(e.to_string()))?;
     parts.headers.insert(http::header::HOST, host_header);
-    parts.headers.insert(http::header::USER_AGENT, http::HeaderValue::from_static(concat!("Parvis/", env!("CARGO_PKG_VERSION"))));
+    parts.headers.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("Parvis/", env!("CARGO_PKG_VERSION"))),
+    );
     let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
     let result = async {
-        let response = sender.send_request(request).await.map_err(|e| failed(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map_err(|e| failed(e.to_string()))?.to_bytes();
+        let body = Limited::new(body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .to_bytes();
         Ok(http::Response::from_parts(parts, body))
     }
     .await;
@@ -183,9 +235,20 @@ mod tests {
             Outcome::Accepted { rejected } => assert_eq!(rejected, vec!["k1".to_owned()]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(classify(http::StatusCode::OK, b""), Outcome::Accepted { rejected } if rejected.is_empty()));
-        assert!(matches!(classify(http::StatusCode::NOT_FOUND, b""), Outcome::Refused(_)));
-        assert!(matches!(classify(http::StatusCode::TOO_MANY_REQUESTS, b""), Outcome::Retry(_)));
-        assert!(matches!(classify(http::StatusCode::BAD_GATEWAY, b""), Outcome::Retry(_)));
+        assert!(
+            matches!(classify(http::StatusCode::OK, b""), Outcome::Accepted { rejected } if rejected.is_empty())
+        );
+        assert!(matches!(
+            classify(http::StatusCode::NOT_FOUND, b""),
+            Outcome::Refused(_)
+        ));
+        assert!(matches!(
+            classify(http::StatusCode::TOO_MANY_REQUESTS, b""),
+            Outcome::Retry(_)
+        ));
+        assert!(matches!(
+            classify(http::StatusCode::BAD_GATEWAY, b""),
+            Outcome::Retry(_)
+        ));
     }
 }

@@ -9,6 +9,7 @@
 //! counts. `push_pending` entries left by older versions are evaluated once at start-up.
 
 pub mod counts;
+pub mod counts_store;
 pub mod evaluate;
 pub mod gateway;
 pub mod notifications;
@@ -30,8 +31,12 @@ use crate::storage::{Db, Map};
 
 /// event position u64 → short event u64: events committed by an older version, not evaluated yet.
 pub const PUSH_PENDING: Map = Map("push_pending");
-/// user ‖ short room → [`counts::RoomCounts`] JSON.
+/// user ‖ short room → [`counts::RoomCounts`] (`counts_store::encode_room`).
 pub const PUSH_COUNTS: Map = Map("push_counts");
+/// user ‖ short room ‖ thread root → [`counts::ThreadCounts`] (`counts_store::encode_thread`).
+pub const PUSH_THREAD_COUNTS: Map = Map("push_thread_counts");
+/// Markers of one-time conversions (`counts_converted`).
+pub const PUSH_META: Map = Map("push_meta");
 /// user ‖ short room ‖ event position → [`counts::Entry`]: the unread notifications.
 pub const PUSH_UNREAD: Map = Map("push_unread");
 /// user ‖ event position → [`notifications::Notification`] JSON (`GET /notifications`).
@@ -42,7 +47,17 @@ pub const PUSHERS: Map = Map("pushers");
 pub const PUSHKEYS: Map = Map("pushkeys");
 /// sequence u64 → [`queue::Item`] JSON: notifications still to be sent to a push gateway.
 pub const PUSH_QUEUE: Map = Map("push_queue");
-pub const MAPS: &[Map] = &[PUSH_PENDING, PUSH_COUNTS, PUSH_UNREAD, PUSH_NOTIFICATIONS, PUSHERS, PUSHKEYS, PUSH_QUEUE];
+pub const MAPS: &[Map] = &[
+    PUSH_PENDING,
+    PUSH_COUNTS,
+    PUSH_THREAD_COUNTS,
+    PUSH_META,
+    PUSH_UNREAD,
+    PUSH_NOTIFICATIONS,
+    PUSHERS,
+    PUSHKEYS,
+    PUSH_QUEUE,
+];
 
 pub struct Push {
     pub(crate) db: Db,
@@ -58,6 +73,12 @@ pub struct Push {
 }
 
 impl Push {
+    /// The push service over `db`, whose counts in an older form are converted first.
+    pub fn open(db: Db) -> crate::error::Result<Self> {
+        counts_store::convert_legacy(&db)?;
+        Ok(Self::new(db))
+    }
+
     pub fn new(db: Db) -> Self {
         Self {
             db,
@@ -70,6 +91,9 @@ impl Push {
     }
 
     pub fn pushers(&self) -> pushers::Pushers<'_> {
-        pushers::Pushers { db: &self.db, known: &self.http_pusher_users }
+        pushers::Pushers {
+            db: &self.db,
+            known: &self.http_pusher_users,
+        }
     }
 }

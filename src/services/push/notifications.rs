@@ -3,7 +3,7 @@
 use ruma::{OwnedEventId, OwnedRoomId, UserId, push::Action};
 use serde::{Deserialize, Serialize};
 
-use super::{PUSH_NOTIFICATIONS, read::room_counts};
+use super::{PUSH_NOTIFICATIONS, counts_store::is_read};
 use crate::{
     error::Result,
     services::Services,
@@ -33,7 +33,13 @@ pub struct Listed {
 
 /// Up to `limit` notifications before position `from` (exclusive; everything when None), newest
 /// first, only highlights when `only_highlight`; and the token of the next page.
-pub fn list(s: &Services, user: &UserId, from: Option<u64>, limit: usize, only_highlight: bool) -> Result<(Vec<Listed>, Option<String>)> {
+pub fn list(
+    s: &Services,
+    user: &UserId,
+    from: Option<u64>,
+    limit: usize,
+    only_highlight: bool,
+) -> Result<(Vec<Listed>, Option<String>)> {
     let prefix = Key::new().str(user.as_str()).build();
     let start = match from {
         Some(0) => return Ok((Vec::new(), None)),
@@ -42,9 +48,15 @@ pub fn list(s: &Services, user: &UserId, from: Option<u64>, limit: usize, only_h
     };
     let mut out = Vec::new();
     let mut more = false;
-    for entry in s.push.db.scan_from(PUSH_NOTIFICATIONS, &prefix, &start, Direction::Backward) {
+    for entry in s
+        .push
+        .db
+        .scan_from(PUSH_NOTIFICATIONS, &prefix, &start, Direction::Backward)
+    {
         let (key, value) = entry?;
-        let Some(pos) = KeyReader::new(&key[prefix.len()..]).u64() else { continue };
+        let Some(pos) = KeyReader::new(&key[prefix.len()..]).u64() else {
+            continue;
+        };
         let notification: Notification = decode_json(PUSH_NOTIFICATIONS, &value)?;
         if only_highlight && !notification.actions.iter().any(Action::is_highlight) {
             continue;
@@ -55,18 +67,25 @@ pub fn list(s: &Services, user: &UserId, from: Option<u64>, limit: usize, only_h
         }
         let read = match s.short.room(&notification.room_id)? {
             Some(short_room) => {
-                let counts = room_counts(s, user, short_room)?;
                 let thread = match s.short.event(&notification.event_id)? {
-                    Some(short) => crate::services::rooms::event_by_short(s, short, &notification.room_id)?
-                        .and_then(|e| super::evaluate::thread_of(&e)),
+                    Some(short) => {
+                        crate::services::rooms::event_by_short(s, short, &notification.room_id)?
+                            .and_then(|e| super::evaluate::thread_of(&e))
+                    }
                     None => None,
                 };
-                counts.is_read(pos, thread.as_deref())
+                is_read(s, user, short_room, pos, thread.as_deref())?
             }
             None => false,
         };
-        out.push(Listed { pos, notification, read });
+        out.push(Listed {
+            pos,
+            notification,
+            read,
+        });
     }
-    let next = more.then(|| out.last().map(|l| l.pos.to_string())).flatten();
+    let next = more
+        .then(|| out.last().map(|l| l.pos.to_string()))
+        .flatten();
     Ok((out, next))
 }

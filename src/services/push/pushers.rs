@@ -52,7 +52,9 @@ fn pushkey_key(app_id: &str, pushkey: &str, user: &str) -> Vec<u8> {
 /// Checks a `/pushers/set` body as the spec requires, before ruma parses it: a missing field is
 /// `M_MISSING_PARAM`, a bad value `M_INVALID_PARAM`.
 pub fn validate_body(body: &Value) -> Result<()> {
-    let obj = body.as_object().ok_or_else(|| Error::bad_json("Body must be a JSON object"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| Error::bad_json("Body must be a JSON object"))?;
     let string = |field: &str| -> Result<&str> {
         match obj.get(field) {
             None | Some(Value::Null) => Err(Error::missing_param(format!("Missing {field}"))),
@@ -89,12 +91,17 @@ pub fn validate_body(body: &Value) -> Result<()> {
     match kind {
         "http" => {
             let url = match data.get("url") {
-                None | Some(Value::Null) => return Err(Error::missing_param("An http pusher needs data.url")),
+                None | Some(Value::Null) => {
+                    return Err(Error::missing_param("An http pusher needs data.url"));
+                }
                 Some(Value::String(url)) => url,
                 Some(_) => return Err(Error::invalid_param("data.url must be a string")),
             };
             check_url(url)?;
-            if data.get("format").is_some_and(|f| f.as_str() != Some("event_id_only")) {
+            if data
+                .get("format")
+                .is_some_and(|f| f.as_str() != Some("event_id_only"))
+            {
                 return Err(Error::invalid_param("data.format must be event_id_only"));
             }
             Ok(())
@@ -106,10 +113,14 @@ pub fn validate_body(body: &Value) -> Result<()> {
 
 /// A gateway URL: http or https, with a host, ending in the notify path.
 pub fn check_url(url: &str) -> Result<http::Uri> {
-    let uri: http::Uri = url.parse().map_err(|_| Error::invalid_param("data.url is not a URL"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| Error::invalid_param("data.url is not a URL"))?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
     if !scheme_ok || uri.host().is_none() || uri.path() != NOTIFY_PATH {
-        return Err(Error::invalid_param(format!("data.url must be an http(s) URL ending in {NOTIFY_PATH}")));
+        return Err(Error::invalid_param(format!(
+            "data.url must be an http(s) URL ending in {NOTIFY_PATH}"
+        )));
     }
     Ok(uri)
 }
@@ -158,7 +169,9 @@ impl Pushers<'_> {
     }
 
     pub fn get(&self, user: &UserId, app_id: &str, pushkey: &str) -> Result<Option<StoredPusher>> {
-        Ok(self.db.get_json(PUSHERS, &pusher_key(user.as_str(), app_id, pushkey))?)
+        Ok(self
+            .db
+            .get_json(PUSHERS, &pusher_key(user.as_str(), app_id, pushkey))?)
     }
 
     /// Creates or replaces a pusher; without `append`, the pushers of other users with the same
@@ -179,9 +192,21 @@ impl Pushers<'_> {
         }
         let previous = self.get(user, &app_id, &pushkey)?;
         let pushkey_ts = previous.map_or_else(|| crate::util::now_ms() / 1000, |p| p.pushkey_ts);
-        let stored = StoredPusher { pusher, device_id: device_id.to_owned(), pushkey_ts };
-        batch.put(PUSHERS, pusher_key(user.as_str(), &app_id, &pushkey), encode_json(&stored));
-        batch.put(PUSHKEYS, pushkey_key(&app_id, &pushkey, user.as_str()), Vec::new());
+        let stored = StoredPusher {
+            pusher,
+            device_id: device_id.to_owned(),
+            pushkey_ts,
+        };
+        batch.put(
+            PUSHERS,
+            pusher_key(user.as_str(), &app_id, &pushkey),
+            encode_json(&stored),
+        );
+        batch.put(
+            PUSHKEYS,
+            pushkey_key(&app_id, &pushkey, user.as_str()),
+            Vec::new(),
+        );
         self.db.write(batch)?;
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         known.generation += 1;
@@ -217,7 +242,12 @@ pub fn delete_ops(batch: &mut Batch, user: &str, app_id: &str, pushkey: &str) {
 pub fn delete_for_device(db: &Db, batch: &mut Batch, user: &UserId, device_id: &str) -> Result<()> {
     for pusher in list(db, user)? {
         if pusher.device_id == device_id {
-            delete_ops(batch, user.as_str(), &pusher.pusher.ids.app_id, &pusher.pusher.ids.pushkey);
+            delete_ops(
+                batch,
+                user.as_str(),
+                &pusher.pusher.ids.app_id,
+                &pusher.pusher.ids.pushkey,
+            );
         }
     }
     Ok(())

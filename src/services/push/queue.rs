@@ -68,7 +68,13 @@ pub fn items_for(
     if !s.push.pushers().has_http(user)? {
         return Ok(Vec::new());
     }
-    let pushers: Vec<_> = s.push.pushers().list(user)?.into_iter().filter(|pusher| pusher.http().is_some()).collect();
+    let pushers: Vec<_> = s
+        .push
+        .pushers()
+        .list(user)?
+        .into_iter()
+        .filter(|pusher| pusher.http().is_some())
+        .collect();
     if pushers.is_empty() {
         return Ok(Vec::new());
     }
@@ -95,7 +101,8 @@ pub fn items_for(
 pub fn enqueue(c: &mut Commit, items: &[Item]) {
     for item in items {
         let seq = c.short_id();
-        c.batch.put(PUSH_QUEUE, seq.to_be_bytes(), encode_json(item));
+        c.batch
+            .put(PUSH_QUEUE, seq.to_be_bytes(), encode_json(item));
     }
 }
 
@@ -125,7 +132,9 @@ pub fn due(s: &Services, now: u64, max: usize) -> Result<Due> {
 
 /// The delay before attempt `attempts + 1`.
 pub fn backoff_ms(attempts: u32) -> u64 {
-    MIN_BACKOFF_MS.saturating_mul(1u64 << attempts.saturating_sub(1).min(20)).min(MAX_BACKOFF_MS)
+    MIN_BACKOFF_MS
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+        .min(MAX_BACKOFF_MS)
 }
 
 /// Done with an item (delivered, refused for good, or out of attempts).
@@ -141,12 +150,18 @@ pub fn remove(s: &Services, seq: u64) -> Result<()> {
 pub fn failed(s: &Services, seq: u64, mut item: Item, now: u64) -> Result<()> {
     item.attempts += 1;
     if item.attempts >= MAX_ATTEMPTS {
-        tracing::warn!("push to {} for {} dropped after {} attempts", item.app_id, item.user, item.attempts);
+        tracing::warn!(
+            "push to {} for {} dropped after {} attempts",
+            item.app_id,
+            item.user,
+            item.attempts
+        );
         return remove(s, seq);
     }
     item.next_ts = now + backoff_ms(item.attempts);
     s.globals.commit(|c| {
-        c.batch.put(PUSH_QUEUE, seq.to_be_bytes(), encode_json(&item));
+        c.batch
+            .put(PUSH_QUEUE, seq.to_be_bytes(), encode_json(&item));
         Ok(())
     })?;
     Ok(())

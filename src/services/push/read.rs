@@ -1,54 +1,41 @@
 //! Read receipts reset unread counts: the receipt moves the user's read marker in the room (all,
-//! main timeline or one thread) and the room's remaining unread entries are counted again.
+//! main timeline or one thread) and the room's remaining unread entries that it covers are
+//! counted again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ruma::{EventId, UserId};
 
 use super::{
     PUSH_COUNTS, PUSH_UNREAD,
-    counts::{Count, Entry, ReadScope, RoomCounts},
+    counts::{Count, Entry, ReadScope, Receipted, RoomCounts, ThreadCounts, apply_receipt},
+    counts_store::{
+        decode_room, room_counts, room_threads, stage_room, stage_thread, thread_counts,
+    },
 };
 use crate::{
     error::Result,
     services::{Services, globals::Commit},
-    storage::{
-        db::{decode_json, encode_json},
-        keys::{Key, KeyReader},
-    },
+    storage::keys::{Key, KeyReader},
 };
-
-/// The counts of a user in a room (zero when nothing was ever counted).
-pub fn room_counts(s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
-    let key = Key::new().str(user.as_str()).u64(short_room).build();
-    Ok(match s.push.db.get(PUSH_COUNTS, &key)? {
-        Some(bytes) => decode_json(PUSH_COUNTS, &bytes)?,
-        None => RoomCounts::default(),
-    })
-}
 
 /// The unread notifications of a user over the rooms they are joined to (the push gateway's
 /// badge); `newer` holds counts of rooms not yet written (by short room), which replace the stored
 /// ones and count whatever the membership (an invite's own room).
 pub fn totals(s: &Services, user: &UserId, newer: &HashMap<u64, RoomCounts>) -> Result<Count> {
     let prefix = Key::new().str(user.as_str()).build();
-    let mut total = Count::default();
-    let mut add = |room: Count| {
-        total.notify += room.notify;
-        total.highlight += room.highlight;
-        total.calls += room.calls;
-    };
-    for counts in newer.values() {
-        add(counts.total());
-    }
+    let mut total = newer
+        .values()
+        .fold(Count::default(), |sum, c| sum.plus(c.total()));
     for entry in s.push.db.scan_prefix(PUSH_COUNTS, &prefix) {
         let (key, value) = entry?;
-        let Some(short_room) = KeyReader::new(&key[prefix.len()..]).u64() else { continue };
+        let Some(short_room) = KeyReader::new(&key[prefix.len()..]).u64() else {
+            continue;
+        };
         if newer.contains_key(&short_room) || !s.membership.is_joined(short_room, user)? {
             continue;
         }
-        let counts: RoomCounts = decode_json(PUSH_COUNTS, &value)?;
-        add(counts.total());
+        total = total.plus(decode_room(&value)?.total());
     }
     Ok(total)
 }
@@ -64,7 +51,16 @@ pub fn receipt(
     event_id: &EventId,
     thread_id: Option<&str>,
 ) -> Result<()> {
-    let store_receipt = |c: &mut Commit| s.receipts.stage(c, short_room, kind, user, event_id, thread_id.map(str::to_owned));
+    let store_receipt = |c: &mut Commit| {
+        s.receipts.stage(
+            c,
+            short_room,
+            kind,
+            user,
+            event_id,
+            thread_id.map(str::to_owned),
+        )
+    };
     let mut cache = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
     match counts_reset(s, user, short_room, event_id, thread_id)? {
         None => s.globals.commit(|c| store_receipt(c))?,
@@ -80,47 +76,94 @@ pub fn receipt(
     Ok(())
 }
 
-/// The counts a receipt leaves and the unread entries it reads.
+/// The counts a receipt leaves (the room's, and those of the threads it covers) and the unread
+/// entries it reads.
 struct Reset {
     counts: RoomCounts,
-    read: Vec<u64>,
-    changed: bool,
+    threads: BTreeMap<String, ThreadCounts>,
+    receipted: Receipted,
 }
 
 impl Reset {
     fn stage(mut self, c: &mut Commit, user: &UserId, short_room: u64) {
-        if self.changed {
+        if self.receipted.changed {
             self.counts.pos = c.next_pos();
         }
-        for pos in &self.read {
-            c.batch.delete(PUSH_UNREAD, Key::new().str(user.as_str()).u64(short_room).u64(*pos).build());
+        for pos in &self.receipted.read {
+            c.batch.delete(
+                PUSH_UNREAD,
+                Key::new()
+                    .str(user.as_str())
+                    .u64(short_room)
+                    .u64(*pos)
+                    .build(),
+            );
         }
-        c.batch.put(PUSH_COUNTS, Key::new().str(user.as_str()).u64(short_room).build(), encode_json(&self.counts));
+        stage_room(c, user, short_room, &self.counts);
+        for (root, thread) in &self.threads {
+            stage_thread(c, user, short_room, root, thread, self.counts.read_all);
+        }
     }
 }
 
 /// What a receipt changes in the counts (under the counts lock); `None`: nothing.
-fn counts_reset(s: &Services, user: &UserId, short_room: u64, event_id: &EventId, thread_id: Option<&str>) -> Result<Option<Reset>> {
-    let Some(short_event) = s.short.event(event_id)? else { return Ok(None) };
-    let Some(meta) = s.timeline.meta(short_event)? else { return Ok(None) };
+fn counts_reset(
+    s: &Services,
+    user: &UserId,
+    short_room: u64,
+    event_id: &EventId,
+    thread_id: Option<&str>,
+) -> Result<Option<Reset>> {
+    let Some(short_event) = s.short.event(event_id)? else {
+        return Ok(None);
+    };
+    let Some(meta) = s.timeline.meta(short_event)? else {
+        return Ok(None);
+    };
     if meta.pos == 0 || meta.short_room != short_room {
         return Ok(None);
     }
     let mut counts = room_counts(s, user, short_room)?;
-    if !counts.mark_read(&ReadScope::of_receipt(thread_id), meta.pos) {
+    let scope = ReadScope::of_receipt(thread_id);
+    let mut threads = match &scope {
+        ReadScope::All => room_threads(s, user, short_room)?,
+        ReadScope::Main => BTreeMap::new(),
+        ReadScope::Thread(root) => {
+            BTreeMap::from([(root.clone(), thread_counts(s, user, short_room, root)?)])
+        }
+    };
+    let marker = match &scope {
+        ReadScope::All => counts.read_all,
+        ReadScope::Main => counts.read_main,
+        ReadScope::Thread(root) => threads.get(root).map_or(0, |t| t.read),
+    };
+    // A receipt behind the marker reads nothing: the entries are not scanned.
+    if marker >= meta.pos {
         return Ok(None);
     }
     let prefix = Key::new().str(user.as_str()).u64(short_room).build();
     let mut entries = Vec::new();
     for entry in s.push.db.scan_prefix(PUSH_UNREAD, &prefix) {
         let (key, value) = entry?;
-        let Some(pos) = KeyReader::new(&key[prefix.len()..]).u64() else { continue };
+        let Some(pos) = KeyReader::new(&key[prefix.len()..]).u64() else {
+            continue;
+        };
         if let Some(entry) = Entry::decode(&value) {
             entries.push((pos, entry));
         }
     }
-    let before = (counts.main, counts.threads.clone());
-    let read = counts.recount(entries.iter().map(|(p, e)| (*p, e)));
-    let changed = before != (counts.main, counts.threads.clone());
-    Ok(Some(Reset { counts, read, changed }))
+    let Some(receipted) = apply_receipt(
+        &mut counts,
+        &mut threads,
+        &scope,
+        meta.pos,
+        entries.iter().map(|(p, e)| (*p, e)),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Reset {
+        counts,
+        threads,
+        receipted,
+    }))
 }

@@ -56,12 +56,26 @@ pub fn ruleset(s: &Services, user: &UserId) -> Result<Arc<Ruleset>> {
 
 /// Applies `change` to the user's ruleset and stores the result (one account data write, which
 /// /sync shows). Nothing is written when `change` fails.
-pub fn update<R>(s: &Services, user: &UserId, change: impl FnOnce(&mut Ruleset) -> Result<R>) -> Result<R> {
+pub fn update<R>(
+    s: &Services,
+    user: &UserId,
+    change: impl FnOnce(&mut Ruleset) -> Result<R>,
+) -> Result<R> {
     let _guard = s.push.rules_write.lock().unwrap_or_else(|e| e.into_inner());
     let mut ruleset = (*ruleset(s, user)?).clone();
     let result = change(&mut ruleset)?;
-    s.account_data.set(&s.globals, user, None, ACCOUNT_DATA_TYPE, &content_of(&ruleset))?;
-    s.push.rules_cache.lock().unwrap().insert(user.to_owned(), Arc::new(ruleset));
+    s.account_data.set(
+        &s.globals,
+        user,
+        None,
+        ACCOUNT_DATA_TYPE,
+        &content_of(&ruleset),
+    )?;
+    s.push
+        .rules_cache
+        .lock()
+        .unwrap()
+        .insert(user.to_owned(), Arc::new(ruleset));
     Ok(result)
 }
 
@@ -74,19 +88,33 @@ pub fn not_found() -> Error {
 pub fn rule(s: &Services, user: &UserId, kind: &RuleKind, rule_id: &str) -> Result<PushRule> {
     check_kind(kind)?;
     let ruleset = ruleset(s, user)?;
-    ruleset.get(kind.clone(), rule_id).map(PushRule::from).ok_or_else(not_found)
+    ruleset
+        .get(kind.clone(), rule_id)
+        .map(PushRule::from)
+        .ok_or_else(not_found)
 }
 
 /// Only the five kinds of the spec are known.
 pub fn check_kind(kind: &RuleKind) -> Result<()> {
     match kind {
-        RuleKind::Override | RuleKind::Underride | RuleKind::Sender | RuleKind::Room | RuleKind::Content => Ok(()),
-        _ => Err(Error::invalid_param(format!("Unknown push rule kind {kind}"))),
+        RuleKind::Override
+        | RuleKind::Underride
+        | RuleKind::Sender
+        | RuleKind::Room
+        | RuleKind::Content => Ok(()),
+        _ => Err(Error::invalid_param(format!(
+            "Unknown push rule kind {kind}"
+        ))),
     }
 }
 
 /// Inserts or replaces a user rule, placed by `before`/`after`.
-pub fn insert(ruleset: &mut Ruleset, rule: NewPushRule, before: Option<&str>, after: Option<&str>) -> Result<()> {
+pub fn insert(
+    ruleset: &mut Ruleset,
+    rule: NewPushRule,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> Result<()> {
     // A rule placed relative to itself is not placed at all.
     let id = rule.rule_id().to_owned();
     let kind = rule.kind();
@@ -95,26 +123,36 @@ pub fn insert(ruleset: &mut Ruleset, rule: NewPushRule, before: Option<&str>, af
     let mut changed = ruleset.clone();
     // A rule that moves is taken out first (ruma's move lands one place too far when a rule moves
     // down), keeping whether it was enabled.
-    let enabled = changed.get(kind.clone(), &id).filter(|r| !r.is_server_default()).map(|r| r.enabled());
+    let enabled = changed
+        .get(kind.clone(), &id)
+        .filter(|r| !r.is_server_default())
+        .map(|r| r.enabled());
     if enabled.is_some() && (before.is_some() || after.is_some()) {
         let _ = changed.remove(kind.clone(), &id);
     }
     changed.insert(rule, after, before).map_err(|e| match e {
-        InsertPushRuleError::ServerDefaultRuleId => {
-            Error::invalid_param("Rule ids starting with a dot are reserved for server-default rules")
-        }
+        InsertPushRuleError::ServerDefaultRuleId => Error::invalid_param(
+            "Rule ids starting with a dot are reserved for server-default rules",
+        ),
         InsertPushRuleError::InvalidRuleId => Error::invalid_param("Invalid rule id"),
-        InsertPushRuleError::RelativeToServerDefaultRule => {
-            Error::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "A rule cannot be placed relative to a server-default rule")
-        }
+        InsertPushRuleError::RelativeToServerDefaultRule => Error::new(
+            StatusCode::BAD_REQUEST,
+            "M_UNKNOWN",
+            "A rule cannot be placed relative to a server-default rule",
+        ),
         InsertPushRuleError::UnknownRuleId => Error::new(
             StatusCode::BAD_REQUEST,
             "M_UNKNOWN",
-            format!("before/after rule not found: {}", before.or(after).unwrap_or_default()),
+            format!(
+                "before/after rule not found: {}",
+                before.or(after).unwrap_or_default()
+            ),
         ),
-        InsertPushRuleError::BeforeHigherThanAfter => {
-            Error::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "before has a higher priority than after")
-        }
+        InsertPushRuleError::BeforeHigherThanAfter => Error::new(
+            StatusCode::BAD_REQUEST,
+            "M_UNKNOWN",
+            "before has a higher priority than after",
+        ),
         other => Error::invalid_param(other.to_string()),
     })?;
     if let Some(enabled) = enabled {
@@ -126,18 +164,34 @@ pub fn insert(ruleset: &mut Ruleset, rule: NewPushRule, before: Option<&str>, af
 
 pub fn remove(ruleset: &mut Ruleset, kind: RuleKind, rule_id: &str) -> Result<()> {
     ruleset.remove(kind, rule_id).map_err(|e| match e {
-        RemovePushRuleError::ServerDefault => Error::invalid_param("Server-default rules cannot be deleted"),
+        RemovePushRuleError::ServerDefault => {
+            Error::invalid_param("Server-default rules cannot be deleted")
+        }
         RemovePushRuleError::NotFound => not_found(),
         other => Error::invalid_param(other.to_string()),
     })
 }
 
-pub fn set_enabled(ruleset: &mut Ruleset, kind: RuleKind, rule_id: &str, enabled: bool) -> Result<()> {
-    ruleset.set_enabled(kind, rule_id, enabled).map_err(|_| not_found())
+pub fn set_enabled(
+    ruleset: &mut Ruleset,
+    kind: RuleKind,
+    rule_id: &str,
+    enabled: bool,
+) -> Result<()> {
+    ruleset
+        .set_enabled(kind, rule_id, enabled)
+        .map_err(|_| not_found())
 }
 
-pub fn set_actions(ruleset: &mut Ruleset, kind: RuleKind, rule_id: &str, actions: Vec<Action>) -> Result<()> {
-    ruleset.set_actions(kind, rule_id, actions).map_err(|_| not_found())
+pub fn set_actions(
+    ruleset: &mut Ruleset,
+    kind: RuleKind,
+    rule_id: &str,
+    actions: Vec<Action>,
+) -> Result<()> {
+    ruleset
+        .set_actions(kind, rule_id, actions)
+        .map_err(|_| not_found())
 }
 
 #[cfg(test)]
@@ -164,7 +218,12 @@ mod tests {
     fn override_rule(id: &str) -> NewPushRule {
         NewPushRule::Override(NewConditionalPushRule::new(
             id.into(),
-            vec![serde_json::from_value::<PushCondition>(json!({ "kind": "event_match", "key": "type", "pattern": "m.x" })).unwrap()],
+            vec![
+                serde_json::from_value::<PushCondition>(
+                    json!({ "kind": "event_match", "key": "type", "pattern": "m.x" }),
+                )
+                .unwrap(),
+            ],
             vec![],
         ))
     }
@@ -178,9 +237,15 @@ mod tests {
         let order = ids(&rs, RuleKind::Override);
         assert_eq!(&order[..3], [".m.rule.master", "two", "one"]);
         insert(&mut rs, override_rule("two"), None, Some("one")).unwrap();
-        assert_eq!(&ids(&rs, RuleKind::Override)[..3], [".m.rule.master", "one", "two"]);
+        assert_eq!(
+            &ids(&rs, RuleKind::Override)[..3],
+            [".m.rule.master", "one", "two"]
+        );
         insert(&mut rs, override_rule("three"), Some("one"), None).unwrap();
-        assert_eq!(&ids(&rs, RuleKind::Override)[..4], [".m.rule.master", "three", "one", "two"]);
+        assert_eq!(
+            &ids(&rs, RuleKind::Override)[..4],
+            [".m.rule.master", "three", "one", "two"]
+        );
     }
 
     #[test]
@@ -195,9 +260,24 @@ mod tests {
         let err = insert(&mut rs, override_rule("x"), Some(".m.rule.master"), None).unwrap_err();
         assert_eq!(err.errcode, "M_UNKNOWN");
         assert_eq!(content_of(&rs), content_of(&before));
-        assert_eq!(remove(&mut rs, RuleKind::Override, ".m.rule.master").unwrap_err().errcode, "M_INVALID_PARAM");
-        assert_eq!(remove(&mut rs, RuleKind::Override, "nope").unwrap_err().errcode, "M_NOT_FOUND");
-        assert_eq!(set_enabled(&mut rs, RuleKind::Room, "nope", false).unwrap_err().errcode, "M_NOT_FOUND");
+        assert_eq!(
+            remove(&mut rs, RuleKind::Override, ".m.rule.master")
+                .unwrap_err()
+                .errcode,
+            "M_INVALID_PARAM"
+        );
+        assert_eq!(
+            remove(&mut rs, RuleKind::Override, "nope")
+                .unwrap_err()
+                .errcode,
+            "M_NOT_FOUND"
+        );
+        assert_eq!(
+            set_enabled(&mut rs, RuleKind::Room, "nope", false)
+                .unwrap_err()
+                .errcode,
+            "M_NOT_FOUND"
+        );
     }
 
     #[test]
@@ -205,12 +285,32 @@ mod tests {
         let user = owned_user_id!("@a:x");
         let room = owned_room_id!("!r:x");
         let mut rs = Ruleset::server_default(&user);
-        insert(&mut rs, NewPushRule::Room(NewSimplePushRule::new(room.clone(), vec![])), None, None).unwrap();
-        set_enabled(&mut rs, RuleKind::Override, ".m.rule.suppress_notices", false).unwrap();
+        insert(
+            &mut rs,
+            NewPushRule::Room(NewSimplePushRule::new(room.clone(), vec![])),
+            None,
+            None,
+        )
+        .unwrap();
+        set_enabled(
+            &mut rs,
+            RuleKind::Override,
+            ".m.rule.suppress_notices",
+            false,
+        )
+        .unwrap();
         let parsed = parse_stored(&user, Some(&content_of(&rs)));
         assert!(parsed.get(RuleKind::Room, room.as_str()).is_some());
-        assert!(!parsed.get(RuleKind::Override, ".m.rule.suppress_notices").unwrap().enabled());
+        assert!(
+            !parsed
+                .get(RuleKind::Override, ".m.rule.suppress_notices")
+                .unwrap()
+                .enabled()
+        );
         assert_eq!(content_of(&parsed), content_of(&rs));
-        assert_eq!(content_of(&parse_stored(&user, None)), content_of(&Ruleset::server_default(&user)));
+        assert_eq!(
+            content_of(&parse_stored(&user, None)),
+            content_of(&Ruleset::server_default(&user))
+        );
     }
 }

@@ -55,10 +55,16 @@ async fn deliver_loop(services: Arc<Services>, mut stop: watch::Receiver<bool>) 
             }
         };
         if !due.is_empty() {
-            futures_util::future::join_all(due.into_iter().map(|(seq, item)| deliver(services.clone(), seq, item))).await;
+            futures_util::future::join_all(
+                due.into_iter()
+                    .map(|(seq, item)| deliver(services.clone(), seq, item)),
+            )
+            .await;
             continue;
         }
-        let sleep = next.map_or(Duration::from_secs(3600), |t| Duration::from_millis(t.saturating_sub(now)));
+        let sleep = next.map_or(Duration::from_secs(3600), |t| {
+            Duration::from_millis(t.saturating_sub(now))
+        });
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
@@ -73,8 +79,16 @@ async fn deliver(services: Arc<Services>, seq: u64, item: Item) {
         let item = item.clone();
         services
             .run(move |s| {
-                let Some(pusher) = s.push.pushers().get(&item.user, &item.app_id, &item.pushkey)? else { return Ok(None) };
-                let Some(url) = pusher.http().map(|h| h.url.clone()) else { return Ok(None) };
+                let Some(pusher) = s
+                    .push
+                    .pushers()
+                    .get(&item.user, &item.app_id, &item.pushkey)?
+                else {
+                    return Ok(None);
+                };
+                let Some(url) = pusher.http().map(|h| h.url.clone()) else {
+                    return Ok(None);
+                };
                 let event = rooms::event_by_id(s, &item.event_id)?;
                 let body = gateway::notify_body(s, &item, &pusher, event.as_deref())?;
                 Ok(Some((url, body)))
@@ -96,16 +110,28 @@ async fn deliver(services: Arc<Services>, seq: u64, item: Item) {
                 {
                     // The gateway no longer knows this pushkey: the pusher is deleted.
                     let mut batch = crate::storage::Batch::new();
-                    pushers::delete_ops(&mut batch, item.user.as_str(), &item.app_id, &item.pushkey);
+                    pushers::delete_ops(
+                        &mut batch,
+                        item.user.as_str(),
+                        &item.app_id,
+                        &item.pushkey,
+                    );
                     s.push.db.write(batch)?;
                 }
                 if let Some(Outcome::Refused(status)) = &outcome {
-                    tracing::info!("push gateway of {} refused a notification ({status}); dropped", item.app_id);
+                    tracing::info!(
+                        "push gateway of {} refused a notification ({status}); dropped",
+                        item.app_id
+                    );
                 }
                 queue::remove(s, seq)
             }
             Some(Outcome::Retry(why)) => {
-                tracing::info!("push to {} for {} failed ({why}); retrying", item.app_id, item.user);
+                tracing::info!(
+                    "push to {} for {} failed ({why}); retrying",
+                    item.app_id,
+                    item.user
+                );
                 queue::failed(s, seq, item, now)
             }
         })

@@ -10,13 +10,23 @@ use serde_json::{Map, Value, json};
 use super::{query, threads};
 use crate::{
     error::Result,
-    services::{Services, rooms::event_by_short, timeline::{StoredEvent, pdu::ClientFormat}},
+    services::{
+        Services,
+        rooms::event_by_short,
+        timeline::{StoredEvent, pdu::ClientFormat},
+    },
     storage::Direction,
 };
 
 /// The event as a client sees it, with its bundled aggregations for `user` (and
 /// `unsigned.transaction_id` when `device` sent it).
-pub fn to_client(s: &Services, event: &StoredEvent, format: ClientFormat, user: &UserId, device: Option<&str>) -> Result<Value> {
+pub fn to_client(
+    s: &Services,
+    event: &StoredEvent,
+    format: ClientFormat,
+    user: &UserId,
+    device: Option<&str>,
+) -> Result<Value> {
     let mut value = event.to_client(&s.timeline, format, device.map(|d| (user, d)))?;
     if let Some(relations) = aggregations(s, event, format, user, true)? {
         attach(&mut value, relations);
@@ -39,7 +49,13 @@ fn is_redacted(event: &StoredEvent) -> bool {
 
 /// The aggregations of `event`, or `None` when nothing relates to it; `with_thread` is false for
 /// a thread's latest event (a reply is not itself a thread root).
-pub fn aggregations(s: &Services, event: &StoredEvent, format: ClientFormat, user: &UserId, with_thread: bool) -> Result<Option<Map<String, Value>>> {
+pub fn aggregations(
+    s: &Services,
+    event: &StoredEvent,
+    format: ClientFormat,
+    user: &UserId,
+    with_thread: bool,
+) -> Result<Option<Map<String, Value>>> {
     let room = event.meta.short_room;
     let id = event.pdu.event_id.as_str();
     let mut out = Map::new();
@@ -61,13 +77,24 @@ pub fn aggregations(s: &Services, event: &StoredEvent, format: ClientFormat, use
         );
     }
     if let Some(edit) = latest_edit(s, event)? {
-        out.insert("m.replace".into(), edit.to_client(&s.timeline, format, None)?);
+        out.insert(
+            "m.replace".into(),
+            edit.to_client(&s.timeline, format, None)?,
+        );
     }
     let mut references = Vec::new();
-    query::each_direct(s, room, id, Some("m.reference"), 0, Direction::Forward, |entry| {
-        references.push(json!({ "event_id": s.short.event_id(entry.short)?.to_string() }));
-        Ok(true)
-    })?;
+    query::each_direct(
+        s,
+        room,
+        id,
+        Some("m.reference"),
+        0,
+        Direction::Forward,
+        |entry| {
+            references.push(json!({ "event_id": s.short.event_id(entry.short)?.to_string() }));
+            Ok(true)
+        },
+    )?;
     if !references.is_empty() {
         out.insert("m.reference".into(), json!({ "chunk": references }));
     }
@@ -78,34 +105,59 @@ pub fn aggregations(s: &Services, event: &StoredEvent, format: ClientFormat, use
 /// same type, neither a state event, the original not itself an edit, `m.new_content` present
 /// (unless encrypted); the latest by `origin_server_ts`, then by event id. None when the
 /// original is redacted.
-pub fn latest_edit(s: &Services, original: &StoredEvent) -> Result<Option<std::sync::Arc<StoredEvent>>> {
+pub fn latest_edit(
+    s: &Services,
+    original: &StoredEvent,
+) -> Result<Option<std::sync::Arc<StoredEvent>>> {
     if original.pdu.state_key.is_some() || is_redacted(original) {
         return Ok(None);
     }
-    if original.pdu.content_field("m.relates_to").and_then(|r| r.get("rel_type").cloned()) == Some(json!("m.replace")) {
+    if original
+        .pdu
+        .content_field("m.relates_to")
+        .and_then(|r| r.get("rel_type").cloned())
+        == Some(json!("m.replace"))
+    {
         return Ok(None);
     }
     let mut best: Option<std::sync::Arc<StoredEvent>> = None;
     let kind = original.pdu.kind.to_string();
-    query::each_direct(s, original.meta.short_room, original.pdu.event_id.as_str(), Some("m.replace"), 0, Direction::Forward, |entry| {
-        if entry.kind != kind {
-            return Ok(true);
-        }
-        let Some(edit) = event_by_short(s, entry.short, &original.pdu.room_id)? else { return Ok(true) };
-        let valid = edit.pdu.sender == original.pdu.sender
-            && edit.pdu.state_key.is_none()
-            && (kind == "m.room.encrypted" || edit.pdu.content_field("m.new_content").is_some_and(|c| c.is_object()));
-        if !valid {
-            return Ok(true);
-        }
-        let newer = match &best {
-            None => true,
-            Some(b) => (edit.pdu.origin_server_ts, &edit.pdu.event_id) > (b.pdu.origin_server_ts, &b.pdu.event_id),
-        };
-        if newer {
-            best = Some(edit);
-        }
-        Ok(true)
-    })?;
+    query::each_direct(
+        s,
+        original.meta.short_room,
+        original.pdu.event_id.as_str(),
+        Some("m.replace"),
+        0,
+        Direction::Forward,
+        |entry| {
+            if entry.kind != kind {
+                return Ok(true);
+            }
+            let Some(edit) = event_by_short(s, entry.short, &original.pdu.room_id)? else {
+                return Ok(true);
+            };
+            let valid = edit.pdu.sender == original.pdu.sender
+                && edit.pdu.state_key.is_none()
+                && (kind == "m.room.encrypted"
+                    || edit
+                        .pdu
+                        .content_field("m.new_content")
+                        .is_some_and(|c| c.is_object()));
+            if !valid {
+                return Ok(true);
+            }
+            let newer = match &best {
+                None => true,
+                Some(b) => {
+                    (edit.pdu.origin_server_ts, &edit.pdu.event_id)
+                        > (b.pdu.origin_server_ts, &b.pdu.event_id)
+                }
+            };
+            if newer {
+                best = Some(edit);
+            }
+            Ok(true)
+        },
+    )?;
     Ok(best)
 }

@@ -40,7 +40,15 @@ pub const THREADS: Map = Map("threads");
 pub const THREAD_META: Map = Map("thread_meta");
 /// room u64 ‖ root event id str ‖ user str → u64: how many replies of the thread the user sent.
 pub const THREAD_USERS: Map = Map("thread_users");
-pub const MAPS: &[Map] = &[RELATIONS, RELATIONS_BY_TYPE, RELATION_OF, ANNOTATIONS, THREADS, THREAD_META, THREAD_USERS];
+pub const MAPS: &[Map] = &[
+    RELATIONS,
+    RELATIONS_BY_TYPE,
+    RELATION_OF,
+    ANNOTATIONS,
+    THREADS,
+    THREAD_META,
+    THREAD_USERS,
+];
 
 /// The order of relating events: timeline events by stream position above backfilled events,
 /// which are ordered by their falling sequence number. A "gap" is an ord value `g` meaning
@@ -68,7 +76,11 @@ pub mod ord {
 
     /// The /messages token of a gap.
     pub fn place_of(gap: u64) -> Place {
-        if gap >= BASE { Place::Main(gap - BASE) } else { Place::Back(BASE - 1 - gap) }
+        if gap >= BASE {
+            Place::Main(gap - BASE)
+        } else {
+            Place::Back(BASE - 1 - gap)
+        }
     }
 
     #[cfg(test)]
@@ -97,11 +109,20 @@ pub mod ord {
 
 /// In the commit that stores an event at `ord` (see [`ord`]): indexes the relation it makes, if
 /// any. `event` is its stored form (a redacted event relates to nothing).
-pub fn event_committed(s: &Services, c: &mut Commit, short_room: u64, ord: u64, short_event: u64, event: &CanonicalJsonObject) -> Result<()> {
+pub fn event_committed(
+    s: &Services,
+    c: &mut Commit,
+    short_room: u64,
+    ord: u64,
+    short_event: u64,
+    event: &CanonicalJsonObject,
+) -> Result<()> {
     if ord == 0 {
         return Ok(());
     }
-    let Some(relation) = index::relation_of(event) else { return Ok(()) };
+    let Some(relation) = index::relation_of(event) else {
+        return Ok(());
+    };
     index::write(s, c, short_room, ord, short_event, &relation)
 }
 

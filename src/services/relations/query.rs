@@ -9,7 +9,11 @@ use ruma::{RoomId, UserId};
 use super::{RELATIONS, RELATIONS_BY_TYPE, index};
 use crate::{
     error::Result,
-    services::{Services, rooms::event_by_short, timeline::{StoredEvent, visibility::user_can_see}},
+    services::{
+        Services,
+        rooms::event_by_short,
+        timeline::{StoredEvent, visibility::user_can_see},
+    },
     storage::{Direction, keys::Key},
 };
 
@@ -57,7 +61,10 @@ pub fn each_direct(
     mut f: impl FnMut(Entry) -> Result<bool>,
 ) -> Result<()> {
     let (map, prefix) = match rel_type {
-        Some(rel) => (RELATIONS_BY_TYPE, Key::new().u64(room).str(target).str(rel).build()),
+        Some(rel) => (
+            RELATIONS_BY_TYPE,
+            Key::new().u64(room).str(target).str(rel).build(),
+        ),
         None => (RELATIONS, Key::new().u64(room).str(target).build()),
     };
     let mut start = prefix.clone();
@@ -76,10 +83,22 @@ pub fn each_direct(
     for entry in s.globals.db.scan_from(map, &prefix, &start, direction) {
         let (key, value) = entry?;
         let entry = match rel_type {
-            Some(rel) => index::decode_by_type_entry(&key, &value, prefix.len())
-                .map(|(ord, short, kind, _)| Entry { ord, short, rel_type: rel.to_owned(), kind }),
-            None => index::decode_relations_entry(&key, &value, prefix.len())
-                .map(|(ord, short, rel_type, kind, _)| Entry { ord, short, rel_type, kind }),
+            Some(rel) => index::decode_by_type_entry(&key, &value, prefix.len()).map(
+                |(ord, short, kind, _)| Entry {
+                    ord,
+                    short,
+                    rel_type: rel.to_owned(),
+                    kind,
+                },
+            ),
+            None => index::decode_relations_entry(&key, &value, prefix.len()).map(
+                |(ord, short, rel_type, kind, _)| Entry {
+                    ord,
+                    short,
+                    rel_type,
+                    kind,
+                },
+            ),
         };
         let Some(entry) = entry else { continue };
         if !f(entry)? {
@@ -97,14 +116,22 @@ fn gather_recursive(s: &Services, room: u64, target: &str) -> Result<Vec<Entry>>
     for _ in 0..RECURSION_DEPTH {
         let mut next_level = Vec::new();
         for parent in &level {
-            each_direct(s, room, parent, None, u64::MAX, Direction::Backward, |entry| {
-                let id = s.short.event_id(entry.short)?.to_string();
-                if seen.insert(id.clone()) && out.len() < RECURSION_CAP {
-                    next_level.push(id);
-                    out.push(entry);
-                }
-                Ok(out.len() < RECURSION_CAP)
-            })?;
+            each_direct(
+                s,
+                room,
+                parent,
+                None,
+                u64::MAX,
+                Direction::Backward,
+                |entry| {
+                    let id = s.short.event_id(entry.short)?.to_string();
+                    if seen.insert(id.clone()) && out.len() < RECURSION_CAP {
+                        next_level.push(id);
+                        out.push(entry);
+                    }
+                    Ok(out.len() < RECURSION_CAP)
+                },
+            )?;
         }
         level = next_level;
     }
@@ -112,7 +139,13 @@ fn gather_recursive(s: &Services, room: u64, target: &str) -> Result<Vec<Entry>>
 }
 
 /// A page of the events relating to `q.target` in `room_id` that `user` may see.
-pub fn page(s: &Services, user: &UserId, room: u64, room_id: &RoomId, q: &Query<'_>) -> Result<Page> {
+pub fn page(
+    s: &Services,
+    user: &UserId,
+    room: u64,
+    room_id: &RoomId,
+    q: &Query<'_>,
+) -> Result<Page> {
     let from = q.from.unwrap_or(match q.direction {
         Direction::Backward => u64::MAX,
         Direction::Forward => 0,
@@ -130,7 +163,8 @@ pub fn page(s: &Services, user: &UserId, room: u64, room_id: &RoomId, q: &Query<
                 return Ok(false);
             }
         }
-        if q.rel_type.is_some_and(|r| r != e.rel_type) || q.event_type.is_some_and(|t| t != e.kind) {
+        if q.rel_type.is_some_and(|r| r != e.rel_type) || q.event_type.is_some_and(|t| t != e.kind)
+        {
             return Ok(true);
         }
         if events.len() >= q.limit {
@@ -140,7 +174,9 @@ pub fn page(s: &Services, user: &UserId, room: u64, room_id: &RoomId, q: &Query<
             });
             return Ok(false);
         }
-        let Some(event) = event_by_short(s, e.short, room_id)? else { return Ok(true) };
+        let Some(event) = event_by_short(s, e.short, room_id)? else {
+            return Ok(true);
+        };
         if !user_can_see(s, user, &event)? {
             return Ok(true);
         }

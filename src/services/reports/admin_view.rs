@@ -30,7 +30,9 @@ pub struct ListQuery {
 }
 
 fn room_field(s: &Services, room_id: &RoomId, kind: StateEventType, field: &str) -> Result<Value> {
-    Ok(state_content(s, room_id, &kind, "")?.and_then(|c| c.get(field).cloned()).unwrap_or(Value::Null))
+    Ok(state_content(s, room_id, &kind, "")?
+        .and_then(|c| c.get(field).cloned())
+        .unwrap_or(Value::Null))
 }
 
 /// One report as the list shows it.
@@ -57,17 +59,30 @@ fn entry(s: &Services, id: u64, report: &Report) -> Result<Value> {
 }
 
 fn matches(report: &Report, q: &ListQuery) -> bool {
-    let same = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    let same =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
     same(&q.room_id, report.room_id.as_deref().map(|r| r.as_str()))
         && same(&q.user_id, Some(report.reporter.as_str()))
-        && same(&q.event_sender_user_id, report.user_id.as_deref().map(|u| u.as_str()))
+        && same(
+            &q.event_sender_user_id,
+            report.user_id.as_deref().map(|u| u.as_str()),
+        )
 }
 
 /// `GET /event_reports`: `{ event_reports, total, next_token? }`.
 pub fn list(s: &Services, q: &ListQuery) -> Result<Value> {
-    let reports: Vec<(u64, Report)> = s.reports.all(ReportKind::Event)?.into_iter().filter(|(_, r)| matches(r, q)).collect();
+    let reports: Vec<(u64, Report)> = s
+        .reports
+        .all(ReportKind::Event)?
+        .into_iter()
+        .filter(|(_, r)| matches(r, q))
+        .collect();
     let page = sorted_page(reports, |a, b| a.0.cmp(&b.0), q.dir, q.from, q.limit);
-    let entries = page.items.iter().map(|(id, r)| entry(s, *id, r)).collect::<Result<Vec<_>>>()?;
+    let entries = page
+        .items
+        .iter()
+        .map(|(id, r)| entry(s, *id, r))
+        .collect::<Result<Vec<_>>>()?;
     let mut body = json!({ "event_reports": entries, "total": page.total });
     if let Some(next) = page.next {
         body["next_token"] = json!(next);
@@ -78,7 +93,9 @@ pub fn list(s: &Services, q: &ListQuery) -> Result<Value> {
 /// `GET /event_reports/{id}`: the entry with the reported event (`event_json`, as stored);
 /// `None` when there is no such event report.
 pub fn details(s: &Services, id: u64) -> Result<Option<Value>> {
-    let Some(report) = s.reports.get(id)?.filter(|r| r.kind == ReportKind::Event) else { return Ok(None) };
+    let Some(report) = s.reports.get(id)?.filter(|r| r.kind == ReportKind::Event) else {
+        return Ok(None);
+    };
     let mut body = entry(s, id, &report)?;
     let event_json = match &report.event_id {
         Some(event_id) => event_by_id(s, event_id)?

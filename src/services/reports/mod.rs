@@ -63,7 +63,10 @@ pub struct Reports {
 
 impl Reports {
     pub fn new(db: Db) -> Self {
-        Self { db, numbering: Default::default() }
+        Self {
+            db,
+            numbering: Default::default(),
+        }
     }
 
     /// Stores a report; returns its number.

@@ -15,7 +15,9 @@ pub const MAX_REASON_CHARS: usize = 5000;
 
 fn check_reason(reason: Option<&str>) -> Result<()> {
     if reason.is_some_and(|r| r.chars().count() > MAX_REASON_CHARS) {
-        return Err(Error::bad_json(format!("reason must be at most {MAX_REASON_CHARS} characters")));
+        return Err(Error::bad_json(format!(
+            "reason must be at most {MAX_REASON_CHARS} characters"
+        )));
     }
     Ok(())
 }
@@ -27,7 +29,9 @@ pub fn parse_score(body: Option<&serde_json::Value>) -> Result<Option<i64>> {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => match v.as_i64() {
             Some(n) if (-100..=0).contains(&n) => Ok(Some(n)),
-            _ => Err(Error::invalid_param("score must be an integer in range [-100, 0]")),
+            _ => Err(Error::invalid_param(
+                "score must be an integer in range [-100, 0]",
+            )),
         },
     }
 }
@@ -41,12 +45,15 @@ pub fn report_event(
     score: Option<i64>,
 ) -> Result<u64> {
     check_reason(reason.as_deref())?;
-    let not_found = || Error::not_found("The event was not found or you are not joined to the room.");
+    let not_found =
+        || Error::not_found("The event was not found or you are not joined to the room.");
     let short_room = s.short.room(room_id)?.ok_or_else(not_found)?;
     if !s.membership.is_joined(short_room, reporter)? {
         return Err(not_found());
     }
-    let event = event_by_id(s, event_id)?.filter(|e| e.pdu.room_id.as_str() == room_id.as_str()).ok_or_else(not_found)?;
+    let event = event_by_id(s, event_id)?
+        .filter(|e| e.pdu.room_id.as_str() == room_id.as_str())
+        .ok_or_else(not_found)?;
     if !user_can_see(s, reporter, &event)? {
         return Err(not_found());
     }
@@ -62,7 +69,12 @@ pub fn report_event(
     })
 }
 
-pub fn report_room(s: &Services, reporter: &UserId, room_id: &RoomId, reason: String) -> Result<u64> {
+pub fn report_room(
+    s: &Services,
+    reporter: &UserId,
+    room_id: &RoomId,
+    reason: String,
+) -> Result<u64> {
     check_reason(Some(&reason))?;
     if s.short.room(room_id)?.is_none() {
         return Err(Error::not_found("The room was not found."));
@@ -80,7 +92,12 @@ pub fn report_room(s: &Services, reporter: &UserId, room_id: &RoomId, reason: St
 }
 
 /// A user of ours with an account, or a user of another server that is or was in a room we know.
-pub fn report_user(s: &Services, reporter: &UserId, target: &UserId, reason: String) -> Result<u64> {
+pub fn report_user(
+    s: &Services,
+    reporter: &UserId,
+    target: &UserId,
+    reason: String,
+) -> Result<u64> {
     check_reason(Some(&reason))?;
     let known = if target.server_name() == s.globals.server_name() {
         s.users.exists(target)?

@@ -1,7 +1,9 @@
 //! Room creation: the create event, the creator's join, power levels, presets, initial state,
 //! name, topic, alias and invites, in the order the spec gives.
 
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId, events::StateEventType};
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId, UserId, events::StateEventType,
+};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -45,13 +47,25 @@ pub struct CreateRoom {
 
 /// A random room id of this server (room versions whose ids are not the create event's hash).
 pub fn random_room_id(s: &Services) -> OwnedRoomId {
-    OwnedRoomId::try_from(format!("!{}:{}", crate::util::random_string(18), s.globals.server_name())).expect("valid room id")
+    OwnedRoomId::try_from(format!(
+        "!{}:{}",
+        crate::util::random_string(18),
+        s.globals.server_name()
+    ))
+    .expect("valid room id")
 }
 
 pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<OwnedRoomId> {
-    let version = req.version.clone().unwrap_or_else(|| s.globals.config.rooms.default_version.clone());
+    let version = req
+        .version
+        .clone()
+        .unwrap_or_else(|| s.globals.config.rooms.default_version.clone());
     let rules = version::rules(&version)?;
-    let preset = req.preset.unwrap_or(if req.public { Preset::PublicChat } else { Preset::PrivateChat });
+    let preset = req.preset.unwrap_or(if req.public {
+        Preset::PublicChat
+    } else {
+        Preset::PrivateChat
+    });
 
     let alias = match &req.alias_localpart {
         Some(local) => {
@@ -66,19 +80,29 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
     };
     for (kind, _, _) in &req.initial_state {
         if kind == "m.room.create" || kind == "m.room.member" {
-            return Err(Error::bad_json(format!("initial_state may not contain {kind}")));
+            return Err(Error::bad_json(format!(
+                "initial_state may not contain {kind}"
+            )));
         }
     }
 
     // 1. m.room.create
     let mut create = req.creation_content.clone().unwrap_or_default();
     create.insert("room_version".into(), json!(version.as_str()));
-    let invitees_are_creators =
-        preset == Preset::TrustedPrivateChat && rules.authorization.additional_room_creators && !req.invite.is_empty();
+    let invitees_are_creators = preset == Preset::TrustedPrivateChat
+        && rules.authorization.additional_room_creators
+        && !req.invite.is_empty();
     if invitees_are_creators {
-        let mut creators: Vec<Value> = create.get("additional_creators").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut creators: Vec<Value> = create
+            .get("additional_creators")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for invitee in &req.invite {
-            if !creators.iter().any(|c| c.as_str() == Some(invitee.as_str())) {
+            if !creators
+                .iter()
+                .any(|c| c.as_str() == Some(invitee.as_str()))
+            {
                 creators.push(json!(invitee));
             }
         }
@@ -93,7 +117,10 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
         .then(|| req.room_id.clone().unwrap_or_else(|| random_room_id(s)));
     let (_, room_id) = append_local(
         s,
-        Target::NewRoom { version: version.clone(), room_id: room_id_for_old },
+        Target::NewRoom {
+            version: version.clone(),
+            room_id: room_id_for_old,
+        },
         creator,
         NewEvent::state(StateEventType::RoomCreate, "", Value::Object(create)),
         None,
@@ -147,7 +174,12 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
     if let Some(levels) = &req.power_levels {
         power_levels = Value::Object(levels.clone());
     }
-    send(s, &room_id, creator, NewEvent::state(StateEventType::RoomPowerLevels, "", power_levels))?;
+    send(
+        s,
+        &room_id,
+        creator,
+        NewEvent::state(StateEventType::RoomPowerLevels, "", power_levels),
+    )?;
 
     // 4. Canonical alias.
     if let Some(alias) = &alias {
@@ -156,35 +188,74 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
             s,
             &room_id,
             creator,
-            NewEvent::state(StateEventType::RoomCanonicalAlias, "", json!({ "alias": alias })),
+            NewEvent::state(
+                StateEventType::RoomCanonicalAlias,
+                "",
+                json!({ "alias": alias }),
+            ),
         )?;
     }
 
     // 5. Preset state, unless initial_state sets the same.
-    let overridden = |kind: &str| req.initial_state.iter().any(|(k, sk, _)| k == kind && sk.is_empty());
-    let join_rule = if preset == Preset::PublicChat { "public" } else { "invite" };
-    let guest = if preset == Preset::PublicChat { "forbidden" } else { "can_join" };
+    let overridden = |kind: &str| {
+        req.initial_state
+            .iter()
+            .any(|(k, sk, _)| k == kind && sk.is_empty())
+    };
+    let join_rule = if preset == Preset::PublicChat {
+        "public"
+    } else {
+        "invite"
+    };
+    let guest = if preset == Preset::PublicChat {
+        "forbidden"
+    } else {
+        "can_join"
+    };
     for (kind, content) in [
         ("m.room.join_rules", json!({ "join_rule": join_rule })),
-        ("m.room.history_visibility", json!({ "history_visibility": "shared" })),
+        (
+            "m.room.history_visibility",
+            json!({ "history_visibility": "shared" }),
+        ),
         ("m.room.guest_access", json!({ "guest_access": guest })),
     ] {
         if !overridden(kind) {
-            send(s, &room_id, creator, NewEvent::state(kind.into(), "", content))?;
+            send(
+                s,
+                &room_id,
+                creator,
+                NewEvent::state(kind.into(), "", content),
+            )?;
         }
     }
 
     // 6. initial_state.
     for (kind, state_key, content) in &req.initial_state {
-        send(s, &room_id, creator, NewEvent::state(kind.as_str().into(), state_key.clone(), content.clone()))?;
+        send(
+            s,
+            &room_id,
+            creator,
+            NewEvent::state(kind.as_str().into(), state_key.clone(), content.clone()),
+        )?;
     }
 
     // 7. Name and topic.
     if let Some(name) = &req.name {
-        send(s, &room_id, creator, NewEvent::state(StateEventType::RoomName, "", json!({ "name": name })))?;
+        send(
+            s,
+            &room_id,
+            creator,
+            NewEvent::state(StateEventType::RoomName, "", json!({ "name": name })),
+        )?;
     }
     if let Some(topic) = &req.topic {
-        send(s, &room_id, creator, NewEvent::state(StateEventType::RoomTopic, "", json!({ "topic": topic })))?;
+        send(
+            s,
+            &room_id,
+            creator,
+            NewEvent::state(StateEventType::RoomTopic, "", json!({ "topic": topic })),
+        )?;
     }
 
     // 8. Invites.
@@ -201,4 +272,3 @@ pub fn create_room(s: &Services, creator: &UserId, req: CreateRoom) -> Result<Ow
     }
     Ok(room_id)
 }
-

@@ -70,8 +70,17 @@ pub fn child_link(state_key: &str, content: &Value, ts: u64) -> Option<ChildLink
         .and_then(Value::as_str)
         .filter(|o| o.len() <= 50 && o.chars().all(|c| ('\x20'..='\x7E').contains(&c)))
         .map(str::to_owned);
-    let suggested = content.get("suggested").and_then(Value::as_bool).unwrap_or(false);
-    Some(ChildLink { room_id, via, suggested, order, ts })
+    let suggested = content
+        .get("suggested")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Some(ChildLink {
+        room_id,
+        via,
+        suggested,
+        order,
+        ts,
+    })
 }
 
 /// The spec's order of children: by `order` (children without one last), then by the child
@@ -84,14 +93,18 @@ pub fn sort_children(children: &mut [ChildLink]) {
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => std::cmp::Ordering::Equal,
         };
-        by_order.then(a.ts.cmp(&b.ts)).then_with(|| a.room_id.cmp(&b.room_id))
+        by_order
+            .then(a.ts.cmp(&b.ts))
+            .then_with(|| a.room_id.cmp(&b.room_id))
     });
 }
 
 /// The summary of a room this server is in (has a joined member in), from its current state
 /// (`None`: not in it; a room all our users left has a state we no longer follow).
 pub fn local_summary(s: &Services, room_id: &RoomId) -> Result<Option<SpaceSummary>> {
-    let Some(short) = restricted::follows(s, room_id)? else { return Ok(None) };
+    let Some(short) = restricted::follows(s, room_id)? else {
+        return Ok(None);
+    };
     let state = s.state.current_state(short)?;
     if state.is_empty() {
         return Ok(None);
@@ -101,16 +114,30 @@ pub fn local_summary(s: &Services, room_id: &RoomId) -> Result<Option<SpaceSumma
         Ok(content(kind)?.and_then(|c| c.get(field).and_then(Value::as_str).map(str::to_owned)))
     };
     let joined = s.membership.members(short, Membership::Join)?.len() as u64;
-    let join_rule: JoinRuleSummary = restricted::join_rule(s, room_id)?.unwrap_or(JoinRule::Invite).into();
-    let world_readable = text(StateEventType::RoomHistoryVisibility, "history_visibility")?.as_deref() == Some("world_readable");
-    let guest_can_join = text(StateEventType::RoomGuestAccess, "guest_access")?.as_deref() == Some("can_join");
-    let mut summary = RoomSummary::new(room_id.to_owned(), join_rule, guest_can_join, UInt::new(joined).unwrap_or_default(), world_readable);
+    let join_rule: JoinRuleSummary = restricted::join_rule(s, room_id)?
+        .unwrap_or(JoinRule::Invite)
+        .into();
+    let world_readable = text(StateEventType::RoomHistoryVisibility, "history_visibility")?
+        .as_deref()
+        == Some("world_readable");
+    let guest_can_join =
+        text(StateEventType::RoomGuestAccess, "guest_access")?.as_deref() == Some("can_join");
+    let mut summary = RoomSummary::new(
+        room_id.to_owned(),
+        join_rule,
+        guest_can_join,
+        UInt::new(joined).unwrap_or_default(),
+        world_readable,
+    );
     summary.name = text(StateEventType::RoomName, "name")?;
     summary.topic = text(StateEventType::RoomTopic, "topic")?;
-    summary.canonical_alias = text(StateEventType::RoomCanonicalAlias, "alias")?.and_then(|a| a.try_into().ok());
+    summary.canonical_alias =
+        text(StateEventType::RoomCanonicalAlias, "alias")?.and_then(|a| a.try_into().ok());
     summary.avatar_url = text(StateEventType::RoomAvatar, "url")?.map(Into::into);
-    summary.room_type = text(StateEventType::RoomCreate, "type")?.map(|t| RoomType::from(t.as_str()));
-    summary.encryption = text(StateEventType::RoomEncryption, "algorithm")?.map(|a| a.as_str().into());
+    summary.room_type =
+        text(StateEventType::RoomCreate, "type")?.map(|t| RoomType::from(t.as_str()));
+    summary.encryption =
+        text(StateEventType::RoomEncryption, "algorithm")?.map(|a| a.as_str().into());
     summary.room_version = s.timeline.room_version(room_id)?;
 
     let mut children = Vec::new();
@@ -121,13 +148,17 @@ pub fn local_summary(s: &Services, room_id: &RoomId) -> Result<Option<SpaceSumma
             if kind != StateEventType::SpaceChild {
                 continue;
             }
-            let Some(e) = event_by_short(s, *event, room_id)? else { continue };
+            let Some(e) = event_by_short(s, *event, room_id)? else {
+                continue;
+            };
             if e.pdu.kind != TimelineEventType::SpaceChild {
                 continue;
             }
             let ts = u64::from(e.pdu.origin_server_ts.get());
             let content = e.pdu.content_value();
-            let Some(link) = child_link(&state_key, &content, ts) else { continue };
+            let Some(link) = child_link(&state_key, &content, ts) else {
+                continue;
+            };
             let stripped = json!({
                 "type": "m.space.child",
                 "state_key": state_key,
@@ -142,13 +173,19 @@ pub fn local_summary(s: &Services, room_id: &RoomId) -> Result<Option<SpaceSumma
         }
         sort_children(&mut children);
     }
-    Ok(Some(SpaceSummary { summary, children_state, children }))
+    Ok(Some(SpaceSummary {
+        summary,
+        children_state,
+        children,
+    }))
 }
 
 /// The allowed rooms of a restricted summary (any room version: the summary says what the room uses).
 fn allowed_of(summary: &RoomSummary) -> Option<&[OwnedRoomId]> {
     match &summary.join_rule {
-        JoinRuleSummary::Restricted(r) | JoinRuleSummary::KnockRestricted(r) => Some(&r.allowed_room_ids),
+        JoinRuleSummary::Restricted(r) | JoinRuleSummary::KnockRestricted(r) => {
+            Some(&r.allowed_room_ids)
+        }
         _ => None,
     }
 }
@@ -159,7 +196,10 @@ fn allowed_of(summary: &RoomSummary) -> Option<&[OwnedRoomId]> {
 /// memberships we know of the allowed rooms.
 pub fn may_see(s: &Services, summary: &RoomSummary, viewer: Viewer<'_>) -> Result<bool> {
     if summary.world_readable
-        || matches!(summary.join_rule, JoinRuleSummary::Public | JoinRuleSummary::Knock | JoinRuleSummary::KnockRestricted(_))
+        || matches!(
+            summary.join_rule,
+            JoinRuleSummary::Public | JoinRuleSummary::Knock | JoinRuleSummary::KnockRestricted(_)
+        )
     {
         return Ok(true);
     }
@@ -189,12 +229,24 @@ pub fn may_see(s: &Services, summary: &RoomSummary, viewer: Viewer<'_>) -> Resul
 }
 
 /// Whether the user, or a user of the server, has one of `wanted` memberships in a room.
-fn has_member(s: &Services, short_room: u64, viewer: Viewer<'_>, wanted: &[Membership]) -> Result<bool> {
+fn has_member(
+    s: &Services,
+    short_room: u64,
+    viewer: Viewer<'_>,
+    wanted: &[Membership],
+) -> Result<bool> {
     match viewer {
-        Viewer::User(user) => Ok(s.membership.membership(short_room, user)?.is_some_and(|m| wanted.contains(&m))),
+        Viewer::User(user) => Ok(s
+            .membership
+            .membership(short_room, user)?
+            .is_some_and(|m| wanted.contains(&m))),
         Viewer::Server(server) => {
             for m in wanted {
-                if s.membership.members(short_room, *m)?.iter().any(|u| u.server_name() == server) {
+                if s.membership
+                    .members(short_room, *m)?
+                    .iter()
+                    .any(|u| u.server_name() == server)
+                {
                     return Ok(true);
                 }
             }
@@ -214,12 +266,32 @@ mod tests {
         assert!(child_link("!a:x", &json!({}), 1).is_none());
         assert!(child_link("!a:x", &json!({ "via": [] }), 1).is_none());
         assert!(child_link("not a room", &json!({ "via": ["x"] }), 1).is_none());
-        let link = child_link("!a:x", &json!({ "via": ["x"], "order": "b", "suggested": true }), 1).unwrap();
+        let link = child_link(
+            "!a:x",
+            &json!({ "via": ["x"], "order": "b", "suggested": true }),
+            1,
+        )
+        .unwrap();
         assert_eq!((link.order.as_deref(), link.suggested), (Some("b"), true));
         let long = "a".repeat(51);
-        assert_eq!(child_link("!a:x", &json!({ "via": ["x"], "order": long }), 1).unwrap().order, None);
-        assert_eq!(child_link("!a:x", &json!({ "via": ["x"], "order": "é" }), 1).unwrap().order, None);
-        assert_eq!(child_link("!a:x", &json!({ "via": ["x"], "order": 5 }), 1).unwrap().order, None);
+        assert_eq!(
+            child_link("!a:x", &json!({ "via": ["x"], "order": long }), 1)
+                .unwrap()
+                .order,
+            None
+        );
+        assert_eq!(
+            child_link("!a:x", &json!({ "via": ["x"], "order": "é" }), 1)
+                .unwrap()
+                .order,
+            None
+        );
+        assert_eq!(
+            child_link("!a:x", &json!({ "via": ["x"], "order": 5 }), 1)
+                .unwrap()
+                .order,
+            None
+        );
     }
 
     #[test]
@@ -231,8 +303,13 @@ mod tests {
             }
             child_link(id, &content, ts).unwrap()
         };
-        let mut children =
-            vec![link("!d:x", None, 5), link("!c:x", None, 5), link("!b:x", None, 1), link("!a:x", Some("z"), 9), link("!e:x", Some("a"), 9)];
+        let mut children = vec![
+            link("!d:x", None, 5),
+            link("!c:x", None, 5),
+            link("!b:x", None, 1),
+            link("!a:x", Some("z"), 9),
+            link("!e:x", Some("a"), 9),
+        ];
         sort_children(&mut children);
         let ids: Vec<&str> = children.iter().map(|c| c.room_id.as_str()).collect();
         assert_eq!(ids, ["!e:x", "!a:x", "!b:x", "!c:x", "!d:x"]);

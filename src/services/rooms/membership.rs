@@ -54,7 +54,15 @@ impl Membership {
     }
 
     fn from_byte(b: u8) -> Option<Self> {
-        [Self::Join, Self::Invite, Self::Leave, Self::Ban, Self::Knock].get(b as usize).copied()
+        [
+            Self::Join,
+            Self::Invite,
+            Self::Leave,
+            Self::Ban,
+            Self::Knock,
+        ]
+        .get(b as usize)
+        .copied()
     }
 }
 
@@ -92,7 +100,11 @@ impl MembershipIndex {
         let mut value = vec![membership.byte()];
         value.extend_from_slice(&pos.to_be_bytes());
         value.extend_from_slice(&short_event.to_be_bytes());
-        commit.batch.put(USER_ROOMS, Key::new().str(user.as_str()).str(room.as_str()).build(), value);
+        commit.batch.put(
+            USER_ROOMS,
+            Key::new().str(user.as_str()).str(room.as_str()).build(),
+            value,
+        );
         commit.batch.put(
             ROOM_MEMBERS,
             Key::new().u64(short_room).str(user.as_str()).build(),
@@ -116,7 +128,12 @@ impl MembershipIndex {
 
     /// The rooms `user` is joined to.
     pub fn joined_room_ids(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
-        Ok(self.rooms_of(user)?.into_iter().filter(|r| r.membership == Membership::Join).map(|r| r.room_id).collect())
+        Ok(self
+            .rooms_of(user)?
+            .into_iter()
+            .filter(|r| r.membership == Membership::Join)
+            .map(|r| r.room_id)
+            .collect())
     }
 
     pub fn rooms_of(&self, user: &UserId) -> Result<Vec<UserRoom>> {
@@ -125,12 +142,15 @@ impl MembershipIndex {
         for entry in self.db.scan_prefix(USER_ROOMS, &prefix) {
             let (key, value) = entry?;
             let mut reader = KeyReader::new(&key[prefix.len()..]);
-            let (Some(room), Some(membership)) =
-                (reader.str(), value.first().copied().and_then(Membership::from_byte))
-            else {
+            let (Some(room), Some(membership)) = (
+                reader.str(),
+                value.first().copied().and_then(Membership::from_byte),
+            ) else {
                 continue;
             };
-            let Ok(room_id) = OwnedRoomId::try_from(room) else { continue };
+            let Ok(room_id) = OwnedRoomId::try_from(room) else {
+                continue;
+            };
             out.push(UserRoom {
                 room_id,
                 membership,
@@ -157,7 +177,10 @@ impl MembershipIndex {
 
     pub fn membership(&self, short_room: u64, user: &UserId) -> Result<Option<Membership>> {
         let key = Key::new().u64(short_room).str(user.as_str()).build();
-        Ok(self.db.get(ROOM_MEMBERS, &key)?.and_then(|v| v.first().copied().and_then(Membership::from_byte)))
+        Ok(self
+            .db
+            .get(ROOM_MEMBERS, &key)?
+            .and_then(|v| v.first().copied().and_then(Membership::from_byte)))
     }
 
     pub fn is_joined(&self, short_room: u64, user: &UserId) -> Result<bool> {
@@ -170,7 +193,9 @@ impl MembershipIndex {
         for entry in self.db.scan_prefix(ROOM_MEMBERS, &prefix) {
             let (key, value) = entry?;
             if value.first().copied().and_then(Membership::from_byte) == Some(Membership::Join)
-                && let Some(user) = KeyReader::new(&key[8..]).str().and_then(|u| <&UserId>::try_from(u).ok())
+                && let Some(user) = KeyReader::new(&key[8..])
+                    .str()
+                    .and_then(|u| <&UserId>::try_from(u).ok())
                 && user.server_name() == server
             {
                 return Ok(true);
@@ -188,7 +213,10 @@ impl MembershipIndex {
             if value.first().copied().and_then(Membership::from_byte) != Some(wanted) {
                 continue;
             }
-            if let Some(user) = KeyReader::new(&key[8..]).str().and_then(|u| OwnedUserId::try_from(u).ok()) {
+            if let Some(user) = KeyReader::new(&key[8..])
+                .str()
+                .and_then(|u| OwnedUserId::try_from(u).ok())
+            {
                 out.push(user);
             }
         }

@@ -1,8 +1,8 @@
 //! Rooms: reading state, creating rooms and changing memberships.
 
 pub mod create;
-pub mod membership;
 pub mod hierarchy;
+pub mod membership;
 pub mod power;
 pub mod restricted;
 pub mod upgrade;
@@ -28,14 +28,22 @@ use crate::{
 
 /// Loads an event by id (with its room).
 pub fn event_by_id(s: &Services, event_id: &EventId) -> Result<Option<Arc<StoredEvent>>> {
-    let Some(short) = s.short.event(event_id)? else { return Ok(None) };
-    let Some(meta) = s.timeline.meta(short)? else { return Ok(None) };
+    let Some(short) = s.short.event(event_id)? else {
+        return Ok(None);
+    };
+    let Some(meta) = s.timeline.meta(short)? else {
+        return Ok(None);
+    };
     let room_id = s.short.room_id(meta.short_room)?;
     s.timeline.load(short, event_id, &room_id)
 }
 
 /// Loads the event of short id `short` in `room_id`.
-pub fn event_by_short(s: &Services, short: u64, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
+pub fn event_by_short(
+    s: &Services,
+    short: u64,
+    room_id: &RoomId,
+) -> Result<Option<Arc<StoredEvent>>> {
     if let Some(cached) = s.timeline.cached(short, room_id) {
         return Ok(cached);
     }
@@ -50,21 +58,41 @@ pub fn state_event(
     kind: &StateEventType,
     state_key: &str,
 ) -> Result<Option<Arc<StoredEvent>>> {
-    let Some(short_room) = s.short.room(room_id)? else { return Ok(None) };
+    let Some(short_room) = s.short.room(room_id)? else {
+        return Ok(None);
+    };
     let state = s.state.current_state(short_room)?;
-    let Some(key) = s.short.statekey(kind, state_key)? else { return Ok(None) };
-    let Some(short) = state.get(&key) else { return Ok(None) };
+    let Some(key) = s.short.statekey(kind, state_key)? else {
+        return Ok(None);
+    };
+    let Some(short) = state.get(&key) else {
+        return Ok(None);
+    };
     event_by_short(s, *short, room_id)
 }
 
 /// The content of a current state event, as JSON.
-pub fn state_content(s: &Services, room_id: &RoomId, kind: &StateEventType, state_key: &str) -> Result<Option<Value>> {
+pub fn state_content(
+    s: &Services,
+    room_id: &RoomId,
+    kind: &StateEventType,
+    state_key: &str,
+) -> Result<Option<Value>> {
     Ok(state_event(s, room_id, kind, state_key)?.map(|e| e.pdu.content_value()))
 }
 
 /// The state after the room's last event at or before stream position `pos`.
-pub fn state_at_pos(s: &Services, short_room: u64, pos: u64) -> Result<Arc<crate::services::state::StateMap>> {
-    let Some((_, short)) = s.timeline.scan(short_room, pos, crate::storage::Direction::Backward, 1)?.into_iter().next() else {
+pub fn state_at_pos(
+    s: &Services,
+    short_room: u64,
+    pos: u64,
+) -> Result<Arc<crate::services::state::StateMap>> {
+    let Some((_, short)) = s
+        .timeline
+        .scan(short_room, pos, crate::storage::Direction::Backward, 1)?
+        .into_iter()
+        .next()
+    else {
         return Ok(Default::default());
     };
     let snapshot = s.timeline.meta(short)?.map_or(0, |m| m.state_after);
@@ -73,17 +101,30 @@ pub fn state_at_pos(s: &Services, short_room: u64, pos: u64) -> Result<Arc<crate
 
 pub fn is_world_readable(s: &Services, short_room: u64) -> Result<bool> {
     let room_id = s.short.room_id(short_room)?;
-    Ok(state_content(s, &room_id, &StateEventType::RoomHistoryVisibility, "")?
-        .and_then(|c| c.get("history_visibility").and_then(Value::as_str).map(|v| v == "world_readable"))
-        .unwrap_or(false))
+    Ok(
+        state_content(s, &room_id, &StateEventType::RoomHistoryVisibility, "")?
+            .and_then(|c| {
+                c.get("history_visibility")
+                    .and_then(Value::as_str)
+                    .map(|v| v == "world_readable")
+            })
+            .unwrap_or(false),
+    )
 }
 
 pub fn short_room(s: &Services, room_id: &RoomId) -> Result<u64> {
-    s.short.room(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))
+    s.short
+        .room(room_id)?
+        .ok_or_else(|| Error::not_found("Unknown room"))
 }
 
 /// Sends a state or message event in an existing room.
-pub fn send(s: &Services, room_id: &RoomId, sender: &UserId, event: NewEvent) -> Result<ruma::OwnedEventId> {
+pub fn send(
+    s: &Services,
+    room_id: &RoomId,
+    sender: &UserId,
+    event: NewEvent,
+) -> Result<ruma::OwnedEventId> {
     Ok(append_local(s, Target::Room(room_id), sender, event, None)?.0)
 }
 
@@ -119,5 +160,10 @@ pub fn set_membership(
             content[k] = v;
         }
     }
-    send(s, room_id, sender, NewEvent::state(StateEventType::RoomMember, target.as_str(), content))
+    send(
+        s,
+        room_id,
+        sender,
+        NewEvent::state(StateEventType::RoomMember, target.as_str(), content),
+    )
 }

@@ -7,11 +7,18 @@ use serde_json::Value;
 
 use crate::{
     error::{Error, Result},
-    services::{Services, rooms::{state_content, state_event, version}, timeline::StoredEvent},
+    services::{
+        Services,
+        rooms::{state_content, state_event, version},
+        timeline::StoredEvent,
+    },
 };
 
 fn number(v: Option<&Value>) -> Option<i64> {
-    v.and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+    v.and_then(|v| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })
 }
 
 /// A state event looked up by type and state key, in some state of the room.
@@ -25,37 +32,63 @@ fn current<'a>(s: &'a Services, room_id: &'a RoomId) -> impl StateLookup + 'a {
 
 /// Whether `user` created the room in a version where creators have unlimited power.
 pub fn is_privileged_creator(s: &Services, room_id: &RoomId, user: &UserId) -> Result<bool> {
-    let version = s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    let version = s
+        .timeline
+        .room_version(room_id)?
+        .ok_or_else(|| Error::not_found("Unknown room"))?;
     is_privileged_creator_in(&version::rules(&version)?, user, current(s, room_id))
 }
 
-fn is_privileged_creator_in(rules: &RoomVersionRules, user: &UserId, state: impl StateLookup) -> Result<bool> {
+fn is_privileged_creator_in(
+    rules: &RoomVersionRules,
+    user: &UserId,
+    state: impl StateLookup,
+) -> Result<bool> {
     if !rules.authorization.explicitly_privilege_room_creators {
         return Ok(false);
     }
-    let Some(create) = state(&StateEventType::RoomCreate, "")? else { return Ok(false) };
-    let additional = create.pdu.content_field("additional_creators").and_then(|v| v.as_array().cloned()).unwrap_or_default();
+    let Some(create) = state(&StateEventType::RoomCreate, "")? else {
+        return Ok(false);
+    };
+    let additional = create
+        .pdu
+        .content_field("additional_creators")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
     Ok(create.pdu.sender == user || additional.iter().any(|c| c.as_str() == Some(user.as_str())))
 }
 
 /// The user's power level (`i64::MAX` for privileged creators).
 pub fn user_level(s: &Services, room_id: &RoomId, user: &UserId) -> Result<i64> {
-    let version = s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    let version = s
+        .timeline
+        .room_version(room_id)?
+        .ok_or_else(|| Error::not_found("Unknown room"))?;
     user_level_in(&version::rules(&version)?, user, current(s, room_id))
 }
 
 /// The user's power level in the state `state` looks up.
-pub fn user_level_in(rules: &RoomVersionRules, user: &UserId, state: impl StateLookup) -> Result<i64> {
+pub fn user_level_in(
+    rules: &RoomVersionRules,
+    user: &UserId,
+    state: impl StateLookup,
+) -> Result<i64> {
     if is_privileged_creator_in(rules, user, &state)? {
         return Ok(i64::MAX);
     }
     let Some(pl) = state(&StateEventType::RoomPowerLevels, "")? else {
         // Without power levels the creator has 100, everyone else 0.
         let create = state(&StateEventType::RoomCreate, "")?;
-        return Ok(if create.is_some_and(|c| c.pdu.sender == user) { 100 } else { 0 });
+        return Ok(if create.is_some_and(|c| c.pdu.sender == user) {
+            100
+        } else {
+            0
+        });
     };
     let pl = pl.pdu.content_value();
-    Ok(number(pl.get("users").and_then(|u| u.get(user.as_str()))).or(number(pl.get("users_default"))).unwrap_or(0))
+    Ok(number(pl.get("users").and_then(|u| u.get(user.as_str())))
+        .or(number(pl.get("users_default")))
+        .unwrap_or(0))
 }
 
 /// The level a power-levels field (`redact`, `kick`, `ban`, `invite`) requires.
@@ -72,8 +105,12 @@ pub fn action_level_in(action: &str, state: impl StateLookup) -> Result<i64> {
 
 /// The level needed to send a state event of `kind`.
 pub fn state_level(s: &Services, room_id: &RoomId, kind: &str) -> Result<i64> {
-    let Some(pl) = state_content(s, room_id, &StateEventType::RoomPowerLevels, "")? else { return Ok(0) };
-    Ok(number(pl.get("events").and_then(|e| e.get(kind))).or(number(pl.get("state_default"))).unwrap_or(50))
+    let Some(pl) = state_content(s, room_id, &StateEventType::RoomPowerLevels, "")? else {
+        return Ok(0);
+    };
+    Ok(number(pl.get("events").and_then(|e| e.get(kind)))
+        .or(number(pl.get("state_default")))
+        .unwrap_or(50))
 }
 
 pub fn can_send_state(s: &Services, room_id: &RoomId, user: &UserId, kind: &str) -> Result<bool> {

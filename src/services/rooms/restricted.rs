@@ -31,7 +31,10 @@ pub enum JoinGrant {
 
 /// The room's join rule as ruma reads it (`None`: no or unreadable `m.room.join_rules`).
 pub fn join_rule(s: &Services, room_id: &RoomId) -> Result<Option<JoinRule>> {
-    Ok(rooms::state_content(s, room_id, &StateEventType::RoomJoinRules, "")?.and_then(|c| serde_json::from_value(c).ok()))
+    Ok(
+        rooms::state_content(s, room_id, &StateEventType::RoomJoinRules, "")?
+            .and_then(|c| serde_json::from_value(c).ok()),
+    )
 }
 
 /// The rooms a join rule lets members of join from, when the rule is restricted in a room version
@@ -60,7 +63,11 @@ pub fn follows(s: &Services, room_id: &RoomId) -> Result<Option<u64>> {
         return Ok(None);
     }
     let short = rooms::short_room(s, room_id)?;
-    let ours = s.membership.members(short, Membership::Join)?.iter().any(|m| m.server_name() == s.globals.server_name());
+    let ours = s
+        .membership
+        .members(short, Membership::Join)?
+        .iter()
+        .any(|m| m.server_name() == s.globals.server_name());
     Ok(ours.then_some(short))
 }
 
@@ -69,7 +76,9 @@ pub fn follows(s: &Services, room_id: &RoomId) -> Result<Option<u64>> {
 pub fn satisfies(s: &Services, user: &UserId, allowed: &[OwnedRoomId]) -> Result<Option<bool>> {
     let mut known = false;
     for room in allowed {
-        let Some(short) = follows(s, room)? else { continue };
+        let Some(short) = follows(s, room)? else {
+            continue;
+        };
         known = true;
         if s.membership.membership(short, user)? == Some(Membership::Join) {
             return Ok(Some(true));
@@ -119,34 +128,61 @@ pub fn unable_to_grant() -> Error {
 /// our members, or refused (403 `M_FORBIDDEN`, `M_UNABLE_TO_AUTHORISE_JOIN`,
 /// `M_UNABLE_TO_GRANT_JOIN`).
 pub fn grant(s: &Services, room_id: &RoomId, user: &UserId) -> Result<JoinGrant> {
-    let version = s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+    let version = s
+        .timeline
+        .room_version(room_id)?
+        .ok_or_else(|| Error::not_found("Unknown room"))?;
     let rules = version::rules(&version)?;
-    let Some(rule) = join_rule(s, room_id)? else { return Ok(JoinGrant::NotNeeded) };
-    let Some(allowed) = allowed_rooms(&rule, &rules.authorization) else { return Ok(JoinGrant::NotNeeded) };
+    let Some(rule) = join_rule(s, room_id)? else {
+        return Ok(JoinGrant::NotNeeded);
+    };
+    let Some(allowed) = allowed_rooms(&rule, &rules.authorization) else {
+        return Ok(JoinGrant::NotNeeded);
+    };
     let short = rooms::short_room(s, room_id)?;
-    if matches!(s.membership.membership(short, user)?, Some(Membership::Join | Membership::Invite)) {
+    if matches!(
+        s.membership.membership(short, user)?,
+        Some(Membership::Join | Membership::Invite)
+    ) {
         return Ok(JoinGrant::NotNeeded);
     }
     match satisfies(s, user, &allowed)? {
         Some(true) => {}
         // Our own users' memberships are always known here: not being in an allowed room is a no.
         None if user.server_name() != s.globals.server_name() => return Err(unable_to_authorise()),
-        _ => return Err(Error::forbidden("You are not a member of any room this room's join rule allows")),
+        _ => {
+            return Err(Error::forbidden(
+                "You are not a member of any room this room's join rule allows",
+            ));
+        }
     }
-    local_inviters(s, room_id)?.into_iter().next().map(JoinGrant::Via).ok_or_else(unable_to_grant)
+    local_inviters(s, room_id)?
+        .into_iter()
+        .next()
+        .map(JoinGrant::Via)
+        .ok_or_else(unable_to_grant)
 }
 
 /// Checks a received join naming `authoriser` (one of our users) before we sign it: the user is
 /// already joined or invited, or is allowed by the restricted rule and `authoriser` is a joined
 /// member able to invite.
-pub fn check_authoriser(s: &Services, room_id: &RoomId, user: &UserId, authoriser: &UserId) -> Result<()> {
+pub fn check_authoriser(
+    s: &Services,
+    room_id: &RoomId,
+    user: &UserId,
+    authoriser: &UserId,
+) -> Result<()> {
     if authoriser.server_name() != s.globals.server_name() {
-        return Err(Error::forbidden("The authorising user is not a user of this server"));
+        return Err(Error::forbidden(
+            "The authorising user is not a user of this server",
+        ));
     }
     match grant(s, room_id, user)? {
         JoinGrant::NotNeeded => Ok(()),
         JoinGrant::Via(_) if local_inviters(s, room_id)?.iter().any(|u| u == authoriser) => Ok(()),
-        JoinGrant::Via(_) => Err(Error::forbidden("The authorising user cannot invite to this room")),
+        JoinGrant::Via(_) => Err(Error::forbidden(
+            "The authorising user cannot invite to this room",
+        )),
     }
 }
 
@@ -169,9 +205,15 @@ mod tests {
         let v8 = RoomVersionRules::V8.authorization;
         let v10 = RoomVersionRules::V10.authorization;
         assert_eq!(allowed_rooms(&restricted, &v7), None);
-        assert_eq!(allowed_rooms(&restricted, &v8), Some(vec![owned_room_id!("!a:x")]));
+        assert_eq!(
+            allowed_rooms(&restricted, &v8),
+            Some(vec![owned_room_id!("!a:x")])
+        );
         assert_eq!(allowed_rooms(&knock_restricted, &v8), None);
-        assert_eq!(allowed_rooms(&knock_restricted, &v10), Some(vec![owned_room_id!("!a:x")]));
+        assert_eq!(
+            allowed_rooms(&knock_restricted, &v10),
+            Some(vec![owned_room_id!("!a:x")])
+        );
         assert_eq!(allowed_rooms(&JoinRule::Public, &v10), None);
     }
 }

@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId, events::StateEventType};
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId,
+    events::StateEventType,
+};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -15,10 +18,10 @@ use crate::{
     services::{
         Services,
         rooms::{
-            self, power,
+            self,
             create::{self, CreateRoom, Preset},
             membership::Membership,
-            send, set_membership, upgrade_levels, upgrade_user_state, version,
+            power, send, set_membership, upgrade_levels, upgrade_user_state, version,
         },
         timeline::append::NewEvent,
     },
@@ -73,10 +76,20 @@ pub async fn upgrade_room(
     // Members of other servers are invited over federation; a server that cannot be reached
     // does not stop the upgrade (the member can still follow the tombstone when it can join).
     for invitee in remote {
-        if let Err(e) =
-            crate::federation::invite::invite_remote(services, new_room.clone(), plan.user.clone(), invitee.clone(), None).await
+        if let Err(e) = crate::federation::invite::invite_remote(
+            services,
+            new_room.clone(),
+            plan.user.clone(),
+            invitee.clone(),
+            None,
+        )
+        .await
         {
-            tracing::warn!("room upgrade of {}: inviting {invitee}: {}", plan.old_room, e.message);
+            tracing::warn!(
+                "room upgrade of {}: inviting {invitee}: {}",
+                plan.old_room,
+                e.message
+            );
         }
     }
     let room = new_room.clone();
@@ -104,7 +117,8 @@ fn plan(
         return Err(Error::forbidden("You cannot upgrade this room"));
     }
 
-    let old_create = rooms::state_content(s, &old_room, &StateEventType::RoomCreate, "")?.unwrap_or_default();
+    let old_create =
+        rooms::state_content(s, &old_room, &StateEventType::RoomCreate, "")?.unwrap_or_default();
     let mut creation_content = Map::new();
     if old_create.get("m.federate") == Some(&Value::Bool(false)) {
         creation_content.insert("m.federate".into(), json!(false));
@@ -117,8 +131,8 @@ fn plan(
         creation_content.insert("additional_creators".into(), json!(additional_creators));
     }
 
-    let old_levels =
-        rooms::state_content(s, &old_room, &StateEventType::RoomPowerLevels, "")?.map(|c| upgrade_levels::normalise(&c));
+    let old_levels = rooms::state_content(s, &old_room, &StateEventType::RoomPowerLevels, "")?
+        .map(|c| upgrade_levels::normalise(&c));
     let levels = old_levels.clone().map(|mut levels| {
         if privileged_creators {
             let mut creators: Vec<&str> = additional_creators.iter().map(|u| u.as_str()).collect();
@@ -136,10 +150,16 @@ fn plan(
     for (key, short_event) in s.state.current_state(short_room)?.iter() {
         let (kind, state_key) = s.short.statekey_of(*key)?;
         let kind = kind.to_string();
-        let Some(event) = rooms::event_by_short(s, *short_event, &old_room)? else { continue };
+        let Some(event) = rooms::event_by_short(s, *short_event, &old_room)? else {
+            continue;
+        };
         let content = event.pdu.content_value();
         if kind == "m.room.member" {
-            match content.get("membership").and_then(Value::as_str).and_then(Membership::parse) {
+            match content
+                .get("membership")
+                .and_then(Value::as_str)
+                .and_then(Membership::parse)
+            {
                 Some(Membership::Ban) => bans.push((state_key, content)),
                 Some(Membership::Join | Membership::Invite) if state_key != user.as_str() => {
                     if let Ok(member) = UserId::parse(state_key.as_str()) {
@@ -150,13 +170,19 @@ fn plan(
             }
         } else if kind == "m.room.canonical_alias" && state_key.is_empty() {
             canonical_alias = Some(content);
-        } else if COPIED.iter().any(|(k, empty_key)| *k == kind && (!empty_key || state_key.is_empty())) {
+        } else if COPIED
+            .iter()
+            .any(|(k, empty_key)| *k == kind && (!empty_key || state_key.is_empty()))
+        {
             // A space child or parent with empty content was removed.
             if kind.starts_with("m.space.") && content.as_object().is_none_or(Map::is_empty) {
                 continue;
             }
             if kind == "m.room.join_rules" {
-                let rule = content.get("join_rule").and_then(Value::as_str).unwrap_or_default();
+                let rule = content
+                    .get("join_rule")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 public_join_rule = rule == "public";
                 // Found now, not half-way through the upgrade: a join rule the new version lacks.
                 let supported = match rule {
@@ -166,19 +192,35 @@ fn plan(
                     _ => true,
                 };
                 if !supported {
-                    return Err(Error::unsupported_room_version(format!("room version {version} has no {rule} join rule")));
+                    return Err(Error::unsupported_room_version(format!(
+                        "room version {version} has no {rule} join rule"
+                    )));
                 }
             }
             state.push((kind, state_key, content));
         }
     }
     // The join rule first (the preset is chosen from it), then the rest in a stable order.
-    state.sort_by(|a, b| (a.0 != "m.room.join_rules", &a.0, &a.1).cmp(&(b.0 != "m.room.join_rules", &b.0, &b.1)));
+    state.sort_by(|a, b| {
+        (a.0 != "m.room.join_rules", &a.0, &a.1).cmp(&(b.0 != "m.room.join_rules", &b.0, &b.1))
+    });
     // Anyone may join a public room by following the tombstone; other rooms need an invite.
     if public_join_rule {
         invitees.clear();
     }
-    Ok(Plan { user, old_room, version, creation_content, levels, old_levels, state, public_join_rule, bans, invitees, canonical_alias })
+    Ok(Plan {
+        user,
+        old_room,
+        version,
+        creation_content,
+        levels,
+        old_levels,
+        state,
+        public_join_rule,
+        bans,
+        invitees,
+        canonical_alias,
+    })
 }
 
 /// Creates the new room with the old room's state, sends the tombstone, copies the bans, moves
@@ -206,12 +248,19 @@ fn replace(s: &Services, plan: &Plan) -> Result<(OwnedRoomId, Vec<OwnedUserId>)>
         &plan.user,
         CreateRoom {
             version: Some(plan.version.clone()),
-            preset: Some(if plan.public_join_rule { Preset::PublicChat } else { Preset::PrivateChat }),
+            preset: Some(if plan.public_join_rule {
+                Preset::PublicChat
+            } else {
+                Preset::PrivateChat
+            }),
             creation_content: Some(creation_content),
             // A creator of a version that privileges creators needs no level (and may not have one).
-            power_levels: plan.levels.as_ref().map(|levels| match rules.authorization.explicitly_privilege_room_creators {
-                true => levels.clone(),
-                false => upgrade_levels::raised_for(levels, plan.user.as_str()).unwrap_or_else(|| levels.clone()),
+            power_levels: plan.levels.as_ref().map(|levels| {
+                match rules.authorization.explicitly_privilege_room_creators {
+                    true => levels.clone(),
+                    false => upgrade_levels::raised_for(levels, plan.user.as_str())
+                        .unwrap_or_else(|| levels.clone()),
+                }
             }),
             initial_state: plan.state.clone(),
             room_id,
@@ -223,7 +272,12 @@ fn replace(s: &Services, plan: &Plan) -> Result<(OwnedRoomId, Vec<OwnedUserId>)>
     }
 
     for (target, content) in &plan.bans {
-        send(s, &new_room, &plan.user, NewEvent::state(StateEventType::RoomMember, target.clone(), content.clone()))?;
+        send(
+            s,
+            &new_room,
+            &plan.user,
+            NewEvent::state(StateEventType::RoomMember, target.clone(), content.clone()),
+        )?;
     }
 
     move_aliases(s, plan, &new_room)?;
@@ -235,7 +289,11 @@ fn replace(s: &Services, plan: &Plan) -> Result<(OwnedRoomId, Vec<OwnedUserId>)>
         } else if s.users.is_active(invitee)?
             && let Err(e) = set_membership(s, &new_room, &plan.user, invitee, "invite", None, None)
         {
-            tracing::warn!("room upgrade of {}: inviting {invitee}: {}", plan.old_room, e.message);
+            tracing::warn!(
+                "room upgrade of {}: inviting {invitee}: {}",
+                plan.old_room,
+                e.message
+            );
         }
     }
     Ok((new_room, remote))
@@ -243,16 +301,25 @@ fn replace(s: &Services, plan: &Plan) -> Result<(OwnedRoomId, Vec<OwnedUserId>)>
 
 fn send_tombstone(s: &Services, plan: &Plan, replacement: &RoomId) -> Result<OwnedEventId> {
     let content = json!({ "body": "This room has been replaced", "replacement_room": replacement });
-    send(s, &plan.old_room, &plan.user, NewEvent::state(StateEventType::RoomTombstone, "", content))
+    send(
+        s,
+        &plan.old_room,
+        &plan.user,
+        NewEvent::state(StateEventType::RoomTombstone, "", content),
+    )
 }
 
 /// This server's aliases and the directory entry move to the new room; the canonical alias
 /// event's aliases of this server move with them (others stay in the old room's event).
 fn move_aliases(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
     s.directory.move_room(&plan.old_room, new_room)?;
-    let Some(old) = &plan.canonical_alias else { return Ok(()) };
+    let Some(old) = &plan.canonical_alias else {
+        return Ok(());
+    };
     let ours = |a: &Value| {
-        a.as_str().and_then(|a| ruma::RoomAliasId::parse(a).ok()).is_some_and(|a| a.server_name() == s.globals.server_name())
+        a.as_str()
+            .and_then(|a| ruma::RoomAliasId::parse(a).ok())
+            .is_some_and(|a| a.server_name() == s.globals.server_name())
     };
     let mut old_content = old.as_object().cloned().unwrap_or_default();
     let mut new_content = Map::new();
@@ -260,7 +327,11 @@ fn move_aliases(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
         old_content.remove("alias");
         new_content.insert("alias".into(), alias);
     }
-    if let Some(alt) = old_content.get("alt_aliases").and_then(Value::as_array).cloned() {
+    if let Some(alt) = old_content
+        .get("alt_aliases")
+        .and_then(Value::as_array)
+        .cloned()
+    {
         let (moved, kept): (Vec<Value>, Vec<Value>) = alt.into_iter().partition(|a| ours(a));
         if !moved.is_empty() {
             new_content.insert("alt_aliases".into(), Value::Array(moved));
@@ -270,10 +341,20 @@ fn move_aliases(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
     if new_content.is_empty() {
         return Ok(());
     }
-    let event = |content: Map<String, Value>| NewEvent::state(StateEventType::RoomCanonicalAlias, "", Value::Object(content));
+    let event = |content: Map<String, Value>| {
+        NewEvent::state(
+            StateEventType::RoomCanonicalAlias,
+            "",
+            Value::Object(content),
+        )
+    };
     // The old room's event may need more power than the tombstone: kept as it is then.
     if let Err(e) = send(s, &plan.old_room, &plan.user, event(old_content)) {
-        tracing::warn!("room upgrade of {}: canonical alias of the old room: {}", plan.old_room, e.message);
+        tracing::warn!(
+            "room upgrade of {}: canonical alias of the old room: {}",
+            plan.old_room,
+            e.message
+        );
     }
     send(s, new_room, &plan.user, event(new_content))?;
     Ok(())
@@ -283,16 +364,41 @@ fn move_aliases(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
 /// upgrader's temporary power ends) and the old room's levels stop ordinary messages and invites.
 fn finish(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
     if let Err(e) = upgrade_user_state::copy(s, &plan.user, &plan.old_room, new_room) {
-        tracing::warn!("room upgrade of {}: the upgrader's settings: {}", plan.old_room, e.message);
+        tracing::warn!(
+            "room upgrade of {}: the upgrader's settings: {}",
+            plan.old_room,
+            e.message
+        );
     }
     if let Some(levels) = &plan.levels {
-        send(s, new_room, &plan.user, NewEvent::state(StateEventType::RoomPowerLevels, "", Value::Object(levels.clone())))?;
+        send(
+            s,
+            new_room,
+            &plan.user,
+            NewEvent::state(
+                StateEventType::RoomPowerLevels,
+                "",
+                Value::Object(levels.clone()),
+            ),
+        )?;
     }
-    if let Some(restricted) = plan.old_levels.as_ref().and_then(upgrade_levels::restricted) {
-        let event = NewEvent::state(StateEventType::RoomPowerLevels, "", Value::Object(restricted));
+    if let Some(restricted) = plan
+        .old_levels
+        .as_ref()
+        .and_then(upgrade_levels::restricted)
+    {
+        let event = NewEvent::state(
+            StateEventType::RoomPowerLevels,
+            "",
+            Value::Object(restricted),
+        );
         // The upgrader may send a tombstone but not change the levels: they stay then.
         if let Err(e) = send(s, &plan.old_room, &plan.user, event) {
-            tracing::warn!("room upgrade of {}: restricting the old room's levels: {}", plan.old_room, e.message);
+            tracing::warn!(
+                "room upgrade of {}: restricting the old room's levels: {}",
+                plan.old_room,
+                e.message
+            );
         }
     }
     Ok(())
@@ -301,11 +407,20 @@ fn finish(s: &Services, plan: &Plan, new_room: &RoomId) -> Result<()> {
 /// Servers that may let `user` into `room`, a replacement room: the senders' servers of the
 /// tombstones pointing to it in the rooms the user is in (a v12 room id names no server, and a
 /// client following a tombstone may give none).
-pub fn tombstone_servers(s: &Services, user: &UserId, room: &RoomId) -> Result<Vec<OwnedServerName>> {
+pub fn tombstone_servers(
+    s: &Services,
+    user: &UserId,
+    room: &RoomId,
+) -> Result<Vec<OwnedServerName>> {
     let mut servers = Vec::new();
     for joined in s.membership.joined_room_ids(user)? {
         if let Some(tombstone) = rooms::state_event(s, &joined, &StateEventType::RoomTombstone, "")?
-            && tombstone.pdu.content_field("replacement_room").and_then(|r| r.as_str().map(str::to_owned)).as_deref() == Some(room.as_str())
+            && tombstone
+                .pdu
+                .content_field("replacement_room")
+                .and_then(|r| r.as_str().map(str::to_owned))
+                .as_deref()
+                == Some(room.as_str())
         {
             servers.push(tombstone.pdu.sender.server_name().to_owned());
         }

@@ -14,33 +14,50 @@ use crate::{
 
 /// When `user` joins `room`: the predecessor named by its create event, if any, gives its settings.
 pub fn on_join(s: &Services, user: &UserId, room: &RoomId) -> Result<()> {
-    let Some(create) = rooms::state_content(s, room, &StateEventType::RoomCreate, "")? else { return Ok(()) };
-    let Some(old) = create.get("predecessor").and_then(|p| p.get("room_id")).and_then(Value::as_str) else { return Ok(()) };
-    let Ok(old) = OwnedRoomId::try_from(old) else { return Ok(()) };
+    let Some(create) = rooms::state_content(s, room, &StateEventType::RoomCreate, "")? else {
+        return Ok(());
+    };
+    let Some(old) = create
+        .get("predecessor")
+        .and_then(|p| p.get("room_id"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(());
+    };
+    let Ok(old) = OwnedRoomId::try_from(old) else {
+        return Ok(());
+    };
     copy(s, user, &old, room)
 }
 
 /// Copies `user`'s push rules, tags and `m.direct` entry of `old` to `new` (what is there already
 /// stays: a second call changes nothing).
 pub fn copy(s: &Services, user: &UserId, old: &RoomId, new: &RoomId) -> Result<()> {
-    let current = serde_json::to_value(&*rules::ruleset(s, user)?).map_err(|e| Error::internal(e.to_string()))?;
+    let current = serde_json::to_value(&*rules::ruleset(s, user)?)
+        .map_err(|e| Error::internal(e.to_string()))?;
     if let Some(copied) = copy_rules(&current, old.as_str(), new.as_str()) {
-        let ruleset: Ruleset = serde_json::from_value(copied).map_err(|e| Error::internal(e.to_string()))?;
+        let ruleset: Ruleset =
+            serde_json::from_value(copied).map_err(|e| Error::internal(e.to_string()))?;
         rules::update(s, user, |r| {
             *r = ruleset;
             Ok(())
         })?;
     }
     if let Some(tags) = s.account_data.get(user, Some(old), "m.tag")?
-        && tags.get("tags").and_then(Value::as_object).is_some_and(|t| !t.is_empty())
+        && tags
+            .get("tags")
+            .and_then(Value::as_object)
+            .is_some_and(|t| !t.is_empty())
         && s.account_data.get(user, Some(new), "m.tag")?.is_none()
     {
-        s.account_data.set(&s.globals, user, Some(new), "m.tag", &tags)?;
+        s.account_data
+            .set(&s.globals, user, Some(new), "m.tag", &tags)?;
     }
     if let Some(direct) = s.account_data.get(user, None, "m.direct")?
         && let Some(updated) = copy_direct(&direct, old.as_str(), new.as_str())
     {
-        s.account_data.set(&s.globals, user, None, "m.direct", &updated)?;
+        s.account_data
+            .set(&s.globals, user, None, "m.direct", &updated)?;
     }
     Ok(())
 }
@@ -51,27 +68,42 @@ fn copy_rules(ruleset: &Value, old: &str, new: &str) -> Option<Value> {
     let mut out = ruleset.clone();
     let mut changed = false;
     for kind in ["override", "room", "underride"] {
-        let Some(list) = out.get_mut(kind).and_then(Value::as_array_mut) else { continue };
-        let ids: Vec<String> = list.iter().filter_map(|r| r["rule_id"].as_str().map(str::to_owned)).collect();
+        let Some(list) = out.get_mut(kind).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let ids: Vec<String> = list
+            .iter()
+            .filter_map(|r| r["rule_id"].as_str().map(str::to_owned))
+            .collect();
         let mut added = Vec::new();
         for rule in list.iter() {
             let id = rule["rule_id"].as_str().unwrap_or_default();
             let names_old = if kind == "room" {
                 id == old
             } else {
-                rule["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["key"] == "room_id" && c["pattern"] == old))
+                rule["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["key"] == "room_id" && c["pattern"] == old)
+                })
             };
             if !names_old || id.starts_with('.') {
                 continue;
             }
-            let new_id = if id.contains(old) { id.replace(old, new) } else { format!("{id}-{new}") };
+            let new_id = if id.contains(old) {
+                id.replace(old, new)
+            } else {
+                format!("{id}-{new}")
+            };
             if ids.contains(&new_id) {
                 continue;
             }
             let mut copy = rule.clone();
             copy["rule_id"] = json!(new_id);
             if let Some(conditions) = copy.get_mut("conditions").and_then(Value::as_array_mut) {
-                for c in conditions.iter_mut().filter(|c| c["key"] == "room_id" && c["pattern"] == old) {
+                for c in conditions
+                    .iter_mut()
+                    .filter(|c| c["key"] == "room_id" && c["pattern"] == old)
+                {
                     c["pattern"] = json!(new);
                 }
             }
@@ -90,7 +122,11 @@ fn copy_rules(ruleset: &Value, old: &str, new: &str) -> Option<Value> {
 fn copy_direct(direct: &Value, old: &str, new: &str) -> Option<Value> {
     let mut out = direct.clone();
     let mut changed = false;
-    for rooms in out.as_object_mut()?.values_mut().filter_map(Value::as_array_mut) {
+    for rooms in out
+        .as_object_mut()?
+        .values_mut()
+        .filter_map(Value::as_array_mut)
+    {
         if rooms.iter().any(|r| r == old) && !rooms.iter().any(|r| r == new) {
             rooms.push(json!(new));
             changed = true;
@@ -120,7 +156,10 @@ mod tests {
         assert_eq!(out["override"][0]["rule_id"], "mute-old-!new:x");
         assert_eq!(out["override"][0]["conditions"][0]["pattern"], "!new:x");
         assert_eq!(out["override"].as_array().unwrap().len(), 3);
-        assert!(copy_rules(&out, "!old:x", "!new:x").is_none(), "a second copy changes nothing");
+        assert!(
+            copy_rules(&out, "!old:x", "!new:x").is_none(),
+            "a second copy changes nothing"
+        );
         assert!(copy_rules(&ruleset, "!other:x", "!new:x").is_none());
     }
 
@@ -128,7 +167,10 @@ mod tests {
     fn direct_rooms_gain_the_new_room() {
         let direct = json!({ "@bob:x": ["!a:x", "!old:x"], "@carol:x": ["!c:x"] });
         let out = copy_direct(&direct, "!old:x", "!new:x").unwrap();
-        assert_eq!(out, json!({ "@bob:x": ["!a:x", "!old:x", "!new:x"], "@carol:x": ["!c:x"] }));
+        assert_eq!(
+            out,
+            json!({ "@bob:x": ["!a:x", "!old:x", "!new:x"], "@carol:x": ["!c:x"] })
+        );
         assert!(copy_direct(&out, "!old:x", "!new:x").is_none());
     }
 }

@@ -25,7 +25,11 @@ pub fn is_supported(version: &RoomVersionId) -> bool {
 
 pub fn rules(version: &RoomVersionId) -> Result<RoomVersionRules> {
     if !is_supported(version) {
-        return Err(Error::unsupported_room_version(format!("room version {version} is not supported")));
+        return Err(Error::unsupported_room_version(format!(
+            "room version {version} is not supported"
+        )));
     }
-    version.rules().ok_or_else(|| Error::unsupported_room_version(format!("no rules for {version}")))
+    version
+        .rules()
+        .ok_or_else(|| Error::unsupported_room_version(format!("no rules for {version}")))
 }

@@ -26,7 +26,9 @@ pub fn search_key(kind: &str) -> Option<String> {
 pub fn event_text(event: &CanonicalJsonObject) -> Option<&str> {
     let kind = event.get("type")?.as_str()?;
     let field = indexed_field(kind)?;
-    let CanonicalJsonValue::Object(content) = event.get("content")? else { return None };
+    let CanonicalJsonValue::Object(content) = event.get("content")? else {
+        return None;
+    };
     content.get(field)?.as_str()
 }
 
@@ -71,8 +73,17 @@ pub fn decode_posting(key: &[u8], value: &[u8]) -> Option<Posting> {
     let token = reader.str()?.to_owned();
     let pos = reader.u64()?;
     let short_event = u64_from(value)?;
-    let count = value.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes).unwrap_or(1);
-    Some(Posting { token, pos, short_event, count })
+    let count = value
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+        .unwrap_or(1);
+    Some(Posting {
+        token,
+        pos,
+        short_event,
+        count,
+    })
 }
 
 #[cfg(test)]
@@ -89,13 +100,32 @@ mod tests {
 
     #[test]
     fn indexes_bodies_names_and_topics_only() {
-        let message = event("m.room.message", serde_json::json!({ "msgtype": "m.text", "body": "Lunch at noon, lunch!" }));
+        let message = event(
+            "m.room.message",
+            serde_json::json!({ "msgtype": "m.text", "body": "Lunch at noon, lunch!" }),
+        );
         let tokens = event_tokens(&message);
         assert_eq!(tokens.get("lunch"), Some(&2));
         assert_eq!(tokens.get("noon"), Some(&1));
-        assert_eq!(event_tokens(&event("m.room.topic", serde_json::json!({ "topic": "Budget" }))).get("budget"), Some(&1));
-        assert_eq!(event_tokens(&event("m.room.name", serde_json::json!({ "name": "Ops" }))).get("ops"), Some(&1));
-        assert!(event_tokens(&event("m.room.member", serde_json::json!({ "membership": "join", "displayname": "x" }))).is_empty());
+        assert_eq!(
+            event_tokens(&event(
+                "m.room.topic",
+                serde_json::json!({ "topic": "Budget" })
+            ))
+            .get("budget"),
+            Some(&1)
+        );
+        assert_eq!(
+            event_tokens(&event("m.room.name", serde_json::json!({ "name": "Ops" }))).get("ops"),
+            Some(&1)
+        );
+        assert!(
+            event_tokens(&event(
+                "m.room.member",
+                serde_json::json!({ "membership": "join", "displayname": "x" })
+            ))
+            .is_empty()
+        );
         assert!(event_tokens(&event("m.room.message", serde_json::json!({}))).is_empty());
     }
 
@@ -103,7 +133,15 @@ mod tests {
     fn postings_round_trip_and_prefixes_do_not_mix_tokens() {
         let key = posting_key(7, "lunch", 42);
         let posting = decode_posting(&key, &posting_value(9, 3)).unwrap();
-        assert_eq!(posting, Posting { token: "lunch".into(), pos: 42, short_event: 9, count: 3 });
+        assert_eq!(
+            posting,
+            Posting {
+                token: "lunch".into(),
+                pos: 42,
+                short_event: 9,
+                count: 3
+            }
+        );
         assert!(key.starts_with(&token_prefix(7, "lunch")));
         assert!(!posting_key(7, "lunchbox", 1).starts_with(&token_prefix(7, "lunch")));
         assert!(posting_key(7, "lunchbox", 1).starts_with(&token_start_prefix(7, "lunch")));

@@ -31,24 +31,44 @@ pub const SEARCH_META: Map = Map("search_meta");
 pub const MAPS: &[Map] = &[SEARCH_POSTINGS, SEARCH_META];
 
 /// In the commit of a new timeline event (position `pos`): its postings, in the same batch.
-pub fn event_committed(c: &mut Commit, short_room: u64, pos: u64, short_event: u64, event: &CanonicalJsonObject) {
+pub fn event_committed(
+    c: &mut Commit,
+    short_room: u64,
+    pos: u64,
+    short_event: u64,
+    event: &CanonicalJsonObject,
+) {
     if pos == 0 {
         return;
     }
     for (token, count) in index::event_tokens(event) {
-        c.batch.put(SEARCH_POSTINGS, index::posting_key(short_room, &token, pos), index::posting_value(short_event, count));
+        c.batch.put(
+            SEARCH_POSTINGS,
+            index::posting_key(short_room, &token, pos),
+            index::posting_value(short_event, count),
+        );
     }
 }
 
 /// In the commit of a redaction: deletes the postings of the redacted event (`original` is its
 /// stored form before the redaction).
-pub fn event_redacted(s: &Services, c: &mut Commit, target_short: u64, original: &CanonicalJsonObject) -> Result<()> {
-    let Some(meta) = s.timeline.meta(target_short)? else { return Ok(()) };
+pub fn event_redacted(
+    s: &Services,
+    c: &mut Commit,
+    target_short: u64,
+    original: &CanonicalJsonObject,
+) -> Result<()> {
+    let Some(meta) = s.timeline.meta(target_short)? else {
+        return Ok(());
+    };
     if meta.pos == 0 {
         return Ok(());
     }
     for (token, _) in index::event_tokens(original) {
-        c.batch.delete(SEARCH_POSTINGS, index::posting_key(meta.short_room, &token, meta.pos));
+        c.batch.delete(
+            SEARCH_POSTINGS,
+            index::posting_key(meta.short_room, &token, meta.pos),
+        );
     }
     Ok(())
 }

@@ -61,9 +61,15 @@ impl BatchToken {
         let last = match (order, token.split_at_checked(1).ok_or_else(bad)?) {
             (OrderBy::Rank, ("k", rest)) => {
                 let (rank, pos) = rest.split_once('_').ok_or_else(bad)?;
-                SortKey { rank: number(rank)?, pos: number(pos)? }
+                SortKey {
+                    rank: number(rank)?,
+                    pos: number(pos)?,
+                }
             }
-            (OrderBy::Recent, ("t", pos)) => SortKey { rank: 0, pos: number(pos)? },
+            (OrderBy::Recent, ("t", pos)) => SortKey {
+                rank: 0,
+                pos: number(pos)?,
+            },
             _ => return Err(bad()),
         };
         Ok(Self { order, last })
@@ -94,22 +100,44 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_page_without_gaps() {
-        let token = BatchToken { order: OrderBy::Rank, last: key(3, 2) };
+        let token = BatchToken {
+            order: OrderBy::Rank,
+            last: key(3, 2),
+        };
         let parsed = BatchToken::parse(&token.encode(), OrderBy::Rank).unwrap();
         assert_eq!(parsed, token);
         assert!(parsed.is_before(&key(1, 50)));
         assert!(parsed.is_before(&key(3, 1)));
         assert!(!parsed.is_before(&key(3, 2)));
         assert!(!parsed.is_before(&key(3, 7)));
-        let recent = BatchToken { order: OrderBy::Recent, last: key(0, 10) };
-        assert_eq!(BatchToken::parse(&recent.encode(), OrderBy::Recent).unwrap(), recent);
+        let recent = BatchToken {
+            order: OrderBy::Recent,
+            last: key(0, 10),
+        };
+        assert_eq!(
+            BatchToken::parse(&recent.encode(), OrderBy::Recent).unwrap(),
+            recent
+        );
         assert!(recent.is_before(&key(9, 9)));
         assert!(!recent.is_before(&key(0, 11)));
     }
 
     #[test]
     fn bad_tokens_are_refused() {
-        for bad in ["", "k", "k1", "k1_", "k_2", "kx_2", "t", "t-1", "t1x", "s1_0", "k1_2_3", "t99999999999999999999999"] {
+        for bad in [
+            "",
+            "k",
+            "k1",
+            "k1_",
+            "k_2",
+            "kx_2",
+            "t",
+            "t-1",
+            "t1x",
+            "s1_0",
+            "k1_2_3",
+            "t99999999999999999999999",
+        ] {
             assert!(BatchToken::parse(bad, OrderBy::Rank).is_err(), "{bad}");
             assert!(BatchToken::parse(bad, OrderBy::Recent).is_err(), "{bad}");
         }

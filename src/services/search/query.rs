@@ -41,7 +41,9 @@ pub struct Budget {
 
 impl Budget {
     pub fn new() -> Self {
-        Self { left: MAX_POSTINGS_SCANNED }
+        Self {
+            left: MAX_POSTINGS_SCANNED,
+        }
     }
 
     pub fn exhausted(&self) -> bool {
@@ -59,8 +61,18 @@ impl Default for Budget {
 type Hits = HashMap<u64, (u64, u64, BTreeSet<String>)>;
 
 /// The postings of one word in a room: exact, or (`prefix`) every token starting with it.
-fn word_hits(s: &Services, scope: Scope, word: &str, prefix: bool, budget: &mut Budget) -> Result<Hits> {
-    let key_prefix = if prefix { token_start_prefix(scope.short_room, word) } else { token_prefix(scope.short_room, word) };
+fn word_hits(
+    s: &Services,
+    scope: Scope,
+    word: &str,
+    prefix: bool,
+    budget: &mut Budget,
+) -> Result<Hits> {
+    let key_prefix = if prefix {
+        token_start_prefix(scope.short_room, word)
+    } else {
+        token_prefix(scope.short_room, word)
+    };
     let mut hits = Hits::new();
     for entry in s.globals.db.scan_prefix(SEARCH_POSTINGS, &key_prefix) {
         if budget.exhausted() {
@@ -68,11 +80,15 @@ fn word_hits(s: &Services, scope: Scope, word: &str, prefix: bool, budget: &mut 
         }
         budget.left -= 1;
         let (key, value) = entry?;
-        let Some(posting) = decode_posting(&key, &value) else { continue };
+        let Some(posting) = decode_posting(&key, &value) else {
+            continue;
+        };
         if posting.pos > scope.up_to {
             continue;
         }
-        let hit = hits.entry(posting.pos).or_insert((posting.short_event, 0, BTreeSet::new()));
+        let hit = hits
+            .entry(posting.pos)
+            .or_insert((posting.short_event, 0, BTreeSet::new()));
         hit.1 += u64::from(posting.count);
         hit.2.insert(posting.token);
     }
@@ -80,7 +96,12 @@ fn word_hits(s: &Services, scope: Scope, word: &str, prefix: bool, budget: &mut 
 }
 
 /// The events of a room that hold every word of `words` (non-empty).
-pub fn room_candidates(s: &Services, scope: Scope, words: &[String], budget: &mut Budget) -> Result<Vec<Candidate>> {
+pub fn room_candidates(
+    s: &Services,
+    scope: Scope,
+    words: &[String],
+    budget: &mut Budget,
+) -> Result<Vec<Candidate>> {
     let mut found: Option<Hits> = None;
     for (i, word) in words.iter().enumerate() {
         let last = i + 1 == words.len();

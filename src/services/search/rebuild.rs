@@ -32,15 +32,26 @@ pub fn step(s: &Services) -> Result<bool> {
     let (done, _) = s.globals.commit(|c| {
         let mut last = None;
         let from = next.to_be_bytes();
-        for entry in s.globals.db.scan_from(EVENT_META, &[], &from, Direction::Forward).take(BATCH) {
+        for entry in s
+            .globals
+            .db
+            .scan_from(EVENT_META, &[], &from, Direction::Forward)
+            .take(BATCH)
+        {
             let (key, _) = entry?;
-            let Some(short) = u64_from(&key) else { continue };
+            let Some(short) = u64_from(&key) else {
+                continue;
+            };
             last = Some(short);
-            let Some(meta) = s.timeline.meta(short)? else { continue };
+            let Some(meta) = s.timeline.meta(short)? else {
+                continue;
+            };
             if meta.pos == 0 {
                 continue;
             }
-            let Some(json) = s.timeline.json(short)? else { continue };
+            let Some(json) = s.timeline.json(short)? else {
+                continue;
+            };
             for (token, count) in index::event_tokens(&json) {
                 c.batch.put(
                     SEARCH_POSTINGS,
@@ -57,7 +68,10 @@ pub fn step(s: &Services) -> Result<bool> {
 }
 
 /// Starts the walk in the background; it stops when complete or when `stop` changes.
-pub fn spawn(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    services: Arc<Services>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut indexed_batches = 0u64;
         loop {

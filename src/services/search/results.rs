@@ -9,8 +9,8 @@ use ruma::{
     api::client::{
         filter::{RoomEventFilter, UrlFilter},
         search::search_events::v3::{
-            Criteria, GroupingKey, OrderBy as ApiOrderBy, ResultGroup, ResultGroupMap, ResultRoomEvents, SearchKeys,
-            SearchResult,
+            Criteria, GroupingKey, OrderBy as ApiOrderBy, ResultGroup, ResultGroupMap,
+            ResultRoomEvents, SearchKeys, SearchResult,
         },
     },
 };
@@ -54,18 +54,28 @@ fn order_of(criteria: &Criteria) -> Result<OrderBy> {
     match &criteria.order_by {
         None | Some(ApiOrderBy::Rank) => Ok(OrderBy::Rank),
         Some(ApiOrderBy::Recent) => Ok(OrderBy::Recent),
-        Some(other) => Err(Error::invalid_param(format!("Unknown order_by: {}", other.as_str()))),
+        Some(other) => Err(Error::invalid_param(format!(
+            "Unknown order_by: {}",
+            other.as_str()
+        ))),
     }
 }
 
 fn keys_of(criteria: &Criteria) -> Result<BTreeSet<String>> {
     let Some(keys) = &criteria.keys else {
-        return Ok(["content.body", "content.name", "content.topic"].map(str::to_owned).into());
+        return Ok(["content.body", "content.name", "content.topic"]
+            .map(str::to_owned)
+            .into());
     };
     keys.iter()
         .map(|key| match key {
-            SearchKeys::ContentBody | SearchKeys::ContentName | SearchKeys::ContentTopic => Ok(key.as_str().to_owned()),
-            other => Err(Error::invalid_param(format!("Unknown search key: {}", other.as_str()))),
+            SearchKeys::ContentBody | SearchKeys::ContentName | SearchKeys::ContentTopic => {
+                Ok(key.as_str().to_owned())
+            }
+            other => Err(Error::invalid_param(format!(
+                "Unknown search key: {}",
+                other.as_str()
+            ))),
         })
         .collect()
 }
@@ -78,7 +88,10 @@ fn grouping_keys(criteria: &Criteria) -> Result<Vec<GroupingKey>> {
         .filter_map(|g| g.key.clone())
         .map(|key| match key {
             GroupingKey::RoomId | GroupingKey::Sender => Ok(key),
-            other => Err(Error::invalid_param(format!("Unknown grouping key: {}", other.as_str()))),
+            other => Err(Error::invalid_param(format!(
+                "Unknown grouping key: {}",
+                other.as_str()
+            ))),
         })
         .collect()
 }
@@ -95,7 +108,9 @@ fn scopes(s: &Services, user: &UserId, filter: &RoomEventFilter) -> Result<Vec<S
             Membership::Leave | Membership::Ban => room.pos,
             Membership::Invite | Membership::Knock => continue,
         };
-        let Some(short_room) = s.short.room(&room.room_id)? else { continue };
+        let Some(short_room) = s.short.room(&room.room_id)? else {
+            continue;
+        };
         out.push(Scope { short_room, up_to });
     }
     Ok(out)
@@ -103,7 +118,11 @@ fn scopes(s: &Services, user: &UserId, filter: &RoomEventFilter) -> Result<Vec<S
 
 /// The filter's `rooms` and `not_rooms`.
 fn room_allowed(filter: &RoomEventFilter, room: &ruma::RoomId) -> bool {
-    !filter.not_rooms.iter().any(|r| r == room) && filter.rooms.as_ref().is_none_or(|rs| rs.iter().any(|r| r == room))
+    !filter.not_rooms.iter().any(|r| r == room)
+        && filter
+            .rooms
+            .as_ref()
+            .is_none_or(|rs| rs.iter().any(|r| r == room))
 }
 
 /// Whether an event passes the filter (senders, types, contains_url) and the searched keys.
@@ -112,10 +131,18 @@ fn passes(event: &StoredEvent, filter: &RoomEventFilter, keys: &BTreeSet<String>
     if !search_key(&kind).is_some_and(|k| keys.contains(&k)) {
         return false;
     }
-    if !room_event_matches(filter, &kind, Some(&event.pdu.sender), Some(&event.pdu.room_id)) {
+    if !room_event_matches(
+        filter,
+        &kind,
+        Some(&event.pdu.sender),
+        Some(&event.pdu.room_id),
+    ) {
         return false;
     }
-    let has_url = event.pdu.content_field("url").is_some_and(|v| v.is_string());
+    let has_url = event
+        .pdu
+        .content_field("url")
+        .is_some_and(|v| v.is_string());
     match filter.url_filter {
         Some(UrlFilter::EventsWithUrl) => has_url,
         Some(UrlFilter::EventsWithoutUrl) => !has_url,
@@ -129,9 +156,15 @@ pub fn search(s: &Services, req: &Search<'_>) -> Result<ResultRoomEvents> {
     let order = order_of(criteria)?;
     let keys = keys_of(criteria)?;
     let groupings = grouping_keys(criteria)?;
-    let token = req.next_batch.map(|t| BatchToken::parse(t, order)).transpose()?;
+    let token = req
+        .next_batch
+        .map(|t| BatchToken::parse(t, order))
+        .transpose()?;
     let filter = &criteria.filter;
-    let limit = filter.limit.map_or(DEFAULT_LIMIT, u64::from).clamp(1, MAX_LIMIT) as usize;
+    let limit = filter
+        .limit
+        .map_or(DEFAULT_LIMIT, u64::from)
+        .clamp(1, MAX_LIMIT) as usize;
     let words = query_words(&criteria.search_term);
 
     let mut answer = ResultRoomEvents::new();
@@ -162,18 +195,29 @@ pub fn search(s: &Services, req: &Search<'_>) -> Result<ResultRoomEvents> {
                 r
             }
         };
-        let Some(event) = event_by_short(s, candidate.short_event, &room_id)? else { continue };
-        if event.meta.pos != candidate.key.pos || !passes(&event, filter, &keys) || !user_can_see(s, req.user, &event)? {
+        let Some(event) = event_by_short(s, candidate.short_event, &room_id)? else {
+            continue;
+        };
+        if event.meta.pos != candidate.key.pos
+            || !passes(&event, filter, &keys)
+            || !user_can_see(s, req.user, &event)?
+        {
             continue;
         }
         accepted.push((candidate, event));
     }
     answer.count = Some(UInt::try_from(accepted.len() as u64).unwrap_or(UInt::MAX));
 
-    let remaining: Vec<_> = accepted.iter().filter(|(c, _)| token.is_none_or(|t| t.is_before(&c.key))).collect();
+    let remaining: Vec<_> = accepted
+        .iter()
+        .filter(|(c, _)| token.is_none_or(|t| t.is_before(&c.key)))
+        .collect();
     let page = &remaining[..remaining.len().min(limit)];
     let next_batch = (remaining.len() > page.len())
-        .then(|| page.last().map(|(c, _)| BatchToken { order, last: c.key }.encode()))
+        .then(|| {
+            page.last()
+                .map(|(c, _)| BatchToken { order, last: c.key }.encode())
+        })
         .flatten();
 
     let mut highlights = BTreeSet::new();
@@ -181,7 +225,13 @@ pub fn search(s: &Services, req: &Search<'_>) -> Result<ResultRoomEvents> {
         highlights.extend(candidate.matched.iter().cloned());
         let mut result = SearchResult::new();
         result.rank = Some(candidate.key.rank as f64);
-        result.result = Some(raw(&crate::services::relations::bundle::to_client(s, &event, ClientFormat::Room, req.user, Some(req.device))?));
+        result.result = Some(raw(&crate::services::relations::bundle::to_client(
+            s,
+            &event,
+            ClientFormat::Room,
+            req.user,
+            Some(req.device),
+        )?));
         if req.with_context {
             let ec = &criteria.event_context;
             result.context = context::around(
@@ -198,17 +248,29 @@ pub fn search(s: &Services, req: &Search<'_>) -> Result<ResultRoomEvents> {
     }
     answer.highlights = highlights.into_iter().collect();
     if criteria.include_state == Some(true) {
-        answer.state = room_states(s, req.user, page.iter().map(|(_, e)| e.pdu.room_id.clone()).collect())?;
+        answer.state = room_states(
+            s,
+            req.user,
+            page.iter().map(|(_, e)| e.pdu.room_id.clone()).collect(),
+        )?;
     }
     for key in groupings {
-        answer.groups.insert(group(&key, page.iter().map(|(_, e)| e.as_ref()), next_batch.as_deref()));
+        answer.groups.insert(group(
+            &key,
+            page.iter().map(|(_, e)| e.as_ref()),
+            next_batch.as_deref(),
+        ));
     }
     answer.next_batch = next_batch;
     Ok(answer)
 }
 
 /// The page's results grouped by room or sender; `order` numbers the groups by first appearance.
-fn group<'e>(key: &GroupingKey, events: impl Iterator<Item = &'e StoredEvent>, next_batch: Option<&str>) -> ResultGroupMap {
+fn group<'e>(
+    key: &GroupingKey,
+    events: impl Iterator<Item = &'e StoredEvent>,
+    next_batch: Option<&str>,
+) -> ResultGroupMap {
     let mut rooms: BTreeMap<OwnedRoomId, ResultGroup> = BTreeMap::new();
     let mut senders: BTreeMap<OwnedUserId, ResultGroup> = BTreeMap::new();
     let mut seen = 0u32;
@@ -241,7 +303,9 @@ fn room_states(
 ) -> Result<BTreeMap<OwnedRoomId, Vec<ruma::serde::Raw<ruma::events::AnyStateEvent>>>> {
     let mut out = BTreeMap::new();
     for room_id in rooms {
-        let Some(short_room) = s.short.room(&room_id)? else { continue };
+        let Some(short_room) = s.short.room(&room_id)? else {
+            continue;
+        };
         let state = match s.membership.user_room(user, &room_id)? {
             Some(m) if m.membership == Membership::Join => s.state.current_state(short_room)?,
             Some(m) => match s.timeline.meta(m.short_event)? {

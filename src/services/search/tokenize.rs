@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn lower_cases_and_splits_on_non_alphanumerics() {
         let words: Vec<String> = tokens("Héllo, WORLD! it's 2024-05_01 ÄPFEL").collect();
-        assert_eq!(words, ["héllo", "world", "it", "s", "2024", "05", "01", "äpfel"]);
+        assert_eq!(
+            words,
+            ["héllo", "world", "it", "s", "2024", "05", "01", "äpfel"]
+        );
     }
 
     #[test]
@@ -62,7 +65,10 @@ mod tests {
 
     #[test]
     fn query_words_are_distinct_and_ordered() {
-        assert_eq!(query_words("  Lunch, lunch AND wine "), ["lunch", "and", "wine"]);
+        assert_eq!(
+            query_words("  Lunch, lunch AND wine "),
+            ["lunch", "and", "wine"]
+        );
         assert!(query_words(" ,;- ").is_empty());
     }
 }

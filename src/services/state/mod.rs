@@ -52,13 +52,23 @@ fn decode(bytes: &[u8]) -> Result<Snapshot> {
         return Err(Error::internal("corrupt state snapshot"));
     }
     let num = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    let changes = (16..bytes.len()).step_by(16).map(|i| (num(i), num(i + 8))).collect();
-    Ok(Snapshot { parent: num(0), depth: num(8), changes })
+    let changes = (16..bytes.len())
+        .step_by(16)
+        .map(|i| (num(i), num(i + 8)))
+        .collect();
+    Ok(Snapshot {
+        parent: num(0),
+        depth: num(8),
+        changes,
+    })
 }
 
 impl StateService {
     pub fn new(db: Db) -> Self {
-        Self { db, cache: Mutex::new(HashMap::new()) }
+        Self {
+            db,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The full state of a snapshot (0 is the empty state).
@@ -74,7 +84,11 @@ impl StateService {
             .get(SNAPSHOTS, &id.to_be_bytes())?
             .ok_or_else(|| Error::internal(format!("missing state snapshot {id}")))?;
         let snapshot = decode(&bytes)?;
-        let mut map = if snapshot.parent == 0 { StateMap::new() } else { (*self.load(snapshot.parent)?).clone() };
+        let mut map = if snapshot.parent == 0 {
+            StateMap::new()
+        } else {
+            (*self.load(snapshot.parent)?).clone()
+        };
         apply(&mut map, &snapshot.changes);
         let map = Arc::new(map);
         self.remember(id, map.clone(), snapshot.depth);
@@ -118,12 +132,22 @@ impl StateService {
         apply(&mut map, changes);
         let parent_depth = self.depth(parent)?;
         let snapshot = if parent == 0 || parent_depth + 1 >= MAX_CHAIN {
-            Snapshot { parent: 0, depth: 0, changes: map.iter().map(|(k, v)| (*k, *v)).collect() }
+            Snapshot {
+                parent: 0,
+                depth: 0,
+                changes: map.iter().map(|(k, v)| (*k, *v)).collect(),
+            }
         } else {
-            Snapshot { parent, depth: parent_depth + 1, changes: changes.to_vec() }
+            Snapshot {
+                parent,
+                depth: parent_depth + 1,
+                changes: changes.to_vec(),
+            }
         };
         let id = commit.short_id();
-        commit.batch.put(SNAPSHOTS, id.to_be_bytes(), encode(&snapshot));
+        commit
+            .batch
+            .put(SNAPSHOTS, id.to_be_bytes(), encode(&snapshot));
         let map = Arc::new(map);
         let (cached, depth) = (map.clone(), snapshot.depth);
         commit.after_write(move || self.remember(id, cached, depth));
@@ -132,11 +156,16 @@ impl StateService {
 
     /// The snapshot id of a room's current state (0 before its create event).
     pub fn current_snapshot(&self, short_room: u64) -> Result<u64> {
-        Ok(self.db.get_u64(ROOM_STATE, &short_room.to_be_bytes())?.unwrap_or(0))
+        Ok(self
+            .db
+            .get_u64(ROOM_STATE, &short_room.to_be_bytes())?
+            .unwrap_or(0))
     }
 
     pub fn set_current(&self, commit: &mut Commit, short_room: u64, snapshot: u64) {
-        commit.batch.put(ROOM_STATE, short_room.to_be_bytes(), snapshot.to_be_bytes());
+        commit
+            .batch
+            .put(ROOM_STATE, short_room.to_be_bytes(), snapshot.to_be_bytes());
     }
 
     pub fn current_state(&self, short_room: u64) -> Result<Arc<StateMap>> {
@@ -156,8 +185,11 @@ fn apply(map: &mut StateMap, changes: &[(u64, u64)]) {
 
 /// The keys whose value differs between two states: (key, value in `new`, or 0 if gone).
 pub fn diff(old: &StateMap, new: &StateMap) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> =
-        new.iter().filter(|(k, v)| old.get(k) != Some(v)).map(|(k, v)| (*k, *v)).collect();
+    let mut out: Vec<(u64, u64)> = new
+        .iter()
+        .filter(|(k, v)| old.get(k) != Some(v))
+        .map(|(k, v)| (*k, *v))
+        .collect();
     out.extend(old.keys().filter(|k| !new.contains_key(k)).map(|k| (*k, 0)));
     out
 }
@@ -168,7 +200,11 @@ mod tests {
 
     #[test]
     fn snapshot_encoding_round_trips() {
-        let s = Snapshot { parent: 7, depth: 3, changes: vec![(1, 2), (3, 0)] };
+        let s = Snapshot {
+            parent: 7,
+            depth: 3,
+            changes: vec![(1, 2), (3, 0)],
+        };
         let d = decode(&encode(&s)).unwrap();
         assert_eq!((d.parent, d.depth, d.changes), (7, 3, vec![(1, 2), (3, 0)]));
         assert!(decode(&[1, 2, 3]).is_err());

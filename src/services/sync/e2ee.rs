@@ -15,7 +15,13 @@ use crate::{
 };
 
 /// Fills the e2ee fields of `response`; whether something new is in them.
-pub fn add(s: &Services, req: &SyncRequest, since: Option<u64>, now: u64, response: &mut sync::Response) -> Result<bool> {
+pub fn add(
+    s: &Services,
+    req: &SyncRequest,
+    since: Option<u64>,
+    now: u64,
+    response: &mut sync::Response,
+) -> Result<bool> {
     let db = &s.globals.db;
     let device: &DeviceId = req.device.as_str().into();
     // The messages the client received: up to the token's to-device mark (a token without one
@@ -25,10 +31,19 @@ pub fn add(s: &Services, req: &SyncRequest, since: Option<u64>, now: u64, respon
         to_device::acknowledge(db, &req.user, device.as_str(), acknowledged)?;
     }
     response.device_one_time_keys_count = keys::one_time::counts(db, &req.user, device)?;
-    response.device_unused_fallback_key_types = Some(keys::one_time::unused_fallback_types(db, &req.user, device)?);
+    response.device_unused_fallback_key_types = Some(keys::one_time::unused_fallback_types(
+        db, &req.user, device,
+    )?);
 
     let mut changed = false;
-    let mut messages = to_device::pending(db, &req.user, device.as_str(), acknowledged.unwrap_or(0), now, to_device::SYNC_LIMIT + 1)?;
+    let mut messages = to_device::pending(
+        db,
+        &req.user,
+        device.as_str(),
+        acknowledged.unwrap_or(0),
+        now,
+        to_device::SYNC_LIMIT + 1,
+    )?;
     if messages.len() > to_device::SYNC_LIMIT {
         // More than one answer holds: the token says which were given.
         messages.truncate(to_device::SYNC_LIMIT);
@@ -56,7 +71,10 @@ pub fn to_device_mark(token: &str) -> Result<Option<u64>> {
     let body = token.strip_prefix('s').unwrap_or(token);
     match body.splitn(3, '_').nth(2) {
         None => Ok(None),
-        Some(mark) => mark.parse().map(Some).map_err(|_| Error::invalid_param("Invalid sync token")),
+        Some(mark) => mark
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::invalid_param("Invalid sync token")),
     }
 }
 
@@ -66,7 +84,12 @@ fn with_to_device_mark(token: &str, mark: u64) -> String {
 }
 
 /// `device_lists.changed` and `left` between `since` and `now`.
-pub fn device_lists(s: &Services, me: &OwnedUserId, since: u64, now: u64) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
+pub fn device_lists(
+    s: &Services,
+    me: &OwnedUserId,
+    since: u64,
+    now: u64,
+) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
     let mut changed = BTreeSet::new();
     for user in keys::changes::changed_between(&s.globals.db, since, now)? {
         if &user == me || shares_room(s, me, &user)? {
@@ -75,10 +98,15 @@ pub fn device_lists(s: &Services, me: &OwnedUserId, since: u64, now: u64) -> Res
     }
     let mut left = BTreeSet::new();
     for room in s.membership.rooms_of(me)? {
-        let Some(short) = s.short.room(&room.room_id)? else { continue };
+        let Some(short) = s.short.room(&room.room_id)? else {
+            continue;
+        };
         // Membership changes are timeline events: a room without events since the token has none.
         let quiet = room.pos <= since
-            && s.timeline.scan(short, since, Direction::Forward, 1)?.first().is_none_or(|(pos, _)| *pos > now);
+            && s.timeline
+                .scan(short, since, Direction::Forward, 1)?
+                .first()
+                .is_none_or(|(pos, _)| *pos > now);
         if quiet {
             continue;
         }
@@ -88,20 +116,29 @@ pub fn device_lists(s: &Services, me: &OwnedUserId, since: u64, now: u64) -> Res
                 if &member == me {
                     continue;
                 }
-                let joined_since = s.membership.user_room(&member, &room.room_id)?.is_some_and(|r| r.pos > since && r.pos <= now);
+                let joined_since = s
+                    .membership
+                    .user_room(&member, &room.room_id)?
+                    .is_some_and(|r| r.pos > since && r.pos <= now);
                 if i_joined_since || joined_since {
                     changed.insert(member);
                 }
             }
             for gone in [Membership::Leave, Membership::Ban] {
                 for member in s.membership.members(short, gone)? {
-                    let left_since = s.membership.user_room(&member, &room.room_id)?.is_some_and(|r| r.pos > since && r.pos <= now);
+                    let left_since = s
+                        .membership
+                        .user_room(&member, &room.room_id)?
+                        .is_some_and(|r| r.pos > since && r.pos <= now);
                     if left_since && !shares_room(s, me, &member)? {
                         left.insert(member);
                     }
                 }
             }
-        } else if matches!(room.membership, Membership::Leave | Membership::Ban) && room.pos > since && room.pos <= now {
+        } else if matches!(room.membership, Membership::Leave | Membership::Ban)
+            && room.pos > since
+            && room.pos <= now
+        {
             for member in s.membership.members(short, Membership::Join)? {
                 if &member != me && !shares_room(s, me, &member)? {
                     left.insert(member);

@@ -20,7 +20,11 @@ fn allowed(types: Option<&[String]>, not_types: &[String], kind: &str) -> bool {
     types.is_none_or(|t| t.iter().any(|p| type_matches(p, kind)))
 }
 
-fn sender_allowed(senders: Option<&[ruma::OwnedUserId]>, not_senders: &[ruma::OwnedUserId], sender: Option<&UserId>) -> bool {
+fn sender_allowed(
+    senders: Option<&[ruma::OwnedUserId]>,
+    not_senders: &[ruma::OwnedUserId],
+    sender: Option<&UserId>,
+) -> bool {
     let Some(sender) = sender else { return true };
     if not_senders.iter().any(|s| s == sender) {
         return false;
@@ -28,12 +32,21 @@ fn sender_allowed(senders: Option<&[ruma::OwnedUserId]>, not_senders: &[ruma::Ow
     senders.is_none_or(|s| s.iter().any(|x| x == sender))
 }
 
-pub fn room_event_matches(filter: &RoomEventFilter, kind: &str, sender: Option<&UserId>, room: Option<&RoomId>) -> bool {
+pub fn room_event_matches(
+    filter: &RoomEventFilter,
+    kind: &str,
+    sender: Option<&UserId>,
+    room: Option<&RoomId>,
+) -> bool {
     if let Some(room) = room {
         if filter.not_rooms.iter().any(|r| r == room) {
             return false;
         }
-        if filter.rooms.as_ref().is_some_and(|rs| !rs.iter().any(|r| r == room)) {
+        if filter
+            .rooms
+            .as_ref()
+            .is_some_and(|rs| !rs.iter().any(|r| r == room))
+        {
             return false;
         }
     }

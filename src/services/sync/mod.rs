@@ -56,7 +56,10 @@ pub struct SyncRequest {
 
 /// Computes one /sync answer at the current position; `None` means nothing changed.
 pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)> {
-    let now = SyncToken { pos: s.globals.current_pos(), typing: s.typing.counter() };
+    let now = SyncToken {
+        pos: s.globals.current_pos(),
+        typing: s.typing.counter(),
+    };
     let since = req.since;
     let since_pos = since.map_or(0, |t| t.pos);
     let mut response = sync::Response::new(now.encode());
@@ -69,7 +72,10 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
     let room_filter = &req.filter.room;
     for room in s.membership.rooms_of(&req.user)? {
         if room_filter.not_rooms.contains(&room.room_id)
-            || room_filter.rooms.as_ref().is_some_and(|r| !r.contains(&room.room_id))
+            || room_filter
+                .rooms
+                .as_ref()
+                .is_some_and(|r| !r.contains(&room.room_id))
         {
             continue;
         }
@@ -95,7 +101,8 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
             Membership::Leave | Membership::Ban
                 if !room.forgotten
                     && room.pos <= now.pos
-                    && (since.is_some() && room.pos > since_pos || since.is_none() && room_filter.include_leave) =>
+                    && (since.is_some() && room.pos > since_pos
+                        || since.is_none() && room_filter.include_leave) =>
             {
                 let left = rooms::left(s, req, &room, since)?;
                 response.rooms.leave.insert(room.room_id.clone(), left);
@@ -106,15 +113,21 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
     }
 
     for entry in account_data {
-        if entry.room.is_some() || !filter::event_matches(&req.filter.account_data, &entry.kind, None) {
+        if entry.room.is_some()
+            || !filter::event_matches(&req.filter.account_data, &entry.kind, None)
+        {
             continue;
         }
-        response.account_data.events.push(raw(&json!({ "type": entry.kind, "content": entry.content })));
+        response.account_data.events.push(raw(
+            &json!({ "type": entry.kind, "content": entry.content }),
+        ));
         changed = true;
     }
 
     for (user, record) in s.presence.changed_since(since_pos)? {
-        if (user != req.user && !shares_room(s, &req.user, &user)?) || !filter::event_matches(&req.filter.presence, "m.presence", Some(&user)) {
+        if (user != req.user && !shares_room(s, &req.user, &user)?)
+            || !filter::event_matches(&req.filter.presence, "m.presence", Some(&user))
+        {
             continue;
         }
         let mut content = json!({
@@ -125,7 +138,8 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
         if let Some(msg) = record.status_msg {
             content["status_msg"] = json!(msg);
         }
-        let event: Raw<PresenceEvent> = raw(&json!({ "type": "m.presence", "sender": user, "content": content }));
+        let event: Raw<PresenceEvent> =
+            raw(&json!({ "type": "m.presence", "sender": user, "content": content }));
         response.presence.events.push(event);
         changed = true;
     }

@@ -15,9 +15,16 @@ use crate::{
     error::Result,
     services::{
         Services,
-        rooms::{event_by_short, membership::{Membership, UserRoom}},
+        rooms::{
+            event_by_short,
+            membership::{Membership, UserRoom},
+        },
         state::diff,
-        timeline::{StoredEvent, pdu::{ClientFormat, raw}, visibility::user_can_see},
+        timeline::{
+            StoredEvent,
+            pdu::{ClientFormat, raw},
+            visibility::user_can_see,
+        },
     },
     storage::Direction,
 };
@@ -41,14 +48,22 @@ pub fn recent_events(
     let mut cursor = upto;
     let mut limited = false;
     'scan: loop {
-        let batch = s.timeline.scan(short_room, cursor, Direction::Backward, 64)?;
+        let batch = s
+            .timeline
+            .scan(short_room, cursor, Direction::Backward, 64)?;
         for (pos, short) in &batch {
             if *pos <= after {
                 break 'scan;
             }
-            let Some(event) = event_by_short(s, *short, &room.room_id)? else { continue };
-            if !filter::room_event_matches(filter, &event.pdu.kind.to_string(), Some(&event.pdu.sender), None)
-                || !user_can_see(s, &req.user, &event)?
+            let Some(event) = event_by_short(s, *short, &room.room_id)? else {
+                continue;
+            };
+            if !filter::room_event_matches(
+                filter,
+                &event.pdu.kind.to_string(),
+                Some(&event.pdu.sender),
+                None,
+            ) || !user_can_see(s, &req.user, &event)?
             {
                 continue;
             }
@@ -91,16 +106,32 @@ fn state_events(
             continue;
         }
         if let Some(event) = event_by_short(s, short, &room.room_id)? {
-            out.push(raw(&event.to_client(&s.timeline, ClientFormat::Sync, None)?));
+            out.push(raw(&event.to_client(
+                &s.timeline,
+                ClientFormat::Sync,
+                None,
+            )?));
         }
     }
     Ok(out)
 }
 
-fn timeline_json(s: &Services, req: &SyncRequest, events: &[Arc<StoredEvent>]) -> Result<Vec<Raw<ruma::events::AnySyncTimelineEvent>>> {
+fn timeline_json(
+    s: &Services,
+    req: &SyncRequest,
+    events: &[Arc<StoredEvent>],
+) -> Result<Vec<Raw<ruma::events::AnySyncTimelineEvent>>> {
     events
         .iter()
-        .map(|e| Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Sync, &req.user, Some(req.device.as_str()))?)))
+        .map(|e| {
+            Ok(raw(&crate::services::relations::bundle::to_client(
+                s,
+                e,
+                ClientFormat::Sync,
+                &req.user,
+                Some(req.device.as_str()),
+            )?))
+        })
         .collect()
 }
 
@@ -112,11 +143,19 @@ pub fn joined(
     now: SyncToken,
     account_data: &[crate::services::account_data::Entry],
 ) -> Result<Option<sync::JoinedRoom>> {
-    let Some(short_room) = s.short.room(&room.room_id)? else { return Ok(None) };
+    let Some(short_room) = s.short.room(&room.room_id)? else {
+        return Ok(None);
+    };
     let since_pos = since.map_or(0, |t| t.pos);
     let newly_joined = since.is_none() || room.pos > since_pos;
     let after = if newly_joined { 0 } else { since_pos };
-    let limit = req.filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize).min(MAX_TIMELINE_LIMIT);
+    let limit = req
+        .filter
+        .room
+        .timeline
+        .limit
+        .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
+        .min(MAX_TIMELINE_LIMIT);
 
     let (events, limited) = recent_events(s, req, room, short_room, after, now.pos, limit)?;
 
@@ -126,10 +165,15 @@ pub fn joined(
     if let Some(users) = s.typing.typing_since(&room.room_id, typing_since)
         && (since.is_some() || !users.is_empty())
     {
-        joined.ephemeral.events.push(raw(&json!({ "type": "m.typing", "content": { "user_ids": users } })));
+        joined.ephemeral.events.push(raw(
+            &json!({ "type": "m.typing", "content": { "user_ids": users } }),
+        ));
     }
     let mut receipts: Map<String, Value> = Map::new();
-    for (kind, user, receipt) in s.receipts.changed_since(short_room, if newly_joined { 0 } else { since_pos })? {
+    for (kind, user, receipt) in s
+        .receipts
+        .changed_since(short_room, if newly_joined { 0 } else { since_pos })?
+    {
         if receipt.pos > now.pos || (kind == "m.read.private" && user != req.user) {
             continue;
         }
@@ -137,17 +181,28 @@ pub fn joined(
         if let Some(thread) = &receipt.thread_id {
             entry["thread_id"] = json!(thread);
         }
-        let by_event = receipts.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
+        let by_event = receipts
+            .entry(receipt.event_id.to_string())
+            .or_insert_with(|| json!({}));
         by_event[&kind][user.as_str()] = entry;
     }
     if !receipts.is_empty() {
-        joined.ephemeral.events.push(raw(&json!({ "type": "m.receipt", "content": receipts })));
+        joined
+            .ephemeral
+            .events
+            .push(raw(&json!({ "type": "m.receipt", "content": receipts })));
     }
-    for entry in account_data.iter().filter(|e| e.room.as_deref() == Some(&*room.room_id)) {
-        joined.account_data.events.push(raw(&json!({ "type": entry.kind, "content": entry.content })));
+    for entry in account_data
+        .iter()
+        .filter(|e| e.room.as_deref() == Some(&*room.room_id))
+    {
+        joined.account_data.events.push(raw(
+            &json!({ "type": entry.kind, "content": entry.content }),
+        ));
     }
 
-    let counts_changed = super::notifications::unread_counts(s, req, short_room, &mut joined)? > since_pos;
+    let counts_changed =
+        super::notifications::unread_counts(s, req, short_room, &mut joined)? > since_pos;
     if !newly_joined
         && !req.full_state
         && !counts_changed
@@ -164,18 +219,34 @@ pub fn joined(
         None => crate::services::rooms::state_at_pos(s, short_room, now.pos)?,
     };
     let lazy = filter::lazy_members(&req.filter.room.state).then(|| {
-        let mut senders: BTreeSet<OwnedUserId> = events.iter().map(|e| e.pdu.sender.clone()).collect();
+        let mut senders: BTreeSet<OwnedUserId> =
+            events.iter().map(|e| e.pdu.sender.clone()).collect();
         senders.insert(req.user.clone());
         senders
     });
     let state = if newly_joined || req.full_state {
-        state_events(s, req, room, start_state.iter().map(|(k, v)| (*k, *v)), lazy.as_ref())?
+        state_events(
+            s,
+            req,
+            room,
+            start_state.iter().map(|(k, v)| (*k, *v)),
+            lazy.as_ref(),
+        )?
     } else if limited || lazy.is_some() {
-        let mut entries = if limited { diff(&*crate::services::rooms::state_at_pos(s, short_room, since_pos)?, &start_state) } else { Vec::new() };
+        let mut entries = if limited {
+            diff(
+                &*crate::services::rooms::state_at_pos(s, short_room, since_pos)?,
+                &start_state,
+            )
+        } else {
+            Vec::new()
+        };
         // With lazy-loaded members, the member events of the timeline's senders come along even when
         // they did not change, since the client may never have received them.
         for sender in lazy.iter().flatten() {
-            if let Some(key) = s.short.statekey(&StateEventType::RoomMember, sender.as_str())?
+            if let Some(key) = s
+                .short
+                .statekey(&StateEventType::RoomMember, sender.as_str())?
                 && let Some(event) = start_state.get(&key)
                 && !entries.iter().any(|(k, _)| *k == key)
             {
@@ -190,7 +261,11 @@ pub fn joined(
 
     joined.timeline.limited = limited;
     joined.timeline.prev_batch = Some(
-        SyncToken { pos: events.first().map_or(now.pos, |e| e.meta.pos - 1), typing: 0 }.encode(),
+        SyncToken {
+            pos: events.first().map_or(now.pos, |e| e.meta.pos - 1),
+            typing: 0,
+        }
+        .encode(),
     );
     joined.timeline.events = timeline_json(s, req, &events)?;
 
@@ -198,23 +273,49 @@ pub fn joined(
     let invited_count = s.membership.members(short_room, Membership::Invite)?;
     joined.summary.joined_member_count = UInt::new(joined_count.len() as u64);
     joined.summary.invited_member_count = UInt::new(invited_count.len() as u64);
-    let has_name = s.short.statekey(&StateEventType::RoomName, "")?.is_some_and(|k| start_state.contains_key(&k));
+    let has_name = s
+        .short
+        .statekey(&StateEventType::RoomName, "")?
+        .is_some_and(|k| start_state.contains_key(&k));
     if !has_name {
-        joined.summary.heroes =
-            joined_count.iter().chain(invited_count.iter()).filter(|u| **u != req.user).take(5).cloned().collect();
+        joined.summary.heroes = joined_count
+            .iter()
+            .chain(invited_count.iter())
+            .filter(|u| **u != req.user)
+            .take(5)
+            .cloned()
+            .collect();
     }
     Ok(Some(joined))
 }
 
-pub fn left(s: &Services, req: &SyncRequest, room: &UserRoom, since: Option<SyncToken>) -> Result<sync::LeftRoom> {
+pub fn left(
+    s: &Services,
+    req: &SyncRequest,
+    room: &UserRoom,
+    since: Option<SyncToken>,
+) -> Result<sync::LeftRoom> {
     let mut left = sync::LeftRoom::new();
-    let Some(short_room) = s.short.room(&room.room_id)? else { return Ok(left) };
+    let Some(short_room) = s.short.room(&room.room_id)? else {
+        return Ok(left);
+    };
     let since_pos = since.map_or(0, |t| t.pos);
-    let limit = req.filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize).min(MAX_TIMELINE_LIMIT);
+    let limit = req
+        .filter
+        .room
+        .timeline
+        .limit
+        .map_or(DEFAULT_TIMELINE_LIMIT, |l| u64::from(l) as usize)
+        .min(MAX_TIMELINE_LIMIT);
     let (events, limited) = recent_events(s, req, room, short_room, since_pos, room.pos, limit)?;
     left.timeline.limited = limited;
-    left.timeline.prev_batch =
-        Some(SyncToken { pos: events.first().map_or(room.pos, |e| e.meta.pos - 1), typing: 0 }.encode());
+    left.timeline.prev_batch = Some(
+        SyncToken {
+            pos: events.first().map_or(room.pos, |e| e.meta.pos - 1),
+            typing: 0,
+        }
+        .encode(),
+    );
     left.timeline.events = timeline_json(s, req, &events)?;
     if since.is_none() {
         let start = match events.first() {
@@ -243,8 +344,12 @@ pub fn stripped_state(s: &Services, room: &UserRoom) -> Result<Vec<Raw<AnyStripp
             "content": event.pdu.content_value(),
         })));
     };
-    let Some(short_room) = s.short.room(&room.room_id)? else { return Ok(out) };
-    let Some(meta) = s.timeline.meta(room.short_event)? else { return Ok(out) };
+    let Some(short_room) = s.short.room(&room.room_id)? else {
+        return Ok(out);
+    };
+    let Some(meta) = s.timeline.meta(room.short_event)? else {
+        return Ok(out);
+    };
     let state = s.state.load(meta.state_after)?;
     // An invite over federation to a room this server is not in: the state the inviting server sent.
     let mut sent_state = Vec::new();
@@ -255,7 +360,9 @@ pub fn stripped_state(s: &Services, room: &UserRoom) -> Result<Vec<Raw<AnyStripp
     {
         for e in events {
             let v = serde_json::to_value(e).unwrap_or_default();
-            let (Some(kind), Some(content)) = (v.get("type"), v.get("content")) else { continue };
+            let (Some(kind), Some(content)) = (v.get("type"), v.get("content")) else {
+                continue;
+            };
             sent_state.push(raw(&json!({
                 "type": kind,
                 "state_key": v.get("state_key").cloned().unwrap_or(json!("")),

@@ -26,6 +26,15 @@ pub fn key(short_room: u64, ts: u64, short_event: u64) -> Vec<u8> {
 }
 
 /// In the commit of a timeline event (or a backfilled one): its entry, in the same batch.
-pub fn event_committed(c: &mut Commit, short_room: u64, short_event: u64, origin_server_ts: ruma::MilliSecondsSinceUnixEpoch) {
-    c.batch.put(EVENTS_BY_TIME, key(short_room, origin_server_ts.get().into(), short_event), Vec::new());
+pub fn event_committed(
+    c: &mut Commit,
+    short_room: u64,
+    short_event: u64,
+    origin_server_ts: ruma::MilliSecondsSinceUnixEpoch,
+) {
+    c.batch.put(
+        EVENTS_BY_TIME,
+        key(short_room, origin_server_ts.get().into(), short_event),
+        Vec::new(),
+    );
 }

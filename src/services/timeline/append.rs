@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use super::{EventMeta, PDUS, ROOMS, StoredEvent, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, redaction, txn_key};
+use super::{
+    EventMeta, PDUS, ROOMS, StoredEvent, TIMELINE, TXN_IDS, encode_meta, pdu::Pdu, redaction,
+    txn_key,
+};
 use crate::{
     error::{Error, Result},
     services::{
@@ -37,11 +40,21 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn state(kind: StateEventType, state_key: impl Into<String>, content: Value) -> Self {
-        Self { kind: kind.to_string().into(), content, state_key: Some(state_key.into()), redacts: None }
+        Self {
+            kind: kind.to_string().into(),
+            content,
+            state_key: Some(state_key.into()),
+            redacts: None,
+        }
     }
 
     pub fn message(kind: TimelineEventType, content: Value) -> Self {
-        Self { kind, content, state_key: None, redacts: None }
+        Self {
+            kind,
+            content,
+            state_key: None,
+            redacts: None,
+        }
     }
 }
 
@@ -55,7 +68,10 @@ pub struct Txn {
 /// Where to append: an existing room, or a new room that this create event starts.
 pub enum Target<'a> {
     Room(&'a RoomId),
-    NewRoom { version: RoomVersionId, room_id: Option<OwnedRoomId> },
+    NewRoom {
+        version: RoomVersionId,
+        room_id: Option<OwnedRoomId>,
+    },
 }
 
 /// Builds, signs and authorises an event from `sender`, then appends it: one atomic batch.
@@ -68,26 +84,45 @@ pub fn append_local(
 ) -> Result<(OwnedEventId, OwnedRoomId)> {
     let (version, existing_room) = match &target {
         Target::Room(room_id) => {
-            let version =
-                s.timeline.room_version(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?;
+            let version = s
+                .timeline
+                .room_version(room_id)?
+                .ok_or_else(|| Error::not_found("Unknown room"))?;
             (version, Some(*room_id))
         }
         Target::NewRoom { version, .. } => (version.clone(), None),
     };
     let rules = version::rules(&version)?;
     let lock = existing_room.map(|r| s.timeline.room_lock(r));
-    let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+    let _guard = lock
+        .as_ref()
+        .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
 
     // An identical transaction was already processed while we waited for the lock.
     if let (Some(txn), Some(room)) = (&txn, existing_room)
-        && let Some(event_id) = s.timeline.txn_event(sender.as_str(), &txn.device, room, &txn.txn_id)?
+        && let Some(event_id) =
+            s.timeline
+                .txn_event(sender.as_str(), &txn.device, room, &txn.txn_id)?
     {
         return Ok((event_id, room.to_owned()));
     }
-    if let Some(room) = existing_room { crate::services::relations::validate::check_local(s, room, sender, new.kind.to_string().as_str(), &new.content)?; }
+    if let Some(room) = existing_room {
+        crate::services::relations::validate::check_local(
+            s,
+            room,
+            sender,
+            new.kind.to_string().as_str(),
+            &new.content,
+        )?;
+    }
 
-    let Built { object, prev, short_room, before, room_id_field } =
-        build_fields(s, &target, &rules, existing_room, sender, &new)?;
+    let Built {
+        object,
+        prev,
+        short_room,
+        before,
+        room_id_field,
+    } = build_fields(s, &target, &rules, existing_room, sender, &new)?;
     let (object, event_id, room_id) = sign_built(s, &rules, object, room_id_field)?;
 
     let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
@@ -119,11 +154,16 @@ pub fn sign_built(
     room_id_field: Option<OwnedRoomId>,
 ) -> Result<(CanonicalJsonObject, OwnedEventId, OwnedRoomId)> {
     let server_name = s.globals.server_name();
-    hash_and_sign_event(server_name.as_str(), &s.globals.keypair, &mut object, &rules.redaction)
-        .map_err(|e| match e {
-            ruma::signatures::JsonError::PduTooLarge => Error::too_large("Event is too large"),
-            other => Error::bad_json(other.to_string()),
-        })?;
+    hash_and_sign_event(
+        server_name.as_str(),
+        &s.globals.keypair,
+        &mut object,
+        &rules.redaction,
+    )
+    .map_err(|e| match e {
+        ruma::signatures::JsonError::PduTooLarge => Error::too_large("Event is too large"),
+        other => Error::bad_json(other.to_string()),
+    })?;
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
     if event_bytes.len() > MAX_PDU_BYTES {
         return Err(Error::too_large("Event is larger than 65536 bytes"));
@@ -131,13 +171,18 @@ pub fn sign_built(
     let event_id: OwnedEventId = match object.get("event_id").and_then(|v| v.as_str()) {
         Some(id) => id.try_into().map_err(|_| Error::internal("bad event id"))?,
         None => {
-            let hash = reference_hash(&object, rules).map_err(|e| Error::too_large(e.to_string()))?;
-            format!("${hash}").try_into().map_err(|_| Error::internal("bad event id"))?
+            let hash =
+                reference_hash(&object, rules).map_err(|e| Error::too_large(e.to_string()))?;
+            format!("${hash}")
+                .try_into()
+                .map_err(|_| Error::internal("bad event id"))?
         }
     };
     let room_id: OwnedRoomId = match room_id_field {
         Some(r) => r,
-        None => format!("!{}", &event_id.as_str()[1..]).try_into().map_err(|_| Error::internal("bad room id"))?,
+        None => format!("!{}", &event_id.as_str()[1..])
+            .try_into()
+            .map_err(|_| Error::internal("bad room id"))?,
     };
     Ok((object, event_id, room_id))
 }
@@ -165,10 +210,17 @@ pub fn build_fields(
     new: &NewEvent,
 ) -> Result<Built> {
     let short_room = match existing_room {
-        Some(room_id) => s.short.room(room_id)?.ok_or_else(|| Error::not_found("Unknown room"))?,
+        Some(room_id) => s
+            .short
+            .room(room_id)?
+            .ok_or_else(|| Error::not_found("Unknown room"))?,
         None => 0,
     };
-    let before = if short_room == 0 { 0 } else { s.state.current_snapshot(short_room)? };
+    let before = if short_room == 0 {
+        0
+    } else {
+        s.state.current_snapshot(short_room)?
+    };
     let state = s.state.load(before)?;
 
     let content_raw = serde_json::value::to_raw_value(&new.content)
@@ -180,7 +232,8 @@ pub fn build_fields(
     let mut depth = 0u64;
     if let Some(room_id) = existing_room {
         for short in s.timeline.extremities(short_room)?.into_iter().take(20) {
-            let event = event_by_short(s, short, room_id)?.ok_or_else(|| Error::internal("missing extremity"))?;
+            let event = event_by_short(s, short, room_id)?
+                .ok_or_else(|| Error::internal("missing extremity"))?;
             depth = depth.max(u64::from(event.pdu.depth));
             prev.push(event);
         }
@@ -200,7 +253,10 @@ pub fn build_fields(
     if let Some(room_id) = existing_room {
         for (kind, state_key) in auth_types {
             if let Some(short) = lookup(s, &state, &kind, &state_key)? {
-                auth.push(event_by_short(s, short, room_id)?.ok_or_else(|| Error::internal("missing auth event"))?);
+                auth.push(
+                    event_by_short(s, short, room_id)?
+                        .ok_or_else(|| Error::internal("missing auth event"))?,
+                );
             }
         }
     }
@@ -211,39 +267,77 @@ pub fn build_fields(
         _ => None,
     };
     let refs = |events: &[Arc<StoredEvent>]| -> CanonicalJsonValue {
-        CanonicalJsonValue::Array(events.iter().map(|e| event_reference(&rules, &e.pdu.event_id, &e.json)).collect())
+        CanonicalJsonValue::Array(
+            events
+                .iter()
+                .map(|e| event_reference(&rules, &e.pdu.event_id, &e.json))
+                .collect(),
+        )
     };
     object.insert("auth_events".into(), refs(&auth));
     object.insert("prev_events".into(), refs(&prev));
     object.insert("content".into(), to_canonical(&new.content)?);
-    object.insert("depth".into(), CanonicalJsonValue::Integer((depth as i64).try_into().unwrap_or_default()));
+    object.insert(
+        "depth".into(),
+        CanonicalJsonValue::Integer((depth as i64).try_into().unwrap_or_default()),
+    );
     // A v12 room id is the hash of its create event: two create events of the same user in the same
     // millisecond must differ, so create events get strictly increasing timestamps.
     let ts = match target {
         Target::NewRoom { .. } => s.timeline.unique_create_ts(),
         Target::Room(_) => crate::util::now_ms(),
     };
-    object.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::try_from(ts).unwrap_or_default()));
-    object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
-    object.insert("type".into(), CanonicalJsonValue::String(new.kind.to_string()));
+    object.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::Integer(ruma::Int::try_from(ts).unwrap_or_default()),
+    );
+    object.insert(
+        "sender".into(),
+        CanonicalJsonValue::String(sender.to_string()),
+    );
+    object.insert(
+        "type".into(),
+        CanonicalJsonValue::String(new.kind.to_string()),
+    );
     if let Some(state_key) = &new.state_key {
-        object.insert("state_key".into(), CanonicalJsonValue::String(state_key.clone()));
+        object.insert(
+            "state_key".into(),
+            CanonicalJsonValue::String(state_key.clone()),
+        );
     }
     if let Some(redacts) = &new.redacts
         && !rules.redaction.content_field_redacts
     {
-        object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+        object.insert(
+            "redacts".into(),
+            CanonicalJsonValue::String(redacts.to_string()),
+        );
     }
     if let Some(room_id) = &room_id_field {
-        object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+        object.insert(
+            "room_id".into(),
+            CanonicalJsonValue::String(room_id.to_string()),
+        );
     }
     let server_name = sender.server_name();
     if matches!(rules.event_id_format, EventIdFormatVersion::V1) {
         let local: String = crate::util::random_string(18);
-        object.insert("event_id".into(), CanonicalJsonValue::String(format!("${local}:{server_name}")));
-        object.insert("origin".into(), CanonicalJsonValue::String(server_name.to_string()));
+        object.insert(
+            "event_id".into(),
+            CanonicalJsonValue::String(format!("${local}:{server_name}")),
+        );
+        object.insert(
+            "origin".into(),
+            CanonicalJsonValue::String(server_name.to_string()),
+        );
     }
-    Ok(Built { object, prev, short_room, before, room_id_field })
+    Ok(Built {
+        object,
+        prev,
+        short_room,
+        before,
+        room_id_field,
+    })
 }
 
 /// How the room's current state changes with a persisted event.
@@ -292,14 +386,28 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     let rules = version::rules(&p.version)?;
     let state = s.state.load(p.state_before)?;
     authorise(s, &rules, &p.pdu, &state)?;
-    let Persist { room_id, version, short_room, object, event_id, pdu, state_before: before, replaces, current, txn, soft_failed, forward } = p;
+    let Persist {
+        room_id,
+        version,
+        short_room,
+        object,
+        event_id,
+        pdu,
+        state_before: before,
+        replaces,
+        current,
+        txn,
+        soft_failed,
+        forward,
+    } = p;
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
 
-    let redaction_effect = if pdu.kind == TimelineEventType::RoomRedaction && !soft_failed && short_room != 0 {
-        redaction::effect(s, &rules, short_room, &pdu, &state)?
-    } else {
-        redaction::Effect::None
-    };
+    let redaction_effect =
+        if pdu.kind == TimelineEventType::RoomRedaction && !soft_failed && short_room != 0 {
+            redaction::effect(s, &rules, short_room, &pdu, &state)?
+        } else {
+            redaction::Effect::None
+        };
 
     let membership_change = if pdu.kind == TimelineEventType::RoomMember && !soft_failed {
         let target = pdu.state_key.as_deref().and_then(|k| UserId::parse(k).ok());
@@ -313,10 +421,22 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     let push_staged = if soft_failed || short_room == 0 {
         None
     } else {
-        let meta = EventMeta { short_room, pos: 0, state_before: before, state_after: before };
-        let event = Arc::new(StoredEvent { short: 0, meta, pdu: pdu.clone(), json: object.clone() });
+        let meta = EventMeta {
+            short_room,
+            pos: 0,
+            state_before: before,
+            state_after: before,
+        };
+        let event = Arc::new(StoredEvent {
+            short: 0,
+            meta,
+            pdu: pdu.clone(),
+            json: object.clone(),
+        });
         match crate::services::push::evaluate::evaluate_event(s, event) {
-            Ok(evaluated) if !evaluated.notified.is_empty() => Some(crate::services::push::evaluate::stage(s, &evaluated)?),
+            Ok(evaluated) if !evaluated.notified.is_empty() => {
+                Some(crate::services::push::evaluate::stage(s, &evaluated)?)
+            }
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!("push evaluation of {event_id} failed: {e}");
@@ -331,63 +451,120 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         _ => Vec::new(),
     };
 
-    let (short_event, pos, redacted_target, push_queued) = s.globals.commit(|c| {
-        let short_room = if short_room == 0 {
-            c.batch.put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
-            s.short.create_room(c, &room_id)
-        } else {
-            short_room
-        };
-        let short_event = match s.short.event(&event_id)? {
-            Some(short) => short,
-            None => s.short.create_event(c, &event_id),
-        };
-        let pos = if soft_failed { 0 } else { c.next_pos() };
-        let after = match &pdu.state_key {
-            Some(state_key) => {
-                let kind = StateEventType::from(pdu.kind.to_string());
-                let key = s.short.get_or_create_statekey(c, &kind, state_key)?;
-                s.state.create(c, before, &[(key, short_event)])?.0
+    let (short_event, pos, redacted_target, push_queued) = s
+        .globals
+        .commit(|c| {
+            let short_room = if short_room == 0 {
+                c.batch
+                    .put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
+                s.short.create_room(c, &room_id)
+            } else {
+                short_room
+            };
+            let short_event = match s.short.event(&event_id)? {
+                Some(short) => short,
+                None => s.short.create_event(c, &event_id),
+            };
+            let pos = if soft_failed { 0 } else { c.next_pos() };
+            let after = match &pdu.state_key {
+                Some(state_key) => {
+                    let kind = StateEventType::from(pdu.kind.to_string());
+                    let key = s.short.get_or_create_statekey(c, &kind, state_key)?;
+                    s.state.create(c, before, &[(key, short_event)])?.0
+                }
+                None => before,
+            };
+            let meta = EventMeta {
+                short_room,
+                pos,
+                state_before: before,
+                state_after: after,
+            };
+            // Redactions that came before the event apply to it now, when allowed.
+            // (A local event is new: nothing can have named it before.)
+            let stored = if pdu.sender.server_name() == s.globals.server_name() {
+                object.clone()
+            } else {
+                redaction::on_arrival(
+                    s,
+                    c,
+                    &rules,
+                    short_room,
+                    &event_id,
+                    &pdu.sender,
+                    object.clone(),
+                )?
+            };
+            let event_bytes = if stored == object {
+                event_bytes.clone()
+            } else {
+                serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))?
+            };
+            c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes);
+            c.batch.put(
+                super::EVENT_META,
+                short_event.to_be_bytes(),
+                encode_meta(&meta),
+            );
+            if soft_failed {
+                return Ok((short_event, pos, None, false));
             }
-            None => before,
-        };
-        let meta = EventMeta { short_room, pos, state_before: before, state_after: after };
-        // Redactions that came before the event apply to it now, when allowed.
-        // (A local event is new: nothing can have named it before.)
-        let stored = if pdu.sender.server_name() == s.globals.server_name() {
-            object.clone()
-        } else {
-            redaction::on_arrival(s, c, &rules, short_room, &event_id, &pdu.sender, object.clone())?
-        };
-        let event_bytes = if stored == object { event_bytes.clone() } else { serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))? };
-        c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes);
-        c.batch.put(super::EVENT_META, short_event.to_be_bytes(), encode_meta(&meta));
-        if soft_failed {
-            return Ok((short_event, pos, None, false));
-        }
-        if current == Current::After {
-            s.state.set_current(c, short_room, after);
-        }
-        c.batch.put(TIMELINE, Key::new().u64(short_room).u64(pos).build(), short_event.to_be_bytes());
-        s.timeline.replace_extremities(c, short_room, &replaces, short_event)?;
-        if let Some((sender, txn)) = &txn {
-            c.batch.put(TXN_IDS, txn_key(sender.as_str(), &txn.device, &room_id, &txn.txn_id), event_id.as_bytes());
-            c.batch.put(super::EVENT_TXN, short_event.to_be_bytes(), Key::new().str(&txn.device).str(&txn.txn_id).build());
-        }
-        if let Some((user, membership)) = &membership_change {
-            s.membership.record(c, user, &room_id, short_room, *membership, pos, short_event);
-        }
-        let redacted_target = redaction::write_effect(s, c, redaction_effect, short_event, (&object, &event_id, &room_id), &rules)?;
-        for destination in &destinations {
-            s.federation.sender.queue_pdu(c, destination, &event_id);
-        }
-        let push_queued = push_staged.as_ref().is_some_and(|p| p.write(c, pos, pos));
-        crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
-        crate::services::relations::event_committed(s, c, short_room, crate::services::relations::ord::main(pos), short_event, &stored)?;
-        crate::services::time_index::event_committed(c, short_room, short_event, pdu.origin_server_ts);
-        Ok((short_event, pos, redacted_target, push_queued))
-    })?
-    .0;
+            if current == Current::After {
+                s.state.set_current(c, short_room, after);
+            }
+            c.batch.put(
+                TIMELINE,
+                Key::new().u64(short_room).u64(pos).build(),
+                short_event.to_be_bytes(),
+            );
+            s.timeline
+                .replace_extremities(c, short_room, &replaces, short_event)?;
+            if let Some((sender, txn)) = &txn {
+                c.batch.put(
+                    TXN_IDS,
+                    txn_key(sender.as_str(), &txn.device, &room_id, &txn.txn_id),
+                    event_id.as_bytes(),
+                );
+                c.batch.put(
+                    super::EVENT_TXN,
+                    short_event.to_be_bytes(),
+                    Key::new().str(&txn.device).str(&txn.txn_id).build(),
+                );
+            }
+            if let Some((user, membership)) = &membership_change {
+                s.membership
+                    .record(c, user, &room_id, short_room, *membership, pos, short_event);
+            }
+            let redacted_target = redaction::write_effect(
+                s,
+                c,
+                redaction_effect,
+                short_event,
+                (&object, &event_id, &room_id),
+                &rules,
+            )?;
+            for destination in &destinations {
+                s.federation.sender.queue_pdu(c, destination, &event_id);
+            }
+            let push_queued = push_staged.as_ref().is_some_and(|p| p.write(c, pos, pos));
+            crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
+            crate::services::relations::event_committed(
+                s,
+                c,
+                short_room,
+                crate::services::relations::ord::main(pos),
+                short_event,
+                &stored,
+            )?;
+            crate::services::time_index::event_committed(
+                c,
+                short_room,
+                short_event,
+                pdu.origin_server_ts,
+            );
+            Ok((short_event, pos, redacted_target, push_queued))
+        })?
+        .0;
     if let Some(staged) = push_staged {
         staged.committed();
     }
@@ -403,7 +580,9 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         s.timeline.remember_version(&room_id, &version);
     }
     if membership_change.is_some() {
-        s.federation.sender.membership_changed(s.short.room(&room_id)?.unwrap_or(short_room));
+        s.federation
+            .sender
+            .membership_changed(s.short.room(&room_id)?.unwrap_or(short_room));
     }
     for destination in &destinations {
         s.federation.sender.wake(destination);
@@ -411,15 +590,31 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     Ok((short_event, pos))
 }
 
-fn lookup(s: &Services, state: &StateMap, kind: &StateEventType, state_key: &str) -> Result<Option<u64>> {
-    Ok(s.short.statekey(kind, state_key)?.and_then(|k| state.get(&k).copied()))
+fn lookup(
+    s: &Services,
+    state: &StateMap,
+    kind: &StateEventType,
+    state_key: &str,
+) -> Result<Option<u64>> {
+    Ok(s.short
+        .statekey(kind, state_key)?
+        .and_then(|k| state.get(&k).copied()))
 }
 
 /// Applies the authorization rules against `state` (the state before the event).
-pub fn authorise(s: &Services, rules: &RoomVersionRules, pdu: &Pdu, state: &StateMap) -> Result<()> {
+pub fn authorise(
+    s: &Services,
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    state: &StateMap,
+) -> Result<()> {
     if pdu.kind == TimelineEventType::RoomCreate {
-        return state_res::check_state_independent_auth_rules::<Pdu>(&rules.authorization, pdu, |_| None)
-            .map_err(|e| Error::bad_json(format!("invalid create event: {e}")));
+        return state_res::check_state_independent_auth_rules::<Pdu>(
+            &rules.authorization,
+            pdu,
+            |_| None,
+        )
+        .map_err(|e| Error::bad_json(format!("invalid create event: {e}")));
     }
     let fetch = |kind: &StateEventType, state_key: &str| -> Option<Arc<StoredEvent>> {
         let short = lookup(s, state, kind, state_key).ok()??;
@@ -430,9 +625,16 @@ pub fn authorise(s: &Services, rules: &RoomVersionRules, pdu: &Pdu, state: &Stat
 }
 
 /// The reference to an event in `prev_events`/`auth_events`, by room version.
-fn event_reference(rules: &RoomVersionRules, id: &OwnedEventId, json: &CanonicalJsonObject) -> CanonicalJsonValue {
+fn event_reference(
+    rules: &RoomVersionRules,
+    id: &OwnedEventId,
+    json: &CanonicalJsonObject,
+) -> CanonicalJsonValue {
     if matches!(rules.event_id_format, EventIdFormatVersion::V1) {
-        let hashes = json.get("hashes").cloned().unwrap_or(CanonicalJsonValue::Object(Default::default()));
+        let hashes = json
+            .get("hashes")
+            .cloned()
+            .unwrap_or(CanonicalJsonValue::Object(Default::default()));
         CanonicalJsonValue::Array(vec![CanonicalJsonValue::String(id.to_string()), hashes])
     } else {
         CanonicalJsonValue::String(id.to_string())
@@ -440,7 +642,8 @@ fn event_reference(rules: &RoomVersionRules, id: &OwnedEventId, json: &Canonical
 }
 
 fn to_canonical(value: &Value) -> Result<CanonicalJsonValue> {
-    CanonicalJsonValue::try_from(value.clone()).map_err(|e| Error::bad_json(format!("content is not canonical JSON: {e}")))
+    CanonicalJsonValue::try_from(value.clone())
+        .map_err(|e| Error::bad_json(format!("content is not canonical JSON: {e}")))
 }
 
 /// `unsigned` for a client: age, transaction id for the sending device, redacted_because.
@@ -455,7 +658,9 @@ pub fn unsigned_for(
         }
     }
     if let Some(ts) = json.get("origin_server_ts").and_then(|v| v.as_integer()) {
-        let age = MilliSecondsSinceUnixEpoch::now().get().saturating_sub(ruma::UInt::try_from(i64::from(ts)).unwrap_or_default());
+        let age = MilliSecondsSinceUnixEpoch::now()
+            .get()
+            .saturating_sub(ruma::UInt::try_from(i64::from(ts)).unwrap_or_default());
         unsigned.insert("age".into(), json!(u64::from(age)));
     }
     if let Some(txn) = txn_id {

@@ -29,29 +29,49 @@ impl Timeline {
     /// Backfilled events of a room from sequence `from`: `Direction::Forward` goes towards the
     /// past (`from` and larger), `Backward` towards the present (`from` and smaller, down to 1).
     /// Returns (sequence, short event).
-    pub fn scan_backfilled(&self, short_room: u64, from: u64, direction: Direction, limit: usize) -> Result<Vec<(u64, u64)>> {
+    pub fn scan_backfilled(
+        &self,
+        short_room: u64,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>> {
         let prefix = Key::new().u64(short_room).build();
         let from_key = Key::new().u64(short_room).u64(from).build();
         let mut out = Vec::new();
-        for entry in self.db.scan_from(BACKFILL_TIMELINE, &prefix, &from_key, direction).take(limit) {
+        for entry in self
+            .db
+            .scan_from(BACKFILL_TIMELINE, &prefix, &from_key, direction)
+            .take(limit)
+        {
             let (key, value) = entry?;
-            let seq = KeyReader::new(&key[8..]).u64().ok_or_else(|| Error::internal("corrupt backfill key"))?;
+            let seq = KeyReader::new(&key[8..])
+                .u64()
+                .ok_or_else(|| Error::internal("corrupt backfill key"))?;
             if seq == 0 {
                 continue;
             }
-            out.push((seq, u64_from(&value).ok_or_else(|| Error::internal("corrupt backfill value"))?));
+            out.push((
+                seq,
+                u64_from(&value).ok_or_else(|| Error::internal("corrupt backfill value"))?,
+            ));
         }
         Ok(out)
     }
 
     /// The largest sequence number of a room's backfilled events (0: none yet).
     pub fn oldest_backfilled_seq(&self, short_room: u64) -> Result<u64> {
-        Ok(self.scan_backfilled(short_room, u64::MAX, Direction::Backward, 1)?.first().map_or(0, |(seq, _)| *seq))
+        Ok(self
+            .scan_backfilled(short_room, u64::MAX, Direction::Backward, 1)?
+            .first()
+            .map_or(0, |(seq, _)| *seq))
     }
 
     /// The place of a backfilled event: (short room, sequence).
     pub fn backfilled_seq(&self, short_event: u64) -> Result<Option<(u64, u64)>> {
-        let Some(bytes) = self.db.get(BACKFILLED_EVENTS, &short_event.to_be_bytes())? else { return Ok(None) };
+        let Some(bytes) = self.db.get(BACKFILLED_EVENTS, &short_event.to_be_bytes())? else {
+            return Ok(None);
+        };
         let mut reader = KeyReader::new(&bytes);
         match (reader.u64(), reader.u64()) {
             (Some(room), Some(seq)) => Ok(Some((room, seq))),
@@ -60,20 +80,44 @@ impl Timeline {
     }
 
     /// Writes a backfilled event's place into `c` (its PDU and metadata are written by the caller).
-    pub(crate) fn put_backfilled(&self, c: &mut Commit, short_room: u64, seq: u64, short_event: u64) {
-        c.batch.put(BACKFILL_TIMELINE, Key::new().u64(short_room).u64(seq).build(), short_event.to_be_bytes());
-        c.batch.put(BACKFILLED_EVENTS, short_event.to_be_bytes(), Key::new().u64(short_room).u64(seq).build());
+    pub(crate) fn put_backfilled(
+        &self,
+        c: &mut Commit,
+        short_room: u64,
+        seq: u64,
+        short_event: u64,
+    ) {
+        c.batch.put(
+            BACKFILL_TIMELINE,
+            Key::new().u64(short_room).u64(seq).build(),
+            short_event.to_be_bytes(),
+        );
+        c.batch.put(
+            BACKFILLED_EVENTS,
+            short_event.to_be_bytes(),
+            Key::new().u64(short_room).u64(seq).build(),
+        );
     }
 
     /// The events still to fetch for a room: `None` when never computed, empty when done.
     pub fn backfill_frontier(&self, short_room: u64) -> Result<Option<Vec<OwnedEventId>>> {
-        let Some(bytes) = self.db.get(BACKFILL_FRONTIER, &short_room.to_be_bytes())? else { return Ok(None) };
-        serde_json::from_slice(&bytes).map(Some).map_err(|_| Error::internal("corrupt backfill frontier"))
+        let Some(bytes) = self.db.get(BACKFILL_FRONTIER, &short_room.to_be_bytes())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| Error::internal("corrupt backfill frontier"))
     }
 
-    pub(crate) fn put_backfill_frontier(&self, c: &mut Commit, short_room: u64, frontier: &[OwnedEventId]) -> Result<()> {
+    pub(crate) fn put_backfill_frontier(
+        &self,
+        c: &mut Commit,
+        short_room: u64,
+        frontier: &[OwnedEventId],
+    ) -> Result<()> {
         let bytes = serde_json::to_vec(frontier).map_err(|e| Error::internal(e.to_string()))?;
-        c.batch.put(BACKFILL_FRONTIER, short_room.to_be_bytes(), bytes);
+        c.batch
+            .put(BACKFILL_FRONTIER, short_room.to_be_bytes(), bytes);
         Ok(())
     }
 }

@@ -6,9 +6,9 @@ pub mod backfilled;
 pub mod order;
 pub mod pdu;
 pub mod redaction;
-pub mod visibility;
 #[cfg(test)]
 mod vectors;
+pub mod visibility;
 
 use std::{
     collections::HashMap,
@@ -41,7 +41,15 @@ pub const TXN_IDS: Map = Map("txn_ids");
 pub const ROOMS: Map = Map("rooms");
 /// short event → device, transaction id of the local send that created it.
 pub const EVENT_TXN: Map = Map("event_txn");
-pub const MAPS: &[Map] = &[PDUS, EVENT_META, TIMELINE, EXTREMITIES, TXN_IDS, ROOMS, EVENT_TXN];
+pub const MAPS: &[Map] = &[
+    PDUS,
+    EVENT_META,
+    TIMELINE,
+    EXTREMITIES,
+    TXN_IDS,
+    ROOMS,
+    EVENT_TXN,
+];
 
 #[derive(Debug, Clone, Copy)]
 pub struct EventMeta {
@@ -53,10 +61,15 @@ pub struct EventMeta {
 
 impl EventMeta {
     fn encode(&self) -> Vec<u8> {
-        [self.short_room, self.pos, self.state_before, self.state_after]
-            .iter()
-            .flat_map(|n| n.to_be_bytes())
-            .collect()
+        [
+            self.short_room,
+            self.pos,
+            self.state_before,
+            self.state_after,
+        ]
+        .iter()
+        .flat_map(|n| n.to_be_bytes())
+        .collect()
     }
 
     fn decode(bytes: &[u8]) -> Result<Self> {
@@ -108,17 +121,27 @@ impl Timeline {
 
     /// Serialises the building of events in one room.
     pub fn room_lock(&self, room_id: &RoomId) -> Arc<Mutex<()>> {
-        self.room_locks.lock().unwrap().entry(room_id.to_owned()).or_default().clone()
+        self.room_locks
+            .lock()
+            .unwrap()
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone()
     }
 
     pub fn room_version(&self, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
         if let Some(v) = self.versions.read().unwrap().get(room_id) {
             return Ok(Some(v.clone()));
         }
-        let Some(bytes) = self.db.get(ROOMS, room_id.as_bytes())? else { return Ok(None) };
+        let Some(bytes) = self.db.get(ROOMS, room_id.as_bytes())? else {
+            return Ok(None);
+        };
         let version = RoomVersionId::try_from(String::from_utf8_lossy(&bytes).as_ref())
             .map_err(|_| Error::internal("corrupt room version"))?;
-        self.versions.write().unwrap().insert(room_id.to_owned(), version.clone());
+        self.versions
+            .write()
+            .unwrap()
+            .insert(room_id.to_owned(), version.clone());
         Ok(Some(version))
     }
 
@@ -127,11 +150,17 @@ impl Timeline {
     }
 
     pub(crate) fn remember_version(&self, room_id: &RoomId, version: &RoomVersionId) {
-        self.versions.write().unwrap().insert(room_id.to_owned(), version.clone());
+        self.versions
+            .write()
+            .unwrap()
+            .insert(room_id.to_owned(), version.clone());
     }
 
     pub fn meta(&self, short: u64) -> Result<Option<EventMeta>> {
-        self.db.get(EVENT_META, &short.to_be_bytes())?.map(|b| EventMeta::decode(&b)).transpose()
+        self.db
+            .get(EVENT_META, &short.to_be_bytes())?
+            .map(|b| EventMeta::decode(&b))
+            .transpose()
     }
 
     /// The short room of a stored event (outliers included).
@@ -140,20 +169,31 @@ impl Timeline {
     }
 
     pub fn json(&self, short: u64) -> Result<Option<CanonicalJsonObject>> {
-        let Some(bytes) = self.db.get(PDUS, &short.to_be_bytes())? else { return Ok(None) };
-        serde_json::from_slice(&bytes).map(Some).map_err(|_| Error::internal("corrupt stored PDU"))
+        let Some(bytes) = self.db.get(PDUS, &short.to_be_bytes())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| Error::internal("corrupt stored PDU"))
     }
 
     /// The cached event of a short id (`Some(None)`: cached, but of another room); `None` when it
     /// is not cached.
     pub fn cached(&self, short: u64, room_id: &RoomId) -> Option<Option<Arc<StoredEvent>>> {
         let cache = self.events.lock().unwrap();
-        cache.get(&short).map(|event| (event.pdu.room_id == room_id).then(|| event.clone()))
+        cache
+            .get(&short)
+            .map(|event| (event.pdu.room_id == room_id).then(|| event.clone()))
     }
 
     /// Loads an event by its short id, with its event id and room id; `None` when the stored event
     /// is of another room (an event is never relabelled).
-    pub fn load(&self, short: u64, event_id: &EventId, room_id: &RoomId) -> Result<Option<Arc<StoredEvent>>> {
+    pub fn load(
+        &self,
+        short: u64,
+        event_id: &EventId,
+        room_id: &RoomId,
+    ) -> Result<Option<Arc<StoredEvent>>> {
         use std::sync::atomic::Ordering;
         let epoch = {
             let cache = self.events.lock().unwrap();
@@ -163,12 +203,19 @@ impl Timeline {
             }
             self.forgotten.load(Ordering::Acquire)
         };
-        let (Some(meta), Some(json)) = (self.meta(short)?, self.json(short)?) else { return Ok(None) };
+        let (Some(meta), Some(json)) = (self.meta(short)?, self.json(short)?) else {
+            return Ok(None);
+        };
         if !pdu::json_in_room(&json, event_id, room_id) {
             return Ok(None);
         }
         let pdu = Pdu::from_canonical(&json, event_id, room_id)?;
-        let event = Arc::new(StoredEvent { short, meta, pdu, json });
+        let event = Arc::new(StoredEvent {
+            short,
+            meta,
+            pdu,
+            json,
+        });
         let mut cache = self.events.lock().unwrap();
         if self.forgotten.load(Ordering::Acquire) != epoch {
             // A redaction was written meanwhile: what was read may be the old form.
@@ -187,7 +234,9 @@ impl Timeline {
         let now = crate::util::now_ms();
         let previous = self
             .last_create_ts
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(now.max(last + 1)))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(now.max(last + 1))
+            })
             .unwrap_or(now);
         now.max(previous + 1)
     }
@@ -195,7 +244,8 @@ impl Timeline {
     /// Drops a cached event whose stored form changed (redaction).
     pub(crate) fn forget_cached(&self, short: u64) {
         let mut cache = self.events.lock().unwrap();
-        self.forgotten.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         cache.remove(&short);
     }
 
@@ -215,17 +265,28 @@ impl Timeline {
         };
         let from_key = Key::new().u64(short_room).u64(start).build();
         let mut out = Vec::new();
-        for entry in self.db.scan_from(TIMELINE, &prefix, &from_key, direction).take(limit) {
+        for entry in self
+            .db
+            .scan_from(TIMELINE, &prefix, &from_key, direction)
+            .take(limit)
+        {
             let (key, value) = entry?;
             let mut reader = KeyReader::new(&key[8..]);
-            let pos = reader.u64().ok_or_else(|| Error::internal("corrupt timeline key"))?;
-            out.push((pos, u64_from(&value).ok_or_else(|| Error::internal("corrupt timeline value"))?));
+            let pos = reader
+                .u64()
+                .ok_or_else(|| Error::internal("corrupt timeline key"))?;
+            out.push((
+                pos,
+                u64_from(&value).ok_or_else(|| Error::internal("corrupt timeline value"))?,
+            ));
         }
         Ok(out)
     }
 
     pub fn extremities(&self, short_room: u64) -> Result<Vec<u64>> {
-        let Some(value) = self.db.get(EXTREMITIES, &short_room.to_be_bytes())? else { return Ok(Vec::new()) };
+        let Some(value) = self.db.get(EXTREMITIES, &short_room.to_be_bytes())? else {
+            return Ok(Vec::new());
+        };
         if value.len() % 8 != 0 {
             return Err(Error::internal("corrupt forward extremities"));
         }
@@ -244,11 +305,19 @@ impl Timeline {
         extremities.retain(|e| !replaced.contains(e) && *e != added);
         extremities.push(added);
         let value: Vec<u8> = extremities.iter().flat_map(|e| e.to_be_bytes()).collect();
-        commit.batch.put(EXTREMITIES, short_room.to_be_bytes(), value);
+        commit
+            .batch
+            .put(EXTREMITIES, short_room.to_be_bytes(), value);
         Ok(())
     }
 
-    pub fn txn_event(&self, user: &str, device: &str, room: &RoomId, txn: &str) -> Result<Option<OwnedEventId>> {
+    pub fn txn_event(
+        &self,
+        user: &str,
+        device: &str,
+        room: &RoomId,
+        txn: &str,
+    ) -> Result<Option<OwnedEventId>> {
         let key = txn_key(user, device, room, txn);
         Ok(self
             .db
@@ -268,7 +337,12 @@ impl Timeline {
 }
 
 pub fn txn_key(user: &str, device: &str, room: &RoomId, txn: &str) -> Vec<u8> {
-    Key::new().str(user).str(device).str(room.as_str()).str(txn).build()
+    Key::new()
+        .str(user)
+        .str(device)
+        .str(room.as_str())
+        .str(txn)
+        .build()
 }
 
 pub(crate) fn encode_meta(meta: &EventMeta) -> Vec<u8> {
@@ -330,6 +404,12 @@ impl StoredEvent {
             _ => None,
         };
         let unsigned = append::unsigned_for(&self.json, txn.as_deref());
-        Ok(pdu::client_event(&self.json, &self.pdu.event_id, &self.pdu.room_id, format, unsigned))
+        Ok(pdu::client_event(
+            &self.json,
+            &self.pdu.event_id,
+            &self.pdu.room_id,
+            format,
+            unsigned,
+        ))
     }
 }

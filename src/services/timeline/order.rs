@@ -30,14 +30,21 @@ impl Place {
     /// The token text: a /sync-style token in the timeline, `b<sequence>` among backfilled events.
     pub fn encode(&self) -> String {
         match self {
-            Place::Main(pos) => SyncToken { pos: *pos, typing: 0 }.encode(),
+            Place::Main(pos) => SyncToken {
+                pos: *pos,
+                typing: 0,
+            }
+            .encode(),
             Place::Back(seq) => format!("b{seq}"),
         }
     }
 
     pub fn parse(token: &str) -> Result<Self> {
         if let Some(seq) = token.strip_prefix('b') {
-            return seq.parse().map(Place::Back).map_err(|_| Error::invalid_param("Invalid pagination token"));
+            return seq
+                .parse()
+                .map(Place::Back)
+                .map_err(|_| Error::invalid_param("Invalid pagination token"));
         }
         Ok(Place::Main(SyncToken::parse(token)?.pos))
     }
@@ -69,7 +76,11 @@ pub struct Walker {
 
 impl Walker {
     pub fn new(short_room: u64, from: Place, direction: Direction) -> Self {
-        Self { short_room, place: from, direction }
+        Self {
+            short_room,
+            place: from,
+            direction,
+        }
     }
 
     /// The next events (at most `batch`) in the walk's direction; empty at the end of the order.
@@ -83,26 +94,62 @@ impl Walker {
                         self.place = Place::Back(0);
                         continue;
                     }
-                    found.into_iter().map(|(p, short)| Step { short, rank: main_rank(p), after: Place::Main(p.saturating_sub(1)) }).collect()
+                    found
+                        .into_iter()
+                        .map(|(p, short)| Step {
+                            short,
+                            rank: main_rank(p),
+                            after: Place::Main(p.saturating_sub(1)),
+                        })
+                        .collect()
                 }
                 (Place::Main(pos), Direction::Forward) => timeline
                     .scan(self.short_room, pos, Direction::Forward, batch)?
                     .into_iter()
-                    .map(|(p, short)| Step { short, rank: main_rank(p), after: Place::Main(p) })
+                    .map(|(p, short)| Step {
+                        short,
+                        rank: main_rank(p),
+                        after: Place::Main(p),
+                    })
                     .collect(),
                 (Place::Back(seq), Direction::Backward) => timeline
-                    .scan_backfilled(self.short_room, seq.saturating_add(1), Direction::Forward, batch)?
+                    .scan_backfilled(
+                        self.short_room,
+                        seq.saturating_add(1),
+                        Direction::Forward,
+                        batch,
+                    )?
                     .into_iter()
-                    .map(|(k, short)| Step { short, rank: back_rank(k), after: Place::Back(k) })
+                    .map(|(k, short)| Step {
+                        short,
+                        rank: back_rank(k),
+                        after: Place::Back(k),
+                    })
                     .collect(),
                 (Place::Back(seq), Direction::Forward) => {
-                    let found = if seq == 0 { Vec::new() } else { timeline.scan_backfilled(self.short_room, seq, Direction::Backward, batch)? };
+                    let found = if seq == 0 {
+                        Vec::new()
+                    } else {
+                        timeline.scan_backfilled(
+                            self.short_room,
+                            seq,
+                            Direction::Backward,
+                            batch,
+                        )?
+                    };
                     if found.is_empty() {
                         // Past the newest backfilled event: the timeline follows.
                         self.place = Place::Main(0);
                         continue;
                     }
-                    found.into_iter().map(|(k, short)| Step { short, rank: back_rank(k), after: Place::Back(k - 1) }).collect()
+                    found
+                        .into_iter()
+                        .map(|(k, short)| Step {
+                            short,
+                            rank: back_rank(k),
+                            after: Place::Back(k - 1),
+                        })
+                        .collect()
                 }
             };
             if let Some(last) = steps.last() {
@@ -114,9 +161,15 @@ impl Walker {
 }
 
 /// The state after the last event before a gap (`/members?at=`), backfilled events included.
-pub fn state_at(s: &crate::services::Services, short_room: u64, place: Place) -> Result<std::sync::Arc<crate::services::state::StateMap>> {
+pub fn state_at(
+    s: &crate::services::Services,
+    short_room: u64,
+    place: Place,
+) -> Result<std::sync::Arc<crate::services::state::StateMap>> {
     let mut walker = Walker::new(short_room, place, Direction::Backward);
-    let Some(step) = walker.next_batch(&s.timeline, 1)?.into_iter().next() else { return Ok(Default::default()) };
+    let Some(step) = walker.next_batch(&s.timeline, 1)?.into_iter().next() else {
+        return Ok(Default::default());
+    };
     let snapshot = s.timeline.meta(step.short)?.map_or(0, |m| m.state_after);
     s.state.load(snapshot)
 }
@@ -135,7 +188,12 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for place in [Place::Main(0), Place::Main(42), Place::Back(0), Place::Back(7)] {
+        for place in [
+            Place::Main(0),
+            Place::Main(42),
+            Place::Back(0),
+            Place::Back(7),
+        ] {
             assert_eq!(Place::parse(&place.encode()).unwrap(), place);
         }
         assert_eq!(Place::parse("s17_3").unwrap(), Place::Main(17));
@@ -147,7 +205,13 @@ mod tests {
     #[test]
     fn backfilled_events_rank_below_the_timeline() {
         // Oldest to newest: seq 3, 2, 1, then positions 5, 9.
-        let ranks = [back_rank(3), back_rank(2), back_rank(1), main_rank(5), main_rank(9)];
+        let ranks = [
+            back_rank(3),
+            back_rank(2),
+            back_rank(1),
+            main_rank(5),
+            main_rank(9),
+        ];
         assert!(ranks.windows(2).all(|w| w[0] < w[1]));
         // The gap after seq 2 (before seq 1) separates the first two from the rest.
         let gap = Place::Back(1);

@@ -2,9 +2,7 @@
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
-    OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
-    events::TimelineEventType,
-    serde::Raw,
+    OwnedRoomId, OwnedUserId, RoomId, UInt, UserId, events::TimelineEventType, serde::Raw,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, value::RawValue as RawJsonValue};
@@ -68,7 +66,10 @@ pub fn json_in_room(object: &CanonicalJsonObject, event_id: &EventId, room_id: &
     match object.get("room_id") {
         Some(CanonicalJsonValue::String(r)) => r == room_id.as_str(),
         Some(_) => false,
-        None => event_id.as_str().get(1..).is_some_and(|hash| room_id.as_str().get(1..) == Some(hash)),
+        None => event_id
+            .as_str()
+            .get(1..)
+            .is_some_and(|hash| room_id.as_str().get(1..) == Some(hash)),
     }
 }
 
@@ -81,8 +82,8 @@ impl Pdu {
     ) -> Result<Self> {
         // Through text: the content is kept as raw JSON, which a `Value` would have to re-serialize.
         let text = serde_json::to_string(object).map_err(|e| Error::bad_json(e.to_string()))?;
-        let mut pdu: Pdu =
-            serde_json::from_str(&text).map_err(|e| Error::bad_json(format!("invalid event: {e}")))?;
+        let mut pdu: Pdu = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_json(format!("invalid event: {e}")))?;
         pdu.event_id = event_id.to_owned();
         pdu.room_id_in_json = object.contains_key("room_id");
         pdu.room_id = room_id.to_owned();
@@ -106,7 +107,8 @@ impl Pdu {
     }
 
     pub fn membership(&self) -> Option<String> {
-        self.content_field("membership").and_then(|v| v.as_str().map(str::to_owned))
+        self.content_field("membership")
+            .and_then(|v| v.as_str().map(str::to_owned))
     }
 
     /// The redacted `event_id` of an `m.room.redaction`: from `content.redacts` (v11+) or the top level.
@@ -184,7 +186,14 @@ pub fn client_event(
     unsigned: serde_json::Map<String, Value>,
 ) -> Value {
     let mut out = serde_json::Map::with_capacity(9);
-    for field in ["content", "origin_server_ts", "sender", "state_key", "type", "redacts"] {
+    for field in [
+        "content",
+        "origin_server_ts",
+        "sender",
+        "state_key",
+        "type",
+        "redacts",
+    ] {
         if let Some(v) = object.get(field) {
             out.insert(field.to_owned(), canonical_to_value(v));
         }

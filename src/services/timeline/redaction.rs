@@ -5,9 +5,15 @@
 //! redaction whose target we do not have yet is remembered (`pending_redactions`) and applied,
 //! under the same rule, in the batch that stores the target when it arrives.
 
-use ruma::{CanonicalJsonObject, EventId, OwnedEventId, RoomId, UserId, events::StateEventType, room_version_rules::RoomVersionRules};
+use ruma::{
+    CanonicalJsonObject, EventId, OwnedEventId, RoomId, UserId, events::StateEventType,
+    room_version_rules::RoomVersionRules,
+};
 
-use super::{PDUS, StoredEvent, Timeline, pdu::{ClientFormat, Pdu, client_event}};
+use super::{
+    PDUS, StoredEvent, Timeline,
+    pdu::{ClientFormat, Pdu, client_event},
+};
 use crate::{
     error::{Error, Result},
     services::{
@@ -16,7 +22,10 @@ use crate::{
         rooms::{event_by_short, power},
         state::StateMap,
     },
-    storage::{Map, keys::{Key, KeyReader}},
+    storage::{
+        Map,
+        keys::{Key, KeyReader},
+    },
 };
 
 /// target event id str ‖ short of the redaction → (): redactions received before their target.
@@ -35,35 +44,70 @@ pub enum Effect {
 
 /// Whether `redaction` may be applied to an event sent by `target_sender`: same server, or the
 /// redaction's sender has the `redact` level in `state_before` (the state before the redaction).
-pub fn may_apply(s: &Services, rules: &RoomVersionRules, room_id: &RoomId, redaction: &Pdu, target_sender: &UserId, state_before: &StateMap) -> Result<bool> {
+pub fn may_apply(
+    s: &Services,
+    rules: &RoomVersionRules,
+    room_id: &RoomId,
+    redaction: &Pdu,
+    target_sender: &UserId,
+    state_before: &StateMap,
+) -> Result<bool> {
     if redaction.sender.server_name() == target_sender.server_name() {
         return Ok(true);
     }
-    let lookup = |kind: &StateEventType, state_key: &str| -> Result<Option<std::sync::Arc<StoredEvent>>> {
-        let Some(key) = s.short.statekey(kind, state_key)? else { return Ok(None) };
-        let Some(short) = state_before.get(&key) else { return Ok(None) };
-        event_by_short(s, *short, room_id)
-    };
-    Ok(power::user_level_in(rules, &redaction.sender, &lookup)? >= power::action_level_in("redact", &lookup)?)
+    let lookup =
+        |kind: &StateEventType, state_key: &str| -> Result<Option<std::sync::Arc<StoredEvent>>> {
+            let Some(key) = s.short.statekey(kind, state_key)? else {
+                return Ok(None);
+            };
+            let Some(short) = state_before.get(&key) else {
+                return Ok(None);
+            };
+            event_by_short(s, *short, room_id)
+        };
+    Ok(power::user_level_in(rules, &redaction.sender, &lookup)?
+        >= power::action_level_in("redact", &lookup)?)
 }
 
 /// What the redaction `pdu`, persisted in `short_room` on the state `state_before`, does.
-pub fn effect(s: &Services, rules: &RoomVersionRules, short_room: u64, pdu: &Pdu, state_before: &StateMap) -> Result<Effect> {
+pub fn effect(
+    s: &Services,
+    rules: &RoomVersionRules,
+    short_room: u64,
+    pdu: &Pdu,
+    state_before: &StateMap,
+) -> Result<Effect> {
     // A state event of this type is not a redaction.
-    let Some(target) = pdu.redacted_event().filter(|_| pdu.state_key.is_none()) else { return Ok(Effect::None) };
+    let Some(target) = pdu.redacted_event().filter(|_| pdu.state_key.is_none()) else {
+        return Ok(Effect::None);
+    };
     let stored = match s.short.event(&target)? {
         Some(short) => s.timeline.meta(short)?.map(|meta| (short, meta)),
         None => None,
     };
-    let Some((short, meta)) = stored else { return Ok(Effect::Pending(target)) };
+    let Some((short, meta)) = stored else {
+        return Ok(Effect::Pending(target));
+    };
     if meta.short_room != short_room {
         return Ok(Effect::None);
     }
-    let Some(json) = s.timeline.json(short)? else { return Ok(Effect::Pending(target)) };
-    let Some(sender) = json.get("sender").and_then(|v| v.as_str()).and_then(|u| UserId::parse(u).ok()) else {
+    let Some(json) = s.timeline.json(short)? else {
+        return Ok(Effect::Pending(target));
+    };
+    let Some(sender) = json
+        .get("sender")
+        .and_then(|v| v.as_str())
+        .and_then(|u| UserId::parse(u).ok())
+    else {
         return Ok(Effect::None);
     };
-    Ok(if may_apply(s, rules, &pdu.room_id, pdu, &sender, state_before)? { Effect::Apply(short, json) } else { Effect::None })
+    Ok(
+        if may_apply(s, rules, &pdu.room_id, pdu, &sender, state_before)? {
+            Effect::Apply(short, json)
+        } else {
+            Effect::None
+        },
+    )
 }
 
 /// Writes what `effect` decided into the redaction's batch (the redaction is `short_redaction`,
@@ -80,14 +124,24 @@ pub fn write_effect(
     match effect {
         Effect::Apply(target, json) => {
             let (object, event_id, room_id) = redaction;
-            let because = client_event(object, event_id, room_id, ClientFormat::Room, Default::default());
+            let because = client_event(
+                object,
+                event_id,
+                room_id,
+                ClientFormat::Room,
+                Default::default(),
+            );
             crate::services::search::event_redacted(s, c, target, &json)?;
             crate::services::relations::event_redacted(s, c, target)?;
             redact_stored(c, target, json, because, rules)?;
             Ok(Some(target))
         }
         Effect::Pending(target) => {
-            c.batch.put(PENDING_REDACTIONS, Key::new().str(target.as_str()).u64(short_redaction).build(), Vec::new());
+            c.batch.put(
+                PENDING_REDACTIONS,
+                Key::new().str(target.as_str()).u64(short_redaction).build(),
+                Vec::new(),
+            );
             Ok(None)
         }
         Effect::None => Ok(None),
@@ -108,18 +162,31 @@ pub fn on_arrival(
     let pending = s.timeline.pending_redactions(event_id)?;
     let mut object = object;
     for short in pending {
-        c.batch.delete(PENDING_REDACTIONS, Key::new().str(event_id.as_str()).u64(short).build());
-        let Some(meta) = s.timeline.meta(short)? else { continue };
+        c.batch.delete(
+            PENDING_REDACTIONS,
+            Key::new().str(event_id.as_str()).u64(short).build(),
+        );
+        let Some(meta) = s.timeline.meta(short)? else {
+            continue;
+        };
         if meta.short_room != short_room || meta.pos == 0 && meta.state_before == 0 {
             continue;
         }
         let room_id = s.short.room_id(short_room)?;
-        let Some(redaction) = event_by_short(s, short, &room_id)? else { continue };
+        let Some(redaction) = event_by_short(s, short, &room_id)? else {
+            continue;
+        };
         let state_before = s.state.load(meta.state_before)?;
         if !may_apply(s, rules, &room_id, &redaction.pdu, sender, &state_before)? {
             continue;
         }
-        let because = client_event(&redaction.json, &redaction.pdu.event_id, &room_id, ClientFormat::Room, Default::default());
+        let because = client_event(
+            &redaction.json,
+            &redaction.pdu.event_id,
+            &room_id,
+            ClientFormat::Room,
+            Default::default(),
+        );
         object = redacted(object, because, rules)?;
     }
     Ok(object)
@@ -134,25 +201,41 @@ impl Timeline {
             let (key, _) = entry?;
             let mut reader = KeyReader::new(&key);
             reader.str();
-            out.push(reader.u64().ok_or_else(|| Error::internal("corrupt pending redaction"))?);
+            out.push(
+                reader
+                    .u64()
+                    .ok_or_else(|| Error::internal("corrupt pending redaction"))?,
+            );
         }
         Ok(out)
     }
 }
 
 /// `json` redacted, with `redaction` (client format) as its `redacted_because`.
-fn redacted(json: CanonicalJsonObject, redaction: serde_json::Value, rules: &RoomVersionRules) -> Result<CanonicalJsonObject> {
+fn redacted(
+    json: CanonicalJsonObject,
+    redaction: serde_json::Value,
+    rules: &RoomVersionRules,
+) -> Result<CanonicalJsonObject> {
     let redaction = match ruma::CanonicalJsonValue::try_from(redaction) {
         Ok(ruma::CanonicalJsonValue::Object(o)) => o,
         _ => return Err(Error::internal("redaction is not an object")),
     };
     let because = ruma::canonical_json::RedactedBecause::from_json(redaction);
-    ruma::canonical_json::redact(json, &rules.redaction, Some(because)).map_err(|e| Error::internal(e.to_string()))
+    ruma::canonical_json::redact(json, &rules.redaction, Some(because))
+        .map_err(|e| Error::internal(e.to_string()))
 }
 
 /// Replaces a stored event by its redacted form, in the same batch as the redaction.
-pub(crate) fn redact_stored(c: &mut Commit, short: u64, json: CanonicalJsonObject, redaction: serde_json::Value, rules: &RoomVersionRules) -> Result<()> {
-    let bytes = serde_json::to_vec(&redacted(json, redaction, rules)?).map_err(|e| Error::internal(e.to_string()))?;
+pub(crate) fn redact_stored(
+    c: &mut Commit,
+    short: u64,
+    json: CanonicalJsonObject,
+    redaction: serde_json::Value,
+    rules: &RoomVersionRules,
+) -> Result<()> {
+    let bytes = serde_json::to_vec(&redacted(json, redaction, rules)?)
+        .map_err(|e| Error::internal(e.to_string()))?;
     c.batch.put(PDUS, short.to_be_bytes(), bytes);
     Ok(())
 }

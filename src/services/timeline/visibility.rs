@@ -9,17 +9,34 @@ use crate::{
 };
 
 /// The room's `history_visibility` and the user's membership in the state before `meta`.
-fn visibility_at(s: &Services, meta: &EventMeta, user: &UserId) -> Result<(String, Option<String>)> {
+fn visibility_at(
+    s: &Services,
+    meta: &EventMeta,
+    user: &UserId,
+) -> Result<(String, Option<String>)> {
     let state = s.state.load(meta.state_before)?;
     let room_id = s.short.room_id(meta.short_room)?;
     let read = |kind: StateEventType, key: &str, field: &str| -> Result<Option<String>> {
-        let Some(sk) = s.short.statekey(&kind, key)? else { return Ok(None) };
-        let Some(short) = state.get(&sk) else { return Ok(None) };
-        let Some(event) = crate::services::rooms::event_by_short(s, *short, &room_id)? else { return Ok(None) };
-        Ok(event.pdu.content_field(field).and_then(|v| v.as_str().map(str::to_owned)))
+        let Some(sk) = s.short.statekey(&kind, key)? else {
+            return Ok(None);
+        };
+        let Some(short) = state.get(&sk) else {
+            return Ok(None);
+        };
+        let Some(event) = crate::services::rooms::event_by_short(s, *short, &room_id)? else {
+            return Ok(None);
+        };
+        Ok(event
+            .pdu
+            .content_field(field)
+            .and_then(|v| v.as_str().map(str::to_owned)))
     };
-    let visibility = read(StateEventType::RoomHistoryVisibility, "", "history_visibility")?
-        .unwrap_or_else(|| "shared".to_owned());
+    let visibility = read(
+        StateEventType::RoomHistoryVisibility,
+        "",
+        "history_visibility",
+    )?
+    .unwrap_or_else(|| "shared".to_owned());
     let membership = read(StateEventType::RoomMember, user.as_str(), "membership")?;
     Ok((visibility, membership))
 }
@@ -42,7 +59,9 @@ pub fn user_can_see(s: &Services, user: &UserId, event: &StoredEvent) -> Result<
         if let Some(current) = s.membership.user_room(user, &event.pdu.room_id)? {
             return Ok(match current.membership {
                 Membership::Join => true,
-                Membership::Leave | Membership::Ban => current.pos > event.meta.pos && was_joined_before_leaving(s, user, &current),
+                Membership::Leave | Membership::Ban => {
+                    current.pos > event.meta.pos && was_joined_before_leaving(s, user, &current)
+                }
                 Membership::Invite | Membership::Knock => false,
             });
         }
@@ -55,8 +74,12 @@ fn was_joined_before_leaving(
     user: &UserId,
     current: &crate::services::rooms::membership::UserRoom,
 ) -> bool {
-    let Ok(Some(meta)) = s.timeline.meta(current.short_event) else { return false };
-    visibility_at(s, &meta, user).map(|(_, m)| m.as_deref() == Some("join")).unwrap_or(false)
+    let Ok(Some(meta)) = s.timeline.meta(current.short_event) else {
+        return false;
+    };
+    visibility_at(s, &meta, user)
+        .map(|(_, m)| m.as_deref() == Some("join"))
+        .unwrap_or(false)
 }
 
 /// Whether a user may read the room's current state and timeline at all (/state, /members).

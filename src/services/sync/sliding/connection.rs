@@ -49,7 +49,11 @@ pub struct Connections {
 impl Default for Connections {
     fn default() -> Self {
         // Tokens of a previous run of the server never match the ones of this run.
-        Self { next_pos: AtomicU64::new(crate::util::now_ms()), use_counter: AtomicU64::new(0), map: Mutex::default() }
+        Self {
+            next_pos: AtomicU64::new(crate::util::now_ms()),
+            use_counter: AtomicU64::new(0),
+            map: Mutex::default(),
+        }
     }
 }
 
@@ -65,11 +69,20 @@ pub fn parse_pos(pos: &str) -> Option<u64> {
 
 impl Connections {
     /// What the connection had been sent at `pos`; `None`: unknown or expired (`M_UNKNOWN_POS`).
-    pub fn sent_at(&self, user: &OwnedUserId, device: &str, conn_id: &str, pos: &str) -> Option<Arc<Sent>> {
+    pub fn sent_at(
+        &self,
+        user: &OwnedUserId,
+        device: &str,
+        conn_id: &str,
+        pos: &str,
+    ) -> Option<Arc<Sent>> {
         let id = parse_pos(pos)?;
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let conn = map.get(&(user.clone(), device.to_owned(), conn_id.to_owned()))?;
-        conn.positions.iter().find(|(p, _)| *p == id).map(|(_, sent)| sent.clone())
+        conn.positions
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map(|(_, sent)| sent.clone())
     }
 
     /// A request without `pos` starts the connection over.
@@ -87,11 +100,17 @@ impl Connections {
         let key = (user.clone(), device.to_owned(), conn_id.to_owned());
         if !map.contains_key(&key)
             && map.len() >= MAX_CONNECTIONS
-            && let Some(oldest) = map.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone())
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(k, _)| k.clone())
         {
             map.remove(&oldest);
         }
-        let conn = map.entry(key).or_insert_with(|| Connection { last_used: used, positions: VecDeque::new() });
+        let conn = map.entry(key).or_insert_with(|| Connection {
+            last_used: used,
+            positions: VecDeque::new(),
+        });
         conn.last_used = used;
         conn.positions.push_back((id, Arc::new(sent)));
         while conn.positions.len() > KEPT_POSITIONS {
@@ -121,8 +140,19 @@ mod tests {
     #[test]
     fn a_recorded_pos_is_found_and_an_unknown_one_is_not() {
         let conns = Connections::default();
-        let token = conns.record(&user(), "D", "main", Sent { stream: 7, ..Sent::default() });
-        assert_eq!(conns.sent_at(&user(), "D", "main", &token).unwrap().stream, 7);
+        let token = conns.record(
+            &user(),
+            "D",
+            "main",
+            Sent {
+                stream: 7,
+                ..Sent::default()
+            },
+        );
+        assert_eq!(
+            conns.sent_at(&user(), "D", "main", &token).unwrap().stream,
+            7
+        );
         assert!(conns.sent_at(&user(), "D", "other", &token).is_none());
         assert!(conns.sent_at(&user(), "E", "main", &token).is_none());
         assert!(conns.sent_at(&user(), "D", "main", "garbage").is_none());
@@ -133,10 +163,25 @@ mod tests {
     #[test]
     fn only_the_last_positions_are_kept() {
         let conns = Connections::default();
-        let tokens: Vec<_> =
-            (0..KEPT_POSITIONS + 1).map(|i| conns.record(&user(), "D", "", Sent { stream: i as u64, ..Sent::default() })).collect();
+        let tokens: Vec<_> = (0..KEPT_POSITIONS + 1)
+            .map(|i| {
+                conns.record(
+                    &user(),
+                    "D",
+                    "",
+                    Sent {
+                        stream: i as u64,
+                        ..Sent::default()
+                    },
+                )
+            })
+            .collect();
         assert!(conns.sent_at(&user(), "D", "", &tokens[0]).is_none());
-        assert!(conns.sent_at(&user(), "D", "", &tokens[KEPT_POSITIONS]).is_some());
+        assert!(
+            conns
+                .sent_at(&user(), "D", "", &tokens[KEPT_POSITIONS])
+                .is_some()
+        );
     }
 
     #[test]

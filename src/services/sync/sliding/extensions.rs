@@ -18,7 +18,12 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     error::{Error, Result},
-    services::{Services, keys, sync::{e2ee::device_lists, notifications::add_default_push_rules}, timeline::pdu::raw, to_device},
+    services::{
+        Services, keys,
+        sync::{e2ee::device_lists, notifications::add_default_push_rules},
+        timeline::pdu::raw,
+        to_device,
+    },
 };
 
 const DEFAULT_TO_DEVICE_LIMIT: usize = 100;
@@ -33,7 +38,11 @@ pub struct Scope {
 impl Scope {
     /// The rooms named by an extension's `lists` and `rooms` (absent: every list, every
     /// subscription).
-    pub fn rooms(&self, lists: Option<&Vec<String>>, rooms: Option<&Vec<ExtensionRoomConfig>>) -> BTreeSet<OwnedRoomId> {
+    pub fn rooms(
+        &self,
+        lists: Option<&Vec<String>>,
+        rooms: Option<&Vec<ExtensionRoomConfig>>,
+    ) -> BTreeSet<OwnedRoomId> {
         let mut out = BTreeSet::new();
         for (name, ids) in &self.lists {
             if lists.is_none_or(|l| l.iter().any(|n| n == "*" || n == name)) {
@@ -45,7 +54,9 @@ impl Scope {
             Some(rooms) => {
                 for room in rooms {
                     match room {
-                        ExtensionRoomConfig::AllSubscribed => out.extend(self.subscriptions.iter().cloned()),
+                        ExtensionRoomConfig::AllSubscribed => {
+                            out.extend(self.subscriptions.iter().cloned())
+                        }
                         ExtensionRoomConfig::Room(id) if self.subscriptions.contains(id) => {
                             out.insert(id.clone());
                         }
@@ -70,7 +81,13 @@ pub struct Context<'a> {
 }
 
 /// Fills the answer's extensions; whether they carry something new.
-pub fn add(s: &Services, ctx: &Context<'_>, req: &request::Extensions, scope: &Scope, out: &mut response::Extensions) -> Result<bool> {
+pub fn add(
+    s: &Services,
+    ctx: &Context<'_>,
+    req: &request::Extensions,
+    scope: &Scope,
+    out: &mut response::Extensions,
+) -> Result<bool> {
     let mut changed = false;
     if req.to_device.enabled == Some(true) {
         changed |= to_device_ext(s, ctx, &req.to_device, out)?;
@@ -79,7 +96,10 @@ pub fn add(s: &Services, ctx: &Context<'_>, req: &request::Extensions, scope: &S
         changed |= e2ee_ext(s, ctx, &mut out.e2ee)?;
     }
     if req.account_data.enabled == Some(true) {
-        let rooms = scope.rooms(req.account_data.lists.as_ref(), req.account_data.rooms.as_ref());
+        let rooms = scope.rooms(
+            req.account_data.lists.as_ref(),
+            req.account_data.rooms.as_ref(),
+        );
         changed |= account_data_ext(s, ctx, &rooms, &mut out.account_data)?;
     }
     if req.receipts.enabled == Some(true) {
@@ -93,18 +113,37 @@ pub fn add(s: &Services, ctx: &Context<'_>, req: &request::Extensions, scope: &S
     Ok(changed)
 }
 
-fn to_device_ext(s: &Services, ctx: &Context<'_>, req: &request::ToDevice, out: &mut response::Extensions) -> Result<bool> {
+fn to_device_ext(
+    s: &Services,
+    ctx: &Context<'_>,
+    req: &request::ToDevice,
+    out: &mut response::Extensions,
+) -> Result<bool> {
     let db = &s.globals.db;
     let since = match req.since.as_deref() {
         None => None,
-        Some(token) => Some(token.parse::<u64>().map_err(|_| Error::invalid_param("Invalid to_device since token"))?),
+        Some(token) => Some(
+            token
+                .parse::<u64>()
+                .map_err(|_| Error::invalid_param("Invalid to_device since token"))?,
+        ),
     };
     if let Some(since) = since {
         to_device::acknowledge(db, ctx.user, ctx.device, since)?;
     }
-    let limit = req.limit.map_or(DEFAULT_TO_DEVICE_LIMIT, |l| u64::from(l) as usize).max(1);
+    let limit = req
+        .limit
+        .map_or(DEFAULT_TO_DEVICE_LIMIT, |l| u64::from(l) as usize)
+        .max(1);
     // One more than the limit tells whether there are more.
-    let pending = to_device::pending(db, ctx.user, ctx.device, since.unwrap_or(0), ctx.now, limit.saturating_add(1))?;
+    let pending = to_device::pending(
+        db,
+        ctx.user,
+        ctx.device,
+        since.unwrap_or(0),
+        ctx.now,
+        limit.saturating_add(1),
+    )?;
     let limited = pending.len() > limit;
     let mut next_batch = since.unwrap_or(0).max(if limited { 0 } else { ctx.now });
     let mut ext = response::ToDevice::default();
@@ -124,8 +163,11 @@ fn e2ee_ext(s: &Services, ctx: &Context<'_>, out: &mut response::E2EE) -> Result
     let db = &s.globals.db;
     let device: &DeviceId = ctx.device.into();
     out.device_one_time_keys_count = keys::one_time::counts(db, ctx.user, device)?;
-    out.device_unused_fallback_key_types = Some(keys::one_time::unused_fallback_types(db, ctx.user, device)?);
-    let Some((since, _)) = ctx.since else { return Ok(false) };
+    out.device_unused_fallback_key_types =
+        Some(keys::one_time::unused_fallback_types(db, ctx.user, device)?);
+    let Some((since, _)) = ctx.since else {
+        return Ok(false);
+    };
     let (changed, left) = device_lists(s, &ctx.user.to_owned(), since, ctx.now)?;
     let new = !changed.is_empty() || !left.is_empty();
     let mut lists = DeviceLists::new();
@@ -135,36 +177,55 @@ fn e2ee_ext(s: &Services, ctx: &Context<'_>, out: &mut response::E2EE) -> Result
     Ok(new)
 }
 
-fn account_data_ext(s: &Services, ctx: &Context<'_>, rooms: &BTreeSet<OwnedRoomId>, out: &mut response::AccountData) -> Result<bool> {
+fn account_data_ext(
+    s: &Services,
+    ctx: &Context<'_>,
+    rooms: &BTreeSet<OwnedRoomId>,
+    out: &mut response::AccountData,
+) -> Result<bool> {
     let since = ctx.since.map_or(0, |(p, _)| p);
     let mut global = s.account_data.changes_since(ctx.user, since)?;
     if ctx.since.is_none() {
         add_default_push_rules(s, ctx.user, &mut global)?;
     }
     for entry in global.into_iter().filter(|e| e.room.is_none()) {
-        out.global.push(raw(&json!({ "type": entry.kind, "content": entry.content })));
+        out.global.push(raw(
+            &json!({ "type": entry.kind, "content": entry.content }),
+        ));
     }
     // Each room's account data since the room was last sent on this connection (all of it for a
     // room sent for the first time): rooms grouped by that position, one read of the stream each.
     let mut by_since: BTreeMap<u64, BTreeSet<&OwnedRoomId>> = BTreeMap::new();
     for room in rooms {
-        by_since.entry((ctx.room_since)(room).unwrap_or(0)).or_default().insert(room);
+        by_since
+            .entry((ctx.room_since)(room).unwrap_or(0))
+            .or_default()
+            .insert(room);
     }
     for (room_since, wanted) in by_since {
         for entry in s.account_data.changes_since(ctx.user, room_since)? {
             if let Some(room) = entry.room
                 && wanted.contains(&room)
             {
-                out.rooms.entry(room).or_default().push(raw(&json!({ "type": entry.kind, "content": entry.content })));
+                out.rooms.entry(room).or_default().push(raw(
+                    &json!({ "type": entry.kind, "content": entry.content }),
+                ));
             }
         }
     }
     Ok(!out.is_empty())
 }
 
-fn receipts_ext(s: &Services, ctx: &Context<'_>, rooms: &BTreeSet<OwnedRoomId>, out: &mut response::Receipts) -> Result<bool> {
+fn receipts_ext(
+    s: &Services,
+    ctx: &Context<'_>,
+    rooms: &BTreeSet<OwnedRoomId>,
+    out: &mut response::Receipts,
+) -> Result<bool> {
     for room_id in rooms {
-        let Some(short_room) = s.short.room(room_id)? else { continue };
+        let Some(short_room) = s.short.room(room_id)? else {
+            continue;
+        };
         let since = (ctx.room_since)(room_id).unwrap_or(0);
         let mut content: Map<String, Value> = Map::new();
         for (kind, user, receipt) in s.receipts.changed_since(short_room, since)? {
@@ -175,24 +236,41 @@ fn receipts_ext(s: &Services, ctx: &Context<'_>, rooms: &BTreeSet<OwnedRoomId>, 
             if let Some(thread) = &receipt.thread_id {
                 entry["thread_id"] = json!(thread);
             }
-            let by_event = content.entry(receipt.event_id.to_string()).or_insert_with(|| json!({}));
+            let by_event = content
+                .entry(receipt.event_id.to_string())
+                .or_insert_with(|| json!({}));
             by_event[&kind][user.as_str()] = entry;
         }
         if !content.is_empty() {
-            out.rooms.insert(room_id.clone(), raw(&json!({ "type": "m.receipt", "content": content })));
+            out.rooms.insert(
+                room_id.clone(),
+                raw(&json!({ "type": "m.receipt", "content": content })),
+            );
         }
     }
     Ok(!out.rooms.is_empty())
 }
 
-fn typing_ext(s: &Services, ctx: &Context<'_>, rooms: &BTreeSet<OwnedRoomId>, out: &mut response::Typing) -> bool {
+fn typing_ext(
+    s: &Services,
+    ctx: &Context<'_>,
+    rooms: &BTreeSet<OwnedRoomId>,
+    out: &mut response::Typing,
+) -> bool {
     for room_id in rooms {
         let first_time = ctx.since.is_none() || (ctx.room_since)(room_id).is_none();
-        let since = if first_time { 0 } else { ctx.since.map_or(0, |(_, t)| t) };
+        let since = if first_time {
+            0
+        } else {
+            ctx.since.map_or(0, |(_, t)| t)
+        };
         if let Some(users) = s.typing.typing_since(room_id, since)
             && (!first_time || !users.is_empty())
         {
-            out.rooms.insert(room_id.clone(), raw(&json!({ "type": "m.typing", "content": { "user_ids": users } })));
+            out.rooms.insert(
+                room_id.clone(),
+                raw(&json!({ "type": "m.typing", "content": { "user_ids": users } })),
+            );
         }
     }
     !out.rooms.is_empty()

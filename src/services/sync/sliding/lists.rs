@@ -6,8 +6,7 @@
 use std::collections::BTreeSet;
 
 use ruma::{
-    OwnedRoomId, UInt,
-    api::client::sync::sync_events::v5::request::ListFilters,
+    OwnedRoomId, UInt, api::client::sync::sync_events::v5::request::ListFilters,
     directory::RoomTypeFilter,
 };
 
@@ -42,7 +41,9 @@ pub const BUMP_TYPES: &[&str] = &[
 /// membership becoming join or invite.
 pub fn is_bump(kind: &str, state_key: Option<&str>, membership: Option<&str>, user: &str) -> bool {
     BUMP_TYPES.contains(&kind)
-        || kind == "m.room.member" && state_key == Some(user) && matches!(membership, Some("join" | "invite"))
+        || kind == "m.room.member"
+            && state_key == Some(user)
+            && matches!(membership, Some("join" | "invite"))
 }
 
 /// Whether a room passes a list's filters (absent filters pass everything).
@@ -106,7 +107,10 @@ mod tests {
         let r = |a: u32, b: u32| (UInt::from(a), UInt::from(b));
         assert_eq!(indexes_in_ranges(5, &[r(0, 1)]), BTreeSet::from([0, 1]));
         assert_eq!(indexes_in_ranges(3, &[r(0, 99)]), BTreeSet::from([0, 1, 2]));
-        assert_eq!(indexes_in_ranges(10, &[r(0, 0), r(5, 6)]), BTreeSet::from([0, 5, 6]));
+        assert_eq!(
+            indexes_in_ranges(10, &[r(0, 0), r(5, 6)]),
+            BTreeSet::from([0, 5, 6])
+        );
         assert!(indexes_in_ranges(2, &[r(4, 9)]).is_empty());
         assert!(indexes_in_ranges(0, &[r(0, 9)]).is_empty());
         assert!(indexes_in_ranges(5, &[r(3, 1)]).is_empty());
@@ -147,9 +151,29 @@ mod tests {
         assert!(is_bump("m.room.encrypted", None, None, "@me:x"));
         assert!(!is_bump("m.room.topic", Some(""), None, "@me:x"));
         assert!(!is_bump("m.reaction", None, None, "@me:x"));
-        assert!(is_bump("m.room.member", Some("@me:x"), Some("join"), "@me:x"));
-        assert!(is_bump("m.room.member", Some("@me:x"), Some("invite"), "@me:x"));
-        assert!(!is_bump("m.room.member", Some("@other:x"), Some("join"), "@me:x"));
-        assert!(!is_bump("m.room.member", Some("@me:x"), Some("leave"), "@me:x"));
+        assert!(is_bump(
+            "m.room.member",
+            Some("@me:x"),
+            Some("join"),
+            "@me:x"
+        ));
+        assert!(is_bump(
+            "m.room.member",
+            Some("@me:x"),
+            Some("invite"),
+            "@me:x"
+        ));
+        assert!(!is_bump(
+            "m.room.member",
+            Some("@other:x"),
+            Some("join"),
+            "@me:x"
+        ));
+        assert!(!is_bump(
+            "m.room.member",
+            Some("@me:x"),
+            Some("leave"),
+            "@me:x"
+        ));
     }
 }

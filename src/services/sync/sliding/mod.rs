@@ -31,9 +31,12 @@ use crate::{
     error::Result,
     services::{
         Services,
-        rooms::{event_by_short, membership::{Membership, UserRoom}},
-        timeline::pdu::{ClientFormat, raw},
         rooms::state_content,
+        rooms::{
+            event_by_short,
+            membership::{Membership, UserRoom},
+        },
+        timeline::pdu::{ClientFormat, raw},
         timeline::visibility::may_read_room,
     },
 };
@@ -61,10 +64,17 @@ fn direct_rooms(s: &Services, user: &ruma::UserId) -> Result<BTreeSet<OwnedRoomI
     Ok(out)
 }
 
-fn candidate(s: &Services, user: &ruma::UserId, user_room: &UserRoom, now: u64, direct: &BTreeSet<OwnedRoomId>) -> Result<Candidate> {
+fn candidate(
+    s: &Services,
+    user: &ruma::UserId,
+    user_room: &UserRoom,
+    now: u64,
+    direct: &BTreeSet<OwnedRoomId>,
+) -> Result<Candidate> {
     let bump = room::bump_stamp(s, user, user_room, now)?;
     let (is_encrypted, room_type) = if user_room.membership == Membership::Join {
-        let encrypted = state_content(s, &user_room.room_id, &StateEventType::RoomEncryption, "")?.is_some();
+        let encrypted =
+            state_content(s, &user_room.room_id, &StateEventType::RoomEncryption, "")?.is_some();
         let room_type = state_content(s, &user_room.room_id, &StateEventType::RoomCreate, "")?
             .and_then(|c| c.get("type").and_then(|t| t.as_str()).map(str::to_owned));
         (encrypted, room_type)
@@ -83,7 +93,11 @@ fn candidate(s: &Services, user: &ruma::UserId, user_room: &UserRoom, now: u64, 
 
 /// Computes one answer against what the connection was sent (`prev`); returns it, what the
 /// connection has been sent after it, and whether it carries anything new.
-pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Result<(v5::Response, Sent, bool)> {
+pub fn compute(
+    s: &Services,
+    req: &SlidingRequest,
+    prev: Option<&Sent>,
+) -> Result<(v5::Response, Sent, bool)> {
     let now = s.globals.current_pos();
     let typing = s.typing.counter();
     let user = &req.user;
@@ -91,11 +105,19 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
     let mut response = v5::Response::new(String::new());
     response.txn_id = req.body.txn_id.clone();
 
-    let user_rooms: HashMap<OwnedRoomId, UserRoom> =
-        s.membership.rooms_of(user)?.into_iter().map(|r| (r.room_id.clone(), r)).collect();
+    let user_rooms: HashMap<OwnedRoomId, UserRoom> = s
+        .membership
+        .rooms_of(user)?
+        .into_iter()
+        .map(|r| (r.room_id.clone(), r))
+        .collect();
     let mut candidates = Vec::new();
     for r in user_rooms.values() {
-        if matches!(r.membership, Membership::Join | Membership::Invite | Membership::Knock) && r.pos <= now {
+        if matches!(
+            r.membership,
+            Membership::Join | Membership::Invite | Membership::Knock
+        ) && r.pos <= now
+        {
             candidates.push(candidate(s, user, r, now, &direct)?);
         }
     }
@@ -105,7 +127,10 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
     let mut scope = Scope::default();
     let mut list_counts = HashMap::new();
     for (name, list) in &req.body.lists {
-        let matching: Vec<&Candidate> = candidates.iter().filter(|c| lists::matches(list.filters.as_ref(), c)).collect();
+        let matching: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| lists::matches(list.filters.as_ref(), c))
+            .collect();
         let mut out = response::List::default();
         out.count = UInt::new_saturating(matching.len() as u64);
         response.lists.insert(name.clone(), out);
@@ -114,8 +139,12 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
         for index in lists::indexes_in_ranges(matching.len(), &list.ranges) {
             let id = matching[index].room_id.clone();
             let config = window.entry(id.clone()).or_default();
-            config.required_state.extend(user, &list.room_details.required_state);
-            config.timeline_limit = config.timeline_limit.max(u64::from(list.room_details.timeline_limit) as usize);
+            config
+                .required_state
+                .extend(user, &list.room_details.required_state);
+            config.timeline_limit = config
+                .timeline_limit
+                .max(u64::from(list.room_details.timeline_limit) as usize);
             in_range.push(id);
         }
         scope.lists.insert(name.clone(), in_range);
@@ -123,20 +152,33 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
     for (room_id, sub) in &req.body.room_subscriptions {
         let allowed = match user_rooms.get(room_id) {
             Some(r) if r.membership != Membership::Leave && r.membership != Membership::Ban => true,
-            _ => s.short.room(room_id)?.map(|short| may_read_room(s, user, short)).transpose()?.unwrap_or(false),
+            _ => s
+                .short
+                .room(room_id)?
+                .map(|short| may_read_room(s, user, short))
+                .transpose()?
+                .unwrap_or(false),
         };
         if !allowed {
             continue;
         }
         let config = window.entry(room_id.clone()).or_default();
         config.required_state.extend(user, &sub.required_state);
-        config.timeline_limit = config.timeline_limit.max(u64::from(sub.timeline_limit) as usize);
+        config.timeline_limit = config
+            .timeline_limit
+            .max(u64::from(sub.timeline_limit) as usize);
         scope.subscriptions.push(room_id.clone());
     }
 
-    let mut sent = Sent { stream: now, typing, rooms: prev.map(|p| p.rooms.clone()).unwrap_or_default(), list_counts };
+    let mut sent = Sent {
+        stream: now,
+        typing,
+        rooms: prev.map(|p| p.rooms.clone()).unwrap_or_default(),
+        list_counts,
+    };
     let sync_req = room::sync_request(user, &req.device);
-    let bumps: HashMap<&OwnedRoomId, u64> = candidates.iter().map(|c| (&c.room_id, c.bump)).collect();
+    let bumps: HashMap<&OwnedRoomId, u64> =
+        candidates.iter().map(|c| (&c.room_id, c.bump)).collect();
     for (room_id, config) in &window {
         let since = prev.and_then(|p| p.rooms.get(room_id).copied());
         // A room the user can read without being in it (world-readable): its history as a
@@ -145,7 +187,13 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
         let user_room = match user_rooms.get(room_id) {
             Some(r) if !matches!(r.membership, Membership::Leave | Membership::Ban) => r,
             _ => {
-                outsider = UserRoom { room_id: room_id.clone(), membership: Membership::Join, pos: 0, short_event: 0, forgotten: false };
+                outsider = UserRoom {
+                    room_id: room_id.clone(),
+                    membership: Membership::Join,
+                    pos: 0,
+                    short_event: 0,
+                    forgotten: false,
+                };
                 &outsider
             }
         };
@@ -153,7 +201,14 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
             Some(b) => *b,
             None => room::bump_stamp(s, user, user_room, now)?,
         };
-        let input = RoomInput { user_room, config, since, now, bump, is_dm: direct.contains(room_id) };
+        let input = RoomInput {
+            user_room,
+            config,
+            since,
+            now,
+            bump,
+            is_dm: direct.contains(room_id),
+        };
         if let Some(data) = room::build(s, &sync_req, input)? {
             response.rooms.insert(room_id.clone(), data);
         }
@@ -162,20 +217,40 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
     // Rooms this connection was sent and that the user has left since: the leave, once.
     if let Some(prev) = prev {
         for (room_id, since) in &prev.rooms {
-            let Some(user_room) = user_rooms.get(room_id) else { continue };
-            if !matches!(user_room.membership, Membership::Leave | Membership::Ban) || user_room.pos <= *since {
+            let Some(user_room) = user_rooms.get(room_id) else {
+                continue;
+            };
+            if !matches!(user_room.membership, Membership::Leave | Membership::Ban)
+                || user_room.pos <= *since
+            {
                 continue;
             }
-            let config = RoomConfig { required_state: RequiredState::default(), timeline_limit: 1 };
-            let input = RoomInput { user_room, config: &config, since: Some(*since), now, bump: user_room.pos, is_dm: direct.contains(room_id) };
+            let config = RoomConfig {
+                required_state: RequiredState::default(),
+                timeline_limit: 1,
+            };
+            let input = RoomInput {
+                user_room,
+                config: &config,
+                since: Some(*since),
+                now,
+                bump: user_room.pos,
+                is_dm: direct.contains(room_id),
+            };
             let mut data = room::build(s, &sync_req, input)?.unwrap_or_default();
             // The leave itself, even when the timeline does not show it (a rejected invite to a
             // room of another server has no timeline here).
             if let Some(leave) = event_by_short(s, user_room.short_event, room_id)? {
-                let in_timeline =
-                    data.timeline.iter().any(|e| e.get_field::<String>("event_id").ok().flatten().as_deref() == Some(leave.pdu.event_id.as_str()));
+                let in_timeline = data.timeline.iter().any(|e| {
+                    e.get_field::<String>("event_id").ok().flatten().as_deref()
+                        == Some(leave.pdu.event_id.as_str())
+                });
                 if !in_timeline {
-                    data.required_state.push(raw(&leave.to_client(&s.timeline, ClientFormat::Sync, None)?));
+                    data.required_state.push(raw(&leave.to_client(
+                        &s.timeline,
+                        ClientFormat::Sync,
+                        None,
+                    )?));
                 }
             }
             response.rooms.insert(room_id.clone(), data);
@@ -184,8 +259,20 @@ pub fn compute(s: &Services, req: &SlidingRequest, prev: Option<&Sent>) -> Resul
     }
 
     let room_since = |room: &OwnedRoomId| prev.and_then(|p| p.rooms.get(room).copied());
-    let ctx = Context { user, device: &req.device, since: prev.map(|p| (p.stream, p.typing)), now, room_since: &room_since };
-    let extensions_changed = extensions::add(s, &ctx, &req.body.extensions, &scope, &mut response.extensions)?;
+    let ctx = Context {
+        user,
+        device: &req.device,
+        since: prev.map(|p| (p.stream, p.typing)),
+        now,
+        room_since: &room_since,
+    };
+    let extensions_changed = extensions::add(
+        s,
+        &ctx,
+        &req.body.extensions,
+        &scope,
+        &mut response.extensions,
+    )?;
 
     let lists_changed = prev.is_none_or(|p| p.list_counts != sent.list_counts);
     let changed = lists_changed || !response.rooms.is_empty() || extensions_changed;

@@ -62,7 +62,10 @@ mod tests {
 
     fn req(pairs: &[(&str, &str)]) -> RequiredState {
         let user: &UserId = "@me:x".try_into().unwrap();
-        let pairs: Vec<_> = pairs.iter().map(|(k, s)| (StateEventType::from(*k), s.to_string())).collect();
+        let pairs: Vec<_> = pairs
+            .iter()
+            .map(|(k, s)| (StateEventType::from(*k), s.to_string()))
+            .collect();
         RequiredState::new(user, &pairs)
     }
 

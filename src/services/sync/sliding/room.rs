@@ -6,11 +6,9 @@ use std::collections::BTreeSet;
 
 use ruma::{
     OwnedMxcUri, UInt,
-    api::{
-        client::{
-            filter::FilterDefinition,
-            sync::sync_events::v5::response::{Hero, Room},
-        },
+    api::client::{
+        filter::FilterDefinition,
+        sync::sync_events::v5::response::{Hero, Room},
     },
     events::StateEventType,
     serde::Raw,
@@ -21,10 +19,17 @@ use crate::{
     error::Result,
     services::{
         Services,
-        push::read::room_counts,
-        rooms::{event_by_short, membership::{Membership, UserRoom}, state_at_pos},
+        push::counts_store::room_counts,
+        rooms::{
+            event_by_short,
+            membership::{Membership, UserRoom},
+            state_at_pos,
+        },
         state::{StateMap, diff},
-        sync::{SyncRequest, SyncToken, rooms::{recent_events, stripped_state}},
+        sync::{
+            SyncRequest, SyncToken,
+            rooms::{recent_events, stripped_state},
+        },
         timeline::pdu::{ClientFormat, raw},
     },
     storage::Direction,
@@ -52,18 +57,29 @@ pub struct RoomInput<'a> {
 }
 
 /// The stream position of the room's last bump event at or before `upto`.
-pub fn bump_stamp(s: &Services, user: &ruma::UserId, user_room: &UserRoom, upto: u64) -> Result<u64> {
+pub fn bump_stamp(
+    s: &Services,
+    user: &ruma::UserId,
+    user_room: &UserRoom,
+    upto: u64,
+) -> Result<u64> {
     if matches!(user_room.membership, Membership::Invite | Membership::Knock) {
         return Ok(user_room.pos);
     }
-    let Some(short_room) = s.short.room(&user_room.room_id)? else { return Ok(user_room.pos) };
+    let Some(short_room) = s.short.room(&user_room.room_id)? else {
+        return Ok(user_room.pos);
+    };
     let mut cursor = upto;
     let mut seen = 0;
     while seen < BUMP_SCAN {
-        let batch = s.timeline.scan(short_room, cursor, Direction::Backward, 64)?;
+        let batch = s
+            .timeline
+            .scan(short_room, cursor, Direction::Backward, 64)?;
         for (pos, short) in &batch {
             seen += 1;
-            let Some(event) = event_by_short(s, *short, &user_room.room_id)? else { continue };
+            let Some(event) = event_by_short(s, *short, &user_room.room_id)? else {
+                continue;
+            };
             let content = event.pdu.content_value();
             if lists::is_bump(
                 &event.pdu.kind.to_string(),
@@ -82,9 +98,19 @@ pub fn bump_stamp(s: &Services, user: &ruma::UserId, user_room: &UserRoom, upto:
     Ok(user_room.pos)
 }
 
-fn state_value(s: &Services, room: &UserRoom, state: &StateMap, kind: StateEventType, key: &str) -> Result<Option<serde_json::Value>> {
-    let Some(sk) = s.short.statekey(&kind, key)? else { return Ok(None) };
-    let Some(short) = state.get(&sk) else { return Ok(None) };
+fn state_value(
+    s: &Services,
+    room: &UserRoom,
+    state: &StateMap,
+    kind: StateEventType,
+    key: &str,
+) -> Result<Option<serde_json::Value>> {
+    let Some(sk) = s.short.statekey(&kind, key)? else {
+        return Ok(None);
+    };
+    let Some(short) = state.get(&sk) else {
+        return Ok(None);
+    };
     Ok(event_by_short(s, *short, &room.room_id)?.map(|e| e.pdu.content_value()))
 }
 
@@ -102,16 +128,28 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
         room.invite_state = Some(stripped_state(s, user_room)?);
         return Ok(Some(room));
     }
-    let Some(short_room) = s.short.room(&user_room.room_id)? else { return Ok(None) };
+    let Some(short_room) = s.short.room(&user_room.room_id)? else {
+        return Ok(None);
+    };
     // A room the user left is shown up to the leave, once.
     let upto = match user_room.membership {
         Membership::Leave | Membership::Ban => user_room.pos.min(input.now),
         _ => input.now,
     };
     // A join after the room was last sent makes the room new again.
-    let since = input.since.filter(|since| !(user_room.membership == Membership::Join && user_room.pos > *since));
+    let since = input
+        .since
+        .filter(|since| !(user_room.membership == Membership::Join && user_room.pos > *since));
     let limit = input.config.timeline_limit.min(MAX_TIMELINE_LIMIT);
-    let (events, limited) = recent_events(s, sync_req, user_room, short_room, since.unwrap_or(0), upto, limit)?;
+    let (events, limited) = recent_events(
+        s,
+        sync_req,
+        user_room,
+        short_room,
+        since.unwrap_or(0),
+        upto,
+        limit,
+    )?;
     let counts = room_counts(s, &sync_req.user, short_room)?;
 
     let end_state = state_at_pos(s, short_room, upto)?;
@@ -119,7 +157,11 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
         None => end_state.iter().map(|(k, v)| (*k, *v)).collect(),
         Some(since) => diff(&*state_at_pos(s, short_room, since)?, &end_state),
     };
-    if since.is_some() && events.is_empty() && state_entries.is_empty() && counts.pos <= since.unwrap_or(0) {
+    if since.is_some()
+        && events.is_empty()
+        && state_entries.is_empty()
+        && counts.pos <= since.unwrap_or(0)
+    {
         return Ok(None);
     }
 
@@ -130,10 +172,19 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
     for (key, short) in &state_entries {
         let (kind, state_key) = s.short.statekey_of(*key)?;
         members_changed |= kind == StateEventType::RoomMember;
-        if *short != 0 && input.config.required_state.wants(&kind.to_string(), &state_key, &senders) {
+        if *short != 0
+            && input
+                .config
+                .required_state
+                .wants(&kind.to_string(), &state_key, &senders)
+        {
             listed.insert(*key);
             if let Some(event) = event_by_short(s, *short, &user_room.room_id)? {
-                required.push(raw(&event.to_client(&s.timeline, ClientFormat::Sync, None)?));
+                required.push(raw(&event.to_client(
+                    &s.timeline,
+                    ClientFormat::Sync,
+                    None,
+                )?));
             }
         }
     }
@@ -146,21 +197,29 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
                 && let Some(short) = end_state.get(&key)
                 && let Some(event) = event_by_short(s, *short, &user_room.room_id)?
             {
-                required.push(raw(&event.to_client(&s.timeline, ClientFormat::Sync, None)?));
+                required.push(raw(&event.to_client(
+                    &s.timeline,
+                    ClientFormat::Sync,
+                    None,
+                )?));
             }
         }
     }
     room.required_state = required;
 
-    let name_changed = since.is_none() || state_entries.iter().any(|(k, _)| {
-        s.short.statekey_of(*k).is_ok_and(|(kind, _)| matches!(kind, StateEventType::RoomName | StateEventType::RoomAvatar))
-    });
+    let name_changed = since.is_none()
+        || state_entries.iter().any(|(k, _)| {
+            s.short.statekey_of(*k).is_ok_and(|(kind, _)| {
+                matches!(kind, StateEventType::RoomName | StateEventType::RoomAvatar)
+            })
+        });
     let name = state_value(s, user_room, &end_state, StateEventType::RoomName, "")?
         .and_then(|c| c.get("name").and_then(|n| n.as_str()).map(str::to_owned))
         .filter(|n| !n.is_empty());
     if name_changed {
         room.name = name.clone();
-        if let Some(avatar) = state_value(s, user_room, &end_state, StateEventType::RoomAvatar, "")? {
+        if let Some(avatar) = state_value(s, user_room, &end_state, StateEventType::RoomAvatar, "")?
+        {
             room.avatar = match avatar.get("url").and_then(|u| u.as_str()) {
                 Some(url) if !url.is_empty() => ruma::JsOption::Some(OwnedMxcUri::from(url)),
                 _ => ruma::JsOption::Null,
@@ -174,11 +233,28 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
         room.invited_count = Some(UInt::new_saturating(invited.len() as u64));
         if name.is_none() {
             let mut heroes = Vec::new();
-            for user in joined.iter().chain(invited.iter()).filter(|u| **u != sync_req.user).take(5) {
+            for user in joined
+                .iter()
+                .chain(invited.iter())
+                .filter(|u| **u != sync_req.user)
+                .take(5)
+            {
                 let mut hero = Hero::new(user.clone());
-                if let Some(member) = state_value(s, user_room, &end_state, StateEventType::RoomMember, user.as_str())? {
-                    hero.name = member.get("displayname").and_then(|n| n.as_str()).map(str::to_owned);
-                    hero.avatar = member.get("avatar_url").and_then(|n| n.as_str()).map(OwnedMxcUri::from);
+                if let Some(member) = state_value(
+                    s,
+                    user_room,
+                    &end_state,
+                    StateEventType::RoomMember,
+                    user.as_str(),
+                )? {
+                    hero.name = member
+                        .get("displayname")
+                        .and_then(|n| n.as_str())
+                        .map(str::to_owned);
+                    hero.avatar = member
+                        .get("avatar_url")
+                        .and_then(|n| n.as_str())
+                        .map(OwnedMxcUri::from);
                 }
                 heroes.push(hero);
             }
@@ -190,17 +266,42 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
     room.unread_notifications.notification_count = Some(UInt::new_saturating(total.notify));
     room.unread_notifications.highlight_count = Some(UInt::new_saturating(total.highlight));
     room.initial = since.is_none().then_some(true);
-    room.num_live = Some(UInt::new_saturating(if since.is_some() { events.len() as u64 } else { 0 }));
+    room.num_live = Some(UInt::new_saturating(if since.is_some() {
+        events.len() as u64
+    } else {
+        0
+    }));
     room.limited = limited;
-    room.prev_batch = Some(SyncToken { pos: events.first().map_or(upto, |e| e.meta.pos - 1), typing: 0 }.encode());
+    room.prev_batch = Some(
+        SyncToken {
+            pos: events.first().map_or(upto, |e| e.meta.pos - 1),
+            typing: 0,
+        }
+        .encode(),
+    );
     room.timeline = events
         .iter()
-        .map(|e| Ok(raw(&crate::services::relations::bundle::to_client(s, e, ClientFormat::Sync, &sync_req.user, Some(sync_req.device.as_str()))?)))
+        .map(|e| {
+            Ok(raw(&crate::services::relations::bundle::to_client(
+                s,
+                e,
+                ClientFormat::Sync,
+                &sync_req.user,
+                Some(sync_req.device.as_str()),
+            )?))
+        })
         .collect::<Result<Vec<Raw<_>>>>()?;
     Ok(Some(room))
 }
 
 /// The /sync request whose helpers (timeline, visibility) a sliding sync room uses.
 pub fn sync_request(user: &ruma::UserId, device: &str) -> SyncRequest {
-    SyncRequest { user: user.to_owned(), device: device.to_owned(), since: None, to_device_since: None, full_state: false, filter: FilterDefinition::default() }
+    SyncRequest {
+        user: user.to_owned(),
+        device: device.to_owned(),
+        since: None,
+        to_device_since: None,
+        full_state: false,
+        filter: FilterDefinition::default(),
+    }
 }

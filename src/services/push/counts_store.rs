@@ -1,0 +1,420 @@
+//! The stored form of unread counts: a user's counts in a room (`push_counts`) and in each thread
+//! of it (`push_thread_counts`), as fixed-width big-endian integers; and the one-time conversion
+//! of the JSON values older versions wrote (every thread inside one room value).
+
+use std::collections::BTreeMap;
+
+use ruma::UserId;
+use serde::Deserialize;
+
+use super::{
+    PUSH_COUNTS, PUSH_META, PUSH_THREAD_COUNTS,
+    counts::{Count, RoomCounts, ThreadCounts},
+};
+use crate::{
+    error::{Error, Result},
+    services::{Services, globals::Commit},
+    storage::{
+        Batch, Db,
+        keys::{Key, KeyReader},
+    },
+};
+
+fn room_key(user: &UserId, short_room: u64) -> Vec<u8> {
+    Key::new().str(user.as_str()).u64(short_room).build()
+}
+
+fn thread_key(user: &UserId, short_room: u64, root: &str) -> Vec<u8> {
+    Key::new()
+        .str(user.as_str())
+        .u64(short_room)
+        .str(root)
+        .build()
+}
+
+fn put_u64s(out: &mut Vec<u8>, values: &[u64]) {
+    for v in values {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn u64s<const N: usize>(map: crate::storage::Map, bytes: &[u8]) -> Result<[u64; N]> {
+    if bytes.len() != N * 8 {
+        return Err(Error::internal(format!(
+            "{}: a value of {} bytes, not {}",
+            map.0,
+            bytes.len(),
+            N * 8
+        )));
+    }
+    Ok(std::array::from_fn(|i| {
+        u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+    }))
+}
+
+/// pos ‖ main notify, highlight, calls ‖ threads notify, highlight, calls ‖ read_all ‖ read_main.
+pub fn encode_room(c: &RoomCounts) -> Vec<u8> {
+    let mut out = Vec::with_capacity(72);
+    put_u64s(
+        &mut out,
+        &[c.pos, c.main.notify, c.main.highlight, c.main.calls],
+    );
+    put_u64s(
+        &mut out,
+        &[
+            c.threads.notify,
+            c.threads.highlight,
+            c.threads.calls,
+            c.read_all,
+            c.read_main,
+        ],
+    );
+    out
+}
+
+pub fn decode_room(bytes: &[u8]) -> Result<RoomCounts> {
+    let [
+        pos,
+        notify,
+        highlight,
+        calls,
+        t_notify,
+        t_highlight,
+        t_calls,
+        read_all,
+        read_main,
+    ] = u64s::<9>(PUSH_COUNTS, bytes)?;
+    Ok(RoomCounts {
+        pos,
+        main: Count {
+            notify,
+            highlight,
+            calls,
+        },
+        threads: Count {
+            notify: t_notify,
+            highlight: t_highlight,
+            calls: t_calls,
+        },
+        read_all,
+        read_main,
+    })
+}
+
+/// notify ‖ highlight ‖ calls ‖ read marker.
+pub fn encode_thread(t: &ThreadCounts) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    put_u64s(
+        &mut out,
+        &[t.count.notify, t.count.highlight, t.count.calls, t.read],
+    );
+    out
+}
+
+pub fn decode_thread(bytes: &[u8]) -> Result<ThreadCounts> {
+    let [notify, highlight, calls, read] = u64s::<4>(PUSH_THREAD_COUNTS, bytes)?;
+    Ok(ThreadCounts {
+        count: Count {
+            notify,
+            highlight,
+            calls,
+        },
+        read,
+    })
+}
+
+/// The counts of a user in a room (zero when nothing was ever counted).
+pub fn room_counts(s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
+    match s.push.db.get(PUSH_COUNTS, &room_key(user, short_room))? {
+        Some(bytes) => decode_room(&bytes),
+        None => Ok(RoomCounts::default()),
+    }
+}
+
+/// The counts of a user in one thread of a room.
+pub fn thread_counts(
+    s: &Services,
+    user: &UserId,
+    short_room: u64,
+    root: &str,
+) -> Result<ThreadCounts> {
+    match s
+        .push
+        .db
+        .get(PUSH_THREAD_COUNTS, &thread_key(user, short_room, root))?
+    {
+        Some(bytes) => decode_thread(&bytes),
+        None => Ok(ThreadCounts::default()),
+    }
+}
+
+/// Every thread of the room with stored counts or a marker, by root.
+pub fn room_threads(
+    s: &Services,
+    user: &UserId,
+    short_room: u64,
+) -> Result<BTreeMap<String, ThreadCounts>> {
+    let prefix = room_key(user, short_room);
+    let mut out = BTreeMap::new();
+    for entry in s.push.db.scan_prefix(PUSH_THREAD_COUNTS, &prefix) {
+        let (key, value) = entry?;
+        let Some(root) = KeyReader::new(&key[prefix.len()..]).str() else {
+            continue;
+        };
+        out.insert(root.to_owned(), decode_thread(&value)?);
+    }
+    Ok(out)
+}
+
+/// Whether the event at `event_pos` in `thread` (none: the main timeline) is read by the user.
+pub fn is_read(
+    s: &Services,
+    user: &UserId,
+    short_room: u64,
+    event_pos: u64,
+    thread: Option<&str>,
+) -> Result<bool> {
+    let counts = room_counts(s, user, short_room)?;
+    Ok(match thread {
+        None => counts.is_read(event_pos, None),
+        Some(root) => counts.is_read(event_pos, Some(&thread_counts(s, user, short_room, root)?)),
+    })
+}
+
+pub fn stage_room(c: &mut Commit, user: &UserId, short_room: u64, counts: &RoomCounts) {
+    c.batch
+        .put(PUSH_COUNTS, room_key(user, short_room), encode_room(counts));
+}
+
+/// Writes a thread's counts, or deletes them when they say nothing (`read_all`: the room's
+/// unthreaded marker).
+pub fn stage_thread(
+    c: &mut Commit,
+    user: &UserId,
+    short_room: u64,
+    root: &str,
+    thread: &ThreadCounts,
+    read_all: u64,
+) {
+    let key = thread_key(user, short_room, root);
+    if thread.is_void(read_all) {
+        c.batch.delete(PUSH_THREAD_COUNTS, key);
+    } else {
+        c.batch.put(PUSH_THREAD_COUNTS, key, encode_thread(thread));
+    }
+}
+
+/// A `push_counts` value as versions before the per-thread map wrote it.
+#[derive(Deserialize)]
+struct LegacyRoomCounts {
+    pos: u64,
+    main: Count,
+    #[serde(default)]
+    threads: BTreeMap<String, Count>,
+    read_all: u64,
+    read_main: u64,
+    #[serde(default)]
+    read_threads: BTreeMap<String, u64>,
+}
+
+const KEY_COUNTS_CONVERTED: &[u8] = b"counts_converted";
+/// Values converted per batch.
+const CONVERT_BATCH: usize = 1024;
+
+/// Converts the JSON `push_counts` values of older versions into the room value and a value per
+/// thread, once (a marker in `push_meta` records that it is done); each batch of values is one
+/// atomic write, and a conversion cut short starts again on the values still in JSON. Runs
+/// before the server serves. Returns how many values were converted.
+pub fn convert_legacy(db: &Db) -> Result<usize> {
+    if db.contains(PUSH_META, KEY_COUNTS_CONVERTED)? {
+        return Ok(0);
+    }
+    let mut converted = 0;
+    let mut batch = Batch::new();
+    let mut in_batch = 0;
+    for entry in db.scan_prefix(PUSH_COUNTS, &[]) {
+        let (key, value) = entry?;
+        // Binary values start with the high byte of a position; JSON with `{`.
+        if value.first() != Some(&b'{') {
+            continue;
+        }
+        let legacy: LegacyRoomCounts = match serde_json::from_slice(&value) {
+            Ok(legacy) => legacy,
+            Err(e) => {
+                tracing::warn!("push_counts: dropping an unreadable value: {e}");
+                batch.delete(PUSH_COUNTS, key);
+                continue;
+            }
+        };
+        let mut counts = RoomCounts {
+            pos: legacy.pos,
+            main: legacy.main,
+            read_all: legacy.read_all,
+            read_main: legacy.read_main,
+            ..Default::default()
+        };
+        let mut threads: BTreeMap<String, ThreadCounts> = BTreeMap::new();
+        for (root, count) in legacy.threads {
+            counts.threads = counts.threads.plus(count);
+            threads.entry(root).or_default().count = count;
+        }
+        for (root, read) in legacy.read_threads {
+            threads.entry(root).or_default().read = read;
+        }
+        for (root, thread) in &threads {
+            if !thread.is_void(counts.read_all) {
+                let mut thread_key = key.to_vec();
+                thread_key.extend_from_slice(&Key::new().str(root).build());
+                batch.put(PUSH_THREAD_COUNTS, thread_key, encode_thread(thread));
+            }
+        }
+        batch.put(PUSH_COUNTS, key, encode_room(&counts));
+        converted += 1;
+        in_batch += 1;
+        if in_batch == CONVERT_BATCH {
+            db.write(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+    }
+    batch.put(PUSH_META, KEY_COUNTS_CONVERTED, Vec::new());
+    db.write(batch)?;
+    if converted > 0 {
+        tracing::info!("push_counts: {converted} values converted to per-thread counts");
+    }
+    Ok(converted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let room = RoomCounts {
+            pos: 1 << 40,
+            main: Count {
+                notify: 3,
+                highlight: 1,
+                calls: 2,
+            },
+            threads: Count {
+                notify: 9,
+                highlight: 0,
+                calls: 0,
+            },
+            read_all: 7,
+            read_main: 12,
+        };
+        assert_eq!(decode_room(&encode_room(&room)).unwrap(), room);
+        let thread = ThreadCounts {
+            count: Count {
+                notify: 4,
+                highlight: 2,
+                calls: 0,
+            },
+            read: 99,
+        };
+        assert_eq!(decode_thread(&encode_thread(&thread)).unwrap(), thread);
+        assert!(decode_room(b"{}").is_err());
+    }
+
+    #[test]
+    fn legacy_values_are_converted_once() {
+        use crate::storage::{Map, rocks::RocksEngine};
+        let dir = tempfile::tempdir().unwrap();
+        let maps: Vec<Map> = super::super::MAPS.to_vec();
+        let db = Db::new(RocksEngine::open(dir.path(), &maps, 8, 8, false).unwrap());
+        let user = UserId::parse("@u:example.org").unwrap();
+        let legacy = serde_json::json!({
+            "pos": 40,
+            "main": {"notify": 2, "highlight": 1, "calls": 0},
+            "threads": {"$a": {"notify": 3, "highlight": 0}, "$b": {"notify": 1, "highlight": 1, "calls": 0}},
+            "read_all": 10,
+            "read_main": 20,
+            "read_threads": {"$a": 30, "$old": 5, "$read": 35},
+        });
+        db.put(
+            PUSH_COUNTS,
+            room_key(&user, 7),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        let untouched = RoomCounts {
+            pos: 3,
+            ..Default::default()
+        };
+        db.put(PUSH_COUNTS, room_key(&user, 8), encode_room(&untouched))
+            .unwrap();
+
+        assert_eq!(convert_legacy(&db).unwrap(), 1);
+        let room =
+            decode_room(&db.get(PUSH_COUNTS, &room_key(&user, 7)).unwrap().unwrap()).unwrap();
+        assert_eq!(room.pos, 40);
+        assert_eq!(
+            room.main,
+            Count {
+                notify: 2,
+                highlight: 1,
+                calls: 0
+            }
+        );
+        assert_eq!(
+            room.threads,
+            Count {
+                notify: 4,
+                highlight: 1,
+                calls: 0
+            }
+        );
+        assert_eq!((room.read_all, room.read_main), (10, 20));
+        let thread = |root: &str| {
+            db.get(PUSH_THREAD_COUNTS, &thread_key(&user, 7, root))
+                .unwrap()
+                .map(|v| decode_thread(&v).unwrap())
+        };
+        assert_eq!(
+            thread("$a"),
+            Some(ThreadCounts {
+                count: Count {
+                    notify: 3,
+                    highlight: 0,
+                    calls: 0
+                },
+                read: 30
+            })
+        );
+        assert_eq!(
+            thread("$b"),
+            Some(ThreadCounts {
+                count: Count {
+                    notify: 1,
+                    highlight: 1,
+                    calls: 0
+                },
+                read: 0
+            })
+        );
+        assert_eq!(
+            thread("$read"),
+            Some(ThreadCounts {
+                count: Count::default(),
+                read: 35
+            })
+        );
+        // A marker the unthreaded one covers says nothing: not kept.
+        assert_eq!(thread("$old"), None);
+        assert_eq!(
+            decode_room(&db.get(PUSH_COUNTS, &room_key(&user, 8)).unwrap().unwrap()).unwrap(),
+            untouched
+        );
+
+        // Done once: a JSON value written afterwards is not read again.
+        db.put(
+            PUSH_COUNTS,
+            room_key(&user, 9),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(convert_legacy(&db).unwrap(), 0);
+    }
+}
