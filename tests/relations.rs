@@ -856,3 +856,190 @@ async fn relations_received_over_federation_aggregate_the_same_way() {
         .await;
     assert_eq!(ids(&listed["chunk"]), vec![edit_id]);
 }
+
+/// Matches Synapse's `related_by_rel_types` / `related_by_senders` filters (threads MSC3440) and
+/// MSC3874's `rel_types` / `not_rel_types`, on /messages (query filter), /context and /sync (an
+/// inline filter and a stored one); a field of the wrong type is 400 `M_BAD_JSON`.
+#[tokio::test]
+async fn filters_by_relations_on_messages_context_and_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice_id, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    // root_a: a thread with a reply by bob; root_b: a thread with a reply by alice;
+    // plain: a reaction by bob; quiet: nothing relates to it.
+    let root_a = server.send_text(&alice, &room, "a", "thread a").await;
+    let root_b = server.send_text(&alice, &room, "b", "thread b").await;
+    let plain = server.send_text(&alice, &room, "p", "plain").await;
+    let quiet = server.send_text(&alice, &room, "q", "quiet").await;
+    let reply_a = send_ok(
+        &server,
+        &bob,
+        &room,
+        "m.room.message",
+        "ra",
+        reply(&root_a, "bob in a"),
+    )
+    .await;
+    let reply_b = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "rb",
+        reply(&root_b, "alice in b"),
+    )
+    .await;
+    let reaction = send_ok(
+        &server,
+        &bob,
+        &room,
+        "m.reaction",
+        "r",
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": plain, "key": "👍" } }),
+    )
+    .await;
+
+    let messages = |filter: Value| {
+        let (server, room, alice) = (&server, &room, &alice);
+        async move {
+            let path = format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50&filter={}",
+                enc(room),
+                enc(&filter.to_string())
+            );
+            server.call(Method::GET, &path, Some(alice), None).await
+        }
+    };
+    let chunk_ids = |body: &Value| ids(&body["chunk"]);
+
+    let (status, body) = messages(json!({ "related_by_rel_types": ["m.thread"] })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(chunk_ids(&body), vec![root_b.clone(), root_a.clone()]);
+    let (_, body) =
+        messages(json!({ "related_by_rel_types": ["m.thread"], "related_by_senders": [bob_id] }))
+            .await;
+    assert_eq!(chunk_ids(&body), vec![root_a.clone()]);
+    let (_, body) = messages(json!({ "related_by_senders": [bob_id] })).await;
+    assert_eq!(chunk_ids(&body), vec![plain.clone(), root_a.clone()]);
+    let (_, body) = messages(
+        json!({ "related_by_senders": [alice_id], "related_by_rel_types": ["m.annotation"] }),
+    )
+    .await;
+    assert_eq!(chunk_ids(&body), Vec::<String>::new());
+    // MSC3874: the main timeline without thread replies, or only them.
+    let (_, body) = messages(json!({ "types": ["m.room.message", "m.reaction"], "org.matrix.msc3874.not_rel_types": ["m.thread"] })).await;
+    assert_eq!(
+        chunk_ids(&body),
+        vec![
+            reaction.clone(),
+            quiet.clone(),
+            plain.clone(),
+            root_b.clone(),
+            root_a.clone()
+        ]
+    );
+    let (_, body) = messages(json!({ "org.matrix.msc3874.rel_types": ["m.thread"] })).await;
+    assert_eq!(chunk_ids(&body), vec![reply_b.clone(), reply_a.clone()]);
+    let (status, body) = messages(json!({ "related_by_rel_types": "m.thread" })).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")),
+        "{body}"
+    );
+
+    // /context around `quiet`: only the thread roots on either side.
+    let filter = enc(&json!({ "related_by_rel_types": ["m.thread"] }).to_string());
+    let context = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/context/{}?limit=20&filter={filter}",
+                enc(&room),
+                enc(&quiet)
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(
+        ids(&context["events_before"]),
+        vec![root_b.clone(), root_a.clone()],
+        "{context}"
+    );
+    assert_eq!(
+        ids(&context["events_after"]),
+        Vec::<String>::new(),
+        "{context}"
+    );
+
+    // /sync: inline, and stored under a filter id.
+    let timeline_filter =
+        json!({ "room": { "timeline": { "related_by_rel_types": ["m.thread"], "limit": 50 } } });
+    let inline = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?filter={}",
+                enc(&timeline_filter.to_string())
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(
+        ids(&inline["rooms"]["join"][&room]["timeline"]["events"]),
+        vec![root_a.clone(), root_b.clone()],
+        "{inline}"
+    );
+    let created = server
+        .post(
+            &format!("/_matrix/client/v3/user/{}/filter", enc(&alice_id)),
+            &alice,
+            timeline_filter,
+        )
+        .await;
+    let id = created["filter_id"].as_str().unwrap();
+    let stored = server
+        .get(&format!("/_matrix/client/v3/sync?filter={id}"), &alice)
+        .await;
+    assert_eq!(
+        ids(&stored["rooms"]["join"][&room]["timeline"]["events"]),
+        vec![root_a, root_b],
+        "{stored}"
+    );
+    let bad = json!({ "room": { "timeline": { "related_by_senders": [1] } } });
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/user/{}/filter", enc(&alice_id)),
+            Some(&alice),
+            Some(bad.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")),
+        "{body}"
+    );
+    let (status, body) = server
+        .call(
+            Method::GET,
+            &format!("/_matrix/client/v3/sync?filter={}", enc(&bad.to_string())),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_BAD_JSON")),
+        "{body}"
+    );
+    server.stop().await;
+}

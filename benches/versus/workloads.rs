@@ -523,10 +523,12 @@ pub struct ThreadListResult {
     pub threads: usize,
     pub median_ms: f64,
     pub p99_ms: f64,
+    /// Events sent per second while the room was filled (each notifying the 7 other members).
+    pub fill_per_s: f64,
 }
 
 /// One room of `events` messages, one in 50 a thread root and the others replies spread over the
-/// roots (8 senders at once, untimed); then `GET /rooms/{roomId}/threads?limit=20`, `reps` times:
+/// roots (8 senders at once; the rate is reported); then `GET /rooms/{roomId}/threads?limit=20`, `reps` times:
 /// the first page of the thread list, latest activity first.
 pub async fn thread_list(
     api: &Api,
@@ -542,6 +544,7 @@ pub async fn thread_list(
     })
     .await?;
     let threads = (events / 50).max(1);
+    let fill = Instant::now();
     let roots = limited(threads, 8, |i| {
         let (api, u, room) = (api.clone(), us[i % us.len()].clone(), room.clone());
         async move {
@@ -564,6 +567,7 @@ pub async fn thread_list(
         }
     })
     .await?;
+    let fill_per_s = events as f64 / fill.elapsed().as_secs_f64();
     let path = format!(
         "/_matrix/client/v1/rooms/{}/threads?limit=20",
         crate::client::enc(&room)
@@ -595,5 +599,6 @@ pub async fn thread_list(
         threads,
         median_ms: median(&times),
         p99_ms: pct(&times, 0.99),
+        fill_per_s,
     })
 }

@@ -63,12 +63,21 @@ pub struct Ruma<T> {
     pub device: Option<OwnedDeviceId>,
     /// The request body as JSON, when it is JSON (for fields ruma does not keep, such as UIA `auth`).
     pub json: Option<Value>,
+    /// The raw query string (for fields ruma does not keep, such as a filter's relation fields).
+    pub query: Option<String>,
 }
 
 impl<T> Ruma<T> {
     /// The authenticated user (M_MISSING_TOKEN where the endpoint's auth was optional).
     pub fn user(&self) -> Result<&OwnedUserId> {
         self.user.as_ref().ok_or_else(Error::missing_token)
+    }
+
+    /// The decoded value of a query parameter.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded_pairs(self.query.as_deref()?)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     pub fn device(&self) -> Result<&OwnedDeviceId> {
@@ -210,6 +219,7 @@ where
         } else {
             bytes.as_ref()
         };
+        let query = parts.uri.query().map(str::to_owned);
         let http_req = http::Request::from_parts(parts, body_bytes);
         // Some of ruma's parsers panic on malformed input (a missing `type` in a login body):
         // such a request is bad JSON, not a reason to drop the connection.
@@ -225,6 +235,7 @@ where
             user,
             device,
             json,
+            query,
         })
     }
 }

@@ -268,6 +268,7 @@ fn check_filter(filter: &Value) -> Result<()> {
     {
         return Err(Error::bad_json("event_fields must be a list of strings"));
     }
+    crate::services::relations::filter::RelationFilter::of_timeline(filter)?;
     Ok(())
 }
 

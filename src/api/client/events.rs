@@ -25,6 +25,7 @@ use crate::{
     error::{Error, Result},
     services::{
         Services,
+        relations::filter::RelationFilter,
         rooms::{self, event_by_id, event_by_short},
         sync::filter::room_event_matches,
         timeline::{
@@ -358,6 +359,7 @@ fn paginate(
     limit: usize,
     stop: Option<Place>,
     filter: &RoomEventFilter,
+    relations: &RelationFilter,
 ) -> Result<Page> {
     let mut page = Page {
         events: Vec::new(),
@@ -389,7 +391,8 @@ fn paginate(
                 &event.pdu.kind.to_string(),
                 Some(&event.pdu.sender),
                 None,
-            ) || !user_can_see(s, user, &event)?
+            ) || !relations.matches(s, &event)?
+                || !user_can_see(s, user, &event)?
             {
                 continue;
             }
@@ -400,6 +403,20 @@ fn paginate(
         }
     }
     Ok(page)
+}
+
+/// The relation fields of the request's `filter` (a `RoomEventFilter` as JSON), which ruma's
+/// filter type does not keep.
+fn relation_filter<T>(req: &Ruma<T>) -> Result<RelationFilter> {
+    match req.query_param("filter") {
+        Some(json) => match serde_json::from_str::<Value>(&json) {
+            Ok(value) => RelationFilter::from_json(&value),
+            // ruma read the filter: a value it took but that is not JSON is a filter id, which
+            // /messages does not take.
+            Err(_) => Ok(RelationFilter::default()),
+        },
+        None => Ok(RelationFilter::default()),
+    }
 }
 
 /// The gaps just before and just after an event in its room's order.
@@ -449,6 +466,7 @@ pub async fn messages(
     req: Ruma<get_message_events::v3::Request>,
 ) -> Res<get_message_events::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    let relations = Arc::new(relation_filter(&req)?);
     let body = Arc::new(req.body);
     let (check_user, check_body) = (user.clone(), body.clone());
     let (short, from, stop) = services
@@ -481,7 +499,8 @@ pub async fn messages(
     let limit = u64::from(body.limit).clamp(1, 1000) as usize;
     let mut rounds = 0;
     loop {
-        let (walk_user, walk_body) = (user.clone(), body.clone());
+        let (walk_user, walk_body, walk_relations) =
+            (user.clone(), body.clone(), relations.clone());
         let page = services
             .run(move |s| {
                 paginate(
@@ -494,6 +513,7 @@ pub async fn messages(
                     limit,
                     stop,
                     &walk_body.filter,
+                    &walk_relations,
                 )
             })
             .await?;
@@ -544,6 +564,7 @@ pub async fn context(
     req: Ruma<get_context::v3::Request>,
 ) -> Result<crate::api::always_sent::Filled<get_context::v3::Response>> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    let relations = relation_filter(&req)?;
     services
         .run(move |s| {
             let body = req.body;
@@ -570,6 +591,7 @@ pub async fn context(
                 before_limit,
                 None,
                 &body.filter,
+                &relations,
             )?;
             let after = paginate(
                 s,
@@ -581,6 +603,7 @@ pub async fn context(
                 after_limit,
                 None,
                 &body.filter,
+                &relations,
             )?;
             let format = |e: &Arc<StoredEvent>| -> Result<_> {
                 Ok(raw(&crate::services::relations::bundle::to_client(

@@ -22,6 +22,7 @@ use crate::{
     error::{Error, Result},
     services::{
         Services,
+        relations::filter::RelationFilter,
         sync::{SyncRequest, SyncToken, compute},
     },
 };
@@ -67,6 +68,7 @@ async fn compute_sync(
     req: Ruma<sync_events::v3::Request>,
 ) -> Result<sync_events::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    let inline_filter = req.query_param("filter");
     let body = req.body;
     let since = body.since.as_deref().map(SyncToken::parse).transpose()?;
     let to_device_since = body
@@ -75,9 +77,18 @@ async fn compute_sync(
         .map(crate::services::sync::e2ee::to_device_mark)
         .transpose()?
         .flatten();
-    let filter = match body.filter {
-        None => FilterDefinition::default(),
-        Some(Filter::FilterDefinition(def)) => def,
+    // The relation fields of the timeline filter are read from its JSON (ruma's type drops them).
+    let (filter, relations) = match body.filter {
+        None => (FilterDefinition::default(), RelationFilter::default()),
+        Some(Filter::FilterDefinition(def)) => {
+            let value = inline_filter.and_then(|json| serde_json::from_str::<Value>(&json).ok());
+            let relations = value
+                .as_ref()
+                .map(RelationFilter::of_timeline)
+                .transpose()?
+                .unwrap_or_default();
+            (def, relations)
+        }
         Some(Filter::FilterId(id)) => {
             let user = user.clone();
             services
@@ -86,12 +97,14 @@ async fn compute_sync(
                         .filters
                         .get(&user, &id)?
                         .ok_or_else(|| Error::not_found("Unknown filter"))?;
-                    serde_json::from_value::<FilterDefinition>(value)
-                        .map_err(|e| Error::bad_json(e.to_string()))
+                    let relations = RelationFilter::of_timeline(&value)?;
+                    let filter = serde_json::from_value::<FilterDefinition>(value)
+                        .map_err(|e| Error::bad_json(e.to_string()))?;
+                    Ok((filter, relations))
                 })
                 .await?
         }
-        Some(_) => FilterDefinition::default(),
+        Some(_) => (FilterDefinition::default(), RelationFilter::default()),
     };
     set_presence_from_sync(&services, &user, &body.set_presence).await?;
 
@@ -105,6 +118,7 @@ async fn compute_sync(
         to_device_since,
         full_state: body.full_state,
         filter,
+        relations,
     });
     let mut wake = services.globals.subscribe();
     loop {

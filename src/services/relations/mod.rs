@@ -10,6 +10,7 @@
 //! /messages does.
 
 pub mod bundle;
+pub mod filter;
 pub mod index;
 pub mod query;
 pub mod redact;

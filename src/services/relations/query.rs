@@ -47,6 +47,7 @@ pub struct Entry {
     pub short: u64,
     pub rel_type: String,
     pub kind: String,
+    pub sender: String,
 }
 
 /// Calls `f` with the events relating to `target` directly (of `rel_type` if given) from the gap
@@ -84,19 +85,21 @@ pub fn each_direct(
         let (key, value) = entry?;
         let entry = match rel_type {
             Some(rel) => index::decode_by_type_entry(&key, &value, prefix.len()).map(
-                |(ord, short, kind, _)| Entry {
+                |(ord, short, kind, sender)| Entry {
                     ord,
                     short,
                     rel_type: rel.to_owned(),
                     kind,
+                    sender,
                 },
             ),
             None => index::decode_relations_entry(&key, &value, prefix.len()).map(
-                |(ord, short, rel_type, kind, _)| Entry {
+                |(ord, short, rel_type, kind, sender)| Entry {
                     ord,
                     short,
                     rel_type,
                     kind,
+                    sender,
                 },
             ),
         };

@@ -52,6 +52,8 @@ pub struct SyncRequest {
     pub to_device_since: Option<u64>,
     pub full_state: bool,
     pub filter: FilterDefinition,
+    /// The relation fields of the timeline filter (`relations::filter`).
+    pub relations: crate::services::relations::filter::RelationFilter,
 }
 
 /// Computes one /sync answer at the current position; `None` means nothing changed.

@@ -63,7 +63,8 @@ pub fn recent_events(
                 &event.pdu.kind.to_string(),
                 Some(&event.pdu.sender),
                 None,
-            ) || !user_can_see(s, &req.user, &event)?
+            ) || !req.relations.matches(s, &event)?
+                || !user_can_see(s, &req.user, &event)?
             {
                 continue;
             }

@@ -303,5 +303,6 @@ pub fn sync_request(user: &ruma::UserId, device: &str) -> SyncRequest {
         to_device_since: None,
         full_state: false,
         filter: FilterDefinition::default(),
+        relations: Default::default(),
     }
 }
