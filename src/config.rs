@@ -22,7 +22,30 @@ pub struct Config {
     pub federation: FederationConfig,
     pub network: NetworkConfig,
     pub media: crate::services::media::config::MediaConfig,
+    pub voip: crate::services::voip::VoipConfig,
+    pub support: SupportConfig,
     pub log: String,
+}
+
+/// Who to contact about this server (`/.well-known/matrix/support`). Nothing set: 404.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupportConfig {
+    /// Contacts: `{ role = "m.role.admin" | "m.role.security" | other, matrix_id, email_address }`,
+    /// each with a Matrix id or an email address (or both).
+    pub contacts: Vec<SupportContact>,
+    /// A web page where users get help.
+    pub support_page: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportContact {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_id: Option<ruma::OwnedUserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
 }
 
 /// Which addresses outgoing connections (federation, `.well-known`, SRV targets, media
@@ -208,6 +231,8 @@ impl Default for Config {
             federation: FederationConfig::default(),
             network: NetworkConfig::default(),
             media: Default::default(),
+            voip: Default::default(),
+            support: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -336,6 +361,26 @@ impl Config {
         if self.limits.max_pending_to_device == 0 {
             return invalid("limits.max_pending_to_device", "must be at least 1");
         }
+        if self
+            .support
+            .contacts
+            .iter()
+            .any(|c| c.matrix_id.is_none() && c.email_address.is_none())
+        {
+            return invalid(
+                "support.contacts",
+                "each contact needs a matrix_id or an email_address",
+            );
+        }
+        if !self.voip.turn_uris.is_empty()
+            && self.voip.turn_shared_secret.is_none()
+            && (self.voip.turn_username.is_none() || self.voip.turn_password.is_none())
+        {
+            return invalid(
+                "voip",
+                "turn_uris need turn_shared_secret, or turn_username and turn_password",
+            );
+        }
         if let Some(header) = &self.listen.client_ip_header
             && http::HeaderName::from_bytes(header.as_bytes()).is_err()
         {
@@ -435,6 +480,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "federation",
     "network",
     "media",
+    "voip",
+    "support",
     "log",
 ];
 

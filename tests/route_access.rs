@@ -190,6 +190,42 @@ fn table() -> Vec<Entry> {
         // Mutual rooms: the caller's own rooms only (mallory shares none with alice).
         e("GET", "client/mutual_rooms", Own, OK).q("user_id={user_id}"),
         e("GET", "client/user/mutual_rooms", Own, OK).q("user_id={user_id}"),
+        // Third-party identifiers: none are kept (api/client/third_party.rs).
+        e("GET", "client/account/3pid", Own, OK),
+        e("POST", "client/account/3pid/add", Own, FORBIDDEN).body(json!({ "client_secret": "s3cr3t", "sid": "sid" })),
+        e("POST", "client/account/3pid/bind", Own, FORBIDDEN)
+            .body(json!({ "client_secret": "s3cr3t", "sid": "sid", "id_server": "id.example.org", "id_access_token": "t" })),
+        e("POST", "client/account/3pid/delete", Own, OK).body(json!({ "medium": "email", "address": "alice@example.org" })),
+        e("POST", "client/account/3pid/unbind", Own, OK).body(json!({ "medium": "email", "address": "alice@example.org" })),
+        e("POST", "client/account/3pid/email/requestToken", Public, (403, Some("M_THREEPID_DENIED")))
+            .body(json!({ "client_secret": "s3cr3t", "email": "m@example.org", "send_attempt": 1 })),
+        e("POST", "client/account/3pid/msisdn/requestToken", Public, (403, Some("M_THREEPID_DENIED")))
+            .body(json!({ "client_secret": "s3cr3t", "country": "GB", "phone_number": "07700900001", "send_attempt": 1 })),
+        e("POST", "client/account/password/email/requestToken", Public, (400, Some("M_THREEPID_NOT_FOUND")))
+            .body(json!({ "client_secret": "s3cr3t", "email": "alice@example.org", "send_attempt": 1 })),
+        e("POST", "client/account/password/msisdn/requestToken", Public, (400, Some("M_THREEPID_NOT_FOUND")))
+            .body(json!({ "client_secret": "s3cr3t", "country": "GB", "phone_number": "07700900001", "send_attempt": 1 })),
+        e("POST", "client/register/email/requestToken", Public, (403, Some("M_THREEPID_DENIED")))
+            .body(json!({ "client_secret": "s3cr3t", "email": "m@example.org", "send_attempt": 1 })),
+        e("POST", "client/register/msisdn/requestToken", Public, (403, Some("M_THREEPID_DENIED")))
+            .body(json!({ "client_secret": "s3cr3t", "country": "GB", "phone_number": "07700900001", "send_attempt": 1 })),
+        // Third-party networks: no application service serves a protocol.
+        e("GET", "client/thirdparty/protocols", AnyUser, OK),
+        e("GET", "client/thirdparty/protocol/{protocol}", AnyUser, NOT_FOUND),
+        e("GET", "client/thirdparty/location/{protocol}", AnyUser, NOT_FOUND),
+        e("GET", "client/thirdparty/user/{protocol}", AnyUser, NOT_FOUND),
+        e("GET", "client/thirdparty/location", AnyUser, OK).q("alias=%23alice-room%3Atest.local"),
+        e("GET", "client/thirdparty/user", AnyUser, OK).q("userid={user_id}"),
+        // Application services only (none is registered): no user token is one.
+        e("POST", "client/appservice/{appservice_id}/ping", AnyUser, FORBIDDEN).body(json!({})),
+        e("PUT", "client/directory/list/appservice/{network_id}/{room_id}", AnyUser, FORBIDDEN).body(json!({ "visibility": "public" })),
+        // Discovery and tokens.
+        e("GET", "/.well-known/matrix/support", Public, NOT_FOUND),
+        e("GET", "client/voip/turnServer", AnyUser, OK),
+        e("POST", "client/refresh", Public, (401, Some("M_UNKNOWN_TOKEN"))).body(json!({ "refresh_token": "guess" })),
+        e("GET", "client/register/m.login.registration_token/validity", Public, OK).q("token=guess"),
+        e("GET", "client/register/org.matrix.msc3231.login.registration_token/validity", Public, OK).q("token=guess"),
+        e("GET", "client/admin/whois/{user_id}", Admin, FORBIDDEN),
         // Reporting: an event only by a member who sees it; any room or user by anyone.
         e("POST", "client/rooms/{room_id}/report/{event_id}", Event, NOT_FOUND).body(json!({ "reason": "mallory" })),
         e("POST", "client/rooms/{room_id}/report", AnyUser, OK).body(json!({ "reason": "mallory" })),
@@ -562,6 +598,9 @@ impl Fixture {
             ("delete_id", "unknown".to_owned()),
             ("report_id", "1".to_owned()),
             ("since", since),
+            ("protocol", "irc".to_owned()),
+            ("appservice_id", "bridge".to_owned()),
+            ("network_id", "net".to_owned()),
         ]);
         Fixture {
             server,

@@ -30,6 +30,7 @@ pub mod timeline;
 pub mod to_device;
 pub mod uia;
 pub mod users;
+pub mod voip;
 
 use std::sync::Arc;
 

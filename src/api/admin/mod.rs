@@ -56,6 +56,12 @@ pub fn routes(router: AppRouter) -> AppRouter {
             &format!("{V1}/whois/{{user_id}}"),
             users::whois,
         )
+        // The client-server API's whois (spec `GET /admin/whois/{userId}`), for server admins.
+        .route(
+            Method::GET,
+            "/_matrix/client/v3/admin/whois/{user_id}",
+            users::whois,
+        )
         .route(
             Method::GET,
             &format!("{V2}/users/{{user_id}}/devices"),

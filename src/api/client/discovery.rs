@@ -6,7 +6,10 @@ use axum::{Json, extract::State};
 use ruma::api::client::discovery::{
     get_capabilities::{
         self,
-        v3::{Capabilities, RoomVersionStability, RoomVersionsCapability},
+        v3::{
+            Capabilities, RoomVersionStability, RoomVersionsCapability,
+            ThirdPartyIdChangesCapability,
+        },
     },
     get_supported_versions,
 };
@@ -41,6 +44,22 @@ pub async fn well_known_client(State(services): State<Arc<Services>>) -> Json<Va
     Json(json!({ "m.homeserver": { "base_url": base_url(&services) } }))
 }
 
+/// `/.well-known/matrix/support`: the configured contacts and support page (`[support]`); 404
+/// when none are configured.
+pub async fn well_known_support(State(services): State<Arc<Services>>) -> Result<Json<Value>> {
+    let support = &services.config().support;
+    if support.contacts.is_empty() && support.support_page.is_none() {
+        return Err(crate::error::Error::not_found(
+            "No support information is configured for this server",
+        ));
+    }
+    let mut body = json!({ "contacts": support.contacts });
+    if let Some(page) = &support.support_page {
+        body["support_page"] = json!(page);
+    }
+    Ok(Json(body))
+}
+
 /// `/.well-known/matrix/server`: the delegated federation address.
 pub async fn well_known_server(State(services): State<Arc<Services>>) -> Json<Value> {
     Json(json!({ "m.server": services.federation.well_known_server(services.config()) }))
@@ -64,5 +83,7 @@ pub async fn capabilities(
         .collect();
     let mut capabilities = Capabilities::new();
     capabilities.room_versions = RoomVersionsCapability::new(default, available);
+    // No third-party identifiers are kept (api/client/third_party.rs).
+    capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
     Ok(get_capabilities::v3::Response::new(capabilities).into())
 }

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod account_data;
+pub mod appservice;
 pub mod dehydrated;
 pub mod devices;
 pub mod directory;
@@ -22,8 +23,11 @@ pub mod search;
 pub mod sliding_sync;
 pub mod spaces;
 pub mod sync;
+pub mod third_party;
 pub mod timestamp;
 pub mod to_device;
+pub mod tokens;
+pub mod voip;
 
 use http::Method;
 use ruma::api::client::{
@@ -68,7 +72,7 @@ use ruma::api::client::{
 use super::{AppRouter, RumaRoute};
 
 pub fn routes(router: AppRouter) -> AppRouter {
-    e2ee_routes(media::routes(push::routes(router)))
+    third_party_routes(e2ee_routes(media::routes(push::routes(router))))
         .route(Method::GET, "/.well-known/matrix/client", discovery::well_known_client)
         .route(Method::GET, "/.well-known/matrix/server", discovery::well_known_server)
         .ruma::<get_supported_versions::Request, _, _>(discovery::versions)
@@ -154,6 +158,47 @@ pub fn routes(router: AppRouter) -> AppRouter {
         // The other unstable path of MSC3266 that Synapse serves.
         .route(Method::GET, "/_matrix/client/unstable/im.nheko.summary/summary/{room_id_or_alias}", room_summary::summary)
         .ruma::<get_presence::v3::Request, _, _>(ephemeral::get)
+        .route(Method::GET, "/.well-known/matrix/support", discovery::well_known_support)
+        .ruma::<ruma::api::client::session::refresh_token::v3::Request, _, _>(tokens::refresh)
+        .ruma::<ruma::api::client::account::check_registration_token_validity::v1::Request, _, _>(tokens::registration_token_validity)
+        .ruma::<ruma::api::client::voip::get_turn_server_info::v3::Request, _, _>(voip::turn_server)
+        .ruma::<ruma::api::client::appservice::request_ping::v1::Request, _, _>(appservice::ping)
+        .ruma::<ruma::api::client::appservice::set_room_visibility::v3::Request, _, _>(appservice::set_directory_visibility)
+}
+
+/// Third-party identifiers and networks (`third_party`).
+fn third_party_routes(router: AppRouter) -> AppRouter {
+    use ruma::api::client::{account as a, thirdparty as t};
+    router
+        .ruma::<a::get_3pids::v3::Request, _, _>(third_party::list)
+        .ruma::<a::add_3pid::v3::Request, _, _>(third_party::add)
+        .ruma::<a::bind_3pid::v3::Request, _, _>(third_party::bind)
+        .ruma::<a::delete_3pid::v3::Request, _, _>(third_party::delete)
+        .ruma::<a::unbind_3pid::v3::Request, _, _>(third_party::unbind)
+        .ruma::<a::request_registration_token_via_email::v3::Request, _, _>(
+            third_party::registration_email,
+        )
+        .ruma::<a::request_registration_token_via_msisdn::v3::Request, _, _>(
+            third_party::registration_msisdn,
+        )
+        .ruma::<a::request_3pid_management_token_via_email::v3::Request, _, _>(
+            third_party::management_email,
+        )
+        .ruma::<a::request_3pid_management_token_via_msisdn::v3::Request, _, _>(
+            third_party::management_msisdn,
+        )
+        .ruma::<a::request_password_change_token_via_email::v3::Request, _, _>(
+            third_party::password_email,
+        )
+        .ruma::<a::request_password_change_token_via_msisdn::v3::Request, _, _>(
+            third_party::password_msisdn,
+        )
+        .ruma::<t::get_protocols::v3::Request, _, _>(third_party::protocols)
+        .ruma::<t::get_protocol::v3::Request, _, _>(third_party::protocol)
+        .ruma::<t::get_location_for_protocol::v3::Request, _, _>(third_party::locations_of_protocol)
+        .ruma::<t::get_user_for_protocol::v3::Request, _, _>(third_party::users_of_protocol)
+        .ruma::<t::get_location_for_room_alias::v3::Request, _, _>(third_party::locations_of_alias)
+        .ruma::<t::get_user_for_user_id::v3::Request, _, _>(third_party::users_of_user_id)
 }
 
 /// End-to-end encryption: keys, cross-signing, to-device messages, key backup, dehydrated devices.

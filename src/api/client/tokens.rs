@@ -1,0 +1,45 @@
+//! Token checks that need no account: `POST /refresh` and the validity of a registration token.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use ruma::api::client::{account::check_registration_token_validity, session::refresh_token};
+
+use crate::{
+    api::ruma_wrapper::{Ruma, RumaResponse},
+    error::{Error, Result},
+    services::Services,
+};
+
+/// `POST /refresh`. Logins never hand out refresh tokens here (access tokens do not expire, which
+/// the spec allows: `refresh_token` is then absent from the login answer), so no refresh token is
+/// known: 401 `M_UNKNOWN_TOKEN`.
+pub async fn refresh(
+    req: Ruma<refresh_token::v3::Request>,
+) -> Result<RumaResponse<refresh_token::v3::Response>> {
+    if req.body.refresh_token.is_empty() {
+        return Err(Error::missing_param("refresh_token is empty"));
+    }
+    Err(Error::new(
+        http::StatusCode::UNAUTHORIZED,
+        "M_UNKNOWN_TOKEN",
+        "Unknown refresh token",
+    ))
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity`: whether a token would
+/// be accepted by registration (`[registration] tokens`); 403 when registration is closed.
+/// Rate-limited like registration, so tokens cannot be guessed quickly.
+pub async fn registration_token_validity(
+    State(services): State<Arc<Services>>,
+    req: Ruma<check_registration_token_validity::v1::Request>,
+) -> Result<RumaResponse<check_registration_token_validity::v1::Response>> {
+    let config = &services.config().registration;
+    if !config.enabled {
+        return Err(Error::forbidden(
+            "Registration is not enabled on this server",
+        ));
+    }
+    let valid = config.tokens.iter().any(|t| *t == req.body.token);
+    Ok(check_registration_token_validity::v1::Response::new(valid).into())
+}
