@@ -125,17 +125,21 @@ async def test_left_out_endpoints_are_optional_and_answer_unrecognized(http):
 
 
 async def test_unstable_features_are_served(http, alice):
-    """Each advertised unstable feature answers: simplified sliding sync (MSC4186) and
-    MSC3827's stable `room_types` filter of /publicRooms."""
+    """Each advertised unstable feature answers: simplified sliding sync (MSC4186), MSC3827's
+    stable `room_types` filter of /publicRooms, the room summary (MSC3266) and mutual rooms
+    (MSC2666)."""
     features = assert_status(await http.request("GET", "/_matrix/client/versions"), 200).body.get("unstable_features", {})
+    room = await alice.create_room(preset="public_chat")
     probes = {
         "org.matrix.simplified_msc3575": ("POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", {"lists": {}}),
         "org.matrix.msc3827.stable": ("POST", f"{CS}/publicRooms", {"filter": {"room_types": [None]}}),
+        "im.nheko.summary": ("GET", f"/_matrix/client/unstable/im.nheko.summary/rooms/{q(room)}/summary", None),
+        "uk.half-shot.msc2666.query_mutual_rooms": ("GET", f"/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms?user_id={q('@someone-else:' + alice.user_id.split(':', 1)[1])}", None),
     }
     for name, enabled in features.items():
         if not enabled:
             continue
         assert name in probes, f"unstable feature {name} is advertised but this test does not check it"
         method, path, body = probes[name]
-        r = await alice.req(method, path, json=body, params={"timeout": 0})
+        r = await (alice.req(method, path, json=body) if body is not None else alice.req(method, path))
         assert r.status == 200, f"{name}: {method} {path} answered {r!r}"

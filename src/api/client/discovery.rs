@@ -35,6 +35,9 @@ pub async fn versions(
     response.unstable_features = BTreeMap::from([
         ("org.matrix.msc3827.stable".to_owned(), true),
         ("org.matrix.simplified_msc3575".to_owned(), true),
+        // Room summary (MSC3266's unstable paths) and mutual rooms by query (MSC2666).
+        ("im.nheko.summary".to_owned(), true),
+        ("uk.half-shot.msc2666.query_mutual_rooms".to_owned(), true),
     ]);
     Ok(response.into())
 }
