@@ -342,7 +342,7 @@ async fn relations_respect_history_visibility() {
     let page = server
         .get(&relations_path(&room, &new_root, ""), &bob)
         .await;
-    assert_eq!(ids(&page["chunk"]), vec![new_reply]);
+    assert_eq!(ids(&page["chunk"]), vec![new_reply.clone()]);
     // Alice sees both replies of the first thread; the thread list shows bob only what he may see.
     let page = server.get(&relations_path(&room, &root, ""), &alice).await;
     assert_eq!(ids(&page["chunk"]), vec![late, early]);
@@ -359,7 +359,44 @@ async fn relations_respect_history_visibility() {
             &alice,
         )
         .await;
-    assert_eq!(ids(&listed["chunk"]), vec![new_root, root]);
+    assert_eq!(ids(&listed["chunk"]), vec![new_root.clone(), root]);
+
+    // Bob leaves; a reply sent after that is not his to see: the root's bundled thread shows
+    // him the latest reply he may see, and everyone else the real latest.
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    let after_leave = send_ok(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        "r3",
+        reply(&new_root, "after bob left"),
+    )
+    .await;
+    let event_path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        enc(&room),
+        enc(&new_root)
+    );
+    let seen = server.get(&event_path, &bob).await;
+    let thread = &seen["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(
+        thread["latest_event"]["event_id"],
+        json!(new_reply),
+        "{seen}"
+    );
+    let seen = server.get(&event_path, &alice).await;
+    assert_eq!(
+        seen["unsigned"]["m.relations"]["m.thread"]["latest_event"]["event_id"],
+        json!(after_leave),
+        "{seen}"
+    );
     server.stop().await;
 }
 

@@ -13,7 +13,7 @@ use crate::{
     services::{
         Services,
         rooms::event_by_short,
-        timeline::{StoredEvent, pdu::ClientFormat},
+        timeline::{StoredEvent, pdu::ClientFormat, visibility::user_can_see},
     },
     storage::Direction,
 };
@@ -61,7 +61,7 @@ pub fn aggregations(
     let mut out = Map::new();
     if with_thread
         && let Some(meta) = threads::meta(s, room, id)?
-        && let Some(latest) = event_by_short(s, meta.latest_short, &event.pdu.room_id)?
+        && let Some(latest) = latest_visible_reply(s, event, meta.latest_short, user)?
     {
         let mut latest_json = latest.to_client(&s.timeline, format, None)?;
         if let Some(relations) = aggregations(s, &latest, format, user, false)? {
@@ -99,6 +99,47 @@ pub fn aggregations(
         out.insert("m.reference".into(), json!({ "chunk": references }));
     }
     Ok((!out.is_empty()).then_some(out))
+}
+
+/// Replies looked at, newest first, for one the viewer may see when they may not see the latest.
+const VISIBLE_REPLY_SEARCH: usize = 50;
+
+/// The thread's latest reply that `user` may see (history visibility: a member who left does not
+/// see replies sent after they left): the latest one, or else the newest visible among the
+/// [`VISIBLE_REPLY_SEARCH`] newest; `None` when none is.
+fn latest_visible_reply(
+    s: &Services,
+    root: &StoredEvent,
+    latest_short: u64,
+    user: &UserId,
+) -> Result<Option<std::sync::Arc<StoredEvent>>> {
+    let room_id = &root.pdu.room_id;
+    if let Some(latest) = event_by_short(s, latest_short, room_id)?
+        && user_can_see(s, user, &latest)?
+    {
+        return Ok(Some(latest));
+    }
+    let mut found = None;
+    let mut looked = 0;
+    query::each_direct(
+        s,
+        root.meta.short_room,
+        root.pdu.event_id.as_str(),
+        Some("m.thread"),
+        u64::MAX,
+        Direction::Backward,
+        |entry| {
+            looked += 1;
+            if let Some(reply) = event_by_short(s, entry.short, room_id)?
+                && user_can_see(s, user, &reply)?
+            {
+                found = Some(reply);
+                return Ok(false);
+            }
+            Ok(looked < VISIBLE_REPLY_SEARCH)
+        },
+    )?;
+    Ok(found)
 }
 
 /// The edit that applies to `original` (spec "Validity of replacement events"): same sender,
