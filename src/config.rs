@@ -24,6 +24,7 @@ pub struct Config {
     pub media: crate::services::media::config::MediaConfig,
     pub voip: crate::services::voip::VoipConfig,
     pub support: SupportConfig,
+    pub appservices: crate::services::appservice::AppservicesConfig,
     pub log: String,
 }
 
@@ -233,6 +234,7 @@ impl Default for Config {
             media: Default::default(),
             voip: Default::default(),
             support: Default::default(),
+            appservices: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -482,6 +484,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "media",
     "voip",
     "support",
+    "appservices",
     "log",
 ];
 

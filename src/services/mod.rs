@@ -3,6 +3,7 @@
 
 pub mod account_data;
 pub mod admin;
+pub mod appservice;
 pub mod dehydrated_devices;
 pub mod directory;
 pub mod directory_listing;
@@ -63,6 +64,8 @@ pub struct Services {
     pub sliding_sync: sync::sliding::connection::Connections,
     /// The bound on state resolution and auth-chain walks.
     pub heavy_work: heavy_work::HeavyWork,
+    /// The registered application services (read at start-up).
+    pub appservices: appservice::Appservices,
     /// Users' reports of abusive events, rooms and users, for the admins.
     pub reports: reports::Reports,
 }
@@ -129,6 +132,12 @@ impl Services {
         );
         let federation = crate::federation::Federation::new(&config, db.clone())?;
         let media = media::Media::open(&config, db.clone())?;
+        let appservices = appservice::registration::load(
+            &config.appservices.registration_files,
+            &config.server_name,
+        )
+        .map(appservice::Appservices::new)
+        .map_err(Error::internal)?;
         Ok(Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
@@ -151,6 +160,7 @@ impl Services {
             media,
             sliding_sync: Default::default(),
             heavy_work,
+            appservices,
         }))
     }
 

@@ -25,6 +25,17 @@ use crate::{
 type Res<T> = Result<RumaResponse<T>>;
 
 /// Checks a requested localpart: lowercase, the spec's characters, and the length limit.
+/// Refuses a user id an application service holds exclusively (400 `M_EXCLUSIVE`): only that
+/// application service may register it.
+fn not_reserved(s: &Services, user: &UserId) -> Result<()> {
+    match s.appservices.exclusive_user_owner(user) {
+        Some(_) => Err(Error::exclusive(
+            "This user id is reserved by an application service",
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn validate_localpart(s: &Services, localpart: &str) -> Result<OwnedUserId> {
     let valid = !localpart.is_empty()
         && localpart.bytes().all(
@@ -184,11 +195,15 @@ pub async fn register(
                 ));
             }
             let user = match &body.username {
-                Some(name) => validate_localpart(s, &name.to_lowercase())?,
+                Some(name) => {
+                    let user = validate_localpart(s, &name.to_lowercase())?;
+                    not_reserved(s, &user)?;
+                    user
+                }
                 None => loop {
                     let candidate =
                         validate_localpart(s, &crate::util::random_string(10).to_lowercase())?;
-                    if !s.users.exists(&candidate)? {
+                    if !s.users.exists(&candidate)? && not_reserved(s, &candidate).is_ok() {
                         break candidate;
                     }
                 },
@@ -250,6 +265,7 @@ pub async fn username_available(
     services
         .run(move |s| {
             let user = validate_localpart(s, &req.body.username.to_lowercase())?;
+            not_reserved(s, &user)?;
             if s.users.exists(&user)? {
                 return Err(Error::user_in_use());
             }

@@ -1,6 +1,7 @@
-//! Endpoints only application services call with their `as_token`. No application service is
-//! registered on this server yet, so no access token is an application service's: 403, as the
-//! spec answers a token that does not belong to one.
+//! Endpoints only application services call with their `as_token`. Registrations are read
+//! (`services::appservice`), but `as_token` authentication is not built yet (issue 10), so no
+//! access token is an application service's: 403, as the spec answers a token that does not
+//! belong to one.
 
 use ruma::api::client::appservice::{request_ping, set_room_visibility};
 

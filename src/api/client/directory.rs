@@ -39,6 +39,13 @@ pub async fn create(
             if alias.server_name() != s.globals.server_name() {
                 return Err(Error::invalid_param("Alias must be on this server"));
             }
+            if let Some(owner) = s.appservices.exclusive_alias_owner(alias)
+                && !owner.owns_user(&user)
+            {
+                return Err(Error::exclusive(
+                    "This alias is reserved by an application service",
+                ));
+            }
             if !s.timeline.room_exists(&req.body.room_id)? {
                 return Err(Error::not_found("Unknown room"));
             }

@@ -4,8 +4,8 @@
 //! company sign-in later), no email or SMS is sent, and `/capabilities` says `m.3pid_changes` is
 //! off. So a user's list is empty, adding or binding one is refused (403), removing one finds
 //! nothing to remove, and the token requests answer with the spec's errors for an address this
-//! server will not bind. Third-party networks are served by application services, and none is
-//! registered: no protocol is known.
+//! server will not bind. Third-party networks are served by application services, whose
+//! protocol queries are not built yet (issue 10): no protocol is known.
 
 use std::{collections::BTreeMap, sync::Arc};
 
