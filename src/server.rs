@@ -64,9 +64,13 @@ impl RunningServer {
 /// Opens the database and starts serving on the configured address (port 0 picks a free one).
 pub async fn start(config: Config) -> Result<RunningServer> {
     let addr = config.listen.client;
-    let services = tokio::task::spawn_blocking(move || Services::open(config))
-        .await
-        .map_err(|e| crate::error::Error::internal(e.to_string()))??;
+    let services = tokio::task::spawn_blocking(move || {
+        let services = Services::open(config)?;
+        crate::api::appservice_auth::ensure_sender_users(&services)?;
+        Ok::<_, crate::error::Error>(services)
+    })
+    .await
+    .map_err(|e| crate::error::Error::internal(e.to_string()))??;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| crate::error::Error::internal(format!("cannot listen on {addr}: {e}")))?;

@@ -122,3 +122,185 @@ async fn a_bad_registration_stops_the_server_naming_file_and_field() {
         "{error}"
     );
 }
+
+/// The application service's `as_token`: it acts as its own user (created at start-up) or, with
+/// `user_id`, as a user of its namespace it registered (`m.login.application_service`, no UIA);
+/// never as anyone else.
+#[tokio::test]
+async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("irc.yaml");
+    std::fs::write(&file, IRC).unwrap();
+    let mut c = config(&dir.path().join("db"));
+    c.appservices.registration_files = vec![file];
+    let server = TestServer::start_with(c).await;
+    let token = "as-irc-token";
+    let whoami = |user: Option<&str>| {
+        let path = match user {
+            Some(u) => format!("/_matrix/client/v3/account/whoami?user_id={}", enc(u)),
+            None => "/_matrix/client/v3/account/whoami".to_owned(),
+        };
+        let server = &server;
+        async move { server.call(Method::GET, &path, Some(token), None).await }
+    };
+    let (status, me) = whoami(None).await;
+    assert_eq!(
+        (status, me["user_id"].as_str()),
+        (StatusCode::OK, Some("@_irc_bot:test.local")),
+        "{me}"
+    );
+
+    let (_, types) = server
+        .call(Method::GET, "/_matrix/client/v3/login", None, None)
+        .await;
+    assert!(
+        types["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["type"] == "m.login.application_service"),
+        "{types}"
+    );
+
+    let register = |username: &str, as_token: Option<&'static str>| {
+        let body = json!({ "type": "m.login.application_service", "username": username });
+        let server = &server;
+        async move {
+            server
+                .call(
+                    Method::POST,
+                    "/_matrix/client/v3/register",
+                    as_token,
+                    Some(body),
+                )
+                .await
+        }
+    };
+    let (status, done) = register("_irc_bob", Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["user_id"], "@_irc_bob:test.local");
+    let (status, again) = register("_irc_bob", Some(token)).await;
+    assert_eq!(
+        (status, again["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_USER_IN_USE")),
+        "{again}"
+    );
+    let (status, outside) = register("mallory", Some(token)).await;
+    assert_eq!(
+        (status, outside["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_EXCLUSIVE")),
+        "{outside}"
+    );
+    let (status, anonymous) = register("_irc_carol", None).await;
+    assert_eq!(
+        (status, anonymous["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_MISSING_TOKEN")),
+        "{anonymous}"
+    );
+
+    let (status, me) = whoami(Some("@_irc_bob:test.local")).await;
+    assert_eq!(
+        (status, me["user_id"].as_str()),
+        (StatusCode::OK, Some("@_irc_bob:test.local")),
+        "{me}"
+    );
+    let (alice_id, alice) = server.register("alice").await;
+    let (status, denied) = whoami(Some(&alice_id)).await;
+    assert_eq!(
+        (status, denied["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")),
+        "{denied}"
+    );
+    let (status, unknown) = whoami(Some("@_irc_nobody:test.local")).await;
+    assert_eq!(
+        (status, unknown["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")),
+        "{unknown}"
+    );
+
+    // The bridge's user joins alice's room and speaks there as itself.
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let as_bob = |path: String| format!("{path}?user_id={}", enc("@_irc_bob:test.local"));
+    let (status, joined) = server
+        .call(
+            Method::POST,
+            &as_bob(format!("/_matrix/client/v3/join/{}", enc(&room))),
+            Some(token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let send = as_bob(format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+        enc(&room)
+    ));
+    let (status, sent) = server
+        .call(
+            Method::PUT,
+            &send,
+            Some(token),
+            Some(json!({ "msgtype": "m.text", "body": "from irc" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let event = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(sent["event_id"].as_str().unwrap())
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(event["sender"], "@_irc_bob:test.local", "{event}");
+
+    // A device of its own for one of its users.
+    let login = json!({ "type": "m.login.application_service", "identifier": { "type": "m.id.user", "user": "_irc_bob" } });
+    let (status, logged) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/login",
+            Some(token),
+            Some(login.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{logged}");
+    let me = server
+        .get(
+            "/_matrix/client/v3/account/whoami",
+            logged["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(me["user_id"], "@_irc_bob:test.local");
+    let (status, refused) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/login",
+            Some(&alice),
+            Some(login),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["errcode"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("M_MISSING_TOKEN")),
+        "{refused}"
+    );
+    let stranger = json!({ "type": "m.login.application_service", "identifier": { "type": "m.id.user", "user": alice_id } });
+    let (status, refused) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/login",
+            Some(token),
+            Some(stranger),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")),
+        "{refused}"
+    );
+    server.stop().await;
+}

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod always_sent;
+pub mod appservice_auth;
 pub mod client;
 pub mod client_address;
 pub mod federation;

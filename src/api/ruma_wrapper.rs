@@ -65,6 +65,8 @@ pub struct Ruma<T> {
     pub json: Option<Value>,
     /// The raw query string (for fields ruma does not keep, such as a filter's relation fields).
     pub query: Option<String>,
+    /// The application service whose `as_token` the request carried.
+    pub appservice: Option<String>,
 }
 
 impl<T> Ruma<T> {
@@ -112,22 +114,70 @@ fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> 
     })
 }
 
+/// Who made a request.
+#[derive(Default)]
+pub struct Caller {
+    pub user: Option<OwnedUserId>,
+    pub device: Option<OwnedDeviceId>,
+    /// The application service whose `as_token` the request carried (also on endpoints that need
+    /// no access token: registration and login of its users).
+    pub appservice: Option<String>,
+    /// Exempt from rate limits (an application service registered with `rate_limited: false`).
+    pub unlimited: bool,
+}
+
 /// Identifies the caller, as the endpoint requires.
 pub async fn authenticate(
     services: &Arc<Services>,
     parts: &http::request::Parts,
     need: AuthNeed,
 ) -> Result<(Option<OwnedUserId>, Option<OwnedDeviceId>)> {
+    let caller = identify(services, parts, need).await?;
+    Ok((caller.user, caller.device))
+}
+
+/// Identifies the caller: a user's access token, or an application service's `as_token` (acting
+/// as its own user or the `user_id` it names, `api::appservice_auth`).
+pub async fn identify(
+    services: &Arc<Services>,
+    parts: &http::request::Parts,
+    need: AuthNeed,
+) -> Result<Caller> {
+    let token = access_token(parts)?;
+    let appservice = token
+        .as_deref()
+        .and_then(|t| services.appservices.by_as_token(t));
     if need == AuthNeed::None {
-        return Ok((None, None));
+        return Ok(Caller {
+            appservice: appservice.map(|a| a.registration.id.clone()),
+            ..Default::default()
+        });
     }
-    match access_token(parts)? {
+    if let Some(appservice) = appservice {
+        let user_id = parts.uri.query().and_then(|q| {
+            form_urlencoded_pairs(q)
+                .find(|(k, _)| k == "user_id")
+                .map(|(_, v)| v)
+        });
+        let acting = super::appservice_auth::acting(services, appservice, user_id).await?;
+        return Ok(Caller {
+            user: Some(acting.user),
+            device: Some(acting.device),
+            appservice: Some(acting.appservice),
+            unlimited: acting.unlimited,
+        });
+    }
+    match token {
         None if need == AuthNeed::Required => Err(Error::missing_token()),
-        None => Ok((None, None)),
+        None => Ok(Caller::default()),
         Some(token) => {
             let found = services.run(move |s| s.users.find_token(&token)).await?;
             match found {
-                Some((user, device)) => Ok((Some(user), Some(device))),
+                Some((user, device)) => Ok(Caller {
+                    user: Some(user),
+                    device: Some(device),
+                    ..Default::default()
+                }),
                 None => Err(Error::unknown_token()),
             }
         }
@@ -165,9 +215,13 @@ where
         let path_args = path_args(&mut parts, services).await?;
         let bytes = limited_body(body, services).await?;
 
-        let (user, device) =
-            authenticate(services, &parts, <T::Authentication as AuthKind>::NEED).await?;
-        if T::RATE_LIMITED {
+        let Caller {
+            user,
+            device,
+            appservice,
+            unlimited,
+        } = identify(services, &parts, <T::Authentication as AuthKind>::NEED).await?;
+        if T::RATE_LIMITED && !unlimited {
             // Without a user, per client address: one anonymous client cannot use up the
             // budget of all others.
             let who = match &user {
@@ -236,6 +290,7 @@ where
             device,
             json,
             query,
+            appservice,
         })
     }
 }

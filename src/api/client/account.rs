@@ -181,6 +181,29 @@ pub async fn register(
         body.initial_device_display_name.clone(),
         body.inhibit_login,
     );
+    if req
+        .json
+        .as_ref()
+        .and_then(|j| j.get("type"))
+        .and_then(Value::as_str)
+        == Some(super::appservice::LOGIN_TYPE)
+    {
+        let appservice = req.appservice.clone();
+        let username = body.username.clone();
+        return services
+            .run(move |s| {
+                let answer = super::appservice::register_user(
+                    s,
+                    appservice.as_deref(),
+                    username.as_deref(),
+                    device_id,
+                    display_name,
+                    inhibit_login,
+                )?;
+                Ok(axum::Json(answer))
+            })
+            .await;
+    }
     let user = services
         .run(move |s| {
             let config = &s.config().registration;
@@ -277,11 +300,14 @@ pub async fn username_available(
 pub async fn login_types(
     _: Ruma<get_login_types::v3::Request>,
 ) -> Res<get_login_types::v3::Response> {
-    use ruma::api::client::session::get_login_types::v3::{LoginType, PasswordLoginType};
-    Ok(
-        get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::default())])
-            .into(),
-    )
+    use ruma::api::client::session::get_login_types::v3::{
+        ApplicationServiceLoginType, LoginType, PasswordLoginType,
+    };
+    Ok(get_login_types::v3::Response::new(vec![
+        LoginType::Password(PasswordLoginType::default()),
+        LoginType::ApplicationService(ApplicationServiceLoginType::default()),
+    ])
+    .into())
 }
 
 /// `POST /login`: limited per resolved account (`login:<user id>`, whatever the identifier's
@@ -294,6 +320,22 @@ pub async fn login(
     let json = req.json.unwrap_or_default();
     let device_id = req.body.device_id.clone();
     let display_name = req.body.initial_device_display_name.clone();
+    if json.get("type").and_then(Value::as_str) == Some(super::appservice::LOGIN_TYPE) {
+        let appservice = req.appservice.clone();
+        return services
+            .run(move |s| {
+                let user = user_of_identifier(s, &json);
+                let (user, token, device) = super::appservice::login_user(
+                    s,
+                    appservice.as_deref(),
+                    user,
+                    device_id,
+                    display_name,
+                )?;
+                Ok(login::v3::Response::new(user, token, device).into())
+            })
+            .await;
+    }
     if json.get("type").and_then(Value::as_str) != Some("m.login.password") {
         return Err(Error::unknown("Unsupported login type"));
     }

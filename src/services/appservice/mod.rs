@@ -34,6 +34,11 @@ impl Appservices {
         &self.list
     }
 
+    /// The application service whose `as_token` this is.
+    pub fn by_as_token(&self, token: &str) -> Option<&Appservice> {
+        self.list.iter().find(|a| a.registration.as_token == token)
+    }
+
     /// The application service whose exclusive user namespace holds `user`, if any.
     pub fn exclusive_user_owner(&self, user: &UserId) -> Option<&Appservice> {
         self.list

@@ -1,0 +1,79 @@
+//! Requests made with an application service's `as_token` (spec: Application Service API,
+//! "Identity assertion"): the service acts as its own user, or as the user the `user_id` query
+//! parameter names, which must be in its user namespace (403 `M_FORBIDDEN` outside) and registered.
+//! Such requests have no device of their own: they act under one fixed device id per service,
+//! `appservice:<id>` (transaction ids are kept apart per service).
+
+use std::sync::Arc;
+
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+
+use crate::{
+    error::{Error, Result},
+    services::{Services, appservice::Appservice},
+};
+
+/// Who an application service's request acts as.
+pub struct Acting {
+    pub user: OwnedUserId,
+    pub device: OwnedDeviceId,
+    pub appservice: String,
+    /// Whether the request is exempt from rate limits (`rate_limited: false`).
+    pub unlimited: bool,
+}
+
+/// The device id requests of `appservice` act under.
+pub fn device_of(appservice: &Appservice) -> OwnedDeviceId {
+    OwnedDeviceId::from(format!("appservice:{}", appservice.registration.id))
+}
+
+/// The user and device `appservice`'s request acts as; `user_id` is the query parameter.
+pub async fn acting(
+    services: &Arc<Services>,
+    appservice: &Appservice,
+    user_id: Option<String>,
+) -> Result<Acting> {
+    let user = match user_id {
+        None => appservice.sender.clone(),
+        Some(raw) => {
+            let user = UserId::parse(&raw)
+                .map_err(|_| Error::invalid_param(format!("user_id `{raw}` is not a user id")))?;
+            if !appservice.owns_user(&user) || user.server_name() != services.globals.server_name()
+            {
+                return Err(Error::forbidden(
+                    "Application service cannot masquerade as this user",
+                ));
+            }
+            if user != appservice.sender {
+                let check = user.clone();
+                if !services.run(move |s| s.users.exists(&check)).await? {
+                    return Err(Error::forbidden(
+                        "Application service has not registered this user",
+                    ));
+                }
+            }
+            user
+        }
+    };
+    Ok(Acting {
+        user,
+        device: device_of(appservice),
+        appservice: appservice.registration.id.clone(),
+        unlimited: appservice.registration.rate_limited == Some(false),
+    })
+}
+
+/// Creates the application services' own users that do not exist yet (at start-up).
+pub fn ensure_sender_users(s: &Services) -> Result<()> {
+    for appservice in s.appservices.all() {
+        if !s.users.exists(&appservice.sender)? {
+            s.users.create(&appservice.sender, None)?;
+            tracing::info!(
+                "created {}, the user of application service {}",
+                appservice.sender,
+                appservice.registration.id
+            );
+        }
+    }
+    Ok(())
+}
