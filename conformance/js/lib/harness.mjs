@@ -25,18 +25,24 @@ export const KNOWN_SERVER_BUGS = {
 };
 
 // Parvis delivers the sender's own event down its /sync a few ms before it answers the PUT /send (or
-// /redact) that created it. The spec allows either order, but matrix-js-sdk handles the remote echo arriving
-// first only for the main timeline: for an event in a thread whose first page is still being fetched (a new
-// thread, or a thread just created by the first reply), the send fails with "updatePendingEventStatus called
-// on an event which is not a local echo", or the event is listed twice in thread.timeline, or the thread's
-// length misses the redaction. Synapse answers the PUT first in practice (its /sync is slower to wake up).
+// /redact) that created it, in about one run in three on this machine. The spec allows either order, but
+// matrix-js-sdk handles the remote echo arriving first only for the main timeline: in a thread, the first
+// reply's send rejects with "updatePendingEventStatus called on an event which is not a local echo" (the
+// event was stored all the same), and a redaction of a reply is not taken off thread.length. Synapse answers
+// the PUT first in practice (its /sync wakes up more slowly).
 const ECHO_BEFORE_SEND =
   "server timing: the sender's /sync gets its own event before PUT /send or /redact answers (matrix-js-sdk thread race)";
+// The thread of the replying user's client refetches its root (GET /event) around the reply: when the
+// bundled m.thread count of that answer already includes the reply and the reply's /sync echo is counted
+// on top, thread.length is one too many (3 for 2 replies) until the client restarts. The server's count is
+// right (the fresh clients' checks); the SDK's merge of the two answers is not. Seen in ~1 run in 30.
+const COUNT_RACE =
+  "matrix-js-sdk thread race: the reply is counted twice (bundled count of a root refetched around the reply + its /sync echo)";
 
 export const KNOWN_SERVER_RACES = {
   "TestThreadsEndpoint / alice starts the thread: the SDK's send of the first reply resolves": ECHO_BEFORE_SEND,
-  "TestThreadsEndpoint / bob live: thread.timeline holds the replies, in order": ECHO_BEFORE_SEND,
-  "TestRedact_relations / alice: the thread's length drops to 1 after the redaction of a reply": ECHO_BEFORE_SEND,
+  "TestThreadsEndpoint / bob live: room.getThread(root) has length 2 and the last reply": COUNT_RACE,
+  "TestRedact_relations / alice: the redaction of a reply takes one off thread.length": ECHO_BEFORE_SEND,
 };
 
 const WAIT_MS = Number(process.env.JS_WAIT_MS || 10000);

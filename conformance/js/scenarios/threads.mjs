@@ -92,7 +92,12 @@ export async function run(t, ctx) {
     );
     r1 = ev.getId();
   }
-  await waitFor("bob sees alice's reply", () => b.getRoom(roomId).getThread(rootId)?.findEventById(r1));
+  // Bob answers once his client shows the thread (its first page fetched), as a person reading it would: an
+  // answer sent within milliseconds, while the SDK still fetches the thread, races inside the SDK.
+  await waitFor("bob sees alice's reply", () => {
+    const th = b.getRoom(roomId).getThread(rootId);
+    return th?.initialEventsFetched && th.findEventById(r1);
+  });
   const { event_id: r2 } = await b.sendMessage(roomId, rootId, threadReply(rootId, "bob in the thread"));
   ctx.thread = { rootId, replies: [r1, r2] };
 
