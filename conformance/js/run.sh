@@ -18,6 +18,10 @@ want="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d'
 stamp="$here/node_modules/.parvis-lock.sha256"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || [ ! -x "$here/node_modules/.bin/node" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+  if [ ! -x "$here/node_modules/.bin/node" ]; then
+    echo "npm ci did not install node_modules/.bin/node (the npm package 'node' brings it with its preinstall script: were install scripts disabled?)" >&2
+    exit 2
+  fi
   echo "$want" > "$stamp"
 fi
 node22="$here/node_modules/.bin/node"
@@ -34,7 +38,12 @@ stop_server() {
   pid=""
 }
 keep=""
+suite=""
 cleanup() {
+  if [ -n "$suite" ] && kill -0 "$suite" 2>/dev/null; then
+    kill -TERM "$suite" 2>/dev/null || true
+    wait "$suite" 2>/dev/null || true
+  fi
   stop_server
   if [ -n "$keep" ] || [ -n "${JS_KEEP_LOGS:-}" ]; then
     echo "logs kept: $work/server.log (parvis), $work/sdk.log (matrix-js-sdk)" >&2
@@ -77,7 +86,12 @@ if ! PARVIS_PID="$pid" "$node22" -e '
 fi
 
 status=0
-JS_SDK_LOG_FILE="$work/sdk.log" PARVIS_URL="$url" PARVIS_SERVER_NAME="127.0.0.1:$port" "$node22" "$here/main.mjs" "$@" || status=$?
+# In the background so that a signal to this script runs its cleanup at once (bash defers traps while a
+# foreground command runs).
+JS_SDK_LOG_FILE="$work/sdk.log" PARVIS_URL="$url" PARVIS_SERVER_NAME="127.0.0.1:$port" "$node22" "$here/main.mjs" "$@" &
+suite=$!
+wait "$suite" || status=$?
+suite=""
 stop_server
 [ "$status" -eq 0 ] || keep=1
 exit "$status"
