@@ -25,6 +25,13 @@ if (!baseUrl || !serverName) {
 }
 
 const wanted = process.argv.slice(2);
+// The scenarios asked for, and those they build on.
+const chosen = new Set(wanted.length ? SCENARIOS.filter((s) => wanted.some((w) => s.name.includes(w))) : SCENARIOS);
+for (const s of [...chosen].reverse()) for (const n of s.needs) chosen.add(SCENARIOS.find((x) => x.name === n));
+if (!chosen.size) {
+  out(`no scenario name contains ${wanted.join(" or ")}; the scenarios: ${SCENARIOS.map((s) => s.name).join(", ")}`);
+  process.exit(2);
+}
 const results = new Results();
 const world = new World(baseUrl, serverName);
 const started = Date.now();
@@ -46,7 +53,7 @@ try {
   );
   if (ctx.a && ctx.b) {
     for (const s of SCENARIOS) {
-      if (wanted.length && !wanted.some((w) => s.name.includes(w))) continue;
+      if (!chosen.has(s)) continue;
       await runScenario(results, s.name, (t) => s.run(t, ctx), SCENARIO_TIMEOUT_MS);
     }
   }

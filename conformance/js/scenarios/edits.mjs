@@ -5,6 +5,7 @@
 import { assert, waitFor } from "../lib/harness.mjs";
 
 export const name = "TestRelations_edit";
+export const needs = ["TestThreadsEndpoint"];
 
 export async function run(t, ctx) {
   const { world, a, b, bob } = ctx;

@@ -5,6 +5,7 @@
 import { assert } from "../lib/harness.mjs";
 
 export const name = "TestSearch_and_push_rules_empty_lists";
+export const needs = ["TestThreadsEndpoint"];
 
 export async function run(t, ctx) {
   const { a } = ctx;

@@ -2,10 +2,11 @@
 // the SDK's Relations model on both clients; a second identical reaction is refused by the server
 // (400 M_DUPLICATE_ANNOTATION, as Synapse) and the SDK surfaces the error while its model still shows one.
 
-import { EventStatus } from "matrix-js-sdk";
+import { EventStatus, RoomEvent } from "matrix-js-sdk";
 import { assert, waitFor, rejection } from "../lib/harness.mjs";
 
 export const name = "TestRelations_annotations";
+export const needs = ["TestThreadsEndpoint"];
 
 export const THUMBS = "👍";
 
@@ -48,13 +49,13 @@ export async function run(t, ctx) {
       if (ev.getType() === "m.reaction") pending = ev;
     };
     const room = b.getRoom(roomId);
-    room.on("Room.localEchoUpdated", onLocal);
+    room.on(RoomEvent.LocalEchoUpdated, onLocal);
     try {
       const err = await rejection("duplicate reaction", () => b.sendEvent(roomId, "m.reaction", reaction(msgId, THUMBS)));
       assert.equal(err.errcode, "M_DUPLICATE_ANNOTATION", `errcode of ${err}`);
       assert.equal(err.httpStatus, 400, "HTTP status");
     } finally {
-      room.off("Room.localEchoUpdated", onLocal);
+      room.off(RoomEvent.LocalEchoUpdated, onLocal);
     }
     // The failed local echo stays as NOT_SENT (Element offers "retry / delete"); the user deletes it.
     assert.ok(pending, "the SDK made a local echo of the reaction");

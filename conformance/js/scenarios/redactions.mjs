@@ -7,6 +7,7 @@ import { annotations } from "./reactions.mjs";
 import { checkThreadModel, threadState } from "./threads.mjs";
 
 export const name = "TestRedact_relations";
+export const needs = ["TestThreadsEndpoint", "TestRelations_annotations"];
 
 export async function run(t, ctx) {
   const { world, a, b, alice } = ctx;

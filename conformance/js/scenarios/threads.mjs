@@ -6,6 +6,7 @@ import { Direction, ThreadFilterType, THREAD_RELATION_TYPE } from "matrix-js-sdk
 import { assert, waitFor, roomWhen, membership, liveIds } from "../lib/harness.mjs";
 
 export const name = "TestThreadsEndpoint";
+export const needs = [];
 
 const text = (body) => ({ msgtype: "m.text", body });
 const threadReply = (rootId, body) => ({

@@ -7,6 +7,7 @@ import { EventType } from "matrix-js-sdk";
 import { assert, waitFor, roomWhen, membership, rejection } from "../lib/harness.mjs";
 
 export const name = "TestRoomUpgrade_member_follows_the_tombstone";
+export const needs = ["TestThreadsEndpoint"];
 
 export async function run(t, ctx) {
   const { world, a, b, alice, bob } = ctx;
