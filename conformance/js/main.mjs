@@ -65,7 +65,7 @@ if (late.length) results.record("teardown / no error escaped the SDK", new Error
 
 const secs = ((Date.now() - started) / 1000).toFixed(1);
 if (results.expected.length) {
-  out(`\nexpected failures (known server bugs, see lib/harness.mjs KNOWN_SERVER_BUGS, KNOWN_SERVER_RACES):`);
+  out(`\nexpected failures (known server bugs and races, see lib/harness.mjs KNOWN_SERVER_BUGS, KNOWN_RACES):`);
   for (const x of results.expected) out(`  - ${x}`);
 }
 if (results.failures.length) {
