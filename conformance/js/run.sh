@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# matrix-js-sdk suite: starts its own parvis on a free loopback port with a temporary data directory, runs
+# main.mjs with the Node 22 of the npm package `node` (pinned in package-lock.json), stops the server.
+#   PARVIS_BIN   path of the parvis binary (default: ${CARGO_TARGET_DIR:-$HOME/.cache/parvis-target}/debug/parvis)
+#   JS_KEEP_LOGS=1  keep the temporary directory (server.log, sdk.log: all the SDK's logging) even when all passed
+# Arguments: scenario names to run (default: all). Exits non-zero when a check fails.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bin="${PARVIS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/parvis-target}/debug/parvis}"
+if [ ! -x "$bin" ]; then
+  echo "parvis binary not found or not executable: $bin (set PARVIS_BIN)" >&2
+  exit 2
+fi
+
+# npm ci only when the lockfile changed since the last install (a stamp inside node_modules).
+want="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)"
+stamp="$here/node_modules/.parvis-lock.sha256"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] || [ ! -x "$here/node_modules/.bin/node" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+  if [ ! -x "$here/node_modules/.bin/node" ]; then
+    echo "npm ci did not install node_modules/.bin/node (the npm package 'node' brings it with its preinstall script: were install scripts disabled?)" >&2
+    exit 2
+  fi
+  echo "$want" > "$stamp"
+fi
+node22="$here/node_modules/.bin/node"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/parvis-js-XXXXXX")"
+pid=""
+stop_server() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  pid=""
+}
+keep=""
+suite=""
+cleanup() {
+  if [ -n "$suite" ] && kill -0 "$suite" 2>/dev/null; then
+    kill -TERM "$suite" 2>/dev/null || true
+    wait "$suite" 2>/dev/null || true
+  fi
+  stop_server
+  if [ -n "$keep" ] || [ -n "${JS_KEEP_LOGS:-}" ]; then
+    echo "logs kept: $work/server.log (parvis), $work/sdk.log (matrix-js-sdk)" >&2
+    rm -rf "$work/data"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A free port: bound by the OS, released, then given to parvis (as conformance/helpers.py does).
+port="$("$node22" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+mkdir -p "$work/data"
+PARVIS_SERVER_NAME="127.0.0.1:$port" \
+PARVIS_LISTEN__CLIENT="127.0.0.1:$port" \
+PARVIS_STORAGE__PATH="$work/data" \
+PARVIS_RATE_LIMITS__ENABLED=false \
+PARVIS_FEDERATION__LISTEN="127.0.0.1:0" \
+  "$bin" serve </dev/null >"$work/server.log" 2>&1 &
+pid=$!
+
+url="http://127.0.0.1:$port"
+# Ready when GET /_matrix/client/versions answers 200 (polled every 50 ms, 30 s limit).
+if ! PARVIS_PID="$pid" "$node22" -e '
+  const url = process.argv[1] + "/_matrix/client/versions";
+  const deadline = Date.now() + 30000;
+  const alive = () => { try { process.kill(Number(process.env.PARVIS_PID), 0); return true; } catch { return false; } };
+  (async () => {
+    while (Date.now() < deadline && alive()) {
+      try { if ((await fetch(url)).status === 200) process.exit(0); } catch {}
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    process.exit(1);
+  })();' "$url"; then
+  echo "parvis did not answer GET /_matrix/client/versions within 30 s; its log:" >&2
+  tail -n 60 "$work/server.log" >&2
+  keep=1
+  exit 1
+fi
+
+status=0
+# In the background so that a signal to this script runs its cleanup at once (bash defers traps while a
+# foreground command runs).
+JS_SDK_LOG_FILE="$work/sdk.log" PARVIS_URL="$url" PARVIS_SERVER_NAME="127.0.0.1:$port" "$node22" "$here/main.mjs" "$@" &
+suite=$!
+wait "$suite" || status=$?
+suite=""
+stop_server
+[ "$status" -eq 0 ] || keep=1
+exit "$status"
