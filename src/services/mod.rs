@@ -23,6 +23,7 @@ pub mod relations;
 pub mod reports;
 pub mod rooms;
 pub mod search;
+pub mod sends_in_flight;
 pub mod short;
 pub mod state;
 pub mod sync;
@@ -66,6 +67,8 @@ pub struct Services {
     pub heavy_work: heavy_work::HeavyWork,
     /// The registered application services (read at start-up).
     pub appservices: appservice::Appservices,
+    /// Sends whose answer is not given yet, per device (their device's /sync waits for them).
+    pub sends_in_flight: sends_in_flight::SendsInFlight,
     /// Users' reports of abusive events, rooms and users, for the admins.
     pub reports: reports::Reports,
 }
@@ -161,6 +164,7 @@ impl Services {
             sliding_sync: Default::default(),
             heavy_work,
             appservices,
+            sends_in_flight: Default::default(),
         }))
     }
 

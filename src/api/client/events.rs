@@ -83,6 +83,8 @@ pub async fn send_message(
     req: Ruma<send_message_event::v3::Request>,
 ) -> Res<send_message_event::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    // The device's /sync shows the event after this answer (services::sends_in_flight).
+    let _running = services.sends_in_flight.start(&user, device.as_str());
     services
         .run(move |s| {
             let body = req.body;
@@ -287,6 +289,7 @@ pub async fn redact(
     req: Ruma<redact_event::v3::Request>,
 ) -> Res<redact_event::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    let _running = services.sends_in_flight.start(&user, device.as_str());
     services
         .run(move |s| {
             let body = req.body;

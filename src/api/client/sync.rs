@@ -23,6 +23,7 @@ use crate::{
     services::{
         Services,
         relations::filter::RelationFilter,
+        sends_in_flight::MAX_WAIT,
         sync::{SyncRequest, SyncToken, compute},
     },
 };
@@ -123,6 +124,11 @@ async fn compute_sync(
     let mut wake = services.globals.subscribe();
     loop {
         wake.mark_unchanged();
+        // The device's own sends are answered before their events show here.
+        services
+            .sends_in_flight
+            .settled(&request.user, &request.device, MAX_WAIT)
+            .await;
         let req = request.clone();
         let (response, changed) = services.run(move |s| compute(s, &req)).await?;
         let now = tokio::time::Instant::now();
@@ -133,6 +139,11 @@ async fn compute_sync(
                 SyncToken::parse(&response.next_batch).is_ok_and(|n| n.pos < t.pos)
             })
         {
+            // A send of the device that committed while this answer was computed is answered first.
+            services
+                .sends_in_flight
+                .settled(&request.user, &request.device, MAX_WAIT)
+                .await;
             return Ok(response);
         }
         // Wake on a new stream position, a typing change or the end of someone's typing.
