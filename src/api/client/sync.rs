@@ -147,13 +147,7 @@ async fn compute_sync(
             return Ok(response);
         }
         // Wake on a new stream position, a typing change or the end of someone's typing.
-        let typing_expiry = services
-            .typing
-            .next_expiry()
-            .map(tokio::time::Instant::from_std);
-        let until = typing_expiry.map_or(deadline, |t| {
-            t.min(deadline).max(now + Duration::from_millis(5))
-        });
+        let until = crate::services::sync::wake_at(&services, deadline, now);
         tokio::select! {
             result = wake.changed() => { if result.is_err() { return Ok(response); } }
             _ = tokio::time::sleep_until(until) => {}

@@ -56,6 +56,22 @@ pub struct SyncRequest {
     pub relations: crate::services::relations::filter::RelationFilter,
 }
 
+/// When a long-polling sync that found nothing looks again: at `deadline`, or when someone's
+/// typing ends before it (not sooner than 5 ms from `now`); a new stream position or typing
+/// change wakes it earlier.
+pub fn wake_at(
+    s: &Services,
+    deadline: tokio::time::Instant,
+    now: tokio::time::Instant,
+) -> tokio::time::Instant {
+    match s.typing.next_expiry().map(tokio::time::Instant::from_std) {
+        Some(t) => t
+            .min(deadline)
+            .max(now + std::time::Duration::from_millis(5)),
+        None => deadline,
+    }
+}
+
 /// Computes one /sync answer at the current position; `None` means nothing changed.
 pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)> {
     let now = SyncToken {
