@@ -15,6 +15,7 @@ pub mod key_backup;
 pub mod keys;
 pub mod login_failures;
 pub mod media;
+pub mod outgoing;
 pub mod password_pool;
 pub mod push;
 pub mod ratelimit;

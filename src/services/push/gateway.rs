@@ -1,27 +1,20 @@
-//! The push gateway API (`POST /_matrix/push/v1/notify`): the body of a notification and a small
-//! HTTP/1.1 client for `http` gateway URLs (`https` ones go through the federation transport's
-//! TLS, `federation::client::Transport`). Both open their connections with the transport's
-//! connector, so a gateway in a denied address range (`[network]`) is never reached.
+//! The push gateway API (`POST /_matrix/push/v1/notify`): the body of a notification, sent with
+//! `services::outgoing` (a gateway in a denied address range, `[network]`, is never reached).
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use ruma::events::StateEventType;
 use serde_json::{Value, json};
 
 use super::{pushers::StoredPusher, queue::Item};
 use crate::{
     error::{Error, Result},
-    federation::{client::TransportError, discovery::Destination},
+    federation::client::TransportError,
     services::{Services, rooms, timeline::StoredEvent},
 };
 
 /// Time limit of one gateway request.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest gateway answer read.
-const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 /// The `notification` object for one pusher (`event_id_only` or the full event).
 pub fn notify_body(
@@ -112,18 +105,6 @@ pub async fn post(s: &Services, url: &str, body: &Value) -> Outcome {
         Err(e) => return Outcome::Retry(e.message),
     };
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let https = uri.scheme_str() == Some("https");
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .unwrap_or_else(|| host.clone());
     let request = match http::Request::post(uri.path())
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(bytes)
@@ -131,20 +112,7 @@ pub async fn post(s: &Services, url: &str, body: &Value) -> Outcome {
         Ok(r) => r,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    let answer = if https {
-        let dest = Destination {
-            host: host.clone(),
-            port,
-            host_header: authority,
-            tls_name: host,
-        };
-        s.federation.transport.send(&dest, request).await
-    } else {
-        match tokio::time::timeout(TIMEOUT, plain_http(s, &host, port, &authority, request)).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout(authority)),
-        }
-    };
+    let answer = crate::services::outgoing::send(s, &uri, request, TIMEOUT).await;
     match answer {
         // A gateway in a denied address range (`[network]`) is never reached: trying again will
         // not help.
@@ -175,54 +143,6 @@ fn classify(status: http::StatusCode, body: &[u8]) -> Outcome {
     } else {
         Outcome::Retry(format!("gateway answered {status}"))
     }
-}
-
-/// One plain HTTP/1.1 exchange.
-async fn plain_http(
-    s: &Services,
-    host: &str,
-    port: u16,
-    authority: &str,
-    request: http::Request<Vec<u8>>,
-) -> Result<http::Response<Bytes>, TransportError> {
-    let tcp = s
-        .federation
-        .transport
-        .connector()
-        .connect(host, port)
-        .await?;
-    let _ = tcp.set_nodelay(true);
-    let failed = |e: String| TransportError::Http(authority.to_owned(), e);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let (mut parts, body) = request.into_parts();
-    let host_header = http::HeaderValue::from_str(authority).map_err(|e| failed(e.to_string()))?;
-    parts.headers.insert(http::header::HOST, host_header);
-    parts.headers.insert(
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(concat!("Parvis/", env!("CARGO_PKG_VERSION"))),
-    );
-    let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| failed(e.to_string()))?
-            .to_bytes();
-        Ok(http::Response::from_parts(parts, body))
-    }
-    .await;
-    driver.abort();
-    result
 }
 
 #[cfg(test)]
