@@ -33,6 +33,11 @@ pub struct RunningServer {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     ),
+    /// One transaction sender per application service (queued events survive restarts).
+    appservice_senders: (
+        tokio::sync::watch::Sender<bool>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -56,6 +61,10 @@ impl RunningServer {
         let _ = self.time_index_rebuild.1.await;
         let _ = self.to_device_prune.0.send(true);
         let _ = self.to_device_prune.1.await;
+        let _ = self.appservice_senders.0.send(true);
+        for task in self.appservice_senders.1 {
+            let _ = task.await;
+        }
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     }
@@ -67,6 +76,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let services = tokio::task::spawn_blocking(move || {
         let services = Services::open(config)?;
         crate::api::appservice_auth::ensure_sender_users(&services)?;
+        services.appservices.count_queued(&services)?;
         Ok::<_, crate::error::Error>(services)
     })
     .await
@@ -135,6 +145,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             )),
         )
     };
+    let appservice_senders = {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        (
+            stop,
+            crate::services::appservice::sender::spawn(services.clone(), stop_rx),
+        )
+    };
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -164,6 +181,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         search_rebuild,
         time_index_rebuild,
         to_device_prune,
+        appservice_senders,
         shutdown,
         task,
     })

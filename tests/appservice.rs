@@ -304,3 +304,188 @@ async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
     );
     server.stop().await;
 }
+
+/// A stand-in application service on loopback: records every transaction PUT to it and answers
+/// 500 while `failing` is set.
+#[derive(Clone, Default)]
+struct FakeService {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<String>, bool)>>>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeService {
+    async fn start(&self) -> String {
+        use axum::{Json, Router, extract::Path, http::HeaderMap, routing::put};
+        let me = self.clone();
+        let app = Router::new().route(
+            "/_matrix/app/v1/transactions/{txn}",
+            put(
+                move |Path(txn): Path<String>,
+                      headers: HeaderMap,
+                      Json(body): Json<serde_json::Value>| {
+                    let me = me.clone();
+                    async move {
+                        let auth = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let ids = body["events"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|e| e["event_id"].as_str().unwrap().to_owned())
+                            .collect();
+                        let fail = me.failing.load(std::sync::atomic::Ordering::SeqCst);
+                        me.seen.lock().unwrap().push((txn, auth, ids, !fail));
+                        if fail {
+                            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})))
+                        } else {
+                            (StatusCode::OK, Json(json!({})))
+                        }
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    /// Event ids of the accepted transactions, in order.
+    fn delivered(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.3)
+            .flat_map(|t| t.2.clone())
+            .collect()
+    }
+
+    async fn wait_for(&self, event: &str) {
+        for _ in 0..200 {
+            if self.delivered().iter().any(|e| e == event) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{event} never delivered; transactions: {:?}",
+            self.seen.lock().unwrap()
+        );
+    }
+}
+
+/// Events of rooms where the service's users are go to it as transactions with the hs_token, in
+/// order, each once; a failed transaction is sent again with the same id and events; what is
+/// queued survives a restart.
+#[tokio::test]
+async fn events_reach_the_service_in_order_through_failures_and_restarts() {
+    let service = FakeService::default();
+    let url = service.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("irc.yaml");
+    std::fs::write(&file, IRC.replace("url: null", &format!("url: \"{url}\""))).unwrap();
+    let mut c = config(&dir.path().join("db"));
+    c.appservices.registration_files = vec![file];
+    let server = TestServer::start_with(c.clone()).await;
+    let token = "as-irc-token";
+
+    let (_, alice) = server.register("alice").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let quiet = server
+        .send_text(&alice, &room, "q", "before the bridge")
+        .await;
+    let body = json!({ "type": "m.login.application_service", "username": "_irc_bob" });
+    server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/register",
+            Some(token),
+            Some(body),
+        )
+        .await;
+    let join = format!(
+        "/_matrix/client/v3/join/{}?user_id={}",
+        enc(&room),
+        enc("@_irc_bob:test.local")
+    );
+    let (status, joined) = server
+        .call(Method::POST, &join, Some(token), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+
+    service
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = server.send_text(&alice, &room, "m1", "one").await;
+    let second = server.send_text(&alice, &room, "m2", "two").await;
+    // Refused at least once, then accepted.
+    for _ in 0..100 {
+        if !service.seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    service
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    service.wait_for(&second).await;
+
+    // Down again: a message queued while it is down is delivered after a restart.
+    service
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let third = server.send_text(&alice, &room, "m3", "three").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.stop().await;
+    service
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let server = TestServer::start_with(c).await;
+    service.wait_for(&third).await;
+
+    let delivered = service.delivered();
+    let position = |id: &str| delivered.iter().position(|e| e == id);
+    assert_eq!(
+        position(&quiet),
+        None,
+        "before its user joined, the room was none of its business"
+    );
+    let (p1, p2, p3) = (
+        position(&first).unwrap(),
+        position(&second).unwrap(),
+        position(&third).unwrap(),
+    );
+    assert!(p1 < p2 && p2 < p3, "in order: {delivered:?}");
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        delivered.len(),
+        "each event once: {delivered:?}"
+    );
+    let seen = service.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|t| t.1 == "Bearer hs-irc-token"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|t| !t.3),
+        "a transaction was refused: {seen:?}"
+    );
+    // A refused transaction comes again with the same id and the same events.
+    for refused in seen.iter().filter(|t| !t.3) {
+        let retried = seen
+            .iter()
+            .find(|t| t.3 && t.0 == refused.0)
+            .expect("retried under the same id");
+        assert_eq!(retried.2, refused.2, "same events on retry");
+    }
+    server.stop().await;
+}

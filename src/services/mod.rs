@@ -102,6 +102,7 @@ pub fn all_maps() -> Vec<Map> {
         relations::MAPS,
         reports::MAPS,
         time_index::MAPS,
+        appservice::queue::MAPS,
     ]
     .concat()
 }

@@ -25,11 +25,24 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<http::Response<Bytes>, TransportError> {
     let https = uri.scheme_str() == Some("https");
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_else(|| host.clone());
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_else(|| host.clone());
     if https {
-        let dest = Destination { host: host.clone(), port, host_header: authority, tls_name: host };
+        let dest = Destination {
+            host: host.clone(),
+            port,
+            host_header: authority,
+            tls_name: host,
+        };
         s.federation.transport.send(&dest, request).await
     } else {
         match tokio::time::timeout(timeout, plain_http(s, &host, port, &authority, request)).await {
@@ -86,4 +99,3 @@ async fn plain_http(
     driver.abort();
     result
 }
-

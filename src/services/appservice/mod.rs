@@ -5,10 +5,18 @@
 //! Issue 10 builds the rest on this: `as_token` authentication and masquerading, transactions
 //! pushed to each application service from a persisted queue, and the queries.
 
+pub mod queue;
 pub mod registration;
+pub mod sender;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use ruma::{RoomAliasId, UserId};
 use serde::Deserialize;
+use tokio::sync::Notify;
 
 pub use registration::Appservice;
 
@@ -23,11 +31,62 @@ pub struct AppservicesConfig {
 #[derive(Debug, Default)]
 pub struct Appservices {
     list: Vec<Appservice>,
+    /// Events queued per service (counted at start-up, then kept), bounded by `queue::MAX_QUEUED`.
+    queued: Mutex<HashMap<String, u64>>,
+    /// Wakes each service's sender (something was queued).
+    wakes: HashMap<String, Arc<Notify>>,
 }
 
 impl Appservices {
     pub fn new(list: Vec<Appservice>) -> Self {
-        Self { list }
+        let wakes = list
+            .iter()
+            .map(|a| (a.registration.id.clone(), Arc::new(Notify::new())))
+            .collect();
+        Self {
+            list,
+            queued: Mutex::default(),
+            wakes,
+        }
+    }
+
+    /// Counts what each service has queued (at start-up).
+    pub fn count_queued(&self, s: &crate::services::Services) -> crate::error::Result<()> {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        for appservice in &self.list {
+            let id = &appservice.registration.id;
+            queued.insert(id.clone(), queue::count(s, id)?);
+        }
+        Ok(())
+    }
+
+    /// Takes a place in the service's queue; false when it is full.
+    pub(crate) fn reserve(&self, id: &str) -> bool {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let n = queued.entry(id.to_owned()).or_default();
+        if *n >= queue::MAX_QUEUED {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub(crate) fn release(&self, id: &str, n: u64) {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = queued.get_mut(id) {
+            *count = count.saturating_sub(n);
+        }
+    }
+
+    /// Wakes the senders of every service (after a commit that queued events).
+    pub fn wake_all(&self) {
+        for wake in self.wakes.values() {
+            wake.notify_one();
+        }
+    }
+
+    pub(crate) fn wake_of(&self, id: &str) -> Option<Arc<Notify>> {
+        self.wakes.get(id).cloned()
     }
 
     pub fn all(&self) -> &[Appservice] {

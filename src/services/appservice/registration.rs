@@ -35,6 +35,10 @@ impl Namespace {
         self.entries.iter().any(|(_, _, r)| r.is_match(id))
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Whether `id` is in an exclusive part of the namespace.
     pub fn is_exclusive(&self, id: &str) -> bool {
         self.entries

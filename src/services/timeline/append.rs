@@ -451,7 +451,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         _ => Vec::new(),
     };
 
-    let (short_event, pos, redacted_target, push_queued) = s
+    let (short_event, pos, redacted_target, push_queued, appservice_queued) = s
         .globals
         .commit(|c| {
             let short_room = if short_room == 0 {
@@ -507,7 +507,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 encode_meta(&meta),
             );
             if soft_failed {
-                return Ok((short_event, pos, None, false));
+                return Ok((short_event, pos, None, false, false));
             }
             if current == Current::After {
                 s.state.set_current(c, short_room, after);
@@ -562,9 +562,26 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 short_event,
                 pdu.origin_server_ts,
             );
-            Ok((short_event, pos, redacted_target, push_queued))
+            let appservice_queued = crate::services::appservice::queue::event_committed(
+                s,
+                c,
+                short_room,
+                pos,
+                short_event,
+                &stored,
+            )?;
+            Ok((
+                short_event,
+                pos,
+                redacted_target,
+                push_queued,
+                appservice_queued,
+            ))
         })?
         .0;
+    if appservice_queued {
+        s.appservices.wake_all();
+    }
     if let Some(staged) = push_staged {
         staged.committed();
     }

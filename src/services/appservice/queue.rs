@@ -1,0 +1,190 @@
+//! The events each application service is sent, queued in the event's own commit (a crash keeps
+//! both or neither) and removed once the service acknowledged the transaction that carried them.
+//!
+//! A transaction is fixed before its first attempt and recorded (`appservice_txns`): a retry,
+//! also after a restart, sends the same events under the same id, as the spec asks, so the
+//! service's de-duplication by transaction id never drops an event.
+
+use ruma::{CanonicalJsonObject, UserId};
+
+use super::Appservice;
+use crate::{
+    error::Result,
+    services::{Services, globals::Commit, rooms::membership::Membership},
+    storage::{
+        Map,
+        keys::{Key, KeyReader},
+    },
+};
+
+/// appservice id str ‖ event position u64 → short event u64: events not acknowledged yet.
+pub const APPSERVICE_QUEUE: Map = Map("appservice_queue");
+/// appservice id str → first position u64 ‖ last position u64: the transaction being sent (its id
+/// is its first position).
+pub const APPSERVICE_TXNS: Map = Map("appservice_txns");
+pub const MAPS: &[Map] = &[APPSERVICE_QUEUE, APPSERVICE_TXNS];
+
+/// Events in one transaction at most.
+pub const MAX_TXN_EVENTS: usize = 100;
+/// Events queued for one service at most; beyond, new ones are dropped for it (logged): a service
+/// that stays down does not fill the disk.
+pub const MAX_QUEUED: u64 = 100_000;
+
+fn queue_key(appservice: &str, pos: u64) -> Vec<u8> {
+    Key::new().str(appservice).u64(pos).build()
+}
+
+/// Whether `appservice` wants the event (spec "Application Service API", pushing events): its
+/// users send it or are its membership target, or are members of the room; the room's id or one
+/// of its aliases is in its namespaces.
+pub fn interested(
+    s: &Services,
+    appservice: &Appservice,
+    short_room: u64,
+    event: &CanonicalJsonObject,
+) -> Result<bool> {
+    let field = |name: &str| event.get(name).and_then(|v| v.as_str());
+    let owned = |user: Option<&str>| {
+        user.and_then(|u| UserId::parse(u).ok())
+            .is_some_and(|u| appservice.owns_user(&u))
+    };
+    if owned(field("sender"))
+        || (field("type") == Some("m.room.member") && owned(field("state_key")))
+    {
+        return Ok(true);
+    }
+    if let Some(room_id) = field("room_id") {
+        if appservice.rooms.matches(room_id) {
+            return Ok(true);
+        }
+        if !appservice.aliases.is_empty()
+            && let Ok(room_id) = ruma::RoomId::parse(room_id)
+            && s.directory
+                .aliases_of(&room_id)?
+                .iter()
+                .any(|a| appservice.aliases.matches(a.as_str()))
+        {
+            return Ok(true);
+        }
+    }
+    if appservice.users.is_empty() {
+        return Ok(false);
+    }
+    for membership in [Membership::Join, Membership::Invite] {
+        if s.membership
+            .members(short_room, membership)?
+            .iter()
+            .any(|u| appservice.owns_user(u))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// In the commit of a timeline event at `pos`: queues it for every interested service with a
+/// URL; returns whether any was (their senders are woken after the commit).
+pub fn event_committed(
+    s: &Services,
+    c: &mut Commit,
+    short_room: u64,
+    pos: u64,
+    short_event: u64,
+    event: &CanonicalJsonObject,
+) -> Result<bool> {
+    let mut queued = false;
+    for appservice in s.appservices.all() {
+        if appservice.registration.url.is_none() || !interested(s, appservice, short_room, event)? {
+            continue;
+        }
+        let id = &appservice.registration.id;
+        if !s.appservices.reserve(id) {
+            tracing::warn!(
+                "application service {id}: {MAX_QUEUED} events queued, event at {pos} dropped for it"
+            );
+            continue;
+        }
+        c.batch.put(
+            APPSERVICE_QUEUE,
+            queue_key(id, pos),
+            short_event.to_be_bytes(),
+        );
+        queued = true;
+    }
+    Ok(queued)
+}
+
+/// The transaction to send next: the recorded one, or else a new one of the oldest queued events
+/// (recorded in the same call). `None`: nothing is queued.
+pub fn next_txn(s: &Services, appservice: &str) -> Result<Option<(u64, Vec<(u64, u64)>)>> {
+    let prefix = Key::new().str(appservice).build();
+    let recorded = s.globals.db.get(APPSERVICE_TXNS, &prefix)?.and_then(|v| {
+        let mut r = KeyReader::new(&v);
+        Some((r.u64()?, r.u64()?))
+    });
+    let mut events = Vec::new();
+    let start = match recorded {
+        Some((first, _)) => queue_key(appservice, first),
+        None => prefix.clone(),
+    };
+    for entry in s.globals.db.scan_from(
+        APPSERVICE_QUEUE,
+        &prefix,
+        &start,
+        crate::storage::Direction::Forward,
+    ) {
+        let (key, value) = entry?;
+        let Some(pos) = KeyReader::new(&key[prefix.len()..]).u64() else {
+            continue;
+        };
+        if recorded.is_some_and(|(_, last)| pos > last)
+            || (recorded.is_none() && events.len() == MAX_TXN_EVENTS)
+        {
+            break;
+        }
+        let short = crate::storage::keys::u64_from(&value).unwrap_or(0);
+        events.push((pos, short));
+    }
+    let Some(&(first, _)) = events.first() else {
+        if recorded.is_some() {
+            s.globals.db.write({
+                let mut b = crate::storage::Batch::new();
+                b.delete(APPSERVICE_TXNS, prefix);
+                b
+            })?;
+        }
+        return Ok(None);
+    };
+    if recorded.is_none() {
+        let last = events.last().map_or(first, |e| e.0);
+        s.globals.db.put(
+            APPSERVICE_TXNS,
+            prefix,
+            Key::new().u64(first).u64(last).build(),
+        )?;
+    }
+    Ok(Some((first, events)))
+}
+
+/// The service acknowledged the transaction: its events and record are removed, in one batch.
+pub fn acknowledged(s: &Services, appservice: &str, events: &[(u64, u64)]) -> Result<()> {
+    let mut batch = crate::storage::Batch::new();
+    for (pos, _) in events {
+        batch.delete(APPSERVICE_QUEUE, queue_key(appservice, *pos));
+    }
+    batch.delete(APPSERVICE_TXNS, Key::new().str(appservice).build());
+    s.globals.db.write(batch)?;
+    s.appservices.release(appservice, events.len() as u64);
+    Ok(())
+}
+
+/// Events queued for `appservice` (counted at start-up).
+pub fn count(s: &Services, appservice: &str) -> Result<u64> {
+    let prefix = Key::new().str(appservice).build();
+    let mut n = 0;
+    for entry in s.globals.db.scan_prefix(APPSERVICE_QUEUE, &prefix) {
+        entry?;
+        n += 1;
+    }
+    Ok(n)
+}

@@ -1,0 +1,147 @@
+//! One task per application service with a URL: sends its queued events as transactions
+//! (`PUT {url}/_matrix/app/v1/transactions/{txnId}`, `Authorization: Bearer <hs_token>`), in
+//! order, one transaction at a time; after a failure it waits (1 s, doubling up to 5 minutes)
+//! and sends the same transaction again. A service that is down only delays its own queue.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::queue;
+use crate::services::{Services, rooms::event_by_short, timeline::pdu::ClientFormat};
+
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Time limit of one transaction.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts a sender for each service with a URL; they stop when `stop` changes.
+pub fn spawn(
+    services: Arc<Services>,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    services
+        .appservices
+        .all()
+        .iter()
+        .filter(|a| a.registration.url.is_some())
+        .map(|a| {
+            tokio::spawn(run(
+                services.clone(),
+                a.registration.id.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool>) {
+    let Some(wake) = services.appservices.wake_of(&id) else {
+        return;
+    };
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let lookup = id.clone();
+        let next = services.run(move |s| queue::next_txn(s, &lookup)).await;
+        let pause = match next {
+            Ok(None) => None,
+            Ok(Some((txn, events))) => match send(&services, &id, txn, &events).await {
+                Ok(()) => {
+                    let done = id.clone();
+                    match services
+                        .run(move |s| queue::acknowledged(s, &done, &events))
+                        .await
+                    {
+                        Ok(()) => {
+                            backoff = MIN_BACKOFF;
+                            continue;
+                        }
+                        Err(e) => Some(e.message),
+                    }
+                }
+                Err(why) => Some(why),
+            },
+            Err(e) => Some(e.message),
+        };
+        let sleep = match pause {
+            None => Duration::MAX,
+            Some(why) => {
+                tracing::info!(
+                    "application service {id}: transaction not delivered ({why}); again in {backoff:?}"
+                );
+                let wait = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = wake.notified(), if sleep == Duration::MAX => {}
+            _ = tokio::time::sleep(sleep.min(Duration::from_secs(3600))) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Sends one transaction; `Err` says why it must be sent again.
+async fn send(
+    services: &Arc<Services>,
+    id: &str,
+    txn: u64,
+    events: &[(u64, u64)],
+) -> Result<(), String> {
+    let Some(appservice) = services
+        .appservices
+        .all()
+        .iter()
+        .find(|a| a.registration.id == id)
+    else {
+        return Err("unknown application service".into());
+    };
+    let Some(url) = appservice.registration.url.clone() else {
+        return Ok(());
+    };
+    let shorts: Vec<u64> = events.iter().map(|(_, short)| *short).collect();
+    let body = services
+        .run(move |s| {
+            let mut out = Vec::new();
+            for short in shorts {
+                let room_id = match s.timeline.meta(short)? {
+                    Some(meta) => s.short.room_id(meta.short_room)?,
+                    None => continue,
+                };
+                if let Some(event) = event_by_short(s, short, &room_id)? {
+                    out.push(event.to_client(&s.timeline, ClientFormat::Room, None)?);
+                }
+            }
+            Ok(json!({ "events": out, "ephemeral": [] }))
+        })
+        .await
+        .map_err(|e| e.message)?;
+    let uri: http::Uri = format!(
+        "{}/_matrix/app/v1/transactions/{txn}",
+        url.trim_end_matches('/')
+    )
+    .parse()
+    .map_err(|e| format!("bad url: {e}"))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let request = http::Request::put(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", appservice.registration.hs_token),
+        )
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let answer = crate::services::outgoing::send(services, &uri, request, TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if answer.status().is_success() {
+        return Ok(());
+    }
+    let detail = serde_json::from_slice::<Value>(answer.body())
+        .ok()
+        .and_then(|v| v.get("errcode").cloned())
+        .unwrap_or(Value::Null);
+    Err(format!("answered {} {detail}", answer.status()))
+}
