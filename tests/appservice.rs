@@ -310,6 +310,7 @@ async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
 #[derive(Clone, Default)]
 struct FakeService {
     seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<String>, bool)>>>,
+    pings: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -317,36 +318,67 @@ impl FakeService {
     async fn start(&self) -> String {
         use axum::{Json, Router, extract::Path, http::HeaderMap, routing::put};
         let me = self.clone();
-        let app = Router::new().route(
-            "/_matrix/app/v1/transactions/{txn}",
-            put(
-                move |Path(txn): Path<String>,
-                      headers: HeaderMap,
-                      Json(body): Json<serde_json::Value>| {
-                    let me = me.clone();
-                    async move {
-                        let auth = headers
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        let ids = body["events"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|e| e["event_id"].as_str().unwrap().to_owned())
-                            .collect();
-                        let fail = me.failing.load(std::sync::atomic::Ordering::SeqCst);
-                        me.seen.lock().unwrap().push((txn, auth, ids, !fail));
-                        if fail {
-                            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})))
-                        } else {
-                            (StatusCode::OK, Json(json!({})))
+        let pinger = self.clone();
+        let app = Router::new()
+            .route(
+                "/_matrix/app/v1/ping",
+                axum::routing::post(
+                    move |headers: HeaderMap, Json(body): Json<serde_json::Value>| {
+                        let me = pinger.clone();
+                        async move {
+                            let auth = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let txn = body["transaction_id"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned();
+                            let fail = me.failing.load(std::sync::atomic::Ordering::SeqCst);
+                            me.pings.lock().unwrap().push((txn, auth));
+                            if fail {
+                                (
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    Json(json!({ "errcode": "M_UNKNOWN" })),
+                                )
+                            } else {
+                                (StatusCode::OK, Json(json!({})))
+                            }
                         }
-                    }
-                },
-            ),
-        );
+                    },
+                ),
+            )
+            .route(
+                "/_matrix/app/v1/transactions/{txn}",
+                put(
+                    move |Path(txn): Path<String>,
+                          headers: HeaderMap,
+                          Json(body): Json<serde_json::Value>| {
+                        let me = me.clone();
+                        async move {
+                            let auth = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let ids = body["events"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|e| e["event_id"].as_str().unwrap().to_owned())
+                                .collect();
+                            let fail = me.failing.load(std::sync::atomic::Ordering::SeqCst);
+                            me.seen.lock().unwrap().push((txn, auth, ids, !fail));
+                            if fail {
+                                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})))
+                            } else {
+                                (StatusCode::OK, Json(json!({})))
+                            }
+                        }
+                    },
+                ),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -487,5 +519,85 @@ async fn events_reach_the_service_in_order_through_failures_and_restarts() {
             .expect("retried under the same id");
         assert_eq!(retried.2, refused.2, "same events on retry");
     }
+    server.stop().await;
+}
+
+/// `POST /appservice/{id}/ping`: the server reaches the service and says how long it took, or why
+/// it could not (spec v1.7 errors); only the service itself may ask.
+#[tokio::test]
+async fn a_service_pings_itself_through_the_server() {
+    let service = FakeService::default();
+    let url = service.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_url = dir.path().join("irc.yaml");
+    std::fs::write(
+        &with_url,
+        IRC.replace("url: null", &format!("url: \"{url}\"")),
+    )
+    .unwrap();
+    let without_url = dir.path().join("quiet.yaml");
+    let quiet = IRC
+        .replace("id: irc", "id: quiet")
+        .replace("as-irc", "as-quiet")
+        .replace("hs-irc", "hs-quiet")
+        .replace("_irc_", "_quiet_");
+    std::fs::write(&without_url, quiet).unwrap();
+    let mut c = config(&dir.path().join("db"));
+    c.appservices.registration_files = vec![with_url, without_url];
+    let server = TestServer::start_with(c).await;
+    let ping = |id: &str, token: &str| {
+        let path = format!("/_matrix/client/v1/appservice/{id}/ping");
+        let (server, token) = (&server, token.to_owned());
+        async move {
+            server
+                .call(
+                    Method::POST,
+                    &path,
+                    Some(&token),
+                    Some(json!({ "transaction_id": "t-1" })),
+                )
+                .await
+        }
+    };
+    let (status, answer) = ping("irc", "as-irc-token").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["duration_ms"].is_u64(), "{answer}");
+    assert_eq!(
+        service.pings.lock().unwrap().clone(),
+        vec![("t-1".to_owned(), "Bearer hs-irc-token".to_owned())]
+    );
+    service
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, answer) = ping("irc", "as-irc-token").await;
+    assert_eq!(
+        (
+            status,
+            answer["errcode"].as_str(),
+            answer["status"].as_u64()
+        ),
+        (StatusCode::BAD_GATEWAY, Some("M_BAD_STATUS"), Some(500)),
+        "{answer}"
+    );
+    let (status, answer) = ping("quiet", "as-quiet-token").await;
+    assert_eq!(
+        (status, answer["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_URL_NOT_SET")),
+        "{answer}"
+    );
+    let (status, answer) = ping("irc", "as-quiet-token").await;
+    assert_eq!(
+        (status, answer["errcode"].as_str()),
+        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN")),
+        "another service: {answer}"
+    );
+    let (_, alice) = server.register("alice").await;
+    let (status, _) = ping("irc", &alice).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a user");
+    assert_eq!(
+        service.pings.lock().unwrap().len(),
+        2,
+        "refused pings reach nobody"
+    );
     server.stop().await;
 }

@@ -1,7 +1,6 @@
 //! What application services do with their `as_token`: register and log in their users
-//! (`m.login.application_service`), and the endpoints only they call — ping and the appservice
-//! room directory, which answer 403 until their halves (pushing to the service, its directory)
-//! are built (issue 10).
+//! (`m.login.application_service`), ping themselves through the server, and the appservice room
+//! directory (403 for now: not built yet, issue 10).
 
 use ruma::api::client::appservice::{request_ping, set_room_visibility};
 
@@ -15,13 +14,77 @@ fn not_an_appservice() -> Error {
     Error::forbidden("The access token does not belong to an application service")
 }
 
-/// `POST /_matrix/client/v1/appservice/{appserviceId}/ping`.
+/// `POST /_matrix/client/v1/appservice/{appserviceId}/ping` (spec v1.7): the service asks the
+/// server to reach it (`POST {url}/_matrix/app/v1/ping` with the `transaction_id`) and learns how
+/// long that took; or why it failed: 400 `M_URL_NOT_SET`, 502 `M_BAD_STATUS` (with the service's
+/// `status` and `body`), 504 `M_CONNECTION_TIMEOUT`, 502 `M_CONNECTION_FAILED`.
 pub async fn ping(
+    axum::extract::State(services): axum::extract::State<std::sync::Arc<Services>>,
     req: Ruma<request_ping::v1::Request>,
 ) -> Result<RumaResponse<request_ping::v1::Response>> {
+    use crate::{federation::client::TransportError, services::appservice::client::CallError};
     req.user()?;
-    Err(not_an_appservice())
+    let id = req.body.appservice_id.as_str();
+    let appservice = match req.appservice.as_deref() {
+        Some(caller) if caller == id => services
+            .appservices
+            .by_id(id)
+            .ok_or_else(not_an_appservice)?,
+        _ => return Err(not_an_appservice()),
+    };
+    let mut body = serde_json::json!({});
+    if let Some(txn) = &req.body.transaction_id {
+        body["transaction_id"] = serde_json::json!(txn);
+    }
+    let start = std::time::Instant::now();
+    let answer = crate::services::appservice::client::call(
+        &services,
+        appservice,
+        http::Method::POST,
+        "ping",
+        Some(&body),
+        PING_TIMEOUT,
+    )
+    .await;
+    match answer {
+        Ok(answer) if answer.status().is_success() => {
+            Ok(request_ping::v1::Response::new(start.elapsed()).into())
+        }
+        Ok(answer) => Err(Error::new(
+            http::StatusCode::BAD_GATEWAY,
+            "M_BAD_STATUS",
+            "The application service answered with an error",
+        )
+        .with("status", serde_json::json!(answer.status().as_u16()))
+        .with(
+            "body",
+            serde_json::json!(
+                String::from_utf8_lossy(answer.body())
+                    .chars()
+                    .take(1000)
+                    .collect::<String>()
+            ),
+        )),
+        Err(CallError::NoUrl) => Err(Error::new(
+            http::StatusCode::BAD_REQUEST,
+            "M_URL_NOT_SET",
+            "The application service has no url",
+        )),
+        Err(CallError::Transport(TransportError::Timeout(_))) => Err(Error::new(
+            http::StatusCode::GATEWAY_TIMEOUT,
+            "M_CONNECTION_TIMEOUT",
+            "The application service did not answer in time",
+        )),
+        Err(e) => Err(Error::new(
+            http::StatusCode::BAD_GATEWAY,
+            "M_CONNECTION_FAILED",
+            format!("The application service could not be reached: {e}"),
+        )),
+    }
 }
+
+/// How long a ping waits for the service.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}`.
 pub async fn set_directory_visibility(

@@ -5,6 +5,7 @@
 //! Issue 10 builds the rest on this: `as_token` authentication and masquerading, transactions
 //! pushed to each application service from a persisted queue, and the queries.
 
+pub mod client;
 pub mod queue;
 pub mod registration;
 pub mod sender;
@@ -83,6 +84,10 @@ impl Appservices {
         for wake in self.wakes.values() {
             wake.notify_one();
         }
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Appservice> {
+        self.list.iter().find(|a| a.registration.id == id)
     }
 
     pub(crate) fn wake_of(&self, id: &str) -> Option<Arc<Notify>> {

@@ -90,16 +90,8 @@ async fn send(
     txn: u64,
     events: &[(u64, u64)],
 ) -> Result<(), String> {
-    let Some(appservice) = services
-        .appservices
-        .all()
-        .iter()
-        .find(|a| a.registration.id == id)
-    else {
+    let Some(appservice) = services.appservices.by_id(id) else {
         return Err("unknown application service".into());
-    };
-    let Some(url) = appservice.registration.url.clone() else {
-        return Ok(());
     };
     let shorts: Vec<u64> = events.iter().map(|(_, short)| *short).collect();
     let body = services
@@ -118,24 +110,16 @@ async fn send(
         })
         .await
         .map_err(|e| e.message)?;
-    let uri: http::Uri = format!(
-        "{}/_matrix/app/v1/transactions/{txn}",
-        url.trim_end_matches('/')
+    let answer = super::client::call(
+        services,
+        appservice,
+        http::Method::PUT,
+        &format!("transactions/{txn}"),
+        Some(&body),
+        TIMEOUT,
     )
-    .parse()
-    .map_err(|e| format!("bad url: {e}"))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let request = http::Request::put(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", appservice.registration.hs_token),
-        )
-        .body(serde_json::to_vec(&body).unwrap_or_default())
-        .map_err(|e| e.to_string())?;
-    let answer = crate::services::outgoing::send(services, &uri, request, TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    .await
+    .map_err(|e| e.to_string())?;
     if answer.status().is_success() {
         return Ok(());
     }
