@@ -311,6 +311,9 @@ async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
 struct FakeService {
     seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<String>, bool)>>>,
     pings: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// The homeserver the fake service acts on when queried (its base URL).
+    homeserver: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    queries: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -319,7 +322,47 @@ impl FakeService {
         use axum::{Json, Router, extract::Path, http::HeaderMap, routing::put};
         let me = self.clone();
         let pinger = self.clone();
+        let (alias_me, user_me) = (self.clone(), self.clone());
         let app = Router::new()
+            .route(
+                "/_matrix/app/v1/rooms/{alias}",
+                axum::routing::get(move |Path(alias): Path<String>| {
+                    let me = alias_me.clone();
+                    async move {
+                        me.queries.lock().unwrap().push(alias.clone());
+                        if !alias.starts_with("#_irc_made") {
+                            return (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND" })));
+                        }
+                        // Create the room and its alias as the bridge's own user.
+                        let base = me.homeserver.lock().unwrap().clone().unwrap();
+                        let http = reqwest::Client::new();
+                        let created: serde_json::Value = http
+                            .post(format!("{base}/_matrix/client/v3/createRoom"))
+                            .bearer_auth("as-irc-token")
+                            .json(&json!({ "preset": "public_chat", "room_alias_name": alias.trim_start_matches('#').split(':').next().unwrap() }))
+                            .send().await.unwrap().json().await.unwrap();
+                        assert!(created["room_id"].is_string(), "{created}");
+                        (StatusCode::OK, Json(json!({})))
+                    }
+                }),
+            )
+            .route(
+                "/_matrix/app/v1/users/{user}",
+                axum::routing::get(move |Path(user): Path<String>| {
+                    let me = user_me.clone();
+                    async move {
+                        me.queries.lock().unwrap().push(user.clone());
+                        let base = me.homeserver.lock().unwrap().clone().unwrap();
+                        let localpart = user.trim_start_matches('@').split(':').next().unwrap().to_owned();
+                        reqwest::Client::new()
+                            .post(format!("{base}/_matrix/client/v3/register"))
+                            .bearer_auth("as-irc-token")
+                            .json(&json!({ "type": "m.login.application_service", "username": localpart }))
+                            .send().await.unwrap();
+                        (StatusCode::OK, Json(json!({})))
+                    }
+                }),
+            )
             .route(
                 "/_matrix/app/v1/ping",
                 axum::routing::post(
@@ -598,6 +641,93 @@ async fn a_service_pings_itself_through_the_server() {
         service.pings.lock().unwrap().len(),
         2,
         "refused pings reach nobody"
+    );
+    server.stop().await;
+}
+
+/// An unknown alias or user in the service's namespace is asked of it; what it creates then
+/// resolves (and what it does not stays unknown).
+#[tokio::test]
+async fn unknown_aliases_and_users_are_asked_of_their_service() {
+    let service = FakeService::default();
+    let url = service.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("irc.yaml");
+    std::fs::write(&file, IRC.replace("url: null", &format!("url: \"{url}\""))).unwrap();
+    let mut c = config(&dir.path().join("db"));
+    c.appservices.registration_files = vec![file];
+    let server = TestServer::start_with(c).await;
+    *service.homeserver.lock().unwrap() = Some(server.base.clone());
+    let (_, alice) = server.register("alice").await;
+
+    let alias_path = |alias: &str| format!("/_matrix/client/v3/directory/room/{}", enc(alias));
+    let found = server
+        .get(&alias_path("#_irc_made:test.local"), &alice)
+        .await;
+    assert!(
+        found["room_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with('!')),
+        "{found}"
+    );
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &alias_path("#_irc_absent:test.local"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &alias_path("#elsewhere:test.local"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Joining by an alias it makes on demand works too.
+    let (status, joined) = server
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/join/{}", enc("#_irc_made2:test.local")),
+            Some(&alice),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+
+    let profile = |user: &str| format!("/_matrix/client/v3/profile/{}", enc(user));
+    let (status, answer) = server
+        .call(
+            Method::GET,
+            &profile("@_irc_carol:test.local"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &profile("@nobody:test.local"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let queries = service.queries.lock().unwrap().clone();
+    assert_eq!(
+        queries,
+        vec![
+            "#_irc_made:test.local",
+            "#_irc_absent:test.local",
+            "#_irc_made2:test.local",
+            "@_irc_carol:test.local"
+        ],
+        "only namespaced ids are asked"
     );
     server.stop().await;
 }

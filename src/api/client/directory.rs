@@ -82,18 +82,28 @@ pub async fn resolve(
                 .await?;
         return Ok(get_alias::v3::Response::new(room_id, servers).into());
     }
-    services
-        .run(move |s| {
-            let record = s
-                .directory
-                .resolve(&req.body.room_alias)?
-                .ok_or_else(|| Error::not_found("Room alias not found"))?;
-            Ok(
-                get_alias::v3::Response::new(record.room_id, vec![s.globals.server_name().clone()])
-                    .into(),
-            )
-        })
-        .await
+    let room_id = local_alias_room(&services, &req.body.room_alias)
+        .await?
+        .ok_or_else(|| Error::not_found("Room alias not found"))?;
+    Ok(get_alias::v3::Response::new(room_id, vec![services.globals.server_name().clone()]).into())
+}
+
+/// The room of a local alias; an unknown one in an application service's alias namespace is
+/// first asked of that service, which may create it (`services::appservice::query`).
+pub async fn local_alias_room(
+    services: &Arc<Services>,
+    alias: &ruma::RoomAliasId,
+) -> Result<Option<ruma::OwnedRoomId>> {
+    let lookup = |alias: ruma::OwnedRoomAliasId| {
+        services.run(move |s| Ok(s.directory.resolve(&alias)?.map(|r| r.room_id)))
+    };
+    if let Some(room_id) = lookup(alias.to_owned()).await? {
+        return Ok(Some(room_id));
+    }
+    if !crate::services::appservice::query::ask_for_alias(services, alias).await {
+        return Ok(None);
+    }
+    lookup(alias.to_owned()).await
 }
 
 pub async fn delete(

@@ -304,6 +304,9 @@ pub async fn join_by_id_or_alias(
             via.extend(servers);
             room_id
         }
+        Ok(alias) => super::directory::local_alias_room(&services, &alias)
+            .await?
+            .ok_or_else(|| Error::not_found("Room alias not found"))?,
         _ => services.run(move |s| resolve_room(s, &target)).await?,
     };
     let room_id = join_any(

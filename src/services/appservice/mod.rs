@@ -6,6 +6,7 @@
 //! pushed to each application service from a persisted queue, and the queries.
 
 pub mod client;
+pub mod query;
 pub mod queue;
 pub mod registration;
 pub mod sender;
