@@ -257,6 +257,61 @@ async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
         .await;
     assert_eq!(event["sender"], "@_irc_bob:test.local", "{event}");
 
+    // Timestamp massaging: the bridged message keeps the time it was sent on the other network;
+    // an ordinary user's `ts` is ignored.
+    let send_at = format!(
+        "{}&ts=1500000000000",
+        as_bob(format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/t2",
+            enc(&room)
+        ))
+    );
+    let (status, sent) = server
+        .call(
+            Method::PUT,
+            &send_at,
+            Some(token),
+            Some(json!({ "msgtype": "m.text", "body": "old" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let event = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(sent["event_id"].as_str().unwrap())
+            ),
+            &alice,
+        )
+        .await;
+    assert_eq!(event["origin_server_ts"], 1_500_000_000_000u64, "{event}");
+    let (_, mine) = server
+        .call(
+            Method::PUT,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/t3?ts=1500000000000",
+                enc(&room)
+            ),
+            Some(&alice),
+            Some(json!({ "msgtype": "m.text", "body": "now" })),
+        )
+        .await;
+    let event = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(mine["event_id"].as_str().unwrap())
+            ),
+            &alice,
+        )
+        .await;
+    assert!(
+        event["origin_server_ts"].as_u64().unwrap() > 1_700_000_000_000,
+        "{event}"
+    );
+
     // A device of its own for one of its users.
     let login = json!({ "type": "m.login.application_service", "identifier": { "type": "m.id.user", "user": "_irc_bob" } });
     let (status, logged) = server

@@ -70,6 +70,20 @@ fn send_with_txn(
     Ok(append_local(s, Target::Room(room_id), user, event, Some(txn))?.0)
 }
 
+/// The `ts` an application service gives a `/send` or `/state` request (timestamp massaging:
+/// the event's `origin_server_ts`); ignored from ordinary users, as the spec reserves it.
+fn appservice_ts<T>(req: &Ruma<T>) -> Result<Option<u64>> {
+    if req.appservice.is_none() {
+        return Ok(None);
+    }
+    req.query_param("ts")
+        .map(|ts| {
+            ts.parse::<u64>()
+                .map_err(|_| Error::invalid_param("ts must be a timestamp in milliseconds"))
+        })
+        .transpose()
+}
+
 fn require_joined(s: &Services, room_id: &RoomId, user: &UserId) -> Result<u64> {
     let short = rooms::short_room(s, room_id).map_err(|_| Error::forbidden("Unknown room"))?;
     if !s.membership.is_joined(short, user)? {
@@ -83,6 +97,7 @@ pub async fn send_message(
     req: Ruma<send_message_event::v3::Request>,
 ) -> Res<send_message_event::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    let ts = appservice_ts(&req)?;
     // The device's /sync shows the event after this answer (services::sends_in_flight).
     let _running = services.sends_in_flight.start(&user, device.as_str());
     services
@@ -94,7 +109,7 @@ pub async fn send_message(
             if kind == TimelineEventType::RoomRedaction {
                 return Err(Error::bad_json("Use the /redact endpoint to redact events"));
             }
-            let event = NewEvent::message(kind, content);
+            let event = NewEvent::message(kind, content).at(ts);
             let event_id = send_with_txn(
                 s,
                 &body.room_id,
@@ -113,6 +128,7 @@ pub async fn send_state(
     req: Ruma<send_state_event::v3::Request>,
 ) -> Res<send_state_event::v3::Response> {
     let user = req.user()?.clone();
+    let ts = appservice_ts(&req)?;
     services
         .run(move |s| {
             let body = req.body;
@@ -133,7 +149,8 @@ pub async fn send_state(
                     send_state_event::v3::Response::new(current.pdu.event_id.clone()).into(),
                 );
             }
-            let event = NewEvent::state(body.event_type.clone(), body.state_key.clone(), content);
+            let event =
+                NewEvent::state(body.event_type.clone(), body.state_key.clone(), content).at(ts);
             let event_id = rooms::send(s, &body.room_id, &user, event)?;
             Ok(send_state_event::v3::Response::new(event_id).into())
         })
@@ -327,6 +344,7 @@ pub async fn redact(
                 content,
                 state_key: None,
                 redacts: Some(body.event_id.clone()),
+                ts: None,
             };
             let event_id = send_with_txn(
                 s,

@@ -36,15 +36,25 @@ pub struct NewEvent {
     pub content: Value,
     pub state_key: Option<String>,
     pub redacts: Option<OwnedEventId>,
+    /// The `origin_server_ts` an application service asked for (its `ts` query parameter);
+    /// `None`: now.
+    pub ts: Option<u64>,
 }
 
 impl NewEvent {
+    /// The same event, at `ts` when given (an application service's timestamp massaging).
+    pub fn at(mut self, ts: Option<u64>) -> Self {
+        self.ts = ts;
+        self
+    }
+
     pub fn state(kind: StateEventType, state_key: impl Into<String>, content: Value) -> Self {
         Self {
             kind: kind.to_string().into(),
             content,
             state_key: Some(state_key.into()),
             redacts: None,
+            ts: None,
         }
     }
 
@@ -54,6 +64,7 @@ impl NewEvent {
             content,
             state_key: None,
             redacts: None,
+            ts: None,
         }
     }
 }
@@ -285,7 +296,7 @@ pub fn build_fields(
     // millisecond must differ, so create events get strictly increasing timestamps.
     let ts = match target {
         Target::NewRoom { .. } => s.timeline.unique_create_ts(),
-        Target::Room(_) => crate::util::now_ms(),
+        Target::Room(_) => new.ts.unwrap_or_else(crate::util::now_ms),
     };
     object.insert(
         "origin_server_ts".into(),
