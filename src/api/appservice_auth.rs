@@ -27,11 +27,14 @@ pub fn device_of(appservice: &Appservice) -> OwnedDeviceId {
     OwnedDeviceId::from(format!("appservice:{}", appservice.registration.id))
 }
 
-/// The user and device `appservice`'s request acts as; `user_id` is the query parameter.
+/// The user and device `appservice`'s request acts as; `user_id` is the query parameter. On
+/// endpoints whose access token is optional (`POST /register`: frameworks name the user they
+/// are about to create) the user need not be registered yet.
 pub async fn acting(
     services: &Arc<Services>,
     appservice: &Appservice,
     user_id: Option<String>,
+    require_registered: bool,
 ) -> Result<Acting> {
     let user = match user_id {
         None => appservice.sender.clone(),
@@ -44,7 +47,7 @@ pub async fn acting(
                     "Application service cannot masquerade as this user",
                 ));
             }
-            if user != appservice.sender {
+            if require_registered && user != appservice.sender {
                 let check = user.clone();
                 if !services.run(move |s| s.users.exists(&check)).await? {
                     return Err(Error::forbidden(

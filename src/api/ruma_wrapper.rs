@@ -159,7 +159,13 @@ pub async fn identify(
                 .find(|(k, _)| k == "user_id")
                 .map(|(_, v)| v)
         });
-        let acting = super::appservice_auth::acting(services, appservice, user_id).await?;
+        let acting = super::appservice_auth::acting(
+            services,
+            appservice,
+            user_id,
+            need == AuthNeed::Required,
+        )
+        .await?;
         return Ok(Caller {
             user: Some(acting.user),
             device: Some(acting.device),
