@@ -191,6 +191,24 @@ async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
         (StatusCode::BAD_REQUEST, Some("M_EXCLUSIVE")),
         "{outside}"
     );
+    // Frameworks (mautrix) name the user they create in `user_id`, before it exists.
+    let (status, named) = server
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/register?kind=user&user_id={}", enc("@_irc_dave:test.local")),
+            Some(token),
+            Some(json!({ "type": "m.login.application_service", "username": "_irc_dave", "inhibit_login": true })),
+        )
+        .await;
+    assert_eq!(
+        (status, named["user_id"].as_str()),
+        (StatusCode::OK, Some("@_irc_dave:test.local")),
+        "{named}"
+    );
+    assert!(
+        named.get("access_token").is_none(),
+        "inhibit_login: {named}"
+    );
     let (status, anonymous) = register("_irc_carol", None).await;
     assert_eq!(
         (status, anonymous["errcode"].as_str()),
