@@ -23,6 +23,38 @@ namespaces:
       regex: "#_irc_.*"
 "##;
 
+/// Sends a message at `path` (a full `/send` path, query included) with `token`, and returns the
+/// event as `viewer` fetches it.
+async fn send_and_fetch(
+    server: &TestServer,
+    room: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+    viewer: &str,
+) -> serde_json::Value {
+    let (status, sent) = server
+        .call(
+            Method::PUT,
+            path,
+            Some(token),
+            Some(json!({ "msgtype": "m.text", "body": body })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let event_id = sent["event_id"].as_str().unwrap();
+    server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(room),
+                enc(event_id)
+            ),
+            viewer,
+        )
+        .await
+}
+
 #[tokio::test]
 async fn exclusive_namespaces_are_kept_for_their_application_service() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,81 +282,30 @@ async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{joined}");
-    let send = as_bob(format!(
-        "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
-        enc(&room)
-    ));
-    let (status, sent) = server
-        .call(
-            Method::PUT,
-            &send,
-            Some(token),
-            Some(json!({ "msgtype": "m.text", "body": "from irc" })),
+    let send = |txn: &str| {
+        format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+            enc(&room)
         )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{sent}");
-    let event = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/event/{}",
-                enc(&room),
-                enc(sent["event_id"].as_str().unwrap())
-            ),
-            &alice,
-        )
-        .await;
+    };
+    let event = send_and_fetch(
+        &server,
+        &room,
+        &as_bob(send("t1")),
+        token,
+        "from irc",
+        &alice,
+    )
+    .await;
     assert_eq!(event["sender"], "@_irc_bob:test.local", "{event}");
 
     // Timestamp massaging: the bridged message keeps the time it was sent on the other network;
     // an ordinary user's `ts` is ignored.
-    let send_at = format!(
-        "{}&ts=1500000000000",
-        as_bob(format!(
-            "/_matrix/client/v3/rooms/{}/send/m.room.message/t2",
-            enc(&room)
-        ))
-    );
-    let (status, sent) = server
-        .call(
-            Method::PUT,
-            &send_at,
-            Some(token),
-            Some(json!({ "msgtype": "m.text", "body": "old" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{sent}");
-    let event = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/event/{}",
-                enc(&room),
-                enc(sent["event_id"].as_str().unwrap())
-            ),
-            &alice,
-        )
-        .await;
+    let at = format!("{}&ts=1500000000000", as_bob(send("t2")));
+    let event = send_and_fetch(&server, &room, &at, token, "old", &alice).await;
     assert_eq!(event["origin_server_ts"], 1_500_000_000_000u64, "{event}");
-    let (_, mine) = server
-        .call(
-            Method::PUT,
-            &format!(
-                "/_matrix/client/v3/rooms/{}/send/m.room.message/t3?ts=1500000000000",
-                enc(&room)
-            ),
-            Some(&alice),
-            Some(json!({ "msgtype": "m.text", "body": "now" })),
-        )
-        .await;
-    let event = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/event/{}",
-                enc(&room),
-                enc(mine["event_id"].as_str().unwrap())
-            ),
-            &alice,
-        )
-        .await;
+    let at = format!("{}?ts=1500000000000", send("t3"));
+    let event = send_and_fetch(&server, &room, &at, &alice, "now", &alice).await;
     assert!(
         event["origin_server_ts"].as_u64().unwrap() > 1_700_000_000_000,
         "{event}"

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ruma::{RoomAliasId, UserId};
 
-use super::client;
+use super::{Appservice, client, registration::Namespace};
 use crate::services::Services;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -19,43 +19,36 @@ fn enc(s: &str) -> String {
 
 /// Asks the services whose alias namespace holds `alias`; true when one created it.
 pub async fn ask_for_alias(s: &Services, alias: &RoomAliasId) -> bool {
-    for appservice in s.appservices.all() {
-        if appservice.registration.url.is_none() || !appservice.aliases.matches(alias.as_str()) {
-            continue;
-        }
-        let path = format!("rooms/{}", enc(alias.as_str()));
-        match client::call(s, appservice, http::Method::GET, &path, None, TIMEOUT).await {
-            Ok(answer) if answer.status().is_success() => return true,
-            Ok(answer) => tracing::debug!(
-                "application service {}: {alias} unknown ({})",
-                appservice.registration.id,
-                answer.status()
-            ),
-            Err(e) => tracing::info!(
-                "application service {}: alias query for {alias} failed: {e}",
-                appservice.registration.id
-            ),
-        }
-    }
-    false
+    ask(s, alias.as_str(), "rooms", |a| &a.aliases).await
 }
 
 /// Asks the services whose user namespace holds `user`; true when one created it.
 pub async fn ask_for_user(s: &Services, user: &UserId) -> bool {
+    ask(s, user.as_str(), "users", |a| &a.users).await
+}
+
+/// `GET {url}/_matrix/app/v1/{kind}/{id}` of each service whose namespace (`namespace`) holds `id`,
+/// until one answers 2xx.
+async fn ask(
+    s: &Services,
+    id: &str,
+    kind: &str,
+    namespace: impl Fn(&Appservice) -> &Namespace,
+) -> bool {
     for appservice in s.appservices.all() {
-        if appservice.registration.url.is_none() || !appservice.users.matches(user.as_str()) {
+        if appservice.registration.url.is_none() || !namespace(appservice).matches(id) {
             continue;
         }
-        let path = format!("users/{}", enc(user.as_str()));
+        let path = format!("{kind}/{}", enc(id));
         match client::call(s, appservice, http::Method::GET, &path, None, TIMEOUT).await {
             Ok(answer) if answer.status().is_success() => return true,
             Ok(answer) => tracing::debug!(
-                "application service {}: {user} unknown ({})",
+                "application service {}: {id} unknown ({})",
                 appservice.registration.id,
                 answer.status()
             ),
             Err(e) => tracing::info!(
-                "application service {}: user query for {user} failed: {e}",
+                "application service {}: query for {id} failed: {e}",
                 appservice.registration.id
             ),
         }
