@@ -23,6 +23,17 @@ namespaces:
       regex: "#_irc_.*"
 "##;
 
+/// A server configuration with these registration files (name, YAML text), written into `dir`.
+fn config_with(dir: &std::path::Path, registrations: &[(&str, String)]) -> parvis::config::Config {
+    let mut c = config(&dir.join("db"));
+    for (name, text) in registrations {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        c.appservices.registration_files.push(file);
+    }
+    c
+}
+
 /// Sends a message at `path` (a full `/send` path, query included) with `token`, and returns the
 /// event as `viewer` fetches it.
 async fn send_and_fetch(
@@ -58,11 +69,8 @@ async fn send_and_fetch(
 #[tokio::test]
 async fn exclusive_namespaces_are_kept_for_their_application_service() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("irc.yaml");
-    std::fs::write(&file, IRC).unwrap();
-    let mut c = config(&dir.path().join("db"));
-    c.appservices.registration_files = vec![file];
-    let server = TestServer::start_with(c).await;
+    let server =
+        TestServer::start_with(config_with(dir.path(), &[("irc.yaml", IRC.to_owned())])).await;
 
     let body = json!({ "username": "_irc_alice", "password": "secret-password", "auth": { "type": "m.login.dummy" } });
     let (status, answer) = server
@@ -141,10 +149,10 @@ async fn exclusive_namespaces_are_kept_for_their_application_service() {
 #[tokio::test]
 async fn a_bad_registration_stops_the_server_naming_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("broken.yaml");
-    std::fs::write(&file, IRC.replace("\"#_irc_.*\"", "\"#_irc_(\"")).unwrap();
-    let mut c = config(&dir.path().join("db"));
-    c.appservices.registration_files = vec![file];
+    let c = config_with(
+        dir.path(),
+        &[("broken.yaml", IRC.replace("\"#_irc_.*\"", "\"#_irc_(\""))],
+    );
     let error = match parvis::server::start(c).await {
         Ok(_) => panic!("the server started with a broken registration"),
         Err(e) => e.to_string(),
@@ -161,11 +169,8 @@ async fn a_bad_registration_stops_the_server_naming_file_and_field() {
 #[tokio::test]
 async fn the_as_token_registers_and_acts_as_namespaced_users_only() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("irc.yaml");
-    std::fs::write(&file, IRC).unwrap();
-    let mut c = config(&dir.path().join("db"));
-    c.appservices.registration_files = vec![file];
-    let server = TestServer::start_with(c).await;
+    let server =
+        TestServer::start_with(config_with(dir.path(), &[("irc.yaml", IRC.to_owned())])).await;
     let token = "as-irc-token";
     let whoami = |user: Option<&str>| {
         let path = match user {
@@ -515,10 +520,13 @@ async fn events_reach_the_service_in_order_through_failures_and_restarts() {
     let service = FakeService::default();
     let url = service.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("irc.yaml");
-    std::fs::write(&file, IRC.replace("url: null", &format!("url: \"{url}\""))).unwrap();
-    let mut c = config(&dir.path().join("db"));
-    c.appservices.registration_files = vec![file];
+    let c = config_with(
+        dir.path(),
+        &[(
+            "irc.yaml",
+            IRC.replace("url: null", &format!("url: \"{url}\"")),
+        )],
+    );
     let server = TestServer::start_with(c.clone()).await;
     let token = "as-irc-token";
 
@@ -706,10 +714,13 @@ async fn unknown_aliases_and_users_are_asked_of_their_service() {
     let service = FakeService::default();
     let url = service.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("irc.yaml");
-    std::fs::write(&file, IRC.replace("url: null", &format!("url: \"{url}\""))).unwrap();
-    let mut c = config(&dir.path().join("db"));
-    c.appservices.registration_files = vec![file];
+    let c = config_with(
+        dir.path(),
+        &[(
+            "irc.yaml",
+            IRC.replace("url: null", &format!("url: \"{url}\"")),
+        )],
+    );
     let server = TestServer::start_with(c).await;
     *service.homeserver.lock().unwrap() = Some(server.base.clone());
     let (_, alice) = server.register("alice").await;
