@@ -7,9 +7,8 @@
 //! server will not bind. Third-party networks are served by application services, whose
 //! protocol queries are not built yet (issue 10): no protocol is known.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
-use axum::extract::State;
 use http::StatusCode;
 use ruma::api::client::{
     account::{
@@ -30,7 +29,6 @@ use crate::{
         ruma_wrapper::{Ruma, RumaResponse},
     },
     error::{Error, Result},
-    services::Services,
 };
 
 type Res<T> = Result<RumaResponse<T>>;
@@ -125,10 +123,7 @@ pub async fn password_msisdn(
 }
 
 /// The third-party protocols of the registered application services (none).
-pub async fn protocols(
-    State(_): State<Arc<Services>>,
-    req: Ruma<get_protocols::v3::Request>,
-) -> Res<get_protocols::v3::Response> {
+pub async fn protocols(req: Ruma<get_protocols::v3::Request>) -> Res<get_protocols::v3::Response> {
     req.user()?;
     Ok(get_protocols::v3::Response::new(BTreeMap::new()).into())
 }

@@ -80,10 +80,12 @@ impl Appservices {
         }
     }
 
-    /// Wakes the senders of every service (after a commit that queued events).
-    pub fn wake_all(&self) {
-        for wake in self.wakes.values() {
-            wake.notify_one();
+    /// Wakes the senders of the services (by index in `all`) a commit queued events for.
+    pub fn wake(&self, queued: &[usize]) {
+        for appservice in queued.iter().filter_map(|i| self.list.get(*i)) {
+            if let Some(wake) = self.wakes.get(&appservice.registration.id) {
+                wake.notify_one();
+            }
         }
     }
 

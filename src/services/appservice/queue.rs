@@ -85,7 +85,9 @@ pub fn interested(
 }
 
 /// In the commit of a timeline event at `pos`: queues it for every interested service with a
-/// URL; returns whether any was (their senders are woken after the commit).
+/// URL; returns the services it was queued for (their senders are woken after the commit). A
+/// commit that then fails leaves their queue counts one too high until the next start-up
+/// (`Appservices::count_queued`): the cap errs on the side of the disk.
 pub fn event_committed(
     s: &Services,
     c: &mut Commit,
@@ -93,10 +95,10 @@ pub fn event_committed(
     pos: u64,
     short_event: u64,
     event: &CanonicalJsonObject,
-) -> Result<bool> {
-    let mut queued = false;
+) -> Result<Vec<usize>> {
+    let mut queued = Vec::new();
     let mut members = None;
-    for appservice in s.appservices.all() {
+    for (index, appservice) in s.appservices.all().iter().enumerate() {
         if appservice.registration.url.is_none()
             || !interested(s, appservice, short_room, event, &mut members)?
         {
@@ -114,7 +116,7 @@ pub fn event_committed(
             queue_key(id, pos),
             short_event.to_be_bytes(),
         );
-        queued = true;
+        queued.push(index);
     }
     Ok(queued)
 }

@@ -258,6 +258,16 @@ impl RoomCounts {
         }
     }
 
+    /// The event position the read marker of `scope` stands at (`thread`: the scope's thread's
+    /// counts, for a threaded receipt).
+    pub fn marker(&self, scope: &ReadScope, thread: Option<&ThreadCounts>) -> u64 {
+        match scope {
+            ReadScope::All => self.read_all,
+            ReadScope::Main => self.read_main,
+            ReadScope::Thread(_) => thread.map_or(0, |t| t.read),
+        }
+    }
+
     /// Counts a new notification (`thread`: the counts of the entry's thread, for a threaded
     /// entry); false (and nothing counted) when the event is already read.
     pub fn add(
@@ -316,13 +326,24 @@ pub fn apply_receipt<'a>(
     }
     *marker = event_pos;
 
-    let before = (*counts, threads.clone());
-    let covered = |threads: &BTreeMap<String, ThreadCounts>| {
-        threads
-            .values()
-            .fold(Count::default(), |sum, t| sum.plus(t.count))
+    let unread = |counts: &RoomCounts, threads: &BTreeMap<String, ThreadCounts>| {
+        let per_thread: BTreeMap<String, Count> = threads
+            .iter()
+            .filter(|(_, t)| t.count != Count::default())
+            .map(|(r, t)| (r.clone(), t.count))
+            .collect();
+        (counts.main, counts.threads, per_thread)
     };
-    let threads_outside = counts.threads.minus(covered(threads));
+    let before = unread(counts, threads);
+    // The threads' sum of the threads the receipt does not cover (none for an unthreaded one).
+    let threads_outside = match scope {
+        ReadScope::All => Count::default(),
+        _ => counts.threads.minus(
+            threads
+                .values()
+                .fold(Count::default(), |sum, t| sum.plus(t.count)),
+        ),
+    };
     if matches!(scope, ReadScope::All | ReadScope::Main) {
         counts.main = Count::default();
     }
@@ -340,11 +361,7 @@ pub fn apply_receipt<'a>(
             read.push(pos);
         }
     }
-    counts.threads = match scope {
-        // Every thread is covered: their sum is the threads' count.
-        ReadScope::All => counts.threads,
-        _ => threads_outside.plus(counts.threads),
-    };
+    counts.threads = threads_outside.plus(counts.threads);
     if *scope == ReadScope::All {
         // Thread markers at or below the unthreaded marker say nothing more.
         let all = counts.read_all;
@@ -353,14 +370,7 @@ pub fn apply_receipt<'a>(
             .filter(|t| t.read <= all)
             .for_each(|t| t.read = 0);
     }
-    let changed = (before.0.main, before.0.threads) != (counts.main, counts.threads)
-        || before
-            .1
-            .iter()
-            .any(|(root, t)| threads.get(root).map(|n| n.count) != Some(t.count))
-        || threads
-            .iter()
-            .any(|(root, t)| !before.1.contains_key(root) && t.count != Count::default());
+    let changed = before != unread(counts, threads);
     Some(Receipted { read, changed })
 }
 

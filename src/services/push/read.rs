@@ -132,11 +132,11 @@ fn counts_reset(
             BTreeMap::from([(root.clone(), thread_counts(s, user, short_room, root)?)])
         }
     };
-    let marker = match &scope {
-        ReadScope::All => counts.read_all,
-        ReadScope::Main => counts.read_main,
-        ReadScope::Thread(root) => threads.get(root).map_or(0, |t| t.read),
+    let thread = match &scope {
+        ReadScope::Thread(root) => threads.get(root),
+        _ => None,
     };
+    let marker = counts.marker(&scope, thread);
     // A receipt behind the marker reads nothing: the entries are not scanned.
     if marker >= meta.pos {
         return Ok(None);

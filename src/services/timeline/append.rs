@@ -518,7 +518,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 encode_meta(&meta),
             );
             if soft_failed {
-                return Ok((short_event, pos, None, false, false));
+                return Ok((short_event, pos, None, false, Vec::new()));
             }
             if current == Current::After {
                 s.state.set_current(c, short_room, after);
@@ -590,9 +590,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             ))
         })?
         .0;
-    if appservice_queued {
-        s.appservices.wake_all();
-    }
+    s.appservices.wake(&appservice_queued);
     if let Some(staged) = push_staged {
         staged.committed();
     }
