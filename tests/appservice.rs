@@ -374,6 +374,8 @@ struct FakeService {
     homeserver: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     queries: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The `ephemeral` events of accepted transactions, in order.
+    ephemeral: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl FakeService {
@@ -421,6 +423,63 @@ impl FakeService {
                         (StatusCode::OK, Json(json!({})))
                     }
                 }),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/protocol/{protocol}",
+                axum::routing::get(|Path(protocol): Path<String>| async move {
+                    if protocol != "irc" {
+                        return (StatusCode::NOT_FOUND, Json(json!({ "errcode": "M_NOT_FOUND" })));
+                    }
+                    (StatusCode::OK, Json(json!({
+                        "user_fields": ["network", "nickname"],
+                        "location_fields": ["network", "channel"],
+                        "icon": "mxc://test.local/irc",
+                        "field_types": {
+                            "network": { "regexp": "[a-z.]+", "placeholder": "libera.chat" },
+                            "nickname": { "regexp": "[^\\s]+", "placeholder": "alice" },
+                            "channel": { "regexp": "#[^\\s]+", "placeholder": "#matrix" }
+                        },
+                        "instances": [{
+                            "desc": "Libera Chat",
+                            "network_id": "libera",
+                            "fields": { "network": "libera.chat" }
+                        }]
+                    })))
+                }),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/location/{protocol}",
+                axum::routing::get(
+                    |Path(protocol): Path<String>,
+                     axum::extract::Query(fields): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+                        Json(json!([{ "alias": "#_irc_x:test.local", "protocol": protocol, "fields": fields }]))
+                    },
+                ),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/location",
+                axum::routing::get(
+                    |axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+                        Json(json!([{ "alias": q["alias"], "protocol": "irc", "fields": { "channel": "#x" } }]))
+                    },
+                ),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/user/{protocol}",
+                axum::routing::get(
+                    |Path(protocol): Path<String>,
+                     axum::extract::Query(fields): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+                        Json(json!([{ "userid": "@_irc_nick:test.local", "protocol": protocol, "fields": fields }]))
+                    },
+                ),
+            )
+            .route(
+                "/_matrix/app/v1/thirdparty/user",
+                axum::routing::get(
+                    |axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+                        Json(json!([{ "userid": q["userid"], "protocol": "irc", "fields": { "nickname": "nick" } }]))
+                    },
+                ),
             )
             .route(
                 "/_matrix/app/v1/ping",
@@ -471,6 +530,10 @@ impl FakeService {
                                 .map(|e| e["event_id"].as_str().unwrap().to_owned())
                                 .collect();
                             let fail = me.failing.load(std::sync::atomic::Ordering::SeqCst);
+                            if !fail {
+                                let ephemeral = body["ephemeral"].as_array().cloned();
+                                me.ephemeral.lock().unwrap().extend(ephemeral.unwrap_or_default());
+                            }
                             me.seen.lock().unwrap().push((txn, auth, ids, !fail));
                             if fail {
                                 (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})))
@@ -783,6 +846,26 @@ async fn unknown_aliases_and_users_are_asked_of_their_service() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Inviting a user of its namespace asks too, by /invite and in createRoom's `invite`.
+    let room = server.create_room(&alice, json!({})).await;
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice),
+            Some(json!({ "user_id": "@_irc_dave:test.local" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&alice),
+            Some(json!({ "invite": ["@_irc_erin:test.local"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let queries = service.queries.lock().unwrap().clone();
     assert_eq!(
         queries,
@@ -790,9 +873,221 @@ async fn unknown_aliases_and_users_are_asked_of_their_service() {
             "#_irc_made:test.local",
             "#_irc_absent:test.local",
             "#_irc_made2:test.local",
-            "@_irc_carol:test.local"
+            "@_irc_carol:test.local",
+            "@_irc_dave:test.local",
+            "@_irc_erin:test.local"
         ],
         "only namespaced ids are asked"
     );
+    server.stop().await;
+}
+
+const SLACK: &str = r##"
+id: slack
+url: null
+as_token: "as-slack-token"
+hs_token: "hs-slack-token"
+sender_localpart: _slack_bot
+namespaces:
+  users:
+    - exclusive: true
+      regex: "@_slack_.*:test\\.local"
+"##;
+
+/// MSC2409: a service whose registration asks for ephemeral events gets the typing, public read
+/// receipts and presence of the rooms it is in, in its transactions; one that does not ask gets
+/// none of them.
+#[tokio::test]
+async fn typing_receipts_and_presence_go_to_services_that_ask() {
+    let (asks, silent) = (FakeService::default(), FakeService::default());
+    let (asks_url, silent_url) = (asks.start().await, silent.start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let c = config_with(
+        dir.path(),
+        &[
+            (
+                "irc.yaml",
+                IRC.replace("url: null", &format!("url: \"{asks_url}\"\nreceive_ephemeral: true")),
+            ),
+            (
+                "slack.yaml",
+                SLACK.replace("url: null", &format!("url: \"{silent_url}\"")),
+            ),
+        ],
+    );
+    let server = TestServer::start_with(c).await;
+    let (_, alice) = server.register("alice").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    for (token, user) in [("as-irc-token", "_irc_bob"), ("as-slack-token", "_slack_eve")] {
+        let body = json!({ "type": "m.login.application_service", "username": user });
+        let (status, answer) = server
+            .call(Method::POST, "/_matrix/client/v3/register", Some(token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let join = format!(
+            "/_matrix/client/v3/join/{}?user_id={}",
+            enc(&room),
+            enc(&format!("@{user}:test.local"))
+        );
+        let (status, joined) = server
+            .call(Method::POST, &join, Some(token), Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{joined}");
+    }
+    let read = server.send_text(&alice, &room, "r1", "read me").await;
+
+    let alice_id = "@alice:test.local";
+    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(alice_id));
+    let (status, _) = server
+        .call(Method::PUT, &typing, Some(&alice), Some(json!({ "typing": true, "timeout": 30000 })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let receipt = format!(
+        "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+        enc(&room),
+        enc(&read)
+    );
+    let (status, _) = server
+        .call(Method::POST, &receipt, Some(&alice), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let presence = format!("/_matrix/client/v3/presence/{}/status", enc(alice_id));
+    let (status, _) = server
+        .call(Method::PUT, &presence, Some(&alice), Some(json!({ "presence": "online", "status_msg": "here" })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let last = server.send_text(&alice, &room, "r2", "after").await;
+
+    let found = |kind: &str, check: &dyn Fn(&serde_json::Value) -> bool| {
+        asks.ephemeral
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == kind && check(e))
+    };
+    let mut all = false;
+    for _ in 0..200 {
+        all = found("m.typing", &|e| {
+            e["room_id"] == room.as_str()
+                && e["content"]["user_ids"].as_array().unwrap().iter().any(|u| u == alice_id)
+        }) && found("m.receipt", &|e| {
+            e["room_id"] == room.as_str()
+                && e["content"][read.as_str()]["m.read"][alice_id]["ts"].is_u64()
+        }) && found("m.presence", &|e| {
+            e["sender"] == alice_id
+                && e["content"]["presence"] == "online"
+                && e["content"]["status_msg"] == "here"
+        });
+        if all {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(all, "ephemeral events received: {:?}", asks.ephemeral.lock().unwrap());
+    asks.wait_for(&last).await;
+    silent.wait_for(&last).await;
+    assert!(
+        silent.ephemeral.lock().unwrap().is_empty(),
+        "a service that did not ask got {:?}",
+        silent.ephemeral.lock().unwrap()
+    );
+    server.stop().await;
+}
+
+/// Third-party lookups go to the service that lists the protocol, and what it answers comes back
+/// (instances named `<service>|<network>`); the service publishes rooms in its network's
+/// directory, which clients list by that instance id.
+#[tokio::test]
+async fn third_party_lookups_and_the_network_directory_go_through_the_service() {
+    let service = FakeService::default();
+    let url = service.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = config_with(
+        dir.path(),
+        &[(
+            "irc.yaml",
+            IRC.replace("url: null", &format!("url: \"{url}\"\nprotocols: [\"irc\"]")),
+        )],
+    );
+    let server = TestServer::start_with(c).await;
+    let (_, alice) = server.register("alice").await;
+    let get = |path: String| {
+        let server = &server;
+        let alice = alice.clone();
+        async move { server.call(Method::GET, &path, Some(&alice), None).await }
+    };
+    const TP: &str = "/_matrix/client/v3/thirdparty";
+
+    let (status, protocols) = get(format!("{TP}/protocols")).await;
+    assert_eq!(status, StatusCode::OK, "{protocols}");
+    assert_eq!(protocols["irc"]["instances"][0]["instance_id"], "irc|libera", "{protocols}");
+    assert_eq!(protocols["irc"]["location_fields"], json!(["network", "channel"]));
+    let (status, irc) = get(format!("{TP}/protocol/irc")).await;
+    assert_eq!(status, StatusCode::OK, "{irc}");
+    assert_eq!(irc["instances"][0]["network_id"], "libera");
+    let (status, unknown) = get(format!("{TP}/protocol/xmpp")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    assert_eq!(unknown["errcode"], "M_NOT_FOUND");
+
+    let (status, found) = get(format!("{TP}/location/irc?channel={}", enc("#matrix"))).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found[0]["fields"]["channel"], "#matrix", "the fields reach the service");
+    assert_eq!(found[0]["alias"], "#_irc_x:test.local");
+    let (status, found) = get(format!("{TP}/user/irc?nickname=nick")).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found[0]["userid"], "@_irc_nick:test.local");
+    assert_eq!(found[0]["fields"]["nickname"], "nick");
+    let (status, found) = get(format!("{TP}/location?alias={}", enc("#_irc_y:test.local"))).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found[0]["alias"], "#_irc_y:test.local");
+    let (status, found) = get(format!("{TP}/user?userid={}", enc("@_irc_z:test.local"))).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found[0]["userid"], "@_irc_z:test.local");
+    let (status, _) = get(format!("{TP}/location/xmpp")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The network's directory.
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    let list = format!("/_matrix/client/v3/directory/list/appservice/libera/{}", enc(&room));
+    let public = json!({ "visibility": "public" });
+    let (status, answer) = server
+        .call(Method::PUT, &list, Some(&alice), Some(public.clone()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only a service: {answer}");
+    let (status, answer) = server
+        .call(Method::PUT, &list, Some("as-irc-token"), Some(public.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let missing = format!(
+        "/_matrix/client/v3/directory/list/appservice/libera/{}",
+        enc("!nowhere:test.local")
+    );
+    let (status, _) = server
+        .call(Method::PUT, &missing, Some("as-irc-token"), Some(public))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let listed = |filter: serde_json::Value| {
+        let server = &server;
+        let alice = alice.clone();
+        let room = room.clone();
+        async move {
+            let (status, page) = server
+                .call(Method::POST, "/_matrix/client/v3/publicRooms", Some(&alice), Some(filter))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page["chunk"].as_array().unwrap().iter().any(|r| r["room_id"] == room.as_str())
+        }
+    };
+    assert!(!listed(json!({})).await, "not in the Matrix directory");
+    assert!(listed(json!({ "third_party_instance_id": "irc|libera" })).await);
+    assert!(listed(json!({ "include_all_networks": true })).await);
+    assert!(!listed(json!({ "third_party_instance_id": "irc|oftc" })).await);
+    let (status, _) = server
+        .call(Method::PUT, &list, Some("as-irc-token"), Some(json!({ "visibility": "private" })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!listed(json!({ "third_party_instance_id": "irc|libera" })).await);
     server.stop().await;
 }

@@ -10,7 +10,7 @@ use axum::{
 };
 use bytes::BytesMut;
 use ruma::{
-    OwnedDeviceId, OwnedUserId,
+    OwnedDeviceId, OwnedUserId, UserId,
     api::{
         IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponseExt,
         auth_scheme::{
@@ -154,11 +154,25 @@ pub async fn identify(
         });
     }
     if let Some(appservice) = appservice {
-        let user_id = parts.uri.query().and_then(|q| {
+        let mut user_id = parts.uri.query().and_then(|q| {
             form_urlencoded_pairs(q)
                 .find(|(k, _)| k == "user_id")
                 .map(|(_, v)| v)
         });
+        // Where the token is optional (`POST /register`), frameworks name the user they are
+        // about to create; one outside the namespace is not masqueraded as, and the endpoint
+        // itself answers for it (`M_EXCLUSIVE`), as the spec and Synapse do.
+        if need == AuthNeed::Optional
+            && parts.uri.path().ends_with("/register")
+            && user_id.as_deref().is_some_and(|raw| {
+                UserId::parse(raw).map_or(true, |user| {
+                    !appservice.owns_user(&user)
+                        || user.server_name() != services.globals.server_name()
+                })
+            })
+        {
+            user_id = None;
+        }
         let acting = super::appservice_auth::acting(
             services,
             appservice,

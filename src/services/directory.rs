@@ -18,7 +18,10 @@ pub const ALIASES: Map = Map("aliases");
 pub const ROOM_ALIASES: Map = Map("room_aliases");
 /// room id → () for rooms published in the directory.
 pub const PUBLIC_ROOMS: Map = Map("public_rooms");
-pub const MAPS: &[Map] = &[ALIASES, ROOM_ALIASES, PUBLIC_ROOMS];
+/// `<service id>|<network id>` 0x00 room id → (): rooms an application service published in the
+/// directory of one of its third-party networks.
+pub const NETWORK_ROOMS: Map = Map("network_rooms");
+pub const MAPS: &[Map] = &[ALIASES, ROOM_ALIASES, PUBLIC_ROOMS, NETWORK_ROOMS];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AliasRecord {
@@ -145,5 +148,37 @@ impl Directory {
                     .map_err(|_| Error::internal("corrupt room id"))
             })
             .collect()
+    }
+
+    /// Publishes (or withdraws) a room in the directory of a third-party network instance
+    /// (`<service id>|<network id>`).
+    pub fn set_network_public(&self, instance: &str, room_id: &RoomId, public: bool) -> Result<()> {
+        let key = [instance.as_bytes(), &[0], room_id.as_bytes()].concat();
+        let mut batch = Batch::new();
+        if public {
+            batch.put(NETWORK_ROOMS, key, Vec::new());
+        } else {
+            batch.delete(NETWORK_ROOMS, key);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// The rooms published in one network instance's directory, or in any when `None`.
+    pub fn network_rooms(&self, instance: Option<&str>) -> Result<Vec<OwnedRoomId>> {
+        let prefix = instance.map_or_else(Vec::new, |i| [i.as_bytes(), &[0]].concat());
+        let mut rooms = Vec::new();
+        for entry in self.db.scan_prefix(NETWORK_ROOMS, &prefix) {
+            let (key, _) = entry?;
+            let room = key
+                .iter()
+                .position(|b| *b == 0)
+                .map(|at| String::from_utf8_lossy(&key[at + 1..]).into_owned())
+                .and_then(|r| OwnedRoomId::try_from(r).ok())
+                .ok_or_else(|| Error::internal("corrupt network room key"))?;
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
+        }
+        Ok(rooms)
     }
 }

@@ -1,7 +1,11 @@
 //! The public room directory as a client or another server sees it: one summary per published room,
 //! largest first, filtered by a search term, paginated by offset tokens.
 
-use ruma::{OwnedRoomId, UInt, directory::PublicRoomsChunk, events::StateEventType};
+use ruma::{
+    OwnedRoomId, UInt,
+    directory::{PublicRoomsChunk, RoomNetwork},
+    events::StateEventType,
+};
 use serde_json::Value;
 
 use crate::{
@@ -57,8 +61,33 @@ pub fn public_rooms(
     since: Option<&str>,
     term: Option<&str>,
 ) -> Result<PublicRoomsPage> {
+    public_rooms_of(s, &RoomNetwork::Matrix, limit, since, term)
+}
+
+/// The directory of `network`: Matrix's (the rooms users published), one third-party network
+/// instance's (`<service id>|<network id>`, published by its application service), or all.
+pub fn public_rooms_of(
+    s: &Services,
+    network: &RoomNetwork,
+    limit: Option<UInt>,
+    since: Option<&str>,
+    term: Option<&str>,
+) -> Result<PublicRoomsPage> {
+    let listed = match network {
+        RoomNetwork::Matrix => s.directory.public_rooms()?,
+        RoomNetwork::ThirdParty(instance) => s.directory.network_rooms(Some(instance))?,
+        _ => {
+            let mut all = s.directory.public_rooms()?;
+            for room in s.directory.network_rooms(None)? {
+                if !all.contains(&room) {
+                    all.push(room);
+                }
+            }
+            all
+        }
+    };
     let mut chunks = Vec::new();
-    for room_id in s.directory.public_rooms()? {
+    for room_id in listed {
         let chunk = chunk_of(s, &room_id)?;
         if let Some(term) = term.map(str::to_lowercase).filter(|t| !t.is_empty()) {
             let hay = [

@@ -1,6 +1,6 @@
 //! What application services do with their `as_token`: register and log in their users
 //! (`m.login.application_service`), ping themselves through the server, and the appservice room
-//! directory (403 for now: not built yet, issue 10).
+//! directory of their third-party networks.
 
 use ruma::api::client::appservice::{request_ping, set_room_visibility};
 
@@ -86,12 +86,34 @@ pub async fn ping(
 /// How long a ping waits for the service.
 const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}`.
+/// `PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}`: an application
+/// service publishes (or withdraws) a room in the directory of one of its networks, which clients
+/// list with `third_party_instance_id` `<service id>|<network id>` (or `include_all_networks`).
 pub async fn set_directory_visibility(
+    axum::extract::State(services): axum::extract::State<std::sync::Arc<Services>>,
     req: Ruma<set_room_visibility::v3::Request>,
 ) -> Result<RumaResponse<set_room_visibility::v3::Response>> {
     req.user()?;
-    Err(not_an_appservice())
+    let appservice = req
+        .appservice
+        .as_deref()
+        .and_then(|id| services.appservices.by_id(id))
+        .ok_or_else(not_an_appservice)?;
+    let instance = crate::services::appservice::third_party::instance_id(
+        appservice,
+        &req.body.network_id,
+    );
+    let public = req.body.visibility == ruma::api::client::room::Visibility::Public;
+    services
+        .run(move |s| {
+            if !s.timeline.room_exists(&req.body.room_id)? {
+                return Err(Error::not_found("Unknown room"));
+            }
+            s.directory
+                .set_network_public(&instance, &req.body.room_id, public)?;
+            Ok(set_room_visibility::v3::Response::new().into())
+        })
+        .await
 }
 
 /// The login and registration type of application services.

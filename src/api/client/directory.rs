@@ -278,8 +278,9 @@ pub async fn public_rooms_post(
     }
     services
         .run(move |s| {
-            let r = public_rooms(
+            let r = crate::services::directory_listing::public_rooms_of(
                 s,
+                &req.body.room_network,
                 req.body.limit,
                 req.body.since.as_deref(),
                 req.body.filter.generic_search_term.as_deref(),

@@ -54,6 +54,7 @@ pub async fn typing(
                     false
                 }
             };
+            crate::services::appservice::ephemeral::typing_changed(s, short, &req.body.room_id)?;
             crate::federation::sender::edus::typing(s, short, &req.body.room_id, &caller, on)?;
             Ok(create_typing_event::v3::Response::new().into())
         })
@@ -89,6 +90,15 @@ fn receipt(
     }
     // The receipt and the counts it resets: one batch.
     crate::services::push::read::receipt(s, user, short, kind, event_id, thread.as_deref())?;
+    crate::services::appservice::ephemeral::receipt_stored(
+        s,
+        short,
+        room_id,
+        kind,
+        user,
+        event_id,
+        thread.as_deref(),
+    )?;
     crate::federation::sender::edus::receipt(
         s,
         short,
@@ -171,12 +181,14 @@ pub async fn set(
             if req.body.status_msg.as_ref().is_some_and(|m| m.len() > 1024) {
                 return Err(Error::too_large("Status message is too long"));
             }
-            s.presence.set(
+            if let Some(record) = s.presence.set(
                 &s.globals,
                 &caller,
                 presence,
                 Some(req.body.status_msg.clone()),
-            )?;
+            )? {
+                crate::services::appservice::ephemeral::presence_changed(s, &caller, &record)?;
+            }
             crate::federation::sender::edus::presence(
                 s,
                 &caller,

@@ -51,10 +51,7 @@ pub async fn get(
         return Ok(response.into());
     }
     // A user of an application service's namespace may be created by the service when asked.
-    let asked = req.body.user_id.clone();
-    if !services.run(move |s| s.users.exists(&asked)).await? {
-        crate::services::appservice::query::ask_for_user(&services, &req.body.user_id).await;
-    }
+    crate::services::appservice::query::ask_if_unknown(&services, &req.body.user_id).await?;
     services
         .run(move |s| {
             let profile = s

@@ -51,6 +51,10 @@ pub async fn create(
 ) -> Res<create_room::v3::Response> {
     let user = req.user()?.clone();
     let body = req.body;
+    // Invitees an application service may create when asked (spec: "Querying" users).
+    for invitee in &body.invite {
+        crate::services::appservice::query::ask_if_unknown(&services, invitee).await?;
+    }
     services
         .run(move |s| {
             let public = body.visibility == Visibility::Public;
@@ -437,6 +441,9 @@ pub async fn invite(
         )
         .await?;
         return Ok(invite_user::v3::Response::new().into());
+    }
+    if let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient {
+        crate::services::appservice::query::ask_if_unknown(&services, &invitee.user_id).await?;
     }
     services
         .run(move |s| {

@@ -65,7 +65,8 @@ fn joined_room(
 
 fn typing(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     let user = user_of(origin, content.get("user_id"))?;
-    let Some((room_id, _)) = joined_room(s, content.get("room_id").and_then(Value::as_str), &user)?
+    let Some((room_id, short)) =
+        joined_room(s, content.get("room_id").and_then(Value::as_str), &user)?
     else {
         return Ok(());
     };
@@ -75,7 +76,8 @@ fn typing(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
         .unwrap_or(false);
     s.typing
         .set(&s.globals, &room_id, &user, on, Duration::from_secs(30));
-    Ok(())
+    crate::services::appservice::ephemeral::typing_changed(s, short, &room_id)
+
 }
 
 fn receipts(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
@@ -97,7 +99,7 @@ fn receipts(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
             }
             for (user, receipt) in users.as_object().into_iter().flatten() {
                 let user = user_of(origin, Some(&Value::String(user.clone())))?;
-                let Some((_, short)) = joined_room(s, Some(room), &user)? else {
+                let Some((room_id, short)) = joined_room(s, Some(room), &user)? else {
                     continue;
                 };
                 let Some(event_id) = receipt
@@ -113,8 +115,23 @@ fn receipts(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
                     .pointer("/data/thread_id")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                s.receipts
-                    .set(&s.globals, short, kind, &user, &event_id, thread)?;
+                s.receipts.set(
+                    &s.globals,
+                    short,
+                    kind,
+                    &user,
+                    &event_id,
+                    thread.clone(),
+                )?;
+                crate::services::appservice::ephemeral::receipt_stored(
+                    s,
+                    short,
+                    &room_id,
+                    kind,
+                    &user,
+                    &event_id,
+                    thread.as_deref(),
+                )?;
             }
         }
     }
@@ -144,7 +161,9 @@ fn presence(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
         let status = update
             .get("status_msg")
             .map(|m| m.as_str().map(str::to_owned));
-        s.presence.set(&s.globals, &user, presence, status)?;
+        if let Some(record) = s.presence.set(&s.globals, &user, presence, status)? {
+            crate::services::appservice::ephemeral::presence_changed(s, &user, &record)?;
+        }
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ pub fn presence(
 /// an explicit change (the stored status message kept).
 pub fn presence_from_sync(s: &Services, user: &UserId, presence: &str) -> Result<()> {
     if let Some(record) = s.presence.set(&s.globals, user, presence, None)? {
+        crate::services::appservice::ephemeral::presence_changed(s, user, &record)?;
         self::presence(s, user, &record.presence, record.status_msg.as_deref())?;
     }
     Ok(())

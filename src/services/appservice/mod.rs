@@ -6,13 +6,15 @@
 //! pushed to each application service from a persisted queue, and the queries.
 
 pub mod client;
+pub mod ephemeral;
 pub mod query;
 pub mod queue;
 pub mod registration;
 pub mod sender;
+pub mod third_party;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
 
@@ -37,6 +39,8 @@ pub struct Appservices {
     queued: Mutex<HashMap<String, u64>>,
     /// Wakes each service's sender (something was queued).
     wakes: HashMap<String, Arc<Notify>>,
+    /// Ephemeral events waiting for each service (`ephemeral`), in memory and bounded.
+    ephemeral: Mutex<HashMap<String, VecDeque<serde_json::Value>>>,
 }
 
 impl Appservices {
@@ -49,6 +53,7 @@ impl Appservices {
             list,
             queued: Mutex::default(),
             wakes,
+            ephemeral: Mutex::default(),
         }
     }
 
@@ -83,10 +88,33 @@ impl Appservices {
     /// Wakes the senders of the services (by index in `all`) a commit queued events for.
     pub fn wake(&self, queued: &[usize]) {
         for appservice in queued.iter().filter_map(|i| self.list.get(*i)) {
-            if let Some(wake) = self.wakes.get(&appservice.registration.id) {
-                wake.notify_one();
-            }
+            self.wake_id(&appservice.registration.id);
         }
+    }
+
+    pub(crate) fn wake_id(&self, id: &str) {
+        if let Some(wake) = self.wakes.get(id) {
+            wake.notify_one();
+        }
+    }
+
+    pub(crate) fn buffer_ephemeral(&self, id: &str, event: serde_json::Value) {
+        let mut all = self.ephemeral.lock().unwrap_or_else(|e| e.into_inner());
+        if ephemeral::push_bounded(all.entry(id.to_owned()).or_default(), event) {
+            tracing::warn!(
+                "application service {id}: {} ephemeral events waiting, the oldest dropped",
+                ephemeral::MAX_BUFFERED
+            );
+        }
+    }
+
+    /// The oldest waiting ephemeral events of a service, at most `max`, taken out.
+    pub(crate) fn take_ephemeral(&self, id: &str, max: usize) -> Vec<serde_json::Value> {
+        let mut all = self.ephemeral.lock().unwrap_or_else(|e| e.into_inner());
+        all.get_mut(id).map_or_else(Vec::new, |buffer| {
+            let n = buffer.len().min(max);
+            buffer.drain(..n).collect()
+        })
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Appservice> {

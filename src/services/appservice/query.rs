@@ -4,17 +4,36 @@
 //! the service created it (the caller looks again); anything else, or no answer in 10 s, means
 //! it did not.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use ruma::{RoomAliasId, UserId};
 
 use super::{Appservice, client, registration::Namespace};
-use crate::services::Services;
+use crate::{error::Result, services::Services};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Before a local user that does not exist is reported unknown (a profile, an invite): asks the
+/// services whose user namespace holds it, which may create it.
+pub async fn ask_if_unknown(services: &Arc<Services>, user: &UserId) -> Result<()> {
+    if user.server_name() != services.globals.server_name()
+        || !services
+            .appservices
+            .all()
+            .iter()
+            .any(|a| a.registration.url.is_some() && a.users.matches(user.as_str()))
+    {
+        return Ok(());
+    }
+    let asked = user.to_owned();
+    if !services.run(move |s| s.users.exists(&asked)).await? {
+        ask_for_user(services, user).await;
+    }
+    Ok(())
 }
 
 /// Asks the services whose alias namespace holds `alias`; true when one created it.

@@ -35,10 +35,7 @@ fn queue_key(appservice: &str, pos: u64) -> Vec<u8> {
 }
 
 /// Whether `appservice` wants the event (spec "Application Service API", pushing events): its
-/// users send it or are its membership target, or are members of the room; the room's id or one
-/// of its aliases is in its namespaces. `members` keeps the room's members for the event's other
-/// services. (With a service registered, an event in a large room costs a scan of its members: a
-/// per-room cache of interested services is the next step when that shows in the bench.)
+/// users send it or are its membership target, or the room interests it ([`room_interests`]).
 pub fn interested(
     s: &Services,
     appservice: &Appservice,
@@ -56,24 +53,42 @@ pub fn interested(
     {
         return Ok(true);
     }
-    if let Some(room_id) = field("room_id") {
-        if appservice.rooms.matches(room_id) {
-            return Ok(true);
-        }
-        if !appservice.aliases.is_empty()
-            && let Ok(room_id) = ruma::RoomId::parse(room_id)
-            && s.directory
-                .aliases_of(&room_id)?
-                .iter()
-                .any(|a| appservice.aliases.matches(a.as_str()))
-        {
-            return Ok(true);
-        }
+    match field("room_id").and_then(|r| ruma::RoomId::parse(r).ok()) {
+        Some(room_id) => room_interests(s, appservice, short_room, &room_id, members),
+        None => Ok(false),
+    }
+}
+
+/// Whether what happens in a room interests `appservice`: the room's id or one of its local
+/// aliases is in its namespaces, or one of its users is joined or invited. `members` keeps the
+/// room's members for the room's other services. (With a service registered, an event in a large
+/// room costs a scan of its members: a per-room cache of interested services is the next step
+/// when that shows in the bench.)
+pub fn room_interests(
+    s: &Services,
+    appservice: &Appservice,
+    short_room: u64,
+    room_id: &ruma::RoomId,
+    members: &mut Option<Vec<ruma::OwnedUserId>>,
+) -> Result<bool> {
+    if appservice.rooms.matches(room_id.as_str()) {
+        return Ok(true);
+    }
+    if !appservice.aliases.is_empty()
+        && s.directory
+            .aliases_of(room_id)?
+            .iter()
+            .any(|a| appservice.aliases.matches(a.as_str()))
+    {
+        return Ok(true);
     }
     if appservice.users.is_empty() {
-        return Ok(false);
+        // Only its own user: one lookup rather than the room's members.
+        return Ok(matches!(
+            s.membership.membership(short_room, &appservice.sender)?,
+            Some(Membership::Join | Membership::Invite)
+        ));
     }
-    // The room's joined and invited members, read once per event for all services.
     if members.is_none() {
         let mut all = s.membership.members(short_room, Membership::Join)?;
         all.extend(s.membership.members(short_room, Membership::Invite)?);

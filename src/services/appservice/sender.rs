@@ -36,19 +36,54 @@ pub fn spawn(
         .collect()
 }
 
+/// A transaction to send: its id, its timeline events (position, short event) and ephemeral
+/// events.
+type Txn = (String, Vec<(u64, u64)>, Vec<Value>);
+
 async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool>) {
     let Some(wake) = services.appservices.wake_of(&id) else {
         return;
     };
     let mut backoff = MIN_BACKOFF;
+    // Transactions of ephemeral events alone are named `e<start-up time>.<n>`: unique across
+    // restarts, and never a timeline transaction's number.
+    let boot = crate::util::now_ms();
+    let mut ephemeral_txns = 0u64;
+    // The transaction being sent, kept for its retries (its ephemeral events are only here).
+    let mut carried: Option<Txn> = None;
     loop {
-        let lookup = id.clone();
-        let next = services.run(move |s| queue::next_txn(s, &lookup)).await;
-        let pause = match next {
+        let txn = match carried.take() {
+            Some(txn) if txn.1.is_empty() => Ok(Some(txn)),
+            kept => {
+                let lookup = id.clone();
+                services
+                    .run(move |s| queue::next_txn(s, &lookup))
+                    .await
+                    .map(|next| match next {
+                        Some((first, events)) => {
+                            let txn_id = first.to_string();
+                            let ephemeral = match kept {
+                                Some((kept_id, _, ephemeral)) if kept_id == txn_id => ephemeral,
+                                _ => take_ephemeral(&services, &id),
+                            };
+                            Some((txn_id, events, ephemeral))
+                        }
+                        None => {
+                            let ephemeral = take_ephemeral(&services, &id);
+                            (!ephemeral.is_empty()).then(|| {
+                                ephemeral_txns += 1;
+                                (format!("e{boot}.{ephemeral_txns}"), Vec::new(), ephemeral)
+                            })
+                        }
+                    })
+            }
+        };
+        let pause = match txn {
             Ok(None) => None,
-            Ok(Some((txn, events))) => match send(&services, &id, txn, &events).await {
+            Ok(Some(txn)) => match send(&services, &id, &txn).await {
                 Ok(()) => {
                     let done = id.clone();
+                    let events = txn.1.clone();
                     match services
                         .run(move |s| queue::acknowledged(s, &done, &events))
                         .await
@@ -57,10 +92,16 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
                             backoff = MIN_BACKOFF;
                             continue;
                         }
-                        Err(e) => Some(e.message),
+                        Err(e) => {
+                            carried = Some(txn);
+                            Some(e.message)
+                        }
                     }
                 }
-                Err(why) => Some(why),
+                Err(why) => {
+                    carried = Some(txn);
+                    Some(why)
+                }
             },
             Err(e) => Some(e.message),
         };
@@ -83,12 +124,17 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
     }
 }
 
+fn take_ephemeral(services: &Services, id: &str) -> Vec<Value> {
+    services
+        .appservices
+        .take_ephemeral(id, super::ephemeral::MAX_TXN_EPHEMERAL)
+}
+
 /// Sends one transaction; `Err` says why it must be sent again.
 async fn send(
     services: &Arc<Services>,
     id: &str,
-    txn: u64,
-    events: &[(u64, u64)],
+    (txn, events, ephemeral): &Txn,
 ) -> Result<(), String> {
     let Some(appservice) = services.appservices.by_id(id) else {
         return Err("unknown application service".into());
@@ -106,10 +152,15 @@ async fn send(
                     out.push(event.to_client(&s.timeline, ClientFormat::Room, None)?);
                 }
             }
-            Ok(json!({ "events": out, "ephemeral": [] }))
+            Ok(out)
         })
         .await
         .map_err(|e| e.message)?;
+    let mut body = json!({ "events": body, "ephemeral": ephemeral });
+    if appservice.push_ephemeral {
+        // The unstable name, which frameworks written before MSC2409 was merged read.
+        body["de.sorunome.msc2409.ephemeral"] = json!(ephemeral);
+    }
     let answer = super::client::call(
         services,
         appservice,
