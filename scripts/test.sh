@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (cargo test), the black-box conformance suite
-# (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm) and the
-# federation interop suite (Parvis and Synapse on loopback, both directions). Installs what the build needs
-# first.
+# (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm), the
+# matrix-bot-sdk application service suite (conformance/appservice-js) and the federation interop suite
+# (Parvis and Synapse on loopback, both directions). Installs what the build needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh
@@ -19,12 +19,16 @@ PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/run.sh || conforman
 js_status=0
 PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/js/run.sh || js_status=$?
 
+# A matrix-bot-sdk application service (registration file, transactions, ghosts, queries), its own server.
+appservice_js_status=0
+PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/appservice-js/run.sh || appservice_js_status=$?
+
 # Federation interop with a real Synapse 1.163.2 (installed from PyPI on first use), both directions.
 federation_status=0
 FEDERATION_PAIRS="${FEDERATION_PAIRS:-synapse-parvis,parvis-synapse}" PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" \
   bash conformance/federation/run.sh || federation_status=$?
 
-if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ] || [ "$js_status" -ne 0 ] || [ "$federation_status" -ne 0 ]; then
-  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status, matrix-js-sdk exit $js_status, federation exit $federation_status" >&2
+if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ] || [ "$js_status" -ne 0 ] || [ "$appservice_js_status" -ne 0 ] || [ "$federation_status" -ne 0 ]; then
+  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status, matrix-js-sdk exit $js_status, matrix-bot-sdk appservice exit $appservice_js_status, federation exit $federation_status" >&2
   exit 1
 fi
