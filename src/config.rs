@@ -25,6 +25,7 @@ pub struct Config {
     pub voip: crate::services::voip::VoipConfig,
     pub support: SupportConfig,
     pub appservices: crate::services::appservice::AppservicesConfig,
+    pub webhooks: crate::services::webhooks::WebhooksConfig,
     pub log: String,
 }
 
@@ -235,6 +236,7 @@ impl Default for Config {
             voip: Default::default(),
             support: Default::default(),
             appservices: Default::default(),
+            webhooks: Default::default(),
             log: "info".to_owned(),
         }
     }

@@ -38,6 +38,11 @@ pub struct RunningServer {
         tokio::sync::watch::Sender<bool>,
         Vec<tokio::task::JoinHandle<()>>,
     ),
+    /// The integration user's command worker (queued commands survive restarts).
+    integration_bot: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -65,6 +70,8 @@ impl RunningServer {
         for task in self.appservice_senders.1 {
             let _ = task.await;
         }
+        let _ = self.integration_bot.0.send(true);
+        let _ = self.integration_bot.1.await;
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     }
@@ -76,6 +83,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let services = tokio::task::spawn_blocking(move || {
         let services = Services::open(config)?;
         crate::api::appservice_auth::ensure_sender_users(&services)?;
+        crate::services::webhooks::bot::ensure_user(&services)?;
         services.appservices.count_queued(&services)?;
         Ok::<_, crate::error::Error>(services)
     })
@@ -152,6 +160,13 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             crate::services::appservice::sender::spawn(services.clone(), stop_rx),
         )
     };
+    let integration_bot = {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        (
+            stop,
+            crate::services::webhooks::bot::spawn(services.clone(), stop_rx),
+        )
+    };
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -182,6 +197,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         time_index_rebuild,
         to_device_prune,
         appservice_senders,
+        integration_bot,
         shutdown,
         task,
     })

@@ -319,6 +319,10 @@ fn table() -> Vec<Entry> {
         e("POST", "media/upload", Own, OK),
         e("PUT", "media/upload/{server_name}/{media_id}", OtherUser, FORBIDDEN).with(&[("media_id", "pending_media_id")]),
         // The admin API.
+        e("GET", "/_parvis/client/v1/rooms/{room_id}/webhooks", RoomMember, FORBIDDEN),
+        e("POST", "/_parvis/client/v1/rooms/{room_id}/webhooks", RoomMember, FORBIDDEN).body(json!({ "name": "mallory's" })),
+        e("DELETE", "/_parvis/client/v1/rooms/{room_id}/webhooks/{webhook_id}", RoomMember, FORBIDDEN),
+        e("POST", "/_parvis/hooks/{webhook_id}/{secret}", Public, NOT_FOUND).body(json!({ "text": "hi" })),
         e("GET", "/_synapse/admin/v1/server_version", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v2/users", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v2/users/{user_id}", Admin, FORBIDDEN),
@@ -601,6 +605,8 @@ impl Fixture {
             ("protocol", "irc".to_owned()),
             ("appservice_id", "bridge".to_owned()),
             ("network_id", "net".to_owned()),
+            ("webhook_id", "nohook".to_owned()),
+            ("secret", "nosecret".to_owned()),
         ]);
         Fixture {
             server,

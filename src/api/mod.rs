@@ -8,6 +8,7 @@ pub mod client_address;
 pub mod federation;
 pub mod panic_guard;
 pub mod ruma_wrapper;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -79,7 +80,7 @@ impl RumaRoute for AppRouter {
 }
 
 fn client_routes() -> AppRouter {
-    admin::routes(client::routes(AppRouter::new()))
+    webhooks::routes(admin::routes(client::routes(AppRouter::new())))
 }
 
 /// The method and path of every route of the client listener, as registered (path parameters in

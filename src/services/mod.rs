@@ -34,6 +34,7 @@ pub mod to_device;
 pub mod uia;
 pub mod users;
 pub mod voip;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -72,6 +73,8 @@ pub struct Services {
     pub sends_in_flight: sends_in_flight::SendsInFlight,
     /// Users' reports of abusive events, rooms and users, for the admins.
     pub reports: reports::Reports,
+    /// Incoming webhooks and the integration user.
+    pub webhooks: webhooks::Webhooks,
 }
 
 /// Every column family of the database, service by service.
@@ -103,6 +106,7 @@ pub fn all_maps() -> Vec<Map> {
         reports::MAPS,
         time_index::MAPS,
         appservice::queue::MAPS,
+        webhooks::MAPS,
     ]
     .concat()
 }
@@ -143,6 +147,7 @@ impl Services {
         )
         .map(appservice::Appservices::new)
         .map_err(Error::internal)?;
+        let webhooks = webhooks::Webhooks::new(db.clone(), &config.webhooks);
         Ok(Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
@@ -158,6 +163,7 @@ impl Services {
             presence: ephemeral::Presence::new(db.clone()),
             push: push::Push::open(db.clone())?,
             reports: reports::Reports::new(db.clone()),
+            webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,
             login_failures,

@@ -1,4 +1,4 @@
-//! Extractors of the admin API: the admin caller, path arguments, the query string and the JSON
+//! Extractors of the admin API (and of Parvis's own API, `api::webhooks`): the admin caller, path arguments, the query string and the JSON
 //! body, each failing with the Matrix errcode the client API uses.
 
 use std::{collections::HashMap, sync::Arc};
@@ -37,6 +37,19 @@ impl FromRequestParts<Arc<Services>> for Admin {
             return Err(Error::forbidden("You are not a server admin"));
         }
         Ok(Self(user))
+    }
+}
+
+/// The authenticated caller, anyone with an access token (or an application service acting as
+/// one of its users): no token 401 `M_MISSING_TOKEN`, an unknown one 401 `M_UNKNOWN_TOKEN`.
+pub struct Caller(pub OwnedUserId);
+
+impl FromRequestParts<Arc<Services>> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self> {
+        let (user, _) = authenticate(services, parts, AuthNeed::Required).await?;
+        Ok(Self(user.ok_or_else(Error::missing_token)?))
     }
 }
 

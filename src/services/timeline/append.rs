@@ -462,7 +462,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         _ => Vec::new(),
     };
 
-    let (short_event, pos, redacted_target, push_queued, appservice_queued) = s
+    let (short_event, pos, redacted_target, push_queued, (appservice_queued, command_queued)) = s
         .globals
         .commit(|c| {
             let short_room = if short_room == 0 {
@@ -518,7 +518,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 encode_meta(&meta),
             );
             if soft_failed {
-                return Ok((short_event, pos, None, false, Vec::new()));
+                return Ok((short_event, pos, None, false, (Vec::new(), false)));
             }
             if current == Current::After {
                 s.state.set_current(c, short_room, after);
@@ -581,16 +581,27 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 short_event,
                 &stored,
             )?;
+            let command_queued = crate::services::webhooks::bot::event_committed(
+                s,
+                c,
+                short_room,
+                pos,
+                short_event,
+                &stored,
+            )?;
             Ok((
                 short_event,
                 pos,
                 redacted_target,
                 push_queued,
-                appservice_queued,
+                (appservice_queued, command_queued),
             ))
         })?
         .0;
     s.appservices.wake(&appservice_queued);
+    if command_queued {
+        s.webhooks.commands_wake.notify_one();
+    }
     if let Some(staged) = push_staged {
         staged.committed();
     }
