@@ -220,3 +220,40 @@ pub fn check_name(name: &str) -> Result<String> {
     }
     Ok(name.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn the_example_configuration_shows_the_defaults() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/parvis.example.toml");
+        let none = Vec::<(String, String)>::new;
+        let example = Config::load(Some(&path), none()).unwrap().webhooks;
+        let default = Config::load(None, none()).unwrap().webhooks;
+        assert_eq!(format!("{example:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn secrets_match_only_themselves() {
+        let hook = Hook {
+            id: "abc".into(),
+            room_id: ruma::owned_room_id!("!r:x"),
+            name: "n".into(),
+            user_id: ruma::owned_user_id!("@webhook_abc:x"),
+            secret_sha256: sha256_hex("s3cret"),
+            created_by: ruma::owned_user_id!("@a:x"),
+            created_ts: 0,
+            revoked_ts: None,
+        };
+        assert!(hook.secret_matches("s3cret"));
+        assert!(!hook.secret_matches("s3cre"));
+        assert!(!hook.secret_matches(""));
+        assert_eq!(check_name("  CI  ").unwrap(), "CI");
+        assert!(check_name(" ").is_err());
+        assert!(check_name("a\nb").is_err());
+        assert!(check_name(&"x".repeat(101)).is_err());
+    }
+}
