@@ -254,20 +254,29 @@ async fn user_list_pages_filters_and_sorts() {
         .get(&format!("{ADMIN}/v2/users?limit=2"), &root)
         .await;
     assert_eq!(names(&first), ["@anna:test.local", "@bert:test.local"]);
+    // The integration user (webhooks) is an account of the server too.
     assert_eq!(
         (first["total"].clone(), first["next_token"].clone()),
-        (json!(4), json!("2"))
+        (json!(5), json!("2"))
     );
     let second = server
         .get(&format!("{ADMIN}/v2/users?limit=2&from=2"), &root)
         .await;
-    assert_eq!(names(&second), ["@cleo:test.local", "@root:test.local"]);
-    assert!(second.get("next_token").is_none());
+    assert_eq!(
+        names(&second),
+        ["@cleo:test.local", "@integrations:test.local"]
+    );
+    assert_eq!(second["next_token"], json!("4"));
+    let third = server
+        .get(&format!("{ADMIN}/v2/users?limit=2&from=4"), &root)
+        .await;
+    assert_eq!(names(&third), ["@root:test.local"]);
+    assert!(third.get("next_token").is_none());
 
     let all = server
         .get(&format!("{ADMIN}/v2/users?deactivated=true"), &root)
         .await;
-    assert_eq!(all["total"], json!(5));
+    assert_eq!(all["total"], json!(6));
     let dan = all["users"]
         .as_array()
         .unwrap()
