@@ -42,10 +42,12 @@ async def test_admin_api_end_to_end(make_user, own_server):
 
     # Users: the list pages; a new user is created (201) and logs in; a password reset logs out.
     users = await root.ok("GET", f"{ADMIN}/v2/users", params={"limit": 1})
-    assert users["total"] == 2 and len(users["users"]) == 1 and users["next_token"] == "1"
-    rest = await root.ok("GET", f"{ADMIN}/v2/users", params={"limit": 1, "from": users["next_token"]})
+    # root, bob and the integration user (webhooks), an account of the server.
+    assert users["total"] == 3 and len(users["users"]) == 1 and users["next_token"] == "1"
+    rest = await root.ok("GET", f"{ADMIN}/v2/users", params={"limit": 2, "from": users["next_token"]})
     assert "next_token" not in rest
-    assert {u["name"] for u in users["users"] + rest["users"]} == {root.user_id, bob.user_id}
+    integrations = f"@integrations:{own_server.server_name}"
+    assert {u["name"] for u in users["users"] + rest["users"]} == {root.user_id, bob.user_id, integrations}
     carol = f"@carol:{own_server.server_name}"
     r = await root.req("PUT", f"{ADMIN}/v2/users/{q(carol)}", json={"password": "carol-pass", "displayname": "Carol"})
     assert_status(r, 201)
