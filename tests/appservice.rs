@@ -376,6 +376,8 @@ struct FakeService {
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The `ephemeral` events of accepted transactions, in order.
     ephemeral: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// The `to_device` messages of accepted transactions (MSC4203), in order.
+    to_device: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl FakeService {
@@ -533,6 +535,8 @@ impl FakeService {
                             if !fail {
                                 let ephemeral = body["ephemeral"].as_array().cloned();
                                 me.ephemeral.lock().unwrap().extend(ephemeral.unwrap_or_default());
+                                let to_device = body["to_device"].as_array().cloned();
+                                me.to_device.lock().unwrap().extend(to_device.unwrap_or_default());
                             }
                             me.seen.lock().unwrap().push((txn, auth, ids, !fail));
                             if fail {
@@ -1089,5 +1093,94 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(!listed(json!({ "third_party_instance_id": "irc|libera" })).await);
+    server.stop().await;
+}
+
+/// MSC4203 and MSC4326: a to-device message for a device of the service's exclusive user goes to
+/// the service in a transaction (with `to_user_id` and `to_device_id`) and then leaves the
+/// device's inbox; the service acts as that device with `device_id` (one the user does not have:
+/// 400 `M_UNKNOWN_DEVICE`).
+#[tokio::test]
+async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
+    let service = FakeService::default();
+    let url = service.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = config_with(
+        dir.path(),
+        &[(
+            "irc.yaml",
+            IRC.replace("url: null", &format!("url: \"{url}\"\nreceive_ephemeral: true")),
+        )],
+    );
+    let server = TestServer::start_with(c).await;
+    let token = "as-irc-token";
+    let (_, alice) = server.register("alice").await;
+    let (status, registered) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/register",
+            Some(token),
+            Some(json!({ "type": "m.login.application_service", "username": "_irc_bob" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    let device = registered["device_id"].as_str().unwrap().to_owned();
+    let bob = "@_irc_bob:test.local";
+
+    let as_device = |path: &str, device: &str| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}user_id={}&device_id={}", enc(bob), enc(device))
+    };
+    let (status, whoami) = server
+        .call(Method::GET, &as_device("/_matrix/client/v3/account/whoami", &device), Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{whoami}");
+    assert_eq!(whoami["user_id"], bob);
+    assert_eq!(whoami["device_id"], device.as_str());
+    let (status, refused) = server
+        .call(Method::GET, &as_device("/_matrix/client/v3/account/whoami", "NOPE"), Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["errcode"], "M_UNKNOWN_DEVICE");
+
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "/_matrix/client/v3/sendToDevice/org.example.hello/t1",
+            Some(&alice),
+            Some(json!({ "messages": { bob: { device.as_str(): { "hello": "bridge" } } } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut got = None;
+    for _ in 0..200 {
+        got = service.to_device.lock().unwrap().first().cloned();
+        if got.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let got = got.expect("the to-device message reached the service");
+    assert_eq!(got["to_user_id"], bob);
+    assert_eq!(got["to_device_id"], device.as_str());
+    assert_eq!(got["type"], "org.example.hello");
+    assert_eq!(got["sender"], "@alice:test.local");
+    assert_eq!(got["content"]["hello"], "bridge");
+
+    // Acknowledged by the service: no longer in the device's inbox.
+    let mut left = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, sync) = server
+            .call(Method::GET, &as_device("/_matrix/client/v3/sync?timeout=0", &device), Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sync}");
+        left = sync["to_device"]["events"].clone();
+        if left.as_array().is_none_or(|e| e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(left.as_array().is_none_or(|e| e.is_empty()), "still in the inbox: {left}");
+    assert_eq!(service.to_device.lock().unwrap().len(), 1, "once");
     server.stop().await;
 }

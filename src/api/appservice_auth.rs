@@ -2,7 +2,9 @@
 //! "Identity assertion"): the service acts as its own user, or as the user the `user_id` query
 //! parameter names, which must be in its user namespace (403 `M_FORBIDDEN` outside) and registered.
 //! Such requests have no device of their own: they act under one fixed device id per service,
-//! `appservice:<id>` (transaction ids are kept apart per service).
+//! `appservice:<id>` (transaction ids are kept apart per service), unless the `device_id` query
+//! parameter names one of the user's devices (MSC4326 device masquerading; 400
+//! `M_UNKNOWN_DEVICE` for a device the user does not have).
 
 use std::sync::Arc;
 
@@ -34,6 +36,7 @@ pub async fn acting(
     services: &Arc<Services>,
     appservice: &Appservice,
     user_id: Option<String>,
+    device_id: Option<String>,
     require_registered: bool,
 ) -> Result<Acting> {
     let user = match user_id {
@@ -58,9 +61,26 @@ pub async fn acting(
             user
         }
     };
+    let device = match device_id {
+        None => device_of(appservice),
+        Some(device) => {
+            let (owner, wanted) = (user.clone(), device.clone());
+            if !services
+                .run(move |s| Ok(s.users.device(&owner, &wanted)?.is_some()))
+                .await?
+            {
+                return Err(Error::new(
+                    http::StatusCode::BAD_REQUEST,
+                    "M_UNKNOWN_DEVICE",
+                    format!("{user} has no device {device}"),
+                ));
+            }
+            OwnedDeviceId::from(device)
+        }
+    };
     Ok(Acting {
         user,
-        device: device_of(appservice),
+        device,
         appservice: appservice.registration.id.clone(),
         unlimited: appservice.registration.rate_limited == Some(false),
     })

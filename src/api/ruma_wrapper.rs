@@ -173,10 +173,17 @@ pub async fn identify(
         {
             user_id = None;
         }
+        // MSC4326 device masquerading (`org.matrix.msc3202.device_id` before it was merged).
+        let device_id = parts.uri.query().and_then(|q| {
+            form_urlencoded_pairs(q)
+                .find(|(k, _)| k == "device_id" || k == "org.matrix.msc3202.device_id")
+                .map(|(_, v)| v)
+        });
         let acting = super::appservice_auth::acting(
             services,
             appservice,
             user_id,
+            device_id,
             need == AuthNeed::Required,
         )
         .await?;

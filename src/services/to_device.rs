@@ -51,7 +51,7 @@ pub const SYNC_LIMIT: usize = 100;
 /// The target devices of one user: `*` or device ids, each with its content.
 pub type Messages = BTreeMap<OwnedUserId, BTreeMap<String, Value>>;
 
-fn message_key(user: &str, device: &str, pos: u64) -> Vec<u8> {
+pub fn message_key(user: &str, device: &str, pos: u64) -> Vec<u8> {
     Key::new().str(user).str(device).u64(pos).build()
 }
 
@@ -99,13 +99,16 @@ fn local_deliveries<'m>(
     Ok(kept)
 }
 
-/// Stores the planned messages of one sender in `c`.
+/// Stores the planned messages of one sender in `c` (and queues those of application services'
+/// users for their service); returns the services to wake after the commit.
 fn deliver_local(
+    s: &Services,
     c: &mut Commit,
     sender: &UserId,
     event_type: &str,
     planned: &[(&UserId, Vec<(String, &Value)>)],
-) {
+) -> Vec<usize> {
+    let mut services = Vec::new();
     for (user, deliveries) in planned {
         for (device, content) in deliveries {
             let pos = c.next_pos();
@@ -115,8 +118,12 @@ fn deliver_local(
                 message_key(user.as_str(), device, pos),
                 encode_json(&event),
             );
+            services.extend(crate::services::appservice::queue::to_device_committed(
+                s, c, user, device, pos,
+            ));
         }
     }
+    services
 }
 
 /// Records a transaction or message id with its time (for [`prune_txns`]) in `c`.
@@ -176,12 +183,13 @@ pub fn send(
     }
     let planned = plan(s, messages)?;
     let now = crate::util::now_ms();
+    let mut appservices = Vec::new();
     let (queued, _) = s.globals.commit(|c| {
         if db.contains(TO_DEVICE_TXNS, &txn_key)? {
             return Ok(Vec::new());
         }
         remember_txn(c, &txn_key, now);
-        deliver_local(c, sender, event_type, &planned);
+        appservices = deliver_local(s, c, sender, event_type, &planned);
         let mut queued = Vec::new();
         for (server, messages) in &remote {
             let edu = json!({
@@ -196,6 +204,7 @@ pub fn send(
     for server in queued {
         s.federation.sender.wake(&server);
     }
+    s.appservices.wake(&appservices);
     Ok(())
 }
 
@@ -238,14 +247,14 @@ pub fn receive(s: &Services, origin: &ServerName, content: &Value) -> Result<()>
     }
     let planned = plan(s, &messages)?;
     let now = crate::util::now_ms();
-    s.globals.commit(|c| {
+    let (appservices, _) = s.globals.commit(|c| {
         if db.contains(TO_DEVICE_TXNS, &dedup)? {
-            return Ok(());
+            return Ok(Vec::new());
         }
         remember_txn(c, &dedup, now);
-        deliver_local(c, &sender, event_type, &planned);
-        Ok(())
+        Ok(deliver_local(s, c, &sender, event_type, &planned))
     })?;
+    s.appservices.wake(&appservices);
     Ok(())
 }
 

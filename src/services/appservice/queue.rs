@@ -17,7 +17,9 @@ use crate::{
     },
 };
 
-/// appservice id str ‖ event position u64 → short event u64: events not acknowledged yet.
+/// appservice id str ‖ position u64 → short event u64 (a timeline event), or `d` ‖ user str ‖
+/// device str (a to-device message at that position in the device's inbox, MSC4203): what the
+/// service has not acknowledged yet.
 pub const APPSERVICE_QUEUE: Map = Map("appservice_queue");
 /// appservice id str → first position u64 ‖ last position u64: the transaction being sent (its id
 /// is its first position).
@@ -136,9 +138,78 @@ pub fn event_committed(
     Ok(queued)
 }
 
+/// One queued entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// A timeline event (its short id).
+    Event(u64),
+    /// A to-device message in this device's inbox (`to_device`), at the entry's position.
+    ToDevice { user: String, device: String },
+}
+
+impl Queued {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Event(short) => short.to_be_bytes().to_vec(),
+            Self::ToDevice { user, device } => {
+                [b"d".as_slice(), &Key::new().str(user).str(device).build()].concat()
+            }
+        }
+    }
+
+    fn decode(value: &[u8]) -> Option<Self> {
+        match value.split_first() {
+            Some((b'd', rest)) if value.len() != 8 => {
+                let mut r = KeyReader::new(rest);
+                Some(Self::ToDevice {
+                    user: r.str()?.to_owned(),
+                    device: r.str()?.to_owned(),
+                })
+            }
+            _ => crate::storage::keys::u64_from(value).map(Self::Event),
+        }
+    }
+}
+
+/// In the commit of a to-device message for a local `user`'s `device` at `pos`: queues it for
+/// every service with a URL that takes to-device messages and holds the user exclusively (or as
+/// its own user); returns those services (woken after the commit). Such a message then leaves
+/// the device's inbox when the service acknowledges it.
+pub fn to_device_committed(
+    s: &Services,
+    c: &mut Commit,
+    user: &UserId,
+    device: &str,
+    pos: u64,
+) -> Vec<usize> {
+    let mut queued = Vec::new();
+    for (index, appservice) in s.appservices.all().iter().enumerate() {
+        if appservice.registration.url.is_none()
+            || !appservice.push_to_device
+            || !(user == appservice.sender || appservice.users.is_exclusive(user.as_str()))
+        {
+            continue;
+        }
+        let id = &appservice.registration.id;
+        if !s.appservices.reserve(id) {
+            tracing::warn!(
+                "application service {id}: {MAX_QUEUED} entries queued, to-device message at {pos} not pushed"
+            );
+            continue;
+        }
+        let entry = Queued::ToDevice {
+            user: user.as_str().to_owned(),
+            device: device.to_owned(),
+        };
+        c.batch.put(APPSERVICE_QUEUE, queue_key(id, pos), entry.encode());
+        queued.push(index);
+    }
+    queued
+}
+
 /// The transaction to send next: the recorded one, or else a new one of the oldest queued events
 /// (recorded in the same call). `None`: nothing is queued.
-pub fn next_txn(s: &Services, appservice: &str) -> Result<Option<(u64, Vec<(u64, u64)>)>> {
+pub fn next_txn(s: &Services, appservice: &str) -> Result<Option<(u64, Vec<(u64, Queued)>)>> {
     let prefix = Key::new().str(appservice).build();
     let recorded = s.globals.db.get(APPSERVICE_TXNS, &prefix)?.and_then(|v| {
         let mut r = KeyReader::new(&v);
@@ -164,8 +235,7 @@ pub fn next_txn(s: &Services, appservice: &str) -> Result<Option<(u64, Vec<(u64,
         {
             break;
         }
-        let short = crate::storage::keys::u64_from(&value).unwrap_or(0);
-        events.push((pos, short));
+        events.push((pos, Queued::decode(&value).unwrap_or(Queued::Event(0))));
     }
     let Some(&(first, _)) = events.first() else {
         if recorded.is_some() {
@@ -188,11 +258,18 @@ pub fn next_txn(s: &Services, appservice: &str) -> Result<Option<(u64, Vec<(u64,
     Ok(Some((first, events)))
 }
 
-/// The service acknowledged the transaction: its events and record are removed, in one batch.
-pub fn acknowledged(s: &Services, appservice: &str, events: &[(u64, u64)]) -> Result<()> {
+/// The service acknowledged the transaction: its entries, its to-device messages (out of their
+/// devices' inboxes) and its record are removed, in one batch.
+pub fn acknowledged(s: &Services, appservice: &str, events: &[(u64, Queued)]) -> Result<()> {
     let mut batch = crate::storage::Batch::new();
-    for (pos, _) in events {
+    for (pos, entry) in events {
         batch.delete(APPSERVICE_QUEUE, queue_key(appservice, *pos));
+        if let Queued::ToDevice { user, device } = entry {
+            batch.delete(
+                crate::services::to_device::TO_DEVICE,
+                crate::services::to_device::message_key(user, device, *pos),
+            );
+        }
     }
     batch.delete(APPSERVICE_TXNS, Key::new().str(appservice).build());
     s.globals.db.write(batch)?;
@@ -209,4 +286,23 @@ pub fn count(s: &Services, appservice: &str) -> Result<u64> {
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Queued;
+
+    #[test]
+    fn entries_read_back_as_written() {
+        for entry in [
+            Queued::Event(7),
+            Queued::Event(u64::from_be_bytes(*b"d1234567")),
+            Queued::ToDevice {
+                user: "@_irc_bob:x".into(),
+                device: "ABC".into(),
+            },
+        ] {
+            assert_eq!(Queued::decode(&entry.encode()), Some(entry));
+        }
+    }
 }

@@ -65,6 +65,9 @@ pub struct Appservice {
     /// Typing, receipts and presence pushed too (`receive_ephemeral`, or MSC2409's
     /// `de.sorunome.msc2409.push_ephemeral`).
     pub push_ephemeral: bool,
+    /// To-device messages of its exclusive users pushed in transactions (MSC4203), for services
+    /// that ask for ephemeral events or declare `org.matrix.msc3202: true`.
+    pub push_to_device: bool,
 }
 
 impl Appservice {
@@ -147,6 +150,11 @@ pub fn parse(file: &Path, text: &str, server_name: &ServerName) -> Result<Appser
             .get("de.sorunome.msc2409.push_ephemeral")
             .and_then(yaml_serde::Value::as_bool)
             .unwrap_or(false);
+    let push_to_device = push_ephemeral
+        || value
+            .get("org.matrix.msc3202")
+            .and_then(yaml_serde::Value::as_bool)
+            .unwrap_or(false);
     Ok(Appservice {
         registration,
         file: file.to_owned(),
@@ -155,6 +163,7 @@ pub fn parse(file: &Path, text: &str, server_name: &ServerName) -> Result<Appser
         aliases,
         rooms,
         push_ephemeral,
+        push_to_device,
     })
 }
 

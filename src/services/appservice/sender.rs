@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::queue;
+use super::queue::{self, Queued};
 use crate::services::{Services, rooms::event_by_short, timeline::pdu::ClientFormat};
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -38,7 +38,7 @@ pub fn spawn(
 
 /// A transaction to send: its id, its timeline events (position, short event) and ephemeral
 /// events.
-type Txn = (String, Vec<(u64, u64)>, Vec<Value>);
+type Txn = (String, Vec<(u64, Queued)>, Vec<Value>);
 
 async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool>) {
     let Some(wake) = services.appservices.wake_of(&id) else {
@@ -139,20 +139,35 @@ async fn send(
     let Some(appservice) = services.appservices.by_id(id) else {
         return Err("unknown application service".into());
     };
-    let shorts: Vec<u64> = events.iter().map(|(_, short)| *short).collect();
-    let body = services
+    let entries = events.clone();
+    let (body, to_device) = services
         .run(move |s| {
             let mut out = Vec::new();
-            for short in shorts {
-                let room_id = match s.timeline.meta(short)? {
-                    Some(meta) => s.short.room_id(meta.short_room)?,
-                    None => continue,
-                };
-                if let Some(event) = event_by_short(s, short, &room_id)? {
-                    out.push(event.to_client(&s.timeline, ClientFormat::Room, None)?);
+            let mut to_device = Vec::new();
+            for (pos, entry) in entries {
+                match entry {
+                    Queued::Event(short) => {
+                        let room_id = match s.timeline.meta(short)? {
+                            Some(meta) => s.short.room_id(meta.short_room)?,
+                            None => continue,
+                        };
+                        if let Some(event) = event_by_short(s, short, &room_id)? {
+                            out.push(event.to_client(&s.timeline, ClientFormat::Room, None)?);
+                        }
+                    }
+                    Queued::ToDevice { user, device } => {
+                        let key = crate::services::to_device::message_key(&user, &device, pos);
+                        if let Some(raw) = s.globals.db.get(crate::services::to_device::TO_DEVICE, &key)?
+                            && let Ok(mut message) = serde_json::from_slice::<Value>(&raw)
+                        {
+                            message["to_user_id"] = json!(user);
+                            message["to_device_id"] = json!(device);
+                            to_device.push(message);
+                        }
+                    }
                 }
             }
-            Ok(out)
+            Ok((out, to_device))
         })
         .await
         .map_err(|e| e.message)?;
@@ -160,6 +175,11 @@ async fn send(
     if appservice.push_ephemeral {
         // The unstable name, which frameworks written before MSC2409 was merged read.
         body["de.sorunome.msc2409.ephemeral"] = json!(ephemeral);
+    }
+    if !to_device.is_empty() {
+        // MSC4203, under its stable and its unstable name.
+        body["de.sorunome.msc2409.to_device"] = json!(to_device);
+        body["to_device"] = json!(to_device);
     }
     let answer = super::client::call(
         services,
