@@ -378,6 +378,8 @@ struct FakeService {
     ephemeral: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
     /// The `to_device` messages of accepted transactions (MSC4203), in order.
     to_device: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// The bodies of accepted transactions, in order.
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl FakeService {
@@ -537,6 +539,7 @@ impl FakeService {
                                 me.ephemeral.lock().unwrap().extend(ephemeral.unwrap_or_default());
                                 let to_device = body["to_device"].as_array().cloned();
                                 me.to_device.lock().unwrap().extend(to_device.unwrap_or_default());
+                                me.bodies.lock().unwrap().push(body.clone());
                             }
                             me.seen.lock().unwrap().push((txn, auth, ids, !fail));
                             if fail {
@@ -1182,5 +1185,96 @@ async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
     }
     assert!(left.as_array().is_none_or(|e| e.is_empty()), "still in the inbox: {left}");
     assert_eq!(service.to_device.lock().unwrap().len(), 1, "once");
+    server.stop().await;
+}
+
+/// MSC3202: a service with `org.matrix.msc3202: true` hears of device list changes of users in
+/// its rooms (also when nothing else is sent) and gets its devices' one-time key counts.
+#[tokio::test]
+async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
+    let service = FakeService::default();
+    let url = service.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = config_with(
+        dir.path(),
+        &[(
+            "irc.yaml",
+            IRC.replace("url: null", &format!("url: \"{url}\"\norg.matrix.msc3202: true")),
+        )],
+    );
+    let server = TestServer::start_with(c).await;
+    let token = "as-irc-token";
+    let (_, alice) = server.register("alice").await;
+    let (_, registered) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/register",
+            Some(token),
+            Some(json!({ "type": "m.login.application_service", "username": "_irc_bob" })),
+        )
+        .await;
+    let bob_device = registered["device_id"].as_str().unwrap().to_owned();
+    let bob = "@_irc_bob:test.local";
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let join = format!("/_matrix/client/v3/join/{}?user_id={}", enc(&room), enc(bob));
+    let (status, _) = server.call(Method::POST, &join, Some(token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let hello = server.send_text(&alice, &room, "h", "hello").await;
+    service.wait_for(&hello).await;
+    // The bridge has heard of every change so far (the cursor moves with each acknowledgement).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = service.bodies.lock().unwrap().len();
+
+    // Alice's device changes (a rename): the service hears of it, with nothing else to send.
+    let whoami = server.get("/_matrix/client/v3/account/whoami", &alice).await;
+    let device = whoami["device_id"].as_str().unwrap();
+    server
+        .put(
+            &format!("/_matrix/client/v3/devices/{}", enc(device)),
+            &alice,
+            json!({ "display_name": "laptop" }),
+        )
+        .await;
+    let mut heard = false;
+    for _ in 0..300 {
+        heard = service.bodies.lock().unwrap().iter().skip(before).any(|b| {
+            b["events"].as_array().is_some_and(|e| e.is_empty())
+                && b["org.matrix.msc3202.device_lists"]["changed"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|u| u == "@alice:test.local"))
+        });
+        if heard {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(heard, "device list change not sent: {:?}", service.bodies.lock().unwrap());
+
+    // A to-device message for the bridge's device comes with that device's key counts.
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "/_matrix/client/v3/sendToDevice/org.example.hello/t1",
+            Some(&alice),
+            Some(json!({ "messages": { bob: { bob_device.as_str(): { "n": 1 } } } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut counted = None;
+    for _ in 0..200 {
+        counted = service.bodies.lock().unwrap().iter().find_map(|b| {
+            b["org.matrix.msc3202.device_one_time_keys_count"][bob][bob_device.as_str()]
+                .as_object()
+                .cloned()
+        });
+        if counted.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let counted = counted.expect("key counts of the bridge's device");
+    assert_eq!(counted["signed_curve25519"], 0);
     server.stop().await;
 }

@@ -6,6 +6,7 @@
 //! pushed to each application service from a persisted queue, and the queries.
 
 pub mod client;
+pub mod device_lists;
 pub mod ephemeral;
 pub mod query;
 pub mod queue;

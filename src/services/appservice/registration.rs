@@ -68,6 +68,8 @@ pub struct Appservice {
     /// To-device messages of its exclusive users pushed in transactions (MSC4203), for services
     /// that ask for ephemeral events or declare `org.matrix.msc3202: true`.
     pub push_to_device: bool,
+    /// Device list changes and one-time key counts in transactions (`org.matrix.msc3202: true`).
+    pub msc3202: bool,
 }
 
 impl Appservice {
@@ -150,11 +152,11 @@ pub fn parse(file: &Path, text: &str, server_name: &ServerName) -> Result<Appser
             .get("de.sorunome.msc2409.push_ephemeral")
             .and_then(yaml_serde::Value::as_bool)
             .unwrap_or(false);
-    let push_to_device = push_ephemeral
-        || value
-            .get("org.matrix.msc3202")
-            .and_then(yaml_serde::Value::as_bool)
-            .unwrap_or(false);
+    let msc3202 = value
+        .get("org.matrix.msc3202")
+        .and_then(yaml_serde::Value::as_bool)
+        .unwrap_or(false);
+    let push_to_device = push_ephemeral || msc3202;
     Ok(Appservice {
         registration,
         file: file.to_owned(),
@@ -164,6 +166,7 @@ pub fn parse(file: &Path, text: &str, server_name: &ServerName) -> Result<Appser
         rooms,
         push_ephemeral,
         push_to_device,
+        msc3202,
     })
 }
 

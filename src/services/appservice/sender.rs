@@ -44,8 +44,12 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
     let Some(wake) = services.appservices.wake_of(&id) else {
         return;
     };
+    let msc3202 = services
+        .appservices
+        .by_id(&id)
+        .is_some_and(|a| a.msc3202);
     let mut backoff = MIN_BACKOFF;
-    // Transactions of ephemeral events alone are named `e<start-up time>.<n>`: unique across
+    // Transactions of ephemeral events (or device list changes) alone are named `e<start-up time>.<n>`: unique across
     // restarts, and never a timeline transaction's number.
     let boot = crate::util::now_ms();
     let mut ephemeral_txns = 0u64;
@@ -78,14 +82,28 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
                     })
             }
         };
+        // Nothing queued: device list changes alone make a transaction too (MSC3202).
+        let txn = match txn {
+            Ok(None) if msc3202 && device_lists_changed(&services, &id).await => {
+                ephemeral_txns += 1;
+                Ok(Some((format!("e{boot}.{ephemeral_txns}"), Vec::new(), Vec::new())))
+            }
+            other => other,
+        };
         let pause = match txn {
             Ok(None) => None,
             Ok(Some(txn)) => match send(&services, &id, &txn).await {
-                Ok(()) => {
+                Ok(lists_to) => {
                     let done = id.clone();
                     let events = txn.1.clone();
                     match services
-                        .run(move |s| queue::acknowledged(s, &done, &events))
+                        .run(move |s| {
+                            queue::acknowledged(s, &done, &events)?;
+                            match lists_to {
+                                Some(to) => super::device_lists::advance(s, &done, to),
+                                None => Ok(()),
+                            }
+                        })
                         .await
                     {
                         Ok(()) => {
@@ -105,7 +123,10 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
             },
             Err(e) => Some(e.message),
         };
+        let waiting = pause.is_none();
         let sleep = match pause {
+            // Device list changes are looked for every few seconds (they do not wake the sender).
+            None if msc3202 => DEVICE_LISTS_EVERY,
             None => Duration::MAX,
             Some(why) => {
                 tracing::info!(
@@ -117,11 +138,29 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
             }
         };
         tokio::select! {
-            _ = wake.notified(), if sleep == Duration::MAX => {}
+            _ = wake.notified(), if waiting => {}
             _ = tokio::time::sleep(sleep.min(Duration::from_secs(3600))) => {}
             _ = stop.changed() => return,
         }
     }
+}
+
+/// How often a service with `org.matrix.msc3202` is checked for device list changes when nothing
+/// else is queued for it.
+const DEVICE_LISTS_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether device lists changed that concern the service since its cursor.
+async fn device_lists_changed(services: &Arc<Services>, id: &str) -> bool {
+    let id = id.to_owned();
+    services
+        .run(move |s| {
+            let Some(appservice) = s.appservices.by_id(&id) else {
+                return Ok(false);
+            };
+            Ok(!super::device_lists::pending(s, appservice)?.changed.is_empty())
+        })
+        .await
+        .unwrap_or(false)
 }
 
 fn take_ephemeral(services: &Services, id: &str) -> Vec<Value> {
@@ -130,17 +169,19 @@ fn take_ephemeral(services: &Services, id: &str) -> Vec<Value> {
         .take_ephemeral(id, super::ephemeral::MAX_TXN_EPHEMERAL)
 }
 
-/// Sends one transaction; `Err` says why it must be sent again.
+/// Sends one transaction; `Ok` holds the position its device list changes run to (MSC3202), `Err`
+/// says why it must be sent again.
 async fn send(
     services: &Arc<Services>,
     id: &str,
     (txn, events, ephemeral): &Txn,
-) -> Result<(), String> {
+) -> Result<Option<u64>, String> {
     let Some(appservice) = services.appservices.by_id(id) else {
         return Err("unknown application service".into());
     };
     let entries = events.clone();
-    let (body, to_device) = services
+    let lists_for = appservice.msc3202.then(|| id.to_owned());
+    let (body, to_device, lists) = services
         .run(move |s| {
             let mut out = Vec::new();
             let mut to_device = Vec::new();
@@ -167,7 +208,25 @@ async fn send(
                     }
                 }
             }
-            Ok((out, to_device))
+            let lists = match lists_for.as_deref().and_then(|id| s.appservices.by_id(id)) {
+                None => None,
+                Some(appservice) => {
+                    let changes = super::device_lists::pending(s, appservice)?;
+                    let mut devices = super::device_lists::devices_of(s, appservice, &changes.changed)?;
+                    for message in &to_device {
+                        if let (Some(user), Some(device)) = (
+                            message["to_user_id"].as_str().and_then(|u| ruma::OwnedUserId::try_from(u).ok()),
+                            message["to_device_id"].as_str(),
+                        ) {
+                            devices.insert((user, device.to_owned()));
+                        }
+                    }
+                    let (counts, fallbacks) =
+                        super::device_lists::key_counts(s, appservice, &devices)?;
+                    Some((changes, counts, fallbacks))
+                }
+            };
+            Ok((out, to_device, lists))
         })
         .await
         .map_err(|e| e.message)?;
@@ -181,6 +240,18 @@ async fn send(
         body["de.sorunome.msc2409.to_device"] = json!(to_device);
         body["to_device"] = json!(to_device);
     }
+    let mut lists_to = None;
+    if let Some((changes, counts, fallbacks)) = lists {
+        if !changes.changed.is_empty() {
+            body["org.matrix.msc3202.device_lists"] =
+                json!({ "changed": changes.changed, "left": [] });
+        }
+        if counts.as_object().is_some_and(|c| !c.is_empty()) {
+            body["org.matrix.msc3202.device_one_time_keys_count"] = counts;
+            body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallbacks;
+        }
+        lists_to = Some(changes.to);
+    }
     let answer = super::client::call(
         services,
         appservice,
@@ -192,7 +263,7 @@ async fn send(
     .await
     .map_err(|e| e.to_string())?;
     if answer.status().is_success() {
-        return Ok(());
+        return Ok(lists_to);
     }
     let detail = serde_json::from_slice::<Value>(answer.body())
         .ok()
