@@ -914,7 +914,10 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
         &[
             (
                 "irc.yaml",
-                IRC.replace("url: null", &format!("url: \"{asks_url}\"\nreceive_ephemeral: true")),
+                IRC.replace(
+                    "url: null",
+                    &format!("url: \"{asks_url}\"\nreceive_ephemeral: true"),
+                ),
             ),
             (
                 "slack.yaml",
@@ -927,10 +930,18 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
     let room = server
         .create_room(&alice, json!({ "preset": "public_chat" }))
         .await;
-    for (token, user) in [("as-irc-token", "_irc_bob"), ("as-slack-token", "_slack_eve")] {
+    for (token, user) in [
+        ("as-irc-token", "_irc_bob"),
+        ("as-slack-token", "_slack_eve"),
+    ] {
         let body = json!({ "type": "m.login.application_service", "username": user });
         let (status, answer) = server
-            .call(Method::POST, "/_matrix/client/v3/register", Some(token), Some(body))
+            .call(
+                Method::POST,
+                "/_matrix/client/v3/register",
+                Some(token),
+                Some(body),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         let join = format!(
@@ -946,9 +957,18 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
     let read = server.send_text(&alice, &room, "r1", "read me").await;
 
     let alice_id = "@alice:test.local";
-    let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(alice_id));
+    let typing = format!(
+        "/_matrix/client/v3/rooms/{}/typing/{}",
+        enc(&room),
+        enc(alice_id)
+    );
     let (status, _) = server
-        .call(Method::PUT, &typing, Some(&alice), Some(json!({ "typing": true, "timeout": 30000 })))
+        .call(
+            Method::PUT,
+            &typing,
+            Some(&alice),
+            Some(json!({ "typing": true, "timeout": 30000 })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let receipt = format!(
@@ -962,7 +982,12 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
     assert_eq!(status, StatusCode::OK);
     let presence = format!("/_matrix/client/v3/presence/{}/status", enc(alice_id));
     let (status, _) = server
-        .call(Method::PUT, &presence, Some(&alice), Some(json!({ "presence": "online", "status_msg": "here" })))
+        .call(
+            Method::PUT,
+            &presence,
+            Some(&alice),
+            Some(json!({ "presence": "online", "status_msg": "here" })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let last = server.send_text(&alice, &room, "r2", "after").await;
@@ -978,7 +1003,11 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
     for _ in 0..200 {
         all = found("m.typing", &|e| {
             e["room_id"] == room.as_str()
-                && e["content"]["user_ids"].as_array().unwrap().iter().any(|u| u == alice_id)
+                && e["content"]["user_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|u| u == alice_id)
         }) && found("m.receipt", &|e| {
             e["room_id"] == room.as_str()
                 && e["content"][read.as_str()]["m.read"][alice_id]["ts"].is_u64()
@@ -992,7 +1021,11 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(all, "ephemeral events received: {:?}", asks.ephemeral.lock().unwrap());
+    assert!(
+        all,
+        "ephemeral events received: {:?}",
+        asks.ephemeral.lock().unwrap()
+    );
     asks.wait_for(&last).await;
     silent.wait_for(&last).await;
     assert!(
@@ -1015,7 +1048,10 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
         dir.path(),
         &[(
             "irc.yaml",
-            IRC.replace("url: null", &format!("url: \"{url}\"\nprotocols: [\"irc\"]")),
+            IRC.replace(
+                "url: null",
+                &format!("url: \"{url}\"\nprotocols: [\"irc\"]"),
+            ),
         )],
     );
     let server = TestServer::start_with(c).await;
@@ -1029,8 +1065,14 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
 
     let (status, protocols) = get(format!("{TP}/protocols")).await;
     assert_eq!(status, StatusCode::OK, "{protocols}");
-    assert_eq!(protocols["irc"]["instances"][0]["instance_id"], "irc|libera", "{protocols}");
-    assert_eq!(protocols["irc"]["location_fields"], json!(["network", "channel"]));
+    assert_eq!(
+        protocols["irc"]["instances"][0]["instance_id"], "irc|libera",
+        "{protocols}"
+    );
+    assert_eq!(
+        protocols["irc"]["location_fields"],
+        json!(["network", "channel"])
+    );
     let (status, irc) = get(format!("{TP}/protocol/irc")).await;
     assert_eq!(status, StatusCode::OK, "{irc}");
     assert_eq!(irc["instances"][0]["network_id"], "libera");
@@ -1040,7 +1082,10 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
 
     let (status, found) = get(format!("{TP}/location/irc?channel={}", enc("#matrix"))).await;
     assert_eq!(status, StatusCode::OK, "{found}");
-    assert_eq!(found[0]["fields"]["channel"], "#matrix", "the fields reach the service");
+    assert_eq!(
+        found[0]["fields"]["channel"], "#matrix",
+        "the fields reach the service"
+    );
     assert_eq!(found[0]["alias"], "#_irc_x:test.local");
     let (status, found) = get(format!("{TP}/user/irc?nickname=nick")).await;
     assert_eq!(status, StatusCode::OK, "{found}");
@@ -1056,15 +1101,25 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The network's directory.
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    let list = format!("/_matrix/client/v3/directory/list/appservice/libera/{}", enc(&room));
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let list = format!(
+        "/_matrix/client/v3/directory/list/appservice/libera/{}",
+        enc(&room)
+    );
     let public = json!({ "visibility": "public" });
     let (status, answer) = server
         .call(Method::PUT, &list, Some(&alice), Some(public.clone()))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only a service: {answer}");
     let (status, answer) = server
-        .call(Method::PUT, &list, Some("as-irc-token"), Some(public.clone()))
+        .call(
+            Method::PUT,
+            &list,
+            Some("as-irc-token"),
+            Some(public.clone()),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let missing = format!(
@@ -1081,10 +1136,19 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
         let room = room.clone();
         async move {
             let (status, page) = server
-                .call(Method::POST, "/_matrix/client/v3/publicRooms", Some(&alice), Some(filter))
+                .call(
+                    Method::POST,
+                    "/_matrix/client/v3/publicRooms",
+                    Some(&alice),
+                    Some(filter),
+                )
                 .await;
             assert_eq!(status, StatusCode::OK, "{page}");
-            page["chunk"].as_array().unwrap().iter().any(|r| r["room_id"] == room.as_str())
+            page["chunk"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["room_id"] == room.as_str())
         }
     };
     assert!(!listed(json!({})).await, "not in the Matrix directory");
@@ -1092,7 +1156,12 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
     assert!(listed(json!({ "include_all_networks": true })).await);
     assert!(!listed(json!({ "third_party_instance_id": "irc|oftc" })).await);
     let (status, _) = server
-        .call(Method::PUT, &list, Some("as-irc-token"), Some(json!({ "visibility": "private" })))
+        .call(
+            Method::PUT,
+            &list,
+            Some("as-irc-token"),
+            Some(json!({ "visibility": "private" })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(!listed(json!({ "third_party_instance_id": "irc|libera" })).await);
@@ -1112,7 +1181,10 @@ async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
         dir.path(),
         &[(
             "irc.yaml",
-            IRC.replace("url: null", &format!("url: \"{url}\"\nreceive_ephemeral: true")),
+            IRC.replace(
+                "url: null",
+                &format!("url: \"{url}\"\nreceive_ephemeral: true"),
+            ),
         )],
     );
     let server = TestServer::start_with(c).await;
@@ -1135,13 +1207,23 @@ async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
         format!("{path}{sep}user_id={}&device_id={}", enc(bob), enc(device))
     };
     let (status, whoami) = server
-        .call(Method::GET, &as_device("/_matrix/client/v3/account/whoami", &device), Some(token), None)
+        .call(
+            Method::GET,
+            &as_device("/_matrix/client/v3/account/whoami", &device),
+            Some(token),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{whoami}");
     assert_eq!(whoami["user_id"], bob);
     assert_eq!(whoami["device_id"], device.as_str());
     let (status, refused) = server
-        .call(Method::GET, &as_device("/_matrix/client/v3/account/whoami", "NOPE"), Some(token), None)
+        .call(
+            Method::GET,
+            &as_device("/_matrix/client/v3/account/whoami", "NOPE"),
+            Some(token),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert_eq!(refused["errcode"], "M_UNKNOWN_DEVICE");
@@ -1174,7 +1256,12 @@ async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
     let mut left = serde_json::Value::Null;
     for _ in 0..100 {
         let (status, sync) = server
-            .call(Method::GET, &as_device("/_matrix/client/v3/sync?timeout=0", &device), Some(token), None)
+            .call(
+                Method::GET,
+                &as_device("/_matrix/client/v3/sync?timeout=0", &device),
+                Some(token),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{sync}");
         left = sync["to_device"]["events"].clone();
@@ -1183,7 +1270,10 @@ async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(left.as_array().is_none_or(|e| e.is_empty()), "still in the inbox: {left}");
+    assert!(
+        left.as_array().is_none_or(|e| e.is_empty()),
+        "still in the inbox: {left}"
+    );
     assert_eq!(service.to_device.lock().unwrap().len(), 1, "once");
     server.stop().await;
 }
@@ -1199,7 +1289,10 @@ async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
         dir.path(),
         &[(
             "irc.yaml",
-            IRC.replace("url: null", &format!("url: \"{url}\"\norg.matrix.msc3202: true")),
+            IRC.replace(
+                "url: null",
+                &format!("url: \"{url}\"\norg.matrix.msc3202: true"),
+            ),
         )],
     );
     let server = TestServer::start_with(c).await;
@@ -1218,8 +1311,14 @@ async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
     let room = server
         .create_room(&alice, json!({ "preset": "public_chat" }))
         .await;
-    let join = format!("/_matrix/client/v3/join/{}?user_id={}", enc(&room), enc(bob));
-    let (status, _) = server.call(Method::POST, &join, Some(token), Some(json!({}))).await;
+    let join = format!(
+        "/_matrix/client/v3/join/{}?user_id={}",
+        enc(&room),
+        enc(bob)
+    );
+    let (status, _) = server
+        .call(Method::POST, &join, Some(token), Some(json!({})))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let hello = server.send_text(&alice, &room, "h", "hello").await;
     service.wait_for(&hello).await;
@@ -1228,7 +1327,9 @@ async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
     let before = service.bodies.lock().unwrap().len();
 
     // Alice's device changes (a rename): the service hears of it, with nothing else to send.
-    let whoami = server.get("/_matrix/client/v3/account/whoami", &alice).await;
+    let whoami = server
+        .get("/_matrix/client/v3/account/whoami", &alice)
+        .await;
     let device = whoami["device_id"].as_str().unwrap();
     server
         .put(
@@ -1242,15 +1343,19 @@ async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
         heard = service.bodies.lock().unwrap().iter().skip(before).any(|b| {
             b["events"].as_array().is_some_and(|e| e.is_empty())
                 && b["org.matrix.msc3202.device_lists"]["changed"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|u| u == "@alice:test.local"))
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|u| u == "@alice:test.local"))
         });
         if heard {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(heard, "device list change not sent: {:?}", service.bodies.lock().unwrap());
+    assert!(
+        heard,
+        "device list change not sent: {:?}",
+        service.bodies.lock().unwrap()
+    );
 
     // A to-device message for the bridge's device comes with that device's key counts.
     let (status, _) = server

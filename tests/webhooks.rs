@@ -20,7 +20,10 @@ async fn post_raw(
     content_type: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> (StatusCode, Value) {
-    let mut req = server.http.post(format!("{}{path}", server.base)).body(body);
+    let mut req = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
@@ -108,13 +111,8 @@ async fn payloads_become_formatted_messages_from_the_webhook_user() {
             ]
         }]
     });
-    let (status, posted) = post_raw(
-        &server,
-        &path,
-        Some("application/json"),
-        slack.to_string(),
-    )
-    .await;
+    let (status, posted) =
+        post_raw(&server, &path, Some("application/json"), slack.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{posted}");
     let e = event(&server, &alice, &room, posted["event_id"].as_str().unwrap()).await;
     assert_eq!(e["sender"], hook_user.as_str());
@@ -147,7 +145,8 @@ async fn payloads_become_formatted_messages_from_the_webhook_user() {
         &server,
         &path,
         Some("application/json"),
-        json!({ "text": "Deal won", "html": "<p>Deal <b>won</b><script>x()</script></p>" }).to_string(),
+        json!({ "text": "Deal won", "html": "<p>Deal <b>won</b><script>x()</script></p>" })
+            .to_string(),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{posted}");
@@ -221,7 +220,11 @@ async fn payloads_become_formatted_messages_from_the_webhook_user() {
     let listed = server.get(&hooks_path(&room), &alice).await;
     assert_eq!(listed["webhooks"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["webhooks"][0]["name"], "Jira");
-    assert!(!listed.to_string().contains(path.rsplit('/').next().unwrap()));
+    assert!(
+        !listed
+            .to_string()
+            .contains(path.rsplit('/').next().unwrap())
+    );
     let id = hook["id"].as_str().unwrap();
     let (status, _) = server
         .call(
@@ -280,7 +283,11 @@ async fn only_members_who_may_send_state_manage_webhooks_and_posts_are_rate_limi
         }
     };
     let (status, answer) = create(&bob, "ci").await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a member at level 0: {answer}");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a member at level 0: {answer}"
+    );
     assert_eq!(answer["errcode"], "M_FORBIDDEN");
     let (status, _) = create(&mallory, "ci").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "not a member");
@@ -289,7 +296,12 @@ async fn only_members_who_may_send_state_manage_webhooks_and_posts_are_rate_limi
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = server
-        .call(Method::POST, &hooks_path(&room), None, Some(json!({ "name": "x" })))
+        .call(
+            Method::POST,
+            &hooks_path(&room),
+            None,
+            Some(json!({ "name": "x" })),
+        )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, answer) = create(&alice, "  ").await;
@@ -319,11 +331,16 @@ async fn only_members_who_may_send_state_manage_webhooks_and_posts_are_rate_limi
     let (status, hook) = create(&bob, "ci").await;
     assert_eq!(status, StatusCode::OK, "{hook}");
     let (status, answer) = create(&alice, "ci").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "names are unique: {answer}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "names are unique: {answer}"
+    );
     let path = hook["path"].as_str().unwrap();
 
     for n in 0..3 {
-        let (status, answer) = post_raw(&server, path, Some("text/plain"), format!("post {n}")).await;
+        let (status, answer) =
+            post_raw(&server, path, Some("text/plain"), format!("post {n}")).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
     let (status, answer) = post_raw(&server, path, Some("text/plain"), "one too many").await;

@@ -99,10 +99,8 @@ pub async fn set_directory_visibility(
         .as_deref()
         .and_then(|id| services.appservices.by_id(id))
         .ok_or_else(not_an_appservice)?;
-    let instance = crate::services::appservice::third_party::instance_id(
-        appservice,
-        &req.body.network_id,
-    );
+    let instance =
+        crate::services::appservice::third_party::instance_id(appservice, &req.body.network_id);
     let public = req.body.visibility == ruma::api::client::room::Visibility::Public;
     services
         .run(move |s| {

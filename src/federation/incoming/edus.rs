@@ -77,7 +77,6 @@ fn typing(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
     s.typing
         .set(&s.globals, &room_id, &user, on, Duration::from_secs(30));
     crate::services::appservice::ephemeral::typing_changed(s, short, &room_id)
-
 }
 
 fn receipts(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
@@ -115,14 +114,8 @@ fn receipts(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
                     .pointer("/data/thread_id")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                s.receipts.set(
-                    &s.globals,
-                    short,
-                    kind,
-                    &user,
-                    &event_id,
-                    thread.clone(),
-                )?;
+                s.receipts
+                    .set(&s.globals, short, kind, &user, &event_id, thread.clone())?;
                 crate::services::appservice::ephemeral::receipt_stored(
                     s,
                     short,

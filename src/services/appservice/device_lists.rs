@@ -37,7 +37,12 @@ pub struct Changes {
 pub fn pending(s: &Services, appservice: &Appservice) -> Result<Changes> {
     let now = s.globals.current_pos();
     let key = cursor_key(&appservice.registration.id);
-    let Some(since) = s.globals.db.get(APPSERVICE_TXNS, &key)?.and_then(|v| u64_from(&v)) else {
+    let Some(since) = s
+        .globals
+        .db
+        .get(APPSERVICE_TXNS, &key)?
+        .and_then(|v| u64_from(&v))
+    else {
         s.globals.db.put(APPSERVICE_TXNS, key, now.to_be_bytes())?;
         return Ok(Changes {
             to: now,

@@ -148,9 +148,7 @@ mod tests {
     #[test]
     fn typing_replaces_the_waiting_event_of_its_room() {
         let mut buffer = VecDeque::new();
-        let typing = |room: &str, users: &[&str]| {
-            json!({"type": "m.typing", "room_id": room, "content": {"user_ids": users}})
-        };
+        let typing = |room: &str, users: &[&str]| json!({"type": "m.typing", "room_id": room, "content": {"user_ids": users}});
         push_bounded(&mut buffer, typing("!a:x", &["@u:x"]));
         push_bounded(&mut buffer, typing("!b:x", &["@u:x"]));
         push_bounded(&mut buffer, typing("!a:x", &[]));

@@ -201,7 +201,8 @@ pub fn to_device_committed(
             user: user.as_str().to_owned(),
             device: device.to_owned(),
         };
-        c.batch.put(APPSERVICE_QUEUE, queue_key(id, pos), entry.encode());
+        c.batch
+            .put(APPSERVICE_QUEUE, queue_key(id, pos), entry.encode());
         queued.push(index);
     }
     queued

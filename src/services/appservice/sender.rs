@@ -44,10 +44,7 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
     let Some(wake) = services.appservices.wake_of(&id) else {
         return;
     };
-    let msc3202 = services
-        .appservices
-        .by_id(&id)
-        .is_some_and(|a| a.msc3202);
+    let msc3202 = services.appservices.by_id(&id).is_some_and(|a| a.msc3202);
     let mut backoff = MIN_BACKOFF;
     // Transactions of ephemeral events (or device list changes) alone are named `e<start-up time>.<n>`: unique across
     // restarts, and never a timeline transaction's number.
@@ -86,7 +83,11 @@ async fn run(services: Arc<Services>, id: String, mut stop: watch::Receiver<bool
         let txn = match txn {
             Ok(None) if msc3202 && device_lists_changed(&services, &id).await => {
                 ephemeral_txns += 1;
-                Ok(Some((format!("e{boot}.{ephemeral_txns}"), Vec::new(), Vec::new())))
+                Ok(Some((
+                    format!("e{boot}.{ephemeral_txns}"),
+                    Vec::new(),
+                    Vec::new(),
+                )))
             }
             other => other,
         };
@@ -157,7 +158,9 @@ async fn device_lists_changed(services: &Arc<Services>, id: &str) -> bool {
             let Some(appservice) = s.appservices.by_id(&id) else {
                 return Ok(false);
             };
-            Ok(!super::device_lists::pending(s, appservice)?.changed.is_empty())
+            Ok(!super::device_lists::pending(s, appservice)?
+                .changed
+                .is_empty())
         })
         .await
         .unwrap_or(false)
@@ -198,7 +201,10 @@ async fn send(
                     }
                     Queued::ToDevice { user, device } => {
                         let key = crate::services::to_device::message_key(&user, &device, pos);
-                        if let Some(raw) = s.globals.db.get(crate::services::to_device::TO_DEVICE, &key)?
+                        if let Some(raw) = s
+                            .globals
+                            .db
+                            .get(crate::services::to_device::TO_DEVICE, &key)?
                             && let Ok(mut message) = serde_json::from_slice::<Value>(&raw)
                         {
                             message["to_user_id"] = json!(user);
@@ -212,10 +218,13 @@ async fn send(
                 None => None,
                 Some(appservice) => {
                     let changes = super::device_lists::pending(s, appservice)?;
-                    let mut devices = super::device_lists::devices_of(s, appservice, &changes.changed)?;
+                    let mut devices =
+                        super::device_lists::devices_of(s, appservice, &changes.changed)?;
                     for message in &to_device {
                         if let (Some(user), Some(device)) = (
-                            message["to_user_id"].as_str().and_then(|u| ruma::OwnedUserId::try_from(u).ok()),
+                            message["to_user_id"]
+                                .as_str()
+                                .and_then(|u| ruma::OwnedUserId::try_from(u).ok()),
                             message["to_device_id"].as_str(),
                         ) {
                             devices.insert((user, device.to_owned()));

@@ -8,7 +8,7 @@
 //! worker takes it from there: a command acknowledged to the client is answered, also after a
 //! restart. The worker runs commands one at a time; each is done or answered with why not.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
@@ -32,6 +32,9 @@ use crate::{
 
 /// Commands taken from the queue per round.
 const BATCH: usize = 20;
+/// Commands queued at most; beyond, new ones are not queued (logged): a flood of `!webhook`
+/// messages cannot fill the disk.
+pub const MAX_QUEUED_COMMANDS: usize = 10_000;
 
 /// The integration user of this server.
 pub fn integration_user(s: &Services) -> Option<OwnedUserId> {
@@ -47,11 +50,17 @@ pub fn integration_user(s: &Services) -> Option<OwnedUserId> {
     .ok()
 }
 
-/// Creates the integration user at start-up when it does not exist.
+/// Creates the integration user at start-up when it does not exist, and counts its queue.
 pub fn ensure_user(s: &Services) -> Result<()> {
     let Some(bot) = integration_user(s) else {
         return Ok(());
     };
+    let mut queued = 0;
+    for entry in s.globals.db.scan_prefix(WEBHOOK_COMMANDS, &[]) {
+        entry?;
+        queued += 1;
+    }
+    s.webhooks.commands_queued.store(queued, Ordering::SeqCst);
     if !s.users.exists(&bot)? {
         s.users.create(&bot, None)?;
         s.users
@@ -103,6 +112,13 @@ pub fn event_committed(
         }
         _ => false,
     };
+    if wanted && s.webhooks.commands_queued.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED_COMMANDS {
+        s.webhooks.commands_queued.fetch_sub(1, Ordering::SeqCst);
+        tracing::warn!(
+            "integration user: {MAX_QUEUED_COMMANDS} commands queued, the one at {pos} is dropped"
+        );
+        return Ok(false);
+    }
     if wanted {
         let value = [short_room.to_be_bytes(), short_event.to_be_bytes()].concat();
         c.batch.put(WEBHOOK_COMMANDS, pos.to_be_bytes(), value);
@@ -111,7 +127,10 @@ pub fn event_committed(
 }
 
 /// Starts the worker that carries out queued commands.
-pub fn spawn(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    services: Arc<Services>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match services.run(run_queued).await {
@@ -146,6 +165,12 @@ fn run_queued(s: &Services) -> Result<bool> {
         let mut done = crate::storage::Batch::new();
         done.delete(WEBHOOK_COMMANDS, key.clone());
         s.globals.db.write(done)?;
+        let _ = s
+            .webhooks
+            .commands_queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            });
     }
     Ok(!taken.is_empty())
 }
@@ -167,7 +192,10 @@ fn carry_out(s: &Services, short_room: u64, short_event: u64) -> Result<()> {
         }
         return Ok(());
     }
-    let body = content.get("body").and_then(Value::as_str).unwrap_or_default();
+    let body = content
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let answer = command(s, &room_id, &bot, &event.pdu.sender, body);
     notice(s, &room_id, &bot, &answer)
 }
@@ -189,42 +217,57 @@ fn command(s: &Services, room_id: &RoomId, bot: &UserId, asker: &UserId, body: &
             "Webhooks are created by users of {}.",
             s.globals.server_name()
         )),
-        "create" => {
-            manage::create(s, room_id, asker, manage::NewHook { name: argument, avatar_url: None })
-                .and_then(|(hook, secret)| {
-                    let url = manage::url_of(s, &hook.path(&secret));
-                    let dm = direct_chat(s, bot, asker)?;
-                    notice(
-                        s,
-                        &dm,
-                        bot,
-                        &format!(
-                            "The URL of webhook \"{}\" in {room_id}: {url}\nKeep it secret: \
+        "create" => manage::create(
+            s,
+            room_id,
+            asker,
+            manage::NewHook {
+                name: argument,
+                avatar_url: None,
+            },
+        )
+        .and_then(|(hook, secret)| {
+            let url = manage::url_of(s, &hook.path(&secret));
+            let dm = direct_chat(s, bot, asker)?;
+            notice(
+                s,
+                &dm,
+                bot,
+                &format!(
+                    "The URL of webhook \"{}\" in {room_id}: {url}\nKeep it secret: \
                              whoever has it can post to the room. Example:\ncurl -X POST -H \
                              'Content-Type: application/json' -d '{{\"text\": \"Hello\"}}' {url}",
-                            hook.name
-                        ),
-                    )?;
-                    Ok(format!(
-                        "Created webhook \"{}\" (posting as {}); {asker}, its URL is in our \
+                    hook.name
+                ),
+            )?;
+            Ok(format!(
+                "Created webhook \"{}\" (posting as {}); {asker}, its URL is in our \
                          direct chat.",
-                        hook.name, hook.user_id
-                    ))
-                })
-        }
+                hook.name, hook.user_id
+            ))
+        }),
         "list" => manage::list(s, room_id, asker).map(|hooks| {
             if hooks.is_empty() {
                 "This room has no webhooks.".to_owned()
             } else {
                 let lines: Vec<String> = hooks
                     .iter()
-                    .map(|h| format!("- \"{}\" (posting as {}, by {})", h.name, h.user_id, h.created_by))
+                    .map(|h| {
+                        format!(
+                            "- \"{}\" (posting as {}, by {})",
+                            h.name, h.user_id, h.created_by
+                        )
+                    })
                     .collect();
                 format!("This room's webhooks:\n{}", lines.join("\n"))
             }
         }),
-        "revoke" => manage::revoke(s, room_id, asker, argument)
-            .map(|hook| format!("Revoked webhook \"{}\": its URL no longer works.", hook.name)),
+        "revoke" => manage::revoke(s, room_id, asker, argument).map(|hook| {
+            format!(
+                "Revoked webhook \"{}\": its URL no longer works.",
+                hook.name
+            )
+        }),
         _ => Ok(usage()),
     };
     outcome.unwrap_or_else(|e| format!("Sorry, {asker}: {}", e.message))

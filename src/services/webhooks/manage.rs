@@ -121,7 +121,10 @@ fn new_account(s: &Services) -> Result<(String, OwnedUserId)> {
 /// by the creator first.
 fn join_room(s: &Services, room_id: &RoomId, creator: &UserId, user: &UserId) -> Result<()> {
     let public = rooms::state_content(s, room_id, &StateEventType::RoomJoinRules, "")?
-        .and_then(|c| c.get("join_rule").and_then(|r| r.as_str().map(str::to_owned)))
+        .and_then(|c| {
+            c.get("join_rule")
+                .and_then(|r| r.as_str().map(str::to_owned))
+        })
         .is_some_and(|rule| rule == "public");
     if !public {
         rooms::set_membership(s, room_id, creator, user, "invite", None, None)?;
@@ -145,7 +148,11 @@ pub fn revoke(s: &Services, room_id: &RoomId, by: &UserId, id_or_name: &str) -> 
         webhooks.mark_revoked(&hook, now_ms())?;
         hook
     };
-    tracing::info!("webhook {} ({}) in {room_id} revoked by {by}", hook.id, hook.name);
+    tracing::info!(
+        "webhook {} ({}) in {room_id} revoked by {by}",
+        hook.id,
+        hook.name
+    );
     let short = rooms::short_room(s, room_id)?;
     if s.membership.membership(short, &hook.user_id)? == Some(Membership::Join) {
         rooms::set_membership(

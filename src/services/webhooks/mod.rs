@@ -121,6 +121,9 @@ pub struct Webhooks {
     limiter: RateLimiter,
     /// Wakes the integration user's command worker.
     pub commands_wake: tokio::sync::Notify,
+    /// Commands queued for it (counted at start-up, then kept), bounded by
+    /// `bot::MAX_QUEUED_COMMANDS`.
+    pub commands_queued: std::sync::atomic::AtomicUsize,
     /// Serialises creation and revocation (names are unique per room).
     changes: std::sync::Mutex<()>,
 }
@@ -138,6 +141,7 @@ impl Webhooks {
             config: config.clone(),
             limiter: RateLimiter::new(&limits),
             commands_wake: Default::default(),
+            commands_queued: Default::default(),
             changes: Default::default(),
         }
     }
