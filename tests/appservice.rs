@@ -1381,5 +1381,36 @@ async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
     }
     let counted = counted.expect("key counts of the bridge's device");
     assert_eq!(counted["signed_curve25519"], 0);
+
+    // Carol joins and leaves: she shares no room with the bridge's users any more.
+    let (_, carol) = server.register("carol").await;
+    let room_path = |action: &str| format!("/_matrix/client/v3/rooms/{}/{action}", enc(&room));
+    server.post(&room_path("join"), &carol, json!({})).await;
+    server.post(&room_path("leave"), &carol, json!({})).await;
+    let mut gone = false;
+    for _ in 0..200 {
+        gone = service.bodies.lock().unwrap().iter().any(|b| {
+            b["org.matrix.msc3202.device_lists"]["left"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|u| u == "@carol:test.local"))
+        });
+        if gone {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone,
+        "carol's leave not in device_lists.left: {:?}",
+        service.bodies.lock().unwrap()
+    );
+    assert!(
+        !service.bodies.lock().unwrap().iter().any(|b| {
+            b["org.matrix.msc3202.device_lists"]["left"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|u| u == "@alice:test.local"))
+        }),
+        "alice is still in the room"
+    );
     server.stop().await;
 }

@@ -80,6 +80,44 @@ fn concerns(s: &Services, appservice: &Appservice, user: &UserId) -> Result<bool
     Ok(false)
 }
 
+/// `device_lists.left`: users who, by the membership events of this transaction (leaves and bans
+/// of others, or of the service's own users), no longer share a room of interest with the service.
+pub fn left(s: &Services, appservice: &Appservice, events: &[Value]) -> Result<Vec<OwnedUserId>> {
+    let mut left = BTreeSet::new();
+    for event in events {
+        let membership = event["content"]["membership"].as_str();
+        if event["type"] != "m.room.member" || !matches!(membership, Some("leave" | "ban")) {
+            continue;
+        }
+        let Some(target) = event["state_key"]
+            .as_str()
+            .and_then(|u| OwnedUserId::try_from(u).ok())
+        else {
+            continue;
+        };
+        let candidates = if appservice.owns_user(&target) {
+            // One of its users left: the room's members may no longer share a room with it.
+            let room = event["room_id"]
+                .as_str()
+                .and_then(|r| ruma::OwnedRoomId::try_from(r).ok());
+            match room.map(|r| s.short.room(&r)).transpose()?.flatten() {
+                Some(short) => s
+                    .membership
+                    .members(short, crate::services::rooms::membership::Membership::Join)?,
+                None => Vec::new(),
+            }
+        } else {
+            vec![target]
+        };
+        for user in candidates {
+            if !left.contains(&user) && !concerns(s, appservice, &user)? {
+                left.insert(user);
+            }
+        }
+    }
+    Ok(left.into_iter().collect())
+}
+
 /// The service acknowledged changes up to `to`.
 pub fn advance(s: &Services, appservice: &str, to: u64) -> Result<()> {
     Ok(s.globals

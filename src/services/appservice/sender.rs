@@ -232,7 +232,10 @@ async fn send(
                     }
                     let (counts, fallbacks) =
                         super::device_lists::key_counts(s, appservice, &devices)?;
-                    Some((changes, counts, fallbacks))
+                    let mut changes = changes;
+                    let left = super::device_lists::left(s, appservice, &out)?;
+                    changes.changed.retain(|u| !left.contains(u));
+                    Some((changes, left, counts, fallbacks))
                 }
             };
             Ok((out, to_device, lists))
@@ -250,10 +253,10 @@ async fn send(
         body["to_device"] = json!(to_device);
     }
     let mut lists_to = None;
-    if let Some((changes, counts, fallbacks)) = lists {
-        if !changes.changed.is_empty() {
+    if let Some((changes, left, counts, fallbacks)) = lists {
+        if !changes.changed.is_empty() || !left.is_empty() {
             body["org.matrix.msc3202.device_lists"] =
-                json!({ "changed": changes.changed, "left": [] });
+                json!({ "changed": changes.changed, "left": left });
         }
         if counts.as_object().is_some_and(|c| !c.is_empty()) {
             body["org.matrix.msc3202.device_one_time_keys_count"] = counts;
