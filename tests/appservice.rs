@@ -999,9 +999,8 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
             .iter()
             .any(|e| e["type"] == kind && check(e))
     };
-    let mut all = false;
-    for _ in 0..200 {
-        all = found("m.typing", &|e| {
+    let all = eventually(|| {
+        found("m.typing", &|e| {
             e["room_id"] == room.as_str()
                 && e["content"]["user_ids"]
                     .as_array()
@@ -1015,12 +1014,9 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
             e["sender"] == alice_id
                 && e["content"]["presence"] == "online"
                 && e["content"]["status_msg"] == "here"
-        });
-        if all {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        })
+    })
+    .await;
     assert!(
         all,
         "ephemeral events received: {:?}",
@@ -1036,11 +1032,10 @@ async fn typing_receipts_and_presence_go_to_services_that_ask() {
     server.stop().await;
 }
 
-/// Third-party lookups go to the service that lists the protocol, and what it answers comes back
-/// (instances named `<service>|<network>`); the service publishes rooms in its network's
-/// directory, which clients list by that instance id.
-#[tokio::test]
-async fn third_party_lookups_and_the_network_directory_go_through_the_service() {
+/// A stand-in service and a server with the IRC registration pointing at it, plus `extra` YAML
+/// lines (flags such as `receive_ephemeral: true`). The temporary directory lives as long as the
+/// returned guard.
+async fn irc_with_service(extra: &str) -> (FakeService, TestServer, tempfile::TempDir) {
     let service = FakeService::default();
     let url = service.start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -1048,13 +1043,44 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
         dir.path(),
         &[(
             "irc.yaml",
-            IRC.replace(
-                "url: null",
-                &format!("url: \"{url}\"\nprotocols: [\"irc\"]"),
-            ),
+            IRC.replace("url: null", &format!("url: \"{url}\"\n{extra}")),
         )],
     );
     let server = TestServer::start_with(c).await;
+    (service, server, dir)
+}
+
+/// Polls `check` until it holds (10 s at most); whether it did.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+/// Registers a user of the IRC service with a device (`m.login.application_service`); its device id.
+async fn register_irc_user(server: &TestServer, localpart: &str) -> String {
+    let (status, registered) = server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/register",
+            Some("as-irc-token"),
+            Some(json!({ "type": "m.login.application_service", "username": localpart })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    registered["device_id"].as_str().unwrap().to_owned()
+}
+
+/// Third-party lookups go to the service that lists the protocol, and what it answers comes back
+/// (instances named `<service>|<network>`); the service publishes rooms in its network's
+/// directory, which clients list by that instance id.
+#[tokio::test]
+async fn third_party_lookups_and_the_network_directory_go_through_the_service() {
+    let (_service, server, _dir) = irc_with_service("protocols: [\"irc\"]").await;
     let (_, alice) = server.register("alice").await;
     let get = |path: String| {
         let server = &server;
@@ -1174,32 +1200,10 @@ async fn third_party_lookups_and_the_network_directory_go_through_the_service() 
 /// 400 `M_UNKNOWN_DEVICE`).
 #[tokio::test]
 async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
-    let service = FakeService::default();
-    let url = service.start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = config_with(
-        dir.path(),
-        &[(
-            "irc.yaml",
-            IRC.replace(
-                "url: null",
-                &format!("url: \"{url}\"\nreceive_ephemeral: true"),
-            ),
-        )],
-    );
-    let server = TestServer::start_with(c).await;
+    let (service, server, _dir) = irc_with_service("receive_ephemeral: true").await;
     let token = "as-irc-token";
     let (_, alice) = server.register("alice").await;
-    let (status, registered) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            Some(token),
-            Some(json!({ "type": "m.login.application_service", "username": "_irc_bob" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{registered}");
-    let device = registered["device_id"].as_str().unwrap().to_owned();
+    let device = register_irc_user(&server, "_irc_bob").await;
     let bob = "@_irc_bob:test.local";
 
     let as_device = |path: &str, device: &str| {
@@ -1282,31 +1286,10 @@ async fn to_device_messages_go_to_the_service_which_acts_as_the_device() {
 /// its rooms (also when nothing else is sent) and gets its devices' one-time key counts.
 #[tokio::test]
 async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
-    let service = FakeService::default();
-    let url = service.start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = config_with(
-        dir.path(),
-        &[(
-            "irc.yaml",
-            IRC.replace(
-                "url: null",
-                &format!("url: \"{url}\"\norg.matrix.msc3202: true"),
-            ),
-        )],
-    );
-    let server = TestServer::start_with(c).await;
+    let (service, server, _dir) = irc_with_service("org.matrix.msc3202: true").await;
     let token = "as-irc-token";
     let (_, alice) = server.register("alice").await;
-    let (_, registered) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            Some(token),
-            Some(json!({ "type": "m.login.application_service", "username": "_irc_bob" })),
-        )
-        .await;
-    let bob_device = registered["device_id"].as_str().unwrap().to_owned();
+    let bob_device = register_irc_user(&server, "_irc_bob").await;
     let bob = "@_irc_bob:test.local";
     let room = server
         .create_room(&alice, json!({ "preset": "public_chat" }))
@@ -1338,19 +1321,15 @@ async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
             json!({ "display_name": "laptop" }),
         )
         .await;
-    let mut heard = false;
-    for _ in 0..300 {
-        heard = service.bodies.lock().unwrap().iter().skip(before).any(|b| {
+    let heard = eventually(|| {
+        service.bodies.lock().unwrap().iter().skip(before).any(|b| {
             b["events"].as_array().is_some_and(|e| e.is_empty())
                 && b["org.matrix.msc3202.device_lists"]["changed"]
                     .as_array()
                     .is_some_and(|c| c.iter().any(|u| u == "@alice:test.local"))
-        });
-        if heard {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        })
+    })
+    .await;
     assert!(
         heard,
         "device list change not sent: {:?}",
@@ -1387,18 +1366,14 @@ async fn device_list_changes_and_key_counts_go_to_an_msc3202_service() {
     let room_path = |action: &str| format!("/_matrix/client/v3/rooms/{}/{action}", enc(&room));
     server.post(&room_path("join"), &carol, json!({})).await;
     server.post(&room_path("leave"), &carol, json!({})).await;
-    let mut gone = false;
-    for _ in 0..200 {
-        gone = service.bodies.lock().unwrap().iter().any(|b| {
+    let gone = eventually(|| {
+        service.bodies.lock().unwrap().iter().any(|b| {
             b["org.matrix.msc3202.device_lists"]["left"]
                 .as_array()
                 .is_some_and(|l| l.iter().any(|u| u == "@carol:test.local"))
-        });
-        if gone {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        })
+    })
+    .await;
     assert!(
         gone,
         "carol's leave not in device_lists.left: {:?}",
