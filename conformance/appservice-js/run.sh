@@ -33,33 +33,10 @@ fi
 node22="$here/node_modules/.bin/node"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/parvis-appservice-js-XXXXXX")"
-pid=""
-stop_server() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  pid=""
-}
-keep=""
-suite=""
-cleanup() {
-  if [ -n "$suite" ] && kill -0 "$suite" 2>/dev/null; then
-    kill -TERM "$suite" 2>/dev/null || true
-    wait "$suite" 2>/dev/null || true
-  fi
-  stop_server
-  if [ -n "$keep" ] || [ -n "${AS_KEEP_LOGS:-}" ]; then
-    echo "logs kept: $work/server.log (parvis), $work/botsdk.log (matrix-bot-sdk), $work/registration.yaml" >&2
-    rm -rf "$work/data"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+keep_logs="${AS_KEEP_LOGS:-}"
+logs_kept_message="logs kept: $work/server.log (parvis), $work/botsdk.log (matrix-bot-sdk), $work/registration.yaml"
+# shellcheck source=../tools/node_suite_server.sh
+source "$here/../tools/node_suite_server.sh"
 
 # Two free ports (the server's, the appservice's): bound by the OS, released, then handed out (as
 # conformance/helpers.py does).

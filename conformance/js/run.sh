@@ -27,33 +27,10 @@ fi
 node22="$here/node_modules/.bin/node"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/parvis-js-XXXXXX")"
-pid=""
-stop_server() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  pid=""
-}
-keep=""
-suite=""
-cleanup() {
-  if [ -n "$suite" ] && kill -0 "$suite" 2>/dev/null; then
-    kill -TERM "$suite" 2>/dev/null || true
-    wait "$suite" 2>/dev/null || true
-  fi
-  stop_server
-  if [ -n "$keep" ] || [ -n "${JS_KEEP_LOGS:-}" ]; then
-    echo "logs kept: $work/server.log (parvis), $work/sdk.log (matrix-js-sdk)" >&2
-    rm -rf "$work/data"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+keep_logs="${JS_KEEP_LOGS:-}"
+logs_kept_message="logs kept: $work/server.log (parvis), $work/sdk.log (matrix-js-sdk)"
+# shellcheck source=../tools/node_suite_server.sh
+source "$here/../tools/node_suite_server.sh"
 
 # A free port: bound by the OS, released, then given to parvis (as conformance/helpers.py does).
 port="$("$node22" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
