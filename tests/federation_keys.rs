@@ -201,6 +201,9 @@ async fn servers_fetch_keys_act_as_notary_and_check_request_signatures() {
         (status, body["server"]["name"].as_str()),
         (StatusCode::OK, Some("Parvis"))
     );
+    // Health, as on the client listener.
+    let (status, _) = send_as_is(&a, &b_name, get("/health")).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, body) = send_as_is(&a, &b_name, get("/_matrix/federation/v1/nothing")).await;
     assert_eq!(
         (status, body["errcode"].as_str()),

@@ -319,6 +319,7 @@ fn table() -> Vec<Entry> {
         e("POST", "media/upload", Own, OK),
         e("PUT", "media/upload/{server_name}/{media_id}", OtherUser, FORBIDDEN).with(&[("media_id", "pending_media_id")]),
         // The admin API.
+        e("GET", "/health", Public, OK),
         e("GET", "/_parvis/client/v1/rooms/{room_id}/webhooks", RoomMember, FORBIDDEN),
         e("POST", "/_parvis/client/v1/rooms/{room_id}/webhooks", RoomMember, FORBIDDEN).body(json!({ "name": "mallory's" })),
         e("DELETE", "/_parvis/client/v1/rooms/{room_id}/webhooks/{webhook_id}", RoomMember, FORBIDDEN),

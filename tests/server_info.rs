@@ -243,3 +243,20 @@ async fn third_party_identifiers_are_not_kept_and_refresh_tokens_unknown() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+/// `GET /health` answers 200 `OK` once the database answers (the federation listener's: in
+/// `federation_keys.rs`).
+#[tokio::test]
+async fn health_answers_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let res = server
+        .http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "OK");
+    server.stop().await;
+}

@@ -6,6 +6,7 @@ pub mod appservice_auth;
 pub mod client;
 pub mod client_address;
 pub mod federation;
+pub mod health;
 pub mod panic_guard;
 pub mod ruma_wrapper;
 pub mod webhooks;
@@ -80,7 +81,11 @@ impl RumaRoute for AppRouter {
 }
 
 fn client_routes() -> AppRouter {
-    webhooks::routes(admin::routes(client::routes(AppRouter::new())))
+    webhooks::routes(admin::routes(client::routes(AppRouter::new()))).route(
+        Method::GET,
+        "/health",
+        health::health,
+    )
 }
 
 /// The method and path of every route of the client listener, as registered (path parameters in

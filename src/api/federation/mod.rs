@@ -28,6 +28,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/_matrix/key/v2/query/{server_name}", get(keys::query))
         .route("/_matrix/key/v2/query", post(keys::query_batch))
         .route("/_matrix/federation/v1/version", get(version))
+        .route("/health", get(crate::api::health::health))
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
         .route(
             "/_matrix/federation/v1/query/directory",
