@@ -943,3 +943,71 @@ async fn rooms_list_details_join_and_delete() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A blocked room: local users may not join, knock or be invited (403), members stay; unblocked,
+/// joining works again. Synapse's shapes.
+#[tokio::test]
+async fn a_blocked_room_refuses_joins_and_invites_until_unblocked() {
+    let (_dir, server, root) = admin_server().await;
+    let (_, alice) = server.register("alice").await;
+    let (_, bob) = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let block_path = format!("/v1/rooms/{}/block", common::enc(&room));
+    let (status, body) = call(&server, Method::GET, &block_path, &root, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "block": false })));
+    let (status, body) = call(
+        &server,
+        Method::PUT,
+        &block_path,
+        &root,
+        Some(json!({ "block": true })),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "block": true })));
+    let (status, body) = call(&server, Method::GET, &block_path, &root, None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "block": true, "user_id": "@root:test.local" })
+        )
+    );
+
+    let join = format!("/_matrix/client/v3/join/{}", common::enc(&room));
+    let (status, body) = server
+        .call(Method::POST, &join, Some(&bob), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(errcode(&body), "M_FORBIDDEN");
+    let invite = format!("/_matrix/client/v3/rooms/{}/invite", common::enc(&room));
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &invite,
+            Some(&alice),
+            Some(json!({ "user_id": "@bob:test.local" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Alice, already a member, still posts.
+    server.send_text(&alice, &room, "t1", "still here").await;
+
+    let (status, _) = call(
+        &server,
+        Method::PUT,
+        &block_path,
+        &root,
+        Some(json!({ "block": false })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server
+        .call(Method::POST, &join, Some(&bob), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(&server, Method::GET, &block_path, &bob, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admins: {body}");
+    server.stop().await;
+}

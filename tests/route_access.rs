@@ -325,6 +325,8 @@ fn table() -> Vec<Entry> {
         e("DELETE", "/_parvis/client/v1/rooms/{room_id}/webhooks/{webhook_id}", RoomMember, FORBIDDEN),
         e("POST", "/_parvis/hooks/{webhook_id}/{secret}", Public, NOT_FOUND).body(json!({ "text": "hi" })),
         e("GET", "/_synapse/admin/v1/server_version", Admin, FORBIDDEN),
+        e("GET", "/_synapse/admin/v1/rooms/{room_id}/block", Admin, FORBIDDEN),
+        e("PUT", "/_synapse/admin/v1/rooms/{room_id}/block", Admin, FORBIDDEN).body(json!({ "block": true })),
         e("GET", "/_synapse/admin/v2/users", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v2/users/{user_id}", Admin, FORBIDDEN),
         e("PUT", "/_synapse/admin/v2/users/{user_id}", Admin, FORBIDDEN).body(json!({ "displayname": "mallory" })),

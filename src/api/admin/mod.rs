@@ -103,6 +103,16 @@ pub fn routes(router: AppRouter) -> AppRouter {
             &format!("{V1}/rooms/{{room_id}}/state"),
             rooms::state,
         )
+        .route(
+            Method::GET,
+            &format!("{V1}/rooms/{{room_id}}/block"),
+            rooms::get_block,
+        )
+        .route(
+            Method::PUT,
+            &format!("{V1}/rooms/{{room_id}}/block"),
+            rooms::set_block,
+        )
         .route(Method::POST, &format!("{V1}/join/{{room}}"), rooms::join)
         .route(
             Method::DELETE,

@@ -16,7 +16,7 @@ use crate::{
         admin::{
             admin_join,
             paging::{Dir, parse_limit, parse_offset},
-            room_deletion,
+            room_block, room_deletion,
             room_list::{self, RoomOrder, RoomQuery},
         },
         rooms::membership::Membership,
@@ -184,6 +184,41 @@ pub async fn delete_status(State(services): State<Arc<Services>>, _: Admin, args
             Ok(Json(
                 serde_json::to_value(deletion).map_err(|e| Error::internal(e.to_string()))?,
             ))
+        })
+        .await
+}
+
+/// `GET /_synapse/admin/v1/rooms/{roomId}/block`: `{"block": true, "user_id": <who>}` or
+/// `{"block": false}`.
+pub async fn get_block(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let room_id = args.room(0)?;
+    services
+        .run(move |s| {
+            Ok(Json(match room_block::blocked(s, &room_id)? {
+                Some(block) => json!({ "block": true, "user_id": block.user_id }),
+                None => json!({ "block": false }),
+            }))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct BlockBody {
+    block: bool,
+}
+
+/// `PUT /_synapse/admin/v1/rooms/{roomId}/block` `{"block": bool}`.
+pub async fn set_block(
+    State(services): State<Arc<Services>>,
+    Admin(admin): Admin,
+    args: Args,
+    Body(body): Body<BlockBody>,
+) -> Answer {
+    let room_id = args.room(0)?;
+    services
+        .run(move |s| {
+            room_block::set_blocked(s, &room_id, &admin, body.block)?;
+            Ok(Json(json!({ "block": body.block })))
         })
         .await
 }

@@ -22,7 +22,7 @@ use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
     services::{
-        Services,
+        Services, admin,
         rooms::{
             self,
             create::{CreateRoom, Preset},
@@ -210,6 +210,7 @@ async fn join_any(
     let (u, r) = (user.clone(), room_id.clone());
     let remote = services
         .run(move |s| {
+            admin::room_block::check_not_blocked(s, &r)?;
             if s.timeline.room_exists(&r)? {
                 let short = rooms::short_room(s, &r)?;
                 // A room we are in, or one we were in and can rejoin locally.
@@ -349,6 +350,7 @@ pub async fn knock(
                 Some(r) => r,
                 None => resolve_room(s, &t)?,
             };
+            admin::room_block::check_not_blocked(s, &room_id)?;
             if s.timeline.room_exists(&room_id)? {
                 let short = rooms::short_room(s, &room_id)?;
                 if s.membership
@@ -459,6 +461,7 @@ pub async fn invite(
             if !s.users.is_active(user_id)? {
                 return Err(Error::not_found("Unknown user"));
             }
+            admin::room_block::check_not_blocked(s, &req.body.room_id)?;
             let short = rooms::short_room(s, &req.body.room_id)?;
             if !s.membership.is_joined(short, &user)? {
                 return Err(Error::forbidden("You are not in this room"));

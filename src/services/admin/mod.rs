@@ -1,14 +1,15 @@
 //! The work behind the admin API (`src/api/admin/`): listing users and rooms, deactivating
-//! accounts, joining users to rooms, and deleting rooms.
+//! accounts, joining users to rooms, blocking and deleting rooms.
 
 pub mod admin_join;
 pub mod deactivation;
 pub mod make_admin;
 pub mod paging;
+pub mod room_block;
 pub mod room_deletion;
 pub mod room_list;
 pub mod user_list;
 
 use crate::storage::Map;
 
-pub const MAPS: &[Map] = &[room_deletion::ROOM_DELETIONS];
+pub const MAPS: &[Map] = &[room_deletion::ROOM_DELETIONS, room_block::BLOCKED_ROOMS];
