@@ -10,6 +10,11 @@ pub fn random_string(len: usize) -> String {
         .collect()
 }
 
+/// Percent-encodes one path segment or query value (everything but letters and digits).
+pub fn encode_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 pub fn now_ms() -> u64 {
     ruma::MilliSecondsSinceUnixEpoch::now().get().into()
 }

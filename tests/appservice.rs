@@ -382,6 +382,20 @@ struct FakeService {
     bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
+/// The id field of a third-party `location` (`alias`) or `user` (`userid`), and its value: the
+/// one asked for in `query`, or a fixed one.
+fn third_party_id(
+    kind: &str,
+    query: Option<&std::collections::BTreeMap<String, String>>,
+) -> (&'static str, String) {
+    let (field, fixed) = match kind {
+        "location" => ("alias", "#_irc_x:test.local"),
+        _ => ("userid", "@_irc_nick:test.local"),
+    };
+    let asked = query.and_then(|q| q.get(field)).cloned();
+    (field, asked.unwrap_or_else(|| fixed.to_owned()))
+}
+
 impl FakeService {
     async fn start(&self) -> String {
         use axum::{Json, Router, extract::Path, http::HeaderMap, routing::put};
@@ -451,37 +465,25 @@ impl FakeService {
                     })))
                 }),
             )
+            // Lookups in a protocol echo the fields asked; reverse lookups answer for the id asked.
             .route(
-                "/_matrix/app/v1/thirdparty/location/{protocol}",
+                "/_matrix/app/v1/thirdparty/{kind}/{protocol}",
                 axum::routing::get(
-                    |Path(protocol): Path<String>,
+                    |Path((kind, protocol)): Path<(String, String)>,
                      axum::extract::Query(fields): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
-                        Json(json!([{ "alias": "#_irc_x:test.local", "protocol": protocol, "fields": fields }]))
+                        let (field, id) = third_party_id(&kind, None);
+                        Json(json!([{ field: id, "protocol": protocol, "fields": fields }]))
                     },
                 ),
             )
             .route(
-                "/_matrix/app/v1/thirdparty/location",
+                "/_matrix/app/v1/thirdparty/{kind}",
                 axum::routing::get(
-                    |axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
-                        Json(json!([{ "alias": q["alias"], "protocol": "irc", "fields": { "channel": "#x" } }]))
-                    },
-                ),
-            )
-            .route(
-                "/_matrix/app/v1/thirdparty/user/{protocol}",
-                axum::routing::get(
-                    |Path(protocol): Path<String>,
-                     axum::extract::Query(fields): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
-                        Json(json!([{ "userid": "@_irc_nick:test.local", "protocol": protocol, "fields": fields }]))
-                    },
-                ),
-            )
-            .route(
-                "/_matrix/app/v1/thirdparty/user",
-                axum::routing::get(
-                    |axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
-                        Json(json!([{ "userid": q["userid"], "protocol": "irc", "fields": { "nickname": "nick" } }]))
+                    |Path(kind): Path<String>,
+                     axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+                        let (field, id) = third_party_id(&kind, Some(&q));
+                        let fields = if kind == "location" { json!({ "channel": "#x" }) } else { json!({ "nickname": "nick" }) };
+                        Json(json!([{ field: id, "protocol": "irc", "fields": fields }]))
                     },
                 ),
             )

@@ -62,23 +62,7 @@ PARVIS_APPSERVICES__REGISTRATION_FILES="[\"$work/registration.yaml\"]" \
 pid=$!
 
 url="http://127.0.0.1:$port"
-# Ready when GET /_matrix/client/versions answers 200 (polled every 50 ms, 30 s limit).
-if ! PARVIS_PID="$pid" "$node22" -e '
-  const url = process.argv[1] + "/_matrix/client/versions";
-  const deadline = Date.now() + 30000;
-  const alive = () => { try { process.kill(Number(process.env.PARVIS_PID), 0); return true; } catch { return false; } };
-  (async () => {
-    while (Date.now() < deadline && alive()) {
-      try { if ((await fetch(url)).status === 200) process.exit(0); } catch {}
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    process.exit(1);
-  })();' "$url"; then
-  echo "parvis did not answer GET /_matrix/client/versions within 30 s; its log:" >&2
-  tail -n 60 "$work/server.log" >&2
-  keep=1
-  exit 1
-fi
+wait_until_ready "$url"
 
 status=0
 # In the background so that a signal to this script runs its cleanup at once (bash defers traps while a

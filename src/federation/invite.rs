@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     federation::{
-        incoming::{missing::encode, pdu_checks, persist},
+        incoming::{pdu_checks, persist},
         request::{answer_error, call, send_json},
     },
     services::{
@@ -18,6 +18,7 @@ use crate::{
         rooms::{self, event_by_short, membership::Membership, version},
         timeline::append::{Forward, NewEvent, Target, authorise, build_fields, sign_built},
     },
+    util::encode_segment,
 };
 
 /// The state shown to an invitee: create, join rules, name, avatar, canonical alias, encryption,
@@ -169,8 +170,8 @@ async fn send_invite(
         json!({ "event": object, "room_version": version.as_str(), "invite_room_state": stripped });
     let path = format!(
         "/_matrix/federation/v2/invite/{}/{}",
-        encode(room_id.as_str()),
-        encode(event_id.as_str())
+        encode_segment(room_id.as_str()),
+        encode_segment(event_id.as_str())
     );
     let destination = invitee.server_name();
     let (status, answer) =
@@ -185,8 +186,8 @@ async fn send_invite(
     event["unsigned"] = json!({ "invite_room_state": stripped_form(stripped) });
     let path = format!(
         "/_matrix/federation/v1/invite/{}/{}",
-        encode(room_id.as_str()),
-        encode(event_id.as_str())
+        encode_segment(room_id.as_str()),
+        encode_segment(event_id.as_str())
     );
     let answer = call(
         services,

@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 
 use crate::{
     error::{Error, Result},
-    federation::{incoming::missing::encode, request::call},
+    federation::request::call,
     services::Services,
+    util::encode_segment,
 };
 
 /// The profile of a remote user (`field` restricts it to one field).
@@ -19,10 +20,10 @@ pub async fn remote_profile(
 ) -> Result<Map<String, Value>> {
     let mut path = format!(
         "/_matrix/federation/v1/query/profile?user_id={}",
-        encode(user.as_str())
+        encode_segment(user.as_str())
     );
     if let Some(field) = field {
-        path.push_str(&format!("&field={}", encode(field)));
+        path.push_str(&format!("&field={}", encode_segment(field)));
     }
     match call(services, user.server_name(), http::Method::GET, &path, None).await? {
         Value::Object(map) => Ok(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),

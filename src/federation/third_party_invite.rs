@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Error, Result},
-    federation::{incoming::missing::encode, request::call},
+    federation::request::call,
     services::{Services, rooms, timeline::append::NewEvent},
+    util::encode_segment,
 };
 
 /// The resident (inviting) server's side: checks the partial member event and invites the user.
@@ -137,7 +138,7 @@ pub async fn on_bind(services: &Arc<Services>, body: &Value) -> Result<()> {
             });
             let path = format!(
                 "/_matrix/federation/v1/exchange_third_party_invite/{}",
-                encode(invite.room_id.as_str())
+                encode_segment(invite.room_id.as_str())
             );
             call(
                 services,

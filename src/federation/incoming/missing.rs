@@ -45,7 +45,7 @@ pub async fn fetch_missing(
     });
     let path = format!(
         "/_matrix/federation/v1/get_missing_events/{}",
-        encode(room_id.as_str())
+        crate::util::encode_segment(room_id.as_str())
     );
     let answer = call(services, origin, http::Method::POST, &path, Some(&body)).await?;
     let mut events: Vec<(u64, ruma::CanonicalJsonObject)> = Vec::new();
@@ -106,11 +106,6 @@ pub async fn fetch_missing(
     Ok(())
 }
 
-/// Percent-encodes a path segment.
-pub fn encode(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 /// The state before `event_id` from `origin` (`state_ids`): the events we lack are fetched with
 /// `/event` and stored as outliers; returns the snapshot of that state.
 pub async fn state_from_origin(
@@ -122,8 +117,8 @@ pub async fn state_from_origin(
 ) -> Result<u64> {
     let path = format!(
         "/_matrix/federation/v1/state_ids/{}?event_id={}",
-        encode(room_id.as_str()),
-        encode(event_id.as_str())
+        crate::util::encode_segment(room_id.as_str()),
+        crate::util::encode_segment(event_id.as_str())
     );
     let answer = call(services, origin, http::Method::GET, &path, None).await?;
     let ids = |field: &str| -> Vec<OwnedEventId> {
@@ -158,7 +153,10 @@ pub async fn state_from_origin(
         .await?;
     let mut fetched = Vec::new();
     for id in unknown {
-        let path = format!("/_matrix/federation/v1/event/{}", encode(id.as_str()));
+        let path = format!(
+            "/_matrix/federation/v1/event/{}",
+            crate::util::encode_segment(id.as_str())
+        );
         let answer = call(services, origin, http::Method::GET, &path, None).await?;
         let Some(object) = answer
             .get("pdus")

@@ -15,10 +15,7 @@ use super::outliers;
 use crate::{
     error::{Error, Result},
     federation::{
-        incoming::{
-            missing::encode,
-            pdu_checks::{self, CheckedPdu},
-        },
+        incoming::pdu_checks::{self, CheckedPdu},
         request::call,
     },
     services::{
@@ -29,13 +26,14 @@ use crate::{
             append::{Current, Forward, Persist, persist, sign_built},
         },
     },
+    util::encode_segment,
 };
 
 /// The `ver=` query of every room version we support.
 fn ver_query() -> String {
     version::SUPPORTED
         .iter()
-        .map(|v| format!("ver={}", encode(v.as_str())))
+        .map(|v| format!("ver={}", encode_segment(v.as_str())))
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -57,8 +55,8 @@ async fn make_membership(
         }
         let mut path = format!(
             "/_matrix/federation/v1/make_{membership}/{}/{}",
-            encode(room_id.as_str()),
-            encode(user.as_str())
+            encode_segment(room_id.as_str()),
+            encode_segment(user.as_str())
         );
         if membership == "join" || membership == "knock" {
             path = format!("{path}?{}", ver_query());
@@ -249,8 +247,8 @@ async fn join_through(
         .await?;
     let path = format!(
         "/_matrix/federation/v2/send_join/{}/{}",
-        encode(room_id.as_str()),
-        encode(event_id.as_str())
+        encode_segment(room_id.as_str()),
+        encode_segment(event_id.as_str())
     );
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
     let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
@@ -398,8 +396,8 @@ pub async fn leave_remote(
         .await?;
     let path = format!(
         "/_matrix/federation/v2/send_leave/{}/{}",
-        encode(room_id.as_str()),
-        encode(event_id.as_str())
+        encode_segment(room_id.as_str()),
+        encode_segment(event_id.as_str())
     );
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
     call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
@@ -416,7 +414,7 @@ pub async fn resolve_remote_alias(
 ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
     let path = format!(
         "/_matrix/federation/v1/query/directory?room_alias={}",
-        encode(alias.as_str())
+        encode_segment(alias.as_str())
     );
     let answer = call(
         services,
@@ -469,8 +467,8 @@ pub async fn knock_remote(
         .await?;
     let path = format!(
         "/_matrix/federation/v1/send_knock/{}/{}",
-        encode(room_id.as_str()),
-        encode(event_id.as_str())
+        encode_segment(room_id.as_str()),
+        encode_segment(event_id.as_str())
     );
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
     let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;

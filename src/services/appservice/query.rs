@@ -9,13 +9,10 @@ use std::{sync::Arc, time::Duration};
 use ruma::{RoomAliasId, UserId};
 
 use super::{Appservice, client, registration::Namespace};
+use crate::util::encode_segment;
 use crate::{error::Result, services::Services};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 /// Before a local user that does not exist is reported unknown (a profile, an invite): asks the
 /// services whose user namespace holds it, which may create it.
@@ -58,7 +55,7 @@ async fn ask(
         if appservice.registration.url.is_none() || !namespace(appservice).matches(id) {
             continue;
         }
-        let path = format!("{kind}/{}", enc(id));
+        let path = format!("{kind}/{}", encode_segment(id));
         match client::call(s, appservice, http::Method::GET, &path, None, TIMEOUT).await {
             Ok(answer) if answer.status().is_success() => return true,
             Ok(answer) => tracing::debug!(

@@ -13,18 +13,15 @@ use serde::de::DeserializeOwned;
 
 use super::{Appservice, client};
 use crate::services::Services;
+use crate::util::encode_segment;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 /// A query string of `fields` (empty: none).
 pub fn query_of<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let pairs: Vec<String> = fields
         .into_iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .map(|(k, v)| format!("{}={}", encode_segment(k), encode_segment(v)))
         .collect();
     if pairs.is_empty() {
         String::new()
@@ -78,7 +75,7 @@ async fn ask<T: DeserializeOwned>(s: &Services, appservice: &Appservice, path: &
 pub async fn protocol(s: &Services, protocol: &str) -> Option<Protocol> {
     let mut merged: Option<Protocol> = None;
     for appservice in serving(s, Some(protocol)) {
-        let path = format!("thirdparty/protocol/{}", enc(protocol));
+        let path = format!("thirdparty/protocol/{}", encode_segment(protocol));
         let Some(mut found) = ask::<Protocol>(s, appservice, &path).await else {
             continue;
         };
@@ -117,7 +114,7 @@ pub async fn protocols(s: &Services) -> BTreeMap<String, Protocol> {
 /// Portals: of `protocol` matching `query` (its fields), or of any protocol for `?alias=`.
 pub async fn locations(s: &Services, protocol: Option<&str>, query: &str) -> Vec<Location> {
     let path = match protocol {
-        Some(p) => format!("thirdparty/location/{}{query}", enc(p)),
+        Some(p) => format!("thirdparty/location/{}{query}", encode_segment(p)),
         None => format!("thirdparty/location{query}"),
     };
     gather(s, protocol, &path).await
@@ -126,7 +123,7 @@ pub async fn locations(s: &Services, protocol: Option<&str>, query: &str) -> Vec
 /// Third-party users: of `protocol` matching `query`, or of any protocol for `?userid=`.
 pub async fn users(s: &Services, protocol: Option<&str>, query: &str) -> Vec<User> {
     let path = match protocol {
-        Some(p) => format!("thirdparty/user/{}{query}", enc(p)),
+        Some(p) => format!("thirdparty/user/{}{query}", encode_segment(p)),
         None => format!("thirdparty/user{query}"),
     };
     gather(s, protocol, &path).await

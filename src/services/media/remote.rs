@@ -220,10 +220,6 @@ async fn follow(services: &Services, server: &ServerName, url: &str) -> Result<F
     read_plain_answer(authority.as_str(), response)
 }
 
-fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 async fn resolve_answer(
     services: &Services,
     server: &ServerName,
@@ -255,8 +251,8 @@ pub async fn fetch_content(
     resolve_answer(services, server, answer, || {
         format!(
             "/_matrix/media/v3/download/{}/{}?allow_remote=false&timeout_ms={}",
-            encode(server.as_str()),
-            encode(media_id),
+            crate::util::encode_segment(server.as_str()),
+            crate::util::encode_segment(media_id),
             timeout.as_millis()
         )
     })
@@ -285,8 +281,8 @@ pub async fn fetch_thumbnail(
     resolve_answer(services, server, answer, || {
         format!(
             "/_matrix/media/v3/thumbnail/{}/{}?width={width}&height={height}&method={}&allow_remote=false&timeout_ms={}",
-            encode(server.as_str()),
-            encode(media_id),
+            crate::util::encode_segment(server.as_str()),
+            crate::util::encode_segment(media_id),
             method.as_str(),
             timeout.as_millis()
         )

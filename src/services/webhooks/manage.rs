@@ -7,7 +7,7 @@
 //! (no password: nobody logs in as it), invited by the creator and joined to the room; a revoked
 //! one leaves the room, and its URL answers 404 from then on.
 
-use ruma::{OwnedUserId, RoomId, UserId, events::StateEventType};
+use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::json;
 
 use super::{Hook, check_name, sha256_hex};
@@ -120,12 +120,10 @@ fn new_account(s: &Services) -> Result<(String, OwnedUserId)> {
 /// Brings the webhook's user into the room: joined directly where anyone may join, else invited
 /// by the creator first.
 fn join_room(s: &Services, room_id: &RoomId, creator: &UserId, user: &UserId) -> Result<()> {
-    let public = rooms::state_content(s, room_id, &StateEventType::RoomJoinRules, "")?
-        .and_then(|c| {
-            c.get("join_rule")
-                .and_then(|r| r.as_str().map(str::to_owned))
-        })
-        .is_some_and(|rule| rule == "public");
+    let public = matches!(
+        rooms::restricted::join_rule(s, room_id)?,
+        Some(ruma::room::JoinRule::Public)
+    );
     if !public {
         rooms::set_membership(s, room_id, creator, user, "invite", None, None)?;
     }

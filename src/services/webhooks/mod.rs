@@ -160,9 +160,10 @@ impl Webhooks {
     /// The room's active hooks, oldest first.
     pub fn of_room(&self, room_id: &RoomId) -> Result<Vec<Hook>> {
         let mut hooks = Vec::new();
-        for entry in self.db.scan_prefix(WEBHOOKS, &room_prefix(room_id)) {
+        let prefix = room_prefix(room_id);
+        for entry in self.db.scan_prefix(WEBHOOKS, &prefix) {
             let (key, _) = entry?;
-            let id = String::from_utf8_lossy(&key[room_prefix(room_id).len()..]).into_owned();
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
             if let Some(hook) = self.hook(&id)? {
                 hooks.push(hook);
             }
