@@ -4,6 +4,7 @@
 //! `storage` (the key-value interface and its RocksDB engine).
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod federation;

@@ -1,60 +1,107 @@
 use std::path::PathBuf;
 
+use clap::{Parser, Subcommand};
 use parvis::{config::Config, server};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage: parvis [serve | rotate-key | make-admin @user:server] [--config FILE]\n\
-Runs the Parvis homeserver. Without --config it uses the embedded defaults\n\
-(server name localhost:8008, client API on 127.0.0.1:8008, data in ./parvis-data).\n\
-Environment variables PARVIS_<KEY> (PARVIS_SECTION__KEY for nested keys) override the file.";
+/// The Parvis Matrix homeserver.
+///
+/// Without --config it uses the embedded defaults (server name localhost:8008, client API on
+/// 127.0.0.1:8008, data in ./parvis-data). Environment variables PARVIS_<KEY>
+/// (PARVIS_SECTION__KEY for nested keys) override the file.
+#[derive(Parser)]
+#[command(name = "parvis", version)]
+struct Cli {
+    /// The configuration file (TOML); see config/parvis.example.toml.
+    #[arg(short, long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the homeserver (the default).
+    Serve,
+    /// Validates the configuration and says what it would serve, without starting.
+    CheckConfig,
+    /// Marks an existing local account as a server admin (server stopped).
+    MakeAdmin {
+        /// The user, `@name:server`.
+        user: String,
+    },
+    /// Retires the federation signing key and makes a new one (server stopped).
+    RotateKey,
+    /// Copies the database and media into a backup folder, while the server runs (or not).
+    ///
+    /// A running server makes the copy itself (asked through its control socket); a second backup
+    /// into the same folder copies only what changed.
+    Backup {
+        /// The backup folder (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Restores the latest backup of a backup folder into the configured data folder, which must
+    /// not hold a database yet (server stopped).
+    Restore {
+        /// The backup folder.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
+}
 
 fn main() {
     tune_allocator();
-    let mut config_path: Option<PathBuf> = None;
-    let mut rotate = false;
-    let mut make_admin: Option<String> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "serve" => {}
-            "rotate-key" => rotate = true,
-            "make-admin" => match args.next() {
-                Some(user) => make_admin = Some(user),
-                None => fail("make-admin needs a user id"),
-            },
-            "--config" | "-c" => match args.next() {
-                Some(path) => config_path = Some(path.into()),
-                None => fail("--config needs a file"),
-            },
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return;
-            }
-            other => fail(&format!("unknown argument `{other}`")),
-        }
-    }
-    let config = match Config::load(config_path.as_deref(), std::env::vars()) {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(e) => fail(&e.to_string()),
     };
-    if rotate {
-        rotate_key(config);
-        return;
-    }
-    if let Some(user) = make_admin {
-        match parvis::services::admin::make_admin::make_admin(config, &user) {
-            Ok(user) => println!("{user} is now a server admin"),
-            Err(e) => fail(&format!("cannot make {user} an admin: {}", e.message)),
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let runtime = server::runtime().expect("tokio runtime");
+            if let Err(e) = runtime.block_on(server::run(config)) {
+                eprintln!("parvis: {e}");
+                std::process::exit(1);
+            }
         }
-        return;
+        Command::CheckConfig => check_config(&config),
+        Command::MakeAdmin { user } => {
+            match parvis::services::admin::make_admin::make_admin(config, &user) {
+                Ok(user) => println!("{user} is now a server admin"),
+                Err(e) => fail(&format!("cannot make {user} an admin: {}", e.message)),
+            }
+        }
+        Command::RotateKey => rotate_key(config),
+        Command::Backup { out } => report(parvis::cli::backup::backup(&config, &out), "backup"),
+        Command::Restore { from } => {
+            report(parvis::cli::backup::restore(&config, &from), "restore")
+        }
     }
-    let runtime = server::runtime().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(server::run(config)) {
-        eprintln!("parvis: {e}");
-        std::process::exit(1);
+}
+
+/// Prints a job's result (JSON) or fails with its error.
+fn report(outcome: Result<serde_json::Value, String>, what: &str) {
+    match outcome {
+        Ok(result) => println!("{result:#}"),
+        Err(e) => fail(&format!("{what} failed: {e}")),
     }
+}
+
+/// `parvis check-config`: the configuration loaded and validated (errors exit with status 2
+/// before this runs); a summary of what it would serve.
+fn check_config(config: &Config) {
+    println!("configuration is valid");
+    println!("server name:     {}", config.server_name);
+    println!("client listener: {}", config.listen.client);
+    if config.federation.enabled {
+        println!("federation:      {}", config.federation.listen);
+    } else {
+        println!("federation:      off");
+    }
+    println!("database:        {}", config.storage.path.display());
 }
 
 /// Retires the signing key (kept as an old verify key, bytes unchanged) and makes a new one. Run
@@ -102,6 +149,6 @@ fn tune_allocator() {
 }
 
 fn fail(message: &str) -> ! {
-    eprintln!("parvis: {message}\n{USAGE}");
+    eprintln!("parvis: {message}");
     std::process::exit(2);
 }

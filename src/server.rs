@@ -13,38 +13,29 @@ pub struct RunningServer {
     /// The address of the TLS federation listener (None when federation is disabled).
     pub federation_addr: Option<SocketAddr>,
     federation: Option<crate::federation::listener::FederationListener>,
-    sender: Option<(
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    )>,
-    push: (
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    ),
-    search_rebuild: (
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    ),
-    time_index_rebuild: (
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    ),
-    to_device_prune: (
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    ),
-    /// One transaction sender per application service (queued events survive restarts).
-    appservice_senders: (
-        tokio::sync::watch::Sender<bool>,
-        Vec<tokio::task::JoinHandle<()>>,
-    ),
-    /// The integration user's command worker (queued commands survive restarts).
-    integration_bot: (
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    ),
+    /// Background workers (federation sending, push, index rebuilds, pruning, application service
+    /// senders, the integration bot, the control socket), stopped in this order.
+    workers: Vec<Worker>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A background task and the switch that stops it.
+struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn spawn(
+        start: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()>,
+    ) -> Self {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        Self {
+            stop,
+            tasks: vec![start(stop_rx)],
+        }
+    }
 }
 
 impl RunningServer {
@@ -54,24 +45,12 @@ impl RunningServer {
         if let Some(federation) = self.federation {
             federation.stop().await;
         }
-        if let Some((stop, task)) = self.sender {
-            let _ = stop.send(true);
-            let _ = task.await;
+        for worker in self.workers {
+            let _ = worker.stop.send(true);
+            for task in worker.tasks {
+                let _ = task.await;
+            }
         }
-        let _ = self.push.0.send(true);
-        let _ = self.push.1.await;
-        let _ = self.search_rebuild.0.send(true);
-        let _ = self.search_rebuild.1.await;
-        let _ = self.time_index_rebuild.0.send(true);
-        let _ = self.time_index_rebuild.1.await;
-        let _ = self.to_device_prune.0.send(true);
-        let _ = self.to_device_prune.1.await;
-        let _ = self.appservice_senders.0.send(true);
-        for task in self.appservice_senders.1 {
-            let _ = task.await;
-        }
-        let _ = self.integration_bot.0.send(true);
-        let _ = self.integration_bot.1.await;
         let services = self.services.clone();
         let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     }
@@ -97,76 +76,58 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         .map_err(|e| crate::error::Error::internal(e.to_string()))?;
     let federation = crate::federation::listener::FederationListener::start(&services).await?;
     let federation_addr = federation.as_ref().map(|f| f.addr);
+    let mut workers = Vec::new();
     // The federation sending workers (queued items of every destination survive restarts).
-    let sender = match (
-        services.config().federation.enabled,
-        services.federation.sender.take_receiver(),
-    ) {
-        (true, Some(rx)) => {
-            let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    if services.config().federation.enabled
+        && let Some(rx) = services.federation.sender.take_receiver()
+    {
+        let s = services.clone();
+        workers.push(Worker::spawn(move |stop| {
             let prune = tokio::spawn(crate::federation::incoming::txn_expiry::prune_periodically(
-                services.clone(),
-                stop_rx.clone(),
+                s.clone(),
+                stop.clone(),
             ));
-            let supervise =
-                crate::federation::sender::worker::supervise(services.clone(), rx, stop_rx);
-            let task = tokio::spawn(async move {
+            let supervise = crate::federation::sender::worker::supervise(s, rx, stop);
+            tokio::spawn(async move {
                 supervise.await;
                 let _ = prune.await;
-            });
-            Some((stop, task))
-        }
-        _ => None,
-    };
+            })
+        }));
+    }
     // Push rule evaluation and gateway delivery (pending work survives restarts).
-    let push = {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (
-            stop,
-            crate::services::push::worker::spawn(services.clone(), stop_rx),
-        )
-    };
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::push::worker::spawn(s, stop)
+    }));
     // Indexing for search of events stored before the index existed (resumable, in the background).
-    let search_rebuild = {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (
-            stop,
-            crate::services::search::rebuild::spawn(services.clone(), stop_rx),
-        )
-    };
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::search::rebuild::spawn(s, stop)
+    }));
     // Indexing by time (jump to date) of events stored before the index existed.
-    let time_index_rebuild = {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (
-            stop,
-            crate::services::time_index::rebuild::spawn(services.clone(), stop_rx),
-        )
-    };
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::time_index::rebuild::spawn(s, stop)
+    }));
     // Forgetting to-device transaction ids older than a day (at start and hourly).
-    let to_device_prune = {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (
-            stop,
-            tokio::spawn(crate::services::to_device::prune_periodically(
-                services.clone(),
-                stop_rx,
-            )),
-        )
-    };
-    let appservice_senders = {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (
-            stop,
-            crate::services::appservice::sender::spawn(services.clone(), stop_rx),
-        )
-    };
-    let integration_bot = {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        (
-            stop,
-            crate::services::webhooks::bot::spawn(services.clone(), stop_rx),
-        )
-    };
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        tokio::spawn(crate::services::to_device::prune_periodically(s, stop))
+    }));
+    // One transaction sender per application service (queued events survive restarts).
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    workers.push(Worker {
+        stop,
+        tasks: crate::services::appservice::sender::spawn(services.clone(), stop_rx),
+    });
+    // The integration user's command worker (queued commands survive restarts).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::webhooks::bot::spawn(s, stop)
+    }));
+    // The control socket of `parvis backup`.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| api::control::spawn(s, stop)));
     let app = api::router(services.clone());
     let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -191,13 +152,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         addr,
         federation_addr,
         federation,
-        sender,
-        push,
-        search_rebuild,
-        time_index_rebuild,
-        to_device_prune,
-        appservice_senders,
-        integration_bot,
+        workers,
         shutdown,
         task,
     })

@@ -9,14 +9,13 @@ mod common;
 
 use std::{
     collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use common::federation::{eventually, free_port};
+use common::federation::eventually;
 use common::peer::{wait_invite, wait_membership};
+use common::process::Proc;
 use common::{TestServer, enc};
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -24,90 +23,6 @@ use serde_json::{Value, json};
 
 const CLIENTS: usize = 20;
 const KILLS: usize = 20;
-
-/// A `parvis` process with fixed ports and data folder, restartable.
-struct Proc {
-    child: Option<Child>,
-    dir: PathBuf,
-    client_port: u16,
-    fed_port: u16,
-    starts: usize,
-}
-
-impl Proc {
-    fn new(dir: &Path) -> Self {
-        Self {
-            child: None,
-            dir: dir.to_owned(),
-            client_port: free_port(),
-            fed_port: free_port(),
-            starts: 0,
-        }
-    }
-
-    fn name(&self) -> String {
-        format!("127.0.0.1:{}", self.fed_port)
-    }
-
-    fn server(&self) -> TestServer {
-        TestServer {
-            server: None,
-            base: format!("http://127.0.0.1:{}", self.client_port),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn start(&mut self) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("log-{}.txt", self.starts))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_parvis"))
-            .env("PARVIS_SERVER_NAME", self.name())
-            .env(
-                "PARVIS_LISTEN__CLIENT",
-                format!("127.0.0.1:{}", self.client_port),
-            )
-            .env("PARVIS_STORAGE__PATH", self.dir.join("data"))
-            .env("PARVIS_RATE_LIMITS__ENABLED", "false")
-            .env(
-                "PARVIS_NETWORK__ALLOW_RANGES",
-                r#"["127.0.0.0/8", "::1/128"]"#,
-            )
-            .env(
-                "PARVIS_FEDERATION__LISTEN",
-                format!("127.0.0.1:{}", self.fed_port),
-            )
-            .env("PARVIS_FEDERATION__VERIFY_CERTIFICATES", "false")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("parvis starts");
-        self.child = Some(child);
-        let server = self.server();
-        eventually("the server answers", || async {
-            let res = server
-                .http
-                .get(format!("{}/_matrix/client/versions", server.base))
-                .send()
-                .await;
-            res.is_ok_and(|r| r.status().is_success()).then_some(())
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Sends `count` messages with transaction ids `{prefix}{n}`, retrying each (same id) until it is
 /// acknowledged; records (body → event id). A retry must give the event id acknowledged before.

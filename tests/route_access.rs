@@ -325,6 +325,9 @@ fn table() -> Vec<Entry> {
         e("DELETE", "/_parvis/client/v1/rooms/{room_id}/webhooks/{webhook_id}", RoomMember, FORBIDDEN),
         e("POST", "/_parvis/hooks/{webhook_id}/{secret}", Public, NOT_FOUND).body(json!({ "text": "hi" })),
         e("GET", "/_synapse/admin/v1/server_version", Admin, FORBIDDEN),
+        e("POST", "/_parvis/admin/v1/backup", Admin, FORBIDDEN).body(json!({})),
+        e("GET", "/_parvis/admin/v1/jobs", Admin, FORBIDDEN),
+        e("GET", "/_parvis/admin/v1/jobs/{job_id}", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v1/rooms/{room_id}/block", Admin, FORBIDDEN),
         e("PUT", "/_synapse/admin/v1/rooms/{room_id}/block", Admin, FORBIDDEN).body(json!({ "block": true })),
         e("GET", "/_synapse/admin/v2/users", Admin, FORBIDDEN),
@@ -609,6 +612,7 @@ impl Fixture {
             ("appservice_id", "bridge".to_owned()),
             ("network_id", "net".to_owned()),
             ("webhook_id", "nohook".to_owned()),
+            ("job_id", "nojob".to_owned()),
             ("secret", "nosecret".to_owned()),
         ]);
         Fixture {

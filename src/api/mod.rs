@@ -5,6 +5,7 @@ pub mod always_sent;
 pub mod appservice_auth;
 pub mod client;
 pub mod client_address;
+pub mod control;
 pub mod federation;
 pub mod health;
 pub mod panic_guard;

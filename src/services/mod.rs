@@ -4,6 +4,7 @@
 pub mod account_data;
 pub mod admin;
 pub mod appservice;
+pub mod backup;
 pub mod dehydrated_devices;
 pub mod directory;
 pub mod directory_listing;
@@ -11,6 +12,7 @@ pub mod ephemeral;
 pub mod filters;
 pub mod globals;
 pub mod heavy_work;
+pub mod jobs;
 pub mod key_backup;
 pub mod keys;
 pub mod login_failures;
@@ -75,6 +77,10 @@ pub struct Services {
     pub reports: reports::Reports,
     /// Incoming webhooks and the integration user.
     pub webhooks: webhooks::Webhooks,
+    /// Admins' background jobs (backups, …) and their progress.
+    pub jobs: jobs::Jobs,
+    /// The backup running now, if any.
+    pub backups: backup::Backups,
 }
 
 /// Every column family of the database, service by service.
@@ -107,6 +113,7 @@ pub fn all_maps() -> Vec<Map> {
         time_index::MAPS,
         appservice::queue::MAPS,
         webhooks::MAPS,
+        jobs::MAPS,
     ]
     .concat()
 }
@@ -163,6 +170,8 @@ impl Services {
             presence: ephemeral::Presence::new(db.clone()),
             push: push::Push::open(db.clone())?,
             reports: reports::Reports::new(db.clone()),
+            jobs: jobs::Jobs::open(db.clone(), &[])?,
+            backups: Default::default(),
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

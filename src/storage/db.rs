@@ -42,6 +42,11 @@ impl Db {
             .transpose()
     }
 
+    /// A consistent snapshot of the database into the backup folder `into` (see [`Engine::backup`]).
+    pub fn backup(&self, into: &std::path::Path, keep: usize) -> Result<super::engine::BackupInfo> {
+        self.engine.backup(into, keep)
+    }
+
     pub fn write(&self, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());

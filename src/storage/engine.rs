@@ -63,4 +63,25 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Flushes memory tables to disk (used on clean shutdown).
     fn flush(&self) -> Result<()>;
+
+    /// Copies a consistent snapshot of the whole database into the backup folder `into` while
+    /// writes go on (incremental: files the folder already holds are not copied again).
+    /// `keep` > 0 deletes the oldest backups beyond that many.
+    fn backup(&self, into: &std::path::Path, keep: usize) -> Result<BackupInfo> {
+        let _ = (into, keep);
+        Err(super::StorageError::Engine(
+            "this storage engine has no built-in backup".into(),
+        ))
+    }
+}
+
+/// One backup in a backup folder.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupInfo {
+    pub backup_id: u32,
+    /// Seconds since the epoch.
+    pub timestamp: i64,
+    /// Bytes of the files of this backup (shared files counted once per backup).
+    pub size: u64,
+    pub files: u32,
 }

@@ -9,7 +9,7 @@ use rocksdb::{
 
 use super::{
     Result, StorageError,
-    engine::{Batch, Direction, Engine, KvIter, Map, Op},
+    engine::{BackupInfo, Batch, Direction, Engine, KvIter, Map, Op},
 };
 
 pub struct RocksEngine {
@@ -118,6 +118,54 @@ impl Engine for RocksEngine {
         self.db.flush_wal(true).map_err(err)?;
         self.db.flush().map_err(err)
     }
+
+    /// RocksDB's BackupEngine: the memtables are flushed, file deletions paused, and the live files
+    /// (with the write-ahead log up to now) copied; files already in the folder are shared.
+    fn backup(&self, into: &Path, keep: usize) -> Result<BackupInfo> {
+        let mut engine = open_backup_engine(into)?;
+        engine
+            .create_new_backup_flush(&self.db, true)
+            .map_err(err)?;
+        let latest = latest_backup(&engine)?;
+        engine.verify_backup(latest.backup_id).map_err(err)?;
+        if keep > 0 {
+            engine.purge_old_backups(keep).map_err(err)?;
+        }
+        Ok(latest)
+    }
+}
+
+fn open_backup_engine(dir: &Path) -> Result<rocksdb::backup::BackupEngine> {
+    let mut options = rocksdb::backup::BackupEngineOptions::new(dir).map_err(err)?;
+    options.set_sync(true);
+    let env = rocksdb::Env::new().map_err(err)?;
+    rocksdb::backup::BackupEngine::open(&options, &env).map_err(err)
+}
+
+fn latest_backup(engine: &rocksdb::backup::BackupEngine) -> Result<BackupInfo> {
+    engine
+        .get_backup_info()
+        .into_iter()
+        .max_by_key(|b| b.backup_id)
+        .map(|b| BackupInfo {
+            backup_id: b.backup_id,
+            timestamp: b.timestamp,
+            size: b.size,
+            files: b.num_files,
+        })
+        .ok_or_else(|| StorageError::Engine("the backup folder holds no backup".into()))
+}
+
+/// Restores the latest backup of the backup folder `from` into the (new) database folder `to`.
+pub fn restore_latest(from: &Path, to: &Path) -> Result<BackupInfo> {
+    let mut engine = open_backup_engine(from)?;
+    let latest = latest_backup(&engine)?;
+    engine.verify_backup(latest.backup_id).map_err(err)?;
+    let options = rocksdb::backup::RestoreOptions::default();
+    engine
+        .restore_from_backup(to, to, &options, latest.backup_id)
+        .map_err(err)?;
+    Ok(latest)
 }
 
 #[cfg(test)]

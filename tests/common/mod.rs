@@ -4,6 +4,7 @@
 pub mod crash_engine;
 pub mod federation;
 pub mod peer;
+pub mod process;
 
 use std::path::Path;
 

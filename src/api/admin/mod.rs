@@ -3,6 +3,7 @@
 //! Handlers are thin: the work is in `services::admin`.
 
 pub mod extract;
+pub mod jobs;
 pub mod reports;
 pub mod rooms;
 pub mod users;
@@ -14,7 +15,15 @@ use super::AppRouter;
 pub fn routes(router: AppRouter) -> AppRouter {
     const V1: &str = "/_synapse/admin/v1";
     const V2: &str = "/_synapse/admin/v2";
+    const PARVIS: &str = "/_parvis/admin/v1";
     router
+        .route(
+            Method::POST,
+            &format!("{PARVIS}/backup"),
+            jobs::start_backup,
+        )
+        .route(Method::GET, &format!("{PARVIS}/jobs"), jobs::list)
+        .route(Method::GET, &format!("{PARVIS}/jobs/{{job_id}}"), jobs::get)
         .route(
             Method::GET,
             &format!("{V1}/server_version"),

@@ -8,6 +8,8 @@ use std::{net::SocketAddr, path::PathBuf};
 use ruma::{OwnedServerName, RoomVersionId};
 use serde::Deserialize;
 
+mod sources;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -26,6 +28,7 @@ pub struct Config {
     pub support: SupportConfig,
     pub appservices: crate::services::appservice::AppservicesConfig,
     pub webhooks: crate::services::webhooks::WebhooksConfig,
+    pub backup: crate::services::backup::BackupConfig,
     pub log: String,
 }
 
@@ -237,6 +240,7 @@ impl Default for Config {
             support: Default::default(),
             appservices: Default::default(),
             webhooks: Default::default(),
+            backup: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -319,27 +323,17 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads the configuration: defaults, then `file` if given, then the environment.
+    /// Loads the configuration: defaults, then `file` if given, then the environment. Every error
+    /// names the key and where its value came from (the file's line or the variable).
     pub fn load(
         file: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            }
-            None => toml::Table::new(),
-        };
-        apply_env(&mut table, env)?;
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
-        config.validate()?;
+        let mut sources = sources::Sources::read(file, env)?;
+        let config: Config = sources.deserialize()?;
+        config
+            .validate()
+            .map_err(|e| sources.locate_validation_error(e))?;
         Ok(config)
     }
 
@@ -472,62 +466,6 @@ impl Config {
     }
 }
 
-/// The top-level keys of [`Config`]; environment variables naming others are ignored.
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "server_name",
-    "listen",
-    "storage",
-    "registration",
-    "rooms",
-    "rate_limits",
-    "limits",
-    "federation",
-    "network",
-    "media",
-    "voip",
-    "support",
-    "appservices",
-    "log",
-];
-
-fn apply_env(
-    table: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
-    for (name, value) in env {
-        let Some(path) = name.strip_prefix("PARVIS_") else {
-            continue;
-        };
-        if path.is_empty() {
-            continue;
-        }
-        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-        // Other tools' PARVIS_* variables (PARVIS_BIN, PARVIS_PROFILE, …) are not configuration.
-        if !TOP_LEVEL_KEYS.contains(&keys[0].as_str()) {
-            continue;
-        }
-        let mut node = &mut *table;
-        for key in &keys[..keys.len() - 1] {
-            let entry = node
-                .entry(key.clone())
-                .or_insert_with(|| toml::Value::Table(Default::default()));
-            node = entry.as_table_mut().ok_or_else(|| {
-                ConfigError::Invalid(format!("`{name}`: `{key}` is not a section"))
-            })?;
-        }
-        node.insert(keys[keys.len() - 1].clone(), parse_env_value(&value));
-    }
-    Ok(())
-}
-
-fn parse_env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,6 +512,59 @@ mod tests {
         Config::load(None, env(&[("PARVIS_BIN", "/x/parvis")])).unwrap();
         let err = Config::load(None, env(&[("PARVIS_ROOMS__DEFAULT_VERSION", "999")])).unwrap_err();
         assert!(err.to_string().contains("default_version"), "{err}");
+    }
+
+    #[test]
+    fn variables_are_typed_by_their_setting() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("PARVIS_ROOMS__DEFAULT_VERSION", "11"),
+                ("PARVIS_SERVER_NAME", "1234"),
+                ("PARVIS_LIMITS__MAX_SYNC_TIMEOUT_MS", "5000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.rooms.default_version, RoomVersionId::V11);
+        assert_eq!(config.server_name.as_str(), "1234");
+        assert_eq!(config.limits.max_sync_timeout_ms, 5000);
+        // A number that is not one names the variable.
+        let err = Config::load(None, env(&[("PARVIS_LIMITS__MAX_SYNC_TIMEOUT_MS", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`limits.max_sync_timeout_ms`"), "{err}");
+        assert!(err.contains("PARVIS_LIMITS__MAX_SYNC_TIMEOUT_MS"), "{err}");
+        let err = Config::load(None, env(&[("PARVIS_LISTEN__NO_SUCH_KEY", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PARVIS_LISTEN__NO_SUCH_KEY"), "{err}");
+        let err = Config::load(None, env(&[("PARVIS_ROOMS__DEFAULT_VERSION", "999")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PARVIS_ROOMS__DEFAULT_VERSION"), "{err}");
+    }
+
+    #[test]
+    fn file_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parvis.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), env(&[])).unwrap_err().to_string()
+        };
+        let err = load("server_name = \"x.org\"\n\n[limits]\nmax_sync_timeout_ms = \"soon\"\n");
+        assert!(err.contains("`limits.max_sync_timeout_ms`"), "{err}");
+        assert!(err.contains("parvis.toml line 4"), "{err}");
+        let err = load("[listen]\nclient = \"127.0.0.1:1\"\nno_such_key = 1\n");
+        assert!(err.contains("parvis.toml line 3"), "{err}");
+        let err = load("[limits]\n\npassword_hash_threads = 0\n");
+        assert!(err.contains("`limits.password_hash_threads` ("), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        let err = load("[limits\n");
+        assert!(
+            err.contains("parvis.toml") && err.contains("line 1"),
+            "{err}"
+        );
     }
 
     #[test]
