@@ -12,6 +12,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The address of the TLS federation listener (None when federation is disabled).
     pub federation_addr: Option<SocketAddr>,
+    /// The address of the metrics listener (None unless `[metrics] listen` is set).
+    pub metrics_addr: Option<SocketAddr>,
     federation: Option<crate::federation::listener::FederationListener>,
     /// Background workers (federation sending, push, index rebuilds, pruning, application service
     /// senders, the integration bot, the control socket), stopped in this order.
@@ -125,6 +127,17 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::webhooks::bot::spawn(s, stop)
     }));
+    // The metrics listener.
+    let metrics_addr = match api::metrics::start(&services).await? {
+        Some((addr, stop, task)) => {
+            workers.push(Worker {
+                stop,
+                tasks: vec![task],
+            });
+            Some(addr)
+        }
+        None => None,
+    };
     // The control socket of `parvis backup`.
     let s = services.clone();
     workers.push(Worker::spawn(|stop| api::control::spawn(s, stop)));
@@ -151,6 +164,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         services,
         addr,
         federation_addr,
+        metrics_addr,
         federation,
         workers,
         shutdown,

@@ -8,6 +8,7 @@ pub mod client_address;
 pub mod control;
 pub mod federation;
 pub mod health;
+pub mod metrics;
 pub mod panic_guard;
 pub mod ruma_wrapper;
 pub mod webhooks;
@@ -100,6 +101,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .router
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            services.clone(),
+            metrics::record_client,
+        ))
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn(panic_guard::catch_panic))
         .with_state(services)

@@ -29,6 +29,7 @@ pub struct Config {
     pub appservices: crate::services::appservice::AppservicesConfig,
     pub webhooks: crate::services::webhooks::WebhooksConfig,
     pub backup: crate::services::backup::BackupConfig,
+    pub metrics: crate::services::metrics::MetricsConfig,
     pub log: String,
 }
 
@@ -241,6 +242,7 @@ impl Default for Config {
             appservices: Default::default(),
             webhooks: Default::default(),
             backup: Default::default(),
+            metrics: Default::default(),
             log: "info".to_owned(),
         }
     }

@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "appservices",
     "webhooks",
     "backup",
+    "metrics",
     "log",
 ];
 

@@ -17,6 +17,7 @@ pub mod key_backup;
 pub mod keys;
 pub mod login_failures;
 pub mod media;
+pub mod metrics;
 pub mod outgoing;
 pub mod password_pool;
 pub mod push;
@@ -81,6 +82,8 @@ pub struct Services {
     pub jobs: jobs::Jobs,
     /// The backup running now, if any.
     pub backups: backup::Backups,
+    /// What the server counts for Prometheus (`[metrics] listen`).
+    pub metrics: metrics::Metrics,
 }
 
 /// Every column family of the database, service by service.
@@ -172,6 +175,7 @@ impl Services {
             reports: reports::Reports::new(db.clone()),
             jobs: jobs::Jobs::open(db.clone(), &[])?,
             backups: Default::default(),
+            metrics: Default::default(),
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

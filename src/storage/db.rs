@@ -42,6 +42,11 @@ impl Db {
             .transpose()
     }
 
+    /// The engine's figures for the metrics.
+    pub fn stats(&self) -> Vec<super::engine::StorageStat> {
+        self.engine.stats()
+    }
+
     /// A consistent snapshot of the database into the backup folder `into` (see [`Engine::backup`]).
     pub fn backup(&self, into: &std::path::Path, keep: usize) -> Result<super::engine::BackupInfo> {
         self.engine.backup(into, keep)

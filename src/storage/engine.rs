@@ -64,6 +64,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Flushes memory tables to disk (used on clean shutdown).
     fn flush(&self) -> Result<()>;
 
+    /// The engine's figures for the metrics (memory, compactions, sizes); none by default.
+    fn stats(&self) -> Vec<StorageStat> {
+        Vec::new()
+    }
+
     /// Copies a consistent snapshot of the whole database into the backup folder `into` while
     /// writes go on (incremental: files the folder already holds are not copied again).
     /// `keep` > 0 deletes the oldest backups beyond that many.
@@ -73,6 +78,14 @@ pub trait Engine: Send + Sync + 'static {
             "this storage engine has no built-in backup".into(),
         ))
     }
+}
+
+/// One figure of [`Engine::stats`]: a Prometheus gauge.
+#[derive(Debug, Clone)]
+pub struct StorageStat {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
 }
 
 /// One backup in a backup folder.

@@ -9,7 +9,7 @@ use rocksdb::{
 
 use super::{
     Result, StorageError,
-    engine::{BackupInfo, Batch, Direction, Engine, KvIter, Map, Op},
+    engine::{BackupInfo, Batch, Direction, Engine, KvIter, Map, Op, StorageStat},
 };
 
 pub struct RocksEngine {
@@ -117,6 +117,68 @@ impl Engine for RocksEngine {
     fn flush(&self) -> Result<()> {
         self.db.flush_wal(true).map_err(err)?;
         self.db.flush().map_err(err)
+    }
+
+    /// Properties summed over the column families (the block cache is shared: read once).
+    fn stats(&self) -> Vec<StorageStat> {
+        let names = DB::list_cf(&Options::default(), self.db.path()).unwrap_or_default();
+        let sum = |property: &str| -> u64 {
+            names
+                .iter()
+                .filter_map(|name| self.db.cf_handle(name))
+                .filter_map(|cf| self.db.property_int_value_cf(cf, property).ok().flatten())
+                .sum()
+        };
+        let db_wide = |property: &str| -> u64 {
+            self.db
+                .property_int_value(property)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        let stat = |name, help, value| StorageStat { name, help, value };
+        vec![
+            stat(
+                "parvis_rocksdb_memtable_bytes",
+                "Memory of RocksDB's memtables, all column families",
+                sum("rocksdb.cur-size-all-mem-tables"),
+            ),
+            stat(
+                "parvis_rocksdb_block_cache_bytes",
+                "Memory of RocksDB's block cache in use",
+                db_wide("rocksdb.block-cache-usage"),
+            ),
+            stat(
+                "parvis_rocksdb_table_readers_bytes",
+                "Memory of RocksDB's table readers (indexes and filters outside the cache)",
+                sum("rocksdb.estimate-table-readers-mem"),
+            ),
+            stat(
+                "parvis_rocksdb_sst_files_bytes",
+                "Size of RocksDB's SST files, all column families",
+                sum("rocksdb.total-sst-files-size"),
+            ),
+            stat(
+                "parvis_rocksdb_running_compactions",
+                "RocksDB compactions running now",
+                db_wide("rocksdb.num-running-compactions"),
+            ),
+            stat(
+                "parvis_rocksdb_running_flushes",
+                "RocksDB memtable flushes running now",
+                db_wide("rocksdb.num-running-flushes"),
+            ),
+            stat(
+                "parvis_rocksdb_pending_compaction_bytes",
+                "Bytes RocksDB estimates its compactions still have to rewrite",
+                sum("rocksdb.estimate-pending-compaction-bytes"),
+            ),
+            stat(
+                "parvis_rocksdb_column_families_pending_compaction",
+                "Column families with a compaction pending",
+                sum("rocksdb.compaction-pending"),
+            ),
+        ]
     }
 
     /// RocksDB's BackupEngine: the memtables are flushed, file deletions paused, and the live files

@@ -51,6 +51,7 @@ pub async fn sync(
         device: device.clone(),
         body,
     });
+    let _waiting = services.metrics.sync_waiting("sliding");
     let mut wake = services.globals.subscribe();
     loop {
         wake.mark_unchanged();

@@ -121,6 +121,7 @@ async fn compute_sync(
         filter,
         relations,
     });
+    let _waiting = services.metrics.sync_waiting("sync");
     let mut wake = services.globals.subscribe();
     loop {
         wake.mark_unchanged();

@@ -142,6 +142,10 @@ pub fn router(services: Arc<Services>) -> Router {
         )
         .fallback(|| async { Error::unrecognized("Unrecognized request") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            crate::api::metrics::record_federation,
+        ))
         .layer(axum::middleware::from_fn(
             crate::api::panic_guard::catch_panic,
         ))

@@ -77,20 +77,34 @@ impl Sender {
         Ok(self.db.write(batch)?)
     }
 
-    /// Destinations with something queued (workers to start after a restart).
-    pub fn pending_destinations(&self) -> Result<Vec<OwnedServerName>> {
-        let mut out: Vec<OwnedServerName> = Vec::new();
+    /// The number of queued items per destination (for the metrics; each destination's queue is
+    /// bounded by `federation.max_queued_per_destination`).
+    pub fn depth_per_destination(&self) -> Result<Vec<(OwnedServerName, u64)>> {
+        let mut out: Vec<(OwnedServerName, u64)> = Vec::new();
         for entry in self.db.scan_prefix(QUEUE, &[]) {
             let (k, _) = entry?;
-            if let Some(name) = KeyReader::new(&k)
-                .str()
-                .and_then(|n| OwnedServerName::try_from(n).ok())
-                && out.last() != Some(&name)
-            {
-                out.push(name);
+            let Some(name) = KeyReader::new(&k).str() else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((last, n)) if last.as_str() == name => *n += 1,
+                _ => {
+                    if let Ok(name) = OwnedServerName::try_from(name) {
+                        out.push((name, 1));
+                    }
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Destinations with something queued (workers to start after a restart).
+    pub fn pending_destinations(&self) -> Result<Vec<OwnedServerName>> {
+        Ok(self
+            .depth_per_destination()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
     }
 }
 

@@ -106,6 +106,7 @@ async fn destination_worker(
             }
             Err(e) => {
                 tracing::info!("transaction to {dest} failed ({e}); retrying in {backoff:?}");
+                services.metrics.federation_send_failed(dest.as_str());
                 let (name, cap) = (
                     dest.clone(),
                     services.config().federation.max_queued_per_destination,

@@ -68,6 +68,18 @@ impl Appservices {
         Ok(())
     }
 
+    /// Events queued per service (for the metrics), every registered service listed.
+    pub fn queued_counts(&self) -> Vec<(String, u64)> {
+        let queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        self.list
+            .iter()
+            .map(|a| {
+                let id = &a.registration.id;
+                (id.clone(), queued.get(id).copied().unwrap_or(0))
+            })
+            .collect()
+    }
+
     /// Takes a place in the service's queue; false when it is full.
     pub(crate) fn reserve(&self, id: &str) -> bool {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());

@@ -98,6 +98,19 @@ pub fn items_for(
 }
 
 /// Writes queue items in the commit `c` (each gets a new sequence number).
+/// Notifications queued for gateways, counted up to `max`.
+pub fn count(s: &Services, max: u64) -> Result<u64> {
+    let mut n = 0;
+    for entry in s.push.db.scan_prefix(PUSH_QUEUE, &[]) {
+        entry?;
+        n += 1;
+        if n >= max {
+            break;
+        }
+    }
+    Ok(n)
+}
+
 pub fn enqueue(c: &mut Commit, items: &[Item]) {
     for item in items {
         let seq = c.short_id();

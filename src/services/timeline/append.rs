@@ -412,6 +412,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         forward,
     } = p;
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
+    let local = pdu.sender.server_name() == s.config().server_name;
 
     let redaction_effect =
         if pdu.kind == TimelineEventType::RoomRedaction && !soft_failed && short_room != 0 {
@@ -624,6 +625,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     for destination in &destinations {
         s.federation.sender.wake(destination);
     }
+    s.metrics.event_persisted(local);
     Ok((short_event, pos))
 }
 
