@@ -127,6 +127,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::webhooks::bot::spawn(s, stop)
     }));
+    // Retention purge jobs (interrupted ones resume).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::retention::worker::spawn(s, stop)
+    }));
     // The metrics listener.
     let metrics_addr = match api::metrics::start(&services).await? {
         Some((addr, stop, task)) => {

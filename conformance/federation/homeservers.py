@@ -513,6 +513,10 @@ class ParvisServer(Homeserver):
                 "PARVIS_FEDERATION__TLS_CERTIFICATE": self.tls_cert,
                 "PARVIS_FEDERATION__TLS_PRIVATE_KEY": self.tls_key,
                 "PARVIS_FEDERATION__VERIFY_CERTIFICATES": "false",
+                # Retention on, with no default policy (only rooms with m.room.retention expire), and
+                # purge jobs every 2 s (test_federation_retention.py).
+                "PARVIS_RETENTION__ENABLED": "true",
+                "PARVIS_RETENTION__PURGE_JOBS": '[{ interval = "2s" }]',
             }
         )
         return env

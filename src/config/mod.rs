@@ -30,6 +30,7 @@ pub struct Config {
     pub webhooks: crate::services::webhooks::WebhooksConfig,
     pub backup: crate::services::backup::BackupConfig,
     pub metrics: crate::services::metrics::MetricsConfig,
+    pub retention: crate::services::retention::RetentionConfig,
     pub log: String,
 }
 
@@ -243,6 +244,7 @@ impl Default for Config {
             webhooks: Default::default(),
             backup: Default::default(),
             metrics: Default::default(),
+            retention: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -404,6 +406,7 @@ impl Config {
             return invalid("storage.path", "must not be empty");
         }
         self.media.validate().map_err(ConfigError::Invalid)?;
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         crate::federation::ip_ranges::AddressPolicy::from_config(&self.network)
             .map_err(ConfigError::Invalid)?;
         self.validate_federation()

@@ -29,6 +29,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "webhooks",
     "backup",
     "metrics",
+    "retention",
     "log",
 ];
 

@@ -43,8 +43,11 @@ pub struct Job {
     pub kind: String,
     pub status: JobStatus,
     pub progress: Progress,
-    /// Who started it: a user id, or "command line".
+    /// Who started it: a user id, "command line", or "retention".
     pub started_by: String,
+    /// What it was asked to do (kept to resume it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
     pub started_ts: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ts: Option<u64>,
@@ -72,7 +75,7 @@ impl Jobs {
     }
 
     /// Records a new running job of `kind`.
-    pub fn start(&self, kind: &str, started_by: &str) -> Result<Job> {
+    pub fn start(&self, kind: &str, started_by: &str, params: Option<Value>) -> Result<Job> {
         self.forget_old()?;
         let now = now_ms();
         let job = Job {
@@ -81,6 +84,7 @@ impl Jobs {
             status: JobStatus::Running,
             progress: Progress::default(),
             started_by: started_by.to_owned(),
+            params,
             started_ts: now,
             finished_ts: None,
             result: None,
@@ -175,8 +179,8 @@ mod tests {
         };
         let (done_id, left_id) = {
             let jobs = Jobs::open(open(), &[]).unwrap();
-            let done = jobs.start("backup", "@a:x").unwrap();
-            let left = jobs.start("backup", "@a:x").unwrap();
+            let done = jobs.start("backup", "@a:x", None).unwrap();
+            let left = jobs.start("backup", "@a:x", None).unwrap();
             jobs.progress(
                 &done.job_id,
                 Progress {

@@ -25,6 +25,7 @@ pub mod ratelimit;
 pub mod receipts;
 pub mod relations;
 pub mod reports;
+pub mod retention;
 pub mod rooms;
 pub mod search;
 pub mod sends_in_flight;
@@ -84,6 +85,8 @@ pub struct Services {
     pub backups: backup::Backups,
     /// What the server counts for Prometheus (`[metrics] listen`).
     pub metrics: metrics::Metrics,
+    /// Retention policies (expired events are hidden, then purged).
+    pub retention: retention::Retention,
 }
 
 /// Every column family of the database, service by service.
@@ -158,6 +161,7 @@ impl Services {
         .map(appservice::Appservices::new)
         .map_err(Error::internal)?;
         let webhooks = webhooks::Webhooks::new(db.clone(), &config.webhooks);
+        let retention = retention::Retention::new(&config.retention);
         Ok(Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
@@ -173,9 +177,10 @@ impl Services {
             presence: ephemeral::Presence::new(db.clone()),
             push: push::Push::open(db.clone())?,
             reports: reports::Reports::new(db.clone()),
-            jobs: jobs::Jobs::open(db.clone(), &[])?,
+            jobs: jobs::Jobs::open(db.clone(), &[retention::JOB_KIND])?,
             backups: Default::default(),
             metrics: Default::default(),
+            retention,
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

@@ -595,6 +595,10 @@ pub async fn context(
             let event = event_by_id(s, &body.event_id)?
                 .filter(|e| e.pdu.room_id == *room_id)
                 .ok_or_else(|| Error::not_found("Event not found"))?;
+            // Expired under the room's retention policy: gone, for everyone.
+            if crate::services::retention::expired(s, &event, crate::util::now_ms())? {
+                return Err(Error::not_found("Event not found"));
+            }
             if !user_can_see(s, &user, &event)? {
                 return Err(Error::forbidden("You may not see this event"));
             }

@@ -159,7 +159,7 @@ pub fn start_job(
             "a backup is already running",
         ));
     }
-    let job = match services.jobs.start(JOB_KIND, started_by) {
+    let job = match services.jobs.start(JOB_KIND, started_by, None) {
         Ok(job) => job,
         Err(e) => {
             services.backups.running.store(false, Ordering::Release);

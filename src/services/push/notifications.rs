@@ -48,6 +48,7 @@ pub fn list(
     };
     let mut out = Vec::new();
     let mut more = false;
+    let now = crate::util::now_ms();
     for entry in s
         .push
         .db
@@ -61,19 +62,26 @@ pub fn list(
         if only_highlight && !notification.actions.iter().any(Action::is_highlight) {
             continue;
         }
+        let short_room = s.short.room(&notification.room_id)?;
+        let event = match (short_room, s.short.event(&notification.event_id)?) {
+            (Some(_), Some(short)) => {
+                crate::services::rooms::event_by_short(s, short, &notification.room_id)?
+            }
+            _ => None,
+        };
+        // An event expired under its room's retention policy is not listed.
+        if let Some(event) = &event
+            && crate::services::retention::expired(s, event, now)?
+        {
+            continue;
+        }
         if out.len() == limit {
             more = true;
             break;
         }
-        let read = match s.short.room(&notification.room_id)? {
+        let read = match short_room {
             Some(short_room) => {
-                let thread = match s.short.event(&notification.event_id)? {
-                    Some(short) => {
-                        crate::services::rooms::event_by_short(s, short, &notification.room_id)?
-                            .and_then(|e| super::evaluate::thread_of(&e))
-                    }
-                    None => None,
-                };
+                let thread = event.as_ref().and_then(|e| super::evaluate::thread_of(e));
                 is_read(s, user, short_room, pos, thread.as_deref())?
             }
             None => false,

@@ -413,6 +413,8 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     } = p;
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
     let local = pdu.sender.server_name() == s.config().server_name;
+    let retention_changed = pdu.state_key.as_deref() == Some("")
+        && pdu.kind == TimelineEventType::from("m.room.retention");
 
     let redaction_effect =
         if pdu.kind == TimelineEventType::RoomRedaction && !soft_failed && short_room != 0 {
@@ -624,6 +626,10 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     }
     for destination in &destinations {
         s.federation.sender.wake(destination);
+    }
+    if retention_changed {
+        s.retention
+            .forget(s.short.room(&room_id)?.unwrap_or(short_room));
     }
     s.metrics.event_persisted(local);
     Ok((short_event, pos))

@@ -41,9 +41,13 @@ fn visibility_at(
     Ok((visibility, membership))
 }
 
-/// The spec's rules: world_readable; joined at the time; shared and joined since; invited and
+/// Retention first (an expired event is seen by nobody), then the spec's rules: world_readable; joined at the time; shared and joined since; invited and
 /// visibility `invited`. An event that changes the user's own membership is always visible to them.
 pub fn user_can_see(s: &Services, user: &UserId, event: &StoredEvent) -> Result<bool> {
+    // Expired under the room's retention policy: nobody sees it (state events never expire).
+    if crate::services::retention::expired(s, event, crate::util::now_ms())? {
+        return Ok(false);
+    }
     if event.pdu.state_key.as_deref() == Some(user.as_str()) {
         return Ok(true);
     }
