@@ -813,17 +813,8 @@ async fn rooms_list_details_join_and_delete() {
         .await;
     assert_eq!(details["joined_members"], json!(2));
 
-    // Deleting the lobby: purge is refused and changes nothing; then every local member leaves
-    // and it leaves the directory and its aliases.
-    let (status, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v2/rooms/{}", enc(&lobby)),
-        &root,
-        Some(json!({"purge": true})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Deleting the lobby without purging: every local member leaves and it leaves the directory
+    // and its aliases.
     assert_eq!(
         server
             .get(&format!("{ADMIN}/v1/rooms/{}", enc(&lobby)), &root)
@@ -1009,5 +1000,217 @@ async fn a_blocked_room_refuses_joins_and_invites_until_unblocked() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = call(&server, Method::GET, &block_path, &bob, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "only admins: {body}");
+    server.stop().await;
+}
+
+/// The message bodies of the room's last 50 events, as `token`'s user reads them.
+async fn room_bodies(server: &TestServer, token: &str, room: &str) -> Vec<String> {
+    let page = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+                enc(room)
+            ),
+            token,
+        )
+        .await;
+    page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Polls an admin status route until its `field` is no longer `pending`.
+async fn status_after(
+    server: &TestServer,
+    root: &str,
+    path: &str,
+    field: &str,
+    pending: &str,
+) -> Value {
+    for _ in 0..200 {
+        let body = server.get(path, root).await;
+        let value = if field == "results.0.status" {
+            body["results"][0]["status"].clone()
+        } else {
+            body[field].clone()
+        };
+        if value != json!(pending) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} stayed {pending}");
+}
+
+#[tokio::test]
+async fn purge_history_and_deleting_with_purge_and_block() {
+    let (_dir, server, root) = admin_server().await;
+    let (_, bob) = server.register("bob").await;
+    let room = server
+        .create_room(&bob, json!({ "preset": "public_chat" }))
+        .await;
+    let mut early = Vec::new();
+    for n in 0..5 {
+        early.push(
+            server
+                .send_text(&bob, &room, &format!("e{n}"), &format!("early {n}"))
+                .await,
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let marker = server.send_text(&bob, &room, "m", "marker").await;
+    server.send_text(&bob, &room, "l", "late message").await;
+    // Neither an event nor a time: 400.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/purge_history/{}", enc(&room)),
+        &root,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM"))
+    );
+    // An event of no room here: 404.
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/purge_history/{}/{}", enc(&room), enc("$nothing")),
+        &root,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/v1/purge_history_status/nope",
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Up to the marker, local events kept (Synapse's default): nothing of bob's goes.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/purge_history/{}/{}", enc(&room), enc(&marker)),
+        &root,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!(
+        "{ADMIN}/v1/purge_history_status/{}",
+        body["purge_id"].as_str().unwrap()
+    );
+    let done = status_after(&server, &root, &path, "status", "active").await;
+    assert_eq!(done, json!({ "status": "complete" }));
+    assert!(
+        room_bodies(&server, &bob, &room)
+            .await
+            .contains(&"early 0".to_owned())
+    );
+
+    // With delete_local_events: the early messages go, the marker and what follows stay.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/purge_history/{}", enc(&room)),
+        &root,
+        Some(json!({ "purge_up_to_event_id": marker, "delete_local_events": true })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!(
+        "{ADMIN}/v1/purge_history_status/{}",
+        body["purge_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        status_after(&server, &root, &path, "status", "active").await,
+        json!({ "status": "complete" })
+    );
+    let left = room_bodies(&server, &bob, &room).await;
+    assert!(
+        left.contains(&"marker".to_owned()) && left.contains(&"late message".to_owned()),
+        "{left:?}"
+    );
+    assert!(!left.iter().any(|b| b.starts_with("early")), "{left:?}");
+    let services = common::federation::services(&server);
+    for id in &early {
+        let event = parvis::services::rooms::event_by_id(
+            &services,
+            &ruma::OwnedEventId::try_from(id.as_str()).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            event.pdu.content_value().get("body").is_none(),
+            "{id} kept its content"
+        );
+    }
+
+    // Deleting with block (and purge, the default): the room is blocked, then purged.
+    let (status, body) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v2/rooms/{}", enc(&room)),
+        &root,
+        Some(json!({ "block": true })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("{ADMIN}/v2/rooms/{}/delete_status", enc(&room));
+    let done = status_after(&server, &root, &path, "results.0.status", "purging").await;
+    assert_eq!(done["results"][0]["status"], "complete", "{done}");
+    let block = server
+        .get(&format!("{ADMIN}/v1/rooms/{}/block", enc(&room)), &root)
+        .await;
+    assert_eq!(
+        block,
+        json!({ "block": true, "user_id": "@root:test.local" })
+    );
+    let (status, _) = server
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(&bob),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for id in [&marker] {
+        let event = parvis::services::rooms::event_by_id(
+            &services,
+            &ruma::OwnedEventId::try_from(id.as_str()).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            event.pdu.content_value().get("body").is_none(),
+            "{id} kept its content"
+        );
+    }
+
+    // v1 answers when everything is done.
+    let other = server.create_room(&bob, json!({})).await;
+    server.send_text(&bob, &other, "x", "to be purged").await;
+    let (status, body) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/rooms/{}", enc(&other)),
+        &root,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["kicked_users"], json!(["@bob:test.local"]), "{body}");
+    drop(services);
     server.stop().await;
 }

@@ -349,6 +349,10 @@ fn table() -> Vec<Entry> {
         e("GET", "/_synapse/admin/v1/rooms/{room_id}/state", Admin, FORBIDDEN),
         e("POST", "/_synapse/admin/v1/join/{room}", Admin, FORBIDDEN).body(json!({ "user_id": "{mallory}" })),
         e("DELETE", "/_synapse/admin/v2/rooms/{room_id}", Admin, FORBIDDEN).body(json!({})),
+        e("DELETE", "/_synapse/admin/v1/rooms/{room_id}", Admin, FORBIDDEN).body(json!({})),
+        e("POST", "/_synapse/admin/v1/purge_history/{room_id}", Admin, FORBIDDEN).body(json!({ "purge_up_to_ts": 1 })),
+        e("POST", "/_synapse/admin/v1/purge_history/{room_id}/{event_id}", Admin, FORBIDDEN).body(json!({})),
+        e("GET", "/_synapse/admin/v1/purge_history_status/{purge_id}", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v2/rooms/{room_id}/delete_status", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v2/rooms/delete_status/{delete_id}", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v1/event_reports", Admin, FORBIDDEN),
@@ -613,6 +617,7 @@ impl Fixture {
             ("network_id", "net".to_owned()),
             ("webhook_id", "nohook".to_owned()),
             ("job_id", "nojob".to_owned()),
+            ("purge_id", "nopurge".to_owned()),
             ("secret", "nosecret".to_owned()),
         ]);
         Fixture {

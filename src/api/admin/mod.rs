@@ -129,6 +129,26 @@ pub fn routes(router: AppRouter) -> AppRouter {
             rooms::delete,
         )
         .route(
+            Method::DELETE,
+            &format!("{V1}/rooms/{{room_id}}"),
+            rooms::delete_v1,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/purge_history/{{room_id}}"),
+            rooms::purge_history,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/purge_history/{{room_id}}/{{event_id}}"),
+            rooms::purge_history,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/purge_history_status/{{purge_id}}"),
+            rooms::purge_history_status,
+        )
+        .route(
             Method::GET,
             &format!("{V2}/rooms/{{room_id}}/delete_status"),
             rooms::delete_status_of_room,

@@ -16,7 +16,7 @@ use crate::{
         admin::{
             admin_join,
             paging::{Dir, parse_limit, parse_offset},
-            room_block, room_deletion,
+            purge_history, room_block, room_deletion,
             room_list::{self, RoomOrder, RoomQuery},
         },
         rooms::membership::Membership,
@@ -122,37 +122,132 @@ pub async fn join(
 pub struct Delete {
     #[serde(default)]
     block: bool,
-    #[serde(default)]
+    /// Synapse's default: purge.
+    #[serde(default = "yes")]
     purge: bool,
     #[serde(default)]
     force_purge: bool,
     new_room_user_id: Option<OwnedUserId>,
 }
 
-/// Deletes a room (see `services::admin::room_deletion`); the work is done when the answer comes.
+fn yes() -> bool {
+    true
+}
+
+impl Delete {
+    fn options(&self) -> Result<room_deletion::Options> {
+        if self.new_room_user_id.is_some() {
+            return Err(Error::invalid_param("new_room_user_id is not supported"));
+        }
+        Ok(room_deletion::Options {
+            block: self.block,
+            purge: self.purge || self.force_purge,
+        })
+    }
+}
+
+/// `DELETE /_synapse/admin/v2/rooms/{roomId}`: shuts the room down at once and answers its
+/// `delete_id`; the purge (when asked, the default) goes on in the background, the status saying
+/// `purging` until it ends.
 pub async fn delete(
     State(services): State<Arc<Services>>,
-    _: Admin,
+    Admin(admin): Admin,
     args: Args,
     Body(body): Body<Delete>,
 ) -> Answer {
     let room_id = args.room(0)?;
-    if body.purge || body.force_purge {
-        return Err(Error::invalid_param(
-            "purge is not supported: the room's events are kept",
-        ));
+    let options = body.options()?;
+    let deletion = services
+        .run(move |s| room_deletion::delete_room(s, &room_id, &admin, options))
+        .await?;
+    if deletion.status == "purging" {
+        let (background, delete_id) = (services.clone(), deletion.delete_id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = background
+                .run(move |s| room_deletion::purge_deleted(s, &delete_id))
+                .await
+            {
+                tracing::warn!("purging a deleted room: {}", e.message);
+            }
+        });
     }
-    if body.block {
-        return Err(Error::invalid_param("block is not supported"));
-    }
-    if body.new_room_user_id.is_some() {
-        return Err(Error::invalid_param("new_room_user_id is not supported"));
-    }
+    Ok(Json(json!({ "delete_id": deletion.delete_id })))
+}
+
+/// `DELETE /_synapse/admin/v1/rooms/{roomId}`: the same, answered when everything (the purge
+/// too) is done, with what the shutdown did.
+pub async fn delete_v1(
+    State(services): State<Arc<Services>>,
+    Admin(admin): Admin,
+    args: Args,
+    Body(body): Body<Delete>,
+) -> Answer {
+    let room_id = args.room(0)?;
+    let options = body.options()?;
     services
         .run(move |s| {
-            let deletion = room_deletion::delete_room(s, &room_id)?;
-            Ok(Json(json!({ "delete_id": deletion.delete_id })))
+            let deletion = room_deletion::delete_room(s, &room_id, &admin, options)?;
+            if deletion.status == "purging" {
+                room_deletion::purge_deleted(s, &deletion.delete_id)?;
+            }
+            serde_json::to_value(&deletion.shutdown_room)
+                .map(Json)
+                .map_err(|e| Error::internal(e.to_string()))
         })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct PurgeHistory {
+    #[serde(default)]
+    delete_local_events: bool,
+    purge_up_to_event_id: Option<ruma::OwnedEventId>,
+    purge_up_to_ts: Option<u64>,
+}
+
+/// `POST /_synapse/admin/v1/purge_history/{roomId}[/{eventId}]`: `{"purge_id"}`; the purge runs in
+/// the background (`services::admin::purge_history`).
+pub async fn purge_history(
+    State(services): State<Arc<Services>>,
+    Admin(admin): Admin,
+    args: Args,
+    Body(body): Body<PurgeHistory>,
+) -> Answer {
+    let room_id = args.room(0)?;
+    let in_path = match args.0.get(1) {
+        Some(raw) => Some(
+            ruma::OwnedEventId::try_from(raw.as_str())
+                .map_err(|_| Error::invalid_param(format!("{raw} is not a valid event id")))?,
+        ),
+        None => None,
+    };
+    let up_to_event = in_path.or(body.purge_up_to_event_id);
+    let (job, short_room, scope) = services
+        .run(move |s| {
+            purge_history::start(
+                s,
+                admin.as_str(),
+                &room_id,
+                up_to_event.as_deref(),
+                body.purge_up_to_ts,
+                body.delete_local_events,
+            )
+        })
+        .await?;
+    let purge_id = job.job_id.clone();
+    purge_history::run(services, job.job_id, short_room, scope);
+    Ok(Json(json!({ "purge_id": purge_id })))
+}
+
+/// `GET /_synapse/admin/v1/purge_history_status/{purgeId}`.
+pub async fn purge_history_status(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+) -> Answer {
+    let purge_id = args.string(0)?;
+    services
+        .run(move |s| purge_history::status(s, &purge_id).map(Json))
         .await
 }
 

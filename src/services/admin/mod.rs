@@ -5,6 +5,7 @@ pub mod admin_join;
 pub mod deactivation;
 pub mod make_admin;
 pub mod paging;
+pub mod purge_history;
 pub mod room_block;
 pub mod room_deletion;
 pub mod room_list;

@@ -1,6 +1,9 @@
-//! `DELETE /_synapse/admin/v2/rooms/{roomId}`: every local member leaves (one leave event each,
-//! sent as themselves), then the room's local aliases and its directory listing go, with the
-//! record of the deletion, in one batch. The room's events stay (no purge).
+//! `DELETE /_synapse/admin/v1|v2/rooms/{roomId}`: with `block`, the room is blocked first (no local
+//! join, knock or invite again); every local member leaves (one leave event each, sent as
+//! themselves), then the room's local aliases and its directory listing go, with the record of the
+//! deletion, in one batch. With `purge` (Synapse's default), every non-state event of the room is
+//! then purged (`timeline::purge`: content, search postings, relations, notifications), the
+//! record saying `purging` until it is done.
 
 use ruma::{OwnedRoomAliasId, OwnedUserId, RoomId};
 use serde::{Deserialize, Serialize};
@@ -42,11 +45,27 @@ pub struct ShutdownResult {
     pub new_room_id: Option<String>,
 }
 
-/// Deletes a room as the module says; returns the record (also stored).
-pub fn delete_room(s: &Services, room_id: &RoomId) -> Result<Deletion> {
+/// What a deletion does besides the shutdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub block: bool,
+    pub purge: bool,
+}
+
+/// Deletes a room as the module says, up to the purge ([`purge_deleted`]); returns the record
+/// (also stored).
+pub fn delete_room(
+    s: &Services,
+    room_id: &RoomId,
+    admin: &ruma::UserId,
+    options: Options,
+) -> Result<Deletion> {
     let Some(short) = s.short.room(room_id)? else {
         return Err(Error::not_found("Room not found"));
     };
+    if options.block {
+        super::room_block::set_blocked(s, room_id, admin, true)?;
+    }
     let server = s.globals.server_name();
     let mut result = ShutdownResult::default();
     let mut errors = Vec::new();
@@ -85,10 +104,12 @@ pub fn delete_room(s: &Services, room_id: &RoomId) -> Result<Deletion> {
     let deletion = Deletion {
         delete_id: random_string(16),
         room_id: room_id.to_owned(),
-        status: if errors.is_empty() {
-            "complete"
-        } else {
+        status: if !errors.is_empty() {
             "failed"
+        } else if options.purge {
+            "purging"
+        } else {
+            "complete"
         }
         .to_owned(),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
@@ -101,6 +122,34 @@ pub fn delete_room(s: &Services, room_id: &RoomId) -> Result<Deletion> {
     );
     s.globals.db.write(batch)?;
     Ok(deletion)
+}
+
+/// Purges the deleted room's events and marks its record `complete` (or `failed`).
+pub fn purge_deleted(s: &Services, delete_id: &str) -> Result<()> {
+    let mut deletion = deletion(s, delete_id)?
+        .ok_or_else(|| Error::internal(format!("no deletion {delete_id}")))?;
+    let short_room = s
+        .short
+        .room(&deletion.room_id)?
+        .ok_or_else(|| Error::internal("a deleted room without a short id"))?;
+    let scope = crate::services::timeline::purge::Scope {
+        before_ts: u64::MAX,
+        keep_graph_ends: false,
+        local_events: true,
+    };
+    match crate::services::timeline::purge::purge(s, short_room, scope, &|| false) {
+        Ok(_) => deletion.status = "complete".into(),
+        Err(e) => {
+            deletion.status = "failed".into();
+            deletion.error = Some(e.message);
+        }
+    }
+    s.globals.db.put(
+        ROOM_DELETIONS,
+        deletion.delete_id.as_bytes(),
+        encode_json(&deletion),
+    )?;
+    Ok(())
 }
 
 /// Every recorded deletion of `room_id`.

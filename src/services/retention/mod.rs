@@ -2,12 +2,12 @@
 //! (`m.room.retention`), the server has a default policy and an allowed range, and purge jobs
 //! delete what expired. Clients never see an expired event, even before a job purged it: every
 //! read path asks [`expired`] through `timeline::visibility::user_can_see`. State events never
-//! expire, so rooms keep working. What a purge does to an event: [`purge`]. The jobs: [`worker`].
+//! expire, so rooms keep working. What a purge does to an event: `timeline::purge`. The jobs:
+//! [`worker`].
 //! Documented in spec/retention.md.
 
 pub mod lifetime;
 pub mod policy;
-pub mod purge;
 pub mod worker;
 
 use std::{collections::HashMap, sync::Mutex};

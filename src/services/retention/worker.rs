@@ -9,13 +9,13 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-use super::{JOB_KIND, PurgeJobConfig, lifetime::Lifetime, max_lifetime, purge};
+use super::{JOB_KIND, PurgeJobConfig, lifetime::Lifetime, max_lifetime};
 use crate::{
     error::{Error, Result},
     services::{
         Services,
         jobs::{Job, JobStatus, Progress},
-        timeline::ROOMS,
+        timeline::{ROOMS, purge},
     },
     util::now_ms,
 };
@@ -138,7 +138,8 @@ fn purge_rooms(
     let now = now_ms();
     let mut purged = 0;
     for (i, (short_room, max)) in rooms.iter().enumerate().skip(job.progress.done as usize) {
-        match purge::purge_before(s, *short_room, now.saturating_sub(max.0), stopping)? {
+        let scope = purge::Scope::before(now.saturating_sub(max.0));
+        match purge::purge(s, *short_room, scope, stopping)? {
             Some(n) => purged += n,
             None => return Ok(None),
         }

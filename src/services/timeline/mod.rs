@@ -5,6 +5,7 @@ pub mod append;
 pub mod backfilled;
 pub mod order;
 pub mod pdu;
+pub mod purge;
 pub mod redaction;
 #[cfg(test)]
 mod vectors;

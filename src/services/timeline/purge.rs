@@ -1,4 +1,5 @@
-//! Purging a room's expired events, in bounded batches.
+//! Purging a room's old events, in bounded batches: what retention's purge jobs
+//! (`services::retention`), the admin API's `purge_history` and a room deletion with `purge` do.
 //!
 //! A purged event loses what a reader could learn from it: its content (the stored PDU is
 //! replaced by its redacted form, as a redaction would, so its media URLs go too), its search
@@ -38,12 +39,34 @@ use crate::{
 /// Events purged in one commit at most (a few milliseconds under the commit lock).
 pub const BATCH_EVENTS: usize = 100;
 
-/// Purges the room's non-state events with `origin_server_ts` before `before_ts`; returns how
-/// many were purged, or None when `stopping` said to stop between two batches.
-pub fn purge_before(
+/// Which events a purge takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    /// Events with an `origin_server_ts` before this (ms).
+    pub before_ts: u64,
+    /// Keep the forward extremities and the latest timeline event (a live room's graph ends).
+    pub keep_graph_ends: bool,
+    /// Purge the events of local senders too (`purge_history` keeps them unless asked).
+    pub local_events: bool,
+}
+
+impl Scope {
+    /// What retention purges: everything older, but the graph ends.
+    pub fn before(before_ts: u64) -> Self {
+        Self {
+            before_ts,
+            keep_graph_ends: true,
+            local_events: true,
+        }
+    }
+}
+
+/// Purges the room's non-state events in `scope`; returns how many were purged, or None when
+/// `stopping` said to stop between two batches.
+pub fn purge(
     s: &Services,
     short_room: u64,
-    before_ts: u64,
+    scope: Scope,
     stopping: &dyn Fn() -> bool,
 ) -> Result<Option<u64>> {
     let room_id = s.short.room_id(short_room)?;
@@ -59,8 +82,12 @@ pub fn purge_before(
         if stopping() {
             return Ok(None);
         }
-        let keep = kept(s, short_room)?;
-        let (batch, next) = next_batch(s, short_room, &room_id, before_ts, &from, &keep)?;
+        let keep = if scope.keep_graph_ends {
+            kept(s, short_room)?
+        } else {
+            HashSet::new()
+        };
+        let (batch, next) = next_batch(s, short_room, &room_id, scope, &from, &keep)?;
         if !batch.is_empty() {
             s.globals.commit(|c| {
                 for event in &batch {
@@ -118,12 +145,12 @@ fn local_users(s: &Services, short_room: u64) -> Result<Vec<OwnedUserId>> {
 }
 
 /// The next events to purge from the time index key `from` on, and where the next batch starts
-/// (None: nothing older than `before_ts` is left).
+/// (None: nothing older than the scope's `before_ts` is left).
 fn next_batch(
     s: &Services,
     short_room: u64,
     room_id: &RoomId,
-    before_ts: u64,
+    scope: Scope,
     from: &[u8],
     keep: &HashSet<u64>,
 ) -> Result<(Vec<std::sync::Arc<StoredEvent>>, Option<Vec<u8>>)> {
@@ -140,7 +167,7 @@ fn next_batch(
         let (Some(_), Some(ts), Some(short)) = (reader.u64(), reader.u64(), reader.u64()) else {
             return Err(Error::internal("corrupt events_by_time key"));
         };
-        if ts >= before_ts {
+        if ts >= scope.before_ts {
             return Ok((batch, None));
         }
         if batch.len() >= BATCH_EVENTS {
@@ -152,7 +179,9 @@ fn next_batch(
         let Some(event) = event_by_short(s, short, room_id)? else {
             continue;
         };
-        if event.pdu.state_key.is_some() {
+        if event.pdu.state_key.is_some()
+            || (!scope.local_events && event.pdu.sender.server_name() == s.config().server_name)
+        {
             continue;
         }
         if let Some(relation) = crate::services::relations::index::relation_of(&event.json)
