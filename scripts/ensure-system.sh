@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs (libclang for RocksDB's bindings, a C++ compiler),
-# when they are missing. Safe to run repeatedly.
+# when they are missing. With --tests, also what the tests need besides (Chromium, which opens the HTML
+# transcript of a room export in tests/export.rs). Safe to run repeatedly.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,9 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
 # npm installs conformance/js (matrix-js-sdk and the Node 22 that runs it, from the npm registry).
 command -v npm >/dev/null 2>&1 || need+=(npm)
+if [ "${1:-}" = "--tests" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}" >&2

@@ -5,7 +5,7 @@
 # (Parvis and Synapse on loopback, both directions). Installs what the build needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-system.sh
+bash scripts/ensure-system.sh --tests
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parvis-target}"
 
 cargo build --bins --tests

@@ -50,6 +50,24 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
     },
+    /// Exports a room's whole history, state, members and media, with an HTML transcript, as a
+    /// tar archive (the server running or not).
+    ExportRoom {
+        /// The room, `!id:server`.
+        room_id: ruma::OwnedRoomId,
+        /// The archive to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Exports a user's data (profile, devices, account data, the events of their rooms they may
+    /// see, their uploads) as a tar archive, as Synapse's export-data.
+    ExportUser {
+        /// The user, `@name:server`.
+        user_id: ruma::OwnedUserId,
+        /// The archive to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 fn main() {
@@ -78,6 +96,20 @@ fn main() {
         Command::Backup { out } => report(parvis::cli::backup::backup(&config, &out), "backup"),
         Command::Restore { from } => {
             report(parvis::cli::backup::restore(&config, &from), "restore")
+        }
+        Command::ExportRoom { room_id, out } => {
+            let subject = parvis::services::export::Subject::Room(room_id);
+            report(
+                parvis::cli::export::export(&config, subject, &out),
+                "export",
+            )
+        }
+        Command::ExportUser { user_id, out } => {
+            let subject = parvis::services::export::Subject::User(user_id);
+            report(
+                parvis::cli::export::export(&config, subject, &out),
+                "export",
+            )
         }
     }
 }

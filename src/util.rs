@@ -15,6 +15,26 @@ pub fn encode_segment(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// Appends `text` escaped for HTML: `&`, `<`, `>`, and `"` too when `quotes` (attribute values).
+pub fn push_html_escaped(out: &mut String, text: &str, quotes: bool) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if quotes => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// `text` escaped for HTML text and double-quoted attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_html_escaped(&mut out, text, true);
+    out
+}
+
 pub fn now_ms() -> u64 {
     ruma::MilliSecondsSinceUnixEpoch::now().get().into()
 }

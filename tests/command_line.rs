@@ -33,6 +33,8 @@ fn every_subcommand_has_help() {
         "rotate-key",
         "backup",
         "restore",
+        "export-room",
+        "export-user",
     ] {
         assert!(listed.contains(sub), "{sub} missing from --help:\n{listed}");
         let out = parvis(&[sub, "--help"], &[]);
@@ -89,4 +91,11 @@ fn check_config_validates_without_starting() {
         err.contains("`rooms.default_version`") && err.contains("parvis.toml line 4"),
         "{err}"
     );
+}
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/parvis.example.toml");
+    let out = parvis(&["check-config", "--config", example], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

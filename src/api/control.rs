@@ -2,9 +2,11 @@
 //! server (whose database it cannot open, RocksDB's lock being held). Only the server's own user
 //! may connect: the socket is made mode 0600, in the data folder that holds the database anyway.
 //!
-//! One request per connection, a JSON line: `{"command": "backup", "out": "/absolute/folder"}`.
-//! The answer is JSON lines: `{"progress": {"step", "done", "total"}}` while the job runs, then
-//! `{"job": {...}}` (the finished job, see `services::jobs`) or `{"error": "..."}`.
+//! One request per connection, a JSON line: `{"command": "backup", "out": "/absolute/folder"}`,
+//! `{"command": "export_room", "room_id", "out": "/absolute/file.tar"}` or
+//! `{"command": "export_user", "user_id", "out"}`. The answer is JSON lines:
+//! `{"progress": {"step", "done", "total"}}` while the job runs, then `{"job": {...}}` (the finished
+//! job, see `services::jobs`) or `{"error": "..."}`.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -26,7 +28,17 @@ const MAX_REQUEST_BYTES: u64 = 64 << 10;
 #[derive(Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 enum Request {
-    Backup { out: PathBuf },
+    Backup {
+        out: PathBuf,
+    },
+    ExportRoom {
+        room_id: ruma::OwnedRoomId,
+        out: PathBuf,
+    },
+    ExportUser {
+        user_id: ruma::OwnedUserId,
+        out: PathBuf,
+    },
 }
 
 /// Listens on the control socket until `stop`; a socket left by a previous process (its database
@@ -74,7 +86,7 @@ async fn serve(services: Arc<Services>, stream: UnixStream) {
     let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST_BYTES));
     let answer = match reader.read_line(&mut line).await {
         Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Backup { out }) => backup(&services, out, &mut write).await,
+            Ok(request) => run(&services, request, &mut write).await,
             Err(e) => json!({ "error": format!("bad request: {e}") }),
         },
         Err(e) => json!({ "error": format!("cannot read the request: {e}") }),
@@ -82,28 +94,44 @@ async fn serve(services: Arc<Services>, stream: UnixStream) {
     let _ = send(&mut write, &answer).await;
 }
 
-async fn backup(
+async fn run(
     services: &Arc<Services>,
-    out: PathBuf,
+    request: Request,
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> Value {
+    let (Request::Backup { out }
+    | Request::ExportRoom { out, .. }
+    | Request::ExportUser { out, .. }) = &request;
     if !out.is_absolute() {
-        return json!({ "error": "the backup folder must be an absolute path" });
+        return json!({ "error": "the output path must be absolute" });
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let handle =
-        match crate::services::backup::start_job(services, out, 0, "command line", Some(tx)) {
-            Ok((_, handle)) => handle,
-            Err(e) => return json!({ "error": e.message }),
-        };
+    let by = "command line";
+    let started = match request {
+        Request::Backup { out } => {
+            crate::services::backup::start_job(services, out, 0, by, Some(tx))
+        }
+        Request::ExportRoom { room_id, out } => {
+            let subject = crate::services::export::Subject::Room(room_id);
+            crate::services::export::start_job(services, subject, Some(out), by, Some(tx))
+        }
+        Request::ExportUser { user_id, out } => {
+            let subject = crate::services::export::Subject::User(user_id);
+            crate::services::export::start_job(services, subject, Some(out), by, Some(tx))
+        }
+    };
+    let handle = match started {
+        Ok((_, handle)) => handle,
+        Err(e) => return json!({ "error": e.message }),
+    };
     while let Some(progress) = rx.recv().await {
-        // A client that went away does not stop the backup.
+        // A client that went away does not stop the job.
         let _ = send(write, &json!({ "progress": progress })).await;
     }
     match handle.await {
         Ok(Ok(job)) => json!({ "job": job }),
         Ok(Err(e)) => json!({ "error": e.message }),
-        Err(e) => json!({ "error": format!("the backup task failed: {e}") }),
+        Err(e) => json!({ "error": format!("the job's task failed: {e}") }),
     }
 }
 

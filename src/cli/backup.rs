@@ -4,18 +4,14 @@
 //! out of its database): the command asks it through the control socket (`api::control`) and shows
 //! the progress it reports. When no server runs, the command opens the database and backs it up.
 
-use std::{
-    io::{BufRead, BufReader, Write},
-    os::unix::net::UnixStream,
-    path::Path,
-};
+use std::{os::unix::net::UnixStream, path::Path};
 
 use serde_json::{Value, json};
 
 use super::progress::ProgressView;
 use crate::{
     config::Config,
-    services::{backup, jobs::Job},
+    services::backup,
     storage::{Db, rocks::RocksEngine},
 };
 
@@ -24,37 +20,9 @@ pub fn backup(config: &Config, out: &Path) -> Result<Value, String> {
     let out = std::path::absolute(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let socket = config.storage.path.join(crate::api::control::SOCKET);
     match UnixStream::connect(&socket) {
-        Ok(stream) => through_the_server(stream, &out),
+        Ok(stream) => super::control::ask(stream, &json!({ "command": "backup", "out": out })),
         Err(_) => without_a_server(config, &out),
     }
-}
-
-fn through_the_server(mut stream: UnixStream, out: &Path) -> Result<Value, String> {
-    let request = json!({ "command": "backup", "out": out });
-    writeln!(stream, "{request}").map_err(|e| format!("cannot ask the server: {e}"))?;
-    let mut view = ProgressView::new();
-    for line in BufReader::new(stream).lines() {
-        let line = line.map_err(|e| format!("lost the server's answer: {e}"))?;
-        let message: Value =
-            serde_json::from_str(&line).map_err(|e| format!("bad answer from the server: {e}"))?;
-        if let Some(progress) = message.get("progress") {
-            if let Ok(progress) = serde_json::from_value(progress.clone()) {
-                view.update(&progress);
-            }
-        } else if let Some(job) = message.get("job") {
-            view.finish();
-            let job: Job = serde_json::from_value(job.clone())
-                .map_err(|e| format!("bad answer from the server: {e}"))?;
-            return match (job.result, job.error) {
-                (Some(result), None) => Ok(result),
-                (_, error) => Err(error.unwrap_or_else(|| "the backup failed".into())),
-            };
-        } else if let Some(error) = message.get("error").and_then(Value::as_str) {
-            view.finish();
-            return Err(error.to_owned());
-        }
-    }
-    Err("the server closed the connection before the backup ended".into())
 }
 
 fn without_a_server(config: &Config, out: &Path) -> Result<Value, String> {

@@ -37,6 +37,16 @@ pub struct Progress {
     pub total: u64,
 }
 
+impl Progress {
+    pub fn new(step: &str, done: u64, total: u64) -> Self {
+        Self {
+            step: step.to_owned(),
+            done,
+            total,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub job_id: String,
@@ -163,6 +173,53 @@ impl Jobs {
         }
         Ok(self.db.write(batch)?)
     }
+}
+
+/// Records a job of `kind` and runs `work` (given the job's id) on the blocking pool: its progress goes to the record
+/// (at most 4 times a second, and at each step's start and end) and to `watch`; its outcome
+/// finishes the record. Answers the job at once; the handle ends with the finished record.
+pub fn run_in_background(
+    services: &std::sync::Arc<super::Services>,
+    kind: &str,
+    started_by: &str,
+    params: Option<Value>,
+    watch: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+    work: impl FnOnce(&super::Services, &str, &mut dyn FnMut(Progress)) -> Result<Value>
+    + Send
+    + 'static,
+) -> Result<(Job, tokio::task::JoinHandle<Result<Job>>)> {
+    use std::time::{Duration, Instant};
+    let job = services.jobs.start(kind, started_by, params)?;
+    let services = services.clone();
+    let job_id = job.job_id.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut last_saved = Instant::now() - Duration::from_secs(1);
+        let mut last_step = String::new();
+        let mut report = |p: Progress| {
+            let step_ends = p.done >= p.total;
+            if p.step != last_step
+                || step_ends
+                || last_saved.elapsed() >= Duration::from_millis(250)
+            {
+                last_step.clone_from(&p.step);
+                last_saved = Instant::now();
+                let _ = services.jobs.progress(&job_id, p.clone());
+            }
+            if let Some(watch) = &watch {
+                let _ = watch.send(p);
+            }
+        };
+        let outcome = work(&services, &job_id, &mut report).map_err(|e| e.message.clone());
+        if let Err(e) = &outcome {
+            tracing::warn!("background job {job_id} failed: {e}");
+        }
+        services.jobs.finish(&job_id, outcome)?;
+        services
+            .jobs
+            .get(&job_id)?
+            .ok_or_else(|| Error::internal("the job record vanished"))
+    });
+    Ok((job, handle))
 }
 
 #[cfg(test)]

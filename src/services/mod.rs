@@ -9,6 +9,7 @@ pub mod dehydrated_devices;
 pub mod directory;
 pub mod directory_listing;
 pub mod ephemeral;
+pub mod export;
 pub mod filters;
 pub mod globals;
 pub mod heavy_work;

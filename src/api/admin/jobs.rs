@@ -9,7 +9,13 @@ use serde_json::{Value, json};
 use super::extract::{Admin, Args, Params};
 use crate::{
     error::{Error, Result},
-    services::{Services, admin::paging::parse_limit, backup},
+    services::{
+        Services,
+        admin::paging::parse_limit,
+        backup,
+        export::{self, Subject},
+        jobs::JobStatus,
+    },
 };
 
 type Answer = Result<Json<Value>>;
@@ -45,4 +51,108 @@ pub async fn get(State(services): State<Arc<Services>>, _: Admin, args: Args) ->
             None => Err(Error::not_found("No such job")),
         })
         .await
+}
+
+/// `POST /_parvis/admin/v1/rooms/{roomId}/export`: exports the room as a background job
+/// (`{"job_id"}` at once; 404 for an unknown room); the archive is then downloaded from
+/// `GET /_parvis/admin/v1/exports/{jobId}`.
+pub async fn export_room(
+    State(services): State<Arc<Services>>,
+    Admin(admin): Admin,
+    args: Args,
+) -> Answer {
+    let subject = Subject::Room(args.room(0)?);
+    start_export(services, subject, admin.as_str()).await
+}
+
+/// `POST /_parvis/admin/v1/users/{userId}/export`: the same for a user's data.
+pub async fn export_user(
+    State(services): State<Arc<Services>>,
+    Admin(admin): Admin,
+    args: Args,
+) -> Answer {
+    let subject = Subject::User(args.user(0)?);
+    start_export(services, subject, admin.as_str()).await
+}
+
+async fn start_export(services: Arc<Services>, subject: Subject, admin: &str) -> Answer {
+    let admin = admin.to_owned();
+    let background = services.clone();
+    let job = services
+        .run(move |_| {
+            export::start_job(&background, subject, None, &admin, None).map(|(job, _)| job)
+        })
+        .await?;
+    Ok(Json(json!({ "job_id": job.job_id })))
+}
+
+/// `GET /_parvis/admin/v1/exports/{jobId}`: the archive of a finished export
+/// (`application/x-tar`); 404 `M_NOT_FOUND` for an unknown job or one whose archive is gone, 400
+/// `M_INVALID_PARAM` while it runs or when it failed.
+pub async fn download(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let job_id = args.string(0)?;
+    let path = services
+        .run(move |s| {
+            let job = s
+                .jobs
+                .get(&job_id)?
+                .filter(|j| j.kind == export::ROOM_JOB || j.kind == export::USER_JOB)
+                .ok_or_else(|| Error::not_found("No such export"))?;
+            if job.status != JobStatus::Complete {
+                return Err(Error::invalid_param(format!(
+                    "the export is {}",
+                    serde_json::to_value(job.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )));
+            }
+            export::archive_path(s, &job.job_id)
+                .filter(|p| p.is_file())
+                .ok_or_else(|| Error::not_found("The archive is gone"))
+        })
+        .await?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let body = axum::body::Body::from_stream(file_chunks(file));
+    Ok((
+        [
+            (http::header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                http::header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}\"",
+                    path.file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("export.tar")
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A file's bytes in chunks of 64 KiB (an archive may be large; it is never held in memory).
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; 64 << 10];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }

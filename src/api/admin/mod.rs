@@ -25,6 +25,21 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .route(Method::GET, &format!("{PARVIS}/jobs"), jobs::list)
         .route(Method::GET, &format!("{PARVIS}/jobs/{{job_id}}"), jobs::get)
         .route(
+            Method::POST,
+            &format!("{PARVIS}/rooms/{{room_id}}/export"),
+            jobs::export_room,
+        )
+        .route(
+            Method::POST,
+            &format!("{PARVIS}/users/{{user_id}}/export"),
+            jobs::export_user,
+        )
+        .route(
+            Method::GET,
+            &format!("{PARVIS}/exports/{{job_id}}"),
+            jobs::download,
+        )
+        .route(
             Method::GET,
             &format!("{V1}/server_version"),
             users::server_version,

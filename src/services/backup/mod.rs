@@ -15,7 +15,6 @@ pub mod files;
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
@@ -130,11 +129,7 @@ pub fn restore(from: &Path, data_dir: &Path, progress: &mut dyn FnMut(Progress))
 }
 
 fn step(name: &str, done: u64, total: u64) -> Progress {
-    Progress {
-        step: name.to_owned(),
-        done,
-        total,
-    }
+    Progress::new(name, done, total)
 }
 
 /// Starts a backup of the running server into `out` as a background job; `watch` receives its
@@ -159,45 +154,21 @@ pub fn start_job(
             "a backup is already running",
         ));
     }
-    let job = match services.jobs.start(JOB_KIND, started_by, None) {
-        Ok(job) => job,
-        Err(e) => {
-            services.backups.running.store(false, Ordering::Release);
-            return Err(e);
-        }
-    };
-    let services = services.clone();
-    let job_id = job.job_id.clone();
-    let handle = tokio::task::spawn_blocking(move || {
-        let _only_one = Running(&services.backups);
-        let data_dir = services.config().storage.path.clone();
-        let mut last_saved = Instant::now() - Duration::from_secs(1);
-        let mut last_step = String::new();
-        let mut report = |p: Progress| {
-            // The record is rewritten at most 4 times a second (and at each step's start and end).
-            let step_ends = p.done >= p.total;
-            if p.step != last_step
-                || step_ends
-                || last_saved.elapsed() >= Duration::from_millis(250)
-            {
-                last_step.clone_from(&p.step);
-                last_saved = Instant::now();
-                let _ = services.jobs.progress(&job_id, p.clone());
-            }
-            if let Some(watch) = &watch {
-                let _ = watch.send(p);
-            }
-        };
-        let outcome = backup(&services.globals.db, &data_dir, &out, keep, &mut report)
-            .map_err(|e| e.message.clone());
-        if let Err(e) = &outcome {
-            tracing::warn!("backup into {} failed: {e}", out.display());
-        }
-        services.jobs.finish(&job_id, outcome)?;
-        services
-            .jobs
-            .get(&job_id)?
-            .ok_or_else(|| Error::internal("the backup job vanished"))
-    });
-    Ok((job, handle))
+    let started = crate::services::jobs::run_in_background(
+        services,
+        JOB_KIND,
+        started_by,
+        None,
+        watch,
+        move |s, _, report| {
+            let _only_one = Running(&s.backups);
+            let data_dir = s.config().storage.path.clone();
+            backup(&s.globals.db, &data_dir, &out, keep, report)
+        },
+    );
+    // The running flag is cleared when the job ends (`Running`), or here when it did not start.
+    if started.is_err() {
+        services.backups.running.store(false, Ordering::Release);
+    }
+    started
 }

@@ -63,27 +63,15 @@ const MAX_DEPTH: usize = 100;
 /// Escapes text for an HTML text node.
 pub(super) fn escape_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    push_escaped(&mut out, text, false);
+    crate::util::push_html_escaped(&mut out, text, false);
     out
 }
 
 /// Escapes text for a double-quoted HTML attribute value.
 pub(super) fn escape_attr(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    push_escaped(&mut out, text, true);
+    crate::util::push_html_escaped(&mut out, text, true);
     out
-}
-
-fn push_escaped(out: &mut String, text: &str, quotes: bool) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if quotes => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
 }
 
 /// Whether `url` may be a link target: one of the schemes the spec permits, compared without case.
