@@ -132,6 +132,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::retention::worker::spawn(s, stop)
     }));
+    // Media retention (`[media] local_media_lifetime`, `remote_media_lifetime`).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::media::retention::spawn(s, stop)
+    }));
     // The metrics listener.
     let metrics_addr = match api::metrics::start(&services).await? {
         Some((addr, stop, task)) => {

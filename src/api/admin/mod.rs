@@ -4,6 +4,7 @@
 
 pub mod extract;
 pub mod jobs;
+pub mod media;
 pub mod reports;
 pub mod rooms;
 pub mod users;
@@ -172,6 +173,81 @@ pub fn routes(router: AppRouter) -> AppRouter {
             Method::GET,
             &format!("{V2}/rooms/delete_status/{{delete_id}}"),
             rooms::delete_status,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/media/{{server_name}}/{{media_id}}"),
+            media::info,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V1}/media/{{server_name}}/{{media_id}}"),
+            media::delete_one,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/media/delete"),
+            media::delete_before,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/media/quarantine/{{server_name}}/{{media_id}}"),
+            media::quarantine,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/media/unquarantine/{{server_name}}/{{media_id}}"),
+            media::unquarantine,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/room/{{room_id}}/media/quarantine"),
+            media::quarantine_room,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/user/{{user_id}}/media/quarantine"),
+            media::quarantine_user,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/media/protect/{{media_id}}"),
+            media::protect,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/media/unprotect/{{media_id}}"),
+            media::unprotect,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/purge_media_cache"),
+            media::purge_cache,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/room/{{room_id}}/media"),
+            media::room_media,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/users/{{user_id}}/media"),
+            media::user_media,
+        )
+        .route(
+            Method::GET,
+            &format!("/_synapse/admin/v3/users/{{user_id}}/media"),
+            media::user_media,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V1}/users/{{user_id}}/media"),
+            media::delete_user_media,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/statistics/users/media"),
+            media::usage,
         )
         .route(Method::GET, &format!("{V1}/event_reports"), reports::list)
         .route(

@@ -21,6 +21,11 @@ pub struct MediaConfig {
     pub max_thumbnail_pixels: u64,
     /// Whether media of other servers is fetched over federation (and cached).
     pub fetch_remote: bool,
+    /// Our media neither downloaded nor thumbnailed for this long is deleted (Synapse's
+    /// `media_retention.local_media_lifetime`); protected media stays. Unset: kept forever.
+    pub local_media_lifetime: Option<crate::services::retention::lifetime::Lifetime>,
+    /// Other servers' cached media not read for this long is deleted (fetched again when asked).
+    pub remote_media_lifetime: Option<crate::services::retention::lifetime::Lifetime>,
 }
 
 impl Default for MediaConfig {
@@ -33,6 +38,8 @@ impl Default for MediaConfig {
             max_download_wait_ms: 60_000,
             max_thumbnail_pixels: 32 << 20,
             fetch_remote: true,
+            local_media_lifetime: None,
+            remote_media_lifetime: None,
         }
     }
 }

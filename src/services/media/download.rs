@@ -99,12 +99,23 @@ pub async fn find(
         uploads.borrow_and_update();
         let (server_owned, id) = (server.to_owned(), media_id.to_owned());
         let record = services
-            .run(move |s| Ok(records::get(s.media.db(), &server_owned, &id)?))
+            .run(move |s| {
+                let record = records::get(s.media.db(), &server_owned, &id)?;
+                if record
+                    .as_ref()
+                    .is_some_and(|r| r.sha256.is_some() && r.quarantined_by.is_none())
+                {
+                    // Read now (media retention counts from the last access).
+                    super::admin::touch(s, &server_owned, &id)?;
+                }
+                Ok(record)
+            })
             .await?;
         match record {
             Some(record) if access == Access::Legacy && record.authenticated => {
                 return Err(media_not_found());
             }
+            Some(record) if record.quarantined_by.is_some() => return Err(media_not_found()),
             Some(record) if record.sha256.is_some() => return Ok(record),
             Some(record) => {
                 if record.unused_expires_at.is_some_and(|t| t <= now_ms()) {
@@ -168,6 +179,7 @@ pub fn store_remote(
     fetched: Fetched,
 ) -> Result<MediaRecord> {
     let media = &s.media;
+    let _storing = media.storing();
     let sha256 = media
         .files
         .store(&fetched.bytes)
@@ -181,6 +193,8 @@ pub fn store_remote(
         created_ts: now_ms(),
         unused_expires_at: None,
         authenticated: media.config.freeze_legacy,
+        quarantined_by: None,
+        safe_from_quarantine: false,
     };
     let mut batch = Batch::new();
     records::put(&mut batch, server, media_id, &record);

@@ -7,6 +7,7 @@
 //! upload, fetch remote media), `thumbnail` (find or generate), `remote` (federation fetches).
 //! Pure parts: `render` (sizes and image work), `headers` (dispositions and safe headers).
 
+pub mod admin;
 pub mod config;
 pub mod download;
 pub mod files;
@@ -14,6 +15,7 @@ pub mod headers;
 pub mod records;
 pub mod remote;
 pub mod render;
+pub mod retention;
 pub mod thumbnail;
 pub mod upload;
 
@@ -40,6 +42,10 @@ pub struct Media {
     uploaded: tokio::sync::watch::Sender<u64>,
     /// Held while an async upload checks and fills its record (one upload per URI).
     upload_lock: Mutex<()>,
+    /// Read-held from storing a file to committing the record that names it; write-held while
+    /// unreferenced files are removed (`admin::delete`), so a file is never removed under a record
+    /// being written.
+    files_lock: std::sync::RwLock<()>,
     /// One remote fetch or thumbnail generation per key at a time.
     work_locks: KeyedLocks,
     /// Thumbnail renderings at once ([`MAX_CONCURRENT_THUMBNAILS`]): decoding and scaling run on
@@ -65,6 +71,7 @@ impl Media {
             config: config.media.clone(),
             uploaded: tokio::sync::watch::channel(0).0,
             upload_lock: Mutex::new(()),
+            files_lock: std::sync::RwLock::new(()),
             work_locks: KeyedLocks::default(),
             thumbnail_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_THUMBNAILS),
         })
@@ -72,6 +79,16 @@ impl Media {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Held from storing a file to committing its record.
+    pub fn storing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.files_lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held while unreferenced files are removed.
+    pub fn removing(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.files_lock.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn notify_uploaded(&self) {

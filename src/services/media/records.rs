@@ -17,7 +17,10 @@ pub const MEDIA: Map = Map("media");
 pub const MEDIA_PENDING: Map = Map("media_pending");
 /// server name str ‖ media id str ‖ width u64 ‖ height u64 ‖ method str → [`ThumbnailRecord`] JSON.
 pub const MEDIA_THUMBNAILS: Map = Map("media_thumbnails");
-pub const MAPS: &[Map] = &[MEDIA, MEDIA_PENDING, MEDIA_THUMBNAILS];
+/// server name str ‖ media id str → u64 ms: when the media was last downloaded or thumbnailed
+/// (rewritten at most once an hour per media; media retention reads it).
+pub const MEDIA_ACCESS: Map = Map("media_access");
+pub const MAPS: &[Map] = &[MEDIA, MEDIA_PENDING, MEDIA_THUMBNAILS, MEDIA_ACCESS];
 
 /// What we know of one `mxc://` URI (ours or another server's, cached).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +37,12 @@ pub struct MediaRecord {
     pub unused_expires_at: Option<u64>,
     /// Created while unauthenticated media was frozen: not served on the legacy endpoints.
     pub authenticated: bool,
+    /// The admin who quarantined it: not served (404) while set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_by: Option<String>,
+    /// Protected by an admin: never quarantined in bulk, never deleted by media retention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub safe_from_quarantine: bool,
 }
 
 /// A stored thumbnail.

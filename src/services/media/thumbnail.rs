@@ -70,6 +70,7 @@ fn store(
     content_type: &str,
     size: (u32, u32),
 ) -> Result<()> {
+    let _storing = s.media.storing();
     let sha256 = s
         .media
         .files

@@ -54,6 +54,7 @@ impl Media {
 pub fn upload(s: &Services, user: &UserId, upload: Upload) -> Result<OwnedMxcUri> {
     let media = &s.media;
     media.check_size(upload.file.size)?;
+    let _storing = media.storing();
     let sha256 = media.store_file(&upload.file)?;
     let media_id = random_string(MEDIA_ID_LEN);
     let server = s.globals.server_name();
@@ -66,6 +67,8 @@ pub fn upload(s: &Services, user: &UserId, upload: Upload) -> Result<OwnedMxcUri
         created_ts: now_ms(),
         unused_expires_at: None,
         authenticated: media.config.freeze_legacy,
+        quarantined_by: None,
+        safe_from_quarantine: false,
     };
     let mut batch = Batch::new();
     records::put(&mut batch, server, &media_id, &record);
@@ -96,6 +99,8 @@ pub fn create(s: &Services, user: &UserId) -> Result<(OwnedMxcUri, u64)> {
         created_ts: now,
         unused_expires_at: Some(expires),
         authenticated: media.config.freeze_legacy,
+        quarantined_by: None,
+        safe_from_quarantine: false,
     };
     let mut batch = Batch::new();
     // Expired URIs of the user are forgotten.
@@ -143,6 +148,7 @@ pub fn upload_created(
     // Refuse early (before writing the file), then again under the lock.
     check(records::get(media.db(), server, media_id)?)?;
     media.check_size(upload.file.size)?;
+    let _storing = media.storing();
     let sha256 = media.store_file(&upload.file)?;
     let _guard = media.upload_lock.lock().unwrap_or_else(|e| e.into_inner());
     let record = check(records::get(media.db(), server, media_id)?)?;
