@@ -1214,3 +1214,152 @@ async fn purge_history_and_deleting_with_purge_and_block() {
     drop(services);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn room_history_routes_read_any_room() {
+    let (_dir, server, root) = admin_server().await;
+    let (_, bob) = server.register("bob").await;
+    let room = server.create_room(&bob, json!({})).await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        ids.push(
+            server
+                .send_text(&bob, &room, &format!("t{n}"), &format!("m{n}"))
+                .await,
+        );
+    }
+    let r = enc(&room);
+    // Messages, though root is not in the room.
+    let page = server
+        .get(
+            &format!("{ADMIN}/v1/rooms/{r}/messages?dir=b&limit=2"),
+            &root,
+        )
+        .await;
+    let bodies: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["m3", "m2"]);
+    let next = server
+        .get(
+            &format!(
+                "{ADMIN}/v1/rooms/{r}/messages?dir=b&limit=1&from={}",
+                enc(page["end"].as_str().unwrap())
+            ),
+            &root,
+        )
+        .await;
+    assert_eq!(next["chunk"][0]["content"]["body"], "m1");
+    let first = server
+        .get(
+            &format!("{ADMIN}/v1/rooms/{r}/messages?dir=f&limit=1"),
+            &root,
+        )
+        .await;
+    assert_eq!(first["chunk"][0]["type"], "m.room.create");
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/v1/rooms/!none:test.local/messages",
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The event closest to a time.
+    let found = server
+        .get(
+            &format!("{ADMIN}/v1/room/{r}/timestamp_to_event?ts=0"),
+            &root,
+        )
+        .await;
+    assert_eq!(found["event_id"], first["chunk"][0]["event_id"]);
+    let later = parvis::util::now_ms() + 60_000;
+    let found = server
+        .get(
+            &format!("{ADMIN}/v1/room/{r}/timestamp_to_event?ts={later}&dir=b"),
+            &root,
+        )
+        .await;
+    assert_eq!(found["event_id"], json!(ids[2]));
+    let (status, body) = call(
+        &server,
+        Method::GET,
+        &format!("/v1/room/{r}/timestamp_to_event"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, errcode(&body)),
+        (StatusCode::BAD_REQUEST, "M_MISSING_PARAM")
+    );
+
+    // Forward extremities: a fork (two of them) is reduced to the deepest.
+    let listed = server
+        .get(&format!("{ADMIN}/v1/rooms/{r}/forward_extremities"), &root)
+        .await;
+    assert_eq!(listed["count"], 1);
+    assert_eq!(listed["results"][0]["event_id"], json!(ids[2]));
+    let s = common::federation::services(&server);
+    let short_room = s
+        .short
+        .room(&ruma::OwnedRoomId::try_from(room.as_str()).unwrap())
+        .unwrap()
+        .unwrap();
+    let short = |id: &str| {
+        s.short
+            .event(&ruma::OwnedEventId::try_from(id).unwrap())
+            .unwrap()
+            .unwrap()
+    };
+    let fork: Vec<u8> = [short(&ids[1]), short(&ids[2])]
+        .iter()
+        .flat_map(|n| n.to_be_bytes())
+        .collect();
+    s.globals
+        .db
+        .put(
+            parvis::services::timeline::EXTREMITIES,
+            short_room.to_be_bytes(),
+            fork,
+        )
+        .unwrap();
+    let listed = server
+        .get(&format!("{ADMIN}/v1/rooms/{r}/forward_extremities"), &root)
+        .await;
+    assert_eq!(listed["count"], 2);
+    let (status, body) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/rooms/{r}/forward_extremities"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "deleted": 1 })));
+    let listed = server
+        .get(&format!("{ADMIN}/v1/rooms/{r}/forward_extremities"), &root)
+        .await;
+    assert_eq!(
+        (
+            listed["count"].clone(),
+            listed["results"][0]["event_id"].clone()
+        ),
+        (json!(1), json!(ids[2]))
+    );
+    let after = server.send_text(&bob, &room, "t4", "m4").await;
+    let event = server
+        .get(
+            &format!("{ADMIN}/v1/rooms/{r}/messages?dir=b&limit=1"),
+            &root,
+        )
+        .await;
+    assert_eq!(event["chunk"][0]["event_id"], json!(after));
+    drop(s);
+    server.stop().await;
+}

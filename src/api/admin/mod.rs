@@ -6,6 +6,7 @@ pub mod extract;
 pub mod jobs;
 pub mod media;
 pub mod reports;
+pub mod room_history;
 pub mod rooms;
 pub mod users;
 
@@ -248,6 +249,26 @@ pub fn routes(router: AppRouter) -> AppRouter {
             Method::GET,
             &format!("{V1}/statistics/users/media"),
             media::usage,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/rooms/{{room_id}}/forward_extremities"),
+            room_history::forward_extremities,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V1}/rooms/{{room_id}}/forward_extremities"),
+            room_history::delete_forward_extremities,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/rooms/{{room_id}}/messages"),
+            room_history::messages,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/room/{{room_id}}/timestamp_to_event"),
+            room_history::timestamp_to_event,
         )
         .route(Method::GET, &format!("{V1}/event_reports"), reports::list)
         .route(

@@ -361,18 +361,18 @@ pub async fn redact(
 
 /// What a walk found: the events, the gap past the last event looked at, whether the walk ended
 /// (at `to` or at an end of the room's order) and whether it ended at the oldest end.
-struct Page {
-    events: Vec<Arc<StoredEvent>>,
-    cursor: Place,
-    exhausted: bool,
-    at_oldest: bool,
+pub(crate) struct Page {
+    pub events: Vec<Arc<StoredEvent>>,
+    pub cursor: Place,
+    pub exhausted: bool,
+    pub at_oldest: bool,
 }
 
-/// Walks a room's order (backfilled events, then the timeline) from a gap, keeping events the user
-/// may see that match the filter.
-fn paginate(
+/// Walks a room's order (backfilled events, then the timeline) from a gap, keeping events the
+/// viewer may see (all, for the admin API's `None`) that match the filter.
+pub(crate) fn paginate(
     s: &Services,
-    user: &UserId,
+    viewer: Option<&UserId>,
     room_id: &RoomId,
     short_room: u64,
     from: Place,
@@ -407,13 +407,17 @@ fn paginate(
             let Some(event) = event_by_short(s, step.short, room_id)? else {
                 continue;
             };
+            let visible = match viewer {
+                Some(user) => user_can_see(s, user, &event)?,
+                None => true,
+            };
             if !room_event_matches(
                 filter,
                 &event.pdu.kind.to_string(),
                 Some(&event.pdu.sender),
                 None,
             ) || !relations.matches(s, &event)?
-                || !user_can_see(s, user, &event)?
+                || !visible
             {
                 continue;
             }
@@ -526,7 +530,7 @@ pub async fn messages(
             .run(move |s| {
                 paginate(
                     s,
-                    &walk_user,
+                    Some(&walk_user),
                     &walk_body.room_id,
                     short,
                     from,
@@ -608,7 +612,7 @@ pub async fn context(
             let (gap_before, gap_after) = place_of(s, &event)?;
             let before = paginate(
                 s,
-                &user,
+                Some(&user),
                 room_id,
                 short,
                 gap_before,
@@ -620,7 +624,7 @@ pub async fn context(
             )?;
             let after = paginate(
                 s,
-                &user,
+                Some(&user),
                 room_id,
                 short,
                 gap_after,
