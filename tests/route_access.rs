@@ -325,6 +325,11 @@ fn table() -> Vec<Entry> {
         e("DELETE", "/_parvis/client/v1/rooms/{room_id}/webhooks/{webhook_id}", RoomMember, FORBIDDEN),
         e("POST", "/_parvis/hooks/{webhook_id}/{secret}", Public, NOT_FOUND).body(json!({ "text": "hi" })),
         e("GET", "/_synapse/admin/v1/server_version", Admin, FORBIDDEN),
+        e("GET", "/_synapse/admin/v1/registration_tokens", Admin, FORBIDDEN),
+        e("POST", "/_synapse/admin/v1/registration_tokens/new", Admin, FORBIDDEN).body(json!({})),
+        e("GET", "/_synapse/admin/v1/registration_tokens/{token}", Admin, FORBIDDEN),
+        e("PUT", "/_synapse/admin/v1/registration_tokens/{token}", Admin, FORBIDDEN).body(json!({})),
+        e("DELETE", "/_synapse/admin/v1/registration_tokens/{token}", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v1/rooms/{room_id}/forward_extremities", Admin, FORBIDDEN),
         e("DELETE", "/_synapse/admin/v1/rooms/{room_id}/forward_extremities", Admin, FORBIDDEN),
         e("GET", "/_synapse/admin/v1/rooms/{room_id}/messages", Admin, FORBIDDEN),
@@ -640,6 +645,7 @@ impl Fixture {
             ("webhook_id", "nohook".to_owned()),
             ("job_id", "nojob".to_owned()),
             ("purge_id", "nopurge".to_owned()),
+            ("token", "notoken".to_owned()),
             ("secret", "nosecret".to_owned()),
         ]);
         Fixture {

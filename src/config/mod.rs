@@ -115,8 +115,12 @@ pub struct StorageConfig {
 pub struct RegistrationConfig {
     /// Whether anyone may register an account.
     pub enabled: bool,
-    /// When non-empty, registration requires one of these tokens (`m.login.registration_token`).
+    /// When non-empty, registration requires one of these tokens (`m.login.registration_token`),
+    /// or one made with the admin API; they never run out.
     pub tokens: Vec<String>,
+    /// Registration requires a token (Synapse's `registration_requires_token`): one of `tokens`
+    /// or one made with `/_synapse/admin/v1/registration_tokens`.
+    pub requires_token: bool,
     /// Minimum password length.
     pub min_password_length: usize,
 }
@@ -276,6 +280,7 @@ impl Default for RegistrationConfig {
         Self {
             enabled: true,
             tokens: Vec::new(),
+            requires_token: false,
             min_password_length: 1,
         }
     }

@@ -24,6 +24,7 @@ pub mod password_pool;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
+pub mod registration_tokens;
 pub mod relations;
 pub mod reports;
 pub mod retention;
@@ -88,6 +89,8 @@ pub struct Services {
     pub metrics: metrics::Metrics,
     /// Retention policies (expired events are hidden, then purged).
     pub retention: retention::Retention,
+    /// Registration tokens made with the admin API, and the registrations holding one.
+    pub registration_tokens: registration_tokens::RegistrationTokens,
 }
 
 /// Every column family of the database, service by service.
@@ -121,6 +124,7 @@ pub fn all_maps() -> Vec<Map> {
         appservice::queue::MAPS,
         webhooks::MAPS,
         jobs::MAPS,
+        registration_tokens::MAPS,
     ]
     .concat()
 }
@@ -182,6 +186,7 @@ impl Services {
             backups: Default::default(),
             metrics: Default::default(),
             retention,
+            registration_tokens: registration_tokens::RegistrationTokens::new(db.clone()),
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

@@ -66,6 +66,13 @@ impl Db {
         self.write(batch)
     }
 
+    /// A one-key delete.
+    pub fn delete(&self, map: Map, key: impl Into<Vec<u8>>) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.delete(map, key);
+        self.write(batch)
+    }
+
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn scan_prefix<'a>(
         &'a self,

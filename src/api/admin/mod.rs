@@ -5,6 +5,7 @@
 pub mod extract;
 pub mod jobs;
 pub mod media;
+pub mod registration_tokens;
 pub mod reports;
 pub mod room_history;
 pub mod rooms;
@@ -269,6 +270,31 @@ pub fn routes(router: AppRouter) -> AppRouter {
             Method::GET,
             &format!("{V1}/room/{{room_id}}/timestamp_to_event"),
             room_history::timestamp_to_event,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/registration_tokens"),
+            registration_tokens::list,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/registration_tokens/new"),
+            registration_tokens::create,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/registration_tokens/{{token}}"),
+            registration_tokens::get,
+        )
+        .route(
+            Method::PUT,
+            &format!("{V1}/registration_tokens/{{token}}"),
+            registration_tokens::update,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V1}/registration_tokens/{{token}}"),
+            registration_tokens::delete,
         )
         .route(Method::GET, &format!("{V1}/event_reports"), reports::list)
         .route(

@@ -174,6 +174,12 @@ pub async fn register(
     req: Ruma<register::v3::Request>,
 ) -> Result<axum::Json<Value>> {
     let auth = auth_of(&req.json);
+    // The UIA session, whose registration token (if any) counts one use once the account exists.
+    let session = auth
+        .as_ref()
+        .and_then(|a| a.get("session"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let body = req.body;
     let password = body.password.clone();
     let (device_id, display_name, inhibit_login) = (
@@ -239,7 +245,7 @@ pub async fn register(
             {
                 return Err(Error::weak_password("Password is too short"));
             }
-            let flows = if config.tokens.is_empty() {
+            let flows = if config.tokens.is_empty() && !config.requires_token {
                 vec![vec!["m.login.dummy"]]
             } else {
                 vec![vec!["m.login.registration_token"]]
@@ -255,7 +261,12 @@ pub async fn register(
                             .get("token")
                             .and_then(Value::as_str)
                             .unwrap_or_default();
-                        Ok(config.tokens.iter().any(|t| t == token))
+                        let session = auth
+                            .get("session")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        Ok(config.tokens.iter().any(|t| t == token)
+                            || s.registration_tokens.reserve(token, session)?)
                     }
                     _ => Ok(false),
                 },
@@ -270,6 +281,9 @@ pub async fn register(
     services
         .run(move |s| {
             s.users.create_hashed(&user, hash, |_| {})?;
+            if let Some(session) = &session {
+                s.registration_tokens.registered(session)?;
+            }
             let mut response = json!({ "user_id": user });
             if !inhibit_login {
                 let (device, token) = device_list::login(s, &user, device_id, display_name)?;

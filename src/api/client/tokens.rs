@@ -28,7 +28,8 @@ pub async fn refresh(
 }
 
 /// `GET /_matrix/client/v1/register/m.login.registration_token/validity`: whether a token would
-/// be accepted by registration (`[registration] tokens`); 403 when registration is closed.
+/// be accepted by registration (`[registration] tokens`, or an admin's token with uses left and
+/// not expired); 403 when registration is closed.
 /// Rate-limited like registration, so tokens cannot be guessed quickly.
 pub async fn registration_token_validity(
     State(services): State<Arc<Services>>,
@@ -40,6 +41,10 @@ pub async fn registration_token_validity(
             "Registration is not enabled on this server",
         ));
     }
-    let valid = config.tokens.iter().any(|t| *t == req.body.token);
+    let token = req.body.token;
+    let valid = config.tokens.iter().any(|t| *t == token)
+        || services
+            .run(move |s| s.registration_tokens.is_usable(&token))
+            .await?;
     Ok(check_registration_token_validity::v1::Response::new(valid).into())
 }
