@@ -65,6 +65,7 @@ pub async fn start(config: Config) -> Result<RunningServer> {
         let services = Services::open(config)?;
         crate::api::appservice_auth::ensure_sender_users(&services)?;
         crate::services::webhooks::bot::ensure_user(&services)?;
+        crate::services::server_notices::ensure_user(&services)?;
         services.appservices.count_queued(&services)?;
         Ok::<_, crate::error::Error>(services)
     })

@@ -325,6 +325,8 @@ fn table() -> Vec<Entry> {
         e("DELETE", "/_parvis/client/v1/rooms/{room_id}/webhooks/{webhook_id}", RoomMember, FORBIDDEN),
         e("POST", "/_parvis/hooks/{webhook_id}/{secret}", Public, NOT_FOUND).body(json!({ "text": "hi" })),
         e("GET", "/_synapse/admin/v1/server_version", Admin, FORBIDDEN),
+        e("POST", "/_synapse/admin/v1/send_server_notice", Admin, FORBIDDEN).body(json!({ "user_id": "{user_id}", "content": { "msgtype": "m.text", "body": "hi" } })),
+        e("PUT", "/_synapse/admin/v1/send_server_notice/{txn_id}", Admin, FORBIDDEN).body(json!({ "user_id": "{user_id}", "content": { "msgtype": "m.text", "body": "hi" } })),
         e("GET", "/_synapse/admin/v1/registration_tokens", Admin, FORBIDDEN),
         e("POST", "/_synapse/admin/v1/registration_tokens/new", Admin, FORBIDDEN).body(json!({})),
         e("GET", "/_synapse/admin/v1/registration_tokens/{token}", Admin, FORBIDDEN),

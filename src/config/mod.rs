@@ -31,6 +31,7 @@ pub struct Config {
     pub backup: crate::services::backup::BackupConfig,
     pub metrics: crate::services::metrics::MetricsConfig,
     pub retention: crate::services::retention::RetentionConfig,
+    pub server_notices: crate::services::server_notices::ServerNoticesConfig,
     pub log: String,
 }
 
@@ -249,6 +250,7 @@ impl Default for Config {
             backup: Default::default(),
             metrics: Default::default(),
             retention: Default::default(),
+            server_notices: Default::default(),
             log: "info".to_owned(),
         }
     }

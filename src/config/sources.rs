@@ -30,6 +30,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "backup",
     "metrics",
     "retention",
+    "server_notices",
     "log",
 ];
 

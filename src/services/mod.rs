@@ -31,6 +31,7 @@ pub mod retention;
 pub mod rooms;
 pub mod search;
 pub mod sends_in_flight;
+pub mod server_notices;
 pub mod short;
 pub mod state;
 pub mod sync;
@@ -125,6 +126,7 @@ pub fn all_maps() -> Vec<Map> {
         webhooks::MAPS,
         jobs::MAPS,
         registration_tokens::MAPS,
+        server_notices::MAPS,
     ]
     .concat()
 }

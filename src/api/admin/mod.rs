@@ -296,6 +296,16 @@ pub fn routes(router: AppRouter) -> AppRouter {
             &format!("{V1}/registration_tokens/{{token}}"),
             registration_tokens::delete,
         )
+        .route(
+            Method::POST,
+            &format!("{V1}/send_server_notice"),
+            users::send_server_notice,
+        )
+        .route(
+            Method::PUT,
+            &format!("{V1}/send_server_notice/{{txn_id}}"),
+            users::send_server_notice,
+        )
         .route(Method::GET, &format!("{V1}/event_reports"), reports::list)
         .route(
             Method::GET,

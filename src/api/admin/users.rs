@@ -394,3 +394,40 @@ pub async fn joined_rooms(State(services): State<Arc<Services>>, _: Admin, args:
         })
         .await
 }
+
+#[derive(Deserialize)]
+pub struct ServerNotice {
+    user_id: OwnedUserId,
+    content: serde_json::Map<String, Value>,
+    #[serde(default = "message_type", rename = "type")]
+    kind: String,
+    state_key: Option<String>,
+}
+
+fn message_type() -> String {
+    "m.room.message".into()
+}
+
+/// `POST /_synapse/admin/v1/send_server_notice` and `PUT …/send_server_notice/{txnId}`
+/// (`services::server_notices`): `{"event_id"}`.
+pub async fn send_server_notice(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+    Body(body): Body<ServerNotice>,
+) -> Answer {
+    let txn = args.0.first().cloned();
+    services
+        .run(move |s| {
+            let event_id = crate::services::server_notices::send(
+                s,
+                &body.user_id,
+                &body.kind,
+                body.state_key,
+                body.content,
+                txn,
+            )?;
+            Ok(Json(json!({ "event_id": event_id })))
+        })
+        .await
+}
