@@ -1363,3 +1363,261 @@ async fn room_history_routes_read_any_room() {
     drop(s);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn users_account_data_pushers_login_shadow_ban_and_rate_limits() {
+    let (_dir, server, root) = admin_server().await;
+    let (bob_id, bob) = server.register("bob").await;
+    let (_, carol) = server.register("carol").await;
+    let b = enc(&bob_id);
+    let room = server
+        .create_room(&bob, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &carol,
+            json!({}),
+        )
+        .await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/user/{b}/account_data/org.example.settings"),
+            &bob,
+            json!({ "theme": "dark" }),
+        )
+        .await;
+    server
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{b}/rooms/{}/tags/u.work",
+                enc(&room)
+            ),
+            &bob,
+            json!({}),
+        )
+        .await;
+    server
+        .post("/_matrix/client/v3/pushers/set", &bob, json!({
+            "kind": "http", "app_id": "org.example.app", "pushkey": "k1", "app_display_name": "App",
+            "device_display_name": "Phone", "lang": "en", "data": { "url": "https://push.example.org/_matrix/push/v1/notify" } }))
+        .await;
+
+    // Account data and pushers.
+    let data = server
+        .get(&format!("{ADMIN}/v1/users/{b}/accountdata"), &root)
+        .await;
+    assert_eq!(
+        data["account_data"]["global"]["org.example.settings"],
+        json!({ "theme": "dark" })
+    );
+    assert!(
+        data["account_data"]["rooms"][&room]["m.tag"]["tags"]["u.work"].is_object(),
+        "{data}"
+    );
+    let pushers = server
+        .get(&format!("{ADMIN}/v1/users/{b}/pushers"), &root)
+        .await;
+    assert_eq!(pushers["total"], 1);
+    assert_eq!(pushers["pushers"][0]["pushkey"], "k1");
+    let (status, _) = call(
+        &server,
+        Method::GET,
+        "/v1/users/@nobody:test.local/pushers",
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Logging in as bob: a token of his, on a device he can see.
+    let (status, body) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/users/{b}/login"),
+        &root,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let as_bob = body["access_token"].as_str().unwrap().to_owned();
+    let me = server
+        .get("/_matrix/client/v3/account/whoami", &as_bob)
+        .await;
+    assert_eq!(me["user_id"], json!(bob_id));
+    let devices = server.get("/_matrix/client/v3/devices", &bob).await;
+    assert!(
+        devices["devices"]
+            .to_string()
+            .contains("Logged in by the admin @root:test.local")
+    );
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/users/{b}/login"),
+        &root,
+        Some(json!({ "valid_until_ms": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Shadow-banned: bob's messages answer but nobody sees them; lifted: seen again.
+    server
+        .post(
+            &format!("{ADMIN}/v1/users/{b}/shadow_ban"),
+            &root,
+            json!({}),
+        )
+        .await;
+    let ghost = server.send_text(&bob, &room, "g1", "spam spam").await;
+    assert!(ghost.starts_with('$'));
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&ghost)
+            ),
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&bob),
+            Some(json!({ "user_id": "@root:test.local" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let details = server
+        .get(&format!("{ADMIN}/v1/rooms/{}", enc(&room)), &root)
+        .await;
+    assert_eq!(
+        details["invited_members"].as_u64().unwrap_or(0),
+        0,
+        "{details}"
+    );
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("{ADMIN}/v1/users/{b}/shadow_ban"),
+            Some(&root),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = server.send_text(&bob, &room, "g2", "hello for real").await;
+    server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&seen)
+            ),
+            &carol,
+        )
+        .await;
+    drop(as_bob);
+
+    // Rate-limit overrides.
+    assert_eq!(
+        server
+            .get(&format!("{ADMIN}/v1/users/{b}/override_ratelimit"), &root)
+            .await,
+        json!({})
+    );
+    let set = server
+        .post(
+            &format!("{ADMIN}/v1/users/{b}/override_ratelimit"),
+            &root,
+            json!({ "messages_per_second": 0, "burst_count": 0 }),
+        )
+        .await;
+    assert_eq!(set, json!({ "messages_per_second": 0, "burst_count": 0 }));
+    assert_eq!(
+        server
+            .get(&format!("{ADMIN}/v1/users/{b}/override_ratelimit"), &root)
+            .await,
+        set
+    );
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        &format!("/v1/users/{b}/override_ratelimit"),
+        &root,
+        Some(json!({ "messages_per_second": -1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/users/{b}/override_ratelimit"),
+        &root,
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    assert_eq!(
+        server
+            .get(&format!("{ADMIN}/v1/users/{b}/override_ratelimit"), &root)
+            .await,
+        json!({})
+    );
+    server.stop().await;
+}
+
+/// An override is what the limiter applies to the user's rate-limited requests: with limits on,
+/// a user limited to 1 request per second and a burst of 2 is refused the third at once; 0 per
+/// second lifts the limit.
+#[tokio::test]
+async fn a_rate_limit_override_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.rate_limits.enabled = true;
+    config.rate_limits.per_second = 1000.0;
+    config.rate_limits.burst = 1000.0;
+    let server = TestServer::start_with(config).await;
+    let (bob_id, bob) = server.register("bob").await;
+    let room = server.create_room(&bob, json!({})).await;
+    let s = common::federation::services(&server);
+    let limits = |per_second, burst| parvis::services::ratelimit::Override {
+        messages_per_second: per_second,
+        burst_count: burst,
+    };
+    s.rate_limiter
+        .set_override(&s.globals.db, &bob_id, Some(limits(1, 2)))
+        .unwrap();
+    let event = server.send_text(&bob, &room, "r", "read me").await;
+    // Receipts are rate-limited routes.
+    let receipt = format!(
+        "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+        enc(&room),
+        enc(&event)
+    );
+    let mut refused = 0;
+    for _ in 0..3 {
+        let (status, _) = server
+            .call(Method::POST, &receipt, Some(&bob), Some(json!({})))
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+    s.rate_limiter
+        .set_override(&s.globals.db, &bob_id, Some(limits(0, 0)))
+        .unwrap();
+    for _ in 0..20 {
+        let (status, _) = server
+            .call(Method::POST, &receipt, Some(&bob), Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    drop(s);
+    server.stop().await;
+}

@@ -92,6 +92,8 @@ pub struct Services {
     pub retention: retention::Retention,
     /// Registration tokens made with the admin API, and the registrations holding one.
     pub registration_tokens: registration_tokens::RegistrationTokens,
+    /// Users whose actions pretend to work (an admin's shadow-ban).
+    pub shadow_bans: admin::shadow_ban::ShadowBans,
 }
 
 /// Every column family of the database, service by service.
@@ -153,6 +155,8 @@ impl Services {
 
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
+        rate_limiter.load_overrides(&db)?;
+        let shadow_bans = admin::shadow_ban::ShadowBans::load(&db)?;
         let login_failures = login_failures::LoginFailures::new(&config.rate_limits);
         let heavy_work = heavy_work::HeavyWork::new(config.limits.heavy_work_threads);
         let passwords = password_pool::PasswordPool::new(
@@ -189,6 +193,7 @@ impl Services {
             metrics: Default::default(),
             retention,
             registration_tokens: registration_tokens::RegistrationTokens::new(db.clone()),
+            shadow_bans,
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

@@ -306,6 +306,46 @@ pub fn routes(router: AppRouter) -> AppRouter {
             &format!("{V1}/send_server_notice/{{txn_id}}"),
             users::send_server_notice,
         )
+        .route(
+            Method::GET,
+            &format!("{V1}/users/{{user_id}}/accountdata"),
+            users::account_data,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/users/{{user_id}}/pushers"),
+            users::pushers,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/users/{{user_id}}/login"),
+            users::login_as,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/users/{{user_id}}/shadow_ban"),
+            users::shadow_ban,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V1}/users/{{user_id}}/shadow_ban"),
+            users::unshadow_ban,
+        )
+        .route(
+            Method::GET,
+            &format!("{V1}/users/{{user_id}}/override_ratelimit"),
+            users::get_ratelimit,
+        )
+        .route(
+            Method::POST,
+            &format!("{V1}/users/{{user_id}}/override_ratelimit"),
+            users::set_ratelimit,
+        )
+        .route(
+            Method::DELETE,
+            &format!("{V1}/users/{{user_id}}/override_ratelimit"),
+            users::delete_ratelimit,
+        )
         .route(Method::GET, &format!("{V1}/event_reports"), reports::list)
         .route(
             Method::GET,

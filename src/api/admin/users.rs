@@ -431,3 +431,183 @@ pub async fn send_server_notice(
         })
         .await
 }
+
+/// `GET /_synapse/admin/v1/users/{userId}/accountdata`:
+/// `{"account_data": {"global": {type: content}, "rooms": {roomId: {type: content}}}}`.
+pub async fn account_data(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            existing_local(s, &user)?;
+            let (mut global, mut rooms) = (serde_json::Map::new(), serde_json::Map::new());
+            for entry in s.account_data.changes_since(&user, 0)? {
+                match entry.room {
+                    None => {
+                        global.insert(entry.kind, entry.content);
+                    }
+                    Some(room) => {
+                        if let Value::Object(of_room) =
+                            rooms.entry(room.to_string()).or_insert_with(|| json!({}))
+                        {
+                            of_room.insert(entry.kind, entry.content);
+                        }
+                    }
+                }
+            }
+            Ok(Json(
+                json!({ "account_data": { "global": global, "rooms": rooms } }),
+            ))
+        })
+        .await
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/pushers`: `{"pushers": [...], "total"}`.
+pub async fn pushers(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            existing_local(s, &user)?;
+            let pushers: Vec<Value> = s
+                .push
+                .pushers()
+                .list(&user)?
+                .into_iter()
+                .filter_map(|p| serde_json::to_value(p.pusher).ok())
+                .collect();
+            Ok(Json(json!({ "total": pushers.len(), "pushers": pushers })))
+        })
+        .await
+}
+
+fn existing_local(s: &Services, user: &UserId) -> Result<()> {
+    local(s, user)?;
+    if s.users.account(user)?.is_none() {
+        return Err(Error::not_found("User not found"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct LoginAs {
+    valid_until_ms: Option<u64>,
+}
+
+/// `POST /_synapse/admin/v1/users/{userId}/login`: an access token of the user, on a new device
+/// named after the admin (so the user sees it in their device list); `{"access_token"}`.
+/// `valid_until_ms` (expiring tokens) is not supported: 400.
+pub async fn login_as(
+    State(services): State<Arc<Services>>,
+    Admin(admin): Admin,
+    args: Args,
+    Body(body): Body<LoginAs>,
+) -> Answer {
+    let user = args.user(0)?;
+    if body.valid_until_ms.is_some() {
+        return Err(Error::invalid_param(
+            "valid_until_ms is not supported: access tokens do not expire",
+        ));
+    }
+    services
+        .run(move |s| {
+            existing_local(s, &user)?;
+            if !s.users.is_active(&user)? {
+                return Err(Error::invalid_param("The user is deactivated"));
+            }
+            let (_, token) = crate::services::keys::device_list::login(
+                s,
+                &user,
+                None,
+                Some(format!("Logged in by the admin {admin}")),
+            )?;
+            Ok(Json(json!({ "access_token": token })))
+        })
+        .await
+}
+
+/// `POST|DELETE /_synapse/admin/v1/users/{userId}/shadow_ban`: `{}`.
+pub async fn shadow_ban(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    set_shadow_ban(services, args, true).await
+}
+
+pub async fn unshadow_ban(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    set_shadow_ban(services, args, false).await
+}
+
+async fn set_shadow_ban(services: Arc<Services>, args: Args, banned: bool) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            existing_local(s, &user)?;
+            s.shadow_bans.set(&s.globals.db, &user, banned)?;
+            Ok(Json(json!({})))
+        })
+        .await
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/override_ratelimit`: `{}` or the override.
+pub async fn get_ratelimit(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            existing_local(s, &user)?;
+            Ok(Json(match s.rate_limiter.override_of(user.as_str()) {
+                Some(limits) => json!(limits),
+                None => json!({}),
+            }))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct RatelimitBody {
+    #[serde(default)]
+    messages_per_second: Option<Value>,
+    #[serde(default)]
+    burst_count: Option<Value>,
+}
+
+/// `POST /_synapse/admin/v1/users/{userId}/override_ratelimit` `{messages_per_second?,
+/// burst_count?}` (non-negative integers, 0 by default; 0 per second: unlimited): the override.
+pub async fn set_ratelimit(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+    Body(body): Body<RatelimitBody>,
+) -> Answer {
+    let user = args.user(0)?;
+    let count = |value: Option<Value>, name: &str| match value {
+        None => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| Error::invalid_param(format!("{name} must be a non-negative integer"))),
+    };
+    let limits = crate::services::ratelimit::Override {
+        messages_per_second: count(body.messages_per_second, "messages_per_second")?,
+        burst_count: count(body.burst_count, "burst_count")?,
+    };
+    services
+        .run(move |s| {
+            existing_local(s, &user)?;
+            s.rate_limiter
+                .set_override(&s.globals.db, user.as_str(), Some(limits))?;
+            Ok(Json(json!(limits)))
+        })
+        .await
+}
+
+/// `DELETE /_synapse/admin/v1/users/{userId}/override_ratelimit`: `{}`.
+pub async fn delete_ratelimit(
+    State(services): State<Arc<Services>>,
+    _: Admin,
+    args: Args,
+) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            existing_local(s, &user)?;
+            s.rate_limiter
+                .set_override(&s.globals.db, user.as_str(), None)?;
+            Ok(Json(json!({})))
+        })
+        .await
+}

@@ -37,6 +37,10 @@ pub async fn typing(
             if !s.membership.is_joined(short, &caller)? {
                 return Err(Error::forbidden("You are not in this room"));
             }
+            // A shadow-banned user's typing is not shown.
+            if s.shadow_bans.is_banned(&caller) {
+                return Ok(create_typing_event::v3::Response::new().into());
+            }
             let on = match req.body.state {
                 Typing::Yes(info) => {
                     s.typing

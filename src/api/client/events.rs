@@ -25,6 +25,7 @@ use crate::{
     error::{Error, Result},
     services::{
         Services,
+        admin::shadow_ban::made_up_event_id,
         relations::filter::RelationFilter,
         rooms::{self, event_by_id, event_by_short},
         sync::filter::room_event_matches,
@@ -105,6 +106,9 @@ pub async fn send_message(
             let body = req.body;
             let content = content_of(&body.body)?;
             require_joined(s, &body.room_id, &user)?;
+            if s.shadow_bans.is_banned(&user) {
+                return Ok(send_message_event::v3::Response::new(made_up_event_id()).into());
+            }
             let kind = TimelineEventType::from(body.event_type.to_string());
             if kind == TimelineEventType::RoomRedaction {
                 return Err(Error::bad_json("Use the /redact endpoint to redact events"));
@@ -139,6 +143,9 @@ pub async fn send_state(
                 return Err(Error::bad_json("Use the /redact endpoint to redact events"));
             }
             check_state_content(s, &body.room_id, &body.event_type, &content)?;
+            if s.shadow_bans.is_banned(&user) {
+                return Ok(send_state_event::v3::Response::new(made_up_event_id()).into());
+            }
             // Re-sending the current state unchanged is a no-op that returns the existing event.
             if let Some(current) =
                 rooms::state_event(s, &body.room_id, &body.event_type, &body.state_key)?
@@ -311,6 +318,9 @@ pub async fn redact(
         .run(move |s| {
             let body = req.body;
             require_joined(s, &body.room_id, &user)?;
+            if s.shadow_bans.is_banned(&user) {
+                return Ok(redact_event::v3::Response::new(made_up_event_id()).into());
+            }
             if let Some(event_id) = s.timeline.txn_event(
                 user.as_str(),
                 device.as_str(),

@@ -417,6 +417,10 @@ pub async fn invite(
     req: Ruma<invite_user::v3::Request>,
 ) -> Res<invite_user::v3::Response> {
     let user = req.user()?.clone();
+    // A shadow-banned user's invites pretend to be sent.
+    if services.shadow_bans.is_banned(&user) {
+        return Ok(invite_user::v3::Response::new().into());
+    }
     if let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient
         && invitee.user_id.server_name() != services.globals.server_name()
     {

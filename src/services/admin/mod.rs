@@ -9,8 +9,14 @@ pub mod purge_history;
 pub mod room_block;
 pub mod room_deletion;
 pub mod room_list;
+pub mod shadow_ban;
 pub mod user_list;
 
 use crate::storage::Map;
 
-pub const MAPS: &[Map] = &[room_deletion::ROOM_DELETIONS, room_block::BLOCKED_ROOMS];
+pub const MAPS: &[Map] = &[
+    room_deletion::ROOM_DELETIONS,
+    room_block::BLOCKED_ROOMS,
+    shadow_ban::SHADOW_BANNED,
+    crate::services::ratelimit::OVERRIDES,
+];
