@@ -138,6 +138,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::media::retention::spawn(s, stop)
     }));
+    // Erasing the originals of redacted events after `[retention] redaction_retention_period`.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::timeline::redacted_originals::spawn(s, stop)
+    }));
     // The metrics listener.
     let metrics_addr = match api::metrics::start(&services).await? {
         Some((addr, stop, task)) => {

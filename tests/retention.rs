@@ -491,3 +491,80 @@ async fn retention_settings_are_checked() {
         Some(Lifetime(30 * DAY))
     );
 }
+
+/// `[retention] redaction_retention_period` and MSC2815: a redacted event's original is kept for
+/// the period; room moderators read it with `include_unredacted_content`, others get 403; after
+/// the period it is gone (404 `M_UNREDACTED_CONTENT_DELETED`) and the sweep erases it.
+#[tokio::test]
+async fn moderators_read_redacted_originals_for_the_retention_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(&dir.path().join("db"));
+    config.retention.redaction_retention_period = Lifetime(2_000);
+    let server = TestServer::start_with(config).await;
+    let (_, alice) = server.register("alice").await;
+    let (_, bob) = server.register("bob").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    let secret = server
+        .send_text(&bob, &room, "s1", "my password is hunter2")
+        .await;
+    server
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+                enc(&room),
+                enc(&secret)
+            ),
+            &bob,
+            json!({ "reason": "oops" }),
+        )
+        .await;
+    let path = |unredacted: bool| {
+        format!(
+            "/_matrix/client/v3/rooms/{}/event/{}{}",
+            enc(&room),
+            enc(&secret),
+            if unredacted {
+                "?fi.mau.msc2815.include_unredacted_content=true"
+            } else {
+                ""
+            }
+        )
+    };
+    let plain = server.get(&path(false), &alice).await;
+    assert_eq!(plain["content"], json!({}));
+    let (status, _) = server
+        .call(Method::GET, &path(true), Some(&bob), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let original = server.get(&path(true), &alice).await;
+    assert_eq!(original["content"]["body"], "my password is hunter2");
+    assert_eq!(
+        original["unsigned"]["redacted_because"]["content"]["reason"],
+        "oops"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let (status, body) = server
+        .call(Method::GET, &path(true), Some(&alice), None)
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::NOT_FOUND, Some("M_UNREDACTED_CONTENT_DELETED"))
+    );
+    let services = common::federation::services(&server);
+    assert_eq!(
+        parvis::services::timeline::redacted_originals::sweep(&services).unwrap(),
+        1
+    );
+    drop(services);
+    server.stop().await;
+}

@@ -21,6 +21,7 @@ pub mod media;
 pub mod metrics;
 pub mod outgoing;
 pub mod password_pool;
+pub mod periodic;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
@@ -105,6 +106,7 @@ pub fn all_maps() -> Vec<Map> {
         timeline::MAPS,
         timeline::backfilled::MAPS,
         timeline::redaction::MAPS,
+        timeline::redacted_originals::MAPS,
         rooms::membership::MAPS,
         users::MAPS,
         directory::MAPS,

@@ -705,11 +705,58 @@ pub async fn context(
         .await
 }
 
+/// MSC2815: the original of a redacted `event` for a server admin or a user who may redact others'
+/// events in its room (None: the event is not redacted). 403 `M_FORBIDDEN` for others; 404
+/// `M_UNREDACTED_CONTENT_DELETED` once the original is no longer kept.
+fn unredacted_form(s: &Services, user: &UserId, event: &StoredEvent) -> Result<Option<Value>> {
+    let Some(because) = event
+        .json
+        .get("unsigned")
+        .and_then(|u| match u {
+            ruma::CanonicalJsonValue::Object(o) => o.get("redacted_because"),
+            _ => None,
+        })
+        .map(crate::services::timeline::pdu::canonical_to_value)
+    else {
+        return Ok(None);
+    };
+    let admin = s.users.account(user)?.is_some_and(|a| a.admin);
+    if !admin && !rooms::power::can(s, &event.pdu.room_id, user, "redact")? {
+        return Err(Error::forbidden(
+            "Only moderators and server admins may see redacted content",
+        ));
+    }
+    let original =
+        crate::services::timeline::redacted_originals::get(s, event.short)?.ok_or_else(|| {
+            Error::new(
+                http::StatusCode::NOT_FOUND,
+                "M_UNREDACTED_CONTENT_DELETED",
+                "The original content of this event is no longer kept",
+            )
+        })?;
+    let mut unsigned = serde_json::Map::new();
+    unsigned.insert("redacted_because".into(), because);
+    Ok(Some(crate::services::timeline::pdu::client_event(
+        &original,
+        &event.pdu.event_id,
+        &event.pdu.room_id,
+        ClientFormat::Room,
+        unsigned,
+    )))
+}
+
 pub async fn get_event(
     State(services): State<Arc<Services>>,
     req: Ruma<get_room_event::v3::Request>,
 ) -> Res<get_room_event::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    // MSC2815: the original of a redacted event, for server admins and room moderators.
+    let unredacted = [
+        "include_unredacted_content",
+        "fi.mau.msc2815.include_unredacted_content",
+    ]
+    .iter()
+    .any(|name| req.query_param(name).as_deref() == Some("true"));
     services
         .run(move |s| {
             let event = event_by_id(s, &req.body.event_id)?
@@ -717,6 +764,9 @@ pub async fn get_event(
                 .ok_or_else(|| Error::not_found("Event not found"))?;
             if !user_can_see(s, &user, &event)? {
                 return Err(Error::not_found("Event not found"));
+            }
+            if unredacted && let Some(value) = unredacted_form(s, &user, &event)? {
+                return Ok(get_room_event::v3::Response::new(raw(&value)).into());
             }
             let value = crate::services::relations::bundle::to_client(
                 s,

@@ -14,26 +14,19 @@ const INTERVAL: Duration = Duration::from_secs(3600);
 /// The first check comes this long after start.
 const FIRST_CHECK: Duration = Duration::from_secs(60);
 
-pub fn spawn(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let config = &services.media.config;
-        if config.local_media_lifetime.is_none() && config.remote_media_lifetime.is_none() {
-            return;
-        }
-        let mut wait = FIRST_CHECK;
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            match services.run(expire).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("media retention deleted {n} media"),
-                Err(e) => tracing::warn!("media retention: {}", e.message),
-            }
-            wait = INTERVAL;
-        }
-    })
+pub fn spawn(services: Arc<Services>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let config = &services.media.config;
+    if config.local_media_lifetime.is_none() && config.remote_media_lifetime.is_none() {
+        return tokio::spawn(async {});
+    }
+    crate::services::periodic::spawn(
+        services,
+        stop,
+        FIRST_CHECK,
+        INTERVAL,
+        "media retention",
+        expire,
+    )
 }
 
 /// Deletes the media past their lifetime; answers how many.

@@ -31,7 +31,7 @@ pub const JOB_KIND: &str = "retention_purge";
 const MAX_REMEMBERED: usize = 10_000;
 
 /// `[retention]` (Synapse's `retention` section).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Off: `m.room.retention` is stored like any state event and nothing expires.
@@ -46,6 +46,22 @@ pub struct RetentionConfig {
     /// Each job purges the rooms whose max lifetime is in its range, every `interval`. None:
     /// one job for every room, daily.
     pub purge_jobs: Vec<PurgeJobConfig>,
+    /// How long the original of a redacted event is kept for admins and moderators (MSC2815),
+    /// whether or not `enabled`; 0: not kept. Synapse's `redaction_retention_period`.
+    pub redaction_retention_period: Lifetime,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default_policy: Policy::default(),
+            allowed_lifetime_min: None,
+            allowed_lifetime_max: None,
+            purge_jobs: Vec::new(),
+            redaction_retention_period: Lifetime(7 * 86_400_000),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -6,6 +6,7 @@ pub mod backfilled;
 pub mod order;
 pub mod pdu;
 pub mod purge;
+pub mod redacted_originals;
 pub mod redaction;
 #[cfg(test)]
 mod vectors;

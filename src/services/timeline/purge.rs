@@ -2,7 +2,8 @@
 //! (`services::retention`), the admin API's `purge_history` and a room deletion with `purge` do.
 //!
 //! A purged event loses what a reader could learn from it: its content (the stored PDU is
-//! replaced by its redacted form, as a redaction would, so its media URLs go too), its search
+//! replaced by its redacted form, as a redaction would, so its media URLs go too; the original
+//! of an earlier redaction too), its search
 //! postings, its relations (edits, reactions, thread replies) and its place in the timeline, in
 //! the backfilled history and in the time index, and the `/notifications` entries of local users.
 //! Its redacted skeleton stays, with its metadata, so the room's event graph stays whole: state
@@ -211,6 +212,7 @@ fn purge_event(
         .map_err(|e| Error::internal(e.to_string()))?;
     let bytes = serde_json::to_vec(&skeleton).map_err(|e| Error::internal(e.to_string()))?;
     c.batch.put(PDUS, short.to_be_bytes(), bytes);
+    super::redacted_originals::forget(&mut c.batch, short);
     if meta.pos != 0 {
         c.batch.delete(
             TIMELINE,

@@ -133,6 +133,7 @@ pub fn write_effect(
             );
             crate::services::search::event_redacted(s, c, target, &json)?;
             crate::services::relations::event_redacted(s, c, target)?;
+            super::redacted_originals::keep(s, c, target, &json)?;
             redact_stored(c, target, json, because, rules)?;
             Ok(Some(target))
         }
