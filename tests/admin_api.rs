@@ -1198,6 +1198,16 @@ async fn purge_history_and_deleting_with_purge_and_block() {
         );
     }
 
+    // The purges are background jobs, listed with their kind.
+    let jobs = server.get("/_parvis/admin/v1/jobs", &root).await;
+    let kinds: Vec<(&str, &str)> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["kind"].as_str().unwrap(), j["status"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&("room_deletion", "complete")), "{kinds:?}");
+    assert!(kinds.contains(&("purge_history", "complete")), "{kinds:?}");
     // v1 answers when everything is done.
     let other = server.create_room(&bob, json!({})).await;
     server.send_text(&bob, &other, "x", "to be purged").await;

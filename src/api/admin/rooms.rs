@@ -157,19 +157,25 @@ pub async fn delete(
 ) -> Answer {
     let room_id = args.room(0)?;
     let options = body.options()?;
+    let admin_id = admin.clone();
     let deletion = services
         .run(move |s| room_deletion::delete_room(s, &room_id, &admin, options))
         .await?;
     if deletion.status == "purging" {
-        let (background, delete_id) = (services.clone(), deletion.delete_id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = background
-                .run(move |s| room_deletion::purge_deleted(s, &delete_id))
-                .await
-            {
-                tracing::warn!("purging a deleted room: {}", e.message);
-            }
-        });
+        // A background job too (kind `room_deletion`), listed with the others.
+        let delete_id = deletion.delete_id.clone();
+        let params = json!({ "room_id": deletion.room_id, "delete_id": delete_id });
+        crate::services::jobs::run_in_background(
+            &services,
+            room_deletion::JOB_KIND,
+            admin_id.as_str(),
+            Some(params),
+            None,
+            move |s, _, _| {
+                room_deletion::purge_deleted(s, &delete_id)?;
+                Ok(json!({ "delete_id": delete_id }))
+            },
+        )?;
     }
     Ok(Json(json!({ "delete_id": deletion.delete_id })))
 }
@@ -222,20 +228,20 @@ pub async fn purge_history(
         None => None,
     };
     let up_to_event = in_path.or(body.purge_up_to_event_id);
-    let (job, short_room, scope) = services
+    let background = services.clone();
+    let purge_id = services
         .run(move |s| {
-            purge_history::start(
+            let (short_room, scope) = purge_history::scope_of(
                 s,
-                admin.as_str(),
                 &room_id,
                 up_to_event.as_deref(),
                 body.purge_up_to_ts,
                 body.delete_local_events,
-            )
+            )?;
+            purge_history::start(&background, admin.as_str(), &room_id, short_room, scope)
+                .map(|job| job.job_id)
         })
         .await?;
-    let purge_id = job.job_id.clone();
-    purge_history::run(services, job.job_id, short_room, scope);
     Ok(Json(json!({ "purge_id": purge_id })))
 }
 

@@ -20,15 +20,14 @@ use crate::{
 
 pub const JOB_KIND: &str = "purge_history";
 
-/// Checks the request and records the job; the purge itself is [`run`].
-pub fn start(
+/// What a purge request asks: the room and the scope (checked: 400/404 errors).
+pub fn scope_of(
     s: &Services,
-    admin: &str,
     room_id: &RoomId,
     up_to_event: Option<&EventId>,
     up_to_ts: Option<u64>,
     delete_local_events: bool,
-) -> Result<(Job, u64, Scope)> {
+) -> Result<(u64, Scope)> {
     let short_room = s
         .short
         .room(room_id)?
@@ -47,36 +46,41 @@ pub fn start(
             ));
         }
     };
-    let scope = Scope {
-        before_ts,
-        keep_graph_ends: true,
-        local_events: delete_local_events,
-    };
-    let params = json!({
-        "room_id": room_id,
-        "before_ts": before_ts,
-        "delete_local_events": delete_local_events,
-    });
-    let job = s.jobs.start(JOB_KIND, admin, Some(params))?;
-    Ok((job, short_room, scope))
+    Ok((
+        short_room,
+        Scope {
+            before_ts,
+            keep_graph_ends: true,
+            local_events: delete_local_events,
+        },
+    ))
 }
 
-/// Runs a recorded purge to its end (on the blocking pool, in the background).
-pub fn run(services: Arc<Services>, job_id: String, short_room: u64, scope: Scope) {
-    tokio::spawn(async move {
-        let id = job_id.clone();
-        let ran = services
-            .run(move |s| {
-                let outcome = purge::purge(s, short_room, scope, &|| false)
-                    .map(|n| json!({ "events_purged": n.unwrap_or(0) }))
-                    .map_err(|e| e.message);
-                s.jobs.finish(&id, outcome)
-            })
-            .await;
-        if let Err(e) = ran {
-            tracing::warn!("purge_history {job_id}: {}", e.message);
-        }
+/// Starts the purge as a background job (kind `purge_history`); answers the job at once.
+pub fn start(
+    services: &Arc<Services>,
+    admin: &str,
+    room_id: &RoomId,
+    short_room: u64,
+    scope: Scope,
+) -> Result<Job> {
+    let params = json!({
+        "room_id": room_id,
+        "before_ts": scope.before_ts,
+        "delete_local_events": scope.local_events,
     });
+    let (job, _) = crate::services::jobs::run_in_background(
+        services,
+        JOB_KIND,
+        admin,
+        Some(params),
+        None,
+        move |s, _, _| {
+            let purged = purge::purge(s, short_room, scope, &|| false)?;
+            Ok(json!({ "events_purged": purged.unwrap_or(0) }))
+        },
+    )?;
+    Ok(job)
 }
 
 /// Synapse's status of a purge: `active`, `complete` or `failed` (with `error`).

@@ -23,6 +23,9 @@ use crate::{
     util::random_string,
 };
 
+/// The job kind of a deletion's purge.
+pub const JOB_KIND: &str = "room_deletion";
+
 /// delete id → [`Deletion`].
 pub const ROOM_DELETIONS: Map = Map("admin_room_deletions");
 
