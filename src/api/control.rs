@@ -107,19 +107,11 @@ async fn run(
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let by = "command line";
-    let started = match request {
-        Request::Backup { out } => {
-            crate::services::backup::start_job(services, out, 0, by, Some(tx))
-        }
-        Request::ExportRoom { room_id, out } => {
-            let subject = crate::services::export::Subject::Room(room_id);
-            crate::services::export::start_job(services, subject, Some(out), by, Some(tx))
-        }
-        Request::ExportUser { user_id, out } => {
-            let subject = crate::services::export::Subject::User(user_id);
-            crate::services::export::start_job(services, subject, Some(out), by, Some(tx))
-        }
-    };
+    // Recording the job writes to the database: on the blocking pool.
+    let background = services.clone();
+    let started = services
+        .run(move |_| start(&background, request, by, tx))
+        .await;
     let handle = match started {
         Ok((_, handle)) => handle,
         Err(e) => return json!({ "error": e.message }),
@@ -132,6 +124,33 @@ async fn run(
         Ok(Ok(job)) => json!({ "job": job }),
         Ok(Err(e)) => json!({ "error": e.message }),
         Err(e) => json!({ "error": format!("the job's task failed: {e}") }),
+    }
+}
+
+type Started = crate::error::Result<(
+    crate::services::jobs::Job,
+    tokio::task::JoinHandle<crate::error::Result<crate::services::jobs::Job>>,
+)>;
+
+/// Starts the job a request asks for (blocking: it records the job).
+fn start(
+    services: &Arc<Services>,
+    request: Request,
+    by: &str,
+    tx: tokio::sync::mpsc::UnboundedSender<crate::services::jobs::Progress>,
+) -> Started {
+    match request {
+        Request::Backup { out } => {
+            crate::services::backup::start_job(services, out, 0, by, Some(tx))
+        }
+        Request::ExportRoom { room_id, out } => {
+            let subject = crate::services::export::Subject::Room(room_id);
+            crate::services::export::start_job(services, subject, Some(out), by, Some(tx))
+        }
+        Request::ExportUser { user_id, out } => {
+            let subject = crate::services::export::Subject::User(user_id);
+            crate::services::export::start_job(services, subject, Some(out), by, Some(tx))
+        }
     }
 }
 

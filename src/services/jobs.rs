@@ -69,13 +69,19 @@ pub struct Job {
 
 pub struct Jobs {
     db: Db,
+    /// The time part of the last id handed out: ids grow strictly, so two jobs started in one
+    /// millisecond still list in start order.
+    last_id_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Jobs {
     /// Opens the job records; jobs left running by a previous process (and whose kind is not in
     /// `resumable`) are marked failed.
     pub fn open(db: Db, resumable: &[&str]) -> Result<Self> {
-        let jobs = Self { db };
+        let jobs = Self {
+            db,
+            last_id_ms: Default::default(),
+        };
         for job in jobs.list(usize::MAX)? {
             if job.status == JobStatus::Running && !resumable.contains(&job.kind.as_str()) {
                 jobs.finish(&job.job_id, Err("interrupted: the server stopped".into()))?;
@@ -88,8 +94,16 @@ impl Jobs {
     pub fn start(&self, kind: &str, started_by: &str, params: Option<Value>) -> Result<Job> {
         self.forget_old()?;
         let now = now_ms();
+        let id_ms = self
+            .last_id_ms
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |last| Some(now.max(last + 1)),
+            )
+            .map_or(now, |last| now.max(last + 1));
         let job = Job {
-            job_id: format!("{now:012x}{}", crate::util::random_string(8)),
+            job_id: format!("{id_ms:012x}{}", crate::util::random_string(8)),
             kind: kind.to_owned(),
             status: JobStatus::Running,
             progress: Progress::default(),

@@ -30,7 +30,13 @@ pub async fn start_backup(State(services): State<Arc<Services>>, Admin(admin): A
         ));
     };
     let keep = config.keep;
-    let (job, _running) = backup::start_job(&services, dir, keep, admin.as_str(), None)?;
+    // Recording the job writes to the database: on the blocking pool.
+    let background = services.clone();
+    let job = services
+        .run(move |_| {
+            backup::start_job(&background, dir, keep, admin.as_str(), None).map(|(job, _)| job)
+        })
+        .await?;
     Ok(Json(json!({ "job_id": job.job_id })))
 }
 

@@ -157,27 +157,30 @@ pub async fn delete(
 ) -> Answer {
     let room_id = args.room(0)?;
     let options = body.options()?;
-    let admin_id = admin.clone();
-    let deletion = services
-        .run(move |s| room_deletion::delete_room(s, &room_id, &admin, options))
+    let background = services.clone();
+    let delete_id = services
+        .run(move |s| {
+            let deletion = room_deletion::delete_room(s, &room_id, &admin, options)?;
+            if deletion.status == "purging" {
+                // A background job too (kind `room_deletion`), listed with the others.
+                let delete_id = deletion.delete_id.clone();
+                let params = json!({ "room_id": deletion.room_id, "delete_id": delete_id });
+                crate::services::jobs::run_in_background(
+                    &background,
+                    room_deletion::JOB_KIND,
+                    admin.as_str(),
+                    Some(params),
+                    None,
+                    move |s, _, _| {
+                        room_deletion::purge_deleted(s, &delete_id)?;
+                        Ok(json!({ "delete_id": delete_id }))
+                    },
+                )?;
+            }
+            Ok(deletion.delete_id)
+        })
         .await?;
-    if deletion.status == "purging" {
-        // A background job too (kind `room_deletion`), listed with the others.
-        let delete_id = deletion.delete_id.clone();
-        let params = json!({ "room_id": deletion.room_id, "delete_id": delete_id });
-        crate::services::jobs::run_in_background(
-            &services,
-            room_deletion::JOB_KIND,
-            admin_id.as_str(),
-            Some(params),
-            None,
-            move |s, _, _| {
-                room_deletion::purge_deleted(s, &delete_id)?;
-                Ok(json!({ "delete_id": delete_id }))
-            },
-        )?;
-    }
-    Ok(Json(json!({ "delete_id": deletion.delete_id })))
+    Ok(Json(json!({ "delete_id": delete_id })))
 }
 
 /// `DELETE /_synapse/admin/v1/rooms/{roomId}`: the same, answered when everything (the purge
