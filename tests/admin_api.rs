@@ -544,17 +544,8 @@ async fn create_modify_and_deactivate_users() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    // Deactivation: erase is refused (and changes nothing); afterwards no login.
+    // Deactivation: afterwards no login.
     let token = login(&server, "erin", "fourth-pass").await.unwrap();
-    let (status, _) = call(
-        &server,
-        Method::POST,
-        "/v1/deactivate/@erin:test.local",
-        &root,
-        Some(json!({"erase": true})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
     server
         .get("/_matrix/client/v3/account/whoami", &token)
         .await;
@@ -1629,5 +1620,80 @@ async fn a_rate_limit_override_is_applied() {
         assert_eq!(status, StatusCode::OK);
     }
     drop(s);
+    server.stop().await;
+}
+
+/// `erase: true`: the user's events reach readers who were not in the room when they were sent
+/// in redacted form; members of that time still read them; the profile is gone.
+#[tokio::test]
+async fn an_erased_users_events_are_redacted_for_new_readers() {
+    let (_dir, server, root) = admin_server().await;
+    let (_, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let (_, carol) = server.register("carol").await;
+    server
+        .put(
+            "/_matrix/client/v3/profile/@bob:test.local/displayname",
+            &bob,
+            json!({ "displayname": "Bob" }),
+        )
+        .await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    let said = server.send_text(&bob, &room, "b1", "bob's words").await;
+    let done = server
+        .post(
+            &format!("{ADMIN}/v1/deactivate/{}", enc(&bob_id)),
+            &root,
+            json!({ "erase": true }),
+        )
+        .await;
+    assert_eq!(done["id_server_unbind_result"], "no-support");
+    // carol joins afterwards: a new reader.
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &carol,
+            json!({}),
+        )
+        .await;
+    let event_path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        enc(&room),
+        enc(&said)
+    );
+    let for_carol = server.get(&event_path, &carol).await;
+    assert_eq!(for_carol["content"], json!({}), "{for_carol}");
+    let for_alice = server.get(&event_path, &alice).await;
+    assert_eq!(for_alice["content"]["body"], "bob's words");
+    let page = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20",
+                enc(&room)
+            ),
+            &carol,
+        )
+        .await;
+    let seen = page["chunk"].to_string();
+    assert!(
+        seen.contains(&said) && !seen.contains("bob's words"),
+        "{seen}"
+    );
+    let sync = server.get("/_matrix/client/v3/sync", &carol).await;
+    assert!(!sync.to_string().contains("bob's words"));
+    let profile = server
+        .get(&format!("{ADMIN}/v2/users/{}", enc(&bob_id)), &root)
+        .await;
+    assert_eq!(profile["displayname"], Value::Null, "{profile}");
+    assert_eq!(profile["deactivated"], true);
     server.stop().await;
 }

@@ -94,7 +94,9 @@ pub struct Services {
     /// Registration tokens made with the admin API, and the registrations holding one.
     pub registration_tokens: registration_tokens::RegistrationTokens,
     /// Users whose actions pretend to work (an admin's shadow-ban).
-    pub shadow_bans: admin::shadow_ban::ShadowBans,
+    pub shadow_bans: admin::user_set::UserSet,
+    /// Users deactivated with `erase` (their events are pruned for new readers).
+    pub erased_users: admin::user_set::UserSet,
 }
 
 /// Every column family of the database, service by service.
@@ -158,7 +160,8 @@ impl Services {
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
         rate_limiter.load_overrides(&db)?;
-        let shadow_bans = admin::shadow_ban::ShadowBans::load(&db)?;
+        let shadow_bans = admin::user_set::UserSet::load(&db, admin::shadow_ban::SHADOW_BANNED)?;
+        let erased_users = admin::user_set::UserSet::load(&db, admin::deactivation::ERASED_USERS)?;
         let login_failures = login_failures::LoginFailures::new(&config.rate_limits);
         let heavy_work = heavy_work::HeavyWork::new(config.limits.heavy_work_threads);
         let passwords = password_pool::PasswordPool::new(
@@ -196,6 +199,7 @@ impl Services {
             retention,
             registration_tokens: registration_tokens::RegistrationTokens::new(db.clone()),
             shadow_bans,
+            erased_users,
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

@@ -206,15 +206,10 @@ pub async fn deactivate(
     Body(body): Body<Deactivate>,
 ) -> Answer {
     let user = args.user(0)?;
-    if body.erase {
-        return Err(Error::invalid_param(
-            "erase is not supported: the user's events are kept",
-        ));
-    }
     services
         .run(move |s| {
             local(s, &user)?;
-            deactivation::deactivate(s, &user)?;
+            deactivation::deactivate_and_erase(s, &user, body.erase)?;
             Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
         })
         .await

@@ -442,6 +442,7 @@ pub async fn deactivate(
 ) -> Res<deactivate::v3::Response> {
     let auth = auth_of(&req.json);
     let user = req.user()?.clone();
+    let erase = req.body.erase;
     uia_password(&services, &user, auth).await?;
     services
         .run(move |s| {
@@ -464,6 +465,9 @@ pub async fn deactivate(
                 }
             }
             device_list::deactivate(s, &user)?;
+            if erase {
+                s.erased_users.set(&s.globals.db, &user, true)?;
+            }
             Ok(deactivate::v3::Response::new(
                 ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport,
             )

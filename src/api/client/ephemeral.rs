@@ -38,7 +38,7 @@ pub async fn typing(
                 return Err(Error::forbidden("You are not in this room"));
             }
             // A shadow-banned user's typing is not shown.
-            if s.shadow_bans.is_banned(&caller) {
+            if s.shadow_bans.contains(&caller) {
                 return Ok(create_typing_event::v3::Response::new().into());
             }
             let on = match req.body.state {

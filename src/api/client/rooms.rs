@@ -418,7 +418,7 @@ pub async fn invite(
 ) -> Res<invite_user::v3::Response> {
     let user = req.user()?.clone();
     // A shadow-banned user's invites pretend to be sent.
-    if services.shadow_bans.is_banned(&user) {
+    if services.shadow_bans.contains(&user) {
         return Ok(invite_user::v3::Response::new().into());
     }
     if let invite_user::v3::InvitationRecipient::UserId(invitee) = &req.body.recipient

@@ -8,6 +8,19 @@ use crate::{
     services::{Services, rooms::membership::Membership},
 };
 
+/// user id → empty: a user deactivated with `erase` (their events are served redacted to readers
+/// who were not in the room when they were sent; `relations::bundle::to_client`).
+pub const ERASED_USERS: crate::storage::Map = crate::storage::Map("erased_users");
+
+/// Deactivates, and with `erase` marks the user erased.
+pub fn deactivate_and_erase(s: &Services, user: &UserId, erase: bool) -> Result<()> {
+    deactivate(s, user)?;
+    if erase {
+        s.erased_users.set(&s.globals.db, user, true)?;
+    }
+    Ok(())
+}
+
 pub fn deactivate(s: &Services, user: &UserId) -> Result<()> {
     if !s.users.exists(user)? {
         return Err(Error::not_found("User not found"));

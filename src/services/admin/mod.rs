@@ -11,6 +11,7 @@ pub mod room_deletion;
 pub mod room_list;
 pub mod shadow_ban;
 pub mod user_list;
+pub mod user_set;
 
 use crate::storage::Map;
 
@@ -18,5 +19,6 @@ pub const MAPS: &[Map] = &[
     room_deletion::ROOM_DELETIONS,
     room_block::BLOCKED_ROOMS,
     shadow_ban::SHADOW_BANNED,
+    deactivation::ERASED_USERS,
     crate::services::ratelimit::OVERRIDES,
 ];

@@ -27,11 +27,37 @@ pub fn to_client(
     user: &UserId,
     device: Option<&str>,
 ) -> Result<Value> {
+    // An erased sender's events reach readers who were not in the room then in redacted form.
+    if s.erased_users.contains(&event.pdu.sender)
+        && event.pdu.sender != user
+        && !crate::services::timeline::visibility::joined_at(s, user, event)?
+    {
+        return pruned(s, event, format);
+    }
     let mut value = event.to_client(&s.timeline, format, device.map(|d| (user, d)))?;
     if let Some(relations) = aggregations(s, event, format, user, true)? {
         attach(&mut value, relations);
     }
     Ok(value)
+}
+
+/// The event redacted by its room version's rules, as a client sees it.
+fn pruned(s: &Services, event: &StoredEvent, format: ClientFormat) -> Result<Value> {
+    let version = s
+        .timeline
+        .room_version(&event.pdu.room_id)?
+        .ok_or_else(|| crate::error::Error::internal("a room without a version"))?;
+    let rules = crate::services::rooms::version::rules(&version)?;
+    let redacted = ruma::canonical_json::redact(event.json.clone(), &rules.redaction, None)
+        .map_err(|e| crate::error::Error::internal(e.to_string()))?;
+    let unsigned = crate::services::timeline::append::unsigned_for(&redacted, None);
+    Ok(crate::services::timeline::pdu::client_event(
+        &redacted,
+        &event.pdu.event_id,
+        &event.pdu.room_id,
+        format,
+        unsigned,
+    ))
 }
 
 fn attach(value: &mut Value, relations: Map<String, Value>) {

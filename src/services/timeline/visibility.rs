@@ -41,6 +41,11 @@ fn visibility_at(
     Ok((visibility, membership))
 }
 
+/// Whether `user` was joined to the room just before `event`.
+pub fn joined_at(s: &Services, user: &UserId, event: &StoredEvent) -> Result<bool> {
+    Ok(visibility_at(s, &event.meta, user)?.1.as_deref() == Some("join"))
+}
+
 /// Retention first (an expired event is seen by nobody), then the spec's rules: world_readable; joined at the time; shared and joined since; invited and
 /// visibility `invited`. An event that changes the user's own membership is always visible to them.
 pub fn user_can_see(s: &Services, user: &UserId, event: &StoredEvent) -> Result<bool> {
