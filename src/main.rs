@@ -50,6 +50,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
     },
+    /// Deletes the search index and indexes every stored event again (server stopped).
+    RebuildSearch,
     /// Exports a room's whole history, state, members and media, with an HTML transcript, as a
     /// tar archive (the server running or not).
     ExportRoom {
@@ -97,6 +99,7 @@ fn main() {
         Command::Restore { from } => {
             report(parvis::cli::backup::restore(&config, &from), "restore")
         }
+        Command::RebuildSearch => report(parvis::cli::search::rebuild(&config), "rebuild"),
         Command::ExportRoom { room_id, out } => {
             let subject = parvis::services::export::Subject::Room(room_id);
             report(

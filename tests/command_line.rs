@@ -35,6 +35,7 @@ fn every_subcommand_has_help() {
         "restore",
         "export-room",
         "export-user",
+        "rebuild-search",
     ] {
         assert!(listed.contains(sub), "{sub} missing from --help:\n{listed}");
         let out = parvis(&[sub, "--help"], &[]);
