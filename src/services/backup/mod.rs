@@ -72,14 +72,14 @@ pub fn backup(
 ) -> Result<Value> {
     let io = |what: &str, e: std::io::Error| Error::internal(format!("backup: {what}: {e}"));
     std::fs::create_dir_all(out.join(DB_FOLDER)).map_err(|e| io("cannot create the folder", e))?;
-    progress(step("database", 0, 1));
+    progress(Progress::new("database", 0, 1));
     let database = db.backup(&out.join(DB_FOLDER), keep)?;
-    progress(step("database", 1, 1));
+    progress(Progress::new("database", 1, 1));
     let media = files::copy_tree(
         &data_dir.join(MEDIA_FOLDER),
         &out.join(MEDIA_FOLDER),
         &["tmp"],
-        &mut |done, total| progress(step("media", done, total)),
+        &mut |done, total| progress(Progress::new("media", done, total)),
     )
     .map_err(|e| io("media", e))?;
     files::copy_tree(
@@ -108,14 +108,14 @@ pub fn restore(from: &Path, data_dir: &Path, progress: &mut dyn FnMut(Progress))
         )));
     }
     std::fs::create_dir_all(data_dir).map_err(|e| io("cannot create the data folder", e))?;
-    progress(step("database", 0, 1));
+    progress(Progress::new("database", 0, 1));
     let database = crate::storage::rocks::restore_latest(&from.join(DB_FOLDER), data_dir)?;
-    progress(step("database", 1, 1));
+    progress(Progress::new("database", 1, 1));
     let media = files::copy_tree(
         &from.join(MEDIA_FOLDER),
         &data_dir.join(MEDIA_FOLDER),
         &[],
-        &mut |done, total| progress(step("media", done, total)),
+        &mut |done, total| progress(Progress::new("media", done, total)),
     )
     .map_err(|e| io("media", e))?;
     files::copy_tree(
@@ -126,10 +126,6 @@ pub fn restore(from: &Path, data_dir: &Path, progress: &mut dyn FnMut(Progress))
     )
     .map_err(|e| io("TLS certificate", e))?;
     Ok(json!({ "database": database, "media": media }))
-}
-
-fn step(name: &str, done: u64, total: u64) -> Progress {
-    Progress::new(name, done, total)
 }
 
 /// Starts a backup of the running server into `out` as a background job; `watch` receives its

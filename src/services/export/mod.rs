@@ -38,10 +38,6 @@ pub(crate) fn io_error(e: std::io::Error) -> Error {
     Error::internal(format!("export: {e}"))
 }
 
-pub(crate) fn step(name: &str, done: u64, total: u64) -> Progress {
-    Progress::new(name, done, total)
-}
-
 /// What to export.
 #[derive(Debug, Clone)]
 pub enum Subject {

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::{
     archive::{Archive, Scratch},
-    io_error, step,
+    io_error,
     transcript::{MediaLink, Transcript},
 };
 use crate::{
@@ -157,7 +157,7 @@ pub fn add_media(
             }
             None => index.push(json!({ "mxc": mxc, "missing": true })),
         }
-        progress(step("media", j as u64 + 1, mxcs.len() as u64));
+        progress(Progress::new("media", j as u64 + 1, mxcs.len() as u64));
     }
     Ok((index, stored))
 }
@@ -181,7 +181,7 @@ pub fn export_room(
     let mut transcript = Transcript::new(room_id.as_str());
     let mut mxcs = BTreeSet::new();
     let mut written = 0u64;
-    progress(step("events", 0, total));
+    progress(Progress::new("events", 0, total));
     for (i, short) in order.iter().enumerate() {
         if let Some(event) = event_by_short(s, *short, room_id)? {
             let client = client_form(&event, room_id);
@@ -202,7 +202,7 @@ pub fn export_room(
             transcript.add(&client);
         }
         if i % 200 == 199 || i + 1 == order.len() {
-            progress(step("events", i as u64 + 1, total));
+            progress(Progress::new("events", i as u64 + 1, total));
         }
     }
     events.writer.flush().map_err(io_error)?;

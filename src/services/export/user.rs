@@ -16,7 +16,6 @@ use super::{
     archive::{Archive, Scratch},
     io_error,
     room::{add_media, client_form},
-    step,
 };
 use crate::{
     error::{Error, Result},
@@ -115,10 +114,14 @@ pub fn export_user(
                 &pretty(&json!({ "membership": room.membership.as_str() })),
             )
             .map_err(io_error)?;
-        progress(step("rooms", i as u64 + 1, rooms.len() as u64));
+        progress(Progress::new("rooms", i as u64 + 1, rooms.len() as u64));
     }
 
-    let uploads = uploads_of(s, user)?;
+    let server = s.config().server_name.clone();
+    let uploads: BTreeSet<String> = crate::services::media::admin::uploads_of(s, user)?
+        .into_iter()
+        .map(|(media_id, _)| format!("mxc://{server}/{media_id}"))
+        .collect();
     let (index, stored) = add_media(s, &mut archive, &uploads, progress)?;
     archive
         .add("media.json", &pretty(&Value::Array(index)))
@@ -128,30 +131,4 @@ pub fn export_user(
         "file": out, "bytes": bytes, "rooms": rooms.len(), "events": events_total,
         "media": stored.len(),
     }))
-}
-
-/// The `mxc://` URIs of the user's uploads (this server's media whose uploader they are).
-fn uploads_of(s: &Services, user: &UserId) -> Result<BTreeSet<String>> {
-    let server = s.config().server_name.clone();
-    let prefix = crate::storage::keys::Key::new()
-        .str(server.as_str())
-        .build();
-    let mut out = BTreeSet::new();
-    for entry in s
-        .media
-        .db()
-        .scan_prefix(crate::services::media::records::MEDIA, &prefix)
-    {
-        let (key, value) = entry?;
-        let record: crate::services::media::records::MediaRecord =
-            crate::storage::db::decode_json(crate::services::media::records::MEDIA, &value)?;
-        if record.uploader.as_deref() == Some(user) {
-            let media_id = crate::storage::keys::KeyReader::new(&key[prefix.len()..])
-                .str()
-                .unwrap_or_default()
-                .to_owned();
-            out.insert(format!("mxc://{server}/{media_id}"));
-        }
-    }
-    Ok(out)
 }
