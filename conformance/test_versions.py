@@ -21,7 +21,7 @@ OPTIONAL = {
     # OAuth 2.0 API (v1.15): a server without it answers 404 M_UNRECOGNIZED.
     ("GET", "/_matrix/client/v1/auth_metadata"): "the OAuth 2.0 API is not offered",
     # "Optional endpoint - the server is not required to implement this endpoint".
-    ("POST", "/_matrix/client/v1/login/get_token"): "optional; m.get_login_token is off",
+    ("POST", "/_matrix/client/v1/login/get_token"): "optional; off unless [sessions.login_via_existing_session] enabled",
 }
 # Not optional in the spec, and not served yet: listed in spec/deviations.md.
 NOT_YET = {
@@ -126,8 +126,8 @@ async def test_left_out_endpoints_are_optional_and_answer_unrecognized(http):
 
 async def test_unstable_features_are_served(http, alice):
     """Each advertised unstable feature answers: simplified sliding sync (MSC4186), MSC3827's
-    stable `room_types` filter of /publicRooms, the room summary (MSC3266) and mutual rooms
-    (MSC2666)."""
+    stable `room_types` filter of /publicRooms, the room summary (MSC3266), mutual rooms
+    (MSC2666) and account moderation (MSC4323)."""
     features = assert_status(await http.request("GET", "/_matrix/client/versions"), 200).body.get("unstable_features", {})
     room = await alice.create_room(preset="public_chat")
     probes = {
@@ -135,11 +135,13 @@ async def test_unstable_features_are_served(http, alice):
         "org.matrix.msc3827.stable": ("POST", f"{CS}/publicRooms", {"filter": {"room_types": [None]}}),
         "im.nheko.summary": ("GET", f"/_matrix/client/unstable/im.nheko.summary/rooms/{q(room)}/summary", None),
         "uk.half-shot.msc2666.query_mutual_rooms": ("GET", f"/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms?user_id={q('@someone-else:' + alice.user_id.split(':', 1)[1])}", None),
+        # Account moderation: served, and refused to alice, who is not a server admin.
+        "uk.timedout.msc4323": ("GET", f"/_matrix/client/unstable/uk.timedout.msc4323/admin/lock/{q(alice.user_id)}", None, 403),
     }
     for name, enabled in features.items():
         if not enabled:
             continue
         assert name in probes, f"unstable feature {name} is advertised but this test does not check it"
-        method, path, body = probes[name]
+        method, path, body, *expected = probes[name]
         r = await (alice.req(method, path, json=body) if body is not None else alice.req(method, path))
-        assert r.status == 200, f"{name}: {method} {path} answered {r!r}"
+        assert r.status == (expected[0] if expected else 200), f"{name}: {method} {path} answered {r!r}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs (libclang for RocksDB's bindings, a C++ compiler),
 # when they are missing. With --tests, also what the tests need besides (Chromium, which opens the HTML
-# transcript of a room export in tests/export.rs). Safe to run repeatedly.
+# transcript of a room export in tests/export.rs; slapd, the LDAP directory of tests/ldap.rs). Safe
+# to run repeatedly.
 set -euo pipefail
 
 need=()
@@ -13,6 +14,9 @@ command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # The LDAP directory of tests/ldap.rs (slapd started by the test, on loopback; slapadd loads it).
+  [ -x /usr/sbin/slapd ] || need+=(slapd)
+  command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -68,6 +68,33 @@ impl Error {
         )
         .with("soft_logout", Value::Bool(false))
     }
+    /// An access token that expired (refresh it): 401 `M_UNKNOWN_TOKEN` with `soft_logout`, so
+    /// the client keeps its session and calls `/refresh`.
+    pub fn expired_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "M_UNKNOWN_TOKEN",
+            "Access token has expired",
+        )
+        .with("soft_logout", Value::Bool(true))
+    }
+    /// A locked account (an admin's lock): 401 `M_USER_LOCKED` with `soft_logout`.
+    pub fn user_locked() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "M_USER_LOCKED",
+            "This account has been locked",
+        )
+        .with("soft_logout", Value::Bool(true))
+    }
+    /// A suspended account tried something only active accounts may do: 403 `M_USER_SUSPENDED`.
+    pub fn user_suspended() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "M_USER_SUSPENDED",
+            "This account is suspended: it may read, leave rooms and redact its own events",
+        )
+    }
     pub fn user_in_use() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

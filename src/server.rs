@@ -143,6 +143,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::timeline::redacted_originals::spawn(s, stop)
     }));
+    // Deleting expired login tokens.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::sessions::login_tokens::spawn_sweep(s, stop)
+    }));
     // The metrics listener.
     let metrics_addr = match api::metrics::start(&services).await? {
         Some((addr, stop, task)) => {

@@ -198,17 +198,39 @@ pub async fn identify(
         None if need == AuthNeed::Required => Err(Error::missing_token()),
         None => Ok(Caller::default()),
         Some(token) => {
-            let found = services.run(move |s| s.users.find_token(&token)).await?;
-            match found {
-                Some((user, device)) => Ok(Caller {
-                    user: Some(user),
-                    device: Some(device),
-                    ..Default::default()
-                }),
-                None => Err(Error::unknown_token()),
-            }
+            let owner = token_owner(services, token, parts.uri.path()).await?;
+            Ok(Caller {
+                user: Some(owner.user),
+                device: Some(owner.device),
+                ..Default::default()
+            })
         }
     }
+}
+
+/// The owner of an access token that works now: 401 `M_UNKNOWN_TOKEN` when it is unknown (with
+/// `soft_logout` when it expired: the client refreshes it), 401 `M_USER_LOCKED` when an admin
+/// locked the account, except on `path`s that log out (a locked user may still log out).
+pub async fn token_owner(
+    services: &Arc<Services>,
+    token: String,
+    path: &str,
+) -> Result<crate::services::users::TokenOwner> {
+    let owner = services
+        .run(move |s| s.users.find_token(&token))
+        .await?
+        .ok_or_else(Error::unknown_token)?;
+    if owner
+        .expires_ts
+        .is_some_and(|ts| ts <= crate::util::now_ms())
+    {
+        return Err(Error::expired_token());
+    }
+    let logging_out = path.ends_with("/logout") || path.ends_with("/logout/all");
+    if !logging_out && services.moderation.locked.contains(&owner.user) {
+        return Err(Error::user_locked());
+    }
+    Ok(owner)
 }
 
 /// The values of the path's parameters, in order (what ruma's `try_from_http_request` takes).

@@ -32,6 +32,8 @@ pub struct Config {
     pub metrics: crate::services::metrics::MetricsConfig,
     pub retention: crate::services::retention::RetentionConfig,
     pub server_notices: crate::services::server_notices::ServerNoticesConfig,
+    pub sessions: crate::services::sessions::SessionsConfig,
+    pub password_config: crate::services::sessions::password_policy::PasswordConfig,
     pub log: String,
 }
 
@@ -122,8 +124,6 @@ pub struct RegistrationConfig {
     /// Registration requires a token (Synapse's `registration_requires_token`): one of `tokens`
     /// or one made with `/_synapse/admin/v1/registration_tokens`.
     pub requires_token: bool,
-    /// Minimum password length.
-    pub min_password_length: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +251,8 @@ impl Default for Config {
             metrics: Default::default(),
             retention: Default::default(),
             server_notices: Default::default(),
+            sessions: Default::default(),
+            password_config: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -283,7 +285,6 @@ impl Default for RegistrationConfig {
             enabled: true,
             tokens: Vec::new(),
             requires_token: false,
-            min_password_length: 1,
         }
     }
 }

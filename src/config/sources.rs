@@ -31,6 +31,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "retention",
     "server_notices",
+    "sessions",
+    "password_config",
     "log",
 ];
 

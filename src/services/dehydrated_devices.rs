@@ -76,6 +76,7 @@ pub fn put(
         access_token: format!("dehydrated-{}", random_string(32)),
         last_seen_ts: Some(now_ms()),
         last_seen_ip: None,
+        refresh: None,
     };
     let record = Dehydrated {
         device_id: device_id.to_owned(),

@@ -33,6 +33,7 @@ pub mod rooms;
 pub mod search;
 pub mod sends_in_flight;
 pub mod server_notices;
+pub mod sessions;
 pub mod short;
 pub mod state;
 pub mod sync;
@@ -97,6 +98,10 @@ pub struct Services {
     pub shadow_bans: admin::user_set::UserSet,
     /// Users deactivated with `erase` (their events are pruned for new readers).
     pub erased_users: admin::user_set::UserSet,
+    /// Single-use login tokens (`m.login.token`).
+    pub login_tokens: sessions::login_tokens::LoginTokens,
+    /// Locked and suspended accounts.
+    pub moderation: sessions::moderation::Moderation,
 }
 
 /// Every column family of the database, service by service.
@@ -133,6 +138,7 @@ pub fn all_maps() -> Vec<Map> {
         jobs::MAPS,
         registration_tokens::MAPS,
         server_notices::MAPS,
+        sessions::MAPS,
     ]
     .concat()
 }
@@ -162,6 +168,7 @@ impl Services {
         rate_limiter.load_overrides(&db)?;
         let shadow_bans = admin::user_set::UserSet::load(&db, admin::shadow_ban::SHADOW_BANNED)?;
         let erased_users = admin::user_set::UserSet::load(&db, admin::deactivation::ERASED_USERS)?;
+        let moderation = sessions::moderation::Moderation::load(&db)?;
         let login_failures = login_failures::LoginFailures::new(&config.rate_limits);
         let heavy_work = heavy_work::HeavyWork::new(config.limits.heavy_work_threads);
         let passwords = password_pool::PasswordPool::new(
@@ -200,6 +207,8 @@ impl Services {
             registration_tokens: registration_tokens::RegistrationTokens::new(db.clone()),
             shadow_bans,
             erased_users,
+            login_tokens: sessions::login_tokens::LoginTokens::new(db.clone()),
+            moderation,
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

@@ -27,7 +27,9 @@ pub const DEVICES: Map = Map("devices");
 pub const TOKENS: Map = Map("access_tokens");
 /// OpenID token → [`OpenIdToken`].
 pub const OPENID_TOKENS: Map = Map("openid_tokens");
-pub const MAPS: &[Map] = &[ACCOUNTS, DEVICES, TOKENS, OPENID_TOKENS];
+/// refresh token → user, device (the device's [`Refresh`] says whether it is still the current one).
+pub const REFRESH_TOKENS: Map = Map("refresh_tokens");
+pub const MAPS: &[Map] = &[ACCOUNTS, DEVICES, TOKENS, OPENID_TOKENS, REFRESH_TOKENS];
 
 /// Lifetime of an OpenID token (`request_token`), in milliseconds.
 pub const OPENID_TOKEN_LIFETIME_MS: u64 = 3_600_000;
@@ -59,6 +61,44 @@ pub struct Device {
     pub access_token: String,
     pub last_seen_ts: Option<u64>,
     pub last_seen_ip: Option<String>,
+    /// Set when the login asked for a refresh token: the access token then expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Refresh>,
+}
+
+/// The refreshable side of a device's session (`refresh_token: true` at login or registration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refresh {
+    pub token: String,
+    /// When the access token stops working (ms since the epoch).
+    pub access_expires_ts: u64,
+    /// When the refresh token stops working (None: only a refresh or a logout ends it).
+    pub expires_ts: Option<u64>,
+}
+
+/// How long the tokens of a refreshable session live (`[sessions]`).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetimes {
+    pub access_ms: u64,
+    pub refresh_ms: Option<u64>,
+}
+
+/// Whom an access token names, and until when it works (None: until logout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user: OwnedUserId,
+    pub device: OwnedDeviceId,
+    pub expires_ts: Option<u64>,
+}
+
+/// A device's new tokens after a login or a refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub device_id: OwnedDeviceId,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Milliseconds until the access token expires.
+    pub expires_in_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -76,6 +116,8 @@ pub struct Users {
     /// cannot both succeed.
     creating: Mutex<()>,
     tokens: RwLock<TokenCache>,
+    /// Held across the read and the write of a refresh: one refresh token is spent once.
+    refreshing: Mutex<()>,
 }
 
 /// Access tokens found in the database. `generation` grows on every forget: a lookup that read
@@ -83,7 +125,7 @@ pub struct Users {
 /// may have been deleted in between).
 #[derive(Default)]
 struct TokenCache {
-    found: HashMap<String, (OwnedUserId, OwnedDeviceId)>,
+    found: HashMap<String, TokenOwner>,
     generation: u64,
 }
 
@@ -94,6 +136,24 @@ pub(crate) fn device_key(user: &UserId, device: &str) -> Vec<u8> {
     Key::new().str(user.as_str()).str(device).build()
 }
 
+/// The value of an access token's entry: the device, then the expiry of a refreshable session.
+fn token_value(user: &UserId, device: &Device) -> Vec<u8> {
+    let key = Key::new().str(user.as_str()).str(device.device_id.as_str());
+    match &device.refresh {
+        Some(refresh) => key.u64(refresh.access_expires_ts).build(),
+        None => key.build(),
+    }
+}
+
+/// A new refreshable session's tokens, from `now`.
+fn new_refresh(lifetimes: TokenLifetimes, now: u64) -> Refresh {
+    Refresh {
+        token: random_string(32),
+        access_expires_ts: now.saturating_add(lifetimes.access_ms),
+        expires_ts: lifetimes.refresh_ms.map(|ms| now.saturating_add(ms)),
+    }
+}
+
 impl Users {
     pub fn new(db: Db, passwords: PasswordPool) -> Self {
         Self {
@@ -101,6 +161,7 @@ impl Users {
             passwords: Arc::new(passwords),
             creating: Mutex::new(()),
             tokens: Default::default(),
+            refreshing: Mutex::new(()),
         }
     }
 
@@ -317,7 +378,7 @@ impl Users {
     ) -> Result<(OwnedDeviceId, String)> {
         let mut batch = Batch::new();
         let (device, replaced) =
-            self.login_device_ops(&mut batch, user, device_id, display_name)?;
+            self.login_device_ops(&mut batch, user, device_id, display_name, None)?;
         self.db.write(batch)?;
         if let Some(old) = replaced {
             self.forget_tokens(&[old]);
@@ -326,41 +387,102 @@ impl Users {
     }
 
     /// [`Self::login_device`] in `batch`: the device, and the access token it replaces (to forget).
+    /// With `refreshable`, the access token expires and a refresh token comes with it.
     pub fn login_device_ops(
         &self,
         batch: &mut Batch,
         user: &UserId,
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
+        refreshable: Option<TokenLifetimes>,
     ) -> Result<(Device, Option<String>)> {
         let device_id = device_id.unwrap_or_else(|| random_string(10).to_uppercase().into());
-        let token = random_string(32);
         let previous = self.device(user, device_id.as_str())?;
         if let Some(old) = &previous {
-            batch.delete(TOKENS, old.access_token.as_bytes());
+            Self::delete_tokens_ops(batch, old);
         }
+        let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
         let device = Device {
             device_id: device_id.clone(),
             display_name: display_name.or(previous.as_ref().and_then(|d| d.display_name.clone())),
-            access_token: token.clone(),
-            last_seen_ts: Some(MilliSecondsSinceUnixEpoch::now().get().into()),
+            access_token: random_string(32),
+            last_seen_ts: Some(now),
             last_seen_ip: None,
+            refresh: refreshable.map(|lifetimes| new_refresh(lifetimes, now)),
         };
-        batch.put(
-            DEVICES,
-            device_key(user, device_id.as_str()),
-            encode_json(&device),
-        );
-        batch.put(
-            TOKENS,
-            token.as_bytes(),
-            device_key(user, device_id.as_str()),
-        );
+        self.put_tokens_ops(batch, user, &device);
         Ok((device, previous.map(|d| d.access_token)))
     }
 
-    /// The user and device of an access token.
-    pub fn find_token(&self, token: &str) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
+    /// Writes a device with its access token (and refresh token) entries.
+    fn put_tokens_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) {
+        let key = device_key(user, device.device_id.as_str());
+        batch.put(DEVICES, key.clone(), encode_json(device));
+        batch.put(
+            TOKENS,
+            device.access_token.as_bytes(),
+            token_value(user, device),
+        );
+        if let Some(refresh) = &device.refresh {
+            batch.put(REFRESH_TOKENS, refresh.token.as_bytes(), key);
+        }
+    }
+
+    /// Deletes a device's access token and refresh token entries.
+    fn delete_tokens_ops(batch: &mut Batch, device: &Device) {
+        batch.delete(TOKENS, device.access_token.as_bytes());
+        if let Some(refresh) = &device.refresh {
+            batch.delete(REFRESH_TOKENS, refresh.token.as_bytes());
+        }
+    }
+
+    /// `POST /refresh`: spends `refresh_token` for a new access token and a new refresh token of
+    /// the same device, in one batch; the old access token stops working at once. None: the
+    /// token is unknown, already spent, or expired.
+    pub fn refresh(
+        &self,
+        refresh_token: &str,
+        lifetimes: TokenLifetimes,
+        now: u64,
+    ) -> Result<Option<IssuedTokens>> {
+        let _one_at_a_time = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(key) = self.db.get(REFRESH_TOKENS, refresh_token.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut reader = KeyReader::new(&key);
+        let Some((user, device_id)) = reader.str().zip(reader.str()) else {
+            return Ok(None);
+        };
+        let Ok(user) = OwnedUserId::try_from(user) else {
+            return Ok(None);
+        };
+        let Some(mut device) = self.device(&user, device_id)? else {
+            return Ok(None);
+        };
+        let current = device
+            .refresh
+            .as_ref()
+            .filter(|r| r.token == refresh_token && r.expires_ts.is_none_or(|ts| ts > now));
+        if current.is_none() {
+            return Ok(None);
+        }
+        let mut batch = Batch::new();
+        Self::delete_tokens_ops(&mut batch, &device);
+        let old_token = std::mem::replace(&mut device.access_token, random_string(32));
+        device.refresh = Some(new_refresh(lifetimes, now));
+        self.put_tokens_ops(&mut batch, &user, &device);
+        self.db.write(batch)?;
+        self.forget_tokens(&[old_token]);
+        Ok(Some(IssuedTokens {
+            device_id: device.device_id,
+            access_token: device.access_token,
+            refresh_token: device.refresh.map(|r| r.token),
+            expires_in_ms: Some(lifetimes.access_ms),
+        }))
+    }
+
+    /// The user and device of an access token, and when it expires.
+    pub fn find_token(&self, token: &str) -> Result<Option<TokenOwner>> {
         let generation = {
             let cache = self.tokens.read().unwrap_or_else(|e| e.into_inner());
             if let Some(found) = cache.found.get(token) {
@@ -374,25 +496,24 @@ impl Users {
     }
 
     /// The user and device of an access token in the database.
-    fn stored_token(&self, token: &str) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
+    fn stored_token(&self, token: &str) -> Result<Option<TokenOwner>> {
         let Some(value) = self.db.get(TOKENS, token.as_bytes())? else {
             return Ok(None);
         };
         let mut reader = KeyReader::new(&value);
-        Ok(reader
-            .str()
-            .zip(reader.str())
-            .and_then(|(u, d)| Some((OwnedUserId::try_from(u).ok()?, OwnedDeviceId::from(d)))))
+        let Some((user, device)) = reader.str().zip(reader.str()) else {
+            return Ok(None);
+        };
+        Ok(OwnedUserId::try_from(user).ok().map(|user| TokenOwner {
+            user,
+            device: OwnedDeviceId::from(device),
+            expires_ts: reader.u64(),
+        }))
     }
 
     /// Caches what [`Self::stored_token`] read, unless a token was forgotten since `generation`
     /// (the read may predate a logout's delete, whose forget already ran).
-    fn cache_token(
-        &self,
-        token: &str,
-        found: &Option<(OwnedUserId, OwnedDeviceId)>,
-        generation: u64,
-    ) {
+    fn cache_token(&self, token: &str, found: &Option<TokenOwner>, generation: u64) {
         let Some(found) = found else { return };
         let mut cache = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         if cache.generation != generation {
@@ -458,7 +579,7 @@ impl Users {
     /// The deletion of a device, its access token, the pushers it created and its end-to-end keys.
     fn remove_device_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) -> Result<()> {
         batch.delete(DEVICES, device_key(user, device.device_id.as_str()));
-        batch.delete(TOKENS, device.access_token.as_bytes());
+        Self::delete_tokens_ops(batch, device);
         crate::services::push::pushers::delete_for_device(
             &self.db,
             batch,

@@ -327,6 +327,11 @@ pub fn routes(router: AppRouter) -> AppRouter {
             users::shadow_ban,
         )
         .route(
+            Method::PUT,
+            &format!("{V1}/suspend/{{user_id}}"),
+            users::suspend,
+        )
+        .route(
             Method::DELETE,
             &format!("{V1}/users/{{user_id}}/shadow_ban"),
             users::unshadow_ban,

@@ -21,6 +21,7 @@ use crate::{
             user_list::{self, UserOrder, UserQuery},
         },
         keys::device_keys as e2ee,
+        sessions::moderation::{self, Action},
         users::Device,
     },
 };
@@ -77,7 +78,7 @@ pub async fn list(State(services): State<Arc<Services>>, _: Admin, params: Param
             let users: Vec<Value> = page
                 .items
                 .iter()
-                .map(|(u, a)| user_list::user_json(u, a))
+                .map(|(u, a)| user_list::user_json(s, u, a))
                 .collect();
             let mut body = json!({ "users": users, "total": page.total });
             if let Some(next) = page.next {
@@ -94,7 +95,7 @@ pub async fn get_user(State(services): State<Arc<Services>>, _: Admin, args: Arg
         .run(move |s| {
             local(s, &user)?;
             let account = s.users.account(&user)?.ok_or_else(not_found)?;
-            Ok(Json(user_list::user_json(&user, &account)))
+            Ok(Json(user_list::user_json(s, &user, &account)))
         })
         .await
 }
@@ -108,6 +109,8 @@ pub struct PutUser {
     avatar_url: Option<String>,
     admin: Option<bool>,
     deactivated: Option<bool>,
+    /// Locks or unlocks the account (401 `M_USER_LOCKED` on its requests).
+    locked: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -187,8 +190,11 @@ pub async fn put_user(
                     StatusCode::OK
                 }
             };
+            if let Some(locked) = body.locked {
+                moderation::set(s, Action::Lock, &user, locked)?;
+            }
             let account = s.users.account(&user)?.ok_or_else(not_found)?;
-            Ok((status, Json(user_list::user_json(&user, &account))))
+            Ok((status, Json(user_list::user_json(s, &user, &account))))
         })
         .await
 }
@@ -520,6 +526,30 @@ pub async fn login_as(
 }
 
 /// `POST|DELETE /_synapse/admin/v1/users/{userId}/shadow_ban`: `{}`.
+#[derive(Deserialize)]
+pub struct Suspend {
+    suspend: bool,
+}
+
+/// `PUT /_synapse/admin/v1/suspend/{userId}` `{"suspend": bool}` (Synapse's route for MSC3823).
+pub async fn suspend(
+    State(services): State<Arc<Services>>,
+    Admin(caller): Admin,
+    args: Args,
+    Body(body): Body<Suspend>,
+) -> Answer {
+    let user = args.user(0)?;
+    services
+        .run(move |s| {
+            moderation::check_target(s, &caller, &user, true)?;
+            moderation::set(s, Action::Suspend, &user, body.suspend)?;
+            Ok(Json(
+                json!({ format!("user_{user}_suspended"): body.suspend }),
+            ))
+        })
+        .await
+}
+
 pub async fn shadow_ban(State(services): State<Arc<Services>>, _: Admin, args: Args) -> Answer {
     set_shadow_ban(services, args, true).await
 }

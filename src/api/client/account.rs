@@ -5,12 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use ruma::{
     OwnedUserId, UserId,
-    api::client::{
-        account::{
-            change_password, deactivate, get_username_availability, register, request_openid_token,
-            whoami,
-        },
-        session::{get_login_types, login, logout, logout_all},
+    api::client::account::{
+        change_password, deactivate, get_username_availability, register, request_openid_token,
+        whoami,
     },
 };
 use serde_json::{Value, json};
@@ -90,6 +87,11 @@ pub async fn uia_password(
         a.get("type").and_then(Value::as_str) == Some("m.login.password")
             && a.get("session").is_some()
     });
+    if !services.config().password_config.enabled {
+        return Err(Error::forbidden(
+            "Password confirmation is disabled on this server ([password_config] enabled = false)",
+        ));
+    }
     let verified: Result<bool> = match attempt {
         None => Ok(false),
         Some(a) if user_of_identifier(services, a).is_some_and(|c| c != user) => Err(
@@ -124,7 +126,7 @@ pub async fn uia_password(
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum PasswordCheck {
+pub(super) enum PasswordCheck {
     Valid,
     Invalid,
     Deactivated,
@@ -132,13 +134,15 @@ enum PasswordCheck {
 
 /// Checks `password` against the account `user`, all on the password pool (the account read
 /// too: a flood of logins touches neither the blocking pool nor the async workers; 429 when the
-/// pool is full).
-async fn password_check(
+/// pool is full). With `[password_config] localdb_enabled = false` the local hash is never
+/// checked.
+pub(super) async fn password_check(
     services: &Arc<Services>,
     user: &UserId,
     password: String,
 ) -> Result<PasswordCheck> {
     let (this, user) = (services.clone(), user.to_owned());
+    let localdb = services.config().password_config.localdb_enabled;
     services
         .users
         .passwords()
@@ -149,7 +153,7 @@ async fn password_check(
             if account.deactivated {
                 return Ok(PasswordCheck::Deactivated);
             }
-            let Some(hash) = account.password_hash else {
+            let Some(hash) = account.password_hash.filter(|_| localdb) else {
                 return Ok(PasswordCheck::Invalid);
             };
             Ok(if password_pool::verify_now(&password, &hash)? {
@@ -187,6 +191,9 @@ pub async fn register(
         body.initial_device_display_name.clone(),
         body.inhibit_login,
     );
+    let refreshable = body
+        .refresh_token
+        .then(|| services.config().sessions.lifetimes());
     if req
         .json
         .as_ref()
@@ -240,10 +247,14 @@ pub async fn register(
             if s.users.exists(&user)? {
                 return Err(Error::user_in_use());
             }
-            if let Some(password) = &body.password
-                && password.len() < config.min_password_length
-            {
-                return Err(Error::weak_password("Password is too short"));
+            let passwords = &s.config().password_config;
+            if let Some(password) = &body.password {
+                if !passwords.enabled {
+                    return Err(Error::forbidden(
+                        "Registration with a password is disabled on this server",
+                    ));
+                }
+                passwords.policy.check(password)?;
             }
             let flows = if config.tokens.is_empty() && !config.requires_token {
                 vec![vec!["m.login.dummy"]]
@@ -286,9 +297,16 @@ pub async fn register(
             }
             let mut response = json!({ "user_id": user });
             if !inhibit_login {
-                let (device, token) = device_list::login(s, &user, device_id, display_name)?;
-                response["device_id"] = json!(device);
-                response["access_token"] = json!(token);
+                let issued =
+                    device_list::login_with(s, &user, device_id, display_name, refreshable)?;
+                response["device_id"] = json!(issued.device_id);
+                response["access_token"] = json!(issued.access_token);
+                if let Some(refresh) = issued.refresh_token {
+                    response["refresh_token"] = json!(refresh);
+                }
+                if let Some(ms) = issued.expires_in_ms {
+                    response["expires_in_ms"] = json!(ms);
+                }
             }
             Ok(axum::Json(response))
         })
@@ -311,102 +329,6 @@ pub async fn username_available(
         .await
 }
 
-pub async fn login_types(
-    _: Ruma<get_login_types::v3::Request>,
-) -> Res<get_login_types::v3::Response> {
-    use ruma::api::client::session::get_login_types::v3::{
-        ApplicationServiceLoginType, LoginType, PasswordLoginType,
-    };
-    Ok(get_login_types::v3::Response::new(vec![
-        LoginType::Password(PasswordLoginType::default()),
-        LoginType::ApplicationService(ApplicationServiceLoginType::default()),
-    ])
-    .into())
-}
-
-/// `POST /login`: limited per resolved account (`login:<user id>`, whatever the identifier's
-/// spelling) and delayed after failures (`services::login_failures`); the password is verified
-/// on the password pool, off the blocking pool.
-pub async fn login(
-    State(services): State<Arc<Services>>,
-    req: Ruma<login::v3::Request>,
-) -> Res<login::v3::Response> {
-    let json = req.json.unwrap_or_default();
-    let device_id = req.body.device_id.clone();
-    let display_name = req.body.initial_device_display_name.clone();
-    if json.get("type").and_then(Value::as_str) == Some(super::appservice::LOGIN_TYPE) {
-        let appservice = req.appservice.clone();
-        return services
-            .run(move |s| {
-                let user = user_of_identifier(s, &json);
-                let (user, token, device) = super::appservice::login_user(
-                    s,
-                    appservice.as_deref(),
-                    user,
-                    device_id,
-                    display_name,
-                )?;
-                Ok(login::v3::Response::new(user, token, device).into())
-            })
-            .await;
-    }
-    if json.get("type").and_then(Value::as_str) != Some("m.login.password") {
-        return Err(Error::unknown("Unsupported login type"));
-    }
-    let user = user_of_identifier(&services, &json)
-        .ok_or_else(|| Error::forbidden("Invalid username or password"))?;
-    services.rate_limiter.check(&format!("login:{user}"))?;
-    services.login_failures.check(&user)?;
-    let password = json
-        .get("password")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    match password_check(&services, &user, password).await? {
-        PasswordCheck::Valid => {}
-        PasswordCheck::Deactivated => return Err(Error::user_deactivated()),
-        PasswordCheck::Invalid => {
-            services.login_failures.failed(&user);
-            return Err(Error::forbidden("Invalid username or password"));
-        }
-    }
-    services.login_failures.succeeded(&user);
-    services
-        .run(move |s| {
-            let (device, token) = device_list::login(s, &user, device_id, display_name)?;
-            Ok(login::v3::Response::new(user, token, device).into())
-        })
-        .await
-}
-
-pub async fn logout(
-    State(services): State<Arc<Services>>,
-    req: Ruma<logout::v3::Request>,
-) -> Res<logout::v3::Response> {
-    let (user, device) = (req.user()?.clone(), req.device()?.clone());
-    services
-        .run(move |s| {
-            device_list::remove(s, &user, &[device.as_str()])?;
-            Ok(logout::v3::Response::new().into())
-        })
-        .await
-}
-
-pub async fn logout_all(
-    State(services): State<Arc<Services>>,
-    req: Ruma<logout_all::v3::Request>,
-) -> Res<logout_all::v3::Response> {
-    let user = req.user()?.clone();
-    services
-        .run(move |s| {
-            let devices = s.users.devices(&user)?;
-            let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
-            device_list::remove(s, &user, &ids)?;
-            Ok(logout_all::v3::Response::new().into())
-        })
-        .await
-}
-
 pub async fn whoami(req: Ruma<whoami::v3::Request>) -> Res<whoami::v3::Response> {
     let mut response = whoami::v3::Response::new(req.user()?.clone(), false);
     response.device_id = req.device.clone();
@@ -420,10 +342,14 @@ pub async fn change_password(
     let auth = auth_of(&req.json);
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
-    uia_password(&services, &user, auth).await?;
-    if body.new_password.len() < services.config().registration.min_password_length {
-        return Err(Error::weak_password("Password is too short"));
+    let passwords = &services.config().password_config;
+    if !passwords.enabled {
+        return Err(Error::forbidden(
+            "Password changes are disabled on this server",
+        ));
     }
+    passwords.policy.check(&body.new_password)?;
+    uia_password(&services, &user, auth).await?;
     // Hashing is slow: on the password pool, never under the commit lock.
     let hash = services.users.passwords().hash(body.new_password).await?;
     let logout_devices = body.logout_devices;

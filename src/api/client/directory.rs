@@ -33,6 +33,7 @@ pub async fn create(
     req: Ruma<create_alias::v3::Request>,
 ) -> Res<create_alias::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     services
         .run(move |s| {
             let alias = &req.body.room_alias;
@@ -221,10 +222,9 @@ async fn require_user(
     let token = from_header
         .or(from_query)
         .ok_or_else(Error::missing_token)?;
-    match services.run(move |s| s.users.find_token(&token)).await? {
-        Some(_) => Ok(()),
-        None => Err(Error::unknown_token()),
-    }
+    crate::api::ruma_wrapper::token_owner(services, token, "")
+        .await
+        .map(|_| ())
 }
 
 pub async fn public_rooms_get(

@@ -7,7 +7,8 @@ use ruma::api::client::discovery::{
     get_capabilities::{
         self,
         v3::{
-            Capabilities, RoomVersionStability, RoomVersionsCapability,
+            AccountModerationCapability, Capabilities, ChangePasswordCapability,
+            GetLoginTokenCapability, RoomVersionStability, RoomVersionsCapability,
             ThirdPartyIdChangesCapability,
         },
     },
@@ -38,6 +39,8 @@ pub async fn versions(
         // Room summary (MSC3266's unstable paths) and mutual rooms by query (MSC2666).
         ("im.nheko.summary".to_owned(), true),
         ("uk.half-shot.msc2666.query_mutual_rooms".to_owned(), true),
+        // Account locking and suspension by admins (the spec's v1.18 endpoints).
+        ("uk.timedout.msc4323".to_owned(), true),
     ]);
     Ok(response.into())
 }
@@ -75,9 +78,11 @@ fn base_url(s: &Services) -> String {
     }
 }
 
+/// `GET /capabilities`: what this configuration allows the caller (password changes, login
+/// tokens, and for admins account moderation).
 pub async fn capabilities(
     State(services): State<Arc<Services>>,
-    _: Ruma<get_capabilities::v3::Request>,
+    req: Ruma<get_capabilities::v3::Request>,
 ) -> Result<RumaResponse<get_capabilities::v3::Response>> {
     let default = services.config().rooms.default_version.clone();
     let available = version::SUPPORTED
@@ -88,5 +93,21 @@ pub async fn capabilities(
     capabilities.room_versions = RoomVersionsCapability::new(default, available);
     // No third-party identifiers are kept (api/client/third_party.rs).
     capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    capabilities.change_password =
+        ChangePasswordCapability::new(services.config().password_config.enabled);
+    capabilities.get_login_token = GetLoginTokenCapability::new(
+        services
+            .config()
+            .sessions
+            .login_via_existing_session
+            .enabled,
+    );
+    let caller = req.user()?.clone();
+    let admin = services
+        .run(move |s| Ok(s.users.account(&caller)?.is_some_and(|a| a.admin)))
+        .await?;
+    if admin {
+        capabilities.account_moderation = AccountModerationCapability::new(true, true);
+    }
     Ok(get_capabilities::v3::Response::new(capabilities).into())
 }

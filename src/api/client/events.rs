@@ -98,6 +98,7 @@ pub async fn send_message(
     req: Ruma<send_message_event::v3::Request>,
 ) -> Res<send_message_event::v3::Response> {
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
+    services.moderation.ensure_not_suspended(&user)?;
     let ts = appservice_ts(&req)?;
     // The device's /sync shows the event after this answer (services::sends_in_flight).
     let _running = services.sends_in_flight.start(&user, device.as_str());
@@ -132,6 +133,7 @@ pub async fn send_state(
     req: Ruma<send_state_event::v3::Request>,
 ) -> Res<send_state_event::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     let ts = appservice_ts(&req)?;
     services
         .run(move |s| {
@@ -332,6 +334,10 @@ pub async fn redact(
             let target = event_by_id(s, &body.event_id)?
                 .filter(|e| e.pdu.room_id == body.room_id)
                 .ok_or_else(|| Error::not_found("Event not found"))?;
+            if target.pdu.sender != user {
+                // A suspended user may redact only their own events.
+                s.moderation.ensure_not_suspended(&user)?;
+            }
             if target.pdu.sender != user
                 && !crate::services::rooms::power::can(s, &body.room_id, &user, "redact")?
             {

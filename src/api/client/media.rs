@@ -137,6 +137,7 @@ pub async fn upload(
     req: MediaUpload<create_content::v3::Request>,
 ) -> Result<RumaResponse<create_content::v3::Response>> {
     let MediaUpload { body, user, file } = req;
+    services.moderation.ensure_not_suspended(&user)?;
     let new = Upload {
         file,
         content_type: nonempty(body.content_type),
@@ -152,6 +153,7 @@ pub async fn create(
     req: Ruma<create_mxc_uri::v1::Request>,
 ) -> Result<RumaResponse<create_mxc_uri::v1::Response>> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     let (uri, expires) = services.run(move |s| upload::create(s, &user)).await?;
     let mut response = create_mxc_uri::v1::Response::new(uri);
     response.unused_expires_at = UInt::new(expires).map(MilliSecondsSinceUnixEpoch);
@@ -164,6 +166,7 @@ pub async fn upload_created(
     req: MediaUpload<create_content_async::v3::Request>,
 ) -> Result<axum::Json<serde_json::Value>> {
     let MediaUpload { body, user, file } = req;
+    services.moderation.ensure_not_suspended(&user)?;
     let (server, media_id) = (body.server_name, body.media_id);
     let new = Upload {
         file,

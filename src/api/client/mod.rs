@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod account_data;
+pub mod account_moderation;
 pub mod appservice;
 pub mod dehydrated;
 pub mod devices;
@@ -11,6 +12,7 @@ pub mod ephemeral;
 pub mod events;
 pub mod key_backup;
 pub mod keys;
+pub mod login;
 pub mod media;
 pub mod mutual_rooms;
 pub mod profile;
@@ -60,7 +62,7 @@ use ruma::api::client::{
     redact::redact_event,
     room::{aliases, create_room, get_room_event, upgrade_room},
     search::search_events,
-    session::{get_login_types, login, logout, logout_all},
+    session::{get_login_token, get_login_types, logout, logout_all, refresh_token},
     space::get_hierarchy,
     state::{get_state_event_for_key, get_state_events, send_state_event},
     sync::sync_events,
@@ -79,10 +81,16 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .ruma::<get_capabilities::v3::Request, _, _>(discovery::capabilities)
         .ruma::<register::v3::Request, _, _>(account::register)
         .ruma::<get_username_availability::v3::Request, _, _>(account::username_available)
-        .ruma::<get_login_types::v3::Request, _, _>(account::login_types)
-        .ruma::<login::v3::Request, _, _>(account::login)
-        .ruma::<logout::v3::Request, _, _>(account::logout)
-        .ruma::<logout_all::v3::Request, _, _>(account::logout_all)
+        .ruma::<get_login_types::v3::Request, _, _>(login::login_types)
+        .ruma::<ruma::api::client::session::login::v3::Request, _, _>(login::login)
+        .ruma::<logout::v3::Request, _, _>(login::logout)
+        .ruma::<logout_all::v3::Request, _, _>(login::logout_all)
+        .ruma::<get_login_token::v1::Request, _, _>(login::get_token)
+        .ruma::<refresh_token::v3::Request, _, _>(login::refresh)
+        .ruma::<ruma::api::client::admin::is_user_locked::v1::Request, _, _>(account_moderation::is_locked)
+        .ruma::<ruma::api::client::admin::lock_user::v1::Request, _, _>(account_moderation::lock)
+        .ruma::<ruma::api::client::admin::is_user_suspended::v1::Request, _, _>(account_moderation::is_suspended)
+        .ruma::<ruma::api::client::admin::suspend_user::v1::Request, _, _>(account_moderation::suspend)
         .ruma::<whoami::v3::Request, _, _>(account::whoami)
         .ruma::<request_openid_token::v3::Request, _, _>(account::request_openid_token)
         .ruma::<change_password::v3::Request, _, _>(account::change_password)
@@ -159,7 +167,6 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .route(Method::GET, "/_matrix/client/unstable/im.nheko.summary/summary/{room_id_or_alias}", room_summary::summary)
         .ruma::<get_presence::v3::Request, _, _>(ephemeral::get)
         .route(Method::GET, "/.well-known/matrix/support", discovery::well_known_support)
-        .ruma::<ruma::api::client::session::refresh_token::v3::Request, _, _>(tokens::refresh)
         .ruma::<ruma::api::client::account::check_registration_token_validity::v1::Request, _, _>(tokens::registration_token_validity)
         .ruma::<ruma::api::client::voip::get_turn_server_info::v3::Request, _, _>(voip::turn_server)
         .ruma::<ruma::api::client::appservice::request_ping::v1::Request, _, _>(appservice::ping)

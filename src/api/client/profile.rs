@@ -150,6 +150,7 @@ pub async fn set_field(
     req: Ruma<set_profile_field::v3::Request>,
 ) -> Res<set_profile_field::v3::Response> {
     let caller = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&caller)?;
     services
         .run(move |s| {
             own_profile(&caller, &req.body.user_id)?;
@@ -175,6 +176,7 @@ pub async fn delete_field(
     req: Ruma<delete_profile_field::v3::Request>,
 ) -> Res<delete_profile_field::v3::Response> {
     let caller = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&caller)?;
     services
         .run(move |s| {
             own_profile(&caller, &req.body.user_id)?;

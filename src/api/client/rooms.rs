@@ -50,6 +50,7 @@ pub async fn create(
     req: Ruma<create_room::v3::Request>,
 ) -> Res<create_room::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     let body = req.body;
     // Invitees an application service may create when asked (spec: "Querying" users).
     for invitee in &body.invite {
@@ -123,6 +124,7 @@ pub async fn upgrade(
     req: Ruma<upgrade_room::v3::Request>,
 ) -> Res<upgrade_room::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     let body = req.body;
     let new_room = rooms::upgrade::upgrade_room(
         &services,
@@ -283,6 +285,7 @@ pub async fn join_by_id(
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> Res<join_room_by_id::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     let room_id = join_any(
         &services,
         user.clone(),
@@ -300,6 +303,7 @@ pub async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Res<join_room_by_id_or_alias::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     let mut via = req.body.via.clone();
     let target = req.body.room_id_or_alias.as_str().to_owned();
     let room_id = match ruma::OwnedRoomAliasId::try_from(target.as_str()) {
@@ -331,6 +335,7 @@ pub async fn knock(
     req: Ruma<knock_room::v3::Request>,
 ) -> Res<knock_room::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     // A room this server has no member in: knock through a resident server.
     let mut via = req.body.via.clone();
     let target = req.body.room_id_or_alias.as_str().to_owned();
@@ -417,6 +422,7 @@ pub async fn invite(
     req: Ruma<invite_user::v3::Request>,
 ) -> Res<invite_user::v3::Response> {
     let user = req.user()?.clone();
+    services.moderation.ensure_not_suspended(&user)?;
     // A shadow-banned user's invites pretend to be sent.
     if services.shadow_bans.contains(&user) {
         return Ok(invite_user::v3::Response::new().into());

@@ -1,31 +1,15 @@
-//! Token checks that need no account: `POST /refresh` and the validity of a registration token.
+//! The validity of a registration token (a check that needs no account).
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use ruma::api::client::{account::check_registration_token_validity, session::refresh_token};
+use ruma::api::client::account::check_registration_token_validity;
 
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
     services::Services,
 };
-
-/// `POST /refresh`. Logins never hand out refresh tokens here (access tokens do not expire, which
-/// the spec allows: `refresh_token` is then absent from the login answer), so no refresh token is
-/// known: 401 `M_UNKNOWN_TOKEN`.
-pub async fn refresh(
-    req: Ruma<refresh_token::v3::Request>,
-) -> Result<RumaResponse<refresh_token::v3::Response>> {
-    if req.body.refresh_token.is_empty() {
-        return Err(Error::missing_param("refresh_token is empty"));
-    }
-    Err(Error::new(
-        http::StatusCode::UNAUTHORIZED,
-        "M_UNKNOWN_TOKEN",
-        "Unknown refresh token",
-    ))
-}
 
 /// `GET /_matrix/client/v1/register/m.login.registration_token/validity`: whether a token would
 /// be accepted by registration (`[registration] tokens`, or an admin's token with uses left and

@@ -112,8 +112,9 @@ pub fn list(accounts: Vec<(OwnedUserId, Account)>, q: &UserQuery) -> Page<(Owned
     )
 }
 
-/// A user in the list and in `GET /_synapse/admin/v2/users/{userId}` (`creation_ts` in ms).
-pub fn user_json(user: &UserId, account: &Account) -> Value {
+/// A user in the list and in `GET /_synapse/admin/v2/users/{userId}` (`creation_ts` in ms), with
+/// what admins set on it (erased, shadow-banned, locked, suspended).
+pub fn user_json(s: &crate::services::Services, user: &UserId, account: &Account) -> Value {
     json!({
         "name": user,
         "displayname": account.displayname,
@@ -121,9 +122,10 @@ pub fn user_json(user: &UserId, account: &Account) -> Value {
         "is_guest": false,
         "admin": account.admin,
         "deactivated": account.deactivated,
-        "erased": false,
-        "shadow_banned": false,
-        "locked": false,
+        "erased": s.erased_users.contains(user),
+        "shadow_banned": s.shadow_bans.contains(user),
+        "locked": s.moderation.locked.contains(user),
+        "suspended": s.moderation.suspended.contains(user),
         "user_type": null,
         "appservice_id": null,
         "creation_ts": account.created_ts,

@@ -10,7 +10,11 @@ use super::changes;
 use crate::{
     error::Result,
     federation::sender::e2ee::{DeviceUpdate, servers_sharing_a_room, stage_device_list_updates},
-    services::{Services, globals::Commit, users::Device},
+    services::{
+        Services,
+        globals::Commit,
+        users::{Device, IssuedTokens, TokenLifetimes},
+    },
 };
 
 /// Runs `f` in one commit and adds, in the same batch, the user's device list change and the
@@ -68,15 +72,33 @@ pub fn login(
     device_id: Option<OwnedDeviceId>,
     display_name: Option<String>,
 ) -> Result<(OwnedDeviceId, String)> {
+    let issued = login_with(s, user, device_id, display_name, None)?;
+    Ok((issued.device_id, issued.access_token))
+}
+
+/// [`login`], with an expiring access token and a refresh token when `refreshable`.
+pub fn login_with(
+    s: &Services,
+    user: &UserId,
+    device_id: Option<OwnedDeviceId>,
+    display_name: Option<String>,
+    refreshable: Option<TokenLifetimes>,
+) -> Result<IssuedTokens> {
     commit_change(s, user, |c| {
         let (device, replaced) =
             s.users
-                .login_device_ops(&mut c.batch, user, device_id, display_name)?;
+                .login_device_ops(&mut c.batch, user, device_id, display_name, refreshable)?;
         if let Some(old) = replaced {
             c.after_write(move || s.users.forget_tokens(&[old]));
         }
         let update = DeviceUpdate::stored(s, user, &device.device_id, device.display_name.clone())?;
-        Ok(((device.device_id, device.access_token), vec![update]))
+        let issued = IssuedTokens {
+            refresh_token: device.refresh.as_ref().map(|r| r.token.clone()),
+            expires_in_ms: refreshable.map(|l| l.access_ms),
+            device_id: device.device_id,
+            access_token: device.access_token,
+        };
+        Ok((issued, vec![update]))
     })
 }
 
