@@ -16,7 +16,6 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   # The LDAP directory of tests/ldap.rs (slapd started by the test, on loopback; slapadd loads it).
   [ -x /usr/sbin/slapd ] || need+=(slapd)
-  command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -143,6 +143,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::timeline::redacted_originals::spawn(s, stop)
     }));
+    // Locking or deactivating accounts of users who left the LDAP directory.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::ldap::departures::spawn(s, stop)
+    }));
     // Deleting expired login tokens.
     let s = services.clone();
     workers.push(Worker::spawn(|stop| {

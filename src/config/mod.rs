@@ -34,6 +34,7 @@ pub struct Config {
     pub server_notices: crate::services::server_notices::ServerNoticesConfig,
     pub sessions: crate::services::sessions::SessionsConfig,
     pub password_config: crate::services::sessions::password_policy::PasswordConfig,
+    pub ldap: crate::services::ldap::LdapConfig,
     pub log: String,
 }
 
@@ -253,6 +254,7 @@ impl Default for Config {
             server_notices: Default::default(),
             sessions: Default::default(),
             password_config: Default::default(),
+            ldap: Default::default(),
             log: "info".to_owned(),
         }
     }

@@ -33,6 +33,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "server_notices",
     "sessions",
     "password_config",
+    "ldap",
     "log",
 ];
 

@@ -98,16 +98,7 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let mut client = if f.verify_certificates {
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        for path in &f.ca_files {
-            for cert in read_certs(path).map_err(|e| format!("federation.ca_files: {e}"))? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("federation.ca_files: {}: {e}", path.display()))?;
-            }
-        }
+        let roots = roots_with(&f.ca_files).map_err(|e| format!("federation.ca_files: {e}"))?;
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
         builder
@@ -117,6 +108,31 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, String> {
     };
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(client)
+}
+
+/// The webpki roots and the certificates of `ca_files` (PEM).
+fn roots_with(ca_files: &[std::path::PathBuf]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for path in ca_files {
+        for cert in read_certs(path)? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// A verifying TLS client configuration (ring provider) trusting the webpki roots and
+/// `ca_files`: for connections to servers the operator names (the LDAP directory).
+pub fn verifying_client_config(ca_files: &[std::path::PathBuf]) -> Result<ClientConfig, String> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots_with(ca_files)?)
+        .with_no_client_auth())
 }
 
 /// `verify_certificates = false`: any certificate is accepted (the handshake signature is still

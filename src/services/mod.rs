@@ -10,12 +10,14 @@ pub mod directory;
 pub mod directory_listing;
 pub mod ephemeral;
 pub mod export;
+pub mod external_ids;
 pub mod filters;
 pub mod globals;
 pub mod heavy_work;
 pub mod jobs;
 pub mod key_backup;
 pub mod keys;
+pub mod ldap;
 pub mod login_failures;
 pub mod media;
 pub mod metrics;
@@ -102,6 +104,10 @@ pub struct Services {
     pub login_tokens: sessions::login_tokens::LoginTokens,
     /// Locked and suspended accounts.
     pub moderation: sessions::moderation::Moderation,
+    /// Links of accounts to the directory or an identity provider.
+    pub external_ids: external_ids::ExternalIds,
+    /// The LDAP directory (`[ldap]`), when enabled.
+    pub ldap: Option<ldap::Directory>,
 }
 
 /// Every column family of the database, service by service.
@@ -139,6 +145,7 @@ pub fn all_maps() -> Vec<Map> {
         registration_tokens::MAPS,
         server_notices::MAPS,
         sessions::MAPS,
+        external_ids::MAPS,
     ]
     .concat()
 }
@@ -169,6 +176,7 @@ impl Services {
         let shadow_bans = admin::user_set::UserSet::load(&db, admin::shadow_ban::SHADOW_BANNED)?;
         let erased_users = admin::user_set::UserSet::load(&db, admin::deactivation::ERASED_USERS)?;
         let moderation = sessions::moderation::Moderation::load(&db)?;
+        let ldap = ldap::Directory::from_config(&config.ldap).map_err(Error::internal)?;
         let login_failures = login_failures::LoginFailures::new(&config.rate_limits);
         let heavy_work = heavy_work::HeavyWork::new(config.limits.heavy_work_threads);
         let passwords = password_pool::PasswordPool::new(
@@ -209,6 +217,8 @@ impl Services {
             erased_users,
             login_tokens: sessions::login_tokens::LoginTokens::new(db.clone()),
             moderation,
+            external_ids: external_ids::ExternalIds::new(db.clone()),
+            ldap,
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

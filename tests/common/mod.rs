@@ -3,6 +3,7 @@
 
 pub mod crash_engine;
 pub mod federation;
+pub mod ldap;
 pub mod peer;
 pub mod process;
 

@@ -132,11 +132,60 @@ pub(super) enum PasswordCheck {
     Deactivated,
 }
 
-/// Checks `password` against the account `user`, all on the password pool (the account read
-/// too: a flood of logins touches neither the blocking pool nor the async workers; 429 when the
-/// pool is full). With `[password_config] localdb_enabled = false` the local hash is never
-/// checked.
+/// Checks `password` of the local user `user`: with `[ldap]`, the directory first (a directory
+/// user is authenticated by it alone, and gets an account on their first login); then, for the
+/// others, the local hash (unless `[password_config] localdb_enabled = false`). When the directory
+/// cannot be reached, directory accounts get 503 and local accounts are still checked.
 pub(super) async fn password_check(
+    services: &Arc<Services>,
+    user: &UserId,
+    password: String,
+) -> Result<PasswordCheck> {
+    use crate::services::ldap::{Outcome, provision};
+    let Some(directory) = services
+        .ldap
+        .as_ref()
+        .filter(|_| user.server_name() == services.globals.server_name())
+    else {
+        return local_password_check(services, user, password).await;
+    };
+    let outcome = directory.authenticate(user.localpart(), &password).await;
+    let owned = user.to_owned();
+    let from_directory = move |s: &Services| provision::is_directory_account(s, &owned);
+    match outcome {
+        Ok(Outcome::Valid(entry)) => {
+            let user = user.to_owned();
+            let active = services
+                .run(move |s| provision::account_for(s, &user, &entry))
+                .await?;
+            Ok(if active {
+                PasswordCheck::Valid
+            } else {
+                PasswordCheck::Deactivated
+            })
+        }
+        Ok(Outcome::WrongPassword) => Ok(PasswordCheck::Invalid),
+        Ok(Outcome::NotFound) => {
+            // Gone from the directory (or out of its filter or group): no way in.
+            if services.run(from_directory).await? {
+                return Ok(PasswordCheck::Invalid);
+            }
+            local_password_check(services, user, password).await
+        }
+        Err(e) => {
+            if services.run(from_directory).await? {
+                return Err(e);
+            }
+            local_password_check(services, user, password).await
+        }
+    }
+}
+
+/// Checks `password` against the local account `user`, all on the password pool (the account
+/// read too: a flood of logins touches neither the blocking pool nor the async workers; 429 when
+/// the pool is full). With `[password_config] localdb_enabled = false` the local hash is never
+/// checked.
+async fn local_password_check(
     services: &Arc<Services>,
     user: &UserId,
     password: String,

@@ -130,7 +130,7 @@ pub fn user_json(s: &crate::services::Services, user: &UserId, account: &Account
         "appservice_id": null,
         "creation_ts": account.created_ts,
         "threepids": [],
-        "external_ids": [],
+        "external_ids": s.external_ids.of_user(user).unwrap_or_default(),
     })
 }
 
