@@ -89,6 +89,9 @@ class Server:
                 "PARVIS_NETWORK__ALLOW_RANGES": '["127.0.0.0/8", "::1/128"]',
                 # Several servers run at once: the federation listener takes any free port.
                 "PARVIS_FEDERATION__LISTEN": "127.0.0.1:0",
+                # Login with another device (POST /login/get_token) is off by default; on here,
+                # so the suite walks it (test_login.py, test_versions.py).
+                "PARVIS_SESSIONS__LOGIN_VIA_EXISTING_SESSION__ENABLED": "true",
             }
         )
         return env

@@ -1,4 +1,5 @@
-"""Login, logout, whoami. Complement: TestLogin, TestLogout."""
+"""Login, logout, whoami, refresh tokens, login tokens. Complement: TestLogin, TestLogout,
+TestTxnIdWithRefreshToken."""
 
 from nio import LoginError, LoginResponse, LogoutResponse, WhoamiResponse
 
@@ -146,3 +147,40 @@ async def test_TestLogout_deleted_token_on_request_after(make_user, http):
     assert_status(r, 401, "M_UNKNOWN_TOKEN")
     r = await http.request("POST", f"{CS}/logout", json={})
     assert_status(r, 401, "M_MISSING_TOKEN")
+
+
+async def test_TestTxnIdWithRefreshToken(http, alice):
+    """Complement: TestTxnIdWithRefreshToken: a refreshed access token keeps the device, so a
+    transaction id sent again after the refresh gives the same event."""
+    r = assert_status(await http.request("POST", f"{CS}/login", json=pw_login(alice.user_id, alice.password, refresh_token=True)), 200)
+    assert "refresh_token" in r.body and r.body["expires_in_ms"] > 0, r
+    token, device = r.body["access_token"], r.body["device_id"]
+    room = await alice.create_room()
+    path = f"{CS}/rooms/{room}/send/m.room.message/refresh-txn"
+    first = assert_status(await http.request("PUT", path, json={"msgtype": "m.text", "body": "once"}, token=token), 200)
+    refreshed = assert_status(await http.request("POST", f"{CS}/refresh", json={"refresh_token": r.body["refresh_token"]}), 200)
+    new_token = refreshed.body["access_token"]
+    assert new_token != token and refreshed.body["refresh_token"] != r.body["refresh_token"], refreshed
+    me = assert_status(await http.request("GET", f"{CS}/account/whoami", token=new_token), 200)
+    assert me.body["device_id"] == device, me
+    again = assert_status(await http.request("PUT", path, json={"msgtype": "m.text", "body": "once"}, token=new_token), 200)
+    assert again.body["event_id"] == first.body["event_id"], (first, again)
+    old = await http.request("GET", f"{CS}/account/whoami", token=token)
+    assert old.status == 401 and old.errcode == "M_UNKNOWN_TOKEN", old
+
+
+async def test_login_via_existing_session(http, alice):
+    """Login with another device (spec v1.7): `POST /login/get_token` after the password stage,
+    then `m.login.token` once (the conformance server enables it)."""
+    flows = assert_status(await http.request("GET", f"{CS}/login"), 200).body["flows"]
+    assert {"type": "m.login.token", "get_login_token": True} in flows, flows
+    path = "/_matrix/client/v1/login/get_token"
+    uia = await alice.req("POST", path, json={})
+    assert uia.status == 401 and uia.body["flows"] == [{"stages": ["m.login.password"]}], uia
+    auth = pw_login(alice.user_id, alice.password, session=uia.body["session"])
+    made = await alice.ok("POST", path, json={"auth": auth})
+    login = {"type": "m.login.token", "token": made["login_token"]}
+    r = assert_status(await http.request("POST", f"{CS}/login", json=login), 200)
+    assert r.body["user_id"] == alice.user_id and r.body["device_id"] != alice.device_id, r
+    again = await http.request("POST", f"{CS}/login", json=login)
+    assert again.status == 403 and again.errcode == "M_FORBIDDEN", again

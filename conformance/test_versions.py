@@ -20,8 +20,6 @@ OPTIONAL = {
     ("GET", "/_matrix/client/v3/login/sso/redirect/{idpId}"): "no SSO login flow is offered",
     # OAuth 2.0 API (v1.15): a server without it answers 404 M_UNRECOGNIZED.
     ("GET", "/_matrix/client/v1/auth_metadata"): "the OAuth 2.0 API is not offered",
-    # "Optional endpoint - the server is not required to implement this endpoint".
-    ("POST", "/_matrix/client/v1/login/get_token"): "optional; off unless [sessions.login_via_existing_session] enabled",
 }
 # Not optional in the spec, and not served yet: listed in spec/deviations.md.
 NOT_YET = {
