@@ -10,6 +10,7 @@ use common::{
     TestServer, enc,
     federation::eventually,
     ldap::{BASE, GROUP, SERVICE_DN, SERVICE_PASSWORD, Slapd},
+    password_login,
 };
 use parvis::{
     config::Config,
@@ -18,20 +19,8 @@ use parvis::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-fn password_login(user: &str, password: &str) -> Value {
-    json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user },
-            "password": password })
-}
-
 async fn login(server: &TestServer, user: &str, password: &str) -> (StatusCode, Value) {
-    server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/login",
-            None,
-            Some(password_login(user, password)),
-        )
-        .await
+    server.login(password_login(user, password)).await
 }
 
 /// Search-then-bind through the service account, StartTLS with the test CA, the Matrix group.
@@ -49,29 +38,13 @@ fn search_config(config: &mut Config, slapd: &Slapd) {
     ldap.group_dn = Some(GROUP.to_owned());
 }
 
-/// A server whose `@root` is a local admin (password `secret-password`); root's token.
-async fn with_admin(config: Config) -> (TestServer, String) {
-    let first = TestServer::start_with(config.clone()).await;
-    first.register("root").await;
-    first.stop().await;
-    parvis::services::admin::make_admin::make_admin(config.clone(), "@root:test.local").unwrap();
-    let server = TestServer::start_with(config).await;
-    let (status, root) = login(&server, "root", "secret-password").await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "a local account still logs in: {root}"
-    );
-    (server, root["access_token"].as_str().unwrap().to_owned())
-}
-
 #[tokio::test]
 async fn directory_users_log_in_and_get_an_account_on_first_login() {
     let slapd = Slapd::start();
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config(dir.path());
     search_config(&mut config, &slapd);
-    let (server, root) = with_admin(config).await;
+    let (server, root) = TestServer::start_with_admin(config).await;
 
     let (status, alice) = login(&server, "alice", "alice-directory-pw").await;
     assert_eq!(status, StatusCode::OK, "{alice}");
@@ -163,7 +136,7 @@ async fn users_who_leave_the_directory_are_locked_out() {
     let mut config = common::config(dir.path());
     search_config(&mut config, &slapd);
     config.ldap.departure_check_interval = Some(Lifetime(1_000));
-    let (server, root) = with_admin(config).await;
+    let (server, root) = TestServer::start_with_admin(config).await;
     let (_, alice) = login(&server, "alice", "alice-directory-pw").await;
     let alice = alice["access_token"].as_str().unwrap().to_owned();
 

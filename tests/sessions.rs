@@ -7,21 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, enc};
+use common::{TestServer, enc, password_login};
 use parvis::{config::Config, services::retention::lifetime::Lifetime};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn password_login(user: &str, password: &str) -> Value {
-    json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user },
-            "password": password })
-}
-
-async fn login(server: &TestServer, body: Value) -> (StatusCode, Value) {
-    server
-        .call(Method::POST, "/_matrix/client/v3/login", None, Some(body))
-        .await
-}
 
 /// The errcode of a request's answer, with its status.
 async fn answer(
@@ -53,13 +42,7 @@ async fn with_admin(
 ) -> (TestServer, String) {
     let mut config = common::config(dir);
     change(&mut config);
-    let first = TestServer::start_with(config.clone()).await;
-    first.register("root").await;
-    first.stop().await;
-    parvis::services::admin::make_admin::make_admin(config.clone(), "@root:test.local").unwrap();
-    let server = TestServer::start_with(config).await;
-    let (_, root) = login(&server, password_login("root", "secret-password")).await;
-    (server, root["access_token"].as_str().unwrap().to_owned())
+    TestServer::start_with_admin(config).await
 }
 
 #[tokio::test]
@@ -71,12 +54,14 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
     server.register("alice").await;
 
     // A client that does not ask gets a token that does not expire.
-    let (_, plain) = login(&server, password_login("alice", "secret-password")).await;
+    let (_, plain) = server
+        .login(password_login("alice", "secret-password"))
+        .await;
     assert!(plain.get("refresh_token").is_none() && plain.get("expires_in_ms").is_none());
 
     let mut ask = password_login("alice", "secret-password");
     ask["refresh_token"] = json!(true);
-    let (status, first) = login(&server, ask).await;
+    let (status, first) = server.login(ask).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["expires_in_ms"], 1_000, "{first}");
     let access = first["access_token"].as_str().unwrap().to_owned();
@@ -233,21 +218,19 @@ async fn login_with_another_device_uses_a_single_use_login_token() {
     // The new device logs in once with it.
     let by_token = json!({ "type": "m.login.token", "token": token,
                            "initial_device_display_name": "Phone" });
-    let (status, phone) = login(&server, by_token.clone()).await;
+    let (status, phone) = server.login(by_token.clone()).await;
     assert_eq!(status, StatusCode::OK, "{phone}");
     assert_eq!(phone["user_id"], alice_id);
     let phone_token = phone["access_token"].as_str().unwrap();
     assert_eq!(whoami(&server, phone_token).await.1["user_id"], alice_id);
-    let (status, again) = login(&server, by_token).await;
+    let (status, again) = server.login(by_token).await;
     assert_eq!(
         (status, again["errcode"].as_str()),
         (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
     );
-    let (status, guess) = login(
-        &server,
-        json!({ "type": "m.login.token", "token": "guessed" }),
-    )
-    .await;
+    let (status, guess) = server
+        .login(json!({ "type": "m.login.token", "token": "guessed" }))
+        .await;
     assert_eq!(
         (status, guess["errcode"].as_str()),
         (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
@@ -280,7 +263,9 @@ async fn login_with_another_device_uses_a_single_use_login_token() {
         answer(&server, Method::POST, path, &alice, Some(json!({}))).await,
         (StatusCode::NOT_FOUND, Some("M_UNRECOGNIZED".into()))
     );
-    let (status, _) = login(&server, json!({ "type": "m.login.token", "token": "x" })).await;
+    let (status, _) = server
+        .login(json!({ "type": "m.login.token", "token": "x" }))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.stop().await;
 }
@@ -352,7 +337,9 @@ async fn a_locked_account_gets_user_locked_everywhere_but_logout() {
         assert_eq!(body["errcode"], "M_USER_LOCKED");
         assert_eq!(body["soft_logout"], true);
     }
-    let (status, body) = login(&server, password_login("alice", "secret-password")).await;
+    let (status, body) = server
+        .login(password_login("alice", "secret-password"))
+        .await;
     assert_eq!(
         (status, body["errcode"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("M_USER_LOCKED"))
@@ -641,7 +628,7 @@ async fn the_password_policy_refuses_weak_passwords_and_changes_nothing() {
         "{weak}"
     );
     assert_eq!(
-        login(&server, password_login("alice", strong)).await.0,
+        server.login(password_login("alice", strong)).await.0,
         StatusCode::OK
     );
     server.stop().await;
@@ -659,7 +646,9 @@ async fn passwords_can_be_turned_off_or_kept_out_of_the_local_database() {
     let mut no_localdb = config.clone();
     no_localdb.password_config.localdb_enabled = false;
     let server = TestServer::start_with(no_localdb).await;
-    let (status, _) = login(&server, password_login("alice", "secret-password")).await;
+    let (status, _) = server
+        .login(password_login("alice", "secret-password"))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     server.stop().await;
 
@@ -683,7 +672,9 @@ async fn passwords_can_be_turned_off_or_kept_out_of_the_local_database() {
         ["m.login.token", "m.login.application_service"],
         "{types}"
     );
-    let (status, body) = login(&server, password_login("alice", "secret-password")).await;
+    let (status, body) = server
+        .login(password_login("alice", "secret-password"))
+        .await;
     assert_eq!(
         (status, body["errcode"].as_str()),
         (StatusCode::BAD_REQUEST, Some("M_UNKNOWN"))

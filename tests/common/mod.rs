@@ -144,6 +144,36 @@ impl TestServer {
     }
 }
 
+/// The body of a password login of `user` (a localpart or a user id).
+pub fn password_login(user: &str, password: &str) -> Value {
+    json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": user },
+            "password": password })
+}
+
+impl TestServer {
+    /// `POST /login` with `body`; the status and the answer.
+    pub async fn login(&self, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, "/_matrix/client/v3/login", None, Some(body))
+            .await
+    }
+
+    /// Starts a server on `config` whose `@root` (password `secret-password`, registered on a
+    /// first start) is a server admin; root's access token.
+    pub async fn start_with_admin(config: Config) -> (Self, String) {
+        let first = Self::start_with(config.clone()).await;
+        first.register("root").await;
+        first.stop().await;
+        parvis::services::admin::make_admin::make_admin(config.clone(), "@root:test.local")
+            .unwrap();
+        let server = Self::start_with(config).await;
+        let (status, root) = server
+            .login(password_login("root", "secret-password"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "root logs in: {root}");
+        (server, root["access_token"].as_str().unwrap().to_owned())
+    }
+}
+
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -29,6 +29,14 @@ impl Directory {
         Duration::from_millis(self.config.timeout.0.max(1))
     }
 
+    /// A place among the [`super::MAX_CONCURRENT`] operations in flight (429 after `timeout`).
+    async fn admitted(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(self.timeout(), self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::limit_exceeded(self.config.timeout.0)),
+        }
+    }
+
     async fn connect(&self) -> Result<Ldap> {
         let settings = LdapConnSettings::new()
             .set_conn_timeout(self.timeout())
@@ -164,6 +172,7 @@ impl Directory {
         if password.is_empty() {
             return Ok(Outcome::WrongPassword);
         }
+        let _admitted = self.admitted().await?;
         let mut ldap = self.connect().await?;
         let outcome = match &self.config.bind_dn_template {
             // Direct bind: the user's own bind reads their entry (and the group) afterwards.
@@ -199,10 +208,80 @@ impl Directory {
     /// Whether `localpart` is (still) in the directory, as a login would find them: for the
     /// departure check. Needs a search (service account or anonymous).
     pub async fn still_there(&self, localpart: &str) -> Result<bool> {
+        let _admitted = self.admitted().await?;
         let mut ldap = self.connect().await?;
         self.bind_service(&mut ldap).await?;
         let found = self.find(&mut ldap, localpart).await?.is_some();
         let _ = ldap.unbind().await;
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Directory, LdapConfig, MAX_CONCURRENT};
+    use crate::services::retention::lifetime::Lifetime;
+
+    fn directory() -> Directory {
+        let config = LdapConfig {
+            enabled: true,
+            // Nothing listens there: only the admission is exercised.
+            uri: "ldap://127.0.0.1:9".to_owned(),
+            base: "dc=example,dc=org".to_owned(),
+            timeout: Lifetime(50),
+            ..LdapConfig::default()
+        };
+        Directory::from_config(&config).unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_directory_queue_answers_429_without_connecting() {
+        let directory = directory();
+        let _all = directory
+            .in_flight
+            .acquire_many(MAX_CONCURRENT as u32)
+            .await
+            .unwrap();
+        let refused = directory.authenticate("alice", "pw").await.unwrap_err();
+        assert_eq!(refused.errcode, "M_LIMIT_EXCEEDED");
+        assert_eq!(refused.status, http::StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[tokio::test]
+    async fn an_empty_password_never_reaches_the_directory() {
+        let directory = directory();
+        // Nothing listens at the address: a bind attempt would fail with 503.
+        assert_eq!(
+            directory.authenticate("alice", "").await.unwrap(),
+            super::Outcome::WrongPassword
+        );
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_at_start() {
+        for (change, named) in [
+            (
+                (|c: &mut LdapConfig| c.uri = "http://dc".into()) as fn(&mut LdapConfig),
+                "ldap.uri",
+            ),
+            (|c| c.bind_dn = Some("cn=x".into()), "bind_password"),
+            (|c| c.bind_dn_template = Some("uid=x".into()), "{localpart}"),
+            (
+                |c| {
+                    c.uri = "ldaps://dc".into();
+                    c.start_tls = true;
+                },
+                "start_tls",
+            ),
+        ] {
+            let mut config = LdapConfig {
+                enabled: true,
+                base: "dc=example,dc=org".to_owned(),
+                ..LdapConfig::default()
+            };
+            change(&mut config);
+            let error = Directory::from_config(&config).err().unwrap();
+            assert!(error.contains(named), "{error}");
+        }
     }
 }

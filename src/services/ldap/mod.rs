@@ -108,10 +108,15 @@ impl Default for LdapAttributes {
     }
 }
 
+/// Directory operations (a login's binds and searches) in flight at once; more wait at most
+/// `timeout`, then get 429: a flood of logins cannot open unbounded connections to the directory.
+pub const MAX_CONCURRENT: usize = 16;
+
 /// The directory of `[ldap]`, ready to connect (its TLS configuration built once).
 pub struct Directory {
     pub config: LdapConfig,
     tls: Arc<rustls::ClientConfig>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Directory {
@@ -145,6 +150,7 @@ impl Directory {
         Ok(Some(Self {
             config: config.clone(),
             tls: Arc::new(tls),
+            in_flight: tokio::sync::Semaphore::new(MAX_CONCURRENT),
         }))
     }
 }
