@@ -12,6 +12,30 @@ use parvis::{config::Config, services::retention::lifetime::Lifetime};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// `POST /register` once (no session): for bodies refused before user-interactive auth.
+async fn register_once(server: &TestServer, body: Value) -> (StatusCode, Value) {
+    server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/register",
+            None,
+            Some(body),
+        )
+        .await
+}
+
+/// `POST /refresh` with `token`.
+async fn use_refresh_token(server: &TestServer, token: &str) -> (StatusCode, Value) {
+    server
+        .call(
+            Method::POST,
+            "/_matrix/client/v3/refresh",
+            None,
+            Some(json!({ "refresh_token": token })),
+        )
+        .await
+}
+
 /// The errcode of a request's answer, with its status.
 async fn answer(
     server: &TestServer,
@@ -78,14 +102,7 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
     // The refresh survives a restart (it is stored), and keeps the device.
     server.stop().await;
     let server = TestServer::start_with(config).await;
-    let (status, second) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/refresh",
-            None,
-            Some(json!({ "refresh_token": refresh })),
-        )
-        .await;
+    let (status, second) = use_refresh_token(&server, &refresh).await;
     assert_eq!(status, StatusCode::OK, "{second}");
     assert_eq!(second["expires_in_ms"], 1_000);
     let access2 = second["access_token"].as_str().unwrap().to_owned();
@@ -97,14 +114,7 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
 
     // A refresh before expiry ends the old access token at once; a spent refresh token is
     // unknown (and not a soft logout).
-    let (status, third) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/refresh",
-            None,
-            Some(json!({ "refresh_token": refresh2 })),
-        )
-        .await;
+    let (status, third) = use_refresh_token(&server, &refresh2).await;
     assert_eq!(status, StatusCode::OK, "{third}");
     let access3 = third["access_token"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -113,14 +123,7 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
     );
     assert_eq!(whoami(&server, &access3).await.0, StatusCode::OK);
     for spent in [&refresh, &refresh2] {
-        let (status, body) = server
-            .call(
-                Method::POST,
-                "/_matrix/client/v3/refresh",
-                None,
-                Some(json!({ "refresh_token": spent })),
-            )
-            .await;
+        let (status, body) = use_refresh_token(&server, spent).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_eq!(body["errcode"], "M_UNKNOWN_TOKEN");
         assert_eq!(body["soft_logout"], false);
@@ -131,36 +134,13 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
     server
         .post("/_matrix/client/v3/logout", &access3, json!({}))
         .await;
-    let (status, _) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/refresh",
-            None,
-            Some(json!({ "refresh_token": refresh3 })),
-        )
-        .await;
+    let (status, _) = use_refresh_token(&server, &refresh3).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Registration hands them out too.
-    let body = json!({ "username": "bob", "password": "secret-password", "refresh_token": true,
-                       "auth": { "type": "m.login.dummy" } });
-    let (_, started) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            None,
-            Some(body.clone()),
-        )
-        .await;
-    let mut body = body;
-    body["auth"]["session"] = started["session"].clone();
     let (status, bob) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            None,
-            Some(body),
-        )
+        .register_with(json!({ "username": "bob", "password": "secret-password",
+                               "refresh_token": true }))
         .await;
     assert_eq!(status, StatusCode::OK, "{bob}");
     assert!(
@@ -562,14 +542,7 @@ async fn the_password_policy_refuses_weak_passwords_and_changes_nothing() {
 
     let body = json!({ "username": "weak", "password": "password",
                        "auth": { "type": "m.login.dummy" } });
-    let (status, refused) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            None,
-            Some(body),
-        )
-        .await;
+    let (status, refused) = register_once(&server, body).await;
     assert_eq!(
         (status, refused["errcode"].as_str()),
         (StatusCode::BAD_REQUEST, Some("M_WEAK_PASSWORD"))
@@ -590,24 +563,8 @@ async fn the_password_policy_refuses_weak_passwords_and_changes_nothing() {
 
     // `register` uses "secret-password": no digit, symbol-only '-', no uppercase: refused.
     let strong = "Str0ng-enough!";
-    let body = json!({ "username": "alice", "password": strong });
-    let (_, started) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            None,
-            Some(body.clone()),
-        )
-        .await;
-    let mut body = body;
-    body["auth"] = json!({ "type": "m.login.dummy", "session": started["session"] });
     let (status, alice) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            None,
-            Some(body),
-        )
+        .register_with(json!({ "username": "alice", "password": strong }))
         .await;
     assert_eq!(status, StatusCode::OK, "{alice}");
     let alice = alice["access_token"].as_str().unwrap();
@@ -681,14 +638,7 @@ async fn passwords_can_be_turned_off_or_kept_out_of_the_local_database() {
     );
     let body = json!({ "username": "bob", "password": "secret-password",
                        "auth": { "type": "m.login.dummy" } });
-    let (status, _) = server
-        .call(
-            Method::POST,
-            "/_matrix/client/v3/register",
-            None,
-            Some(body),
-        )
-        .await;
+    let (status, _) = register_once(&server, body).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     server.stop().await;
 }

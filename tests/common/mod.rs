@@ -96,31 +96,25 @@ impl TestServer {
     /// Registers `localpart` with the dummy flow; returns (user id, access token).
     pub async fn register(&self, localpart: &str) -> (String, String) {
         let body = json!({ "username": localpart, "password": "secret-password" });
-        let (status, first) = self
-            .call(
-                Method::POST,
-                "/_matrix/client/v3/register",
-                None,
-                Some(body.clone()),
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
-        let session = first["session"].as_str().unwrap().to_owned();
-        let mut body = body;
-        body["auth"] = json!({ "type": "m.login.dummy", "session": session });
-        let (status, done) = self
-            .call(
-                Method::POST,
-                "/_matrix/client/v3/register",
-                None,
-                Some(body),
-            )
-            .await;
+        let (status, done) = self.register_with(body).await;
         assert_eq!(status, StatusCode::OK, "{done}");
         (
             done["user_id"].as_str().unwrap().to_owned(),
             done["access_token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// `POST /register` with `body` through the dummy flow (a first call for the session, then
+    /// the same body with the dummy stage); the status and the answer of the second call.
+    pub async fn register_with(&self, body: Value) -> (StatusCode, Value) {
+        let path = "/_matrix/client/v3/register";
+        let (status, first) = self
+            .call(Method::POST, path, None, Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
+        let mut body = body;
+        body["auth"] = json!({ "type": "m.login.dummy", "session": first["session"] });
+        self.call(Method::POST, path, None, Some(body)).await
     }
 
     pub async fn create_room(&self, token: &str, body: Value) -> String {

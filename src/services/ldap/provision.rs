@@ -37,6 +37,8 @@ pub fn account_for(s: &Services, user: &UserId, entry: &Entry) -> Result<bool> {
             true
         }
     };
+    // Linked after the account is written: a crash in between leaves an account the next
+    // directory login links (the account exists, so this line runs again).
     let external_id = user.localpart();
     if s.external_ids.user(PROVIDER, external_id)?.as_deref() != Some(user) {
         s.external_ids.link(PROVIDER, external_id, user)?;
