@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test: unit and integration tests (cargo test), the black-box conformance suite
-# (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm), the
-# matrix-bot-sdk application service suite (conformance/appservice-js) and the federation interop suite
-# (Parvis and Synapse on loopback, both directions). Installs what the build needs first.
+# Runs every test: unit and integration tests (cargo test; tests/oidc.rs runs a real OpenID provider
+# from npm), the black-box conformance suite (matrix-nio against a live server), the matrix-js-sdk
+# suite (conformance/js, Node 22 from npm), the matrix-bot-sdk application service suite
+# (conformance/appservice-js) and the federation interop suite (Parvis and Synapse on loopback,
+# both directions). Installs what the build needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh --tests
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parvis-target}"
+
+# The OpenID provider of tests/oidc.rs (node-oidc-provider, and the Node 22 that runs it, pinned in
+# tests/oidc/package-lock.json): npm ci when the lockfile changed since the last install.
+oidc_want="$(cat tests/oidc/package.json tests/oidc/package-lock.json | sha256sum | cut -d' ' -f1)"
+oidc_stamp=tests/oidc/node_modules/.parvis-lock.sha256
+if [ "$(cat "$oidc_stamp" 2>/dev/null || true)" != "$oidc_want" ] || [ ! -x tests/oidc/node_modules/.bin/node ]; then
+  (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$oidc_want" > "$oidc_stamp"
+fi
 
 cargo build --bins --tests
 # A failing cargo test must not stop the other suites (set -e with pipefail would).

@@ -227,6 +227,14 @@ fn table() -> Vec<Entry> {
         e("GET", "client/register/org.matrix.msc3231.login.registration_token/validity", Public, OK).q("token=guess"),
         e("GET", "client/admin/whois/{user_id}", Admin, FORBIDDEN),
         e("POST", "client/login/get_token", Own, (404, Some("M_UNRECOGNIZED"))).body(json!({})),
+        // Single sign-on: not configured on this server (tests/oidc.rs tests it configured).
+        e("GET", "client/login/sso/redirect", Public, (404, Some("M_UNRECOGNIZED"))).q("redirectUrl=https%3A%2F%2Fclient.test%2F"),
+        e("GET", "client/login/sso/redirect/{idp_id}", Public, (404, Some("M_UNRECOGNIZED"))).q("redirectUrl=https%3A%2F%2Fclient.test%2F"),
+        e("GET", "client/auth/m.login.sso/fallback/web", Public, (404, Some("M_UNRECOGNIZED"))).q("session=guess"),
+        e("GET", "/_parvis/client/oidc/callback", Public, (404, Some("M_UNRECOGNIZED"))).q("code=guess&state=guess"),
+        e("GET", "/_parvis/client/oidc/confirm/{idp_id}", Public, (404, Some("M_UNRECOGNIZED"))).q("session=guess"),
+        e("POST", "/_parvis/client/oidc/backchannel_logout", Public, (404, Some("M_UNRECOGNIZED"))),
+        e("POST", "/_parvis/client/sso/new_account", Public, (404, Some("M_UNRECOGNIZED"))),
         e("GET", "client/admin/lock/{user_id}", Admin, FORBIDDEN),
         e("PUT", "client/admin/lock/{user_id}", Admin, FORBIDDEN).body(json!({ "locked": true })),
         e("GET", "client/admin/suspend/{user_id}", Admin, FORBIDDEN),
@@ -663,6 +671,7 @@ impl Fixture {
             ("purge_id", "nopurge".to_owned()),
             ("token", "notoken".to_owned()),
             ("secret", "nosecret".to_owned()),
+            ("idp_id", "company".to_owned()),
         ]);
         Fixture {
             server,

@@ -35,6 +35,7 @@ pub struct Config {
     pub sessions: crate::services::sessions::SessionsConfig,
     pub password_config: crate::services::sessions::password_policy::PasswordConfig,
     pub ldap: crate::services::ldap::LdapConfig,
+    pub sso: crate::services::sso::SsoConfig,
     pub log: String,
 }
 
@@ -255,6 +256,7 @@ impl Default for Config {
             sessions: Default::default(),
             password_config: Default::default(),
             ldap: Default::default(),
+            sso: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -415,6 +417,9 @@ impl Config {
         if self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path", "must not be empty");
         }
+        self.sso
+            .check(self.listen.public_base_url.as_deref())
+            .map_err(ConfigError::Invalid)?;
         self.media.validate().map_err(ConfigError::Invalid)?;
         self.retention.validate().map_err(ConfigError::Invalid)?;
         crate::federation::ip_ranges::AddressPolicy::from_config(&self.network)

@@ -34,6 +34,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "sessions",
     "password_config",
     "ldap",
+    "sso",
     "log",
 ];
 

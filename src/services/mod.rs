@@ -37,6 +37,7 @@ pub mod sends_in_flight;
 pub mod server_notices;
 pub mod sessions;
 pub mod short;
+pub mod sso;
 pub mod state;
 pub mod sync;
 pub mod time_index;
@@ -108,6 +109,8 @@ pub struct Services {
     pub external_ids: external_ids::ExternalIds,
     /// The LDAP directory (`[ldap]`), when enabled.
     pub ldap: Option<ldap::Directory>,
+    /// Single sign-on providers (`[sso]`) and the state of their sign-ins.
+    pub sso: sso::Sso,
 }
 
 /// Every column family of the database, service by service.
@@ -146,6 +149,7 @@ pub fn all_maps() -> Vec<Map> {
         server_notices::MAPS,
         sessions::MAPS,
         external_ids::MAPS,
+        sso::MAPS,
     ]
     .concat()
 }
@@ -193,6 +197,7 @@ impl Services {
         .map_err(Error::internal)?;
         let webhooks = webhooks::Webhooks::new(db.clone(), &config.webhooks);
         let retention = retention::Retention::new(&config.retention);
+        let sso = sso::Sso::open(&config.sso, &db)?;
         Ok(Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
@@ -219,6 +224,7 @@ impl Services {
             moderation,
             external_ids: external_ids::ExternalIds::new(db.clone()),
             ldap,
+            sso,
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

@@ -6,6 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ruma::{OwnedUserId, UserId};
 use serde_json::{Value, json};
 
 use crate::{
@@ -20,40 +21,85 @@ pub const MAX_SESSIONS: usize = 10_000;
 
 #[derive(Default)]
 pub struct Uia {
-    /// session id → (completed stages, created).
-    sessions: Mutex<HashMap<String, (Vec<String>, Instant)>>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+struct Session {
+    completed: Vec<String>,
+    created: Instant,
+    /// The signed-in user the session confirms (None: registration). A stage completed outside
+    /// the request (single sign-on's fallback page) must be by this user.
+    owner: Option<OwnedUserId>,
 }
 
 impl Uia {
     /// A new session, making room by forgetting expired sessions, then the oldest.
-    fn start(&self, now: Instant) -> String {
+    fn start(&self, now: Instant, owner: Option<&UserId>) -> String {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if sessions.len() >= MAX_SESSIONS {
-            sessions.retain(|_, (_, created)| now.duration_since(*created) < SESSION_LIFETIME);
+            sessions.retain(|_, s| now.duration_since(s.created) < SESSION_LIFETIME);
         }
         if sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = sessions
                 .iter()
-                .min_by_key(|(_, (_, created))| *created)
+                .min_by_key(|(_, s)| s.created)
                 .map(|(k, _)| k.clone())
         {
             sessions.remove(&oldest);
         }
         let session = random_string(24);
-        sessions.insert(session.clone(), (Vec::new(), now));
+        sessions.insert(
+            session.clone(),
+            Session {
+                completed: Vec::new(),
+                created: now,
+                owner: owner.map(ToOwned::to_owned),
+            },
+        );
         session
     }
 
-    /// The stages a live session completed (None: unknown or expired).
-    fn completed(&self, session: &str, now: Instant) -> Option<Vec<String>> {
+    /// The stages a live session of `owner` completed (None: unknown, expired or another's).
+    fn completed(
+        &self,
+        session: &str,
+        owner: Option<&UserId>,
+        now: Instant,
+    ) -> Option<Vec<String>> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match sessions.get(session) {
-            Some((_, created)) if now.duration_since(*created) >= SESSION_LIFETIME => {
+            Some(s) if now.duration_since(s.created) >= SESSION_LIFETIME => {
                 sessions.remove(session);
                 None
             }
-            Some((completed, _)) => Some(completed.clone()),
-            None => None,
+            Some(s) if s.owner.as_deref() == owner => Some(s.completed.clone()),
+            _ => None,
+        }
+    }
+
+    /// The user a live session confirms.
+    pub fn owner(&self, session: &str) -> Option<OwnedUserId> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(session)
+            .filter(|s| s.created.elapsed() < SESSION_LIFETIME)
+            .and_then(|s| s.owner.clone())
+    }
+
+    /// Records `stage` as completed by `user` outside the request (the single sign-on fallback
+    /// page): only in a live session that confirms `user`. Answers whether it was recorded.
+    pub fn complete_stage(&self, session: &str, stage: &str, user: &UserId) -> bool {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match sessions.get_mut(session) {
+            Some(s)
+                if s.created.elapsed() < SESSION_LIFETIME && s.owner.as_deref() == Some(user) =>
+            {
+                if !s.completed.iter().any(|c| c == stage) {
+                    s.completed.push(stage.to_owned());
+                }
+                true
+            }
+            _ => false,
         }
     }
 
@@ -65,11 +111,13 @@ impl Uia {
             .len()
     }
 
-    /// Checks the `auth` object of a request against `flows`. `verify(stage, auth)` checks one
-    /// stage's credentials (it runs without the sessions' lock). Returns `Ok(())` once a flow is
-    /// complete, else the 401 answer.
+    /// Checks the `auth` object of a request of `owner` (None: registration) against `flows`.
+    /// `verify(stage, auth)` checks one stage's credentials (it runs without the sessions' lock;
+    /// a stage the session already completed is not checked again). Returns `Ok(())` once a flow
+    /// is complete, else the 401 answer.
     pub fn check(
         &self,
+        owner: Option<&UserId>,
         auth: Option<&Value>,
         flows: &[Vec<&'static str>],
         params: Value,
@@ -92,7 +140,7 @@ impl Uia {
 
         let Some(auth) = auth.filter(|a| a.get("type").is_some() || a.get("session").is_some())
         else {
-            return Err(body(&self.start(now), &[], None));
+            return Err(body(&self.start(now, owner), &[], None));
         };
         // Every stage after the first request names the session it continues.
         let Some(session) = auth
@@ -100,13 +148,26 @@ impl Uia {
             .and_then(Value::as_str)
             .map(str::to_owned)
         else {
-            return Err(body(&self.start(now), &[], None));
+            return Err(body(&self.start(now, owner), &[], None));
         };
         // A session this server did not hand out (or that expired) starts over.
-        let Some(completed) = self.completed(&session, now) else {
-            return Err(body(&self.start(now), &[], None));
+        let Some(completed) = self.completed(&session, owner, now) else {
+            return Err(body(&self.start(now, owner), &[], None));
+        };
+        let flow_done = |completed: &[String]| {
+            flows
+                .iter()
+                .any(|f| f.iter().all(|s| completed.iter().any(|c| c == s)))
         };
         let Some(stage) = auth.get("type").and_then(Value::as_str) else {
+            // The fallback page completed the stages: the client retries with the session only.
+            if flow_done(&completed) {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&session);
+                return Ok(());
+            }
             return Err(body(&session, &completed, None));
         };
         if !flows.iter().any(|f| f.contains(&stage)) {
@@ -116,7 +177,12 @@ impl Uia {
                 Some(("M_UNRECOGNIZED", "Unknown authentication stage")),
             ));
         }
-        match verify(stage, auth) {
+        let already = completed.iter().any(|c| c == stage);
+        match if already {
+            Ok(true)
+        } else {
+            verify(stage, auth)
+        } {
             Ok(true) => {}
             Ok(false) => {
                 return Err(body(
@@ -134,16 +200,13 @@ impl Uia {
         // Completed (or evicted) by a concurrent request meanwhile: start over.
         let Some(entry) = sessions.get_mut(&session) else {
             drop(sessions);
-            return Err(body(&self.start(now), &[], None));
+            return Err(body(&self.start(now, owner), &[], None));
         };
-        if !entry.0.iter().any(|s| s == stage) {
-            entry.0.push(stage.to_owned());
+        if !entry.completed.iter().any(|s| s == stage) {
+            entry.completed.push(stage.to_owned());
         }
-        let completed = entry.0.clone();
-        if flows
-            .iter()
-            .any(|f| f.iter().all(|s| completed.iter().any(|c| c == s)))
-        {
+        let completed = entry.completed.clone();
+        if flow_done(&completed) {
             sessions.remove(&session);
             return Ok(());
         }
@@ -160,10 +223,11 @@ mod tests {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.dummy"]];
         let err = uia
-            .check(None, &flows, json!({}), |_, _| Ok(true))
+            .check(None, None, &flows, json!({}), |_, _| Ok(true))
             .unwrap_err();
         let session = err.to_json()["session"].as_str().unwrap().to_owned();
         uia.check(
+            None,
             Some(&json!({"type": "m.login.dummy", "session": session})),
             &flows,
             json!({}),
@@ -177,13 +241,13 @@ mod tests {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.password"]];
         let first = uia
-            .check(None, &flows, json!({}), |_, _| Ok(true))
+            .check(None, None, &flows, json!({}), |_, _| Ok(true))
             .unwrap_err()
             .to_json();
         let session = first["session"].as_str().unwrap();
         let auth = json!({"type": "m.login.password", "session": session, "password": "x"});
         let err = uia
-            .check(Some(&auth), &flows, json!({}), |_, _| Ok(false))
+            .check(None, Some(&auth), &flows, json!({}), |_, _| Ok(false))
             .unwrap_err();
         let body = err.to_json();
         assert_eq!(body["errcode"], "M_FORBIDDEN");
@@ -196,17 +260,18 @@ mod tests {
         let uia = Uia::default();
         let flows = vec![vec!["m.login.dummy"]];
         let first = uia
-            .check(None, &flows, json!({}), |_, _| Ok(true))
+            .check(None, None, &flows, json!({}), |_, _| Ok(true))
             .unwrap_err()
             .to_json();
         let first = first["session"].as_str().unwrap().to_owned();
         for _ in 0..MAX_SESSIONS + 50 {
-            let _ = uia.check(None, &flows, json!({}), |_, _| Ok(true));
+            let _ = uia.check(None, None, &flows, json!({}), |_, _| Ok(true));
         }
         assert_eq!(uia.session_count(), MAX_SESSIONS);
         // The first session was evicted: continuing it starts over with a new one.
         let err = uia
             .check(
+                None,
                 Some(&json!({"type": "m.login.dummy", "session": first})),
                 &flows,
                 json!({}),
@@ -224,12 +289,17 @@ mod tests {
         let old = Instant::now()
             .checked_sub(SESSION_LIFETIME + Duration::from_secs(1))
             .unwrap();
-        uia.sessions
-            .lock()
-            .unwrap()
-            .insert("old".into(), (Vec::new(), old));
+        uia.sessions.lock().unwrap().insert(
+            "old".into(),
+            Session {
+                completed: Vec::new(),
+                created: old,
+                owner: None,
+            },
+        );
         let err = uia
             .check(
+                None,
                 Some(&json!({"type": "m.login.dummy", "session": "old"})),
                 &flows,
                 json!({}),
@@ -239,5 +309,57 @@ mod tests {
             .to_json();
         assert_ne!(err["session"], "old");
         assert!(!uia.sessions.lock().unwrap().contains_key("old"));
+    }
+
+    #[test]
+    fn a_session_belongs_to_its_user_and_an_outside_stage_completes_it() {
+        let uia = Uia::default();
+        let alice: OwnedUserId = "@alice:example.org".try_into().unwrap();
+        let mallory: OwnedUserId = "@mallory:example.org".try_into().unwrap();
+        let flows = vec![vec!["m.login.sso"]];
+        let session = uia
+            .check(Some(&alice), None, &flows, json!({}), |_, _| Ok(false))
+            .unwrap_err()
+            .to_json()["session"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(uia.owner(&session).as_ref(), Some(&alice));
+        // Another user's request cannot continue alice's session: it gets a new one.
+        let other = uia
+            .check(
+                Some(&mallory),
+                Some(&json!({ "session": session })),
+                &flows,
+                json!({}),
+                |_, _| Ok(true),
+            )
+            .unwrap_err()
+            .to_json();
+        assert_ne!(other["session"], session.as_str());
+        // Nor can mallory complete alice's stage; alice can, and her retry then passes.
+        assert!(!uia.complete_stage(&session, "m.login.sso", &mallory));
+        let pending = uia
+            .check(
+                Some(&alice),
+                Some(&json!({ "session": session })),
+                &flows,
+                json!({}),
+                |_, _| Ok(false),
+            )
+            .unwrap_err()
+            .to_json();
+        assert_eq!(pending["completed"], json!([]));
+        assert!(uia.complete_stage(&session, "m.login.sso", &alice));
+        uia.check(
+            Some(&alice),
+            Some(&json!({ "session": session })),
+            &flows,
+            json!({}),
+            |_, _| Ok(false),
+        )
+        .unwrap();
+        assert!(uia.owner(&session).is_none(), "a completed session is gone");
+        assert!(!uia.complete_stage("never-issued", "m.login.sso", &alice));
     }
 }

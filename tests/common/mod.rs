@@ -4,6 +4,7 @@
 pub mod crash_engine;
 pub mod federation;
 pub mod ldap;
+pub mod oidc;
 pub mod peer;
 pub mod process;
 

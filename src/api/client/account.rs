@@ -24,7 +24,7 @@ type Res<T> = Result<RumaResponse<T>>;
 /// Checks a requested localpart: lowercase, the spec's characters, and the length limit.
 /// Refuses a user id an application service holds exclusively (400 `M_EXCLUSIVE`): only that
 /// application service may register it.
-fn not_reserved(s: &Services, user: &UserId) -> Result<()> {
+pub(super) fn not_reserved(s: &Services, user: &UserId) -> Result<()> {
     match s.appservices.exclusive_user_owner(user) {
         Some(_) => Err(Error::exclusive(
             "This user id is reserved by an application service",
@@ -75,9 +75,10 @@ pub fn user_of_identifier(s: &Services, body: &Value) -> Option<OwnedUserId> {
     }
 }
 
-/// User-interactive auth for an authenticated user: the password stage. The password is verified
-/// on the password pool (never on the blocking pool, never under the UIA lock), after the login
-/// failure delay of the account allows it; then the session is checked.
+/// User-interactive confirmation of a signed-in user (device deletion, password change,
+/// cross-signing reset, login tokens): `m.login.password` when passwords are on, `m.login.sso`
+/// when the user is linked to a configured identity provider (the fallback page completes it,
+/// `api::client::sso`). 403 when neither applies.
 pub async fn uia_password(
     services: &Arc<Services>,
     user: &UserId,
@@ -87,13 +88,28 @@ pub async fn uia_password(
         a.get("type").and_then(Value::as_str) == Some("m.login.password")
             && a.get("session").is_some()
     });
-    if !services.config().password_config.enabled {
+    let passwords = services.config().password_config.enabled;
+    let sso = {
+        let user = user.to_owned();
+        services
+            .run(move |s| super::sso::confirmable_by_sso(s, &user))
+            .await?
+    };
+    let mut flows = Vec::new();
+    if passwords {
+        flows.push(vec!["m.login.password"]);
+    }
+    if sso {
+        flows.push(vec!["m.login.sso"]);
+    }
+    if flows.is_empty() {
         return Err(Error::forbidden(
             "Password confirmation is disabled on this server ([password_config] enabled = false)",
         ));
     }
     let verified: Result<bool> = match attempt {
         None => Ok(false),
+        Some(_) if !passwords => Ok(false),
         Some(a) if user_of_identifier(services, a).is_some_and(|c| c != user) => Err(
             Error::forbidden("The identifier does not match the authenticated user"),
         ),
@@ -113,14 +129,17 @@ pub async fn uia_password(
             Ok(valid)
         }
     };
+    let user = user.to_owned();
     services
         .run(move |s| {
-            s.uia.check(
-                auth.as_ref(),
-                &[vec!["m.login.password"]],
-                json!({}),
-                |_, _| verified,
-            )
+            s.uia
+                .check(Some(&user), auth.as_ref(), &flows, json!({}), |stage, _| {
+                    match stage {
+                        "m.login.password" => verified,
+                        // Completed only by the fallback page, never by the request itself.
+                        _ => Ok(false),
+                    }
+                })
         })
         .await
 }
@@ -311,6 +330,7 @@ pub async fn register(
                 vec![vec!["m.login.registration_token"]]
             };
             s.uia.check(
+                None,
                 auth.as_ref(),
                 &flows,
                 json!({}),

@@ -16,15 +16,18 @@ use super::account::{PasswordCheck, password_check, uia_password, user_of_identi
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
-    services::{Services, keys::device_list, users::TokenLifetimes},
+    services::{
+        Services, keys::device_list, sessions::login_tokens::LoginToken, users::TokenLifetimes,
+    },
     util::now_ms,
 };
 
 type Res<T> = Result<RumaResponse<T>>;
 
-/// Whether login tokens can be made here (and so `m.login.token` is listed).
+/// Whether login tokens can be made here (and so `m.login.token` is listed): by
+/// `POST /login/get_token`, or at the end of a single sign-on.
 pub fn login_tokens_offered(s: &Services) -> bool {
-    s.config().sessions.login_via_existing_session.enabled
+    s.config().sessions.login_via_existing_session.enabled || s.sso.enabled()
 }
 
 /// `GET /login`: exactly the login types this configuration accepts.
@@ -33,11 +36,33 @@ pub async fn login_types(
     _: Ruma<get_login_types::v3::Request>,
 ) -> Res<get_login_types::v3::Response> {
     use ruma::api::client::session::get_login_types::v3::{
-        ApplicationServiceLoginType, LoginType, PasswordLoginType, TokenLoginType,
+        ApplicationServiceLoginType, IdentityProvider, IdentityProviderBrand, LoginType,
+        PasswordLoginType, SsoLoginType, TokenLoginType,
     };
     let mut types = Vec::new();
     if services.config().password_config.enabled {
         types.push(LoginType::Password(PasswordLoginType::default()));
+    }
+    if services.sso.enabled() {
+        let providers = services
+            .sso
+            .providers()
+            .iter()
+            .map(|p| {
+                let mut idp =
+                    IdentityProvider::new(p.config.idp_id.clone(), p.config.idp_name.clone());
+                idp.icon = p.config.idp_icon.clone().map(Into::into);
+                idp.brand = p
+                    .config
+                    .idp_brand
+                    .as_deref()
+                    .map(IdentityProviderBrand::from);
+                idp
+            })
+            .collect();
+        let mut sso = SsoLoginType::default();
+        sso.identity_providers = providers;
+        types.push(LoginType::Sso(sso));
     }
     if login_tokens_offered(&services) {
         let mut token = TokenLoginType::new();
@@ -70,6 +95,7 @@ pub async fn login(
         .body
         .refresh_token
         .then(|| services.config().sessions.lifetimes());
+    let mut provider_session = None;
     let user = match json.get("type").and_then(Value::as_str) {
         Some(super::appservice::LOGIN_TYPE) => {
             let appservice = req.appservice.clone();
@@ -91,7 +117,11 @@ pub async fn login(
             password_login(&services, &json).await?
         }
         Some("m.login.token") if login_tokens_offered(&services) => {
-            token_login(&services, &json).await?
+            let token = token_login(&services, &json).await?;
+            if let (Some(idp), Some(session)) = (token.auth_provider, token.provider_session) {
+                provider_session = Some((idp, session));
+            }
+            token.user_id
         }
         _ => return Err(Error::unknown("Unsupported login type")),
     };
@@ -101,6 +131,12 @@ pub async fn login(
     services
         .run(move |s| {
             let issued = device_list::login_with(s, &user, device_id, display_name, refreshable)?;
+            // Single sign-on: the provider's back-channel logout ends this device.
+            if let Some((idp, session)) = provider_session {
+                s.sso
+                    .sessions
+                    .record(&idp, &session, &user, issued.device_id.as_str())?;
+            }
             let mut response =
                 login::v3::Response::new(user, issued.access_token, issued.device_id);
             response.refresh_token = issued.refresh_token;
@@ -133,9 +169,9 @@ async fn password_login(services: &Arc<Services>, json: &Value) -> Result<OwnedU
     Ok(user)
 }
 
-/// The account a login token names: the token is spent (it never works twice); unknown,
-/// spent or expired: 403 `M_FORBIDDEN`.
-async fn token_login(services: &Arc<Services>, json: &Value) -> Result<OwnedUserId> {
+/// The login token of a token login, spent (it never works twice); unknown, spent or expired:
+/// 403 `M_FORBIDDEN`.
+async fn token_login(services: &Arc<Services>, json: &Value) -> Result<LoginToken> {
     let token = json
         .get("token")
         .and_then(Value::as_str)
@@ -150,7 +186,7 @@ async fn token_login(services: &Arc<Services>, json: &Value) -> Result<OwnedUser
             if !s.users.is_active(&found.user_id)? {
                 return Err(Error::user_deactivated());
             }
-            Ok(found.user_id)
+            Ok(found)
         })
         .await
 }

@@ -24,6 +24,8 @@ pub mod rooms;
 pub mod search;
 pub mod sliding_sync;
 pub mod spaces;
+pub mod sso;
+pub mod sso_pages;
 pub mod sync;
 pub mod third_party;
 pub mod timestamp;
@@ -75,6 +77,16 @@ use super::{AppRouter, RumaRoute};
 
 pub fn routes(router: AppRouter) -> AppRouter {
     third_party_routes(e2ee_routes(media::routes(push::routes(router))))
+        .route(Method::GET, "/_matrix/client/v3/login/sso/redirect", sso::redirect_any)
+        .route(Method::GET, "/_matrix/client/r0/login/sso/redirect", sso::redirect_any)
+        .route(Method::GET, "/_matrix/client/v3/login/sso/redirect/{idp_id}", sso::redirect_to)
+        .route(Method::GET, "/_matrix/client/r0/login/sso/redirect/{idp_id}", sso::redirect_to)
+        .route(Method::GET, "/_matrix/client/v3/auth/m.login.sso/fallback/web", sso::uia_fallback)
+        .route(Method::GET, "/_matrix/client/r0/auth/m.login.sso/fallback/web", sso::uia_fallback)
+        .route(Method::GET, sso::CALLBACK, sso::callback)
+        .route(Method::GET, "/_parvis/client/oidc/confirm/{idp_id}", sso::uia_confirm_start)
+        .route(Method::POST, "/_parvis/client/oidc/backchannel_logout", sso::backchannel_logout)
+        .route(Method::POST, "/_parvis/client/sso/new_account", sso::create_account)
         .route(Method::GET, "/.well-known/matrix/client", discovery::well_known_client)
         .route(Method::GET, "/.well-known/matrix/server", discovery::well_known_server)
         .ruma::<get_supported_versions::Request, _, _>(discovery::versions)

@@ -27,6 +27,10 @@ pub struct LoginToken {
     /// The identity provider that signed the user in (single sign-on), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_provider: Option<String>,
+    /// The provider's session (subject and `sid`), recorded with the device the token signs in,
+    /// so that the provider's back-channel logout ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_session: Option<crate::services::sso::sessions::ProviderSession>,
 }
 
 pub struct LoginTokens {
@@ -47,7 +51,7 @@ impl LoginTokens {
     pub fn create(
         &self,
         user: &UserId,
-        auth_provider: Option<String>,
+        auth_provider: Option<(String, crate::services::sso::sessions::ProviderSession)>,
         lifetime_ms: u64,
         now: u64,
     ) -> Result<String> {
@@ -55,7 +59,8 @@ impl LoginTokens {
         let value = LoginToken {
             user_id: user.to_owned(),
             expires_ts: now.saturating_add(lifetime_ms),
-            auth_provider,
+            provider_session: auth_provider.as_ref().map(|(_, session)| session.clone()),
+            auth_provider: auth_provider.map(|(idp, _)| idp),
         };
         self.db
             .put(LOGIN_TOKENS, token.as_bytes(), encode_json(&value))?;
