@@ -15,7 +15,8 @@ DATA = os.path.join(os.path.dirname(__file__), "data", "spec-endpoints.tsv")
 # Endpoints of the advertised versions that Parvis leaves out, each with its reason; kept in step
 # with spec/features.md ("Optional endpoints left out") and spec/deviations.md.
 OPTIONAL = {
-    # SSO is one of several login types; a server without it lists no m.login.sso flow.
+    # SSO is one of several login types; a server without providers (as this suite's) lists no
+    # m.login.sso flow and answers 404 M_UNRECOGNIZED. tests/oidc.rs tests them configured.
     ("GET", "/_matrix/client/v3/login/sso/redirect"): "no SSO login flow is offered",
     ("GET", "/_matrix/client/v3/login/sso/redirect/{idpId}"): "no SSO login flow is offered",
     # OAuth 2.0 API (v1.15): a server without it answers 404 M_UNRECOGNIZED.

@@ -34,7 +34,12 @@ pub fn identity(mapping: &UserMapping, claims: &Map<String, Value>) -> Result<Id
     let claim = |name: &Option<String>| name.as_deref().and_then(|n| text(claims, n));
     Ok(Identity {
         subject,
-        localpart: claim(&mapping.localpart_claim).and_then(|l| localpart_from(&l)),
+        localpart: claim(&mapping.localpart_claim)
+            .map(|l| match l.split_once('@') {
+                Some((name, _)) if mapping.localpart_strip_domain => name.to_owned(),
+                _ => l,
+            })
+            .and_then(|l| localpart_from(&l)),
         display_name: claim(&mapping.display_name_claim),
         email: claim(&mapping.email_claim),
     })
@@ -93,6 +98,18 @@ mod tests {
         assert_eq!(id.localpart.as_deref(), Some("jane.doe"));
         assert_eq!(id.display_name.as_deref(), Some("Jane Doe"));
         assert_eq!(id.email.as_deref(), Some("jane@example.com"));
+        let upn = claims(json!({ "sub": "x", "preferred_username": "Jane.Doe@corp.example.com" }));
+        let kept = identity(&UserMapping::default(), &upn).unwrap();
+        assert_eq!(
+            kept.localpart.as_deref(),
+            Some("jane.doe=40corp.example.com")
+        );
+        let strip = UserMapping {
+            localpart_strip_domain: true,
+            ..Default::default()
+        };
+        let stripped = identity(&strip, &upn).unwrap();
+        assert_eq!(stripped.localpart.as_deref(), Some("jane.doe"));
         let none = identity(&UserMapping::default(), &claims(json!({ "sub": 7 }))).unwrap();
         assert_eq!((none.subject.as_str(), none.localpart), ("7", None));
         assert!(identity(&UserMapping::default(), &claims(json!({ "name": "x" }))).is_err());

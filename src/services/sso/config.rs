@@ -139,6 +139,9 @@ pub struct UserMapping {
     /// The claim that proposes the localpart (lower-cased; other characters than Matrix allows
     /// are written `=xx`). Unset or absent: the user chooses one on the confirmation page.
     pub localpart_claim: Option<String>,
+    /// Keep only what comes before an `@` in the localpart claim (`jane.doe@corp.example.com`
+    /// → `jane.doe`): for providers whose username is an e-mail-like UPN (Entra ID).
+    pub localpart_strip_domain: bool,
     pub display_name_claim: Option<String>,
     pub email_claim: Option<String>,
     /// Let the user change the proposed localpart on the confirmation page.
@@ -150,6 +153,7 @@ impl Default for UserMapping {
         Self {
             subject_claim: "sub".to_owned(),
             localpart_claim: Some("preferred_username".to_owned()),
+            localpart_strip_domain: false,
             display_name_claim: Some("name".to_owned()),
             email_claim: Some("email".to_owned()),
             confirm_localpart: false,
