@@ -30,7 +30,7 @@ NOT_YET = {
     ("GET", "/_matrix/client/v3/events/{eventId}"): "deprecated (clients use /rooms/{roomId}/event/{eventId})",
     ("GET", "/_matrix/client/v3/initialSync"): "deprecated (clients use /sync)",
     ("GET", "/_matrix/client/v3/rooms/{roomId}/initialSync"): "deprecated (clients use /sync and /messages)",
-    ("POST", "/_matrix/client/v3/account/3pid"): "deprecated way to add a third-party identifier (none are kept)",
+    ("POST", "/_matrix/client/v3/account/3pid"): "deprecated way to add a third-party identifier (clients use /account/3pid/add)",
 }
 LEFT_OUT = {**OPTIONAL, **NOT_YET}
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (cargo test; tests/oidc.rs runs a real OpenID provider
-# from npm), the black-box conformance suite (matrix-nio against a live server), the matrix-js-sdk
-# suite (conformance/js, Node 22 from npm), the matrix-bot-sdk application service suite
-# (conformance/appservice-js) and the federation interop suite (Parvis and Synapse on loopback,
-# both directions). Installs what the build needs first.
+# from npm, tests/email.rs a real SMTP server from PyPI), the black-box conformance suite
+# (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm),
+# the matrix-bot-sdk application service suite (conformance/appservice-js) and the federation
+# interop suite (Parvis and Synapse on loopback, both directions). Installs what the build needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh --tests
@@ -16,6 +16,16 @@ oidc_stamp=tests/oidc/node_modules/.parvis-lock.sha256
 if [ "$(cat "$oidc_stamp" 2>/dev/null || true)" != "$oidc_want" ] || [ ! -x tests/oidc/node_modules/.bin/node ]; then
   (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
   echo "$oidc_want" > "$oidc_stamp"
+fi
+
+# The SMTP server of tests/email.rs (aiosmtpd, pinned in tests/smtp/requirements.txt) in its own
+# virtualenv, installed when the requirements changed.
+smtp_venv="${PARVIS_SMTP_VENV:-$HOME/.cache/parvis-smtp-venv}"
+[ -x "$smtp_venv/bin/python" ] || python3 -m venv "$smtp_venv"
+smtp_want="$(sha256sum tests/smtp/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$smtp_venv/.parvis-requirements.sha256" 2>/dev/null || true)" != "$smtp_want" ]; then
+  "$smtp_venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/smtp/requirements.txt
+  echo "$smtp_want" > "$smtp_venv/.parvis-requirements.sha256"
 fi
 
 cargo build --bins --tests

@@ -153,6 +153,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::sessions::login_tokens::spawn_sweep(s, stop)
     }));
+    // Deleting expired e-mail validation sessions.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::threepids::validation::spawn_sweep(s, stop)
+    }));
     // The metrics listener.
     let metrics_addr = match api::metrics::start(&services).await? {
         Some((addr, stop, task)) => {

@@ -254,7 +254,7 @@ async fn sso_sign_in_creates_links_and_logs_into_accounts() {
 
     // dave already has a local account. `company` does not take over existing accounts: he must
     // choose another name. `staff` (allow_existing_users) signs him into it and links it.
-    let (dave_token, _) = server.register("dave").await;
+    let (_, dave_token) = server.register("dave").await;
     let mut daves = Browser::new();
     let page = sign_in(&mut daves, &s, "company", "dave", CLIENT).await;
     assert!(

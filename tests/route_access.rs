@@ -192,6 +192,7 @@ fn table() -> Vec<Entry> {
         e("GET", "client/user/mutual_rooms", Own, OK).q("user_id={user_id}"),
         // Third-party identifiers: none are kept (api/client/third_party.rs).
         e("GET", "client/account/3pid", Own, OK),
+        e("GET", "/_parvis/client/email/validate", Public, (403, Some("M_THREEPID_DENIED"))).q("sid=guess&client_secret=guess&token=guess"),
         e("POST", "client/account/3pid/add", Own, FORBIDDEN).body(json!({ "client_secret": "s3cr3t", "sid": "sid" })),
         e("POST", "client/account/3pid/bind", Own, FORBIDDEN)
             .body(json!({ "client_secret": "s3cr3t", "sid": "sid", "id_server": "id.example.org", "id_access_token": "t" })),

@@ -36,6 +36,7 @@ pub struct Config {
     pub password_config: crate::services::sessions::password_policy::PasswordConfig,
     pub ldap: crate::services::ldap::LdapConfig,
     pub sso: crate::services::sso::SsoConfig,
+    pub email: crate::services::email::EmailConfig,
     pub log: String,
 }
 
@@ -126,6 +127,9 @@ pub struct RegistrationConfig {
     /// Registration requires a token (Synapse's `registration_requires_token`): one of `tokens`
     /// or one made with `/_synapse/admin/v1/registration_tokens`.
     pub requires_token: bool,
+    /// Registration requires a validated e-mail address (`m.login.email.identity`; Synapse's
+    /// `registrations_require_3pid: [email]`). Needs `[email] enabled`.
+    pub require_email: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,6 +261,7 @@ impl Default for Config {
             password_config: Default::default(),
             ldap: Default::default(),
             sso: Default::default(),
+            email: Default::default(),
             log: "info".to_owned(),
         }
     }
@@ -289,6 +294,7 @@ impl Default for RegistrationConfig {
             enabled: true,
             tokens: Vec::new(),
             requires_token: false,
+            require_email: false,
         }
     }
 }
@@ -420,6 +426,15 @@ impl Config {
         self.sso
             .check(self.listen.public_base_url.as_deref())
             .map_err(ConfigError::Invalid)?;
+        self.email
+            .check(self.listen.public_base_url.as_deref())
+            .map_err(ConfigError::Invalid)?;
+        if self.registration.require_email && !self.email.enabled {
+            return invalid(
+                "registration.require_email",
+                "needs [email] enabled (the address is validated by mail)",
+            );
+        }
         self.media.validate().map_err(ConfigError::Invalid)?;
         self.retention.validate().map_err(ConfigError::Invalid)?;
         crate::federation::ip_ranges::AddressPolicy::from_config(&self.network)

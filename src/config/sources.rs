@@ -35,6 +35,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "password_config",
     "ldap",
     "sso",
+    "email",
     "log",
 ];
 

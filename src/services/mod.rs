@@ -8,6 +8,7 @@ pub mod backup;
 pub mod dehydrated_devices;
 pub mod directory;
 pub mod directory_listing;
+pub mod email;
 pub mod ephemeral;
 pub mod export;
 pub mod external_ids;
@@ -40,6 +41,7 @@ pub mod short;
 pub mod sso;
 pub mod state;
 pub mod sync;
+pub mod threepids;
 pub mod time_index;
 pub mod timeline;
 pub mod to_device;
@@ -111,6 +113,10 @@ pub struct Services {
     pub ldap: Option<ldap::Directory>,
     /// Single sign-on providers (`[sso]`) and the state of their sign-ins.
     pub sso: sso::Sso,
+    /// E-mail addresses of accounts and their validation sessions.
+    pub threepids: threepids::Threepids,
+    /// The SMTP client (`[email]`), when enabled.
+    pub mailer: Option<email::mailer::Mailer>,
 }
 
 /// Every column family of the database, service by service.
@@ -150,6 +156,7 @@ pub fn all_maps() -> Vec<Map> {
         sessions::MAPS,
         external_ids::MAPS,
         sso::MAPS,
+        threepids::MAPS,
     ]
     .concat()
 }
@@ -198,6 +205,7 @@ impl Services {
         let webhooks = webhooks::Webhooks::new(db.clone(), &config.webhooks);
         let retention = retention::Retention::new(&config.retention);
         let sso = sso::Sso::open(&config.sso, &db)?;
+        let mailer = email::mailer::Mailer::from_config(&config.email).map_err(Error::internal)?;
         Ok(Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
@@ -225,6 +233,8 @@ impl Services {
             external_ids: external_ids::ExternalIds::new(db.clone()),
             ldap,
             sso,
+            threepids: threepids::Threepids::new(db.clone()),
+            mailer,
             webhooks,
             filters: filters::Filters::new(db),
             rate_limiter,

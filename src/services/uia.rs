@@ -30,6 +30,9 @@ struct Session {
     /// The signed-in user the session confirms (None: registration). A stage completed outside
     /// the request (single sign-on's fallback page) must be by this user.
     owner: Option<OwnedUserId>,
+    /// What stages found out (the e-mail address a registration validated), handed to the
+    /// request that completes the session.
+    data: serde_json::Map<String, Value>,
 }
 
 impl Uia {
@@ -54,6 +57,7 @@ impl Uia {
                 completed: Vec::new(),
                 created: now,
                 owner: owner.map(ToOwned::to_owned),
+                data: serde_json::Map::new(),
             },
         );
         session
@@ -111,10 +115,15 @@ impl Uia {
             .len()
     }
 
-    /// Checks the `auth` object of a request of `owner` (None: registration) against `flows`.
-    /// `verify(stage, auth)` checks one stage's credentials (it runs without the sessions' lock;
-    /// a stage the session already completed is not checked again). Returns `Ok(())` once a flow
-    /// is complete, else the 401 answer.
+    /// Keeps `value` under `key` in a live session (a stage's finding, e.g. a validated address).
+    pub fn remember(&self, session: &str, key: &str, value: Value) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sessions.get_mut(session) {
+            s.data.insert(key.to_owned(), value);
+        }
+    }
+
+    /// [`Uia::check_with_data`] without the data.
     pub fn check(
         &self,
         owner: Option<&UserId>,
@@ -123,6 +132,22 @@ impl Uia {
         params: Value,
         verify: impl FnOnce(&str, &Value) -> Result<bool>,
     ) -> Result<()> {
+        self.check_with_data(owner, auth, flows, params, verify)
+            .map(|_| ())
+    }
+
+    /// Checks the `auth` object of a request of `owner` (None: registration) against `flows`.
+    /// `verify(stage, auth)` checks one stage's credentials (it runs without the sessions' lock;
+    /// a stage the session already completed is not checked again). Returns `Ok(())` once a flow
+    /// is complete (with what stages remembered, [`Uia::remember`]), else the 401 answer.
+    pub fn check_with_data(
+        &self,
+        owner: Option<&UserId>,
+        auth: Option<&Value>,
+        flows: &[Vec<&'static str>],
+        params: Value,
+        verify: impl FnOnce(&str, &Value) -> Result<bool>,
+    ) -> Result<serde_json::Map<String, Value>> {
         let now = Instant::now();
         let body = |session: &str, completed: &[String], error: Option<(&str, &str)>| {
             let mut body = json!({
@@ -162,11 +187,12 @@ impl Uia {
         let Some(stage) = auth.get("type").and_then(Value::as_str) else {
             // The fallback page completed the stages: the client retries with the session only.
             if flow_done(&completed) {
-                self.sessions
+                let done = self
+                    .sessions
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&session);
-                return Ok(());
+                return Ok(done.map(|s| s.data).unwrap_or_default());
             }
             return Err(body(&session, &completed, None));
         };
@@ -207,8 +233,8 @@ impl Uia {
         }
         let completed = entry.completed.clone();
         if flow_done(&completed) {
-            sessions.remove(&session);
-            return Ok(());
+            let done = sessions.remove(&session);
+            return Ok(done.map(|s| s.data).unwrap_or_default());
         }
         Err(body(&session, &completed, None))
     }
@@ -295,6 +321,7 @@ mod tests {
                 completed: Vec::new(),
                 created: old,
                 owner: None,
+                data: serde_json::Map::new(),
             },
         );
         let err = uia

@@ -31,7 +31,7 @@ pub struct Slapd {
 }
 
 /// A CA and a certificate it signs for localhost and 127.0.0.1: (CA PEM, cert PEM, key PEM).
-fn certificates() -> (String, String, String) {
+pub fn certificates() -> (String, String, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

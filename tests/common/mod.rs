@@ -7,6 +7,7 @@ pub mod ldap;
 pub mod oidc;
 pub mod peer;
 pub mod process;
+pub mod smtp;
 
 use std::path::Path;
 

@@ -16,7 +16,13 @@ use crate::services::{keys::device_list, password_pool};
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
-    services::Services,
+    services::{
+        Services,
+        threepids::{
+            EMAIL, canonical_email,
+            validation::{Purpose, Session as ValidationSession},
+        },
+    },
 };
 
 type Res<T> = Result<RumaResponse<T>>;
@@ -49,6 +55,88 @@ pub fn validate_localpart(s: &Services, localpart: &str) -> Result<OwnedUserId> 
         return Err(Error::invalid_username("User ID is too long"));
     }
     Ok(user)
+}
+
+/// The user-interactive auth stage of a validated e-mail address.
+pub const EMAIL_STAGE: &str = "m.login.email.identity";
+
+/// The validated session an `m.login.email.identity` stage names (`threepid_creds: {sid,
+/// client_secret}`) for `purpose`: (sid, client secret, session). 401 `M_THREEPID_AUTH_FAILED`
+/// when it is unknown, not validated (the link was not opened), expired or for something else.
+pub fn validated_email(
+    s: &Services,
+    auth: &Value,
+    purpose: Purpose,
+) -> Result<(String, String, ValidationSession)> {
+    let creds = auth
+        .get("threepid_creds")
+        .or_else(|| auth.get("threepidCreds"))
+        .ok_or_else(|| Error::missing_param("threepid_creds is required"))?;
+    let field = |name: &str| {
+        creds
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (sid, secret) = (field("sid"), field("client_secret"));
+    let session = s
+        .threepids
+        .validations
+        .validated(&sid, &secret, purpose, crate::util::now_ms())?
+        .ok_or_else(super::threepids::threepid_auth_failed)?;
+    Ok((sid, secret, session))
+}
+
+/// Adds the address of the validated session `creds` (`{sid, client_secret}`) to `user` and
+/// spends the session, in one batch.
+fn add_validated_email(s: &Services, user: &UserId, creds: &Value, purpose: Purpose) -> Result<()> {
+    let field = |name: &str| creds.get(name).and_then(Value::as_str).unwrap_or_default();
+    let now = crate::util::now_ms();
+    let session = s
+        .threepids
+        .validations
+        .validated(field("sid"), field("client_secret"), purpose, now)?
+        .ok_or_else(super::threepids::threepid_auth_failed)?;
+    let mut batch = crate::storage::Batch::new();
+    s.threepids
+        .validations
+        .spend(field("sid"), &session, &mut batch);
+    s.threepids.add(
+        user,
+        &session.medium,
+        &session.address,
+        session.validated_at.unwrap_or(now),
+        now,
+        batch,
+    )
+}
+
+/// The account an `m.id.thirdparty` identifier (or the legacy `medium`/`address`) names: the
+/// owner of the address.
+pub async fn user_of_threepid(
+    services: &Arc<Services>,
+    body: &Value,
+) -> Result<Option<OwnedUserId>> {
+    let id = body
+        .get("identifier")
+        .filter(|i| i.get("type").and_then(Value::as_str) == Some("m.id.thirdparty"))
+        .unwrap_or(body);
+    let (Some(medium), Some(address)) = (
+        id.get("medium").and_then(Value::as_str),
+        id.get("address").and_then(Value::as_str),
+    ) else {
+        return Ok(None);
+    };
+    if medium != EMAIL {
+        return Ok(None);
+    }
+    let Some(address) = canonical_email(address) else {
+        return Ok(None);
+    };
+    services
+        .run(move |s| s.threepids.owner(EMAIL, &address))
+        .await
 }
 
 /// Resolves the `identifier`/`user` of a login or UIA body to a local user id.
@@ -324,36 +412,57 @@ pub async fn register(
                 }
                 passwords.policy.check(password)?;
             }
-            let flows = if config.tokens.is_empty() && !config.requires_token {
-                vec![vec!["m.login.dummy"]]
-            } else {
-                vec![vec!["m.login.registration_token"]]
+            let mut required = Vec::new();
+            if !config.tokens.is_empty() || config.requires_token {
+                required.push("m.login.registration_token");
+            }
+            if config.require_email {
+                required.push(EMAIL_STAGE);
+            }
+            let flows = match (required.is_empty(), s.mailer.is_some()) {
+                (false, _) => vec![required],
+                // An address is welcome but not needed: a flow without it, and one with it.
+                (true, true) => vec![vec!["m.login.dummy"], vec![EMAIL_STAGE]],
+                (true, false) => vec![vec!["m.login.dummy"]],
             };
-            s.uia.check(
-                None,
-                auth.as_ref(),
-                &flows,
-                json!({}),
-                |stage, auth| match stage {
-                    "m.login.dummy" => Ok(true),
-                    "m.login.registration_token" => {
-                        let token = auth
-                            .get("token")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        let session = auth
-                            .get("session")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        Ok(config.tokens.iter().any(|t| t == token)
-                            || s.registration_tokens.reserve(token, session)?)
-                    }
-                    _ => Ok(false),
-                },
-            )?;
-            Ok(user)
+            let found =
+                s.uia
+                    .check_with_data(None, auth.as_ref(), &flows, json!({}), |stage, auth| {
+                        match stage {
+                            EMAIL_STAGE => {
+                                let creds = validated_email(s, auth, Purpose::Registration)?;
+                                if s.threepids.owner(EMAIL, &creds.2.address)?.is_some() {
+                                    return Err(crate::services::threepids::in_use());
+                                }
+                                if let Some(session) = auth.get("session").and_then(Value::as_str) {
+                                    s.uia.remember(
+                                        session,
+                                        "email",
+                                        json!({ "sid": creds.0, "client_secret": creds.1 }),
+                                    );
+                                }
+                                Ok(true)
+                            }
+                            "m.login.dummy" => Ok(true),
+                            "m.login.registration_token" => {
+                                let token = auth
+                                    .get("token")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default();
+                                let session = auth
+                                    .get("session")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default();
+                                Ok(config.tokens.iter().any(|t| t == token)
+                                    || s.registration_tokens.reserve(token, session)?)
+                            }
+                            _ => Ok(false),
+                        }
+                    })?;
+            Ok((user, found.get("email").cloned()))
         })
         .await?;
+    let (user, email) = user;
     let hash = match password {
         Some(password) => Some(services.users.passwords().hash(password).await?),
         None => None,
@@ -363,6 +472,10 @@ pub async fn register(
             s.users.create_hashed(&user, hash, |_| {})?;
             if let Some(session) = &session {
                 s.registration_tokens.registered(session)?;
+            }
+            // The address the registration validated is the account's.
+            if let Some(email) = &email {
+                add_validated_email(s, &user, email, Purpose::Registration)?;
             }
             let mut response = json!({ "user_id": user });
             if !inhibit_login {
@@ -409,6 +522,9 @@ pub async fn change_password(
     req: Ruma<change_password::v3::Request>,
 ) -> Res<change_password::v3::Response> {
     let auth = auth_of(&req.json);
+    if req.user.is_none() && services.mailer.is_some() {
+        return reset_password(&services, auth, req.body).await;
+    }
     let (user, device) = (req.user()?.clone(), req.device()?.clone());
     let body = req.body;
     let passwords = &services.config().password_config;
@@ -426,6 +542,85 @@ pub async fn change_password(
         .run(move |s| {
             let logout = logout_devices.then_some(Some(device.as_str()));
             device_list::set_password(s, &user, hash, logout)?;
+            Ok(change_password::v3::Response::new().into())
+        })
+        .await
+}
+
+/// A forgotten password (`POST /account/password` without an access token): the
+/// `m.login.email.identity` stage with a session of `/account/password/email/requestToken`
+/// whose link was opened names the account; its password changes, and with `logout_devices`
+/// (the default) every session ends.
+async fn reset_password(
+    services: &Arc<Services>,
+    auth: Option<Value>,
+    body: change_password::v3::Request,
+) -> Res<change_password::v3::Response> {
+    let passwords = &services.config().password_config;
+    if !passwords.enabled {
+        return Err(Error::forbidden(
+            "Password changes are disabled on this server",
+        ));
+    }
+    passwords.policy.check(&body.new_password)?;
+    let found = services
+        .run(move |s| {
+            s.uia.check_with_data(
+                None,
+                auth.as_ref(),
+                &[vec![EMAIL_STAGE]],
+                json!({}),
+                |_, auth| {
+                    let (sid, secret, session) = validated_email(s, auth, Purpose::PasswordReset)?;
+                    // The owner when the reset was asked: an address moved since names no one.
+                    let owner = s
+                        .threepids
+                        .owner(&session.medium, &session.address)?
+                        .ok_or_else(super::threepids::threepid_auth_failed)?;
+                    if let Some(uia) = auth.get("session").and_then(Value::as_str) {
+                        s.uia.remember(
+                            uia,
+                            "reset",
+                            json!({ "sid": sid, "client_secret": secret, "user": owner }),
+                        );
+                    }
+                    Ok(true)
+                },
+            )
+        })
+        .await?;
+    let reset = found
+        .get("reset")
+        .cloned()
+        .ok_or_else(super::threepids::threepid_auth_failed)?;
+    let user: OwnedUserId = reset
+        .get("user")
+        .and_then(Value::as_str)
+        .and_then(|u| UserId::parse(u).ok())
+        .ok_or_else(super::threepids::threepid_auth_failed)?;
+    let hash = services.users.passwords().hash(body.new_password).await?;
+    let logout_devices = body.logout_devices;
+    services
+        .run(move |s| {
+            // Spent first: a link resets a password once.
+            let field = |name: &str| reset.get(name).and_then(Value::as_str).unwrap_or_default();
+            let session = s
+                .threepids
+                .validations
+                .validated(
+                    field("sid"),
+                    field("client_secret"),
+                    Purpose::PasswordReset,
+                    crate::util::now_ms(),
+                )?
+                .ok_or_else(super::threepids::threepid_auth_failed)?;
+            let mut batch = crate::storage::Batch::new();
+            s.threepids
+                .validations
+                .spend(field("sid"), &session, &mut batch);
+            s.globals.db.write(batch)?;
+            device_list::set_password(s, &user, hash, logout_devices.then_some(None))?;
+            tracing::info!(%user, "password reset by e-mail");
             Ok(change_password::v3::Response::new().into())
         })
         .await

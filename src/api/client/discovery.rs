@@ -91,8 +91,9 @@ pub async fn capabilities(
         .collect();
     let mut capabilities = Capabilities::new();
     capabilities.room_versions = RoomVersionsCapability::new(default, available);
-    // No third-party identifiers are kept (api/client/third_party.rs).
-    capabilities.thirdparty_id_changes = ThirdPartyIdChangesCapability::new(false);
+    // E-mail addresses can be added and removed when the server sends mail ([email]).
+    capabilities.thirdparty_id_changes =
+        ThirdPartyIdChangesCapability::new(services.mailer.is_some());
     capabilities.change_password =
         ChangePasswordCapability::new(services.config().password_config.enabled);
     capabilities.get_login_token = GetLoginTokenCapability::new(

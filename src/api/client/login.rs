@@ -12,7 +12,9 @@ use ruma::{
 };
 use serde_json::Value;
 
-use super::account::{PasswordCheck, password_check, uia_password, user_of_identifier};
+use super::account::{
+    PasswordCheck, password_check, uia_password, user_of_identifier, user_of_threepid,
+};
 use crate::{
     api::ruma_wrapper::{Ruma, RumaResponse},
     error::{Error, Result},
@@ -148,8 +150,12 @@ pub async fn login(
 
 /// The account a password login names, once the password is verified.
 async fn password_login(services: &Arc<Services>, json: &Value) -> Result<OwnedUserId> {
-    let user = user_of_identifier(services, json)
-        .ok_or_else(|| Error::forbidden("Invalid username or password"))?;
+    // An e-mail address (m.id.thirdparty) names the account that has it.
+    let user = match user_of_threepid(services, json).await? {
+        Some(user) => Some(user),
+        None => user_of_identifier(services, json),
+    }
+    .ok_or_else(|| Error::forbidden("Invalid username or password"))?;
     services.rate_limiter.check(&format!("login:{user}"))?;
     services.login_failures.check(&user)?;
     let password = json

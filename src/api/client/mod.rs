@@ -28,6 +28,7 @@ pub mod sso;
 pub mod sso_pages;
 pub mod sync;
 pub mod third_party;
+pub mod threepids;
 pub mod timestamp;
 pub mod to_device;
 pub mod tokens;
@@ -87,6 +88,7 @@ pub fn routes(router: AppRouter) -> AppRouter {
         .route(Method::GET, "/_parvis/client/oidc/confirm/{idp_id}", sso::uia_confirm_start)
         .route(Method::POST, "/_parvis/client/oidc/backchannel_logout", sso::backchannel_logout)
         .route(Method::POST, "/_parvis/client/sso/new_account", sso::create_account)
+        .route(Method::GET, threepids::VALIDATE_PATH, threepids::validate)
         .route(Method::GET, "/.well-known/matrix/client", discovery::well_known_client)
         .route(Method::GET, "/.well-known/matrix/server", discovery::well_known_server)
         .ruma::<get_supported_versions::Request, _, _>(discovery::versions)
@@ -189,28 +191,28 @@ pub fn routes(router: AppRouter) -> AppRouter {
 fn third_party_routes(router: AppRouter) -> AppRouter {
     use ruma::api::client::{account as a, thirdparty as t};
     router
-        .ruma::<a::get_3pids::v3::Request, _, _>(third_party::list)
-        .ruma::<a::add_3pid::v3::Request, _, _>(third_party::add)
-        .ruma::<a::bind_3pid::v3::Request, _, _>(third_party::bind)
-        .ruma::<a::delete_3pid::v3::Request, _, _>(third_party::delete)
-        .ruma::<a::unbind_3pid::v3::Request, _, _>(third_party::unbind)
+        .ruma::<a::get_3pids::v3::Request, _, _>(threepids::list)
+        .ruma::<a::add_3pid::v3::Request, _, _>(threepids::add)
+        .ruma::<a::bind_3pid::v3::Request, _, _>(threepids::bind)
+        .ruma::<a::delete_3pid::v3::Request, _, _>(threepids::delete)
+        .ruma::<a::unbind_3pid::v3::Request, _, _>(threepids::unbind)
         .ruma::<a::request_registration_token_via_email::v3::Request, _, _>(
-            third_party::registration_email,
+            threepids::registration_email,
         )
         .ruma::<a::request_registration_token_via_msisdn::v3::Request, _, _>(
-            third_party::registration_msisdn,
+            threepids::registration_msisdn,
         )
         .ruma::<a::request_3pid_management_token_via_email::v3::Request, _, _>(
-            third_party::management_email,
+            threepids::management_email,
         )
         .ruma::<a::request_3pid_management_token_via_msisdn::v3::Request, _, _>(
-            third_party::management_msisdn,
+            threepids::management_msisdn,
         )
         .ruma::<a::request_password_change_token_via_email::v3::Request, _, _>(
-            third_party::password_email,
+            threepids::password_email,
         )
         .ruma::<a::request_password_change_token_via_msisdn::v3::Request, _, _>(
-            third_party::password_msisdn,
+            threepids::password_msisdn,
         )
         .ruma::<t::get_protocols::v3::Request, _, _>(third_party::protocols)
         .ruma::<t::get_protocol::v3::Request, _, _>(third_party::protocol)

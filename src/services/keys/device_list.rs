@@ -143,5 +143,7 @@ pub fn deactivate(s: &Services, user: &UserId) -> Result<()> {
     commit_change(s, user, |c| {
         let removed = s.users.deactivate_ops(&mut c.batch, user)?;
         Ok(((), forget_after_write(s, c, &removed)))
-    })
+    })?;
+    // Its e-mail addresses are freed (another account may take them; password resets stop).
+    s.threepids.remove_all(user)
 }
