@@ -148,15 +148,10 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     workers.push(Worker::spawn(|stop| {
         crate::services::ldap::departures::spawn(s, stop)
     }));
-    // Deleting expired login tokens.
+    // Deleting expired login tokens and e-mail validation sessions.
     let s = services.clone();
     workers.push(Worker::spawn(|stop| {
-        crate::services::sessions::login_tokens::spawn_sweep(s, stop)
-    }));
-    // Deleting expired e-mail validation sessions.
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::threepids::validation::spawn_sweep(s, stop)
+        crate::services::sessions::spawn_sweeps(s, stop)
     }));
     // The metrics listener.
     let metrics_addr = match api::metrics::start(&services).await? {

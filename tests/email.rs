@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    TestServer,
+    TestServer, assert_error,
     federation::free_port,
     password_login,
     smtp::{self, SmtpSink, link_in},
@@ -200,10 +200,7 @@ async fn email_addresses_are_validated_added_used_to_log_in_and_reset_passwords(
         1,
     )
     .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("M_THREEPID_IN_USE"))
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "M_THREEPID_IN_USE");
     let (status, body) = request_token(
         server,
         "account/3pid",
@@ -213,10 +210,7 @@ async fn email_addresses_are_validated_added_used_to_log_in_and_reset_passwords(
         1,
     )
     .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
 
     // Login by address.
     let by_mail = json!({ "type": "m.login.password", "password": "secret-password",
@@ -238,9 +232,11 @@ async fn email_addresses_are_validated_added_used_to_log_in_and_reset_passwords(
         1,
     )
     .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("M_THREEPID_NOT_FOUND"))
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "M_THREEPID_NOT_FOUND",
     );
     let (status, body) = request_token(
         server,
@@ -383,10 +379,7 @@ async fn registration_can_require_a_validated_address() {
     // The address is taken now.
     let (status, body) =
         request_token(server, "register", None, "cs-d", "carol@example.org", 1).await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("M_THREEPID_IN_USE"))
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "M_THREEPID_IN_USE");
     s.server.stop().await;
 }
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    TestServer,
+    TestServer, assert_error,
     federation::free_port,
     oidc::{Browser, CLIENT_ID, CLIENT_SECRET, OidcProvider, Page},
 };
@@ -129,10 +129,7 @@ async fn sso_sign_in_creates_links_and_logs_into_accounts() {
             None,
         )
         .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("M_MISSING_PARAM"))
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
     let (status, body) = server
         .call(
             Method::GET,
@@ -141,10 +138,7 @@ async fn sso_sign_in_creates_links_and_logs_into_accounts() {
             None,
         )
         .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (StatusCode::NOT_FOUND, Some("M_NOT_FOUND"))
-    );
+    assert_error(status, &body, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 
     // Two providers and no choice: a page links to each.
     let mut browser = Browser::new();
@@ -186,10 +180,7 @@ async fn sso_sign_in_creates_links_and_logs_into_accounts() {
         .await;
     assert_eq!(profile["displayname"], "Alice Liddell");
     let (status, again) = token_login(server, &token).await;
-    assert_eq!(
-        (status, again["errcode"].as_str()),
-        (StatusCode::FORBIDDEN, Some("M_FORBIDDEN"))
-    );
+    assert_error(status, &again, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 
     // Her next sign-in goes straight to the client: the account is linked.
     let page = sign_in(&mut browser, &s, "company", "alice", CLIENT).await;

@@ -91,11 +91,6 @@ pub fn context(value: &mut Value) {
     }
 }
 
-/// `GET /account/3pid`: `threepids`, the list a settings page reads.
-pub fn threepids(value: &mut Value) {
-    ensure(value, "threepids", json!([]));
-}
-
 /// A room summary: `join_rule` (ruma leaves out `public`, the default of the spec's summary).
 pub fn room_summary(value: &mut Value) {
     ensure(value, "join_rule", json!("public"));

@@ -19,3 +19,11 @@ pub enum StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A database with `maps` in a temporary folder (deleted with the folder): for unit tests.
+#[cfg(test)]
+pub fn test_db(maps: &[Map]) -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let engine = rocks::RocksEngine::open(dir.path(), maps, 8, 8, false).expect("RocksDB opens");
+    (dir, Db::new(engine))
+}

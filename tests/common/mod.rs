@@ -170,6 +170,16 @@ impl TestServer {
     }
 }
 
+/// Asserts that an answer is the error `errcode` with `status`.
+#[track_caller]
+pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, errcode: &str) {
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (want, Some(errcode)),
+        "{body}"
+    );
+}
+
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -95,7 +95,15 @@ fn public_url(s: &Services, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
-fn cookie(s: &Services, name: &str, value: &str, path: &str, max_age_s: u64) -> HeaderValue {
+/// Adds the cookie `name` to `response`: HttpOnly, SameSite=Lax, Secure behind https.
+fn set_cookie(
+    s: &Services,
+    response: &mut Response,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_s: u64,
+) {
     let secure = s
         .config()
         .listen
@@ -106,7 +114,25 @@ fn cookie(s: &Services, name: &str, value: &str, path: &str, max_age_s: u64) -> 
         "{name}={value}; Path={path}; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{}",
         if secure { "; Secure" } else { "" }
     );
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Adds the cookie `name` carrying `value` signed for `purpose`, both living `[sso] flow_timeout`.
+fn set_signed_cookie<T: Serialize>(
+    s: &Services,
+    response: &mut Response,
+    (name, path): (&str, &str),
+    purpose: &str,
+    value: &T,
+) {
+    let lifetime = s.config().sso.flow_timeout.0;
+    let signed = s
+        .sso
+        .signer
+        .sign(purpose, value, now_ms().saturating_add(lifetime));
+    set_cookie(s, response, name, &signed, path, lifetime / 1000);
 }
 
 fn read_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -217,20 +243,18 @@ async fn start(services: &Arc<Services>, idp_id: &str, purpose: Purpose) -> Resp
             );
         }
     };
-    let lifetime = services.config().sso.flow_timeout.0;
     let flow = Flow {
         idp_id: idp_id.to_owned(),
         auth,
         purpose,
     };
-    let signed = services
-        .sso
-        .signer
-        .sign("oidc-flow", &flow, now_ms().saturating_add(lifetime));
     let mut response = redirect(&url);
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie(services, FLOW_COOKIE, &signed, FLOW_PATH, lifetime / 1000),
+    set_signed_cookie(
+        services,
+        &mut response,
+        (FLOW_COOKIE, FLOW_PATH),
+        "oidc-flow",
+        &flow,
     );
     response
 }
@@ -326,10 +350,7 @@ pub async fn callback(
         } => confirm(&services, &flow.idp_id, &identity, &uia_session, &user).await,
     };
     // The flow is over: its cookie goes.
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie(&services, FLOW_COOKIE, "", FLOW_PATH, 0),
-    );
+    set_cookie(&services, &mut response, FLOW_COOKIE, "", FLOW_PATH, 0);
     response
 }
 
@@ -396,7 +417,7 @@ fn new_account_page(
     services: &Services,
     pending: &NewAccount,
     problem: Option<&str>,
-    set_cookie: bool,
+    with_cookie: bool,
 ) -> Response {
     let provider_name = services
         .sso
@@ -411,23 +432,9 @@ fn new_account_page(
         pending.choose_username,
         problem,
     );
-    if set_cookie {
-        let lifetime = services.config().sso.flow_timeout.0;
-        let signed = services.sso.signer.sign(
-            "sso-new-account",
-            pending,
-            now_ms().saturating_add(lifetime),
-        );
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            cookie(
-                services,
-                NEW_ACCOUNT_COOKIE,
-                &signed,
-                NEW_ACCOUNT_PATH,
-                lifetime / 1000,
-            ),
-        );
+    if with_cookie {
+        let cookie = (NEW_ACCOUNT_COOKIE, NEW_ACCOUNT_PATH);
+        set_signed_cookie(services, &mut response, cookie, "sso-new-account", pending);
     }
     response
 }
@@ -518,9 +525,13 @@ pub async fn create_account(
         }
         Err(e) => return pages::error(e.status, &e.message),
     };
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookie(&services, NEW_ACCOUNT_COOKIE, "", NEW_ACCOUNT_PATH, 0),
+    set_cookie(
+        &services,
+        &mut response,
+        NEW_ACCOUNT_COOKIE,
+        "",
+        NEW_ACCOUNT_PATH,
+        0,
     );
     response
 }

@@ -102,27 +102,13 @@ impl LoginTokens {
     }
 }
 
-/// The hourly deletion of expired tokens.
-pub fn spawn_sweep(
-    services: std::sync::Arc<crate::services::Services>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let hour = std::time::Duration::from_secs(3600);
-    crate::services::periodic::spawn(services, stop, hour, hour, "expired login tokens", |s| {
-        s.login_tokens.sweep(crate::util::now_ms())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tokens() -> (tempfile::TempDir, LoginTokens) {
-        let dir = tempfile::tempdir().unwrap();
-        let engine =
-            crate::storage::rocks::RocksEngine::open(dir.path(), &[LOGIN_TOKENS], 8, 8, false)
-                .unwrap();
-        (dir, LoginTokens::new(Db::new(engine)))
+        let (dir, db) = crate::storage::test_db(&[LOGIN_TOKENS]);
+        (dir, LoginTokens::new(db))
     }
 
     #[test]

@@ -73,3 +73,16 @@ impl SessionsConfig {
         }
     }
 }
+
+/// The hourly deletion of expired login tokens and e-mail validation sessions (they never work,
+/// but would pile up).
+pub fn spawn_sweeps(
+    services: std::sync::Arc<crate::services::Services>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let hour = std::time::Duration::from_secs(3600);
+    crate::services::periodic::spawn(services, stop, hour, hour, "expired tokens", |s| {
+        let now = crate::util::now_ms();
+        Ok(s.login_tokens.sweep(now)? + s.threepids.validations.sweep(now)?)
+    })
+}

@@ -121,11 +121,8 @@ mod tests {
 
     #[test]
     fn sessions_are_found_by_subject_by_sid_or_both() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine =
-            crate::storage::rocks::RocksEngine::open(dir.path(), &[OIDC_SESSIONS], 8, 8, false)
-                .unwrap();
-        let sessions = OidcSessions::new(Db::new(engine));
+        let (_dir, db) = crate::storage::test_db(&[OIDC_SESSIONS]);
+        let sessions = OidcSessions::new(db);
         let alice: OwnedUserId = "@alice:example.org".try_into().unwrap();
         let s1 = ProviderSession {
             subject: "a".into(),

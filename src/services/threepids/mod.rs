@@ -202,10 +202,8 @@ mod tests {
 
     #[test]
     fn an_address_belongs_to_one_account() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine =
-            crate::storage::rocks::RocksEngine::open(dir.path(), MAPS, 8, 8, false).unwrap();
-        let threepids = Threepids::new(Db::new(engine));
+        let (_dir, db) = crate::storage::test_db(MAPS);
+        let threepids = Threepids::new(db);
         let alice: OwnedUserId = "@alice:example.org".try_into().unwrap();
         let bob: OwnedUserId = "@bob:example.org".try_into().unwrap();
         threepids

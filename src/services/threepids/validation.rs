@@ -239,37 +239,13 @@ impl Validations {
     }
 }
 
-/// The hourly deletion of expired sessions.
-pub fn spawn_sweep(
-    services: std::sync::Arc<crate::services::Services>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let hour = std::time::Duration::from_secs(3600);
-    crate::services::periodic::spawn(
-        services,
-        stop,
-        hour,
-        hour,
-        "expired e-mail validations",
-        |s| s.threepids.validations.sweep(crate::util::now_ms()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn validations() -> (tempfile::TempDir, Validations) {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = crate::storage::rocks::RocksEngine::open(
-            dir.path(),
-            &[VALIDATIONS, VALIDATION_KEYS],
-            8,
-            8,
-            false,
-        )
-        .unwrap();
-        (dir, Validations::new(Db::new(engine)))
+        let (dir, db) = crate::storage::test_db(&[VALIDATIONS, VALIDATION_KEYS]);
+        (dir, Validations::new(db))
     }
 
     #[test]
