@@ -129,7 +129,7 @@ pub fn user_json(s: &crate::services::Services, user: &UserId, account: &Account
         "user_type": null,
         "appservice_id": null,
         "creation_ts": account.created_ts,
-        "threepids": [],
+        "threepids": s.threepids.of_user(user).unwrap_or_default(),
         "external_ids": s.external_ids.of_user(user).unwrap_or_default(),
     })
 }
