@@ -106,7 +106,11 @@ pub struct ListenConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Folder of the RocksDB database (created if missing).
+    /// `rocksdb` (embedded, in `path`) or `postgres` (`[storage.postgres]`; `path` then keeps
+    /// only the media files and exports).
+    pub engine: EngineKind,
+    pub postgres: crate::storage::postgres::PostgresConfig,
+    /// Folder of the RocksDB database and of the media files (created if missing).
     pub path: PathBuf,
     /// fsync the write-ahead log on every write (survives power loss, not only a process crash).
     pub sync_writes: bool,
@@ -114,6 +118,14 @@ pub struct StorageConfig {
     pub cache_mb: usize,
     /// Memory for RocksDB's write buffers (memtables) of all column families together, in MiB.
     pub write_buffer_mb: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    #[default]
+    Rocksdb,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +292,8 @@ impl Default for ListenConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            engine: EngineKind::Rocksdb,
+            postgres: Default::default(),
             path: PathBuf::from("./parvis-data"),
             sync_writes: false,
             cache_mb: 16,
@@ -422,6 +436,12 @@ impl Config {
         }
         if self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path", "must not be empty");
+        }
+        if self.storage.engine == EngineKind::Postgres {
+            self.storage
+                .postgres
+                .check()
+                .map_err(ConfigError::Invalid)?;
         }
         self.sso
             .check(self.listen.public_base_url.as_deref())

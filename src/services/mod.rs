@@ -53,7 +53,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use crate::{
-    config::Config,
+    config::{Config, EngineKind},
     error::{Error, Result},
     storage::{Db, Map, rocks::RocksEngine},
 };
@@ -170,14 +170,19 @@ impl Services {
                 config.storage.path.display()
             ))
         })?;
-        let engine = RocksEngine::open(
-            &config.storage.path,
-            &all_maps(),
-            config.storage.cache_mb,
-            config.storage.write_buffer_mb,
-            config.storage.sync_writes,
-        )?;
-        let db = Db::new(engine);
+        let db = match config.storage.engine {
+            EngineKind::Rocksdb => Db::new(RocksEngine::open(
+                &config.storage.path,
+                &all_maps(),
+                config.storage.cache_mb,
+                config.storage.write_buffer_mb,
+                config.storage.sync_writes,
+            )?),
+            EngineKind::Postgres => Db::new(crate::storage::postgres::PgEngine::open(
+                &config.storage.postgres,
+                &all_maps(),
+            )?),
+        };
         Self::with_db(config, db)
     }
 

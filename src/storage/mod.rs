@@ -1,9 +1,11 @@
 //! Storage: a narrow key-value interface (named maps, get, ordered scans, atomic batches) and its
-//! RocksDB engine. Services reach the database only through [`Db`].
+//! engines, RocksDB (embedded, the default) and PostgreSQL. Services reach the database only
+//! through [`Db`].
 
 pub mod db;
 pub mod engine;
 pub mod keys;
+pub mod postgres;
 pub mod rocks;
 pub mod time_index;
 

@@ -1,0 +1,227 @@
+//! The storage engines behave alike: RocksDB always, and PostgreSQL when `PARVIS_TEST_PG` names
+//! one (`scripts/with-postgres.sh`, run by `scripts/test.sh`). Byte order with `0xFF`-terminated
+//! keys, scans both ways that start between keys and cross page boundaries, the last operation
+//! on a key winning within a batch, empty and 1 MB values, `multi_get`, and a batch that fails
+//! leaving nothing behind.
+
+use std::sync::Arc;
+
+use parvis::storage::{
+    Batch, Db, Direction, Engine, Map, postgres::PgEngine, postgres::PostgresConfig,
+    rocks::RocksEngine,
+};
+
+const A: Map = Map("conformance_a");
+const B: Map = Map("conformance_b");
+
+/// Every engine to test, each on an empty database.
+fn engines() -> Vec<(&'static str, Arc<dyn Engine>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let rocks: Arc<dyn Engine> = RocksEngine::open(dir.path(), &[A, B], 8, 8, false).unwrap();
+    let mut engines = vec![("rocksdb", rocks, Some(dir))];
+    if let Ok(url) = std::env::var("PARVIS_TEST_PG") {
+        let config = PostgresConfig {
+            url,
+            schema: format!("conformance_{}", rand_suffix()),
+            pool_size: 2,
+            synchronous_commit: true,
+        };
+        let pg: Arc<dyn Engine> = PgEngine::open(&config, &[A, B]).unwrap();
+        engines.push(("postgres", pg, None));
+    }
+    engines
+}
+
+fn rand_suffix() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}_{}", nanos, std::process::id())
+}
+
+fn keys(db: &Db, map: Map, from: &[u8], direction: Direction) -> Vec<Vec<u8>> {
+    db.scan_from(map, b"", from, direction)
+        .map(|e| e.unwrap().0.to_vec())
+        .collect()
+}
+
+#[test]
+fn keys_are_in_byte_order_and_scans_start_between_keys() {
+    for (name, engine, _dir) in engines() {
+        let db = Db::new(engine);
+        let mut batch = Batch::new();
+        // A string key ends with 0xFF (storage/keys.rs): "a" ‖ 0xFF sorts after "ab" ‖ 0xFF, and a
+        // shorter key before the longer keys it starts.
+        for key in [
+            &b"a\xff"[..],
+            b"a\xffb\xff",
+            b"ab\xff",
+            b"b",
+            b"",
+            b"\xff\xff",
+        ] {
+            batch.put(A, key.to_vec(), b"v".to_vec());
+        }
+        batch.put(B, b"a\xff".to_vec(), b"other map".to_vec());
+        db.write(batch).unwrap();
+        let all = keys(&db, A, b"", Direction::Forward);
+        let want: Vec<Vec<u8>> = [
+            &b""[..],
+            b"ab\xff",
+            b"a\xff",
+            b"a\xffb\xff",
+            b"b",
+            b"\xff\xff",
+        ]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
+        assert_eq!(all, want, "{name}: forward order");
+        // Backward from a key between two: the last key <= it.
+        let back = keys(&db, A, b"a\xffa", Direction::Backward);
+        let want_back = vec![b"a\xff".to_vec(), b"ab\xff".to_vec(), b"".to_vec()];
+        assert_eq!(back, want_back, "{name}: backward between keys");
+        // Forward from between two keys: the first key >= it.
+        let fwd = keys(&db, A, b"a\xffc", Direction::Forward);
+        assert_eq!(
+            fwd,
+            vec![b"b".to_vec(), b"\xff\xff".to_vec()],
+            "{name}: forward between keys"
+        );
+        // A prefix scan stops at the prefix and never shows the other map.
+        let prefixed: Vec<_> = db.scan_prefix(A, b"a\xff").map(|e| e.unwrap()).collect();
+        assert_eq!(prefixed.len(), 2, "{name}: prefix scan");
+        assert_eq!(
+            db.get(B, b"a\xff").unwrap().unwrap(),
+            b"other map",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn scans_cross_pages_both_ways() {
+    for (name, engine, _dir) in engines() {
+        let db = Db::new(engine);
+        let mut batch = Batch::new();
+        for i in 0u32..3000 {
+            batch.put(A, i.to_be_bytes().to_vec(), i.to_le_bytes().to_vec());
+        }
+        db.write(batch).unwrap();
+        let forward: Vec<u32> = db
+            .scan_from(A, b"", &100u32.to_be_bytes(), Direction::Forward)
+            .map(|e| u32::from_be_bytes(e.unwrap().0[..].try_into().unwrap()))
+            .collect();
+        assert_eq!(forward, (100..3000).collect::<Vec<_>>(), "{name}: forward");
+        let backward: Vec<u32> = db
+            .scan_from(A, b"", &2500u32.to_be_bytes(), Direction::Backward)
+            .map(|e| u32::from_be_bytes(e.unwrap().0[..].try_into().unwrap()))
+            .collect();
+        assert_eq!(
+            backward,
+            (0..=2500).rev().collect::<Vec<_>>(),
+            "{name}: backward"
+        );
+        // A scan that stops early reads no further (a `take` on the iterator).
+        let first: Vec<_> = db.scan_prefix(A, b"").take(3).map(|e| e.unwrap()).collect();
+        assert_eq!(first.len(), 3, "{name}");
+    }
+}
+
+#[test]
+fn the_last_operation_on_a_key_wins_within_a_batch() {
+    for (name, engine, _dir) in engines() {
+        let db = Db::new(engine);
+        db.put(A, b"kept".to_vec(), b"old".to_vec()).unwrap();
+        db.put(A, b"deleted".to_vec(), b"old".to_vec()).unwrap();
+        let mut batch = Batch::new();
+        batch.put(A, b"new".to_vec(), b"1".to_vec());
+        batch.delete(A, b"new".to_vec());
+        batch.delete(A, b"kept".to_vec());
+        batch.put(A, b"kept".to_vec(), b"2".to_vec());
+        batch.put(A, b"deleted".to_vec(), b"3".to_vec());
+        batch.delete(A, b"deleted".to_vec());
+        batch.put(A, b"twice".to_vec(), b"first".to_vec());
+        batch.put(A, b"twice".to_vec(), b"second".to_vec());
+        db.write(batch).unwrap();
+        assert_eq!(db.get(A, b"new").unwrap(), None, "{name}: put then delete");
+        assert_eq!(
+            db.get(A, b"kept").unwrap().as_deref(),
+            Some(&b"2"[..]),
+            "{name}: delete then put"
+        );
+        assert_eq!(db.get(A, b"deleted").unwrap(), None, "{name}");
+        assert_eq!(
+            db.get(A, b"twice").unwrap().as_deref(),
+            Some(&b"second"[..]),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn empty_and_large_values_and_multi_get() {
+    for (name, engine, _dir) in engines() {
+        let db = Db::new(engine);
+        let big: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+        let mut batch = Batch::new();
+        batch.put(A, b"empty".to_vec(), Vec::new());
+        batch.put(A, b"big".to_vec(), big.clone());
+        db.write(batch).unwrap();
+        assert_eq!(
+            db.get(A, b"empty").unwrap(),
+            Some(Vec::new()),
+            "{name}: empty value"
+        );
+        assert!(db.contains(A, b"empty").unwrap(), "{name}");
+        assert_eq!(
+            db.get(A, b"big").unwrap(),
+            Some(big.clone()),
+            "{name}: 1 MB value"
+        );
+        let got = db
+            .multi_get(
+                A,
+                &[b"big".to_vec(), b"missing".to_vec(), b"empty".to_vec()],
+            )
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![Some(big), None, Some(Vec::new())],
+            "{name}: multi_get"
+        );
+        assert_eq!(db.multi_get(A, &[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+    }
+}
+
+#[test]
+fn data_survives_reopening() {
+    // RocksDB: the same folder; PostgreSQL: the same schema, map numbers kept.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::new(RocksEngine::open(dir.path(), &[A, B], 8, 8, false).unwrap());
+        db.put(B, b"k".to_vec(), b"v".to_vec()).unwrap();
+    }
+    let db = Db::new(RocksEngine::open(dir.path(), &[B, A], 8, 8, false).unwrap());
+    assert_eq!(db.get(B, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    if let Ok(url) = std::env::var("PARVIS_TEST_PG") {
+        let config = PostgresConfig {
+            url,
+            schema: format!("reopen_{}", rand_suffix()),
+            pool_size: 1,
+            synchronous_commit: true,
+        };
+        {
+            let db = Db::new(PgEngine::open(&config, &[A, B]).unwrap());
+            db.put(B, b"k".to_vec(), b"v".to_vec()).unwrap();
+        }
+        // Declared in another order, with a new map: the old ones keep their numbers.
+        const C: Map = Map("conformance_c");
+        let db = Db::new(PgEngine::open(&config, &[C, B, A]).unwrap());
+        assert_eq!(db.get(B, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(db.get(A, b"k").unwrap(), None);
+        assert_eq!(db.get(C, b"k").unwrap(), None);
+    }
+}
