@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json as jsonlib
+import hashlib
 import os
 import shutil
 import signal
@@ -94,6 +95,19 @@ class Server:
                 "PARVIS_SESSIONS__LOGIN_VIA_EXISTING_SESSION__ENABLED": "true",
             }
         )
+        # PARVIS_TEST_ENGINE=postgres (scripts/with-postgres.sh sets PARVIS_TEST_PG): the server
+        # stores in PostgreSQL, in a schema of its own named after its data folder (a restart
+        # finds its data).
+        if os.environ.get("PARVIS_TEST_ENGINE") == "postgres":
+            digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:16]
+            env.update(
+                {
+                    "PARVIS_STORAGE__ENGINE": "postgres",
+                    "PARVIS_STORAGE__POSTGRES__URL": os.environ["PARVIS_TEST_PG"],
+                    "PARVIS_STORAGE__POSTGRES__SCHEMA": f"c_{digest}",
+                    "PARVIS_STORAGE__POSTGRES__POOL_SIZE": "2",
+                }
+            )
         return env
 
     def start(self) -> None:

@@ -294,6 +294,13 @@ async fn the_admin_route_backs_up_as_a_job_incrementally() {
             }
         })
         .await;
+        // The built-in backup copies RocksDB's files; on PostgreSQL it fails (pg_dump is the
+        // way there, spec/scale-out.md) and changes nothing.
+        if common::on_postgres() {
+            assert_eq!(job["status"], "failed", "{job}");
+            server.stop().await;
+            return;
+        }
         assert_eq!(job["status"], "complete", "{job}");
         assert_eq!(job["kind"], "backup");
         assert_eq!(job["started_by"], "@root:test.local");

@@ -26,6 +26,7 @@ async fn results(server: &TestServer, token: &str, term: &str) -> usize {
 fn rebuild(data: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_parvis"))
         .arg("rebuild-search")
+        .envs(common::engine_env(data))
         .env("PARVIS_STORAGE__PATH", data)
         .env("PARVIS_SERVER_NAME", "test.local")
         .output()

@@ -26,7 +26,7 @@ pub fn export(config: &Config, subject: Subject, out: &Path) -> Result<Value, St
         };
         return super::control::ask(stream, &request);
     }
-    if !config.storage.path.join("CURRENT").exists() {
+    if !config.has_database() {
         return Err(format!("no database in {}", config.storage.path.display()));
     }
     let services = Services::open(config.clone()).map_err(|e| {

@@ -16,7 +16,7 @@ use crate::{
 };
 
 pub fn rebuild(config: &Config) -> Result<Value, String> {
-    if !config.storage.path.join("CURRENT").exists() {
+    if !config.has_database() {
         return Err(format!("no database in {}", config.storage.path.display()));
     }
     let services = Services::open(config.clone()).map_err(|e| {

@@ -289,6 +289,17 @@ impl Default for ListenConfig {
     }
 }
 
+impl Config {
+    /// Whether the database exists, so that a command does not create an empty one: the RocksDB
+    /// folder; a PostgreSQL schema is assumed (it is created on first use like the folder).
+    pub fn has_database(&self) -> bool {
+        match self.storage.engine {
+            EngineKind::Rocksdb => self.storage.path.join("CURRENT").exists(),
+            EngineKind::Postgres => true,
+        }
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {

@@ -85,7 +85,13 @@ impl PostgresConfig {
 const FIRST_PAGE: i64 = 16;
 const LARGEST_PAGE: i64 = 1024;
 
+/// How long opening waits for another process to release the instance lock (a server that has
+/// just stopped releases it as its connection closes).
+const LOCK_WAIT: &str = "3s";
+
 const SCHEMA_SQL: &str = "
+    CREATE TABLE IF NOT EXISTS instance_lock (id int PRIMARY KEY);
+    INSERT INTO instance_lock VALUES (1) ON CONFLICT DO NOTHING;
     CREATE TABLE IF NOT EXISTS maps (id smallint PRIMARY KEY, name text NOT NULL UNIQUE);
     CREATE TABLE IF NOT EXISTS kv (
         m smallint NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PRIMARY KEY (m, k));";
@@ -104,6 +110,9 @@ struct Conn {
 
 pub struct PgEngine {
     runtime: Option<tokio::runtime::Runtime>,
+    /// The connection whose open transaction holds the schema's instance lock (released when
+    /// it closes: on drop, or when the process dies).
+    _lock: Option<Client>,
     config: PostgresConfig,
     conns: Vec<Mutex<Arc<Conn>>>,
     next: AtomicUsize,
@@ -175,6 +184,30 @@ async fn connect(config: &PostgresConfig) -> Result<Conn> {
     })
 }
 
+/// One process per schema (until several processes can share one, spec/scale-out.md step 2):
+/// a connection that holds the `instance_lock` row in an open transaction. Another process gets
+/// an error naming the reason after [`LOCK_WAIT`].
+async fn lock(config: &PostgresConfig) -> Result<Client> {
+    let conn = connect(config).await?;
+    let locked = conn
+        .client
+        .batch_execute(&format!(
+            "SET lock_timeout = '{LOCK_WAIT}'; BEGIN; \
+             SELECT id FROM instance_lock WHERE id = 1 FOR UPDATE;"
+        ))
+        .await;
+    match locked {
+        Ok(()) => Ok(conn.client),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(err(format!(
+                "schema `{}` is in use by another Parvis process (stop it first)",
+                config.schema
+            )))
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
 /// Numbers every map (new names get the next free number; several processes opening at once
 /// retry on a clash).
 async fn number_maps(conn: &Conn, maps: &[Map]) -> Result<HashMap<&'static str, i16>> {
@@ -225,12 +258,15 @@ impl PgEngine {
             .map_err(err)?;
         let mut engine = Self {
             runtime: Some(runtime),
+            _lock: None,
             config: config.clone(),
             conns: Vec::new(),
             next: AtomicUsize::new(0),
             maps: HashMap::new(),
         };
         let (config_for, maps_for) = (config.clone(), maps.to_vec());
+        let lock_config = config.clone();
+        engine._lock = Some(engine.block(async move { lock(&lock_config).await })??);
         let (conns, numbers) = engine.block(async move {
             let mut conns = Vec::new();
             for _ in 0..config_for.pool_size {

@@ -18,7 +18,7 @@ use parvis::{
 };
 
 pub struct CrashingEngine {
-    inner: Arc<RocksEngine>,
+    inner: Arc<dyn Engine>,
     /// Batches still written; negative: no limit.
     writes_left: AtomicI64,
 }
@@ -67,7 +67,16 @@ impl Engine for CrashingEngine {
 pub fn services(data: &Path) -> (Arc<Services>, Arc<CrashingEngine>) {
     let config = super::config(data);
     std::fs::create_dir_all(data).unwrap();
-    let inner = RocksEngine::open(data, &all_maps(), 8, 8, false).unwrap();
+    // The engine the tests run on (PostgreSQL with PARVIS_TEST_ENGINE=postgres).
+    let inner: Arc<dyn Engine> = match config.storage.engine {
+        parvis::config::EngineKind::Rocksdb => {
+            RocksEngine::open(data, &all_maps(), 8, 8, false).unwrap()
+        }
+        parvis::config::EngineKind::Postgres => {
+            parvis::storage::postgres::PgEngine::open(&config.storage.postgres, &all_maps())
+                .unwrap()
+        }
+    };
     let engine = Arc::new(CrashingEngine {
         inner,
         writes_left: AtomicI64::new(-1),

@@ -14,6 +14,7 @@ use std::path::Path;
 use parvis::{config::Config, server::RunningServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 pub struct TestServer {
     pub server: Option<RunningServer>,
@@ -32,7 +33,50 @@ pub fn config(data: &Path) -> Config {
     // Peers, push gateways and identity servers of the tests listen on loopback, which
     // `network.deny_ranges` refuses by default.
     config.network.allow_ranges = vec!["127.0.0.0/8".into(), "::1/128".into()];
+    use_test_engine(&mut config, data);
     config
+}
+
+/// The `PARVIS_STORAGE__*` variables that make a `parvis` process started by a test use the
+/// same database as `config(data)` (nothing with RocksDB, where the folder says it all).
+pub fn engine_env(data: &Path) -> Vec<(String, String)> {
+    let config = config(data);
+    match config.storage.engine {
+        parvis::config::EngineKind::Rocksdb => Vec::new(),
+        parvis::config::EngineKind::Postgres => vec![
+            ("PARVIS_STORAGE__ENGINE".into(), "postgres".into()),
+            (
+                "PARVIS_STORAGE__POSTGRES__URL".into(),
+                config.storage.postgres.url,
+            ),
+            (
+                "PARVIS_STORAGE__POSTGRES__SCHEMA".into(),
+                config.storage.postgres.schema,
+            ),
+        ],
+    }
+}
+
+/// Whether the tests store in PostgreSQL (`PARVIS_TEST_ENGINE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("PARVIS_TEST_ENGINE").as_deref() == Ok("postgres")
+}
+
+/// With `PARVIS_TEST_ENGINE=postgres` (and `PARVIS_TEST_PG`, from `scripts/with-postgres.sh`),
+/// the server stores in PostgreSQL: a schema named after the data folder, so a restart on the
+/// same folder finds the same data.
+pub fn use_test_engine(config: &mut Config, data: &Path) {
+    if !on_postgres() {
+        return;
+    }
+    let url = std::env::var("PARVIS_TEST_PG")
+        .expect("PARVIS_TEST_ENGINE=postgres needs PARVIS_TEST_PG (scripts/with-postgres.sh)");
+    let digest = sha2::Sha256::digest(data.to_string_lossy().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    config.storage.engine = parvis::config::EngineKind::Postgres;
+    config.storage.postgres.url = url;
+    config.storage.postgres.schema = format!("t_{hex}");
+    config.storage.postgres.pool_size = 2;
 }
 
 impl TestServer {
