@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs (libclang for RocksDB's bindings, a C++ compiler),
 # when they are missing. With --tests, also what the tests need besides (Chromium, which opens the HTML
-# transcript of a room export in tests/export.rs; slapd, the LDAP directory of tests/ldap.rs). Safe
+# transcript of a room export in tests/export.rs; slapd, the LDAP directory of tests/ldap.rs;
+# PostgreSQL, the second storage engine). Safe
 # to run repeatedly.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   # The LDAP directory of tests/ldap.rs (slapd started by the test, on loopback; slapadd loads it).
   [ -x /usr/sbin/slapd ] || need+=(slapd)
+  # PostgreSQL: the second storage engine, tested by scripts/with-postgres.sh (a throwaway cluster).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -3,7 +3,8 @@
 # from npm, tests/email.rs a real SMTP server from PyPI), the black-box conformance suite
 # (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm),
 # the matrix-bot-sdk application service suite (conformance/appservice-js) and the federation
-# interop suite (Parvis and Synapse on loopback, both directions). Installs what the build needs first.
+# interop suite (Parvis and Synapse on loopback, both directions); the integration tests and the
+# matrix-nio suite run again on the PostgreSQL engine. Installs what the build needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh --tests
@@ -38,6 +39,13 @@ set -e
 conformance_status=0
 PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/run.sh || conformance_status=$?
 
+# The Rust integration tests and the matrix-nio suite a second time, on the PostgreSQL engine: a
+# throwaway cluster (scripts/with-postgres.sh), each test server in its own schema.
+postgres_status=0
+PARVIS_TEST_ENGINE=postgres PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash scripts/with-postgres.sh \
+  bash -c 'cargo test --no-fail-fast --test "*"; rust=$?; bash conformance/run.sh; nio=$?; [ $rust -eq 0 ] && [ $nio -eq 0 ]' \
+  || postgres_status=$?
+
 # matrix-js-sdk (the engine of Element Web) with threads on, against its own live server.
 js_status=0
 PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/js/run.sh || js_status=$?
@@ -51,7 +59,7 @@ federation_status=0
 FEDERATION_PAIRS="${FEDERATION_PAIRS:-synapse-parvis,parvis-synapse}" PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" \
   bash conformance/federation/run.sh || federation_status=$?
 
-if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ] || [ "$js_status" -ne 0 ] || [ "$appservice_js_status" -ne 0 ] || [ "$federation_status" -ne 0 ]; then
-  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status, matrix-js-sdk exit $js_status, matrix-bot-sdk appservice exit $appservice_js_status, federation exit $federation_status" >&2
+if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ] || [ "$postgres_status" -ne 0 ] || [ "$js_status" -ne 0 ] || [ "$appservice_js_status" -ne 0 ] || [ "$federation_status" -ne 0 ]; then
+  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status, on PostgreSQL exit $postgres_status, matrix-js-sdk exit $js_status, matrix-bot-sdk appservice exit $appservice_js_status, federation exit $federation_status" >&2
   exit 1
 fi
