@@ -279,14 +279,7 @@ async fn email_addresses_are_validated_added_used_to_log_in_and_reset_passwords(
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, _) = server
-        .call(
-            Method::GET,
-            "/_matrix/client/v3/account/whoami",
-            Some(&alice),
-            None,
-        )
-        .await;
+    let (status, _) = server.whoami(&alice).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "every session ended");
     assert_eq!(
         server

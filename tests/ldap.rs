@@ -145,32 +145,14 @@ async fn users_who_leave_the_directory_are_locked_out() {
     let (status, _) = login(&server, "alice", "alice-directory-pw").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     eventually("the departure check locks alice", || async {
-        let (status, body) = server
-            .call(
-                Method::GET,
-                "/_matrix/client/v3/account/whoami",
-                Some(&alice),
-                None,
-            )
-            .await;
+        let (status, body) = server.whoami(&alice).await;
         (status == StatusCode::UNAUTHORIZED && body["errcode"] == "M_USER_LOCKED").then_some(())
     })
     .await;
     let lock = format!("/_matrix/client/v1/admin/lock/{}", enc("@alice:test.local"));
     assert_eq!(server.get(&lock, &root).await, json!({ "locked": true }));
     // Local accounts are not the directory's business.
-    assert_eq!(
-        server
-            .call(
-                Method::GET,
-                "/_matrix/client/v3/account/whoami",
-                Some(&root),
-                None
-            )
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(server.whoami(&root).await.0, StatusCode::OK);
     server.stop().await;
 }
 
@@ -226,14 +208,7 @@ async fn departed_users_can_be_deactivated_and_direct_bind_works_over_ldaps() {
     slapd.delete_user("bob").await;
     eventually("the departure check deactivates bob", || async {
         let (status, body) = login(&server, "bob", "bob-directory-pw").await;
-        let whoami = server
-            .call(
-                Method::GET,
-                "/_matrix/client/v3/account/whoami",
-                Some(&bob_token),
-                None,
-            )
-            .await;
+        let whoami = server.whoami(&bob_token).await;
         (status == StatusCode::FORBIDDEN
             && body["errcode"] == "M_FORBIDDEN"
             && whoami.1["errcode"] == "M_UNKNOWN_TOKEN")

@@ -405,14 +405,7 @@ async fn sso_users_confirm_with_the_provider_and_backchannel_logout_ends_session
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let (status, _) = server
-        .call(
-            Method::GET,
-            "/_matrix/client/v3/account/whoami",
-            Some(&alice),
-            None,
-        )
-        .await;
+    let (status, _) = server.whoami(&alice).await;
     assert_eq!(status, StatusCode::OK);
 
     // alice signs out at the provider: its back-channel logout ends her session here.
@@ -421,14 +414,7 @@ async fn sso_users_confirm_with_the_provider_and_backchannel_logout_ends_session
         page.status.is_success() || page.status.is_redirection(),
         "{page:?}"
     );
-    let (status, body) = server
-        .call(
-            Method::GET,
-            "/_matrix/client/v3/account/whoami",
-            Some(&alice),
-            None,
-        )
-        .await;
+    let (status, body) = server.whoami(&alice).await;
     assert_eq!(
         (status, body["errcode"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("M_UNKNOWN_TOKEN")),

@@ -48,17 +48,6 @@ async fn answer(
     (status, body["errcode"].as_str().map(str::to_owned))
 }
 
-async fn whoami(server: &TestServer, token: &str) -> (StatusCode, Value) {
-    server
-        .call(
-            Method::GET,
-            "/_matrix/client/v3/account/whoami",
-            Some(token),
-            None,
-        )
-        .await
-}
-
 /// A server whose `@root` is an admin, started with `config` changed by `change`; root's token.
 async fn with_admin(
     dir: &std::path::Path,
@@ -90,11 +79,11 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
     assert_eq!(first["expires_in_ms"], 1_000, "{first}");
     let access = first["access_token"].as_str().unwrap().to_owned();
     let refresh = first["refresh_token"].as_str().unwrap().to_owned();
-    assert_eq!(whoami(&server, &access).await.0, StatusCode::OK);
+    assert_eq!(server.whoami(&access).await.0, StatusCode::OK);
 
     // Expired: 401 M_UNKNOWN_TOKEN with soft_logout, so the client refreshes.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let (status, body) = whoami(&server, &access).await;
+    let (status, body) = server.whoami(&access).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["errcode"], "M_UNKNOWN_TOKEN");
     assert_eq!(body["soft_logout"], true);
@@ -109,7 +98,7 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
     let refresh2 = second["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(access2, access);
     assert_ne!(refresh2, refresh);
-    let (_, me) = whoami(&server, &access2).await;
+    let (_, me) = server.whoami(&access2).await;
     assert_eq!(me["device_id"], first["device_id"], "{me}");
 
     // A refresh before expiry ends the old access token at once; a spent refresh token is
@@ -118,10 +107,10 @@ async fn refresh_tokens_rotate_and_expired_access_tokens_soft_logout() {
     assert_eq!(status, StatusCode::OK, "{third}");
     let access3 = third["access_token"].as_str().unwrap().to_owned();
     assert_eq!(
-        whoami(&server, &access2).await.1["errcode"],
+        server.whoami(&access2).await.1["errcode"],
         "M_UNKNOWN_TOKEN"
     );
-    assert_eq!(whoami(&server, &access3).await.0, StatusCode::OK);
+    assert_eq!(server.whoami(&access3).await.0, StatusCode::OK);
     for spent in [&refresh, &refresh2] {
         let (status, body) = use_refresh_token(&server, spent).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -202,7 +191,7 @@ async fn login_with_another_device_uses_a_single_use_login_token() {
     assert_eq!(status, StatusCode::OK, "{phone}");
     assert_eq!(phone["user_id"], alice_id);
     let phone_token = phone["access_token"].as_str().unwrap();
-    assert_eq!(whoami(&server, phone_token).await.1["user_id"], alice_id);
+    assert_eq!(server.whoami(phone_token).await.1["user_id"], alice_id);
     let (status, again) = server.login(by_token).await;
     assert_error(status, &again, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     let (status, guess) = server
@@ -331,7 +320,7 @@ async fn a_locked_account_gets_user_locked_everywhere_but_logout() {
             json!({ "locked": false }),
         )
         .await;
-    assert_eq!(whoami(&server, &alice).await.0, StatusCode::OK);
+    assert_eq!(server.whoami(&alice).await.0, StatusCode::OK);
 
     // Locked again, the user may still log out.
     server.put(&lock, &root, json!({ "locked": true })).await;
@@ -347,10 +336,7 @@ async fn a_locked_account_gets_user_locked_everywhere_but_logout() {
             .0,
         StatusCode::OK
     );
-    assert_eq!(
-        whoami(&server, &alice).await.1["errcode"],
-        "M_UNKNOWN_TOKEN"
-    );
+    assert_eq!(server.whoami(&alice).await.1["errcode"], "M_UNKNOWN_TOKEN");
     server.stop().await;
 }
 

@@ -140,6 +140,17 @@ impl TestServer {
     }
 
     /// Registers `localpart` with the dummy flow; returns (user id, access token).
+    /// `GET /account/whoami` with `token`: whether (and as whom) it is signed in.
+    pub async fn whoami(&self, token: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::GET,
+            "/_matrix/client/v3/account/whoami",
+            Some(token),
+            None,
+        )
+        .await
+    }
+
     pub async fn register(&self, localpart: &str) -> (String, String) {
         let body = json!({ "username": localpart, "password": "secret-password" });
         let (status, done) = self.register_with(body).await;

@@ -577,23 +577,36 @@ async fn finish_login(
     pages::confirm_client(user.as_str(), &target, &host)
 }
 
+/// The `session` of a fallback request and the user it confirms; else the page (or 404 without
+/// single sign-on) to answer.
+fn live_uia_session(
+    services: &Services,
+    query: &HashMap<String, String>,
+) -> std::result::Result<(String, OwnedUserId), Response> {
+    if let Some(off) = disabled(services) {
+        return Err(off);
+    }
+    let Some(session) = query.get("session") else {
+        return Err(pages::error(StatusCode::BAD_REQUEST, "session is required"));
+    };
+    match services.uia.owner(session) {
+        Some(user) => Ok((session.clone(), user)),
+        None => Err(pages::error(
+            StatusCode::BAD_REQUEST,
+            "Unknown or expired session: start again from your app.",
+        )),
+    }
+}
+
 /// `GET /auth/m.login.sso/fallback/web?session=`: the user-interactive auth fallback of
 /// `m.login.sso`: a link to each provider the session's user is linked to.
 pub async fn uia_fallback(
     State(services): State<Arc<Services>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(off) = disabled(&services) {
-        return off;
-    }
-    let Some(session) = query.get("session") else {
-        return pages::error(StatusCode::BAD_REQUEST, "session is required");
-    };
-    let Some(user) = services.uia.owner(session) else {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "Unknown or expired session: start again from your app.",
-        );
+    let (session, user) = match live_uia_session(&services, &query) {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let links = {
         let user = user.clone();
@@ -609,7 +622,7 @@ pub async fn uia_fallback(
                 format!(
                     "/_parvis/client/oidc/confirm/{}?session={}",
                     p.config.idp_id,
-                    enc(session)
+                    enc(&session)
                 ),
             )
         })
@@ -630,17 +643,9 @@ pub async fn uia_confirm_start(
     Path(idp_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(off) = disabled(&services) {
-        return off;
-    }
-    let Some(session) = query.get("session") else {
-        return pages::error(StatusCode::BAD_REQUEST, "session is required");
-    };
-    let Some(user) = services.uia.owner(session) else {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "Unknown or expired session: start again from your app.",
-        );
+    let (session, user) = match live_uia_session(&services, &query) {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let purpose = Purpose::Confirm {
         session: session.clone(),
