@@ -93,6 +93,16 @@ fn keys_are_in_byte_order_and_scans_start_between_keys() {
         // A prefix scan stops at the prefix and never shows the other map.
         let prefixed: Vec<_> = db.scan_prefix(A, b"a\xff").map(|e| e.unwrap()).collect();
         assert_eq!(prefixed.len(), 2, "{name}: prefix scan");
+        // Backward within a prefix, from past its last key: its keys only, last first.
+        let back_in: Vec<Vec<u8>> = db
+            .scan_from(A, b"a\xff", b"a\xff\xff", Direction::Backward)
+            .map(|e| e.unwrap().0.to_vec())
+            .collect();
+        assert_eq!(
+            back_in,
+            vec![b"a\xffb\xff".to_vec(), b"a\xff".to_vec()],
+            "{name}: backward prefix"
+        );
         assert_eq!(
             db.get(B, b"a\xff").unwrap().unwrap(),
             b"other map",

@@ -80,8 +80,7 @@ impl Db {
         prefix: &'a [u8],
     ) -> impl Iterator<Item = Result<KvPair>> + 'a {
         self.engine
-            .iter(map, prefix, Direction::Forward)
-            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .iter_prefix(map, prefix, prefix, Direction::Forward)
     }
 
     /// Entries with keys starting with `prefix`, from `from` (inclusive) in `direction`.
@@ -92,9 +91,7 @@ impl Db {
         from: &[u8],
         direction: Direction,
     ) -> impl Iterator<Item = Result<KvPair>> + 'a {
-        self.engine
-            .iter(map, from, direction)
-            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+        self.engine.iter_prefix(map, prefix, from, direction)
     }
 
     pub fn flush(&self) -> Result<()> {

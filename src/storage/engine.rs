@@ -61,6 +61,22 @@ pub trait Engine: Send + Sync + 'static {
     /// starting at the last key `<= from`).
     fn iter(&self, map: Map, from: &[u8], direction: Direction) -> KvIter<'_>;
 
+    /// [`Engine::iter`] over the keys that start with `prefix` only. By default the scan is cut
+    /// at the first key outside; an engine that reads in pages (PostgreSQL) bounds its queries
+    /// instead, so it never reads past the prefix.
+    fn iter_prefix<'a>(
+        &'a self,
+        map: Map,
+        prefix: &'a [u8],
+        from: &[u8],
+        direction: Direction,
+    ) -> KvIter<'a> {
+        Box::new(
+            self.iter(map, from, direction)
+                .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix))),
+        )
+    }
+
     /// Flushes memory tables to disk (used on clean shutdown).
     fn flush(&self) -> Result<()>;
 

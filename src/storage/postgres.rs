@@ -6,7 +6,8 @@
 //! - `write`: the batch collapsed to its last operation per key (RocksDB's batch semantics), then
 //!   one statement (a `DELETE` in a `WITH` and an `INSERT … ON CONFLICT DO UPDATE`): atomic;
 //! - `iter`: keyset pages (16 rows, doubling to 1024), each page its own statement, so a live
-//!   iterator holds no connection. A scan over several pages is not one snapshot (RocksDB's
+//!   iterator holds no connection; prefix scans (`iter_prefix`) bound every page to the prefix's
+//!   range, so they never read past it. A scan over several pages is not one snapshot (RocksDB's
 //!   iterators are): callers read up to stream positions they hold.
 //!
 //! Only SQL that PostgreSQL-protocol distributed databases also accept (no advisory locks, no
@@ -96,6 +97,28 @@ const SCHEMA_SQL: &str = "
     CREATE TABLE IF NOT EXISTS kv (
         m smallint NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PRIMARY KEY (m, k));";
 
+/// A page of a scan: from the cursor (`$2`, compared with `cmp`) in `order`, within the bounds
+/// `$4 <= k` and, unless NULL, `k < $5` (a prefix's range).
+fn scan_sql(cmp: &str, order: &str) -> String {
+    format!(
+        "SELECT k, v FROM kv WHERE m = $1 AND k {cmp} $2 AND k >= $4 \
+         AND ($5::bytea IS NULL OR k < $5) ORDER BY {order} LIMIT $3"
+    )
+}
+
+/// The first key after every key that starts with `prefix` (None: no such key, all keys
+/// starting with `0xFF…` or the empty prefix go to the end).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// One connection and its prepared statements.
 struct Conn {
     client: Client,
@@ -164,22 +187,10 @@ async fn connect(config: &PostgresConfig) -> Result<Conn> {
         )
         .await
         .map_err(err)?,
-        forward_from: prepare("SELECT k, v FROM kv WHERE m = $1 AND k >= $2 ORDER BY k LIMIT $3")
-            .await
-            .map_err(err)?,
-        forward_after: prepare("SELECT k, v FROM kv WHERE m = $1 AND k > $2 ORDER BY k LIMIT $3")
-            .await
-            .map_err(err)?,
-        backward_from: prepare(
-            "SELECT k, v FROM kv WHERE m = $1 AND k <= $2 ORDER BY k DESC LIMIT $3",
-        )
-        .await
-        .map_err(err)?,
-        backward_before: prepare(
-            "SELECT k, v FROM kv WHERE m = $1 AND k < $2 ORDER BY k DESC LIMIT $3",
-        )
-        .await
-        .map_err(err)?,
+        forward_from: client.prepare(&scan_sql(">=", "k")).await.map_err(err)?,
+        forward_after: client.prepare(&scan_sql(">", "k")).await.map_err(err)?,
+        backward_from: client.prepare(&scan_sql("<=", "k DESC")).await.map_err(err)?,
+        backward_before: client.prepare(&scan_sql("<", "k DESC")).await.map_err(err)?,
         client,
     })
 }
@@ -317,14 +328,10 @@ impl PgEngine {
     }
 
     /// One page of a scan.
-    fn page(
-        &self,
-        map: i16,
-        cursor: Vec<u8>,
-        inclusive: bool,
-        direction: Direction,
-        limit: i64,
-    ) -> Result<Vec<KvPair>> {
+    fn page(&self, scan: &Scan<'_>, cursor: Vec<u8>) -> Result<Vec<KvPair>> {
+        let (map, inclusive, direction, limit) =
+            (scan.map, scan.inclusive, scan.direction, scan.limit);
+        let (low, high) = (scan.low.clone(), scan.high.clone());
         let conn = self.conn()?;
         self.block(async move {
             let statement = match (direction, inclusive) {
@@ -335,7 +342,7 @@ impl PgEngine {
             };
             let rows = conn
                 .client
-                .query(statement, &[&map, &cursor, &limit])
+                .query(statement, &[&map, &cursor, &limit, &low, &high])
                 .await
                 .map_err(err)?;
             Ok(rows
@@ -366,6 +373,9 @@ struct Scan<'a> {
     cursor: Vec<u8>,
     inclusive: bool,
     limit: i64,
+    /// Keys at least `low` and, if set, below `high`.
+    low: Vec<u8>,
+    high: Option<Vec<u8>>,
     buffered: VecDeque<KvPair>,
     done: bool,
 }
@@ -376,10 +386,7 @@ impl Iterator for Scan<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         if self.buffered.is_empty() && !self.done {
             let cursor = std::mem::take(&mut self.cursor);
-            match self
-                .engine
-                .page(self.map, cursor, self.inclusive, self.direction, self.limit)
-            {
+            match self.engine.page(self, cursor) {
                 Ok(rows) => {
                     self.done = (rows.len() as i64) < self.limit;
                     if let Some((last, _)) = rows.last() {
@@ -466,6 +473,16 @@ impl Engine for PgEngine {
     }
 
     fn iter(&self, map: Map, from: &[u8], direction: Direction) -> KvIter<'_> {
+        self.iter_prefix(map, b"", from, direction)
+    }
+
+    fn iter_prefix<'a>(
+        &'a self,
+        map: Map,
+        prefix: &'a [u8],
+        from: &[u8],
+        direction: Direction,
+    ) -> KvIter<'a> {
         Box::new(Scan {
             engine: self,
             map: self.id(map),
@@ -473,6 +490,8 @@ impl Engine for PgEngine {
             cursor: from.to_vec(),
             inclusive: true,
             limit: FIRST_PAGE,
+            low: prefix.to_vec(),
+            high: successor(prefix),
             buffered: VecDeque::new(),
             done: false,
         })
@@ -480,5 +499,19 @@ impl Engine for PgEngine {
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successor;
+
+    #[test]
+    fn the_successor_of_a_prefix_bounds_exactly_its_keys() {
+        assert_eq!(successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff\xff"), None);
+        assert_eq!(successor(b""), None);
     }
 }
