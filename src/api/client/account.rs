@@ -473,7 +473,10 @@ pub async fn register(
             if let Some(session) = &session {
                 s.registration_tokens.registered(session)?;
             }
-            // The address the registration validated is the account's.
+            // The address the registration validated is the account's. Written after the
+            // account (whose creation is its own atomic check-and-write): a crash in between
+            // leaves the account without the address and the session unspent, and the user adds
+            // it again from their settings.
             if let Some(email) = &email {
                 add_validated_email(s, &user, email, Purpose::Registration)?;
             }

@@ -56,7 +56,7 @@ async fn verify(
     let check = |refresh: bool| {
         let types = types.clone();
         async move {
-            let metadata = provider.logout_verifier_parts(s, refresh).await?;
+            let metadata = provider.metadata(s, refresh).await?;
             let client = provider.client(&metadata, None)?;
             let verifier = client.id_token_verifier().set_allowed_jose_types(types);
             token

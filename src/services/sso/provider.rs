@@ -141,7 +141,7 @@ impl Provider {
 
     /// The provider's metadata and keys: cached; read again when older than an hour or, with
     /// `refresh`, when the cached copy is older than [`REFETCH_AT_MOST_EVERY`].
-    async fn metadata(
+    pub(super) async fn metadata(
         &self,
         s: &Arc<Services>,
         refresh: bool,
@@ -343,15 +343,6 @@ impl Provider {
             }
         }
         Ok(claims)
-    }
-
-    /// The keys and identifiers a back-channel logout token is checked against.
-    pub async fn logout_verifier_parts(
-        &self,
-        s: &Arc<Services>,
-        refresh: bool,
-    ) -> Result<Arc<CoreProviderMetadata>, String> {
-        self.metadata(s, refresh).await
     }
 }
 
