@@ -70,6 +70,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Copies the whole database into an empty database of the other engine and verifies the
+    /// copy (server stopped): `--from rocksdb:DIR --to postgres:URL`, or back.
+    ///
+    /// Then point `[storage]` at the new database. Media files stay in the data folder.
+    Migrate {
+        /// The database to copy: `rocksdb:DIR` or `postgres:URL`.
+        #[arg(long, value_name = "ENGINE:WHERE")]
+        from: parvis::cli::migrate::Location,
+        /// The empty database to fill: `rocksdb:DIR` or `postgres:URL`.
+        #[arg(long, value_name = "ENGINE:WHERE")]
+        to: parvis::cli::migrate::Location,
+        /// The PostgreSQL schema (default: `[storage.postgres] schema`).
+        #[arg(long)]
+        schema: Option<String>,
+    },
 }
 
 fn main() {
@@ -100,6 +115,10 @@ fn main() {
             report(parvis::cli::backup::restore(&config, &from), "restore")
         }
         Command::RebuildSearch => report(parvis::cli::search::rebuild(&config), "rebuild"),
+        Command::Migrate { from, to, schema } => report(
+            parvis::cli::migrate::migrate(&config, &from, &to, schema.as_deref()),
+            "migration",
+        ),
         Command::ExportRoom { room_id, out } => {
             let subject = parvis::services::export::Subject::Room(room_id);
             report(
