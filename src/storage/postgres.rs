@@ -147,13 +147,12 @@ fn err(e: impl std::fmt::Display) -> StorageError {
 }
 
 async fn connect(config: &PostgresConfig) -> Result<Conn> {
-    let (client, connection) = config
-        .url
-        .parse::<tokio_postgres::Config>()
-        .map_err(err)?
-        .connect(NoTls)
-        .await
-        .map_err(err)?;
+    let mut pg = config.url.parse::<tokio_postgres::Config>().map_err(err)?;
+    // pg_stat_activity names the schema a connection serves, unless the URL names it otherwise.
+    if pg.get_application_name().is_none() {
+        pg.application_name(format!("parvis {}", config.schema));
+    }
+    let (client, connection) = pg.connect(NoTls).await.map_err(err)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection ended");
