@@ -255,7 +255,22 @@ async fn metrics_are_served_parsed_and_count_what_happened() {
     assert!(value(&samples, "process_cpu_seconds_total", &[]).unwrap() > 0.0);
     if !common::on_postgres() {
         assert!(value(&samples, "parvis_rocksdb_memtable_bytes", &[]).unwrap() > 0.0);
+    } else {
+        assert!(value(&samples, "parvis_postgres_requests_total", &[]).unwrap() > 0.0);
     }
+    // The counting engine: the requests so far read, wrote and scanned.
+    for name in [
+        "parvis_storage_gets_total",
+        "parvis_storage_writes_total",
+        "parvis_storage_scans_total",
+        "parvis_storage_scanned_entries_total",
+    ] {
+        assert!(value(&samples, name, &[]).unwrap() > 0.0, "{name}");
+    }
+    assert_eq!(
+        types.get("parvis_storage_writes").map(String::as_str),
+        Some("counter")
+    );
     assert_eq!(value(&samples, "parvis_push_queue_items", &[]), Some(0.0));
     assert_eq!(
         value(

@@ -55,7 +55,7 @@ use std::sync::Arc;
 use crate::{
     config::{Config, EngineKind},
     error::{Error, Result},
-    storage::{Db, Map, rocks::RocksEngine},
+    storage::{Db, Map, counting::Counting, rocks::RocksEngine},
 };
 
 pub struct Services {
@@ -170,20 +170,19 @@ impl Services {
                 config.storage.path.display()
             ))
         })?;
-        let db = match config.storage.engine {
-            EngineKind::Rocksdb => Db::new(RocksEngine::open(
+        let engine: Arc<dyn crate::storage::Engine> = match config.storage.engine {
+            EngineKind::Rocksdb => RocksEngine::open(
                 &config.storage.path,
                 &all_maps(),
                 config.storage.cache_mb,
                 config.storage.write_buffer_mb,
                 config.storage.sync_writes,
-            )?),
-            EngineKind::Postgres => Db::new(crate::storage::postgres::PgEngine::open(
-                &config.storage.postgres,
-                &all_maps(),
-            )?),
+            )?,
+            EngineKind::Postgres => {
+                crate::storage::postgres::PgEngine::open(&config.storage.postgres, &all_maps())?
+            }
         };
-        Self::with_db(config, db)
+        Self::with_db(config, Db::new(Counting::wrap(engine)))
     }
 
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {

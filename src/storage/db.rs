@@ -16,6 +16,11 @@ impl Db {
         Self { engine }
     }
 
+    /// The engine under this handle (to wrap it, as the counting engine does).
+    pub fn engine(&self) -> Arc<dyn Engine> {
+        self.engine.clone()
+    }
+
     pub fn get(&self, map: Map, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.engine.get(map, key)
     }

@@ -96,12 +96,14 @@ pub trait Engine: Send + Sync + 'static {
     }
 }
 
-/// One figure of [`Engine::stats`]: a Prometheus gauge.
+/// One figure of [`Engine::stats`]: a Prometheus gauge or counter.
 #[derive(Debug, Clone)]
 pub struct StorageStat {
     pub name: &'static str,
     pub help: &'static str,
     pub value: u64,
+    /// A counter (only grows; exposed as `<name>_total`), else a gauge.
+    pub counter: bool,
 }
 
 /// One backup in a backup folder.

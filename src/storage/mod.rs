@@ -1,7 +1,8 @@
 //! Storage: a narrow key-value interface (named maps, get, ordered scans, atomic batches) and its
-//! engines, RocksDB (embedded, the default) and PostgreSQL. Services reach the database only
-//! through [`Db`].
+//! engines, RocksDB (embedded, the default) and PostgreSQL, each wrapped in the counting engine
+//! (calls as metrics). Services reach the database only through [`Db`].
 
+pub mod counting;
 pub mod db;
 pub mod engine;
 pub mod keys;

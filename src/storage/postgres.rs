@@ -19,7 +19,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -28,7 +28,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
     Result, StorageError,
-    engine::{Batch, Direction, Engine, KvIter, KvPair, Map, Op},
+    engine::{Batch, Direction, Engine, KvIter, KvPair, Map, Op, StorageStat},
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +140,8 @@ pub struct PgEngine {
     conns: Vec<Mutex<Arc<Conn>>>,
     next: AtomicUsize,
     maps: HashMap<&'static str, i16>,
+    /// Requests sent to PostgreSQL (each one round trip), for the metrics.
+    requests: AtomicU64,
 }
 
 fn err(e: impl std::fmt::Display) -> StorageError {
@@ -273,6 +275,7 @@ impl PgEngine {
             conns: Vec::new(),
             next: AtomicUsize::new(0),
             maps: HashMap::new(),
+            requests: AtomicU64::new(0),
         };
         let (config_for, maps_for) = (config.clone(), maps.to_vec());
         let lock_config = config.clone();
@@ -299,6 +302,7 @@ impl PgEngine {
             .runtime
             .as_ref()
             .ok_or_else(|| err("the engine is closed"))?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         runtime.spawn(async move {
             let _ = tx.send(work.await);
@@ -498,6 +502,15 @@ impl Engine for PgEngine {
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn stats(&self) -> Vec<StorageStat> {
+        vec![StorageStat {
+            name: "parvis_postgres_requests",
+            help: "Requests sent to PostgreSQL, each one round trip (a query, a batch's statement, a page of a scan)",
+            value: self.requests.load(Ordering::Relaxed),
+            counter: true,
+        }]
     }
 }
 

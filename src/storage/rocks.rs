@@ -136,7 +136,12 @@ impl Engine for RocksEngine {
                 .flatten()
                 .unwrap_or(0)
         };
-        let stat = |name, help, value| StorageStat { name, help, value };
+        let stat = |name, help, value| StorageStat {
+            name,
+            help,
+            value,
+            counter: false,
+        };
         vec![
             stat(
                 "parvis_rocksdb_memtable_bytes",

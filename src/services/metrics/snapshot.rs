@@ -52,6 +52,16 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) ->
     ConstGauge::new(value).encode(metric)
 }
 
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(metric)
+}
+
 fn gauge_per(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -91,7 +101,11 @@ impl Collector for Snapshot {
             self.push_queue as i64,
         )?;
         for stat in &self.storage {
-            gauge(e, stat.name, stat.help, stat.value as i64)?;
+            if stat.counter {
+                counter(e, stat.name, stat.help, stat.value)?;
+            } else {
+                gauge(e, stat.name, stat.help, stat.value as i64)?;
+            }
         }
         if let Some(p) = &self.process {
             gauge(
