@@ -4,6 +4,8 @@
 
 #[path = "versus/client.rs"]
 mod client;
+#[path = "versus/engine_calls.rs"]
+mod engine_calls;
 #[path = "versus/server.rs"]
 mod server;
 #[path = "versus/workloads.rs"]
@@ -57,9 +59,12 @@ usage: cargo bench --bench versus -- [OPTIONS]
 Every option can also be given as an environment variable VERSUS_<NAME> (e.g. VERSUS_ONLY=synapse,
 VERSUS_SEQ_PARVIS=5000); command-line options win.
 
-  --only parvis|synapse      run one server only
+  --only parvis|postgres|synapse  run one server only (postgres: Parvis on PostgreSQL)
   --parvis-bin PATH          Parvis binary (default: the one cargo built for this bench)
   --parvis-env KEY=VALUE     extra environment variable for Parvis (repeatable)
+  --postgres URL             PostgreSQL for the column \"Parvis on PostgreSQL\" (default $PARVIS_TEST_PG;
+                             bench/run.sh starts a throwaway one); unset: that column is not run
+  --calls-reps N             requests of each kind whose engine calls are counted (default 20; 0 to skip)
   --synapse-venv PATH        virtualenv for Synapse (default $HOME/.cache/parvis-bench-synapse-venv)
   --seq-parvis N             sequential sends against Parvis            (default 2000)
   --seq-synapse N            sequential sends against Synapse           (default 500)
@@ -87,6 +92,8 @@ struct Opts {
     only: Option<Kind>,
     parvis_bin: PathBuf,
     parvis_env: Vec<(String, String)>,
+    postgres: Option<String>,
+    calls_reps: usize,
     synapse_venv: PathBuf,
     seq_parvis: usize,
     seq_synapse: usize,
@@ -151,6 +158,8 @@ fn parse_opts() -> Res<Opts> {
         "only",
         "parvis-bin",
         "parvis-env",
+        "postgres",
+        "calls-reps",
         "synapse-venv",
         "seq-parvis",
         "seq-synapse",
@@ -187,8 +196,9 @@ fn parse_opts() -> Res<Opts> {
     let only = match last("only").as_deref() {
         None | Some("") | Some("both") => None,
         Some("parvis") => Some(Kind::Parvis),
+        Some("postgres") => Some(Kind::ParvisPg),
         Some("synapse") => Some(Kind::Synapse),
-        Some(o) => bail!("--only: expected parvis or synapse, got {o:?}"),
+        Some(o) => bail!("--only: expected parvis, postgres or synapse, got {o:?}"),
     };
     let mut parvis_env = Vec::new();
     for pair in kv.get("parvis-env").into_iter().flatten() {
@@ -209,6 +219,10 @@ fn parse_opts() -> Res<Opts> {
             PathBuf::from,
         ),
         parvis_env,
+        postgres: last("postgres")
+            .or_else(|| std::env::var("PARVIS_TEST_PG").ok())
+            .filter(|url| !url.is_empty()),
+        calls_reps: num(last("calls-reps"), "calls-reps", 20)?,
         synapse_venv: last("synapse-venv").map_or_else(
             || PathBuf::from(&home).join(".cache/parvis-bench-synapse-venv"),
             PathBuf::from,
@@ -374,6 +388,54 @@ const FIGS: &[Fig] = &[
         decimals: 2,
     },
     Fig {
+        key: "calls_send",
+        label: "engine calls per message send",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "calls_state",
+        label: "engine calls per state event",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "calls_isync",
+        label: "engine calls per initial /sync (10 rooms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "calls_incr",
+        label: "engine calls per incremental /sync (one new message)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "trips_send",
+        label: "PostgreSQL round trips per message send",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "trips_state",
+        label: "PostgreSQL round trips per state event",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "trips_isync",
+        label: "PostgreSQL round trips per initial /sync (10 rooms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "trips_incr",
+        label: "PostgreSQL round trips per incremental /sync (one new message)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
         key: "rss_after",
         label: "resident memory after the load (MiB)",
         better: Better::Lower,
@@ -445,26 +507,38 @@ fn fmt_val(f: &Fig, v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{v:.*}", f.decimals))
 }
 
-fn rows(o: &Opts, s: &Results, p: &Results) -> Vec<[String; 4]> {
+fn rows(o: &Opts, s: &Results, p: &Results, pg: &Results) -> Vec<[String; COLUMNS]> {
     FIGS.iter()
-        .filter(|f| s.values.contains_key(f.key) || p.values.contains_key(f.key))
+        .filter(|f| [s, p, pg].iter().any(|r| r.values.contains_key(f.key)))
         .map(|f| {
-            let (sv, pv) = (s.values.get(f.key).copied(), p.values.get(f.key).copied());
+            let (sv, pv, pgv) = (
+                s.values.get(f.key).copied(),
+                p.values.get(f.key).copied(),
+                pg.values.get(f.key).copied(),
+            );
             [
                 label(f, o),
                 fmt_val(f, sv),
                 fmt_val(f, pv),
+                fmt_val(f, pgv),
                 fmt_ratio(ratio(f, sv, pv)),
             ]
         })
         .collect()
 }
 
-const HEADER: [&str; 4] = ["figure", "Synapse", "Parvis", "Parvis vs Synapse"];
-const RATIO_NOTE: &str = "Ratio: Parvis relative to Synapse, oriented so that > 1 means Parvis is better (more throughput, \
+const COLUMNS: usize = 5;
+const HEADER: [&str; COLUMNS] = [
+    "figure",
+    "Synapse",
+    "Parvis",
+    "Parvis on PostgreSQL",
+    "Parvis vs Synapse",
+];
+const RATIO_NOTE: &str = "Ratio: Parvis (on RocksDB) relative to Synapse, oriented so that > 1 means Parvis is better (more throughput, \
      or less time or memory); < 1 means Synapse is better.";
 
-fn text_table(rows: &[[String; 4]]) -> String {
+fn text_table(rows: &[[String; COLUMNS]]) -> String {
     let mut w = HEADER.map(|h| h.chars().count());
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -480,30 +554,33 @@ fn text_table(rows: &[[String; 4]]) -> String {
         }
     };
     let mut out = String::new();
-    let line = |cells: [&str; 4]| {
-        format!(
-            "{}  {}  {}  {}\n",
-            pad(cells[0], w[0], false),
-            pad(cells[1], w[1], true),
-            pad(cells[2], w[2], true),
-            pad(cells[3], w[3], true)
-        )
+    let line = |cells: [&str; COLUMNS]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| pad(c, w[i], i > 0))
+            .collect();
+        format!("{}\n", padded.join("  "))
     };
     out += &line(HEADER);
-    out += &format!("{}\n", "-".repeat(w.iter().sum::<usize>() + 6));
+    out += &format!(
+        "{}\n",
+        "-".repeat(w.iter().sum::<usize>() + 2 * (COLUMNS - 1))
+    );
     for r in rows {
-        out += &line([&r[0], &r[1], &r[2], &r[3]]);
+        out += &line(r.each_ref().map(String::as_str));
     }
     out
 }
 
-fn markdown_table(rows: &[[String; 4]]) -> String {
+fn markdown_table(rows: &[[String; COLUMNS]]) -> String {
     let mut out = format!(
-        "| {} | {} | {} | {} |\n|---|---:|---:|---:|\n",
-        HEADER[0], HEADER[1], HEADER[2], HEADER[3]
+        "| {} |\n|---|{}\n",
+        HEADER.join(" | "),
+        "---:|".repeat(COLUMNS - 1)
     );
     for r in rows {
-        let _ = writeln!(out, "| {} | {} | {} | {} |", r[0], r[1], r[2], r[3]);
+        let _ = writeln!(out, "| {} |", r.join(" | "));
     }
     out
 }
@@ -565,6 +642,16 @@ fn load_average() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".into())
+}
+
+/// `postgres --version` of the cluster's binaries (Debian's `pg_config` or `psql`).
+fn postgres_version() -> Option<String> {
+    let out = std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.split_whitespace().nth(2).map(str::to_owned)
 }
 
 fn git_commit() -> Option<String> {
@@ -629,7 +716,17 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             return res;
         }
         Kind::Synapse => server::prepare_synapse(&o.synapse_venv),
-        Kind::Parvis => server::prepare_parvis(&o.parvis_bin, &o.parvis_env),
+        Kind::Parvis => server::prepare_parvis(&o.parvis_bin, &o.parvis_env, None),
+        Kind::ParvisPg => match &o.postgres {
+            Some(url) => server::prepare_parvis(&o.parvis_bin, &o.parvis_env, Some(url)),
+            None => {
+                res.note(
+                    kind,
+                    "not run: no PostgreSQL (--postgres URL, or bench/run.sh, which starts one)",
+                );
+                return res;
+            }
+        },
     };
     let prepared = match prepared {
         Ok(p) => p,
@@ -650,6 +747,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
         kind.name(),
         prepared.base_url()
     );
+    let metrics_port = prepared.metrics_port;
     let t0 = Instant::now();
     let mut proc = match prepared.spawn() {
         Ok(p) => p,
@@ -680,7 +778,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
     };
     let (seq_n, wake_n) = match kind {
         Kind::Synapse => (o.seq_synapse, o.wake_synapse),
-        Kind::Parvis => (o.seq_parvis, o.wake_parvis),
+        Kind::Parvis | Kind::ParvisPg => (o.seq_parvis, o.wake_parvis),
     };
 
     // Each workload: run it, record its figures or the error, and stop if the server has died.
@@ -817,6 +915,29 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             }
         );
     }
+    if let (Some(port), true) = (metrics_port, o.calls_reps > 0) {
+        workload!(
+            "engine calls per request",
+            engine_calls::engine_calls(&api, &names, port, 10, o.calls_reps),
+            |r| {
+                for (fig, trips, (calls, round_trips)) in [
+                    ("calls_send", "trips_send", r.send),
+                    ("calls_state", "trips_state", r.state),
+                    ("calls_isync", "trips_isync", r.initial_sync),
+                    ("calls_incr", "trips_incr", r.incremental_sync),
+                ] {
+                    res.set(fig, calls);
+                    if let Some(t) = round_trips {
+                        res.set(trips, t);
+                    }
+                }
+                eprintln!(
+                    "[versus]   engine calls: send {:.1}, state {:.1}, initial sync {:.1}, incremental sync {:.1}",
+                    r.send.0, r.state.0, r.initial_sync.0, r.incremental_sync.0
+                );
+            }
+        );
+    }
     if o.sync_rooms > 0 {
         workload!(
             "initial sync",
@@ -841,7 +962,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
     }
 
     let thread_events = match kind {
-        Kind::Parvis => o.threads_parvis,
+        Kind::Parvis | Kind::ParvisPg => o.threads_parvis,
         Kind::Synapse => o.threads_synapse,
     };
     if thread_events > 0 {
@@ -896,14 +1017,18 @@ async fn run(o: Opts) -> Res<()> {
     }
     let mut synapse = Results::default();
     let mut parvis = Results::default();
+    let mut parvis_pg = Results::default();
     if want(Kind::Synapse) {
         synapse = bench_server(Kind::Synapse, &o, synapse_version.is_some()).await;
     }
     if want(Kind::Parvis) {
         parvis = bench_server(Kind::Parvis, &o, false).await;
     }
+    if want(Kind::ParvisPg) {
+        parvis_pg = bench_server(Kind::ParvisPg, &o, false).await;
+    }
 
-    let rows = rows(&o, &synapse, &parvis);
+    let rows = rows(&o, &synapse, &parvis, &parvis_pg);
     let default_bin = o.parvis_bin == PathBuf::from(env!("CARGO_BIN_EXE_parvis"));
     let profile = match (default_bin, cfg!(debug_assertions)) {
         (true, true) => "debug build: figures not representative".to_string(),
@@ -917,6 +1042,7 @@ async fn run(o: Opts) -> Res<()> {
         .notes
         .iter()
         .chain(parvis.notes.iter())
+        .chain(parvis_pg.notes.iter())
         .cloned()
         .collect();
     if o.only.is_some() {
@@ -926,7 +1052,7 @@ async fn run(o: Opts) -> Res<()> {
         ));
     }
     if cfg!(debug_assertions) {
-        notes.push(if default_bin && want(Kind::Parvis) {
+        notes.push(if default_bin && (want(Kind::Parvis) || want(Kind::ParvisPg)) {
             "The bench and Parvis were built in debug mode: figures are not representative.".into()
         } else {
             "The load client was built in debug mode: it may be slower than the servers it drives."
@@ -958,6 +1084,15 @@ async fn run(o: Opts) -> Res<()> {
             "- Parvis: {} ({profile}), RocksDB, rate limits off",
             git_commit().map_or("commit unknown".into(), |c| format!("commit {c}"))
         );
+        if want(Kind::ParvisPg) && o.postgres.is_some() {
+            let _ = writeln!(
+                md,
+                "- Parvis on PostgreSQL: the same binary, PostgreSQL {} on the same machine (loopback TCP), \
+                 a fresh schema, pool of 4, `synchronous_commit` off (the durability of RocksDB's default \
+                 `sync_writes = false`)",
+                postgres_version().unwrap_or_else(|| "(version unknown)".into())
+            );
+        }
         if want(Kind::Synapse) {
             let _ = writeln!(
                 md,
@@ -1001,6 +1136,7 @@ async fn run(o: Opts) -> Res<()> {
     }
     if (want(Kind::Synapse) && synapse.values.is_empty())
         || (want(Kind::Parvis) && parvis.values.is_empty())
+        || (want(Kind::ParvisPg) && o.postgres.is_some() && parvis_pg.values.is_empty())
     {
         bail!("a server produced no figures (see the notes above)");
     }

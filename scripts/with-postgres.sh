@@ -18,9 +18,14 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "${as_owner[@]}" "$pgbin/initdb" -D "$dir/data" -A trust -U parvis --no-sync >"$dir/initdb.log" 2>&1
-# Durability is not what these tests check: no fsync, and no waiting for the WAL.
+# Durability is not what the tests check: no fsync, and no waiting for the WAL. The bench
+# (PARVIS_PG_DURABLE=1) keeps PostgreSQL's defaults, as a real deployment would.
+settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+if [ "${PARVIS_PG_DURABLE:-0}" = 1 ]; then
+  settings=""
+fi
 "${as_owner[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -o \
-  "-k $dir -c listen_addresses=127.0.0.1 -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+  "-k $dir -c listen_addresses=127.0.0.1 -p $port $settings -c max_connections=400" \
   start >/dev/null
 stop() {
   "${as_owner[@]}" "$pgbin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true

@@ -14,7 +14,10 @@ pub const SYNAPSE_VERSION: &str = "1.163.2";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Synapse,
+    /// Parvis on RocksDB, its default engine.
     Parvis,
+    /// Parvis on PostgreSQL (`--postgres URL`).
+    ParvisPg,
 }
 
 impl Kind {
@@ -22,6 +25,7 @@ impl Kind {
         match self {
             Kind::Synapse => "Synapse",
             Kind::Parvis => "Parvis",
+            Kind::ParvisPg => "Parvis on PostgreSQL",
         }
     }
 }
@@ -33,6 +37,8 @@ pub struct Prepared {
     dir: tempfile::TempDir,
     log_path: PathBuf,
     pub port: u16,
+    /// Parvis's metrics listener (the counting engine's calls).
+    pub metrics_port: Option<u16>,
 }
 
 /// A running server. Dropping it stops the process (SIGTERM, then SIGKILL) and removes its data.
@@ -247,6 +253,7 @@ pub fn prepare_synapse(venv: &Path) -> Res<Prepared> {
         .stderr(errf);
     Ok(Prepared {
         kind: Kind::Synapse,
+        metrics_port: None,
         cmd,
         dir,
         log_path,
@@ -254,7 +261,13 @@ pub fn prepare_synapse(venv: &Path) -> Res<Prepared> {
     })
 }
 
-pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepared> {
+/// Parvis on RocksDB, or on PostgreSQL at `postgres` (a schema of its own, created for the run;
+/// `synchronous_commit` off, the durability of RocksDB's default `sync_writes = false`).
+pub fn prepare_parvis(
+    bin: &Path,
+    extra_env: &[(String, String)],
+    postgres: Option<&str>,
+) -> Res<Prepared> {
     if !bin.exists() {
         bail!(
             "Parvis binary {} does not exist (build it, or pass --parvis-bin)",
@@ -265,6 +278,7 @@ pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepare
         .prefix("versus-parvis-")
         .tempdir()?;
     let port = free_port()?;
+    let metrics_port = free_port()?;
     let data = dir.path().join("data");
     fs::create_dir_all(&data)?;
     let (log_path, out, errf) = log_files(dir.path())?;
@@ -276,6 +290,10 @@ pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepare
         .env("PARVIS_STORAGE__PATH", &data)
         .env("PARVIS_RATE_LIMITS__ENABLED", "false")
         .env("PARVIS_FEDERATION__LISTEN", "127.0.0.1:0")
+        .env(
+            "PARVIS_METRICS__LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
         // Loopback peers and push gateways (denied by default by `network.deny_ranges`).
         .env(
             "PARVIS_NETWORK__ALLOW_RANGES",
@@ -285,16 +303,30 @@ pub fn prepare_parvis(bin: &Path, extra_env: &[(String, String)]) -> Res<Prepare
         // Same treatment as Synapse: warnings only.
         cmd.env("RUST_LOG", "warn");
     }
+    let kind = match postgres {
+        None => Kind::Parvis,
+        Some(url) => {
+            cmd.env("PARVIS_STORAGE__ENGINE", "postgres")
+                .env("PARVIS_STORAGE__POSTGRES__URL", url)
+                .env(
+                    "PARVIS_STORAGE__POSTGRES__SCHEMA",
+                    format!("versus_{}", random_hex(8)),
+                )
+                .env("PARVIS_STORAGE__POSTGRES__SYNCHRONOUS_COMMIT", "false");
+            Kind::ParvisPg
+        }
+    };
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
     cmd.stdin(Stdio::null()).stdout(out).stderr(errf);
     Ok(Prepared {
-        kind: Kind::Parvis,
+        kind,
         cmd,
         dir,
         log_path,
         port,
+        metrics_port: Some(metrics_port),
     })
 }
 
