@@ -97,6 +97,11 @@ pub async fn start(config: Config) -> Result<RunningServer> {
             })
         }));
     }
+    // In a group of processes: catching up with the others' commits and invalidations.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::cluster::spawn(s, stop)
+    }));
     // Push rule evaluation and gateway delivery (pending work survives restarts).
     let s = services.clone();
     workers.push(Worker::spawn(|stop| {

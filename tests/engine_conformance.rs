@@ -26,6 +26,7 @@ fn engines() -> Vec<(&'static str, Arc<dyn Engine>, Option<tempfile::TempDir>)> 
             schema: format!("conformance_{}", rand_suffix()),
             pool_size: 2,
             synchronous_commit: true,
+            ..PostgresConfig::default()
         };
         let pg: Arc<dyn Engine> = PgEngine::open(&config, &[A, B]).unwrap();
         engines.push(("postgres", pg, None));
@@ -223,6 +224,7 @@ fn data_survives_reopening() {
             schema: format!("reopen_{}", rand_suffix()),
             pool_size: 1,
             synchronous_commit: true,
+            ..PostgresConfig::default()
         };
         {
             let db = Db::new(PgEngine::open(&config, &[A, B]).unwrap());
@@ -294,6 +296,7 @@ fn pg_config(schema: &str) -> PostgresConfig {
         schema: schema.to_owned(),
         pool_size: 2,
         synchronous_commit: true,
+        ..PostgresConfig::default()
     }
 }
 

@@ -61,8 +61,24 @@ impl AccountData {
         kind: &str,
         content: &Value,
     ) -> Result<u64> {
+        self.set_invalidating(globals, user, room, kind, content, None)
+    }
+
+    /// [`Self::set`], recording what the change makes stale in other processes' caches.
+    pub fn set_invalidating(
+        &self,
+        globals: &Globals,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: &Value,
+        invalidation: Option<crate::services::cluster::Invalidation>,
+    ) -> Result<u64> {
         let key = data_key(user, room, kind);
         let (_, pos) = globals.commit(|c| {
+            if let Some(invalidation) = invalidation {
+                c.invalidate(invalidation);
+            }
             if let Some(old) = self.db.get(ACCOUNT_DATA, &key)?
                 && let Some(old_pos) = u64_from(&old)
             {

@@ -3,10 +3,13 @@
 //!
 //! Every write that clients observe through /sync goes through [`Globals::commit`]: positions are
 //! allocated and the batch written under one lock, so that a reader that sees position `p` also
-//! sees every change at a position `<= p`.
+//! sees every change at a position `<= p`. When several processes share the database
+//! (`storage.postgres.shared`), the lock is the database's (`Engine::sequence`), the counters are
+//! read under it, and a process advances its position past the others' commits only after
+//! applying their invalidations (`services::cluster`).
 
 use std::sync::{
-    Mutex,
+    Mutex, OnceLock,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -14,13 +17,17 @@ use ruma::{OwnedServerName, signatures::Ed25519KeyPair};
 use tokio::sync::watch;
 
 use crate::{
-    config::Config,
+    config::{Config, EngineKind},
     error::{Error, Result},
+    services::cluster::{self, INVALIDATIONS, Invalidation},
     storage::{Batch, Db, Map, keys::u64_from},
 };
 
 pub const GLOBAL: Map = Map("global");
-pub const MAPS: &[Map] = &[GLOBAL];
+pub const MAPS: &[Map] = &[GLOBAL, INVALIDATIONS];
+
+/// Applies an invalidation recorded by a commit to this process's caches.
+pub type InvalidationHandler = Box<dyn Fn(&Invalidation) + Send + Sync>;
 
 const KEY_POS: &[u8] = b"stream_pos";
 const KEY_SHORT: &[u8] = b"next_short_id";
@@ -34,6 +41,11 @@ pub struct Globals {
     pos: AtomicU64,
     next_short: AtomicU64,
     notify: watch::Sender<u64>,
+    /// Several processes share the database.
+    shared: bool,
+    /// Held while moving `pos` past other processes' commits and applying their invalidations.
+    advance_lock: Mutex<()>,
+    on_invalidation: OnceLock<InvalidationHandler>,
 }
 
 /// One atomic change under the commit lock.
@@ -49,6 +61,8 @@ pub struct Commit<'a> {
     /// Short ids created in this commit, by the key they were created for (a second request for the
     /// same key in the same commit must get the same id: the caches only learn it after the write).
     created: std::collections::HashMap<Vec<u8>, u64>,
+    /// What this commit makes stale in other processes' memory (recorded when shared).
+    invalidations: Vec<Invalidation>,
 }
 
 impl<'a> Commit<'a> {
@@ -59,6 +73,12 @@ impl<'a> Commit<'a> {
 
     pub fn note_created(&mut self, key: Vec<u8>, id: u64) {
         self.created.insert(key, id);
+    }
+
+    /// Records that this commit makes `invalidation`'s cache entries stale in the other processes
+    /// of a group (this process updates its own caches itself, with [`Commit::after_write`]).
+    pub fn invalidate(&mut self, invalidation: Invalidation) {
+        self.invalidations.push(invalidation);
     }
 
     /// Runs `update` after the batch is written, and not at all if the commit fails.
@@ -88,6 +108,8 @@ impl Globals {
         let pos = db.get_u64(GLOBAL, KEY_POS)?.unwrap_or(0);
         let next_short = db.get_u64(GLOBAL, KEY_SHORT)?.unwrap_or(1);
         let (notify, _) = watch::channel(pos);
+        let shared =
+            config.storage.engine == EngineKind::Postgres && config.storage.postgres.shared;
         Ok(Self {
             config,
             keypair,
@@ -96,7 +118,55 @@ impl Globals {
             pos: AtomicU64::new(pos),
             next_short: AtomicU64::new(next_short),
             notify,
+            shared,
+            advance_lock: Mutex::new(()),
+            on_invalidation: OnceLock::new(),
         })
+    }
+
+    /// Several processes share the database.
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Sets what applies other processes' invalidations (once, when the services are built).
+    pub fn set_invalidation_handler(&self, handler: InvalidationHandler) {
+        let _ = self.on_invalidation.set(handler);
+    }
+
+    /// Moves this process's position to `to` (when ahead): applies the invalidations recorded
+    /// up to it first, then publishes it.
+    fn advance_to(&self, to: u64) -> Result<()> {
+        let _guard = self.advance_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self.pos.load(Ordering::Acquire);
+        if to <= seen {
+            return Ok(());
+        }
+        if let Some(apply) = self.on_invalidation.get() {
+            for invalidation in cluster::recorded(&self.db, seen, to)? {
+                apply(&invalidation);
+            }
+        }
+        self.pos.store(to, Ordering::Release);
+        self.notify.send_replace(to);
+        Ok(())
+    }
+
+    /// Catches up with what the other processes of a group committed (a no-op alone).
+    pub fn catch_up(&self) -> Result<()> {
+        if !self.shared {
+            return Ok(());
+        }
+        let stored = self.db.get_u64(GLOBAL, KEY_POS)?.unwrap_or(0);
+        self.advance_to(stored)
+    }
+
+    /// Catches up when `pos` (a client's token) is ahead of this process.
+    pub fn catch_up_to(&self, pos: u64) -> Result<()> {
+        if pos > self.current_pos() {
+            self.catch_up()?;
+        }
+        Ok(())
     }
 
     pub fn server_name(&self) -> &OwnedServerName {
@@ -116,30 +186,67 @@ impl Globals {
     /// counters it advanced. Keep `f` short: it serialises every writer.
     pub fn commit<'a, R>(&self, f: impl FnOnce(&mut Commit<'a>) -> Result<R>) -> Result<(R, u64)> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Shared: the database's lock, and the counters as the last commit of any process left them.
+        let sequenced = self.db.sequence(GLOBAL, &[KEY_POS, KEY_SHORT])?;
+        let (pos, next_short) = match &sequenced {
+            Some(s) => (
+                stored_u64(&s.values()[0])?.unwrap_or(0),
+                stored_u64(&s.values()[1])?.unwrap_or(1),
+            ),
+            None => (
+                self.pos.load(Ordering::Acquire),
+                self.next_short.load(Ordering::Acquire),
+            ),
+        };
         let mut c = Commit {
             batch: Batch::new(),
-            pos: self.pos.load(Ordering::Acquire),
+            pos,
             pos_allocated: false,
-            next_short: self.next_short.load(Ordering::Acquire),
+            next_short,
             short_allocated: false,
             after_write: Vec::new(),
             created: Default::default(),
+            invalidations: Vec::new(),
         };
         let result = f(&mut c)?;
+        let invalidations = std::mem::take(&mut c.invalidations);
+        if self.shared && !invalidations.is_empty() {
+            // Invalidations are read by position: they need one.
+            if !c.pos_allocated {
+                c.next_pos();
+            }
+            let now = crate::util::now_ms();
+            for (index, invalidation) in invalidations.iter().enumerate() {
+                c.batch.put(
+                    INVALIDATIONS,
+                    cluster::key(c.pos, index as u16),
+                    cluster::encode(invalidation, now),
+                );
+            }
+        }
         if c.pos_allocated {
             c.batch.put(GLOBAL, KEY_POS, c.pos.to_be_bytes());
         }
         if c.short_allocated {
             c.batch.put(GLOBAL, KEY_SHORT, c.next_short.to_be_bytes());
         }
-        self.db.write(c.batch)?;
+        match sequenced {
+            Some(s) => s.commit(c.batch, &c.pos.to_string())?,
+            None => self.db.write(c.batch)?,
+        }
         for update in c.after_write {
             update();
         }
         self.next_short.store(c.next_short, Ordering::Release);
         if c.pos_allocated {
-            self.pos.store(c.pos, Ordering::Release);
-            self.notify.send_replace(c.pos);
+            if self.shared {
+                // Other processes' commits before this one may be unseen yet: their
+                // invalidations first.
+                self.advance_to(c.pos)?;
+            } else {
+                self.pos.store(c.pos, Ordering::Release);
+                self.notify.send_replace(c.pos);
+            }
         }
         Ok((result, c.pos))
     }
@@ -151,8 +258,15 @@ impl Globals {
     }
 }
 
+/// The server's signing key, generated on first start. Processes of a group that start together
+/// generate it under the database's commit lock: one key, which all of them use.
 fn load_or_generate_key(db: &Db) -> Result<Ed25519KeyPair> {
-    if let Some(stored) = db.get(GLOBAL, KEY_SIGNING)? {
+    let sequenced = db.sequence(GLOBAL, &[KEY_SIGNING])?;
+    let stored = match &sequenced {
+        Some(s) => s.values()[0].clone(),
+        None => db.get(GLOBAL, KEY_SIGNING)?,
+    };
+    if let Some(stored) = stored {
         let (version, der) = split_key_record(&stored)
             .ok_or_else(|| Error::internal("corrupt signing key record"))?;
         return Ed25519KeyPair::from_der(der, version.to_owned())
@@ -169,7 +283,14 @@ fn load_or_generate_key(db: &Db) -> Result<Ed25519KeyPair> {
     let mut record = version.as_bytes().to_vec();
     record.push(0xFF);
     record.extend_from_slice(&der);
-    db.put(GLOBAL, KEY_SIGNING, record)?;
+    match sequenced {
+        Some(s) => {
+            let mut batch = Batch::new();
+            batch.put(GLOBAL, KEY_SIGNING, record);
+            s.commit(batch, "")?;
+        }
+        None => db.put(GLOBAL, KEY_SIGNING, record)?,
+    }
     Ed25519KeyPair::from_der(&der, version)
         .map_err(|e| Error::internal(format!("bad signing key: {e}")))
 }
@@ -180,6 +301,10 @@ fn split_key_record(record: &[u8]) -> Option<(&str, &[u8])> {
         std::str::from_utf8(&record[..sep]).ok()?,
         &record[sep + 1..],
     ))
+}
+
+fn stored_u64(value: &Option<Vec<u8>>) -> Result<Option<u64>> {
+    value.as_deref().map(read_u64).transpose()
 }
 
 /// Reads a big-endian u64 value, for maps whose values are counters or short ids.

@@ -5,6 +5,7 @@ pub mod account_data;
 pub mod admin;
 pub mod appservice;
 pub mod backup;
+pub mod cluster;
 pub mod dehydrated_devices;
 pub mod directory;
 pub mod directory_listing;
@@ -186,6 +187,8 @@ impl Services {
     }
 
     pub fn with_db(config: Config, db: Db) -> Result<Arc<Self>> {
+        let shared =
+            config.storage.engine == EngineKind::Postgres && config.storage.postgres.shared;
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limits);
         rate_limiter.load_overrides(&db)?;
         let shadow_bans = admin::user_set::UserSet::load(&db, admin::shadow_ban::SHADOW_BANNED)?;
@@ -210,13 +213,13 @@ impl Services {
         let retention = retention::Retention::new(&config.retention);
         let sso = sso::Sso::open(&config.sso, &db)?;
         let mailer = email::mailer::Mailer::from_config(&config.email).map_err(Error::internal)?;
-        Ok(Arc::new(Self {
+        let services = Arc::new(Self {
             globals: globals::Globals::open(config, db.clone())?,
             short: short::ShortIds::new(db.clone()),
             state: state::StateService::new(db.clone()),
             timeline: timeline::Timeline::new(db.clone()),
             membership: rooms::membership::MembershipIndex::new(db.clone()),
-            users: users::Users::new(db.clone(), passwords),
+            users: users::Users::new(db.clone(), passwords).without_token_cache(shared),
             uia: uia::Uia::default(),
             directory: directory::Directory::new(db.clone()),
             account_data: account_data::AccountData::new(db.clone()),
@@ -249,7 +252,17 @@ impl Services {
             heavy_work,
             appservices,
             sends_in_flight: Default::default(),
-        }))
+        });
+        // Other processes' invalidations reach this process's caches (a no-op alone).
+        let weak = Arc::downgrade(&services);
+        services
+            .globals
+            .set_invalidation_handler(Box::new(move |invalidation| {
+                if let Some(s) = weak.upgrade() {
+                    cluster::apply(&s, invalidation);
+                }
+            }));
+        Ok(services)
     }
 
     pub fn config(&self) -> &Config {

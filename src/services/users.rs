@@ -116,8 +116,8 @@ pub struct Users {
     /// cannot both succeed.
     creating: Mutex<()>,
     tokens: RwLock<TokenCache>,
-    /// Held across the read and the write of a refresh: one refresh token is spent once.
-    refreshing: Mutex<()>,
+    /// No token cache: several processes share the database.
+    uncached: bool,
 }
 
 /// Access tokens found in the database. `generation` grows on every forget: a lookup that read
@@ -161,8 +161,14 @@ impl Users {
             passwords: Arc::new(passwords),
             creating: Mutex::new(()),
             tokens: Default::default(),
-            refreshing: Mutex::new(()),
+            uncached: false,
         }
+    }
+
+    /// Access tokens are read from the database on every lookup (processes of a group).
+    pub fn without_token_cache(mut self, uncached: bool) -> Self {
+        self.uncached = uncached;
+        self
     }
 
     /// The password pool (async hashing and verification, off tokio's blocking pool).
@@ -437,52 +443,59 @@ impl Users {
     }
 
     /// `POST /refresh`: spends `refresh_token` for a new access token and a new refresh token of
-    /// the same device, in one batch; the old access token stops working at once. None: the
-    /// token is unknown, already spent, or expired.
+    /// the same device, in one commit; the old access token stops working at once, in every
+    /// process of a group. None: the token is unknown, already spent, or expired. The read and
+    /// the write are under the commit lock (the database's in a group): a refresh token is spent
+    /// once.
     pub fn refresh(
         &self,
+        globals: &crate::services::globals::Globals,
         refresh_token: &str,
         lifetimes: TokenLifetimes,
         now: u64,
     ) -> Result<Option<IssuedTokens>> {
-        let _one_at_a_time = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(key) = self.db.get(REFRESH_TOKENS, refresh_token.as_bytes())? else {
-            return Ok(None);
-        };
-        let mut reader = KeyReader::new(&key);
-        let Some((user, device_id)) = reader.str().zip(reader.str()) else {
-            return Ok(None);
-        };
-        let Ok(user) = OwnedUserId::try_from(user) else {
-            return Ok(None);
-        };
-        let Some(mut device) = self.device(&user, device_id)? else {
-            return Ok(None);
-        };
-        let current = device
-            .refresh
-            .as_ref()
-            .filter(|r| r.token == refresh_token && r.expires_ts.is_none_or(|ts| ts > now));
-        if current.is_none() {
-            return Ok(None);
-        }
-        let mut batch = Batch::new();
-        Self::delete_tokens_ops(&mut batch, &device);
-        let old_token = std::mem::replace(&mut device.access_token, random_string(32));
-        device.refresh = Some(new_refresh(lifetimes, now));
-        self.put_tokens_ops(&mut batch, &user, &device);
-        self.db.write(batch)?;
-        self.forget_tokens(&[old_token]);
-        Ok(Some(IssuedTokens {
-            device_id: device.device_id,
-            access_token: device.access_token,
-            refresh_token: device.refresh.map(|r| r.token),
-            expires_in_ms: Some(lifetimes.access_ms),
-        }))
+        let (issued, _) = globals.commit(|c| {
+            let Some(key) = self.db.get(REFRESH_TOKENS, refresh_token.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut reader = KeyReader::new(&key);
+            let Some((user, device_id)) = reader.str().zip(reader.str()) else {
+                return Ok(None);
+            };
+            let Ok(user) = OwnedUserId::try_from(user) else {
+                return Ok(None);
+            };
+            let Some(mut device) = self.device(&user, device_id)? else {
+                return Ok(None);
+            };
+            let current = device
+                .refresh
+                .as_ref()
+                .filter(|r| r.token == refresh_token && r.expires_ts.is_none_or(|ts| ts > now));
+            if current.is_none() {
+                return Ok(None);
+            }
+            Self::delete_tokens_ops(&mut c.batch, &device);
+            let old_token = std::mem::replace(&mut device.access_token, random_string(32));
+            device.refresh = Some(new_refresh(lifetimes, now));
+            self.put_tokens_ops(&mut c.batch, &user, &device);
+            c.after_write(move || self.forget_tokens(&[old_token]));
+            Ok(Some(IssuedTokens {
+                device_id: device.device_id,
+                access_token: device.access_token,
+                refresh_token: device.refresh.map(|r| r.token),
+                expires_in_ms: Some(lifetimes.access_ms),
+            }))
+        })?;
+        Ok(issued)
     }
 
     /// The user and device of an access token, and when it expires.
     pub fn find_token(&self, token: &str) -> Result<Option<TokenOwner>> {
+        if self.uncached {
+            // In a group of processes, another one may have deleted the token a moment ago.
+            return self.stored_token(token);
+        }
         let generation = {
             let cache = self.tokens.read().unwrap_or_else(|e| e.into_inner());
             if let Some(found) = cache.found.get(token) {

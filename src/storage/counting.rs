@@ -11,7 +11,7 @@ use std::sync::{
 
 use super::{
     Result,
-    engine::{BackupInfo, Batch, Direction, Engine, KvIter, Map, StorageStat},
+    engine::{BackupInfo, Batch, Direction, Engine, KvIter, Map, Sequenced, StorageStat},
 };
 
 pub struct Counting {
@@ -76,6 +76,18 @@ impl Engine for Counting {
 
     fn flush(&self) -> Result<()> {
         self.inner.flush()
+    }
+
+    fn sequence(&self, map: Map, keys: &[&[u8]]) -> Result<Option<Box<dyn Sequenced + '_>>> {
+        let sequenced = self.inner.sequence(map, keys)?;
+        if sequenced.is_some() {
+            self.writes.fetch_add(1, Relaxed);
+        }
+        Ok(sequenced)
+    }
+
+    fn watch_commits(&self, on_commit: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.inner.watch_commits(on_commit)
     }
 
     fn stats(&self) -> Vec<StorageStat> {

@@ -99,6 +99,20 @@ impl Db {
         self.engine.iter_prefix(map, prefix, from, direction)
     }
 
+    /// The database's commit lock when several processes share it (see [`Engine::sequence`]).
+    pub fn sequence(
+        &self,
+        map: Map,
+        keys: &[&[u8]],
+    ) -> Result<Option<Box<dyn super::engine::Sequenced + '_>>> {
+        self.engine.sequence(map, keys)
+    }
+
+    /// See [`Engine::watch_commits`].
+    pub fn watch_commits(&self, on_commit: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.engine.watch_commits(on_commit)
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.engine.flush()
     }

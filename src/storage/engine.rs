@@ -80,6 +80,22 @@ pub trait Engine: Send + Sync + 'static {
     /// Flushes memory tables to disk (used on clean shutdown).
     fn flush(&self) -> Result<()>;
 
+    /// The commit order of several processes sharing the database: takes the database's commit
+    /// lock (held until the returned commit is written or dropped) and reads `keys` of `map` under
+    /// it. `None` (the default): this process is the only writer, and its own lock suffices.
+    fn sequence(&self, map: Map, keys: &[&[u8]]) -> Result<Option<Box<dyn Sequenced + '_>>> {
+        let _ = (map, keys);
+        Ok(None)
+    }
+
+    /// Calls `on_commit` whenever another process may have committed (its notification, and a
+    /// periodic check in case one is lost). It must return at once. The default: no other
+    /// process writes, nothing to watch.
+    fn watch_commits(&self, on_commit: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        let _ = on_commit;
+        Ok(())
+    }
+
     /// The engine's figures for the metrics (memory, compactions, sizes); none by default.
     fn stats(&self) -> Vec<StorageStat> {
         Vec::new()
@@ -94,6 +110,18 @@ pub trait Engine: Send + Sync + 'static {
             "this storage engine has no built-in backup".into(),
         ))
     }
+}
+
+/// A commit in the order of [`Engine::sequence`]: the values read under the lock, then the batch
+/// written (with the lock released) by [`Sequenced::commit`]. Dropped without committing, it
+/// writes nothing and releases the lock.
+pub trait Sequenced {
+    /// The values of the keys given to [`Engine::sequence`], in their order.
+    fn values(&self) -> &[Option<Vec<u8>>];
+
+    /// Writes `batch` atomically and releases the lock; `wake` is announced to the other processes
+    /// once the write is durable.
+    fn commit(self: Box<Self>, batch: Batch, wake: &str) -> Result<()>;
 }
 
 /// One figure of [`Engine::stats`]: a Prometheus gauge or counter.

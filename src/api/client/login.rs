@@ -273,7 +273,7 @@ pub async fn refresh(
     }
     let lifetimes: TokenLifetimes = services.config().sessions.lifetimes();
     let issued = services
-        .run(move |s| s.users.refresh(&token, lifetimes, now_ms()))
+        .run(move |s| s.users.refresh(&s.globals, &token, lifetimes, now_ms()))
         .await?
         .ok_or_else(|| {
             Error::new(

@@ -72,6 +72,14 @@ async fn compute_sync(
     let inline_filter = req.query_param("filter");
     let body = req.body;
     let since = body.since.as_deref().map(SyncToken::parse).transpose()?;
+    // A token from another process of a group may be ahead of this one: catch up first, so the
+    // answer neither goes back nor skips what that process committed.
+    if let Some(pos) = since.as_ref().map(|t| t.pos)
+        && services.globals.shared()
+        && pos > services.globals.current_pos()
+    {
+        services.run(move |s| s.globals.catch_up_to(pos)).await?;
+    }
     let to_device_since = body
         .since
         .as_deref()

@@ -64,12 +64,15 @@ pub fn update<R>(
     let _guard = s.push.rules_write.lock().unwrap_or_else(|e| e.into_inner());
     let mut ruleset = (*ruleset(s, user)?).clone();
     let result = change(&mut ruleset)?;
-    s.account_data.set(
+    s.account_data.set_invalidating(
         &s.globals,
         user,
         None,
         ACCOUNT_DATA_TYPE,
         &content_of(&ruleset),
+        Some(crate::services::cluster::Invalidation::PushRules {
+            user: user.to_owned(),
+        }),
     )?;
     s.push
         .rules_cache

@@ -206,6 +206,7 @@ fn purge_event(
 ) -> Result<()> {
     let short = event.short;
     let meta = &event.meta;
+    c.invalidate(crate::services::cluster::Invalidation::Event { short });
     crate::services::search::event_redacted(s, c, short, &event.json)?;
     crate::services::relations::event_redacted(s, c, short)?;
     let skeleton = ruma::canonical_json::redact(event.json.clone(), &rules.redaction, None)

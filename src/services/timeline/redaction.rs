@@ -135,6 +135,7 @@ pub fn write_effect(
             crate::services::relations::event_redacted(s, c, target)?;
             super::redacted_originals::keep(s, c, target, &json)?;
             redact_stored(c, target, json, because, rules)?;
+            c.invalidate(crate::services::cluster::Invalidation::Event { short: target });
             Ok(Some(target))
         }
         Effect::Pending(target) => {

@@ -23,12 +23,14 @@ use std::{
     },
 };
 
+mod shared;
+
 use serde::Deserialize;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
     Result, StorageError,
-    engine::{Batch, Direction, Engine, KvIter, KvPair, Map, Op, StorageStat},
+    engine::{Batch, Direction, Engine, KvIter, KvPair, Map, Op, Sequenced, StorageStat},
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +45,10 @@ pub struct PostgresConfig {
     /// `synchronous_commit`: `on` waits for the WAL flush (a committed write survives a power
     /// loss); `off` survives a crash of Parvis or PostgreSQL, not of the machine.
     pub synchronous_commit: bool,
+    /// Several Parvis processes serve this schema (spec/scale-out.md, step 2): commits are
+    /// ordered by a lock in the database and announced to the other processes. Set on every
+    /// process of the group; a process without it refuses a schema the group uses, and the reverse.
+    pub shared: bool,
 }
 
 impl Default for PostgresConfig {
@@ -52,6 +58,7 @@ impl Default for PostgresConfig {
             schema: "parvis".to_owned(),
             pool_size: 4,
             synchronous_commit: true,
+            shared: false,
         }
     }
 }
@@ -93,6 +100,8 @@ const LOCK_WAIT: &str = "3s";
 const SCHEMA_SQL: &str = "
     CREATE TABLE IF NOT EXISTS instance_lock (id int PRIMARY KEY);
     INSERT INTO instance_lock VALUES (1) ON CONFLICT DO NOTHING;
+    CREATE TABLE IF NOT EXISTS sequencer (id int PRIMARY KEY);
+    INSERT INTO sequencer VALUES (1) ON CONFLICT DO NOTHING;
     CREATE TABLE IF NOT EXISTS maps (id smallint PRIMARY KEY, name text NOT NULL UNIQUE);
     CREATE TABLE IF NOT EXISTS kv (
         m smallint NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PRIMARY KEY (m, k));";
@@ -119,12 +128,16 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The write statement's parameters: deleted (maps, keys), then written (maps, keys, values).
+type WriteParams = (Vec<i16>, Vec<Vec<u8>>, Vec<i16>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// One connection and its prepared statements.
 struct Conn {
     client: Client,
     get: Statement,
     multi_get: Statement,
     write: Statement,
+    notify: Statement,
     forward_from: Statement,
     forward_after: Statement,
     backward_from: Statement,
@@ -142,19 +155,64 @@ pub struct PgEngine {
     maps: HashMap<&'static str, i16>,
     /// Requests sent to PostgreSQL (each one round trip), for the metrics.
     requests: AtomicU64,
+    /// The connection that runs sequenced commits (`shared` only; opened on first use).
+    sequencer: Mutex<Option<Arc<Conn>>>,
 }
 
-fn err(e: impl std::fmt::Display) -> StorageError {
+fn err(e: impl std::fmt::Display + 'static) -> StorageError {
+    // The driver's errors say only "db error"; the server's message is in the details.
+    let any: &dyn std::any::Any = &e;
+    if let Some(db) = any
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.as_db_error())
+    {
+        return StorageError::Engine(format!("postgres: {} ({})", db.message(), db.code().code()));
+    }
     StorageError::Engine(format!("postgres: {e}"))
 }
 
-async fn connect(config: &PostgresConfig) -> Result<Conn> {
+/// Creates the schema and its tables if missing. Processes of a group starting together may race
+/// in `CREATE … IF NOT EXISTS` (PostgreSQL checks for the name before it inserts it): the loser
+/// of such a race tries again and finds the objects made.
+async fn create_schema(client: &Client, schema: &str) -> Result<()> {
+    use tokio_postgres::error::SqlState;
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\"; {SCHEMA_SQL}"
+    );
+    for attempt in 0.. {
+        match client.batch_execute(&sql).await {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if attempt < 10
+                    && [
+                        SqlState::UNIQUE_VIOLATION,
+                        SqlState::DUPLICATE_SCHEMA,
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_OBJECT,
+                    ]
+                    .iter()
+                    .any(|code| e.code() == Some(code)) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// The driver's settings from the URL; `pg_stat_activity` names the schema a connection serves,
+/// unless the URL names it otherwise.
+fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config> {
     let mut pg = config.url.parse::<tokio_postgres::Config>().map_err(err)?;
-    // pg_stat_activity names the schema a connection serves, unless the URL names it otherwise.
     if pg.get_application_name().is_none() {
         pg.application_name(format!("parvis {}", config.schema));
     }
-    let (client, connection) = pg.connect(NoTls).await.map_err(err)?;
+    Ok(pg)
+}
+
+async fn connect(config: &PostgresConfig) -> Result<Conn> {
+    let (client, connection) = pg_config(config)?.connect(NoTls).await.map_err(err)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection ended");
@@ -167,13 +225,10 @@ async fn connect(config: &PostgresConfig) -> Result<Conn> {
         "off"
     };
     client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\"; \
-             SET synchronous_commit TO {commit};"
-        ))
+        .batch_execute(&format!("SET synchronous_commit TO {commit};"))
         .await
         .map_err(err)?;
-    client.batch_execute(SCHEMA_SQL).await.map_err(err)?;
+    create_schema(&client, schema).await?;
     let prepare = |sql: &'static str| client.prepare(sql);
     Ok(Conn {
         get: prepare("SELECT v FROM kv WHERE m = $1 AND k = $2").await.map_err(err)?,
@@ -188,6 +243,7 @@ async fn connect(config: &PostgresConfig) -> Result<Conn> {
         )
         .await
         .map_err(err)?,
+        notify: prepare("SELECT pg_notify($1, $2)").await.map_err(err)?,
         forward_from: client.prepare(&scan_sql(">=", "k")).await.map_err(err)?,
         forward_after: client.prepare(&scan_sql(">", "k")).await.map_err(err)?,
         backward_from: client.prepare(&scan_sql("<=", "k DESC")).await.map_err(err)?,
@@ -196,25 +252,36 @@ async fn connect(config: &PostgresConfig) -> Result<Conn> {
     })
 }
 
-/// One process per schema (until several processes can share one, spec/scale-out.md step 2):
-/// a connection that holds the `instance_lock` row in an open transaction. Another process gets
-/// an error naming the reason after [`LOCK_WAIT`].
+/// Who may use the schema: a connection that holds the `instance_lock` row in an open
+/// transaction, `FOR UPDATE` for a process alone on its schema, `FOR SHARE` for the processes of
+/// a group (`shared`), which do not exclude each other but exclude a lone process. A process
+/// refused gets an error naming the reason after [`LOCK_WAIT`].
 async fn lock(config: &PostgresConfig) -> Result<Client> {
     let conn = connect(config).await?;
+    let mode = if config.shared { "SHARE" } else { "UPDATE" };
     let locked = conn
         .client
         .batch_execute(&format!(
             "SET lock_timeout = '{LOCK_WAIT}'; BEGIN; \
-             SELECT id FROM instance_lock WHERE id = 1 FOR UPDATE;"
+             SELECT id FROM instance_lock WHERE id = 1 FOR {mode};"
         ))
         .await;
     match locked {
         Ok(()) => Ok(conn.client),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            Err(err(format!(
-                "schema `{}` is in use by another Parvis process (stop it first)",
-                config.schema
-            )))
+            Err(err(if config.shared {
+                format!(
+                    "schema `{}` is in use by a Parvis process that is not part of a group \
+                     (stop it, or set `storage.postgres.shared` on it too)",
+                    config.schema
+                )
+            } else {
+                format!(
+                    "schema `{}` is in use by another Parvis process (stop it first, or set \
+                     `storage.postgres.shared` on every process of a group)",
+                    config.schema
+                )
+            }))
         }
         Err(e) => Err(err(e)),
     }
@@ -276,6 +343,7 @@ impl PgEngine {
             next: AtomicUsize::new(0),
             maps: HashMap::new(),
             requests: AtomicU64::new(0),
+            sequencer: Mutex::new(None),
         };
         let (config_for, maps_for) = (config.clone(), maps.to_vec());
         let lock_config = config.clone();
@@ -328,6 +396,35 @@ impl PgEngine {
             .maps
             .get(map.0)
             .unwrap_or_else(|| panic!("map {} was not declared when the engine opened", map.0))
+    }
+
+    /// A batch as the write statement's parameters: collapsed to the last operation per key
+    /// (RocksDB's batch semantics; `ON CONFLICT DO UPDATE` cannot touch a row twice either), then
+    /// the deleted keys and the written rows. None: nothing to write.
+    fn write_params(&self, batch: Batch) -> Option<WriteParams> {
+        let mut last: HashMap<(i16, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
+        for op in batch.ops {
+            match op {
+                Op::Put(map, key, value) => last.insert((self.id(map), key), Some(value)),
+                Op::Delete(map, key) => last.insert((self.id(map), key), None),
+            };
+        }
+        let (mut del_m, mut del_k) = (Vec::<i16>::new(), Vec::<Vec<u8>>::new());
+        let (mut put_m, mut put_k, mut put_v) = (Vec::<i16>::new(), Vec::new(), Vec::new());
+        for ((m, k), v) in last {
+            match v {
+                Some(v) => {
+                    put_m.push(m);
+                    put_k.push(k);
+                    put_v.push(v);
+                }
+                None => {
+                    del_m.push(m);
+                    del_k.push(k);
+                }
+            }
+        }
+        (!del_m.is_empty() || !put_m.is_empty()).then_some((del_m, del_k, put_m, put_k, put_v))
     }
 
     /// One page of a scan.
@@ -439,34 +536,12 @@ impl Engine for PgEngine {
     }
 
     fn write(&self, batch: Batch) -> Result<()> {
-        // The last operation on a key wins, as in a RocksDB batch.
-        let mut last: HashMap<(i16, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
-        for op in batch.ops {
-            match op {
-                Op::Put(map, key, value) => last.insert((self.id(map), key), Some(value)),
-                Op::Delete(map, key) => last.insert((self.id(map), key), None),
-            };
-        }
-        let (mut del_m, mut del_k) = (Vec::<i16>::new(), Vec::<Vec<u8>>::new());
-        let (mut put_m, mut put_k, mut put_v) = (Vec::<i16>::new(), Vec::new(), Vec::new());
-        for ((m, k), v) in last {
-            match v {
-                Some(v) => {
-                    put_m.push(m);
-                    put_k.push(k);
-                    put_v.push(v);
-                }
-                None => {
-                    del_m.push(m);
-                    del_k.push(k);
-                }
-            }
-        }
-        if del_m.is_empty() && put_m.is_empty() {
+        let Some(params) = self.write_params(batch) else {
             return Ok(());
-        }
+        };
         let conn = self.conn()?;
         self.block(async move {
+            let (del_m, del_k, put_m, put_k, put_v) = params;
             conn.client
                 .execute(&conn.write, &[&del_m, &del_k, &put_m, &put_k, &put_v])
                 .await
@@ -502,6 +577,14 @@ impl Engine for PgEngine {
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn sequence(&self, map: Map, keys: &[&[u8]]) -> Result<Option<Box<dyn Sequenced + '_>>> {
+        self.begin_sequenced(map, keys)
+    }
+
+    fn watch_commits(&self, on_commit: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+        self.watch(on_commit)
     }
 
     fn stats(&self) -> Vec<StorageStat> {

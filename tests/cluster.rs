@@ -1,0 +1,260 @@
+//! Several `parvis` processes serving one homeserver from one PostgreSQL schema
+//! (`[storage.postgres] shared`, issue 13 step 2). Runs when `PARVIS_TEST_PG` names a PostgreSQL
+//! (`scripts/with-postgres.sh`, as `scripts/test.sh` does).
+//!
+//! Two processes started at once make one signing key; any process accepts any request: a token
+//! issued by one works on the other, a send on one wakes a long-poll on the other, /sync tokens
+//! travel between them without skipping or repeating an event; a logout on one is refused by
+//! the other at once; a redaction and a push rule change on one are served by the other as soon
+//! as its /sync shows them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, enc, federation::eventually, process::Proc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// `n` processes of one group on a fresh schema; the first one's federation address names the
+/// server.
+fn group(dir: &std::path::Path, url: &str, n: usize) -> Vec<Proc> {
+    let schema = format!("cluster_{}_{}", std::process::id(), rand_suffix());
+    let mut procs: Vec<Proc> = (0..n)
+        .map(|i| {
+            let dir = dir.join(format!("p{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            Proc::new(&dir)
+        })
+        .collect();
+    let name = procs[0].name();
+    for proc in &mut procs {
+        proc.env.extend([
+            ("PARVIS_SERVER_NAME".to_owned(), name.clone()),
+            ("PARVIS_STORAGE__ENGINE".to_owned(), "postgres".to_owned()),
+            ("PARVIS_STORAGE__POSTGRES__URL".to_owned(), url.to_owned()),
+            (
+                "PARVIS_STORAGE__POSTGRES__SCHEMA".to_owned(),
+                schema.clone(),
+            ),
+            (
+                "PARVIS_STORAGE__POSTGRES__SHARED".to_owned(),
+                "true".to_owned(),
+            ),
+            (
+                "PARVIS_STORAGE__POSTGRES__POOL_SIZE".to_owned(),
+                "2".to_owned(),
+            ),
+        ]);
+    }
+    procs
+}
+
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:x}")
+}
+
+/// The verify keys a process serves on its federation listener (TLS, self-signed).
+fn served_keys(fed_port: u16) -> Value {
+    let script = format!(
+        "import ssl, urllib.request, sys; \
+         c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE; \
+         sys.stdout.write(urllib.request.urlopen('https://127.0.0.1:{fed_port}/_matrix/key/v2/server', context=c).read().decode())"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let document: Value = serde_json::from_slice(&out.stdout).unwrap();
+    document["verify_keys"].clone()
+}
+
+async fn sync(server: &TestServer, token: &str, since: Option<&str>, timeout_ms: u64) -> Value {
+    let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");
+    if let Some(since) = since {
+        path.push_str(&format!("&since={}", enc(since)));
+    }
+    server.get(&path, token).await
+}
+
+fn bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_serve_one_homeserver() {
+    let Ok(url) = std::env::var("PARVIS_TEST_PG") else {
+        eprintln!("PARVIS_TEST_PG is not set: the cluster test needs a PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = group(dir.path(), &url, 2);
+    {
+        let (first, second) = procs.split_at_mut(1);
+        tokio::join!(first[0].start(), second[0].start());
+    }
+    let (a, b) = (procs[0].server(), procs[1].server());
+
+    // Started together on an empty schema: one signing key, served by both.
+    let keys = served_keys(procs[0].fed_port);
+    assert_eq!(keys.as_object().unwrap().len(), 1, "{keys}");
+    assert_eq!(served_keys(procs[1].fed_port), keys);
+
+    // A token issued by A works on B; a room made on A is joined on B.
+    let (alice, alice_token) = a.register("alice").await;
+    assert_eq!(b.whoami(&alice_token).await.1["user_id"], alice);
+    let room = a
+        .create_room(&alice_token, json!({ "preset": "public_chat" }))
+        .await;
+    let (_, bob_token) = b.register("bob").await;
+    let joined = b
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined["room_id"], room.as_str());
+
+    // A send on A wakes a long-poll on B.
+    let since = sync(&b, &bob_token, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiting = {
+        let (b, token, since) = (procs[1].server(), bob_token.clone(), since.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = sync(&b, &token, Some(&since), 20_000).await;
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.send_text(&alice_token, &room, "wake", "wake up").await;
+    let (answer, waited) = waiting.await.unwrap();
+    assert_eq!(bodies(&answer, &room), ["wake up"], "{answer}");
+    assert!(waited < Duration::from_secs(10), "woken after {waited:?}");
+
+    // Sends on either process, /sync tokens carried from one to the other: every message once,
+    // in order.
+    let servers = [&a, &b];
+    let mut since = answer["next_batch"].as_str().unwrap().to_owned();
+    let (mut sent, mut seen) = (Vec::new(), Vec::new());
+    for n in 0..30 {
+        let body = format!("message {n}");
+        servers[n % 2]
+            .send_text(&alice_token, &room, &format!("m{n}"), &body)
+            .await;
+        sent.push(body);
+        let answer = sync(servers[(n / 3) % 2], &bob_token, Some(&since), 0).await;
+        seen.extend(bodies(&answer, &room));
+        since = answer["next_batch"].as_str().unwrap().to_owned();
+    }
+    for turn in 0..20 {
+        if seen.len() >= sent.len() {
+            break;
+        }
+        let answer = sync(servers[turn % 2], &bob_token, Some(&since), 1_000).await;
+        seen.extend(bodies(&answer, &room));
+        since = answer["next_batch"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(seen, sent, "every message once, in order");
+
+    // A logout on A: B refuses the token at once.
+    let (status, login) = b
+        .login(common::password_login("bob", "secret-password"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let second = login["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(b.whoami(&second).await.0, StatusCode::OK);
+    a.post("/_matrix/client/v3/logout", &second, json!({}))
+        .await;
+    let (status, body) = b.whoami(&second).await;
+    common::assert_error(status, &body, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+
+    // A redaction on A: once B's /sync shows it, B serves the event redacted (B had it parsed).
+    let secret = a.send_text(&alice_token, &room, "secret", "a secret").await;
+    let event_path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        enc(&room),
+        enc(&secret)
+    );
+    assert_eq!(
+        b.get(&event_path, &bob_token).await["content"]["body"],
+        "a secret"
+    );
+    let before = sync(&b, &bob_token, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let redaction = a
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+                enc(&room),
+                enc(&secret)
+            ),
+            &alice_token,
+            json!({}),
+        )
+        .await["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut since = before;
+    let mut shown = false;
+    for _ in 0..30 {
+        let answer = sync(&b, &bob_token, Some(&since), 500).await;
+        since = answer["next_batch"].as_str().unwrap().to_owned();
+        let events = answer["rooms"]["join"][&room]["timeline"]["events"].as_array();
+        if events.is_some_and(|events| events.iter().any(|e| e["event_id"] == redaction.as_str())) {
+            shown = true;
+            break;
+        }
+    }
+    assert!(shown, "B's /sync shows the redaction");
+    let served = b.get(&event_path, &bob_token).await;
+    assert_eq!(served["content"], json!({}), "{served}");
+
+    // A push rule added on A, after B read (and cached) bob's rules: B serves it, soon.
+    let rule_path = "/_matrix/client/v3/pushrules/global/override/quiet";
+    let (status, _) = b
+        .call(reqwest::Method::GET, rule_path, Some(&bob_token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    a.put(
+        rule_path,
+        &bob_token,
+        json!({ "actions": [], "conditions": [{ "kind": "event_match", "key": "content.body", "pattern": "shh" }] }),
+    )
+    .await;
+    let rule = eventually("B serves the new push rule", || async {
+        let (status, rule) = b
+            .call(reqwest::Method::GET, rule_path, Some(&bob_token), None)
+            .await;
+        (status == StatusCode::OK).then_some(rule)
+    })
+    .await;
+    assert_eq!(rule["rule_id"], "quiet");
+
+    for proc in &mut procs {
+        proc.stop();
+    }
+}
