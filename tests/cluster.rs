@@ -6,7 +6,7 @@
 //! issued by one works on the other, a send on one wakes a long-poll on the other, /sync tokens
 //! travel between them without skipping or repeating an event; a logout on one is refused by
 //! the other at once; a redaction and a push rule change on one are served by the other as soon
-//! as its /sync shows them.
+//! as its /sync shows them; state events sent at once through both are all kept.
 
 mod common;
 
@@ -253,6 +253,58 @@ async fn two_processes_serve_one_homeserver() {
     })
     .await;
     assert_eq!(rule["rule_id"], "quiet");
+
+    // State events sent at once in one room through both processes: none is lost, and the
+    // room keeps one forward extremity (each event built on the one before).
+    let mut sends = Vec::new();
+    for n in 0..16 {
+        let server = procs[n % 2].server();
+        let (token, room) = (alice_token.clone(), room.clone());
+        sends.push(tokio::spawn(async move {
+            server
+                .put(
+                    &format!(
+                        "/_matrix/client/v3/rooms/{}/state/org.example.part/{n}",
+                        enc(&room)
+                    ),
+                    &token,
+                    json!({ "n": n }),
+                )
+                .await
+        }));
+    }
+    for send in sends {
+        assert!(send.await.unwrap()["event_id"].is_string());
+    }
+    for server in [&a, &b] {
+        let state = server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
+                &alice_token,
+            )
+            .await;
+        let parts = state
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "org.example.part")
+            .count();
+        assert_eq!(parts, 16, "every state event is in the current state");
+    }
+    let last = a
+        .send_text(&alice_token, &room, "after-parts", "after the parts")
+        .await;
+    let event = b
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(&last)
+            ),
+            &alice_token,
+        )
+        .await;
+    assert_eq!(event["content"]["body"], "after the parts");
 
     for proc in &mut procs {
         proc.stop();

@@ -143,6 +143,7 @@ pub fn append_remote_at(
             txn: None,
             soft_failed,
             forward,
+            built_on_current: false,
         },
     )?;
     if soft_failed {

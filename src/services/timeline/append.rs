@@ -127,34 +127,43 @@ pub fn append_local(
         )?;
     }
 
-    let Built {
-        object,
-        prev,
-        short_room,
-        before,
-        room_id_field,
-    } = build_fields(s, &target, &rules, existing_room, sender, &new)?;
-    let (object, event_id, room_id) = sign_built(s, &rules, object, room_id_field)?;
-
-    let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
-    persist(
-        s,
-        Persist {
-            room_id: room_id.clone(),
-            version: version.clone(),
-            short_room,
+    // Processes of a group may append to the room meanwhile: build again on what they wrote.
+    for attempt in 1.. {
+        let Built {
             object,
-            event_id: event_id.clone(),
-            pdu,
-            state_before: before,
-            replaces: prev.iter().map(|e| e.short).collect(),
-            current: Current::After,
-            txn: txn.map(|t| (sender.to_owned(), t)),
-            soft_failed: false,
-            forward: Forward::AllExcept(None),
-        },
-    )?;
-    Ok((event_id, room_id))
+            prev,
+            short_room,
+            before,
+            room_id_field,
+        } = build_fields(s, &target, &rules, existing_room, sender, &new)?;
+        let (object, event_id, room_id) = sign_built(s, &rules, object, room_id_field)?;
+
+        let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
+        let persisted = persist(
+            s,
+            Persist {
+                room_id: room_id.clone(),
+                version: version.clone(),
+                short_room,
+                object,
+                event_id: event_id.clone(),
+                pdu,
+                state_before: before,
+                replaces: prev.iter().map(|e| e.short).collect(),
+                current: Current::After,
+                txn: txn.clone().map(|t| (sender.to_owned(), t)),
+                soft_failed: false,
+                forward: Forward::AllExcept(None),
+                built_on_current: true,
+            },
+        );
+        match persisted {
+            Ok(_) => return Ok((event_id, room_id)),
+            Err(e) if is_room_changed(&e) && attempt < BUILD_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Hashes and signs built fields with our key; returns the event, its id and its room id.
@@ -242,7 +251,12 @@ pub fn build_fields(
     let mut prev = Vec::new();
     let mut depth = 0u64;
     if let Some(room_id) = existing_room {
-        for short in s.timeline.extremities(short_room)?.into_iter().take(20) {
+        for short in s
+            .timeline
+            .extremities(short_room)?
+            .into_iter()
+            .take(MAX_PREV_EVENTS)
+        {
             let event = event_by_short(s, short, room_id)?
                 .ok_or_else(|| Error::internal("missing extremity"))?;
             depth = depth.max(u64::from(event.pdu.depth));
@@ -387,7 +401,28 @@ pub struct Persist {
     /// Stored, but kept out of the timeline, the extremities and the current state.
     pub soft_failed: bool,
     pub forward: Forward,
+    /// Built on the room's current state and extremities (a local event): when several
+    /// processes share the database, the commit checks that they have not changed since, and
+    /// fails with [`room_changed`] if they have (the caller builds the event again).
+    pub built_on_current: bool,
 }
+
+/// The forward extremities a local event names as `prev_events`, at most.
+const MAX_PREV_EVENTS: usize = 20;
+
+const ROOM_CHANGED: &str = "the room changed while the event was built";
+
+/// Another process appended to the room after the event was built on its state.
+fn room_changed() -> Error {
+    Error::new(http::StatusCode::CONFLICT, "M_UNKNOWN", ROOM_CHANGED)
+}
+
+fn is_room_changed(e: &Error) -> bool {
+    e.status == http::StatusCode::CONFLICT && e.message == ROOM_CHANGED
+}
+
+/// Builds an event again this many times when other processes keep appending to its room.
+const BUILD_ATTEMPTS: usize = 20;
 
 /// Authorises a PDU against the state before it and appends it, in one atomic batch: the PDU, its
 /// metadata, the timeline entry, the state snapshot, the extremities, the transaction id, the
@@ -410,7 +445,9 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         txn,
         soft_failed,
         forward,
+        built_on_current,
     } = p;
+    let check_unchanged = built_on_current && short_room != 0 && s.globals.shared();
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
     let local = pdu.sender.server_name() == s.config().server_name;
     let retention_changed = pdu.state_key.as_deref() == Some("")
@@ -468,6 +505,18 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     let (short_event, pos, redacted_target, push_queued, (appservice_queued, command_queued)) = s
         .globals
         .commit(|c| {
+            // Under the database's commit lock, every other process's commit is visible.
+            if check_unchanged {
+                let prev: Vec<u64> = s
+                    .timeline
+                    .extremities(short_room)?
+                    .into_iter()
+                    .take(MAX_PREV_EVENTS)
+                    .collect();
+                if s.state.current_snapshot(short_room)? != before || prev != replaces {
+                    return Err(room_changed());
+                }
+            }
             let short_room = if short_room == 0 {
                 c.batch
                     .put(ROOMS, room_id.as_bytes(), version.as_str().as_bytes());
