@@ -80,84 +80,15 @@ pub async fn start(config: Config) -> Result<RunningServer> {
     let federation = crate::federation::listener::FederationListener::start(&services).await?;
     let federation_addr = federation.as_ref().map(|f| f.addr);
     let mut workers = Vec::new();
-    // The federation sending workers (queued items of every destination survive restarts).
-    if services.config().federation.enabled
-        && let Some(rx) = services.federation.sender.take_receiver()
-    {
-        let s = services.clone();
-        workers.push(Worker::spawn(move |stop| {
-            let prune = tokio::spawn(crate::federation::incoming::txn_expiry::prune_periodically(
-                s.clone(),
-                stop.clone(),
-            ));
-            let supervise = crate::federation::sender::worker::supervise(s, rx, stop);
-            tokio::spawn(async move {
-                supervise.await;
-                let _ = prune.await;
-            })
-        }));
-    }
     // In a group of processes: catching up with the others' commits and invalidations.
     let s = services.clone();
     workers.push(Worker::spawn(|stop| {
         crate::services::cluster::spawn(s, stop)
     }));
-    // Push rule evaluation and gateway delivery (pending work survives restarts).
+    // The work done once per homeserver, on the process that holds the background lease (any
+    // process alone on its database).
     let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::push::worker::spawn(s, stop)
-    }));
-    // Indexing for search of events stored before the index existed (resumable, in the background).
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::search::rebuild::spawn(s, stop)
-    }));
-    // Indexing by time (jump to date) of events stored before the index existed.
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::time_index::rebuild::spawn(s, stop)
-    }));
-    // Forgetting to-device transaction ids older than a day (at start and hourly).
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        tokio::spawn(crate::services::to_device::prune_periodically(s, stop))
-    }));
-    // One transaction sender per application service (queued events survive restarts).
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    workers.push(Worker {
-        stop,
-        tasks: crate::services::appservice::sender::spawn(services.clone(), stop_rx),
-    });
-    // The integration user's command worker (queued commands survive restarts).
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::webhooks::bot::spawn(s, stop)
-    }));
-    // Retention purge jobs (interrupted ones resume).
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::retention::worker::spawn(s, stop)
-    }));
-    // Media retention (`[media] local_media_lifetime`, `remote_media_lifetime`).
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::media::retention::spawn(s, stop)
-    }));
-    // Erasing the originals of redacted events after `[retention] redaction_retention_period`.
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::timeline::redacted_originals::spawn(s, stop)
-    }));
-    // Locking or deactivating accounts of users who left the LDAP directory.
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::ldap::departures::spawn(s, stop)
-    }));
-    // Deleting expired login tokens and e-mail validation sessions.
-    let s = services.clone();
-    workers.push(Worker::spawn(|stop| {
-        crate::services::sessions::spawn_sweeps(s, stop)
-    }));
+    workers.push(Worker::spawn(|stop| tokio::spawn(background(s, stop))));
     // The metrics listener.
     let metrics_addr = match api::metrics::start(&services).await? {
         Some((addr, stop, task)) => {
@@ -242,4 +173,153 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Background work done once per homeserver: started when this process holds the lease
+/// (`services::cluster::lease`; at once for a process alone on its database), stopped with the
+/// server, or when the lease is lost (another process then runs it). Until then, wake-ups for the
+/// federation sender are dropped: the process that runs it finds queued work in the database.
+async fn background(services: Arc<Services>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use crate::services::cluster::lease;
+    let mut federation_wakes = if services.config().federation.enabled {
+        services.federation.sender.take_receiver()
+    } else {
+        None
+    };
+    let holder = lease::Holder::new();
+    loop {
+        let attempt = holder.clone();
+        match services.run(move |s| attempt.acquire(s)).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("the background lease: {}", e.message),
+        }
+        let retry = tokio::time::Instant::now() + lease::RETRY;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(retry) => break,
+                _ = stop.changed() => return,
+                Some(_) = async {
+                    match federation_wakes.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    }
+    if services.globals.shared() {
+        tracing::info!(
+            "this process runs the background work (lease {})",
+            holder.id()
+        );
+    }
+    services.globals.set_background_here(true);
+    let workers = start_background(&services, federation_wakes);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(lease::RENEW) => {}
+            _ = stop.changed() => break,
+        }
+        let renewal = holder.clone();
+        match services.run(move |s| renewal.acquire(s)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(
+                    "another process took the background lease: background work stops here"
+                );
+                break;
+            }
+            Err(e) => tracing::warn!("renewing the background lease: {}", e.message),
+        }
+    }
+    services.globals.set_background_here(false);
+    for worker in workers {
+        let _ = worker.stop.send(true);
+        for task in worker.tasks {
+            let _ = task.await;
+        }
+    }
+    let release = holder.clone();
+    let _ = services.run(move |s| release.release(s)).await;
+}
+
+/// Starts the background workers (see [`background`]).
+fn start_background(
+    services: &Arc<Services>,
+    federation_wakes: Option<tokio::sync::mpsc::UnboundedReceiver<crate::federation::sender::Wake>>,
+) -> Vec<Worker> {
+    let mut workers = Vec::new();
+    // The federation sending workers (queued items of every destination survive restarts).
+    if let Some(rx) = federation_wakes {
+        let s = services.clone();
+        workers.push(Worker::spawn(move |stop| {
+            let prune = tokio::spawn(crate::federation::incoming::txn_expiry::prune_periodically(
+                s.clone(),
+                stop.clone(),
+            ));
+            let supervise = crate::federation::sender::worker::supervise(s, rx, stop);
+            tokio::spawn(async move {
+                supervise.await;
+                let _ = prune.await;
+            })
+        }));
+    }
+    // Push rule evaluation and gateway delivery (pending work survives restarts).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::push::worker::spawn(s, stop)
+    }));
+    // Indexing for search of events stored before the index existed (resumable, in the background).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::search::rebuild::spawn(s, stop)
+    }));
+    // Indexing by time (jump to date) of events stored before the index existed.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::time_index::rebuild::spawn(s, stop)
+    }));
+    // Forgetting to-device transaction ids older than a day (at start and hourly).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        tokio::spawn(crate::services::to_device::prune_periodically(s, stop))
+    }));
+    // One transaction sender per application service (queued events survive restarts).
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    workers.push(Worker {
+        stop,
+        tasks: crate::services::appservice::sender::spawn(services.clone(), stop_rx),
+    });
+    // The integration user's command worker (queued commands survive restarts).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::webhooks::bot::spawn(s, stop)
+    }));
+    // Retention purge jobs (interrupted ones resume).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::retention::worker::spawn(s, stop)
+    }));
+    // Media retention (`[media] local_media_lifetime`, `remote_media_lifetime`).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::media::retention::spawn(s, stop)
+    }));
+    // Erasing the originals of redacted events after `[retention] redaction_retention_period`.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::timeline::redacted_originals::spawn(s, stop)
+    }));
+    // Locking or deactivating accounts of users who left the LDAP directory.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::ldap::departures::spawn(s, stop)
+    }));
+    // Deleting expired login tokens and e-mail validation sessions.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::sessions::spawn_sweeps(s, stop)
+    }));
+    workers
 }

@@ -6,7 +6,9 @@
 //! issued by one works on the other, a send on one wakes a long-poll on the other, /sync tokens
 //! travel between them without skipping or repeating an event; a logout on one is refused by
 //! the other at once; a redaction and a push rule change on one are served by the other as soon
-//! as its /sync shows them; state events sent at once through both are all kept.
+//! as its /sync shows them; state events sent at once through both are all kept. A process
+//! killed with SIGKILL while two writers send through both loses nothing acknowledged, stores
+//! nothing twice, and its background work moves to the survivor when its lease ends.
 
 mod common;
 
@@ -309,4 +311,125 @@ async fn two_processes_serve_one_homeserver() {
     for proc in &mut procs {
         proc.stop();
     }
+}
+
+/// Whether a process's log says it runs the background work.
+fn runs_background(proc: &Proc) -> bool {
+    std::fs::read_dir(&proc.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("log-"))
+        .any(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .contains("this process runs the background work")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_process_under_load_loses_nothing_and_its_background_work_moves() {
+    let Ok(url) = std::env::var("PARVIS_TEST_PG") else {
+        eprintln!("PARVIS_TEST_PG is not set: the cluster test needs a PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = group(dir.path(), &url, 2);
+    procs[0].start().await;
+    procs[1].start().await;
+    let (_, token) = procs[0].server().register("writer").await;
+    let room = procs[0]
+        .server()
+        .create_room(&token, json!({ "preset": "public_chat" }))
+        .await;
+    // The first process took the lease; the second waits for it.
+    eventually("a process runs the background work", || async {
+        runs_background(&procs[0]).then_some(())
+    })
+    .await;
+    assert!(!runs_background(&procs[1]));
+
+    // Two writers, each through its own process, until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (server, token, room, stop) =
+            (procs[w].server(), token.clone(), room.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = format!("w{w} {n}");
+                let sent = server
+                    .http
+                    .put(format!(
+                        "{}/_matrix/client/v3/rooms/{}/send/m.room.message/w{w}-{n}",
+                        server.base,
+                        enc(&room)
+                    ))
+                    .bearer_auth(&token)
+                    .json(&json!({ "msgtype": "m.text", "body": body }))
+                    .send()
+                    .await;
+                let status = match sent {
+                    Ok(response) => response.status(),
+                    // The killed process: no answer.
+                    Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                if status == StatusCode::OK {
+                    acked.push(body);
+                }
+                n += 1;
+                if status != StatusCode::OK {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // SIGKILL of the process that runs the background work, in the middle of its writes.
+    procs[0].kill();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.unwrap());
+    }
+    assert!(acked.len() > 10, "{} sends acknowledged", acked.len());
+
+    // The survivor serves every acknowledged message, once.
+    let survivor = procs[1].server();
+    let page = survivor
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",
+                enc(&room)
+            ),
+            &token,
+        )
+        .await;
+    let stored: Vec<String> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "no message stored twice");
+    for body in &acked {
+        assert!(unique.contains(body), "{body} was acknowledged but is lost");
+    }
+    // A send after the kill works, and the lease moves to the survivor once the dead one's ends.
+    survivor
+        .send_text(&token, &room, "after", "after the kill")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !runs_background(&procs[1]) {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    procs[1].stop();
 }

@@ -46,7 +46,8 @@ fn without_a_server(config: &Config, out: &Path) -> Result<Value, String> {
     })?;
     let db = Db::new(engine);
     let mut view = ProgressView::new();
-    let result = backup::backup(&db, data, out, 0, &mut |p| view.update(&p));
+    let media = config.storage.media_dir();
+    let result = backup::backup(&db, data, &media, out, 0, &mut |p| view.update(&p));
     view.finish();
     result.map_err(|e| e.message)
 }
@@ -54,7 +55,12 @@ fn without_a_server(config: &Config, out: &Path) -> Result<Value, String> {
 /// Restores the latest backup in `from` into the configured (new) data folder.
 pub fn restore(config: &Config, from: &Path) -> Result<Value, String> {
     let mut view = ProgressView::new();
-    let result = backup::restore(from, &config.storage.path, &mut |p| view.update(&p));
+    let result = backup::restore(
+        from,
+        &config.storage.path,
+        &config.storage.media_dir(),
+        &mut |p| view.update(&p),
+    );
     view.finish();
     result.map_err(|e| e.message)
 }

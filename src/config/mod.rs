@@ -118,6 +118,18 @@ pub struct StorageConfig {
     pub cache_mb: usize,
     /// Memory for RocksDB's write buffers (memtables) of all column families together, in MiB.
     pub write_buffer_mb: usize,
+    /// Folder of the media files; default `<path>/media`. The processes of a group
+    /// (`postgres.shared`) set one folder on a filesystem they all mount.
+    pub media_path: Option<PathBuf>,
+}
+
+impl StorageConfig {
+    /// Where the media files are.
+    pub fn media_dir(&self) -> PathBuf {
+        self.media_path
+            .clone()
+            .unwrap_or_else(|| self.path.join("media"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -309,6 +321,7 @@ impl Default for StorageConfig {
             sync_writes: false,
             cache_mb: 16,
             write_buffer_mb: 16,
+            media_path: None,
         }
     }
 }

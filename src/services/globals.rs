@@ -46,6 +46,8 @@ pub struct Globals {
     /// Held while moving `pos` past other processes' commits and applying their invalidations.
     advance_lock: Mutex<()>,
     on_invalidation: OnceLock<InvalidationHandler>,
+    /// This process runs the background work (holds the lease, `cluster::lease`).
+    background_here: std::sync::atomic::AtomicBool,
 }
 
 /// One atomic change under the commit lock.
@@ -121,12 +123,22 @@ impl Globals {
             shared,
             advance_lock: Mutex::new(()),
             on_invalidation: OnceLock::new(),
+            background_here: Default::default(),
         })
     }
 
     /// Several processes share the database.
     pub fn shared(&self) -> bool {
         self.shared
+    }
+
+    /// Whether this process runs the background work (holds the lease).
+    pub fn background_here(&self) -> bool {
+        self.background_here.load(Ordering::Acquire)
+    }
+
+    pub fn set_background_here(&self, here: bool) {
+        self.background_here.store(here, Ordering::Release);
     }
 
     /// Sets what applies other processes' invalidations (once, when the services are built).

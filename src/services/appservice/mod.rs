@@ -105,6 +105,13 @@ impl Appservices {
         }
     }
 
+    /// Wakes every application service's sender (work queued by another process).
+    pub(crate) fn wake_all(&self) {
+        for wake in self.wakes.values() {
+            wake.notify_one();
+        }
+    }
+
     pub(crate) fn wake_id(&self, id: &str) {
         if let Some(wake) = self.wakes.get(id) {
             wake.notify_one();

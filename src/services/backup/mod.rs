@@ -62,10 +62,11 @@ impl Drop for Running<'_> {
     }
 }
 
-/// Copies the database and media of `data_dir` into `out`.
+/// Copies the database, the media of `media_dir` and the TLS certificate of `data_dir` into `out`.
 pub fn backup(
     db: &Db,
     data_dir: &Path,
+    media_dir: &Path,
     out: &Path,
     keep: usize,
     progress: &mut dyn FnMut(Progress),
@@ -76,7 +77,7 @@ pub fn backup(
     let database = db.backup(&out.join(DB_FOLDER), keep)?;
     progress(Progress::new("database", 1, 1));
     let media = files::copy_tree(
-        &data_dir.join(MEDIA_FOLDER),
+        media_dir,
         &out.join(MEDIA_FOLDER),
         &["tmp"],
         &mut |done, total| progress(Progress::new("media", done, total)),
@@ -92,8 +93,14 @@ pub fn backup(
     Ok(json!({ "folder": out, "database": database, "media": media }))
 }
 
-/// Restores the latest backup of `from` into `data_dir`, which must not hold a database.
-pub fn restore(from: &Path, data_dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Value> {
+/// Restores the latest backup of `from` into `data_dir` (media into `media_dir`), which must not
+/// hold a database.
+pub fn restore(
+    from: &Path,
+    data_dir: &Path,
+    media_dir: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Value> {
     let io = |what: &str, e: std::io::Error| Error::internal(format!("restore: {what}: {e}"));
     if data_dir.join("CURRENT").exists() {
         return Err(Error::internal(format!(
@@ -113,7 +120,7 @@ pub fn restore(from: &Path, data_dir: &Path, progress: &mut dyn FnMut(Progress))
     progress(Progress::new("database", 1, 1));
     let media = files::copy_tree(
         &from.join(MEDIA_FOLDER),
-        &data_dir.join(MEDIA_FOLDER),
+        media_dir,
         &[],
         &mut |done, total| progress(Progress::new("media", done, total)),
     )
@@ -158,8 +165,9 @@ pub fn start_job(
         watch,
         move |s, _, report| {
             let _only_one = Running(&s.backups);
-            let data_dir = s.config().storage.path.clone();
-            backup(&s.globals.db, &data_dir, &out, keep, report)
+            let storage = &s.config().storage;
+            let (data_dir, media_dir) = (storage.path.clone(), storage.media_dir());
+            backup(&s.globals.db, &data_dir, &media_dir, &out, keep, report)
         },
     );
     // The running flag is cleared when the job ends (`Running`), or here when it did not start.

@@ -58,7 +58,7 @@ pub const MAX_CONCURRENT_THUMBNAILS: usize = 2;
 
 impl Media {
     pub fn open(config: &Config, db: Db) -> Result<Self> {
-        let root = config.storage.path.join("media");
+        let root = config.storage.media_dir();
         let files = files::FileStore::open(root.clone()).map_err(|e| {
             Error::internal(format!(
                 "cannot open the media store {}: {e}",

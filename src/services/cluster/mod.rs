@@ -7,6 +7,8 @@
 //! (`Globals::advance_to`), when told of commits (`NOTIFY`), every second in any case, and when
 //! a client brings a /sync token from ahead of it.
 
+pub mod lease;
+
 use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +95,25 @@ pub fn apply(s: &Services, invalidation: &Invalidation) {
     }
 }
 
+/// Background work woken for the others' commits at most this often (a later commit is caught
+/// by the next check, at most a second later).
+const WAKE_AT_MOST_EVERY: Duration = Duration::from_millis(100);
+
+/// Wakes the background workers of this process (the lease holder) for work that other
+/// processes queued: push delivery, webhook commands, application service transactions and the
+/// federation destinations with queued items.
+fn wake_background(s: &Services) -> Result<()> {
+    s.push.deliver_wake.notify_one();
+    s.webhooks.commands_wake.notify_one();
+    s.appservices.wake_all();
+    if s.config().federation.enabled {
+        for destination in s.federation.sender.pending_destinations()? {
+            s.federation.sender.wake(&destination);
+        }
+    }
+    Ok(())
+}
+
 /// Deletes invalidations older than [`KEEP_MS`]; how many.
 fn prune(db: &Db, now_ms: u64) -> Result<usize> {
     let mut batch = crate::storage::Batch::new();
@@ -134,6 +155,8 @@ pub fn spawn(
             return;
         }
         let mut last_prune: Option<tokio::time::Instant> = None;
+        let (mut woken_at, mut woken_for) =
+            (tokio::time::Instant::now(), services.globals.current_pos());
         loop {
             tokio::select! {
                 _ = told.notified() => {}
@@ -141,6 +164,17 @@ pub fn spawn(
             }
             if let Err(e) = services.run(|s| s.globals.catch_up()).await {
                 tracing::warn!("catching up with the other processes: {}", e.message);
+            }
+            // The others' commits may have queued background work, which runs here.
+            let pos = services.globals.current_pos();
+            if services.globals.background_here()
+                && pos > woken_for
+                && woken_at.elapsed() >= WAKE_AT_MOST_EVERY
+            {
+                (woken_at, woken_for) = (tokio::time::Instant::now(), pos);
+                if let Err(e) = services.run(|s| wake_background(s)).await {
+                    tracing::warn!("waking the background work: {}", e.message);
+                }
             }
             if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(tokio::time::Instant::now());
