@@ -6,7 +6,8 @@
 //! issued by one works on the other, a send on one wakes a long-poll on the other, /sync tokens
 //! travel between them without skipping or repeating an event; a logout on one is refused by
 //! the other at once; a redaction and a push rule change on one are served by the other as soon
-//! as its /sync shows them; state events sent at once through both are all kept. A process
+//! as its /sync shows them; an account locked through one is refused by the other; state events
+//! sent at once through both are all kept. A process
 //! killed with SIGKILL while two writers send through both loses nothing acknowledged, stores
 //! nothing twice, and its background work moves to the survivor when its lease ends.
 
@@ -125,7 +126,7 @@ async fn two_processes_serve_one_homeserver() {
     let room = a
         .create_room(&alice_token, json!({ "preset": "public_chat" }))
         .await;
-    let (_, bob_token) = b.register("bob").await;
+    let (bob, bob_token) = b.register("bob").await;
     let joined = b
         .post(
             &format!("/_matrix/client/v3/join/{}", enc(&room)),
@@ -255,6 +256,36 @@ async fn two_processes_serve_one_homeserver() {
     })
     .await;
     assert_eq!(rule["rule_id"], "quiet");
+
+    // An admin locks bob through A: B refuses bob's requests as soon as it has caught up (its
+    // in-memory list of locked accounts changed by the lock's invalidation).
+    a.register("root").await;
+    let made = procs[0]
+        .command()
+        .args(["make-admin", &format!("@root:{}", procs[0].name())])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (_, root) = a
+        .login(common::password_login("root", "secret-password"))
+        .await;
+    let root = root["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(b.whoami(&bob_token).await.0, StatusCode::OK);
+    let lock = format!("/_matrix/client/v1/admin/lock/{}", enc(&bob));
+    assert_eq!(
+        a.put(&lock, &root, json!({ "locked": true })).await,
+        json!({ "locked": true })
+    );
+    eventually("B refuses the locked account", || async {
+        let (status, body) = b.whoami(&bob_token).await;
+        (status == StatusCode::UNAUTHORIZED && body["errcode"] == "M_USER_LOCKED").then_some(())
+    })
+    .await;
+    a.put(&lock, &root, json!({ "locked": false })).await;
+    eventually("B serves the unlocked account", || async {
+        (b.whoami(&bob_token).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
 
     // State events sent at once in one room through both processes: none is lost, and the
     // room keeps one forward extremity (each event built on the one before).

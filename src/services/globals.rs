@@ -147,16 +147,19 @@ impl Globals {
     }
 
     /// Moves this process's position to `to` (when ahead): applies the invalidations recorded
-    /// up to it first, then publishes it.
-    fn advance_to(&self, to: u64) -> Result<()> {
+    /// up to it first, then publishes it. `own`: `to` is this process's commit, whose
+    /// invalidations its writer applied itself (and may hold the locks they take).
+    fn advance_to(&self, to: u64, own: bool) -> Result<()> {
         let _guard = self.advance_lock.lock().unwrap_or_else(|e| e.into_inner());
         let seen = self.pos.load(Ordering::Acquire);
         if to <= seen {
             return Ok(());
         }
         if let Some(apply) = self.on_invalidation.get() {
-            for invalidation in cluster::recorded(&self.db, seen, to)? {
-                apply(&invalidation);
+            for (pos, invalidation) in cluster::recorded(&self.db, seen, to)? {
+                if !(own && pos == to) {
+                    apply(&invalidation);
+                }
             }
         }
         self.pos.store(to, Ordering::Release);
@@ -170,7 +173,7 @@ impl Globals {
             return Ok(());
         }
         let stored = self.db.get_u64(GLOBAL, KEY_POS)?.unwrap_or(0);
-        self.advance_to(stored)
+        self.advance_to(stored, false)
     }
 
     /// Catches up when `pos` (a client's token) is ahead of this process.
@@ -254,7 +257,7 @@ impl Globals {
             if self.shared {
                 // Other processes' commits before this one may be unseen yet: their
                 // invalidations first.
-                self.advance_to(c.pos)?;
+                self.advance_to(c.pos, true)?;
             } else {
                 self.pos.store(c.pos, Ordering::Release);
                 self.notify.send_replace(c.pos);

@@ -563,7 +563,7 @@ async fn set_shadow_ban(services: Arc<Services>, args: Args, banned: bool) -> An
     services
         .run(move |s| {
             existing_local(s, &user)?;
-            s.shadow_bans.set(&s.globals.db, &user, banned)?;
+            s.shadow_bans.set(&s.globals, &user, banned)?;
             Ok(Json(json!({})))
         })
         .await

@@ -659,7 +659,7 @@ pub async fn deactivate(
             }
             device_list::deactivate(s, &user)?;
             if erase {
-                s.erased_users.set(&s.globals.db, &user, true)?;
+                s.erased_users.set(&s.globals, &user, true)?;
             }
             Ok(deactivate::v3::Response::new(
                 ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport,

@@ -16,7 +16,7 @@ pub const ERASED_USERS: crate::storage::Map = crate::storage::Map("erased_users"
 pub fn deactivate_and_erase(s: &Services, user: &UserId, erase: bool) -> Result<()> {
     deactivate(s, user)?;
     if erase {
-        s.erased_users.set(&s.globals.db, user, true)?;
+        s.erased_users.set(&s.globals, user, true)?;
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! A set of users an admin names (shadow-banned, erased): few, so held in memory (loaded at start)
-//! and kept in a column family.
+//! A set of users an admin names (shadow-banned, erased, locked, suspended): few, so held in
+//! memory (loaded at start) and kept in a column family. A change is a commit that records an
+//! invalidation, so the other processes of a group change their copy before they serve its
+//! position.
 
 use std::{collections::HashSet, sync::RwLock};
 
@@ -7,6 +9,7 @@ use ruma::{OwnedUserId, UserId};
 
 use crate::{
     error::Result,
+    services::{cluster::Invalidation, globals::Globals},
     storage::{Db, Map},
 };
 
@@ -37,16 +40,44 @@ impl UserSet {
             .contains(user)
     }
 
-    /// Adds or removes, in the database and in memory.
-    pub fn set(&self, db: &Db, user: &UserId, member: bool) -> Result<()> {
+    /// The map that keeps this set.
+    pub fn map(&self) -> Map {
+        self.map
+    }
+
+    /// Adds or removes, in the database and in memory (and, through the commit's invalidation,
+    /// in the memory of the other processes of a group).
+    pub fn set(&self, globals: &Globals, user: &UserId, member: bool) -> Result<()> {
+        // Held across the write: two changes of one set apply in memory in their commit order.
         let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        globals.commit(|c| {
+            if member {
+                c.batch.put(self.map, user.as_bytes(), Vec::new());
+            } else {
+                c.batch.delete(self.map, user.as_bytes());
+            }
+            c.invalidate(Invalidation::UserSet {
+                map: self.map.0.to_owned(),
+                user: user.to_owned(),
+                member,
+            });
+            Ok(())
+        })?;
         if member {
-            db.put(self.map, user.as_bytes(), Vec::new())?;
             users.insert(user.to_owned());
         } else {
-            db.delete(self.map, user.as_bytes())?;
             users.remove(user);
         }
         Ok(())
+    }
+
+    /// Changes the copy in memory only (what another process wrote).
+    pub fn apply(&self, user: &UserId, member: bool) {
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        if member {
+            users.insert(user.to_owned());
+        } else {
+            users.remove(user);
+        }
     }
 }

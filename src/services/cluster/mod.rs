@@ -37,6 +37,13 @@ pub enum Invalidation {
     PushRules { user: ruma::OwnedUserId },
     /// A stored event changed (redacted, purged): its parsed copy is dropped.
     Event { short: u64 },
+    /// A user added to or removed from a set an admin keeps (locked, suspended, shadow-banned,
+    /// erased; `admin::user_set`), named by its map.
+    UserSet {
+        map: String,
+        user: ruma::OwnedUserId,
+        member: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,8 +66,8 @@ pub fn encode(invalidation: &Invalidation, now_ms: u64) -> Vec<u8> {
     })
 }
 
-/// The invalidations recorded at positions in `(after, up_to]`, in order.
-pub fn recorded(db: &Db, after: u64, up_to: u64) -> Result<Vec<Invalidation>> {
+/// The invalidations recorded at positions in `(after, up_to]`, in order, with their positions.
+pub fn recorded(db: &Db, after: u64, up_to: u64) -> Result<Vec<(u64, Invalidation)>> {
     let mut found = Vec::new();
     for entry in db.scan_from(
         INVALIDATIONS,
@@ -76,7 +83,10 @@ pub fn recorded(db: &Db, after: u64, up_to: u64) -> Result<Vec<Invalidation>> {
         if pos > up_to {
             break;
         }
-        found.push(decode_json::<Recorded>(INVALIDATIONS, &value)?.invalidation);
+        found.push((
+            pos,
+            decode_json::<Recorded>(INVALIDATIONS, &value)?.invalidation,
+        ));
     }
     Ok(found)
 }
@@ -92,6 +102,17 @@ pub fn apply(s: &Services, invalidation: &Invalidation) {
                 .remove(user);
         }
         Invalidation::Event { short } => s.timeline.forget_cached(*short),
+        Invalidation::UserSet { map, user, member } => {
+            let sets = [
+                &s.moderation.locked,
+                &s.moderation.suspended,
+                &s.shadow_bans,
+                &s.erased_users,
+            ];
+            if let Some(set) = sets.iter().find(|set| set.map().0 == map.as_str()) {
+                set.apply(user, *member);
+            }
+        }
     }
 }
 
@@ -209,11 +230,11 @@ mod tests {
         db.write(batch).unwrap();
         assert_eq!(
             recorded(&db, 4, 5).unwrap(),
-            vec![tokens.clone(), event.clone()]
+            vec![(5, tokens.clone()), (5, event.clone())]
         );
         assert_eq!(recorded(&db, 5, 8).unwrap(), vec![]);
-        assert_eq!(recorded(&db, 5, 9).unwrap(), vec![event.clone()]);
+        assert_eq!(recorded(&db, 5, 9).unwrap(), vec![(9, event.clone())]);
         assert_eq!(prune(&db, KEEP_MS + 2_000).unwrap(), 2);
-        assert_eq!(recorded(&db, 0, 100).unwrap(), vec![event]);
+        assert_eq!(recorded(&db, 0, 100).unwrap(), vec![(9, event)]);
     }
 }

@@ -90,7 +90,7 @@ pub fn is(s: &Services, action: Action, user: &UserId) -> bool {
 
 /// Locks or unlocks, suspends or unsuspends `user`.
 pub fn set(s: &Services, action: Action, user: &UserId, on: bool) -> Result<()> {
-    s.moderation.set_of(action).set(&s.globals.db, user, on)?;
+    s.moderation.set_of(action).set(&s.globals, user, on)?;
     tracing::info!(%user, ?action, on, "account moderation");
     Ok(())
 }
