@@ -44,9 +44,22 @@ def txn_id() -> str:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on now, from 20000-32767: below the kernel's ephemeral range, so an
+    outgoing connection or a listener on port 0 is never given it before the server binds it."""
+    global _next_port
+    for _ in range(12768):
+        port = 20000 + _next_port % 12768
+        _next_port += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767")
+
+
+_next_port = (os.getpid() * 7919) % 12768
 
 
 # --------------------------------------------------------------------------------------------

@@ -265,7 +265,11 @@ async fn two_processes_serve_one_homeserver() {
         .args(["make-admin", &format!("@root:{}", procs[0].name())])
         .output()
         .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let (_, root) = a
         .login(common::password_login("root", "secret-password"))
         .await;

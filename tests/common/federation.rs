@@ -8,12 +8,29 @@ use ruma::OwnedServerName;
 
 use super::TestServer;
 
+/// A port nobody listens on now, for a server that must know its own port before it starts.
+///
+/// Ports come from 20000–32767, below the kernel's ephemeral range (32768 and up): an outgoing
+/// connection (to PostgreSQL, say) or a listener on port 0 is never given one between this call
+/// and the bind that follows it. Each call in a process takes the next port after the last.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000–32767")
 }
 
 /// The configuration of a federating server on a fixed free port (kept across restarts).
