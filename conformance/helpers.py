@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -67,8 +68,15 @@ _next_port = (os.getpid() * 7919) % 12768
 # --------------------------------------------------------------------------------------------
 
 
+# PARVIS_TEST_CLUSTER=N (with PARVIS_TEST_ENGINE=postgres): every server is a group of N
+# processes on one PostgreSQL schema, behind a round-robin proxy (tools/round_robin_proxy.py).
+CLUSTER = int(os.environ.get("PARVIS_TEST_CLUSTER", "0") or 0)
+PROXY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools", "round_robin_proxy.py")
+
+
 class Server:
-    """One parvis process, configured only through PARVIS_* environment variables."""
+    """One parvis server, configured only through PARVIS_* environment variables: one process,
+    or a group of processes behind a round-robin proxy (PARVIS_TEST_CLUSTER)."""
 
     all_logs: list[str] = []
 
@@ -77,11 +85,25 @@ class Server:
         self.workdir = tempfile.mkdtemp(prefix="parvis-conformance-")
         self.data_dir = os.path.join(self.workdir, "data")
         os.makedirs(self.data_dir)
-        self.log_path = os.path.join(self.workdir, "server.log")
-        Server.all_logs.append(self.log_path)
         self.port = free_port()
-        self.proc: subprocess.Popen | None = None
+        self.cluster = CLUSTER if CLUSTER > 1 else 0
+        if self.cluster and os.environ.get("PARVIS_TEST_ENGINE") != "postgres":
+            raise RuntimeError("PARVIS_TEST_CLUSTER needs PARVIS_TEST_ENGINE=postgres")
+        # The processes' own ports (the proxy listens on self.port); one process: self.port.
+        self.process_ports = [free_port() for _ in range(self.cluster)] or [self.port]
+        self.log_paths = [
+            os.path.join(self.workdir, f"server{i}.log" if self.cluster else "server.log")
+            for i in range(len(self.process_ports))
+        ]
+        self.log_path = self.log_paths[0]
+        Server.all_logs.extend(self.log_paths)
+        self.procs: list[subprocess.Popen] = []
+        self.proxy: subprocess.Popen | None = None
         self.starts = 0
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.procs[0] if self.procs else None
 
     @property
     def server_name(self) -> str:
@@ -91,12 +113,12 @@ class Server:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def env(self) -> dict[str, str]:
+    def env(self, index: int = 0) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
                 "PARVIS_SERVER_NAME": self.server_name,
-                "PARVIS_LISTEN__CLIENT": f"127.0.0.1:{self.port}",
+                "PARVIS_LISTEN__CLIENT": f"127.0.0.1:{self.process_ports[index]}",
                 "PARVIS_STORAGE__PATH": self.data_dir,
                 "PARVIS_RATE_LIMITS__ENABLED": "false",
                 # Peers and push gateways of the tests listen on loopback (denied by default).
@@ -121,36 +143,64 @@ class Server:
                     "PARVIS_STORAGE__POSTGRES__POOL_SIZE": "2",
                 }
             )
+        if self.cluster:
+            # A group: one schema and one media folder, a data folder per process, and the
+            # proxy's address as the server's.
+            own = os.path.join(self.data_dir, f"process{index}")
+            os.makedirs(own, exist_ok=True)
+            env.update(
+                {
+                    "PARVIS_STORAGE__PATH": own,
+                    "PARVIS_STORAGE__MEDIA_PATH": os.path.join(self.data_dir, "media"),
+                    "PARVIS_STORAGE__POSTGRES__SHARED": "true",
+                    "PARVIS_LISTEN__PUBLIC_BASE_URL": self.base_url,
+                }
+            )
         return env
 
     def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "server already running"
+        assert not any(p.poll() is None for p in self.procs), "server already running"
         self.starts += 1
-        log = open(self.log_path, "ab")
-        log.write(f"\n===== start #{self.starts}: {self.binary} serve =====\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            [self.binary, "serve"],
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        _live.append(self)
-        self.wait_ready()
+        self.procs = []
+        for index, log_path in enumerate(self.log_paths):
+            log = open(log_path, "ab")
+            log.write(f"\n===== start #{self.starts}: {self.binary} serve =====\n".encode())
+            log.flush()
+            self.procs.append(
+                subprocess.Popen(
+                    [self.binary, "serve"],
+                    env=self.env(index),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            log.close()
+        if self.cluster and (self.proxy is None or self.proxy.poll() is not None):
+            self.proxy = subprocess.Popen(
+                [sys.executable, PROXY, str(self.port), *map(str, self.process_ports)],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        if self not in _live:
+            _live.append(self)
+        for port in self.process_ports:
+            self.wait_ready(port)
+        if self.cluster:
+            self.wait_ready(self.port)
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, port: int | None = None) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        url = f"{self.base_url}/_matrix/client/versions"
+        url = f"http://127.0.0.1:{port or self.port}/_matrix/client/versions"
         last_err: Exception | None = None
         while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"parvis exited with code {self.proc.returncode} before answering /versions\n"
-                    f"--- {self.log_path} ---\n{self.log_tail()}"
-                )
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise RuntimeError(
+                        f"parvis exited with code {p.returncode} before answering /versions\n"
+                        f"--- {self.log_path} ---\n{self.log_tail()}"
+                    )
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
                     if resp.status == 200:
@@ -168,23 +218,22 @@ class Server:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after grace_s."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
 
     def kill(self) -> None:
         """SIGKILL: no chance to flush anything."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        p.kill()
-        p.wait(timeout=10)
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
 
     def restart(self) -> None:
         self.stop()
@@ -196,15 +245,22 @@ class Server:
 
     def cleanup(self) -> None:
         self.stop()
+        if self.proxy is not None and self.proxy.poll() is None:
+            self.proxy.kill()
+            self.proxy.wait(timeout=10)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                data = f.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(data.splitlines()[-lines:])
+        tails = []
+        for path in self.log_paths:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read().decode("utf-8", "replace")
+            except OSError:
+                data = "(no log)"
+            tail = "\n".join(data.splitlines()[-lines:])
+            tails.append(f"--- {path} ---\n{tail}" if self.cluster else tail)
+        return "\n".join(tails)
 
 
 _live: list[Server] = []
@@ -215,6 +271,8 @@ def _kill_leftovers() -> None:
     """Never leave a server behind, even if pytest is interrupted before fixture teardown."""
     for srv in _live:
         srv.kill()
+        if srv.proxy is not None and srv.proxy.poll() is None:
+            srv.proxy.kill()
 
 
 # --------------------------------------------------------------------------------------------

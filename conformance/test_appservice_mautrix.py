@@ -29,8 +29,8 @@ class ServerWithAppservice(Server):
         super().__init__(binary)
         self.registration = registration
 
-    def env(self) -> dict[str, str]:
-        env = super().env()
+    def env(self, index: int = 0) -> dict[str, str]:
+        env = super().env(index)
         env["PARVIS_APPSERVICES__REGISTRATION_FILES"] = json.dumps([self.registration])
         return env
 

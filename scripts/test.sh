@@ -4,7 +4,8 @@
 # (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm),
 # the matrix-bot-sdk application service suite (conformance/appservice-js) and the federation
 # interop suite (Parvis and Synapse on loopback, both directions); the integration tests and the
-# matrix-nio suite run again on the PostgreSQL engine. Installs what the build needs first.
+# matrix-nio suite run again on the PostgreSQL engine, and the matrix-nio suite once more on a group
+# of two processes behind a round-robin proxy. Installs what the build needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh --tests
@@ -40,10 +41,14 @@ conformance_status=0
 PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/run.sh || conformance_status=$?
 
 # The Rust integration tests and the matrix-nio suite a second time, on the PostgreSQL engine: a
-# throwaway cluster (scripts/with-postgres.sh), each test server in its own schema.
+# throwaway cluster (scripts/with-postgres.sh), each test server in its own schema. Then the
+# matrix-nio suite a third time with every server a group of two processes on one schema, behind
+# a round-robin proxy (PARVIS_TEST_CLUSTER, conformance/tools/round_robin_proxy.py).
 postgres_status=0
 PARVIS_TEST_ENGINE=postgres PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash scripts/with-postgres.sh \
-  bash -c 'cargo test --no-fail-fast --test "*"; rust=$?; bash conformance/run.sh; nio=$?; [ $rust -eq 0 ] && [ $nio -eq 0 ]' \
+  bash -c 'cargo test --no-fail-fast --test "*"; rust=$?; bash conformance/run.sh; nio=$?;
+           PARVIS_TEST_CLUSTER=2 bash conformance/run.sh; group=$?;
+           [ $rust -eq 0 ] && [ $nio -eq 0 ] && [ $group -eq 0 ]' \
   || postgres_status=$?
 
 # matrix-js-sdk (the engine of Element Web) with threads on, against its own live server.

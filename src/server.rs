@@ -321,5 +321,10 @@ fn start_background(
     workers.push(Worker::spawn(|stop| {
         crate::services::sessions::spawn_sweeps(s, stop)
     }));
+    // In a group: ending timed-out typing notifications for every process.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        tokio::spawn(crate::services::ephemeral::expire_periodically(s, stop))
+    }));
     workers
 }

@@ -89,8 +89,7 @@ pub async fn acting(
 /// Creates the application services' own users that do not exist yet (at start-up).
 pub fn ensure_sender_users(s: &Services) -> Result<()> {
     for appservice in s.appservices.all() {
-        if !s.users.exists(&appservice.sender)? {
-            s.users.create(&appservice.sender, None)?;
+        if s.users.ensure_exists(&appservice.sender)? {
             tracing::info!(
                 "created {}, the user of application service {}",
                 appservice.sender,

@@ -27,7 +27,8 @@ pub const GLOBAL: Map = Map("global");
 pub const MAPS: &[Map] = &[GLOBAL, INVALIDATIONS];
 
 /// Applies an invalidation recorded by a commit to this process's caches.
-pub type InvalidationHandler = Box<dyn Fn(&Invalidation) + Send + Sync>;
+/// Applies another process's invalidation, recorded at a stream position.
+pub type InvalidationHandler = Box<dyn Fn(u64, &Invalidation) + Send + Sync>;
 
 const KEY_POS: &[u8] = b"stream_pos";
 const KEY_SHORT: &[u8] = b"next_short_id";
@@ -158,7 +159,7 @@ impl Globals {
         if let Some(apply) = self.on_invalidation.get() {
             for (pos, invalidation) in cluster::recorded(&self.db, seen, to)? {
                 if !(own && pos == to) {
-                    apply(&invalidation);
+                    apply(pos, &invalidation);
                 }
             }
         }

@@ -158,6 +158,7 @@ pub fn all_maps() -> Vec<Map> {
         external_ids::MAPS,
         sso::MAPS,
         threepids::MAPS,
+        uia::store::MAPS,
     ]
     .concat()
 }
@@ -220,13 +221,17 @@ impl Services {
             timeline: timeline::Timeline::new(db.clone()),
             membership: rooms::membership::MembershipIndex::new(db.clone()),
             users: users::Users::new(db.clone(), passwords).without_token_cache(shared),
-            uia: uia::Uia::default(),
+            uia: if shared {
+                uia::Uia::shared(db.clone())
+            } else {
+                uia::Uia::default()
+            },
             directory: directory::Directory::new(db.clone()),
             account_data: account_data::AccountData::new(db.clone()),
             receipts: receipts::Receipts::new(db.clone()),
-            typing: ephemeral::Typing::default(),
+            typing: ephemeral::Typing::new(shared),
             presence: ephemeral::Presence::new(db.clone()),
-            push: push::Push::open(db.clone())?,
+            push: push::Push::open(db.clone(), shared)?,
             reports: reports::Reports::new(db.clone()),
             jobs: jobs::Jobs::open(db.clone(), &[retention::JOB_KIND])?,
             backups: Default::default(),
@@ -257,9 +262,9 @@ impl Services {
         let weak = Arc::downgrade(&services);
         services
             .globals
-            .set_invalidation_handler(Box::new(move |invalidation| {
+            .set_invalidation_handler(Box::new(move |pos, invalidation| {
                 if let Some(s) = weak.upgrade() {
-                    cluster::apply(&s, invalidation);
+                    cluster::apply(&s, pos, invalidation);
                 }
             }));
         Ok(services)

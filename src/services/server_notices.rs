@@ -70,8 +70,7 @@ pub fn ensure_user(s: &Services) -> Result<()> {
         return Ok(());
     };
     let config = &s.config().server_notices;
-    if !s.users.exists(&user)? {
-        s.users.create(&user, None)?;
+    if s.users.ensure_exists(&user)? {
         tracing::info!("created {user}, the server notices user");
     }
     let (name, avatar) = (

@@ -245,17 +245,14 @@ impl Users {
     }
 
     /// Creates an account with a password hash made beforehand; 400 `M_USER_IN_USE` if the name
-    /// is taken (checked and written under one lock: of concurrent registrations, one wins).
+    /// is taken (checked and written under one lock: of concurrent registrations, one wins; in a
+    /// group of processes, the database's commit lock).
     pub fn create_hashed(
         &self,
         user: &UserId,
         password_hash: Option<String>,
         fill: impl FnOnce(&mut Account),
     ) -> Result<()> {
-        let _one_at_a_time = self.creating.lock().unwrap_or_else(|e| e.into_inner());
-        if self.exists(user)? {
-            return Err(Error::user_in_use());
-        }
         let mut account = Account {
             password_hash,
             deactivated: false,
@@ -265,9 +262,28 @@ impl Users {
             admin: false,
         };
         fill(&mut account);
-        let mut batch = Batch::new();
-        self.save(&mut batch, user, &account);
-        Ok(self.db.write(batch)?)
+        self.db
+            .read_then_write(&self.creating, ACCOUNTS, user.as_bytes(), |stored| {
+                if stored.is_some() {
+                    return Err(Error::user_in_use());
+                }
+                let mut batch = Batch::new();
+                self.save(&mut batch, user, &account);
+                Ok(((), batch))
+            })
+    }
+
+    /// Creates an account for a server's own user (no password) unless it exists: of processes
+    /// of a group starting together, one creates it. Answers whether this call created it.
+    pub fn ensure_exists(&self, user: &UserId) -> Result<bool> {
+        if self.exists(user)? {
+            return Ok(false);
+        }
+        match self.create(user, None) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errcode == "M_USER_IN_USE" => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sets a new password; with `logout_except`, every other device is logged out in the same batch.

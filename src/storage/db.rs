@@ -108,6 +108,33 @@ impl Db {
         self.engine.sequence(map, keys)
     }
 
+    /// Reads `key` of `map` and writes the batch that `decide` makes of its value, with no other
+    /// change of the key in between: under the database's commit lock when processes share it
+    /// ([`Engine::sequence`]), else under `local`, which every changer of the key in this process
+    /// holds. For a check-then-write that must hold across processes (a name taken once, a
+    /// token spent once).
+    pub fn read_then_write<R, E: From<StorageError>>(
+        &self,
+        local: &std::sync::Mutex<()>,
+        map: Map,
+        key: &[u8],
+        decide: impl FnOnce(Option<Vec<u8>>) -> std::result::Result<(R, Batch), E>,
+    ) -> std::result::Result<R, E> {
+        let _local = local.lock().unwrap_or_else(|e| e.into_inner());
+        let sequenced = self.engine.sequence(map, &[key])?;
+        let value = match &sequenced {
+            Some(s) => s.values()[0].clone(),
+            None => self.engine.get(map, key)?,
+        };
+        let (result, batch) = decide(value)?;
+        match sequenced {
+            Some(s) => s.commit(batch, "")?,
+            None if !batch.is_empty() => self.engine.write(batch)?,
+            None => {}
+        }
+        Ok(result)
+    }
+
     /// See [`Engine::watch_commits`].
     pub fn watch_commits(&self, on_commit: Arc<dyn Fn() + Send + Sync>) -> Result<()> {
         self.engine.watch_commits(on_commit)

@@ -439,7 +439,7 @@ pub async fn register(
                                         session,
                                         "email",
                                         json!({ "sid": creds.0, "client_secret": creds.1 }),
-                                    );
+                                    )?;
                                 }
                                 Ok(true)
                             }
@@ -585,7 +585,7 @@ async fn reset_password(
                             uia,
                             "reset",
                             json!({ "sid": sid, "client_secret": secret, "user": owner }),
-                        );
+                        )?;
                     }
                     Ok(true)
                 },

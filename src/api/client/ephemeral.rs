@@ -44,7 +44,7 @@ pub async fn typing(
             let on = match req.body.state {
                 Typing::Yes(info) => {
                     s.typing
-                        .set(&s.globals, &req.body.room_id, &caller, true, info.timeout);
+                        .set(&s.globals, &req.body.room_id, &caller, true, info.timeout)?;
                     true
                 }
                 _ => {
@@ -54,7 +54,7 @@ pub async fn typing(
                         &caller,
                         false,
                         Duration::ZERO,
-                    );
+                    )?;
                     false
                 }
             };

@@ -579,8 +579,8 @@ async fn finish_login(
 
 /// The `session` of a fallback request and the user it confirms; else the page (or 404 without
 /// single sign-on) to answer.
-fn live_uia_session(
-    services: &Services,
+async fn live_uia_session(
+    services: &Arc<Services>,
     query: &HashMap<String, String>,
 ) -> std::result::Result<(String, OwnedUserId), Response> {
     if let Some(off) = disabled(services) {
@@ -589,12 +589,17 @@ fn live_uia_session(
     let Some(session) = query.get("session") else {
         return Err(pages::error(StatusCode::BAD_REQUEST, "session is required"));
     };
-    match services.uia.owner(session) {
-        Some(user) => Ok((session.clone(), user)),
-        None => Err(pages::error(
+    let owner = {
+        let session = session.clone();
+        services.run(move |s| s.uia.owner(&session)).await
+    };
+    match owner {
+        Ok(Some(user)) => Ok((session.clone(), user)),
+        Ok(None) => Err(pages::error(
             StatusCode::BAD_REQUEST,
             "Unknown or expired session: start again from your app.",
         )),
+        Err(e) => Err(pages::error(e.status, &e.message)),
     }
 }
 
@@ -604,7 +609,7 @@ pub async fn uia_fallback(
     State(services): State<Arc<Services>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (session, user) = match live_uia_session(&services, &query) {
+    let (session, user) = match live_uia_session(&services, &query).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -643,7 +648,7 @@ pub async fn uia_confirm_start(
     Path(idp_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (session, user) = match live_uia_session(&services, &query) {
+    let (session, user) = match live_uia_session(&services, &query).await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -670,16 +675,19 @@ async fn confirm(
     };
     match linked {
         Ok(Some(linked)) if linked == user => {
-            if services
-                .uia
-                .complete_stage(uia_session, "m.login.sso", user)
-            {
-                pages::uia_done()
-            } else {
-                pages::error(
+            let completed = {
+                let (session, user) = (uia_session.to_owned(), user.to_owned());
+                services
+                    .run(move |s| s.uia.complete_stage(&session, "m.login.sso", &user))
+                    .await
+            };
+            match completed {
+                Ok(true) => pages::uia_done(),
+                Ok(false) => pages::error(
                     StatusCode::BAD_REQUEST,
                     "Unknown or expired session: start again from your app.",
-                )
+                ),
+                Err(e) => pages::error(e.status, &e.message),
             }
         }
         Ok(_) => pages::error(

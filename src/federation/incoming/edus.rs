@@ -75,7 +75,7 @@ fn typing(s: &Services, origin: &ServerName, content: &Value) -> Result<()> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     s.typing
-        .set(&s.globals, &room_id, &user, on, Duration::from_secs(30));
+        .set(&s.globals, &room_id, &user, on, Duration::from_secs(30))?;
     crate::services::appservice::ephemeral::typing_changed(s, short, &room_id)
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{Appservice, queue::room_interests};
 use crate::{
     error::Result,
-    services::{Services, ephemeral::PresenceRecord},
+    services::{Services, cluster::Invalidation, ephemeral::PresenceRecord},
     util::now_ms,
 };
 
@@ -88,7 +88,7 @@ pub fn presence_changed(s: &Services, user: &UserId, record: &PresenceRecord) ->
             }
         }
         if shares {
-            buffer(s, appservice, event.clone());
+            buffer(s, appservice, event.clone())?;
         }
     }
     Ok(())
@@ -110,14 +110,32 @@ fn for_room(s: &Services, short_room: u64, room_id: &RoomId, event: &Value) -> R
     let mut members = None;
     for appservice in receivers(s) {
         if room_interests(s, appservice, short_room, room_id, &mut members)? {
-            buffer(s, appservice, event.clone());
+            buffer(s, appservice, event.clone())?;
         }
     }
     Ok(())
 }
 
-fn buffer(s: &Services, appservice: &Appservice, event: Value) {
+fn buffer(s: &Services, appservice: &Appservice, event: Value) -> Result<()> {
     let id = &appservice.registration.id;
+    if s.globals.shared() && !s.globals.background_here() {
+        // A group of processes: the transactions go out from the process holding the background
+        // lease, which buffers what this commit's invalidation hands it.
+        s.globals.commit(|c| {
+            c.invalidate(Invalidation::AppserviceEphemeral {
+                appservice: id.clone(),
+                event,
+            });
+            Ok(())
+        })?;
+        return Ok(());
+    }
+    buffered(s, id, event);
+    Ok(())
+}
+
+/// Buffers an ephemeral event for service `id` and wakes its sender.
+pub fn buffered(s: &Services, id: &str, event: Value) {
     s.appservices.buffer_ephemeral(id, event);
     s.appservices.wake_id(id);
 }

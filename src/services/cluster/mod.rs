@@ -44,6 +44,18 @@ pub enum Invalidation {
         user: ruma::OwnedUserId,
         member: bool,
     },
+    /// Someone started typing in a room (until then), or stopped (`until_ms` None).
+    Typing {
+        room: ruma::OwnedRoomId,
+        user: ruma::OwnedUserId,
+        until_ms: Option<u64>,
+    },
+    /// An ephemeral event (typing, receipt, presence) for an application service, made on a
+    /// process without the background lease: the holder sends it.
+    AppserviceEphemeral {
+        appservice: String,
+        event: serde_json::Value,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,8 +103,8 @@ pub fn recorded(db: &Db, after: u64, up_to: u64) -> Result<Vec<(u64, Invalidatio
     Ok(found)
 }
 
-/// Applies one invalidation to this process's caches.
-pub fn apply(s: &Services, invalidation: &Invalidation) {
+/// Applies one invalidation, recorded at `pos`, to this process's caches.
+pub fn apply(s: &Services, pos: u64, invalidation: &Invalidation) {
     match invalidation {
         Invalidation::PushRules { user } => {
             s.push
@@ -111,6 +123,16 @@ pub fn apply(s: &Services, invalidation: &Invalidation) {
             ];
             if let Some(set) = sets.iter().find(|set| set.map().0 == map.as_str()) {
                 set.apply(user, *member);
+            }
+        }
+        Invalidation::Typing {
+            room,
+            user,
+            until_ms,
+        } => s.typing.apply(room, user, *until_ms, pos),
+        Invalidation::AppserviceEphemeral { appservice, event } => {
+            if s.globals.background_here() {
+                crate::services::appservice::ephemeral::buffered(s, appservice, event.clone());
             }
         }
     }

@@ -24,6 +24,9 @@ pub struct CountsCache {
     rooms: HashMap<(OwnedUserId, u64), CachedRoom>,
     /// Rooms and threads held.
     len: usize,
+    /// In a group of processes, another process changes counts too: nothing is kept, every
+    /// read goes to the database (under its commit lock, `evaluate::PushStage`).
+    pub(crate) uncached: bool,
 }
 
 struct CachedRoom {
@@ -59,6 +62,15 @@ impl CountsCache {
         self.len += 1;
     }
 
+    /// Starts a staging: in a group, what an earlier one read is forgotten (another process may
+    /// have changed it since).
+    pub fn begin(&mut self) {
+        if self.uncached {
+            self.rooms.clear();
+            self.len = 0;
+        }
+    }
+
     /// The counts of `user` in the room (read from the database on a miss).
     pub fn get(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
         Ok(self.room(s, user, short_room)?.counts)
@@ -91,6 +103,9 @@ impl CountsCache {
         counts: RoomCounts,
         thread: Option<(&str, ThreadCounts)>,
     ) {
+        if self.uncached {
+            return;
+        }
         let key = (user.to_owned(), short_room);
         if !self.rooms.contains_key(&key) {
             self.make_room();

@@ -73,23 +73,25 @@ pub fn process_pending(s: &Services) -> Result<usize> {
             tracing::warn!("push evaluation of event {short_event} failed: {e}");
             None
         });
-        let staged = match &evaluated {
-            Some(evaluated) => Some(stage(s, evaluated)?),
+        let mut staged = match evaluated {
+            Some(evaluated) => Some(PushStage::new(s, evaluated)?),
             None => None,
         };
         let queued = s
             .globals
             .commit(|c| {
                 c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
-                Ok(match &staged {
+                match &mut staged {
                     // The counts change at a new position, so /sync shows them.
-                    Some(staged) if staged.changes_counts() => {
-                        let counts_pos = c.next_pos();
-                        staged.write(c, *pos, counts_pos)
-                    }
-                    Some(staged) => staged.write(c, *pos, *pos),
-                    None => false,
-                })
+                    Some(staged) => staged.write(s, c, *pos, |c, staged| {
+                        if staged.changes_counts() {
+                            c.next_pos()
+                        } else {
+                            *pos
+                        }
+                    }),
+                    None => Ok(false),
+                }
             })?
             .0;
         if let Some(staged) = staged {
@@ -338,9 +340,66 @@ struct StagedUser {
     counts: Option<(RoomCounts, Option<ThreadCounts>)>,
 }
 
+/// Push work of an event: staged before its commit (one process), or inside it (a group of
+/// processes: the counts are read under the database's commit lock, since another process may
+/// have changed them a moment ago). The counts lock is taken before the commit either way.
+pub enum PushStage<'a> {
+    Staged(Staged<'a>),
+    InCommit(Option<(Evaluated, std::sync::MutexGuard<'a, CountsCache>)>),
+}
+
+impl<'a> PushStage<'a> {
+    pub fn new(s: &'a Services, evaluated: Evaluated) -> Result<Self> {
+        let cache = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(if s.push.stage_in_commit {
+            PushStage::InCommit(Some((evaluated, cache)))
+        } else {
+            PushStage::Staged(stage_locked(s, &evaluated, cache)?)
+        })
+    }
+
+    /// Inside the commit: stages (in a group) and writes as [`Staged::write`] does.
+    pub fn write(
+        &mut self,
+        s: &'a Services,
+        c: &mut Commit,
+        event_pos: u64,
+        counts_pos: impl FnOnce(&mut Commit, &Staged) -> u64,
+    ) -> Result<bool> {
+        if let PushStage::InCommit(deferred) = self
+            && let Some((evaluated, cache)) = deferred.take()
+        {
+            *self = PushStage::Staged(stage_locked(s, &evaluated, cache)?);
+        }
+        match self {
+            PushStage::Staged(staged) => {
+                let counts_pos = counts_pos(c, staged);
+                Ok(staged.write(c, event_pos, counts_pos))
+            }
+            PushStage::InCommit(_) => Ok(false),
+        }
+    }
+
+    /// After the commit succeeded (see [`Staged::committed`]).
+    pub fn committed(self) {
+        if let PushStage::Staged(staged) = self {
+            staged.committed();
+        }
+    }
+}
+
 /// Reads what `evaluated` changes, under the counts lock (kept in the result).
 pub fn stage<'a>(s: &'a Services, evaluated: &Evaluated) -> Result<Staged<'a>> {
-    let mut cache = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    stage_locked(s, evaluated, cache)
+}
+
+fn stage_locked<'a>(
+    s: &'a Services,
+    evaluated: &Evaluated,
+    mut cache: std::sync::MutexGuard<'a, CountsCache>,
+) -> Result<Staged<'a>> {
+    cache.begin();
     let event = evaluated.event.clone();
     let short_room = event.meta.short_room;
     let thread = thread_of(&event);

@@ -67,6 +67,9 @@ pub struct Push {
     /// Serialises changes of counts (a new notification, a read receipt), and holds the counts
     /// last written (a notification in a busy room reads the same users' counts again and again).
     pub(crate) counts_lock: Mutex<counts::CountsCache>,
+    /// In a group of processes: counts are read and staged inside the commit that writes them,
+    /// under the database's commit lock (`evaluate::PushStage`), never from a cache.
+    pub stage_in_commit: bool,
     /// Wakes the delivery worker (something was queued).
     pub(crate) deliver_wake: Arc<Notify>,
     pub(crate) http_pusher_users: Mutex<pushers::HttpPusherUsers>,
@@ -74,9 +77,16 @@ pub struct Push {
 
 impl Push {
     /// The push service over `db`, whose counts in an older form are converted first.
-    pub fn open(db: Db) -> crate::error::Result<Self> {
+    /// `shared`: in a group of processes, counts are not cached (`counts::CountsCache`).
+    pub fn open(db: Db, shared: bool) -> crate::error::Result<Self> {
         counts_store::convert_legacy(&db)?;
-        Ok(Self::new(db))
+        let mut push = Self::new(db);
+        push.stage_in_commit = shared;
+        push.counts_lock
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .uncached = shared;
+        Ok(push)
     }
 
     pub fn new(db: Db) -> Self {
@@ -85,6 +95,7 @@ impl Push {
             rules_cache: Default::default(),
             rules_write: Default::default(),
             counts_lock: Default::default(),
+            stage_in_commit: false,
             deliver_wake: Default::default(),
             http_pusher_users: Default::default(),
         }

@@ -62,6 +62,17 @@ pub fn receipt(
         )
     };
     let mut cache = s.push.counts_lock.lock().unwrap_or_else(|e| e.into_inner());
+    if s.push.stage_in_commit {
+        // A group of processes: the counts are read under the database's commit lock (another
+        // process may have counted an event a moment ago).
+        s.globals.commit(|c| {
+            if let Some(reset) = counts_reset(s, user, short_room, event_id, thread_id)? {
+                reset.stage(c, user, short_room);
+            }
+            store_receipt(c)
+        })?;
+        return Ok(());
+    }
     match counts_reset(s, user, short_room, event_id, thread_id)? {
         None => s.globals.commit(|c| store_receipt(c))?,
         Some(reset) => {

@@ -62,6 +62,9 @@ pub fn update<R>(
     change: impl FnOnce(&mut Ruleset) -> Result<R>,
 ) -> Result<R> {
     let _guard = s.push.rules_write.lock().unwrap_or_else(|e| e.into_inner());
+    // In a group, a change made through another process a moment ago is applied here first
+    // (its invalidation), so this change starts from it.
+    s.globals.catch_up()?;
     let mut ruleset = (*ruleset(s, user)?).clone();
     let result = change(&mut ruleset)?;
     s.account_data.set_invalidating(

@@ -71,13 +71,19 @@ impl Reports {
 
     /// Stores a report; returns its number.
     pub fn add(&self, report: &Report) -> Result<u64> {
-        let _guard = self.numbering.lock().unwrap_or_else(|e| e.into_inner());
-        let id = self.db.get_u64(REPORTS_META, KEY_NEXT_ID)?.unwrap_or(1);
-        let mut batch = Batch::new();
-        batch.put(REPORTS, id.to_be_bytes(), encode_json(report));
-        batch.put(REPORTS_META, KEY_NEXT_ID, (id + 1).to_be_bytes());
-        self.db.write(batch)?;
-        Ok(id)
+        // Numbered once across the processes of a group too.
+        self.db
+            .read_then_write(&self.numbering, REPORTS_META, KEY_NEXT_ID, |stored| {
+                let id = stored
+                    .as_deref()
+                    .map(crate::services::globals::read_u64)
+                    .transpose()?
+                    .unwrap_or(1);
+                let mut batch = Batch::new();
+                batch.put(REPORTS, id.to_be_bytes(), encode_json(report));
+                batch.put(REPORTS_META, KEY_NEXT_ID, (id + 1).to_be_bytes());
+                Ok((id, batch))
+            })
     }
 
     pub fn get(&self, id: u64) -> Result<Option<Report>> {

@@ -35,7 +35,8 @@ pub struct LoginToken {
 
 pub struct LoginTokens {
     db: Db,
-    /// Held across the read and the delete of a use: a token logs in once.
+    /// Held across the read and the delete of a use: a token logs in once (in a group of
+    /// processes, the database's commit lock is held too: `Db::read_then_write`).
     spending: Mutex<()>,
 }
 
@@ -70,14 +71,20 @@ impl LoginTokens {
     /// Spends a token: whom it names, if it exists and has not expired at `now`. It is deleted
     /// either way, so it never works twice.
     pub fn spend(&self, token: &str, now: u64) -> Result<Option<LoginToken>> {
-        let _one_at_a_time = self.spending.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(found) = self
+        let key = token.as_bytes();
+        let found = self
             .db
-            .get_json::<LoginToken>(LOGIN_TOKENS, token.as_bytes())?
-        else {
+            .read_then_write(&self.spending, LOGIN_TOKENS, key, |stored| {
+                let mut batch = Batch::new();
+                if stored.is_some() {
+                    batch.delete(LOGIN_TOKENS, key);
+                }
+                Ok::<_, crate::error::Error>((stored, batch))
+            })?;
+        let Some(found) = found else {
             return Ok(None);
         };
-        self.db.delete(LOGIN_TOKENS, token.as_bytes())?;
+        let found: LoginToken = decode_json(LOGIN_TOKENS, &found)?;
         Ok((found.expires_ts > now).then_some(found))
     }
 

@@ -112,47 +112,50 @@ impl Validations {
         lifetime_ms: u64,
         now: u64,
     ) -> Result<Requested> {
-        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let key = Key::new()
             .str(client_secret)
             .str(medium)
             .str(address)
             .build();
-        let existing = match self.db.get(VALIDATION_KEYS, &key)? {
-            Some(sid) => {
-                let sid = String::from_utf8(sid).unwrap_or_default();
-                self.get(&sid)?
-                    .filter(|s| s.expires_ts > now)
-                    .map(|s| (sid, s))
-            }
-            None => None,
-        };
-        if let Some((sid, session)) = &existing
-            && session.send_attempt >= send_attempt
-            && session.purpose == purpose
-        {
-            return Ok(Requested::Again { sid: sid.clone() });
-        }
-        let sid = existing
-            .map(|(sid, _)| sid)
-            .unwrap_or_else(|| random_string(24));
-        let token = random_string(32);
-        let session = Session {
-            medium: medium.to_owned(),
-            address: address.to_owned(),
-            client_secret: client_secret.to_owned(),
-            token: token.clone(),
-            send_attempt,
-            purpose,
-            next_link,
-            validated_at: None,
-            expires_ts: now.saturating_add(lifetime_ms),
-        };
-        let mut batch = Batch::new();
-        batch.put(VALIDATIONS, sid.as_bytes().to_vec(), encode_json(&session));
-        batch.put(VALIDATION_KEYS, key, sid.as_bytes().to_vec());
-        self.db.write(batch)?;
-        Ok(Requested::Send { sid, token })
+        // Checked and written with no other request of the same (secret, address) in between,
+        // in this process or another of its group.
+        self.db
+            .read_then_write(&self.writing, VALIDATION_KEYS, &key.clone(), |stored| {
+                let existing = match stored {
+                    Some(sid) => {
+                        let sid = String::from_utf8(sid).unwrap_or_default();
+                        self.get(&sid)?
+                            .filter(|s| s.expires_ts > now)
+                            .map(|s| (sid, s))
+                    }
+                    None => None,
+                };
+                if let Some((sid, session)) = &existing
+                    && session.send_attempt >= send_attempt
+                    && session.purpose == purpose
+                {
+                    return Ok((Requested::Again { sid: sid.clone() }, Batch::new()));
+                }
+                let sid = existing
+                    .map(|(sid, _)| sid)
+                    .unwrap_or_else(|| random_string(24));
+                let token = random_string(32);
+                let session = Session {
+                    medium: medium.to_owned(),
+                    address: address.to_owned(),
+                    client_secret: client_secret.to_owned(),
+                    token: token.clone(),
+                    send_attempt,
+                    purpose,
+                    next_link,
+                    validated_at: None,
+                    expires_ts: now.saturating_add(lifetime_ms),
+                };
+                let mut batch = Batch::new();
+                batch.put(VALIDATIONS, sid.as_bytes().to_vec(), encode_json(&session));
+                batch.put(VALIDATION_KEYS, key, sid.as_bytes().to_vec());
+                Ok((Requested::Send { sid, token }, batch))
+            })
     }
 
     /// The link in the mail: marks the session validated when the secret and token match and it
@@ -165,23 +168,26 @@ impl Validations {
         lifetime_ms: u64,
         now: u64,
     ) -> Result<Option<Session>> {
-        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut session) = self.get(sid)? else {
-            return Ok(None);
-        };
-        if session.expires_ts <= now
-            || !same_secret(&session.client_secret, client_secret)
-            || !same_secret(&session.token, token)
-        {
-            return Ok(None);
-        }
-        if session.validated_at.is_none() {
-            session.validated_at = Some(now);
-            session.expires_ts = now.saturating_add(lifetime_ms);
-            self.db
-                .put(VALIDATIONS, sid.as_bytes(), encode_json(&session))?;
-        }
-        Ok(Some(session))
+        self.db
+            .read_then_write(&self.writing, VALIDATIONS, sid.as_bytes(), |stored| {
+                let mut batch = Batch::new();
+                let Some(stored) = stored else {
+                    return Ok((None, batch));
+                };
+                let mut session: Session = decode_json(VALIDATIONS, &stored)?;
+                if session.expires_ts <= now
+                    || !same_secret(&session.client_secret, client_secret)
+                    || !same_secret(&session.token, token)
+                {
+                    return Ok((None, batch));
+                }
+                if session.validated_at.is_none() {
+                    session.validated_at = Some(now);
+                    session.expires_ts = now.saturating_add(lifetime_ms);
+                    batch.put(VALIDATIONS, sid.as_bytes(), encode_json(&session));
+                }
+                Ok((Some(session), batch))
+            })
     }
 
     /// A validated, unexpired session for `purpose` whose secret is `client_secret`.

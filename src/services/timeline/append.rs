@@ -469,7 +469,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     };
     // Push rules run before the commit; what they change is written in the event's batch, at its
     // position (an event that cannot be evaluated is still sent).
-    let push_staged = if soft_failed || short_room == 0 {
+    let mut push_staged = if soft_failed || short_room == 0 {
         None
     } else {
         let meta = EventMeta {
@@ -485,9 +485,9 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             json: object.clone(),
         });
         match crate::services::push::evaluate::evaluate_event(s, event) {
-            Ok(evaluated) if !evaluated.notified.is_empty() => {
-                Some(crate::services::push::evaluate::stage(s, &evaluated)?)
-            }
+            Ok(evaluated) if !evaluated.notified.is_empty() => Some(
+                crate::services::push::evaluate::PushStage::new(s, evaluated)?,
+            ),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!("push evaluation of {event_id} failed: {e}");
@@ -609,7 +609,10 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             for destination in &destinations {
                 s.federation.sender.queue_pdu(c, destination, &event_id);
             }
-            let push_queued = push_staged.as_ref().is_some_and(|p| p.write(c, pos, pos));
+            let push_queued = match &mut push_staged {
+                Some(p) => p.write(s, c, pos, |_, _| pos)?,
+                None => false,
+            };
             crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
             crate::services::relations::event_committed(
                 s,

@@ -61,8 +61,7 @@ pub fn ensure_user(s: &Services) -> Result<()> {
         queued += 1;
     }
     s.webhooks.commands_queued.store(queued, Ordering::SeqCst);
-    if !s.users.exists(&bot)? {
-        s.users.create(&bot, None)?;
+    if s.users.ensure_exists(&bot)? {
         s.users
             .set_profile(&bot, |a| a.displayname = Some("Integrations".to_owned()))?;
         tracing::info!("created {bot}, the integration user (webhooks)");
