@@ -59,11 +59,13 @@ usage: cargo bench --bench versus -- [OPTIONS]
 Every option can also be given as an environment variable VERSUS_<NAME> (e.g. VERSUS_ONLY=synapse,
 VERSUS_SEQ_PARVIS=5000); command-line options win.
 
-  --only parvis|postgres|synapse  run one server only (postgres: Parvis on PostgreSQL)
+  --only parvis|postgres|group|synapse  run one server only (postgres: Parvis on PostgreSQL;
+                             group: 2 Parvis processes on one PostgreSQL schema)
   --parvis-bin PATH          Parvis binary (default: the one cargo built for this bench)
   --parvis-env KEY=VALUE     extra environment variable for Parvis (repeatable)
-  --postgres URL             PostgreSQL for the column \"Parvis on PostgreSQL\" (default $PARVIS_TEST_PG;
-                             bench/run.sh starts a throwaway one); unset: that column is not run
+  --postgres URL             PostgreSQL for the columns \"Parvis on PostgreSQL\" and \"Parvis, 2 processes
+                             on PostgreSQL\" (default $PARVIS_TEST_PG; bench/run.sh starts a throwaway
+                             one); unset: those columns are not run
   --calls-reps N             requests of each kind whose engine calls are counted (default 20; 0 to skip)
   --synapse-venv PATH        virtualenv for Synapse (default $HOME/.cache/parvis-bench-synapse-venv)
   --seq-parvis N             sequential sends against Parvis            (default 2000)
@@ -197,8 +199,9 @@ fn parse_opts() -> Res<Opts> {
         None | Some("") | Some("both") => None,
         Some("parvis") => Some(Kind::Parvis),
         Some("postgres") => Some(Kind::ParvisPg),
+        Some("group") => Some(Kind::ParvisGroup),
         Some("synapse") => Some(Kind::Synapse),
-        Some(o) => bail!("--only: expected parvis, postgres or synapse, got {o:?}"),
+        Some(o) => bail!("--only: expected parvis, postgres, group or synapse, got {o:?}"),
     };
     let mut parvis_env = Vec::new();
     for pair in kv.get("parvis-env").into_iter().flatten() {
@@ -507,32 +510,45 @@ fn fmt_val(f: &Fig, v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{v:.*}", f.decimals))
 }
 
-fn rows(o: &Opts, s: &Results, p: &Results, pg: &Results) -> Vec<[String; COLUMNS]> {
+fn rows(
+    o: &Opts,
+    s: &Results,
+    p: &Results,
+    pg: &Results,
+    group: &Results,
+) -> Vec<[String; COLUMNS]> {
     FIGS.iter()
-        .filter(|f| [s, p, pg].iter().any(|r| r.values.contains_key(f.key)))
+        .filter(|f| {
+            [s, p, pg, group]
+                .iter()
+                .any(|r| r.values.contains_key(f.key))
+        })
         .map(|f| {
-            let (sv, pv, pgv) = (
+            let (sv, pv, pgv, gv) = (
                 s.values.get(f.key).copied(),
                 p.values.get(f.key).copied(),
                 pg.values.get(f.key).copied(),
+                group.values.get(f.key).copied(),
             );
             [
                 label(f, o),
                 fmt_val(f, sv),
                 fmt_val(f, pv),
                 fmt_val(f, pgv),
+                fmt_val(f, gv),
                 fmt_ratio(ratio(f, sv, pv)),
             ]
         })
         .collect()
 }
 
-const COLUMNS: usize = 5;
+const COLUMNS: usize = 6;
 const HEADER: [&str; COLUMNS] = [
     "figure",
     "Synapse",
     "Parvis",
     "Parvis on PostgreSQL",
+    "Parvis, 2 processes on PostgreSQL",
     "Parvis vs Synapse",
 ];
 const RATIO_NOTE: &str = "Ratio: Parvis (on RocksDB) relative to Synapse, oriented so that > 1 means Parvis is better (more throughput, \
@@ -710,61 +726,87 @@ async fn bounded<T>(
 
 async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
     let mut res = Results::default();
+    let no_postgres = "not run: no PostgreSQL (--postgres URL, or bench/run.sh, which starts one)";
     let prepared = match kind {
         Kind::Synapse if !synapse_venv_ok => {
             res.note(kind, "not run: Synapse could not be installed");
             return res;
         }
-        Kind::Synapse => server::prepare_synapse(&o.synapse_venv),
-        Kind::Parvis => server::prepare_parvis(&o.parvis_bin, &o.parvis_env, None),
+        Kind::Synapse => server::prepare_synapse(&o.synapse_venv).map(|p| vec![p]),
+        Kind::Parvis => server::prepare_parvis(&o.parvis_bin, &o.parvis_env, None).map(|p| vec![p]),
         Kind::ParvisPg => match &o.postgres {
-            Some(url) => server::prepare_parvis(&o.parvis_bin, &o.parvis_env, Some(url)),
+            Some(url) => {
+                server::prepare_parvis(&o.parvis_bin, &o.parvis_env, Some(url)).map(|p| vec![p])
+            }
             None => {
-                res.note(
-                    kind,
-                    "not run: no PostgreSQL (--postgres URL, or bench/run.sh, which starts one)",
-                );
+                res.note(kind, no_postgres);
+                return res;
+            }
+        },
+        Kind::ParvisGroup => match &o.postgres {
+            Some(url) => server::prepare_parvis_group(&o.parvis_bin, &o.parvis_env, url)
+                .map(|p| p.into_iter().collect()),
+            None => {
+                res.note(kind, no_postgres);
                 return res;
             }
         },
     };
-    let prepared = match prepared {
+    let prepared: Vec<server::Prepared> = match prepared {
         Ok(p) => p,
         Err(e) => {
             res.note(kind, format!("not run: {}", e.0));
             return res;
         }
     };
-    let api = match Api::new(prepared.base_url()) {
+    let bases: Vec<String> = prepared.iter().map(server::Prepared::base_url).collect();
+    let api = match Api::new_many(bases.clone()) {
         Ok(a) => a,
         Err(e) => {
             res.note(kind, format!("HTTP client: {}", e.0));
             return res;
         }
     };
-    eprintln!(
-        "[versus] {}: starting on {}",
-        kind.name(),
-        prepared.base_url()
-    );
-    let metrics_port = prepared.metrics_port;
+    eprintln!("[versus] {}: starting on {}", kind.name(), bases.join(", "));
+    let metrics_ports: Vec<u16> = prepared.iter().filter_map(|p| p.metrics_port).collect();
     let t0 = Instant::now();
-    let mut proc = match prepared.spawn() {
-        Ok(p) => p,
-        Err(e) => {
-            res.note(kind, e.0);
-            return res;
-        }
-    };
-    match wait_ready(&api, &mut proc, t0).await {
-        Ok(d) => res.set("startup", d.as_secs_f64() * 1000.0),
-        Err(e) => {
-            res.note(kind, format!("start-up failed: {}", e.0));
-            return res;
+    let mut procs = Vec::new();
+    for p in prepared {
+        match p.spawn() {
+            Ok(p) => procs.push(p),
+            Err(e) => {
+                res.note(kind, e.0);
+                return res;
+            }
         }
     }
+    // Ready when every process answers (the start-up figure: the last of them).
+    for (proc, base) in procs.iter_mut().zip(&bases) {
+        let one = match Api::new(base.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                res.note(kind, format!("HTTP client: {}", e.0));
+                return res;
+            }
+        };
+        match wait_ready(&one, proc, t0).await {
+            Ok(d) => res.set("startup", d.as_secs_f64() * 1000.0),
+            Err(e) => {
+                res.note(kind, format!("start-up failed: {}", e.0));
+                return res;
+            }
+        }
+    }
+    let (proc, others) = procs.split_first_mut().expect("one process at least");
+    // Resident memory of all the processes.
+    let rss = |proc: &server::ServerProc, others: &[server::ServerProc], peak: bool| {
+        let one = |p: &server::ServerProc| if peak { p.peak_rss_mib() } else { p.rss_mib() };
+        others
+            .iter()
+            .try_fold(one(proc)?, |sum, p| Some(sum + one(p)?))
+    };
     tokio::time::sleep(Duration::from_secs_f64(o.idle_secs)).await;
-    if let Some(m) = proc.rss_mib() {
+    if let Some(m) = rss(proc, others, false) {
         res.set("rss_idle", m);
     }
 
@@ -778,7 +820,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
     };
     let (seq_n, wake_n) = match kind {
         Kind::Synapse => (o.seq_synapse, o.wake_synapse),
-        Kind::Parvis | Kind::ParvisPg => (o.seq_parvis, o.wake_parvis),
+        Kind::Parvis | Kind::ParvisPg | Kind::ParvisGroup => (o.seq_parvis, o.wake_parvis),
     };
 
     // Each workload: run it, record its figures or the error, and stop if the server has died.
@@ -915,10 +957,10 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             }
         );
     }
-    if let (Some(port), true) = (metrics_port, o.calls_reps > 0) {
+    if !metrics_ports.is_empty() && o.calls_reps > 0 {
         workload!(
             "engine calls per request",
-            engine_calls::engine_calls(&api, &names, port, 10, o.calls_reps),
+            engine_calls::engine_calls(&api, &names, &metrics_ports, 10, o.calls_reps),
             |r| {
                 for (fig, trips, (calls, round_trips)) in [
                     ("calls_send", "trips_send", r.send),
@@ -962,7 +1004,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
     }
 
     let thread_events = match kind {
-        Kind::Parvis | Kind::ParvisPg => o.threads_parvis,
+        Kind::Parvis | Kind::ParvisPg | Kind::ParvisGroup => o.threads_parvis,
         Kind::Synapse => o.threads_synapse,
     };
     if thread_events > 0 {
@@ -982,14 +1024,17 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
     }
 
     tokio::time::sleep(Duration::from_secs_f64(o.idle_secs)).await;
-    if let Some(m) = proc.rss_mib() {
+    if let Some(m) = rss(proc, others, false) {
         res.set("rss_after", m);
     }
-    if let Some(m) = proc.peak_rss_mib() {
+    if let Some(m) = rss(proc, others, true) {
         res.set("rss_peak", m);
     }
     eprintln!("[versus] {}: stopping", kind.name());
     proc.stop();
+    for p in others.iter_mut() {
+        p.stop();
+    }
     res
 }
 
@@ -1027,8 +1072,12 @@ async fn run(o: Opts) -> Res<()> {
     if want(Kind::ParvisPg) {
         parvis_pg = bench_server(Kind::ParvisPg, &o, false).await;
     }
+    let mut parvis_group = Results::default();
+    if want(Kind::ParvisGroup) {
+        parvis_group = bench_server(Kind::ParvisGroup, &o, false).await;
+    }
 
-    let rows = rows(&o, &synapse, &parvis, &parvis_pg);
+    let rows = rows(&o, &synapse, &parvis, &parvis_pg, &parvis_group);
     let default_bin = o.parvis_bin == PathBuf::from(env!("CARGO_BIN_EXE_parvis"));
     let profile = match (default_bin, cfg!(debug_assertions)) {
         (true, true) => "debug build: figures not representative".to_string(),
@@ -1043,6 +1092,7 @@ async fn run(o: Opts) -> Res<()> {
         .iter()
         .chain(parvis.notes.iter())
         .chain(parvis_pg.notes.iter())
+        .chain(parvis_group.notes.iter())
         .cloned()
         .collect();
     if o.only.is_some() {
@@ -1052,7 +1102,7 @@ async fn run(o: Opts) -> Res<()> {
         ));
     }
     if cfg!(debug_assertions) {
-        notes.push(if default_bin && (want(Kind::Parvis) || want(Kind::ParvisPg)) {
+        notes.push(if default_bin && (want(Kind::Parvis) || want(Kind::ParvisPg) || want(Kind::ParvisGroup)) {
             "The bench and Parvis were built in debug mode: figures are not representative.".into()
         } else {
             "The load client was built in debug mode: it may be slower than the servers it drives."
@@ -1091,6 +1141,12 @@ async fn run(o: Opts) -> Res<()> {
                  a fresh schema, pool of 4, `synchronous_commit` off (the durability of RocksDB's default \
                  `sync_writes = false`)",
                 postgres_version().unwrap_or_else(|| "(version unknown)".into())
+            );
+        }
+        if want(Kind::ParvisGroup) && o.postgres.is_some() {
+            let _ = writeln!(
+                md,
+                "- Parvis, 2 processes on PostgreSQL: two processes of the same binary on one fresh schema                  (`[storage.postgres] shared = true`), the load client sending each request to the next                  process in turn (a round-robin balancer); memory is the sum of both, the concurrent                  senders' CPU figure is the first process's only; on 2 cores this measures the group's                  overhead and correctness, not a speed-up"
             );
         }
         if want(Kind::Synapse) {
@@ -1137,6 +1193,7 @@ async fn run(o: Opts) -> Res<()> {
     if (want(Kind::Synapse) && synapse.values.is_empty())
         || (want(Kind::Parvis) && parvis.values.is_empty())
         || (want(Kind::ParvisPg) && o.postgres.is_some() && parvis_pg.values.is_empty())
+        || (want(Kind::ParvisGroup) && o.postgres.is_some() && parvis_group.values.is_empty())
     {
         bail!("a server produced no figures (see the notes above)");
     }

@@ -13,10 +13,12 @@ use crate::{Res, bail, err};
 /// Default timeout of an ordinary request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A client of one server, or of the processes of a group in turn (each request to the next).
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
-    base: String,
+    bases: std::sync::Arc<Vec<String>>,
+    turn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +53,11 @@ fn snippet(bytes: &[u8]) -> String {
 
 impl Api {
     pub fn new(base: String) -> Res<Self> {
+        Self::new_many(vec![base])
+    }
+
+    /// Requests go to `bases` in turn (the processes of a group, as a round-robin balancer would).
+    pub fn new_many(bases: Vec<String>) -> Res<Self> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
@@ -58,7 +65,11 @@ impl Api {
             .pool_idle_timeout(Duration::from_secs(300))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        Ok(Api { http, base })
+        Ok(Api {
+            http,
+            bases: std::sync::Arc::new(bases),
+            turn: Default::default(),
+        })
     }
 
     /// Sends a request and returns the status and the JSON body (`Value::Null` if the body is not JSON).
@@ -70,7 +81,8 @@ impl Api {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Res<(StatusCode, Value, Vec<u8>)> {
-        let url = format!("{}{}", self.base, path);
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = format!("{}{}", self.bases[turn % self.bases.len()], path);
         let mut rb = self.http.request(method.clone(), &url).timeout(timeout);
         if let Some(t) = token {
             rb = rb.bearer_auth(t);

@@ -49,21 +49,38 @@ pub struct EngineCallsResult {
     pub incremental_sync: PerRequest,
 }
 
+/// Reads the counters of every process of the server (summed).
 struct Scraper {
     http: reqwest::Client,
-    url: String,
+    urls: Vec<String>,
     /// What one scrape itself costs.
     own: Counts,
 }
 
 impl Scraper {
     async fn read(&self) -> Res<Counts> {
+        let mut total = Counts {
+            calls: 0.0,
+            round_trips: None,
+        };
+        for url in &self.urls {
+            let one = self.read_one(url).await?;
+            total.calls += one.calls;
+            total.round_trips = match (total.round_trips, one.round_trips) {
+                (None, r) | (r, None) => r,
+                (Some(a), Some(b)) => Some(a + b),
+            };
+        }
+        Ok(total)
+    }
+
+    async fn read_one(&self, url: &str) -> Res<Counts> {
         let text = self
             .http
-            .get(&self.url)
+            .get(url)
             .send()
             .await
-            .map_err(|e| err!("GET {}: {e}", self.url))?
+            .map_err(|e| err!("GET {url}: {e}"))?
             .text()
             .await?;
         let mut counts = Counts::default();
@@ -82,7 +99,7 @@ impl Scraper {
             }
         }
         if counts.calls == 0.0 {
-            bail!("{} serves no parvis_storage_* counters", self.url);
+            bail!("{url} serves no parvis_storage_* counters");
         }
         Ok(counts)
     }
@@ -103,13 +120,16 @@ fn per(total: Counts, n: usize) -> PerRequest {
 pub async fn engine_calls(
     api: &Api,
     names: &Names,
-    metrics_port: u16,
+    metrics_ports: &[u16],
     rooms: usize,
     reps: usize,
 ) -> Res<EngineCallsResult> {
     let mut scraper = Scraper {
         http: reqwest::Client::builder().no_proxy().build()?,
-        url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        urls: metrics_ports
+            .iter()
+            .map(|port| format!("http://127.0.0.1:{port}/metrics"))
+            .collect(),
         own: Counts::default(),
     };
     let u = api.register(&names.user("calls"), PASSWORD).await?;

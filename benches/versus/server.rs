@@ -18,6 +18,9 @@ pub enum Kind {
     Parvis,
     /// Parvis on PostgreSQL (`--postgres URL`).
     ParvisPg,
+    /// Two Parvis processes on one PostgreSQL schema (`[storage.postgres] shared`), requests
+    /// spread over them in turn.
+    ParvisGroup,
 }
 
 impl Kind {
@@ -26,6 +29,7 @@ impl Kind {
             Kind::Synapse => "Synapse",
             Kind::Parvis => "Parvis",
             Kind::ParvisPg => "Parvis on PostgreSQL",
+            Kind::ParvisGroup => "Parvis, 2 processes on PostgreSQL",
         }
     }
 }
@@ -328,6 +332,30 @@ pub fn prepare_parvis(
         port,
         metrics_port: Some(metrics_port),
     })
+}
+
+/// Two Parvis processes of one group on PostgreSQL at `postgres`: one schema (a fresh one), one
+/// media folder, the first one's address as the server name.
+pub fn prepare_parvis_group(
+    bin: &Path,
+    extra_env: &[(String, String)],
+    postgres: &str,
+) -> Res<[Prepared; 2]> {
+    let mut first = prepare_parvis(bin, extra_env, Some(postgres))?;
+    let mut second = prepare_parvis(bin, extra_env, Some(postgres))?;
+    let schema = format!("versus_group_{}", random_hex(8));
+    let media = first.dir.path().join("media");
+    fs::create_dir_all(&media)?;
+    let name = format!("127.0.0.1:{}", first.port);
+    for p in [&mut first, &mut second] {
+        p.kind = Kind::ParvisGroup;
+        p.cmd
+            .env("PARVIS_SERVER_NAME", &name)
+            .env("PARVIS_STORAGE__POSTGRES__SCHEMA", &schema)
+            .env("PARVIS_STORAGE__POSTGRES__SHARED", "true")
+            .env("PARVIS_STORAGE__MEDIA_PATH", &media);
+    }
+    Ok([first, second])
 }
 
 impl Prepared {
