@@ -1146,7 +1146,11 @@ async fn run(o: Opts) -> Res<()> {
         if want(Kind::ParvisGroup) && o.postgres.is_some() {
             let _ = writeln!(
                 md,
-                "- Parvis, 2 processes on PostgreSQL: two processes of the same binary on one fresh schema                  (`[storage.postgres] shared = true`), the load client sending each request to the next                  process in turn (a round-robin balancer); memory is the sum of both, the concurrent                  senders' CPU figure is the first process's only; on 2 cores this measures the group's                  overhead and correctness, not a speed-up"
+                "- Parvis, 2 processes on PostgreSQL: two processes of the same binary on one fresh schema \
+                 (`[storage.postgres] shared = true`), the load client sending each request to the next \
+                 process in turn (a round-robin balancer); memory is the sum of both, the concurrent \
+                 senders' CPU figure is the first process's only; on 2 cores this measures the group's \
+                 overhead and correctness, not a speed-up"
             );
         }
         if want(Kind::Synapse) {

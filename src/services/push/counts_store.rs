@@ -131,6 +131,44 @@ pub fn room_counts(s: &Services, user: &UserId, short_room: u64) -> Result<RoomC
     }
 }
 
+/// The counts of several users in a room: one batched read.
+pub fn rooms_counts(s: &Services, users: &[&UserId], short_room: u64) -> Result<Vec<RoomCounts>> {
+    let keys: Vec<Vec<u8>> = users.iter().map(|u| room_key(u, short_room)).collect();
+    s.push
+        .db
+        .multi_get(PUSH_COUNTS, &keys)?
+        .iter()
+        .map(|found| {
+            found
+                .as_deref()
+                .map_or(Ok(RoomCounts::default()), decode_room)
+        })
+        .collect()
+}
+
+/// The counts of several users in one thread of a room: one batched read.
+pub fn threads_counts(
+    s: &Services,
+    users: &[&UserId],
+    short_room: u64,
+    root: &str,
+) -> Result<Vec<ThreadCounts>> {
+    let keys: Vec<Vec<u8>> = users
+        .iter()
+        .map(|u| thread_key(u, short_room, root))
+        .collect();
+    s.push
+        .db
+        .multi_get(PUSH_THREAD_COUNTS, &keys)?
+        .iter()
+        .map(|found| {
+            found
+                .as_deref()
+                .map_or(Ok(ThreadCounts::default()), decode_thread)
+        })
+        .collect()
+}
+
 /// The counts of a user in one thread of a room.
 pub fn thread_counts(
     s: &Services,

@@ -403,6 +403,8 @@ fn stage_locked<'a>(
     let event = evaluated.event.clone();
     let short_room = event.meta.short_room;
     let thread = thread_of(&event);
+    let users: Vec<&UserId> = evaluated.notified.iter().map(|n| &*n.user).collect();
+    cache.prefetch(s, &users, short_room, thread.as_deref())?;
     // A new event has no position yet: it comes after every read marker.
     let event_pos = if event.meta.pos == 0 {
         u64::MAX
