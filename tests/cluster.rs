@@ -7,7 +7,8 @@
 //! travel between them without skipping or repeating an event; a logout on one is refused by
 //! the other at once; a redaction and a push rule change on one are served by the other as soon
 //! as its /sync shows them; an account locked through one is refused by the other; state events
-//! sent at once through both are all kept. A process
+//! sent at once through both are all kept, and so are state events of a remote server received by
+//! one process while the other appends local ones. A process
 //! killed with SIGKILL while two writers send through both loses nothing acknowledged, stores
 //! nothing twice, and its background work moves to the survivor when its lease ends.
 
@@ -467,4 +468,98 @@ async fn killing_a_process_under_load_loses_nothing_and_its_background_work_move
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     procs[1].stop();
+}
+
+/// State events of a remote server (received by one process over federation) and of a local user
+/// (sent through the other process) at once in one room: none is lost from the current state.
+/// The remote events are placed against the room's head read before their commit; without the
+/// check under the database's lock, a local event committed meanwhile by the other process
+/// dropped out of the current state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_and_local_state_events_at_once_are_all_kept() {
+    let Ok(url) = std::env::var("PARVIS_TEST_PG") else {
+        eprintln!("PARVIS_TEST_PG is not set: the cluster test needs a PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = group(dir.path(), &url, 2);
+    {
+        let (first, second) = procs.split_at_mut(1);
+        tokio::join!(first[0].start(), second[0].start());
+    }
+    let (a, b) = (procs[0].server(), procs[1].server());
+    let group_name = procs[0].name();
+    let remote_dir = tempfile::tempdir().unwrap();
+    let (remote, _) = common::federation::start(remote_dir.path()).await;
+
+    // Anyone in the room may send state; the remote user joins over federation (to process A).
+    let (_, alice_token) = b.register("alice").await;
+    let room = b
+        .create_room(
+            &alice_token,
+            json!({ "preset": "public_chat", "power_level_content_override": { "state_default": 0 } }),
+        )
+        .await;
+    let (_, zoe_token) = remote.register("zoe").await;
+    let joined = remote
+        .post(
+            &format!(
+                "/_matrix/client/v3/join/{}?server_name={}",
+                enc(&room),
+                enc(&group_name)
+            ),
+            &zoe_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined["room_id"], room.as_str(), "{joined}");
+
+    const EACH: usize = 12;
+    let mut sends = Vec::new();
+    for n in 0..EACH {
+        for (server, token, side) in [(&b, &alice_token, "local"), (&remote, &zoe_token, "remote")]
+        {
+            let (server, token, room) = (server.handle(), token.clone(), room.clone());
+            sends.push(tokio::spawn(async move {
+                server
+                    .put(
+                        &format!(
+                            "/_matrix/client/v3/rooms/{}/state/org.example.part/{side}{n}",
+                            enc(&room)
+                        ),
+                        &token,
+                        json!({ "n": n }),
+                    )
+                    .await
+            }));
+        }
+    }
+    for send in sends {
+        assert!(send.await.unwrap()["event_id"].is_string());
+    }
+    // Every part reaches the group's current state, on both processes, and stays there.
+    for server in [&a, &b] {
+        eventually(
+            "every local and remote part in the current state",
+            || async {
+                let state = server
+                    .get(
+                        &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
+                        &alice_token,
+                    )
+                    .await;
+                let parts = state
+                    .as_array()?
+                    .iter()
+                    .filter(|e| e["type"] == "org.example.part")
+                    .count();
+                (parts == 2 * EACH).then_some(())
+            },
+        )
+        .await;
+    }
+    remote.stop().await;
+    for proc in &mut procs {
+        proc.stop();
+    }
 }

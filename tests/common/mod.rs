@@ -94,6 +94,16 @@ impl TestServer {
         }
     }
 
+    /// Another handle on this server's client API (for concurrent tasks); it does not stop it.
+    #[allow(dead_code)]
+    pub fn handle(&self) -> TestServer {
+        TestServer {
+            server: None,
+            base: self.base.clone(),
+            http: self.http.clone(),
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await;

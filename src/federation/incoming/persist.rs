@@ -14,7 +14,10 @@ use crate::{
     services::{
         Services,
         rooms::version,
-        timeline::append::{Current, Forward, Persist, authorise, persist},
+        timeline::append::{
+            BUILD_ATTEMPTS, Current, Forward, Persist, RoomHead, authorise, is_room_changed,
+            persist,
+        },
     },
 };
 
@@ -104,48 +107,60 @@ pub fn append_remote_at(
             state_at::state_before(s, &room_id, &rules, &pdu.prev_events)?
         }
     };
-    let current = s.state.current_state(short_room)?;
-    let soft_failed = authorise(s, &rules, &pdu, &current).is_err();
-    if soft_failed && strict {
-        return Err(Error::forbidden(
-            "The event is not allowed by the room's current state",
-        ));
-    }
-    let extremities = s.timeline.extremities(short_room)?;
     let mut prev_shorts = Vec::new();
     for id in &pdu.prev_events {
         if let Some(short) = s.short.event(id)? {
             prev_shorts.push(short);
         }
     }
-    let replaces: Vec<u64> = extremities
-        .iter()
-        .copied()
-        .filter(|e| prev_shorts.contains(e))
-        .collect();
-    let linear = extremities.iter().all(|e| prev_shorts.contains(e));
-    persist(
-        s,
-        Persist {
-            room_id: room_id.clone(),
-            version,
-            short_room,
-            object,
-            event_id,
-            pdu,
-            state_before: before,
-            replaces,
-            current: if linear {
-                Current::After
-            } else {
-                Current::Keep
+    // Placed against the room's head as read here; in a group of processes another may append
+    // to the room meanwhile, and the commit then fails: read the head again and place it again.
+    let mut attempt = 0;
+    let (soft_failed, linear) = loop {
+        attempt += 1;
+        let head = RoomHead::read(s, short_room)?;
+        let current = s.state.load(head.snapshot)?;
+        let soft_failed = authorise(s, &rules, &pdu, &current).is_err();
+        if soft_failed && strict {
+            return Err(Error::forbidden(
+                "The event is not allowed by the room's current state",
+            ));
+        }
+        let replaces: Vec<u64> = head
+            .extremities
+            .iter()
+            .copied()
+            .filter(|e| prev_shorts.contains(e))
+            .collect();
+        let linear = head.extremities.iter().all(|e| prev_shorts.contains(e));
+        let persisted = persist(
+            s,
+            Persist {
+                room_id: room_id.clone(),
+                version: version.clone(),
+                short_room,
+                object: object.clone(),
+                event_id: event_id.clone(),
+                pdu: pdu.clone(),
+                state_before: before,
+                replaces,
+                current: if linear {
+                    Current::After
+                } else {
+                    Current::Keep
+                },
+                txn: None,
+                soft_failed,
+                forward: forward.clone(),
+                prepared_on: Some(head),
             },
-            txn: None,
-            soft_failed,
-            forward,
-            built_on_current: false,
-        },
-    )?;
+        );
+        match persisted {
+            Ok(_) => break (soft_failed, linear),
+            Err(e) if is_room_changed(&e) && attempt < BUILD_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+        }
+    };
     if soft_failed {
         return Ok(Outcome::SoftFailed);
     }

@@ -19,7 +19,10 @@ use crate::{
         Services,
         rooms::{event_by_id, event_by_short, membership::Membership},
         state::{StateMap, diff},
-        timeline::StoredEvent,
+        timeline::{
+            StoredEvent,
+            append::{BUILD_ATTEMPTS, RoomHead, is_room_changed},
+        },
     },
 };
 
@@ -223,14 +226,33 @@ pub fn snapshot_of(
 }
 
 /// Sets the room's current state to the resolution of the states after its forward extremities.
+/// In a group of processes another may append to the room while it is resolved: the commit then
+/// fails, and the resolution starts again from the room's new head.
 pub fn update_current(
     s: &Services,
     room_id: &RoomId,
     rules: &RoomVersionRules,
     short_room: u64,
 ) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match update_current_once(s, room_id, rules, short_room) {
+            Err(e) if is_room_changed(&e) && attempt < BUILD_ATTEMPTS => continue,
+            done => return done,
+        }
+    }
+}
+
+fn update_current_once(
+    s: &Services,
+    room_id: &RoomId,
+    rules: &RoomVersionRules,
+    short_room: u64,
+) -> Result<()> {
+    let head = RoomHead::read(s, short_room)?;
     let mut snapshots = Vec::new();
-    for short in s.timeline.extremities(short_room)? {
+    for &short in &head.extremities {
         if let Some(meta) = s.timeline.meta(short)?
             && !snapshots.contains(&meta.state_after)
         {
@@ -238,7 +260,7 @@ pub fn update_current(
         }
     }
     let snapshot = snapshot_of(s, room_id, rules, &snapshots)?;
-    let old = s.state.current_snapshot(short_room)?;
+    let old = head.snapshot;
     if snapshot == old {
         return Ok(());
     }
@@ -265,6 +287,9 @@ pub fn update_current(
         }
     }
     s.globals.commit(|c| {
+        if s.globals.shared() {
+            head.check_unchanged(s, short_room)?;
+        }
         s.state.set_current(c, short_room, snapshot);
         if !members.is_empty() {
             let pos = c.next_pos();

@@ -376,7 +376,7 @@ fn store_joined_room(
             txn: None,
             soft_failed: false,
             forward: Forward::None,
-            built_on_current: false,
+            prepared_on: None,
         },
     )?;
     Ok(())

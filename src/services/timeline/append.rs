@@ -154,7 +154,12 @@ pub fn append_local(
                 txn: txn.clone().map(|t| (sender.to_owned(), t)),
                 soft_failed: false,
                 forward: Forward::AllExcept(None),
-                built_on_current: true,
+                // Built on the current state and the first extremities.
+                prepared_on: Some(RoomHead {
+                    snapshot: before,
+                    extremities: prev.iter().map(|e| e.short).collect(),
+                    compared: MAX_PREV_EVENTS,
+                }),
             },
         );
         match persisted {
@@ -401,10 +406,46 @@ pub struct Persist {
     /// Stored, but kept out of the timeline, the extremities and the current state.
     pub soft_failed: bool,
     pub forward: Forward,
-    /// Built on the room's current state and extremities (a local event): when several
-    /// processes share the database, the commit checks that they have not changed since, and
-    /// fails with [`room_changed`] if they have (the caller builds the event again).
-    pub built_on_current: bool,
+    /// The room's current state and forward extremities the event was prepared on (a local
+    /// event built on them, a remote one placed against them): when several processes share the
+    /// database, the commit checks that they have not changed since, and fails with
+    /// [`room_changed`] if they have (the caller prepares the event again).
+    pub prepared_on: Option<RoomHead>,
+}
+
+/// What a room's head was when an event was prepared: its current state snapshot and its
+/// forward extremities (the first `compared` of them are compared again at the commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomHead {
+    pub snapshot: u64,
+    pub extremities: Vec<u64>,
+    pub compared: usize,
+}
+
+impl RoomHead {
+    /// The room's head now, all its extremities compared.
+    pub fn read(s: &Services, short_room: u64) -> Result<Self> {
+        Ok(Self {
+            snapshot: s.state.current_snapshot(short_room)?,
+            extremities: s.timeline.extremities(short_room)?,
+            compared: usize::MAX,
+        })
+    }
+
+    /// Fails with [`room_changed`] when the room's head moved since (read under the database's
+    /// commit lock, where every other process's commit is visible).
+    pub fn check_unchanged(&self, s: &Services, short_room: u64) -> Result<()> {
+        let now: Vec<u64> = s
+            .timeline
+            .extremities(short_room)?
+            .into_iter()
+            .take(self.compared)
+            .collect();
+        if s.state.current_snapshot(short_room)? != self.snapshot || now != self.extremities {
+            return Err(room_changed());
+        }
+        Ok(())
+    }
 }
 
 /// The forward extremities a local event names as `prev_events`, at most.
@@ -413,16 +454,16 @@ const MAX_PREV_EVENTS: usize = 20;
 const ROOM_CHANGED: &str = "the room changed while the event was built";
 
 /// Another process appended to the room after the event was built on its state.
-fn room_changed() -> Error {
+pub(crate) fn room_changed() -> Error {
     Error::new(http::StatusCode::CONFLICT, "M_UNKNOWN", ROOM_CHANGED)
 }
 
-fn is_room_changed(e: &Error) -> bool {
+pub(crate) fn is_room_changed(e: &Error) -> bool {
     e.status == http::StatusCode::CONFLICT && e.message == ROOM_CHANGED
 }
 
 /// Builds an event again this many times when other processes keep appending to its room.
-const BUILD_ATTEMPTS: usize = 20;
+pub(crate) const BUILD_ATTEMPTS: usize = 20;
 
 /// Authorises a PDU against the state before it and appends it, in one atomic batch: the PDU, its
 /// metadata, the timeline entry, the state snapshot, the extremities, the transaction id, the
@@ -445,9 +486,9 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         txn,
         soft_failed,
         forward,
-        built_on_current,
+        prepared_on,
     } = p;
-    let check_unchanged = built_on_current && short_room != 0 && s.globals.shared();
+    let check_unchanged = prepared_on.filter(|_| short_room != 0 && s.globals.shared());
     let event_bytes = serde_json::to_vec(&object).map_err(|e| Error::internal(e.to_string()))?;
     let local = pdu.sender.server_name() == s.config().server_name;
     let retention_changed = pdu.state_key.as_deref() == Some("")
@@ -506,16 +547,8 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         .globals
         .commit(|c| {
             // Under the database's commit lock, every other process's commit is visible.
-            if check_unchanged {
-                let prev: Vec<u64> = s
-                    .timeline
-                    .extremities(short_room)?
-                    .into_iter()
-                    .take(MAX_PREV_EVENTS)
-                    .collect();
-                if s.state.current_snapshot(short_room)? != before || prev != replaces {
-                    return Err(room_changed());
-                }
+            if let Some(head) = &check_unchanged {
+                head.check_unchanged(s, short_room)?;
             }
             let short_room = if short_room == 0 {
                 c.batch
