@@ -54,6 +54,55 @@ fn group(dir: &std::path::Path, url: &str, n: usize) -> Vec<Proc> {
     procs
 }
 
+/// A group of two processes, started together.
+async fn start_pair(dir: &std::path::Path, url: &str) -> Vec<Proc> {
+    let mut procs = group(dir, url, 2);
+    {
+        let (first, second) = procs.split_at_mut(1);
+        tokio::join!(first[0].start(), second[0].start());
+    }
+    procs
+}
+
+/// Sends state event `org.example.part/<key>` in a task; the task answers the response body.
+fn put_part(
+    server: TestServer,
+    token: &str,
+    room: &str,
+    key: String,
+    n: usize,
+) -> tokio::task::JoinHandle<Value> {
+    let (token, room) = (token.to_owned(), room.to_owned());
+    tokio::spawn(async move {
+        server
+            .put(
+                &format!(
+                    "/_matrix/client/v3/rooms/{}/state/org.example.part/{key}",
+                    enc(&room)
+                ),
+                &token,
+                json!({ "n": n }),
+            )
+            .await
+    })
+}
+
+/// How many `org.example.part` events the room's current state holds, as `server` serves it.
+async fn parts(server: &TestServer, room: &str, token: &str) -> usize {
+    let state = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{}/state", enc(room)),
+            token,
+        )
+        .await;
+    state.as_array().map_or(0, |events| {
+        events
+            .iter()
+            .filter(|e| e["type"] == "org.example.part")
+            .count()
+    })
+}
+
 fn rand_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,11 +158,7 @@ async fn two_processes_serve_one_homeserver() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut procs = group(dir.path(), &url, 2);
-    {
-        let (first, second) = procs.split_at_mut(1);
-        tokio::join!(first[0].start(), second[0].start());
-    }
+    let mut procs = start_pair(dir.path(), &url).await;
     let (a, b) = (procs[0].server(), procs[1].server());
 
     // Started together on an empty schema: one signing key, served by both.
@@ -294,40 +339,18 @@ async fn two_processes_serve_one_homeserver() {
 
     // State events sent at once in one room through both processes: none is lost, and the
     // room keeps one forward extremity (each event built on the one before).
-    let mut sends = Vec::new();
-    for n in 0..16 {
-        let server = procs[n % 2].server();
-        let (token, room) = (alice_token.clone(), room.clone());
-        sends.push(tokio::spawn(async move {
-            server
-                .put(
-                    &format!(
-                        "/_matrix/client/v3/rooms/{}/state/org.example.part/{n}",
-                        enc(&room)
-                    ),
-                    &token,
-                    json!({ "n": n }),
-                )
-                .await
-        }));
-    }
+    let sends: Vec<_> = (0..16)
+        .map(|n| put_part(procs[n % 2].server(), &alice_token, &room, n.to_string(), n))
+        .collect();
     for send in sends {
         assert!(send.await.unwrap()["event_id"].is_string());
     }
     for server in [&a, &b] {
-        let state = server
-            .get(
-                &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
-                &alice_token,
-            )
-            .await;
-        let parts = state
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == "org.example.part")
-            .count();
-        assert_eq!(parts, 16, "every state event is in the current state");
+        assert_eq!(
+            parts(server, &room, &alice_token).await,
+            16,
+            "every state event is in the current state"
+        );
     }
     let last = a
         .send_text(&alice_token, &room, "after-parts", "after the parts")
@@ -482,11 +505,7 @@ async fn remote_and_local_state_events_at_once_are_all_kept() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut procs = group(dir.path(), &url, 2);
-    {
-        let (first, second) = procs.split_at_mut(1);
-        tokio::join!(first[0].start(), second[0].start());
-    }
+    let mut procs = start_pair(dir.path(), &url).await;
     let (a, b) = (procs[0].server(), procs[1].server());
     let group_name = procs[0].name();
     let remote_dir = tempfile::tempdir().unwrap();
@@ -517,44 +536,29 @@ async fn remote_and_local_state_events_at_once_are_all_kept() {
     const EACH: usize = 12;
     let mut sends = Vec::new();
     for n in 0..EACH {
-        for (server, token, side) in [(&b, &alice_token, "local"), (&remote, &zoe_token, "remote")]
-        {
-            let (server, token, room) = (server.handle(), token.clone(), room.clone());
-            sends.push(tokio::spawn(async move {
-                server
-                    .put(
-                        &format!(
-                            "/_matrix/client/v3/rooms/{}/state/org.example.part/{side}{n}",
-                            enc(&room)
-                        ),
-                        &token,
-                        json!({ "n": n }),
-                    )
-                    .await
-            }));
-        }
+        sends.push(put_part(
+            b.handle(),
+            &alice_token,
+            &room,
+            format!("local{n}"),
+            n,
+        ));
+        sends.push(put_part(
+            remote.handle(),
+            &zoe_token,
+            &room,
+            format!("remote{n}"),
+            n,
+        ));
     }
     for send in sends {
         assert!(send.await.unwrap()["event_id"].is_string());
     }
-    // Every part reaches the group's current state, on both processes, and stays there.
+    // Every part reaches the group's current state, on both processes.
     for server in [&a, &b] {
         eventually(
             "every local and remote part in the current state",
-            || async {
-                let state = server
-                    .get(
-                        &format!("/_matrix/client/v3/rooms/{}/state", enc(&room)),
-                        &alice_token,
-                    )
-                    .await;
-                let parts = state
-                    .as_array()?
-                    .iter()
-                    .filter(|e| e["type"] == "org.example.part")
-                    .count();
-                (parts == 2 * EACH).then_some(())
-            },
+            || async { (parts(server, &room, &alice_token).await == 2 * EACH).then_some(()) },
         )
         .await;
     }
