@@ -495,6 +495,8 @@ async fn killing_a_process_under_load_loses_nothing_and_its_background_work_move
 
 /// State events of a remote server (received by one process over federation) and of a local user
 /// (sent through the other process) at once in one room: none is lost from the current state.
+/// Then typing and messages sent through either process reach the remote server (the servers of a
+/// room are not cached in a group: the remote joined through the other process).
 /// The remote events are placed against the room's head read before their commit; without the
 /// check under the database's lock, a local event committed meanwhile by the other process
 /// dropped out of the current state.
@@ -562,6 +564,83 @@ async fn remote_and_local_state_events_at_once_are_all_kept() {
         )
         .await;
     }
+
+    // Typing through either process (one of them holds the background lease, where the
+    // federation sender runs) reaches the remote server.
+    let remote_typing = |since: Option<String>| {
+        let (remote, token, room) = (remote.handle(), zoe_token.clone(), room.clone());
+        async move {
+            let mut path = "/_matrix/client/v3/sync?timeout=0".to_owned();
+            if let Some(since) = &since {
+                path += &format!("&since={}", enc(since));
+            }
+            let body = remote.get(&path, &token).await;
+            let next = body["next_batch"].as_str().unwrap_or_default().to_owned();
+            let typing = body["rooms"]["join"][&room]["ephemeral"]["events"]
+                .as_array()
+                .and_then(|events| events.iter().find(|e| e["type"] == "m.typing"))
+                .map(|e| e["content"]["user_ids"].clone());
+            (next, typing)
+        }
+    };
+    let alice = b.whoami(&alice_token).await.1["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut since, _) = remote_typing(None).await;
+    for server in [&a, &b] {
+        for typing in [true, false] {
+            server
+                .put(
+                    &format!(
+                        "/_matrix/client/v3/rooms/{}/typing/{}",
+                        enc(&room),
+                        enc(&alice)
+                    ),
+                    &alice_token,
+                    json!({ "typing": typing, "timeout": 30000 }),
+                )
+                .await;
+            let want = if typing { json!([alice]) } else { json!([]) };
+            since = eventually("alice's typing reaches the remote server", || {
+                let (check, since, want) = (remote_typing.clone(), since.clone(), want.clone());
+                async move {
+                    let (next, seen) = check(Some(since)).await;
+                    (seen == Some(want)).then_some(next)
+                }
+            })
+            .await;
+        }
+    }
+    // So do messages sent through either process.
+    for (n, server) in [&a, &b].into_iter().enumerate() {
+        let text = format!("hello through process {n}");
+        server
+            .send_text(&alice_token, &room, &format!("hello-{n}"), &text)
+            .await;
+        eventually("alice's message reaches the remote server", || {
+            let (remote, token, room, text) = (
+                remote.handle(),
+                zoe_token.clone(),
+                room.clone(),
+                text.clone(),
+            );
+            async move {
+                let path = format!(
+                    "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=20",
+                    enc(&room)
+                );
+                let page = remote.get(&path, &token).await;
+                page["chunk"]
+                    .as_array()?
+                    .iter()
+                    .any(|e| e["content"]["body"] == text.as_str())
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
     remote.stop().await;
     for proc in &mut procs {
         proc.stop();

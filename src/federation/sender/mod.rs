@@ -105,8 +105,11 @@ pub fn joined_here(s: &Services, short_room: u64) -> Result<bool> {
     Ok(room_servers(s, short_room)?.1)
 }
 
+/// In a group of processes the servers are read every time: another process may have written a
+/// membership change (a remote server joining over federation through it) a moment ago.
 fn room_servers(s: &Services, short_room: u64) -> Result<(Arc<Vec<OwnedServerName>>, bool)> {
-    if let Some(servers) = s.federation.sender.servers.lock().unwrap().get(&short_room) {
+    let cached = !s.globals.shared();
+    if cached && let Some(servers) = s.federation.sender.servers.lock().unwrap().get(&short_room) {
         return Ok(servers.clone());
     }
     let ours = s.globals.server_name();
@@ -119,11 +122,13 @@ fn room_servers(s: &Services, short_room: u64) -> Result<(Arc<Vec<OwnedServerNam
     let here = servers.contains(ours);
     let servers: Arc<Vec<OwnedServerName>> =
         Arc::new(servers.into_iter().filter(|n| n != ours).collect());
-    s.federation
-        .sender
-        .servers
-        .lock()
-        .unwrap()
-        .insert(short_room, (servers.clone(), here));
+    if cached {
+        s.federation
+            .sender
+            .servers
+            .lock()
+            .unwrap()
+            .insert(short_room, (servers.clone(), here));
+    }
     Ok((servers, here))
 }

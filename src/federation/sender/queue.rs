@@ -115,6 +115,11 @@ pub fn queue_edu(s: &Services, destinations: &[OwnedServerName], edu: Value) -> 
     }
     let bytes = serde_json::to_vec(&Item::Edu(edu)).map_err(|e| Error::internal(e.to_string()))?;
     s.globals.commit(|c| {
+        // In a group of processes the sender runs on the lease holder, which is woken by new
+        // stream positions: this commit takes one, so that the holder looks at the queue.
+        if s.globals.shared() {
+            c.next_pos();
+        }
         for destination in destinations {
             let seq = c.short_id();
             c.batch.put(QUEUE, key(destination, seq), bytes.clone());
