@@ -8,7 +8,10 @@
 //! the other at once; a redaction and a push rule change on one are served by the other as soon
 //! as its /sync shows them; an account locked through one is refused by the other; state events
 //! sent at once through both are all kept, and so are state events of a remote server received by
-//! one process while the other appends local ones. A process
+//! one process while the other appends local ones. Checks made at once through both (a token's
+//! last use, a webhook name, a user's pending uploads) hold once; a download waiting on one gets
+//! an upload made through the other; a retention policy set through one is applied by the other.
+//! A process
 //! killed with SIGKILL while two writers send through both loses nothing acknowledged, stores
 //! nothing twice, and its background work moves to the survivor when its lease ends.
 
@@ -20,8 +23,8 @@ use common::{TestServer, enc, federation::eventually, process::Proc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// `n` processes of one group on a fresh schema; the first one's federation address names the
-/// server.
+/// `n` processes of one group on a fresh schema and one media folder; the first one's federation
+/// address names the server.
 fn group(dir: &std::path::Path, url: &str, n: usize) -> Vec<Proc> {
     let schema = format!("cluster_{}_{}", std::process::id(), rand_suffix());
     let mut procs: Vec<Proc> = (0..n)
@@ -48,6 +51,11 @@ fn group(dir: &std::path::Path, url: &str, n: usize) -> Vec<Proc> {
             (
                 "PARVIS_STORAGE__POSTGRES__POOL_SIZE".to_owned(),
                 "2".to_owned(),
+            ),
+            // One media folder for the group (as one shared volume would be).
+            (
+                "PARVIS_STORAGE__MEDIA_PATH".to_owned(),
+                dir.join("media").to_string_lossy().into_owned(),
             ),
         ]);
     }
@@ -645,4 +653,257 @@ async fn remote_and_local_state_events_at_once_are_all_kept() {
     for proc in &mut procs {
         proc.stop();
     }
+}
+
+/// `POST /register` through the token flow (`[registration] requires_token`): the status and
+/// the answer of the second call.
+async fn register_with_token(server: &TestServer, user: &str, token: &str) -> (StatusCode, Value) {
+    let path = "/_matrix/client/v3/register";
+    let body = json!({ "username": user, "password": "secret-password" });
+    let (status, first) = server
+        .call(reqwest::Method::POST, path, None, Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{first}");
+    let mut body = body;
+    body["auth"] = json!({ "type": "m.login.registration_token", "token": token,
+                           "session": first["session"] });
+    server
+        .call(reqwest::Method::POST, path, None, Some(body))
+        .await
+}
+
+/// The access token of a new account registered with the static token.
+async fn account(server: &TestServer, user: &str) -> String {
+    let (status, done) = register_with_token(server, user, "static-one").await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    done["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Checks that must hold once for the whole homeserver, made at once through both processes:
+/// a registration token's last use, a webhook name in a room, a user's pending uploads; and what
+/// one process remembers of another's change (a room's retention policy, an upload a download
+/// waits for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_made_at_once_through_both_processes_hold_once() {
+    let Ok(url) = std::env::var("PARVIS_TEST_PG") else {
+        eprintln!("PARVIS_TEST_PG is not set: the cluster test needs a PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = group(dir.path(), &url, 2);
+    for proc in &mut procs {
+        proc.env.extend(
+            [
+                ("PARVIS_REGISTRATION__REQUIRES_TOKEN", "true"),
+                ("PARVIS_REGISTRATION__TOKENS", r#"["static-one"]"#),
+                ("PARVIS_MEDIA__MAX_PENDING_UPLOADS", "1"),
+                ("PARVIS_RETENTION__ENABLED", "true"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+    }
+    {
+        let (first, second) = procs.split_at_mut(1);
+        tokio::join!(first[0].start(), second[0].start());
+    }
+    let (a, b) = (procs[0].server(), procs[1].server());
+
+    // A token with one use, spent by four registrations at once, two through each process:
+    // one account is made, and both processes count it completed.
+    account(&a, "root").await;
+    let made = procs[0]
+        .command()
+        .args(["make-admin", &format!("@root:{}", procs[0].name())])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (_, root) = a
+        .login(common::password_login("root", "secret-password"))
+        .await;
+    let root = root["access_token"].as_str().unwrap().to_owned();
+    let tokens = "/_synapse/admin/v1/registration_tokens";
+    let created = a
+        .post(
+            &format!("{tokens}/new"),
+            &root,
+            json!({ "token": "once", "uses_allowed": 1 }),
+        )
+        .await;
+    assert_eq!(created["token"], "once", "{created}");
+    let attempts: Vec<_> = (0..4)
+        .map(|i| {
+            let server = procs[i % 2].server();
+            tokio::spawn(async move {
+                register_with_token(&server, &format!("once{i}"), "once")
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    for server in [&a, &b] {
+        let shown = server.get(&format!("{tokens}/once"), &root).await;
+        assert_eq!(
+            (shown["completed"].as_u64(), shown["pending"].as_u64()),
+            (Some(1), Some(0)),
+            "{shown}"
+        );
+    }
+
+    // One webhook name per room, asked through both processes at once.
+    let alice = account(&a, "alice").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    let hooks = format!("/_parvis/client/v1/rooms/{}/webhooks", enc(&room));
+    let asks: Vec<_> = [procs[0].server(), procs[1].server()]
+        .into_iter()
+        .map(|server| {
+            let (hooks, alice) = (hooks.clone(), alice.clone());
+            tokio::spawn(async move {
+                server
+                    .call(
+                        reqwest::Method::POST,
+                        &hooks,
+                        Some(&alice),
+                        Some(json!({ "name": "Jira" })),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for ask in asks {
+        answers.push(ask.await.unwrap());
+    }
+    let made: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .collect();
+    assert_eq!(made.len(), 1, "{answers:?}");
+    let refused = answers
+        .iter()
+        .find(|(status, _)| *status != StatusCode::OK)
+        .unwrap();
+    assert_eq!(
+        (refused.0, refused.1["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM")),
+        "{answers:?}"
+    );
+    let listed = b.get(&hooks, &alice).await;
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 1, "{listed}");
+
+    // One pending upload allowed: two URIs asked at once through both, one is given.
+    let asks: Vec<_> = [procs[0].server(), procs[1].server()]
+        .into_iter()
+        .map(|server| {
+            let alice = alice.clone();
+            tokio::spawn(async move {
+                server
+                    .call(
+                        reqwest::Method::POST,
+                        "/_matrix/media/v1/create",
+                        Some(&alice),
+                        Some(json!({})),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for ask in asks {
+        answers.push(ask.await.unwrap());
+    }
+    let statuses: Vec<_> = answers.iter().map(|(status, _)| *status).collect();
+    assert!(
+        statuses.contains(&StatusCode::OK) && statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{answers:?}"
+    );
+    let uri = answers
+        .iter()
+        .find_map(|(_, body)| body["content_uri"].as_str())
+        .unwrap()
+        .trim_start_matches("mxc://")
+        .to_owned();
+
+    // A download waiting on A gets the upload made through B (no wake-up crosses processes:
+    // A looks again).
+    let waiting = {
+        let url = format!(
+            "{}/_matrix/client/v1/media/download/{uri}?timeout_ms=20000",
+            a.base
+        );
+        let (http, alice) = (a.http.clone(), alice.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let res = http.get(url).bearer_auth(alice).send().await.unwrap();
+            (
+                res.status(),
+                res.bytes().await.unwrap().to_vec(),
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let put = b
+        .http
+        .put(format!("{}/_matrix/media/v3/upload/{uri}", b.base))
+        .bearer_auth(&alice)
+        .header("content-type", "text/plain")
+        .body("made through B")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let (status, content, waited) = waiting.await.unwrap();
+    assert_eq!(
+        (status, String::from_utf8_lossy(&content).as_ref()),
+        (StatusCode::OK, "made through B")
+    );
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+
+    // A room's retention policy set through B, after A looked it up: A hides what expired.
+    a.send_text(&alice, &room, "old", "soon expired").await;
+    let messages = format!(
+        "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+        enc(&room)
+    );
+    let bodies_in = |answer: &Value| -> Vec<String> {
+        answer["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let seen = a.get(&messages, &alice).await;
+    assert_eq!(bodies_in(&seen), ["soon expired"], "{seen}");
+    b.put(
+        &format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.retention/",
+            enc(&room)
+        ),
+        &alice,
+        json!({ "max_lifetime": 1000 }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually("A hides the expired message", || async {
+        bodies_in(&a.get(&messages, &alice).await)
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }

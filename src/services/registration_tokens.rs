@@ -2,18 +2,20 @@
 //! admin hands out, each with an optional number of uses and an expiry. A token is valid while
 //! `completed + pending < uses_allowed` (when set) and its expiry is in the future. `completed`
 //! (registrations that used it) is stored; `pending` is the live registration sessions (UIA) that
-//! passed the token stage but have not registered yet, kept in memory and forgotten with their
-//! session, so an abandoned registration gives its use back. The static `[registration] tokens`
-//! of the configuration stay valid without limit.
+//! passed the token stage but have not registered yet, stored too (a session's stages may reach
+//! different processes of a group) and forgotten when the session's lifetime ends, so an
+//! abandoned registration gives its use back. Every change of a token's uses is a
+//! check-then-write on the token's key (`Db::read_then_write`): one at a time, across processes.
+//! The static `[registration] tokens` of the configuration stay valid without limit.
 
-use std::{collections::HashMap, sync::Mutex, time::Instant};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
     storage::{
-        Db, Map,
+        Batch, Db, Map,
         db::{decode_json, encode_json},
     },
     util::now_ms,
@@ -21,7 +23,28 @@ use crate::{
 
 /// token → [`Stored`] JSON.
 pub const REGISTRATION_TOKENS: Map = Map("registration_tokens");
-pub const MAPS: &[Map] = &[REGISTRATION_TOKENS];
+/// Sessions holding a use of a token: token 0x00 session → when it passed the stage (ms, u64 BE).
+pub const REGISTRATION_TOKEN_PENDING: Map = Map("registration_token_pending");
+/// The token a session holds: session → token.
+pub const REGISTRATION_TOKEN_SESSIONS: Map = Map("registration_token_sessions");
+pub const MAPS: &[Map] = &[
+    REGISTRATION_TOKENS,
+    REGISTRATION_TOKEN_PENDING,
+    REGISTRATION_TOKEN_SESSIONS,
+];
+
+fn pending_prefix(token: &str) -> Vec<u8> {
+    [token.as_bytes(), b"\0"].concat()
+}
+
+fn pending_key(token: &str, session: &str) -> Vec<u8> {
+    [token.as_bytes(), b"\0", session.as_bytes()].concat()
+}
+
+/// How long a session holds its use of a token: the lifetime of a UIA session.
+fn hold_ms() -> u64 {
+    super::uia::SESSION_LIFETIME.as_millis() as u64
+}
 
 /// Longest token, and the characters a token may hold (Synapse's rules).
 pub const MAX_LENGTH: usize = 64;
@@ -54,39 +77,62 @@ pub struct Token {
 
 pub struct RegistrationTokens {
     db: Db,
-    /// UIA session → (token, when it passed the token stage).
-    pending: Mutex<HashMap<String, (String, Instant)>>,
+    /// Held by every change of a token in this process (`Db::read_then_write`).
+    changing: Mutex<()>,
+}
+
+/// The sessions holding a use of a token: the live ones (session, since) and the keys of the
+/// expired ones.
+struct Holders {
+    live: Vec<(String, u64)>,
+    expired: Vec<(Vec<u8>, String)>,
 }
 
 impl RegistrationTokens {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            pending: Mutex::default(),
+            changing: Mutex::new(()),
         }
     }
 
-    fn pending_of(&self, token: &str) -> u64 {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.retain(|_, (_, at)| at.elapsed() < super::uia::SESSION_LIFETIME);
-        pending.values().filter(|(t, _)| t == token).count() as u64
+    fn holders(&self, token: &str, now: u64) -> Result<Holders> {
+        let prefix = pending_prefix(token);
+        let mut holders = Holders {
+            live: Vec::new(),
+            expired: Vec::new(),
+        };
+        for entry in self.db.scan_prefix(REGISTRATION_TOKEN_PENDING, &prefix) {
+            let (key, value) = entry?;
+            let session = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let since = value
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            if since + hold_ms() > now {
+                holders.live.push((session, since));
+            } else {
+                holders.expired.push((key.to_vec(), session));
+            }
+        }
+        Ok(holders)
     }
 
     pub fn get(&self, token: &str) -> Result<Option<Token>> {
-        Ok(self
-            .db
+        self.db
             .get_json::<Stored>(REGISTRATION_TOKENS, token.as_bytes())?
-            .map(|stored| self.shown(stored)))
+            .map(|stored| self.shown(stored))
+            .transpose()
     }
 
-    fn shown(&self, stored: Stored) -> Token {
-        Token {
-            pending: self.pending_of(&stored.token),
+    fn shown(&self, stored: Stored) -> Result<Token> {
+        Ok(Token {
+            pending: self.holders(&stored.token, now_ms())?.live.len() as u64,
             token: stored.token,
             uses_allowed: stored.uses_allowed,
             completed: stored.completed,
             expiry_time: stored.expiry_time,
-        }
+        })
     }
 
     /// Every token, in token order; `valid` keeps the valid (true) or the invalid (false) ones.
@@ -94,12 +140,32 @@ impl RegistrationTokens {
         let mut out = Vec::new();
         for entry in self.db.scan_prefix(REGISTRATION_TOKENS, &[]) {
             let (_, value) = entry?;
-            let token = self.shown(decode_json(REGISTRATION_TOKENS, &value)?);
+            let token = self.shown(decode_json(REGISTRATION_TOKENS, &value)?)?;
             if valid.is_none_or(|v| is_valid(&token, now_ms()) == v) {
                 out.push(token);
             }
         }
         Ok(out)
+    }
+
+    /// Reads the token's record and writes what `change` makes of it, one change of the token
+    /// at a time across processes.
+    fn change<R>(
+        &self,
+        token: &str,
+        change: impl FnOnce(Option<Stored>) -> Result<(R, Batch)>,
+    ) -> Result<R> {
+        self.db.read_then_write(
+            &self.changing,
+            REGISTRATION_TOKENS,
+            token.as_bytes(),
+            |value| {
+                let stored = value
+                    .map(|v| decode_json::<Stored>(REGISTRATION_TOKENS, &v))
+                    .transpose()?;
+                change(stored)
+            },
+        )
     }
 
     /// Creates a token (`None`: a random one of `length` characters); 400 when it exists.
@@ -119,22 +185,23 @@ impl RegistrationTokens {
         if expiry_time.is_some_and(|t| t < now_ms()) {
             return Err(Error::invalid_param("expiry_time must not be in the past"));
         }
-        let _serial = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if self.db.contains(REGISTRATION_TOKENS, token.as_bytes())? {
-            return Err(Error::invalid_param(format!(
-                "Token already exists: {token}"
-            )));
-        }
-        let stored = Stored {
-            token: token.clone(),
-            uses_allowed,
-            expiry_time,
-            completed: 0,
-        };
-        self.db
-            .put(REGISTRATION_TOKENS, token.as_bytes(), encode_json(&stored))?;
-        drop(_serial);
-        Ok(self.shown(stored))
+        let stored = self.change(&token, |existing| {
+            if existing.is_some() {
+                return Err(Error::invalid_param(format!(
+                    "Token already exists: {token}"
+                )));
+            }
+            let stored = Stored {
+                token: token.clone(),
+                uses_allowed,
+                expiry_time,
+                completed: 0,
+            };
+            let mut batch = Batch::new();
+            batch.put(REGISTRATION_TOKENS, token.as_bytes(), encode_json(&stored));
+            Ok((stored, batch))
+        })?;
+        self.shown(stored)
     }
 
     /// Changes a token's uses and expiry (`Some(None)` clears one); 404 when unknown.
@@ -144,33 +211,45 @@ impl RegistrationTokens {
         uses_allowed: Option<Option<u64>>,
         expiry_time: Option<Option<u64>>,
     ) -> Result<Token> {
-        let serial = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stored: Stored = self
-            .db
-            .get_json(REGISTRATION_TOKENS, token.as_bytes())?
-            .ok_or_else(|| Error::not_found(format!("No such registration token: {token}")))?;
-        if let Some(uses) = uses_allowed {
-            stored.uses_allowed = uses;
+        if let Some(Some(t)) = expiry_time
+            && t < now_ms()
+        {
+            return Err(Error::invalid_param("expiry_time must not be in the past"));
         }
-        if let Some(expiry) = expiry_time {
-            if expiry.is_some_and(|t| t < now_ms()) {
-                return Err(Error::invalid_param("expiry_time must not be in the past"));
+        let stored = self.change(token, |stored| {
+            let mut stored = stored
+                .ok_or_else(|| Error::not_found(format!("No such registration token: {token}")))?;
+            if let Some(uses) = uses_allowed {
+                stored.uses_allowed = uses;
             }
-            stored.expiry_time = expiry;
-        }
-        self.db
-            .put(REGISTRATION_TOKENS, token.as_bytes(), encode_json(&stored))?;
-        drop(serial);
-        Ok(self.shown(stored))
+            if let Some(expiry) = expiry_time {
+                stored.expiry_time = expiry;
+            }
+            let mut batch = Batch::new();
+            batch.put(REGISTRATION_TOKENS, token.as_bytes(), encode_json(&stored));
+            Ok((stored, batch))
+        })?;
+        self.shown(stored)
     }
 
+    /// Deletes a token and the uses sessions hold of it; 404 when unknown.
     pub fn delete(&self, token: &str) -> Result<()> {
-        if !self.db.contains(REGISTRATION_TOKENS, token.as_bytes())? {
-            return Err(Error::not_found(format!(
-                "No such registration token: {token}"
-            )));
-        }
-        Ok(self.db.delete(REGISTRATION_TOKENS, token.as_bytes())?)
+        self.change(token, |stored| {
+            if stored.is_none() {
+                return Err(Error::not_found(format!(
+                    "No such registration token: {token}"
+                )));
+            }
+            let mut batch = Batch::new();
+            batch.delete(REGISTRATION_TOKENS, token.as_bytes());
+            let holders = self.holders(token, now_ms())?;
+            let sessions = holders.live.into_iter().map(|(session, _)| session);
+            for session in sessions.chain(holders.expired.into_iter().map(|(_, s)| s)) {
+                batch.delete(REGISTRATION_TOKEN_PENDING, pending_key(token, &session));
+                batch.delete(REGISTRATION_TOKEN_SESSIONS, session.as_bytes());
+            }
+            Ok(((), batch))
+        })
     }
 
     /// Whether a stored token may be used now (the validity endpoint).
@@ -179,46 +258,71 @@ impl RegistrationTokens {
     }
 
     /// The UIA token stage: a usable token is reserved for the session (pending) until it
-    /// registers or expires. A session that already holds the token passes again.
+    /// registers or its lifetime ends. A session that already holds the token passes again.
+    /// The expired reservations of the token are swept on the way.
     pub fn reserve(&self, token: &str, session: &str) -> Result<bool> {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.retain(|_, (_, at)| at.elapsed() < super::uia::SESSION_LIFETIME);
-        if pending.get(session).is_some_and(|(t, _)| t == token) {
-            return Ok(true);
-        }
-        let Some(stored) = self
-            .db
-            .get_json::<Stored>(REGISTRATION_TOKENS, token.as_bytes())?
-        else {
+        if session.is_empty() || !is_valid_token_text(token) {
             return Ok(false);
-        };
-        let in_use = pending.values().filter(|(t, _)| t == token).count() as u64;
-        let now = now_ms();
-        let usable = stored.expiry_time.is_none_or(|t| t > now)
-            && stored
-                .uses_allowed
-                .is_none_or(|allowed| stored.completed + in_use < allowed);
-        if usable {
-            pending.insert(session.to_owned(), (token.to_owned(), Instant::now()));
         }
-        Ok(usable)
+        self.change(token, |stored| {
+            let mut batch = Batch::new();
+            let Some(stored) = stored else {
+                return Ok((false, batch));
+            };
+            let now = now_ms();
+            let holders = self.holders(token, now)?;
+            for (key, expired) in &holders.expired {
+                batch.delete(REGISTRATION_TOKEN_PENDING, key.clone());
+                batch.delete(REGISTRATION_TOKEN_SESSIONS, expired.as_bytes());
+            }
+            if holders.live.iter().any(|(held_by, _)| held_by == session) {
+                return Ok((true, batch));
+            }
+            let in_use = holders.live.len() as u64;
+            let usable = stored.expiry_time.is_none_or(|t| t > now)
+                && stored
+                    .uses_allowed
+                    .is_none_or(|allowed| stored.completed + in_use < allowed);
+            if usable {
+                batch.put(
+                    REGISTRATION_TOKEN_PENDING,
+                    pending_key(token, session),
+                    now.to_be_bytes().to_vec(),
+                );
+                batch.put(
+                    REGISTRATION_TOKEN_SESSIONS,
+                    session.as_bytes(),
+                    token.as_bytes().to_vec(),
+                );
+            }
+            Ok((usable, batch))
+        })
     }
 
     /// The session registered: its reserved token counts one more completed use.
     pub fn registered(&self, session: &str) -> Result<()> {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((token, _)) = pending.remove(session) else {
+        let Some(token) = self
+            .db
+            .get(REGISTRATION_TOKEN_SESSIONS, session.as_bytes())?
+        else {
             return Ok(());
         };
-        if let Some(mut stored) = self
-            .db
-            .get_json::<Stored>(REGISTRATION_TOKENS, token.as_bytes())?
-        {
-            stored.completed += 1;
-            self.db
-                .put(REGISTRATION_TOKENS, token.as_bytes(), encode_json(&stored))?;
-        }
-        Ok(())
+        let token = String::from_utf8_lossy(&token).into_owned();
+        self.change(&token, |stored| {
+            let mut batch = Batch::new();
+            let key = pending_key(&token, session);
+            // Counted once: a second registration of the session finds no reservation.
+            if !self.db.contains(REGISTRATION_TOKEN_PENDING, &key)? {
+                return Ok(((), batch));
+            }
+            batch.delete(REGISTRATION_TOKEN_PENDING, key);
+            batch.delete(REGISTRATION_TOKEN_SESSIONS, session.as_bytes());
+            if let Some(mut stored) = stored {
+                stored.completed += 1;
+                batch.put(REGISTRATION_TOKENS, token.as_bytes(), encode_json(&stored));
+            }
+            Ok(((), batch))
+        })
     }
 }
 

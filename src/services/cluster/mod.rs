@@ -56,6 +56,8 @@ pub enum Invalidation {
         appservice: String,
         event: serde_json::Value,
     },
+    /// A room's `m.room.retention` changed: its remembered max lifetime is dropped.
+    RoomRetention { short_room: u64 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,6 +137,7 @@ pub fn apply(s: &Services, pos: u64, invalidation: &Invalidation) {
                 crate::services::appservice::ephemeral::buffered(s, appservice, event.clone());
             }
         }
+        Invalidation::RoomRetention { short_room } => s.retention.forget(*short_room),
     }
 }
 

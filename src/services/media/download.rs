@@ -20,6 +20,9 @@ use crate::{
     util::now_ms,
 };
 
+/// How often a download waiting for an upload looks again in a group of processes.
+const GROUP_LOOK_AGAIN: Duration = Duration::from_millis(250);
+
 /// Which family of endpoints asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -121,13 +124,18 @@ pub async fn find(
                 if record.unused_expires_at.is_some_and(|t| t <= now_ms()) {
                     return Err(media_not_found());
                 }
-                // Created, not uploaded yet: wait for an upload (any), then look again.
-                if tokio::time::timeout_at(deadline, uploads.changed())
-                    .await
-                    .is_err()
-                {
+                // Created, not uploaded yet: wait for an upload (any), then look again. In a
+                // group of processes the upload may reach another process, which cannot wake
+                // this one: it looks again every `GROUP_LOOK_AGAIN` too.
+                if Instant::now() >= deadline {
                     return Err(not_yet_uploaded());
                 }
+                let until = if services.globals.shared() {
+                    deadline.min(Instant::now() + GROUP_LOOK_AGAIN)
+                } else {
+                    deadline
+                };
+                let _ = tokio::time::timeout_at(until, uploads.changed()).await;
             }
             None if local => return Err(media_not_found()),
             None => {

@@ -63,6 +63,11 @@ pub fn pending_key(user: &UserId, media_id: &str) -> Vec<u8> {
     Key::new().str(user.as_str()).str(media_id).build()
 }
 
+/// The prefix of `user`'s keys in `MEDIA_PENDING`.
+pub fn pending_prefix(user: &UserId) -> Vec<u8> {
+    Key::new().str(user.as_str()).build()
+}
+
 pub fn thumbnail_key(
     server: &ServerName,
     media_id: &str,
@@ -104,7 +109,7 @@ pub fn thumbnail(
 /// `user`'s pending uploads at `now`: the `unused_expires_at` of those still open, and the media
 /// ids of those that expired.
 pub fn pending(db: &Db, user: &UserId, now: u64) -> Result<(Vec<u64>, Vec<String>)> {
-    let prefix = Key::new().str(user.as_str()).build();
+    let prefix = pending_prefix(user);
     let (mut live, mut expired) = (Vec::new(), Vec::new());
     for item in db.scan_prefix(MEDIA_PENDING, &prefix) {
         let (key, value) = item?;

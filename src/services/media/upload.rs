@@ -14,7 +14,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     services::Services,
-    storage::Batch,
+    storage::{Batch, db::decode_json},
     util::{now_ms, random_string},
 };
 
@@ -82,39 +82,45 @@ pub fn create(s: &Services, user: &UserId) -> Result<(OwnedMxcUri, u64)> {
     let media = &s.media;
     let server = s.globals.server_name();
     let now = now_ms();
-    let _guard = media.upload_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let (live, expired) = records::pending(media.db(), user, now)?;
-    if live.len() >= media.config.max_pending_uploads {
-        let first_free = live.iter().min().copied().unwrap_or(now);
-        return Err(Error::limit_exceeded(first_free.saturating_sub(now).max(1)));
-    }
     let media_id = random_string(MEDIA_ID_LEN);
     let expires = now + media.config.unused_expiry_secs * 1000;
-    let record = MediaRecord {
-        sha256: None,
-        content_type: None,
-        filename: None,
-        size: 0,
-        uploader: Some(user.to_owned()),
-        created_ts: now,
-        unused_expires_at: Some(expires),
-        authenticated: media.config.freeze_legacy,
-        quarantined_by: None,
-        safe_from_quarantine: false,
-    };
-    let mut batch = Batch::new();
-    // Expired URIs of the user are forgotten.
-    for old in &expired {
-        batch.delete(MEDIA_PENDING, records::pending_key(user, old));
-        batch.delete(MEDIA, records::media_key(server, old));
-    }
-    records::put(&mut batch, server, &media_id, &record);
-    batch.put(
-        MEDIA_PENDING,
-        records::pending_key(user, &media_id),
-        expires.to_be_bytes().to_vec(),
-    );
-    media.db().write(batch)?;
+    // Counted and written in one step, one at a time across processes (the user's pending
+    // uploads are bounded for the whole homeserver).
+    let user_key = records::pending_prefix(user);
+    media
+        .db()
+        .read_then_write(&media.upload_lock, MEDIA_PENDING, &user_key, |_| {
+            let (live, expired) = records::pending(media.db(), user, now)?;
+            if live.len() >= media.config.max_pending_uploads {
+                let first_free = live.iter().min().copied().unwrap_or(now);
+                return Err(Error::limit_exceeded(first_free.saturating_sub(now).max(1)));
+            }
+            let record = MediaRecord {
+                sha256: None,
+                content_type: None,
+                filename: None,
+                size: 0,
+                uploader: Some(user.to_owned()),
+                created_ts: now,
+                unused_expires_at: Some(expires),
+                authenticated: media.config.freeze_legacy,
+                quarantined_by: None,
+                safe_from_quarantine: false,
+            };
+            let mut batch = Batch::new();
+            // Expired URIs of the user are forgotten.
+            for old in &expired {
+                batch.delete(MEDIA_PENDING, records::pending_key(user, old));
+                batch.delete(MEDIA, records::media_key(server, old));
+            }
+            records::put(&mut batch, server, &media_id, &record);
+            batch.put(
+                MEDIA_PENDING,
+                records::pending_key(user, &media_id),
+                expires.to_be_bytes().to_vec(),
+            );
+            Ok(((), batch))
+        })?;
     Ok((mxc(server, &media_id), expires))
 }
 
@@ -150,21 +156,28 @@ pub fn upload_created(
     media.check_size(upload.file.size)?;
     let _storing = media.storing();
     let sha256 = media.store_file(&upload.file)?;
-    let _guard = media.upload_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let record = check(records::get(media.db(), server, media_id)?)?;
-    let record = MediaRecord {
-        sha256: Some(sha256),
-        content_type: upload.content_type,
-        filename: upload.filename,
-        size: upload.file.size,
-        unused_expires_at: None,
-        ..record
-    };
-    let mut batch = Batch::new();
-    records::put(&mut batch, server, media_id, &record);
-    batch.delete(MEDIA_PENDING, records::pending_key(user, media_id));
-    media.db().write(batch)?;
-    drop(_guard);
+    // Checked again and filled in one step, one at a time across processes (one upload per
+    // URI).
+    let key = records::media_key(server, media_id);
+    media
+        .db()
+        .read_then_write(&media.upload_lock, MEDIA, &key, |value| {
+            let stored = value
+                .map(|v| decode_json::<MediaRecord>(MEDIA, &v))
+                .transpose()?;
+            let record = MediaRecord {
+                sha256: Some(sha256),
+                content_type: upload.content_type,
+                filename: upload.filename,
+                size: upload.file.size,
+                unused_expires_at: None,
+                ..check(stored)?
+            };
+            let mut batch = Batch::new();
+            records::put(&mut batch, server, media_id, &record);
+            batch.delete(MEDIA_PENDING, records::pending_key(user, media_id));
+            Ok::<_, Error>(((), batch))
+        })?;
     media.notify_uploaded();
     Ok(())
 }

@@ -562,6 +562,9 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 None => s.short.create_event(c, &event_id),
             };
             let pos = if soft_failed { 0 } else { c.next_pos() };
+            if retention_changed && !soft_failed {
+                c.invalidate(crate::services::cluster::Invalidation::RoomRetention { short_room });
+            }
             let after = match &pdu.state_key {
                 Some(state_key) => {
                     let kind = StateEventType::from(pdu.kind.to_string());

@@ -64,25 +64,7 @@ pub fn create(
         return Err(Error::invalid_param("avatar_url must be an mxc:// URI"));
     }
     let webhooks = &s.webhooks;
-    let _guard = webhooks.changes.lock().unwrap_or_else(|e| e.into_inner());
-    let existing = webhooks.of_room(room_id)?;
-    if existing.iter().any(|h| h.name == name) {
-        return Err(Error::invalid_param(format!(
-            "This room already has a webhook named {name}"
-        )));
-    }
-    if existing.len() >= webhooks.config().max_per_room {
-        return Err(Error::forbidden(format!(
-            "This room has {} webhooks, the most it may have",
-            existing.len()
-        )));
-    }
-    let (id, user_id) = new_account(s)?;
-    s.users.set_profile(&user_id, |account| {
-        account.displayname = Some(name.clone());
-        account.avatar_url = new.avatar_url.map(str::to_owned);
-    })?;
-    join_room(s, room_id, creator, &user_id)?;
+    let (id, user_id) = new_ids(s)?;
     let secret = random_string(40);
     let hook = Hook {
         id,
@@ -94,7 +76,22 @@ pub fn create(
         created_ts: now_ms(),
         revoked_ts: None,
     };
-    webhooks.insert(&hook)?;
+    // The name and the room's count are checked and the hook stored in one step, one room's
+    // change at a time across processes; its account and membership follow. Nobody can post
+    // to it before this returns (the secret is shown only then); if they fail, it is revoked.
+    webhooks.claim(&hook)?;
+    let set_up = (|| {
+        s.users.create(&hook.user_id, None)?;
+        s.users.set_profile(&hook.user_id, |account| {
+            account.displayname = Some(hook.name.clone());
+            account.avatar_url = new.avatar_url.map(str::to_owned);
+        })?;
+        join_room(s, room_id, creator, &hook.user_id)
+    })();
+    if let Err(e) = set_up {
+        webhooks.release(room_id, &hook.id, now_ms())?;
+        return Err(e);
+    }
     tracing::info!(
         "webhook {} ({}) created in {room_id} by {creator}",
         hook.id,
@@ -103,14 +100,13 @@ pub fn create(
     Ok((hook, secret))
 }
 
-/// A fresh hook id and its account (created, without a password).
-fn new_account(s: &Services) -> Result<(String, OwnedUserId)> {
+/// A fresh hook id and the id of its account (created afterwards, without a password).
+fn new_ids(s: &Services) -> Result<(String, OwnedUserId)> {
     for _ in 0..8 {
         let id = random_string(16).to_lowercase();
         let user = OwnedUserId::try_from(format!("@webhook_{id}:{}", s.globals.server_name()))
             .map_err(|e| Error::internal(format!("webhook user id: {e}")))?;
         if !s.users.exists(&user)? && s.webhooks.hook(&id)?.is_none() {
-            s.users.create(&user, None)?;
             return Ok((id, user));
         }
     }
@@ -136,16 +132,7 @@ fn join_room(s: &Services, room_id: &RoomId, creator: &UserId, user: &UserId) ->
 pub fn revoke(s: &Services, room_id: &RoomId, by: &UserId, id_or_name: &str) -> Result<Hook> {
     check_may_manage(s, room_id, by)?;
     let webhooks = &s.webhooks;
-    let hook = {
-        let _guard = webhooks.changes.lock().unwrap_or_else(|e| e.into_inner());
-        let hook = webhooks
-            .of_room(room_id)?
-            .into_iter()
-            .find(|h| h.id == id_or_name || h.name == id_or_name.trim())
-            .ok_or_else(|| Error::not_found("This room has no such webhook"))?;
-        webhooks.mark_revoked(&hook, now_ms())?;
-        hook
-    };
+    let hook = webhooks.release(room_id, id_or_name, now_ms())?;
     tracing::info!(
         "webhook {} ({}) in {room_id} revoked by {by}",
         hook.id,

@@ -124,7 +124,8 @@ pub struct Webhooks {
     /// Commands queued for it (counted at start-up, then kept), bounded by
     /// `bot::MAX_QUEUED_COMMANDS`.
     pub commands_queued: std::sync::atomic::AtomicUsize,
-    /// Serialises creation and revocation (names are unique per room).
+    /// Held by this process's creations and revocations (names are unique per room; across
+    /// processes, `Db::read_then_write` adds the database's commit lock).
     changes: std::sync::Mutex<()>,
 }
 
@@ -172,30 +173,56 @@ impl Webhooks {
         Ok(hooks)
     }
 
-    /// Stores a new hook (one batch: the record and the room's index).
-    fn insert(&self, hook: &Hook) -> Result<()> {
-        let mut batch = Batch::new();
-        batch.put(WEBHOOKS, hook_key(&hook.id), encode_json(hook));
-        batch.put(
-            WEBHOOKS,
-            [room_prefix(&hook.room_id), hook.id.as_bytes().to_vec()].concat(),
-            Vec::new(),
-        );
-        Ok(self.db.write(batch)?)
+    /// Checks `hook` against its room's active hooks (a name once per room, at most
+    /// `max_per_room`) and stores it (the record and the room's index), in one step per room
+    /// across processes (`Db::read_then_write` on the room's prefix).
+    fn claim(&self, hook: &Hook) -> Result<()> {
+        let room = room_prefix(&hook.room_id);
+        self.db
+            .read_then_write(&self.changes, WEBHOOKS, &room.clone(), |_| {
+                let existing = self.of_room(&hook.room_id)?;
+                if existing.iter().any(|h| h.name == hook.name) {
+                    return Err(Error::invalid_param(format!(
+                        "This room already has a webhook named {}",
+                        hook.name
+                    )));
+                }
+                if existing.len() >= self.config.max_per_room {
+                    return Err(Error::forbidden(format!(
+                        "This room has {} webhooks, the most it may have",
+                        existing.len()
+                    )));
+                }
+                let mut batch = Batch::new();
+                batch.put(WEBHOOKS, hook_key(&hook.id), encode_json(hook));
+                batch.put(
+                    WEBHOOKS,
+                    [room, hook.id.as_bytes().to_vec()].concat(),
+                    Vec::new(),
+                );
+                Ok(((), batch))
+            })
     }
 
-    /// Marks a hook revoked and takes it out of its room's list (one batch); the record stays,
-    /// so its URL stays dead.
-    fn mark_revoked(&self, hook: &Hook, now: u64) -> Result<()> {
-        let mut revoked = hook.clone();
-        revoked.revoked_ts = Some(now);
-        let mut batch = Batch::new();
-        batch.put(WEBHOOKS, hook_key(&hook.id), encode_json(&revoked));
-        batch.delete(
-            WEBHOOKS,
-            [room_prefix(&hook.room_id), hook.id.as_bytes().to_vec()].concat(),
-        );
-        Ok(self.db.write(batch)?)
+    /// Revokes the room's active hook with this id or name, in one step per room across
+    /// processes: the record stays, marked revoked (its URL stays dead), and leaves the room's
+    /// list. 404 when the room has no such active hook.
+    fn release(&self, room_id: &RoomId, id_or_name: &str, now: u64) -> Result<Hook> {
+        let room = room_prefix(room_id);
+        self.db
+            .read_then_write(&self.changes, WEBHOOKS, &room.clone(), |_| {
+                let hook = self
+                    .of_room(room_id)?
+                    .into_iter()
+                    .find(|h| h.id == id_or_name || h.name == id_or_name.trim())
+                    .ok_or_else(|| Error::not_found("This room has no such webhook"))?;
+                let mut revoked = hook.clone();
+                revoked.revoked_ts = Some(now);
+                let mut batch = Batch::new();
+                batch.put(WEBHOOKS, hook_key(&hook.id), encode_json(&revoked));
+                batch.delete(WEBHOOKS, [room, hook.id.as_bytes().to_vec()].concat());
+                Ok((hook, batch))
+            })
     }
 
     /// Takes one post from `hook`'s allowance, or 429 `M_LIMIT_EXCEEDED`.
