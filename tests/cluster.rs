@@ -65,11 +65,57 @@ fn group(dir: &std::path::Path, url: &str, n: usize) -> Vec<Proc> {
 /// A group of two processes, started together.
 async fn start_pair(dir: &std::path::Path, url: &str) -> Vec<Proc> {
     let mut procs = group(dir, url, 2);
-    {
-        let (first, second) = procs.split_at_mut(1);
-        tokio::join!(first[0].start(), second[0].start());
-    }
+    start_together(&mut procs).await;
     procs
+}
+
+/// Starts the first two processes at once.
+async fn start_together(procs: &mut [Proc]) {
+    let (first, second) = procs.split_at_mut(1);
+    tokio::join!(first[0].start(), second[0].start());
+}
+
+/// Makes the registered user `@root` an admin (`parvis make-admin`) and logs it in through
+/// `proc`; its access token.
+async fn root_admin(proc: &Proc) -> String {
+    let made = proc
+        .command()
+        .args(["make-admin", &format!("@root:{}", proc.name())])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (_, root) = proc
+        .server()
+        .login(common::password_login("root", "secret-password"))
+        .await;
+    root["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The same request sent at once through every process; the answers in the processes' order.
+async fn at_once(
+    procs: &[Proc],
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> Vec<(StatusCode, Value)> {
+    let asks: Vec<_> = procs
+        .iter()
+        .map(|proc| {
+            let (server, method, path) = (proc.server(), method.clone(), path.to_owned());
+            let (token, body) = (token.to_owned(), body.clone());
+            tokio::spawn(async move { server.call(method, &path, Some(&token), Some(body)).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for ask in asks {
+        answers.push(ask.await.unwrap());
+    }
+    answers
 }
 
 /// Sends state event `org.example.part/<key>` in a task; the task answers the response body.
@@ -314,20 +360,7 @@ async fn two_processes_serve_one_homeserver() {
     // An admin locks bob through A: B refuses bob's requests as soon as it has caught up (its
     // in-memory list of locked accounts changed by the lock's invalidation).
     a.register("root").await;
-    let made = procs[0]
-        .command()
-        .args(["make-admin", &format!("@root:{}", procs[0].name())])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let (_, root) = a
-        .login(common::password_login("root", "secret-password"))
-        .await;
-    let root = root["access_token"].as_str().unwrap().to_owned();
+    let root = root_admin(&procs[0]).await;
     assert_eq!(b.whoami(&bob_token).await.0, StatusCode::OK);
     let lock = format!("/_matrix/client/v1/admin/lock/{}", enc(&bob));
     assert_eq!(
@@ -702,29 +735,13 @@ async fn checks_made_at_once_through_both_processes_hold_once() {
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         );
     }
-    {
-        let (first, second) = procs.split_at_mut(1);
-        tokio::join!(first[0].start(), second[0].start());
-    }
+    start_together(&mut procs).await;
     let (a, b) = (procs[0].server(), procs[1].server());
 
     // A token with one use, spent by four registrations at once, two through each process:
     // one account is made, and both processes count it completed.
     account(&a, "root").await;
-    let made = procs[0]
-        .command()
-        .args(["make-admin", &format!("@root:{}", procs[0].name())])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let (_, root) = a
-        .login(common::password_login("root", "secret-password"))
-        .await;
-    let root = root["access_token"].as_str().unwrap().to_owned();
+    let root = root_admin(&procs[0]).await;
     let tokens = "/_synapse/admin/v1/registration_tokens";
     let created = a
         .post(
@@ -768,26 +785,14 @@ async fn checks_made_at_once_through_both_processes_hold_once() {
         .create_room(&alice, json!({ "preset": "private_chat" }))
         .await;
     let hooks = format!("/_parvis/client/v1/rooms/{}/webhooks", enc(&room));
-    let asks: Vec<_> = [procs[0].server(), procs[1].server()]
-        .into_iter()
-        .map(|server| {
-            let (hooks, alice) = (hooks.clone(), alice.clone());
-            tokio::spawn(async move {
-                server
-                    .call(
-                        reqwest::Method::POST,
-                        &hooks,
-                        Some(&alice),
-                        Some(json!({ "name": "Jira" })),
-                    )
-                    .await
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for ask in asks {
-        answers.push(ask.await.unwrap());
-    }
+    let answers = at_once(
+        &procs,
+        reqwest::Method::POST,
+        &hooks,
+        &alice,
+        json!({ "name": "Jira" }),
+    )
+    .await;
     let made: Vec<_> = answers
         .iter()
         .filter(|(status, _)| *status == StatusCode::OK)
@@ -806,26 +811,14 @@ async fn checks_made_at_once_through_both_processes_hold_once() {
     assert_eq!(listed["webhooks"].as_array().unwrap().len(), 1, "{listed}");
 
     // One pending upload allowed: two URIs asked at once through both, one is given.
-    let asks: Vec<_> = [procs[0].server(), procs[1].server()]
-        .into_iter()
-        .map(|server| {
-            let alice = alice.clone();
-            tokio::spawn(async move {
-                server
-                    .call(
-                        reqwest::Method::POST,
-                        "/_matrix/media/v1/create",
-                        Some(&alice),
-                        Some(json!({})),
-                    )
-                    .await
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for ask in asks {
-        answers.push(ask.await.unwrap());
-    }
+    let answers = at_once(
+        &procs,
+        reqwest::Method::POST,
+        "/_matrix/media/v1/create",
+        &alice,
+        json!({}),
+    )
+    .await;
     let statuses: Vec<_> = answers.iter().map(|(status, _)| *status).collect();
     assert!(
         statuses.contains(&StatusCode::OK) && statuses.contains(&StatusCode::TOO_MANY_REQUESTS),

@@ -17,6 +17,7 @@ use crate::{
     storage::{
         Batch, Db, Map,
         db::{decode_json, encode_json},
+        keys::u64_from,
     },
     util::now_ms,
 };
@@ -81,11 +82,11 @@ pub struct RegistrationTokens {
     changing: Mutex<()>,
 }
 
-/// The sessions holding a use of a token: the live ones (session, since) and the keys of the
-/// expired ones.
+/// The sessions holding a use of a token: those within their lifetime, and those past it.
+#[derive(Default)]
 struct Holders {
-    live: Vec<(String, u64)>,
-    expired: Vec<(Vec<u8>, String)>,
+    live: Vec<String>,
+    expired: Vec<String>,
 }
 
 impl RegistrationTokens {
@@ -98,21 +99,14 @@ impl RegistrationTokens {
 
     fn holders(&self, token: &str, now: u64) -> Result<Holders> {
         let prefix = pending_prefix(token);
-        let mut holders = Holders {
-            live: Vec::new(),
-            expired: Vec::new(),
-        };
+        let mut holders = Holders::default();
         for entry in self.db.scan_prefix(REGISTRATION_TOKEN_PENDING, &prefix) {
             let (key, value) = entry?;
             let session = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            let since = value
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_be_bytes);
-            if since + hold_ms() > now {
-                holders.live.push((session, since));
+            if u64_from(&value).unwrap_or(0) + hold_ms() > now {
+                holders.live.push(session);
             } else {
-                holders.expired.push((key.to_vec(), session));
+                holders.expired.push(session);
             }
         }
         Ok(holders)
@@ -243,8 +237,7 @@ impl RegistrationTokens {
             let mut batch = Batch::new();
             batch.delete(REGISTRATION_TOKENS, token.as_bytes());
             let holders = self.holders(token, now_ms())?;
-            let sessions = holders.live.into_iter().map(|(session, _)| session);
-            for session in sessions.chain(holders.expired.into_iter().map(|(_, s)| s)) {
+            for session in holders.live.iter().chain(&holders.expired) {
                 batch.delete(REGISTRATION_TOKEN_PENDING, pending_key(token, &session));
                 batch.delete(REGISTRATION_TOKEN_SESSIONS, session.as_bytes());
             }
@@ -271,11 +264,11 @@ impl RegistrationTokens {
             };
             let now = now_ms();
             let holders = self.holders(token, now)?;
-            for (key, expired) in &holders.expired {
-                batch.delete(REGISTRATION_TOKEN_PENDING, key.clone());
+            for expired in &holders.expired {
+                batch.delete(REGISTRATION_TOKEN_PENDING, pending_key(token, expired));
                 batch.delete(REGISTRATION_TOKEN_SESSIONS, expired.as_bytes());
             }
-            if holders.live.iter().any(|(held_by, _)| held_by == session) {
+            if holders.live.iter().any(|held_by| held_by == session) {
                 return Ok((true, batch));
             }
             let in_use = holders.live.len() as u64;

@@ -291,6 +291,9 @@ mod tests {
                 .unwrap_err()
                 .to_json();
             let first = first["session"].as_str().unwrap().to_owned();
+            // Sessions are aged by millisecond: the first is made strictly the oldest (without
+            // the pause, others made in its millisecond could go before it).
+            std::thread::sleep(std::time::Duration::from_millis(2));
             for _ in 0..MAX_SESSIONS + 50 {
                 let _ = uia.check(None, None, &flows, json!({}), |_, _| Ok(true));
             }

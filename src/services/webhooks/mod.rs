@@ -179,7 +179,7 @@ impl Webhooks {
     fn claim(&self, hook: &Hook) -> Result<()> {
         let room = room_prefix(&hook.room_id);
         self.db
-            .read_then_write(&self.changes, WEBHOOKS, &room.clone(), |_| {
+            .read_then_write(&self.changes, WEBHOOKS, &room, |_| {
                 let existing = self.of_room(&hook.room_id)?;
                 if existing.iter().any(|h| h.name == hook.name) {
                     return Err(Error::invalid_param(format!(
@@ -197,7 +197,7 @@ impl Webhooks {
                 batch.put(WEBHOOKS, hook_key(&hook.id), encode_json(hook));
                 batch.put(
                     WEBHOOKS,
-                    [room, hook.id.as_bytes().to_vec()].concat(),
+                    [room.as_slice(), hook.id.as_bytes()].concat(),
                     Vec::new(),
                 );
                 Ok(((), batch))
@@ -210,7 +210,7 @@ impl Webhooks {
     fn release(&self, room_id: &RoomId, id_or_name: &str, now: u64) -> Result<Hook> {
         let room = room_prefix(room_id);
         self.db
-            .read_then_write(&self.changes, WEBHOOKS, &room.clone(), |_| {
+            .read_then_write(&self.changes, WEBHOOKS, &room, |_| {
                 let hook = self
                     .of_room(room_id)?
                     .into_iter()
@@ -220,7 +220,7 @@ impl Webhooks {
                 revoked.revoked_ts = Some(now);
                 let mut batch = Batch::new();
                 batch.put(WEBHOOKS, hook_key(&hook.id), encode_json(&revoked));
-                batch.delete(WEBHOOKS, [room, hook.id.as_bytes().to_vec()].concat());
+                batch.delete(WEBHOOKS, [room.as_slice(), hook.id.as_bytes()].concat());
                 Ok((hook, batch))
             })
     }
