@@ -106,7 +106,7 @@ fi
 # Test name filters from the arguments; the SDK's futures are deep in a debug build: bigger stacks.
 status=0
 started=$SECONDS
-PARVIS_URL="$url" RUST_MIN_STACK="${RUST_MIN_STACK:-16777216}" \
+PARVIS_URL="$url" RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}" RUST_MIN_STACK="${RUST_MIN_STACK:-16777216}" \
   "$test_bin" --test-threads="${RUST_SDK_TEST_THREADS:-3}" "$@" >"$work/tests.log" 2>&1 &
 suite=$!
 wait "$suite" || status=$?
