@@ -231,10 +231,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     loop {
         match check().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                if started.elapsed() > Duration::from_secs(3) {
+                    eprintln!("slow: {what} took {:?}", started.elapsed());
+                }
+                return Ok(value);
+            }
             Err(seen) if Instant::now() >= deadline => {
                 bail!("timed out after {timeout:?} waiting for {what}; last seen: {seen}")
             }
@@ -274,7 +280,11 @@ pub async fn join_when_invited(client: &Client, room_id: &matrix_sdk::ruma::Room
         }
     })
     .await?;
-    Ok(client.join_room_by_id(room_id).await?)
+    let room = client.join_room_by_id(room_id).await?;
+    // The member list (GET /members), as Element X's timeline fetches it when the room opens: with
+    // sliding sync's lazy members, the crypto only tracks (/keys/query) members it has seen.
+    room.sync_members().await?;
+    Ok(room)
 }
 
 /// Waits until `timeline` holds a message with `body` (so decrypted, if the room is encrypted);

@@ -39,12 +39,16 @@ async fn s4_e2ee_sas_emoji_verification_then_encrypted_messages_both_decrypt() -
     let room = create_encrypted_room(&a, "s4 encrypted", &[&bob_id]).await?;
     let room_id = room.room_id().to_owned();
     join_when_invited(&b, &room_id).await?;
+    room.sync_members().await?;
 
     // Alice requests the verification of bob's device (to-device m.key.verification.request).
-    let device = eventually("bob's device in alice's store (/keys/query)", WAIT, || async {
-        a.encryption().get_device(&bob_id, &bob_device).await.map_err(|e| e.to_string())?.ok_or("not yet".to_owned())
-    })
-    .await?;
+    // Each must know the other's device, or the crypto ignores the request ("Could not retrieve the
+    // device data for the incoming verification request"). The members' keys are queried from the
+    // next encryption sync on, which may be a 30 s long-poll away: ask for them now, as Element X's
+    // user profile does (a /keys/query of that user).
+    let device = known_device(&a, &bob_id, &bob_device).await.context("bob's device at alice")?;
+    let alice_device = a.device_id().context("alice device")?.to_owned();
+    known_device(&b, &alice_id, &alice_device).await.context("alice's device at bob")?;
     let alice_request = device.request_verification().await?;
     let flow_id = alice_request.flow_id().to_owned();
 
@@ -92,7 +96,6 @@ async fn s4_e2ee_sas_emoji_verification_then_encrypted_messages_both_decrypt() -
     }
     let bob_device_at_alice = a.encryption().get_device(&bob_id, &bob_device).await?.context("bob's device")?;
     ensure!(bob_device_at_alice.is_verified(), "bob's device is not verified at alice after SAS");
-    let alice_device = a.device_id().context("alice device")?.to_owned();
     let alice_device_at_bob = b.encryption().get_device(&alice_id, &alice_device).await?.context("alice's device")?;
     ensure!(alice_device_at_bob.is_verified(), "alice's device is not verified at bob after SAS");
 
@@ -118,4 +121,21 @@ async fn s4_e2ee_sas_emoji_verification_then_encrypted_messages_both_decrypt() -
     alice_sync.stop().await;
     bob_sync.stop().await;
     Ok(())
+}
+
+/// `user_id`'s device `device_id` as `client` knows it, asking the server (/keys/query) if needed.
+async fn known_device(
+    client: &matrix_sdk::Client,
+    user_id: &matrix_sdk::ruma::UserId,
+    device_id: &matrix_sdk::ruma::DeviceId,
+) -> Result<matrix_sdk::encryption::identities::Device> {
+    eventually(&format!("{user_id}'s device {device_id} known (/keys/query)"), WAIT, || async {
+        let encryption = client.encryption();
+        if let Some(device) = encryption.get_device(user_id, device_id).await.map_err(|e| e.to_string())? {
+            return Ok(device);
+        }
+        encryption.request_user_identity(user_id).await.map_err(|e| e.to_string())?;
+        Err("not yet".to_owned())
+    })
+    .await
 }
