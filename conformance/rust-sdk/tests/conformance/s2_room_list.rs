@@ -11,15 +11,22 @@ use std::{pin::pin, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
-use matrix_sdk::latest_events::LatestEventValue;
+use matrix_sdk::{
+    latest_events::LatestEventValue,
+    ruma::{
+        RoomId,
+        api::client::receipt::create_receipt::v3::ReceiptType,
+        events::receipt::ReceiptThread,
+    },
+};
 use matrix_sdk_ui::{
-    eyeball_im::Vector,
+    eyeball_im::{Vector, VectorDiff},
     room_list_service::{RoomListItem, filters::new_filter_non_left},
 };
 use serde_json::{Value, json};
 use tokio::time::{Instant, timeout};
 
-use crate::common::{Api, init_tracing, login, start_sync, unique};
+use crate::common::{Api, enc, init_tracing, login, start_sync, unique};
 
 const ROOMS: usize = 200;
 /// The rooms the other user posts in, in this order (so the last one is the most recent).
@@ -44,7 +51,7 @@ fn seen(item: &RoomListItem) -> Seen {
         _ => None,
     };
     Seen {
-        name: item.name().unwrap_or_default(),
+        name: item.cached_display_name().map(|n| n.to_string()).unwrap_or_default(),
         notifications: item.unread_notification_counts().notification_count,
         latest_body,
     }
@@ -59,6 +66,9 @@ async fn s2_room_list_200_rooms_in_recency_order_with_names_unread_counts_latest
     init_tracing();
     let lister = Api::register(&unique("s2lister")).await?;
     let poster = Api::register(&unique("s2poster")).await?;
+    poster
+        .put(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&poster.user_id)), json!({"displayname": "S2 Poster"}))
+        .await?;
 
     // 200 rooms, one after the other so that their creation order is their recency order.
     let started = Instant::now();
@@ -141,29 +151,56 @@ async fn s2_room_list_200_rooms_in_recency_order_with_names_unread_counts_latest
 
     // A new message in a room far down the list brings it to the top.
     let bottom = room_ids[0].clone();
-    lister.post(&format!("/_matrix/client/v3/rooms/{}/invite", crate::common::enc(&bottom)), json!({"user_id": poster.user_id})).await?;
+    lister.post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&bottom)), json!({"user_id": poster.user_id})).await?;
     poster.join(&bottom).await?;
     poster.send_text(&bottom, "wake up room 000").await?;
     expected.insert(
         0,
         Seen { name: room_name(0), notifications: 1, latest_body: Some("wake up room 000".to_owned()) },
     );
+    wait_for_head(&mut stream, &mut entries, &expected, "a new message in room 000").await?;
+
+    // A room without a name (a DM): the list names it after the other member (the room's heroes).
+    let dm = lister.create_room(json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [poster.user_id]})).await?;
+    poster.join(&dm).await?;
+    let dm_last = poster.send_text(&dm, "hello from a room without a name").await?;
+    expected.insert(
+        0,
+        Seen { name: "S2 Poster".to_owned(), notifications: 1, latest_body: Some("hello from a room without a name".to_owned()) },
+    );
+    wait_for_head(&mut stream, &mut entries, &expected, "a message in a room without a name").await?;
+
+    // A read receipt on its last message: its notification count drops to 0, the order stays.
+    let dm_room = sdk.client.get_room(<&RoomId>::try_from(dm.as_str())?).context("the DM in the SDK")?;
+    dm_room
+        .send_single_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, dm_last.as_str().try_into()?)
+        .await?;
+    expected[0].notifications = 0;
+    wait_for_head(&mut stream, &mut entries, &expected, "a read receipt on the DM's last message").await?;
+    sync_service.stop().await;
+    Ok(())
+}
+
+/// Applies the room list's diffs until its first entries are `expected` (30 s at most).
+async fn wait_for_head(
+    stream: &mut (impl futures_util::Stream<Item = Vec<VectorDiff<RoomListItem>>> + Unpin),
+    entries: &mut Vector<RoomListItem>,
+    expected: &[Seen],
+    after: &str,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(next) = timeout(Duration::from_millis(250), stream.next()).await {
             for diff in next.context("the room list stream ended")? {
-                diff.apply(&mut entries);
+                diff.apply(entries);
             }
         }
         let now: Vec<Seen> = entries.iter().take(expected.len()).map(seen).collect();
         if now == expected {
-            break;
+            return Ok(());
         }
         if Instant::now() >= deadline {
-            sync_service.stop().await;
-            bail!("after a new message in room 000 the list's head is {now:#?}\nexpected {expected:#?}");
+            bail!("after {after} the list's head is {now:#?}\nexpected {expected:#?}");
         }
     }
-    sync_service.stop().await;
-    Ok(())
 }

@@ -13,7 +13,7 @@ use matrix_sdk::{
 use matrix_sdk_ui::{
     eyeball_im::Vector,
     timeline::{
-        EventTimelineItem, ReactionStatus, RoomExt, Timeline, TimelineDetails, TimelineItem,
+        EventTimelineItem, MsgLikeKind, ReactionStatus, RoomExt, Timeline, TimelineDetails, TimelineItem,
         VirtualTimelineItem,
     },
 };
@@ -78,6 +78,11 @@ async fn s3_timeline_back_paginates_to_start_with_reactions_edits_replies_thread
             .await?,
         );
     }
+
+    // m50 (alice's) redacted.
+    alice
+        .put(&format!("/_matrix/client/v3/rooms/{}/redact/{}/r50", crate::common::enc(&room), crate::common::enc(&ids[50])), json!({"reason": "s3"}))
+        .await?;
 
     // The SDK, as alice: sync (the room list gives 1 event of the room), then the room's timeline.
     let sdk = login(&alice.localpart, "s3 sdk").await?;
@@ -181,6 +186,7 @@ async fn check(
     let bodies: Vec<String> = items.iter().filter_map(|i| i.as_event()).filter_map(body).collect();
     let mut expected: Vec<String> = (0..MESSAGES).map(|n| format!("m{n:02}")).collect();
     expected[20] = "m20 edited".to_owned();
+    expected.remove(50);
     expected.extend(["reply to m30", "thread reply 1", "thread reply 2"].map(str::to_owned));
     ensure!(bodies == expected, "message bodies in the timeline: {bodies:?}");
 
@@ -190,6 +196,13 @@ async fn check(
         reactions.get(key).map(|by| by.keys().map(|u| u.to_string()).collect()).unwrap_or_default()
     };
     ensure!(senders("👍").len() == 1 && senders("🎉").len() == 1, "m10 reactions: {reactions:?}");
+
+    let m50 = find(items, &ids[50]).context("m50 (redacted)")?;
+    ensure!(
+        matches!(m50.content().as_msglike().map(|m| &m.kind), Some(MsgLikeKind::Redacted)),
+        "m50 after its redaction: {:?}",
+        m50.content()
+    );
 
     let m20 = find(items, &ids[20]).context("m20")?;
     ensure!(m20.content().as_message().is_some_and(|m| m.is_edited()), "m20 is not marked edited");

@@ -94,10 +94,24 @@ async fn s4_e2ee_sas_emoji_verification_then_encrypted_messages_both_decrypt() -
         })
         .await?;
     }
-    let bob_device_at_alice = a.encryption().get_device(&bob_id, &bob_device).await?.context("bob's device")?;
-    ensure!(bob_device_at_alice.is_verified(), "bob's device is not verified at alice after SAS");
-    let alice_device_at_bob = b.encryption().get_device(&alice_id, &alice_device).await?.context("alice's device")?;
-    ensure!(alice_device_at_bob.is_verified(), "alice's device is not verified at bob after SAS");
+    // Both had cross-signing: the SAS MACs cover the master keys, so each now trusts the other's
+    // identity (signed with its user-signing key, uploaded with /keys/signatures/upload, read back
+    // with /keys/query), and through it the other's device. The signatures go up after is_done().
+    for (who, client, other, other_device) in [("alice", &a, &bob_id, &bob_device), ("bob", &b, &alice_id, &alice_device)] {
+        eventually(&format!("{who} trusts {other}'s identity and device"), WAIT, || async {
+            let encryption = client.encryption();
+            let identity = encryption.get_user_identity(other).await.map_err(|e| e.to_string())?;
+            let device = encryption.get_device(other, other_device).await.map_err(|e| e.to_string())?;
+            let identity_verified = identity.as_ref().is_some_and(|i| i.is_verified());
+            let device_verified = device.as_ref().is_some_and(|d| d.is_verified());
+            if identity_verified && device_verified {
+                return Ok(());
+            }
+            encryption.request_user_identity(other).await.map_err(|e| e.to_string())?;
+            Err(format!("identity verified: {identity_verified}, device verified: {device_verified}"))
+        })
+        .await?;
+    }
 
     // Encrypted messages, both ways.
     let alice_room = a.get_room(&room_id).context("alice's room")?;

@@ -75,6 +75,22 @@ async fn s5_key_backup_new_device_recovers_and_decrypts_old_messages() -> Result
     c2.encryption().wait_for_e2ee_initialization_tasks().await;
     c2.encryption().recovery().recover(&recovery_key).await.context("recovery().recover(key) on device 2")?;
     ensure!(c2.encryption().recovery().state() == RecoveryState::Enabled, "device 2 recovery state {:?}", c2.encryption().recovery().state());
+    // Recovery imported the cross-signing keys: device 2 signed itself (/keys/signatures/upload),
+    // and device 1 sees that signature in /keys/query.
+    let own2 = c2.encryption().get_own_device().await?.context("device 2's own device")?;
+    ensure!(own2.is_cross_signed_by_owner(), "device 2 is not cross-signed by its owner after recovery");
+    let device2_id = c2.device_id().context("device 2 id")?.to_owned();
+    eventually("device 2 cross-signed, as device 1 sees it (/keys/query)", WAIT, || async {
+        let encryption = c1.encryption();
+        match encryption.get_device(&carol_id, &device2_id).await.map_err(|e| e.to_string())? {
+            Some(device) if device.is_cross_signed_by_owner() && device.is_verified() => Ok(()),
+            seen => {
+                encryption.request_user_identity(&carol_id).await.map_err(|e| e.to_string())?;
+                Err(format!("{:?}", seen.map(|d| (d.is_cross_signed_by_owner(), d.is_verified()))))
+            }
+        }
+    })
+    .await?;
     let c2_room = eventually("the room at device 2", WAIT, || async {
         c2.get_room(&room_id).ok_or("not yet".to_owned())
     })

@@ -8,12 +8,12 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context, Result, bail, ensure};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, events::room::message::RoomMessageEventContent};
 use matrix_sdk_ui::notification_client::{
-    NotificationClient, NotificationItem, NotificationProcessSetup, NotificationStatus, RawNotificationEvent,
+    NotificationClient, NotificationEvent, NotificationItem, NotificationProcessSetup, NotificationStatus, RawNotificationEvent,
 };
 use serde_json::{Value, json};
 
 use crate::common::{
-    Api, create_encrypted_room, eventually, init_tracing, join_when_invited, login, start_sync, unique,
+    Api, create_encrypted_room, enc, eventually, init_tracing, join_when_invited, login, start_sync, unique,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -48,7 +48,7 @@ async fn s6_notification_client_resolves_event_id_into_sender_and_body() -> Resu
     let erin_api = Api::register(&unique("s6erin")).await?;
     let frank_api = Api::register(&unique("s6frank")).await?;
     frank_api
-        .put(&format!("/_matrix/client/v3/profile/{}/displayname", crate::common::enc(&frank_api.user_id)), json!({"displayname": "Frank S6"}))
+        .put(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&frank_api.user_id)), json!({"displayname": "Frank S6"}))
         .await?;
     let erin = login(&erin_api.localpart, "s6 erin sdk").await?;
     let frank = login(&frank_api.localpart, "s6 frank sdk").await?;
@@ -109,6 +109,36 @@ async fn s6_notification_client_resolves_event_id_into_sender_and_body() -> Resu
             ensure!(item.is_noisy.is_some(), "{room_name} via {how}: push actions not determined: {:?}", item.actions);
         }
     }
+
+    // An invite: the push names the invite's m.room.member event; the notification is an Invite from
+    // frank, with the room's name from the invite's stripped state.
+    let third = frank_api.create_room(json!({"name": "s6 invite", "preset": "private_chat"})).await?;
+    frank_api
+        .post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&third)), json!({"user_id": erin_api.user_id}))
+        .await?;
+    let messages = frank_api.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=10", enc(&third))).await?;
+    let invite_event: OwnedEventId = messages["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == erin_api.user_id.as_str() && e["content"]["membership"] == "invite")
+        .and_then(|e| e["event_id"].as_str())
+        .context("the invite event in /messages")?
+        .try_into()?;
+    let third: OwnedRoomId = third.try_into()?;
+    let status = eventually("the invite's notification", WAIT, || async {
+        match notifications.get_notification(&third, &invite_event).await {
+            Ok(status @ NotificationStatus::Event(_)) => Ok(status),
+            Ok(status) => Err(describe(&status)),
+            Err(error) => Err(format!("error {error:?}")),
+        }
+    })
+    .await?;
+    let NotificationStatus::Event(item) = &status else { unreachable!() };
+    ensure!(matches!(item.event, NotificationEvent::Invite(_)), "the invite's notification is not an Invite: {:?}", item.event);
+    ensure!(item.event.sender().as_str() == frank_api.user_id, "the invite's sender: {}", item.event.sender());
+    ensure!(item.room_computed_display_name == "s6 invite", "the invited room's name: {}", item.room_computed_display_name);
+
     erin_sync.stop().await;
     frank_sync.stop().await;
     Ok(())
