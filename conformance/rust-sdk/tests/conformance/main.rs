@@ -9,3 +9,4 @@ mod s3_timeline;
 mod s4_e2ee_sas;
 mod s5_key_backup;
 mod s6_notification;
+mod s7_element_x_extras;
