@@ -177,6 +177,32 @@ async fn s2_room_list_200_rooms_in_recency_order_with_names_unread_counts_latest
         .await?;
     expected[0].notifications = 0;
     wait_for_head(&mut stream, &mut entries, &expected, "a read receipt on the DM's last message").await?;
+
+    // Leaving a room: sliding sync tells (the leave in the room's required_state/timeline) and it
+    // drops out of the non-left list.
+    let leaving = sdk.client.get_room(<&RoomId>::try_from(room_ids[5].as_str())?).context("room 005")?;
+    leaving.leave().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(next) = timeout(Duration::from_millis(250), stream.next()).await {
+            for diff in next.context("the room list stream ended")? {
+                diff.apply(&mut entries);
+            }
+        }
+        let names: Vec<String> = entries.iter().map(|i| seen(i).name).collect();
+        // 200 + the DM − the left one.
+        if !names.contains(&room_name(5)) && names.len() == ROOMS {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "after leaving room 005 the list has {} entries, room 005 in it: {}; its state in the SDK: {:?}",
+                names.len(),
+                names.contains(&room_name(5)),
+                leaving.state()
+            );
+        }
+    }
     sync_service.stop().await;
     Ok(())
 }

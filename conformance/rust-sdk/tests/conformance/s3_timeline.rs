@@ -13,8 +13,8 @@ use matrix_sdk::{
 use matrix_sdk_ui::{
     eyeball_im::Vector,
     timeline::{
-        EventTimelineItem, MsgLikeKind, ReactionStatus, RoomExt, Timeline, TimelineDetails, TimelineItem,
-        VirtualTimelineItem,
+        EventTimelineItem, MsgLikeKind, ReactionStatus, RoomExt, ThreadListService, Timeline, TimelineBuilder,
+        TimelineDetails, TimelineFocus, TimelineItem, VirtualTimelineItem,
     },
 };
 use serde_json::json;
@@ -120,6 +120,31 @@ async fn s3_timeline_back_paginates_to_start_with_reactions_edits_replies_thread
         }
     }
     checked?;
+
+    // The thread list (GET /rooms/{roomId}/threads) and a thread-focused timeline (/relations).
+    let threads = ThreadListService::new(sdk_room.clone());
+    threads.paginate().await?;
+    let list = threads.items();
+    ensure!(list.len() == 1, "the thread list holds {} threads: {list:?}", list.len());
+    let thread = &list[0];
+    ensure!(thread.root_event.event_id.as_str() == ids[40], "the thread's root: {}", thread.root_event.event_id);
+    ensure!(thread.num_replies == 2, "the thread list counts {} replies", thread.num_replies);
+    let latest = thread.latest_event.as_ref().and_then(|e| e.content.as_ref()).and_then(|c| c.as_message()).map(|m| m.body().to_owned());
+    ensure!(latest.as_deref() == Some("thread reply 2"), "the thread's latest event: {latest:?}");
+    let thread_timeline = TimelineBuilder::new(&sdk_room)
+        .with_focus(TimelineFocus::Thread { root_event_id: ids[40].as_str().try_into()? })
+        .build()
+        .await?;
+    for _ in 0..5 {
+        if thread_timeline.paginate_backwards(20).await? {
+            break;
+        }
+    }
+    eventually("the thread's timeline: root and both replies", Duration::from_secs(10), || async {
+        let bodies: Vec<String> = thread_timeline.items().await.iter().filter_map(|i| i.as_event()).filter_map(body).collect();
+        if bodies == ["m40", "thread reply 1", "thread reply 2"] { Ok(()) } else { Err(format!("{bodies:?}")) }
+    })
+    .await?;
 
     // Through the Timeline: a ❤️ reaction on m11 and an edit of m12 (alice's), both come back remote.
     let m11 = find(&items, &ids[11]).context("m11")?.identifier();

@@ -113,6 +113,15 @@ async fn s4_e2ee_sas_emoji_verification_then_encrypted_messages_both_decrypt() -
         .await?;
     }
 
+    // A DM for alice (m.direct account data set by her SDK on creation, back through the account
+    // data extension). Bob's SDK marks it only if the room is still Invited when its /join answer
+    // is handled: with a fast server the sync's join often comes first (an SDK race), so not checked.
+    eventually("the room is a DM for alice", WAIT, || async {
+        let room = a.get_room(&room_id).ok_or("no room")?;
+        if room.is_direct().await.map_err(|e| e.to_string())? { Ok(()) } else { Err("not direct".to_owned()) }
+    })
+    .await?;
+
     // Encrypted messages, both ways.
     let alice_room = a.get_room(&room_id).context("alice's room")?;
     let bob_room = b.get_room(&room_id).context("bob's room")?;
