@@ -9,7 +9,7 @@
 
 use std::{pin::pin, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use futures_util::StreamExt;
 use matrix_sdk::{
     latest_events::LatestEventValue,
@@ -148,6 +148,9 @@ async fn s2_room_list_200_rooms_in_recency_order_with_names_unread_counts_latest
         }
     }
     eprintln!("s2: room list complete and ordered after {:?}", sync_started.elapsed());
+    // Every room's version known from its m.room.create (required_state).
+    let unversioned: Vec<String> = entries.iter().filter(|i| i.version().is_none()).map(|i| seen(i).name).collect();
+    ensure!(unversioned.is_empty(), "rooms without a known room version (no m.room.create): {unversioned:?}");
 
     // A new message in a room far down the list brings it to the top.
     let bottom = room_ids[0].clone();
