@@ -23,7 +23,7 @@ fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
 async fn two_users_chat_and_history_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    let (_alice, alice) = server.register("alice").await;
+    let (alice_id, alice) = server.register("alice").await;
     let (bob_id, bob) = server.register("bob").await;
 
     let room = server
@@ -48,6 +48,16 @@ async fn two_users_chat_and_history_survives_restart() {
             .unwrap()
             .len()
             >= 2,
+        "{sync}"
+    );
+    // The inviter's member event is in the invite state (clients show who invited from it).
+    let invite_state = sync["rooms"]["invite"][&room]["invite_state"]["events"]
+        .as_array()
+        .unwrap();
+    assert!(
+        invite_state.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == alice_id.as_str()
+            && e["content"]["membership"] == "join"),
         "{sync}"
     );
     let since = sync["next_batch"].as_str().unwrap().to_owned();

@@ -388,9 +388,22 @@ pub fn stripped_state(s: &Services, room: &UserRoom) -> Result<Vec<Raw<AnyStripp
             push(&event);
         }
     }
+    let own = event_by_short(s, room.short_event, &room.room_id)?;
+    // The inviter's own member event (its display name and avatar), as Synapse sends it: clients
+    // (matrix-rust-sdk's `invite_details`, Element X's invite screen) read the inviter from it.
+    if let Some(event) = &own
+        && event.pdu.state_key.as_deref() != Some(event.pdu.sender.as_str())
+        && let Some(key) = s
+            .short
+            .statekey(&StateEventType::RoomMember, event.pdu.sender.as_str())?
+        && let Some(short) = state.get(&key)
+        && let Some(inviter) = event_by_short(s, *short, &room.room_id)?
+    {
+        push(&inviter);
+    }
     out.extend(sent_state);
     let _ = short_room;
-    if let Some(event) = event_by_short(s, room.short_event, &room.room_id)?
+    if let Some(event) = own
         && event.pdu.kind == TimelineEventType::RoomMember
     {
         let mut full = event.to_client(&s.timeline, ClientFormat::Sync, None)?;

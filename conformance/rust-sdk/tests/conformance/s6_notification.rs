@@ -119,7 +119,6 @@ async fn s6_notification_client_resolves_event_id_into_sender_and_body() -> Resu
 /// with the room's name and the inviter's display name (Element X: "Frank invited you"), both from the
 /// invite's stripped state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "parvis: invite_state holds no m.room.member of the inviter, so the SDK cannot name who invited (see README.md)"]
 async fn s6_notification_client_resolves_an_invite_with_the_inviters_name() -> Result<()> {
     init_tracing();
     let erin_api = Api::register(&unique("s6ierin")).await?;
