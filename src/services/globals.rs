@@ -177,14 +177,6 @@ impl Globals {
         self.advance_to(stored, false)
     }
 
-    /// Catches up when `pos` (a client's token) is ahead of this process.
-    pub fn catch_up_to(&self, pos: u64) -> Result<()> {
-        if pos > self.current_pos() {
-            self.catch_up()?;
-        }
-        Ok(())
-    }
-
     pub fn server_name(&self) -> &OwnedServerName {
         &self.config.server_name
     }

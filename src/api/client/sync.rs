@@ -72,13 +72,11 @@ async fn compute_sync(
     let inline_filter = req.query_param("filter");
     let body = req.body;
     let since = body.since.as_deref().map(SyncToken::parse).transpose()?;
-    // A token from another process of a group may be ahead of this one: catch up first, so the
-    // answer neither goes back nor skips what that process committed.
-    if let Some(pos) = since.as_ref().map(|t| t.pos)
-        && services.globals.shared()
-        && pos > services.globals.current_pos()
-    {
-        services.run(move |s| s.globals.catch_up_to(pos)).await?;
+    // In a group, catch up with the stored position first (one read): the answer then holds
+    // every commit made before the request on any process (the client's own sends through
+    // another process among them), and a token from another process is never ahead of us.
+    if services.globals.shared() {
+        services.run(|s| s.globals.catch_up()).await?;
     }
     let to_device_since = body
         .since
