@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (cargo test; tests/oidc.rs runs a real OpenID provider
 # from npm, tests/email.rs a real SMTP server from PyPI), the black-box conformance suite
-# (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm),
+# (matrix-nio against a live server), the matrix-js-sdk suite (conformance/js, Node 22 from npm), the
+# matrix-rust-sdk suite (conformance/rust-sdk, its own Cargo workspace),
 # the matrix-bot-sdk application service suite (conformance/appservice-js) and the federation
 # interop suite (Parvis and Synapse on loopback, both directions); the integration tests and the
 # matrix-nio suite run again on the PostgreSQL engine, and the matrix-nio suite once more on a group
@@ -55,6 +56,11 @@ PARVIS_TEST_ENGINE=postgres PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash scr
 js_status=0
 PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/js/run.sh || js_status=$?
 
+# matrix-rust-sdk (the engine of Element X): its own Cargo workspace and target folder
+# (conformance/rust-sdk; about 12 minutes to build cold, 25 s to run), against its own live server.
+rust_sdk_status=0
+PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/rust-sdk/run.sh || rust_sdk_status=$?
+
 # A matrix-bot-sdk application service (registration file, transactions, ghosts, queries), its own server.
 appservice_js_status=0
 PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" bash conformance/appservice-js/run.sh || appservice_js_status=$?
@@ -64,7 +70,7 @@ federation_status=0
 FEDERATION_PAIRS="${FEDERATION_PAIRS:-synapse-parvis,parvis-synapse}" PARVIS_BIN="$CARGO_TARGET_DIR/debug/parvis" \
   bash conformance/federation/run.sh || federation_status=$?
 
-if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ] || [ "$postgres_status" -ne 0 ] || [ "$js_status" -ne 0 ] || [ "$appservice_js_status" -ne 0 ] || [ "$federation_status" -ne 0 ]; then
-  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status, on PostgreSQL exit $postgres_status, matrix-js-sdk exit $js_status, matrix-bot-sdk appservice exit $appservice_js_status, federation exit $federation_status" >&2
+if [ "$cargo_status" -ne 0 ] || [ "$conformance_status" -ne 0 ] || [ "$postgres_status" -ne 0 ] || [ "$js_status" -ne 0 ] || [ "$rust_sdk_status" -ne 0 ] || [ "$appservice_js_status" -ne 0 ] || [ "$federation_status" -ne 0 ]; then
+  echo "tests failed: cargo test exit $cargo_status, conformance exit $conformance_status, on PostgreSQL exit $postgres_status, matrix-js-sdk exit $js_status, matrix-rust-sdk exit $rust_sdk_status, matrix-bot-sdk appservice exit $appservice_js_status, federation exit $federation_status" >&2
   exit 1
 fi
