@@ -265,6 +265,11 @@ fn start_background(
             })
         }));
     }
+    // The full state of rooms joined with partial state (a restart resumes it).
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::federation::join::resync::spawn(s, stop)
+    }));
     // Push rule evaluation and gateway delivery (pending work survives restarts).
     let s = services.clone();
     workers.push(Worker::spawn(|stop| {

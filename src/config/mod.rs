@@ -236,6 +236,12 @@ pub struct FederationConfig {
     /// seconds: an unknown key id or a notary query asks the server again only after it. A failed
     /// fetch is remembered for as long.
     pub key_fetch_interval_secs: u64,
+    /// Join rooms of other servers with partial state (MSC3706: `send_join` with
+    /// `omit_members=true`): the join is answered at once, the members are fetched after.
+    pub partial_state_joins: bool,
+    /// Wait this long (milliseconds) after a partial-state join before fetching the full state.
+    /// For tests and diagnosis; 0 in production.
+    pub partial_state_resync_delay_ms: u64,
 }
 
 impl Default for FederationConfig {
@@ -254,6 +260,8 @@ impl Default for FederationConfig {
             max_queued_per_destination: 10_000,
             max_request_bytes: 8 << 20,
             key_fetch_interval_secs: 30,
+            partial_state_joins: true,
+            partial_state_resync_delay_ms: 0,
         }
     }
 }

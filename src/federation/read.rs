@@ -70,6 +70,7 @@ pub fn state_ids(
     event_id: &EventId,
 ) -> Result<Value> {
     require_in_room(s, origin, room_id)?;
+    crate::services::partial_state::refuse_while_partial(s, room_id)?;
     let (state, chain) = state_at(s, room_id, event_id)?;
     Ok(json!({ "pdu_ids": state, "auth_chain_ids": chain }))
 }
@@ -81,6 +82,7 @@ pub fn state(
     event_id: &EventId,
 ) -> Result<Value> {
     require_in_room(s, origin, room_id)?;
+    crate::services::partial_state::refuse_while_partial(s, room_id)?;
     let (state, chain) = state_at(s, room_id, event_id)?;
     Ok(json!({ "pdus": pdus_of(s, state.iter())?, "auth_chain": pdus_of(s, chain.iter())? }))
 }

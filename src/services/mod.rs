@@ -24,6 +24,7 @@ pub mod login_failures;
 pub mod media;
 pub mod metrics;
 pub mod outgoing;
+pub mod partial_state;
 pub mod password_pool;
 pub mod periodic;
 pub mod push;
@@ -78,6 +79,8 @@ pub struct Services {
     /// The growing delay after failed logins, per account.
     pub login_failures: login_failures::LoginFailures,
     pub federation: crate::federation::Federation,
+    /// Rooms joined with partial state, until their full state is fetched.
+    pub partial_state: partial_state::PartialState,
     pub media: media::Media,
     pub sliding_sync: sync::sliding::connection::Connections,
     /// The bound on state resolution and auth-chain walks.
@@ -159,6 +162,7 @@ pub fn all_maps() -> Vec<Map> {
         sso::MAPS,
         threepids::MAPS,
         uia::store::MAPS,
+        partial_state::MAPS,
     ]
     .concat()
 }
@@ -203,6 +207,7 @@ impl Services {
             config.limits.password_hash_queue,
         );
         let federation = crate::federation::Federation::new(&config, db.clone())?;
+        let partial_state = partial_state::PartialState::open(db.clone(), shared)?;
         let media = media::Media::open(&config, db.clone())?;
         let appservices = appservice::registration::load(
             &config.appservices.registration_files,
@@ -252,6 +257,7 @@ impl Services {
             rate_limiter,
             login_failures,
             federation,
+            partial_state,
             media,
             sliding_sync: Default::default(),
             heavy_work,

@@ -117,7 +117,20 @@ pub async fn shared_room(
     );
     b.post(&path, remote.1, json!({})).await;
     wait_membership(a, alice, &room, remote.0, "join").await;
+    wait_full_state(b, &room).await;
     room
+}
+
+/// Waits until `server` has the whole state of `room` (a join has partial state until its resync):
+/// for tests that build events by hand on that server's state.
+pub async fn wait_full_state(server: &TestServer, room: &str) {
+    let services = super::federation::services(server);
+    let room_id = ruma::RoomId::parse(room).unwrap();
+    eventually("the room's full state", || async {
+        let short = services.short.room(&room_id).unwrap()?;
+        (!services.partial_state.is_partial(short).unwrap()).then_some(())
+    })
+    .await
 }
 
 /// A shared room of A and B, plus everything the bad-input tests need.

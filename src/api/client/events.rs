@@ -216,6 +216,15 @@ pub async fn get_state_event(
     req: Ruma<get_state_event_for_key::v3::Request>,
 ) -> Res<get_state_event_for_key::v3::Response> {
     let user = req.user()?.clone();
+    // A member left out of a partial state (a room joined with partial state) is known after it.
+    if req.body.event_type == StateEventType::RoomMember {
+        super::rooms::wait_for_full_state_unless_known(
+            &services,
+            &req.body.room_id,
+            Some((StateEventType::RoomMember, req.body.state_key.clone())),
+        )
+        .await?;
+    }
     services
         .run(move |s| {
             let body = req.body;
@@ -273,6 +282,7 @@ pub async fn get_state(
     req: Ruma<get_state_events::v3::Request>,
 ) -> Res<get_state_events::v3::Response> {
     let user = req.user()?.clone();
+    super::rooms::wait_for_full_state(&services, &req.body.room_id).await?;
     services
         .run(move |s| {
             let room_id = &req.body.room_id;

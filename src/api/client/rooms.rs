@@ -660,11 +660,56 @@ pub async fn unban(
         .await
 }
 
+/// Listing a room's members waits while the room's state is partial (joined with partial state,
+/// its members are being fetched), at most this long; then what is known is answered.
+const MEMBERS_WAIT_FOR_FULL_STATE: std::time::Duration = std::time::Duration::from_secs(120);
+
+pub(crate) async fn wait_for_full_state(
+    services: &Arc<Services>,
+    room_id: &ruma::RoomId,
+) -> Result<()> {
+    wait_for_full_state_unless_known(services, room_id, None).await
+}
+
+/// [`wait_for_full_state`], unless the state key `known` is in the room's (partial) state.
+pub(crate) async fn wait_for_full_state_unless_known(
+    services: &Arc<Services>,
+    room_id: &ruma::RoomId,
+    known: Option<(StateEventType, String)>,
+) -> Result<()> {
+    let room = room_id.to_owned();
+    let Some(short_room) = services
+        .run(move |s| {
+            let Some(short) = s.short.room(&room)? else {
+                return Ok(None);
+            };
+            if !s.partial_state.is_partial(short)? {
+                return Ok(None);
+            }
+            if let Some((kind, key)) = &known
+                && rooms::state_content(s, &room, kind, key)?.is_some()
+            {
+                return Ok(None);
+            }
+            Ok(Some(short))
+        })
+        .await?
+    else {
+        return Ok(());
+    };
+    services
+        .partial_state
+        .wait_full(short_room, MEMBERS_WAIT_FOR_FULL_STATE)
+        .await?;
+    Ok(())
+}
+
 pub async fn members(
     State(services): State<Arc<Services>>,
     req: Ruma<get_member_events::v3::Request>,
 ) -> Res<get_member_events::v3::Response> {
     let user = req.user()?.clone();
+    wait_for_full_state(&services, &req.body.room_id).await?;
     services
         .run(move |s| {
             let room_id = &req.body.room_id;
@@ -727,6 +772,7 @@ pub async fn joined_members(
     req: Ruma<joined_members::v3::Request>,
 ) -> Res<joined_members::v3::Response> {
     let user = req.user()?.clone();
+    wait_for_full_state(&services, &req.body.room_id).await?;
     services
         .run(move |s| {
             let room_id = &req.body.room_id;

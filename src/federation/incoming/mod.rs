@@ -3,6 +3,7 @@
 pub mod e2ee_edus;
 pub mod edus;
 pub mod missing;
+pub mod partial_auth;
 pub mod pdu_checks;
 pub mod persist;
 pub mod same_room;

@@ -142,6 +142,13 @@ async fn handle_pdu(
     let checked = pdu_checks::check_pdu(services, object, room_id.clone(), version.clone())
         .await
         .map_err(|e| (Some(id.clone()), e))?;
+    if let Err(e) = super::partial_auth::fetch_unknown_auth_events(
+        services, origin, &room_id, &version, &checked,
+    )
+    .await
+    {
+        tracing::info!("event_auth of {id} from {origin}: {}", e.message);
+    }
     let prevs = checked.pdu.prev_events.clone();
     let missing = services
         .run(move |s| persist::missing_prev_events(s, &prevs))

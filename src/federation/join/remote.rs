@@ -177,7 +177,7 @@ fn sign_template(
 }
 
 /// Checks the events of a send_join answer; events that fail are left out.
-async fn check_all(
+pub(crate) async fn check_all(
     services: &Arc<Services>,
     events: &[Value],
     room_id: &OwnedRoomId,
@@ -245,13 +245,19 @@ async fn join_through(
     let (object, event_id) = services
         .run(move |s| sign_template(s, template, &v, &r, &u, "join"))
         .await?;
-    let path = format!(
+    let mut path = format!(
         "/_matrix/federation/v2/send_join/{}/{}",
         encode_segment(room_id.as_str()),
         encode_segment(event_id.as_str())
     );
+    if services.config().federation.partial_state_joins {
+        path.push_str("?omit_members=true");
+    }
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
     let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
+    // The members left out (a resident that knows MSC3706): the state is partial until resynced.
+    let partial = (answer.get("members_omitted") == Some(&Value::Bool(true)))
+        .then(|| servers_in_room(&answer, &resident));
     let list = |field: &str| {
         answer
             .get(field)
@@ -280,15 +286,41 @@ async fn join_through(
     }
     auth_chain.sort_by_key(|e| u64::from(e.pdu.depth));
     services
-        .run(move |s| store_joined_room(s, &room_id, &version, auth_chain, state, join))
+        .run(move |s| store_joined_room(s, &room_id, &version, auth_chain, state, join, partial))
         .await
+}
+
+/// At most this many servers are taken from a `servers_in_room` answer.
+const MAX_SERVERS_IN_ROOM: usize = 10_000;
+
+/// The `servers_in_room` of a partial-state `send_join` answer, the resident first (pure).
+pub fn servers_in_room(answer: &Value, resident: &OwnedServerName) -> Vec<OwnedServerName> {
+    let mut servers = vec![resident.clone()];
+    for name in answer
+        .get("servers_in_room")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|n| OwnedServerName::try_from(n).ok())
+    {
+        if servers.len() >= MAX_SERVERS_IN_ROOM {
+            break;
+        }
+        if !servers.contains(&name) {
+            servers.push(name);
+        }
+    }
+    servers
 }
 
 /// Stores the joined room: its version, the outliers, the state before our join (one snapshot),
 /// the membership index of its members; then appends our join on that state. A room we hold
 /// without a joined member of ours (we left it) is joined the same way: our copy is stale, its
 /// current state is replaced by the answered one, and our join (whose prev events are the
-/// resident's extremities) replaces every old forward extremity.
+/// resident's extremities) replaces every old forward extremity. `partial`: the resident left
+/// the members out (the servers in the room): the room is recorded as partial, in the same batch
+/// as its state, and the resync worker woken.
 fn store_joined_room(
     s: &Services,
     room_id: &OwnedRoomId,
@@ -296,6 +328,7 @@ fn store_joined_room(
     auth_chain: Vec<CheckedPdu>,
     state: Vec<CheckedPdu>,
     join: CheckedPdu,
+    partial: Option<Vec<OwnedServerName>>,
 ) -> Result<()> {
     // Only events the authorization rules allow (against their own auth events) are kept.
     let rules = version::rules(version)?;
@@ -350,6 +383,18 @@ fn store_joined_room(
         }
         let (snapshot, _) = s.state.create(c, 0, &changes)?;
         s.state.set_current(c, short_room, snapshot);
+        if let Some(servers) = partial {
+            s.partial_state.mark(
+                c,
+                crate::services::partial_state::PartialRoom {
+                    room_id: room_id.clone(),
+                    short_room,
+                    join_event: join.event_id.clone(),
+                    servers,
+                    since_ms: crate::util::now_ms(),
+                },
+            )?;
+        }
         Ok((short_room, snapshot))
     })?;
     s.timeline.remember_version(room_id, version);

@@ -66,6 +66,9 @@ pub fn make_membership(
         ));
     }
     crate::federation::acl::check(s, room_id, origin)?;
+    if membership == "join" || membership == "knock" {
+        crate::services::partial_state::refuse_while_partial(s, room_id)?;
+    }
     let short_room = crate::services::rooms::short_room(s, room_id)?;
     if s.membership
         .members(short_room, Membership::Join)?
@@ -104,6 +107,7 @@ pub async fn send_membership(
     let object: CanonicalJsonObject = serde_json::from_value(raw.clone())
         .map_err(|_| Error::bad_json("The event is not a JSON object"))?;
     let (room, o) = (room_id.clone(), origin.to_owned());
+    let needs_full_state = membership != "leave";
     let version = services
         .run(move |s| {
             let version = s
@@ -114,6 +118,9 @@ pub async fn send_membership(
             // A room we left is a stale copy: we are no resident of it (as `make_membership`).
             if !crate::federation::join::remote::has_local_member(s, &room)? {
                 return Err(Error::not_found("This server is not in the room"));
+            }
+            if needs_full_state {
+                crate::services::partial_state::refuse_while_partial(s, &room)?;
             }
             Ok(version)
         })

@@ -113,13 +113,17 @@ fn room_servers(s: &Services, short_room: u64) -> Result<(Arc<Vec<OwnedServerNam
         return Ok(servers.clone());
     }
     let ours = s.globals.server_name();
-    let servers: BTreeSet<OwnedServerName> = s
+    let mut servers: BTreeSet<OwnedServerName> = s
         .membership
         .members(short_room, Membership::Join)?
         .iter()
         .map(|u| u.server_name().to_owned())
         .collect();
     let here = servers.contains(ours);
+    // Joined with partial state: the servers the resident named, until the members are known.
+    if let Some(partial) = s.partial_state.get(short_room)? {
+        servers.extend(partial.servers);
+    }
     let servers: Arc<Vec<OwnedServerName>> =
         Arc::new(servers.into_iter().filter(|n| n != ours).collect());
     if cached {

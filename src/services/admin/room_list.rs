@@ -37,6 +37,8 @@ pub struct RoomSummary {
     pub history_visibility: Option<String>,
     pub state_events: usize,
     pub room_type: Option<String>,
+    /// Joined with partial state, its members still being fetched (Parvis's addition).
+    pub partial_state: bool,
 }
 
 /// The sort orders of the room list.
@@ -188,6 +190,7 @@ pub fn summary(s: &Services, room_id: &RoomId) -> Result<Option<RoomSummary>> {
             .get("type")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        partial_state: s.partial_state.is_partial(short)?,
     }))
 }
 
@@ -213,6 +216,7 @@ mod tests {
             guest_access: None,
             history_visibility: None,
             state_events: 0,
+            partial_state: false,
             room_type: None,
         }
     }

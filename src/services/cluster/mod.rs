@@ -58,6 +58,9 @@ pub enum Invalidation {
     },
     /// A room's `m.room.retention` changed: its remembered max lifetime is dropped.
     RoomRetention { short_room: u64 },
+    /// A room joined with partial state has its full state: snapshot records were rewritten in
+    /// place, the room's servers and members changed.
+    RoomStateCompleted { short_room: u64 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -138,6 +141,9 @@ pub fn apply(s: &Services, pos: u64, invalidation: &Invalidation) {
             }
         }
         Invalidation::RoomRetention { short_room } => s.retention.forget(*short_room),
+        Invalidation::RoomStateCompleted { short_room } => {
+            crate::services::partial_state::complete::forget_after_completion(s, *short_room)
+        }
     }
 }
 

@@ -2,8 +2,11 @@
 //! levels), the current state of every room, and the state before and after each event.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use crate::{
@@ -27,6 +30,9 @@ pub struct StateService {
     db: Db,
     /// Snapshot id → its full state and its depth in the diff chain.
     cache: Mutex<HashMap<u64, (Arc<StateMap>, u64)>>,
+    /// Bumped when stored records change in place ([`StateService::fill_full_records`]): a load
+    /// begun before does not enter the cache.
+    generation: AtomicU64,
 }
 
 struct Snapshot {
@@ -68,6 +74,7 @@ impl StateService {
         Self {
             db,
             cache: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -79,6 +86,7 @@ impl StateService {
         if let Some((map, _)) = self.cache.lock().unwrap().get(&id) {
             return Ok(map.clone());
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let bytes = self
             .db
             .get(SNAPSHOTS, &id.to_be_bytes())?
@@ -91,12 +99,20 @@ impl StateService {
         };
         apply(&mut map, &snapshot.changes);
         let map = Arc::new(map);
-        self.remember(id, map.clone(), snapshot.depth);
+        self.remember_from(generation, id, map.clone(), snapshot.depth);
         Ok(map)
     }
 
     fn remember(&self, id: u64, map: Arc<StateMap>, depth: u64) {
+        self.remember_from(self.generation.load(Ordering::Acquire), id, map, depth);
+    }
+
+    /// Caches a state read while the records were at `generation`.
+    fn remember_from(&self, generation: u64, id: u64, map: Arc<StateMap>, depth: u64) {
         let mut cache = self.cache.lock().unwrap();
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if cache.len() >= CACHE_ENTRIES {
             let victim = cache.keys().next().copied();
             if let Some(v) = victim {
@@ -173,6 +189,59 @@ impl StateService {
     }
 }
 
+impl StateService {
+    /// Adds `entries` (short state key → short event) to the full records (those without a
+    /// parent) among `ids` that lack their keys, rewriting them in place; the records that are
+    /// diffs against them have the entries too. For a room whose state was partial: its snapshots
+    /// since the join lacked the members the full state adds (`partial_state::complete`). Call
+    /// [`StateService::forget_all`] after the write. Returns how many records were rewritten.
+    pub fn fill_full_records(
+        &self,
+        commit: &mut Commit,
+        ids: &BTreeSet<u64>,
+        entries: &StateMap,
+    ) -> Result<usize> {
+        let mut rewritten = 0;
+        for id in ids.iter().filter(|id| **id != 0) {
+            let bytes = self
+                .db
+                .get(SNAPSHOTS, &id.to_be_bytes())?
+                .ok_or_else(|| Error::internal(format!("missing state snapshot {id}")))?;
+            let snapshot = decode(&bytes)?;
+            if snapshot.parent != 0 {
+                continue;
+            }
+            let mut map: StateMap = snapshot
+                .changes
+                .iter()
+                .filter(|(_, v)| *v != 0)
+                .copied()
+                .collect();
+            let before = map.len();
+            for (k, v) in entries {
+                map.entry(*k).or_insert(*v);
+            }
+            if map.len() == before {
+                continue;
+            }
+            let full = Snapshot {
+                parent: 0,
+                depth: 0,
+                changes: map.into_iter().collect(),
+            };
+            commit.batch.put(SNAPSHOTS, id.to_be_bytes(), encode(&full));
+            rewritten += 1;
+        }
+        Ok(rewritten)
+    }
+
+    /// Empties the cache (records were rewritten in place); loads begun before are not cached.
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.lock().unwrap().clear();
+    }
+}
+
 fn apply(map: &mut StateMap, changes: &[(u64, u64)]) {
     for (k, v) in changes {
         if *v == 0 {
@@ -208,6 +277,48 @@ mod tests {
         let d = decode(&encode(&s)).unwrap();
         assert_eq!((d.parent, d.depth, d.changes), (7, 3, vec![(1, 2), (3, 0)]));
         assert!(decode(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn filling_full_records_reaches_their_diffs_and_keeps_later_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.storage.path = dir.path().to_owned();
+        let s = crate::services::Services::open(config).unwrap();
+        // a: a full record (a partial state); b: a diff of it that sets key 3; c: another full
+        // record (a chain cut) that holds key 3 already.
+        let ((a, b, c), _) = s
+            .globals
+            .commit(|commit| {
+                let (a, _) = s.state.create(commit, 0, &[(1, 10), (2, 20)])?;
+                Ok(a)
+            })
+            .map(|(a, p)| {
+                let ((b, c), _) = s
+                    .globals
+                    .commit(|commit| {
+                        let (b, _) = s.state.create(commit, a, &[(3, 30)])?;
+                        let (c, _) = s.state.create(commit, 0, &[(1, 10), (3, 31)])?;
+                        Ok((b, c))
+                    })
+                    .unwrap();
+                ((a, b, c), p)
+            })
+            .unwrap();
+        let added: StateMap = [(3, 99), (4, 40)].into();
+        let (rewritten, _) = s
+            .globals
+            .commit(|commit| {
+                s.state
+                    .fill_full_records(commit, &BTreeSet::from([a, b, c]), &added)
+            })
+            .unwrap();
+        assert_eq!(rewritten, 2, "a and c are full records; b is a diff");
+        s.state.forget_all();
+        let load = |id| (*s.state.load(id).unwrap()).clone();
+        assert_eq!(load(a), [(1, 10), (2, 20), (3, 99), (4, 40)].into());
+        assert_eq!(load(b), [(1, 10), (2, 20), (3, 30), (4, 40)].into());
+        assert_eq!(load(c), [(1, 10), (3, 31), (4, 40)].into());
     }
 
     #[test]

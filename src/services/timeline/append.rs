@@ -750,8 +750,15 @@ pub fn authorise(
         .map_err(|e| Error::bad_json(format!("invalid create event: {e}")));
     }
     let fetch = |kind: &StateEventType, state_key: &str| -> Option<Arc<StoredEvent>> {
-        let short = lookup(s, state, kind, state_key).ok()??;
-        event_by_short(s, short, &pdu.room_id).ok()?
+        match lookup(s, state, kind, state_key).ok()? {
+            Some(short) => event_by_short(s, short, &pdu.room_id).ok()?,
+            // A room joined with partial state lacks most members: the event's own auth event
+            // stands in for them until the full state arrives (and the event is checked again).
+            None => {
+                crate::services::partial_state::auth_event_while_partial(s, pdu, kind, state_key)
+                    .ok()?
+            }
+        }
     };
     state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch)
         .map_err(|e| Error::forbidden(format!("Event is not authorised: {e}")))
