@@ -54,33 +54,11 @@ if [ -z "$test_bin" ] || [ ! -x "$test_bin" ]; then
 fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/parvis-rust-sdk-XXXXXX")"
-keep=""
-pid=""
-suite=""
-stop_server() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  pid=""
-}
-cleanup() {
-  if [ -n "$suite" ] && kill -0 "$suite" 2>/dev/null; then
-    kill -TERM "$suite" 2>/dev/null || true
-    wait "$suite" 2>/dev/null || true
-  fi
-  stop_server
-  if [ -n "$keep" ] || [ -n "${RUST_SDK_KEEP_LOGS:-}" ]; then
-    echo "logs kept: $work/server.log (parvis), $work/tests.log (the scenarios' output)" >&2
-    rm -rf "$work/data"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+keep_logs="${RUST_SDK_KEEP_LOGS:-}"
+logs_kept_message="logs kept: $work/server.log (parvis), $work/tests.log (the scenarios' output)"
+# Stopping the server and the scenarios, keeping the logs of a failed run (shared with the Node suites).
+# shellcheck source=../tools/node_suite_server.sh
+source "$here/../tools/node_suite_server.sh"
 
 # A free port: bound by the OS, released, then given to parvis (as conformance/helpers.py does).
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"

@@ -1,8 +1,10 @@
-# Sourced by the Node suites' run.sh (conformance/js, conformance/appservice-js): waiting for the
+# Sourced by the Node suites' run.sh (conformance/js, conformance/appservice-js) and by
+# conformance/rust-sdk/run.sh (which does not use `wait_until_ready`): waiting for the
 # live parvis (`pid`, its log in `$work/server.log`) to answer, stopping it and the suite's process
 # (`suite`), and removing the temporary directory `work` on exit, unless the run failed (`keep` set)
 # or `keep_logs` is non-empty, when `logs_kept_message` is printed and only the database is removed.
-# The sourcing script sets `node22`, `work`, `keep_logs` and `logs_kept_message` first.
+# The sourcing script sets `work`, `keep_logs` and `logs_kept_message` first (and `node22` for
+# `wait_until_ready`).
 pid=""
 stop_server() {
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
