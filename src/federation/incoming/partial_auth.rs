@@ -6,13 +6,12 @@
 use std::sync::Arc;
 
 use ruma::{OwnedRoomId, RoomVersionId, ServerName};
-use serde_json::Value;
 
 use super::pdu_checks::{self, CheckedPdu};
 use crate::{
     error::Result,
     federation::{
-        join::{outliers, remote::check_all},
+        join::{outliers, remote::check_field},
         request::call,
     },
     services::{Services, rooms::version},
@@ -57,12 +56,7 @@ pub async fn fetch_unknown_auth_events(
         encode_segment(event.event_id.as_str())
     );
     let answer = call(services, origin, http::Method::GET, &path, None).await?;
-    let chain = answer
-        .get("auth_chain")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let checked = check_all(services, &chain, room_id, version).await;
+    let checked = check_field(services, &answer, "auth_chain", room_id, version).await;
     let (room, version) = (room_id.clone(), version.clone());
     services
         .run_heavy(move |s| {

@@ -121,6 +121,38 @@ pub fn record_changed_membership(
     Ok(())
 }
 
+/// Records the membership a member event of a room's state gives its user (see
+/// [`record_changed_membership`]); other events are left alone.
+pub fn record_member_of_state(
+    s: &Services,
+    c: &mut Commit,
+    event: &CheckedPdu,
+    short_room: u64,
+    pos: u64,
+    short_event: u64,
+) -> Result<()> {
+    if let Some((StateEventType::RoomMember, state_key)) = state_key_of(event)
+        && let Ok(member) = UserId::parse(&state_key)
+        && let Some(m) = event
+            .pdu
+            .membership()
+            .as_deref()
+            .and_then(Membership::parse)
+    {
+        record_changed_membership(
+            s,
+            c,
+            &member,
+            &event.room_id,
+            short_room,
+            m,
+            pos,
+            short_event,
+        )?;
+    }
+    Ok(())
+}
+
 /// The state key of a state event, for snapshots.
 pub fn state_key_of(event: &CheckedPdu) -> Option<(StateEventType, String)> {
     event

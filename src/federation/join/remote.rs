@@ -176,8 +176,25 @@ fn sign_template(
     Ok((object, event_id))
 }
 
+/// Checks the events of the array `field` of a peer's answer (`send_join`, `state`,
+/// `event_auth`); events that fail are left out.
+pub(crate) async fn check_field(
+    services: &Arc<Services>,
+    answer: &Value,
+    field: &str,
+    room_id: &OwnedRoomId,
+    version: &RoomVersionId,
+) -> Vec<CheckedPdu> {
+    let events = answer
+        .get(field)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    check_all(services, events, room_id, version).await
+}
+
 /// Checks the events of a send_join answer; events that fail are left out.
-pub(crate) async fn check_all(
+async fn check_all(
     services: &Arc<Services>,
     events: &[Value],
     room_id: &OwnedRoomId,
@@ -258,15 +275,8 @@ async fn join_through(
     // The members left out (a resident that knows MSC3706): the state is partial until resynced.
     let partial = (answer.get("members_omitted") == Some(&Value::Bool(true)))
         .then(|| servers_in_room(&answer, &resident));
-    let list = |field: &str| {
-        answer
-            .get(field)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let mut auth_chain = check_all(services, &list("auth_chain"), &room_id, &version).await;
-    let state = check_all(services, &list("state"), &room_id, &version).await;
+    let mut auth_chain = check_field(services, &answer, "auth_chain", &room_id, &version).await;
+    let state = check_field(services, &answer, "state", &room_id, &version).await;
     // A resident server may have co-signed our event (restricted joins): take its copy.
     let join_object = match answer
         .get("event")
@@ -368,18 +378,7 @@ fn store_joined_room(
             };
             let key = s.short.get_or_create_statekey(c, &kind, &state_key)?;
             changes.push((key, short));
-            if kind == ruma::events::StateEventType::RoomMember
-                && let Ok(member) = ruma::UserId::parse(&state_key)
-                && let Some(m) = event
-                    .pdu
-                    .membership()
-                    .as_deref()
-                    .and_then(Membership::parse)
-            {
-                outliers::record_changed_membership(
-                    s, c, &member, room_id, short_room, m, pos, short,
-                )?;
-            }
+            outliers::record_member_of_state(s, c, event, short_room, pos, short)?;
         }
         let (snapshot, _) = s.state.create(c, 0, &changes)?;
         s.state.set_current(c, short_room, snapshot);

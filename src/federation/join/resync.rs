@@ -12,10 +12,9 @@ use std::{
 };
 
 use ruma::{OwnedEventId, OwnedRoomId};
-use serde_json::Value;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::remote::check_all;
+use super::remote::check_field;
 use crate::{
     error::{Error, Result},
     federation::{incoming::pdu_checks, request::call},
@@ -102,15 +101,9 @@ pub async fn resync(services: &Arc<Services>, room: &PartialRoom) -> Result<Opti
                 continue;
             }
         };
-        let list = |field: &str| {
-            answer
-                .get(field)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let state = check_all(services, &list("pdus"), &room.room_id, &version).await;
-        let auth_chain = check_all(services, &list("auth_chain"), &room.room_id, &version).await;
+        let state = check_field(services, &answer, "pdus", &room.room_id, &version).await;
+        let auth_chain =
+            check_field(services, &answer, "auth_chain", &room.room_id, &version).await;
         let room = room.clone();
         let version = version.clone();
         return services

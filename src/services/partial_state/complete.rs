@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ruma::{OwnedUserId, UserId, events::StateEventType};
+use ruma::{OwnedUserId, events::StateEventType};
 
 use super::PartialRoom;
 use crate::{
@@ -137,25 +137,7 @@ pub fn complete(
             let Some(event) = by_short.get(short) else {
                 continue;
             };
-            if let Some((StateEventType::RoomMember, state_key)) = outliers::state_key_of(event)
-                && let Ok(member) = UserId::parse(&state_key)
-                && let Some(m) = event
-                    .pdu
-                    .membership()
-                    .as_deref()
-                    .and_then(Membership::parse)
-            {
-                outliers::record_changed_membership(
-                    s,
-                    c,
-                    &member,
-                    &room.room_id,
-                    short_room,
-                    m,
-                    pos,
-                    *short,
-                )?;
-            }
+            outliers::record_member_of_state(s, c, event, short_room, pos, *short)?;
         }
         // Our joined users see the room again as newly joined, with its whole state.
         let locals: Vec<OwnedUserId> = s
