@@ -677,6 +677,9 @@ pub(crate) async fn wait_for_full_state_unless_known(
     room_id: &ruma::RoomId,
     known: Option<(StateEventType, String)>,
 ) -> Result<()> {
+    if !services.partial_state.any() {
+        return Ok(());
+    }
     let room = room_id.to_owned();
     let Some(short_room) = services
         .run(move |s| {

@@ -240,6 +240,21 @@ pub fn check_auth_events_with(
         .map_err(|e| Error::forbidden(format!("event rejected by its auth events: {e}")))
 }
 
+/// The events of a peer's state answer (`send_join`, `state`) that [`authorised_subset`] keeps,
+/// split again into the state and its auth chain.
+pub fn authorised_state(
+    s: &Services,
+    state: Vec<CheckedPdu>,
+    auth_chain: Vec<CheckedPdu>,
+    rules: &RoomVersionRules,
+) -> (Vec<CheckedPdu>, Vec<CheckedPdu>) {
+    let state_ids: std::collections::HashSet<OwnedEventId> =
+        state.iter().map(|e| e.event_id.clone()).collect();
+    authorised_subset(s, auth_chain.into_iter().chain(state).collect(), rules)
+        .into_iter()
+        .partition(|e| state_ids.contains(&e.event_id))
+}
+
 /// Keeps the events (state and auth chain answered by a peer) that pass the authorization rules
 /// against their own auth events, checked in depth order among themselves and the stored events.
 pub fn authorised_subset(

@@ -342,12 +342,7 @@ fn store_joined_room(
 ) -> Result<()> {
     // Only events the authorization rules allow (against their own auth events) are kept.
     let rules = version::rules(version)?;
-    let state_ids: std::collections::HashSet<ruma::OwnedEventId> =
-        state.iter().map(|e| e.event_id.clone()).collect();
-    let (state, auth_chain): (Vec<CheckedPdu>, Vec<CheckedPdu>) =
-        pdu_checks::authorised_subset(s, auth_chain.into_iter().chain(state).collect(), &rules)
-            .into_iter()
-            .partition(|e| state_ids.contains(&e.event_id));
+    let (state, auth_chain) = pdu_checks::authorised_state(s, state, auth_chain, &rules);
     let lock = s.timeline.room_lock(room_id);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
     if has_local_member(s, room_id)? {

@@ -5,13 +5,9 @@
 //! the lease): it resyncs every partial room, those a restart interrupted too, retrying with a
 //! growing pause until a server answers.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use ruma::{OwnedEventId, OwnedRoomId};
+use ruma::OwnedRoomId;
 use tokio::{sync::watch, task::JoinHandle};
 
 use super::remote::check_field;
@@ -42,15 +38,11 @@ const JOIN_SETTLES: Duration = Duration::from_secs(60);
 pub async fn resync(services: &Arc<Services>, room: &PartialRoom) -> Result<Option<Completed>> {
     let r = room.clone();
     let short_room = room.short_room;
-    if services
-        .run(move |s| s.partial_state.read(short_room))
-        .await?
-        .is_none()
-    {
-        return Ok(None);
-    }
-    let (version, joined) = services
+    let Some((version, joined)) = services
         .run(move |s| {
+            if s.partial_state.read(short_room)?.is_none() {
+                return Ok(None);
+            }
             // The join stores the room's state, then appends our join, under the room's lock:
             // under it, a join event not stored is one that never will be.
             let lock = s.timeline.room_lock(&r.room_id);
@@ -59,9 +51,13 @@ pub async fn resync(services: &Arc<Services>, room: &PartialRoom) -> Result<Opti
                 Some(short) => s.timeline.meta(short)?.is_some_and(|m| m.pos != 0),
                 None => false,
             };
-            Ok((s.timeline.room_version(&r.room_id)?, joined))
+            Ok(Some((s.timeline.room_version(&r.room_id)?, joined)))
         })
-        .await?;
+        .await?
+    else {
+        // Completed already (by another process, or an earlier attempt).
+        return Ok(None);
+    };
     // In a group the room's lock is this process's: another process's join may be between its
     // two batches for a moment.
     let young =
@@ -109,15 +105,8 @@ pub async fn resync(services: &Arc<Services>, room: &PartialRoom) -> Result<Opti
         return services
             .run_heavy(move |s| {
                 let rules = version::rules(&version)?;
-                let state_ids: HashSet<OwnedEventId> =
-                    state.iter().map(|e| e.event_id.clone()).collect();
-                let (state, auth_chain): (Vec<_>, Vec<_>) = pdu_checks::authorised_subset(
-                    s,
-                    auth_chain.into_iter().chain(state).collect(),
-                    &rules,
-                )
-                .into_iter()
-                .partition(|e| state_ids.contains(&e.event_id));
+                let (state, auth_chain) =
+                    pdu_checks::authorised_state(s, state, auth_chain, &rules);
                 complete(s, &room, state, auth_chain)
             })
             .await;

@@ -85,10 +85,15 @@ impl PartialState {
 
     pub fn is_partial(&self, short_room: u64) -> Result<bool> {
         if !self.shared {
-            let known = self.known.lock().unwrap();
-            return Ok(!known.is_empty() && known.contains_key(&short_room));
+            return Ok(self.known.lock().unwrap().contains_key(&short_room));
         }
         Ok(self.read(short_room)?.is_some())
+    }
+
+    /// Whether any room may be partial (always in a group, where another process may join one):
+    /// when not, readers that would wait for a room's full state skip even looking.
+    pub fn any(&self) -> bool {
+        self.shared || !self.known.lock().unwrap().is_empty()
     }
 
     /// Every partial room, from the database.
