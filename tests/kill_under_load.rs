@@ -13,7 +13,6 @@ use std::{
     time::Duration,
 };
 
-use common::federation::eventually;
 use common::peer::{wait_invite, wait_membership};
 use common::process::Proc;
 use common::{TestServer, enc};
@@ -220,15 +219,44 @@ async fn every_acknowledged_event_survives_twenty_kills_under_load() {
             .await;
         assert_eq!(status, StatusCode::OK, "since={token}: {answer}");
     }
-    // The federation queues resumed both ways.
-    eventually("B has every event A acknowledged", || async {
-        let on_b: HashSet<String> = all_bodies(&sb, &bob, &room).await.into_iter().collect();
-        acked_a.keys().all(|body| on_b.contains(body)).then_some(())
+    // The federation queues resumed both ways: the queue A built up during the kills drains into B
+    // (and B's into A) at the pace B takes them, so the wait lasts as long as it makes progress.
+    caught_up("B has every event A acknowledged", &acked_a, || {
+        all_bodies(&sb, &bob, &room)
     })
     .await;
-    eventually("A has every event B acknowledged", || async {
-        let on_a: HashSet<String> = all_bodies(&sa, &alice, &room).await.into_iter().collect();
-        acked_b.keys().all(|body| on_a.contains(body)).then_some(())
+    caught_up("A has every event B acknowledged", &acked_b, || {
+        all_bodies(&sa, &alice, &room)
     })
     .await;
+}
+
+/// Waits until every acknowledged body is among `bodies()`; fails when 20 s pass without one more
+/// of them arriving (the queue stopped), or after 5 minutes in all.
+async fn caught_up<F, Fut>(what: &str, acked: &HashMap<String, String>, mut bodies: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let start = tokio::time::Instant::now();
+    let (mut best, mut last_progress) = (0, start);
+    loop {
+        let there: HashSet<String> = bodies().await.into_iter().collect();
+        let arrived = acked.keys().filter(|b| there.contains(*b)).count();
+        if arrived == acked.len() {
+            eprintln!("{what}: all {arrived} after {:?}", start.elapsed());
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if arrived > best {
+            (best, last_progress) = (arrived, now);
+        }
+        assert!(
+            now - last_progress < Duration::from_secs(20) && now - start < Duration::from_secs(300),
+            "timed out waiting for {what}: {arrived} of {} arrived, none more in the last {:?}",
+            acked.len(),
+            now - last_progress
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -164,14 +164,22 @@ async fn s6_notification_client_resolves_an_invite_with_the_inviters_name() -> R
     ensure!(item.event.sender().as_str() == frank_api.user_id, "{seen}");
     ensure!(item.room_computed_display_name == "s6 invite", "{seen}");
 
-    // Element X's invite screen: the inviter from the stripped state.
-    let invited = e.get_room(&room).context("the invited room")?;
-    let details = invited.invite_details().await?;
-    ensure!(
-        details.inviter.as_ref().and_then(|m| m.display_name()) == Some("Frank S6"),
-        "invite_details().inviter is {:?}: the invite's stripped state has no m.room.member of the inviter",
-        details.inviter.map(|m| m.user_id().to_owned())
-    );
+    // Element X's invite screen: the inviter from the stripped state. The notification client
+    // resolved the invite with its own sliding sync; erin's client learns of the room through her
+    // main sync, which may come a moment later.
+    let inviter = eventually("the invite in erin's own sync, with its inviter", WAIT, || async {
+        let invited = e.get_room(&room).ok_or("erin's client does not know the room yet")?;
+        let details = invited.invite_details().await.map_err(|e| format!("invite_details: {e}"))?;
+        match details.inviter {
+            Some(inviter) => Ok(inviter),
+            None => Err(format!(
+                "invite_details().inviter is None (inviter {}): the stripped state has no m.room.member of the inviter",
+                details.inviter_id
+            )),
+        }
+    })
+    .await?;
+    ensure!(inviter.display_name() == Some("Frank S6"), "the inviter's name: {:?}", inviter.display_name());
     ensure!(item.sender_display_name.as_deref() == Some("Frank S6"), "the invite notification's sender name: {seen}");
     erin_sync.stop().await;
     Ok(())
