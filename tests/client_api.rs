@@ -546,3 +546,66 @@ async fn well_known_client_announces_the_public_base_url() {
     );
     server.stop().await;
 }
+
+/// The room summary of /sync (member counts, heroes of an unnamed room): in the first answer, left
+/// out of an incremental answer when no membership changed (the spec allows it; a big room's
+/// /sync then reads none of its members), and there again when one did.
+#[tokio::test]
+async fn sync_room_summary_comes_when_the_membership_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let (carol_id, _) = server.register("carol").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &bob,
+            json!({}),
+        )
+        .await;
+    let first = server.get("/_matrix/client/v3/sync", &alice).await;
+    let summary = &first["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 2, "{first}");
+    assert_eq!(summary["m.invited_member_count"], 0, "{first}");
+    assert_eq!(summary["m.heroes"], json!([bob_id]), "{first}");
+
+    server.send_text(&alice, &room, "t1", "hello").await;
+    let since = first["next_batch"].as_str().unwrap();
+    let next = server
+        .get(
+            &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+            &alice,
+        )
+        .await;
+    let entry = &next["rooms"]["join"][&room];
+    assert_eq!(entry["timeline"]["events"][0]["content"]["body"], "hello");
+    let summary = &entry["summary"];
+    assert!(
+        summary.is_null() || summary == &json!({}),
+        "no membership changed: {next}"
+    );
+
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            &alice,
+            json!({ "user_id": carol_id }),
+        )
+        .await;
+    let since = next["next_batch"].as_str().unwrap();
+    let third = server
+        .get(
+            &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+            &alice,
+        )
+        .await;
+    let summary = &third["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 2, "{third}");
+    assert_eq!(summary["m.invited_member_count"], 1, "{third}");
+    assert_eq!(summary["m.heroes"], json!([bob_id, carol_id]), "{third}");
+    server.stop().await;
+}

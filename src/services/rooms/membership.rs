@@ -77,6 +77,14 @@ pub struct UserRoom {
     pub forgotten: bool,
 }
 
+/// A room's member counts and heroes ([`MembershipIndex::summary`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RoomSummary {
+    pub joined: u64,
+    pub invited: u64,
+    pub heroes: Vec<OwnedUserId>,
+}
+
 pub struct MembershipIndex {
     db: Db,
 }
@@ -202,6 +210,35 @@ impl MembershipIndex {
             }
         }
         Ok(false)
+    }
+
+    /// What a room summary needs, in one scan of the room's members: how many are joined and
+    /// invited, and up to `heroes` members other than `except` (the joined ones first, then the
+    /// invited, each in user id order).
+    pub fn summary(&self, short_room: u64, except: &UserId, heroes: usize) -> Result<RoomSummary> {
+        let prefix = Key::new().u64(short_room).build();
+        let mut out = RoomSummary::default();
+        let mut invited_heroes = Vec::new();
+        for entry in self.db.scan_prefix(ROOM_MEMBERS, &prefix) {
+            let (key, value) = entry?;
+            let (count, names) = match value.first().copied().and_then(Membership::from_byte) {
+                Some(Membership::Join) => (&mut out.joined, &mut out.heroes),
+                Some(Membership::Invite) => (&mut out.invited, &mut invited_heroes),
+                _ => continue,
+            };
+            *count += 1;
+            if names.len() < heroes
+                && let Some(user) = KeyReader::new(&key[prefix.len()..])
+                    .str()
+                    .and_then(|u| OwnedUserId::try_from(u).ok())
+                && &*user != except
+            {
+                names.push(user);
+            }
+        }
+        out.heroes.extend(invited_heroes);
+        out.heroes.truncate(heroes);
+        Ok(out)
     }
 
     /// Members of a room with the given membership.

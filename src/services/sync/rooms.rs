@@ -15,10 +15,8 @@ use crate::{
     error::Result,
     services::{
         Services,
-        rooms::{
-            event_by_short,
-            membership::{Membership, UserRoom},
-        },
+        partial_state::sender_members,
+        rooms::{event_by_short, membership::UserRoom},
         state::diff,
         timeline::{
             StoredEvent,
@@ -225,7 +223,7 @@ pub fn joined(
         senders.insert(req.user.clone());
         senders
     });
-    let state = if newly_joined || req.full_state {
+    let mut state = if newly_joined || req.full_state {
         state_events(
             s,
             req,
@@ -258,6 +256,24 @@ pub fn joined(
     } else {
         Vec::new()
     };
+    if lazy.is_some() {
+        // While the room's state is partial, senders the known state lacks.
+        let in_state = |sender: &str| -> Result<bool> {
+            Ok(s.short
+                .statekey(&StateEventType::RoomMember, sender)?
+                .is_some_and(|k| start_state.contains_key(&k)))
+        };
+        for member in sender_members::from_auth_events(s, short_room, &events, in_state)? {
+            state.push(raw(&member.to_client(
+                &s.timeline,
+                ClientFormat::Sync,
+                None,
+            )?));
+        }
+    }
+    let state_has_member = state
+        .iter()
+        .any(|e| e.get_field::<String>("type").ok().flatten().as_deref() == Some("m.room.member"));
     joined.state = sync::State::Before(sync::StateEvents::with_events(state));
 
     joined.timeline.limited = limited;
@@ -270,22 +286,28 @@ pub fn joined(
     );
     joined.timeline.events = timeline_json(s, req, &events)?;
 
-    let joined_count = s.membership.members(short_room, Membership::Join)?;
-    let invited_count = s.membership.members(short_room, Membership::Invite)?;
-    joined.summary.joined_member_count = UInt::new(joined_count.len() as u64);
-    joined.summary.invited_member_count = UInt::new(invited_count.len() as u64);
-    let has_name = s
-        .short
-        .statekey(&StateEventType::RoomName, "")?
-        .is_some_and(|k| start_state.contains_key(&k));
-    if !has_name {
-        joined.summary.heroes = joined_count
+    // The summary (member counts and heroes) only when the membership may have changed since
+    // `since` (the spec lets an unchanged summary be left out): a big room's incremental /sync
+    // then reads none of its members.
+    let members_changed = newly_joined
+        || req.full_state
+        || events
             .iter()
-            .chain(invited_count.iter())
-            .filter(|u| **u != req.user)
-            .take(5)
-            .cloned()
-            .collect();
+            .any(|e| e.pdu.kind == TimelineEventType::RoomMember)
+        || state_has_member;
+    if members_changed {
+        let has_name = s
+            .short
+            .statekey(&StateEventType::RoomName, "")?
+            .is_some_and(|k| start_state.contains_key(&k));
+        let summary = s
+            .membership
+            .summary(short_room, &req.user, if has_name { 0 } else { 5 })?;
+        joined.summary.joined_member_count = UInt::new(summary.joined);
+        joined.summary.invited_member_count = UInt::new(summary.invited);
+        if !has_name {
+            joined.summary.heroes = summary.heroes;
+        }
     }
     Ok(Some(joined))
 }

@@ -19,6 +19,7 @@ use crate::{
     error::Result,
     services::{
         Services,
+        partial_state::sender_members,
         push::counts_store::room_counts,
         rooms::{
             event_by_short,
@@ -205,6 +206,21 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
             }
         }
     }
+    if input.config.required_state.lazy_members {
+        // While the room's state is partial, senders the known state lacks.
+        let in_state = |sender: &str| -> Result<bool> {
+            Ok(s.short
+                .statekey(&StateEventType::RoomMember, sender)?
+                .is_some_and(|k| end_state.contains_key(&k)))
+        };
+        for member in sender_members::from_auth_events(s, short_room, &events, in_state)? {
+            required.push(raw(&member.to_client(
+                &s.timeline,
+                ClientFormat::Sync,
+                None,
+            )?));
+        }
+    }
     room.required_state = required;
 
     let name_changed = since.is_none()
@@ -226,19 +242,18 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
             };
         }
     }
-    let joined = s.membership.members(short_room, Membership::Join)?;
-    let invited = s.membership.members(short_room, Membership::Invite)?;
     if members_changed {
-        room.joined_count = Some(UInt::new_saturating(joined.len() as u64));
-        room.invited_count = Some(UInt::new_saturating(invited.len() as u64));
+        // One scan of the room's members, only when they may have changed.
+        let summary = s.membership.summary(
+            short_room,
+            &sync_req.user,
+            if name.is_none() { 5 } else { 0 },
+        )?;
+        room.joined_count = Some(UInt::new_saturating(summary.joined));
+        room.invited_count = Some(UInt::new_saturating(summary.invited));
         if name.is_none() {
             let mut heroes = Vec::new();
-            for user in joined
-                .iter()
-                .chain(invited.iter())
-                .filter(|u| **u != sync_req.user)
-                .take(5)
-            {
+            for user in &summary.heroes {
                 let mut hero = Hero::new(user.clone());
                 if let Some(member) = state_value(
                     s,
