@@ -116,6 +116,55 @@ async fn a_partial_state_join_is_answered_at_once_and_completed_in_the_backgroun
     let (_, speaker) = &members[7];
     a.send_text(speaker, &room, "p1", "while partial").await;
     wait_message(&b, &bob_token, &room, "while partial").await;
+    // Sliding sync (Element X's room list) shows the room as it is known: its name, the latest
+    // message, and the member who sent it (lazy-loaded members).
+    let speaker_id = members[7].0.clone();
+    let list = b
+        .post(
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+            &bob_token,
+            json!({ "lists": { "all": {
+                "ranges": [[0, 9]],
+                "timeline_limit": 1,
+                "required_state": [["m.room.name", ""], ["m.room.member", "$LAZY"]],
+            } } }),
+        )
+        .await;
+    let entry = &list["rooms"][&room];
+    assert_eq!(entry["name"], "company-wide", "{list}");
+    assert_eq!(
+        entry["timeline"][0]["content"]["body"], "while partial",
+        "{list}"
+    );
+    let lazy_members: Vec<&str> = entry["required_state"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.room.member")
+        .filter_map(|e| e["state_key"].as_str())
+        .collect();
+    assert!(
+        lazy_members.contains(&speaker_id.as_str()),
+        "the sender's member event: {list}"
+    );
+    // So does /sync with lazy-loaded members.
+    let filter = enc(r#"{"room":{"state":{"lazy_load_members":true}}}"#);
+    let lazy = b
+        .get(
+            &format!("/_matrix/client/v3/sync?since={since}&timeout=0&filter={filter}"),
+            &bob_token,
+        )
+        .await;
+    let state = lazy["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        state
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == speaker_id.as_str()),
+        "the sender's member event: {lazy}"
+    );
     let (late, late_token) = a.register("latecomer").await;
     a.post(
         &format!("/_matrix/client/v3/join/{}", enc(&room)),

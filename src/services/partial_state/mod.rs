@@ -5,6 +5,7 @@
 //! Documented in spec/federation.md ("Partial-state joins").
 
 pub mod complete;
+pub mod sender_members;
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
