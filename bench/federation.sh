@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/parvis-target}"
-cargo build --release --bin parvis
+# The release binary as bench/run.sh builds it (`cargo bench` builds the package's binary with the
+# dev-dependencies' features): one release build serves both benches.
+cargo bench --bench versus --no-run
 export PARVIS_BIN="${PARVIS_BIN:-$CARGO_TARGET_DIR/release/parvis}"
 source conformance/venv.sh
 "$venv/bin/python" -c "import sys; sys.path.insert(0, 'conformance/federation'); import homeservers; homeservers.ensure_synapse()"

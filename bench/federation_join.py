@@ -9,6 +9,8 @@ then a user of another server joins it (`POST /join/{roomId}?server_name=<host>`
     synapse ← parvis    a Parvis user joins a Synapse room
     synapse ← synapse   the reference: Synapse to Synapse
     parvis  ← parvis    Parvis to Parvis
+    … ← parvisfull       a Parvis joiner with `partial_state_joins = false` (the whole state with the
+                         join: how Parvis joined before partial-state joins)
 
 Figures per pair: the time of the `/join` request (what the user waits for), and the time until the
 joining server answers `GET /joined_members` with the whole membership (a server doing a partial-state
@@ -142,8 +144,21 @@ async def measure_join(session, joiner: homeservers.Homeserver, host: homeserver
     return {"join_s": joined, "full_s": full, "members": expected}
 
 
+class FullStateParvis(homeservers.ParvisServer):
+    """Parvis joining with the whole state in the `send_join` answer (no partial-state join)."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["PARVIS_FEDERATION__PARTIAL_STATE_JOINS"] = "false"
+        return env
+
+
 def make(kind: str, label: str) -> homeservers.Homeserver:
-    return QuietSynapse(label) if kind == "synapse" else homeservers.ParvisServer(label)
+    if kind == "synapse":
+        return QuietSynapse(label)
+    if kind == "parvisfull":
+        return FullStateParvis(label)
+    return homeservers.ParvisServer(label)
 
 
 def git_commit() -> str:
@@ -163,7 +178,7 @@ async def main() -> int:
     ap.add_argument(
         "--pairs",
         default="parvis-synapse,synapse-parvis,synapse-synapse,parvis-parvis",
-        help="host-joiner pairs, comma-separated",
+        help="host-joiner pairs, comma-separated (joiner parvisfull: Parvis without partial-state joins)",
     )
     ap.add_argument("--out", default=os.path.join(HERE, "federation-results.md"))
     args = ap.parse_args()
@@ -209,12 +224,11 @@ async def main() -> int:
                 print(f"cleanup of {s}: {e}", file=sys.stderr)
 
     lines = [
-        "# Federation join bench",
+        f"## {args.members} members, {args.state} state events ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"{time.strftime('%Y-%m-%d')}, commit {git_commit()}, {platform.machine()} with {os.cpu_count()} cores, "
-        f"loopback TLS; room version {args.room_version}, {args.members} members, {args.state} state events; "
-        f"Synapse {homeservers.SYNAPSE_VERSION} "
-        "(SQLite), Parvis release build.",
+        f"Commit {git_commit()}, {platform.machine()} with {os.cpu_count()} cores, "
+        f"loopback TLS; room version {args.room_version}; Synapse {homeservers.SYNAPSE_VERSION} "
+        "(SQLite), Parvis release build; `parvisfull` is Parvis with `partial_state_joins = false`.",
         "",
         "| room on | joining server | `/join` answered | whole membership visible on the joining server |",
         "|---|---|---|---|",
@@ -224,8 +238,17 @@ async def main() -> int:
         lines.append(f"| {host_kind} | {joiner_kind} | {r['join_s']:.2f} s | {full} |")
     text = "\n".join(lines) + "\n"
     print(text)
+    # The newest section first, under the title; earlier sections are kept below it.
+    title = "# Federation join bench\n"
+    try:
+        with open(args.out) as f:
+            before = f.read()
+    except FileNotFoundError:
+        before = ""
+    if before.startswith(title):
+        before = before[len(title):].lstrip("\n")
     with open(args.out, "w") as f:
-        f.write(text)
+        f.write(title + "\n" + text + ("\n" + before if before else ""))
     return 0
 
 
