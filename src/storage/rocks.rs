@@ -49,6 +49,12 @@ impl RocksEngine {
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(2);
         db_opts.set_max_total_wal_size(64 << 20);
+        // Table files are opened by the opening thread: RocksDB otherwise starts this many threads
+        // for every column family at start-up (16 by default: about 1,700 threads for our maps,
+        // a third of the start-up time of an empty database). Their statistics are not read
+        // again at start-up either (they only tune compaction).
+        db_opts.set_max_file_opening_threads(1);
+        db_opts.set_skip_stats_update_on_db_open(true);
         // One budget for the memtables of every column family, so memory stays small with many maps.
         db_opts.set_db_write_buffer_size(write_buffer_mb.max(4) << 20);
 
