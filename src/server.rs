@@ -326,6 +326,11 @@ fn start_background(
     workers.push(Worker::spawn(|stop| {
         crate::services::sessions::spawn_sweeps(s, stop)
     }));
+    // Handing the C heap's free pages (RocksDB's) back to the system.
+    let s = services.clone();
+    workers.push(Worker::spawn(|stop| {
+        crate::services::c_heap::spawn_trim(s, stop)
+    }));
     // In a group: ending timed-out typing notifications for every process.
     let s = services.clone();
     workers.push(Worker::spawn(|stop| {

@@ -5,6 +5,7 @@ pub mod account_data;
 pub mod admin;
 pub mod appservice;
 pub mod backup;
+pub mod c_heap;
 pub mod cluster;
 pub mod dehydrated_devices;
 pub mod directory;
