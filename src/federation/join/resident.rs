@@ -221,18 +221,40 @@ pub fn join_answer(
     let event =
         event_by_id(s, event_id)?.ok_or_else(|| Error::internal("join event not stored"))?;
     let state = s.state.load(event.meta.state_before)?;
+    // The member events are read only when they are answered (a big room's members are most of
+    // its state): the state keys say which entries are members.
     let mut others = Vec::new();
+    let mut member_shorts = Vec::new();
+    for (key, short) in state.iter() {
+        if s.short.statekey_of(*key)?.0 == StateEventType::RoomMember {
+            member_shorts.push(*short);
+        } else if let Some(e) = event_by_short(s, *short, room_id)? {
+            others.push(e);
+        }
+    }
+    let named = others.iter().any(|e| {
+        matches!(
+            e.pdu.kind,
+            TimelineEventType::RoomName | TimelineEventType::RoomCanonicalAlias
+        )
+    });
     let mut members = Vec::new();
-    for short in state.values() {
-        if let Some(e) = event_by_short(s, *short, room_id)? {
-            if e.pdu.kind == TimelineEventType::RoomMember {
+    if !omit_members || !named {
+        for short in member_shorts {
+            if let Some(e) = event_by_short(s, short, room_id)? {
                 members.push(e);
-            } else {
-                others.push(e);
             }
         }
     }
     let mut servers = std::collections::BTreeSet::new();
+    if omit_members && named {
+        // The members were not read: the servers of the room's joined members, from the
+        // membership index.
+        let short_room = crate::services::rooms::short_room(s, room_id)?;
+        for server in crate::federation::sender::servers_in_room(s, short_room)?.iter() {
+            servers.insert(server.to_string());
+        }
+    }
     for m in &members {
         if m.pdu.membership().as_deref() == Some("join")
             && let Some(user) = m
@@ -245,20 +267,10 @@ pub fn join_answer(
         }
     }
     servers.insert(s.globals.server_name().to_string());
-    let kept_members = if omit_members {
-        let named = others.iter().any(|e| {
-            matches!(
-                e.pdu.kind,
-                TimelineEventType::RoomName | TimelineEventType::RoomCanonicalAlias
-            )
-        });
-        if named {
-            Vec::new()
-        } else {
-            heroes(&members, &event.pdu.sender)
-        }
-    } else {
-        members
+    let kept_members = match (omit_members, named) {
+        (false, _) => members,
+        (true, true) => Vec::new(),
+        (true, false) => heroes(&members, &event.pdu.sender),
     };
     let answered: Vec<_> = others.into_iter().chain(kept_members).collect();
     let state_ids: std::collections::HashSet<OwnedEventId> =
