@@ -2,6 +2,8 @@
 //!
 //! See bench/README.md. Options after `--` (or as `VERSUS_*` environment variables), `--help` lists them.
 
+#[path = "versus/big.rs"]
+mod big;
 #[path = "versus/client.rs"]
 mod client;
 #[path = "versus/engine_calls.rs"]
@@ -88,6 +90,25 @@ VERSUS_SEQ_PARVIS=5000); command-line options win.
   --idle-secs S              idle time before the memory readings       (default 2)
   --workload-timeout S       bound on each workload                     (default 900)
   --out PATH                 Markdown results file (default bench/results.md; 'none' to skip)
+  --skip-standard            skip the standard workloads (sequential sends … thread list, memory after
+                             the load); start-up and idle memory are still measured: with --big, only
+                             the big workloads run
+
+Big workloads (off unless --big; each size 0 skips that workload on that server):
+  --big                      run them (VERSUS_BIG=1)
+  --big-rooms-parvis N       rooms of the big initial-sync user, Parvis  (default 300)
+  --big-rooms-synapse N      the same, Synapse                           (default 120)
+  --big-members-parvis N     members of each of those rooms, Parvis      (default 300)
+  --big-members-synapse N    the same, Synapse                           (default 120)
+  --big-reps N               initial syncs timed, full and lazy each     (default 5)
+  --many-rooms-parvis N      rooms of the sliding-sync user, Parvis      (default 5000)
+  --many-rooms-synapse N     the same, Synapse                           (default 5000)
+  --many-reps N              sliding syncs timed, first and incremental  (default 5)
+  --huge-members-parvis N    members of the huge room, Parvis            (default 10000)
+  --huge-members-synapse N   the same, Synapse                           (default 5000)
+  --huge-sends N             sends (each with a member's /sync) timed    (default 100)
+  --big-concurrency N        setup requests in flight at once            (default 16)
+  --big-timeout S            bound on each big workload                  (default 3600)
 ";
 
 struct Opts {
@@ -117,7 +138,25 @@ struct Opts {
     idle_secs: f64,
     workload_timeout: f64,
     out: Option<PathBuf>,
+    skip_standard: bool,
+    big: bool,
+    big_rooms_parvis: usize,
+    big_rooms_synapse: usize,
+    big_members_parvis: usize,
+    big_members_synapse: usize,
+    big_reps: usize,
+    many_rooms_parvis: usize,
+    many_rooms_synapse: usize,
+    many_reps: usize,
+    huge_members_parvis: usize,
+    huge_members_synapse: usize,
+    huge_sends: usize,
+    big_concurrency: usize,
+    big_timeout: f64,
 }
+
+/// Switches: given alone on the command line (`--big`), or with a value (`--big=0`, `VERSUS_BIG=1`).
+const SWITCHES: &[&str] = &["big", "skip-standard"];
 
 fn parse_opts() -> Res<Opts> {
     // Gather `name -> value` pairs: environment first, then the command line.
@@ -146,6 +185,7 @@ fn parse_opts() -> Res<Opts> {
         };
         let (name, value) = match name.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
+            None if SWITCHES.contains(&name) => (name.to_string(), "1".to_string()),
             None => (
                 name.to_string(),
                 args.next().ok_or_else(|| err!("--{name} needs a value"))?,
@@ -183,6 +223,21 @@ fn parse_opts() -> Res<Opts> {
         "idle-secs",
         "workload-timeout",
         "out",
+        "skip-standard",
+        "big",
+        "big-rooms-parvis",
+        "big-rooms-synapse",
+        "big-members-parvis",
+        "big-members-synapse",
+        "big-reps",
+        "many-rooms-parvis",
+        "many-rooms-synapse",
+        "many-reps",
+        "huge-members-parvis",
+        "huge-members-synapse",
+        "huge-sends",
+        "big-concurrency",
+        "big-timeout",
     ];
     if let Some(k) = kv.keys().find(|k| !known.contains(&k.as_str())) {
         bail!("unknown option --{k}\n\n{USAGE}");
@@ -192,6 +247,13 @@ fn parse_opts() -> Res<Opts> {
         match v {
             None => Ok(d),
             Some(s) => s.parse().map_err(|_| err!("--{k}: cannot parse {s:?}")),
+        }
+    }
+    fn switch(v: Option<String>, k: &str) -> Res<bool> {
+        match v.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("0") | Some("false") | Some("no") | Some("off") => Ok(false),
+            Some("1") | Some("true") | Some("yes") | Some("on") => Ok(true),
+            Some(s) => bail!("--{k}: expected 1/0, true/false, yes/no or on/off, got {s:?}"),
         }
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
@@ -250,6 +312,21 @@ fn parse_opts() -> Res<Opts> {
         idle_secs: num(last("idle-secs"), "idle-secs", 2.0)?,
         workload_timeout: num(last("workload-timeout"), "workload-timeout", 900.0)?,
         out,
+        skip_standard: switch(last("skip-standard"), "skip-standard")?,
+        big: switch(last("big"), "big")?,
+        big_rooms_parvis: num(last("big-rooms-parvis"), "big-rooms-parvis", 300)?,
+        big_rooms_synapse: num(last("big-rooms-synapse"), "big-rooms-synapse", 120)?,
+        big_members_parvis: num(last("big-members-parvis"), "big-members-parvis", 300)?,
+        big_members_synapse: num(last("big-members-synapse"), "big-members-synapse", 120)?,
+        big_reps: num(last("big-reps"), "big-reps", 5)?,
+        many_rooms_parvis: num(last("many-rooms-parvis"), "many-rooms-parvis", 5000)?,
+        many_rooms_synapse: num(last("many-rooms-synapse"), "many-rooms-synapse", 5000)?,
+        many_reps: num(last("many-reps"), "many-reps", 5)?,
+        huge_members_parvis: num(last("huge-members-parvis"), "huge-members-parvis", 10_000)?,
+        huge_members_synapse: num(last("huge-members-synapse"), "huge-members-synapse", 5000)?,
+        huge_sends: num(last("huge-sends"), "huge-sends", 100)?,
+        big_concurrency: num(last("big-concurrency"), "big-concurrency", 16)?,
+        big_timeout: num(last("big-timeout"), "big-timeout", 3600.0)?,
     })
 }
 
@@ -450,6 +527,114 @@ const FIGS: &[Fig] = &[
         better: Better::Lower,
         decimals: 1,
     },
+    Fig {
+        key: "big_setup_rate",
+        label: "{big} built: joins/s ({conc} at once)",
+        better: Better::Higher,
+        decimals: 1,
+    },
+    Fig {
+        key: "big_full_first",
+        label: "initial /sync of a user in {big}, full, first (ms)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "big_full_median",
+        label: "initial /sync of a user in {big}, full, median (ms)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "big_full_kib",
+        label: "initial /sync of a user in {big}, full, response (KiB)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "big_lazy_first",
+        label: "initial /sync of a user in {big}, lazy-loaded members, first (ms)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "big_lazy_median",
+        label: "initial /sync of a user in {big}, lazy-loaded members, median (ms)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "big_lazy_kib",
+        label: "initial /sync of a user in {big}, lazy-loaded members, response (KiB)",
+        better: Better::Lower,
+        decimals: 0,
+    },
+    Fig {
+        key: "ss_setup_rate",
+        label: "{many} created by one user: rooms/s ({conc} at once)",
+        better: Better::Higher,
+        decimals: 1,
+    },
+    Fig {
+        key: "ss_first",
+        label: "sliding sync of a user in {many}, first request, first (ms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "ss_initial_median",
+        label: "sliding sync of a user in {many}, first request, median (ms)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "ss_incr_median",
+        label: "sliding sync of a user in {many}, next request with one new message, median (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "huge_setup_rate",
+        label: "room of {huge} built: joins/s ({conc} at once)",
+        better: Better::Higher,
+        decimals: 1,
+    },
+    Fig {
+        key: "huge_rss",
+        label: "resident memory once a room of {huge} is built (MiB)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "huge_rss_growth",
+        label: "resident memory growth while building it (MiB)",
+        better: Better::Lower,
+        decimals: 1,
+    },
+    Fig {
+        key: "huge_send_p50",
+        label: "send latency in a room of {huge}, p50 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "huge_send_p99",
+        label: "send latency in a room of {huge}, p99 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "huge_sync_p50",
+        label: "incremental /sync of a member seeing that message, p50 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
+    Fig {
+        key: "huge_sync_p99",
+        label: "incremental /sync of a member seeing that message, p99 (ms)",
+        better: Better::Lower,
+        decimals: 2,
+    },
 ];
 
 #[derive(Default)]
@@ -472,8 +657,70 @@ impl Results {
     }
 }
 
+/// The size when both servers have the same, else `"{synapse} (Synapse) / {parvis} (Parvis)"`.
+fn sizes(synapse: String, parvis: String) -> String {
+    if synapse == parvis {
+        parvis
+    } else {
+        format!("{synapse} (Synapse) / {parvis} (Parvis)")
+    }
+}
+
+/// The sizes of the big workload that a figure comes from, for Synapse and Parvis (`None` for the
+/// other figures).
+fn big_sizes(key: &str, o: &Opts) -> Option<((usize, usize), (usize, usize))> {
+    if key.starts_with("big_") {
+        Some((
+            (o.big_rooms_synapse, o.big_members_synapse),
+            (o.big_rooms_parvis, o.big_members_parvis),
+        ))
+    } else if key.starts_with("ss_") {
+        Some(((o.many_rooms_synapse, 0), (o.many_rooms_parvis, 0)))
+    } else if key.starts_with("huge_") {
+        Some(((o.huge_members_synapse, 0), (o.huge_members_parvis, 0)))
+    } else {
+        None
+    }
+}
+
 fn label(f: &Fig, o: &Opts) -> String {
     f.label
+        .replace(
+            "{big}",
+            &if (o.big_rooms_synapse, o.big_members_synapse)
+                == (o.big_rooms_parvis, o.big_members_parvis)
+            {
+                format!(
+                    "{} rooms × {} members",
+                    o.big_rooms_parvis, o.big_members_parvis
+                )
+            } else {
+                let s = format!("{} × {}", o.big_rooms_synapse, o.big_members_synapse);
+                let p = format!("{} × {}", o.big_rooms_parvis, o.big_members_parvis);
+                format!("{} rooms × members", sizes(s, p))
+            },
+        )
+        .replace(
+            "{many}",
+            &format!(
+                "{} rooms",
+                sizes(
+                    o.many_rooms_synapse.to_string(),
+                    o.many_rooms_parvis.to_string()
+                )
+            ),
+        )
+        .replace(
+            "{huge}",
+            &format!(
+                "{} members",
+                sizes(
+                    o.huge_members_synapse.to_string(),
+                    o.huge_members_parvis.to_string()
+                )
+            ),
+        )
+        .replace("{conc}", &o.big_concurrency.to_string())
         .replace("N rooms", &format!("{} rooms", o.sync_rooms))
         .replace(
             "N events",
@@ -536,7 +783,10 @@ fn rows(
                 fmt_val(f, pv),
                 fmt_val(f, pgv),
                 fmt_val(f, gv),
-                fmt_ratio(ratio(f, sv, pv)),
+                // Figures of the big workloads compare only at the same sizes.
+                fmt_ratio(
+                    ratio(f, sv, pv).filter(|_| big_sizes(f.key, o).is_none_or(|(s, p)| s == p)),
+                ),
             ]
         })
         .collect()
@@ -713,11 +963,11 @@ async fn wait_ready(api: &Api, proc: &mut ServerProc, t0: Instant) -> Res<Durati
 }
 
 async fn bounded<T>(
-    o: &Opts,
+    limit_secs: f64,
     what: &str,
     fut: impl std::future::Future<Output = Res<T>>,
 ) -> Res<T> {
-    let limit = Duration::from_secs_f64(o.workload_timeout);
+    let limit = Duration::from_secs_f64(limit_secs);
     match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.map_err(|e| err!("{what}: {}", e.0)),
         Err(_) => bail!("{what}: not finished within {limit:?}"),
@@ -825,10 +1075,13 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
 
     // Each workload: run it, record its figures or the error, and stop if the server has died.
     macro_rules! workload {
-        ($name:expr, $fut:expr, |$r:ident| $record:block) => {{
+        ($name:expr, $fut:expr, |$r:ident| $record:block) => {
+            workload!(o.workload_timeout; $name, $fut, |$r| $record)
+        };
+        ($limit:expr; $name:expr, $fut:expr, |$r:ident| $record:block) => {{
             eprintln!("[versus] {}: {}", kind.name(), $name);
             let t = Instant::now();
-            match bounded(o, $name, $fut).await {
+            match bounded($limit, $name, $fut).await {
                 Ok($r) => {
                     $record;
                     eprintln!(
@@ -850,7 +1103,9 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
         }};
     }
 
-    if seq_n > 0 {
+    // `--skip-standard`: only the start-up, the idle memory and (with `--big`) the big workloads.
+    let standard = !o.skip_standard;
+    if standard && seq_n > 0 {
         workload!(
             "sequential sends",
             workloads::sequential(&api, &names, seq_n, o.seq_warmup),
@@ -865,7 +1120,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             }
         );
     }
-    if o.flood_sends > 0 {
+    if standard && o.flood_sends > 0 {
         workload!(
             "sends during a login flood",
             workloads::sends_during_login_flood(&api, &names, o.flood_sends, o.flood_tasks),
@@ -886,7 +1141,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             }
         );
     }
-    if o.conc_users > 0 && o.conc_secs > 0.0 {
+    if standard && o.conc_users > 0 && o.conc_secs > 0.0 {
         let dur = Duration::from_secs_f64(o.conc_secs);
         workload!(
             "concurrent senders",
@@ -936,7 +1191,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             }
         );
     }
-    if wake_n > 0 {
+    if standard && wake_n > 0 {
         let settle = Duration::from_millis(o.wake_settle_ms);
         workload!(
             "long-poll wake-up",
@@ -957,7 +1212,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             }
         );
     }
-    if !metrics_ports.is_empty() && o.calls_reps > 0 {
+    if standard && !metrics_ports.is_empty() && o.calls_reps > 0 {
         workload!(
             "engine calls per request",
             engine_calls::engine_calls(&api, &names, &metrics_ports, 10, o.calls_reps),
@@ -980,7 +1235,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
             }
         );
     }
-    if o.sync_rooms > 0 {
+    if standard && o.sync_rooms > 0 {
         workload!(
             "initial sync",
             workloads::initial_sync(&api, &names, o.sync_rooms, o.sync_msgs, o.sync_reps),
@@ -1007,7 +1262,7 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
         Kind::Parvis | Kind::ParvisPg | Kind::ParvisGroup => o.threads_parvis,
         Kind::Synapse => o.threads_synapse,
     };
-    if thread_events > 0 {
+    if standard && thread_events > 0 {
         workload!(
             "thread list",
             workloads::thread_list(&api, &names, thread_events, o.threads_reps),
@@ -1023,12 +1278,115 @@ async fn bench_server(kind: Kind, o: &Opts, synapse_venv_ok: bool) -> Results {
         );
     }
 
-    tokio::time::sleep(Duration::from_secs_f64(o.idle_secs)).await;
-    if let Some(m) = rss(proc, others, false) {
-        res.set("rss_after", m);
+    if standard {
+        tokio::time::sleep(Duration::from_secs_f64(o.idle_secs)).await;
+        if let Some(m) = rss(proc, others, false) {
+            res.set("rss_after", m);
+        }
+        if let Some(m) = rss(proc, others, true) {
+            res.set("rss_peak", m);
+        }
     }
-    if let Some(m) = rss(proc, others, true) {
-        res.set("rss_peak", m);
+
+    // The big workloads, after the readings above so that they do not change them; the huge room
+    // first, so that its memory reading carries little of the other two. On Synapse and Parvis on
+    // RocksDB; on a PostgreSQL column only when `--only` picks it.
+    if o.big && (matches!(kind, Kind::Synapse | Kind::Parvis) || o.only == Some(kind)) {
+        let parvis = kind != Kind::Synapse;
+        let pick = |p: usize, s: usize| if parvis { p } else { s };
+        // Synapse refuses a registration without a password (bcrypt at 4 rounds is cheap); Parvis
+        // takes one, and skips its Argon2id hash (none of these accounts logs in).
+        let password = (!parvis).then_some(workloads::PASSWORD);
+        let conc = o.big_concurrency.max(1);
+        let pids: Vec<u32> = std::iter::once(proc.pid)
+            .chain(others.iter().map(|p| p.pid))
+            .collect();
+        let huge = pick(o.huge_members_parvis, o.huge_members_synapse);
+        if huge > 0 {
+            let idle = Duration::from_secs_f64(o.idle_secs);
+            workload!(o.big_timeout;
+                "huge room",
+                big::huge_room(&api, &names, password, &pids, huge, o.huge_sends, conc, idle),
+                |r| {
+                    if let Some(m) = r.rss_after {
+                        res.set("huge_rss", m);
+                        if let Some(b) = r.rss_before {
+                            res.set("huge_rss_growth", m - b);
+                        }
+                    }
+                    res.set("huge_setup_rate", r.joins_per_s);
+                    res.set("huge_send_p50", r.send_p50_ms);
+                    res.set("huge_send_p99", r.send_p99_ms);
+                    res.set("huge_sync_p50", r.sync_p50_ms);
+                    res.set("huge_sync_p99", r.sync_p99_ms);
+                    eprintln!(
+                        "[versus]   {} members (built in {:.0} s, {:.1} joins/s): {} sends p50 {:.2} ms, p99 {:.2} ms; member's /sync p50 {:.2} ms, p99 {:.2} ms",
+                        r.members, r.setup_secs, r.joins_per_s, r.sends, r.send_p50_ms, r.send_p99_ms, r.sync_p50_ms, r.sync_p99_ms
+                    );
+                    res.notes.push(format!(
+                        "{}: room of {} members built in {:.0} s ({} requests at once, {} retried after 429 or a timeout)",
+                        kind.name(), r.members, r.setup_secs, conc, r.retries
+                    ));
+                    if r.early > 0 {
+                        res.note(kind, format!("huge room: {} incremental syncs returned without the message (re-polled, time kept running)", r.early));
+                    }
+                }
+            );
+        }
+        let (rooms, members) = (
+            pick(o.big_rooms_parvis, o.big_rooms_synapse),
+            pick(o.big_members_parvis, o.big_members_synapse),
+        );
+        if rooms > 0 && members > 0 {
+            workload!(o.big_timeout;
+                "big initial sync",
+                big::big_sync(&api, &names, password, rooms, members, o.big_reps, conc),
+                |r| {
+                    res.set("big_setup_rate", r.joins_per_s);
+                    res.set("big_full_first", r.full_first_ms);
+                    res.set("big_full_median", r.full_median_ms);
+                    res.set("big_full_kib", r.full_bytes as f64 / 1024.0);
+                    res.set("big_lazy_first", r.lazy_first_ms);
+                    res.set("big_lazy_median", r.lazy_median_ms);
+                    res.set("big_lazy_kib", r.lazy_bytes as f64 / 1024.0);
+                    eprintln!(
+                        "[versus]   {} rooms × {} members (built in {:.0} s, {:.1} joins/s): full first {:.0} ms, median {:.0} ms, {} KiB; lazy first {:.0} ms, median {:.0} ms, {} KiB ({} members of a room listed)",
+                        r.rooms, r.members, r.setup_secs, r.joins_per_s,
+                        r.full_first_ms, r.full_median_ms, r.full_bytes / 1024,
+                        r.lazy_first_ms, r.lazy_median_ms, r.lazy_bytes / 1024, r.lazy_members
+                    );
+                    res.notes.push(format!(
+                        "{}: {} rooms × {} members built in {:.0} s ({} requests at once, {} retried after 429 or a timeout); the lazy-loading sync listed {} members of a room",
+                        kind.name(), r.rooms, r.members, r.setup_secs, conc, r.retries, r.lazy_members
+                    ));
+                }
+            );
+        }
+        let many = pick(o.many_rooms_parvis, o.many_rooms_synapse);
+        if many > 0 {
+            workload!(o.big_timeout;
+                "sliding sync",
+                big::sliding(&api, &names, password, many, o.many_reps, conc),
+                |r| {
+                    res.set("ss_setup_rate", r.creations_per_s);
+                    res.set("ss_first", r.first_ms);
+                    res.set("ss_initial_median", r.initial_median_ms);
+                    res.set("ss_incr_median", r.incr_median_ms);
+                    eprintln!(
+                        "[versus]   {} rooms (built in {:.0} s, {:.1} rooms/s): first request {:.1} ms, median {:.1} ms, {} KiB; next request with a new message median {:.2} ms, p99 {:.2} ms",
+                        r.rooms, r.setup_secs, r.creations_per_s, r.first_ms, r.initial_median_ms,
+                        r.initial_bytes / 1024, r.incr_median_ms, r.incr_p99_ms
+                    );
+                    res.notes.push(format!(
+                        "{}: {} rooms created in {:.0} s ({} requests at once, {} retried after 429); first sliding sync response {} KiB",
+                        kind.name(), r.rooms, r.setup_secs, conc, r.retries, r.initial_bytes / 1024
+                    ));
+                    if r.early > 0 {
+                        res.note(kind, format!("sliding sync: {} incremental requests returned without the message (issued again, time kept running)", r.early));
+                    }
+                }
+            );
+        }
     }
     eprintln!("[versus] {}: stopping", kind.name());
     proc.stop();
@@ -1101,6 +1459,9 @@ async fn run(o: Opts) -> Res<()> {
             o.only.map_or("", |k| k.name())
         ));
     }
+    if o.skip_standard {
+        notes.push("The standard workloads were skipped (--skip-standard).".into());
+    }
     if cfg!(debug_assertions) {
         notes.push(if default_bin && (want(Kind::Parvis) || want(Kind::ParvisPg) || want(Kind::ParvisGroup)) {
             "The bench and Parvis were built in debug mode: figures are not representative.".into()
@@ -1163,9 +1524,14 @@ async fn run(o: Opts) -> Res<()> {
         }
         let _ = writeln!(
             md,
-            "- Workloads: sequential sends N = {} (Synapse) / {} (Parvis); {} concurrent senders for {} s; \
+            "- Workloads{}: sequential sends N = {} (Synapse) / {} (Parvis); {} concurrent senders for {} s; \
              long-poll wake-ups {} (Synapse) / {} (Parvis); initial sync of a user in {} rooms × {} messages, \
-             {} times; all over HTTP/1.1 keep-alive on 127.0.0.1, one machine\n",
+             {} times; all over HTTP/1.1 keep-alive on 127.0.0.1, one machine",
+            if o.skip_standard {
+                " (not run: --skip-standard)"
+            } else {
+                ""
+            },
             o.seq_synapse,
             o.seq_parvis,
             o.conc_users,
@@ -1176,6 +1542,33 @@ async fn run(o: Opts) -> Res<()> {
             o.sync_msgs,
             o.sync_reps
         );
+        if o.big {
+            let _ = writeln!(
+                md,
+                "- Big workloads (`--big`; setup with {} requests at once): initial /sync of a user in \
+                 {} rooms × members, {} times full and {} times with lazy-loaded members; sliding sync of \
+                 a user in {} rooms, {} times; a room of {} members, {} sends each followed by a member's \
+                 incremental /sync. A ratio is given only where both servers ran the same sizes",
+                o.big_concurrency,
+                sizes(
+                    format!("{} × {}", o.big_rooms_synapse, o.big_members_synapse),
+                    format!("{} × {}", o.big_rooms_parvis, o.big_members_parvis)
+                ),
+                o.big_reps,
+                o.big_reps,
+                sizes(
+                    o.many_rooms_synapse.to_string(),
+                    o.many_rooms_parvis.to_string()
+                ),
+                o.many_reps,
+                sizes(
+                    o.huge_members_synapse.to_string(),
+                    o.huge_members_parvis.to_string()
+                ),
+                o.huge_sends
+            );
+        }
+        let _ = writeln!(md);
         md += &markdown_table(&rows);
         let _ = writeln!(md, "\n{RATIO_NOTE}");
         let short: Vec<String> = notes

@@ -13,6 +13,9 @@ use crate::{Res, bail, err};
 /// Default timeout of an ordinary request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Timeout of an initial `/sync` or sliding sync request (without `since` / `pos`).
+pub const INITIAL_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A client of one server, or of the processes of a group in turn (each request to the next).
 #[derive(Clone)]
 pub struct Api {
@@ -137,12 +140,20 @@ impl Api {
 
     /// Registers `username` with the `m.login.dummy` user-interactive auth flow.
     pub async fn register(&self, username: &str, password: &str) -> Res<User> {
+        self.register_with(username, Some(password)).await
+    }
+
+    /// Like `register`, but without a password when `password` is `None` (the server has no
+    /// password hash to compute; Synapse refuses that, Parvis accepts it).
+    pub async fn register_with(&self, username: &str, password: Option<&str>) -> Res<User> {
         let path = "/_matrix/client/v3/register";
         let mut body = json!({
             "username": username,
-            "password": password,
             "initial_device_display_name": "versus bench",
         });
+        if let Some(p) = password {
+            body["password"] = json!(p);
+        }
         let (status, v, bytes) = self
             .call_raw(Method::POST, path, None, Some(&body), REQUEST_TIMEOUT)
             .await?;
@@ -237,14 +248,35 @@ impl Api {
         since: Option<&str>,
         timeout_ms: u64,
     ) -> Res<(Value, usize)> {
-        let path = match since {
+        self.sync_filtered(u, since, timeout_ms, None).await
+    }
+
+    /// `GET /sync` with an inline JSON `filter` (if any); returns the parsed body and its size.
+    pub async fn sync_filtered(
+        &self,
+        u: &User,
+        since: Option<&str>,
+        timeout_ms: u64,
+        filter: Option<&str>,
+    ) -> Res<(Value, usize)> {
+        let mut path = match since {
             Some(s) => format!(
                 "/_matrix/client/v3/sync?since={}&timeout={timeout_ms}",
                 enc(s)
             ),
             None => format!("/_matrix/client/v3/sync?timeout={timeout_ms}"),
         };
-        let timeout = Duration::from_millis(timeout_ms) + REQUEST_TIMEOUT;
+        if let Some(f) = filter {
+            path.push_str("&filter=");
+            path.push_str(&enc(f));
+        }
+        // An initial sync of a big account may take minutes (on Synapse).
+        let slack = if since.is_none() {
+            INITIAL_SYNC_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        };
+        let timeout = Duration::from_millis(timeout_ms) + slack;
         let (status, v, bytes) = self
             .call_raw(Method::GET, &path, Some(&u.token), None, timeout)
             .await?;
@@ -253,6 +285,40 @@ impl Api {
         }
         if v.get("next_batch").and_then(Value::as_str).is_none() {
             bail!("GET /sync: no next_batch in response: {}", snippet(&bytes));
+        }
+        Ok((v, bytes.len()))
+    }
+
+    /// Simplified sliding sync (MSC4186): `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`
+    /// with `pos` (if any) and `timeout` as query parameters; returns the parsed body and its size.
+    pub async fn sliding_sync(
+        &self,
+        u: &User,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: &Value,
+    ) -> Res<(Value, usize)> {
+        let mut path = format!(
+            "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout={timeout_ms}"
+        );
+        if let Some(p) = pos {
+            path.push_str("&pos=");
+            path.push_str(&enc(p));
+        }
+        let slack = if pos.is_none() {
+            INITIAL_SYNC_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        };
+        let timeout = Duration::from_millis(timeout_ms) + slack;
+        let (status, v, bytes) = self
+            .call_raw(Method::POST, &path, Some(&u.token), Some(body), timeout)
+            .await?;
+        if !status.is_success() {
+            bail!("POST sliding sync: HTTP {status}: {}", snippet(&bytes));
+        }
+        if v.get("pos").and_then(Value::as_str).is_none() {
+            bail!("POST sliding sync: no pos in response: {}", snippet(&bytes));
         }
         Ok((v, bytes.len()))
     }

@@ -165,6 +165,10 @@ form_secret: "{s3}"
 # Measure sync work, not Synapse's 2-minute replay cache of identical /sync requests.
 caches:
   sync_response_cache_duration: 0
+# Simplified sliding sync (MSC4186, the --big workloads): on by default since Synapse 1.114, said
+# explicitly here.
+experimental_features:
+  msc3575_enabled: true
 federation:
   destination_min_retry_interval: 5s
   destination_retry_multiplier: 2
@@ -383,6 +387,11 @@ fn status_field_kib(pid: u32, field: &str) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(field))?;
     line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// VmRSS of a process, in MiB.
+pub fn rss_mib_of(pid: u32) -> Option<f64> {
+    status_field_kib(pid, "VmRSS:").map(|k| k as f64 / 1024.0)
 }
 
 /// User + system CPU time of a process (all threads), in seconds.
