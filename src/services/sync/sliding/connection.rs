@@ -41,6 +41,8 @@ struct Connection {
 
 /// Every live connection of the server (a field of `Services`, no global).
 pub struct Connections {
+    /// Each room's last bump event (the lists' order).
+    pub bumps: super::bumps::Bumps,
     next_pos: AtomicU64,
     use_counter: AtomicU64,
     map: Mutex<HashMap<Key, Connection>>,
@@ -50,6 +52,7 @@ impl Default for Connections {
     fn default() -> Self {
         // Tokens of a previous run of the server never match the ones of this run.
         Self {
+            bumps: Default::default(),
             next_pos: AtomicU64::new(crate::util::now_ms()),
             use_counter: AtomicU64::new(0),
             map: Mutex::default(),

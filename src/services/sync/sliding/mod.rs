@@ -6,6 +6,7 @@
 //! ranges), `required_state.rs` (which state events a room asks for), `room.rs` (one room of the
 //! answer), `extensions.rs` (to_device, e2ee, account_data, receipts, typing).
 
+pub mod bumps;
 pub mod connection;
 pub mod extensions;
 pub mod lists;
@@ -66,13 +67,14 @@ fn direct_rooms(s: &Services, user: &ruma::UserId) -> Result<BTreeSet<OwnedRoomI
 
 fn candidate(
     s: &Services,
-    user: &ruma::UserId,
     user_room: &UserRoom,
     now: u64,
     direct: &BTreeSet<OwnedRoomId>,
+    details: bool,
 ) -> Result<Candidate> {
-    let bump = room::bump_stamp(s, user, user_room, now)?;
-    let (is_encrypted, room_type) = if user_room.membership == Membership::Join {
+    let bump = s.sliding_sync.bumps.bump_stamp(s, user_room, now)?;
+    // Encryption and room type are read only when a list's filters ask for them.
+    let (is_encrypted, room_type) = if details && user_room.membership == Membership::Join {
         let encrypted =
             state_content(s, &user_room.room_id, &StateEventType::RoomEncryption, "")?.is_some();
         let room_type = state_content(s, &user_room.room_id, &StateEventType::RoomCreate, "")?
@@ -111,6 +113,11 @@ pub fn compute(
         .into_iter()
         .map(|r| (r.room_id.clone(), r))
         .collect();
+    let details = req.body.lists.values().any(|l| {
+        l.filters.as_ref().is_some_and(|f| {
+            f.is_encrypted.is_some() || !f.room_types.is_empty() || !f.not_room_types.is_empty()
+        })
+    });
     let mut candidates = Vec::new();
     for r in user_rooms.values() {
         if matches!(
@@ -118,7 +125,7 @@ pub fn compute(
             Membership::Join | Membership::Invite | Membership::Knock
         ) && r.pos <= now
         {
-            candidates.push(candidate(s, user, r, now, &direct)?);
+            candidates.push(candidate(s, r, now, &direct, details)?);
         }
     }
     lists::sort_by_recency(&mut candidates);
@@ -199,7 +206,7 @@ pub fn compute(
         };
         let bump = match bumps.get(room_id) {
             Some(b) => *b,
-            None => room::bump_stamp(s, user, user_room, now)?,
+            None => s.sliding_sync.bumps.bump_stamp(s, user_room, now)?,
         };
         let input = RoomInput {
             user_room,

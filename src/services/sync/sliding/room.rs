@@ -14,7 +14,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::{lists, required_state::RequiredState};
+use super::required_state::RequiredState;
 use crate::{
     error::Result,
     services::{
@@ -33,7 +33,6 @@ use crate::{
         },
         timeline::pdu::{ClientFormat, raw},
     },
-    storage::Direction,
 };
 
 /// How a room is asked for: the union of its lists' and subscription's settings.
@@ -44,8 +43,6 @@ pub struct RoomConfig {
 }
 
 pub const MAX_TIMELINE_LIMIT: usize = 200;
-/// How far back a room's last bump event is looked for (then the user's own membership counts).
-const BUMP_SCAN: usize = 256;
 
 pub struct RoomInput<'a> {
     pub user_room: &'a UserRoom,
@@ -55,48 +52,6 @@ pub struct RoomInput<'a> {
     pub now: u64,
     pub bump: u64,
     pub is_dm: bool,
-}
-
-/// The stream position of the room's last bump event at or before `upto`.
-pub fn bump_stamp(
-    s: &Services,
-    user: &ruma::UserId,
-    user_room: &UserRoom,
-    upto: u64,
-) -> Result<u64> {
-    if matches!(user_room.membership, Membership::Invite | Membership::Knock) {
-        return Ok(user_room.pos);
-    }
-    let Some(short_room) = s.short.room(&user_room.room_id)? else {
-        return Ok(user_room.pos);
-    };
-    let mut cursor = upto;
-    let mut seen = 0;
-    while seen < BUMP_SCAN {
-        let batch = s
-            .timeline
-            .scan(short_room, cursor, Direction::Backward, 64)?;
-        for (pos, short) in &batch {
-            seen += 1;
-            let Some(event) = event_by_short(s, *short, &user_room.room_id)? else {
-                continue;
-            };
-            let content = event.pdu.content_value();
-            if lists::is_bump(
-                &event.pdu.kind.to_string(),
-                event.pdu.state_key.as_deref(),
-                content.get("membership").and_then(|m| m.as_str()),
-                user.as_str(),
-            ) {
-                return Ok(*pos);
-            }
-        }
-        match batch.last() {
-            Some((pos, _)) if batch.len() == 64 && *pos > 1 => cursor = pos - 1,
-            _ => break,
-        }
-    }
-    Ok(user_room.pos)
 }
 
 fn state_value(
