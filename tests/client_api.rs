@@ -560,13 +560,7 @@ async fn sync_room_summary_comes_when_the_membership_changes() {
     let room = server
         .create_room(&alice, json!({ "preset": "public_chat" }))
         .await;
-    server
-        .post(
-            &format!("/_matrix/client/v3/join/{}", enc(&room)),
-            &bob,
-            json!({}),
-        )
-        .await;
+    server.join(&bob, &room).await;
     let first = server.get("/_matrix/client/v3/sync", &alice).await;
     let summary = &first["rooms"]["join"][&room]["summary"];
     assert_eq!(summary["m.joined_member_count"], 2, "{first}");

@@ -192,6 +192,16 @@ impl TestServer {
             .to_owned()
     }
 
+    /// Joins `room` (`POST /join/{roomIdOrAlias}`); returns the answer.
+    pub async fn join(&self, token: &str, room: &str) -> Value {
+        self.post(
+            &format!("/_matrix/client/v3/join/{}", enc(room)),
+            token,
+            json!({}),
+        )
+        .await
+    }
+
     pub async fn send_text(&self, token: &str, room: &str, txn: &str, text: &str) -> String {
         let path = format!(
             "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
