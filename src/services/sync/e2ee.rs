@@ -101,13 +101,9 @@ pub fn device_lists(
         let Some(short) = s.short.room(&room.room_id)? else {
             continue;
         };
-        // Membership changes are timeline events: a room without events since the token has none.
-        let quiet = room.pos <= since
-            && s.timeline
-                .scan(short, since, Direction::Forward, 1)?
-                .first()
-                .is_none_or(|(pos, _)| *pos > now);
-        if quiet {
+        // Membership changes are timeline events: a room without a member event since the token
+        // has none, and its members are not read (a big room's messages would read them all).
+        if room.pos <= since && !member_event_between(s, short, &room.room_id, since, now)? {
             continue;
         }
         if room.membership == Membership::Join {
@@ -148,6 +144,42 @@ pub fn device_lists(
     }
     let changed: Vec<_> = changed.into_iter().filter(|u| !left.contains(u)).collect();
     Ok((changed, left.into_iter().collect()))
+}
+
+/// Whether the room has a member event in `(since, now]`; also true when it has more events than
+/// are worth reading one by one.
+fn member_event_between(
+    s: &Services,
+    short_room: u64,
+    room_id: &ruma::RoomId,
+    since: u64,
+    now: u64,
+) -> Result<bool> {
+    const READ_AT_MOST: usize = 256;
+    let (mut cursor, mut seen) = (since, 0);
+    loop {
+        let batch = s
+            .timeline
+            .scan(short_room, cursor, Direction::Forward, 64)?;
+        for (pos, short_event) in &batch {
+            if *pos > now {
+                return Ok(false);
+            }
+            seen += 1;
+            if seen > READ_AT_MOST {
+                return Ok(true);
+            }
+            if crate::services::rooms::event_by_short(s, *short_event, room_id)?
+                .is_some_and(|e| e.pdu.kind == ruma::events::TimelineEventType::RoomMember)
+            {
+                return Ok(true);
+            }
+        }
+        match batch.last() {
+            Some((pos, _)) if batch.len() == 64 => cursor = *pos,
+            _ => return Ok(false),
+        }
+    }
 }
 
 #[cfg(test)]
