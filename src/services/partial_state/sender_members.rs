@@ -5,21 +5,34 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use ruma::{EventId, events::TimelineEventType};
+use ruma::{
+    EventId,
+    events::{StateEventType, TimelineEventType},
+    serde::Raw,
+};
 
 use crate::{
     error::Result,
-    services::{Services, rooms::event_by_id, timeline::StoredEvent},
+    services::{
+        Services,
+        rooms::event_by_id,
+        state::StateMap,
+        timeline::{
+            StoredEvent,
+            pdu::{ClientFormat, raw},
+        },
+    },
 };
 
-/// The member events, from their auth events, of the senders of `events` (newest event first
-/// wins) that `known` says the state lacks; nothing when the room's state is full.
-pub fn from_auth_events(
+/// The member events (in the client format of /sync), taken from their auth events, of the
+/// senders of `events` (newest event first wins) whose member event `state` lacks; nothing when
+/// the room's state is full.
+pub fn from_auth_events<T>(
     s: &Services,
     short_room: u64,
     events: &[Arc<StoredEvent>],
-    known: impl Fn(&str) -> Result<bool>,
-) -> Result<Vec<Arc<StoredEvent>>> {
+    state: &StateMap,
+) -> Result<Vec<Raw<T>>> {
     if !s.partial_state.is_partial(short_room)? {
         return Ok(Vec::new());
     }
@@ -27,13 +40,23 @@ pub fn from_auth_events(
     let mut out = Vec::new();
     for event in events.iter().rev() {
         let sender = event.pdu.sender.as_str();
-        if done.contains(sender) || known(sender)? {
+        if !done.insert(sender) {
             continue;
         }
-        done.insert(sender.to_owned());
+        let in_state = s
+            .short
+            .statekey(&StateEventType::RoomMember, sender)?
+            .is_some_and(|k| state.contains_key(&k));
+        if in_state {
+            continue;
+        }
         if let Some(member) = member_in_auth_events(s, short_room, &event.pdu.auth_events, sender)?
         {
-            out.push(member);
+            out.push(raw(&member.to_client(
+                &s.timeline,
+                ClientFormat::Sync,
+                None,
+            )?));
         }
     }
     Ok(out)

@@ -258,18 +258,12 @@ pub fn joined(
     };
     if lazy.is_some() {
         // While the room's state is partial, senders the known state lacks.
-        let in_state = |sender: &str| -> Result<bool> {
-            Ok(s.short
-                .statekey(&StateEventType::RoomMember, sender)?
-                .is_some_and(|k| start_state.contains_key(&k)))
-        };
-        for member in sender_members::from_auth_events(s, short_room, &events, in_state)? {
-            state.push(raw(&member.to_client(
-                &s.timeline,
-                ClientFormat::Sync,
-                None,
-            )?));
-        }
+        state.extend(sender_members::from_auth_events(
+            s,
+            short_room,
+            &events,
+            &start_state,
+        )?);
     }
     let state_has_member = state
         .iter()

@@ -52,10 +52,10 @@ impl Bumps {
             // Read up to `upto` already.
             Some((read, bump)) if read == upto => bump,
             // Read past `upto` (another request saw a later position): read again, not kept.
-            Some((read, _)) if read > upto => last_typed_bump(s, user_room, short_room, upto, 0)?.0,
+            Some((read, _)) if read > upto => last_typed_bump(s, user_room, short_room, upto, 0)?,
             _ => {
                 let (read, bump) = known.unwrap_or((0, 0));
-                let (found, _) = last_typed_bump(s, user_room, short_room, upto, read)?;
+                let found = last_typed_bump(s, user_room, short_room, upto, read)?;
                 let bump = found.max(bump);
                 let mut rooms = self.rooms.lock().unwrap();
                 if rooms.len() >= MAX_ROOMS {
@@ -74,14 +74,14 @@ impl Bumps {
 }
 
 /// The last event of [`lists::BUMP_TYPES`] in `(after, upto]` (at most [`FIRST_SCAN`] events back
-/// when `after` is 0): its position or 0, and whether the scan stopped at `after`.
+/// when `after` is 0): its position, or 0.
 fn last_typed_bump(
     s: &Services,
     user_room: &UserRoom,
     short_room: u64,
     upto: u64,
     after: u64,
-) -> Result<(u64, bool)> {
+) -> Result<u64> {
     let mut cursor = upto;
     let mut seen = 0;
     loop {
@@ -90,21 +90,21 @@ fn last_typed_bump(
             .scan(short_room, cursor, Direction::Backward, 64)?;
         for (pos, short) in &batch {
             if *pos <= after {
-                return Ok((0, true));
+                return Ok(0);
             }
             seen += 1;
             let Some(event) = event_by_short(s, *short, &user_room.room_id)? else {
                 continue;
             };
             if lists::BUMP_TYPES.contains(&event.pdu.kind.to_string().as_str()) {
-                return Ok((*pos, false));
+                return Ok(*pos);
             }
         }
         match batch.last() {
             Some((pos, _)) if batch.len() == 64 && *pos > 1 && (after > 0 || seen < FIRST_SCAN) => {
                 cursor = pos - 1
             }
-            _ => return Ok((0, after == 0)),
+            _ => return Ok(0),
         }
     }
 }

@@ -163,18 +163,9 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
     }
     if input.config.required_state.lazy_members {
         // While the room's state is partial, senders the known state lacks.
-        let in_state = |sender: &str| -> Result<bool> {
-            Ok(s.short
-                .statekey(&StateEventType::RoomMember, sender)?
-                .is_some_and(|k| end_state.contains_key(&k)))
-        };
-        for member in sender_members::from_auth_events(s, short_room, &events, in_state)? {
-            required.push(raw(&member.to_client(
-                &s.timeline,
-                ClientFormat::Sync,
-                None,
-            )?));
-        }
+        required.extend(sender_members::from_auth_events(
+            s, short_room, &events, &end_state,
+        )?);
     }
     room.required_state = required;
 
