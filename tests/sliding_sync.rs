@@ -91,6 +91,86 @@ async fn lists_are_sorted_by_recency_and_cut_by_ranges() {
     server.stop().await;
 }
 
+/// The order (bump stamps) follows each new message over several answers (the remembered bumps
+/// are updated by the appends), and an event that is not a bump (a name change) leaves its room where it was.
+#[tokio::test]
+async fn recency_follows_messages_over_many_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let mut rooms = Vec::new();
+    for name in ["A", "B", "C"] {
+        let room = server.create_room(&alice, json!({ "name": name })).await;
+        server.send_text(&alice, &room, name, name).await;
+        rooms.push(room);
+    }
+    let stamps = |answer: &Value| -> Vec<u64> {
+        rooms
+            .iter()
+            .map(|r| answer["rooms"][r]["bump_stamp"].as_u64().unwrap_or(0))
+            .collect()
+    };
+    // The list's order: by bump stamp, newest first (answers carry no `ops`).
+    let order = |answer: &Value| -> Vec<String> {
+        let mut by_stamp: Vec<(u64, String)> = stamps(answer)
+            .into_iter()
+            .zip(rooms.iter().cloned())
+            .collect();
+        by_stamp.sort_by(|a, b| b.cmp(a));
+        by_stamp.into_iter().map(|(_, r)| r).collect()
+    };
+    // A new connection each time (its own `conn_id`), beside the one that goes on.
+    let fresh_body = |n: usize| {
+        let mut body = all_rooms(9, 1);
+        body["conn_id"] = json!(format!("fresh{n}"));
+        body
+    };
+    let first = sliding(&server, &alice, None, all_rooms(9, 1)).await;
+    let before = stamps(&first);
+    assert!(before[2] > before[1] && before[1] > before[0], "{first}");
+    let mut pos_token = pos(&first);
+    // Each room in turn gets a message and comes first; a fresh connection shows the same order.
+    for (turn, target) in [0usize, 1, 0, 2].into_iter().enumerate() {
+        server
+            .send_text(&alice, &rooms[target], &format!("t{turn}"), "again")
+            .await;
+        let next = sliding(&server, &alice, Some(&pos_token), all_rooms(9, 1)).await;
+        pos_token = pos(&next);
+        let bumped = next["rooms"][&rooms[target]]["bump_stamp"]
+            .as_u64()
+            .unwrap();
+        let fresh = sliding(&server, &alice, None, fresh_body(turn)).await;
+        assert_eq!(order(&fresh)[0], rooms[target], "turn {turn}: {fresh}");
+        let now = stamps(&fresh);
+        assert_eq!(now[target], bumped, "turn {turn}: {fresh}");
+        assert!(
+            now.iter()
+                .enumerate()
+                .all(|(i, s)| i == target || *s < bumped),
+            "turn {turn}: {fresh}"
+        );
+    }
+    // A name change is not a bump: the room keeps its stamp and place.
+    let fresh = sliding(&server, &alice, None, fresh_body(10)).await;
+    let (order_before, stamps_before) = (order(&fresh), stamps(&fresh));
+    server
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.name/",
+                enc(&rooms[1])
+            ),
+            &alice,
+            json!({ "name": "B2" }),
+        )
+        .await;
+    let next = sliding(&server, &alice, Some(&pos_token), all_rooms(9, 1)).await;
+    assert_eq!(next["rooms"][&rooms[1]]["name"], "B2", "{next}");
+    let fresh = sliding(&server, &alice, None, fresh_body(11)).await;
+    assert_eq!(order(&fresh), order_before, "{fresh}");
+    assert_eq!(stamps(&fresh), stamps_before, "{fresh}");
+    server.stop().await;
+}
+
 /// Room subscription with required_state and lazy-loaded members.
 #[tokio::test]
 async fn room_subscription_with_required_state_and_lazy_members() {

@@ -618,6 +618,13 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             );
             s.timeline
                 .replace_extremities(c, short_room, &replaces, short_event)?;
+            // Sliding sync's remembered bumps follow the appends (alone on the database; a group's
+            // processes read the timeline instead, see `sliding::bumps`).
+            if !s.globals.shared() {
+                let bumps = crate::services::sync::sliding::lists::BUMP_TYPES
+                    .contains(&pdu.kind.to_string().as_str());
+                c.after_write(move || s.sliding_sync.bumps.appended(short_room, pos, bumps));
+            }
             if let Some((sender, txn)) = &txn {
                 c.batch.put(
                     TXN_IDS,

@@ -197,9 +197,9 @@ fn next_batch(
     Ok((batch, None))
 }
 
-fn purge_event(
-    s: &Services,
-    c: &mut Commit,
+fn purge_event<'a>(
+    s: &'a Services,
+    c: &mut Commit<'a>,
     event: &StoredEvent,
     rules: &RoomVersionRules,
     local_users: &[OwnedUserId],
@@ -215,6 +215,8 @@ fn purge_event(
     c.batch.put(PDUS, short.to_be_bytes(), bytes);
     super::redacted_originals::forget(&mut c.batch, short);
     if meta.pos != 0 {
+        let room = meta.short_room;
+        c.after_write(move || s.sliding_sync.bumps.forget(room));
         c.batch.delete(
             TIMELINE,
             Key::new().u64(meta.short_room).u64(meta.pos).build(),

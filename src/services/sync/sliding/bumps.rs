@@ -1,10 +1,18 @@
 //! The position of each room's last bump event of [`lists::BUMP_TYPES`] (messages, the creation,
-//! …), remembered per room with how far its timeline was read: a sliding sync request orders all
-//! the user's rooms by recency, and reading each room's recent events again at every request made
-//! it grow with the number of rooms (300 ms for 2,000 rooms). A room is read again only from the
-//! position it was read up to. The user's own membership (join or invite) also bumps the room: it
-//! is the position of the user's membership record. Bounded: emptied when it holds
+//! …), remembered per room: a sliding sync request orders all the user's rooms by recency, and
+//! reading each room's recent events again at every request made it grow with the number of
+//! rooms (300 ms for 2,000 rooms). The user's own membership (join or invite) also bumps the
+//! room: it is the position of the user's membership record. Bounded: emptied when it holds
 //! [`MAX_ROOMS`] rooms.
+//!
+//! A room read once is kept up to date by the timeline's append (`appended`, called after the
+//! event's batch is written and before its position is served), so a request reads no timeline
+//! for a room without new events. Such an entry is *live*. An entry is made live only when no
+//! append after the position it was read up to had been reported yet; otherwise it records how
+//! far it was read, and the next request reads the room from there. In a group of processes
+//! (`[storage.postgres] shared`) the others' appends are not reported here: no entry is live, and
+//! each request reads each room from where it was read up to (one short timeline read per room).
+//! A purged event's room is forgotten (`forget`).
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -26,13 +34,50 @@ const MAX_ROOMS: usize = 200_000;
 /// How far back a room's last bump event is looked for when it was never read.
 const FIRST_SCAN: usize = 256;
 
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The timeline was read up to this position.
+    read: u64,
+    /// Its last bump event's position, or 0.
+    bump: u64,
+    /// Every append to the room since it was read has been applied (`bump` may then be later
+    /// than `read`).
+    live: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<u64, Entry>,
+    /// The position of the last append reported (`appended`), if any was.
+    last_appended: Option<u64>,
+}
+
 #[derive(Default)]
 pub struct Bumps {
-    /// short room → (timeline read up to this position, its last bump event's position or 0).
-    rooms: Mutex<HashMap<u64, (u64, u64)>>,
+    inner: Mutex<Inner>,
 }
 
 impl Bumps {
+    /// An event was appended to the room's timeline at `pos` (its batch is written, its position
+    /// not served yet); `bumps`: it is one of [`lists::BUMP_TYPES`]. Called in position order
+    /// (under the commit lock).
+    pub fn appended(&self, short_room: u64, pos: u64, bumps: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.last_appended = Some(inner.last_appended.unwrap_or(0).max(pos));
+        if let Some(entry) = inner.rooms.get_mut(&short_room)
+            && entry.live
+            && bumps
+        {
+            entry.bump = entry.bump.max(pos);
+        }
+    }
+
+    /// Events of the room were purged: it is read again when next asked for.
+    pub fn forget(&self, short_room: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.rooms.remove(&short_room);
+    }
+
     /// The stream position of the room's last bump event at or before `upto` for the user of
     /// `user_room`.
     pub fn bump_stamp(&self, s: &Services, user_room: &UserRoom, upto: u64) -> Result<u64> {
@@ -47,23 +92,44 @@ impl Bumps {
         } else {
             0
         };
-        let known = self.rooms.lock().unwrap().get(&short_room).copied();
+        let known = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rooms
+            .get(&short_room)
+            .copied();
         let typed = match known {
-            // Read up to `upto` already.
-            Some((read, bump)) if read == upto => bump,
-            // Read past `upto` (another request saw a later position): read again, not kept.
-            Some((read, _)) if read > upto => last_typed_bump(s, user_room, short_room, upto, 0)?,
+            // Up to date, and its last bump is not after `upto`.
+            Some(e) if e.live && e.bump <= upto => e.bump,
+            // Read up to `upto` exactly.
+            Some(e) if !e.live && e.read == upto => e.bump,
+            // A later bump (or a later reading) than `upto`: read again, not kept.
+            Some(e) if e.live || e.read > upto => {
+                last_typed_bump(s, user_room, short_room, upto, 0)?
+            }
             _ => {
-                let (read, bump) = known.unwrap_or((0, 0));
+                let (read, bump) = known.map_or((0, 0), |e| (e.read, e.bump));
                 let found = last_typed_bump(s, user_room, short_room, upto, read)?;
                 let bump = found.max(bump);
-                let mut rooms = self.rooms.lock().unwrap();
-                if rooms.len() >= MAX_ROOMS {
-                    rooms.clear();
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                // Live only if no append after `upto` was reported before this insertion (every
+                // later one will be applied to it).
+                let live = inner.last_appended.is_some_and(|last| last <= upto);
+                if inner.rooms.len() >= MAX_ROOMS {
+                    inner.rooms.clear();
                 }
-                let entry = rooms.entry(short_room).or_insert((0, 0));
-                if entry.0 < upto {
-                    *entry = (upto, bump);
+                let entry = inner.rooms.entry(short_room).or_insert(Entry {
+                    read: 0,
+                    bump: 0,
+                    live: false,
+                });
+                if !entry.live && entry.read < upto {
+                    *entry = Entry {
+                        read: upto,
+                        bump,
+                        live,
+                    };
                 }
                 bump
             }
