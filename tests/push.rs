@@ -1259,3 +1259,79 @@ async fn a_pusher_set_after_messages_gets_the_next_and_counts_follow_receipts() 
     assert!(sync["next_batch"].is_string());
     server.stop().await;
 }
+
+/// Several members with the server-default rules (evaluated once per event for all whom the
+/// event does not name) and members with rules of their own: each gets their own counts. A
+/// mention counts as a highlight for the mentioned member only, whichever place that member has
+/// among the others; a member who muted the room gets nothing; a keyword rule highlights only its
+/// owner.
+#[tokio::test]
+async fn members_with_default_and_own_rules_each_get_their_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let mut members = Vec::new();
+    for name in ["bob", "carol", "dave", "erin", "frank"] {
+        let (id, token) = server.register(name).await;
+        server.join(&token, &room).await;
+        members.push((id, token));
+    }
+    let (erin, frank) = (&members[3].1, &members[4].1);
+    server
+        .put(
+            &format!("/_matrix/client/v3/pushrules/global/room/{}", enc(&room)),
+            erin,
+            json!({ "actions": [] }),
+        )
+        .await;
+    server
+        .put(
+            "/_matrix/client/v3/pushrules/global/content/deploys",
+            frank,
+            json!({ "actions": ["notify", { "set_tweak": "highlight" }], "pattern": "deploy" }),
+        )
+        .await;
+    // The members' counts after each message, in the order bob, carol, dave, erin, frank.
+    let expect = async |want: [(u64, u64); 5]| {
+        for ((id, token), want) in members.iter().zip(want) {
+            let sync = sync_until_counts(&server, token, &room, want).await;
+            assert_eq!(unread(&sync, &room), want, "{id}");
+        }
+    };
+    server.send_text(&alice, &room, "t1", "hello all").await;
+    expect([(1, 0), (1, 0), (1, 0), (0, 0), (1, 0)]).await;
+    // carol is named: evaluated apart from bob and dave, who share an evaluation.
+    send_mention(&server, &alice, &room, "t2", &members[1].0).await;
+    expect([(2, 0), (2, 1), (2, 0), (0, 0), (2, 0)]).await;
+    // bob, the first of them, is named.
+    send_mention(&server, &alice, &room, "t3", &members[0].0).await;
+    expect([(3, 1), (3, 1), (3, 0), (0, 0), (3, 0)]).await;
+    server.send_text(&alice, &room, "t4", "we deploy now").await;
+    expect([(4, 1), (4, 1), (4, 0), (0, 0), (4, 1)]).await;
+    // A member who puts the defaults back shares them again, and a rule disabled after that
+    // counts: dave turns messages off.
+    server
+        .put(
+            "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled",
+            &members[2].1,
+            json!({ "enabled": false }),
+        )
+        .await;
+    server
+        .send_text(&alice, &room, "t5", "quiet for dave")
+        .await;
+    expect([(5, 1), (5, 1), (4, 0), (0, 0), (5, 1)]).await;
+    server
+        .put(
+            "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled",
+            &members[2].1,
+            json!({ "enabled": true }),
+        )
+        .await;
+    server.send_text(&alice, &room, "t6", "dave again").await;
+    expect([(6, 1), (6, 1), (5, 0), (0, 0), (6, 1)]).await;
+    server.stop().await;
+}

@@ -168,20 +168,51 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
     // The event is flattened once for all its users (ruma's `get_actions` would flatten it for each).
     let flat = FlattenedJson::from_raw(&raw::<Value>(&json));
     let has_body = flat.get_str("content.body").is_some();
+    // Who the event names: a user it does not name gets from the server defaults what any other
+    // such user gets (`rules::defaults_depend_only_on_the_id`), evaluated once.
+    let lowered = raw::<Value>(&json).json().get().to_lowercase();
+    let mut unnamed_default: Option<Option<Vec<Action>>> = None;
     let member_count = UInt::new(joined.len() as u64).unwrap_or_default();
     let mut notified = Vec::new();
     for user in users {
-        let ruleset = rules::ruleset(s, &user)?;
+        let ruleset = match rules::rules_of(s, &user)? {
+            rules::Rules::Default => {
+                let shared = s.push.share_default_rules && !names(&lowered, &user);
+                if shared && let Some(actions) = &unnamed_default {
+                    if let Some(actions) = actions {
+                        notified.push(Notified {
+                            user,
+                            actions: actions.clone(),
+                        });
+                    }
+                    continue;
+                }
+                let ruleset = Ruleset::server_default(&user);
+                // The defaults read no display name.
+                let ctx = room_ctx(&room_id, member_count, user, String::new(), &power_levels);
+                let actions = first_match(&ruleset, &flat, &ctx)?
+                    .filter(|a| a.iter().any(Action::should_notify))
+                    .map(<[Action]>::to_vec);
+                if shared {
+                    unnamed_default = Some(actions.clone());
+                }
+                if let Some(actions) = actions {
+                    notified.push(Notified {
+                        user: ctx.user_id,
+                        actions,
+                    });
+                }
+                continue;
+            }
+            rules::Rules::Custom(ruleset) => ruleset,
+        };
         // Only `contains_display_name` reads the display name, and only in a body.
         let name = if has_body {
             display_name(s, &room_id, &state, &user)?
         } else {
             String::new()
         };
-        let mut ctx = PushConditionRoomCtx::new(room_id.clone(), member_count, user, name);
-        if let Some(pl) = &power_levels {
-            ctx = ctx.with_power_levels(pl.clone());
-        }
+        let ctx = room_ctx(&room_id, member_count, user, name, &power_levels);
         if let Some(actions) = first_match(&ruleset, &flat, &ctx)?
             && actions.iter().any(Action::should_notify)
         {
@@ -192,6 +223,37 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
         }
     }
     Ok(Evaluated { event, notified })
+}
+
+fn room_ctx(
+    room_id: &ruma::RoomId,
+    member_count: UInt,
+    user: OwnedUserId,
+    name: String,
+    power_levels: &Option<PushConditionPowerLevelsCtx>,
+) -> PushConditionRoomCtx {
+    let ctx = PushConditionRoomCtx::new(room_id.to_owned(), member_count, user, name);
+    match power_levels {
+        Some(pl) => ctx.with_power_levels(pl.clone()),
+        None => ctx,
+    }
+}
+
+/// Whether the event (its JSON, lowercased) may name `user`: it holds their ID, in any case. A
+/// rule can only match on a user's ID if the event holds it (`event_match` is a case-insensitive
+/// glob, `event_property_contains` an equality); an ID with glob or JSON-escaped characters is
+/// always taken as named.
+fn names(lowered: &str, user: &UserId) -> bool {
+    let id = user.as_str();
+    if id.contains(['*', '?', '"', '\\']) {
+        return true;
+    }
+    // IDs are ASCII.
+    if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered.contains(&id.to_ascii_lowercase())
+    } else {
+        lowered.contains(id)
+    }
 }
 
 /// The actions of the first rule of `ruleset` that applies to `event` (as `Ruleset::get_actions`,

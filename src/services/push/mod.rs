@@ -19,12 +19,8 @@ pub mod read;
 pub mod rules;
 pub mod worker;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
-use ruma::{OwnedUserId, push::Ruleset};
 use tokio::sync::Notify;
 
 use crate::storage::{Db, Map};
@@ -61,7 +57,10 @@ pub const MAPS: &[Map] = &[
 
 pub struct Push {
     pub(crate) db: Db,
-    pub(crate) rules_cache: Mutex<HashMap<OwnedUserId, Arc<Ruleset>>>,
+    pub(crate) rules_cache: Mutex<rules::RulesCache>,
+    /// The server-default rules give the same actions to every user an event does not name
+    /// (`rules::defaults_depend_only_on_the_id`): evaluated once per event for all of them.
+    pub(crate) share_default_rules: bool,
     /// Serialises read-modify-writes of push rules.
     pub(crate) rules_write: Mutex<()>,
     /// Serialises changes of counts (a new notification, a read receipt), and holds the counts
@@ -93,6 +92,7 @@ impl Push {
         Self {
             db,
             rules_cache: Default::default(),
+            share_default_rules: rules::defaults_depend_only_on_the_id(),
             rules_write: Default::default(),
             counts_lock: Default::default(),
             stage_in_commit: false,

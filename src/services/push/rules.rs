@@ -2,11 +2,14 @@
 //! stored as the user's `m.push_rules` global account data (`{"global": ruleset}`), so that clients
 //! also see them in /sync.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use http::StatusCode;
 use ruma::{
-    UserId,
+    OwnedUserId, UserId,
     api::client::push::PushRule,
     push::{Action, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, Ruleset},
 };
@@ -39,19 +42,109 @@ pub fn content_of(ruleset: &Ruleset) -> Value {
     json!({ "global": ruleset })
 }
 
-/// The user's ruleset (cached until the user changes it).
-pub fn ruleset(s: &Services, user: &UserId) -> Result<Arc<Ruleset>> {
+/// What is known of a user's rules.
+#[derive(Clone)]
+pub enum Rules {
+    /// The server defaults: nothing stored, or stored and the same as them.
+    Default,
+    Custom(Arc<Ruleset>),
+}
+
+/// The users whose rules are the server defaults (most users: a short entry each, so that a
+/// room of thousands evaluates without reading each one's account data), and the others' rules.
+#[derive(Default)]
+pub struct RulesCache {
+    defaults: HashSet<OwnedUserId>,
+    custom: HashMap<OwnedUserId, Arc<Ruleset>>,
+}
+
+const MAX_DEFAULT_USERS: usize = 200_000;
+const MAX_CUSTOM: usize = 4096;
+
+impl RulesCache {
+    pub fn get(&self, user: &UserId) -> Option<Rules> {
+        if self.defaults.contains(user) {
+            return Some(Rules::Default);
+        }
+        self.custom.get(user).cloned().map(Rules::Custom)
+    }
+
+    pub fn put(&mut self, user: &UserId, rules: Rules) {
+        self.remove(user);
+        match rules {
+            Rules::Default => {
+                if self.defaults.len() >= MAX_DEFAULT_USERS {
+                    self.defaults.clear();
+                }
+                self.defaults.insert(user.to_owned());
+            }
+            Rules::Custom(ruleset) => {
+                if self.custom.len() >= MAX_CUSTOM {
+                    self.custom.clear();
+                }
+                self.custom.insert(user.to_owned(), ruleset);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, user: &UserId) {
+        self.defaults.remove(user);
+        self.custom.remove(user);
+    }
+}
+
+/// `ruleset` as [`Rules`]: `Default` when it is the user's server defaults.
+fn classify(user: &UserId, ruleset: Ruleset) -> Rules {
+    let default = Ruleset::server_default(user);
+    if serde_json::to_value(&ruleset).ok() == serde_json::to_value(&default).ok() {
+        Rules::Default
+    } else {
+        Rules::Custom(Arc::new(ruleset))
+    }
+}
+
+/// What is known of the user's rules (cached until the user changes them).
+pub fn rules_of(s: &Services, user: &UserId) -> Result<Rules> {
     if let Some(cached) = s.push.rules_cache.lock().unwrap().get(user) {
-        return Ok(cached.clone());
+        return Ok(cached);
     }
     let content = s.account_data.get(user, None, ACCOUNT_DATA_TYPE)?;
-    let ruleset = Arc::new(parse_stored(user, content.as_ref()));
-    let mut cache = s.push.rules_cache.lock().unwrap();
-    if cache.len() >= 4096 {
-        cache.clear();
-    }
-    cache.insert(user.to_owned(), ruleset.clone());
-    Ok(ruleset)
+    let rules = match content {
+        None => Rules::Default,
+        Some(content) => classify(user, parse_stored(user, Some(&content))),
+    };
+    s.push.rules_cache.lock().unwrap().put(user, rules.clone());
+    Ok(rules)
+}
+
+/// The user's ruleset.
+pub fn ruleset(s: &Services, user: &UserId) -> Result<Arc<Ruleset>> {
+    Ok(match rules_of(s, user)? {
+        Rules::Default => Arc::new(Ruleset::server_default(user)),
+        Rules::Custom(ruleset) => ruleset,
+    })
+}
+
+/// Whether the server defaults depend on the user only through their full ID (no display name,
+/// localpart or server name of their own): then two users whom an event does not name get the
+/// same actions from them (`evaluate`). Checked on two users' defaults, so that a change of
+/// ruma's predefined rules cannot make the sharing wrong.
+pub fn defaults_depend_only_on_the_id() -> bool {
+    let one = ruma::user_id!("@neutralitycheckone:one.example");
+    let two = ruma::user_id!("@neutralitychecktwo:two.example");
+    let neutral = |user: &UserId| {
+        serde_json::to_string(&Ruleset::server_default(user))
+            .map(|json| json.replace(user.as_str(), "@USER"))
+            .ok()
+    };
+    let (a, b) = (neutral(one), neutral(two));
+    a.is_some()
+        && a == b
+        && a.as_deref().is_some_and(|json| {
+            !json.contains("contains_display_name")
+                && !json.contains("neutralitycheck")
+                && !json.contains("example")
+        })
 }
 
 /// Applies `change` to the user's ruleset and stores the result (one account data write, which
@@ -81,7 +174,7 @@ pub fn update<R>(
         .rules_cache
         .lock()
         .unwrap()
-        .insert(user.to_owned(), Arc::new(ruleset));
+        .put(user, classify(user, ruleset));
     Ok(result)
 }
 
@@ -208,6 +301,28 @@ mod tests {
     };
 
     use super::*;
+
+    /// Sharing one evaluation of the defaults among the users an event does not name is on: a
+    /// ruma upgrade whose predefined rules read a display name or a localpart turns it off, and
+    /// this test tells.
+    #[test]
+    fn server_defaults_depend_only_on_the_user_id() {
+        assert!(defaults_depend_only_on_the_id());
+    }
+
+    #[test]
+    fn a_stored_ruleset_equal_to_the_defaults_is_default() {
+        let user = ruma::user_id!("@anna:one.example");
+        assert!(matches!(
+            classify(user, Ruleset::server_default(user)),
+            Rules::Default
+        ));
+        let mut changed = Ruleset::server_default(user);
+        changed
+            .set_enabled(RuleKind::Underride, ".m.rule.message", false)
+            .unwrap();
+        assert!(matches!(classify(user, changed), Rules::Custom(_)));
+    }
 
     fn ids(ruleset: &Ruleset, kind: RuleKind) -> Vec<String> {
         ruleset
