@@ -168,6 +168,11 @@ async fn recency_follows_messages_over_many_answers() {
     let fresh = sliding(&server, &alice, None, fresh_body(11)).await;
     assert_eq!(order(&fresh), order_before, "{fresh}");
     assert_eq!(stamps(&fresh), stamps_before, "{fresh}");
+    // After a restart (nothing remembered), each room's stored last bump gives the same.
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let after = sliding(&server, &alice, None, all_rooms(9, 1)).await;
+    assert_eq!(stamps(&after), stamps_before, "{after}");
     server.stop().await;
 }
 

@@ -153,6 +153,7 @@ pub fn all_maps() -> Vec<Map> {
         relations::MAPS,
         reports::MAPS,
         time_index::MAPS,
+        sync::sliding::bumps::MAPS,
         appservice::queue::MAPS,
         webhooks::MAPS,
         jobs::MAPS,

@@ -618,11 +618,12 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             );
             s.timeline
                 .replace_extremities(c, short_room, &replaces, short_event)?;
-            // Sliding sync's remembered bumps follow the appends (alone on the database; a group's
-            // processes read the timeline instead, see `sliding::bumps`).
+            // The room's last bump record, and sliding sync's remembered bumps follow the appends
+            // (alone on the database; a group's processes read the records, see `sliding::bumps`).
+            let kind = pdu.kind.to_string();
+            crate::services::sync::sliding::bumps::event_committed(c, short_room, pos, &kind);
             if !s.globals.shared() {
-                let bumps = crate::services::sync::sliding::lists::BUMP_TYPES
-                    .contains(&pdu.kind.to_string().as_str());
+                let bumps = crate::services::sync::sliding::bumps::is_bump_type(&kind);
                 c.after_write(move || s.sliding_sync.bumps.appended(short_room, pos, bumps));
             }
             if let Some((sender, txn)) = &txn {
