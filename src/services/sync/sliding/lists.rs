@@ -6,14 +6,14 @@
 use std::collections::BTreeSet;
 
 use ruma::{
-    OwnedRoomId, UInt, api::client::sync::sync_events::v5::request::ListFilters,
+    RoomId, UInt, api::client::sync::sync_events::v5::request::ListFilters,
     directory::RoomTypeFilter,
 };
 
 /// A room of the user as the lists see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub room_id: OwnedRoomId,
+pub struct Candidate<'a> {
+    pub room_id: &'a RoomId,
     /// The stream position of the room's last bump event (the answer's `bump_stamp`).
     pub bump: u64,
     pub is_invite: bool,
@@ -47,7 +47,7 @@ pub fn is_bump(kind: &str, state_key: Option<&str>, membership: Option<&str>, us
 }
 
 /// Whether a room passes a list's filters (absent filters pass everything).
-pub fn matches(filters: Option<&ListFilters>, room: &Candidate) -> bool {
+pub fn matches(filters: Option<&ListFilters>, room: &Candidate<'_>) -> bool {
     let Some(f) = filters else { return true };
     let room_type = RoomTypeFilter::from(room.room_type.as_deref());
     f.is_invite.is_none_or(|want| want == room.is_invite)
@@ -58,7 +58,7 @@ pub fn matches(filters: Option<&ListFilters>, room: &Candidate) -> bool {
 }
 
 /// Newest bump first; the room id breaks ties so that the order is stable.
-pub fn sort_by_recency(rooms: &mut [Candidate]) {
+pub fn sort_by_recency(rooms: &mut [Candidate<'_>]) {
     rooms.sort_by(|a, b| b.bump.cmp(&a.bump).then_with(|| a.room_id.cmp(&b.room_id)));
 }
 
@@ -83,9 +83,10 @@ pub fn indexes_in_ranges(len: usize, ranges: &[(UInt, UInt)]) -> BTreeSet<usize>
 mod tests {
     use super::*;
 
-    fn room(id: &str, bump: u64) -> Candidate {
+    fn room(id: &str, bump: u64) -> Candidate<'static> {
+        let id: &'static str = Box::leak(format!("!{id}:x").into_boxed_str());
         Candidate {
-            room_id: format!("!{id}:x").try_into().unwrap(),
+            room_id: <&RoomId>::try_from(id).unwrap(),
             bump,
             is_invite: false,
             is_dm: false,

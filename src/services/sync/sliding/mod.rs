@@ -48,6 +48,26 @@ pub struct SlidingRequest {
     pub body: v5::Request,
 }
 
+/// The user's rooms with their membership, sorted by room ID (a request looks up a few of them;
+/// thousands of rooms are not put in a map at each request).
+struct UserRooms(Vec<UserRoom>);
+
+impl UserRooms {
+    fn of(s: &Services, user: &ruma::UserId) -> Result<Self> {
+        let mut rooms = s.membership.rooms_of(user)?;
+        // Stored in this order already: the sort only checks it.
+        rooms.sort_by(|a, b| a.room_id.as_str().cmp(b.room_id.as_str()));
+        Ok(Self(rooms))
+    }
+
+    fn get(&self, room_id: &ruma::RoomId) -> Option<&UserRoom> {
+        self.0
+            .binary_search_by(|r| r.room_id.as_str().cmp(room_id.as_str()))
+            .ok()
+            .map(|i| &self.0[i])
+    }
+}
+
 /// The rooms the user has marked as direct chats (`m.direct` account data).
 fn direct_rooms(s: &Services, user: &ruma::UserId) -> Result<BTreeSet<OwnedRoomId>> {
     let mut out = BTreeSet::new();
@@ -65,13 +85,13 @@ fn direct_rooms(s: &Services, user: &ruma::UserId) -> Result<BTreeSet<OwnedRoomI
     Ok(out)
 }
 
-fn candidate(
+fn candidate<'a>(
     s: &Services,
-    user_room: &UserRoom,
+    user_room: &'a UserRoom,
     now: u64,
     direct: &BTreeSet<OwnedRoomId>,
     details: bool,
-) -> Result<Candidate> {
+) -> Result<Candidate<'a>> {
     let bump = s.sliding_sync.bumps.bump_stamp(s, user_room, now)?;
     // Encryption and room type are read only when a list's filters ask for them.
     let (is_encrypted, room_type) = if details && user_room.membership == Membership::Join {
@@ -84,7 +104,7 @@ fn candidate(
         (false, None)
     };
     Ok(Candidate {
-        room_id: user_room.room_id.clone(),
+        room_id: &user_room.room_id,
         bump,
         is_invite: user_room.membership == Membership::Invite,
         is_dm: direct.contains(&user_room.room_id),
@@ -107,19 +127,14 @@ pub fn compute(
     let mut response = v5::Response::new(String::new());
     response.txn_id = req.body.txn_id.clone();
 
-    let user_rooms: HashMap<OwnedRoomId, UserRoom> = s
-        .membership
-        .rooms_of(user)?
-        .into_iter()
-        .map(|r| (r.room_id.clone(), r))
-        .collect();
+    let user_rooms = UserRooms::of(s, user)?;
     let details = req.body.lists.values().any(|l| {
         l.filters.as_ref().is_some_and(|f| {
             f.is_encrypted.is_some() || !f.room_types.is_empty() || !f.not_room_types.is_empty()
         })
     });
     let mut candidates = Vec::new();
-    for r in user_rooms.values() {
+    for r in &user_rooms.0 {
         if matches!(
             r.membership,
             Membership::Join | Membership::Invite | Membership::Knock
@@ -131,6 +146,8 @@ pub fn compute(
     lists::sort_by_recency(&mut candidates);
 
     let mut window: BTreeMap<OwnedRoomId, RoomConfig> = BTreeMap::new();
+    // The bump stamps of the rooms in the lists' ranges.
+    let mut bumps: HashMap<OwnedRoomId, u64> = HashMap::new();
     let mut scope = Scope::default();
     let mut list_counts = HashMap::new();
     for (name, list) in &req.body.lists {
@@ -144,7 +161,8 @@ pub fn compute(
         list_counts.insert(name.clone(), matching.len() as u64);
         let mut in_range = Vec::new();
         for index in lists::indexes_in_ranges(matching.len(), &list.ranges) {
-            let id = matching[index].room_id.clone();
+            let id = matching[index].room_id.to_owned();
+            bumps.insert(id.clone(), matching[index].bump);
             let config = window.entry(id.clone()).or_default();
             config
                 .required_state
@@ -184,8 +202,6 @@ pub fn compute(
         list_counts,
     };
     let sync_req = room::sync_request(user, &req.device);
-    let bumps: HashMap<&OwnedRoomId, u64> =
-        candidates.iter().map(|c| (&c.room_id, c.bump)).collect();
     for (room_id, config) in &window {
         let since = prev.and_then(|p| p.rooms.get(room_id).copied());
         // A room the user can read without being in it (world-readable): its history as a
