@@ -186,10 +186,7 @@ fn rotate_key(config: Config) {
 /// (RocksDB's) keeps one arena (`services::c_heap`).
 fn tune_allocator() {
     use std::os::unix::process::CommandExt;
-    const SETTINGS: [(&str, &str); 2] = [
-        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-        ("MIMALLOC_PURGE_DELAY", "0"),
-    ];
+    const SETTINGS: [(&str, &str); 1] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0")];
     if SETTINGS.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
         parvis::services::c_heap::limit_arenas();
         return;
