@@ -62,6 +62,23 @@ impl ShortIds {
             .map_err(|_| Error::internal("corrupt event id"))
     }
 
+    /// The event ids of many short ids, with one read (`None`: unknown).
+    pub fn event_ids(&self, shorts: &[u64]) -> Result<Vec<Option<OwnedEventId>>> {
+        let keys: Vec<Vec<u8>> = shorts.iter().map(|s| s.to_be_bytes().to_vec()).collect();
+        self.db
+            .multi_get(SHORT_TO_EVENT, &keys)?
+            .into_iter()
+            .map(|bytes| {
+                bytes
+                    .map(|b| {
+                        OwnedEventId::try_from(String::from_utf8_lossy(&b).as_ref())
+                            .map_err(|_| Error::internal("corrupt event id"))
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Assigns a short id to a new event in `commit`.
     pub fn create_event(&self, commit: &mut Commit, event_id: &EventId) -> u64 {
         let short = commit.short_id();

@@ -10,9 +10,9 @@ pub mod upgrade_levels;
 pub mod upgrade_user_state;
 pub mod version;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
-use ruma::{EventId, RoomId, UserId, events::StateEventType};
+use ruma::{EventId, OwnedEventId, RoomId, UserId, events::StateEventType};
 use serde_json::{Value, json};
 
 use crate::{
@@ -49,6 +49,45 @@ pub fn event_by_short(
     }
     let event_id = s.short.event_id(short)?;
     s.timeline.load(short, &event_id, room_id)
+}
+
+/// Many events of one room by their short ids, read together (`None` where one is unknown or of
+/// another room); in the order of `shorts`.
+pub fn events_by_short(
+    s: &Services,
+    shorts: &[u64],
+    room_id: &RoomId,
+) -> Result<Vec<Option<Arc<StoredEvent>>>> {
+    let mut out: Vec<Option<Arc<StoredEvent>>> = Vec::with_capacity(shorts.len());
+    let mut missing = Vec::new();
+    for (i, short) in shorts.iter().enumerate() {
+        match s.timeline.cached(*short, room_id) {
+            Some(cached) => out.push(cached),
+            None => {
+                out.push(None);
+                missing.push(i);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let missing_shorts: Vec<u64> = missing.iter().map(|&i| shorts[i]).collect();
+    let wanted: Vec<(u64, OwnedEventId)> = missing_shorts
+        .iter()
+        .zip(s.short.event_ids(&missing_shorts)?)
+        .filter_map(|(short, id)| Some((*short, id?)))
+        .collect();
+    let loaded = s.timeline.load_many(&wanted, room_id)?;
+    let by_short: HashMap<u64, Arc<StoredEvent>> = wanted
+        .iter()
+        .zip(loaded)
+        .filter_map(|((short, _), event)| Some((*short, event?)))
+        .collect();
+    for i in missing {
+        out[i] = by_short.get(&shorts[i]).cloned();
+    }
+    Ok(out)
 }
 
 /// The current state event `(kind, state_key)` of a room.

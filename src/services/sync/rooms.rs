@@ -16,7 +16,7 @@ use crate::{
     services::{
         Services,
         partial_state::sender_members,
-        rooms::{event_by_short, membership::UserRoom},
+        rooms::{event_by_short, events_by_short, membership::UserRoom},
         state::diff,
         timeline::{
             StoredEvent,
@@ -89,7 +89,7 @@ fn state_events(
     lazy_senders: Option<&BTreeSet<OwnedUserId>>,
 ) -> Result<Vec<Raw<ruma::events::AnySyncStateEvent>>> {
     let filter = &req.filter.room.state;
-    let mut out = Vec::new();
+    let mut wanted = Vec::new();
     for (key, short) in entries {
         if short == 0 {
             continue;
@@ -104,13 +104,19 @@ fn state_events(
         if !filter::room_event_matches(filter, &kind.to_string(), None, None) {
             continue;
         }
-        if let Some(event) = event_by_short(s, short, &room.room_id)? {
-            out.push(raw(&event.to_client(
-                &s.timeline,
-                ClientFormat::Sync,
-                None,
-            )?));
-        }
+        wanted.push(short);
+    }
+    // Read together: a big room's full state is thousands of events.
+    let mut out = Vec::with_capacity(wanted.len());
+    for event in events_by_short(s, &wanted, &room.room_id)?
+        .into_iter()
+        .flatten()
+    {
+        out.push(raw(&event.to_client(
+            &s.timeline,
+            ClientFormat::Sync,
+            None,
+        )?));
     }
     Ok(out)
 }

@@ -230,6 +230,59 @@ impl Timeline {
         Ok(Some(event))
     }
 
+    /// Loads many events of one room at once (`wanted`: short id and event id): what is cached,
+    /// and the rest with one read of each map (a room's whole state for an initial /sync). What
+    /// is read is not cached: a bulk read would push out the events that are read again and again.
+    pub fn load_many(
+        &self,
+        wanted: &[(u64, OwnedEventId)],
+        room_id: &RoomId,
+    ) -> Result<Vec<Option<Arc<StoredEvent>>>> {
+        let mut out: Vec<Option<Arc<StoredEvent>>> = Vec::with_capacity(wanted.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.events.lock().unwrap();
+            for (i, (short, _)) in wanted.iter().enumerate() {
+                match cache.get(short) {
+                    Some(event) => out.push((event.pdu.room_id == room_id).then(|| event.clone())),
+                    None => {
+                        out.push(None);
+                        missing.push(i);
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let keys: Vec<Vec<u8>> = missing
+            .iter()
+            .map(|&i| wanted[i].0.to_be_bytes().to_vec())
+            .collect();
+        let metas = self.db.multi_get(EVENT_META, &keys)?;
+        let jsons = self.db.multi_get(PDUS, &keys)?;
+        for ((&i, meta), json) in missing.iter().zip(metas).zip(jsons) {
+            let (Some(meta), Some(json)) = (meta, json) else {
+                continue;
+            };
+            let (short, event_id) = &wanted[i];
+            let meta = EventMeta::decode(&meta)?;
+            let json: CanonicalJsonObject =
+                serde_json::from_slice(&json).map_err(|_| Error::internal("corrupt stored PDU"))?;
+            if !pdu::json_in_room(&json, event_id, room_id) {
+                continue;
+            }
+            let pdu = Pdu::from_canonical(&json, event_id, room_id)?;
+            out[i] = Some(Arc::new(StoredEvent {
+                short: *short,
+                meta,
+                pdu,
+                json,
+            }));
+        }
+        Ok(out)
+    }
+
     /// A timestamp for a create event: now, or one more than the last one handed out.
     pub fn unique_create_ts(&self) -> u64 {
         use std::sync::atomic::Ordering;
