@@ -28,8 +28,7 @@ use super::{
     PUSH_NOTIFICATIONS, PUSH_PENDING, PUSH_UNREAD,
     counts::{CountsCache, Entry, RoomCounts, ThreadCounts},
     counts_store::{stage_room, stage_thread},
-    notifications::Notification,
-    queue,
+    notifications, queue,
     read::totals,
     rules,
 };
@@ -45,10 +44,7 @@ use crate::{
             pdu::{ClientFormat, raw},
         },
     },
-    storage::{
-        db::encode_json,
-        keys::{Key, u64_from},
-    },
+    storage::keys::{Key, u64_from},
 };
 
 /// Events evaluated per call (the evaluator calls again while there are more).
@@ -83,7 +79,7 @@ pub fn process_pending(s: &Services) -> Result<usize> {
                 c.batch.delete(PUSH_PENDING, pos.to_be_bytes());
                 match &mut staged {
                     // The counts change at a new position, so /sync shows them.
-                    Some(staged) => staged.write(s, c, *pos, |c, staged| {
+                    Some(staged) => staged.write(s, c, *short_event, *pos, |c, staged| {
                         if staged.changes_counts() {
                             c.next_pos()
                         } else {
@@ -425,6 +421,7 @@ impl<'a> PushStage<'a> {
         &mut self,
         s: &'a Services,
         c: &mut Commit,
+        short_event: u64,
         event_pos: u64,
         counts_pos: impl FnOnce(&mut Commit, &Staged) -> u64,
     ) -> Result<bool> {
@@ -436,7 +433,7 @@ impl<'a> PushStage<'a> {
         match self {
             PushStage::Staged(staged) => {
                 let counts_pos = counts_pos(c, staged);
-                Ok(staged.write(c, event_pos, counts_pos))
+                Ok(staged.write(c, short_event, event_pos, counts_pos))
             }
             PushStage::InCommit(_) => Ok(false),
         }
@@ -515,10 +512,10 @@ impl Staged<'_> {
         self.users.iter().any(|u| u.counts.is_some())
     }
 
-    /// Writes into `c` the notifications and unread entries of the event at `event_pos`, the
-    /// counts marked changed at `counts_pos`, and the queue items; true when items were queued
-    /// (the delivery worker is to be woken after the commit).
-    pub fn write(&self, c: &mut Commit, event_pos: u64, counts_pos: u64) -> bool {
+    /// Writes into `c` the notifications and unread entries of the event (`short_event`) at
+    /// `event_pos`, the counts marked changed at `counts_pos`, and the queue items; true when
+    /// items were queued (the delivery worker is to be woken after the commit).
+    pub fn write(&self, c: &mut Commit, short_event: u64, event_pos: u64, counts_pos: u64) -> bool {
         self.counts_pos.set(counts_pos);
         let ts = crate::util::now_ms();
         let short_room = self.event.meta.short_room;
@@ -529,16 +526,10 @@ impl Staged<'_> {
             counts,
         } in &self.users
         {
-            let notification = Notification {
-                room_id: self.event.pdu.room_id.clone(),
-                event_id: self.event.pdu.event_id.clone(),
-                actions: actions.clone(),
-                ts,
-            };
             c.batch.put(
                 PUSH_NOTIFICATIONS,
                 Key::new().str(user.as_str()).u64(event_pos).build(),
-                encode_json(&notification),
+                notifications::encode(short_event, ts, actions),
             );
             if let Some((counts, thread)) = counts {
                 c.batch.put(

@@ -35,7 +35,9 @@ pub const PUSH_THREAD_COUNTS: Map = Map("push_thread_counts");
 pub const PUSH_META: Map = Map("push_meta");
 /// user ‖ short room ‖ event position → [`counts::Entry`]: the unread notifications.
 pub const PUSH_UNREAD: Map = Map("push_unread");
-/// user ‖ event position → [`notifications::Notification`] JSON (`GET /notifications`).
+/// user ‖ event position → the notification (`GET /notifications`): compact
+/// (`notifications::encode`: short event, ts, actions), or [`notifications::Notification`] JSON
+/// as older versions wrote it.
 pub const PUSH_NOTIFICATIONS: Map = Map("push_notifications");
 /// user ‖ app id ‖ pushkey → [`pushers::StoredPusher`] JSON.
 pub const PUSHERS: Map = Map("pushers");

@@ -654,7 +654,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 s.federation.sender.queue_pdu(c, destination, &event_id);
             }
             let push_queued = match &mut push_staged {
-                Some(p) => p.write(s, c, pos, |_, _| pos)?,
+                Some(p) => p.write(s, c, short_event, pos, |_, _| pos)?,
                 None => false,
             };
             crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
