@@ -1335,3 +1335,46 @@ async fn members_with_default_and_own_rules_each_get_their_counts() {
     expect([(6, 1), (6, 1), (5, 0), (0, 0), (6, 1)]).await;
     server.stop().await;
 }
+
+/// In a room big enough for its members to be cached (100 and more), the members evaluated for a
+/// message follow the joins and leaves: one who left gets no count, one who joined gets one.
+#[tokio::test]
+async fn a_big_rooms_notified_members_follow_joins_and_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let mut members = Vec::new();
+    for i in 0..105 {
+        let (_, token) = server.register(&format!("member{i:03}")).await;
+        server.join(&token, &room).await;
+        members.push(token);
+    }
+    let (_, newcomer) = server.register("newcomer").await;
+    server.send_text(&alice, &room, "t1", "first").await;
+    sync_until_counts(&server, &members[0], &room, (1, 0)).await;
+    sync_until_counts(&server, &members[104], &room, (1, 0)).await;
+    // member000 leaves, the newcomer joins: the next message counts for the newcomer only.
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+            &members[0],
+            json!({}),
+        )
+        .await;
+    server.join(&newcomer, &room).await;
+    server.send_text(&alice, &room, "t2", "second").await;
+    sync_until_counts(&server, &newcomer, &room, (1, 0)).await;
+    sync_until_counts(&server, &members[104], &room, (2, 0)).await;
+    let listed = server
+        .get("/_matrix/client/v3/notifications", &members[0])
+        .await;
+    assert_eq!(
+        listed["notifications"].as_array().unwrap().len(),
+        1,
+        "the member who left was notified of the first message only: {listed}"
+    );
+    server.stop().await;
+}

@@ -226,7 +226,7 @@ impl Services {
             short: short::ShortIds::new(db.clone()),
             state: state::StateService::new(db.clone()),
             timeline: timeline::Timeline::new(db.clone()),
-            membership: rooms::membership::MembershipIndex::new(db.clone()),
+            membership: rooms::membership::MembershipIndex::new(db.clone()).uncached(shared),
             users: users::Users::new(db.clone(), passwords).without_token_cache(shared),
             uia: if shared {
                 uia::Uia::shared(db.clone())

@@ -37,7 +37,7 @@ use crate::{
     services::{
         Services,
         globals::Commit,
-        rooms::{event_by_short, membership::Membership, version},
+        rooms::{event_by_short, version},
         state::StateMap,
         timeline::{
             StoredEvent,
@@ -133,7 +133,7 @@ pub fn evaluate_event(s: &Services, event: Arc<StoredEvent>) -> Result<Evaluated
     let meta = event.meta;
     let room_id = event.pdu.room_id.clone();
     let ours = s.globals.server_name();
-    let joined = s.membership.members(meta.short_room, Membership::Join)?;
+    let joined = s.membership.joined(meta.short_room)?;
     let mut users: BTreeSet<OwnedUserId> = joined
         .iter()
         .filter(|u| u.server_name() == ours && **u != event.pdu.sender)

@@ -1,6 +1,14 @@
 //! Membership indexes derived from `m.room.member` events: the rooms of each user and the members
 //! of each room, with the stream position of the last change (what /sync reads).
 
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use crate::{
@@ -85,13 +93,87 @@ pub struct RoomSummary {
     pub heroes: Vec<OwnedUserId>,
 }
 
+/// The joined members of big rooms, as [`MembershipIndex::joined`] read them: push evaluation
+/// reads a room's members for every event, and a room of 10,000 was 10,000 entries read and
+/// parsed per message and per join. Only rooms of at least [`CACHED_FROM`] members; at most
+/// [`CACHED_USERS`] user IDs in all (emptied when full). Forgotten at each membership change of the
+/// room (after its batch is written); not used by a process in a group (another process's change
+/// is not seen here).
+#[derive(Default)]
+struct JoinedCache {
+    rooms: Mutex<(HashMap<u64, Arc<Vec<OwnedUserId>>>, usize)>,
+    /// Bumped by every membership change: a reading that began before one is not cached.
+    generation: AtomicU64,
+}
+
+const CACHED_FROM: usize = 100;
+const CACHED_USERS: usize = 200_000;
+
+impl JoinedCache {
+    fn get(&self, short_room: u64) -> Option<Arc<Vec<OwnedUserId>>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.0.get(&short_room).cloned()
+    }
+
+    fn put(&self, short_room: u64, members: Arc<Vec<OwnedUserId>>, generation: u64) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if rooms.1 + members.len() > CACHED_USERS {
+            *rooms = Default::default();
+        }
+        rooms.1 += members.len();
+        if let Some(old) = rooms.0.insert(short_room, members) {
+            rooms.1 -= old.len();
+        }
+    }
+
+    fn changed(&self, short_room: u64) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = rooms.0.remove(&short_room) {
+            rooms.1 -= old.len();
+        }
+    }
+}
+
 pub struct MembershipIndex {
     db: Db,
+    /// `None` in a group of processes.
+    joined: Option<Arc<JoinedCache>>,
 }
 
 impl MembershipIndex {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            joined: Some(Arc::default()),
+        }
+    }
+
+    /// Without the joined-members cache when `shared` (a process in a group).
+    pub fn uncached(mut self, shared: bool) -> Self {
+        if shared {
+            self.joined = None;
+        }
+        self
+    }
+
+    /// The joined members of a room ([`Self::members`] with `Join`), from the cache for big rooms.
+    pub fn joined(&self, short_room: u64) -> Result<Arc<Vec<OwnedUserId>>> {
+        let Some(cache) = &self.joined else {
+            return Ok(Arc::new(self.members(short_room, Membership::Join)?));
+        };
+        if let Some(members) = cache.get(short_room) {
+            return Ok(members);
+        }
+        let generation = cache.generation.load(Ordering::Acquire);
+        let members = Arc::new(self.members(short_room, Membership::Join)?);
+        if members.len() >= CACHED_FROM {
+            cache.put(short_room, members.clone(), generation);
+        }
+        Ok(members)
     }
 
     /// Records a membership change in `commit`.
@@ -120,6 +202,13 @@ impl MembershipIndex {
         );
         if membership == Membership::Join {
             crate::services::keys::remote_cache::forget_on_join(&self.db, commit, user);
+        }
+        // Before the batch is written and after: a reading that began before the write and ends
+        // after it is not cached (the generation moved).
+        if let Some(cache) = &self.joined {
+            cache.changed(short_room);
+            let cache = cache.clone();
+            commit.after_write(move || cache.changed(short_room));
         }
     }
 
