@@ -134,15 +134,16 @@ fn stored(s: &Services, room: &str, word: &str, target: &str, event: &str, alice
             &Key::new().u64(short_room).str(target).build(),
         )
         .count();
+    let event_id = ruma::OwnedEventId::try_from(event).unwrap();
+    let short = s.short.event(&event_id).unwrap().unwrap();
+    // A notification record names its event by short id (`1 ‖ short event ‖ ts ‖ actions`).
     let notifications = db
         .scan_prefix(
             parvis::services::push::PUSH_NOTIFICATIONS,
             &Key::new().str(alice).build(),
         )
-        .filter(|e| String::from_utf8_lossy(&e.as_ref().unwrap().1).contains(event))
+        .filter(|e| e.as_ref().unwrap().1.get(1..9) == Some(&short.to_be_bytes()[..]))
         .count();
-    let event_id = ruma::OwnedEventId::try_from(event).unwrap();
-    let short = s.short.event(&event_id).unwrap().unwrap();
     let pdu: Value = serde_json::from_slice(
         &db.get(parvis::services::timeline::PDUS, &short.to_be_bytes())
             .unwrap()

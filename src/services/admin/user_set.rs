@@ -46,10 +46,13 @@ impl UserSet {
     }
 
     /// Adds or removes, in the database and in memory (and, through the commit's invalidation,
-    /// in the memory of the other processes of a group).
+    /// in the memory of the other processes of a group). The copy in memory changes after the
+    /// batch is written, under the commit lock (so in commit order), and no lock of this set is
+    /// held while committing: catching up with another process's commit holds the catch-up lock
+    /// and then takes this set's (`apply`), and a commit takes the catch-up lock after its write,
+    /// so holding this set's lock across a commit deadlocked two requests (seen in the cluster
+    /// test: an admin's lock while the process caught up).
     pub fn set(&self, globals: &Globals, user: &UserId, member: bool) -> Result<()> {
-        // Held across the write: two changes of one set apply in memory in their commit order.
-        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
         globals.commit(|c| {
             if member {
                 c.batch.put(self.map, user.as_bytes(), Vec::new());
@@ -61,13 +64,10 @@ impl UserSet {
                 user: user.to_owned(),
                 member,
             });
+            let user = user.to_owned();
+            c.after_write(move || self.apply(&user, member));
             Ok(())
         })?;
-        if member {
-            users.insert(user.to_owned());
-        } else {
-            users.remove(user);
-        }
         Ok(())
     }
 
