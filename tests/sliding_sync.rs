@@ -675,3 +675,54 @@ async fn account_data_extension_follows_the_rooms_in_range() {
     );
     server.stop().await;
 }
+
+/// A user in many rooms (100 and more: their rooms are remembered between requests): the lists
+/// follow a join, a leave and an invite.
+#[tokio::test]
+async fn a_user_in_many_rooms_sees_joins_leaves_and_invites() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice_id, alice) = server.register("alice").await;
+    let (_, bob) = server.register("bob").await;
+    let mut rooms = Vec::new();
+    for _ in 0..101 {
+        rooms.push(server.create_room(&alice, json!({})).await);
+    }
+    let count = |answer: &Value| answer["lists"]["all"]["count"].as_u64().unwrap();
+    let first = sliding(&server, &alice, None, all_rooms(4, 1)).await;
+    assert_eq!(count(&first), 101, "{first}");
+    let mut token = pos(&first);
+    // A join: bob's public room.
+    let public = server
+        .create_room(&bob, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&alice, &public).await;
+    let next = sliding(&server, &alice, Some(&token), all_rooms(4, 1)).await;
+    assert_eq!(count(&next), 102, "{next}");
+    assert!(next["rooms"].get(&public).is_some(), "{next}");
+    token = pos(&next);
+    // A leave.
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&rooms[0])),
+            &alice,
+            json!({}),
+        )
+        .await;
+    let next = sliding(&server, &alice, Some(&token), all_rooms(4, 1)).await;
+    assert_eq!(count(&next), 101, "{next}");
+    token = pos(&next);
+    // An invite from bob.
+    let private = server.create_room(&bob, json!({})).await;
+    server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&private)),
+            &bob,
+            json!({ "user_id": alice_id }),
+        )
+        .await;
+    let next = sliding(&server, &alice, Some(&token), all_rooms(4, 1)).await;
+    assert_eq!(count(&next), 102, "{next}");
+    assert!(next["rooms"].get(&private).is_some(), "{next}");
+    server.stop().await;
+}

@@ -138,10 +138,53 @@ impl JoinedCache {
     }
 }
 
+/// The rooms of users in many rooms (at least [`CACHED_FROM`]), sorted by room ID, as
+/// [`MembershipIndex::rooms_of_sorted`] read them: sliding sync reads all of a user's rooms at
+/// every request. At most [`CACHED_USER_ROOMS`] rooms in all (emptied when full); forgotten at
+/// each membership change of the user; not used by a process in a group.
+#[derive(Default)]
+struct UserRoomsCache {
+    users: Mutex<(HashMap<OwnedUserId, Arc<Vec<UserRoom>>>, usize)>,
+    generation: AtomicU64,
+}
+
+const CACHED_USER_ROOMS: usize = 100_000;
+
+impl UserRoomsCache {
+    fn get(&self, user: &UserId) -> Option<Arc<Vec<UserRoom>>> {
+        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.0.get(user).cloned()
+    }
+
+    fn put(&self, user: &UserId, rooms: Arc<Vec<UserRoom>>, generation: u64) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if users.1 + rooms.len() > CACHED_USER_ROOMS {
+            *users = Default::default();
+        }
+        users.1 += rooms.len();
+        if let Some(old) = users.0.insert(user.to_owned(), rooms) {
+            users.1 -= old.len();
+        }
+    }
+
+    fn changed(&self, user: &UserId) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = users.0.remove(user) {
+            users.1 -= old.len();
+        }
+    }
+}
+
 pub struct MembershipIndex {
     db: Db,
     /// `None` in a group of processes.
     joined: Option<Arc<JoinedCache>>,
+    /// `None` in a group of processes.
+    user_rooms: Option<Arc<UserRoomsCache>>,
 }
 
 impl MembershipIndex {
@@ -149,6 +192,7 @@ impl MembershipIndex {
         Self {
             db,
             joined: Some(Arc::default()),
+            user_rooms: Some(Arc::default()),
         }
     }
 
@@ -156,6 +200,7 @@ impl MembershipIndex {
     pub fn uncached(mut self, shared: bool) -> Self {
         if shared {
             self.joined = None;
+            self.user_rooms = None;
         }
         self
     }
@@ -210,6 +255,11 @@ impl MembershipIndex {
             let cache = cache.clone();
             commit.after_write(move || cache.changed(short_room));
         }
+        if let Some(cache) = &self.user_rooms {
+            cache.changed(user);
+            let (cache, user) = (cache.clone(), user.to_owned());
+            commit.after_write(move || cache.changed(&user));
+        }
     }
 
     /// Hides a left room from the user's /sync.
@@ -218,7 +268,13 @@ impl MembershipIndex {
         if let Some(mut value) = self.db.get(USER_ROOMS, &key)? {
             value.truncate(17);
             value.push(1);
+            if let Some(cache) = &self.user_rooms {
+                cache.changed(user);
+            }
             self.db.put(USER_ROOMS, key, value)?;
+            if let Some(cache) = &self.user_rooms {
+                cache.changed(user);
+            }
         }
         Ok(())
     }
@@ -257,6 +313,28 @@ impl MembershipIndex {
             });
         }
         Ok(out)
+    }
+
+    /// The user's rooms ([`Self::rooms_of`]) sorted by room ID, from the cache for users in many
+    /// rooms.
+    pub fn rooms_of_sorted(&self, user: &UserId) -> Result<Arc<Vec<UserRoom>>> {
+        let read = || {
+            let mut rooms = self.rooms_of(user)?;
+            rooms.sort_by(|a, b| a.room_id.as_str().cmp(b.room_id.as_str()));
+            Ok::<_, crate::error::Error>(Arc::new(rooms))
+        };
+        let Some(cache) = &self.user_rooms else {
+            return read();
+        };
+        if let Some(rooms) = cache.get(user) {
+            return Ok(rooms);
+        }
+        let generation = cache.generation.load(Ordering::Acquire);
+        let rooms = read()?;
+        if rooms.len() >= CACHED_FROM {
+            cache.put(user, rooms.clone(), generation);
+        }
+        Ok(rooms)
     }
 
     pub fn user_room(&self, user: &UserId, room: &RoomId) -> Result<Option<UserRoom>> {

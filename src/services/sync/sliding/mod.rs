@@ -50,14 +50,11 @@ pub struct SlidingRequest {
 
 /// The user's rooms with their membership, sorted by room ID (a request looks up a few of them;
 /// thousands of rooms are not put in a map at each request).
-struct UserRooms(Vec<UserRoom>);
+struct UserRooms(std::sync::Arc<Vec<UserRoom>>);
 
 impl UserRooms {
     fn of(s: &Services, user: &ruma::UserId) -> Result<Self> {
-        let mut rooms = s.membership.rooms_of(user)?;
-        // Stored in this order already: the sort only checks it.
-        rooms.sort_by(|a, b| a.room_id.as_str().cmp(b.room_id.as_str()));
-        Ok(Self(rooms))
+        Ok(Self(s.membership.rooms_of_sorted(user)?))
     }
 
     fn get(&self, room_id: &ruma::RoomId) -> Option<&UserRoom> {
@@ -134,7 +131,7 @@ pub fn compute(
         })
     });
     let mut candidates = Vec::new();
-    for r in &user_rooms.0 {
+    for r in user_rooms.0.iter() {
         if matches!(
             r.membership,
             Membership::Join | Membership::Invite | Membership::Knock
