@@ -93,106 +93,90 @@ pub struct RoomSummary {
     pub heroes: Vec<OwnedUserId>,
 }
 
-/// The joined members of big rooms, as [`MembershipIndex::joined`] read them: push evaluation
-/// reads a room's members for every event, and a room of 10,000 was 10,000 entries read and
-/// parsed per message and per join. Only rooms of at least [`CACHED_FROM`] members; at most
-/// [`CACHED_USERS`] user IDs in all (emptied when full). Forgotten at each membership change of the
-/// room (after its batch is written); not used by a process in a group (another process's change
-/// is not seen here).
-#[derive(Default)]
-struct JoinedCache {
-    rooms: Mutex<(HashMap<u64, Arc<Vec<OwnedUserId>>>, usize)>,
-    /// Bumped by every membership change: a reading that began before one is not cached.
+/// Lists read from the membership maps, kept for the keys with at least [`CACHED_FROM`] entries,
+/// with at most `max_entries` entries in all (emptied when full). A key is forgotten at each
+/// membership change that concerns it (`changed`, before and after the change's batch is
+/// written); a reading that began before a change is not kept (the generation moved). Not used by
+/// a process in a group (another process's change is not seen here).
+///
+/// Two of them: the joined members of big rooms (push evaluation read a room's members for every
+/// event, 10,000 entries read and parsed per message and per join), and the rooms of users in
+/// many rooms, sorted by room ID (sliding sync read all of a user's rooms at every request).
+struct ListCache<K, V> {
+    lists: Mutex<(HashMap<K, Arc<Vec<V>>>, usize)>,
     generation: AtomicU64,
+    max_entries: usize,
 }
 
 const CACHED_FROM: usize = 100;
-const CACHED_USERS: usize = 200_000;
 
-impl JoinedCache {
-    fn get(&self, short_room: u64) -> Option<Arc<Vec<OwnedUserId>>> {
-        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms.0.get(&short_room).cloned()
-    }
-
-    fn put(&self, short_room: u64, members: Arc<Vec<OwnedUserId>>, generation: u64) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return;
-        }
-        if rooms.1 + members.len() > CACHED_USERS {
-            *rooms = Default::default();
-        }
-        rooms.1 += members.len();
-        if let Some(old) = rooms.0.insert(short_room, members) {
-            rooms.1 -= old.len();
+impl<K: std::hash::Hash + Eq, V> ListCache<K, V> {
+    fn new(max_entries: usize) -> Self {
+        Self {
+            lists: Mutex::new((HashMap::new(), 0)),
+            generation: AtomicU64::new(0),
+            max_entries,
         }
     }
 
-    fn changed(&self, short_room: u64) {
+    /// The kept list of `key`, or `read`'s (kept when long enough and no change came meanwhile).
+    fn get_or_read(
+        &self,
+        key: &K,
+        read: impl FnOnce() -> Result<Vec<V>>,
+        owned: impl FnOnce() -> K,
+    ) -> Result<Arc<Vec<V>>>
+    where
+        K: Clone,
+    {
+        if let Some(list) = self.lock().0.get(key) {
+            return Ok(list.clone());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let list = Arc::new(read()?);
+        if list.len() >= CACHED_FROM {
+            let mut lists = self.lock();
+            if self.generation.load(Ordering::Acquire) == generation {
+                if lists.1 + list.len() > self.max_entries {
+                    *lists = (HashMap::new(), 0);
+                }
+                lists.1 += list.len();
+                if let Some(old) = lists.0.insert(owned(), list.clone()) {
+                    lists.1 -= old.len();
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    fn changed(&self, key: &K) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = rooms.0.remove(&short_room) {
-            rooms.1 -= old.len();
-        }
-    }
-}
-
-/// The rooms of users in many rooms (at least [`CACHED_FROM`]), sorted by room ID, as
-/// [`MembershipIndex::rooms_of_sorted`] read them: sliding sync reads all of a user's rooms at
-/// every request. At most [`CACHED_USER_ROOMS`] rooms in all (emptied when full); forgotten at
-/// each membership change of the user; not used by a process in a group.
-#[derive(Default)]
-struct UserRoomsCache {
-    users: Mutex<(HashMap<OwnedUserId, Arc<Vec<UserRoom>>>, usize)>,
-    generation: AtomicU64,
-}
-
-const CACHED_USER_ROOMS: usize = 100_000;
-
-impl UserRoomsCache {
-    fn get(&self, user: &UserId) -> Option<Arc<Vec<UserRoom>>> {
-        let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        users.0.get(user).cloned()
-    }
-
-    fn put(&self, user: &UserId, rooms: Arc<Vec<UserRoom>>, generation: u64) {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return;
-        }
-        if users.1 + rooms.len() > CACHED_USER_ROOMS {
-            *users = Default::default();
-        }
-        users.1 += rooms.len();
-        if let Some(old) = users.0.insert(user.to_owned(), rooms) {
-            users.1 -= old.len();
+        let mut lists = self.lock();
+        if let Some(old) = lists.0.remove(key) {
+            lists.1 -= old.len();
         }
     }
 
-    fn changed(&self, user: &UserId) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = users.0.remove(user) {
-            users.1 -= old.len();
-        }
+    #[allow(clippy::type_complexity)]
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<K, Arc<Vec<V>>>, usize)> {
+        self.lists.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 pub struct MembershipIndex {
     db: Db,
-    /// `None` in a group of processes.
-    joined: Option<Arc<JoinedCache>>,
-    /// `None` in a group of processes.
-    user_rooms: Option<Arc<UserRoomsCache>>,
+    /// Joined members by short room (200,000 user IDs in all); `None` in a group of processes.
+    joined: Option<Arc<ListCache<u64, OwnedUserId>>>,
+    /// Rooms by user, sorted (100,000 rooms in all); `None` in a group of processes.
+    user_rooms: Option<Arc<ListCache<OwnedUserId, UserRoom>>>,
 }
 
 impl MembershipIndex {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            joined: Some(Arc::default()),
-            user_rooms: Some(Arc::default()),
+            joined: Some(Arc::new(ListCache::new(200_000))),
+            user_rooms: Some(Arc::new(ListCache::new(100_000))),
         }
     }
 
@@ -207,18 +191,11 @@ impl MembershipIndex {
 
     /// The joined members of a room ([`Self::members`] with `Join`), from the cache for big rooms.
     pub fn joined(&self, short_room: u64) -> Result<Arc<Vec<OwnedUserId>>> {
-        let Some(cache) = &self.joined else {
-            return Ok(Arc::new(self.members(short_room, Membership::Join)?));
-        };
-        if let Some(members) = cache.get(short_room) {
-            return Ok(members);
+        let read = || self.members(short_room, Membership::Join);
+        match &self.joined {
+            Some(cache) => cache.get_or_read(&short_room, read, || short_room),
+            None => Ok(Arc::new(read()?)),
         }
-        let generation = cache.generation.load(Ordering::Acquire);
-        let members = Arc::new(self.members(short_room, Membership::Join)?);
-        if members.len() >= CACHED_FROM {
-            cache.put(short_room, members.clone(), generation);
-        }
-        Ok(members)
     }
 
     /// Records a membership change in `commit`.
@@ -251,13 +228,14 @@ impl MembershipIndex {
         // Before the batch is written and after: a reading that began before the write and ends
         // after it is not cached (the generation moved).
         if let Some(cache) = &self.joined {
-            cache.changed(short_room);
+            cache.changed(&short_room);
             let cache = cache.clone();
-            commit.after_write(move || cache.changed(short_room));
+            commit.after_write(move || cache.changed(&short_room));
         }
         if let Some(cache) = &self.user_rooms {
-            cache.changed(user);
-            let (cache, user) = (cache.clone(), user.to_owned());
+            let user = user.to_owned();
+            cache.changed(&user);
+            let cache = cache.clone();
             commit.after_write(move || cache.changed(&user));
         }
     }
@@ -269,11 +247,11 @@ impl MembershipIndex {
             value.truncate(17);
             value.push(1);
             if let Some(cache) = &self.user_rooms {
-                cache.changed(user);
+                cache.changed(&user.to_owned());
             }
             self.db.put(USER_ROOMS, key, value)?;
             if let Some(cache) = &self.user_rooms {
-                cache.changed(user);
+                cache.changed(&user.to_owned());
             }
         }
         Ok(())
@@ -321,20 +299,12 @@ impl MembershipIndex {
         let read = || {
             let mut rooms = self.rooms_of(user)?;
             rooms.sort_by(|a, b| a.room_id.as_str().cmp(b.room_id.as_str()));
-            Ok::<_, crate::error::Error>(Arc::new(rooms))
+            Ok(rooms)
         };
-        let Some(cache) = &self.user_rooms else {
-            return read();
-        };
-        if let Some(rooms) = cache.get(user) {
-            return Ok(rooms);
+        match &self.user_rooms {
+            Some(cache) => cache.get_or_read(&user.to_owned(), read, || user.to_owned()),
+            None => Ok(Arc::new(read()?)),
         }
-        let generation = cache.generation.load(Ordering::Acquire);
-        let rooms = read()?;
-        if rooms.len() >= CACHED_FROM {
-            cache.put(user, rooms.clone(), generation);
-        }
-        Ok(rooms)
     }
 
     pub fn user_room(&self, user: &UserId, room: &RoomId) -> Result<Option<UserRoom>> {
