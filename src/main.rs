@@ -175,12 +175,9 @@ fn rotate_key(config: Config) {
     }
 }
 
-/// mimalloc reads its options from the environment when it starts, before `main`. Two of them
-/// matter for a long-running server on an overcommitting system: committing arenas lazily (a third
-/// less resident memory at idle) and returning freed memory at once. When they are not set, set
-/// them and start again (a few milliseconds, once).
 /// Memory settings, before any thread starts: mimalloc (Rust's allocations) commits arena memory
-/// on demand and gives freed pages back at once. mimalloc reads its options when the process
+/// on demand (a third less resident memory at idle); freed pages go back after its default delay
+/// (10 ms), and every 10 s through `services::c_heap`. mimalloc reads its options when the process
 /// starts, before `main`, so the process starts itself again once with them in its environment
 /// (set at run time with `mi_option_set`, they left 15 MiB more resident). glibc's malloc
 /// (RocksDB's) keeps one arena (`services::c_heap`).

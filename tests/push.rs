@@ -1313,24 +1313,21 @@ async fn members_with_default_and_own_rules_each_get_their_counts() {
     expect([(4, 1), (4, 1), (4, 0), (0, 0), (4, 1)]).await;
     // A member who puts the defaults back shares them again, and a rule disabled after that
     // counts: dave turns messages off.
-    server
-        .put(
-            "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled",
-            &members[2].1,
-            json!({ "enabled": false }),
-        )
-        .await;
+    let dave_messages = async |enabled: bool| {
+        server
+            .put(
+                "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled",
+                &members[2].1,
+                json!({ "enabled": enabled }),
+            )
+            .await;
+    };
+    dave_messages(false).await;
     server
         .send_text(&alice, &room, "t5", "quiet for dave")
         .await;
     expect([(5, 1), (5, 1), (4, 0), (0, 0), (5, 1)]).await;
-    server
-        .put(
-            "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled",
-            &members[2].1,
-            json!({ "enabled": true }),
-        )
-        .await;
+    dave_messages(true).await;
     server.send_text(&alice, &room, "t6", "dave again").await;
     expect([(6, 1), (6, 1), (5, 0), (0, 0), (6, 1)]).await;
     server.stop().await;

@@ -2,8 +2,9 @@
 //! mimalloc). glibc gives each thread that allocates its own arena, up to eight per core, and keeps
 //! what is freed in them: after a load, a quarter of Parvis's resident memory was freed memory in
 //! arenas of RocksDB's callers. [`limit_arenas`] keeps one arena; [`spawn_trim`] hands the free
-//! pages of the heap back to the system every few seconds (`malloc_trim`). Elsewhere than glibc,
-//! both do nothing. Measured in bench/README.md ("Memory").
+//! pages of the heap back to the system every few seconds (`malloc_trim`), and forces mimalloc's
+//! delayed purges at the same time (`mimalloc_collect`). Elsewhere than glibc, the first two do
+//! nothing. Measured in bench/README.md ("Memory").
 
 use std::{sync::Arc, time::Duration};
 

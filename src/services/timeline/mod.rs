@@ -230,38 +230,26 @@ impl Timeline {
         Ok(Some(event))
     }
 
-    /// Loads many events of one room at once (`wanted`: short id and event id): what is cached,
-    /// and the rest with one read of each map (a room's whole state for an initial /sync). What
-    /// is read is not cached: a bulk read would push out the events that are read again and again.
+    /// Reads many events of one room at once (`wanted`: short id and event id, none of them
+    /// cached: see `rooms::events_by_short`), with one read of each map (a room's whole state for
+    /// an initial /sync). What is read is not cached: a bulk read would push out the events that
+    /// are read again and again.
     pub fn load_many(
         &self,
         wanted: &[(u64, OwnedEventId)],
         room_id: &RoomId,
     ) -> Result<Vec<Option<Arc<StoredEvent>>>> {
-        let mut out: Vec<Option<Arc<StoredEvent>>> = Vec::with_capacity(wanted.len());
-        let mut missing = Vec::new();
-        {
-            let cache = self.events.lock().unwrap();
-            for (i, (short, _)) in wanted.iter().enumerate() {
-                match cache.get(short) {
-                    Some(event) => out.push((event.pdu.room_id == room_id).then(|| event.clone())),
-                    None => {
-                        out.push(None);
-                        missing.push(i);
-                    }
-                }
-            }
-        }
-        if missing.is_empty() {
+        let mut out: Vec<Option<Arc<StoredEvent>>> = vec![None; wanted.len()];
+        if wanted.is_empty() {
             return Ok(out);
         }
-        let keys: Vec<Vec<u8>> = missing
+        let keys: Vec<Vec<u8>> = wanted
             .iter()
-            .map(|&i| wanted[i].0.to_be_bytes().to_vec())
+            .map(|(short, _)| short.to_be_bytes().to_vec())
             .collect();
         let metas = self.db.multi_get(EVENT_META, &keys)?;
         let jsons = self.db.multi_get(PDUS, &keys)?;
-        for ((&i, meta), json) in missing.iter().zip(metas).zip(jsons) {
+        for (i, (meta, json)) in metas.into_iter().zip(jsons).enumerate() {
             let (Some(meta), Some(json)) = (meta, json) else {
                 continue;
             };

@@ -43,10 +43,7 @@ const MAX_ROOMS: usize = 200_000;
 /// How far back a room's last bump event is looked for when it has no record.
 const FIRST_SCAN: usize = 256;
 
-/// Whether an event of this type bumps the rooms it is in.
-pub fn is_bump_type(kind: &str) -> bool {
-    lists::BUMP_TYPES.contains(&kind)
-}
+pub use lists::is_bump_type;
 
 /// In the commit of a timeline event at `pos` (not soft-failed): the room's record, when the event
 /// bumps it.
@@ -210,7 +207,7 @@ fn last_typed_bump(
             let Some(event) = event_by_short(s, *short, &user_room.room_id)? else {
                 continue;
             };
-            if lists::BUMP_TYPES.contains(&event.pdu.kind.to_string().as_str()) {
+            if is_bump_type(&event.pdu.kind.to_string()) {
                 return Ok(*pos);
             }
         }

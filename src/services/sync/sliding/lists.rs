@@ -37,10 +37,15 @@ pub const BUMP_TYPES: &[&str] = &[
     "org.matrix.msc3672.beacon",
 ];
 
+/// Whether an event of this type bumps the rooms it is in (for every user).
+pub fn is_bump_type(kind: &str) -> bool {
+    BUMP_TYPES.contains(&kind)
+}
+
 /// Whether an event bumps the room for `user`: one of [`BUMP_TYPES`], or the user's own
 /// membership becoming join or invite.
 pub fn is_bump(kind: &str, state_key: Option<&str>, membership: Option<&str>, user: &str) -> bool {
-    BUMP_TYPES.contains(&kind)
+    is_bump_type(kind)
         || kind == "m.room.member"
             && state_key == Some(user)
             && matches!(membership, Some("join" | "invite"))
