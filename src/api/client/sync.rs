@@ -1,6 +1,6 @@
 //! /sync: computes changes off the async workers and long-polls on the stream position.
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc, time::Duration};
 
 use axum::{
     extract::State,
@@ -11,11 +11,14 @@ use ruma::{
     OwnedUserId,
     api::client::{
         filter::FilterDefinition,
-        sync::sync_events::{self, v3::Filter},
+        sync::sync_events::{
+            self,
+            v3::{Filter, State as RoomState, Timeline},
+        },
     },
     presence::PresenceState,
 };
-use serde_json::{Value, json};
+use serde_json::{Value, value::RawValue};
 
 use crate::{
     api::ruma_wrapper::Ruma,
@@ -36,32 +39,77 @@ pub async fn sync(
 }
 
 /// Every joined and left room carries a `state` object, empty or not, as clients expect (ruma
-/// leaves an empty one out).
+/// leaves an empty one out). Only a response that lacks one is patched, and then without parsing
+/// the events: they pass through as raw JSON.
 fn complete_rooms(response: sync_events::v3::Response) -> Response {
+    let incomplete = |state: &RoomState, timeline: &Timeline| {
+        matches!(state, RoomState::Before(s) if s.is_empty()) || timeline.is_empty()
+    };
+    let patch = response
+        .rooms
+        .join
+        .values()
+        .any(|r| incomplete(&r.state, &r.timeline))
+        || response
+            .rooms
+            .leave
+            .values()
+            .any(|r| incomplete(&r.state, &r.timeline));
     let http = match response.try_into_http_response::<Vec<u8>>() {
         Ok(http) => http,
         Err(e) => return Error::internal(e.to_string()).into_response(),
     };
-    let Ok(mut body) = serde_json::from_slice::<Value>(http.body()) else {
-        return Error::internal("sync response is not JSON").into_response();
-    };
-    for section in ["join", "leave"] {
-        if let Some(rooms) = body
-            .get_mut("rooms")
-            .and_then(|r| r.get_mut(section))
-            .and_then(Value::as_object_mut)
-        {
-            for room in rooms.values_mut() {
-                if let Some(room) = room.as_object_mut() {
-                    room.entry("state")
-                        .or_insert_with(|| json!({ "events": [] }));
-                    room.entry("timeline")
-                        .or_insert_with(|| json!({ "events": [], "limited": false }));
-                }
-            }
+    let (parts, body) = http.into_parts();
+    let body = if patch {
+        match with_empty_sections(&body) {
+            Ok(body) => body,
+            Err(e) => return Error::internal(format!("sync response: {e}")).into_response(),
         }
+    } else {
+        body
+    };
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// `body` with an empty `state` and `timeline` added to each joined and left room that lacks one.
+fn with_empty_sections(body: &[u8]) -> serde_json::Result<Vec<u8>> {
+    type Object<'a> = BTreeMap<String, Cow<'a, RawValue>>;
+    fn parse(json: &str) -> serde_json::Result<Object<'_>> {
+        let map: BTreeMap<String, &RawValue> = serde_json::from_str(json)?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| (k, Cow::Borrowed(v)))
+            .collect())
     }
-    axum::Json(body).into_response()
+    let body = std::str::from_utf8(body).map_err(serde::de::Error::custom)?;
+    let empty_state: &RawValue = serde_json::from_str(r#"{"events":[]}"#)?;
+    let empty_timeline: &RawValue = serde_json::from_str(r#"{"events":[],"limited":false}"#)?;
+    let mut top = parse(body)?;
+    let Some(rooms) = top.get("rooms") else {
+        return Ok(body.as_bytes().to_vec());
+    };
+    let mut rooms = parse(rooms.get())?;
+    for section in ["join", "leave"] {
+        let Some(raw) = rooms.get(section) else {
+            continue;
+        };
+        let mut by_room: BTreeMap<String, Object> = BTreeMap::new();
+        for (room_id, room) in serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get())? {
+            let mut room = parse(room.get())?;
+            room.entry("state".into())
+                .or_insert(Cow::Borrowed(empty_state));
+            room.entry("timeline".into())
+                .or_insert(Cow::Borrowed(empty_timeline));
+            by_room.insert(room_id, room);
+        }
+        let patched = serde_json::value::to_raw_value(&by_room)?;
+        rooms.insert(section.into(), Cow::Owned(patched));
+    }
+    top.insert(
+        "rooms".into(),
+        Cow::Owned(serde_json::value::to_raw_value(&rooms)?),
+    );
+    serde_json::to_vec(&top)
 }
 
 async fn compute_sync(
@@ -177,4 +225,41 @@ pub(crate) async fn set_presence_from_sync(
     services
         .run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::with_empty_sections;
+
+    #[test]
+    fn rooms_without_state_or_timeline_get_empty_ones_and_the_rest_passes_through() {
+        let body = json!({
+            "next_batch": "s1",
+            "account_data": {"events": [{"type": "a", "content": {"k": "\u{e9}\"\\"}}]},
+            "rooms": {
+                "join": {
+                    "!a:x": {"timeline": {"events": [{"type": "m.room.message"}], "limited": true}},
+                    "!b:x": {"state": {"events": [{"type": "m.room.member"}]},
+                             "timeline": {"events": [], "limited": false, "prev_batch": "p"}},
+                },
+                "leave": {"!c:x": {}},
+                "invite": {"!d:x": {"invite_state": {"events": []}}},
+            },
+        });
+        let out: Value = serde_json::from_slice(
+            &with_empty_sections(&serde_json::to_vec(&body).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut expected = body.clone();
+        expected["rooms"]["join"]["!a:x"]["state"] = json!({"events": []});
+        expected["rooms"]["leave"]["!c:x"] = json!({
+            "state": {"events": []}, "timeline": {"events": [], "limited": false},
+        });
+        assert_eq!(out, expected);
+        // Without rooms, the body is unchanged.
+        let bare = serde_json::to_vec(&json!({"next_batch": "s2"})).unwrap();
+        assert_eq!(with_empty_sections(&bare).unwrap(), bare);
+    }
 }

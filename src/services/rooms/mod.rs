@@ -12,7 +12,7 @@ pub mod version;
 
 use std::{collections::HashMap, sync::Arc};
 
-use ruma::{EventId, OwnedEventId, RoomId, UserId, events::StateEventType};
+use ruma::{EventId, OwnedEventId, RoomId, UserId, events::StateEventType, serde::Raw};
 use serde_json::{Value, json};
 
 use crate::{
@@ -22,6 +22,7 @@ use crate::{
         timeline::{
             StoredEvent,
             append::{NewEvent, Target, append_local},
+            pdu::{ClientFormat, raw},
         },
     },
 };
@@ -86,6 +87,46 @@ pub fn events_by_short(
         .collect();
     for i in missing {
         out[i] = by_short.get(&shorts[i]).cloned();
+    }
+    Ok(out)
+}
+
+/// The client form of many events of one room by their short ids, in the order of `shorts`
+/// (`None` where one is unknown or of another room): cached events from the cache, the others written
+/// straight from their stored JSON (nothing parsed into a tree, nothing cached).
+pub fn client_events_by_short<T>(
+    s: &Services,
+    shorts: &[u64],
+    room_id: &RoomId,
+    format: ClientFormat,
+) -> Result<Vec<Option<Raw<T>>>> {
+    let mut out: Vec<Option<Raw<T>>> = Vec::with_capacity(shorts.len());
+    let mut missing = Vec::new();
+    for (i, short) in shorts.iter().enumerate() {
+        match s.timeline.cached(*short, room_id) {
+            Some(Some(event)) => {
+                out.push(Some(raw(&event.to_client(&s.timeline, format, None)?)))
+            }
+            Some(None) => out.push(None),
+            None => {
+                out.push(None);
+                missing.push(i);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let missing_shorts: Vec<u64> = missing.iter().map(|&i| shorts[i]).collect();
+        let (slots, wanted): (Vec<usize>, Vec<(u64, OwnedEventId)>) = missing
+            .iter()
+            .zip(s.short.event_ids(&missing_shorts)?)
+            .filter_map(|(&i, id)| Some((i, (shorts[i], id?))))
+            .unzip();
+        for (slot, json) in slots
+            .into_iter()
+            .zip(s.timeline.client_many(&wanted, room_id, format)?)
+        {
+            out[slot] = json.map(Raw::from_json);
+        }
     }
     Ok(out)
 }

@@ -16,7 +16,7 @@ use crate::{
     services::{
         Services,
         partial_state::sender_members,
-        rooms::{event_by_short, events_by_short, membership::UserRoom},
+        rooms::{client_events_by_short, event_by_short, membership::UserRoom},
         state::diff,
         timeline::{
             StoredEvent,
@@ -81,13 +81,15 @@ pub fn recent_events(
     Ok((events, limited))
 }
 
+/// The client form of the state events `entries` (state key, short event) that the filter and the
+/// lazy-loaded senders let through, and whether a member event is among them.
 fn state_events(
     s: &Services,
     req: &SyncRequest,
     room: &UserRoom,
     entries: impl IntoIterator<Item = (u64, u64)>,
     lazy_senders: Option<&BTreeSet<OwnedUserId>>,
-) -> Result<Vec<Raw<ruma::events::AnySyncStateEvent>>> {
+) -> Result<(Vec<Raw<ruma::events::AnySyncStateEvent>>, bool)> {
     let filter = &req.filter.room.state;
     let mut wanted = Vec::new();
     for (key, short) in entries {
@@ -95,8 +97,9 @@ fn state_events(
             continue;
         }
         let (kind, state_key) = s.short.statekey_of(key)?;
+        let is_member = kind == StateEventType::RoomMember;
         if let Some(senders) = lazy_senders
-            && kind == StateEventType::RoomMember
+            && is_member
             && !senders.iter().any(|u| u.as_str() == state_key)
         {
             continue;
@@ -104,21 +107,25 @@ fn state_events(
         if !filter::room_event_matches(filter, &kind.to_string(), None, None) {
             continue;
         }
-        wanted.push(short);
+        wanted.push((short, is_member));
     }
-    // Read together: a big room's full state is thousands of events.
+    // Read together and written from the stored text: a big room's full state is thousands of
+    // events.
+    let shorts: Vec<u64> = wanted.iter().map(|(short, _)| *short).collect();
+    let mut has_member = false;
     let mut out = Vec::with_capacity(wanted.len());
-    for event in events_by_short(s, &wanted, &room.room_id)?
-        .into_iter()
-        .flatten()
-    {
-        out.push(raw(&event.to_client(
-            &s.timeline,
-            ClientFormat::Sync,
-            None,
-        )?));
+    for ((_, is_member), event) in wanted.iter().zip(client_events_by_short(
+        s,
+        &shorts,
+        &room.room_id,
+        ClientFormat::Sync,
+    )?) {
+        if let Some(event) = event {
+            has_member |= is_member;
+            out.push(event);
+        }
     }
-    Ok(out)
+    Ok((out, has_member))
 }
 
 fn timeline_json(
@@ -229,7 +236,7 @@ pub fn joined(
         senders.insert(req.user.clone());
         senders
     });
-    let mut state = if newly_joined || req.full_state {
+    let (mut state, mut state_has_member) = if newly_joined || req.full_state {
         state_events(
             s,
             req,
@@ -260,20 +267,14 @@ pub fn joined(
         }
         state_events(s, req, room, entries, lazy.as_ref())?
     } else {
-        Vec::new()
+        (Vec::new(), false)
     };
     if lazy.is_some() {
         // While the room's state is partial, senders the known state lacks.
-        state.extend(sender_members::from_auth_events(
-            s,
-            short_room,
-            &events,
-            &start_state,
-        )?);
+        let missing = sender_members::from_auth_events(s, short_room, &events, &start_state)?;
+        state_has_member |= !missing.is_empty();
+        state.extend(missing);
     }
-    let state_has_member = state
-        .iter()
-        .any(|e| e.get_field::<String>("type").ok().flatten().as_deref() == Some("m.room.member"));
     joined.state = sync::State::Before(sync::StateEvents::with_events(state));
 
     joined.timeline.limited = limited;
@@ -345,13 +346,8 @@ pub fn left(
             Some(first) => s.state.load(first.meta.state_before)?,
             None => crate::services::rooms::state_at_pos(s, short_room, room.pos)?,
         };
-        left.state = sync::State::Before(sync::StateEvents::with_events(state_events(
-            s,
-            req,
-            room,
-            start.iter().map(|(k, v)| (*k, *v)),
-            None,
-        )?));
+        let (state, _) = state_events(s, req, room, start.iter().map(|(k, v)| (*k, *v)), None)?;
+        left.state = sync::State::Before(sync::StateEvents::with_events(state));
     }
     Ok(left)
 }

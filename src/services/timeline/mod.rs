@@ -3,6 +3,7 @@
 
 pub mod append;
 pub mod backfilled;
+pub mod client_json;
 pub mod order;
 pub mod pdu;
 pub mod purge;
@@ -269,6 +270,32 @@ impl Timeline {
             }));
         }
         Ok(out)
+    }
+
+    /// The client form of many events of one room, written straight from their stored JSON (see
+    /// [`client_json`]); `None` where one is unknown or of another room. Nothing is cached.
+    pub fn client_many(
+        &self,
+        wanted: &[(u64, OwnedEventId)],
+        room_id: &RoomId,
+        format: pdu::ClientFormat,
+    ) -> Result<Vec<Option<Box<serde_json::value::RawValue>>>> {
+        let keys: Vec<Vec<u8>> = wanted
+            .iter()
+            .map(|(short, _)| short.to_be_bytes().to_vec())
+            .collect();
+        let now = crate::util::now_ms();
+        self.db
+            .multi_get(PDUS, &keys)?
+            .into_iter()
+            .zip(wanted)
+            .map(|(json, (_, event_id))| match json {
+                Some(json) => {
+                    client_json::client_event_from_stored(&json, event_id, room_id, format, now)
+                }
+                None => Ok(None),
+            })
+            .collect()
     }
 
     /// A timestamp for a create event: now, or one more than the last one handed out.
