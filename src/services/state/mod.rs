@@ -25,6 +25,9 @@ pub const MAPS: &[Map] = &[SNAPSHOTS, ROOM_STATE];
 /// A chain deeper than this is cut by writing a full snapshot.
 const MAX_CHAIN: u64 = 24;
 const CACHE_ENTRIES: usize = 1024;
+/// A walk up a chain longer than this meets a corrupt record (a cycle): chains are cut at
+/// `MAX_CHAIN`, and records rewritten by older versions may be a little longer.
+const MAX_WALK: usize = 4 * MAX_CHAIN as usize;
 
 pub struct StateService {
     db: Db,
@@ -78,29 +81,109 @@ impl StateService {
         }
     }
 
-    /// The full state of a snapshot (0 is the empty state).
+    /// The full state of a snapshot (0 is the empty state): the diffs from the nearest cached
+    /// ancestor (or full record) applied to one copy of it. The result is cached, and so is the
+    /// full record a chain starts from, where the next load of the chain stops.
     pub fn load(&self, id: u64) -> Result<Arc<StateMap>> {
         if id == 0 {
             return Ok(Arc::new(StateMap::new()));
         }
-        if let Some((map, _)) = self.cache.lock().unwrap().get(&id) {
-            return Ok(map.clone());
+        if let Some(map) = self.cached(id) {
+            return Ok(map);
         }
         let generation = self.generation.load(Ordering::Acquire);
+        let (chain, base) = self.chain_to_cached(id)?;
+        let Some((_, top)) = chain.first() else {
+            // Cached meanwhile.
+            return Ok(base.unwrap_or_default());
+        };
+        let depth = top.depth;
+        let mut map = base.as_deref().cloned().unwrap_or_default();
+        for (_, snapshot) in chain.iter().rev() {
+            apply(&mut map, &snapshot.changes);
+        }
+        if base.is_none()
+            && chain.len() > 1
+            && let Some((full_id, full)) = chain.last()
+        {
+            let mut full_map = StateMap::new();
+            apply(&mut full_map, &full.changes);
+            self.remember_from(generation, *full_id, Arc::new(full_map), 0);
+        }
+        let map = Arc::new(map);
+        self.remember_from(generation, id, map.clone(), depth);
+        Ok(map)
+    }
+
+    /// The values of `keys` in the state of snapshot `id` (`None` where a key is not in it), read
+    /// along the diff chain without building the state: for the checks that need a key or two of
+    /// the state before an event (history visibility).
+    pub fn get_many(&self, id: u64, keys: &[u64]) -> Result<Vec<Option<u64>>> {
+        let mut out: Vec<Option<Option<u64>>> = vec![None; keys.len()];
+        let mut next = id;
+        let mut steps = 0;
+        while next != 0 && out.iter().any(Option::is_none) {
+            if let Some(map) = self.cached(next) {
+                for (slot, key) in out.iter_mut().zip(keys) {
+                    slot.get_or_insert_with(|| map.get(key).copied());
+                }
+                break;
+            }
+            let snapshot = self.read(next)?;
+            for (slot, key) in out.iter_mut().zip(keys) {
+                if slot.is_none()
+                    && let Some((_, v)) = snapshot.changes.iter().rev().find(|(k, _)| k == key)
+                {
+                    *slot = Some((*v != 0).then_some(*v));
+                }
+            }
+            next = snapshot.parent;
+            steps += 1;
+            if steps > MAX_WALK {
+                return Err(Error::internal(format!(
+                    "state snapshot {id}: chain too long"
+                )));
+            }
+        }
+        Ok(out.into_iter().map(Option::flatten).collect())
+    }
+
+    fn cached(&self, id: u64) -> Option<Arc<StateMap>> {
+        self.cache
+            .lock()
+            .unwrap()
+            .get(&id)
+            .map(|(map, _)| map.clone())
+    }
+
+    fn read(&self, id: u64) -> Result<Snapshot> {
         let bytes = self
             .db
             .get(SNAPSHOTS, &id.to_be_bytes())?
             .ok_or_else(|| Error::internal(format!("missing state snapshot {id}")))?;
-        let snapshot = decode(&bytes)?;
-        let mut map = if snapshot.parent == 0 {
-            StateMap::new()
-        } else {
-            (*self.load(snapshot.parent)?).clone()
-        };
-        apply(&mut map, &snapshot.changes);
-        let map = Arc::new(map);
-        self.remember_from(generation, id, map.clone(), snapshot.depth);
-        Ok(map)
+        decode(&bytes)
+    }
+
+    /// The records from `id` up to (not including) the nearest cached ancestor, child first, and
+    /// that ancestor's state (`None`: the chain ends at a full record).
+    fn chain_to_cached(&self, id: u64) -> Result<(Vec<(u64, Snapshot)>, Option<Arc<StateMap>>)> {
+        let mut chain = Vec::new();
+        let mut next = id;
+        while next != 0 {
+            if let Some(map) = self.cached(next) {
+                return Ok((chain, Some(map)));
+            }
+            let snapshot = self.read(next)?;
+            let parent = snapshot.parent;
+            chain.push((next, snapshot));
+            if chain.len() > MAX_WALK {
+                return Err(Error::internal(format!(
+                    "state snapshot {id}: chain too long"
+                )));
+            }
+            next = parent;
+        }
+        Ok((chain, None))
     }
 
     fn remember(&self, id: u64, map: Arc<StateMap>, depth: u64) {
@@ -129,11 +212,7 @@ impl StateService {
         if let Some((_, depth)) = self.cache.lock().unwrap().get(&id) {
             return Ok(*depth);
         }
-        let bytes = self
-            .db
-            .get(SNAPSHOTS, &id.to_be_bytes())?
-            .ok_or_else(|| Error::internal(format!("missing state snapshot {id}")))?;
-        Ok(decode(&bytes)?.depth)
+        Ok(self.read(id)?.depth)
     }
 
     /// Writes a snapshot that is `parent` with `changes` applied; returns its id and full state.
@@ -319,6 +398,62 @@ mod tests {
         assert_eq!(load(a), [(1, 10), (2, 20), (3, 99), (4, 40)].into());
         assert_eq!(load(b), [(1, 10), (2, 20), (3, 30), (4, 40)].into());
         assert_eq!(load(c), [(1, 10), (3, 31), (4, 40)].into());
+    }
+
+    #[test]
+    fn loads_and_key_reads_along_chains_agree_with_a_model_cold_and_warm() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.storage.path = dir.path().to_owned();
+        let s = crate::services::Services::open(config).unwrap();
+        // 80 snapshots, each a child of the previous one (chains cut every MAX_CHAIN), setting
+        // and removing keys 1..=12; the model is the expected full state of each.
+        let mut ids = Vec::new();
+        let mut models: Vec<StateMap> = Vec::new();
+        let mut model = StateMap::new();
+        let mut parent = 0;
+        for i in 0..80u64 {
+            let key = i * 7 % 12 + 1;
+            let value = if i % 5 == 4 { 0 } else { 100 + i };
+            let changes = [(key, value), ((i + 3) % 12 + 1, 200 + i)];
+            apply(&mut model, &changes);
+            let ((id, _), _) = s
+                .globals
+                .commit(|commit| s.state.create(commit, parent, &changes))
+                .unwrap();
+            ids.push(id);
+            models.push(model.clone());
+            parent = id;
+        }
+        let keys: Vec<u64> = (1..=13).collect();
+        let check = |id: u64, model: &StateMap| {
+            let expected: Vec<Option<u64>> = keys.iter().map(|k| model.get(k).copied()).collect();
+            assert_eq!(
+                s.state.get_many(id, &keys).unwrap(),
+                expected,
+                "snapshot {id}"
+            );
+        };
+        // Cold: nothing cached; key reads first, then loads from the newest back.
+        s.state.forget_all();
+        for (id, model) in ids.iter().zip(&models) {
+            check(*id, model);
+        }
+        for (id, model) in ids.iter().zip(&models).rev() {
+            assert_eq!(*s.state.load(*id).unwrap(), *model, "snapshot {id}");
+        }
+        // Warm: everything cached now, and after a cache cut, mixed.
+        for (id, model) in ids.iter().zip(&models) {
+            check(*id, model);
+        }
+        s.state.forget_all();
+        for (i, (id, model)) in ids.iter().zip(&models).enumerate() {
+            if i % 3 == 0 {
+                assert_eq!(*s.state.load(*id).unwrap(), *model, "snapshot {id}");
+            }
+            check(*id, model);
+        }
+        assert_eq!(s.state.get_many(0, &keys).unwrap(), vec![None; keys.len()]);
     }
 
     #[test]

@@ -14,16 +14,24 @@ fn visibility_at(
     meta: &EventMeta,
     user: &UserId,
 ) -> Result<(String, Option<String>)> {
-    let state = s.state.load(meta.state_before)?;
     let room_id = s.short.room_id(meta.short_room)?;
-    let read = |kind: StateEventType, key: &str, field: &str| -> Result<Option<String>> {
-        let Some(sk) = s.short.statekey(&kind, key)? else {
+    let visibility_key = s
+        .short
+        .statekey(&StateEventType::RoomHistoryVisibility, "")?;
+    let member_key = s
+        .short
+        .statekey(&StateEventType::RoomMember, user.as_str())?;
+    let keys: Vec<u64> = [visibility_key, member_key].into_iter().flatten().collect();
+    let found = s.state.get_many(meta.state_before, &keys)?;
+    let short_of = |key: Option<u64>| {
+        let key = key?;
+        keys.iter().position(|k| *k == key).and_then(|i| found[i])
+    };
+    let read = |short: Option<u64>, field: &str| -> Result<Option<String>> {
+        let Some(short) = short else {
             return Ok(None);
         };
-        let Some(short) = state.get(&sk) else {
-            return Ok(None);
-        };
-        let Some(event) = crate::services::rooms::event_by_short(s, *short, &room_id)? else {
+        let Some(event) = crate::services::rooms::event_by_short(s, short, &room_id)? else {
             return Ok(None);
         };
         Ok(event
@@ -31,13 +39,9 @@ fn visibility_at(
             .content_field(field)
             .and_then(|v| v.as_str().map(str::to_owned)))
     };
-    let visibility = read(
-        StateEventType::RoomHistoryVisibility,
-        "",
-        "history_visibility",
-    )?
-    .unwrap_or_else(|| "shared".to_owned());
-    let membership = read(StateEventType::RoomMember, user.as_str(), "membership")?;
+    let visibility = read(short_of(visibility_key), "history_visibility")?
+        .unwrap_or_else(|| "shared".to_owned());
+    let membership = read(short_of(member_key), "membership")?;
     Ok((visibility, membership))
 }
 
