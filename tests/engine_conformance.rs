@@ -142,6 +142,97 @@ fn scans_cross_pages_both_ways() {
     }
 }
 
+/// An engine with only the required methods over RocksDB: the trait's own `iter_range` and
+/// `iter_prefix`, held to the same answers as the engines' bounded scans.
+struct DefaultScans(Arc<dyn Engine>);
+
+impl Engine for DefaultScans {
+    fn get(&self, map: Map, key: &[u8]) -> parvis::storage::Result<Option<Vec<u8>>> {
+        self.0.get(map, key)
+    }
+    fn write(&self, batch: Batch) -> parvis::storage::Result<()> {
+        self.0.write(batch)
+    }
+    fn iter(
+        &self,
+        map: Map,
+        from: &[u8],
+        direction: Direction,
+    ) -> parvis::storage::engine::KvIter<'_> {
+        self.0.iter(map, from, direction)
+    }
+    fn flush(&self) -> parvis::storage::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[test]
+fn range_scans_stay_in_their_bounds_from_inside_and_outside_both_ways() {
+    let mut all = engines();
+    let dir = tempfile::tempdir().unwrap();
+    let plain: Arc<dyn Engine> = RocksEngine::open(dir.path(), &[A, B], 8, 8, false).unwrap();
+    all.push(("default scans", Arc::new(DefaultScans(plain)), Some(dir)));
+    for (name, engine, _dir) in all {
+        let db = Db::new(engine);
+        // Keys 10, 12, …, 48 (one byte), then 20..=30 deleted (deleted keys past a bound must
+        // not leak through or stop a scan early).
+        let mut batch = Batch::new();
+        for k in (10u8..50).step_by(2) {
+            batch.put(A, vec![k], vec![k]);
+        }
+        db.write(batch).unwrap();
+        let mut batch = Batch::new();
+        for k in (20u8..=30).step_by(2) {
+            batch.delete(A, vec![k]);
+        }
+        db.write(batch).unwrap();
+        let live: Vec<u8> = (10u8..50)
+            .step_by(2)
+            .filter(|k| !(20..=30).contains(k))
+            .collect();
+        for low in [0u8, 10, 11, 19, 25, 32, 49, 60] {
+            for high in [
+                None,
+                Some(0u8),
+                Some(12),
+                Some(25),
+                Some(33),
+                Some(48),
+                Some(70),
+            ] {
+                for from in [0u8, 11, 16, 26, 40, 48, 80] {
+                    for direction in [Direction::Forward, Direction::Backward] {
+                        let got: Vec<u8> = db
+                            .scan_range(A, vec![low], high.map(|h| vec![h]), &[from], direction)
+                            .map(|e| e.unwrap().0[0])
+                            .collect();
+                        let in_range = |k: &&u8| **k >= low && high.is_none_or(|h| **k < h);
+                        let want: Vec<u8> = match direction {
+                            Direction::Forward => live
+                                .iter()
+                                .filter(in_range)
+                                .filter(|k| **k >= from)
+                                .copied()
+                                .collect(),
+                            Direction::Backward => live
+                                .iter()
+                                .rev()
+                                .filter(in_range)
+                                .filter(|k| **k <= from)
+                                .copied()
+                                .collect(),
+                        };
+                        assert_eq!(
+                            got, want,
+                            "{name}: [{low}, {high:?}) from {from} {direction:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_last_operation_on_a_key_wins_within_a_batch() {
     for (name, engine, _dir) in engines() {

@@ -64,6 +64,17 @@ impl Engine for Counting {
         self.counted(self.inner.iter(map, from, direction))
     }
 
+    fn iter_range(
+        &self,
+        map: Map,
+        low: Vec<u8>,
+        high: Option<Vec<u8>>,
+        from: &[u8],
+        direction: Direction,
+    ) -> KvIter<'_> {
+        self.counted(self.inner.iter_range(map, low, high, from, direction))
+    }
+
     fn iter_prefix<'a>(
         &'a self,
         map: Map,

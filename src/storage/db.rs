@@ -99,6 +99,18 @@ impl Db {
         self.engine.iter_prefix(map, prefix, from, direction)
     }
 
+    /// Entries with keys in `[low, high)` (`high` None: no end), from `from` in `direction`.
+    pub fn scan_range(
+        &self,
+        map: Map,
+        low: Vec<u8>,
+        high: Option<Vec<u8>>,
+        from: &[u8],
+        direction: Direction,
+    ) -> impl Iterator<Item = Result<KvPair>> + '_ {
+        self.engine.iter_range(map, low, high, from, direction)
+    }
+
     /// The database's commit lock when several processes share it (see [`Engine::sequence`]).
     pub fn sequence(
         &self,

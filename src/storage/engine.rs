@@ -43,6 +43,19 @@ impl Batch {
     }
 }
 
+/// The first key after every key that starts with `prefix` (None: there is none, the prefix is
+/// all 0xFF bytes).
+pub fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 pub type KvPair = (Box<[u8]>, Box<[u8]>);
 pub type KvIter<'a> = Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>;
 
@@ -61,9 +74,35 @@ pub trait Engine: Send + Sync + 'static {
     /// starting at the last key `<= from`).
     fn iter(&self, map: Map, from: &[u8], direction: Direction) -> KvIter<'_>;
 
-    /// [`Engine::iter`] over the keys that start with `prefix` only. By default the scan is cut
-    /// at the first key outside; an engine that reads in pages (PostgreSQL) bounds its queries
-    /// instead, so it never reads past the prefix.
+    /// [`Engine::iter`] over the keys in `[low, high)` only (`high` None: no upper end), from
+    /// `from` (clamped into the range). By default the scan skips to the range and is cut at its
+    /// end; RocksDB gives the bounds to its iterator (it then skips the table files and deleted
+    /// keys outside), PostgreSQL to its queries (it never reads past them).
+    fn iter_range(
+        &self,
+        map: Map,
+        low: Vec<u8>,
+        high: Option<Vec<u8>>,
+        from: &[u8],
+        direction: Direction,
+    ) -> KvIter<'_> {
+        let inner = self.iter(map, from, direction);
+        let below_high = move |k: &[u8]| high.as_deref().is_none_or(|h| k < h);
+        match direction {
+            Direction::Forward => Box::new(
+                inner
+                    .skip_while(move |item| item.as_ref().is_ok_and(|(k, _)| **k < *low))
+                    .take_while(move |item| item.as_ref().map_or(true, |(k, _)| below_high(k))),
+            ),
+            Direction::Backward => Box::new(
+                inner
+                    .skip_while(move |item| item.as_ref().is_ok_and(|(k, _)| !below_high(k)))
+                    .take_while(move |item| item.as_ref().map_or(true, |(k, _)| **k >= *low)),
+            ),
+        }
+    }
+
+    /// [`Engine::iter_range`] over the keys that start with `prefix`.
     fn iter_prefix<'a>(
         &'a self,
         map: Map,
@@ -71,10 +110,7 @@ pub trait Engine: Send + Sync + 'static {
         from: &[u8],
         direction: Direction,
     ) -> KvIter<'a> {
-        Box::new(
-            self.iter(map, from, direction)
-                .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix))),
-        )
+        self.iter_range(map, prefix.to_vec(), successor(prefix), from, direction)
     }
 
     /// Flushes memory tables to disk (used on clean shutdown).
@@ -143,4 +179,18 @@ pub struct BackupInfo {
     /// Bytes of the files of this backup (shared files counted once per backup).
     pub size: u64,
     pub files: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successor;
+
+    #[test]
+    fn the_successor_of_a_prefix_bounds_exactly_its_keys() {
+        assert_eq!(successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff\xff"), None);
+        assert_eq!(successor(b""), None);
+    }
 }

@@ -4,7 +4,7 @@ use std::{path::Path, sync::Arc};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options,
-    WriteBatch, WriteOptions,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::{
@@ -116,6 +116,34 @@ impl Engine for RocksEngine {
         Box::new(
             self.db
                 .iterator_cf(self.cf(map), IteratorMode::From(from, direction))
+                .map(|r| r.map_err(err)),
+        )
+    }
+
+    fn iter_range(
+        &self,
+        map: Map,
+        low: Vec<u8>,
+        high: Option<Vec<u8>>,
+        from: &[u8],
+        direction: Direction,
+    ) -> KvIter<'_> {
+        let direction = match direction {
+            Direction::Forward => rocksdb::Direction::Forward,
+            Direction::Backward => rocksdb::Direction::Reverse,
+        };
+        // Bounds let RocksDB skip the table files outside the range and stop at its end, not
+        // step over the deleted keys past it to the next live one.
+        let mut options = ReadOptions::default();
+        if !low.is_empty() {
+            options.set_iterate_lower_bound(low);
+        }
+        if let Some(high) = high {
+            options.set_iterate_upper_bound(high);
+        }
+        Box::new(
+            self.db
+                .iterator_cf_opt(self.cf(map), options, IteratorMode::From(from, direction))
                 .map(|r| r.map_err(err)),
         )
     }

@@ -30,7 +30,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
     Result, StorageError,
-    engine::{Batch, Direction, Engine, KvIter, KvPair, Map, Op, Sequenced, StorageStat},
+    engine::{
+        Batch, Direction, Engine, KvIter, KvPair, Map, Op, Sequenced, StorageStat, successor,
+    },
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,19 +115,6 @@ fn scan_sql(cmp: &str, order: &str) -> String {
         "SELECT k, v FROM kv WHERE m = $1 AND k {cmp} $2 AND k >= $4 \
          AND ($5::bytea IS NULL OR k < $5) ORDER BY {order} LIMIT $3"
     )
-}
-
-/// The first key after every key that starts with `prefix` (None: no such key, all keys
-/// starting with `0xFF…` or the empty prefix go to the end).
-fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xFF {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// The write statement's parameters: deleted (maps, keys), then written (maps, keys, values).
@@ -551,7 +540,29 @@ impl Engine for PgEngine {
     }
 
     fn iter(&self, map: Map, from: &[u8], direction: Direction) -> KvIter<'_> {
-        self.iter_prefix(map, b"", from, direction)
+        self.iter_range(map, Vec::new(), None, from, direction)
+    }
+
+    fn iter_range(
+        &self,
+        map: Map,
+        low: Vec<u8>,
+        high: Option<Vec<u8>>,
+        from: &[u8],
+        direction: Direction,
+    ) -> KvIter<'_> {
+        Box::new(Scan {
+            engine: self,
+            map: self.id(map),
+            direction,
+            cursor: from.to_vec(),
+            inclusive: true,
+            limit: FIRST_PAGE,
+            low,
+            high,
+            buffered: VecDeque::new(),
+            done: false,
+        })
     }
 
     fn iter_prefix<'a>(
@@ -561,18 +572,7 @@ impl Engine for PgEngine {
         from: &[u8],
         direction: Direction,
     ) -> KvIter<'a> {
-        Box::new(Scan {
-            engine: self,
-            map: self.id(map),
-            direction,
-            cursor: from.to_vec(),
-            inclusive: true,
-            limit: FIRST_PAGE,
-            low: prefix.to_vec(),
-            high: successor(prefix),
-            buffered: VecDeque::new(),
-            done: false,
-        })
+        self.iter_range(map, prefix.to_vec(), successor(prefix), from, direction)
     }
 
     fn flush(&self) -> Result<()> {
@@ -594,19 +594,5 @@ impl Engine for PgEngine {
             value: self.requests.load(Ordering::Relaxed),
             counter: true,
         }]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::successor;
-
-    #[test]
-    fn the_successor_of_a_prefix_bounds_exactly_its_keys() {
-        assert_eq!(successor(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(successor(b"a\xff\xff"), Some(b"b".to_vec()));
-        assert_eq!(successor(b"\xff\xff"), None);
-        assert_eq!(successor(b""), None);
     }
 }
