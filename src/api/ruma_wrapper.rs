@@ -216,10 +216,14 @@ pub async fn token_owner(
     token: String,
     path: &str,
 ) -> Result<crate::services::users::TokenOwner> {
-    let owner = services
-        .run(move |s| s.users.find_token(&token))
-        .await?
-        .ok_or_else(Error::unknown_token)?;
+    // A token in use is in the cache: found there, the request skips a blocking-pool handoff.
+    let owner = match services.users.cached_token(&token) {
+        Some(owner) => owner,
+        None => services
+            .run(move |s| s.users.find_token(&token))
+            .await?
+            .ok_or_else(Error::unknown_token)?,
+    };
     if owner
         .expires_ts
         .is_some_and(|ts| ts <= crate::util::now_ms())

@@ -1,11 +1,11 @@
 //! Per-user account data (global and per room), with a stream for /sync.
 
-use ruma::{OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 
 use crate::{
     error::{Error, Result},
-    services::globals::Globals,
+    services::{change_cache::ChangeCache, globals::Globals},
     storage::{
         Db, Direction, Map,
         keys::{Key, KeyReader, u64_from},
@@ -20,6 +20,8 @@ pub const MAPS: &[Map] = &[ACCOUNT_DATA, ACCOUNT_DATA_STREAM];
 
 pub struct AccountData {
     db: Db,
+    /// Each user's last account data change (started by `Services::with_db`, off in a group).
+    pub(crate) changes: ChangeCache<OwnedUserId>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,7 +41,10 @@ fn data_key(user: &UserId, room: Option<&RoomId>, kind: &str) -> Vec<u8> {
 
 impl AccountData {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            changes: ChangeCache::new(),
+        }
     }
 
     pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Option<Value>> {
@@ -99,6 +104,7 @@ impl AccountData {
                     .str(kind)
                     .build(),
             );
+            c.after_write(move || self.changes.changed(user.to_owned(), pos));
             Ok(())
         })?;
         Ok(pos)
@@ -106,6 +112,9 @@ impl AccountData {
 
     /// Account data changed after `since` (everything when `since` is 0).
     pub fn changes_since(&self, user: &UserId, since: u64) -> Result<Vec<Entry>> {
+        if since > 0 && !self.changes.may_have_changed_since(user, since) {
+            return Ok(Vec::new());
+        }
         let prefix = Key::new().str(user.as_str()).build();
         let from = Key::new().str(user.as_str()).u64(since + 1).build();
         let mut out = Vec::new();
@@ -130,5 +139,67 @@ impl AccountData {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::services::Services;
+
+    /// Incremental reads answered from the change cache agree with storage: a change is seen
+    /// after the token before it, not after its own position, for its user only; after a
+    /// restart (an empty cache), a token from before the restart still sees what changed.
+    #[test]
+    fn changes_since_a_token_are_seen_before_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let mut config = crate::config::Config::default();
+            config.storage.path = dir.path().to_owned();
+            Services::open(config).unwrap()
+        };
+        let (alice, bob) = (ruma::user_id!("@alice:x"), ruma::user_id!("@bob:x"));
+        let kinds = |entries: Vec<super::Entry>| -> Vec<String> {
+            entries.into_iter().map(|e| e.kind).collect()
+        };
+        let before = {
+            let s = open();
+            let start = s.globals.current_pos();
+            let pos = s
+                .account_data
+                .set(&s.globals, alice, None, "m.a", &json!({"v": 1}))
+                .unwrap();
+            let a = &s.account_data;
+            assert_eq!(kinds(a.changes_since(alice, start).unwrap()), ["m.a"]);
+            assert!(a.changes_since(alice, pos).unwrap().is_empty());
+            assert!(a.changes_since(bob, start).unwrap().is_empty());
+            assert_eq!(kinds(a.changes_since(alice, 0).unwrap()), ["m.a"]);
+            a.set(&s.globals, bob, None, "m.c", &json!({"v": 3}))
+                .unwrap();
+            s.globals.current_pos()
+        };
+        let s = open();
+        s.account_data
+            .set(&s.globals, alice, None, "m.b", &json!({"v": 2}))
+            .unwrap();
+        let mut seen = kinds(s.account_data.changes_since(alice, before - 2).unwrap());
+        seen.sort();
+        assert_eq!(seen, ["m.a", "m.b"], "a token from before the restart");
+        assert_eq!(
+            kinds(s.account_data.changes_since(alice, before).unwrap()),
+            ["m.b"]
+        );
+        // Bob changed nothing since the restart: only storage knows of his change before it.
+        assert_eq!(
+            kinds(s.account_data.changes_since(bob, before - 1).unwrap()),
+            ["m.c"]
+        );
+        assert!(
+            s.account_data
+                .changes_since(bob, before)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

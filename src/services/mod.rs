@@ -6,6 +6,7 @@ pub mod admin;
 pub mod appservice;
 pub mod backup;
 pub mod c_heap;
+pub mod change_cache;
 pub mod cluster;
 pub mod dehydrated_devices;
 pub mod directory;
@@ -266,6 +267,11 @@ impl Services {
             appservices,
             sends_in_flight: Default::default(),
         });
+        // Alone on the database, every later change passes through this process.
+        if !shared {
+            let now = services.globals.current_pos();
+            services.account_data.changes.start(now);
+        }
         // Other processes' invalidations reach this process's caches (a no-op alone).
         let weak = Arc::downgrade(&services);
         services

@@ -524,6 +524,16 @@ impl Users {
         Ok(found)
     }
 
+    /// The owner of an access token when the cache holds it (no storage read: the request's
+    /// task can ask without handing off to the blocking pool). None when it must be read.
+    pub fn cached_token(&self, token: &str) -> Option<TokenOwner> {
+        if self.uncached {
+            return None;
+        }
+        let cache = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+        cache.found.get(token).cloned()
+    }
+
     /// The user and device of an access token in the database.
     fn stored_token(&self, token: &str) -> Result<Option<TokenOwner>> {
         let Some(value) = self.db.get(TOKENS, token.as_bytes())? else {

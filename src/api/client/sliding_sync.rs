@@ -41,7 +41,7 @@ pub async fn sync(
                 })?,
         ),
     };
-    super::sync::set_presence_from_sync(&services, &user, &body.set_presence).await?;
+    let mut set_presence = Some(body.set_presence.clone());
 
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
     let timeout = body.timeout.unwrap_or_default().min(max);
@@ -55,9 +55,14 @@ pub async fn sync(
     let mut wake = services.globals.subscribe();
     loop {
         wake.mark_unchanged();
-        let (req, prev_sent) = (request.clone(), prev.clone());
+        let (req, prev_sent, presence) = (request.clone(), prev.clone(), set_presence.take());
         let (mut response, sent, changed) = services
-            .run(move |s| compute(s, &req, prev_sent.as_deref()))
+            .run(move |s| {
+                if let Some(presence) = &presence {
+                    super::sync::apply_set_presence(s, &req.user, presence)?;
+                }
+                compute(s, &req, prev_sent.as_deref())
+            })
             .await?;
         let now = tokio::time::Instant::now();
         if changed || prev.is_none() || now >= deadline {

@@ -8,7 +8,7 @@ use axum::{
 };
 use ruma::api::OutgoingResponseExt;
 use ruma::{
-    OwnedUserId,
+    UserId,
     api::client::{
         filter::FilterDefinition,
         sync::sync_events::{
@@ -161,7 +161,7 @@ async fn compute_sync(
         }
         Some(_) => (FilterDefinition::default(), RelationFilter::default()),
     };
-    set_presence_from_sync(&services, &user, &body.set_presence).await?;
+    let mut set_presence = Some(body.set_presence);
 
     let max = Duration::from_millis(services.config().limits.max_sync_timeout_ms);
     let timeout = body.timeout.unwrap_or_default().min(max);
@@ -184,8 +184,15 @@ async fn compute_sync(
             .sends_in_flight
             .settled(&request.user, &request.device, MAX_WAIT)
             .await;
-        let req = request.clone();
-        let (response, changed) = services.run(move |s| compute(s, &req)).await?;
+        let (req, presence) = (request.clone(), set_presence.take());
+        let (response, changed) = services
+            .run(move |s| {
+                if let Some(presence) = &presence {
+                    apply_set_presence(s, &req.user, presence)?;
+                }
+                compute(s, &req)
+            })
+            .await?;
         let now = tokio::time::Instant::now();
         if changed
             || since.is_none()
@@ -210,21 +217,15 @@ async fn compute_sync(
     }
 }
 
-/// Applies a sync request's `set_presence` (offline: nothing; unavailable; anything else: online).
-pub(crate) async fn set_presence_from_sync(
-    services: &Arc<Services>,
-    user: &OwnedUserId,
-    state: &PresenceState,
-) -> Result<()> {
+/// Applies a sync request's `set_presence` (offline: nothing; unavailable; anything else: online),
+/// in the closure of the request's first computation (one blocking-pool handoff for both).
+pub(crate) fn apply_set_presence(s: &Services, user: &UserId, state: &PresenceState) -> Result<()> {
     let presence = match state {
         PresenceState::Offline => return Ok(()),
         PresenceState::Unavailable => "unavailable",
         _ => "online",
     };
-    let user = user.clone();
-    services
-        .run(move |s| crate::federation::sender::edus::presence_from_sync(s, &user, presence))
-        .await
+    crate::federation::sender::edus::presence_from_sync(s, user, presence)
 }
 
 #[cfg(test)]

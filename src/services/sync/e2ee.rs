@@ -11,13 +11,19 @@ use super::{SyncRequest, shares_room};
 use crate::storage::Direction;
 use crate::{
     error::{Error, Result},
-    services::{Services, keys, rooms::membership::Membership, timeline::pdu::raw, to_device},
+    services::{
+        Services, keys,
+        rooms::membership::{Membership, UserRoom},
+        timeline::pdu::raw,
+        to_device,
+    },
 };
 
 /// Fills the e2ee fields of `response`; whether something new is in them.
 pub fn add(
     s: &Services,
     req: &SyncRequest,
+    rooms: &[UserRoom],
     since: Option<u64>,
     now: u64,
     response: &mut sync::Response,
@@ -56,7 +62,7 @@ pub fn add(
     }
 
     if let Some(since) = since {
-        let (lists_changed, left) = device_lists(s, &req.user, since, now)?;
+        let (lists_changed, left) = device_lists_in(s, &req.user, rooms, since, now)?;
         changed |= !lists_changed.is_empty() || !left.is_empty();
         response.device_lists.changed = lists_changed;
         response.device_lists.left = left;
@@ -90,6 +96,17 @@ pub fn device_lists(
     since: u64,
     now: u64,
 ) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
+    device_lists_in(s, me, &s.membership.rooms_of_sorted(me)?, since, now)
+}
+
+/// [`device_lists`] with the user's rooms already read.
+pub fn device_lists_in(
+    s: &Services,
+    me: &OwnedUserId,
+    rooms: &[UserRoom],
+    since: u64,
+    now: u64,
+) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
     let mut changed = BTreeSet::new();
     for user in keys::changes::changed_between(&s.globals.db, since, now)? {
         if &user == me || shares_room(s, me, &user)? {
@@ -97,7 +114,7 @@ pub fn device_lists(
         }
     }
     let mut left = BTreeSet::new();
-    for room in s.membership.rooms_of(me)? {
+    for room in rooms {
         let Some(short) = s.short.room(&room.room_id)? else {
             continue;
         };

@@ -88,7 +88,9 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
     }
 
     let room_filter = &req.filter.room;
-    for room in s.membership.rooms_of(&req.user)? {
+    // Cached for users in many rooms; read once for the rooms and the device lists.
+    let rooms = s.membership.rooms_of_sorted(&req.user)?;
+    for room in rooms.iter() {
         if room_filter.not_rooms.contains(&room.room_id)
             || room_filter
                 .rooms
@@ -162,7 +164,7 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
         changed = true;
     }
 
-    changed |= e2ee::add(s, req, since.map(|t| t.pos), now.pos, &mut response)?;
+    changed |= e2ee::add(s, req, &rooms, since.map(|t| t.pos), now.pos, &mut response)?;
     Ok((response, changed))
 }
 

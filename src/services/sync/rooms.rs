@@ -24,7 +24,6 @@ use crate::{
             visibility::user_can_see,
         },
     },
-    storage::Direction,
 };
 
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
@@ -46,13 +45,8 @@ pub fn recent_events(
     let mut cursor = upto;
     let mut limited = false;
     'scan: loop {
-        let batch = s
-            .timeline
-            .scan(short_room, cursor, Direction::Backward, 64)?;
-        for (pos, short) in &batch {
-            if *pos <= after {
-                break 'scan;
-            }
+        let batch = s.timeline.scan_back_after(short_room, after, cursor, 64)?;
+        for (_, short) in &batch {
             let Some(event) = event_by_short(s, *short, &room.room_id)? else {
                 continue;
             };
@@ -73,7 +67,7 @@ pub fn recent_events(
             events.push(event);
         }
         match batch.last() {
-            Some((pos, _)) if batch.len() == 64 && *pos > 1 => cursor = pos - 1,
+            Some((pos, _)) if batch.len() == 64 && *pos > after + 1 => cursor = pos - 1,
             _ => break,
         }
     }

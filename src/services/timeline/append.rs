@@ -543,6 +543,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         _ => Vec::new(),
     };
 
+    let mut remembered = false;
     let (short_event, pos, redacted_target, push_queued, (appservice_queued, command_queued)) = s
         .globals
         .commit(|c| {
@@ -557,7 +558,8 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             } else {
                 short_room
             };
-            let short_event = match s.short.event(&event_id)? {
+            let known = s.short.event(&event_id)?;
+            let short_event = match known {
                 Some(short) => short,
                 None => s.short.create_event(c, &event_id),
             };
@@ -594,7 +596,8 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                     object.clone(),
                 )?
             };
-            let event_bytes = if stored == object {
+            let as_received = stored == object;
+            let event_bytes = if as_received {
                 event_bytes.clone()
             } else {
                 serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))?
@@ -607,6 +610,18 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
             );
             if soft_failed {
                 return Ok((short_event, pos, None, false, (Vec::new(), false)));
+            }
+            // Every member's /sync reads the new event next: it is in the event cache as soon as
+            // its position is served (unless a redaction that came before changed its stored form).
+            if as_received {
+                remembered = true;
+                let event = Arc::new(StoredEvent {
+                    short: short_event,
+                    meta,
+                    pdu: pdu.clone(),
+                    json: stored.clone(),
+                });
+                c.after_write(move || s.timeline.remember(event, known.is_some()));
             }
             if current == Current::After {
                 s.state.set_current(c, short_room, after);
@@ -710,7 +725,10 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
     if let Some(target_short) = redacted_target {
         s.timeline.forget_cached(target_short);
     }
-    s.timeline.forget_cached(short_event);
+    if !remembered {
+        // Stored before (an outlier) or in another form than built: re-read when next asked.
+        s.timeline.forget_cached(short_event);
+    }
     if short_room == 0 {
         // A new room's version; nothing else ever changes a stored one.
         s.timeline.remember_version(&room_id, &version);

@@ -311,6 +311,22 @@ impl Timeline {
         now.max(previous + 1)
     }
 
+    /// Puts an event just written in the cache: called after its batch is written, before its
+    /// position is served. With `had_older_form` (it was stored before, as an outlier), it
+    /// replaces that form and, like [`Timeline::forget_cached`], stops a reader that read the
+    /// older form from caching it; a new event cannot have been read before.
+    pub(crate) fn remember(&self, event: Arc<StoredEvent>, had_older_form: bool) {
+        let mut cache = self.events.lock().unwrap();
+        if had_older_form {
+            self.forgotten
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        if cache.len() >= EVENT_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(event.short, event);
+    }
+
     /// Drops a cached event whose stored form changed (redaction).
     pub(crate) fn forget_cached(&self, short: u64) {
         let mut cache = self.events.lock().unwrap();
@@ -341,16 +357,47 @@ impl Timeline {
             .take(limit)
         {
             let (key, value) = entry?;
-            let mut reader = KeyReader::new(&key[8..]);
-            let pos = reader
-                .u64()
-                .ok_or_else(|| Error::internal("corrupt timeline key"))?;
-            out.push((
-                pos,
-                u64_from(&value).ok_or_else(|| Error::internal("corrupt timeline value"))?,
-            ));
+            out.push(Self::timeline_entry(&key, &value)?);
         }
         Ok(out)
+    }
+
+    /// Up to `limit` (position, short event) entries of a room's timeline with positions in
+    /// `(after, upto]`, newest first: the scan stops at `after` (an incremental /sync of a room
+    /// without new events reads no entry).
+    pub fn scan_back_after(
+        &self,
+        short_room: u64,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let low = Key::new()
+            .u64(short_room)
+            .u64(after.saturating_add(1))
+            .build();
+        let high = Key::new().u64(short_room).u64(upto).build();
+        let mut out = Vec::new();
+        for entry in self
+            .db
+            .scan_range(TIMELINE, low, None, &high, Direction::Backward)
+            .take(limit)
+        {
+            let (key, value) = entry?;
+            out.push(Self::timeline_entry(&key, &value)?);
+        }
+        Ok(out)
+    }
+
+    fn timeline_entry(key: &[u8], value: &[u8]) -> Result<(u64, u64)> {
+        let pos = KeyReader::new(&key[8..])
+            .u64()
+            .ok_or_else(|| Error::internal("corrupt timeline key"))?;
+        let short = u64_from(value).ok_or_else(|| Error::internal("corrupt timeline value"))?;
+        Ok((pos, short))
     }
 
     pub fn extremities(&self, short_room: u64) -> Result<Vec<u64>> {
