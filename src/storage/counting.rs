@@ -75,16 +75,6 @@ impl Engine for Counting {
         self.counted(self.inner.iter_range(map, low, high, from, direction))
     }
 
-    fn iter_prefix<'a>(
-        &'a self,
-        map: Map,
-        prefix: &'a [u8],
-        from: &[u8],
-        direction: Direction,
-    ) -> KvIter<'a> {
-        self.counted(self.inner.iter_prefix(map, prefix, from, direction))
-    }
-
     fn flush(&self) -> Result<()> {
         self.inner.flush()
     }

@@ -30,9 +30,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
     Result, StorageError,
-    engine::{
-        Batch, Direction, Engine, KvIter, KvPair, Map, Op, Sequenced, StorageStat, successor,
-    },
+    engine::{Batch, Direction, Engine, KvIter, KvPair, Map, Op, Sequenced, StorageStat},
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -563,16 +561,6 @@ impl Engine for PgEngine {
             buffered: VecDeque::new(),
             done: false,
         })
-    }
-
-    fn iter_prefix<'a>(
-        &'a self,
-        map: Map,
-        prefix: &'a [u8],
-        from: &[u8],
-        direction: Direction,
-    ) -> KvIter<'a> {
-        self.iter_range(map, prefix.to_vec(), successor(prefix), from, direction)
     }
 
     fn flush(&self) -> Result<()> {
