@@ -109,15 +109,7 @@ impl Engine for RocksEngine {
     }
 
     fn iter(&self, map: Map, from: &[u8], direction: Direction) -> KvIter<'_> {
-        let direction = match direction {
-            Direction::Forward => rocksdb::Direction::Forward,
-            Direction::Backward => rocksdb::Direction::Reverse,
-        };
-        Box::new(
-            self.db
-                .iterator_cf(self.cf(map), IteratorMode::From(from, direction))
-                .map(|r| r.map_err(err)),
-        )
+        self.iter_range(map, Vec::new(), None, from, direction)
     }
 
     fn iter_range(

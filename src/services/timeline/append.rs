@@ -726,7 +726,8 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
         s.timeline.forget_cached(target_short);
     }
     if !remembered {
-        // Stored before (an outlier) or in another form than built: re-read when next asked.
+        // Soft-failed, or stored in another form than built (a redaction that came first): the
+        // cache must not hold an older form; re-read when next asked.
         s.timeline.forget_cached(short_event);
     }
     if short_room == 0 {
