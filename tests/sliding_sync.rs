@@ -174,6 +174,37 @@ async fn recency_follows_messages_over_many_answers() {
     let after = sliding(&server, &alice, None, all_rooms(9, 1)).await;
     assert_eq!(stamps(&after), stamps_before, "{after}");
     server.stop().await;
+    // Rooms last bumped before the record existed (none stored, nothing remembered after a
+    // restart): each room's timeline is read back past the name change to its last message.
+    let server = TestServer::start(dir.path()).await;
+    {
+        use parvis::services::sync::sliding::bumps::ROOM_LAST_BUMP;
+        let s = common::federation::services(&server);
+        let db = &s.globals.db;
+        let records: Vec<Box<[u8]>> = db
+            .scan_prefix(ROOM_LAST_BUMP, &[])
+            .map(|entry| entry.unwrap().0)
+            .collect();
+        assert_eq!(records.len(), rooms.len(), "one record per room");
+        for key in records {
+            db.delete(ROOM_LAST_BUMP, key).unwrap();
+        }
+    }
+    let without = sliding(&server, &alice, None, all_rooms(9, 1)).await;
+    assert_eq!(stamps(&without), stamps_before, "{without}");
+    assert_eq!(order(&without), order_before, "{without}");
+    // A message after that is a bump again, remembered and then recorded.
+    let new_pos = {
+        let first = sliding(&server, &alice, None, fresh_body(12)).await;
+        server.send_text(&alice, &rooms[2], "t-last", "last").await;
+        let next = sliding(&server, &alice, Some(&pos(&first)), fresh_body(12)).await;
+        next["rooms"][&rooms[2]]["bump_stamp"].as_u64().unwrap()
+    };
+    assert!(new_pos > stamps_before[2]);
+    let fresh = sliding(&server, &alice, None, fresh_body(13)).await;
+    assert_eq!(order(&fresh)[0], rooms[2], "{fresh}");
+    assert_eq!(stamps(&fresh)[2], new_pos, "{fresh}");
+    server.stop().await;
 }
 
 /// Room subscription with required_state and lazy-loaded members.
