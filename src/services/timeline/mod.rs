@@ -312,9 +312,11 @@ impl Timeline {
     }
 
     /// Puts an event just written in the cache: called after its batch is written, before its
-    /// position is served. With `had_older_form` (it was stored before, as an outlier), it
-    /// replaces that form and, like [`Timeline::forget_cached`], stops a reader that read the
-    /// older form from caching it; a new event cannot have been read before.
+    /// position is served. `had_older_form`: its short id existed before this commit (something
+    /// named it before it arrived, e.g. a redaction); like [`Timeline::forget_cached`], it stops a
+    /// reader that read the id before the commit from caching what it read. An event stored in
+    /// any form, outliers included, is never appended again (`append_remote`: a duplicate), so
+    /// the cache never holds an older form of an appended event.
     pub(crate) fn remember(&self, event: Arc<StoredEvent>, had_older_form: bool) {
         let mut cache = self.events.lock().unwrap();
         if had_older_form {
