@@ -93,22 +93,22 @@ pub struct RoomSummary {
     pub heroes: Vec<OwnedUserId>,
 }
 
-/// Lists read from the membership maps, kept for the keys with at least [`CACHED_FROM`] entries,
-/// with at most `max_entries` entries in all (emptied when full). A key is forgotten at each
+/// Lists read from the membership maps, kept with at most `max_entries` units in all (a list
+/// counts its length and one for its key; emptied when full). A key is forgotten at each
 /// membership change that concerns it (`changed`, before and after the change's batch is
 /// written); a reading that began before a change is not kept (the generation moved). Not used by
 /// a process in a group (another process's change is not seen here).
 ///
-/// Two of them: the joined members of big rooms (push evaluation read a room's members for every
-/// event, 10,000 entries read and parsed per message and per join), and the rooms of users in
-/// many rooms, sorted by room ID (sliding sync read all of a user's rooms at every request).
+/// Two of them: the joined members of rooms (push evaluation read a room's members for every
+/// event: 10,000 entries read and parsed per message and per join in a big room, an iterator over
+/// the map in a small one), and the rooms of users, sorted by room ID (/sync and sliding sync read
+/// all of a user's rooms at every request). Every list is kept, small ones too: opening a storage
+/// iterator costs more than the few entries it reads.
 struct ListCache<K, V> {
     lists: Mutex<(HashMap<K, Arc<Vec<V>>>, usize)>,
     generation: AtomicU64,
     max_entries: usize,
 }
-
-const CACHED_FROM: usize = 100;
 
 impl<K: std::hash::Hash + Eq, V> ListCache<K, V> {
     fn new(max_entries: usize) -> Self {
@@ -134,16 +134,14 @@ impl<K: std::hash::Hash + Eq, V> ListCache<K, V> {
         }
         let generation = self.generation.load(Ordering::Acquire);
         let list = Arc::new(read()?);
-        if list.len() >= CACHED_FROM {
-            let mut lists = self.lock();
-            if self.generation.load(Ordering::Acquire) == generation {
-                if lists.1 + list.len() > self.max_entries {
-                    *lists = (HashMap::new(), 0);
-                }
-                lists.1 += list.len();
-                if let Some(old) = lists.0.insert(owned(), list.clone()) {
-                    lists.1 -= old.len();
-                }
+        let mut lists = self.lock();
+        if self.generation.load(Ordering::Acquire) == generation {
+            if lists.1 + list.len() + 1 > self.max_entries {
+                *lists = (HashMap::new(), 0);
+            }
+            lists.1 += list.len() + 1;
+            if let Some(old) = lists.0.insert(owned(), list.clone()) {
+                lists.1 -= old.len() + 1;
             }
         }
         Ok(list)
@@ -153,7 +151,7 @@ impl<K: std::hash::Hash + Eq, V> ListCache<K, V> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut lists = self.lock();
         if let Some(old) = lists.0.remove(key) {
-            lists.1 -= old.len();
+            lists.1 -= old.len() + 1;
         }
     }
 
@@ -189,7 +187,7 @@ impl MembershipIndex {
         self
     }
 
-    /// The joined members of a room ([`Self::members`] with `Join`), from the cache for big rooms.
+    /// The joined members of a room ([`Self::members`] with `Join`), from the cache.
     pub fn joined(&self, short_room: u64) -> Result<Arc<Vec<OwnedUserId>>> {
         let read = || self.members(short_room, Membership::Join);
         match &self.joined {
@@ -293,8 +291,7 @@ impl MembershipIndex {
         Ok(out)
     }
 
-    /// The user's rooms ([`Self::rooms_of`]) sorted by room ID, from the cache for users in many
-    /// rooms.
+    /// The user's rooms ([`Self::rooms_of`]) sorted by room ID, from the cache.
     pub fn rooms_of_sorted(&self, user: &UserId) -> Result<Arc<Vec<UserRoom>>> {
         let read = || {
             let mut rooms = self.rooms_of(user)?;
