@@ -603,3 +603,147 @@ async fn sync_room_summary_comes_when_the_membership_changes() {
     assert_eq!(summary["m.heroes"], json!([bob_id, carol_id]), "{third}");
     server.stop().await;
 }
+
+/// An incremental /sync shows the receipts, presence and member changes (in `device_lists`)
+/// made since its token, and only those: the server skips reading what it knows did not change
+/// since the token (`services::stream_changes`), and knows nothing from before its start, so a
+/// token from before a restart still sees what changed before the restart.
+#[tokio::test]
+async fn incremental_sync_shows_receipts_presence_and_member_changes_since_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_, alice) = server.register("alice").await;
+    let (bob_id, bob) = server.register("bob").await;
+    let (carol_id, carol) = server.register("carol").await;
+    let room = server
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    server.join(&bob, &room).await;
+    let event = server.send_text(&alice, &room, "t1", "read me").await;
+    let sync = |since: String| {
+        let server = server.handle();
+        let alice = alice.clone();
+        async move {
+            server
+                .get(
+                    &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+                    &alice,
+                )
+                .await
+        }
+    };
+    let next = |answer: &Value| answer["next_batch"].as_str().unwrap().to_owned();
+    let receipts = |answer: &Value| -> Vec<Value> {
+        answer["rooms"]["join"][&room]["ephemeral"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.receipt")
+            .cloned()
+            .collect()
+    };
+    let presence_of = |answer: &Value, user: &str| -> Option<Value> {
+        answer["presence"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["sender"] == user)
+            .map(|e| e["content"]["presence"].clone())
+    };
+    let changed = |answer: &Value| -> Vec<String> {
+        answer["device_lists"]["changed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(str::to_owned))
+            .collect()
+    };
+    let first = server.get("/_matrix/client/v3/sync", &alice).await;
+    let token = next(&first);
+
+    // Bob reads the message: the next answer has his receipt, the one after it does not.
+    server
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&event)
+            ),
+            &bob,
+            json!({}),
+        )
+        .await;
+    let with_receipt = sync(token.clone()).await;
+    let read = receipts(&with_receipt);
+    assert_eq!(read.len(), 1, "{with_receipt}");
+    assert!(
+        read[0]["content"][&event]["m.read"][&bob_id].is_object(),
+        "{with_receipt}"
+    );
+    let quiet = sync(next(&with_receipt)).await;
+    assert!(receipts(&quiet).is_empty(), "{quiet}");
+
+    // Bob's presence, then carol's join (her devices are now alice's concern).
+    server
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", enc(&bob_id)),
+            &bob,
+            json!({ "presence": "unavailable" }),
+        )
+        .await;
+    let with_presence = sync(next(&quiet)).await;
+    assert_eq!(
+        presence_of(&with_presence, &bob_id),
+        Some(json!("unavailable")),
+        "{with_presence}"
+    );
+    let quiet = sync(next(&with_presence)).await;
+    assert_eq!(presence_of(&quiet, &bob_id), None, "{quiet}");
+    server.join(&carol, &room).await;
+    let with_join = sync(next(&quiet)).await;
+    assert!(changed(&with_join).contains(&carol_id), "{with_join}");
+    let quiet = sync(next(&with_join)).await;
+    assert!(!changed(&quiet).contains(&carol_id), "{quiet}");
+
+    // Changes before a restart, asked for after it with a token from before them.
+    let before = next(&quiet);
+    let late = server.send_text(&alice, &room, "t2", "late").await;
+    server
+        .post(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+                enc(&room),
+                enc(&late)
+            ),
+            &carol,
+            json!({}),
+        )
+        .await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/presence/{}/status", enc(&bob_id)),
+            &bob,
+            json!({ "presence": "online" }),
+        )
+        .await;
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let after = server
+        .get(
+            &format!("/_matrix/client/v3/sync?since={before}&timeout=0"),
+            &alice,
+        )
+        .await;
+    let read = receipts(&after);
+    assert!(
+        read.iter()
+            .any(|r| r["content"][&late]["m.read"][&carol_id].is_object()),
+        "{after}"
+    );
+    assert_eq!(
+        presence_of(&after, &bob_id),
+        Some(json!("online")),
+        "{after}"
+    );
+    server.stop().await;
+}

@@ -294,6 +294,7 @@ impl Presence {
             c.batch.put(PRESENCE, user.as_bytes(), encode_json(&record));
             c.batch
                 .put(PRESENCE_STREAM, pos.to_be_bytes(), user.as_bytes());
+            c.stream_changed(crate::services::stream_changes::StreamChange::Presence);
             Ok(record)
         })?;
         Ok(Some(record))

@@ -49,6 +49,8 @@ pub struct Globals {
     on_invalidation: OnceLock<InvalidationHandler>,
     /// This process runs the background work (holds the lease, `cluster::lease`).
     background_here: std::sync::atomic::AtomicBool,
+    /// Where the streams last changed (/sync's shortcuts; off in a group of processes).
+    pub stream_changes: super::stream_changes::StreamChanges,
 }
 
 /// One atomic change under the commit lock.
@@ -66,6 +68,8 @@ pub struct Commit<'a> {
     created: std::collections::HashMap<Vec<u8>, u64>,
     /// What this commit makes stale in other processes' memory (recorded when shared).
     invalidations: Vec<Invalidation>,
+    /// Stream changes, recorded at the commit's position once written (`stream_changes`).
+    stream_changes: Vec<super::stream_changes::StreamChange>,
 }
 
 impl<'a> Commit<'a> {
@@ -76,6 +80,12 @@ impl<'a> Commit<'a> {
 
     pub fn note_created(&mut self, key: Vec<u8>, id: u64) {
         self.created.insert(key, id);
+    }
+
+    /// Notes a change of a stream (at a position this commit allocated): /sync's shortcuts
+    /// learn it once the batch is written, before the position is served.
+    pub fn stream_changed(&mut self, change: super::stream_changes::StreamChange) {
+        self.stream_changes.push(change);
     }
 
     /// Records that this commit makes `invalidation`'s cache entries stale in the other processes
@@ -125,6 +135,7 @@ impl Globals {
             advance_lock: Mutex::new(()),
             on_invalidation: OnceLock::new(),
             background_here: Default::default(),
+            stream_changes: Default::default(),
         })
     }
 
@@ -215,6 +226,7 @@ impl Globals {
             after_write: Vec::new(),
             created: Default::default(),
             invalidations: Vec::new(),
+            stream_changes: Vec::new(),
         };
         let result = f(&mut c)?;
         let invalidations = std::mem::take(&mut c.invalidations);
@@ -244,6 +256,9 @@ impl Globals {
         }
         for update in c.after_write {
             update();
+        }
+        for change in c.stream_changes {
+            self.stream_changes.record(change, c.pos);
         }
         self.next_short.store(c.next_short, Ordering::Release);
         if c.pos_allocated {

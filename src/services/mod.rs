@@ -44,6 +44,7 @@ pub mod sessions;
 pub mod short;
 pub mod sso;
 pub mod state;
+pub mod stream_changes;
 pub mod sync;
 pub mod threepids;
 pub mod time_index;
@@ -271,6 +272,7 @@ impl Services {
         if !shared {
             let now = services.globals.current_pos();
             services.account_data.changes.start(now);
+            services.globals.stream_changes.start(now);
         }
         // Other processes' invalidations reach this process's caches (a no-op alone).
         let weak = Arc::downgrade(&services);

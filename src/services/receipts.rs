@@ -84,6 +84,9 @@ impl Receipts {
             Key::new().u64(short_room).u64(pos).build(),
             Key::new().str(kind).str(user.as_str()).build(),
         );
+        c.stream_changed(crate::services::stream_changes::StreamChange::Receipt(
+            short_room,
+        ));
         Ok(())
     }
 
@@ -96,6 +99,20 @@ impl Receipts {
                 .str(user.as_str())
                 .build(),
         )?)
+    }
+
+    /// [`Self::changed_since`], without reading storage when `changes` (the commits' record,
+    /// `Globals::stream_changes`) knows that no receipt of the room changed after `since`.
+    pub fn changed_since_known(
+        &self,
+        changes: &crate::services::stream_changes::StreamChanges,
+        short_room: u64,
+        since: u64,
+    ) -> Result<Vec<(String, OwnedUserId, Receipt)>> {
+        if !changes.receipts.may_have_changed_since(&short_room, since) {
+            return Ok(Vec::new());
+        }
+        self.changed_since(short_room, since)
     }
 
     /// Receipts in a room changed after `since`, as (type, user, receipt).

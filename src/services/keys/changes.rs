@@ -27,6 +27,7 @@ pub fn mark_changed(db: &Db, c: &mut Commit, user: &UserId) -> Result<u64> {
     c.batch
         .put(KEY_CHANGE_POS, user.as_bytes(), pos.to_be_bytes());
     c.note_created(memo, pos);
+    c.stream_changed(crate::services::stream_changes::StreamChange::DeviceKeys);
     Ok(pos)
 }
 

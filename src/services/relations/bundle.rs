@@ -84,6 +84,13 @@ pub fn aggregations(
 ) -> Result<Option<Map<String, Value>>> {
     let room = event.meta.short_room;
     let id = event.pdu.event_id.as_str();
+    let local = event.pdu.sender.server_name() == s.globals.server_name();
+    if s.globals
+        .stream_changes
+        .surely_without_relations(id, event.meta.pos, local)
+    {
+        return Ok(None);
+    }
     let mut out = Map::new();
     if with_thread
         && let Some(meta) = threads::meta(s, room, id)?

@@ -140,6 +140,9 @@ pub fn write(
     if db.contains(RELATION_OF, &short.to_be_bytes())? {
         return Ok(());
     }
+    c.stream_changed(crate::services::stream_changes::StreamChange::RelationTo(
+        r.target.as_str().into(),
+    ));
     c.batch.put(
         RELATION_OF,
         short.to_be_bytes(),

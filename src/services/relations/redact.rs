@@ -14,6 +14,9 @@ pub fn remove(s: &Services, c: &mut Commit, short: u64) -> Result<()> {
     let indexed =
         index::decode_indexed(&bytes).ok_or_else(|| Error::internal("corrupt relation_of"))?;
     let (room, ord, r) = (indexed.room, indexed.ord, &indexed.relation);
+    c.stream_changed(crate::services::stream_changes::StreamChange::RelationTo(
+        r.target.as_str().into(),
+    ));
     c.batch.delete(RELATION_OF, short.to_be_bytes());
     c.batch
         .delete(RELATIONS, index::relations_key(room, &r.target, ord, short));

@@ -108,7 +108,17 @@ pub fn device_lists_in(
     now: u64,
 ) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>)> {
     let mut changed = BTreeSet::new();
-    for user in keys::changes::changed_between(&s.globals.db, since, now)? {
+    let keys_changed = s
+        .globals
+        .stream_changes
+        .device_keys
+        .may_have_changed_since(&(), since);
+    let changed_keys = if keys_changed {
+        keys::changes::changed_between(&s.globals.db, since, now)?
+    } else {
+        Vec::new()
+    };
+    for user in changed_keys {
         if &user == me || shares_room(s, me, &user)? {
             changed.insert(user);
         }
@@ -173,6 +183,14 @@ fn member_event_between(
     now: u64,
 ) -> Result<bool> {
     const READ_AT_MOST: usize = 256;
+    if !s
+        .globals
+        .stream_changes
+        .member_events
+        .may_have_changed_since(&short_room, since)
+    {
+        return Ok(false);
+    }
     let (mut cursor, mut seen) = (since, 0);
     loop {
         let batch = s

@@ -144,7 +144,17 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
         changed = true;
     }
 
-    for (user, record) in s.presence.changed_since(since_pos)? {
+    let presence = if s
+        .globals
+        .stream_changes
+        .presence
+        .may_have_changed_since(&(), since_pos)
+    {
+        s.presence.changed_since(since_pos)?
+    } else {
+        Vec::new()
+    };
+    for (user, record) in presence {
         if (user != req.user && !shares_room(s, &req.user, &user)?)
             || !filter::event_matches(&req.filter.presence, "m.presence", Some(&user))
         {

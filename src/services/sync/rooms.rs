@@ -176,10 +176,11 @@ pub fn joined(
         ));
     }
     let mut receipts: Map<String, Value> = Map::new();
-    for (kind, user, receipt) in s
-        .receipts
-        .changed_since(short_room, if newly_joined { 0 } else { since_pos })?
-    {
+    for (kind, user, receipt) in s.receipts.changed_since_known(
+        &s.globals.stream_changes,
+        short_room,
+        if newly_joined { 0 } else { since_pos },
+    )? {
         if receipt.pos > now.pos || (kind == "m.read.private" && user != req.user) {
             continue;
         }

@@ -581,12 +581,12 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 state_before: before,
                 state_after: after,
             };
-            // Redactions that came before the event apply to it now, when allowed.
-            // (A local event is new: nothing can have named it before.)
-            let stored = if pdu.sender.server_name() == s.globals.server_name() {
-                object.clone()
+            // Redactions that came before the event apply to it now, when allowed (`None`:
+            // stored as received). A local event is new: nothing can have named it before.
+            let changed_form = if pdu.sender.server_name() == s.globals.server_name() {
+                None
             } else {
-                redaction::on_arrival(
+                let stored = redaction::on_arrival(
                     s,
                     c,
                     &rules,
@@ -594,13 +594,15 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                     &event_id,
                     &pdu.sender,
                     object.clone(),
-                )?
+                )?;
+                (stored != object).then_some(stored)
             };
-            let as_received = stored == object;
-            let event_bytes = if as_received {
-                event_bytes.clone()
-            } else {
-                serde_json::to_vec(&stored).map_err(|e| Error::internal(e.to_string()))?
+            let as_received = changed_form.is_none();
+            let event_bytes = match &changed_form {
+                None => event_bytes.clone(),
+                Some(stored) => {
+                    serde_json::to_vec(stored).map_err(|e| Error::internal(e.to_string()))?
+                }
             };
             c.batch.put(PDUS, short_event.to_be_bytes(), event_bytes);
             c.batch.put(
@@ -619,7 +621,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                     short: short_event,
                     meta,
                     pdu: pdu.clone(),
-                    json: stored.clone(),
+                    json: object.clone(),
                 });
                 c.after_write(move || s.timeline.remember(event, known.is_some()));
             }
@@ -631,6 +633,11 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 Key::new().u64(short_room).u64(pos).build(),
                 short_event.to_be_bytes(),
             );
+            if pdu.kind == TimelineEventType::RoomMember {
+                c.stream_changed(crate::services::stream_changes::StreamChange::MemberEvent(
+                    short_room,
+                ));
+            }
             s.timeline
                 .replace_extremities(c, short_room, &replaces, short_event)?;
             // The room's last bump record, and sliding sync's remembered bumps follow the appends
@@ -672,14 +679,15 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 Some(p) => p.write(s, c, short_event, pos, |_, _| pos)?,
                 None => false,
             };
-            crate::services::search::event_committed(c, short_room, pos, short_event, &stored);
+            let stored = changed_form.as_ref().unwrap_or(&object);
+            crate::services::search::event_committed(c, short_room, pos, short_event, stored);
             crate::services::relations::event_committed(
                 s,
                 c,
                 short_room,
                 crate::services::relations::ord::main(pos),
                 short_event,
-                &stored,
+                stored,
             )?;
             crate::services::time_index::event_committed(
                 c,
@@ -693,7 +701,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 short_room,
                 pos,
                 short_event,
-                &stored,
+                stored,
             )?;
             let command_queued = crate::services::webhooks::bot::event_committed(
                 s,
@@ -701,7 +709,7 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 short_room,
                 pos,
                 short_event,
-                &stored,
+                stored,
             )?;
             Ok((
                 short_event,

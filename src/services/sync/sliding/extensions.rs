@@ -228,7 +228,10 @@ fn receipts_ext(
         };
         let since = (ctx.room_since)(room_id).unwrap_or(0);
         let mut content: Map<String, Value> = Map::new();
-        for (kind, user, receipt) in s.receipts.changed_since(short_room, since)? {
+        for (kind, user, receipt) in
+            s.receipts
+                .changed_since_known(&s.globals.stream_changes, short_room, since)?
+        {
             if receipt.pos > ctx.now || (kind == "m.read.private" && user != ctx.user) {
                 continue;
             }
