@@ -104,6 +104,43 @@ impl Bumps {
         self.lock().rooms.remove(&short_room);
     }
 
+    /// Reads in one batch the records of the joined rooms among `rooms` that are not remembered
+    /// up to date at `upto`, and remembers those recorded at or before `upto`, as
+    /// [`Bumps::bump_stamp`] would one by one (the first request of a user in thousands of rooms
+    /// after a start read each record alone).
+    pub fn prefetch(&self, s: &Services, rooms: &[UserRoom], upto: u64) -> Result<()> {
+        let appends = self.lock().appends;
+        let mut wanted = Vec::new();
+        {
+            let inner = self.lock();
+            for room in rooms {
+                if room.membership != Membership::Join {
+                    continue;
+                }
+                let Some(short_room) = s.short.room(&room.room_id)? else {
+                    continue;
+                };
+                match inner.rooms.get(&short_room) {
+                    Some(e) if e.live || e.read == upto => {}
+                    _ => wanted.push(short_room),
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|r| r.to_be_bytes().to_vec()).collect();
+        let records = s.globals.db.multi_get(ROOM_LAST_BUMP, &keys)?;
+        for (short_room, record) in wanted.into_iter().zip(records) {
+            if let Some(last) = record.as_deref().and_then(u64_from)
+                && last <= upto
+            {
+                self.keep(short_room, upto, last, appends);
+            }
+        }
+        Ok(())
+    }
+
     /// The stream position of the room's last bump event at or before `upto` for the user of
     /// `user_room`.
     pub fn bump_stamp(&self, s: &Services, user_room: &UserRoom, upto: u64) -> Result<u64> {

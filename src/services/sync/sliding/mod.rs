@@ -130,6 +130,7 @@ pub fn compute(
             f.is_encrypted.is_some() || !f.room_types.is_empty() || !f.not_room_types.is_empty()
         })
     });
+    s.sliding_sync.bumps.prefetch(s, &user_rooms.0, now)?;
     let mut candidates = Vec::new();
     for r in user_rooms.0.iter() {
         if matches!(
