@@ -151,10 +151,50 @@ pub async fn keys_for_servers(
 /// of another room than `room_id` is refused.
 pub async fn check_pdu(
     services: &Arc<Services>,
-    mut object: CanonicalJsonObject,
+    object: CanonicalJsonObject,
     room_id: OwnedRoomId,
     version: RoomVersionId,
 ) -> Result<CheckedPdu> {
+    prepare_pdu(services, object, room_id, version)
+        .await?
+        .finish()
+}
+
+/// A PDU whose format, ID and room are checked and whose signing keys are at hand: what is left
+/// of [`check_pdu`] is CPU work ([`PreparedPdu::finish`]), which a caller checking many events
+/// runs off the async workers.
+pub struct PreparedPdu {
+    event_id: OwnedEventId,
+    room_id: OwnedRoomId,
+    version: RoomVersionId,
+    rules: RoomVersionRules,
+    object: CanonicalJsonObject,
+    keys: PublicKeyMap,
+}
+
+impl PreparedPdu {
+    /// Checks the signatures (a content hash mismatch gives the redacted event) and parses it.
+    pub fn finish(self) -> Result<CheckedPdu> {
+        let object = verify(self.object, &self.keys, &self.rules)?;
+        let pdu = Pdu::from_canonical(&object, &self.event_id, &self.room_id)?;
+        Ok(CheckedPdu {
+            event_id: self.event_id,
+            room_id: self.room_id,
+            version: self.version,
+            object,
+            pdu,
+        })
+    }
+}
+
+/// The first part of [`check_pdu`]: format, event ID, room, and the keys of the servers that
+/// must have signed it (fetched when not known).
+pub async fn prepare_pdu(
+    services: &Arc<Services>,
+    mut object: CanonicalJsonObject,
+    room_id: OwnedRoomId,
+    version: RoomVersionId,
+) -> Result<PreparedPdu> {
     let rules = crate::services::rooms::version::rules(&version)?;
     object.remove("unsigned");
     check_format(&object, &rules)?;
@@ -172,14 +212,13 @@ pub async fn check_pdu(
     // Keys are checked for validity at the event's time only where the room version requires it.
     let at = if rules.enforce_key_validity { ts } else { 0 };
     let keys = remote_keys::keys_for_event(services, &object, &servers, at).await?;
-    let object = verify(object, &keys, &rules)?;
-    let pdu = Pdu::from_canonical(&object, &event_id, &room_id)?;
-    Ok(CheckedPdu {
+    Ok(PreparedPdu {
         event_id,
         room_id,
         version,
+        rules,
         object,
-        pdu,
+        keys,
     })
 }
 

@@ -193,21 +193,44 @@ pub(crate) async fn check_field(
     check_all(services, events, room_id, version).await
 }
 
-/// Checks the events of a send_join answer; events that fail are left out.
+/// Checks the events of a send_join answer; events that fail are left out. The signing keys are
+/// fetched first; the signature checks of the whole answer (thousands of events in a big room)
+/// then run off the async workers, as heavy work (`Services::run_heavy`).
 async fn check_all(
     services: &Arc<Services>,
     events: &[Value],
     room_id: &OwnedRoomId,
     version: &RoomVersionId,
 ) -> Vec<CheckedPdu> {
-    let mut out = Vec::new();
+    let refused =
+        |e: Error| tracing::info!("event of the joined room's state refused: {}", e.message);
+    let mut prepared = Vec::new();
     for raw in events {
         let Ok(object) = serde_json::from_value::<CanonicalJsonObject>(raw.clone()) else {
             continue;
         };
-        match pdu_checks::check_pdu(services, object, room_id.clone(), version.clone()).await {
+        match pdu_checks::prepare_pdu(services, object, room_id.clone(), version.clone()).await {
+            Ok(p) => prepared.push(p),
+            Err(e) => refused(e),
+        }
+    }
+    let finished = services
+        .run_heavy(move |_| {
+            Ok(prepared
+                .into_iter()
+                .map(pdu_checks::PreparedPdu::finish)
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("checking the joined room's events: {}", e.message);
+            Vec::new()
+        });
+    let mut out = Vec::with_capacity(finished.len());
+    for checked in finished {
+        match checked {
             Ok(c) => out.push(c),
-            Err(e) => tracing::info!("event of the joined room's state refused: {}", e.message),
+            Err(e) => refused(e),
         }
     }
     out
