@@ -1,11 +1,14 @@
 //! Per-user account data (global and per room), with a stream for /sync.
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::Value;
 
 use crate::{
     error::{Error, Result},
-    services::{change_cache::ChangeCache, globals::Globals},
+    services::{
+        globals::Globals,
+        stream_changes::{StreamChange, StreamChanges},
+    },
     storage::{
         Db, Direction, Map,
         keys::{Key, KeyReader, u64_from},
@@ -20,8 +23,6 @@ pub const MAPS: &[Map] = &[ACCOUNT_DATA, ACCOUNT_DATA_STREAM];
 
 pub struct AccountData {
     db: Db,
-    /// Each user's last account data change (started by `Services::with_db`, off in a group).
-    pub(crate) changes: ChangeCache<OwnedUserId>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,10 +42,7 @@ fn data_key(user: &UserId, room: Option<&RoomId>, kind: &str) -> Vec<u8> {
 
 impl AccountData {
     pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            changes: ChangeCache::new(),
-        }
+        Self { db }
     }
 
     pub fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Option<Value>> {
@@ -104,17 +102,29 @@ impl AccountData {
                     .str(kind)
                     .build(),
             );
-            c.after_write(move || self.changes.changed(user.to_owned(), pos));
+            c.stream_changed(StreamChange::AccountData(user.to_owned()));
             Ok(())
         })?;
         Ok(pos)
     }
 
-    /// Account data changed after `since` (everything when `since` is 0).
-    pub fn changes_since(&self, user: &UserId, since: u64) -> Result<Vec<Entry>> {
-        if since > 0 && !self.changes.may_have_changed_since(user, since) {
+    /// [`Self::changes_since`], without reading storage when `changes` (the commits' record,
+    /// `Globals::stream_changes`) knows that the user's account data did not change after
+    /// `since`.
+    pub fn changes_since_known(
+        &self,
+        changes: &StreamChanges,
+        user: &UserId,
+        since: u64,
+    ) -> Result<Vec<Entry>> {
+        if !changes.account_data.may_have_changed_since(user, since) {
             return Ok(Vec::new());
         }
+        self.changes_since(user, since)
+    }
+
+    /// Account data changed after `since` (everything when `since` is 0).
+    pub fn changes_since(&self, user: &UserId, since: u64) -> Result<Vec<Entry>> {
         let prefix = Key::new().str(user.as_str()).build();
         let from = Key::new().str(user.as_str()).u64(since + 1).build();
         let mut out = Vec::new();
@@ -160,8 +170,16 @@ mod tests {
             Services::open(config).unwrap()
         };
         let (alice, bob) = (ruma::user_id!("@alice:x"), ruma::user_id!("@bob:x"));
-        let kinds = |entries: Vec<super::Entry>| -> Vec<String> {
-            entries.into_iter().map(|e| e.kind).collect()
+        let known = |s: &Services, user, since| -> Vec<String> {
+            let mut kinds: Vec<String> = s
+                .account_data
+                .changes_since_known(&s.globals.stream_changes, user, since)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            kinds.sort();
+            kinds
         };
         let before = {
             let s = open();
@@ -170,12 +188,12 @@ mod tests {
                 .account_data
                 .set(&s.globals, alice, None, "m.a", &json!({"v": 1}))
                 .unwrap();
-            let a = &s.account_data;
-            assert_eq!(kinds(a.changes_since(alice, start).unwrap()), ["m.a"]);
-            assert!(a.changes_since(alice, pos).unwrap().is_empty());
-            assert!(a.changes_since(bob, start).unwrap().is_empty());
-            assert_eq!(kinds(a.changes_since(alice, 0).unwrap()), ["m.a"]);
-            a.set(&s.globals, bob, None, "m.c", &json!({"v": 3}))
+            assert_eq!(known(&s, alice, start), ["m.a"]);
+            assert!(known(&s, alice, pos).is_empty());
+            assert!(known(&s, bob, start).is_empty());
+            assert_eq!(known(&s, alice, 0), ["m.a"]);
+            s.account_data
+                .set(&s.globals, bob, None, "m.c", &json!({"v": 3}))
                 .unwrap();
             s.globals.current_pos()
         };
@@ -183,23 +201,14 @@ mod tests {
         s.account_data
             .set(&s.globals, alice, None, "m.b", &json!({"v": 2}))
             .unwrap();
-        let mut seen = kinds(s.account_data.changes_since(alice, before - 2).unwrap());
-        seen.sort();
-        assert_eq!(seen, ["m.a", "m.b"], "a token from before the restart");
         assert_eq!(
-            kinds(s.account_data.changes_since(alice, before).unwrap()),
-            ["m.b"]
+            known(&s, alice, before - 2),
+            ["m.a", "m.b"],
+            "a token from before the restart"
         );
+        assert_eq!(known(&s, alice, before), ["m.b"]);
         // Bob changed nothing since the restart: only storage knows of his change before it.
-        assert_eq!(
-            kinds(s.account_data.changes_since(bob, before - 1).unwrap()),
-            ["m.c"]
-        );
-        assert!(
-            s.account_data
-                .changes_since(bob, before)
-                .unwrap()
-                .is_empty()
-        );
+        assert_eq!(known(&s, bob, before - 1), ["m.c"]);
+        assert!(known(&s, bob, before).is_empty());
     }
 }

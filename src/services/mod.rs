@@ -271,7 +271,6 @@ impl Services {
         // Alone on the database, every later change passes through this process.
         if !shared {
             let now = services.globals.current_pos();
-            services.account_data.changes.start(now);
             services.globals.stream_changes.start(now);
         }
         // Other processes' invalidations reach this process's caches (a no-op alone).

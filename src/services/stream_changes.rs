@@ -1,6 +1,7 @@
 //! Where the stream last changed, by kind and key, so that an incremental /sync skips reading
-//! what surely did not change since its token: a room's receipts, a room's member events, the
-//! devices and keys of any user, anyone's presence, and the relations to an event. Each is a [`ChangeCache`]: kept
+//! what surely did not change since its token: a user's account data, a room's receipts, a room's
+//! member events, the devices and keys of any user, anyone's presence, and the relations to an
+//! event. Each is a [`ChangeCache`]: kept
 //! in memory, bounded, answering "maybe" for what came before this process started (and in a
 //! group of processes, always).
 //!
@@ -11,11 +12,15 @@
 //! [`Commit::stream_changed`]: crate::services::globals::Commit::stream_changed
 //! [`Globals::commit`]: crate::services::globals::Globals::commit
 
+use ruma::OwnedUserId;
+
 use super::change_cache::ChangeCache;
 
 /// One change a commit makes to a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamChange {
+    /// The user's account data (global or of a room).
+    AccountData(OwnedUserId),
     /// A receipt in the room (short room).
     Receipt(u64),
     /// A member event appended to the room's timeline (short room).
@@ -30,6 +35,7 @@ pub enum StreamChange {
 
 #[derive(Default)]
 pub struct StreamChanges {
+    pub account_data: ChangeCache<OwnedUserId>,
     pub receipts: ChangeCache<u64>,
     pub member_events: ChangeCache<u64>,
     pub device_keys: ChangeCache<()>,
@@ -40,6 +46,7 @@ pub struct StreamChanges {
 impl StreamChanges {
     /// Known from `pos` on: every later change passes through [`StreamChanges::record`].
     pub fn start(&self, pos: u64) {
+        self.account_data.start(pos);
         self.receipts.start(pos);
         self.member_events.start(pos);
         self.device_keys.start(pos);
@@ -49,6 +56,7 @@ impl StreamChanges {
 
     pub fn record(&self, change: StreamChange, pos: u64) {
         match change {
+            StreamChange::AccountData(user) => self.account_data.changed(user, pos),
             StreamChange::Receipt(room) => self.receipts.changed(room, pos),
             StreamChange::MemberEvent(room) => self.member_events.changed(room, pos),
             StreamChange::DeviceKeys => self.device_keys.changed((), pos),

@@ -82,13 +82,15 @@ pub fn compute(s: &Services, req: &SyncRequest) -> Result<(sync::Response, bool)
     let since_pos = since.map_or(0, |t| t.pos);
     let mut response = sync::Response::new(now.encode());
     let mut changed = false;
-    let mut account_data = s.account_data.changes_since(&req.user, since_pos)?;
+    let mut account_data =
+        s.account_data
+            .changes_since_known(&s.globals.stream_changes, &req.user, since_pos)?;
     if since.is_none() {
         notifications::add_default_push_rules(s, &req.user, &mut account_data)?;
     }
 
     let room_filter = &req.filter.room;
-    // Cached for users in many rooms; read once for the rooms and the device lists.
+    // Cached; read once for the rooms and the device lists.
     let rooms = s.membership.rooms_of_sorted(&req.user)?;
     for room in rooms.iter() {
         if room_filter.not_rooms.contains(&room.room_id)

@@ -109,23 +109,24 @@ impl Bumps {
     /// [`Bumps::bump_stamp`] would one by one (the first request of a user in thousands of rooms
     /// after a start read each record alone).
     pub fn prefetch(&self, s: &Services, rooms: &[UserRoom], upto: u64) -> Result<()> {
-        let appends = self.lock().appends;
-        let mut wanted = Vec::new();
-        {
-            let inner = self.lock();
-            for room in rooms {
-                if room.membership != Membership::Join {
-                    continue;
-                }
-                let Some(short_room) = s.short.room(&room.room_id)? else {
-                    continue;
-                };
-                match inner.rooms.get(&short_room) {
-                    Some(e) if e.live || e.read == upto => {}
-                    _ => wanted.push(short_room),
-                }
+        // Short ids first: a lookup may read storage, which the lock (taken by every append)
+        // must not wait for.
+        let mut joined = Vec::new();
+        for room in rooms {
+            if room.membership == Membership::Join
+                && let Some(short_room) = s.short.room(&room.room_id)?
+            {
+                joined.push(short_room);
             }
         }
+        let (wanted, appends) = {
+            let inner = self.lock();
+            let wanted: Vec<u64> = joined
+                .into_iter()
+                .filter(|r| !inner.rooms.get(r).is_some_and(|e| e.live || e.read == upto))
+                .collect();
+            (wanted, inner.appends)
+        };
         if wanted.is_empty() {
             return Ok(());
         }

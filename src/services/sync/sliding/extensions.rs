@@ -184,7 +184,9 @@ fn account_data_ext(
     out: &mut response::AccountData,
 ) -> Result<bool> {
     let since = ctx.since.map_or(0, |(p, _)| p);
-    let mut global = s.account_data.changes_since(ctx.user, since)?;
+    let mut global =
+        s.account_data
+            .changes_since_known(&s.globals.stream_changes, ctx.user, since)?;
     if ctx.since.is_none() {
         add_default_push_rules(s, ctx.user, &mut global)?;
     }
@@ -203,7 +205,10 @@ fn account_data_ext(
             .insert(room);
     }
     for (room_since, wanted) in by_since {
-        for entry in s.account_data.changes_since(ctx.user, room_since)? {
+        for entry in
+            s.account_data
+                .changes_since_known(&s.globals.stream_changes, ctx.user, room_since)?
+        {
             if let Some(room) = entry.room
                 && wanted.contains(&room)
             {
