@@ -87,6 +87,22 @@ async fn a_partial_state_join_is_answered_at_once_and_completed_in_the_backgroun
     b_config.federation.partial_state_resync_delay_ms = 10_000;
     let b = TestServer::start_with(b_config).await;
     let (room, alice, members) = busy_room(&a, 12).await;
+    // The room's own state comes with the join; an integration's state waits for the resync.
+    let state_path = |kind: &str, key: &str| {
+        format!("/_matrix/client/v3/rooms/{}/state/{kind}/{key}", enc(&room))
+    };
+    a.put(
+        &state_path("m.room.topic", ""),
+        &alice,
+        json!({ "topic": "all hands" }),
+    )
+    .await;
+    a.put(
+        &state_path("com.example.ticket", "T-1"),
+        &alice,
+        json!({ "status": "open" }),
+    )
+    .await;
     let (bob, bob_token) = b.register("bob").await;
 
     join(&b, &bob_token, &room, a_name.as_str()).await;
@@ -95,6 +111,18 @@ async fn a_partial_state_join_is_answered_at_once_and_completed_in_the_backgroun
         "the join is answered before the members are known"
     );
     let sb = services(&b);
+    let room_id = ruma::RoomId::parse(&room).unwrap();
+    let known_state = |kind: &str, key: &str| {
+        parvis::services::rooms::state_content(&sb, &room_id, &kind.into(), key).unwrap()
+    };
+    assert_eq!(
+        known_state("m.room.topic", "").unwrap()["topic"],
+        "all hands"
+    );
+    assert!(
+        known_state("com.example.ticket", "T-1").is_none(),
+        "state outside the room's own namespace waits for the resync"
+    );
     let known = sb
         .membership
         .members(
@@ -241,6 +269,17 @@ async fn a_partial_state_join_is_answered_at_once_and_completed_in_the_backgroun
     })
     .await;
     assert!(sync["rooms"]["join"].get(&room).is_some());
+    let ticket = sync["rooms"]["join"][&room]["state"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["type"] == "com.example.ticket")
+        .unwrap_or_else(|| panic!("the deferred state in the new /sync: {sync}"));
+    assert_eq!(ticket["content"]["status"], "open");
+    assert_eq!(
+        known_state("com.example.ticket", "T-1").unwrap()["status"],
+        "open"
+    );
     // A message from a member B first knew from the full state still arrives.
     a.send_text(&members[3].1, &room, "p3", "after the resync")
         .await;

@@ -11,7 +11,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::outliers;
+use super::{deferred_state, outliers};
 use crate::{
     error::{Error, Result},
     federation::{
@@ -185,12 +185,16 @@ pub(crate) async fn check_field(
     room_id: &OwnedRoomId,
     version: &RoomVersionId,
 ) -> Vec<CheckedPdu> {
-    let events = answer
+    check_all(services, array_of(answer, field), room_id, version).await
+}
+
+/// The array `field` of a peer's answer (empty when it is not one).
+fn array_of<'a>(answer: &'a Value, field: &str) -> &'a [Value] {
+    answer
         .get(field)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
-        .unwrap_or_default();
-    check_all(services, events, room_id, version).await
+        .unwrap_or_default()
 }
 
 /// Checks the events of a send_join answer; events that fail are left out. The signing keys are
@@ -299,7 +303,17 @@ async fn join_through(
     let partial = (answer.get("members_omitted") == Some(&Value::Bool(true)))
         .then(|| servers_in_room(&answer, &resident));
     let mut auth_chain = check_field(services, &answer, "auth_chain", &room_id, &version).await;
-    let state = check_field(services, &answer, "state", &room_id, &version).await;
+    let state = if partial.is_some() {
+        // The room is partial until the resync: what the room's own state does not need waits.
+        let needed: Vec<Value> = array_of(&answer, "state")
+            .iter()
+            .filter(|e| deferred_state::needed_at_join(e))
+            .cloned()
+            .collect();
+        check_all(services, &needed, &room_id, &version).await
+    } else {
+        check_field(services, &answer, "state", &room_id, &version).await
+    };
     // A resident server may have co-signed our event (restricted joins): take its copy.
     let join_object = match answer
         .get("event")

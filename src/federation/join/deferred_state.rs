@@ -1,0 +1,59 @@
+//! Which state events of a partial-state `send_join` answer are checked and stored with the join,
+//! and which wait for the resync. A resident that omits the members still sends every other state
+//! event of the room: in a channel that integrations or widgets write to, thousands of them, each
+//! with a signature to verify before the client's `/join` can be answered (60 % of the join in
+//! bench/federation-results.md). The room is partial anyway until the resync brings its whole state,
+//! checked; so only the events the authorization rules, the room's summary and the server's own
+//! behaviour read are taken with the join (the `m.room.*` namespace: create, power levels, join
+//! rules, members, third-party invites, name, topic, avatar, aliases, encryption, history
+//! visibility, guest access, server ACL, tombstone, …), and the others (spaces' children, widgets,
+//! calls, integrations' own types) come with the resync like the members the resident left out.
+
+use serde_json::Value;
+
+/// The namespace of the state a partial room is joined with.
+const NEEDED_NAMESPACE: &str = "m.room.";
+
+/// Whether a state event of a partial-state `send_join` answer is checked and stored with the
+/// join (pure). Events without a string `type` are kept: their check refuses them.
+pub fn needed_at_join(event: &Value) -> bool {
+    match event.get("type").and_then(Value::as_str) {
+        Some(kind) => kind.starts_with(NEEDED_NAMESPACE),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::needed_at_join;
+
+    #[test]
+    fn the_rooms_own_state_is_taken_with_the_join_and_the_rest_waits() {
+        for kind in [
+            "m.room.create",
+            "m.room.power_levels",
+            "m.room.join_rules",
+            "m.room.member",
+            "m.room.third_party_invite",
+            "m.room.name",
+            "m.room.encryption",
+            "m.room.history_visibility",
+            "m.room.server_acl",
+        ] {
+            assert!(needed_at_join(&json!({ "type": kind })), "{kind}");
+        }
+        for kind in [
+            "m.space.child",
+            "im.vector.modular.widgets",
+            "org.matrix.msc3401.call.member",
+            "com.example.ticket",
+            "m.roomish",
+        ] {
+            assert!(!needed_at_join(&json!({ "type": kind })), "{kind}");
+        }
+        assert!(needed_at_join(&json!({ "type": 7 })));
+        assert!(needed_at_join(&json!({})));
+    }
+}
