@@ -1,20 +1,25 @@
 //! Reading rooms over federation, for servers in the room: `state_ids`, `state`, `event`,
 //! `event_auth`, `backfill`, `get_missing_events`; and `query/directory` for our aliases.
 
-use std::collections::{BTreeSet, HashSet};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+};
 
 use ruma::{EventId, OwnedEventId, OwnedRoomAliasId, RoomId, ServerName};
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use crate::{
     error::{Error, Result},
     federation::{
-        incoming::state_at::auth_chain, join::resident::pdus_of, server_visibility::ServerView,
+        incoming::state_at::{auth_chain, auth_chain_beyond},
+        join::resident::pdus_of,
+        server_visibility::ServerView,
     },
     services::{
         Services,
-        rooms::{event_by_id, short_room},
-        timeline::StoredEvent,
+        rooms::{event_by_id, federation_events_by_short, short_room},
+        timeline::{StoredEvent, federation_json::FederationPdu},
     },
 };
 
@@ -42,25 +47,21 @@ fn event_in_room(
     }
 }
 
-/// The ids of the state before `event_id` and of its auth chain.
+/// The state before `event_id` (its events as stored) and the auth chain beyond it.
 fn state_at(
     s: &Services,
     room_id: &RoomId,
     event_id: &EventId,
-) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+) -> Result<(Vec<FederationPdu>, Vec<Arc<StoredEvent>>)> {
     let event = event_in_room(s, room_id, event_id)?;
     let state = s.state.load(event.meta.state_before)?;
-    let mut ids = Vec::new();
-    for short in state.values() {
-        ids.push(s.short.event_id(*short)?);
-    }
-    let chain = auth_chain(s, ids.clone())?;
-    let state_set: HashSet<&OwnedEventId> = ids.iter().collect();
-    let chain: Vec<OwnedEventId> = chain
+    let shorts: Vec<u64> = state.values().copied().collect();
+    let pdus: Vec<FederationPdu> = federation_events_by_short(s, &shorts, room_id)?
         .into_iter()
-        .filter(|id| !state_set.contains(id))
+        .flatten()
         .collect();
-    Ok((ids, chain))
+    let chain = auth_chain_beyond(s, &pdus, &[])?;
+    Ok((pdus, chain))
 }
 
 pub fn state_ids(
@@ -72,7 +73,16 @@ pub fn state_ids(
     require_in_room(s, origin, room_id)?;
     crate::services::partial_state::refuse_while_partial(s, room_id)?;
     let (state, chain) = state_at(s, room_id, event_id)?;
+    let state: Vec<&OwnedEventId> = state.iter().map(|e| &e.event_id).collect();
+    let chain: Vec<&OwnedEventId> = chain.iter().map(|e| &e.pdu.event_id).collect();
     Ok(json!({ "pdu_ids": state, "auth_chain_ids": chain }))
+}
+
+/// The body of a `state` answer, written without building a tree.
+#[derive(serde::Serialize)]
+struct StateAnswer<'a> {
+    pdus: Vec<&'a RawValue>,
+    auth_chain: Vec<&'a ruma::CanonicalJsonObject>,
 }
 
 pub fn state(
@@ -80,11 +90,15 @@ pub fn state(
     origin: &ServerName,
     room_id: &RoomId,
     event_id: &EventId,
-) -> Result<Value> {
+) -> Result<Box<RawValue>> {
     require_in_room(s, origin, room_id)?;
     crate::services::partial_state::refuse_while_partial(s, room_id)?;
     let (state, chain) = state_at(s, room_id, event_id)?;
-    Ok(json!({ "pdus": pdus_of(s, state.iter())?, "auth_chain": pdus_of(s, chain.iter())? }))
+    let answer = StateAnswer {
+        pdus: state.iter().map(|e| &*e.json).collect(),
+        auth_chain: chain.iter().map(|e| &e.json).collect(),
+    };
+    serde_json::value::to_raw_value(&answer).map_err(|e| Error::internal(e.to_string()))
 }
 
 fn envelope(s: &Services, pdus: Vec<Value>) -> Value {

@@ -107,7 +107,7 @@ pub async fn send_join_v2(
     Path((room, event)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     request: FederatedJson,
-) -> Result<Json<Value>> {
+) -> Result<Json<Box<serde_json::value::RawValue>>> {
     let (room_id, event_id) = room_event(&room, &event)?;
     let omit_members = omit_members(query.as_deref())?;
     let id = resident::send_membership(
@@ -150,7 +150,7 @@ pub async fn send_join_v1(
     State(services): State<Arc<Services>>,
     Path((room, event)): Path<(String, String)>,
     request: FederatedJson,
-) -> Result<Json<Value>> {
+) -> Result<Json<(u16, Box<serde_json::value::RawValue>)>> {
     let (room_id, event_id) = room_event(&room, &event)?;
     let id = resident::send_membership(
         &services,
@@ -164,7 +164,7 @@ pub async fn send_join_v1(
     let answer = services
         .run_heavy(move |s| resident::join_answer(s, &room_id, &id, false))
         .await?;
-    Ok(Json(json!([200, answer])))
+    Ok(Json((200, answer)))
 }
 
 /// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`.
@@ -243,7 +243,7 @@ pub async fn state(
     Path(room): Path<String>,
     axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
     request: FederatedJson,
-) -> Result<Json<Value>> {
+) -> Result<Json<Box<serde_json::value::RawValue>>> {
     let (room_id, event_id) = room_event(&room, query.get("event_id").map_or("", String::as_str))?;
     let origin = request.origin;
     Ok(Json(

@@ -22,6 +22,7 @@ use crate::{
         timeline::{
             StoredEvent,
             append::{BUILD_ATTEMPTS, RoomHead, is_room_changed},
+            federation_json::FederationPdu,
         },
     },
 };
@@ -108,6 +109,45 @@ pub fn auth_chain(s: &Services, start: Vec<OwnedEventId>) -> Result<HashSet<Owne
         }
     }
     Ok(seen)
+}
+
+/// The auth chain of `events` beyond them: the stored events reachable from their `auth_events`
+/// (and from `more`) that are not among them, sorted by event ID. The walk starts from events
+/// already read (a state answer's thousands), so that none of them is read again.
+pub fn auth_chain_beyond(
+    s: &Services,
+    events: &[FederationPdu],
+    more: &[OwnedEventId],
+) -> Result<Vec<Arc<StoredEvent>>> {
+    let _permit = s.heavy_work.enter();
+    let seen: HashSet<&EventId> = events.iter().map(|e| &*e.event_id).collect();
+    let mut todo: Vec<OwnedEventId> = events
+        .iter()
+        .flat_map(|e| &e.auth_events)
+        .chain(more)
+        .filter(|id| !seen.contains(&***id))
+        .cloned()
+        .collect();
+    let mut found: Vec<Arc<StoredEvent>> = Vec::new();
+    let mut walked: HashSet<OwnedEventId> = HashSet::new();
+    while let Some(id) = todo.pop() {
+        if seen.contains(&*id) || !walked.insert(id.clone()) {
+            continue;
+        }
+        if let Some(event) = event_by_id(s, &id)? {
+            todo.extend(
+                event
+                    .pdu
+                    .auth_events
+                    .iter()
+                    .filter(|a| !seen.contains(&***a) && !walked.contains(*a))
+                    .cloned(),
+            );
+            found.push(event);
+        }
+    }
+    found.sort_by(|a, b| a.pdu.event_id.cmp(&b.pdu.event_id));
+    Ok(found)
 }
 
 /// The conflicted state subgraph (room version 12): the events on an `auth_events` path from

@@ -7,20 +7,23 @@ use std::sync::Arc;
 
 use ruma::{
     CanonicalJsonObject, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId,
-    ServerName,
-    events::{StateEventType, TimelineEventType},
+    ServerName, events::StateEventType,
 };
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use crate::{
     error::{Error, Result},
     federation::incoming::{pdu_checks, persist, state_at},
     services::{
         Services,
-        rooms::{event_by_id, event_by_short, membership::Membership, restricted, version},
+        rooms::{
+            event_by_id, events_by_short, federation_events_by_short, membership::Membership,
+            restricted, version,
+        },
         timeline::{
             StoredEvent,
             append::{Forward, NewEvent, Target, authorise, build_fields},
+            federation_json::{self, FederationPdu},
             pdu::Pdu,
         },
     },
@@ -217,34 +220,33 @@ pub fn join_answer(
     room_id: &RoomId,
     event_id: &EventId,
     omit_members: bool,
-) -> Result<Value> {
+) -> Result<Box<RawValue>> {
     let event =
         event_by_id(s, event_id)?.ok_or_else(|| Error::internal("join event not stored"))?;
     let state = s.state.load(event.meta.state_before)?;
     // The member events are read only when they are answered (a big room's members are most of
-    // its state): the state keys say which entries are members.
+    // its state): the state keys say which entries are members, and whether the room is named.
     let mut others = Vec::new();
     let mut member_shorts = Vec::new();
+    let mut named = false;
     for (key, short) in state.iter() {
-        if s.short.statekey_of(*key)?.0 == StateEventType::RoomMember {
-            member_shorts.push(*short);
-        } else if let Some(e) = event_by_short(s, *short, room_id)? {
-            others.push(e);
-        }
-    }
-    let named = others.iter().any(|e| {
-        matches!(
-            e.pdu.kind,
-            TimelineEventType::RoomName | TimelineEventType::RoomCanonicalAlias
-        )
-    });
-    let mut members = Vec::new();
-    if !omit_members || !named {
-        for short in member_shorts {
-            if let Some(e) = event_by_short(s, short, room_id)? {
-                members.push(e);
+        match s.short.statekey_of(*key)?.0 {
+            StateEventType::RoomMember => member_shorts.push(*short),
+            kind => {
+                named |= matches!(
+                    kind,
+                    StateEventType::RoomName | StateEventType::RoomCanonicalAlias
+                );
+                others.push(*short);
             }
         }
+    }
+    let mut members = Vec::new();
+    if !omit_members || !named {
+        members = events_by_short(s, &member_shorts, room_id)?
+            .into_iter()
+            .flatten()
+            .collect();
     }
     let mut servers = std::collections::BTreeSet::new();
     if omit_members && named {
@@ -272,28 +274,33 @@ pub fn join_answer(
         (true, true) => Vec::new(),
         (true, false) => heroes(&members, &event.pdu.sender),
     };
-    let answered: Vec<_> = others.into_iter().chain(kept_members).collect();
-    let state_ids: std::collections::HashSet<OwnedEventId> =
-        answered.iter().map(|e| e.pdu.event_id.clone()).collect();
-    let state_pdus: Vec<Value> = answered
-        .iter()
-        .map(|e| serde_json::to_value(&e.json).unwrap_or(Value::Null))
-        .collect();
-    let mut start: Vec<OwnedEventId> = state_ids.iter().cloned().collect();
-    start.extend(event.pdu.auth_events.iter().cloned());
-    let mut chain: Vec<OwnedEventId> = state_at::auth_chain(s, start)?
+    // The other state events as stored (no tree built), then the members kept.
+    let mut answered: Vec<FederationPdu> = federation_events_by_short(s, &others, room_id)?
         .into_iter()
-        .filter(|id| !state_ids.contains(id))
+        .flatten()
         .collect();
-    chain.sort();
-    let auth_chain = pdus_of(s, chain.iter())?;
-    Ok(json!({
-        "state": state_pdus,
-        "auth_chain": auth_chain,
-        "event": event.json,
-        "members_omitted": omit_members,
-        "servers_in_room": servers.into_iter().collect::<Vec<_>>(),
-    }))
+    for m in &kept_members {
+        answered.push(federation_json::from_event(m)?);
+    }
+    let chain = state_at::auth_chain_beyond(s, &answered, &event.pdu.auth_events)?;
+    let answer = JoinAnswer {
+        state: answered.iter().map(|e| &*e.json).collect(),
+        auth_chain: chain.iter().map(|e| &e.json).collect(),
+        event: &event.json,
+        members_omitted: omit_members,
+        servers_in_room: servers.into_iter().collect(),
+    };
+    serde_json::value::to_raw_value(&answer).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// The body of a `send_join` answer, written without building a tree.
+#[derive(serde::Serialize)]
+struct JoinAnswer<'a> {
+    state: Vec<&'a RawValue>,
+    auth_chain: Vec<&'a CanonicalJsonObject>,
+    event: &'a CanonicalJsonObject,
+    members_omitted: bool,
+    servers_in_room: Vec<String>,
 }
 
 /// The member events of the heroes among `members`: up to five joined, then invited, users other

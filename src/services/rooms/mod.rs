@@ -22,6 +22,7 @@ use crate::{
         timeline::{
             StoredEvent,
             append::{NewEvent, Target, append_local},
+            federation_json::{self, FederationPdu},
             pdu::{ClientFormat, raw},
         },
     },
@@ -87,6 +88,46 @@ pub fn events_by_short(
         .collect();
     for i in missing {
         out[i] = by_short.get(&shorts[i]).cloned();
+    }
+    Ok(out)
+}
+
+/// The federation form of many events of one room by their short ids, in the order of `shorts`
+/// (`None` where one is unknown or of another room): cached events from the cache, the others
+/// their stored JSON as it is (nothing parsed into a tree, nothing cached).
+pub fn federation_events_by_short(
+    s: &Services,
+    shorts: &[u64],
+    room_id: &RoomId,
+) -> Result<Vec<Option<FederationPdu>>> {
+    let mut out: Vec<Option<FederationPdu>> = Vec::with_capacity(shorts.len());
+    let mut missing = Vec::new();
+    for (i, short) in shorts.iter().enumerate() {
+        match s.timeline.cached(*short, room_id) {
+            Some(Some(event)) => out.push(Some(federation_json::from_event(&event)?)),
+            Some(None) => out.push(None),
+            None => {
+                out.push(None);
+                missing.push(i);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let missing_shorts: Vec<u64> = missing.iter().map(|&i| shorts[i]).collect();
+    let ids = s.short.event_ids(&missing_shorts)?;
+    let wanted: Vec<(usize, (u64, OwnedEventId))> = missing
+        .into_iter()
+        .zip(missing_shorts.iter().zip(ids))
+        .filter_map(|(i, (short, id))| Some((i, (*short, id?))))
+        .collect();
+    let (places, wanted): (Vec<usize>, Vec<(u64, OwnedEventId)>) = wanted.into_iter().unzip();
+    for (i, pdu) in places
+        .into_iter()
+        .zip(s.timeline.federation_many(&wanted, room_id)?)
+    {
+        out[i] = pdu;
     }
     Ok(out)
 }

@@ -4,6 +4,7 @@
 pub mod append;
 pub mod backfilled;
 pub mod client_json;
+pub mod federation_json;
 pub mod order;
 pub mod pdu;
 pub mod purge;
@@ -270,6 +271,28 @@ impl Timeline {
             }));
         }
         Ok(out)
+    }
+
+    /// The federation form of many events of one room, their stored JSON as it is (see
+    /// [`federation_json`]); `None` where one is unknown or of another room. Nothing is cached.
+    pub fn federation_many(
+        &self,
+        wanted: &[(u64, OwnedEventId)],
+        room_id: &RoomId,
+    ) -> Result<Vec<Option<federation_json::FederationPdu>>> {
+        let keys: Vec<Vec<u8>> = wanted
+            .iter()
+            .map(|(short, _)| short.to_be_bytes().to_vec())
+            .collect();
+        self.db
+            .multi_get(PDUS, &keys)?
+            .into_iter()
+            .zip(wanted)
+            .map(|(json, (_, event_id))| match json {
+                Some(json) => federation_json::from_stored(&json, event_id, room_id),
+                None => Ok(None),
+            })
+            .collect()
     }
 
     /// The client form of many events of one room, written straight from their stored JSON (see
