@@ -231,6 +231,12 @@ async fn a_partial_state_join_is_answered_at_once_and_completed_in_the_backgroun
         "all of the above happened while partial"
     );
 
+    // A state key of a type the join left for the resync waits for the full state.
+    let ticket = b
+        .get(&state_path("com.example.ticket", "T-1"), &bob_token)
+        .await;
+    assert_eq!(ticket["status"], "open");
+    assert!(!is_partial(&b, &room));
     // Listing the members waits for the full state: alice, 12 members, the latecomer and bob.
     let joined = joined_count(&b, &bob_token, &room).await;
     assert_eq!(joined, 15);

@@ -2,9 +2,10 @@
 //! mimalloc). glibc gives each thread that allocates its own arena, up to eight per core, and keeps
 //! what is freed in them: after a load, a quarter of Parvis's resident memory was freed memory in
 //! arenas of RocksDB's callers. [`limit_arenas`] keeps one arena; [`spawn_trim`] hands the free
-//! pages of the heap back to the system every few seconds (`malloc_trim`), and forces mimalloc's
-//! delayed purges at the same time (`mimalloc_collect`). Elsewhere than glibc, the first two do
-//! nothing. Measured in bench/README.md ("Memory").
+//! pages of the heap back to the system (`malloc_trim`), and forces mimalloc's delayed purges at
+//! the same time (`mimalloc_collect`): as soon as a burst of work is over (a second of nearly no
+//! CPU time), and every ten seconds under a continuous load. Elsewhere than glibc, the first two
+//! do nothing. Measured in bench/README.md ("Memory").
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,8 +13,13 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use super::Services;
 
-/// How often free pages of the C heap are given back.
+/// How often the trim worker looks at the process's CPU time.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Under a continuous load, free pages are given back this often.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
+/// A look that finds less CPU time than this spent since the last is idle: the work since the last
+/// trim is over, and what it freed is given back at once.
+const IDLE_CPU: Duration = Duration::from_millis(10);
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
@@ -38,6 +44,72 @@ mod glibc {
         // SAFETY: malloc_trim takes the arenas' locks itself.
         unsafe { malloc_trim(0) == 1 }
     }
+
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+
+    unsafe extern "C" {
+        fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
+    }
+
+    /// `CLOCK_PROCESS_CPUTIME_ID` of glibc's time.h.
+    const CLOCK_PROCESS_CPUTIME_ID: c_int = 2;
+
+    /// The CPU time the process has used, all threads together.
+    pub fn process_cpu() -> std::time::Duration {
+        let mut ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into the valid pointer it is given.
+        if unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) } != 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    }
+}
+
+/// When to give free pages back, from the process's CPU time at each look (pure).
+#[derive(Debug, Default)]
+struct Trimmer {
+    last_cpu: Duration,
+    /// Work was done since the last trim (a look that was not idle).
+    worked: bool,
+    /// Since the first look that found work after the last trim.
+    working_for: Duration,
+}
+
+impl Trimmer {
+    fn new(cpu: Duration) -> Self {
+        Self {
+            last_cpu: cpu,
+            ..Self::default()
+        }
+    }
+
+    /// A look, [`LOOK_EVERY`] after the last, finding `cpu`: whether to trim now. Only after work:
+    /// when it is over, or every [`TRIM_EVERY`] while it goes on.
+    fn look(&mut self, cpu: Duration) -> bool {
+        let busy = cpu.saturating_sub(self.last_cpu) >= IDLE_CPU;
+        self.last_cpu = cpu;
+        if busy && !self.worked {
+            self.worked = true;
+            self.working_for = Duration::ZERO;
+        }
+        self.working_for += LOOK_EVERY;
+        self.worked && (!busy || self.working_for >= TRIM_EVERY)
+    }
+
+    /// A trim was done; `cpu` after it (its own CPU time is no work to trim after).
+    fn trimmed(&mut self, cpu: Duration) {
+        *self = Self::new(cpu);
+    }
 }
 
 /// Gives back the pages mimalloc keeps after frees (it waits a few milliseconds before giving
@@ -53,23 +125,82 @@ pub fn limit_arenas() {
     glibc::limit_arenas(1);
 }
 
-/// Gives the C heap's free pages back to the system every [`TRIM_EVERY`] until `stop`.
+/// Gives the free pages of both heaps back to the system when a burst of work is over, and every
+/// [`TRIM_EVERY`] under a continuous load (see [`Trimmer`]), until `stop`.
 pub fn spawn_trim(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        let mut trimmer = Trimmer::new(glibc::process_cpu());
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = tokio::time::sleep(TRIM_EVERY) => {}
+                _ = tokio::time::sleep(LOOK_EVERY) => {}
             }
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            let _ = services
-                .run(|_| {
-                    mimalloc_collect();
-                    Ok(glibc::trim())
-                })
-                .await;
+            if trimmer.look(glibc::process_cpu()) {
+                let _ = services
+                    .run(|_| {
+                        mimalloc_collect();
+                        Ok(glibc::trim())
+                    })
+                    .await;
+                trimmer.trimmed(glibc::process_cpu());
+            }
             #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-            let _ = &services;
+            let _ = (&services, Trimmer::default());
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{IDLE_CPU, Trimmer};
+
+    const BUSY: Duration = Duration::from_millis(500);
+
+    /// The process's CPU time, and the trimmer looking at it.
+    struct Process {
+        cpu: Duration,
+        trimmer: Trimmer,
+    }
+
+    impl Process {
+        fn new() -> Self {
+            let cpu = Duration::from_secs(3);
+            Self {
+                cpu,
+                trimmer: Trimmer::new(cpu),
+            }
+        }
+
+        /// A second in which `spent` CPU time was used: whether it ends with a trim.
+        fn second(&mut self, spent: Duration) -> bool {
+            self.cpu += spent;
+            let trim = self.trimmer.look(self.cpu);
+            if trim {
+                self.trimmer.trimmed(self.cpu);
+            }
+            trim
+        }
+    }
+
+    #[test]
+    fn free_pages_go_back_when_a_burst_is_over_and_every_ten_seconds_under_load() {
+        let mut p = Process::new();
+        // Idle from the start: nothing to give back.
+        assert!((0..30).all(|_| !p.second(Duration::from_millis(1))));
+        // A burst of three seconds, then the first idle second trims, once.
+        assert!((0..3).all(|_| !p.second(BUSY)));
+        assert!(p.second(Duration::ZERO));
+        assert!(!p.second(Duration::ZERO));
+        // Under a continuous load: every ten seconds.
+        let trims: Vec<usize> = (1..=25).filter(|_| p.second(BUSY)).collect();
+        assert_eq!(trims, vec![10, 20]);
+        // Just under the idle threshold is idle.
+        let mut p = Process::new();
+        assert!(!p.second(IDLE_CPU));
+        assert!(p.second(IDLE_CPU - Duration::from_micros(1)));
+    }
 }

@@ -216,12 +216,17 @@ pub async fn get_state_event(
     req: Ruma<get_state_event_for_key::v3::Request>,
 ) -> Res<get_state_event_for_key::v3::Response> {
     let user = req.user()?.clone();
-    // A member left out of a partial state (a room joined with partial state) is known after it.
-    if req.body.event_type == StateEventType::RoomMember {
+    // A member left out of a partial state (a room joined with partial state), or state of a
+    // type that waits for the full state, is known after it.
+    if req.body.event_type == StateEventType::RoomMember
+        || !crate::federation::join::deferred_state::taken_with_join(
+            &req.body.event_type.to_string(),
+        )
+    {
         super::rooms::wait_for_full_state_unless_known(
             &services,
             &req.body.room_id,
-            Some((StateEventType::RoomMember, req.body.state_key.clone())),
+            Some((req.body.event_type.clone(), req.body.state_key.clone())),
         )
         .await?;
     }

@@ -18,16 +18,22 @@ const NEEDED_NAMESPACE: &str = "m.room.";
 /// join (pure). Events without a string `type` are kept: their check refuses them.
 pub fn needed_at_join(event: &Value) -> bool {
     match event.get("type").and_then(Value::as_str) {
-        Some(kind) => kind.starts_with(NEEDED_NAMESPACE),
+        Some(kind) => taken_with_join(kind),
         None => true,
     }
+}
+
+/// Whether the state of type `kind` comes with a partial-state join (the members left out
+/// aside): a key of it that a partial room lacks is not in the room's full state either (pure).
+pub fn taken_with_join(kind: &str) -> bool {
+    kind.starts_with(NEEDED_NAMESPACE)
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::needed_at_join;
+    use super::{needed_at_join, taken_with_join};
 
     #[test]
     fn the_rooms_own_state_is_taken_with_the_join_and_the_rest_waits() {
@@ -54,6 +60,7 @@ mod tests {
             assert!(!needed_at_join(&json!({ "type": kind })), "{kind}");
         }
         assert!(needed_at_join(&json!({ "type": 7 })));
+        assert!(taken_with_join("m.room.topic") && !taken_with_join("m.space.child"));
         assert!(needed_at_join(&json!({})));
     }
 }
