@@ -6,6 +6,7 @@ The Parvis server of the pair hosts the room and the webhook (both pair orders);
 
 from __future__ import annotations
 
+import pytest
 from fedhelpers import create_and_join, since_now, wait_timeline
 from helpers import q
 
@@ -13,6 +14,8 @@ from helpers import q
 async def test_webhook_post_reaches_a_synapse_user(pair, make_user):
     """A webhook created with the REST API posts Slack mrkdwn; the Synapse member's /sync shows the
     message, sent by the webhook's user, as m.notice with the rendered HTML."""
+    if {pair.a.kind, pair.b.kind} != {"parvis", "synapse"}:
+        pytest.skip("needs a Parvis and a Synapse server")
     parvis, synapse = (pair.a, pair.b) if pair.a.kind == "parvis" else (pair.b, pair.a)
     alice = await make_user(parvis)
     bob = await make_user(synapse)
