@@ -166,6 +166,9 @@ pub fn complete(
             }
         }
         c.invalidate(crate::services::cluster::Invalidation::RoomStateCompleted { short_room });
+        // The caches of the partial state go before the room is known full: a reader that waited
+        // for the full state must not be answered from them.
+        c.after_write(move || forget_after_completion(s, short_room));
         s.partial_state.clear(c, short_room);
         Ok(Some(Completed {
             added: missing.len(),
@@ -173,9 +176,6 @@ pub fn complete(
             not_allowed,
         }))
     })?;
-    if completed.is_some() {
-        forget_after_completion(s, short_room);
-    }
     Ok(completed)
 }
 
