@@ -53,6 +53,16 @@ impl ShortIds {
         Ok(self.db.get_u64(EVENT_TO_SHORT, event_id.as_bytes())?)
     }
 
+    /// The short ids of many events, with one read (`None`: unknown).
+    pub fn events(&self, event_ids: &[&EventId]) -> Result<Vec<Option<u64>>> {
+        let keys: Vec<Vec<u8>> = event_ids.iter().map(|id| id.as_bytes().to_vec()).collect();
+        self.db
+            .multi_get(EVENT_TO_SHORT, &keys)?
+            .into_iter()
+            .map(|bytes| bytes.map(|b| short_from(&b)).transpose())
+            .collect()
+    }
+
     pub fn event_id(&self, short: u64) -> Result<OwnedEventId> {
         let bytes = self
             .db

@@ -173,6 +173,10 @@ pub struct PreparedPdu {
 }
 
 impl PreparedPdu {
+    pub fn event_id(&self) -> &OwnedEventId {
+        &self.event_id
+    }
+
     /// Checks the signatures (a content hash mismatch gives the redacted event) and parses it.
     pub fn finish(self) -> Result<CheckedPdu> {
         let object = verify(self.object, &self.keys, &self.rules)?;

@@ -90,25 +90,7 @@ pub fn resolve_states(
 
 /// Every event reachable from `start` through `auth_events` (the start events included).
 pub fn auth_chain(s: &Services, start: Vec<OwnedEventId>) -> Result<HashSet<OwnedEventId>> {
-    let _permit = s.heavy_work.enter();
-    let mut seen: HashSet<OwnedEventId> = HashSet::new();
-    let mut todo = start;
-    while let Some(id) = todo.pop() {
-        if !seen.insert(id.clone()) {
-            continue;
-        }
-        if let Some(event) = event_by_id(s, &id)? {
-            todo.extend(
-                event
-                    .pdu
-                    .auth_events
-                    .iter()
-                    .filter(|a| !seen.contains(*a))
-                    .cloned(),
-            );
-        }
-    }
-    Ok(seen)
+    Ok(walk_auth_events(s, &HashSet::new(), start)?.0)
 }
 
 /// The auth chain of `events` beyond them: the stored events reachable from their `auth_events`
@@ -119,19 +101,31 @@ pub fn auth_chain_beyond(
     events: &[FederationPdu],
     more: &[OwnedEventId],
 ) -> Result<Vec<Arc<StoredEvent>>> {
-    let _permit = s.heavy_work.enter();
-    let seen: HashSet<&EventId> = events.iter().map(|e| &*e.event_id).collect();
-    let mut todo: Vec<OwnedEventId> = events
+    let skip: HashSet<&EventId> = events.iter().map(|e| &*e.event_id).collect();
+    let start: Vec<OwnedEventId> = events
         .iter()
         .flat_map(|e| &e.auth_events)
         .chain(more)
-        .filter(|id| !seen.contains(&***id))
         .cloned()
         .collect();
-    let mut found: Vec<Arc<StoredEvent>> = Vec::new();
+    let mut found = walk_auth_events(s, &skip, start)?.1;
+    found.sort_by(|a, b| a.pdu.event_id.cmp(&b.pdu.event_id));
+    Ok(found)
+}
+
+/// Walks `auth_events` from `start`, not into `skip`: the IDs walked (unknown ones included) and
+/// the stored events among them.
+fn walk_auth_events(
+    s: &Services,
+    skip: &HashSet<&EventId>,
+    start: Vec<OwnedEventId>,
+) -> Result<(HashSet<OwnedEventId>, Vec<Arc<StoredEvent>>)> {
+    let _permit = s.heavy_work.enter();
     let mut walked: HashSet<OwnedEventId> = HashSet::new();
+    let mut found = Vec::new();
+    let mut todo = start;
     while let Some(id) = todo.pop() {
-        if seen.contains(&*id) || !walked.insert(id.clone()) {
+        if skip.contains(&*id) || !walked.insert(id.clone()) {
             continue;
         }
         if let Some(event) = event_by_id(s, &id)? {
@@ -140,14 +134,13 @@ pub fn auth_chain_beyond(
                     .pdu
                     .auth_events
                     .iter()
-                    .filter(|a| !seen.contains(&***a) && !walked.contains(*a))
+                    .filter(|a| !walked.contains(*a) && !skip.contains(&***a))
                     .cloned(),
             );
             found.push(event);
         }
     }
-    found.sort_by(|a, b| a.pdu.event_id.cmp(&b.pdu.event_id));
-    Ok(found)
+    Ok((walked, found))
 }
 
 /// The conflicted state subgraph (room version 12): the events on an `auth_events` path from

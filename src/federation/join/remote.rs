@@ -218,11 +218,18 @@ async fn check_all(
             Err(e) => refused(e),
         }
     }
+    let (room, version) = (room_id.clone(), version.clone());
     let finished = services
-        .run_heavy(move |_| {
+        .run_heavy(move |s| {
+            // An event we hold was checked when it was stored: our copy is taken, not checked
+            // again (a resync repeats the events of the join; a room joined again, most of its
+            // state).
+            let ids: Vec<&ruma::EventId> = prepared.iter().map(|p| &**p.event_id()).collect();
+            let ours = stored_copies(s, &ids, &room, &version)?;
             Ok(prepared
                 .into_iter()
-                .map(pdu_checks::PreparedPdu::finish)
+                .zip(ours)
+                .map(|(p, ours)| ours.map_or_else(|| p.finish(), Ok))
                 .collect::<Vec<_>>())
         })
         .await
@@ -238,6 +245,32 @@ async fn check_all(
         }
     }
     out
+}
+
+/// Our stored copies of the events `ids` of `room_id` (of room version `version`), as checked
+/// PDUs; `None` where we hold none, or hold it in another room. Read together, not cached.
+fn stored_copies(
+    s: &Services,
+    ids: &[&ruma::EventId],
+    room_id: &OwnedRoomId,
+    version: &RoomVersionId,
+) -> Result<Vec<Option<CheckedPdu>>> {
+    let shorts = s.short.events(ids)?;
+    let known: Vec<u64> = shorts.iter().flatten().copied().collect();
+    let mut stored = crate::services::rooms::events_by_short(s, &known, room_id)?.into_iter();
+    Ok(shorts
+        .into_iter()
+        .map(|short| {
+            let event = short.and_then(|_| stored.next().flatten())?;
+            Some(CheckedPdu {
+                event_id: event.pdu.event_id.clone(),
+                room_id: room_id.clone(),
+                version: version.clone(),
+                object: event.json.clone(),
+                pdu: event.pdu.clone(),
+            })
+        })
+        .collect())
 }
 
 /// Joins `user` to a room of another server, through the first of `servers` that lets it: a

@@ -10,7 +10,7 @@ pub mod upgrade_levels;
 pub mod upgrade_user_state;
 pub mod version;
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use ruma::{EventId, OwnedEventId, RoomId, UserId, events::StateEventType, serde::Raw};
 use serde_json::{Value, json};
@@ -60,36 +60,13 @@ pub fn events_by_short(
     shorts: &[u64],
     room_id: &RoomId,
 ) -> Result<Vec<Option<Arc<StoredEvent>>>> {
-    let mut out: Vec<Option<Arc<StoredEvent>>> = Vec::with_capacity(shorts.len());
-    let mut missing = Vec::new();
-    for (i, short) in shorts.iter().enumerate() {
-        match s.timeline.cached(*short, room_id) {
-            Some(cached) => out.push(cached),
-            None => {
-                out.push(None);
-                missing.push(i);
-            }
-        }
-    }
-    if missing.is_empty() {
-        return Ok(out);
-    }
-    let missing_shorts: Vec<u64> = missing.iter().map(|&i| shorts[i]).collect();
-    let wanted: Vec<(u64, OwnedEventId)> = missing_shorts
-        .iter()
-        .zip(s.short.event_ids(&missing_shorts)?)
-        .filter_map(|(short, id)| Some((*short, id?)))
-        .collect();
-    let loaded = s.timeline.load_many(&wanted, room_id)?;
-    let by_short: HashMap<u64, Arc<StoredEvent>> = wanted
-        .iter()
-        .zip(loaded)
-        .filter_map(|((short, _), event)| Some((*short, event?)))
-        .collect();
-    for i in missing {
-        out[i] = by_short.get(&shorts[i]).cloned();
-    }
-    Ok(out)
+    cached_or_stored(
+        s,
+        shorts,
+        room_id,
+        |event| Ok(event.clone()),
+        |wanted| s.timeline.load_many(wanted, room_id),
+    )
 }
 
 /// The federation form of many events of one room by their short ids, in the order of `shorts`
@@ -100,36 +77,9 @@ pub fn federation_events_by_short(
     shorts: &[u64],
     room_id: &RoomId,
 ) -> Result<Vec<Option<FederationPdu>>> {
-    let mut out: Vec<Option<FederationPdu>> = Vec::with_capacity(shorts.len());
-    let mut missing = Vec::new();
-    for (i, short) in shorts.iter().enumerate() {
-        match s.timeline.cached(*short, room_id) {
-            Some(Some(event)) => out.push(Some(federation_json::from_event(&event)?)),
-            Some(None) => out.push(None),
-            None => {
-                out.push(None);
-                missing.push(i);
-            }
-        }
-    }
-    if missing.is_empty() {
-        return Ok(out);
-    }
-    let missing_shorts: Vec<u64> = missing.iter().map(|&i| shorts[i]).collect();
-    let ids = s.short.event_ids(&missing_shorts)?;
-    let wanted: Vec<(usize, (u64, OwnedEventId))> = missing
-        .into_iter()
-        .zip(missing_shorts.iter().zip(ids))
-        .filter_map(|(i, (short, id))| Some((i, (*short, id?))))
-        .collect();
-    let (places, wanted): (Vec<usize>, Vec<(u64, OwnedEventId)>) = wanted.into_iter().unzip();
-    for (i, pdu) in places
-        .into_iter()
-        .zip(s.timeline.federation_many(&wanted, room_id)?)
-    {
-        out[i] = pdu;
-    }
-    Ok(out)
+    cached_or_stored(s, shorts, room_id, federation_json::from_event, |wanted| {
+        s.timeline.federation_many(wanted, room_id)
+    })
 }
 
 /// The client form of many events of one room by their short ids, in the order of `shorts`
@@ -141,13 +91,36 @@ pub fn client_events_by_short<T>(
     room_id: &RoomId,
     format: ClientFormat,
 ) -> Result<Vec<Option<Raw<T>>>> {
-    let mut out: Vec<Option<Raw<T>>> = Vec::with_capacity(shorts.len());
+    cached_or_stored(
+        s,
+        shorts,
+        room_id,
+        |event| Ok(raw(&event.to_client(&s.timeline, format, None)?)),
+        |wanted| {
+            Ok(s.timeline
+                .client_many(wanted, room_id, format)?
+                .into_iter()
+                .map(|json| json.map(Raw::from_json))
+                .collect())
+        },
+    )
+}
+
+/// Many events of one room by their short ids, each in the form `cached` makes of a cached event
+/// or `stored` of the others (given their short and event ids, read together; answering in their
+/// order), in the order of `shorts`; `None` where one is unknown or of another room.
+fn cached_or_stored<T>(
+    s: &Services,
+    shorts: &[u64],
+    room_id: &RoomId,
+    cached: impl Fn(&Arc<StoredEvent>) -> Result<T>,
+    stored: impl FnOnce(&[(u64, OwnedEventId)]) -> Result<Vec<Option<T>>>,
+) -> Result<Vec<Option<T>>> {
+    let mut out: Vec<Option<T>> = Vec::with_capacity(shorts.len());
     let mut missing = Vec::new();
     for (i, short) in shorts.iter().enumerate() {
         match s.timeline.cached(*short, room_id) {
-            Some(Some(event)) => {
-                out.push(Some(raw(&event.to_client(&s.timeline, format, None)?)))
-            }
+            Some(Some(event)) => out.push(Some(cached(&event)?)),
             Some(None) => out.push(None),
             None => {
                 out.push(None);
@@ -155,19 +128,17 @@ pub fn client_events_by_short<T>(
             }
         }
     }
-    if !missing.is_empty() {
-        let missing_shorts: Vec<u64> = missing.iter().map(|&i| shorts[i]).collect();
-        let (slots, wanted): (Vec<usize>, Vec<(u64, OwnedEventId)>) = missing
-            .iter()
-            .zip(s.short.event_ids(&missing_shorts)?)
-            .filter_map(|(&i, id)| Some((i, (shorts[i], id?))))
-            .unzip();
-        for (slot, json) in slots
-            .into_iter()
-            .zip(s.timeline.client_many(&wanted, room_id, format)?)
-        {
-            out[slot] = json.map(Raw::from_json);
-        }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let missing_shorts: Vec<u64> = missing.iter().map(|&i| shorts[i]).collect();
+    let (slots, wanted): (Vec<usize>, Vec<(u64, OwnedEventId)>) = missing
+        .iter()
+        .zip(s.short.event_ids(&missing_shorts)?)
+        .filter_map(|(&i, id)| Some((i, (shorts[i], id?))))
+        .unzip();
+    for (slot, value) in slots.into_iter().zip(stored(&wanted)?) {
+        out[slot] = value;
     }
     Ok(out)
 }

@@ -45,15 +45,7 @@ pub fn client_event_from_stored(
 ) -> Result<Option<Box<RawValue>>> {
     let fields: Stored<'_> =
         serde_json::from_slice(stored).map_err(|_| Error::internal("corrupt stored PDU"))?;
-    let in_room = match &fields.room_id {
-        Some(serde_json::Value::String(r)) => r == room_id.as_str(),
-        Some(_) => false,
-        None => event_id
-            .as_str()
-            .get(1..)
-            .is_some_and(|hash| room_id.as_str().get(1..) == Some(hash)),
-    };
-    if !in_room {
+    if !super::pdu::value_in_room(fields.room_id.as_ref(), event_id, room_id) {
         return Ok(None);
     }
     let mut out = String::with_capacity(stored.len() / 2 + 128);

@@ -31,7 +31,7 @@ struct Head {
 }
 
 /// The federation form of the stored PDU `stored` (event `event_id` of `room_id`); `None` when
-/// the JSON is not of `room_id` (as [`super::pdu::json_in_room`]).
+/// the JSON is not of `room_id` (see [`super::pdu::json_in_room`]).
 pub fn from_stored(
     stored: &[u8],
     event_id: &EventId,
@@ -40,15 +40,7 @@ pub fn from_stored(
     let corrupt = || Error::internal("corrupt stored PDU");
     let text = std::str::from_utf8(stored).map_err(|_| corrupt())?;
     let head: Head = serde_json::from_str(text).map_err(|_| corrupt())?;
-    let in_room = match &head.room_id {
-        Some(Value::String(r)) => r == room_id.as_str(),
-        Some(_) => false,
-        None => event_id
-            .as_str()
-            .get(1..)
-            .is_some_and(|hash| room_id.as_str().get(1..) == Some(hash)),
-    };
-    if !in_room {
+    if !super::pdu::value_in_room(head.room_id.as_ref(), event_id, room_id) {
         return Ok(None);
     }
     let auth_events = head

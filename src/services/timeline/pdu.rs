@@ -73,6 +73,22 @@ pub fn json_in_room(object: &CanonicalJsonObject, event_id: &EventId, room_id: &
     }
 }
 
+/// [`json_in_room`] for a PDU read without a tree: `room_id` is its `room_id` field, if any.
+pub fn value_in_room(
+    room_id_field: Option<&serde_json::Value>,
+    event_id: &EventId,
+    room_id: &RoomId,
+) -> bool {
+    match room_id_field {
+        Some(serde_json::Value::String(r)) => r == room_id.as_str(),
+        Some(_) => false,
+        None => event_id
+            .as_str()
+            .get(1..)
+            .is_some_and(|hash| room_id.as_str().get(1..) == Some(hash)),
+    }
+}
+
 impl Pdu {
     /// Parses a stored or received PDU; `event_id` and `room_id` are given where the JSON lacks them.
     pub fn from_canonical(
