@@ -125,6 +125,20 @@ pub async fn send_json(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(http::StatusCode, serde_json::Value)> {
+    let response = send_json_raw(services, destination, method, path, body).await?;
+    let status = response.status();
+    let value = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
+    Ok((status, value))
+}
+
+/// Sends a signed JSON request (as `send_json`) and returns the answer as it came.
+async fn send_json_raw(
+    services: &Services,
+    destination: &ServerName,
+    method: http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<http::Response<Bytes>> {
     let bytes = match body {
         Some(b) => serde_json::to_vec(b).map_err(|e| Error::internal(e.to_string()))?,
         None => Vec::new(),
@@ -138,10 +152,25 @@ pub async fn send_json(
     let request = builder
         .body(bytes)
         .map_err(|e| Error::internal(e.to_string()))?;
-    let response = send_raw(services, destination, request, true).await?;
+    send_raw(services, destination, request, true).await
+}
+
+/// `call` that returns the answer's body unparsed (for answers of megabytes, read off the async
+/// workers by the caller).
+pub async fn call_bytes(
+    services: &Services,
+    destination: &ServerName,
+    method: http::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<Bytes> {
+    let response = send_json_raw(services, destination, method, path, body).await?;
     let status = response.status();
+    if status.is_success() {
+        return Ok(response.into_body());
+    }
     let value = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
-    Ok((status, value))
+    Err(answer_error(destination, status, &value))
 }
 
 /// `send_json` that expects 200 and turns other answers into errors carrying the remote errcode.

@@ -9,17 +9,27 @@
 //! visibility, guest access, server ACL, tombstone, …), and the others (spaces' children, widgets,
 //! calls, integrations' own types) come with the resync like the members the resident left out.
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// The namespace of the state a partial room is joined with.
 const NEEDED_NAMESPACE: &str = "m.room.";
 
-/// Whether a state event of a partial-state `send_join` answer is checked and stored with the
-/// join (pure). Events without a string `type` are kept: their check refuses them.
-pub fn needed_at_join(event: &Value) -> bool {
-    match event.get("type").and_then(Value::as_str) {
-        Some(kind) => taken_with_join(kind),
-        None => true,
+/// The `type` of an event, read without building a tree; an escaped string is not borrowed.
+#[derive(Deserialize)]
+struct TypeOnly<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+}
+
+/// Whether a state event of a partial-state `send_join` answer (as raw JSON) is checked and stored
+/// with the join (pure). Events without a string `type` are kept: their check refuses them.
+pub fn needed_at_join(event: &RawValue) -> bool {
+    match serde_json::from_str::<TypeOnly>(event.get()) {
+        Ok(TypeOnly { kind }) => taken_with_join(&kind),
+        Err(_) => true,
     }
 }
 
@@ -31,9 +41,13 @@ pub fn taken_with_join(kind: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json, value::to_raw_value};
 
-    use super::{needed_at_join, taken_with_join};
+    use super::{needed_at_join as needed, taken_with_join};
+
+    fn needed_at_join(event: &Value) -> bool {
+        needed(&to_raw_value(event).unwrap())
+    }
 
     #[test]
     fn the_rooms_own_state_is_taken_with_the_join_and_the_rest_waits() {
@@ -62,5 +76,9 @@ mod tests {
         assert!(needed_at_join(&json!({ "type": 7 })));
         assert!(taken_with_join("m.room.topic") && !taken_with_join("m.space.child"));
         assert!(needed_at_join(&json!({})));
+        // Escaped text is read too.
+        let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+        assert!(needed(&raw(r#"{"type":"m.room.n\u0061me"}"#)));
+        assert!(!needed(&raw(r#"{"type":"com.ex\u0061mple"}"#)));
     }
 }

@@ -3,6 +3,7 @@
 //! with partial state fetched after the join (`resync`; what waits for it: `deferred_state`).
 
 pub mod deferred_state;
+pub mod events_answer;
 pub mod outliers;
 pub mod remote;
 pub mod resident;

@@ -11,7 +11,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::{deferred_state, outliers};
+use super::{deferred_state, events_answer, outliers};
 use crate::{
     error::{Error, Result},
     federation::{
@@ -185,34 +185,29 @@ pub(crate) async fn check_field(
     room_id: &OwnedRoomId,
     version: &RoomVersionId,
 ) -> Vec<CheckedPdu> {
-    check_all(services, array_of(answer, field), room_id, version).await
-}
-
-/// The array `field` of a peer's answer (empty when it is not one).
-fn array_of<'a>(answer: &'a Value, field: &str) -> &'a [Value] {
-    answer
+    let objects = answer
         .get(field)
         .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| serde_json::from_value::<CanonicalJsonObject>(v.clone()).ok())
+        .collect();
+    check_all(services, objects, room_id, version).await
 }
 
-/// Checks the events of a send_join answer; events that fail are left out. The signing keys are
-/// fetched first; the signature checks of the whole answer (thousands of events in a big room)
+/// Checks the events of a peer's state answer; events that fail are left out. The signing keys
+/// are fetched first; the signature checks of the whole answer (thousands of events in a big room)
 /// then run off the async workers, as heavy work (`Services::run_heavy`).
-async fn check_all(
+pub(crate) async fn check_all(
     services: &Arc<Services>,
-    events: &[Value],
+    events: Vec<CanonicalJsonObject>,
     room_id: &OwnedRoomId,
     version: &RoomVersionId,
 ) -> Vec<CheckedPdu> {
     let refused =
         |e: Error| tracing::info!("event of the joined room's state refused: {}", e.message);
     let mut prepared = Vec::new();
-    for raw in events {
-        let Ok(object) = serde_json::from_value::<CanonicalJsonObject>(raw.clone()) else {
-            continue;
-        };
+    for object in events {
         match pdu_checks::prepare_pdu(services, object, room_id.clone(), version.clone()).await {
             Ok(p) => prepared.push(p),
             Err(e) => refused(e),
@@ -331,26 +326,23 @@ async fn join_through(
         path.push_str("?omit_members=true");
     }
     let body = serde_json::to_value(&object).map_err(|e| Error::internal(e.to_string()))?;
-    let answer = call(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
+    let answer =
+        events_answer::fetch(services, &resident, http::Method::PUT, &path, Some(&body)).await?;
     // The members left out (a resident that knows MSC3706): the state is partial until resynced.
-    let partial = (answer.get("members_omitted") == Some(&Value::Bool(true)))
-        .then(|| servers_in_room(&answer, &resident));
-    let mut auth_chain = check_field(services, &answer, "auth_chain", &room_id, &version).await;
-    let state = if partial.is_some() {
+    let partial = (answer.members_omitted == Some(Value::Bool(true)))
+        .then(|| servers_in_room(answer.servers_in_room.as_ref(), &resident));
+    let mut auth_chain =
+        events_answer::check_raw(services, answer.auth_chain, &room_id, &version).await;
+    let mut state = answer.state;
+    if partial.is_some() {
         // The room is partial until the resync: what the room's own state does not need waits.
-        let needed: Vec<Value> = array_of(&answer, "state")
-            .iter()
-            .filter(|e| deferred_state::needed_at_join(e))
-            .cloned()
-            .collect();
-        check_all(services, &needed, &room_id, &version).await
-    } else {
-        check_field(services, &answer, "state", &room_id, &version).await
-    };
+        state.retain(|e| deferred_state::needed_at_join(e));
+    }
+    let state = events_answer::check_raw(services, state, &room_id, &version).await;
     // A resident server may have co-signed our event (restricted joins): take its copy.
     let join_object = match answer
-        .get("event")
-        .and_then(|e| serde_json::from_value::<CanonicalJsonObject>(e.clone()).ok())
+        .event
+        .and_then(|e| serde_json::from_str::<CanonicalJsonObject>(e.get()).ok())
     {
         Some(theirs) => theirs,
         None => object,
@@ -373,11 +365,11 @@ async fn join_through(
 /// At most this many servers are taken from a `servers_in_room` answer.
 const MAX_SERVERS_IN_ROOM: usize = 10_000;
 
-/// The `servers_in_room` of a partial-state `send_join` answer, the resident first (pure).
-pub fn servers_in_room(answer: &Value, resident: &OwnedServerName) -> Vec<OwnedServerName> {
+/// The `servers_in_room` of a partial-state `send_join` answer (`listed`), the resident first
+/// (pure).
+pub fn servers_in_room(listed: Option<&Value>, resident: &OwnedServerName) -> Vec<OwnedServerName> {
     let mut servers = vec![resident.clone()];
-    for name in answer
-        .get("servers_in_room")
+    for name in listed
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -10,10 +10,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use ruma::OwnedRoomId;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::remote::check_field;
+use super::events_answer;
 use crate::{
     error::{Error, Result},
-    federation::{incoming::pdu_checks, request::call},
+    federation::incoming::pdu_checks,
     services::{
         Services,
         partial_state::{
@@ -89,17 +89,18 @@ pub async fn resync(services: &Arc<Services>, room: &PartialRoom) -> Result<Opti
         .iter()
         .filter(|s| *s != services.globals.server_name())
     {
-        let answer = match call(services, server, http::Method::GET, &path, None).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::info!("state of {} from {server}: {}", room.room_id, e.message);
-                last = e;
-                continue;
-            }
-        };
-        let state = check_field(services, &answer, "pdus", &room.room_id, &version).await;
+        let answer =
+            match events_answer::fetch(services, server, http::Method::GET, &path, None).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::info!("state of {} from {server}: {}", room.room_id, e.message);
+                    last = e;
+                    continue;
+                }
+            };
+        let state = events_answer::check_raw(services, answer.pdus, &room.room_id, &version).await;
         let auth_chain =
-            check_field(services, &answer, "auth_chain", &room.room_id, &version).await;
+            events_answer::check_raw(services, answer.auth_chain, &room.room_id, &version).await;
         let room = room.clone();
         let version = version.clone();
         return services
