@@ -16,9 +16,11 @@ use super::Services;
 /// How often the trim worker looks at the process's CPU time.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Under a continuous load, free pages are given back this often.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// A look that finds less CPU time than this spent since the last is idle: the work since the last
 /// trim is over, and what it freed is given back at once.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 const IDLE_CPU: Duration = Duration::from_millis(10);
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -77,6 +79,7 @@ mod glibc {
 
 /// When to give free pages back, from the process's CPU time at each look (pure).
 #[derive(Debug, Default)]
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 struct Trimmer {
     last_cpu: Duration,
     /// Work was done since the last trim (a look that was not idle).
@@ -85,6 +88,7 @@ struct Trimmer {
     working_for: Duration,
 }
 
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 impl Trimmer {
     fn new(cpu: Duration) -> Self {
         Self {
@@ -147,7 +151,7 @@ pub fn spawn_trim(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> J
                 trimmer.trimmed(glibc::process_cpu());
             }
             #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-            let _ = (&services, Trimmer::default());
+            let _ = &services;
         }
     })
 }
