@@ -416,3 +416,143 @@ async fn a_pdu_for_a_room_none_of_our_users_is_joined_to_is_ignored() {
     p.a.stop().await;
     p.b.stop().await;
 }
+
+/// Changes, in every event list of a `send_join` or `state` answer, the topic's text (the event
+/// ID stays: a redaction drops a topic's content, so its reference hash leaves it out) and removes
+/// the power levels' signatures; the number of events changed.
+fn forge_state_answer(answer: &mut Value) -> usize {
+    let mut forged = 0;
+    for field in ["state", "pdus", "auth_chain"] {
+        for event in answer
+            .get_mut(field)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            match event["type"].as_str() {
+                Some("m.room.topic") => {
+                    event["content"]["topic"] = json!("a forged topic");
+                    forged += 1;
+                }
+                Some("m.room.power_levels") => {
+                    event.as_object_mut().unwrap().remove("signatures");
+                    forged += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    forged
+}
+
+/// A resident in front of A: it passes each federation request on to A, signed as B (the only
+/// server that asks it anything here), and forges the state in A's `send_join` and `state`
+/// answers (`forge_state_answer`); it counts the events it forged.
+async fn forging_resident(
+    b: &TestServer,
+    a_name: &ruma::OwnedServerName,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
+    let forged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (sb, a_name, count) = (services(b), a_name.clone(), forged.clone());
+    let app = axum::Router::new().fallback(
+        move |method: http::Method, uri: http::Uri, body: axum::body::Bytes| {
+            let (sb, a_name, count) = (sb.clone(), a_name.clone(), count.clone());
+            async move {
+                let body: Option<Value> = serde_json::from_slice(&body).ok();
+                let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+                let (status, mut answer) = send_json(&sb, &a_name, method, path, body.as_ref())
+                    .await
+                    .unwrap_or((http::StatusCode::BAD_GATEWAY, Value::Null));
+                if uri.path().contains("/send_join/") || uri.path().contains("/v1/state/") {
+                    count.fetch_add(
+                        forge_state_answer(&mut answer),
+                        std::sync::atomic::Ordering::SeqCst,
+                    );
+                }
+                (status, axum::Json(answer))
+            }
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tls = parvis::federation::tls::server_config(&common::config(dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(parvis::federation::listener::serve(
+        listener, tls, app, stopped,
+    ));
+    (name, forged, stop, dir)
+}
+
+#[tokio::test]
+async fn a_state_answer_cannot_replace_the_events_we_hold() {
+    // B joined A's room and left; it joins again through a resident that forges the room's state
+    // in its answers: the topic's text changed under the same event ID, the power levels without
+    // their signatures. B holds both events (checked when they were stored) and keeps its copies:
+    // the forged text is not taken (a stored event is never replaced), and the unsigned copy does
+    // not cost B the event (`remote::stored_copies`: without it, the power levels are refused and
+    // B's state lacks them).
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, a_name) = start(dir_a.path()).await;
+    let (b, _) = start(dir_b.path()).await;
+    let (alice, alice_token) = a.register("alice").await;
+    let (bob, bob_token) = b.register("bob").await;
+    let room = a
+        .create_room(
+            &alice_token,
+            json!({ "room_version": "12", "preset": "public_chat", "topic": "the real topic" }),
+        )
+        .await;
+    let join_path = |through: &str| {
+        format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            enc(&room),
+            enc(through)
+        )
+    };
+    b.post(&join_path(a_name.as_str()), &bob_token, json!({}))
+        .await;
+    wait_membership(&a, &alice_token, &room, &bob, "join").await;
+    wait_full_state(&b, &room).await;
+    b.post(
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        &bob_token,
+        json!({}),
+    )
+    .await;
+    wait_membership(&a, &alice_token, &room, &bob, "leave").await;
+
+    let (forger, forged, _stop, _dir) = forging_resident(&b, &a_name).await;
+    b.post(&join_path(&forger), &bob_token, json!({})).await;
+    assert!(
+        forged.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the join went through the forging resident"
+    );
+    wait_membership(&a, &alice_token, &room, &bob, "join").await;
+    wait_full_state(&b, &room).await;
+    let state = |kind: &str| format!("/_matrix/client/v3/rooms/{}/state/{kind}/", enc(&room));
+    let topic = b.get(&state("m.room.topic"), &bob_token).await;
+    assert_eq!(topic["topic"], "the real topic", "{topic}");
+    let levels = b.get(&state("m.room.power_levels"), &bob_token).await;
+    assert_eq!(levels["events"]["m.room.tombstone"], 150, "{levels}");
+    // B still writes in the room, on the state it kept.
+    let sent = b
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+                enc(&room)
+            ),
+            &bob_token,
+            json!({ "msgtype": "m.text", "body": "back" }),
+        )
+        .await;
+    assert!(sent["event_id"].is_string(), "{sent}");
+    wait_message(&a, &alice_token, &room, "back").await;
+    a.stop().await;
+    b.stop().await;
+}
