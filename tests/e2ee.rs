@@ -1453,3 +1453,102 @@ async fn to_device_messages_come_100_per_sync_until_acknowledged() {
     assert!(numbers(&sync(&server, &bob_token, Some(&t1)).await).is_empty());
     server.stop().await;
 }
+
+/// A /sync reads a device's to-device queue only when a message may be in it
+/// (`to_device::Queues`); messages still come once each, and once acknowledged never again.
+#[tokio::test]
+async fn to_device_messages_between_empty_syncs_come_once_and_go_when_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (_alice, alice_token) = server.register("alice").await;
+    let (bob, bob_token) = server.register("bob").await;
+    let bob_device = whoami(&server, &bob_token).await;
+    let events = |body: &Value| -> Vec<Value> {
+        body["to_device"]["events"]
+            .as_array()
+            .map(|e| e.iter().map(|e| e["content"]["n"].clone()).collect())
+            .unwrap_or_default()
+    };
+    let mut token = sync(&server, &bob_token, None).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 1..=3 {
+        // Syncs with nothing for the device, past the message before.
+        for _ in 0..2 {
+            let empty = sync(&server, &bob_token, Some(&token)).await;
+            assert!(events(&empty).is_empty(), "{empty}");
+            // Another user's message moves the position on.
+            server.create_room(&alice_token, json!({})).await;
+            token = empty["next_batch"].as_str().unwrap().to_owned();
+        }
+        let before = token.clone();
+        server
+            .put(
+                &format!("/_matrix/client/v3/sendToDevice/m.test/t{n}"),
+                &alice_token,
+                json!({ "messages": { &bob: { &bob_device: { "n": n } } } }),
+            )
+            .await;
+        let got = sync(&server, &bob_token, Some(&before)).await;
+        assert_eq!(events(&got), vec![json!(n)], "{got}");
+        token = got["next_batch"].as_str().unwrap().to_owned();
+        // Acknowledged by the next sync: the old token no longer brings it.
+        let next = sync(&server, &bob_token, Some(&token)).await;
+        assert!(events(&next).is_empty(), "{next}");
+        let old = sync(&server, &bob_token, Some(&before)).await;
+        assert!(
+            events(&old).is_empty(),
+            "acknowledged message {n} again: {old}"
+        );
+        token = next["next_batch"].as_str().unwrap().to_owned();
+    }
+    server.stop().await;
+}
+
+/// /sync keeps a device's key counts between changes (`keys::one_time::CountsCache`): an upload,
+/// a claim, and a device removed then created again under the same id each show at once.
+#[tokio::test]
+async fn one_time_key_counts_in_sync_follow_uploads_claims_and_a_device_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, _) = server.register("alice").await;
+    let (_bob, bob_token) = server.register("bob").await;
+    let kp = keypair("PHONE");
+    let count = |body: &Value| body["device_one_time_keys_count"]["signed_curve25519"].clone();
+    let phone = login(&server, &alice, "PHONE").await;
+    let first = sync(&server, &phone, None).await;
+    assert_eq!(count(&first), json!(0), "{first}");
+    assert_eq!(first["device_unused_fallback_key_types"], json!([]));
+    server
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            &phone,
+            json!({
+                "one_time_keys": one_time_keys(&alice, &kp, &["AAAA", "AAAB"]),
+                "fallback_keys": fallback_key(&alice, &kp, "FFFF"),
+            }),
+        )
+        .await;
+    let uploaded = sync(&server, &phone, first["next_batch"].as_str()).await;
+    assert_eq!(count(&uploaded), json!(2), "{uploaded}");
+    assert_eq!(
+        uploaded["device_unused_fallback_key_types"],
+        json!(["signed_curve25519"])
+    );
+    let claim = json!({ "one_time_keys": { &alice: { "PHONE": "signed_curve25519" } } });
+    server
+        .post("/_matrix/client/v3/keys/claim", &bob_token, claim)
+        .await;
+    let claimed = sync(&server, &phone, uploaded["next_batch"].as_str()).await;
+    assert_eq!(count(&claimed), json!(1), "{claimed}");
+    // Logging out removes the device and its keys; the same id logged in again has none.
+    server
+        .post("/_matrix/client/v3/logout", &phone, json!({}))
+        .await;
+    let phone = login(&server, &alice, "PHONE").await;
+    let again = sync(&server, &phone, None).await;
+    assert_eq!(count(&again), json!(0), "{again}");
+    assert_eq!(again["device_unused_fallback_key_types"], json!([]));
+    server.stop().await;
+}

@@ -92,6 +92,8 @@ pub struct Services {
     pub appservices: appservice::Appservices,
     /// Sends whose answer is not given yet, per device (their device's /sync waits for them).
     pub sends_in_flight: sends_in_flight::SendsInFlight,
+    /// What this process knows of the devices' to-device queues (`to_device::Queues`).
+    pub to_device: to_device::Queues,
     /// Users' reports of abusive events, rooms and users, for the admins.
     pub reports: reports::Reports,
     /// Incoming webhooks and the integration user.
@@ -267,6 +269,7 @@ impl Services {
             heavy_work,
             appservices,
             sends_in_flight: Default::default(),
+            to_device: Default::default(),
         });
         // Alone on the database, every later change passes through this process.
         if !shared {

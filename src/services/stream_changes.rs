@@ -1,7 +1,7 @@
 //! Where the stream last changed, by kind and key, so that an incremental /sync skips reading
 //! what surely did not change since its token: a user's account data, a room's receipts, a room's
-//! member events, the devices and keys of any user, anyone's presence, and the relations to an
-//! event. Each is a [`ChangeCache`]: kept
+//! member events, the devices and keys of any user, anyone's presence, the relations to an
+//! event, and a device's to-device messages. Each is a [`ChangeCache`]: kept
 //! in memory, bounded, answering "maybe" for what came before this process started (and in a
 //! group of processes, always).
 //!
@@ -31,6 +31,8 @@ pub enum StreamChange {
     Presence,
     /// A relation to this event (by ID) indexed or removed.
     RelationTo(Box<str>),
+    /// A to-device message stored for this device of the user.
+    ToDevice(OwnedUserId, String),
 }
 
 #[derive(Default)]
@@ -41,6 +43,7 @@ pub struct StreamChanges {
     pub device_keys: ChangeCache<()>,
     pub presence: ChangeCache<()>,
     pub relations: ChangeCache<Box<str>>,
+    pub to_device: ChangeCache<(OwnedUserId, String)>,
 }
 
 impl StreamChanges {
@@ -52,6 +55,7 @@ impl StreamChanges {
         self.device_keys.start(pos);
         self.presence.start(pos);
         self.relations.start(pos);
+        self.to_device.start(pos);
     }
 
     pub fn record(&self, change: StreamChange, pos: u64) {
@@ -62,6 +66,7 @@ impl StreamChanges {
             StreamChange::DeviceKeys => self.device_keys.changed((), pos),
             StreamChange::Presence => self.presence.changed((), pos),
             StreamChange::RelationTo(target) => self.relations.changed(target, pos),
+            StreamChange::ToDevice(user, device) => self.to_device.changed((user, device), pos),
         }
     }
 

@@ -12,7 +12,10 @@
 //! message ids are kept a day ([`TXN_KEEP`]), through a time index (`to_device_txn_times`),
 //! pruned at start and hourly ([`prune_periodically`]).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+};
 
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{Value, json};
@@ -20,7 +23,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{Error, Result},
     federation::sender::queue::put_edu,
-    services::{Services, globals::Commit},
+    services::{Services, globals::Commit, stream_changes::StreamChange},
     storage::{
         Batch, Db, Map,
         db::encode_json,
@@ -112,6 +115,7 @@ fn deliver_local(
     for (user, deliveries) in planned {
         for (device, content) in deliveries {
             let pos = c.next_pos();
+            c.stream_changed(StreamChange::ToDevice((*user).to_owned(), device.clone()));
             let event = json!({ "type": event_type, "sender": sender, "content": content });
             c.batch.put(
                 TO_DEVICE,
@@ -309,6 +313,85 @@ pub async fn prune_periodically(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// What this process knows of the devices' queues, so that a /sync reads a queue only when a
+/// message may be in it: most answers have none to give and none to delete, and the two scans
+/// were a third of the engine calls of an incremental /sync. Alone on the database only (in a
+/// group, another process stores messages too: every queue is read).
+#[derive(Default)]
+pub struct Queues {
+    /// Per device, the position up to which its acknowledged messages were deleted here: none
+    /// is stored at or before it.
+    drained: Mutex<HashMap<(OwnedUserId, String), u64>>,
+}
+
+/// Devices whose drained position is kept before the map starts again empty.
+const DRAINED_KEPT: usize = 100_000;
+
+impl Queues {
+    fn drained(&self, key: &(OwnedUserId, String)) -> Option<u64> {
+        self.lock().get(key).copied()
+    }
+
+    fn set_drained(&self, key: (OwnedUserId, String), pos: u64) {
+        let mut drained = self.lock();
+        if drained.len() >= DRAINED_KEPT && !drained.contains_key(&key) {
+            drained.clear();
+        }
+        let entry = drained.entry(key).or_insert(pos);
+        *entry = (*entry).max(pos);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(OwnedUserId, String), u64>> {
+        self.drained.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// [`acknowledge`] for a device's /sync at `since`, without reading its queue when no message can
+/// be stored at or before `since`: this process deleted them up to a position, and no message for
+/// the device came after it (a later message has a later position), or that position is past
+/// `since`.
+pub fn acknowledge_seen(s: &Services, user: &UserId, device: &str, since: u64) -> Result<()> {
+    let key = (user.to_owned(), device.to_owned());
+    if !s.globals.shared()
+        && let Some(drained) = s.to_device.drained(&key)
+        && (drained >= since
+            || !s
+                .globals
+                .stream_changes
+                .to_device
+                .may_have_changed_since(&key, drained))
+    {
+        return Ok(());
+    }
+    acknowledge(&s.globals.db, user, device, since)?;
+    if !s.globals.shared() {
+        s.to_device.set_drained(key, since);
+    }
+    Ok(())
+}
+
+/// [`pending`] for a device's /sync, without reading its queue when no message for the device was
+/// stored after `after`.
+pub fn pending_seen(
+    s: &Services,
+    user: &UserId,
+    device: &str,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Value)>> {
+    let key = (user.to_owned(), device.to_owned());
+    if !s
+        .globals
+        .stream_changes
+        .to_device
+        .may_have_changed_since(&key, after)
+    {
+        return Ok(Vec::new());
+    }
+    pending(&s.globals.db, user, device, after, up_to, limit)
 }
 
 /// The first `limit` messages of a device stored after `after` and at or before `up_to`:

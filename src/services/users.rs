@@ -118,6 +118,8 @@ pub struct Users {
     tokens: RwLock<TokenCache>,
     /// No token cache: several processes share the database.
     uncached: bool,
+    /// The one-time key counts of devices, forgotten here whenever devices are created or removed.
+    pub key_counts: crate::services::keys::one_time::CountsCache,
 }
 
 /// Access tokens found in the database. `generation` grows on every forget: a lookup that read
@@ -162,12 +164,16 @@ impl Users {
             creating: Mutex::new(()),
             tokens: Default::default(),
             uncached: false,
+            key_counts: Default::default(),
         }
     }
 
     /// Access tokens are read from the database on every lookup (processes of a group).
     pub fn without_token_cache(mut self, uncached: bool) -> Self {
         self.uncached = uncached;
+        if uncached {
+            self.key_counts = crate::services::keys::one_time::CountsCache::off();
+        }
         self
     }
 
@@ -419,6 +425,7 @@ impl Users {
         refreshable: Option<TokenLifetimes>,
     ) -> Result<(Device, Option<String>)> {
         let device_id = device_id.unwrap_or_else(|| random_string(10).to_uppercase().into());
+        self.key_counts.forget_all();
         let previous = self.device(user, device_id.as_str())?;
         if let Some(old) = &previous {
             Self::delete_tokens_ops(batch, old);
@@ -617,6 +624,7 @@ impl Users {
 
     /// The deletion of a device, its access token, the pushers it created and its end-to-end keys.
     fn remove_device_ops(&self, batch: &mut Batch, user: &UserId, device: &Device) -> Result<()> {
+        self.key_counts.forget_all();
         batch.delete(DEVICES, device_key(user, device.device_id.as_str()));
         Self::delete_tokens_ops(batch, device);
         crate::services::push::pushers::delete_for_device(

@@ -66,6 +66,7 @@ pub fn claim_local(
                 };
                 let fallback: Option<FallbackKey> = db.get_json(FALLBACK_KEYS, &prefix)?;
                 let first_key = first.as_ref().map(|(_, _, k)| k.to_vec());
+                c.after_write(move || s.users.key_counts.forget(user, device));
                 let (id, key) = match choose(first.map(|(id, v, _)| (id, v)), fallback) {
                     Choice::OneTime(id, key) => {
                         c.batch.delete(ONE_TIME_KEYS, first_key.unwrap_or_default());

@@ -167,11 +167,17 @@ pub fn upload(
 ) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
     check(&upload, user, device)?;
     let db = &s.globals.db;
+    // The device's counts in /sync are read again once the keys are written.
+    let forget = || s.users.key_counts.forget(user, device);
     if upload.device_keys.is_none() {
         // One-time and fallback keys only: nothing to tell anyone.
-        s.globals.commit(|c| stage(db, c, user, device, &upload))?;
+        s.globals.commit(|c| {
+            c.after_write(forget);
+            stage(db, c, user, device, &upload)
+        })?;
     } else {
         super::device_list::commit_change(s, user, |c| {
+            c.after_write(forget);
             let updates = match stage(db, c, user, device, &upload)? {
                 Some(keys) => {
                     let display_name = s

@@ -1,9 +1,12 @@
 //! One-time and fallback keys of a device: counts and the unused fallback key types (/sync,
 //! `/keys/upload`).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+};
 
-use ruma::{DeviceId, OneTimeKeyAlgorithm, UInt, UserId};
+use ruma::{DeviceId, OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, UInt, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -12,6 +15,85 @@ use crate::{
     error::Result,
     storage::{Db, db::decode_json, keys::KeyReader},
 };
+
+/// What every /sync answer of a device gives of its keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceCounts {
+    pub one_time: BTreeMap<OneTimeKeyAlgorithm, UInt>,
+    pub unused_fallback: Vec<OneTimeKeyAlgorithm>,
+}
+
+/// The [`DeviceCounts`] of devices, read once and kept until the device's keys change, instead of
+/// two scans at every /sync (most answers find the same counts). Held by `Users`, which creates
+/// and removes devices. `generation` grows on every forget: a read of the database that began
+/// before a forget does not put what it read into the cache after it. Off in a group of
+/// processes (another process changes keys too).
+#[derive(Default)]
+pub struct CountsCache {
+    inner: Mutex<CountsInner>,
+    off: bool,
+}
+
+#[derive(Default)]
+struct CountsInner {
+    devices: HashMap<(OwnedUserId, OwnedDeviceId), DeviceCounts>,
+    generation: u64,
+}
+
+/// Devices held before the cache starts again empty.
+const COUNTS_KEPT: usize = 100_000;
+
+impl CountsCache {
+    pub fn off() -> Self {
+        Self {
+            off: true,
+            ..Self::default()
+        }
+    }
+
+    /// The counts of `device`, from the cache or read.
+    pub fn get(&self, db: &Db, user: &UserId, device: &DeviceId) -> Result<DeviceCounts> {
+        let key = (user.to_owned(), device.to_owned());
+        let generation = {
+            let inner = self.lock();
+            if let Some(counts) = inner.devices.get(&key) {
+                return Ok(counts.clone());
+            }
+            inner.generation
+        };
+        let counts = DeviceCounts {
+            one_time: self::counts(db, user, device)?,
+            unused_fallback: unused_fallback_types(db, user, device)?,
+        };
+        let mut inner = self.lock();
+        if !self.off && inner.generation == generation {
+            if inner.devices.len() >= COUNTS_KEPT {
+                inner.devices.clear();
+            }
+            inner.devices.insert(key, counts.clone());
+        }
+        Ok(counts)
+    }
+
+    /// Forgets the counts of one device: after the write that changed its keys.
+    pub fn forget(&self, user: &UserId, device: &DeviceId) {
+        let mut inner = self.lock();
+        inner.devices.remove(&(user.to_owned(), device.to_owned()));
+        inner.generation += 1;
+    }
+
+    /// Forgets every device's counts: before a write that creates or removes devices (a device
+    /// created again under the same id must not find the counts of the one removed).
+    pub fn forget_all(&self) {
+        let mut inner = self.lock();
+        inner.devices.clear();
+        inner.generation += 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CountsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// A device's fallback key for one algorithm; `used` once it was handed out by a claim.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

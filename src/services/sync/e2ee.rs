@@ -34,16 +34,15 @@ pub fn add(
     // acknowledges everything up to its position).
     let acknowledged = since.map(|pos| req.to_device_since.map_or(pos, |mark| mark.min(pos)));
     if let Some(acknowledged) = acknowledged {
-        to_device::acknowledge(db, &req.user, device.as_str(), acknowledged)?;
+        to_device::acknowledge_seen(s, &req.user, device.as_str(), acknowledged)?;
     }
-    response.device_one_time_keys_count = keys::one_time::counts(db, &req.user, device)?;
-    response.device_unused_fallback_key_types = Some(keys::one_time::unused_fallback_types(
-        db, &req.user, device,
-    )?);
+    let counts = s.users.key_counts.get(db, &req.user, device)?;
+    response.device_one_time_keys_count = counts.one_time;
+    response.device_unused_fallback_key_types = Some(counts.unused_fallback);
 
     let mut changed = false;
-    let mut messages = to_device::pending(
-        db,
+    let mut messages = to_device::pending_seen(
+        s,
         &req.user,
         device.as_str(),
         acknowledged.unwrap_or(0),

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     error::{Error, Result},
     services::{
-        Services, keys,
+        Services,
         sync::{e2ee::device_lists, notifications::add_default_push_rules},
         timeline::pdu::raw,
         to_device,
@@ -119,7 +119,6 @@ fn to_device_ext(
     req: &request::ToDevice,
     out: &mut response::Extensions,
 ) -> Result<bool> {
-    let db = &s.globals.db;
     let since = match req.since.as_deref() {
         None => None,
         Some(token) => Some(
@@ -129,15 +128,15 @@ fn to_device_ext(
         ),
     };
     if let Some(since) = since {
-        to_device::acknowledge(db, ctx.user, ctx.device, since)?;
+        to_device::acknowledge_seen(s, ctx.user, ctx.device, since)?;
     }
     let limit = req
         .limit
         .map_or(DEFAULT_TO_DEVICE_LIMIT, |l| u64::from(l) as usize)
         .max(1);
     // One more than the limit tells whether there are more.
-    let pending = to_device::pending(
-        db,
+    let pending = to_device::pending_seen(
+        s,
         ctx.user,
         ctx.device,
         since.unwrap_or(0),
@@ -162,9 +161,9 @@ fn to_device_ext(
 fn e2ee_ext(s: &Services, ctx: &Context<'_>, out: &mut response::E2EE) -> Result<bool> {
     let db = &s.globals.db;
     let device: &DeviceId = ctx.device.into();
-    out.device_one_time_keys_count = keys::one_time::counts(db, ctx.user, device)?;
-    out.device_unused_fallback_key_types =
-        Some(keys::one_time::unused_fallback_types(db, ctx.user, device)?);
+    let counts = s.users.key_counts.get(db, ctx.user, device)?;
+    out.device_one_time_keys_count = counts.one_time;
+    out.device_unused_fallback_key_types = Some(counts.unused_fallback);
     let Some((since, _)) = ctx.since else {
         return Ok(false);
     };
