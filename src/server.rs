@@ -136,11 +136,16 @@ pub async fn start(config: Config) -> Result<RunningServer> {
 
 /// The tokio runtime the server runs on: database work (`Services::run`) shares a blocking pool of
 /// 8 threads; password hashing has its own threads (`services::password_pool`). Tests that
-/// measure behaviour under load build the same runtime.
+/// measure behaviour under load build the same runtime. A blocking thread idle for a second
+/// ends (tokio's default: ten): mimalloc keeps the pages a thread freed until that thread
+/// allocates again, so idle threads held a third of the heap after a burst (bench/README.md,
+/// "Memory after a burst").
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(8)
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .build()
 }
 
