@@ -15,6 +15,10 @@ pub struct FileStore {
     root: PathBuf,
 }
 
+/// In a group of processes, a file of `tmp/` this old is the leftover of an interrupted write (an
+/// upload being received is written to without pauses this long).
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The lowercase hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -30,13 +34,36 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 impl FileStore {
-    /// Opens (creates) the store under `root`; leftovers of interrupted writes are removed.
-    pub fn open(root: PathBuf) -> io::Result<Self> {
+    /// Opens (creates) the store under `root`; leftovers of interrupted writes in `tmp/` are
+    /// removed. `shared`: other processes of a group use the folder too and may be writing
+    /// there now: only leftovers older than [`LEFTOVER_AGE`] go (a restarting process removed
+    /// the whole folder under the others' uploads, and two starting together failed when one
+    /// removed it under the other).
+    pub fn open(root: PathBuf, shared: bool) -> io::Result<Self> {
         let tmp = root.join("tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
-        }
         fs::create_dir_all(&tmp)?;
+        let now = std::time::SystemTime::now();
+        for entry in fs::read_dir(&tmp)? {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if shared {
+                let modified = match entry.metadata().and_then(|m| m.modified()) {
+                    Ok(modified) => modified,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                if now.duration_since(modified).unwrap_or_default() < LEFTOVER_AGE {
+                    continue;
+                }
+            }
+            match fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         Ok(Self { root })
     }
 
@@ -228,7 +255,7 @@ mod tests {
     #[test]
     fn files_are_content_addressed_and_stored_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path().join("media")).unwrap();
+        let store = FileStore::open(dir.path().join("media"), false).unwrap();
         let sha = store.store(b"hello").unwrap();
         assert_eq!(
             sha,
@@ -249,5 +276,49 @@ mod tests {
                 .is_none()
         );
         assert!(store.path_of("../../etc/passwd").is_err());
+    }
+
+    fn leftover(root: &Path, name: &str, age: std::time::Duration) -> PathBuf {
+        let path = root.join("tmp").join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = File::create(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn leftovers_are_removed_at_open_and_in_a_group_only_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("media");
+        let fresh = leftover(&root, "fresh", std::time::Duration::from_secs(5));
+        let old = leftover(&root, "old", LEFTOVER_AGE * 2);
+        // In a group, another process may be writing the fresh one now.
+        FileStore::open(root.clone(), true).unwrap();
+        assert!(fresh.exists() && !old.exists());
+        // Alone, every leftover is from an interrupted write.
+        FileStore::open(root.clone(), false).unwrap();
+        assert!(!fresh.exists());
+    }
+
+    #[test]
+    fn processes_of_a_group_start_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("media");
+        for round in 0..10 {
+            for n in 0..400 {
+                leftover(&root, &format!("{round}-{n}"), LEFTOVER_AGE * 2);
+            }
+            let opened: Vec<io::Result<FileStore>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6)
+                    .map(|_| scope.spawn(|| FileStore::open(root.clone(), true)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for result in opened {
+                result.unwrap();
+            }
+            assert!(fs::read_dir(root.join("tmp")).unwrap().next().is_none());
+        }
     }
 }

@@ -59,7 +59,9 @@ pub const MAX_CONCURRENT_THUMBNAILS: usize = 2;
 impl Media {
     pub fn open(config: &Config, db: Db) -> Result<Self> {
         let root = config.storage.media_dir();
-        let files = files::FileStore::open(root.clone()).map_err(|e| {
+        let shared = config.storage.engine == crate::config::EngineKind::Postgres
+            && config.storage.postgres.shared;
+        let files = files::FileStore::open(root.clone(), shared).map_err(|e| {
             Error::internal(format!(
                 "cannot open the media store {}: {e}",
                 root.display()
