@@ -478,14 +478,7 @@ async fn forging_resident(
             }
         },
     );
-    let dir = tempfile::tempdir().unwrap();
-    let tls = parvis::federation::tls::server_config(&common::config(dir.path())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let name = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    tokio::spawn(parvis::federation::listener::serve(
-        listener, tls, app, stopped,
-    ));
+    let (name, stop, dir) = common::federation::fake_peer(app).await;
     (name, forged, stop, dir)
 }
 
@@ -500,7 +493,7 @@ async fn a_state_answer_cannot_replace_the_events_we_hold() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, a_name) = start(dir_a.path()).await;
     let (b, _) = start(dir_b.path()).await;
-    let (alice, alice_token) = a.register("alice").await;
+    let (_alice, alice_token) = a.register("alice").await;
     let (bob, bob_token) = b.register("bob").await;
     let room = a
         .create_room(

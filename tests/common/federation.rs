@@ -95,3 +95,19 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A hand-made federation server: `app` served over TLS on a loopback port, named after its
+/// address (its name, the sender that stops it, and the folder of its certificate).
+pub async fn fake_peer(
+    app: axum::Router,
+) -> (String, tokio::sync::oneshot::Sender<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = parvis::federation::tls::server_config(&super::config(dir.path())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(parvis::federation::listener::serve(
+        listener, tls, app, stopped,
+    ));
+    (name, stop, dir)
+}
