@@ -58,12 +58,8 @@ fn send_with_txn(
     txn_id: &str,
     event: NewEvent,
 ) -> Result<OwnedEventId> {
-    if let Some(event_id) = s
-        .timeline
-        .txn_event(user.as_str(), device, room_id, txn_id)?
-    {
-        return Ok(event_id);
-    }
+    // A transaction already processed gives its event: `append_local` looks under the room's
+    // lock, first thing (a look before the lock too was one more read for every send).
     let txn = Txn {
         device: device.to_owned(),
         txn_id: txn_id.to_owned(),
