@@ -801,14 +801,7 @@ async fn fake_identity_server(bound: (&str, &str)) -> FakeIdentityServer {
                 (http::StatusCode::OK, Json(answer))
             }),
         );
-    let dir = tempfile::tempdir().unwrap();
-    let tls = parvis::federation::tls::server_config(&common::config(dir.path())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let name = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    tokio::spawn(parvis::federation::listener::serve(
-        listener, tls, app, stopped,
-    ));
+    let (name, stop, dir) = common::federation::fake_peer(app).await;
     FakeIdentityServer {
         name,
         key,

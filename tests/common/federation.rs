@@ -96,7 +96,7 @@ where
     }
 }
 
-/// A hand-made federation server: `app` served over TLS on a loopback port, named after its
+/// A hand-made server (a federation peer, an identity server): `app` served over TLS on a loopback port, named after its
 /// address (its name, the sender that stops it, and the folder of its certificate).
 pub async fn fake_peer(
     app: axum::Router,
