@@ -53,6 +53,15 @@ impl CountsCache {
 
     /// The counts of `device`, from the cache or read.
     pub fn get(&self, db: &Db, user: &UserId, device: &DeviceId) -> Result<DeviceCounts> {
+        let read = || -> Result<DeviceCounts> {
+            Ok(DeviceCounts {
+                one_time: self::counts(db, user, device)?,
+                unused_fallback: unused_fallback_types(db, user, device)?,
+            })
+        };
+        if self.off {
+            return read();
+        }
         let key = (user.to_owned(), device.to_owned());
         let generation = {
             let inner = self.lock();
@@ -61,12 +70,9 @@ impl CountsCache {
             }
             inner.generation
         };
-        let counts = DeviceCounts {
-            one_time: self::counts(db, user, device)?,
-            unused_fallback: unused_fallback_types(db, user, device)?,
-        };
+        let counts = read()?;
         let mut inner = self.lock();
-        if !self.off && inner.generation == generation {
+        if inner.generation == generation {
             if inner.devices.len() >= COUNTS_KEPT {
                 inner.devices.clear();
             }
