@@ -900,3 +900,69 @@ async fn checks_made_at_once_through_both_processes_hold_once() {
     })
     .await;
 }
+
+/// Notification count of `room` in a /sync answer.
+fn notification_count(sync: &Value, room: &str) -> u64 {
+    sync["rooms"]["join"][room]["unread_notifications"]["notification_count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// A single process writes a member's counts only every few notifications (its readers add the
+/// entries after the stored value); a group of processes reads stored values only. A group
+/// started on the database of a single process first stores what it left out
+/// (`counts_store::store_unstored`), so its processes serve the same counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_started_after_a_single_process_serves_its_counts() {
+    let Ok(url) = std::env::var("PARVIS_TEST_PG") else {
+        eprintln!("PARVIS_TEST_PG is not set: the cluster test needs a PostgreSQL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut procs = group(dir.path(), &url, 2);
+    let set_shared = |proc: &mut Proc, shared: &str| {
+        for (key, value) in &mut proc.env {
+            if key == "PARVIS_STORAGE__POSTGRES__SHARED" {
+                *value = shared.to_owned();
+            }
+        }
+    };
+    set_shared(&mut procs[0], "false");
+    procs[0].start().await;
+    let a = procs[0].server();
+    let (_, alice) = a.register("alice").await;
+    let (_, bob) = a.register("bob").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    a.join(&bob, &room).await;
+    for i in 0..70 {
+        a.send_text(&alice, &room, &format!("m{i}"), "hello").await;
+    }
+    assert_eq!(
+        notification_count(&sync(&a, &bob, None, 0).await, &room),
+        70
+    );
+    procs[0].stop();
+
+    set_shared(&mut procs[0], "true");
+    start_together(&mut procs).await;
+    for proc in &procs {
+        let answer = sync(&proc.server(), &bob, None, 0).await;
+        assert_eq!(
+            notification_count(&answer, &room),
+            70,
+            "{}",
+            answer["rooms"]
+        );
+    }
+    procs[1]
+        .server()
+        .send_text(&alice, &room, "m70", "hello")
+        .await;
+    let server = procs[0].server();
+    eventually("the next message is counted", || async {
+        (notification_count(&sync(&server, &bob, None, 0).await, &room) == 71).then_some(())
+    })
+    .await;
+}

@@ -1375,3 +1375,90 @@ async fn a_big_rooms_notified_members_follow_joins_and_leaves() {
     );
     server.stop().await;
 }
+
+/// A message writes its notification entry, and a member's counts only every
+/// `counts::UNSTORED_MAX` messages: every reader adds the entries after the stored value. Counted
+/// right by /sync and by the badge sent to a push gateway, after a restart (nothing cached), after
+/// a receipt in the middle of them, and after a thread message (which writes the counts).
+#[tokio::test]
+async fn counts_of_many_messages_hold_across_a_restart_a_receipt_and_a_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(0).await;
+    let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
+    server
+        .post(
+            "/_matrix/client/v3/pushers/set",
+            &bob,
+            pusher(&gateway.url, "bob-key"),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..150 {
+        ids.push(
+            server
+                .send_text(&alice, &room, &format!("m{i}"), "hello")
+                .await,
+        );
+    }
+    sync_until_counts(&server, &bob, &room, (150, 0)).await;
+    let pushed = gateway.wait_for(&ids[149]).await;
+    assert_eq!(pushed["notification"]["counts"]["unread"], 150);
+
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let (_, login) = server
+        .login(common::password_login("bob", "secret-password"))
+        .await;
+    let bob = login["access_token"].as_str().unwrap().to_owned();
+    let (_, login) = server
+        .login(common::password_login("alice", "secret-password"))
+        .await;
+    let alice = login["access_token"].as_str().unwrap().to_owned();
+    sync_until_counts(&server, &bob, &room, (150, 0)).await;
+
+    // A receipt in the middle: the 50 messages after it stay unread.
+    let receipt = |event: &str, body: Value| {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+            enc(&room),
+            enc(event)
+        );
+        let (server, bob) = (&server, &bob);
+        async move { server.post(&path, bob, body).await }
+    };
+    receipt(&ids[99], json!({})).await;
+    sync_until_counts(&server, &bob, &room, (50, 0)).await;
+    for i in 150..160 {
+        ids.push(
+            server
+                .send_text(&alice, &room, &format!("m{i}"), "hello")
+                .await,
+        );
+    }
+    let pushed = gateway.wait_for(&ids[159]).await;
+    assert_eq!(pushed["notification"]["counts"]["unread"], 60);
+
+    // A thread message writes the counts with the entries before it.
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+        enc(&room)
+    );
+    server
+        .put(&path, &alice, json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": { "rel_type": "m.thread", "event_id": ids[0] } }))
+        .await;
+    for i in 160..170 {
+        ids.push(
+            server
+                .send_text(&alice, &room, &format!("m{i}"), "hello")
+                .await,
+        );
+    }
+    sync_until_counts(&server, &bob, &room, (71, 0)).await;
+    // A receipt for the main timeline leaves the thread's message.
+    receipt(&ids[169], json!({ "thread_id": "main" })).await;
+    sync_until_counts(&server, &bob, &room, (1, 0)).await;
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    sync_until_counts(&server, &bob, &room, (1, 0)).await;
+    server.stop().await;
+}

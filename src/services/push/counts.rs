@@ -8,6 +8,11 @@
 //! and thread), so a notification in a room of thousands of threads rewrites two small values. A
 //! receipt moves a read marker and recounts the entries it covers, deleting the ones now read, so
 //! a recount reads only what was unread.
+//!
+//! A room's stored value holds the entries up to its position; a single process leaves up to
+//! [`UNSTORED_MAX`] main-timeline entries after it uncounted in storage (a message then writes
+//! its entry, not the member's counts too), and a reader adds them
+//! (`counts_store::room_counts`). Thread values always hold every entry of their thread.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,8 +36,14 @@ pub struct CountsCache {
 
 struct CachedRoom {
     counts: RoomCounts,
+    /// Entries counted in `counts` that the stored value does not hold.
+    unstored: u32,
     threads: HashMap<String, ThreadCounts>,
 }
+
+/// Main-timeline entries a user's room value may leave uncounted: the next notification after
+/// this many writes the counts (a reader adds at most this many entries to the stored value).
+pub const UNSTORED_MAX: u32 = 64;
 
 /// Entries (rooms and threads) kept before the cache starts again empty.
 const CACHED_COUNTS: usize = 65_536;
@@ -41,12 +52,13 @@ impl CountsCache {
     fn room(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<&mut CachedRoom> {
         let key = (user.to_owned(), short_room);
         if !self.rooms.contains_key(&key) {
-            let counts = super::counts_store::room_counts(s, user, short_room)?;
+            let derived = super::counts_store::derived_counts(s, user, short_room)?;
             self.make_room();
             self.rooms.insert(
                 key.clone(),
                 CachedRoom {
-                    counts,
+                    counts: derived.counts,
+                    unstored: derived.unstored,
                     threads: HashMap::new(),
                 },
             );
@@ -88,12 +100,13 @@ impl CountsCache {
             .collect();
         if !missing.is_empty() {
             let counts = super::counts_store::rooms_counts(s, &missing, short_room)?;
-            for (user, counts) in missing.into_iter().zip(counts) {
+            for (user, derived) in missing.into_iter().zip(counts) {
                 self.make_room();
                 self.rooms.insert(
                     (user.to_owned(), short_room),
                     CachedRoom {
-                        counts,
+                        counts: derived.counts,
+                        unstored: derived.unstored,
                         threads: HashMap::new(),
                     },
                 );
@@ -128,6 +141,17 @@ impl CountsCache {
         Ok(self.room(s, user, short_room)?.counts)
     }
 
+    /// Whether a new main-timeline notification of `user` in the room is to write the room's
+    /// counts (the stored value would leave too many entries out, or there is none); the room
+    /// is read first (`get`).
+    pub fn must_store(&self, user: &UserId, short_room: u64) -> bool {
+        self.uncached
+            || self
+                .rooms
+                .get(&(user.to_owned(), short_room))
+                .is_none_or(|r| r.unstored + 1 >= UNSTORED_MAX)
+    }
+
     /// The counts of `user` in one thread of the room (read from the database on a miss).
     pub fn thread(
         &mut self,
@@ -147,27 +171,35 @@ impl CountsCache {
         Ok(thread)
     }
 
-    /// Records counts that a successful commit wrote (with the thread's, when it changed).
+    /// Records counts that a successful commit changed (with the thread's, when it changed):
+    /// `stored`, it wrote them; else it wrote only the entry of one more notification.
     pub fn put(
         &mut self,
         user: &UserId,
         short_room: u64,
         counts: RoomCounts,
         thread: Option<(&str, ThreadCounts)>,
+        stored: bool,
     ) {
         if self.uncached {
             return;
         }
         let key = (user.to_owned(), short_room);
         if !self.rooms.contains_key(&key) {
+            // Clearing (a full cache) dropped the room: start it again from what was written, or,
+            // when the counts were not written, from storage on the next read.
+            if !stored {
+                return;
+            }
             self.make_room();
         }
-        // Clearing (a full cache) may have dropped the room: start it again from what was written.
         let room = self.rooms.entry(key).or_insert_with(|| CachedRoom {
             counts,
+            unstored: 0,
             threads: HashMap::new(),
         });
         room.counts = counts;
+        room.unstored = if stored { 0 } else { room.unstored + 1 };
         if let Some((root, thread)) = thread {
             if room.threads.insert(root.to_owned(), thread).is_none() {
                 self.len += 1;
@@ -355,6 +387,15 @@ impl RoomCounts {
             }
         }
         true
+    }
+
+    /// Counts an entry that the stored value does not hold (at a position after it).
+    pub fn add_unstored(&mut self, event_pos: u64, entry: &Entry) {
+        match entry.thread {
+            None => self.main.add(entry),
+            Some(_) => self.threads.add(entry),
+        }
+        self.pos = self.pos.max(event_pos);
     }
 
     /// Every notification of the room, threads included (a client that does not ask for

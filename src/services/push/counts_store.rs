@@ -8,14 +8,14 @@ use ruma::UserId;
 use serde::Deserialize;
 
 use super::{
-    PUSH_COUNTS, PUSH_META, PUSH_THREAD_COUNTS,
-    counts::{Count, RoomCounts, ThreadCounts},
+    PUSH_COUNTS, PUSH_META, PUSH_THREAD_COUNTS, PUSH_UNREAD,
+    counts::{Count, Entry, RoomCounts, ThreadCounts, UNSTORED_MAX},
 };
 use crate::{
     error::{Error, Result},
     services::{Services, globals::Commit},
     storage::{
-        Batch, Db,
+        Batch, Db, Direction,
         keys::{Key, KeyReader},
     },
 };
@@ -123,25 +123,91 @@ pub fn decode_thread(bytes: &[u8]) -> Result<ThreadCounts> {
     })
 }
 
-/// The counts of a user in a room (zero when nothing was ever counted).
+/// The counts of a user in a room (zero when nothing was ever counted), with the entries after
+/// the stored value.
 pub fn room_counts(s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
+    Ok(derived_counts(s, user, short_room)?.counts)
+}
+
+/// A user's counts in a room and how many of the entries they count the stored value does not
+/// hold ([`UNSTORED_MAX`] when there is no stored value: the next notification writes one).
+pub struct Derived {
+    pub counts: RoomCounts,
+    pub unstored: u32,
+}
+
+/// The counts of a user in a room, with the entries after the stored value (see [`Derived`]).
+pub fn derived_counts(s: &Services, user: &UserId, short_room: u64) -> Result<Derived> {
+    let stored = derived_counts_stored(s, user, short_room)?;
+    with_unstored(s, user, short_room, stored)
+}
+
+/// The stored value of a user's counts in a room, without the entries after it.
+fn derived_counts_stored(
+    s: &Services,
+    user: &UserId,
+    short_room: u64,
+) -> Result<Option<RoomCounts>> {
     match s.push.db.get(PUSH_COUNTS, &room_key(user, short_room))? {
-        Some(bytes) => decode_room(&bytes),
-        None => Ok(RoomCounts::default()),
+        Some(bytes) => Ok(Some(decode_room(&bytes)?)),
+        None => Ok(None),
     }
 }
 
-/// The counts of several users in a room: one batched read.
-pub fn rooms_counts(s: &Services, users: &[&UserId], short_room: u64) -> Result<Vec<RoomCounts>> {
+/// Adds to `stored` (none: no value) the entries after its position: in a single process, at
+/// most [`UNSTORED_MAX`] main-timeline entries (a group of processes writes every change).
+pub fn with_unstored(
+    s: &Services,
+    user: &UserId,
+    short_room: u64,
+    stored: Option<RoomCounts>,
+) -> Result<Derived> {
+    let none_stored = stored.is_none();
+    let mut counts = stored.unwrap_or_default();
+    let mut unstored = 0;
+    if s.push.counts_unstored {
+        let prefix = room_key(user, short_room);
+        let from = Key::new()
+            .str(user.as_str())
+            .u64(short_room)
+            .u64(counts.pos.saturating_add(1))
+            .build();
+        for entry in s
+            .push
+            .db
+            .scan_from(PUSH_UNREAD, &prefix, &from, Direction::Forward)
+        {
+            let (key, value) = entry?;
+            let (Some(pos), Some(entry)) = (
+                KeyReader::new(&key[prefix.len()..]).u64(),
+                Entry::decode(&value),
+            ) else {
+                continue;
+            };
+            counts.add_unstored(pos, &entry);
+            unstored += 1;
+        }
+    }
+    if none_stored {
+        unstored = UNSTORED_MAX;
+    }
+    Ok(Derived { counts, unstored })
+}
+
+/// The counts of several users in a room: one batched read (and, in a single process, a scan
+/// of each user's entries after the stored value).
+pub fn rooms_counts(s: &Services, users: &[&UserId], short_room: u64) -> Result<Vec<Derived>> {
     let keys: Vec<Vec<u8>> = users.iter().map(|u| room_key(u, short_room)).collect();
-    s.push
-        .db
-        .multi_get(PUSH_COUNTS, &keys)?
+    let found = s.push.db.multi_get(PUSH_COUNTS, &keys)?;
+    users
         .iter()
-        .map(|found| {
-            found
-                .as_deref()
-                .map_or(Ok(RoomCounts::default()), decode_room)
+        .zip(found)
+        .map(|(user, found)| {
+            let stored = match found {
+                Some(bytes) => Some(decode_room(&bytes)?),
+                None => None,
+            };
+            with_unstored(s, user, short_room, stored)
         })
         .collect()
 }
@@ -212,7 +278,8 @@ pub fn is_read(
     event_pos: u64,
     thread: Option<&str>,
 ) -> Result<bool> {
-    let counts = room_counts(s, user, short_room)?;
+    // The markers are stored as they are: the entries after the stored value change no marker.
+    let counts = derived_counts_stored(s, user, short_room)?.unwrap_or_default();
     Ok(match thread {
         None => counts.is_read(event_pos, None),
         Some(root) => counts.is_read(event_pos, Some(&thread_counts(s, user, short_room, root)?)),
@@ -240,6 +307,79 @@ pub fn stage_thread(
     } else {
         c.batch.put(PUSH_THREAD_COUNTS, key, encode_thread(thread));
     }
+}
+
+const KEY_UNSTORED: &[u8] = b"counts_unstored";
+
+/// A single process leaves entries after the stored values (`with_unstored`): `push_meta` says
+/// so, for a group of processes started on this database later.
+pub fn mark_unstored(db: &Db) -> Result<()> {
+    if !db.contains(PUSH_META, KEY_UNSTORED)? {
+        db.put(PUSH_META, KEY_UNSTORED, Vec::new())?;
+    }
+    Ok(())
+}
+
+/// A group of processes reads stored values only: before it serves, the entries a single
+/// process left after them are written into them, in one write under the database's commit
+/// lock, and the mark is removed. Returns how many values changed.
+pub fn store_unstored(db: &Db) -> Result<usize> {
+    let sequenced = db.sequence(PUSH_META, &[KEY_UNSTORED])?;
+    let marked = match &sequenced {
+        Some(sequenced) => sequenced.values()[0].is_some(),
+        None => db.contains(PUSH_META, KEY_UNSTORED)?,
+    };
+    if !marked {
+        return Ok(0);
+    }
+    let mut batch = Batch::new();
+    let mut changed = 0;
+    // The room being counted: its key, its stored position, its counts.
+    let mut current: Option<(Vec<u8>, u64, RoomCounts)> = None;
+    let mut finish = |current: Option<(Vec<u8>, u64, RoomCounts)>, batch: &mut Batch| {
+        if let Some((key, stored_pos, counts)) = current
+            && counts.pos != stored_pos
+        {
+            batch.put(PUSH_COUNTS, key, encode_room(&counts));
+            changed += 1;
+        }
+    };
+    for entry in db.scan_prefix(PUSH_UNREAD, &[]) {
+        let (key, value) = entry?;
+        let mut reader = KeyReader::new(&key);
+        let (Some(user), Some(short_room), Some(pos), Some(entry)) = (
+            reader.str(),
+            reader.u64(),
+            reader.u64(),
+            Entry::decode(&value),
+        ) else {
+            continue;
+        };
+        let room = Key::new().str(user).u64(short_room).build();
+        if current.as_ref().is_none_or(|(key, _, _)| *key != room) {
+            finish(current.take(), &mut batch);
+            let counts = match db.get(PUSH_COUNTS, &room)? {
+                Some(bytes) => decode_room(&bytes)?,
+                None => RoomCounts::default(),
+            };
+            current = Some((room, counts.pos, counts));
+        }
+        if let Some((_, stored_pos, counts)) = &mut current
+            && pos > *stored_pos
+        {
+            counts.add_unstored(pos, &entry);
+        }
+    }
+    finish(current.take(), &mut batch);
+    batch.delete(PUSH_META, KEY_UNSTORED);
+    match sequenced {
+        Some(sequenced) => sequenced.commit(batch, "0")?,
+        None => db.write(batch)?,
+    }
+    if changed > 0 {
+        tracing::info!("push_counts: {changed} values now hold every unread entry");
+    }
+    Ok(changed)
 }
 
 /// A `push_counts` value as versions before the per-thread map wrote it.

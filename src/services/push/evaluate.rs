@@ -388,6 +388,8 @@ pub struct Staged<'a> {
     cache: std::sync::MutexGuard<'a, CountsCache>,
     /// The position the counts were written at (`write`).
     counts_pos: std::cell::Cell<u64>,
+    /// Every notified user's counts were written (`write`: an event evaluated after its commit).
+    all_stored: std::cell::Cell<bool>,
 }
 
 struct StagedUser {
@@ -396,6 +398,8 @@ struct StagedUser {
     entry: Entry,
     /// The counts with the event counted (`None`: the event was already read), and its thread's.
     counts: Option<(RoomCounts, Option<ThreadCounts>)>,
+    /// The counts are written, not only the entry (`CountsCache::must_store`, or a thread's).
+    store: bool,
 }
 
 /// Push work of an event: staged before its commit (one process), or inside it (a group of
@@ -484,6 +488,7 @@ fn stage_locked<'a>(
             Some(root) => Some(cache.thread(s, user, short_room, root)?),
             None => None,
         };
+        let store = thread.is_some() || cache.must_store(user, short_room);
         let counted = counts.add(event_pos, &entry, thread_counts.as_mut());
         if counted {
             items.extend(queue::items_for(s, user, &event, actions, || {
@@ -495,6 +500,7 @@ fn stage_locked<'a>(
             actions: actions.clone(),
             entry,
             counts: counted.then_some((counts, thread_counts)),
+            store,
         });
     }
     Ok(Staged {
@@ -503,6 +509,7 @@ fn stage_locked<'a>(
         items,
         cache,
         counts_pos: Default::default(),
+        all_stored: Default::default(),
     })
 }
 
@@ -513,10 +520,14 @@ impl Staged<'_> {
     }
 
     /// Writes into `c` the notifications and unread entries of the event (`short_event`) at
-    /// `event_pos`, the counts marked changed at `counts_pos`, and the queue items; true when
-    /// items were queued (the delivery worker is to be woken after the commit).
+    /// `event_pos`, the counts marked changed at `counts_pos` (of the users whose stored value
+    /// is to hold them; of all when the event's entries come before `counts_pos`), and the queue
+    /// items; true when items were queued (the delivery worker is to be woken after the commit).
     pub fn write(&self, c: &mut Commit, short_event: u64, event_pos: u64, counts_pos: u64) -> bool {
         self.counts_pos.set(counts_pos);
+        // Entries before the stored position would not be read back (`counts_store::with_unstored`).
+        let all_stored = counts_pos != event_pos;
+        self.all_stored.set(all_stored);
         let ts = crate::util::now_ms();
         let short_room = self.event.meta.short_room;
         for StagedUser {
@@ -524,6 +535,7 @@ impl Staged<'_> {
             actions,
             entry,
             counts,
+            store,
         } in &self.users
         {
             c.batch.put(
@@ -541,13 +553,15 @@ impl Staged<'_> {
                         .build(),
                     entry.encode(),
                 );
-                let counts = RoomCounts {
-                    pos: counts_pos,
-                    ..*counts
-                };
-                stage_room(c, user, short_room, &counts);
-                if let (Some(root), Some(thread)) = (&entry.thread, thread) {
-                    stage_thread(c, user, short_room, root, thread, counts.read_all);
+                if *store || all_stored {
+                    let counts = RoomCounts {
+                        pos: counts_pos,
+                        ..*counts
+                    };
+                    stage_room(c, user, short_room, &counts);
+                    if let (Some(root), Some(thread)) = (&entry.thread, thread) {
+                        stage_thread(c, user, short_room, root, thread, counts.read_all);
+                    }
                 }
             }
         }
@@ -559,17 +573,24 @@ impl Staged<'_> {
     pub fn committed(mut self) {
         let short_room = self.event.meta.short_room;
         let pos = self.counts_pos.get();
+        let all_stored = self.all_stored.get();
         for StagedUser {
             user,
             counts,
             entry,
+            store,
             ..
         } in std::mem::take(&mut self.users)
         {
             if let Some((counts, thread)) = counts {
                 let thread = entry.thread.as_deref().zip(thread);
-                self.cache
-                    .put(&user, short_room, RoomCounts { pos, ..counts }, thread);
+                self.cache.put(
+                    &user,
+                    short_room,
+                    RoomCounts { pos, ..counts },
+                    thread,
+                    store || all_stored,
+                );
             }
         }
     }

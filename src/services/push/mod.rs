@@ -71,6 +71,10 @@ pub struct Push {
     /// In a group of processes: counts are read and staged inside the commit that writes them,
     /// under the database's commit lock (`evaluate::PushStage`), never from a cache.
     pub stage_in_commit: bool,
+    /// A single process: a notification writes the member's counts only now and then
+    /// (`counts::UNSTORED_MAX`), readers add the entries after the stored value. A group writes
+    /// them every time (a reader in another process has no cache to add them from).
+    pub(crate) counts_unstored: bool,
     /// Wakes the delivery worker (something was queued).
     pub(crate) deliver_wake: Arc<Notify>,
     pub(crate) http_pusher_users: Mutex<pushers::HttpPusherUsers>,
@@ -81,8 +85,14 @@ impl Push {
     /// `shared`: in a group of processes, counts are not cached (`counts::CountsCache`).
     pub fn open(db: Db, shared: bool) -> crate::error::Result<Self> {
         counts_store::convert_legacy(&db)?;
+        if shared {
+            counts_store::store_unstored(&db)?;
+        } else {
+            counts_store::mark_unstored(&db)?;
+        }
         let mut push = Self::new(db);
         push.stage_in_commit = shared;
+        push.counts_unstored = !shared;
         push.counts_lock
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
@@ -98,6 +108,7 @@ impl Push {
             rules_write: Default::default(),
             counts_lock: Default::default(),
             stage_in_commit: false,
+            counts_unstored: true,
             deliver_wake: Default::default(),
             http_pusher_users: Default::default(),
         }

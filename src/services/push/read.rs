@@ -11,6 +11,7 @@ use super::{
     counts::{Count, Entry, ReadScope, Receipted, RoomCounts, ThreadCounts, apply_receipt},
     counts_store::{
         decode_room, room_counts, room_threads, stage_room, stage_thread, thread_counts,
+        with_unstored,
     },
 };
 use crate::{
@@ -35,7 +36,8 @@ pub fn totals(s: &Services, user: &UserId, newer: &HashMap<u64, RoomCounts>) -> 
         if newer.contains_key(&short_room) || !s.membership.is_joined(short_room, user)? {
             continue;
         }
-        total = total.plus(decode_room(&value)?.total());
+        let counts = with_unstored(s, user, short_room, Some(decode_room(&value)?))?.counts;
+        total = total.plus(counts.total());
     }
     Ok(total)
 }
