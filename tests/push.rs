@@ -1462,3 +1462,35 @@ async fn counts_of_many_messages_hold_across_a_restart_a_receipt_and_a_thread() 
     sync_until_counts(&server, &bob, &room, (1, 0)).await;
     server.stop().await;
 }
+
+/// An incremental /sync reads a room's counts only when a notification or a receipt may have
+/// changed them since its token; a message the timeline filter hides still changes them, and the
+/// room comes with its new count (and does not come again after).
+#[tokio::test]
+async fn a_message_the_filter_hides_still_brings_its_rooms_new_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
+    let filter =
+        enc(&json!({ "room": { "timeline": { "not_types": ["m.room.message"] } } }).to_string());
+    let first = server
+        .get(&format!("/_matrix/client/v3/sync?filter={filter}"), &bob)
+        .await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    server.send_text(&alice, &room, "hidden", "hello").await;
+    let next = server
+        .get(
+            &format!("/_matrix/client/v3/sync?filter={filter}&since={since}"),
+            &bob,
+        )
+        .await;
+    assert_eq!(unread(&next, &room), (1, 0), "{next}");
+    let since = next["next_batch"].as_str().unwrap().to_owned();
+    let quiet = server
+        .get(
+            &format!("/_matrix/client/v3/sync?filter={filter}&since={since}&timeout=0"),
+            &bob,
+        )
+        .await;
+    assert!(quiet["rooms"]["join"].get(&room).is_none(), "{quiet}");
+    server.stop().await;
+}

@@ -1,7 +1,7 @@
 //! Where the stream last changed, by kind and key, so that an incremental /sync skips reading
 //! what surely did not change since its token: a user's account data, a room's receipts, a room's
 //! member events, the devices and keys of any user, anyone's presence, the relations to an
-//! event, and a device's to-device messages. Each is a [`ChangeCache`]: kept
+//! event, a device's to-device messages, and the unread counts of a room's members. Each is a [`ChangeCache`]: kept
 //! in memory, bounded, answering "maybe" for what came before this process started (and in a
 //! group of processes, always).
 //!
@@ -33,6 +33,8 @@ pub enum StreamChange {
     RelationTo(Box<str>),
     /// A to-device message stored for this device of the user.
     ToDevice(OwnedUserId, String),
+    /// Some member's unread counts in the room (short room): a notification or a receipt.
+    Counts(u64),
 }
 
 #[derive(Default)]
@@ -44,6 +46,7 @@ pub struct StreamChanges {
     pub presence: ChangeCache<()>,
     pub relations: ChangeCache<Box<str>>,
     pub to_device: ChangeCache<(OwnedUserId, String)>,
+    pub counts: ChangeCache<u64>,
 }
 
 impl StreamChanges {
@@ -56,6 +59,7 @@ impl StreamChanges {
         self.presence.start(pos);
         self.relations.start(pos);
         self.to_device.start(pos);
+        self.counts.start(pos);
     }
 
     pub fn record(&self, change: StreamChange, pos: u64) {
@@ -67,6 +71,7 @@ impl StreamChanges {
             StreamChange::Presence => self.presence.changed((), pos),
             StreamChange::RelationTo(target) => self.relations.changed(target, pos),
             StreamChange::ToDevice(user, device) => self.to_device.changed((user, device), pos),
+            StreamChange::Counts(room) => self.counts.changed(room, pos),
         }
     }
 

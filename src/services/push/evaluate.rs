@@ -565,6 +565,11 @@ impl Staged<'_> {
                 }
             }
         }
+        if self.changes_counts() {
+            c.stream_changed(crate::services::stream_changes::StreamChange::Counts(
+                short_room,
+            ));
+        }
         queue::enqueue(c, &self.items);
         !self.items.is_empty()
     }

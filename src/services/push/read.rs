@@ -113,6 +113,9 @@ impl Reset {
             );
         }
         stage_room(c, user, short_room, &self.counts);
+        c.stream_changed(crate::services::stream_changes::StreamChange::Counts(
+            short_room,
+        ));
         for (root, thread) in &self.threads {
             stage_thread(c, user, short_room, root, thread, self.counts.read_all);
         }

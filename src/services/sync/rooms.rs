@@ -208,15 +208,25 @@ pub fn joined(
         ));
     }
 
-    let counts_changed =
-        super::notifications::unread_counts(s, req, short_room, &mut joined)? > since_pos;
-    if !newly_joined
+    // Nothing else to show: the room is shown only if its counts changed, and they are read only
+    // if they may have.
+    let quiet = !newly_joined
         && !req.full_state
-        && !counts_changed
         && events.is_empty()
         && joined.ephemeral.events.is_empty()
-        && joined.account_data.events.is_empty()
+        && joined.account_data.events.is_empty();
+    if quiet
+        && !s
+            .globals
+            .stream_changes
+            .counts
+            .may_have_changed_since(&short_room, since_pos)
     {
+        return Ok(None);
+    }
+    let counts_changed =
+        super::notifications::unread_counts(s, req, short_room, &mut joined)? > since_pos;
+    if quiet && !counts_changed {
         return Ok(None);
     }
 

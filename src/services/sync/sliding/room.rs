@@ -106,18 +106,25 @@ pub fn build(s: &Services, sync_req: &SyncRequest, input: RoomInput<'_>) -> Resu
         upto,
         limit,
     )?;
-    let counts = room_counts(s, &sync_req.user, short_room)?;
-
     let end_state = state_at_pos(s, short_room, upto)?;
     let state_entries: Vec<(u64, u64)> = match since {
         None => end_state.iter().map(|(k, v)| (*k, *v)).collect(),
         Some(since) => diff(&*state_at_pos(s, short_room, since)?, &end_state),
     };
-    if since.is_some()
-        && events.is_empty()
-        && state_entries.is_empty()
-        && counts.pos <= since.unwrap_or(0)
+    // Nothing else to show: the room is shown only if its counts changed, and they are read only
+    // if they may have.
+    let quiet = since.filter(|_| events.is_empty() && state_entries.is_empty());
+    if let Some(since) = quiet
+        && !s
+            .globals
+            .stream_changes
+            .counts
+            .may_have_changed_since(&short_room, since)
     {
+        return Ok(None);
+    }
+    let counts = room_counts(s, &sync_req.user, short_room)?;
+    if quiet.is_some_and(|since| counts.pos <= since) {
         return Ok(None);
     }
 
