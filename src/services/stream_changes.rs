@@ -1,9 +1,9 @@
 //! Where the stream last changed, by kind and key, so that an incremental /sync skips reading
-//! what surely did not change since its token: a user's account data, a room's receipts, a room's
-//! member events, the devices and keys of any user, anyone's presence, the relations to an
-//! event, a device's to-device messages, and the unread counts of a room's members. Each is a [`ChangeCache`]: kept
-//! in memory, bounded, answering "maybe" for what came before this process started (and in a
-//! group of processes, always).
+//! what surely did not change since its token: a user's account data, a room's timeline, its
+//! receipts, its member events and its members' unread counts, the devices and keys of any user,
+//! anyone's presence, the relations to an event, and a device's to-device messages. Each is a
+//! [`ChangeCache`]: kept in memory, bounded, answering "maybe" for what came before this process
+//! started (and in a group of processes, always).
 //!
 //! A commit notes its changes ([`Commit::stream_changed`]); [`Globals::commit`] records them at
 //! the commit's position once its batch is written, before that position is served, so a reader
@@ -35,6 +35,8 @@ pub enum StreamChange {
     ToDevice(OwnedUserId, String),
     /// Some member's unread counts in the room (short room): a notification or a receipt.
     Counts(u64),
+    /// An event appended to the room's timeline (short room).
+    Timeline(u64),
 }
 
 #[derive(Default)]
@@ -47,6 +49,7 @@ pub struct StreamChanges {
     pub relations: ChangeCache<Box<str>>,
     pub to_device: ChangeCache<(OwnedUserId, String)>,
     pub counts: ChangeCache<u64>,
+    pub timeline: ChangeCache<u64>,
 }
 
 impl StreamChanges {
@@ -60,6 +63,7 @@ impl StreamChanges {
         self.relations.start(pos);
         self.to_device.start(pos);
         self.counts.start(pos);
+        self.timeline.start(pos);
     }
 
     pub fn record(&self, change: StreamChange, pos: u64) {
@@ -72,6 +76,7 @@ impl StreamChanges {
             StreamChange::RelationTo(target) => self.relations.changed(target, pos),
             StreamChange::ToDevice(user, device) => self.to_device.changed((user, device), pos),
             StreamChange::Counts(room) => self.counts.changed(room, pos),
+            StreamChange::Timeline(room) => self.timeline.changed(room, pos),
         }
     }
 

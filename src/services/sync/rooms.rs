@@ -40,6 +40,16 @@ pub fn recent_events(
     upto: u64,
     limit: usize,
 ) -> Result<(Vec<Arc<StoredEvent>>, bool)> {
+    // No event was appended since `after`: nothing to read.
+    if after > 0
+        && !s
+            .globals
+            .stream_changes
+            .timeline
+            .may_have_changed_since(&short_room, after)
+    {
+        return Ok((Vec::new(), false));
+    }
     let filter = &req.filter.room.timeline;
     let mut events = Vec::new();
     let mut cursor = upto;

@@ -633,6 +633,9 @@ pub fn persist(s: &Services, p: Persist) -> Result<(u64, u64)> {
                 Key::new().u64(short_room).u64(pos).build(),
                 short_event.to_be_bytes(),
             );
+            c.stream_changed(crate::services::stream_changes::StreamChange::Timeline(
+                short_room,
+            ));
             if pdu.kind == TimelineEventType::RoomMember {
                 c.stream_changed(crate::services::stream_changes::StreamChange::MemberEvent(
                     short_room,
