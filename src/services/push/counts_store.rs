@@ -138,16 +138,12 @@ pub struct Derived {
 
 /// The counts of a user in a room, with the entries after the stored value (see [`Derived`]).
 pub fn derived_counts(s: &Services, user: &UserId, short_room: u64) -> Result<Derived> {
-    let stored = derived_counts_stored(s, user, short_room)?;
+    let stored = stored_counts(s, user, short_room)?;
     with_unstored(s, user, short_room, stored)
 }
 
 /// The stored value of a user's counts in a room, without the entries after it.
-fn derived_counts_stored(
-    s: &Services,
-    user: &UserId,
-    short_room: u64,
-) -> Result<Option<RoomCounts>> {
+fn stored_counts(s: &Services, user: &UserId, short_room: u64) -> Result<Option<RoomCounts>> {
     match s.push.db.get(PUSH_COUNTS, &room_key(user, short_room))? {
         Some(bytes) => Ok(Some(decode_room(&bytes)?)),
         None => Ok(None),
@@ -155,7 +151,9 @@ fn derived_counts_stored(
 }
 
 /// Adds to `stored` (none: no value) the entries after its position: in a single process, at
-/// most [`UNSTORED_MAX`] main-timeline entries (a group of processes writes every change).
+/// most [`UNSTORED_MAX`] main-timeline entries (a group of processes writes every change). An
+/// entry is written with its event, at the event's position: when no event was appended to the
+/// room since that position (`StreamChange::Timeline`), there is none to read.
 pub fn with_unstored(
     s: &Services,
     user: &UserId,
@@ -165,7 +163,12 @@ pub fn with_unstored(
     let none_stored = stored.is_none();
     let mut counts = stored.unwrap_or_default();
     let mut unstored = 0;
-    if s.push.counts_unstored {
+    if s.push.counts_unstored
+        && s.globals
+            .stream_changes
+            .timeline
+            .may_have_changed_since(&short_room, counts.pos)
+    {
         let prefix = room_key(user, short_room);
         let from = Key::new()
             .str(user.as_str())
@@ -279,7 +282,7 @@ pub fn is_read(
     thread: Option<&str>,
 ) -> Result<bool> {
     // The markers are stored as they are: the entries after the stored value change no marker.
-    let counts = derived_counts_stored(s, user, short_room)?.unwrap_or_default();
+    let counts = stored_counts(s, user, short_room)?.unwrap_or_default();
     Ok(match thread {
         None => counts.is_read(event_pos, None),
         Some(root) => counts.is_read(event_pos, Some(&thread_counts(s, user, short_room, root)?)),
