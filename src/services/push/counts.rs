@@ -49,21 +49,25 @@ pub const UNSTORED_MAX: u32 = 64;
 const CACHED_COUNTS: usize = 65_536;
 
 impl CountsCache {
+    /// The cached room of `user` (read from the database on a miss): one lookup in the map.
     fn room(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<&mut CachedRoom> {
         let key = (user.to_owned(), short_room);
-        if !self.rooms.contains_key(&key) {
-            let derived = super::counts_store::derived_counts(s, user, short_room)?;
-            self.make_room();
-            self.rooms.insert(
-                key.clone(),
-                CachedRoom {
+        if self.len >= CACHED_COUNTS && !self.rooms.contains_key(&key) {
+            self.rooms.clear();
+            self.len = 0;
+        }
+        match self.rooms.entry(key) {
+            std::collections::hash_map::Entry::Occupied(room) => Ok(room.into_mut()),
+            std::collections::hash_map::Entry::Vacant(room) => {
+                let derived = super::counts_store::derived_counts(s, user, short_room)?;
+                self.len += 1;
+                Ok(room.insert(CachedRoom {
                     counts: derived.counts,
                     unstored: derived.unstored,
                     threads: HashMap::new(),
-                },
-            );
+                }))
+            }
         }
-        Ok(self.rooms.get_mut(&key).expect("inserted above"))
     }
 
     fn make_room(&mut self) {
@@ -141,15 +145,18 @@ impl CountsCache {
         Ok(self.room(s, user, short_room)?.counts)
     }
 
-    /// Whether a new main-timeline notification of `user` in the room is to write the room's
-    /// counts (the stored value would leave too many entries out, or there is none); the room
-    /// is read first (`get`).
-    pub fn must_store(&self, user: &UserId, short_room: u64) -> bool {
-        self.uncached
-            || self
-                .rooms
-                .get(&(user.to_owned(), short_room))
-                .is_none_or(|r| r.unstored + 1 >= UNSTORED_MAX)
+    /// The counts of `user` in the room (read from the database on a miss), and whether a new
+    /// main-timeline notification is to write them (the stored value would leave too many
+    /// entries out, or there is none).
+    pub fn get_for_notification(
+        &mut self,
+        s: &Services,
+        user: &UserId,
+        short_room: u64,
+    ) -> Result<(RoomCounts, bool)> {
+        let uncached = self.uncached;
+        let room = self.room(s, user, short_room)?;
+        Ok((room.counts, uncached || room.unstored + 1 >= UNSTORED_MAX))
     }
 
     /// The counts of `user` in one thread of the room (read from the database on a miss).
@@ -185,21 +192,29 @@ impl CountsCache {
             return;
         }
         let key = (user.to_owned(), short_room);
-        if !self.rooms.contains_key(&key) {
+        if self.len >= CACHED_COUNTS && !self.rooms.contains_key(&key) {
+            self.rooms.clear();
+            self.len = 0;
+        }
+        let room = match self.rooms.entry(key) {
+            std::collections::hash_map::Entry::Occupied(room) => {
+                let room = room.into_mut();
+                room.counts = counts;
+                room.unstored = if stored { 0 } else { room.unstored + 1 };
+                room
+            }
             // Clearing (a full cache) dropped the room: start it again from what was written, or,
             // when the counts were not written, from storage on the next read.
-            if !stored {
-                return;
+            std::collections::hash_map::Entry::Vacant(_) if !stored => return,
+            std::collections::hash_map::Entry::Vacant(room) => {
+                self.len += 1;
+                room.insert(CachedRoom {
+                    counts,
+                    unstored: 0,
+                    threads: HashMap::new(),
+                })
             }
-            self.make_room();
-        }
-        let room = self.rooms.entry(key).or_insert_with(|| CachedRoom {
-            counts,
-            unstored: 0,
-            threads: HashMap::new(),
-        });
-        room.counts = counts;
-        room.unstored = if stored { 0 } else { room.unstored + 1 };
+        };
         if let Some((root, thread)) = thread {
             if room.threads.insert(root.to_owned(), thread).is_none() {
                 self.len += 1;
@@ -665,6 +680,36 @@ mod tests {
             }
         );
         assert_eq!(c.threads.notify, 1);
+    }
+
+    #[test]
+    fn the_cache_counts_what_the_stored_value_leaves_out() {
+        let user = ruma::user_id!("@bob:example.org");
+        let mut cache = CountsCache::default();
+        let counts = RoomCounts {
+            pos: 9,
+            ..Default::default()
+        };
+        // Not written and not held: the next read goes to storage.
+        cache.put(user, 1, counts, None, false);
+        assert!(cache.rooms.is_empty());
+        cache.put(user, 1, counts, None, true);
+        cache.put(user, 1, counts, None, false);
+        cache.put(user, 1, counts, None, false);
+        assert_eq!(cache.rooms[&(user.to_owned(), 1)].unstored, 2);
+        cache.put(
+            user,
+            1,
+            counts,
+            Some(("$root", ThreadCounts::default())),
+            true,
+        );
+        let room = &cache.rooms[&(user.to_owned(), 1)];
+        assert_eq!((room.unstored, room.threads.len(), cache.len), (0, 1, 2));
+        // A full cache starts again empty.
+        cache.len = CACHED_COUNTS;
+        cache.put(user, 2, counts, None, true);
+        assert_eq!((cache.rooms.len(), cache.len), (1, 1));
     }
 
     #[test]

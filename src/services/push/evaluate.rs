@@ -483,12 +483,12 @@ fn stage_locked<'a>(
             call: event.pdu.kind == TimelineEventType::CallInvite,
             thread: thread.clone(),
         };
-        let mut counts = cache.get(s, user, short_room)?;
+        let (mut counts, must_store) = cache.get_for_notification(s, user, short_room)?;
         let mut thread_counts = match &thread {
             Some(root) => Some(cache.thread(s, user, short_room, root)?),
             None => None,
         };
-        let store = thread.is_some() || cache.must_store(user, short_room);
+        let store = thread.is_some() || must_store;
         let counted = counts.add(event_pos, &entry, thread_counts.as_mut());
         if counted {
             items.extend(queue::items_for(s, user, &event, actions, || {
