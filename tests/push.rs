@@ -113,6 +113,17 @@ impl Gateway {
         self.received.lock().unwrap().clone()
     }
 
+    /// Sets an http pusher of `token`'s user to this gateway, under `pushkey`.
+    async fn set_pusher(&self, server: &TestServer, token: &str, pushkey: &str) {
+        server
+            .post(
+                "/_matrix/client/v3/pushers/set",
+                token,
+                pusher(&self.url, pushkey),
+            )
+            .await;
+    }
+
     /// Waits until a notification for `event_id` arrived.
     async fn wait_for(&self, event_id: &str) -> Value {
         for _ in 0..200 {
@@ -162,6 +173,33 @@ async fn two_users(dir: &std::path::Path) -> (TestServer, String, String, String
         )
         .await;
     (server, alice, bob_id, bob, room)
+}
+
+/// [`two_users`], with a gateway that B's pusher (`bob-key`) notifies; returns the gateway first.
+async fn two_users_bob_pushed(
+    dir: &std::path::Path,
+) -> (Gateway, TestServer, String, String, String, String) {
+    let gateway = Gateway::start(0).await;
+    let (server, alice, bob_id, bob, room) = two_users(dir).await;
+    gateway.set_pusher(&server, &bob, "bob-key").await;
+    (gateway, server, alice, bob_id, bob, room)
+}
+
+/// Sends the messages `m{i}` for `i` in `range`, their IDs pushed onto `ids`.
+async fn send_numbered(
+    server: &TestServer,
+    token: &str,
+    room: &str,
+    ids: &mut Vec<String>,
+    range: std::ops::Range<usize>,
+) {
+    for i in range {
+        ids.push(
+            server
+                .send_text(token, room, &format!("m{i}"), "hello")
+                .await,
+        );
+    }
 }
 
 async fn send_mention(
@@ -214,15 +252,7 @@ async fn sync_until_counts(
 #[tokio::test]
 async fn a_mention_is_pushed_with_counts_listed_and_reset_by_a_receipt() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway = Gateway::start(0).await;
-    let (server, alice, bob_id, bob, room) = two_users(dir.path()).await;
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "bob-key"),
-        )
-        .await;
+    let (gateway, server, alice, bob_id, bob, room) = two_users_bob_pushed(dir.path()).await;
 
     let plain = server.send_text(&alice, &room, "t1", "no mention").await;
     let mention = send_mention(&server, &alice, &room, "t2", &bob_id).await;
@@ -355,13 +385,7 @@ async fn a_muted_room_sends_nothing() {
         rooms.push(other);
     }
     let (silenced, other) = (rooms[0].clone(), rooms[1].clone());
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "bob-key"),
-        )
-        .await;
+    gateway.set_pusher(&server, &bob, "bob-key").await;
     // A room rule without actions mutes the room's messages.
     server
         .put(
@@ -406,13 +430,7 @@ async fn delivery_is_retried_after_the_gateway_was_down_and_counts_survive_a_res
     let dir = tempfile::tempdir().unwrap();
     let gateway = Gateway::start(2).await;
     let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "bob-key"),
-        )
-        .await;
+    gateway.set_pusher(&server, &bob, "bob-key").await;
     let event = server.send_text(&alice, &room, "r1", "are you there").await;
     let started = std::time::Instant::now();
     let pushed = gateway.wait_for(&event).await;
@@ -986,13 +1004,7 @@ async fn event_id_only_pushers_get_no_content_and_rejected_pushkeys_lose_their_p
     server
         .post("/_matrix/client/v3/pushers/set", &bob, short)
         .await;
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "gone-key"),
-        )
-        .await;
+    gateway.set_pusher(&server, &bob, "gone-key").await;
 
     let event = server
         .send_text(&alice, &room, "e1", "secret content")
@@ -1062,13 +1074,7 @@ async fn https_gateways_are_reached_over_tls() {
             json!({}),
         )
         .await;
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "tls-key"),
-        )
-        .await;
+    gateway.set_pusher(&server, &bob, "tls-key").await;
     let event = server.send_text(&alice, &room, "s1", "over tls").await;
     let pushed = gateway.wait_for(&event).await;
     assert_eq!(pushed["notification"]["content"]["body"], "over tls");
@@ -1091,13 +1097,7 @@ async fn the_badge_counts_only_joined_rooms() {
             json!({}),
         )
         .await;
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "bob-key"),
-        )
-        .await;
+    gateway.set_pusher(&server, &bob, "bob-key").await;
     let first = server.send_text(&alice, &room, "b1", "one").await;
     assert_eq!(
         gateway.wait_for(&first).await["notification"]["counts"]["unread"],
@@ -1224,13 +1224,7 @@ async fn a_pusher_set_after_messages_gets_the_next_and_counts_follow_receipts() 
     // Evaluated while bob has no pusher.
     let first = send_mention(&server, &alice, &room, "c1", &bob_id).await;
     sync_until_counts(&server, &bob, &room, (1, 1)).await;
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "late-key"),
-        )
-        .await;
+    gateway.set_pusher(&server, &bob, "late-key").await;
     let second = send_mention(&server, &alice, &room, "c2", &bob_id).await;
     let pushed = gateway.wait_for(&second).await;
     assert_eq!(pushed["notification"]["counts"]["unread"], 2, "{pushed}");
@@ -1383,23 +1377,9 @@ async fn a_big_rooms_notified_members_follow_joins_and_leaves() {
 #[tokio::test]
 async fn counts_of_many_messages_hold_across_a_restart_a_receipt_and_a_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway = Gateway::start(0).await;
-    let (server, alice, _bob_id, bob, room) = two_users(dir.path()).await;
-    server
-        .post(
-            "/_matrix/client/v3/pushers/set",
-            &bob,
-            pusher(&gateway.url, "bob-key"),
-        )
-        .await;
+    let (gateway, server, alice, _bob_id, bob, room) = two_users_bob_pushed(dir.path()).await;
     let mut ids = Vec::new();
-    for i in 0..150 {
-        ids.push(
-            server
-                .send_text(&alice, &room, &format!("m{i}"), "hello")
-                .await,
-        );
-    }
+    send_numbered(&server, &alice, &room, &mut ids, 0..150).await;
     sync_until_counts(&server, &bob, &room, (150, 0)).await;
     let pushed = gateway.wait_for(&ids[149]).await;
     assert_eq!(pushed["notification"]["counts"]["unread"], 150);
@@ -1428,13 +1408,7 @@ async fn counts_of_many_messages_hold_across_a_restart_a_receipt_and_a_thread() 
     };
     receipt(&ids[99], json!({})).await;
     sync_until_counts(&server, &bob, &room, (50, 0)).await;
-    for i in 150..160 {
-        ids.push(
-            server
-                .send_text(&alice, &room, &format!("m{i}"), "hello")
-                .await,
-        );
-    }
+    send_numbered(&server, &alice, &room, &mut ids, 150..160).await;
     let pushed = gateway.wait_for(&ids[159]).await;
     assert_eq!(pushed["notification"]["counts"]["unread"], 60);
 
@@ -1446,13 +1420,7 @@ async fn counts_of_many_messages_hold_across_a_restart_a_receipt_and_a_thread() 
     server
         .put(&path, &alice, json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": { "rel_type": "m.thread", "event_id": ids[0] } }))
         .await;
-    for i in 160..170 {
-        ids.push(
-            server
-                .send_text(&alice, &room, &format!("m{i}"), "hello")
-                .await,
-        );
-    }
+    send_numbered(&server, &alice, &room, &mut ids, 160..170).await;
     sync_until_counts(&server, &bob, &room, (71, 0)).await;
     // A receipt for the main timeline leaves the thread's message.
     receipt(&ids[169], json!({ "thread_id": "main" })).await;
