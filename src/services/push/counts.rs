@@ -52,10 +52,7 @@ impl CountsCache {
     /// The cached room of `user` (read from the database on a miss): one lookup in the map.
     fn room(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<&mut CachedRoom> {
         let key = (user.to_owned(), short_room);
-        if self.len >= CACHED_COUNTS && !self.rooms.contains_key(&key) {
-            self.rooms.clear();
-            self.len = 0;
-        }
+        self.clear_if_full(&key);
         match self.rooms.entry(key) {
             std::collections::hash_map::Entry::Occupied(room) => Ok(room.into_mut()),
             std::collections::hash_map::Entry::Vacant(room) => {
@@ -67,6 +64,15 @@ impl CountsCache {
                     threads: HashMap::new(),
                 }))
             }
+        }
+    }
+
+    /// Starts the cache again empty when it is full and `key` is not in it (a key about to be
+    /// added).
+    fn clear_if_full(&mut self, key: &(OwnedUserId, u64)) {
+        if self.len >= CACHED_COUNTS && !self.rooms.contains_key(key) {
+            self.rooms.clear();
+            self.len = 0;
         }
     }
 
@@ -140,11 +146,6 @@ impl CountsCache {
         Ok(())
     }
 
-    /// The counts of `user` in the room (read from the database on a miss).
-    pub fn get(&mut self, s: &Services, user: &UserId, short_room: u64) -> Result<RoomCounts> {
-        Ok(self.room(s, user, short_room)?.counts)
-    }
-
     /// The counts of `user` in the room (read from the database on a miss), and whether a new
     /// main-timeline notification is to write them (the stored value would leave too many
     /// entries out, or there is none).
@@ -192,10 +193,7 @@ impl CountsCache {
             return;
         }
         let key = (user.to_owned(), short_room);
-        if self.len >= CACHED_COUNTS && !self.rooms.contains_key(&key) {
-            self.rooms.clear();
-            self.len = 0;
-        }
+        self.clear_if_full(&key);
         let room = match self.rooms.entry(key) {
             std::collections::hash_map::Entry::Occupied(room) => {
                 let room = room.into_mut();
