@@ -175,33 +175,26 @@ fn rotate_key(config: Config) {
     }
 }
 
-/// Memory settings, before any thread starts: mimalloc (Rust's allocations) commits arena memory
-/// on demand (a third less resident memory at idle); freed pages go back after its default delay
-/// (10 ms), and every 10 s through `services::c_heap`. mimalloc reads its options when the process
-/// starts, before `main`, so the process starts itself again once with them in its environment
-/// (set at run time with `mi_option_set`, they left 15 MiB more resident). glibc's malloc
-/// (RocksDB's) keeps one arena (`services::c_heap`).
+/// Memory settings, before any thread starts: glibc's malloc (RocksDB's) keeps one arena
+/// (`services::c_heap`). mimalloc's own setting is made before `main` ([`SET_MIMALLOC_OPTIONS`]).
 fn tune_allocator() {
-    use std::os::unix::process::CommandExt;
-    const SETTINGS: [(&str, &str); 1] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0")];
-    if SETTINGS.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
-        parvis::services::c_heap::limit_arenas();
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        parvis::services::c_heap::limit_arenas();
-        return;
-    };
-    let mut command = std::process::Command::new(exe);
-    command.args(std::env::args_os().skip(1));
-    for (key, value) in SETTINGS {
-        if std::env::var_os(key).is_none() {
-            command.env(key, value);
-        }
-    }
-    // `exec` only returns on failure; then run with the defaults.
-    let _ = command.exec();
     parvis::services::c_heap::limit_arenas();
+}
+
+/// mimalloc (Rust's allocations) commits arena memory on demand: a third less resident memory at
+/// idle. It reads this option when it reserves its first arena, at the first allocation of Rust
+/// code, so the option is set by an ELF constructor, which the loader runs before `main` and
+/// before the standard library's start-up allocates (from `main`, it left 15 MiB more resident;
+/// starting the process again with `MIMALLOC_ARENA_EAGER_COMMIT` in its environment cost ~10 ms
+/// of start-up). A value in the environment is left to mimalloc.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SET_MIMALLOC_OPTIONS: extern "C" fn() = set_mimalloc_options;
+
+#[cfg(target_os = "linux")]
+extern "C" fn set_mimalloc_options() {
+    parvis::services::c_heap::mimalloc_commit_on_demand();
 }
 
 fn fail(message: &str) -> ! {

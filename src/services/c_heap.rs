@@ -123,6 +123,28 @@ pub fn mimalloc_collect() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// `mi_option_arena_eager_commit` in mimalloc's `mi_option_e` (v3's `mimalloc.h`; the Rust
+/// bindings' constants follow v2's numbering). The test below checks it against the option that
+/// mimalloc reads from `MIMALLOC_ARENA_EAGER_COMMIT`.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const ARENA_EAGER_COMMIT_VAR: &std::ffi::CStr = c"MIMALLOC_ARENA_EAGER_COMMIT";
+
+/// mimalloc commits its arenas' memory as it is used rather than at their reservation, unless
+/// `MIMALLOC_ARENA_EAGER_COMMIT` says otherwise. Takes effect for arenas reserved afterwards:
+/// call before the first allocation (`main.rs` calls it from an ELF constructor). Allocates
+/// nothing.
+pub fn mimalloc_commit_on_demand() {
+    unsafe extern "C" {
+        fn getenv(name: *const std::ffi::c_char) -> *mut std::ffi::c_char;
+    }
+    // SAFETY: getenv reads the environment, which no other thread writes this early; the name is
+    // a NUL-terminated string.
+    if unsafe { getenv(ARENA_EAGER_COMMIT_VAR.as_ptr()) }.is_null() {
+        // SAFETY: mi_option_set only stores the option's value.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+    }
+}
+
 /// One arena for the whole process; call before threads start.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -163,6 +185,46 @@ mod tests {
     use super::{IDLE_CPU, Trimmer};
 
     const BUSY: Duration = Duration::from_millis(500);
+
+    /// Set in the probe's environment: the test runs as the probe.
+    const PROBE: &str = "PARVIS_TEST_MIMALLOC_PROBE";
+
+    fn eager_commit() -> std::ffi::c_long {
+        // SAFETY: reads an option's value.
+        unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_ARENA_EAGER_COMMIT) }
+    }
+
+    /// The option index is the one mimalloc reads from `MIMALLOC_ARENA_EAGER_COMMIT` (checked in a
+    /// copy of this test process started with it set, as mimalloc reads its environment when the
+    /// process starts), a value there is kept, and without it the option becomes 0.
+    #[test]
+    fn the_arena_commit_option_is_mimallocs_and_the_environment_overrides_it() {
+        if std::env::var_os(PROBE).is_some() {
+            assert_eq!(eager_commit(), 3, "the environment's value");
+            super::mimalloc_commit_on_demand();
+            assert_eq!(eager_commit(), 3, "kept");
+            return;
+        }
+        let name = "services::c_heap::tests::the_arena_commit_option_is_mimallocs_and_the_environment_overrides_it";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1"])
+            .env(PROBE, "1")
+            // Not a value mimalloc uses: no other option holds it by default.
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "3")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "probe: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+            assert_ne!(eager_commit(), 0, "mimalloc's default");
+            super::mimalloc_commit_on_demand();
+            assert_eq!(eager_commit(), 0);
+        }
+    }
 
     /// The process's CPU time, and the trimmer looking at it.
     struct Process {
