@@ -16,6 +16,7 @@ use crate::{
     services::{Services, globals::Commit},
     storage::{
         Batch, Db, Direction,
+        engine::KvPair,
         keys::{Key, KeyReader},
     },
 };
@@ -337,6 +338,9 @@ pub fn store_unstored(db: &Db) -> Result<usize> {
     }
     let mut batch = Batch::new();
     let mut changed = 0;
+    // The stored values, read along with the entries: both maps are in (user, room) order, so
+    // each value is met once, with no read per user and room (a round trip each on PostgreSQL).
+    let mut stored = StoredInOrder::new(db.scan_prefix(PUSH_COUNTS, &[]));
     // The room being counted: its key, its stored position, its counts.
     let mut current: Option<(Vec<u8>, u64, RoomCounts)> = None;
     let mut finish = |current: Option<(Vec<u8>, u64, RoomCounts)>, batch: &mut Batch| {
@@ -361,7 +365,7 @@ pub fn store_unstored(db: &Db) -> Result<usize> {
         let room = Key::new().str(user).u64(short_room).build();
         if current.as_ref().is_none_or(|(key, _, _)| *key != room) {
             finish(current.take(), &mut batch);
-            let counts = match db.get(PUSH_COUNTS, &room)? {
+            let counts = match stored.value_of(&room)? {
                 Some(bytes) => decode_room(&bytes)?,
                 None => RoomCounts::default(),
             };
@@ -383,6 +387,38 @@ pub fn store_unstored(db: &Db) -> Result<usize> {
         tracing::info!("push_counts: {changed} values now hold every unread entry");
     }
     Ok(changed)
+}
+
+/// The values of a scan in key order, looked up by keys that come in increasing order.
+struct StoredInOrder<I: Iterator<Item = crate::storage::Result<KvPair>>> {
+    scan: std::iter::Peekable<I>,
+}
+
+impl<I: Iterator<Item = crate::storage::Result<KvPair>>> StoredInOrder<I> {
+    fn new(scan: I) -> Self {
+        Self {
+            scan: scan.peekable(),
+        }
+    }
+
+    /// The value stored under `key`; each key asked must be greater than the one before.
+    fn value_of(&mut self, key: &[u8]) -> Result<Option<Box<[u8]>>> {
+        while let Some(Ok((k, _))) = self.scan.peek()
+            && &**k < key
+        {
+            self.scan.next();
+        }
+        match self.scan.peek() {
+            Some(Ok((k, _))) if &**k == key => {}
+            Some(Ok(_)) | None => return Ok(None),
+            Some(Err(_)) => {}
+        }
+        match self.scan.next() {
+            Some(Ok((_, value))) => Ok(Some(value)),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(None),
+        }
+    }
 }
 
 /// A `push_counts` value as versions before the per-thread map wrote it.
@@ -468,6 +504,38 @@ pub fn convert_legacy(db: &Db) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_values_are_found_along_a_scan() {
+        let pair =
+            |k: &[u8], v: &[u8]| -> crate::storage::Result<KvPair> { Ok((k.into(), v.into())) };
+        let scan = vec![
+            pair(b"a1", b"x"),
+            pair(b"b1", b"y"),
+            pair(b"b2", b"z"),
+            pair(b"d", b"w"),
+        ];
+        let mut stored = StoredInOrder::new(scan.into_iter());
+        assert_eq!(stored.value_of(b"a0").unwrap(), None, "before the first");
+        assert_eq!(stored.value_of(b"a1").unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(stored.value_of(b"b0").unwrap(), None, "between two");
+        assert_eq!(
+            stored.value_of(b"b2").unwrap().as_deref(),
+            Some(&b"z"[..]),
+            "one skipped"
+        );
+        assert_eq!(stored.value_of(b"d").unwrap().as_deref(), Some(&b"w"[..]));
+        assert_eq!(stored.value_of(b"e").unwrap(), None, "after the last");
+        let failing = vec![
+            pair(b"a", b"x"),
+            Err(crate::storage::StorageError::Engine("broken".into())),
+        ];
+        let mut stored = StoredInOrder::new(failing.into_iter());
+        assert!(
+            stored.value_of(b"b").is_err(),
+            "a failed read is an error, not a missing value"
+        );
+    }
 
     #[test]
     fn values_round_trip() {
