@@ -71,25 +71,27 @@ impl CountsCache {
     /// added).
     fn clear_if_full(&mut self, key: &(OwnedUserId, u64)) {
         if self.len >= CACHED_COUNTS && !self.rooms.contains_key(key) {
-            self.rooms.clear();
-            self.len = 0;
+            self.clear();
         }
     }
 
     fn make_room(&mut self) {
         if self.len >= CACHED_COUNTS {
-            self.rooms.clear();
-            self.len = 0;
+            self.clear();
         }
         self.len += 1;
+    }
+
+    fn clear(&mut self) {
+        self.rooms.clear();
+        self.len = 0;
     }
 
     /// Starts a staging: in a group, what an earlier one read is forgotten (another process may
     /// have changed it since).
     pub fn begin(&mut self) {
         if self.uncached {
-            self.rooms.clear();
-            self.len = 0;
+            self.clear();
         }
     }
 

@@ -398,7 +398,8 @@ struct StagedUser {
     entry: Entry,
     /// The counts with the event counted (`None`: the event was already read), and its thread's.
     counts: Option<(RoomCounts, Option<ThreadCounts>)>,
-    /// The counts are written, not only the entry (`CountsCache::get_for_notification`, or a thread's).
+    /// The counts are written, not only the entry (`CountsCache::get_for_notification`, or a
+    /// thread's).
     store: bool,
 }
 
